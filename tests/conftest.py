@@ -1,0 +1,50 @@
+"""Shared test fixtures: the ``../shared`` folder (real data and golden fixtures).
+
+Tests that need ``../shared`` skip when it is absent, and fail instead when
+``DFINE_REQUIRE_SHARED=1`` (which ``.ci/run`` sets).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(os.environ.get("DFINE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ``../shared``; skips (or fails under DFINE_REQUIRE_SHARED=1) when missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        msg = f"{path} not found (tests need ../shared beside the repository)"
+        if os.environ.get("DFINE_REQUIRE_SHARED") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _load_golden(size: str) -> dict:
+    return torch.load(shared_path("golden", f"dfine_{size}_golden.pth"), weights_only=True)
+
+
+def load_golden(size: str) -> dict:
+    """The golden fixture of ``dfine_{size}`` (see ../shared/README.md), cached per session."""
+    shared_path("golden", f"dfine_{size}_golden.pth")
+    return _load_golden(size)
+
+
+@pytest.fixture
+def coco128() -> Path:
+    """``../shared/data/coco128`` (train2017/ images + annotations/instances_train2017.json)."""
+    return shared_path("data", "coco128")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
