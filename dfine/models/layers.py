@@ -1,0 +1,158 @@
+"""Small building blocks shared by the encoder and the decoder."""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+_ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "swish": nn.SiLU, "gelu": nn.GELU,
+                "leaky_relu": nn.LeakyReLU, "hardsigmoid": nn.Hardsigmoid}
+
+
+def activation(name: Optional[str]) -> nn.Module:
+    """``nn.Module`` for an activation name (``None`` -> identity)."""
+    if name is None:
+        return nn.Identity()
+    try:
+        return _ACTIVATIONS[name.lower()]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(_ACTIVATIONS)}") from None
+
+
+def prior_logit(prob: float) -> float:
+    """The logit whose sigmoid is ``prob`` (bias init for focal-loss classifiers)."""
+    return float(-math.log((1 - prob) / prob))
+
+
+def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """``log(x / (1 - x))`` with ``x`` clipped to [0, 1] and both terms to >= ``eps``."""
+    x = x.clip(min=0.0, max=1.0)
+    return torch.log(x.clip(min=eps) / (1 - x).clip(min=eps))
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with an activation between them (none after the last)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, act: str = "relu"):
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < last:
+                x = self.act(x)
+        return x
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
+    """A single conv (with bias) equal to ``bn(conv(x))`` for a frozen or eval-mode batch norm."""
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      device=conv.weight.device, dtype=conv.weight.dtype)
+    std = (bn.running_var + bn.eps).sqrt()
+    scale = bn.weight / std
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        fused.bias.copy_(bias)
+    return fused
+
+
+class ConvNorm(nn.Module):
+    """Conv (no bias) + BatchNorm + activation; :meth:`convert_to_deploy` folds the norm.
+
+    State-dict names: ``conv``, ``norm`` (train form) or ``conv_bn_fused`` (deploy form).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups: int = 1,
+                 act: Optional[str] = None):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding=(kernel_size - 1) // 2,
+                              groups=groups, bias=False)
+        self.norm = nn.BatchNorm2d(out_ch)
+        self.act = activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if hasattr(self, "conv_bn_fused"):
+            return self.act(self.conv_bn_fused(x))
+        return self.act(self.norm(self.conv(x)))
+
+    def convert_to_deploy(self) -> None:
+        if hasattr(self, "conv_bn_fused"):
+            return
+        self.conv_bn_fused = fuse_conv_bn(self.conv, self.norm)
+        del self.conv, self.norm
+
+
+class ConvNormPlain(nn.Module):
+    """Conv + BatchNorm (the two branches of :class:`RepVGGBlock`); names ``conv``, ``norm``."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, 1, padding=(kernel_size - 1) // 2, bias=False)
+        self.norm = nn.BatchNorm2d(out_ch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.conv(x))
+
+
+class RepVGGBlock(nn.Module):
+    """``act(bn(conv3x3(x)) + bn(conv1x1(x)))``; re-parameterised into one 3x3 conv for deploy.
+
+    State-dict names: ``conv1`` (3x3 branch), ``conv2`` (1x1 branch) or ``conv`` (deploy form).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, act: str = "silu"):
+        super().__init__()
+        self.conv1 = ConvNormPlain(in_ch, out_ch, 3)
+        self.conv2 = ConvNormPlain(in_ch, out_ch, 1)
+        self.act = activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if hasattr(self, "conv"):
+            return self.act(self.conv(x))
+        return self.act(self.conv1(x) + self.conv2(x))
+
+    def convert_to_deploy(self) -> None:
+        if hasattr(self, "conv"):
+            return
+        k3 = fuse_conv_bn(self.conv1.conv, self.conv1.norm)
+        k1 = fuse_conv_bn(self.conv2.conv, self.conv2.norm)
+        with torch.no_grad():
+            k3.weight.add_(F.pad(k1.weight, [1, 1, 1, 1]))
+            k3.bias.add_(k1.bias)
+        self.conv = k3
+        del self.conv1, self.conv2
+
+
+def sincos_position_embedding(h: int, w: int, dim: int, temperature: float) -> Tensor:
+    """2-D sine-cosine position embedding, ``[1, h * w, dim]`` float32.
+
+    Matches the published layout exactly: the grid is built width-major (token ``k`` gets
+    column ``k // h`` and row ``k % h``), so on non-square maps it is the published embedding.
+    """
+    if dim % 4:
+        raise ValueError(f"hidden_dim must be divisible by 4 for the 2-D position embedding, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    gw, gh = torch.meshgrid(torch.arange(w, dtype=torch.float32), torch.arange(h, dtype=torch.float32),
+                            indexing="ij")
+    out_w = gw.flatten()[:, None] @ omega[None]
+    out_h = gh.flatten()[:, None] @ omega[None]
+    return torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)[None]
+
+
+def split_sizes(shapes: List[List[int]]) -> List[int]:
+    """Token counts ``h * w`` per level."""
+    return [h * w for h, w in shapes]
