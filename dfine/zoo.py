@@ -21,6 +21,7 @@ from dataclasses import field as dataclass_field
 from types import MappingProxyType
 from typing import Literal, Mapping, Optional, Tuple
 
+from dfine.data.mscoco import MSCOCO_NAMES
 from dfine.errors import DfineError
 
 __all__ = [
@@ -40,19 +41,7 @@ Kind = Literal["detector", "backbone"]
 Dataset = Literal["coco", "obj365", "obj2coco", "imagenet"]
 
 #: The 80 COCO detection classes, in the order of the model's labels 0..79.
-COCO_CLASSES: Tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
-    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
-    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
-    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
-    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
-    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
-    "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
-    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
-    "toothbrush",
-)  # fmt: skip
+COCO_CLASSES: Tuple[str, ...] = MSCOCO_NAMES
 
 #: The 365 Objects365 (v2) classes in category-id order (id ``i + 1`` is ``OBJ365_CLASSES[i]``).
 #: Display names: the spelling slips of the annotation files ("Moniter/TV", "Bakset", ...)

@@ -135,3 +135,4 @@ def test_entries_are_frozen_and_validated() -> None:
     with pytest.raises(ValueError):
         dataclasses.replace(entry, num_classes=81)
     assert "Table Tennis" not in repr(zoo.get("dfine_x_obj365"))  # class names stay out of repr
+
