@@ -1,0 +1,74 @@
+"""Batching with multi-scale training sizes (published ``BatchImageCollateFunction``)."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from dfine.data.rng import generator, mix_seed
+
+__all__ = ["multiscale_sizes", "BatchCollate"]
+
+Item = Tuple[torch.Tensor, Dict[str, torch.Tensor]]
+
+
+def multiscale_sizes(base_size: int, base_size_repeat: int) -> Tuple[int, ...]:
+    """The published size list: multiples of 32 from 0.75x up to the base size, the base
+    size ``base_size_repeat`` times, then down from 1.25x. 640, 3 -> 480 512 544 576 608
+    640 640 640 800 768 736 704 672."""
+    low = int(base_size * 0.75 / 32) * 32
+    high = int(base_size * 1.25 / 32) * 32
+    steps = (base_size - low) // 32
+    return (tuple(low + 32 * i for i in range(steps)) + (base_size,) * base_size_repeat
+            + tuple(high - 32 * i for i in range(steps)))
+
+
+class BatchCollate:
+    """Stack ``(image, target)`` items into ``(images [B, 3, H, W], targets list)``.
+
+    Before ``stop_epoch`` (and when ``base_size_repeat`` is set) each batch is resized to a
+    size drawn uniformly from :func:`multiscale_sizes` (nearest-neighbour, as published);
+    boxes are normalised so targets are unchanged. The draw is seeded by ``(seed, epoch,
+    image ids of the batch)``. From ``stop_epoch`` on, images keep their size.
+    """
+
+    def __init__(self, base_size: int = 640, base_size_repeat: Optional[int] = None,
+                 stop_epoch: Optional[int] = None, seed: int = 0) -> None:
+        self.base_size = base_size
+        self.sizes = multiscale_sizes(base_size, base_size_repeat) if base_size_repeat is not None else None
+        self.stop_epoch = stop_epoch
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch of the next batches."""
+        self.epoch = epoch
+
+    def multiscale(self) -> bool:
+        """Whether batches of the current epoch are resized."""
+        return self.sizes is not None and (self.stop_epoch is None or self.epoch < self.stop_epoch)
+
+    def size_for(self, targets: Sequence[Dict[str, torch.Tensor]]) -> Optional[int]:
+        """The square size of this batch, ``None`` to keep the images' own size."""
+        if not self.multiscale():
+            return None
+        ids = [int(t["image_id"]) for t in targets]
+        pick = torch.randint(len(self.sizes), (1,), generator=generator(mix_seed(self.seed, self.epoch, *ids)))
+        return self.sizes[int(pick)]
+
+    def __call__(self, items: Sequence[Item]) -> Tuple[torch.Tensor, List[Dict[str, torch.Tensor]]]:
+        shapes = {tuple(image.shape) for image, _ in items}
+        if len(shapes) > 1:
+            raise ValueError(f"images of one batch differ in size {sorted(shapes)}; end the transforms with a "
+                             f"Resize to a fixed size")
+        images = torch.stack([image for image, _ in items])
+        targets = [target for _, target in items]
+        size = self.size_for(targets)
+        if size is not None:
+            images = F.interpolate(images, size=size)
+        return images, targets
+
+    def __repr__(self) -> str:
+        return (f"BatchCollate(base_size={self.base_size}, sizes={self.sizes}, stop_epoch={self.stop_epoch})")

@@ -1,0 +1,106 @@
+"""Datasets and data loaders from a :class:`dfine.config.Config`.
+
+Reproducible: item ``i`` of epoch ``e`` is augmented with seed ``(seed, e, i)``, a batch's
+multi-scale size is drawn from ``(seed, e, its image ids)`` and the shuffle order from
+``(seed, e)`` (``DistributedSampler``, also with one process), so a run gives the same batches
+whatever the number of workers, and a resumed run continues as the uninterrupted one would.
+Call :meth:`DetectionDataLoader.set_epoch` before each epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from dfine.config import Config, ConfigError, DataloaderConfig, source_of
+from dfine.data.coco import CocoDetection, DatasetError, LabelMap, LabelMode
+from dfine.data.collate import BatchCollate
+from dfine.data.rng import generator
+from dfine.data.transforms import build_transforms
+
+__all__ = ["DetectionDataLoader", "build_dataset", "build_dataloader", "check_same_labels", "label_mode"]
+
+Split = Literal["train", "val"]
+
+
+class DetectionDataLoader(DataLoader):
+    """A ``DataLoader`` whose :meth:`set_epoch` reaches the sampler, the dataset (augmentation
+    policy and seeds) and the collate function (multi-scale). Workers are not persistent, so
+    each epoch's workers see the epoch that was set."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Prepare epoch ``epoch`` (0-based)."""
+        self.sampler.set_epoch(epoch)
+        self.dataset.set_epoch(epoch)
+        self.collate_fn.set_epoch(epoch)
+
+
+def label_mode(cfg: Config) -> LabelMode:
+    """The label space the config asks for (see :mod:`dfine.data.coco`)."""
+    if cfg.remap_mscoco_category:
+        return "mscoco"
+    return "category_id" if cfg.category_ids_as_labels else "contiguous"
+
+
+def _loader_cfg(cfg: Config, split: Split) -> Tuple[str, DataloaderConfig]:
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    name = f"{split}_dataloader"
+    return name, getattr(cfg, name)
+
+
+def build_dataset(cfg: Config, split: Split, *, seed: Optional[int] = None) -> CocoDetection:
+    """The ``train`` or ``val`` dataset of ``cfg`` with its transforms (seed: ``cfg.seed`` or 0)."""
+    name, loader = _loader_cfg(cfg, split)
+    ds = loader.dataset
+    if ds.type != "CocoDetection":
+        raise ConfigError(f"{source_of(cfg, name + '.dataset.type')}: {name}.dataset.type {ds.type} is not "
+                          f"supported; convert the dataset to COCO format and use CocoDetection")
+    for key in ("img_folder", "ann_file"):
+        if not getattr(ds, key):
+            raise ConfigError(f"{cfg.config_file or 'config'}: {name}.dataset.{key} is not set")
+    transforms = build_transforms(ds.transforms, loader.collate_fn.stop_epoch)
+    return CocoDetection(ds.img_folder, ds.ann_file, transforms, label_mode=label_mode(cfg),
+                         seed=_seed(cfg, seed))
+
+
+def build_dataloader(cfg: Config, split: Split, dataset: Optional[Any] = None, *, seed: Optional[int] = None,
+                     world_size: Optional[int] = None, rank: Optional[int] = None) -> DetectionDataLoader:
+    """The ``train`` or ``val`` loader of ``cfg`` (``dataset``: built by :func:`build_dataset`
+    when not given). ``world_size`` / ``rank`` default to the initialised process group, else
+    1 / 0; the batch per process is ``total_batch_size / world_size``."""
+    _, loader = _loader_cfg(cfg, split)
+    world_size, rank = _world(world_size, rank)
+    seed = _seed(cfg, seed)
+    dataset = build_dataset(cfg, split, seed=seed) if dataset is None else dataset
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=loader.shuffle,
+                                 seed=seed, drop_last=False)
+    collate = BatchCollate(loader.collate_fn.base_size, loader.collate_fn.base_size_repeat,
+                           loader.collate_fn.stop_epoch, seed=seed)
+    return DetectionDataLoader(dataset, batch_size=loader.batch_size_per_rank(world_size), sampler=sampler,
+                               num_workers=loader.num_workers, collate_fn=collate, drop_last=loader.drop_last,
+                               pin_memory=loader.pin_memory, generator=generator(seed))
+
+
+def check_same_labels(train: LabelMap, val: LabelMap) -> None:
+    """``DatasetError`` when the training and validation files give different labels."""
+    if train.category_ids != val.category_ids:
+        raise DatasetError(f"{val.ann_file} ({val.describe()}) and {train.ann_file} ({train.describe()}) have "
+                           f"different categories; both splits need the same 'categories' list")
+
+
+def _seed(cfg: Config, seed: Optional[int]) -> int:
+    if seed is not None:
+        return seed
+    return cfg.seed if cfg.seed is not None else 0
+
+
+def _world(world_size: Optional[int], rank: Optional[int]) -> Tuple[int, int]:
+    initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if world_size is None:
+        world_size = torch.distributed.get_world_size() if initialised else 1
+    if rank is None:
+        rank = torch.distributed.get_rank() if initialised else 0
+    return world_size, rank
