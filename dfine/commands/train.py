@@ -1,0 +1,85 @@
+"""``dfine train`` and ``dfine eval``: the published ``train.py`` command line.
+
+``dfine train -c configs/dfine/dfine_hgnetv2_n_coco.yml --use-amp --seed=0`` trains,
+``-t model.pth`` fine-tunes from weights, ``-r checkpoint.pth`` resumes, ``--test-only -r
+model.pth`` (or ``dfine eval -c ... -r model.pth``) evaluates; ``-u key=value ...`` overrides the
+recipe. Under ``torchrun --nproc_per_node=K`` every process runs it (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import List
+
+__all__ = ["add_arguments", "add_parser", "overrides_from_args", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The published ``train.py`` options (plus ``--max-nonfinite`` and ``--max-steps``)."""
+    p.add_argument("-c", "--config", required=True, help="recipe YAML, e.g. configs/dfine/dfine_hgnetv2_n_coco.yml")
+    p.add_argument("-r", "--resume", help="resume training from this checkpoint (or evaluate it with --test-only)")
+    p.add_argument("-t", "--tuning", help="fine-tune from these weights (class heads adapted to the dataset)")
+    p.add_argument("-d", "--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--use-amp", action="store_true", default=None, help="automatic mixed precision")
+    p.add_argument("--output-dir", help="where checkpoints, logs and plots go")
+    p.add_argument("--summary-dir", help="TensorBoard folder (default: OUTPUT_DIR/summary)")
+    p.add_argument("--test-only", action="store_true", default=False, help="evaluate only")
+    p.add_argument("-u", "--update", nargs="+", default=[], metavar="KEY=VALUE", help="override recipe keys")
+    p.add_argument("--max-nonfinite", type=int, default=10,
+                   help="stop after this many non-finite losses in a row (each skips its step; default 10)")
+    p.add_argument("--max-steps", type=int, default=None, help="at most this many steps per epoch (quick runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--print-method", default="builtin", help=argparse.SUPPRESS)
+    p.add_argument("--print-rank", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--local-rank", "--local_rank", type=int, help=argparse.SUPPRESS)
+    return p
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``train`` and ``eval``."""
+    train = subparsers.add_parser("train", help="train or fine-tune a detector (published train.py options)",
+                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(train).set_defaults(func=run)
+    ev = subparsers.add_parser("eval", help="COCO AP of a checkpoint on the recipe's validation set",
+                               description="Same options as train; always --test-only.")
+    add_arguments(ev).set_defaults(func=run, test_only_command=True)
+
+
+def overrides_from_args(args: argparse.Namespace) -> List[str]:
+    """``-u`` items, then the options (which win, as published), as ``key=value`` overrides."""
+    out = list(args.update or [])
+    for key, attr in (("resume", "resume"), ("tuning", "tuning"), ("device", "device"), ("seed", "seed"),
+                      ("use_amp", "use_amp"), ("output_dir", "output_dir"), ("summary_dir", "summary_dir")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            out.append(f"{key}={json.dumps(value)}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or evaluate); 0 on success. User errors raise :class:`~dfine.errors.DfineError`."""
+    from dfine.config import load_config
+    from dfine.engine import dist
+    from dfine.engine.trainer import Trainer
+    from dfine.errors import DfineError
+
+    test_only = bool(args.test_only or getattr(args, "test_only_command", False))
+    if args.resume and args.tuning:
+        raise DfineError("give -r (resume) or -t (fine-tune), not both")
+    if test_only and not args.resume and not args.tuning:
+        raise DfineError("evaluation needs weights: add -r model.pth")
+    cfg = load_config(args.config, overrides_from_args(args))
+    if test_only and args.tuning and not args.resume:
+        cfg = __import__("dataclasses").replace(cfg, resume=args.tuning, tuning=None)
+    try:
+        trainer = Trainer(cfg, test_only=test_only, max_nonfinite=args.max_nonfinite, max_steps=args.max_steps,
+                          progress=not args.no_progress)
+        if test_only:
+            trainer.val()
+        else:
+            trainer.fit()
+    finally:
+        dist.cleanup()
+    return 0

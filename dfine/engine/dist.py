@@ -1,0 +1,87 @@
+"""Distributed helpers: process group from ``torchrun`` environment, rank queries, reductions."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any, Dict, List
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+__all__ = ["setup", "cleanup", "is_dist", "rank", "world_size", "is_main", "barrier", "unwrap",
+           "reduce_dict", "all_gather_object"]
+
+
+def setup(device: str = "") -> torch.device:
+    """Join the process group when launched by ``torchrun`` (NCCL on GPU, gloo on CPU) and
+    return the device of this process (``device``: ``cpu``, ``cuda``, ``cuda:1``; empty: CUDA
+    when available)."""
+    if not device:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_dist():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local)
+            torch.cuda.set_device(dev)
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    elif dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def cleanup() -> None:
+    """Leave the process group (if any)."""
+    if is_dist():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_dist():
+        dist.barrier()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper."""
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+
+@torch.no_grad()
+def reduce_dict(values: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The mean over processes of each scalar tensor (same keys on every process)."""
+    if not is_dist() or not values:
+        return values
+    keys = sorted(values)
+    stacked = torch.stack([values[k].detach().float() for k in keys])
+    dist.all_reduce(stacked)
+    stacked /= world_size()
+    return dict(zip(keys, stacked))
+
+
+def all_gather_object(obj: Any) -> List[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]``."""
+    if not is_dist():
+        return [obj]
+    out: List[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,461 @@
+"""The training loop: one loop for AMP and full precision, EMA, warm-up and schedules, the
+stop-epoch switch, COCO evaluation of the EMA model, atomic checkpoints, logs and plots.
+
+``Trainer(cfg).fit()`` trains as the published ``train.py`` does; ``Trainer(cfg,
+test_only=True).val()`` evaluates. Every setup problem (missing data, a foreign checkpoint, an
+unreachable pretrained backbone) is a one-line :class:`~dfine.errors.DfineError` raised by the
+constructor, before any training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dfine import checkpoint as ckpt_io
+from dfine.config import Config, criterion_config, model_config, resolve_num_classes
+from dfine.data import build_dataloader, build_dataset, check_same_labels
+from dfine.errors import DfineError
+from dfine.loss import DFINECriterion
+from dfine.models.dfine import build_from_config
+from dfine.models.postprocess import PostProcessor
+
+from . import dist
+from .checkpoint import load_tuning, save_atomic
+from .ema import ModelEMA
+from .evaluator import CocoMetrics, evaluate
+from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
+
+__all__ = ["Trainer", "BestTracker", "load_backbone"]
+
+
+class BestTracker:
+    """The published choice of best checkpoints: ``best_stg1.pth`` before the stop epoch,
+    ``best_stg2.pth`` after it (only when above every earlier AP); after the stop epoch an
+    epoch that does not improve restarts the EMA from ``best_stg1.pth`` with a lower decay."""
+
+    def __init__(self) -> None:
+        self.top1 = 0.0
+        self.stage_best: Optional[float] = None
+
+    def update(self, ap: float, epoch: int, stop_epoch: Optional[int]) -> str:
+        """``"stg1"``/``"stg2"``: save that best file; ``"restart"``: restart EMA; ``""``: nothing."""
+        stage2 = stop_epoch is not None and epoch >= stop_epoch
+        improved = self.stage_best is None or ap > self.stage_best
+        self.stage_best = ap if self.stage_best is None else max(self.stage_best, ap)
+        if improved:
+            if ap > self.top1:
+                self.top1 = ap
+                return "stg2" if stage2 else "stg1"
+            return "" if stage2 else "stg1"
+        if stage2:
+            self.stage_best = None
+            return "restart"
+        return ""
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"top1": self.top1, "stage_best": self.stage_best}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.top1, self.stage_best = state.get("top1", 0.0), state.get("stage_best")
+
+
+def load_backbone(model: nn.Module, cfg: Config) -> None:
+    """Load the ImageNet-pretrained HGNetv2 of the recipe into ``model.backbone``: from
+    ``HGNetv2.local_model_dir`` when the file is there, else from the download cache."""
+    from dfine import hub, zoo
+
+    entry = zoo.get(f"PPHGNetV2_{cfg.HGNetv2.name}_stage1")
+    local = Path(cfg.HGNetv2.local_model_dir) / entry.file_name
+    if local.is_file():
+        path = local
+    else:
+        try:
+            path = hub.fetch_weights(entry.name, progress=dist.is_main())
+        except DfineError as e:
+            raise DfineError(f"pretrained backbone: {e} (or {local}); to train from scratch instead, add "
+                             f"-u HGNetv2.pretrained=False") from None
+    state = dict(ckpt_io.model_state(ckpt_io.read_checkpoint(path), str(path)))
+    own = model.backbone.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.endswith("num_batches_tracked")}
+    ckpt_io.load_state(model.backbone, {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")},
+                                        **state}, str(path))
+
+
+def _rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    np_state = list(state["numpy"])
+    np_state[1] = np.asarray(np_state[1], dtype=np.uint32)
+    np.random.set_state(tuple(np_state))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(obj: Any) -> Any:
+    """A config as nested dicts/lists of plain values (loadable with ``weights_only=True``)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.metadata.get("yaml", True)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    return obj
+
+
+class Trainer:
+    """Everything a run needs, built and checked up front.
+
+    ``max_nonfinite``: non-finite losses in a row after which the run stops (each one skips
+    its step). ``max_steps``: stop each epoch after this many steps (quick runs and tests).
+    """
+
+    def __init__(self, cfg: Config, *, test_only: bool = False, max_nonfinite: int = 10,
+                 max_steps: Optional[int] = None, progress: bool = True) -> None:
+        self.device = dist.setup(cfg.device)
+        seed = cfg.seed if cfg.seed is not None else 0
+        torch.manual_seed(seed + dist.rank())
+        random.seed(seed + dist.rank())
+        np.random.seed((seed + dist.rank()) % 2**32)
+        if cfg.resume or cfg.tuning:
+            cfg = dataclasses.replace(cfg, HGNetv2=dataclasses.replace(cfg.HGNetv2, pretrained=False))
+        self.test_only, self.max_nonfinite, self.max_steps, self.progress = test_only, max_nonfinite, max_steps, progress
+        resume = ckpt_io.read_checkpoint(cfg.resume) if cfg.resume else None
+        tuning = ckpt_io.read_checkpoint(cfg.tuning) if cfg.tuning else None
+
+        # data first: a wrong path fails before the model is built
+        self.val_set = build_dataset(cfg, "val", seed=seed)
+        self.train_set = None if test_only else build_dataset(cfg, "train", seed=seed)
+        labels = self.val_set.label_map if self.train_set is None else self.train_set.label_map
+        if self.train_set is not None:
+            check_same_labels(self.train_set.label_map, self.val_set.label_map)
+        self.cfg = cfg = resolve_num_classes(cfg, labels)
+        self.label_map = labels
+        self.output_dir = Path(cfg.output_dir)
+
+        mcfg = model_config(cfg)
+        model = build_from_config(mcfg)
+        if cfg.HGNetv2.pretrained:
+            load_backbone(model, cfg)
+        if tuning is not None:
+            load_tuning(model, ckpt_io.model_state(tuning, cfg.tuning), cfg.tuning)
+        self.criterion: nn.Module = DFINECriterion.from_config(criterion_config(cfg), num_classes=cfg.num_classes,
+                                                               reg_max=mcfg.decoder.reg_max).to(self.device)
+        self.postprocessor = PostProcessor(cfg.num_classes, cfg.DFINEPostProcessor.num_top_queries,
+                                           use_focal_loss=cfg.use_focal_loss,
+                                           category_ids=labels.category_ids).to(self.device)
+        model.to(self.device)
+        if cfg.sync_bn and dist.world_size() > 1:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.ema = ModelEMA(model, cfg.ema.decay, cfg.ema.warmups, cfg.ema.start) if cfg.use_ema else None
+        if dist.world_size() > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters)
+        self.val_loader = build_dataloader(cfg, "val", self.val_set, seed=seed)
+        self.train_loader = None if test_only else build_dataloader(cfg, "train", self.train_set, seed=seed)
+
+        self.optimizer = build_optimizer(cfg.optimizer, dist.unwrap(self.model))
+        self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer)
+        self.lr_warmup_scheduler = build_warmup(cfg, self.optimizer)
+        steps = len(self.train_loader) if self.train_loader is not None else 1
+        self.flat_cosine = build_flat_cosine(cfg, self.optimizer, min(steps, max_steps or steps))
+        self.use_amp = cfg.use_amp
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.use_amp and cfg.scaler.enabled
+                                           and self.device.type == "cuda")
+        self.last_epoch, self.step, self.best, self.nonfinite = -1, 0, BestTracker(), 0
+        if resume is not None:
+            self.load_resume(resume, cfg.resume, full=not test_only)
+        self.writer = None
+        self.history: List[Dict[str, Any]] = []
+
+    # ---------------------------------------------------------------- state
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Published checkpoint layout plus config, classes, counters and RNG states."""
+        state = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "last_epoch": self.last_epoch,
+            "model": dist.unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "config": _plain(self.cfg), "class_names": list(self.label_map.names),
+            "category_ids": list(self.label_map.category_ids), "label_map": self.label_map.to_dict(),
+            "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+            state["ema_decay"] = self.ema.decay
+        for key in ("lr_scheduler", "lr_warmup_scheduler", "flat_cosine"):
+            if getattr(self, key) is not None:
+                state[key] = getattr(self, key).state_dict()
+        return state
+
+    def save(self, name: str) -> None:
+        """Write ``output_dir/name`` (main process only; all processes must call)."""
+        state = self.state_dict()
+        if dist.is_main():
+            save_atomic(state, self.output_dir / name)
+
+    def load_resume(self, state: Dict[str, Any], name: str, full: bool = True, counters: bool = True) -> None:
+        """Restore from a checkpoint: the weights (strict; EMA from the model when absent) and,
+        with ``full``, the optimiser, scaler, schedulers and (``counters``) epoch, step, best
+        AP, EMA decay and RNG states."""
+        ckpt_io.load_state(dist.unwrap(self.model), state.get("model") or ckpt_io.model_state(state, name), name)
+        if self.ema is not None:
+            ema = state.get("ema") or {"module": dist.unwrap(self.model).state_dict(), "updates": 0}
+            ckpt_io.load_state(self.ema.module, ema["module"], name)
+            self.ema.updates = int(ema.get("updates", 0))
+        if not full:
+            return
+        for key in ("optimizer", "lr_scheduler", "lr_warmup_scheduler", "flat_cosine", "scaler"):
+            if getattr(self, key) is not None and state.get(key):
+                getattr(self, key).load_state_dict(state[key])
+        if not counters:
+            return
+        self.last_epoch = int(state.get("last_epoch", -1))
+        self.step = int(state.get("step", 0))
+        self.best.load_state_dict(state.get("best", {}))
+        if self.ema is not None and "ema_decay" in state:
+            self.ema.decay = float(state["ema_decay"])
+        rng = state.get("rng")
+        if rng:
+            _set_rng_state(rng[min(dist.rank(), len(rng) - 1)])
+
+    # ---------------------------------------------------------------- loop
+
+    @property
+    def stop_epoch(self) -> Optional[int]:
+        return self.cfg.stop_epoch
+
+    def fit(self) -> Dict[str, Any]:
+        """Train from ``last_epoch + 1`` to ``epochs``; returns the last epoch's log entry."""
+        cfg = self.cfg
+        if cfg.epochs is None:
+            raise DfineError(f"{cfg.config_file or 'config'}: epochs is not set; add -u epochs=N")
+        self._start_logs()
+        entry: Dict[str, Any] = {}
+        for epoch in range(self.last_epoch + 1, cfg.epochs):
+            self.train_loader.set_epoch(epoch)
+            if epoch == self.stop_epoch:
+                self._restart_ema(cfg.train_dataloader.collate_fn.ema_restart_decay, epoch)
+            train_stats = self.train_one_epoch(epoch)
+            if self.lr_scheduler is not None and self.flat_cosine is None and (
+                    self.lr_warmup_scheduler is None or self.lr_warmup_scheduler.finished()):
+                self.lr_scheduler.step()
+            self.last_epoch = epoch
+            metrics = self.evaluate()
+            action = self.best.update(metrics.ap, epoch, self.stop_epoch)
+            if action in ("stg1", "stg2"):
+                self.save(f"best_{action}.pth")
+            self.save("last.pth")
+            if (epoch + 1) % cfg.checkpoint_freq == 0:
+                self.save(f"checkpoint{epoch:04}.pth")
+            if action == "restart" and self.ema is not None:
+                self._restart_ema(self.ema.decay - 0.0001, epoch)
+            entry = self._log_epoch(epoch, train_stats, metrics)
+        self._finish_logs()
+        return entry
+
+    def _restart_ema(self, decay: float, epoch: int) -> None:
+        """Published stop-epoch refresh: reload ``best_stg1.pth`` (weights, EMA, optimiser,
+        schedulers) and continue with EMA decay ``decay``."""
+        path = self.output_dir / "best_stg1.pth"
+        dist.barrier()
+        if path.is_file():
+            self.load_resume(ckpt_io.read_checkpoint(path), str(path), counters=False)
+        if self.ema is not None:
+            self.ema.decay = decay
+            self._print(f"epoch {epoch}: EMA restarted from {path.name if path.is_file() else 'current weights'} "
+                        f"with decay {decay}")
+
+    def train_one_epoch(self, epoch: int) -> Dict[str, float]:
+        """One pass over the training loader; returns mean losses and the last LR."""
+        self.model.train()
+        self.criterion.train()
+        loader = self.train_loader
+        total = min(len(loader), self.max_steps or len(loader))
+        bar = self._bar(total, f"epoch {epoch + 1}/{self.cfg.epochs}")
+        sums: Dict[str, float] = {}
+        count, skipped, start = 0, 0, time.time()
+        for i, (images, targets) in enumerate(loader):
+            if i >= total:
+                break
+            losses = self.train_step(images, targets, epoch * total + i)
+            if losses is None:
+                skipped += 1
+                continue
+            loss = float(sum(losses.values()))
+            for k, v in [("loss", loss)] + [(k, float(v)) for k, v in losses.items()]:
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            lr = self.optimizer.param_groups[0]["lr"]
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+                bar.update(1)
+            if self.writer is not None and self.step % 10 == 0:
+                self.writer.add_scalar("Loss/total", loss, self.step)
+                for j, g in enumerate(self.optimizer.param_groups):
+                    self.writer.add_scalar(f"Lr/pg_{j}", g["lr"], self.step)
+            if self.cfg.print_freq and (i + 1) % self.cfg.print_freq == 0 and bar is None:
+                self._print(f"epoch {epoch + 1} [{i + 1}/{total}] loss {loss:.4f} lr {lr:.3e}")
+        if bar is not None:
+            bar.close()
+        stats = {k: v / max(count, 1) for k, v in sums.items()}
+        stats.update(lr=self.optimizer.param_groups[0]["lr"], skipped_steps=skipped,
+                     images_per_s=count * loader.batch_size * dist.world_size() / max(time.time() - start, 1e-9))
+        return stats
+
+    def train_step(self, images: torch.Tensor, targets: List[Dict[str, torch.Tensor]], it: int
+                   ) -> Optional[Dict[str, torch.Tensor]]:
+        """One optimiser step (AMP or not); ``None`` when the loss was not finite (step skipped)."""
+        images = images.to(self.device, non_blocking=True)
+        targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
+        amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=self.use_amp):
+            outputs = self.model(images, targets=targets)
+        with torch.autocast(self.device.type, enabled=False):
+            loss_dict = self.criterion(outputs, targets)
+        loss = sum(loss_dict.values())
+        finite = torch.isfinite(loss.detach()).float()
+        if dist.is_dist():
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not bool(finite):
+            self.nonfinite += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self._print(f"non-finite loss at step {self.step} ({self.nonfinite} in a row); step skipped")
+            if self.nonfinite >= self.max_nonfinite:
+                raise DfineError(f"training stopped: {self.nonfinite} non-finite losses in a row (epoch "
+                                 f"{self.last_epoch + 2}, step {self.step}); last good checkpoint: "
+                                 f"{self.output_dir / 'last.pth'}; try a lower lr or clip_max_norm")
+            return None
+        self.nonfinite = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.clip_max_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if self.flat_cosine is not None:
+            self.flat_cosine.step(it)
+        elif self.lr_warmup_scheduler is not None:
+            self.lr_warmup_scheduler.step()
+        self.step += 1
+        return dist.reduce_dict({k: v.detach() for k, v in loss_dict.items()})
+
+    # ---------------------------------------------------------------- evaluation
+
+    def evaluate(self) -> CocoMetrics:
+        """COCO AP of the EMA model (the model without EMA) on the validation set."""
+        module = self.ema.module if self.ema is not None else dist.unwrap(self.model)
+        return evaluate(module, self.postprocessor, self.val_loader, self.device, self.val_set.ann_file,
+                        progress=self.progress)
+
+    def val(self) -> CocoMetrics:
+        """``--test-only``: evaluate, print the summary and per-class table, write ``eval.json``."""
+        metrics = self.evaluate()
+        self._print(f"{metrics.summary()}\n{metrics.table()}")
+        if dist.is_main():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "eval.json").write_text(json.dumps(
+                {"stats": metrics.as_dict(), "per_class": {str(k): v for k, v in metrics.per_class.items()}}, indent=1))
+        return metrics
+
+    # ---------------------------------------------------------------- logs
+
+    def _print(self, text: str) -> None:
+        if dist.is_main():
+            from tqdm import tqdm
+            tqdm.write(text)
+
+    def _bar(self, total: int, desc: str) -> Any:
+        if not (self.progress and dist.is_main()):
+            return None
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, dynamic_ncols=True, unit="it")
+
+    def _start_logs(self) -> None:
+        if not dist.is_main():
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        log = self.output_dir / "log.jsonl"
+        if log.is_file():  # earlier epochs of a resumed run, for the plots
+            self.history = [e for e in (json.loads(l) for l in log.read_text().splitlines() if l.strip())
+                            if e.get("epoch", -1) <= self.last_epoch]
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return
+        self.writer = SummaryWriter(self.cfg.summary_dir or str(self.output_dir / "summary"))
+
+    def _log_epoch(self, epoch: int, train: Dict[str, float], metrics: CocoMetrics) -> Dict[str, Any]:
+        entry = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
+                 **{f"test_{k}": v for k, v in metrics.as_dict().items()}, "step": self.step}
+        if not dist.is_main():
+            return entry
+        self._print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {train.get('loss', float('nan')):.4f}  "
+                    f"{metrics.summary()}" + (f"  ({train['skipped_steps']} steps skipped: non-finite loss)"
+                                              if train.get("skipped_steps") else ""))
+        self.history.append(entry)
+        with (self.output_dir / "log.jsonl").open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if self.writer is not None:
+            for k, v in metrics.as_dict().items():
+                self.writer.add_scalar(f"Test/{k}", v, epoch)
+            self.writer.add_scalar("Train/loss", train.get("loss", math.nan), epoch)
+            self.writer.flush()
+        return entry
+
+    def _finish_logs(self) -> None:
+        if not dist.is_main():
+            return
+        if self.writer is not None:
+            self.writer.close()
+        plot_history(self.history, self.output_dir)
+
+
+def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
+    """``loss.png``, ``lr.png`` and ``map.png`` over epochs in ``out`` (needs matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    epochs = [e["epoch"] + 1 for e in history]
+    panels = {"loss.png": ("train loss", ["train_loss"]), "lr.png": ("learning rate", ["train_lr"]),
+              "map.png": ("COCO AP", ["test_AP", "test_AP50", "test_AP75"])}
+    written = []
+    for name, (title, keys) in panels.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key in keys:
+            ax.plot(epochs, [e.get(key, math.nan) for e in history], marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / name)
+        plt.close(fig)
+        written.append(out / name)
+    return written
