@@ -1,0 +1,87 @@
+"""ONNX export: the detector with its post-processor inside, and a batch axis that works.
+
+Inputs ``images [N, 3, H, W]`` float 0..1 and ``orig_target_sizes [N, 2]`` int64 (width,
+height); outputs ``labels [N, K]`` int64, ``boxes [N, K, 4]`` xyxy pixels, ``scores [N, K]``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..errors import DfineError
+from .loading import LoadedModel
+
+__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "export_onnx", "simplify_onnx"]
+
+INPUT_NAMES = ("images", "orig_target_sizes")
+OUTPUT_NAMES = ("labels", "boxes", "scores")
+PathLike = Union[str, os.PathLike]
+
+
+class DeployModel(nn.Module):
+    """``(images, orig_target_sizes) -> (labels, boxes, scores)``: model and post-processor in one."""
+
+    def __init__(self, model: nn.Module, postprocessor: nn.Module):
+        super().__init__()
+        self.model = model
+        self.postprocessor = postprocessor
+
+    def forward(self, images: Tensor, orig_target_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        return self.postprocessor(self.model(images), orig_target_sizes)
+
+
+def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequence[int]] = None,
+                opset: int = 17, simplify: Optional[bool] = None, check: bool = True,
+                dynamic_batch: bool = True) -> Path:
+    """Export ``loaded`` to ``output`` and return its path.
+
+    ``imgsz`` (height, width) is the fixed input size (default: the size the model was built
+    for, whose anchors are then constants). The batch axis ``N`` is dynamic. ``check`` runs
+    ``onnx.checker``; ``simplify`` runs onnxsim (``None``: when installed).
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise DfineError("ONNX export needs the onnx package: pip install onnx") from None
+    h, w = tuple(imgsz) if imgsz is not None else loaded.imgsz
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = DeployModel(loaded.model, loaded.postprocessor).eval().cpu()
+    # trace with batch 2: a size-1 axis may be specialised away by the tracer
+    images = torch.rand(2, 3, h, w)
+    sizes = torch.tensor([[w, h], [w, h]], dtype=torch.int64)
+    axes = {name: {0: "N"} for name in INPUT_NAMES + OUTPUT_NAMES} if dynamic_batch else None
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (images, sizes), str(output), input_names=list(INPUT_NAMES),
+                          output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+    if check:
+        onnx.checker.check_model(onnx.load(str(output)))
+    if simplify or simplify is None:
+        simplify_onnx(output, required=bool(simplify))
+    return output
+
+
+def simplify_onnx(path: PathLike, required: bool = False) -> bool:
+    """Simplify the ONNX file at ``path`` in place with onnxsim; ``False`` when it is not installed
+    (a :class:`DfineError` when ``required``) or when its result fails onnxsim's own check."""
+    try:
+        import onnx
+        import onnxsim
+    except ImportError:
+        if required:
+            raise DfineError("--simplify needs onnxsim: pip install onnxsim") from None
+        return False
+    model, ok = onnxsim.simplify(str(path))
+    if ok:
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+    return bool(ok)

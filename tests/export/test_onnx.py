@@ -1,0 +1,75 @@
+"""ONNX export of dfine_n: ONNX Runtime matches PyTorch deploy + PostProcessor at batch 1 and 4
+from one file, at 640x640 and 480x640; the graph passes onnx.checker."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dfine.export.loading import load_model
+from dfine.export.onnx import INPUT_NAMES, OUTPUT_NAMES, export_onnx
+from tests.compare import assert_detections_close
+from tests.conftest import load_golden
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def golden_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "dfine_n.pth"
+    torch.save(load_golden("n")["checkpoint"], path)
+    return path
+
+
+def _batches(imgsz):
+    """Batch 1 and batch 4 of golden images resized to ``imgsz``, with int64 original sizes."""
+    golden = load_golden("n")
+    images = golden["images_uint8"].float() / 255
+    if tuple(images.shape[-2:]) != tuple(imgsz):
+        images = torch.nn.functional.interpolate(images, size=imgsz, mode="bilinear", align_corners=False)
+    sizes = golden["orig_sizes"].long()
+    four = torch.cat([images, images.flip(0)]), torch.cat([sizes, sizes.flip(0)])
+    return [(images[:1], sizes[:1]), four]
+
+
+@pytest.fixture(scope="module", params=[(640, 640), (480, 640)], ids=["640x640", "480x640"])
+def exported(request, golden_ckpt, tmp_path_factory):
+    """(loaded model, ONNX path, imgsz) exported once per size."""
+    loaded = load_model(golden_ckpt, imgsz=request.param)
+    path = export_onnx(loaded, tmp_path_factory.mktemp("onnx") / "model.onnx", simplify=False)
+    return loaded, path, request.param
+
+
+def test_onnxruntime_matches_torch_at_batch_1_and_4(exported):
+    loaded, path, imgsz = exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == list(INPUT_NAMES)
+    assert [o.name for o in model.graph.output] == list(OUTPUT_NAMES)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for images, sizes in _batches(imgsz):
+        with torch.no_grad():
+            ref = loaded.postprocessor(loaded.model(images), sizes)
+        labels, boxes, scores = session.run(None, {"images": images.numpy(), "orig_target_sizes": sizes.numpy()})
+        assert labels.shape == (len(images), 300) and boxes.shape == (len(images), 300, 4)
+        for i in range(len(images)):
+            gold = {"labels": ref[0][i], "boxes": ref[1][i], "scores": ref[2][i]}
+            assert_detections_close(torch.from_numpy(labels[i]), torch.from_numpy(boxes[i]),
+                                    torch.from_numpy(scores[i]), gold, score_tol=1e-4, box_tol=1e-2)
+
+
+def test_export_matches_golden_deploy_outputs(exported):
+    """The exported file reproduces the published deploy outputs (set comparison, README tolerances)."""
+    loaded, path, imgsz = exported
+    if imgsz != (640, 640):
+        pytest.skip("the golden outputs are at 640x640")
+    golden = load_golden("n")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    images = (golden["images_uint8"].float() / 255).numpy()
+    labels, boxes, scores = session.run(None, {"images": images, "orig_target_sizes": golden["orig_sizes"].long().numpy()})
+    for i in range(2):
+        gold = {k: golden["deploy"][k][i] for k in ("labels", "boxes", "scores")}
+        assert_detections_close(torch.from_numpy(labels[i]), torch.from_numpy(boxes[i]),
+                                torch.from_numpy(scores[i]), gold)
