@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
@@ -15,6 +13,9 @@ from .errors import DfineError
 
 # Buffers that are a pure function of the model's input size: recomputed, never a reason to fail.
 _DERIVED = ("decoder.anchors", "decoder.valid_mask")
+# Training-only weights: a model built without denoising ignores them, and a model with denoising
+# keeps its initial embedding when a checkpoint has none (e.g. one saved from a deploy-form model).
+_OPTIONAL = _DERIVED + ("decoder.denoising_class_embed.weight",)
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
@@ -25,7 +26,7 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
         raise DfineError(f"checkpoint {path} not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as e:
+    except Exception as e:  # the unpickler raises many kinds on foreign bytes
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DfineError(f"{path} is not a readable PyTorch checkpoint ({first[:160]})") from None
     if not isinstance(obj, dict):
@@ -58,10 +59,10 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = 
     the file and the first mismatched keys (and the shapes, for a size mismatch)."""
     own = model.state_dict()
     state = {k: v for k, v in state.items()
-             if not (k in _DERIVED and (k not in own or own[k].shape != v.shape))}
+             if not (k in _OPTIONAL and k not in own) and not (k in _DERIVED and own[k].shape != v.shape)}
     shape_errors = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                     for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state and k not in _DERIVED]
+    missing = [k for k in own if k not in state and k not in _OPTIONAL]
     unexpected = [k for k in state if k not in own]
     if shape_errors:
         raise DfineError(f"{name} does not fit this model (another size or class count?): "

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .denoising import DenoisingGroup, contrastive_denoising_group
 from .fdr import distance2bbox, integral, weighting_function
-from .layers import MLP, activation, inverse_sigmoid, prior_logit
+from .layers import MLP, ConvNormPlain, activation, inverse_sigmoid, prior_logit
 
 
 class MSDeformableAttention(nn.Module):
@@ -326,16 +326,12 @@ class DFINETransformer(nn.Module):
         nn.init.xavier_uniform_(self.query_pos_head.layers[1].weight)
         for proj, c in zip(self.input_proj, feat_channels):
             if c != self.hidden_dim:
-                nn.init.xavier_uniform_(proj[0].weight)
+                nn.init.xavier_uniform_(proj.conv.weight)
 
     def _build_input_proj(self, feat_channels: List[int]) -> None:
         """1x1 conv + BN per map whose width differs from ``hidden_dim``; extra levels by 3x3 s2 convs."""
         def proj(c_in: int, k: int, s: int) -> nn.Module:
-            if c_in == self.hidden_dim:
-                return nn.Identity()
-            return nn.Sequential(OrderedDict([
-                ("conv", nn.Conv2d(c_in, self.hidden_dim, k, s, padding=(k - 1) // 2, bias=False)),
-                ("norm", nn.BatchNorm2d(self.hidden_dim))]))
+            return nn.Identity() if c_in == self.hidden_dim else ConvNormPlain(c_in, self.hidden_dim, k, s)
 
         self.input_proj = nn.ModuleList(proj(c, 1, 1) for c in feat_channels)
         c_in = feat_channels[-1]

@@ -7,7 +7,6 @@ Input: backbone maps ``[B, C_i, H / s_i, W / s_i]``; output: the same number of 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -15,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import ConvNorm, RepVGGBlock, activation, sincos_position_embedding
+from .layers import ConvNorm, ConvNormPlain, RepVGGBlock, activation, sincos_position_embedding
 
 
 class AIFILayer(nn.Module):
@@ -130,11 +129,7 @@ class HybridEncoder(nn.Module):
         self.out_strides = list(feat_strides)
         self._pos_cache: Dict[Tuple[int, int, str], Tensor] = {}
 
-        self.input_proj = nn.ModuleList(
-            nn.Sequential(OrderedDict([("conv", nn.Conv2d(c, hidden_dim, 1, bias=False)),
-                                       ("norm", nn.BatchNorm2d(hidden_dim))]))
-            for c in in_channels
-        )
+        self.input_proj = nn.ModuleList(ConvNormPlain(c, hidden_dim, 1) for c in in_channels)
         self.encoder = nn.ModuleList(
             AIFIEncoder(num_encoder_layers, d_model=hidden_dim, nhead=nhead, dim_feedforward=dim_feedforward,
                         dropout=dropout, act=enc_act)

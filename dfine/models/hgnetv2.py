@@ -15,6 +15,7 @@ from torch import Tensor
 from torchvision.ops import FrozenBatchNorm2d
 
 from .config import HGNETV2_ARCHS, HGNetv2Arch, StageSpec
+from .layers import conv_bn
 
 
 class LearnableAffineBlock(nn.Module):
@@ -42,7 +43,7 @@ class ConvBNAct(nn.Module):
         self.lab = LearnableAffineBlock() if use_act and use_lab else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lab(self.act(self.bn(self.conv(x))))
+        return self.lab(self.act(conv_bn(self, self.conv, self.bn, x)))
 
 
 class LightConvBNAct(nn.Module):
@@ -67,7 +68,7 @@ class StemBlock(nn.Module):
         self.stem2b = ConvBNAct(mid_ch // 2, mid_ch, 2, use_lab=use_lab)
         self.stem3 = ConvBNAct(mid_ch * 2, mid_ch, 3, stride=2, use_lab=use_lab)
         self.stem4 = ConvBNAct(mid_ch, out_ch, 1, use_lab=use_lab)
-        self.pool = nn.MaxPool2d(kernel_size=2, stride=1, ceil_mode=True)
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=1)  # ceil_mode is moot at stride 1
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.pad(self.stem1(x), (0, 1, 0, 1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -69,6 +69,37 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     return fused
 
 
+def fast_inference() -> bool:
+    """True when no gradient is needed, so eval-mode layers may use folded, cached weights."""
+    return not torch.is_grad_enabled()
+
+
+def folded_conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module) -> Tuple[Tensor, Tensor]:
+    """``(weight, bias)`` of one conv equal to ``bn(conv(x))`` with ``bn`` in eval mode, channels-last.
+
+    Cached on ``owner`` and recomputed whenever any of the tensors involved changed (in-place
+    updates bump their version; loading or replacing them changes their storage).
+    """
+    tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    key = tuple((t._version, t.data_ptr()) for t in tensors)
+    cached = owner.__dict__.get("_folded")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+            weight = (conv.weight * scale.reshape(-1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
+            bias = bn.bias - bn.running_mean * scale
+        cached = owner.__dict__["_folded"] = (key, weight, bias)
+    return cached[1], cached[2]
+
+
+def conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module, x: Tensor) -> Tensor:
+    """``bn(conv(x))``; without gradients and with ``bn`` in eval mode, one folded conv."""
+    if bn.training or not fast_inference():
+        return bn(conv(x))
+    weight, bias = folded_conv_bn(owner, conv, bn)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 class ConvNorm(nn.Module):
     """Conv (no bias) + BatchNorm + activation; :meth:`convert_to_deploy` folds the norm.
 
@@ -86,7 +117,7 @@ class ConvNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if hasattr(self, "conv_bn_fused"):
             return self.act(self.conv_bn_fused(x))
-        return self.act(self.norm(self.conv(x)))
+        return self.act(conv_bn(self, self.conv, self.norm, x))
 
     def convert_to_deploy(self) -> None:
         if hasattr(self, "conv_bn_fused"):
@@ -96,15 +127,16 @@ class ConvNorm(nn.Module):
 
 
 class ConvNormPlain(nn.Module):
-    """Conv + BatchNorm (the two branches of :class:`RepVGGBlock`); names ``conv``, ``norm``."""
+    """Conv (no bias) + BatchNorm, no activation; names ``conv``, ``norm`` (input projections and
+    the two branches of :class:`RepVGGBlock`)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, 1, padding=(kernel_size - 1) // 2, bias=False)
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding=(kernel_size - 1) // 2, bias=False)
         self.norm = nn.BatchNorm2d(out_ch)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(self.conv(x))
+        return conv_bn(self, self.conv, self.norm, x)
 
 
 class RepVGGBlock(nn.Module):
@@ -122,7 +154,19 @@ class RepVGGBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if hasattr(self, "conv"):
             return self.act(self.conv(x))
-        return self.act(self.conv1(x) + self.conv2(x))
+        if self.training or not fast_inference():
+            return self.act(self.conv1(x) + self.conv2(x))
+        return self.act(F.conv2d(x, *self._folded_weights(), padding=1))
+
+    def _folded_weights(self) -> Tuple[Tensor, Tensor]:
+        """The single 3x3 conv equal to both branches (cached like :func:`folded_conv_bn`)."""
+        w3, b3 = folded_conv_bn(self.conv1, self.conv1.conv, self.conv1.norm)
+        w1, b1 = folded_conv_bn(self.conv2, self.conv2.conv, self.conv2.norm)
+        cached = self.__dict__.get("_merged")
+        if cached is None or cached[0] is not w3 or cached[1] is not w1:
+            weight = (w3 + F.pad(w1, [1, 1, 1, 1])).contiguous(memory_format=torch.channels_last)
+            cached = self.__dict__["_merged"] = (w3, w1, weight, b3 + b1)
+        return cached[2], cached[3]
 
     def convert_to_deploy(self) -> None:
         if hasattr(self, "conv"):

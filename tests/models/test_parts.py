@@ -1,0 +1,81 @@
+"""Each part on the tiny configuration: shapes, train outputs, deploy and the fast eval path."""
+
+import copy
+
+import pytest
+import torch
+
+from tests.models.tiny import tiny_model
+
+
+def test_backbone_encoder_shapes():
+    model = tiny_model().eval()
+    x = torch.rand(2, 3, 128, 96)
+    with torch.no_grad():
+        feats = model.backbone(x)
+        assert [f.shape[1:] for f in feats] == [(512, 8, 6), (1024, 4, 3)]
+        fused = model.encoder(feats)
+    assert [f.shape[1:] for f in fused] == [(32, 8, 6), (32, 4, 3)]
+
+
+def test_train_outputs_have_what_the_criterion_reads():
+    model = tiny_model().train()
+    targets = [{"labels": torch.tensor([0, 3]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.2, 0.3, 0.1, 0.1]])},
+               {"labels": torch.tensor([4]), "boxes": torch.tensor([[0.6, 0.4, 0.3, 0.3]])}]
+    out = model(torch.rand(2, 3, 128, 128), targets)
+    q, c, bins = 20, 5, 4 * 9
+    assert out["pred_logits"].shape == (2, q, c) and out["pred_corners"].shape == (2, q, bins)
+    assert len(out["aux_outputs"]) == 1 and len(out["dn_outputs"]) == 2
+    assert out["enc_aux_outputs"][0]["pred_logits"].shape == (2, q, c)
+    num_dn = out["dn_meta"]["dn_num_split"][0]
+    assert out["dn_outputs"][0]["pred_boxes"].shape == (2, num_dn, 4)
+    assert out["pre_outputs"]["pred_boxes"].shape == (2, q, 4)
+    loss = sum(o["pred_boxes"].sum() + o["pred_logits"].sum() for o in out["aux_outputs"] + out["dn_outputs"])
+    loss.backward()
+    assert model.decoder.dec_bbox_head[0].layers[0].weight.grad is not None
+
+
+def test_training_without_targets_is_a_clear_error():
+    with pytest.raises(ValueError, match="needs targets"):
+        tiny_model().train()(torch.rand(1, 3, 128, 128))
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_fast_eval_path_and_deploy_give_the_same_outputs(grad):
+    model = tiny_model()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.rand(1, 3, 128, 160)
+    with torch.set_grad_enabled(grad):
+        ref = model(x)
+    with torch.no_grad():
+        fast = model(x)
+        deployed = copy.deepcopy(model).deploy()(x)
+    for out in (fast, deployed):
+        torch.testing.assert_close(out["pred_logits"], ref["pred_logits"], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=1e-4)
+
+
+def test_folded_weights_follow_weight_changes():
+    """The cached folded convs are recomputed when a weight is updated in place or loaded."""
+    model = tiny_model().eval()
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        before = model(x)["pred_logits"]
+        state = copy.deepcopy(model.state_dict())
+        model.backbone.stem.stem1.conv.weight.mul_(1.5)
+        changed = model(x)["pred_logits"]
+        model.load_state_dict(state)
+        after = model(x)["pred_logits"]
+    assert not torch.allclose(before, changed)
+    torch.testing.assert_close(before, after)
+
+
+def test_deployed_model_refuses_training():
+    model = tiny_model().deploy()
+    with pytest.raises(RuntimeError, match="deployed"):
+        model.train()
