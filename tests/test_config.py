@@ -333,6 +333,11 @@ def test_no_aug_epoch_derives_or_checks_the_stop_epoch(tmp_path):
     assert "132 - 12 = 120" in msg and "stop_epoch=100" in msg
 
 
+def test_two_label_spaces_at_once():
+    msg = _error(CONFIGS / "dfine/dfine_hgnetv2_s_coco.yml", ["category_ids_as_labels=true"])
+    assert "remap_mscoco_category and category_ids_as_labels cannot both be true" in msg
+
+
 def test_bad_override_syntax():
     assert "must look like key.subkey=value" in _error(CONFIGS / "runtime.yml", ["epochs"])
 

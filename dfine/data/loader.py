@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from dfine.config import Config, ConfigError, DataloaderConfig, source_of
 from dfine.data.coco import CocoDetection, DatasetError, LabelMap, LabelMode
 from dfine.data.collate import BatchCollate
-from dfine.data.rng import generator
+from dfine.data.rng import generator, mix_seed
 from dfine.data.transforms import build_transforms
 
 __all__ = ["DetectionDataLoader", "build_dataset", "build_dataloader", "check_same_labels", "label_mode"]
@@ -31,7 +31,8 @@ class DetectionDataLoader(DataLoader):
     each epoch's workers see the epoch that was set."""
 
     def set_epoch(self, epoch: int) -> None:
-        """Prepare epoch ``epoch`` (0-based)."""
+        """Prepare epoch ``epoch`` (0-based); worker seeds then depend on ``(seed, epoch)`` too."""
+        self.generator.manual_seed(mix_seed(self.sampler.seed, epoch))
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
         self.collate_fn.set_epoch(epoch)
