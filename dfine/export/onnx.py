@@ -6,6 +6,7 @@ height); outputs ``labels [N, K]`` int64, ``boxes [N, K, 4]`` xyxy pixels, ``sco
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch import Tensor
 from ..errors import DfineError
 from .loading import LoadedModel
 
-__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "export_onnx", "simplify_onnx"]
+__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "simplify_onnx"]
 
 INPUT_NAMES = ("images", "orig_target_sizes")
 OUTPUT_NAMES = ("labels", "boxes", "scores")
@@ -63,11 +64,25 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
         torch.onnx.export(wrapper, (images, sizes), str(output), input_names=list(INPUT_NAMES),
                           output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,
                           do_constant_folding=True, dynamo=False)
-    if check:
-        onnx.checker.check_model(onnx.load(str(output)))
     if simplify or simplify is None:
         simplify_onnx(output, required=bool(simplify))
+    model = onnx.load(str(output))
+    add_metadata(model, loaded, (h, w))
+    if check:
+        onnx.checker.check_model(model)
+    onnx.save(model, str(output))
     return output
+
+
+def add_metadata(model: "onnx.ModelProto", loaded: LoadedModel, imgsz: Tuple[int, int]) -> None:
+    """Record class names, category ids and input size (JSON) in the model's ``metadata_props``."""
+    meta = {"class_names": json.dumps(list(loaded.class_names)),
+            "category_ids": json.dumps(list(loaded.category_ids)),
+            "imgsz": json.dumps(list(imgsz)), "producer": "dfine"}
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 def simplify_onnx(path: PathLike, required: bool = False) -> bool:

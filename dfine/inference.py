@@ -1,0 +1,311 @@
+"""``dfine.Detector``: batched detection from a checkpoint, a zoo name, an ONNX file or a TensorRT engine.
+
+>>> det = Detector("dfine_n_coco", conf=0.5)            # doctest: +SKIP
+>>> [d] = det("street.jpg")                              # doctest: +SKIP
+>>> d.boxes, d.scores, d.labels, d.names                 # doctest: +SKIP
+
+The backend follows the model file: ``.pth``/``.pt``/zoo name -> PyTorch, ``.onnx`` -> ONNX
+Runtime (or OpenVINO with ``backend="openvino"``), ``.xml`` -> OpenVINO, ``.engine``/``.trt``
+-> TensorRT. Images are resized to the model's input size with PIL bilinear, as published.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DfineError
+
+__all__ = ["BACKENDS", "Detections", "Detector", "load_image", "preprocess"]
+
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+PathLike = Union[str, os.PathLike]
+# (images [B,3,H,W] float32 0..1, sizes [B,2] int64 (w,h)) -> (labels [B,K], boxes [B,K,4], scores [B,K])
+RunFn = Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]]
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
+
+
+@dataclass
+class Detections:
+    """Detections of one image, above the confidence threshold, best first.
+
+    ``boxes [K, 4]`` float32 xyxy in pixels of the original image, ``scores [K]`` float32,
+    ``labels [K]`` int64 model labels, ``names`` their class names, ``category_ids [K]`` the
+    dataset's category ids; ``image_size`` is the original ``(width, height)``."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    names: List[str]
+    category_ids: np.ndarray
+    image_size: Tuple[int, int]
+    path: Optional[str] = None
+
+    def __len__(self) -> int:
+        return int(len(self.scores))
+
+    def to_coco(self, image_id: Any) -> List[Dict[str, Any]]:
+        """COCO results entries: ``image_id``, ``category_id``, ``bbox`` (x, y, w, h), ``score``."""
+        out = []
+        for (x0, y0, x1, y1), score, cat in zip(self.boxes.tolist(), self.scores.tolist(), self.category_ids.tolist()):
+            out.append({"image_id": image_id, "category_id": int(cat),
+                        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                        "score": round(float(score), 5)})
+        return out
+
+
+def load_image(image: ImageLike) -> Image.Image:
+    """An RGB PIL image from a path, a PIL image or an ``H x W x 3`` RGB uint8 array."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise DfineError(f"an image array must be H x W x 3 RGB uint8, got shape {image.shape} {image.dtype}")
+        return Image.fromarray(image, "RGB")
+    path = Path(image)
+    if not path.is_file():
+        raise DfineError(f"image {path} not found")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DfineError(f"cannot read image {path}: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}") from None
+
+
+def preprocess(images: Sequence[Image.Image], imgsz: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Resize to ``imgsz`` (height, width) with PIL bilinear -> ``images [B, 3, H, W]`` float32 0..1
+    and ``sizes [B, 2]`` int64 original (width, height)."""
+    h, w = imgsz
+    batch = np.stack([np.asarray(im.resize((w, h), Image.BILINEAR), dtype=np.float32) for im in images])
+    sizes = np.array([im.size for im in images], dtype=np.int64)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2) / np.float32(255)), sizes
+
+
+@dataclass
+class _Engine:
+    """A loaded backend: its run function and what it knows about the model."""
+
+    run: RunFn
+    backend: str
+    imgsz: Tuple[int, int]
+    class_names: Tuple[str, ...] = ()
+    category_ids: Tuple[int, ...] = ()
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+class Detector:
+    """Object detector over any backend.
+
+    ``model``: a checkpoint (``.pth``), a zoo name (``dfine_s_coco``), an ``.onnx`` file, an
+    OpenVINO ``.xml`` or a TensorRT ``.engine``. ``device``: ``cpu`` / ``cuda[:i]`` (PyTorch,
+    TensorRT, ONNX Runtime's CUDA provider when available). ``conf``: score threshold.
+    ``imgsz``: input (height, width) or one int; for exported files it is the file's own size.
+    ``size``/``config``: the model size or recipe for a published checkpoint (otherwise recognised).
+    ``threads``: CPU threads for ONNX Runtime / OpenVINO (default: the runtime's own choice).
+    """
+
+    def __init__(self, model: PathLike, device: str = "cpu", conf: float = 0.5,
+                 imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
+                 batch_size: int = 8, size: Optional[str] = None, config: Optional[PathLike] = None,
+                 threads: Optional[int] = None):
+        if backend is not None and backend not in BACKENDS:
+            raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if not 0 <= conf <= 1:
+            raise DfineError(f"conf must be in 0..1, got {conf}")
+        if batch_size < 1:
+            raise DfineError(f"batch size must be >= 1, got {batch_size}")
+        self.conf, self.batch_size, self.device = float(conf), int(batch_size), str(device)
+        self._engine = _open(str(model), backend, device, imgsz, size, config, threads)
+
+    @property
+    def backend(self) -> str:
+        return self._engine.backend
+
+    @property
+    def imgsz(self) -> Tuple[int, int]:
+        """Model input (height, width)."""
+        return self._engine.imgsz
+
+    @property
+    def class_names(self) -> Tuple[str, ...]:
+        return self._engine.class_names
+
+    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> List[Detections]:
+        """Detect in one image or a list of them; one :class:`Detections` per image."""
+        if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
+            images = [images]
+        out: List[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            paths = [str(im) if isinstance(im, (str, os.PathLike)) else None for im in chunk]
+            out.extend(self.predict_pil([load_image(im) for im in chunk], paths))
+        return out
+
+    def predict_pil(self, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None
+                    ) -> List[Detections]:
+        """Detect in already-decoded RGB PIL images, as one batch."""
+        batch, sizes = preprocess(images, self.imgsz)
+        labels, boxes, scores = self._engine.run(batch, sizes)
+        paths = paths or [None] * len(images)
+        return [self._detections(labels[i], boxes[i], scores[i], tuple(sizes[i]), paths[i]) for i in range(len(images))]
+
+    def _detections(self, labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
+                    image_size: Tuple[int, int], path: Optional[str]) -> Detections:
+        keep = scores > self.conf
+        labels, boxes, scores = labels[keep].astype(np.int64), boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
+        names, ids = self._engine.class_names, self._engine.category_ids
+        return Detections(boxes=boxes, scores=scores, labels=labels,
+                          names=[names[i] if 0 <= i < len(names) else str(i) for i in labels.tolist()],
+                          category_ids=np.array([ids[i] if 0 <= i < len(ids) else i for i in labels.tolist()], dtype=np.int64),
+                          image_size=(int(image_size[0]), int(image_size[1])), path=path)
+
+
+# ---- backends -------------------------------------------------------------------------------
+
+def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, threads) -> _Engine:
+    """Pick and load the backend for ``model``."""
+    suffix = Path(model).suffix.lower()
+    kind = _backend_for(model, suffix, backend)
+    if kind != "torch" and not Path(model).is_file():
+        raise DfineError(f"model file {model} not found")
+    if kind == "torch":
+        return _torch_engine(model, device, imgsz, size, config)
+    engine = {"onnxruntime": _ort_engine, "openvino": _openvino_engine, "tensorrt": _trt_engine}[kind](model, device, threads)
+    if imgsz is not None:
+        from .export.loading import parse_imgsz
+        if parse_imgsz(imgsz) != engine.imgsz:
+            raise DfineError(f"{model} was exported for {engine.imgsz[0]}x{engine.imgsz[1]} input; "
+                             f"drop --imgsz or export again at that size")
+    return engine
+
+
+def _backend_for(model: str, suffix: str, backend: Optional[str]) -> str:
+    """The backend a model file needs; a one-line error when ``backend`` cannot read it."""
+    natural = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".trt": "tensorrt"}
+    if suffix in _CHECKPOINT_SUFFIXES or (not suffix and not Path(model).exists()):
+        kind = "torch"
+    elif suffix in natural:
+        kind = natural[suffix]
+    else:
+        raise DfineError(f"unsupported model file {model}: expected a .pth checkpoint, a zoo name, "
+                         f".onnx, OpenVINO .xml or TensorRT .engine")
+    if backend is None or backend == kind or (backend == "openvino" and suffix == ".onnx"):
+        return backend or kind
+    raise DfineError(f"backend {backend!r} cannot run {model}; it needs the {kind} backend")
+
+
+def _metadata(props: Dict[str, str]) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
+    """Class names and category ids from export metadata (COCO defaults for 80 classes)."""
+    names = tuple(json.loads(props["class_names"])) if "class_names" in props else ()
+    ids = tuple(json.loads(props["category_ids"])) if "category_ids" in props else ()
+    if not names:
+        from .data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_NAMES
+        names, ids = tuple(MSCOCO_NAMES), tuple(MSCOCO_CATEGORY_IDS)
+    return names, ids or tuple(range(len(names)))
+
+
+def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
+    import torch
+    from .export.loading import load_model
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DfineError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DfineError(f"device {device} asked for but CUDA is not available; use --device cpu")
+    loaded = load_model(model, size=size, config=config, imgsz=imgsz, device=dev)
+
+    def run(images: np.ndarray, sizes: np.ndarray):
+        with torch.inference_mode():
+            x = torch.from_numpy(images).to(dev)
+            out = loaded.postprocessor(loaded.model(x), torch.from_numpy(sizes).to(dev))
+        return tuple(t.cpu().numpy() for t in out)
+
+    return _Engine(run, "torch", loaded.imgsz, loaded.class_names, loaded.category_ids)
+
+
+def _onnx_imgsz(shape: Sequence[Any], model: str) -> Tuple[int, int]:
+    """(H, W) from an ``images`` input shape ``[N, 3, H, W]``; fixed sizes are required."""
+    h, w = shape[2], shape[3]
+    if not (isinstance(h, int) and isinstance(w, int)):
+        raise DfineError(f"{model} has a dynamic image size; export it with a fixed --imgsz")
+    return h, w
+
+
+def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise DfineError("ONNX models need onnxruntime: pip install onnxruntime") from None
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        session = ort.InferenceSession(model, opts, providers=providers)
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise DfineError(f"{model} is not a readable ONNX model ({str(e).splitlines()[0][:160]})") from None
+    names = [i.name for i in session.get_inputs()]
+    if names != ["images", "orig_target_sizes"]:
+        raise DfineError(f"{model} is not a D-FINE export: inputs {names}, expected images, orig_target_sizes")
+    imgsz = _onnx_imgsz(session.get_inputs()[0].shape, model)
+    class_names, ids = _metadata(session.get_modelmeta().custom_metadata_map)
+
+    def run(images: np.ndarray, sizes: np.ndarray):
+        return tuple(session.run(["labels", "boxes", "scores"], {"images": images, "orig_target_sizes": sizes}))
+
+    return _Engine(run, "onnxruntime", imgsz, class_names, ids, {"session": session})
+
+
+def _openvino_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
+    try:
+        import openvino as ov
+    except ImportError:
+        raise DfineError("backend openvino needs OpenVINO: pip install openvino") from None
+    core = ov.Core()
+    try:
+        net = core.read_model(model)
+    except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
+        raise DfineError(f"{model} is not a readable model for OpenVINO ({str(e).splitlines()[0][:160]})") from None
+    imgsz = _onnx_imgsz([d.get_length() if d.is_static else None for d in net.input("images").get_partial_shape()], model)
+    props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        props["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled = core.compile_model(net, "CPU", props)
+    meta = _onnx_metadata(model) if model.lower().endswith(".onnx") else {}
+    class_names, ids = _metadata(meta)
+    request = compiled.create_infer_request()
+
+    def run(images: np.ndarray, sizes: np.ndarray):
+        res = request.infer({"images": images, "orig_target_sizes": sizes})
+        return tuple(np.asarray(res[compiled.output(n)]) for n in ("labels", "boxes", "scores"))
+
+    return _Engine(run, "openvino", imgsz, class_names, ids)
+
+
+def _onnx_metadata(path: str) -> Dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (without loading its weights)."""
+    try:
+        import onnx
+        m = onnx.load(path, load_external_data=False)
+        return {p.key: p.value for p in m.metadata_props}
+    except Exception:  # metadata is optional
+        return {}
+
+
+def _trt_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
+    from .export.tensorrt import TensorRTRunner
+    runner = TensorRTRunner(model, device="cuda:0" if device == "cpu" else device)
+    class_names, ids = _metadata(runner.metadata)
+    return _Engine(runner, "tensorrt", runner.imgsz, class_names, ids)
