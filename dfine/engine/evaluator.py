@@ -119,8 +119,7 @@ def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, devic
     """Run ``model`` (eval mode) over ``loader``, gather every process's detections and compute
     COCO box AP against ``ann``. ``postprocessor`` must map labels to category ids."""
     model.eval()
-    detections: List[Dict[str, Any]] = []
-    seen: List[int] = []
+    per_image: Dict[int, List[Dict[str, Any]]] = {}
     batches = loader
     if progress and dist.is_main():
         from tqdm import tqdm
@@ -129,8 +128,12 @@ def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, devic
         outputs = model(images.to(device))
         sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
         ids = [int(t["image_id"]) for t in targets]
-        detections += detections_of(postprocessor(outputs, sizes), ids)
-        seen += ids
-    all_dets = [d for part in dist.all_gather_object(detections) for d in part]
-    all_ids = sorted({i for part in dist.all_gather_object(seen) for i in part})
+        for image_id, result in zip(ids, postprocessor(outputs, sizes)):
+            per_image[image_id] = detections_of([result], [image_id])
+    merged: Dict[int, List[Dict[str, Any]]] = {}
+    for part in dist.all_gather_object(per_image):  # a sampler pads with repeats: keep one copy
+        for image_id, dets in part.items():
+            merged.setdefault(image_id, dets)
+    all_dets = [d for dets in merged.values() for d in dets]
+    all_ids = sorted(merged)
     return coco_metrics(ann, all_dets, all_ids)

@@ -187,6 +187,7 @@ class Trainer:
             self.load_resume(resume, cfg.resume, full=not test_only)
         self.writer = None
         self.history: List[Dict[str, Any]] = []
+        self.step_losses: List[float] = []  # total loss of each step of this process's run
 
     # ---------------------------------------------------------------- state
 
@@ -283,7 +284,7 @@ class Trainer:
             self.load_resume(ckpt_io.read_checkpoint(path), str(path), counters=False)
         if self.ema is not None:
             self.ema.decay = decay
-            self._print(f"epoch {epoch}: EMA restarted from {path.name if path.is_file() else 'current weights'} "
+            self._print(f"epoch {epoch + 1}: EMA restarted from {path.name if path.is_file() else 'current weights'} "
                         f"with decay {decay}")
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
@@ -303,6 +304,7 @@ class Trainer:
                 skipped += 1
                 continue
             loss = float(sum(losses.values()))
+            self.step_losses.append(loss)
             for k, v in [("loss", loss)] + [(k, float(v)) for k, v in losses.items()]:
                 sums[k] = sums.get(k, 0.0) + v
             count += 1

@@ -1,0 +1,107 @@
+"""Training on a few coco128 images at 320 px with the N recipe: outputs, eval, resume, fine-tune."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfine.checkpoint import read_checkpoint
+from dfine.config import load_config
+from dfine.engine.trainer import Trainer
+from tests.conftest import shared_path
+from tests.engine.conftest import write_recipe, write_subset
+
+FAST = "lr_warmup_scheduler: {type: LinearWarmup, warmup_duration: 1}\n"
+
+
+def recipe(folder: Path, coco: Path, **kw) -> Path:
+    train = write_subset(coco, folder / "train.json", 2)
+    val = write_subset(coco, folder / "val.json", 1, offset=2)
+    return write_recipe(folder / "recipe.yml", coco / "train2017", train, val, batch=2, extra=FAST, **kw)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Two epochs of one step (the second after the stop epoch) on 2 images; the finished trainer."""
+    coco = shared_path("data", "coco128")
+    folder = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    trainer = Trainer(load_config(recipe(folder, coco), ["seed=0"]), progress=False)
+    trainer.fit()
+    return trainer, folder, coco
+
+
+def test_outputs_and_loss(run):
+    trainer, folder, _ = run
+    out = folder / "out"
+    names = {p.name for p in out.iterdir()}
+    assert {"last.pth", "best_stg1.pth", "checkpoint0000.pth", "checkpoint0001.pth", "log.jsonl",
+            "loss.png", "lr.png", "map.png"} <= names
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1]
+    assert all(math.isfinite(v) for v in trainer.step_losses)
+    ckpt = read_checkpoint(out / "last.pth")
+    for key in ("model", "ema", "optimizer", "lr_scheduler", "lr_warmup_scheduler", "scaler", "last_epoch",
+                "config", "class_names", "category_ids"):
+        assert key in ckpt, key
+    assert set(ckpt["ema"]) == {"module", "updates"} and ckpt["last_epoch"] == 1
+    assert len(ckpt["class_names"]) == 80 and ckpt["category_ids"][:3] == [1, 2, 3]
+    assert not list(out.glob("*.tmp"))
+
+
+def test_test_only(run):
+    _, folder, _ = run
+    cfg = load_config(folder / "recipe.yml", [f"resume={folder / 'out' / 'last.pth'}"])
+    metrics = Trainer(cfg, test_only=True, progress=False).val()
+    assert len(metrics.stats) == 12 and all(-1 <= s <= 1 for s in metrics.stats)
+    assert (folder / "out" / "eval.json").is_file()
+
+
+def test_resume_matches_uninterrupted(run, tmp_path):
+    trainer, _, coco = run
+    r = recipe(tmp_path, coco)
+    torch.manual_seed(0)
+    Trainer(load_config(r, ["seed=0", "epochs=1"]), progress=False).fit()
+    resumed = Trainer(load_config(r, ["seed=0", f"resume={tmp_path / 'out' / 'last.pth'}"]), progress=False)
+    assert resumed.last_epoch == 0 and resumed.step == 1
+    resumed.fit()
+    assert resumed.step_losses[0] == pytest.approx(trainer.step_losses[1], rel=1e-6, abs=1e-6)
+
+
+def test_finetune_into_three_classes(run, tmp_path):
+    _, folder, coco = run
+    train = write_subset(coco, tmp_path / "train3.json", 2, categories=[1, 3, 62])
+    r = write_recipe(tmp_path / "r3.yml", coco / "train2017", train, train, batch=2, epochs=1, mscoco=False,
+                     extra=FAST)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(load_config(r, [f"tuning={folder / 'out' / 'last.pth'}"]), progress=False, max_steps=1)
+    message = " ".join(str(w.message) for w in caught)
+    assert "re-initialised" in message and "decoder.enc_score_head.weight" in message
+    assert trainer.cfg.num_classes == 3
+    src = read_checkpoint(folder / "out" / "last.pth")["ema"]["module"]
+    own = trainer.model.state_dict()
+    assert torch.equal(own["backbone.stem.stem1.conv.weight"], src["backbone.stem.stem1.conv.weight"])
+    trainer.fit()
+    assert math.isfinite(trainer.step_losses[0])
+    assert read_checkpoint(tmp_path / "out" / "last.pth")["class_names"] == ["person", "car", "chair"]
+
+
+def test_nonfinite_losses_stop_the_run(run, tmp_path):
+    from dfine.errors import DfineError
+
+    _, _, coco = run
+    trainer = Trainer(load_config(recipe(tmp_path, coco), ["epochs=1"]), progress=False, max_nonfinite=2)
+    trainer.save("last.pth")
+    before = (tmp_path / "out" / "last.pth").read_bytes()
+    real = trainer.criterion
+    trainer.criterion = lambda outputs, targets: {k: v * float("nan") for k, v in real(outputs, targets).items()}
+    with pytest.raises(DfineError, match="2 non-finite losses in a row") as err:
+        trainer.fit()
+    assert "\n" not in str(err.value)
+    assert (tmp_path / "out" / "last.pth").read_bytes() == before
