@@ -1,0 +1,101 @@
+"""``train.py`` / ``dfine train`` / ``dfine eval`` as users type them, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfine.cli import main
+from tests.engine.conftest import write_subset
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = "configs/dfine/dfine_hgnetv2_n_coco.yml"
+
+
+def published_keys(coco: Path, train: Path, val: Path, out: Path) -> list:
+    """The published ``-u`` keys pointing the N recipe at a tiny subset of coco128."""
+    return ["-u", f"train_dataloader.dataset.img_folder={coco / 'train2017'}",
+            f"train_dataloader.dataset.ann_file={train}", f"val_dataloader.dataset.img_folder={coco / 'train2017'}",
+            f"val_dataloader.dataset.ann_file={val}", "train_dataloader.total_batch_size=2",
+            "val_dataloader.total_batch_size=2", "train_dataloader.num_workers=0", "val_dataloader.num_workers=0",
+            "epochs=1", "HGNetv2.pretrained=False", "--output-dir", str(out)]
+
+
+def one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_train_py_as_published_then_eval(coco128, tmp_path):
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    val = write_subset(coco128, tmp_path / "val.json", 1, offset=2)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "train.py", "-c", RECIPE, "--seed=0", *published_keys(coco128, train, val, out)[:-2],
+           "-d", "cpu", "--output-dir", str(out), "--max-steps", "1", "--no-progress"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "last.pth").is_file() and (out / "log.jsonl").is_file()
+    entry = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert entry["epoch"] == 0 and entry["train_loss"] > 0
+    cmd = [sys.executable, "-m", "dfine.cli", "eval", "-c", RECIPE, "-r", str(out / "last.pth"),
+           *published_keys(coco128, train, val, tmp_path / "eval")[:-2], "-d", "cpu",
+           "--output-dir", str(tmp_path / "eval"), "--no-progress"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "AP50" in done.stdout and (tmp_path / "eval" / "eval.json").is_file()
+
+
+def test_missing_image_folder(coco128, tmp_path, capsys):
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    args = published_keys(coco128, train, train, tmp_path / "o")
+    args[1] = f"train_dataloader.dataset.img_folder={tmp_path / 'nowhere'}"
+    err = one_line_error(capsys, ["train", "-c", RECIPE, *args, "-d", "cpu"])
+    assert "nowhere" in err and "not found" in err
+
+
+def test_annotation_not_coco(coco128, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hello": 1}))
+    err = one_line_error(capsys, ["train", "-c", RECIPE, *published_keys(coco128, bad, bad, tmp_path / "o"), "-d", "cpu"])
+    assert "not COCO format" in err
+
+
+def test_resume_from_another_size(coco128, tmp_path, capsys):
+    from dfine import build_model
+
+    ckpt = tmp_path / "s.pth"
+    torch.save({"model": build_model("dfine_s").state_dict(), "last_epoch": 3}, ckpt)
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    err = one_line_error(capsys, ["train", "-c", RECIPE, *published_keys(coco128, train, train, tmp_path / "o"),
+                                  "-d", "cpu", "-r", str(ckpt)])
+    assert "does not fit this model" in err
+
+
+def test_resume_and_tune_together(capsys):
+    err = one_line_error(capsys, ["train", "-c", RECIPE, "-r", "a.pth", "-t", "b.pth"])
+    assert "not both" in err
+
+
+def test_offline_pretrained_backbone(coco128, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DFINE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    import dfine.hub as hub
+
+    def offline(url, dest, *a, **k):
+        raise hub.DownloadError(f"cannot download {url} (network unreachable); if you are offline, fetch it by "
+                                f"hand and save it as {dest}")
+
+    monkeypatch.setattr(hub, "_fetch", offline)
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    args = [a for a in published_keys(coco128, train, train, tmp_path / "o") if a != "HGNetv2.pretrained=False"]
+    err = one_line_error(capsys, ["train", "-c", str(REPO / RECIPE), *args, "-d", "cpu"])
+    assert "PPHGNetV2_B0_stage1.pth" in err and "http" in err and "HGNetv2.pretrained=False" in err
+    assert not (tmp_path / "o" / "last.pth").exists()
