@@ -1,0 +1,95 @@
+"""EMA, warm-up, schedules, parameter groups, best-checkpoint choice, head remap, atomic save."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from dfine.config import OptimizerConfig, ParamGroup
+from dfine.engine.checkpoint import OBJ365_TO_COCO, save_atomic, tuning_state
+from dfine.engine.ema import ModelEMA
+from dfine.engine.optim import FlatCosine, LinearWarmup, build_optimizer, param_groups
+from dfine.engine.trainer import BestTracker
+
+
+class Net(nn.Module):
+    def __init__(self, classes: int = 80):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+        self.decoder = nn.Module()
+        self.decoder.enc_score_head = nn.Linear(4, classes)
+        self.decoder.norm = nn.LayerNorm(4)
+
+
+def test_ema_follows_published_decay():
+    model = Net()
+    ema = ModelEMA(model, decay=0.9999, warmups=1000)
+    before = ema.module.decoder.enc_score_head.bias.clone()
+    with torch.no_grad():
+        model.decoder.enc_score_head.bias.add_(1.0)
+    ema.update(model)
+    d = 0.9999 * (1 - math.exp(-1 / 1000))
+    expected = d * before + (1 - d) * model.decoder.enc_score_head.bias
+    torch.testing.assert_close(ema.module.decoder.enc_score_head.bias, expected)
+    assert ema.updates == 1 and set(ema.state_dict()) == {"module", "updates"}
+    assert ModelEMA(model, decay=0.5, warmups=0).decay_at(3) == 0.5
+
+
+def test_linear_warmup_and_multistep():
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.1)
+    warm = LinearWarmup(opt, 4)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(5):
+        warm.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0]) and warm.finished()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_flat_cosine_shape():
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
+    fc = FlatCosine(opt, lr_gamma=0.5, iters_per_epoch=10, epochs=10, warmup_iter=5, flat_epoch=4, no_aug_epoch=2)
+    assert fc.lr(0, 1.0, 0.5) == 0 and fc.lr(5, 1.0, 0.5) == 1.0 and fc.lr(40, 1.0, 0.5) == 1.0
+    assert fc.lr(85, 1.0, 0.5) == 0.5 and 0.5 < fc.lr(60, 1.0, 0.5) < 1.0
+
+
+def test_param_groups_published_regexes():
+    cfg = OptimizerConfig(params=(ParamGroup(r"^(?=.*backbone)(?!.*norm|bn).*$", lr=0.1),
+                                  ParamGroup(r"^(?=.*(?:encoder|decoder))(?=.*(?:norm|bn|bias)).*$",
+                                             weight_decay=0.0)), lr=1.0, weight_decay=0.01)
+    model = Net()
+    groups = param_groups(cfg, model)
+    assert len(groups) == 3 and groups[0]["lr"] == 0.1 and groups[1]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    opt = build_optimizer(cfg, model)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[2]["lr"] == 1.0
+
+
+def test_best_tracker_as_published():
+    best = BestTracker()
+    assert best.update(0.1, 0, 2) == "stg1"
+    assert best.update(0.05, 1, 2) == ""
+    assert best.update(0.2, 2, 2) == "stg2"
+    assert best.update(0.15, 3, 2) == "restart"
+    assert best.update(0.1, 4, 2) == ""  # first epoch after a restart counts as the stage best
+
+
+def test_obj365_heads_remapped_to_coco():
+    coco, obj = Net(80), Net(366)
+    loadable, remapped, reinit = tuning_state(coco, obj.state_dict(), "obj365.pth")
+    assert "decoder.enc_score_head.weight" in remapped and not reinit
+    torch.testing.assert_close(loadable["decoder.enc_score_head.weight"][1],
+                               obj.state_dict()["decoder.enc_score_head.weight"][OBJ365_TO_COCO[1] + 1])
+    _, remapped, reinit = tuning_state(Net(3), coco.state_dict(), "coco.pth")
+    assert not remapped and reinit == ["decoder.enc_score_head.weight", "decoder.enc_score_head.bias"]
+
+
+def test_atomic_save(tmp_path):
+    path = save_atomic({"a": torch.ones(2)}, tmp_path / "x" / "c.pth")
+    assert torch.load(path)["a"].sum() == 2 and [p.name for p in path.parent.iterdir()] == ["c.pth"]
