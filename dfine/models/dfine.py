@@ -97,16 +97,39 @@ def build_from_config(cfg: DFINEConfig) -> DFINE:
     return DFINE(backbone, encoder, decoder, config=cfg)
 
 
-def build_model(name: str, *, num_classes: int = 80, **overrides: Any) -> DFINE:
-    """The published ``dfine_{n,s,m,l,x}`` architecture, randomly initialised.
+def build_model(name: str, *, num_classes: Optional[int] = None, pretrained: bool = False,
+                **overrides: Any) -> DFINE:
+    """A D-FINE model by size (``dfine_n`` ... ``dfine_x``) or by model-zoo name (``dfine_s_coco``).
 
-    ``overrides`` reach the typed config (:func:`dfine.models.config.apply_overrides`):
+    A size gives the published architecture, randomly initialised, with ``num_classes`` (default 80).
+    A zoo name gives that entry's size and class count; with ``pretrained=True`` its published
+    weights are downloaded once into the cache (``$DFINE_HOME``, default ``~/.cache/dfine``) and
+    loaded. ``overrides`` reach the typed config (:func:`dfine.models.config.apply_overrides`):
     ``num_denoising=0``, ``num_queries=100``, ``eval_spatial_size=(480, 640)``,
     ``decoder={"num_layers": 4}``... An unknown option is a ``TypeError`` naming it.
     """
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model name {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    entry = None
+    if name in MODEL_NAMES:
+        arch = name
+    else:
+        from .. import zoo
+        entry = next((e for e in zoo.list_entries(kind="detector") if e.name == name), None)
+        if entry is None:
+            raise ValueError(f"unknown model name {name!r}; choose a size ({', '.join(MODEL_NAMES)}) or a zoo "
+                             f"model ({', '.join(e.name for e in zoo.list_entries(kind='detector'))})")
+        arch = entry.model
+    if pretrained and entry is None:
+        raise ValueError(f"pretrained weights come with a zoo name such as {name}_coco, not a bare size {name!r}")
+    if num_classes is None:
+        num_classes = entry.num_classes if entry is not None else 80
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-    cfg = apply_overrides(preset(name), num_classes=num_classes, **overrides)
-    return build_from_config(cfg)
+    if pretrained and num_classes != entry.num_classes:
+        raise ValueError(f"{name} has {entry.num_classes} classes, not {num_classes}: to train on other classes, "
+                         f"fine-tune from it (train.py -t) instead")
+    model = build_from_config(apply_overrides(preset(arch), num_classes=num_classes, **overrides))
+    if pretrained:
+        from ..checkpoint import load_checkpoint
+        from ..hub import fetch_weights
+        load_checkpoint(model, fetch_weights(name))
+    return model

@@ -140,3 +140,23 @@ def test_overrides_reach_the_config():
     with torch.no_grad():
         out = model.eval()(torch.rand(1, 3, 128, 128))
     assert out["pred_logits"].shape == (1, 50, 3)
+
+
+def test_zoo_names_build_their_size_and_class_count():
+    model = dfine.build_model("dfine_s_obj365")
+    assert model.config.backbone.name == "B0" and model.config.num_classes == 366
+    with pytest.raises(ValueError, match="pretrained weights come with a zoo name"):
+        dfine.build_model("dfine_n", pretrained=True)
+    with pytest.raises(ValueError, match="fine-tune"):
+        dfine.build_model("dfine_n_coco", num_classes=3, pretrained=True)
+
+
+def test_pretrained_zoo_model_loads_from_the_cache(tmp_path, monkeypatch):
+    """A weights file already in the cache is used as is (no network)."""
+    monkeypatch.setenv("DFINE_HOME", str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    g = load_golden("n")
+    torch.save(g["checkpoint"], tmp_path / "weights" / "dfine_n_coco.pth")
+    model = dfine.build_model("dfine_n_coco", pretrained=True)
+    name = "decoder.enc_score_head.weight"
+    assert torch.equal(model.state_dict()[name], g["checkpoint"]["ema"]["module"][name])
