@@ -1,0 +1,262 @@
+"""``dfine predict SOURCE --model M``: annotated images/videos and COCO-format detections.
+
+SOURCE is an image, a folder of images, a glob (``"imgs/*.jpg"``) or a video file. Output
+goes to ``-o OUTDIR`` (default ``runs/predict``): one annotated image per input image, one
+annotated video per video, and ``predictions.json`` in COCO results format with the dataset's
+own category ids (image ids: the file name's number when it is one, else its position).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..errors import DfineError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+_PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
+            (255, 112, 31), (207, 210, 49), (100, 115, 255), (255, 55, 199), (26, 147, 52), (61, 219, 134)]
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="detect objects in images, folders, globs or videos",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("source", help="image, folder, glob or video file")
+    p.add_argument("-m", "--model", required=True, help="zoo name, checkpoint .pth, .onnx, OpenVINO .xml or .engine")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"), default=None,
+                   help="default: from the model file's suffix")
+    p.add_argument("--size", choices=("n", "s", "m", "l", "x"), help="model size of a published checkpoint")
+    p.add_argument("-c", "--config", help="model recipe yml for a published checkpoint")
+    p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("-b", "--batch-size", type=int, default=4, help="images per batch (default 4)")
+    p.add_argument("--conf", type=float, default=0.5, help="score threshold (default 0.5)")
+    p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="input size: 640 or height width")
+    p.add_argument("-o", "--output", default="runs/predict", help="output folder (default runs/predict)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference import Detector
+    kind, items = collect_source(args.source)
+    det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
+                   batch_size=args.batch_size, size=args.size, config=args.config)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if kind == "video":
+        results = predict_video(det, items[0], out)
+        bad: List[Tuple[Path, str]] = []
+    else:
+        results, bad = predict_images(det, items, out, progress=len(items) > 1)
+    (out / "predictions.json").write_text(json.dumps(results))
+    for path, why in bad:
+        print(f"warning: skipped {path}: {why}", file=sys.stderr)
+    done = len(items) - len(bad) if kind == "images" else 1
+    print(f"{done} {'video' if kind == 'video' else 'image(s)'} -> {out} ({len(results)} detections, "
+          f"{out / 'predictions.json'})" + (f"; {len(bad)} unreadable skipped" if bad else ""))
+    return 0
+
+
+def collect_source(source: str) -> Tuple[str, List[Path]]:
+    """``("images", [paths])`` or ``("video", [path])``; one-line errors for what cannot be read."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DfineError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return "images", files
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            return "video", [path]
+        if suffix in IMAGE_SUFFIXES:
+            return "images", [path]
+        raise DfineError(f"unsupported file type {path.suffix or '(none)'} for {path}; images: "
+                         f"{' '.join(IMAGE_SUFFIXES)}; videos: {' '.join(VIDEO_SUFFIXES)}")
+    if glob.has_magic(source):
+        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DfineError(f"no images match {source}")
+        return "images", files
+    raise DfineError(f"source {source} not found")
+
+
+def image_id(path: Path, index: int) -> int:
+    """COCO image id of ``path``: its stem as a number (``000000000009.jpg`` -> 9), else ``index``."""
+    return int(path.stem) if path.stem.isdigit() else index
+
+
+def draw(image: Image.Image, dets) -> Image.Image:
+    """A copy of ``image`` with boxes labelled ``"name score"``."""
+    image = image.copy()
+    pen = ImageDraw.Draw(image)
+    for (x0, y0, x1, y1), name, score, label in zip(dets.boxes.tolist(), dets.names, dets.scores.tolist(),
+                                                     dets.labels.tolist()):
+        color = _PALETTE[label % len(_PALETTE)]
+        pen.rectangle((x0, y0, x1, y1), outline=color, width=2)
+        text = f"{name} {score:.2f}"
+        left, top, right, bottom = pen.textbbox((x0, y0), text)
+        pen.rectangle((left, top - (bottom - top) - 2, right + 2, top), fill=color)
+        pen.text((x0 + 1, top - (bottom - top) - 2), text, fill=(255, 255, 255))
+    return image
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
+                   ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]]]:
+    """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files).
+    A single unreadable image is an error; in a batch of files it is skipped and reported."""
+    from tqdm import tqdm
+    from ..inference import load_image
+    results: List[Dict[str, Any]] = []
+    bad: List[Tuple[Path, str]] = []
+    ids = {p: image_id(p, i) for i, p in enumerate(paths)}
+    with tqdm(total=len(paths), unit="img", disable=not progress) as bar:
+        for chunk in _batches(list(paths), det.batch_size):
+            images, good = [], []
+            for p in chunk:
+                try:
+                    images.append(load_image(p))
+                    good.append(p)
+                except DfineError as e:
+                    if len(paths) == 1:
+                        raise
+                    bad.append((p, str(e)))
+            if images:
+                for p, im, dets in zip(good, images, det.predict_pil(images, [str(p) for p in good])):
+                    draw(im, dets).save(out / p.name)
+                    results.extend(dets.to_coco(ids[p]))
+            bar.update(len(chunk))
+    if len(bad) == len(paths):
+        raise DfineError(f"none of the {len(paths)} images could be read (first: {bad[0][0]}: {bad[0][1]})")
+    return results, bad
+
+
+# ---- video ----------------------------------------------------------------------------------
+
+def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
+    """Detect in every frame of ``path``; write the annotated video to ``out/<stem>.mp4``.
+    COCO results use the frame index as image id."""
+    from tqdm import tqdm
+    reader, fps, total = _open_video(path)
+    target = out / f"{path.stem}.mp4"
+    results: List[Dict[str, Any]] = []
+    writer = None
+    index = 0
+    try:
+        with tqdm(total=total or None, unit="frame") as bar:
+            for chunk in _chunks(reader, det.batch_size):
+                images = [Image.fromarray(f) for f in chunk]
+                for im, dets in zip(images, det.predict_pil(images)):
+                    writer = writer or _VideoWriter(target, fps, im.size)
+                    writer.write(np.asarray(draw(im, dets)))
+                    results.extend(dets.to_coco(index))
+                    index += 1
+                bar.update(len(chunk))
+    finally:
+        if writer is not None:
+            writer.close()
+    if index == 0:
+        raise DfineError(f"cannot read any frame of video {path}")
+    return results
+
+
+def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[List[np.ndarray]]:
+    chunk: List[np.ndarray] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _open_video(path: Path) -> Tuple[Iterator[np.ndarray], float, int]:
+    """(RGB uint8 frames, frames per second, frame count or 0) with OpenCV, else PyAV."""
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise DfineError(f"cannot open video {path}")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+        def frames() -> Iterator[np.ndarray]:
+            try:
+                while True:
+                    ok, frame = cap.read()
+                    if not ok:
+                        return
+                    yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            finally:
+                cap.release()
+        return frames(), float(fps), total
+    return _open_video_av(path)
+
+
+def _open_video_av(path: Path) -> Tuple[Iterator[np.ndarray], float, int]:
+    try:
+        import av
+    except ImportError:
+        raise DfineError("video needs OpenCV or PyAV: pip install opencv-python-headless (or av)") from None
+    try:
+        container = av.open(str(path))
+    except Exception as e:  # PyAV raises its own error types
+        raise DfineError(f"cannot open video {path}: {str(e)[:120]}") from None
+    stream = container.streams.video[0]
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        finally:
+            container.close()
+    return frames(), float(stream.average_rate or 30), int(stream.frames or 0)
+
+
+class _VideoWriter:
+    """Writes RGB uint8 frames to an .mp4 with OpenCV (mp4v), else PyAV (h264)."""
+
+    def __init__(self, path: Path, fps: float, size: Tuple[int, int]):
+        try:
+            import cv2
+            self._cv2 = cv2
+            self._out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        except ImportError:
+            import av
+            self._cv2 = None
+            self._container = av.open(str(path), "w")
+            self._stream = self._container.add_stream("h264", rate=round(fps))
+            self._stream.width, self._stream.height = size
+            self._stream.pix_fmt = "yuv420p"
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._cv2 is not None:
+            self._out.write(self._cv2.cvtColor(frame, self._cv2.COLOR_RGB2BGR))
+            return
+        import av
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        if self._cv2 is not None:
+            self._out.release()
+            return
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()

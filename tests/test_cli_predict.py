@@ -1,0 +1,136 @@
+"""``dfine predict``: coco128 folder -> 128 annotated images + a COCO results JSON that
+faster-coco-eval accepts; a generated video round-trips; bad inputs end in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dfine
+from dfine.cli import main
+from dfine.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_NAMES
+from dfine.export.loading import load_model
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """Random dfine_n at 320x320, saved the way our trainer saves (config, names, category ids)."""
+    torch.manual_seed(0)
+    model = dfine.build_model("dfine_n", eval_spatial_size=(320, 320))
+    path = tmp_path_factory.mktemp("model") / "rand_n.pth"
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config),
+                "class_names": list(MSCOCO_NAMES), "category_ids": list(MSCOCO_CATEGORY_IDS)}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_model(checkpoint):
+    """The checkpoint exported with ``dfine export`` (ONNX Runtime keeps the 128-image run fast)."""
+    out = checkpoint.with_suffix(".onnx")
+    assert main(["export", "-r", str(checkpoint), "--no-simplify", "-o", str(out)]) == 0
+    return out
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_predict_coco128_writes_images_and_coco_json(coco128, onnx_model, tmp_path):
+    from faster_coco_eval import COCO, COCOeval_faster
+    out = tmp_path / "pred"
+    assert main(["predict", str(coco128 / "train2017"), "--model", str(onnx_model), "--conf", "0.0",
+                 "-b", "8", "-o", str(out)]) == 0
+    images = sorted(p.name for p in out.glob("*.jpg"))
+    assert images == sorted(p.name for p in (coco128 / "train2017").glob("*.jpg")) and len(images) == 128
+    assert Image.open(out / images[0]).size == Image.open(coco128 / "train2017" / images[0]).size
+    results = json.loads((out / "predictions.json").read_text())
+    assert len(results) == 128 * 300
+    assert {r["category_id"] for r in results} <= set(MSCOCO_CATEGORY_IDS)
+    gt = COCO(str(coco128 / "annotations" / "instances_train2017.json"))
+    dt = gt.loadRes(str(out / "predictions.json"))
+    assert set(dt.getImgIds()) == set(gt.getImgIds())
+    ev = COCOeval_faster(gt, dt, "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert 0.0 <= ev.stats[0] < 0.05  # random weights: evaluated, and near zero
+
+
+def test_predict_video_round_trips(onnx_model, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    src = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(30):  # 3 seconds at 10 fps
+        frame = np.zeros((64, 96, 3), np.uint8)
+        frame[:, : 3 * i] = 200
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "pred"
+    assert main(["predict", str(src), "--model", str(onnx_model), "--conf", "0.0", "-o", str(out)]) == 0
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (96, 64)
+    cap.release()
+    results = json.loads((out / "predictions.json").read_text())
+    assert {r["image_id"] for r in results} == set(range(30))
+
+
+def test_predict_single_image_with_checkpoint(coco128, checkpoint, tmp_path):
+    """The PyTorch path, one image: an annotated copy and its detections."""
+    image = coco128 / "train2017" / "000000000009.jpg"
+    out = tmp_path / "pred"
+    assert main(["predict", str(image), "--model", str(checkpoint), "--conf", "0.0", "-o", str(out)]) == 0
+    results = json.loads((out / "predictions.json").read_text())
+    assert len(results) == 300 and {r["image_id"] for r in results} == {9}
+    assert (out / image.name).is_file()
+
+
+def test_folder_with_a_corrupt_image_processes_the_rest(onnx_model, tmp_path, capsys):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((48, 64, 3), 40 * i, np.uint8)).save(src / f"{i}.jpg")
+    (src / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "pred"
+    assert main(["predict", str(src), "--model", str(onnx_model), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg"]
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "Traceback" not in err
+
+
+def test_bad_inputs_are_one_line_errors(onnx_model, checkpoint, tmp_path, capsys):
+    bad_image = tmp_path / "bad.jpg"
+    bad_image.write_bytes(b"garbage")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    good = tmp_path / "ok.png"
+    Image.new("RGB", (64, 48)).save(good)
+    wrong = tmp_path / "model.onnx"
+    wrong.write_bytes(b"this is not onnx")
+    cases = {
+        "cannot read image": [str(bad_image), "--model", str(onnx_model)],
+        "unsupported file type .txt": [str(text), "--model", str(onnx_model)],
+        "holds no images": [str(empty), "--model", str(onnx_model)],
+        "not found": [str(tmp_path / "missing.jpg"), "--model", str(onnx_model)],
+        "not a readable ONNX model": [str(good), "--model", str(wrong)],
+        "unsupported model file": [str(good), "--model", str(text)],
+        "not a readable PyTorch checkpoint": [str(good), "--model", str(wrong.with_name("fake.pth"))],
+        "was exported for 320x320": [str(good), "--model", str(onnx_model), "--imgsz", "640"],
+    }
+    wrong.with_name("fake.pth").write_bytes(b"nope")
+    for expected, argv in cases.items():
+        err = _one_line_error(capsys, ["predict", *argv, "-o", str(tmp_path / "out")])
+        assert expected in err, (expected, err)
