@@ -1,0 +1,89 @@
+"""``dfine benchmark``: parameters, GFLOPs and latency (PyTorch eager, ONNX Runtime, TensorRT) here."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DfineError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("benchmark", help="params, GFLOPs and latency on this machine",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("-m", "--model", default=None, help="checkpoint or zoo name (default: random weights of --size)")
+    p.add_argument("--size", choices=("n", "s", "m", "l", "x"), default=None, help="model size (default n)")
+    p.add_argument("-c", "--config", help="model recipe yml")
+    p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="640 or height width")
+    p.add_argument("-b", "--batch-size", type=int, default=1)
+    p.add_argument("-d", "--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and ONNX Runtime)")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--backends", default="torch,onnxruntime,tensorrt",
+                   help="comma-separated; those not installed are skipped")
+    p.set_defaults(func=run)
+
+
+def _loaded(args):
+    from ..export.loading import LoadedModel, load_model, parse_imgsz
+    if args.model:
+        return load_model(args.model, size=args.size, config=args.config, imgsz=args.imgsz, device=args.device)
+    import torch
+    from ..models.dfine import build_model
+    from ..models.postprocess import PostProcessor
+    imgsz = parse_imgsz(args.imgsz)
+    model = build_model(f"dfine_{args.size or 'n'}", eval_spatial_size=imgsz).deploy().to(args.device)
+    return LoadedModel(model, PostProcessor(80).deploy().to(args.device), model.config, (), (), "random")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from ..export.benchmark import count_flops, count_params
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = _loaded(args)
+    h, w = loaded.imgsz
+    print(f"model {loaded.source} {loaded.config.backbone.name} {h}x{w} batch {args.batch_size}")
+    print(f"params        {count_params(loaded.model) / 1e6:.2f} M")
+    flops = count_flops(loaded.model, (h, w))
+    print(f"GFLOPs        {flops / 1e9:.2f} (multiply-adds: {flops / 2e9:.2f} G) at batch 1")
+    images = np.random.rand(args.batch_size, 3, h, w).astype(np.float32)
+    sizes = np.array([[w, h]] * args.batch_size, dtype=np.int64)
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        try:
+            result = _latency(backend, loaded, args, images, sizes)
+        except DfineError as e:
+            print(f"{backend:13} skipped: {e}")
+            continue
+        print(f"{backend:13} {result['median_ms']:.2f} ms median ({result['min_ms']:.2f} min) per batch")
+    return 0
+
+
+def _latency(backend: str, loaded, args, images, sizes):
+    import torch
+    from ..export.benchmark import time_call
+    if backend == "torch":
+        x, s = torch.from_numpy(images).to(args.device), torch.from_numpy(sizes).to(args.device)
+        sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+
+        def fn():
+            with torch.inference_mode():
+                loaded.postprocessor(loaded.model(x), s)
+        return time_call(fn, runs=args.runs, sync=sync)
+    if backend not in ("onnxruntime", "openvino", "tensorrt"):
+        raise DfineError(f"unknown backend {backend}")
+    from ..export.onnx import export_onnx
+    from ..inference import Detector
+    if backend == "tensorrt":
+        from ..export.tensorrt import _import_trt
+        _import_trt()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(loaded, Path(tmp) / "model.onnx")
+        if backend == "tensorrt":
+            from ..export.tensorrt import build_engine
+            path = build_engine(path, Path(tmp) / "model.engine", max_batch=max(args.batch_size, 1))
+        det = Detector(str(path), device=args.device, backend=backend, threads=args.threads)
+        return time_call(lambda: det._engine.run(images, sizes), runs=args.runs)
