@@ -85,3 +85,43 @@ def all_gather_object(obj: Any) -> List[Any]:
     out: List[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+class CpuSyncBatchNorm(nn.BatchNorm2d):
+    """Batch norm whose training statistics cover the whole batch across processes, for CPU
+    (gloo) runs, where ``nn.SyncBatchNorm`` is not available. Same state as ``BatchNorm2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_dist()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        stats = all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
+        c = x.shape[1]
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp(min=0)
+        with torch.no_grad():
+            m = self.momentum if self.momentum is not None else 0.1
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1).clamp(min=1)), alpha=m)
+            self.num_batches_tracked += 1
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        return y * self.weight[None, :, None, None] + self.bias[None, :, None, None] if self.affine else y
+
+
+def convert_sync_bn(model: nn.Module, device: torch.device) -> nn.Module:
+    """Batch norms synchronised across processes: ``nn.SyncBatchNorm`` on GPU,
+    :class:`CpuSyncBatchNorm` on CPU."""
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = CpuSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                    child.track_running_stats)
+            sync.load_state_dict(child.state_dict())
+            setattr(model, name, sync)
+        else:
+            convert_sync_bn(child, device)
+    return model

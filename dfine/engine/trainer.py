@@ -164,7 +164,7 @@ class Trainer:
                                            category_ids=labels.category_ids).to(self.device)
         model.to(self.device)
         if cfg.sync_bn and dist.world_size() > 1:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = dist.convert_sync_bn(model, self.device)
         self.model = model
         self.ema = ModelEMA(model, cfg.ema.decay, cfg.ema.warmups, cfg.ema.start) if cfg.use_ema else None
         if dist.world_size() > 1:
