@@ -1,0 +1,100 @@
+"""dfine.Detector: torch, ONNX Runtime and OpenVINO agree on the golden checkpoint; inputs of every
+kind; the size is recognised from the weights; TensorRT skips cleanly without CUDA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dfine.errors import DfineError
+from dfine.export.loading import infer_model_name, load_model
+from dfine.export.onnx import export_onnx
+from dfine.inference import Detector
+from tests.compare import assert_detections_close
+from tests.conftest import load_golden, shared_path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """(golden N checkpoint, its ONNX export at 640)."""
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path_factory.mktemp("det")
+    ckpt = folder / "n.pth"
+    torch.save(load_golden("n")["checkpoint"], ckpt)
+    return ckpt, export_onnx(load_model(ckpt), folder / "n.onnx", simplify=False)
+
+
+def _images():
+    folder = shared_path("data", "coco128", "train2017")
+    return [folder / "000000000009.jpg", folder / "000000000025.jpg"]
+
+
+def _assert_same(a, b, box_tol=1e-2, score_tol=1e-4):
+    """Same detections as sets (near-tied scores may swap order)."""
+    assert len(a) == len(b) > 0
+    gold = {"labels": torch.from_numpy(a.labels), "boxes": torch.from_numpy(a.boxes), "scores": torch.from_numpy(a.scores)}
+    assert_detections_close(torch.from_numpy(b.labels), torch.from_numpy(b.boxes), torch.from_numpy(b.scores),
+                            gold, score_tol=score_tol, box_tol=box_tol)
+
+
+def test_backends_agree_and_inputs_of_every_kind(files):
+    ckpt, onnx_path = files
+    paths = _images()
+    torch_det = Detector(str(ckpt), conf=0.02, batch_size=2)
+    ort_det = Detector(str(onnx_path), conf=0.02)
+    assert (torch_det.backend, ort_det.backend) == ("torch", "onnxruntime")
+    ref = torch_det(paths)
+    got = ort_det(paths)
+    for a, b in zip(ref, got):
+        _assert_same(a, b)
+        assert a.image_size == Image.open(a.path).size
+        assert all(isinstance(n, str) for n in a.names) and len(a.names) == len(a)
+    pil = Image.open(paths[0])
+    arr = np.asarray(pil.convert("RGB"))
+    for item in (pil, arr):
+        _assert_same(ort_det(item)[0], got[0])
+    if pytest.importorskip("openvino", reason="openvino not installed"):
+        _assert_same(Detector(str(onnx_path), conf=0.02, backend="openvino")(paths)[0], got[0], box_tol=5e-2, score_tol=5e-4)
+
+
+def test_conf_threshold_and_coco_entries(files):
+    _, onnx_path = files
+    [dets] = Detector(str(onnx_path), conf=0.05)(_images()[0])
+    assert (dets.scores > 0.05).all()
+    entries = dets.to_coco(9)
+    assert len(entries) == len(dets) and all(e["image_id"] == 9 and len(e["bbox"]) == 4 for e in entries)
+    x0, y0, x1, y1 = dets.boxes[0]
+    assert entries[0]["bbox"][2] == pytest.approx(x1 - x0, abs=0.01)
+
+
+def test_infer_model_name_from_weights():
+    state = load_golden("n")["checkpoint"]["ema"]["module"]
+    assert infer_model_name(state) == ("dfine_n", 80)
+    with pytest.raises(DfineError, match="none of the D-FINE sizes"):
+        infer_model_name({**state, "decoder.enc_score_head.weight": torch.zeros(80, 7)})
+
+
+def test_bad_arguments_are_one_line_errors(files, tmp_path):
+    ckpt, _ = files
+    with pytest.raises(DfineError, match="unknown backend"):
+        Detector(str(ckpt), backend="tflite")
+    with pytest.raises(DfineError, match="cannot run"):
+        Detector(str(ckpt), backend="onnxruntime")
+    with pytest.raises(DfineError, match="H x W x 3"):
+        Detector(str(ckpt))(np.zeros((4, 4), np.uint8))
+
+
+def test_tensorrt_engine_needs_cuda_and_tensorrt(tmp_path):
+    fake = tmp_path / "m.engine"
+    fake.write_bytes(b"x")
+    try:
+        import tensorrt  # noqa: F401
+        has_trt = torch.cuda.is_available()
+    except ImportError:
+        has_trt = False
+    if has_trt:
+        pytest.skip("real TensorRT present: covered by GPU tests")
+    with pytest.raises(DfineError, match="tensorrt|CUDA"):
+        Detector(str(fake))
