@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.opset < 17:
         raise DfineError(f"--opset must be 17 or higher, got {args.opset}")
     imgsz = parse_imgsz(args.imgsz) if args.imgsz else None
-    loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
     onnx_path = _output(args, ".onnx") if args.format == "onnx" else _output(args, ".engine").with_suffix(".onnx")
     if args.format == "engine":
         _check_tensorrt(onnx_path, _output(args, ".engine"))
+    loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
     export_onnx(loaded, onnx_path, opset=args.opset, simplify=args.simplify, check=args.check)
     print(f"wrote {onnx_path}")
     if args.format == "engine":

@@ -1,0 +1,42 @@
+"""``dfine zoo``, ``dfine convert-weights`` and ``dfine export`` errors."""
+
+from __future__ import annotations
+
+import torch
+
+from dfine.cli import main
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_zoo_lists_detectors(capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    assert "dfine_n_coco" in out and "dfine_x_obj2coco" in out and "PPHGNetV2" not in out
+
+
+def test_convert_weights_keeps_ema(tmp_path, capsys):
+    src, dst = tmp_path / "train.pth", tmp_path / "w.pth"
+    torch.save({"model": {"a": torch.zeros(1)}, "ema": {"module": {"a": torch.ones(1)}}}, src)
+    assert main(["convert-weights", str(src), str(dst)]) == 0
+    assert torch.equal(torch.load(dst, weights_only=True)["model"]["a"], torch.ones(1))
+    assert "no EMA weights" in _error(capsys, ["convert-weights", str(dst)])
+
+
+def test_export_errors_are_one_line(tmp_path, capsys):
+    assert "not found" in _error(capsys, ["export", "-r", str(tmp_path / "missing.pth")])
+    assert "--opset" in _error(capsys, ["export", "-r", str(tmp_path / "x.pth"), "--opset", "11"])
+    bogus = tmp_path / "bogus.pth"
+    torch.save({"model": {"w": torch.zeros(2)}}, bogus)
+    assert "not a D-FINE detector" in _error(capsys, ["export", "-r", str(bogus)])
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        torch.save({"model": {"w": torch.zeros(2)}}, bogus)
+        err = _error(capsys, ["export", "-r", str(bogus), "--size", "n", "--format", "engine"])
+        assert "tensorrt is not installed" in err and "trtexec --onnx=" in err
