@@ -1,0 +1,235 @@
+"""Time one training step of D-FINE-N on CPU: forward, matcher + losses, backward, AdamW step.
+
+Batches of 4 real COCO128 images (simply resized to S x S, with their annotations) at 640 and 320
+px; the median over a few steps after a warm-up. With ``--ref DIR`` (a local checkout of the
+published D-FINE, never committed) the published model and criterion run on the same batches
+in a worker subprocess, taking turns step by step with ours so that both see the same load on
+the machine, and the ratio ours / published is printed.
+
+    python benchmarks/train_step.py --ref /path/to/D-FINE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+COCO128 = ROOT.parent / "shared" / "data" / "coco128"
+
+
+def load_batches(size: int, batch: int, count: int) -> List[dict]:
+    """``count`` batches of ``batch`` COCO128 images resized to ``size`` x ``size`` (PIL bilinear).
+
+    Each batch: ``images [B, 3, S, S]`` float in [0, 1] and ``targets`` (labels contiguous in sorted
+    category-id order, boxes normalised cx, cy, w, h; crowd boxes left out).
+    """
+    from PIL import Image
+
+    ann = json.loads((COCO128 / "annotations" / "instances_train2017.json").read_text())
+    label_of = {cid: i for i, cid in enumerate(sorted(c["id"] for c in ann["categories"]))}
+    by_image: Dict[int, list] = {}
+    for a in ann["annotations"]:
+        if not a.get("iscrowd", 0):
+            by_image.setdefault(a["image_id"], []).append(a)
+    infos = sorted(ann["images"], key=lambda i: i["id"])[: batch * count]
+    batches = []
+    for start in range(0, len(infos), batch):
+        images, targets = [], []
+        for info in infos[start:start + batch]:
+            img = Image.open(COCO128 / "train2017" / info["file_name"]).convert("RGB").resize((size, size), Image.BILINEAR)
+            images.append(torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1))
+            w, h = info["width"], info["height"]
+            objs = by_image.get(info["id"], [])
+            boxes = torch.tensor([[(x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h] for x, y, bw, bh in
+                                  (o["bbox"] for o in objs)], dtype=torch.float32).reshape(-1, 4)
+            labels = torch.tensor([label_of[o["category_id"]] for o in objs], dtype=torch.int64)
+            targets.append({"labels": labels, "boxes": boxes})
+        batches.append({"images": torch.stack(images).float() / 255, "targets": targets})
+    return batches
+
+
+class Stepper:
+    """One AdamW training step at a time on a model and criterion, timed by phase.
+
+    ``wrap_matcher(record)`` installs a timer around the criterion's matcher that calls
+    ``record(seconds)``.
+    """
+
+    def __init__(self, model, criterion, wrap_matcher: Callable):
+        self.model, self.criterion = model.train(), criterion
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+        self.matcher_time: List[float] = []
+        wrap_matcher(self.matcher_time.append)
+
+    def step(self, batch: dict) -> dict:
+        """Seconds of each phase (``step`` = all of them) and the loss values of this step."""
+        self.matcher_time.clear()
+        t0 = time.perf_counter()
+        outputs = self.model(batch["images"], batch["targets"])
+        t1 = time.perf_counter()
+        losses = self.criterion(outputs, batch["targets"])
+        total = sum(losses.values())
+        t2 = time.perf_counter()
+        self.optimizer.zero_grad()
+        total.backward()
+        t3 = time.perf_counter()
+        self.optimizer.step()
+        t4 = time.perf_counter()
+        return {"step": t4 - t0, "forward": t1 - t0, "loss": t2 - t1, "matcher": sum(self.matcher_time),
+                "backward": t3 - t2, "optimizer": t4 - t3,
+                "losses": {k: round(v.item(), 5) for k, v in losses.items()}}
+
+
+def _timed(original: Callable, record: Callable) -> Callable:
+    def timed(*args, **kwargs):
+        t = time.perf_counter()
+        result = original(*args, **kwargs)
+        record(time.perf_counter() - t)
+        return result
+    return timed
+
+
+def our_stepper() -> Stepper:
+    import dfine
+    from dfine.loss import build_criterion
+
+    torch.manual_seed(0)
+    criterion = build_criterion("dfine_n")
+    matcher = criterion.matcher
+
+    def wrap(record):
+        matcher.match_many = _timed(matcher.match_many, record)
+
+    return Stepper(dfine.build_model("dfine_n"), criterion, wrap)
+
+
+# The published side: a worker process with the published checkout on sys.path that runs one step
+# per line read ("<batch index>") and answers one JSON line, so both sides can take turns and see
+# the same load on the machine. Its logging / profiling dependencies (tensorboard, calflops) are
+# stubbed when absent: they play no part in a step.
+_REF_WORKER = r"""
+import importlib.util, json, sys, types, torch
+ref, bench_dir, batches_path = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, ref)
+sys.path.insert(0, bench_dir)
+if importlib.util.find_spec("tensorboard") is None:
+    sys.modules["torch.utils.tensorboard"] = types.SimpleNamespace(SummaryWriter=object)
+if importlib.util.find_spec("calflops") is None or importlib.util.find_spec("transformers") is None:
+    sys.modules["calflops"] = types.SimpleNamespace(calculate_flops=None)
+from src.core import YAMLConfig
+from train_step import Stepper, _timed
+torch.manual_seed(0)
+cfg = YAMLConfig(f"{ref}/configs/dfine/dfine_hgnetv2_n_coco.yml", HGNetv2={"pretrained": False})
+criterion = cfg.criterion
+def wrap(record):
+    criterion.matcher.forward = _timed(criterion.matcher.forward, record)
+stepper = Stepper(cfg.model, criterion, wrap)
+batches = torch.load(batches_path)
+print("ready", flush=True)
+for line in sys.stdin:
+    print(json.dumps(stepper.step(batches[int(line)])), flush=True)
+"""
+
+
+class PublishedWorker:
+    """The published model and criterion in a subprocess, stepped on request."""
+
+    def __init__(self, ref: Path, batches: List[dict], tmp: Path):
+        path = tmp / "batches.pth"
+        torch.save(batches, path)
+        self.proc = subprocess.Popen([sys.executable, "-c", _REF_WORKER, str(ref), str(Path(__file__).parent),
+                                      str(path)], cwd=ref, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the published worker in {ref} did not start (see its error above)")
+
+    def step(self, index: int) -> dict:
+        self.proc.stdin.write(f"{index}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the published worker stopped (see its error above)")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def summarise(records: List[dict]) -> dict:
+    """Median of each phase, the fastest step, and the losses of the last step."""
+    result = {k: statistics.median(r[k] for r in records) for k in records[0] if k != "losses"}
+    result["step_min"] = min(r["step"] for r in records)
+    result["losses_last_step"] = records[-1]["losses"]
+    result["total_loss_last_step"] = round(sum(records[-1]["losses"].values()), 5)
+    return result
+
+
+def run(size: int, args, tmp: Path) -> dict:
+    """Warm-up step, then ``args.steps`` timed steps; ours and the published take turns."""
+    batches = load_batches(size, args.batch, args.steps + 1)
+    ours = our_stepper()
+    published = PublishedWorker(args.ref.resolve(), batches, tmp) if args.ref else None
+    mine, theirs = [], []
+    try:
+        for i, batch in enumerate(batches):
+            first_ours = i % 2 == 0  # alternate who goes first
+            if published and not first_ours:
+                theirs.append(published.step(i))
+            mine.append(ours.step(batch))
+            if published and first_ours:
+                theirs.append(published.step(i))
+    finally:
+        if published:
+            published.close()
+    return {"ours": summarise(mine[1:]), "published": summarise(theirs[1:]) if published else None}
+
+
+def _row(name: str, r: dict) -> str:
+    return (f"{name:10s} step {r['step']:.3f} (min {r['step_min']:.3f})  forward {r['forward']:.3f}  loss {r['loss']:.4f} "
+            f"(matcher {r['matcher']:.4f})  backward {r['backward']:.3f}  optimizer {r['optimizer']:.3f}  "
+            f"total loss {r['total_loss_last_step']:.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", type=Path, help="local checkout of the published D-FINE, timed in the same run")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[640, 320])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
+    parser.add_argument("--show-losses", action="store_true", help="print every loss term of the last step")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+    summary = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            result = run(size, args, Path(tmp))
+            ours, published = result["ours"], result["published"]
+            print(f"--- {size} px")
+            print(_row("ours", ours))
+            entry = {"ours_s": round(ours["step"], 4), "ours_matcher_s": round(ours["matcher"], 4)}
+            if args.show_losses:
+                print("  ", json.dumps(ours["losses_last_step"]))
+            if published:
+                print(_row("published", published))
+                ratio, ratio_min = ours["step"] / published["step"], ours["step_min"] / published["step_min"]
+                print(f"ratio ours / published: median {ratio:.3f}, min {ratio_min:.3f}  "
+                      f"(loss phase {ours['loss'] / published['loss']:.3f})")
+                entry.update(published_s=round(published["step"], 4), ratio=round(ratio, 3),
+                             ratio_min=round(ratio_min, 3), loss_phase_ratio=round(ours["loss"] / published["loss"], 3))
+            summary[size] = entry
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
