@@ -212,3 +212,17 @@ def test_mismatched_model_is_a_clear_error():
         build_criterion("dfine_n", reg_max=8)(outputs, targets)
     with pytest.raises(ValueError, match="reg_max"):
         build_criterion("dfine_n", num_classes=4)(outputs, targets)
+
+
+def test_denoising_pairs_and_normalisation():
+    """Denoising layers use the known pairs of dn_meta, normalised by num_boxes * dn_num_group."""
+    outputs, targets, _ = fake_outputs([3, 2], dn_groups=3)
+    losses = _criterion()(outputs, targets)
+    meta, layer = outputs["dn_meta"], outputs["dn_outputs"][1]
+    l1 = 0.0
+    for i, t in enumerate(targets):
+        k = t["boxes"].shape[0]
+        src = layer["pred_boxes"][i, meta["dn_positive_idx"][i]]
+        l1 += (src - t["boxes"].repeat(3, 1)).abs().sum().item()
+        assert len(meta["dn_positive_idx"][i]) == 3 * k
+    assert losses["loss_bbox_dn_1"].item() == pytest.approx(5.0 * l1 / (5 * 3), rel=1e-5)
