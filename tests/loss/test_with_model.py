@@ -10,11 +10,12 @@ from tests.loss.fakes import expected_keys
 from tests.models.tiny import tiny_model
 
 
-def _golden_train_model(num_denoising=None):
-    g = load_golden("n")
+def _golden_train_model(size="n", num_denoising=None):
+    g = load_golden(size)
     overrides = {} if num_denoising is None else {"num_denoising": num_denoising}
-    model = dfine.build_model("dfine_n", **overrides)
-    state = g["checkpoint"]["ema"]["module"]
+    model = dfine.build_model(f"dfine_{size}", **overrides)
+    ckpt = g["checkpoint"]
+    state = ckpt["ema"]["module"] if "ema" in ckpt else ckpt["model"]  # the weights the fixture used
     if num_denoising == 0:  # the denoising label embedding has no place in a model without denoising
         state = {k: v for k, v in state.items() if not k.startswith("decoder.denoising_class_embed.")}
     dfine.load_checkpoint(model, {"model": state})
@@ -26,10 +27,11 @@ def _grad_norm(model, prefix):
     return torch.cat(grads).norm().item()
 
 
-def test_golden_losses_and_gradients():
-    model, g = _golden_train_model(num_denoising=0)
+@pytest.mark.parametrize("size", ["n", "s"])
+def test_golden_losses_and_gradients(size):
+    model, g = _golden_train_model(size, num_denoising=0)
     outputs = model(g["images_uint8"].float() / 255, g["targets"])
-    losses = build_criterion("dfine_n")(outputs, g["targets"])
+    losses = build_criterion(f"dfine_{size}")(outputs, g["targets"])
     assert set(losses) == set(g["train_losses"])
     for key, gold in g["train_losses"].items():
         assert losses[key].item() == pytest.approx(gold, rel=1e-4, abs=1e-6), key
