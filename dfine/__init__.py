@@ -4,6 +4,15 @@ from .checkpoint import load_checkpoint
 from .errors import DfineError
 from .models.dfine import DFINE, build_model
 from .models.postprocess import PostProcessor
+from .loss import build_criterion
 
-__all__ = ["DFINE", "DfineError", "PostProcessor", "build_model", "load_checkpoint"]
+
+def __getattr__(name: str):
+    if name == "Detector":  # imported on first use: it pulls in the image and runtime libraries
+        from .inference import Detector
+        return Detector
+    raise AttributeError(f"module 'dfine' has no attribute {name!r}")
+
+
+__all__ = ["DFINE", "Detector", "DfineError", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]
 __version__ = "0.1.0"

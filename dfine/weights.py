@@ -33,7 +33,7 @@ def extract_ema(src: PathLike, dst: Optional[PathLike] = None) -> Path:
     src = Path(src)
     dst = Path(dst) if dst is not None else src.with_name(f"{src.stem}_converted{src.suffix}")
     state = _ema_state(read_checkpoint(src), src)
-    _save_atomic({"model": state}, dst)
+    save_atomic({"model": state}, dst)
     return dst
 
 
@@ -53,7 +53,7 @@ def _ema_state(ckpt: Mapping, src: Path) -> Mapping[str, torch.Tensor]:
     return module
 
 
-def _save_atomic(obj: object, dst: Path) -> None:
+def save_atomic(obj: object, dst: Path) -> None:
     """``torch.save(obj, dst)`` through a temporary file in the same folder, fsynced and renamed."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)

@@ -26,12 +26,12 @@ OBJ365_TO_COCO: Tuple[int, ...] = (
 
 def save_atomic(obj: Any, path: os.PathLike | str) -> Path:
     """``torch.save`` through a temporary file beside ``path``, flushed, fsynced and renamed
-    over it (see :func:`dfine.weights._save_atomic`): a crash leaves the old file or the new
+    over it (see :func:`dfine.weights.save_atomic`): a crash leaves the old file or the new
     one, never half a file."""
-    from dfine.weights import _save_atomic
+    from dfine.weights import save_atomic
 
     path = Path(path)
-    _save_atomic(obj, path)
+    save_atomic(obj, path)
     return path
 
 
