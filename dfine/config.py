@@ -290,6 +290,8 @@ class Config:
     summary_dir: Optional[str] = None
     resume: Optional[str] = None
     tuning: Optional[str] = None
+    # fine-tuning an Objects365 model into COCO: the Objects365 class (0-based) of each COCO label
+    obj365_ids: Optional[Tuple[int, ...]] = None  # None: the published correspondence
     use_wandb: bool = False
     project_name: str = "D-FINE"
     exp_name: str = "baseline"

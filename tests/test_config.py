@@ -360,3 +360,10 @@ def test_resolve_num_classes_without_dataset_objects():
     assert resolve_num_classes(cfg, lm).num_classes == 2
     with pytest.raises(ConfigError, match=r"command line 'num_classes=5': num_classes=5 but train.json has 2 classes"):
         resolve_num_classes(load_config(cfg.config_file, ["num_classes=5"]), lm)
+
+
+def test_obj365_ids_is_a_config_key():
+    path = CONFIGS / "dfine/objects365/dfine_hgnetv2_s_obj2coco.yml"
+    assert load_config(path).obj365_ids is None  # the published correspondence
+    cfg = load_config(path, ["obj365_ids=[3, 1, 2]"])
+    assert cfg.obj365_ids == (3, 1, 2)

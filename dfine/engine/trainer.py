@@ -30,7 +30,7 @@ from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 
 from . import dist
-from .checkpoint import load_tuning, save_atomic
+from .checkpoint import OBJ365_TO_COCO, load_tuning, save_atomic
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
@@ -156,7 +156,8 @@ class Trainer:
         if cfg.HGNetv2.pretrained:
             load_backbone(model, cfg)
         if tuning is not None:
-            load_tuning(model, ckpt_io.model_state(tuning, cfg.tuning), cfg.tuning)
+            load_tuning(model, ckpt_io.model_state(tuning, cfg.tuning), cfg.tuning,
+                        cfg.obj365_ids or OBJ365_TO_COCO)
         self.criterion: nn.Module = DFINECriterion.from_config(criterion_config(cfg), num_classes=cfg.num_classes,
                                                                reg_max=mcfg.decoder.reg_max).to(self.device)
         self.postprocessor = PostProcessor(cfg.num_classes, cfg.DFINEPostProcessor.num_top_queries,
