@@ -53,8 +53,10 @@ def _ema_state(ckpt: Mapping, src: Path) -> Mapping[str, torch.Tensor]:
     return module
 
 
-def save_atomic(obj: object, dst: Path) -> None:
-    """``torch.save(obj, dst)`` through a temporary file in the same folder, fsynced and renamed."""
+def save_atomic(obj: object, dst: Union[str, os.PathLike]) -> Path:
+    """``torch.save(obj, dst)`` through a temporary file in the same folder, fsynced and renamed
+    over ``dst``: a crash leaves the old file or the new one, never half a file. Returns ``dst``."""
+    dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     try:
@@ -66,3 +68,4 @@ def save_atomic(obj: object, dst: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return dst

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from dfine.errors import DfineError
 
-__all__ = ["OBJ365_TO_COCO", "save_atomic", "head_names", "tuning_state", "load_tuning"]
+__all__ = ["OBJ365_TO_COCO", "head_names", "tuning_state", "load_tuning"]
 
 # Objects365 class (0-based, without the background row) of each of the 80 COCO labels: the
 # published Objects365 -> COCO correspondence used to carry classification heads across.
@@ -22,17 +22,6 @@ OBJ365_TO_COCO: Tuple[int, ...] = (
     35, 10, 88, 84, 93, 26, 112, 82, 265, 104, 141, 152, 234, 143, 150, 97, 2, 50, 25, 75,
     98, 153, 37, 73, 115, 132, 106, 61, 163, 134, 277, 81, 133, 18, 94, 30, 169, 70, 328, 226,
 )
-
-
-def save_atomic(obj: Any, path: os.PathLike | str) -> Path:
-    """``torch.save`` through a temporary file beside ``path``, flushed, fsynced and renamed
-    over it (see :func:`dfine.weights.save_atomic`): a crash leaves the old file or the new
-    one, never half a file."""
-    from dfine.weights import save_atomic
-
-    path = Path(path)
-    save_atomic(obj, path)
-    return path
 
 
 def head_names(state: Mapping[str, torch.Tensor]) -> List[str]:

@@ -30,7 +30,8 @@ from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 
 from . import dist
-from .checkpoint import OBJ365_TO_COCO, load_tuning, save_atomic
+from ..weights import save_atomic
+from .checkpoint import OBJ365_TO_COCO, load_tuning
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
