@@ -149,13 +149,14 @@ def fgl_loss(corners: Tensor, matched: Matched, target: Tuple[Tensor, Tensor, Te
     return loss.sum() / matched.num_boxes
 
 
-def ddf_loss(corners: Tensor, teacher_prob: Tensor, weight: Tensor, positive: Tensor, num_positive: int,
-             num_pos: float, num_neg: float, temperature: float) -> Tensor:
+def ddf_loss(corners: Tensor, teacher_prob: Tensor, weight: Tensor, positive: Tensor,
+             edges: Tuple[float, float], num_pos: float, num_neg: float, temperature: float) -> Tensor:
     """Decoupled distillation focal loss (GO-LSD): a layer's edge distributions towards the last layer's.
 
     corners: ``[B, Q, 4 * (reg_max + 1)]`` student logits; teacher_prob: ``[B*Q*4, reg_max + 1]``
     ``softmax(teacher / T)``; weight: ``[B*Q*4]`` per-edge weight (teacher confidence, or IoU for
-    matched queries); positive: ``[B*Q*4]`` bool, edges of matched queries, ``num_positive`` of them.
+    matched queries); positive: ``[B*Q*4]`` bool, edges of matched queries; edges: the numbers of
+    positive and negative edges the sums are divided by (this batch's, or their mean over DDP ranks).
     Per edge ``weight * T^2 * KL(teacher || student)``; the means over positive and over negative
     edges are mixed as ``(mean_pos * num_pos + mean_neg * num_neg) / (num_pos + num_neg)``.
     """
@@ -164,9 +165,9 @@ def ddf_loss(corners: Tensor, teacher_prob: Tensor, weight: Tensor, positive: Te
     kl = F.kl_div(log_student, teacher_prob, reduction="none").sum(-1)
     per_edge = weight * temperature ** 2 * kl
     zero = per_edge.new_zeros(())
-    num_negative = per_edge.shape[0] - num_positive
-    mean_pos = torch.where(positive, per_edge, zero).sum() / num_positive if num_positive else zero
-    mean_neg = torch.where(positive, zero, per_edge).sum() / num_negative if num_negative else zero
+    num_positive, num_negative = edges
+    mean_pos = torch.where(positive, per_edge, zero).sum() / num_positive if num_positive > 0 else zero
+    mean_neg = torch.where(positive, zero, per_edge).sum() / num_negative if num_negative > 0 else zero
     return (mean_pos * num_pos + mean_neg * num_neg) / (num_pos + num_neg)
 
 
@@ -174,13 +175,19 @@ def ddf_loss(corners: Tensor, teacher_prob: Tensor, weight: Tensor, positive: Te
 # bookkeeping of one call
 
 
+def rank_means(*counts: float, device: torch.device) -> Tuple[float, ...]:
+    """``counts`` averaged over DDP ranks (one all-reduce) when ``torch.distributed`` is
+    initialised, else unchanged."""
+    if dist.is_available() and dist.is_initialized():
+        total = torch.tensor([float(c) for c in counts], dtype=torch.float64, device=device)
+        dist.all_reduce(total)
+        return tuple((total / dist.get_world_size()).tolist())
+    return tuple(float(c) for c in counts)
+
+
 def mean_count(count: int, device: torch.device) -> float:
     """``count`` averaged over DDP ranks (when ``torch.distributed`` is initialised), clamped to >= 1."""
-    if dist.is_available() and dist.is_initialized():
-        total = torch.tensor([float(count)], device=device)
-        dist.all_reduce(total)
-        return torch.clamp(total / dist.get_world_size(), min=1).item()
-    return max(float(count), 1.0)
+    return max(rank_means(count, device=device)[0], 1.0)
 
 
 def denoising_indices(dn_meta: Mapping[str, Any], sizes: Sequence[int]) -> Indices:
@@ -212,12 +219,14 @@ class _LocalContext:
     share the reference points (so the FGL targets) and the teacher (the group's last layer).
     """
 
-    def __init__(self, matched: Matched, up: Tensor, reg_scale: Tensor, num_pos: float, num_neg: float):
+    def __init__(self, matched: Matched, up: Tensor, reg_scale: Tensor, num_pos: float, num_neg: float,
+                 edges: Optional[Tuple[float, float]] = None):
         self.matched = matched
         self.up = up
         self.reg_scale = reg_scale
         self.num_pos = num_pos  # DDF weight of the mean over positive edges
         self.num_neg = num_neg  # DDF weight of the mean over negative edges
+        self.edges = edges  # DDF divisors (positive, negative edges); None: this batch's counts
         self.fgl_target: Optional[Tuple[Tensor, Tensor, Tensor]] = None
         self.teacher: Optional[Tuple[Tensor, Tensor, Tensor]] = None  # prob, confidence [B, Q], positive
 
@@ -306,13 +315,16 @@ class DFINECriterion(nn.Module):
         num_boxes = mean_count(sum(sizes), device)
         go = gather_matches(union, targets, mean_count(sum(len(u) for u, _ in union), device), device)
         # DDF mixes its positive / negative means by sqrt of the edge counts of the union, scaled
-        # to a batch of 8 images; the denoising layers reuse these weights.
-        scale = 8 / b
-        num_pos = math.sqrt(4 * go.count * scale)
-        num_neg = math.sqrt(4 * (b * q - go.count) * scale)
+        # to a batch of 8 images; the denoising layers reuse these weights. Under DDP the counts
+        # are means over ranks, so the ranks' mean loss is the loss of the whole batch.
+        union_count, images = rank_means(go.count, b, device=device)
+        scale = 8 / images
+        num_pos = math.sqrt(4 * union_count * scale)
+        num_neg = math.sqrt(4 * (images * q - union_count) * scale)
+        edges = (4 * union_count, 4 * (images * q - union_count))
 
         losses: Dict[str, Tensor] = {}
-        ctx = _LocalContext(go, outputs.get("up"), outputs.get("reg_scale"), num_pos, num_neg)
+        ctx = _LocalContext(go, outputs.get("up"), outputs.get("reg_scale"), num_pos, num_neg, edges)
         matched_by_id: Dict[int, Matched] = {}
         for (suffix, layer), idx in zip(decoder, dec_indices):
             if id(idx) not in matched_by_id:
@@ -405,7 +417,8 @@ class DFINECriterion(nn.Module):
                 weight = confidence.clone()
                 weight[m.batch, m.query] = iou
                 weight = weight.unsqueeze(-1).expand(*weight.shape, 4).reshape(-1)
-                out["loss_ddf"] = ddf_loss(corners, prob, weight, positive, 4 * m.count,
+                edges = ctx.edges or (4 * m.count, positive.shape[0] - 4 * m.count)
+                out["loss_ddf"] = ddf_loss(corners, prob, weight, positive, edges,
                                            ctx.num_pos, ctx.num_neg, self.distill_temperature)
         return out
 

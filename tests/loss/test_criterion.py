@@ -117,22 +117,49 @@ def test_bf16_autocast_is_finite_and_close_to_float32():
         assert v.item() == pytest.approx(reference[k], rel=0.05, abs=1e-3), k
 
 
-def test_box_counts_are_averaged_over_ranks(monkeypatch):
-    """With torch.distributed initialised, num_boxes is all-reduced and divided by the world size."""
-    outputs, targets, _ = fake_outputs([3, 2], dn_groups=0)
-    single = _values(_criterion()(outputs, targets))
+_PER_IMAGE = ("pred_logits", "pred_boxes", "pred_corners", "ref_points", "teacher_corners", "teacher_logits")
 
-    def all_reduce(t):  # the other rank holds twice as many boxes: mean = 1.5x ours
-        t.mul_(3.0)
 
+def _image_slice(outputs, i):
+    """Outputs of image ``i`` alone (what a DDP rank with that one image computes)."""
+    if isinstance(outputs, list):
+        return [_image_slice(o, i) for o in outputs]
+    return {k: v[i:i + 1] if k in _PER_IMAGE else _image_slice(v, i) if isinstance(v, (list, dict)) else v
+            for k, v in outputs.items()}
+
+
+def _ranks(monkeypatch, outputs, targets, crit):
+    """Losses of two simulated DDP ranks holding image 0 and image 1: each rank's all-reduce
+    adds what the other rank contributes to the same call."""
     monkeypatch.setattr(criterion_module.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(criterion_module.dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(criterion_module.dist, "all_reduce", all_reduce)
-    multi = _values(_criterion()(outputs, targets))
-    for k in ("loss_vfl", "loss_bbox", "loss_giou", "loss_fgl", "loss_bbox_aux_0", "loss_vfl_enc_0"):
-        assert multi[k] == pytest.approx(single[k] / 1.5, rel=1e-5), k
-    # DDF mixes means: not normalised by the box count
-    assert multi["loss_ddf_aux_0"] == pytest.approx(single["loss_ddf_aux_0"], rel=1e-6)
+    sent = {0: [], 1: []}
+
+    def record(rank):
+        return lambda t: sent[rank].append(t.clone())
+
+    for rank in (0, 1):  # the counts a rank sends do not depend on what it receives
+        monkeypatch.setattr(criterion_module.dist, "all_reduce", record(rank))
+        crit(_image_slice(outputs, rank), targets[rank:rank + 1])
+    results = []
+    for rank in (0, 1):
+        received = iter(sent[1 - rank])
+        monkeypatch.setattr(criterion_module.dist, "all_reduce", lambda t: t.add_(next(received)))
+        results.append(_values(crit(_image_slice(outputs, rank), targets[rank:rank + 1])))
+    return results
+
+
+def test_mean_over_ranks_is_the_whole_batch_loss(monkeypatch):
+    """DDP averages the ranks' gradients, so the ranks' mean loss must be the loss of the whole batch:
+    counts (boxes, matches, DDF edges and images) are averaged over ranks before dividing."""
+    outputs, targets, _ = fake_outputs([3, 1], dn_groups=0)
+    crit = _criterion()
+    whole = _values(crit(outputs, targets))
+    rank0, rank1 = _ranks(monkeypatch, outputs, targets, crit)
+    assert set(rank0) == set(whole) and any(k.startswith("loss_ddf") for k in whole)
+    for k, value in whole.items():
+        assert (rank0[k] + rank1[k]) / 2 == pytest.approx(value, rel=1e-5, abs=1e-7), k
+    assert rank0["loss_ddf_aux_0"] != pytest.approx(rank1["loss_ddf_aux_0"], rel=1e-3)  # not trivially equal
 
 
 def test_counts_are_clamped_to_one():

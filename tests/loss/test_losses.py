@@ -142,7 +142,7 @@ def test_ddf_is_zero_when_student_equals_teacher():
     prob = torch.softmax(corners.reshape(-1, 5) / 5.0, dim=1)
     positive = torch.zeros(24, dtype=torch.bool)
     positive[:8] = True
-    loss = ddf_loss(corners.clone(), prob, torch.rand(24), positive, 8, num_pos=2.0, num_neg=3.0, temperature=5.0)
+    loss = ddf_loss(corners.clone(), prob, torch.rand(24), positive, (8, 16), num_pos=2.0, num_neg=3.0, temperature=5.0)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
@@ -155,9 +155,9 @@ def test_ddf_closed_form():
     kl = 0.8 * math.log(0.8 / 0.5) + 0.2 * math.log(0.2 / 0.5)
     # all edges positive: the negative mean is absent
     positive = torch.ones(4, dtype=torch.bool)
-    loss = ddf_loss(student, teacher, weight, positive, 4, num_pos=1.0, num_neg=1.0, temperature=t)
+    loss = ddf_loss(student, teacher, weight, positive, (4, 0), num_pos=1.0, num_neg=1.0, temperature=t)
     assert loss.item() == pytest.approx(t * t * kl * 0.75 * 1.0 / 2.0, rel=1e-5)
     # two positive, two negative edges, mixed by num_pos=1, num_neg=3
     positive = torch.tensor([True, True, False, False])
-    loss = ddf_loss(student, teacher, weight, positive, 2, num_pos=1.0, num_neg=3.0, temperature=t)
+    loss = ddf_loss(student, teacher, weight, positive, (2, 2), num_pos=1.0, num_neg=3.0, temperature=t)
     assert loss.item() == pytest.approx((t * t * kl * 1.0 * 1 + t * t * kl * 0.5 * 3) / 4, rel=1e-5)
