@@ -12,10 +12,10 @@ import torch.nn as nn
 from .errors import DfineError
 
 # Buffers that are a pure function of the model's input size: recomputed, never a reason to fail.
-_DERIVED = ("decoder.anchors", "decoder.valid_mask")
+DERIVED = ("decoder.anchors", "decoder.valid_mask")
 # Training-only weights: a model built without denoising ignores them, and a model with denoising
 # keeps its initial embedding when a checkpoint has none (e.g. one saved from a deploy-form model).
-_OPTIONAL = _DERIVED + ("decoder.denoising_class_embed.weight",)
+_OPTIONAL = DERIVED + ("decoder.denoising_class_embed.weight",)
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
@@ -59,7 +59,7 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = 
     the file and the first mismatched keys (and the shapes, for a size mismatch)."""
     own = model.state_dict()
     state = {k: v for k, v in state.items()
-             if not (k in _OPTIONAL and k not in own) and not (k in _DERIVED and own[k].shape != v.shape)}
+             if not (k in _OPTIONAL and k not in own) and not (k in DERIVED and own[k].shape != v.shape)}
     shape_errors = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                     for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state and k not in _OPTIONAL]

@@ -9,6 +9,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from dfine.checkpoint import DERIVED
 from dfine.errors import DfineError
 
 __all__ = ["OBJ365_TO_COCO", "head_names", "tuning_state", "load_tuning"]
@@ -47,12 +48,15 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
                  obj365_ids: Sequence[int] = OBJ365_TO_COCO) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
     """What of ``state`` fine-tuning loads into ``model``: entries of the same shape, and the
     class heads remapped between Objects365 and COCO when their sizes are those two. Returns
-    ``(loadable, remapped, reinitialised)``; a checkpoint of another model size is an error."""
+    ``(loadable, remapped, reinitialised)``; a checkpoint of another model size is an error.
+    Anchors computed for another input size are left to the model (it recomputes them)."""
     own = model.state_dict()
     loadable, remapped, reinit = {}, [], []
     heads = set(head_names(own))
     for key, value in own.items():
         theirs = state.get(key)
+        if key in DERIVED and (theirs is None or theirs.shape != value.shape):
+            continue
         if theirs is not None and theirs.shape == value.shape:
             loadable[key] = theirs
         elif theirs is not None and key in heads:
@@ -62,7 +66,7 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
                 remapped.append(key)
             else:
                 reinit.append(key)
-    mismatched = [k for k in own if k not in loadable and k not in reinit and k in state]
+    mismatched = [k for k in own if k not in loadable and k not in reinit and k in state and k not in DERIVED]
     if mismatched or len(loadable) < len(own) // 2:
         raise DfineError(f"{name} does not fit this model (another size?): {len(mismatched)} entries differ in shape "
                          f"and {len([k for k in own if k not in state])} are missing, e.g. "

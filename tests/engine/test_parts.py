@@ -91,6 +91,23 @@ def test_obj365_heads_remapped_to_coco():
     assert not remapped and reinit == ["decoder.enc_score_head.weight", "decoder.enc_score_head.bias"]
 
 
+def test_tuning_at_another_input_size_keeps_own_anchors():
+    """A published checkpoint holds anchors for 640 px; fine-tuning at 320 px recomputes them."""
+    from dfine.models.dfine import build_model
+
+    big = build_model("dfine_n", eval_spatial_size=(640, 640))
+    small = build_model("dfine_n", eval_spatial_size=(320, 320))
+    own_anchors = small.decoder.anchors.clone()
+    loadable, remapped, reinit = tuning_state(small, big.state_dict(), "dfine_n_coco.pth")
+    assert "decoder.anchors" not in loadable and "decoder.valid_mask" not in loadable
+    assert not remapped and not reinit
+    assert len(loadable) == len(small.state_dict()) - 2
+    small.load_state_dict(loadable, strict=False)
+    assert torch.equal(small.decoder.anchors, own_anchors)
+    with pytest.raises(Exception, match="another size"):
+        tuning_state(small, build_model("dfine_s").state_dict(), "dfine_s_coco.pth")
+
+
 def test_atomic_save(tmp_path):
     path = save_atomic({"a": torch.ones(2)}, tmp_path / "x" / "c.pth")
     assert torch.load(path)["a"].sum() == 2 and [p.name for p in path.parent.iterdir()] == ["c.pth"]
