@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import get_worker_info
 
 from dfine.data.rng import generator, mix_seed
 
@@ -30,8 +31,12 @@ class BatchCollate:
 
     Before ``stop_epoch`` (and when ``base_size_repeat`` is set) each batch is resized to a
     size drawn uniformly from :func:`multiscale_sizes` (nearest-neighbour, as published);
-    boxes are normalised so targets are unchanged. The draw is seeded by ``(seed, epoch,
-    image ids of the batch)``. From ``stop_epoch`` on, images keep their size.
+    boxes are normalised so targets are unchanged. The draw is seeded by ``(seed, epoch, batch
+    number in the epoch)``, so every DDP process resizes its share of a batch to the size one
+    process would use for the whole batch. From ``stop_epoch`` on, images keep their size.
+
+    The batch number counts the calls since :meth:`start`; in a worker of a ``DataLoader`` it
+    is ``calls * num_workers + worker id`` (the loader deals batches to workers in turn).
     """
 
     def __init__(self, base_size: int = 640, base_size_repeat: Optional[int] = None,
@@ -41,21 +46,33 @@ class BatchCollate:
         self.stop_epoch = stop_epoch
         self.seed = seed
         self.epoch = 0
+        self.calls = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Epoch of the next batches."""
+        """Epoch of the next batches (numbered from 0 again)."""
         self.epoch = epoch
+        self.start()
+
+    def start(self) -> None:
+        """The next batch is batch 0 (a new pass over the loader)."""
+        self.calls = 0
+
+    def batch_number(self) -> int:
+        """Number of the batch being collated within the pass; advances the count."""
+        info = get_worker_info()
+        number = self.calls * info.num_workers + info.id if info is not None else self.calls
+        self.calls += 1
+        return number
 
     def multiscale(self) -> bool:
         """Whether batches of the current epoch are resized."""
         return self.sizes is not None and (self.stop_epoch is None or self.epoch < self.stop_epoch)
 
-    def size_for(self, targets: Sequence[Dict[str, torch.Tensor]]) -> Optional[int]:
-        """The square size of this batch, ``None`` to keep the images' own size."""
+    def size_for(self, batch: int) -> Optional[int]:
+        """The square size of batch number ``batch``, ``None`` to keep the images' own size."""
         if not self.multiscale():
             return None
-        ids = [int(t["image_id"]) for t in targets]
-        pick = torch.randint(len(self.sizes), (1,), generator=generator(mix_seed(self.seed, self.epoch, *ids)))
+        pick = torch.randint(len(self.sizes), (1,), generator=generator(mix_seed(self.seed, self.epoch, batch)))
         return self.sizes[int(pick)]
 
     def __call__(self, items: Sequence[Item]) -> Tuple[torch.Tensor, List[Dict[str, torch.Tensor]]]:
@@ -65,7 +82,7 @@ class BatchCollate:
                              f"Resize to a fixed size")
         images = torch.stack([image for image, _ in items])
         targets = [target for _, target in items]
-        size = self.size_for(targets)
+        size = self.size_for(self.batch_number())
         if size is not None:
             images = F.interpolate(images, size=size)
         return images, targets

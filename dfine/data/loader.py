@@ -1,7 +1,7 @@
 """Datasets and data loaders from a :class:`dfine.config.Config`.
 
 Reproducible: item ``i`` of epoch ``e`` is augmented with seed ``(seed, e, i)``, a batch's
-multi-scale size is drawn from ``(seed, e, its image ids)`` and the shuffle order from
+multi-scale size is drawn from ``(seed, e, batch number)`` and the shuffle order from
 ``(seed, e)`` (``DistributedSampler``, also with one process), so a run gives the same batches
 whatever the number of workers, and a resumed run continues as the uninterrupted one would.
 Call :meth:`DetectionDataLoader.set_epoch` before each epoch.
@@ -36,6 +36,10 @@ class DetectionDataLoader(DataLoader):
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
         self.collate_fn.set_epoch(epoch)
+
+    def __iter__(self):
+        self.collate_fn.start()  # workers copy the collate function as it is now
+        return super().__iter__()
 
 
 def label_mode(cfg: Config) -> LabelMode:

@@ -1,7 +1,7 @@
 """Deterministic randomness for the data pipeline.
 
 Every random choice of the pipeline is a function of ``(seed, epoch, sample index)`` (or, for
-a batch, of its image ids), so a run is reproducible whatever the number of workers or
+a batch, of its number in the epoch), so a run is reproducible whatever the number of workers or
 processes, and a resumed run sees the same augmentations as an uninterrupted one.
 """
 

@@ -44,16 +44,56 @@ def test_no_multiscale_without_repeat():
     assert images.shape == (4, 3, 640, 640) and not collate.multiscale()
 
 
-def test_size_is_a_function_of_seed_epoch_and_images():
+def test_size_is_a_function_of_seed_epoch_and_batch_number():
     a, b = BatchCollate(640, 3, seed=1), BatchCollate(640, 3, seed=1)
-    targets = [t for _, t in _items(first_id=7)]
     sizes = []
     for epoch in range(20):
         a.set_epoch(epoch)
         b.set_epoch(epoch)
-        assert a.size_for(targets) == b.size_for(targets)
-        sizes.append(a.size_for(targets))
+        assert a.size_for(3) == b.size_for(3)
+        sizes.append(a.size_for(3))
     assert len(set(sizes)) > 1
+    a.set_epoch(0)
+    assert len({a.size_for(i) for i in range(40)}) > 1
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, n: int):
+        self.items = _items(n, size=8)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def set_epoch(self, epoch):
+        pass
+
+
+def _sizes(world_size: int, rank: int, batch: int, workers: int, epoch: int = 0):
+    from torch.utils.data import DistributedSampler
+
+    from dfine.data.loader import DetectionDataLoader
+
+    data = _Images(24)
+    sampler = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=0)
+    loader = DetectionDataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers,
+                                 collate_fn=BatchCollate(640, 3, seed=0), generator=torch.Generator())
+    loader.set_epoch(epoch)
+    return [(images.shape[-1], sorted(int(t["image_id"]) for t in targets)) for images, targets in loader]
+
+
+def test_every_process_and_worker_draws_the_size_of_the_whole_batch():
+    """Batch k of each DDP process holds its share of batch k of one process (same total
+    batch), and is resized to the same size, whatever the number of workers."""
+    whole = _sizes(1, 0, 4, 0, epoch=2)
+    assert len({size for size, _ in whole}) > 1
+    assert _sizes(1, 0, 4, 2, epoch=2) == whole
+    shares = [_sizes(2, rank, 2, workers, epoch=2) for rank, workers in ((0, 0), (1, 2))]
+    for k, (size, ids) in enumerate(whole):
+        assert [shares[0][k][0], shares[1][k][0]] == [size, size]
+        assert sorted(shares[0][k][1] + shares[1][k][1]) == ids
 
 
 def test_mixed_sizes_are_refused():
