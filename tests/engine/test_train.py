@@ -109,3 +109,31 @@ def test_nonfinite_losses_stop_the_run(run, tmp_path):
         trainer.fit()
     assert "\n" not in str(err.value)
     assert (tmp_path / "out" / "last.pth").read_bytes() == before
+
+
+def repeated_subset(coco: Path, out: Path, n_images: int, copies: int) -> Path:
+    """A COCO file listing ``n_images`` coco128 images ``copies`` times each (distinct ids)."""
+    data = json.loads(write_subset(coco, out, n_images).read_text())
+    images, anns = [], []
+    for c in range(copies):
+        for im in data["images"]:
+            images.append(dict(im, id=im["id"] + 1_000_000 * c))
+        for a in data["annotations"]:
+            anns.append(dict(a, id=a["id"] + 1_000_000 * c, image_id=a["image_id"] + 1_000_000 * c))
+    out.write_text(json.dumps(dict(data, images=images, annotations=anns)))
+    return out
+
+
+def test_loss_falls(tmp_path):
+    """20 steps on two images with the published N recipe (320 px, no zoom/crop): the loss falls."""
+    coco = shared_path("data", "coco128")
+    train = repeated_subset(coco, tmp_path / "train.json", 2, copies=20)
+    val = write_subset(coco, tmp_path / "val.json", 1, offset=2)
+    r = write_recipe(tmp_path / "recipe.yml", coco / "train2017", train, val, batch=2, epochs=1, stop_epoch=0,
+                     extra=FAST + "checkpoint_freq: 100\n")
+    trainer = Trainer(load_config(r, ["seed=0", "use_amp=False"]), progress=False)
+    trainer.fit()
+    losses = trainer.step_losses
+    assert len(losses) == 20 and all(math.isfinite(v) for v in losses)
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.9 * first, losses
