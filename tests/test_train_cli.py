@@ -99,3 +99,19 @@ def test_offline_pretrained_backbone(coco128, tmp_path, capsys, monkeypatch):
     err = one_line_error(capsys, ["train", "-c", str(REPO / RECIPE), *args, "-d", "cpu"])
     assert "PPHGNetV2_B0_stage1.pth" in err and "http" in err and "HGNetv2.pretrained=False" in err
     assert not (tmp_path / "o" / "last.pth").exists()
+
+
+def test_published_checkpoint_test_only(coco128, tmp_path, capsys):
+    """A checkpoint in the published layout (``model`` + ``ema``, 640 px anchors) evaluates with
+    ``--test-only -r`` as published, here at the recipe's 640 px on one coco128 image."""
+    from tests.conftest import load_golden
+
+    ckpt = tmp_path / "dfine_n_coco.pth"
+    torch.save(load_golden("n")["checkpoint"], ckpt)
+    val = write_subset(coco128, tmp_path / "val.json", 1)
+    out = tmp_path / "eval"
+    assert main(["train", "-c", RECIPE, "--test-only", "-r", str(ckpt), *published_keys(coco128, val, val, out),
+                 "-d", "cpu", "--no-progress"]) == 0
+    assert "AP50" in capsys.readouterr().out
+    stats = json.loads((out / "eval.json").read_text())["stats"]
+    assert len(stats) == 12 and all(-1 <= v <= 1 for v in stats.values())

@@ -137,3 +137,28 @@ def test_loss_falls(tmp_path):
     assert len(losses) == 20 and all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.9 * first, losses
+
+
+def test_resume_after_the_stop_epoch_stays_without_augmentation(run, tmp_path, monkeypatch):
+    """Published issue #74: resuming a checkpoint saved at the stop epoch switched the zoom/crop
+    augmentations back on. Here the resumed epoch loads its images without them."""
+    from dfine.data.transforms import DetectionTransform
+
+    trainer, folder, _ = run
+    assert trainer.stop_epoch == 1 and trainer.last_epoch == 1
+    cfg = load_config(folder / "recipe.yml", ["epochs=3", f"resume={folder / 'out' / 'last.pth'}",
+                                              f"output_dir={tmp_path / 'out'}"])
+    seen = []
+    original = DetectionTransform.__call__
+
+    def record(self, image, target, epoch):
+        seen.append(self.active(epoch))
+        return original(self, image, target, epoch)
+
+    monkeypatch.setattr(DetectionTransform, "__call__", record)
+    resumed = Trainer(cfg, progress=False, max_steps=1)
+    resumed.fit()
+    assert resumed.last_epoch == 2 and seen
+    stop_ops = {"RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop"}
+    assert all(not stop_ops & set(ops) for ops in seen), seen
+    assert stop_ops <= set(resumed.train_loader.dataset.transforms.active(0))  # they exist before the stop epoch
