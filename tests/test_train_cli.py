@@ -115,3 +115,30 @@ def test_published_checkpoint_test_only(coco128, tmp_path, capsys):
     assert "AP50" in capsys.readouterr().out
     stats = json.loads((out / "eval.json").read_text())["stats"]
     assert len(stats) == 12 and all(-1 <= v <= 1 for v in stats.values())
+
+
+def test_auto_resume_continues_a_stopped_run(coco128, tmp_path, capsys):
+    """The same command twice with --auto-resume: the second run continues from last.pth
+    (ignoring -t); without it, a warning says last.pth will be overwritten."""
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    out = tmp_path / "out"
+    keys = published_keys(coco128, train, train, out)
+
+    def command(*flags, epochs=1):
+        return ["train", "-c", RECIPE, *keys[:-2], "eval_spatial_size=[320,320]", "use_amp=False", f"epochs={epochs}",
+                *keys[-2:], "-d", "cpu", "--max-steps", "1", "--no-progress", *flags]
+
+    assert main(command("--auto-resume")) == 0
+    assert "resuming" not in capsys.readouterr().err
+    tuned = tmp_path / "weights.pth"
+    torch.save({"model": {}}, tuned)  # would be an error if -t were used
+    assert main(command("--auto-resume", "-t", str(tuned), epochs=2)) == 0
+    assert f"resuming from {out / 'last.pth'}" in capsys.readouterr().err
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1]
+    assert main(command("--auto-resume", epochs=2)) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert main(command()) == 0
+    assert "will overwrite it" in capsys.readouterr().err
+    err = one_line_error(capsys, command("--auto-resume", "-r", str(out / "last.pth")))
+    assert "--auto-resume" in err

@@ -4,12 +4,20 @@
 ``-t model.pth`` fine-tunes from weights, ``-r checkpoint.pth`` resumes, ``--test-only -r
 model.pth`` (or ``dfine eval -c ... -r model.pth``) evaluates; ``-u key=value ...`` overrides the
 recipe. Under ``torchrun --nproc_per_node=K`` every process runs it (DDP).
+
+``--auto-resume`` makes one command line serve the first run and every restart: when the output
+directory holds ``last.pth`` the run resumes from it (and ignores ``-t``), else it starts as
+asked. With ``torchrun --max-restarts=N ... --auto-resume`` a crashed run restarts by itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import sys
+from pathlib import Path
 from typing import List
 
 __all__ = ["add_arguments", "add_parser", "overrides_from_args", "run"]
@@ -26,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="where checkpoints, logs and plots go")
     p.add_argument("--summary-dir", help="TensorBoard folder (default: OUTPUT_DIR/summary)")
     p.add_argument("--test-only", action="store_true", default=False, help="evaluate only")
+    p.add_argument("--auto-resume", action="store_true",
+                   help="resume from OUTPUT_DIR/last.pth when it exists (restarts after a crash), else start as asked")
     p.add_argument("-u", "--update", nargs="+", default=[], metavar="KEY=VALUE", help="override recipe keys")
     p.add_argument("--max-nonfinite", type=int, default=10,
                    help="stop after this many non-finite losses in a row (each skips its step; default 10)")
@@ -70,9 +80,13 @@ def run(args: argparse.Namespace) -> int:
         raise DfineError("give -r (resume) or -t (fine-tune), not both")
     if test_only and not args.resume and not args.tuning:
         raise DfineError("evaluation needs weights: add -r model.pth")
+    if args.auto_resume and args.resume:
+        raise DfineError("give --auto-resume (resume from OUTPUT_DIR/last.pth when it exists) or -r, not both")
     cfg = load_config(args.config, overrides_from_args(args))
     if test_only and args.tuning and not args.resume:
-        cfg = __import__("dataclasses").replace(cfg, resume=args.tuning, tuning=None)
+        cfg = dataclasses.replace(cfg, resume=args.tuning, tuning=None)
+    if not test_only:
+        cfg = _continue_or_warn(cfg, args.auto_resume)
     try:
         trainer = Trainer(cfg, test_only=test_only, max_nonfinite=args.max_nonfinite, max_steps=args.max_steps,
                           progress=not args.no_progress)
@@ -83,3 +97,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         dist.cleanup()
     return 0
+
+
+def _continue_or_warn(cfg, auto_resume: bool):
+    """With ``auto_resume``: resume from ``output_dir/last.pth`` when it exists. Without: warn
+    (main process) that a new run into a folder with ``last.pth`` overwrites it."""
+    last = Path(cfg.output_dir) / "last.pth"
+    if not last.is_file() or cfg.resume:
+        return cfg
+    if auto_resume:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"resuming from {last} (--auto-resume)", file=sys.stderr)
+        return dataclasses.replace(cfg, resume=str(last), tuning=None)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"warning: {last} is from an earlier run and this run will overwrite it; add --auto-resume "
+              f"(or -r {last}) to continue that run instead, or --output-dir to keep both", file=sys.stderr)
+    return cfg

@@ -255,6 +255,9 @@ class Trainer:
             raise DfineError(f"{cfg.config_file or 'config'}: epochs is not set; add -u epochs=N")
         self._start_logs()
         entry: Dict[str, Any] = {}
+        if self.last_epoch + 1 >= cfg.epochs:
+            self._print(f"nothing to train: the checkpoint has finished epoch {self.last_epoch + 1} of {cfg.epochs} "
+                        f"(raise epochs with -u epochs=N to train longer)")
         for epoch in range(self.last_epoch + 1, cfg.epochs):
             self.train_loader.set_epoch(epoch)
             if epoch == self.stop_epoch:
