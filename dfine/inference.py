@@ -22,9 +22,10 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import DfineError
 
-__all__ = ["BACKENDS", "Detections", "Detector", "load_image", "preprocess"]
+__all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "load_image", "preprocess"]
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("f32", "bf16")  # OpenVINO inference precision
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 PathLike = Union[str, os.PathLike]
 # (images [B,3,H,W] float32 0..1, sizes [B,2] int64 (w,h)) -> (labels [B,K], boxes [B,K,4], scores [B,K])
@@ -98,6 +99,7 @@ class _Engine:
     class_names: Tuple[str, ...] = ()
     category_ids: Tuple[int, ...] = ()
     extra: Dict[str, Any] = field(default_factory=dict)
+    fixed_batch: Optional[int] = None  # the batch size of a static-batch export
 
 
 class Detector:
@@ -109,20 +111,24 @@ class Detector:
     ``imgsz``: input (height, width) or one int; for exported files it is the file's own size.
     ``size``/``config``: the model size or recipe for a published checkpoint (otherwise recognised).
     ``threads``: CPU threads for ONNX Runtime / OpenVINO (default: the runtime's own choice).
+    ``precision``: OpenVINO's inference precision, ``f32`` (default: outputs equal PyTorch's) or
+    ``bf16`` (faster on CPUs with AVX512-BF16 or AMX; scores move by about 1e-2).
     """
 
     def __init__(self, model: PathLike, device: str = "cpu", conf: float = 0.5,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
                  batch_size: int = 8, size: Optional[str] = None, config: Optional[PathLike] = None,
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, precision: str = "f32"):
         if backend is not None and backend not in BACKENDS:
             raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if not 0 <= conf <= 1:
             raise DfineError(f"conf must be in 0..1, got {conf}")
         if batch_size < 1:
             raise DfineError(f"batch size must be >= 1, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise DfineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.conf, self.batch_size, self.device = float(conf), int(batch_size), str(device)
-        self._engine = _open(str(model), backend, device, imgsz, size, config, threads)
+        self._engine = _open(str(model), backend, device, imgsz, size, config, threads, precision)
 
     @property
     def backend(self) -> str:
@@ -152,9 +158,18 @@ class Detector:
                     ) -> List[Detections]:
         """Detect in already-decoded RGB PIL images, as one batch."""
         batch, sizes = preprocess(images, self.imgsz)
-        labels, boxes, scores = self._engine.run(batch, sizes)
+        labels, boxes, scores = self._run(batch, sizes)
         paths = paths or [None] * len(images)
         return [self._detections(labels[i], boxes[i], scores[i], tuple(sizes[i]), paths[i]) for i in range(len(images))]
+
+    def _run(self, batch: np.ndarray, sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The engine on ``batch [B, 3, H, W]``, in steps of a static-batch model's own batch size."""
+        step = self._engine.fixed_batch or len(batch)
+        if len(batch) % step:
+            raise DfineError(f"this model was exported for batches of exactly {step} images; "
+                             f"export it with a dynamic batch (without --static)")
+        outs = [self._engine.run(batch[i:i + step], sizes[i:i + step]) for i in range(0, len(batch), step)]
+        return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
 
     def _detections(self, labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                     image_size: Tuple[int, int], path: Optional[str]) -> Detections:
@@ -169,15 +184,21 @@ class Detector:
 
 # ---- backends -------------------------------------------------------------------------------
 
-def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, threads) -> _Engine:
+def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, threads, precision: str = "f32"
+          ) -> _Engine:
     """Pick and load the backend for ``model``."""
     suffix = Path(model).suffix.lower()
     kind = _backend_for(model, suffix, backend)
+    if precision != "f32" and kind != "openvino":
+        raise DfineError(f"precision {precision} is an OpenVINO setting; add --backend openvino or drop it")
     if kind != "torch" and not Path(model).is_file():
         raise DfineError(f"model file {model} not found")
     if kind == "torch":
         return _torch_engine(model, device, imgsz, size, config)
-    engine = {"onnxruntime": _ort_engine, "openvino": _openvino_engine, "tensorrt": _trt_engine}[kind](model, device, threads)
+    if kind == "openvino":
+        engine = _openvino_engine(model, threads, precision)
+    else:
+        engine = {"onnxruntime": _ort_engine, "tensorrt": _trt_engine}[kind](model, device, threads)
     if imgsz is not None:
         from .export.loading import parse_imgsz
         if parse_imgsz(imgsz) != engine.imgsz:
@@ -265,10 +286,13 @@ def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
     def run(images: np.ndarray, sizes: np.ndarray):
         return tuple(session.run(["labels", "boxes", "scores"], {"images": images, "orig_target_sizes": sizes}))
 
-    return _Engine(run, "onnxruntime", imgsz, class_names, ids, {"session": session})
+    batch = session.get_inputs()[0].shape[0]
+    return _Engine(run, "onnxruntime", imgsz, class_names, ids, {"session": session},
+                   batch if isinstance(batch, int) else None)
 
 
-def _openvino_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
+def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32") -> _Engine:
+    """OpenVINO on the CPU, latency hint (one stream), ``threads`` inference threads."""
     try:
         import openvino as ov
     except ImportError:
@@ -279,19 +303,43 @@ def _openvino_engine(model: str, device: str, threads: Optional[int]) -> _Engine
     except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
         raise DfineError(f"{model} is not a readable model for OpenVINO ({str(e).splitlines()[0][:160]})") from None
     imgsz = _onnx_imgsz([d.get_length() if d.is_static else None for d in net.input("images").get_partial_shape()], model)
-    props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
     if threads:
         props["INFERENCE_NUM_THREADS"] = int(threads)
-    compiled = core.compile_model(net, "CPU", props)
     meta = _onnx_metadata(model) if model.lower().endswith(".onnx") else {}
     class_names, ids = _metadata(meta)
-    request = compiled.create_infer_request()
+    runner = _OpenVinoRunner(core, net, props, imgsz)
+    batch = None if runner.dynamic else net.input("images").get_partial_shape()[0].get_length()
+    return _Engine(runner, "openvino", imgsz, class_names, ids, fixed_batch=batch)
 
-    def run(images: np.ndarray, sizes: np.ndarray):
+
+class _OpenVinoRunner:
+    """Runs an OpenVINO model compiled for each batch size it meets.
+
+    A dynamic batch axis is fixed to the batch at hand before compiling (one compile per new
+    size, about half a second): the CPU plugin runs static shapes about 10% faster."""
+
+    def __init__(self, core: Any, net: Any, props: Dict[str, Any], imgsz: Tuple[int, int]):
+        self.core, self.net, self.props, self.imgsz = core, net, props, imgsz
+        self.dynamic = net.input("images").get_partial_shape()[0].is_dynamic
+        self.compiled: Dict[int, Tuple[Any, Any]] = {}
+
+    def _compiled(self, batch: int) -> Tuple[Any, Any]:
+        """(compiled model, infer request) for ``batch`` images."""
+        key = batch if self.dynamic else 0
+        if key not in self.compiled:
+            net = self.net
+            if self.dynamic:
+                net = net.clone()
+                net.reshape({"images": [batch, 3, *self.imgsz], "orig_target_sizes": [batch, 2]})
+            compiled = self.core.compile_model(net, "CPU", self.props)
+            self.compiled[key] = compiled, compiled.create_infer_request()
+        return self.compiled[key]
+
+    def __call__(self, images: np.ndarray, sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        compiled, request = self._compiled(len(images))
         res = request.infer({"images": images, "orig_target_sizes": sizes})
-        return tuple(np.asarray(res[compiled.output(n)]) for n in ("labels", "boxes", "scores"))
-
-    return _Engine(run, "openvino", imgsz, class_names, ids)
+        return tuple(np.asarray(res[compiled.output(n)]) for n in ("labels", "boxes", "scores"))  # type: ignore[return-value]
 
 
 def _onnx_metadata(path: str) -> Dict[str, str]:

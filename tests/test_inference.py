@@ -84,6 +84,20 @@ def test_bad_arguments_are_one_line_errors(files, tmp_path):
         Detector(str(ckpt), backend="onnxruntime")
     with pytest.raises(DfineError, match="H x W x 3"):
         Detector(str(ckpt))(np.zeros((4, 4), np.uint8))
+    with pytest.raises(DfineError, match="precision"):
+        Detector(str(ckpt), precision="int4")
+    with pytest.raises(DfineError, match="OpenVINO setting"):
+        Detector(str(ckpt), precision="bf16")
+
+
+def test_static_batch_file_runs_image_by_image(files, tmp_path):
+    """A --static (batch 1) export serves a batch of two images one at a time, with the same results."""
+    ckpt, onnx_path = files
+    static = export_onnx(load_model(ckpt), tmp_path / "static.onnx", dynamic_batch=False, simplify=False)
+    det = Detector(str(static), conf=0.02, batch_size=2)
+    assert det._engine.fixed_batch == 1
+    for a, b in zip(Detector(str(onnx_path), conf=0.02)(_images()), det(_images())):
+        _assert_same(a, b)
 
 
 def test_tensorrt_engine_needs_cuda_and_tensorrt(tmp_path):

@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
                    help="simplify with onnxsim (default: when installed)")
     p.add_argument("--no-simplify", dest="simplify", action="store_false")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip onnx.checker")
+    p.add_argument("--static", action="store_true",
+                   help="ONNX: fix the batch axis to 1 (for runtimes that need static shapes; "
+                        "ONNX Runtime and OpenVINO run the default dynamic-batch file as fast)")
     p.add_argument("--max-batch", type=int, default=32, help="TensorRT: largest batch size (default 32)")
     p.set_defaults(func=run)
 
@@ -47,12 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from ..export.onnx import export_onnx
     if args.opset < 17:
         raise DfineError(f"--opset must be 17 or higher, got {args.opset}")
+    if args.static and args.format == "engine":
+        raise DfineError("--static is for ONNX files; a TensorRT engine takes batches up to --max-batch")
     imgsz = parse_imgsz(args.imgsz) if args.imgsz else None
     onnx_path = _output(args, ".onnx") if args.format == "onnx" else _output(args, ".engine").with_suffix(".onnx")
     if args.format == "engine":
         _check_tensorrt(onnx_path, _output(args, ".engine"))
     loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
-    export_onnx(loaded, onnx_path, opset=args.opset, simplify=args.simplify, check=args.check)
+    export_onnx(loaded, onnx_path, opset=args.opset, simplify=args.simplify, check=args.check,
+                dynamic_batch=not args.static)
     print(f"wrote {onnx_path}")
     if args.format == "engine":
         from ..export.tensorrt import build_engine

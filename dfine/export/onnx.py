@@ -44,8 +44,10 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
     """Export ``loaded`` to ``output`` and return its path.
 
     ``imgsz`` (height, width) is the fixed input size (default: the size the model was built
-    for, whose anchors are then constants). The batch axis ``N`` is dynamic. ``check`` runs
-    ``onnx.checker``; ``simplify`` runs onnxsim (``None``: when installed).
+    for, whose anchors are then constants). The batch axis ``N`` is dynamic, or fixed to 1 with
+    ``dynamic_batch=False`` (for runtimes that need static shapes; ONNX Runtime and OpenVINO run
+    the dynamic file as fast). ``check`` runs ``onnx.checker``; ``simplify`` runs onnxsim
+    (``None``: when installed).
     """
     try:
         import onnx
@@ -55,11 +57,14 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     wrapper = DeployModel(loaded.model, loaded.postprocessor).eval().cpu()
-    # trace with batch 2: a size-1 axis may be specialised away by the tracer
-    images = torch.rand(2, 3, h, w)
-    sizes = torch.tensor([[w, h], [w, h]], dtype=torch.int64)
+    # a dynamic axis is traced at batch 2: a size-1 axis may be specialised away by the tracer
+    n = 2 if dynamic_batch else 1
+    images = torch.rand(n, 3, h, w)
+    sizes = torch.tensor([[w, h]] * n, dtype=torch.int64)
     axes = {name: {0: "N"} for name in INPUT_NAMES + OUTPUT_NAMES} if dynamic_batch else None
-    with torch.no_grad(), warnings.catch_warnings():
+    # traced with gradients on: the layers' no-grad eager shortcuts (the stem's 2x2 max-pool as
+    # slices and maxima) are slower in ONNX Runtime and OpenVINO than the plain ops (MaxPool)
+    with torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, (images, sizes), str(output), input_names=list(INPUT_NAMES),
                           output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,

@@ -73,3 +73,44 @@ def test_export_matches_golden_deploy_outputs(exported):
         gold = {k: golden["deploy"][k][i] for k in ("labels", "boxes", "scores")}
         assert_detections_close(torch.from_numpy(labels[i]), torch.from_numpy(boxes[i]),
                                 torch.from_numpy(scores[i]), gold)
+
+
+def test_export_is_plain_ops(exported):
+    """Without onnxsim, the position embedding is already one constant (no Range/Sin/Cos) and the
+    stem's 2x2 pool is a MaxPool (not the eager no-grad slices and maxima)."""
+    _, path, _ = exported
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert not ops & {"Sin", "Cos", "Range"}
+    assert "MaxPool" in ops and "Max" not in ops
+
+
+def _assert_matches_torch(loaded, run, images, sizes):
+    """``run(images, sizes)`` (numpy in and out) equals PyTorch deploy + post-processor."""
+    with torch.no_grad():
+        ref = loaded.postprocessor(loaded.model(images), sizes)
+    labels, boxes, scores = run(images.numpy(), sizes.numpy())
+    assert labels.shape == (len(images), 300)
+    for i in range(len(images)):
+        gold = {"labels": ref[0][i], "boxes": ref[1][i], "scores": ref[2][i]}
+        assert_detections_close(torch.from_numpy(labels[i]), torch.from_numpy(boxes[i]),
+                                torch.from_numpy(scores[i]), gold, score_tol=1e-4, box_tol=1e-2)
+
+
+def test_openvino_runs_the_dynamic_file_at_batch_1_and_4(exported):
+    """OpenVINO compiles the dynamic-batch file once per batch size, with the batch fixed."""
+    pytest.importorskip("openvino")
+    from dfine.inference import Detector
+    loaded, path, imgsz = exported
+    det = Detector(str(path), backend="openvino", threads=2)
+    for images, sizes in _batches(imgsz):
+        _assert_matches_torch(loaded, det._engine.run, images, sizes)
+    assert sorted(det._engine.run.compiled) == [1, 4]
+
+
+def test_static_export_has_batch_1(golden_ckpt, tmp_path):
+    loaded = load_model(golden_ckpt)
+    path = export_onnx(loaded, tmp_path / "static.onnx", dynamic_batch=False)
+    assert onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    images, sizes = _batches((640, 640))[0]
+    _assert_matches_torch(loaded, lambda x, s: session.run(None, {"images": x, "orig_target_sizes": s}), images, sizes)
