@@ -306,7 +306,11 @@ def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32")
     props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
     if threads:
         props["INFERENCE_NUM_THREADS"] = int(threads)
-    meta = _onnx_metadata(model) if model.lower().endswith(".onnx") else {}
+    if model.lower().endswith(".onnx"):
+        meta = _onnx_metadata(model)
+    else:
+        from .export.openvino import ir_metadata
+        meta = ir_metadata(net)
     class_names, ids = _metadata(meta)
     runner = _OpenVinoRunner(core, net, props, imgsz)
     batch = None if runner.dynamic else net.input("images").get_partial_shape()[0].get_length()

@@ -1,4 +1,5 @@
-"""``dfine export``: a checkpoint -> ONNX (post-processor inside, dynamic batch) or a TensorRT engine."""
+"""``dfine export``: a checkpoint -> ONNX (post-processor inside, dynamic batch), OpenVINO IR or a
+TensorRT engine."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from ..errors import DfineError
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export a checkpoint to ONNX or a TensorRT engine",
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX, OpenVINO IR or a TensorRT engine",
                               description="Export a checkpoint to ONNX (inputs images, orig_target_sizes; "
-                                          "outputs labels, boxes, scores; dynamic batch) or a TensorRT fp16 engine.")
+                                          "outputs labels, boxes, scores; dynamic batch), to OpenVINO IR "
+                                          "(.xml + .bin, the same graph in float32) or a TensorRT fp16 engine.")
     add_model_arguments(p)
-    p.add_argument("--format", choices=("onnx", "engine"), default="onnx", help="output format (default onnx)")
+    p.add_argument("--format", choices=("onnx", "openvino", "engine"), default="onnx",
+                   help="output format (default onnx; openvino and engine also write the .onnx)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
                    help="input size: 640, or height width (480 640); default the model's own")
     p.add_argument("-o", "--output", default=None, help="output file (default: beside the checkpoint)")
@@ -53,19 +56,35 @@ def run(args: argparse.Namespace) -> int:
     if args.static and args.format == "engine":
         raise DfineError("--static is for ONNX files; a TensorRT engine takes batches up to --max-batch")
     imgsz = parse_imgsz(args.imgsz) if args.imgsz else None
-    onnx_path = _output(args, ".onnx") if args.format == "onnx" else _output(args, ".engine").with_suffix(".onnx")
+    final = {"onnx": ".onnx", "openvino": ".xml", "engine": ".engine"}[args.format]
+    onnx_path = _output(args, final).with_suffix(".onnx")
     if args.format == "engine":
         _check_tensorrt(onnx_path, _output(args, ".engine"))
+    if args.format == "openvino":
+        _check_openvino()
     loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
     export_onnx(loaded, onnx_path, opset=args.opset, simplify=args.simplify, check=args.check,
                 dynamic_batch=not args.static)
     print(f"wrote {onnx_path}")
+    if args.format == "openvino":
+        from ..export.openvino import export_openvino
+        xml = export_openvino(onnx_path, _output(args, ".xml"))
+        print(f"wrote {xml} and {xml.with_suffix('.bin')}")
     if args.format == "engine":
         from ..export.tensorrt import build_engine
         meta = {"class_names": list(loaded.class_names), "category_ids": list(loaded.category_ids)}
         engine = build_engine(onnx_path, _output(args, ".engine"), max_batch=args.max_batch, metadata=meta)
         print(f"wrote {engine}")
     return 0
+
+
+def _check_openvino() -> None:
+    """Fail before the export when OpenVINO is missing."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        raise DfineError("--format openvino needs OpenVINO: pip install openvino (or export ONNX, "
+                         "which OpenVINO also reads)") from None
 
 
 def _check_tensorrt(onnx_path: Path, engine_path: Path) -> None:

@@ -114,3 +114,18 @@ def test_static_export_has_batch_1(golden_ckpt, tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images, sizes = _batches((640, 640))[0]
     _assert_matches_torch(loaded, lambda x, s: session.run(None, {"images": x, "orig_target_sizes": s}), images, sizes)
+
+
+def test_openvino_ir_keeps_outputs_and_metadata(exported, tmp_path):
+    """``--format openvino``: the IR gives PyTorch's outputs and carries the class names."""
+    pytest.importorskip("openvino")
+    from dfine.export.openvino import export_openvino
+    from dfine.inference import Detector
+    loaded, path, imgsz = exported
+    xml = export_openvino(path, tmp_path / "model.xml")
+    assert xml.with_suffix(".bin").is_file()
+    det = Detector(str(xml), threads=2)
+    assert det.backend == "openvino" and det.imgsz == imgsz
+    assert det.class_names == loaded.class_names
+    images, sizes = _batches(imgsz)[0]
+    _assert_matches_torch(loaded, det._engine.run, images, sizes)
