@@ -31,7 +31,9 @@ class DFINE(nn.Module):
 
     def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict[str, Any]:
         check_images(images)
-        if not self.training:  # convolutions run fastest channels-last (the folded weights are too)
+        if not self.training or images.device.type == "cpu":
+            # convolutions run fastest channels-last (the folded weights are too); in CPU training the
+            # batch norms keep NCHW-accurate statistics (layers.batch_norm_train)
             images = images.contiguous(memory_format=torch.channels_last)
         return self.decoder(self.encoder(self.backbone(images)), targets)
 

@@ -78,9 +78,16 @@ class StemBlock(nn.Module):
 
 
     def _pool(self, x: Tensor) -> Tensor:
-        """2x2 stride-1 max-pool; without gradients as three element-wise maxima (faster on CPU)."""
+        """2x2 stride-1 max-pool of ``[B, C, H + 1, W + 1]`` -> ``[B, C, H, W]`` in ``x``'s memory format.
+
+        Without gradients: three element-wise maxima (fastest on CPU). With gradients on CPU the
+        pool runs channels-last (several times faster than on NCHW there; same values and the
+        same gradient routing, to the first maximum of each window).
+        """
         if self.training or not fast_inference():
-            return self.pool(x)
+            if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
+                return self.pool(x)
+            return self.pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
         return torch.maximum(torch.maximum(x[..., :-1, :-1], x[..., :-1, 1:]),
                              torch.maximum(x[..., 1:, :-1], x[..., 1:, 1:]))
 

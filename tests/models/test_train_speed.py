@@ -1,0 +1,67 @@
+"""The CPU training fast paths give what the plain modules give: channels-last batch norm with
+accurate statistics, and the stem's max-pool."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from dfine.models.hgnetv2 import StemBlock
+from dfine.models.layers import _channels_last_stats, batch_norm_train
+
+CL = torch.channels_last
+
+
+def test_channels_last_statistics_are_accurate():
+    x = (torch.randn(4, 16, 160, 96) * 0.3 + 0.6).contiguous(memory_format=CL)
+    var, mean = torch.var_mean(x.double(), dim=(0, 2, 3), unbiased=False)
+    got_mean, got_var = _channels_last_stats(x)
+    assert ((got_mean - mean).abs() / var.sqrt()).max() < 1e-6
+    assert ((got_var - var).abs() / var).max() < 1e-6
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_channels_last_batch_norm_matches_nn_batch_norm(momentum):
+    torch.manual_seed(0)
+    ref = nn.BatchNorm2d(8, momentum=momentum)
+    nn.init.uniform_(ref.weight, 0.5, 1.5)
+    nn.init.uniform_(ref.bias, -0.5, 0.5)
+    ours = nn.BatchNorm2d(8, momentum=momentum)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 8, 24, 20) * 2 + 1
+    x_ref, x_cl = x.clone().requires_grad_(True), x.contiguous(memory_format=CL).requires_grad_(True)
+    grad = torch.randn_like(x)
+    for _ in range(2):  # the running statistics follow over two steps
+        y_ref, y = ref(x_ref), batch_norm_train(ours, x_cl)
+        y_ref.backward(grad)
+        y.backward(grad)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    assert y.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(x_cl.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-4)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours, name), getattr(ref, name), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_train_leaves_other_cases_to_the_module():
+    bn = nn.BatchNorm2d(4).eval()
+    x = torch.randn(2, 4, 6, 6).contiguous(memory_format=CL)
+    torch.testing.assert_close(batch_norm_train(bn, x), bn(x))
+    bn.train()
+    x = torch.randn(2, 4, 6, 6)  # NCHW: the module itself
+    torch.testing.assert_close(batch_norm_train(bn, x), nn.BatchNorm2d(4).train()(x))
+
+
+def test_stem_pool_matches_max_pool_values_and_gradients():
+    stem = StemBlock(3, 8, 16).train()
+    x = torch.randn(2, 8, 17, 13)
+    x[0, :, :4, :4] = 1.0  # ties: the gradient goes to the first maximum of the window
+    for fmt in (torch.contiguous_format, CL):
+        a = x.clone().requires_grad_(True)
+        b = x.clone(memory_format=fmt).requires_grad_(True)
+        grad = torch.randn(2, 8, 16, 12)
+        nn.MaxPool2d(2, 1)(a).backward(grad)
+        y = stem._pool(b)
+        y.backward(grad)
+        assert torch.equal(y, nn.MaxPool2d(2, 1)(x))
+        assert torch.equal(b.grad, a.grad)
