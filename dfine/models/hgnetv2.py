@@ -15,7 +15,7 @@ from torch import Tensor
 from torchvision.ops import FrozenBatchNorm2d
 
 from .config import HGNETV2_ARCHS, HGNetv2Arch, StageSpec
-from .layers import conv_bn, fast_inference
+from .layers import batch_norm_train, conv_bn, fast_inference, uses_channels_last_bn
 
 
 class LearnableAffineBlock(nn.Module):
@@ -28,6 +28,29 @@ class LearnableAffineBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.scale * x + self.bias
+
+
+class _ClampAtBound(torch.autograd.Function):
+    """``max(z, b)`` (``min(z, b)`` when ``upper``) for a learnable ``[1]`` bound ``b``; the
+    backward reads only the output (a ReLU's backward, shifted by ``b``)."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, bound: Tensor, upper: bool) -> Tensor:
+        value = float(bound)
+        y = z.clamp_max(value) if upper else z.clamp_min(value)
+        ctx.value, ctx.upper = value, upper
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (y,) = ctx.saved_tensors
+        if ctx.upper:
+            grad_z = torch.where(y < ctx.value, grad, 0.0)
+        else:
+            grad_z = torch.ops.aten.threshold_backward(grad, y, ctx.value)  # grad where y > b
+        grad_bound = (grad.sum() - grad_z.sum()).reshape(1) if ctx.needs_input_grad[1] else None
+        return grad_z, grad_bound, None
 
 
 class ConvBNAct(nn.Module):
@@ -43,7 +66,19 @@ class ConvBNAct(nn.Module):
         self.lab = LearnableAffineBlock() if use_act and use_lab else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.lab, LearnableAffineBlock) and self.training:
+            y = self.conv(x)
+            if isinstance(self.act, nn.ReLU) and uses_channels_last_bn(self.bn, y):
+                return self._bn_relu_affine(y)
+            return self.lab(self.act(batch_norm_train(self.bn, y)))
         return self.lab(self.act(conv_bn(self, self.conv, self.bn, x)))
+
+    def _bn_relu_affine(self, y: Tensor) -> Tensor:
+        """``lab(relu(bn(y)))`` in two passes over memory: ``s * relu(z) + b = max(s * z + b, b)``
+        (``min`` when ``s < 0``), with ``s`` folded into the batch norm's affine terms."""
+        s, b = self.lab.scale, self.lab.bias
+        z = batch_norm_train(self.bn, y, self.bn.weight * s, self.bn.bias * s + b)
+        return _ClampAtBound.apply(z, b, bool(s.detach() < 0))
 
 
 class LightConvBNAct(nn.Module):

@@ -129,17 +129,25 @@ class _ChannelsLastBatchNorm(torch.autograd.Function):
         return gx, gw, gb, None, None, None
 
 
-def _use_channels_last_bn(bn: nn.Module, x: Tensor) -> bool:
+def uses_channels_last_bn(bn: nn.Module, x: Tensor) -> bool:
+    """Whether :func:`batch_norm_train` takes its channels-last path for ``bn`` on ``x``."""
     return (type(bn) is nn.BatchNorm2d and bn.training and bn.track_running_stats and bn.affine
             and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[1] > 1
             and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
             and x.numel() > x.shape[1])
 
 
-def batch_norm_train(bn: nn.Module, x: Tensor) -> Tensor:
+def batch_norm_train(bn: nn.Module, x: Tensor, weight: Optional[Tensor] = None,
+                     bias: Optional[Tensor] = None) -> Tensor:
     """``bn(x)``; in training on a channels-last CPU float32 map, with accurate statistics
-    (:func:`_channels_last_stats`) and the running statistics updated as ``nn.BatchNorm2d`` does."""
-    if not _use_channels_last_bn(bn, x):
+    (:func:`_channels_last_stats`) and the running statistics updated as ``nn.BatchNorm2d`` does.
+
+    ``weight``/``bias`` ``[C]`` replace ``bn``'s affine terms (a following per-channel affine map
+    folded in; only on the channels-last path, see :func:`uses_channels_last_bn`).
+    """
+    if not uses_channels_last_bn(bn, x):
+        if weight is not None or bias is not None:
+            raise ValueError("batch_norm_train takes replacement affine terms only on its channels-last path")
         return bn(x)
     with torch.no_grad():
         mean, var = _channels_last_stats(x.detach())
@@ -149,7 +157,9 @@ def batch_norm_train(bn: nn.Module, x: Tensor) -> Tensor:
         bn.running_mean.mul_(1 - factor).add_(mean.to(bn.running_mean.dtype), alpha=factor)
         bn.running_var.mul_(1 - factor).add_((var * (count / max(count - 1, 1))).to(bn.running_var.dtype),
                                              alpha=factor)
-    return _ChannelsLastBatchNorm.apply(x, bn.weight, bn.bias, mean.float(), var.float(), bn.eps)
+    weight = bn.weight if weight is None else weight
+    bias = bn.bias if bias is None else bias
+    return _ChannelsLastBatchNorm.apply(x, weight, bias, mean.float(), var.float(), bn.eps)
 
 
 def conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module, x: Tensor) -> Tensor:

@@ -1,11 +1,13 @@
 """The CPU training fast paths give what the plain modules give: channels-last batch norm with
 accurate statistics, and the stem's max-pool."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
 
-from dfine.models.hgnetv2 import StemBlock
+from dfine.models.hgnetv2 import ConvBNAct, StemBlock
 from dfine.models.layers import _channels_last_stats, batch_norm_train
 
 CL = torch.channels_last
@@ -65,3 +67,23 @@ def test_stem_pool_matches_max_pool_values_and_gradients():
         y.backward(grad)
         assert torch.equal(y, nn.MaxPool2d(2, 1)(x))
         assert torch.equal(b.grad, a.grad)
+
+
+@pytest.mark.parametrize("scale", [0.8, -0.6])
+def test_fused_conv_bn_relu_affine_matches_the_modules(scale):
+    torch.manual_seed(0)
+    block = ConvBNAct(6, 8, 3, use_lab=True).train()
+    with torch.no_grad():
+        block.lab.scale.fill_(scale)
+        block.lab.bias.fill_(0.3)
+    ref = copy.deepcopy(block)
+    x = torch.randn(2, 6, 12, 10)
+    grad = torch.randn(2, 8, 12, 10)
+    y = block(x.contiguous(memory_format=CL))  # the fused channels-last path
+    y_ref = ref.lab(ref.act(ref.bn(ref.conv(x))))
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    y.backward(grad)
+    y_ref.backward(grad)
+    for (name, p), p_ref in zip(block.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-4, msg=name)
+    torch.testing.assert_close(block.bn.running_var, ref.bn.running_var)
