@@ -1,4 +1,4 @@
-"""``dfine`` command line: ``dfine train|eval|export|predict|benchmark|zoo|convert-weights ...``.
+"""``dfine`` command line: ``dfine train|eval|export|predict|benchmark|zoo|convert-weights|obj365|fiftyone ...``.
 
 Thin: each subcommand lives in ``dfine/commands/<name>.py``, which defines
 ``add_parser(subparsers)`` registering its parser with ``set_defaults(func=run)`` where
@@ -16,7 +16,7 @@ from typing import List, Optional
 from .errors import DfineError
 
 # subcommand modules under dfine.commands, in help order; a missing one is skipped
-COMMANDS = ("train", "predict", "export", "benchmark", "zoo", "convert_weights")
+COMMANDS = ("train", "predict", "export", "benchmark", "zoo", "convert_weights", "obj365", "fiftyone")
 
 
 def build_parser() -> argparse.ArgumentParser:
