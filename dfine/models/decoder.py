@@ -199,9 +199,11 @@ class FDRDecoder(nn.Module):
         self.lqe_layers = nn.ModuleList([nn.Identity()] * self.eval_idx + [self.lqe_layers[self.eval_idx]])
 
     def split_values(self, memory: Tensor, shapes: List[List[int]]) -> List[Tensor]:
-        """``[B, L, C]`` tokens -> per level ``[B, heads, C / heads, H_l * W_l]``."""
+        """``[B, L, C]`` tokens -> per level ``[B, heads, C / heads, H_l * W_l]``.
+
+        Copied once into that layout, so that every layer's per-level reshape is a view."""
         b, length, c = memory.shape
-        value = memory.reshape(b, length, self.num_head, c // self.num_head).permute(0, 2, 3, 1)
+        value = memory.reshape(b, length, self.num_head, c // self.num_head).permute(0, 2, 3, 1).contiguous()
         return list(value.split([h * w for h, w in shapes], dim=-1))
 
     def forward(self, target: Tensor, ref_unact: Tensor, memory: Tensor, shapes: List[List[int]],
@@ -219,15 +221,18 @@ class FDRDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             pos = heads.query_pos_head(ref).clamp(min=-10, max=10)
             output = layer(output, ref.unsqueeze(2), values, shapes, attn_mask, pos)
+            class_logits = None
             if i == 0:
                 pre_boxes = torch.sigmoid(heads.pre_bbox_head(output) + inverse_sigmoid(ref))
-                if self.training:
-                    pre_logits = heads.dec_score_head[0](output)
+                if self.training:  # the first layer's class logits serve twice: computed once
+                    pre_logits = class_logits = heads.dec_score_head[0](output)
                 ref_initial = pre_boxes.detach()
             corners = heads.dec_bbox_head[i](output + out_detach) + corners_prev
             box = distance2bbox(ref_initial, integral(corners, project), self.reg_scale)
             if self.training or i == self.eval_idx:
-                scores = self.lqe_layers[i](heads.dec_score_head[i](output), corners)
+                if class_logits is None:
+                    class_logits = heads.dec_score_head[i](output)
+                scores = self.lqe_layers[i](class_logits, corners)
                 boxes.append(box)
                 logits.append(scores)
                 corners_all.append(corners)
