@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import runpy
 import sys
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def test_missing_fiftyone_is_one_line(monkeypatch, capsys, tmp_path):
     assert "pip install dfine[fiftyone]" in err
     with pytest.raises(DfineError, match=r"pip install dfine\[fiftyone\]"):
         view.import_fiftyone()
+
+
+def test_published_shim_runs_dfine_fiftyone(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "fiftyone", None)
+    script = Path(__file__).resolve().parents[1] / "tools/visualization/fiftyone_vis.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "-c", "configs/dfine/dfine_hgnetv2_n_coco.yml", "-r", "n.pth"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(script), run_name="__main__")
+    assert e.value.code == 2 and "pip install dfine[fiftyone]" in capsys.readouterr().err
 
 
 def test_prediction_dicts_are_relative_xywh():
