@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import runpy
 import sys
@@ -227,6 +228,19 @@ def test_resize_without_val_images_in_train(base: Path, capsys):
     o365.split_val(base, new_val_size=2, progress=False)
     err = _error(["obj365", "resize", "--base-dir", str(base), "--subsets", "train", "-q"], capsys)
     assert "images_from_val not found" in err and "--link-val-images" in err
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resize_write_failure_stops_without_json(base: Path, monkeypatch, workers):
+    def full(self, fp, *a, **k):
+        raise OSError(28, "No space left on device")
+    if workers and multiprocessing.get_start_method() != "fork":
+        pytest.skip("the patched save reaches worker processes only when they are forked")
+    monkeypatch.setattr(Image.Image, "save", full)
+    o365.split_val(base, new_val_size=5, progress=False)
+    with pytest.raises(DfineError, match=r"cannot write .*_resized.jpg: .*No space left"):
+        o365.resize_split(base, "val", workers=workers, progress=False)
+    assert not (base / "val/new_zhiyuan_objv2_val_resized.json").exists() and not _tmp_files(base)
 
 
 def test_resize_all_unreadable(base: Path):

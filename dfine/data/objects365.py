@@ -206,7 +206,7 @@ def resize_image(src: str, dst: str, max_size: int = 640) -> Tuple[int, int, int
     ``dst`` (atomically) only when it had to shrink and ``dst`` does not already hold it.
 
     Returns ``(width, height, new_width, new_height, written)`` in pixels. Raises ``OSError``
-    (or PIL's errors) for an unreadable image."""
+    (or PIL's errors) for an unreadable image, ``DatasetError`` when ``dst`` cannot be written."""
     with Image.open(src) as im:
         w, h = im.size
         new_w, new_h = resized_size(w, h, max_size)
@@ -219,6 +219,8 @@ def resize_image(src: str, dst: str, max_size: int = 640) -> Tuple[int, int, int
     try:
         small.save(tmp, format=fmt)
         os.replace(tmp, dst)
+    except OSError as e:
+        raise DatasetError(f"cannot write {dst}: {e}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -238,6 +240,8 @@ def _resize_task(task: Tuple[str, str, int]) -> Tuple[Optional[Tuple[int, int, i
     """Worker: :func:`resize_image` on ``(src, dst, max_size)`` -> ``(result, "")`` or ``(None, why)``."""
     try:
         return resize_image(*task), ""
+    except DatasetError:
+        raise  # a write failure (disk full, no permission) stops the run: no JSON without its images
     except Exception as e:  # noqa: BLE001 - any decode failure drops the image, reported in the summary
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
 
