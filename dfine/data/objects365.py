@@ -30,7 +30,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from PIL import Image
 from tqdm import tqdm
@@ -272,16 +272,18 @@ def _map(tasks: Sequence[Tuple[str, str, int]], workers: int, progress: bool, de
     bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not progress)
     with bar:
         if workers <= 0:
-            results: Iterable[Any] = map(_resize_task, tasks)
-            for r in results:
+            for r in map(_resize_task, tasks):
                 bar.update()
                 yield r
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        try:
             chunk = max(1, min(64, len(tasks) // (workers * 8) or 1))
             for r in pool.map(_resize_task, tasks, chunksize=chunk):
                 bar.update()
                 yield r
+        finally:  # on an error or Ctrl-C, drop the queued work instead of finishing it
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_image_folders(folder: Path, images: Sequence[Mapping[str, Any]], ann_file: Path) -> None:
