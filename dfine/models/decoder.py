@@ -75,11 +75,16 @@ class MSDeformableAttention(nn.Module):
 def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: Tensor, weights: Tensor,
                       num_points: List[int], method: str = "default") -> Tensor:
     """Bilinear sampling at ``locations`` ``[B, Q, heads, P, 2]`` (x, y in 0..1) weighted by
-    ``weights`` ``[B, Q, heads, P]``; returns ``[B, Q, heads * head_dim]``."""
+    ``weights`` ``[B, Q, heads, P]``; returns ``[B, Q, heads * head_dim]``.
+
+    The points are laid out points-major (sampling grids ``[B * heads, P_l, Q, 2]``, samples
+    ``[B * heads, head_dim, P, Q]``): the weighting then runs along the long query axis, several
+    times faster on CPU than along the few points of each query.
+    """
     b, heads, head_dim, _ = values[0].shape
     q = locations.shape[1]
     grids = locations if method == "discrete" else 2 * locations - 1
-    grids = grids.permute(0, 2, 1, 3, 4).flatten(0, 1).split(num_points, dim=-2)
+    grids = grids.permute(0, 2, 3, 1, 4).flatten(0, 1).split(num_points, dim=1)
     sampled = []
     for level, (h, w) in enumerate(shapes):
         value = values[level].reshape(b * heads, head_dim, h, w)
@@ -88,15 +93,15 @@ def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: 
         else:
             sampled.append(F.grid_sample(value, grids[level], mode="bilinear", padding_mode="zeros",
                                          align_corners=False))
-    attn = weights.permute(0, 2, 1, 3).reshape(b * heads, 1, q, sum(num_points))
-    out = (torch.cat(sampled, dim=-1) * attn).sum(-1).reshape(b, heads * head_dim, q)
+    attn = weights.permute(0, 2, 3, 1).reshape(b * heads, 1, sum(num_points), q)
+    out = (torch.cat(sampled, dim=2) * attn).sum(2).reshape(b, heads * head_dim, q)
     return out.permute(0, 2, 1)
 
 
 def _sample_nearest(value: Tensor, grid: Tensor, h: int, w: int) -> Tensor:
     """The published "discrete" sampling: nearest cell, indices clamped to ``[0, h - 1]``.
 
-    value ``[N, C, h, w]``, grid ``[N, Q, P, 2]`` in 0..1 -> ``[N, C, Q, P]``."""
+    value ``[N, C, h, w]``, grid ``[N, A, B, 2]`` in 0..1 -> ``[N, C, A, B]``."""
     n, c = value.shape[:2]
     q, p = grid.shape[1:3]
     coord = (grid * torch.tensor([[w, h]], device=value.device) + 0.5).to(torch.int64).clamp(0, h - 1)
