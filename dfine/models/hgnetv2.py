@@ -31,8 +31,9 @@ class LearnableAffineBlock(nn.Module):
 
 
 class _ClampAtBound(torch.autograd.Function):
-    """``max(z, b)`` (``min(z, b)`` when ``upper``) for a learnable ``[1]`` bound ``b``; the
-    backward reads only the output (a ReLU's backward, shifted by ``b``)."""
+    """``max(z, b)`` (``min(z, b)`` when ``upper``) for ``z`` that already contains ``+ b``: the
+    gradient of ``b`` is that of ``y`` summed (``z``'s own ``b`` must be detached). The backward
+    reads only the output (a ReLU's backward, shifted by ``b``)."""
 
     @staticmethod
     def forward(ctx, z: Tensor, bound: Tensor, upper: bool) -> Tensor:
@@ -49,7 +50,9 @@ class _ClampAtBound(torch.autograd.Function):
             grad_z = torch.where(y < ctx.value, grad, 0.0)
         else:
             grad_z = torch.ops.aten.threshold_backward(grad, y, ctx.value)  # grad where y > b
-        grad_bound = (grad.sum() - grad_z.sum()).reshape(1) if ctx.needs_input_grad[1] else None
+        # y moves one for one with b on both sides of the clamp when b also shifts z (as in
+        # ConvBNAct._bn_relu_affine, where that path is detached): all of its gradient is here
+        grad_bound = grad.sum().reshape(1) if ctx.needs_input_grad[1] else None
         return grad_z, grad_bound, None
 
 
@@ -77,7 +80,7 @@ class ConvBNAct(nn.Module):
         """``lab(relu(bn(y)))`` in two passes over memory: ``s * relu(z) + b = max(s * z + b, b)``
         (``min`` when ``s < 0``), with ``s`` folded into the batch norm's affine terms."""
         s, b = self.lab.scale, self.lab.bias
-        z = batch_norm_train(self.bn, y, self.bn.weight * s, self.bn.bias * s + b)
+        z = batch_norm_train(self.bn, y, self.bn.weight * s, self.bn.bias * s + b.detach())
         return _ClampAtBound.apply(z, b, bool(s.detach() < 0))
 
 
