@@ -4,9 +4,13 @@ Batches of 4 real COCO128 images (simply resized to S x S, with their annotation
 px; the median over a few steps after a warm-up. With ``--ref DIR`` (a local checkout of the
 published D-FINE, never committed) the published model and criterion run on the same batches
 in a worker subprocess, taking turns step by step with ours so that both see the same load on
-the machine, and the ratio ours / published is printed.
+the machine, and the ratio ours / published is printed. On a machine shared with other jobs,
+``--clock cpu`` times each phase in process CPU seconds (both threads together; run with
+``OMP_WAIT_POLICY=PASSIVE`` so that waiting threads do not spin), which the other jobs disturb far
+less than wall-clock seconds.
 
     python benchmarks/train_step.py --ref /path/to/D-FINE
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/train_step.py --ref /path/to/D-FINE --clock cpu
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 COCO128 = ROOT.parent / "shared" / "data" / "coco128"
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def load_batches(size: int, batch: int, count: int) -> List[dict]:
@@ -63,11 +68,12 @@ class Stepper:
     """One AdamW training step at a time on a model and criterion, timed by phase.
 
     ``wrap_matcher(record)`` installs a timer around the criterion's matcher that calls
-    ``record(seconds)``.
+    ``record(seconds)``; ``clock`` is a key of :data:`CLOCKS`.
     """
 
-    def __init__(self, model, criterion, wrap_matcher: Callable):
+    def __init__(self, model, criterion, wrap_matcher: Callable, clock: str = "wall"):
         self.model, self.criterion = model.train(), criterion
+        self.clock = CLOCKS[clock]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
         self.matcher_time: List[float] = []
         wrap_matcher(self.matcher_time.append)
@@ -75,32 +81,35 @@ class Stepper:
     def step(self, batch: dict) -> dict:
         """Seconds of each phase (``step`` = all of them) and the loss values of this step."""
         self.matcher_time.clear()
-        t0 = time.perf_counter()
+        clock = self.clock
+        t0 = clock()
         outputs = self.model(batch["images"], batch["targets"])
-        t1 = time.perf_counter()
+        t1 = clock()
         losses = self.criterion(outputs, batch["targets"])
         total = sum(losses.values())
-        t2 = time.perf_counter()
+        t2 = clock()
         self.optimizer.zero_grad()
         total.backward()
-        t3 = time.perf_counter()
+        t3 = clock()
         self.optimizer.step()
-        t4 = time.perf_counter()
+        t4 = clock()
         return {"step": t4 - t0, "forward": t1 - t0, "loss": t2 - t1, "matcher": sum(self.matcher_time),
                 "backward": t3 - t2, "optimizer": t4 - t3,
                 "losses": {k: round(v.item(), 5) for k, v in losses.items()}}
 
 
-def _timed(original: Callable, record: Callable) -> Callable:
+def _timed(original: Callable, record: Callable, clock: str = "wall") -> Callable:
+    tick = CLOCKS[clock]
+
     def timed(*args, **kwargs):
-        t = time.perf_counter()
+        t = tick()
         result = original(*args, **kwargs)
-        record(time.perf_counter() - t)
+        record(tick() - t)
         return result
     return timed
 
 
-def our_stepper() -> Stepper:
+def our_stepper(clock: str = "wall") -> Stepper:
     import dfine
     from dfine.loss import build_criterion
 
@@ -109,9 +118,9 @@ def our_stepper() -> Stepper:
     matcher = criterion.matcher
 
     def wrap(record):
-        matcher.match_many = _timed(matcher.match_many, record)
+        matcher.match_many = _timed(matcher.match_many, record, clock)
 
-    return Stepper(dfine.build_model("dfine_n"), criterion, wrap)
+    return Stepper(dfine.build_model("dfine_n"), criterion, wrap, clock)
 
 
 # The published side: a worker process with the published checkout on sys.path that runs one step
@@ -120,7 +129,7 @@ def our_stepper() -> Stepper:
 # stubbed when absent: they play no part in a step.
 _REF_WORKER = r"""
 import importlib.util, json, sys, types, torch
-ref, bench_dir, batches_path = sys.argv[1], sys.argv[2], sys.argv[3]
+ref, bench_dir, batches_path, clock = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 sys.path.insert(0, ref)
 sys.path.insert(0, bench_dir)
 if importlib.util.find_spec("tensorboard") is None:
@@ -133,8 +142,8 @@ torch.manual_seed(0)
 cfg = YAMLConfig(f"{ref}/configs/dfine/dfine_hgnetv2_n_coco.yml", HGNetv2={"pretrained": False})
 criterion = cfg.criterion
 def wrap(record):
-    criterion.matcher.forward = _timed(criterion.matcher.forward, record)
-stepper = Stepper(cfg.model, criterion, wrap)
+    criterion.matcher.forward = _timed(criterion.matcher.forward, record, clock)
+stepper = Stepper(cfg.model, criterion, wrap, clock)
 batches = torch.load(batches_path)
 print("ready", flush=True)
 for line in sys.stdin:
@@ -145,11 +154,11 @@ for line in sys.stdin:
 class PublishedWorker:
     """The published model and criterion in a subprocess, stepped on request."""
 
-    def __init__(self, ref: Path, batches: List[dict], tmp: Path):
+    def __init__(self, ref: Path, batches: List[dict], tmp: Path, clock: str = "wall"):
         path = tmp / "batches.pth"
         torch.save(batches, path)
         self.proc = subprocess.Popen([sys.executable, "-c", _REF_WORKER, str(ref), str(Path(__file__).parent),
-                                      str(path)], cwd=ref, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                      str(path), clock], cwd=ref, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the published worker in {ref} did not start (see its error above)")
 
@@ -178,8 +187,8 @@ def summarise(records: List[dict]) -> dict:
 def run(size: int, args, tmp: Path) -> dict:
     """Warm-up step, then ``args.steps`` timed steps; ours and the published take turns."""
     batches = load_batches(size, args.batch, args.steps + 1)
-    ours = our_stepper()
-    published = PublishedWorker(args.ref.resolve(), batches, tmp) if args.ref else None
+    ours = our_stepper(args.clock)
+    published = PublishedWorker(args.ref.resolve(), batches, tmp, args.clock) if args.ref else None
     mine, theirs = [], []
     try:
         for i, batch in enumerate(batches):
@@ -208,8 +217,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     parser.add_argument("--show-losses", action="store_true", help="print every loss term of the last step")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall-clock seconds, or process CPU seconds (steadier on a shared machine)")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.clock} clock")
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:

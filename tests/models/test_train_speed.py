@@ -87,3 +87,24 @@ def test_fused_conv_bn_relu_affine_matches_the_modules(scale):
     for (name, p), p_ref in zip(block.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-4, msg=name)
     torch.testing.assert_close(block.bn.running_var, ref.bn.running_var)
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_train_step_benchmark_times_each_phase(clock):
+    import sys
+    from pathlib import Path
+
+    from dfine.loss import build_criterion
+    from tests.models.tiny import tiny_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        from train_step import Stepper
+    finally:
+        sys.path.pop(0)
+    stepper = Stepper(tiny_model(), build_criterion("dfine_n", num_classes=5, reg_max=8), lambda record: None, clock)
+    batch = {"images": torch.rand(2, 3, 128, 128),
+             "targets": [{"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.2]])}] * 2}
+    result = stepper.step(batch)
+    assert set(result) == {"step", "forward", "loss", "matcher", "backward", "optimizer", "losses"}
+    assert result["step"] >= result["forward"] >= 0 and result["losses"]
