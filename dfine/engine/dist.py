@@ -87,6 +87,23 @@ def all_gather_object(obj: Any) -> List[Any]:
     return out
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes with a gradient: each process's input gradient is the sum of the
+    output gradients of all processes."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class CpuSyncBatchNorm(nn.BatchNorm2d):
     """Batch norm whose training statistics cover the whole batch across processes, for CPU
     (gloo) runs, where ``nn.SyncBatchNorm`` is not available. Same state as ``BatchNorm2d``."""
@@ -94,10 +111,8 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and is_dist()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        stats = all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
+        stats = _AllReduceSum.apply(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
