@@ -1,7 +1,9 @@
 """Time one training step of D-FINE-N on CPU: forward, matcher + losses, backward, AdamW step.
 
 Batches of 4 real COCO128 images (simply resized to S x S, with their annotations) at 640 and 320
-px; the median over a few steps after a warm-up. With ``--ref DIR`` (a local checkout of the
+px; the median over a few steps after a warm-up. Our step runs in float32 and in bfloat16 autocast
+(as ``use_amp`` does on a CPU), the two taking turns step by step, and the ratio bf16 / float32 is
+printed beside the CPU's vector extensions (bf16 pays only with AVX512-BF16 or AMX). With ``--ref DIR`` (a local checkout of the
 published D-FINE, never committed) the published model and criterion run on the same batches
 in a worker subprocess, taking turns step by step with ours so that both see the same load on
 the machine, and the ratio ours / published is printed. On a machine shared with other jobs,
@@ -71,8 +73,8 @@ class Stepper:
     ``record(seconds)``; ``clock`` is a key of :data:`CLOCKS`.
     """
 
-    def __init__(self, model, criterion, wrap_matcher: Callable, clock: str = "wall"):
-        self.model, self.criterion = model.train(), criterion
+    def __init__(self, model, criterion, wrap_matcher: Callable, clock: str = "wall", amp=None):
+        self.model, self.criterion, self.amp = model.train(), criterion, amp
         self.clock = CLOCKS[clock]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
         self.matcher_time: List[float] = []
@@ -83,9 +85,11 @@ class Stepper:
         self.matcher_time.clear()
         clock = self.clock
         t0 = clock()
-        outputs = self.model(batch["images"], batch["targets"])
+        with torch.autocast("cpu", dtype=self.amp, enabled=self.amp is not None):
+            outputs = self.model(batch["images"], batch["targets"])
         t1 = clock()
-        losses = self.criterion(outputs, batch["targets"])
+        with torch.autocast("cpu", enabled=False):
+            losses = self.criterion(outputs, batch["targets"])
         total = sum(losses.values())
         t2 = clock()
         self.optimizer.zero_grad()
@@ -109,7 +113,8 @@ def _timed(original: Callable, record: Callable, clock: str = "wall") -> Callabl
     return timed
 
 
-def our_stepper(clock: str = "wall") -> Stepper:
+def our_stepper(clock: str = "wall", amp=None) -> Stepper:
+    """Our N model and criterion (seed 0), stepping in float32 or under ``amp`` autocast."""
     import dfine
     from dfine.loss import build_criterion
 
@@ -120,7 +125,7 @@ def our_stepper(clock: str = "wall") -> Stepper:
     def wrap(record):
         matcher.match_many = _timed(matcher.match_many, record, clock)
 
-    return Stepper(dfine.build_model("dfine_n"), criterion, wrap, clock)
+    return Stepper(dfine.build_model("dfine_n"), criterion, wrap, clock, amp)
 
 
 # The published side: a worker process with the published checkout on sys.path that runs one step
@@ -185,23 +190,27 @@ def summarise(records: List[dict]) -> dict:
 
 
 def run(size: int, args, tmp: Path) -> dict:
-    """Warm-up step, then ``args.steps`` timed steps; ours and the published take turns."""
+    """Warm-up step, then ``args.steps`` timed steps; ours in float32, ours in bf16 (unless
+    ``--no-bf16``) and the published take turns, who goes first rotating each step."""
     batches = load_batches(size, args.batch, args.steps + 1)
     ours = our_stepper(args.clock)
+    bf16 = None if args.no_bf16 else our_stepper(args.clock, torch.bfloat16)
     published = PublishedWorker(args.ref.resolve(), batches, tmp, args.clock) if args.ref else None
-    mine, theirs = [], []
+    records: Dict[str, List[dict]] = {"ours": [], "bf16": [], "published": []}
+    turns = [("ours", lambda i: ours.step(batches[i]))]
+    if bf16 is not None:
+        turns.append(("bf16", lambda i: bf16.step(batches[i])))
+    if published is not None:
+        turns.append(("published", published.step))
     try:
-        for i, batch in enumerate(batches):
-            first_ours = i % 2 == 0  # alternate who goes first
-            if published and not first_ours:
-                theirs.append(published.step(i))
-            mine.append(ours.step(batch))
-            if published and first_ours:
-                theirs.append(published.step(i))
+        for i in range(len(batches)):
+            for k in range(len(turns)):
+                name, step = turns[(i + k) % len(turns)]
+                records[name].append(step(i))
     finally:
         if published:
             published.close()
-    return {"ours": summarise(mine[1:]), "published": summarise(theirs[1:]) if published else None}
+    return {name: summarise(r[1:]) if r else None for name, r in records.items()}
 
 
 def _row(name: str, r: dict) -> str:
@@ -219,16 +228,28 @@ def main() -> None:
     parser.add_argument("--show-losses", action="store_true", help="print every loss term of the last step")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall-clock seconds, or process CPU seconds (steadier on a shared machine)")
+    parser.add_argument("--no-bf16", action="store_true", help="time float32 only (no bfloat16 autocast run)")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.clock} clock")
+    from dfine.engine.precision import cpu_features, native_bf16
+
+    flags = cpu_features()
+    features = " ".join(flags) or "no AVX2"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.clock} clock, "
+          f"CPU: {features} (torch capability {torch.backends.cpu.get_cpu_capability()})")
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             result = run(size, args, Path(tmp))
-            ours, published = result["ours"], result["published"]
+            ours, bf16, published = result["ours"], result["bf16"], result["published"]
             print(f"--- {size} px")
-            print(_row("ours", ours))
+            print(_row("ours f32", ours))
             entry = {"ours_s": round(ours["step"], 4), "ours_matcher_s": round(ours["matcher"], 4)}
+            if bf16:
+                print(_row("ours bf16", bf16))
+                ratio = bf16["step"] / ours["step"]
+                print(f"ratio bf16 / float32: median {ratio:.3f}, min {bf16['step_min'] / ours['step_min']:.3f}  "
+                      f"(CPU: {features}; bf16 {'native' if native_bf16(flags) else 'emulated'})")
+                entry.update(bf16_s=round(bf16["step"], 4), bf16_over_f32=round(ratio, 3))
             if args.show_losses:
                 print("  ", json.dumps(ours["losses_last_step"]))
             if published:

@@ -45,7 +45,7 @@ __all__ = [
     "OptimizerConfig", "LrSchedulerConfig", "LrWarmupConfig", "EmaConfig", "ScalerConfig",
     "TransformOp", "PolicyConfig", "TransformsConfig", "DatasetConfig", "CollateConfig",
     "DataloaderConfig", "load_config", "parse_overrides", "model_config", "criterion_config",
-    "resolve_num_classes", "source_of",
+    "resolve_num_classes", "source_of", "with_image_size",
 ]
 
 INCLUDE_KEY = "__include__"
@@ -723,7 +723,33 @@ def load_config(path: Union[str, os.PathLike], overrides: Sequence[str] = ()) ->
     ctx = _Ctx(tree, _display(top))
     cfg = _check(_build(Config, tree.data, (), ctx), ctx)
     sources = tuple(sorted((_dotted(p), s.label) for p, s in tree.origins.items()))
-    return replace(cfg, config_file=_display(top), key_sources=sources)
+    cfg = replace(cfg, config_file=_display(top), key_sources=sources)
+    if cfg.eval_spatial_size is not None and source_of(cfg, "eval_spatial_size").startswith("command line"):
+        cfg = with_image_size(cfg, cfg.eval_spatial_size)  # -u eval_spatial_size=... / --imgsz: train at it too
+    return cfg
+
+
+def with_image_size(cfg: Config, size: Union[int, Sequence[int]]) -> Config:
+    """``cfg`` training and evaluating at ``size`` (an int, or ``(height, width)``): the size of
+    every ``Resize`` of the train and val pipelines, the multi-scale ``base_size`` (so the range
+    0.75x..1.25x around it follows) and ``eval_spatial_size``. A :class:`ConfigError` when a side
+    is not a positive multiple of 32 (the model's largest stride). ``--imgsz`` and ``-u
+    eval_spatial_size=...`` go through here, so the recipe's transform list needs no rewriting."""
+    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+    if len(hw) != 2 or any(s < 32 or s % 32 for s in hw):
+        near = max(32, round(max(hw) / 32) * 32) if hw else 640
+        raise ConfigError(f"image size {size} (--imgsz or eval_spatial_size): each side must be a positive multiple of 32 (e.g. {near})")
+
+    def resized(loader: DataloaderConfig) -> DataloaderConfig:
+        tf = loader.dataset.transforms
+        ops = None if tf.ops is None else tuple(
+            replace(op, args=tuple((k, hw if k == "size" else v) for k, v in op.args)) if op.type == "Resize" else op
+            for op in tf.ops)
+        dataset = replace(loader.dataset, transforms=replace(tf, ops=ops))
+        return replace(loader, dataset=dataset, collate_fn=replace(loader.collate_fn, base_size=max(hw)))
+
+    return replace(cfg, eval_spatial_size=hw, train_dataloader=resized(cfg.train_dataloader),
+                   val_dataloader=resized(cfg.val_dataloader))
 
 
 def source_of(cfg: Config, key: str) -> str:

@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-nonfinite", type=int, default=10,
                    help="stop after this many non-finite losses in a row (each skips its step; default 10)")
     p.add_argument("--max-steps", type=int, default=None, help="at most this many steps per epoch (quick runs)")
+    p.add_argument("--imgsz", type=int, default=None, metavar="N",
+                   help="train and evaluate at N x N px (a multiple of 32): the recipe's Resize ops, the multi-scale "
+                        "range around N and eval_spatial_size follow (same as -u eval_spatial_size=[N,N])")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--print-method", default="builtin", help=argparse.SUPPRESS)
     p.add_argument("--print-rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -65,6 +68,8 @@ def overrides_from_args(args: argparse.Namespace) -> List[str]:
         value = getattr(args, attr, None)
         if value is not None:
             out.append(f"{key}={json.dumps(value)}")
+    if getattr(args, "imgsz", None) is not None:
+        out.append(f"eval_spatial_size=[{args.imgsz}, {args.imgsz}]")
     return out
 
 

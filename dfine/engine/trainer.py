@@ -34,6 +34,7 @@ from ..weights import save_atomic
 from .checkpoint import OBJ365_TO_COCO, load_tuning
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
+from .precision import choose_precision
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 
 __all__ = ["Trainer", "BestTracker", "load_backbone"]
@@ -181,8 +182,9 @@ class Trainer:
         self.lr_warmup_scheduler = build_warmup(cfg, self.optimizer)
         steps = len(self.train_loader) if self.train_loader is not None else 1
         self.flat_cosine = build_flat_cosine(cfg, self.optimizer, min(steps, max_steps or steps))
-        self.use_amp = cfg.use_amp
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.use_amp and cfg.scaler.enabled
+        self.precision = choose_precision(cfg, self.device)
+        self.use_amp = self.precision.amp
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp and cfg.scaler.enabled
                                            and self.device.type == "cuda")
         self.last_epoch, self.step, self.best, self.nonfinite = -1, 0, BestTracker(), 0
         if resume is not None:
@@ -335,8 +337,7 @@ class Trainer:
         """One optimiser step (AMP or not); ``None`` when the loss was not finite (step skipped)."""
         images = images.to(self.device, non_blocking=True)
         targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
-        amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.use_amp):
             outputs = self.model(images, targets=targets)
         with torch.autocast(self.device.type, enabled=False):
             loss_dict = self.criterion(outputs, targets)

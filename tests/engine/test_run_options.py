@@ -1,0 +1,71 @@
+"""Run options of the trainer that need no training: precision policy and ``--imgsz``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfine.commands.train import add_arguments, overrides_from_args
+from dfine.config import ConfigError, load_config
+from dfine.data.collate import multiscale_sizes
+from dfine.engine.precision import choose_precision, cpu_features, native_bf16
+
+REPO = Path(__file__).resolve().parents[2]
+S_RECIPE = REPO / "configs" / "dfine" / "dfine_hgnetv2_s_coco.yml"
+AVX2 = ["avx2"]
+BF16 = ["avx2", "avx512f", "avx512_bf16"]
+
+
+def test_cpu_features_from_cpuinfo_flags():
+    text = "processor : 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
+    assert cpu_features(text) == ["avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"]
+    assert native_bf16(["avx2", "amx_bf16"]) and not native_bf16(AVX2)
+
+
+def test_recipe_amp_is_bf16_only_where_native():
+    cfg = load_config(S_RECIPE)
+    assert cfg.use_amp  # the published recipes ask for it
+    slow = choose_precision(cfg, torch.device("cpu"), AVX2)
+    assert not slow.amp and slow.dtype is None
+    assert "float32" in slow.note and "use_amp=True" in slow.note and "avx2" in slow.note
+    fast = choose_precision(cfg, torch.device("cpu"), BF16)
+    assert fast.amp and fast.dtype == torch.bfloat16 and not fast.note
+    assert choose_precision(cfg, torch.device("cuda"), AVX2).dtype == torch.float16
+
+
+@pytest.mark.parametrize("override", [["use_amp=True"], ["use_amp=true"]])
+def test_command_line_use_amp_forces_bf16(override):
+    forced = choose_precision(load_config(S_RECIPE, override), torch.device("cpu"), AVX2)
+    assert forced.amp and forced.dtype == torch.bfloat16 and "forced" in forced.name
+    off = choose_precision(load_config(S_RECIPE, ["use_amp=False"]), torch.device("cpu"), BF16)
+    assert not off.amp
+
+
+def test_imgsz_sets_crop_multiscale_and_eval_size():
+    args = add_arguments(argparse.ArgumentParser()).parse_args(["-c", str(S_RECIPE), "--imgsz", "320"])
+    cfg = load_config(S_RECIPE, overrides_from_args(args))
+    assert cfg.eval_spatial_size == (320, 320)
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        sizes = [op.kwargs["size"] for op in loader.dataset.transforms.ops if op.type == "Resize"]
+        assert sizes == [(320, 320)]
+    collate = cfg.train_dataloader.collate_fn
+    assert collate.base_size == 320
+    sizes = multiscale_sizes(collate.base_size, collate.base_size_repeat)
+    assert min(sizes) == 224 and max(sizes) == 384
+    # the other ops of the recipe are kept, in order
+    before = [op.type for op in load_config(S_RECIPE).train_dataloader.dataset.transforms.ops]
+    assert [op.type for op in cfg.train_dataloader.dataset.transforms.ops] == before
+
+
+def test_eval_spatial_size_on_the_command_line_does_the_same():
+    cfg = load_config(S_RECIPE, ["eval_spatial_size=[256, 256]"])
+    assert cfg.train_dataloader.collate_fn.base_size == 256
+    assert [op.kwargs["size"] for op in cfg.val_dataloader.dataset.transforms.ops if op.type == "Resize"] == [(256, 256)]
+
+
+def test_imgsz_not_a_multiple_of_32():
+    with pytest.raises(ConfigError, match=r"multiple of 32 \(e.g. 288\)"):
+        load_config(S_RECIPE, ["eval_spatial_size=[300, 300]"])
