@@ -5,6 +5,16 @@ from .errors import DfineError
 from .models.dfine import DFINE, build_model
 from .models.postprocess import PostProcessor
 from .loss import build_criterion
+from . import config as _config
+
+
+def _check_op(name, args):
+    """Recipes' transform ops are checked by the data layer; the config schema never imports it."""
+    from .data.transforms import check_op
+    check_op(name, args)
+
+
+_config.set_op_check(_check_op)
 
 
 def __getattr__(name: str):

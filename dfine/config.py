@@ -16,6 +16,12 @@ decoder and the criterion, the stop epoch in the augmentation policy and the col
 ``num_classes`` and friends in sections). Each is accepted wherever users write it but kept
 once: the value from the latest source wins, and two different values from the same source
 are an error naming both.
+
+This module is the schema and depends on nothing of ours above it (models and loss configs
+only). The data layer reads it, never the reverse: transform ops are checked by a function the
+data layer provides (:func:`set_op_check`, wired once in ``dfine/__init__.py``, or
+``load_config(..., check_op=...)``), and :func:`resolve_num_classes` takes anything with the
+:class:`ClassList` attributes.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import (TYPE_CHECKING, Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence,
+from typing import (Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Protocol, Sequence,
                     Tuple, Union, get_args, get_origin, get_type_hints)
 
 import yaml
@@ -37,15 +43,12 @@ from dfine.loss.config import CriterionConfig
 from dfine.models.config import (DFINEConfig, DFINETransformerConfig, HGNetv2Config,
                                  HybridEncoderConfig, resolve)
 
-if TYPE_CHECKING:  # pragma: no cover
-    from dfine.data.coco import LabelMap
-
 __all__ = [
     "ConfigError", "Config", "DFINESection", "PostProcessorConfig", "EvaluatorConfig", "ParamGroup",
     "OptimizerConfig", "LrSchedulerConfig", "LrWarmupConfig", "EmaConfig", "ScalerConfig",
     "TransformOp", "PolicyConfig", "TransformsConfig", "DatasetConfig", "CollateConfig",
     "DataloaderConfig", "load_config", "parse_overrides", "model_config", "criterion_config",
-    "resolve_num_classes", "source_of", "with_image_size",
+    "resolve_num_classes", "source_of", "with_image_size", "OpCheck", "set_op_check", "ClassList",
 ]
 
 INCLUDE_KEY = "__include__"
@@ -53,6 +56,31 @@ INCLUDE_KEY = "__include__"
 
 class ConfigError(DfineError, ValueError):
     """A configuration problem; the message is one line naming the file and key."""
+
+
+#: ``check(name, args)`` raises ``ValueError`` (one line) when the transform op ``name`` does not
+#: exist or ``args`` (``None``: the name only) are not valid for it.
+OpCheck = Callable[[str, Optional[Mapping[str, Any]]], None]
+
+_op_check: Optional[OpCheck] = None
+
+
+def set_op_check(check: Optional[OpCheck]) -> None:
+    """Use ``check`` to validate transform ops in every :func:`load_config` that is not given one
+    (the data layer's :func:`dfine.data.transforms.check_op`; ``None``: names are not checked)."""
+    global _op_check
+    _op_check = check
+
+
+class ClassList(Protocol):
+    """What :func:`resolve_num_classes` needs of a label map (:class:`dfine.data.coco.LabelMap`)."""
+
+    ann_file: str
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def describe(self) -> str: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,6 +527,7 @@ _FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 class _Ctx:
     tree: _Tree
     default_source: str
+    check_op: Optional[OpCheck] = None
 
     def fail(self, path: Path_, message: str) -> ConfigError:
         error = ConfigError(f"{self.tree.source(path, self.default_source)}: {message}")
@@ -631,16 +660,15 @@ def _unknown_key(key: str, valid: Sequence[str], path: Path_, ctx: _Ctx) -> Conf
 
 
 def _build_op(value: Any, path: Path_, ctx: _Ctx) -> TransformOp:
-    from dfine.data.transforms import check_op  # lazy: torchvision only when ops are used
-
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise ctx.fail(path, f"{_dotted(path)} must be a mapping with a 'type' (e.g. {{type: Resize, size: [640, 640]}}),"
                              f" got {value!r}")
     args = tuple((k, _freeze(v)) for k, v in value.items() if k != "type")
-    try:
-        check_op(value["type"], dict(args))
-    except ValueError as exc:
-        raise ctx.fail(path, f"{_dotted(path)}: {exc}") from None
+    if ctx.check_op is not None:
+        try:
+            ctx.check_op(value["type"], dict(args))
+        except ValueError as exc:
+            raise ctx.fail(path, f"{_dotted(path)}: {exc}") from None
     return TransformOp(value["type"], args)
 
 
@@ -673,14 +701,15 @@ def _check_loader(loader: DataloaderConfig, split: str, ctx: _Ctx) -> None:
     if loader.dataset.return_masks:
         raise ctx.fail((split, "dataset", "return_masks"), f"{split}.dataset.return_masks: true is not supported "
                                                            f"(D-FINE detects boxes); set it to false")
-    from dfine.data.transforms import OPS  # lazy, see _build_op
-
+    if ctx.check_op is None:
+        return
     for name in loader.dataset.transforms.policy.ops:
-        if name not in OPS:
-            close = difflib.get_close_matches(name, list(OPS), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known ops: {', '.join(OPS)}"
+        try:
+            ctx.check_op(name, None)
+        except ValueError as exc:
+            hint = str(exc).partition("; ")[2]
             raise ctx.fail((split, "dataset", "transforms", "policy", "ops"),
-                           f"{split}.dataset.transforms.policy.ops names unknown op '{name}'; {hint}")
+                           f"{split}.dataset.transforms.policy.ops names unknown op '{name}'; {hint}") from None
 
 
 def _derive_stop_epoch(cfg: Config, ctx: _Ctx) -> Config:
@@ -706,9 +735,11 @@ def _derive_stop_epoch(cfg: Config, ctx: _Ctx) -> Config:
 # Public API
 # --------------------------------------------------------------------------------------------
 
-def load_config(path: Union[str, os.PathLike], overrides: Sequence[str] = ()) -> Config:
+def load_config(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *,
+                check_op: Optional[OpCheck] = None) -> Config:
     """Load the recipe at ``path`` (with its ``__include__`` files) and apply ``overrides``
-    (``["epochs=2", "train_dataloader.total_batch_size=8"]``, values read as YAML).
+    (``["epochs=2", "train_dataloader.total_batch_size=8"]``, values read as YAML). Transform
+    ops are checked with ``check_op`` (default: the one given to :func:`set_op_check`).
 
     Raises :class:`ConfigError` (one line naming the file and key) on any unknown key, wrong
     type, missing include or contradictory repeated setting.
@@ -720,7 +751,7 @@ def load_config(path: Union[str, os.PathLike], overrides: Sequence[str] = ()) ->
         tree.merge(mapping, f"command line '{label}'", same_rank=i > 0)
     for canonical, aliases in SAME_SETTING:
         _unify(tree, canonical, aliases)
-    ctx = _Ctx(tree, _display(top))
+    ctx = _Ctx(tree, _display(top), check_op if check_op is not None else _op_check)
     cfg = _check(_build(Config, tree.data, (), ctx), ctx)
     sources = tuple(sorted((_dotted(p), s.label) for p, s in tree.origins.items()))
     cfg = replace(cfg, config_file=_display(top), key_sources=sources)
@@ -781,7 +812,7 @@ def criterion_config(cfg: Config) -> CriterionConfig:
     return cfg.DFINECriterion
 
 
-def resolve_num_classes(cfg: Config, label_map: "LabelMap") -> Config:
+def resolve_num_classes(cfg: Config, label_map: ClassList) -> Config:
     """``cfg`` with ``num_classes`` taken from the training annotations when unset; a
     :class:`ConfigError` with both numbers when the config says otherwise."""
     found = label_map.num_classes

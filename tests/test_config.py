@@ -367,3 +367,32 @@ def test_obj365_ids_is_a_config_key():
     assert load_config(path).obj365_ids is None  # the published correspondence
     cfg = load_config(path, ["obj365_ids=[3, 1, 2]"])
     assert cfg.obj365_ids == (3, 1, 2)
+
+
+def test_config_schema_imports_nothing_above_it():
+    """The schema depends on models/loss configs and errors only; the data layer reads it, never the reverse."""
+    import ast
+
+    import dfine.config as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    ours = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dfine"):
+            ours.add(node.module)
+        elif isinstance(node, ast.Import):
+            ours.update(a.name for a in node.names if a.name.startswith("dfine"))
+    assert ours == {"dfine.errors", "dfine.loss.config", "dfine.models.config"}
+
+
+def test_load_config_asks_the_op_check_it_is_given(tmp_path):
+    path = _write(tmp_path / "cfg.yml", "train_dataloader: {dataset: {transforms: {ops: [{type: Mine, k: 1}]}}}\n")
+    seen = []
+
+    def check(name, args):
+        seen.append((name, args))
+
+    cfg = load_config(path, check_op=check)
+    assert seen == [("Mine", {"k": 1})] and cfg.train_dataloader.dataset.transforms.ops[0].type == "Mine"
+    with pytest.raises(ConfigError, match="unknown transform 'Mine'"):
+        load_config(path)  # the data layer's check, wired in dfine/__init__.py

@@ -131,12 +131,16 @@ def build_op(name: str, args: Mapping[str, Any]) -> nn.Module:
     return _make(name, args)
 
 
-def check_op(name: str, args: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming the problem when ``name(**args)`` is not a valid op."""
+def check_op(name: str, args: Optional[Mapping[str, Any]]) -> None:
+    """Raise ``ValueError`` naming the problem when ``name(**args)`` is not a valid op
+    (``args`` ``None``: only whether ``name`` exists). This is how :func:`dfine.config.load_config`
+    checks recipes (see :func:`dfine.config.set_op_check`)."""
     if name not in OPS:
         close = difflib.get_close_matches(name, list(OPS), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"known ops: {', '.join(OPS)}"
         raise ValueError(f"unknown transform '{name}'; {hint}")
+    if args is None:
+        return
     params = [p for p in inspect.signature(OPS[name]).parameters if p not in ("self", "labels_getter")]
     for key in args:
         if key not in params:
