@@ -1,0 +1,75 @@
+"""Opening images the way a photo viewer shows them: EXIF orientation applied, any bit depth as 8-bit RGB.
+
+PIL's ``convert("RGB")`` clips 16-bit and 32-bit pixels to 255 (a 16-bit PNG becomes almost
+white). :func:`to_rgb8` scales them instead, by the range of their type: 16-bit by 255/65535,
+32-bit integers by the 16-bit range when every value fits in it (16-bit PNGs that PIL reads as
+``I``) and by 255/(2**31-1) otherwise, floats from 0..1 (or 0..255 / 0..65535 when their values
+go beyond it). The scale depends on the type, not on each image's contents, so brightness is
+the same for every image of a dataset.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Tuple
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+
+__all__ = ["open_image", "to_rgb8", "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth"]
+
+#: PIL modes with more than 8 bits per channel.
+HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})  # transposed orientations: width and height exchange
+
+
+def is_high_depth(mode: str) -> bool:
+    """Whether PIL ``mode`` holds more than 8 bits per channel (``I;16``, ``I``, ``F``)."""
+    return mode in HIGH_DEPTH_MODES
+
+
+def to_rgb8(image: PIL.Image.Image) -> PIL.Image.Image:
+    """``image`` as 8-bit RGB; 16-bit, 32-bit and float images scaled by their type's range
+    (see the module docstring), every other mode through PIL's ``convert``."""
+    if not is_high_depth(image.mode):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16"):
+        scale = 255.0 / 65535.0
+    elif image.mode == "I":
+        scale = 255.0 / 65535.0 if top <= 65535 else 255.0 / (2 ** 31 - 1)
+    else:  # "F"
+        scale = 255.0 if top <= 1.0 else 1.0 if top <= 255.0 else 255.0 / 65535.0
+    grey = np.clip(np.rint(np.nan_to_num(values) * scale), 0, 255).astype(np.uint8)
+    return PIL.Image.fromarray(grey, mode="L").convert("RGB")
+
+
+def exif_orientation(image: PIL.Image.Image) -> int:
+    """The EXIF orientation tag of an opened image (1..8; 1 when absent or unreadable).
+    Reads the header only."""
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a broken EXIF block: the image is shown as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def oriented_size(size: Tuple[int, int], orientation: int) -> Tuple[int, int]:
+    """``(width, height)`` of an image stored as ``size`` once ``orientation`` is applied."""
+    return (size[1], size[0]) if orientation in _SWAPS_SIDES else (size[0], size[1])
+
+
+def open_image(path: os.PathLike | str, exif: bool = True) -> PIL.Image.Image:
+    """The image at ``path`` as 8-bit RGB, with its EXIF orientation applied when ``exif``.
+
+    Raises what ``PIL.Image.open`` raises (``FileNotFoundError``, ``PIL.UnidentifiedImageError``,
+    ``OSError`` for truncated files); callers turn these into one-line errors naming the file.
+    """
+    with PIL.Image.open(path) as f:
+        f.load()
+        image = PIL.ImageOps.exif_transpose(f) if exif and exif_orientation(f) != 1 else f
+        return to_rgb8(image) if image is not f or f.mode != "RGB" else f.copy()
