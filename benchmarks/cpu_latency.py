@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dfine.export.benchmark import time_call
-from dfine.export.loading import LoadedModel
+from dfine.checkpoint import LoadedModel
 from dfine.export.onnx import export_onnx
 from dfine.inference import Detector
 from dfine.models.dfine import build_model

@@ -1,38 +1,141 @@
-"""Loading published (and our own) checkpoints into a model, with one-line errors."""
+"""The one place a checkpoint is read, written, converted, remapped or turned into a model.
+
+One schema for every file dfine writes and reads (``torch.save`` of a plain dict, readable with
+``weights_only=True``):
+
+=====================  ===========================================================================
+``model``              state dict of the model (the published key)
+``ema``                ``{"module": state dict, "updates": int}``, the EMA copy (published key);
+                       a checkpoint is *used* through ``ema.module`` when present, else ``model``
+``model_config``       the resolved :class:`~dfine.models.config.DFINEConfig` as a dict
+``class_names``        ``[num_classes]`` name of each model label
+``category_ids``       ``[num_classes]`` dataset category id of each model label
+``input_size``         ``[height, width]`` the model was evaluated at
+training state         training checkpoints only: ``config`` (the whole training recipe), ``optimizer``,
+                       ``scaler``, the schedulers, ``last_epoch``, ``step``, ``best``, ``rng`` ...
+=====================  ===========================================================================
+
+A published checkpoint has ``model`` (and ``ema``) only; the architecture is then recognised from the
+weights' shapes (:func:`infer_model_name`) and 80-class models get the COCO names and ids. Older
+checkpoints of ours (the training recipe under ``config``, or the model config under ``config``)
+are read too. A ``source`` is a path or a zoo name (downloaded once into the cache by
+:mod:`dfine.hub`).
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 from .errors import DfineError
+from .models.config import (MODEL_NAMES, DFINEConfig, DFINETransformerConfig, HGNetv2Config,
+                            HybridEncoderConfig, apply_overrides, preset, resolve)
 
+__all__ = ["DERIVED", "OBJ365_TO_COCO", "LoadedModel", "deploy_metadata", "extract_ema", "head_names",
+           "infer_model_name", "load_checkpoint", "load_model", "load_state", "load_tuning", "model_state",
+           "parse_imgsz", "read_checkpoint", "resolve_source", "save_atomic", "tuning_state"]
+
+PathLike = Union[str, os.PathLike]
+DEFAULT_INPUT_SIZE = (640, 640)
 # Buffers that are a pure function of the model's input size: recomputed, never a reason to fail.
 DERIVED = ("decoder.anchors", "decoder.valid_mask")
 # Training-only weights: a model built without denoising ignores them, and a model with denoising
 # keeps its initial embedding when a checkpoint has none (e.g. one saved from a deploy-form model).
 _OPTIONAL = DERIVED + ("decoder.denoising_class_embed.weight",)
+# Objects365 class (0-based, without the background row) of each of the 80 COCO labels: the
+# published Objects365 -> COCO correspondence used to carry classification heads across.
+OBJ365_TO_COCO: Tuple[int, ...] = (
+    0, 46, 5, 58, 114, 55, 116, 65, 21, 40, 176, 127, 249, 24, 56, 139, 92, 78, 99, 96,
+    144, 295, 178, 180, 38, 39, 13, 43, 120, 219, 148, 173, 165, 154, 137, 113, 145, 146, 204, 8,
+    35, 10, 88, 84, 93, 26, 112, 82, 265, 104, 141, 152, 234, 143, 150, 97, 2, 50, 25, 75,
+    98, 153, 37, 73, 115, 132, 106, 61, 163, 134, 277, 81, 133, 18, 94, 30, 169, 70, 328, 226,
+)
 
 
-def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with a one-line :class:`DfineError` for a missing,
-    truncated or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DfineError(f"checkpoint {path} not found")
+# ---- reading and writing files ----------------------------------------------------------------
+
+def resolve_source(source: PathLike) -> Tuple[Path, Optional[Any]]:
+    """A checkpoint path for ``source`` and its zoo entry: an existing file (entry ``None``), or
+    a zoo detector name, downloaded and cached by :func:`dfine.hub.fetch_weights`."""
+    path = Path(source)
+    if path.is_file():
+        return path, None
+    if path.suffix or os.sep in str(source) or path.exists():
+        raise DfineError(f"checkpoint {source} not found")
+    from . import hub, zoo
+    entry = zoo.get(str(source))
+    if entry.kind != "detector":
+        raise DfineError(f"zoo entry {entry.name} is a {entry.kind}, not a detector")
+    return hub.fetch_weights(entry.name), entry
+
+
+def _unsafe_pickle(path: Path, error: BaseException) -> DfineError:
+    """The one-line refusal of a file whose unpickling would run code."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    what = f" ({found.group(1)})" if found else ""
+    return DfineError(
+        f"{path} holds Python code objects{what}, not only weights; dfine will not run them. If you trust the file, "
+        f"re-save it as plain weights: python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+        f"m = c.get('model', c) if isinstance(c, dict) else c; "
+        f"torch.save({{'model': m.state_dict() if hasattr(m, 'state_dict') else m}}, '{path.with_suffix('')}_plain.pth')\"")
+
+
+def read_checkpoint(source: PathLike) -> Dict[str, Any]:
+    """The dict in checkpoint ``source`` (a path or a zoo name), read with ``weights_only=True``.
+
+    A missing, truncated or foreign file, or one holding code objects, is a one-line
+    :class:`DfineError` naming it."""
+    path = resolve_source(source)[0]
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e) or "GLOBAL " in str(e):
+            raise _unsafe_pickle(path, e) from None
+        raise DfineError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)})") from None
     except Exception as e:  # the unpickler raises many kinds on foreign bytes
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DfineError(f"{path} is not a readable PyTorch checkpoint ({first[:160]})") from None
+        raise DfineError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)})") from None
     if not isinstance(obj, dict):
         raise DfineError(f"{path} is not a checkpoint: it holds a {type(obj).__name__}, not a dict of weights")
     return obj
 
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:160]
+
+
+def save_atomic(obj: object, dst: PathLike) -> Path:
+    """``torch.save(obj, dst)`` through a temporary file in the same folder, fsynced and renamed
+    over ``dst``: a crash (or a full disk) leaves the old file or the new one, never half a file.
+    Returns ``dst``; a write error is a one-line :class:`DfineError`."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "write" in str(e).lower()):
+            raise DfineError(f"could not write {dst} ({_first_line(e)}); "
+                             f"{'the previous file is intact' if dst.exists() else 'nothing was written'}") from None
+        raise
+    return dst
+
+
+# ---- the schema --------------------------------------------------------------------------------
 
 def model_state(ckpt: Mapping[str, Any], name: str = "checkpoint") -> Mapping[str, torch.Tensor]:
     """The weights a checkpoint is used through: ``ema.module`` when present, else ``model``, else the
@@ -47,6 +150,120 @@ def model_state(ckpt: Mapping[str, Any], name: str = "checkpoint") -> Mapping[st
     raise DfineError(f"{name} has no model weights (expected a 'model' or 'ema.module' entry; "
                      f"found keys: {', '.join(list(ckpt)[:8])})")
 
+
+def config_to_dict(cfg: DFINEConfig) -> Dict[str, Any]:
+    """A model config as plain nested dicts, lists and numbers (the ``model_config`` entry)."""
+    def plain(value):
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+    out = {f.name: plain(getattr(cfg, f.name)) for f in fields(cfg) if f.name not in ("backbone", "encoder", "decoder")}
+    for section in ("backbone", "encoder", "decoder"):
+        part = getattr(cfg, section)
+        out[section] = {f.name: plain(getattr(part, f.name)) for f in fields(part)}
+    return out
+
+
+def deploy_metadata(cfg: DFINEConfig, class_names: Sequence[str], category_ids: Sequence[int]) -> Dict[str, Any]:
+    """The entries that make a file enough to predict with: ``model_config``, ``class_names``,
+    ``category_ids``, ``input_size``. Names and ids need one entry per class."""
+    if len(class_names) != cfg.num_classes or len(category_ids) != cfg.num_classes:
+        raise ValueError(f"{len(class_names)} class names and {len(category_ids)} category ids for a model of "
+                         f"{cfg.num_classes} classes")
+    return {"model_config": config_to_dict(cfg), "class_names": [str(n) for n in class_names],
+            "category_ids": [int(i) for i in category_ids],
+            "input_size": list(cfg.eval_spatial_size or DEFAULT_INPUT_SIZE)}
+
+
+# Where each model-config section lives: our ``model_config`` / older ``config`` (model config) use
+# ``backbone``/``encoder``/``decoder``; a training recipe uses the published section names.
+_SECTION_KEYS = {"backbone": (HGNetv2Config, ("backbone", "HGNetv2")),
+                 "encoder": (HybridEncoderConfig, ("encoder", "HybridEncoder")),
+                 "decoder": (DFINETransformerConfig, ("decoder", "DFINETransformer"))}
+
+
+def _config_from_dict(data: Mapping[str, Any], name: str) -> DFINEConfig:
+    """A resolved :class:`DFINEConfig` from a ``model_config`` dict or a training recipe dict."""
+    parts = {}
+    for section, (cls, keys) in _SECTION_KEYS.items():
+        value = next((data[k] for k in keys if isinstance(data.get(k), Mapping)), None)
+        if value is None:
+            raise DfineError(f"{name}: its model config has no {' or '.join(keys)} section; "
+                             f"pass the model config with -c CONFIG or --size")
+        names = {f.name for f in fields(cls)}
+        parts[section] = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items() if k in names})
+    if data.get("num_classes") is None:
+        raise DfineError(f"{name}: its model config has no num_classes")
+    size = data.get("eval_spatial_size")
+    cfg = DFINEConfig(**parts, num_classes=int(data["num_classes"]), eval_spatial_size=tuple(size) if size else None)
+    try:
+        return resolve(cfg)
+    except ValueError as e:
+        raise DfineError(f"{name}: its model config is invalid ({e})") from None
+
+
+def stored_config(ckpt: Mapping[str, Any], name: str = "checkpoint") -> Optional[DFINEConfig]:
+    """The model config a checkpoint carries (``model_config``, or an older ``config`` entry: a
+    model config or the training recipe), or ``None`` (published checkpoints)."""
+    for key in ("model_config", "config"):
+        if isinstance(ckpt.get(key), Mapping):
+            return _config_from_dict(ckpt[key], name)
+    return None
+
+
+def _signature(name: str, num_classes: int, num_denoising: bool) -> Dict[str, Tuple[int, ...]]:
+    """Parameter names and shapes of ``name`` built on the meta device (no memory, no time)."""
+    from .models.dfine import build_from_config
+    cfg = apply_overrides(preset(name), num_classes=num_classes, eval_spatial_size=None)
+    if not num_denoising:
+        cfg = apply_overrides(cfg, num_denoising=0)
+    with torch.device("meta"):
+        model = build_from_config(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in DERIVED}
+
+
+def infer_model_name(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, int]:
+    """Recognise a published architecture from its weights: ``(model name, num_classes)``.
+
+    The class count is the row count of ``decoder.enc_score_head.weight``; the size is the
+    preset whose parameter names and shapes all match. A one-line :class:`DfineError` if none do.
+    """
+    head = state_dict.get("decoder.enc_score_head.weight")
+    if head is None:
+        raise DfineError("these weights are not a D-FINE detector (no decoder.enc_score_head.weight)")
+    num_classes = int(head.shape[0])
+    denoising = "decoder.denoising_class_embed.weight" in state_dict
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if k not in DERIVED}
+    for name in MODEL_NAMES:
+        if _signature(name, num_classes, denoising) == shapes:
+            return name, num_classes
+    raise DfineError("the weights match none of the D-FINE sizes n, s, m, l, x; "
+                     "pass the model config with -c CONFIG")
+
+
+def _default_names(num_classes: int, entry: Optional[Any]) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
+    """Class names and category ids when the checkpoint does not carry them."""
+    from .data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_NAMES
+    if entry is not None and entry.dataset == "obj365":
+        return ("__unused__",) + tuple(entry.class_names), tuple(range(num_classes))
+    if num_classes == len(MSCOCO_NAMES):
+        return tuple(MSCOCO_NAMES), tuple(MSCOCO_CATEGORY_IDS)
+    return tuple(f"class{i}" for i in range(num_classes)), tuple(range(num_classes))
+
+
+def _labels(ckpt: Mapping[str, Any], num_classes: int, entry: Optional[Any], name: str
+            ) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
+    """The checkpoint's class names and category ids (defaults where it has none), checked."""
+    names, ids = _default_names(num_classes, entry)
+    if ckpt.get("class_names") is not None:
+        names = tuple(str(n) for n in ckpt["class_names"])
+    if ckpt.get("category_ids") is not None:
+        ids = tuple(int(i) for i in ckpt["category_ids"])
+    if len(names) != num_classes or len(ids) != num_classes:
+        raise DfineError(f"{name}: {len(names)} class names and {len(ids)} category ids for a model of "
+                         f"{num_classes} classes; the file is inconsistent")
+    return names, ids
+
+
+# ---- weights into a model ----------------------------------------------------------------------
 
 def _first(keys, n: int = 3) -> str:
     keys = list(keys)
@@ -77,11 +294,10 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = 
     model.load_state_dict(state, strict=False)
 
 
-def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, Mapping[str, Any]]) -> nn.Module:
-    """Load a published D-FINE checkpoint (or one of ours) into ``model``, strictly.
+def load_checkpoint(model: nn.Module, checkpoint: Union[PathLike, Mapping[str, Any]]) -> nn.Module:
+    """Load a checkpoint (a path, a zoo name or an already-read dict) into ``model``, strictly.
 
-    ``checkpoint`` is a path or an already-loaded dict; its ``ema.module`` weights are used when
-    present, else ``model``. Returns ``model``.
+    Its ``ema.module`` weights are used when present, else ``model``. Returns ``model``.
     """
     if isinstance(checkpoint, Mapping):
         ckpt, name = checkpoint, "checkpoint"
@@ -89,3 +305,210 @@ def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, Mappin
         ckpt, name = read_checkpoint(checkpoint), str(checkpoint)
     load_state(model, model_state(ckpt, name), name)
     return model
+
+
+# ---- fine-tuning: class heads carried across datasets ------------------------------------------
+
+def head_names(state: Mapping[str, torch.Tensor]) -> List[str]:
+    """The classification-head entries of a D-FINE state dict (their size is the class count)."""
+    return [k for k in state if k.startswith(("decoder.enc_score_head.", "decoder.dec_score_head."))
+            or k == "decoder.denoising_class_embed.weight"]
+
+
+def _remap(own: torch.Tensor, theirs: torch.Tensor, name: str, ids: Sequence[int]) -> Optional[torch.Tensor]:
+    """Carry a score head across the Objects365 <-> COCO correspondence, or ``None``."""
+    if name.endswith("denoising_class_embed.weight") or len(ids) == 0 or own.shape[1:] != theirs.shape[1:]:
+        return None
+    out = own.detach().clone()
+    if own.shape[0] == len(ids) and theirs.shape[0] > max(ids) + 1:  # Objects365 -> COCO
+        out[:] = theirs[[i + 1 for i in ids]]
+        return out
+    if theirs.shape[0] == len(ids) and own.shape[0] > max(ids) + 1:  # COCO -> Objects365
+        out[[i + 1 for i in ids]] = theirs
+        return out
+    return None
+
+
+def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
+                 obj365_ids: Sequence[int] = OBJ365_TO_COCO) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
+    """What of ``state`` fine-tuning loads into ``model``: entries of the same shape, and the
+    class heads remapped between Objects365 and COCO when their sizes are those two. Returns
+    ``(loadable, remapped, reinitialised)``; a checkpoint of another model size is an error.
+    Anchors computed for another input size are left to the model (it recomputes them)."""
+    own = model.state_dict()
+    loadable, remapped, reinit = {}, [], []
+    heads = set(head_names(own))
+    for key, value in own.items():
+        theirs = state.get(key)
+        if key in DERIVED and (theirs is None or theirs.shape != value.shape):
+            continue
+        if theirs is not None and theirs.shape == value.shape:
+            loadable[key] = theirs
+        elif theirs is not None and key in heads:
+            mapped = _remap(value, theirs, key, obj365_ids)
+            if mapped is not None:
+                loadable[key] = mapped
+                remapped.append(key)
+            else:
+                reinit.append(key)
+    mismatched = [k for k in own if k not in loadable and k not in reinit and k in state and k not in DERIVED]
+    if mismatched or len(loadable) < len(own) // 2:
+        raise DfineError(f"{name} does not fit this model (another size?): {len(mismatched)} entries differ in shape "
+                         f"and {len([k for k in own if k not in state])} are missing, e.g. "
+                         f"{(mismatched or [k for k in own if k not in state])[0]}")
+    return loadable, remapped, reinit
+
+
+def load_tuning(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
+                obj365_ids: Sequence[int] = OBJ365_TO_COCO) -> List[str]:
+    """Fine-tuning load (``-t``): everything that matches; class heads of another class count
+    are remapped (Objects365 <-> COCO) or left freshly initialised, with a warning naming them.
+    Returns the re-initialised entries."""
+    loadable, remapped, reinit = tuning_state(model, state, name, obj365_ids)
+    model.load_state_dict(loadable, strict=False)
+    if remapped:
+        warnings.warn(f"{name}: class heads remapped Objects365 <-> COCO: {', '.join(remapped)}", stacklevel=2)
+    if reinit:
+        warnings.warn(f"{name} has another number of classes; re-initialised: {', '.join(reinit)}", stacklevel=2)
+    return reinit
+
+
+# ---- conversion: a training checkpoint -> a weights file ---------------------------------------
+
+def extract_ema(src: PathLike, dst: Optional[PathLike] = None) -> Path:
+    """``dfine convert-weights``: write the weights ``src`` is used through (its EMA weights; a
+    published-layout file without EMA: its model weights) to ``dst`` as ``{"model": ...}``, with
+    the model config, class names, category ids and input size it carries (or recognises).
+
+    ``dst`` defaults to ``<src stem>_converted<suffix>`` beside ``src``; it is written atomically.
+    Returns ``dst``. A one-line :class:`DfineError` when ``src`` is not a checkpoint or holds no
+    EMA weights and no D-FINE model weights.
+    """
+    src = Path(src)
+    dst = Path(dst) if dst is not None else src.with_name(f"{src.stem}_converted{src.suffix}")
+    ckpt = read_checkpoint(src)
+    state = _ema_state(ckpt, src)
+    out: Dict[str, Any] = {"model": dict(state)}
+    try:
+        cfg = stored_config(ckpt, str(src))
+        if cfg is None:
+            name, num_classes = infer_model_name(state)
+            cfg = apply_overrides(preset(name), num_classes=num_classes)
+    except DfineError:
+        if "ema" not in ckpt:  # neither EMA weights nor a D-FINE model: nothing to convert
+            raise DfineError(f"{src} holds no EMA weights (no 'ema' entry) and its 'model' weights are not a "
+                             f"D-FINE detector; it is not a D-FINE training checkpoint") from None
+        cfg = None
+    if cfg is not None:
+        out.update(deploy_metadata(cfg, *_labels(ckpt, cfg.num_classes, None, str(src))))
+        if ckpt.get("input_size"):
+            out["input_size"] = [int(v) for v in ckpt["input_size"]]
+    save_atomic(out, dst)
+    return dst
+
+
+def _ema_state(ckpt: Mapping, src: Path) -> Mapping[str, torch.Tensor]:
+    """``ckpt["ema"]["module"]`` (else ``ckpt["model"]``), checked to be a state dict."""
+    ema = ckpt.get("ema")
+    if ema is None:
+        if isinstance(ckpt.get("model"), Mapping) and ckpt["model"]:
+            return ckpt["model"]
+        keys = ", ".join(map(str, list(ckpt)[:8])) or "none"
+        raise DfineError(f"{src} holds no EMA weights and no model weights (no 'ema' or 'model' entry; "
+                         f"its keys: {keys})")
+    module = ema.get("module") if isinstance(ema, Mapping) else None
+    if not isinstance(module, Mapping) or not module:
+        raise DfineError(f"{src} has an 'ema' entry without a 'module' state dict; "
+                         f"it was not written by a D-FINE trainer")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in module.items()):
+        raise DfineError(f"{src}: 'ema.module' is not a state dict (names to tensors)")
+    return module
+
+
+# ---- a checkpoint -> a ready deploy-mode detector ----------------------------------------------
+
+@dataclass
+class LoadedModel:
+    """A deploy-mode detector and what is needed to read its outputs.
+
+    ``class_names[label]`` names the model's label; ``category_ids[label]`` is the dataset's
+    category id (COCO ids for COCO-trained models)."""
+
+    model: nn.Module
+    postprocessor: nn.Module
+    config: DFINEConfig
+    class_names: Tuple[str, ...]
+    category_ids: Tuple[int, ...]
+    source: str
+
+    @property
+    def imgsz(self) -> Tuple[int, int]:
+        """The input size ``(height, width)`` the model was built for."""
+        return tuple(self.config.eval_spatial_size or DEFAULT_INPUT_SIZE)  # type: ignore[return-value]
+
+
+def parse_imgsz(imgsz: Union[int, Sequence[int], None], default: Tuple[int, int] = DEFAULT_INPUT_SIZE
+                ) -> Tuple[int, int]:
+    """``640`` -> ``(640, 640)``; ``(480, 640)`` -> ``(480, 640)`` as (height, width), multiples of 32."""
+    if imgsz is None:
+        return default
+    if isinstance(imgsz, int):
+        imgsz = (imgsz, imgsz)
+    imgsz = tuple(int(v) for v in imgsz)
+    if len(imgsz) == 1:
+        imgsz = imgsz * 2
+    if len(imgsz) != 2 or any(v <= 0 or v % 32 for v in imgsz):
+        raise DfineError(f"--imgsz must be one or two positive multiples of 32 (height width), got {list(imgsz)}")
+    return imgsz  # type: ignore[return-value]
+
+
+def _config_from_file(path: PathLike) -> DFINEConfig:
+    """The model section of a training recipe (``dfine.config.load_config``)."""
+    from .config import load_config, model_config
+    return model_config(load_config(path))
+
+
+def _architecture(ckpt: Mapping[str, Any], state: Mapping[str, torch.Tensor], name: str,
+                  size: Optional[str], config: Optional[PathLike]) -> DFINEConfig:
+    """The model config: ``config`` file, else ``size``, else the checkpoint's, else recognised."""
+    if config is not None:
+        return _config_from_file(config)
+    if size is not None:
+        arch = size if str(size).startswith("dfine_") else f"dfine_{size}"
+        if arch not in MODEL_NAMES:
+            raise DfineError(f"unknown model size {size!r}; choose one of n, s, m, l, x")
+        head = state.get("decoder.enc_score_head.weight")
+        return apply_overrides(preset(arch), num_classes=int(head.shape[0]) if head is not None else 80)
+    stored = stored_config(ckpt, name)
+    if stored is not None:
+        return stored
+    arch, num_classes = infer_model_name(state)
+    return apply_overrides(preset(arch), num_classes=num_classes)
+
+
+def load_model(source: PathLike, *, size: Optional[str] = None, config: Optional[PathLike] = None,
+               imgsz: Union[int, Sequence[int], None] = None, device: Union[str, torch.device] = "cpu",
+               num_top_queries: int = 300) -> LoadedModel:
+    """Load a checkpoint (path or zoo name) into a deploy-mode model and post-processor.
+
+    The architecture comes from, in order: ``config`` (a recipe yml), ``size`` (``n``..``x``
+    or ``dfine_n``..), the checkpoint's own model config, the weights' shapes. ``imgsz``
+    (height, width) sets the size whose anchors are precomputed (default: the checkpoint's
+    ``input_size``, else the config's ``eval_spatial_size``, else 640x640).
+    """
+    from .models.dfine import build_from_config
+    from .models.postprocess import PostProcessor
+    path, entry = resolve_source(source)
+    ckpt = read_checkpoint(path)
+    state = model_state(ckpt, str(path))
+    cfg = _architecture(ckpt, state, str(path), size, config)
+    if "decoder.denoising_class_embed.weight" not in state and cfg.decoder.num_denoising:
+        cfg = apply_overrides(cfg, num_denoising=0)
+    stored_size = ckpt.get("input_size") or cfg.eval_spatial_size or DEFAULT_INPUT_SIZE
+    cfg = apply_overrides(cfg, eval_spatial_size=parse_imgsz(imgsz, tuple(int(v) for v in stored_size)))
+    model = build_from_config(cfg)
+    load_state(model, state, str(path))
+    model.deploy().to(device)
+    names, ids = _labels(ckpt, cfg.num_classes, entry, str(path))
+    post = PostProcessor(cfg.num_classes, num_top_queries=num_top_queries).deploy().to(device)
+    return LoadedModel(model, post, cfg, names, ids, str(source))

@@ -200,7 +200,7 @@ def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, 
     else:
         engine = {"onnxruntime": _ort_engine, "tensorrt": _trt_engine}[kind](model, device, threads)
     if imgsz is not None:
-        from .export.loading import parse_imgsz
+        from .checkpoint import parse_imgsz
         if parse_imgsz(imgsz) != engine.imgsz:
             raise DfineError(f"{model} was exported for {engine.imgsz[0]}x{engine.imgsz[1]} input; "
                              f"drop --imgsz or export again at that size")
@@ -234,7 +234,7 @@ def _metadata(props: Dict[str, str]) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
 
 def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
     import torch
-    from .export.loading import load_model
+    from .checkpoint import load_model
     try:
         dev = torch.device(device)
     except RuntimeError:

@@ -71,3 +71,86 @@ def test_plain_state_dict_and_denoising_embedding_are_optional():
     dfine.load_checkpoint(model, state)  # a bare state dict; its denoising embedding is ignored
     name = "decoder.enc_score_head.weight"
     assert torch.equal(model.state_dict()[name], state[name])
+
+
+# ---- one schema: what training writes deploys; conversion keeps the metadata -----------------------
+
+NAMES, IDS = ["pawn", "rook", "knight", "bishop", "queen"], [3, 5, 7, 11, 13]
+
+
+def _tiny_training_checkpoint(old: bool = False) -> dict:
+    """A checkpoint laid out as the trainer writes it (tiny model, 5 classes). ``old``: as written
+    before the model config had its own entry (only the whole recipe under ``config``, issue 11)."""
+    from dfine.checkpoint import config_to_dict, deploy_metadata
+    from tests.models.tiny import tiny_model
+    model, ema = tiny_model(), tiny_model()
+    recipe = {"HGNetv2" if k == "backbone" else "HybridEncoder" if k == "encoder" else
+              "DFINETransformer" if k == "decoder" else k: v for k, v in config_to_dict(model.config).items()}
+    recipe.update(epochs=3, output_dir="out", train_dataloader={"total_batch_size": 2})
+    ckpt = {"model": model.state_dict(), "ema": {"module": ema.state_dict(), "updates": 7},
+            "optimizer": {"state": {}, "param_groups": []}, "last_epoch": 2, "config": recipe}
+    if old:
+        ckpt.update(class_names=NAMES, category_ids=IDS)
+    else:
+        ckpt.update(deploy_metadata(model.config, NAMES, IDS))
+    return ckpt
+
+
+@pytest.mark.parametrize("old", [False, True])
+def test_training_checkpoint_deploys_with_its_names(tmp_path, old):
+    from dfine.checkpoint import load_model
+    ckpt = _tiny_training_checkpoint(old)
+    torch.save(ckpt, tmp_path / "last.pth")
+    loaded = load_model(tmp_path / "last.pth")
+    assert loaded.class_names == tuple(NAMES) and loaded.category_ids == tuple(IDS)
+    assert loaded.imgsz == (128, 128) and loaded.config.decoder.reg_max == 8
+    key = "decoder.enc_score_head.weight"
+    assert torch.equal(loaded.model.state_dict()[key], ckpt["ema"]["module"][key])
+
+
+def test_convert_weights_keeps_names_ids_and_config(tmp_path):
+    from dfine.checkpoint import extract_ema, load_model
+    ckpt = _tiny_training_checkpoint()
+    torch.save(ckpt, tmp_path / "best_stg1.pth")
+    out = torch.load(extract_ema(tmp_path / "best_stg1.pth"), weights_only=True)
+    assert set(out) == {"model", "model_config", "class_names", "category_ids", "input_size"}
+    assert out["class_names"] == NAMES and out["category_ids"] == IDS and out["input_size"] == [128, 128]
+    loaded = load_model(tmp_path / "best_stg1_converted.pth", imgsz=160)
+    assert loaded.class_names == tuple(NAMES) and loaded.category_ids == tuple(IDS) and loaded.imgsz == (160, 160)
+
+
+def test_convert_weights_of_a_published_file_recognises_it(tmp_path):
+    from dfine.checkpoint import extract_ema, load_model
+    from dfine.data.mscoco import MSCOCO_CATEGORY_IDS
+    torch.save(load_golden("s")["checkpoint"], tmp_path / "dfine_s_coco.pth")
+    out = torch.load(extract_ema(tmp_path / "dfine_s_coco.pth"), weights_only=True)
+    assert out["model_config"]["decoder"]["num_layers"] == 3 and out["model_config"]["backbone"]["name"] == "B0"
+    assert out["category_ids"] == list(MSCOCO_CATEGORY_IDS) and out["class_names"][0] == "person"
+    assert load_model(tmp_path / "dfine_s_coco_converted.pth").config.encoder.depth_mult == 0.34
+
+
+def test_unsafe_pickle_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "pickled_model.pth"
+    torch.save({"model": torch.nn.Linear(2, 2)}, path)
+    with pytest.raises(dfine.DfineError) as e:
+        read_checkpoint(path)
+    msg = _one_line(e)
+    assert "code objects" in msg and "will not run" in msg and "torch.nn.modules.linear.Linear" in msg
+    assert "re-save it as plain weights" in msg and str(path) in msg
+    assert "\x1b" not in msg and "add_safe_globals" not in msg and "PyTorch 2.6" not in msg
+
+
+def test_zoo_name_reads_through_the_cache(tmp_path, monkeypatch):
+    """``load_checkpoint`` and ``read_checkpoint`` take zoo names (the file is placed in the cache
+    by hand: nothing is downloaded)."""
+    from dfine import hub
+    monkeypatch.setenv("DFINE_HOME", str(tmp_path))
+    monkeypatch.setattr(hub, "_request", lambda *a, **k: pytest.fail("the network must not be used"))
+    ckpt = load_golden("n")["checkpoint"]
+    (tmp_path / "weights").mkdir()
+    torch.save(ckpt, tmp_path / "weights" / "dfine_n_coco.pth")
+    model = dfine.load_checkpoint(dfine.build_model("dfine_n"), "dfine_n_coco")
+    key = "decoder.enc_score_head.weight"
+    assert torch.equal(model.state_dict()[key], ckpt["ema"]["module"][key])
+    with pytest.raises(dfine.DfineError, match="unknown zoo entry 'dfine_q_coco'"):
+        read_checkpoint("dfine_q_coco")

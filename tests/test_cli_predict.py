@@ -14,7 +14,7 @@ from PIL import Image
 import dfine
 from dfine.cli import main
 from dfine.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_NAMES
-from dfine.export.loading import load_model
+from dfine.checkpoint import load_model
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

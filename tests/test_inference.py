@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from dfine.errors import DfineError
-from dfine.export.loading import infer_model_name, load_model
+from dfine.checkpoint import infer_model_name, load_model
 from dfine.export.onnx import export_onnx
 from dfine.inference import Detector
 from tests.compare import assert_detections_close

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dfine.errors import DfineError
-from dfine.weights import extract_ema
+from dfine.checkpoint import extract_ema
 
 
 def _training_checkpoint() -> dict:

@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
 
 
 def _loaded(args):
-    from ..export.loading import LoadedModel, load_model, parse_imgsz
+    from ..checkpoint import LoadedModel, load_model, parse_imgsz
     if args.model:
         return load_model(args.model, size=args.size, config=args.config, imgsz=args.imgsz, device=args.device)
     import torch

@@ -14,6 +14,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..weights import extract_ema
+    from ..checkpoint import extract_ema
     print(f"wrote {extract_ema(args.src, args.dst)}")
     return 0

@@ -49,7 +49,7 @@ def _output(args, suffix: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export.loading import load_model, parse_imgsz
+    from ..checkpoint import load_model, parse_imgsz
     from ..export.onnx import export_onnx
     if args.opset < 17:
         raise DfineError(f"--opset must be 17 or higher, got {args.opset}")

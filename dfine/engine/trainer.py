@@ -30,8 +30,6 @@ from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 
 from . import dist
-from ..weights import save_atomic
-from .checkpoint import OBJ365_TO_COCO, load_tuning
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
 from .precision import choose_precision
@@ -158,8 +156,8 @@ class Trainer:
         if cfg.HGNetv2.pretrained:
             load_backbone(model, cfg)
         if tuning is not None:
-            load_tuning(model, ckpt_io.model_state(tuning, cfg.tuning), cfg.tuning,
-                        cfg.obj365_ids or OBJ365_TO_COCO)
+            ckpt_io.load_tuning(model, ckpt_io.model_state(tuning, cfg.tuning), cfg.tuning,
+                                cfg.obj365_ids or ckpt_io.OBJ365_TO_COCO)
         self.criterion: nn.Module = DFINECriterion.from_config(criterion_config(cfg), num_classes=cfg.num_classes,
                                                                reg_max=mcfg.decoder.reg_max).to(self.device)
         self.postprocessor = PostProcessor(cfg.num_classes, cfg.DFINEPostProcessor.num_top_queries,
@@ -201,8 +199,8 @@ class Trainer:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "last_epoch": self.last_epoch,
             "model": dist.unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "config": _plain(self.cfg), "class_names": list(self.label_map.names),
-            "category_ids": list(self.label_map.category_ids), "label_map": self.label_map.to_dict(),
+            "config": _plain(self.cfg), "label_map": self.label_map.to_dict(),
+            **ckpt_io.deploy_metadata(model_config(self.cfg), self.label_map.names, self.label_map.category_ids),
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
         }
         if self.ema is not None:
@@ -217,7 +215,7 @@ class Trainer:
         """Write ``output_dir/name`` (main process only; all processes must call)."""
         state = self.state_dict()
         if dist.is_main():
-            save_atomic(state, self.output_dir / name)
+            ckpt_io.save_atomic(state, self.output_dir / name)
 
     def load_resume(self, state: Dict[str, Any], name: str, full: bool = True, counters: bool = True) -> None:
         """Restore from a checkpoint: the weights (strict; EMA from the model when absent) and,

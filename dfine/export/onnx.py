@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..errors import DfineError
-from .loading import LoadedModel
+from ..checkpoint import LoadedModel
 
 __all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "simplify_onnx"]
 

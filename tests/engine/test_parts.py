@@ -9,8 +9,7 @@ import torch
 import torch.nn as nn
 
 from dfine.config import OptimizerConfig, ParamGroup
-from dfine.engine.checkpoint import OBJ365_TO_COCO, tuning_state
-from dfine.weights import save_atomic
+from dfine.checkpoint import OBJ365_TO_COCO, save_atomic, tuning_state
 from dfine.engine.ema import ModelEMA
 from dfine.engine.optim import FlatCosine, LinearWarmup, build_optimizer, param_groups
 from dfine.engine.trainer import BestTracker

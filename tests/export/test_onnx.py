@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfine.export.loading import load_model
+from dfine.checkpoint import load_model
 from dfine.export.onnx import INPUT_NAMES, OUTPUT_NAMES, export_onnx
 from tests.compare import assert_detections_close
 from tests.conftest import load_golden
