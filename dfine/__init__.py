@@ -21,8 +21,11 @@ def __getattr__(name: str):
     if name == "Detector":  # imported on first use: it pulls in the image and runtime libraries
         from .inference import Detector
         return Detector
+    if name == "track":  # needs the optional supervision and trackers packages, imported when called
+        from .integrations.tracking import track
+        return track
     raise AttributeError(f"module 'dfine' has no attribute {name!r}")
 
 
-__all__ = ["DFINE", "Detector", "DfineError", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]
+__all__ = ["DFINE", "Detector", "DfineError", "track", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]
 __version__ = "0.1.0"

@@ -16,7 +16,7 @@ from typing import List, Optional
 from .errors import DfineError
 
 # subcommand modules under dfine.commands, in help order; a missing one is skipped
-COMMANDS = ("train", "predict", "export", "benchmark", "zoo", "convert_weights", "obj365", "fiftyone")
+COMMANDS = ("train", "predict", "track", "export", "benchmark", "zoo", "convert_weights", "obj365", "fiftyone")
 
 
 def build_parser() -> argparse.ArgumentParser:

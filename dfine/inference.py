@@ -61,6 +61,13 @@ class Detections:
                         "score": round(float(score), 5)})
         return out
 
+    def to_supervision(self) -> Any:
+        """These detections as ``supervision.Detections`` (``data['class_name']`` the names,
+        ``data['category_id']`` the dataset's ids), for supervision's annotators, zones and counters.
+        Needs ``pip install dfine[track]``."""
+        from .integrations.supervision import to_supervision
+        return to_supervision(self)
+
 
 def load_image(image: ImageLike) -> Image.Image:
     """An RGB PIL image from a path, a PIL image or an ``H x W x 3`` RGB uint8 array."""
@@ -154,13 +161,15 @@ class Detector:
             out.extend(self.predict_pil([load_image(im) for im in chunk], paths))
         return out
 
-    def predict_pil(self, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None
-                    ) -> List[Detections]:
-        """Detect in already-decoded RGB PIL images, as one batch."""
+    def predict_pil(self, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,
+                    conf: Optional[float] = None) -> List[Detections]:
+        """Detect in already-decoded RGB PIL images, as one batch; ``conf`` overrides the threshold."""
         batch, sizes = preprocess(images, self.imgsz)
         labels, boxes, scores = self._run(batch, sizes)
         paths = paths or [None] * len(images)
-        return [self._detections(labels[i], boxes[i], scores[i], tuple(sizes[i]), paths[i]) for i in range(len(images))]
+        conf = self.conf if conf is None else conf
+        return [self._detections(labels[i], boxes[i], scores[i], tuple(sizes[i]), paths[i], conf)
+                for i in range(len(images))]
 
     def _run(self, batch: np.ndarray, sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The engine on ``batch [B, 3, H, W]``, in steps of a static-batch model's own batch size."""
@@ -172,8 +181,8 @@ class Detector:
         return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
 
     def _detections(self, labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-                    image_size: Tuple[int, int], path: Optional[str]) -> Detections:
-        keep = scores > self.conf
+                    image_size: Tuple[int, int], path: Optional[str], conf: float) -> Detections:
+        keep = scores > conf
         labels, boxes, scores = labels[keep].astype(np.int64), boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
         names, ids = self._engine.class_names, self._engine.category_ids
         return Detections(boxes=boxes, scores=scores, labels=labels,

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import DfineError
+from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
             (255, 112, 31), (207, 210, 49), (100, 115, 255), (255, 55, 199), (26, 147, 52), (61, 219, 134)]
 
@@ -49,23 +47,41 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..inference import Detector
     kind, items = collect_source(args.source)
+    out = prepare_output_dir(Path(args.output))
     det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
                    precision=args.precision)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     if kind == "video":
         results = predict_video(det, items[0], out)
         bad: List[Tuple[Path, str]] = []
     else:
         results, bad = predict_images(det, items, out, progress=len(items) > 1)
-    (out / "predictions.json").write_text(json.dumps(results))
+    from ..data.objects365 import write_json_atomic
+    write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
     done = len(items) - len(bad) if kind == "images" else 1
     print(f"{done} {'video' if kind == 'video' else 'image(s)'} -> {out} ({len(results)} detections, "
           f"{out / 'predictions.json'})" + (f"; {len(bad)} unreadable skipped" if bad else ""))
     return 0
+
+
+def prepare_output_dir(path: Path) -> Path:
+    """Create ``path`` and check that a file can be written in it; one line naming it otherwise
+    (called before any model is loaded)."""
+    import tempfile
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DfineError(f"output folder {path} cannot be created: a file of that name is in the way") from None
+    except OSError as e:
+        raise DfineError(f"output folder {path} cannot be created: {e.strerror or e}") from None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise DfineError(f"output folder {path} is not writable: {e.strerror or e}") from None
+    return path
 
 
 def collect_source(source: str) -> Tuple[str, List[Path]]:
@@ -150,20 +166,23 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
 # ---- video ----------------------------------------------------------------------------------
 
 def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
-    """Detect in every frame of ``path``; write the annotated video to ``out/<stem>.mp4``.
-    COCO results use the frame index as image id."""
+    """Detect in every frame of ``path`` (decoded in a reader thread); write the annotated video to
+    ``out/<stem>.mp4`` (renamed into place at the end). COCO results use the frame index as image id.
+    A file cut short ends with the frames it had and a one-line warning."""
     from tqdm import tqdm
-    reader, fps, total = _open_video(path)
+    from ..video import FrameReader, open_source, truncation_note
+    source = open_source(path)
     target = out / f"{path.stem}.mp4"
+    tmp = out / f".{path.stem}.tmp.mp4"
     results: List[Dict[str, Any]] = []
     writer = None
     index = 0
     try:
-        with tqdm(total=total or None, unit="frame") as bar:
-            for chunk in _chunks(reader, det.batch_size):
+        with FrameReader(source) as reader, tqdm(total=source.total or None, unit="frame") as bar:
+            for chunk in reader.batches(det.batch_size):
                 images = [Image.fromarray(f) for f in chunk]
                 for im, dets in zip(images, det.predict_pil(images)):
-                    writer = writer or _VideoWriter(target, fps, im.size)
+                    writer = writer or _VideoWriter(tmp, source.fps, im.size)
                     writer.write(np.asarray(draw(im, dets)))
                     results.extend(dets.to_coco(index))
                     index += 1
@@ -173,64 +192,11 @@ def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
             writer.close()
     if index == 0:
         raise DfineError(f"cannot read any frame of video {path}")
+    tmp.replace(target)
+    note = truncation_note(source)
+    if note:
+        print(note, file=sys.stderr)
     return results
-
-
-def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[List[np.ndarray]]:
-    chunk: List[np.ndarray] = []
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _open_video(path: Path) -> Tuple[Iterator[np.ndarray], float, int]:
-    """(RGB uint8 frames, frames per second, frame count or 0) with OpenCV, else PyAV."""
-    try:
-        import cv2
-    except ImportError:
-        cv2 = None
-    if cv2 is not None:
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            raise DfineError(f"cannot open video {path}")
-        fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-
-        def frames() -> Iterator[np.ndarray]:
-            try:
-                while True:
-                    ok, frame = cap.read()
-                    if not ok:
-                        return
-                    yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            finally:
-                cap.release()
-        return frames(), float(fps), total
-    return _open_video_av(path)
-
-
-def _open_video_av(path: Path) -> Tuple[Iterator[np.ndarray], float, int]:
-    try:
-        import av
-    except ImportError:
-        raise DfineError("video needs OpenCV or PyAV: pip install opencv-python-headless (or av)") from None
-    try:
-        container = av.open(str(path))
-    except Exception as e:  # PyAV raises its own error types
-        raise DfineError(f"cannot open video {path}: {str(e)[:120]}") from None
-    stream = container.streams.video[0]
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-        finally:
-            container.close()
-    return frames(), float(stream.average_rate or 30), int(stream.frames or 0)
 
 
 class _VideoWriter:

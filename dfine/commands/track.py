@@ -1,0 +1,124 @@
+"""``dfine track SOURCE -m MODEL``: multi-object tracking (ByteTrack, SORT, OC-SORT) through a video.
+
+SOURCE is a video file, a folder of frames, a webcam index (``0``) or a stream URL (``rtsp://``,
+``http://``...). Writes to ``-o OUTDIR`` (default ``runs/track``): ``NAME.mp4`` (boxes, ``#id class``
+labels, short trails), ``NAME.txt`` (MOT-challenge ``frame,id,x,y,w,h,score,class,-1,-1``, frames from 1)
+and ``NAME.json`` (every track: class, first and last frame, length). Ctrl-C stops and keeps what was
+written so far. Needs ``pip install dfine[track]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import DfineError
+
+TRACKERS = ("bytetrack", "sort", "ocsort")  # dfine.integrations.tracking.TRACKERS (not imported: CLI start-up)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("track", help="track objects through a video, folder of frames, webcam or stream",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("source", help="video file, folder of frames, webcam index or rtsp/http URL")
+    p.add_argument("-m", "--model", required=True, help="zoo name, checkpoint .pth, .onnx, OpenVINO .xml or .engine")
+    p.add_argument("--tracker", choices=TRACKERS, default="bytetrack", help="default bytetrack")
+    p.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="track only these classes")
+    p.add_argument("--conf", type=float, default=0.5, help="score that starts a track (default 0.5)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"), default=None,
+                   help="default: from the model file's suffix")
+    p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("-b", "--batch-size", type=int, default=4, help="frames per detector batch (default 4)")
+    p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="input size: 640 or height width")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO")
+    p.add_argument("--trail", type=int, default=30, help="frames of trail drawn behind each track (default 30)")
+    p.add_argument("--no-video", action="store_true", help="write only the MOT text and JSON summary")
+    p.add_argument("-o", "--output", default="runs/track", help="output folder (default runs/track)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference import Detector
+    from ..integrations.tracking import TrackLog, Tracking, detection_threshold
+    from .predict import prepare_output_dir
+    out = prepare_output_dir(Path(args.output))
+    if not 0 <= args.conf <= 1:
+        raise DfineError(f"--conf must be in 0..1, got {args.conf}")
+    from ..video import open_source
+    source = open_source(args.source)  # a bad source fails before the model is loaded
+    det = Detector(args.model, device=args.device, conf=detection_threshold(args.tracker, args.conf),
+                   imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads)
+    run_ = Tracking(source, det, tracker=args.tracker, classes=args.classes, conf=args.conf)
+    name = run_.source.name
+    log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
+                   {"source": str(args.source), "model": str(args.model), "tracker": args.tracker,
+                    "fps": run_.source.fps})
+    video = None if args.no_video else _VideoOut(out / f"{name}.mp4", run_.source.fps, args.trail)
+    interrupted = False
+    try:
+        _loop(run_, log, video)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        log.abandon()
+        if video is not None:
+            video.abandon()
+        raise
+    log.close()
+    if video is not None:
+        video.close()
+    from ..video import truncation_note
+    note = truncation_note(run_.source)
+    if note:
+        print(note, file=sys.stderr)
+    written = ", ".join(str(p) for p in ([video.path] if video and video.written else []) + [log.mot_path, log.json_path])
+    summary = log.summary()
+    print(f"{'interrupted: ' if interrupted else ''}{run_.frames} frames, {summary['num_tracks']} tracks "
+          f"({args.tracker}) -> {written}")
+    return 130 if interrupted else 0
+
+
+def _loop(run_, log, video) -> None:
+    from tqdm import tqdm
+    with tqdm(total=run_.source.total or None, unit="frame", disable=None) as bar:
+        for frame, tracks in run_:
+            log.add(run_.frames, tracks)
+            if video is not None:
+                video.write(frame, tracks)
+            bar.update(1)
+
+
+class _VideoOut:
+    """The annotated video, written through supervision's VideoSink into a temporary file that
+    :meth:`close` renames into place."""
+
+    def __init__(self, path: Path, fps: float, trail: int):
+        from ..integrations.supervision import TrackAnnotator
+        self.path, self.fps = path, fps
+        self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        self.annotate = TrackAnnotator(trail=trail)
+        self.sink = None
+        self.written = 0
+
+    def write(self, frame, tracks) -> None:
+        import supervision as sv
+        if self.sink is None:
+            h, w = frame.shape[:2]
+            self.sink = sv.VideoSink(str(self.tmp), sv.VideoInfo(width=w, height=h, fps=self.fps))
+            try:
+                self.sink.__enter__()
+            except RuntimeError as e:
+                raise DfineError(f"cannot write video {self.tmp}: {e}") from None
+        self.sink.write_frame(self.annotate(frame, tracks)[..., ::-1].copy())
+        self.written += 1
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.__exit__(None, None, None)
+            self.tmp.replace(self.path)
+
+    def abandon(self) -> None:
+        if self.sink is not None:
+            self.sink.__exit__(None, None, None)
+        self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Optional glue to other libraries (supervision, trackers, ...), each imported lazily inside functions."""

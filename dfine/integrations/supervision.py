@@ -1,0 +1,66 @@
+"""``supervision`` glue: :class:`dfine.inference.Detections` -> ``supervision.Detections``, and the
+annotators ``dfine track`` draws with (boxes, ``#id class`` labels, short trails).
+
+supervision is an optional extra (``pip install dfine[track]``), imported here on first use only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional
+
+import numpy as np
+
+from ..errors import DfineError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..inference import Detections
+
+INSTALL_HINT = "pip install dfine[track]"
+
+
+def import_supervision() -> Any:
+    """The ``supervision`` module, or a one-line error saying how to install it."""
+    try:
+        import supervision
+    except ImportError:
+        raise DfineError(f"this needs the supervision package: {INSTALL_HINT}") from None
+    return supervision
+
+
+def to_supervision(dets: "Detections") -> Any:
+    """``supervision.Detections`` of one image: ``xyxy [K, 4]`` pixels, ``confidence [K]``,
+    ``class_id [K]`` model labels, ``data['class_name'] [K]`` names and ``data['category_id'] [K]``
+    the dataset's ids; ``metadata['path']`` the image path when there is one."""
+    sv = import_supervision()
+    out = sv.Detections(xyxy=np.asarray(dets.boxes, dtype=np.float32).reshape(-1, 4),
+                        confidence=np.asarray(dets.scores, dtype=np.float32),
+                        class_id=np.asarray(dets.labels, dtype=np.int64),
+                        data={"class_name": np.array(dets.names, dtype=str).reshape(-1),
+                              "category_id": np.asarray(dets.category_ids, dtype=np.int64)})
+    if dets.path is not None:
+        out.metadata["path"] = dets.path
+    return out
+
+
+class TrackAnnotator:
+    """Draws tracked ``supervision.Detections`` on RGB frames: a box and a ``#id class`` label per
+    track (coloured by track id) and a trail of its last ``trail`` centre points."""
+
+    def __init__(self, trail: int = 30):
+        sv = import_supervision()
+        lookup = sv.ColorLookup.TRACK
+        self._boxes = sv.BoxAnnotator(thickness=2, color_lookup=lookup)
+        self._labels = sv.LabelAnnotator(text_scale=0.4, text_padding=3, color_lookup=lookup)
+        self._trails = sv.TraceAnnotator(trace_length=trail, thickness=2, color_lookup=lookup)
+
+    def __call__(self, frame: np.ndarray, tracks: Any) -> np.ndarray:
+        """A copy of ``frame [H, W, 3]`` uint8 with ``tracks`` (carrying ``tracker_id``) drawn."""
+        scene = frame.copy()
+        labels: List[str] = [f"#{int(t)} {n}" for t, n in zip(tracks.tracker_id, _names(tracks))]
+        scene = self._trails.annotate(scene, tracks)
+        scene = self._boxes.annotate(scene, tracks)
+        return self._labels.annotate(scene, tracks, labels=labels)
+
+
+def _names(dets: Any) -> List[str]:
+    names: Optional[np.ndarray] = dets.data.get("class_name")
+    return [str(n) for n in names] if names is not None else [str(c) for c in dets.class_id]

@@ -1,0 +1,186 @@
+"""Multi-object tracking on D-FINE detections with the ``trackers`` package (ByteTrack, SORT, OC-SORT).
+
+>>> for frame, tracks in dfine.track("street.mp4", model="dfine_s_coco"):   # doctest: +SKIP
+...     tracks.xyxy, tracks.tracker_id, tracks.data["class_name"]
+
+Frames are decoded in a reader thread (:class:`dfine.video.FrameReader`) while the detector runs on
+batches of them, then fed one by one, in order, to the tracker. The trackers are the maintained ones
+from Roboflow's ``trackers`` package (supervision's own ByteTrack is deprecated in its favour); both
+are optional (``pip install dfine[track]``) and imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import DfineError
+from ..video import FrameReader, FrameSource, open_source
+from .supervision import INSTALL_HINT, import_supervision, to_supervision
+
+TRACKERS = ("bytetrack", "sort", "ocsort")
+# ByteTrack's second association stage matches lost tracks to detections down to this score
+LOW_SCORE = 0.1
+
+
+def import_trackers() -> Any:
+    try:
+        import trackers
+    except ImportError:
+        raise DfineError(f"tracking needs the trackers package: {INSTALL_HINT}") from None
+    return trackers
+
+
+def make_tracker(name: str, fps: float, conf: float) -> Any:
+    """A fresh tracker: ``conf`` is the score a detection needs to start (or, for ByteTrack and
+    OC-SORT, to be matched in the first stage of) a track; ``fps`` scales the lost-track buffer."""
+    if name not in TRACKERS:
+        raise DfineError(f"unknown tracker {name!r}; choose one of {', '.join(TRACKERS)}")
+    trackers = import_trackers()
+    if name == "bytetrack":
+        return trackers.ByteTrackTracker(frame_rate=fps, track_activation_threshold=conf,
+                                         high_conf_det_threshold=conf)
+    if name == "sort":
+        return trackers.SORTTracker(frame_rate=fps, track_activation_threshold=conf)
+    return trackers.OCSORTTracker(frame_rate=fps, high_conf_det_threshold=conf)
+
+
+def detection_threshold(tracker: str, conf: float) -> float:
+    """The detector's score threshold for ``tracker``: ByteTrack also uses low-score detections to keep
+    tracks through occlusions; SORT matches every detection it gets, so it only gets ``conf`` ones."""
+    return min(conf, LOW_SCORE) if tracker == "bytetrack" else conf
+
+
+def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[str]) -> Optional[np.ndarray]:
+    """Model labels for ``classes`` (class names, or label numbers), None for all classes."""
+    if not classes:
+        return None
+    labels = []
+    for c in classes:
+        if isinstance(c, int) or (isinstance(c, str) and c.isdigit() and c not in names):
+            if not 0 <= int(c) < len(names):
+                raise DfineError(f"class {c} out of range: the model has {len(names)} classes (0..{len(names) - 1})")
+            labels.append(int(c))
+        elif c in names:
+            labels.append(list(names).index(c))
+        else:
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise DfineError(f"unknown class {c!r}; the model's classes are: {shown}")
+    return np.array(sorted(set(labels)), dtype=np.int64)
+
+
+class Tracking:
+    """An iterable over ``(frame, tracks)``: ``frame [H, W, 3]`` RGB uint8 and ``tracks`` a
+    ``supervision.Detections`` of the confirmed tracks in it (``xyxy`` pixels, ``confidence``,
+    ``class_id``, ``tracker_id`` >= 1, ``data['class_name']``). The source and the model are opened when
+    it is made (errors surface there); frames are read while iterating. ``frames`` counts those done."""
+
+    def __init__(self, source: Union[str, int, os.PathLike, FrameSource], detector: Any, tracker: str = "bytetrack",
+                 classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, buffer: int = 16):
+        import_supervision()
+        self.tracker_name = tracker
+        self.detector = detector
+        self.conf = float(conf)
+        self.labels = class_filter(classes, detector.class_names)
+        self.source: FrameSource = source if isinstance(source, FrameSource) else open_source(source)
+        self.tracker = make_tracker(tracker, self.source.fps, self.conf)
+        self.buffer = buffer
+        self.frames = 0
+
+    def __iter__(self) -> Iterator[Tuple[np.ndarray, Any]]:
+        from PIL import Image
+        threshold = detection_threshold(self.tracker_name, self.conf)
+        with FrameReader(self.source, buffer=self.buffer) as reader:
+            for batch in reader.batches(self.detector.batch_size):
+                results = self.detector.predict_pil([Image.fromarray(f) for f in batch], conf=threshold)
+                for frame, dets in zip(batch, results):
+                    self.frames += 1
+                    yield frame, self._update(to_supervision(dets))
+
+    def _update(self, dets: Any) -> Any:
+        if self.labels is not None:
+            dets = dets[np.isin(dets.class_id, self.labels)]
+        tracks = self.tracker.update(dets)
+        return tracks[tracks.tracker_id >= 0]
+
+
+def track(source: Union[str, int, os.PathLike], model: Any, tracker: str = "bytetrack",
+          classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, **detector_kw: Any) -> Tracking:
+    """Track objects through a video file, a folder of frames, a webcam index or a stream URL.
+
+    ``model``: a :class:`dfine.Detector` or anything it opens (checkpoint, zoo name, .onnx, .xml,
+    .engine; ``detector_kw`` go to it: ``device``, ``batch_size``, ``backend``, ``slice``...).
+    ``tracker``: ``bytetrack`` (default), ``sort`` or ``ocsort``. ``classes``: names (or label numbers)
+    to keep. ``conf``: the score that starts a track. Iterate the result for ``(frame, tracks)``."""
+    from ..inference import Detector
+    if isinstance(model, (str, os.PathLike)):
+        model = Detector(model, conf=detection_threshold(tracker, conf), **detector_kw)
+    elif detector_kw:
+        raise DfineError(f"{', '.join(detector_kw)} are Detector options; pass them to Detector(...) instead")
+    return Tracking(source, model, tracker=tracker, classes=classes, conf=conf)
+
+
+# ---- outputs ------------------------------------------------------------------------------------
+
+@dataclass
+class TrackStats:
+    """One track over the video: frames are 1-based, ``length`` counts the frames it was seen in."""
+
+    id: int
+    first_frame: int
+    last_frame: int
+    length: int = 0
+    classes: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> Dict[str, Any]:
+        name = self.classes.most_common(1)[0][0] if self.classes else ""
+        return {"id": self.id, "class": name, "first_frame": self.first_frame,
+                "last_frame": self.last_frame, "length": self.length}
+
+
+class TrackLog:
+    """MOT-challenge text (``frame,id,x,y,w,h,score,class,-1,-1`` per line, frames 1-based, ``class`` the
+    model label) streamed to a temporary file, and a JSON summary; :meth:`close` renames both into place,
+    so an interrupted or crashed run never leaves half a file under the final names."""
+
+    def __init__(self, mot_path: Path, json_path: Path, info: Dict[str, Any]):
+        self.mot_path, self.json_path, self.info = Path(mot_path), Path(json_path), dict(info)
+        self._tmp = self.mot_path.with_name(f".{self.mot_path.name}.{os.getpid()}.tmp")
+        self._file = self._tmp.open("w")
+        self.tracks: Dict[int, TrackStats] = {}
+        self.frames = 0
+
+    def add(self, frame: int, tracks: Any) -> None:
+        """Record the ``tracks`` (supervision.Detections with tracker_id) of 1-based ``frame``."""
+        self.frames = max(self.frames, frame)
+        names = tracks.data.get("class_name", [str(c) for c in tracks.class_id])
+        lines = []
+        for (x0, y0, x1, y1), tid, score, label, name in zip(tracks.xyxy.tolist(), tracks.tracker_id.tolist(),
+                                                              tracks.confidence.tolist(), tracks.class_id.tolist(), names):
+            lines.append(f"{frame},{tid},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.4f},{label},-1,-1\n")
+            stats = self.tracks.setdefault(tid, TrackStats(tid, frame, frame))
+            stats.last_frame, stats.length = frame, stats.length + 1
+            stats.classes[str(name)] += 1
+        self._file.writelines(lines)
+
+    def summary(self) -> Dict[str, Any]:
+        tracks = [t.as_dict() for t in sorted(self.tracks.values(), key=lambda t: t.id)]
+        classes = Counter(t["class"] for t in tracks)
+        return {**self.info, "frames": self.frames, "num_tracks": len(tracks),
+                "classes": dict(sorted(classes.items())), "tracks": tracks}
+
+    def close(self) -> None:
+        from ..data.objects365 import write_json_atomic
+        self._file.close()
+        os.replace(self._tmp, self.mot_path)
+        write_json_atomic(self.summary(), self.json_path)
+
+    def abandon(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+

@@ -1,0 +1,258 @@
+"""Tracking: ``dfine.track`` and ``dfine track`` through video files, folders of frames and an HTTP stream,
+with a fake detector (bright squares found by thresholding) where the test is about plumbing and a tiny
+random-weight checkpoint for the real model path; truncated videos, Ctrl-C, bad sources and outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dfine
+from dfine.cli import main
+from dfine.errors import DfineError
+from dfine.inference import Detections
+
+sv = pytest.importorskip("supervision")
+pytest.importorskip("trackers")
+cv2 = pytest.importorskip("cv2")
+from scipy import ndimage  # noqa: E402
+
+W, H, N = 160, 120, 24
+NAMES = ("square", "bar")
+
+
+def _frame(t: int) -> np.ndarray:
+    """Two bright squares moving in opposite directions on separate rows (RGB uint8)."""
+    f = np.full((H, W, 3), 20, np.uint8)
+    x0 = 10 + 4 * t
+    f[20:44, x0:x0 + 24] = (250, 60, 60)
+    x1 = W - 34 - 4 * t
+    f[70:94, x1:x1 + 24] = (60, 250, 60)
+    return f
+
+
+def _write_video(path: Path, frames: int = N, fps: float = 10) -> Path:
+    """An MJPG AVI (readable while cut short, and streamable without seeking)."""
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
+    for t in range(frames):
+        out.write(cv2.cvtColor(_frame(t), cv2.COLOR_RGB2BGR))
+    out.release()
+    return path
+
+
+class FakeDetector:
+    """Finds bright blobs (connected components above grey 128) and reports them as class 0,
+    score 0.9: a deterministic stand-in where the model's accuracy is not what is tested."""
+
+    class_names = NAMES
+    batch_size = 4
+
+    def __init__(self, interrupt_after: int = 0):
+        self.calls, self.interrupt_after = 0, interrupt_after
+
+    def predict_pil(self, images, paths=None, conf=None):
+        self.calls += 1
+        if self.interrupt_after and self.calls > self.interrupt_after:
+            raise KeyboardInterrupt
+        out = []
+        for im in images:
+            mask = np.asarray(im).max(axis=2) > 128
+            labels, n = ndimage.label(mask)
+            boxes = [[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in ndimage.find_objects(labels)]
+            boxes = np.array(boxes, np.float32).reshape(-1, 4)
+            out.append(Detections(boxes=boxes, scores=np.full(n, 0.9, np.float32), labels=np.zeros(n, np.int64),
+                                  names=[NAMES[0]] * n, category_ids=np.zeros(n, np.int64), image_size=im.size))
+        return out
+
+
+def _ids_per_object(pairs):
+    """For each square (top row / bottom row) the set of track ids it got, and frames seen."""
+    ids = {0: set(), 1: set()}
+    for _, tracks in pairs:
+        for (x0, y0, x1, y1), tid in zip(tracks.xyxy, tracks.tracker_id):
+            ids[0 if y0 < 60 else 1].add(int(tid))
+    return ids
+
+
+@pytest.mark.parametrize("tracker", ["bytetrack", "sort", "ocsort"])
+def test_track_keeps_one_id_per_object(tmp_path, tracker):
+    video = _write_video(tmp_path / "two.avi")
+    pairs = list(dfine.track(video, model=FakeDetector(), tracker=tracker, conf=0.5))
+    assert len(pairs) == N
+    frame, tracks = pairs[-1]
+    assert frame.shape == (H, W, 3) and frame.dtype == np.uint8
+    assert isinstance(tracks, sv.Detections) and list(tracks.data["class_name"]) == ["square"] * len(tracks)
+    ids = _ids_per_object(pairs)
+    assert len(ids[0]) == 1 and len(ids[1]) == 1 and ids[0] != ids[1]
+    # every frame after the tracker's confirmation delay holds both tracks
+    assert all(len(t) == 2 for _, t in pairs[3:])
+
+
+def test_folder_of_frames_in_natural_order(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(12):
+        Image.fromarray(_frame(t)).save(folder / f"{t}.png")  # 10.png sorts after 9.png
+    pairs = list(dfine.track(folder, model=FakeDetector(), tracker="sort"))
+    assert len(pairs) == 12
+    for t, (frame, _) in enumerate(pairs):
+        assert np.array_equal(frame, _frame(t))
+    assert all(len(ids) == 1 for ids in _ids_per_object(pairs).values())
+
+
+def test_class_filter(tmp_path):
+    video = _write_video(tmp_path / "two.avi", frames=6)
+    assert all(len(t) == 0 for _, t in dfine.track(video, model=FakeDetector(), classes=["bar"]))
+    assert any(len(t) for _, t in dfine.track(video, model=FakeDetector(), classes=["square"]))
+    with pytest.raises(DfineError, match="unknown class 'cat'.*square, bar"):
+        dfine.track(video, model=FakeDetector(), classes=["cat"])
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving ``tmp_path``; yields its base URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+def test_tracks_a_video_served_over_http(tmp_path, http_server, monkeypatch):
+    _write_video(tmp_path / "clip.avi")
+    url = f"{http_server}/clip.avi"
+    pairs = list(dfine.track(url, model=FakeDetector(), tracker="bytetrack"))
+    assert len(pairs) == N
+    assert all(len(ids) == 1 for ids in _ids_per_object(pairs).values())
+    # the same through the command line (the fake detector stands in for the model)
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
+    out = tmp_path / "out"
+    assert main(["track", url, "-m", "unused.pth", "-o", str(out), "--no-video"]) == 0
+    summary = json.loads((out / "clip.json").read_text())
+    assert summary["frames"] == N and summary["num_tracks"] == 2
+    with pytest.raises(DfineError, match="cannot open stream"):
+        dfine.track(f"{http_server}/missing.avi", model=FakeDetector())
+
+
+def _mot_rows(path: Path):
+    return [line.split(",") for line in path.read_text().splitlines()]
+
+
+def test_cli_writes_video_mot_and_summary(tmp_path, monkeypatch, capsys):
+    video = _write_video(tmp_path / "two.avi")
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
+    out = tmp_path / "out"
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--tracker", "sort"]) == 0
+    assert "24 frames, 2 tracks (sort)" in capsys.readouterr().out
+    rows = _mot_rows(out / "two.txt")
+    assert {len(r) for r in rows} == {10}
+    frames = [int(r[0]) for r in rows]
+    assert frames == sorted(frames) and min(frames) >= 1 and max(frames) == N
+    summary = json.loads((out / "two.json").read_text())
+    tracks = {t["id"]: t for t in summary["tracks"]}
+    for tid, t in tracks.items():
+        mine = [int(r[0]) for r in rows if int(r[1]) == tid]
+        assert (t["first_frame"], t["last_frame"], t["length"], t["class"]) == (min(mine), max(mine), len(mine), "square")
+    assert summary["classes"] == {"square": 2}
+    cap = cv2.VideoCapture(str(out / "two.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N
+    ok, frame = cap.read()
+    assert ok and frame.shape == (H, W, 3)
+    assert not list(out.glob(".*tmp*"))  # temporaries renamed into place
+
+
+def test_cli_truncated_video_ends_with_its_frames(tmp_path, monkeypatch, capsys):
+    data = _write_video(tmp_path / "full.avi", frames=40).read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
+    assert main(["track", str(cut), "-m", "unused.pth", "-o", str(tmp_path / "out"), "--no-video"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "cut" in line]
+    assert len(notes) == 1 and "of 40 frames" in notes[0] and "Traceback" not in err
+    summary = json.loads((tmp_path / "out" / "cut.json").read_text())
+    assert 5 < summary["frames"] < 40
+
+
+def test_cli_ctrl_c_keeps_what_was_written(tmp_path, monkeypatch, capsys):
+    video = _write_video(tmp_path / "two.avi")
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector(interrupt_after=3))
+    out = tmp_path / "out"
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "-b", "4"]) == 130
+    assert "interrupted: 12 frames" in capsys.readouterr().out
+    assert json.loads((out / "two.json").read_text())["frames"] == 12
+    assert max(int(r[0]) for r in _mot_rows(out / "two.txt")) == 12
+    cap = cv2.VideoCapture(str(out / "two.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_cli_bad_inputs_fail_before_the_model(tmp_path, capsys, monkeypatch):
+    def no_model(*a, **k):
+        raise AssertionError("the model must not be loaded")
+    monkeypatch.setattr("dfine.inference.Detector", no_model)
+    video = _write_video(tmp_path / "two.avi", frames=3)
+    assert "not found" in _one_line_error(capsys, ["track", str(tmp_path / "nope.mp4"), "-m", "m.pth"])
+    (tmp_path / "notes.txt").write_text("x")
+    assert "is not a video" in _one_line_error(capsys, ["track", str(tmp_path / "notes.txt"), "-m", "m.pth"])
+    assert "unsupported stream" in _one_line_error(capsys, ["track", "ftp://host/v.mp4", "-m", "m.pth"])
+    blocked = tmp_path / "notes.txt" / "out"
+    assert "cannot be created" in _one_line_error(capsys, ["track", str(video), "-m", "m.pth", "-o", str(blocked)])
+    (tmp_path / "empty").mkdir()
+    assert "holds no frames" in _one_line_error(capsys, ["track", str(tmp_path / "empty"), "-m", "m.pth"])
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random-weight model at 128x128 saved with its config and two class names."""
+    from tests.models.tiny import tiny_model
+    torch.manual_seed(0)
+    model = tiny_model(num_classes=2)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config),
+                "class_names": list(NAMES), "category_ids": [1, 2]}, path)
+    return path
+
+
+def test_cli_with_a_real_checkpoint(tmp_path, tiny_checkpoint):
+    """The real model path: Detector from a checkpoint, batched frames, every output consistent."""
+    video = _write_video(tmp_path / "two.avi", frames=6)
+    out = tmp_path / "out"
+    assert main(["track", str(video), "-m", str(tiny_checkpoint), "-o", str(out), "--conf", "0.0", "-b", "3"]) == 0
+    summary = json.loads((out / "two.json").read_text())
+    assert summary["frames"] == 6 and summary["tracker"] == "bytetrack"
+    assert set(summary["classes"]) <= set(NAMES)
+    assert len(_mot_rows(out / "two.txt")) == sum(t["length"] for t in summary["tracks"])
+
+
+def test_to_supervision_and_install_hint(tiny_checkpoint, monkeypatch):
+    det = dfine.Detector(str(tiny_checkpoint), conf=0.0)
+    [d] = det(_frame(0))
+    s = d.to_supervision()
+    assert isinstance(s, sv.Detections) and len(s) == len(d) > 0
+    np.testing.assert_array_equal(s.xyxy, d.boxes)
+    np.testing.assert_array_equal(s.class_id, d.labels)
+    assert list(s.data["class_name"]) == d.names and set(d.names) <= set(NAMES)
+    np.testing.assert_array_equal(s.data["category_id"], d.category_ids)
+    monkeypatch.setitem(__import__("sys").modules, "supervision", None)
+    with pytest.raises(DfineError, match=r"pip install dfine\[track\]"):
+        d.to_supervision()
