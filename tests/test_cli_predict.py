@@ -134,3 +134,27 @@ def test_bad_inputs_are_one_line_errors(onnx_model, checkpoint, tmp_path, capsys
     for expected, argv in cases.items():
         err = _one_line_error(capsys, ["predict", *argv, "-o", str(tmp_path / "out")])
         assert expected in err, (expected, err)
+
+
+def test_unwritable_output_folder_fails_before_the_model(tmp_path, capsys, monkeypatch):
+    """A folder that cannot be created (through a file, under /proc) or written is one line, and the
+    model is never loaded."""
+    import os
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not be loaded")
+    monkeypatch.setattr("dfine.inference.Detector", no_model)
+    good = tmp_path / "ok.png"
+    Image.new("RGB", (64, 48)).save(good)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    outs = {str(blocker / "out"): "cannot be created", str(blocker): "cannot be created"}
+    if os.path.isdir("/proc/self"):
+        outs["/proc/x"] = "cannot be created"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        outs[str(locked)] = "is not writable"
+    for out, expected in outs.items():
+        err = _one_line_error(capsys, ["predict", str(good), "--model", "any.pth", "-o", out])
+        assert expected in err and out in err, (out, err)
