@@ -15,10 +15,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DfineError
 
@@ -70,9 +70,14 @@ class Detections:
 
 
 def load_image(image: ImageLike) -> Image.Image:
-    """An RGB PIL image from a path, a PIL image or an ``H x W x 3`` RGB uint8 array."""
+    """An 8-bit RGB PIL image from a path, a PIL image or an ``H x W x 3`` RGB uint8 array, as a
+    photo viewer shows it: the EXIF orientation applied (boxes then come back in the displayed
+    image), 16-bit, 32-bit and float images scaled to 8 bits by their type's range (not clipped)."""
+    from .data.image_io import exif_orientation, open_image, to_rgb8
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        if exif_orientation(image) != 1:
+            image = ImageOps.exif_transpose(image)
+        return to_rgb8(image)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise DfineError(f"an image array must be H x W x 3 RGB uint8, got shape {image.shape} {image.dtype}")
@@ -81,8 +86,7 @@ def load_image(image: ImageLike) -> Image.Image:
     if not path.is_file():
         raise DfineError(f"image {path} not found")
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        return open_image(path, exif=True)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DfineError(f"cannot read image {path}: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}") from None
 

@@ -112,3 +112,49 @@ def test_tensorrt_engine_needs_cuda_and_tensorrt(tmp_path):
         pytest.skip("real TensorRT present: covered by GPU tests")
     with pytest.raises(DfineError, match="tensorrt|CUDA"):
         Detector(str(fake))
+
+
+def _blob_box(image: Image.Image):
+    """xyxy of the bright pixels (> 128) of an 8-bit image."""
+    ys, xs = np.nonzero(np.asarray(image.convert("L")) > 128)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_boxes_in_the_displayed_image(tmp_path, monkeypatch, capsys, orientation):
+    """A phone photo stored sideways with an EXIF rotation: detections come back in the image as
+    displayed (the one ImageOps.exif_transpose gives), and predict's annotated copy shows it upright."""
+    from PIL import ImageOps
+    from dfine.cli import main
+    from tests.blob_engine import patch_detector
+    patch_detector(monkeypatch, imgsz=(128, 128))
+    stored = Image.new("RGB", (256, 128), (10, 10, 10))
+    stored.paste((250, 250, 250), (16, 8, 80, 40))  # off-centre: every orientation moves it elsewhere
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif, quality=95)
+    shown = ImageOps.exif_transpose(Image.open(path))
+    [dets] = Detector("any.pth")(path)
+    assert dets.image_size == shown.size
+    assert len(dets) == 1 and np.abs(dets.boxes[0] - _blob_box(shown)).max() <= 3
+    [same] = Detector("any.pth")(Image.open(path))  # an opened PIL image is oriented the same way
+    np.testing.assert_allclose(same.boxes, dets.boxes)
+    out = tmp_path / "out"
+    assert main(["predict", str(path), "-m", "any.pth", "-o", str(out)]) == 0
+    annotated = Image.open(out / "phone.jpg")
+    assert annotated.size == shown.size and annotated.getexif().get(0x0112, 1) == 1
+
+
+def test_16_bit_image_is_scaled_not_clipped(tmp_path, monkeypatch):
+    """A 16-bit PNG (dark background 1000, object 50000 of 65535) is seen as a dark image with a
+    bright object; clipping to 255 would turn it all white."""
+    from tests.blob_engine import patch_detector
+    patch_detector(monkeypatch)
+    values = np.full((96, 128), 1000, np.uint16)
+    values[20:60, 30:90] = 50000
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I")
+    [dets] = Detector("any.pth")(path)
+    assert len(dets) == 1 and np.abs(dets.boxes[0] - np.array([30, 20, 90, 60])).max() <= 2
