@@ -124,12 +124,15 @@ class Detector:
     ``threads``: CPU threads for ONNX Runtime / OpenVINO (default: the runtime's own choice).
     ``precision``: OpenVINO's inference precision, ``f32`` (default: outputs equal PyTorch's) or
     ``bf16`` (faster on CPUs with AVX512-BF16 or AMX; scores move by about 1e-2).
+    ``slice``: sliced inference for small objects in large images (:mod:`dfine.slicing`): ``True``
+    (tiles at the model's input size), a tile size (``640`` or ``(height, width)``) or a
+    :class:`~dfine.slicing.SliceConfig` (overlap, ``nms``/``nmm`` merge, whole image too).
     """
 
     def __init__(self, model: PathLike, device: str = "cpu", conf: float = 0.5,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
                  batch_size: int = 8, size: Optional[str] = None, config: Optional[PathLike] = None,
-                 threads: Optional[int] = None, precision: str = "f32"):
+                 threads: Optional[int] = None, precision: str = "f32", slice: Any = None):
         if backend is not None and backend not in BACKENDS:
             raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if not 0 <= conf <= 1:
@@ -138,6 +141,8 @@ class Detector:
             raise DfineError(f"batch size must be >= 1, got {batch_size}")
         if precision not in PRECISIONS:
             raise DfineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        from .slicing import slice_config
+        self.slice = slice_config(slice)
         self.conf, self.batch_size, self.device = float(conf), int(batch_size), str(device)
         self._engine = _open(str(model), backend, device, imgsz, size, config, threads, precision)
 
@@ -167,13 +172,39 @@ class Detector:
 
     def predict_pil(self, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,
                     conf: Optional[float] = None) -> List[Detections]:
-        """Detect in already-decoded RGB PIL images, as one batch; ``conf`` overrides the threshold."""
+        """Detect in already-decoded RGB PIL images, as one batch (sliced: one image at a time, its
+        tiles batched); ``conf`` overrides the threshold."""
+        conf = self.conf if conf is None else conf
+        paths = paths or [None] * len(images)
+        if self.slice is not None:
+            return [self._predict_sliced(im, path, conf) for im, path in zip(images, paths)]
         batch, sizes = preprocess(images, self.imgsz)
         labels, boxes, scores = self._run(batch, sizes)
-        paths = paths or [None] * len(images)
-        conf = self.conf if conf is None else conf
         return [self._detections(labels[i], boxes[i], scores[i], tuple(sizes[i]), paths[i], conf)
                 for i in range(len(images))]
+
+    def _predict_sliced(self, image: Image.Image, path: Optional[str], conf: float) -> Detections:
+        """Tiles of ``image`` (and the whole of it when ``slice.full``) through the engine in batches,
+        boxes moved to image pixels, then merged per class."""
+        from .slicing import cut_by_tile, merge_detections, tile_windows
+        cfg = self.slice
+        windows = tile_windows(image.width, image.height, cfg.tile or self.imgsz, cfg.overlap)
+        crops = [image.crop(tuple(w)) for w in windows.tolist()]
+        if cfg.full:
+            crops.append(image)
+            windows = np.concatenate([windows, [[0, 0, image.width, image.height]]])
+        found = []
+        for start in range(0, len(crops), self.batch_size):
+            batch, sizes = preprocess(crops[start:start + self.batch_size], self.imgsz)
+            found.append(self._run(batch, sizes))
+        labels, boxes, scores = (np.concatenate(parts) for parts in zip(*found))
+        keep = scores > conf  # [tiles, K]
+        shift = np.tile(windows[:, None, :2], (1, keep.shape[1], 2)).astype(np.float32)
+        boxes = (boxes + shift)[keep].astype(np.float32)
+        tiles = np.repeat(windows[:, None], keep.shape[1], axis=1)[keep]
+        boxes, scores, labels = merge_detections(boxes, scores[keep].astype(np.float32), labels[keep].astype(np.int64),
+                                                 cfg.merge, cfg.iou, cut_by_tile(boxes, tiles, *image.size))
+        return self._detections(labels, boxes, scores, image.size, path, conf)
 
     def _run(self, batch: np.ndarray, sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The engine on ``batch [B, 3, H, W]``, in steps of a static-batch model's own batch size."""

@@ -41,7 +41,30 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO")
     p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
                    help="OpenVINO precision (default f32; bf16 is faster on CPUs with AVX512-BF16/AMX, scores move ~1e-2)")
+    add_slice_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_slice_arguments(p) -> None:
+    """``--slice``, ``--overlap``, ``--merge``, ``--full-image`` (shared with ``dfine track``)."""
+    g = p.add_argument_group("sliced inference (small objects in large images)")
+    g.add_argument("--slice", type=int, nargs="*", default=None, metavar="N",
+                   help="detect in overlapping tiles of N (or H W) pixels; no number: the model's input size")
+    g.add_argument("--overlap", type=float, default=0.2, help="tile overlap, a fraction of the tile (default 0.2)")
+    g.add_argument("--merge", choices=("nms", "nmm"), default="nms",
+                   help="across tiles: nms keeps the best box, nmm merges a group into one box (default nms)")
+    g.add_argument("--full-image", action="store_true", help="also detect in the whole image downscaled")
+
+
+def slice_option(args: argparse.Namespace):
+    """The ``Detector(slice=...)`` value of the parsed slice arguments (None when not slicing)."""
+    if args.slice is None:
+        return None
+    from ..slicing import SliceConfig
+    if len(args.slice) > 2:
+        raise DfineError(f"--slice takes a tile size N or H W, got {' '.join(map(str, args.slice))}")
+    tile = (tuple(args.slice) * 2)[:2] if args.slice else None
+    return SliceConfig(tile=tile, overlap=args.overlap, merge=args.merge, full=args.full_image)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(Path(args.output))
     det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
-                   precision=args.precision)
+                   precision=args.precision, slice=slice_option(args))
     if kind == "video":
         results = predict_video(det, items[0], out)
         bad: List[Tuple[Path, str]] = []

@@ -35,20 +35,23 @@ def add_parser(subparsers) -> None:
     p.add_argument("--trail", type=int, default=30, help="frames of trail drawn behind each track (default 30)")
     p.add_argument("--no-video", action="store_true", help="write only the MOT text and JSON summary")
     p.add_argument("-o", "--output", default="runs/track", help="output folder (default runs/track)")
+    from .predict import add_slice_arguments
+    add_slice_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import Detector
     from ..integrations.tracking import TrackLog, Tracking, detection_threshold
-    from .predict import prepare_output_dir
+    from .predict import prepare_output_dir, slice_option
     out = prepare_output_dir(Path(args.output))
+    sliced = slice_option(args)
     if not 0 <= args.conf <= 1:
         raise DfineError(f"--conf must be in 0..1, got {args.conf}")
     from ..video import open_source
     source = open_source(args.source)  # a bad source fails before the model is loaded
     det = Detector(args.model, device=args.device, conf=detection_threshold(args.tracker, args.conf),
-                   imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads)
+                   imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads, slice=sliced)
     run_ = Tracking(source, det, tracker=args.tracker, classes=args.classes, conf=args.conf)
     name = run_.source.name
     log = TrackLog(out / f"{name}.txt", out / f"{name}.json",

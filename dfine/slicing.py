@@ -1,0 +1,148 @@
+"""Sliced inference for small objects in large images (drone, satellite, 4K frames).
+
+The image is cut into overlapping tiles (by default at the model's input size, so tiles are not
+resized and a 10 px object stays 10 px instead of shrinking to 2 px in a downscaled whole image);
+every tile, plus optionally the whole image downscaled, goes through the backend in batches; boxes
+are moved back to image pixels and merged per class across tiles.
+
+Our own, not supervision's ``InferenceSlicer``: ``dfine predict --slice`` then needs no optional
+package; every tile of an image (and the downscaled whole) goes to the backend as one batch of
+``[B, 3, H, W]`` without a per-tile conversion to and from ``supervision.Detections``; merging is
+torchvision's C++ ``batched_nms`` (a dependency already) or a short greedy non-maximum merge. The
+tiling follows the same rule as supervision's (stride = tile - overlap, last tile flush with the edge).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .errors import DfineError
+
+MERGES = ("nms", "nmm")
+
+
+@dataclass(frozen=True)
+class SliceConfig:
+    """How to slice.
+
+    ``tile``: tile (height, width) in image pixels, None for the model's input size. ``overlap``:
+    fraction of a tile shared with its neighbour (0 <= overlap < 1); objects up to about
+    ``overlap * tile`` pixels are seen whole in at least one tile. ``merge``: ``nms`` keeps the best
+    box of each group of same-class boxes overlapping by IoU >= ``iou``; ``nmm`` merges each group
+    (grouped by intersection over the smaller box >= ``iou``) into the box around all of them, which
+    joins the pieces of an object cut by a tile edge. ``full``: also detect in the whole image
+    downscaled to the model's size (for objects larger than a tile)."""
+
+    tile: Optional[Tuple[int, int]] = None
+    overlap: float = 0.2
+    merge: str = "nms"
+    iou: float = 0.5
+    full: bool = False
+
+    def __post_init__(self):
+        if not 0 <= self.overlap < 1:
+            raise DfineError(f"slice overlap must be in 0..1 (a fraction of the tile), got {self.overlap}")
+        if self.merge not in MERGES:
+            raise DfineError(f"unknown merge {self.merge!r}; choose one of {', '.join(MERGES)}")
+        if not 0 < self.iou <= 1:
+            raise DfineError(f"slice iou must be in 0..1, got {self.iou}")
+        if self.tile is not None and (len(self.tile) != 2 or min(self.tile) < 32):
+            raise DfineError(f"slice tile must be (height, width) of at least 32 px, got {self.tile}")
+
+
+def slice_config(value: Union[None, bool, int, Sequence[int], SliceConfig], **options) -> Optional[SliceConfig]:
+    """A :class:`SliceConfig` from ``Detector(slice=...)``: None/False (off), True (model size),
+    an int (square tile), ``(height, width)`` or a SliceConfig; ``options`` fill its other fields."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, SliceConfig):
+        return value
+    if value is True:
+        return SliceConfig(**options)
+    if isinstance(value, (int, np.integer)):
+        return SliceConfig(tile=(int(value), int(value)), **options)
+    tile = tuple(int(v) for v in value)
+    if len(tile) == 1:
+        tile = tile * 2
+    return SliceConfig(tile=tile, **options)  # type: ignore[arg-type]
+
+
+def tile_windows(width: int, height: int, tile: Tuple[int, int], overlap: float) -> np.ndarray:
+    """Tile windows ``[N, 4]`` int xyxy covering a ``width x height`` image, row-major: stride
+    ``tile * (1 - overlap)``, the last tile of a row/column flush with the edge, one tile spanning a
+    side shorter than the tile."""
+    def starts(size: int, length: int) -> np.ndarray:
+        if size <= length:
+            return np.array([0])
+        stride = max(1, int(round(length * (1 - overlap))))
+        s = list(range(0, size - length, stride))
+        return np.array(s + [size - length])
+    th, tw = tile
+    xs, ys = starts(width, tw), starts(height, th)
+    x0, y0 = np.meshgrid(xs, ys)
+    x1, y1 = np.minimum(x0 + tw, width), np.minimum(y0 + th, height)
+    return np.stack([x0, y0, x1, y1], axis=-1).reshape(-1, 4)
+
+
+def cut_by_tile(boxes: np.ndarray, windows: np.ndarray, width: int, height: int, margin: float = 1.0) -> np.ndarray:
+    """``[K]`` bool: whether each box (image pixels) touches an edge of its tile ``windows [K, 4]``
+    that is not an edge of the ``width x height`` image, i.e. shows an object the tile cut."""
+    inner = np.stack([windows[:, 0] > 0, windows[:, 1] > 0, windows[:, 2] < width, windows[:, 3] < height], 1)
+    near = np.abs(boxes - windows) <= margin
+    return (inner & near).any(axis=1)
+
+
+def merge_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, merge: str = "nms",
+                     iou: float = 0.5, cut: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge same-class duplicates: ``boxes [K, 4]`` xyxy, ``scores [K]``, ``labels [K]`` -> the kept
+    (or merged) boxes, best score first. ``cut [K]`` marks boxes of objects cut by a tile edge
+    (:func:`cut_by_tile`): of overlapping boxes, a whole one is kept before a cut one."""
+    if len(scores) == 0:
+        return boxes.reshape(0, 4), scores, labels
+    rank = scores - (2.0 * cut if cut is not None else 0.0)  # whole boxes first, by score
+    if merge == "nms":
+        import torch
+        from torchvision.ops import batched_nms
+        keep = batched_nms(torch.from_numpy(boxes).float(), torch.from_numpy(rank).float(),
+                           torch.from_numpy(labels), iou).numpy()
+        if cut is not None:  # a piece of an object mostly inside a whole box of its class goes too
+            whole = keep[~cut[keep]]
+            keep = np.array([k for k in keep if not cut[k] or not (
+                _overlap_of_smaller(boxes[k], boxes[whole[labels[whole] == labels[k]]]) >= iou).any()], np.int64)
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        return boxes[keep], scores[keep], labels[keep]
+    return _non_max_merge(boxes, scores, labels, iou, rank)
+
+
+def _overlap_of_smaller(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``[N]`` intersection of ``box [4]`` with each of ``boxes [N, 4]`` over the smaller one's area."""
+    def area(b):
+        return np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    return ix * iy / np.maximum(np.minimum(area(boxes), area(box)), 1e-9)
+
+
+def _non_max_merge(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, threshold: float, rank: np.ndarray):
+    """Greedy NMM: highest ``rank`` first, each group of unmerged same-class boxes whose intersection
+    over the smaller box >= ``threshold`` becomes the box around them all, with the group's best score."""
+    order = np.argsort(-rank, kind="stable")
+    boxes, scores, labels = boxes[order], scores[order], labels[order]
+    free = np.ones(len(scores), bool)
+    out_boxes, out_scores, out_labels = [], [], []
+    for i in range(len(scores)):
+        if not free[i]:
+            continue
+        cand = np.nonzero(free & (labels == labels[i]))[0]
+        group = cand[_overlap_of_smaller(boxes[i], boxes[cand]) >= threshold]
+        free[group] = False
+        b = boxes[group]
+        out_boxes.append([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()])
+        out_scores.append(scores[group].max())
+        out_labels.append(labels[i])
+    best = np.argsort(-np.array(out_scores), kind="stable")
+    return (np.array(out_boxes, boxes.dtype).reshape(-1, 4)[best], np.array(out_scores, scores.dtype)[best],
+            np.array(out_labels, labels.dtype)[best])
