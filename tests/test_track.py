@@ -256,3 +256,12 @@ def test_to_supervision_and_install_hint(tiny_checkpoint, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "supervision", None)
     with pytest.raises(DfineError, match=r"pip install dfine\[track\]"):
         d.to_supervision()
+
+
+def test_benchmark_reports_end_to_end_beside_detector_fps(tmp_path, tiny_checkpoint, capsys):
+    video = _write_video(tmp_path / "two.avi", frames=8)
+    assert main(["benchmark", "-m", str(tiny_checkpoint), "--backends", "torch", "--runs", "2",
+                 "--video", str(video)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("video")]
+    assert len(line) == 1 and "8 frames" in line[0] and "detector only" in line[0] and "end to end" in line[0]
+    assert _one_line_error(capsys, ["benchmark", "--video", str(video)]).endswith("needs -m MODEL (a checkpoint, zoo name or exported file)")

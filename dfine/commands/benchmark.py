@@ -24,6 +24,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--backends", default="torch,onnxruntime,tensorrt",
                    help="comma-separated; those not installed are skipped")
+    p.add_argument("--video", default=None, metavar="SOURCE",
+                   help="also time -m MODEL on this video: detector-only fps beside end-to-end fps "
+                        "(decode in a reader thread + detect + ByteTrack, as dfine track runs)")
+    p.add_argument("--video-backend", default=None, choices=("torch", "onnxruntime", "openvino", "tensorrt"),
+                   help="backend for --video (default: from the model file)")
     p.set_defaults(func=run)
 
 
@@ -41,6 +46,8 @@ def _loaded(args):
 
 def run(args: argparse.Namespace) -> int:
     import torch
+    if args.video and not args.model:
+        raise DfineError("--video needs -m MODEL (a checkpoint, zoo name or exported file)")
     from ..export.benchmark import count_flops, count_params
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,7 +66,35 @@ def run(args: argparse.Namespace) -> int:
             print(f"{backend:13} skipped: {e}")
             continue
         print(f"{backend:13} {result['median_ms']:.2f} ms median ({result['min_ms']:.2f} min) per batch")
+    if args.video:
+        video_fps(args)
     return 0
+
+
+def video_fps(args: argparse.Namespace, max_frames: int = 300) -> None:
+    """Frames per second on ``args.video`` (its first ``max_frames``): the detector alone on decoded
+    frames, and end to end (decoding in the reader thread, detection, ByteTrack) as ``dfine track``."""
+    import itertools
+    import time
+    from PIL import Image
+    from ..inference import Detector
+    from ..integrations.tracking import Tracking
+    from ..video import open_source
+    det = Detector(args.model, device=args.device, backend=args.video_backend, batch_size=max(args.batch_size, 4),
+                   size=args.size, config=args.config, threads=args.threads, imgsz=args.imgsz)
+    frames = [Image.fromarray(f) for f in itertools.islice(open_source(args.video).frames, max_frames)]
+    det.predict_pil(frames[:det.batch_size])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(frames), det.batch_size):
+        det.predict_pil(frames[i:i + det.batch_size])
+    alone = len(frames) / (time.perf_counter() - start)
+    source = open_source(args.video)
+    source.frames = itertools.islice(source.frames, max_frames)
+    start = time.perf_counter()
+    done = sum(1 for _ in Tracking(source, det, tracker="bytetrack"))
+    e2e = done / (time.perf_counter() - start)
+    print(f"video ({det.backend}, batches of {det.batch_size}, {len(frames)} frames): detector only {alone:.1f} fps, "
+          f"end to end {e2e:.1f} fps (decode + detect + track)")
 
 
 def _latency(backend: str, loaded, args, images, sizes):

@@ -1,0 +1,108 @@
+"""Small objects in large images: recall at IoU 0.5 with sliced inference against the plain
+(whole image downscaled to the model's input) prediction, and the time of each.
+
+Images of at least 2560x1440 are drawn with the demo's shape generator: a textured background and
+shapes of 8-24 px of the model's classes, apart from each other. The plain prediction sees the
+whole image at the model's size (192 px for the demo model: a 16 px shape becomes about 1-2 px);
+the sliced one runs tiles (default: the model's size, 20% overlap) batched through the backend,
+merged per class. Recall counts a shape found when a box of its class overlaps it with IoU >= 0.5.
+The two modes take turns image by image so that both see the same load on a shared machine.
+
+    python benchmarks/slicing.py --model runs/demo/best_stg2.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.tracking import cpu_flags  # noqa: E402
+
+
+def make_image(rng, width: int, height: int, count: int, num_classes: int, sizes=(8, 24)):
+    """(RGB image, boxes [N, 4] xyxy, labels [N]) with ``count`` shapes that do not touch."""
+    from dfine.demo.shapes import Shape, random_background, random_color, render
+    shapes, taken = [], []
+    while len(shapes) < count:
+        s = float(rng.uniform(*sizes))
+        x, y = rng.uniform(0, width - s), rng.uniform(0, height - s)
+        box = (x, y, x + s, y + s)
+        if any(x < b[2] + 4 and b[0] < x + s + 4 and y < b[3] + 4 and b[1] < y + s + 4 for b in taken):
+            continue
+        taken.append(box)
+        shapes.append(Shape(int(rng.integers(num_classes)), box, random_color(rng)))
+    image, boxes = render(shapes, random_background(rng, width, height))
+    keep = [i for i, b in enumerate(boxes) if b is not None]
+    return image, np.array([boxes[i] for i in keep], np.float32), np.array([shapes[i].label for i in keep])
+
+
+def recall(dets, boxes: np.ndarray, labels: np.ndarray, iou: float = 0.5) -> int:
+    """Shapes matched one-to-one (greedy, best IoU first) by a same-class box with IoU >= ``iou``."""
+    import torch
+    from torchvision.ops import box_iou
+    if len(dets) == 0:
+        return 0
+    m = box_iou(torch.from_numpy(boxes), torch.from_numpy(dets.boxes)).numpy()
+    m[labels[:, None] != dets.labels[None, :]] = 0
+    found = 0
+    while m.size and m.max() >= iou:
+        i, j = np.unravel_index(m.argmax(), m.shape)
+        found += 1
+        m[i, :] = 0
+        m[:, j] = 0
+    return found
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="the demo model (checkpoint or .onnx)")
+    p.add_argument("--images", type=int, default=3)
+    p.add_argument("--size", type=int, nargs=2, default=(2560, 1440), metavar=("W", "H"))
+    p.add_argument("--objects", type=int, default=60, help="shapes per image")
+    p.add_argument("--tile", type=int, default=None, help="tile side in image pixels (default: the model's size)")
+    p.add_argument("--overlap", type=float, default=0.2)
+    p.add_argument("--merge", choices=("nms", "nmm"), default="nms")
+    p.add_argument("--conf", type=float, default=0.3)
+    p.add_argument("-b", "--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    import dfine
+    from dfine.slicing import SliceConfig, tile_windows
+
+    plain = dfine.Detector(args.model, conf=args.conf, batch_size=args.batch_size)
+    tile = (args.tile, args.tile) if args.tile else None
+    sliced = dfine.Detector(args.model, conf=args.conf, batch_size=args.batch_size,
+                            slice=SliceConfig(tile=tile, overlap=args.overlap, merge=args.merge))
+    rng = np.random.default_rng(args.seed)
+    n_tiles = len(tile_windows(*args.size, tile or plain.imgsz, args.overlap))
+    print(f"{args.images} images {args.size[0]}x{args.size[1]}, {args.objects} shapes of 8-24 px each; model "
+          f"{args.model} ({plain.backend}, input {plain.imgsz[0]}x{plain.imgsz[1]}); sliced: {n_tiles} tiles of "
+          f"{(tile or plain.imgsz)[0]} px, overlap {args.overlap}, {args.merge}, batches of {args.batch_size}")
+    total, hits, times = 0, {"plain": 0, "sliced": 0}, {"plain": [], "sliced": []}
+    plain(np.zeros((64, 64, 3), np.uint8))  # warm-up
+    sliced(np.zeros((256, 256, 3), np.uint8))
+    for _ in range(args.images):
+        image, boxes, labels = make_image(rng, *args.size, args.objects, len(plain.class_names))
+        total += len(boxes)
+        for name, det in (("plain", plain), ("sliced", sliced)):  # taking turns
+            t0 = time.perf_counter()
+            [d] = det(image)
+            times[name].append(time.perf_counter() - t0)
+            hits[name] += recall(d, boxes, labels)
+    for name in ("plain", "sliced"):
+        print(f"{name:7} recall@0.5 {hits[name] / total:.3f} ({hits[name]}/{total})  "
+              f"{statistics.median(times[name]):.2f} s per image (median)")
+    ratio = statistics.median(s / p for s, p in zip(times["sliced"], times["plain"]))
+    print(f"sliced / plain time: {ratio:.1f}x (median of per-image ratios); CPU: {cpu_flags()} (shared machine)")
+
+
+if __name__ == "__main__":
+    main()
