@@ -158,3 +158,17 @@ def test_unwritable_output_folder_fails_before_the_model(tmp_path, capsys, monke
     for out, expected in outs.items():
         err = _one_line_error(capsys, ["predict", str(good), "--model", "any.pth", "-o", out])
         assert expected in err and out in err, (out, err)
+
+
+def test_input_too_small_for_the_queries_is_one_line(tmp_path, capsys):
+    """Issue 14 item 5: --imgsz too small for num_queries fails in one line, before any image runs."""
+    import dataclasses
+    import torch
+    from tests.models.tiny import tiny_model
+    model = tiny_model(num_classes=2)  # 20 queries; a 32x32 input gives a handful of tokens
+    path = tmp_path / "tiny.pth"
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config)}, path)
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "-m", str(path), "--imgsz", "32", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "input size 32x32 gives" in err and "fewer than the model's 20 queries" in err

@@ -102,3 +102,4 @@ def test_predict_cli_slice(tmp_path, monkeypatch, capsys):
         assert expected in capsys.readouterr().err
     with pytest.raises(DfineError, match="unknown merge"):
         SliceConfig(merge="wbf")
+
