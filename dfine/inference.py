@@ -159,6 +159,16 @@ class Detector:
     def class_names(self) -> Tuple[str, ...]:
         return self._engine.class_names
 
+    @classmethod
+    def from_run(cls, run: RunFn, imgsz: Tuple[int, int], class_names: Sequence[str], category_ids: Sequence[int],
+                 conf: float = 0.5, batch_size: int = 1, backend: str = "custom") -> "Detector":
+        """A detector over any :data:`RunFn` (e.g. a model a quantization tool holds in memory),
+        with the pre- and post-processing of every other backend."""
+        det = cls.__new__(cls)
+        det.conf, det.batch_size, det.device = float(conf), int(batch_size), "cpu"
+        det._engine = _Engine(run, backend, tuple(imgsz), tuple(class_names), tuple(int(i) for i in category_ids))
+        return det
+
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> List[Detections]:
         """Detect in one image or a list of them; one :class:`Detections` per image."""
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):

@@ -4,6 +4,7 @@ TensorRT engine."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from ..errors import DfineError
@@ -29,6 +30,21 @@ def add_parser(subparsers) -> None:
                    help="ONNX: fix the batch axis to 1 (for runtimes that need static shapes; "
                         "ONNX Runtime and OpenVINO run the default dynamic-batch file as fast)")
     p.add_argument("--max-batch", type=int, default=32, help="TensorRT: largest batch size (default 32)")
+    q = p.add_argument_group("int8 (post-training quantization; writes MODEL_int8.xml / MODEL_int8.onnx)")
+    q.add_argument("--int8", action="store_true",
+                   help="quantize to int8: OpenVINO IR with NNCF (--format openvino) or ONNX with QDQ nodes for "
+                        "ONNX Runtime (--format onnx); needs --calib")
+    q.add_argument("--calib", metavar="DATA", help="calibration images: a folder (searched recursively: a COCO, "
+                                                   "YOLO or VOC dataset folder works) or a COCO JSON")
+    q.add_argument("--calib-size", type=int, default=300, help="calibration images used (default 300, spread evenly)")
+    q.add_argument("--max-drop", type=float, default=None, metavar="AP",
+                   help="OpenVINO: accuracy-aware quantization, layers go back to float until the AP drop (points) on "
+                        "--val-ann/--val-images is at most this, e.g. 0.5")
+    q.add_argument("--val-ann", help="COCO JSON of the val set for --max-drop")
+    q.add_argument("--val-images", help="folder of the --val-ann images")
+    q.add_argument("--keep-float", nargs="+", default=None, metavar="REGEX",
+                   help="node-name patterns kept in float32 (default: decoder layers, query-selection heads and "
+                        "post-processor; 'none': quantize everything)")
     p.set_defaults(func=run)
 
 
@@ -45,7 +61,8 @@ def _output(args, suffix: str) -> Path:
     if args.output:
         return Path(args.output)
     src = Path(args.checkpoint)
-    return src.with_suffix(suffix) if src.suffix else Path(f"{src.name}{suffix}")
+    tag = "_int8" if getattr(args, "int8", False) else ""
+    return src.with_name(f"{src.stem if src.suffix else src.name}{tag}{suffix}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     imgsz = parse_imgsz(args.imgsz) if args.imgsz else None
     final = {"onnx": ".onnx", "openvino": ".xml", "engine": ".engine"}[args.format]
     onnx_path = _output(args, final).with_suffix(".onnx")
+    if args.int8:
+        quantize = _int8_plan(args)
+        onnx_path = _float_name(onnx_path)
     if args.format == "engine":
         _check_tensorrt(onnx_path, _output(args, ".engine"))
     if args.format == "openvino":
@@ -66,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
     export_onnx(loaded, onnx_path, opset=args.opset, simplify=args.simplify, check=args.check,
                 dynamic_batch=not args.static)
     print(f"wrote {onnx_path}")
+    if args.int8:
+        out, info = quantize(onnx_path, _output(args, final))
+        print(f"wrote {out} (int8; {info.calibration_images} calibration images; kept in float32: "
+              f"{', '.join(info.float_scopes) or 'nothing'}"
+              + (f"; val AP {info.val_ap_float} float32 -> {info.val_ap_int8} int8" if info.val_ap_int8 is not None
+                 else "") + ")")
+        return 0
     if args.format == "openvino":
         from ..export.openvino import export_openvino
         xml = export_openvino(onnx_path, _output(args, ".xml"))
@@ -76,6 +103,52 @@ def run(args: argparse.Namespace) -> int:
         engine = build_engine(onnx_path, _output(args, ".engine"), max_batch=args.max_batch, metadata=meta)
         print(f"wrote {engine}")
     return 0
+
+
+def _float_name(path: Path) -> Path:
+    """Where the float ONNX goes beside an int8 output: ``m_int8.onnx`` -> ``m.onnx``, else ``m_float.onnx``."""
+    stem = path.stem[:-len("_int8")] if path.stem.endswith("_int8") else f"{path.stem}_float"
+    return path.with_name(f"{stem}.onnx")
+
+
+def _int8_plan(args: argparse.Namespace):
+    """Check the int8 options (before any export work) and return ``quantize(onnx_path, output)``."""
+    from ..export import int8
+    if args.format == "engine":
+        raise DfineError("--int8 is for --format openvino (NNCF) or onnx (ONNX Runtime QDQ); TensorRT builds "
+                         "its own engine precision")
+    if not args.calib:
+        raise DfineError("--int8 needs calibration images: add --calib DATA (an images folder or a COCO JSON)")
+    if args.max_drop is not None and args.format != "openvino":
+        raise DfineError("--max-drop (accuracy-aware quantization) needs --format openvino")
+    if args.max_drop is not None and args.max_drop <= 0:
+        raise DfineError(f"--max-drop must be a positive number of AP points, got {args.max_drop}")
+    if args.max_drop is None and (args.val_ann or args.val_images):
+        raise DfineError("--val-ann/--val-images are for --max-drop; add --max-drop AP or drop them")
+    if args.format == "openvino":
+        _check_openvino()
+        try:
+            import nncf  # noqa: F401
+        except ImportError:
+            raise DfineError("--int8 --format openvino needs NNCF: pip install dfine[int8]") from None
+    calib = int8.calibration_images(args.calib, args.calib_size)
+    val = None
+    if args.max_drop is not None:
+        if not (args.val_ann and args.val_images):
+            raise DfineError("--max-drop needs the val set to measure AP on: --val-ann FILE --val-images DIR")
+        from ..export.evaluate import load_eval_set
+        val = load_eval_set(args.val_ann, args.val_images)
+    scopes = int8.FLOAT_SCOPES if args.keep_float is None else [p for p in args.keep_float if p != "none"]
+    for pattern in scopes:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise DfineError(f"--keep-float {pattern!r} is not a regular expression ({e})") from None
+    common = dict(calib_source=str(args.calib), float_scopes=tuple(scopes))
+    if args.format == "openvino":
+        return lambda onnx_path, out: int8.quantize_openvino(onnx_path, out, calib, max_drop=args.max_drop, val=val,
+                                                             **common)
+    return lambda onnx_path, out: int8.quantize_onnx(onnx_path, out, calib, **common)
 
 
 def _check_openvino() -> None:

@@ -20,12 +20,15 @@ import sys
 from pathlib import Path
 from typing import List
 
+from dfine.export import evaluate as export_eval
+
 __all__ = ["add_arguments", "add_parser", "overrides_from_args", "run"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> argparse.ArgumentParser:
     """The published ``train.py`` options (plus ``--max-nonfinite`` and ``--max-steps``)."""
-    p.add_argument("-c", "--config", required=True, help="recipe YAML, e.g. configs/dfine/dfine_hgnetv2_n_coco.yml")
+    p.add_argument("-c", "--config", required=config_required,
+                   help="recipe YAML, e.g. configs/dfine/dfine_hgnetv2_n_coco.yml")
     p.add_argument("-r", "--resume", help="resume training from this checkpoint (or evaluate it with --test-only)")
     p.add_argument("-t", "--tuning", help="fine-tune from these weights (class heads adapted to the dataset)")
     p.add_argument("-d", "--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -55,9 +58,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train or fine-tune a detector (published train.py options)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(train).set_defaults(func=run)
-    ev = subparsers.add_parser("eval", help="COCO AP of a checkpoint on the recipe's validation set",
-                               description="Same options as train; always --test-only.")
-    add_arguments(ev).set_defaults(func=run, test_only_command=True)
+    ev = subparsers.add_parser("eval", help="COCO AP of a checkpoint or an exported model (.onnx, .xml)",
+                               description="Same options as train; always --test-only. An exported model "
+                                           "(-r model.onnx or .xml, int8 or not) is evaluated on --ann-file/--images "
+                                           "or on the val set of -c RECIPE.")
+    add_arguments(ev, config_required=False).set_defaults(func=run, test_only_command=True)
+    export_eval.add_arguments(ev)
 
 
 def overrides_from_args(args: argparse.Namespace) -> List[str]:
@@ -81,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from dfine.errors import DfineError
 
     test_only = bool(args.test_only or getattr(args, "test_only_command", False))
+    if test_only and export_eval.is_export(args.resume):
+        return export_eval.run(args)
+    if not args.config:
+        raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set)")
     if args.resume and args.tuning:
         raise DfineError("give -r (resume) or -t (fine-tune), not both")
     if test_only and not args.resume and not args.tuning:

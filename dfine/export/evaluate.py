@@ -1,0 +1,161 @@
+"""COCO AP of an exported model (ONNX, OpenVINO IR, int8 or not): ``dfine eval -r model.xml``.
+
+The model runs through :class:`dfine.Detector` (the same pre-processing, backends and category
+ids as ``dfine predict``), so what is measured is what is deployed; the AP comes from
+:func:`dfine.engine.evaluator.coco_metrics`, the evaluator training uses.
+
+    dfine eval -r model.xml --ann-file val.json --images val/     # a COCO JSON and its images
+    dfine eval -r model.onnx -c configs/my_recipe.yml             # the recipe's val_dataloader set
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ..errors import DfineError
+
+__all__ = ["EXPORT_SUFFIXES", "EvalSet", "add_arguments", "coco_results", "evaluate_detector", "evaluate_export",
+           "is_export", "load_eval_set", "run"]
+
+PathLike = Union[str, os.PathLike]
+EXPORT_SUFFIXES = (".onnx", ".xml", ".engine", ".trt")
+
+
+def is_export(model: Optional[PathLike]) -> bool:
+    """Whether ``model`` names an exported file (evaluated with this module) rather than a checkpoint."""
+    return model is not None and Path(model).suffix.lower() in EXPORT_SUFFIXES
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A COCO-format evaluation set: the parsed annotation file and ``(image id, image path)`` pairs."""
+
+    ann: Mapping[str, Any]
+    images: Tuple[Tuple[int, Path], ...]
+    source: str
+
+    @property
+    def category_ids(self) -> Tuple[int, ...]:
+        return tuple(int(c["id"]) for c in self.ann.get("categories", []))
+
+    def subset(self, images: Sequence[Tuple[int, Path]]) -> "EvalSet":
+        return EvalSet(self.ann, tuple(images), self.source)
+
+
+def load_eval_set(ann_file: PathLike, img_folder: PathLike, limit: Optional[int] = None) -> EvalSet:
+    """Read ``ann_file`` (COCO JSON) and check that its images are in ``img_folder``; ``limit``
+    keeps the first images by id."""
+    from ..data.coco import read_coco_json
+    ann_file, img_folder = Path(ann_file), Path(img_folder)
+    ann = read_coco_json(ann_file)
+    if not img_folder.is_dir():
+        raise DfineError(f"image folder {img_folder} not found")
+    try:
+        records = sorted((int(im["id"]), str(im["file_name"])) for im in ann["images"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise DfineError(f"{ann_file} is not a COCO annotation file ({type(e).__name__}: {e}); "
+                         f"it needs images with id and file_name") from None
+    if limit is not None:
+        records = records[:limit]
+    if not records:
+        raise DfineError(f"{ann_file} lists no images")
+    images = tuple((i, img_folder / name) for i, name in records)
+    missing = [str(p) for _, p in images if not p.is_file()]
+    if missing:
+        raise DfineError(f"{len(missing)} of the {len(images)} images of {ann_file} are not in {img_folder} "
+                         f"(first: {missing[0]}); give the folder holding them with --images")
+    return EvalSet(ann, images, str(ann_file))
+
+
+def coco_results(detector: Any, images: Sequence[Tuple[int, Path]], progress: bool = False) -> List[Dict[str, Any]]:
+    """COCO results (``image_id``, ``category_id``, ``bbox`` xywh px, ``score``) of ``detector``
+    (a :class:`dfine.Detector`; every score above its ``conf`` kept) on ``(image id, path)`` pairs."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(images), desc="eval", unit="img", leave=False, dynamic_ncols=True)
+    out: List[Dict[str, Any]] = []
+    step = max(1, int(detector.batch_size))
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step]
+        for (image_id, _), det in zip(chunk, detector([str(p) for _, p in chunk])):
+            out.extend(det.to_coco(image_id))
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn: bool = True) -> Any:
+    """:class:`dfine.engine.evaluator.CocoMetrics` of ``detector`` on ``data``.
+
+    A model whose category ids are not among the annotation file's is an error (nothing would
+    match); ids partly missing are named on stderr (``warn``)."""
+    from ..engine.evaluator import coco_metrics
+    model_ids = set(detector._engine.category_ids)
+    known = set(data.category_ids)
+    if model_ids and not model_ids & known:
+        raise DfineError(f"the model's category ids {sorted(model_ids)[:8]} are none of {data.source}'s "
+                         f"{sorted(known)[:8]}: evaluate it on the dataset it was trained for")
+    if warn and model_ids - known:
+        print(f"warning: category ids {sorted(model_ids - known)[:8]} of the model are not in {data.source}; "
+              f"their detections count as false positives nowhere (COCO ignores unknown categories)", file=sys.stderr)
+    dets = coco_results(detector, data.images, progress)
+    return coco_metrics(data.ann, dets, [i for i, _ in data.images])
+
+
+def evaluate_export(model: PathLike, data: EvalSet, *, backend: Optional[str] = None, threads: Optional[int] = None,
+                    precision: str = "f32", batch_size: int = 1, device: str = "cpu", progress: bool = False) -> Any:
+    """COCO metrics of the exported ``model`` file on ``data`` (every detection kept: ``conf=0``)."""
+    from ..inference import Detector
+    detector = Detector(model, device=device, conf=0.0, backend=backend, batch_size=batch_size, threads=threads,
+                        precision=precision)
+    return evaluate_detector(detector, data, progress)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``dfine eval`` takes for an exported model (``-r model.onnx|.xml``)."""
+    g = p.add_argument_group("exported models (-r model.onnx, model.xml or model.engine)")
+    g.add_argument("--ann-file", help="COCO annotation JSON to evaluate on (default: the val set of -c RECIPE)")
+    g.add_argument("--images", help="folder of the annotation file's images")
+    g.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt"), default=None,
+                   help="runtime (default: from the file's suffix; openvino also reads .onnx)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads of the runtime (default: its own choice)")
+    g.add_argument("--precision", choices=("f32", "bf16"), default="f32", help="OpenVINO inference precision")
+    g.add_argument("--batch-size", type=int, default=1, help="images per inference (default 1)")
+    g.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only")
+
+
+def _eval_set_from_args(args: argparse.Namespace) -> EvalSet:
+    ann_file, images, limit = (getattr(args, k, None) for k in ("ann_file", "images", "max_images"))
+    if ann_file or images:
+        if not (ann_file and images):
+            raise DfineError("give both --ann-file FILE and --images DIR (or -c RECIPE for its val set)")
+        return load_eval_set(ann_file, images, limit)
+    if not args.config:
+        raise DfineError(f"say what to evaluate {args.resume} on: --ann-file FILE --images DIR, or -c RECIPE "
+                         f"(its val_dataloader set)")
+    from ..commands.train import overrides_from_args
+    from ..config import load_config
+    cfg = load_config(args.config, [o for o in overrides_from_args(args) if not o.startswith("resume=")])
+    ds = cfg.val_dataloader.dataset
+    return load_eval_set(ds.ann_file, ds.img_folder, limit)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``dfine eval -r EXPORTED_MODEL ...`` (or ``train.py --test-only -r ...``): print the COCO
+    statistics; 0 on success."""
+    if not Path(args.resume).is_file():
+        raise DfineError(f"model file {args.resume} not found")
+    data = _eval_set_from_args(args)
+    opt = {k: getattr(args, k) for k in ("backend", "threads", "precision", "batch_size") if hasattr(args, k)}
+    metrics = evaluate_export(args.resume, data, device=args.device or "cpu", progress=not args.no_progress, **opt)
+    print(f"{args.resume} on {data.source} ({len(data.images)} images):")
+    print(metrics.summary())
+    return 0

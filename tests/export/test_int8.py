@@ -1,0 +1,164 @@
+"""Int8 export of a tiny model (128 px, 4 calibration images) and ``dfine eval`` of exported models.
+
+The evaluation set's ground truth is made from the int8 model's own top detections, so the AP that
+``dfine eval`` prints is high only when it ran that very model with the Detector's pre-processing,
+and it must equal the AP of ``Detector`` predictions scored directly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from dfine.cli import main
+from dfine.engine.evaluator import coco_metrics
+from dfine.export.evaluate import coco_results, load_eval_set
+from dfine.export.int8 import FLOAT_SCOPES
+from dfine.inference import Detector
+from tests.models.tiny import tiny_model
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+NAMES = ["circle", "square", "triangle", "star", "cross"]
+IDS = [3, 5, 7, 9, 11]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """Random tiny model (5 classes, 128x128), saved the way the trainer saves (config, names, ids)."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    path = tmp_path_factory.mktemp("int8") / "tiny.pth"
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config),
+                "class_names": NAMES, "category_ids": IDS}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Six real COCO128 images in a folder of their own (the calibration and evaluation images)."""
+    from tests.conftest import shared_path
+    src = sorted(shared_path("data", "coco128", "train2017").glob("*.jpg"))[:6]
+    folder = tmp_path_factory.mktemp("images")
+    for p in src:
+        (folder / p.name).symlink_to(p)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def int8_ir(checkpoint, images):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    out = checkpoint.with_name("tiny_int8.xml")
+    assert main(["export", "-r", str(checkpoint), "--format", "openvino", "--int8", "--calib", str(images),
+                 "--calib-size", "4", "--no-simplify", "-o", str(out)]) == 0
+    return out
+
+
+def _self_labelled_set(model, images, folder):
+    """A COCO JSON whose boxes are ``model``'s three best detections per image."""
+    det = Detector(str(model), conf=0.0)
+    paths = sorted(images.glob("*.jpg"))
+    ann = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in zip(IDS, NAMES)]}
+    for image_id, (path, d) in enumerate(zip(paths, det([str(p) for p in paths])), start=1):
+        w, h = d.image_size
+        ann["images"].append({"id": image_id, "file_name": path.name, "width": w, "height": h})
+        for (x0, y0, x1, y1), cat in zip(d.boxes[:3].tolist(), d.category_ids[:3].tolist()):
+            ann["annotations"].append({"id": len(ann["annotations"]) + 1, "image_id": image_id, "category_id": cat,
+                                       "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                                       "iscrowd": 0})
+    path = folder / "self.json"
+    path.write_text(json.dumps(ann))
+    return path
+
+
+def _eval_ap(capsys, argv) -> float:
+    """AP (percent) that ``dfine eval`` prints."""
+    assert main(["eval", "--no-progress", *argv]) == 0
+    return float(re.search(r"\bAP (\S+)", capsys.readouterr().out).group(1))
+
+
+def test_int8_ir_carries_metadata_and_keeps_the_heads_in_float(int8_ir):
+    import openvino as ov
+    from dfine.export.openvino import ir_metadata
+    model = ov.Core().read_model(int8_ir)
+    meta = ir_metadata(model)
+    assert json.loads(meta["class_names"]) == NAMES and json.loads(meta["category_ids"]) == IDS
+    assert json.loads(meta["imgsz"]) == [128, 128]
+    info = json.loads(meta["quantization"])
+    assert info["precision"] == "int8" and info["calibration_images"] == 4
+    assert info["float_scopes"] == list(FLOAT_SCOPES)
+    fq = [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+    consumers = {t.get_node().get_friendly_name() for op in fq for t in op.output(0).get_target_inputs()}
+    assert any(name.startswith("/model/backbone/") for name in consumers)
+    scopes = [re.compile(p) for p in FLOAT_SCOPES]
+    assert not [n for n in consumers if any(r.fullmatch(n) for r in scopes)]
+
+
+def test_eval_of_int8_ir_matches_detector_predictions(int8_ir, images, tmp_path, capsys):
+    ann = _self_labelled_set(int8_ir, images, tmp_path)
+    ap = _eval_ap(capsys, ["-r", str(int8_ir), "--ann-file", str(ann), "--images", str(images), "--threads", "2"])
+    data = load_eval_set(ann, images)
+    direct = coco_metrics(data.ann, coco_results(Detector(str(int8_ir), conf=0.0), data.images))
+    assert ap == pytest.approx(round(100 * direct.ap, 1), abs=0.051)
+    assert ap > 50  # the model's own top detections are ground truth: a different model scores far lower
+
+
+def test_onnx_int8_qdq_runs_and_carries_metadata(checkpoint, images, tmp_path, capsys):
+    import onnx
+    out = tmp_path / "tiny_int8.onnx"
+    assert main(["export", "-r", str(checkpoint), "--int8", "--calib", str(images), "--calib-size", "3",
+                 "--no-simplify", "-o", str(out)]) == 0
+    assert (tmp_path / "tiny.onnx").is_file()  # the float export beside it
+    model = onnx.load(str(out))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["class_names"]) == NAMES and json.loads(meta["quantization"])["calibration_images"] == 3
+    ops = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert any(n.name.startswith("/model/backbone/") or "backbone" in n.output[0] for n in ops)
+    [d] = Detector(str(out), conf=0.0)(str(sorted(images.glob("*.jpg"))[0]))
+    assert d.names and set(d.category_ids.tolist()) <= set(IDS)
+    ann = _self_labelled_set(out, images, tmp_path)
+    assert _eval_ap(capsys, ["-r", str(out), "--ann-file", str(ann), "--images", str(images)]) > 50
+
+
+def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsys):
+    out = tmp_path / "tiny.onnx"
+    assert main(["export", "-r", str(checkpoint), "--no-simplify", "-o", str(out)]) == 0
+    ann = _self_labelled_set(out, images, tmp_path)
+    assert main(["eval", "--no-progress", "-r", str(out), "--ann-file", str(ann), "--images", str(images),
+                 "--max-images", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "(4 images)" in text and float(re.search(r"\bAP (\S+)", text).group(1)) > 50
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--int8"], "--calib"),
+    (["--int8", "--calib", "/nonexistent"], "/nonexistent"),
+    (["--int8", "--calib", "IMAGES", "--max-drop", "0.5"], "--format openvino"),
+    (["--int8", "--calib", "IMAGES", "--format", "openvino", "--max-drop", "0.5"], "--val-ann"),
+    (["--int8", "--calib", "IMAGES", "--keep-float", "("], "regular expression"),
+])
+def test_int8_option_errors_are_one_line(checkpoint, images, capsys, argv, words):
+    argv = [str(images) if a == "IMAGES" else a for a in argv]
+    assert main(["export", "-r", str(checkpoint), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and words in err
+
+
+def test_eval_errors_are_one_line(checkpoint, images, tmp_path, capsys):
+    present = tmp_path / "model.onnx"
+    present.write_bytes(b"")
+    for argv, words in [(["-r", str(tmp_path / "missing.onnx"), "--ann-file", "a.json", "--images", str(images)],
+                         "missing.onnx not found"),
+                        (["-r", str(present)], "--ann-file"),
+                        (["-r", str(present), "--ann-file", str(tmp_path / "a.json"), "--images", str(images)],
+                         "a.json not found"),
+                        (["-r", str(checkpoint)], "-c RECIPE")]:
+        assert main(["eval", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and words in err
