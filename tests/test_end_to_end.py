@@ -1,0 +1,133 @@
+"""The path a user walks, in one piece: a data folder -> ``dfine train`` (fine-tuned from a zoo name)
+-> ``dfine eval`` of every checkpoint training writes -> ``dfine export`` to ONNX and OpenVINO ->
+``dfine predict`` and ``Detector`` on the ``.pth``, the ``.onnx`` and the ``.xml``: the same
+detections everywhere, with the dataset's own class names and category ids. Then the same with a
+published-layout checkpoint (weights only: COCO names and ids are assumed for 80 classes).
+
+One tiny training run (N at 160 px, 2 steps, 30 queries, 4 images) serves the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from dfine.checkpoint import read_checkpoint
+from dfine.cli import main
+from dfine.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_NAMES
+from tests.conftest import load_golden, shared_path
+from tests.engine.conftest import write_recipe, write_subset
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+NAMES, IDS = ["person", "car", "chair"], [1, 3, 62]  # the dataset's classes (ids are not 0..2)
+SIZE = 160
+SMALL = f"""lr_warmup_scheduler: {{type: LinearWarmup, warmup_duration: 1}}
+DFINETransformer: {{num_queries: 30, num_denoising: 10}}
+DFINEPostProcessor: {{num_top_queries: 30}}
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """``dfine train -t dfine_n_coco`` (the zoo name resolves to the published-layout golden N
+    placed in the download cache: nothing is downloaded) on 4 coco128 images of 3 classes."""
+    coco = shared_path("data", "coco128")
+    folder = tmp_path_factory.mktemp("e2e")
+    cache = folder / "home" / "weights"
+    cache.mkdir(parents=True)
+    published = cache / "dfine_n_coco.pth"
+    torch.save(load_golden("n")["checkpoint"], published)
+    ann = write_subset(coco, folder / "chess.json", 4, categories=IDS)
+    recipe = write_recipe(folder / "recipe.yml", coco / "train2017", ann, ann, epochs=1, batch=2, size=SIZE,
+                          mscoco=False, extra=SMALL)
+    images = folder / "images"
+    images.mkdir()
+    for im in json.loads(ann.read_text())["images"][:2]:
+        shutil.copy(coco / "train2017" / im["file_name"], images)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DFINE_HOME", str(folder / "home"))
+        with pytest.warns(UserWarning, match="re-initialised"):
+            assert main(["train", "-c", str(recipe), "-t", "dfine_n_coco", "--max-steps", "2", "--seed", "0",
+                         "--no-progress"]) == 0
+        yield {"folder": folder, "recipe": recipe, "out": folder / "out", "images": images, "published": published}
+
+
+def _eval(run, checkpoint: Path, name: str) -> Dict[str, float]:
+    out = run["folder"] / f"eval_{name}"
+    assert main(["eval", "-c", str(run["recipe"]), "-r", str(checkpoint), "--output-dir", str(out),
+                 "--no-progress"]) == 0
+    return json.loads((out / "eval.json").read_text())
+
+
+def test_every_checkpoint_training_writes_evaluates_and_converts(run):
+    """``--test-only -r`` takes last.pth, best_stg1.pth, checkpoint0000.pth, the converted file and a
+    published-layout copy; they hold the same EMA weights, so the same AP."""
+    out = run["out"]
+    assert main(["convert-weights", str(out / "last.pth"), str(out / "converted.pth")]) == 0
+    converted = read_checkpoint(out / "converted.pth")
+    assert converted["class_names"] == NAMES and converted["category_ids"] == IDS
+    assert converted["input_size"] == [SIZE, SIZE] and converted["model_config"]["decoder"]["num_queries"] == 30
+    last = read_checkpoint(out / "last.pth")
+    torch.save({"model": last["model"], "ema": last["ema"]}, out / "published_layout.pth")
+    files = ["last.pth", "best_stg1.pth", "checkpoint0000.pth", "converted.pth", "published_layout.pth"]
+    results = {f: _eval(run, out / f, Path(f).stem) for f in files}
+    first = results["last.pth"]
+    assert set(first["per_class"]) <= set(NAMES) | {str(i) for i in IDS}
+    for f in files[1:]:
+        assert results[f]["stats"] == pytest.approx(first["stats"], abs=1e-6), f
+
+
+def _pairs(a: List[dict], b: List[dict], score_tol: float = 2e-3, box_tol: float = 1.0) -> None:
+    """COCO result lists ``a`` and ``b`` of one model on the same images: every detection of ``a``
+    clear of the top-k cut-off (where near ties may swap in and out) has its own partner in ``b``
+    (same image and category, score within ``score_tol``, box within ``box_tol`` px)."""
+    floor = min(r["score"] for r in a + b) + 2 * score_tol
+    a = [r for r in a if r["score"] > floor]
+    assert a, "no detection above the cut-off"
+    cost = np.full((len(a), len(b)), 1e9)
+    for i, r in enumerate(a):
+        for j, s in enumerate(b):
+            if r["image_id"] == s["image_id"] and r["category_id"] == s["category_id"]:
+                box = np.abs(np.subtract(r["bbox"], s["bbox"])).max()
+                cost[i, j] = box / box_tol + abs(r["score"] - s["score"]) / score_tol
+    rows, cols = linear_sum_assignment(cost)
+    assert len(rows) == len(a) and cost[rows, cols].max() <= 2.0, f"worst pair cost {cost[rows, cols].max():.3g}"
+
+
+@pytest.mark.parametrize("source", ["trained", "published"])
+def test_export_predict_and_detector_agree(run, source, tmp_path):
+    """export -> predict with the .pth, .onnx and .xml, and Detector on each: same detections, and the
+    model's class names and category ids in every output, predictions.json included."""
+    from dfine.inference import Detector
+    if source == "trained":  # its own input size, names and ids
+        pth, names, ids, size, imgsz = run["out"] / "last.pth", NAMES, IDS, SIZE, []
+    else:  # weights only: recognised as N, COCO names and ids for 80 classes; 300 queries need 256 px
+        pth, names, ids, size = run["published"], list(MSCOCO_NAMES), list(MSCOCO_CATEGORY_IDS), 256
+        imgsz = ["--imgsz", str(size)]
+    xml = tmp_path / "model.xml"
+    assert main(["export", "-r", str(pth), "--format", "openvino", "--no-simplify", "-o", str(xml)] + imgsz) == 0
+    models = {"torch": pth, "onnxruntime": xml.with_suffix(".onnx"), "openvino": xml}
+    results = {}
+    for backend, model in models.items():
+        out = tmp_path / backend
+        extra = imgsz if backend == "torch" else []
+        assert main(["predict", str(run["images"]), "-m", str(model), "--conf", "0", "-o", str(out)] + extra) == 0
+        results[backend] = json.loads((out / "predictions.json").read_text())
+        assert results[backend] and {r["category_id"] for r in results[backend]} <= set(ids)
+        det = Detector(str(model), conf=0.0, imgsz=size if backend == "torch" else None)
+        assert det.backend == backend and det.imgsz == (size, size) and list(det.class_names) == names
+        for dets in det(sorted(run["images"].iterdir())):
+            assert set(dets.names) <= set(names)
+            assert [ids[names.index(n)] for n in dets.names] == dets.category_ids.tolist()
+    for backend in ("onnxruntime", "openvino"):
+        _pairs(results["torch"], results[backend])
+        _pairs(results[backend], results["torch"])
