@@ -1,11 +1,29 @@
-"""dfine: the D-FINE real-time object detector, numerically identical to the published one."""
+"""dfine: the D-FINE real-time object detector, numerically identical to the published one.
 
-from .checkpoint import load_checkpoint
+The public names are imported on first use (PEP 562), so ``import dfine`` and the ``dfine``
+command line start without importing torch: ``dfine --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import DfineError
-from .models.dfine import DFINE, build_model
-from .models.postprocess import PostProcessor
-from .loss import build_criterion
 from . import config as _config
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
+    from .checkpoint import load_checkpoint
+    from .inference import Detector
+    from .integrations.tracking import track
+    from .loss import build_criterion
+    from .models.dfine import DFINE, build_model
+    from .models.postprocess import PostProcessor
+
+# public name -> the module that defines it
+_LAZY = {"DFINE": ".models.dfine", "build_model": ".models.dfine", "load_checkpoint": ".checkpoint",
+         "PostProcessor": ".models.postprocess", "build_criterion": ".loss", "Detector": ".inference",
+         "track": ".integrations.tracking"}  # track needs the optional supervision and trackers: imported when called
 
 
 def _check_op(name, args):
@@ -17,14 +35,16 @@ def _check_op(name, args):
 _config.set_op_check(_check_op)
 
 
-def __getattr__(name: str):
-    if name == "Detector":  # imported on first use: it pulls in the image and runtime libraries
-        from .inference import Detector
-        return Detector
-    if name == "track":  # needs the optional supervision and trackers packages, imported when called
-        from .integrations.tracking import track
-        return track
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'dfine' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = ["DFINE", "Detector", "DfineError", "track", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]

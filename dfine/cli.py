@@ -1,41 +1,81 @@
-"""``dfine`` command line: ``dfine train|eval|export|predict|benchmark|zoo|convert-weights|obj365|fiftyone ...``.
+"""``dfine train|eval|export|predict|benchmark|zoo|convert-weights|obj365|fiftyone|demo ...``.
 
-Thin: each subcommand lives in ``dfine/commands/<name>.py``, which defines
-``add_parser(subparsers)`` registering its parser with ``set_defaults(func=run)`` where
+Thin: each subcommand lives in ``dfine/commands/<module>.py``, which defines
+``add_parser(subparsers)`` registering its parser(s) with ``set_defaults(func=run)`` where
 ``run(args) -> int``. User errors (:class:`~dfine.errors.DfineError`, bad values) end in one
 line on stderr and exit code 2, never a traceback.
+
+Start-up is instant: ``dfine --help`` imports no command module, and ``dfine COMMAND ...``
+imports only that command's module, whose module level must stay light (no torch, no optional
+library: import them inside ``run``). ``tests/test_cli_startup.py`` checks both.
+To add a command: one row in :data:`COMMANDS` and a module with ``add_parser``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 from .errors import DfineError
 
-# subcommand modules under dfine.commands, in help order; a missing one is skipped
-COMMANDS = ("train", "predict", "track", "export", "benchmark", "zoo", "convert_weights", "obj365", "fiftyone")
+# (command, module under dfine.commands that registers it, one-line help for `dfine --help`), in help order.
+# A module may register several commands (train: train and eval); a missing module is skipped.
+COMMANDS: Tuple[Tuple[str, str, str], ...] = (
+    ("demo", "demo", "train, evaluate, export and predict on a generated shapes dataset (CPU, minutes)"),
+    ("train", "train", "train or fine-tune a detector (published train.py options)"),
+    ("eval", "train", "COCO AP of a checkpoint on the recipe's validation set"),
+    ("predict", "predict", "detect objects in images, folders, globs or videos"),
+    ("track", "track", "track objects through a video, folder of frames, webcam or stream"),
+    ("export", "export", "export a checkpoint to ONNX, OpenVINO IR or a TensorRT engine"),
+    ("benchmark", "benchmark", "params, GFLOPs and latency on this machine"),
+    ("zoo", "zoo", "list the model zoo"),
+    ("convert-weights", "convert_weights", "extract the EMA weights of a training checkpoint"),
+    ("obj365", "obj365", "prepare the Objects365 dataset (split, resize)"),
+    ("fiftyone", "fiftyone", "view predictions and ground truth in the FiftyOne app"),
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> Optional[str]:
+    """The subcommand named by ``argv`` (its first word that is not an option), if any."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def _register(sub: argparse._SubParsersAction, module_name: str) -> bool:
+    """Import ``dfine.commands.<module_name>`` and let it add its parsers; False if absent."""
+    try:
+        module = importlib.import_module(f"dfine.commands.{module_name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"dfine.commands.{module_name}":
+            return False
+        raise
+    module.add_parser(sub)
+    return True
+
+
+def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """The ``dfine`` parser, with the full parser of the command ``argv`` names (every command's
+    when ``argv`` is None) and a help-only entry for each other command."""
     parser = argparse.ArgumentParser(prog="dfine", description="D-FINE object detection: train, evaluate, "
                                      "export and deploy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"dfine.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"dfine.commands.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+    wanted = None if argv is None else _command_of(argv)
+    for module_name in dict.fromkeys(m for name, m, _ in COMMANDS if argv is None or name == wanted):
+        _register(sub, module_name)
+    for name, module_name, text in COMMANDS:
+        if name not in sub.choices and importlib.util.find_spec(f"dfine.commands.{module_name}") is not None:
+            sub.add_parser(name, help=text, description=text)  # listed; its module is imported when it runs
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

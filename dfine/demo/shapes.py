@@ -215,7 +215,7 @@ class ShapesSpec:
     image_size: int = 192
     num_classes: int = 3
     count: Tuple[int, int] = (1, 6)
-    size: Tuple[float, float] = (0.06, 0.4)
+    size: Tuple[float, float] = (0.08, 0.4)
     empty_prob: float = 0.08
     border_prob: float = 0.15
     seed: int = 0

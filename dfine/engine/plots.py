@@ -1,0 +1,131 @@
+"""Evaluation pictures: per-class precision-recall curves and a detection confusion matrix,
+computed from faster-coco-eval's results (needs matplotlib: ``pip install dfine[plots]``).
+
+Any evaluation can write them: :func:`plot_pr_curves` reads the precision array of a
+:class:`~dfine.engine.evaluator.CocoMetrics`, :func:`confusion_matrix` matches COCO results to
+the ground truth with faster-coco-eval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+from typing import Any, List, Mapping, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import DfineError
+
+__all__ = ["pyplot", "plot_pr_curves", "confusion_matrix", "plot_confusion_matrix", "save_figure"]
+
+PathLike = Union[str, os.PathLike]
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, or a one-line install hint."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DfineError("pictures need matplotlib: pip install dfine[plots]") from None
+    return plt
+
+
+def save_figure(fig: Any, path: PathLike, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (PNG) atomically and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    pyplot().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_pr_curves(metrics: Any, path: PathLike, title: str = "precision-recall") -> Path:
+    """One precision-recall curve per class at IoU 0.50 (solid) and 0.75 (dashed), all areas,
+    100 detections per image, from ``metrics.raw["precision"]`` (COCOeval's ``[T, R, K, A, M]``
+    array over its 101 recall thresholds); the legend gives each class's AP50 and AP."""
+    plt = pyplot()
+    precision = np.asarray(metrics.raw["precision"])
+    recall = np.linspace(0.0, 1.0, precision.shape[1])
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    colors = plt.get_cmap("tab10")
+    for k, cat in enumerate(metrics.per_class):
+        p50, p75 = precision[0, :, k, 0, -1], precision[5, :, k, 0, -1]
+        if (p50 < 0).all():  # no ground truth of this class
+            continue
+        name = metrics.names.get(cat, str(cat))
+        ap50 = float(p50[p50 > -1].mean())
+        line, = ax.plot(recall, np.clip(p50, 0, None), color=colors(k % 10), lw=2,
+                        label=f"{name}  AP50 {ap50:.2f}  AP {metrics.per_class[cat]:.2f}")
+        ax.plot(recall, np.clip(p75, 0, None), color=line.get_color(), lw=1, ls="--")
+    ax.plot([], [], color="grey", lw=2, label="IoU 0.50")
+    ax.plot([], [], color="grey", lw=1, ls="--", label="IoU 0.75")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def confusion_matrix(ann: Union[PathLike, Mapping[str, Any]], detections: Sequence[Mapping[str, Any]],
+                     iou: float = 0.5, min_score: float = 0.5) -> Tuple[np.ndarray, List[str]]:
+    """A detection confusion matrix ``[K + 1, K + 1]`` (counts) and its K class names.
+
+    Detections with ``score >= min_score`` are matched to ground truth boxes at ``iou``
+    regardless of class (faster-coco-eval's ``PreviewResults``). Row ``i < K``: ground truth of
+    class ``i``, by predicted class (column ``K``: missed). Row ``K``: detections matching no
+    ground truth (background), by predicted class.
+    """
+    from faster_coco_eval import COCO
+    from faster_coco_eval.extra import PreviewResults
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(ann, Mapping):
+            gt = COCO()
+            gt.dataset = dict(ann)
+            gt.createIndex()
+        else:
+            gt = COCO(str(ann))
+        names = [str(c["name"]) for c in gt.dataset["categories"]]
+        k = len(names)
+        kept = [dict(d) for d in detections if d["score"] >= min_score]
+        out = np.zeros((k + 1, k + 1), dtype=np.int64)
+        if not kept:  # nothing detected: every ground truth box is missed
+            for a in gt.dataset["annotations"]:
+                out[list(gt.cats).index(a["category_id"]), k] += 1
+            return out, names
+        preview = PreviewResults(gt, gt.loadRes(kept), iouType="bbox", iou_tresh=iou, useCats=False)
+        cm = preview.compute_confusion_matrix()  # [K, K + 2]: predicted classes, then FP and FN
+    out[:k, :k] = cm[:, :k]
+    out[:k, k] = cm[:, k + 1]
+    out[k, :k] = cm[:, k]
+    return out, names
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLike, iou: float = 0.5,
+                          min_score: float = 0.5) -> Path:
+    """Draw a :func:`confusion_matrix`: colour is the share of its row, text the count."""
+    plt = pyplot()
+    labels = list(names) + ["background"]
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    side = 1.2 + 0.75 * len(labels)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if i == j == len(names):
+                continue
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
+                    color="white" if share[i, j] > 0.6 else "black", fontsize=10)
+    ax.set_xticks(range(len(labels)), labels[:-1] + ["missed"], rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="ground truth",
+           title=f"confusion matrix (IoU {iou:.2f}, score >= {min_score:.2f})")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of row")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,62 @@
+"""``dfine --help``, ``dfine COMMAND --help`` and argument errors answer at once: they import
+neither torch nor any optional library (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "cv2", "matplotlib", "onnx", "onnxruntime", "openvino", "fiftyone", "supervision",
+         "trackers", "nncf", "scipy", "faster_coco_eval", "tensorboard", "tensorrt")
+
+# Runs each command line in turn in one interpreter; reports its exit code and the heavy
+# modules that were imported by then.
+_PROBE = """
+import contextlib, io, json, sys
+from dfine.cli import COMMANDS, main
+lines = [["--help"], []] + [[name, "--help"] for name, _, _ in COMMANDS] + [["export"], ["no-such-command"]]
+report = []
+for argv in lines:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            code = e.code
+    heavy = sorted(m for m in HEAVY if m in sys.modules)
+    report.append({"argv": argv, "code": code, "heavy": heavy, "stderr": err.getvalue()[-200:]})
+print(json.dumps(report))
+"""
+
+
+def test_help_and_usage_errors_import_no_torch():
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = f"HEAVY = {HEAVY!r}\n{_PROBE}"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(report) >= 12  # --help, bare, every command's --help, two errors
+    for entry in report:
+        assert entry["heavy"] == [], f"dfine {' '.join(entry['argv'])} imported {entry['heavy']}"
+    codes = {" ".join(e["argv"]): e["code"] for e in report}
+    assert codes["--help"] == 0 and codes[""] == 2
+    helps = {k: v for k, v in codes.items() if k.endswith(" --help")}
+    assert len(helps) >= 10 and set(helps.values()) == {0}, helps
+    assert codes["export"] == 2 and "required" in report[-2]["stderr"]
+    assert codes["no-such-command"] == 2 and "invalid choice" in report[-1]["stderr"]
+
+
+def test_every_command_is_listed_once_and_runs_its_own_parser():
+    from dfine.cli import COMMANDS, build_parser
+
+    names = [name for name, _, _ in COMMANDS]
+    assert len(names) == len(set(names))
+    full = build_parser()  # every module imported: each registers the commands the table names
+    sub = next(a for a in full._actions if a.dest == "command")
+    assert set(names) <= set(sub.choices)
+    for name in names:
+        actions = [a for a in sub.choices[name]._actions if a.dest != "help"]
+        assert actions, f"{name}: its module registers no parser of its own (only the placeholder)"
