@@ -134,7 +134,8 @@ def random_background(rng: np.random.Generator, width: int, height: int) -> np.n
         rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.45), rng.uniform(0.15, 0.9))
         return np.array(rgb, dtype=np.float32) * 255
 
-    a, b = dull(), dull()
+    a = dull()
+    b = a + rng.uniform(0.3, 0.6) * (dull() - a)  # textured, but fainter than the shapes on it
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     kind = rng.integers(4)
     if kind == 0:
@@ -214,8 +215,8 @@ class ShapesSpec:
     num_val: int = 100
     image_size: int = 192
     num_classes: int = 3
-    count: Tuple[int, int] = (1, 6)
-    size: Tuple[float, float] = (0.08, 0.4)
+    count: Tuple[int, int] = (1, 5)
+    size: Tuple[float, float] = (0.1, 0.45)
     empty_prob: float = 0.08
     border_prob: float = 0.15
     seed: int = 0
