@@ -93,6 +93,7 @@ def test_track_keeps_one_id_per_object(tmp_path, tracker):
     assert isinstance(tracks, sv.Detections) and list(tracks.data["class_name"]) == ["square"] * len(tracks)
     ids = _ids_per_object(pairs)
     assert len(ids[0]) == 1 and len(ids[1]) == 1 and ids[0] != ids[1]
+    assert min(ids[0] | ids[1]) == 1  # MOT-challenge ids count from 1
     # every frame after the tracker's confirmation delay holds both tracks
     assert all(len(t) == 2 for _, t in pairs[3:])
 

@@ -106,7 +106,9 @@ class Tracking:
         if self.labels is not None:
             dets = dets[np.isin(dets.class_id, self.labels)]
         tracks = self.tracker.update(dets)
-        return tracks[tracks.tracker_id >= 0]
+        tracks = tracks[tracks.tracker_id >= 0]
+        tracks.tracker_id = tracks.tracker_id + 1  # 1-based, as MOT-challenge files count them
+        return tracks
 
 
 def track(source: Union[str, int, os.PathLike], model: Any, tracker: str = "bytetrack",
