@@ -129,6 +129,8 @@ class Detector:
     :class:`~dfine.slicing.SliceConfig` (overlap, ``nms``/``nmm`` merge, whole image too).
     """
 
+    slice: Any = None  # a SliceConfig when slicing (a class default: from_run builds without __init__)
+
     def __init__(self, model: PathLike, device: str = "cpu", conf: float = 0.5,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
                  batch_size: int = 8, size: Optional[str] = None, config: Optional[PathLike] = None,
