@@ -51,8 +51,8 @@ def natural_key(path: Path) -> Tuple[Union[str, int], ...]:
 
 def source_kind(source: Union[str, int, os.PathLike]) -> str:
     """``webcam``, ``stream``, ``folder`` or ``video`` for a track/predict source; one line otherwise."""
-    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        return "webcam"
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit() and not Path(source).exists()):
+        return "webcam"  # a file or folder named "0" is read as such
     text = str(source)
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
