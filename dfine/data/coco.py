@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+import re
+from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,12 +29,14 @@ import torchvision.transforms.v2.functional as F
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from dfine.data.image_io import open_image_sized
 from dfine.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_NAMES
 from dfine.data.rng import mix_seed, seeded
 from dfine.data.transforms import DetectionTransform, convert_boxes
 from dfine.errors import DfineError
 
-__all__ = ["DatasetError", "LabelMode", "LabelMap", "CocoDetection", "read_coco_json", "label_map_from_coco"]
+__all__ = ["DatasetError", "LabelMode", "LabelMap", "CocoDetection", "read_coco_json", "label_map_from_coco",
+           "BoxRepairs", "box_repairs", "unsafe_file_name", "inside_folder"]
 
 LabelMode = Literal["contiguous", "mscoco", "category_id"]
 
@@ -154,15 +157,79 @@ def label_map_from_coco(data: Mapping[str, Any], mode: LabelMode = "contiguous",
     return LabelMap(tuple(kept), tuple(names[i] for i in kept), "contiguous", ann_file)
 
 
+def unsafe_file_name(name: Any) -> Optional[str]:
+    """Why ``name`` cannot be an image's ``file_name`` (it must be a relative path that stays in
+    the images folder), or ``None`` when it is fine. Looks at the text only (see :func:`inside_folder`)."""
+    if not isinstance(name, str) or not name:
+        return "is not a non-empty string"
+    if os.path.isabs(name) or PureWindowsPath(name).is_absolute() or name.startswith(("/", "\\")):
+        return "is an absolute path"
+    if ".." in re.split(r"[\\/]+", name):
+        return "contains '..'"
+    return None
+
+
+def inside_folder(path: Path, folder: Path) -> bool:
+    """Whether ``path``, symlinks resolved, lies inside ``folder`` (also resolved)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
 @dataclass(frozen=True)
 class _Index:
     """Per-image annotations packed in arrays (cheap to share with worker processes)."""
 
     image_ids: np.ndarray  # [N] int64, sorted
     file_names: np.ndarray  # [N] str
+    sizes: np.ndarray  # [N, 2] int64 (width, height) from the JSON, 0 when absent
     offsets: np.ndarray  # [N + 1] int64: image i owns boxes[offsets[i]:offsets[i + 1]]
     boxes: np.ndarray  # [M, 4] float32 x, y, w, h pixels (crowd boxes left out)
     labels: np.ndarray  # [M] int64
+    ann_ids: np.ndarray  # [M] int64 annotation id of each box
+
+
+@dataclass(frozen=True)
+class BoxRepairs:
+    """What :class:`CocoDetection` does to boxes when loading them (annotation ids): ``clipped``
+    to the image, ``invalid`` (NaN or infinite, zero or negative width or height) and ``outside``
+    (no part inside the image) dropped. Judged against the JSON's width/height."""
+
+    clipped: Tuple[int, ...] = ()
+    invalid: Tuple[int, ...] = ()
+    outside: Tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.clipped or self.invalid or self.outside)
+
+    def describe(self, first: int = 5) -> List[str]:
+        """One phrase per kind of repair: count and the first annotation ids."""
+        out = []
+        for ids, what in ((self.clipped, "clipped to the image"),
+                          (self.invalid, "dropped (NaN, zero or negative size)"),
+                          (self.outside, "dropped (entirely outside the image)")):
+            if ids:
+                more = ", ..." if len(ids) > first else ""
+                out.append(f"{len(ids)} boxes {what}: annotation ids {', '.join(map(str, ids[:first]))}{more}")
+        return out
+
+
+def box_repairs(boxes: np.ndarray, sizes: np.ndarray, ann_ids: np.ndarray) -> BoxRepairs:
+    """Classify ``boxes`` ``[M, 4]`` (x, y, w, h pixels) on images of ``sizes`` ``[M, 2]``
+    (width, height; 0: unknown, then only the size checks apply) with ids ``ann_ids`` ``[M]``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+    x, y, w, h = boxes.T
+    width, height = sizes.T
+    with np.errstate(invalid="ignore"):
+        invalid = ~np.isfinite(boxes).all(axis=1) | (w <= 0) | (h <= 0)
+        known = (width > 0) & (height > 0) & ~invalid
+        outside = known & ((x >= width) | (y >= height) | (x + w <= 0) | (y + h <= 0))
+        clipped = known & ~outside & ((x < 0) | (y < 0) | (x + w > width) | (y + h > height))
+    ids = np.asarray(ann_ids)
+    return BoxRepairs(tuple(int(i) for i in ids[clipped]), tuple(int(i) for i in ids[invalid]),
+                      tuple(int(i) for i in ids[outside]))
 
 
 def _index(data: Mapping[str, Any], label_map: LabelMap, ann_file: str) -> _Index:
@@ -170,9 +237,14 @@ def _index(data: Mapping[str, Any], label_map: LabelMap, ann_file: str) -> _Inde
     ids = [im["id"] for im in images]
     if len(set(ids)) != len(ids):
         raise DatasetError(f"annotation file {ann_file}: an image id appears twice in 'images'")
+    for im in images:
+        why = unsafe_file_name(im.get("file_name"))
+        if why is not None:
+            raise DatasetError(f"annotation file {ann_file}: image {im['id']} file_name {im.get('file_name')!r} {why}; "
+                               f"file names must be relative paths inside the images folder")
     position = {image_id: i for i, image_id in enumerate(ids)}
     label_of = {c: i for i, c in enumerate(label_map.category_ids) if c >= 0}
-    per_image: List[List[Tuple[List[float], int]]] = [[] for _ in images]
+    per_image: List[List[Tuple[List[float], int, int]]] = [[] for _ in images]
     for ann in data["annotations"]:
         if ann.get("iscrowd", 0):
             continue
@@ -186,16 +258,29 @@ def _index(data: Mapping[str, Any], label_map: LabelMap, ann_file: str) -> _Inde
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise DatasetError(f"annotation file {ann_file}: annotation {ann.get('id')} has no [x, y, w, h] bbox")
-        per_image[where].append((bbox, label_of[ann["category_id"]]))
+        per_image[where].append((bbox, label_of[ann["category_id"]], ann.get("id", -1)))
     counts = np.array([len(a) for a in per_image], dtype=np.int64)
     flat = [a for anns in per_image for a in anns]
+    try:
+        boxes = np.array([b for b, _, _ in flat], dtype=np.float32).reshape(-1, 4)
+    except (TypeError, ValueError):
+        bad = next(a for a in flat if not all(isinstance(v, (int, float)) for v in a[0]))
+        raise DatasetError(f"annotation file {ann_file}: annotation {bad[2]} has a bbox that is not 4 numbers: "
+                           f"{bad[0]!r}") from None
     return _Index(
         image_ids=np.array(ids, dtype=np.int64),
         file_names=np.array([im["file_name"] for im in images], dtype=str),
+        sizes=np.array([[_size(im, "width"), _size(im, "height")] for im in images], dtype=np.int64).reshape(-1, 2),
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        boxes=np.array([b for b, _ in flat], dtype=np.float32).reshape(-1, 4),
-        labels=np.array([label for _, label in flat], dtype=np.int64),
+        boxes=boxes,
+        labels=np.array([label for _, label, _ in flat], dtype=np.int64),
+        ann_ids=np.array([i if isinstance(i, int) else -1 for _, _, i in flat], dtype=np.int64),
     )
+
+
+def _size(image: Mapping[str, Any], key: str) -> int:
+    value = image.get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0
 
 
 class CocoDetection(Dataset):
@@ -219,6 +304,8 @@ class CocoDetection(Dataset):
         data = read_coco_json(ann_file)
         self.label_map = label_map_from_coco(data, label_mode, self.ann_file)
         self._index = _index(data, self.label_map, self.ann_file)
+        idx = self._index
+        self.box_repairs = box_repairs(idx.boxes, np.repeat(idx.sizes, np.diff(idx.offsets), axis=0), idx.ann_ids)
         self.transforms = transforms
         self.seed = seed
         self.epoch = 0
@@ -241,12 +328,17 @@ class CocoDetection(Dataset):
         return self.img_folder / str(self._index.file_names[idx])
 
     def load_item(self, idx: int) -> Tuple[PIL.Image.Image, Dict[str, torch.Tensor]]:
-        """Item ``idx`` before transforms: the RGB image and its target with ``boxes`` as
-        ``BoundingBoxes`` (XYXY pixels, clipped to the image, empty boxes dropped)."""
+        """Item ``idx`` before transforms: the 8-bit RGB image (16-bit and float images scaled,
+        EXIF orientation applied when that gives the JSON's width/height, see
+        :func:`dfine.data.image_io.open_image_sized`) and its target with ``boxes`` as
+        ``BoundingBoxes`` (XYXY pixels, clipped to the image, empty boxes dropped: the
+        :attr:`box_repairs` counted when the dataset was built)."""
         path = self.image_path(idx)
+        if not inside_folder(path, self.img_folder):
+            raise DatasetError(f"image {path} listed in {self.ann_file} resolves to {path.resolve()}, outside the "
+                               f"images folder {self.img_folder}; copy the file into it (symlinks out are refused)")
         try:
-            with PIL.Image.open(path) as f:
-                image = f.convert("RGB")
+            image, _ = open_image_sized(path, tuple(int(v) for v in self._index.sizes[idx]))
         except FileNotFoundError:
             raise DatasetError(f"image {path} listed in {self.ann_file} not found") from None
         except (OSError, PIL.UnidentifiedImageError) as exc:

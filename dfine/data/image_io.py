@@ -11,13 +11,14 @@ the same for every image of a dataset.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-__all__ = ["open_image", "to_rgb8", "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth"]
+__all__ = ["open_image", "open_image_sized", "ImageHeader", "read_header", "to_rgb8", "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth"]
 
 #: PIL modes with more than 8 bits per channel.
 HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -51,6 +52,8 @@ def to_rgb8(image: PIL.Image.Image) -> PIL.Image.Image:
 def exif_orientation(image: PIL.Image.Image) -> int:
     """The EXIF orientation tag of an opened image (1..8; 1 when absent or unreadable).
     Reads the header only."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1  # PIL would decode the whole PNG looking for an eXIf chunk after the pixels
     try:
         value = image.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:  # a broken EXIF block: the image is shown as stored
@@ -70,6 +73,44 @@ def open_image(path: os.PathLike | str, exif: bool = True) -> PIL.Image.Image:
     ``OSError`` for truncated files); callers turn these into one-line errors naming the file.
     """
     with PIL.Image.open(path) as f:
-        f.load()
-        image = PIL.ImageOps.exif_transpose(f) if exif and exif_orientation(f) != 1 else f
-        return to_rgb8(image) if image is not f or f.mode != "RGB" else f.copy()
+        return _decoded(f, exif and exif_orientation(f) != 1)
+
+
+def open_image_sized(path: os.PathLike | str, size: Tuple[int, int]) -> Tuple[PIL.Image.Image, bool]:
+    """The image at ``path`` as 8-bit RGB in the orientation whose ``(width, height)`` is ``size``
+    (the size an annotation file gives): EXIF applied when that matches ``size`` (or when neither
+    orientation does, as a viewer shows it), as stored when only that matches. Returns the image
+    and whether ``size`` matched one of the two."""
+    with PIL.Image.open(path) as f:
+        orientation = exif_orientation(f)
+        shown = oriented_size(f.size, orientation)
+        exif = orientation != 1 and (shown == tuple(size) or f.size != tuple(size))
+        return _decoded(f, exif), tuple(size) in (shown, f.size)
+
+
+def _decoded(f: PIL.Image.Image, exif: bool) -> PIL.Image.Image:
+    f.load()
+    image = PIL.ImageOps.exif_transpose(f) if exif else f
+    return to_rgb8(image) if image is not f or f.mode != "RGB" else f.copy()
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, without decoding pixels."""
+
+    width: int  # as stored
+    height: int
+    orientation: int  # EXIF 1..8 (1: as stored)
+    mode: str  # PIL mode (RGB, L, P, RGBA, CMYK, I;16, ...)
+    format: str  # PIL format name (JPEG, PNG, ...)
+
+    @property
+    def shown_size(self) -> Tuple[int, int]:
+        """``(width, height)`` with the EXIF orientation applied."""
+        return oriented_size((self.width, self.height), self.orientation)
+
+
+def read_header(path: os.PathLike | str) -> ImageHeader:
+    """The header of the image at ``path`` (raises what ``PIL.Image.open`` raises)."""
+    with PIL.Image.open(path) as f:
+        return ImageHeader(f.width, f.height, exif_orientation(f), f.mode, f.format or "")

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dfine.config import Config, ConfigError, DataloaderConfig, source_of
+from dfine.data.check import preflight
 from dfine.data.coco import CocoDetection, DatasetError, LabelMap, LabelMode
 from dfine.data.collate import BatchCollate
 from dfine.data.rng import generator, mix_seed
@@ -56,16 +57,21 @@ def _loader_cfg(cfg: Config, split: Split) -> Tuple[str, DataloaderConfig]:
     return name, getattr(cfg, name)
 
 
-def build_dataset(cfg: Config, split: Split, *, seed: Optional[int] = None) -> CocoDetection:
-    """The ``train`` or ``val`` dataset of ``cfg`` with its transforms (seed: ``cfg.seed`` or 0)."""
+def build_dataset(cfg: Config, split: Split, *, seed: Optional[int] = None, check: bool = True) -> CocoDetection:
+    """The ``train`` or ``val`` dataset of ``cfg`` with its transforms (seed: ``cfg.seed`` or 0).
+    ``check``: run :func:`dfine.data.check.preflight` first (image headers read, errors stop with a
+    summary, on-the-fly repairs logged once)."""
     name, loader = _loader_cfg(cfg, split)
     ds = loader.dataset
     if ds.type != "CocoDetection":
         raise ConfigError(f"{source_of(cfg, name + '.dataset.type')}: {name}.dataset.type {ds.type} is not "
-                          f"supported; convert the dataset to COCO format and use CocoDetection")
+                          f"supported; convert the dataset to COCO format and use CocoDetection "
+                          f"(dfine data convert --from voc {ds.root or 'VOC_FOLDER'})")
     for key in ("img_folder", "ann_file"):
         if not getattr(ds, key):
             raise ConfigError(f"{cfg.config_file or 'config'}: {name}.dataset.{key} is not set")
+    if check:
+        preflight(ds.ann_file, ds.img_folder, split=split)
     transforms = build_transforms(ds.transforms, loader.collate_fn.stop_epoch)
     return CocoDetection(ds.img_folder, ds.ann_file, transforms, label_mode=label_mode(cfg),
                          seed=_seed(cfg, seed))

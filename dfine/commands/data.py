@@ -1,0 +1,68 @@
+"""``dfine data convert|check``: bring a YOLO or VOC dataset into COCO form, and check a COCO dataset.
+
+``dfine data convert --from yolo SRC [-o OUT] [--names a,b,c]`` writes
+``OUT/annotations/instances_{train,val,test}.json`` (OUT defaults to SRC) and prints the
+command that trains on it. ``dfine data check ANN.json --images DIR [--fix OUT.json] [--plot
+PNG] [--deep]`` reports every problem with counts and the first ids; exit 0 when training can
+use the file as it is, 1 when it has errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_parser", "run_convert", "run_check"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``data`` with its ``convert`` and ``check`` subcommands."""
+    data = subparsers.add_parser("data", help="convert YOLO / VOC datasets to COCO, check a COCO dataset",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = data.add_subparsers(dest="data_command", metavar="{convert,check}")
+    conv = sub.add_parser("convert", help="YOLO or VOC -> COCO JSON (images stay where they are)")
+    conv.add_argument("--from", dest="fmt", required=True, choices=("yolo", "voc"), help="source format")
+    conv.add_argument("src", help="the dataset folder (or a YOLO data.yaml)")
+    conv.add_argument("-o", "--out", help="write OUT/annotations/instances_*.json (default: in SRC)")
+    conv.add_argument("--names", help="class names, comma-separated, in class-id order (when no names file exists)")
+    conv.add_argument("--val-fraction", type=float, default=0.2,
+                      help="share of train images that become val when the source has no val split (default 0.2)")
+    conv.add_argument("--seed", type=int, default=0, help="seed of that split (default 0)")
+    conv.set_defaults(func=run_convert)
+    check = sub.add_parser("check", help="report every problem of a COCO dataset; --fix writes a repaired copy")
+    check.add_argument("ann_file", help="COCO annotation JSON")
+    check.add_argument("--images", required=True, help="the folder the file names are relative to")
+    check.add_argument("--fix", metavar="OUT.json", help="write a repaired copy here and list each change")
+    check.add_argument("--plot", metavar="PNG", help="picture of class counts, box centres and box sizes")
+    check.add_argument("--deep", action="store_true", help="decode every pixel (default: image headers only)")
+    check.add_argument("--workers", type=int, default=8, help="threads reading images (default 8)")
+    check.set_defaults(func=run_check)
+    data.set_defaults(func=lambda args: data.print_help() or 2)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Convert and print the summary with the training command."""
+    names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
+    if args.fmt == "yolo":
+        from dfine.data.convert.yolo import convert_yolo as convert
+    else:
+        from dfine.data.convert.voc import convert_voc as convert
+    result = convert(args.src, args.out, names=names, val_fraction=args.val_fraction, seed=args.seed)
+    print(result.summary())
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Check (and fix, plot); 0 when training can use the file as it is, else 1."""
+    from dfine.data.check import check_dataset, fix_dataset, plot_report
+
+    report = check_dataset(args.ann_file, args.images, level="deep" if args.deep else "headers",
+                           workers=args.workers, progress=True)
+    print(report.format())
+    if args.plot:
+        print(f"plot: {plot_report(report, args.plot)}")
+    if args.fix:
+        changes = fix_dataset(args.ann_file, args.images, args.fix, report=report, workers=args.workers)
+        print(f"fixed copy: {args.fix} ({len(changes)} changes)")
+        for line in changes:
+            print(f"  {line}")
+    return 0 if report.ok else 1

@@ -1,0 +1,566 @@
+"""The dataset doctor: every problem of a COCO file and its images folder, counted and named.
+
+:func:`check_dataset` reads the JSON and, by ``level``, the folder listing (``files``), each
+image's header (``headers``, the default: size, mode, EXIF orientation, a truncated tail) or
+every pixel (``deep``). Each problem kind has a severity:
+
+* ``error``: training refuses the file as it is (missing or unreadable images, undeclared
+  categories, duplicate ids, file names leaving the folder, sizes that match neither orientation);
+* ``repair``: training repairs it on the fly and says so once (boxes clipped to the image, boxes
+  with NaN / zero / negative size or entirely outside dropped);
+* ``warning``: worth knowing, harmless (declared categories never used, image files no
+  annotation refers to);
+* ``info``: counted, fine (crowd boxes, background images, EXIF-rotated, CMYK, 16-bit,
+  palette, alpha and grayscale images, which all load as 8-bit RGB).
+
+:func:`fix_dataset` writes a repaired copy (clip, drop degenerate boxes, correct sizes, drop
+unusable images and annotations) and lists each change; the copy passes a second check.
+:func:`preflight` is the same check run when a training dataset is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from dfine.data.coco import DatasetError, box_repairs, read_coco_json, unsafe_file_name
+from dfine.data.convert import IMAGE_SUFFIXES, write_coco_json
+from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, oriented_size
+
+__all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "fix_dataset", "preflight",
+           "plot_report"]
+
+Level = Literal["json", "files", "headers", "deep"]
+Severity = Literal["error", "repair", "warning", "info"]
+_LEVELS = ("json", "files", "headers", "deep")
+
+#: Every problem kind: severity, what the ids are, and what it means (report order).
+KINDS: Dict[str, Tuple[Severity, str, str]] = {
+    "duplicate_image_id": ("error", "image", "image ids that appear more than once in 'images'"),
+    "duplicate_annotation_id": ("error", "annotation", "annotation ids that appear more than once"),
+    "unknown_image": ("error", "annotation", "annotations whose image_id is not in 'images'"),
+    "undeclared_category": ("error", "annotation", "annotations whose category_id is not in 'categories'"),
+    "bad_bbox": ("error", "annotation", "annotations without a bbox of 4 numbers"),
+    "unsafe_file_name": ("error", "image", "file names that leave the images folder ('..', absolute, symlink out)"),
+    "missing": ("error", "image", "image files not found"),
+    "zero_byte": ("error", "image", "image files of 0 bytes"),
+    "unreadable": ("error", "image", "image files that cannot be read"),
+    "truncated": ("error", "image", "truncated image files"),
+    "size_mismatch": ("error", "image", "JSON width/height match neither the image nor its EXIF rotation"),
+    "box_clipped": ("repair", "annotation", "boxes partly outside the image (clipped when training)"),
+    "box_invalid": ("repair", "annotation", "boxes with NaN, zero or negative size (dropped when training)"),
+    "box_outside": ("repair", "annotation", "boxes entirely outside the image (dropped when training)"),
+    "unused_category": ("warning", "category", "declared categories no annotation uses (a Roboflow root, or classes absent here)"),
+    "unreferenced": ("warning", "file", "image files in the folder that no image entry refers to"),
+    "crowd": ("info", "annotation", "crowd annotations (iscrowd=1: ignored by training, handled by evaluation)"),
+    "background": ("info", "image", "background images (no boxes; fine)"),
+    "exif_rotated": ("info", "image", "EXIF-rotated images whose JSON size is the rotated one (used rotated)"),
+    "high_depth": ("info", "image", "16-bit, 32-bit or float images (scaled to 8 bits)"),
+    "cmyk": ("info", "image", "CMYK images (converted to RGB)"),
+    "palette": ("info", "image", "palette images (converted to RGB)"),
+    "alpha": ("info", "image", "images with an alpha channel (dropped)"),
+    "grayscale": ("info", "image", "grayscale images (repeated to 3 channels)"),
+}
+_FIRST = 5
+
+
+@dataclass
+class Finding:
+    """One problem kind: how many, and the ids (image, annotation or category ids, or file names)."""
+
+    kind: str
+    ids: List[Any] = field(default_factory=list)
+
+    @property
+    def severity(self) -> Severity:
+        return KINDS[self.kind][0]
+
+    def line(self, first: int = _FIRST) -> str:
+        _, what, meaning = KINDS[self.kind]
+        shown = ", ".join(str(i) for i in self.ids[:first]) + (", ..." if len(self.ids) > first else "")
+        label = "files" if what == "file" else f"{what} ids"
+        return f"  {self.kind:<24}{len(self.ids):>7}  {meaning}: {label} {shown}"
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_dataset` found. ``findings`` holds only kinds that occur."""
+
+    ann_file: str
+    images_dir: str
+    level: Level
+    num_images: int
+    num_annotations: int
+    categories: List[Tuple[int, str, int, int]]  # id, name, images, instances (crowd left out)
+    findings: Dict[str, Finding]
+    box_sizes: Tuple[int, int, int]  # COCO small / medium / large (by bbox area, crowd left out)
+    centres: np.ndarray  # [M, 2] box centres normalised by the image (JSON size)
+    shapes: np.ndarray  # [M, 2] box width, height normalised
+    labels: np.ndarray  # [M] category id of each box
+
+    @property
+    def errors(self) -> List[Finding]:
+        return [f for f in self.findings.values() if f.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        """Training can use the file as it is (repairs on the fly allowed)."""
+        return not self.errors
+
+    def count(self, kind: str) -> int:
+        return len(self.findings[kind].ids) if kind in self.findings else 0
+
+    def format(self, classes: int = 100) -> str:
+        """The report printed by ``dfine data check``."""
+        lines = [f"{self.ann_file}: {self.num_images} images, {self.num_annotations} annotations, "
+                 f"{len(self.categories)} categories; images in {self.images_dir} (checked: {self.level})"]
+        for severity, title in (("error", "errors (training refuses the file as it is)"),
+                                ("repair", "repaired when training (dfine data check --fix writes them repaired)"),
+                                ("warning", "warnings"), ("info", "counted, fine")):
+            found = [f for f in self.findings.values() if f.severity == severity]
+            if found:
+                lines.append(f"{title}:")
+                lines += [f.line() for f in found]
+        lines.append(f"{'category':>10}  {'name':<24}{'images':>8}{'instances':>11}")
+        for cid, name, images, instances in self.categories[:classes]:
+            lines.append(f"{cid:>10}  {name[:23]:<24}{images:>8}{instances:>11}")
+        if len(self.categories) > classes:
+            lines.append(f"{'':>10}  ... {len(self.categories) - classes} more categories")
+        total = max(1, sum(self.box_sizes))
+        s, m, l = self.box_sizes
+        lines.append(f"boxes: {sum(self.box_sizes)}; small (< 32x32 px) {s} ({100 * s / total:.1f}%), medium {m} "
+                     f"({100 * m / total:.1f}%), large (> 96x96 px) {l} ({100 * l / total:.1f}%)")
+        errors = self.errors
+        lines.append("result: OK, training can use it as is" if not errors else
+                     f"result: {sum(len(f.ids) for f in errors)} errors of {len(errors)} kinds; training refuses "
+                     f"this file (dfine data check --fix OUT.json writes a repaired copy)")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """A few lines for the start of training: the errors only."""
+        head = f"{self.ann_file}: the dataset check found errors (run dfine data check {self.ann_file} " \
+               f"--images {self.images_dir} for the whole report, --fix OUT.json to repair):"
+        return "\n".join([head] + [f.line() for f in self.errors])
+
+
+# ------------------------------------------------------------------------------------ check
+
+
+def _add(findings: Dict[str, Finding], kind: str, ident: Any) -> None:
+    findings.setdefault(kind, Finding(kind)).ids.append(ident)
+
+
+def _json_checks(data: Mapping[str, Any], findings: Dict[str, Finding]):
+    images = [im for im in data["images"] if isinstance(im, dict)]
+    seen: Counter = Counter(im.get("id") for im in images)
+    for image_id, n in seen.items():
+        if n > 1:
+            _add(findings, "duplicate_image_id", image_id)
+    for im in images:
+        if unsafe_file_name(im.get("file_name")) is not None:
+            _add(findings, "unsafe_file_name", im.get("id"))
+    declared = {c.get("id"): str(c.get("name", c.get("id"))) for c in data["categories"] if isinstance(c, dict)}
+    sizes = {im.get("id"): (_num(im.get("width")), _num(im.get("height"))) for im in images}
+    ann_seen: Counter = Counter()
+    used_cats: Counter = Counter()
+    cat_images: Dict[Any, set] = defaultdict(set)
+    boxes, box_sizes, box_ids, box_cats, box_images = [], [], [], [], set()
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict):
+            continue
+        ann_id = ann.get("id")
+        ann_seen[ann_id] += 1
+        if ann.get("image_id") not in sizes:
+            _add(findings, "unknown_image", ann_id)
+            continue
+        if ann.get("category_id") not in declared:
+            _add(findings, "undeclared_category", ann_id)
+            continue
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
+            _add(findings, "bad_bbox", ann_id)
+            continue
+        used_cats[ann["category_id"]] += 0
+        if ann.get("iscrowd", 0):
+            _add(findings, "crowd", ann_id)
+            continue
+        used_cats[ann["category_id"]] += 1
+        cat_images[ann["category_id"]].add(ann["image_id"])
+        boxes.append([float(v) for v in bbox])
+        box_sizes.append(sizes[ann["image_id"]])
+        box_ids.append(ann_id)
+        box_cats.append(ann["category_id"])
+        box_images.add(ann["image_id"])
+    for ann_id, n in ann_seen.items():
+        if n > 1:
+            _add(findings, "duplicate_annotation_id", ann_id)
+    for cid in declared:
+        if cid not in used_cats:
+            _add(findings, "unused_category", cid)
+    for im in images:
+        if im.get("id") not in box_images:
+            _add(findings, "background", im.get("id"))
+    boxes_a = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    sizes_a = np.array(box_sizes, dtype=np.float64).reshape(-1, 2)
+    repairs = box_repairs(boxes_a, sizes_a, np.array(box_ids, dtype=object))
+    for kind, ids in (("box_clipped", repairs.clipped), ("box_invalid", repairs.invalid),
+                      ("box_outside", repairs.outside)):
+        for i in ids:
+            _add(findings, kind, i)
+    table = sorted((cid, name, len(cat_images[cid]), used_cats[cid]) for cid, name in declared.items()
+                   if isinstance(cid, int))
+    return boxes_a, sizes_a, np.array(box_cats, dtype=np.int64), table
+
+
+def _num(value: Any) -> int:
+    return int(value) if _is_num(value) and value > 0 else 0
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _listing(folder: Path) -> Dict[str, os.stat_result]:
+    """Every file below ``folder`` (relative posix path -> stat, symlinks followed)."""
+    out: Dict[str, os.stat_result] = {}
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    stack.append(Path(entry.path))
+                elif entry.is_file():
+                    out[Path(entry.path).relative_to(folder).as_posix()] = entry.stat()
+            except OSError:
+                continue
+    return out
+
+
+@dataclass(frozen=True)
+class _Look:
+    """What reading one image found."""
+
+    header: Optional[ImageHeader] = None
+    problem: Optional[str] = None  # "unreadable" or "truncated"
+
+
+def _look(path: Path, deep: bool) -> _Look:
+    import PIL.Image
+
+    try:
+        with PIL.Image.open(path) as f:
+            header = ImageHeader(f.width, f.height, exif_orientation(f), f.mode, f.format or "")
+            if deep:
+                f.load()
+    except OSError as exc:
+        return _Look(None, "truncated" if "truncated" in str(exc) else "unreadable")
+    except Exception:  # noqa: BLE001 - a file PIL chokes on is unreadable, whatever the exception
+        return _Look(None, "unreadable")
+    if not deep and not _tail_ok(path, header.format):
+        return _Look(header, "truncated")
+    return _Look(header, None)
+
+
+def _tail_ok(path: Path, fmt: str) -> bool:
+    """A cheap end-of-file check for JPEG (EOI marker) and PNG (IEND chunk)."""
+    if fmt not in ("JPEG", "PNG"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(-min(1024, os.path.getsize(path)), os.SEEK_END)
+            tail = f.read()
+    except OSError:
+        return False
+    return (b"\xff\xd9" in tail) if fmt == "JPEG" else (b"IEND" in tail[-32:])
+
+
+def _mode_kind(mode: str) -> Optional[str]:
+    if mode in HIGH_DEPTH_MODES:
+        return "high_depth"
+    return {"CMYK": "cmyk", "P": "palette", "PA": "palette", "RGBA": "alpha", "LA": "alpha", "La": "alpha",
+            "RGBa": "alpha", "L": "grayscale", "1": "grayscale"}.get(mode)
+
+
+def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: Dict[str, Finding],
+                 workers: int, progress: bool) -> Dict[Any, ImageHeader]:
+    listing = _listing(folder)
+    images = [im for im in data["images"] if isinstance(im, dict) and unsafe_file_name(im.get("file_name")) is None]
+    referenced = set()
+    todo = []
+    real_folder = folder.resolve()
+    for im in images:
+        name = Path(im["file_name"]).as_posix()
+        referenced.add(name)
+        stat = listing.get(name)
+        if stat is None:
+            _add(findings, "missing", im["id"])
+        elif stat.st_size == 0:
+            _add(findings, "zero_byte", im["id"])
+        elif os.path.islink(folder / name) and not (folder / name).resolve().is_relative_to(real_folder):
+            _add(findings, "unsafe_file_name", im["id"])
+        else:
+            todo.append(im)
+    for name in sorted(listing):
+        if name not in referenced and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            _add(findings, "unreferenced", name)
+    headers: Dict[Any, ImageHeader] = {}
+    if level in ("json", "files"):
+        return headers
+    deep = level == "deep"
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        looks = pool.map(lambda im: _look(folder / im["file_name"], deep), todo, chunksize=64)
+        if progress:
+            from tqdm import tqdm
+            looks = tqdm(looks, total=len(todo), desc="checking images", unit="img", dynamic_ncols=True)
+        for im, look in zip(todo, looks):
+            if look.problem is not None:
+                _add(findings, look.problem, im["id"])
+            if look.header is None:
+                continue
+            headers[im["id"]] = look.header
+            kind = _mode_kind(look.header.mode)
+            if kind:
+                _add(findings, kind, im["id"])
+            size = (_num(im.get("width")), _num(im.get("height")))
+            shown = look.header.shown_size
+            stored = (look.header.width, look.header.height)
+            if size != stored and size != shown:
+                _add(findings, "size_mismatch", im["id"])
+            elif shown != stored and size == shown:
+                _add(findings, "exif_rotated", im["id"])
+    return headers
+
+
+def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, level: Level = "headers",
+                  workers: int = 8, progress: bool = False) -> CheckReport:
+    """Check the COCO file ``ann_file`` against the images in ``images_dir`` (see the module
+    docstring for ``level``). A file that is not COCO JSON raises ``DatasetError``."""
+    if level not in _LEVELS:
+        raise ValueError(f"level must be one of {_LEVELS}, got {level!r}")
+    data = read_coco_json(ann_file)
+    folder = Path(images_dir)
+    if level != "json" and not folder.is_dir():
+        raise DatasetError(f"images folder {folder} not found; give the folder the file names of {ann_file} are "
+                           f"relative to")
+    findings: Dict[str, Finding] = {}
+    boxes, sizes, cats, table = _json_checks(data, findings)
+    if level != "json":
+        _file_checks(data, folder, level, findings, workers, progress)
+    findings = {k: findings[k] for k in KINDS if k in findings}
+    area = boxes[:, 2] * boxes[:, 3] if len(boxes) else np.zeros(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        small, large = int((area < 32 ** 2).sum()), int((area > 96 ** 2).sum())
+        wh = np.where(sizes > 0, sizes, np.nan)
+        centres = (boxes[:, :2] + boxes[:, 2:] / 2) / np.concatenate([wh[:, :1], wh[:, 1:]], axis=1) \
+            if len(boxes) else np.zeros((0, 2))
+        shapes = boxes[:, 2:] / wh if len(boxes) else np.zeros((0, 2))
+    return CheckReport(str(ann_file), str(folder), level, len(data["images"]), len(data["annotations"]), table,
+                       findings, (small, len(area) - small - large, large), centres, shapes, cats)
+
+
+# ------------------------------------------------------------------------------------ fix
+
+
+def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out: os.PathLike | str, *,
+                report: Optional[CheckReport] = None, workers: int = 8) -> List[str]:
+    """Write a repaired copy of ``ann_file`` to ``out``: unusable images (missing, unreadable,
+    unsafe names, duplicate ids) and their annotations dropped, sizes corrected to the image,
+    boxes clipped, degenerate and unattached annotations dropped, duplicate annotation ids
+    renumbered. Returns one line per change (kind: ids)."""
+    data = read_coco_json(ann_file)
+    report = report or check_dataset(ann_file, images_dir, workers=workers)
+    folder = Path(images_dir)
+    changes: List[str] = []
+    bad_images = set()
+    for kind in ("missing", "zero_byte", "unreadable", "truncated", "unsafe_file_name"):
+        ids = report.findings[kind].ids if kind in report.findings else []
+        bad_images.update(ids)
+        if ids:
+            changes.append(f"dropped {len(ids)} images ({kind}): {_ids(ids)}")
+    seen, images = set(), []
+    for im in data["images"]:
+        if im.get("id") in bad_images:
+            continue
+        if im.get("id") in seen:
+            changes.append(f"dropped image entry {im.get('id')} {im.get('file_name')!r} (duplicate image id)")
+            continue
+        seen.add(im.get("id"))
+        images.append(im)
+    mismatched = set(report.findings["size_mismatch"].ids) if "size_mismatch" in report.findings else set()
+    if mismatched:
+        for im in images:
+            if im["id"] in mismatched:
+                header = _look(folder / im["file_name"], False).header
+                im["width"], im["height"] = header.shown_size
+        changes.append(f"corrected width/height of {len(mismatched)} images to the image as shown: {_ids(mismatched)}")
+    sizes = {im["id"]: (_num(im.get("width")), _num(im.get("height"))) for im in images}
+    declared = {c.get("id") for c in data["categories"] if isinstance(c, dict)}
+    kept, dropped, clipped, renumbered = [], defaultdict(list), [], []
+    used_ids = set()
+    next_id = max([a["id"] for a in data["annotations"] if isinstance(a, dict) and _is_num(a.get("id"))] + [0]) + 1
+    for ann in data["annotations"]:
+        ann_id = ann.get("id")
+        why = _drop_reason(ann, sizes, declared)
+        if why:
+            dropped[why].append(ann_id)
+            continue
+        if not ann.get("iscrowd", 0):
+            fixed = _clip(ann["bbox"], sizes[ann["image_id"]])
+            if fixed is None:
+                dropped["empty after clipping to the image"].append(ann_id)
+                continue
+            if fixed != ann["bbox"]:
+                ann["bbox"], ann["area"] = fixed, fixed[2] * fixed[3]
+                clipped.append(ann_id)
+        if ann_id in used_ids or not isinstance(ann_id, int):
+            ann["id"], next_id = next_id, next_id + 1
+            renumbered.append(f"{ann_id}->{ann['id']}")
+        used_ids.add(ann["id"])
+        kept.append(ann)
+    for why, ids in dropped.items():
+        changes.append(f"dropped {len(ids)} annotations ({why}): {_ids(ids)}")
+    if clipped:
+        changes.append(f"clipped {len(clipped)} boxes to the image: {_ids(clipped)}")
+    if renumbered:
+        changes.append(f"renumbered {len(renumbered)} duplicate annotation ids: {_ids(renumbered)}")
+    out = Path(out)
+    payload = {k: v for k, v in data.items() if k not in ("images", "annotations", "categories")}
+    _write_json(out, {**payload, "images": images, "annotations": kept, "categories": data["categories"]})
+    return changes
+
+
+def _drop_reason(ann: Any, sizes: Mapping[Any, Tuple[int, int]], declared: set) -> Optional[str]:
+    if not isinstance(ann, dict):
+        return "not an object"
+    if ann.get("image_id") not in sizes:
+        return "image dropped or not in 'images'"
+    if ann.get("category_id") not in declared:
+        return "undeclared category"
+    bbox = ann.get("bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
+        return "no bbox of 4 numbers"
+    if not all(np.isfinite(bbox)) or bbox[2] <= 0 or bbox[3] <= 0:
+        return "NaN, zero or negative size"
+    return None
+
+
+def _clip(bbox: List[float], size: Tuple[int, int]) -> Optional[List[float]]:
+    width, height = size
+    if not width or not height:
+        return bbox
+    x0, y0 = min(max(bbox[0], 0), width), min(max(bbox[1], 0), height)
+    x1, y1 = min(max(bbox[0] + bbox[2], 0), width), min(max(bbox[1] + bbox[3], 0), height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    out = [x0, y0, x1 - x0, y1 - y0]
+    return bbox if np.allclose(out, bbox, rtol=0, atol=1e-9) else out
+
+
+def _ids(ids: Iterable[Any], first: int = 20) -> str:
+    ids = list(ids)
+    return ", ".join(str(i) for i in ids[:first]) + (f", ... ({len(ids)} in all)" if len(ids) > first else "")
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def preflight(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, split: str = "train",
+              log: Optional[Callable[[str], None]] = None) -> CheckReport:
+    """The check run when a training dataset is built (headers only): ``DatasetError`` with the
+    summary when it finds errors; the boxes training will repair, and the images it will scale
+    or rotate, logged once (``log``: stderr of the main process)."""
+    report = check_dataset(ann_file, images_dir, level="headers")
+    if not report.ok:
+        raise DatasetError(report.summary())
+    notes = [f"{report.count(kind)} {what}: {KINDS[kind][1]} ids {_ids(report.findings[kind].ids, _FIRST)}"
+             for kind, what in _LOGGED.items() if kind in report.findings]
+    if notes:
+        (log or _log_main)(f"{split} data ({ann_file}): " + "; ".join(notes))
+    return report
+
+
+_LOGGED = {"box_clipped": "boxes clipped to the image", "box_invalid": "boxes with NaN, zero or negative size dropped",
+           "box_outside": "boxes entirely outside the image dropped",
+           "high_depth": "16-bit, 32-bit or float images scaled to 8 bits",
+           "exif_rotated": "EXIF-rotated images used as shown"}
+
+
+def _log_main(text: str) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(text, file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------ plot
+
+
+def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None) -> Path:
+    """A picture of the labels like Ultralytics' ``labels.jpg``: instances per class, the boxes
+    drawn centred, box centres and box sizes (normalised by the image). Needs matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DatasetError("--plot needs matplotlib: pip install dfine[plots]") from None
+    path = Path(path)
+    names = names or {cid: name for cid, name, _, _ in report.categories}
+    fig, axes = plt.subplots(2, 2, figsize=(10, 9))
+    table = report.categories
+    ax = axes[0, 0]
+    ax.bar(range(len(table)), [t[3] for t in table], color="#3b7dd8")
+    ax.set_ylabel("instances")
+    ax.set_title(f"{sum(t[3] for t in table)} boxes in {len(table)} classes")
+    if len(table) <= 30:
+        ax.set_xticks(range(len(table)), [names.get(t[0], str(t[0]))[:14] for t in table], rotation=90, fontsize=8)
+    else:
+        ax.set_xlabel("class (in category id order)")
+    ok = np.isfinite(report.centres).all(axis=1) & np.isfinite(report.shapes).all(axis=1)
+    centres, shapes = report.centres[ok], report.shapes[ok]
+    ax = axes[0, 1]
+    sample = np.random.default_rng(0).permutation(len(shapes))[:1000]
+    for w, h in shapes[sample]:
+        ax.add_patch(plt.Rectangle((0.5 - w / 2, 0.5 - h / 2), w, h, fill=False, lw=0.4, alpha=0.25,
+                                   color="#3b7dd8"))
+    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title="boxes (sample of 1000), centred")
+    for ax, values, title, (xl, yl) in ((axes[1, 0], centres, "box centres", ("x", "y")),
+                                        (axes[1, 1], shapes, "box sizes", ("width", "height"))):
+        if len(values):
+            ax.hist2d(np.clip(values[:, 0], 0, 1), np.clip(values[:, 1], 0, 1), bins=50, range=[[0, 1], [0, 1]],
+                      cmap="Blues", norm=matplotlib.colors.LogNorm(), cmin=1)
+        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=f"{title} (fraction of the image)", xlabel=xl,
+               ylabel=yl)
+    axes[1, 0].invert_yaxis()
+    s, m, l = report.box_sizes
+    fig.suptitle(f"{Path(report.ann_file).name}: {report.num_images} images; small {s}, medium {m}, large {l}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

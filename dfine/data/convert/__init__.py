@@ -1,0 +1,142 @@
+"""Other dataset formats -> COCO JSON (``annotations/instances_{train,val,test}.json``).
+
+:mod:`dfine.data.convert.yolo` reads every Ultralytics / Roboflow YOLO layout,
+:mod:`dfine.data.convert.voc` Pascal VOC folders. Both return a :class:`Converted` saying where
+the files went; images are never copied or changed. Each written JSON carries, in its ``info``,
+the images folder its ``file_name``s are relative to (``images_folder``, relative to the JSON's
+folder when inside it), so ``dfine train --data`` finds the images from the JSON alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from dfine.data.coco import DatasetError
+from dfine.data.image_io import ImageHeader, read_header
+
+__all__ = ["Converted", "SplitCounts", "write_coco_json", "categories", "split_by_fraction", "images_folder_of",
+           "SPLIT_NAMES", "IMAGE_SUFFIXES", "header_or_reason", "info_for", "images_folder_from_info"]
+
+#: Split names as written by the usual tools -> ours.
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+#: Image file suffixes (lower case) the converters pick up.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".mpo", ".pfm", ".dng"})
+
+
+@dataclass
+class SplitCounts:
+    """What one split holds after conversion."""
+
+    images: int = 0
+    boxes: int = 0
+    background: int = 0  # images without boxes (kept)
+    ignored: int = 0  # boxes kept as iscrowd (VOC difficult)
+
+
+@dataclass
+class Converted:
+    """Result of a conversion: the annotation file of each split, the images folder their
+    ``file_name``s are relative to, the class names (label order) and notes printed for the user."""
+
+    source: Path
+    out: Path
+    images_folder: Path
+    ann_files: Dict[str, Path]
+    names: Tuple[str, ...]
+    counts: Dict[str, SplitCounts]
+    notes: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A few lines for the terminal, ending with the command that trains on this data."""
+        lines = [f"converted {self.source} -> {self.out / 'annotations'} ({len(self.names)} classes: "
+                 f"{', '.join(self.names[:10])}{', ...' if len(self.names) > 10 else ''})",
+                 f"images folder: {self.images_folder}"]
+        for split, c in self.counts.items():
+            extra = f", {c.ignored} difficult kept as iscrowd" if c.ignored else ""
+            lines.append(f"  {split}: {c.images} images, {c.boxes} boxes, {c.background} background images{extra}"
+                         f" -> {self.ann_files[split]}")
+        lines += [f"  note: {n}" for n in self.notes]
+        lines.append(f"train with: dfine train --data {_quote(self.out)} --model dfine_s")
+        return "\n".join(lines)
+
+
+def _quote(path: Path) -> str:
+    text = str(path)
+    return f"'{text}'" if any(c in text for c in " '\"$`\\;&|()<>*?") else text
+
+
+def categories(names: Sequence[str]) -> List[Dict[str, Any]]:
+    """COCO categories for class names in label order: ids ``1..K`` (label ``i`` is id ``i + 1``)."""
+    return [{"id": i + 1, "name": n, "supercategory": n} for i, n in enumerate(names)]
+
+
+def images_folder_of(paths: Sequence[Path], fallback: Path) -> Path:
+    """The deepest folder holding every image of ``paths`` (``fallback`` when empty)."""
+    if not paths:
+        return fallback
+    return Path(os.path.commonpath([str(p.parent) for p in paths]))
+
+
+def split_by_fraction(items: Sequence[str], fraction: float, seed: int) -> Tuple[List[str], List[str]]:
+    """``items`` (sorted first) shuffled with ``seed``; the first ``round(n * fraction)`` are val.
+    Returns ``(train, val)``, each sorted."""
+    if not 0.0 <= fraction < 1.0:
+        raise DatasetError(f"--val-fraction {fraction} must be in [0, 1)")
+    order = sorted(items)
+    random.Random(seed).shuffle(order)
+    n_val = int(round(len(order) * fraction))
+    if fraction > 0 and n_val == 0 and len(order) > 1:
+        n_val = 1
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def header_or_reason(path: Path) -> Union[ImageHeader, str]:
+    """The image's header, or why it cannot be read (one line)."""
+    try:
+        return read_header(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported by name, never raised
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def write_coco_json(path: Path, images: List[Dict[str, Any]], annotations: List[Dict[str, Any]],
+                    names: Sequence[str], info: Mapping[str, Any]) -> None:
+    """Write one COCO file atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"info": dict(info), "images": images, "annotations": annotations, "categories": categories(names)}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def info_for(ann_dir: Path, images_folder: Path, fmt: str, source: Path) -> Dict[str, Any]:
+    """The ``info`` block: where the images are (relative to ``ann_dir`` when below its parent)."""
+    try:
+        folder = os.path.relpath(images_folder, ann_dir)
+        if folder.startswith(".." + os.sep + ".."):
+            folder = str(images_folder)
+    except ValueError:  # another drive
+        folder = str(images_folder)
+    return {"description": f"converted by dfine from {fmt}: {source}", "images_folder": folder}
+
+
+def images_folder_from_info(ann_file: Path, data: Mapping[str, Any]) -> Optional[Path]:
+    """The images folder a converted file names in its ``info`` (``None`` when it names none)."""
+    info = data.get("info")
+    folder = info.get("images_folder") if isinstance(info, dict) else None
+    if not isinstance(folder, str) or not folder:
+        return None
+    path = Path(folder)
+    return path if path.is_absolute() else (ann_file.parent / path).resolve()

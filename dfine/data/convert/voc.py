@@ -1,0 +1,222 @@
+"""Pascal VOC folders (``Annotations/*.xml`` + ``JPEGImages/``) -> COCO JSON.
+
+Splits come from ``ImageSets/Main/{train,val,test}.txt`` (``trainval.txt`` split by
+``val_fraction`` when there is no ``val.txt``); without split files a seeded ``val_fraction`` of
+the annotated images becomes val (printed). Class names are the XMLs' object names, sorted,
+unless given. ``difficult=1`` objects are kept with ``iscrowd: 1`` (ignored by training and by
+COCO evaluation, as VOC evaluation ignores them). Each XML's ``size`` is checked against the
+image as shown (EXIF orientation applied): the image wins and each disagreement is listed.
+Boxes are the XML's ``xmin ymin xmax ymax`` as written (``bbox = [xmin, ymin, xmax - xmin,
+ymax - ymin]``), clipped to the image (each clip listed); boxes empty after clipping are left
+out and listed.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from dfine.data.coco import DatasetError
+from dfine.data.convert import (Converted, SplitCounts, header_or_reason, info_for, split_by_fraction,
+                                write_coco_json)
+
+__all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml"]
+
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class VocObject:
+    name: str
+    box: Tuple[float, float, float, float]  # xmin, ymin, xmax, ymax pixels as written
+    difficult: bool
+
+
+@dataclass(frozen=True)
+class VocRecord:
+    xml: Path
+    filename: str
+    size: Optional[Tuple[int, int]]  # (width, height) from the XML, None when absent or zero
+    objects: Tuple[VocObject, ...]
+
+
+def _text(node: Optional[ET.Element], tag: str) -> Optional[str]:
+    child = node.find(tag) if node is not None else None
+    return child.text.strip() if child is not None and child.text is not None else None
+
+
+def read_voc_xml(path: Path) -> VocRecord:
+    """One VOC annotation file; ``DatasetError`` naming it when malformed."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise DatasetError(f"{path}: not a readable VOC XML ({exc})") from None
+    size = None
+    try:
+        w, h = int(float(_text(root.find("size"), "width") or 0)), int(float(_text(root.find("size"), "height") or 0))
+        size = (w, h) if w > 0 and h > 0 else None
+    except ValueError:
+        pass
+    objects = []
+    for obj in root.findall("object"):
+        name = _text(obj, "name")
+        box = obj.find("bndbox")
+        if not name or box is None:
+            raise DatasetError(f"{path}: an <object> without <name> or <bndbox>")
+        try:
+            coords = tuple(float(_text(box, k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: object '{name}' has a bndbox without numeric xmin/ymin/xmax/ymax") from None
+        difficult = (_text(obj, "difficult") or "0") not in ("0", "false", "")
+        objects.append(VocObject(name, coords, difficult))
+    return VocRecord(path, _text(root, "filename") or "", size, tuple(objects))
+
+
+def _find_root(src: Path) -> Path:
+    if (src / "Annotations").is_dir():
+        return src
+    found = sorted({p.parent for p in src.glob("*/Annotations")} | {p.parent for p in src.glob("*/*/Annotations")})
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise DatasetError(f"{src} holds several VOC sets ({', '.join(str(f.relative_to(src)) for f in found)}); "
+                           f"convert one at a time")
+    raise DatasetError(f"no VOC dataset in {src}: expected Annotations/*.xml and JPEGImages/")
+
+
+def _image_of(root: Path, record: VocRecord) -> Optional[Path]:
+    folder = root / "JPEGImages"
+    if record.filename and (folder / record.filename).is_file():
+        return folder / record.filename
+    stem = Path(record.filename).stem if record.filename else record.xml.stem
+    for s in (stem, record.xml.stem):
+        for ext in _IMAGE_EXTS:
+            for e in (ext, ext.upper()):
+                if (folder / (s + e)).is_file():
+                    return folder / (s + e)
+    return None
+
+
+def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: int,
+                 notes: List[str]) -> Dict[str, List[str]]:
+    main = root / "ImageSets" / "Main"
+
+    def read(name: str) -> Optional[List[str]]:
+        path = main / f"{name}.txt"
+        if not path.is_file():
+            return None
+        return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    train, val, test, trainval = read("train"), read("val"), read("test"), read("trainval")
+    splits: Dict[str, List[str]] = {}
+    if train is not None and val is not None:
+        splits = {"train": train, "val": val}
+    elif trainval is not None or train is not None:
+        pool = trainval if trainval is not None else train
+        splits["train"], splits["val"] = split_by_fraction(pool, val_fraction, seed)
+        notes.append(f"no ImageSets/Main/val.txt: {len(splits['val'])} of {len(pool)} images of "
+                     f"{'trainval' if trainval is not None else 'train'}.txt became val (--val-fraction "
+                     f"{val_fraction}, --seed {seed})")
+    else:
+        splits["train"], splits["val"] = split_by_fraction(stems, val_fraction, seed)
+        notes.append(f"no ImageSets/Main split files: {len(splits['val'])} of {len(stems)} images became val "
+                     f"(--val-fraction {val_fraction}, --seed {seed})")
+    if test is not None:
+        splits["test"] = test
+    known = set(stems)
+    for split, items in splits.items():
+        missing = [s for s in items if s not in known]
+        if missing:
+            raise DatasetError(f"ImageSets/Main/{split}.txt lists {len(missing)} images without an XML in "
+                               f"{root / 'Annotations'} (first: {missing[0]})")
+    return splits
+
+
+def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
+                names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
+    """Convert the VOC set at ``src`` into COCO files under ``out/annotations`` (default: the
+    VOC folder). Images stay in ``JPEGImages``."""
+    src = Path(src).expanduser().resolve()
+    if not src.is_dir():
+        raise DatasetError(f"VOC dataset {src} not found")
+    root = _find_root(src)
+    xmls = sorted((root / "Annotations").glob("*.xml"))
+    if not xmls:
+        raise DatasetError(f"{root / 'Annotations'} holds no .xml files")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        records = {r.xml.stem: r for r in pool.map(read_voc_xml, xmls)}
+    found = sorted({o.name for r in records.values() for o in r.objects})
+    if names:
+        class_names = tuple(names)
+        unknown = [(r.xml, o.name) for r in records.values() for o in r.objects if o.name not in class_names]
+        if unknown:
+            raise DatasetError(f"{unknown[0][0]}: object name '{unknown[0][1]}' is not in --names "
+                               f"({', '.join(class_names)})")
+    else:
+        class_names = tuple(found)
+    if not class_names:
+        raise DatasetError(f"{root / 'Annotations'}: no <object> in any XML and no --names; nothing to learn")
+    notes: List[str] = []
+    splits = _split_lists(root, sorted(records), val_fraction, seed, notes)
+    out_dir = Path(out).expanduser() if out is not None else root
+    ann_dir = out_dir / "annotations"
+    folder = root / "JPEGImages"
+    info = info_for(ann_dir, folder, "VOC", src)
+    written, counts = {}, {}
+    for split, stems in splits.items():
+        ims, anns, counts[split] = _split_json(split, [records[s] for s in stems], root, class_names, notes)
+        written[split] = ann_dir / f"instances_{split}.json"
+        write_coco_json(written[split], ims, anns, class_names, info)
+    return Converted(src, out_dir, folder, written, class_names, counts, notes)
+
+
+def _split_json(split: str, records: List[VocRecord], root: Path, names: Tuple[str, ...],
+                notes: List[str]) -> Tuple[List[Dict], List[Dict], SplitCounts]:
+    label = {n: i for i, n in enumerate(names)}
+    paths = [_image_of(root, r) for r in records]
+    missing = [r.xml.name for r, p in zip(records, paths) if p is None]
+    if missing:
+        raise DatasetError(f"{split}: {len(missing)} XMLs have no image in {root / 'JPEGImages'} "
+                           f"(first: {missing[0]})")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        headers = list(pool.map(header_or_reason, paths))
+    images, anns, counts = [], [], SplitCounts()
+    resized, clipped, dropped, unreadable = [], [], [], []
+    for record, path, header in zip(records, paths, headers):
+        if isinstance(header, str):
+            unreadable.append(f"{path.name} ({header})")
+            continue
+        width, height = header.shown_size
+        if record.size is not None and record.size != (width, height):
+            resized.append(f"{record.xml.name} says {record.size[0]}x{record.size[1]}, image is {width}x{height}")
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": path.relative_to(root / "JPEGImages").as_posix(),
+                       "width": width, "height": height})
+        kept = 0
+        for obj in record.objects:
+            x0, y0, x1, y1 = obj.box
+            c = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width),
+                 min(max(y1, 0.0), height))
+            if c != obj.box:
+                clipped.append(f"{record.xml.name} '{obj.name}'")
+            if c[2] <= c[0] or c[3] <= c[1]:
+                dropped.append(f"{record.xml.name} '{obj.name}' {obj.box}")
+                continue
+            w, h = c[2] - c[0], c[3] - c[1]
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": label[obj.name] + 1,
+                         "bbox": [c[0], c[1], w, h], "area": w * h, "iscrowd": int(obj.difficult)})
+            counts.ignored += obj.difficult
+            kept += 1
+        counts.background += kept == 0
+    for what, items in (("XML sizes differ from the image (the image's size is used)", resized),
+                        ("boxes clipped to the image", clipped), ("boxes empty after clipping, left out", dropped),
+                        ("unreadable images left out", unreadable)):
+        if items:
+            notes.append(f"{split}: {len(items)} {what}: {'; '.join(items[:3])}{'; ...' if len(items) > 3 else ''}")
+    counts.images, counts.boxes = len(images), len(anns)
+    return images, anns, counts
+

@@ -1,0 +1,306 @@
+"""YOLO (Ultralytics, Roboflow, darknet/labelImg) datasets -> COCO JSON.
+
+Layouts read, in this order:
+
+* a ``data.yaml`` (or ``dataset.yaml``, or the one YAML in SRC with ``train``/``names``): ``path``
+  (the root; relative paths are relative to the YAML's folder), ``train`` / ``val`` / ``test`` as
+  folders, ``.txt`` lists of image paths, or lists of either, relative to ``path`` or to the YAML
+  (a leading ``../`` that leads nowhere is dropped, as Ultralytics does for Roboflow's
+  ``../train/images``); ``names`` as a list or an ``{id: name}`` dict; ``nc``;
+* ``images/{train,val,test}`` + ``labels/{...}`` (Ultralytics), ``{train,valid,test}/images`` +
+  ``labels`` (Roboflow), or one ``images/`` folder, or images and ``.txt`` files side by side.
+
+Labels are found as Ultralytics finds them: the last ``/images/`` of the image path becomes
+``/labels/`` and the extension ``.txt``. Rows are ``class cx cy w h`` normalised to the image
+(with EXIF orientation applied, as Ultralytics reads images); polygon rows ``class x1 y1 x2 y2
+...`` become their bounding box. An image with no label file, or an empty one, is a background
+image and is kept. Class names come from ``--names``, the YAML, ``classes.txt`` or ``obj.names``.
+Without a val split, a seeded ``val_fraction`` of train becomes val (printed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+from dfine.data.coco import DatasetError
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason,
+                                images_folder_of, info_for, split_by_fraction, write_coco_json)
+
+__all__ = ["convert_yolo", "label_path", "read_label_file"]
+
+_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+_NAMES_FILES = ("classes.txt", "obj.names", "classes.names")
+
+
+def label_path(image: Path) -> Path:
+    """The label file Ultralytics reads for ``image``: last ``/images/`` -> ``/labels/``, ``.txt``."""
+    text = str(image)
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if sa in text:
+        text = sb.join(text.rsplit(sa, 1))
+    return Path(os.path.splitext(text)[0] + ".txt")
+
+
+Row = Tuple[int, float, float, float, float]  # class, x0, y0, x1, y1 normalised
+
+
+def read_label_file(path: Path, num_classes: int, names_source: str) -> List[Row]:
+    """The rows of one label file as ``(class, x0, y0, x1, y1)`` normalised; polygon rows as their
+    bounding box. ``DatasetError`` naming file and line for a malformed row or a class id outside
+    ``0..num_classes-1``."""
+    rows: List[Row] = []
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"label file {path} cannot be read ({exc})") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise DatasetError(f"{path} line {number}: not numbers: {line.strip()!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise DatasetError(f"{path} line {number}: not a finite number: {line.strip()!r}")
+        cls, coords = values[0], values[1:]
+        if cls != int(cls):
+            raise DatasetError(f"{path} line {number}: class id {parts[0]} is not an integer")
+        if not 0 <= cls < num_classes:
+            raise DatasetError(f"{path} line {number}: class id {int(cls)} is outside the {num_classes} class names "
+                               f"of {names_source} (0..{num_classes - 1}); fix the row or the names")
+        if len(coords) == 4:
+            cx, cy, w, h = coords
+            rows.append((int(cls), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        elif len(coords) >= 6 and len(coords) % 2 == 0:
+            xs, ys = coords[0::2], coords[1::2]
+            rows.append((int(cls), min(xs), min(ys), max(xs), max(ys)))
+        else:
+            raise DatasetError(f"{path} line {number}: expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 "
+                               f"x3 y3 ...', got {len(parts)} values")
+    return rows
+
+
+# ------------------------------------------------------------------------------------ layout
+
+
+def _find_yaml(src: Path) -> Optional[Path]:
+    if src.is_file():
+        if src.suffix.lower() in (".yaml", ".yml"):
+            return src
+        raise DatasetError(f"{src} is not a folder or a data.yaml; give the YOLO dataset folder")
+    for name in _YAML_NAMES:
+        if (src / name).is_file():
+            return src / name
+    found = []
+    for path in sorted(src.glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and "train" in data and ("names" in data or "nc" in data):
+            found.append(path)
+    return found[0] if len(found) == 1 else None
+
+
+def _resolve_entry(entry: str, roots: Sequence[Path], where: str) -> Path:
+    looked = []
+    for root in roots:
+        for candidate in (entry, entry[3:] if entry.startswith("../") else None):
+            if candidate is None:
+                continue
+            path = Path(candidate) if os.path.isabs(candidate) else root / candidate
+            if path.exists():
+                return path.resolve()
+            looked.append(os.path.normpath(str(path)))
+    raise DatasetError(f"{where}: '{entry}' not found (looked for {', '.join(dict.fromkeys(looked))})")
+
+
+def _images_in(entry: Path, roots: Sequence[Path]) -> List[Path]:
+    """Images of a folder (recursively) or of a ``.txt`` list (paths relative to the list)."""
+    if entry.is_dir():
+        return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images = []
+    for number, line in enumerate(entry.read_text(encoding="utf-8-sig").splitlines(), 1):
+        name = line.strip()
+        if not name:
+            continue
+        path = Path(name)
+        if not path.is_absolute():
+            options = [entry.parent / name] + [root / name for root in roots]
+            path = next((p for p in options if p.is_file()), options[0])
+        if not path.is_file():
+            raise DatasetError(f"{entry} line {number}: image {name} not found (looked for {path})")
+        images.append(path.resolve())
+    return images
+
+
+def _splits_from_yaml(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any], List[str]]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a mapping with train, val and names")
+    root = path.parent
+    if data.get("path"):
+        root = Path(os.path.expanduser(str(data["path"])))
+        root = root if root.is_absolute() else path.parent / root
+    roots = [root, path.parent] if root != path.parent else [root]
+    splits: Dict[str, List[Path]] = {}
+    notes = []
+    for key in ("train", "val", "test"):
+        value = data.get(key)
+        if not value:
+            continue
+        entries = value if isinstance(value, list) else [value]
+        try:
+            splits[key] = [im for e in entries for im in _images_in(_resolve_entry(str(e), roots, f"{path}: {key}"),
+                                                                   roots)]
+        except DatasetError:
+            if key != "test":
+                raise
+            notes.append(f"{path.name} names a test split ({value}) that is not there; no test file written")
+    if "train" not in splits:
+        raise DatasetError(f"{path}: no 'train' entry; add train: images/train (a folder or a .txt list)")
+    return splits, data, notes
+
+
+def _splits_from_folders(src: Path) -> Dict[str, List[Path]]:
+    splits: Dict[str, List[Path]] = {}
+    for folder, ours in SPLIT_NAMES.items():
+        for candidate in (src / "images" / folder, src / folder / "images", src / folder):
+            if candidate.is_dir() and ours not in splits:
+                images = _images_in(candidate, [src])
+                if images:
+                    splits[ours] = images
+    if splits:
+        return splits
+    for candidate in (src / "images", src):
+        images = sorted(p for p in candidate.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) \
+            if candidate.is_dir() else []
+        if images:
+            return {"train": images}
+    raise DatasetError(f"no YOLO dataset found in {src}: expected a data.yaml, images/{{train,val}} + "
+                       f"labels/{{train,val}}, {{train,valid}}/images + labels (Roboflow), or an images/ folder")
+
+
+def _names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path], given: Optional[Sequence[str]],
+           label_dirs: Sequence[Path]) -> Tuple[Tuple[str, ...], str]:
+    """Class names and where they came from."""
+    if given:
+        return tuple(given), "--names"
+    names = data.get("names")
+    where = str(yaml_path)
+    if isinstance(names, dict):
+        try:
+            ids = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{yaml_path}: names keys must be class ids 0..N-1, got {list(names)[:5]}") from None
+        if ids != list(range(len(ids))):
+            raise DatasetError(f"{yaml_path}: names ids must be 0..{len(ids) - 1} without gaps, got {ids[:10]}")
+        names = [names[k] if k in names else names[str(k)] for k in ids]
+    if isinstance(names, list) and names:
+        if data.get("nc") is not None and int(data["nc"]) != len(names):
+            raise DatasetError(f"{yaml_path}: nc is {data['nc']} but names lists {len(names)} classes; fix one")
+        return tuple(str(n) for n in names), where
+    for folder in [src, *label_dirs]:
+        for file in _NAMES_FILES:
+            if (folder / file).is_file():
+                lines = [l.strip() for l in (folder / file).read_text(encoding="utf-8-sig").splitlines()]
+                return tuple(l for l in lines if l), str(folder / file)
+    if data.get("nc"):
+        return tuple(f"class_{i}" for i in range(int(data["nc"]))), f"{yaml_path} (nc only)"
+    raise DatasetError(f"no class names for {src}: no names in a data.yaml, no classes.txt or obj.names; "
+                       f"give --names a,b,c")
+
+
+def _other_label_dirs(src: Path, looked: Path) -> List[str]:
+    out = []
+    for root, dirs, _ in os.walk(src):
+        depth = Path(root).relative_to(src).parts
+        if len(depth) >= 4:
+            dirs[:] = []
+        for d in dirs:
+            path = (Path(root) / d).resolve()
+            if "label" in d.lower() and path != looked.resolve() and path not in looked.resolve().parents:
+                out.append(os.path.relpath(Path(root) / d, src))
+    return sorted(out)[:10]
+
+
+# ------------------------------------------------------------------------------------ conversion
+
+
+def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_source: str, folder: Path,
+                src: Path, notes: List[str]) -> Tuple[List[Dict], List[Dict], SplitCounts]:
+    labels = [label_path(p) for p in images]
+    present = [lp.is_file() for lp in labels]
+    if images and not any(present):
+        others = _other_label_dirs(src, labels[0].parent)
+        seen = f"other *labels* folders here: {', '.join(others)}" if others else "no other *labels* folder here"
+        raise DatasetError(f"{split}: none of its {len(images)} images has a label file; looked for e.g. {labels[0]} "
+                           f"(the last /images/ of the image path becomes /labels/, extension .txt); {seen}")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        headers = list(pool.map(header_or_reason, images))
+    out_images, out_anns, counts, bad = [], [], SplitCounts(), []
+    for image, lp, has_label, header in zip(images, labels, present, headers):
+        if isinstance(header, str):
+            bad.append(f"{image.name} ({header})")
+            continue
+        width, height = header.shown_size
+        image_id = len(out_images) + 1
+        out_images.append({"id": image_id, "file_name": image.relative_to(folder).as_posix(),
+                           "width": width, "height": height})
+        rows = read_label_file(lp, len(names), names_source) if has_label else []
+        for cls, x0, y0, x1, y1 in rows:
+            x, y, w, h = x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height
+            out_anns.append({"id": len(out_anns) + 1, "image_id": image_id, "category_id": cls + 1,
+                             "bbox": [round(x, 4), round(y, 4), round(w, 4), round(h, 4)],
+                             "area": round(w * h, 4), "iscrowd": 0})
+        counts.background += not rows
+    if bad:
+        notes.append(f"{split}: {len(bad)} unreadable images left out: {', '.join(bad[:3])}"
+                     f"{', ...' if len(bad) > 3 else ''}")
+    counts.images, counts.boxes = len(out_images), len(out_anns)
+    return out_images, out_anns, counts
+
+
+
+def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
+                 names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
+    """Convert the YOLO dataset at ``src`` (folder or data.yaml) into COCO files under
+    ``out/annotations`` (default: the dataset folder). Images stay where they are."""
+    src = Path(src).expanduser().resolve()
+    if not src.exists():
+        raise DatasetError(f"YOLO dataset {src} not found")
+    yaml_path = _find_yaml(src)
+    base = src.parent if src.is_file() else src
+    notes: List[str] = []
+    if yaml_path is not None:
+        splits, data, notes = _splits_from_yaml(yaml_path)
+    else:
+        splits, data = _splits_from_folders(base), {}
+    if "val" not in splits:
+        train, val = split_by_fraction([str(p) for p in splits["train"]], val_fraction, seed)
+        splits["train"], splits["val"] = [Path(p) for p in train], [Path(p) for p in val]
+        notes.append(f"no val split: {len(val)} of {len(train) + len(val)} train images became val "
+                     f"(--val-fraction {val_fraction}, --seed {seed})")
+    label_dirs = sorted({label_path(p).parent for ims in splits.values() for p in ims[:1]})
+    class_names, names_source = _names(base, data, yaml_path, names, label_dirs)
+    everything = [p for ims in splits.values() for p in ims]
+    folder = images_folder_of(everything, base)
+    out_dir = Path(out).expanduser() if out is not None else base
+    ann_dir = out_dir / "annotations"
+    info = info_for(ann_dir, folder, "YOLO", src)
+    written, counts = {}, {}
+    for split, images in splits.items():
+        ims, anns, counts[split] = _split_json(split, images, class_names, names_source, folder, base, notes)
+        written[split] = ann_dir / f"instances_{split}.json"
+        write_coco_json(written[split], ims, anns, class_names, info)
+    return Converted(src, out_dir, folder, written, class_names, counts, notes)

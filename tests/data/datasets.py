@@ -1,0 +1,57 @@
+"""Small YOLO, VOC and image files made on the fly for the data-tool tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import PIL.Image
+
+
+def image(path: Path, size: Tuple[int, int] = (64, 48), *, orientation: int = 1, mode: str = "RGB") -> Path:
+    """A small image file of ``size`` (width, height) as stored; ``orientation`` an EXIF tag."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "I;16":
+        im = PIL.Image.fromarray(np.full((size[1], size[0]), 30000, dtype=np.uint16))
+    else:
+        im = PIL.Image.new("RGB", size, (120, 60, 30)).convert(mode)
+    kwargs = {}
+    if orientation != 1:
+        exif = PIL.Image.Exif()
+        exif[0x0112] = orientation
+        kwargs["exif"] = exif
+    im.save(path, **kwargs)
+    return path
+
+
+def yolo_labels(path: Path, rows: Sequence[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(r + "\n" for r in rows))
+    return path
+
+
+def voc_xml(path: Path, filename: str, size: Optional[Tuple[int, int]],
+            objects: Sequence[Tuple[str, Tuple[float, float, float, float], int]]) -> Path:
+    """A VOC XML: ``objects`` as ``(name, (xmin, ymin, xmax, ymax), difficult)``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size_xml = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    objs = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}"
+                   f"</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for n, b, d in objects)
+    path.write_text(f"<annotation><filename>{filename}</filename>{size_xml}{objs}</annotation>")
+    return path
+
+
+def load(path: Path) -> Dict:
+    return json.loads(Path(path).read_text())
+
+
+def boxes_by_file(data: Dict) -> Dict[str, list]:
+    """``{file_name: [(category name, [x, y, w, h], iscrowd), ...]}`` of a COCO dict."""
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    files = {im["id"]: im["file_name"] for im in data["images"]}
+    out: Dict[str, list] = {name: [] for name in files.values()}
+    for a in data["annotations"]:
+        out[files[a["image_id"]]].append((names[a["category_id"]], a["bbox"], a["iscrowd"]))
+    return out

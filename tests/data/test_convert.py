@@ -1,0 +1,196 @@
+"""dfine data convert: every YOLO layout and VOC, converted boxes to 1e-2 px, names, one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfine.cli import main
+from dfine.data.coco import CocoDetection, DatasetError
+from dfine.data.convert import images_folder_from_info
+from dfine.data.convert.voc import convert_voc
+from dfine.data.convert.yolo import convert_yolo
+from tests.data.datasets import boxes_by_file, image, load, voc_xml, yolo_labels
+
+
+def _close(got, want):
+    np.testing.assert_allclose(got, want, atol=1e-2, rtol=0)
+
+
+def _ultralytics(root, names_yaml="names: {0: cat, 1: dog}\n"):
+    image(root / "images/train/a.jpg", (100, 50))
+    image(root / "images/train/b.png", (80, 40))  # background: no label file
+    image(root / "images/train/c.jpg", (100, 50))  # background: empty label file
+    image(root / "images/val/d.jpg", (200, 100))
+    yolo_labels(root / "labels/train/a.txt", ["0 0.5 0.5 0.2 0.4", "1 0.25 0.75 0.1 0.1"])
+    yolo_labels(root / "labels/train/c.txt", [])
+    yolo_labels(root / "labels/val/d.txt", ["1 0.1 0.2 0.3 0.4 0.2 0.5"])  # a polygon (triangle)
+    (root / "data.yaml").write_text(f"path: .\ntrain: images/train\nval: images/val\n{names_yaml}")
+    return root
+
+
+def test_ultralytics_layout(tmp_path):
+    src = _ultralytics(tmp_path / "ds")
+    result = convert_yolo(src)
+    assert result.names == ("cat", "dog") and set(result.ann_files) == {"train", "val"}
+    train, val = load(src / "annotations/instances_train.json"), load(src / "annotations/instances_val.json")
+    assert [c["name"] for c in train["categories"]] == ["cat", "dog"]
+    got = boxes_by_file(train)
+    assert sorted(got) == ["train/a.jpg", "train/b.png", "train/c.jpg"]  # relative to ds/images
+    assert got["train/b.png"] == [] and got["train/c.jpg"] == []  # background kept
+    (n0, b0, _), (n1, b1, _) = got["train/a.jpg"]
+    assert (n0, n1) == ("cat", "dog")
+    _close(b0, [40, 15, 20, 20])
+    _close(b1, [20, 35, 10, 5])
+    (name, box, crowd), = boxes_by_file(val)["val/d.jpg"]
+    assert name == "dog" and crowd == 0
+    _close(box, [20, 20, 40, 30])  # polygon x 0.1..0.3, y 0.2..0.5 of 200x100
+    assert result.counts["train"].background == 2 and result.counts["train"].boxes == 2
+    assert result.images_folder == src.resolve() / "images"
+    assert images_folder_from_info(src / "annotations/instances_train.json", train) == result.images_folder
+    ds = CocoDetection(result.images_folder, src / "annotations/instances_train.json")
+    assert ds.label_map.names == ("cat", "dog") and len(ds) == 3
+
+
+def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys):
+    src = tmp_path / "rf"
+    for split, n in (("train", 2), ("valid", 1), ("test", 1)):
+        for i in range(n):
+            image(src / f"{split}/images/{split}{i}.jpg", (64, 32))
+            yolo_labels(src / f"{split}/labels/{split}{i}.txt", ["2 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 3\n"
+                                   "names: ['ant', 'bee', 'wasp']\nroboflow:\n  workspace: x\n")
+    out = tmp_path / "out"
+    assert main(["data", "convert", "--from", "yolo", str(src), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[-1] == f"train with: dfine train --data {out} --model dfine_s"
+    assert "  val: 1 images, 1 boxes, 0 background images" in printed
+    test = load(out / "annotations/instances_test.json")
+    assert [im["file_name"] for im in test["images"]] == ["test/images/test0.jpg"]
+    (name, box, _), = boxes_by_file(test)["test/images/test0.jpg"]
+    assert name == "wasp"
+    _close(box, [16, 8, 32, 16])
+    assert not (src / "annotations").exists()  # the source untouched
+
+
+def test_txt_lists_classes_txt_and_names_option(tmp_path):
+    src = tmp_path / "lists"
+    for name in ("a", "b", "c"):
+        image(src / f"images/{name}.jpg", (50, 50))
+        yolo_labels(src / f"labels/{name}.txt", ["1 0.5 0.5 1 1"])
+    (src / "train.txt").write_text("./images/a.jpg\n./images/b.jpg\n")
+    (src / "val.txt").write_text("images/c.jpg\n")
+    (src / "data.yaml").write_text("train: train.txt\nval: [val.txt]\nnc: 2\n")
+    (src / "classes.txt").write_text("zero\none\n")
+    result = convert_yolo(src)
+    assert result.names == ("zero", "one") and result.counts["train"].images == 2
+    (name, box, _), = boxes_by_file(load(result.ann_files["val"]))["c.jpg"]
+    assert name == "one"
+    _close(box, [0, 0, 50, 50])
+    assert convert_yolo(src, tmp_path / "o2", names=["x", "y"]).names == ("x", "y")
+
+
+def test_folders_without_yaml_split_val_by_seed(tmp_path):
+    src = tmp_path / "flat"
+    for i in range(10):
+        image(src / f"images/{i}.jpg", (40, 40))
+        yolo_labels(src / f"labels/{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    with pytest.raises(DatasetError, match=r"no class names for .*flat: .*give --names a,b,c"):
+        convert_yolo(src)
+    first = convert_yolo(src, names=["thing"], val_fraction=0.3, seed=1)
+    assert first.counts["train"].images == 7 and first.counts["val"].images == 3
+    assert "no val split: 3 of 10 train images became val (--val-fraction 0.3, --seed 1)" in first.notes
+    val = [im["file_name"] for im in load(first.ann_files["val"])["images"]]
+    again = convert_yolo(src, tmp_path / "again", names=["thing"], val_fraction=0.3, seed=1)
+    assert [im["file_name"] for im in load(again.ann_files["val"])["images"]] == val
+
+
+def test_no_label_files_says_where_it_looked(tmp_path):
+    src = tmp_path / "ds"
+    image(src / "images/train/a.jpg")
+    image(src / "images/val/b.jpg")
+    yolo_labels(src / "my_labels/train/a.txt", ["0 0.5 0.5 0.1 0.1"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [x]\n")
+    with pytest.raises(DatasetError) as err:
+        convert_yolo(src)
+    assert str(err.value) == (
+        f"train: none of its 1 images has a label file; looked for e.g. {src / 'labels/train/a.txt'} (the last "
+        f"/images/ of the image path becomes /labels/, extension .txt); other *labels* folders here: my_labels")
+
+
+def test_class_id_out_of_range_names_file_and_line(tmp_path):
+    src = _ultralytics(tmp_path / "ds")
+    yolo_labels(src / "labels/train/a.txt", ["0 0.5 0.5 0.2 0.4", "5 0.5 0.5 0.1 0.1"])
+    with pytest.raises(DatasetError) as err:
+        convert_yolo(src)
+    assert str(err.value) == (f"{src.resolve() / 'labels/train/a.txt'} line 2: class id 5 is outside the 2 class names of "
+                              f"{src / 'data.yaml'} (0..1); fix the row or the names")
+
+
+def test_exif_rotated_yolo_image_gets_the_shown_size(tmp_path):
+    src = tmp_path / "ds"
+    image(src / "images/train/p.jpg", (60, 30), orientation=6)  # shown 30 wide, 60 high
+    yolo_labels(src / "labels/train/p.txt", ["0 0.5 0.5 0.5 0.5"])
+    image(src / "images/val/q.jpg")
+    yolo_labels(src / "labels/val/q.txt", [])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [x]\n")
+    train = load(convert_yolo(src).ann_files["train"])
+    assert (train["images"][0]["width"], train["images"][0]["height"]) == (30, 60)
+    _close(train["annotations"][0]["bbox"], [7.5, 15, 15, 30])
+
+
+# ---------------------------------------------------------------- VOC
+
+
+def _voc(root, with_sets=True):
+    image(root / "JPEGImages/001.jpg", (100, 80))
+    image(root / "JPEGImages/002.JPG", (120, 90))
+    image(root / "JPEGImages/003.png", (60, 40), orientation=6)  # shown 40 x 60
+    voc_xml(root / "Annotations/001.xml", "001.jpg", (100, 80),
+            [("dog", (10, 20, 50, 60), 0), ("cat", (5, 5, 30, 30), 1)])
+    voc_xml(root / "Annotations/002.xml", "002.JPG", (120, 90), [("person", (100, 10, 130, 50), 0)])  # clipped
+    voc_xml(root / "Annotations/003.xml", "003.jpg", (60, 40), [("cat", (1, 2, 30, 40), 0)])  # name, size wrong
+    if with_sets:
+        (root / "ImageSets/Main").mkdir(parents=True)
+        (root / "ImageSets/Main/train.txt").write_text("001\n003\n")
+        (root / "ImageSets/Main/val.txt").write_text("002\n")
+    return root
+
+
+def test_voc_with_image_sets(tmp_path):
+    src = _voc(tmp_path / "VOC2007")
+    result = convert_voc(tmp_path)  # finds the one VOC set below
+    assert result.names == ("cat", "dog", "person")
+    train, val = load(result.ann_files["train"]), load(result.ann_files["val"])
+    got = boxes_by_file(train)
+    assert sorted(got) == ["001.jpg", "003.png"]
+    (n0, b0, c0), (n1, b1, c1) = got["001.jpg"]
+    assert (n0, c0, n1, c1) == ("dog", 0, "cat", 1)  # difficult kept as iscrowd
+    _close(b0, [10, 20, 40, 40])
+    _close(b1, [5, 5, 25, 25])
+    assert {im["file_name"]: (im["width"], im["height"]) for im in train["images"]}["003.png"] == (40, 60)
+    (name, box, _), = boxes_by_file(val)["002.JPG"]
+    assert name == "person"
+    _close(box, [100, 10, 20, 40])  # xmax 130 clipped to 120
+    assert result.counts["train"].ignored == 1
+    assert "val: 1 boxes clipped to the image: 002.xml 'person'" in result.notes
+    assert "train: 1 XML sizes differ from the image (the image's size is used): 003.xml says 60x40, image is 40x60" \
+        in result.notes
+    assert result.images_folder == src / "JPEGImages"
+    ds = CocoDetection(result.images_folder, result.ann_files["train"])
+    assert ds.label_map.names == ("cat", "dog", "person")
+
+
+def test_voc_without_image_sets_is_split_by_seed(tmp_path, capsys):
+    src = _voc(tmp_path / "voc", with_sets=False)
+    assert main(["data", "convert", "--from", "voc", str(src), "--val-fraction", "0.34"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: no ImageSets/Main split files: 1 of 3 images became val (--val-fraction 0.34, --seed 0)" in printed
+    assert printed.splitlines()[-1] == f"train with: dfine train --data {src.resolve()} --model dfine_s"
+
+
+def test_voc_names_option_must_cover_the_xmls(tmp_path, capsys):
+    src = _voc(tmp_path / "voc")
+    assert main(["data", "convert", "--from", "voc", str(src), "--names", "cat,dog"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {src / 'Annotations/002.xml'}: object name 'person' is not in "
+                                               f"--names (cat, dog)")
