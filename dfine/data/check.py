@@ -20,7 +20,6 @@ unusable images and annotations) and lists each change; the copy passes a second
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import Counter, defaultdict
@@ -32,7 +31,7 @@ from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Option
 import numpy as np
 
 from dfine.data.coco import DatasetError, box_repairs, read_coco_json, unsafe_file_name
-from dfine.data.convert import IMAGE_SUFFIXES, write_coco_json
+from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, oriented_size
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "fix_dataset", "preflight",
@@ -438,7 +437,7 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
         changes.append(f"renumbered {len(renumbered)} duplicate annotation ids: {_ids(renumbered)}")
     out = Path(out)
     payload = {k: v for k, v in data.items() if k not in ("images", "annotations", "categories")}
-    _write_json(out, {**payload, "images": images, "annotations": kept, "categories": data["categories"]})
+    write_json_atomic(out, {**payload, "images": images, "annotations": kept, "categories": data["categories"]})
     return changes
 
 
@@ -472,20 +471,6 @@ def _clip(bbox: List[float], size: Tuple[int, int]) -> Optional[List[float]]:
 def _ids(ids: Iterable[Any], first: int = 20) -> str:
     ids = list(ids)
     return ", ".join(str(i) for i in ids[:first]) + (f", ... ({len(ids)} in all)" if len(ids) > first else "")
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------ training

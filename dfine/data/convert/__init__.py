@@ -21,7 +21,7 @@ from dfine.data.coco import DatasetError
 from dfine.data.image_io import ImageHeader, read_header
 
 __all__ = ["Converted", "SplitCounts", "write_coco_json", "categories", "split_by_fraction", "images_folder_of",
-           "SPLIT_NAMES", "IMAGE_SUFFIXES", "header_or_reason", "info_for", "images_folder_from_info"]
+           "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic", "header_or_reason", "info_for", "images_folder_from_info"]
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -106,9 +106,14 @@ def header_or_reason(path: Path) -> Union[ImageHeader, str]:
 
 def write_coco_json(path: Path, images: List[Dict[str, Any]], annotations: List[Dict[str, Any]],
                     names: Sequence[str], info: Mapping[str, Any]) -> None:
-    """Write one COCO file atomically (temporary file in the same folder, then rename)."""
+    """Write one COCO file (categories ``1..K`` named ``names``) atomically."""
+    write_json_atomic(path, {"info": dict(info), "images": images, "annotations": annotations,
+                             "categories": categories(names)})
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """``data`` as JSON at ``path``: a temporary file in the same folder, fsync, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"info": dict(info), "images": images, "annotations": annotations, "categories": categories(names)}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
