@@ -26,13 +26,13 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Tuple
 
 import numpy as np
 
 from dfine.data.coco import DatasetError, box_repairs, read_coco_json, unsafe_file_name
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
-from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, oriented_size
+from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "fix_dataset", "preflight",
            "plot_report"]
