@@ -1,0 +1,219 @@
+"""dfine data check: every problem kind counted with its ids, --fix passes a second check, the check
+before training, and what CocoDetection does with 16-bit, EXIF-rotated, hostile and broken input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from dfine.cli import main
+from dfine.data.check import check_dataset, fix_dataset, preflight
+from dfine.data.coco import CocoDetection, DatasetError
+from tests.data.datasets import image, load
+
+CATS = [{"id": 1, "name": "cat", "supercategory": "animal"}, {"id": 2, "name": "dog", "supercategory": "animal"}]
+
+
+def _ann(ann_id, image_id, bbox, category_id=1, iscrowd=0):
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "bbox": bbox, "iscrowd": iscrowd,
+            "area": 1.0}
+
+
+def _broken(root):
+    """A COCO file with one or more of every problem; returns (ann_file, images folder)."""
+    img = root / "img"
+    image(img / "ok.jpg", (64, 48))
+    (img / "zero.jpg").write_bytes(b"")
+    (img / "garbage.jpg").write_bytes(b"this is not an image at all" * 10)
+    noise = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    PIL.Image.fromarray(noise).save(img / "cut.jpg", quality=95)
+    data = (img / "cut.jpg").read_bytes()
+    (img / "cut.jpg").write_bytes(data[: len(data) // 2])
+    image(img / "wrongsize.jpg", (64, 48))
+    image(img / "rotated.jpg", (64, 48), orientation=6)
+    image(img / "cmyk.jpg", (64, 48), mode="CMYK")
+    image(img / "deep.png", (64, 48), mode="I;16")
+    image(img / "pal.png", (64, 48), mode="P")
+    image(img / "alpha.png", (64, 48), mode="RGBA")
+    image(img / "grey.png", (64, 48), mode="L")
+    image(img / "extra.jpg")  # no entry refers to it
+    image(root / "outside.jpg")
+    os.symlink(root / "outside.jpg", img / "link.jpg")
+    names = ["ok.jpg", "missing.jpg", "zero.jpg", "garbage.jpg", "cut.jpg", "wrongsize.jpg", "rotated.jpg",
+             "cmyk.jpg", "deep.png", "pal.png", "alpha.png", "grey.png", "../outside.jpg", "link.jpg"]
+    images = [{"id": i + 1, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(names)]
+    images[4].update(width=300, height=200)  # cut
+    images[5].update(width=10, height=10)  # wrongsize
+    images[6].update(width=48, height=64)  # rotated: JSON has the shown size
+    images.append({"id": 1, "file_name": "ok.jpg", "width": 64, "height": 48})  # duplicate id
+    anns = [_ann(1, 1, [1, 2, 10, 10]), _ann(2, 1, [50, 40, 20, 20]), _ann(3, 1, [1, 1, math.nan, 5]),
+            _ann(4, 1, [1, 1, 0, 5]), _ann(5, 1, [1, 1, 5, -3]), _ann(6, 1, [100, 100, 5, 5]),
+            _ann(7, 1, [0, 0, 30, 30], iscrowd=1), _ann(8, 99, [1, 1, 5, 5]), _ann(9, 1, [1, 1, 5, 5], category_id=7),
+            _ann(10, 1, [1, 2, 3]), _ann(1, 1, [3, 3, 4, 4])]
+    ann_file = root / "ann.json"
+    ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": CATS}))
+    return ann_file, img
+
+
+EXPECTED = {
+    "duplicate_image_id": [1], "duplicate_annotation_id": [1], "unknown_image": [8], "undeclared_category": [9],
+    "bad_bbox": [10], "unsafe_file_name": [13, 14], "missing": [2], "zero_byte": [3], "unreadable": [4],
+    "truncated": [5], "size_mismatch": [6], "box_clipped": [2], "box_invalid": [3, 4, 5], "box_outside": [6],
+    "unused_category": [2], "unreferenced": ["extra.jpg"], "crowd": [7],
+    "background": [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], "exif_rotated": [7], "high_depth": [9],
+    "cmyk": [8], "palette": [10], "alpha": [11], "grayscale": [12],
+}
+
+
+def test_every_problem_is_counted_with_its_ids(tmp_path):
+    ann_file, img = _broken(tmp_path)
+    report = check_dataset(ann_file, img)
+    assert {k: f.ids for k, f in report.findings.items()} == EXPECTED
+    assert not report.ok
+    text = report.format()
+    assert "  missing                       1  image files not found: image ids 2" in text
+    assert ("  box_invalid                   3  boxes with NaN, zero or negative size (dropped when training): "
+            "annotation ids 3, 4, 5") in text
+    assert "  unreferenced                  1  image files in the folder that no image entry refers to: files " \
+           "extra.jpg" in text
+    assert "         1  cat                            1          7" in text  # images, instances (bad boxes too)
+    assert text.splitlines()[-1].startswith("result: 12 errors of 11 kinds; training refuses this file")
+
+
+def test_deep_check_decodes_pixels(tmp_path):
+    ann_file, img = _broken(tmp_path)
+    report = check_dataset(ann_file, img, level="deep")
+    assert report.findings["truncated"].ids == [5] and report.findings["unreadable"].ids == [4]
+
+
+def test_fix_writes_a_file_that_passes_a_second_check(tmp_path, capsys):
+    ann_file, img = _broken(tmp_path)
+    fixed = tmp_path / "fixed.json"
+    assert main(["data", "check", str(ann_file), "--images", str(img), "--fix", str(fixed)]) == 1
+    out = capsys.readouterr().out
+    for line in ("  dropped 1 images (missing): 2", "  dropped 2 images (unsafe_file_name): 13, 14",
+                 "  dropped image entry 1 'ok.jpg' (duplicate image id)",
+                 "  corrected width/height of 1 images to the image as shown: 6",
+                 "  dropped 3 annotations (NaN, zero or negative size): 3, 4, 5",
+                 "  dropped 1 annotations (empty after clipping to the image): 6",
+                 "  clipped 1 boxes to the image: 2", "  renumbered 1 duplicate annotation ids: 1->11"):
+        assert line in out
+    again = check_dataset(fixed, img)
+    assert again.ok and not {"box_clipped", "box_invalid", "box_outside"} & set(again.findings)
+    assert main(["data", "check", str(fixed), "--images", str(img)]) == 0
+    data = load(fixed)
+    assert {a["id"]: a["bbox"] for a in data["annotations"]}[2] == [50, 40, 14, 8]
+    assert {im["id"]: (im["width"], im["height"]) for im in data["images"]}[6] == (64, 48)
+
+
+def test_coco128_passes_with_its_crowd_boxes(coco128, tmp_path, capsys):
+    ann = coco128 / "annotations" / "instances_train2017.json"
+    plot = tmp_path / "labels.png"
+    assert main(["data", "check", str(ann), "--images", str(coco128 / "train2017"), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "  crowd                        10  crowd annotations" in out
+    assert "errors" not in out and out.splitlines()[-2] == "result: OK, training can use it as is"
+    with PIL.Image.open(plot) as f:
+        assert f.size[0] > 500 and f.size[1] > 500
+
+
+# ---------------------------------------------------------------- the check before training
+
+
+def _small(root, boxes, *, size=(64, 48)):
+    image(root / "img" / "a.png", size)
+    ann = root / "a.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": size[0], "height": size[1]}],
+                               "annotations": [_ann(i + 1, 1, b) for i, b in enumerate(boxes)], "categories": CATS}))
+    return ann, root / "img"
+
+
+def test_preflight_logs_repairs_once_and_stops_on_errors(tmp_path):
+    ann, img = _small(tmp_path, [[1, 1, 10, 10], [60, 1, 10, 10], [1, 1, 0, 3], [200, 1, 3, 3]])
+    said = []
+    preflight(ann, img, log=said.append)
+    assert said == [f"train data ({ann}): 1 boxes clipped to the image: annotation ids 2; 1 boxes with NaN, zero or "
+                    f"negative size dropped: annotation ids 3; 1 boxes entirely outside the image dropped: "
+                    f"annotation ids 4"]
+    (img / "a.png").unlink()
+    with pytest.raises(DatasetError) as err:
+        preflight(ann, img, log=said.append)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"{ann}: the dataset check found errors (run dfine data check {ann} --images {img}")
+    assert lines[1:] == ["  missing                       1  image files not found: image ids 1"]
+
+
+def test_build_dataset_runs_the_check(tmp_path, capsys):
+    from dfine.config import load_config
+    from dfine.data import build_dataset
+    from tests.data.conftest import RECIPE
+
+    ann, img = _small(tmp_path, [[1, 1, 10, 10], [60, 1, 10, 10]])
+    cfg = load_config(RECIPE, [f"train_dataloader.dataset.img_folder={img}", f"train_dataloader.dataset.ann_file={ann}"])
+    ds = build_dataset(cfg, "train")
+    assert capsys.readouterr().err.strip() == f"train data ({ann}): 1 boxes clipped to the image: annotation ids 2"
+    assert ds.box_repairs.clipped == (2,)
+    assert ds[0][1]["boxes"].shape == (2, 4)
+
+
+# ---------------------------------------------------------------- CocoDetection (issue 14, items 1-4)
+
+
+def test_16_bit_training_image_is_scaled_not_saturated(tmp_path):
+    ann, img = _small(tmp_path, [[1, 1, 10, 10]])
+    PIL.Image.fromarray(np.full((48, 64), 30000, dtype=np.uint16)).save(img / "a.png")
+    image_tensor, _ = CocoDetection(img, ann)[0]
+    assert image_tensor.shape == (3, 48, 64)
+    assert abs(float(image_tensor.mean()) - 30000 / 65535) < 0.01
+
+
+def test_invalid_boxes_are_counted_with_their_ids(tmp_path):
+    ann, img = _small(tmp_path, [[1, 1, 10, 10], [1, 1, math.nan, 2], [1, 1, -2, 2], [70, 1, 5, 5], [-5, -5, 10, 10]])
+    ds = CocoDetection(img, ann)
+    assert ds.box_repairs.describe() == ["1 boxes clipped to the image: annotation ids 5",
+                                         "2 boxes dropped (NaN, zero or negative size): annotation ids 2, 3",
+                                         "1 boxes dropped (entirely outside the image): annotation ids 4"]
+    assert ds[0][1]["boxes"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("name, why", [("../a.png", "contains '..'"), ("sub/../../a.png", "contains '..'"),
+                                       ("/etc/passwd", "is an absolute path")])
+def test_file_names_leaving_the_folder_are_refused(tmp_path, name, why):
+    ann, img = _small(tmp_path, [[1, 1, 10, 10]])
+    data = load(ann)
+    data["images"][0]["file_name"] = name
+    ann.write_text(json.dumps(data))
+    with pytest.raises(DatasetError) as err:
+        CocoDetection(img, ann)
+    assert str(err.value) == (f"annotation file {ann}: image 1 file_name {name!r} {why}; file names must be relative "
+                              f"paths inside the images folder")
+
+
+def test_symlink_out_of_the_folder_is_refused(tmp_path):
+    ann, img = _small(tmp_path, [[1, 1, 10, 10]])
+    image(tmp_path / "secret.png")
+    (img / "a.png").unlink()
+    os.symlink(tmp_path / "secret.png", img / "a.png")
+    ds = CocoDetection(img, ann)
+    with pytest.raises(DatasetError, match=r"a\.png listed in .*a\.json resolves to .*secret\.png, outside the images "
+                                           r"folder"):
+        ds[0]
+
+
+@pytest.mark.parametrize("json_size, shown", [((48, 64), (3, 64, 48)), ((64, 48), (3, 48, 64)),
+                                              ((10, 10), (3, 64, 48))])
+def test_exif_orientation_follows_the_json_size(tmp_path, json_size, shown):
+    ann, img = _small(tmp_path, [[1, 1, 5, 5]], size=json_size)
+    image(img / "a.png", (64, 48))
+    jpg = image(img / "a.jpg", (64, 48), orientation=6)  # shown as 48 wide, 64 high
+    data = load(ann)
+    data["images"][0]["file_name"] = jpg.name
+    ann.write_text(json.dumps(data))
+    image_tensor, _ = CocoDetection(img, ann)[0]
+    assert tuple(image_tensor.shape) == shown  # neither matching: shown as a viewer shows it, and reported:
+    assert check_dataset(ann, img).count("size_mismatch") == (json_size == (10, 10))
