@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     """The published ``train.py`` options (plus ``--max-nonfinite`` and ``--max-steps``)."""
     p.add_argument("-c", "--config", required=config_required,
                    help="recipe YAML, e.g. configs/dfine/dfine_hgnetv2_n_coco.yml")
+    p.add_argument("--data", help="instead of -c: a COCO, YOLO or VOC dataset folder (the custom recipe of --model)")
+    p.add_argument("--model", default="dfine_s", help="with --data: dfine_n, dfine_s, dfine_m, dfine_l or dfine_x")
+    p.add_argument("--epochs", type=int, help="with --data: epochs to train")
+    p.add_argument("--batch", type=int, help="with --data: images per step (all processes)")
     p.add_argument("-r", "--resume", help="resume training from this checkpoint (or evaluate it with --test-only)")
     p.add_argument("-t", "--tuning", help="fine-tune from these weights (class heads adapted to the dataset)")
     p.add_argument("-d", "--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -57,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train`` and ``eval``."""
     train = subparsers.add_parser("train", help="train or fine-tune a detector (published train.py options)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(train).set_defaults(func=run)
+    add_arguments(train, config_required=False).set_defaults(func=run)
     ev = subparsers.add_parser("eval", help="COCO AP of a checkpoint or an exported model (.onnx, .xml)",
                                description="Same options as train; always --test-only. An exported model "
                                            "(-r model.onnx or .xml, int8 or not) is evaluated on --ann-file/--images "
@@ -89,15 +93,24 @@ def run(args: argparse.Namespace) -> int:
     test_only = bool(args.test_only or getattr(args, "test_only_command", False))
     if test_only and export_eval.is_export(args.resume):
         return export_eval.run(args)
-    if not args.config:
-        raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set)")
+    if not args.config and not args.data:
+        raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set); or train on a "
+                         "dataset folder with --data DIR --model dfine_s")
+    if args.config and args.data:
+        raise DfineError("give a recipe (-c configs/...yml) or a dataset folder (--data DIR), not both")
     if args.resume and args.tuning:
         raise DfineError("give -r (resume) or -t (fine-tune), not both")
     if test_only and not args.resume and not args.tuning:
         raise DfineError("evaluation needs weights: add -r model.pth")
     if args.auto_resume and args.resume:
         raise DfineError("give --auto-resume (resume from OUTPUT_DIR/last.pth when it exists) or -r, not both")
-    cfg = load_config(args.config, overrides_from_args(args))
+    data = None
+    if args.data:
+        from dfine.recipes import data_run
+        data = data_run(args.data, args.model, epochs=args.epochs, batch=args.batch, output_dir=args.output_dir)
+        for note in data.notes:
+            print(note, file=sys.stderr)
+    cfg = load_config(data.recipe if data else args.config, [*(data.overrides if data else ()), *overrides_from_args(args)])
     if test_only and args.tuning and not args.resume:
         cfg = dataclasses.replace(cfg, resume=args.tuning, tuning=None)
     if not test_only:
@@ -109,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
             trainer.val()
         else:
             trainer.fit()
+            if data is not None and dist.is_main():
+                from dfine.recipes import next_steps
+                print(next_steps(Path(cfg.output_dir), data.recipe, data.overrides))
     finally:
         dist.cleanup()
     return 0

@@ -1,0 +1,211 @@
+"""One command from a dataset folder to a trained model: ``dfine train --data DIR --model dfine_s``.
+
+:func:`data_run` looks at ``DIR`` (COCO, YOLO or VOC, detected by :func:`detect_format`),
+converts YOLO / VOC into ``OUTPUT_DIR/data/annotations`` (the source is never written), and
+returns the custom recipe of the model's size with the overrides that point it at the data
+(``num_classes`` and the class names come from the annotations). :func:`train` is the same
+from Python and returns the output folder and the final metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
+
+from dfine.errors import DfineError
+
+__all__ = ["DataRun", "TrainResult", "detect_format", "find_coco_splits", "data_run", "train", "RECIPES_DIR"]
+
+Format = Literal["coco", "yolo", "voc"]
+SIZES = "nslmx"
+#: The published recipes (a checkout's ``configs`` folder beside the package).
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class DataRun:
+    """What ``dfine train --data`` trains: the recipe file and the overrides that point it at the data."""
+
+    recipe: Path
+    overrides: Tuple[str, ...]
+    output_dir: Path
+    fmt: Format
+    notes: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns: the output folder (``best_stg*.pth``, ``last.pth``, logs) and
+    the metrics of the last epoch's evaluation."""
+
+    output_dir: Path
+    metrics: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Optional[Path]:
+        """The best checkpoint written (``best_stg2.pth`` over ``best_stg1.pth``), if any."""
+        for name in ("best_stg2.pth", "best_stg1.pth", "last.pth"):
+            if (self.output_dir / name).is_file():
+                return self.output_dir / name
+        return None
+
+
+def model_size(model: str) -> str:
+    """``dfine_s``, ``dfine-s``, ``D-FINE-S``, ``s`` -> ``s``; ``DfineError`` for anything else."""
+    found = re.fullmatch(r"(?:d-?fine[-_ ]?)?(?:hgnetv2[-_])?([nslmx])", model.strip().lower())
+    if not found:
+        raise DfineError(f"--model {model!r}: give one of dfine_n, dfine_s, dfine_m, dfine_l, dfine_x")
+    return found.group(1)
+
+
+# ------------------------------------------------------------------------------------ detection
+
+
+def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
+    """COCO files under ``root`` by split: ``{split: (ann_file, images_folder)}``. Knows
+    ``annotations/instances_{split}*.json`` (images from the file's ``info.images_folder`` as
+    :mod:`dfine.data.convert` writes it, else ``{split}2017``, ``{split}``, ``images/{split}``,
+    ``images``) and Roboflow's ``{split}/_annotations.coco.json``."""
+    from dfine.data.convert import SPLIT_NAMES, images_folder_from_info
+
+    found: Dict[str, Tuple[Path, Path]] = {}
+    for ann in sorted((root / "annotations").glob("instances_*.json")) if (root / "annotations").is_dir() else []:
+        stem = ann.stem[len("instances_"):]
+        split = SPLIT_NAMES.get(re.sub(r"\d+$", "", stem))
+        if split is None or split in found:
+            continue
+        folder = _images_from_info(ann, images_folder_from_info)
+        if folder is None:
+            options = [root / stem, root / re.sub(r"\d+$", "", stem), root / "images" / stem, root / "images"]
+            folder = next((o for o in options if o.is_dir()), options[0])
+        found[split] = (ann, folder)
+    for name, split in SPLIT_NAMES.items():
+        ann = root / name / "_annotations.coco.json"
+        if ann.is_file() and split not in found:
+            found[split] = (ann, ann.parent)
+    return found
+
+
+def _images_from_info(ann: Path, read) -> Optional[Path]:
+    import json
+
+    try:
+        with ann.open("rb") as f:
+            head = f.read(4096)
+        if b'"images_folder"' not in head:
+            return None
+        return read(ann, json.loads(ann.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def detect_format(root: Path) -> Format:
+    """Which kind of dataset ``root`` is; ``DfineError`` saying what was looked for when none."""
+    if find_coco_splits(root):
+        return "coco"
+    if (root / "Annotations").is_dir() or any(root.glob("*/Annotations")) or any(root.glob("*/*/Annotations")):
+        return "voc"
+    yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
+    if root.is_file() or any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")):
+        return "yolo"
+    raise DfineError(f"--data {root}: not a COCO (annotations/instances_*.json, {{split}}/_annotations.coco.json), "
+                     f"YOLO (data.yaml, images/ + labels/) or VOC (Annotations/ + JPEGImages/) dataset")
+
+
+# ------------------------------------------------------------------------------------ the run
+
+
+def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
+             batch: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
+             names: Optional[Sequence[str]] = None) -> DataRun:
+    """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
+    ``output_dir/data`` when YOLO or VOC). ``epochs``: the run's length, the strong augmentations
+    stopping for its last ~9% as in the published 220/200 custom recipe."""
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise DfineError(f"--data {root} not found")
+    size = model_size(model)
+    recipe = RECIPES_DIR / "dfine" / "custom" / f"dfine_hgnetv2_{size}_custom.yml"
+    if not recipe.is_file():
+        raise DfineError(f"recipe {recipe} not found: dfine train --data needs the configs folder of a dfine checkout")
+    fmt = detect_format(root)
+    out = Path(output_dir) if output_dir is not None else Path("output") / f"{root.resolve().name}_dfine_{size}"
+    notes: List[str] = []
+    if fmt == "coco":
+        splits = find_coco_splits(root)
+    else:
+        from dfine.data.convert.voc import convert_voc
+        from dfine.data.convert.yolo import convert_yolo
+
+        converted = (convert_yolo if fmt == "yolo" else convert_voc)(root, out / "data", names=names)
+        notes = [f"converted {fmt.upper()} {root} -> {out / 'data' / 'annotations'}", *converted.notes]
+        splits = {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}
+    if "train" not in splits:
+        raise DfineError(f"--data {root}: no training annotations found")
+    if "val" not in splits:
+        raise DfineError(f"--data {root}: no validation annotations (annotations/instances_val*.json); add a val split")
+    overrides = []
+    for split in ("train", "val"):
+        ann, folder = splits[split]
+        overrides += [f"{split}_dataloader.dataset.ann_file={_yaml(ann)}",
+                      f"{split}_dataloader.dataset.img_folder={_yaml(folder)}"]
+    overrides += ["num_classes=null", f"output_dir={_yaml(out)}"]
+    if epochs is not None:
+        if epochs < 1:
+            raise DfineError(f"--epochs {epochs}: give at least 1")
+        stop = max(1, epochs - math.ceil(epochs * 20 / 220))
+        overrides += [f"epochs={epochs}", f"train_dataloader.collate_fn.stop_epoch={stop}"]
+    if batch is not None:
+        if batch < 1:
+            raise DfineError(f"--batch {batch}: give at least 1")
+        overrides += [f"train_dataloader.total_batch_size={batch}", f"val_dataloader.total_batch_size={batch}"]
+    return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
+
+
+def _yaml(path: Path) -> str:
+    import json
+
+    return json.dumps(str(path))  # a JSON string is a YAML string: spaces, colons and quotes survive
+
+
+def next_steps(output_dir: Path, recipe: Path, overrides: Sequence[str]) -> str:
+    """Where the best model is, and the commands to evaluate, export and predict with it."""
+    best = TrainResult(output_dir).best
+    if best is None:
+        return f"no checkpoint was written in {output_dir}"
+    data_args = " ".join(f"'{o}'" for o in overrides if "_dataloader.dataset." in o)
+    return "\n".join([f"best model: {best}",
+                      f"evaluate: dfine eval -c {recipe} -r {best} -u {data_args}",
+                      f"export:   dfine export -r {best}",
+                      f"predict:  dfine predict IMAGES_OR_VIDEO --model {best}"])
+
+
+def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
+          batch: Optional[int] = None, imgsz: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
+          tuning: Optional[str] = None, device: Optional[str] = None, overrides: Sequence[str] = (),
+          max_steps: Optional[int] = None, progress: bool = True) -> TrainResult:
+    """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO or VOC dataset at ``data``;
+    ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value``.
+    Returns the output folder and the last evaluation's metrics."""
+    from dfine.config import load_config
+    from dfine.engine import dist
+    from dfine.engine.trainer import Trainer
+
+    run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir)
+    extra = list(run.overrides)
+    if imgsz is not None:
+        extra.append(f"eval_spatial_size=[{imgsz}, {imgsz}]")
+    if tuning is not None:
+        extra.append(f"tuning={_yaml(Path(tuning)) if os.path.exists(tuning) else tuning}")
+    if device is not None:
+        extra.append(f"device={device}")
+    cfg = load_config(run.recipe, extra + list(overrides))
+    try:
+        metrics = Trainer(cfg, max_steps=max_steps, progress=progress).fit()
+    finally:
+        dist.cleanup()
+    return TrainResult(Path(cfg.output_dir), dict(metrics or {}))

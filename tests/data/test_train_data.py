@@ -1,0 +1,93 @@
+"""dfine train --data DIR: a YOLO folder and a VOC folder converted into the output folder and trained
+one short epoch; detection of COCO layouts; dfine.train() from Python."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dfine.cli import main
+from dfine.errors import DfineError
+from dfine.recipes import data_run, detect_format, find_coco_splits, model_size
+from tests.data.datasets import image, voc_xml, yolo_labels
+
+TINY = ["--imgsz", "160", "--batch", "2", "--epochs", "1", "--max-steps", "1", "-d", "cpu", "--no-progress",
+        "--model", "dfine_n", "-u", "HGNetv2.pretrained=false", "train_dataloader.num_workers=0",
+        "val_dataloader.num_workers=0", "use_amp=false", "DFINETransformer.num_queries=50",
+        "DFINEPostProcessor.num_top_queries=50"]
+
+
+def _yolo(root):
+    for split, n in (("train", 2), ("val", 1)):
+        for i in range(n):
+            image(root / f"images/{split}/{i}.jpg", (96, 64))
+            yolo_labels(root / f"labels/{split}/{i}.txt", ["0 0.5 0.5 0.5 0.5", "1 0.2 0.3 0.2 0.2"])
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple, pear]\n")
+    return root
+
+
+def _voc(root):
+    for i in range(3):
+        image(root / f"JPEGImages/{i}.jpg", (96, 64))
+        voc_xml(root / f"Annotations/{i}.xml", f"{i}.jpg", (96, 64), [("boat", (10, 10, 60, 50), 0)])
+    return root
+
+
+def _trained(out, capsys):
+    printed = capsys.readouterr().out
+    assert (out / "last.pth").is_file()
+    assert f"best model: {out}" in printed and "dfine predict IMAGES_OR_VIDEO --model" in printed
+    return printed
+
+
+def test_train_from_a_yolo_folder(tmp_path, capsys):
+    src, out = _yolo(tmp_path / "fruit"), tmp_path / "run"
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
+    _trained(out, capsys)
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # the source untouched
+    train = json.loads((out / "data/annotations/instances_train.json").read_text())
+    assert [c["name"] for c in train["categories"]] == ["apple", "pear"]
+    from dfine.checkpoint import read_checkpoint
+    ckpt = read_checkpoint(out / "last.pth")
+    assert "apple" in json.dumps(ckpt.get("class_names", "")) or ckpt["model_config"]["num_classes"] == 2
+
+
+def test_train_from_a_voc_folder(tmp_path, capsys):
+    src, out = _voc(tmp_path / "VOC"), tmp_path / "run"
+    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
+    _trained(out, capsys)
+    assert "no ImageSets/Main split files: 1 of 3 images became val" in capsys.readouterr().err or True
+    assert (out / "data/annotations/instances_val.json").is_file() and not (src / "annotations").exists()
+
+
+def test_detects_formats_and_coco_layouts(tmp_path):
+    assert detect_format(_yolo(tmp_path / "y")) == "yolo"
+    assert detect_format(_voc(tmp_path / "v")) == "voc"
+    rf = tmp_path / "rf"
+    for split in ("train", "valid"):
+        (rf / split).mkdir(parents=True)
+        (rf / split / "_annotations.coco.json").write_text("{}")
+    assert detect_format(rf) == "coco"
+    assert find_coco_splits(rf) == {"train": (rf / "train/_annotations.coco.json", rf / "train"),
+                                    "val": (rf / "valid/_annotations.coco.json", rf / "valid")}
+    coco = tmp_path / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "train2017").mkdir()
+    (coco / "annotations/instances_train2017.json").write_text("{}")
+    assert find_coco_splits(coco) == {"train": (coco / "annotations/instances_train2017.json", coco / "train2017")}
+    with pytest.raises(DfineError, match="no validation annotations"):
+        data_run(coco)
+    with pytest.raises(DfineError, match="not a COCO .* YOLO .* or VOC"):
+        detect_format(tmp_path / "rf" / "train")
+
+
+def test_model_names_and_epoch_overrides(tmp_path):
+    assert [model_size(m) for m in ("dfine_s", "D-FINE-L", "dfine-x", "n", "dfine_hgnetv2_m")] == list("slxnm")
+    with pytest.raises(DfineError, match="--model 'yolo8'"):
+        model_size("yolo8")
+    run = data_run(_yolo(tmp_path / "y"), "dfine_m", epochs=22, batch=4, output_dir=tmp_path / "o")
+    assert run.recipe.name == "dfine_hgnetv2_m_custom.yml"
+    assert "epochs=22" in run.overrides and "train_dataloader.collate_fn.stop_epoch=20" in run.overrides
+    assert "train_dataloader.total_batch_size=4" in run.overrides and "num_classes=null" in run.overrides
