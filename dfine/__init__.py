@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
 # public name -> the module that defines it
 _LAZY = {"DFINE": ".models.dfine", "build_model": ".models.dfine", "load_checkpoint": ".checkpoint",
          "PostProcessor": ".models.postprocess", "build_criterion": ".loss", "Detector": ".inference",
-         "track": ".integrations.tracking"}  # track needs the optional supervision and trackers: imported when called
+         "track": ".integrations.tracking",  # track needs the optional supervision and trackers: imported when called
+         "train": ".recipes"}  # dfine.train(data=..., model=..., epochs=...); the trainer is imported when called
 
 
 def _check_op(name, args):
@@ -47,5 +48,5 @@ def __dir__() -> list:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["DFINE", "Detector", "DfineError", "track", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]
+__all__ = ["DFINE", "Detector", "DfineError", "track", "train", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]
 __version__ = "0.1.0"

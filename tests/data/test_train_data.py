@@ -91,3 +91,16 @@ def test_model_names_and_epoch_overrides(tmp_path):
     assert run.recipe.name == "dfine_hgnetv2_m_custom.yml"
     assert "epochs=22" in run.overrides and "train_dataloader.collate_fn.stop_epoch=20" in run.overrides
     assert "train_dataloader.total_batch_size=4" in run.overrides and "num_classes=null" in run.overrides
+
+
+def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
+    import dfine
+
+    src = _yolo(tmp_path / "fruit")
+    result = dfine.train(data=src, model="dfine_n", epochs=1, batch=2, imgsz=160, output_dir=tmp_path / "run",
+                         device="cpu", max_steps=1, progress=False,
+                         overrides=["HGNetv2.pretrained=false", "train_dataloader.num_workers=0",
+                                    "val_dataloader.num_workers=0", "use_amp=false", "DFINETransformer.num_queries=50",
+                                    "DFINEPostProcessor.num_top_queries=50"])
+    assert result.output_dir == tmp_path / "run" and result.best is not None and result.best.is_file()
+    assert isinstance(result.metrics, dict) and result.metrics

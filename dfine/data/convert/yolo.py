@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
@@ -153,6 +153,8 @@ def _splits_from_yaml(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any]
         root = Path(os.path.expanduser(str(data["path"])))
         root = root if root.is_absolute() else path.parent / root
     roots = [root, path.parent] if root != path.parent else [root]
+    if data.get("path") and not root.is_dir():  # written on another machine (C:/...): try its last folder here
+        roots.append(path.parent / PureWindowsPath(str(data["path"])).name)
     splits: Dict[str, List[Path]] = {}
     notes = []
     for key in ("train", "val", "test"):
