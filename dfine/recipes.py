@@ -177,7 +177,7 @@ def next_steps(output_dir: Path, recipe: Path, overrides: Sequence[str]) -> str:
     best = TrainResult(output_dir).best
     if best is None:
         return f"no checkpoint was written in {output_dir}"
-    data_args = " ".join(f"'{o}'" for o in overrides if "_dataloader.dataset." in o)
+    data_args = " ".join(f"'{o}'" for o in overrides if o.startswith("val_dataloader.dataset."))
     return "\n".join([f"best model: {best}",
                       f"evaluate: dfine eval -c {recipe} -r {best} -u {data_args}",
                       f"export:   dfine export -r {best}",
