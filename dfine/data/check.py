@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Option
 
 import numpy as np
 
-from dfine.data.coco import DatasetError, box_repairs, read_coco_json, unsafe_file_name
+from dfine.data.coco import DatasetError, box_repairs, inside_folder, read_coco_json, unsafe_file_name
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation
 
@@ -299,7 +299,6 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
     images = [im for im in data["images"] if isinstance(im, dict) and unsafe_file_name(im.get("file_name")) is None]
     referenced = set()
     todo = []
-    real_folder = folder.resolve()
     for im in images:
         name = Path(im["file_name"]).as_posix()
         referenced.add(name)
@@ -308,7 +307,7 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
             _add(findings, "missing", im["id"])
         elif stat.st_size == 0:
             _add(findings, "zero_byte", im["id"])
-        elif os.path.islink(folder / name) and not (folder / name).resolve().is_relative_to(real_folder):
+        elif not inside_folder(folder / name, folder):
             _add(findings, "unsafe_file_name", im["id"])
         else:
             todo.append(im)

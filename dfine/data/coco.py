@@ -170,9 +170,15 @@ def unsafe_file_name(name: Any) -> Optional[str]:
 
 
 def inside_folder(path: Path, folder: Path) -> bool:
-    """Whether ``path``, symlinks resolved, lies inside ``folder`` (also resolved)."""
+    """Whether the image file ``path`` stays inside ``folder``: a file that is a symlink must point
+    into ``folder`` (or its own folder). Symlinked *folders* are the dataset's layout and are
+    followed (``dfine obj365 split --link-val-images`` links ``train/images_from_val`` to
+    ``val/images``); ``..`` and absolute names are refused before, by :func:`unsafe_file_name`."""
     try:
-        return path.resolve().is_relative_to(folder.resolve())
+        if not path.is_symlink():
+            return True
+        target = path.resolve()
+        return target.is_relative_to(folder.resolve()) or target.is_relative_to(path.parent.resolve())
     except (OSError, RuntimeError):  # a symlink loop
         return False
 
@@ -228,8 +234,8 @@ def box_repairs(boxes: np.ndarray, sizes: np.ndarray, ann_ids: np.ndarray) -> Bo
         outside = known & ((x >= width) | (y >= height) | (x + w <= 0) | (y + h <= 0))
         clipped = known & ~outside & ((x < 0) | (y < 0) | (x + w > width) | (y + h > height))
     ids = np.asarray(ann_ids)
-    return BoxRepairs(tuple(int(i) for i in ids[clipped]), tuple(int(i) for i in ids[invalid]),
-                      tuple(int(i) for i in ids[outside]))
+    plain = lambda picked: tuple(i.item() if isinstance(i, np.generic) else i for i in ids[picked])  # noqa: E731
+    return BoxRepairs(plain(clipped), plain(invalid), plain(outside))
 
 
 def _index(data: Mapping[str, Any], label_map: LabelMap, ann_file: str) -> _Index:

@@ -217,3 +217,15 @@ def test_exif_orientation_follows_the_json_size(tmp_path, json_size, shown):
     image_tensor, _ = CocoDetection(img, ann)[0]
     assert tuple(image_tensor.shape) == shown  # neither matching: shown as a viewer shows it, and reported:
     assert check_dataset(ann, img).count("size_mismatch") == (json_size == (10, 10))
+
+
+def test_symlinked_folders_are_the_layout_and_are_followed(tmp_path):
+    """dfine obj365 split --link-val-images links train/images_from_val to ../val/images."""
+    ann, img = _small(tmp_path, [[1, 1, 10, 10]])
+    image(tmp_path / "val_images" / "b.png")
+    os.symlink(tmp_path / "val_images", img / "from_val", target_is_directory=True)
+    data = load(ann)
+    data["images"][0]["file_name"] = "from_val/b.png"
+    ann.write_text(json.dumps(data))
+    assert CocoDetection(img, ann)[0][0].shape == (3, 48, 64)
+    assert check_dataset(ann, img).ok
