@@ -194,3 +194,25 @@ def test_voc_names_option_must_cover_the_xmls(tmp_path, capsys):
     assert main(["data", "convert", "--from", "voc", str(src), "--names", "cat,dog"]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {src / 'Annotations/002.xml'}: object name 'person' is not in "
                                                f"--names (cat, dog)")
+
+
+def test_roboflow_folders_without_yaml_and_side_by_side_labels(tmp_path):
+    rf = tmp_path / "rf"
+    for split in ("train", "valid"):
+        image(rf / f"{split}/images/x.jpg", (40, 20))
+        yolo_labels(rf / f"{split}/labels/x.txt", ["0 0.5 0.5 0.5 0.5"])
+    result = convert_yolo(rf, names=["thing"])
+    assert set(result.ann_files) == {"train", "val"} and result.counts["val"].boxes == 1
+    flat = tmp_path / "flat"  # darknet / labelImg: images and .txt side by side, classes.txt
+    for i in range(5):
+        image(flat / f"{i}.png", (20, 20))
+        yolo_labels(flat / f"{i}.txt", ["1 0.5 0.5 0.5 0.5"])
+    (flat / "classes.txt").write_text("a\nb\n")
+    result = convert_yolo(flat, tmp_path / "out")
+    assert result.names == ("a", "b") and result.counts["train"].boxes == 4 and result.counts["val"].boxes == 1
+
+
+def test_yaml_names_and_nc_must_agree(tmp_path):
+    src = _ultralytics(tmp_path / "ds", names_yaml="nc: 3\nnames: [cat, dog]\n")
+    with pytest.raises(DatasetError, match=r"data\.yaml: nc is 3 but names lists 2 classes; fix one"):
+        convert_yolo(src)
