@@ -227,10 +227,12 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _listing(folder: Path) -> Dict[str, os.stat_result]:
-    """Every file below ``folder`` (relative posix path -> stat, symlinks followed)."""
-    out: Dict[str, os.stat_result] = {}
-    stack = [folder]
+def _listing(folder: Path) -> Dict[str, Tuple[int, bool]]:
+    """Every file below ``folder``: relative posix path -> (size in bytes, is a symlink); symlinked
+    folders followed. Plain strings, no ``Path`` per file (this runs on every file of the folder)."""
+    out: Dict[str, Tuple[int, bool]] = {}
+    stack = [str(folder)]
+    cut = len(os.path.join(str(folder), ""))
     while stack:
         current = stack.pop()
         try:
@@ -240,9 +242,10 @@ def _listing(folder: Path) -> Dict[str, os.stat_result]:
         for entry in entries:
             try:
                 if entry.is_dir():
-                    stack.append(Path(entry.path))
+                    stack.append(entry.path)
                 elif entry.is_file():
-                    out[Path(entry.path).relative_to(folder).as_posix()] = entry.stat()
+                    name = entry.path[cut:] if os.sep == "/" else entry.path[cut:].replace(os.sep, "/")
+                    out[name] = (entry.stat().st_size, entry.is_symlink())
             except OSError:
                 continue
     return out
@@ -256,7 +259,7 @@ class _Look:
     problem: Optional[str] = None  # "unreadable" or "truncated"
 
 
-def _look(path: Path, deep: bool) -> _Look:
+def _look(path: str, deep: bool) -> _Look:
     import PIL.Image
 
     try:
@@ -273,7 +276,7 @@ def _look(path: Path, deep: bool) -> _Look:
     return _Look(header, None)
 
 
-def _tail_ok(path: Path, fmt: str) -> bool:
+def _tail_ok(path: str, fmt: str) -> bool:
     """A cheap end-of-file check for JPEG (EOI marker) and PNG (IEND chunk)."""
     if fmt not in ("JPEG", "PNG"):
         return True
@@ -300,26 +303,27 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
     referenced = set()
     todo = []
     for im in images:
-        name = Path(im["file_name"]).as_posix()
+        name = os.path.normpath(im["file_name"]).replace("\\", "/")
         referenced.add(name)
-        stat = listing.get(name)
-        if stat is None:
+        entry = listing.get(name)
+        if entry is None:
             _add(findings, "missing", im["id"])
-        elif stat.st_size == 0:
+        elif entry[0] == 0:
             _add(findings, "zero_byte", im["id"])
-        elif not inside_folder(folder / name, folder):
+        elif entry[1] and not inside_folder(folder / name, folder):
             _add(findings, "unsafe_file_name", im["id"])
         else:
             todo.append(im)
     for name in sorted(listing):
-        if name not in referenced and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+        if name not in referenced and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
             _add(findings, "unreferenced", name)
     headers: Dict[Any, ImageHeader] = {}
     if level in ("json", "files"):
         return headers
     deep = level == "deep"
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        looks = pool.map(lambda im: _look(folder / im["file_name"], deep), todo, chunksize=64)
+        base = str(folder)
+        looks = pool.map(lambda im: _look(os.path.join(base, im["file_name"]), deep), todo, chunksize=64)
         if progress:
             from tqdm import tqdm
             looks = tqdm(looks, total=len(todo), desc="checking images", unit="img", dynamic_ncols=True)

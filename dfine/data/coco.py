@@ -19,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 import re
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -157,14 +157,18 @@ def label_map_from_coco(data: Mapping[str, Any], mode: LabelMode = "contiguous",
     return LabelMap(tuple(kept), tuple(names[i] for i in kept), "contiguous", ann_file)
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")  # C:\\... or C:/... (a Windows absolute path)
+_PARTS = re.compile(r"[\\/]+")
+
+
 def unsafe_file_name(name: Any) -> Optional[str]:
     """Why ``name`` cannot be an image's ``file_name`` (it must be a relative path that stays in
     the images folder), or ``None`` when it is fine. Looks at the text only (see :func:`inside_folder`)."""
     if not isinstance(name, str) or not name:
         return "is not a non-empty string"
-    if os.path.isabs(name) or PureWindowsPath(name).is_absolute() or name.startswith(("/", "\\")):
+    if name.startswith(("/", "\\")) or _DRIVE.match(name) or os.path.isabs(name):
         return "is an absolute path"
-    if ".." in re.split(r"[\\/]+", name):
+    if ".." in name and ".." in _PARTS.split(name):
         return "contains '..'"
     return None
 
