@@ -117,7 +117,7 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
+            f.write(json.dumps(data))  # the C encoder; json.dump streams through the Python one (~5x slower)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
