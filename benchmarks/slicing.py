@@ -67,7 +67,8 @@ def main() -> None:
     p.add_argument("--images", type=int, default=3)
     p.add_argument("--size", type=int, nargs=2, default=(2560, 1440), metavar=("W", "H"))
     p.add_argument("--objects", type=int, default=60, help="shapes per image")
-    p.add_argument("--tile", type=int, default=None, help="tile side in image pixels (default: the model's size)")
+    p.add_argument("--tile", type=int, nargs="+", default=None,
+                   help="tile sides in image pixels, one sliced row each (default: the model's size)")
     p.add_argument("--overlap", type=float, default=0.2)
     p.add_argument("--merge", choices=("nms", "nmm"), default="nms")
     p.add_argument("--conf", type=float, default=0.3)
@@ -78,30 +79,32 @@ def main() -> None:
     from dfine.slicing import SliceConfig, tile_windows
 
     plain = dfine.Detector(args.model, conf=args.conf, batch_size=args.batch_size)
-    tile = (args.tile, args.tile) if args.tile else None
-    sliced = dfine.Detector(args.model, conf=args.conf, batch_size=args.batch_size,
-                            slice=SliceConfig(tile=tile, overlap=args.overlap, merge=args.merge))
-    rng = np.random.default_rng(args.seed)
-    n_tiles = len(tile_windows(*args.size, tile or plain.imgsz, args.overlap))
+    modes = {"plain": plain}
+    for t in args.tile or [None]:
+        tile = (t, t) if t else plain.imgsz
+        modes[f"sliced {tile[0]}"] = dfine.Detector(args.model, conf=args.conf, batch_size=args.batch_size,
+                                                  slice=SliceConfig(tile=tile, overlap=args.overlap, merge=args.merge))
     print(f"{args.images} images {args.size[0]}x{args.size[1]}, {args.objects} shapes of 8-24 px each; model "
-          f"{args.model} ({plain.backend}, input {plain.imgsz[0]}x{plain.imgsz[1]}); sliced: {n_tiles} tiles of "
-          f"{(tile or plain.imgsz)[0]} px, overlap {args.overlap}, {args.merge}, batches of {args.batch_size}")
-    total, hits, times = 0, {"plain": 0, "sliced": 0}, {"plain": [], "sliced": []}
-    plain(np.zeros((64, 64, 3), np.uint8))  # warm-up
-    sliced(np.zeros((256, 256, 3), np.uint8))
+          f"{args.model} ({plain.backend}, input {plain.imgsz[0]}x{plain.imgsz[1]}); tiles overlap {args.overlap}, "
+          f"{args.merge}, batches of {args.batch_size}")
+    rng = np.random.default_rng(args.seed)
+    total, hits, times = 0, {m: 0 for m in modes}, {m: [] for m in modes}
+    for det in modes.values():  # warm-up
+        det(np.zeros((256, 256, 3), np.uint8))
     for _ in range(args.images):
         image, boxes, labels = make_image(rng, *args.size, args.objects, len(plain.class_names))
         total += len(boxes)
-        for name, det in (("plain", plain), ("sliced", sliced)):  # taking turns
+        for name, det in modes.items():  # taking turns image by image
             t0 = time.perf_counter()
             [d] = det(image)
             times[name].append(time.perf_counter() - t0)
             hits[name] += recall(d, boxes, labels)
-    for name in ("plain", "sliced"):
-        print(f"{name:7} recall@0.5 {hits[name] / total:.3f} ({hits[name]}/{total})  "
-              f"{statistics.median(times[name]):.2f} s per image (median)")
-    ratio = statistics.median(s / p for s, p in zip(times["sliced"], times["plain"]))
-    print(f"sliced / plain time: {ratio:.1f}x (median of per-image ratios); CPU: {cpu_flags()} (shared machine)")
+    for name, det in modes.items():
+        tiles = "" if det.slice is None else f" ({len(tile_windows(*args.size, det.slice.tile, args.overlap))} tiles)"
+        ratio = statistics.median(s / p for s, p in zip(times[name], times["plain"]))
+        print(f"{name + tiles:22} recall@0.5 {hits[name] / total:.3f} ({hits[name]}/{total})  "
+              f"{statistics.median(times[name]):6.2f} s per image (median), {ratio:5.1f}x plain's time")
+    print(f"CPU: {cpu_flags()} (shared machine: times disturbed; ratios are medians of per-image ratios)")
 
 
 if __name__ == "__main__":
