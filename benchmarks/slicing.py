@@ -61,6 +61,30 @@ def recall(dets, boxes: np.ndarray, labels: np.ndarray, iou: float = 0.5) -> int
     return found
 
 
+class _SvResult:
+    """supervision.Detections seen through the attributes ``recall`` reads."""
+
+    def __init__(self, d):
+        self.boxes, self.labels = d.xyxy.astype(np.float32), d.class_id
+
+    def __len__(self):
+        return len(self.boxes)
+
+
+def _supervision_slicer(plain, sliced, args):
+    """supervision's InferenceSlicer over the same detector, tiles and overlap: a callable like a Detector."""
+    import supervision as sv
+    from PIL import Image
+    th, tw = sliced.slice.tile
+    overlap = (int(round(tw * args.overlap)), int(round(th * args.overlap)))
+
+    def callback(tiles):
+        return [d.to_supervision() for d in plain.predict_pil([Image.fromarray(t) for t in tiles])]
+    slicer = sv.InferenceSlicer(callback=callback, slice_wh=(tw, th), overlap_wh=overlap, iou_threshold=0.5,
+                                batch_size=args.batch_size)
+    return lambda image: [_SvResult(slicer(np.asarray(image)))]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="the demo model (checkpoint or .onnx)")
@@ -74,6 +98,8 @@ def main() -> None:
     p.add_argument("--conf", type=float, default=0.3)
     p.add_argument("-b", "--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--supervision", action="store_true",
+                   help="also run supervision's InferenceSlicer (batched callback, same tiles, NMS) for comparison")
     args = p.parse_args()
     import dfine
     from dfine.slicing import SliceConfig, tile_windows
@@ -84,6 +110,8 @@ def main() -> None:
         tile = (t, t) if t else plain.imgsz
         modes[f"sliced {tile[0]}"] = dfine.Detector(args.model, conf=args.conf, batch_size=args.batch_size,
                                                   slice=SliceConfig(tile=tile, overlap=args.overlap, merge=args.merge))
+    if args.supervision:
+        modes["supervision slicer"] = _supervision_slicer(plain, modes[next(m for m in modes if m != "plain")], args)
     print(f"{args.images} images {args.size[0]}x{args.size[1]}, {args.objects} shapes of 8-24 px each; model "
           f"{args.model} ({plain.backend}, input {plain.imgsz[0]}x{plain.imgsz[1]}); tiles overlap {args.overlap}, "
           f"{args.merge}, batches of {args.batch_size}")
@@ -100,7 +128,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
             hits[name] += recall(d, boxes, labels)
     for name, det in modes.items():
-        tiles = "" if det.slice is None else f" ({len(tile_windows(*args.size, det.slice.tile, args.overlap))} tiles)"
+        tiles = "" if getattr(det, "slice", None) is None else f" ({len(tile_windows(*args.size, det.slice.tile, args.overlap))} tiles)"
         ratio = statistics.median(s / p for s, p in zip(times[name], times["plain"]))
         print(f"{name + tiles:22} recall@0.5 {hits[name] / total:.3f} ({hits[name]}/{total})  "
               f"{statistics.median(times[name]):6.2f} s per image (median), {ratio:5.1f}x plain's time")

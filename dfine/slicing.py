@@ -5,11 +5,16 @@ resized and a 10 px object stays 10 px instead of shrinking to 2 px in a downsca
 every tile, plus optionally the whole image downscaled, goes through the backend in batches; boxes
 are moved back to image pixels and merged per class across tiles.
 
-Our own, not supervision's ``InferenceSlicer``: ``dfine predict --slice`` then needs no optional
-package; every tile of an image (and the downscaled whole) goes to the backend as one batch of
-``[B, 3, H, W]`` without a per-tile conversion to and from ``supervision.Detections``; merging is
-torchvision's C++ ``batched_nms`` (a dependency already) or a short greedy non-maximum merge. The
-tiling follows the same rule as supervision's (stride = tile - overlap, last tile flush with the edge).
+Our own, not supervision's ``InferenceSlicer``. Not for speed: the backend dominates, and
+``benchmarks/slicing.py --supervision`` times both within noise of each other on the same tiles
+(supervision's slicer also batches). But ``dfine predict --slice`` then needs no optional package, the
+tiles go to the backend as ``[B, 3, H, W]`` batches without a round trip through
+``supervision.Detections`` per tile, and the merge knows which boxes a tile edge cut
+(:func:`cut_by_tile`): with NMS, a whole box wins over the cut piece of the same object and pieces
+mostly inside a whole box are dropped, where plain NMS keeps a sliver whose IoU with the whole box is
+small. Merging is torchvision's C++ ``batched_nms`` (a dependency already) or a short greedy
+non-maximum merge. The tiling follows supervision's rule (stride = tile - overlap, the last tile flush
+with the edge).
 """
 
 from __future__ import annotations
