@@ -46,7 +46,7 @@ ref, size, state, out = sys.argv[1:5]
 sys.path.insert(0, ref)
 from src.core import YAMLConfig
 cfg = YAMLConfig(f"{ref}/configs/dfine/dfine_hgnetv2_{size}_coco.yml", HGNetv2={"pretrained": False})
-missing, unexpected = cfg.model.load_state_dict(torch.load(state), strict=False)
+missing, unexpected = cfg.model.load_state_dict(torch.load(state, weights_only=True), strict=False)
 print(f"published dfine_{size}: {len(missing)} missing, {len(unexpected)} unexpected weights", file=sys.stderr)
 class Deploy(nn.Module):
     def __init__(self):

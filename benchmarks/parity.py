@@ -36,7 +36,7 @@ with torch.no_grad():
             t.copy_(torch.rand_like(t) + 0.5)
         else:
             t.add_(torch.randn_like(t) * 0.02)
-images = torch.load(images_path)
+images = torch.load(images_path, weights_only=True)
 model.eval()
 with torch.no_grad():
     out = model(images)
@@ -65,10 +65,10 @@ def compare(size: str, ref: Path, tmp: Path) -> dict:
     torch.save(_load_images(), images_path)
     subprocess.run([sys.executable, "-c", _REF_SCRIPT, str(ref), size, str(out_path), str(images_path)],
                    check=True, cwd=ref)
-    r = torch.load(out_path, weights_only=False)
+    r = torch.load(out_path, weights_only=True)
     model = dfine.build_model(f"dfine_{size}")
     dfine.load_checkpoint(model, {"model": r["state"]})
-    images = torch.load(images_path)
+    images = torch.load(images_path, weights_only=True)
     with torch.no_grad():
         out = model.eval()(images)
         dets = dfine.PostProcessor().deploy()(model.deploy()(images), r["sizes"])

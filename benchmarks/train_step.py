@@ -149,7 +149,7 @@ criterion = cfg.criterion
 def wrap(record):
     criterion.matcher.forward = _timed(criterion.matcher.forward, record, clock)
 stepper = Stepper(cfg.model, criterion, wrap, clock)
-batches = torch.load(batches_path)
+batches = torch.load(batches_path, weights_only=True)
 print("ready", flush=True)
 for line in sys.stdin:
     print(json.dumps(stepper.step(batches[int(line)])), flush=True)

@@ -9,6 +9,15 @@ published digest when one is known. Only the standard library talks to the netwo
 
 Nothing in this module runs at import time, and no model constructor calls it: ask for
 weights explicitly with :func:`fetch_weights` or :func:`download`.
+
+Why not a library's downloader. ``torch.hub.download_url_to_file`` writes a temporary file and
+renames it, but starts again from byte 0 after any interruption (no ``Range`` resume; the X and
+Objects365 files are hundreds of MB on the links our users have), checks only a hash prefix given
+up front (nothing records or re-checks a digest later), and lets two processes (DDP ranks) download
+the same file at once. ``pooch.retrieve`` records hashes and renames atomically, but its HTTP
+downloader also restarts every transfer from the beginning (one plain ``GET`` into a file opened
+``"w+b"``), takes no lock, and brings ``requests`` and ``platformdirs`` as new dependencies. What
+is kept here is what those lack: resume, a per-file lock, and a recorded digest re-checked on load.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from dfine import fiftyone_view as view
+from dfine.integrations import fiftyone as view
 from dfine.cli import main
 from dfine.errors import DfineError
 from dfine.inference import Detections

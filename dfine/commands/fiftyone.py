@@ -56,7 +56,7 @@ def _dataset_paths(args: argparse.Namespace) -> Tuple[Optional[str], Optional[st
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import fiftyone_view as view
+    from ..integrations import fiftyone as view
     view.import_fiftyone()  # fail fast, before loading the model
     images, ann_file = _dataset_paths(args)
     names: Optional[Dict[int, str]] = None

@@ -7,8 +7,7 @@ Input: backbone maps ``[B, C_i, H / s_i, W / s_i]``; output: the same number of 
 
 from __future__ import annotations
 
-import contextlib
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -106,17 +105,6 @@ class SCDown(nn.Module):
         return self.cv2(self.cv1(x))
 
 
-@contextlib.contextmanager
-def _not_traced() -> Iterator[None]:
-    """Suspend the TorchScript/ONNX tracer (if any): tensors made inside become trace constants."""
-    state = torch._C._get_tracing_state()
-    torch._C._set_tracing_state(None)
-    try:
-        yield
-    finally:
-        torch._C._set_tracing_state(state)
-
-
 class HybridEncoder(nn.Module):
     """AIFI on the maps in ``use_encoder_idx``, then CCFF fusion (FPN top-down, PAN bottom-up).
 
@@ -161,14 +149,14 @@ class HybridEncoder(nn.Module):
     def position_embedding(self, h: int, w: int, device: torch.device) -> Tensor:
         """``[1, h * w, hidden_dim]`` sine-cosine embedding, cached per size and device.
 
-        ``h``/``w`` are read as plain ints and the table is built outside any trace, so an
-        ONNX export records it as one constant (no Range/Sin/Cos nodes)."""
+        ``h``/``w`` are read as plain ints, so under the ONNX exporter's tracer every op of the
+        table has constant inputs and constant folding stores it as one initializer (no
+        Range/Sin/Cos nodes; ``tests/export/test_onnx.py`` checks). No tracer state is touched."""
         h, w = int(h), int(w)
         key = (h, w, str(device))
         pos = self._pos_cache.get(key)
         if pos is None:
-            with _not_traced():
-                pos = sincos_position_embedding(h, w, self.hidden_dim, self.pe_temperature).to(device)
+            pos = sincos_position_embedding(h, w, self.hidden_dim, self.pe_temperature).to(device)
             self._pos_cache[key] = pos
         return pos
 
