@@ -126,8 +126,12 @@ def _images_in(entry: Path, roots: Sequence[Path]) -> List[Path]:
     """Images of a folder (recursively) or of a ``.txt`` list (paths relative to the list)."""
     if entry.is_dir():
         return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    try:
+        lines = entry.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise DatasetError(f"{entry} is neither a folder of images nor a .txt list of image paths") from None
     images = []
-    for number, line in enumerate(entry.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         name = line.strip()
         if not name:
             continue
