@@ -42,7 +42,8 @@ from .models.config import (MODEL_NAMES, DFINEConfig, DFINETransformerConfig, HG
 
 __all__ = ["DERIVED", "OBJ365_TO_COCO", "LoadedModel", "deploy_metadata", "extract_ema", "head_names",
            "infer_model_name", "load_checkpoint", "load_model", "load_state", "load_tuning", "model_state",
-           "parse_imgsz", "read_checkpoint", "resolve_source", "save_atomic", "tuning_state"]
+           "parse_imgsz", "read_checkpoint", "remove_stale_temporaries", "resolve_source", "save_atomic",
+           "tuning_state"]
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_INPUT_SIZE = (640, 640)
@@ -133,6 +134,16 @@ def save_atomic(obj: object, dst: PathLike) -> Path:
                              f"{'the previous file is intact' if dst.exists() else 'nothing was written'}") from None
         raise
     return dst
+
+
+def remove_stale_temporaries(folder: PathLike) -> List[Path]:
+    """Delete the temporary files that an interrupted :func:`save_atomic` (``kill -9``, power
+    loss) left in ``folder``: only files of its own naming, ``.NAME.pth.<random>.tmp``. Returns
+    them. Training calls it at start-up; nothing ever reads such a file as a checkpoint."""
+    stale = [p for p in Path(folder).glob(".*.pth.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 # ---- the schema --------------------------------------------------------------------------------

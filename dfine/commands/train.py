@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     p.add_argument("--imgsz", type=int, default=None, metavar="N",
                    help="train and evaluate at N x N px (a multiple of 32): the recipe's Resize ops, the multi-scale "
                         "range around N and eval_spatial_size follow (same as -u eval_spatial_size=[N,N])")
+    p.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="early stopping: stop when val AP has not improved for N evaluations (the best is kept)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--print-method", default="builtin", help=argparse.SUPPRESS)
     p.add_argument("--print-rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -117,17 +119,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = _continue_or_warn(cfg, args.auto_resume)
     try:
         trainer = Trainer(cfg, test_only=test_only, max_nonfinite=args.max_nonfinite, max_steps=args.max_steps,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, patience=args.patience)
         if test_only:
             trainer.val()
-        else:
-            trainer.fit()
-            if data is not None and dist.is_main():
-                from dfine.recipes import next_steps
-                print(next_steps(Path(cfg.output_dir), data.recipe, data.overrides))
+            return 0
+        stopped = trainer.fit()["stopped"]  # the trainer prints the best weights and the next commands
     finally:
         dist.cleanup()
-    return 0
+    return {"SIGINT": 130, "SIGTERM": 143}.get(stopped, 0)
 
 
 def _continue_or_warn(cfg, auto_resume: bool):

@@ -313,6 +313,8 @@ class CocoDetection(Dataset):
                                f"images listed in {self.ann_file}")
         data = read_coco_json(ann_file)
         self.label_map = label_map_from_coco(data, label_mode, self.ann_file)
+        # every declared category, id -> name (those without a label were dropped, e.g. a placeholder)
+        self.declared_categories = {int(c["id"]): str(c.get("name", c["id"])) for c in data["categories"]}
         self._index = _index(data, self.label_map, self.ann_file)
         idx = self._index
         self.box_repairs = box_repairs(idx.boxes, np.repeat(idx.sizes, np.diff(idx.offsets), axis=0), idx.ann_ids)
@@ -327,6 +329,10 @@ class CocoDetection(Dataset):
         """Epoch of the next samples: selects the augmentations of the stop-epoch policy and
         seeds the random ones."""
         self.epoch = epoch
+
+    def boxes_per_image(self) -> np.ndarray:
+        """``[N]`` int64: the (non-crowd) boxes of each image as listed in the file; 0: background."""
+        return np.diff(self._index.offsets)
 
     @property
     def image_ids(self) -> Tuple[int, ...]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -14,10 +15,18 @@ import torch.nn as nn
 
 from . import dist
 
-__all__ = ["STAT_NAMES", "CocoMetrics", "coco_metrics", "detections_of", "evaluate"]
+__all__ = ["NO_BOXES", "STAT_NAMES", "CocoMetrics", "coco_metrics", "detections_of", "evaluate"]
 
 # The 12 standard COCO box statistics, in COCOeval.stats order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+# (kind, IoU, area, maxDets) of each, as the COCO summary prints them
+_SUMMARY_ROWS = tuple((k, iou, area, dets) for k, iou, area, dets in (
+    ("AP", "0.50:0.95", "all", 100), ("AP", "0.50", "all", 100), ("AP", "0.75", "all", 100),
+    ("AP", "0.50:0.95", "small", 100), ("AP", "0.50:0.95", "medium", 100), ("AP", "0.50:0.95", "large", 100),
+    ("AR", "0.50:0.95", "all", 1), ("AR", "0.50:0.95", "all", 10), ("AR", "0.50:0.95", "all", 100),
+    ("AR", "0.50:0.95", "small", 100), ("AR", "0.50:0.95", "medium", 100), ("AR", "0.50:0.95", "large", 100)))
+NO_BOXES = ("the validation set has no boxes (only background images): AP cannot be computed; "
+            "add annotated images to the validation annotations")
 
 
 @dataclass
@@ -34,13 +43,30 @@ class CocoMetrics:
     def ap(self) -> float:
         return self.stats[0]
 
+    @property
+    def has_ground_truth(self) -> bool:
+        """False when the evaluated images hold no (non-crowd) box: every statistic is then -1."""
+        return any(s >= 0 for s in self.stats) or any(ap >= 0 for ap in self.per_class.values())
+
     def as_dict(self) -> Dict[str, float]:
         return dict(zip(STAT_NAMES, self.stats))
 
     def summary(self) -> str:
         """One line: AP, AP50, AP75, APs/m/l and AR100 in percent."""
+        if not self.has_ground_truth:
+            return NO_BOXES
         d = self.as_dict()
         return "  ".join(f"{k} {100 * d[k]:.1f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
+
+    def coco_summary(self) -> str:
+        """The 12 lines every COCO tool prints (``Average Precision  (AP) @[ IoU=0.50:0.95 |
+        area=   all | maxDets=100 ] = 0.412``), or one line saying that there is no box to
+        evaluate against."""
+        if not self.has_ground_truth:
+            return NO_BOXES
+        return "\n".join(f" {'Average Precision' if kind == 'AP' else 'Average Recall':<18} ({kind}) @[ IoU={iou:<9} | "
+                         f"area={area:>6s} | maxDets={dets:>3d} ] = {value:0.3f}"
+                         for (kind, iou, area, dets), value in zip(_SUMMARY_ROWS, self.stats))
 
     def table(self) -> str:
         """Per-category AP table (categories with ground truth)."""
@@ -53,13 +79,20 @@ class CocoMetrics:
 
 
 def _gt(ann: Union[str, Mapping[str, Any]]) -> Any:
+    """The ground truth, annotation ids re-numbered 1..M: faster-coco-eval uses them as match
+    markers where 0 means unmatched, so a file whose ids start at 0 (Roboflow exports) would be
+    scored wrongly. The user's file is not touched."""
     from faster_coco_eval import COCO
 
+    if isinstance(ann, str):
+        with open(ann, "rb") as f:
+            data = json.load(f)
+    else:
+        data = copy.deepcopy(dict(ann))
+    data["annotations"] = [{**a, "id": i + 1} for i, a in enumerate(data.get("annotations", []))]
     with contextlib.redirect_stdout(io.StringIO()):
-        if isinstance(ann, str):
-            return COCO(ann)
         gt = COCO()
-        gt.dataset = copy.deepcopy(dict(ann))
+        gt.dataset = data
         gt.createIndex()
         return gt
 
@@ -115,9 +148,12 @@ def detections_of(results: Sequence[Mapping[str, torch.Tensor]], image_ids: Sequ
 
 @torch.no_grad()
 def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, device: torch.device,
-             ann: Union[str, Mapping[str, Any]], progress: bool = False) -> CocoMetrics:
+             ann: Union[str, Mapping[str, Any]], progress: bool = False,
+             should_stop: Optional[Callable[[], bool]] = None) -> Optional[CocoMetrics]:
     """Run ``model`` (eval mode) over ``loader``, gather every process's detections and compute
-    COCO box AP against ``ann``. ``postprocessor`` must map labels to category ids."""
+    COCO box AP against ``ann``. ``postprocessor`` must map labels to category ids.
+    ``should_stop``: asked before each batch (all processes); ``None`` is returned when it says
+    so."""
     model.eval()
     per_image: Dict[int, List[Dict[str, Any]]] = {}
     batches = loader
@@ -125,6 +161,10 @@ def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, devic
         from tqdm import tqdm
         batches = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
     for images, targets in batches:
+        if should_stop is not None and should_stop():
+            if hasattr(batches, "close"):
+                batches.close()
+            return None
         outputs = model(images.to(device))
         sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
         ids = [int(t["image_id"]) for t in targets]

@@ -1,21 +1,35 @@
 """The training loop: one loop for AMP and full precision, EMA, warm-up and schedules, the
 stop-epoch switch, COCO evaluation of the EMA model, atomic checkpoints, logs and plots.
 
-``Trainer(cfg).fit()`` trains as the published ``train.py`` does; ``Trainer(cfg,
-test_only=True).val()`` evaluates. Every setup problem (missing data, a foreign checkpoint, an
-unreachable pretrained backbone) is a one-line :class:`~dfine.errors.DfineError` raised by the
-constructor, before any training.
+``Trainer(cfg).fit()`` trains as the published ``train.py`` does and returns the final metrics;
+``Trainer(cfg, test_only=True).val()`` evaluates. Every setup problem (missing data, a foreign
+checkpoint, an unreachable pretrained backbone, an output folder that cannot be written, an input
+size too small for the queries) is a one-line :class:`~dfine.errors.DfineError` raised by the
+constructor, before any training; the output folder and the input size are checked before
+anything is built.
+
+Signals: the first SIGINT (Ctrl-C) or SIGTERM during :meth:`Trainer.fit` stops the run after the
+step (or evaluation batch) in progress, leaves ``last.pth`` of the last finished epoch as it is
+and prints how to resume; a second one exits at once (checkpoints are written atomically, so
+none is ever half-written; stale temporaries are removed at the next start).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import math
+import os
 import random
+import shlex
+import signal
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -33,9 +47,55 @@ from . import dist
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
 from .precision import choose_precision
+from .summary import classes_line, dataset_line, duration, next_commands, parameters_line, user_overrides
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 
-__all__ = ["Trainer", "BestTracker", "load_backbone"]
+__all__ = ["Trainer", "BestTracker", "load_backbone", "check_output_dir", "check_input_size"]
+
+
+
+def check_output_dir(path: Path) -> None:
+    """Create ``path`` and make sure a file can be written in it; a one-line
+    :class:`DfineError` otherwise (a path through a file, ``/proc/x``, a read-only disk)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        if isinstance(e, (FileExistsError, NotADirectoryError)) or (path.exists() and not path.is_dir()):
+            reason = "a file is in the way" if e.errno in (errno.EEXIST, errno.ENOTDIR) else reason
+        raise DfineError(f"output folder {path} cannot be created or written ({reason}); "
+                         f"choose another with --output-dir") from None
+
+
+def _tokens(mcfg: Any, hw: Tuple[int, int]) -> int:
+    """Encoder tokens the decoder sees for an input of ``hw`` pixels (each feature level of
+    stride ``s`` gives ``H/s * W/s``; extra levels halve the last one)."""
+    sizes = [(math.ceil(hw[0] / s), math.ceil(hw[1] / s)) for s in mcfg.decoder.feat_strides]
+    while len(sizes) < mcfg.decoder.num_levels:
+        sizes.append((math.ceil(sizes[-1][0] / 2), math.ceil(sizes[-1][1] / 2)))
+    return sum(h * w for h, w in sizes)
+
+
+def check_input_size(cfg: Config, train: bool = True) -> None:
+    """A one-line :class:`DfineError` when the evaluation size (or, training, the smallest
+    multi-scale size) gives fewer encoder tokens than ``num_queries``."""
+    from dfine.data.collate import multiscale_sizes
+
+    mcfg = model_config(dataclasses.replace(cfg, num_classes=cfg.num_classes or 1))
+    queries = mcfg.decoder.num_queries
+    sizes = [tuple(cfg.eval_spatial_size)] if cfg.eval_spatial_size else []
+    collate = cfg.train_dataloader.collate_fn
+    if train and collate.base_size_repeat is not None and (collate.stop_epoch is None or collate.stop_epoch > 0):
+        sizes.append((min(multiscale_sizes(collate.base_size, collate.base_size_repeat)),) * 2)
+    for hw in sizes:
+        tokens = _tokens(mcfg, hw)
+        if tokens < queries:
+            what = "the smallest multi-scale size" if hw != tuple(cfg.eval_spatial_size or ()) else "the input size"
+            raise DfineError(f"{what} {hw[0]}x{hw[1]} gives {tokens} encoder tokens, fewer than "
+                             f"DFINETransformer.num_queries={queries}: use a larger --imgsz or fewer queries "
+                             f"(-u DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N)")
 
 
 class BestTracker:
@@ -126,10 +186,21 @@ class Trainer:
 
     ``max_nonfinite``: non-finite losses in a row after which the run stops (each one skips
     its step). ``max_steps``: stop each epoch after this many steps (quick runs and tests).
+    ``patience``: stop when the validation AP has not improved for this many evaluations in a
+    row (the best weights stay in ``best_stg*.pth``). ``progress``: tqdm bars.
+
+    From Python: ``metrics = Trainer(load_config(path, overrides)).fit()``.
     """
 
     def __init__(self, cfg: Config, *, test_only: bool = False, max_nonfinite: int = 10,
-                 max_steps: Optional[int] = None, progress: bool = True) -> None:
+                 max_steps: Optional[int] = None, progress: bool = True, patience: Optional[int] = None) -> None:
+        if patience is not None and patience < 1:
+            raise DfineError(f"patience must be at least 1 evaluation, got {patience}")
+        self.output_dir = Path(cfg.output_dir)
+        if int(os.environ.get("RANK", "0")) == 0:
+            check_output_dir(self.output_dir)
+            ckpt_io.remove_stale_temporaries(self.output_dir)
+        check_input_size(cfg, train=not test_only)
         self.device = dist.setup(cfg.device)
         seed = cfg.seed if cfg.seed is not None else 0
         torch.manual_seed(seed + dist.rank())
@@ -138,6 +209,7 @@ class Trainer:
         if cfg.resume or cfg.tuning:
             cfg = dataclasses.replace(cfg, HGNetv2=dataclasses.replace(cfg.HGNetv2, pretrained=False))
         self.test_only, self.max_nonfinite, self.max_steps, self.progress = test_only, max_nonfinite, max_steps, progress
+        self.patience = patience
         resume = ckpt_io.read_checkpoint(cfg.resume) if cfg.resume else None
         tuning = ckpt_io.read_checkpoint(cfg.tuning) if cfg.tuning else None
 
@@ -149,7 +221,6 @@ class Trainer:
             check_same_labels(self.train_set.label_map, self.val_set.label_map)
         self.cfg = cfg = resolve_num_classes(cfg, labels)
         self.label_map = labels
-        self.output_dir = Path(cfg.output_dir)
 
         mcfg = model_config(cfg)
         model = build_from_config(mcfg)
@@ -185,6 +256,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp and cfg.scaler.enabled
                                            and self.device.type == "cuda")
         self.last_epoch, self.step, self.best, self.nonfinite = -1, 0, BestTracker(), 0
+        self.best_ap, self.best_epoch, self.evals_since_best = -1.0, -1, 0  # for the summary and --patience
+        self.stop_signal: Optional[str] = None  # "SIGINT" / "SIGTERM" once one arrived
+        self._last_entry: Dict[str, Any] = {}
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
         self.writer = None
@@ -202,6 +276,8 @@ class Trainer:
             "config": _plain(self.cfg), "label_map": self.label_map.to_dict(),
             **ckpt_io.deploy_metadata(model_config(self.cfg), self.label_map.names, self.label_map.category_ids),
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
+            "progress": {"best_ap": self.best_ap, "best_epoch": self.best_epoch,
+                         "evals_since_best": self.evals_since_best},
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -212,10 +288,15 @@ class Trainer:
         return state
 
     def save(self, name: str) -> None:
-        """Write ``output_dir/name`` (main process only; all processes must call)."""
+        """Write ``output_dir/name`` atomically (main process only; all processes must call).
+        A failed write (disk full) leaves the previous file as it was and stops the run with one
+        line."""
         state = self.state_dict()
         if dist.is_main():
-            ckpt_io.save_atomic(state, self.output_dir / name)
+            try:
+                ckpt_io.save_atomic(state, self.output_dir / name)
+            except DfineError as e:  # disk full: the previous file is intact
+                raise DfineError(f"{e}; free space and resume with {self._resume_command()}") from None
 
     def load_resume(self, state: Dict[str, Any], name: str, full: bool = True, counters: bool = True) -> None:
         """Restore from a checkpoint: the weights (strict; EMA from the model when absent) and,
@@ -236,6 +317,10 @@ class Trainer:
         self.last_epoch = int(state.get("last_epoch", -1))
         self.step = int(state.get("step", 0))
         self.best.load_state_dict(state.get("best", {}))
+        progress = state.get("progress", {})
+        self.best_ap = float(progress.get("best_ap", -1.0))
+        self.best_epoch = int(progress.get("best_epoch", -1))
+        self.evals_since_best = int(progress.get("evals_since_best", 0))
         if self.ema is not None and "ema_decay" in state:
             self.ema.decay = float(state["ema_decay"])
         rng = state.get("rng")
@@ -249,36 +334,176 @@ class Trainer:
         return self.cfg.stop_epoch
 
     def fit(self) -> Dict[str, Any]:
-        """Train from ``last_epoch + 1`` to ``epochs``; returns the last epoch's log entry."""
+        """Train from ``last_epoch + 1`` to ``epochs`` (or until ``patience`` runs out, or a
+        SIGINT / SIGTERM). Returns the final metrics: the last epoch's log entry (``test_AP``
+        ... in 0..1, ``train_loss`` ...) plus ``best_AP``, ``best_epoch`` (0-based, -1: none),
+        ``best_weights`` (path or ``None``), ``seconds``, ``stopped`` (``""``, ``"SIGINT"``,
+        ``"SIGTERM"`` or ``"patience"``) and ``output_dir``."""
         cfg = self.cfg
         if cfg.epochs is None:
             raise DfineError(f"{cfg.config_file or 'config'}: epochs is not set; add -u epochs=N")
         self._start_logs()
+        self._print("\n".join(self.startup_summary()))
         entry: Dict[str, Any] = {}
+        stopped, start = "", time.time()
         if self.last_epoch + 1 >= cfg.epochs:
             self._print(f"nothing to train: the checkpoint has finished epoch {self.last_epoch + 1} of {cfg.epochs} "
                         f"(raise epochs with -u epochs=N to train longer)")
-        for epoch in range(self.last_epoch + 1, cfg.epochs):
-            self.train_loader.set_epoch(epoch)
-            if epoch == self.stop_epoch:
-                self._restart_ema(cfg.train_dataloader.collate_fn.ema_restart_decay, epoch)
-            train_stats = self.train_one_epoch(epoch)
-            if self.lr_scheduler is not None and self.flat_cosine is None and (
-                    self.lr_warmup_scheduler is None or self.lr_warmup_scheduler.finished()):
-                self.lr_scheduler.step()
-            self.last_epoch = epoch
-            metrics = self.evaluate()
-            action = self.best.update(metrics.ap, epoch, self.stop_epoch)
-            if action in ("stg1", "stg2"):
-                self.save(f"best_{action}.pth")
-            self.save("last.pth")
-            if (epoch + 1) % cfg.checkpoint_freq == 0:
-                self.save(f"checkpoint{epoch:04}.pth")
-            if action == "restart" and self.ema is not None:
-                self._restart_ema(self.ema.decay - 0.0001, epoch)
-            entry = self._log_epoch(epoch, train_stats, metrics)
+        with self._signals():
+            for epoch in range(self.last_epoch + 1, cfg.epochs):
+                stopped = self._run_epoch(epoch) or ""
+                if stopped:
+                    break
+                entry = self._last_entry
         self._finish_logs()
-        return entry
+        result = {**entry, **self._final(time.time() - start, stopped)}
+        return result
+
+    def _run_epoch(self, epoch: int) -> Optional[str]:
+        """Train, evaluate, save and log epoch ``epoch``; the reason to stop, if any."""
+        cfg = self.cfg
+        self.train_loader.set_epoch(epoch)
+        if epoch == self.stop_epoch:
+            self._restart_ema(cfg.train_dataloader.collate_fn.ema_restart_decay, epoch)
+        train_stats = self.train_one_epoch(epoch)
+        if self._should_stop():
+            return self._interrupted(epoch)
+        if self.lr_scheduler is not None and self.flat_cosine is None and (
+                self.lr_warmup_scheduler is None or self.lr_warmup_scheduler.finished()):
+            self.lr_scheduler.step()
+        metrics = self.evaluate()
+        if metrics is None:  # interrupted
+            return self._interrupted(epoch)
+        self.last_epoch = epoch
+        self._track_best(metrics, epoch)
+        action = self.best.update(metrics.ap, epoch, self.stop_epoch)
+        if action in ("stg1", "stg2"):
+            self.save(f"best_{action}.pth")
+        self.save("last.pth")
+        if (epoch + 1) % cfg.checkpoint_freq == 0:
+            self.save(f"checkpoint{epoch:04}.pth")
+        if action == "restart" and self.ema is not None:
+            self._restart_ema(self.ema.decay - 0.0001, epoch)
+        self._last_entry = self._log_epoch(epoch, train_stats, metrics)
+        if self.patience is not None and self.evals_since_best >= self.patience and epoch + 1 < cfg.epochs:
+            self._print(f"early stop after epoch {epoch + 1}: val AP has not improved for {self.evals_since_best} "
+                        f"evaluations (--patience {self.patience}); best AP {100 * self.best_ap:.1f} at epoch "
+                        f"{self.best_epoch + 1}")
+            return "patience"
+        return None
+
+    def _track_best(self, metrics: CocoMetrics, epoch: int) -> None:
+        if metrics.ap > self.best_ap:
+            self.best_ap, self.best_epoch, self.evals_since_best = metrics.ap, epoch, 0
+        else:
+            self.evals_since_best += 1
+
+    # ---------------------------------------------------------------- signals
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """SIGINT / SIGTERM during training: the first stops after the current step, a second
+        exits at once. Handlers are installed in the main thread only and restored after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self.stop_signal is not None:
+                self._print(f"{name} again: exiting now (checkpoints are written atomically; "
+                            f"{self.output_dir / 'last.pth'} is intact)")
+                os._exit(128 + signum)
+            self.stop_signal = name
+            self._print(f"{name}: stopping after this step (press Ctrl-C again to quit at once)")
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _should_stop(self) -> bool:
+        """Whether a signal asked this run (any of its processes) to stop."""
+        stop = self.stop_signal is not None
+        if dist.is_dist():
+            flag = torch.tensor([float(stop)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+            self.stop_signal = self.stop_signal or ("SIGTERM" if stop else None)
+        return stop
+
+    def _interrupted(self, epoch: int) -> str:
+        """Say what was kept and how to go on; the reason to stop."""
+        last = self.output_dir / "last.pth"
+        if self.last_epoch >= 0 and last.is_file():
+            kept = (f"{last} (epoch {self.last_epoch + 1}, finished) is kept as it was; epoch {epoch + 1} "
+                    f"starts again when you resume: {self._resume_command()}")
+        else:
+            kept = "no epoch had finished, so there is nothing to resume; run the same command to start again"
+        self._print(f"stopped by {self.stop_signal} during epoch {epoch + 1}: {kept}")
+        return self.stop_signal or "SIGINT"
+
+    def _resume_command(self) -> str:
+        """The command that resumes this run from ``last.pth``."""
+        parts = ["dfine train -c", shlex.quote(self.cfg.config_file or "CONFIG")]
+        overrides = user_overrides(self.cfg, leave_out=("resume", "tuning"))
+        if overrides:
+            parts += ["-u"] + [shlex.quote(o) for o in overrides]
+        return " ".join(parts + ["-r", shlex.quote(str(self.output_dir / "last.pth"))])
+
+    # ---------------------------------------------------------------- summaries
+
+    def startup_summary(self) -> List[str]:
+        """What the run is about to do, in a few lines (printed before the first step)."""
+        cfg = self.cfg
+        model = dist.unwrap(self.model)
+        steps = min(len(self.train_loader), self.max_steps or len(self.train_loader))
+        size = "x".join(map(str, cfg.eval_spatial_size)) if cfg.eval_spatial_size else "the images' own size"
+        first = self.last_epoch + 2
+        epochs = (f"epochs {first}..{cfg.epochs} of {cfg.epochs} (resumed)" if self.last_epoch >= 0
+                  else f"{cfg.epochs} epochs")
+        lines = [f"train data: {dataset_line(self.train_set)}",
+                 f"val data:   {dataset_line(self.val_set)}",
+                 f"classes: {classes_line(self.train_set)}",
+                 f"model: {Path(cfg.config_file).name or 'D-FINE'} (HGNetv2-{cfg.HGNetv2.name}), "
+                 f"{parameters_line(model)}, input {size}",
+                 f"device: {self.device}, {torch.get_num_threads()} threads, precision {self.precision.name}"
+                 + (f", {dist.world_size()} processes" if dist.world_size() > 1 else ""),
+                 f"schedule: {epochs}, {steps} steps per epoch (batch {self.train_loader.batch_size} per process)"
+                 + (f", early stop after {self.patience} evaluations without improvement" if self.patience else ""),
+                 f"output: {self.output_dir}"]
+        if self.precision.note:
+            lines.insert(0, self.precision.note)
+        return lines
+
+    def _best_weights(self) -> Optional[Path]:
+        for name in ("best_stg2.pth", "best_stg1.pth", "last.pth"):
+            if (self.output_dir / name).is_file():
+                return self.output_dir / name
+        return None
+
+    def _final(self, seconds: float, stopped: str) -> Dict[str, Any]:
+        """Print the end-of-run summary; the values :meth:`fit` adds to its result."""
+        best = self._best_weights()
+        result = {"best_AP": self.best_ap, "best_epoch": self.best_epoch, "best_weights": best,
+                  "seconds": seconds, "stopped": stopped, "output_dir": self.output_dir}
+        if stopped in ("SIGINT", "SIGTERM") or not dist.is_main():
+            return result
+        last = self.history[-1].get("test_AP") if self.history else None
+        lines = [f"done in {duration(seconds)}" + (" (early stop)" if stopped == "patience" else "")]
+        if self.best_epoch >= 0:
+            lines.append(f"best AP {100 * self.best_ap:.1f} at epoch {self.best_epoch + 1}"
+                         + (f", last AP {100 * last:.1f} (epoch {self.last_epoch + 1})" if last is not None else ""))
+        if best is not None:
+            lines.append(f"best weights: {best}")
+            lines += [f"  {k + ':':8s} {v}" for k, v in
+                      next_commands(self.cfg, best, self.cfg.val_dataloader.dataset.img_folder).items()]
+        self._print("\n".join(lines))
+        return result
 
     def _restart_ema(self, decay: float, epoch: int) -> None:
         """Published stop-epoch refresh: reload ``best_stg1.pth`` (weights, EMA, optimiser,
@@ -301,15 +526,26 @@ class Trainer:
         bar = self._bar(total, f"epoch {epoch + 1}/{self.cfg.epochs}")
         sums: Dict[str, float] = {}
         count, skipped, start = 0, 0, time.time()
-        for i, (images, targets) in enumerate(loader):
-            if i >= total:
+        epoch_losses: List[float] = []
+        batches = iter(loader)
+        for i in range(total):
+            if self._should_stop():
                 break
+            try:
+                images, targets = next(batches)
+            except StopIteration:
+                break
+            except RuntimeError:  # Ctrl-C also reaches the loader's workers, which then exit
+                if self.stop_signal is not None:
+                    break
+                raise
             losses = self.train_step(images, targets, epoch * total + i)
             if losses is None:
                 skipped += 1
                 continue
             loss = float(sum(losses.values()))
             self.step_losses.append(loss)
+            epoch_losses.append(loss)
             for k, v in [("loss", loss)] + [(k, float(v)) for k, v in losses.items()]:
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
@@ -326,7 +562,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         stats = {k: v / max(count, 1) for k, v in sums.items()}
-        stats.update(lr=self.optimizer.param_groups[0]["lr"], skipped_steps=skipped,
+        stats.update(lr=self.optimizer.param_groups[0]["lr"], skipped_steps=skipped, step_losses=epoch_losses,
                      images_per_s=count * loader.batch_size * dist.world_size() / max(time.time() - start, 1e-9))
         return stats
 
@@ -335,6 +571,26 @@ class Trainer:
         """One optimiser step (AMP or not); ``None`` when the loss was not finite (step skipped)."""
         images = images.to(self.device, non_blocking=True)
         targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
+        try:
+            return self._step(images, targets, it)
+        except torch.OutOfMemoryError:
+            raise self._out_of_memory(images) from None
+        except RuntimeError as e:
+            if "can't allocate memory" in str(e) or "not enough memory" in str(e):
+                raise self._out_of_memory(images) from None
+            raise
+
+    def _out_of_memory(self, images: torch.Tensor) -> DfineError:
+        """One line naming the batch and image size of the step that ran out of memory."""
+        batch, (h, w) = images.shape[0], images.shape[-2:]
+        smaller = max(32, (max(h, w) * 3 // 4) // 32 * 32)
+        where = "GPU" if self.device.type == "cuda" else "CPU"
+        return DfineError(f"out of {where} memory in a training step at batch size {batch} per process and image "
+                          f"size {h}x{w}; try a smaller batch (-u train_dataloader.total_batch_size="
+                          f"{max(1, batch // 2) * dist.world_size()}) or a smaller size (--imgsz {smaller})")
+
+    def _step(self, images: torch.Tensor, targets: List[Dict[str, torch.Tensor]], it: int
+              ) -> Optional[Dict[str, torch.Tensor]]:
         with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.use_amp):
             outputs = self.model(images, targets=targets)
         with torch.autocast(self.device.type, enabled=False):
@@ -371,16 +627,18 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation
 
-    def evaluate(self) -> CocoMetrics:
-        """COCO AP of the EMA model (the model without EMA) on the validation set."""
+    def evaluate(self) -> Optional[CocoMetrics]:
+        """COCO AP of the EMA model (the model without EMA) on the validation set; ``None``
+        when a signal stopped it."""
         module = self.ema.module if self.ema is not None else dist.unwrap(self.model)
         return evaluate(module, self.postprocessor, self.val_loader, self.device, self.val_set.ann_file,
-                        progress=self.progress)
+                        progress=self.progress, should_stop=self._should_stop)
 
     def val(self) -> CocoMetrics:
-        """``--test-only``: evaluate, print the summary and per-class table, write ``eval.json``."""
+        """``--test-only``: evaluate, print the 12-line COCO summary and the per-class table,
+        write ``eval.json``."""
         metrics = self.evaluate()
-        self._print(f"{metrics.summary()}\n{metrics.table()}")
+        self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
         if dist.is_main():
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "eval.json").write_text(json.dumps(
@@ -414,11 +672,14 @@ class Trainer:
             return
         self.writer = SummaryWriter(self.cfg.summary_dir or str(self.output_dir / "summary"))
 
-    def _log_epoch(self, epoch: int, train: Dict[str, float], metrics: CocoMetrics) -> Dict[str, Any]:
+    def _log_epoch(self, epoch: int, train: Dict[str, Any], metrics: CocoMetrics) -> Dict[str, Any]:
+        step_losses = [float(f"{v:.5g}") for v in train.pop("step_losses", [])]
         entry = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
-                 **{f"test_{k}": v for k, v in metrics.as_dict().items()}, "step": self.step}
+                 **{f"test_{k}": v for k, v in metrics.as_dict().items()}, "step": self.step,
+                 "train_step_losses": step_losses}
         if not dist.is_main():
             return entry
+        self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
         self._print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {train.get('loss', float('nan')):.4f}  "
                     f"{metrics.summary()}" + (f"  ({train['skipped_steps']} steps skipped: non-finite loss)"
                                               if train.get("skipped_steps") else ""))
@@ -440,8 +701,47 @@ class Trainer:
         plot_history(self.history, self.output_dir)
 
 
+def smooth(values: List[float], weight: float = 0.9) -> List[float]:
+    """Exponential moving average with bias correction (what TensorBoard's smoothing shows)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight ** (i + 1)))
+    return out
+
+
+def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
+    """Loss per step (raw and smoothed) on the left, mean loss per epoch on the right."""
+    steps, losses, bounds = [], [], []
+    for e in history:
+        values = e.get("train_step_losses") or []
+        first = e.get("step", 0) - len(values)
+        steps += list(range(first + 1, first + len(values) + 1))
+        losses += values
+        bounds.append(e.get("step", 0))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if losses:
+        left.plot(steps, losses, color="tab:blue", alpha=0.25, lw=1, label="per step")
+        left.plot(steps, smooth(losses, 0.9 if len(losses) > 20 else 0.6), color="tab:blue", lw=2, label="smoothed")
+        for b in bounds[:-1]:
+            left.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
+        left.legend()
+    left.set_xlabel("step (dotted: epoch ends)")
+    left.set_title("train loss per step")
+    right.plot([e["epoch"] + 1 for e in history], [e.get("train_loss", math.nan) for e in history], marker="o")
+    right.set_xlabel("epoch")
+    right.xaxis.get_major_locator().set_params(integer=True)
+    right.set_title("train loss per epoch (mean)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
-    """``loss.png``, ``lr.png`` and ``map.png`` over epochs in ``out`` (needs matplotlib)."""
+    """``loss.png`` (per step and per epoch), ``lr.png`` and ``map.png`` over epochs in ``out``
+    (needs matplotlib)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -449,13 +749,15 @@ def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
     except ImportError:
         return []
     epochs = [e["epoch"] + 1 for e in history]
-    panels = {"loss.png": ("train loss", ["train_loss"]), "lr.png": ("learning rate", ["train_lr"]),
+    _plot_loss(history, out / "loss.png", plt)
+    panels = {"lr.png": ("learning rate", ["train_lr"]),
               "map.png": ("COCO AP", ["test_AP", "test_AP50", "test_AP75"])}
-    written = []
+    written = [out / "loss.png"]
     for name, (title, keys) in panels.items():
         fig, ax = plt.subplots(figsize=(6, 4))
         for key in keys:
             ax.plot(epochs, [e.get(key, math.nan) for e in history], marker="o", label=key)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend()

@@ -6,11 +6,12 @@ import contextlib
 import io
 import json
 import random
+import warnings
 
 import numpy as np
 import pytest
 
-from dfine.engine.evaluator import coco_metrics
+from dfine.engine.evaluator import NO_BOXES, coco_metrics
 
 
 def test_map_matches_pycocotools(coco128):
@@ -38,3 +39,59 @@ def test_map_matches_pycocotools(coco128):
 def test_no_detections_is_zero(coco128):
     ann = str(coco128 / "annotations" / "instances_train2017.json")
     assert coco_metrics(ann, []).ap <= 0
+
+
+def _detections(data, seed=0):
+    rng = random.Random(seed)
+    return [{"image_id": a["image_id"], "category_id": a["category_id"],
+             "bbox": [max(0.0, v + rng.uniform(-6, 6)) for v in a["bbox"]], "score": rng.random()}
+            for a in data["annotations"] if rng.random() < 0.9]
+
+
+def test_summary_is_the_standard_twelve_lines(coco128):
+    pycocoeval = pytest.importorskip("pycocotools.cocoeval")
+    import pycocotools.coco as pycoco
+
+    ann = str(coco128 / "annotations" / "instances_train2017.json")
+    dets = _detections(json.loads(open(ann).read()))
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        gt = pycoco.COCO(ann)
+        ev = pycocoeval.COCOeval(gt, gt.loadRes(dets), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    theirs = [line for line in text.getvalue().splitlines() if line.startswith(" Average")]
+    ours = coco_metrics(ann, dets).coco_summary().splitlines()
+    assert len(ours) == 12
+    assert ours[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.")
+    # same text, values within rounding of the two implementations
+    assert [l.rsplit("=", 1)[0] for l in ours] == [l.rsplit("=", 1)[0] for l in theirs]
+    np.testing.assert_allclose([float(l.rsplit("=", 1)[1]) for l in ours],
+                               [float(l.rsplit("=", 1)[1]) for l in theirs], atol=2e-3)
+
+
+def test_zero_based_annotation_ids_are_renumbered(coco128, tmp_path):
+    ann = coco128 / "annotations" / "instances_train2017.json"
+    data = json.loads(ann.read_text())
+    dets = _detections(data)
+    zero = json.loads(ann.read_text())
+    for i, a in enumerate(zero["annotations"]):  # a Roboflow export: ids 0..M-1
+        a["id"] = i
+    path = tmp_path / "zero.json"
+    path.write_text(json.dumps(zero))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # faster-coco-eval warns on an annotation id 0
+        got = coco_metrics(str(path), dets)
+    assert got.stats == pytest.approx(coco_metrics(str(ann), dets).stats, abs=1e-9)
+    assert json.loads(path.read_text())["annotations"][0]["id"] == 0  # the user's file is untouched
+
+
+def test_all_background_validation_set_says_so(coco128):
+    data = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
+    data["annotations"] = []
+    metrics = coco_metrics(data, [{"image_id": data["images"][0]["id"], "category_id": 1,
+                                   "bbox": [0, 0, 10, 10], "score": 0.5}])
+    assert not metrics.has_ground_truth
+    assert metrics.summary() == metrics.coco_summary() == NO_BOXES
+    assert "no boxes" in NO_BOXES and "-100" not in metrics.summary()

@@ -1,0 +1,87 @@
+"""What a training run prints before its first step and after its last: the data as read (images,
+boxes, background images, classes and what was dropped), the model, device, precision, schedule
+and output folder; then the best and last AP, the time, where the best weights are and the exact
+commands to evaluate, export and predict with them."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+__all__ = ["dataset_line", "classes_line", "parameters_line", "next_commands", "duration", "user_overrides"]
+
+
+def dataset_line(ds: Any) -> str:
+    """``"120 images, 830 boxes, 4 background images (ann.json)"``."""
+    counts = ds.boxes_per_image()
+    return (f"{len(ds)} images, {int(counts.sum())} boxes, {int((counts == 0).sum())} background images "
+            f"({ds.ann_file})")
+
+
+def classes_line(ds: Any, show: int = 10) -> str:
+    """The classes, how category ids became labels, and the declared categories left out."""
+    lm = ds.label_map
+    names = ", ".join(n for n in lm.names[:show] if n) + (f", ... (+{len(lm.names) - show})" if len(lm.names) > show
+                                                        else "")
+    ids = [i for i in lm.category_ids if i >= 0]
+    if lm.mode == "mscoco":
+        how = "the 80 COCO categories, ids 1..90 -> labels 0..79 (remap_mscoco_category)"
+    elif lm.mode == "category_id":
+        how = f"category ids used as labels (0..{len(lm.category_ids) - 1})"
+    else:
+        how = f"category ids {_ids(ids)} -> labels 0..{len(ids) - 1} in id order"
+    declared = getattr(ds, "declared_categories", {})
+    dropped = [f"'{name}' (id {cid})" for cid, name in sorted(declared.items()) if cid not in lm.category_ids]
+    line = f"{lm.num_classes} classes: {names}; {how}"
+    if dropped:
+        line += (f"; left out {len(dropped)} declared but unused categor{'y' if len(dropped) == 1 else 'ies'} "
+                 f"{', '.join(dropped[:5])} (a placeholder: supercategory of the others)")
+    return line
+
+
+def _ids(ids: Sequence[int]) -> str:
+    if ids and list(ids) == list(range(ids[0], ids[0] + len(ids))):
+        return f"{ids[0]}..{ids[-1]}"
+    return ", ".join(map(str, ids[:8])) + (" ..." if len(ids) > 8 else "")
+
+
+def parameters_line(model: torch.nn.Module) -> str:
+    """``"3.76 M parameters (3.70 M trainable)"``."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)"
+
+
+def duration(seconds: float) -> str:
+    """``"1h02m"``, ``"3m12s"`` or ``"45s"``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def user_overrides(cfg: Any, leave_out: Sequence[str] = ("resume", "tuning", "output_dir", "summary_dir",
+                                                         "epochs")) -> List[str]:
+    """The ``key=value`` items the command line gave (``-u`` and options), in order, without
+    the keys of ``leave_out``."""
+    seen: List[str] = []
+    for _, label in cfg.key_sources:
+        if label.startswith("command line '") and label.endswith("'"):
+            item = label[len("command line '"):-1]
+            if item not in seen and item.split("=", 1)[0].split(".")[0] not in leave_out:
+                seen.append(item)
+    return seen
+
+
+def next_commands(cfg: Any, weights: Path, images: Optional[str]) -> Dict[str, str]:
+    """The commands to evaluate, export and predict with ``weights``."""
+    w = shlex.quote(str(weights))
+    overrides = user_overrides(cfg)
+    ev = f"dfine eval -c {shlex.quote(cfg.config_file)} -r {w}"
+    if overrides:
+        ev += " -u " + " ".join(shlex.quote(o) for o in overrides)
+    return {"eval": ev, "export": f"dfine export -r {w} --format onnx",
+            "predict": f"dfine predict -m {w} {shlex.quote(images or 'IMAGES')}"}

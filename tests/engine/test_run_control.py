@@ -1,0 +1,248 @@
+"""Stopping and failing well: signals, early stopping, disk full, out of memory, unwritable output
+folders, inputs too small for the queries, stale temporaries; and the run's summaries."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfine.cli import main
+from dfine.config import load_config
+from dfine.engine import trainer as trainer_module
+from dfine.engine.trainer import Trainer
+from dfine.errors import DfineError
+from tests.engine.conftest import write_recipe, write_subset
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = "lr_warmup_scheduler: {type: LinearWarmup, warmup_duration: 1}\n"
+
+
+def tiny_recipe(folder: Path, coco: Path, **kw) -> Path:
+    """2 training images, 1 validation image, N at 320 px, batch 1 (so two steps an epoch)."""
+    train = write_subset(coco, folder / "train.json", 2)
+    val = write_subset(coco, folder / "val.json", 1, offset=2)
+    kw.setdefault("batch", 1)
+    return write_recipe(folder / "recipe.yml", coco / "train2017", train, val, extra=FAST, **kw)
+
+
+def test_sigterm_stops_after_the_step_and_keeps_last_pth(coco128, tmp_path, capsys):
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=2), ["seed=0"]), progress=False)
+    last = tmp_path / "out" / "last.pth"
+    original, calls, after_epoch_1 = trainer.train_step, [], {}
+
+    def step_then_signal(*args):
+        out = original(*args)
+        calls.append(1)
+        if len(calls) == 3:  # first step of the second epoch
+            after_epoch_1["bytes"] = last.read_bytes()
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    trainer.train_step = step_then_signal
+    result = trainer.fit()
+    assert result["stopped"] == "SIGTERM" and len(calls) == 3  # no step after the signal
+    assert last.read_bytes() == after_epoch_1["bytes"]
+    assert trainer.last_epoch == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "stopped by SIGTERM during epoch 2" in text and f"-r {last}" in text
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def _cli_run(folder: Path, coco: Path, workers: int) -> subprocess.Popen:
+    recipe = tiny_recipe(folder, coco, epochs=3)
+    cmd = [sys.executable, "-m", "dfine.cli", "train", "-c", str(recipe), "-d", "cpu", "--no-progress",
+           "-u", f"train_dataloader.num_workers={workers}"]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _wait_for(proc: subprocess.Popen, marker: str, lines: list) -> None:
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line:
+            return
+    raise AssertionError("".join(lines[-20:]))
+
+
+def _ctrl_c(proc: subprocess.Popen, markers: list) -> tuple:
+    """Send SIGINT to the process group (as a terminal does) at each marker; (output, seconds
+    from the last SIGINT to the exit)."""
+    lines: list = []
+    try:
+        for marker in markers:
+            _wait_for(proc, marker, lines)
+            os.killpg(proc.pid, signal.SIGINT)
+        start = time.time()
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return "".join(lines) + rest, time.time() - start
+
+
+def test_ctrl_c_with_loader_workers_stops_within_a_step(coco128, tmp_path):
+    """Ctrl-C reaches the whole process group (main process and data workers)."""
+    proc = _cli_run(tmp_path, coco128, workers=1)
+    text, seconds = _ctrl_c(proc, ["epoch 1 [1/2]"])
+    assert proc.returncode == 130, text[-2000:]
+    assert seconds < 60
+    assert "SIGINT: stopping after this step" in text
+    assert "no epoch had finished" in text and "Traceback" not in text
+    assert "epoch 1 [2/2]" not in text.split("SIGINT: stopping")[1]
+
+
+def test_second_ctrl_c_exits_at_once(coco128, tmp_path):
+    proc = _cli_run(tmp_path, coco128, workers=0)
+    text, seconds = _ctrl_c(proc, ["epoch 1 [1/2]", "stopping after this step"])
+    assert proc.returncode == 130 and seconds < 10
+    assert "SIGINT again: exiting now" in text
+
+
+def test_patience_stops_and_keeps_the_best(coco128, tmp_path, capsys):
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=4), ["seed=0"]), progress=False,
+                      max_steps=1, patience=1)
+    aps = iter([0.2, 0.1, 0.3, 0.4])  # epoch 2 does not improve: stop there
+    real = trainer.evaluate
+
+    def fake_ap():
+        metrics = real()
+        metrics.stats[0] = next(aps)
+        return metrics
+
+    trainer.evaluate = fake_ap
+    result = trainer.fit()
+    assert result["stopped"] == "patience" and trainer.last_epoch == 1
+    assert result["best_AP"] == 0.2 and result["best_epoch"] == 0
+    assert result["best_weights"] == tmp_path / "out" / "best_stg1.pth"
+    text = capsys.readouterr()
+    assert "early stop after epoch 2" in text.out + text.err
+    with pytest.raises(DfineError, match="patience"):
+        Trainer(load_config(tmp_path / "recipe.yml"), patience=0)
+
+
+def test_disk_full_keeps_the_previous_checkpoint(coco128, tmp_path, monkeypatch):
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1)), progress=False)
+    trainer.save("last.pth")
+    before = (tmp_path / "out" / "last.pth").read_bytes()
+    real_save = torch.save
+
+    def half_then_full(obj, f, *a, **k):
+        f.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_full)
+    with pytest.raises(DfineError) as err:
+        trainer.save("last.pth")
+    monkeypatch.setattr(torch, "save", real_save)
+    message = str(err.value)
+    assert "No space left on device" in message and "previous file is intact" in message and "\n" not in message
+    assert f"resume with dfine train -c {tmp_path / 'recipe.yml'}" in message
+    assert (tmp_path / "out" / "last.pth").read_bytes() == before
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                                   RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                                                "can't allocate memory: you tried to allocate 123456789 bytes")])
+def test_out_of_memory_names_batch_and_size(coco128, tmp_path, error):
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1, batch=2)), progress=False)
+
+    def oom(*args):
+        raise error
+
+    trainer._step = oom
+    with pytest.raises(DfineError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert "out of" in message and "batch size 2" in message and "image size 320x320" in message
+    assert "total_batch_size=1" in message and "--imgsz 224" in message
+
+
+@pytest.mark.parametrize("where", ["proc", "through_file", "read_only"])
+def test_unwritable_output_folder_fails_before_building(coco128, tmp_path, capsys, monkeypatch, where):
+    recipe = tiny_recipe(tmp_path, coco128)
+    if where == "proc":
+        out = Path("/proc/x")
+    elif where == "through_file":
+        (tmp_path / "afile").write_text("")
+        out = tmp_path / "afile" / "out"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        out = tmp_path / "ro"
+        out.mkdir()
+        out.chmod(0o500)
+
+    def never(*a, **k):
+        raise AssertionError("built before the output folder was checked")
+
+    monkeypatch.setattr(trainer_module, "build_from_config", never)
+    monkeypatch.setattr(trainer_module, "build_dataset", never)
+    assert main(["train", "-c", str(recipe), "-d", "cpu", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: output folder {out} cannot be created or written") and "\n" not in err
+
+
+def test_input_too_small_for_the_queries_fails_before_building(coco128, tmp_path, capsys, monkeypatch):
+    recipe = tiny_recipe(tmp_path, coco128)
+    monkeypatch.setattr(trainer_module, "build_dataset", lambda *a, **k: pytest.fail("built"))
+    assert main(["train", "-c", str(recipe), "-d", "cpu", "--imgsz", "128"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "128x128 gives 80 encoder tokens, fewer than DFINETransformer.num_queries=300" in err and "\n" not in err
+
+
+def test_stale_temporaries_are_removed_and_never_resumed(coco128, tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path, coco128, epochs=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".last.pth.k2j4h1.tmp", out / ".best_stg1.pth.a8b8c8.tmp"]
+    stale[0].write_bytes(b"")
+    stale[1].write_bytes(b"\x80" * 4096)
+    other = out / "notes.tmp"  # not of our naming: kept
+    other.write_text("mine")
+    trainer = Trainer(load_config(recipe), progress=False)
+    assert not any(p.exists() for p in stale) and other.exists()
+    assert trainer.last_epoch == -1  # started fresh: a temporary is never a checkpoint
+
+
+def test_summaries_name_data_classes_and_next_commands(coco128, tmp_path, capsys):
+    """A Roboflow-style export: placeholder category 0 (supercategory of the others), ids from 0,
+    one background image."""
+    data = json.loads(write_subset(coco128, tmp_path / "rf.json", 3, categories=[1, 3]).read_text())
+    data["categories"] = [{"id": 0, "name": "things", "supercategory": "none"},
+                          {"id": 1, "name": "person", "supercategory": "things"},
+                          {"id": 2, "name": "car", "supercategory": "things"}]
+    for i, a in enumerate(data["annotations"]):
+        a["id"], a["category_id"] = i, 1 if a["category_id"] == 1 else 2
+    extra = json.loads(write_subset(coco128, tmp_path / "bg.json", 1, offset=10).read_text())["images"][0]
+    data["images"].append(extra)
+    (tmp_path / "rf.json").write_text(json.dumps(data))
+    recipe = write_recipe(tmp_path / "recipe.yml", coco128 / "train2017", tmp_path / "rf.json", tmp_path / "rf.json",
+                          epochs=1, batch=4, mscoco=False, extra=FAST)
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
+    start = "\n".join(trainer.startup_summary())
+    n_boxes = len(data["annotations"])
+    assert f"train data: 4 images, {n_boxes} boxes, 1 background images" in start
+    assert "2 classes: person, car; category ids 1..2 -> labels 0..1" in start
+    assert "left out 1 declared but unused category 'things' (id 0)" in start
+    assert "M parameters" in start and "device: cpu" in start and "precision float32" in start
+    assert "1 epochs, 1 steps per epoch (batch 4 per process)" in start and f"output: {tmp_path / 'out'}" in start
+    result = trainer.fit()
+    text = capsys.readouterr().out
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in text
+    best = tmp_path / "out" / "best_stg1.pth"
+    assert result["best_weights"] == best and f"best weights: {best}" in text
+    assert f"dfine eval -c {recipe} -r {best}" in text and f"dfine export -r {best} --format onnx" in text
+    assert f"dfine predict -m {best} {coco128 / 'train2017'}" in text
+    assert "UserWarning" not in text
+    log = json.loads((tmp_path / "out" / "log.jsonl").read_text().splitlines()[0])
+    assert len(log["train_step_losses"]) == 1 and (tmp_path / "out" / "loss.png").stat().st_size > 10_000
