@@ -53,7 +53,6 @@ from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build
 __all__ = ["Trainer", "BestTracker", "load_backbone", "check_output_dir", "check_input_size"]
 
 
-
 def check_output_dir(path: Path) -> None:
     """Create ``path`` and make sure a file can be written in it; a one-line
     :class:`DfineError` otherwise (a path through a file, ``/proc/x``, a read-only disk)."""
