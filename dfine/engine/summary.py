@@ -76,10 +76,15 @@ def user_overrides(cfg: Any, leave_out: Sequence[str] = ("resume", "tuning", "ou
     return seen
 
 
+# the keys an evaluation of the weights needs from the training command line
+_EVAL_KEYS = ("val_dataloader", "eval_spatial_size", "num_classes", "remap_mscoco_category", "category_ids_as_labels",
+              "use_focal_loss", "HGNetv2", "HybridEncoder", "DFINETransformer", "DFINEPostProcessor", "device")
+
+
 def next_commands(cfg: Any, weights: Path, images: Optional[str]) -> Dict[str, str]:
     """The commands to evaluate, export and predict with ``weights``."""
     w = shlex.quote(str(weights))
-    overrides = user_overrides(cfg)
+    overrides = [o for o in user_overrides(cfg) if o.split("=", 1)[0].split(".")[0] in _EVAL_KEYS]
     ev = f"dfine eval -c {shlex.quote(cfg.config_file)} -r {w}"
     if overrides:
         ev += " -u " + " ".join(shlex.quote(o) for o in overrides)

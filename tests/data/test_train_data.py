@@ -37,7 +37,7 @@ def _voc(root):
 def _trained(out, capsys):
     printed = capsys.readouterr().out
     assert (out / "last.pth").is_file()
-    assert f"best model: {out}" in printed and "dfine predict IMAGES_OR_VIDEO --model" in printed
+    assert f"best weights: {out}" in printed and f"dfine predict -m {out}" in printed
     return printed
 
 
