@@ -181,11 +181,13 @@ def plot_fdr(image: Any, trace: FdrTrace, class_names: Sequence[str], path: Path
                 ax.axvline(box[e], color=color, lw=1, ls="--")
             if gt_box is not None:
                 ax.axvline(gt_box[e], color="black", lw=1.2, ls=":", label="ground truth")
-            centre = x[len(x) // 2]
-            span = max(abs(box1[e] - centre), abs(box0[e] - centre), 2.0) * 2.5
-            ax.set_xlim(centre - span, centre + span)
+            inner = np.sort(x)[1:-1]  # the two outermost bins sit far out (2x the next): left out of view
+            ax.set_xlim(inner[0], inner[-1])
+            ax.set_ylim(bottom=0)
             ax.set_title(f"{name} edge", fontsize=9)
             ax.set_xlabel("x (px)" if e in (0, 2) else "y (px)", fontsize=8)
+            if e == 0:
+                ax.set_ylabel("probability", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
             if row == 0 and e == 0:
