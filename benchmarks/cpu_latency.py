@@ -13,7 +13,6 @@ machine), ``typical`` the median over rounds (what a shared machine gives).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,7 +24,8 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import torch
 
-from dfine.export.benchmark import time_call
+from dfine.engine.precision import cpu_features
+from dfine.export.benchmark import time_export
 from dfine.checkpoint import LoadedModel
 from dfine.export.onnx import export_onnx
 from dfine.inference import Detector
@@ -107,22 +107,6 @@ def _diffs(loaded: LoadedModel, run: RunFn, images: np.ndarray, sizes: np.ndarra
     return score, box
 
 
-def _worker(path: str, backend: str, precision: str, threads: int, runs: int) -> None:
-    """Time one file on one runtime at batch 1 and print ``{"median_ms", "min_ms", "mean_ms"}``."""
-    torch.set_num_threads(threads)
-    run = Detector(path, backend=backend, threads=threads, precision=precision)._engine.run
-    images = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
-    sizes = np.array([[640, 480]], dtype=np.int64)
-    print(json.dumps(time_call(lambda: run(images, sizes), warmup=3, runs=runs)))
-
-
-def _time(path: Path, backend: str, precision: str, args: argparse.Namespace) -> Dict[str, float]:
-    """:func:`_worker` in a process of its own."""
-    out = subprocess.run([sys.executable, __file__, "--worker", str(path), backend, precision,
-                          str(args.threads), str(args.runs)], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def _rows(size: str, ours: Path, ref: Path | None, bf16: bool) -> List[Tuple[str, Path, str, str]]:
     """(label, file, runtime, precision) for every line of the table."""
     rows = []
@@ -144,6 +128,12 @@ def _report(size: str, label: str, backend: str, precision: str, medians: List[f
     return text + f"  max diff vs torch: scores {diff[0]:.1e}, boxes {diff[1]:.1e} px"
 
 
+def _isa_cap() -> str:
+    """The instruction-set caps in force (oneDNN for OpenVINO and torch, ATen), if any."""
+    caps = [f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if os.environ.get(k)]
+    return f" (capped: {', '.join(caps)}; ONNX Runtime ignores these)" if caps else ""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=["n", "s"], choices=("n", "s"))
@@ -156,7 +146,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     images = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
     sizes = np.array([[640, 480]], dtype=np.int64)
-    print(f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"CPU: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}{_isa_cap()}; load average at start "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     for size in a.sizes:
         loaded, state = _model(size)
         with tempfile.TemporaryDirectory() as tmp:
@@ -168,7 +159,7 @@ def main() -> None:
             medians: Dict[str, List[float]] = {r[0]: [] for r in rows}
             for _ in range(a.rounds):
                 for label, path, backend, precision in rows:
-                    medians[label].append(_time(path, backend, precision, a)["median_ms"])
+                    medians[label].append(time_export(str(path), backend, a.threads, precision, a.runs)["median_ms"])
         for label, _, backend, precision in rows:
             same = label.replace(f"dfine_{size} ours     ", f"dfine_{size} published")
             base = min(medians[same]) if ref and same in medians and same != label else None
@@ -177,7 +168,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 7 and sys.argv[1] == "--worker":
-        _worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
-    else:
-        main()
+    main()

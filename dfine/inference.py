@@ -167,7 +167,7 @@ class Detector:
         """A detector over any :data:`RunFn` (e.g. a model a quantization tool holds in memory),
         with the pre- and post-processing of every other backend."""
         det = cls.__new__(cls)
-        det.conf, det.batch_size, det.device = float(conf), int(batch_size), "cpu"
+        det.conf, det.batch_size, det.device, det.slice = float(conf), int(batch_size), "cpu", None
         det._engine = _Engine(run, backend, tuple(imgsz), tuple(class_names), tuple(int(i) for i in category_ids))
         return det
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ["count_flops", "count_params", "time_call"]
+__all__ = ["count_flops", "count_params", "time_call", "time_export"]
 
 
 def count_params(model: nn.Module) -> int:
@@ -41,3 +45,32 @@ def time_call(fn: Callable[[], object], warmup: int = 3, runs: int = 20, sync: C
         sync()
         times.append((time.perf_counter() - start) * 1e3)
     return {"median_ms": statistics.median(times), "min_ms": min(times), "mean_ms": statistics.fmean(times)}
+
+
+def time_export(path: str, backend: Optional[str] = None, threads: int = 2, precision: str = "f32",
+                runs: int = 20, warmup: int = 3) -> Dict[str, float]:
+    """Latency of an exported file at batch 1 on random input of its own size, timed in a fresh
+    process (one runtime's idle threads never slow another's): :func:`time_call`'s figures plus
+    ``cpu_ms``, the process CPU time per call (steadier than wall time on a shared machine)."""
+    args = json.dumps([str(path), backend, int(threads), precision, int(runs), int(warmup)])
+    code = "import json, sys; from dfine.export.benchmark import _time_here; print(json.dumps(_time_here(*json.loads(sys.argv[1]))))"
+    out = subprocess.run([sys.executable, "-c", code, args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _time_here(path: str, backend: Optional[str], threads: int, precision: str, runs: int, warmup: int
+               ) -> Dict[str, float]:
+    import numpy as np
+    from ..inference import Detector
+    torch.set_num_threads(threads)
+    det = Detector(path, backend=backend, threads=threads, precision=precision)
+    images = np.random.default_rng(0).random((1, 3, *det.imgsz), dtype=np.float32)
+    sizes = np.array([[det.imgsz[1], det.imgsz[0]]], dtype=np.int64)
+    run = det._engine.run
+    for _ in range(warmup):
+        run(images, sizes)
+    cpu = os.times()
+    result = time_call(lambda: run(images, sizes), warmup=0, runs=runs)
+    end = os.times()
+    result["cpu_ms"] = (end.user + end.system - cpu.user - cpu.system) * 1e3 / runs
+    return result

@@ -162,3 +162,16 @@ def test_eval_errors_are_one_line(checkpoint, images, tmp_path, capsys):
         assert main(["eval", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and words in err
+
+
+def test_detector_from_run_equals_the_file_backend(checkpoint, images, tmp_path):
+    """``Detector.from_run`` (the hook accuracy-aware quantization evaluates through) gives the
+    detections of the same model loaded from its file."""
+    out = tmp_path / "tiny.onnx"
+    assert main(["export", "-r", str(checkpoint), "--no-simplify", "-o", str(out)]) == 0
+    det = Detector(str(out), conf=0.0)
+    same = Detector.from_run(det._engine.run, det.imgsz, NAMES, IDS, conf=0.0)
+    paths = [str(p) for p in sorted(images.glob("*.jpg"))[:2]]
+    for a, b in zip(det(paths), same(paths)):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        assert a.names == b.names and a.category_ids.tolist() == b.category_ids.tolist()

@@ -1,0 +1,145 @@
+"""Int8 against float32 on a trained model and its val set (default: the ``dfine demo`` model):
+COCO AP / AP50 of every export (``dfine eval``'s code path) and latency at batch 1, 2 threads,
+OpenVINO and ONNX Runtime, each file timed in a process of its own, rounds interleaved.
+
+Bar (issue 17): int8 AP at most 1.0 point under float32, int8 latency at most 0.6x float32 OpenVINO.
+
+    python benchmarks/int8.py [--demo runs/demo] [--calib-size 300] [--rounds 3] [--runs 20]
+                              [--max-drop 0.5] [--all-int8] [--latency-imgsz 640]
+
+``--demo DIR`` reads ``DIR/last.pth``, ``DIR/data/val.json`` + ``DIR/data/val/`` (evaluation) and
+``DIR/data/train/`` (calibration); ``--model``, ``--val-ann``, ``--val-images``, ``--calib`` point
+elsewhere. ``--all-int8`` adds an IR with nothing kept in float (the decoder heads quantized too),
+``--max-drop`` the accuracy-aware IR. ``--latency-imgsz 640`` also times the same weights exported at
+640x640 (latency only: the model was trained at the demo's size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from dfine.engine.precision import cpu_features
+from dfine.export.benchmark import time_export
+from dfine.export.evaluate import evaluate_export, load_eval_set
+from dfine.export.int8 import calibration_images, quantize_onnx, quantize_openvino
+from dfine.export.loading import load_model
+from dfine.export.onnx import export_onnx
+from dfine.export.openvino import export_openvino
+
+Row = Tuple[str, Path, str]  # label, file, backend
+
+
+def _exports(args: argparse.Namespace, folder: Path, imgsz: Optional[int], val) -> List[Row]:
+    """Float32 and int8 exports of ``args.model`` (at ``imgsz`` when given) in ``folder``."""
+    loaded = load_model(args.model, imgsz=(imgsz, imgsz) if imgsz else None)
+    onnx = export_onnx(loaded, folder / "float32.onnx")
+    calib = calibration_images(args.calib, args.calib_size)
+    rows: List[Row] = [("float32", export_openvino(onnx, folder / "float32.xml"), "openvino")]
+    rows.append(("int8 (heads float)", quantize_openvino(onnx, folder / "int8.xml", calib)[0], "openvino"))
+    if args.all_int8:
+        rows.append(("int8 (all)", quantize_openvino(onnx, folder / "int8_all.xml", calib, float_scopes=())[0],
+                     "openvino"))
+    if args.max_drop is not None and val is not None:
+        out, info = quantize_openvino(onnx, folder / "int8_acc.xml", calib, max_drop=args.max_drop, val=val)
+        rows.append((f"int8 (max drop {args.max_drop:g})", out, "openvino"))
+    if not args.no_onnxruntime:
+        rows.append(("float32", onnx, "onnxruntime"))
+        rows.append(("int8 QDQ (heads float)", quantize_onnx(onnx, folder / "int8_qdq.onnx", calib)[0], "onnxruntime"))
+    return rows
+
+
+def _latencies(rows: List[Row], args: argparse.Namespace) -> Dict[str, Dict[str, List[float]]]:
+    """Per row: median wall ms and CPU ms per call of each round (rounds interleave the rows)."""
+    out: Dict[str, Dict[str, List[float]]] = {f"{r[0]}|{r[2]}": {"wall": [], "cpu": [], "load": []} for r in rows}
+    for _ in range(args.rounds):
+        for label, path, backend in rows:
+            t = time_export(str(path), backend, threads=args.threads, runs=args.runs)
+            key = f"{label}|{backend}"
+            out[key]["wall"].append(t["median_ms"])
+            out[key]["cpu"].append(t["cpu_ms"])
+            out[key]["load"].append(os.getloadavg()[0])
+    return out
+
+
+def _table(rows: List[Row], times, aps: Dict[str, Tuple[float, float]], title: str) -> List[str]:
+    base = min(times["float32|openvino"]["wall"])
+    base_cpu = min(times["float32|openvino"]["cpu"])
+    lines = [title, "| runtime | model | AP | AP50 | best ms | typical ms | x float32 OpenVINO (wall / CPU) | load |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, _, backend in rows:
+        key = f"{label}|{backend}"
+        t = times[key]
+        ap, ap50 = aps.get(key, (float("nan"), float("nan")))
+        lines.append(f"| {backend} | {label} | {ap:.1f} | {ap50:.1f} | {min(t['wall']):.1f} | "
+                     f"{statistics.median(t['wall']):.1f} | {min(t['wall']) / base:.2f} / {min(t['cpu']) / base_cpu:.2f} | "
+                     f"{statistics.median(t['load']):.1f} |")
+    return lines
+
+
+def _verdict(rows: List[Row], times, aps) -> List[str]:
+    f32 = aps["float32|openvino"][0]
+    base = min(times["float32|openvino"]["wall"])
+    out = []
+    for label, _, backend in rows:
+        if label.startswith("int8"):
+            key = f"{label}|{backend}"
+            drop, ratio = f32 - aps[key][0] if key in aps else float("nan"), min(times[key]["wall"]) / base
+            ok = drop <= 1.0 and ratio <= 0.6
+            out.append(f"{backend} {label}: AP drop {drop:.2f} (bar 1.0), latency {ratio:.2f}x float32 OpenVINO "
+                       f"(bar 0.6): {'meets the bar' if ok else 'misses the bar'}")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--demo", type=Path, default=Path("runs/demo"), help="dfine demo output folder")
+    p.add_argument("--model", help="checkpoint (default DEMO/last.pth)")
+    p.add_argument("--val-ann", help="COCO JSON of the val set (default DEMO/data/val.json)")
+    p.add_argument("--val-images", help="its images (default DEMO/data/val)")
+    p.add_argument("--calib", help="calibration images (default DEMO/data/train)")
+    p.add_argument("--calib-size", type=int, default=300)
+    p.add_argument("--max-drop", type=float, default=None, help="also the accuracy-aware IR (AP points)")
+    p.add_argument("--all-int8", action="store_true", help="also an IR with the decoder heads quantized")
+    p.add_argument("--no-onnxruntime", action="store_true", help="OpenVINO only")
+    p.add_argument("--latency-imgsz", type=int, default=None, help="also time the same weights at this size")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=20, help="timed runs per round")
+    p.add_argument("--rounds", type=int, default=3)
+    a = p.parse_args()
+    a.model = a.model or str(a.demo / "last.pth")
+    a.val_ann = a.val_ann or str(a.demo / "data" / "val.json")
+    a.val_images = a.val_images or str(a.demo / "data" / "val")
+    a.calib = a.calib or str(a.demo / "data" / "train")
+    if not Path(a.model).is_file():
+        sys.exit(f"error: {a.model} not found; run `dfine demo` first or give --model")
+    print(f"CPU: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}; {os.cpu_count()} cores; "
+          f"load average at start {os.getloadavg()[0]:.2f} (a shared machine: compare ratios, not ms)")
+    val = load_eval_set(a.val_ann, a.val_images)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = _exports(a, Path(tmp), None, val)
+        aps = {}
+        for label, path, backend in rows:
+            m = evaluate_export(path, val, backend=backend, threads=a.threads)
+            aps[f"{label}|{backend}"] = (100 * m.stats[0], 100 * m.stats[1])
+        times = _latencies(rows, a)
+        lines = _table(rows, times, aps, f"{a.model} on {a.val_ann} ({len(val.images)} images), batch 1, "
+                                         f"{a.threads} threads, {a.calib_size} calibration images")
+        print("\n".join(lines + _verdict(rows, times, aps)))
+        if a.latency_imgsz:
+            big = Path(tmp) / "big"
+            big.mkdir()
+            rows = _exports(a, big, a.latency_imgsz, None)
+            times = _latencies(rows, a)
+            print("\n".join(_table(rows, times, {}, f"the same weights at {a.latency_imgsz}x{a.latency_imgsz} "
+                                                    f"(latency only)")))
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
