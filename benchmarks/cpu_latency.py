@@ -41,9 +41,10 @@ RunFn = Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, ...]]
 # Run in a fresh process with the published checkout as working directory: builds its model,
 # loads our (train-form) weights, exports model + post-processor the way its export script does.
 _REF_EXPORT = r"""
-import sys, warnings, torch, torch.nn as nn
+import sys, types, warnings, torch, torch.nn as nn
 ref, size, state, out = sys.argv[1:5]
 sys.path.insert(0, ref)
+sys.modules.setdefault("calflops", types.SimpleNamespace(calculate_flops=None))  # its import pulls in transformers
 from src.core import YAMLConfig
 cfg = YAMLConfig(f"{ref}/configs/dfine/dfine_hgnetv2_{size}_coco.yml", HGNetv2={"pretrained": False})
 missing, unexpected = cfg.model.load_state_dict(torch.load(state, weights_only=True), strict=False)
@@ -62,7 +63,10 @@ with torch.no_grad(), warnings.catch_warnings():
     torch.onnx.export(model, (x, s), out, input_names=["images", "orig_target_sizes"],
                       output_names=["labels", "boxes", "scores"], opset_version=16, do_constant_folding=True,
                       dynamic_axes={"images": {0: "N"}, "orig_target_sizes": {0: "N"}}, dynamo=False)
-import onnx, onnxsim
+try:  # simplified when onnxsim is installed, as our export is
+    import onnx, onnxsim
+except ImportError:
+    sys.exit(0)
 simple, ok = onnxsim.simplify(out)
 if ok:
     onnx.save(simple, out)

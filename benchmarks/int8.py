@@ -28,7 +28,7 @@ from dfine.engine.precision import cpu_features
 from dfine.export.benchmark import time_export
 from dfine.export.evaluate import evaluate_export, load_eval_set
 from dfine.export.int8 import calibration_images, quantize_onnx, quantize_openvino
-from dfine.export.loading import load_model
+from dfine.checkpoint import load_model
 from dfine.export.onnx import export_onnx
 from dfine.export.openvino import export_openvino
 
