@@ -151,7 +151,9 @@ class DecoderLayer(nn.Module):
                 attn_mask: Optional[Tensor], pos: Tensor) -> Tensor:
         """target ``[B, Q, C]``, reference ``[B, Q, 1, 4]``, pos ``[B, Q, C]`` -> ``[B, Q, C]``."""
         q = k = target + pos
-        attn, _ = self.self_attn(q, k, value=target, attn_mask=attn_mask, need_weights=False)
+        # exported with the explicit q.k^T product (as published): ONNX Runtime fuses its transposes into
+        # FusedMatMul, where the exported SDPA form leaves 5 Transposes and 2 Sqrt/Mul per layer
+        attn, _ = self.self_attn(q, k, value=target, attn_mask=attn_mask, need_weights=torch.onnx.is_in_onnx_export())
         target = self.norm1(target + self.dropout1(attn))
         cross = self.cross_attn(target + pos, reference, values, shapes)
         target = self.gateway(target, self.dropout2(cross))

@@ -36,7 +36,9 @@ class AIFILayer(nn.Module):
     def forward(self, src: Tensor, pos_embed: Tensor) -> Tensor:
         """src: ``[B, N, C]`` tokens; pos_embed: ``[1, N, C]``."""
         q = k = src + pos_embed
-        attn, _ = self.self_attn(q, k, value=src, need_weights=False)
+        # exported with the explicit q.k^T product (as published): ONNX Runtime fuses its transposes into
+        # FusedMatMul, where the exported SDPA form leaves 5 Transposes and 2 Sqrt/Mul per layer
+        attn, _ = self.self_attn(q, k, value=src, need_weights=torch.onnx.is_in_onnx_export())
         src = self.norm1(src + self.dropout1(attn))
         ffn = self.linear2(self.dropout(self.activation(self.linear1(src))))
         return self.norm2(src + self.dropout2(ffn))
