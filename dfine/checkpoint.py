@@ -70,7 +70,9 @@ def resolve_source(source: PathLike) -> Tuple[Path, Optional[Any]]:
     path = Path(source)
     if path.is_file():
         return path, None
-    if path.suffix or os.sep in str(source) or path.exists():
+    if path.is_dir():
+        raise DfineError(f"checkpoint {source} is a folder; give a .pth file in it (e.g. {path / 'last.pth'})")
+    if path.suffix or os.sep in str(source):
         raise DfineError(f"checkpoint {source} not found")
     from . import hub, zoo
     entry = zoo.get(str(source))

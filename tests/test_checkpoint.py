@@ -17,6 +17,9 @@ def test_missing_file(tmp_path):
     with pytest.raises(dfine.DfineError, match="not found") as e:
         dfine.load_checkpoint(dfine.build_model("dfine_n"), tmp_path / "nope.pth")
     assert "nope.pth" in _one_line(e)
+    with pytest.raises(dfine.DfineError, match="is a folder; give a .pth file in it") as e:
+        read_checkpoint(tmp_path)
+    assert str(tmp_path / "last.pth") in _one_line(e)
 
 
 @pytest.mark.parametrize("content", [b"hello, not a checkpoint", b"PK\x03\x04broken zip", b""])
