@@ -233,7 +233,7 @@ def _signature(name: str, num_classes: int, num_denoising: bool) -> Dict[str, Tu
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in DERIVED}
 
 
-def infer_model_name(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, int]:
+def infer_model_name(state_dict: Mapping[str, torch.Tensor], name: str = "these weights") -> Tuple[str, int]:
     """Recognise a published architecture from its weights: ``(model name, num_classes)``.
 
     The class count is the row count of ``decoder.enc_score_head.weight``; the size is the
@@ -241,15 +241,15 @@ def infer_model_name(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, int]:
     """
     head = state_dict.get("decoder.enc_score_head.weight")
     if head is None:
-        raise DfineError("these weights are not a D-FINE detector (no decoder.enc_score_head.weight)")
+        raise DfineError(f"{name}: not a D-FINE detector (no decoder.enc_score_head.weight)")
     num_classes = int(head.shape[0])
     denoising = "decoder.denoising_class_embed.weight" in state_dict
     shapes = {k: tuple(v.shape) for k, v in state_dict.items() if k not in DERIVED}
     for name in MODEL_NAMES:
         if _signature(name, num_classes, denoising) == shapes:
             return name, num_classes
-    raise DfineError("the weights match none of the D-FINE sizes n, s, m, l, x; "
-                     "pass the model config with -c CONFIG")
+    raise DfineError(f"{name}: the weights match none of the D-FINE sizes n, s, m, l, x; "
+                     f"pass the model config with -c CONFIG")
 
 
 def _default_names(num_classes: int, entry: Optional[Any]) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
@@ -405,7 +405,7 @@ def extract_ema(src: PathLike, dst: Optional[PathLike] = None) -> Path:
     try:
         cfg = stored_config(ckpt, str(src))
         if cfg is None:
-            name, num_classes = infer_model_name(state)
+            name, num_classes = infer_model_name(state, str(src))
             cfg = apply_overrides(preset(name), num_classes=num_classes)
     except DfineError:
         if "ema" not in ckpt:  # neither EMA weights nor a D-FINE model: nothing to convert
@@ -495,7 +495,7 @@ def _architecture(ckpt: Mapping[str, Any], state: Mapping[str, torch.Tensor], na
     stored = stored_config(ckpt, name)
     if stored is not None:
         return stored
-    arch, num_classes = infer_model_name(state)
+    arch, num_classes = infer_model_name(state, name)
     return apply_overrides(preset(arch), num_classes=num_classes)
 
 
