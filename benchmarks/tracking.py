@@ -47,7 +47,10 @@ def make_sequence(num_classes: int, frames: int, width: int, height: int, object
     rng = np.random.default_rng(seed)
     background = random_background(rng, width, height)
     size = rng.uniform(0.14, 0.24, objects) * min(width, height)
-    pos = np.stack([rng.uniform(0, width - size), rng.uniform(0, height - size)], 1)
+    cols = math.ceil(math.sqrt(objects))  # start apart, on a jittered grid; they meet later
+    cell = np.array([width / cols, height / math.ceil(objects / cols)])
+    grid = np.array([(i % cols, i // cols) for i in range(objects)], float)
+    pos = np.clip((grid + rng.uniform(0.1, 0.4, (objects, 2))) * cell, 0, np.array([width, height]) - size[:, None])
     angle = rng.uniform(0, 2 * math.pi, objects)
     speed = rng.uniform(2.0, 4.0, objects)
     vel = np.stack([np.cos(angle), np.sin(angle)], 1) * speed[:, None]
@@ -137,7 +140,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="the demo model (checkpoint or .onnx)")
     p.add_argument("--frames", type=int, default=150)
-    p.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
+    p.add_argument("--size", type=int, nargs=2, default=(320, 320), metavar=("W", "H"),
+                   help="frame size (default square, like the demo images the model learnt from)")
     p.add_argument("--objects", type=int, default=6)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--conf", type=float, default=0.5, help="score that starts a track")
