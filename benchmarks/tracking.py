@@ -123,13 +123,13 @@ def write_video(frames, path: Path, fps: float) -> None:
 
 def run_tracker(name: str, dets, fps: float, conf: float, path: Path) -> None:
     """Feed the cached detections to a fresh tracker; write its MOT file (class column 1)."""
-    from dfine.integrations.tracking import detection_threshold, make_tracker
+    from dfine.integrations.tracking import detection_threshold, make_tracker, tracker_input
     tracker = make_tracker(name, fps, conf)
     low = detection_threshold(name, conf)
     lines = []
     for f, d in enumerate(dets, start=1):
         s = d.to_supervision()
-        tracks = tracker.update(s[s.confidence > low])
+        tracks = tracker.update(tracker_input(s[s.confidence > low]))
         tracks = tracks[tracks.tracker_id >= 0]
         for (x0, y0, x1, y1), tid, score in zip(tracks.xyxy, tracks.tracker_id, tracks.confidence):
             lines.append(f"{f},{tid},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.3f},1,-1,-1\n")

@@ -266,3 +266,29 @@ def test_benchmark_reports_end_to_end_beside_detector_fps(tmp_path, tiny_checkpo
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("video")]
     assert len(line) == 1 and "8 frames" in line[0] and "detector only" in line[0] and "end to end" in line[0]
     assert _one_line_error(capsys, ["benchmark", "--video", str(video)]).endswith("needs -m MODEL (a checkpoint, zoo name or exported file)")
+
+
+class DoubleDetector(FakeDetector):
+    """Reports every blob twice, under both classes with the same box (as D-FINE's top-k over
+    (query, class) pairs can), plus a slightly shifted copy."""
+
+    def predict_pil(self, images, paths=None, conf=None):
+        out = []
+        for d in super().predict_pil(images, paths, conf):
+            n = len(d)
+            shifted = d.boxes + np.array([1, 1, 1, 1], np.float32)
+            out.append(Detections(boxes=np.concatenate([d.boxes, d.boxes, shifted]),
+                                  scores=np.concatenate([d.scores, d.scores - 0.1, d.scores - 0.2]),
+                                  labels=np.concatenate([d.labels, d.labels + 1, d.labels]),
+                                  names=d.names + [NAMES[1]] * n + d.names,
+                                  category_ids=np.zeros(3 * n, np.int64), image_size=d.image_size))
+        return out
+
+
+def test_duplicate_boxes_make_one_track(tmp_path):
+    video = _write_video(tmp_path / "two.avi", frames=10)
+    pairs = list(dfine.track(video, model=DoubleDetector(), tracker="sort", conf=0.5))
+    assert all(len(ids) == 1 for ids in _ids_per_object(pairs).values())
+    assert all(set(t.data["class_name"]) == {"square"} for _, t in pairs[3:])  # the best-scored class kept
+    raw = list(dfine.track(video, model=DoubleDetector(), tracker="sort", conf=0.5, nms=None))
+    assert len(set().union(*_ids_per_object(raw).values())) > 2  # without it, each copy is a track

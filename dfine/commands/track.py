@@ -26,6 +26,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tracker", choices=TRACKERS, default="bytetrack", help="default bytetrack")
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="track only these classes")
     p.add_argument("--conf", type=float, default=0.5, help="score that starts a track (default 0.5)")
+    p.add_argument("--nms", type=float, default=0.7, metavar="IOU",
+                   help="boxes overlapping a better one by this IoU are dropped, whatever their class, "
+                        "before tracking (default 0.7; 0: off)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"), default=None,
                    help="default: from the model file's suffix")
     p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -48,11 +51,14 @@ def run(args: argparse.Namespace) -> int:
     sliced = slice_option(args)
     if not 0 <= args.conf <= 1:
         raise DfineError(f"--conf must be in 0..1, got {args.conf}")
+    if not 0 <= args.nms <= 1:
+        raise DfineError(f"--nms must be an IoU in 0..1 (0: off), got {args.nms}")
     from ..video import open_source
     source = open_source(args.source)  # a bad source fails before the model is loaded
     det = Detector(args.model, device=args.device, conf=detection_threshold(args.tracker, args.conf),
                    imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads, slice=sliced)
-    run_ = Tracking(source, det, tracker=args.tracker, classes=args.classes, conf=args.conf)
+    run_ = Tracking(source, det, tracker=args.tracker, classes=args.classes, conf=args.conf,
+                    nms=args.nms or None)
     name = run_.source.name
     log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
                    {"source": str(args.source), "model": str(args.model), "tracker": args.tracker,

@@ -26,6 +26,10 @@ from .supervision import INSTALL_HINT, import_supervision, to_supervision
 TRACKERS = ("bytetrack", "sort", "ocsort")
 # ByteTrack's second association stage matches lost tracks to detections down to this score
 LOW_SCORE = 0.1
+# D-FINE ranks (query, class) pairs, so one box can come back under two classes (and two queries can
+# find one object); trackers ignore classes, so before tracking, boxes overlapping a better one by
+# IoU >= this are dropped whatever their class
+NMS_IOU = 0.7
 
 
 def import_trackers() -> Any:
@@ -81,8 +85,10 @@ class Tracking:
     it is made (errors surface there); frames are read while iterating. ``frames`` counts those done."""
 
     def __init__(self, source: Union[str, int, os.PathLike, FrameSource], detector: Any, tracker: str = "bytetrack",
-                 classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, buffer: int = 16):
+                 classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, buffer: int = 16,
+                 nms: Optional[float] = NMS_IOU):
         import_supervision()
+        self.nms = nms
         self.tracker_name = tracker
         self.detector = detector
         self.conf = float(conf)
@@ -103,28 +109,38 @@ class Tracking:
                     yield frame, self._update(to_supervision(dets))
 
     def _update(self, dets: Any) -> Any:
-        if self.labels is not None:
-            dets = dets[np.isin(dets.class_id, self.labels)]
-        tracks = self.tracker.update(dets)
+        tracks = self.tracker.update(tracker_input(dets, self.labels, self.nms))
         tracks = tracks[tracks.tracker_id >= 0]
         tracks.tracker_id = tracks.tracker_id + 1  # 1-based, as MOT-challenge files count them
         return tracks
 
 
+def tracker_input(dets: Any, labels: Optional[np.ndarray] = None, nms: Optional[float] = NMS_IOU) -> Any:
+    """``supervision.Detections`` of one frame as a tracker should get them: only ``labels`` (None:
+    all), then class-agnostic NMS at IoU ``nms`` (None: off), best score kept."""
+    if labels is not None:
+        dets = dets[np.isin(dets.class_id, labels)]
+    if nms is not None and len(dets) > 1:
+        dets = dets.with_nms(threshold=nms, class_agnostic=True)
+    return dets
+
+
 def track(source: Union[str, int, os.PathLike], model: Any, tracker: str = "bytetrack",
-          classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, **detector_kw: Any) -> Tracking:
+          classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, nms: Optional[float] = NMS_IOU,
+          **detector_kw: Any) -> Tracking:
     """Track objects through a video file, a folder of frames, a webcam index or a stream URL.
 
     ``model``: a :class:`dfine.Detector` or anything it opens (checkpoint, zoo name, .onnx, .xml,
     .engine; ``detector_kw`` go to it: ``device``, ``batch_size``, ``backend``, ``slice``...).
     ``tracker``: ``bytetrack`` (default), ``sort`` or ``ocsort``. ``classes``: names (or label numbers)
-    to keep. ``conf``: the score that starts a track. Iterate the result for ``(frame, tracks)``."""
+    to keep. ``conf``: the score that starts a track. ``nms``: IoU above which overlapping boxes are
+    merged into the best one whatever their class (None: off). Iterate for ``(frame, tracks)``."""
     from ..inference import Detector
     if isinstance(model, (str, os.PathLike)):
         model = Detector(model, conf=detection_threshold(tracker, conf), **detector_kw)
     elif detector_kw:
         raise DfineError(f"{', '.join(detector_kw)} are Detector options; pass them to Detector(...) instead")
-    return Tracking(source, model, tracker=tracker, classes=classes, conf=conf)
+    return Tracking(source, model, tracker=tracker, classes=classes, conf=conf, nms=nms)
 
 
 # ---- outputs ------------------------------------------------------------------------------------
