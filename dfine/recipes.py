@@ -86,8 +86,20 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     for name, split in SPLIT_NAMES.items():
         ann = root / name / "_annotations.coco.json"
         if ann.is_file() and split not in found:
-            found[split] = (ann, ann.parent)
+            found[split] = (ann, _roboflow_images(ann.parent))
     return found
+
+
+def _roboflow_images(split_dir: Path) -> Path:
+    """The images of a Roboflow ``{split}/_annotations.coco.json``: beside the file, or in
+    ``{split}/images`` when the split folder holds no image itself (exports re-saved next to a
+    YOLO ``labels/`` folder put them there)."""
+    from dfine.data.convert import IMAGE_SUFFIXES
+
+    sub = split_dir / "images"
+    if sub.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in split_dir.iterdir()):
+        return sub
+    return split_dir
 
 
 def _images_from_info(ann: Path, read) -> Optional[Path]:
