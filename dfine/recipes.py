@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
@@ -52,6 +53,11 @@ class TrainResult:
             if (self.output_dir / name).is_file():
                 return self.output_dir / name
         return None
+
+
+# the batch of a --data run on a CPU without --batch, and the loader workers the custom recipes ask for
+CPU_BATCH = 8
+RECIPE_WORKERS = 4
 
 
 def model_size(model: str) -> str:
@@ -133,10 +139,12 @@ def detect_format(root: Path) -> Format:
 
 def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
              batch: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
-             names: Optional[Sequence[str]] = None) -> DataRun:
+             names: Optional[Sequence[str]] = None, device: Optional[str] = None) -> DataRun:
     """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
     ``output_dir/data`` when YOLO or VOC). ``epochs``: the run's length, the strong augmentations
-    stopping for its last ~9% as in the published 220/200 custom recipe."""
+    stopping for its last ~9% as in the published 220/200 custom recipe. On a CPU (``device``, or
+    no CUDA) without ``batch`` the batch is :data:`CPU_BATCH` instead of the recipe's GPU-sized one,
+    and no more loader workers than cores; both are said in ``notes``."""
     root = Path(data).expanduser()
     if not root.exists():
         raise DfineError(f"--data {root} not found")
@@ -171,11 +179,27 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
             raise DfineError(f"--epochs {epochs}: give at least 1")
         stop = max(1, epochs - math.ceil(epochs * 20 / 220))
         overrides += [f"epochs={epochs}", f"train_dataloader.collate_fn.stop_epoch={stop}"]
+    if batch is None and _on_cpu(device):
+        batch = CPU_BATCH
+        notes.append(f"CPU: batch {CPU_BATCH} (the recipe's batch is sized for GPUs); --batch N to change it")
     if batch is not None:
         if batch < 1:
             raise DfineError(f"--batch {batch}: give at least 1")
         overrides += [f"train_dataloader.total_batch_size={batch}", f"val_dataloader.total_batch_size={batch}"]
+    cores = os.cpu_count() or 1
+    if cores < RECIPE_WORKERS:
+        overrides += [f"train_dataloader.num_workers={cores}", f"val_dataloader.num_workers={cores}"]
+        notes.append(f"{cores} CPU cores: {cores} data-loading workers per loader (the recipe asks for {RECIPE_WORKERS})")
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
+
+
+def _on_cpu(device: Optional[str]) -> bool:
+    """Whether a run on ``device`` (``None``: CUDA when available) trains on the CPU."""
+    if device is not None:
+        return not str(device).startswith("cuda")
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def _yaml(path: Path) -> str:
@@ -207,7 +231,9 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     from dfine.engine import dist
     from dfine.engine.trainer import Trainer
 
-    run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir)
+    run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, device=device)
+    for note in run.notes:
+        print(note, file=sys.stderr)
     extra = list(run.overrides)
     if imgsz is not None:
         extra.append(f"eval_spatial_size=[{imgsz}, {imgsz}]")

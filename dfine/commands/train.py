@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     data = None
     if args.data:
         from dfine.recipes import data_run
-        data = data_run(args.data, args.model, epochs=args.epochs, batch=args.batch, output_dir=args.output_dir)
+        data = data_run(args.data, args.model, epochs=args.epochs, batch=args.batch, output_dir=args.output_dir,
+                        device=args.device)
         for note in data.notes:
             print(note, file=sys.stderr)
     cfg = load_config(data.recipe if data else args.config, [*(data.overrides if data else ()), *overrides_from_args(args)])

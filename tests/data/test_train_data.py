@@ -109,3 +109,15 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
                                     "DFINEPostProcessor.num_top_queries=50"])
     assert result.output_dir == tmp_path / "run" and result.best is not None and result.best.is_file()
     assert isinstance(result.metrics, dict) and result.metrics
+
+
+def test_cpu_run_without_batch_gets_a_cpu_batch(tmp_path):
+    src = _yolo(tmp_path / "fruit")
+    cpu = data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu")
+    assert "train_dataloader.total_batch_size=8" in cpu.overrides
+    assert any("CPU: batch 8" in note for note in cpu.notes)
+    chosen = data_run(src, "dfine_n", batch=3, output_dir=tmp_path / "run", device="cpu")
+    assert "train_dataloader.total_batch_size=3" in chosen.overrides
+    assert not any("CPU: batch" in note for note in chosen.notes)
+    gpu = data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cuda")
+    assert not any(o.startswith("train_dataloader.total_batch_size") for o in gpu.overrides)
