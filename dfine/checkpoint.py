@@ -124,6 +124,8 @@ def save_atomic(obj: object, dst: PathLike) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a saved file gets the usual permissions
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -136,6 +138,13 @@ def save_atomic(obj: object, dst: PathLike) -> Path:
                              f"{'the previous file is intact' if dst.exists() else 'nothing was written'}") from None
         raise
     return dst
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(folder: PathLike) -> List[Path]:

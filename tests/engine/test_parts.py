@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 
 import pytest
 import torch
@@ -110,3 +112,13 @@ def test_tuning_at_another_input_size_keeps_own_anchors():
 def test_atomic_save(tmp_path):
     path = save_atomic({"a": torch.ones(2)}, tmp_path / "x" / "c.pth")
     assert torch.load(path)["a"].sum() == 2 and [p.name for p in path.parent.iterdir()] == ["c.pth"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions")
+def test_atomic_save_gives_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_atomic({"a": torch.ones(1)}, tmp_path / "c.pth")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600: others on the machine can read it
