@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from typing import Any, Dict, List
 
 import torch
@@ -34,9 +35,13 @@ def setup(device: str = "") -> torch.device:
 
 
 def cleanup() -> None:
-    """Leave the process group (if any)."""
+    """Leave the process group (if any). Called from a ``finally``: when an exception is on its
+    way out, the other processes may be waiting in a collective that this one will never join,
+    so it leaves without the barrier (a barrier there would hang the whole run instead of letting
+    it fail)."""
     if is_dist():
-        dist.barrier()
+        if sys.exc_info()[0] is None:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import stat
@@ -122,3 +123,21 @@ def test_atomic_save_gives_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600: others on the machine can read it
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_dist_cleanup_skips_the_barrier_when_an_exception_leaves(tmp_path, monkeypatch, failing):
+    import torch.distributed as td
+
+    from dfine.engine import dist
+
+    td.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    barriers = []
+    monkeypatch.setattr(td, "barrier", lambda *a, **k: barriers.append(1))
+    with pytest.raises(RuntimeError) if failing else contextlib.nullcontext():
+        try:
+            if failing:
+                raise RuntimeError("rank 0 failed while the others wait in a collective")
+        finally:
+            dist.cleanup()
+    assert not td.is_initialized() and barriers == ([] if failing else [1])
