@@ -229,13 +229,16 @@ class CollateConfig:
     """Published ``collate_fn``: stacks images and, before ``stop_epoch``, resizes each batch
     to a random size around ``base_size`` (the base size ``base_size_repeat`` times in the
     list; ``None``: no multi-scale). ``stop_epoch`` is also where the strong augmentations of
-    the policy stop and the EMA restarts with ``ema_restart_decay``."""
+    the policy stop and the EMA restarts with ``ema_restart_decay``. ``min_size`` (not in the
+    published recipes): multi-scale sizes under it are left out; the trainer sets it when the
+    smallest would give fewer encoder tokens than there are queries."""
 
     type: Literal["BatchImageCollateFunction"] = "BatchImageCollateFunction"
     base_size: int = 640
     base_size_repeat: Optional[int] = None
     stop_epoch: Optional[int] = None
     ema_restart_decay: float = 0.9999
+    min_size: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -327,7 +327,7 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
         if progress:
             from tqdm import tqdm
             looks = tqdm(looks, total=len(todo), desc="checking images", unit="img", dynamic_ncols=True)
-        for im, look in zip(todo, looks):
+        for look, im in zip(looks, todo):  # looks first: the progress bar sees its end and shows n/n
             if look.problem is not None:
                 _add(findings, look.problem, im["id"])
             if look.header is None:

@@ -15,22 +15,24 @@ __all__ = ["multiscale_sizes", "BatchCollate"]
 Item = Tuple[torch.Tensor, Dict[str, torch.Tensor]]
 
 
-def multiscale_sizes(base_size: int, base_size_repeat: int) -> Tuple[int, ...]:
+def multiscale_sizes(base_size: int, base_size_repeat: int, min_size: Optional[int] = None) -> Tuple[int, ...]:
     """The published size list: multiples of 32 from 0.75x up to the base size, the base
     size ``base_size_repeat`` times, then down from 1.25x. 640, 3 -> 480 512 544 576 608
-    640 640 640 800 768 736 704 672."""
+    640 640 640 800 768 736 704 672. Sizes under ``min_size`` (px) are left out."""
     low = int(base_size * 0.75 / 32) * 32
     high = int(base_size * 1.25 / 32) * 32
     steps = (base_size - low) // 32
-    return (tuple(low + 32 * i for i in range(steps)) + (base_size,) * base_size_repeat
-            + tuple(high - 32 * i for i in range(steps)))
+    sizes = (tuple(low + 32 * i for i in range(steps)) + (base_size,) * base_size_repeat
+             + tuple(high - 32 * i for i in range(steps)))
+    return sizes if min_size is None else tuple(s for s in sizes if s >= min_size)
 
 
 class BatchCollate:
     """Stack ``(image, target)`` items into ``(images [B, 3, H, W], targets list)``.
 
     Before ``stop_epoch`` (and when ``base_size_repeat`` is set) each batch is resized to a
-    size drawn uniformly from :func:`multiscale_sizes` (nearest-neighbour, as published);
+    size drawn uniformly from :func:`multiscale_sizes` (nearest-neighbour, as published;
+    none under ``min_size``);
     boxes are normalised so targets are unchanged. The draw is seeded by ``(seed, epoch, batch
     number in the epoch)``, so every DDP process resizes its share of a batch to the size one
     process would use for the whole batch. From ``stop_epoch`` on, images keep their size.
@@ -40,9 +42,10 @@ class BatchCollate:
     """
 
     def __init__(self, base_size: int = 640, base_size_repeat: Optional[int] = None,
-                 stop_epoch: Optional[int] = None, seed: int = 0) -> None:
+                 stop_epoch: Optional[int] = None, seed: int = 0, min_size: Optional[int] = None) -> None:
         self.base_size = base_size
-        self.sizes = multiscale_sizes(base_size, base_size_repeat) if base_size_repeat is not None else None
+        self.sizes = (multiscale_sizes(base_size, base_size_repeat, min_size) if base_size_repeat is not None
+                      else None)
         self.stop_epoch = stop_epoch
         self.seed = seed
         self.epoch = 0

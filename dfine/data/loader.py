@@ -89,7 +89,7 @@ def build_dataloader(cfg: Config, split: Split, dataset: Optional[Any] = None, *
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=loader.shuffle,
                                  seed=seed, drop_last=False)
     collate = BatchCollate(loader.collate_fn.base_size, loader.collate_fn.base_size_repeat,
-                           loader.collate_fn.stop_epoch, seed=seed)
+                           loader.collate_fn.stop_epoch, seed=seed, min_size=loader.collate_fn.min_size)
     return DetectionDataLoader(dataset, batch_size=loader.batch_size_per_rank(world_size), sampler=sampler,
                                num_workers=loader.num_workers, collate_fn=collate, drop_last=loader.drop_last,
                                pin_memory=loader.pin_memory, generator=generator(seed))

@@ -77,24 +77,37 @@ def _tokens(mcfg: Any, hw: Tuple[int, int]) -> int:
     return sum(h * w for h, w in sizes)
 
 
-def check_input_size(cfg: Config, train: bool = True) -> None:
-    """A one-line :class:`DfineError` when the evaluation size (or, training, the smallest
-    multi-scale size) gives fewer encoder tokens than ``num_queries``."""
+def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
+    """A one-line :class:`DfineError` when the evaluation size (or, training, the base size of
+    the multi-scale range) gives fewer encoder tokens than ``num_queries``. Returns ``cfg`` with
+    the multi-scale sizes that would give too few left out (``collate_fn.min_size``), and a
+    one-line note saying so (``""`` when nothing was left out)."""
     from dfine.data.collate import multiscale_sizes
 
     mcfg = model_config(dataclasses.replace(cfg, num_classes=cfg.num_classes or 1))
     queries = mcfg.decoder.num_queries
-    sizes = [tuple(cfg.eval_spatial_size)] if cfg.eval_spatial_size else []
+    fix = (f"use a larger --imgsz or fewer queries (-u DFINETransformer.num_queries=N "
+           f"DFINEPostProcessor.num_top_queries=N)")
+    if cfg.eval_spatial_size:
+        hw = tuple(cfg.eval_spatial_size)
+        if _tokens(mcfg, hw) < queries:
+            raise DfineError(f"the input size {hw[0]}x{hw[1]} gives {_tokens(mcfg, hw)} encoder tokens, fewer than "
+                             f"DFINETransformer.num_queries={queries}: {fix}")
     collate = cfg.train_dataloader.collate_fn
-    if train and collate.base_size_repeat is not None and (collate.stop_epoch is None or collate.stop_epoch > 0):
-        sizes.append((min(multiscale_sizes(collate.base_size, collate.base_size_repeat)),) * 2)
-    for hw in sizes:
-        tokens = _tokens(mcfg, hw)
-        if tokens < queries:
-            what = "the smallest multi-scale size" if hw != tuple(cfg.eval_spatial_size or ()) else "the input size"
-            raise DfineError(f"{what} {hw[0]}x{hw[1]} gives {tokens} encoder tokens, fewer than "
-                             f"DFINETransformer.num_queries={queries}: use a larger --imgsz or fewer queries "
-                             f"(-u DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N)")
+    if not train or collate.base_size_repeat is None or (collate.stop_epoch is not None and collate.stop_epoch <= 0):
+        return cfg, ""
+    sizes = sorted(set(multiscale_sizes(collate.base_size, collate.base_size_repeat, collate.min_size)))
+    enough = [s for s in sizes if _tokens(mcfg, (s, s)) >= queries]
+    if not enough or enough[0] > collate.base_size:
+        s = collate.base_size
+        raise DfineError(f"the multi-scale base size {s}x{s} gives {_tokens(mcfg, (s, s))} encoder tokens, fewer "
+                         f"than DFINETransformer.num_queries={queries}: {fix}")
+    if enough[0] == sizes[0]:
+        return cfg, ""
+    loader = dataclasses.replace(cfg.train_dataloader, collate_fn=dataclasses.replace(collate, min_size=enough[0]))
+    note = (f"multi-scale training sizes {enough[0]}..{sizes[-1]} px (not from {sizes[0]}): smaller ones give fewer "
+            f"encoder tokens ({_tokens(mcfg, (sizes[0], sizes[0]))} at {sizes[0]}) than the {queries} queries")
+    return dataclasses.replace(cfg, train_dataloader=loader), note
 
 
 class BestTracker:
@@ -199,7 +212,7 @@ class Trainer:
         if int(os.environ.get("RANK", "0")) == 0:
             check_output_dir(self.output_dir)
             ckpt_io.remove_stale_temporaries(self.output_dir)
-        check_input_size(cfg, train=not test_only)
+        cfg, self.size_note = check_input_size(cfg, train=not test_only)
         self.device = dist.setup(cfg.device)
         seed = cfg.seed if cfg.seed is not None else 0
         torch.manual_seed(seed + dist.rank())
@@ -475,8 +488,7 @@ class Trainer:
                  f"schedule: {epochs}, {steps} steps per epoch (batch {self.train_loader.batch_size} per process)"
                  + (f", early stop after {self.patience} evaluations without improvement" if self.patience else ""),
                  f"output: {self.output_dir}"]
-        if self.precision.note:
-            lines.insert(0, self.precision.note)
+        lines[:0] = [note for note in (self.precision.note, self.size_note) if note]
         return lines
 
     def _best_weights(self) -> Optional[Path]:

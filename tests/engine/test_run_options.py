@@ -69,3 +69,26 @@ def test_eval_spatial_size_on_the_command_line_does_the_same():
 def test_imgsz_not_a_multiple_of_32():
     with pytest.raises(ConfigError, match=r"multiple of 32 \(e.g. 288\)"):
         load_config(S_RECIPE, ["eval_spatial_size=[300, 300]"])
+
+
+N_RECIPE = REPO / "configs" / "dfine" / "dfine_hgnetv2_n_coco.yml"
+
+
+def test_multiscale_range_is_clipped_where_n_has_too_few_tokens():
+    from dfine.data.collate import BatchCollate
+    from dfine.engine.trainer import check_input_size
+
+    # N (two levels, 300 queries) with multi-scale on at 320: 224 px gives 14*14 + 7*7 = 245 tokens
+    cfg = load_config(N_RECIPE, ["eval_spatial_size=[320, 320]", "train_dataloader.collate_fn.base_size_repeat=3"])
+    fitted, note = check_input_size(cfg)
+    collate = fitted.train_dataloader.collate_fn
+    assert collate.min_size == 256
+    assert note == ("multi-scale training sizes 256..384 px (not from 224): smaller ones give fewer encoder "
+                    "tokens (245 at 224) than the 300 queries")
+    sizes = BatchCollate(collate.base_size, collate.base_size_repeat, min_size=collate.min_size).sizes
+    assert sizes == (256, 288) + (320,) * 3 + (384, 352, 320)  # 224 left out, the rest as published
+    # nothing to clip: no note, the config unchanged
+    roomy = load_config(N_RECIPE, ["eval_spatial_size=[352, 352]", "train_dataloader.collate_fn.base_size_repeat=3"])
+    assert check_input_size(roomy) == (roomy, "")
+    # evaluation only: the multi-scale range does not matter
+    assert check_input_size(cfg, train=False) == (cfg, "")
