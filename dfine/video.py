@@ -4,6 +4,7 @@
 :class:`FrameReader` decodes in a background thread into a small bounded queue, so decoding overlaps
 inference and memory stays flat however long the video. Videos are read with OpenCV (FFmpeg inside,
 which also reads ``rtsp://`` / ``http(s)://`` streams and webcams), else PyAV for files.
+:class:`VideoWriter` writes annotated videos so that a killed run still leaves a playable file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -24,6 +25,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 _INSTALL_VIDEO = "video needs OpenCV or PyAV: pip install dfine[video] (or av)"
+STREAM_TIMEOUT = 30.0  # seconds a stream may take to open, or to send its next frame, before it counts as ended
 
 
 @dataclass
@@ -33,7 +35,8 @@ class FrameSource:
     ``frames`` yields ``H x W x 3`` RGB uint8 arrays; ``fps`` is the source's rate (30 when it does not
     say); ``total`` the frame count, 0 when unknown (streams, webcams); ``live`` is true for webcams and
     streams (no end known in advance); ``name`` names output files; ``truncated`` is set once the frames
-    ran out before ``total`` (a cut-off file), with ``read`` frames delivered."""
+    ran out before ``total`` (a cut-off file), with ``read`` frames delivered; ``stalled`` once a stream
+    sent nothing for ``timeout`` seconds (its end, as far as we can tell)."""
 
     frames: Iterator[np.ndarray]
     fps: float
@@ -42,6 +45,8 @@ class FrameSource:
     live: bool = False
     truncated: bool = False
     read: int = 0
+    stalled: bool = False
+    timeout: float = STREAM_TIMEOUT
 
 
 def natural_key(path: Path) -> Tuple[Union[str, int], ...]:
@@ -70,14 +75,16 @@ def source_kind(source: Union[str, int, os.PathLike]) -> str:
     raise DfineError(f"source {text} not found (a video file, a folder of frames, a webcam index or a stream URL)")
 
 
-def open_source(source: Union[str, int, os.PathLike]) -> FrameSource:
-    """Open a video file, a folder of frames (natural order), a webcam index or a stream URL."""
+def open_source(source: Union[str, int, os.PathLike], timeout: float = STREAM_TIMEOUT) -> FrameSource:
+    """Open a video file, a folder of frames (natural order), a webcam index (``0``: the first camera,
+    ``/dev/video0`` on Linux) or a stream URL (``rtsp://``, ``http://``...: FFmpeg inside OpenCV, which
+    gives up on a stream that takes over ``timeout`` seconds to open or to send its next frame)."""
     kind = source_kind(source)
     if kind == "folder":
         return _open_folder(Path(source))
     if kind == "video":
         return _open_video(Path(source))
-    return _open_capture(int(source) if kind == "webcam" else str(source), kind)
+    return _open_capture(int(source) if kind == "webcam" else str(source), kind, timeout)
 
 
 def _open_folder(folder: Path) -> FrameSource:
@@ -93,27 +100,49 @@ def _open_folder(folder: Path) -> FrameSource:
 
 
 def _cv2():
-    """OpenCV with FFmpeg's own log lines silenced (our errors say what went wrong), or None."""
+    """OpenCV with its own and FFmpeg's log lines silenced (our errors say what went wrong; a missing
+    webcam otherwise prints five lines of OpenCV internals first), or None. A user's own
+    ``OPENCV_LOG_LEVEL`` / ``OPENCV_FFMPEG_LOGLEVEL`` win."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    quiet = "OPENCV_LOG_LEVEL" not in os.environ
+    if quiet:
+        os.environ["OPENCV_LOG_LEVEL"] = "SILENT"
     try:
         import cv2
     except ImportError:
         return None
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if quiet and logging is not None:  # cv2 imported before the variable was set
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     return cv2
 
 
-def _open_capture(target: Union[str, int], kind: str) -> FrameSource:
-    """A webcam or a stream through OpenCV."""
+def _open_capture(target: Union[str, int], kind: str, timeout: float = STREAM_TIMEOUT) -> FrameSource:
+    """A webcam (OpenCV's default camera backend) or a stream (OpenCV's FFmpeg backend, with open and
+    read timeouts)."""
     cv2 = _cv2()
     if cv2 is None:
         raise DfineError(f"{kind}s need OpenCV: pip install dfine[video]")
-    cap = cv2.VideoCapture(target)
+    import time
+    start = time.monotonic()
+    if kind == "webcam":
+        cap = cv2.VideoCapture(target)
+    else:
+        ms = int(timeout * 1000)
+        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG,
+                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
     if not cap.isOpened():
         cap.release()
-        what = f"webcam {target}" if kind == "webcam" else f"stream {target}"
-        raise DfineError(f"cannot open {what} (check that it exists and is reachable)")
+        if kind == "webcam":
+            raise DfineError(f"cannot open webcam {target}: no camera at index {target} (on Linux /dev/video{target}), "
+                             f"or another program is using it")
+        why = (f"no answer within {timeout:g} s" if time.monotonic() - start >= 0.9 * timeout
+               else "refused, or not a video")
+        raise DfineError(f"cannot open stream {target}: {why} (check the URL, that the server is reachable and "
+                         f"that it sends video)")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
-    src = FrameSource(iter(()), fps, 0, f"webcam{target}" if kind == "webcam" else _stream_name(str(target)), live=True)
+    src = FrameSource(iter(()), fps, 0, f"webcam{target}" if kind == "webcam" else _stream_name(str(target)),
+                      live=True, timeout=timeout)
     src.frames = _capture_frames(cap, cv2, src)
     return src
 
@@ -124,11 +153,17 @@ def _stream_name(url: str) -> str:
 
 
 def _capture_frames(cap, cv2, src: FrameSource) -> Iterator[np.ndarray]:
+    import time
     try:
+        waited = 0.0
         while True:
+            start = time.monotonic()
             ok, frame = cap.read()
-            if not ok:
+            took = time.monotonic() - start
+            if not ok:  # a live source that hit the read timeout (in this read or the one before) stalled
+                src.stalled = src.live and max(took, waited) >= 0.9 * src.timeout
                 break
+            waited = took
             src.read += 1
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
@@ -144,7 +179,7 @@ def _open_video(path: Path) -> FrameSource:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise DfineError(f"cannot open video {path} (not a video, or cut short before its index)")
+        raise DfineError(_unreadable(path))
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
     src = FrameSource(iter(()), fps, max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0), path.stem)
     src.frames = _capture_frames(cap, cv2, src)
@@ -160,7 +195,7 @@ def _open_video_av(path: Path) -> FrameSource:
         container = av.open(str(path))
         stream = container.streams.video[0]
     except Exception as e:  # PyAV raises its own error types
-        raise DfineError(f"cannot open video {path}: {str(e)[:120]}") from None
+        raise DfineError(_unreadable(path, str(e)[:120])) from None
     src = FrameSource(iter(()), float(stream.average_rate or 30), int(stream.frames or 0), path.stem)
 
     def frames() -> Iterator[np.ndarray]:
@@ -177,10 +212,42 @@ def _open_video_av(path: Path) -> FrameSource:
     return src
 
 
+def _unreadable(path: Path, why: str = "") -> str:
+    """The one line for a video file no decoder opens; an MP4/MOV cut off before its index is named."""
+    if mp4_without_index(path):
+        return (f"cannot read video {path}: it is an MP4/MOV without its index ('moov' box), the usual state of "
+                f"a recording cut off before it was finished, and no decoder can read one; record to a "
+                f"fragmented MP4, MKV or AVI to keep what was written")
+    return f"cannot open video {path} ({why or 'not a video, or a codec OpenCV lacks'})"
+
+
+def mp4_without_index(path: Path) -> bool:
+    """Whether ``path`` is an ISO media file (MP4, MOV, M4V: first box ``ftyp``) whose top-level boxes
+    hold no ``moov``, the index every frame's position is read from (written last by most recorders)."""
+    import struct
+    try:
+        with open(path, "rb") as f:
+            size, end, seen = 0, os.fstat(f.fileno()).st_size, []
+            while f.tell() + 8 <= end and len(seen) < 10000:
+                start = f.tell()
+                size, kind = struct.unpack(">I4s", f.read(8))
+                if size == 1:
+                    size = struct.unpack(">Q", f.read(8))[0] if f.tell() + 8 <= end else 0
+                seen.append(kind)
+                if size < 8:  # 0: the box runs to the end of the file
+                    break
+                f.seek(start + size)
+    except OSError:
+        return False
+    return bool(seen) and seen[0] == b"ftyp" and b"moov" not in seen
+
+
 def truncation_note(src: FrameSource) -> Optional[str]:
-    """The one line to print when a file ended before its announced frame count."""
+    """The one line to print when a file ended before its announced frame count, or a stream stalled."""
     if src.truncated:
         return f"warning: {src.name} ended after {src.read} of {src.total} frames (file cut short?); kept those"
+    if src.stalled:
+        return f"warning: {src.name} sent no frame for {src.timeout:g} s; stopped after {src.read} frames"
     return None
 
 
@@ -255,3 +322,86 @@ class FrameReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
+
+
+class VideoWriter:
+    """An annotated MP4 written frame by frame as ``NAME.partial.mp4`` beside ``path``, renamed to
+    ``path`` by :meth:`close`.
+
+    With PyAV (installed by ``dfine[video]`` and ``dfine[track]``): H.264 (x264 ``veryfast``,
+    ``zerolatency``: no frames held back in the encoder) in a *fragmented* MP4, a keyframe and a fragment
+    every second, each flushed to disk when made, so a run killed outright (SIGKILL, power cut) leaves
+    ``NAME.partial.mp4`` playable up to its last second; a plain MP4 keeps its index at the end and is
+    unreadable until closed. Without PyAV, OpenCV's MPEG-4 (``mp4v``) in a
+    plain MP4. Frames are ``[H, W, 3]`` RGB uint8 of one size; an odd side is padded by one pixel
+    (H.264's 4:2:0 needs even sides)."""
+
+    def __init__(self, path: Union[str, os.PathLike], fps: float):
+        self.path = Path(path)
+        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        self.fps = float(fps) or 30.0
+        self.frames = 0
+        self._av: Any = None
+        self._cv: Any = None
+
+    def _open(self, width: int, height: int) -> None:
+        from fractions import Fraction
+        try:
+            import av
+        except ImportError:
+            av = None
+        try:
+            if av is not None:
+                self._av = av.open(str(self.partial), "w", options={
+                    "movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
+                codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+                stream = self._av.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001),
+                                             options={"preset": "veryfast", "tune": "zerolatency"} if codec == "libx264" else {})
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                stream.codec_context.gop_size = max(int(round(self.fps)), 1)
+                return
+        except Exception as e:  # PyAV raises its own error types
+            raise DfineError(f"cannot write video {self.partial}: {e}") from None
+        cv2 = _cv2()
+        if cv2 is None:
+            raise DfineError("writing a video needs PyAV or OpenCV: pip install dfine[video]")
+        self._cv = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        if not self._cv.isOpened():
+            raise DfineError(f"cannot write video {self.partial} (OpenCV could not open an MPEG-4 writer)")
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one ``[H, W, 3]`` RGB uint8 frame."""
+        h, w = frame.shape[:2]
+        if h % 2 or w % 2:
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        if self._av is None and self._cv is None:
+            self._open(frame.shape[1], frame.shape[0])
+        if self._av is not None:
+            import av
+            stream = self._av.streams.video[0]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                self._av.mux(packet)
+        else:
+            self._cv.write(np.ascontiguousarray(frame[..., ::-1]))
+        self.frames += 1
+
+    def _finish(self) -> None:
+        if self._av is not None:
+            for packet in self._av.streams.video[0].encode():
+                self._av.mux(packet)
+            self._av.close()
+        elif self._cv is not None:
+            self._cv.release()
+        self._av = self._cv = None
+
+    def close(self, complete: bool = True) -> Optional[Path]:
+        """Finish the file. ``complete``: rename it to ``path`` (returned); else (the run failed) leave
+        it, readable, as ``NAME.partial.mp4`` (returned). None when no frame was written."""
+        had = self._av is not None or self._cv is not None
+        self._finish()
+        if not had:
+            return None
+        if complete:
+            self.partial.replace(self.path)
+            return self.path
+        return self.partial

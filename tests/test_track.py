@@ -172,7 +172,7 @@ def test_cli_writes_video_mot_and_summary(tmp_path, monkeypatch, capsys):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N
     ok, frame = cap.read()
     assert ok and frame.shape == (H, W, 3)
-    assert not list(out.glob(".*tmp*"))  # temporaries renamed into place
+    assert not list(out.glob("*partial*")) and not list(out.glob(".*tmp*"))  # renamed into place
 
 
 def test_cli_truncated_video_ends_with_its_frames(tmp_path, monkeypatch, capsys):
@@ -198,6 +198,27 @@ def test_cli_ctrl_c_keeps_what_was_written(tmp_path, monkeypatch, capsys):
     assert max(int(r[0]) for r in _mot_rows(out / "two.txt")) == 12
     cap = cv2.VideoCapture(str(out / "two.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+class FailingDetector(FakeDetector):
+    """Fails like a broken backend after 4 batches."""
+
+    def predict_pil(self, images, paths=None, conf=None):
+        if self.calls >= 4:
+            raise RuntimeError("backend failed")
+        return super().predict_pil(images, paths, conf)
+
+
+def test_cli_failed_run_leaves_readable_partial_files(tmp_path, monkeypatch):
+    video = _write_video(tmp_path / "two.avi", frames=N)
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FailingDetector())
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="backend failed"):
+        main(["track", str(video), "-m", "unused.pth", "-o", str(out), "-b", "4"])
+    assert not (out / "two.mp4").exists() and not (out / "two.txt").exists() and not (out / "two.json").exists()
+    assert max(int(r[0]) for r in _mot_rows(out / "two.partial.txt")) == 16  # every frame done
+    cap = cv2.VideoCapture(str(out / "two.partial.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 16
 
 
 def _one_line_error(capsys, argv) -> str:

@@ -190,66 +190,29 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
 
 def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
     """Detect in every frame of ``path`` (decoded in a reader thread); write the annotated video to
-    ``out/<stem>.mp4`` (renamed into place at the end). COCO results use the frame index as image id.
-    A file cut short ends with the frames it had and a one-line warning."""
+    ``out/<stem>.mp4`` (:class:`dfine.video.VideoWriter`: ``<stem>.partial.mp4`` until it is complete,
+    playable even after a kill). COCO results use the frame index as image id. A file cut short ends
+    with the frames it had and a one-line warning."""
     from tqdm import tqdm
-    from ..video import FrameReader, open_source, truncation_note
+    from ..video import FrameReader, VideoWriter, open_source, truncation_note
     source = open_source(path)
-    target = out / f"{path.stem}.mp4"
-    tmp = out / f".{path.stem}.tmp.mp4"
+    writer = VideoWriter(out / f"{path.stem}.mp4", source.fps)
     results: List[Dict[str, Any]] = []
-    writer = None
-    index = 0
+    complete = False
     try:
         with FrameReader(source) as reader, tqdm(total=source.total or None, unit="frame") as bar:
             for chunk in reader.batches(det.batch_size):
                 images = [Image.fromarray(f) for f in chunk]
                 for im, dets in zip(images, det.predict_pil(images)):
-                    writer = writer or _VideoWriter(tmp, source.fps, im.size)
                     writer.write(np.asarray(draw(im, dets)))
-                    results.extend(dets.to_coco(index))
-                    index += 1
+                    results.extend(dets.to_coco(writer.frames - 1))
                 bar.update(len(chunk))
+        complete = True
     finally:
-        if writer is not None:
-            writer.close()
-    if index == 0:
+        writer.close(complete=complete)
+    if writer.frames == 0:
         raise DfineError(f"cannot read any frame of video {path}")
-    tmp.replace(target)
     note = truncation_note(source)
     if note:
         print(note, file=sys.stderr)
     return results
-
-
-class _VideoWriter:
-    """Writes RGB uint8 frames to an .mp4 with OpenCV (mp4v), else PyAV (h264)."""
-
-    def __init__(self, path: Path, fps: float, size: Tuple[int, int]):
-        try:
-            import cv2
-            self._cv2 = cv2
-            self._out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        except ImportError:
-            import av
-            self._cv2 = None
-            self._container = av.open(str(path), "w")
-            self._stream = self._container.add_stream("h264", rate=round(fps))
-            self._stream.width, self._stream.height = size
-            self._stream.pix_fmt = "yuv420p"
-
-    def write(self, frame: np.ndarray) -> None:
-        if self._cv2 is not None:
-            self._out.write(self._cv2.cvtColor(frame, self._cv2.COLOR_RGB2BGR))
-            return
-        import av
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            self._container.mux(packet)
-
-    def close(self) -> None:
-        if self._cv2 is not None:
-            self._out.release()
-            return
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()

@@ -4,7 +4,9 @@ SOURCE is a video file, a folder of frames, a webcam index (``0``) or a stream U
 ``http://``...). Writes to ``-o OUTDIR`` (default ``runs/track``): ``NAME.mp4`` (boxes, ``#id class``
 labels, short trails), ``NAME.txt`` (MOT-challenge ``frame,id,x,y,w,h,score,class,-1,-1``, frames from 1)
 and ``NAME.json`` (every track: class, first and last frame, length). Ctrl-C stops and keeps what was
-written so far. Needs ``pip install dfine[track]``.
+written so far. While running, the video and the text are ``NAME.partial.mp4`` / ``NAME.partial.txt``
+(renamed at the end); a run that fails or is killed leaves them readable, the text to its last frame and
+the video (a fragmented MP4) to its last second. Needs ``pip install dfine[track]``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 from ..errors import DfineError
 
@@ -37,6 +40,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO")
     p.add_argument("--trail", type=int, default=30, help="frames of trail drawn behind each track (default 30)")
     p.add_argument("--no-video", action="store_true", help="write only the MOT text and JSON summary")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="a stream that takes longer to open or to send its next frame has ended (default 30)")
     p.add_argument("-o", "--output", default="runs/track", help="output folder (default runs/track)")
     from .predict import add_slice_arguments
     add_slice_arguments(p)
@@ -54,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.nms <= 1:
         raise DfineError(f"--nms must be an IoU in 0..1 (0: off), got {args.nms}")
     from ..video import open_source
-    source = open_source(args.source)  # a bad source fails before the model is loaded
+    if args.timeout <= 0:
+        raise DfineError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+    source = open_source(args.source, args.timeout)  # a bad source fails before the model is loaded
     det = Detector(args.model, device=args.device, conf=detection_threshold(args.tracker, args.conf),
                    imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads, slice=sliced)
     run_ = Tracking(source, det, tracker=args.tracker, classes=args.classes, conf=args.conf,
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         log.abandon()
         if video is not None:
-            video.abandon()
+            video.close(complete=False)  # what was drawn stays readable as NAME.partial.mp4
         raise
     log.close()
     if video is not None:
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     note = truncation_note(run_.source)
     if note:
         print(note, file=sys.stderr)
-    written = ", ".join(str(p) for p in ([video.path] if video and video.written else []) + [log.mot_path, log.json_path])
+    written = ", ".join(str(p) for p in ([video.path] if video and video.path else []) + [log.mot_path, log.json_path])
     summary = log.summary()
     print(f"{'interrupted: ' if interrupted else ''}{run_.frames} frames, {summary['num_tracks']} tracks "
           f"({args.tracker}) -> {written}")
@@ -99,35 +106,22 @@ def _loop(run_, log, video) -> None:
 
 
 class _VideoOut:
-    """The annotated video, written through supervision's VideoSink into a temporary file that
-    :meth:`close` renames into place."""
+    """The annotated video (:class:`dfine.video.VideoWriter`: ``NAME.partial.mp4`` while it is written,
+    playable up to its last second if the run is killed; renamed to ``NAME.mp4`` at the end)."""
 
     def __init__(self, path: Path, fps: float, trail: int):
         from ..integrations.supervision import TrackAnnotator
-        self.path, self.fps = path, fps
-        self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        from ..video import VideoWriter
+        self.writer = VideoWriter(path, fps)
         self.annotate = TrackAnnotator(trail=trail)
-        self.sink = None
-        self.written = 0
+        self.path: Optional[Path] = None
+
+    @property
+    def written(self) -> int:
+        return self.writer.frames
 
     def write(self, frame, tracks) -> None:
-        import supervision as sv
-        if self.sink is None:
-            h, w = frame.shape[:2]
-            self.sink = sv.VideoSink(str(self.tmp), sv.VideoInfo(width=w, height=h, fps=self.fps))
-            try:
-                self.sink.__enter__()
-            except RuntimeError as e:
-                raise DfineError(f"cannot write video {self.tmp}: {e}") from None
-        self.sink.write_frame(self.annotate(frame, tracks)[..., ::-1].copy())
-        self.written += 1
+        self.writer.write(self.annotate(frame, tracks))
 
-    def close(self) -> None:
-        if self.sink is not None:
-            self.sink.__exit__(None, None, None)
-            self.tmp.replace(self.path)
-
-    def abandon(self) -> None:
-        if self.sink is not None:
-            self.sink.__exit__(None, None, None)
-        self.tmp.unlink(missing_ok=True)
+    def close(self, complete: bool = True) -> None:
+        self.path = self.writer.close(complete=complete)

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
-from ..video import FrameReader, FrameSource, open_source
+from ..video import STREAM_TIMEOUT, FrameReader, FrameSource, open_source
 from .supervision import INSTALL_HINT, import_supervision, to_supervision
 
 TRACKERS = ("bytetrack", "sort", "ocsort")
@@ -86,14 +86,14 @@ class Tracking:
 
     def __init__(self, source: Union[str, int, os.PathLike, FrameSource], detector: Any, tracker: str = "bytetrack",
                  classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, buffer: int = 16,
-                 nms: Optional[float] = NMS_IOU):
+                 nms: Optional[float] = NMS_IOU, timeout: float = STREAM_TIMEOUT):
         import_supervision()
         self.nms = nms
         self.tracker_name = tracker
         self.detector = detector
         self.conf = float(conf)
         self.labels = class_filter(classes, detector.class_names)
-        self.source: FrameSource = source if isinstance(source, FrameSource) else open_source(source)
+        self.source: FrameSource = source if isinstance(source, FrameSource) else open_source(source, timeout)
         self.tracker = make_tracker(tracker, self.source.fps, self.conf)
         self.buffer = buffer
         self.frames = 0
@@ -127,20 +127,21 @@ def tracker_input(dets: Any, labels: Optional[np.ndarray] = None, nms: Optional[
 
 def track(source: Union[str, int, os.PathLike], model: Any, tracker: str = "bytetrack",
           classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, nms: Optional[float] = NMS_IOU,
-          **detector_kw: Any) -> Tracking:
+          timeout: float = STREAM_TIMEOUT, **detector_kw: Any) -> Tracking:
     """Track objects through a video file, a folder of frames, a webcam index or a stream URL.
 
     ``model``: a :class:`dfine.Detector` or anything it opens (checkpoint, zoo name, .onnx, .xml,
     .engine; ``detector_kw`` go to it: ``device``, ``batch_size``, ``backend``, ``slice``...).
     ``tracker``: ``bytetrack`` (default), ``sort`` or ``ocsort``. ``classes``: names (or label numbers)
     to keep. ``conf``: the score that starts a track. ``nms``: IoU above which overlapping boxes are
-    merged into the best one whatever their class (None: off). Iterate for ``(frame, tracks)``."""
+    merged into the best one whatever their class (None: off). ``timeout``: seconds a stream may take
+    to open or to send its next frame before it counts as ended. Iterate for ``(frame, tracks)``."""
     from ..inference import Detector
     if isinstance(model, (str, os.PathLike)):
         model = Detector(model, conf=detection_threshold(tracker, conf), **detector_kw)
     elif detector_kw:
         raise DfineError(f"{', '.join(detector_kw)} are Detector options; pass them to Detector(...) instead")
-    return Tracking(source, model, tracker=tracker, classes=classes, conf=conf, nms=nms)
+    return Tracking(source, model, tracker=tracker, classes=classes, conf=conf, nms=nms, timeout=timeout)
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -163,13 +164,14 @@ class TrackStats:
 
 class TrackLog:
     """MOT-challenge text (``frame,id,x,y,w,h,score,class,-1,-1`` per line, frames 1-based, ``class`` the
-    model label) streamed to a temporary file, and a JSON summary; :meth:`close` renames both into place,
-    so an interrupted or crashed run never leaves half a file under the final names."""
+    model label) streamed to ``NAME.partial.txt`` (flushed every frame), and a JSON summary; :meth:`close`
+    renames the text into place and writes the summary atomically, so a run that crashes or is killed
+    never leaves half a file under the final names, and its ``.partial.txt`` holds every frame done."""
 
     def __init__(self, mot_path: Path, json_path: Path, info: Dict[str, Any]):
         self.mot_path, self.json_path, self.info = Path(mot_path), Path(json_path), dict(info)
-        self._tmp = self.mot_path.with_name(f".{self.mot_path.name}.{os.getpid()}.tmp")
-        self._file = self._tmp.open("w")
+        self.partial = self.mot_path.with_name(f"{self.mot_path.stem}.partial{self.mot_path.suffix}")
+        self._file = self.partial.open("w")
         self.tracks: Dict[int, TrackStats] = {}
         self.frames = 0
 
@@ -185,6 +187,7 @@ class TrackLog:
             stats.last_frame, stats.length = frame, stats.length + 1
             stats.classes[str(name)] += 1
         self._file.writelines(lines)
+        self._file.flush()
 
     def summary(self) -> Dict[str, Any]:
         tracks = [t.as_dict() for t in sorted(self.tracks.values(), key=lambda t: t.id)]
@@ -195,10 +198,10 @@ class TrackLog:
     def close(self) -> None:
         from ..data.objects365 import write_json_atomic
         self._file.close()
-        os.replace(self._tmp, self.mot_path)
+        os.replace(self.partial, self.mot_path)
         write_json_atomic(self.summary(), self.json_path)
 
     def abandon(self) -> None:
+        """The run failed: leave what was written as ``NAME.partial.txt``."""
         self._file.close()
-        self._tmp.unlink(missing_ok=True)
 

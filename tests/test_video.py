@@ -1,0 +1,174 @@
+"""Frame sources and the video writer (dfine/video.py): webcam indices and stream URLs routed to the
+right OpenCV backend, one line when they cannot be opened, a stalled stream ending with the frames it
+sent, an MP4 without its index named as such, and our own video staying playable after a kill -9."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dfine.errors import DfineError
+from dfine.video import VideoWriter, mp4_without_index, open_source, truncation_note
+
+cv2 = pytest.importorskip("cv2")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _frames(n: int, w: int = 64, h: int = 48):
+    for t in range(n):
+        f = np.full((h, w, 3), 30, np.uint8)
+        f[10:30, (2 * t) % (w - 20):(2 * t) % (w - 20) + 20] = (240, 80, 40)
+        yield f
+
+
+def _avi(path: Path, n: int) -> bytes:
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for f in _frames(n):
+        out.write(f[..., ::-1])
+    out.release()
+    return path.read_bytes()
+
+
+def _count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.isOpened() and cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+class _Recorder:
+    """Stands in for cv2.VideoCapture: records how it was called, opens nothing."""
+
+    calls: list = []
+
+    def __init__(self, *args):
+        _Recorder.calls.append(args)
+
+    def isOpened(self):
+        return False
+
+    def release(self):
+        pass
+
+
+def test_webcam_index_and_rtsp_url_are_routed(monkeypatch):
+    _Recorder.calls = []
+    monkeypatch.setattr(cv2, "VideoCapture", _Recorder)
+    with pytest.raises(DfineError, match="cannot open webcam 0: no camera at index 0"):
+        open_source("0")
+    with pytest.raises(DfineError, match=r"cannot open stream rtsp://cam\.local/live: refused"):
+        open_source("rtsp://cam.local/live", timeout=5)
+    webcam, rtsp = _Recorder.calls
+    assert webcam == (0,)  # the device index, not a file named "0"
+    url, api, params = rtsp  # FFmpeg, with open and read timeouts in ms
+    assert (url, api) == ("rtsp://cam.local/live", cv2.CAP_FFMPEG)
+    assert params == [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
+
+
+def test_missing_webcam_and_refused_rtsp_are_one_quiet_line(capfd):
+    """The real OpenCV: no camera (skipped where one exists) and an RTSP port nobody listens on."""
+    if not Path("/dev/video0").exists():
+        with pytest.raises(DfineError, match="cannot open webcam 0"):
+            open_source("0")
+    with pytest.raises(DfineError, match="cannot open stream rtsp://127.0.0.1:9/x"):
+        open_source("rtsp://127.0.0.1:9/x", timeout=2)
+    err = capfd.readouterr().err
+    assert "OpenCV" not in err and "WARN" not in err and "ERROR" not in err  # OpenCV's own log lines silenced
+
+
+@pytest.fixture
+def stalling_server(tmp_path):
+    """Serves /clip.avi (40 frames) by sending its first half and then nothing for 20 s."""
+    data = _avi(tmp_path / "clip.avi", 40)
+
+    class Stall(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            time.sleep(20)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stall)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/clip.avi"
+    server.shutdown()
+
+
+def test_stalled_stream_ends_with_the_frames_it_sent(stalling_server):
+    start = time.monotonic()
+    src = open_source(stalling_server, timeout=1)
+    frames = list(src.frames)
+    assert 5 < len(frames) < 40 and time.monotonic() - start < 10
+    note = truncation_note(src)
+    assert note == f"warning: clip sent no frame for 1 s; stopped after {len(frames)} frames"
+
+
+def test_mp4_cut_before_its_index_is_named(tmp_path):
+    full = tmp_path / "full.mp4"
+    out = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))  # index written at the end
+    for f in _frames(30):
+        out.write(f)
+    out.release()
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    assert not mp4_without_index(full) and mp4_without_index(cut)
+    assert not mp4_without_index(tmp_path / "nope.mp4")
+    with pytest.raises(DfineError) as e:
+        open_source(cut)
+    assert "without its index ('moov' box)" in str(e.value) and str(cut) in str(e.value)
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all" * 10)
+    with pytest.raises(DfineError, match="cannot open video .*junk.mp4"):
+        open_source(tmp_path / "junk.mp4")
+
+
+def test_writer_renames_when_complete_and_pads_odd_sides(tmp_path):
+    writer = VideoWriter(tmp_path / "out.mp4", fps=10)
+    for f in _frames(12, w=63, h=47):
+        writer.write(f)
+    assert writer.partial.exists() and not (tmp_path / "out.mp4").exists()
+    assert writer.close() == tmp_path / "out.mp4" and not writer.partial.exists()
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    ok, frame = cap.read()
+    assert ok and frame.shape == (48, 64, 3) and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    assert VideoWriter(tmp_path / "none.mp4", fps=10).close() is None  # no frame, no file
+
+
+_KILLED_WRITER = """
+import sys, numpy as np
+from dfine.video import VideoWriter
+w = VideoWriter(sys.argv[1], fps=10)
+for t in range(100000):
+    f = np.zeros((48, 64, 3), np.uint8); f[:, (t * 3) % 64] = 255
+    w.write(f)
+    if t == 45:
+        print("45", flush=True)
+"""
+
+
+def test_writer_output_survives_kill_9(tmp_path):
+    pytest.importorskip("av")  # the fragmented MP4 needs PyAV; OpenCV's plain MP4 does not survive
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path / "run.mp4")],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "45"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run.mp4").exists()
+    assert _count(tmp_path / "run.partial.mp4") >= 40  # all but the last second (fragments of 10 frames)
