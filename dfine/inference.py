@@ -197,8 +197,8 @@ class Detector:
 
     def _predict_sliced(self, image: Image.Image, path: Optional[str], conf: float) -> Detections:
         """Tiles of ``image`` (and the whole of it when ``slice.full``) through the engine in batches,
-        boxes moved to image pixels, then merged per class."""
-        from .slicing import cut_by_tile, merge_detections, tile_windows
+        boxes moved to image pixels, pieces of objects cut by tile edges joined, then merged per class."""
+        from .slicing import cut_sides, join_cut_pieces, merge_detections, tile_windows
         cfg = self.slice
         windows = tile_windows(image.width, image.height, cfg.tile or self.imgsz, cfg.overlap)
         crops = [image.crop(tuple(w)) for w in windows.tolist()]
@@ -214,8 +214,9 @@ class Detector:
         shift = np.tile(windows[:, None, :2], (1, keep.shape[1], 2)).astype(np.float32)
         boxes = (boxes + shift)[keep].astype(np.float32)
         tiles = np.repeat(windows[:, None], keep.shape[1], axis=1)[keep]
-        boxes, scores, labels = merge_detections(boxes, scores[keep].astype(np.float32), labels[keep].astype(np.int64),
-                                                 cfg.merge, cfg.iou, cut_by_tile(boxes, tiles, *image.size))
+        boxes, scores, labels, cut = join_cut_pieces(boxes, scores[keep].astype(np.float32), labels[keep].astype(np.int64),
+                                                     cut_sides(boxes, tiles, *image.size))
+        boxes, scores, labels = merge_detections(boxes, scores, labels, cfg.merge, cfg.iou, cut)
         return self._detections(labels, boxes, scores, image.size, path, conf)
 
     def _run(self, batch: np.ndarray, sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,10 +9,11 @@ Our own, not supervision's ``InferenceSlicer``. Not for speed: the backend domin
 ``benchmarks/slicing.py --supervision`` times both within noise of each other on the same tiles
 (supervision's slicer also batches). But ``dfine predict --slice`` then needs no optional package, the
 tiles go to the backend as ``[B, 3, H, W]`` batches without a round trip through
-``supervision.Detections`` per tile, and the merge knows which boxes a tile edge cut
-(:func:`cut_by_tile`): with NMS, a whole box wins over the cut piece of the same object and pieces
-mostly inside a whole box are dropped, where plain NMS keeps a sliver whose IoU with the whole box is
-small. Merging is torchvision's C++ ``batched_nms`` (a dependency already) or a short greedy
+``supervision.Detections`` per tile, and the merge knows which boxes a tile edge cut and on which side
+(:func:`cut_sides`): the pieces of an object that no tile saw whole are joined into one box
+(:func:`join_cut_pieces`); then with NMS a whole box wins over a cut piece of the same object and
+pieces mostly inside a whole box are dropped, where plain NMS keeps a sliver whose IoU with the whole
+box is small. Merging is torchvision's C++ ``batched_nms`` (a dependency already) or a short greedy
 non-maximum merge. The tiling follows supervision's rule (stride = tile - overlap, the last tile flush
 with the edge).
 """
@@ -92,19 +93,57 @@ def tile_windows(width: int, height: int, tile: Tuple[int, int], overlap: float)
     return np.stack([x0, y0, x1, y1], axis=-1).reshape(-1, 4)
 
 
-def cut_by_tile(boxes: np.ndarray, windows: np.ndarray, width: int, height: int, margin: float = 1.0) -> np.ndarray:
-    """``[K]`` bool: whether each box (image pixels) touches an edge of its tile ``windows [K, 4]``
-    that is not an edge of the ``width x height`` image, i.e. shows an object the tile cut."""
+def cut_sides(boxes: np.ndarray, windows: np.ndarray, width: int, height: int, margin: float = 1.0) -> np.ndarray:
+    """``[K, 4]`` bool (left, top, right, bottom): which sides of each box (image pixels) lie on an edge of
+    its tile ``windows [K, 4]`` that is not an edge of the ``width x height`` image, i.e. where the tile
+    cut the object."""
     inner = np.stack([windows[:, 0] > 0, windows[:, 1] > 0, windows[:, 2] < width, windows[:, 3] < height], 1)
-    near = np.abs(boxes - windows) <= margin
-    return (inner & near).any(axis=1)
+    return inner & (np.abs(boxes - windows) <= margin)
+
+
+def join_cut_pieces(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, sides: np.ndarray,
+                    min_span_iou: float = 0.5) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Join the pieces of objects that no tile saw whole into one box each.
+
+    Two boxes of one class are pieces of one object when one is cut on its right (bottom) side, the other
+    on its left (top) side, they overlap along that axis (both saw the strip the two tiles share) and
+    span the same extent across it (interval IoU >= ``min_span_iou``). Each connected group becomes the
+    box around it with its best score, no longer marked cut. ``boxes [K, 4]``, ``scores [K]``,
+    ``labels [K]``, ``sides [K, 4]`` from :func:`cut_sides` -> the same four, ``cut [K']`` bool last."""
+    cut = sides.any(axis=1)
+    if cut.sum() < 2:
+        return boxes, scores, labels, cut
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    idx = np.nonzero(cut)[0]
+    b, sd, lab = boxes[idx], sides[idx], labels[idx]
+    same = lab[:, None] == lab[None, :]
+    link = np.zeros((len(idx), len(idx)), bool)
+    for axis in (0, 1):  # 0: a piece cut on its right meets one cut on its left; 1: bottom meets top
+        lo, hi, across = b[:, axis], b[:, axis + 2], (b[:, 1 - axis], b[:, 3 - axis])
+        meets = sd[:, axis + 2][:, None] & sd[:, axis][None, :] & (lo[None, :] < hi[:, None]) & (lo[:, None] < lo[None, :])
+        inter = np.clip(np.minimum(across[1][:, None], across[1][None, :]) - np.maximum(across[0][:, None], across[0][None, :]), 0, None)
+        union = np.maximum(across[1][:, None], across[1][None, :]) - np.minimum(across[0][:, None], across[0][None, :])
+        link |= meets & same & (inter >= min_span_iou * np.maximum(union, 1e-9))
+    if not link.any():
+        return boxes, scores, labels, cut
+    n, group = connected_components(coo_matrix(link), directed=False)
+    out_b, out_s, out_l, out_c = [boxes[~cut]], [scores[~cut]], [labels[~cut]], [np.zeros((~cut).sum(), bool)]
+    for g in range(n):
+        members = np.nonzero(group == g)[0]
+        m = b[members]
+        out_b.append(np.array([[m[:, 0].min(), m[:, 1].min(), m[:, 2].max(), m[:, 3].max()]], boxes.dtype))
+        out_s.append(scores[idx[members]].max(keepdims=True))
+        out_l.append(lab[members[:1]])
+        out_c.append(np.array([len(members) == 1]))
+    return (np.concatenate(out_b), np.concatenate(out_s), np.concatenate(out_l), np.concatenate(out_c))
 
 
 def merge_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, merge: str = "nms",
                      iou: float = 0.5, cut: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge same-class duplicates: ``boxes [K, 4]`` xyxy, ``scores [K]``, ``labels [K]`` -> the kept
     (or merged) boxes, best score first. ``cut [K]`` marks boxes of objects cut by a tile edge
-    (:func:`cut_by_tile`): of overlapping boxes, a whole one is kept before a cut one."""
+    (any side of :func:`cut_sides`): of overlapping boxes, a whole one is kept before a cut one."""
     if len(scores) == 0:
         return boxes.reshape(0, 4), scores, labels
     rank = scores - (2.0 * cut if cut is not None else 0.0)  # whole boxes first, by score

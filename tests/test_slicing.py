@@ -13,7 +13,7 @@ from PIL import Image
 from dfine.cli import main
 from dfine.errors import DfineError
 from dfine.inference import Detector
-from dfine.slicing import SliceConfig, merge_detections, tile_windows
+from dfine.slicing import SliceConfig, cut_sides, join_cut_pieces, merge_detections, tile_windows
 from tests.blob_engine import patch_detector
 
 
@@ -74,6 +74,32 @@ def test_sliced_detector_finds_small_objects_the_whole_image_loses(monkeypatch, 
     assert _matched(sliced.boxes, truth) == len(truth) == len(sliced)  # every square once, across tile edges
     tiles = len(tile_windows(1024, 768, (128, 128), 0.25))
     assert engine.run.calls == [8] * (tiles // 8) + ([tiles % 8] if tiles % 8 else [])  # tiles batched
+
+
+@pytest.mark.parametrize("merge", ["nms", "nmm"])
+def test_objects_no_tile_sees_whole_are_joined(monkeypatch, merge):
+    """128 px tiles, stride 96: a 60 px bar across the strip x 192..224 is cut by both tiles that hold
+    it, a 60 px square on a tile corner by four; each comes back as one box around the object."""
+    patch_detector(monkeypatch, imgsz=(128, 128), min_px=4)
+    image = np.full((768, 1024, 3), 15, np.uint8)
+    truth = np.array([[180, 330, 240, 350], [470, 470, 530, 530]], np.float32)
+    for x0, y0, x1, y1 in truth.astype(int):
+        image[y0:y1, x0:x1] = 240
+    [d] = Detector("any.pth", slice=SliceConfig(overlap=0.25, merge=merge))(Image.fromarray(image))
+    assert len(d) == 2 and _matched(d.boxes, truth) == 2
+
+
+def test_join_cut_pieces_joins_only_matching_pieces():
+    windows = np.array([[0, 0, 100, 100], [80, 0, 180, 100], [0, 0, 100, 100], [80, 0, 180, 100]], np.float32)
+    boxes = np.array([[60, 10, 100, 40], [80, 10, 130, 40],   # one object across the strip x 80..100
+                      [70, 50, 100, 90], [80, 60, 120, 70]], np.float32)  # spans across differ: two objects
+    sides = cut_sides(boxes, windows, 300, 100)
+    assert sides.tolist() == [[False, False, True, False], [True, False, False, False]] * 2
+    b, s, l, cut = join_cut_pieces(boxes, np.array([0.9, 0.6, 0.8, 0.7], np.float32), np.zeros(4, np.int64), sides)
+    assert len(b) == 3 and b.tolist()[0] == [60, 10, 130, 40] and s[0] == pytest.approx(0.9) and not cut[0]
+    assert cut[1:].all()  # unjoined pieces stay marked cut
+    other = join_cut_pieces(boxes[:2], np.ones(2, np.float32), np.array([0, 1]), sides[:2])
+    assert len(other[0]) == 2  # different classes are not joined
 
 
 def test_full_image_pass_adds_large_objects(monkeypatch):
