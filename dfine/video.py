@@ -21,7 +21,10 @@ import numpy as np
 
 from .errors import DfineError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: Image file suffixes (lower case) every part of dfine picks up: predict, frame folders, calibration,
+#: dataset conversion and checks. Only formats PIL decodes in full (MPO: multi-picture JPEG, PFM: float
+#: maps); in the order a search by stem tries them.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".mpo", ".pfm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 _INSTALL_VIDEO = "video needs OpenCV or PyAV: pip install dfine[video] (or av)"

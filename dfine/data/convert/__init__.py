@@ -19,14 +19,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.data.coco import DatasetError
 from dfine.data.image_io import ImageHeader, read_header
+from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Converted", "SplitCounts", "write_coco_json", "categories", "split_by_fraction", "images_folder_of",
            "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic", "header_or_reason", "info_for", "images_folder_from_info"]
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-#: Image file suffixes (lower case) the converters pick up.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".mpo", ".pfm", ".dng"})
 
 
 @dataclass

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.coco import DatasetError
-from dfine.data.convert import (Converted, SplitCounts, header_or_reason, info_for, split_by_fraction,
+from dfine.data.convert import (IMAGE_SUFFIXES, Converted, SplitCounts, header_or_reason, info_for, split_by_fraction,
                                 write_coco_json)
 
 __all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml"]
 
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def _image_of(root: Path, record: VocRecord) -> Optional[Path]:
         return folder / record.filename
     stem = Path(record.filename).stem if record.filename else record.xml.stem
     for s in (stem, record.xml.stem):
-        for ext in _IMAGE_EXTS:
+        for ext in IMAGE_SUFFIXES:
             for e in (ext, ext.upper()):
                 if (folder / (s + e)).is_file():
                     return folder / (s + e)
