@@ -121,19 +121,75 @@ def write_video(frames, path: Path, fps: float) -> None:
     out.release()
 
 
-def run_tracker(name: str, dets, fps: float, conf: float, path: Path) -> None:
-    """Feed the cached detections to a fresh tracker; write its MOT file (class column 1)."""
-    from dfine.integrations.tracking import detection_threshold, make_tracker, tracker_input
-    tracker = make_tracker(name, fps, conf)
-    low = detection_threshold(name, conf)
-    lines = []
+def run_tracker(config, dets, fps: float, path: Path) -> List[Tuple[int, int, Box]]:
+    """Feed the cached detections to a fresh tracker; write its MOT file (class column 1); return
+    (frame, track id, box) rows."""
+    from dfine.integrations.tracking import tracker_input
+    tracker = config.make(fps)
+    lines, rows = [], []
     for f, d in enumerate(dets, start=1):
         s = d.to_supervision()
-        tracks = tracker.update(tracker_input(s[s.confidence > low]))
+        tracks = tracker.update(tracker_input(s[s.confidence > config.detection_conf], None, config.nms))
         tracks = tracks[tracks.tracker_id >= 0]
         for (x0, y0, x1, y1), tid, score in zip(tracks.xyxy, tracks.tracker_id, tracks.confidence):
             lines.append(f"{f},{tid},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.3f},1,-1,-1\n")
+            rows.append((f, int(tid), (float(x0), float(y0), float(x1), float(y1))))
     path.write_text("".join(lines))
+    return rows
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU ``[N, M]`` of xyxy boxes ``a [N, 4]`` and ``b [M, 4]``."""
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = ix * iy
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+
+
+def _scored(frame) -> List[Tuple[int, Box]]:
+    return [(oid, box) for oid, _, box, vis in frame if box is not None and vis >= 0.25]
+
+
+def detector_recall(truth, dets, conf: float) -> Dict[str, Tuple[int, int]]:
+    """(found, scored boxes) by visibility: a scored ground-truth box is found when a detection above
+    ``conf`` overlaps it by IoU >= 0.5, whatever its class."""
+    bins = {"visible >= 0.75": (0.75, 2.0), "0.5-0.75": (0.5, 0.75), "0.25-0.5": (0.25, 0.5)}
+    out = {k: [0, 0] for k in bins}
+    for frame, d in zip(truth, dets):
+        boxes = d.boxes[d.scores > conf]
+        for _, _, box, vis in frame:
+            for k, (lo, hi) in bins.items():
+                if box is not None and lo <= vis < hi:
+                    out[k][1] += 1
+                    out[k][0] += bool(len(boxes)) and _iou(np.array([box]), boxes).max() >= 0.5
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def switch_kinds(rows, truth) -> Tuple[int, int]:
+    """Id changes of ground-truth objects (each matched by IoU >= 0.5, Hungarian per frame), split into
+    swaps (the object was matched in the frame before: the tracker gave its detection to another
+    track) and re-identifications after a gap (the track was lost while the object went unmatched)."""
+    from scipy.optimize import linear_sum_assignment
+    by_frame: Dict[int, list] = {}
+    for f, tid, box in rows:
+        by_frame.setdefault(f, []).append((tid, box))
+    last: Dict[int, Tuple[int, int]] = {}
+    swaps = gaps = 0
+    for f, frame in enumerate(truth, start=1):
+        gt, tr = _scored(frame), by_frame.get(f, [])
+        if not gt or not tr:
+            continue
+        m = _iou(np.array([b for _, b in gt]), np.array([b for _, b in tr]))
+        for i, j in zip(*linear_sum_assignment(-m)):
+            if m[i, j] < 0.5:
+                continue
+            oid, tid = gt[i][0], tr[j][0]
+            if oid in last and last[oid][0] != tid:
+                swaps += f - last[oid][1] <= 1
+                gaps += f - last[oid][1] > 1
+            last[oid] = (tid, f)
+    return swaps, gaps
 
 
 def main() -> None:
@@ -145,41 +201,66 @@ def main() -> None:
     p.add_argument("--objects", type=int, default=6)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--conf", type=float, default=0.5, help="score that starts a track")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--low-conf", type=float, default=0.1, help="ByteTrack's second-stage score floor")
+    p.add_argument("--match-iou", type=float, default=None, help="default: each tracker's own")
+    p.add_argument("--lost-frames", type=int, default=30)
+    p.add_argument("--min-frames", type=int, default=None, help="default: each tracker's own")
+    p.add_argument("--nms", type=float, default=0.7, help="class-agnostic NMS IoU before tracking (0: off)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="one video per seed (default 1)")
     p.add_argument("--out", type=Path, default=Path("runs/bench_tracking"))
     args = p.parse_args()
+    results: Dict[Tuple[int, str], dict] = {}
     from PIL import Image
     from trackers.eval import evaluate_mot_sequence
     import dfine
-    from dfine.integrations.tracking import LOW_SCORE, TRACKERS
+    from dfine.integrations.tracking import TRACKERS, TrackerConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
-    det = dfine.Detector(args.model, conf=min(LOW_SCORE, args.conf), batch_size=8)
-    video, truth = make_sequence(len(det.class_names), args.frames, *args.size, args.objects, args.seed)
-    events = occlusion_events(truth)
-    write_gt(truth, args.out / "gt.txt")
-    write_video(video, args.out / "shapes.avi", args.fps)
-    Image.fromarray(np.concatenate([video[0], video[len(video) // 2]], axis=1)).save(args.out / "frames.png")
-    images = [Image.fromarray(f) for f in video]
+    configs = {name: TrackerConfig(name, conf=args.conf, low_conf=args.low_conf, match_iou=args.match_iou,
+                                   lost_frames=args.lost_frames, min_frames=args.min_frames, nms=args.nms or None)
+               for name in TRACKERS}
+    det = dfine.Detector(args.model, conf=min(c.detection_conf for c in configs.values()), batch_size=8)
+    for seed in args.seeds:
+        out = args.out / f"seed{seed}"
+        out.mkdir(exist_ok=True)
+        video, truth = make_sequence(len(det.class_names), args.frames, *args.size, args.objects, seed)
+        events = occlusion_events(truth)
+        write_gt(truth, out / "gt.txt")
+        write_video(video, out / "shapes.avi", args.fps)
+        Image.fromarray(np.concatenate([video[0], video[len(video) // 2]], axis=1)).save(out / "frames.png")
+        images = [Image.fromarray(f) for f in video]
+        t0 = time.perf_counter()
+        dets = [d for i in range(0, len(images), 8) for d in det.predict_pil(images[i:i + 8])]
+        detect_fps = len(images) / (time.perf_counter() - t0)
+        scored = sum(len(_scored(f)) for f in truth)
+        print(f"seed {seed}: {args.frames} frames {args.size[0]}x{args.size[1]}, {args.objects} shapes, {events} occlusion "
+              f"events, {scored} scored boxes; model {args.model} ({det.backend}, {det.imgsz[0]}x{det.imgsz[1]})")
+        for conf in sorted({c.detection_conf for c in configs.values()} | {args.conf}):
+            recall = detector_recall(truth, dets, conf)
+            print(f"  detector recall at score > {conf:g}, by visibility: " + ", ".join(
+                f"{k} {a}/{b} = {a / max(b, 1):.2f}" for k, (a, b) in recall.items()))
+        print(f"  {'tracker':10} {'MOTA':>6} {'IDF1':>6} {'IDSW':>5} {'swap':>5} {'gap':>5} {'FP':>5} {'FN':>5}  "
+              f"bar (IDF1>=0.8, IDSW<={events})")
+        for name, config in configs.items():
+            rows = run_tracker(config, dets, args.fps, out / f"{name}.txt")
+            if not rows:
+                print(f"  {name:10} no tracks at all (is --model the trained demo model? try a lower --conf)")
+                continue
+            r = evaluate_mot_sequence(out / "gt.txt", out / f"{name}.txt", metrics=["CLEAR", "Identity"])
+            ok = r.Identity.IDF1 >= 0.8 and r.CLEAR.IDSW <= events
+            swaps, gaps = switch_kinds(rows, truth)
+            results[(seed, name)] = {"MOTA": r.CLEAR.MOTA, "IDF1": r.Identity.IDF1, "IDSW": r.CLEAR.IDSW, "events": events}
+            print(f"  {name:10} {r.CLEAR.MOTA:6.3f} {r.Identity.IDF1:6.3f} {r.CLEAR.IDSW:5d} {swaps:5d} {gaps:5d} "
+                  f"{r.CLEAR.CLR_FP:5d} {r.CLEAR.CLR_FN:5d}  {'pass' if ok else 'FAIL'}")
+    if len(args.seeds) > 1:
+        print(f"mean over seeds {' '.join(map(str, args.seeds))}:")
+        for name in configs:
+            rs = [results[(s, name)] for s in args.seeds if (s, name) in results]
+            if rs:
+                print(f"  {name:10} MOTA {np.mean([r['MOTA'] for r in rs]):.3f} IDF1 {np.mean([r['IDF1'] for r in rs]):.3f} "
+                      f"IDSW {sum(r['IDSW'] for r in rs)} (occlusion events {sum(r['events'] for r in rs)})")
     t0 = time.perf_counter()
-    dets = [d for i in range(0, len(images), 8) for d in det.predict_pil(images[i:i + 8])]
-    detect_fps = len(images) / (time.perf_counter() - t0)
-    print(f"video: {args.frames} frames {args.size[0]}x{args.size[1]}, {args.objects} shapes, {events} occlusion events; "
-          f"model {args.model} ({det.backend}, {det.imgsz[0]}x{det.imgsz[1]})")
-    print(f"{'tracker':10} {'MOTA':>6} {'IDF1':>6} {'IDSW':>5} {'FP':>5} {'FN':>5}  bar (IDF1>=0.8, IDSW<={events})")
-    results: Dict[str, dict] = {}
-    for name in TRACKERS:
-        run_tracker(name, dets, args.fps, args.conf, args.out / f"{name}.txt")
-        if not (args.out / f"{name}.txt").read_text():
-            print(f"{name:10} no tracks at all (is --model the trained demo model? try a lower --conf)")
-            continue
-        r = evaluate_mot_sequence(args.out / "gt.txt", args.out / f"{name}.txt", metrics=["CLEAR", "Identity"])
-        ok = r.Identity.IDF1 >= 0.8 and r.CLEAR.IDSW <= events
-        results[name] = {"MOTA": r.CLEAR.MOTA, "IDF1": r.Identity.IDF1, "IDSW": r.CLEAR.IDSW}
-        print(f"{name:10} {r.CLEAR.MOTA:6.3f} {r.Identity.IDF1:6.3f} {r.CLEAR.IDSW:5d} {r.CLEAR.CLR_FP:5d} "
-              f"{r.CLEAR.CLR_FN:5d}  {'pass' if ok else 'FAIL'}")
-    t0 = time.perf_counter()
-    n = sum(1 for _ in dfine.track(args.out / "shapes.avi", model=det, tracker="bytetrack", conf=args.conf))
+    n = sum(1 for _ in dfine.track(out / "shapes.avi", model=det, tracker=configs["bytetrack"]))
     e2e_fps = n / (time.perf_counter() - t0)
     print(f"speed: detector alone {detect_fps:.1f} fps (batches of 8, decoded frames); dfine.track end to end "
           f"{e2e_fps:.1f} fps (decode in a reader thread + detect + ByteTrack); CPU: {cpu_flags()} "

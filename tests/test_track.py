@@ -20,6 +20,7 @@ import dfine
 from dfine.cli import main
 from dfine.errors import DfineError
 from dfine.inference import Detections
+from dfine.integrations.tracking import TrackerConfig
 
 sv = pytest.importorskip("supervision")
 pytest.importorskip("trackers")
@@ -98,6 +99,28 @@ def test_track_keeps_one_id_per_object(tmp_path, tracker):
     assert all(len(t) == 2 for _, t in pairs[3:])
 
 
+def test_tracker_settings_reach_the_tracker_and_change_its_behaviour(tmp_path):
+    """The top square vanishes for frames 8-11: kept under one id while the lost-track buffer lasts,
+    a new id with no buffer; the settings land in the trackers object; bad values are one line."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(N):
+        f = _frame(t)
+        if 8 <= t < 12:
+            f[20:44] = 20
+        Image.fromarray(f).save(folder / f"{t}.png")
+    kept = dfine.track(folder, model=FakeDetector(), tracker="sort", lost_frames=30, match_iou=0.2, min_frames=2)
+    assert kept.tracker.minimum_iou_threshold == 0.2 and kept.tracker.minimum_consecutive_frames == 2
+    assert kept.config.detection_conf == 0.5 and len(_ids_per_object(list(kept))[0]) == 1
+    dropped = dfine.track(folder, model=FakeDetector(), tracker="sort", lost_frames=0, min_frames=2)
+    assert len(_ids_per_object(list(dropped))[0]) == 2
+    assert TrackerConfig("bytetrack", conf=0.6, low_conf=0.2).detection_conf == 0.2
+    with pytest.raises(DfineError, match="tracker low_conf must be in 0..1, got 1.5"):
+        TrackerConfig("bytetrack", low_conf=1.5)
+    with pytest.raises(DfineError, match="unknown tracker 'deepsort'"):
+        TrackerConfig("deepsort")
+
+
 def test_folder_of_frames_in_natural_order(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -163,6 +186,8 @@ def test_cli_writes_video_mot_and_summary(tmp_path, monkeypatch, capsys):
     frames = [int(r[0]) for r in rows]
     assert frames == sorted(frames) and min(frames) >= 1 and max(frames) == N
     summary = json.loads((out / "two.json").read_text())
+    assert summary["tracker_config"] == {"name": "sort", "conf": 0.5, "low_conf": 0.1, "match_iou": None,
+                                         "lost_frames": 30, "min_frames": None, "nms": 0.7}
     tracks = {t["id"]: t for t in summary["tracks"]}
     for tid, t in tracks.items():
         mine = [int(r[0]) for r in rows if int(r[1]) == tid]
@@ -241,6 +266,10 @@ def test_cli_bad_inputs_fail_before_the_model(tmp_path, capsys, monkeypatch):
     assert "cannot be created" in _one_line_error(capsys, ["track", str(video), "-m", "m.pth", "-o", str(blocked)])
     (tmp_path / "empty").mkdir()
     assert "holds no frames" in _one_line_error(capsys, ["track", str(tmp_path / "empty"), "-m", "m.pth"])
+    for option, value, allowed in (("--low-conf", "1.5", "0..1"), ("--match-iou", "-0.1", "0..1"),
+                                   ("--lost-frames", "-1", ">= 0"), ("--min-frames", "0", ">= 1")):
+        err = _one_line_error(capsys, ["track", str(video), "-m", "m.pth", option, value])
+        assert err == f"error: {option} must be {allowed}, got {float(value) if '.' in value else int(value)}"
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ the video (a fragmented MP4) to its last second. Needs ``pip install dfine[track
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
@@ -28,8 +29,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("-m", "--model", required=True, help="zoo name, checkpoint .pth, .onnx, OpenVINO .xml or .engine")
     p.add_argument("--tracker", choices=TRACKERS, default="bytetrack", help="default bytetrack")
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="track only these classes")
-    p.add_argument("--conf", type=float, default=0.5, help="score that starts a track (default 0.5)")
-    p.add_argument("--nms", type=float, default=0.7, metavar="IOU",
+    g = p.add_argument_group("tracker settings (dfine.integrations.tracking.TrackerConfig)")
+    g.add_argument("--conf", type=float, default=0.5, help="score that starts a track (default 0.5)")
+    g.add_argument("--low-conf", type=float, default=0.1,
+                   help="bytetrack: detections down to this score continue a track, e.g. through occlusions (default 0.1)")
+    g.add_argument("--match-iou", type=float, default=None, metavar="IOU",
+                   help="IoU a detection needs with a track's predicted box to continue it "
+                        "(default: the tracker's, 0.1 bytetrack, 0.3 sort/ocsort)")
+    g.add_argument("--lost-frames", type=int, default=30, metavar="N",
+                   help="frames (at 30 fps) a lost track waits to be found again before a new id (default 30)")
+    g.add_argument("--min-frames", type=int, default=None, metavar="N",
+                   help="frames in a row before a new track gets an id (default: the tracker's, 2 bytetrack, 3 sort/ocsort)")
+    g.add_argument("--nms", type=float, default=0.7, metavar="IOU",
                    help="boxes overlapping a better one by this IoU are dropped, whatever their class, "
                         "before tracking (default 0.7; 0: off)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"), default=None,
@@ -50,26 +61,22 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import Detector
-    from ..integrations.tracking import TrackLog, Tracking, detection_threshold
+    from ..integrations.tracking import TrackerConfig, TrackLog, Tracking
     from .predict import prepare_output_dir, slice_option
     out = prepare_output_dir(Path(args.output))
     sliced = slice_option(args)
-    if not 0 <= args.conf <= 1:
-        raise DfineError(f"--conf must be in 0..1, got {args.conf}")
-    if not 0 <= args.nms <= 1:
-        raise DfineError(f"--nms must be an IoU in 0..1 (0: off), got {args.nms}")
+    config = tracker_config(args, TrackerConfig)
     from ..video import open_source
     if args.timeout <= 0:
         raise DfineError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     source = open_source(args.source, args.timeout)  # a bad source fails before the model is loaded
-    det = Detector(args.model, device=args.device, conf=detection_threshold(args.tracker, args.conf),
+    det = Detector(args.model, device=args.device, conf=config.detection_conf,
                    imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads, slice=sliced)
-    run_ = Tracking(source, det, tracker=args.tracker, classes=args.classes, conf=args.conf,
-                    nms=args.nms or None)
+    run_ = Tracking(source, det, tracker=config, classes=args.classes)
     name = run_.source.name
     log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
                    {"source": str(args.source), "model": str(args.model), "tracker": args.tracker,
-                    "fps": run_.source.fps})
+                    "tracker_config": dataclasses.asdict(config), "fps": run_.source.fps})
     video = None if args.no_video else _VideoOut(out / f"{name}.mp4", run_.source.fps, args.trail)
     interrupted = False
     try:
@@ -93,6 +100,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'interrupted: ' if interrupted else ''}{run_.frames} frames, {summary['num_tracks']} tracks "
           f"({args.tracker}) -> {written}")
     return 130 if interrupted else 0
+
+
+def tracker_config(args: argparse.Namespace, config_class):
+    """The TrackerConfig of the parsed options; a value out of range names its option in one line."""
+    for option, value, low, high in (("--conf", args.conf, 0, 1), ("--low-conf", args.low_conf, 0, 1),
+                                     ("--match-iou", args.match_iou, 0, 1), ("--nms", args.nms, 0, 1),
+                                     ("--lost-frames", args.lost_frames, 0, None), ("--min-frames", args.min_frames, 1, None)):
+        if value is not None and not (low <= value and (high is None or value <= high)):
+            allowed = f"{low}..{high}" if high is not None else f">= {low}"
+            raise DfineError(f"{option} must be {allowed}, got {value}")
+    return config_class(args.tracker, conf=args.conf, low_conf=args.low_conf, match_iou=args.match_iou,
+                        lost_frames=args.lost_frames, min_frames=args.min_frames, nms=args.nms or None)
 
 
 def _loop(run_, log, video) -> None:

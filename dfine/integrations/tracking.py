@@ -40,24 +40,60 @@ def import_trackers() -> Any:
     return trackers
 
 
-def make_tracker(name: str, fps: float, conf: float) -> Any:
-    """A fresh tracker: ``conf`` is the score a detection needs to start (or, for ByteTrack and
-    OC-SORT, to be matched in the first stage of) a track; ``fps`` scales the lost-track buffer."""
-    if name not in TRACKERS:
-        raise DfineError(f"unknown tracker {name!r}; choose one of {', '.join(TRACKERS)}")
-    trackers = import_trackers()
-    if name == "bytetrack":
-        return trackers.ByteTrackTracker(frame_rate=fps, track_activation_threshold=conf,
-                                         high_conf_det_threshold=conf)
-    if name == "sort":
-        return trackers.SORTTracker(frame_rate=fps, track_activation_threshold=conf)
-    return trackers.OCSORTTracker(frame_rate=fps, high_conf_det_threshold=conf)
+@dataclass(frozen=True)
+class TrackerConfig:
+    """How detections become tracks (the ``trackers`` package's settings, named once for all three).
 
+    ``name``: ``bytetrack``, ``sort`` or ``ocsort``. ``conf``: the score a detection needs to start a
+    track (ByteTrack: also to be matched in its first stage; SORT and OC-SORT get no detection below it).
+    ``low_conf``: ByteTrack only, detections down to this score can continue a track (its second stage,
+    which keeps tracks through occlusions). ``match_iou``: the IoU a detection needs with a track's
+    predicted box to continue it (None: the tracker's own default, 0.1 ByteTrack, 0.3 SORT and OC-SORT).
+    ``lost_frames``: how many frames (counted at 30 fps, scaled to the video's rate) a track that
+    lost its object waits to be found again before a new id is given. ``min_frames``: frames in a row
+    a new track must be matched before it gets an id (None: the tracker's default, 2 ByteTrack, 3
+    SORT and OC-SORT). ``nms``: before tracking, boxes overlapping a better one by this IoU are
+    dropped whatever their class (None: off)."""
 
-def detection_threshold(tracker: str, conf: float) -> float:
-    """The detector's score threshold for ``tracker``: ByteTrack also uses low-score detections to keep
-    tracks through occlusions; SORT matches every detection it gets, so it only gets ``conf`` ones."""
-    return min(conf, LOW_SCORE) if tracker == "bytetrack" else conf
+    name: str = "bytetrack"
+    conf: float = 0.5
+    low_conf: float = LOW_SCORE
+    match_iou: Optional[float] = None
+    lost_frames: int = 30
+    min_frames: Optional[int] = None
+    nms: Optional[float] = NMS_IOU
+
+    def __post_init__(self):
+        if self.name not in TRACKERS:
+            raise DfineError(f"unknown tracker {self.name!r}; choose one of {', '.join(TRACKERS)}")
+        for key in ("conf", "low_conf", "match_iou", "nms"):
+            value = getattr(self, key)
+            if value is not None and not 0 <= value <= 1:
+                raise DfineError(f"tracker {key} must be in 0..1, got {value}")
+        if self.lost_frames < 0:
+            raise DfineError(f"tracker lost_frames must be >= 0, got {self.lost_frames}")
+        if self.min_frames is not None and self.min_frames < 1:
+            raise DfineError(f"tracker min_frames must be >= 1, got {self.min_frames}")
+
+    @property
+    def detection_conf(self) -> float:
+        """The detector's score threshold: ByteTrack also gets the low-score detections it uses to keep
+        tracks through occlusions; SORT and OC-SORT match every detection they get, so only ``conf`` ones."""
+        return min(self.conf, self.low_conf) if self.name == "bytetrack" else self.conf
+
+    def make(self, fps: float) -> Any:
+        """A fresh tracker for a video of ``fps`` frames per second."""
+        trackers = import_trackers()
+        kw: Dict[str, Any] = {"frame_rate": fps, "lost_track_buffer": self.lost_frames}
+        if self.match_iou is not None:
+            kw["minimum_iou_threshold"] = self.match_iou
+        if self.min_frames is not None:
+            kw["minimum_consecutive_frames"] = self.min_frames
+        if self.name == "bytetrack":
+            return trackers.ByteTrackTracker(track_activation_threshold=self.conf, high_conf_det_threshold=self.conf, **kw)
+        if self.name == "sort":
+            return trackers.SORTTracker(track_activation_threshold=self.conf, **kw)
+        return trackers.OCSORTTracker(high_conf_det_threshold=self.conf, **kw)
 
 
 def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[str]) -> Optional[np.ndarray]:
@@ -84,23 +120,21 @@ class Tracking:
     ``class_id``, ``tracker_id`` >= 1, ``data['class_name']``). The source and the model are opened when
     it is made (errors surface there); frames are read while iterating. ``frames`` counts those done."""
 
-    def __init__(self, source: Union[str, int, os.PathLike, FrameSource], detector: Any, tracker: str = "bytetrack",
-                 classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, buffer: int = 16,
-                 nms: Optional[float] = NMS_IOU, timeout: float = STREAM_TIMEOUT):
+    def __init__(self, source: Union[str, int, os.PathLike, FrameSource], detector: Any,
+                 tracker: Union[str, TrackerConfig] = "bytetrack", classes: Optional[Sequence[Union[str, int]]] = None,
+                 buffer: int = 16, timeout: float = STREAM_TIMEOUT):
         import_supervision()
-        self.nms = nms
-        self.tracker_name = tracker
+        self.config = tracker if isinstance(tracker, TrackerConfig) else TrackerConfig(tracker)
         self.detector = detector
-        self.conf = float(conf)
         self.labels = class_filter(classes, detector.class_names)
         self.source: FrameSource = source if isinstance(source, FrameSource) else open_source(source, timeout)
-        self.tracker = make_tracker(tracker, self.source.fps, self.conf)
+        self.tracker = self.config.make(self.source.fps)
         self.buffer = buffer
         self.frames = 0
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, Any]]:
         from PIL import Image
-        threshold = detection_threshold(self.tracker_name, self.conf)
+        threshold = self.config.detection_conf
         with FrameReader(self.source, buffer=self.buffer) as reader:
             for batch in reader.batches(self.detector.batch_size):
                 results = self.detector.predict_pil([Image.fromarray(f) for f in batch], conf=threshold)
@@ -109,7 +143,7 @@ class Tracking:
                     yield frame, self._update(to_supervision(dets))
 
     def _update(self, dets: Any) -> Any:
-        tracks = self.tracker.update(tracker_input(dets, self.labels, self.nms))
+        tracks = self.tracker.update(tracker_input(dets, self.labels, self.config.nms))
         tracks = tracks[tracks.tracker_id >= 0]
         tracks.tracker_id = tracks.tracker_id + 1  # 1-based, as MOT-challenge files count them
         return tracks
@@ -125,23 +159,31 @@ def tracker_input(dets: Any, labels: Optional[np.ndarray] = None, nms: Optional[
     return dets
 
 
-def track(source: Union[str, int, os.PathLike], model: Any, tracker: str = "bytetrack",
-          classes: Optional[Sequence[Union[str, int]]] = None, conf: float = 0.5, nms: Optional[float] = NMS_IOU,
-          timeout: float = STREAM_TIMEOUT, **detector_kw: Any) -> Tracking:
+def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, TrackerConfig] = "bytetrack",
+          classes: Optional[Sequence[Union[str, int]]] = None, conf: Optional[float] = None,
+          timeout: float = STREAM_TIMEOUT, **kw: Any) -> Tracking:
     """Track objects through a video file, a folder of frames, a webcam index or a stream URL.
 
     ``model``: a :class:`dfine.Detector` or anything it opens (checkpoint, zoo name, .onnx, .xml,
-    .engine; ``detector_kw`` go to it: ``device``, ``batch_size``, ``backend``, ``slice``...).
-    ``tracker``: ``bytetrack`` (default), ``sort`` or ``ocsort``. ``classes``: names (or label numbers)
-    to keep. ``conf``: the score that starts a track. ``nms``: IoU above which overlapping boxes are
-    merged into the best one whatever their class (None: off). ``timeout``: seconds a stream may take
-    to open or to send its next frame before it counts as ended. Iterate for ``(frame, tracks)``."""
+    .engine). ``tracker``: ``bytetrack`` (default), ``sort``, ``ocsort`` or a :class:`TrackerConfig`;
+    ``conf`` and the other :class:`TrackerConfig` fields given as keywords (``low_conf``, ``match_iou``,
+    ``lost_frames``, ``min_frames``, ``nms``) change it; the remaining keywords go to the Detector
+    (``device``, ``batch_size``, ``backend``, ``slice``...). ``classes``: names (or label numbers) to
+    keep. ``timeout``: seconds a stream may take to open or to send its next frame before it counts as
+    ended. Iterate for ``(frame, tracks)``."""
+    from dataclasses import fields, replace
     from ..inference import Detector
+    names = {f.name for f in fields(TrackerConfig)} - {"name"}
+    changes = {k: kw.pop(k) for k in list(kw) if k in names}
+    if conf is not None:
+        changes["conf"] = conf
+    config = tracker if isinstance(tracker, TrackerConfig) else TrackerConfig(tracker)
+    config = replace(config, **changes)
     if isinstance(model, (str, os.PathLike)):
-        model = Detector(model, conf=detection_threshold(tracker, conf), **detector_kw)
-    elif detector_kw:
-        raise DfineError(f"{', '.join(detector_kw)} are Detector options; pass them to Detector(...) instead")
-    return Tracking(source, model, tracker=tracker, classes=classes, conf=conf, nms=nms, timeout=timeout)
+        model = Detector(model, conf=config.detection_conf, **kw)
+    elif kw:
+        raise DfineError(f"{', '.join(kw)} are Detector options; pass them to Detector(...) instead")
+    return Tracking(source, model, tracker=config, classes=classes, timeout=timeout)
 
 
 # ---- outputs ------------------------------------------------------------------------------------
