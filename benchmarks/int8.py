@@ -5,12 +5,15 @@ OpenVINO and ONNX Runtime, each file timed in a process of its own, rounds inter
 Bar (issue 17): int8 AP at most 1.0 point under float32, int8 latency at most 0.6x float32 OpenVINO.
 
     python benchmarks/int8.py [--demo runs/demo] [--calib-size 300] [--rounds 3] [--runs 20]
-                              [--max-drop 0.5] [--all-int8] [--latency-imgsz 640]
+                              [--max-drop 0.5] [--all-int8] [--scope-study]
+                              [--latency-imgsz 640]
 
 ``--demo DIR`` reads ``DIR/last.pth``, ``DIR/data/val.json`` + ``DIR/data/val/`` (evaluation) and
 ``DIR/data/train/`` (calibration); ``--model``, ``--val-ann``, ``--val-images``, ``--calib`` point
 elsewhere. ``--all-int8`` adds an IR with nothing kept in float (the decoder heads quantized too),
-``--max-drop`` the accuracy-aware IR. ``--latency-imgsz 640`` also times the same weights exported at
+``--max-drop`` the accuracy-aware IR, ``--scope-study`` one IR per named part of the head
+(``dfine.export.int8.SCOPE_GROUPS``) kept in float with all else int8: what each float part costs
+in latency and saves in AP. ``--latency-imgsz 640`` also times the same weights exported at
 640x640 (latency only: the model was trained at the demo's size).
 """
 
@@ -27,7 +30,7 @@ from typing import Dict, List, Optional, Tuple
 from dfine.engine.precision import cpu_features
 from dfine.export.benchmark import time_export
 from dfine.export.evaluate import evaluate_export, load_eval_set
-from dfine.export.int8 import calibration_images, quantize_onnx, quantize_openvino
+from dfine.export.int8 import FLOAT_SCOPES, SCOPE_GROUPS, calibration_images, quantize_onnx, quantize_openvino
 from dfine.checkpoint import load_model
 from dfine.export.onnx import export_onnx
 from dfine.export.openvino import export_openvino
@@ -41,17 +44,28 @@ def _exports(args: argparse.Namespace, folder: Path, imgsz: Optional[int], val) 
     onnx = export_onnx(loaded, folder / "float32.onnx")
     calib = calibration_images(args.calib, args.calib_size)
     rows: List[Row] = [("float32", export_openvino(onnx, folder / "float32.xml"), "openvino")]
-    rows.append(("int8 (heads float)", quantize_openvino(onnx, folder / "int8.xml", calib)[0], "openvino"))
-    if args.all_int8:
-        rows.append(("int8 (all)", quantize_openvino(onnx, folder / "int8_all.xml", calib, float_scopes=())[0],
+    for i, (label, scopes) in enumerate(_variants(args)):
+        rows.append((label, quantize_openvino(onnx, folder / f"int8_{i}.xml", calib, float_scopes=scopes)[0],
                      "openvino"))
     if args.max_drop is not None and val is not None:
         out, info = quantize_openvino(onnx, folder / "int8_acc.xml", calib, max_drop=args.max_drop, val=val)
         rows.append((f"int8 (max drop {args.max_drop:g})", out, "openvino"))
     if not args.no_onnxruntime:
         rows.append(("float32", onnx, "onnxruntime"))
-        rows.append(("int8 QDQ (heads float)", quantize_onnx(onnx, folder / "int8_qdq.onnx", calib)[0], "onnxruntime"))
+        rows.append(("int8 QDQ (default)", quantize_onnx(onnx, folder / "int8_qdq.onnx", calib)[0], "onnxruntime"))
     return rows
+
+
+def _variants(args: argparse.Namespace) -> List[Tuple[str, Tuple[str, ...]]]:
+    """(label, float scopes) of each int8 OpenVINO IR: the default; with ``--all-int8`` nothing in float;
+    with ``--scope-study`` also nothing in float but one named group (:data:`SCOPE_GROUPS`) at a time."""
+    out = [("int8 (default)", FLOAT_SCOPES)]
+    if args.all_int8 or args.scope_study:
+        out.append(("int8 (all)", ()))
+    if args.scope_study:
+        out += [(f"int8, only {name} float", scopes) for name, scopes in SCOPE_GROUPS.items()
+                if name != "postprocessor"]  # holds no op NNCF quantizes
+    return out
 
 
 def _latencies(rows: List[Row], args: argparse.Namespace) -> Dict[str, Dict[str, List[float]]]:
@@ -106,6 +120,8 @@ def main() -> None:
     p.add_argument("--calib-size", type=int, default=300)
     p.add_argument("--max-drop", type=float, default=None, help="also the accuracy-aware IR (AP points)")
     p.add_argument("--all-int8", action="store_true", help="also an IR with the decoder heads quantized")
+    p.add_argument("--scope-study", action="store_true",
+                   help="also IRs with everything int8 but one named part of the head (what each float part costs)")
     p.add_argument("--no-onnxruntime", action="store_true", help="OpenVINO only")
     p.add_argument("--latency-imgsz", type=int, default=None, help="also time the same weights at this size")
     p.add_argument("--threads", type=int, default=2)

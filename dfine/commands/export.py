@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from ..errors import DfineError
@@ -40,6 +41,9 @@ def add_parser(subparsers) -> None:
     q.add_argument("--max-drop", type=float, default=None, metavar="AP",
                    help="OpenVINO: accuracy-aware quantization, layers go back to float until the AP drop (points) on "
                         "--val-ann/--val-images is at most this, e.g. 0.5")
+    q.add_argument("--max-restore", type=int, default=None, metavar="N",
+                   help="--max-drop: at most N groups of layers go back to float (default 10; each costs one pass "
+                        "over the val set, and a re-ranking when it made things worse)")
     q.add_argument("--val-ann", help="COCO JSON of the val set for --max-drop")
     q.add_argument("--val-images", help="folder of the --val-ann images")
     q.add_argument("--keep-float", nargs="+", default=None, metavar="REGEX",
@@ -90,8 +94,13 @@ def run(args: argparse.Namespace) -> int:
         out, info = quantize(onnx_path, _output(args, final))
         print(f"wrote {out} (int8; {info.calibration_images} calibration images; kept in float32: "
               f"{', '.join(info.float_scopes) or 'nothing'}"
-              + (f"; val AP {info.val_ap_float} float32 -> {info.val_ap_int8} int8" if info.val_ap_int8 is not None
+              + (f"; val AP {info.val_ap_float} float32 -> {info.val_ap_int8} int8, "
+                 f"{len(info.restored_to_float)} operations returned to float" if info.val_ap_int8 is not None
                  else "") + ")")
+        if info.met_max_drop is False:
+            print(f"warning: the AP drop {info.val_ap_float - info.val_ap_int8:.2f} is above --max-drop "
+                  f"{info.max_drop:g} with at most {info.max_restore} groups of layers back in float; raise --max-restore, "
+                  f"or use the default int8 export", file=sys.stderr)
         return 0
     if args.format == "openvino":
         from ..export.openvino import export_openvino
@@ -123,8 +132,10 @@ def _int8_plan(args: argparse.Namespace):
         raise DfineError("--max-drop (accuracy-aware quantization) needs --format openvino")
     if args.max_drop is not None and args.max_drop <= 0:
         raise DfineError(f"--max-drop must be a positive number of AP points, got {args.max_drop}")
-    if args.max_drop is None and (args.val_ann or args.val_images):
-        raise DfineError("--val-ann/--val-images are for --max-drop; add --max-drop AP or drop them")
+    if args.max_drop is None and (args.val_ann or args.val_images or args.max_restore is not None):
+        raise DfineError("--val-ann/--val-images/--max-restore are for --max-drop; add --max-drop AP or drop them")
+    if args.max_restore is not None and args.max_restore < 1:
+        raise DfineError(f"--max-restore must be at least 1, got {args.max_restore}")
     if args.format == "openvino":
         _check_openvino()
         try:
@@ -146,8 +157,9 @@ def _int8_plan(args: argparse.Namespace):
             raise DfineError(f"--keep-float {pattern!r} is not a regular expression ({e})") from None
     common = dict(calib_source=str(args.calib), float_scopes=tuple(scopes))
     if args.format == "openvino":
+        restore = {} if args.max_restore is None else {"max_restore": args.max_restore}
         return lambda onnx_path, out: int8.quantize_openvino(onnx_path, out, calib, max_drop=args.max_drop, val=val,
-                                                             **common)
+                                                             **restore, **common)
     return lambda onnx_path, out: int8.quantize_onnx(onnx_path, out, calib, **common)
 
 

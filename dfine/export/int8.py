@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -27,17 +28,35 @@ import numpy as np
 
 from ..errors import DfineError
 
-__all__ = ["FLOAT_SCOPES", "QuantizeInfo", "calibration_images", "quantize_onnx", "quantize_openvino"]
+__all__ = ["FLOAT_SCOPES", "SCOPE_GROUPS", "QuantizeInfo", "calibration_images", "quantize_onnx", "quantize_openvino"]
 
 PathLike = Union[str, os.PathLike]
 
-# node-name patterns (regular expressions over the ONNX export's node names) kept in float32
+# The parts of the head that can be kept in float32, by name: node-name patterns (regular
+# expressions over the ONNX export's node names, which OpenVINO keeps as friendly names).
+SCOPE_GROUPS: Dict[str, Tuple[str, ...]] = {
+    # deformable cross-attention: where each query samples the feature maps, and with what weight
+    "sampling": (r"/model/decoder/decoder/layers\.\d+/cross_attn/(sampling_offsets|attention_weights)/.*",),
+    # FDR box heads: initial box, per-layer edge distributions, and their integral (the F.linear with W(n))
+    "box-heads": (r"/model/decoder/decoder/(pre_bbox_head|dec_bbox_head\.\d+)/.*",
+                  r"/model/decoder/decoder/MatMul(_\d+)?"),
+    # class scores and the localization-quality estimate that rescales them
+    "score-heads": (r"/model/decoder/decoder/(dec_score_head\.\d+|lqe_layers\.\d+)/.*",),
+    # everything else in the decoder layers: self-attention, gate, feed-forward, query position head
+    "decoder-rest": (r"/model/decoder/decoder/(layers\.\d+/(self_attn|gateway|linear1|linear2)|query_pos_head)/.*",),
+    # query selection on the encoder output: projection, score and box heads
+    "query-selection": (r"/model/decoder/enc_.*",),
+    # top-k and box scaling (nothing NNCF quantizes; listed for completeness)
+    "postprocessor": (r"/postprocessor/.*",),
+}
 FLOAT_SCOPES: Tuple[str, ...] = (
     r"/model/decoder/decoder/.*",  # decoder layers: sampling offsets, attention weights, FDR box heads + integral, LQE
     r"/model/decoder/enc_.*",      # query selection: encoder-output projection, score and box heads
     r"/postprocessor/.*",          # top-k and box scaling
 )
 DEFAULT_CALIB_IMAGES = 300
+MAX_RESTORE = 10     # accuracy-aware mode: at most this many groups of layers go back to float
+RANKING_IMAGES = 20  # ... each ranked by its harm on the val images int8 hurts most, this many
 
 
 @dataclass
@@ -52,7 +71,10 @@ class QuantizeInfo:
     max_drop: Optional[float] = None
     val_ap_float: Optional[float] = None  # AP (percent) on the val set, accuracy-aware mode
     val_ap_int8: Optional[float] = None
-    restored_to_float: List[str] = field(default_factory=list)
+    met_max_drop: Optional[bool] = None  # accuracy-aware mode: the drop is within max_drop
+    restored_to_float: List[str] = field(default_factory=list)  # operations NNCF returned to float
+    ranking_images: Optional[int] = None
+    max_restore: Optional[int] = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -110,13 +132,16 @@ def _matching(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
 
 def quantize_openvino(onnx_path: PathLike, output: PathLike, calib: Sequence[Path], *, calib_source: str = "",
                       float_scopes: Sequence[str] = FLOAT_SCOPES, max_drop: Optional[float] = None,
-                      val: Any = None) -> Tuple[Path, QuantizeInfo]:
+                      val: Any = None, max_restore: int = MAX_RESTORE,
+                      ranking_images: int = RANKING_IMAGES) -> Tuple[Path, QuantizeInfo]:
     """Int8 OpenVINO IR of the ONNX export ``onnx_path`` at ``output`` (``.xml`` + ``.bin``).
 
     ``calib``: calibration image paths. ``float_scopes``: node-name patterns kept in float32.
     ``max_drop`` (AP points) with ``val`` (a :class:`dfine.export.evaluate.EvalSet`): NNCF's
-    accuracy-aware quantization, which returns layers to float32, most harmful first, until the
-    AP on ``val`` is within ``max_drop`` of the float model's."""
+    accuracy-aware quantization, which returns groups of layers to float32, most harmful first,
+    until the AP on ``val`` is within ``max_drop`` of the float model's, or ``max_restore`` groups
+    are back (then the drop may be larger: :attr:`QuantizeInfo.met_max_drop` says). The harm of
+    each group is ranked on the ``ranking_images`` val images that int8 hurts most."""
     try:
         import nncf
         import openvino as ov
@@ -136,15 +161,8 @@ def quantize_openvino(onnx_path: PathLike, output: PathLike, calib: Sequence[Pat
     if max_drop is None:
         quantized = nncf.quantize(model, dataset, **common)
     else:
-        if val is None:
-            raise DfineError("--max-drop needs a val set: --val-ann FILE --val-images DIR")
-        validate = _ap_fn(imgsz, meta, val)
-        quantized = nncf.quantize_with_accuracy_control(
-            model, dataset, nncf.Dataset(list(val.images)), validate, max_drop=max_drop / 100,
-            drop_type=nncf.DropType.ABSOLUTE, **common)
-        core, f32 = ov.Core(), {"INFERENCE_PRECISION_HINT": "f32"}  # not bf16 where the CPU has it
-        info.val_ap_float = round(100 * validate(core.compile_model(model, "CPU", f32), val.images), 2)
-        info.val_ap_int8 = round(100 * validate(core.compile_model(quantized, "CPU", f32), val.images), 2)
+        quantized = _accuracy_aware(model, dataset, common, info, _APValidation(imgsz, meta, val) if val is not None else None,
+                                    max_restore, ranking_images)
     for key, value in meta.items():
         quantized.set_rt_info(value, [METADATA_KEY, key])
     quantized.set_rt_info(info.to_json(), [METADATA_KEY, "quantization"])
@@ -157,24 +175,126 @@ def quantize_openvino(onnx_path: PathLike, output: PathLike, calib: Sequence[Pat
     return output, info
 
 
-def _ap_fn(imgsz: Tuple[int, int], meta: Dict[str, str], val: Any):
-    """``(compiled OpenVINO model, [(image id, path), ...]) -> AP (0..1)``, NNCF's validation function;
-    an image without ground truth scores 0 (COCO gives -1)."""
-    from ..inference import Detector, _metadata
-    from .evaluate import evaluate_detector
-    names, ids = _metadata(meta)
+def _accuracy_aware(model: Any, dataset: Any, common: Dict[str, Any], info: QuantizeInfo, validate: Any,
+                    max_restore: int, ranking_images: int) -> Any:
+    """NNCF's accuracy-aware quantization of ``model``, bounded: groups are ranked on at most
+    ``ranking_images`` val images and at most ``max_restore`` go back to float. Fills the AP and what
+    was restored into ``info``; returns the quantized ``openvino.Model``."""
+    import nncf
+    if validate is None:
+        raise DfineError("--max-drop needs a val set: --val-ann FILE --val-images DIR")
+    if max_restore < 1 or ranking_images < 1:
+        raise DfineError(f"--max-restore and the ranking images must be at least 1, got {max_restore}, "
+                         f"{ranking_images}")
+    images = validate.val.images
+    ranking = min(ranking_images, len(images))
+    print(f"accuracy-aware int8: AP on {len(images)} val images; each group of int8 layers is ranked by its harm "
+          f"on the {ranking} images int8 hurts most (one model compiled per group: NNCF shows the progress), then "
+          f"at most {max_restore} groups go back to float, one val pass each", file=sys.stderr)
+    restorer = nncf.AdvancedAccuracyRestorerParameters(
+        max_num_iterations=max_restore, ranking_subset_size=ranking,
+        num_ranking_workers=1)  # parallel ranking copies the model per worker: no gain on a few cores
+    with _nncf_report() as report:
+        quantized = nncf.quantize_with_accuracy_control(
+            model, dataset, nncf.Dataset(list(images)), validate, max_drop=info.max_drop / 100,
+            drop_type=nncf.DropType.ABSOLUTE, advanced_accuracy_restorer_parameters=restorer, **common)
+    ap_float, ap_int8 = 100 * validate.full_set[0], 100 * validate.full_set_ap(quantized)
+    info.val_ap_float, info.val_ap_int8 = round(ap_float, 2), round(ap_int8, 2)
+    info.met_max_drop = ap_float - ap_int8 <= info.max_drop
+    info.restored_to_float, info.ranking_images, info.max_restore = report.reverted, ranking, max_restore
+    return quantized
 
-    def validate(compiled: Any, items: Any) -> float:
+
+class _NNCFReport(logging.Handler):
+    """Collects the names of the operations NNCF's accuracy restorer returned to float (it says
+    them only in its INFO report), while NNCF's own console output stays at WARNING."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.reverted: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "were reverted back to the floating-point precision" in text:
+            self.reverted = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+
+
+class _nncf_report:
+    """``with _nncf_report() as report:`` ... ``report.reverted``."""
+
+    def __enter__(self) -> _NNCFReport:
+        self.logger = logging.getLogger("nncf")
+        self.level, self.handler = self.logger.level, _NNCFReport()
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.INFO)  # its stdout handler keeps WARNING
+        return self.handler
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+
+class _APValidation:
+    """NNCF's validation function: ``(compiled OpenVINO model, [(image id, path), ...]) -> (AP, per-image
+    APs)``, AP in 0..1.
+
+    Returning the per-image APs from the same pass matters: given only the AP, NNCF runs the model
+    once more per image to get them, for the float and the int8 model and after every step back. An
+    image without ground truth scores 0 (COCO gives -1)."""
+
+    def __init__(self, imgsz: Tuple[int, int], meta: Dict[str, str], val: Any):
+        from ..inference import _metadata
+        self.imgsz, self.val = imgsz, val
+        self.names, self.ids = _metadata(meta)
+        self.full_set: List[float] = []  # AP of each pass over the whole val set; NNCF's first is the float model
+
+    def detector(self, compiled: Any) -> Any:
+        from ..inference import Detector
         outputs = [compiled.output(n) for n in ("labels", "boxes", "scores")]
 
         def run(images: np.ndarray, sizes: np.ndarray):
             res = compiled({"images": images, "orig_target_sizes": sizes})
             return tuple(np.asarray(res[o]) for o in outputs)
 
-        detector = Detector.from_run(run, imgsz, names, ids, conf=0.0, backend="openvino")
-        return max(0.0, evaluate_detector(detector, val.subset(list(items)), warn=False).ap)
+        return Detector.from_run(run, self.imgsz, self.names, self.ids, conf=0.0, backend="openvino")
 
-    return validate
+    def __call__(self, compiled: Any, items: Any) -> Tuple[float, List[float]]:
+        from ..engine.evaluator import coco_metrics
+        from .evaluate import coco_results
+        items = list(items)
+        dets = coco_results(self.detector(compiled), items)
+        ap = max(0.0, coco_metrics(self.val.ann, dets, [i for i, _ in items]).ap)
+        if len(items) == len(self.val.images):
+            self.full_set.append(ap)
+        return ap, _per_image_ap(self.val.ann, dets, [i for i, _ in items])
+
+    def full_set_ap(self, model: Any) -> float:
+        """AP of an OpenVINO model (float32 inference, as NNCF runs it) on the whole val set."""
+        import openvino as ov
+        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return self(compiled, self.val.images)[0]
+
+
+def _per_image_ap(ann: Dict[str, Any], dets: Sequence[Dict[str, Any]], image_ids: Sequence[int]) -> List[float]:
+    """COCO AP (0..1; 0 for an image without ground truth) of each image alone, each scored against
+    an annotation file cut down to that image (so each costs little)."""
+    from ..engine.evaluator import coco_metrics
+    by_image: Dict[int, List[Dict[str, Any]]] = {i: [] for i in image_ids}
+    for d in dets:
+        by_image.setdefault(int(d["image_id"]), []).append(d)
+    gt: Dict[int, List[Any]] = {i: [] for i in image_ids}
+    for a in ann.get("annotations", []):
+        if int(a["image_id"]) in gt:
+            gt[int(a["image_id"])].append(a)
+    images = {int(im["id"]): im for im in ann["images"]}
+    out = []
+    for i in image_ids:
+        if not gt[i]:
+            out.append(0.0)
+            continue
+        one = {"images": [images[i]], "annotations": gt[i], "categories": ann.get("categories", [])}
+        out.append(max(0.0, coco_metrics(one, by_image[i], [i]).ap))
+    return out
 
 
 def quantize_onnx(onnx_path: PathLike, output: PathLike, calib: Sequence[Path], *, calib_source: str = "",

@@ -109,6 +109,27 @@ def test_eval_of_int8_ir_matches_detector_predictions(int8_ir, images, tmp_path,
     assert ap > 50  # the model's own top detections are ground truth: a different model scores far lower
 
 
+def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images, tmp_path):
+    """``--max-drop`` on a drop int8 cannot meet (0.001 AP points against the float model's own
+    detections) returns at most ``--max-restore`` groups to float, ends, and says what it did.
+    Only the backbone stem is int8 (``--keep-float``), so that NNCF compiles few models to rank."""
+    import openvino as ov
+    from dfine.export.openvino import ir_metadata
+    ann = _self_labelled_set(checkpoint.with_name("tiny.onnx"), images, tmp_path)  # the float export of int8_ir
+    out = tmp_path / "acc_int8.xml"
+    assert main(["export", "-r", str(checkpoint), "--format", "openvino", "--int8", "--calib", str(images),
+                 "--calib-size", "4", "--no-simplify", "-o", str(out), "--max-drop", "0.001", "--max-restore", "1",
+                 "--keep-float", "(?!/model/backbone/stem/).*",
+                 "--val-ann", str(ann), "--val-images", str(images)]) == 0
+    info = json.loads(ir_metadata(ov.Core().read_model(out))["quantization"])
+    assert info["max_restore"] == 1 and info["ranking_images"] == 6 and info["max_drop"] == 0.001
+    assert info["val_ap_float"] > 50  # its own detections are the ground truth
+    drop = info["val_ap_float"] - info["val_ap_int8"]
+    assert info["met_max_drop"] == (drop <= 0.001)
+    if not info["met_max_drop"]:
+        assert 1 <= len(info["restored_to_float"])
+
+
 def test_onnx_int8_qdq_runs_and_carries_metadata(checkpoint, images, tmp_path, capsys):
     import onnx
     out = tmp_path / "tiny_int8.onnx"
