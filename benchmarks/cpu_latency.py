@@ -24,8 +24,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import torch
 
-from dfine.engine.precision import cpu_features
-from dfine.export.benchmark import time_export
+from dfine.export.benchmark import cpu_line, time_export
 from dfine.checkpoint import LoadedModel
 from dfine.export.onnx import export_onnx
 from dfine.inference import Detector
@@ -132,12 +131,6 @@ def _report(size: str, label: str, backend: str, precision: str, medians: List[f
     return text + f"  max diff vs torch: scores {diff[0]:.1e}, boxes {diff[1]:.1e} px"
 
 
-def _isa_cap() -> str:
-    """The instruction-set caps in force (oneDNN for OpenVINO and torch, ATen), if any."""
-    caps = [f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if os.environ.get(k)]
-    return f" (capped: {', '.join(caps)}; ONNX Runtime ignores these)" if caps else ""
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=["n", "s"], choices=("n", "s"))
@@ -150,8 +143,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     images = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
     sizes = np.array([[640, 480]], dtype=np.int64)
-    print(f"CPU: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}{_isa_cap()}; load average at start "
-          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"{cpu_line()} at start")
     for size in a.sizes:
         loaded, state = _model(size)
         with tempfile.TemporaryDirectory() as tmp:

@@ -27,8 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from dfine.engine.precision import cpu_features
-from dfine.export.benchmark import time_export
+from dfine.export.benchmark import cpu_line, time_export
 from dfine.export.evaluate import evaluate_export, load_eval_set
 from dfine.export.int8 import FLOAT_SCOPES, SCOPE_GROUPS, calibration_images, quantize_onnx, quantize_openvino
 from dfine.checkpoint import load_model
@@ -134,8 +133,7 @@ def main() -> None:
     a.calib = a.calib or str(a.demo / "data" / "train")
     if not Path(a.model).is_file():
         sys.exit(f"error: {a.model} not found; run `dfine demo` first or give --model")
-    print(f"CPU: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}; {os.cpu_count()} cores; "
-          f"load average at start {os.getloadavg()[0]:.2f} (a shared machine: compare ratios, not ms)")
+    print(f"{cpu_line()} at start (a shared machine: compare ratios, not ms)")
     val = load_eval_set(a.val_ann, a.val_images)
     with tempfile.TemporaryDirectory() as tmp:
         rows = _exports(a, Path(tmp), None, val)

@@ -13,7 +13,21 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["count_flops", "count_params", "time_call", "time_export"]
+__all__ = ["count_flops", "count_params", "cpu_line", "time_call", "time_export"]
+
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # torch's kernels; oneDNN in torch and OpenVINO
+
+
+def cpu_line() -> str:
+    """One line to print beside CPU timings: the vector extensions, the instruction-set caps in
+    force (which ONNX Runtime ignores) with the one torch runs at, the cores and the load average."""
+    from ..engine.precision import cpu_features
+    text = f"CPU: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}"
+    caps = [f"{k}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)]
+    if caps:
+        text += f" (capped: {', '.join(caps)}; ONNX Runtime ignores these)"
+    text += f"; torch kernels {torch.backends.cpu.get_cpu_capability()}"
+    return text + f"; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}"
 
 
 def count_params(model: nn.Module) -> int:
