@@ -82,9 +82,10 @@ class Finding:
     def severity(self) -> Severity:
         return KINDS[self.kind][0]
 
-    def line(self, first: int = _FIRST) -> str:
+    def line(self, first: int = _FIRST, file_names: Optional[Mapping[Any, str]] = None) -> str:
+        """One report line; image ids are followed by their file names from ``file_names``."""
         _, what, meaning = KINDS[self.kind]
-        shown = ", ".join(str(i) for i in self.ids[:first]) + (", ..." if len(self.ids) > first else "")
+        shown = _ids(self.ids, first, file_names if what == "image" else None, total=False)
         label = "files" if what == "file" else f"{what} ids"
         return f"  {self.kind:<24}{len(self.ids):>7}  {meaning}: {label} {shown}"
 
@@ -104,6 +105,7 @@ class CheckReport:
     centres: np.ndarray  # [M, 2] box centres normalised by the image (JSON size)
     shapes: np.ndarray  # [M, 2] box width, height normalised
     labels: np.ndarray  # [M] category id of each box
+    file_names: Dict[Any, str] = field(default_factory=dict)  # image id -> file name, for the ids shown
 
     @property
     def errors(self) -> List[Finding]:
@@ -127,7 +129,7 @@ class CheckReport:
             found = [f for f in self.findings.values() if f.severity == severity]
             if found:
                 lines.append(f"{title}:")
-                lines += [f.line() for f in found]
+                lines += [f.line(file_names=self.file_names) for f in found]
         lines.append(f"{'category':>10}  {'name':<24}{'images':>8}{'instances':>11}")
         for cid, name, images, instances in self.categories[:classes]:
             lines.append(f"{cid:>10}  {name[:23]:<24}{images:>8}{instances:>11}")
@@ -147,7 +149,7 @@ class CheckReport:
         """A few lines for the start of training: the errors only."""
         head = f"{self.ann_file}: the dataset check found errors (run dfine data check {self.ann_file} " \
                f"--images {self.images_dir} for the whole report, --fix OUT.json to repair):"
-        return "\n".join([head] + [f.line() for f in self.errors])
+        return "\n".join([head] + [f.line(file_names=self.file_names) for f in self.errors])
 
 
 # ------------------------------------------------------------------------------------ check
@@ -370,7 +372,15 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
             if len(boxes) else np.zeros((0, 2))
         shapes = boxes[:, 2:] / wh if len(boxes) else np.zeros((0, 2))
     return CheckReport(str(ann_file), str(folder), level, len(data["images"]), len(data["annotations"]), table,
-                       findings, (small, len(area) - small - large, large), centres, shapes, cats)
+                       findings, (small, len(area) - small - large, large), centres, shapes, cats,
+                       _shown_file_names(data, findings))
+
+
+def _shown_file_names(data: Mapping[str, Any], findings: Mapping[str, Finding]) -> Dict[Any, str]:
+    """File names of the image ids a report shows (the first few of each image finding)."""
+    shown = {i for f in findings.values() if KINDS[f.kind][1] == "image" for i in f.ids[:_FIRST]}
+    return {im.get("id"): str(im.get("file_name")) for im in data["images"]
+            if isinstance(im, dict) and im.get("id") in shown}
 
 
 # ------------------------------------------------------------------------------------ fix
@@ -471,9 +481,14 @@ def _clip(bbox: List[float], size: Tuple[int, int]) -> Optional[List[float]]:
     return bbox if np.allclose(out, bbox, rtol=0, atol=1e-9) else out
 
 
-def _ids(ids: Iterable[Any], first: int = 20) -> str:
+def _ids(ids: Iterable[Any], first: int = 20, file_names: Optional[Mapping[Any, str]] = None,
+         total: bool = True) -> str:
+    """The first ``first`` ids, each followed by its file name when ``file_names`` has it."""
     ids = list(ids)
-    return ", ".join(str(i) for i in ids[:first]) + (f", ... ({len(ids)} in all)" if len(ids) > first else "")
+    names = file_names or {}
+    shown = ", ".join(f"{i} ({names[i]})" if i in names else str(i) for i in ids[:first])
+    more = (f", ... ({len(ids)} in all)" if total else ", ...") if len(ids) > first else ""
+    return shown + more
 
 
 # ------------------------------------------------------------------------------------ training
@@ -487,7 +502,8 @@ def preflight(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, spl
     report = check_dataset(ann_file, images_dir, level="headers")
     if not report.ok:
         raise DatasetError(report.summary())
-    notes = [f"{report.count(kind)} {what}: {KINDS[kind][1]} ids {_ids(report.findings[kind].ids, _FIRST)}"
+    notes = [f"{report.count(kind)} {what}: {KINDS[kind][1]} ids "
+             f"{_ids(report.findings[kind].ids, _FIRST, report.file_names)}"
              for kind, what in _LOGGED.items() if kind in report.findings]
     if notes:
         (log or _log_main)(f"{split} data ({ann_file}): " + "; ".join(notes))

@@ -216,3 +216,20 @@ def test_yaml_names_and_nc_must_agree(tmp_path):
     src = _ultralytics(tmp_path / "ds", names_yaml="nc: 3\nnames: [cat, dog]\n")
     with pytest.raises(DatasetError, match=r"data\.yaml: nc is 3 but names lists 2 classes; fix one"):
         convert_yolo(src)
+
+
+def test_yaml_from_another_machine_and_val_equal_to_train_are_said(tmp_path):
+    # a Label Studio export: data.yaml written on a Mac, val pointing at the train images
+    src = tmp_path / "mk"
+    image(src / "data/train/images/a.jpg", (64, 32))
+    image(src / "data/train/images/b.jpg", (64, 32))
+    yolo_labels(src / "data/train/labels/a.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("path: /Users/someone/Documents/mk/data\ntrain: train/images\n"
+                                   "val: train/images\nnames: {0: keyboard}\n")
+    result = convert_yolo(src, tmp_path / "out")
+    assert result.counts["train"].images == 2 and result.counts["val"].images == 2
+    assert result.notes == [
+        f"data.yaml: path /Users/someone/Documents/mk/data is not on this machine; its splits were looked up in "
+        f"{src} and {src / 'data'}",
+        "val: 2 of its 2 images are also train images (e.g. a.jpg), so val AP will not show how the model does "
+        "on new images; point val at other images"]

@@ -157,10 +157,13 @@ def _splits_from_yaml(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any]
         root = Path(os.path.expanduser(str(data["path"])))
         root = root if root.is_absolute() else path.parent / root
     roots = [root, path.parent] if root != path.parent else [root]
+    notes = []
     if data.get("path") and not root.is_dir():  # written on another machine (C:/...): try its last folder here
         roots.append(path.parent / PureWindowsPath(str(data["path"])).name)
+        here = [str(r) for r in roots[1:] if r.is_dir()]
+        notes.append(f"{path.name}: path {data['path']} is not on this machine; its splits were looked up in "
+                     f"{' and '.join(here)}")
     splits: Dict[str, List[Path]] = {}
-    notes = []
     for key in ("train", "val", "test"):
         value = data.get(key)
         if not value:
@@ -297,6 +300,11 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         splits["train"], splits["val"] = [Path(p) for p in train], [Path(p) for p in val]
         notes.append(f"no val split: {len(val)} of {len(train) + len(val)} train images became val "
                      f"(--val-fraction {val_fraction}, --seed {seed})")
+    shared = set(splits["val"]) & set(splits["train"])
+    if shared:
+        notes.append(f"val: {len(shared)} of its {len(splits['val'])} images are also train images (e.g. "
+                     f"{sorted(shared)[0].name}), so val AP will not show how the model does on new images; "
+                     f"point val at other images")
     label_dirs = sorted({label_path(p).parent for ims in splits.values() for p in ims[:1]})
     class_names, names_source = _names(base, data, yaml_path, names, label_dirs)
     everything = [p for ims in splits.values() for p in ims]
