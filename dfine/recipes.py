@@ -186,11 +186,44 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         if batch < 1:
             raise DfineError(f"--batch {batch}: give at least 1")
         overrides += [f"train_dataloader.total_batch_size={batch}", f"val_dataloader.total_batch_size={batch}"]
+    images = converted.counts["train"].images if fmt != "coco" else _image_count(splits["train"][0])
+    warmup = short_run_warmup(recipe, images, batch, epochs)
+    if warmup is not None:
+        overrides.append(f"lr_warmup_scheduler.warmup_duration={warmup[0]}")
+        notes.append(f"lr warmup {warmup[0]} steps, not the recipe's {warmup[1]}: this run has only {warmup[2]} "
+                     f"steps ({images} images, batch {warmup[3]}, {warmup[4]} epochs)")
     cores = os.cpu_count() or 1
     if cores < RECIPE_WORKERS:
         overrides += [f"train_dataloader.num_workers={cores}", f"val_dataloader.num_workers={cores}"]
         notes.append(f"{cores} CPU cores: {cores} data-loading workers per loader (the recipe asks for {RECIPE_WORKERS})")
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
+
+
+#: The share of a short run's steps spent warming the lr up.
+WARMUP_SHARE = 0.1
+
+
+def short_run_warmup(recipe: Path, images: int, batch: Optional[int], epochs: Optional[int]
+                     ) -> Optional[Tuple[int, int, int, int, int]]:
+    """``(warmup, recipe warmup, steps, batch, epochs)`` when the recipe's lr warmup (500 steps)
+    would take more than :data:`WARMUP_SHARE` of the run (``images`` per epoch in batches of
+    ``batch``, default the recipe's, for ``epochs``, default the recipe's); else ``None``. A
+    small dataset would otherwise train its whole run at a fraction of the lr."""
+    from dfine.config import load_config
+
+    cfg = load_config(recipe)
+    batch = batch or cfg.train_dataloader.total_batch_size
+    epochs = epochs or cfg.epochs
+    steps = epochs * max(1, math.ceil(images / batch))
+    recipe_warmup = cfg.lr_warmup_scheduler.warmup_duration if cfg.lr_warmup_scheduler else 0
+    warmup = max(1, math.ceil(steps * WARMUP_SHARE))
+    return (warmup, recipe_warmup, steps, batch, epochs) if warmup < recipe_warmup else None
+
+
+def _image_count(ann_file: Path) -> int:
+    from dfine.data.coco import read_coco_json
+
+    return len(read_coco_json(ann_file)["images"])
 
 
 def _on_cpu(device: Optional[str]) -> bool:

@@ -15,11 +15,14 @@ every pixel (``deep``). Each problem kind has a severity:
 
 :func:`fix_dataset` writes a repaired copy (clip, drop degenerate boxes, correct sizes, drop
 unusable images and annotations) and lists each change; the copy passes a second check.
-:func:`preflight` is the same check run when a training dataset is built.
+:func:`preflight` is the same check run when a training dataset is built; it reuses the headers
+an earlier run read while each file keeps its size and modification time (:class:`HeaderCache`,
+in ``$DFINE_HOME/headers``), so a restart does not read every header again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections import Counter, defaultdict
@@ -229,10 +232,11 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _listing(folder: Path) -> Dict[str, Tuple[int, bool]]:
-    """Every file below ``folder``: relative posix path -> (size in bytes, is a symlink); symlinked
-    folders followed. Plain strings, no ``Path`` per file (this runs on every file of the folder)."""
-    out: Dict[str, Tuple[int, bool]] = {}
+def _listing(folder: Path) -> Dict[str, Tuple[int, bool, int]]:
+    """Every file below ``folder``: relative posix path -> (size in bytes, is a symlink, mtime in
+    ns); symlinked folders followed. Plain strings, no ``Path`` per file (this runs on every file
+    of the folder)."""
+    out: Dict[str, Tuple[int, bool, int]] = {}
     stack = [str(folder)]
     cut = len(os.path.join(str(folder), ""))
     while stack:
@@ -247,7 +251,8 @@ def _listing(folder: Path) -> Dict[str, Tuple[int, bool]]:
                     stack.append(entry.path)
                 elif entry.is_file():
                     name = entry.path[cut:] if os.sep == "/" else entry.path[cut:].replace(os.sep, "/")
-                    out[name] = (entry.stat().st_size, entry.is_symlink())
+                    st = entry.stat()
+                    out[name] = (st.st_size, entry.is_symlink(), st.st_mtime_ns)
             except OSError:
                 continue
     return out
@@ -299,7 +304,7 @@ def _mode_kind(mode: str) -> Optional[str]:
 
 
 def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: Dict[str, Finding],
-                 workers: int, progress: bool) -> Dict[Any, ImageHeader]:
+                 workers: int, progress: bool, cache: bool = False) -> Dict[Any, ImageHeader]:
     listing = _listing(folder)
     images = [im for im in data["images"] if isinstance(im, dict) and unsafe_file_name(im.get("file_name")) is None]
     referenced = set()
@@ -323,13 +328,21 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
     if level in ("json", "files"):
         return headers
     deep = level == "deep"
+    cached = HeaderCache(folder, listing) if cache and not deep else None
+    names = [os.path.normpath(im["file_name"]).replace("\\", "/") for im in todo]
+    known = [cached.get(name) for name in names] if cached is not None else [None] * len(todo)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         base = str(folder)
-        looks = pool.map(lambda im: _look(os.path.join(base, im["file_name"]), deep), todo, chunksize=64)
+        unread = [os.path.join(base, im["file_name"]) for im, k in zip(todo, known) if k is None]
+        chunks = [unread[i:i + 64] for i in range(0, len(unread), 64)]  # one task per image costs more than a header
+        read = (look for part in pool.map(lambda paths: [_look(p, deep) for p in paths], chunks) for look in part)
+        looks: Iterable[_Look] = (k if k is not None else next(read) for k in known)
         if progress:
             from tqdm import tqdm
             looks = tqdm(looks, total=len(todo), desc="checking images", unit="img", dynamic_ncols=True)
-        for look, im in zip(looks, todo):  # looks first: the progress bar sees its end and shows n/n
+        for look, was_known, name, im in zip(looks, known, names, todo):  # looks first: the bar ends at n/n
+            if cached is not None and was_known is None:
+                cached.put(name, look)
             if look.problem is not None:
                 _add(findings, look.problem, im["id"])
             if look.header is None:
@@ -345,13 +358,67 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
                 _add(findings, "size_mismatch", im["id"])
             elif shown != stored and size == shown:
                 _add(findings, "exif_rotated", im["id"])
+    if cached is not None:
+        cached.save()
     return headers
 
 
+class HeaderCache:
+    """What reading each image's header found, kept between runs in
+    ``$DFINE_HOME/headers/<folder hash>.json`` and reused while a file keeps its size and
+    modification time (ns). The images folder is never written; a cache that cannot be read or
+    written only makes the check slower."""
+
+    VERSION = 1
+
+    def __init__(self, folder: Path, listing: Mapping[str, Tuple[int, bool, int]]) -> None:
+        import hashlib
+
+        from dfine.hub import cache_dir
+
+        self.folder = str(folder.resolve())
+        self.path = cache_dir() / "headers" / f"{hashlib.sha1(self.folder.encode()).hexdigest()[:20]}.json"
+        self.listing = listing
+        self.entries: Dict[str, list] = {}
+        self.changed = False
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            if saved.get("version") == self.VERSION and saved.get("folder") == self.folder:
+                self.entries = dict(saved["headers"])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            pass
+
+    def get(self, name: str) -> Optional[_Look]:
+        """The cached look at ``name``, ``None`` when absent or the file changed since."""
+        entry, stat = self.entries.get(name), self.listing.get(name)
+        if entry is None or stat is None or entry[:2] != [stat[0], stat[2]]:
+            return None
+        _, _, problem, header = entry
+        return _Look(None if header is None else ImageHeader(*header), problem)
+
+    def put(self, name: str, look: _Look) -> None:
+        size, _, mtime = self.listing[name]
+        header = None if look.header is None else [look.header.width, look.header.height, look.header.orientation,
+                                                   look.header.mode, look.header.format]
+        self.entries[name] = [size, mtime, look.problem, header]
+        self.changed = True
+
+    def save(self) -> None:
+        """Write the entries of files still in the folder (atomically), when anything was added."""
+        if not self.changed:
+            return
+        kept = {name: entry for name, entry in self.entries.items() if name in self.listing}
+        try:
+            write_json_atomic(self.path, {"version": self.VERSION, "folder": self.folder, "headers": kept})
+        except OSError:
+            pass
+
+
 def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, level: Level = "headers",
-                  workers: int = 8, progress: bool = False) -> CheckReport:
+                  workers: int = 8, progress: bool = False, cache: bool = False) -> CheckReport:
     """Check the COCO file ``ann_file`` against the images in ``images_dir`` (see the module
-    docstring for ``level``). A file that is not COCO JSON raises ``DatasetError``."""
+    docstring for ``level``). A file that is not COCO JSON raises ``DatasetError``. ``cache``:
+    reuse the headers read by an earlier check of the folder (:class:`HeaderCache`)."""
     if level not in _LEVELS:
         raise ValueError(f"level must be one of {_LEVELS}, got {level!r}")
     data = read_coco_json(ann_file)
@@ -362,7 +429,7 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
     findings: Dict[str, Finding] = {}
     boxes, sizes, cats, table = _json_checks(data, findings)
     if level != "json":
-        _file_checks(data, folder, level, findings, workers, progress)
+        _file_checks(data, folder, level, findings, workers, progress, cache)
     findings = {k: findings[k] for k in KINDS if k in findings}
     area = boxes[:, 2] * boxes[:, 3] if len(boxes) else np.zeros(0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -499,7 +566,7 @@ def preflight(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, spl
     """The check run when a training dataset is built (headers only): ``DatasetError`` with the
     summary when it finds errors; the boxes training will repair, and the images it will scale
     or rotate, logged once (``log``: stderr of the main process)."""
-    report = check_dataset(ann_file, images_dir, level="headers")
+    report = check_dataset(ann_file, images_dir, level="headers", cache=True)
     if not report.ok:
         raise DatasetError(report.summary())
     notes = [f"{report.count(kind)} {what}: {KINDS[kind][1]} ids "

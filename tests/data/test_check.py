@@ -229,3 +229,41 @@ def test_symlinked_folders_are_the_layout_and_are_followed(tmp_path):
     ann.write_text(json.dumps(data))
     assert CocoDetection(img, ann)[0][0].shape == (3, 48, 64)
     assert check_dataset(ann, img).ok
+
+
+def test_header_cache_is_reused_until_a_file_changes(tmp_path, monkeypatch):
+    import dfine.data.check as check_module
+
+    monkeypatch.setenv("DFINE_HOME", str(tmp_path / "home"))
+    img = tmp_path / "img"
+    image(img / "a.jpg", (64, 48))
+    image(img / "b.png", (32, 32), mode="L")
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+                                          {"id": 2, "file_name": "b.png", "width": 32, "height": 32}],
+                               "annotations": [_ann(1, 1, [1, 1, 10, 10])], "categories": CATS}))
+    before = sorted(p.name for p in img.iterdir())
+    first = check_dataset(ann, img, cache=True)
+    assert first.ok and first.findings["grayscale"].ids == [2]
+    assert sorted(p.name for p in img.iterdir()) == before  # the images folder is never written
+    assert len(list((tmp_path / "home" / "headers").glob("*.json"))) == 1
+
+    real_look, read = check_module._look, []
+    monkeypatch.setattr(check_module, "_look", lambda path, deep: read.append(os.path.basename(path)) or
+                        real_look(path, deep))
+    again = check_dataset(ann, img, cache=True)
+    assert read == [] and again.findings["grayscale"].ids == [2] and again.ok  # nothing read again
+    # b.png rewritten at another size: read again, and the new size is seen
+    image(img / "b.png", (40, 32), mode="L")
+    changed = check_dataset(ann, img, cache=True)
+    assert read == ["b.png"] and changed.findings["size_mismatch"].ids == [2]
+    # without cache=True (dfine data check) every header is read
+    read.clear()
+    check_dataset(ann, img)
+    assert sorted(read) == ["a.jpg", "b.png"]
+    # a damaged cache file is ignored, and rewritten
+    cache_file, = (tmp_path / "home" / "headers").glob("*.json")
+    cache_file.write_text("{not json")
+    read.clear()
+    assert check_dataset(ann, img, cache=True).findings["size_mismatch"].ids == [2] and len(read) == 2
+    assert json.loads(cache_file.read_text())["version"] == 1

@@ -121,3 +121,16 @@ def test_cpu_run_without_batch_gets_a_cpu_batch(tmp_path):
     assert not any("CPU: batch" in note for note in chosen.notes)
     gpu = data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cuda")
     assert not any(o.startswith("train_dataloader.total_batch_size") for o in gpu.overrides)
+
+
+def test_short_run_gets_a_warmup_of_a_tenth_of_its_steps(tmp_path):
+    from dfine.recipes import RECIPES_DIR, short_run_warmup
+
+    src = _yolo(tmp_path / "fruit")  # 2 train images
+    run = data_run(src, "dfine_n", epochs=20, batch=1, output_dir=tmp_path / "run", device="cpu")
+    assert "lr_warmup_scheduler.warmup_duration=4" in run.overrides  # 20 epochs x 2 steps = 40 steps
+    assert ("lr warmup 4 steps, not the recipe's 500: this run has only 40 steps (2 images, batch 1, 20 epochs)"
+            in run.notes)
+    recipe = RECIPES_DIR / "dfine" / "custom" / "dfine_hgnetv2_n_custom.yml"
+    assert short_run_warmup(recipe, 4000, 8, 20) is None  # 10,000 steps: the recipe's 500 is 5% of them
+    assert short_run_warmup(recipe, 100, None, None) == (22, 500, 220, 128, 220)  # recipe batch and epochs: 1 step an epoch
