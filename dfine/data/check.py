@@ -61,7 +61,7 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "box_invalid": ("repair", "annotation", "boxes with NaN, zero or negative size (dropped when training)"),
     "box_outside": ("repair", "annotation", "boxes entirely outside the image (dropped when training)"),
     "unused_category": ("warning", "category", "declared categories no annotation uses (a Roboflow root, or classes absent here)"),
-    "unreferenced": ("warning", "file", "image files in the folder that no image entry refers to"),
+    "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),
     "crowd": ("info", "annotation", "crowd annotations (iscrowd=1: ignored by training, handled by evaluation)"),
     "background": ("info", "image", "background images (no boxes; fine)"),
     "exif_rotated": ("info", "image", "EXIF-rotated images whose JSON size is the rotated one (used rotated)"),

@@ -225,9 +225,15 @@ class BoxRepairs:
         return out
 
 
+#: Pixels a box may pass the image border by without counting as clipped: YOLO labels written
+#: with 6 decimals come back up to ~0.001 px outside (the training transforms clamp them anyway).
+CLIP_TOLERANCE = 0.01
+
+
 def box_repairs(boxes: np.ndarray, sizes: np.ndarray, ann_ids: np.ndarray) -> BoxRepairs:
     """Classify ``boxes`` ``[M, 4]`` (x, y, w, h pixels) on images of ``sizes`` ``[M, 2]``
-    (width, height; 0: unknown, then only the size checks apply) with ids ``ann_ids`` ``[M]``."""
+    (width, height; 0: unknown, then only the size checks apply) with ids ``ann_ids`` ``[M]``.
+    A box out by at most :data:`CLIP_TOLERANCE` px is not counted as clipped."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
     x, y, w, h = boxes.T
@@ -236,7 +242,8 @@ def box_repairs(boxes: np.ndarray, sizes: np.ndarray, ann_ids: np.ndarray) -> Bo
         invalid = ~np.isfinite(boxes).all(axis=1) | (w <= 0) | (h <= 0)
         known = (width > 0) & (height > 0) & ~invalid
         outside = known & ((x >= width) | (y >= height) | (x + w <= 0) | (y + h <= 0))
-        clipped = known & ~outside & ((x < 0) | (y < 0) | (x + w > width) | (y + h > height))
+        t = CLIP_TOLERANCE
+        clipped = known & ~outside & ((x < -t) | (y < -t) | (x + w > width + t) | (y + h > height + t))
     ids = np.asarray(ann_ids)
     plain = lambda picked: tuple(i.item() if isinstance(i, np.generic) else i for i in ids[picked])  # noqa: E731
     return BoxRepairs(plain(clipped), plain(invalid), plain(outside))

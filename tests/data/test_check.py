@@ -79,7 +79,7 @@ def test_every_problem_is_counted_with_its_ids(tmp_path):
     assert "  missing                       1  image files not found: image ids 2" in text
     assert ("  box_invalid                   3  boxes with NaN, zero or negative size (dropped when training): "
             "annotation ids 3, 4, 5") in text
-    assert "  unreferenced                  1  image files in the folder that no image entry refers to: files " \
+    assert "  unreferenced                  1  image files in the folder that no image entry of this file refers to: files " \
            "extra.jpg" in text
     assert "         1  cat                            1          7" in text  # images, instances (bad boxes too)
     assert text.splitlines()[-1].startswith("result: 12 errors of 11 kinds; training refuses this file")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -193,3 +194,13 @@ def test_voc_dataset_type_is_refused_with_a_hint():
     cfg = load_config(RECIPE.parents[1] / "dataset" / "voc_detection.yml")
     with pytest.raises(ConfigError, match="VOCDetection is not supported; convert the dataset to COCO format"):
         build_dataset(cfg, "train")
+
+
+def test_rounding_noise_at_the_border_is_not_counted_as_clipped():
+    from dfine.data.coco import box_repairs
+
+    # YOLO labels with 6 decimals come back ~0.0003 px past the border: not a repair worth reporting
+    boxes = np.array([[534.0003, 371.0, 106.0, 102.0], [10.0, 400.0001, 80.0, 80.0002],
+                      [-0.5, 10.0, 20.0, 20.0], [600.0, 10.0, 40.5, 20.0]])
+    repairs = box_repairs(boxes, np.array([[640, 480]] * 4), np.array([1, 2, 3, 4]))
+    assert repairs.clipped == (3, 4) and repairs.invalid == () and repairs.outside == ()
