@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     p.add_argument("-d", "--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--use-amp", action="store_true", default=None, help="automatic mixed precision")
-    p.add_argument("--output-dir", help="where checkpoints, logs and plots go")
+    p.add_argument("-o", "--output-dir", help="where checkpoints, logs and plots go")
     p.add_argument("--summary-dir", help="TensorBoard folder (default: OUTPUT_DIR/summary)")
     p.add_argument("--test-only", action="store_true", default=False, help="evaluate only")
     p.add_argument("--auto-resume", action="store_true",

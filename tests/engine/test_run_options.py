@@ -92,3 +92,9 @@ def test_multiscale_range_is_clipped_where_n_has_too_few_tokens():
     assert check_input_size(roomy) == (roomy, "")
     # evaluation only: the multi-scale range does not matter
     assert check_input_size(cfg, train=False) == (cfg, "")
+
+
+def test_output_folder_takes_o_like_the_other_commands():
+    parser = add_arguments(argparse.ArgumentParser(), config_required=False)
+    assert parser.parse_args(["--data", "d", "-o", "runs/x"]).output_dir == "runs/x"
+    assert parser.parse_args(["--data", "d", "--output-dir", "runs/x"]).output_dir == "runs/x"
