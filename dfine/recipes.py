@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,16 +123,30 @@ def _images_from_info(ann: Path, read) -> Optional[Path]:
 
 
 def detect_format(root: Path) -> Format:
-    """Which kind of dataset ``root`` is; ``DfineError`` saying what was looked for when none."""
+    """Which kind of dataset ``root`` is; ``DfineError`` saying what was looked for when none,
+    and which folder above it is a dataset when one is (``--data`` given a split folder, an
+    annotation file or an images folder)."""
+    found = _format_of(root)
+    if found is not None:
+        return found
+    above = next((p for p in list(root.parents)[:2] if _format_of(p) is not None), None)
+    hint = (f"; give the dataset folder: --data {shlex.quote(str(above))}" if above is not None else
+            f" (annotations/instances_*.json or {{split}}/_annotations.coco.json for COCO, data.yaml or images/ + "
+            f"labels/ for YOLO, Annotations/ + JPEGImages/ for VOC)")
+    raise DfineError(f"--data {root}: not a COCO, YOLO or VOC dataset folder{hint}")
+
+
+def _format_of(root: Path) -> Optional[Format]:
+    if root.is_file():
+        return "yolo" if root.suffix.lower() in (".yaml", ".yml") else None
     if find_coco_splits(root):
         return "coco"
     if (root / "Annotations").is_dir() or any(root.glob("*/Annotations")) or any(root.glob("*/*/Annotations")):
         return "voc"
     yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
-    if root.is_file() or any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")):
+    if any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")):
         return "yolo"
-    raise DfineError(f"--data {root}: not a COCO (annotations/instances_*.json, {{split}}/_annotations.coco.json), "
-                     f"YOLO (data.yaml, images/ + labels/) or VOC (Annotations/ + JPEGImages/) dataset")
+    return None
 
 
 # ------------------------------------------------------------------------------------ the run

@@ -84,8 +84,16 @@ def test_detects_formats_and_coco_layouts(tmp_path):
     assert find_coco_splits(coco) == {"train": (coco / "annotations/instances_train2017.json", coco / "train2017")}
     with pytest.raises(DfineError, match="no validation annotations"):
         data_run(coco)
-    with pytest.raises(DfineError, match="not a COCO .* YOLO .* or VOC"):
-        detect_format(tmp_path / "rf" / "train")
+    # a split folder, an annotation file, an images folder: the dataset folder above is named
+    for wrong in (rf / "train", rf / "train/_annotations.coco.json", tmp_path / "v/JPEGImages"):
+        with pytest.raises(DfineError) as err:
+            detect_format(wrong)
+        assert str(err.value) == (f"--data {wrong}: not a COCO, YOLO or VOC dataset folder; give the dataset "
+                                  f"folder: --data {wrong.parents[1] if wrong.is_file() else wrong.parent}")
+    nowhere = tmp_path / "a/b/c"
+    nowhere.mkdir(parents=True)
+    with pytest.raises(DfineError, match=r"not a COCO, YOLO or VOC dataset folder \(annotations/instances_\*.json"):
+        detect_format(nowhere)
 
 
 def test_model_names_and_epoch_overrides(tmp_path):
