@@ -37,7 +37,7 @@ def test_two_processes_match_one(coco128, tmp_path):
     single = [sys.executable, *common, "--output-dir", str(tmp_path / "one")]
     done = subprocess.run(single, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    ddp = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", *common,
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common,
            "--output-dir", str(tmp_path / "two")]
     done = subprocess.run(ddp, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
