@@ -52,6 +52,16 @@ def test_ultralytics_layout(tmp_path):
     assert ds.label_map.names == ("cat", "dog") and len(ds) == 3
 
 
+def test_label_files_without_an_image_are_said(tmp_path):
+    src = _ultralytics(tmp_path / "ds")
+    (src / "images/train/e.heic").write_bytes(b"not read")  # a format we do not read
+    yolo_labels(src / "labels/train/e.txt", ["0 0.5 0.5 0.2 0.2"])
+    yolo_labels(src / "labels/train/classes.txt", ["cat", "dog"])  # darknet names file, not a label file
+    notes = [n for n in convert_yolo(src).notes if "label files with no image" in n]
+    assert len(notes) == 1 and "left out: 1 (e.g." in notes[0] and "e.txt" in notes[0]
+    assert not [n for n in convert_yolo(_ultralytics(tmp_path / "clean")).notes if "with no image" in n]
+
+
 def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys):
     src = tmp_path / "rf"
     for split, n in (("train", 2), ("valid", 1), ("test", 1)):

@@ -280,6 +280,16 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
     return out_images, out_anns, counts
 
 
+def _note_labels_without_images(images: Sequence[Path], notes: List[str]) -> None:
+    """Add a note when the label folders hold ``.txt`` files that no image maps to (an image in a
+    format not read, or deleted), so their boxes are not lost without a word."""
+    used = {label_path(p) for p in images}
+    orphans = sorted(lp for d in {p.parent for p in used} if d.is_dir() for lp in d.glob("*.txt")
+                     if lp not in used and lp.name != "classes.txt")
+    if orphans:
+        notes.append(f"label files with no image, left out: {len(orphans)} (e.g. {orphans[0]}); images are read "
+                     f"with the suffixes {' '.join(IMAGE_SUFFIXES)}")
+
 
 def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
                  names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
@@ -317,4 +327,5 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         ims, anns, counts[split] = _split_json(split, images, class_names, names_source, folder, base, notes)
         written[split] = ann_dir / f"instances_{split}.json"
         write_coco_json(written[split], ims, anns, class_names, info)
+    _note_labels_without_images(everything, notes)
     return Converted(src, out_dir, folder, written, class_names, counts, notes)
