@@ -243,3 +243,20 @@ def test_yaml_from_another_machine_and_val_equal_to_train_are_said(tmp_path):
         f"{src} and {src / 'data'}",
         "val: 2 of its 2 images are also train images (e.g. a.jpg), so val AP will not show how the model does "
         "on new images; point val at other images"]
+
+
+def test_absolute_windows_paths_in_data_yaml_are_found_here(tmp_path):
+    src = tmp_path / "Battery"
+    for split in ("train", "valid"):
+        image(src / f"data/{split}/images/1.png", (40, 40))
+        yolo_labels(src / f"data/{split}/labels/1.txt", ["1 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: C:\\Users\\u\\Desktop\\yolo\\Battery\\data\\train\\images\n"
+                                   "val: C:\\Users\\u\\Desktop\\yolo\\Battery\\data\\valid\\images\n"
+                                   "nc: 2\nnames: ['round','box']\n")
+    result = convert_yolo(src, tmp_path / "out")
+    assert result.counts["train"].boxes == 1 and result.counts["val"].boxes == 1
+    assert result.notes[0] == (f"{src / 'data.yaml'}: train: C:\\Users\\u\\Desktop\\yolo\\Battery\\data\\train\\images "
+                               f"is not on this machine; used {src / 'data/train/images'}")
+    (src / "data.yaml").write_text("train: C:\\elsewhere\\nothing\\here\nval: x\nnames: [a]\n")
+    with pytest.raises(DatasetError, match=r"train: 'C:\\elsewhere\\nothing\\here' not found"):
+        convert_yolo(src, tmp_path / "out")

@@ -109,7 +109,7 @@ def _find_yaml(src: Path) -> Optional[Path]:
     return found[0] if len(found) == 1 else None
 
 
-def _resolve_entry(entry: str, roots: Sequence[Path], where: str) -> Path:
+def _resolve_entry(entry: str, roots: Sequence[Path], where: str, notes: List[str]) -> Path:
     looked = []
     for root in roots:
         for candidate in (entry, entry[3:] if entry.startswith("../") else None):
@@ -119,7 +119,26 @@ def _resolve_entry(entry: str, roots: Sequence[Path], where: str) -> Path:
             if path.exists():
                 return path.resolve()
             looked.append(os.path.normpath(str(path)))
+    moved = _moved_here(entry, roots)
+    if moved is not None:
+        notes.append(f"{where}: {entry} is not on this machine; used {moved}")
+        return moved
     raise DatasetError(f"{where}: '{entry}' not found (looked for {', '.join(dict.fromkeys(looked))})")
+
+
+def _moved_here(entry: str, roots: Sequence[Path]) -> Optional[Path]:
+    """For an absolute path written on another machine (``C:\\Users\\...\\data\\train\\images``,
+    ``/Users/...``): the longest tail of it that exists under one of ``roots``, else ``None``."""
+    windows = PureWindowsPath(entry)
+    if not (windows.drive or entry.startswith(("/", "\\"))):
+        return None
+    parts = [p for p in windows.parts[1:] if p not in ("/", "\\")]
+    for k in range(len(parts), 0, -1):
+        for root in roots:
+            path = root.joinpath(*parts[-k:])
+            if path.exists():
+                return path.resolve()
+    return None
 
 
 def _images_in(entry: Path, roots: Sequence[Path]) -> List[Path]:
@@ -170,8 +189,8 @@ def _splits_from_yaml(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any]
             continue
         entries = value if isinstance(value, list) else [value]
         try:
-            splits[key] = [im for e in entries for im in _images_in(_resolve_entry(str(e), roots, f"{path}: {key}"),
-                                                                   roots)]
+            splits[key] = [im for e in entries
+                           for im in _images_in(_resolve_entry(str(e), roots, f"{path}: {key}", notes), roots)]
         except DatasetError:
             if key != "test":
                 raise
