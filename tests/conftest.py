@@ -44,6 +44,18 @@ def coco128() -> Path:
     return shared_path("data", "coco128")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _dfine_home(tmp_path_factory):
+    """What the code caches while tests run (image headers checked before training) goes to a
+    temporary ``DFINE_HOME``, not the user's ``~/.cache/dfine``; a ``DFINE_HOME`` already set is kept."""
+    if os.environ.get("DFINE_HOME"):
+        yield
+        return
+    os.environ["DFINE_HOME"] = str(tmp_path_factory.mktemp("dfine_home"))
+    yield
+    os.environ.pop("DFINE_HOME", None)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
