@@ -316,6 +316,13 @@ def test_benchmark_reports_end_to_end_beside_detector_fps(tmp_path, tiny_checkpo
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("video")]
     assert len(line) == 1 and "8 frames" in line[0] and "detector only" in line[0] and "end to end" in line[0]
     assert _one_line_error(capsys, ["benchmark", "--video", str(video)]).endswith("needs -m MODEL (a checkpoint, zoo name or exported file)")
+    onnx = tmp_path / "tiny.onnx"  # an exported model is timed as it is, on its own backend
+    assert main(["export", "-r", str(tiny_checkpoint), "--no-simplify", "-o", str(onnx)]) == 0
+    capsys.readouterr()
+    assert main(["benchmark", "-m", str(onnx), "--runs", "2", "--video", str(video)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"model {onnx} (exported") and out[1].startswith("onnxruntime")
+    assert out[2].startswith("video (onnxruntime, batches of 4, 8 frames): detector only")
 
 
 class DoubleDetector(FakeDetector):

@@ -10,11 +10,15 @@ import numpy as np
 
 from ..errors import DfineError
 
+EXPORTED = (".onnx", ".xml", ".engine", ".trt")  # model files timed as they are
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("benchmark", help="params, GFLOPs and latency on this machine",
                               description=__doc__.splitlines()[0])
-    p.add_argument("-m", "--model", default=None, help="checkpoint or zoo name (default: random weights of --size)")
+    p.add_argument("-m", "--model", default=None,
+                   help="checkpoint or zoo name (default: random weights of --size); an exported .onnx, .xml or "
+                        ".engine is timed as it is (no params or GFLOPs: those need the checkpoint)")
     p.add_argument("--size", choices=("n", "s", "m", "l", "x"), default=None, help="model size (default n)")
     p.add_argument("-c", "--config", help="model recipe yml")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="640 or height width")
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from ..export.benchmark import count_flops, count_params
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model and Path(args.model).suffix.lower() in EXPORTED:
+        return _run_exported(args)
     loaded = _loaded(args)
     h, w = loaded.imgsz
     print(f"model {loaded.source} {loaded.config.backbone.name} {h}x{w} batch {args.batch_size}")
@@ -66,6 +72,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"{backend:13} skipped: {e}")
             continue
         print(f"{backend:13} {result['median_ms']:.2f} ms median ({result['min_ms']:.2f} min) per batch")
+    if args.video:
+        video_fps(args)
+    return 0
+
+
+def _run_exported(args: argparse.Namespace) -> int:
+    """Latency of an exported model file on its own backend, and ``--video`` fps."""
+    from ..export.benchmark import time_call
+    from ..inference import Detector
+    det = Detector(args.model, device=args.device, backend=args.video_backend, batch_size=args.batch_size,
+                   threads=args.threads, imgsz=args.imgsz)
+    h, w = det.imgsz
+    print(f"model {args.model} (exported: params and GFLOPs need the checkpoint) {h}x{w} batch {args.batch_size}")
+    images = np.random.rand(args.batch_size, 3, h, w).astype(np.float32)
+    sizes = np.array([[w, h]] * args.batch_size, dtype=np.int64)
+    result = time_call(lambda: det._run(images, sizes), runs=args.runs)
+    print(f"{det.backend:13} {result['median_ms']:.2f} ms median ({result['min_ms']:.2f} min) per batch")
     if args.video:
         video_fps(args)
     return 0
@@ -90,8 +113,9 @@ def video_fps(args: argparse.Namespace, max_frames: int = 300) -> None:
     alone = len(frames) / (time.perf_counter() - start)
     source = open_source(args.video)
     source.frames = itertools.islice(source.frames, max_frames)
+    run = Tracking(source, det, tracker="bytetrack")  # imports supervision and trackers (seconds) before the clock
     start = time.perf_counter()
-    done = sum(1 for _ in Tracking(source, det, tracker="bytetrack"))
+    done = sum(1 for _ in run)
     e2e = done / (time.perf_counter() - start)
     print(f"video ({det.backend}, batches of {det.batch_size}, {len(frames)} frames): detector only {alone:.1f} fps, "
           f"end to end {e2e:.1f} fps (decode + detect + track)")
