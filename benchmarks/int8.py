@@ -5,12 +5,12 @@ OpenVINO and ONNX Runtime, each file timed in a process of its own, rounds inter
 Bar (issue 17): int8 AP at most 1.0 point under float32, int8 latency at most 0.6x float32 OpenVINO.
 
     python benchmarks/int8.py [--demo runs/demo] [--calib-size 300] [--rounds 3] [--runs 20]
-                              [--max-drop 0.5] [--all-int8] [--scope-study]
+                              [--max-drop 0.5] [--compare head] [--scope-study]
                               [--latency-imgsz 640]
 
 ``--demo DIR`` reads ``DIR/last.pth``, ``DIR/data/val.json`` + ``DIR/data/val/`` (evaluation) and
 ``DIR/data/train/`` (calibration); ``--model``, ``--val-ann``, ``--val-images``, ``--calib`` point
-elsewhere. ``--all-int8`` adds an IR with nothing kept in float (the decoder heads quantized too),
+elsewhere. ``--compare PART ...`` adds an IR per part kept in float32 (e.g. ``head``, the whole DETR head),
 ``--max-drop`` the accuracy-aware IR, ``--scope-study`` one IR per named part of the head
 (``dfine.export.int8.SCOPE_GROUPS``) kept in float with all else int8: what each float part costs
 in latency and saves in AP. ``--latency-imgsz 640`` also times the same weights exported at
@@ -29,7 +29,8 @@ from typing import Dict, List, Optional, Tuple
 
 from dfine.export.benchmark import cpu_line, time_export
 from dfine.export.evaluate import evaluate_export, load_eval_set
-from dfine.export.int8 import FLOAT_SCOPES, SCOPE_GROUPS, calibration_images, quantize_onnx, quantize_openvino
+from dfine.export.int8 import (FLOAT_SCOPES, SCOPE_GROUPS, calibration_images, quantize_onnx, quantize_openvino,
+                               resolve_scopes)
 from dfine.checkpoint import load_model
 from dfine.export.onnx import export_onnx
 from dfine.export.openvino import export_openvino
@@ -56,15 +57,12 @@ def _exports(args: argparse.Namespace, folder: Path, imgsz: Optional[int], val) 
 
 
 def _variants(args: argparse.Namespace) -> List[Tuple[str, Tuple[str, ...]]]:
-    """(label, float scopes) of each int8 OpenVINO IR: the default; with ``--all-int8`` nothing in float;
-    with ``--scope-study`` also nothing in float but one named group (:data:`SCOPE_GROUPS`) at a time."""
-    out = [("int8 (default)", FLOAT_SCOPES)]
-    if args.all_int8 or args.scope_study:
-        out.append(("int8 (all)", ()))
+    """(label, float scopes) of each int8 OpenVINO IR: the default, then one per ``--compare`` part
+    (with ``--scope-study``: every named part, :data:`SCOPE_GROUPS`) kept in float32, all else int8."""
+    parts = list(args.compare or [])
     if args.scope_study:
-        out += [(f"int8, only {name} float", scopes) for name, scopes in SCOPE_GROUPS.items()
-                if name != "postprocessor"]  # holds no op NNCF quantizes
-    return out
+        parts += [name for name in SCOPE_GROUPS if name != "postprocessor" and name not in parts]
+    return [("int8 (default)", FLOAT_SCOPES)] + [(f"int8, {part} float", resolve_scopes([part])) for part in parts]
 
 
 def _latencies(rows: List[Row], args: argparse.Namespace) -> Dict[str, Dict[str, List[float]]]:
@@ -118,7 +116,8 @@ def main() -> None:
     p.add_argument("--calib", help="calibration images (default DEMO/data/train)")
     p.add_argument("--calib-size", type=int, default=300)
     p.add_argument("--max-drop", type=float, default=None, help="also the accuracy-aware IR (AP points)")
-    p.add_argument("--all-int8", action="store_true", help="also an IR with the decoder heads quantized")
+    p.add_argument("--compare", nargs="+", metavar="PART",
+                   help="also an IR with this part kept in float32 (dfine export --keep-float's words, e.g. head)")
     p.add_argument("--scope-study", action="store_true",
                    help="also IRs with everything int8 but one named part of the head (what each float part costs)")
     p.add_argument("--no-onnxruntime", action="store_true", help="OpenVINO only")

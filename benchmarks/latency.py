@@ -47,7 +47,8 @@ def gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 _REF = r"""
-import sys, json, torch
+import sys, json, types, torch
+sys.modules.setdefault("calflops", types.SimpleNamespace(calculate_flops=None))  # its import pulls in transformers
 sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 from benchmarks.latency import median_ms
