@@ -61,6 +61,8 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "box_invalid": ("repair", "annotation", "boxes with NaN, zero or negative size (dropped when training)"),
     "box_outside": ("repair", "annotation", "boxes entirely outside the image (dropped when training)"),
     "unused_category": ("warning", "category", "declared categories no annotation uses (a Roboflow root, or classes absent here)"),
+    "rare_category": ("warning", "category", "categories with under 1/20 of the median category's boxes (too few "
+                      "to learn; a mislabelled or misspelt class?)"),
     "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),
     "crowd": ("info", "annotation", "crowd annotations (iscrowd=1: ignored by training, handled by evaluation)"),
     "background": ("info", "image", "background images (no boxes; fine)"),
@@ -72,6 +74,8 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "grayscale": ("info", "image", "grayscale images (repeated to 3 channels)"),
 }
 _FIRST = 5
+#: A category with fewer boxes than the median category's over this is reported as rare.
+RARE_SHARE = 20
 
 
 @dataclass
@@ -85,10 +89,11 @@ class Finding:
     def severity(self) -> Severity:
         return KINDS[self.kind][0]
 
-    def line(self, first: int = _FIRST, file_names: Optional[Mapping[Any, str]] = None) -> str:
-        """One report line; image ids are followed by their file names from ``file_names``."""
+    def line(self, first: int = _FIRST, names: Optional[Mapping[Any, str]] = None) -> str:
+        """One report line; ids are followed by their names from ``names`` (file names of image
+        ids, category names)."""
         _, what, meaning = KINDS[self.kind]
-        shown = _ids(self.ids, first, file_names if what == "image" else None, total=False)
+        shown = _ids(self.ids, first, names, total=False)
         label = "files" if what == "file" else f"{what} ids"
         return f"  {self.kind:<24}{len(self.ids):>7}  {meaning}: {label} {shown}"
 
@@ -119,6 +124,13 @@ class CheckReport:
         """Training can use the file as it is (repairs on the fly allowed)."""
         return not self.errors
 
+    def names_of(self, finding: Finding) -> Optional[Mapping[Any, str]]:
+        """Names to show beside the ids of ``finding``: file names of images, names of categories."""
+        what = KINDS[finding.kind][1]
+        if what == "image":
+            return self.file_names
+        return {cid: name for cid, name, _, _ in self.categories} if what == "category" else None
+
     def count(self, kind: str) -> int:
         return len(self.findings[kind].ids) if kind in self.findings else 0
 
@@ -132,7 +144,7 @@ class CheckReport:
             found = [f for f in self.findings.values() if f.severity == severity]
             if found:
                 lines.append(f"{title}:")
-                lines += [f.line(file_names=self.file_names) for f in found]
+                lines += [f.line(names=self.names_of(f)) for f in found]
         lines.append(f"{'category':>10}  {'name':<24}{'images':>8}{'instances':>11}")
         for cid, name, images, instances in self.categories[:classes]:
             lines.append(f"{cid:>10}  {name[:23]:<24}{images:>8}{instances:>11}")
@@ -152,7 +164,7 @@ class CheckReport:
         """A few lines for the start of training: the errors only."""
         head = f"{self.ann_file}: the dataset check found errors (run dfine data check {self.ann_file} " \
                f"--images {self.images_dir} for the whole report, --fix OUT.json to repair):"
-        return "\n".join([head] + [f.line(file_names=self.file_names) for f in self.errors])
+        return "\n".join([head] + [f.line(names=self.names_of(f)) for f in self.errors])
 
 
 # ------------------------------------------------------------------------------------ check
@@ -209,6 +221,12 @@ def _json_checks(data: Mapping[str, Any], findings: Dict[str, Finding]):
     for cid in declared:
         if cid not in used_cats:
             _add(findings, "unused_category", cid)
+    used = sorted(used_cats[cid] for cid in declared if cid in used_cats)
+    if len(used) >= 3:
+        floor = used[len(used) // 2] / RARE_SHARE
+        for cid in declared:
+            if 0 < used_cats.get(cid, 0) < floor:
+                _add(findings, "rare_category", cid)
     for im in images:
         if im.get("id") not in box_images:
             _add(findings, "background", im.get("id"))

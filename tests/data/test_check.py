@@ -267,3 +267,26 @@ def test_header_cache_is_reused_until_a_file_changes(tmp_path, monkeypatch):
     read.clear()
     assert check_dataset(ann, img, cache=True).findings["size_mismatch"].ids == [2] and len(read) == 2
     assert json.loads(cache_file.read_text())["version"] == 1
+
+
+def test_a_category_with_far_fewer_boxes_than_the_others_is_named(tmp_path):
+    # like a Roboflow chess export: 'bishop' once beside 'white-bishop' / 'black-bishop' a hundred times
+    img = tmp_path / "img"
+    image(img / "a.jpg", (64, 48))
+    cats = [{"id": i, "name": n} for i, n in enumerate(["pieces", "bishop", "black-bishop", "white-bishop"])]
+    anns = [_ann(1, 1, [1, 1, 5, 5], category_id=1)]
+    anns += [_ann(2 + i, 1, [1, 1, 5, 5], category_id=2 + i % 2) for i in range(80)]  # 40 each: 1 < 40/20
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+                               "annotations": anns, "categories": cats}))
+    report = check_dataset(ann, img, level="json")
+    assert report.ok and report.findings["rare_category"].ids == [1] and report.findings["unused_category"].ids == [0]
+    text = report.format()
+    assert "boxes (too few to learn; a mislabelled or misspelt class?): category ids 1 (bishop)" in text
+    assert "declared categories no annotation uses (a Roboflow root, or classes absent here): category ids 0 (pieces)" \
+        in text
+    # two categories, or even counts: nothing rare
+    even = [_ann(1 + i, 1, [1, 1, 5, 5], category_id=1 + i % 3) for i in range(9)]
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+                               "annotations": even, "categories": cats}))
+    assert "rare_category" not in check_dataset(ann, img, level="json").findings
