@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.tracking import cpu_flags  # noqa: E402
+from dfine.export.benchmark import cpu_line  # noqa: E402
 
 
 def make_image(rng, width: int, height: int, count: int, num_classes: int, sizes=(8, 24)):
@@ -132,7 +132,7 @@ def main() -> None:
         ratio = statistics.median(s / p for s, p in zip(times[name], times["plain"]))
         print(f"{name + tiles:22} recall@0.5 {hits[name] / total:.3f} ({hits[name]}/{total})  "
               f"{statistics.median(times[name]):6.2f} s per image (median), {ratio:5.1f}x plain's time")
-    print(f"CPU: {cpu_flags()} (shared machine: times disturbed; ratios are medians of per-image ratios)")
+    print(f"{cpu_line()} (ratios are medians of per-image ratios)")
 
 
 if __name__ == "__main__":

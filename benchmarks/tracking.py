@@ -33,14 +33,6 @@ sys.path.insert(0, str(ROOT))
 Box = Tuple[float, float, float, float]
 
 
-def cpu_flags() -> str:
-    try:
-        flags = set(open("/proc/cpuinfo").read().split())
-    except OSError:
-        return "unknown"
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags) or "none of avx2/avx512/amx"
-
-
 def make_sequence(num_classes: int, frames: int, width: int, height: int, objects: int, seed: int):
     """(RGB frames, per frame list of (object id, label, visible box or None, visibility 0..1))."""
     from dfine.demo.shapes import Shape, random_background, random_color, render
@@ -236,6 +228,7 @@ def main() -> None:
     from trackers.eval import evaluate_mot_sequence
     import dfine
     from dfine.integrations.tracking import TRACKERS, TrackerConfig
+    from dfine.export.benchmark import cpu_line
 
     args.out.mkdir(parents=True, exist_ok=True)
     configs = {name: TrackerConfig(name, conf=args.conf, low_conf=args.low_conf, match_iou=args.match_iou,
@@ -290,8 +283,7 @@ def main() -> None:
     n = sum(1 for _ in dfine.track(out / "shapes.avi", model=det, tracker=configs["bytetrack"]))
     e2e_fps = n / (time.perf_counter() - t0)
     print(f"speed: detector alone {detect_fps:.1f} fps (batches of 8, decoded frames); dfine.track end to end "
-          f"{e2e_fps:.1f} fps (decode in a reader thread + detect + ByteTrack); CPU: {cpu_flags()} "
-          f"(shared machine: timings disturbed)")
+          f"{e2e_fps:.1f} fps (decode in a reader thread + detect + ByteTrack); {cpu_line()}")
 
 
 if __name__ == "__main__":
