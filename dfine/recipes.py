@@ -236,7 +236,7 @@ def short_run_warmup(recipe: Path, images: int, batch: Optional[int], epochs: Op
 
 
 def _image_count(ann_file: Path) -> int:
-    from dfine.data.coco import read_coco_json
+    from dfine.data.cocojson import read_coco_json
 
     return len(read_coco_json(ann_file)["images"])
 

@@ -35,7 +35,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from PIL import Image
 from tqdm import tqdm
 
-from dfine.data.coco import DatasetError, read_coco_json
+from dfine.data.cocojson import DatasetError, read_coco_json
 
 __all__ = ["SplitSummary", "ResizeSummary", "ann_path", "split_val", "link_val_images", "resized_size",
            "scale_annotation", "resized_name", "resize_image", "resize_split", "write_json_atomic"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from dfine.data.coco import DatasetError
+from dfine.data.cocojson import DatasetError
 from dfine.data.image_io import ImageHeader, read_header
 from dfine.video import IMAGE_SUFFIXES
 

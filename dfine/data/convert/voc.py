@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from dfine.data.coco import DatasetError
+from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, Converted, SplitCounts, header_or_reason, info_for, split_by_fraction,
                                 write_coco_json)
 
