@@ -20,12 +20,15 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from dfine.errors import DfineError
 
-__all__ = ["DataRun", "TrainResult", "detect_format", "find_coco_splits", "data_run", "train", "RECIPES_DIR"]
+__all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "detect_format", "find_coco_splits", "data_run", "train",
+           "short_run_warmup", "RECIPES_DIR", "WARMUP_SHARE"]
 
 Format = Literal["coco", "yolo", "voc"]
 SIZES = "nslmx"
 #: The published recipes (a checkout's ``configs`` folder beside the package).
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: The largest share of a ``--data`` run's steps spent warming the lr up.
+WARMUP_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class DataRun:
     output_dir: Path
     fmt: Format
     notes: Tuple[str, ...] = ()
+    #: the trainer shortens a recipe lr warmup longer than this share of the run's steps
+    warmup_share: float = WARMUP_SHARE
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,10 @@ class TrainResult:
 
     @property
     def best(self) -> Optional[Path]:
-        """The best checkpoint written (``best_stg2.pth`` over ``best_stg1.pth``), if any."""
+        """The weights the run chose (``best_stg2.pth`` over ``best_stg1.pth``; ``last.pth`` when
+        no evaluation scored above AP 0), if any."""
+        if self.metrics.get("best_weights") is not None:
+            return Path(self.metrics["best_weights"])
         for name in ("best_stg2.pth", "best_stg1.pth", "last.pth"):
             if (self.output_dir / name).is_file():
                 return self.output_dir / name
@@ -168,7 +176,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     if not recipe.is_file():
         raise DfineError(f"recipe {recipe} not found: dfine train --data needs the configs folder of a dfine checkout")
     fmt = detect_format(root)
-    out = Path(output_dir) if output_dir is not None else Path("output") / f"{root.resolve().name}_dfine_{size}"
+    # absolute paths: the printed eval / export / predict commands work from any folder
+    out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{root.resolve().name}_dfine_{size}")
     notes: List[str] = []
     if fmt == "coco":
         splits = find_coco_splits(root)
@@ -185,7 +194,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         raise DfineError(f"--data {root}: no validation annotations (annotations/instances_val*.json); add a val split")
     overrides = []
     for split in ("train", "val"):
-        ann, folder = splits[split]
+        ann, folder = map(_absolute, splits[split])
         overrides += [f"{split}_dataloader.dataset.ann_file={_yaml(ann)}",
                       f"{split}_dataloader.dataset.img_folder={_yaml(folder)}"]
     overrides += ["num_classes=null", f"output_dir={_yaml(out)}"]
@@ -201,12 +210,6 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         if batch < 1:
             raise DfineError(f"--batch {batch}: give at least 1")
         overrides += [f"train_dataloader.total_batch_size={batch}", f"val_dataloader.total_batch_size={batch}"]
-    images = converted.counts["train"].images if fmt != "coco" else _image_count(splits["train"][0])
-    warmup = short_run_warmup(recipe, images, batch, epochs)
-    if warmup is not None:
-        overrides.append(f"lr_warmup_scheduler.warmup_duration={warmup[0]}")
-        notes.append(f"lr warmup {warmup[0]} steps, not the recipe's {warmup[1]}: this run has only {warmup[2]} "
-                     f"steps ({images} images, batch {warmup[3]}, {warmup[4]} epochs)")
     cores = os.cpu_count() or 1
     if cores < RECIPE_WORKERS:
         overrides += [f"train_dataloader.num_workers={cores}", f"val_dataloader.num_workers={cores}"]
@@ -214,31 +217,44 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
 
 
-#: The share of a short run's steps spent warming the lr up.
-WARMUP_SHARE = 0.1
+@dataclass(frozen=True)
+class ShortRunWarmup:
+    """A shortened lr warmup: ``warmup`` steps instead of the recipe's ``recipe_warmup``, for a
+    run of ``epochs`` x ``steps_per_epoch`` optimiser steps (``images`` in batches of ``batch``;
+    ``capped``: ``--max-steps`` cut the epochs shorter)."""
+
+    warmup: int
+    recipe_warmup: int
+    epochs: int
+    steps_per_epoch: int
+    images: int = 0
+    batch: int = 0
+    capped: bool = False
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps of the whole run."""
+        return self.epochs * self.steps_per_epoch
+
+    def note(self) -> str:
+        """One line for the run's start-up summary."""
+        per_epoch = (f"--max-steps {self.steps_per_epoch} per epoch" if self.capped
+                     else f"{self.images} images, batch {self.batch}")
+        return (f"lr warmup {self.warmup} steps, not the recipe's {self.recipe_warmup}: this run has only {self.steps} "
+                f"steps ({per_epoch}, {self.epochs} epochs)")
 
 
-def short_run_warmup(recipe: Path, images: int, batch: Optional[int], epochs: Optional[int]
-                     ) -> Optional[Tuple[int, int, int, int, int]]:
-    """``(warmup, recipe warmup, steps, batch, epochs)`` when the recipe's lr warmup (500 steps)
-    would take more than :data:`WARMUP_SHARE` of the run (``images`` per epoch in batches of
-    ``batch``, default the recipe's, for ``epochs``, default the recipe's); else ``None``. A
-    small dataset would otherwise train its whole run at a fraction of the lr."""
-    from dfine.config import load_config
-
-    cfg = load_config(recipe)
-    batch = batch or cfg.train_dataloader.total_batch_size
-    epochs = epochs or cfg.epochs
-    steps = epochs * max(1, math.ceil(images / batch))
-    recipe_warmup = cfg.lr_warmup_scheduler.warmup_duration if cfg.lr_warmup_scheduler else 0
-    warmup = max(1, math.ceil(steps * WARMUP_SHARE))
-    return (warmup, recipe_warmup, steps, batch, epochs) if warmup < recipe_warmup else None
-
-
-def _image_count(ann_file: Path) -> int:
-    from dfine.data.cocojson import read_coco_json
-
-    return len(read_coco_json(ann_file)["images"])
+def short_run_warmup(recipe_warmup: int, epochs: int, steps_per_epoch: int, *, images: int = 0, batch: int = 0,
+                     capped: bool = False, share: float = WARMUP_SHARE) -> Optional[ShortRunWarmup]:
+    """The shorter warmup when the recipe's (``recipe_warmup`` steps) would take more than
+    ``share`` of the run's ``epochs * steps_per_epoch`` steps; else ``None``. A small dataset
+    would otherwise train its whole run at a fraction of the lr. The trainer calls it with the
+    steps of the loader it built (``--max-steps`` applied); ``images``, ``batch`` and ``capped``
+    only word the note."""
+    warmup = max(1, math.ceil(epochs * steps_per_epoch * share))
+    if warmup >= recipe_warmup:
+        return None
+    return ShortRunWarmup(warmup, recipe_warmup, epochs, steps_per_epoch, images, batch, capped)
 
 
 def _on_cpu(device: Optional[str]) -> bool:
@@ -250,22 +266,15 @@ def _on_cpu(device: Optional[str]) -> bool:
     return not torch.cuda.is_available()
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` from the current folder, symlinks kept (``os.path.abspath``)."""
+    return Path(os.path.abspath(path))
+
+
 def _yaml(path: Path) -> str:
     import json
 
     return json.dumps(str(path))  # a JSON string is a YAML string: spaces, colons and quotes survive
-
-
-def next_steps(output_dir: Path, recipe: Path, overrides: Sequence[str]) -> str:
-    """Where the best model is, and the commands to evaluate, export and predict with it."""
-    best = TrainResult(output_dir).best
-    if best is None:
-        return f"no checkpoint was written in {output_dir}"
-    data_args = " ".join(f"'{o}'" for o in overrides if o.startswith("val_dataloader.dataset."))
-    return "\n".join([f"best model: {best}",
-                      f"evaluate: dfine eval -c {recipe} -r {best} -u {data_args}",
-                      f"export:   dfine export -r {best}",
-                      f"predict:  dfine predict IMAGES_OR_VIDEO --model {best}"])
 
 
 def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
@@ -291,7 +300,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         extra.append(f"device={device}")
     cfg = load_config(run.recipe, extra + list(overrides))
     try:
-        metrics = Trainer(cfg, max_steps=max_steps, progress=progress).fit()
+        metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share).fit()
     finally:
         dist.cleanup()
     return TrainResult(Path(cfg.output_dir), dict(metrics or {}))

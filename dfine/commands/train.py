@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = _continue_or_warn(cfg, args.auto_resume)
     try:
         trainer = Trainer(cfg, test_only=test_only, max_nonfinite=args.max_nonfinite, max_steps=args.max_steps,
-                          progress=not args.no_progress, patience=args.patience)
+                          progress=not args.no_progress, patience=args.patience,
+                          warmup_share=data.warmup_share if data else None)
         if test_only:
             trainer.val()
             return 0

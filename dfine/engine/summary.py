@@ -5,13 +5,16 @@ commands to evaluate, export and predict with them."""
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-__all__ = ["dataset_line", "classes_line", "parameters_line", "next_commands", "duration", "user_overrides"]
+__all__ = ["dataset_line", "classes_line", "parameters_line", "images_folder", "next_commands", "duration",
+           "user_overrides"]
 
 
 def dataset_line(ds: Any) -> str:
@@ -81,12 +84,26 @@ _EVAL_KEYS = ("val_dataloader", "eval_spatial_size", "num_classes", "remap_mscoc
               "use_focal_loss", "HGNetv2", "HybridEncoder", "DFINETransformer", "DFINEPostProcessor", "device")
 
 
+def images_folder(ds: Any) -> str:
+    """The deepest folder that holds every image of the dataset ``ds`` (a YOLO conversion's
+    ``img_folder`` is the parent of ``train/`` and ``val/``; ``dfine predict`` wants the val one)."""
+    parents = {str(ds.image_path(i).parent) for i in range(len(ds))}
+    return os.path.commonpath(sorted(parents)) if parents else str(ds.img_folder)
+
+
 def next_commands(cfg: Any, weights: Path, images: Optional[str]) -> Dict[str, str]:
-    """The commands to evaluate, export and predict with ``weights``."""
-    w = shlex.quote(str(weights))
-    overrides = [o for o in user_overrides(cfg) if o.split("=", 1)[0].split(".")[0] in _EVAL_KEYS]
-    ev = f"dfine eval -c {shlex.quote(cfg.config_file)} -r {w}"
+    """The commands to evaluate, export and predict with ``weights``. Every path in them is
+    absolute (the recipe, the weights, the val set's annotation file and images), so they work
+    as printed from any folder."""
+    w = shlex.quote(os.path.abspath(weights))
+    val = cfg.val_dataloader.dataset
+    data = [f"val_dataloader.dataset.{key}={json.dumps(os.path.abspath(value))}"
+            for key, value in (("ann_file", val.ann_file), ("img_folder", val.img_folder)) if value]
+    keys = {o.split("=", 1)[0] for o in data}
+    overrides = [o for o in user_overrides(cfg) if o.split("=", 1)[0].split(".")[0] in _EVAL_KEYS
+                 and o.split("=", 1)[0] not in keys] + data
+    ev = f"dfine eval -c {shlex.quote(os.path.abspath(cfg.config_file))} -r {w}"
     if overrides:
         ev += " -u " + " ".join(shlex.quote(o) for o in overrides)
-    return {"eval": ev, "export": f"dfine export -r {w} --format onnx",
-            "predict": f"dfine predict -m {w} {shlex.quote(images or 'IMAGES')}"}
+    pictures = shlex.quote(os.path.abspath(images)) if images else "IMAGES"
+    return {"eval": ev, "export": f"dfine export -r {w} --format onnx", "predict": f"dfine predict -m {w} {pictures}"}

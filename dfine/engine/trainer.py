@@ -47,7 +47,8 @@ from . import dist
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
 from .precision import choose_precision
-from .summary import classes_line, dataset_line, duration, next_commands, parameters_line, user_overrides
+from .summary import (classes_line, dataset_line, duration, images_folder, next_commands, parameters_line,
+                      user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 
 __all__ = ["Trainer", "BestTracker", "load_backbone", "check_output_dir", "check_input_size"]
@@ -199,13 +200,16 @@ class Trainer:
     ``max_nonfinite``: non-finite losses in a row after which the run stops (each one skips
     its step). ``max_steps``: stop each epoch after this many steps (quick runs and tests).
     ``patience``: stop when the validation AP has not improved for this many evaluations in a
-    row (the best weights stay in ``best_stg*.pth``). ``progress``: tqdm bars.
+    row (the best weights stay in ``best_stg*.pth``). ``progress``: tqdm bars. ``warmup_share``
+    (``dfine train --data``): a recipe lr warmup longer than this share of the run's steps (as
+    built: the train set's images, the batch, ``max_steps``) is shortened to it, in one line.
 
     From Python: ``metrics = Trainer(load_config(path, overrides)).fit()``.
     """
 
     def __init__(self, cfg: Config, *, test_only: bool = False, max_nonfinite: int = 10,
-                 max_steps: Optional[int] = None, progress: bool = True, patience: Optional[int] = None) -> None:
+                 max_steps: Optional[int] = None, progress: bool = True, patience: Optional[int] = None,
+                 warmup_share: Optional[float] = None) -> None:
         if patience is not None and patience < 1:
             raise DfineError(f"patience must be at least 1 evaluation, got {patience}")
         self.output_dir = Path(cfg.output_dir)
@@ -260,6 +264,8 @@ class Trainer:
 
         self.optimizer = build_optimizer(cfg.optimizer, dist.unwrap(self.model))
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer)
+        self.cfg, self.warmup_note = self._short_run_warmup(cfg, warmup_share)
+        cfg = self.cfg
         self.lr_warmup_scheduler = build_warmup(cfg, self.optimizer)
         steps = len(self.train_loader) if self.train_loader is not None else 1
         self.flat_cosine = build_flat_cosine(cfg, self.optimizer, min(steps, max_steps or steps))
@@ -340,6 +346,23 @@ class Trainer:
             _set_rng_state(rng[min(dist.rank(), len(rng) - 1)])
 
     # ---------------------------------------------------------------- loop
+
+    def _short_run_warmup(self, cfg: Config, share: Optional[float]) -> Tuple[Config, str]:
+        """``cfg`` with the lr warmup shortened to ``share`` of the run's steps when the recipe's is
+        longer (:func:`dfine.recipes.short_run_warmup`), and the line that says so."""
+        warm = cfg.lr_warmup_scheduler
+        if share is None or warm is None or self.train_loader is None or cfg.epochs is None:
+            return cfg, ""
+        from dfine.recipes import short_run_warmup
+
+        batches = len(self.train_loader)
+        short = short_run_warmup(warm.warmup_duration, cfg.epochs, min(batches, self.max_steps or batches),
+                                 images=len(self.train_set), batch=cfg.train_dataloader.total_batch_size,
+                                 capped=self.max_steps is not None and self.max_steps < batches, share=share)
+        if short is None:
+            return cfg, ""
+        return dataclasses.replace(cfg, lr_warmup_scheduler=dataclasses.replace(warm, warmup_duration=short.warmup)), \
+            short.note()
 
     @property
     def stop_epoch(self) -> Optional[int]:
@@ -488,11 +511,14 @@ class Trainer:
                  f"schedule: {epochs}, {steps} steps per epoch (batch {self.train_loader.batch_size} per process)"
                  + (f", early stop after {self.patience} evaluations without improvement" if self.patience else ""),
                  f"output: {self.output_dir}"]
-        lines[:0] = [note for note in (self.precision.note, self.size_note) if note]
+        lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note) if note]
         return lines
 
     def _best_weights(self) -> Optional[Path]:
-        for name in ("best_stg2.pth", "best_stg1.pth", "last.pth"):
+        """``best_stg2.pth`` over ``best_stg1.pth``; ``last.pth`` when no evaluation scored above
+        AP 0 (then the first epoch's weights are no better than the most trained ones)."""
+        names = ("best_stg2.pth", "best_stg1.pth") if self.best_ap > 0 else ()
+        for name in (*names, "last.pth"):
             if (self.output_dir / name).is_file():
                 return self.output_dir / name
         return None
@@ -512,21 +538,26 @@ class Trainer:
         if best is not None:
             lines.append(f"best weights: {best}")
             lines += [f"  {k + ':':8s} {v}" for k, v in
-                      next_commands(self.cfg, best, self.cfg.val_dataloader.dataset.img_folder).items()]
+                      next_commands(self.cfg, best, images_folder(self.val_set)).items()]
         self._print("\n".join(lines))
         return result
 
     def _restart_ema(self, decay: float, epoch: int) -> None:
         """Published stop-epoch refresh: reload ``best_stg1.pth`` (weights, EMA, optimiser,
-        schedulers) and continue with EMA decay ``decay``."""
+        schedulers) and continue with EMA decay ``decay``. Not reloaded while no evaluation has
+        scored above AP 0: that file is then the first epoch's weights, and reloading it at every
+        restart would throw away all training since (a hard dataset, a short run)."""
         path = self.output_dir / "best_stg1.pth"
         dist.barrier()
-        if path.is_file():
+        reload = path.is_file() and self.best.top1 > 0
+        if reload:
             self.load_resume(ckpt_io.read_checkpoint(path), str(path), counters=False)
         if self.ema is not None:
             self.ema.decay = decay
-            self._print(f"epoch {epoch + 1}: EMA restarted from {path.name if path.is_file() else 'current weights'} "
-                        f"with decay {decay}")
+            why = "" if reload or not path.is_file() else (f" ({path.name} not reloaded: no evaluation has scored above "
+                                                            f"AP 0 yet, so it is no better than the current weights)")
+            self._print(f"epoch {epoch + 1}: EMA restarted from {path.name if reload else 'current weights'} "
+                        f"with decay {decay}{why}")
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over the training loader; returns mean losses and the last LR."""

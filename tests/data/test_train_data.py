@@ -35,30 +35,17 @@ def _voc(root):
 
 
 def _trained(out, capsys):
-    """Checks the run's files and printed next steps; returns what it wrote to stderr."""
+    """Checks the run's files and printed next steps; returns what it printed (``.out``, ``.err``)."""
     printed = capsys.readouterr()
     assert (out / "last.pth").is_file()
     assert f"best weights: {out}" in printed.out and f"dfine predict -m {out}" in printed.out
-    return printed.err
-
-
-def test_train_from_a_yolo_folder(tmp_path, capsys):
-    src, out = _yolo(tmp_path / "fruit"), tmp_path / "run"
-    before = sorted(p.relative_to(src) for p in src.rglob("*"))
-    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
-    _trained(out, capsys)
-    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # the source untouched
-    train = json.loads((out / "data/annotations/instances_train.json").read_text())
-    assert [c["name"] for c in train["categories"]] == ["apple", "pear"]
-    from dfine.checkpoint import read_checkpoint
-    ckpt = read_checkpoint(out / "last.pth")
-    assert list(ckpt["class_names"]) == ["apple", "pear"]
+    return printed
 
 
 def test_train_from_a_voc_folder(tmp_path, capsys):
     src, out = _voc(tmp_path / "VOC"), tmp_path / "run"
     assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
-    assert "no ImageSets/Main split files: 1 of 3 images became val" in _trained(out, capsys)
+    assert "no ImageSets/Main split files: 1 of 3 images became val" in _trained(out, capsys).err
     assert (out / "data/annotations/instances_val.json").is_file() and not (src / "annotations").exists()
 
 
@@ -131,14 +118,58 @@ def test_cpu_run_without_batch_gets_a_cpu_batch(tmp_path):
     assert not any(o.startswith("train_dataloader.total_batch_size") for o in gpu.overrides)
 
 
-def test_short_run_gets_a_warmup_of_a_tenth_of_its_steps(tmp_path):
-    from dfine.recipes import RECIPES_DIR, short_run_warmup
+def test_short_run_gets_a_warmup_of_a_tenth_of_its_steps():
+    from dfine.recipes import short_run_warmup
 
-    src = _yolo(tmp_path / "fruit")  # 2 train images
-    run = data_run(src, "dfine_n", epochs=20, batch=1, output_dir=tmp_path / "run", device="cpu")
-    assert "lr_warmup_scheduler.warmup_duration=4" in run.overrides  # 20 epochs x 2 steps = 40 steps
-    assert ("lr warmup 4 steps, not the recipe's 500: this run has only 40 steps (2 images, batch 1, 20 epochs)"
-            in run.notes)
-    recipe = RECIPES_DIR / "dfine" / "custom" / "dfine_hgnetv2_n_custom.yml"
-    assert short_run_warmup(recipe, 4000, 8, 20) is None  # 10,000 steps: the recipe's 500 is 5% of them
-    assert short_run_warmup(recipe, 100, None, None) == (22, 500, 220, 128, 220)  # recipe batch and epochs: 1 step an epoch
+    assert short_run_warmup(500, 20, 1250) is None  # 25,000 steps: the recipe's 500 is 2% of them
+    short = short_run_warmup(500, 20, 2, images=2, batch=1)
+    assert (short.warmup, short.steps) == (4, 40)
+    assert short.note() == "lr warmup 4 steps, not the recipe's 500: this run has only 40 steps (2 images, batch 1, 20 epochs)"
+    capped = short_run_warmup(500, 3, 5, images=400, batch=8, capped=True)  # --max-steps 5 of 50 batches
+    assert (capped.warmup, capped.steps) == (2, 15) and "(--max-steps 5 per epoch, 3 epochs)" in capped.note()
+
+
+def test_train_data_shortens_the_warmup_by_the_steps_it_runs(tmp_path, capsys):
+    """The trainer counts the steps of the loader it built, --max-steps included; the checkpoint
+    keeps the warmup it ran with."""
+    src, out = _yolo(tmp_path / "fruit"), tmp_path / "run"
+    args = [a if a != "2" else "1" for a in TINY]  # batch 1: 2 steps an epoch, --max-steps 1 keeps 1
+    assert main(["train", "--data", str(src), "-o", str(out), *args]) == 0
+    printed = capsys.readouterr()
+    assert "lr warmup 1 steps, not the recipe's 500: this run has only 1 steps (--max-steps 1 per epoch, 1 epochs)" \
+        in printed.out
+    from dfine.checkpoint import read_checkpoint
+    assert read_checkpoint(out / "last.pth")["lr_warmup_scheduler"]["warmup_duration"] == 1
+
+
+def test_train_from_a_yolo_folder_and_printed_commands_work_from_another_folder(tmp_path, monkeypatch, capsys):
+    """``dfine train --data fruit`` from one folder with relative paths: the source is untouched,
+    the names are the dataset's, and the eval, export and predict commands it prints run as
+    printed from another folder."""
+    import shlex
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    src, out = _yolo(work / "fruit"), work / "output/fruit_dfine_n"
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["train", "--data", "fruit", *TINY]) == 0  # output into ./output/fruit_dfine_n
+    printed = _trained(out, capsys).out
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # the source untouched
+    train = json.loads((out / "data/annotations/instances_train.json").read_text())
+    assert [c["name"] for c in train["categories"]] == ["apple", "pear"]
+    from dfine.checkpoint import read_checkpoint
+    assert list(read_checkpoint(out / "last.pth")["class_names"]) == ["apple", "pear"]
+    commands = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in printed.splitlines()
+                if line.startswith("  ") and line.strip().split(":", 1)[0] in ("eval", "export", "predict")}
+    assert set(commands) == {"eval", "export", "predict"}, printed
+    monkeypatch.chdir(elsewhere)
+    for name in ("eval", "export", "predict"):
+        argv = shlex.split(commands[name])
+        assert argv[0] == "dfine"
+        assert main(argv[1:]) == 0, f"{name}: {commands[name]}"
+    text = capsys.readouterr().out
+    assert "apple" in text and "pear" in text  # the eval's per-class table
+    assert list(out.glob("*.onnx"))
+    predictions = json.loads(next(elsewhere.rglob("predictions.json")).read_text())
+    assert {p["category_id"] for p in predictions} <= {0, 1}

@@ -239,10 +239,36 @@ def test_summaries_name_data_classes_and_next_commands(coco128, tmp_path, capsys
     result = trainer.fit()
     text = capsys.readouterr().out
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in text
-    best = tmp_path / "out" / "best_stg1.pth"
+    best = tmp_path / "out" / ("best_stg1.pth" if result["best_AP"] > 0 else "last.pth")  # 1 step: AP 0 likely
     assert result["best_weights"] == best and f"best weights: {best}" in text
     assert f"dfine eval -c {recipe} -r {best}" in text and f"dfine export -r {best} --format onnx" in text
     assert f"dfine predict -m {best} {coco128 / 'train2017'}" in text
     assert "UserWarning" not in text
     log = json.loads((tmp_path / "out" / "log.jsonl").read_text().splitlines()[0])
     assert len(log["train_step_losses"]) == 1 and (tmp_path / "out" / "loss.png").stat().st_size > 10_000
+
+
+def test_ap_zero_all_along_keeps_training_after_the_stop_epoch(coco128, tmp_path, capsys):
+    """A hard dataset where no evaluation scores above AP 0: best_stg1.pth is the first epoch's
+    weights, no better than later ones. The stop-epoch EMA restart (and the restarts after
+    epochs that do not improve) must not throw the training since then away, and the weights to
+    use next are the last ones."""
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=3, stop_epoch=1, size=256),
+                                  ["seed=0", "use_amp=False"]), progress=False,
+                      max_steps=1)
+    real = trainer.evaluate
+
+    def zero_ap():
+        metrics = real()
+        metrics.stats[0] = 0.0
+        return metrics
+
+    trainer.evaluate = zero_ap
+    result = trainer.fit()
+    out = tmp_path / "out"
+    steps = [float(s["step"]) for s in torch.load(out / "last.pth", weights_only=False)["optimizer"]["state"].values()]
+    assert set(steps) == {3.0}  # one optimiser step in each of the 3 epochs, none undone by a reload
+    assert result["best_weights"] == out / "last.pth" and result["best_AP"] == 0.0
+    text = capsys.readouterr()
+    assert "no evaluation has scored above AP 0" in text.out + text.err
+    assert f"best weights: {out / 'last.pth'}" in text.out
