@@ -210,7 +210,14 @@ class FDRDecoder(nn.Module):
 
         Copied once into that layout, so that every layer's per-level reshape is a view."""
         b, length, c = memory.shape
-        value = memory.reshape(b, length, self.num_head, c // self.num_head).permute(0, 2, 3, 1).contiguous()
+        heads = self.num_head
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or memory.device.type != "cpu":
+            value = memory.reshape(b, length, heads, c // heads).permute(0, 2, 3, 1).contiguous()
+        else:  # per image a 2-D transpose, for which PyTorch's CPU copy has a blocked kernel (about 2x faster)
+            value = memory.new_empty(b, c, length)
+            for i in range(b):
+                value[i].copy_(memory[i].t())
+            value = value.view(b, heads, c // heads, length)
         return list(value.split([h * w for h, w in shapes], dim=-1))
 
     def forward(self, target: Tensor, ref_unact: Tensor, memory: Tensor, shapes: List[List[int]],

@@ -170,7 +170,10 @@ class HybridEncoder(nn.Module):
                 b, c, h, w = proj[idx].shape
                 tokens = proj[idx].flatten(2).permute(0, 2, 1)
                 pos = self.position_embedding(h, w, tokens.device).to(tokens.dtype)
-                proj[idx] = enc(tokens, pos).permute(0, 2, 1).reshape(b, c, h, w).contiguous()
+                # back to the map's own layout (a view when it is channels-last, as in CPU inference)
+                layout = (torch.channels_last if proj[idx].is_contiguous(memory_format=torch.channels_last)
+                          else torch.contiguous_format)
+                proj[idx] = enc(tokens, pos).permute(0, 2, 1).reshape(b, c, h, w).contiguous(memory_format=layout)
 
         # top-down: from the coarsest map, upsample and fuse with the next finer one
         n = len(proj)

@@ -74,22 +74,62 @@ def fast_inference() -> bool:
     return not torch.is_grad_enabled()
 
 
-def folded_conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module) -> Tuple[Tensor, Tensor]:
-    """``(weight, bias)`` of one conv equal to ``bn(conv(x))`` with ``bn`` in eval mode, channels-last.
+def folded_conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module,
+                   affine: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
+    """``(weight, bias)`` of one conv equal to ``bn(conv(x))`` with ``bn`` in eval mode, channels-last;
+    with ``affine=(s, t)`` (one-element tensors) the conv equals ``s * bn(conv(x)) + t`` instead.
 
     Cached on ``owner`` and recomputed whenever any of the tensors involved changed (in-place
     updates bump their version; loading or replacing them changes their storage).
     """
-    tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var) + tuple(affine or ())
     key = tuple((t._version, t.data_ptr()) for t in tensors)
     cached = owner.__dict__.get("_folded")
     if cached is None or cached[0] != key:
         with torch.no_grad():
             scale = bn.weight / (bn.running_var + bn.eps).sqrt()
-            weight = (conv.weight * scale.reshape(-1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
             bias = bn.bias - bn.running_mean * scale
+            if affine is not None:
+                scale, bias = scale * affine[0], bias * affine[0] + affine[1]
+            weight = (conv.weight * scale.reshape(-1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
         cached = owner.__dict__["_folded"] = (key, weight, bias)
     return cached[1], cached[2]
+
+
+# activations oneDNN can apply inside its convolution ("hardtanh" is a clamp to [lo, hi])
+_ONEDNN_UNARY = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Identity: "none"}
+
+
+def _onednn_inference(x: Tensor, weight: Tensor) -> bool:
+    """True for an eager CPU float32 convolution without gradients (not traced, exported, compiled
+    or seen by a dispatch mode such as ``FlopCounterMode``, which should see the plain ops)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and x.dim() == 4 and x.shape[0] > 0 and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+                     or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0))
+
+
+def conv_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], conv: nn.Conv2d, act: nn.Module,
+             clamp: Optional[Tuple[float, float]] = None) -> Tensor:
+    """``act(conv2d(x, weight, bias))`` with ``conv``'s stride, padding, dilation and groups, or with
+    ``clamp=(lo, hi)`` (``act`` ignored; either bound may be infinite) the conv output clamped.
+
+    ``x [B, C_in, H, W]`` -> ``[B, C_out, H', W']``. In eager CPU float32 inference this is one
+    oneDNN call with the activation fused (one pass over the output instead of two, and oneDNN
+    also for the small and 1x1 convs PyTorch would send to its slower fallback); in training, on
+    CUDA and while tracing/exporting, plain ``F.conv2d`` and the activation.
+    """
+    attr = "hardtanh" if clamp is not None else _ONEDNN_UNARY.get(type(act))
+    if attr is not None and not isinstance(conv.padding, str) and _onednn_inference(x, weight):
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
+            attr, list(clamp) if clamp is not None else [], "")
+    y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    if clamp is None:
+        return act(y)
+    lo, hi = clamp
+    return y.clamp_min(lo) if hi == math.inf else y.clamp_max(hi) if lo == -math.inf else y.clamp(lo, hi)
 
 
 def _channels_last_stats(x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -162,12 +202,14 @@ def batch_norm_train(bn: nn.Module, x: Tensor, weight: Optional[Tensor] = None,
     return _ChannelsLastBatchNorm.apply(x, weight, bias, mean.float(), var.float(), bn.eps)
 
 
-def conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module, x: Tensor) -> Tensor:
-    """``bn(conv(x))``; without gradients and with ``bn`` in eval mode, one folded conv."""
+def conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module, x: Tensor, act: Optional[nn.Module] = None) -> Tensor:
+    """``act(bn(conv(x)))`` (no activation when ``act`` is None); without gradients and with ``bn``
+    in eval mode, one folded conv with the activation fused (:func:`conv_act`)."""
+    act = act if act is not None else nn.Identity()
     if bn.training or not fast_inference():
-        return batch_norm_train(bn, conv(x))
+        return act(batch_norm_train(bn, conv(x)))
     weight, bias = folded_conv_bn(owner, conv, bn)
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return conv_act(x, weight, bias, conv, act)
 
 
 class ConvNorm(nn.Module):
@@ -186,8 +228,9 @@ class ConvNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if hasattr(self, "conv_bn_fused"):
-            return self.act(self.conv_bn_fused(x))
-        return self.act(conv_bn(self, self.conv, self.norm, x))
+            fused = self.conv_bn_fused
+            return conv_act(x, fused.weight, fused.bias, fused, self.act)
+        return conv_bn(self, self.conv, self.norm, x, self.act)
 
     def convert_to_deploy(self) -> None:
         if hasattr(self, "conv_bn_fused"):
@@ -223,10 +266,10 @@ class RepVGGBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if hasattr(self, "conv"):
-            return self.act(self.conv(x))
+            return conv_act(x, self.conv.weight, self.conv.bias, self.conv, self.act)
         if self.training or not fast_inference():
             return self.act(self.conv1(x) + self.conv2(x))
-        return self.act(F.conv2d(x, *self._folded_weights(), padding=1))
+        return conv_act(x, *self._folded_weights(), self.conv1.conv, self.act)
 
     def _folded_weights(self) -> Tuple[Tensor, Tensor]:
         """The single 3x3 conv equal to both branches (cached like :func:`folded_conv_bn`)."""

@@ -42,12 +42,7 @@ def test_training_without_targets_is_a_clear_error():
 
 @pytest.mark.parametrize("grad", [False, True])
 def test_fast_eval_path_and_deploy_give_the_same_outputs(grad):
-    model = tiny_model()
-    with torch.no_grad():  # non-trivial batch-norm statistics
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
+    model = _randomised_tiny_model()
     model.eval()
     x = torch.rand(1, 3, 128, 160)
     with torch.set_grad_enabled(grad):
@@ -58,6 +53,50 @@ def test_fast_eval_path_and_deploy_give_the_same_outputs(grad):
     for out in (fast, deployed):
         torch.testing.assert_close(out["pred_logits"], ref["pred_logits"], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(out["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=1e-4)
+
+
+def _randomised_tiny_model():
+    """Tiny model with non-trivial batch-norm statistics and learnable affine blocks (negative
+    scales included), so that every folded form is exercised."""
+    from dfine.models.hgnetv2 import LearnableAffineBlock
+    model = tiny_model()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+            elif isinstance(m, LearnableAffineBlock):
+                m.scale.uniform_(-1.5, 1.5, generator=gen)
+                m.bias.uniform_(-0.5, 0.5, generator=gen)
+    assert any(float(m.scale.detach()) < 0 for m in model.modules() if isinstance(m, LearnableAffineBlock))
+    return model
+
+
+@pytest.mark.parametrize("deploy", [False, True])
+def test_cpu_inference_fuses_convolutions_with_their_activations(deploy):
+    """Eager CPU inference runs every conv as one oneDNN call with its activation (or the folded
+    ReLU + affine clamp) inside, and gives the outputs of the plain PyTorch ops."""
+    from torch.profiler import ProfilerActivity, profile
+    model = _randomised_tiny_model().eval()
+    if deploy:
+        model.deploy()
+    x = torch.rand(1, 3, 128, 160)
+    with torch.no_grad():
+        with torch.backends.mkldnn.flags(enabled=False):
+            plain = model(x)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            fused = model(x)
+    names = [e.name for e in prof.events()]
+    assert "mkldnn::_convolution_pointwise" in names
+    # activations on feature maps [B, C, H, W] all ran inside the convs
+    separate = [e.name for e in prof.events() if e.name in ("aten::relu", "aten::silu", "aten::clamp_min",
+                                                            "aten::clamp_max", "aten::clamp")
+                and e.input_shapes and len(e.input_shapes[0]) == 4 and e.input_shapes[0][-1] > 1]
+    assert separate == []
+    assert names.count("aten::convolution") <= 1  # only the squeeze-excitation's 1x1 conv on pooled maps
+    for key in ("pred_logits", "pred_boxes"):
+        torch.testing.assert_close(fused[key], plain[key], atol=1e-4, rtol=1e-4)
 
 
 def test_folded_weights_follow_weight_changes():
