@@ -101,10 +101,10 @@ _ONEDNN_UNARY = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Identity: "none"}
 
 
 def _onednn_inference(x: Tensor, weight: Tensor) -> bool:
-    """True for an eager CPU float32 convolution without gradients (not traced, exported, compiled
-    or seen by a dispatch mode such as ``FlopCounterMode``, which should see the plain ops)."""
+    """True for an eager CPU float32 convolution without gradients or autocast (not traced, exported,
+    compiled or seen by a dispatch mode such as ``FlopCounterMode``, which should see the plain ops)."""
     return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.dim() == 4 and x.shape[0] > 0 and not torch.is_grad_enabled()
+            and x.dim() == 4 and x.shape[0] > 0 and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
                      or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0))
