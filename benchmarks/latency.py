@@ -1,10 +1,13 @@
-"""CPU latency of the model alone: batch 1, 640x640, eager, eval mode (and deploy form), 2 threads.
+"""CPU latency of the model alone: batch 1, 640x640, eager, eval mode and deploy form, 2 threads.
 
 Prints the CPU's vector extensions (and any ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` cap,
-e.g. ``=avx2`` / ``=AVX2`` to stand in for an AVX2 CPU), then per size the best of ``--rounds``
-medians over warm runs, params and GFLOPs, and with ``--ref DIR`` (a local checkout of the
-published D-FINE, never committed) the published model timed in the same rounds, taking turns,
-and the ratio ours / published.
+e.g. ``=avx2`` / ``=AVX2`` to stand in for an AVX2 CPU), then per size params, GFLOPs and the
+latency of each form. With ``--ref DIR`` (a local checkout of the published D-FINE, never
+committed) the published model is built in the same process as ours (one size per process, as
+its config system keeps global state) and the two take turns, one forward pass each, ``--pairs``
+times: each pair gives one ratio ours / published, taken under the same load, and the median of
+those ratios (with its quartiles) is the figure to read. A shared machine slows both alike, so
+the paired ratio stays steady where separate timings do not.
 
     python benchmarks/latency.py --ref /path/to/D-FINE
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/latency.py --ref /path/to/D-FINE
@@ -19,15 +22,20 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
+from typing import Callable, Dict, List
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+FORMS = ("eval", "deploy")
 
-def median_ms(fn, x: torch.Tensor, warmup: int, runs: int) -> float:
+
+def median_ms(fn: Callable, x: torch.Tensor, warmup: int, runs: int) -> float:
+    """Median wall time of ``fn(x)`` in ms over ``runs`` calls after ``warmup`` (inference mode)."""
     with torch.inference_mode():
         for _ in range(warmup):
             fn(x)
@@ -46,66 +54,86 @@ def gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
     return counter.get_total_flops() / 1e9
 
 
-_REF = r"""
-import sys, json, types, torch
-sys.modules.setdefault("calflops", types.SimpleNamespace(calculate_flops=None))  # its import pulls in transformers
-sys.path.insert(0, sys.argv[1])
-sys.path.insert(0, sys.argv[2])
-from benchmarks.latency import median_ms
-from src.core import YAMLConfig
-torch.set_num_threads(int(sys.argv[4]))
-cfg = YAMLConfig(f"{sys.argv[1]}/configs/dfine/dfine_hgnetv2_{sys.argv[3]}_coco.yml", HGNetv2={"pretrained": False})
-model = cfg.model.eval()
-x = torch.rand(1, 3, 640, 640)
-res = {"eval": median_ms(model, x, int(sys.argv[5]), int(sys.argv[6]))}
-model.deploy()
-res["deploy"] = median_ms(model, x, int(sys.argv[5]), int(sys.argv[6]))
-print(json.dumps(res))
-"""
+def published_model(ref: Path, size: str, deploy: bool) -> torch.nn.Module:
+    """The published D-FINE ``size`` model (random weights) from a local checkout."""
+    sys.modules.setdefault("calflops", types.SimpleNamespace(calculate_flops=None))  # its import pulls in transformers
+    sys.path.insert(0, str(ref))
+    cwd = os.getcwd()
+    os.chdir(ref)
+    try:
+        from src.core import YAMLConfig
+        cfg = YAMLConfig(str(ref / f"configs/dfine/dfine_hgnetv2_{size}_coco.yml"), HGNetv2={"pretrained": False})
+        model = cfg.model.eval()
+    finally:
+        os.chdir(cwd)
+    return model.deploy() if deploy else model
 
 
-def reference_ms(ref: Path, size: str, threads: int, warmup: int, runs: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", _REF, str(ref), str(ROOT), size, str(threads), str(warmup), str(runs)],
-                         check=True, capture_output=True, text=True, cwd=ref)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def paired_times(models: Dict[str, torch.nn.Module], x: torch.Tensor, warmup: int, pairs: int) -> Dict[str, List[float]]:
+    """Wall times (ms) of one forward pass of each model, ``pairs`` rounds, the order rotating."""
+    names = list(models)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for model in models.values():
+                model(x)
+        for i in range(pairs):
+            for name in names[i % len(names):] + names[: i % len(names)]:
+                t = time.perf_counter()
+                models[name](x)
+                times[name].append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def child(args: argparse.Namespace) -> None:
+    """One size in this process: time ours (and the published) and print one JSON row."""
+    import dfine
+    torch.set_num_threads(args.threads)
+    size = args.child
+    x = torch.rand(1, 3, 640, 640)
+    models = {"eval": dfine.build_model(f"dfine_{size}").eval(),
+              "deploy": dfine.build_model(f"dfine_{size}").eval().deploy()}
+    row = {"model": f"dfine_{size}", "params": sum(p.numel() for p in models["eval"].parameters()),
+           "gflops": round(gflops(models["deploy"], x), 2)}
+    if args.ref:
+        for form in FORMS:
+            models[f"published_{form}"] = published_model(args.ref.resolve(), size, form == "deploy")
+    times = paired_times(models, x, args.warmup, args.pairs)
+    for name, values in times.items():
+        row[f"{name}_ms"] = {"min": round(min(values), 1), "median": round(statistics.median(values), 1)}
+    if args.ref:
+        for form in FORMS:
+            ratios = [a / b for a, b in zip(times[form], times[f"published_{form}"])]
+            q1, median, q3 = statistics.quantiles(ratios, n=4)
+            row[f"ratio_{form}"] = {"median": round(median, 3), "quartiles": [round(q1, 3), round(q3, 3)],
+                                    "of_mins": round(min(times[form]) / min(times[f"published_{form}"]), 3)}
+    print(json.dumps(row))
 
 
 def main() -> None:
-    import dfine
     from dfine.export.benchmark import cpu_line
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["n", "s"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, ours and the published taking turns")
-    parser.add_argument("--ref", type=Path, help="local checkout of the published D-FINE, timed in the same run")
+    parser.add_argument("--pairs", type=int, default=30, help="rounds in which every model runs once, taking turns")
+    parser.add_argument("--ref", type=Path, help="local checkout of the published D-FINE, timed in the same process")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"{cpu_line()} at start; best of {args.rounds} interleaved rounds, each the median of {args.runs} runs")
-    x = torch.rand(1, 3, 640, 640)
+    if args.child:
+        return child(args)
+    if args.ref and not (args.ref / "src" / "core").is_dir():
+        raise SystemExit(f"--ref {args.ref}: not a checkout of the published D-FINE (no src/core); "
+                         f"pass the folder of a clone of github.com/Peterande/D-FINE")
+    print(f"{cpu_line()} at start; {args.pairs} rounds, each model once per round, taking turns")
     for size in args.sizes:
-        model = dfine.build_model(f"dfine_{size}").eval()
-        deployed = dfine.build_model(f"dfine_{size}").eval().deploy()
-        row = {"model": f"dfine_{size}", "params": sum(p.numel() for p in model.parameters()),
-               "gflops": round(gflops(deployed, x), 2)}
-        times = {k: [] for k in ("eval", "deploy", "published_eval", "published_deploy")}
-        for _ in range(args.rounds):
-            times["eval"].append(median_ms(model, x, args.warmup, args.runs))
-            times["deploy"].append(median_ms(deployed, x, args.warmup, args.runs))
-            if args.ref:
-                ref = reference_ms(args.ref.resolve(), size, args.threads, args.warmup, args.runs)
-                times["published_eval"].append(ref["eval"])
-                times["published_deploy"].append(ref["deploy"])
-        for key, values in times.items():
-            if values:
-                row[f"{key}_ms"] = round(min(values), 1)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", size, "--threads", str(args.threads),
+               "--warmup", str(args.warmup), "--pairs", str(args.pairs)]
         if args.ref:
-            row["ratio_eval"] = round(min(times["eval"]) / min(times["published_eval"]), 3)
-            row["ratio_deploy"] = round(min(times["deploy"]) / min(times["published_deploy"]), 3)
-            row["ratio_deploy_per_round"] = [round(a / b, 3) for a, b in zip(times["deploy"], times["published_deploy"])]
-        print(json.dumps(row))
+            cmd += ["--ref", str(args.ref.resolve())]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        print(out.stdout.strip().splitlines()[-1], flush=True)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 
