@@ -113,15 +113,15 @@ def write_video(frames, path: Path, fps: float) -> None:
     out.release()
 
 
-def run_tracker(config, dets, fps: float, path: Path) -> List[Tuple[int, int, Box]]:
+def run_tracker(config, dets, video, fps: float, path: Path) -> List[Tuple[int, int, Box]]:
     """Feed the cached detections to a fresh tracker; write its MOT file (class column 1); return
     (frame, track id, box) rows."""
     from dfine.integrations.tracking import tracker_input
     tracker = config.make(fps)
     lines, rows = [], []
-    for f, d in enumerate(dets, start=1):
+    for f, (d, frame) in enumerate(zip(dets, video), start=1):
         s = d.to_supervision()
-        tracks = tracker.update(tracker_input(s[s.confidence > config.detection_conf], None, config.nms))
+        tracks = tracker.update(tracker_input(s[s.confidence > config.detection_conf], None, config.nms), frame)
         tracks = tracks[tracks.tracker_id >= 0]
         for (x0, y0, x1, y1), tid, score in zip(tracks.xyxy, tracks.tracker_id, tracks.confidence):
             lines.append(f"{f},{tid},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.3f},1,-1,-1\n")
@@ -220,6 +220,8 @@ def main() -> None:
     p.add_argument("--lost-frames", type=int, default=30)
     p.add_argument("--min-frames", type=int, default=None, help="default: each tracker's own")
     p.add_argument("--nms", type=float, default=0.7, help="class-agnostic NMS IoU before tracking (0: off)")
+    p.add_argument("--appearance", nargs="+", default=["colour", "none"], choices=("colour", "none"),
+                   help="appearance cues to compare, each tracker with each (default both)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="one video per seed (default 1)")
     p.add_argument("--out", type=Path, default=Path("runs/bench_tracking"))
     args = p.parse_args()
@@ -231,9 +233,11 @@ def main() -> None:
     from dfine.export.benchmark import cpu_line
 
     args.out.mkdir(parents=True, exist_ok=True)
-    configs = {name: TrackerConfig(name, conf=args.conf, low_conf=args.low_conf, match_iou=args.match_iou,
-                                   lost_frames=args.lost_frames, min_frames=args.min_frames, nms=args.nms or None)
-               for name in TRACKERS}
+    configs = {name if cue == "colour" else f"{name}/{cue}":
+               TrackerConfig(name, conf=args.conf, low_conf=args.low_conf, match_iou=args.match_iou,
+                             lost_frames=args.lost_frames, min_frames=args.min_frames, nms=args.nms or None,
+                             appearance=cue)
+               for cue in args.appearance for name in TRACKERS}
     det = dfine.Detector(args.model, conf=min(c.detection_conf for c in configs.values()), batch_size=8)
     for seed in args.seeds:
         out = args.out / f"seed{seed}"
@@ -254,36 +258,36 @@ def main() -> None:
             recall = detector_recall(truth, dets, conf)
             print(f"  detector recall at score > {conf:g}, by visibility: " + ", ".join(
                 f"{k} {a}/{b} = {a / max(b, 1):.2f}" for k, (a, b) in recall.items()))
-        print(f"  {'tracker':10} {'MOTA':>6} {'IDF1':>6} {'IDSW':>5} {'swap':>5} {'gap':>5} {'FP':>5} {'FN':>5}  "
+        print(f"  {'tracker':14} {'MOTA':>6} {'IDF1':>6} {'IDSW':>5} {'swap':>5} {'gap':>5} {'FP':>5} {'FN':>5}  "
               f"bar (IDF1>=0.8, IDSW<={events})")
         for name, config in configs.items():
-            rows = run_tracker(config, dets, args.fps, out / f"{name}.txt")
+            rows = run_tracker(config, dets, video, args.fps, out / f"{name.replace('/', '-')}.txt")
             if not rows:
-                print(f"  {name:10} no tracks at all (is --model the trained demo model? try a lower --conf)")
+                print(f"  {name:14} no tracks at all (is --model the trained demo model? try a lower --conf)")
                 continue
-            r = evaluate_mot_sequence(out / "gt.txt", out / f"{name}.txt", metrics=["CLEAR", "Identity"])
+            r = evaluate_mot_sequence(out / "gt.txt", out / f"{name.replace('/', '-')}.txt", metrics=["CLEAR", "Identity"])
             ok = r.Identity.IDF1 >= 0.8 and r.CLEAR.IDSW <= events
             swaps, gaps = switch_kinds(rows, truth)
             results[(seed, name)] = {"MOTA": r.CLEAR.MOTA, "IDF1": r.Identity.IDF1, "IDSW": r.CLEAR.IDSW, "events": events}
-            print(f"  {name:10} {r.CLEAR.MOTA:6.3f} {r.Identity.IDF1:6.3f} {r.CLEAR.IDSW:5d} {swaps:5d} {gaps:5d} "
+            print(f"  {name:14} {r.CLEAR.MOTA:6.3f} {r.Identity.IDF1:6.3f} {r.CLEAR.IDSW:5d} {swaps:5d} {gaps:5d} "
                   f"{r.CLEAR.CLR_FP:5d} {r.CLEAR.CLR_FN:5d}  {'pass' if ok else 'FAIL'}")
         for conf in sorted({c.detection_conf for c in configs.values()}):
-            oracle_ids(truth, dets, conf, configs["sort"].nms, out / "oracle.txt")
+            oracle_ids(truth, dets, conf, args.nms or None, out / "oracle.txt")
             r = evaluate_mot_sequence(out / "gt.txt", out / "oracle.txt", metrics=["CLEAR", "Identity"])
-            print(f"  {'oracle':10} {r.CLEAR.MOTA:6.3f} {r.Identity.IDF1:6.3f} {r.CLEAR.IDSW:5d} {'':5} {'':5} "
+            print(f"  {'oracle':14} {r.CLEAR.MOTA:6.3f} {r.Identity.IDF1:6.3f} {r.CLEAR.IDSW:5d} {'':5} {'':5} "
                   f"{r.CLEAR.CLR_FP:5d} {r.CLEAR.CLR_FN:5d}  (perfect association of the detections above {conf:g})")
     if len(args.seeds) > 1:
         print(f"mean over seeds {' '.join(map(str, args.seeds))}:")
         for name in configs:
             rs = [results[(s, name)] for s in args.seeds if (s, name) in results]
             if rs:
-                print(f"  {name:10} MOTA {np.mean([r['MOTA'] for r in rs]):.3f} IDF1 {np.mean([r['IDF1'] for r in rs]):.3f} "
+                print(f"  {name:14} MOTA {np.mean([r['MOTA'] for r in rs]):.3f} IDF1 {np.mean([r['IDF1'] for r in rs]):.3f} "
                       f"IDSW {sum(r['IDSW'] for r in rs)} (occlusion events {sum(r['events'] for r in rs)})")
     t0 = time.perf_counter()
-    n = sum(1 for _ in dfine.track(out / "shapes.avi", model=det, tracker=configs["bytetrack"]))
+    n = sum(1 for _ in dfine.track(out / "shapes.avi", model=det, tracker=next(iter(configs.values()))))
     e2e_fps = n / (time.perf_counter() - t0)
     print(f"speed: detector alone {detect_fps:.1f} fps (batches of 8, decoded frames); dfine.track end to end "
-          f"{e2e_fps:.1f} fps (decode in a reader thread + detect + ByteTrack); {cpu_line()}")
+          f"{e2e_fps:.1f} fps (decode in a reader thread + detect + {next(iter(configs))}); {cpu_line()}")
 
 
 if __name__ == "__main__":

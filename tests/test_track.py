@@ -179,7 +179,7 @@ def test_cli_writes_video_mot_and_summary(tmp_path, monkeypatch, capsys):
     video = _write_video(tmp_path / "two.avi")
     monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
     out = tmp_path / "out"
-    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--tracker", "sort"]) == 0
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--tracker", "sort", "--appearance", "none"]) == 0
     assert "24 frames, 2 tracks (sort)" in capsys.readouterr().out
     rows = _mot_rows(out / "two.txt")
     assert {len(r) for r in rows} == {10}
@@ -187,7 +187,7 @@ def test_cli_writes_video_mot_and_summary(tmp_path, monkeypatch, capsys):
     assert frames == sorted(frames) and min(frames) >= 1 and max(frames) == N
     summary = json.loads((out / "two.json").read_text())
     assert summary["tracker_config"] == {"name": "sort", "conf": 0.5, "low_conf": 0.1, "match_iou": None,
-                                         "lost_frames": 30, "min_frames": None, "nms": 0.7}
+                                         "lost_frames": 30, "min_frames": None, "nms": 0.7, "appearance": "none"}
     tracks = {t["id"]: t for t in summary["tracks"]}
     for tid, t in tracks.items():
         mine = [int(r[0]) for r in rows if int(r[1]) == tid]
@@ -349,3 +349,47 @@ def test_duplicate_boxes_make_one_track(tmp_path):
     assert all(set(t.data["class_name"]) == {"square"} for _, t in pairs[3:])  # the best-scored class kept
     raw = list(dfine.track(video, model=DoubleDetector(), tracker="sort", conf=0.5, nms=None))
     assert len(set().union(*_ids_per_object(raw).values())) > 2  # without it, each copy is a track
+
+
+def _bounce(t: int, turn: int = 12, speed: int = 5):
+    """A red and a blue square (30 px, on a striped grey background) that run into each other, overlap
+    (blue in front) and at frame ``turn`` go back the way they came: (frame [80, 200, 3], boxes [2, 4])."""
+    k = t if t <= turn else 2 * turn - t
+    xa, xb = 20 + speed * k, 200 - 50 - speed * k
+    f = np.full((80, 200, 3), 90, np.uint8)
+    f[::4] = 110
+    f[25:55, xa:xa + 30] = (230, 40, 40)
+    f[25:55, xb:xb + 30] = (40, 60, 230)
+    return f, np.array([[xa, 25, xa + 30, 55], [xb, 25, xb + 30, 55]], np.float32)
+
+
+@pytest.mark.parametrize("tracker", ["bytetrack", "sort", "ocsort"])
+def test_colour_cue_keeps_ids_where_motion_alone_swaps_them(tracker):
+    """Two objects that meet and turn back: the trackers' motion model expects them to go on, so by
+    motion alone each track takes the other's box; with the colour cue (the default) each keeps its own."""
+    def ids(appearance):
+        tr = TrackerConfig(tracker, appearance=appearance).make(30.0)
+        seen = {0: set(), 1: set()}
+        for t in range(26):
+            frame, boxes = _bounce(t)
+            out = tr.update(sv.Detections(xyxy=boxes, confidence=np.full(2, 0.9, np.float32),
+                                          class_id=np.zeros(2, int)), frame)
+            for box, tid in zip(out.xyxy, out.tracker_id):
+                if tid >= 0:
+                    seen[int(np.abs(boxes[:, 0] - box[0]).argmin())].add(int(tid))
+        return seen
+    kept = ids("colour")
+    assert len(kept[0]) == 1 and len(kept[1]) == 1 and kept[0] != kept[1]
+    swapped = ids("none")
+    assert swapped[0] == swapped[1] and len(swapped[0]) == 2  # the scene does defeat motion alone
+    with pytest.raises(DfineError, match="unknown appearance cue 'reid'"):
+        TrackerConfig(tracker, appearance="reid")
+
+
+def test_colour_histograms():
+    from dfine.integrations.appearance import colour_histograms
+    frame, boxes = _bounce(0)
+    h = colour_histograms(frame, np.concatenate([boxes, [[0, 0, 0, 0], [180, 60, 230, 100]]]))
+    assert h.shape == (4, 512) and np.allclose(h[[0, 1, 3]].sum(1), 1) and h[2].sum() == 0  # empty box: 0; cut by the border: its part inside
+    red, blue = h[0].argmax(), h[1].argmax()
+    assert h[0, red] == 1 and h[1, blue] == 1 and red == (230 // 32 * 8 + 40 // 32) * 8 + 40 // 32 != blue

@@ -20,6 +20,7 @@ from typing import Optional
 from ..errors import DfineError
 
 TRACKERS = ("bytetrack", "sort", "ocsort")  # dfine.integrations.tracking.TRACKERS (not imported: CLI start-up)
+APPEARANCE = ("colour", "none")  # dfine.integrations.tracking.APPEARANCE
 
 
 def add_parser(subparsers) -> None:
@@ -43,6 +44,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--nms", type=float, default=0.7, metavar="IOU",
                    help="boxes overlapping a better one by this IoU are dropped, whatever their class, "
                         "before tracking (default 0.7; 0: off)")
+    g.add_argument("--appearance", choices=APPEARANCE, default="colour",
+                   help="colour (default): matching also compares the boxes' colour histograms, which keeps ids "
+                        "through crossings and occlusions; none: motion alone, as the trackers by themselves")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"), default=None,
                    help="default: from the model file's suffix")
     p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -111,7 +115,8 @@ def tracker_config(args: argparse.Namespace, config_class):
             allowed = f"{low}..{high}" if high is not None else f">= {low}"
             raise DfineError(f"{option} must be {allowed}, got {value}")
     return config_class(args.tracker, conf=args.conf, low_conf=args.low_conf, match_iou=args.match_iou,
-                        lost_frames=args.lost_frames, min_frames=args.min_frames, nms=args.nms or None)
+                        lost_frames=args.lost_frames, min_frames=args.min_frames, nms=args.nms or None,
+                        appearance=args.appearance)
 
 
 def _loop(run_, log, video) -> None:

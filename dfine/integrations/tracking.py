@@ -24,6 +24,8 @@ from ..video import STREAM_TIMEOUT, FrameReader, FrameSource, open_source
 from .supervision import INSTALL_HINT, import_supervision, to_supervision
 
 TRACKERS = ("bytetrack", "sort", "ocsort")
+# what the association compares besides motion: "colour" (dfine.integrations.appearance) or "none"
+APPEARANCE = ("colour", "none")
 # ByteTrack's second association stage matches lost tracks to detections down to this score
 LOW_SCORE = 0.1
 # D-FINE ranks (query, class) pairs, so one box can come back under two classes (and two queries can
@@ -53,7 +55,9 @@ class TrackerConfig:
     lost its object waits to be found again before a new id is given. ``min_frames``: frames in a row
     a new track must be matched before it gets an id (None: the tracker's default, 2 ByteTrack, 3
     SORT and OC-SORT). ``nms``: before tracking, boxes overlapping a better one by this IoU are
-    dropped whatever their class (None: off)."""
+    dropped whatever their class (None: off). ``appearance``: ``colour`` (default) also compares the
+    boxes' colour histograms when matching (:mod:`dfine.integrations.appearance`), ``none`` matches on
+    motion alone as the trackers do by themselves."""
 
     name: str = "bytetrack"
     conf: float = 0.5
@@ -62,10 +66,13 @@ class TrackerConfig:
     lost_frames: int = 30
     min_frames: Optional[int] = None
     nms: Optional[float] = NMS_IOU
+    appearance: str = "colour"
 
     def __post_init__(self):
         if self.name not in TRACKERS:
             raise DfineError(f"unknown tracker {self.name!r}; choose one of {', '.join(TRACKERS)}")
+        if self.appearance not in APPEARANCE:
+            raise DfineError(f"unknown appearance cue {self.appearance!r}; choose one of {', '.join(APPEARANCE)}")
         for key in ("conf", "low_conf", "match_iou", "nms"):
             value = getattr(self, key)
             if value is not None and not 0 <= value <= 1:
@@ -81,7 +88,7 @@ class TrackerConfig:
         tracks through occlusions; SORT and OC-SORT match every detection they get, so only ``conf`` ones."""
         return min(self.conf, self.low_conf) if self.name == "bytetrack" else self.conf
 
-    def make(self, fps: float) -> Any:
+    def make(self, fps: float) -> "FrameTracker":
         """A fresh tracker for a video of ``fps`` frames per second."""
         trackers = import_trackers()
         kw: Dict[str, Any] = {"frame_rate": fps, "lost_track_buffer": self.lost_frames}
@@ -89,11 +96,43 @@ class TrackerConfig:
             kw["minimum_iou_threshold"] = self.match_iou
         if self.min_frames is not None:
             kw["minimum_consecutive_frames"] = self.min_frames
+        cue = None
+        if self.appearance == "colour":
+            from .appearance import ColourCue
+            cue = kw["iou"] = ColourCue(tracker=None)
         if self.name == "bytetrack":
-            return trackers.ByteTrackTracker(track_activation_threshold=self.conf, high_conf_det_threshold=self.conf, **kw)
-        if self.name == "sort":
-            return trackers.SORTTracker(track_activation_threshold=self.conf, **kw)
-        return trackers.OCSORTTracker(high_conf_det_threshold=self.conf, **kw)
+            tracker = trackers.ByteTrackTracker(track_activation_threshold=self.conf, high_conf_det_threshold=self.conf, **kw)
+        elif self.name == "sort":
+            tracker = trackers.SORTTracker(track_activation_threshold=self.conf, **kw)
+        else:
+            tracker = trackers.OCSORTTracker(high_conf_det_threshold=self.conf, **kw)
+        if cue is not None:
+            cue.tracker = tracker
+        return FrameTracker(tracker, cue)
+
+
+class FrameTracker:
+    """A ``trackers`` tracker (``.tracker``) fed one frame at a time; with an appearance cue (``.cue``,
+    the tracker's ``iou``), the cue sees each frame and learns from each result."""
+
+    def __init__(self, tracker: Any, cue: Any = None):
+        self.tracker, self.cue = tracker, cue
+
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped tracker's settings and state (``minimum_iou_threshold``, ``tracks``...)."""
+        if name in ("tracker", "cue"):
+            raise AttributeError(name)
+        return getattr(self.tracker, name)
+
+    def update(self, dets: Any, frame: np.ndarray) -> Any:
+        """``dets`` (supervision.Detections) of ``frame [H, W, 3]`` RGB uint8 -> the tracker's result
+        (every detection, ``tracker_id`` -1 where no confirmed track has it)."""
+        if self.cue is not None:
+            self.cue.observe(frame, dets.xyxy)
+        result = self.tracker.update(dets)
+        if self.cue is not None:
+            self.cue.learn(result)
+        return result
 
 
 def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[str]) -> Optional[np.ndarray]:
@@ -140,10 +179,10 @@ class Tracking:
                 results = self.detector.predict_pil([Image.fromarray(f) for f in batch], conf=threshold)
                 for frame, dets in zip(batch, results):
                     self.frames += 1
-                    yield frame, self._update(to_supervision(dets))
+                    yield frame, self._update(to_supervision(dets), frame)
 
-    def _update(self, dets: Any) -> Any:
-        tracks = self.tracker.update(tracker_input(dets, self.labels, self.config.nms))
+    def _update(self, dets: Any, frame: np.ndarray) -> Any:
+        tracks = self.tracker.update(tracker_input(dets, self.labels, self.config.nms), frame)
         tracks = tracks[tracks.tracker_id >= 0]
         tracks.tracker_id = tracks.tracker_id + 1  # 1-based, as MOT-challenge files count them
         return tracks
