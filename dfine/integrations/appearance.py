@@ -33,22 +33,29 @@ FLOOR = 0.4     # a pair with no colour in common keeps this share of its IoU
 REID = 0.5      # similarity of a pair matched on colour alone (above the trackers' IoU thresholds: 0.1, 0.3)
 REID_MIN = 0.6  # colour agreement such a pair needs
 GATE = 3.0      # ... and how near it must be: centres within this many box sizes (sqrt of the area)
+SAMPLES = 64    # pixels counted per side of a box's middle part, at most
 MOMENTUM = 0.9  # weight of the old histogram in a track's running mean
 CLEAN_IOU = 0.3  # a detection overlapping another by this IoU mixes two objects' colours: not learnt from
 LEARN_MIN = 0.5  # ... nor is one whose colours agree less than this with the track's (a box around two objects)
 
 
-def colour_histograms(frame: np.ndarray, boxes: np.ndarray, bins: int = BINS, inner: float = INNER) -> np.ndarray:
+def colour_histograms(frame: np.ndarray, boxes: np.ndarray, bins: int = BINS, inner: float = INNER,
+                      samples: int = SAMPLES) -> np.ndarray:
     """``[N, bins**3]`` float32 RGB histograms (each summing to 1; 0 for an empty crop) of the middle
-    ``inner`` part of each of ``boxes [N, 4]`` (xyxy pixels) in ``frame [H, W, 3]`` RGB uint8."""
+    ``inner`` part of each of ``boxes [N, 4]`` (xyxy pixels) in ``frame [H, W, 3]`` RGB uint8, counted
+    on a grid of at most ``samples`` x ``samples`` pixels (the cost stays flat on large boxes)."""
     h, w = frame.shape[:2]
     out = np.zeros((len(boxes), bins ** 3), np.float32)
-    codes = (frame.astype(np.int32) * bins // 256) @ np.array([bins * bins, bins, 1], np.int32)  # [H, W]
+    weights = np.array([bins * bins, bins, 1], np.int32)
     for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, float)):
         cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * inner / 2, (y1 - y0) * inner / 2
-        crop = codes[max(0, math.floor(cy - hh)):min(h, math.ceil(cy + hh)), max(0, math.floor(cx - hw)):min(w, math.ceil(cx + hw))]
-        if crop.size:
-            out[k] = np.bincount(crop.ravel(), minlength=bins ** 3) / crop.size
+        top, left = max(0, math.floor(cy - hh)), max(0, math.floor(cx - hw))
+        bottom, right = min(h, math.ceil(cy + hh)), min(w, math.ceil(cx + hw))
+        if bottom <= top or right <= left:
+            continue
+        step_y, step_x = -(-(bottom - top) // samples), -(-(right - left) // samples)
+        codes = (frame[top:bottom:step_y, left:right:step_x].astype(np.int32) * bins // 256) @ weights
+        out[k] = np.bincount(codes.ravel(), minlength=bins ** 3) / codes.size
     return out
 
 
