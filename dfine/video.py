@@ -337,15 +337,26 @@ class VideoWriter:
     ``NAME.partial.mp4`` playable up to its last second; a plain MP4 keeps its index at the end and is
     unreadable until closed. Without PyAV, OpenCV's MPEG-4 (``mp4v``) in a
     plain MP4. Frames are ``[H, W, 3]`` RGB uint8 of one size; an odd side is padded by one pixel
-    (H.264's 4:2:0 needs even sides)."""
+    (H.264's 4:2:0 needs even sides).
 
-    def __init__(self, path: Union[str, os.PathLike], fps: float):
+    Drawing (``draw(frame, *args)``, when given) and encoding run in a writer thread, so the caller's
+    next frame is decoded and detected meanwhile; :meth:`write` hands a frame over through a queue of
+    ``queue_size`` frames (it waits when the queue is full: memory stays bounded) and an error of the
+    writer thread is raised by the next :meth:`write` or by :meth:`close`. A kill loses at most the
+    queued frames besides the last second."""
+
+    def __init__(self, path: Union[str, os.PathLike], fps: float,
+                 draw: Optional[Callable[..., np.ndarray]] = None, queue_size: int = 8):
         self.path = Path(path)
         self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
         self.fps = float(fps) or 30.0
-        self.frames = 0
+        self.frames = 0  # frames handed to write()
+        self.draw = draw
         self._av: Any = None
         self._cv: Any = None
+        self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue(maxsize=max(queue_size, 1))
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
 
     def _open(self, width: int, height: int) -> None:
         from fractions import Fraction
@@ -372,8 +383,30 @@ class VideoWriter:
         if not self._cv.isOpened():
             raise DfineError(f"cannot write video {self.partial} (OpenCV could not open an MPEG-4 writer)")
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one ``[H, W, 3]`` RGB uint8 frame."""
+    def write(self, frame: Any, *args: Any) -> None:
+        """Append one ``[H, W, 3]`` RGB uint8 frame (with ``draw``: the frame ``draw(frame, *args)``
+        returns). The frame must not be changed afterwards (it is encoded later, in the writer thread)."""
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dfine-video-writer", daemon=True)
+            self._thread.start()
+        self._queue.put((frame, args))
+        self.frames += 1
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    frame, args = item
+                    self._encode(self.draw(frame, *args) if self.draw is not None else frame)
+                except BaseException as e:  # raised in the caller's thread by write() or close()
+                    self._error = e
+
+    def _encode(self, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
         if h % 2 or w % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
@@ -386,7 +419,6 @@ class VideoWriter:
                 self._av.mux(packet)
         else:
             self._cv.write(np.ascontiguousarray(frame[..., ::-1]))
-        self.frames += 1
 
     def _finish(self) -> None:
         if self._av is not None:
@@ -399,9 +431,16 @@ class VideoWriter:
 
     def close(self, complete: bool = True) -> Optional[Path]:
         """Finish the file. ``complete``: rename it to ``path`` (returned); else (the run failed) leave
-        it, readable, as ``NAME.partial.mp4`` (returned). None when no frame was written."""
+        it, readable, as ``NAME.partial.mp4`` (returned). None when no frame was written. The frames
+        still queued are written first; a writer thread's error is raised here when ``complete``."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
         had = self._av is not None or self._cv is not None
         self._finish()
+        if self._error is not None and complete:
+            raise self._error
         if not had:
             return None
         if complete:

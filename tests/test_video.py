@@ -150,6 +150,45 @@ def test_writer_renames_when_complete_and_pads_odd_sides(tmp_path):
     assert VideoWriter(tmp_path / "none.mp4", fps=10).close() is None  # no frame, no file
 
 
+def test_writer_draws_and_encodes_in_its_thread_in_order_and_raises_its_errors(tmp_path):
+    """``draw`` runs in the writer thread (frames stay in order); an error there comes back to the
+    caller on a later write() or on close(), and the file written so far stays as NAME.partial.mp4."""
+    import threading
+    threads = set()
+
+    def draw(frame, t):
+        threads.add(threading.current_thread().name)
+        out = frame.copy()
+        out[:, :] = (t * 20, 0, 0)  # the frame's number, as its red level
+        return out
+
+    writer = VideoWriter(tmp_path / "drawn.mp4", fps=10, draw=draw, queue_size=2)
+    for t, f in enumerate(_frames(10)):
+        writer.write(f, t)
+    assert writer.frames == 10 and writer.close() == tmp_path / "drawn.mp4"
+    assert threads == {"dfine-video-writer"}
+    cap = cv2.VideoCapture(str(tmp_path / "drawn.mp4"))
+    reds = [int(round(cap.read()[1][..., 2].mean() / 20)) for _ in range(10)]
+    assert reds == list(range(10))
+
+    def broken(frame, t):
+        if t == 3:
+            raise DfineError("cannot draw frame 3")
+        return frame
+
+    writer = VideoWriter(tmp_path / "broken.mp4", fps=10, draw=broken, queue_size=1)
+    with pytest.raises(DfineError, match="cannot draw frame 3"):
+        for t, f in enumerate(_frames(50)):
+            writer.write(f, t)
+    assert writer.close(complete=False) == writer.partial  # the failed run keeps what it wrote
+    writer = VideoWriter(tmp_path / "late.mp4", fps=10, draw=broken)
+    for t, f in enumerate(_frames(4)):
+        writer.write(f, t)  # the error happens after the last write: close() raises it
+    with pytest.raises(DfineError, match="cannot draw frame 3"):
+        writer.close()
+    assert not (tmp_path / "late.mp4").exists() and writer.partial.exists()
+
+
 _KILLED_WRITER = """
 import sys, numpy as np
 from dfine.video import VideoWriter
@@ -157,7 +196,7 @@ w = VideoWriter(sys.argv[1], fps=10)
 for t in range(100000):
     f = np.zeros((48, 64, 3), np.uint8); f[:, (t * 3) % 64] = 255
     w.write(f)
-    if t == 45:
+    if t == 45 + 9:  # frame 45 encoded: the queue holds 8 more, the writer thread one
         print("45", flush=True)
 """
 

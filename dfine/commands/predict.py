@@ -196,7 +196,7 @@ def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
     from tqdm import tqdm
     from ..video import FrameReader, VideoWriter, open_source, truncation_note
     source = open_source(path)
-    writer = VideoWriter(out / f"{path.stem}.mp4", source.fps)
+    writer = VideoWriter(out / f"{path.stem}.mp4", source.fps, draw=lambda im, dets: np.asarray(draw(im, dets)))
     results: List[Dict[str, Any]] = []
     complete = False
     try:
@@ -204,7 +204,7 @@ def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
             for chunk in reader.batches(det.batch_size):
                 images = [Image.fromarray(f) for f in chunk]
                 for im, dets in zip(images, det.predict_pil(images)):
-                    writer.write(np.asarray(draw(im, dets)))
+                    writer.write(im, dets)
                     results.extend(dets.to_coco(writer.frames - 1))
                 bar.update(len(chunk))
         complete = True

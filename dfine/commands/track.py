@@ -136,8 +136,7 @@ class _VideoOut:
     def __init__(self, path: Path, fps: float, trail: int):
         from ..integrations.supervision import TrackAnnotator
         from ..video import VideoWriter
-        self.writer = VideoWriter(path, fps)
-        self.annotate = TrackAnnotator(trail=trail)
+        self.writer = VideoWriter(path, fps, draw=TrackAnnotator(trail=trail))  # drawn in the writer thread
         self.path: Optional[Path] = None
 
     @property
@@ -145,7 +144,7 @@ class _VideoOut:
         return self.writer.frames
 
     def write(self, frame, tracks) -> None:
-        self.writer.write(self.annotate(frame, tracks))
+        self.writer.write(frame, tracks)
 
     def close(self, complete: bool = True) -> None:
         self.path = self.writer.close(complete=complete)
