@@ -609,6 +609,11 @@ def _log_main(text: str) -> None:
 # ------------------------------------------------------------------------------------ plot
 
 
+def _tick(name: str, width: int = 20) -> str:
+    """A class name for an axis: whole up to ``width`` characters, else cut with an ellipsis."""
+    return name if len(name) <= width else name[:width - 1] + "\u2026"
+
+
 def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None) -> Path:
     """A picture of the labels like Ultralytics' ``labels.jpg``: instances per class, the boxes
     drawn centred, box centres and box sizes (normalised by the image). Needs matplotlib."""
@@ -627,7 +632,7 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     ax.set_ylabel("instances")
     ax.set_title(f"{sum(t[3] for t in table)} boxes in {len(table)} classes")
     if len(table) <= 30:
-        ax.set_xticks(range(len(table)), [names.get(t[0], str(t[0]))[:14] for t in table], rotation=90, fontsize=8)
+        ax.set_xticks(range(len(table)), [_tick(names.get(t[0], str(t[0]))) for t in table], rotation=90, fontsize=8)
     else:
         ax.set_xlabel("class (in category id order)")
     ok = np.isfinite(report.centres).all(axis=1) & np.isfinite(report.shapes).all(axis=1)

@@ -87,8 +87,9 @@ _EVAL_KEYS = ("val_dataloader", "eval_spatial_size", "num_classes", "remap_mscoc
 def images_folder(ds: Any) -> str:
     """The deepest folder that holds every image of the dataset ``ds`` (a YOLO conversion's
     ``img_folder`` is the parent of ``train/`` and ``val/``; ``dfine predict`` wants the val one)."""
-    parents = {str(ds.image_path(i).parent) for i in range(len(ds))}
-    return os.path.commonpath(sorted(parents)) if parents else str(ds.img_folder)
+    from dfine.data.convert import images_folder_of
+
+    return str(images_folder_of([ds.image_path(i) for i in range(len(ds))], Path(ds.img_folder)))
 
 
 def next_commands(cfg: Any, weights: Path, images: Optional[str]) -> Dict[str, str]:

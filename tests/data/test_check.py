@@ -290,3 +290,10 @@ def test_a_category_with_far_fewer_boxes_than_the_others_is_named(tmp_path):
     ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
                                "annotations": even, "categories": cats}))
     assert "rare_category" not in check_dataset(ann, img, level="json").findings
+
+
+def test_plot_ticks_keep_class_names_whole():
+    from dfine.data.check import _tick
+
+    assert _tick("green vegatable") == "green vegatable"  # 15 characters: was cut to 'green vegatabl'
+    assert _tick("a" * 25) == "a" * 19 + "\u2026"

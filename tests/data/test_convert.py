@@ -191,6 +191,24 @@ def test_voc_with_image_sets(tmp_path):
     assert ds.label_map.names == ("cat", "dog", "person")
 
 
+def test_voc_split_files_with_paths_repeats_overlap_and_unlisted_images_are_said(tmp_path):
+    """The shape of a real export (Abandon-ht/VOCdevkit_cabrage_16): every val image is also in
+    train.txt, a fifth of the annotated images are in no split file, trainval.txt lists paths."""
+    src = _voc(tmp_path / "voc")
+    image(src / "JPEGImages/004.jpg", (50, 50))
+    voc_xml(src / "Annotations/004.xml", "004.jpg", (50, 50), [("dog", (1, 1, 20, 20), 0)])
+    (src / "ImageSets/Main/train.txt").write_text("JPEGImages/001.jpg\n002\n001\n")
+    result = convert_voc(src, tmp_path / "out")
+    assert sorted(boxes_by_file(load(result.ann_files["train"]))) == ["001.jpg", "002.JPG"]
+    assert sorted(boxes_by_file(load(result.ann_files["val"]))) == ["002.JPG"]
+    assert result.notes[:4] == [
+        "ImageSets/Main/train.txt: 1 lines are paths, not image ids (e.g. JPEGImages/001.jpg); read as their file names",
+        "ImageSets/Main/train.txt: 1 repeated lines, each image used once",
+        "2 annotated images are in none of the split files (train.txt, val.txt) and are left out (e.g. 003)",
+        "val: 1 of its 1 images are also train images (e.g. 002), so val AP will not show how the model does on new "
+        "images; point val at other images"]
+
+
 def test_voc_without_image_sets_is_split_by_seed(tmp_path, capsys):
     src = _voc(tmp_path / "voc", with_sets=False)
     assert main(["data", "convert", "--from", "voc", str(src), "--val-fraction", "0.34"]) == 0

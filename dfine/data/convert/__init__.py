@@ -95,6 +95,15 @@ def split_by_fraction(items: Sequence[str], fraction: float, seed: int) -> Tuple
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
+def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str) -> Optional[str]:
+    """The line that says how many val images are train images too (``show`` names one), or ``None``."""
+    shared = set(val) & set(train)
+    if not shared:
+        return None
+    return (f"val: {len(shared)} of its {len(set(val))} images are also train images (e.g. {show(sorted(shared)[0])}), "
+            f"so val AP will not show how the model does on new images; point val at other images")
+
+
 def header_or_reason(path: Path) -> Union[ImageHeader, str]:
     """The image's header, or why it cannot be read (one line)."""
     try:

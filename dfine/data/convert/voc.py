@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, Converted, SplitCounts, header_or_reason, info_for, split_by_fraction,
-                                write_coco_json)
+                                val_in_train_note, write_coco_json)
 
 __all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml"]
 
@@ -102,16 +102,22 @@ def _image_of(root: Path, record: VocRecord) -> Optional[Path]:
 
 def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: int,
                  notes: List[str]) -> Dict[str, List[str]]:
+    """``{split: [xml stem, ...]}`` from ``ImageSets/Main`` (or a seeded fraction); what the files
+    hold besides plain ids (paths, repeats), annotated images no split lists and val images that
+    are train images too are said in ``notes``."""
     main = root / "ImageSets" / "Main"
+    known = set(stems)
 
     def read(name: str) -> Optional[List[str]]:
         path = main / f"{name}.txt"
         if not path.is_file():
             return None
-        return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return _ids(f"ImageSets/Main/{name}.txt", path.read_text(encoding="utf-8"), known, notes)
 
-    train, val, test, trainval = read("train"), read("val"), read("test"), read("trainval")
+    train, val, test = read("train"), read("val"), read("test")
+    trainval = read("trainval") if train is None or val is None else None
     splits: Dict[str, List[str]] = {}
+    listed = True
     if train is not None and val is not None:
         splits = {"train": train, "val": val}
     elif trainval is not None or train is not None:
@@ -124,15 +130,45 @@ def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: in
         splits["train"], splits["val"] = split_by_fraction(stems, val_fraction, seed)
         notes.append(f"no ImageSets/Main split files: {len(splits['val'])} of {len(stems)} images became val "
                      f"(--val-fraction {val_fraction}, --seed {seed})")
+        listed = False
     if test is not None:
         splits["test"] = test
-    known = set(stems)
     for split, items in splits.items():
         missing = [s for s in items if s not in known]
         if missing:
             raise DatasetError(f"ImageSets/Main/{split}.txt lists {len(missing)} images without an XML in "
                                f"{root / 'Annotations'} (first: {missing[0]})")
+    unlisted = sorted(known - {s for items in splits.values() for s in items})
+    if listed and unlisted:
+        notes.append(f"{len(unlisted)} annotated images are in none of the split files "
+                     f"({', '.join(f'{s}.txt' for s in splits)}) and are left out (e.g. {unlisted[0]})")
+    shared = val_in_train_note(splits["train"], splits["val"])
+    if shared:
+        notes.append(shared)
     return splits
+
+
+def _ids(name: str, text: str, known: set, notes: List[str]) -> List[str]:
+    """The image ids of a split file, in order, each once. A line's first word is the id (per-class
+    files add a flag); a path (``JPEGImages/x.jpg``) stands for its file name's stem."""
+    ids, paths, repeated, seen = [], [], 0, set()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        entry = line.split()[0]
+        if entry not in known and Path(entry).stem in known:
+            paths.append(entry)
+            entry = Path(entry).stem
+        if entry in seen:
+            repeated += 1
+            continue
+        seen.add(entry)
+        ids.append(entry)
+    if paths:
+        notes.append(f"{name}: {len(paths)} lines are paths, not image ids (e.g. {paths[0]}); read as their file names")
+    if repeated:
+        notes.append(f"{name}: {repeated} repeated lines, each image used once")
+    return ids
 
 
 def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,

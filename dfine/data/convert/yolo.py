@@ -30,7 +30,7 @@ import yaml
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason,
-                                images_folder_of, info_for, split_by_fraction, write_coco_json)
+                                images_folder_of, info_for, split_by_fraction, val_in_train_note, write_coco_json)
 
 __all__ = ["convert_yolo", "label_path", "read_label_file"]
 
@@ -329,11 +329,9 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         splits["train"], splits["val"] = [Path(p) for p in train], [Path(p) for p in val]
         notes.append(f"no val split: {len(val)} of {len(train) + len(val)} train images became val "
                      f"(--val-fraction {val_fraction}, --seed {seed})")
-    shared = set(splits["val"]) & set(splits["train"])
+    shared = val_in_train_note(splits["train"], splits["val"], lambda p: p.name)
     if shared:
-        notes.append(f"val: {len(shared)} of its {len(splits['val'])} images are also train images (e.g. "
-                     f"{sorted(shared)[0].name}), so val AP will not show how the model does on new images; "
-                     f"point val at other images")
+        notes.append(shared)
     label_dirs = sorted({label_path(p).parent for ims in splits.values() for p in ims[:1]})
     class_names, names_source = _names(base, data, yaml_path, names, label_dirs)
     everything = [p for ims in splits.values() for p in ims]
