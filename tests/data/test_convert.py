@@ -62,7 +62,7 @@ def test_label_files_without_an_image_are_said(tmp_path):
     assert not [n for n in convert_yolo(_ultralytics(tmp_path / "clean")).notes if "with no image" in n]
 
 
-def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys):
+def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys, monkeypatch):
     src = tmp_path / "rf"
     for split, n in (("train", 2), ("valid", 1), ("test", 1)):
         for i in range(n):
@@ -71,9 +71,10 @@ def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys):
     (src / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 3\n"
                                    "names: ['ant', 'bee', 'wasp']\nroboflow:\n  workspace: x\n")
     out = tmp_path / "out"
-    assert main(["data", "convert", "--from", "yolo", str(src), "-o", str(out)]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "convert", "--from", "yolo", str(src), "-o", "out"]) == 0
     printed = capsys.readouterr().out
-    assert printed.splitlines()[-1] == f"train with: dfine train --data {out} --model dfine_s"
+    assert printed.splitlines()[-1] == f"train with: dfine train --data {out} --model dfine_s"  # works from anywhere
     assert "  val: 1 images, 1 boxes, 0 background images" in printed
     test = load(out / "annotations/instances_test.json")
     assert [im["file_name"] for im in test["images"]] == ["test/images/test0.jpg"]

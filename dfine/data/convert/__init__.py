@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,13 +62,8 @@ class Converted:
             lines.append(f"  {split}: {c.images} images, {c.boxes} boxes, {c.background} background images{extra}"
                          f" -> {self.ann_files[split]}")
         lines += [f"  note: {n}" for n in self.notes]
-        lines.append(f"train with: dfine train --data {_quote(self.out)} --model dfine_s")
+        lines.append(f"train with: dfine train --data {shlex.quote(os.path.abspath(self.out))} --model dfine_s")
         return "\n".join(lines)
-
-
-def _quote(path: Path) -> str:
-    text = str(path)
-    return f"'{text}'" if any(c in text for c in " '\"$`\\;&|()<>*?") else text
 
 
 def categories(names: Sequence[str]) -> List[Dict[str, Any]]:
