@@ -131,25 +131,34 @@ def _images_from_info(ann: Path, read) -> Optional[Path]:
 
 
 def detect_format(root: Path) -> Format:
-    """Which kind of dataset ``root`` is; ``DfineError`` saying what was looked for when none,
-    and which folder above it is a dataset when one is (``--data`` given a split folder, an
-    annotation file or an images folder)."""
+    """Which kind of dataset ``root`` is; ``DfineError`` saying what was looked for when none:
+    naming the dataset folders inside it when it holds some (a download with several sets), else
+    the folder above it when that is a dataset (``--data`` given a split folder, an annotation
+    file or an images folder)."""
     found = _format_of(root)
     if found is not None:
         return found
-    above = next((p for p in list(root.parents)[:2] if _format_of(p) is not None), None)
-    hint = (f"; give the dataset folder: --data {shlex.quote(str(above))}" if above is not None else
-            f" (annotations/instances_*.json or {{split}}/_annotations.coco.json for COCO, data.yaml or images/ + "
-            f"labels/ for YOLO, Annotations/ + JPEGImages/ for VOC)")
+    inside = sorted(c for c in root.iterdir() if c.is_dir() and _format_of(c, nested=False)) if root.is_dir() else []
+    above = next((p for p in list(root.parents)[:2] if _format_of(p, nested=False) is not None), None)
+    if inside:
+        hint = (f"; it holds {len(inside)} dataset folder{'s' if len(inside) > 1 else ''} "
+                f"({', '.join(c.name for c in inside[:5])}): give one, e.g. --data {shlex.quote(str(inside[0]))}")
+    elif above is not None:
+        hint = f"; give the dataset folder: --data {shlex.quote(str(above))}"
+    else:
+        hint = (" (annotations/instances_*.json or {split}/_annotations.coco.json for COCO, data.yaml or images/ + "
+                "labels/ for YOLO, Annotations/ + JPEGImages/ for VOC)")
     raise DfineError(f"--data {root}: not a COCO, YOLO or VOC dataset folder{hint}")
 
 
-def _format_of(root: Path) -> Optional[Format]:
+def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
+    """The format of the dataset at ``root``; ``nested``: also a VOC set one or two folders down
+    (``VOCdevkit/VOC2007``)."""
     if root.is_file():
         return "yolo" if root.suffix.lower() in (".yaml", ".yml") else None
     if find_coco_splits(root):
         return "coco"
-    if (root / "Annotations").is_dir() or any(root.glob("*/Annotations")) or any(root.glob("*/*/Annotations")):
+    if (root / "Annotations").is_dir() or nested and (any(root.glob("*/Annotations")) or any(root.glob("*/*/Annotations"))):
         return "voc"
     yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
     if any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")):
