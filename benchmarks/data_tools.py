@@ -27,22 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_features() -> str:
-    """Model name and the vector extensions that matter (avx2 / avx512 / amx), and the core count."""
-    flags, model = set(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags]
-    return f"{model or 'unknown CPU'}; {', '.join(wanted) or 'no avx2'}; {os.cpu_count()} logical cores " \
-           f"(affinity {len(os.sched_getaffinity(0))})"
+sys.path.insert(0, str(REPO))
 
 
 def generate(root: Path, n: int, seed: int = 0) -> None:
@@ -121,7 +106,8 @@ def main() -> None:
         return
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dfine_data_bench_"))
     try:
-        print(f"CPU: {cpu_features()}")
+        from dfine.export.benchmark import cpu_line
+        print(cpu_line())
         t0 = time.perf_counter()
         if not (root / "data.yaml").is_file():
             generate(root, args.images)
