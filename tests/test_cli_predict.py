@@ -172,3 +172,18 @@ def test_input_too_small_for_the_queries_is_one_line(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "a.png"), "-m", str(path), "--imgsz", "32", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "input size 32x32 gives" in err and "fewer than the model's 20 queries" in err
+
+
+@pytest.mark.parametrize("side, lo, hi", [(192, 11, 18), (2048, 34, 50)])
+def test_labels_grow_with_the_image(side, lo, hi):
+    """The label (its filled band, rows of the class colour above the box) is ~1/60 of the image's
+    longer side tall, at least 11 px text: readable on a 2048 px photo, not huge on a small one."""
+    from dfine.commands.predict import draw
+    from dfine.inference import Detections
+    box = np.array([[side * 0.3, side * 0.5, side * 0.6, side * 0.8]], np.float32)
+    dets = Detections(boxes=box, scores=np.array([0.9], np.float32), labels=np.array([0]), names=["person"],
+                      category_ids=np.array([1]), image_size=(side, side))
+    out = np.asarray(draw(Image.new("RGB", (side, side), (0, 0, 0)), dets))
+    column = out[: int(box[0, 1]), int(box[0, 0]) + 1]  # the band's left edge, above the box
+    band = int((column == (255, 56, 56)).all(axis=1).sum())
+    assert lo <= band <= hi, band

@@ -137,17 +137,29 @@ def image_id(path: Path, index: int) -> int:
 
 
 def draw(image: Image.Image, dets) -> Image.Image:
-    """A copy of ``image`` with boxes labelled ``"name score"``."""
+    """A copy of ``image`` with boxes labelled ``"name score"``; the text (11 px at 640 px, ~1/60 of
+    the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
+    2048 px photo."""
+    from PIL import ImageFont
     image = image.copy()
     pen = ImageDraw.Draw(image)
+    side = max(image.size)
+    width = max(2, round(side / 320))
+    try:
+        font = ImageFont.load_default(size=max(11, round(side / 60)))
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        font = ImageFont.load_default()
     for (x0, y0, x1, y1), name, score, label in zip(dets.boxes.tolist(), dets.names, dets.scores.tolist(),
                                                      dets.labels.tolist()):
         color = _PALETTE[label % len(_PALETTE)]
-        pen.rectangle((x0, y0, x1, y1), outline=color, width=2)
+        pen.rectangle((x0, y0, x1, y1), outline=color, width=width)
         text = f"{name} {score:.2f}"
-        left, top, right, bottom = pen.textbbox((x0, y0), text)
-        pen.rectangle((left, top - (bottom - top) - 2, right + 2, top), fill=color)
-        pen.text((x0 + 1, top - (bottom - top) - 2), text, fill=(255, 255, 255))
+        left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
+        pad = max(1, width // 2)
+        box_h = bottom + 2 * pad
+        y = y0 - box_h if y0 - box_h >= 0 else y0  # above the box, or inside it at the top border
+        pen.rectangle((x0, y, x0 + right + 2 * pad, y + box_h), fill=color)
+        pen.text((x0 + pad, y + pad), text, fill=(255, 255, 255), font=font)
     return image
 
 

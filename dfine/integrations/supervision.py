@@ -46,14 +46,26 @@ class TrackAnnotator:
     track (coloured by track id) and a trail of its last ``trail`` centre points."""
 
     def __init__(self, trail: int = 30):
+        import_supervision()
+        self.trail = trail
+        self._size: Any = None
+
+    def _annotators(self, width: int, height: int) -> None:
+        """Text and lines sized for the frame (supervision's choice: text scale 1 per 1000 px of the
+        shorter side, at least 0.4; lines 2 px, 4 from 1080p), made for the first frame."""
         sv = import_supervision()
-        lookup = sv.ColorLookup.TRACK
-        self._boxes = sv.BoxAnnotator(thickness=2, color_lookup=lookup)
-        self._labels = sv.LabelAnnotator(text_scale=0.4, text_padding=3, color_lookup=lookup)
-        self._trails = sv.TraceAnnotator(trace_length=trail, thickness=2, color_lookup=lookup)
+        lookup, wh = sv.ColorLookup.TRACK, (width, height)
+        scale, thickness = max(0.4, sv.calculate_optimal_text_scale(wh)), sv.calculate_optimal_line_thickness(wh)
+        self._boxes = sv.BoxAnnotator(thickness=thickness, color_lookup=lookup)
+        self._labels = sv.LabelAnnotator(text_scale=scale, text_thickness=max(1, thickness // 2),
+                                         text_padding=max(3, round(6 * scale)), color_lookup=lookup)
+        self._trails = sv.TraceAnnotator(trace_length=self.trail, thickness=thickness, color_lookup=lookup)
+        self._size = wh
 
     def __call__(self, frame: np.ndarray, tracks: Any) -> np.ndarray:
         """A copy of ``frame [H, W, 3]`` uint8 with ``tracks`` (carrying ``tracker_id``) drawn."""
+        if self._size is None:
+            self._annotators(frame.shape[1], frame.shape[0])
         scene = frame.copy()
         labels: List[str] = [f"#{int(t)} {n}" for t, n in zip(tracks.tracker_id, _names(tracks))]
         scene = self._trails.annotate(scene, tracks)
