@@ -11,7 +11,6 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from .layers import ConvNorm, ConvNormPlain, RepVGGBlock, activation, sincos_position_embedding
@@ -89,7 +88,15 @@ class RepNCSPELAN4(nn.Module):
         self.cv4 = ConvNorm(c3 + 2 * c4, c2, 1, act=act)
 
     def forward(self, x: Tensor) -> Tensor:
-        a, b = self.cv1(x).split((self.c, self.c), dim=1)
+        return self._branches(self.cv1(x))
+
+    def forward_upsampled(self, low: Tensor, high: Tensor) -> Tensor:
+        """``self(cat([upsample(low), high], 1))`` with 2x nearest upsampling, the concatenation
+        folded into ``cv1`` (see :meth:`ConvNorm.forward_upsampled`)."""
+        return self._branches(self.cv1.forward_upsampled(low, high))
+
+    def _branches(self, y: Tensor) -> Tensor:
+        a, b = y.split((self.c, self.c), dim=1)
         c = self.cv2(b)
         d = self.cv3(c)
         return self.cv4(torch.cat([a, b, c, d], dim=1))
@@ -181,8 +188,7 @@ class HybridEncoder(nn.Module):
         for k, idx in enumerate(range(n - 1, 0, -1)):
             top = self.lateral_convs[k](inner[0])
             inner[0] = top
-            up = F.interpolate(top, scale_factor=2.0, mode="nearest")
-            inner.insert(0, self.fpn_blocks[k](torch.cat([up, proj[idx - 1]], dim=1)))
+            inner.insert(0, self.fpn_blocks[k].forward_upsampled(top, proj[idx - 1]))  # fpn(cat([up(top), proj]))
 
         # bottom-up: downsample and fuse with the next coarser top-down map
         outs = [inner[0]]

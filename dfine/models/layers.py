@@ -232,6 +232,36 @@ class ConvNorm(nn.Module):
             return conv_act(x, fused.weight, fused.bias, fused, self.act)
         return conv_bn(self, self.conv, self.norm, x, self.act)
 
+    def forward_upsampled(self, low: Tensor, high: Tensor) -> Tensor:
+        """``self(cat([upsample(low), high], 1))``, ``upsample`` being 2x nearest: ``low [B, C1, h, w]``,
+        ``high [B, C2, 2h, 2w]``.
+
+        For a 1x1 conv in eager CPU inference the part of the conv that reads the upsampled input
+        runs on ``low`` before upsampling (a 1x1 conv commutes with nearest upsampling), a quarter
+        of its multiply-adds, and the concatenation is never built: ``high``'s part adds the
+        upsampled result in oneDNN. Elsewhere (training, export, CUDA) the plain ops.
+        """
+        deployed = hasattr(self, "conv_bn_fused")
+        conv = self.conv_bn_fused if deployed else self.conv
+        pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
+        folded = deployed or (not self.norm.training and fast_inference())
+        if not (pointwise and folded and _onednn_inference(high, conv.weight)) or type(self.act) not in _ONEDNN_UNARY:
+            return self(torch.cat([F.interpolate(low, scale_factor=2.0, mode="nearest"), high], dim=1))
+        weight, bias = (conv.weight, conv.bias) if deployed else folded_conv_bn(self, conv, self.norm)
+        cached = self.__dict__.get("_split")
+        if cached is None or cached[0] is not weight or cached[1] != weight._version:
+            parts = weight.split([low.shape[1], high.shape[1]], dim=1)
+            cached = self.__dict__["_split"] = (weight, weight._version,
+                                                [p.contiguous(memory_format=torch.channels_last) for p in parts])
+        w_low, w_high = cached[2]
+        unit = [0, 0], [1, 1], [1, 1]
+        y_low = torch.ops.mkldnn._convolution_pointwise(low, w_low, bias, *unit, 1, "none", [], "")
+        relu = isinstance(self.act, nn.ReLU)  # the only activation oneDNN's binary form takes
+        y = torch.ops.mkldnn._convolution_pointwise(high, F.interpolate(y_low, scale_factor=2.0, mode="nearest"),
+                                                    w_high, None, *unit, 1, "add", None, "relu" if relu else None,
+                                                    [], "")
+        return F.silu(y, inplace=True) if isinstance(self.act, nn.SiLU) else y
+
     def convert_to_deploy(self) -> None:
         if hasattr(self, "conv_bn_fused"):
             return

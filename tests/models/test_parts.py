@@ -99,6 +99,33 @@ def test_cpu_inference_fuses_convolutions_with_their_activations(deploy):
         torch.testing.assert_close(fused[key], plain[key], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("act", ["silu", "relu", None])
+@pytest.mark.parametrize("deploy", [False, True])
+def test_conv_over_an_upsampled_concatenation_runs_the_upsampled_part_at_low_resolution(act, deploy):
+    """``forward_upsampled`` equals the conv over ``cat([upsample(low), high])`` and, in CPU
+    inference, builds neither the upsampled input nor the concatenation."""
+    from torch.profiler import ProfilerActivity, profile
+    from dfine.models.layers import ConvNorm
+    layer = ConvNorm(24, 16, 1, act=act)
+    with torch.no_grad():
+        layer.norm.running_mean.uniform_(-1, 1)
+        layer.norm.running_var.uniform_(0.5, 2)
+    layer.eval()
+    if deploy:
+        layer.convert_to_deploy()
+    low = torch.randn(2, 8, 5, 7).contiguous(memory_format=torch.channels_last)
+    high = torch.randn(2, 16, 10, 14).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        plain = layer(torch.cat([torch.nn.functional.interpolate(low, scale_factor=2.0), high], 1))
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            fast = layer.forward_upsampled(low, high)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    names = [e.name for e in prof.events()]
+    assert "aten::cat" not in names
+    upsampled = [e.input_shapes[0] for e in prof.events() if e.name.startswith("aten::upsample_nearest2d")]
+    assert upsampled == [[2, 16, 5, 7]]  # the conv's output at low resolution, not the 8-channel input
+
+
 def test_folded_weights_follow_weight_changes():
     """The cached folded convs are recomputed when a weight is updated in place or loaded."""
     model = tiny_model().eval()
