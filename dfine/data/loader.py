@@ -82,7 +82,7 @@ def build_dataloader(cfg: Config, split: Split, dataset: Optional[Any] = None, *
     """The ``train`` or ``val`` loader of ``cfg`` (``dataset``: built by :func:`build_dataset`
     when not given). ``world_size`` / ``rank`` default to the initialised process group, else
     1 / 0; the batch per process is ``total_batch_size / world_size``."""
-    _, loader = _loader_cfg(cfg, split)
+    name, loader = _loader_cfg(cfg, split)
     world_size, rank = _world(world_size, rank)
     seed = _seed(cfg, seed)
     dataset = build_dataset(cfg, split, seed=seed) if dataset is None else dataset
@@ -90,9 +90,16 @@ def build_dataloader(cfg: Config, split: Split, dataset: Optional[Any] = None, *
                                  seed=seed, drop_last=False)
     collate = BatchCollate(loader.collate_fn.base_size, loader.collate_fn.base_size_repeat,
                            loader.collate_fn.stop_epoch, seed=seed, min_size=loader.collate_fn.min_size)
-    return DetectionDataLoader(dataset, batch_size=loader.batch_size_per_rank(world_size), sampler=sampler,
-                               num_workers=loader.num_workers, collate_fn=collate, drop_last=loader.drop_last,
-                               pin_memory=loader.pin_memory, generator=generator(seed))
+    batch = loader.batch_size_per_rank(world_size)
+    if loader.drop_last and len(sampler) < batch:
+        fits = max(1, len(dataset) // world_size) * world_size
+        raise DatasetError(f"{name}: {len(dataset)} images ({len(sampler)} per process) are fewer than one batch of "
+                           f"{batch} per process, and an incomplete batch is dropped, so not one step would train; "
+                           f"lower the batch to at most {fits}: --batch {fits} (dfine train --data) or "
+                           f"-u {name}.total_batch_size={fits}")
+    return DetectionDataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=loader.num_workers,
+                               collate_fn=collate, drop_last=loader.drop_last, pin_memory=loader.pin_memory,
+                               generator=generator(seed))
 
 
 def check_same_labels(train: LabelMap, val: LabelMap) -> None:

@@ -90,3 +90,19 @@ def test_train_and_val_labels_must_agree(coco128_config):
     cfg = coco128_config()
     train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     check_same_labels(train.label_map, val.label_map)
+
+
+def test_a_train_set_smaller_than_one_batch_is_refused(coco128_config):
+    """A one-image YOLO export trained with the CPU batch of 8 ran 0 steps an epoch and ended 'done'
+    with loss nan; now it stops before training, saying the batch to give."""
+    from dfine.data import DatasetError
+
+    cfg = coco128_config("train_dataloader.total_batch_size=200", "val_dataloader.total_batch_size=200")
+    dataset = build_dataset(cfg, "train")
+    with pytest.raises(DatasetError) as err:
+        build_dataloader(cfg, "train", dataset)
+    assert str(err.value) == ("train_dataloader: 128 images (128 per process) are fewer than one batch of 200 per "
+                              "process, and an incomplete batch is dropped, so not one step would train; lower the "
+                              "batch to at most 128: --batch 128 (dfine train --data) or "
+                              "-u train_dataloader.total_batch_size=128")
+    assert len(build_dataloader(cfg, "val", dataset)) == 1  # val keeps its incomplete batch
