@@ -27,8 +27,10 @@ def dataset_line(ds: Any) -> str:
 def classes_line(ds: Any, show: int = 10) -> str:
     """The classes, how category ids became labels, and the declared categories left out."""
     lm = ds.label_map
-    names = ", ".join(n for n in lm.names[:show] if n) + (f", ... (+{len(lm.names) - show})" if len(lm.names) > show
-                                                        else "")
+    # names that read as numbers (a digits dataset: category 1 named '0') or hold a comma are quoted
+    quote = any(n.strip().lstrip("-").isdigit() or "," in n for n in lm.names)
+    shown = [repr(n) if quote else n for n in lm.names[:show] if n]
+    names = ", ".join(shown) + (f", ... (+{len(lm.names) - show})" if len(lm.names) > show else "")
     ids = [i for i in lm.category_ids if i >= 0]
     if lm.mode == "mscoco":
         how = "the 80 COCO categories, ids 1..90 -> labels 0..79 (remap_mscoco_category)"

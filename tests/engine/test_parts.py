@@ -141,3 +141,17 @@ def test_dist_cleanup_skips_the_barrier_when_an_exception_leaves(tmp_path, monke
         finally:
             dist.cleanup()
     assert not td.is_initialized() and barriers == ([] if failing else [1])
+
+
+def test_class_names_that_read_as_numbers_are_quoted_in_the_summary():
+    """MajidrNEO1879/arithmetic-detection names category 1 '0', 2 '1', ...: unquoted, the start-up line
+    read like a list of ids."""
+    from types import SimpleNamespace
+
+    from dfine.data.cocojson import LabelMap
+    from dfine.engine.summary import classes_line
+
+    digits = SimpleNamespace(label_map=LabelMap((1, 2, 50), ("0", "1", "x")))
+    assert classes_line(digits).startswith("3 classes: '0', '1', 'x'; category ids 1, 2, 50 -> labels 0..2")
+    words = SimpleNamespace(label_map=LabelMap((1, 2), ("green vegatable", "tile")))
+    assert classes_line(words).startswith("2 classes: green vegatable, tile; category ids 1..2")
