@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -114,6 +115,7 @@ class CheckReport:
     shapes: np.ndarray  # [M, 2] box width, height normalised
     labels: np.ndarray  # [M] category id of each box
     file_names: Dict[Any, str] = field(default_factory=dict)  # image id -> file name, for the ids shown
+    images_hint: Optional[str] = None  # another folder that holds the missing files: the --images to give
 
     @property
     def errors(self) -> List[Finding]:
@@ -155,16 +157,20 @@ class CheckReport:
         lines.append(f"boxes: {sum(self.box_sizes)}; small (< 32x32 px) {s} ({100 * s / total:.1f}%), medium {m} "
                      f"({100 * m / total:.1f}%), large (> 96x96 px) {l} ({100 * l / total:.1f}%)")
         errors = self.errors
+        fix = (f"the missing files are in {self.images_hint}: give --images {shlex.quote(self.images_hint)}"
+               if self.images_hint else "dfine data check --fix OUT.json writes a repaired copy")
         lines.append("result: OK, training can use it as is" if not errors else
                      f"result: {sum(len(f.ids) for f in errors)} errors of {len(errors)} kinds; training refuses "
-                     f"this file (dfine data check --fix OUT.json writes a repaired copy)")
+                     f"this file ({fix})")
         return "\n".join(lines)
 
     def summary(self) -> str:
         """A few lines for the start of training: the errors only."""
         head = f"{self.ann_file}: the dataset check found errors (run dfine data check {self.ann_file} " \
                f"--images {self.images_dir} for the whole report, --fix OUT.json to repair):"
-        return "\n".join([head] + [f.line(names=self.names_of(f)) for f in self.errors])
+        hint = [f"  the missing files are in {self.images_hint}: make that the images folder (img_folder)"] \
+            if self.images_hint else []
+        return "\n".join([head] + [f.line(names=self.names_of(f)) for f in self.errors] + hint)
 
 
 # ------------------------------------------------------------------------------------ check
@@ -446,8 +452,10 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
                            f"relative to")
     findings: Dict[str, Finding] = {}
     boxes, sizes, cats, table = _json_checks(data, findings)
+    hint = None
     if level != "json":
         _file_checks(data, folder, level, findings, workers, progress, cache)
+        hint = _images_hint(data, findings, folder, Path(ann_file))
     findings = {k: findings[k] for k in KINDS if k in findings}
     area = boxes[:, 2] * boxes[:, 3] if len(boxes) else np.zeros(0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -458,7 +466,27 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
         shapes = boxes[:, 2:] / wh if len(boxes) else np.zeros((0, 2))
     return CheckReport(str(ann_file), str(folder), level, len(data["images"]), len(data["annotations"]), table,
                        findings, (small, len(area) - small - large, large), centres, shapes, cats,
-                       _shown_file_names(data, findings))
+                       _shown_file_names(data, findings), hint)
+
+
+def _images_hint(data: Mapping[str, Any], findings: Mapping[str, Finding], folder: Path, ann_file: Path,
+                 sample: int = 20) -> Optional[str]:
+    """When most image files are missing: a folder that holds the first ``sample`` of them (a
+    subfolder of ``folder``, e.g. ``train/`` of a Roboflow export; the annotation file's folder;
+    a folder above ``folder``), or ``None``."""
+    missing = findings.get("missing")
+    if missing is None or len(missing.ids) * 2 < len(data["images"]):
+        return None
+    wanted = set(missing.ids[:sample])
+    names = [os.path.normpath(im["file_name"]).replace("\\", "/") for im in data["images"]
+             if isinstance(im, dict) and im.get("id") in wanted]
+    first = "/" + names[0]
+    candidates = [folder / rel[:-len(first)] for rel in sorted(_listing(folder)) if rel.endswith(first)][:5]
+    candidates += [ann_file.parent, *list(folder.parents)[:2]]
+    for candidate in candidates:
+        if candidate != folder and all(os.path.isfile(candidate / n) for n in names):
+            return str(candidate)
+    return None
 
 
 def _shown_file_names(data: Mapping[str, Any], findings: Mapping[str, Finding]) -> Dict[Any, str]:

@@ -297,3 +297,23 @@ def test_plot_ticks_keep_class_names_whole():
 
     assert _tick("green vegatable") == "green vegatable"  # 15 characters: was cut to 'green vegatabl'
     assert _tick("a" * 25) == "a" * 19 + "\u2026"
+
+
+def test_images_folder_one_level_off_names_the_folder_that_holds_them(tmp_path, capsys):
+    """A Roboflow COCO export checked with --images at the dataset root instead of train/: every
+    file is 'missing'; the report names the folder that holds them instead of offering --fix
+    (which would drop every image)."""
+    root = tmp_path / "export"
+    for i in range(3):
+        image(root / f"train/{i}.jpg", (64, 48))
+    image(root / "valid/9.jpg", (64, 48))
+    ann = root / "train/_annotations.coco.json"
+    ann.write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48}
+                                          for i in range(3)],
+                               "annotations": [_ann(1, 0, [1, 1, 10, 10])], "categories": CATS}))
+    assert main(["data", "check", str(ann), "--images", str(root)]) == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"result: 3 errors of 1 kinds; training refuses this file (the missing files are in "
+                    f"{root / 'train'}: give --images {root / 'train'})")
+    with pytest.raises(DatasetError, match=f"the missing files are in {root / 'train'}: make that the images folder"):
+        preflight(ann, tmp_path)  # from a folder above too: the annotation file's own folder holds them
