@@ -6,7 +6,7 @@ Bar (issue 17): int8 AP at most 1.0 point under float32, int8 latency at most 0.
 
     python benchmarks/int8.py [--demo runs/demo] [--calib-size 300] [--rounds 3] [--runs 20]
                               [--max-drop 0.5] [--compare head] [--scope-study]
-                              [--latency-imgsz 640]
+                              [--latency-imgsz 640] [--isa native AVX2]
 
 ``--demo DIR`` reads ``DIR/last.pth``, ``DIR/data/val.json`` + ``DIR/data/val/`` (evaluation) and
 ``DIR/data/train/`` (calibration); ``--model``, ``--val-ann``, ``--val-images``, ``--calib`` point
@@ -14,7 +14,10 @@ elsewhere. ``--compare PART ...`` adds an IR per part kept in float32 (e.g. ``he
 ``--max-drop`` the accuracy-aware IR, ``--scope-study`` one IR per named part of the head
 (``dfine.export.int8.SCOPE_GROUPS``) kept in float with all else int8: what each float part costs
 in latency and saves in AP. ``--latency-imgsz 640`` also times the same weights exported at
-640x640 (latency only: the model was trained at the demo's size).
+640x640 (latency only: the model was trained at the demo's size). ``--isa native AVX2`` measures
+every file (AP and latency, rounds interleaved) once uncapped and once with OpenVINO's oneDNN
+kernels capped at AVX2 (``ONEDNN_MAX_CPU_ISA``: no AVX-512, no VNNI), each in processes of their
+own, as on an AVX2-only CPU; each ISA's int8 is compared with its own float32.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from dfine.export.benchmark import cpu_line, time_export
+import json
+import subprocess
+
+from dfine.export.benchmark import cpu_line, isa_env, time_export
 from dfine.export.evaluate import evaluate_export, load_eval_set
 from dfine.export.int8 import (FLOAT_SCOPES, SCOPE_GROUPS, calibration_images, quantize_onnx, quantize_openvino,
                                resolve_scopes)
@@ -36,6 +42,7 @@ from dfine.export.onnx import export_onnx
 from dfine.export.openvino import export_openvino
 
 Row = Tuple[str, Path, str]  # label, file, backend
+NATIVE = "native"  # --isa word for no cap
 
 
 def _exports(args: argparse.Namespace, folder: Path, imgsz: Optional[int], val) -> List[Row]:
@@ -65,45 +72,74 @@ def _variants(args: argparse.Namespace) -> List[Tuple[str, Tuple[str, ...]]]:
     return [("int8 (default)", FLOAT_SCOPES)] + [(f"int8, {part} float", resolve_scopes([part])) for part in parts]
 
 
+def _key(label: str, backend: str, isa: str) -> str:
+    return f"{label}|{backend}|{isa}"
+
+
+def _isa(word: str) -> str:
+    """``ONEDNN_MAX_CPU_ISA`` value for an ``--isa`` word (``native``: no cap)."""
+    return "" if word == NATIVE else word
+
+
 def _latencies(rows: List[Row], args: argparse.Namespace) -> Dict[str, Dict[str, List[float]]]:
-    """Per row: median wall ms and CPU ms per call of each round (rounds interleave the rows)."""
-    out: Dict[str, Dict[str, List[float]]] = {f"{r[0]}|{r[2]}": {"wall": [], "cpu": [], "load": []} for r in rows}
+    """Per row and ISA: median wall ms and CPU ms per call of each round (rounds interleave them)."""
+    out: Dict[str, Dict[str, List[float]]] = {_key(r[0], r[2], i): {"wall": [], "cpu": [], "load": []}
+                                              for r in rows for i in args.isa}
     for _ in range(args.rounds):
         for label, path, backend in rows:
-            t = time_export(str(path), backend, threads=args.threads, runs=args.runs)
-            key = f"{label}|{backend}"
-            out[key]["wall"].append(t["median_ms"])
-            out[key]["cpu"].append(t["cpu_ms"])
-            out[key]["load"].append(os.getloadavg()[0])
+            for isa in args.isa:
+                t = time_export(str(path), backend, threads=args.threads, runs=args.runs,
+                                isa=None if isa == "inherit" else _isa(isa))
+                key = _key(label, backend, isa)
+                out[key]["wall"].append(t["median_ms"])
+                out[key]["cpu"].append(t["cpu_ms"])
+                out[key]["load"].append(os.getloadavg()[0])
     return out
 
 
-def _table(rows: List[Row], times, aps: Dict[str, Tuple[float, float]], title: str) -> List[str]:
-    base = min(times["float32|openvino"]["wall"])
-    base_cpu = min(times["float32|openvino"]["cpu"])
-    lines = [title, "| runtime | model | AP | AP50 | best ms | typical ms | x float32 OpenVINO (wall / CPU) | load |",
-             "|---|---|---|---|---|---|---|---|"]
-    for label, _, backend in rows:
-        key = f"{label}|{backend}"
-        t = times[key]
-        ap, ap50 = aps.get(key, (float("nan"), float("nan")))
-        lines.append(f"| {backend} | {label} | {ap:.1f} | {ap50:.1f} | {min(t['wall']):.1f} | "
-                     f"{statistics.median(t['wall']):.1f} | {min(t['wall']) / base:.2f} / {min(t['cpu']) / base_cpu:.2f} | "
-                     f"{statistics.median(t['load']):.1f} |")
+def _ap(path: Path, backend: str, val, args: argparse.Namespace, isa: str) -> Tuple[float, float]:
+    """AP and AP50 (percent) of an export on the val set; under an ISA cap in a process of its own."""
+    if isa == "inherit":
+        m = evaluate_export(path, val, backend=backend, threads=args.threads)
+        return 100 * m.stats[0], 100 * m.stats[1]
+    code = ("import json, sys; from dfine.export.evaluate import evaluate_export, load_eval_set; "
+            "a = json.loads(sys.argv[1]); m = evaluate_export(a[0], load_eval_set(a[1], a[2]), backend=a[3], "
+            "threads=a[4]); print(json.dumps([100 * m.stats[0], 100 * m.stats[1]]))")
+    arg = json.dumps([str(path), args.val_ann, args.val_images, backend, args.threads])
+    out = subprocess.run([sys.executable, "-c", code, arg], check=True, capture_output=True, text=True,
+                         env=isa_env(_isa(isa)))
+    ap, ap50 = json.loads(out.stdout.strip().splitlines()[-1])
+    return ap, ap50
+
+
+def _table(rows: List[Row], times, aps: Dict[str, Tuple[float, float]], title: str, isas: List[str]) -> List[str]:
+    lines = [title, "| runtime | model | ISA | AP | AP50 | best ms | typical ms | x float32 OpenVINO (wall / CPU) | load |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for isa in isas:
+        base = min(times[_key("float32", "openvino", isa)]["wall"])
+        base_cpu = min(times[_key("float32", "openvino", isa)]["cpu"])
+        for label, _, backend in rows:
+            key = _key(label, backend, isa)
+            t = times[key]
+            ap, ap50 = aps.get(key, (float("nan"), float("nan")))
+            lines.append(f"| {backend} | {label} | {isa} | {ap:.1f} | {ap50:.1f} | {min(t['wall']):.1f} | "
+                         f"{statistics.median(t['wall']):.1f} | {min(t['wall']) / base:.2f} / "
+                         f"{min(t['cpu']) / base_cpu:.2f} | {statistics.median(t['load']):.1f} |")
     return lines
 
 
-def _verdict(rows: List[Row], times, aps) -> List[str]:
-    f32 = aps["float32|openvino"][0]
-    base = min(times["float32|openvino"]["wall"])
+def _verdict(rows: List[Row], times, aps, isas: List[str]) -> List[str]:
     out = []
-    for label, _, backend in rows:
-        if label.startswith("int8"):
-            key = f"{label}|{backend}"
-            drop, ratio = f32 - aps[key][0] if key in aps else float("nan"), min(times[key]["wall"]) / base
-            ok = drop <= 1.0 and ratio <= 0.6
-            out.append(f"{backend} {label}: AP drop {drop:.2f} (bar 1.0), latency {ratio:.2f}x float32 OpenVINO "
-                       f"(bar 0.6): {'meets the bar' if ok else 'misses the bar'}")
+    for isa in isas:
+        f32 = aps[_key("float32", "openvino", isa)][0]
+        base = min(times[_key("float32", "openvino", isa)]["wall"])
+        for label, _, backend in rows:
+            if label.startswith("int8"):
+                key = _key(label, backend, isa)
+                drop, ratio = f32 - aps[key][0] if key in aps else float("nan"), min(times[key]["wall"]) / base
+                ok = drop <= 1.0 and ratio <= 0.6
+                out.append(f"{backend} {label} ({isa}): AP drop {drop:.2f} (bar 1.0), latency {ratio:.2f}x float32 "
+                           f"OpenVINO (bar 0.6): {'meets the bar' if ok else 'misses the bar'}")
     return out
 
 
@@ -125,7 +161,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=20, help="timed runs per round")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--isa", nargs="+", metavar="ISA",
+                   help="measure each file under these oneDNN ISA caps (native: none; e.g. AVX2), interleaved; "
+                        "default: as this process runs")
     a = p.parse_args()
+    a.isa = a.isa or ["inherit"]
     a.model = a.model or str(a.demo / "last.pth")
     a.val_ann = a.val_ann or str(a.demo / "data" / "val.json")
     a.val_images = a.val_images or str(a.demo / "data" / "val")
@@ -136,21 +176,19 @@ def main() -> None:
     val = load_eval_set(a.val_ann, a.val_images)
     with tempfile.TemporaryDirectory() as tmp:
         rows = _exports(a, Path(tmp), None, val)
-        aps = {}
-        for label, path, backend in rows:
-            m = evaluate_export(path, val, backend=backend, threads=a.threads)
-            aps[f"{label}|{backend}"] = (100 * m.stats[0], 100 * m.stats[1])
+        aps = {_key(label, backend, isa): _ap(path, backend, val, a, isa)
+               for label, path, backend in rows for isa in a.isa}
         times = _latencies(rows, a)
         lines = _table(rows, times, aps, f"{a.model} on {a.val_ann} ({len(val.images)} images), batch 1, "
-                                         f"{a.threads} threads, {a.calib_size} calibration images")
-        print("\n".join(lines + _verdict(rows, times, aps)))
+                                         f"{a.threads} threads, {a.calib_size} calibration images", a.isa)
+        print("\n".join(lines + _verdict(rows, times, aps, a.isa)))
         if a.latency_imgsz:
             big = Path(tmp) / "big"
             big.mkdir()
             rows = _exports(a, big, a.latency_imgsz, None)
             times = _latencies(rows, a)
             print("\n".join(_table(rows, times, {}, f"the same weights at {a.latency_imgsz}x{a.latency_imgsz} "
-                                                    f"(latency only)")))
+                                                    f"(latency only)", a.isa)))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["count_flops", "count_params", "cpu_line", "op_counts", "ort_optimized_session", "time_call",
+__all__ = ["count_flops", "count_params", "cpu_line", "isa_env", "op_counts", "ort_optimized_session", "time_call",
            "time_export"]
 
 ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # torch's kernels; oneDNN in torch and OpenVINO
@@ -64,14 +64,29 @@ def time_call(fn: Callable[[], object], warmup: int = 3, runs: int = 20, sync: C
 
 
 def time_export(path: str, backend: Optional[str] = None, threads: int = 2, precision: str = "f32",
-                runs: int = 20, warmup: int = 3) -> Dict[str, float]:
+                runs: int = 20, warmup: int = 3, isa: Optional[str] = None) -> Dict[str, float]:
     """Latency of an exported file at batch 1 on random input of its own size, timed in a fresh
     process (one runtime's idle threads never slow another's): :func:`time_call`'s figures plus
-    ``cpu_ms``, the process CPU time per call (steadier than wall time on a shared machine)."""
+    ``cpu_ms``, the process CPU time per call (steadier than wall time on a shared machine).
+
+    ``isa``: the process's ``ONEDNN_MAX_CPU_ISA`` (e.g. ``AVX2``: OpenVINO's and torch's oneDNN
+    kernels capped there; ONNX Runtime ignores it); ``""`` runs uncapped, ``None`` inherits."""
     args = json.dumps([str(path), backend, int(threads), precision, int(runs), int(warmup)])
     code = "import json, sys; from dfine.export.benchmark import _time_here; print(json.dumps(_time_here(*json.loads(sys.argv[1]))))"
-    out = subprocess.run([sys.executable, "-c", code, args], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, args], check=True, capture_output=True, text=True,
+                         env=isa_env(isa))
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def isa_env(isa: Optional[str]) -> Optional[Dict[str, str]]:
+    """This process's environment with ``ONEDNN_MAX_CPU_ISA`` set to ``isa`` (``""``: removed), for a
+    child process; ``None`` when ``isa`` is ``None`` (inherit)."""
+    if isa is None:
+        return None
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+    if isa:
+        env["ONEDNN_MAX_CPU_ISA"] = isa
+    return env
 
 
 def _time_here(path: str, backend: Optional[str], threads: int, precision: str, runs: int, warmup: int

@@ -239,16 +239,27 @@ def _accuracy_aware(model: Any, dataset: Any, common: Dict[str, Any], info: Quan
 
 class _NNCFReport(logging.Handler):
     """Collects the names of the operations NNCF's accuracy restorer returned to float (it says
-    them only in its INFO report), while NNCF's own console output stays at WARNING."""
+    them only in its INFO messages), while NNCF's own console output stays at WARNING.
+
+    Its closing report lists them, after any step back; when every group went back to float it
+    has no list, so the operations each step reverted are kept too."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.reverted: List[str] = []
+        self.final: Optional[List[str]] = None  # the closing report's list
+        self.steps: List[str] = []  # what each step reverted, in order
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
+        names = [line.strip() for line in text.splitlines()[1:] if line.strip()]
         if "were reverted back to the floating-point precision" in text:
-            self.reverted = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+            self.final = names
+        elif text.startswith("Reverted ") and "to the floating-point precision" in text:
+            self.steps += [n for n in names if n not in self.steps]
+
+    @property
+    def reverted(self) -> List[str]:
+        return self.final if self.final is not None else self.steps
 
 
 class _nncf_report:

@@ -118,24 +118,36 @@ def test_eval_of_int8_ir_matches_detector_predictions(int8_ir, images, tmp_path,
 
 
 def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images, tmp_path):
-    """``--max-drop`` on a drop int8 cannot meet (0.001 AP points against the float model's own
-    detections) returns at most ``--max-restore`` groups to float, ends, and says what it did.
-    Only the backbone stem is int8 (``--keep-float``), so that NNCF compiles few models to rank."""
+    """``--max-drop`` on a drop int8 cannot be trusted to meet (0.001 AP points against the float
+    model's own detections): the accuracy-aware export measures both, returns what it must to
+    float (at most ``--max-restore`` groups), ends, and says what it did, the IR agreeing.
+
+    Only the first stem convolution is int8 (``--keep-float``): one group of layers for NNCF to
+    rank (one model compile) instead of one per stem layer, so the test costs little beyond the
+    export and NNCF's quantization. Either int8 meets the drop as it is (nothing restored, that
+    convolution still int8 in the IR), or its group goes back and the model is float32 again
+    (nothing int8 left, and the metadata names what went back): both end within the drop."""
     import openvino as ov
     from dfine.export.openvino import ir_metadata
     ann = _self_labelled_set(checkpoint.with_name("tiny.onnx"), images, tmp_path)  # the float export of int8_ir
     out = tmp_path / "acc_int8.xml"
+    stem1 = "/model/backbone/stem/stem1/"
     assert main(["export", "-r", str(checkpoint), "--format", "openvino", "--int8", "--calib", str(images),
                  "--calib-size", "4", "--no-simplify", "-o", str(out), "--max-drop", "0.001", "--max-restore", "1",
-                 "--keep-float", "(?!/model/backbone/stem/).*",
-                 "--val-ann", str(ann), "--val-images", str(images)]) == 0
-    info = json.loads(ir_metadata(ov.Core().read_model(out))["quantization"])
+                 "--keep-float", f"(?!{stem1}).*", "--val-ann", str(ann), "--val-images", str(images)]) == 0
+    model = ov.Core().read_model(out)
+    info = json.loads(ir_metadata(model)["quantization"])
     assert info["max_restore"] == 1 and info["ranking_images"] == 6 and info["max_drop"] == 0.001
     assert info["val_ap_float"] > 50  # its own detections are the ground truth
-    drop = info["val_ap_float"] - info["val_ap_int8"]
-    assert info["met_max_drop"] == (drop <= 0.001)
-    if not info["met_max_drop"]:
-        assert 1 <= len(info["restored_to_float"])
+    assert info["met_max_drop"] is True and info["val_ap_float"] - info["val_ap_int8"] <= 0.001
+    fq = [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+    int8_ops = {t.get_node().get_friendly_name() for op in fq for t in op.output(0).get_target_inputs()}
+    assert all(name.startswith(stem1) for name in int8_ops)  # nothing outside the scope was quantized
+    if info["restored_to_float"]:  # the one group went back: float32 again
+        assert all(name.startswith(stem1) for name in info["restored_to_float"])
+        assert not int8_ops
+    else:  # int8 met the drop as it was
+        assert int8_ops
 
 
 def test_onnx_int8_qdq_runs_and_carries_metadata(checkpoint, images, tmp_path, capsys):
