@@ -68,7 +68,8 @@ def check_images(images: Tensor) -> None:
     if h % 32 or w % 32 or h == 0 or w == 0:
         raise ValueError(f"image height and width must be positive multiples of 32, got {h}x{w}")
     if images.numel():
-        lo, hi = torch.aminmax(images.detach())
+        # amin/amax: 0.11 ms on a channels-last 640 px image where aminmax takes 0.49 (1 CPU thread)
+        lo, hi = images.detach().amin(), images.detach().amax()
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(f"images must be in 0..1, got values in {lo.item():.3g}..{hi.item():.3g} "
                              f"(divide 0..255 images by 255; do not normalise by mean/std)")
