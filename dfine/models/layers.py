@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import List, Optional, Tuple
 
 import torch
@@ -100,14 +101,30 @@ def folded_conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module,
 _ONEDNN_UNARY = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Identity: "none"}
 
 
+_ONEDNN_FUSION = {"works": True}  # set False, with one warning, when this PyTorch build's oneDNN refuses
+
+
 def _onednn_inference(x: Tensor, weight: Tensor) -> bool:
     """True for an eager CPU float32 convolution without gradients or autocast (not traced, exported,
     compiled or seen by a dispatch mode such as ``FlopCounterMode``, which should see the plain ops)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+    return (_ONEDNN_FUSION["works"] and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32
             and x.dim() == 4 and x.shape[0] > 0 and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
                      or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0))
+
+
+def _onednn_conv(*args) -> Optional[Tensor]:
+    """``mkldnn::_convolution_pointwise(*args)`` (plain or binary form), or ``None`` where this build's
+    oneDNN cannot run it; then one warning, and plain PyTorch ops for the rest of the process."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise(*args)
+    except (RuntimeError, NotImplementedError) as err:
+        _ONEDNN_FUSION["works"] = False
+        warnings.warn(f"this PyTorch build cannot fuse activations into oneDNN convolutions "
+                      f"({str(err).splitlines()[0]}); CPU inference uses plain PyTorch ops (slower, same outputs)")
+        return None
 
 
 def conv_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], conv: nn.Conv2d, act: nn.Module,
@@ -122,9 +139,10 @@ def conv_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], conv: nn.Conv2d,
     """
     attr = "hardtanh" if clamp is not None else _ONEDNN_UNARY.get(type(act))
     if attr is not None and not isinstance(conv.padding, str) and _onednn_inference(x, weight):
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
-            attr, list(clamp) if clamp is not None else [], "")
+        y = _onednn_conv(x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
+                         attr, list(clamp) if clamp is not None else [], "")
+        if y is not None:
+            return y
     y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     if clamp is None:
         return act(y)
@@ -246,7 +264,7 @@ class ConvNorm(nn.Module):
         pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
         folded = deployed or (not self.norm.training and fast_inference())
         if not (pointwise and folded and _onednn_inference(high, conv.weight)) or type(self.act) not in _ONEDNN_UNARY:
-            return self(torch.cat([F.interpolate(low, scale_factor=2.0, mode="nearest"), high], dim=1))
+            return self._forward_upsampled_plain(low, high)
         weight, bias = (conv.weight, conv.bias) if deployed else folded_conv_bn(self, conv, self.norm)
         cached = self.__dict__.get("_split")
         if cached is None or cached[0] is not weight or cached[1] != weight._version:
@@ -255,12 +273,17 @@ class ConvNorm(nn.Module):
                                                 [p.contiguous(memory_format=torch.channels_last) for p in parts])
         w_low, w_high = cached[2]
         unit = [0, 0], [1, 1], [1, 1]
-        y_low = torch.ops.mkldnn._convolution_pointwise(low, w_low, bias, *unit, 1, "none", [], "")
+        y_low = _onednn_conv(low, w_low, bias, *unit, 1, "none", [], "")
         relu = isinstance(self.act, nn.ReLU)  # the only activation oneDNN's binary form takes
-        y = torch.ops.mkldnn._convolution_pointwise(high, F.interpolate(y_low, scale_factor=2.0, mode="nearest"),
-                                                    w_high, None, *unit, 1, "add", None, "relu" if relu else None,
-                                                    [], "")
+        y = None if y_low is None else _onednn_conv(
+            high, F.interpolate(y_low, scale_factor=2.0, mode="nearest"), w_high, None, *unit, 1, "add", None,
+            "relu" if relu else None, [], "")
+        if y is None:
+            return self._forward_upsampled_plain(low, high)
         return F.silu(y, inplace=True) if isinstance(self.act, nn.SiLU) else y
+
+    def _forward_upsampled_plain(self, low: Tensor, high: Tensor) -> Tensor:
+        return self(torch.cat([F.interpolate(low, scale_factor=2.0, mode="nearest"), high], dim=1))
 
     def convert_to_deploy(self) -> None:
         if hasattr(self, "conv_bn_fused"):

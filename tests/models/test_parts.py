@@ -126,6 +126,32 @@ def test_conv_over_an_upsampled_concatenation_runs_the_upsampled_part_at_low_res
     assert upsampled == [[2, 16, 5, 7]]  # the conv's output at low resolution, not the 8-channel input
 
 
+def test_a_pytorch_build_without_the_fused_convolution_falls_back_with_one_warning(monkeypatch):
+    """Where oneDNN refuses the fused call (another platform's build), inference still works: one
+    warning, then the plain ops, same outputs."""
+    from dfine.models import layers
+    model = _randomised_tiny_model().eval()
+    x = torch.rand(1, 3, 128, 160)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        plain = model(x)
+
+    class Refusing:
+        calls = 0
+
+        def __call__(self, *args):
+            Refusing.calls += 1
+            raise RuntimeError("mkldnn_convolution_pointwise: unsupported post-op\nmore detail")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", Refusing())
+    monkeypatch.setitem(layers._ONEDNN_FUSION, "works", True)
+    with torch.no_grad(), pytest.warns(UserWarning, match="cannot fuse .*unsupported post-op\\); CPU") as caught:
+        first = model(x)
+        second = model(x)
+    assert Refusing.calls == 1 and len([w for w in caught if "cannot fuse" in str(w.message)]) == 1
+    for out in (first, second):
+        torch.testing.assert_close(out["pred_boxes"], plain["pred_boxes"], atol=1e-4, rtol=1e-4)
+
+
 def test_folded_weights_follow_weight_changes():
     """The cached folded convs are recomputed when a weight is updated in place or loaded."""
     model = tiny_model().eval()
