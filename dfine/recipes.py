@@ -85,7 +85,7 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     ``annotations/instances_{split}*.json`` (images from the file's ``info.images_folder`` as
     :mod:`dfine.data.convert` writes it, else ``{split}2017``, ``{split}``, ``images/{split}``,
     ``images``) and Roboflow's ``{split}/_annotations.coco.json``."""
-    from dfine.data.convert import SPLIT_NAMES, images_folder_from_info
+    from dfine.data.convert import SPLIT_NAMES, images_folder_of_file
 
     found: Dict[str, Tuple[Path, Path]] = {}
     for ann in sorted((root / "annotations").glob("instances_*.json")) if (root / "annotations").is_dir() else []:
@@ -93,7 +93,7 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
         split = SPLIT_NAMES.get(re.sub(r"\d+$", "", stem))
         if split is None or split in found:
             continue
-        folder = _images_from_info(ann, images_folder_from_info)
+        folder = images_folder_of_file(ann)
         if folder is None:
             options = [root / stem, root / re.sub(r"\d+$", "", stem), root / "images" / stem, root / "images"]
             folder = next((o for o in options if o.is_dir()), options[0])
@@ -115,19 +115,6 @@ def _roboflow_images(split_dir: Path) -> Path:
     if sub.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in split_dir.iterdir()):
         return sub
     return split_dir
-
-
-def _images_from_info(ann: Path, read) -> Optional[Path]:
-    import json
-
-    try:
-        with ann.open("rb") as f:
-            head = f.read(4096)
-        if b'"images_folder"' not in head:
-            return None
-        return read(ann, json.loads(ann.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return None
 
 
 def detect_format(root: Path) -> Format:

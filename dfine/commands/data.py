@@ -30,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     conv.set_defaults(func=run_convert)
     check = sub.add_parser("check", help="report every problem of a COCO dataset; --fix writes a repaired copy")
     check.add_argument("ann_file", help="COCO annotation JSON")
-    check.add_argument("--images", required=True, help="the folder the file names are relative to")
+    check.add_argument("--images", help="the folder the file names are relative to (default: the one a converted "
+                                        "file names, else the annotation file's folder when it holds images)")
     check.add_argument("--fix", metavar="OUT.json", help="write a repaired copy here and list each change")
     check.add_argument("--plot", metavar="PNG", help="picture of class counts, box centres and box sizes")
     check.add_argument("--deep", action="store_true", help="decode every pixel (default: image headers only)")
@@ -53,15 +54,16 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """Check (and fix, plot); 0 when training can use the file as it is, else 1."""
-    from dfine.data.check import check_dataset, fix_dataset, plot_report
+    from dfine.data.check import check_dataset, default_images, fix_dataset, plot_report
 
-    report = check_dataset(args.ann_file, args.images, level="deep" if args.deep else "headers",
+    images = args.images or default_images(args.ann_file)
+    report = check_dataset(args.ann_file, images, level="deep" if args.deep else "headers",
                            workers=args.workers, progress=True)
     print(report.format())
     if args.plot:
         print(f"plot: {plot_report(report, args.plot)}")
     if args.fix:
-        changes = fix_dataset(args.ann_file, args.images, args.fix, report=report, workers=args.workers)
+        changes = fix_dataset(args.ann_file, images, args.fix, report=report, workers=args.workers)
         print(f"fixed copy: {args.fix} ({len(changes)} changes)")
         for line in changes:
             print(f"  {line}")

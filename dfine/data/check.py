@@ -38,8 +38,8 @@ from dfine.data.cocojson import DatasetError, box_repairs, inside_folder, read_c
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation
 
-__all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "fix_dataset", "preflight",
-           "plot_report"]
+__all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
+           "preflight", "plot_report"]
 
 Level = Literal["json", "files", "headers", "deep"]
 Severity = Literal["error", "repair", "warning", "info"]
@@ -487,6 +487,22 @@ def _images_hint(data: Mapping[str, Any], findings: Mapping[str, Finding], folde
         if candidate != folder and all(os.path.isfile(candidate / n) for n in names):
             return str(candidate)
     return None
+
+
+def default_images(ann_file: os.PathLike | str) -> Path:
+    """The images folder of ``ann_file`` when none is given: the one a converted file names in its
+    ``info`` (``dfine data convert``), else the file's own folder when it holds images (Roboflow's
+    ``{split}/_annotations.coco.json``); ``DatasetError`` asking for ``--images`` otherwise."""
+    from dfine.data.convert import images_folder_of_file
+
+    path = Path(ann_file)
+    folder = images_folder_of_file(path) if path.is_file() else None
+    if folder is not None and folder.is_dir():
+        return folder
+    if path.parent.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.parent.iterdir()):
+        return path.parent
+    read_coco_json(path)  # not a COCO file at all: say that first
+    raise DatasetError(f"{path}: give --images, the folder its file names are relative to")
 
 
 def _shown_file_names(data: Mapping[str, Any], findings: Mapping[str, Finding]) -> Dict[Any, str]:

@@ -97,13 +97,19 @@ class LabelMap:
 def read_coco_json(ann_file: os.PathLike | str) -> Dict[str, Any]:
     """The parsed annotation file; ``DatasetError`` when missing or not COCO detection JSON."""
     path = Path(ann_file)
+    if path.is_dir():
+        raise DatasetError(f"annotation file {path} is a folder; give its COCO JSON file (annotations/instances_*.json, "
+                           f"_annotations.coco.json), or convert a YOLO or VOC folder first: dfine data convert "
+                           f"--from yolo|voc {path}")
     if not path.is_file():
         raise DatasetError(f"annotation file {path} not found; set ann_file to a COCO-format JSON file")
     try:
         with path.open("rb") as f:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"annotation file {path} is not valid JSON ({exc})") from None
+        other = {".yaml": "yolo", ".yml": "yolo", ".txt": "yolo", ".xml": "voc"}.get(path.suffix.lower())
+        hint = f"; convert it first: dfine data convert --from {other} {path.parent}" if other else ""
+        raise DatasetError(f"annotation file {path} is not valid JSON ({exc}){hint}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"annotation file {path} is not COCO format: expected an object with images, "
                            f"annotations and categories")

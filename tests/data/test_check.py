@@ -317,3 +317,34 @@ def test_images_folder_one_level_off_names_the_folder_that_holds_them(tmp_path, 
                     f"{root / 'train'}: give --images {root / 'train'})")
     with pytest.raises(DatasetError, match=f"the missing files are in {root / 'train'}: make that the images folder"):
         preflight(ann, tmp_path)  # from a folder above too: the annotation file's own folder holds them
+
+
+def test_images_folder_defaults_and_wrong_files_say_what_to_give(tmp_path, capsys):
+    from dfine.data.convert.yolo import convert_yolo
+    from tests.data.datasets import yolo_labels
+
+    src = tmp_path / "yolo"
+    for split in ("train", "val"):
+        image(src / f"images/{split}/0.jpg", (64, 48))
+        yolo_labels(src / f"labels/{split}/0.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [cup]\n")
+    converted = convert_yolo(src, tmp_path / "out")
+    assert main(["data", "check", str(converted.ann_files["train"])]) == 0  # the folder the conversion wrote down
+    assert f"images in {src / 'images'}" in capsys.readouterr().out
+    rf = tmp_path / "rf/train"
+    image(rf / "a.jpg", (64, 48))
+    (rf / "_annotations.coco.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64,
+                                                                       "height": 48}], "annotations": [],
+                                                           "categories": CATS}))
+    assert main(["data", "check", str(rf / "_annotations.coco.json")]) == 0  # images beside the file (Roboflow)
+    assert f"images in {rf}" in capsys.readouterr().out
+    assert main(["data", "check", str(src)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: annotation file {src} is a folder; give its COCO JSON file (annotations/instances_*.json, "
+        f"_annotations.coco.json), or convert a YOLO or VOC folder first: dfine data convert --from yolo|voc {src}")
+    assert main(["data", "check", str(src / "data.yaml")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"; convert it first: dfine data convert --from yolo {src}")
+    (tmp_path / "lone.json").write_text(json.dumps({"images": [], "annotations": [], "categories": CATS}))
+    assert main(["data", "check", str(tmp_path / "lone.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'lone.json'}: give --images, the folder its file " \
+                                              f"names are relative to"

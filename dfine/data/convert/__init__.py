@@ -23,7 +23,8 @@ from dfine.data.image_io import ImageHeader, read_header
 from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Converted", "SplitCounts", "write_coco_json", "categories", "split_by_fraction", "images_folder_of",
-           "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic", "header_or_reason", "info_for", "images_folder_from_info"]
+           "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic", "header_or_reason", "info_for", "images_folder_from_info",
+           "images_folder_of_file"]
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -139,6 +140,19 @@ def info_for(ann_dir: Path, images_folder: Path, fmt: str, source: Path) -> Dict
     except ValueError:  # another drive
         folder = str(images_folder)
     return {"description": f"converted by dfine from {fmt}: {source}", "images_folder": folder}
+
+
+def images_folder_of_file(ann_file: Path) -> Optional[Path]:
+    """:func:`images_folder_from_info` of the file at ``ann_file``, parsing it only when its head
+    names an images folder (a large COCO file without one is not read whole); ``None`` on any error."""
+    try:
+        with ann_file.open("rb") as f:
+            head = f.read(4096)
+        if b'"images_folder"' not in head:
+            return None
+        return images_folder_from_info(ann_file, json.loads(ann_file.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
 
 
 def images_folder_from_info(ann_file: Path, data: Mapping[str, Any]) -> Optional[Path]:
