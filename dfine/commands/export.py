@@ -151,6 +151,10 @@ def _int8_plan(args: argparse.Namespace):
         val = load_eval_set(args.val_ann, args.val_images)
     common = dict(calib_source=str(args.calib), float_scopes=int8.resolve_scopes(args.keep_float))
     if args.format == "openvino":
+        from ..engine.precision import cpu_features
+        note = int8.cpu_note(args.keep_float, cpu_features())
+        if note:
+            print(note)
         restore = {} if args.max_restore is None else {"max_restore": args.max_restore}
         return lambda onnx_path, out: int8.quantize_openvino(onnx_path, out, calib, max_drop=args.max_drop, val=val,
                                                              **restore, **common)

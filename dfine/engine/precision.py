@@ -17,15 +17,15 @@ import torch
 
 from dfine.config import Config, source_of
 
-__all__ = ["Precision", "cpu_features", "native_bf16", "choose_precision"]
+__all__ = ["Precision", "cpu_features", "native_bf16", "int8_dot", "choose_precision"]
 
 # /proc/cpuinfo flags worth printing beside a timing, most important last
-_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 def cpu_features(cpuinfo: Optional[str] = None) -> List[str]:
-    """The vector extensions of this CPU among avx2 / avx512f / avx512_vnni / avx512_bf16 /
-    amx_tile / amx_bf16, read from ``/proc/cpuinfo`` (``cpuinfo``: its text, for tests); where
+    """The vector extensions of this CPU among avx2 / avx_vnni / avx512f / avx512_vnni / avx512_bf16 /
+    amx_tile / amx_int8 / amx_bf16, read from ``/proc/cpuinfo`` (``cpuinfo``: its text, for tests); where
     that file is absent, torch's own detection (``torch.cpu._is_*_supported``)."""
     if cpuinfo is None:
         try:
@@ -48,6 +48,13 @@ def native_bf16(features: Optional[List[str]] = None) -> bool:
     """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
     features = cpu_features() if features is None else features
     return any(f in features for f in ("avx512_bf16", "amx_bf16", "amx_tile"))
+
+
+def int8_dot(features: Optional[List[str]] = None) -> bool:
+    """Whether the CPU has int8 dot-product instructions (VNNI, AVX512 or AVX2 form, or AMX),
+    without which int8 convolutions gain little over float32."""
+    features = cpu_features() if features is None else features
+    return any(f in features for f in ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile"))
 
 
 @dataclass(frozen=True)

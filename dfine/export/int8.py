@@ -153,6 +153,17 @@ def resolve_scopes(items: Optional[Sequence[str]]) -> Tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def cpu_note(keep_float: Optional[Sequence[str]], features: Sequence[str]) -> Optional[str]:
+    """A line for an int8 export with the default parts on a CPU without int8 dot products, where
+    the all-int8 IR measured slower than float32 (README, "Int8"); ``None`` otherwise."""
+    from ..engine.precision import int8_dot
+    if keep_float is not None or int8_dot(list(features)):
+        return None
+    return ("note: this CPU has no VNNI/AMX int8 instructions; on such a CPU (OpenVINO capped at AVX2) the default "
+            "all-int8 IR took 1.13x float32's time and one with --keep-float head 0.68x: to deploy on CPUs like "
+            "this one, add --keep-float head (or keep float32)")
+
+
 def _reason(float_scopes: Sequence[str]) -> str:
     return DEFAULT_REASON if tuple(float_scopes) == FLOAT_SCOPES else "chosen with --keep-float"
 

@@ -11,7 +11,7 @@ import torch
 from dfine.commands.train import add_arguments, overrides_from_args
 from dfine.config import ConfigError, load_config
 from dfine.data.collate import multiscale_sizes
-from dfine.engine.precision import choose_precision, cpu_features, native_bf16
+from dfine.engine.precision import choose_precision, cpu_features, int8_dot, native_bf16
 
 REPO = Path(__file__).resolve().parents[2]
 S_RECIPE = REPO / "configs" / "dfine" / "dfine_hgnetv2_s_coco.yml"
@@ -23,6 +23,9 @@ def test_cpu_features_from_cpuinfo_flags():
     text = "processor : 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
     assert cpu_features(text) == ["avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"]
     assert native_bf16(["avx2", "amx_bf16"]) and not native_bf16(AVX2)
+    alder_lake = "flags\t\t: fpu sse avx2 avx_vnni\n"
+    assert cpu_features(alder_lake) == ["avx2", "avx_vnni"] and int8_dot(cpu_features(alder_lake))
+    assert not int8_dot(AVX2) and int8_dot(["avx2", "avx512f", "avx512_vnni"])
 
 
 def test_recipe_amp_is_bf16_only_where_native():

@@ -100,6 +100,13 @@ def test_int8_ir_carries_metadata_and_quantizes_the_head_too(int8_ir):
         assert any(re.fullmatch(p, n) for p in SCOPE_GROUPS[part] for n in consumers), part
 
 
+def test_int8_export_on_a_cpu_without_int8_dot_products_suggests_keeping_the_head_in_float():
+    from dfine.export.int8 import cpu_note
+    assert "--keep-float head" in cpu_note(None, ["avx2"])
+    assert cpu_note(None, ["avx2", "avx512f", "avx512_vnni"]) is None  # VNNI: the default pays
+    assert cpu_note(["head"], ["avx2"]) is None  # the user chose the parts
+
+
 def test_keep_float_words_are_parts_or_patterns():
     assert resolve_scopes(None) == FLOAT_SCOPES == ()
     assert resolve_scopes(["none"]) == ()
