@@ -143,3 +143,24 @@ def test_auto_resume_continues_a_stopped_run(coco128, tmp_path, capsys):
     assert "will overwrite it" in capsys.readouterr().err
     err = one_line_error(capsys, command("--auto-resume", "-r", str(out / "last.pth")))
     assert "--auto-resume" in err
+
+
+def test_warnings_during_train_and_eval_print_as_one_line():
+    """A warning raised during a run (e.g. -t weights of another class count: heads re-initialised)
+    printed Python's file:line and the source line under it; now it is one 'warning: ...' line,
+    and the formatter is restored after the run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("import sys, warnings\nfrom dfine.commands import train\n"
+             "def run(args):\n    warnings.warn('other.pth has another number of classes; re-initialised: x')\n"
+             "    return 0\n"
+             "train._run = run\ncode = train.run(None)\n"
+             "assert warnings.formatwarning is not train._one_line\nsys.exit(code)\n")
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "warning: other.pth has another number of classes; re-initialised: x\n"

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import List
 
@@ -86,7 +87,21 @@ def overrides_from_args(args: argparse.Namespace) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train (or evaluate); 0 on success. User errors raise :class:`~dfine.errors.DfineError`."""
+    """Train (or evaluate); 0 on success. User errors raise :class:`~dfine.errors.DfineError`.
+    Warnings print as one ``warning: ...`` line, without Python's file, line and source."""
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line
+    try:
+        return _run(args)
+    finally:
+        warnings.formatwarning = shown
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def _run(args: argparse.Namespace) -> int:
     from dfine.config import load_config
     from dfine.engine import dist
     from dfine.engine.trainer import Trainer
