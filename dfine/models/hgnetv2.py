@@ -77,7 +77,7 @@ class ConvBNAct(nn.Module):
                 return self._bn_relu_affine(y)
             return self.lab(self.act(batch_norm_train(self.bn, y)))
         if (isinstance(self.lab, LearnableAffineBlock) and isinstance(self.act, nn.ReLU) and not self.bn.training
-                and fast_inference()):
+                and (fast_inference() or torch.jit.is_tracing())):
             return self._folded_relu_affine(x)
         return self.lab(conv_bn(self, self.conv, self.bn, x, self.act))
 
