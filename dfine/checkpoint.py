@@ -375,9 +375,12 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
                 reinit.append(key)
     mismatched = [k for k in own if k not in loadable and k not in reinit and k in state and k not in DERIVED]
     if mismatched or len(loadable) < len(own) // 2:
-        raise DfineError(f"{name} does not fit this model (another size?): {len(mismatched)} entries differ in shape "
-                         f"and {len([k for k in own if k not in state])} are missing, e.g. "
-                         f"{(mismatched or [k for k in own if k not in state])[0]}")
+        missing = [k for k in own if k not in state]
+        example = (mismatched or missing or reinit)[:1]
+        raise DfineError(f"{name} does not fit this model (another size?): only {len(loadable)} of {len(own)} "
+                         f"entries load; {len(mismatched)} differ in shape, {len(missing)} are missing and "
+                         f"{len(reinit)} are class heads of another class count"
+                         + (f", e.g. {example[0]}" if example else ""))
     return loadable, remapped, reinit
 
 

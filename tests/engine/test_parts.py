@@ -110,6 +110,22 @@ def test_tuning_at_another_input_size_keeps_own_anchors():
         tuning_state(small, build_model("dfine_s").state_dict(), "dfine_s_coco.pth")
 
 
+def test_weights_sharing_only_a_class_head_are_a_one_line_error():
+    """A state whose only common entries are class heads of another class count loads nothing:
+    the error says so (it was an IndexError when nothing differed in shape and nothing was missing)."""
+    from dfine.errors import DfineError
+
+    class HeadOnly(torch.nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.decoder = torch.nn.Module()
+            self.decoder.enc_score_head = torch.nn.Linear(4, k)
+
+    with pytest.raises(DfineError, match=r"only 0 of 2 entries load; 0 differ in shape, 0 are missing and 2 are "
+                                         r"class heads of another class count, e.g. decoder.enc_score_head.weight"):
+        tuning_state(HeadOnly(3), HeadOnly(5).state_dict(), "heads.pth")
+
+
 def test_atomic_save(tmp_path):
     path = save_atomic({"a": torch.ones(2)}, tmp_path / "x" / "c.pth")
     assert torch.load(path)["a"].sum() == 2 and [p.name for p in path.parent.iterdir()] == ["c.pth"]
