@@ -483,12 +483,14 @@ class Trainer:
         return self.stop_signal or "SIGINT"
 
     def _resume_command(self) -> str:
-        """The command that resumes this run from ``last.pth``."""
-        parts = ["dfine train -c", shlex.quote(self.cfg.config_file or "CONFIG")]
+        """The command that resumes this run from ``last.pth`` (recipe and checkpoint as absolute paths,
+        so it also works from another folder when the overrides hold no relative path)."""
+        config = str(Path(self.cfg.config_file).resolve()) if self.cfg.config_file else "CONFIG"
+        parts = ["dfine train -c", shlex.quote(config)]
         overrides = user_overrides(self.cfg, leave_out=("resume", "tuning"))
         if overrides:
             parts += ["-u"] + [shlex.quote(o) for o in overrides]
-        return " ".join(parts + ["-r", shlex.quote(str(self.output_dir / "last.pth"))])
+        return " ".join(parts + ["-r", shlex.quote(str((self.output_dir / "last.pth").resolve()))])
 
     # ---------------------------------------------------------------- summaries
 

@@ -130,7 +130,8 @@ def test_patience_stops_and_keeps_the_best(coco128, tmp_path, capsys):
 
 
 def test_disk_full_keeps_the_previous_checkpoint(coco128, tmp_path, monkeypatch):
-    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1)), progress=False)
+    monkeypatch.chdir(tmp_path)  # the recipe given relative to the current folder
+    trainer = Trainer(load_config(Path(tiny_recipe(tmp_path, coco128, epochs=1)).name), progress=False)
     trainer.save("last.pth")
     before = (tmp_path / "out" / "last.pth").read_bytes()
     real_save = torch.save
@@ -145,7 +146,8 @@ def test_disk_full_keeps_the_previous_checkpoint(coco128, tmp_path, monkeypatch)
     monkeypatch.setattr(torch, "save", real_save)
     message = str(err.value)
     assert "No space left on device" in message and "previous file is intact" in message and "\n" not in message
-    assert f"resume with dfine train -c {tmp_path / 'recipe.yml'}" in message
+    assert f"resume with dfine train -c {tmp_path / 'recipe.yml'}" in message  # absolute: works from any folder
+    assert f"-r {(tmp_path / 'out' / 'last.pth').resolve()}" in message
     assert (tmp_path / "out" / "last.pth").read_bytes() == before
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
