@@ -17,7 +17,8 @@ from torch import Tensor
 from torchvision.ops import FrozenBatchNorm2d
 
 from .config import HGNETV2_ARCHS, HGNetv2Arch, StageSpec
-from .layers import batch_norm_train, conv_act, conv_bn, fast_inference, folded_conv_bn, uses_channels_last_bn
+from .layers import (batch_norm_train, conv_act, conv_bn, fast_inference, folded_conv_bn, uses_channels_last_bn,
+                     version)
 
 
 class LearnableAffineBlock(nn.Module):
@@ -86,7 +87,7 @@ class ConvBNAct(nn.Module):
         ``max(s * z + b, b)`` (``min`` when ``s < 0``), with ``s`` and ``b`` folded into the conv."""
         s, b = self.lab.scale, self.lab.bias
         weight, bias = folded_conv_bn(self, self.conv, self.bn, affine=(s, b))
-        key = (s._version, s.data_ptr(), b._version, b.data_ptr())
+        key = (version(s), s.data_ptr(), version(b), b.data_ptr())
         cached = self.__dict__.get("_clamp")
         if cached is None or cached[0] != key:
             with warnings.catch_warnings():  # constants of the graph when traced for export

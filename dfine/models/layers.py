@@ -75,6 +75,12 @@ def fast_inference() -> bool:
     return not torch.is_grad_enabled()
 
 
+def version(t: Tensor) -> int:
+    """``t``'s in-place update counter, -1 for an inference tensor (which has none; it cannot be
+    updated in place outside inference mode, and the caches here then key on its identity)."""
+    return -1 if t.is_inference() else t._version
+
+
 def folded_conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module,
                    affine: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
     """``(weight, bias)`` of one conv equal to ``bn(conv(x))`` with ``bn`` in eval mode, channels-last;
@@ -84,7 +90,7 @@ def folded_conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module,
     updates bump their version; loading or replacing them changes their storage).
     """
     tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var) + tuple(affine or ())
-    key = tuple((t._version, t.data_ptr()) for t in tensors)
+    key = tuple((version(t), t.data_ptr()) for t in tensors)
     cached = owner.__dict__.get("_folded")
     if cached is None or cached[0] != key:
         with torch.no_grad():
@@ -267,9 +273,9 @@ class ConvNorm(nn.Module):
             return self._forward_upsampled_plain(low, high)
         weight, bias = (conv.weight, conv.bias) if deployed else folded_conv_bn(self, conv, self.norm)
         cached = self.__dict__.get("_split")
-        if cached is None or cached[0] is not weight or cached[1] != weight._version:
+        if cached is None or cached[0] is not weight or cached[1] != version(weight):
             parts = weight.split([low.shape[1], high.shape[1]], dim=1)
-            cached = self.__dict__["_split"] = (weight, weight._version,
+            cached = self.__dict__["_split"] = (weight, version(weight),
                                                 [p.contiguous(memory_format=torch.channels_last) for p in parts])
         w_low, w_high = cached[2]
         unit = [0, 0], [1, 1], [1, 1]

@@ -152,6 +152,23 @@ def test_a_pytorch_build_without_the_fused_convolution_falls_back_with_one_warni
         torch.testing.assert_close(out["pred_boxes"], plain["pred_boxes"], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("deploy", [False, True])
+def test_inference_mode_runs_every_form(deploy):
+    """Under torch.inference_mode (as Detector and the benchmarks run) the cached folded weights are
+    inference tensors without a version counter: the caches must not ask for one."""
+    model = _randomised_tiny_model().eval()
+    if deploy:
+        model.deploy()
+    fresh = copy.deepcopy(model)  # no cache filled yet: the first forward runs in inference mode
+    x = torch.rand(1, 3, 128, 160)
+    with torch.inference_mode():
+        first, again = fresh(x), fresh(x)  # the second call reads the caches filled by the first
+    with torch.no_grad():
+        plain = model(x)
+    for out in (first, again):
+        torch.testing.assert_close(out["pred_boxes"], plain["pred_boxes"])
+
+
 def test_folded_weights_follow_weight_changes():
     """The cached folded convs are recomputed when a weight is updated in place or loaded."""
     model = tiny_model().eval()
