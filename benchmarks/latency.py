@@ -24,7 +24,7 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import torch
 
@@ -32,26 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FORMS = ("eval", "deploy")
-
-
-def median_ms(fn: Callable, x: torch.Tensor, warmup: int, runs: int) -> float:
-    """Median wall time of ``fn(x)`` in ms over ``runs`` calls after ``warmup`` (inference mode)."""
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn(x)
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            fn(x)
-            times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
-
-
-def gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() / 1e9
 
 
 def published_model(ref: Path, size: str, deploy: bool) -> torch.nn.Module:
@@ -88,13 +68,14 @@ def paired_times(models: Dict[str, torch.nn.Module], x: torch.Tensor, warmup: in
 def child(args: argparse.Namespace) -> None:
     """One size in this process: time ours (and the published) and print one JSON row."""
     import dfine
+    from dfine.export.benchmark import count_flops
     torch.set_num_threads(args.threads)
     size = args.child
     x = torch.rand(1, 3, 640, 640)
     models = {"eval": dfine.build_model(f"dfine_{size}").eval(),
               "deploy": dfine.build_model(f"dfine_{size}").eval().deploy()}
     row = {"model": f"dfine_{size}", "params": sum(p.numel() for p in models["eval"].parameters()),
-           "gflops": round(gflops(models["deploy"], x), 2)}
+           "gflops": round(count_flops(models["deploy"], (640, 640)) / 1e9, 2)}
     if args.ref:
         for form in FORMS:
             models[f"published_{form}"] = published_model(args.ref.resolve(), size, form == "deploy")
