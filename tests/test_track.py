@@ -393,3 +393,42 @@ def test_colour_histograms():
     assert h.shape == (4, 512) and np.allclose(h[[0, 1, 3]].sum(1), 1) and h[2].sum() == 0  # empty box: 0; cut by the border: its part inside
     red, blue = h[0].argmax(), h[1].argmax()
     assert h[0, red] == 1 and h[1, blue] == 1 and red == (230 // 32 * 8 + 40 // 32) * 8 + 40 // 32 != blue
+
+
+def _with_part(t: int):
+    """A red square moving right, from frame 3 also boxed a second time by its left half (a partial
+    box, as the detector adds for a half-hidden object), and from frame 3 a small blue square on its
+    lower right corner (another object, half inside the red box): (frame [80, 200, 3], boxes [N, 4], scores)."""
+    x = 20 + 4 * t
+    f = np.full((80, 200, 3), 90, np.uint8)
+    f[20:60, x:x + 40] = (230, 40, 40)
+    boxes, scores = [[x, 20, x + 40, 60]], [0.9]
+    if t >= 3:
+        f[45:65, x + 30:x + 50] = (40, 60, 230)
+        boxes += [[x, 20, x + 20, 60], [x + 30, 45, x + 50, 65]]
+        scores += [0.7, 0.8]
+    return f, np.array(boxes, np.float32), np.array(scores, np.float32)
+
+
+@pytest.mark.parametrize("tracker", ["bytetrack", "sort", "ocsort"])
+def test_no_second_track_on_a_tracked_object(tracker, monkeypatch):
+    """A partial box of a tracked object does not start a track of its own (it would take the object's
+    boxes in turns with the first); an object of another colour inside the same box does."""
+    from dfine.integrations import appearance
+
+    def ids():
+        tr = TrackerConfig(tracker).make(30.0)
+        seen = {"red": set(), "part": set(), "blue": set()}
+        for t in range(14):
+            frame, boxes, scores = _with_part(t)
+            out = tr.update(sv.Detections(xyxy=boxes, confidence=scores, class_id=np.zeros(len(boxes), int)), frame)
+            for box, tid in zip(out.xyxy, out.tracker_id):
+                if tid >= 0:
+                    seen[("red", "part", "blue")[int(np.abs(boxes - box).sum(1).argmin())]].add(int(tid))
+        return seen
+    gated = ids()
+    assert len(gated["red"]) == 1 and not gated["part"] - gated["red"] and len(gated["blue"]) == 1
+    assert gated["blue"] != gated["red"]
+    monkeypatch.setattr(appearance, "BIRTH_OVERLAP", 2.0)  # the gate off: the partial box is a second track
+    raw = ids()
+    assert raw["part"] - raw["red"]

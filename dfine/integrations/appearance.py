@@ -37,6 +37,7 @@ SAMPLES = 64    # pixels counted per side of a box's middle part, at most
 MOMENTUM = 0.9  # weight of the old histogram in a track's running mean
 CLEAN_IOU = 0.3  # a detection overlapping another by this IoU mixes two objects' colours: not learnt from
 LEARN_MIN = 0.5  # ... nor is one whose colours agree less than this with the track's (a box around two objects)
+BIRTH_OVERLAP = 0.5  # a new track whose box shares this much of the smaller box with an older track's ...
 
 
 def colour_histograms(frame: np.ndarray, boxes: np.ndarray, bins: int = BINS, inner: float = INNER,
@@ -95,7 +96,7 @@ class ColourCue(BaseIoU):
     def learn(self, result: Any) -> None:
         """Update the tracks' colours from the tracker's output ``result`` (supervision.Detections with
         ``tracker_id``): each confirmed track from the detection it took, each new track from the
-        detection it was started from."""
+        detection it was started from, unless it is a second track on an object already tracked (removed)."""
         by_id = {t.tracker_id: t for t in self.tracker.tracks if t.tracker_id >= 0}
         for box, tid in zip(result.xyxy, result.tracker_id):
             j = self._index.get(np.asarray(box, self._boxes.dtype).tobytes())
@@ -107,6 +108,25 @@ class ColourCue(BaseIoU):
             overlap = box_iou_batch(np.array([t.get_state_bbox() for t in new]), self._boxes)
             for t, row in zip(new, overlap):
                 self._learn(t, int(row.argmax()))
+            self._gate_births(new, overlap.argmax(1))
+
+    def _gate_births(self, new: List[Any], dets: np.ndarray) -> None:
+        """Remove the new tracks (started from detections ``dets``) that duplicate an older one: their
+        box overlaps its box (the one it took this frame, or its prediction while lost) by at least
+        BIRTH_OVERLAP of the smaller box, and their colours agree by REID_MIN or more. Such a box is a
+        second, partial box of an object already tracked (the detector often adds one for a half-hidden
+        object); as a track of its own it would take the object's boxes in turns with the first."""
+        from supervision import box_iou_batch
+        old = [t for t in self.tracker.tracks if t in self._before and t in self.colours]
+        if not old:
+            return
+        inside = box_iou_batch(np.array([t.get_state_bbox() for t in new]),
+                               np.array([t.get_state_bbox() for t in old]), overlap_metric="IOS")
+        same = _intersection(self._hists[dets], np.stack([self.colours[t] for t in old])) >= REID_MIN
+        for t, dup in zip(new, ((inside >= BIRTH_OVERLAP) & same).any(1)):
+            if dup:
+                self.tracker.tracks.remove(t)
+                self.colours.pop(t, None)
 
     def _learn(self, track: Any, j: int) -> None:
         if not self._clean[j]:
