@@ -61,7 +61,7 @@ class MSDeformableAttention(nn.Module):
 
     def forward(self, query: Tensor, reference: Tensor, values: List[Tensor], shapes: List[List[int]]) -> Tensor:
         """query ``[B, Q, C]``; reference ``[B, Q, 1, 4]`` cxcywh; values per level
-        ``[B, heads, C / heads, H_l * W_l]``; shapes ``[[H_l, W_l], ...]`` -> ``[B, Q, C]``."""
+        ``[B * heads, C / heads, H_l, W_l]``; shapes ``[[H_l, W_l], ...]`` -> ``[B, Q, C]``."""
         b, q = query.shape[:2]
         total = sum(self.num_points)
         offsets = self.sampling_offsets(query).reshape(b, q, self.num_heads, total, 2)
@@ -74,20 +74,20 @@ class MSDeformableAttention(nn.Module):
 
 def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: Tensor, weights: Tensor,
                       num_points: List[int], method: str = "default") -> Tensor:
-    """Bilinear sampling at ``locations`` ``[B, Q, heads, P, 2]`` (x, y in 0..1) weighted by
-    ``weights`` ``[B, Q, heads, P]``; returns ``[B, Q, heads * head_dim]``.
+    """Bilinear sampling of ``values`` (per level ``[B * heads, head_dim, H_l, W_l]``, any strides) at
+    ``locations`` ``[B, Q, heads, P, 2]`` (x, y in 0..1) weighted by ``weights`` ``[B, Q, heads, P]``; returns ``[B, Q, heads * head_dim]``.
 
     The points are laid out points-major (sampling grids ``[B * heads, P_l, Q, 2]``, samples
     ``[B * heads, head_dim, P, Q]``): the weighting then runs along the long query axis, several
     times faster on CPU than along the few points of each query.
     """
-    b, heads, head_dim, _ = values[0].shape
-    q = locations.shape[1]
+    b, q, heads = locations.shape[:3]
+    head_dim = values[0].shape[1]
     grids = locations if method == "discrete" else 2 * locations - 1
     grids = grids.permute(0, 2, 3, 1, 4).flatten(0, 1).split(num_points, dim=1)
     sampled = []
     for level, (h, w) in enumerate(shapes):
-        value = values[level].reshape(b * heads, head_dim, h, w)
+        value = values[level]
         if method == "discrete":
             sampled.append(_sample_nearest(value, grids[level], h, w))
         else:
@@ -96,6 +96,14 @@ def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: 
     attn = weights.permute(0, 2, 3, 1).reshape(b * heads, 1, sum(num_points), q)
     out = (torch.cat(sampled, dim=2) * attn).sum(2).reshape(b, heads * head_dim, q)
     return out.permute(0, 2, 1)
+
+
+def _tokens(x: Tensor) -> Tensor:
+    """``[B, C, H, W]`` -> ``[B, H * W, C]``, a view when ``x`` is channels last (as the CPU inference
+    path leaves it), else a transposed view."""
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1).flatten(1, 2)
+    return x.flatten(2).permute(0, 2, 1)
 
 
 def _sample_nearest(value: Tensor, grid: Tensor, h: int, w: int) -> Tensor:
@@ -206,19 +214,19 @@ class FDRDecoder(nn.Module):
         self.lqe_layers = nn.ModuleList([nn.Identity()] * self.eval_idx + [self.lqe_layers[self.eval_idx]])
 
     def split_values(self, memory: Tensor, shapes: List[List[int]]) -> List[Tensor]:
-        """``[B, L, C]`` tokens -> per level ``[B, heads, C / heads, H_l * W_l]``.
+        """``[B, L, C]`` tokens -> per level ``[B * heads, C / heads, H_l, W_l]`` sampling maps.
 
-        Copied once into that layout, so that every layer's per-level reshape is a view."""
+        For one image on the CPU these are strided views of ``memory`` (channels last): PyTorch's
+        CPU grid sampler reads them as fast as contiguous maps (faster on the largest level), so no
+        copy is made. Otherwise the tokens are copied once into that layout."""
         b, length, c = memory.shape
         heads = self.num_head
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or memory.device.type != "cpu":
-            value = memory.reshape(b, length, heads, c // heads).permute(0, 2, 3, 1).contiguous()
-        else:  # per image a 2-D transpose, for which PyTorch's CPU copy has a blocked kernel (about 2x faster)
-            value = memory.new_empty(b, c, length)
-            for i in range(b):
-                value[i].copy_(memory[i].t())
-            value = value.view(b, heads, c // heads, length)
-        return list(value.split([h * w for h, w in shapes], dim=-1))
+        sizes = [h * w for h, w in shapes]
+        if b == 1 and memory.device.type == "cpu" and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            return [level.view(h, w, heads, c // heads).permute(2, 3, 0, 1)
+                    for level, (h, w) in zip(memory[0].split(sizes), shapes)]
+        value = memory.reshape(b, length, heads, c // heads).permute(0, 2, 3, 1).contiguous()
+        return [level.reshape(b * heads, c // heads, h, w) for level, (h, w) in zip(value.split(sizes, dim=-1), shapes)]
 
     def forward(self, target: Tensor, ref_unact: Tensor, memory: Tensor, shapes: List[List[int]],
                 heads: "DFINETransformer", attn_mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
@@ -372,7 +380,7 @@ class DFINETransformer(nn.Module):
         for i in range(len(feats), self.num_levels):
             proj.append(self.input_proj[i](feats[-1] if i == len(feats) else proj[-1]))
         shapes = [list(p.shape[2:]) for p in proj]
-        tokens = torch.cat([p.flatten(2).permute(0, 2, 1) for p in proj], dim=1)
+        tokens = torch.cat([_tokens(p) for p in proj], dim=1)
         return tokens, shapes
 
     def _level_shapes(self, size: Sequence[int]) -> List[List[int]]:
