@@ -7,7 +7,9 @@ committed) the published model is built in the same process as ours (one size pe
 its config system keeps global state) and the two take turns, one forward pass each, ``--pairs``
 times: each pair gives one ratio ours / published, taken under the same load, and the median of
 those ratios (with its quartiles) is the figure to read. A shared machine slows both alike, so
-the paired ratio stays steady where separate timings do not.
+the paired ratio stays steady where separate timings do not. ``--keep-memory`` runs the process
+as ``dfine.Detector`` runs its own (``dfine.allocator.keep_freed_memory``: freed tensor memory
+stays in the heap instead of being faulted in again every pass); both models share that process.
 
     python benchmarks/latency.py --ref /path/to/D-FINE
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/latency.py --ref /path/to/D-FINE
@@ -68,13 +70,16 @@ def paired_times(models: Dict[str, torch.nn.Module], x: torch.Tensor, warmup: in
 def child(args: argparse.Namespace) -> None:
     """One size in this process: time ours (and the published) and print one JSON row."""
     import dfine
+    from dfine.allocator import keep_freed_memory
     from dfine.export.benchmark import count_flops
+    if args.keep_memory and not keep_freed_memory():
+        raise SystemExit("--keep-memory: not in force here (not glibc, or DFINE_KEEP_MEMORY=0)")
     torch.set_num_threads(args.threads)
     size = args.child
     x = torch.rand(1, 3, 640, 640)
     models = {"eval": dfine.build_model(f"dfine_{size}").eval(),
               "deploy": dfine.build_model(f"dfine_{size}").eval().deploy()}
-    row = {"model": f"dfine_{size}", "params": sum(p.numel() for p in models["eval"].parameters()),
+    row = {"model": f"dfine_{size}", "keep_memory": args.keep_memory, "params": sum(p.numel() for p in models["eval"].parameters()),
            "gflops": round(count_flops(models["deploy"], (640, 640)) / 1e9, 2)}
     if args.ref:
         for form in FORMS:
@@ -100,6 +105,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=30, help="rounds in which every model runs once, taking turns")
     parser.add_argument("--ref", type=Path, help="local checkout of the published D-FINE, timed in the same process")
+    parser.add_argument("--keep-memory", action="store_true",
+                        help="keep freed memory in the heap, as dfine.Detector does (both models share the process)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -113,6 +120,8 @@ def main() -> None:
                "--warmup", str(args.warmup), "--pairs", str(args.pairs)]
         if args.ref:
             cmd += ["--ref", str(args.ref.resolve())]
+        if args.keep_memory:
+            cmd.append("--keep-memory")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         print(out.stdout.strip().splitlines()[-1], flush=True)
     print(f"load average at end {os.getloadavg()[0]:.2f}")

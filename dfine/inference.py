@@ -299,6 +299,9 @@ def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DfineError(f"device {device} asked for but CUDA is not available; use --device cpu")
     loaded = load_model(model, size=size, config=config, imgsz=imgsz, device=dev)
+    if dev.type == "cpu":
+        from .allocator import keep_freed_memory
+        keep_freed_memory()  # no page faults on every pass (see dfine/allocator.py)
     decoder = loaded.model.decoder
     tokens = sum(h * w for h, w in decoder._level_shapes(loaded.imgsz))
     if tokens < decoder.num_queries:
