@@ -423,13 +423,24 @@ class DFINETransformer(nn.Module):
 
         return take(memory), take(logits) if self.training else None, take(anchors)
 
+    def _enc_output(self, memory: Tensor, valid: Tensor) -> Tensor:
+        """``enc_output`` of the tokens ``[B, L, C]`` with the invalid ones (``valid [1, L, 1]`` False)
+        zeroed. Without gradients the tokens are not masked in a pass over all of them: only the
+        invalid rows (the outer ring of anchors) are recomputed from zeros, the same values."""
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return self.enc_output(valid.to(memory.dtype) * memory)
+        out = self.enc_output(memory)
+        invalid = (~valid[0, :, 0]).nonzero().squeeze(1)
+        if invalid.numel():
+            out[:, invalid] = self.enc_output(memory.new_zeros(memory.shape[0], invalid.numel(), memory.shape[2]))
+        return out
+
     def _queries(self, memory: Tensor, shapes: List[List[int]], dn: Optional[DenoisingGroup]):
         """Select the initial queries: contents ``[B, Q', C]``, reference boxes (unactivated) and the
         encoder's top-k predictions for the encoder loss (training)."""
         anchors, valid = self._anchors(shapes, memory.device)
         anchors = anchors.expand(memory.shape[0], -1, -1)
-        memory = valid.to(memory.dtype) * memory
-        out_memory = self.enc_output(memory)
+        out_memory = self._enc_output(memory, valid)
         enc_logits = self.enc_score_head(out_memory)
         top_memory, top_logits, top_anchors = self._select_topk(out_memory, enc_logits, anchors)
         top_boxes_unact = self.enc_bbox_head(top_memory) + top_anchors

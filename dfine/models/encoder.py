@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .layers import ConvNorm, ConvNormPlain, RepVGGBlock, activation, sincos_position_embedding
+from .layers import ConvNorm, ConvNormPlain, RepVGGBlock, activation, onednn_inference, sincos_position_embedding
 
 
 class AIFILayer(nn.Module):
@@ -97,6 +97,10 @@ class RepNCSPELAN4(nn.Module):
 
     def _branches(self, y: Tensor) -> Tensor:
         a, b = y.split((self.c, self.c), dim=1)
+        if onednn_inference(b, b):
+            # a channel slice of a channels-last map is strided: copy it once here, not once in
+            # each of the two 1x1 convs of cv2's CSP layer that read it
+            b = b.contiguous(memory_format=torch.channels_last)
         c = self.cv2(b)
         d = self.cv3(c)
         return self.cv4(torch.cat([a, b, c, d], dim=1))

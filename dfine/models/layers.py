@@ -110,7 +110,7 @@ _ONEDNN_UNARY = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Identity: "none"}
 _ONEDNN_FUSION = {"works": True}  # set False, with one warning, when this PyTorch build's oneDNN refuses
 
 
-def _onednn_inference(x: Tensor, weight: Tensor) -> bool:
+def onednn_inference(x: Tensor, weight: Tensor) -> bool:
     """True for an eager CPU float32 convolution without gradients or autocast (not traced, exported,
     compiled or seen by a dispatch mode such as ``FlopCounterMode``, which should see the plain ops)."""
     return (_ONEDNN_FUSION["works"] and x.device.type == "cpu" and x.dtype == torch.float32
@@ -144,7 +144,7 @@ def conv_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], conv: nn.Conv2d,
     CUDA and while tracing/exporting, plain ``F.conv2d`` and the activation.
     """
     attr = "hardtanh" if clamp is not None else _ONEDNN_UNARY.get(type(act))
-    if attr is not None and not isinstance(conv.padding, str) and _onednn_inference(x, weight):
+    if attr is not None and not isinstance(conv.padding, str) and onednn_inference(x, weight):
         y = _onednn_conv(x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
                          attr, list(clamp) if clamp is not None else [], "")
         if y is not None:
@@ -269,7 +269,7 @@ class ConvNorm(nn.Module):
         conv = self.conv_bn_fused if deployed else self.conv
         pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
         folded = deployed or (not self.norm.training and fast_inference())
-        if not (pointwise and folded and _onednn_inference(high, conv.weight)) or type(self.act) not in _ONEDNN_UNARY:
+        if not (pointwise and folded and onednn_inference(high, conv.weight)) or type(self.act) not in _ONEDNN_UNARY:
             return self._forward_upsampled_plain(low, high)
         weight, bias = (conv.weight, conv.bias) if deployed else folded_conv_bn(self, conv, self.norm)
         cached = self.__dict__.get("_split")

@@ -188,3 +188,31 @@ def test_deployed_model_refuses_training():
     model = tiny_model().deploy()
     with pytest.raises(RuntimeError, match="deployed"):
         model.train()
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_inference_paths_give_the_training_paths_outputs(batch):
+    """Without gradients the CPU forward takes its own paths (fused convs, one copy of a split
+    map, the decoder sampling the encoder tokens in place for one image, invalid anchor rows
+    recomputed instead of masking all tokens); with gradients the plain ops. Same outputs."""
+    model = _randomised_tiny_model().eval()
+    x = torch.rand(batch, 3, 128, 160)
+    with torch.no_grad():
+        fast = model(x)
+    with torch.enable_grad():
+        plain = model(x)
+    for key in ("pred_logits", "pred_boxes"):
+        torch.testing.assert_close(fast[key], plain[key].detach(), atol=1e-4, rtol=1e-4)
+
+
+def test_invalid_anchor_rows_are_recomputed_not_masked():
+    """``_enc_output`` without gradients (no pass masking every token) equals enc_output of the
+    masked tokens, exactly: a zero row gives the same values alone or among the others."""
+    decoder = tiny_model().eval().decoder
+    memory = torch.randn(2, 300, decoder.hidden_dim)
+    valid = torch.rand(1, 300, 1) > 0.2
+    with torch.enable_grad():
+        masked = decoder.enc_output(valid.float() * memory).detach()
+    with torch.no_grad():
+        fast = decoder._enc_output(memory, valid)
+    assert torch.equal(fast, masked)
