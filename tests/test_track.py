@@ -432,3 +432,35 @@ def test_no_second_track_on_a_tracked_object(tracker, monkeypatch):
     monkeypatch.setattr(appearance, "BIRTH_OVERLAP", 2.0)  # the gate off: the partial box is a second track
     raw = ids()
     assert raw["part"] - raw["red"]
+
+
+def test_no_match_to_a_box_of_another_tracks_colour(monkeypatch):
+    """ByteTrack matches low-score boxes in a second round: a red square's track that lost its box
+    (frames 6-9) must not take a low-score box whose colours are those of the blue square beside it
+    (already matched in the first round); it waits and finds its own box again under the same id."""
+    from dfine.integrations import appearance
+
+    def run():
+        tr = TrackerConfig("bytetrack").make(30.0)
+        red_ids, taken = set(), set()
+        for t in range(14):
+            x = 20 + 3 * t
+            f = np.full((80, 200, 3), 90, np.uint8)
+            f[20:60, x:x + 40] = (230, 40, 40)
+            f[20:60, x + 30:x + 70] = (40, 60, 230)  # blue in front, hiding a quarter of red
+            boxes, scores = [[x + 30, 20, x + 70, 60]], [0.9]
+            boxes, scores = (boxes + [[x + 20, 20, x + 60, 60]], scores + [0.3]) if 6 <= t < 10 else \
+                (boxes + [[x, 20, x + 40, 60]], scores + [0.8])
+            out = tr.update(sv.Detections(xyxy=np.array(boxes, np.float32), confidence=np.array(scores, np.float32),
+                                          class_id=np.zeros(2, int)), f)
+            for box, tid in zip(out.xyxy, out.tracker_id):
+                if tid >= 0 and box[0] == x:
+                    red_ids.add(int(tid))
+                if tid >= 0 and box[0] == x + 20:
+                    taken.add(int(tid))
+        return red_ids, taken
+    red_ids, taken = run()
+    assert len(red_ids) == 1 and not taken & red_ids
+    monkeypatch.setattr(appearance, "VETO_MARGIN", 2.0)  # the veto off: the red track takes the blue box
+    red_ids, taken = run()
+    assert taken & red_ids

@@ -11,11 +11,16 @@ similarity they match on changes (``T`` tracks, ``D`` detections, both ``[.., 4]
 
     sim[t, d] = max(iou[t, d] * (FLOOR + (1 - FLOOR) * app[t, d]),
                     REID * app[t, d]  if app[t, d] >= REID_MIN and d's centre is within GATE box sizes of t's)
+    sim[t, d] = 0   if another track u near d has app[u, d] >= REID_MIN and app[u, d] - app[t, d] >= VETO_MARGIN
 
 ``app`` is the histogram intersection (0..1) of the track's colour histogram (a running mean over the
 detections it took that overlapped no other detection) and the detection's (RGB, 8 bins a channel, of
 the middle half of the box, which for a convex object is mostly the object). ``FLOOR`` keeps a track
-whose object changed colour (lighting) matchable by motion at a lower score.
+whose object changed colour (lighting) matchable by motion at a lower score. The veto keeps a
+track from taking, by motion, the box of a neighbour that is clearly another track's colour (ByteTrack
+matches its high- and low-score boxes in two separate rounds, so the neighbour may already have a
+box of the first round and the second would hand its partial box to the wrong track). A new track
+that is a second box on an object already tracked is removed at birth (:meth:`ColourCue.learn`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ SAMPLES = 64    # pixels counted per side of a box's middle part, at most
 MOMENTUM = 0.9  # weight of the old histogram in a track's running mean
 CLEAN_IOU = 0.3  # a detection overlapping another by this IoU mixes two objects' colours: not learnt from
 LEARN_MIN = 0.5  # ... nor is one whose colours agree less than this with the track's (a box around two objects)
+VETO_MARGIN = 0.3  # a pair is not matched when a nearby track agrees by REID_MIN and by this much more in colour
 BIRTH_OVERLAP = 0.5  # a new track whose box shares this much of the smaller box with an older track's ...
 
 
@@ -150,17 +156,37 @@ class ColourCue(BaseIoU):
         tracks = self._tracks_of(boxes_1)
         dets = [self._index.get(np.asarray(b, self._boxes.dtype).tobytes()) for b in boxes_2]
         app = np.ones_like(iou)  # a track with no colour yet: motion alone decides
+        known_pair = np.zeros(iou.shape, bool)
         rows = [r for r, t in enumerate(tracks) if t is not None and t in self.colours]
         cols = [c for c, j in enumerate(dets) if j is not None]
         if rows and cols:
-            known = np.stack([self.colours[tracks[r]] for r in rows])
-            app[np.ix_(rows, cols)] = _intersection(known, self._hists[[dets[c] for c in cols]])
-        b1, b2 = np.asarray(boxes_1, float), np.asarray(boxes_2, float)
-        centre_1, centre_2 = (b1[:, :2] + b1[:, 2:]) / 2, (b2[:, :2] + b2[:, 2:]) / 2
-        size = np.sqrt(np.clip((b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1]), 0, None))[:, None]
-        near = np.linalg.norm(centre_1[:, None] - centre_2[None], axis=2) < GATE * size
-        known_pair = np.zeros_like(near)
-        if rows and cols:
+            hists = self._hists[[dets[c] for c in cols]]
+            app[np.ix_(rows, cols)] = _intersection(np.stack([self.colours[tracks[r]] for r in rows]), hists)
             known_pair[np.ix_(rows, cols)] = True
-        reid = np.where(near & known_pair & (app >= REID_MIN), REID * app, 0.0)
-        return np.maximum(iou * (FLOOR + (1 - FLOOR) * app), reid)
+        sim = np.maximum(iou * (FLOOR + (1 - FLOOR) * app),
+                         np.where(_near(boxes_1, boxes_2) & known_pair & (app >= REID_MIN), REID * app, 0.0))
+        if rows and cols:
+            best = self._best_colour(hists, np.asarray(boxes_2)[cols])
+            veto = (best >= REID_MIN) & (best - app[np.ix_(rows, cols)] >= VETO_MARGIN)
+            sim[np.ix_(rows, cols)] = np.where(veto, 0.0, sim[np.ix_(rows, cols)])
+        return sim
+
+    def _best_colour(self, hists: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """``[1, D]``: for each detection (histograms ``[D, K]``, boxes ``[D, 4]``), the best colour
+        agreement of any track with a colour whose box (its prediction, or the box it took this
+        frame) lies within GATE box sizes of it, whichever stage of the tracker's matching it is in."""
+        tracks = [t for t in self.tracker.tracks if t in self.colours]
+        if not tracks:
+            return np.zeros((1, len(boxes)))
+        app = _intersection(np.stack([self.colours[t] for t in tracks]), hists)
+        near = _near(np.array([t.get_state_bbox() for t in tracks]), boxes)
+        return np.where(near, app, 0.0).max(0, keepdims=True)
+
+
+def _near(boxes_1: np.ndarray, boxes_2: np.ndarray) -> np.ndarray:
+    """``[T, D]`` bool: the centre of each of ``boxes_2`` lies within GATE box sizes (sqrt of the area)
+    of the centre of each of ``boxes_1`` (both xyxy pixels)."""
+    b1, b2 = np.asarray(boxes_1, float), np.asarray(boxes_2, float)
+    centre_1, centre_2 = (b1[:, :2] + b1[:, 2:]) / 2, (b2[:, :2] + b2[:, 2:]) / 2
+    size = np.sqrt(np.clip((b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1]), 0, None))[:, None]
+    return np.linalg.norm(centre_1[:, None] - centre_2[None], axis=2) < GATE * size
