@@ -6,7 +6,7 @@ Bar (issue 17): int8 AP at most 1.0 point under float32, int8 latency at most 0.
 
     python benchmarks/int8.py [--demo runs/demo] [--calib-size 300] [--rounds 3] [--runs 20]
                               [--max-drop 0.5] [--compare head] [--scope-study]
-                              [--latency-imgsz 640] [--isa native AVX2]
+                              [--latency-imgsz 640] [--isa native AVX2] [--profile]
 
 ``--demo DIR`` reads ``DIR/last.pth``, ``DIR/data/val.json`` + ``DIR/data/val/`` (evaluation) and
 ``DIR/data/train/`` (calibration); ``--model``, ``--val-ann``, ``--val-images``, ``--calib`` point
@@ -17,7 +17,11 @@ in latency and saves in AP. ``--latency-imgsz 640`` also times the same weights 
 640x640 (latency only: the model was trained at the demo's size). ``--isa native AVX2`` measures
 every file (AP and latency, rounds interleaved) once uncapped and once with OpenVINO's oneDNN
 kernels capped at AVX2 (``ONEDNN_MAX_CPU_ISA``: no AVX-512, no VNNI), each in processes of their
-own, as on an AVX2-only CPU; each ISA's int8 is compared with its own float32.
+own, as on an AVX2-only CPU; each ISA's int8 is compared with its own float32. ``--profile``
+also prints where each OpenVINO file spends its time: the CPU plugin's per-node performance
+counters (``PERF_COUNT``, compiled as ``Detector`` compiles it), the median of each node over
+``--runs`` inferences and then over the rounds (files interleaved), summed by model part and by node
+type and precision (the kernel's: int8 or float), and the int8 IR's slowest float nodes.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Dict, List, Optional, Tuple
 import json
 import subprocess
 
-from dfine.export.benchmark import cpu_line, isa_env, time_export
+from dfine.export.benchmark import NodeTime, cpu_line, isa_env, openvino_profile, profile_table, time_export
 from dfine.export.evaluate import evaluate_export, load_eval_set
 from dfine.export.int8 import (FLOAT_SCOPES, SCOPE_GROUPS, calibration_images, quantize_onnx, quantize_openvino,
                                resolve_scopes)
@@ -143,6 +147,39 @@ def _verdict(rows: List[Row], times, aps, isas: List[str]) -> List[str]:
     return out
 
 
+def _profiles(rows: List[Row], args: argparse.Namespace) -> Dict[str, List[NodeTime]]:
+    """Per OpenVINO row: its nodes, each node's time the median of its per-round medians."""
+    rounds: Dict[str, List[List[NodeTime]]] = {label: [] for label, _, backend in rows if backend == "openvino"}
+    for _ in range(args.rounds):
+        for label, path, backend in rows:
+            if backend == "openvino":
+                rounds[label].append(openvino_profile(str(path), threads=args.threads, runs=args.runs))
+    out = {}
+    for label, runs in rounds.items():
+        by_node: Dict[Tuple[str, str, str], List[NodeTime]] = {}
+        for nodes in runs:
+            for n in nodes:
+                by_node.setdefault((n.name, n.type, n.exec_type), []).append(n)
+        merged = [NodeTime(*key, same[0].part, statistics.median(n.ms for n in same)) for key, same in by_node.items()]
+        out[label] = sorted(merged, key=lambda n: -n.ms)
+    return out
+
+
+def _profile_lines(profiles: Dict[str, List[NodeTime]], args: argparse.Namespace) -> List[str]:
+    title = (f"OpenVINO per-node profile (PERF_COUNT; {args.threads} threads, median of {args.runs} runs x "
+             f"{args.rounds} rounds; ms summed over nodes, so not the wall time)")
+    lines = [title, ""] + profile_table(profiles, lambda n: n.part, "model part") + [""]
+    lines += profile_table(profiles, lambda n: f"{n.type} ({'int8' if n.int8 else 'float'})", "node type (kernel)",
+                           limit=25)
+    for label, nodes in profiles.items():
+        if label.startswith("int8"):
+            slow = [n for n in nodes if not n.int8][:12]
+            lines += ["", f"{label}: slowest float nodes ({sum(n.ms for n in nodes if not n.int8):.2f} ms of "
+                          f"{sum(n.ms for n in nodes):.2f} on float kernels)"]
+            lines += [f"  {n.ms:.3f} ms {n.type} {n.exec_type} {n.part} {n.name}" for n in slow]
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--demo", type=Path, default=Path("runs/demo"), help="dfine demo output folder")
@@ -161,6 +198,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=20, help="timed runs per round")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--profile", action="store_true",
+                   help="also OpenVINO's per-node profile of each file: time by model part, node type, int8 or float")
     p.add_argument("--isa", nargs="+", metavar="ISA",
                    help="measure each file under these oneDNN ISA caps (native: none; e.g. AVX2), interleaved; "
                         "default: as this process runs")
@@ -182,6 +221,8 @@ def main() -> None:
         lines = _table(rows, times, aps, f"{a.model} on {a.val_ann} ({len(val.images)} images), batch 1, "
                                          f"{a.threads} threads, {a.calib_size} calibration images", a.isa)
         print("\n".join(lines + _verdict(rows, times, aps, a.isa)))
+        if a.profile:
+            print("\n".join(_profile_lines(_profiles(rows, a), a)))
         if a.latency_imgsz:
             big = Path(tmp) / "big"
             big.mkdir()

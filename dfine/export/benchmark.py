@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from typing import Any, Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ["count_flops", "count_params", "cpu_line", "isa_env", "op_counts", "ort_optimized_session", "time_call",
-           "time_export"]
+__all__ = ["NodeTime", "count_flops", "count_params", "cpu_line", "isa_env", "model_part", "op_counts",
+           "openvino_profile", "ort_optimized_session", "profile_summary", "profile_table", "time_call", "time_export"]
 
 ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # torch's kernels; oneDNN in torch and OpenVINO
 
@@ -100,10 +101,9 @@ def _time_here(path: str, backend: Optional[str], threads: int, precision: str, 
     run = det._engine.run
     for _ in range(warmup):
         run(images, sizes)
-    cpu = os.times()
+    cpu = time.process_time()  # all threads of the process, user + system, not rounded to clock ticks
     result = time_call(lambda: run(images, sizes), warmup=0, runs=runs)
-    end = os.times()
-    result["cpu_ms"] = (end.user + end.system - cpu.user - cpu.system) * 1e3 / runs
+    result["cpu_ms"] = (time.process_time() - cpu) * 1e3 / runs
     return result
 
 
@@ -129,3 +129,102 @@ def op_counts(model: Any) -> Counter:
     theirs (``com.microsoft.nchwc::Conv``)."""
     return Counter(f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
                    for n in model.graph.node)
+
+
+# Model parts for a profile, first match wins: the head's parts as ``--keep-float`` names them
+# (dfine.export.int8.SCOPE_GROUPS), then the rest of the decoder, the backbone, the encoder.
+_PART_PREFIXES = (("backbone", r"/model/backbone/"), ("encoder", r"/model/encoder/"),
+                  ("decoder-other", r"/model/decoder/"), ("postprocessor", r"/postprocessor/"))
+
+
+@dataclass
+class NodeTime:
+    """One node OpenVINO's CPU plugin ran (after its fusions), with its median time per inference."""
+
+    name: str  # the runtime node's name (a fused node is named after one of its layers)
+    type: str  # OpenVINO's node type: Convolution, FullyConnected, Multiply, Reorder, ...
+    exec_type: str  # the kernel: brgconv_avx512_1x1_I8, jit_avx512_f32, ref_any_f32, ...
+    part: str  # model_part of the layers it runs
+    ms: float  # median over the profiled inferences
+
+    @property
+    def int8(self) -> bool:
+        """Whether the kernel ran on 8-bit integers (its name ends in i8 / u8)."""
+        return self.exec_type.rsplit("_", 1)[-1].lower() in ("i8", "u8")
+
+
+def model_part(names: Sequence[str]) -> str:
+    """The part of the model (``backbone``, ``encoder``, a part of the head as ``--keep-float``
+    names it, ``decoder-other``, ``postprocessor``, else ``other``) most of the ONNX node names
+    ``names`` belong to."""
+    import re
+    from .int8 import SCOPE_GROUPS
+    parts = [(g, pats) for g, pats in SCOPE_GROUPS.items() if g not in ("head", "postprocessor")]
+    parts += [(g, (prefix + ".*",)) for g, prefix in _PART_PREFIXES]
+    votes: Counter = Counter()
+    for name in names:
+        votes[next((g for g, pats in parts if any(re.fullmatch(p, name) for p in pats)), "other")] += 1
+    return votes.most_common(1)[0][0] if votes else "other"
+
+
+def openvino_profile(path: str, threads: int = 2, runs: int = 50, precision: str = "f32") -> List[NodeTime]:
+    """Per-node times of an OpenVINO model (IR or ONNX) compiled exactly as :class:`dfine.Detector`
+    compiles it (latency hint, ``threads`` threads, ``precision``, batch 1), with the CPU plugin's
+    performance counters on (``PERF_COUNT``), over ``runs`` inferences on random input; slowest first."""
+    import numpy as np
+    from ..inference import Detector
+    runner = Detector(path, backend="openvino", threads=threads, precision=precision)._engine.run
+    runner.props = {**runner.props, "PERF_COUNT": True}
+    compiled, request = runner._compiled(1)
+    layers = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else ""
+        layers[op.get_friendly_name()] = [n for n in names.split(",") if n] or [op.get_friendly_name()]
+    h, w = runner.imgsz
+    feed = {"images": np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32),
+            "orig_target_sizes": np.array([[w, h]], dtype=np.int64)}
+    for _ in range(3):
+        request.infer(feed)
+    times: Dict[Tuple[str, str, str], List[float]] = {}
+    for _ in range(runs):
+        request.infer(feed)
+        for p in request.profiling_info:
+            if p.status == p.Status.EXECUTED:
+                times.setdefault((p.node_name, p.node_type, p.exec_type), []).append(p.real_time.total_seconds() * 1e3)
+    nodes = [NodeTime(name, kind, exec_type, model_part(layers.get(name, [name])), statistics.median(t))
+             for (name, kind, exec_type), t in times.items()]
+    return sorted(nodes, key=lambda n: -n.ms)
+
+
+def profile_summary(nodes: Sequence[NodeTime], key: Callable[[NodeTime], str]) -> Dict[str, Dict[str, float]]:
+    """Per ``key(node)``: ``ms`` (sum of medians), ``int8_ms`` (of that on int8 kernels), ``nodes``."""
+    out: Dict[str, Dict[str, float]] = {}
+    for n in nodes:
+        row = out.setdefault(key(n), {"ms": 0.0, "int8_ms": 0.0, "nodes": 0})
+        row["ms"] += n.ms
+        row["int8_ms"] += n.ms if n.int8 else 0.0
+        row["nodes"] += 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["ms"]))
+
+
+def profile_table(profiles: Dict[str, Sequence[NodeTime]], key: Callable[[NodeTime], str], title: str,
+                  limit: Optional[int] = None) -> List[str]:
+    """Markdown table of several models' profiles side by side, rows grouped by ``key(node)``
+    (e.g. the part, or the node type and precision): per model the ms, the share of its total and
+    the ms on int8 kernels; the first model's slowest rows first, at most ``limit`` rows."""
+    sums = {label: profile_summary(nodes, key) for label, nodes in profiles.items()}
+    totals = {label: sum(n.ms for n in nodes) or 1.0 for label, nodes in profiles.items()}
+    rows = list(dict.fromkeys(k for label in sums for k in sums[label]))
+    rows.sort(key=lambda k: -max(s.get(k, {"ms": 0.0})["ms"] for s in sums.values()))
+    head = "| " + title + " | " + " | ".join(f"{label}: ms (share, on int8 kernels)" for label in profiles) + " |"
+    lines = [head, "|---" * (len(profiles) + 1) + "|"]
+    for k in rows[:limit]:
+        cells = []
+        for label, s in sums.items():
+            r = s.get(k, {"ms": 0.0, "int8_ms": 0.0, "nodes": 0})
+            cells.append(f"{r['ms']:.2f} ({100 * r['ms'] / totals[label]:.0f}%, {r['int8_ms']:.2f}) x{r['nodes']}")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines.append("| total | " + " | ".join(f"{sum(n.ms for n in nodes):.2f} x{len(nodes)}"
+                                          for nodes in profiles.values()) + " |")
+    return lines

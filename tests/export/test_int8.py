@@ -100,6 +100,23 @@ def test_int8_ir_carries_metadata_and_quantizes_the_head_too(int8_ir):
         assert any(re.fullmatch(p, n) for p in SCOPE_GROUPS[part] for n in consumers), part
 
 
+def test_profile_of_int8_ir_names_parts_and_int8_kernels(int8_ir):
+    """``openvino_profile`` (benchmarks/int8.py --profile): every node the CPU plugin ran, timed,
+    in a part of the model; the backbone's convolutions on int8 kernels, the deformable sampling
+    (GridSample) in float; ``profile_table`` sums them per part."""
+    from dfine.export.benchmark import openvino_profile, profile_table
+    nodes = openvino_profile(str(int8_ir), threads=1, runs=2)
+    assert nodes and all(n.ms >= 0 for n in nodes) and nodes == sorted(nodes, key=lambda n: -n.ms)
+    parts = {n.part for n in nodes}
+    assert {"backbone", "encoder", "decoder-other"} <= parts
+    assert any(n.int8 and n.part == "backbone" and n.type == "Convolution" for n in nodes)
+    assert any(not n.int8 and n.type == "GridSample" for n in nodes)
+    lines = profile_table({"int8": nodes}, lambda n: n.part, "part")
+    backbone = next(line for line in lines if line.startswith("| backbone |"))
+    ms = sum(n.ms for n in nodes if n.part == "backbone")
+    assert backbone.split("|")[2].strip().startswith(f"{ms:.2f} (") and lines[-1].startswith("| total |")
+
+
 def test_int8_export_on_a_cpu_without_int8_dot_products_suggests_keeping_the_head_in_float():
     from dfine.export.int8 import cpu_note
     assert "--keep-float head" in cpu_note(None, ["avx2"])
