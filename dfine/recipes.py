@@ -21,12 +21,22 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 from dfine.errors import DfineError
 
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "detect_format", "find_coco_splits", "data_run", "train",
-           "short_run_warmup", "RECIPES_DIR", "WARMUP_SHARE"]
+           "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
 
 Format = Literal["coco", "yolo", "voc"]
 SIZES = "nslmx"
-#: The published recipes (a checkout's ``configs`` folder beside the package).
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _recipes_dir() -> Path:
+    """The published recipes: ``dfine/configs`` in an installed wheel (``setup.py`` copies them
+    there), else a checkout's ``configs`` folder beside the package (editable installs)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "configs"
+    return packaged if packaged.is_dir() else here.parent / "configs"
+
+
+#: The published recipes (``configs/`` of a checkout, ``dfine/configs`` of a wheel).
+RECIPES_DIR = _recipes_dir()
 #: The largest share of a ``--data`` run's steps spent warming the lr up.
 WARMUP_SHARE = 0.1
 
@@ -67,6 +77,18 @@ class TrainResult:
 # the batch of a --data run on a CPU without --batch, and the loader workers the custom recipes ask for
 CPU_BATCH = 8
 RECIPE_WORKERS = 4
+
+
+def recipe_path(config: Union[str, os.PathLike]) -> Path:
+    """``-c CONFIG`` as given when it exists, else a published name (``configs/dfine/...yml`` or
+    ``dfine/...yml``) found in :data:`RECIPES_DIR`, so the published commands work from any
+    folder and from a wheel; else as given (loading it then says it is missing)."""
+    given = Path(config).expanduser()
+    if given.exists() or given.is_absolute():
+        return given
+    parts = given.parts[1:] if given.parts[:1] == ("configs",) else given.parts
+    packaged = RECIPES_DIR.joinpath(*parts) if parts else RECIPES_DIR
+    return packaged if packaged.is_file() else given
 
 
 def model_size(model: str) -> str:

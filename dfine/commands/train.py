@@ -107,6 +107,10 @@ def _run(args: argparse.Namespace) -> int:
     from dfine.engine.trainer import Trainer
     from dfine.errors import DfineError
 
+    from dfine.recipes import recipe_path
+
+    if args.config:
+        args.config = str(recipe_path(args.config))
     test_only = bool(args.test_only or getattr(args, "test_only_command", False))
     if test_only and export_eval.is_export(args.resume):
         return export_eval.run(args)

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DfineError
+from ..recipes import RECIPES_DIR
 from .shapes import ShapesDataset, ShapesSpec, make_shapes_dataset
 
 __all__ = ["DemoSettings", "DemoResult", "RECIPE", "demo_config", "run_demo"]
 
-RECIPE = Path(__file__).resolve().parents[2] / "configs" / "dfine" / "custom" / "dfine_hgnetv2_n_custom.yml"
+RECIPE = RECIPES_DIR / "dfine" / "custom" / "dfine_hgnetv2_n_custom.yml"
 PICTURES = ("curves.png", "pr_curves.png", "confusion_matrix.png", "predictions.png", "fdr.png")
 
 
