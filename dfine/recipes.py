@@ -180,9 +180,11 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
 
 def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
              batch: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
-             names: Optional[Sequence[str]] = None, device: Optional[str] = None) -> DataRun:
+             names: Optional[Sequence[str]] = None, device: Optional[str] = None,
+             given: Sequence[str] = ()) -> DataRun:
     """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
-    ``output_dir/data`` when YOLO or VOC). ``epochs``: the run's length, the strong augmentations
+    ``output_dir/data`` when YOLO or VOC); ``given``: the user's own ``key=value`` overrides (a
+    split they point the loader at may be missing from the folder). ``epochs``: the run's length, the strong augmentations
     stopping for its last ~9% as in the published 220/200 custom recipe. On a CPU (``device``, or
     no CUDA) without ``batch`` the batch is :data:`CPU_BATCH` instead of the recipe's GPU-sized one,
     and no more loader workers than cores; both are said in ``notes``."""
@@ -206,12 +208,15 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         converted = (convert_yolo if fmt == "yolo" else convert_voc)(root, out / "data", names=names)
         notes = [f"converted {fmt.upper()} {root} -> {out / 'data' / 'annotations'}", *converted.notes]
         splits = {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}
-    if "train" not in splits:
-        raise DfineError(f"--data {root}: no training annotations found")
-    if "val" not in splits:
-        raise DfineError(f"--data {root}: no validation annotations (annotations/instances_val*.json); add a val split")
-    overrides = []
+    # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder
+    keys = {o.split("=", 1)[0].strip() for o in given}
+    pointed = {s for s in ("train", "val")
+               if {f"{s}_dataloader.dataset.ann_file", f"{s}_dataloader.dataset.img_folder"} <= keys}
     for split in ("train", "val"):
+        if split not in splits and split not in pointed:
+            raise DfineError(_missing_split(root, split, splits))
+    overrides = []
+    for split in (s for s in ("train", "val") if s in splits):
         ann, folder = map(_absolute, splits[split])
         overrides += [f"{split}_dataloader.dataset.ann_file={_yaml(ann)}",
                       f"{split}_dataloader.dataset.img_folder={_yaml(folder)}"]
@@ -233,6 +238,31 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         overrides += [f"train_dataloader.num_workers={cores}", f"val_dataloader.num_workers={cores}"]
         notes.append(f"{cores} CPU cores: {cores} data-loading workers per loader (the recipe asks for {RECIPE_WORKERS})")
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
+
+
+def _missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]]) -> str:
+    """One line for a dataset without a ``split`` (train or val): the splits it has, a split
+    folder of images without its annotation file, and what to add."""
+    from dfine.data.convert import IMAGE_SUFFIXES, SPLIT_NAMES
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+    found = ", ".join(f"{s} ({shown(ann)})" for s, (ann, _) in splits.items())
+    line = f"--data {root}: no {split} split" + (f"; found {found}" if found else "")
+    for name in (n for n, s in SPLIT_NAMES.items() if s == split):
+        folder = root / name
+        if folder.is_dir():
+            images = sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            line += f"; {shown(folder)}/ holds {images} image{'s' * (images != 1)} but no annotation file" if images else ""
+    names = "train" if split == "train" else "valid"
+    line += (f"; add {names}/_annotations.coco.json (Roboflow) or annotations/instances_{split}.json "
+             f"with its {split} images")
+    if split == "val" and "test" in splits:
+        ann, images = map(_absolute, splits["test"])
+        line += (f", or validate on the test split: -u val_dataloader.dataset.ann_file={shlex.quote(str(ann))} "
+                 f"val_dataloader.dataset.img_folder={shlex.quote(str(images))}")
+    return line
 
 
 @dataclass(frozen=True)
@@ -306,7 +336,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     from dfine.engine import dist
     from dfine.engine.trainer import Trainer
 
-    run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, device=device)
+    run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, device=device, given=overrides)
     for note in run.notes:
         print(note, file=sys.stderr)
     extra = list(run.overrides)

@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.data:
         from dfine.recipes import data_run
         data = data_run(args.data, args.model, epochs=args.epochs, batch=args.batch, output_dir=args.output_dir,
-                        device=args.device)
+                        device=args.device, given=overrides_from_args(args))
         for note in data.notes:
             print(note, file=sys.stderr)
     cfg = load_config(data.recipe if data else args.config, [*(data.overrides if data else ()), *overrides_from_args(args)])

@@ -69,8 +69,11 @@ def test_detects_formats_and_coco_layouts(tmp_path):
     (coco / "train2017").mkdir()
     (coco / "annotations/instances_train2017.json").write_text("{}")
     assert find_coco_splits(coco) == {"train": (coco / "annotations/instances_train2017.json", coco / "train2017")}
-    with pytest.raises(DfineError, match="no validation annotations"):
+    with pytest.raises(DfineError) as err:
         data_run(coco)
+    assert str(err.value) == (f"--data {coco}: no val split; found train (annotations/instances_train2017.json); "
+                              f"add valid/_annotations.coco.json (Roboflow) or annotations/instances_val.json with "
+                              f"its val images")
     # a split folder, an annotation file, an images folder: the dataset folder above is named
     for wrong in (rf / "train", rf / "train/_annotations.coco.json", tmp_path / "v/JPEGImages"):
         with pytest.raises(DfineError) as err:
@@ -93,6 +96,33 @@ def test_detects_formats_and_coco_layouts(tmp_path):
     nowhere.mkdir(parents=True)
     with pytest.raises(DfineError, match=r"not a COCO, YOLO or VOC dataset folder \(annotations/instances_\*.json"):
         detect_format(nowhere)
+
+
+def test_a_missing_split_is_named_with_what_the_folder_has(tmp_path, capsys):
+    """GMI-lunar_crater_identifier (Roboflow COCO) as fetched: valid/ and test/ with their files, train/ with
+    images but without its _annotations.coco.json; then without a val split but with a test split."""
+    rf = tmp_path / "lunar"
+    for split in ("valid", "test", "train"):
+        image(rf / split / "0.jpg", (32, 32))
+        if split != "train":
+            (rf / split / "_annotations.coco.json").write_text("{}")
+    assert main(["train", "--data", str(rf), "--model", "dfine_n"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --data {rf}: no train split; found val (valid/_annotations.coco.json), test "
+        f"(test/_annotations.coco.json); train/ holds 1 image but no annotation file; add "
+        f"train/_annotations.coco.json (Roboflow) or annotations/instances_train.json with its train images")
+    (rf / "valid").rename(rf / "train_")
+    (rf / "train").rename(rf / "valid_")
+    (rf / "train_").rename(rf / "train")
+    with pytest.raises(DfineError) as err:
+        data_run(rf)
+    hint = (f"-u val_dataloader.dataset.ann_file={rf}/test/_annotations.coco.json "
+            f"val_dataloader.dataset.img_folder={rf}/test")
+    assert str(err.value).endswith(f"or validate on the test split: {hint}")
+    # the hint works: the val split the user points the loader at need not be in the folder
+    run = data_run(rf, "dfine_n", device="cpu", given=hint.split()[1:])
+    assert [o.split("=")[0] for o in run.overrides if o.startswith(("train_", "val_")) and ".dataset." in o] == [
+        "train_dataloader.dataset.ann_file", "train_dataloader.dataset.img_folder"]
 
 
 def test_model_names_and_epoch_overrides(tmp_path):
