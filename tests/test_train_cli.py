@@ -51,7 +51,9 @@ def test_train_py_as_published_then_eval(coco128, tmp_path):
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert " Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ] = " in done.stdout
-    assert (tmp_path / "eval" / "eval.json").is_file()
+    assert f"metrics: {tmp_path / 'eval' / 'eval.json'}" in done.stdout  # said where it went
+    written = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert written["names"] and set(written["names"]) == set(written["per_class"])
 
 
 def test_missing_image_folder(coco128, tmp_path, capsys):

@@ -681,12 +681,16 @@ class Trainer:
     def val(self) -> CocoMetrics:
         """``--test-only``: evaluate, print the 12-line COCO summary and the per-class table,
         write ``eval.json``."""
+        from dfine.data.convert import write_json_atomic
+
         metrics = self.evaluate()
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
         if dist.is_main():
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "eval.json").write_text(json.dumps(
-                {"stats": metrics.as_dict(), "per_class": {str(k): v for k, v in metrics.per_class.items()}}, indent=1))
+            path = self.output_dir / "eval.json"
+            write_json_atomic(path, {"stats": metrics.as_dict(),
+                                     "per_class": {str(k): v for k, v in metrics.per_class.items()},
+                                     "names": {str(k): v for k, v in metrics.names.items()}})
+            self._print(f"metrics: {os.path.abspath(path)}")
         return metrics
 
     # ---------------------------------------------------------------- logs

@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     opt = {k: getattr(args, k) for k in ("backend", "threads", "precision", "batch_size") if hasattr(args, k)}
     metrics = evaluate_export(args.resume, data, device=args.device or "cpu", progress=not args.no_progress, **opt)
     print(f"{args.resume} on {data.source} ({len(data.images)} images):")
-    print(metrics.coco_summary())  # the standard 12 lines, as for a checkpoint
+    print(metrics.coco_summary())  # the standard 12 lines and the per-class table, as for a checkpoint
+    print(metrics.table())
     print(metrics.summary())
     return 0
