@@ -166,3 +166,16 @@ def test_warnings_during_train_and_eval_print_as_one_line():
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stderr == "warning: other.pth has another number of classes; re-initialised: x\n"
+
+
+def test_every_u_counts_when_given_more_than_once():
+    """``-u A -u B`` kept only B (argparse's last wins): a walk on lunar craters lost
+    ``HGNetv2.pretrained=False`` that way and stopped offline for the backbone download."""
+    from dfine.cli import build_parser
+    from dfine.commands.train import overrides_from_args
+
+    argv = ["train", "--data", "d", "-u", "HGNetv2.pretrained=False", "--epochs", "1", "-u", "a.b=1", "c=2"]
+    args = build_parser(argv).parse_args(argv)
+    assert overrides_from_args(args) == ["HGNetv2.pretrained=False", "a.b=1", "c=2"]
+    argv = ["eval", "-c", "x.yml", "-r", "m.pth"]
+    assert build_parser(argv).parse_args(argv).update == []

@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     p.add_argument("--test-only", action="store_true", default=False, help="evaluate only")
     p.add_argument("--auto-resume", action="store_true",
                    help="resume from OUTPUT_DIR/last.pth when it exists (restarts after a crash), else start as asked")
-    p.add_argument("-u", "--update", nargs="+", default=[], metavar="KEY=VALUE", help="override recipe keys")
+    p.add_argument("-u", "--update", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override recipe keys (-u may be given more than once)")
     p.add_argument("--max-nonfinite", type=int, default=10,
                    help="stop after this many non-finite losses in a row (each skips its step; default 10)")
     p.add_argument("--max-steps", type=int, default=None, help="at most this many steps per epoch (quick runs)")
