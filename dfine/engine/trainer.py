@@ -717,6 +717,8 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
+            self._print("note: no TensorBoard scalars (tensorboard is not installed: pip install dfine[tensorboard]); "
+                        f"log.jsonl and the PNG plots go to {self.output_dir}")
             return
         self.writer = SummaryWriter(self.cfg.summary_dir or str(self.output_dir / "summary"))
 

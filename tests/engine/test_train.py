@@ -54,6 +54,20 @@ def test_outputs_and_loss(run):
     assert not list(out.glob("*.tmp"))
 
 
+def test_without_tensorboard_the_run_says_so(run, monkeypatch, capsys):
+    """The README promises TensorBoard scalars in the output folder: without the package a run
+    says in one line that there are none and where the logs and plots go."""
+    import sys
+
+    _, folder, _ = run
+    trainer = Trainer(load_config(folder / "recipe.yml", [f"output_dir={folder / 'tb'}"]), progress=False)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as when not installed
+    trainer._start_logs()
+    assert trainer.writer is None
+    assert capsys.readouterr().out.strip() == (f"note: no TensorBoard scalars (tensorboard is not installed: pip install "
+                                               f"dfine[tensorboard]); log.jsonl and the PNG plots go to {folder / 'tb'}")
+
+
 def test_test_only(run):
     _, folder, _ = run
     cfg = load_config(folder / "recipe.yml", [f"resume={folder / 'out' / 'last.pth'}"])
