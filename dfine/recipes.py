@@ -156,7 +156,7 @@ def detect_format(root: Path) -> Format:
         hint = f"; give the dataset folder: --data {shlex.quote(str(above))}"
     else:
         hint = (" (annotations/instances_*.json or {split}/_annotations.coco.json for COCO, data.yaml or images/ + "
-                "labels/ for YOLO, Annotations/ + JPEGImages/ for VOC)")
+                "labels/ for YOLO, Annotations/ + JPEGImages/ or XMLs beside the images for VOC)")
     raise DfineError(f"--data {root}: not a COCO, YOLO or VOC dataset folder{hint}")
 
 
@@ -168,6 +168,10 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     if find_coco_splits(root):
         return "coco"
     if (root / "Annotations").is_dir() or nested and (any(root.glob("*/Annotations")) or any(root.glob("*/*/Annotations"))):
+        return "voc"
+    from dfine.data.convert.voc import side_by_side
+
+    if side_by_side(root) is not None:  # LabelImg's folder, Roboflow's VOC export: each XML beside its image
         return "voc"
     yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
     if any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")):

@@ -218,6 +218,45 @@ def test_voc_without_image_sets_is_split_by_seed(tmp_path, capsys):
     assert printed.splitlines()[-1] == f"train with: dfine train --data {src.resolve()} --model dfine_s"
 
 
+def test_voc_xmls_beside_their_images(tmp_path, capsys):
+    """LabelImg's default (one folder of images and XMLs) and Roboflow's "Pascal VOC" export
+    ({train,valid,test}/ of images and XMLs): both were "not a COCO, YOLO or VOC dataset folder"."""
+    from dfine.recipes import detect_format
+
+    flat = tmp_path / "labelimg"
+    for i in range(5):
+        image(flat / f"{i}.jpg", (60, 40))
+        voc_xml(flat / f"{i}.xml", f"{i}.jpg", (60, 40), [("cat" if i % 2 else "dog", (5, 5, 30, 20), 0)])
+    assert detect_format(flat) == "voc"
+    assert main(["data", "convert", "--from", "voc", str(flat), "-o", str(tmp_path / "o1")]) == 0
+    assert ("note: XMLs beside their images, no split folders: 1 of 5 images became val (--val-fraction 0.2, "
+            "--seed 0)") in capsys.readouterr().out
+    train, val = (load(tmp_path / f"o1/annotations/instances_{s}.json") for s in ("train", "val"))
+    assert len(train["images"]) == 4 and len(val["images"]) == 1
+    (name, box, _), = boxes_by_file(val)[val["images"][0]["file_name"]]
+    _close(box, [5, 5, 25, 15])
+    rf = tmp_path / "roboflow"
+    for split, n in (("train", 3), ("valid", 2), ("test", 1)):
+        for i in range(n):
+            image(rf / split / f"{split}{i}.jpg", (50, 50))
+            voc_xml(rf / split / f"{split}{i}.xml", f"{split}{i}.jpg", (50, 50), [("dog", (1, 2, 30, 40), 0)])
+    (rf / "README.roboflow.txt").write_text("exported")
+    assert detect_format(rf) == "voc"
+    result = convert_voc(rf, tmp_path / "o2")
+    assert result.images_folder == rf.resolve() and result.notes == []
+    got = {s: sorted(boxes_by_file(load(f))) for s, f in result.ann_files.items()}
+    assert got == {"train": ["train/train0.jpg", "train/train1.jpg", "train/train2.jpg"],
+                   "val": ["valid/valid0.jpg", "valid/valid1.jpg"], "test": ["test/test0.jpg"]}
+    ds = CocoDetection(result.images_folder, result.ann_files["val"])
+    assert len(ds) == 2 and ds.label_map.names == ("dog",)
+    # CVAT's annotations.xml is no VOC file: not taken for one
+    cvat = tmp_path / "cvat"
+    image(cvat / "images/a.jpg", (10, 10))
+    (cvat / "annotations.xml").write_text("<annotations><version>1.1</version></annotations>")
+    with pytest.raises(DatasetError, match="no VOC dataset"):
+        convert_voc(cvat)
+
+
 def test_voc_names_option_must_cover_the_xmls(tmp_path, capsys):
     src = _voc(tmp_path / "voc")
     assert main(["data", "convert", "--from", "voc", str(src), "--names", "cat,dog"]) == 2

@@ -1,6 +1,8 @@
 """Pascal VOC folders (``Annotations/*.xml`` + ``JPEGImages/``) -> COCO JSON.
 
-Splits come from ``ImageSets/Main/{train,val,test}.txt`` (``trainval.txt`` split by
+Also each XML beside its image: LabelImg's default (one folder of images and XMLs) and
+Roboflow's "Pascal VOC" export (``{train,valid,test}/`` of images and XMLs, the folders being
+the splits). Splits of the ``Annotations/`` layout come from ``ImageSets/Main/{train,val,test}.txt`` (``trainval.txt`` split by
 ``val_fraction`` when there is no ``val.txt``); without split files a seeded ``val_fraction`` of
 the annotated images becomes val (printed). Class names are the XMLs' object names, sorted,
 unless given. ``difficult=1`` objects are kept with ``iscrowd: 1`` (ignored by training and by
@@ -21,11 +23,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (IMAGE_SUFFIXES, Converted, SplitCounts, header_or_reason, info_for, split_by_fraction,
-                                val_in_train_note, write_coco_json)
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason, info_for,
+                                split_by_fraction, val_in_train_note, write_coco_json)
 
-__all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml"]
-
+__all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml", "side_by_side"]
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,32 @@ def _find_root(src: Path) -> Path:
     if found:
         raise DatasetError(f"{src} holds several VOC sets ({', '.join(str(f.relative_to(src)) for f in found)}); "
                            f"convert one at a time")
-    raise DatasetError(f"no VOC dataset in {src}: expected Annotations/*.xml and JPEGImages/")
+    raise DatasetError(f"no VOC dataset in {src}: expected Annotations/*.xml and JPEGImages/, or VOC XMLs beside "
+                       f"their images")
 
 
-def _image_of(root: Path, record: VocRecord) -> Optional[Path]:
-    folder = root / "JPEGImages"
+def side_by_side(src: Path) -> Optional[Dict[Optional[str], Path]]:
+    """The folders of a VOC set whose XMLs lie beside their images: Roboflow's export
+    (``{split: folder}`` of the ``train``/``valid``/``test`` folders holding XMLs) or LabelImg's
+    one folder (``{None: src}``); ``None`` when ``src`` is no such set (its first XML is not a VOC
+    ``<annotation>``, e.g. CVAT's ``annotations.xml``)."""
+    if not src.is_dir() or (src / "Annotations").is_dir():
+        return None
+    folders: Dict[Optional[str], Path] = {}
+    for child in sorted(c for c in src.iterdir() if c.is_dir() and c.name.lower() in SPLIT_NAMES):
+        if next(child.glob("*.xml"), None) is not None:
+            folders.setdefault(SPLIT_NAMES[child.name.lower()], child)
+    if not folders and next(src.glob("*.xml"), None) is not None:
+        folders = {None: src}
+    first = next((x for f in folders.values() for x in sorted(f.glob("*.xml"))), None)
+    try:
+        return folders if first is not None and ET.parse(first).getroot().tag == "annotation" else None
+    except (ET.ParseError, OSError):
+        return None
+
+
+def _image_of(folder: Path, record: VocRecord) -> Optional[Path]:
+    """The image of ``record`` in ``folder``: its ``<filename>``, else an image of its stem."""
     if record.filename and (folder / record.filename).is_file():
         return folder / record.filename
     stem = Path(record.filename).stem if record.filename else record.xml.stem
@@ -178,12 +200,16 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     src = Path(src).expanduser().resolve()
     if not src.is_dir():
         raise DatasetError(f"VOC dataset {src} not found")
-    root = _find_root(src)
-    xmls = sorted((root / "Annotations").glob("*.xml"))
+    beside = side_by_side(src)
+    root = src if beside is not None else _find_root(src)
+    xmls = (sorted(x for f in beside.values() for x in f.glob("*.xml")) if beside is not None
+            else sorted((root / "Annotations").glob("*.xml")))
     if not xmls:
         raise DatasetError(f"{root / 'Annotations'} holds no .xml files")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        records = {r.xml.stem: r for r in pool.map(read_voc_xml, xmls)}
+        # keyed by the XML's path without suffix, from the folder the image file names start at
+        records = {r.xml.relative_to(root if beside is not None else r.xml.parent).with_suffix("").as_posix(): r
+                   for r in pool.map(read_voc_xml, xmls)}
     found = sorted({o.name for r in records.values() for o in r.objects})
     if names:
         class_names = tuple(names)
@@ -196,27 +222,53 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     if not class_names:
         raise DatasetError(f"{root / 'Annotations'}: no <object> in any XML and no --names; nothing to learn")
     notes: List[str] = []
-    splits = _split_lists(root, sorted(records), val_fraction, seed, notes)
+    if beside is not None:
+        splits = _folder_splits(beside, sorted(records), val_fraction, seed, notes)
+    else:
+        splits = _split_lists(root, sorted(records), val_fraction, seed, notes)
     out_dir = Path(out).expanduser() if out is not None else root
     ann_dir = out_dir / "annotations"
-    folder = root / "JPEGImages"
+    folder = root if beside is not None else root / "JPEGImages"
     info = info_for(ann_dir, folder, "VOC", src)
     written, counts = {}, {}
     for split, stems in splits.items():
-        ims, anns, counts[split] = _split_json(split, [records[s] for s in stems], root, class_names, notes)
+        ims, anns, counts[split] = _split_json(split, [records[s] for s in stems], folder, class_names, notes,
+                                               beside is not None)
         written[split] = ann_dir / f"instances_{split}.json"
         write_coco_json(written[split], ims, anns, class_names, info)
     return Converted(src, out_dir, folder, written, class_names, counts, notes)
 
 
-def _split_json(split: str, records: List[VocRecord], root: Path, names: Tuple[str, ...],
-                notes: List[str]) -> Tuple[List[Dict], List[Dict], SplitCounts]:
+def _folder_splits(folders: Dict[Optional[str], Path], keys: Sequence[str], val_fraction: float, seed: int,
+                   notes: List[str]) -> Dict[str, List[str]]:
+    """``{split: [record key, ...]}`` of a side-by-side set: its split folders, or a seeded
+    ``val_fraction`` of one folder (or of ``train/`` when there is no val folder), said in ``notes``."""
+    if None in folders:
+        splits = dict(zip(("train", "val"), split_by_fraction(list(keys), val_fraction, seed)))
+        notes.append(f"XMLs beside their images, no split folders: {len(splits['val'])} of {len(keys)} images "
+                     f"became val (--val-fraction {val_fraction}, --seed {seed})")
+        return splits
+    splits = {split: [k for k in keys if k.split("/", 1)[0] == folder.name] for split, folder in folders.items()}
+    if "train" not in splits:
+        raise DatasetError(f"no train folder of XMLs beside images (found {', '.join(f.name for f in folders.values())})")
+    if "val" not in splits:
+        pool = splits["train"]
+        splits["train"], splits["val"] = split_by_fraction(pool, val_fraction, seed)
+        notes.append(f"no val folder: {len(splits['val'])} of {len(pool)} images of {folders['train'].name}/ became "
+                     f"val (--val-fraction {val_fraction}, --seed {seed})")
+    return splits
+
+
+def _split_json(split: str, records: List[VocRecord], folder: Path, names: Tuple[str, ...],
+                notes: List[str], beside: bool = False) -> Tuple[List[Dict], List[Dict], SplitCounts]:
+    """COCO images and annotations of ``records``, file names relative to ``folder`` (the
+    images folder; with ``beside`` each image is looked for next to its XML)."""
     label = {n: i for i, n in enumerate(names)}
-    paths = [_image_of(root, r) for r in records]
+    paths = [_image_of(r.xml.parent if beside else folder, r) for r in records]
     missing = [r.xml.name for r, p in zip(records, paths) if p is None]
     if missing:
-        raise DatasetError(f"{split}: {len(missing)} XMLs have no image in {root / 'JPEGImages'} "
-                           f"(first: {missing[0]})")
+        where = records[[p is None for p in paths].index(True)].xml.parent if beside else folder
+        raise DatasetError(f"{split}: {len(missing)} XMLs have no image in {where} (first: {missing[0]})")
     with ThreadPoolExecutor(max_workers=8) as pool:
         headers = list(pool.map(header_or_reason, paths))
     images, anns, counts = [], [], SplitCounts()
@@ -229,7 +281,7 @@ def _split_json(split: str, records: List[VocRecord], root: Path, names: Tuple[s
         if record.size is not None and record.size != (width, height):
             resized.append(f"{record.xml.name} says {record.size[0]}x{record.size[1]}, image is {width}x{height}")
         image_id = len(images) + 1
-        images.append({"id": image_id, "file_name": path.relative_to(root / "JPEGImages").as_posix(),
+        images.append({"id": image_id, "file_name": path.relative_to(folder).as_posix(),
                        "width": width, "height": height})
         kept = 0
         for obj in record.objects:
