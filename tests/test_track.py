@@ -464,3 +464,29 @@ def test_no_match_to_a_box_of_another_tracks_colour(monkeypatch):
     monkeypatch.setattr(appearance, "VETO_MARGIN", 2.0)  # the veto off: the red track takes the blue box
     red_ids, taken = run()
     assert taken & red_ids
+
+
+@pytest.mark.parametrize("tracker", ["bytetrack", "sort", "ocsort"])
+def test_lost_object_found_again_where_it_was_last_seen(tracker, monkeypatch):
+    """A red square moves right, is not detected for 20 frames (it stopped behind something) and shows
+    up where it was last seen: the motion model's prediction has run far ahead, but the colour cue
+    also searches near the last box, so the track keeps its id."""
+    from dfine.integrations import appearance
+
+    def ids():
+        tr = TrackerConfig(tracker).make(30.0)
+        seen = set()
+        for t in range(36):
+            x = 10 + 6 * min(t, 8)
+            f = np.full((80, 300, 3), 90, np.uint8)
+            f[20:50, x:x + 30] = (230, 40, 40)
+            boxes = np.array([[x, 20, x + 30, 50]], np.float32) if not 8 < t < 28 else np.zeros((0, 4), np.float32)
+            out = tr.update(sv.Detections(xyxy=boxes, confidence=np.full(len(boxes), 0.9, np.float32),
+                                          class_id=np.zeros(len(boxes), int)), f)
+            seen |= {int(i) for i in out.tracker_id if i >= 0}
+        return seen
+    assert len(ids()) == 1
+    monkeypatch.setattr(appearance.ColourCue, "_near", lambda self, tracks, predicted, boxes: appearance._near(predicted, boxes))
+    # searched for only near its prediction: a new id (OC-SORT by itself also matches lost tracks by
+    # their last observation, its "OCR" round)
+    assert len(ids()) == (1 if tracker == "ocsort" else 2)

@@ -10,7 +10,8 @@ one, so the trackers' own matching, stages and track life cycle run unchanged, a
 similarity they match on changes (``T`` tracks, ``D`` detections, both ``[.., 4]`` xyxy pixels)::
 
     sim[t, d] = max(iou[t, d] * (FLOOR + (1 - FLOOR) * app[t, d]),
-                    REID * app[t, d]  if app[t, d] >= REID_MIN and d's centre is within GATE box sizes of t's)
+                    REID * app[t, d]  if app[t, d] >= REID_MIN and d's centre is within GATE box sizes of t's
+                                      (predicted box, or the box it was last seen in))
     sim[t, d] = 0   if another track u near d has app[u, d] >= REID_MIN and app[u, d] - app[t, d] >= VETO_MARGIN
 
 ``app`` is the histogram intersection (0..1) of the track's colour histogram (a running mean over the
@@ -82,6 +83,7 @@ class ColourCue(BaseIoU):
     def __init__(self, tracker: Any):
         self.tracker = tracker
         self.colours: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()
+        self.seen: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()  # last matched box
         self._boxes = np.zeros((0, 4), np.float32)
         self._hists = np.zeros((0, BINS ** 3), np.float32)
         self._index: Dict[bytes, int] = {}
@@ -115,6 +117,9 @@ class ColourCue(BaseIoU):
             for t, row in zip(new, overlap):
                 self._learn(t, int(row.argmax()))
             self._gate_births(new, overlap.argmax(1))
+        for t in self.tracker.tracks:
+            if t.time_since_update == 0:
+                self.seen[t] = np.asarray(t.get_state_bbox(), float)
 
     def _gate_births(self, new: List[Any], dets: np.ndarray) -> None:
         """Remove the new tracks (started from detections ``dets``) that duplicate an older one: their
@@ -164,7 +169,7 @@ class ColourCue(BaseIoU):
             app[np.ix_(rows, cols)] = _intersection(np.stack([self.colours[tracks[r]] for r in rows]), hists)
             known_pair[np.ix_(rows, cols)] = True
         sim = np.maximum(iou * (FLOOR + (1 - FLOOR) * app),
-                         np.where(_near(boxes_1, boxes_2) & known_pair & (app >= REID_MIN), REID * app, 0.0))
+                         np.where(self._near(tracks, boxes_1, boxes_2) & known_pair & (app >= REID_MIN), REID * app, 0.0))
         if rows and cols:
             best = self._best_colour(hists, np.asarray(boxes_2)[cols])
             veto = (best >= REID_MIN) & (best - app[np.ix_(rows, cols)] >= VETO_MARGIN)
@@ -173,14 +178,21 @@ class ColourCue(BaseIoU):
 
     def _best_colour(self, hists: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """``[1, D]``: for each detection (histograms ``[D, K]``, boxes ``[D, 4]``), the best colour
-        agreement of any track with a colour whose box (its prediction, or the box it took this
-        frame) lies within GATE box sizes of it, whichever stage of the tracker's matching it is in."""
+        agreement of any track with a colour near it (:meth:`_near`; the track's box is its prediction,
+        or the box it took this frame), whichever stage of the tracker's matching it is in."""
         tracks = [t for t in self.tracker.tracks if t in self.colours]
         if not tracks:
             return np.zeros((1, len(boxes)))
         app = _intersection(np.stack([self.colours[t] for t in tracks]), hists)
-        near = _near(np.array([t.get_state_bbox() for t in tracks]), boxes)
+        near = self._near(tracks, np.array([t.get_state_bbox() for t in tracks]), boxes)
         return np.where(near, app, 0.0).max(0, keepdims=True)
+
+    def _near(self, tracks: List[Optional[Any]], predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """``[T, D]`` bool: each of ``boxes`` lies near track ``t`` (GATE box sizes) of its ``predicted``
+        box or of the box it was last seen in (a lost object is searched for both where its motion
+        model expects it and where it was last seen: the prediction drifts during an occlusion)."""
+        seen = np.array([self.seen.get(t, p) if t is not None else p for t, p in zip(tracks, np.asarray(predicted, float))])
+        return _near(predicted, boxes) | _near(seen.reshape(-1, 4), boxes)
 
 
 def _near(boxes_1: np.ndarray, boxes_2: np.ndarray) -> np.ndarray:
