@@ -207,6 +207,7 @@ def oracle_ids(truth, dets, conf: float, nms: Optional[float], path: Path) -> No
 
 
 def main() -> None:
+    from dfine.integrations.tracking import LOST_FRAMES
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="the demo model (checkpoint or .onnx)")
     p.add_argument("--frames", type=int, default=150)
@@ -217,7 +218,7 @@ def main() -> None:
     p.add_argument("--conf", type=float, default=0.5, help="score that starts a track")
     p.add_argument("--low-conf", type=float, default=0.1, help="ByteTrack's second-stage score floor")
     p.add_argument("--match-iou", type=float, default=None, help="default: each tracker's own")
-    p.add_argument("--lost-frames", type=int, default=30)
+    p.add_argument("--lost-frames", type=int, default=LOST_FRAMES)
     p.add_argument("--min-frames", type=int, default=None, help="default: each tracker's own")
     p.add_argument("--nms", type=float, default=0.7, help="class-agnostic NMS IoU before tracking (0: off)")
     p.add_argument("--appearance", nargs="+", default=["colour", "none"], choices=("colour", "none"),

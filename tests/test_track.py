@@ -187,7 +187,7 @@ def test_cli_writes_video_mot_and_summary(tmp_path, monkeypatch, capsys):
     assert frames == sorted(frames) and min(frames) >= 1 and max(frames) == N
     summary = json.loads((out / "two.json").read_text())
     assert summary["tracker_config"] == {"name": "sort", "conf": 0.5, "low_conf": 0.1, "match_iou": None,
-                                         "lost_frames": 30, "min_frames": None, "nms": 0.7, "appearance": "none"}
+                                         "lost_frames": 60, "min_frames": None, "nms": 0.7, "appearance": "none"}
     tracks = {t["id"]: t for t in summary["tracks"]}
     for tid, t in tracks.items():
         mine = [int(r[0]) for r in rows if int(r[1]) == tid]

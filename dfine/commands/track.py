@@ -37,8 +37,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--match-iou", type=float, default=None, metavar="IOU",
                    help="IoU a detection needs with a track's predicted box to continue it "
                         "(default: the tracker's, 0.1 bytetrack, 0.3 sort/ocsort)")
-    g.add_argument("--lost-frames", type=int, default=30, metavar="N",
-                   help="frames (at 30 fps) a lost track waits to be found again before a new id (default 30)")
+    g.add_argument("--lost-frames", type=int, default=60, metavar="N",
+                   help="frames (at 30 fps) a lost track waits to be found again before a new id (default 60)")
     g.add_argument("--min-frames", type=int, default=None, metavar="N",
                    help="frames in a row before a new track gets an id (default: the tracker's, 2 bytetrack, 3 sort/ocsort)")
     g.add_argument("--nms", type=float, default=0.7, metavar="IOU",

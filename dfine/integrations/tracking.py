@@ -32,6 +32,12 @@ LOW_SCORE = 0.1
 # find one object); trackers ignore classes, so before tracking, boxes overlapping a better one by
 # IoU >= this are dropped whatever their class
 NMS_IOU = 0.7
+# frames (at 30 fps) a lost track waits: twice the trackers' own 30. An object hidden behind another is
+# scored low by the detector, so SORT and OC-SORT (which see only boxes above --conf) lose it for as
+# long as the occlusion lasts (up to ~45 frames in benchmarks/tracking.py's videos); a track waiting
+# that long is only taken back by a box near where it was predicted or last seen that agrees with its
+# colour (dfine.integrations.appearance), as DeepSORT's appearance gate lets it wait 70 frames
+LOST_FRAMES = 60
 
 
 def import_trackers() -> Any:
@@ -52,7 +58,8 @@ class TrackerConfig:
     which keeps tracks through occlusions). ``match_iou``: the IoU a detection needs with a track's
     predicted box to continue it (None: the tracker's own default, 0.1 ByteTrack, 0.3 SORT and OC-SORT).
     ``lost_frames``: how many frames (counted at 30 fps, scaled to the video's rate) a track that
-    lost its object waits to be found again before a new id is given. ``min_frames``: frames in a row
+    lost its object waits to be found again before a new id is given (LOST_FRAMES: 2 s, longer than
+    the trackers' own 1 s, as the colour cue guards the late matches). ``min_frames``: frames in a row
     a new track must be matched before it gets an id (None: the tracker's default, 2 ByteTrack, 3
     SORT and OC-SORT). ``nms``: before tracking, boxes overlapping a better one by this IoU are
     dropped whatever their class (None: off). ``appearance``: ``colour`` (default) also compares the
@@ -63,7 +70,7 @@ class TrackerConfig:
     conf: float = 0.5
     low_conf: float = LOW_SCORE
     match_iou: Optional[float] = None
-    lost_frames: int = 30
+    lost_frames: int = LOST_FRAMES
     min_frames: Optional[int] = None
     nms: Optional[float] = NMS_IOU
     appearance: str = "colour"
