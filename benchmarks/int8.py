@@ -7,6 +7,7 @@ Bar (issue 17): int8 AP at most 1.0 point under float32, int8 latency at most 0.
     python benchmarks/int8.py [--demo runs/demo] [--calib-size 300] [--rounds 3] [--runs 20]
                               [--max-drop 0.5] [--compare head] [--scope-study]
                               [--latency-imgsz 640] [--isa native AVX2] [--profile]
+                              [--scheme head-matmuls]
 
 ``--demo DIR`` reads ``DIR/last.pth``, ``DIR/data/val.json`` + ``DIR/data/val/`` (evaluation) and
 ``DIR/data/train/`` (calibration); ``--model``, ``--val-ann``, ``--val-images``, ``--calib`` point
@@ -17,7 +18,8 @@ in latency and saves in AP. ``--latency-imgsz 640`` also times the same weights 
 640x640 (latency only: the model was trained at the demo's size). ``--isa native AVX2`` measures
 every file (AP and latency, rounds interleaved) once uncapped and once with OpenVINO's oneDNN
 kernels capped at AVX2 (``ONEDNN_MAX_CPU_ISA``: no AVX-512, no VNNI), each in processes of their
-own, as on an AVX2-only CPU; each ISA's int8 is compared with its own float32. ``--profile``
+own, as on an AVX2-only CPU; each ISA's int8 is compared with its own float32. ``--scheme head-matmuls``
+adds the default IR quantized with that scheme (``dfine.export.int8.SCHEMES``). ``--profile``
 also prints where each OpenVINO file spends its time: the CPU plugin's per-node performance
 counters (``PERF_COUNT``, compiled as ``Detector`` compiles it), the median of each node over
 ``--runs`` inferences and then over the rounds (files interleaved), summed by model part and by node
@@ -39,8 +41,8 @@ import subprocess
 
 from dfine.export.benchmark import NodeTime, cpu_line, isa_env, openvino_profile, profile_table, time_export
 from dfine.export.evaluate import evaluate_export, load_eval_set
-from dfine.export.int8 import (FLOAT_SCOPES, SCOPE_GROUPS, calibration_images, quantize_onnx, quantize_openvino,
-                               resolve_scopes)
+from dfine.export.int8 import (FLOAT_SCOPES, SCHEMES, SCOPE_GROUPS, calibration_images, quantize_onnx,
+                               quantize_openvino, resolve_scopes)
 from dfine.checkpoint import load_model
 from dfine.export.onnx import export_onnx
 from dfine.export.openvino import export_openvino
@@ -58,6 +60,9 @@ def _exports(args: argparse.Namespace, folder: Path, imgsz: Optional[int], val) 
     for i, (label, scopes) in enumerate(_variants(args)):
         rows.append((label, quantize_openvino(onnx, folder / f"int8_{i}.xml", calib, float_scopes=scopes)[0],
                      "openvino"))
+    for scheme in args.scheme or []:
+        rows.append((f"int8 (scheme {scheme})", quantize_openvino(onnx, folder / f"int8_{scheme}.xml", calib,
+                                                                  scheme=scheme)[0], "openvino"))
     if args.max_drop is not None and val is not None:
         out, info = quantize_openvino(onnx, folder / "int8_acc.xml", calib, max_drop=args.max_drop, val=val)
         rows.append((f"int8 (max drop {args.max_drop:g})", out, "openvino"))
@@ -198,6 +203,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=20, help="timed runs per round")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--scheme", nargs="+", choices=SCHEMES,
+                   help="also the default int8 IR quantized with this NNCF scheme (dfine.export.int8.SCHEMES)")
     p.add_argument("--profile", action="store_true",
                    help="also OpenVINO's per-node profile of each file: time by model part, node type, int8 or float")
     p.add_argument("--isa", nargs="+", metavar="ISA",

@@ -146,6 +146,7 @@ class NodeTime:
     exec_type: str  # the kernel: brgconv_avx512_1x1_I8, jit_avx512_f32, ref_any_f32, ...
     part: str  # model_part of the layers it runs
     ms: float  # median over the profiled inferences
+    min_ms: float = float("nan")  # the fastest of them: what the node takes undisturbed (steady under load)
 
     @property
     def int8(self) -> bool:
@@ -192,7 +193,7 @@ def openvino_profile(path: str, threads: int = 2, runs: int = 50, precision: str
         for p in request.profiling_info:
             if p.status == p.Status.EXECUTED:
                 times.setdefault((p.node_name, p.node_type, p.exec_type), []).append(p.real_time.total_seconds() * 1e3)
-    nodes = [NodeTime(name, kind, exec_type, model_part(layers.get(name, [name])), statistics.median(t))
+    nodes = [NodeTime(name, kind, exec_type, model_part(layers.get(name, [name])), statistics.median(t), min(t))
              for (name, kind, exec_type), t in times.items()]
     return sorted(nodes, key=lambda n: -n.ms)
 

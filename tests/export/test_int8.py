@@ -17,7 +17,8 @@ import torch
 from dfine.cli import main
 from dfine.engine.evaluator import coco_metrics
 from dfine.export.evaluate import coco_results, load_eval_set
-from dfine.export.int8 import DEFAULT_REASON, FLOAT_SCOPES, SCOPE_GROUPS, resolve_scopes
+from dfine.export.int8 import (DEFAULT_REASON, DEFAULT_SCHEME, FLOAT_SCOPES, HEAD_INT8_TYPES, HEAD_PREFIXES,
+                               SCOPE_GROUPS, _source_name, resolve_scopes)
 from dfine.inference import Detector
 from tests.models.tiny import tiny_model
 
@@ -92,12 +93,31 @@ def test_int8_ir_carries_metadata_and_quantizes_the_head_too(int8_ir):
     assert json.loads(meta["imgsz"]) == [128, 128]
     info = json.loads(meta["quantization"])
     assert info["precision"] == "int8" and info["calibration_images"] == 4
-    assert info["float_scopes"] == [] and info["reason"] == DEFAULT_REASON
+    assert info["float_scopes"] == [] and info["reason"] == DEFAULT_REASON and info["scheme"] == DEFAULT_SCHEME
     fq = [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
-    consumers = {t.get_node().get_friendly_name() for op in fq for t in op.output(0).get_target_inputs()}
+    nodes = [t.get_node() for op in fq for t in op.output(0).get_target_inputs()]
+    consumers = {n.get_friendly_name() for n in nodes}
     assert any(name.startswith("/model/backbone/") for name in consumers)
     for part in ("sampling", "box-heads", "decoder-rest", "query-selection"):  # measured: no AP lost there
         assert any(re.fullmatch(p, n) for p in SCOPE_GROUPS[part] for n in consumers), part
+
+
+def test_head_matmuls_scheme_quantizes_body_adds_and_only_matmuls_and_norms_in_the_head(int8_ir, images):
+    """Scheme ``head-matmuls``: residual Adds outside the head take int8 inputs (their convolutions
+    chain in int8); in the head only matrix products and norms do, its element-wise arithmetic (the
+    sampling locations) stays float. The IR's metadata names the scheme."""
+    import openvino as ov
+    from dfine.export.int8 import calibration_images, quantize_openvino
+    out, info = quantize_openvino(int8_ir.with_name("tiny.onnx"), int8_ir.with_name("hm_int8.xml"),
+                                  calibration_images(images, 2), scheme="head-matmuls")
+    model = ov.Core().read_model(out)
+    assert json.loads(model.get_rt_info(["dfine", "quantization"]).astype(str))["scheme"] == "head-matmuls"
+    fq = [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+    nodes = [t.get_node() for op in fq for t in op.output(0).get_target_inputs()]
+    assert any(n.get_type_name() == "Add" and n.get_friendly_name().startswith(("/model/backbone/", "/model/encoder/"))
+               for n in nodes)
+    head = [n for n in nodes if _source_name(n).startswith(HEAD_PREFIXES)]
+    assert {"MatMul", "MVN"} <= {n.get_type_name() for n in head} <= set(HEAD_INT8_TYPES)
 
 
 def test_profile_of_int8_ir_names_parts_and_int8_kernels(int8_ir):
