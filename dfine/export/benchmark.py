@@ -198,24 +198,27 @@ def openvino_profile(path: str, threads: int = 2, runs: int = 50, precision: str
     return sorted(nodes, key=lambda n: -n.ms)
 
 
-def profile_summary(nodes: Sequence[NodeTime], key: Callable[[NodeTime], str]) -> Dict[str, Dict[str, float]]:
-    """Per ``key(node)``: ``ms`` (sum of medians), ``int8_ms`` (of that on int8 kernels), ``nodes``."""
+def profile_summary(nodes: Sequence[NodeTime], key: Callable[[NodeTime], str], stat: str = "ms"
+                    ) -> Dict[str, Dict[str, float]]:
+    """Per ``key(node)``: ``ms`` (sum of the nodes' ``stat``: ``ms``, the medians, or ``min_ms``),
+    ``int8_ms`` (of that on int8 kernels), ``nodes``."""
     out: Dict[str, Dict[str, float]] = {}
     for n in nodes:
         row = out.setdefault(key(n), {"ms": 0.0, "int8_ms": 0.0, "nodes": 0})
-        row["ms"] += n.ms
-        row["int8_ms"] += n.ms if n.int8 else 0.0
+        row["ms"] += getattr(n, stat)
+        row["int8_ms"] += getattr(n, stat) if n.int8 else 0.0
         row["nodes"] += 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["ms"]))
 
 
 def profile_table(profiles: Dict[str, Sequence[NodeTime]], key: Callable[[NodeTime], str], title: str,
-                  limit: Optional[int] = None) -> List[str]:
+                  limit: Optional[int] = None, stat: str = "ms") -> List[str]:
     """Markdown table of several models' profiles side by side, rows grouped by ``key(node)``
-    (e.g. the part, or the node type and precision): per model the ms, the share of its total and
-    the ms on int8 kernels; the first model's slowest rows first, at most ``limit`` rows."""
-    sums = {label: profile_summary(nodes, key) for label, nodes in profiles.items()}
-    totals = {label: sum(n.ms for n in nodes) or 1.0 for label, nodes in profiles.items()}
+    (e.g. the part, or the node type and precision): per model the ms (sums of each node's
+    ``stat``: ``ms`` or ``min_ms``), the share of its total and the ms on int8 kernels; the slowest
+    rows first, at most ``limit`` rows."""
+    sums = {label: profile_summary(nodes, key, stat) for label, nodes in profiles.items()}
+    totals = {label: sum(getattr(n, stat) for n in nodes) or 1.0 for label, nodes in profiles.items()}
     rows = list(dict.fromkeys(k for label in sums for k in sums[label]))
     rows.sort(key=lambda k: -max(s.get(k, {"ms": 0.0})["ms"] for s in sums.values()))
     head = "| " + title + " | " + " | ".join(f"{label}: ms (share, on int8 kernels)" for label in profiles) + " |"
@@ -226,6 +229,6 @@ def profile_table(profiles: Dict[str, Sequence[NodeTime]], key: Callable[[NodeTi
             r = s.get(k, {"ms": 0.0, "int8_ms": 0.0, "nodes": 0})
             cells.append(f"{r['ms']:.2f} ({100 * r['ms'] / totals[label]:.0f}%, {r['int8_ms']:.2f}) x{r['nodes']}")
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    lines.append("| total | " + " | ".join(f"{sum(n.ms for n in nodes):.2f} x{len(nodes)}"
+    lines.append("| total | " + " | ".join(f"{sum(getattr(n, stat) for n in nodes):.2f} x{len(nodes)}"
                                           for nodes in profiles.values()) + " |")
     return lines

@@ -126,7 +126,7 @@ def test_profile_of_int8_ir_names_parts_and_int8_kernels(int8_ir):
     (GridSample) in float; ``profile_table`` sums them per part."""
     from dfine.export.benchmark import openvino_profile, profile_table
     nodes = openvino_profile(str(int8_ir), threads=1, runs=2)
-    assert nodes and all(n.ms >= 0 for n in nodes) and nodes == sorted(nodes, key=lambda n: -n.ms)
+    assert nodes and all(0 <= n.min_ms <= n.ms for n in nodes) and nodes == sorted(nodes, key=lambda n: -n.ms)
     parts = {n.part for n in nodes}
     assert {"backbone", "encoder", "decoder-other"} <= parts
     assert any(n.int8 and n.part == "backbone" and n.type == "Convolution" for n in nodes)
@@ -135,6 +135,8 @@ def test_profile_of_int8_ir_names_parts_and_int8_kernels(int8_ir):
     backbone = next(line for line in lines if line.startswith("| backbone |"))
     ms = sum(n.ms for n in nodes if n.part == "backbone")
     assert backbone.split("|")[2].strip().startswith(f"{ms:.2f} (") and lines[-1].startswith("| total |")
+    fastest = sum(n.min_ms for n in nodes)
+    assert profile_table({"int8": nodes}, lambda n: n.part, "part", stat="min_ms")[-1] == f"| total | {fastest:.2f} x{len(nodes)} |"
 
 
 def test_int8_export_on_a_cpu_without_int8_dot_products_suggests_keeping_the_head_in_float():
