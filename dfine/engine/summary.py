@@ -97,7 +97,7 @@ def images_folder(ds: Any) -> str:
 def next_commands(cfg: Any, weights: Path, images: Optional[str]) -> Dict[str, str]:
     """The commands to evaluate, export and predict with ``weights``. Every path in them is
     absolute (the recipe, the weights, the val set's annotation file and images), so they work
-    as printed from any folder."""
+    as printed from any folder; the evaluation writes its ``eval.json`` beside the weights."""
     w = shlex.quote(os.path.abspath(weights))
     val = cfg.val_dataloader.dataset
     data = [f"val_dataloader.dataset.{key}={json.dumps(os.path.abspath(value))}"
@@ -105,7 +105,9 @@ def next_commands(cfg: Any, weights: Path, images: Optional[str]) -> Dict[str, s
     keys = {o.split("=", 1)[0] for o in data}
     overrides = [o for o in user_overrides(cfg) if o.split("=", 1)[0].split(".")[0] in _EVAL_KEYS
                  and o.split("=", 1)[0] not in keys] + data
-    ev = f"dfine eval -c {shlex.quote(os.path.abspath(cfg.config_file))} -r {w}"
+    # -o: eval.json beside the weights, not in ./output/RECIPE of whatever folder it is run from
+    ev = (f"dfine eval -c {shlex.quote(os.path.abspath(cfg.config_file))} -r {w} "
+          f"-o {shlex.quote(os.path.dirname(os.path.abspath(weights)))}")
     if overrides:
         ev += " -u " + " ".join(shlex.quote(o) for o in overrides)
     pictures = shlex.quote(os.path.abspath(images)) if images else "IMAGES"

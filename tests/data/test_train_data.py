@@ -212,6 +212,7 @@ def test_train_from_a_yolo_folder_and_printed_commands_work_from_another_folder(
         assert main(argv[1:]) == 0, f"{name}: {commands[name]}"
     text = capsys.readouterr().out
     assert "apple" in text and "pear" in text  # the eval's per-class table
+    assert f"metrics: {out / 'eval.json'}" in text and not (elsewhere / "output").exists()  # beside the weights
     assert list(out.glob("*.onnx"))
     predictions = json.loads(next(elsewhere.rglob("predictions.json")).read_text())
     assert {p["category_id"] for p in predictions} <= {0, 1}
