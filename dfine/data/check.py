@@ -327,8 +327,32 @@ def _mode_kind(mode: str) -> Optional[str]:
             "RGBa": "alpha", "L": "grayscale", "1": "grayscale"}.get(mode)
 
 
+def _other_splits(ann_file: Path, folder: Path) -> set:
+    """The image file names of the other ``instances_*.json`` beside the converted ``ann_file``
+    whose images are in the same ``folder``: a YOLO or VOC conversion keeps every split's images
+    under one folder, so the val images are no strays of the train file."""
+    from dfine.data.convert import images_folder_of_file
+
+    names: set = set()
+    if images_folder_of_file(ann_file) is None:
+        return names
+    for other in ann_file.parent.glob("instances_*.json"):
+        theirs = images_folder_of_file(other)
+        if other.resolve() == ann_file.resolve() or theirs is None or theirs.resolve() != folder.resolve():
+            continue
+        try:
+            images = json.loads(other.read_text(encoding="utf-8")).get("images", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        names |= {os.path.normpath(im["file_name"]).replace("\\", "/") for im in images
+                  if isinstance(im, dict) and isinstance(im.get("file_name"), str)}
+    return names
+
+
 def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: Dict[str, Finding],
-                 workers: int, progress: bool, cache: bool = False) -> Dict[Any, ImageHeader]:
+                 workers: int, progress: bool, cache: bool = False, others: frozenset = frozenset()
+                 ) -> Dict[Any, ImageHeader]:
+    """``others``: file names that other split files of the same conversion use (not strays)."""
     listing = _listing(folder)
     images = [im for im in data["images"] if isinstance(im, dict) and unsafe_file_name(im.get("file_name")) is None]
     referenced = set()
@@ -346,7 +370,7 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
         else:
             todo.append(im)
     for name in sorted(listing):
-        if name not in referenced and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+        if name not in referenced and name not in others and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
             _add(findings, "unreferenced", name)
     headers: Dict[Any, ImageHeader] = {}
     if level in ("json", "files"):
@@ -454,7 +478,8 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
     boxes, sizes, cats, table = _json_checks(data, findings)
     hint = None
     if level != "json":
-        _file_checks(data, folder, level, findings, workers, progress, cache)
+        _file_checks(data, folder, level, findings, workers, progress, cache,
+                     frozenset(_other_splits(Path(ann_file), folder)))
         hint = _images_hint(data, findings, folder, Path(ann_file))
     findings = {k: findings[k] for k in KINDS if k in findings}
     area = boxes[:, 2] * boxes[:, 3] if len(boxes) else np.zeros(0)

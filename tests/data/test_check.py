@@ -348,3 +348,23 @@ def test_images_folder_defaults_and_wrong_files_say_what_to_give(tmp_path, capsy
     assert main(["data", "check", str(tmp_path / "lone.json")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'lone.json'}: give --images, the folder its file " \
                                               f"names are relative to"
+
+
+def test_a_converted_split_does_not_call_the_other_splits_images_strays(tmp_path):
+    """A YOLO conversion keeps every split's images under one folder: checking the train file
+    listed each val image as "unreferenced" (Fruit-Yolo: 7 warnings for its 7 val images). A
+    stray file in the folder is still one."""
+    from dfine.data.convert.yolo import convert_yolo
+    from tests.data.datasets import yolo_labels
+
+    src = tmp_path / "yolo"
+    for split, n in (("train", 3), ("val", 2)):
+        for i in range(n):
+            image(src / f"images/{split}/{i}.jpg", (40, 30))
+            yolo_labels(src / f"labels/{split}/{i}.txt", ["0 0.5 0.5 0.4 0.4"])
+    (src / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [thing]\n")
+    converted = convert_yolo(src, tmp_path / "out")
+    train = converted.ann_files["train"]
+    assert "unreferenced" not in check_dataset(train, converted.images_folder).findings
+    image(src / "images/stray.jpg", (40, 30))
+    assert check_dataset(train, converted.images_folder).findings["unreferenced"].ids == ["stray.jpg"]
