@@ -60,6 +60,14 @@ def parameters_line(model: torch.nn.Module) -> str:
     return f"{total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)"
 
 
+def ap_text(ap: float) -> str:
+    """AP (0..1) in percent with one decimal, or one significant digit when that would read 0.0
+    for an AP above 0 (``0.0004`` -> ``"0.04"``: the run's best weights are then ``best_stg1.pth``,
+    which an AP shown as 0.0 would contradict)."""
+    v = 100 * ap
+    return f"{v:.1g}" if 0 < v < 0.05 else f"{v:.1f}"
+
+
 def duration(seconds: float) -> str:
     """``"1h02m"``, ``"3m12s"`` or ``"45s"``."""
     s = int(round(seconds))

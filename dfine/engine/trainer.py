@@ -47,7 +47,7 @@ from . import dist
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
 from .precision import choose_precision
-from .summary import (classes_line, dataset_line, duration, images_folder, next_commands, parameters_line,
+from .summary import (ap_text, classes_line, dataset_line, duration, images_folder, next_commands, parameters_line,
                       user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 
@@ -535,8 +535,8 @@ class Trainer:
         last = self.history[-1].get("test_AP") if self.history else None
         lines = [f"done in {duration(seconds)}" + (" (early stop)" if stopped == "patience" else "")]
         if self.best_epoch >= 0:
-            lines.append(f"best AP {100 * self.best_ap:.1f} at epoch {self.best_epoch + 1}"
-                         + (f", last AP {100 * last:.1f} (epoch {self.last_epoch + 1})" if last is not None else ""))
+            lines.append(f"best AP {ap_text(self.best_ap)} at epoch {self.best_epoch + 1}"
+                         + (f", last AP {ap_text(last)} (epoch {self.last_epoch + 1})" if last is not None else ""))
         if best is not None:
             lines.append(f"best weights: {best}")
             lines += [f"  {k + ':':8s} {v}" for k, v in

@@ -171,3 +171,12 @@ def test_class_names_that_read_as_numbers_are_quoted_in_the_summary():
     assert classes_line(digits).startswith("3 classes: '0', '1', 'x'; category ids 1, 2, 50 -> labels 0..2")
     words = SimpleNamespace(label_map=LabelMap((1, 2), ("green vegatable", "tile")))
     assert classes_line(words).startswith("2 classes: green vegatable, tile; category ids 1..2")
+
+
+def test_ap_text_never_shows_a_positive_ap_as_zero():
+    """A short run with AP 0.0004 printed "best AP 0.0" beside "best weights: best_stg1.pth"
+    (chosen because its AP is above 0): the figure now shows the digit that is there."""
+    from dfine.engine.summary import ap_text
+
+    assert [ap_text(a) for a in (0.0, 0.0004, 0.00004, 0.0005, 0.412, 1.0)] == ["0.0", "0.04", "0.004", "0.1", "41.2",
+                                                                                 "100.0"]
