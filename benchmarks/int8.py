@@ -155,7 +155,8 @@ def _verdict(rows: List[Row], times, aps, isas: List[str]) -> List[str]:
 
 
 def _profiles(rows: List[Row], args: argparse.Namespace) -> Dict[str, List[NodeTime]]:
-    """Per OpenVINO row: its nodes, each node's time the median of its per-round medians."""
+    """Per OpenVINO row: its nodes, each node's time the median of its per-round medians (and the
+    fastest of its runs), nodes matched over rounds by their place in the execution order."""
     rounds: Dict[str, List[List[NodeTime]]] = {label: [] for label, _, backend in rows if backend == "openvino"}
     for _ in range(args.rounds):
         for label, path, backend in rows:
@@ -163,12 +164,13 @@ def _profiles(rows: List[Row], args: argparse.Namespace) -> Dict[str, List[NodeT
                 rounds[label].append(openvino_profile(str(path), threads=args.profile_threads, runs=args.runs))
     out = {}
     for label, runs in rounds.items():
-        by_node: Dict[Tuple[str, str, str], List[NodeTime]] = {}
+        by_node: Dict[Tuple[int, str, str], List[NodeTime]] = {}
         for nodes in runs:
             for n in nodes:
-                by_node.setdefault((n.name, n.type, n.exec_type), []).append(n)
-        merged = [NodeTime(*key, same[0].part, statistics.median(n.ms for n in same), min(n.min_ms for n in same))
-                  for key, same in by_node.items()]
+                by_node.setdefault((n.index, n.type, n.exec_type), []).append(n)
+        merged = [NodeTime(same[0].name, same[0].type, same[0].exec_type, same[0].part,
+                           statistics.median(n.ms for n in same), min(n.min_ms for n in same), same[0].index)
+                  for same in by_node.values()]
         out[label] = sorted(merged, key=lambda n: -n.ms)
     return out
 

@@ -147,6 +147,8 @@ class NodeTime:
     part: str  # model_part of the layers it runs
     ms: float  # median over the profiled inferences
     min_ms: float = float("nan")  # the fastest of them: what the node takes undisturbed (steady under load)
+    index: int = -1  # its place in the execution order (the same for the same file and settings; names the
+    # plugin makes up, such as Multiply_1234, are numbered on from the last model compiled in the process)
 
     @property
     def int8(self) -> bool:
@@ -193,8 +195,8 @@ def openvino_profile(path: str, threads: int = 2, runs: int = 50, precision: str
         for p in request.profiling_info:
             if p.status == p.Status.EXECUTED:
                 times.setdefault((p.node_name, p.node_type, p.exec_type), []).append(p.real_time.total_seconds() * 1e3)
-    nodes = [NodeTime(name, kind, exec_type, model_part(layers.get(name, [name])), statistics.median(t), min(t))
-             for (name, kind, exec_type), t in times.items()]
+    nodes = [NodeTime(name, kind, exec_type, model_part(layers.get(name, [name])), statistics.median(t), min(t), i)
+             for i, ((name, kind, exec_type), t) in enumerate(times.items())]
     return sorted(nodes, key=lambda n: -n.ms)
 
 

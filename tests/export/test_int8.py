@@ -127,6 +127,7 @@ def test_profile_of_int8_ir_names_parts_and_int8_kernels(int8_ir):
     from dfine.export.benchmark import openvino_profile, profile_table
     nodes = openvino_profile(str(int8_ir), threads=1, runs=2)
     assert nodes and all(0 <= n.min_ms <= n.ms for n in nodes) and nodes == sorted(nodes, key=lambda n: -n.ms)
+    assert sorted(n.index for n in nodes) == list(range(len(nodes)))  # how rounds are matched node by node
     parts = {n.part for n in nodes}
     assert {"backbone", "encoder", "decoder-other"} <= parts
     assert any(n.int8 and n.part == "backbone" and n.type == "Convolution" for n in nodes)
