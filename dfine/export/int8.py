@@ -71,7 +71,7 @@ FLOAT_SCOPES: Tuple[str, ...] = ()  # the default: nothing kept in float32 (why:
 #   arithmetic (the sampling locations among it) and softmaxes stay float: quantized too, as the
 #   convolutional scheme does everywhere, they cost 2.7 AP on the demo model. On the demo model it
 #   has the default's AP (62.8); its speed against the default was not settled on the loaded machine
-#   (CPU time 0.81x, 0.91x and 1.10x the default's in three interleaved runs: README, "Int8").
+#   (CPU time 0.81x, 0.91x, 1.10x and 0.93x the default's in four interleaved runs: README, "Int8").
 SCHEMES = ("transformer", "head-matmuls")
 DEFAULT_SCHEME = "transformer"
 HEAD_PREFIXES = ("/model/decoder/", "/postprocessor/")  # node-name prefixes of the DETR head
