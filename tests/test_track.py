@@ -490,3 +490,27 @@ def test_lost_object_found_again_where_it_was_last_seen(tracker, monkeypatch):
     # searched for only near its prediction: a new id (OC-SORT by itself also matches lost tracks by
     # their last observation, its "OCR" round)
     assert len(ids()) == (1 if tracker == "ocsort" else 2)
+
+
+@pytest.mark.parametrize("appearance", ["colour", "none"])
+def test_ocsort_reports_a_confirmed_track_as_soon_as_it_is_found_again(appearance, monkeypatch):
+    """A square missed by the detector in frame 10 only: OC-SORT by itself hides its track for the two
+    frames after (until 3 matches in a row again); dfine reports it in every frame it is detected."""
+    from dfine.integrations.tracking import FrameTracker
+
+    def frames_with_track():
+        tr = TrackerConfig("ocsort", appearance=appearance).make(30.0)
+        shown = {}
+        for t in range(16):
+            x = 10 + 4 * t
+            f = np.full((80, 200, 3), 90, np.uint8)
+            f[20:50, x:x + 30] = (230, 40, 40)
+            boxes = np.zeros((0, 4), np.float32) if t == 10 else np.array([[x, 20, x + 30, 50]], np.float32)
+            out = tr.update(sv.Detections(xyxy=boxes, confidence=np.full(len(boxes), 0.9, np.float32),
+                                          class_id=np.zeros(len(boxes), int)), f)
+            shown.update({t: int(i) for i in out.tracker_id if i >= 0})
+        return shown
+    shown = frames_with_track()
+    assert sorted(shown) == [t for t in range(1, 16) if t != 10] and len(set(shown.values())) == 1
+    monkeypatch.setattr(FrameTracker, "_keep_confirmed", lambda self, result: result)
+    assert sorted(frames_with_track()) == [t for t in range(1, 16) if t not in (10, 11, 12)]

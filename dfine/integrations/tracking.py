@@ -139,6 +139,22 @@ class FrameTracker:
         result = self.tracker.update(dets)
         if self.cue is not None:
             self.cue.learn(result)
+        return self._keep_confirmed(result)
+
+    def _keep_confirmed(self, result: Any) -> Any:
+        """OC-SORT (in ``trackers``, as in the published code) hides a confirmed track's box after each
+        frame it missed until it is matched ``min_frames`` frames in a row again, so every occlusion
+        cost 2 more frames of output; here a confirmed track's box is reported from the first frame it
+        is found again, as ByteTrack and SORT do (its id from the tracklet whose last observation the
+        box is)."""
+        missing = result.tracker_id < 0
+        if not missing.any():
+            return result
+        found = {np.asarray(t.last_observation, float).tobytes(): t.tracker_id for t in self.tracker.tracks
+                 if getattr(t, "last_observation", None) is not None and t.time_since_update == 0 and t.tracker_id >= 0}
+        if found:
+            result.tracker_id = np.array([found.get(np.asarray(b, float).tobytes(), -1) if m else i
+                                          for b, i, m in zip(result.xyxy, result.tracker_id, missing)], dtype=int)
         return result
 
 
