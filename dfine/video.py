@@ -327,6 +327,18 @@ class FrameReader:
 
 
 
+def _letterbox(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """``frame [h, w, 3]`` scaled (aspect kept) and centred on a black ``[H, W, 3]``, ``size = (H, W)``."""
+    from PIL import Image
+    (H, W), (h, w) = size, frame.shape[:2]
+    scale = min(W / w, H / h)
+    nw, nh = max(1, min(W, round(w * scale))), max(1, min(H, round(h * scale)))
+    out = np.zeros((H, W, 3), np.uint8)
+    y, x = (H - nh) // 2, (W - nw) // 2
+    out[y:y + nh, x:x + nw] = np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((nw, nh), Image.BILINEAR))
+    return out
+
+
 class VideoWriter:
     """An annotated MP4 written frame by frame as ``NAME.partial.mp4`` beside ``path``, renamed to
     ``path`` by :meth:`close`.
@@ -336,8 +348,10 @@ class VideoWriter:
     every second, each flushed to disk when made, so a run killed outright (SIGKILL, power cut) leaves
     ``NAME.partial.mp4`` playable up to its last second; a plain MP4 keeps its index at the end and is
     unreadable until closed. Without PyAV, OpenCV's MPEG-4 (``mp4v``) in a
-    plain MP4. Frames are ``[H, W, 3]`` RGB uint8 of one size; an odd side is padded by one pixel
-    (H.264's 4:2:0 needs even sides).
+    plain MP4. Frames are ``[H, W, 3]`` RGB uint8; the first sets the video's size, and a later frame
+    of another size (a folder of photos) is scaled to fit it with black borders, its aspect kept
+    (counted in :attr:`letterboxed`; :meth:`size_note` says so in one line). An odd side is padded
+    by one pixel (H.264's 4:2:0 needs even sides).
 
     Drawing (``draw(frame, *args)``, when given) and encoding run in a writer thread, so the caller's
     next frame is decoded and detected meanwhile; :meth:`write` hands a frame over through a queue of
@@ -351,6 +365,8 @@ class VideoWriter:
         self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
         self.fps = float(fps) or 30.0
         self.frames = 0  # frames handed to write()
+        self.letterboxed = 0  # frames of another size than the first, scaled to fit with borders
+        self._size: Optional[Tuple[int, int]] = None  # (H, W) of the first frame
         self.draw = draw
         self._av: Any = None
         self._cv: Any = None
@@ -407,6 +423,11 @@ class VideoWriter:
                     self._error = e
 
     def _encode(self, frame: np.ndarray) -> None:
+        if self._size is None:
+            self._size = frame.shape[:2]
+        elif frame.shape[:2] != self._size:
+            frame = _letterbox(frame, self._size)
+            self.letterboxed += 1
         h, w = frame.shape[:2]
         if h % 2 or w % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
@@ -428,6 +449,15 @@ class VideoWriter:
         elif self._cv is not None:
             self._cv.release()
         self._av = self._cv = None
+
+    def size_note(self) -> Optional[str]:
+        """One line when frames were letterboxed (read it after :meth:`close`), else None."""
+        if not self.letterboxed:
+            return None
+        h, w = self._size
+        return (f"note: {self.letterboxed} of {self.frames} frames differ in size from the first ({w}x{h}); "
+                f"{self.path.name} shows them scaled to fit with black borders (boxes in the text and JSON "
+                f"files are in each frame's own pixels)")
 
     def close(self, complete: bool = True) -> Optional[Path]:
         """Finish the file. ``complete``: rename it to ``path`` (returned); else (the run failed) leave

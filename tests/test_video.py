@@ -211,3 +211,25 @@ def test_writer_output_survives_kill_9(tmp_path):
     proc.wait()
     assert not (tmp_path / "run.mp4").exists()
     assert _count(tmp_path / "run.partial.mp4") >= 40  # all but the last second (fragments of 10 frames)
+
+
+def test_writer_letterboxes_frames_of_another_size_and_says_so(tmp_path):
+    """A folder of photos of several sizes: each later frame keeps its aspect in the first's size
+    (black borders), instead of being stretched by the encoder, and one note says how many."""
+    wide = np.full((48, 64, 3), 200, np.uint8)
+    tall = np.full((48, 32, 3), 200, np.uint8)  # half as wide: fits at scale 1 between 16 px borders
+    writer = VideoWriter(tmp_path / "mixed.mp4", fps=10)
+    for f in (wide, tall, wide):
+        writer.write(f)
+    assert writer.close() == tmp_path / "mixed.mp4"
+    assert writer.size_note().startswith("note: 1 of 3 frames differ in size from the first (64x48)")
+    cap = cv2.VideoCapture(str(tmp_path / "mixed.mp4"))
+    frames = [cap.read()[1] for _ in range(3)]
+    assert all(f.shape == (48, 64, 3) for f in frames)
+    assert frames[0][:, :12].mean() > 150  # the first frame fills the picture
+    assert frames[1][:, :12].mean() < 40 and frames[1][:, -12:].mean() < 40  # borders, not stretched
+    assert frames[1][:, 20:44].mean() > 150
+    single = VideoWriter(tmp_path / "same.mp4", fps=10)
+    single.write(wide)
+    single.close()
+    assert single.size_note() is None

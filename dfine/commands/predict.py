@@ -224,7 +224,7 @@ def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
         writer.close(complete=complete)
     if writer.frames == 0:
         raise DfineError(f"cannot read any frame of video {path}")
-    note = truncation_note(source)
-    if note:
-        print(note, file=sys.stderr)
+    for note in (truncation_note(source), writer.size_note()):
+        if note:
+            print(note, file=sys.stderr)
     return results

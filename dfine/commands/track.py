@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     if video is not None:
         video.close()
     from ..video import truncation_note
-    note = truncation_note(run_.source)
-    if note:
-        print(note, file=sys.stderr)
+    for note in (truncation_note(run_.source), video.writer.size_note() if video is not None else None):
+        if note:
+            print(note, file=sys.stderr)
     written = ", ".join(str(p) for p in ([video.path] if video and video.path else []) + [log.mot_path, log.json_path])
     summary = log.summary()
     print(f"{'interrupted: ' if interrupted else ''}{run_.frames} frames, {summary['num_tracks']} tracks "
