@@ -79,7 +79,8 @@ def child(args: argparse.Namespace) -> None:
     x = torch.rand(1, 3, 640, 640)
     models = {"eval": dfine.build_model(f"dfine_{size}").eval(),
               "deploy": dfine.build_model(f"dfine_{size}").eval().deploy()}
-    row = {"model": f"dfine_{size}", "keep_memory": args.keep_memory, "params": sum(p.numel() for p in models["eval"].parameters()),
+    row = {"model": f"dfine_{size}", "keep_memory": args.keep_memory,
+           "params": sum(p.numel() for p in models["eval"].parameters()),
            "gflops": round(count_flops(models["deploy"], (640, 640)) / 1e9, 2)}
     if args.ref:
         for form in FORMS:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .denoising import DenoisingGroup, contrastive_denoising_group
 from .fdr import distance2bbox, integral, weighting_function
-from .layers import MLP, ConvNormPlain, activation, inverse_sigmoid, prior_logit
+from .layers import MLP, ConvNormPlain, activation, inverse_sigmoid, map_tokens, prior_logit
 
 
 class MSDeformableAttention(nn.Module):
@@ -75,7 +75,8 @@ class MSDeformableAttention(nn.Module):
 def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: Tensor, weights: Tensor,
                       num_points: List[int], method: str = "default") -> Tensor:
     """Bilinear sampling of ``values`` (per level ``[B * heads, head_dim, H_l, W_l]``, any strides) at
-    ``locations`` ``[B, Q, heads, P, 2]`` (x, y in 0..1) weighted by ``weights`` ``[B, Q, heads, P]``; returns ``[B, Q, heads * head_dim]``.
+    ``locations`` ``[B, Q, heads, P, 2]`` (x, y in 0..1) weighted by ``weights`` ``[B, Q, heads, P]``;
+    returns ``[B, Q, heads * head_dim]``.
 
     The points are laid out points-major (sampling grids ``[B * heads, P_l, Q, 2]``, samples
     ``[B * heads, head_dim, P, Q]``): the weighting then runs along the long query axis, several
@@ -96,14 +97,6 @@ def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: 
     attn = weights.permute(0, 2, 3, 1).reshape(b * heads, 1, sum(num_points), q)
     out = (torch.cat(sampled, dim=2) * attn).sum(2).reshape(b, heads * head_dim, q)
     return out.permute(0, 2, 1)
-
-
-def _tokens(x: Tensor) -> Tensor:
-    """``[B, C, H, W]`` -> ``[B, H * W, C]``, a view when ``x`` is channels last (as the CPU inference
-    path leaves it), else a transposed view."""
-    if x.is_contiguous(memory_format=torch.channels_last):
-        return x.permute(0, 2, 3, 1).flatten(1, 2)
-    return x.flatten(2).permute(0, 2, 1)
 
 
 def _sample_nearest(value: Tensor, grid: Tensor, h: int, w: int) -> Tensor:
@@ -380,7 +373,7 @@ class DFINETransformer(nn.Module):
         for i in range(len(feats), self.num_levels):
             proj.append(self.input_proj[i](feats[-1] if i == len(feats) else proj[-1]))
         shapes = [list(p.shape[2:]) for p in proj]
-        tokens = torch.cat([_tokens(p) for p in proj], dim=1)
+        tokens = torch.cat([map_tokens(p) for p in proj], dim=1)
         return tokens, shapes
 
     def _level_shapes(self, size: Sequence[int]) -> List[List[int]]:

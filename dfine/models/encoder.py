@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .layers import ConvNorm, ConvNormPlain, RepVGGBlock, activation, onednn_inference, sincos_position_embedding
+from .layers import (ConvNorm, ConvNormPlain, RepVGGBlock, activation, map_tokens, onednn_inference,
+                     sincos_position_embedding)
 
 
 class AIFILayer(nn.Module):
@@ -179,7 +180,7 @@ class HybridEncoder(nn.Module):
         if self.num_encoder_layers > 0:
             for enc, idx in zip(self.encoder, self.use_encoder_idx):
                 b, c, h, w = proj[idx].shape
-                tokens = proj[idx].flatten(2).permute(0, 2, 1)
+                tokens = map_tokens(proj[idx])
                 pos = self.position_embedding(h, w, tokens.device).to(tokens.dtype)
                 # back to the map's own layout (a view when it is channels-last, as in CPU inference)
                 layout = (torch.channels_last if proj[idx].is_contiguous(memory_format=torch.channels_last)

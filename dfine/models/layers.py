@@ -81,6 +81,14 @@ def version(t: Tensor) -> int:
     return -1 if t.is_inference() else t._version
 
 
+def map_tokens(x: Tensor) -> Tensor:
+    """``[B, C, H, W]`` -> ``[B, H * W, C]``, a view when ``x`` is channels last (as the CPU inference
+    path leaves it), else a transposed view."""
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1).flatten(1, 2)
+    return x.flatten(2).permute(0, 2, 1)
+
+
 def folded_conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module,
                    affine: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
     """``(weight, bias)`` of one conv equal to ``bn(conv(x))`` with ``bn`` in eval mode, channels-last;
