@@ -6,6 +6,10 @@ ids as ``dfine predict``), so what is measured is what is deployed; the AP comes
 
     dfine eval -r model.xml --ann-file val.json --images val/     # a COCO JSON and its images
     dfine eval -r model.onnx -c configs/my_recipe.yml             # the recipe's val_dataloader set
+
+Besides printing the COCO summary and the per-class table it writes them to ``MODEL_STEM.eval.json``
+beside the model file (atomically; ``-o DIR`` puts it in DIR), as ``dfine eval -r model.pth`` writes
+``eval.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from ..errors import DfineError
 
 __all__ = ["EXPORT_SUFFIXES", "EvalSet", "add_arguments", "coco_results", "evaluate_detector", "evaluate_export",
-           "is_export", "load_eval_set", "run"]
+           "eval_json_path", "is_export", "load_eval_set", "run", "write_eval_json"]
 
 PathLike = Union[str, os.PathLike]
 EXPORT_SUFFIXES = (".onnx", ".xml", ".engine", ".trt")
@@ -160,4 +164,27 @@ def run(args: argparse.Namespace) -> int:
     print(metrics.coco_summary())  # the standard 12 lines and the per-class table, as for a checkpoint
     print(metrics.table())
     print(metrics.summary())
+    path = eval_json_path(args.resume, getattr(args, "output_dir", None))
+    write_eval_json(path, metrics, model=args.resume, data=data)
+    print(f"metrics: {os.path.abspath(path)}")
     return 0
+
+
+def eval_json_path(model: PathLike, output_dir: Optional[PathLike] = None) -> Path:
+    """Where ``dfine eval -r MODEL`` of an exported file writes its metrics: ``MODEL_STEM.eval.json``
+    beside the model (``model_int8.xml`` -> ``model_int8.eval.json``), or in ``output_dir`` (``-o``).
+    Named after the file, so the float and the int8 export of one run, and the checkpoint's own
+    ``eval.json`` in that folder, do not overwrite each other."""
+    model = Path(model)
+    return Path(output_dir or model.parent) / f"{model.stem}.eval.json"
+
+
+def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: EvalSet) -> None:
+    """``metrics`` at ``path``, atomically, in the form of a checkpoint's ``eval.json`` (``stats``,
+    ``per_class`` AP and ``names`` by category id) plus the model file and the evaluation set."""
+    from ..data.convert import write_json_atomic
+    write_json_atomic(Path(path), {"stats": metrics.as_dict(),
+                                   "per_class": {str(k): v for k, v in metrics.per_class.items()},
+                                   "names": {str(k): v for k, v in metrics.names.items()},
+                                   "model": os.path.abspath(model), "ann_file": data.source,
+                                   "num_images": len(data.images)})

@@ -223,6 +223,16 @@ def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsy
     text = capsys.readouterr().out
     assert "(4 images)" in text and float(re.search(r"\bAP (\S+)", text).group(1)) > 50
     assert re.search(r"^category +AP$", text, re.M)  # the per-class table, as for a checkpoint
+    written = tmp_path / "tiny.eval.json"  # beside the model, named after it (and said where)
+    assert f"metrics: {written}" in text
+    saved = json.loads(written.read_text())
+    assert saved["stats"]["AP"] == pytest.approx(float(re.search(r"\bAP (\S+)", text).group(1)) / 100, abs=5e-4)
+    assert saved["names"] == {str(i): n for i, n in zip(IDS, NAMES)} and set(saved["per_class"]) == set(saved["names"])
+    assert saved["model"] == str(out) and saved["num_images"] == 4 and saved["ann_file"] == str(ann)
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, nothing left over
+    assert main(["eval", "--no-progress", "-r", str(out), "--ann-file", str(ann), "--images", str(images),
+                 "--max-images", "2", "-o", str(tmp_path / "elsewhere")]) == 0
+    assert json.loads((tmp_path / "elsewhere" / "tiny.eval.json").read_text())["num_images"] == 2  # -o chooses
 
 
 @pytest.mark.parametrize("argv, words", [
