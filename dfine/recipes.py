@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from dfine.errors import DfineError
+from dfine.text import counted
 
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "detect_format", "find_coco_splits", "data_run", "train",
            "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
@@ -150,7 +151,7 @@ def detect_format(root: Path) -> Format:
     inside = sorted(c for c in root.iterdir() if c.is_dir() and _format_of(c, nested=False)) if root.is_dir() else []
     above = next((p for p in list(root.parents)[:2] if _format_of(p, nested=False) is not None), None)
     if inside:
-        hint = (f"; it holds {len(inside)} dataset folder{'s' if len(inside) > 1 else ''} "
+        hint = (f"; it holds {counted(len(inside), 'dataset folder')} "
                 f"({', '.join(c.name for c in inside[:5])}): give one, e.g. --data {shlex.quote(str(inside[0]))}")
     elif above is not None:
         hint = f"; give the dataset folder: --data {shlex.quote(str(above))}"
@@ -258,7 +259,7 @@ def _missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]])
         folder = root / name
         if folder.is_dir():
             images = sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            line += f"; {shown(folder)}/ holds {images} image{'s' * (images != 1)} but no annotation file" if images else ""
+            line += f"; {shown(folder)}/ holds {counted(images, 'image')} but no annotation file" if images else ""
     names = "train" if split == "train" else "valid"
     line += (f"; add {names}/_annotations.coco.json (Roboflow) or annotations/instances_{split}.json "
              f"with its {split} images")
@@ -291,9 +292,9 @@ class ShortRunWarmup:
     def note(self) -> str:
         """One line for the run's start-up summary."""
         per_epoch = (f"--max-steps {self.steps_per_epoch} per epoch" if self.capped
-                     else f"{self.images} images, batch {self.batch}")
-        return (f"lr warmup {self.warmup} steps, not the recipe's {self.recipe_warmup}: this run has only {self.steps} "
-                f"steps ({per_epoch}, {self.epochs} epochs)")
+                     else f"{counted(self.images, 'image')}, batch {self.batch}")
+        return (f"lr warmup {counted(self.warmup, 'step')}, not the recipe's {self.recipe_warmup}: this run has only "
+                f"{counted(self.steps, 'step')} ({per_epoch}, {counted(self.epochs, 'epoch')})")
 
 
 def short_run_warmup(recipe_warmup: int, epochs: int, steps_per_epoch: int, *, images: int = 0, batch: int = 0,

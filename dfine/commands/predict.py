@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import DfineError
+from ..text import counted
 from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
@@ -194,7 +195,7 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
                     results.extend(dets.to_coco(ids[p]))
             bar.update(len(chunk))
     if len(bad) == len(paths):
-        raise DfineError(f"none of the {len(paths)} images could be read (first: {bad[0][0]}: {bad[0][1]})")
+        raise DfineError(f"none of the {counted(len(paths), 'image')} could be read (first: {bad[0][0]}: {bad[0][1]})")
     return results, bad
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from dfine.data.cocojson import DatasetError, box_repairs, inside_folder, read_coco_json, unsafe_file_name
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation
+from dfine.text import counted
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
            "preflight", "plot_report"]
@@ -138,8 +139,9 @@ class CheckReport:
 
     def format(self, classes: int = 100) -> str:
         """The report printed by ``dfine data check``."""
-        lines = [f"{self.ann_file}: {self.num_images} images, {self.num_annotations} annotations, "
-                 f"{len(self.categories)} categories; images in {self.images_dir} (checked: {self.level})"]
+        counts = (f"{counted(self.num_images, 'image')}, {counted(self.num_annotations, 'annotation')}, "
+                  f"{counted(len(self.categories), 'category', 'categories')}")
+        lines = [f"{self.ann_file}: {counts}; images in {self.images_dir} (checked: {self.level})"]
         for severity, title in (("error", "errors (training refuses the file as it is)"),
                                 ("repair", "repaired when training (dfine data check --fix writes them repaired)"),
                                 ("warning", "warnings"), ("info", "counted, fine")):
@@ -555,7 +557,7 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
         ids = report.findings[kind].ids if kind in report.findings else []
         bad_images.update(ids)
         if ids:
-            changes.append(f"dropped {len(ids)} images ({kind}): {_ids(ids)}")
+            changes.append(f"dropped {counted(len(ids), 'image')} ({kind}): {_ids(ids)}")
     seen, images = set(), []
     for im in data["images"]:
         if im.get("id") in bad_images:
@@ -571,7 +573,8 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
             if im["id"] in mismatched:
                 header = _look(folder / im["file_name"], False).header
                 im["width"], im["height"] = header.shown_size
-        changes.append(f"corrected width/height of {len(mismatched)} images to the image as shown: {_ids(mismatched)}")
+        changes.append(f"corrected width/height of {counted(len(mismatched), 'image')} to the image as shown: "
+                       f"{_ids(mismatched)}")
     sizes = {im["id"]: (_num(im.get("width")), _num(im.get("height"))) for im in images}
     declared = {c.get("id") for c in data["categories"] if isinstance(c, dict)}
     kept, dropped, clipped, renumbered = [], defaultdict(list), [], []
@@ -597,11 +600,11 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
         used_ids.add(ann["id"])
         kept.append(ann)
     for why, ids in dropped.items():
-        changes.append(f"dropped {len(ids)} annotations ({why}): {_ids(ids)}")
+        changes.append(f"dropped {counted(len(ids), 'annotation')} ({why}): {_ids(ids)}")
     if clipped:
-        changes.append(f"clipped {len(clipped)} boxes to the image: {_ids(clipped)}")
+        changes.append(f"clipped {counted(len(clipped), 'box', 'boxes')} to the image: {_ids(clipped)}")
     if renumbered:
-        changes.append(f"renumbered {len(renumbered)} duplicate annotation ids: {_ids(renumbered)}")
+        changes.append(f"renumbered {counted(len(renumbered), 'duplicate annotation id')}: {_ids(renumbered)}")
     out = Path(out)
     payload = {k: v for k, v in data.items() if k not in ("images", "annotations", "categories")}
     write_json_atomic(out, {**payload, "images": images, "annotations": kept, "categories": data["categories"]})
@@ -656,18 +659,20 @@ def preflight(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, spl
     report = check_dataset(ann_file, images_dir, level="headers", cache=True)
     if not report.ok:
         raise DatasetError(report.summary())
-    notes = [f"{report.count(kind)} {what}: {KINDS[kind][1]} ids "
+    notes = [f"{counted(report.count(kind), one, many)} {what}: {KINDS[kind][1]} ids "
              f"{_ids(report.findings[kind].ids, _FIRST, report.file_names)}"
-             for kind, what in _LOGGED.items() if kind in report.findings]
+             for kind, (one, many, what) in _LOGGED.items() if kind in report.findings]
     if notes:
         (log or _log_main)(f"{split} data ({ann_file}): " + "; ".join(notes))
     return report
 
 
-_LOGGED = {"box_clipped": "boxes clipped to the image", "box_invalid": "boxes with NaN, zero or negative size dropped",
-           "box_outside": "boxes entirely outside the image dropped",
-           "high_depth": "16-bit, 32-bit or float images scaled to 8 bits",
-           "exif_rotated": "EXIF-rotated images used as shown"}
+# kind -> (one, many, what was done): "1 box clipped to the image", "2 boxes clipped to the image"
+_LOGGED = {"box_clipped": ("box", "boxes", "clipped to the image"),
+           "box_invalid": ("box", "boxes", "with NaN, zero or negative size dropped"),
+           "box_outside": ("box", "boxes", "entirely outside the image dropped"),
+           "high_depth": ("16-bit, 32-bit or float image", "16-bit, 32-bit or float images", "scaled to 8 bits"),
+           "exif_rotated": ("EXIF-rotated image", "EXIF-rotated images", "used as shown")}
 
 
 def _log_main(text: str) -> None:

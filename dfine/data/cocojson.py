@@ -19,6 +19,7 @@ import numpy as np
 
 from dfine.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_NAMES
 from dfine.errors import DfineError
+from dfine.text import counted
 
 if TYPE_CHECKING:
     import torch
@@ -75,10 +76,10 @@ class LabelMap:
         ids = [i for i in self.category_ids if i >= 0]
         span = f"ids {min(ids)}..{max(ids)}" if ids else "no ids"
         if self.mode == "category_id":
-            return f"{len(ids)} categories, {span}, category ids used as labels"
+            return f"{counted(len(ids), 'category', 'categories')}, {span}, category ids used as labels"
         if self.mode == "mscoco":
             return f"the 80 COCO categories ({span})"
-        return f"{len(ids)} categories, {span}"
+        return f"{counted(len(ids), 'category', 'categories')}, {span}"
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-friendly form, e.g. to store in a checkpoint."""
@@ -205,7 +206,8 @@ class BoxRepairs:
                           (self.outside, "dropped (entirely outside the image)")):
             if ids:
                 more = ", ..." if len(ids) > first else ""
-                out.append(f"{len(ids)} boxes {what}: annotation ids {', '.join(map(str, ids[:first]))}{more}")
+                out.append(f"{counted(len(ids), 'box', 'boxes')} {what}: annotation ids "
+                           f"{', '.join(map(str, ids[:first]))}{more}")
         return out
 
 

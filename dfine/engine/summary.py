@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from dfine.text import counted
+
 __all__ = ["dataset_line", "classes_line", "parameters_line", "images_folder", "next_commands", "duration",
            "user_overrides"]
 
@@ -20,8 +22,8 @@ __all__ = ["dataset_line", "classes_line", "parameters_line", "images_folder", "
 def dataset_line(ds: Any) -> str:
     """``"120 images, 830 boxes, 4 background images (ann.json)"``."""
     counts = ds.boxes_per_image()
-    return (f"{len(ds)} images, {int(counts.sum())} boxes, {int((counts == 0).sum())} background images "
-            f"({ds.ann_file})")
+    return (f"{counted(len(ds), 'image')}, {counted(int(counts.sum()), 'box', 'boxes')}, "
+            f"{counted(int((counts == 0).sum()), 'background image')} ({ds.ann_file})")
 
 
 def classes_line(ds: Any, show: int = 10) -> str:
@@ -40,7 +42,7 @@ def classes_line(ds: Any, show: int = 10) -> str:
         how = f"category ids {_ids(ids)} -> labels 0..{len(ids) - 1} in id order"
     declared = getattr(ds, "declared_categories", {})
     dropped = [f"'{name}' (id {cid})" for cid, name in sorted(declared.items()) if cid not in lm.category_ids]
-    line = f"{lm.num_classes} classes: {names}; {how}"
+    line = f"{counted(lm.num_classes, 'class', 'classes')}: {names}; {how}"
     if dropped:
         line += (f"; left out {len(dropped)} declared but unused categor{'y' if len(dropped) == 1 else 'ies'} "
                  f"{', '.join(dropped[:5])} (a placeholder: supercategory of the others)")

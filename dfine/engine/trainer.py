@@ -42,6 +42,7 @@ from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
+from dfine.text import counted
 
 from . import dist
 from .ema import ModelEMA
@@ -502,16 +503,18 @@ class Trainer:
         size = "x".join(map(str, cfg.eval_spatial_size)) if cfg.eval_spatial_size else "the images' own size"
         first = self.last_epoch + 2
         epochs = (f"epochs {first}..{cfg.epochs} of {cfg.epochs} (resumed)" if self.last_epoch >= 0
-                  else f"{cfg.epochs} epochs")
+                  else counted(cfg.epochs, "epoch"))
         lines = [f"train data: {dataset_line(self.train_set)}",
                  f"val data:   {dataset_line(self.val_set)}",
                  f"classes: {classes_line(self.train_set)}",
                  f"model: {Path(cfg.config_file).name or 'D-FINE'} (HGNetv2-{cfg.HGNetv2.name}), "
                  f"{parameters_line(model)}, input {size}",
-                 f"device: {self.device}, {torch.get_num_threads()} threads, precision {self.precision.name}"
-                 + (f", {dist.world_size()} processes" if dist.world_size() > 1 else ""),
-                 f"schedule: {epochs}, {steps} steps per epoch (batch {self.train_loader.batch_size} per process)"
-                 + (f", early stop after {self.patience} evaluations without improvement" if self.patience else ""),
+                 f"device: {self.device}, {counted(torch.get_num_threads(), 'thread')}, precision {self.precision.name}"
+                 + (f", {counted(dist.world_size(), 'process', 'processes')}" if dist.world_size() > 1 else ""),
+                 f"schedule: {epochs}, {counted(steps, 'step')} per epoch "
+                 f"(batch {self.train_loader.batch_size} per process)"
+                 + (f", early stop after {counted(self.patience, 'evaluation')} without improvement"
+                    if self.patience else ""),
                  f"output: {self.output_dir}"]
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note) if note]
         return lines
@@ -731,7 +734,7 @@ class Trainer:
             return entry
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
         self._print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {train.get('loss', float('nan')):.4f}  "
-                    f"{metrics.summary()}" + (f"  ({train['skipped_steps']} steps skipped: non-finite loss)"
+                    f"{metrics.summary()}" + (f"  ({counted(train['skipped_steps'], 'step')} skipped: non-finite loss)"
                                               if train.get("skipped_steps") else ""))
         self.history.append(entry)
         with (self.output_dir / "log.jsonl").open("a") as f:

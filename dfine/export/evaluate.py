@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import DfineError
+from ..text import counted
 
 __all__ = ["EXPORT_SUFFIXES", "EvalSet", "add_arguments", "coco_results", "evaluate_detector", "evaluate_export",
            "eval_json_path", "is_export", "load_eval_set", "run", "write_eval_json"]
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     data = _eval_set_from_args(args)
     opt = {k: getattr(args, k) for k in ("backend", "threads", "precision", "batch_size") if hasattr(args, k)}
     metrics = evaluate_export(args.resume, data, device=args.device or "cpu", progress=not args.no_progress, **opt)
-    print(f"{args.resume} on {data.source} ({len(data.images)} images):")
+    print(f"{args.resume} on {data.source} ({counted(len(data.images), 'image')}):")
     print(metrics.coco_summary())  # the standard 12 lines and the per-class table, as for a checkpoint
     print(metrics.table())
     print(metrics.summary())

@@ -96,12 +96,12 @@ def test_fix_writes_a_file_that_passes_a_second_check(tmp_path, capsys):
     fixed = tmp_path / "fixed.json"
     assert main(["data", "check", str(ann_file), "--images", str(img), "--fix", str(fixed)]) == 1
     out = capsys.readouterr().out
-    for line in ("  dropped 1 images (missing): 2", "  dropped 2 images (unsafe_file_name): 13, 14",
+    for line in ("  dropped 1 image (missing): 2", "  dropped 2 images (unsafe_file_name): 13, 14",
                  "  dropped image entry 1 'ok.jpg' (duplicate image id)",
-                 "  corrected width/height of 1 images to the image as shown: 6",
+                 "  corrected width/height of 1 image to the image as shown: 6",
                  "  dropped 3 annotations (NaN, zero or negative size): 3, 4, 5",
-                 "  dropped 1 annotations (empty after clipping to the image): 6",
-                 "  clipped 1 boxes to the image: 2", "  renumbered 1 duplicate annotation ids: 1->11"):
+                 "  dropped 1 annotation (empty after clipping to the image): 6",
+                 "  clipped 1 box to the image: 2", "  renumbered 1 duplicate annotation id: 1->11"):
         assert line in out
     again = check_dataset(fixed, img)
     assert again.ok and not {"box_clipped", "box_invalid", "box_outside"} & set(again.findings)
@@ -137,8 +137,8 @@ def test_preflight_logs_repairs_once_and_stops_on_errors(tmp_path):
     ann, img = _small(tmp_path, [[1, 1, 10, 10], [60, 1, 10, 10], [1, 1, 0, 3], [200, 1, 3, 3]])
     said = []
     preflight(ann, img, log=said.append)
-    assert said == [f"train data ({ann}): 1 boxes clipped to the image: annotation ids 2; 1 boxes with NaN, zero or "
-                    f"negative size dropped: annotation ids 3; 1 boxes entirely outside the image dropped: "
+    assert said == [f"train data ({ann}): 1 box clipped to the image: annotation ids 2; 1 box with NaN, zero or "
+                    f"negative size dropped: annotation ids 3; 1 box entirely outside the image dropped: "
                     f"annotation ids 4"]
     (img / "a.png").unlink()
     with pytest.raises(DatasetError) as err:
@@ -156,7 +156,7 @@ def test_build_dataset_runs_the_check(tmp_path, capsys):
     ann, img = _small(tmp_path, [[1, 1, 10, 10], [60, 1, 10, 10]])
     cfg = load_config(RECIPE, [f"train_dataloader.dataset.img_folder={img}", f"train_dataloader.dataset.ann_file={ann}"])
     ds = build_dataset(cfg, "train")
-    assert capsys.readouterr().err.strip() == f"train data ({ann}): 1 boxes clipped to the image: annotation ids 2"
+    assert capsys.readouterr().err.strip() == f"train data ({ann}): 1 box clipped to the image: annotation ids 2"
     assert ds.box_repairs.clipped == (2,)
     assert ds[0][1]["boxes"].shape == (2, 4)
 
@@ -175,9 +175,9 @@ def test_16_bit_training_image_is_scaled_not_saturated(tmp_path):
 def test_invalid_boxes_are_counted_with_their_ids(tmp_path):
     ann, img = _small(tmp_path, [[1, 1, 10, 10], [1, 1, math.nan, 2], [1, 1, -2, 2], [70, 1, 5, 5], [-5, -5, 10, 10]])
     ds = CocoDetection(img, ann)
-    assert ds.box_repairs.describe() == ["1 boxes clipped to the image: annotation ids 5",
+    assert ds.box_repairs.describe() == ["1 box clipped to the image: annotation ids 5",
                                          "2 boxes dropped (NaN, zero or negative size): annotation ids 2, 3",
-                                         "1 boxes dropped (entirely outside the image): annotation ids 4"]
+                                         "1 box dropped (entirely outside the image): annotation ids 4"]
     assert ds[0][1]["boxes"].shape == (2, 4)
 
 

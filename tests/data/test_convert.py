@@ -75,7 +75,7 @@ def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys, m
     assert main(["data", "convert", "--from", "yolo", str(src), "-o", "out"]) == 0
     printed = capsys.readouterr().out
     assert printed.splitlines()[-1] == f"train with: dfine train --data {out} --model dfine_s"  # works from anywhere
-    assert "  val: 1 images, 1 boxes, 0 background images" in printed
+    assert "  val: 1 image, 1 box, 0 background images" in printed
     test = load(out / "annotations/instances_test.json")
     assert [im["file_name"] for im in test["images"]] == ["test/images/test0.jpg"]
     (name, box, _), = boxes_by_file(test)["test/images/test0.jpg"]
@@ -125,7 +125,7 @@ def test_no_label_files_says_where_it_looked(tmp_path):
     with pytest.raises(DatasetError) as err:
         convert_yolo(src)
     assert str(err.value) == (
-        f"train: none of its 1 images has a label file; looked for e.g. {src / 'labels/train/a.txt'} (the last "
+        f"train: none of its 1 image has a label file; looked for e.g. {src / 'labels/train/a.txt'} (the last "
         f"/images/ of the image path becomes /labels/, extension .txt); other *labels* folders here: my_labels")
 
 
@@ -184,8 +184,8 @@ def test_voc_with_image_sets(tmp_path):
     assert name == "person"
     _close(box, [100, 10, 20, 40])  # xmax 130 clipped to 120
     assert result.counts["train"].ignored == 1
-    assert "val: 1 boxes clipped to the image: 002.xml 'person'" in result.notes
-    assert "train: 1 XML sizes differ from the image (the image's size is used): 003.xml says 60x40, image is 40x60" \
+    assert "val: 1 box clipped to the image: 002.xml 'person'" in result.notes
+    assert "train: 1 XML size differs from the image (the image's size is used): 003.xml says 60x40, image is 40x60" \
         in result.notes
     assert result.images_folder == src / "JPEGImages"
     ds = CocoDetection(result.images_folder, result.ann_files["train"])
@@ -203,10 +203,10 @@ def test_voc_split_files_with_paths_repeats_overlap_and_unlisted_images_are_said
     assert sorted(boxes_by_file(load(result.ann_files["train"]))) == ["001.jpg", "002.JPG"]
     assert sorted(boxes_by_file(load(result.ann_files["val"]))) == ["002.JPG"]
     assert result.notes[:4] == [
-        "ImageSets/Main/train.txt: 1 lines are paths, not image ids (e.g. JPEGImages/001.jpg); read as their file names",
-        "ImageSets/Main/train.txt: 1 repeated lines, each image used once",
+        "ImageSets/Main/train.txt: 1 line is a path, not image ids (e.g. JPEGImages/001.jpg); read as their file names",
+        "ImageSets/Main/train.txt: 1 repeated line, each image used once",
         "2 annotated images are in none of the split files (train.txt, val.txt) and are left out (e.g. 003)",
-        "val: 1 of its 1 images are also train images (e.g. 002), so val AP will not show how the model does on new "
+        "val: 1 of its 1 image is also a train image (e.g. 002), so val AP will not show how the model does on new "
         "images; point val at other images"]
 
 

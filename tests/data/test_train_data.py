@@ -169,6 +169,8 @@ def test_short_run_gets_a_warmup_of_a_tenth_of_its_steps():
     assert short.note() == "lr warmup 4 steps, not the recipe's 500: this run has only 40 steps (2 images, batch 1, 20 epochs)"
     capped = short_run_warmup(500, 3, 5, images=400, batch=8, capped=True)  # --max-steps 5 of 50 batches
     assert (capped.warmup, capped.steps) == (2, 15) and "(--max-steps 5 per epoch, 3 epochs)" in capped.note()
+    tiny = short_run_warmup(500, 1, 1, images=1, batch=1)  # counts of one read "1 step", not "1 steps"
+    assert tiny.note() == "lr warmup 1 step, not the recipe's 500: this run has only 1 step (1 image, batch 1, 1 epoch)"
 
 
 def test_train_data_shortens_the_warmup_by_the_steps_it_runs(tmp_path, capsys):
@@ -178,7 +180,7 @@ def test_train_data_shortens_the_warmup_by_the_steps_it_runs(tmp_path, capsys):
     args = [a if a != "2" else "1" for a in TINY]  # batch 1: 2 steps an epoch, --max-steps 1 keeps 1
     assert main(["train", "--data", str(src), "-o", str(out), *args]) == 0
     printed = capsys.readouterr()
-    assert "lr warmup 1 steps, not the recipe's 500: this run has only 1 steps (--max-steps 1 per epoch, 1 epochs)" \
+    assert "lr warmup 1 step, not the recipe's 500: this run has only 1 step (--max-steps 1 per epoch, 1 epoch)" \
         in printed.out
     from dfine.checkpoint import read_checkpoint
     assert read_checkpoint(out / "last.pth")["lr_warmup_scheduler"]["warmup_duration"] == 1

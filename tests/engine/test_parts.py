@@ -171,6 +171,8 @@ def test_class_names_that_read_as_numbers_are_quoted_in_the_summary():
     assert classes_line(digits).startswith("3 classes: '0', '1', 'x'; category ids 1, 2, 50 -> labels 0..2")
     words = SimpleNamespace(label_map=LabelMap((1, 2), ("green vegatable", "tile")))
     assert classes_line(words).startswith("2 classes: green vegatable, tile; category ids 1..2")
+    one = SimpleNamespace(label_map=LabelMap((1,), ("thing",)))
+    assert classes_line(one).startswith("1 class: thing; category ids 1..1")  # not "1 classes"
 
 
 def test_ap_text_never_shows_a_positive_ap_as_zero():

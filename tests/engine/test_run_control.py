@@ -233,11 +233,12 @@ def test_summaries_name_data_classes_and_next_commands(coco128, tmp_path, capsys
     trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
     start = "\n".join(trainer.startup_summary())
     n_boxes = len(data["annotations"])
-    assert f"train data: 4 images, {n_boxes} boxes, 1 background images" in start
+    assert f"train data: 4 images, {n_boxes} boxes, 1 background image (" in start  # one: singular
     assert "2 classes: person, car; category ids 1..2 -> labels 0..1" in start
     assert "left out 1 declared but unused category 'things' (id 0)" in start
     assert "M parameters" in start and "device: cpu" in start and "precision float32" in start
-    assert "1 epochs, 1 steps per epoch (batch 4 per process)" in start and f"output: {tmp_path / 'out'}" in start
+    assert "schedule: 1 epoch, 1 step per epoch (batch 4 per process)" in start  # not "1 epochs, 1 steps"
+    assert f"output: {tmp_path / 'out'}" in start
     result = trainer.fit()
     text = capsys.readouterr().out
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in text

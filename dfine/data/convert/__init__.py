@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.image_io import ImageHeader, read_header
+from dfine.text import counted
 from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Converted", "SplitCounts", "write_coco_json", "categories", "split_by_fraction", "images_folder_of",
@@ -55,12 +56,14 @@ class Converted:
 
     def summary(self) -> str:
         """A few lines for the terminal, ending with the command that trains on this data."""
-        lines = [f"converted {self.source} -> {self.out / 'annotations'} ({len(self.names)} classes: "
+        lines = [f"converted {self.source} -> {self.out / 'annotations'} "
+                 f"({counted(len(self.names), 'class', 'classes')}: "
                  f"{', '.join(self.names[:10])}{', ...' if len(self.names) > 10 else ''})",
                  f"images folder: {self.images_folder}"]
         for split, c in self.counts.items():
             extra = f", {c.ignored} difficult kept as iscrowd" if c.ignored else ""
-            lines.append(f"  {split}: {c.images} images, {c.boxes} boxes, {c.background} background images{extra}"
+            lines.append(f"  {split}: {counted(c.images, 'image')}, {counted(c.boxes, 'box', 'boxes')}, "
+                         f"{counted(c.background, 'background image')}{extra}"
                          f" -> {self.ann_files[split]}")
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"train with: dfine train --data {shlex.quote(os.path.abspath(self.out))} --model dfine_s")
@@ -97,7 +100,8 @@ def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str)
     shared = set(val) & set(train)
     if not shared:
         return None
-    return (f"val: {len(shared)} of its {len(set(val))} images are also train images (e.g. {show(sorted(shared)[0])}), "
+    also = "is also a train image" if len(shared) == 1 else "are also train images"
+    return (f"val: {len(shared)} of its {counted(len(set(val)), 'image')} {also} (e.g. {show(sorted(shared)[0])}), "
             f"so val AP will not show how the model does on new images; point val at other images")
 
 

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason, info_for,
                                 split_by_fraction, val_in_train_note, write_coco_json)
+from dfine.text import counted
 
 __all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml", "side_by_side"]
 
@@ -162,8 +163,10 @@ def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: in
                                f"{root / 'Annotations'} (first: {missing[0]})")
     unlisted = sorted(known - {s for items in splits.values() for s in items})
     if listed and unlisted:
-        notes.append(f"{len(unlisted)} annotated images are in none of the split files "
-                     f"({', '.join(f'{s}.txt' for s in splits)}) and are left out (e.g. {unlisted[0]})")
+        notes.append(f"{counted(len(unlisted), 'annotated image is', 'annotated images are')} in none of the split "
+                     f"files ({', '.join(f'{s}.txt' for s in splits)}) and "
+                     f"{'is' if len(unlisted) == 1 else 'are'} left out "
+                     f"(e.g. {unlisted[0]})")
     shared = val_in_train_note(splits["train"], splits["val"])
     if shared:
         notes.append(shared)
@@ -187,9 +190,10 @@ def _ids(name: str, text: str, known: set, notes: List[str]) -> List[str]:
         seen.add(entry)
         ids.append(entry)
     if paths:
-        notes.append(f"{name}: {len(paths)} lines are paths, not image ids (e.g. {paths[0]}); read as their file names")
+        notes.append(f"{name}: {counted(len(paths), 'line is a path', 'lines are paths')}, not image ids "
+                     f"(e.g. {paths[0]}); read as their file names")
     if repeated:
-        notes.append(f"{name}: {repeated} repeated lines, each image used once")
+        notes.append(f"{name}: {counted(repeated, 'repeated line')}, each image used once")
     return ids
 
 
@@ -268,7 +272,8 @@ def _split_json(split: str, records: List[VocRecord], folder: Path, names: Tuple
     missing = [r.xml.name for r, p in zip(records, paths) if p is None]
     if missing:
         where = records[[p is None for p in paths].index(True)].xml.parent if beside else folder
-        raise DatasetError(f"{split}: {len(missing)} XMLs have no image in {where} (first: {missing[0]})")
+        raise DatasetError(f"{split}: {counted(len(missing), 'XML has', 'XMLs have')} no image in {where} "
+                           f"(first: {missing[0]})")
     with ThreadPoolExecutor(max_workers=8) as pool:
         headers = list(pool.map(header_or_reason, paths))
     images, anns, counts = [], [], SplitCounts()
@@ -299,11 +304,14 @@ def _split_json(split: str, records: List[VocRecord], folder: Path, names: Tuple
             counts.ignored += obj.difficult
             kept += 1
         counts.background += kept == 0
-    for what, items in (("XML sizes differ from the image (the image's size is used)", resized),
-                        ("boxes clipped to the image", clipped), ("boxes empty after clipping, left out", dropped),
-                        ("unreadable images left out", unreadable)):
+    for one, many, what, items in (("XML size differs", "XML sizes differ", "from the image (the image's size is used)",
+                                    resized),
+                                   ("box", "boxes", "clipped to the image", clipped),
+                                   ("box", "boxes", "empty after clipping, left out", dropped),
+                                   ("unreadable image", "unreadable images", "left out", unreadable)):
         if items:
-            notes.append(f"{split}: {len(items)} {what}: {'; '.join(items[:3])}{'; ...' if len(items) > 3 else ''}")
+            notes.append(f"{split}: {counted(len(items), one, many)} {what}: {'; '.join(items[:3])}"
+                         f"{'; ...' if len(items) > 3 else ''}")
     counts.images, counts.boxes = len(images), len(anns)
     return images, anns, counts
 

@@ -31,6 +31,7 @@ import yaml
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason,
                                 images_folder_of, info_for, split_by_fraction, val_in_train_note, write_coco_json)
+from dfine.text import counted
 
 __all__ = ["convert_yolo", "label_path", "read_label_file"]
 
@@ -272,7 +273,8 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
     if images and not any(present):
         others = _other_label_dirs(src, labels[0].parent)
         seen = f"other *labels* folders here: {', '.join(others)}" if others else "no other *labels* folder here"
-        raise DatasetError(f"{split}: none of its {len(images)} images has a label file; looked for e.g. {labels[0]} "
+        raise DatasetError(f"{split}: none of its {counted(len(images), 'image')} has a label file; "
+                           f"looked for e.g. {labels[0]} "
                            f"(the last /images/ of the image path becomes /labels/, extension .txt); {seen}")
     with ThreadPoolExecutor(max_workers=8) as pool:
         headers = list(pool.map(header_or_reason, images))
@@ -293,7 +295,7 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
                              "area": round(w * h, 4), "iscrowd": 0})
         counts.background += not rows
     if bad:
-        notes.append(f"{split}: {len(bad)} unreadable images left out: {', '.join(bad[:3])}"
+        notes.append(f"{split}: {counted(len(bad), 'unreadable image')} left out: {', '.join(bad[:3])}"
                      f"{', ...' if len(bad) > 3 else ''}")
     counts.images, counts.boxes = len(out_images), len(out_anns)
     return out_images, out_anns, counts
