@@ -10,7 +10,7 @@ anything is built.
 
 Signals: the first SIGINT (Ctrl-C) or SIGTERM during :meth:`Trainer.fit` stops the run after the
 step (or evaluation batch) in progress, leaves ``last.pth`` of the last finished epoch as it is
-and prints how to resume; a second one exits at once (checkpoints are written atomically, so
+and prints how to resume and where the best weights so far are; a second one exits at once (checkpoints are written atomically, so
 none is ever half-written; stale temporaries are removed at the next start).
 """
 
@@ -448,11 +448,11 @@ class Trainer:
         def handler(signum: int, frame: Any) -> None:
             name = signal.Signals(signum).name
             if self.stop_signal is not None:
-                self._print(f"{name} again: exiting now (checkpoints are written atomically; "
-                            f"{self.output_dir / 'last.pth'} is intact)")
+                self._say_now(f"{name} again: exiting now (checkpoints are written atomically; "
+                              f"{self.output_dir / 'last.pth'} is intact)")
                 os._exit(128 + signum)
             self.stop_signal = name
-            self._print(f"{name}: stopping after this step (press Ctrl-C again to quit at once)")
+            self._say_now(f"{name}: stopping after this step (press Ctrl-C again to quit at once)")
 
         for sig in previous:
             signal.signal(sig, handler)
@@ -461,6 +461,13 @@ class Trainer:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+    def _say_now(self, text: str) -> None:
+        """One line on stderr from a signal handler (main process): an unbuffered ``os.write``, as
+        ``print`` there raises "reentrant call" when the signal came while the main thread was
+        printing (a progress bar refresh), and that error would end the run with a traceback."""
+        if dist.is_main():
+            os.write(2, f"\n{text}\n".encode(errors="replace"))
 
     def _should_stop(self) -> bool:
         """Whether a signal asked this run (any of its processes) to stop."""
@@ -481,6 +488,11 @@ class Trainer:
         else:
             kept = "no epoch had finished, so there is nothing to resume; run the same command to start again"
         self._print(f"stopped by {self.stop_signal} during epoch {epoch + 1}: {kept}")
+        best = self._best_weights() if self.last_epoch >= 0 else None  # else any file there is another run's
+        if best is not None:
+            score = (f"AP {ap_text(self.best_ap)} at epoch {self.best_epoch + 1}" if self.best_ap > 0
+                     else "no evaluation scored above AP 0 yet: the most trained weights")
+            self._print(f"best weights so far: {best.resolve()} ({score})")
         return self.stop_signal or "SIGINT"
 
     def _resume_command(self) -> str:

@@ -48,6 +48,14 @@ def test_sigterm_stops_after_the_step_and_keeps_last_pth(coco128, tmp_path, caps
         return out
 
     trainer.train_step = step_then_signal
+    real = trainer.evaluate
+
+    def scored():  # epoch 1 scores above 0, so its weights are also best_stg1.pth
+        metrics = real()
+        metrics.stats[0] = 0.25
+        return metrics
+
+    trainer.evaluate = scored
     result = trainer.fit()
     assert result["stopped"] == "SIGTERM" and len(calls) == 3  # no step after the signal
     assert last.read_bytes() == after_epoch_1["bytes"]
@@ -55,7 +63,28 @@ def test_sigterm_stops_after_the_step_and_keeps_last_pth(coco128, tmp_path, caps
     out = capsys.readouterr()
     text = out.out + out.err
     assert "stopped by SIGTERM during epoch 2" in text and f"-r {last}" in text
+    best = tmp_path / "out" / "best_stg1.pth"
+    assert f"best weights so far: {best} (AP 25.0 at epoch 1)" in text and best.is_file()  # where they are, too
+    assert not list(last.parent.glob(".*.tmp"))  # no temporary left behind
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_signal_handler_writes_without_print(tmp_path, capfd):
+    """The handler must not print through Python's buffered streams: a signal arriving while the
+    main thread is printing (a progress bar refresh) makes ``print`` raise "reentrant call", which
+    ended the run with a traceback instead of stopping it after the step."""
+    trainer = Trainer.__new__(Trainer)
+    trainer.stop_signal, trainer.output_dir = None, tmp_path
+
+    def reentrant(text):
+        raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stdout>'>")
+
+    trainer._print = reentrant
+    with trainer._signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs in the main thread between bytecodes
+    assert trainer.stop_signal == "SIGINT"
+    assert "SIGINT: stopping after this step" in capfd.readouterr().err
 
 
 def _cli_run(folder: Path, coco: Path, workers: int) -> subprocess.Popen:
@@ -97,6 +126,7 @@ def test_ctrl_c_with_loader_workers_stops_within_a_step(coco128, tmp_path):
     assert seconds < 60
     assert "SIGINT: stopping after this step" in text
     assert "no epoch had finished" in text and "Traceback" not in text
+    assert "best weights so far" not in text  # none yet (nor another run's files)
     assert "epoch 1 [2/2]" not in text.split("SIGINT: stopping")[1]
 
 
