@@ -37,7 +37,8 @@ _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 class Detections:
     """Detections of one image, above the confidence threshold, best first.
 
-    ``boxes [K, 4]`` float32 xyxy in pixels of the original image, ``scores [K]`` float32,
+    ``boxes [K, 4]`` float32 xyxy in pixels of the original image, within it (``Detector(clip=False)``:
+    as the model gave them, edges past the border included), ``scores [K]`` float32,
     ``labels [K]`` int64 model labels, ``names`` their class names, ``category_ids [K]`` the
     dataset's category ids; ``image_size`` is the original ``(width, height)``."""
 
@@ -127,14 +128,17 @@ class Detector:
     ``slice``: sliced inference for small objects in large images (:mod:`dfine.slicing`): ``True``
     (tiles at the model's input size), a tile size (``640`` or ``(height, width)``) or a
     :class:`~dfine.slicing.SliceConfig` (overlap, ``nms``/``nmm`` merge, whole image too).
+    ``clip``: boxes clipped to the image (default). COCO evaluation (``dfine eval`` of an export)
+    turns it off, so its AP is that of the model's own boxes, as the published evaluator scores them.
     """
 
     slice: Any = None  # a SliceConfig when slicing (a class default: from_run builds without __init__)
+    clip: bool = True  # boxes clipped to the image (a class default too)
 
     def __init__(self, model: PathLike, device: str = "cpu", conf: float = 0.5,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
                  batch_size: int = 8, size: Optional[str] = None, config: Optional[PathLike] = None,
-                 threads: Optional[int] = None, precision: str = "f32", slice: Any = None):
+                 threads: Optional[int] = None, precision: str = "f32", slice: Any = None, clip: bool = True):
         if backend is not None and backend not in BACKENDS:
             raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if not 0 <= conf <= 1:
@@ -145,7 +149,7 @@ class Detector:
             raise DfineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         from .slicing import slice_config
         self.slice = slice_config(slice)
-        self.conf, self.batch_size, self.device = float(conf), int(batch_size), str(device)
+        self.conf, self.batch_size, self.device, self.clip = float(conf), int(batch_size), str(device), bool(clip)
         self._engine = _open(str(model), backend, device, imgsz, size, config, threads, precision)
 
     @property
@@ -232,6 +236,9 @@ class Detector:
                     image_size: Tuple[int, int], path: Optional[str], conf: float) -> Detections:
         keep = scores > conf
         labels, boxes, scores = labels[keep].astype(np.int64), boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
+        if self.clip:  # a copy already (boolean indexing): the model's edges past the border, cut at it
+            np.clip(boxes[:, 0::2], 0, image_size[0], out=boxes[:, 0::2])
+            np.clip(boxes[:, 1::2], 0, image_size[1], out=boxes[:, 1::2])
         names, ids = self._engine.class_names, self._engine.category_ids
         return Detections(boxes=boxes, scores=scores, labels=labels,
                           names=[names[i] if 0 <= i < len(names) else str(i) for i in labels.tolist()],

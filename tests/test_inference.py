@@ -3,6 +3,7 @@ kind; the size is recognised from the weights; TensorRT skips cleanly without CU
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 
@@ -164,3 +165,37 @@ def test_16_bit_image_is_scaled_not_clipped(tmp_path, monkeypatch):
     assert Image.open(path).mode.startswith("I")
     [dets] = Detector("any.pth")(path)
     assert len(dets) == 1 and np.abs(dets.boxes[0] - np.array([30, 20, 90, 60])).max() <= 2
+
+
+def _overreaching_engine(monkeypatch):
+    """A stand-in engine whose boxes reach past the borders of a 128x96 image, as D-FINE's do
+    for objects cut by the border (the centre inside, the edges outside)."""
+    from dfine.inference import _Engine
+    raw = np.array([[-7.5, -3.0, 50.0, 40.0], [100.0, 80.0, 141.0, 130.0], [10.0, 10.0, 20.0, 20.0]], np.float32)
+
+    def run(images, sizes):
+        b = len(images)
+        return np.zeros((b, 3), np.int64), np.repeat(raw[None], b, axis=0), np.full((b, 3), 0.9, np.float32)
+
+    monkeypatch.setattr("dfine.inference._open", lambda *a, **k: _Engine(run, "torch", (64, 64), ("thing",), (1,)))
+    return raw
+
+
+def test_boxes_handed_to_the_user_lie_within_the_image_but_evaluation_scores_the_raw_boxes(tmp_path, monkeypatch):
+    from dfine.cli import main
+    from dfine.export.evaluate import coco_results
+    raw = _overreaching_engine(monkeypatch)
+    path = tmp_path / "a.png"
+    Image.new("RGB", (128, 96), (40, 40, 40)).save(path)
+    [d] = Detector("any.pth")(path)
+    np.testing.assert_array_equal(d.boxes, [[0, 0, 50, 40], [100, 80, 128, 96], [10, 10, 20, 20]])
+    [unclipped] = Detector("any.pth", clip=False)(path)
+    np.testing.assert_array_equal(unclipped.boxes, raw)
+    det = Detector("any.pth")
+    assert [r["bbox"] for r in coco_results(det, [(1, path)])][:2] == [[-7.5, -3.0, 57.5, 43.0], [100.0, 80.0, 41.0, 50.0]]
+    assert det.clip  # the evaluation's unclipped copy left the caller's detector as it was
+    out = tmp_path / "out"
+    assert main(["predict", str(path), "-m", "any.pth", "-o", str(out)]) == 0
+    for r in json.loads((out / "predictions.json").read_text()):
+        x, y, w, h = r["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= 128 and y + h <= 96, r

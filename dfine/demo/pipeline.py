@@ -157,7 +157,7 @@ def _predict_onnx(onnx_path: Path, data: ShapesDataset, ann: Dict[str, Any], pro
 
     from ..inference import Detector, load_image
 
-    detector = Detector(onnx_path, backend="onnxruntime", conf=0.0, batch_size=1)
+    detector = Detector(onnx_path, backend="onnxruntime", conf=0.0, batch_size=1, clip=False)  # evaluated: raw boxes
     images = [(im["id"], load_image(data.images("val") / im["file_name"])) for im in ann["images"]]
     for _ in range(3):  # warm-up
         detector.predict_pil([images[0][1]])

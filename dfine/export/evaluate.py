@@ -15,6 +15,7 @@ beside the model file (atomically; ``-o DIR`` puts it in DIR), as ``dfine eval -
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from dataclasses import dataclass
@@ -79,7 +80,11 @@ def load_eval_set(ann_file: PathLike, img_folder: PathLike, limit: Optional[int]
 
 def coco_results(detector: Any, images: Sequence[Tuple[int, Path]], progress: bool = False) -> List[Dict[str, Any]]:
     """COCO results (``image_id``, ``category_id``, ``bbox`` xywh px, ``score``) of ``detector``
-    (a :class:`dfine.Detector`; every score above its ``conf`` kept) on ``(image id, path)`` pairs."""
+    (a :class:`dfine.Detector`; every score above its ``conf`` kept) on ``(image id, path)`` pairs.
+    The boxes are the model's own, not clipped to the image (``clip=False``), as the published
+    evaluator scores them, so an export's AP is the checkpoint's."""
+    detector = copy.copy(detector)  # the same loaded model; the caller's detector keeps its setting
+    detector.clip = False
     bar = None
     if progress:
         from tqdm import tqdm
