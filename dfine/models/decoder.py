@@ -18,7 +18,8 @@ from torch import Tensor
 
 from .denoising import DenoisingGroup, contrastive_denoising_group
 from .fdr import distance2bbox, integral, weighting_function
-from .layers import MLP, ConvNormPlain, activation, inverse_sigmoid, map_tokens, prior_logit
+from .layers import (MLP, ConvNormPlain, Linear, activation, inverse_sigmoid, linear_act, map_tokens, prior_logit,
+                     self_attention)
 
 
 class MSDeformableAttention(nn.Module):
@@ -41,8 +42,8 @@ class MSDeformableAttention(nn.Module):
         total = sum(self.num_points)
         self.register_buffer("num_points_scale",
                              torch.tensor([1 / n for n in self.num_points for _ in range(n)], dtype=torch.float32))
-        self.sampling_offsets = nn.Linear(embed_dim, num_heads * total * 2)
-        self.attention_weights = nn.Linear(embed_dim, num_heads * total)
+        self.sampling_offsets = Linear(embed_dim, num_heads * total * 2)
+        self.attention_weights = Linear(embed_dim, num_heads * total)
         self._reset_parameters()
         if method == "discrete":
             self.sampling_offsets.requires_grad_(False)
@@ -117,7 +118,7 @@ class Gate(nn.Module):
 
     def __init__(self, d_model: int):
         super().__init__()
-        self.gate = nn.Linear(2 * d_model, 2 * d_model)
+        self.gate = Linear(2 * d_model, 2 * d_model)
         nn.init.constant_(self.gate.bias, prior_logit(0.5))
         nn.init.zeros_(self.gate.weight)
         self.norm = nn.LayerNorm(d_model)
@@ -139,10 +140,10 @@ class DecoderLayer(nn.Module):
         self.cross_attn = MSDeformableAttention(d_model, n_head, num_points, method=cross_attn_method)
         self.dropout2 = nn.Dropout(dropout)
         self.gateway = Gate(d_model)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear1 = Linear(d_model, dim_feedforward)
         self.activation = activation(act)
         self.dropout3 = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.dropout4 = nn.Dropout(dropout)
         self.norm3 = nn.LayerNorm(d_model)
         nn.init.xavier_uniform_(self.linear1.weight)
@@ -151,14 +152,11 @@ class DecoderLayer(nn.Module):
     def forward(self, target: Tensor, reference: Tensor, values: List[Tensor], shapes: List[List[int]],
                 attn_mask: Optional[Tensor], pos: Tensor) -> Tensor:
         """target ``[B, Q, C]``, reference ``[B, Q, 1, 4]``, pos ``[B, Q, C]`` -> ``[B, Q, C]``."""
-        q = k = target + pos
-        # exported with the explicit q.k^T product (as published): ONNX Runtime fuses its transposes into
-        # FusedMatMul, where the exported SDPA form leaves 5 Transposes and 2 Sqrt/Mul per layer
-        attn, _ = self.self_attn(q, k, value=target, attn_mask=attn_mask, need_weights=torch.onnx.is_in_onnx_export())
+        attn = self_attention(self.self_attn, target + pos, target, attn_mask)
         target = self.norm1(target + self.dropout1(attn))
         cross = self.cross_attn(target + pos, reference, values, shapes)
         target = self.gateway(target, self.dropout2(cross))
-        ffn = self.linear2(self.dropout3(self.activation(self.linear1(target))))
+        ffn = self.linear2(self.dropout3(linear_act(target, self.linear1.weight, self.linear1.bias, self.activation)))
         target = target + self.dropout4(ffn)
         return self.norm3(target.clamp(min=-65504, max=65504))
 
@@ -317,11 +315,11 @@ class DFINETransformer(nn.Module):
         if learn_query_content:
             self.tgt_embed = nn.Embedding(num_queries, hidden_dim)
         self.query_pos_head = MLP(4, 2 * hidden_dim, hidden_dim, 2)
-        self.enc_output = nn.Sequential(OrderedDict([("proj", nn.Linear(hidden_dim, hidden_dim)),
+        self.enc_output = nn.Sequential(OrderedDict([("proj", Linear(hidden_dim, hidden_dim)),
                                                      ("norm", nn.LayerNorm(hidden_dim))]))
-        self.enc_score_head = nn.Linear(hidden_dim, 1 if query_select_method == "agnostic" else num_classes)
+        self.enc_score_head = Linear(hidden_dim, 1 if query_select_method == "agnostic" else num_classes)
         self.enc_bbox_head = MLP(hidden_dim, hidden_dim, 4, 3)
-        self.dec_score_head = nn.ModuleList(nn.Linear(hidden_dim, num_classes) for _ in range(num_layers))
+        self.dec_score_head = nn.ModuleList(Linear(hidden_dim, num_classes) for _ in range(num_layers))
         self.pre_bbox_head = MLP(hidden_dim, hidden_dim, 4, 3)
         self.dec_bbox_head = nn.ModuleList(MLP(hidden_dim, hidden_dim, 4 * (reg_max + 1), 3)
                                            for _ in range(num_layers))

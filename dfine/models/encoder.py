@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .layers import (ConvNorm, ConvNormPlain, RepVGGBlock, activation, map_tokens, onednn_inference,
-                     sincos_position_embedding)
+from .layers import (ConvNorm, ConvNormPlain, Linear, RepVGGBlock, activation, linear_act, map_tokens,
+                     onednn_inference, self_attention, sincos_position_embedding)
 
 
 class AIFILayer(nn.Module):
@@ -24,9 +24,9 @@ class AIFILayer(nn.Module):
                  act: str = "gelu"):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout, batch_first=True)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear1 = Linear(d_model, dim_feedforward)
         self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout1 = nn.Dropout(dropout)
@@ -35,12 +35,9 @@ class AIFILayer(nn.Module):
 
     def forward(self, src: Tensor, pos_embed: Tensor) -> Tensor:
         """src: ``[B, N, C]`` tokens; pos_embed: ``[1, N, C]``."""
-        q = k = src + pos_embed
-        # exported with the explicit q.k^T product (as published): ONNX Runtime fuses its transposes into
-        # FusedMatMul, where the exported SDPA form leaves 5 Transposes and 2 Sqrt/Mul per layer
-        attn, _ = self.self_attn(q, k, value=src, need_weights=torch.onnx.is_in_onnx_export())
+        attn = self_attention(self.self_attn, src + pos_embed, src)
         src = self.norm1(src + self.dropout1(attn))
-        ffn = self.linear2(self.dropout(self.activation(self.linear1(src))))
+        ffn = self.linear2(self.dropout(linear_act(src, self.linear1.weight, self.linear1.bias, self.activation)))
         return self.norm2(src + self.dropout2(ffn))
 
 

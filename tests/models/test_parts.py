@@ -73,10 +73,9 @@ def _randomised_tiny_model():
     return model
 
 
-@pytest.mark.parametrize("deploy", [False, True])
-def test_cpu_inference_fuses_convolutions_with_their_activations(deploy):
-    """Eager CPU inference runs every conv as one oneDNN call with its activation (or the folded
-    ReLU + affine clamp) inside, and gives the outputs of the plain PyTorch ops."""
+def _plain_and_profiled(deploy: bool):
+    """The randomised tiny model's outputs with oneDNN off (plain PyTorch ops) and on, and the
+    profile of the second pass."""
     from torch.profiler import ProfilerActivity, profile
     model = _randomised_tiny_model().eval()
     if deploy:
@@ -86,7 +85,15 @@ def test_cpu_inference_fuses_convolutions_with_their_activations(deploy):
         with torch.backends.mkldnn.flags(enabled=False):
             plain = model(x)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-            fused = model(x)
+            fast = model(x)
+    return plain, fast, prof
+
+
+@pytest.mark.parametrize("deploy", [False, True])
+def test_cpu_inference_fuses_convolutions_with_their_activations(deploy):
+    """Eager CPU inference runs every conv as one oneDNN call with its activation (or the folded
+    ReLU + affine clamp) inside, and gives the outputs of the plain PyTorch ops."""
+    plain, fused, prof = _plain_and_profiled(deploy)
     names = [e.name for e in prof.events()]
     assert "mkldnn::_convolution_pointwise" in names
     # activations on feature maps [B, C, H, W] all ran inside the convs
@@ -97,6 +104,59 @@ def test_cpu_inference_fuses_convolutions_with_their_activations(deploy):
     assert names.count("aten::convolution") <= 1  # only the squeeze-excitation's 1x1 conv on pooled maps
     for key in ("pred_logits", "pred_boxes"):
         torch.testing.assert_close(fused[key], plain[key], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("deploy", [False, True])
+def test_cpu_inference_runs_linear_layers_and_attention_projections_in_onednn(deploy):
+    """Eager CPU inference runs every linear layer (decoder, heads, the attention projections of
+    the encoder and the decoder) as a oneDNN call, not PyTorch's addmm, with the same outputs."""
+    plain, fast, prof = _plain_and_profiled(deploy)
+    names = [e.name for e in prof.events()]
+    assert "aten::addmm" not in names
+    # only the edge-distribution integral (probabilities times the bin positions, no bias) stays
+    assert {tuple(e.input_shapes[1]) for e in prof.events() if e.name == "aten::linear"} <= {(9,)}
+    assert names.count("mkldnn::_linear_pointwise") >= 20
+    for key in ("pred_logits", "pred_boxes"):
+        torch.testing.assert_close(fast[key], plain[key], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu", "silu", None])
+def test_mlp_and_self_attention_equal_the_plain_modules(act):
+    """``MLP`` with its activation fused and ``self_attention`` (query and key projected in one
+    oneDNN call) equal ``F.linear`` + activation and ``nn.MultiheadAttention``."""
+    from dfine.models.layers import MLP, self_attention
+    torch.manual_seed(0)
+    mlp = MLP(24, 40, 8, 3, act=act or "relu") if act else MLP(24, 40, 8, 1)
+    mha = torch.nn.MultiheadAttention(32, 4, batch_first=True)
+    torch.nn.init.normal_(mha.in_proj_bias)
+    x, query, value = torch.randn(2, 7, 24), torch.randn(2, 11, 32), torch.randn(2, 11, 32)
+    with torch.no_grad():
+        plain_mlp, plain_attn = x, mha(query, query, value, need_weights=False)[0]
+        for i, layer in enumerate(mlp.layers):
+            plain_mlp = torch.nn.functional.linear(plain_mlp, layer.weight, layer.bias)
+            plain_mlp = mlp.act(plain_mlp) if i < len(mlp.layers) - 1 else plain_mlp
+        torch.testing.assert_close(mlp(x), plain_mlp, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(self_attention(mha, query, value), plain_attn, atol=1e-5, rtol=1e-5)
+
+
+def test_a_pytorch_build_without_the_onednn_linear_falls_back_with_one_warning(monkeypatch):
+    """Where oneDNN refuses the linear call: one warning, then ``F.linear``, same outputs."""
+    from dfine.models import layers
+    model = _randomised_tiny_model().eval()
+    x = torch.rand(1, 3, 128, 160)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        plain = model(x)
+
+    def refuse(*args):
+        raise RuntimeError("mkldnn_linear_pointwise: unsupported\nmore detail")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", refuse)
+    monkeypatch.setitem(layers._ONEDNN_FUSION, "works", True)
+    with torch.no_grad(), pytest.warns(UserWarning, match="cannot fuse .*unsupported\\); CPU") as caught:
+        first, second = model(x), model(x)
+    assert len([w for w in caught if "cannot fuse" in str(w.message)]) == 1
+    for out in (first, second):
+        torch.testing.assert_close(out["pred_boxes"], plain["pred_boxes"], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("act", ["silu", "relu", None])
