@@ -1,7 +1,7 @@
 """One command from a dataset folder to a trained model: ``dfine train --data DIR --model dfine_s``.
 
-:func:`data_run` looks at ``DIR`` (COCO, YOLO or VOC, detected by :func:`detect_format`),
-converts YOLO / VOC into ``OUTPUT_DIR/data/annotations`` (the source is never written), and
+:func:`data_run` looks at ``DIR`` (COCO, YOLO, VOC or a CVAT export, detected by :func:`detect_format`),
+converts YOLO / VOC / CVAT into ``OUTPUT_DIR/data/annotations`` (the source is never written), and
 returns the custom recipe of the model's size with the overrides that point it at the data
 (``num_classes`` and the class names come from the annotations). :func:`train` is the same
 from Python and returns the output folder and the final metrics.
@@ -24,7 +24,7 @@ from dfine.text import counted
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "detect_format", "find_coco_splits", "data_run", "train",
            "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
 
-Format = Literal["coco", "yolo", "voc"]
+Format = Literal["coco", "yolo", "voc", "cvat"]
 SIZES = "nslmx"
 
 
@@ -157,17 +157,22 @@ def detect_format(root: Path) -> Format:
         hint = f"; give the dataset folder: --data {shlex.quote(str(above))}"
     else:
         hint = (" (annotations/instances_*.json or {split}/_annotations.coco.json for COCO, data.yaml or images/ + "
-                "labels/ for YOLO, Annotations/ + JPEGImages/ or XMLs beside the images for VOC)")
-    raise DfineError(f"--data {root}: not a COCO, YOLO or VOC dataset folder{hint}")
+                "labels/ for YOLO, Annotations/ + JPEGImages/ or XMLs beside the images for VOC, annotations.xml of "
+                "a 'CVAT for images 1.1' export)")
+    raise DfineError(f"--data {root}: not a COCO, YOLO, VOC or CVAT dataset folder{hint}")
 
 
 def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     """The format of the dataset at ``root``; ``nested``: also a VOC set one or two folders down
     (``VOCdevkit/VOC2007``)."""
+    from dfine.data.convert.cvat import cvat_xml
+
     if root.is_file():
-        return "yolo" if root.suffix.lower() in (".yaml", ".yml") else None
+        return "yolo" if root.suffix.lower() in (".yaml", ".yml") else "cvat" if cvat_xml(root) else None
     if find_coco_splits(root):
         return "coco"
+    if cvat_xml(root) is not None:  # annotations.xml (+ images/): CVAT's "CVAT for images 1.1" export
+        return "cvat"
     if (root / "Annotations").is_dir() or nested and (any(root.glob("*/Annotations")) or any(root.glob("*/*/Annotations"))):
         return "voc"
     from dfine.data.convert.voc import side_by_side
@@ -202,15 +207,15 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         raise DfineError(f"recipe {recipe} not found: dfine train --data needs the configs folder of a dfine checkout")
     fmt = detect_format(root)
     # absolute paths: the printed eval / export / predict commands work from any folder
-    out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{root.resolve().name}_dfine_{size}")
+    name = (root.resolve().parent if root.is_file() else root.resolve()).name  # a file: its folder's
+    out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
     notes: List[str] = []
     if fmt == "coco":
         splits = find_coco_splits(root)
     else:
-        from dfine.data.convert.voc import convert_voc
-        from dfine.data.convert.yolo import convert_yolo
+        from dfine.data.convert import converter
 
-        converted = (convert_yolo if fmt == "yolo" else convert_voc)(root, out / "data", names=names)
+        converted = converter(fmt)(root, out / "data", names=names)
         notes = [f"converted {fmt.upper()} {root} -> {out / 'data' / 'annotations'}", *converted.notes]
         splits = {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}
     # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder

@@ -1,6 +1,6 @@
-"""``dfine data convert|check``: bring a YOLO or VOC dataset into COCO form, and check a COCO dataset.
+"""``dfine data convert|check``: bring a YOLO, VOC or CVAT dataset into COCO form, and check a COCO dataset.
 
-``dfine data convert --from yolo SRC [-o OUT] [--names a,b,c]`` writes
+``dfine data convert --from yolo|voc|cvat SRC [-o OUT] [--names a,b,c]`` writes
 ``OUT/annotations/instances_{train,val,test}.json`` (OUT defaults to SRC) and prints the
 command that trains on it. ``dfine data check ANN.json --images DIR [--fix OUT.json] [--plot
 PNG] [--deep]`` reports every problem with counts and the first ids; exit 0 when training can
@@ -16,12 +16,13 @@ __all__ = ["add_parser", "run_convert", "run_check"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``data`` with its ``convert`` and ``check`` subcommands."""
-    data = subparsers.add_parser("data", help="convert YOLO / VOC datasets to COCO, check a COCO dataset",
+    data = subparsers.add_parser("data", help="convert YOLO / VOC / CVAT datasets to COCO, check a COCO dataset",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = data.add_subparsers(dest="data_command", metavar="{convert,check}")
-    conv = sub.add_parser("convert", help="YOLO or VOC -> COCO JSON (images stay where they are)")
-    conv.add_argument("--from", dest="fmt", required=True, choices=("yolo", "voc"), help="source format")
-    conv.add_argument("src", help="the dataset folder (or a YOLO data.yaml)")
+    conv = sub.add_parser("convert", help="YOLO, VOC or CVAT -> COCO JSON (images stay where they are)")
+    conv.add_argument("--from", dest="fmt", required=True, choices=("yolo", "voc", "cvat"),
+                      help="source format (cvat: a 'CVAT for images 1.1' export)")
+    conv.add_argument("src", help="the dataset folder (or a YOLO data.yaml, a CVAT annotations.xml)")
     conv.add_argument("-o", "--out", help="write OUT/annotations/instances_*.json (default: in SRC)")
     conv.add_argument("--names", help="class names, comma-separated, in class-id order (when no names file exists)")
     conv.add_argument("--val-fraction", type=float, default=0.2,
@@ -43,10 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     """Convert and print the summary with the training command."""
     names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
-    if args.fmt == "yolo":
-        from dfine.data.convert.yolo import convert_yolo as convert
-    else:
-        from dfine.data.convert.voc import convert_voc as convert
+    from dfine.data.convert import converter
+    convert = converter(args.fmt)
     result = convert(args.src, args.out, names=names, val_fraction=args.val_fraction, seed=args.seed)
     print(result.summary())
     return 0

@@ -55,3 +55,22 @@ def boxes_by_file(data: Dict) -> Dict[str, list]:
     for a in data["annotations"]:
         out[files[a["image_id"]]].append((names[a["category_id"]], a["bbox"], a["iscrowd"]))
     return out
+
+
+def cvat_xml(path: Path, images: Sequence[Tuple[str, Tuple[int, int], str, Sequence[str]]],
+             labels: Sequence[str] = (), meta: str = "task") -> Path:
+    """A "CVAT for images 1.1" annotations.xml: ``images`` as ``(name, (width, height), subset,
+    [shape element, ...])``, ``labels`` declared in ``<meta><META><labels>``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    declared = "".join(f"<label><name>{n}</name><color>#fa3253</color><type>any</type><attributes/></label>"
+                       for n in labels)
+    body = "".join(f'<image id="{i}" name="{name}" width="{w}" height="{h}"' + (f' subset="{s}"' if s else "")
+                   + f'>{"".join(shapes)}</image>' for i, (name, (w, h), s, shapes) in enumerate(images))
+    path.write_text(f'<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version><meta><{meta}>'
+                    f"<labels>{declared}</labels></{meta}></meta>{body}</annotations>")
+    return path
+
+
+def cvat_box(label: str, x0: float, y0: float, x1: float, y1: float, rotation: float = 0) -> str:
+    return (f'<box label="{label}" source="manual" occluded="0" xtl="{x0}" ytl="{y0}" xbr="{x1}" ybr="{y1}" '
+            f'z_order="0"' + (f' rotation="{rotation}"' if rotation else "") + "></box>")

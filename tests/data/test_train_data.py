@@ -78,7 +78,7 @@ def test_detects_formats_and_coco_layouts(tmp_path):
     for wrong in (rf / "train", rf / "train/_annotations.coco.json", tmp_path / "v/JPEGImages"):
         with pytest.raises(DfineError) as err:
             detect_format(wrong)
-        assert str(err.value) == (f"--data {wrong}: not a COCO, YOLO or VOC dataset folder; give the dataset "
+        assert str(err.value) == (f"--data {wrong}: not a COCO, YOLO, VOC or CVAT dataset folder; give the dataset "
                                   f"folder: --data {wrong.parents[1] if wrong.is_file() else wrong.parent}")
     # a download holding two datasets (MajidrNEO1879/arithmetic-detection: data/ and numbers_only_ds/), beside a
     # VOC set: the datasets inside are named, not the folder above (a VOC set two levels down made it one)
@@ -89,12 +89,12 @@ def test_detects_formats_and_coco_layouts(tmp_path):
             (download / name / split / "_annotations.coco.json").write_text("{}")
     with pytest.raises(DfineError) as err:
         detect_format(download)
-    assert str(err.value) == (f"--data {download}: not a COCO, YOLO or VOC dataset folder; it holds 2 dataset folders "
-                              f"(data, numbers_only_ds): give one, e.g. --data {download / 'data'}")
+    assert str(err.value) == (f"--data {download}: not a COCO, YOLO, VOC or CVAT dataset folder; it holds 2 dataset "
+                              f"folders (data, numbers_only_ds): give one, e.g. --data {download / 'data'}")
     _voc(tmp_path / "sets/VOC2007")
     nowhere = tmp_path / "sets/b/c"
     nowhere.mkdir(parents=True)
-    with pytest.raises(DfineError, match=r"not a COCO, YOLO or VOC dataset folder \(annotations/instances_\*.json"):
+    with pytest.raises(DfineError, match=r"not a COCO, YOLO, VOC or CVAT dataset folder \(annotations/"):
         detect_format(nowhere)
 
 

@@ -1,7 +1,8 @@
 """Other dataset formats -> COCO JSON (``annotations/instances_{train,val,test}.json``).
 
 :mod:`dfine.data.convert.yolo` reads every Ultralytics / Roboflow YOLO layout,
-:mod:`dfine.data.convert.voc` Pascal VOC folders. Both return a :class:`Converted` saying where
+:mod:`dfine.data.convert.voc` Pascal VOC folders, :mod:`dfine.data.convert.cvat` CVAT's "CVAT for
+images 1.1" export. Each returns a :class:`Converted` saying where
 the files went; images are never copied or changed. Each written JSON carries, in its ``info``,
 the images folder its ``file_name``s are relative to (``images_folder``, relative to the JSON's
 folder when inside it), so ``dfine train --data`` finds the images from the JSON alone.
@@ -23,9 +24,9 @@ from dfine.data.image_io import ImageHeader, read_header
 from dfine.text import counted
 from dfine.video import IMAGE_SUFFIXES
 
-__all__ = ["Converted", "SplitCounts", "write_coco_json", "categories", "split_by_fraction", "images_folder_of",
-           "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic", "header_or_reason", "info_for", "images_folder_from_info",
-           "images_folder_of_file"]
+__all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
+           "split_by_fraction", "images_folder_of", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
+           "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file"]
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -68,6 +69,82 @@ class Converted:
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"train with: dfine train --data {shlex.quote(os.path.abspath(self.out))} --model dfine_s")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """One annotated image of a source format (VOC, CVAT), ready for :func:`coco_split`: the image
+    file, how messages name the annotation (``001.xml``, or the image's name in a CVAT file), the
+    ``(width, height)`` the annotation says (``None``: not said) and its boxes as
+    ``(class name, (xmin, ymin, xmax, ymax) px as written, crowd)``."""
+
+    path: Path
+    source: str
+    size: Optional[Tuple[int, int]]
+    boxes: Tuple[Tuple[str, Tuple[float, float, float, float], bool], ...]
+
+
+def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequence[str],
+               notes: List[str]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], SplitCounts]:
+    """COCO images and annotations of one split, ``file_name``s relative to ``folder``. Each
+    image's size is read from its header (EXIF orientation applied): a different size in the
+    annotation is listed and the image's is used; boxes are clipped to the image (listed), boxes
+    empty after clipping and unreadable images are left out (listed); crowd boxes are kept with
+    ``iscrowd: 1``. What was changed is said in ``notes``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    label = {n: i for i, n in enumerate(names)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        headers = list(pool.map(header_or_reason, [item.path for item in items]))
+    images: List[Dict[str, Any]] = []
+    anns: List[Dict[str, Any]] = []
+    counts = SplitCounts()
+    resized, clipped, dropped, unreadable = [], [], [], []
+    for item, header in zip(items, headers):
+        if isinstance(header, str):
+            unreadable.append(f"{item.path.name} ({header})")
+            continue
+        width, height = header.shown_size
+        if item.size is not None and tuple(item.size) != (width, height):
+            resized.append(f"{item.source} says {item.size[0]}x{item.size[1]}, image is {width}x{height}")
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": item.path.relative_to(folder).as_posix(),
+                       "width": width, "height": height})
+        kept = 0
+        for name, box, crowd in item.boxes:
+            x0, y0, x1, y1 = box
+            c = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width),
+                 min(max(y1, 0.0), height))
+            if c != tuple(box):
+                clipped.append(f"{item.source} '{name}'")
+            if c[2] <= c[0] or c[3] <= c[1]:
+                dropped.append(f"{item.source} '{name}' {tuple(box)}")
+                continue
+            w, h = c[2] - c[0], c[3] - c[1]
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": label[name] + 1,
+                         "bbox": [c[0], c[1], w, h], "area": w * h, "iscrowd": int(crowd)})
+            counts.ignored += bool(crowd)
+            kept += 1
+        counts.background += kept == 0
+    for one, many, what, found in (("XML size differs", "XML sizes differ", "from the image (the image's size is "
+                                    "used)", resized),
+                                   ("box", "boxes", "clipped to the image", clipped),
+                                   ("box", "boxes", "empty after clipping, left out", dropped),
+                                   ("unreadable image", "unreadable images", "left out", unreadable)):
+        if found:
+            notes.append(f"{split}: {counted(len(found), one, many)} {what}: {'; '.join(found[:3])}"
+                         f"{'; ...' if len(found) > 3 else ''}")
+    counts.images, counts.boxes = len(images), len(anns)
+    return images, anns, counts
+
+
+def converter(fmt: str) -> Any:
+    """The conversion function of ``fmt`` (``yolo``, ``voc`` or ``cvat``), imported on use:
+    ``(src, out=None, *, names=None, val_fraction=0.2, seed=0) -> Converted``."""
+    import importlib
+    if fmt not in ("yolo", "voc", "cvat"):
+        raise DatasetError(f"unknown dataset format {fmt!r}: yolo, voc or cvat")
+    return getattr(importlib.import_module(f"dfine.data.convert.{fmt}"), f"convert_{fmt}")
 
 
 def categories(names: Sequence[str]) -> List[Dict[str, Any]]:

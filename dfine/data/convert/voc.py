@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason, info_for,
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, SplitCounts, coco_split, info_for,
                                 split_by_fraction, val_in_train_note, write_coco_json)
 from dfine.text import counted
 
@@ -267,51 +267,12 @@ def _split_json(split: str, records: List[VocRecord], folder: Path, names: Tuple
                 notes: List[str], beside: bool = False) -> Tuple[List[Dict], List[Dict], SplitCounts]:
     """COCO images and annotations of ``records``, file names relative to ``folder`` (the
     images folder; with ``beside`` each image is looked for next to its XML)."""
-    label = {n: i for i, n in enumerate(names)}
     paths = [_image_of(r.xml.parent if beside else folder, r) for r in records]
     missing = [r.xml.name for r, p in zip(records, paths) if p is None]
     if missing:
         where = records[[p is None for p in paths].index(True)].xml.parent if beside else folder
         raise DatasetError(f"{split}: {counted(len(missing), 'XML has', 'XMLs have')} no image in {where} "
                            f"(first: {missing[0]})")
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        headers = list(pool.map(header_or_reason, paths))
-    images, anns, counts = [], [], SplitCounts()
-    resized, clipped, dropped, unreadable = [], [], [], []
-    for record, path, header in zip(records, paths, headers):
-        if isinstance(header, str):
-            unreadable.append(f"{path.name} ({header})")
-            continue
-        width, height = header.shown_size
-        if record.size is not None and record.size != (width, height):
-            resized.append(f"{record.xml.name} says {record.size[0]}x{record.size[1]}, image is {width}x{height}")
-        image_id = len(images) + 1
-        images.append({"id": image_id, "file_name": path.relative_to(folder).as_posix(),
-                       "width": width, "height": height})
-        kept = 0
-        for obj in record.objects:
-            x0, y0, x1, y1 = obj.box
-            c = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width),
-                 min(max(y1, 0.0), height))
-            if c != obj.box:
-                clipped.append(f"{record.xml.name} '{obj.name}'")
-            if c[2] <= c[0] or c[3] <= c[1]:
-                dropped.append(f"{record.xml.name} '{obj.name}' {obj.box}")
-                continue
-            w, h = c[2] - c[0], c[3] - c[1]
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": label[obj.name] + 1,
-                         "bbox": [c[0], c[1], w, h], "area": w * h, "iscrowd": int(obj.difficult)})
-            counts.ignored += obj.difficult
-            kept += 1
-        counts.background += kept == 0
-    for one, many, what, items in (("XML size differs", "XML sizes differ", "from the image (the image's size is used)",
-                                    resized),
-                                   ("box", "boxes", "clipped to the image", clipped),
-                                   ("box", "boxes", "empty after clipping, left out", dropped),
-                                   ("unreadable image", "unreadable images", "left out", unreadable)):
-        if items:
-            notes.append(f"{split}: {counted(len(items), one, many)} {what}: {'; '.join(items[:3])}"
-                         f"{'; ...' if len(items) > 3 else ''}")
-    counts.images, counts.boxes = len(images), len(anns)
-    return images, anns, counts
-
+    items = [Annotated(path, r.xml.name, r.size, tuple((o.name, o.box, o.difficult) for o in r.objects))
+             for r, path in zip(records, paths)]
+    return coco_split(split, items, folder, names, notes)

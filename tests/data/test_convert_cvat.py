@@ -1,0 +1,152 @@
+"""dfine data convert --from cvat: CVAT's "CVAT for images 1.1" export (task, project, images beside
+the XML), shapes that are or become boxes, splits from subsets, one-line errors; found by --data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfine.cli import main
+from dfine.data.coco import CocoDetection, DatasetError
+from dfine.data.convert.cvat import convert_cvat
+from dfine.recipes import data_run, detect_format
+from tests.data.datasets import boxes_by_file, cvat_box, cvat_xml, image, load, voc_xml
+
+
+def _task(root, images_dir="images"):
+    """A task export: 5 images (one without shapes), labels declared in CVAT's order, one never used."""
+    shapes = {
+        "a.jpg": [cvat_box("person", 10, 5, 30, 45), cvat_box("car", 50.5, 20, 90, 50.25)],
+        "b.jpg": [cvat_box("car", 60, 30, 120, 70)],  # past the right border (100 px): clipped
+        "c.jpg": [cvat_box("car", 40, 20, 60, 30, rotation=90),  # 20x10 turned: the upright box 10x20
+                  '<polygon label="person" source="manual" occluded="0" points="10,10;30,5;25,40" z_order="0"/>',
+                  '<points label="person" source="manual" occluded="0" points="5,5" z_order="0"/>'],
+        "d.jpg": [cvat_box("person", 1, 1, 20, 20)],
+        "e.jpg": [],
+    }
+    for name in shapes:
+        image(root / images_dir / name, (100, 60))
+    return cvat_xml(root / "annotations.xml", [(n, (100, 60), "", s) for n, s in shapes.items()],
+                    labels=["person", "car", "bicycle"])
+
+
+def _close(got, want):
+    np.testing.assert_allclose(got, want, atol=1e-2, rtol=0)
+
+
+def test_task_export_with_shapes_of_every_kind(tmp_path, capsys):
+    src = tmp_path / "task"
+    _task(src)
+    assert main(["data", "convert", "--from", "cvat", str(src), "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    train, val = (load(tmp_path / f"out/annotations/instances_{s}.json") for s in ("train", "val"))
+    assert [c["name"] for c in train["categories"]] == ["person", "car"]  # declared order, unused label left out
+    got = {**boxes_by_file(train), **boxes_by_file(val)}
+    assert sorted(got) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"] and len(val["images"]) == 1
+    (n0, b0, _), (n1, b1, _) = got["a.jpg"]
+    assert (n0, n1) == ("person", "car")
+    _close(b0, [10, 5, 20, 40])
+    _close(b1, [50.5, 20, 39.5, 30.25])
+    _close(got["b.jpg"][0][1], [60, 30, 40, 30])  # clipped at x = 100 and y = 60
+    (_, rotated, _), (name, polygon, _) = got["c.jpg"]
+    _close(rotated, [45, 15, 10, 20])
+    assert name == "person"
+    _close(polygon, [10, 5, 20, 35])
+    assert got["e.jpg"] == []  # background kept
+    for line in ("(2 classes: person, car)", "note: no val subset: 1 of the 5 images became val (--val-fraction 0.2",
+                 "note: 1 label with no box, left out of the classes: bicycle",
+                 "note: 1 polygon, 1 rotated box became the boxes around them",
+                 "note: 1 points shape are not boxes, left out", "clipped to the image: 'b.jpg' 'car'",
+                 f"images folder: {src / 'images'}", f"train with: dfine train --data {tmp_path / 'out'}"):
+        assert line in printed, line
+    ds = CocoDetection(src / "images", tmp_path / "out/annotations/instances_train.json")
+    assert ds.label_map.names == ("person", "car") and len(ds) == 4
+
+
+def test_project_export_splits_by_subset(tmp_path):
+    """A project export: images/SUBSET/NAME and <image subset=...>; 'default' joins train (said)."""
+    src = tmp_path / "project"
+    rows = [("t1.jpg", "Train"), ("t2.jpg", "Train"), ("v1.jpg", "Validation"), ("x1.jpg", "default"),
+            ("s1.jpg", "Test")]
+    for name, subset in rows:
+        image(src / "images" / subset / name, (80, 40))
+    cvat_xml(src / "annotations.xml", [(n, (80, 40), s, [cvat_box("dog", 1, 1, 30, 30)]) for n, s in rows],
+             labels=["dog"], meta="project")
+    result = convert_cvat(src / "annotations.xml")
+    assert {s: sorted(boxes_by_file(load(f))) for s, f in result.ann_files.items()} == {
+        "train": ["Train/t1.jpg", "Train/t2.jpg", "default/x1.jpg"], "val": ["Validation/v1.jpg"],
+        "test": ["Test/s1.jpg"]}
+    assert result.images_folder == src / "images"
+    assert "1 image of subset 'default', none of train/val/test, joined train" in result.notes
+
+
+def test_images_beside_the_xml_and_sizes_from_the_image(tmp_path):
+    """An export unzipped in one folder (as public CVAT datasets are shared); the XML's size loses
+    to the image's (listed)."""
+    src = tmp_path / "flat"
+    image(src / "OIG (1).jpg", (100, 60))
+    image(src / "OIG (2).jpg", (100, 60))
+    cvat_xml(src / "annotations.xml", [("OIG (1).jpg", (100, 60), "", [cvat_box("Car", 1, 2, 3, 4)]),
+                                       ("OIG (2).jpg", (60, 100), "", [cvat_box("Car", 5, 6, 7, 8)])],
+             labels=["Car"], meta="job")
+    result = convert_cvat(src, tmp_path / "out", val_fraction=0.5)
+    assert result.images_folder == src and result.names == ("Car",)
+    assert any("XML size differs from the image (the image's size is used): 'OIG (2).jpg' says 60x100, image is "
+               "100x60" in n for n in result.notes)
+
+
+def _error(capsys, src, *more):
+    assert main(["data", "convert", "--from", "cvat", str(src), *more]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_bad_exports_are_one_line_errors(tmp_path, capsys):
+    missing = tmp_path / "noimages"
+    cvat_xml(missing / "annotations.xml", [("a.jpg", (10, 10), "", [cvat_box("x", 1, 1, 5, 5)])], labels=["x"])
+    (missing / "export.zip").write_bytes(b"PK")
+    assert "1 image of annotations.xml not found in" in _error(capsys, missing) and "unzip export.zip there" in \
+        _error(capsys, missing)
+    bad = tmp_path / "bad"
+    image(bad / "images/a.jpg", (10, 10))
+    cvat_xml(bad / "annotations.xml", [("a.jpg", (10, 10), "", [cvat_box("x", "abc", 1, 5, 5)])], labels=["x"])
+    assert "image 'a.jpg': box 'x' xtl is 'abc', not a number" in _error(capsys, bad)
+    video = tmp_path / "video"
+    video.mkdir()
+    (video / "annotations.xml").write_text('<annotations><version>1.1</version><track id="0" label="x">'
+                                           '<box frame="0" xtl="1" ytl="1" xbr="2" ybr="2" outside="0"/></track>'
+                                           '</annotations>')
+    assert "a 'CVAT for video 1.1' export" in _error(capsys, video)
+    voc = tmp_path / "voc"
+    voc_xml(voc / "annotations.xml", "a.jpg", (10, 10), [("x", (1, 1, 5, 5), 0)])
+    assert "not a CVAT for images XML (its root element is <annotation>" in _error(capsys, voc)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "annotations.xml").write_text("<annotations><image")
+    assert "not a readable XML file" in _error(capsys, broken)
+    assert "no annotations.xml in" in _error(capsys, bad / "images")
+
+
+def test_names_option_must_cover_the_boxes(tmp_path, capsys):
+    _task(tmp_path / "ok")
+    err = _error(capsys, tmp_path / "ok", "--names", "car")
+    assert "image 'a.jpg' has a box labelled 'person', which is not in --names (car)" in err
+
+
+def test_train_data_finds_a_cvat_export(tmp_path, monkeypatch):
+    """--data takes the export's folder or its annotations.xml, converts into OUTPUT_DIR/data; a
+    VOC folder with its XMLs beside the images is still VOC."""
+    src = tmp_path / "street"
+    _task(src)
+    assert detect_format(src) == "cvat" and detect_format(src / "annotations.xml") == "cvat"
+    run = data_run(src / "annotations.xml", "dfine_n", output_dir=tmp_path / "run", device="cpu")
+    assert run.fmt == "cvat" and (tmp_path / "run/data/annotations/instances_val.json").is_file()
+    assert any("run/data/annotations/instances_train.json" in o for o in run.overrides)
+    assert not (src / "annotations").exists()  # the source is never written
+    monkeypatch.chdir(tmp_path)  # default output: ./output/FOLDER_dfine_n, named after the export's folder
+    assert data_run(src / "annotations.xml", "dfine_n", device="cpu").output_dir == tmp_path / "output/street_dfine_n"
+    voc = tmp_path / "labelimg"
+    image(voc / "a.jpg", (10, 10))
+    voc_xml(voc / "a.xml", "a.jpg", (10, 10), [("x", (1, 1, 5, 5), 0)])
+    assert detect_format(voc) == "voc"
