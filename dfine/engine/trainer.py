@@ -444,8 +444,11 @@ class Trainer:
             yield
             return
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        owner = os.getpid()
 
         def handler(signum: int, frame: Any) -> None:
+            if os.getpid() != owner:  # a data-loading worker forked with this handler: the main process decides
+                return
             name = signal.Signals(signum).name
             if self.stop_signal is not None:
                 self._say_now(f"{name} again: exiting now (checkpoints are written atomically; "
