@@ -52,11 +52,13 @@ class CocoMetrics:
         return dict(zip(STAT_NAMES, self.stats))
 
     def summary(self) -> str:
-        """One line: AP, AP50, AP75, APs/m/l and AR100 in percent."""
+        """One line: AP, AP50, AP75, APs/m/l and AR100 in percent; ``-`` for a statistic COCO could
+        not compute (-1: no ground-truth box of that size), which read ``-100.0``."""
         if not self.has_ground_truth:
             return NO_BOXES
         d = self.as_dict()
-        return "  ".join(f"{k} {100 * d[k]:.1f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
+        return "  ".join(f"{k} {100 * d[k]:.1f}" if d[k] >= 0 else f"{k} -"
+                         for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
 
     def coco_summary(self) -> str:
         """The 12 lines every COCO tool prints (``Average Precision  (AP) @[ IoU=0.50:0.95 |

@@ -95,3 +95,11 @@ def test_all_background_validation_set_says_so(coco128):
     assert not metrics.has_ground_truth
     assert metrics.summary() == metrics.coco_summary() == NO_BOXES
     assert "no boxes" in NO_BOXES and "-100" not in metrics.summary()
+
+
+def test_one_line_summary_shows_a_dash_where_coco_computed_nothing():
+    """COCO's -1 (no ground-truth box of that size) read 'APl -100.0' in every epoch line of a
+    dataset of small objects; a statistic of 0 stays 0.0."""
+    from dfine.engine.evaluator import CocoMetrics
+    metrics = CocoMetrics([0.25, 0.5, 0.0, 0.1, 0.3, -1.0, 0, 0, 0.4, 0, 0, -1.0], {1: 0.25})
+    assert metrics.summary() == "AP 25.0  AP50 50.0  AP75 0.0  APs 10.0  APm 30.0  APl -  AR100 40.0"
