@@ -26,7 +26,7 @@ from .errors import DfineError
 COMMANDS: Tuple[Tuple[str, str, str], ...] = (
     ("demo", "demo", "train, evaluate, export and predict on a generated shapes dataset (CPU, minutes)"),
     ("train", "train", "train or fine-tune a detector (published train.py options)"),
-    ("eval", "train", "COCO AP of a checkpoint on the recipe's validation set"),
+    ("eval", "train", "COCO AP of a checkpoint or an exported model (.onnx, .xml)"),
     ("predict", "predict", "detect objects in images, folders, globs or videos"),
     ("track", "track", "track objects through a video, folder of frames, webcam or stream"),
     ("export", "export", "export a checkpoint to ONNX, OpenVINO IR or a TensorRT engine"),
@@ -35,7 +35,7 @@ COMMANDS: Tuple[Tuple[str, str, str], ...] = (
     ("convert-weights", "convert_weights", "extract the EMA weights of a training checkpoint"),
     ("obj365", "obj365", "prepare the Objects365 dataset (split, resize)"),
     ("fiftyone", "fiftyone", "view predictions and ground truth in the FiftyOne app"),
-    ("data", "data", "convert YOLO / VOC datasets to COCO, check a COCO dataset"),
+    ("data", "data", "convert YOLO / VOC / CVAT datasets to COCO, check a COCO dataset"),
 )
 
 

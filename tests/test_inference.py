@@ -181,7 +181,8 @@ def _overreaching_engine(monkeypatch):
     return raw
 
 
-def test_boxes_handed_to_the_user_lie_within_the_image_but_evaluation_scores_the_raw_boxes(tmp_path, monkeypatch):
+def test_boxes_handed_to_the_user_lie_within_the_image_but_evaluation_scores_the_raw_boxes(tmp_path, monkeypatch,
+                                                                                            capsys):
     from dfine.cli import main
     from dfine.export.evaluate import coco_results
     raw = _overreaching_engine(monkeypatch)
@@ -196,6 +197,7 @@ def test_boxes_handed_to_the_user_lie_within_the_image_but_evaluation_scores_the
     assert det.clip  # the evaluation's unclipped copy left the caller's detector as it was
     out = tmp_path / "out"
     assert main(["predict", str(path), "-m", "any.pth", "-o", str(out)]) == 0
+    assert f"1 image -> {out} (3 detections, " in capsys.readouterr().out  # not "1 image(s)"
     for r in json.loads((out / "predictions.json").read_text()):
         x, y, w, h = r["bbox"]
         assert 0 <= x and 0 <= y and x + w <= 128 and y + h <= 96, r

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     for path, why in bad:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
     done = len(items) - len(bad) if kind == "images" else 1
-    print(f"{done} {'video' if kind == 'video' else 'image(s)'} -> {out} ({len(results)} detections, "
+    print(f"{counted(done, 'video' if kind == 'video' else 'image')} -> {out} ({counted(len(results), 'detection')}, "
           f"{out / 'predictions.json'})" + (f"; {len(bad)} unreadable skipped" if bad else ""))
     return 0
 

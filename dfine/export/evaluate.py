@@ -192,5 +192,5 @@ def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: Eval
     write_json_atomic(Path(path), {"stats": metrics.as_dict(),
                                    "per_class": {str(k): v for k, v in metrics.per_class.items()},
                                    "names": {str(k): v for k, v in metrics.names.items()},
-                                   "model": os.path.abspath(model), "ann_file": data.source,
+                                   "model": os.path.abspath(model), "ann_file": os.path.abspath(data.source),
                                    "num_images": len(data.images)})

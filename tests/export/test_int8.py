@@ -214,7 +214,7 @@ def test_onnx_int8_qdq_runs_and_carries_metadata(checkpoint, images, tmp_path, c
     assert _eval_ap(capsys, ["-r", str(out), "--ann-file", str(ann), "--images", str(images)]) > 50
 
 
-def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsys):
+def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsys, monkeypatch):
     out = tmp_path / "tiny.onnx"
     assert main(["export", "-r", str(checkpoint), "--no-simplify", "-o", str(out)]) == 0
     ann = _self_labelled_set(out, images, tmp_path)
@@ -230,9 +230,11 @@ def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsy
     assert saved["names"] == {str(i): n for i, n in zip(IDS, NAMES)} and set(saved["per_class"]) == set(saved["names"])
     assert saved["model"] == str(out) and saved["num_images"] == 4 and saved["ann_file"] == str(ann)
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, nothing left over
-    assert main(["eval", "--no-progress", "-r", str(out), "--ann-file", str(ann), "--images", str(images),
-                 "--max-images", "2", "-o", str(tmp_path / "elsewhere")]) == 0
-    assert json.loads((tmp_path / "elsewhere" / "tiny.eval.json").read_text())["num_images"] == 2  # -o chooses
+    monkeypatch.chdir(tmp_path)  # paths given relative to the folder it is run from are written absolute
+    assert main(["eval", "--no-progress", "-r", out.name, "--ann-file", ann.name, "--images", str(images),
+                 "--max-images", "2", "-o", "elsewhere"]) == 0
+    saved = json.loads((tmp_path / "elsewhere" / "tiny.eval.json").read_text())  # -o chooses the folder
+    assert saved["num_images"] == 2 and saved["ann_file"] == str(ann) and saved["model"] == str(out)
 
 
 @pytest.mark.parametrize("argv, words", [
