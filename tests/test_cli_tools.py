@@ -40,3 +40,19 @@ def test_export_errors_are_one_line(tmp_path, capsys):
         torch.save({"model": {"w": torch.zeros(2)}}, bogus)
         err = _error(capsys, ["export", "-r", str(bogus), "--size", "n", "--format", "engine"])
         assert "tensorrt is not installed" in err and "trtexec --onnx=" in err
+
+
+def test_output_cut_short_by_the_reader_is_no_traceback():
+    """``dfine zoo | head -1``: the pipe closes while dfine still prints; it raised BrokenPipeError
+    with a traceback (seen with ``dfine data check ... | head``)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dfine.cli", "zoo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
