@@ -116,15 +116,20 @@ _ONEDNN_UNARY = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Identity: "none"}
 _ONEDNN_FUSION = {"works": True}  # set False, with one warning, when this PyTorch build's oneDNN refuses
 
 
-def onednn_ready(x: Tensor, weight: Tensor) -> bool:
-    """True for eager CPU float32 inference without gradients or autocast (not traced, exported,
-    compiled or seen by a dispatch mode such as ``FlopCounterMode``, which should see the plain ops)."""
+def _onednn_eligible(x: Tensor, weight: Tensor) -> bool:
+    """True for eager CPU float32 work without autocast (not traced, exported, compiled or seen by a
+    dispatch mode such as ``FlopCounterMode``, which should see the plain ops), with or without
+    gradients."""
     return (_ONEDNN_FUSION["works"] and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and x.numel() > 0
-            and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and weight.dtype == torch.float32 and x.numel() > 0 and not torch.is_autocast_enabled("cpu")
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
                      or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0))
+
+
+def onednn_ready(x: Tensor, weight: Tensor) -> bool:
+    """:func:`_onednn_eligible` without gradients: eager CPU float32 inference."""
+    return not torch.is_grad_enabled() and _onednn_eligible(x, weight)
 
 
 def onednn_inference(x: Tensor, weight: Tensor) -> bool:
@@ -139,8 +144,8 @@ def _onednn_call(op, *args) -> Optional[Tensor]:
         return op(*args)
     except (RuntimeError, NotImplementedError) as err:
         _ONEDNN_FUSION["works"] = False
-        warnings.warn(f"this PyTorch build cannot fuse activations into oneDNN convolutions and linear layers "
-                      f"({str(err).splitlines()[0]}); CPU inference uses plain PyTorch ops (slower, same outputs)")
+        warnings.warn(f"this PyTorch build cannot run oneDNN's fused convolutions and linear layers "
+                      f"({str(err).splitlines()[0]}); CPU work uses plain PyTorch ops (slower, same outputs)")
         return None
 
 
@@ -159,20 +164,54 @@ def _linear_attr(act: Optional[nn.Module]) -> Optional[Tuple[str, str]]:
     return None if name is None else (name, "")
 
 
+def _onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], attr: str = "none",
+                   algorithm: str = "") -> Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``F.linear`` whose forward and backward products run in oneDNN (CPU float32 training)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        rows = grad.reshape(-1, grad.shape[-1])  # [M, N]
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_linear(grad, weight.t(), None)  # [..., K]
+        if ctx.needs_input_grad[1]:
+            grad_w = _onednn_linear(rows.t(), x.reshape(-1, x.shape[-1]).t(), None)  # [N, K]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = rows.sum(0)
+        return grad_x, grad_w, grad_b
+
+
 def linear_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: Optional[nn.Module] = None) -> Tensor:
     """``act(F.linear(x, weight, bias))`` (no activation when ``act`` is None): ``x [..., K]``,
     ``weight [N, K]`` -> ``[..., N]``.
 
-    In eager CPU float32 inference this is one oneDNN call with the activation fused. PyTorch's
-    own ``addmm`` goes to MKL, which on AMD CPUs ran at half of oneDNN's speed (about 100 against
-    220 GFLOP/s per core on Zen 5; oneDNN was also 5-15% faster with both capped at AVX2). Elsewhere
-    (training, CUDA, tracing/export) plain ``F.linear`` and the activation.
+    On the CPU in float32 the products run in oneDNN: in inference one call with the activation
+    fused, in training the forward product and both backward products (gradients of input and
+    weight). PyTorch's own ``addmm``/``mm`` go to MKL, which on AMD CPUs ran at half of oneDNN's
+    speed (about 100 against 220 GFLOP/s per core on Zen 5; oneDNN was also 5-15% faster with both
+    capped at AVX2). Elsewhere (CUDA, autocast, tracing/export) plain ``F.linear`` and the activation.
     """
-    attr = _linear_attr(act)
-    if attr is not None and onednn_ready(x, weight):
-        y = _onednn_call(torch.ops.mkldnn._linear_pointwise, x, weight, bias, attr[0], [], attr[1])
-        if y is not None:
-            return y
+    if _onednn_eligible(x, weight):
+        if not torch.is_grad_enabled():
+            attr = _linear_attr(act)
+            y = None if attr is None else _onednn_call(_onednn_linear, x, weight, bias, *attr)
+            if y is not None:
+                return y
+        elif x.dim() >= 2:
+            y = _onednn_call(_OneDNNLinear.apply, x, weight, bias)
+            if y is not None:
+                return y if act is None else act(y)
     y = F.linear(x, weight, bias)
     return y if act is None else act(y)
 
@@ -187,24 +226,27 @@ class Linear(nn.Linear):
 def self_attention(mha: nn.MultiheadAttention, query: Tensor, value: Tensor,
                    attn_mask: Optional[Tensor] = None) -> Tensor:
     """``mha(query, query, value)[0]`` for a batch-first ``mha`` (query and key the same tensor):
-    ``query``, ``value`` ``[B, N, C]`` -> ``[B, N, C]``.
+    ``query``, ``value`` ``[B, N, C]`` -> ``[B, N, C]``; ``attn_mask`` ``[N, N]`` bool, True where
+    attention is not allowed (as ``nn.MultiheadAttention`` reads it).
 
-    In eager CPU float32 inference without a mask the projections run as oneDNN linear layers
-    (:func:`linear_act`), query and key in one call; the attention itself is PyTorch's
-    ``scaled_dot_product_attention``, as in ``nn.MultiheadAttention``. Elsewhere, and while
+    On the CPU in float32 (inference and training without dropout) the projections run as oneDNN
+    linear layers (:func:`linear_act`), query and key in one call; the attention itself is
+    PyTorch's ``scaled_dot_product_attention``, as in ``nn.MultiheadAttention``. Elsewhere, and while
     exporting (explicit ``q.k^T`` product, as published: ONNX Runtime fuses its transposes into
     FusedMatMul, where the exported SDPA form leaves 5 Transposes and 2 Sqrt/Mul per layer), the
     module itself.
     """
     weight, bias = mha.in_proj_weight, mha.in_proj_bias
-    if (attn_mask is not None or not mha.batch_first or weight is None or bias is None or mha.bias_k is not None
-            or (mha.training and mha.dropout > 0) or not onednn_ready(query, weight)):
+    if (not mha.batch_first or weight is None or bias is None or mha.bias_k is not None
+            or (mha.training and mha.dropout > 0) or (attn_mask is not None and attn_mask.dtype != torch.bool)
+            or not _onednn_eligible(query, weight)):
         return mha(query, query, value=value, attn_mask=attn_mask, need_weights=torch.onnx.is_in_onnx_export())[0]
     b, n, c = query.shape
     heads = mha.num_heads
     qk = linear_act(query, weight[: 2 * c], bias[: 2 * c]).view(b, n, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
     v = linear_act(value, weight[2 * c:], bias[2 * c:]).view(b, n, heads, c // heads).transpose(1, 2)
-    out = F.scaled_dot_product_attention(qk[0], qk[1], v)  # [B, heads, N, C / heads]
+    allowed = None if attn_mask is None else ~attn_mask  # scaled_dot_product_attention: True = may attend
+    out = F.scaled_dot_product_attention(qk[0], qk[1], v, attn_mask=allowed)  # [B, heads, N, C / heads]
     return linear_act(out.transpose(1, 2).reshape(b, n, c), mha.out_proj.weight, mha.out_proj.bias)
 
 

@@ -120,6 +120,42 @@ def test_cpu_inference_runs_linear_layers_and_attention_projections_in_onednn(de
         torch.testing.assert_close(fast[key], plain[key], atol=1e-4, rtol=1e-4)
 
 
+def test_training_runs_linear_products_in_onednn_with_the_plain_gradients(monkeypatch):
+    """A training step (denoising attention mask included) runs the linear layers' forward and
+    backward products and the attention projections in oneDNN, not MKL's addmm/mm, and gives the
+    loss and gradients of the plain ops (switched off: ``_onednn_eligible`` False)."""
+    from torch.profiler import ProfilerActivity, profile
+    from dfine.models import layers
+    model = tiny_model().train()
+    x = torch.rand(2, 3, 128, 160)
+    targets = [{"labels": torch.tensor([1, 2]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.3, 0.6, 0.1, 0.1]])},
+               {"labels": torch.tensor([0]), "boxes": torch.tensor([[0.4, 0.4, 0.3, 0.3]])}]
+
+    def step():
+        torch.manual_seed(1)  # the same denoising queries
+        model.zero_grad()
+        out = model(x, targets)
+        loss = sum((v ** 2).mean() for v in out.values() if torch.is_tensor(v) and v.is_floating_point())
+        loss.backward()
+        return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        loss, grads = step()
+    names = [e.name for e in prof.events()]
+    assert names.count("mkldnn::_linear_pointwise") >= 60  # forward, input and weight gradients
+    assert "aten::addmm" not in names
+    assert {tuple(e.input_shapes[1]) for e in prof.events() if e.name == "aten::linear"} <= {(9,)}
+    monkeypatch.setattr(layers, "_onednn_eligible", lambda *args: False)
+    plain_loss, plain = step()
+    torch.testing.assert_close(loss, plain_loss, atol=1e-5, rtol=1e-5)
+    assert grads.keys() == plain.keys()
+    flat, plain_flat = (torch.cat([g.flatten() for g in d.values()]) for d in (grads, plain))
+    assert (flat - plain_flat).norm() <= 1e-5 * plain_flat.norm()
+    for name, grad in plain.items():
+        if name.startswith("decoder"):
+            torch.testing.assert_close(grads[name], grad, atol=1e-5 * float(grad.abs().max()) + 1e-7, rtol=1e-4)
+
+
 @pytest.mark.parametrize("act", ["relu", "gelu", "silu", None])
 def test_mlp_and_self_attention_equal_the_plain_modules(act):
     """``MLP`` with its activation fused and ``self_attention`` (query and key projected in one
@@ -152,9 +188,9 @@ def test_a_pytorch_build_without_the_onednn_linear_falls_back_with_one_warning(m
 
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", refuse)
     monkeypatch.setitem(layers._ONEDNN_FUSION, "works", True)
-    with torch.no_grad(), pytest.warns(UserWarning, match="cannot fuse .*unsupported\\); CPU") as caught:
+    with torch.no_grad(), pytest.warns(UserWarning, match="cannot run oneDNN.*unsupported\\); CPU") as caught:
         first, second = model(x), model(x)
-    assert len([w for w in caught if "cannot fuse" in str(w.message)]) == 1
+    assert len([w for w in caught if "cannot run oneDNN" in str(w.message)]) == 1
     for out in (first, second):
         torch.testing.assert_close(out["pred_boxes"], plain["pred_boxes"], atol=1e-4, rtol=1e-4)
 
@@ -204,10 +240,10 @@ def test_a_pytorch_build_without_the_fused_convolution_falls_back_with_one_warni
 
     monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", Refusing())
     monkeypatch.setitem(layers._ONEDNN_FUSION, "works", True)
-    with torch.no_grad(), pytest.warns(UserWarning, match="cannot fuse .*unsupported post-op\\); CPU") as caught:
+    with torch.no_grad(), pytest.warns(UserWarning, match="cannot run oneDNN.*unsupported post-op\\); CPU") as caught:
         first = model(x)
         second = model(x)
-    assert Refusing.calls == 1 and len([w for w in caught if "cannot fuse" in str(w.message)]) == 1
+    assert Refusing.calls == 1 and len([w for w in caught if "cannot run oneDNN" in str(w.message)]) == 1
     for out in (first, second):
         torch.testing.assert_close(out["pred_boxes"], plain["pred_boxes"], atol=1e-4, rtol=1e-4)
 
