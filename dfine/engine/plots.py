@@ -39,9 +39,14 @@ def save_figure(fig: Any, path: PathLike, dpi: int = 110) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    pyplot().close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C, a full disk: the previous picture stays, no half-written one
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        pyplot().close(fig)
     return path
 
 

@@ -51,6 +51,7 @@ from .precision import choose_precision
 from .summary import (ap_text, classes_line, dataset_line, duration, images_folder, next_commands, parameters_line,
                       user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
+from .plots import save_figure
 
 __all__ = ["Trainer", "BestTracker", "load_backbone", "check_output_dir", "check_input_size"]
 
@@ -803,13 +804,12 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
     """``loss.png`` (per step and per epoch), ``lr.png`` and ``map.png`` over epochs in ``out``
-    (needs matplotlib)."""
+    (needs matplotlib), each written atomically: a Ctrl-C while drawing leaves the last ones."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -831,7 +831,6 @@ def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / name)
-        plt.close(fig)
+        save_figure(fig, out / name, dpi=100)
         written.append(out / name)
     return written

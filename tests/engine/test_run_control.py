@@ -305,3 +305,26 @@ def test_ap_zero_all_along_keeps_training_after_the_stop_epoch(coco128, tmp_path
     text = capsys.readouterr()
     assert "no evaluation has scored above AP 0" in text.out + text.err
     assert f"best weights: {out / 'last.pth'}" in text.out
+
+
+def test_an_interrupted_plot_leaves_the_previous_picture(tmp_path, monkeypatch):
+    """The run's plots are drawn after training; a Ctrl-C while one is being written left half a
+    PNG. Now each goes through a temporary file: the previous picture stays, nothing is left over."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from dfine.engine.trainer import plot_history
+
+    (tmp_path / "loss.png").write_bytes(b"the previous picture")
+
+    def interrupted(self, fname, **kw):
+        Path(fname).write_bytes(b"half a pic")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    history = [{"epoch": 0, "step": 2, "train_step_losses": [3.0, 2.0], "train_loss": 2.5, "train_lr": 1e-4,
+                "test_AP": 0.1}]
+    with pytest.raises(KeyboardInterrupt):
+        plot_history(history, tmp_path)
+    assert (tmp_path / "loss.png").read_bytes() == b"the previous picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]
