@@ -731,8 +731,10 @@ class Trainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         log = self.output_dir / "log.jsonl"
         if log.is_file():  # earlier epochs of a resumed run, for the plots
-            self.history = [e for e in (json.loads(l) for l in log.read_text().splitlines() if l.strip())
-                            if e.get("epoch", -1) <= self.last_epoch]
+            self.history, bad = read_log(log, self.last_epoch)
+            if bad:
+                self._print(f"note: {log} line {bad[0]} is not a whole JSON line (cut off by a crash?); "
+                            f"{counted(len(bad), 'line')} left out of the plots")
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -768,6 +770,24 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         plot_history(self.history, self.output_dir)
+
+
+def read_log(path: Path, last_epoch: int) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """The entries of a run's ``log.jsonl`` up to epoch ``last_epoch`` (0-based), and the numbers
+    of the lines that are not JSON objects (a line cut off when the process was killed mid-write)."""
+    entries, bad = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            bad.append(number)
+        elif entry.get("epoch", -1) <= last_epoch:
+            entries.append(entry)
+    return entries, bad
 
 
 def smooth(values: List[float], weight: float = 0.9) -> List[float]:

@@ -330,3 +330,14 @@ def test_an_interrupted_plot_leaves_the_previous_picture(tmp_path, monkeypatch):
         plot_history(history, tmp_path)
     assert (tmp_path / "loss.png").read_bytes() == b"the previous picture"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]
+
+
+def test_a_log_line_cut_off_by_a_crash_does_not_stop_the_resumed_run(tmp_path):
+    """``kill -9`` (or a power cut) while log.jsonl was appended left half a line, and resuming
+    failed on it with a JSONDecodeError traceback; the whole lines are read, the cut one named."""
+    from dfine.engine.trainer import read_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"epoch": 0, "train_loss": 3.0}\n{"epoch": 1, "train_loss": 2.5}\n{"epoch": 2, "train_lo')
+    assert read_log(log, last_epoch=1) == ([{"epoch": 0, "train_loss": 3.0}, {"epoch": 1, "train_loss": 2.5}], [3])
+    assert read_log(log, last_epoch=0)[0] == [{"epoch": 0, "train_loss": 3.0}]  # later epochs: not this run's
