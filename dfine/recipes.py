@@ -339,7 +339,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
           batch: Optional[int] = None, imgsz: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
           tuning: Optional[str] = None, device: Optional[str] = None, overrides: Sequence[str] = (),
           max_steps: Optional[int] = None, progress: bool = True) -> TrainResult:
-    """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO or VOC dataset at ``data``;
+    """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO, VOC or CVAT dataset at ``data``;
     ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value``.
     Returns the output folder and the last evaluation's metrics."""
     from dfine.config import load_config
