@@ -20,7 +20,11 @@ def _task(root, images_dir="images"):
         "b.jpg": [cvat_box("car", 60, 30, 120, 70)],  # past the right border (100 px): clipped
         "c.jpg": [cvat_box("car", 40, 20, 60, 30, rotation=90),  # 20x10 turned: the upright box 10x20
                   '<polygon label="person" source="manual" occluded="0" points="10,10;30,5;25,40" z_order="0"/>',
-                  '<points label="person" source="manual" occluded="0" points="5,5" z_order="0"/>'],
+                  '<points label="person" source="manual" occluded="0" points="5,5" z_order="0"/>',
+                  # a 4x3 crop at (70, 8) whose pixels are x 71..72, y 9..10 (CVAT's crops are not always tight)
+                  '<mask label="car" source="manual" occluded="0" rle="5, 2, 2, 2, 1" left="70" top="8" width="4" '
+                  'height="3" z_order="0"/>',
+                  '<mask label="car" source="manual" occluded="0" rle="4" left="1" top="1" width="2" height="2"/>'],
         "d.jpg": [cvat_box("person", 1, 1, 20, 20)],
         "e.jpg": [],
     }
@@ -48,15 +52,16 @@ def test_task_export_with_shapes_of_every_kind(tmp_path, capsys):
     _close(b0, [10, 5, 20, 40])
     _close(b1, [50.5, 20, 39.5, 30.25])
     _close(got["b.jpg"][0][1], [60, 30, 40, 30])  # clipped at x = 100 and y = 60
-    (_, rotated, _), (name, polygon, _) = got["c.jpg"]
+    (_, rotated, _), (name, polygon, _), (masked, mask, _) = got["c.jpg"]
     _close(rotated, [45, 15, 10, 20])
-    assert name == "person"
+    assert (name, masked) == ("person", "car")
     _close(polygon, [10, 5, 20, 35])
+    _close(mask, [71, 9, 2, 2])  # the box around the mask's pixels, not its crop
     assert got["e.jpg"] == []  # background kept
     for line in ("(2 classes: person, car)", "note: no val subset: 1 of the 5 images became val (--val-fraction 0.2",
                  "note: 1 label with no box, left out of the classes: bicycle",
-                 "note: 1 polygon, 1 rotated box became the boxes around them",
-                 "note: 1 points shape are not boxes, left out", "clipped to the image: 'b.jpg' 'car'",
+                 "note: 1 mask, 1 polygon, 1 rotated box became the boxes around them",
+                 "note: 1 empty mask, 1 points shape are not boxes, left out", "clipped to the image: 'b.jpg' 'car'",
                  f"images folder: {src / 'images'}", f"train with: dfine train --data {tmp_path / 'out'}"):
         assert line in printed, line
     ds = CocoDetection(src / "images", tmp_path / "out/annotations/instances_train.json")

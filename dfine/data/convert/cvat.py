@@ -7,9 +7,11 @@ for where CVAT puts them (``images/NAME``, ``images/SUBSET/NAME`` for a project)
 XML (an export unzipped in one folder). Splits come from the images' ``subset`` (``Train``,
 ``Validation``, ``Test`` ...); without a val subset a seeded ``val_fraction`` of the train images
 becomes val (printed). Class names are the declared labels that have boxes, in the declared
-order (labels without a box are listed), unless given. A polygon becomes the box around it and
-a rotated box the upright box around it (each counted in a note); other shapes (points,
-polylines, masks, ellipses, cuboids, skeletons, tags) are not boxes and are counted as left out.
+order (labels without a box are listed), unless given. A polygon or a mask becomes the box around
+it (around a mask's pixels) and a rotated box the upright box around it (CVAT's own COCO export
+drops the rotation instead, a box that cuts the object's corners); each is counted in a note.
+Other shapes (points, polylines, ellipses, cuboids, skeletons, tags) are not boxes and are
+counted as left out.
 Sizes, clipping and unreadable images are handled as for VOC (:func:`~dfine.data.convert.coco_split`).
 """
 
@@ -32,7 +34,7 @@ __all__ = ["CvatImage", "convert_cvat", "cvat_xml", "read_cvat_xml"]
 
 Box = Tuple[str, Tuple[float, float, float, float], bool]
 #: shapes of CVAT for images that are not boxes and have no box taken from them
-OTHER_SHAPES = ("points", "polyline", "mask", "ellipse", "cuboid", "skeleton", "tag")
+OTHER_SHAPES = ("points", "polyline", "ellipse", "cuboid", "skeleton", "tag")
 #: how a note counts each kind of shape: (one, many)
 _SHAPE_WORDS = {"rotated box": ("rotated box", "rotated boxes"), "points": ("points shape", "points shapes")}
 
@@ -112,6 +114,33 @@ def _polygon_box(shape: ET.Element, path: Path, where: str) -> Tuple[float, floa
     return min(xs), min(ys), max(xs), max(ys)
 
 
+def _mask_box(shape: ET.Element, path: Path, where: str) -> Optional[Tuple[float, float, float, float]]:
+    """The box around the pixels of a ``<mask rle left top width height>`` (``None``: no pixel).
+    ``rle`` counts pixels of the ``width x height`` crop at ``left, top``, row by row, in runs that
+    alternate background and mask, background first; the crop is not always tight (CVAT's own COCO
+    export gives the box of the pixels, as this does)."""
+    label = shape.get("label")
+    left, top, width, height = (int(_number(shape.get(k), path, f"{where}: mask '{label}' {k}"))
+                                for k in ("left", "top", "width", "height"))
+    try:
+        runs = [int(v) for v in (shape.get("rle") or "").split(",") if v.strip()]
+    except ValueError:
+        runs = [-1]
+    if any(n < 0 for n in runs) or sum(runs) != width * height or width <= 0:
+        raise DatasetError(f"{path}: {where}: mask '{label}' has an rle of {sum(runs)} pixels, not its width x height "
+                           f"{width}x{height}")
+    xs, ys, pos = [], [], 0
+    for i, n in enumerate(runs):
+        if i % 2 and n:  # a run of mask pixels: rows first..last; a run over a row break covers both edges
+            first, last = divmod(pos, width), divmod(pos + n - 1, width)
+            ys += [first[0], last[0]]
+            xs += [first[1], last[1]] if first[0] == last[0] else [0, width - 1]
+        pos += n
+    if not xs:
+        return None
+    return left + min(xs), top + min(ys), left + max(xs) + 1.0, top + max(ys) + 1.0
+
+
 def read_cvat_xml(path: Path) -> CvatFile:
     """A "CVAT for images 1.1" file; a one-line ``DatasetError`` naming it when it is not one
     (not XML, another root element, a "CVAT for video" export) or a shape is malformed."""
@@ -140,15 +169,19 @@ def read_cvat_xml(path: Path) -> CvatFile:
         boxes: List[Box] = []
         for shape in element:
             label = (shape.get("label") or "").strip()
-            if shape.tag in ("box", "polygon") and not label:
+            if shape.tag in ("box", "polygon", "mask") and not label:
                 raise DatasetError(f"{path}: {where}: a <{shape.tag}> without a label")
             if shape.tag == "box":
                 box, rotated = _box(shape, path, where)
                 boxes.append((label, box, False))
                 converted["rotated box"] += rotated
-            elif shape.tag == "polygon":
-                boxes.append((label, _polygon_box(shape, path, where), False))
-                converted["polygon"] += 1
+            elif shape.tag in ("polygon", "mask"):
+                around = (_polygon_box if shape.tag == "polygon" else _mask_box)(shape, path, where)
+                if around is None:
+                    left_out["empty mask"] += 1
+                    continue
+                boxes.append((label, around, False))
+                converted[shape.tag] += 1
             elif shape.tag in OTHER_SHAPES:
                 left_out[shape.tag] += 1
         images.append(CvatImage(name, (element.get("subset") or "").strip(), size if size and min(size) > 0 else None,
@@ -226,7 +259,7 @@ def convert_cvat(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
             notes.append(f"{counted(len(unused), 'label')} with no box, left out of the classes: "
                          f"{', '.join(unused[:10])}")
     if not class_names:
-        raise DatasetError(f"{xml}: no <box> or <polygon> on any image and no --names; nothing to learn")
+        raise DatasetError(f"{xml}: no <box>, <polygon> or <mask> on any image and no --names; nothing to learn")
     for what, how in ((data.converted, "became the boxes around them"), (data.left_out, "are not boxes, left out")):
         if what:
             shapes = (counted(n, *_SHAPE_WORDS.get(kind, (kind,))) for kind, n in sorted(what.items()))
@@ -237,8 +270,8 @@ def convert_cvat(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         zips = sorted(p.name for p in root.glob("*.zip"))
         hint = (f"; unzip {zips[0]} there" if zips else
                 "; export with 'Save images' on, or put the images there")
-        raise DatasetError(f"{counted(len(missing), 'image')} of {xml.name} not found in {root / 'images'} "
-                           f"nor beside it (first: {missing[0]}){hint}")
+        raise DatasetError(f"{counted(len(missing), 'image')} of {xml.name} not found in {root / 'images'}, "
+                           f"{root / 'images'}/SUBSET nor beside it (first: {missing[0]}){hint}")
     folder = images_folder_of([p for p in paths if p is not None], root)
     out_dir = Path(out).expanduser() if out is not None else root
     ann_dir = out_dir / "annotations"
