@@ -280,6 +280,35 @@ def test_folded_weights_follow_weight_changes():
     torch.testing.assert_close(before, after)
 
 
+def test_blocked_conv_weights_are_cached_per_input_shape_and_follow_weight_changes():
+    """Eager CPU inference hands oneDNN each conv weight in its blocked layout, made once per
+    weight and input shape: outputs equal the plain ops', an in-place weight update or another
+    input size takes effect, and the model can still be deep-copied (as EMA does) and freed."""
+    import gc
+    from dfine.models import layers
+    model = _randomised_tiny_model().eval().deploy()
+    small, large = torch.rand(1, 3, 128, 160), torch.rand(1, 3, 160, 192)
+    with torch.no_grad():
+        with torch.backends.mkldnn.flags(enabled=False):
+            plain_small, plain_large = model(small), model(large)
+        first, again, other = model(small), model(small), model(large)
+        entries = {k: v for k, v in layers._PACKED.items() if v[3].is_mkldnn}
+        assert len(entries) >= 10
+        for fast, plain in ((first, plain_small), (again, plain_small), (other, plain_large)):
+            torch.testing.assert_close(fast["pred_boxes"], plain["pred_boxes"], atol=1e-4, rtol=1e-4)
+        last_fused = [m for m in model.encoder.modules() if id(getattr(m, "conv_bn_fused", None)) in entries][-1]
+        last_fused.conv_bn_fused.weight.mul_(1.5)  # updated in place: same tensor, new version
+        changed = model(large)  # the shape of the last call: only the update invalidates the cache
+        with torch.backends.mkldnn.flags(enabled=False):
+            plain_changed = model(large)
+    torch.testing.assert_close(changed["pred_logits"], plain_changed["pred_logits"], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(changed["pred_logits"], other["pred_logits"])
+    copy.deepcopy(model)
+    del model, last_fused
+    gc.collect()
+    assert not set(entries) & set(layers._PACKED)  # freed with their convs
+
+
 def test_deployed_model_refuses_training():
     model = tiny_model().deploy()
     with pytest.raises(RuntimeError, match="deployed"):
