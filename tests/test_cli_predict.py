@@ -187,3 +187,19 @@ def test_labels_grow_with_the_image(side, lo, hi):
     column = out[: int(box[0, 1]), int(box[0, 0]) + 1]  # the band's left edge, above the box
     band = int((column == (255, 56, 56)).all(axis=1).sum())
     assert lo <= band <= hi, band
+
+
+def test_labels_at_the_top_right_corner_leave_the_box_visible_and_stay_in_the_picture():
+    """A small box at the top border of a small image (the CVAT street photos are 173 px): its label
+    went inside the box and hid it, and a label starting near the right border was cut off."""
+    from dfine.commands.predict import draw
+    from dfine.inference import Detections
+    box = np.array([[150, 0, 170, 12]], np.float32)
+    dets = Detections(boxes=box, scores=np.array([0.9], np.float32), labels=np.array([0]), names=["person"],
+                      category_ids=np.array([1]), image_size=(173, 173))
+    out = np.asarray(draw(Image.new("RGB", (173, 173), (0, 0, 0)), dets))
+    red = (out == (255, 56, 56)).all(axis=2)
+    assert not red[3:10, 153:168].any()  # inside the box: not covered by a label
+    assert red[14:20, 172].all()  # the label band, below the box, reaches the right border
+    rows = np.nonzero(red[:, 172])[0]
+    assert rows.min() >= 12  # and starts below the box

@@ -157,10 +157,12 @@ def draw(image: Image.Image, dets) -> Image.Image:
         text = f"{name} {score:.2f}"
         left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
         pad = max(1, width // 2)
-        box_h = bottom + 2 * pad
-        y = y0 - box_h if y0 - box_h >= 0 else y0  # above the box, or inside it at the top border
-        pen.rectangle((x0, y, x0 + right + 2 * pad, y + box_h), fill=color)
-        pen.text((x0 + pad, y + pad), text, fill=(255, 255, 255), font=font)
+        box_h, box_w = bottom + 2 * pad, right + 2 * pad
+        # above the box; at the top border below it, so a small box is not hidden under its label; else inside
+        y = y0 - box_h if y0 - box_h >= 0 else y1 if y1 + box_h <= image.height else y0
+        x = max(0, min(x0, image.width - box_w))  # not cut off at the right border
+        pen.rectangle((x, y, x + box_w, y + box_h), fill=color)
+        pen.text((x + pad, y + pad), text, fill=(255, 255, 255), font=font)
     return image
 
 
