@@ -10,6 +10,7 @@ slower than in float32. So on a CPU a recipe's ``use_amp`` is honoured only wher
 from __future__ import annotations
 
 from dataclasses import dataclass
+import platform
 from pathlib import Path
 from typing import List, Optional
 
@@ -42,6 +43,28 @@ def cpu_features(cpuinfo: Optional[str] = None) -> List[str]:
     probes = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported", "avx512_vnni": "_is_vnni_supported",
               "avx512_bf16": "_is_avx512_bf16_supported", "amx_tile": "_is_amx_tile_supported"}
     return [f for f, name in probes.items() if getattr(torch.cpu, name, lambda: False)()]
+
+
+def cpu_model(cpuinfo: Optional[str] = None) -> str:
+    """This CPU's name with its family and model numbers (``AMD EPYC (family 26, model 2)``: Zen 5
+    and Zen 4 EPYCs share the name), from ``/proc/cpuinfo`` (``cpuinfo``: its text, for tests);
+    where that file is absent, ``platform.processor()``."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    numbers = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"), ("model", "model")) if key in fields]
+    return f"{name} ({', '.join(numbers)})" if numbers else name
 
 
 def native_bf16(features: Optional[List[str]] = None) -> bool:

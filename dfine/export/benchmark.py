@@ -22,10 +22,11 @@ ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # torch's kernels; one
 
 
 def cpu_line() -> str:
-    """One line to print beside CPU timings: the vector extensions, the instruction-set caps in
-    force (which ONNX Runtime ignores) with the one torch runs at, the cores and the load average."""
-    from ..engine.precision import cpu_features
-    text = f"CPU: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}"
+    """One line to print beside CPU timings: the CPU's name, family and model, its vector extensions,
+    the instruction-set caps in force (which ONNX Runtime ignores) with the one torch runs at, the
+    cores and the load average."""
+    from ..engine.precision import cpu_features, cpu_model
+    text = f"CPU: {cpu_model()}: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}"
     caps = [f"{k}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)]
     if caps:
         text += f" (capped: {', '.join(caps)}; ONNX Runtime ignores these)"
