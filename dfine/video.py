@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from .errors import DfineError
+from .text import counted
 
 #: Image file suffixes (lower case) every part of dfine picks up: predict, frame folders, calibration,
 #: dataset conversion and checks. Only formats PIL decodes in full (MPO: multi-picture JPEG, PFM: float
@@ -250,7 +251,7 @@ def truncation_note(src: FrameSource) -> Optional[str]:
     if src.truncated:
         return f"warning: {src.name} ended after {src.read} of {src.total} frames (file cut short?); kept those"
     if src.stalled:
-        return f"warning: {src.name} sent no frame for {src.timeout:g} s; stopped after {src.read} frames"
+        return f"warning: {src.name} sent no frame for {src.timeout:g} s; stopped after {counted(src.read, 'frame')}"
     return None
 
 

@@ -162,8 +162,8 @@ class CheckReport:
         fix = (f"the missing files are in {self.images_hint}: give --images {shlex.quote(self.images_hint)}"
                if self.images_hint else "dfine data check --fix OUT.json writes a repaired copy")
         lines.append("result: OK, training can use it as is" if not errors else
-                     f"result: {sum(len(f.ids) for f in errors)} errors of {len(errors)} kinds; training refuses "
-                     f"this file ({fix})")
+                     f"result: {counted(sum(len(f.ids) for f in errors), 'error')} of {counted(len(errors), 'kind')}; "
+                     f"training refuses this file ({fix})")
         return "\n".join(lines)
 
     def summary(self) -> str:
@@ -704,7 +704,7 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     ax = axes[0, 0]
     ax.bar(range(len(table)), [t[3] for t in table], color="#3b7dd8")
     ax.set_ylabel("instances")
-    ax.set_title(f"{sum(t[3] for t in table)} boxes in {len(table)} classes")
+    ax.set_title(f"{counted(sum(t[3] for t in table), 'box', 'boxes')} in {counted(len(table), 'class', 'classes')}")
     if len(table) <= 30:
         ax.set_xticks(range(len(table)), [_tick(names.get(t[0], str(t[0]))) for t in table], rotation=90, fontsize=8)
     else:
@@ -726,7 +726,8 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
                ylabel=yl)
     axes[1, 0].invert_yaxis()
     s, m, l = report.box_sizes
-    fig.suptitle(f"{Path(report.ann_file).name}: {report.num_images} images; small {s}, medium {m}, large {l}")
+    fig.suptitle(f"{Path(report.ann_file).name}: {counted(report.num_images, 'image')}; small {s}, medium {m}, "
+                 f"large {l}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

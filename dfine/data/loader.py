@@ -20,6 +20,7 @@ from dfine.data.coco import CocoDetection, DatasetError, LabelMap, LabelMode
 from dfine.data.collate import BatchCollate
 from dfine.data.rng import generator, mix_seed
 from dfine.data.transforms import build_transforms
+from dfine.text import counted
 
 __all__ = ["DetectionDataLoader", "build_dataset", "build_dataloader", "check_same_labels", "label_mode"]
 
@@ -93,9 +94,9 @@ def build_dataloader(cfg: Config, split: Split, dataset: Optional[Any] = None, *
     batch = loader.batch_size_per_rank(world_size)
     if loader.drop_last and len(sampler) < batch:
         fits = max(1, len(dataset) // world_size) * world_size
-        raise DatasetError(f"{name}: {len(dataset)} images ({len(sampler)} per process) are fewer than one batch of "
-                           f"{batch} per process, and an incomplete batch is dropped, so not one step would train; "
-                           f"lower the batch to at most {fits}: --batch {fits} (dfine train --data) or "
+        raise DatasetError(f"{name}: {counted(len(dataset), 'image')} ({len(sampler)} per process), fewer than one "
+                           f"batch of {batch} per process, and an incomplete batch is dropped, so not one step would "
+                           f"train; lower the batch to at most {fits}: --batch {fits} (dfine train --data) or "
                            f"-u {name}.total_batch_size={fits}")
     return DetectionDataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=loader.num_workers,
                                collate_fn=collate, drop_last=loader.drop_last, pin_memory=loader.pin_memory,

@@ -36,6 +36,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dfine.data.cocojson import DatasetError, read_coco_json
+from dfine.text import counted
 
 __all__ = ["SplitSummary", "ResizeSummary", "ann_path", "split_val", "link_val_images", "resized_size",
            "scale_annotation", "resized_name", "resize_image", "resize_split", "write_json_atomic"]
@@ -94,9 +95,9 @@ class SplitSummary:
     def __str__(self) -> str:
         if self.skipped:
             return f"already split: {self.val_file} and {self.train_file} exist (--force to redo)"
-        return (f"new val: {self.val_images} images, {self.val_annotations} annotations -> {self.val_file}\n"
-                f"new train: {self.train_images} images ({self.moved_images} from val), "
-                f"{self.train_annotations} annotations -> {self.train_file}")
+        return (f"new val: {counted(self.val_images, 'image')}, {counted(self.val_annotations, 'annotation')} -> "
+                f"{self.val_file}\nnew train: {counted(self.train_images, 'image')} ({self.moved_images} from val), "
+                f"{counted(self.train_annotations, 'annotation')} -> {self.train_file}")
 
 
 def _reroot(file_name: str, prefix: str = VAL_PREFIX) -> str:
@@ -259,8 +260,8 @@ class ResizeSummary:
     failed: List[Tuple[str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
-        line = (f"{self.subset}: {self.images} images ({self.resized} resized now, {self.reused} already resized), "
-                f"{self.annotations} annotations -> {self.out_file}")
+        line = (f"{self.subset}: {counted(self.images, 'image')} ({self.resized} resized now, {self.reused} already "
+                f"resized), {counted(self.annotations, 'annotation')} -> {self.out_file}")
         if self.failed:
             path, why = self.failed[0]
             line += f"; {len(self.failed)} unreadable images left out (first: {path}: {why})"
@@ -333,7 +334,7 @@ def resize_split(base_dir: Path, subset: str, max_size: int = 640, workers: int 
         annotations.extend(anns)
     if tasks and not images:
         path, why = summary.failed[0]
-        raise DatasetError(f"none of the {len(tasks)} images of {src} could be read (first: {path}: {why})")
+        raise DatasetError(f"none of the {counted(len(tasks), 'image')} of {src} could be read (first: {path}: {why})")
     write_json_atomic(_coco(data, images, annotations), out_file)
     summary.images, summary.annotations = len(images), len(annotations)
     return summary

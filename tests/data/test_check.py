@@ -313,7 +313,7 @@ def test_images_folder_one_level_off_names_the_folder_that_holds_them(tmp_path, 
                                "annotations": [_ann(1, 0, [1, 1, 10, 10])], "categories": CATS}))
     assert main(["data", "check", str(ann), "--images", str(root)]) == 1
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last == (f"result: 3 errors of 1 kinds; training refuses this file (the missing files are in "
+    assert last == (f"result: 3 errors of 1 kind; training refuses this file (the missing files are in "
                     f"{root / 'train'}: give --images {root / 'train'})")
     with pytest.raises(DatasetError, match=f"the missing files are in {root / 'train'}: make that the images folder"):
         preflight(ann, tmp_path)  # from a folder above too: the annotation file's own folder holds them

@@ -101,7 +101,7 @@ def test_a_train_set_smaller_than_one_batch_is_refused(coco128_config):
     dataset = build_dataset(cfg, "train")
     with pytest.raises(DatasetError) as err:
         build_dataloader(cfg, "train", dataset)
-    assert str(err.value) == ("train_dataloader: 128 images (128 per process) are fewer than one batch of 200 per "
+    assert str(err.value) == ("train_dataloader: 128 images (128 per process), fewer than one batch of 200 per "
                               "process, and an incomplete batch is dropped, so not one step would train; lower the "
                               "batch to at most 128: --batch 128 (dfine train --data) or "
                               "-u train_dataloader.total_batch_size=128")
