@@ -149,9 +149,11 @@ class CheckReport:
             if found:
                 lines.append(f"{title}:")
                 lines += [f.line(names=self.names_of(f)) for f in found]
-        lines.append(f"{'category':>10}  {'name':<24}{'images':>8}{'instances':>11}")
+        # names whole up to 40 characters (Roboflow's are often sentences), longer ones cut with an ellipsis
+        width = min(40, max([23] + [len(name) for _, name, _, _ in self.categories[:classes]]))
+        lines.append(f"{'category':>10}  {'name':<{width + 1}}{'images':>8}{'instances':>11}")
         for cid, name, images, instances in self.categories[:classes]:
-            lines.append(f"{cid:>10}  {name[:23]:<24}{images:>8}{instances:>11}")
+            lines.append(f"{cid:>10}  {_tick(name, width):<{width + 1}}{images:>8}{instances:>11}")
         if len(self.categories) > classes:
             lines.append(f"{'':>10}  ... {len(self.categories) - classes} more categories")
         total = max(1, sum(self.box_sizes))
@@ -688,6 +690,11 @@ def _tick(name: str, width: int = 20) -> str:
     return name if len(name) <= width else name[:width - 1] + "\u2026"
 
 
+def _sample_title(boxes: int, drawn: int) -> str:
+    """The title of the panel that draws ``drawn`` of ``boxes`` boxes centred."""
+    return f"all {counted(boxes, 'box', 'boxes')}, centred" if drawn >= boxes else f"{drawn} of {boxes} boxes, centred"
+
+
 def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None) -> Path:
     """A picture of the labels like Ultralytics' ``labels.jpg``: instances per class, the boxes
     drawn centred, box centres and box sizes (normalised by the image). Needs matplotlib."""
@@ -716,7 +723,7 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     for w, h in shapes[sample]:
         ax.add_patch(plt.Rectangle((0.5 - w / 2, 0.5 - h / 2), w, h, fill=False, lw=0.4, alpha=0.25,
                                    color="#3b7dd8"))
-    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title="boxes (sample of 1000), centred")
+    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=_sample_title(len(shapes), len(sample)))
     for ax, values, title, (xl, yl) in ((axes[1, 0], centres, "box centres", ("x", "y")),
                                         (axes[1, 1], shapes, "box sizes", ("width", "height"))):
         if len(values):

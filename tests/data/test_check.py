@@ -299,6 +299,34 @@ def test_plot_ticks_keep_class_names_whole():
     assert _tick("a" * 25) == "a" * 19 + "\u2026"
 
 
+def test_class_table_shows_long_names_whole(tmp_path):
+    """Roboflow names are often phrases (a rice-pest export: 'rice stem borer -penggerek batang
+    padi-', 39 characters); the table cut every name at 23 ('rice stem borer -pengge'), with no sign
+    of the cut."""
+    img = tmp_path / "img"
+    image(img / "a.jpg", (64, 48))
+    names = ["rice stem borer -penggerek batang padi-", "x" * 50, "cup"]
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+    anns = [_ann(1 + i, 1, [1, 1, 5, 5], category_id=1 + i % 3) for i in range(6)]
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+                               "annotations": anns, "categories": cats}))
+    lines = check_dataset(ann, img, level="json").format().splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("category"))
+    assert header.split() == ["category", "name", "images", "instances"]
+    assert "         1  rice stem borer -penggerek batang padi-" + " " * 9 + "1          2" in lines
+    assert "         2  " + "x" * 39 + "\u2026        1          2" in lines  # past 40: cut, and says so
+    assert "         3  cup" + " " * 37 + "        1          2" in lines
+
+
+def test_plot_panel_title_says_how_many_boxes_it_draws():
+    from dfine.data.check import _sample_title
+
+    assert _sample_title(635, 635) == "all 635 boxes, centred"  # was 'sample of 1000' for 635 boxes
+    assert _sample_title(1, 1) == "all 1 box, centred"
+    assert _sample_title(5000, 1000) == "1000 of 5000 boxes, centred"
+
+
 def test_images_folder_one_level_off_names_the_folder_that_holds_them(tmp_path, capsys):
     """A Roboflow COCO export checked with --images at the dataset root instead of train/: every
     file is 'missing'; the report names the folder that holds them instead of offering --fix
