@@ -162,6 +162,7 @@ def _continue_or_warn(cfg, auto_resume: bool):
             print(f"resuming from {last} (--auto-resume)", file=sys.stderr)
         return dataclasses.replace(cfg, resume=str(last), tuning=None)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"warning: {last} is from an earlier run and this run will overwrite it; add --auto-resume "
+        print(f"warning: {last} is from an earlier run and this run will overwrite it (and start its log.jsonl "
+              f"afresh); add --auto-resume "
               f"(or -r {last}) to continue that run instead, or --output-dir to keep both", file=sys.stderr)
     return cfg

@@ -501,12 +501,19 @@ class Trainer:
 
     def _resume_command(self) -> str:
         """The command that resumes this run from ``last.pth`` (recipe and checkpoint as absolute paths,
-        so it also works from another folder when the overrides hold no relative path)."""
+        so it also works from another folder when the overrides hold no relative path), with the
+        run's ``--max-steps``, ``--patience`` and ``--max-nonfinite``."""
         config = str(Path(self.cfg.config_file).resolve()) if self.cfg.config_file else "CONFIG"
         parts = ["dfine train -c", shlex.quote(config)]
         overrides = user_overrides(self.cfg, leave_out=("resume", "tuning"))
         if overrides:
             parts += ["-u"] + [shlex.quote(o) for o in overrides]
+        # the run's own options, which the recipe does not hold: without them the resumed run would
+        # train whole epochs (--max-steps) or never stop early (--patience)
+        for option, value, default in (("--max-steps", self.max_steps, None), ("--patience", self.patience, None),
+                                       ("--max-nonfinite", self.max_nonfinite, 10)):
+            if value != default:
+                parts += [option, str(value)]
         return " ".join(parts + ["-r", shlex.quote(str((self.output_dir / "last.pth").resolve()))])
 
     # ---------------------------------------------------------------- summaries
@@ -735,6 +742,9 @@ class Trainer:
             if bad:
                 self._print(f"note: {log} line {bad[0]} is not a whole JSON line (cut off by a crash?); "
                             f"{counted(len(bad), 'line')} left out of the plots")
+            # the file keeps this run's epochs only: a new run into the folder of an earlier one appended
+            # to that run's log, and its plots then drew both runs (two epoch-1 points, two loss curves)
+            _write_log(log, self.history)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -773,9 +783,12 @@ class Trainer:
 
 
 def read_log(path: Path, last_epoch: int) -> Tuple[List[Dict[str, Any]], List[int]]:
-    """The entries of a run's ``log.jsonl`` up to epoch ``last_epoch`` (0-based), and the numbers
-    of the lines that are not JSON objects (a line cut off when the process was killed mid-write)."""
-    entries, bad = [], []
+    """The entries of a run's ``log.jsonl`` up to epoch ``last_epoch`` (0-based), one per epoch
+    (the last line of an epoch: a log written before :func:`_write_log` could hold an earlier
+    run's lines before this run's), and the numbers of the lines that are not JSON objects (a line
+    cut off when the process was killed mid-write)."""
+    entries: Dict[Any, Dict[str, Any]] = {}
+    bad: List[int] = []
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
@@ -786,8 +799,16 @@ def read_log(path: Path, last_epoch: int) -> Tuple[List[Dict[str, Any]], List[in
         if not isinstance(entry, dict):
             bad.append(number)
         elif entry.get("epoch", -1) <= last_epoch:
-            entries.append(entry)
-    return entries, bad
+            entries.pop(entry.get("epoch"), None)
+            entries[entry.get("epoch")] = entry
+    return sorted(entries.values(), key=lambda e: e.get("epoch", -1)), bad
+
+
+def _write_log(path: Path, entries: List[Dict[str, Any]]) -> None:
+    """``path`` rewritten with ``entries``, one JSON line each, atomically (temporary file, rename)."""
+    from dfine.data.convert import write_text_atomic
+
+    write_text_atomic(path, "".join(json.dumps(entry) + "\n" for entry in entries))
 
 
 def smooth(values: List[float], weight: float = 0.9) -> List[float]:

@@ -35,7 +35,8 @@ def tiny_recipe(folder: Path, coco: Path, **kw) -> Path:
 
 
 def test_sigterm_stops_after_the_step_and_keeps_last_pth(coco128, tmp_path, capsys):
-    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=2), ["seed=0"]), progress=False)
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=2), ["seed=0"]), progress=False,
+                      max_steps=2, patience=5)
     last = tmp_path / "out" / "last.pth"
     original, calls, after_epoch_1 = trainer.train_step, [], {}
 
@@ -63,6 +64,8 @@ def test_sigterm_stops_after_the_step_and_keeps_last_pth(coco128, tmp_path, caps
     out = capsys.readouterr()
     text = out.out + out.err
     assert "stopped by SIGTERM during epoch 2" in text and f"-r {last}" in text
+    # the resume command keeps the run's own options (without --max-steps it trained whole epochs)
+    assert f"--max-steps 2 --patience 5 -r {last}" in text and "--max-nonfinite" not in text
     best = tmp_path / "out" / "best_stg1.pth"
     assert f"best weights so far: {best} (AP 25.0 at epoch 1)" in text and best.is_file()  # where they are, too
     assert not list(last.parent.glob(".*.tmp"))  # no temporary left behind
@@ -341,3 +344,23 @@ def test_a_log_line_cut_off_by_a_crash_does_not_stop_the_resumed_run(tmp_path):
     log.write_text('{"epoch": 0, "train_loss": 3.0}\n{"epoch": 1, "train_loss": 2.5}\n{"epoch": 2, "train_lo')
     assert read_log(log, last_epoch=1) == ([{"epoch": 0, "train_loss": 3.0}, {"epoch": 1, "train_loss": 2.5}], [3])
     assert read_log(log, last_epoch=0)[0] == [{"epoch": 0, "train_loss": 3.0}]  # later epochs: not this run's
+
+
+def test_a_new_run_into_an_earlier_runs_folder_starts_its_own_log(coco128, tmp_path):
+    """A new run into a folder that holds an earlier run appended to that run's log.jsonl; resumed,
+    it read both runs' epoch 1 and its plots drew two points at epoch 1 and two loss curves."""
+    from dfine.engine.trainer import read_log
+
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = [{"epoch": 0, "train_loss": 31.9, "step": 2, "train_step_losses": [31.0, 32.8]},
+               {"epoch": 1, "train_loss": 33.7, "step": 4, "train_step_losses": [33.0, 34.4]}]
+    (out / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in earlier))
+    Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False).fit()
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in lines] == [0] and lines[0]["train_loss"] != 31.9  # this run's epoch only
+    assert not list(out.glob(".*.tmp"))
+    # a log written before the fix: the later line of an epoch is this run's
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps(e) + "\n" for e in earlier + [{"epoch": 0, "train_loss": 39.7}]))
+    assert read_log(mixed, last_epoch=0)[0] == [{"epoch": 0, "train_loss": 39.7}]

@@ -26,7 +26,7 @@ from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
-           "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file"]
+           "write_text_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file"]
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -199,11 +199,16 @@ def write_coco_json(path: Path, images: List[Dict[str, Any]], annotations: List[
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """``data`` as JSON at ``path``: a temporary file in the same folder, fsync, then rename."""
+    write_text_atomic(path, json.dumps(data))  # the C encoder; json.dump streams through the Python one (~5x slower)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` (UTF-8) at ``path``: a temporary file in the same folder, fsync, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data))  # the C encoder; json.dump streams through the Python one (~5x slower)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
