@@ -19,6 +19,7 @@ from PIL import Image
 import dfine
 from dfine.cli import main
 from dfine.errors import DfineError
+from dfine.export.benchmark import cpu_line
 from dfine.inference import Detections
 from dfine.integrations.tracking import TrackerConfig
 
@@ -320,9 +321,22 @@ def test_benchmark_reports_end_to_end_beside_detector_fps(tmp_path, tiny_checkpo
     assert main(["export", "-r", str(tiny_checkpoint), "--no-simplify", "-o", str(onnx)]) == 0
     capsys.readouterr()
     assert main(["benchmark", "-m", str(onnx), "--runs", "2", "--video", str(video)]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"model {onnx} (exported") and out[1].startswith("onnxruntime")
-    assert out[2].startswith("video (onnxruntime, batches of 4, 8 frames): detector only")
+    out = [x for x in capsys.readouterr().out.splitlines() if not x.startswith("note: load average")]
+    assert out[0].rsplit("; load average", 1)[0] == cpu_line().rsplit("; load average", 1)[0]  # what it ran on
+    assert out[1].startswith(f"model {onnx} (exported") and out[2].startswith("onnxruntime")
+    assert out[3].startswith("video (onnxruntime, batches of 4, 8 frames): detector only")
+
+
+def test_benchmark_says_when_other_jobs_load_the_cpu(monkeypatch):
+    import os
+    from dfine.commands.benchmark import _machine_line
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1 * cores, 0.0, 0.0))
+    assert _machine_line("cpu").startswith("CPU: ") and "note" not in _machine_line("cpu")
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0 * cores, 0.0, 0.0))
+    assert _machine_line("cpu").splitlines()[1] == (
+        f"note: load average {2.0 * cores:.1f} on {cores} cores: other jobs share this CPU, so the timings "
+        "below are slower than on an idle machine")
 
 
 class DoubleDetector(FakeDetector):

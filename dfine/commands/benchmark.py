@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..export.benchmark import count_flops, count_params
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(_machine_line(args.device))
     if args.model and Path(args.model).suffix.lower() in EXPORTED:
         return _run_exported(args)
     loaded = _loaded(args)
@@ -75,6 +77,21 @@ def run(args: argparse.Namespace) -> int:
     if args.video:
         video_fps(args)
     return 0
+
+
+def _machine_line(device: str) -> str:
+    """What the timings below ran on: the GPU, or the CPU line (name, vector extensions, cores, load)
+    with a note when other jobs keep the cores busy (two-thread timings then inflate many times)."""
+    import torch
+    from ..export.benchmark import cpu_line
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(torch.device(device))}"
+    line = cpu_line()
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        line += (f"\nnote: load average {load:.1f} on {cores} cores: other jobs share this CPU, so the "
+                 f"timings below are slower than on an idle machine")
+    return line
 
 
 def _run_exported(args: argparse.Namespace) -> int:
