@@ -7,8 +7,8 @@ ids as ``dfine predict``), so what is measured is what is deployed; the AP comes
     dfine eval -r model.xml --ann-file val.json --images val/     # a COCO JSON and its images
     dfine eval -r model.onnx -c configs/my_recipe.yml             # the recipe's val_dataloader set
 
-Besides printing the COCO summary and the per-class table it writes them to ``MODEL_STEM.eval.json``
-beside the model file (atomically; ``-o DIR`` puts it in DIR), as ``dfine eval -r model.pth`` writes
+Besides printing the COCO summary and the per-class table it writes them to ``MODEL_FILE.eval.json``
+(``model.onnx.eval.json``) beside the model file (atomically; ``-o DIR`` puts it in DIR), as ``dfine eval -r model.pth`` writes
 ``eval.json``.
 """
 
@@ -177,12 +177,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def eval_json_path(model: PathLike, output_dir: Optional[PathLike] = None) -> Path:
-    """Where ``dfine eval -r MODEL`` of an exported file writes its metrics: ``MODEL_STEM.eval.json``
-    beside the model (``model_int8.xml`` -> ``model_int8.eval.json``), or in ``output_dir`` (``-o``).
-    Named after the file, so the float and the int8 export of one run, and the checkpoint's own
-    ``eval.json`` in that folder, do not overwrite each other."""
+    """Where ``dfine eval -r MODEL`` of an exported file writes its metrics: ``MODEL_FILE.eval.json``
+    beside the model (``model_int8.xml`` -> ``model_int8.xml.eval.json``), or in ``output_dir`` (``-o``).
+    Named after the whole file name, so the exports of one run (``model.onnx`` and ``model.xml``,
+    which ``--format openvino`` writes side by side; the int8 files) and the checkpoint's own
+    ``eval.json`` in that folder do not overwrite each other."""
     model = Path(model)
-    return Path(output_dir or model.parent) / f"{model.stem}.eval.json"
+    return Path(output_dir or model.parent) / f"{model.name}.eval.json"
 
 
 def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: EvalSet) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,7 +224,7 @@ def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsy
     text = capsys.readouterr().out
     assert "(4 images)" in text and float(re.search(r"\bAP (\S+)", text).group(1)) > 50
     assert re.search(r"^category +AP$", text, re.M)  # the per-class table, as for a checkpoint
-    written = tmp_path / "tiny.eval.json"  # beside the model, named after it (and said where)
+    written = tmp_path / "tiny.onnx.eval.json"  # beside the model, named after it (and said where)
     assert f"metrics: {written}" in text
     saved = json.loads(written.read_text())
     assert saved["stats"]["AP"] == pytest.approx(float(re.search(r"\bAP (\S+)", text).group(1)) / 100, abs=5e-4)
@@ -233,8 +234,20 @@ def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsy
     monkeypatch.chdir(tmp_path)  # paths given relative to the folder it is run from are written absolute
     assert main(["eval", "--no-progress", "-r", out.name, "--ann-file", ann.name, "--images", str(images),
                  "--max-images", "2", "-o", "elsewhere"]) == 0
-    saved = json.loads((tmp_path / "elsewhere" / "tiny.eval.json").read_text())  # -o chooses the folder
+    saved = json.loads((tmp_path / "elsewhere" / "tiny.onnx.eval.json").read_text())  # -o chooses the folder
     assert saved["num_images"] == 2 and saved["ann_file"] == str(ann) and saved["model"] == str(out)
+
+
+def test_eval_json_of_each_export_of_a_run_has_its_own_name(tmp_path):
+    """``--format openvino`` writes model.onnx and model.xml side by side; evaluated one after the
+    other, both wrote model.eval.json and the second replaced the first."""
+    from dfine.export.evaluate import eval_json_path
+
+    paths = [eval_json_path(tmp_path / name) for name in ("model.onnx", "model.xml", "model_int8.xml",
+                                                           "model_int8.onnx")]
+    assert [p.name for p in paths] == ["model.onnx.eval.json", "model.xml.eval.json", "model_int8.xml.eval.json",
+                                       "model_int8.onnx.eval.json"]
+    assert eval_json_path(tmp_path / "model.xml", "out") == Path("out") / "model.xml.eval.json"
 
 
 @pytest.mark.parametrize("argv, words", [
