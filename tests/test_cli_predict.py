@@ -84,6 +84,7 @@ def test_predict_video_round_trips(onnx_model, tmp_path):
     cap.release()
     results = json.loads((out / "predictions.json").read_text())
     assert {r["image_id"] for r in results} == set(range(30))
+    assert all("file_name" not in r and r["category_name"] in MSCOCO_NAMES for r in results)  # frames: no file
 
 
 def test_predict_single_image_with_checkpoint(coco128, checkpoint, tmp_path):
@@ -94,6 +95,10 @@ def test_predict_single_image_with_checkpoint(coco128, checkpoint, tmp_path):
     results = json.loads((out / "predictions.json").read_text())
     assert len(results) == 300 and {r["image_id"] for r in results} == {9}
     assert (out / image.name).is_file()
+    # each entry names its file and class beside the ids (an id from a position says nothing)
+    names = dict(zip(MSCOCO_CATEGORY_IDS, MSCOCO_NAMES))
+    assert all(r["file_name"] == image.name and r["category_name"] == names[r["category_id"]] for r in results)
+    assert list(results[0]) == ["image_id", "file_name", "category_id", "category_name", "bbox", "score"]
 
 
 def test_folder_with_a_corrupt_image_processes_the_rest(onnx_model, tmp_path, capsys):

@@ -3,7 +3,9 @@
 SOURCE is an image, a folder of images, a glob (``"imgs/*.jpg"``) or a video file. Output
 goes to ``-o OUTDIR`` (default ``runs/predict``): one annotated image per input image, one
 annotated video per video, and ``predictions.json`` in COCO results format with the dataset's
-own category ids (image ids: the file name's number when it is one, else its position).
+own category ids (image ids: the file name's number when it is one, else its position; for a video
+the frame index), each entry also naming its class (``category_name``) and, for images, its file
+(``file_name``), which COCO tools ignore.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import glob
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -166,6 +168,21 @@ def draw(image: Image.Image, dets) -> Image.Image:
     return image
 
 
+def named_results(dets, image_id: int, file_name: Optional[str] = None) -> List[Dict[str, Any]]:
+    """``dets.to_coco(image_id)`` with each entry's class name and the image's file name beside
+    the ids: an image id made from a position, or a category id, says nothing to a reader of the
+    file (COCO tools ignore the extra keys)."""
+    out = []
+    for entry, name in zip(dets.to_coco(image_id), dets.names):
+        named = {"image_id": entry.pop("image_id")}
+        if file_name is not None:
+            named["file_name"] = file_name
+        named["category_id"] = entry.pop("category_id")
+        named["category_name"] = name
+        out.append({**named, **entry})
+    return out
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -194,7 +211,7 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
             if images:
                 for p, im, dets in zip(good, images, det.predict_pil(images, [str(p) for p in good])):
                     draw(im, dets).save(out / p.name)
-                    results.extend(dets.to_coco(ids[p]))
+                    results.extend(named_results(dets, ids[p], p.name))
             bar.update(len(chunk))
     if len(bad) == len(paths):
         raise DfineError(f"none of the {counted(len(paths), 'image')} could be read (first: {bad[0][0]}: {bad[0][1]})")
@@ -220,7 +237,7 @@ def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
                 images = [Image.fromarray(f) for f in chunk]
                 for im, dets in zip(images, det.predict_pil(images)):
                     writer.write(im, dets)
-                    results.extend(dets.to_coco(writer.frames - 1))
+                    results.extend(named_results(dets, writer.frames - 1))
                 bar.update(len(chunk))
         complete = True
     finally:
