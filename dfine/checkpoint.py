@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from .errors import DfineError
+from .text import counted
 from .models.config import (MODEL_NAMES, DFINEConfig, DFINETransformerConfig, HGNetv2Config,
                             HybridEncoderConfig, apply_overrides, preset, resolve)
 
@@ -188,8 +189,8 @@ def deploy_metadata(cfg: DFINEConfig, class_names: Sequence[str], category_ids: 
     """The entries that make a file enough to predict with: ``model_config``, ``class_names``,
     ``category_ids``, ``input_size``. Names and ids need one entry per class."""
     if len(class_names) != cfg.num_classes or len(category_ids) != cfg.num_classes:
-        raise ValueError(f"{len(class_names)} class names and {len(category_ids)} category ids for a model of "
-                         f"{cfg.num_classes} classes")
+        raise ValueError(f"{counted(len(class_names), 'class name')} and {counted(len(category_ids), 'category id')} "
+                         f"for a model of {counted(cfg.num_classes, 'class', 'classes')}")
     return {"model_config": config_to_dict(cfg), "class_names": [str(n) for n in class_names],
             "category_ids": [int(i) for i in category_ids],
             "input_size": list(cfg.eval_spatial_size or DEFAULT_INPUT_SIZE)}
@@ -280,8 +281,8 @@ def _labels(ckpt: Mapping[str, Any], num_classes: int, entry: Optional[Any], nam
     if ckpt.get("category_ids") is not None:
         ids = tuple(int(i) for i in ckpt["category_ids"])
     if len(names) != num_classes or len(ids) != num_classes:
-        raise DfineError(f"{name}: {len(names)} class names and {len(ids)} category ids for a model of "
-                         f"{num_classes} classes; the file is inconsistent")
+        raise DfineError(f"{name}: {counted(len(names), 'class name')} and {counted(len(ids), 'category id')} for a "
+                         f"model of {counted(num_classes, 'class', 'classes')}; the file is inconsistent")
     return names, ids
 
 
@@ -377,9 +378,11 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
     if mismatched or len(loadable) < len(own) // 2:
         missing = [k for k in own if k not in state]
         example = (mismatched or missing or reinit)[:1]
-        raise DfineError(f"{name} does not fit this model (another size?): only {len(loadable)} of {len(own)} "
-                         f"entries load; {len(mismatched)} differ in shape, {len(missing)} are missing and "
-                         f"{len(reinit)} are class heads of another class count"
+        raise DfineError(f"{name} does not fit this model (another size?): only {len(loadable)} of "
+                         f"{counted(len(own), 'entry', 'entries')} load; {len(mismatched)} "
+                         f"{'differs' if len(mismatched) == 1 else 'differ'} in shape, {len(missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} missing and {len(reinit)} "
+                         f"{'is a class head' if len(reinit) == 1 else 'are class heads'} of another class count"
                          + (f", e.g. {example[0]}" if example else ""))
     return loadable, remapped, reinit
 

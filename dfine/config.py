@@ -823,7 +823,7 @@ def resolve_num_classes(cfg: Config, label_map: ClassList) -> Config:
         return replace(cfg, num_classes=found)
     if cfg.num_classes != found:
         raise ConfigError(f"{source_of(cfg, 'num_classes')}: num_classes={cfg.num_classes} but {label_map.ann_file} "
-                          f"has {found} classes ({label_map.describe()}); set num_classes: {found} or remove it "
-                          f"to take it from the annotations")
+                          f"has {found} {'class' if found == 1 else 'classes'} ({label_map.describe()}); "
+                          f"set num_classes: {found} or remove it to take it from the annotations")
     return cfg
 

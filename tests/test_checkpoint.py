@@ -157,3 +157,18 @@ def test_zoo_name_reads_through_the_cache(tmp_path, monkeypatch):
     assert torch.equal(model.state_dict()[key], ckpt["ema"]["module"][key])
     with pytest.raises(dfine.DfineError, match="unknown zoo entry 'dfine_q_coco'"):
         read_checkpoint("dfine_q_coco")
+
+
+def test_name_and_id_count_errors_use_the_singular():
+    """A one-class model: the errors read '1 class', '1 category id' (they read '1 classes', '1 category ids')."""
+    import dataclasses
+
+    from dfine.checkpoint import _labels, deploy_metadata
+    from dfine.errors import DfineError
+    from tests.models.tiny import tiny_model
+
+    one = dataclasses.replace(tiny_model().config, num_classes=1)
+    with pytest.raises(ValueError, match=r"^2 class names and 1 category id for a model of 1 class$"):
+        deploy_metadata(one, ["cat", "dog"], [1])
+    with pytest.raises(DfineError, match=r"x.pth: 1 class name and 2 category ids for a model of 1 class; "):
+        _labels({"class_names": ["cat"], "category_ids": [1, 2]}, 1, None, "x.pth")

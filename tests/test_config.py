@@ -360,6 +360,9 @@ def test_resolve_num_classes_without_dataset_objects():
     assert resolve_num_classes(cfg, lm).num_classes == 2
     with pytest.raises(ConfigError, match=r"command line 'num_classes=5': num_classes=5 but train.json has 2 classes"):
         resolve_num_classes(load_config(cfg.config_file, ["num_classes=5"]), lm)
+    one = LabelMap((1,), ("cat",), ann_file="train.json")
+    with pytest.raises(ConfigError, match=r"num_classes=5 but train.json has 1 class \("):  # was '1 classes'
+        resolve_num_classes(load_config(cfg.config_file, ["num_classes=5"]), one)
 
 
 def test_obj365_ids_is_a_config_key():

@@ -124,6 +124,10 @@ def test_weights_sharing_only_a_class_head_are_a_one_line_error():
     with pytest.raises(DfineError, match=r"only 0 of 2 entries load; 0 differ in shape, 0 are missing and 2 are "
                                          r"class heads of another class count, e.g. decoder.enc_score_head.weight"):
         tuning_state(HeadOnly(3), HeadOnly(5).state_dict(), "heads.pth")
+    # one of each: singular words (it read '1 are missing and 1 are class heads')
+    with pytest.raises(DfineError, match=r"only 0 of 2 entries load; 0 differ in shape, 1 is missing and 1 is a "
+                                         r"class head of another class count"):
+        tuning_state(HeadOnly(3), {"decoder.enc_score_head.weight": torch.zeros(5, 4)}, "head.pth")
 
 
 def test_atomic_save(tmp_path):
