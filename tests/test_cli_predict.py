@@ -114,6 +114,30 @@ def test_folder_with_a_corrupt_image_processes_the_rest(onnx_model, tmp_path, ca
     assert "broken.jpg" in err and "Traceback" not in err
 
 
+def test_several_sources_at_once(onnx_model, tmp_path, capsys):
+    """``dfine predict a.jpg b/ "c/*.png"``: the images of every source, in the order given, each
+    once; a video goes alone, and two images of one name are refused (their annotated copies would
+    overwrite each other)."""
+    for name in ("a/0.jpg", "a/1.jpg", "b/2.png", "b/3.png", "c.jpg", "d/0.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((48, 64, 3), 60, np.uint8)).save(tmp_path / name)
+    out = tmp_path / "pred"
+    argv = ["predict", str(tmp_path / "c.jpg"), str(tmp_path / "a"), str(tmp_path / "b" / "*.png"),
+            str(tmp_path / "a" / "1.jpg"), "-m", str(onnx_model), "--conf", "0", "-o", str(out)]
+    assert main(argv) == 0
+    assert f"5 images -> {out} (" in capsys.readouterr().out  # a/1.jpg named twice: once
+    results = json.loads((out / "predictions.json").read_text())
+    assert list(dict.fromkeys(r["file_name"] for r in results)) == ["c.jpg", "0.jpg", "1.jpg", "2.png", "3.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["0.jpg", "1.jpg", "2.png", "3.png", "c.jpg", "predictions.json"]
+    err = _one_line_error(capsys, ["predict", str(tmp_path / "a"), str(tmp_path / "d"), "-m", str(onnx_model),
+                                   "-o", str(tmp_path / "o2")])
+    assert f"{tmp_path / 'a' / '0.jpg'} and {tmp_path / 'd' / '0.jpg'} have the same file name" in err
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    err = _one_line_error(capsys, ["predict", str(tmp_path / "c.jpg"), str(tmp_path / "clip.mp4"), "-m",
+                                   str(onnx_model), "-o", str(tmp_path / "o3")])
+    assert "clip.mp4 is a video: predict a video alone" in err
+
+
 def test_bad_inputs_are_one_line_errors(onnx_model, checkpoint, tmp_path, capsys):
     bad_image = tmp_path / "bad.jpg"
     bad_image.write_bytes(b"garbage")

@@ -1,6 +1,7 @@
 """``dfine predict SOURCE --model M``: annotated images/videos and COCO-format detections.
 
-SOURCE is an image, a folder of images, a glob (``"imgs/*.jpg"``) or a video file. Output
+SOURCE is an image, a folder of images, a glob (``"imgs/*.jpg"``) or a video file; several image
+sources may be given at once (``dfine predict a.jpg b.jpg more/``; a video is predicted alone). Output
 goes to ``-o OUTDIR`` (default ``runs/predict``): one annotated image per input image, one
 annotated video per video, and ``predictions.json`` in COCO results format with the dataset's
 own category ids (image ids: the file name's number when it is one, else its position; for a video
@@ -14,7 +15,7 @@ import argparse
 import glob
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -30,7 +31,7 @@ _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="detect objects in images, folders, globs or videos",
                               description=__doc__.splitlines()[0])
-    p.add_argument("source", help="image, folder, glob or video file")
+    p.add_argument("source", nargs="+", help="images, folders or globs (several at once), or one video file")
     p.add_argument("-m", "--model", required=True, help="zoo name, checkpoint .pth, .onnx, OpenVINO .xml or .engine")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"), default=None,
                    help="default: from the model file's suffix")
@@ -72,7 +73,7 @@ def slice_option(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import Detector
-    kind, items = collect_source(args.source)
+    kind, items = collect_sources(args.source)
     out = prepare_output_dir(Path(args.output))
     det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
@@ -108,6 +109,32 @@ def prepare_output_dir(path: Path) -> Path:
     except OSError as e:
         raise DfineError(f"output folder {path} is not writable: {e.strerror or e}") from None
     return path
+
+
+def collect_sources(sources: Union[str, Sequence[str]]) -> Tuple[str, List[Path]]:
+    """:func:`collect_source` of each of ``sources``: their images in the order given (a file
+    named twice, or by a folder and by itself, counted once), or ``("video", [path])`` for one
+    video alone. One-line errors for a video among other sources and for two images of one file
+    name (their annotated copies would overwrite each other in the output folder)."""
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    found = [(source, *collect_source(source)) for source in sources]
+    videos = [source for source, kind, _ in found if kind == "video"]
+    if videos and len(sources) > 1:
+        raise DfineError(f"{videos[0]} is a video: predict a video alone (dfine predict {videos[0]} ...), "
+                         f"not with other sources")
+    if videos:
+        return "video", found[0][2]
+    images: Dict[Path, Path] = {}
+    for _, _, paths in found:
+        for path in paths:
+            images.setdefault(path.resolve(), path)
+    by_name: Dict[str, Path] = {}
+    for path in images.values():
+        other = by_name.setdefault(path.name, path)
+        if other is not path:
+            raise DfineError(f"{other} and {path} have the same file name, and their annotated copies would overwrite "
+                             f"each other in the output folder; predict them in separate runs (-o)")
+    return "images", list(images.values())
 
 
 def collect_source(source: str) -> Tuple[str, List[Path]]:
