@@ -1,0 +1,75 @@
+"""benchmarks/ort_callgrind.py: ONNX Runtime under valgrind's callgrind runs its AVX2 kernels (no
+AVX-512 on valgrind's virtual CPU), one inference is counted alone, and the count is attributed to
+the ONNX Runtime kernels that ran it, named from the stripped library's vtables."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import shutil
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+if not all(shutil.which(t) for t in ("valgrind", "callgrind_annotate", "gcc")):
+    pytest.skip("needs valgrind and gcc", allow_module_level=True)
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ort_callgrind.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("ort_callgrind", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Toy(nn.Module):
+    """D-FINE's inputs, two convolutions (ONNX Runtime's NCHWc kernels) and a Linear (Gemm)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.convs = nn.Sequential(nn.Conv2d(3, 8, 3, 4, 1), nn.ReLU(), nn.Conv2d(8, width, 3, 2, 1), nn.ReLU(),
+                                   nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(width, 4)
+
+    def forward(self, images, orig_target_sizes):
+        return self.fc(self.convs(images)) * orig_target_sizes.float().sum()
+
+
+def _export(width: int, path: Path) -> Path:
+    torch.manual_seed(0)
+    torch.onnx.export(_Toy(width).eval(), (torch.rand(1, 3, 640, 640), torch.tensor([[640, 480]])), str(path),
+                      input_names=["images", "orig_target_sizes"], dynamo=False)
+    return path
+
+
+def test_counts_one_inference_on_avx2_kernels_per_kernel(tmp_path):
+    oc = _script()
+    helper = oc._helper(tmp_path)
+    profiles, infos = {}, {}
+    for who, width in (("ours", 16), ("published", 64)):
+        profiles[who], infos[who] = oc._count(_export(width, tmp_path / f"{who}.onnx"), helper,
+                                              tmp_path / f"{who}.callgrind.out", warmup=True)
+    for info in infos.values():
+        assert info["valgrind"] == 1
+        assert {"AVX2", "FMA3"} <= set(info["isa"]) and "AVX512F" not in info["isa"]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        ratio = oc._compare("toy", profiles, oc.ort_library(), 8)
+    text = out.getvalue()
+    # the second convolution is 4x wider in 'published': fewer instructions in ours
+    assert 0.2 < ratio < 0.9
+    kernels = text.split("per ONNX Runtime kernel")[1].split("per function")[0]
+    assert "contrib::NchwcConv" in kernels and "Gemm<float>" in kernels
+    nchwc = next(line for line in kernels.splitlines() if "contrib::NchwcConv" in line).split()
+    assert float(nchwc[-1]) < 0  # the convolutions' difference is where it is
+    # the convolution kernels that ran are the 256-bit FMA ones
+    assert " ymm FMA in contrib::NchwcConv" in text
+    # the counted (second) run alone: the first one, with its allocations, is counted apart
+    assert infos["ours"]["first"] > 0
