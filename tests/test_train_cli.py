@@ -179,3 +179,11 @@ def test_every_u_counts_when_given_more_than_once():
     assert overrides_from_args(args) == ["HGNetv2.pretrained=False", "a.b=1", "c=2"]
     argv = ["eval", "-c", "x.yml", "-r", "m.pth"]
     assert build_parser(argv).parse_args(argv).update == []
+
+
+def test_train_help_names_every_dataset_kind_data_takes(capsys):
+    """--data takes CVAT exports too (README, dfine --help); its own help said 'COCO, YOLO or VOC'."""
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    assert "COCO, YOLO, VOC or CVAT dataset folder" in " ".join(capsys.readouterr().out.split())

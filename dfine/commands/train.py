@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     """The published ``train.py`` options (plus ``--max-nonfinite`` and ``--max-steps``)."""
     p.add_argument("-c", "--config", required=config_required,
                    help="recipe YAML, e.g. configs/dfine/dfine_hgnetv2_n_coco.yml")
-    p.add_argument("--data", help="instead of -c: a COCO, YOLO or VOC dataset folder (the custom recipe of --model)")
+    p.add_argument("--data", help="instead of -c: a COCO, YOLO, VOC or CVAT dataset folder (the custom recipe "
+                                  "of --model)")
     p.add_argument("--model", default="dfine_s", help="with --data: dfine_n, dfine_s, dfine_m, dfine_l or dfine_x")
     p.add_argument("--epochs", type=int, help="with --data: epochs to train")
     p.add_argument("--batch", type=int, help="with --data: images per step (all processes)")
