@@ -140,7 +140,9 @@ def test_auto_resume_continues_a_stopped_run(coco128, tmp_path, capsys):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [0, 1]
     assert main(command("--auto-resume", epochs=2)) == 0
-    assert "nothing to train" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "nothing to train" in out_text
+    assert "schedule: all 2 epochs finished (resumed)" in out_text  # it read 'epochs 3..2 of 2'
     assert main(command()) == 0
     assert "will overwrite it" in capsys.readouterr().err
     err = one_line_error(capsys, command("--auto-resume", "-r", str(out / "last.pth")))

@@ -525,8 +525,14 @@ class Trainer:
         steps = min(len(self.train_loader), self.max_steps or len(self.train_loader))
         size = "x".join(map(str, cfg.eval_spatial_size)) if cfg.eval_spatial_size else "the images' own size"
         first = self.last_epoch + 2
-        epochs = (f"epochs {first}..{cfg.epochs} of {cfg.epochs} (resumed)" if self.last_epoch >= 0
-                  else counted(cfg.epochs, "epoch"))
+        if self.last_epoch < 0:
+            epochs = counted(cfg.epochs, "epoch")
+        elif first < cfg.epochs:
+            epochs = f"epochs {first}..{cfg.epochs} of {cfg.epochs} (resumed)"
+        elif first == cfg.epochs:
+            epochs = f"epoch {first} of {cfg.epochs} (resumed)"
+        else:  # it read 'epochs 4..3 of 3'
+            epochs = f"all {counted(cfg.epochs, 'epoch')} finished (resumed)"
         lines = [f"train data: {dataset_line(self.train_set)}",
                  f"val data:   {dataset_line(self.val_set)}",
                  f"classes: {classes_line(self.train_set)}",
