@@ -419,8 +419,10 @@ class Trainer:
         self.save("last.pth")
         if (epoch + 1) % cfg.checkpoint_freq == 0:
             self.save(f"checkpoint{epoch:04}.pth")
-        if action == "restart" and self.ema is not None:
-            self._restart_ema(self.ema.decay - 0.0001, epoch)
+        if action == "restart" and self.ema is not None and epoch + 1 < cfg.epochs:
+            # for the next epoch, so named after it; none after the last (it said 'epoch 3: EMA restarted' after
+            # the last epoch 3 of a run, for nothing: the checkpoints are written before it)
+            self._restart_ema(self.ema.decay - 0.0001, epoch + 1)
         self._last_entry = self._log_epoch(epoch, train_stats, metrics)
         if self.patience is not None and self.evals_since_best >= self.patience and epoch + 1 < cfg.epochs:
             self._print(f"early stop after epoch {epoch + 1}: val AP has not improved for {self.evals_since_best} "

@@ -310,6 +310,9 @@ def test_ap_zero_all_along_keeps_training_after_the_stop_epoch(coco128, tmp_path
     text = capsys.readouterr()
     assert "no evaluation has scored above AP 0" in text.out + text.err
     assert f"best weights: {out / 'last.pth'}" in text.out
+    # the stop-epoch restart before epoch 2, the restart after epoch 2 for epoch 3, none after the last epoch
+    restarts = [line.split(":")[0] for line in (text.out + text.err).splitlines() if "EMA restarted" in line]
+    assert restarts == ["epoch 2", "epoch 3"], restarts
 
 
 def test_an_interrupted_plot_leaves_the_previous_picture(tmp_path, monkeypatch):
