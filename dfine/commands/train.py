@@ -69,8 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_arguments(train, config_required=False).set_defaults(func=run)
     ev = subparsers.add_parser("eval", help="COCO AP of a checkpoint or an exported model (.onnx, .xml)",
                                description="Same options as train; always --test-only. An exported model "
-                                           "(-r model.onnx or .xml, int8 or not) is evaluated on --ann-file/--images "
-                                           "or on the val set of -c RECIPE.")
+                                           "(-r model.onnx or .xml, int8 or not) or a checkpoint (-r model.pth) is "
+                                           "evaluated on --ann-file/--images or on the val set of -c RECIPE.")
     add_arguments(ev, config_required=False).set_defaults(func=run, test_only_command=True)
     export_eval.add_arguments(ev)
 
@@ -115,6 +115,10 @@ def _run(args: argparse.Namespace) -> int:
         args.config = str(recipe_path(args.config))
     test_only = bool(args.test_only or getattr(args, "test_only_command", False))
     if test_only and export_eval.is_export(args.resume):
+        return export_eval.run(args)
+    if (test_only and args.resume and not args.config and not args.data
+            and (getattr(args, "ann_file", None) or getattr(args, "images", None))):
+        # a checkpoint on a COCO file, as an export is: it carries its model, names, ids and input size
         return export_eval.run(args)
     if not args.config and not args.data:
         raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set); or train on a "

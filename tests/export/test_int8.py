@@ -238,6 +238,17 @@ def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsy
     assert saved["num_images"] == 2 and saved["ann_file"] == str(ann) and saved["model"] == str(out)
 
 
+def test_eval_of_a_checkpoint_on_a_coco_file(checkpoint, images, tmp_path, capsys):
+    """``dfine eval -r model.pth --ann-file ... --images ...`` as for an export (the checkpoint carries
+    its model, names, ids and input size); it was refused with '-c RECIPE is required'."""
+    ann = _self_labelled_set(checkpoint, images, tmp_path)
+    out = tmp_path / "metrics"
+    assert _eval_ap(capsys, ["-r", str(checkpoint), "--ann-file", str(ann), "--images", str(images),
+                             "-o", str(out)]) > 50  # its own (clipped) detections as the ground truth
+    saved = json.loads((out / f"{checkpoint.name}.eval.json").read_text())
+    assert saved["model"] == str(checkpoint) and saved["names"] == {str(i): n for i, n in zip(IDS, NAMES)}
+
+
 def test_eval_json_of_each_export_of_a_run_has_its_own_name(tmp_path):
     """``--format openvino`` writes model.onnx and model.xml side by side; evaluated one after the
     other, both wrote model.eval.json and the second replaced the first."""
