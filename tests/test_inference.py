@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 
 import numpy as np
 import pytest
@@ -201,3 +202,21 @@ def test_boxes_handed_to_the_user_lie_within_the_image_but_evaluation_scores_the
     for r in json.loads((out / "predictions.json").read_text()):
         x, y, w, h = r["bbox"]
         assert 0 <= x and 0 <= y and x + w <= 128 and y + h <= 96, r
+
+
+def test_missing_runtimes_name_the_extra_to_install(monkeypatch):
+    """The hint names the package's extra, as every other optional library's does (pip install
+    dfine[plots], dfine[track]); 'pip install onnx' for an OpenVINO export left onnxsim and the
+    runtime to be found one error at a time."""
+    from dfine.commands.export import _check_openvino
+    from dfine.inference import _openvino_engine, _ort_engine
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import -> ImportError
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(DfineError, match=r"ONNX models need onnxruntime: pip install dfine\[onnx\]"):
+        _ort_engine("model.onnx", "cpu", None)
+    with pytest.raises(DfineError, match=r"backend openvino needs OpenVINO: pip install dfine\[openvino\]"):
+        _openvino_engine("model.xml", None)
+    with pytest.raises(DfineError, match=r"--format openvino needs OpenVINO and onnx: "
+                                         r"pip install dfine\[openvino,onnx\]"):
+        _check_openvino()

@@ -166,8 +166,8 @@ def _check_openvino() -> None:
     try:
         import openvino  # noqa: F401
     except ImportError:
-        raise DfineError("--format openvino needs OpenVINO: pip install openvino (or export ONNX, "
-                         "which OpenVINO also reads)") from None
+        raise DfineError("--format openvino needs OpenVINO and onnx: pip install dfine[openvino,onnx] (or export "
+                         "ONNX, which OpenVINO also reads)") from None
 
 
 def _check_tensorrt(onnx_path: Path, engine_path: Path) -> None:
