@@ -754,10 +754,18 @@ class Trainer:
             # to that run's log, and its plots then drew both runs (two epoch-1 points, two loss curves)
             _write_log(log, self.history)
         try:
+            import matplotlib  # noqa: F401
+            plots = True
+        except ImportError:  # the run said the plots were written, and none were
+            plots = False
+            self._print("note: no PNG plots of the loss, lr and AP (matplotlib is not installed: pip install "
+                        "dfine[plots])")
+        try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             self._print("note: no TensorBoard scalars (tensorboard is not installed: pip install dfine[tensorboard]); "
-                        f"log.jsonl and the PNG plots go to {self.output_dir}")
+                        f"log.jsonl{' and the PNG plots' if plots else ''} go{'' if plots else 'es'} to "
+                        f"{self.output_dir}")
             return
         self.writer = SummaryWriter(self.cfg.summary_dir or str(self.output_dir / "summary"))
 
