@@ -410,7 +410,7 @@ class Trainer:
             self.lr_scheduler.step()
         metrics = self.evaluate()
         if metrics is None:  # interrupted
-            return self._interrupted(epoch)
+            return self._interrupted(epoch, evaluating=True)
         self.last_epoch = epoch
         self._track_best(metrics, epoch)
         action = self.best.update(metrics.ap, epoch, self.stop_epoch)
@@ -485,15 +485,18 @@ class Trainer:
             self.stop_signal = self.stop_signal or ("SIGTERM" if stop else None)
         return stop
 
-    def _interrupted(self, epoch: int) -> str:
-        """Say what was kept and how to go on; the reason to stop."""
+    def _interrupted(self, epoch: int, evaluating: bool = False) -> str:
+        """Say what was kept and how to go on; the reason to stop. ``evaluating``: the signal came
+        while the epoch's training had finished and its evaluation ran (an epoch is kept with its AP)."""
         last = self.output_dir / "last.pth"
         if self.last_epoch >= 0 and last.is_file():
             kept = (f"{last} (epoch {self.last_epoch + 1}, finished) is kept as it was; epoch {epoch + 1} "
                     f"starts again when you resume: {self._resume_command()}")
         else:
             kept = "no epoch had finished, so there is nothing to resume; run the same command to start again"
-        self._print(f"stopped by {self.stop_signal} during epoch {epoch + 1}: {kept}")
+        where = (f"the evaluation of epoch {epoch + 1} (an epoch is kept with its evaluation, so its training is "
+                 f"not)" if evaluating else f"epoch {epoch + 1}")
+        self._print(f"stopped by {self.stop_signal} during {where}: {kept}")
         best = self._best_weights() if self.last_epoch >= 0 else None  # else any file there is another run's
         if best is not None:
             score = (f"AP {ap_text(self.best_ap)} at epoch {self.best_epoch + 1}" if self.best_ap > 0

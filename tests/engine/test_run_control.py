@@ -72,6 +72,23 @@ def test_sigterm_stops_after_the_step_and_keeps_last_pth(coco128, tmp_path, caps
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
+def test_a_signal_during_the_evaluation_says_the_epoch_is_not_kept(coco128, tmp_path, capsys):
+    """Ctrl-C while the epoch's evaluation ran said 'during epoch 1: no epoch had finished', though
+    the epoch's training had: it is dropped because an epoch is kept with its AP, and now says so."""
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False)
+
+    def interrupted_evaluation():
+        trainer.stop_signal = "SIGINT"
+        return None  # what evaluate returns when a signal stopped it
+
+    trainer.evaluate = interrupted_evaluation
+    assert trainer.fit()["stopped"] == "SIGINT"
+    text = capsys.readouterr()
+    assert ("stopped by SIGINT during the evaluation of epoch 1 (an epoch is kept with its evaluation, so its "
+            "training is not): no epoch had finished") in text.out + text.err
+    assert not (tmp_path / "out" / "last.pth").exists()
+
+
 def test_signal_handler_writes_without_print(tmp_path, capfd):
     """The handler must not print through Python's buffered streams: a signal arriving while the
     main thread is printing (a progress bar refresh) makes ``print`` raise "reentrant call", which
