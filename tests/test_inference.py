@@ -220,3 +220,13 @@ def test_missing_runtimes_name_the_extra_to_install(monkeypatch):
     with pytest.raises(DfineError, match=r"--format openvino needs OpenVINO and onnx: "
                                          r"pip install dfine\[openvino,onnx\]"):
         _check_openvino()
+    from dfine.export.onnx import export_onnx
+    from dfine.export.openvino import export_openvino
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(DfineError, match=r"ONNX export needs the onnx package: pip install dfine\[onnx\]"):
+        export_onnx(None, "model.onnx")
+    with pytest.raises(DfineError, match=r"--format openvino needs OpenVINO and onnx: pip install dfine\[openvino,onnx\]"):
+        export_openvino("model.onnx", "model.xml")
+    from dfine.export.onnx import simplify_onnx
+    with pytest.raises(DfineError, match=r"--simplify needs onnxsim: pip install dfine\[onnx\]"):
+        simplify_onnx("model.onnx", required=True)
