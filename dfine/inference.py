@@ -53,6 +53,16 @@ class Detections:
     def __len__(self) -> int:
         return int(len(self.scores))
 
+    def __repr__(self) -> str:
+        """One line: where from, how many, and the first few as ``name score [x0, y0, x1, y1]``
+        (the arrays themselves are in the fields)."""
+        w, h = self.image_size
+        head = [f"{name} {score:.2f} [{', '.join(f'{v:.0f}' for v in box)}]"
+                for name, score, box in zip(self.names[:3], self.scores[:3].tolist(), self.boxes[:3].tolist())]
+        more = f", ... {len(self) - 3} more" if len(self) > 3 else ""
+        where = f"{self.path}, " if self.path else ""
+        return f"Detections({where}{w}x{h}: {len(self)} found{': ' if head else ''}{', '.join(head)}{more})"
+
     def to_coco(self, image_id: Any) -> List[Dict[str, Any]]:
         """COCO results entries: ``image_id``, ``category_id``, ``bbox`` (x, y, w, h), ``score``."""
         out = []

@@ -230,3 +230,16 @@ def test_missing_runtimes_name_the_extra_to_install(monkeypatch):
     from dfine.export.onnx import simplify_onnx
     with pytest.raises(DfineError, match=r"--simplify needs onnxsim: pip install dfine\[onnx\]"):
         simplify_onnx("model.onnx", required=True)
+
+
+def test_detections_print_as_one_line():
+    """print(detector(image)[0]) shows one line (where from, how many, the best three), not every array."""
+    from dfine.inference import Detections
+    boxes = np.array([[1, 2, 30, 40], [5, 6, 7, 8], [1, 1, 2, 2], [3, 3, 4, 4]], np.float32)
+    d = Detections(boxes, np.array([0.9, 0.8, 0.7, 0.6], np.float32), np.array([0, 1, 0, 1]),
+                   ["cat", "dog", "cat", "dog"], np.array([1, 2, 1, 2]), (640, 480), "a.jpg")
+    assert str(d) == ("Detections(a.jpg, 640x480: 4 found: cat 0.90 [1, 2, 30, 40], dog 0.80 [5, 6, 7, 8], "
+                      "cat 0.70 [1, 1, 2, 2], ... 1 more)")
+    empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), [],
+                       np.zeros(0, np.int64), (64, 48))
+    assert repr(empty) == "Detections(64x48: 0 found)"
