@@ -139,7 +139,8 @@ def _int8_plan(args: argparse.Namespace):
     if args.format == "openvino":
         _check_openvino()
         try:
-            import nncf  # noqa: F401
+            from ..export.int8 import import_nncf
+            import_nncf()
         except ImportError:
             raise DfineError("--int8 --format openvino needs NNCF: pip install dfine[int8]") from None
     calib = int8.calibration_images(args.calib, args.calib_size)

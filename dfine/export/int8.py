@@ -21,6 +21,7 @@ float32. The choice, its reason and the calibration are recorded in the model's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -106,6 +107,27 @@ class QuantizeInfo:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+
+@contextlib.contextmanager
+def _no_cuda_notice() -> Iterator[None]:
+    """Silence the line torch logs when NNCF, importing or quantizing, looks at torch's extension
+    builder on a machine without CUDA ("No CUDA runtime is found, using CUDA_HOME=..."): it says
+    nothing about int8 on a CPU."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def import_nncf() -> Any:
+    """``import nncf`` (ImportError when it is not installed), quietly: :func:`_no_cuda_notice`."""
+    with _no_cuda_notice():
+        import nncf
+    return nncf
 
 
 def calibration_images(source: PathLike, limit: int = DEFAULT_CALIB_IMAGES) -> List[Path]:
@@ -210,7 +232,7 @@ def _source_name(op: Any) -> str:
 def _nncf_scope(model: Any, float_scopes: Sequence[str], scheme: str) -> Dict[str, Any]:
     """NNCF's ``model_type`` and ``ignored_scope`` for ``scheme`` (:data:`SCHEMES`) with the
     node-name patterns ``float_scopes`` kept in float32."""
-    import nncf
+    nncf = import_nncf()
     if scheme not in SCHEMES:
         raise DfineError(f"int8 scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
     ops = model.get_ordered_ops()
@@ -236,7 +258,7 @@ def quantize_openvino(onnx_path: PathLike, output: PathLike, calib: Sequence[Pat
     are back (then the drop may be larger: :attr:`QuantizeInfo.met_max_drop` says). The harm of
     each group is ranked on the ``ranking_images`` val images that int8 hurts most."""
     try:
-        import nncf
+        nncf = import_nncf()
         import openvino as ov
     except ImportError:
         raise DfineError("--int8 needs NNCF and OpenVINO: pip install dfine[int8]") from None
@@ -249,7 +271,8 @@ def quantize_openvino(onnx_path: PathLike, output: PathLike, calib: Sequence[Pat
     info = QuantizeInfo("int8", f"nncf {nncf.__version__}, openvino {ov.get_version().split('-')[0]}", len(calib),
                         calib_source, list(float_scopes), _reason(float_scopes), scheme, max_drop)
     if max_drop is None:
-        quantized = nncf.quantize(model, dataset, **common)
+        with _no_cuda_notice():
+            quantized = nncf.quantize(model, dataset, **common)
     else:
         quantized = _accuracy_aware(model, dataset, common, info, _APValidation(imgsz, meta, val) if val is not None else None,
                                     max_restore, ranking_images)
@@ -270,7 +293,7 @@ def _accuracy_aware(model: Any, dataset: Any, common: Dict[str, Any], info: Quan
     """NNCF's accuracy-aware quantization of ``model``, bounded: groups are ranked on at most
     ``ranking_images`` val images and at most ``max_restore`` go back to float. Fills the AP and what
     was restored into ``info``; returns the quantized ``openvino.Model``."""
-    import nncf
+    nncf = import_nncf()
     if validate is None:
         raise DfineError("--max-drop needs a val set: --val-ann FILE --val-images DIR")
     if max_restore < 1 or ranking_images < 1:
@@ -285,9 +308,10 @@ def _accuracy_aware(model: Any, dataset: Any, common: Dict[str, Any], info: Quan
         max_num_iterations=max_restore, ranking_subset_size=ranking,
         num_ranking_workers=1)  # parallel ranking copies the model per worker: no gain on a few cores
     with _nncf_report() as report:
-        quantized = nncf.quantize_with_accuracy_control(
-            model, dataset, nncf.Dataset(list(images)), validate, max_drop=info.max_drop / 100,
-            drop_type=nncf.DropType.ABSOLUTE, advanced_accuracy_restorer_parameters=restorer, **common)
+        with _no_cuda_notice():
+            quantized = nncf.quantize_with_accuracy_control(
+                model, dataset, nncf.Dataset(list(images)), validate, max_drop=info.max_drop / 100,
+                drop_type=nncf.DropType.ABSOLUTE, advanced_accuracy_restorer_parameters=restorer, **common)
     ap_float, ap_int8 = 100 * validate.full_set[0], 100 * validate.full_set_ap(quantized)
     info.val_ap_float, info.val_ap_int8 = round(ap_float, 2), round(ap_int8, 2)
     info.met_max_drop = ap_float - ap_int8 <= info.max_drop

@@ -300,3 +300,18 @@ def test_detector_from_run_equals_the_file_backend(checkpoint, images, tmp_path)
     for a, b in zip(det(paths), same(paths)):
         np.testing.assert_array_equal(a.boxes, b.boxes)
         assert a.names == b.names and a.category_ids.tolist() == b.category_ids.tolist()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="torch logs its CUDA notice only without a CUDA runtime")
+def test_int8_export_does_not_print_torchs_cuda_notice():
+    """NNCF makes torch import its extension builder, which logs "No CUDA runtime is found" on a
+    CPU machine: a line about nothing the user asked for, silenced around NNCF's import and calls."""
+    import subprocess
+    import sys
+    code = ("import torch\nfrom dfine.export.int8 import _no_cuda_notice\n"
+            "with _no_cuda_notice():\n    import torch.utils.cpp_extension\n")
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loud = subprocess.run([sys.executable, "-c", "import torch, torch.utils.cpp_extension"],
+                          capture_output=True, text=True, check=True)
+    assert "No CUDA runtime is found" in loud.stderr  # what the user saw
+    assert "No CUDA runtime is found" not in quiet.stderr
