@@ -243,3 +243,29 @@ def test_detections_print_as_one_line():
     empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), [],
                        np.zeros(0, np.int64), (64, 48))
     assert repr(empty) == "Detections(64x48: 0 found)"
+
+
+def test_onnx_runtime_threads_wait_passively_when_omp_wait_policy_says_so(monkeypatch, tmp_path):
+    """OMP_WAIT_POLICY=PASSIVE (torch's switch for a busy machine) also stops ONNX Runtime's
+    threads spinning; otherwise ONNX Runtime's default (spinning, faster on an idle machine)."""
+    ort = pytest.importorskip("onnxruntime")
+    from dfine.inference import _ort_engine
+    seen = []
+
+    class Capture:
+        def __init__(self, model, opts, providers):
+            try:
+                seen.append(opts.get_session_config_entry("session.intra_op.allow_spinning"))
+            except Exception:  # onnxruntime raises for an entry never set
+                seen.append(None)
+            raise RuntimeError("captured")
+
+    monkeypatch.setattr(ort, "InferenceSession", Capture)
+    for policy in ("PASSIVE", "active", None):
+        if policy is None:
+            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        else:
+            monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+        with pytest.raises(DfineError):
+            _ort_engine(str(tmp_path / "model.onnx"), "cpu", 2)
+    assert seen == ["0", None, None]

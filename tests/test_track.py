@@ -336,7 +336,8 @@ def test_benchmark_says_when_other_jobs_load_the_cpu(monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (2.0 * cores, 0.0, 0.0))
     assert _machine_line("cpu").splitlines()[1] == (
         f"note: load average {2.0 * cores:.1f} on {cores} cores: other jobs share this CPU, so the timings "
-        "below are slower than on an idle machine")
+        "below are slower than on an idle machine (a busy machine runs torch faster with "
+        "OMP_WAIT_POLICY=PASSIVE in the environment: see the README)")
 
 
 class DoubleDetector(FakeDetector):

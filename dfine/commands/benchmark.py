@@ -90,7 +90,8 @@ def _machine_line(device: str) -> str:
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load > 0.5 * cores:
         line += (f"\nnote: load average {load:.1f} on {cores} cores: other jobs share this CPU, so the "
-                 f"timings below are slower than on an idle machine")
+                 f"timings below are slower than on an idle machine (a busy machine runs torch faster with "
+                 f"OMP_WAIT_POLICY=PASSIVE in the environment: see the README)")
     return line
 
 
