@@ -51,6 +51,12 @@ class CocoMetrics:
     def as_dict(self) -> Dict[str, float]:
         return dict(zip(STAT_NAMES, self.stats))
 
+    def to_json(self) -> Dict[str, Any]:
+        """What ``eval.json`` holds: ``stats`` by name, ``per_class`` AP and ``names`` by category id
+        (as strings, JSON's keys)."""
+        return {"stats": self.as_dict(), "per_class": {str(k): v for k, v in self.per_class.items()},
+                "names": {str(k): v for k, v in self.names.items()}}
+
     def summary(self) -> str:
         """One line: AP, AP50, AP75, APs/m/l and AR100 in percent; ``-`` for a statistic COCO could
         not compute (-1: no ground-truth box of that size), which read ``-100.0``."""

@@ -724,9 +724,7 @@ class Trainer:
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
         if dist.is_main():
             path = self.output_dir / "eval.json"
-            write_json_atomic(path, {"stats": metrics.as_dict(),
-                                     "per_class": {str(k): v for k, v in metrics.per_class.items()},
-                                     "names": {str(k): v for k, v in metrics.names.items()}})
+            write_json_atomic(path, metrics.to_json())
             self._print(f"metrics: {os.path.abspath(path)}")
         return metrics
 

@@ -190,8 +190,5 @@ def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: Eval
     """``metrics`` at ``path``, atomically, in the form of a checkpoint's ``eval.json`` (``stats``,
     ``per_class`` AP and ``names`` by category id) plus the model file and the evaluation set."""
     from ..data.convert import write_json_atomic
-    write_json_atomic(Path(path), {"stats": metrics.as_dict(),
-                                   "per_class": {str(k): v for k, v in metrics.per_class.items()},
-                                   "names": {str(k): v for k, v in metrics.names.items()},
-                                   "model": os.path.abspath(model), "ann_file": os.path.abspath(data.source),
-                                   "num_images": len(data.images)})
+    write_json_atomic(Path(path), {**metrics.to_json(), "model": os.path.abspath(model),
+                                   "ann_file": os.path.abspath(data.source), "num_images": len(data.images)})
