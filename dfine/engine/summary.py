@@ -44,7 +44,8 @@ def classes_line(ds: Any, show: int = 10) -> str:
     dropped = [f"'{name}' (id {cid})" for cid, name in sorted(declared.items()) if cid not in lm.category_ids]
     line = f"{counted(lm.num_classes, 'class', 'classes')}: {names}; {how}"
     if dropped:
-        line += (f"; left out {len(dropped)} declared but unused categor{'y' if len(dropped) == 1 else 'ies'} "
+        unused = counted(len(dropped), "declared but unused category", "declared but unused categories")
+        line += (f"; left out {unused} "
                  f"{', '.join(dropped[:5])} (a placeholder: supercategory of the others)")
     return line
 

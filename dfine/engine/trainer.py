@@ -816,8 +816,7 @@ def read_log(path: Path, last_epoch: int) -> Tuple[List[Dict[str, Any]], List[in
         if not isinstance(entry, dict):
             bad.append(number)
         elif entry.get("epoch", -1) <= last_epoch:
-            entries.pop(entry.get("epoch"), None)
-            entries[entry.get("epoch")] = entry
+            entries[entry.get("epoch")] = entry  # a later line of an epoch replaces the earlier
     return sorted(entries.values(), key=lambda e: e.get("epoch", -1)), bad
 
 
