@@ -9,8 +9,9 @@ slower than in float32. So on a CPU a recipe's ``use_amp`` is honoured only wher
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,15 +25,20 @@ __all__ = ["Precision", "cpu_features", "native_bf16", "int8_dot", "choose_preci
 _FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
+@functools.lru_cache(maxsize=1)
+def _read_cpuinfo() -> str:
+    """The text of ``/proc/cpuinfo`` (read once per process), empty where there is none."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_features(cpuinfo: Optional[str] = None) -> List[str]:
     """The vector extensions of this CPU among avx2 / avx_vnni / avx512f / avx512_vnni / avx512_bf16 /
     amx_tile / amx_int8 / amx_bf16, read from ``/proc/cpuinfo`` (``cpuinfo``: its text, for tests); where
     that file is absent, torch's own detection (``torch.cpu._is_*_supported``)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
+    cpuinfo = _read_cpuinfo() if cpuinfo is None else cpuinfo
     flags = set()
     for line in cpuinfo.splitlines():
         if line.startswith("flags") and ":" in line:
@@ -49,11 +55,7 @@ def cpu_model(cpuinfo: Optional[str] = None) -> str:
     """This CPU's name with its family and model numbers (``AMD EPYC (family 26, model 2)``: Zen 5
     and Zen 4 EPYCs share the name), from ``/proc/cpuinfo`` (``cpuinfo``: its text, for tests);
     where that file is absent, ``platform.processor()``."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
+    cpuinfo = _read_cpuinfo() if cpuinfo is None else cpuinfo
     fields: dict = {}
     for line in cpuinfo.splitlines():
         key, sep, value = line.partition(":")

@@ -18,8 +18,7 @@ from torch import Tensor
 
 from .denoising import DenoisingGroup, contrastive_denoising_group
 from .fdr import distance2bbox, integral, weighting_function
-from .layers import (MLP, ConvNormPlain, Linear, activation, inverse_sigmoid, linear_act, map_tokens, prior_logit,
-                     self_attention)
+from .layers import MLP, ConvNormPlain, Linear, activation, inverse_sigmoid, map_tokens, prior_logit, self_attention
 
 
 class MSDeformableAttention(nn.Module):
@@ -156,7 +155,7 @@ class DecoderLayer(nn.Module):
         target = self.norm1(target + self.dropout1(attn))
         cross = self.cross_attn(target + pos, reference, values, shapes)
         target = self.gateway(target, self.dropout2(cross))
-        ffn = self.linear2(self.dropout3(linear_act(target, self.linear1.weight, self.linear1.bias, self.activation)))
+        ffn = self.linear2(self.dropout3(self.linear1(target, self.activation)))
         target = target + self.dropout4(ffn)
         return self.norm3(target.clamp(min=-65504, max=65504))
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .layers import (ConvNorm, ConvNormPlain, Linear, RepVGGBlock, activation, linear_act, map_tokens,
+from .layers import (ConvNorm, ConvNormPlain, Linear, RepVGGBlock, activation, map_tokens,
                      onednn_inference, self_attention, sincos_position_embedding)
 
 
@@ -37,7 +37,7 @@ class AIFILayer(nn.Module):
         """src: ``[B, N, C]`` tokens; pos_embed: ``[1, N, C]``."""
         attn = self_attention(self.self_attn, src + pos_embed, src)
         src = self.norm1(src + self.dropout1(attn))
-        ffn = self.linear2(self.dropout(linear_act(src, self.linear1.weight, self.linear1.bias, self.activation)))
+        ffn = self.linear2(self.dropout(self.linear1(src, self.activation)))
         return self.norm2(src + self.dropout2(ffn))
 
 

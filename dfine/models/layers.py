@@ -49,7 +49,7 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = linear_act(x, layer.weight, layer.bias, self.act if i < last else None)
+            x = layer(x, self.act if i < last else None)
         return x
 
 
@@ -128,14 +128,9 @@ def _onednn_eligible(x: Tensor, weight: Tensor) -> bool:
                      or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0))
 
 
-def onednn_ready(x: Tensor, weight: Tensor) -> bool:
-    """:func:`_onednn_eligible` without gradients: eager CPU float32 inference."""
-    return not torch.is_grad_enabled() and _onednn_eligible(x, weight)
-
-
 def onednn_inference(x: Tensor, weight: Tensor) -> bool:
-    """:func:`onednn_ready` for a convolution's ``[B, C, H, W]`` input."""
-    return x.dim() == 4 and onednn_ready(x, weight)
+    """:func:`_onednn_eligible` without gradients, for a convolution's ``[B, C, H, W]`` input."""
+    return x.dim() == 4 and not torch.is_grad_enabled() and _onednn_eligible(x, weight)
 
 
 def _onednn_call(op, *args) -> Optional[Tensor]:
@@ -218,10 +213,11 @@ def linear_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: Optional[
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters and state-dict names) computed by :func:`linear_act`."""
+    """``nn.Linear`` (same parameters and state-dict names) computed by :func:`linear_act`, with the
+    activation ``act`` after it when given (fused where oneDNN can)."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        return linear_act(x, self.weight, self.bias)
+    def forward(self, x: Tensor, act: Optional[nn.Module] = None) -> Tensor:
+        return linear_act(x, self.weight, self.bias, act)
 
 
 def self_attention(mha: nn.MultiheadAttention, query: Tensor, value: Tensor,
@@ -251,9 +247,9 @@ def self_attention(mha: nn.MultiheadAttention, query: Tensor, value: Tensor,
     return linear_act(out.transpose(1, 2).reshape(b, n, c), mha.out_proj.weight, mha.out_proj.bias)
 
 
-# conv module id -> (weight, its version, input shape, oneDNN's blocked copy of the weight); kept
+# conv module id -> (weight, (its version, input shape), oneDNN's blocked copy of the weight); kept
 # outside the modules because the blocked copies (opaque tensors) cannot be deep-copied or saved
-_PACKED: Dict[int, Tuple[Tensor, int, Tuple[int, ...], Tensor]] = {}
+_PACKED: Dict[int, Tuple[Tensor, Tuple[int, Tuple[int, ...]], Tensor]] = {}
 
 
 def _packed_weight(conv: nn.Module, weight: Tensor, x: Tensor, padding: List[int], stride: List[int],
@@ -263,9 +259,9 @@ def _packed_weight(conv: nn.Module, weight: Tensor, x: Tensor, padding: List[int
     oneDNN reorders it on every call (2-4% of S's inference time at 640 on AVX-512, 1-2% with
     AVX2). The cache entry goes with ``conv``; a new weight, an in-place update of it or another
     input shape replaces it."""
-    key = id(conv)
+    key, state = id(conv), (version(weight), tuple(x.shape))
     cached = _PACKED.get(key)
-    if cached is None or cached[0] is not weight or cached[1] != version(weight) or cached[2] != tuple(x.shape):
+    if cached is None or cached[0] is not weight or cached[1] != state:
         if cached is None:
             weakref.finalize(conv, _PACKED.pop, key, None)
         try:
@@ -273,8 +269,8 @@ def _packed_weight(conv: nn.Module, weight: Tensor, x: Tensor, padding: List[int
                                                                   list(x.shape))
         except (RuntimeError, NotImplementedError):  # a build without it: the plain weight works too
             packed = weight
-        cached = _PACKED[key] = (weight, version(weight), tuple(x.shape), packed)
-    return cached[3]
+        cached = _PACKED[key] = (weight, state, packed)
+    return cached[2]
 
 
 def conv_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], conv: nn.Conv2d, act: nn.Module,
