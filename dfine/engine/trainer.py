@@ -51,7 +51,7 @@ from .precision import choose_precision
 from .summary import (ap_text, classes_line, dataset_line, duration, images_folder, next_commands, parameters_line,
                       user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
-from .plots import save_figure
+from .plots import pyplot, save_figure
 
 __all__ = ["Trainer", "BestTracker", "load_backbone", "check_output_dir", "check_input_size"]
 
@@ -868,10 +868,8 @@ def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
     """``loss.png`` (per step and per epoch), ``lr.png`` and ``map.png`` over epochs in ``out``
     (needs matplotlib), each written atomically: a Ctrl-C while drawing leaves the last ones."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+        plt = pyplot()
+    except DfineError:  # no matplotlib: said once at the start of the run
         return []
     epochs = [e["epoch"] + 1 for e in history]
     _plot_loss(history, out / "loss.png", plt)
