@@ -379,10 +379,10 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
         missing = [k for k in own if k not in state]
         example = (mismatched or missing or reinit)[:1]
         raise DfineError(f"{name} does not fit this model (another size?): only {len(loadable)} of "
-                         f"{counted(len(own), 'entry', 'entries')} load; {len(mismatched)} "
-                         f"{'differs' if len(mismatched) == 1 else 'differ'} in shape, {len(missing)} "
-                         f"{'is' if len(missing) == 1 else 'are'} missing and {len(reinit)} "
-                         f"{'is a class head' if len(reinit) == 1 else 'are class heads'} of another class count"
+                         f"{counted(len(own), 'entry', 'entries')} load; "
+                         f"{counted(len(mismatched), 'differs', 'differ')} in shape, "
+                         f"{counted(len(missing), 'is', 'are')} missing and "
+                         f"{counted(len(reinit), 'is a class head', 'are class heads')} of another class count"
                          + (f", e.g. {example[0]}" if example else ""))
     return loadable, remapped, reinit
 
