@@ -199,15 +199,9 @@ def named_results(dets, image_id: int, file_name: Optional[str] = None) -> List[
     """``dets.to_coco(image_id)`` with each entry's class name and the image's file name beside
     the ids: an image id made from a position, or a category id, says nothing to a reader of the
     file (COCO tools ignore the extra keys)."""
-    out = []
-    for entry, name in zip(dets.to_coco(image_id), dets.names):
-        named = {"image_id": entry.pop("image_id")}
-        if file_name is not None:
-            named["file_name"] = file_name
-        named["category_id"] = entry.pop("category_id")
-        named["category_name"] = name
-        out.append({**named, **entry})
-    return out
+    file = {} if file_name is None else {"file_name": file_name}
+    return [{"image_id": entry.pop("image_id"), **file, "category_id": entry.pop("category_id"), "category_name": name,
+             **entry} for entry, name in zip(dets.to_coco(image_id), dets.names)]
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
