@@ -114,11 +114,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.config:
         args.config = str(recipe_path(args.config))
     test_only = bool(args.test_only or getattr(args, "test_only_command", False))
-    if test_only and export_eval.is_export(args.resume):
-        return export_eval.run(args)
-    if (test_only and args.resume and not args.config and not args.data
-            and (getattr(args, "ann_file", None) or getattr(args, "images", None))):
-        # a checkpoint on a COCO file, as an export is: it carries its model, names, ids and input size
+    # a checkpoint on a COCO file is evaluated as an export is: it carries its model, names, ids and input size
+    on_files = (args.resume and not args.config and not args.data
+                and (getattr(args, "ann_file", None) or getattr(args, "images", None)))
+    if test_only and (export_eval.is_export(args.resume) or on_files):
         return export_eval.run(args)
     if not args.config and not args.data:
         raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set); or train on a "
