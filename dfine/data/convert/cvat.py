@@ -236,13 +236,11 @@ def convert_cvat(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     src = Path(src).expanduser().resolve()
     if not src.exists():
         raise DatasetError(f"CVAT export {src} not found")
-    xml = cvat_xml(src)
-    if xml is None:
-        if src.is_dir() and not (src / "annotations.xml").is_file():
-            raise DatasetError(f"no annotations.xml in {src}: give the folder of a 'CVAT for images 1.1' export "
-                               f"(annotations.xml and images/) or the XML file")
-        read_cvat_xml(src / "annotations.xml" if src.is_dir() else src)  # raises the reason it is not one
-    data = read_cvat_xml(xml)
+    xml = src / "annotations.xml" if src.is_dir() else src
+    if not xml.is_file():
+        raise DatasetError(f"no annotations.xml in {src}: give the folder of a 'CVAT for images 1.1' export "
+                           f"(annotations.xml and images/) or the XML file")
+    data = read_cvat_xml(xml)  # a one-line error saying why when it is not a CVAT for images file
     root = xml.parent
     used = Counter(label for image in data.images for label, _, _ in image.boxes)
     notes: List[str] = []
