@@ -186,13 +186,25 @@ def draw(image: Image.Image, dets) -> Image.Image:
         text = f"{name} {score:.2f}"
         left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
         pad = max(1, width // 2)
-        box_h, box_w = bottom + 2 * pad, right + 2 * pad
-        # above the box; at the top border below it, so a small box is not hidden under its label; else inside
-        y = y0 - box_h if y0 - box_h >= 0 else y1 if y1 + box_h <= image.height else y0
-        x = max(0, min(x0, image.width - box_w))  # not cut off at the right border
+        box_w, box_h = right + 2 * pad, bottom + 2 * pad
+        x, y = label_corner((x0, y0, x1, y1), (box_w, box_h), image.size)
         pen.rectangle((x, y, x + box_w, y + box_h), fill=color)
         pen.text((x + pad, y + pad), text, fill=(255, 255, 255), font=font)
     return image
+
+
+def label_corner(box: Sequence[float], label_size: Tuple[float, float], image_size: Tuple[float, float]
+                 ) -> Tuple[float, float]:
+    """Top-left corner ``(x, y)`` of the label (``label_size``: width, height) of ``box`` (x0, y0, x1, y1)
+    in an image of ``image_size`` (width, height), all in image pixels, y down, so the whole label is
+    in the picture: above the box; at the top border below it, so a small box is not hidden under its
+    label; else inside it; never past the left or right border. Shared by :func:`draw` and the demo's
+    prediction grid."""
+    x0, y0, x1, y1 = box
+    w, h = label_size
+    width, height = image_size
+    y = y0 - h if y0 - h >= 0 else y1 if y1 + h <= height else max(0, min(y0, height - h))
+    return max(0, min(x0, width - w)), y
 
 
 def named_results(dets, image_id: int, file_name: Optional[str] = None) -> List[Dict[str, Any]]:
