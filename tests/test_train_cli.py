@@ -120,6 +120,22 @@ def test_published_checkpoint_test_only(coco128, tmp_path, capsys):
     assert len(stats) == 12 and all(-1 <= v <= 1 for v in stats.values())
 
 
+def test_eval_images_of_a_recipe_checkpoint_are_used_and_named_when_missing(coco128, tmp_path, capsys):
+    """``dfine eval -c RECIPE -r model.pth --images DIR``: the val images are looked for in DIR (it was
+    ignored: the recipe's folder was evaluated without a word), and the error names DIR."""
+    from tests.conftest import load_golden
+
+    ckpt = tmp_path / "dfine_n_coco.pth"
+    torch.save(load_golden("n")["checkpoint"], ckpt)
+    val = write_subset(coco128, tmp_path / "val.json", 1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert main(["eval", "-c", RECIPE, "-r", str(ckpt), *published_keys(coco128, val, val, tmp_path / "eval"),
+                 "-d", "cpu", "--no-progress", "--images", str(elsewhere)]) == 2
+    err = capsys.readouterr().err
+    assert f"image files not found in {elsewhere}: image ids " in err, err
+
+
 def test_auto_resume_continues_a_stopped_run(coco128, tmp_path, capsys):
     """The same command twice with --auto-resume: the second run continues from last.pth
     (ignoring -t); without it, a warning says last.pth will be overwritten."""

@@ -85,6 +85,11 @@ def overrides_from_args(args: argparse.Namespace) -> List[str]:
             out.append(f"{key}={json.dumps(value)}")
     if getattr(args, "imgsz", None) is not None:
         out.append(f"eval_spatial_size=[{args.imgsz}, {args.imgsz}]")
+    # dfine eval -r model.pth -c RECIPE (or --data DIR) --images DIR / --ann-file FILE: the val set's, not ignored
+    for key, attr in (("ann_file", "ann_file"), ("img_folder", "images")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            out.append(f"val_dataloader.dataset.{key}={json.dumps(str(Path(value).expanduser().resolve()))}")
     return out
 
 

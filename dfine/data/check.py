@@ -91,10 +91,12 @@ class Finding:
     def severity(self) -> Severity:
         return KINDS[self.kind][0]
 
-    def line(self, first: int = _FIRST, names: Optional[Mapping[Any, str]] = None) -> str:
+    def line(self, first: int = _FIRST, names: Optional[Mapping[Any, str]] = None, where: Optional[str] = None) -> str:
         """One report line; ids are followed by their names from ``names`` (file names of image
-        ids, category names)."""
+        ids, category names); ``where``: the images folder, said after the meaning of ``missing``."""
         _, what, meaning = KINDS[self.kind]
+        if where is not None and self.kind == "missing":
+            meaning = f"{meaning} in {where}"
         shown = _ids(self.ids, first, names, total=False)
         label = "files" if what == "file" else f"{what} ids"
         return f"  {self.kind:<24}{len(self.ids):>7}  {meaning}: {label} {shown}"
@@ -174,7 +176,7 @@ class CheckReport:
                f"--images {self.images_dir} for the whole report, --fix OUT.json to repair):"
         hint = [f"  the missing files are in {self.images_hint}: make that the images folder (img_folder)"] \
             if self.images_hint else []
-        return "\n".join([head] + [f.line(names=self.names_of(f)) for f in self.errors] + hint)
+        return "\n".join([head] + [f.line(names=self.names_of(f), where=self.images_dir) for f in self.errors] + hint)
 
 
 # ------------------------------------------------------------------------------------ check

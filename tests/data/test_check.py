@@ -145,7 +145,7 @@ def test_preflight_logs_repairs_once_and_stops_on_errors(tmp_path):
         preflight(ann, img, log=said.append)
     lines = str(err.value).splitlines()
     assert lines[0].startswith(f"{ann}: the dataset check found errors (run dfine data check {ann} --images {img}")
-    assert lines[1:] == ["  missing                       1  image files not found: image ids 1 (a.png)"]
+    assert lines[1:] == [f"  missing                       1  image files not found in {img}: image ids 1 (a.png)"]
 
 
 def test_build_dataset_runs_the_check(tmp_path, capsys):
