@@ -12,7 +12,9 @@ the frame index), each entry also naming its class (``category_name``) and, for 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
+import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -79,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
                    precision=args.precision, slice=slice_option(args))
     if kind == "video":
-        results = predict_video(det, items[0], out)
+        results, best = predict_video(det, items[0], out)
         bad: List[Tuple[Path, str]] = []
     else:
-        results, bad = predict_images(det, items, out, progress=len(items) > 1)
+        results, bad, best = predict_images(det, items, out, progress=len(items) > 1)
     from ..data.objects365 import write_json_atomic
     write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
@@ -90,7 +92,23 @@ def run(args: argparse.Namespace) -> int:
     done = len(items) - len(bad) if kind == "images" else 1
     print(f"{counted(done, 'video' if kind == 'video' else 'image')} -> {out} ({counted(len(results), 'detection')}, "
           f"{out / 'predictions.json'})" + (f"; {len(bad)} unreadable skipped" if bad else ""))
+    if not results:
+        print(nothing_found_note(det.conf, best, counted(done, "video" if kind == "video" else "image")), file=sys.stderr)
     return 0
+
+
+def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
+    """The line said when no detection scored above ``conf``: the highest score seen (``best``;
+    None when unknown, as with --slice) and a --conf that keeps it."""
+    head = f"note: no detection scored above --conf {conf:g} in {where}"
+    if best is None:
+        return f"{head}; try a lower --conf (e.g. --conf {conf / 2:g})"
+    lower = math.floor(best * 100) / 100
+    lower = lower - 0.01 if lower >= best else lower
+    if lower < 0.01:
+        return (f"{head} (highest score {best:.3f}): the model sees nothing it knows here; is it the model for "
+                f"these images?")
+    return f"{head} (highest score {best:.2f}); try --conf {lower:.2f} to see it"
 
 
 def prepare_output_dir(path: Path) -> Path:
@@ -216,19 +234,47 @@ def named_results(dets, image_id: int, file_name: Optional[str] = None) -> List[
              **entry} for entry, name in zip(dets.to_coco(image_id), dets.names)]
 
 
+def detect(det, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None
+           ) -> Tuple[List[Any], Optional[float]]:
+    """``det.predict_pil(images, paths)`` (the detections above ``det.conf``) and the highest score
+    of any box, below ``det.conf`` too (None for an empty batch; with --slice only the kept boxes'
+    scores are seen, as the tiles are filtered before they are merged). One pass: the model runs
+    at conf 0 and its detections are filtered here, as the detector does (``score > conf``)."""
+    if det.slice is not None:
+        found = det.predict_pil(images, paths)
+        kept = [float(d.scores.max()) for d in found if len(d)]
+        return found, max(kept) if kept else None
+    found = det.predict_pil(images, paths, conf=0.0)
+    scores = [float(d.scores.max()) for d in found if len(d)]
+    return [_above(d, det.conf) for d in found], max(scores) if scores else None
+
+
+def _above(dets, conf: float):
+    keep = dets.scores > conf
+    return dataclasses.replace(dets, boxes=dets.boxes[keep], scores=dets.scores[keep], labels=dets.labels[keep],
+                               names=[n for n, k in zip(dets.names, keep.tolist()) if k],
+                               category_ids=dets.category_ids[keep])
+
+
+def _highest(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return b if a is None else a if b is None else max(a, b)
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
 
 def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
-                   ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]]]:
-    """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files).
-    A single unreadable image is an error; in a batch of files it is skipped and reported."""
+                   ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]], Optional[float]]:
+    """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files,
+    the highest score seen: :func:`detect`). A single unreadable image is an error; in a batch of files
+    it is skipped and reported."""
     from tqdm import tqdm
     from ..inference import load_image
     results: List[Dict[str, Any]] = []
     bad: List[Tuple[Path, str]] = []
+    best: Optional[float] = None
     ids = {p: image_id(p, i) for i, p in enumerate(paths)}
     with tqdm(total=len(paths), unit="img", disable=not progress) as bar:
         for chunk in _batches(list(paths), det.batch_size):
@@ -242,33 +288,39 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
                         raise
                     bad.append((p, str(e)))
             if images:
-                for p, im, dets in zip(good, images, det.predict_pil(images, [str(p) for p in good])):
+                found, seen = detect(det, images, [str(p) for p in good])
+                best = _highest(best, seen)
+                for p, im, dets in zip(good, images, found):
                     draw(im, dets).save(out / p.name)
                     results.extend(named_results(dets, ids[p], p.name))
             bar.update(len(chunk))
     if len(bad) == len(paths):
         raise DfineError(f"none of the {counted(len(paths), 'image')} could be read (first: {bad[0][0]}: {bad[0][1]})")
-    return results, bad
+    return results, bad, best
 
 
 # ---- video ----------------------------------------------------------------------------------
 
-def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
+def predict_video(det, path: Path, out: Path) -> Tuple[List[Dict[str, Any]], Optional[float]]:
     """Detect in every frame of ``path`` (decoded in a reader thread); write the annotated video to
     ``out/<stem>.mp4`` (:class:`dfine.video.VideoWriter`: ``<stem>.partial.mp4`` until it is complete,
-    playable even after a kill). COCO results use the frame index as image id. A file cut short ends
-    with the frames it had and a one-line warning."""
+    playable even after a kill). Returns the COCO results (the frame index as image id) and the
+    highest score seen (:func:`detect`). A file cut short ends with the frames it had and a one-line
+    warning."""
     from tqdm import tqdm
     from ..video import FrameReader, VideoWriter, open_source, truncation_note
     source = open_source(path)
     writer = VideoWriter(out / f"{path.stem}.mp4", source.fps, draw=lambda im, dets: np.asarray(draw(im, dets)))
     results: List[Dict[str, Any]] = []
+    best: Optional[float] = None
     complete = False
     try:
         with FrameReader(source) as reader, tqdm(total=source.total or None, unit="frame") as bar:
             for chunk in reader.batches(det.batch_size):
                 images = [Image.fromarray(f) for f in chunk]
-                for im, dets in zip(images, det.predict_pil(images)):
+                found, seen = detect(det, images)
+                best = _highest(best, seen)
+                for im, dets in zip(images, found):
                     writer.write(im, dets)
                     results.extend(named_results(dets, writer.frames - 1))
                 bar.update(len(chunk))
@@ -280,4 +332,4 @@ def predict_video(det, path: Path, out: Path) -> List[Dict[str, Any]]:
     for note in (truncation_note(source), writer.size_note()):
         if note:
             print(note, file=sys.stderr)
-    return results
+    return results, best
