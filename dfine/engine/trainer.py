@@ -11,7 +11,10 @@ anything is built.
 Signals: the first SIGINT (Ctrl-C) or SIGTERM during :meth:`Trainer.fit` stops the run after the
 step (or evaluation batch) in progress, leaves ``last.pth`` of the last finished epoch as it is
 and prints how to resume and where the best weights so far are; a second one exits at once (checkpoints are written atomically, so
-none is ever half-written; stale temporaries are removed at the next start).
+none is ever half-written; stale temporaries are removed at the next start). A signal during an
+epoch's evaluation keeps that epoch's training: ``last.pth`` is written with the epoch finished and
+its evaluation pending (``pending_eval``), and the resumed run evaluates it first (the same weights,
+so the same AP, best files, EMA restart and log line as without the signal), then trains on.
 """
 
 from __future__ import annotations
@@ -279,6 +282,8 @@ class Trainer:
         self.best_ap, self.best_epoch, self.evals_since_best = -1.0, -1, 0  # for the summary and --patience
         self.stop_signal: Optional[str] = None  # "SIGINT" / "SIGTERM" once one arrived
         self._last_entry: Dict[str, Any] = {}
+        # {"epoch": E, "train": its training stats}: epoch E trained, its evaluation stopped by a signal
+        self.pending_eval: Optional[Dict[str, Any]] = None
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
         self.writer = None
@@ -298,6 +303,7 @@ class Trainer:
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
             "progress": {"best_ap": self.best_ap, "best_epoch": self.best_epoch,
                          "evals_since_best": self.evals_since_best},
+            "pending_eval": self.pending_eval,
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -341,6 +347,7 @@ class Trainer:
         self.best_ap = float(progress.get("best_ap", -1.0))
         self.best_epoch = int(progress.get("best_epoch", -1))
         self.evals_since_best = int(progress.get("evals_since_best", 0))
+        self.pending_eval = state.get("pending_eval")
         if self.ema is not None and "ema_decay" in state:
             self.ema.decay = float(state["ema_decay"])
         rng = state.get("rng")
@@ -383,15 +390,22 @@ class Trainer:
         self._print("\n".join(self.startup_summary()))
         entry: Dict[str, Any] = {}
         stopped, start = "", time.time()
-        if self.last_epoch + 1 >= cfg.epochs:
+        pending = self.pending_eval
+        if self.last_epoch + 1 >= cfg.epochs and pending is None:
             self._print(f"nothing to train: the checkpoint has finished epoch {self.last_epoch + 1} of {cfg.epochs} "
                         f"(raise epochs with -u epochs=N to train longer)")
         with self._signals():
+            if pending is not None:
+                self._print(f"epoch {pending['epoch'] + 1} was trained and its evaluation stopped by a signal: "
+                            f"evaluating it first")
+                stopped = self._finish_epoch(pending["epoch"], dict(pending["train"])) or ""
+                entry = self._last_entry if not stopped else entry
             for epoch in range(self.last_epoch + 1, cfg.epochs):
-                stopped = self._run_epoch(epoch) or ""
                 if stopped:
                     break
-                entry = self._last_entry
+                stopped = self._run_epoch(epoch) or ""
+                if not stopped:
+                    entry = self._last_entry
         self._finish_logs()
         result = {**entry, **self._final(time.time() - start, stopped)}
         return result
@@ -408,9 +422,22 @@ class Trainer:
         if self.lr_scheduler is not None and self.flat_cosine is None and (
                 self.lr_warmup_scheduler is None or self.lr_warmup_scheduler.finished()):
             self.lr_scheduler.step()
+        return self._finish_epoch(epoch, train_stats)
+
+    def _finish_epoch(self, epoch: int, train_stats: Dict[str, Any]) -> Optional[str]:
+        """Evaluate, save and log epoch ``epoch``, whose training has finished (``train_stats``);
+        the reason to stop, if any. A signal during the evaluation keeps the training: ``last.pth``
+        with the epoch finished and its evaluation pending, done first when the run is resumed."""
+        cfg = self.cfg
+        rng = _rng_state()
         metrics = self.evaluate()
         if metrics is None:  # interrupted
+            _set_rng_state(rng)  # as the epoch's training left it: the resumed evaluation starts from there
+            self.last_epoch = epoch
+            self.pending_eval = {"epoch": epoch, "train": train_stats}
+            self.save("last.pth")
             return self._interrupted(epoch, evaluating=True)
+        self.pending_eval = None
         self.last_epoch = epoch
         self._track_best(metrics, epoch)
         action = self.best.update(metrics.ap, epoch, self.stop_epoch)
@@ -487,15 +514,19 @@ class Trainer:
 
     def _interrupted(self, epoch: int, evaluating: bool = False) -> str:
         """Say what was kept and how to go on; the reason to stop. ``evaluating``: the signal came
-        while the epoch's training had finished and its evaluation ran (an epoch is kept with its AP)."""
+        while the epoch's training had finished and its evaluation ran (``last.pth`` was written
+        with that epoch trained and its evaluation pending)."""
         last = self.output_dir / "last.pth"
-        if self.last_epoch >= 0 and last.is_file():
+        if evaluating:
+            then = f", then trains epoch {epoch + 2}" if epoch + 1 < self.cfg.epochs else " and ends the run"
+            kept = (f"its training is kept in {last} (epoch {epoch + 1} trained, not evaluated); resuming evaluates "
+                    f"it first{then}: {self._resume_command()}")
+        elif self.last_epoch >= 0 and last.is_file():
             kept = (f"{last} (epoch {self.last_epoch + 1}, finished) is kept as it was; epoch {epoch + 1} "
                     f"starts again when you resume: {self._resume_command()}")
         else:
             kept = "no epoch had finished, so there is nothing to resume; run the same command to start again"
-        where = (f"the evaluation of epoch {epoch + 1} (an epoch is kept with its evaluation, so its training is "
-                 f"not)" if evaluating else f"epoch {epoch + 1}")
+        where = f"the evaluation of epoch {epoch + 1}" if evaluating else f"epoch {epoch + 1}"
         self._print(f"stopped by {self.stop_signal} during {where}: {kept}")
         best = self._best_weights() if self.last_epoch >= 0 else None  # else any file there is another run's
         if best is not None:

@@ -72,10 +72,14 @@ def test_sigterm_stops_after_the_step_and_keeps_last_pth(coco128, tmp_path, caps
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
-def test_a_signal_during_the_evaluation_says_the_epoch_is_not_kept(coco128, tmp_path, capsys):
-    """Ctrl-C while the epoch's evaluation ran said 'during epoch 1: no epoch had finished', though
-    the epoch's training had: it is dropped because an epoch is kept with its AP, and now says so."""
-    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False)
+def test_a_signal_during_the_evaluation_keeps_the_epochs_training(coco128, tmp_path, capsys):
+    """Ctrl-C while the epoch's evaluation ran threw the finished training away ('an epoch is kept with
+    its evaluation'): now last.pth holds the trained epoch with its evaluation pending, and the resumed
+    run evaluates it without training it again."""
+    from dfine.checkpoint import read_checkpoint
+
+    recipe = tiny_recipe(tmp_path, coco128, epochs=1)
+    trainer = Trainer(load_config(recipe, ["seed=0"]), progress=False)
 
     def interrupted_evaluation():
         trainer.stop_signal = "SIGINT"
@@ -84,9 +88,25 @@ def test_a_signal_during_the_evaluation_says_the_epoch_is_not_kept(coco128, tmp_
     trainer.evaluate = interrupted_evaluation
     assert trainer.fit()["stopped"] == "SIGINT"
     text = capsys.readouterr()
-    assert ("stopped by SIGINT during the evaluation of epoch 1 (an epoch is kept with its evaluation, so its "
-            "training is not): no epoch had finished") in text.out + text.err
-    assert not (tmp_path / "out" / "last.pth").exists()
+    last = tmp_path / "out" / "last.pth"
+    assert (f"stopped by SIGINT during the evaluation of epoch 1: its training is kept in {last} (epoch 1 trained, "
+            f"not evaluated); resuming evaluates it first and ends the run: dfine train -c ") in text.out + text.err
+    saved = read_checkpoint(last)
+    assert saved["last_epoch"] == 0 and saved["pending_eval"]["epoch"] == 0 and saved["step"] == 2
+    assert torch.equal(saved["ema"]["module"]["decoder.enc_score_head.weight"],
+                       trainer.ema.module.state_dict()["decoder.enc_score_head.weight"])
+    resumed = Trainer(load_config(recipe, ["seed=0", f"resume={last}"]), progress=False)
+    steps = []
+    original = resumed.train_step
+    resumed.train_step = lambda *args: steps.append(1) or original(*args)
+    result = resumed.fit()
+    assert result["stopped"] == "" and steps == []  # evaluated, not trained again
+    text = capsys.readouterr()
+    assert "epoch 1 was trained and its evaluation stopped by a signal: evaluating it first" in text.out
+    assert "nothing to train" not in text.out + text.err
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0] and log[0]["train_loss"] == pytest.approx(saved["pending_eval"]["train"]["loss"])
+    assert "test_AP" in log[0] and read_checkpoint(last)["pending_eval"] is None
 
 
 def test_signal_handler_writes_without_print(tmp_path, capfd):

@@ -94,6 +94,37 @@ def test_resume_matches_uninterrupted(run, tmp_path):
     assert resumed.step_losses[0] == pytest.approx(trainer.step_losses[1], rel=1e-6, abs=1e-6)
 
 
+def test_resume_after_a_signal_during_the_evaluation_matches_uninterrupted(run, tmp_path):
+    """Ctrl-C during epoch 1's evaluation, then resume: epoch 1 is evaluated (not trained again) and
+    epoch 2 trains as in the run without the signal: the same AP of epoch 1, the same loss, the same
+    final weights."""
+    trainer, folder, coco = run
+    r = recipe(tmp_path, coco)
+    torch.manual_seed(0)
+    first = Trainer(load_config(r, ["seed=0"]), progress=False)
+
+    def interrupted_evaluation():
+        first.stop_signal = "SIGINT"
+        return None
+
+    first.evaluate = interrupted_evaluation
+    assert first.fit()["stopped"] == "SIGINT"
+    resumed = Trainer(load_config(r, ["seed=0", f"resume={tmp_path / 'out' / 'last.pth'}"]), progress=False)
+    assert resumed.last_epoch == 0 and resumed.step == 1 and resumed.pending_eval["epoch"] == 0
+    resumed.fit()
+    assert resumed.step == 2 and len(resumed.step_losses) == 1  # only epoch 2 trained
+    assert resumed.step_losses[0] == pytest.approx(trainer.step_losses[1], rel=1e-6, abs=1e-6)
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (folder / "out" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1]
+    for got, want in zip(log, expected):
+        assert got["test_AP"] == pytest.approx(want["test_AP"], abs=1e-6)
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-6, abs=1e-6)
+    final, reference = read_checkpoint(tmp_path / "out" / "last.pth"), read_checkpoint(folder / "out" / "last.pth")
+    for key, value in reference["ema"]["module"].items():
+        assert torch.allclose(final["ema"]["module"][key].float(), value.float(), rtol=1e-4, atol=1e-5), key
+
+
 def test_finetune_into_three_classes(run, tmp_path):
     _, folder, coco = run
     train = write_subset(coco, tmp_path / "train3.json", 2, categories=[1, 3, 62])
