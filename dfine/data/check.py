@@ -391,12 +391,18 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
         chunks = [unread[i:i + 64] for i in range(0, len(unread), 64)]  # one task per image costs more than a header
         read = (look for part in pool.map(lambda paths: [_look(p, deep) for p in paths], chunks) for look in part)
         looks: Iterable[_Look] = (k if k is not None else next(read) for k in known)
-        if progress:
+        bar = None
+        if progress and unread:  # the headers read, not the cached ones (their thousands a second said nothing)
             from tqdm import tqdm
-            looks = tqdm(looks, total=len(todo), desc="checking images", unit="img", dynamic_ncols=True)
-        for look, was_known, name, im in zip(looks, known, names, todo):  # looks first: the bar ends at n/n
-            if cached is not None and was_known is None:
-                cached.put(name, look)
+            reused = len(todo) - len(unread)
+            bar = tqdm(total=len(unread), desc="checking images" + (f" ({reused} cached)" if reused else ""),
+                       unit="img", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+        for look, was_known, name, im in zip(looks, known, names, todo):
+            if was_known is None:
+                if bar is not None:
+                    bar.update(1)
+                if cached is not None:
+                    cached.put(name, look)
             if look.problem is not None:
                 _add(findings, look.problem, im["id"])
             if look.header is None:
@@ -412,6 +418,8 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
                 _add(findings, "size_mismatch", im["id"])
             elif shown != stored and size == shown:
                 _add(findings, "exif_rotated", im["id"])
+    if bar is not None:
+        bar.close()
     if cached is not None:
         cached.save()
     return headers

@@ -269,6 +269,27 @@ def test_header_cache_is_reused_until_a_file_changes(tmp_path, monkeypatch):
     assert json.loads(cache_file.read_text())["version"] == 1
 
 
+def test_progress_counts_the_headers_read_without_a_rate(tmp_path, monkeypatch, capsys):
+    """The bar of the image check counts only the headers it reads (none when every one is cached:
+    no bar) and shows no rate: headers come at thousands a second, and the bar said '96431.87img/s'."""
+    monkeypatch.setenv("DFINE_HOME", str(tmp_path / "home"))
+    img = tmp_path / "img"
+    for i in range(3):
+        image(img / f"{i}.png", (32, 24))
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": i + 1, "file_name": f"{i}.png", "width": 32, "height": 24}
+                                          for i in range(3)], "annotations": [], "categories": CATS}))
+    assert check_dataset(ann, img, progress=True, cache=True).ok
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("checking images: 100%") and bar.endswith("3/3 [00:00<00:00]") and "/s" not in bar, bar
+    assert check_dataset(ann, img, progress=True, cache=True).ok
+    assert capsys.readouterr().err == ""  # every header cached: nothing to show
+    os.utime(img / "2.png", ns=(1, 1))  # one file changed (its time): one header read
+    assert check_dataset(ann, img, progress=True, cache=True).ok
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("checking images (2 cached): 100%") and "1/1 [" in bar, bar
+
+
 def test_a_category_with_far_fewer_boxes_than_the_others_is_named(tmp_path):
     # like a Roboflow chess export: 'bishop' once beside 'white-bishop' / 'black-bishop' a hundred times
     img = tmp_path / "img"
