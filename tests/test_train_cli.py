@@ -136,6 +136,34 @@ def test_eval_images_of_a_recipe_checkpoint_are_used_and_named_when_missing(coco
     assert f"image files not found in {elsewhere}: image ids " in err, err
 
 
+def test_threads_sets_torchs_threads_for_training_and_evaluation(monkeypatch, capsys):
+    """``dfine train --threads N`` (and ``dfine eval --threads N`` of a checkpoint on a recipe) runs
+    torch on N threads; there was no --threads for training ('unrecognized arguments')."""
+    import dfine.engine.trainer as trainer_module
+    from dfine.errors import DfineError
+
+    seen = []
+
+    class Stop:
+        def __init__(self, *args, **kwargs):
+            seen.append(torch.get_num_threads())
+            raise DfineError("stopped here")
+
+    monkeypatch.setattr(trainer_module, "Trainer", Stop)
+    before = torch.get_num_threads()
+    try:
+        for command, n in (("train", 1), ("eval", 2)):
+            assert main([command, "-c", RECIPE, "-r", "x.pth", "--threads", str(n)]) == 2
+            assert capsys.readouterr().err.strip() == "error: stopped here"
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+    assert main(["eval", "-c", RECIPE, "-r", "x.pth", "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --threads must be at least 1, got 0"
+    with pytest.raises(SystemExit):
+        main(["train", "-c", RECIPE, "--threads", "0"])
+
+
 def test_auto_resume_continues_a_stopped_run(coco128, tmp_path, capsys):
     """The same command twice with --auto-resume: the second run continues from last.pth
     (ignoring -t); without it, a warning says last.pth will be overwritten."""

@@ -67,6 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train or fine-tune a detector (published train.py options)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(train, config_required=False).set_defaults(func=run)
+    from .demo import _positive
+    train.add_argument("--threads", type=_positive, default=None,
+                       help="CPU threads of torch (default: one per core); data-loading workers are separate")
     ev = subparsers.add_parser("eval", help="COCO AP of a checkpoint or an exported model (.onnx, .xml)",
                                description="Same options as train; always --test-only. An exported model "
                                            "(-r model.onnx or .xml, int8 or not) or a checkpoint (-r model.pth) is "
@@ -124,6 +127,12 @@ def _run(args: argparse.Namespace) -> int:
                 and (getattr(args, "ann_file", None) or getattr(args, "images", None)))
     if test_only and (export_eval.is_export(args.resume) or on_files):
         return export_eval.run(args)
+    threads = getattr(args, "threads", None)  # train --threads; eval's --threads for a checkpoint on a recipe too
+    if threads is not None:
+        if threads < 1:
+            raise DfineError(f"--threads must be at least 1, got {threads}")
+        import torch
+        torch.set_num_threads(threads)
     if not args.config and not args.data:
         raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set); or train on a "
                          "dataset folder with --data DIR --model dfine_s")
