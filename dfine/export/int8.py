@@ -44,7 +44,8 @@ PathLike = Union[str, os.PathLike]
 # expressions over the ONNX export's node names, which OpenVINO keeps as friendly names).
 SCOPE_GROUPS: Dict[str, Tuple[str, ...]] = {
     # deformable cross-attention: where each query samples the feature maps, and with what weight
-    "sampling": (r"/model/decoder/decoder/layers\.\d+/cross_attn/(sampling_offsets|attention_weights)/.*",),
+    # (the sampling-offset and attention-weight projections are one product, named cross_attn/MatMul)
+    "sampling": (r"/model/decoder/decoder/layers\.\d+/cross_attn/.*",),
     # the distribution integral: each edge's probabilities times the weighting function W(n) (fdr.integral)
     "integral": (r"/model/decoder/decoder/MatMul(_\d+)?",),
     # FDR box heads: the initial box and each layer's edge distributions

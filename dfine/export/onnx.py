@@ -10,7 +10,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -19,7 +19,8 @@ from torch import Tensor
 from ..errors import DfineError
 from ..checkpoint import LoadedModel
 
-__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "simplify_onnx"]
+__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "restore_product_names",
+           "simplify_onnx"]
 
 INPUT_NAMES = ("images", "orig_target_sizes")
 OUTPUT_NAMES = ("labels", "boxes", "scores")
@@ -100,8 +101,35 @@ def simplify_onnx(path: PathLike, required: bool = False) -> bool:
         if required:
             raise DfineError("--simplify needs onnxsim: pip install dfine[onnx] (or onnxsim)") from None
         return False
-    model, ok = onnxsim.simplify(str(path))
+    before = onnx.load(str(path))
+    model, ok = onnxsim.simplify(before)
     if ok:
+        restore_product_names(before, model)
         onnx.checker.check_model(model)
         onnx.save(model, str(path))
     return bool(ok)
+
+
+def restore_product_names(before: "onnx.ModelProto", after: "onnx.ModelProto") -> int:
+    """Give the matrix products onnxsim rebuilt (a ``MatMul`` and its bias ``Add`` fused into a
+    ``Gemm`` named ``Gemm_12``) the name of the product they replace, found by its weight, so that
+    the module path (``/model/decoder/decoder/layers.0/cross_attn/MatMul``) survives into
+    OpenVINO, whose node names are the ONNX names, and int8 float scopes (``--keep-float``) match
+    them. Returns how many nodes were renamed."""
+    by_weight: Dict[str, str] = {}
+    for node in before.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and node.name.startswith("/") and len(node.input) > 1:
+            by_weight.setdefault(node.input[1], node.name)
+    taken = {node.name for node in after.graph.node}
+    renamed = 0
+    for node in after.graph.node:
+        base = by_weight.get(node.input[1]) if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 else None
+        if base and not node.name.startswith("/"):
+            name, k = base, 0
+            while name in taken:  # a layer called more than once (the query position head)
+                k += 1
+                name = f"{base}_{k}"
+            node.name = name
+            taken.add(name)
+            renamed += 1
+    return renamed

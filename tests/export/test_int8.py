@@ -148,6 +148,41 @@ def test_int8_export_on_a_cpu_without_int8_dot_products_suggests_keeping_the_hea
     assert cpu_note(["head"], ["avx2"]) is None  # the user chose the parts
 
 
+def test_keep_float_parts_reach_the_products_of_a_simplified_export(checkpoint, images, tmp_path):
+    """onnxsim rebuilds each matrix product (MatMul + bias Add -> Gemm, named ``Gemm_12``); the export
+    gives it back its module path, so that every product of the head belongs to a named part and
+    ``--keep-float PART`` keeps exactly those products in float (before, ``sampling`` and
+    ``box-heads`` matched no product at all and int8 took them silently)."""
+    pytest.importorskip("onnxsim")
+    pytest.importorskip("nncf")
+    import onnx
+    import openvino as ov
+    from dfine.export.int8 import calibration_images, quantize_openvino
+    out = tmp_path / "simplified.onnx"
+    assert main(["export", "-r", str(checkpoint), "-o", str(out)]) == 0
+    products = [n.name for n in onnx.load(str(out)).graph.node if n.op_type in ("Gemm", "MatMul")]
+    assert products and all(name.startswith("/model/") for name in products), products
+    head = [n for n in products if n.startswith(HEAD_PREFIXES)]
+    parts = {g: [n for n in head if any(re.fullmatch(p, n) for p in SCOPE_GROUPS[g])]
+             for g in ("sampling", "integral", "box-heads", "score-heads", "decoder-rest", "query-selection")}
+    assert all(parts.values()), parts
+    assert sorted(n for g in parts.values() for n in g) == sorted(head)  # each product in one part
+
+    def int8_products(float_scopes):
+        ir, _ = quantize_openvino(out, tmp_path / "q.xml", calibration_images(images, 2),
+                                  float_scopes=resolve_scopes(float_scopes))
+        fq = [op for op in ov.Core().read_model(ir).get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+        names = {t.get_node().get_friendly_name() for op in fq for t in op.output(0).get_target_inputs()}
+        # OpenVINO names a Gemm's product after it (NAME/WithoutBiases)
+        return {p for p in products if p in names or any(n.startswith(p + "/") for n in names)}
+
+    default = int8_products(None)
+    assert set(parts["sampling"]) | set(parts["box-heads"]) <= default
+    kept = int8_products(["sampling", "box-heads"])
+    assert not (set(parts["sampling"]) | set(parts["box-heads"])) & kept
+    assert default & set(parts["decoder-rest"]) <= kept and default & set(parts["decoder-rest"])
+
+
 def test_keep_float_words_are_parts_or_patterns():
     assert resolve_scopes(None) == FLOAT_SCOPES == ()
     assert resolve_scopes(["none"]) == ()
