@@ -265,3 +265,17 @@ def test_nothing_found_note_without_scores():
     assert nothing_found_note(0.5, 0.3, "1 image").endswith("(highest score 0.30); try --conf 0.29 to see it")
     assert nothing_found_note(0.5, None, "1 video") == (
         "note: no detection scored above --conf 0.5 in 1 video; try a lower --conf (e.g. --conf 0.25)")
+
+
+def test_a_duplicate_box_does_not_hide_the_better_label():
+    """Two boxes in one place (a duplicate, common early in training): the better one's label is drawn
+    last, on top; the lower score's label covered it (a 0.78 box read as 0.64 on the battery data)."""
+    from dfine.commands.predict import draw
+    from dfine.inference import Detections
+    box = np.array([[40, 60, 120, 140], [40, 60, 120, 140]], np.float32)
+    dets = Detections(boxes=box, scores=np.array([0.9, 0.6], np.float32), labels=np.array([0, 1]),
+                      names=["bicycle", "person"], category_ids=np.array([1, 2]), image_size=(192, 192))
+    out = np.asarray(draw(Image.new("RGB", (192, 192), (0, 0, 0)), dets))
+    above = out[:60, 40:120]  # the label band, above the box
+    red, green = ((above == colour).all(axis=2).sum() for colour in ((255, 56, 56), (72, 249, 10)))
+    assert red > 100 and green == 0, (red, green)  # the 0.9 bicycle's colour, none of the 0.6 person's

@@ -187,7 +187,8 @@ def image_id(path: Path, index: int) -> int:
 def draw(image: Image.Image, dets) -> Image.Image:
     """A copy of ``image`` with boxes labelled ``"name score"``; the text (11 px at 640 px, ~1/60 of
     the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
-    2048 px photo."""
+    2048 px photo. Drawn from the lowest score up: of two boxes in one place (a duplicate) the best's
+    label is the one seen."""
     from PIL import ImageFont
     image = image.copy()
     pen = ImageDraw.Draw(image)
@@ -197,8 +198,9 @@ def draw(image: Image.Image, dets) -> Image.Image:
         font = ImageFont.load_default(size=max(11, round(side / 60)))
     except TypeError:  # Pillow < 10.1: one bitmap size
         font = ImageFont.load_default()
-    for (x0, y0, x1, y1), name, score, label in zip(dets.boxes.tolist(), dets.names, dets.scores.tolist(),
-                                                     dets.labels.tolist()):
+    for i in np.argsort(dets.scores, kind="stable").tolist():  # the best last, so its label is on top of a duplicate's
+        (x0, y0, x1, y1), name, score, label = dets.boxes[i].tolist(), dets.names[i], float(dets.scores[i]), \
+            int(dets.labels[i])
         color = _PALETTE[label % len(_PALETTE)]
         pen.rectangle((x0, y0, x1, y1), outline=color, width=width)
         text = f"{name} {score:.2f}"

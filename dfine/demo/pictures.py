@@ -63,7 +63,8 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
         ax.imshow(image)
         for _, (x0, y0, x1, y1) in truth:
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1, ls="--"))
-        for (x0, y0, x1, y1), score, label in zip(det.boxes, det.scores, det.labels):
+        for i in np.argsort(det.scores, kind="stable"):  # the best last: its label on top of a duplicate's
+            (x0, y0, x1, y1), score, label = det.boxes[i], det.scores[i], det.labels[i]
             if score < conf:
                 continue
             c = colors(int(label) % 10)

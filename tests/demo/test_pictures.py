@@ -42,3 +42,17 @@ def test_prediction_grid_labels_stay_inside_the_picture(tmp_path, monkeypatch):
     pictures.plot_prediction_grid([image, image], [dets, dets], [[], []], ["circle", "square", "triangle"],
                                   tmp_path / "grid.png", cols=2)
     assert sorted(seen) == sorted(["circle 0.90", "square 0.90", "triangle 0.90", "circle 0.90"] * 2)
+
+
+def test_prediction_grid_draws_the_best_label_last(tmp_path, monkeypatch):
+    """Of duplicate boxes the best's label is drawn last (on top), whatever order the detections come in."""
+    from dfine.demo import pictures
+
+    boxes = np.array([[40, 60, 90, 100]] * 3, np.float32)
+    dets = Detections(boxes=boxes, scores=np.array([0.9, 0.6, 0.7], np.float32), labels=np.array([0, 1, 2]),
+                      names=["circle", "square", "triangle"], category_ids=np.array([1, 2, 3]), image_size=(160, 160))
+    order = []
+    monkeypatch.setattr(pictures, "save_figure", lambda fig, path: order.extend(t.get_text() for t in fig.axes[0].texts))
+    pictures.plot_prediction_grid([Image.new("RGB", (160, 160))], [dets], [[]], ["circle", "square", "triangle"],
+                                  tmp_path / "grid.png", cols=1)
+    assert order == ["square 0.60", "triangle 0.70", "circle 0.90"]
