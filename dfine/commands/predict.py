@@ -103,8 +103,7 @@ def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
     head = f"note: no detection scored above --conf {conf:g} in {where}"
     if best is None:
         return f"{head}; try a lower --conf (e.g. --conf {conf / 2:g})"
-    lower = math.floor(best * 100) / 100
-    lower = lower - 0.01 if lower >= best else lower
+    lower = math.floor(best * 100) / 100 - 0.01  # two decimals, visibly below the score it should keep
     if lower < 0.01:
         return (f"{head} (highest score {best:.3f}): the model sees nothing it knows here; is it the model for "
                 f"these images?")
