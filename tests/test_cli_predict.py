@@ -281,3 +281,28 @@ def test_a_duplicate_box_does_not_hide_the_better_label():
     above = out[:60, 40:120]  # the label band, above the box
     red, green = ((above == colour).all(axis=2).sum() for colour in ((255, 56, 56), (72, 249, 10)))
     assert red > 100 and green == 0, (red, green)  # the 0.9 bicycle's colour, none of the 0.6 person's
+
+
+def test_threads_reach_torch_for_a_checkpoint(checkpoint, onnx_model, coco128, tmp_path, monkeypatch, capsys):
+    """``--threads N`` of predict (and of eval on a COCO file) with a checkpoint sets torch's threads:
+    Detector gives the number to ONNX Runtime and OpenVINO only, so a .pth ran on every core; an
+    export leaves torch alone. Fewer than one thread is a one-line error."""
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    image = coco128 / "train2017" / "000000000009.jpg"
+    assert main(["predict", str(image), "-m", str(checkpoint), "--threads", "1", "-o", str(tmp_path / "a")]) == 0
+    assert calls == [1]
+    assert main(["predict", str(image), "-m", str(onnx_model), "--threads", "1", "-o", str(tmp_path / "b")]) == 0
+    assert calls == [1]  # ONNX Runtime got it; torch untouched
+    ann = tmp_path / "one.json"
+    full = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
+    full["images"] = [im for im in full["images"] if im["id"] == 9]
+    full["annotations"] = [a for a in full["annotations"] if a["image_id"] == 9]
+    ann.write_text(json.dumps(full))
+    assert main(["eval", "-r", str(checkpoint), "--ann-file", str(ann), "--images", str(coco128 / "train2017"),
+                 "--threads", "2", "--no-progress", "-o", str(tmp_path / "e")]) == 0
+    assert calls == [1, 2]
+    capsys.readouterr()
+    err = _one_line_error(capsys, ["predict", str(image), "-m", str(checkpoint), "--threads", "0", "-o",
+                                   str(tmp_path / "c")])
+    assert err == "error: --threads must be at least 1, got 0"

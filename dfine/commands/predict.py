@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--conf", type=float, default=0.5, help="score threshold (default 0.5)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="input size: 640 or height width")
     p.add_argument("-o", "--output", default="runs/predict", help="output folder (default runs/predict)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch, ONNX Runtime, OpenVINO)")
     p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
                    help="OpenVINO precision (default f32; bf16 is faster on CPUs with AVX512-BF16/AMX, scores move ~1e-2)")
     add_slice_arguments(p)
@@ -73,10 +73,25 @@ def slice_option(args: argparse.Namespace):
     return SliceConfig(tile=tile, overlap=args.overlap, merge=args.merge, full=args.full_image)
 
 
+def set_threads(threads: Optional[int], model: Optional[str], backend: Optional[str]) -> None:
+    """Check ``--threads`` and, when ``model`` runs on torch (a checkpoint or a zoo name, or
+    ``--backend torch``), give torch that many CPU threads: :class:`~dfine.Detector` passes the
+    number to ONNX Runtime and OpenVINO only, and a checkpoint ran on every core."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise DfineError(f"--threads must be at least 1, got {threads}")
+    from ..export.evaluate import is_export
+    if backend == "torch" or (backend is None and not is_export(model)):
+        import torch
+        torch.set_num_threads(threads)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..inference import Detector
     kind, items = collect_sources(args.source)
     out = prepare_output_dir(Path(args.output))
+    set_threads(args.threads, args.model, args.backend)
     det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
                    precision=args.precision, slice=slice_option(args))

@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("-b", "--batch-size", type=int, default=4, help="frames per detector batch (default 4)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="input size: 640 or height width")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch, ONNX Runtime, OpenVINO)")
     p.add_argument("--trail", type=int, default=30, help="frames of trail drawn behind each track (default 30)")
     p.add_argument("--no-video", action="store_true", help="write only the MOT text and JSON summary")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
@@ -66,8 +66,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..inference import Detector
     from ..integrations.tracking import TrackerConfig, TrackLog, Tracking
-    from .predict import prepare_output_dir, slice_option
+    from .predict import prepare_output_dir, set_threads, slice_option
     out = prepare_output_dir(Path(args.output))
+    set_threads(args.threads, args.model, args.backend)
     sliced = slice_option(args)
     config = tracker_config(args, TrackerConfig)
     from ..video import open_source

@@ -125,14 +125,11 @@ def _run(args: argparse.Namespace) -> int:
     # a checkpoint on a COCO file is evaluated as an export is: it carries its model, names, ids and input size
     on_files = (args.resume and not args.config and not args.data
                 and (getattr(args, "ann_file", None) or getattr(args, "images", None)))
+    from dfine.commands.predict import set_threads
     if test_only and (export_eval.is_export(args.resume) or on_files):
+        set_threads(getattr(args, "threads", None), args.resume, getattr(args, "backend", None))
         return export_eval.run(args)
-    threads = getattr(args, "threads", None)  # train --threads; eval's --threads for a checkpoint on a recipe too
-    if threads is not None:
-        if threads < 1:
-            raise DfineError(f"--threads must be at least 1, got {threads}")
-        import torch
-        torch.set_num_threads(threads)
+    set_threads(getattr(args, "threads", None), None, "torch")  # train --threads; eval's of a checkpoint on a recipe
     if not args.config and not args.data:
         raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set); or train on a "
                          "dataset folder with --data DIR --model dfine_s")
