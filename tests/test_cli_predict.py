@@ -265,6 +265,7 @@ def test_nothing_found_note_without_scores():
     assert nothing_found_note(0.5, 0.3, "1 image").endswith("(highest score 0.30); try --conf 0.29 to see it")
     # not 'highest score 0.76; try --conf 0.76' for 0.764 (seen on the battery data)
     assert nothing_found_note(0.9, 0.76435, "1 image").endswith("(highest score 0.76); try --conf 0.75 to see it")
+    assert nothing_found_note(0.9, 0.7797, "1 image").endswith("(highest score 0.78); try --conf 0.77 to see it")
     assert nothing_found_note(0.5, None, "1 video") == (
         "note: no detection scored above --conf 0.5 in 1 video; try a lower --conf (e.g. --conf 0.25)")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -118,7 +117,7 @@ def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
     head = f"note: no detection scored above --conf {conf:g} in {where}"
     if best is None:
         return f"{head}; try a lower --conf (e.g. --conf {conf / 2:g})"
-    lower = math.floor(best * 100) / 100 - 0.01  # two decimals, visibly below the score it should keep
+    lower = round(best, 2) - 0.01  # a hundredth below the score as shown: below the score itself too
     if lower < 0.01:
         return (f"{head} (highest score {best:.3f}): the model sees nothing it knows here; is it the model for "
                 f"these images?")
