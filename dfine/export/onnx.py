@@ -19,8 +19,8 @@ from torch import Tensor
 from ..errors import DfineError
 from ..checkpoint import LoadedModel
 
-__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "restore_product_names",
-           "simplify_onnx"]
+__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "merge_shared_products",
+           "restore_product_names", "simplify_onnx"]
 
 INPUT_NAMES = ("images", "orig_target_sizes")
 OUTPUT_NAMES = ("labels", "boxes", "scores")
@@ -105,6 +105,7 @@ def simplify_onnx(path: PathLike, required: bool = False) -> bool:
     model, ok = onnxsim.simplify(before)
     if ok:
         restore_product_names(before, model)
+        merge_shared_products(model)
         onnx.checker.check_model(model)
         onnx.save(model, str(path))
     return bool(ok)
@@ -133,3 +134,46 @@ def restore_product_names(before: "onnx.ModelProto", after: "onnx.ModelProto") -
             taken.add(name)
             renamed += 1
     return renamed
+
+
+def merge_shared_products(model: "onnx.ModelProto") -> int:
+    """Merge the ``Gemm`` products of one module that read the same input (self-attention's query
+    and key projections) into one ``Gemm`` with their weights side by side, followed by a ``Split``
+    into the original outputs: one larger product runs faster than two small ones, in ONNX Runtime
+    and OpenVINO, and int8 quantizes its input once. Values are unchanged (each output column is
+    the same dot product). Returns how many products were merged away."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+    inits = {t.name: t for t in model.graph.initializer}
+    groups: Dict[Tuple[str, str, int], list] = {}
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (node.op_type != "Gemm" or len(node.input) != 3 or node.input[1] not in inits or node.input[2] not in inits
+                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0)
+                or len(inits[node.input[2]].dims) != 1):
+            continue
+        groups.setdefault((node.input[0], node.name.rsplit("/", 1)[0], attrs.get("transB", 0)), []).append(node)
+    merged = 0
+    for (_, scope, trans_b), nodes in groups.items():
+        if len(nodes) < 2:
+            continue
+        weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
+        biases = [numpy_helper.to_array(inits[n.input[2]]) for n in nodes]
+        first = nodes[0]
+        weight = numpy_helper.from_array(np.concatenate(weights, axis=0 if trans_b else 1), f"{first.name}/merged_weight")
+        bias = numpy_helper.from_array(np.concatenate(biases), f"{first.name}/merged_bias")
+        sizes = numpy_helper.from_array(np.array([b.shape[0] for b in biases], dtype=np.int64), f"{first.name}/merged_sizes")
+        model.graph.initializer.extend([weight, bias, sizes])
+        outputs = [n.output[0] for n in nodes]
+        first.input[1], first.input[2] = weight.name, bias.name
+        first.output[0] = f"{first.name}/merged_output"
+        split = helper.make_node("Split", [first.output[0], sizes.name], outputs, name=f"{scope}/SplitProducts", axis=1)
+        position = list(model.graph.node).index(first)
+        for n in nodes[1:]:
+            model.graph.node.remove(n)
+        model.graph.node.insert(position + 1, split)
+        merged += len(nodes) - 1
+    used = {i for n in model.graph.node for i in n.input}
+    for t in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(t)
+    return merged

@@ -129,3 +129,30 @@ def test_openvino_ir_keeps_outputs_and_metadata(exported, tmp_path):
     assert det.class_names == loaded.class_names
     images, sizes = _batches(imgsz)[0]
     _assert_matches_torch(loaded, det._engine.run, images, sizes)
+
+
+def test_simplified_export_merges_query_key_products_and_still_matches_torch(golden_ckpt, tmp_path):
+    """The default export (onnxsim) names every product after its module and gives each
+    self-attention one product for its query and key projections (two before), with the same
+    outputs as PyTorch."""
+    pytest.importorskip("onnxsim")
+    loaded = load_model(golden_ckpt, imgsz=(320, 320))
+    path = export_onnx(loaded, tmp_path / "model.onnx")
+    graph = onnx.load(str(path)).graph
+    products = [n for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+    assert all(n.name.startswith("/model/") for n in products)
+    attention = {n.name.rsplit("/", 1)[0] for n in products if n.name.rsplit("/", 1)[0].endswith("/self_attn")}
+    splits = [n for n in graph.node if n.name.endswith("/SplitProducts")]
+    assert len(attention) == 1 + len(loaded.model.decoder.decoder.layers) == len(splits)
+    for split in splits:  # one Gemm feeds each Split; the two outputs were the query and key projections
+        gemm = next(n for n in graph.node if split.input[0] in n.output)
+        assert gemm.op_type == "Gemm" and len(split.output) == 2
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for images, sizes in _batches((320, 320)):
+        with torch.no_grad():
+            ref = loaded.postprocessor(loaded.model(images), sizes)
+        labels, boxes, scores = session.run(None, {"images": images.numpy(), "orig_target_sizes": sizes.numpy()})
+        for i in range(len(images)):
+            gold = {"labels": ref[0][i], "boxes": ref[1][i], "scores": ref[2][i]}
+            assert_detections_close(torch.from_numpy(labels[i]), torch.from_numpy(boxes[i]),
+                                    torch.from_numpy(scores[i]), gold, score_tol=1e-4, box_tol=1e-2)
