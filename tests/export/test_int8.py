@@ -79,6 +79,25 @@ def _self_labelled_set(model, images, folder):
     return path
 
 
+def fq_consumers(model) -> list:
+    """The operations (other than reshapes and transposes) of an OpenVINO model with an input that
+    comes from a FakeQuantize (int8 once compiled), looking back through reshapes and transposes
+    (the symmetric scheme puts the quantizer before the Reshape in front of a Linear layer)."""
+    shape_ops = ("Reshape", "Transpose", "Squeeze", "Unsqueeze")
+
+    def quantized(node) -> bool:
+        for _ in range(8):
+            if node.get_type_name() == "FakeQuantize":
+                return True
+            if node.get_type_name() not in shape_ops:
+                return False
+            node = node.input(0).get_source_output().get_node()
+        return False
+
+    return [op for op in model.get_ordered_ops() if op.get_type_name() not in shape_ops + ("FakeQuantize",)
+            and any(quantized(i.get_source_output().get_node()) for i in op.inputs())]
+
+
 def _eval_ap(capsys, argv) -> float:
     """AP (percent) that ``dfine eval`` prints."""
     assert main(["eval", "--no-progress", *argv]) == 0
@@ -95,12 +114,32 @@ def test_int8_ir_carries_metadata_and_quantizes_the_head_too(int8_ir):
     info = json.loads(meta["quantization"])
     assert info["precision"] == "int8" and info["calibration_images"] == 4
     assert info["float_scopes"] == [] and info["reason"] == DEFAULT_REASON and info["scheme"] == DEFAULT_SCHEME
-    fq = [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
-    nodes = [t.get_node() for op in fq for t in op.output(0).get_target_inputs()]
-    consumers = {n.get_friendly_name() for n in nodes}
+    consumers = {n.get_friendly_name() for n in fq_consumers(model)}
     assert any(name.startswith("/model/backbone/") for name in consumers)
     for part in ("sampling", "box-heads", "decoder-rest", "query-selection"):  # measured: no AP lost there
         assert any(re.fullmatch(p, n) for p in SCOPE_GROUPS[part] for n in consumers), part
+
+
+def test_default_scheme_leaves_attention_products_in_float_and_smoothquant_scheme_does_not(int8_ir, images):
+    """The default scheme keeps the products of two activations (self-attention's query-key and
+    attention-value products) in float, the Linear layers int8; scheme ``smoothquant`` (NNCF's own
+    transformer defaults) quantizes the query-key products."""
+    import openvino as ov
+    from dfine.export.int8 import attention_products, calibration_images, quantize_openvino
+    onnx_path = int8_ir.with_name("tiny.onnx")
+    attention = set(attention_products(ov.Core().read_model(onnx_path).get_ordered_ops()))
+    scopes = {n.rsplit("/", 1)[0] for n in attention}  # the encoder's and each decoder layer's self-attention
+    assert all(s.endswith("/self_attn") for s in scopes) and len(scopes) >= 3 and len(attention) == 2 * len(scopes)
+
+    def int8_consumers(model_path):
+        return {n.get_friendly_name() for n in fq_consumers(ov.Core().read_model(model_path))}
+
+    default = int8_consumers(int8_ir)
+    assert not attention & default
+    assert any(re.fullmatch(r".*/self_attn/.*", n) for n in default)  # the projections are int8
+    out, info = quantize_openvino(onnx_path, int8_ir.with_name("sq_int8.xml"), calibration_images(images, 2),
+                                  scheme="smoothquant")
+    assert info.scheme == "smoothquant" and attention & int8_consumers(out)  # the query-key products
 
 
 def test_head_matmuls_scheme_quantizes_body_adds_and_only_matmuls_and_norms_in_the_head(int8_ir, images):
@@ -113,8 +152,7 @@ def test_head_matmuls_scheme_quantizes_body_adds_and_only_matmuls_and_norms_in_t
                                   calibration_images(images, 2), scheme="head-matmuls")
     model = ov.Core().read_model(out)
     assert json.loads(model.get_rt_info(["dfine", "quantization"]).astype(str))["scheme"] == "head-matmuls"
-    fq = [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
-    nodes = [t.get_node() for op in fq for t in op.output(0).get_target_inputs()]
+    nodes = fq_consumers(model)
     assert any(n.get_type_name() == "Add" and n.get_friendly_name().startswith(("/model/backbone/", "/model/encoder/"))
                for n in nodes)
     head = [n for n in nodes if _source_name(n).startswith(HEAD_PREFIXES)]
@@ -171,8 +209,7 @@ def test_keep_float_parts_reach_the_products_of_a_simplified_export(checkpoint, 
     def int8_products(float_scopes):
         ir, _ = quantize_openvino(out, tmp_path / "q.xml", calibration_images(images, 2),
                                   float_scopes=resolve_scopes(float_scopes))
-        fq = [op for op in ov.Core().read_model(ir).get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
-        names = {t.get_node().get_friendly_name() for op in fq for t in op.output(0).get_target_inputs()}
+        names = {n.get_friendly_name() for n in fq_consumers(ov.Core().read_model(ir))}
         # OpenVINO names a Gemm's product after it (NAME/WithoutBiases)
         return {p for p in products if p in names or any(n.startswith(p + "/") for n in names)}
 
@@ -223,8 +260,7 @@ def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images,
     assert info["max_restore"] == 1 and info["ranking_images"] == 6 and info["max_drop"] == 0.001
     assert info["val_ap_float"] > 50  # its own detections are the ground truth
     assert info["met_max_drop"] is True and info["val_ap_float"] - info["val_ap_int8"] <= 0.001
-    fq = [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
-    int8_ops = {t.get_node().get_friendly_name() for op in fq for t in op.output(0).get_target_inputs()}
+    int8_ops = {n.get_friendly_name() for n in fq_consumers(model)}
     assert all(name.startswith(stem1) for name in int8_ops)  # nothing outside the scope was quantized
     if info["restored_to_float"]:  # the one group went back: float32 again
         assert all(name.startswith(stem1) for name in info["restored_to_float"])
