@@ -66,8 +66,9 @@ FLOAT_SCOPES: Tuple[str, ...] = ()  # the default: nothing kept in float32 (why:
 # How NNCF is asked to quantize (QuantizeInfo.scheme names the one used):
 # - "transformer" (the default): NNCF's transformer scheme (ModelType.TRANSFORMER) with symmetric
 #   activation ranges (preset PERFORMANCE) and without SmoothQuant, and the products of two
-#   activations (self-attention's query-key and attention-value products: ATTENTION_PRODUCTS) left
-#   in float: convolutions and the Linear layers quantized, element-wise ops and norms in float.
+#   activations (self-attention's query-key and attention-value products: attention_products) and
+#   max-pools left in float: convolutions and the Linear layers quantized, element-wise ops and
+#   norms in float.
 #   OpenVINO then runs the attention in one fused float kernel instead of int8 products with
 #   transposes between them, and no per-channel SmoothQuant scaling or zero points sit in front of
 #   the Linear layers. On the demo model the same AP as "smoothquant" (62.4 and 62.5; float32 62.2)
@@ -254,6 +255,8 @@ def _nncf_scope(model: Any, float_scopes: Sequence[str], scheme: str) -> Dict[st
     elif scheme == "transformer":
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
         ignored += attention_products(ops)
+        # OpenVINO's 8-bit max-pool (the stem's 2x2 pool, 16 channels) took 3x its float time
+        ignored += [op.get_friendly_name() for op in ops if op.get_type_name() == "MaxPool"]
         options["preset"] = nncf.QuantizationPreset.PERFORMANCE
         options["advanced_parameters"] = AdvancedQuantizationParameters(
             smooth_quant_alphas=AdvancedSmoothQuantParameters(convolution=-1, matmul=-1))  # -1: off

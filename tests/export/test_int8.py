@@ -122,7 +122,7 @@ def test_int8_ir_carries_metadata_and_quantizes_the_head_too(int8_ir):
 
 def test_default_scheme_leaves_attention_products_in_float_and_smoothquant_scheme_does_not(int8_ir, images):
     """The default scheme keeps the products of two activations (self-attention's query-key and
-    attention-value products) in float, the Linear layers int8; scheme ``smoothquant`` (NNCF's own
+    attention-value products) and the max-pool in float, the Linear layers int8; scheme ``smoothquant`` (NNCF's own
     transformer defaults) quantizes the query-key products."""
     import openvino as ov
     from dfine.export.int8 import attention_products, calibration_images, quantize_openvino
@@ -136,6 +136,9 @@ def test_default_scheme_leaves_attention_products_in_float_and_smoothquant_schem
 
     default = int8_consumers(int8_ir)
     assert not attention & default
+    pools = {op.get_friendly_name() for op in ov.Core().read_model(onnx_path).get_ordered_ops()
+             if op.get_type_name() == "MaxPool"}
+    assert pools and not pools & default  # the stem's max-pool stays float (faster there)
     assert any(re.fullmatch(r".*/self_attn/.*", n) for n in default)  # the projections are int8
     out, info = quantize_openvino(onnx_path, int8_ir.with_name("sq_int8.xml"), calibration_images(images, 2),
                                   scheme="smoothquant")
