@@ -72,8 +72,8 @@ class MSDeformableAttention(nn.Module):
         bias = torch.cat([self.sampling_offsets.bias, self.attention_weights.bias])
         offsets, logits = linear_act(query, weight, bias).split([2 * n, n], dim=-1)
         offsets = offsets.reshape(b, q, self.num_heads, total, 2)
-        # softmax over each query's points, taken points-major ([B, heads, P, Q]): along the long query
-        # axis it vectorises (several times faster on CPU than over the few points of each query)
+        # softmax over each query's points, taken points-major ([B, heads, P, Q]), where it runs along
+        # the long query axis: in OpenVINO 4 instead of 16 us per layer (N, 2 threads); the same in PyTorch
         logits = logits.reshape(b, q, self.num_heads, total).permute(0, 2, 3, 1)
         weights = F.softmax(logits, dim=2)
         scale = self.num_points_scale.to(query.dtype).unsqueeze(-1)
