@@ -5,18 +5,22 @@ Calibration needs only images (no labels): a few hundred from the training data,
 over a folder (searched recursively, so a COCO image folder, a YOLO dataset root or a VOC root
 all work) or listed by a COCO JSON.
 
-By default everything NNCF can quantize becomes int8, the DETR head included (:data:`FLOAT_SCOPES`
-is empty; which operations NNCF quantizes: :data:`SCHEMES`). That was measured, not assumed: the parts of the head said to be sensitive (deformable
-sampling offsets and attention weights, the FDR box heads and their distribution integral, score
-heads and LQE, the query-selection heads) were kept in float32 one at a time and together
-(``benchmarks/int8.py --scope-study``, :data:`SCOPE_GROUPS`). On the ``dfine demo`` models none of
-them moved the AP by more than the noise (int8 everywhere: 62.4 -> 62.8 AP on the final demo model,
-54.0 -> 54.2 on another, 19.0 -> 19.4 on a half-trained one), while each float part costs latency:
-at the demo's 192 px the head is about half of the float32 time, and with it in float32 int8 ran at
-0.80x float32 OpenVINO instead of 0.58x (the issue's bar: 0.6x). Where a model does lose accuracy, ``--max-drop`` returns the most harmful layers to float
-on a val set, and ``--keep-float head`` (or any named part, or a node-name pattern) keeps parts in
-float32. The choice, its reason and the calibration are recorded in the model's metadata under
-``quantization`` (a JSON string).
+By default every convolution and Linear layer becomes int8, the DETR head's included
+(:data:`FLOAT_SCOPES` is empty; which operations NNCF quantizes and which stay float: :data:`SCHEMES`).
+That was measured, not assumed: the parts of the head said to be sensitive (deformable sampling
+offsets and attention weights, the FDR box heads and their distribution integral, score heads and
+LQE, the query-selection heads) were kept in float32 one at a time and together
+(``benchmarks/int8.py --scope-study``, :data:`SCOPE_GROUPS`). On the final ``dfine demo`` model
+none of them moved the AP by more than the noise (62.3-62.5 with any part in float, 62.4 with
+none, float32 62.2), while each float part costs latency. Where a model does lose accuracy,
+``--max-drop`` returns the most harmful layers to float on a val set, and ``--keep-float head``
+(or any named part, or a node-name pattern) keeps parts in float32. The choice, its reason and
+the calibration are recorded in the model's metadata under ``quantization`` (a JSON string).
+
+The parts are found by node name: the export names every matrix product after its module
+(:func:`dfine.export.onnx.restore_product_names`). Before that, onnxsim's rebuilt products
+(``Gemm_12``) matched no part, so ``sampling`` and ``box-heads`` kept nothing in float and the
+scope study's earlier figures measured less than they said.
 """
 
 from __future__ import annotations
@@ -71,8 +75,8 @@ FLOAT_SCOPES: Tuple[str, ...] = ()  # the default: nothing kept in float32 (why:
 #   norms in float.
 #   OpenVINO then runs the attention in one fused float kernel instead of int8 products with
 #   transposes between them, and no per-channel SmoothQuant scaling or zero points sit in front of
-#   the Linear layers. On the demo model the same AP as "smoothquant" (62.4 and 62.5; float32 62.2)
-#   at 5-10% less time (README, "Int8").
+#   the Linear layers. On the demo model the same AP as "smoothquant" (62.4 both; float32 62.2) at
+#   0.60-0.63x float32 OpenVINO's time instead of 0.67-0.71x (README, "Int8").
 # - "smoothquant": NNCF's transformer scheme with its own defaults (asymmetric activations,
 #   SmoothQuant, the attention products int8 too); the default before the one above.
 # - "head-matmuls": NNCF's convolutional scheme, in which the backbone's and the encoder's
@@ -211,7 +215,7 @@ def cpu_note(keep_float: Optional[Sequence[str]], features: Sequence[str]) -> Op
     if keep_float is not None or int8_dot(list(features)):
         return None
     return ("note: this CPU has no VNNI/AMX int8 instructions; on such a CPU (OpenVINO capped at AVX2) the default "
-            "all-int8 IR took 1.13x float32's time and one with --keep-float head 0.68x: to deploy on CPUs like "
+            "int8 IR took 0.94x float32's time and one with --keep-float head 0.78x: to deploy on CPUs like "
             "this one, add --keep-float head (or keep float32)")
 
 
