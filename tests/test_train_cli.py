@@ -233,3 +233,36 @@ def test_train_help_names_every_dataset_kind_data_takes(capsys):
         main(["train", "--help"])
     assert done.value.code == 0
     assert "COCO, YOLO, VOC or CVAT dataset folder" in " ".join(capsys.readouterr().out.split())
+
+
+def test_eval_of_a_checkpoint_on_a_data_folder_builds_the_checkpoints_size(coco128, tmp_path, capsys):
+    """``dfine eval -r n.pth --data DIR`` without ``--model``: the model is the checkpoint's size
+    (it was the default dfine_s, which the N weights did not fit: '249 shape mismatches')."""
+    from tests.conftest import load_golden
+
+    ckpt = tmp_path / "n.pth"
+    torch.save(load_golden("n")["checkpoint"], ckpt)
+    data = tmp_path / "data"
+    (data / "annotations").mkdir(parents=True)
+    for split in ("train2017", "val2017"):
+        write_subset(coco128, data / "annotations" / f"instances_{split}.json", 1)
+        (data / split).symlink_to(coco128 / "train2017")
+    out = tmp_path / "eval"
+    assert main(["eval", "-r", str(ckpt), "--data", str(data), "-d", "cpu", "--no-progress", "-o", str(out),
+                 "-u", "val_dataloader.num_workers=0", "HGNetv2.pretrained=False"]) == 0
+    captured = capsys.readouterr()
+    assert f"--model dfine_n: the size of {ckpt}" in captured.err
+    assert len(json.loads((out / "eval.json").read_text())["stats"]) == 12
+    assert main(["eval", "-r", str(ckpt), "--data", str(data), "--model", "dfine_s", "-d", "cpu", "--no-progress",
+                 "-o", str(out), "-u", "HGNetv2.pretrained=False"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "does not fit this model" in last  # an explicit --model still wins
+
+
+def test_model_for_data_takes_a_zoo_detectors_size_without_downloading():
+    import argparse
+    from dfine.commands.train import _model_for_data
+    ns = argparse.Namespace(model=None, resume=None, tuning="dfine_m_coco")
+    assert _model_for_data(ns) == "dfine_m"
+    assert _model_for_data(argparse.Namespace(model=None, resume=None, tuning=None)) == "dfine_s"
+    assert _model_for_data(argparse.Namespace(model="dfine_x", resume=None, tuning="dfine_m_coco")) == "dfine_x"

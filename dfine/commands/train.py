@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
                    help="recipe YAML, e.g. configs/dfine/dfine_hgnetv2_n_coco.yml")
     p.add_argument("--data", help="instead of -c: a COCO, YOLO, VOC or CVAT dataset folder (the custom recipe "
                                   "of --model)")
-    p.add_argument("--model", default="dfine_s", help="with --data: dfine_n, dfine_s, dfine_m, dfine_l or dfine_x")
+    p.add_argument("--model", default=None, help="with --data: dfine_n, dfine_s, dfine_m, dfine_l or dfine_x (default: "
+                                                  "the size of the -r/-t weights when given, else dfine_s)")
     p.add_argument("--epochs", type=int, help="with --data: epochs to train")
     p.add_argument("--batch", type=int, help="with --data: images per step (all processes)")
     p.add_argument("-r", "--resume", help="resume training from this checkpoint (or evaluate it with --test-only)")
@@ -144,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     data = None
     if args.data:
         from dfine.recipes import data_run
-        data = data_run(args.data, args.model, epochs=args.epochs, batch=args.batch, output_dir=args.output_dir,
+        data = data_run(args.data, _model_for_data(args), epochs=args.epochs, batch=args.batch, output_dir=args.output_dir,
                         device=args.device, given=overrides_from_args(args))
         for note in data.notes:
             print(note, file=sys.stderr)
@@ -164,6 +165,30 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         dist.cleanup()
     return {"SIGINT": 130, "SIGTERM": 143}.get(stopped, 0)
+
+
+def _model_for_data(args: argparse.Namespace) -> str:
+    """``--model``; without it the size of the weights given with ``-r``/``-t`` (a dfine_n checkpoint
+    evaluated or resumed on ``--data`` is a dfine_n, not the default dfine_s it would not fit), said
+    in one line; else ``dfine_s``."""
+    if args.model:
+        return args.model
+    weights = args.resume or args.tuning
+    if weights and Path(weights).is_file():
+        from dfine.checkpoint import infer_model_name, model_state, read_checkpoint
+        name, _ = infer_model_name(model_state(read_checkpoint(weights), weights), weights)
+        print(f"--model {name}: the size of {weights}", file=sys.stderr)
+        return name
+    if weights:
+        from dfine import zoo
+        try:
+            entry = zoo.get(str(weights))
+        except zoo.UnknownEntryError:
+            return "dfine_s"  # the trainer says what is wrong with the weights
+        if entry.kind == "detector":
+            print(f"--model {entry.model}: the size of {weights}", file=sys.stderr)
+            return entry.model
+    return "dfine_s"
 
 
 def _continue_or_warn(cfg, auto_resume: bool):
