@@ -186,7 +186,10 @@ class LQE(nn.Module):
         """scores ``[B, Q, C]``, corners ``[B, Q, 4 * (reg_max + 1)]`` -> ``[B, Q, C]``."""
         b, q, _ = corners.shape
         prob = F.softmax(corners.reshape(b, q, 4, self.reg_max + 1), dim=-1)
-        top, _ = prob.topk(self.k, dim=-1)
+        if torch.onnx.is_in_onnx_export():  # top-k along the leading axis: OpenVINO's TopK ran ~3x faster there
+            top = prob.permute(3, 0, 1, 2).topk(self.k, dim=0).values.permute(1, 2, 3, 0)
+        else:
+            top, _ = prob.topk(self.k, dim=-1)
         stat = torch.cat([top, top.mean(dim=-1, keepdim=True)], dim=-1)
         return scores + self.reg_conf(stat.reshape(b, q, -1))
 
@@ -419,6 +422,10 @@ class DFINETransformer(nn.Module):
             idx = logits.squeeze(-1).topk(k, dim=-1).indices
 
         def take(x: Tensor) -> Tensor:
+            if torch.onnx.is_in_onnx_export():  # rows of the flattened tokens: a Gather, where the
+                # gather below exports as GatherElements on an expanded index (OpenVINO: reference kernels)
+                rows = idx if x.shape[0] == 1 else idx + torch.arange(idx.shape[0]).unsqueeze(-1) * x.shape[1]
+                return x.reshape(-1, x.shape[-1])[rows]
             return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
         return take(memory), take(logits) if self.training else None, take(anchors)
