@@ -149,9 +149,11 @@ def merge_shared_products(model: "onnx.ModelProto") -> int:
     for node in model.graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if (node.op_type != "Gemm" or len(node.input) != 3 or node.input[1] not in inits or node.input[2] not in inits
-                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0)
-                or len(inits[node.input[2]].dims) != 1):
+                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0)):
             continue
+        weight_dims, bias_dims = list(inits[node.input[1]].dims), list(inits[node.input[2]].dims)
+        if len(weight_dims) != 2 or bias_dims != [weight_dims[0 if attrs.get("transB", 0) else 1]]:
+            continue  # only a full bias per output column (not a broadcast one) can be stacked
         groups.setdefault((node.input[0], node.name.rsplit("/", 1)[0], attrs.get("transB", 0)), []).append(node)
     merged = 0
     for (_, scope, trans_b), nodes in groups.items():

@@ -158,3 +158,31 @@ def test_simplified_export_merges_query_key_products_and_still_matches_torch(gol
             gold = {"labels": ref[0][i], "boxes": ref[1][i], "scores": ref[2][i]}
             assert_detections_close(torch.from_numpy(labels[i]), torch.from_numpy(boxes[i]),
                                     torch.from_numpy(scores[i]), gold, score_tol=1e-4, box_tol=1e-2)
+
+
+def test_merge_shared_products_stacks_only_full_bias_gemms_of_one_module():
+    """Two Gemms of one module on one input become one Gemm and a Split with the same outputs; a
+    Gemm with a broadcast (size-1) bias, or one in another module, is left alone."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from dfine.export.onnx import merge_shared_products
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+    for name, out, n_out, bias in (("/m/attn/MatMul", "q", 6, 6), ("/m/attn/MatMul_1", "k", 4, 4),
+                                   ("/m/attn/MatMul_2", "b", 3, 1), ("/m/other/MatMul", "o", 5, 5)):
+        inits += [numpy_helper.from_array(rng.standard_normal((n_out, 8)).astype(np.float32), f"{out}_w"),
+                  numpy_helper.from_array(rng.standard_normal(bias).astype(np.float32), f"{out}_b")]
+        nodes.append(helper.make_node("Gemm", ["x", f"{out}_w", f"{out}_b"], [out], name=name, transB=1))
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, [3, n]) for o, n in (("q", 6), ("k", 4), ("b", 3), ("o", 5))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])], outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert merge_shared_products(model) == 1
+    onnx.checker.check_model(model)
+    gemms = [n.name for n in model.graph.node if n.op_type == "Gemm"]
+    assert gemms == ["/m/attn/MatMul", "/m/attn/MatMul_2", "/m/other/MatMul"]
+    assert [n.op_type for n in model.graph.node].count("Split") == 1
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
