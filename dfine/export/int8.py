@@ -76,7 +76,7 @@ FLOAT_SCOPES: Tuple[str, ...] = ()  # the default: nothing kept in float32 (why:
 #   OpenVINO then runs the attention in one fused float kernel instead of int8 products with
 #   transposes between them, and no per-channel SmoothQuant scaling or zero points sit in front of
 #   the Linear layers. On the demo model the same AP as "smoothquant" (62.4 both; float32 62.2) at
-#   0.60-0.63x float32 OpenVINO's time instead of 0.67-0.71x (README, "Int8").
+#   0.59-0.63x float32 OpenVINO's time instead of 0.64-0.71x (README, "Int8").
 # - "smoothquant": NNCF's transformer scheme with its own defaults (asymmetric activations,
 #   SmoothQuant, the attention products int8 too); the default before the one above.
 # - "head-matmuls": NNCF's convolutional scheme, in which the backbone's and the encoder's
