@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {onnx_path}")
     if args.int8:
         out, info = quantize(onnx_path, _output(args, final))
+        always = "; attention's activation products and max-pools stay float" if info.scheme == "transformer" else ""
         print(f"wrote {out} (int8; {info.calibration_images} calibration images; kept in float32: "
-              f"{', '.join(info.float_scopes) or 'nothing'}"
+              f"{', '.join(info.float_scopes) or 'nothing'}{always}"
               + (f"; val AP {info.val_ap_float} float32 -> {info.val_ap_int8} int8, "
                  f"{len(info.restored_to_float)} operations returned to float" if info.val_ap_int8 is not None
                  else "") + ")")

@@ -390,3 +390,12 @@ def test_int8_export_does_not_print_torchs_cuda_notice():
                           capture_output=True, text=True, check=True)
     assert "No CUDA runtime is found" in loud.stderr  # what the user saw
     assert "No CUDA runtime is found" not in quiet.stderr
+
+
+def test_int8_export_line_says_what_the_scheme_keeps_float(checkpoint, images, tmp_path, capsys):
+    pytest.importorskip("nncf")
+    out = tmp_path / "m_int8.xml"
+    assert main(["export", "-r", str(checkpoint), "--format", "openvino", "--int8", "--calib", str(images),
+                 "--calib-size", "2", "--no-simplify", "-o", str(out)]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith(f"wrote {out}"))
+    assert "kept in float32: nothing; attention's activation products and max-pools stay float" in line
