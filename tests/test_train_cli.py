@@ -235,7 +235,7 @@ def test_train_help_names_every_dataset_kind_data_takes(capsys):
     assert "COCO, YOLO, VOC or CVAT dataset folder" in " ".join(capsys.readouterr().out.split())
 
 
-def test_eval_of_a_checkpoint_on_a_data_folder_builds_the_checkpoints_size(coco128, tmp_path, capsys):
+def test_eval_of_a_checkpoint_on_a_data_folder_builds_the_checkpoints_size(coco128, tmp_path, capsys, monkeypatch):
     """``dfine eval -r n.pth --data DIR`` without ``--model``: the model is the checkpoint's size
     (it was the default dfine_s, which the N weights did not fit: '249 shape mismatches')."""
     from tests.conftest import load_golden
@@ -251,12 +251,37 @@ def test_eval_of_a_checkpoint_on_a_data_folder_builds_the_checkpoints_size(coco1
     assert main(["eval", "-r", str(ckpt), "--data", str(data), "-d", "cpu", "--no-progress", "-o", str(out),
                  "-u", "val_dataloader.num_workers=0", "HGNetv2.pretrained=False"]) == 0
     captured = capsys.readouterr()
-    assert f"--model dfine_n: the size of {ckpt}" in captured.err
+    assert f"--model dfine_n: as {ckpt} was trained" in captured.err
     assert len(json.loads((out / "eval.json").read_text())["stats"]) == 12
     assert main(["eval", "-r", str(ckpt), "--data", str(data), "--model", "dfine_s", "-d", "cpu", "--no-progress",
                  "-o", str(out), "-u", "HGNetv2.pretrained=False"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: ") and "does not fit this model" in last  # an explicit --model still wins
+    # a checkpoint of ours carries the size it was trained at: evaluated there, not at the recipe's 640
+    from dfine.checkpoint import config_to_dict, stored_config
+    from dfine.models.config import apply_overrides, preset
+    at_320 = dict(load_golden("n")["checkpoint"], model_config=config_to_dict(
+        apply_overrides(preset("dfine_n"), num_classes=80, eval_spatial_size=(320, 320))))
+    torch.save(at_320, tmp_path / "n320.pth")
+    assert stored_config(torch.load(tmp_path / "n320.pth", weights_only=True)).eval_spatial_size == (320, 320)
+    import dfine.engine.trainer as trainer_module
+    seen = []
+
+    class Recorder:
+        def __init__(self, cfg, **kwargs):
+            seen.append(cfg.eval_spatial_size)
+
+        def val(self):
+            pass
+
+    monkeypatch.setattr(trainer_module, "Trainer", Recorder)
+    assert main(["eval", "-r", str(tmp_path / "n320.pth"), "--data", str(data), "-d", "cpu", "--no-progress",
+                 "-o", str(out), "-u", "val_dataloader.num_workers=0", "HGNetv2.pretrained=False"]) == 0
+    assert f"--model dfine_n --imgsz 320: as {tmp_path / 'n320.pth'} was trained" in capsys.readouterr().err
+    assert list(seen[-1]) == [320, 320]
+    assert main(["eval", "-r", str(tmp_path / "n320.pth"), "--data", str(data), "--imgsz", "480", "-d", "cpu",
+                 "--no-progress", "-o", str(out), "-u", "HGNetv2.pretrained=False"]) == 0
+    assert list(seen[-1]) == [480, 480]  # an explicit --imgsz wins
 
 
 def test_model_for_data_takes_a_zoo_detectors_size_without_downloading():

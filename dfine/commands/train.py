@@ -145,7 +145,8 @@ def _run(args: argparse.Namespace) -> int:
     data = None
     if args.data:
         from dfine.recipes import data_run
-        data = data_run(args.data, _model_for_data(args), epochs=args.epochs, batch=args.batch, output_dir=args.output_dir,
+        model = _model_for_data(args)  # may set args.imgsz from the checkpoint: before the overrides are read
+        data = data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=args.output_dir,
                         device=args.device, given=overrides_from_args(args))
         for note in data.notes:
             print(note, file=sys.stderr)
@@ -170,15 +171,28 @@ def _run(args: argparse.Namespace) -> int:
 def _model_for_data(args: argparse.Namespace) -> str:
     """``--model``; without it the size of the weights given with ``-r``/``-t`` (a dfine_n checkpoint
     evaluated or resumed on ``--data`` is a dfine_n, not the default dfine_s it would not fit), said
-    in one line; else ``dfine_s``."""
-    if args.model:
-        return args.model
+    in one line; else ``dfine_s``. Without ``--imgsz``, a checkpoint given with ``-r`` also sets it
+    to the size it was trained and evaluated at (a 320 px model evaluated at the recipe's 640 px
+    read AP 3 instead of 23), said in the same line."""
     weights = args.resume or args.tuning
     if weights and Path(weights).is_file():
-        from dfine.checkpoint import infer_model_name, model_state, read_checkpoint
-        name, _ = infer_model_name(model_state(read_checkpoint(weights), weights), weights)
-        print(f"--model {name}: the size of {weights}", file=sys.stderr)
-        return name
+        from dfine.checkpoint import infer_model_name, model_state, read_checkpoint, stored_config
+        ckpt = read_checkpoint(weights)
+        said = []
+        model = args.model
+        if not model:
+            model, _ = infer_model_name(model_state(ckpt, weights), weights)
+            said.append(f"--model {model}")
+        cfg = stored_config(ckpt, weights) if args.resume and args.imgsz is None else None
+        size = cfg.eval_spatial_size if cfg is not None else None
+        if size and size[0] == size[1] and tuple(size) != (640, 640):
+            args.imgsz = int(size[0])
+            said.append(f"--imgsz {args.imgsz}")
+        if said:
+            print(f"{' '.join(said)}: as {weights} was trained", file=sys.stderr)
+        return model
+    if args.model:
+        return args.model
     if weights:
         from dfine import zoo
         try:
