@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -62,6 +62,12 @@ class Detections:
         more = f", ... {len(self) - 3} more" if len(self) > 3 else ""
         where = f"{self.path}, " if self.path else ""
         return f"Detections({where}{w}x{h}: {len(self)} found{': ' if head else ''}{', '.join(head)}{more})"
+
+    def above(self, conf: float) -> "Detections":
+        """The detections scoring above ``conf`` (``score > conf``, as :class:`Detector` keeps them)."""
+        keep = self.scores > conf
+        return replace(self, boxes=self.boxes[keep], scores=self.scores[keep], labels=self.labels[keep],
+                       names=[n for n, k in zip(self.names, keep.tolist()) if k], category_ids=self.category_ids[keep])
 
     def to_coco(self, image_id: Any) -> List[Dict[str, Any]]:
         """COCO results entries: ``image_id``, ``category_id``, ``bbox`` (x, y, w, h), ``score``."""

@@ -12,7 +12,6 @@ the frame index), each entry also naming its class (``category_name``) and, for 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import sys
 from pathlib import Path
@@ -103,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
     write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
-    done = len(items) - len(bad) if kind == "images" else 1
-    print(f"{counted(done, 'video' if kind == 'video' else 'image')} -> {out} ({counted(len(results), 'detection')}, "
-          f"{out / 'predictions.json'})" + (f"; {len(bad)} unreadable skipped" if bad else ""))
+    where = counted(len(items) - len(bad), "image") if kind == "images" else counted(1, "video")
+    print(f"{where} -> {out} ({counted(len(results), 'detection')}, {out / 'predictions.json'})"
+          + (f"; {len(bad)} unreadable skipped" if bad else ""))
     if not results:
-        print(nothing_found_note(det.conf, best, counted(done, "video" if kind == "video" else "image")), file=sys.stderr)
+        print(nothing_found_note(det.conf, best, where), file=sys.stderr)
     return 0
 
 
@@ -261,14 +260,7 @@ def detect(det, images: Sequence[Image.Image], paths: Optional[Sequence[Optional
         return found, max(kept) if kept else None
     found = det.predict_pil(images, paths, conf=0.0)
     scores = [float(d.scores.max()) for d in found if len(d)]
-    return [_above(d, det.conf) for d in found], max(scores) if scores else None
-
-
-def _above(dets, conf: float):
-    keep = dets.scores > conf
-    return dataclasses.replace(dets, boxes=dets.boxes[keep], scores=dets.scores[keep], labels=dets.labels[keep],
-                               names=[n for n, k in zip(dets.names, keep.tolist()) if k],
-                               category_ids=dets.category_ids[keep])
+    return [d.above(det.conf) for d in found], max(scores) if scores else None
 
 
 def _highest(a: Optional[float], b: Optional[float]) -> Optional[float]:

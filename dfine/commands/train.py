@@ -170,16 +170,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _model_for_data(args: argparse.Namespace) -> str:
     """``--model``; without it the size of the weights given with ``-r``/``-t`` (a dfine_n checkpoint
-    evaluated or resumed on ``--data`` is a dfine_n, not the default dfine_s it would not fit), said
-    in one line; else ``dfine_s``. Without ``--imgsz``, a checkpoint given with ``-r`` also sets it
-    to the size it was trained and evaluated at (a 320 px model evaluated at the recipe's 640 px
-    read AP 3 instead of 23), said in the same line."""
+    evaluated or resumed on ``--data`` is a dfine_n, not the default dfine_s it would not fit); else
+    ``dfine_s``. Without ``--imgsz``, a checkpoint given with ``-r`` also sets it to the size it was
+    trained and evaluated at (a 320 px model evaluated at the recipe's 640 px read AP 3 instead of
+    23). What was taken from the weights is said in one line."""
     weights = args.resume or args.tuning
-    if weights and Path(weights).is_file():
+    model, said = args.model, []
+    if weights and Path(weights).is_file() and (not model or (args.resume and args.imgsz is None)):
         from dfine.checkpoint import infer_model_name, model_state, read_checkpoint, stored_config
         ckpt = read_checkpoint(weights)
-        said = []
-        model = args.model
         if not model:
             model, _ = infer_model_name(model_state(ckpt, weights), weights)
             said.append(f"--model {model}")
@@ -188,21 +187,18 @@ def _model_for_data(args: argparse.Namespace) -> str:
         if size and size[0] == size[1] and tuple(size) != (640, 640):
             args.imgsz = int(size[0])
             said.append(f"--imgsz {args.imgsz}")
-        if said:
-            print(f"{' '.join(said)}: as {weights} was trained", file=sys.stderr)
-        return model
-    if args.model:
-        return args.model
-    if weights:
+    elif weights and not model and not Path(weights).is_file():
         from dfine import zoo
         try:
             entry = zoo.get(str(weights))
         except zoo.UnknownEntryError:
-            return "dfine_s"  # the trainer says what is wrong with the weights
-        if entry.kind == "detector":
-            print(f"--model {entry.model}: the size of {weights}", file=sys.stderr)
-            return entry.model
-    return "dfine_s"
+            entry = None  # the trainer says what is wrong with the weights
+        if entry is not None and entry.kind == "detector":
+            model = entry.model
+            said.append(f"--model {model}")
+    if said:
+        print(f"{' '.join(said)}: as {weights} was trained", file=sys.stderr)
+    return model or "dfine_s"
 
 
 def _continue_or_warn(cfg, auto_resume: bool):
