@@ -895,6 +895,24 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     save_figure(fig, path, dpi=100)
 
 
+def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
+    """COCO AP, AP50 and AP75 per epoch in percent, as the terminal and ``metrics.summary()`` print
+    them; a statistic COCO could not compute (-1) is left out, not drawn at -100."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [e["epoch"] + 1 for e in history]
+    for key in ("AP", "AP50", "AP75"):
+        values = [e.get(f"test_{key}", math.nan) for e in history]
+        ax.plot(epochs, [100 * v if v >= 0 else math.nan for v in values], marker="o", label=key)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("AP (%)")
+    ax.set_title("COCO AP on the validation set")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+
+
 def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
     """``loss.png`` (per step and per epoch), ``lr.png`` and ``map.png`` over epochs in ``out``
     (needs matplotlib), each written atomically: a Ctrl-C while drawing leaves the last ones."""
@@ -904,19 +922,14 @@ def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
         return []
     epochs = [e["epoch"] + 1 for e in history]
     _plot_loss(history, out / "loss.png", plt)
-    panels = {"lr.png": ("learning rate", ["train_lr"]),
-              "map.png": ("COCO AP", ["test_AP", "test_AP50", "test_AP75"])}
-    written = [out / "loss.png"]
-    for name, (title, keys) in panels.items():
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for key in keys:
-            ax.plot(epochs, [e.get(key, math.nan) for e in history], marker="o", label=key)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        save_figure(fig, out / name, dpi=100)
-        written.append(out / name)
-    return written
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [e.get("train_lr", math.nan) for e in history], marker="o", label="train_lr")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch")
+    ax.set_title("learning rate")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, out / "lr.png", dpi=100)
+    _plot_map(history, out / "map.png", plt)
+    return [out / "loss.png", out / "lr.png", out / "map.png"]

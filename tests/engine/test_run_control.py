@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -404,3 +405,31 @@ def test_a_new_run_into_an_earlier_runs_folder_starts_its_own_log(coco128, tmp_p
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text("".join(json.dumps(e) + "\n" for e in earlier + [{"epoch": 0, "train_loss": 39.7}]))
     assert read_log(mixed, last_epoch=0)[0] == [{"epoch": 0, "train_loss": 39.7}]
+
+
+def _drawn(monkeypatch, history, tmp_path):
+    """The figures :func:`plot_history` draws for ``history``, by file name, instead of written."""
+    from dfine.engine.trainer import plot_history
+
+    figures = {}
+
+    def keep(fig, path, dpi=110):
+        figures[Path(path).name] = fig
+        return Path(path)
+
+    monkeypatch.setattr(trainer_module, "save_figure", keep)
+    plot_history(history, tmp_path)
+    return figures
+
+
+def test_map_plot_shows_percent_like_the_terminal(tmp_path, monkeypatch):
+    """The terminal and eval.json's summary print AP 41.2; map.png drew 0.412 on a 0..1 axis, and
+    a statistic COCO could not compute (-1: no box of that size) would have read -100."""
+    pytest.importorskip("matplotlib")
+    history = [{"epoch": 0, "step": 2, "test_AP": 0.125, "test_AP50": 0.25, "test_AP75": -1.0},
+               {"epoch": 1, "step": 4, "test_AP": 0.412, "test_AP50": 0.6, "test_AP75": 0.5}]
+    ax = _drawn(monkeypatch, history, tmp_path)["map.png"].axes[0]
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert lines["AP"] == pytest.approx([12.5, 41.2]) and lines["AP50"] == pytest.approx([25.0, 60.0])
+    assert math.isnan(lines["AP75"][0]) and lines["AP75"][1] == pytest.approx(50.0)
+    assert "%" in ax.get_ylabel()
