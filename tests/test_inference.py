@@ -269,3 +269,19 @@ def test_onnx_runtime_threads_wait_passively_when_omp_wait_policy_says_so(monkey
         with pytest.raises(DfineError):
             _ort_engine(str(tmp_path / "model.onnx"), "cpu", 2)
     assert seen == ["0", None, None]
+
+
+def test_openvino_reads_the_input_in_place(files):
+    """The OpenVINO runner hands its input arrays over without a copy (``share_inputs``); the
+    outputs are copies, so the next inference does not overwrite earlier results."""
+    pytest.importorskip("openvino", reason="openvino not installed")
+    _, onnx_path = files
+    run = Detector(str(onnx_path), backend="openvino")._engine.run
+    images = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
+    sizes = np.array([[640, 640]], dtype=np.int64)
+    labels, boxes, scores = run(images, sizes)
+    [(_, request)] = run.compiled.values()
+    assert np.shares_memory(request.get_tensor("images").data, images)
+    kept = scores.copy()
+    run(np.zeros_like(images), sizes)
+    assert np.array_equal(scores, kept)
