@@ -268,6 +268,7 @@ class Trainer:
         self.train_loader = None if test_only else build_dataloader(cfg, "train", self.train_set, seed=seed)
 
         self.optimizer = build_optimizer(cfg.optimizer, dist.unwrap(self.model))
+        self.lr_groups = lr_series(cfg.optimizer, len(self.optimizer.param_groups))
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer)
         self.cfg, self.warmup_note = self._short_run_warmup(cfg, warmup_share)
         cfg = self.cfg
@@ -639,6 +640,7 @@ class Trainer:
         sums: Dict[str, float] = {}
         count, skipped, start = 0, 0, time.time()
         epoch_losses: List[float] = []
+        epoch_lrs: Dict[str, List[float]] = {name: [] for name in self.lr_groups}
         batches = iter(loader)
         for i in range(total):
             if self._should_stop():
@@ -651,10 +653,13 @@ class Trainer:
                 if self.stop_signal is not None:
                     break
                 raise
+            lrs = [self.optimizer.param_groups[g]["lr"] for g in self.lr_groups.values()]  # what this step runs at
             losses = self.train_step(images, targets, epoch * total + i)
             if losses is None:
                 skipped += 1
                 continue
+            for values, lr in zip(epoch_lrs.values(), lrs):
+                values.append(lr)
             loss = float(sum(losses.values()))
             self.step_losses.append(loss)
             epoch_losses.append(loss)
@@ -675,6 +680,7 @@ class Trainer:
             bar.close()
         stats = {k: v / max(count, 1) for k, v in sums.items()}
         stats.update(lr=self.optimizer.param_groups[0]["lr"], skipped_steps=skipped, step_losses=epoch_losses,
+                     step_lr=epoch_lrs,
                      images_per_s=count * loader.batch_size * dist.world_size() / max(time.time() - start, 1e-9))
         return stats
 
@@ -803,9 +809,10 @@ class Trainer:
 
     def _log_epoch(self, epoch: int, train: Dict[str, Any], metrics: CocoMetrics) -> Dict[str, Any]:
         step_losses = [float(f"{v:.5g}") for v in train.pop("step_losses", [])]
+        step_lr = {k: [float(f"{v:.5g}") for v in values] for k, values in train.pop("step_lr", {}).items()}
         entry = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
                  **{f"test_{k}": v for k, v in metrics.as_dict().items()}, "step": self.step,
-                 "train_step_losses": step_losses}
+                 "train_step_losses": step_losses, "train_step_lr": step_lr}
         if not dist.is_main():
             return entry
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
@@ -858,6 +865,40 @@ def _write_log(path: Path, entries: List[Dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(entry) + "\n" for entry in entries))
 
 
+def lr_series(cfg: Any, groups: int) -> Dict[str, int]:
+    """One optimiser param group per configured learning rate, named by its config key(s):
+    ``{"optimizer.params[0].lr, optimizer.params[1].lr": 0, "optimizer.lr": 2}`` for the N recipe
+    (the groups follow ``cfg.params``' order, the rest last; every schedule scales them alike)."""
+    by_lr: Dict[float, List[Tuple[str, int]]] = {}
+    for g in range(groups):
+        entry = cfg.params[g] if g < len(cfg.params) else None
+        key = f"optimizer.params[{g}].lr" if entry is not None and entry.lr is not None else "optimizer.lr"
+        lr = entry.lr if key != "optimizer.lr" else cfg.lr
+        by_lr.setdefault(lr, []).append((key, g))
+    out: Dict[str, int] = {}
+    for keys in by_lr.values():
+        names = list(dict.fromkeys(k for k, _ in keys))
+        out[", ".join(names)] = keys[0][1]
+    return out
+
+
+def _per_step(history: List[Dict[str, Any]], key: str) -> Tuple[Dict[str, Tuple[List[int], List[float]]], List[int]]:
+    """``{name: (steps, values)}`` of the per-step lists under ``key`` (a list, or a dict of named
+    lists) of each epoch, numbered by the run's step counter, and the steps that end the epochs."""
+    series: Dict[str, Tuple[List[int], List[float]]] = {}
+    bounds = []
+    for e in history:
+        named = e.get(key) or {}
+        named = named if isinstance(named, dict) else {"": named}
+        for name, values in named.items():
+            first = e.get("step", 0) - len(values)
+            steps, ys = series.setdefault(name, ([], []))
+            steps += list(range(first + 1, first + len(values) + 1))
+            ys += values
+        bounds.append(e.get("step", 0))
+    return series, bounds
+
+
 def smooth(values: List[float], weight: float = 0.9) -> List[float]:
     """Exponential moving average with bias correction (what TensorBoard's smoothing shows)."""
     out, avg = [], 0.0
@@ -869,13 +910,8 @@ def smooth(values: List[float], weight: float = 0.9) -> List[float]:
 
 def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     """Loss per step (raw and smoothed) on the left, mean loss per epoch on the right."""
-    steps, losses, bounds = [], [], []
-    for e in history:
-        values = e.get("train_step_losses") or []
-        first = e.get("step", 0) - len(values)
-        steps += list(range(first + 1, first + len(values) + 1))
-        losses += values
-        bounds.append(e.get("step", 0))
+    series, bounds = _per_step(history, "train_step_losses")
+    steps, losses = series.get("", ([], []))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if losses:
         left.plot(steps, losses, color="tab:blue", alpha=0.25, lw=1, label="per step")
@@ -891,6 +927,30 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     right.set_title("train loss per epoch (mean)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+
+
+def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
+    """The learning rate of each step, one line per configured lr (a warm-up shorter than an epoch
+    shows); a log without per-step values (written before they were recorded): one point per epoch."""
+    series, bounds = _per_step(history, "train_step_lr")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if any(steps for steps, _ in series.values()):
+        for name, (steps, values) in series.items():
+            ax.plot(steps, values, lw=1.5, marker="." if len(steps) <= 50 else None, label=name)
+        for b in bounds[:-1]:
+            ax.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
+        ax.set_xlabel("step (dotted: epoch ends)")
+    else:
+        ax.plot([e["epoch"] + 1 for e in history], [e.get("train_lr", math.nan) for e in history], marker="o",
+                label="lr at the end of the epoch")
+        ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax.set_title("learning rate")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
 
@@ -920,16 +980,7 @@ def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
         plt = pyplot()
     except DfineError:  # no matplotlib: said once at the start of the run
         return []
-    epochs = [e["epoch"] + 1 for e in history]
     _plot_loss(history, out / "loss.png", plt)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [e.get("train_lr", math.nan) for e in history], marker="o", label="train_lr")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("epoch")
-    ax.set_title("learning rate")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, out / "lr.png", dpi=100)
+    _plot_lr(history, out / "lr.png", plt)
     _plot_map(history, out / "map.png", plt)
     return [out / "loss.png", out / "lr.png", out / "map.png"]

@@ -433,3 +433,24 @@ def test_map_plot_shows_percent_like_the_terminal(tmp_path, monkeypatch):
     assert lines["AP"] == pytest.approx([12.5, 41.2]) and lines["AP50"] == pytest.approx([25.0, 60.0])
     assert math.isnan(lines["AP75"][0]) and lines["AP75"][1] == pytest.approx(50.0)
     assert "%" in ax.get_ylabel()
+
+
+def test_lr_plot_draws_each_step_so_a_warmup_shows(tmp_path, monkeypatch):
+    """lr.png drew one point per epoch (the last step's lr): a warm-up shorter than an epoch, the
+    usual case, did not show at all. Now each step's lr, per configured lr, at the loss plot's steps."""
+    pytest.importorskip("matplotlib")
+    history = [{"epoch": 0, "step": 3, "train_lr": 3e-4,
+                "train_step_lr": {"optimizer.params[0].lr": [1e-4, 2e-4, 3e-4], "optimizer.lr": [2e-4, 4e-4, 6e-4]}},
+               {"epoch": 1, "step": 6, "train_lr": 3e-4,
+                "train_step_lr": {"optimizer.params[0].lr": [3e-4] * 3, "optimizer.lr": [6e-4] * 3}}]
+    ax = _drawn(monkeypatch, history, tmp_path)["lr.png"].axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert sorted(lines) == ["optimizer.lr", "optimizer.params[0].lr"]
+    assert list(lines["optimizer.lr"].get_xdata()) == [1, 2, 3, 4, 5, 6]
+    assert list(lines["optimizer.lr"].get_ydata()) == pytest.approx([2e-4, 4e-4, 6e-4, 6e-4, 6e-4, 6e-4])
+    assert "step" in ax.get_xlabel()
+    # a log written before the steps were recorded: one point per epoch, as before
+    for e in history:
+        del e["train_step_lr"]
+    ax = _drawn(monkeypatch, history, tmp_path)["lr.png"].axes[0]
+    assert [list(line.get_xdata()) for line in ax.get_lines()] == [[1, 2]] and ax.get_xlabel() == "epoch"

@@ -45,6 +45,9 @@ def test_outputs_and_loss(run):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [0, 1]
     assert all(math.isfinite(v) for v in trainer.step_losses)
+    # the lr each step ran at, per configured lr (the N recipe: the backbone's 0.0004, the rest's optimizer.lr)
+    assert [e["train_step_lr"] for e in log] == [{"optimizer.params[0].lr, optimizer.params[1].lr": [0.0004],
+                                                  "optimizer.lr": [0.0008]}] * 2
     ckpt = read_checkpoint(out / "last.pth")
     for key in ("model", "ema", "optimizer", "lr_scheduler", "lr_warmup_scheduler", "scaler", "last_epoch",
                 "config", "class_names", "category_ids"):
