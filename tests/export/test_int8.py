@@ -58,7 +58,7 @@ def int8_ir(checkpoint, images):
     pytest.importorskip("nncf")
     out = checkpoint.with_name("tiny_int8.xml")
     assert main(["export", "-r", str(checkpoint), "--format", "openvino", "--int8", "--calib", str(images),
-                 "--calib-size", "4", "--no-simplify", "-o", str(out)]) == 0
+                 "--calib-size", "4", "-o", str(out)]) == 0  # simplified, as users export
     return out
 
 
@@ -257,7 +257,7 @@ def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images,
     out = tmp_path / "acc_int8.xml"
     stem1 = "/model/backbone/stem/stem1/"
     assert main(["export", "-r", str(checkpoint), "--format", "openvino", "--int8", "--calib", str(images),
-                 "--calib-size", "4", "--no-simplify", "-o", str(out), "--max-drop", "0.001", "--max-restore", "1",
+                 "--calib-size", "4", "-o", str(out), "--max-drop", "0.001", "--max-restore", "1",
                  "--keep-float", f"(?!{stem1}).*", "--val-ann", str(ann), "--val-images", str(images)]) == 0
     model = ov.Core().read_model(out)
     info = json.loads(ir_metadata(model)["quantization"])
@@ -277,7 +277,7 @@ def test_onnx_int8_qdq_runs_and_carries_metadata(checkpoint, images, tmp_path, c
     import onnx
     out = tmp_path / "tiny_int8.onnx"
     assert main(["export", "-r", str(checkpoint), "--int8", "--calib", str(images), "--calib-size", "3",
-                 "--no-simplify", "-o", str(out)]) == 0
+                 "-o", str(out)]) == 0
     assert (tmp_path / "tiny.onnx").is_file()  # the float export beside it
     model = onnx.load(str(out))
     meta = {p.key: p.value for p in model.metadata_props}
