@@ -74,7 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ev = subparsers.add_parser("eval", help="COCO AP of a checkpoint or an exported model (.onnx, .xml)",
                                description="Same options as train; always --test-only. An exported model "
                                            "(-r model.onnx or .xml, int8 or not) or a checkpoint (-r model.pth) is "
-                                           "evaluated on --ann-file/--images or on the val set of -c RECIPE.")
+                                           "evaluated on the val set of -c RECIPE or of --data DIR (--ann-file / --images "
+                                           "replace its file / folder), or on --ann-file and --images.")
     add_arguments(ev, config_required=False).set_defaults(func=run, test_only_command=True)
     export_eval.add_arguments(ev)
 

@@ -6,6 +6,10 @@ ids as ``dfine predict``), so what is measured is what is deployed; the AP comes
 
     dfine eval -r model.xml --ann-file val.json --images val/     # a COCO JSON and its images
     dfine eval -r model.onnx -c configs/my_recipe.yml             # the recipe's val_dataloader set
+    dfine eval -r model.onnx --data path/to/dataset               # its val split (YOLO, VOC, CVAT converted)
+
+With ``-c`` or ``--data``, ``--ann-file`` / ``--images`` replace the val set's file / folder, as for
+a checkpoint.
 
 Besides printing the COCO summary and the per-class table it writes them to ``MODEL_FILE.eval.json``
 (``model.onnx.eval.json``) beside the model file (atomically; ``-o DIR`` puts it in DIR), as ``dfine eval -r model.pth`` writes
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -43,14 +49,16 @@ class EvalSet:
 
     ann: Mapping[str, Any]
     images: Tuple[Tuple[int, Path], ...]
-    source: str
+    source: str  # the annotation file, or what the set is (the val split of a --data folder converted for it)
+    ann_file: Optional[str] = None  # the annotation file read, when it is kept (not a conversion made for the run)
+    data: Optional[str] = None  # the --data folder it came from
 
     @property
     def category_ids(self) -> Tuple[int, ...]:
         return tuple(int(c["id"]) for c in self.ann.get("categories", []))
 
     def subset(self, images: Sequence[Tuple[int, Path]]) -> "EvalSet":
-        return EvalSet(self.ann, tuple(images), self.source)
+        return dataclasses.replace(self, images=tuple(images))
 
 
 def load_eval_set(ann_file: PathLike, img_folder: PathLike, limit: Optional[int] = None) -> EvalSet:
@@ -75,7 +83,7 @@ def load_eval_set(ann_file: PathLike, img_folder: PathLike, limit: Optional[int]
     if missing:
         raise DfineError(f"{len(missing)} of the {len(images)} images of {ann_file} are not in {img_folder} "
                          f"(first: {missing[0]}); give the folder holding them with --images")
-    return EvalSet(ann, images, str(ann_file))
+    return EvalSet(ann, images, str(ann_file), str(ann_file))
 
 
 def coco_results(detector: Any, images: Sequence[Tuple[int, Path]], progress: bool = False) -> List[Dict[str, Any]]:
@@ -132,8 +140,9 @@ def evaluate_export(model: PathLike, data: EvalSet, *, backend: Optional[str] = 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options ``dfine eval`` takes for an exported model (``-r model.onnx|.xml``)."""
     g = p.add_argument_group("exported models (-r model.onnx, model.xml or model.engine)")
-    g.add_argument("--ann-file", help="COCO annotation JSON to evaluate on (default: the val set of -c RECIPE)")
-    g.add_argument("--images", help="folder of the annotation file's images")
+    g.add_argument("--ann-file", help="COCO annotation JSON to evaluate on (with -c RECIPE or --data DIR: replaces the "
+                                      "val set's file)")
+    g.add_argument("--images", help="folder of the annotation file's images (with -c or --data: replaces the val set's folder)")
     g.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt"), default=None,
                    help="runtime (default: from the file's suffix; openvino also reads .onnx)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads of the runtime (default: its own choice)")
@@ -143,19 +152,69 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_set_from_args(args: argparse.Namespace) -> EvalSet:
+    """The set ``dfine eval -r EXPORT`` runs on: the val set of ``-c RECIPE`` or of ``--data DIR``
+    (``--ann-file`` / ``--images`` replacing its file / folder, as for a checkpoint), else the
+    ``--ann-file`` and ``--images`` given."""
     ann_file, images, limit = (getattr(args, k, None) for k in ("ann_file", "images", "max_images"))
-    if ann_file or images:
-        if not (ann_file and images):
-            raise DfineError("give both --ann-file FILE and --images DIR (or -c RECIPE for its val set)")
+    data = getattr(args, "data", None)
+    if args.config and data:
+        raise DfineError("give a recipe (-c RECIPE, its val set) or a dataset folder (--data DIR, its val split), "
+                         "not both")
+    if data:
+        return _data_val_set(Path(data).expanduser(), ann_file, images, limit)
+    if args.config:
+        return _recipe_val_set(args, limit)
+    if ann_file and images:
         return load_eval_set(ann_file, images, limit)
-    if not args.config:
-        raise DfineError(f"say what to evaluate {args.resume} on: --ann-file FILE --images DIR, or -c RECIPE "
-                         f"(its val_dataloader set)")
+    if ann_file or images:
+        given, other = ("--ann-file", "--images DIR") if ann_file else ("--images", "--ann-file FILE")
+        raise DfineError(f"{given} alone: add {other}, or -c RECIPE / --data DIR for the val set whose "
+                         f"{'file' if ann_file else 'folder'} it replaces")
+    raise DfineError(f"say what to evaluate {args.resume} on: --data DIR (its val split), -c RECIPE (its "
+                     f"val_dataloader set) or --ann-file FILE --images DIR")
+
+
+def _recipe_val_set(args: argparse.Namespace, limit: Optional[int]) -> EvalSet:
+    """The val set of ``-c RECIPE`` (with ``-u`` and ``--ann-file`` / ``--images`` applied); a file or
+    folder not found is named with its key."""
     from ..commands.train import overrides_from_args
     from ..config import load_config
     cfg = load_config(args.config, [o for o in overrides_from_args(args) if not o.startswith("resume=")])
     ds = cfg.val_dataloader.dataset
+    for key, value, what, option, exists in (
+            ("ann_file", ds.ann_file, "annotation file", "--ann-file FILE", Path.is_file),
+            ("img_folder", ds.img_folder, "image folder", "--images DIR", Path.is_dir)):
+        if not value:
+            raise DfineError(f"{args.config} sets no val_dataloader.dataset.{key}; set it, or give {option}")
+        if not exists(Path(value)):
+            raise DfineError(f"{what} {value} not found (val_dataloader.dataset.{key} of {args.config}); "
+                             f"correct it, or give {option}")
     return load_eval_set(ds.ann_file, ds.img_folder, limit)
+
+
+def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], limit: Optional[int]) -> EvalSet:
+    """The val split of the dataset folder ``root``, found as ``dfine train --data`` finds it: a
+    COCO folder's file read where it is; a YOLO, VOC or CVAT folder converted the same way (the
+    same split), into a temporary folder removed once read (the dataset is never written)."""
+    from ..data.convert import converter
+    from ..recipes import _missing_split, detect_format, find_coco_splits
+    if not root.exists():
+        raise DfineError(f"--data {root} not found")
+    fmt = detect_format(root)
+    with tempfile.TemporaryDirectory(prefix="dfine-eval-") as tmp:
+        if fmt == "coco":
+            splits = find_coco_splits(root)
+        else:
+            converted = converter(fmt)(root, Path(tmp))
+            splits = {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}
+        if "val" not in splits and not ann_file:
+            raise DfineError(_missing_split(root, "val", splits))
+        ann, folder = splits.get("val", (None, None))
+        given = Path(ann_file) if ann_file else None
+        read = load_eval_set(given or ann, images or folder or root, limit)
+    kept = str(given or ann) if given or fmt == "coco" else None
+    source = kept or f"the {fmt.upper()} val split of {root}"
+    return dataclasses.replace(read, source=source, ann_file=kept, data=str(root))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,4 +250,6 @@ def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: Eval
     ``per_class`` AP and ``names`` by category id) plus the model file and the evaluation set."""
     from ..data.convert import write_json_atomic
     write_json_atomic(Path(path), {**metrics.to_json(), "model": os.path.abspath(model),
-                                   "ann_file": os.path.abspath(data.source), "num_images": len(data.images)})
+                                   "ann_file": os.path.abspath(data.ann_file) if data.ann_file else None,
+                                   **({"data": os.path.abspath(data.data)} if data.data else {}),
+                                   "num_images": len(data.images)})

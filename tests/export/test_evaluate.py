@@ -1,0 +1,163 @@
+"""``dfine eval -r model.onnx`` on a dataset folder (``--data``) or a recipe's val set (``-c``),
+as a checkpoint is evaluated; and its errors, one line each.
+
+The model is a random tiny one (5 classes, 128 px); each evaluation set is labelled with its
+own best detections, so a high AP means the set was read and the model run on its images."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfine.cli import main
+from dfine.inference import Detector
+from tests.models.tiny import tiny_model
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+CUSTOM_N = Path(__file__).resolve().parents[2] / "configs" / "dfine" / "custom" / "dfine_hgnetv2_n_custom.yml"
+NAMES = ["circle", "cross", "square", "star", "triangle"]  # sorted, ids 1..5: what a VOC conversion gives
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    """The tiny model exported to ONNX, with the VOC-converted names and ids."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    folder = tmp_path_factory.mktemp("model")
+    ckpt = folder / "tiny.pth"
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config),
+                "class_names": NAMES, "category_ids": [1, 2, 3, 4, 5]}, ckpt)
+    assert main(["export", "-r", str(ckpt), "--no-simplify", "-o", str(folder / "tiny.onnx")]) == 0
+    return folder / "tiny.onnx"
+
+
+@pytest.fixture(scope="module")
+def labelled(onnx_model):
+    """``{file name: (width, height, [(name, x0, y0, x1, y1), ...])}``: the model's three best
+    detections on six COCO128 images."""
+    from tests.conftest import shared_path
+    paths = sorted(shared_path("data", "coco128", "train2017").glob("*.jpg"))[:6]
+    out = {}
+    for path, d in zip(paths, Detector(str(onnx_model), conf=0.0)([str(p) for p in paths])):
+        boxes = [(d.names[i], *box) for i, box in enumerate(d.boxes[:3].tolist())]
+        out[path] = (*d.image_size, boxes)
+    return out
+
+
+def voc_folder(labelled, root: Path) -> Path:
+    """A VOC set: Annotations/*.xml, JPEGImages/, ImageSets/Main/{train,val}.txt (4 val images)."""
+    for name in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / name).mkdir(parents=True)
+    for path, (w, h, boxes) in labelled.items():
+        shutil.copy(path, root / "JPEGImages" / path.name)
+        objects = "".join(f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{x0:.1f}</xmin>"
+                          f"<ymin>{y0:.1f}</ymin><xmax>{x1:.1f}</xmax><ymax>{y1:.1f}</ymax></bndbox></object>"
+                          for n, x0, y0, x1, y1 in boxes)
+        (root / "Annotations" / f"{path.stem}.xml").write_text(
+            f"<annotation><filename>{path.name}</filename><size><width>{w}</width><height>{h}</height>"
+            f"<depth>3</depth></size>{objects}</annotation>")
+    stems = [p.stem for p in labelled]
+    (root / "ImageSets/Main/train.txt").write_text("\n".join(stems[:2]) + "\n")
+    (root / "ImageSets/Main/val.txt").write_text("\n".join(stems[2:]) + "\n")
+    return root
+
+
+def coco_file(labelled, path: Path) -> Path:
+    """The same labels as a COCO file of all six images."""
+    ann = {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": n} for i, n in enumerate(NAMES)]}
+    for image_id, (p, (w, h, boxes)) in enumerate(labelled.items(), start=1):
+        ann["images"].append({"id": image_id, "file_name": p.name, "width": w, "height": h})
+        for n, x0, y0, x1, y1 in boxes:
+            ann["annotations"].append({"id": len(ann["annotations"]) + 1, "image_id": image_id,
+                                       "category_id": NAMES.index(n) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                       "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ann))
+    return path
+
+
+def _eval(capsys, argv):
+    """(AP in percent, stdout, stderr) of ``dfine eval``."""
+    assert main(["eval", "--no-progress", *argv]) == 0
+    text = capsys.readouterr()
+    return float(re.search(r"\bAP (\S+)", text.out).group(1)), text.out, text.err
+
+
+def test_export_on_a_voc_data_folder_takes_its_val_split(onnx_model, labelled, tmp_path, capsys):
+    """``dfine eval -r model.onnx --data VOC`` said 'say what to evaluate on: --ann-file FILE --images
+    DIR, or -c RECIPE', though ``-r model.pth --data VOC`` takes the val split; now the same split,
+    converted as training converts it, and nothing written into the dataset or the current folder."""
+    voc = voc_folder(labelled, tmp_path / "voc")
+    before = sorted(p.relative_to(voc) for p in voc.rglob("*"))
+    ap, out, _ = _eval(capsys, ["-r", str(onnx_model), "--data", str(voc), "-o", str(tmp_path / "m")])
+    assert ap > 50 and "(4 images)" in out and f"val split of {voc}" in out
+    assert sorted(p.relative_to(voc) for p in voc.rglob("*")) == before
+    saved = json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())
+    assert saved["num_images"] == 4 and saved["data"] == str(voc) and saved["ann_file"] is None
+
+
+def test_export_on_a_coco_data_folder_and_its_own_images_folder(onnx_model, labelled, tmp_path, capsys):
+    """A COCO folder's val file is read where it is; ``--images`` replaces its folder as for a checkpoint."""
+    root = tmp_path / "coco"
+    ann = coco_file(labelled, root / "annotations" / "instances_val.json")
+    coco_file(labelled, root / "annotations" / "instances_train.json")
+    (root / "val").mkdir()
+    elsewhere = tmp_path / "pictures"
+    elsewhere.mkdir()
+    for p in labelled:
+        shutil.copy(p, elsewhere / p.name)
+    ap, out, _ = _eval(capsys, ["-r", str(onnx_model), "--data", str(root), "--images", str(elsewhere),
+                                "-o", str(tmp_path / "m")])
+    assert ap > 50 and "(6 images)" in out
+    assert json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())["ann_file"] == str(ann)
+
+
+def test_export_on_a_recipes_val_set_with_only_images_given(onnx_model, labelled, tmp_path, capsys):
+    """``-c RECIPE --images DIR`` (the recipe's val file, its images elsewhere) was refused with
+    'give both --ann-file FILE and --images DIR'; a checkpoint took it."""
+    ann = coco_file(labelled, tmp_path / "val.json")
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in labelled:
+        shutil.copy(p, images / p.name)
+    recipe = tmp_path / "recipe.yml"
+    recipe.write_text(f"__include__: ['{CUSTOM_N}']\n"
+                      f"val_dataloader: {{dataset: {{ann_file: '{ann}', img_folder: '/nowhere/val'}}}}\n")
+    ap, out, _ = _eval(capsys, ["-r", str(onnx_model), "-c", str(recipe), "--images", str(images),
+                                "--max-images", "3", "-o", str(tmp_path / "m")])
+    assert ap > 50 and "(3 images)" in out and str(ann) in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--images", "IMAGES"], "--ann-file FILE"),
+    (["--ann-file", "ANN"], "--images DIR"),
+    ([], "--data DIR"),
+    (["--data", "MISSING"], "--data {tmp}/missing not found"),
+    (["--data", "IMAGES"], "not a COCO, YOLO, VOC or CVAT dataset folder"),
+    (["--data", "TRAIN_ONLY"], "no val split"),
+    (["--data", "VOC", "-c", "RECIPE"], "not both"),
+    (["-c", "RECIPE"], "val_dataloader.dataset.ann_file"),
+    (["-c", "RECIPE", "--ann-file", "ANN"], "val_dataloader.dataset.img_folder"),
+])
+def test_export_eval_errors_are_one_line(onnx_model, labelled, tmp_path, capsys, argv, words):
+    images = tmp_path / "images"
+    images.mkdir()
+    train_only = tmp_path / "train_only"
+    coco_file(labelled, train_only / "annotations" / "instances_train.json")
+    recipe = tmp_path / "recipe.yml"
+    recipe.write_text(f"__include__: ['{CUSTOM_N}']\n"
+                      f"val_dataloader: {{dataset: {{ann_file: '{tmp_path}/none.json', img_folder: '/nowhere/val'}}}}\n")
+    paths = {"IMAGES": images, "ANN": coco_file(labelled, tmp_path / "a.json"), "MISSING": tmp_path / "missing",
+             "TRAIN_ONLY": train_only, "VOC": voc_folder(labelled, tmp_path / "voc"), "RECIPE": recipe}
+    argv = [str(paths.get(a, a)) for a in argv]
+    assert main(["eval", "-r", str(onnx_model), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and words.format(tmp=tmp_path) in err, err
