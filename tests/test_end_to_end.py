@@ -10,6 +10,7 @@ One tiny training run (N at 160 px, 2 steps, 30 queries, 4 images) serves the wh
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Dict, List
@@ -58,7 +59,8 @@ def run(tmp_path_factory):
         with pytest.warns(UserWarning, match="re-initialised"):
             assert main(["train", "-c", str(recipe), "-t", "dfine_n_coco", "--max-steps", "2", "--seed", "0",
                          "--no-progress"]) == 0
-        yield {"folder": folder, "recipe": recipe, "out": folder / "out", "images": images, "published": published}
+        yield {"folder": folder, "recipe": recipe, "out": folder / "out", "images": images, "published": published,
+               "ann": ann, "ann_images": coco / "train2017"}
 
 
 def _eval(run, checkpoint: Path, name: str) -> Dict[str, float]:
@@ -114,7 +116,7 @@ def test_export_predict_and_detector_agree(run, source, tmp_path):
         pth, names, ids, size = run["published"], list(MSCOCO_NAMES), list(MSCOCO_CATEGORY_IDS), 256
         imgsz = ["--imgsz", str(size)]
     xml = tmp_path / "model.xml"
-    assert main(["export", "-r", str(pth), "--format", "openvino", "--no-simplify", "-o", str(xml)] + imgsz) == 0
+    assert main(["export", "-r", str(pth), "--format", "openvino", "-o", str(xml)] + imgsz) == 0
     models = {"torch": pth, "onnxruntime": xml.with_suffix(".onnx"), "openvino": xml}
     results = {}
     for backend, model in models.items():
@@ -131,3 +133,29 @@ def test_export_predict_and_detector_agree(run, source, tmp_path):
     for backend in ("onnxruntime", "openvino"):
         _pairs(results["torch"], results[backend])
         _pairs(results[backend], results["torch"])
+
+
+def test_int8_export_of_the_trained_checkpoint_evaluates_and_predicts(run, tmp_path, capsys):
+    """The int8 path from what training wrote: ``export --int8`` of last.pth (simplified, as by
+    default) -> ``eval`` of the IR on the run's val set -> ``predict`` and ``Detector`` with it: the
+    dataset's names and ids, the training size, and the quantization recorded in the IR."""
+    pytest.importorskip("nncf")
+    import openvino as ov
+    from dfine.export.openvino import ir_metadata
+    from dfine.inference import Detector
+    xml = tmp_path / "int8.xml"
+    assert main(["export", "-r", str(run["out"] / "last.pth"), "--format", "openvino", "--int8",
+                 "--calib", str(run["images"]), "--calib-size", "2", "-o", str(xml)]) == 0
+    info = json.loads(ir_metadata(ov.Core().read_model(xml))["quantization"])
+    assert info["precision"] == "int8" and info["calibration_images"] == 2
+    capsys.readouterr()
+    assert main(["eval", "--no-progress", "-r", str(xml), "--ann-file", str(run["ann"]),
+                 "--images", str(run["ann_images"]), "--output-dir", str(tmp_path / "eval")]) == 0
+    assert re.search(r"\bAP \d+\.\d", capsys.readouterr().out)
+    metrics = json.loads((tmp_path / "eval" / "int8.xml.eval.json").read_text())  # per class by category id
+    assert metrics["per_class"] and {metrics["names"][c] for c in metrics["per_class"]} <= set(NAMES)
+    assert main(["predict", str(run["images"]), "-m", str(xml), "--conf", "0", "-o", str(tmp_path / "pred")]) == 0
+    results = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert results and {r["category_id"] for r in results} <= set(IDS)
+    det = Detector(str(xml), conf=0.0)
+    assert det.backend == "openvino" and det.imgsz == (SIZE, SIZE) and list(det.class_names) == NAMES
