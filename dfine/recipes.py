@@ -157,7 +157,7 @@ def detect_format(root: Path) -> Format:
         hint = f"; give the dataset folder: --data {shlex.quote(str(above))}"
     else:
         hint = (" (annotations/instances_*.json or {split}/_annotations.coco.json for COCO, data.yaml or images/ + "
-                "labels/ for YOLO, Annotations/ + JPEGImages/ or XMLs beside the images for VOC, annotations.xml of "
+                "labels/ for YOLO, Annotations/ + JPEGImages/ (or annotations/ + images/) or XMLs beside the images for VOC, annotations.xml of "
                 "a 'CVAT for images 1.1' export)")
     raise DfineError(f"--data {root}: not a COCO, YOLO, VOC or CVAT dataset folder{hint}")
 
@@ -173,9 +173,10 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
         return "coco"
     if cvat_xml(root) is not None:  # annotations.xml (+ images/): CVAT's "CVAT for images 1.1" export
         return "cvat"
-    if (root / "Annotations").is_dir() or nested and (any(root.glob("*/Annotations")) or any(root.glob("*/*/Annotations"))):
+    from dfine.data.convert.voc import side_by_side, voc_roots
+
+    if voc_roots(root, nested):  # Annotations/ + JPEGImages/ (or annotations/ + images/), here or a level or two down
         return "voc"
-    from dfine.data.convert.voc import side_by_side
 
     if side_by_side(root) is not None:  # LabelImg's folder, Roboflow's VOC export: each XML beside its image
         return "voc"

@@ -257,6 +257,35 @@ def test_voc_xmls_beside_their_images(tmp_path, capsys):
         convert_voc(cvat)
 
 
+def test_voc_annotations_and_images_folders_in_lower_case(tmp_path, capsys):
+    """The shape of datitran/raccoon_dataset (LabelImg with its default folders): ``annotations/*.xml``
+    and ``images/``, the XMLs' ``<folder>`` saying ``images``. It was 'no VOC dataset: expected
+    Annotations/*.xml and JPEGImages/', for ``dfine data convert`` and ``dfine train --data`` alike."""
+    from dfine.recipes import detect_format
+
+    src = tmp_path / "raccoon"
+    for i in range(5):
+        image(src / f"images/raccoon-{i}.jpg", (60, 40))
+        voc_xml(src / f"annotations/raccoon-{i}.xml", f"raccoon-{i}.jpg", (60, 40), [("raccoon", (5, 5, 30, 20), 0)])
+    assert detect_format(src) == "voc" and detect_format(tmp_path) == "voc"  # the set, or the folder above it
+    assert main(["data", "convert", "--from", "voc", str(src), "-o", str(tmp_path / "out")]) == 0
+    assert f"images folder: {src / 'images'}" in capsys.readouterr().out
+    train, val = (load(tmp_path / f"out/annotations/instances_{s}.json") for s in ("train", "val"))
+    assert len(train["images"]) == 4 and len(val["images"]) == 1 and train["categories"][0]["name"] == "raccoon"
+    # an annotations/ folder of something else (COCO JSON elsewhere, no XML) is no VOC set
+    other = tmp_path / "other"
+    image(other / "images/a.jpg", (10, 10))
+    (other / "annotations").mkdir()
+    (other / "annotations/notes.txt").write_text("x")
+    with pytest.raises(DatasetError, match="no VOC dataset"):
+        convert_voc(other)
+    # XMLs without a folder of their images: said, with the folders looked for
+    (tmp_path / "xml_only/annotations").mkdir(parents=True)
+    voc_xml(tmp_path / "xml_only/annotations/a.xml", "a.jpg", (10, 10), [("cat", (1, 1, 5, 5), 0)])
+    with pytest.raises(DatasetError, match=r"no images folder beside .*annotations \(looked for JPEGImages/, images/"):
+        convert_voc(tmp_path / "xml_only")
+
+
 def test_voc_names_option_must_cover_the_xmls(tmp_path, capsys):
     src = _voc(tmp_path / "voc")
     assert main(["data", "convert", "--from", "voc", str(src), "--names", "cat,dog"]) == 2

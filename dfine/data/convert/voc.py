@@ -1,6 +1,7 @@
 """Pascal VOC folders (``Annotations/*.xml`` + ``JPEGImages/``) -> COCO JSON.
 
-Also each XML beside its image: LabelImg's default (one folder of images and XMLs) and
+The folders may also be ``annotations/`` and ``images/`` (LabelImg users' names, e.g.
+datitran/raccoon_dataset), or the images folder the XMLs' ``<folder>`` names. Also each XML beside its image: LabelImg's default (one folder of images and XMLs) and
 Roboflow's "Pascal VOC" export (``{train,valid,test}/`` of images and XMLs, the folders being
 the splits). Splits of the ``Annotations/`` layout come from ``ImageSets/Main/{train,val,test}.txt`` (``trainval.txt`` split by
 ``val_fraction`` when there is no ``val.txt``); without split files a seeded ``val_fraction`` of
@@ -27,7 +28,10 @@ from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converte
                                 split_by_fraction, val_in_train_note, write_coco_json)
 from dfine.text import counted
 
-__all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml", "side_by_side"]
+__all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml", "side_by_side", "annotations_folder",
+           "voc_roots"]
+
+IMAGE_FOLDERS = ("JPEGImages", "images", "Images")  # where the images of an annotations folder are looked for
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class VocRecord:
     filename: str
     size: Optional[Tuple[int, int]]  # (width, height) from the XML, None when absent or zero
     objects: Tuple[VocObject, ...]
+    folder: str = ""  # the XML's <folder>: the images folder's name, as LabelImg writes it
 
 
 def _text(node: Optional[ET.Element], tag: str) -> Optional[str]:
@@ -74,20 +79,59 @@ def read_voc_xml(path: Path) -> VocRecord:
             raise DatasetError(f"{path}: object '{name}' has a bndbox without numeric xmin/ymin/xmax/ymax") from None
         difficult = (_text(obj, "difficult") or "0") not in ("0", "false", "")
         objects.append(VocObject(name, coords, difficult))
-    return VocRecord(path, _text(root, "filename") or "", size, tuple(objects))
+    return VocRecord(path, _text(root, "filename") or "", size, tuple(objects), _text(root, "folder") or "")
+
+
+def _is_voc_xml(path: Optional[Path]) -> bool:
+    """Whether ``path`` is an XML file whose root is a VOC ``<annotation>``."""
+    try:
+        return path is not None and ET.parse(path).getroot().tag == "annotation"
+    except (ET.ParseError, OSError):
+        return False
+
+
+def annotations_folder(root: Path) -> Optional[Path]:
+    """The folder of VOC XMLs of the set at ``root``: ``Annotations/`` (even empty: the conversion
+    then says so), or ``annotations/`` holding VOC XMLs (a COCO set's ``annotations/`` holds JSON)."""
+    if (root / "Annotations").is_dir():
+        return root / "Annotations"
+    lower = root / "annotations"
+    return lower if lower.is_dir() and _is_voc_xml(next(lower.glob("*.xml"), None)) else None
+
+
+def voc_roots(src: Path, nested: bool = True) -> List[Path]:
+    """The VOC sets (folders with an :func:`annotations_folder`) at ``src``; ``nested``: else one or
+    two folders down (``VOCdevkit/VOC2007``)."""
+    if annotations_folder(src) is not None:
+        return [src]
+    if not nested:
+        return []
+    below = {p.parent for pattern in ("*/", "*/*/") for name in ("Annotations", "annotations")
+             for p in src.glob(pattern + name)}
+    return sorted(p for p in below if annotations_folder(p) is not None)
 
 
 def _find_root(src: Path) -> Path:
-    if (src / "Annotations").is_dir():
-        return src
-    found = sorted({p.parent for p in src.glob("*/Annotations")} | {p.parent for p in src.glob("*/*/Annotations")})
+    found = voc_roots(src)
     if len(found) == 1:
         return found[0]
     if found:
         raise DatasetError(f"{src} holds several VOC sets ({', '.join(str(f.relative_to(src)) for f in found)}); "
                            f"convert one at a time")
-    raise DatasetError(f"no VOC dataset in {src}: expected Annotations/*.xml and JPEGImages/, or VOC XMLs beside "
-                       f"their images")
+    raise DatasetError(f"no VOC dataset in {src}: expected Annotations/*.xml and JPEGImages/ (or annotations/ and "
+                       f"images/), or VOC XMLs beside their images")
+
+
+def _images_folder(root: Path, ann_dir: Path, records: Sequence[VocRecord]) -> Path:
+    """The images folder beside ``ann_dir``: ``JPEGImages/``, ``images/``, ``Images/``, else the
+    one the XMLs' ``<folder>`` names; ``DatasetError`` naming what was looked for when none is there."""
+    named = sorted({r.folder for r in records if r.folder and "/" not in r.folder and "\\" not in r.folder})
+    for name in (*IMAGE_FOLDERS, *named):
+        if (root / name).is_dir() and root / name != ann_dir:
+            return root / name
+    looked = ", ".join(f"{n}/" for n in (*IMAGE_FOLDERS, *named))
+    raise DatasetError(f"no images folder beside {ann_dir} (looked for {looked} in {root}); put the images in "
+                       f"{root / 'JPEGImages'}")
 
 
 def side_by_side(src: Path) -> Optional[Dict[Optional[str], Path]]:
@@ -95,7 +139,7 @@ def side_by_side(src: Path) -> Optional[Dict[Optional[str], Path]]:
     (``{split: folder}`` of the ``train``/``valid``/``test`` folders holding XMLs) or LabelImg's
     one folder (``{None: src}``); ``None`` when ``src`` is no such set (its first XML is not a VOC
     ``<annotation>``, e.g. CVAT's ``annotations.xml``)."""
-    if not src.is_dir() or (src / "Annotations").is_dir():
+    if not src.is_dir() or annotations_folder(src) is not None:
         return None
     folders: Dict[Optional[str], Path] = {}
     for child in sorted(c for c in src.iterdir() if c.is_dir() and c.name.lower() in SPLIT_NAMES):
@@ -104,10 +148,7 @@ def side_by_side(src: Path) -> Optional[Dict[Optional[str], Path]]:
     if not folders and next(src.glob("*.xml"), None) is not None:
         folders = {None: src}
     first = next((x for f in folders.values() for x in sorted(f.glob("*.xml"))), None)
-    try:
-        return folders if first is not None and ET.parse(first).getroot().tag == "annotation" else None
-    except (ET.ParseError, OSError):
-        return None
+    return folders if _is_voc_xml(first) else None
 
 
 def _image_of(folder: Path, record: VocRecord) -> Optional[Path]:
@@ -160,7 +201,7 @@ def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: in
         missing = [s for s in items if s not in known]
         if missing:
             raise DatasetError(f"ImageSets/Main/{split}.txt lists {len(missing)} images without an XML in "
-                               f"{root / 'Annotations'} (first: {missing[0]})")
+                               f"{annotations_folder(root)} (first: {missing[0]})")
     unlisted = sorted(known - {s for items in splits.values() for s in items})
     if listed and unlisted:
         notes.append(f"{counted(len(unlisted), 'annotated image is', 'annotated images are')} in none of the split "
@@ -206,10 +247,11 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
         raise DatasetError(f"VOC dataset {src} not found")
     beside = side_by_side(src)
     root = src if beside is not None else _find_root(src)
+    ann_dir = annotations_folder(root) or root / "Annotations"
     xmls = (sorted(x for f in beside.values() for x in f.glob("*.xml")) if beside is not None
-            else sorted((root / "Annotations").glob("*.xml")))
+            else sorted(ann_dir.glob("*.xml")))
     if not xmls:
-        raise DatasetError(f"{root / 'Annotations'} holds no .xml files")
+        raise DatasetError(f"{ann_dir} holds no .xml files")
     with ThreadPoolExecutor(max_workers=8) as pool:
         # keyed by the XML's path without suffix, from the folder the image file names start at
         records = {r.xml.relative_to(root if beside is not None else r.xml.parent).with_suffix("").as_posix(): r
@@ -224,7 +266,7 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     else:
         class_names = tuple(found)
     if not class_names:
-        raise DatasetError(f"{root / 'Annotations'}: no <object> in any XML and no --names; nothing to learn")
+        raise DatasetError(f"{ann_dir}: no <object> in any XML and no --names; nothing to learn")
     notes: List[str] = []
     if beside is not None:
         splits = _folder_splits(beside, sorted(records), val_fraction, seed, notes)
@@ -232,7 +274,7 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
         splits = _split_lists(root, sorted(records), val_fraction, seed, notes)
     out_dir = Path(out).expanduser() if out is not None else root
     ann_dir = out_dir / "annotations"
-    folder = root if beside is not None else root / "JPEGImages"
+    folder = root if beside is not None else _images_folder(root, ann_dir, list(records.values()))
     info = info_for(ann_dir, folder, "VOC", src)
     written, counts = {}, {}
     for split, stems in splits.items():
