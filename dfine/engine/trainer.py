@@ -753,12 +753,12 @@ class Trainer:
                         progress=self.progress, should_stop=self._should_stop)
 
     def val(self) -> CocoMetrics:
-        """``--test-only``: evaluate, print the 12-line COCO summary and the per-class table,
+        """``--test-only``: evaluate, print the 12-line COCO summary, the per-class table and the AP line,
         write ``eval.json``."""
         from dfine.data.convert import write_json_atomic
 
         metrics = self.evaluate()
-        self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
+        self._print(f"{metrics.coco_summary()}\n{metrics.table()}\n{metrics.summary()}")
         if dist.is_main():
             path = self.output_dir / "eval.json"
             write_json_atomic(path, metrics.to_json())

@@ -78,12 +78,14 @@ def test_without_tensorboard_the_run_says_so(run, monkeypatch, capsys):
         f"to {folder / 'tb'}"]
 
 
-def test_test_only(run):
+def test_test_only(run, capsys):
     _, folder, _ = run
     cfg = load_config(folder / "recipe.yml", [f"resume={folder / 'out' / 'last.pth'}"])
     metrics = Trainer(cfg, test_only=True, progress=False).val()
     assert len(metrics.stats) == 12 and all(-1 <= s <= 1 for s in metrics.stats)
     assert (folder / "out" / "eval.json").is_file()
+    # the one line in percent that training prints after each epoch and the eval of an export prints
+    assert metrics.summary() in capsys.readouterr().out.splitlines()
 
 
 def test_resume_matches_uninterrupted(run, tmp_path):
