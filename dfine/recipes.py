@@ -157,7 +157,7 @@ def detect_format(root: Path) -> Format:
         hint = f"; give the dataset folder: --data {shlex.quote(str(above))}"
     else:
         hint = (" (annotations/instances_*.json or {split}/_annotations.coco.json for COCO, data.yaml or images/ + "
-                "labels/ for YOLO, Annotations/ + JPEGImages/ (or annotations/ + images/) or XMLs beside the images for VOC, annotations.xml of "
+                "labels/ for YOLO, Annotations/ + JPEGImages/ (or another folder of XMLs + of images) or XMLs beside the images for VOC, annotations.xml of "
                 "a 'CVAT for images 1.1' export)")
     raise DfineError(f"--data {root}: not a COCO, YOLO, VOC or CVAT dataset folder{hint}")
 

@@ -257,9 +257,9 @@ def test_voc_xmls_beside_their_images(tmp_path, capsys):
         convert_voc(cvat)
 
 
-def test_voc_annotations_and_images_folders_in_lower_case(tmp_path, capsys):
-    """The shape of datitran/raccoon_dataset (LabelImg with its default folders): ``annotations/*.xml``
-    and ``images/``, the XMLs' ``<folder>`` saying ``images``. It was 'no VOC dataset: expected
+def test_voc_xml_folder_and_images_folder_of_other_names(tmp_path, capsys):
+    """The shapes of datitran/raccoon_dataset and experiencor/kangaroo (LabelImg sets): a folder of
+    XMLs (``annotations/``, ``annots/``) beside ``images/``. They were 'no VOC dataset: expected
     Annotations/*.xml and JPEGImages/', for ``dfine data convert`` and ``dfine train --data`` alike."""
     from dfine.recipes import detect_format
 
@@ -272,6 +272,17 @@ def test_voc_annotations_and_images_folders_in_lower_case(tmp_path, capsys):
     assert f"images folder: {src / 'images'}" in capsys.readouterr().out
     train, val = (load(tmp_path / f"out/annotations/instances_{s}.json") for s in ("train", "val"))
     assert len(train["images"]) == 4 and len(val["images"]) == 1 and train["categories"][0]["name"] == "raccoon"
+    # experiencor/kangaroo: annots/ + images/, each XML's <folder> a folder that is not there
+    roo = tmp_path / "kangaroo"
+    for i in range(5):
+        image(roo / f"images/{i:05d}.jpg", (60, 40))
+        voc_xml(roo / f"annots/{i:05d}.xml", f"{i:05d}.jpg", (60, 40), [("kangaroo", (5, 5, 30, 20), 0)])
+        text = (roo / f"annots/{i:05d}.xml").read_text()
+        (roo / f"annots/{i:05d}.xml").write_text(text.replace("<annotation>", "<annotation><folder>Kangaroo</folder>"))
+    assert detect_format(roo) == "voc"
+    result = convert_voc(roo, tmp_path / "out_roo")
+    assert result.images_folder == roo / "images" and result.names == ("kangaroo",)
+    assert sum(c.images for c in result.counts.values()) == 5
     # an annotations/ folder of something else (COCO JSON elsewhere, no XML) is no VOC set
     other = tmp_path / "other"
     image(other / "images/a.jpg", (10, 10))

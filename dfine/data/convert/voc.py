@@ -1,7 +1,8 @@
 """Pascal VOC folders (``Annotations/*.xml`` + ``JPEGImages/``) -> COCO JSON.
 
-The folders may also be ``annotations/`` and ``images/`` (LabelImg users' names, e.g.
-datitran/raccoon_dataset), or the images folder the XMLs' ``<folder>`` names. Also each XML beside its image: LabelImg's default (one folder of images and XMLs) and
+The folders may have other names, as LabelImg sets often do: one folder of XMLs (``annotations/``,
+``annots/``) beside the folder of their images (``images/``, the XMLs' ``<folder>``, whichever
+holds them), e.g. datitran/raccoon_dataset, experiencor/kangaroo. Also each XML beside its image: LabelImg's default (one folder of images and XMLs) and
 Roboflow's "Pascal VOC" export (``{train,valid,test}/`` of images and XMLs, the folders being
 the splits). Splits of the ``Annotations/`` layout come from ``ImageSets/Main/{train,val,test}.txt`` (``trainval.txt`` split by
 ``val_fraction`` when there is no ``val.txt``); without split files a seeded ``val_fraction`` of
@@ -90,25 +91,33 @@ def _is_voc_xml(path: Optional[Path]) -> bool:
         return False
 
 
-def annotations_folder(root: Path) -> Optional[Path]:
+def annotations_folder(root: Path, any_name: bool = True) -> Optional[Path]:
     """The folder of VOC XMLs of the set at ``root``: ``Annotations/`` (even empty: the conversion
-    then says so), or ``annotations/`` holding VOC XMLs (a COCO set's ``annotations/`` holds JSON)."""
+    then says so), ``annotations/`` holding VOC XMLs (a COCO set's ``annotations/`` holds JSON),
+    or with ``any_name`` the one child folder of VOC XMLs without images (``annots/``; not a
+    folder of XMLs beside their images, as Roboflow's ``train/``)."""
     if (root / "Annotations").is_dir():
         return root / "Annotations"
     lower = root / "annotations"
-    return lower if lower.is_dir() and _is_voc_xml(next(lower.glob("*.xml"), None)) else None
+    if lower.is_dir() and _is_voc_xml(next(lower.glob("*.xml"), None)):
+        return lower
+    if not any_name or not root.is_dir():
+        return None
+    found = [c for c in sorted(root.iterdir()) if c.is_dir() and _is_voc_xml(next(c.glob("*.xml"), None))
+             and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in c.iterdir())]
+    return found[0] if len(found) == 1 else None
 
 
 def voc_roots(src: Path, nested: bool = True) -> List[Path]:
     """The VOC sets (folders with an :func:`annotations_folder`) at ``src``; ``nested``: else one or
-    two folders down (``VOCdevkit/VOC2007``)."""
+    two folders down (``VOCdevkit/VOC2007``), found by an ``Annotations/`` or ``annotations/`` folder."""
     if annotations_folder(src) is not None:
         return [src]
     if not nested:
         return []
     below = {p.parent for pattern in ("*/", "*/*/") for name in ("Annotations", "annotations")
              for p in src.glob(pattern + name)}
-    return sorted(p for p in below if annotations_folder(p) is not None)
+    return sorted(p for p in below if annotations_folder(p, any_name=False) is not None)
 
 
 def _find_root(src: Path) -> Path:
@@ -118,19 +127,28 @@ def _find_root(src: Path) -> Path:
     if found:
         raise DatasetError(f"{src} holds several VOC sets ({', '.join(str(f.relative_to(src)) for f in found)}); "
                            f"convert one at a time")
-    raise DatasetError(f"no VOC dataset in {src}: expected Annotations/*.xml and JPEGImages/ (or annotations/ and "
-                       f"images/), or VOC XMLs beside their images")
+    raise DatasetError(f"no VOC dataset in {src}: expected Annotations/*.xml and JPEGImages/ (or a folder of VOC "
+                       f"XMLs beside a folder of their images), or VOC XMLs beside their images")
 
 
 def _images_folder(root: Path, ann_dir: Path, records: Sequence[VocRecord]) -> Path:
-    """The images folder beside ``ann_dir``: ``JPEGImages/``, ``images/``, ``Images/``, else the
-    one the XMLs' ``<folder>`` names; ``DatasetError`` naming what was looked for when none is there."""
+    """The images folder beside ``ann_dir``: of ``JPEGImages/``, ``images/``, ``Images/``, the folder
+    the XMLs' ``<folder>`` names and the other folders in ``root``, the first that holds the first
+    XML's image; ``DatasetError`` naming what was looked for when none does."""
     named = sorted({r.folder for r in records if r.folder and "/" not in r.folder and "\\" not in r.folder})
-    for name in (*IMAGE_FOLDERS, *named):
-        if (root / name).is_dir() and root / name != ann_dir:
-            return root / name
-    looked = ", ".join(f"{n}/" for n in (*IMAGE_FOLDERS, *named))
-    raise DatasetError(f"no images folder beside {ann_dir} (looked for {looked} in {root}); put the images in "
+    others = sorted(c.name for c in root.iterdir() if c.is_dir())
+    candidates = [root / n for n in dict.fromkeys((*IMAGE_FOLDERS, *named, *others))
+                  if (root / n).is_dir() and root / n != ann_dir]
+    first = next((r for r in records if r.filename), records[0] if records else None)
+    for folder in candidates:
+        if first is None or _image_of(folder, first) is not None:
+            return folder
+    preferred = [f for f in candidates if f.name in IMAGE_FOLDERS]
+    if preferred:  # the conversion names the XMLs without an image there
+        return preferred[0]
+    looked = ", ".join(f"{n}/" for n in dict.fromkeys((*IMAGE_FOLDERS, *named)))
+    raise DatasetError(f"no images folder beside {ann_dir} (looked for {looked} in {root}, and for "
+                       f"{first.filename or first.xml.stem} in its other folders); put the images in "
                        f"{root / 'JPEGImages'}")
 
 
