@@ -170,13 +170,20 @@ class CheckReport:
                      f"training refuses this file ({fix})")
         return "\n".join(lines)
 
-    def summary(self) -> str:
-        """A few lines for the start of training: the errors only."""
-        head = f"{self.ann_file}: the dataset check found errors (run dfine data check {self.ann_file} " \
-               f"--images {self.images_dir} for the whole report, --fix OUT.json to repair):"
+    def summary(self, split: str = "train") -> str:
+        """A few lines for the start of training: the errors only, then the two commands that
+        train without the images and boxes at fault (a fixed copy beside the file, named with
+        ``-u``: a YOLO or VOC folder's conversion is written again by every ``--data`` run)."""
+        check = f"dfine data check {shlex.quote(str(self.ann_file))} --images {shlex.quote(str(self.images_dir))}"
+        head = f"{self.ann_file}: the dataset check found errors (the whole report: {check}):"
         hint = [f"  the missing files are in {self.images_hint}: make that the images folder (img_folder)"] \
             if self.images_hint else []
-        return "\n".join([head] + [f.line(names=self.names_of(f), where=self.images_dir) for f in self.errors] + hint)
+        path = Path(self.ann_file)
+        fixed = shlex.quote(str(path.with_name(f"{path.stem}_fixed.json")))
+        fix = (f"to train without them: {check} --fix {fixed}, then add -u {split}_dataloader.dataset.ann_file="
+               f"{fixed} to the training command")
+        return "\n".join([head] + [f.line(names=self.names_of(f), where=self.images_dir) for f in self.errors]
+                         + hint + [fix])
 
 
 # ------------------------------------------------------------------------------------ check
@@ -670,7 +677,7 @@ def preflight(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, spl
     or rotate, logged once (``log``: stderr of the main process)."""
     report = check_dataset(ann_file, images_dir, level="headers", cache=True)
     if not report.ok:
-        raise DatasetError(report.summary())
+        raise DatasetError(report.summary(split))
     notes = [f"{counted(report.count(kind), one, many)} {what}: {KINDS[kind][1]} ids "
              f"{_ids(report.findings[kind].ids, _FIRST, report.file_names)}"
              for kind, (one, many, what) in _LOGGED.items() if kind in report.findings]

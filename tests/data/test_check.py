@@ -144,8 +144,34 @@ def test_preflight_logs_repairs_once_and_stops_on_errors(tmp_path):
     with pytest.raises(DatasetError) as err:
         preflight(ann, img, log=said.append)
     lines = str(err.value).splitlines()
-    assert lines[0].startswith(f"{ann}: the dataset check found errors (run dfine data check {ann} --images {img}")
-    assert lines[1:] == [f"  missing                       1  image files not found in {img}: image ids 1 (a.png)"]
+    assert lines[0] == f"{ann}: the dataset check found errors (the whole report: dfine data check {ann} --images {img}):"
+    assert lines[1] == f"  missing                       1  image files not found in {img}: image ids 1 (a.png)"
+
+
+def test_preflight_says_how_to_train_without_what_is_at_fault(tmp_path):
+    """It said '--fix OUT.json to repair', and then? With ``dfine train --data`` of a VOC or YOLO
+    folder (experiencor/kangaroo: two truncated JPEGs) the converted file is written again by every
+    run, so a fixed copy in its place was lost; the error now gives both commands, and they work."""
+    import shlex
+
+    from dfine.cli import main
+
+    ann, img = _small(tmp_path, [[1, 1, 10, 10]])
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    PIL.Image.fromarray(noise).save(img / "cut.jpg", quality=95)
+    (img / "cut.jpg").write_bytes((img / "cut.jpg").read_bytes()[:2000])
+    data = json.loads(ann.read_text())
+    data["images"].append({"id": 2, "file_name": "cut.jpg", "width": 64, "height": 48})
+    ann.write_text(json.dumps(data))
+    with pytest.raises(DatasetError) as err:
+        preflight(ann, img, split="val")
+    last = str(err.value).splitlines()[-1]
+    fixed = ann.with_name("a_fixed.json")
+    assert last == (f"to train without them: dfine data check {ann} --images {img} --fix {fixed}, then add "
+                    f"-u val_dataloader.dataset.ann_file={fixed} to the training command")
+    check = last.split(": ", 1)[1].split(", then")[0]
+    assert main(shlex.split(check)[1:]) == 1 and fixed.is_file()  # 1: the file checked has errors; the copy not
+    preflight(fixed, img)  # no error left
 
 
 def test_build_dataset_runs_the_check(tmp_path, capsys):
