@@ -727,6 +727,7 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     table = report.categories
     ax = axes[0, 0]
     ax.bar(range(len(table)), [t[3] for t in table], color="#3b7dd8")
+    ax.yaxis.get_major_locator().set_params(integer=True)  # counts: no 0.5 instance ticks
     ax.set_ylabel("instances")
     ax.set_title(f"{counted(sum(t[3] for t in table), 'box', 'boxes')} in {counted(len(table), 'class', 'classes')}")
     if len(table) <= 30:
@@ -737,15 +738,23 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     centres, shapes = report.centres[ok], report.shapes[ok]
     ax = axes[0, 1]
     sample = np.random.default_rng(0).permutation(len(shapes))[:1000]
+    alpha = float(np.clip(30 / max(len(sample), 1), 0.1, 0.8))  # a few boxes plain, a thousand still apart
     for w, h in shapes[sample]:
-        ax.add_patch(plt.Rectangle((0.5 - w / 2, 0.5 - h / 2), w, h, fill=False, lw=0.4, alpha=0.25,
-                                   color="#3b7dd8"))
+        ax.add_patch(plt.Rectangle((0.5 - w / 2, 0.5 - h / 2), w, h, fill=False, lw=0.8 if len(sample) < 100 else 0.4,
+                                   alpha=alpha, color="#3b7dd8"))
     ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=_sample_title(len(shapes), len(sample)))
+    # Blues from near its middle: a cell of one box is plainly blue (the map's own start is white, as the empty cells)
+    blues = matplotlib.colors.ListedColormap(matplotlib.colormaps["Blues"](np.linspace(0.45, 1.0, 256)))
     for ax, values, title, (xl, yl) in ((axes[1, 0], centres, "box centres", ("x", "y")),
                                         (axes[1, 1], shapes, "box sizes", ("width", "height"))):
         if len(values):
-            ax.hist2d(np.clip(values[:, 0], 0, 1), np.clip(values[:, 1], 0, 1), bins=50, range=[[0, 1], [0, 1]],
-                      cmap="Blues", norm=matplotlib.colors.LogNorm(), cmin=1)
+            *_, mesh = ax.hist2d(np.clip(values[:, 0], 0, 1), np.clip(values[:, 1], 0, 1), bins=50,
+                                 range=[[0, 1], [0, 1]], cmap=blues, cmin=1,
+                                 norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(2, len(values))))
+            bar = fig.colorbar(mesh, ax=ax, shrink=0.8, label="boxes per cell")
+            plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 1, 2, 10: not 10^0, 2x10^0
+            bar.ax.yaxis.set_major_formatter(plain)
+            bar.ax.yaxis.set_minor_formatter(plain if len(values) <= 10 else matplotlib.ticker.NullFormatter())
         ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=f"{title} (fraction of the image)", xlabel=xl,
                ylabel=yl)
     axes[1, 0].invert_yaxis()
@@ -754,6 +763,11 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
                  f"large {l}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    try:  # atomically: a Ctrl-C or a full disk leaves the previous picture, no half-written one
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
     return path

@@ -122,6 +122,30 @@ def test_coco128_passes_with_its_crowd_boxes(coco128, tmp_path, capsys):
         assert f.size[0] > 500 and f.size[1] > 500
 
 
+def test_labels_plot_of_a_few_boxes_shows_them(tmp_path, monkeypatch):
+    """On labelme's 3-image VOC example (7 boxes) labels.png drew each box centre and size as a
+    white cell on white (a count of 1 is the bottom of the Blues colour map), the centred boxes at
+    a quarter opacity, and the class counts on an axis of 0.5 steps."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from dfine.data.check import plot_report
+
+    ann, img = _small(tmp_path, [[1, 1, 10, 10], [20, 5, 30, 30], [40, 10, 20, 30]])
+    drawn = []
+    saved = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(self), saved(self, *a, **k))[1])
+    plot_report(check_dataset(ann, img), tmp_path / "labels.png")
+    classes, boxes, centres, sizes = drawn[0].axes[:4]
+    for ax in (centres, sizes):
+        mesh = ax.collections[0]
+        r, g, b, _ = mesh.get_cmap()(mesh.norm(1))
+        assert 0.299 * r + 0.587 * g + 0.114 * b < 0.75  # a cell of one box is plainly coloured, not near white
+    assert all(p.get_alpha() >= 0.5 for p in boxes.patches)
+    assert all(float(t).is_integer() for t in classes.get_yticks())
+    assert (tmp_path / "labels.png").is_file() and not list(tmp_path.glob(".*.png"))
+
+
 # ---------------------------------------------------------------- the check before training
 
 
