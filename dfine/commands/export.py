@@ -54,8 +54,8 @@ def add_parser(subparsers) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """``-r CHECKPOINT`` and the two ways to give its architecture (``--size`` / ``-c``)."""
-    p.add_argument("-r", "--resume", "--checkpoint", dest="checkpoint", required=True,
-                   help="checkpoint .pth or zoo name")
+    p.add_argument("-r", "--resume", "--checkpoint", "-m", dest="checkpoint", required=True,
+                   help="checkpoint .pth or zoo name (-m as in dfine predict)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--size", choices=("n", "s", "m", "l", "x"), help="model size of a published checkpoint")
     g.add_argument("-c", "--config", help="model recipe yml (default: the checkpoint's own, or recognised)")

@@ -77,6 +77,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                            "evaluated on the val set of -c RECIPE or of --data DIR (--ann-file / --images "
                                            "replace its file / folder), or on --ann-file and --images.")
     add_arguments(ev, config_required=False).set_defaults(func=run, test_only_command=True)
+    ev.add_argument("-m", dest="model_file", metavar="MODEL", default=None,
+                    help="the model to evaluate, as in dfine predict -m: the same as -r")
     export_eval.add_arguments(ev)
 
 
@@ -121,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from dfine.recipes import recipe_path
 
+    if getattr(args, "model_file", None):  # dfine eval -m MODEL, as dfine predict takes it
+        if args.resume and args.resume != args.model_file:
+            raise DfineError(f"-m {args.model_file} and -r {args.resume} name two models; give one")
+        args.resume = args.model_file
     if args.config:
         args.config = str(recipe_path(args.config))
     test_only = bool(args.test_only or getattr(args, "test_only_command", False))

@@ -161,3 +161,17 @@ def test_export_eval_errors_are_one_line(onnx_model, labelled, tmp_path, capsys,
     assert main(["eval", "-r", str(onnx_model), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and words.format(tmp=tmp_path) in err, err
+
+
+def test_m_names_the_model_as_in_predict(onnx_model, labelled, tmp_path, capsys):
+    """``dfine predict -m MODEL`` (what training prints last) but ``dfine eval -m MODEL`` and
+    ``dfine export -m CKPT`` were 'unrecognized arguments: -m'; -m is now the model there too."""
+    voc = voc_folder(labelled, tmp_path / "voc")
+    ap, out, _ = _eval(capsys, ["-m", str(onnx_model), "--data", str(voc), "-o", str(tmp_path / "m")])
+    assert ap > 50 and f"{onnx_model} on the VOC val split" in out
+    assert main(["eval", "-m", str(onnx_model), "-r", str(tmp_path / "other.onnx"), "--data", str(voc)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: -m {onnx_model} and -r {tmp_path / 'other.onnx'} name two models; give one", err
+    out = tmp_path / "again.onnx"
+    assert main(["export", "-m", str(onnx_model.with_suffix(".pth")), "--no-simplify", "-o", str(out)]) == 0
+    assert out.is_file()
