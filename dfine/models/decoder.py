@@ -62,24 +62,64 @@ class MSDeformableAttention(nn.Module):
 
     def forward(self, query: Tensor, reference: Tensor, values: List[Tensor], shapes: List[List[int]]) -> Tensor:
         """query ``[B, Q, C]``; reference ``[B, Q, 1, 4]`` cxcywh; values per level
-        ``[B * heads, C / heads, H_l, W_l]``; shapes ``[[H_l, W_l], ...]`` -> ``[B, Q, C]``."""
+        ``[B * heads, C / heads, H_l, W_l]`` (exporting: one :func:`sampling_canvas` of them, see
+        :func:`canvas_export`); shapes ``[[H_l, W_l], ...]`` -> ``[B, Q, C]``."""
+        if canvas_export(self.method):
+            return self._forward_on_canvas(query, reference, values[0], shapes)
         b, q = query.shape[:2]
         total = sum(self.num_points)
-        # both projections of the query in one product (their weights side by side): one call, and one
-        # matrix product in an export, instead of two
-        n = total * self.num_heads
-        weight = torch.cat([self.sampling_offsets.weight, self.attention_weights.weight])
-        bias = torch.cat([self.sampling_offsets.bias, self.attention_weights.bias])
-        offsets, logits = linear_act(query, weight, bias).split([2 * n, n], dim=-1)
+        offsets, weights = self._project(query, self.sampling_offsets.weight, self.sampling_offsets.bias)
         offsets = offsets.reshape(b, q, self.num_heads, total, 2)
-        # softmax over each query's points, taken points-major ([B, heads, P, Q]), where it runs along
-        # the long query axis: in OpenVINO 4 instead of 16 us per layer (N, 2 threads); the same in PyTorch
-        logits = logits.reshape(b, q, self.num_heads, total).permute(0, 2, 3, 1)
-        weights = F.softmax(logits, dim=2)
         scale = self.num_points_scale.to(query.dtype).unsqueeze(-1)
         offsets = offsets * scale * reference[:, :, None, :, 2:] * self.offset_scale
         locations = reference[:, :, None, :, :2] + offsets  # [B, Q, heads, total, 2] in 0..1
         return deformable_sample(values, shapes, locations, weights, self.num_points, self.method)
+
+    def _project(self, query: Tensor, offset_weight: Tensor, offset_bias: Tensor) -> Tuple[Tensor, Tensor]:
+        """Sampling offsets ``[B, Q, heads * P * 2]`` (in the order of ``offset_weight``'s rows) and
+        attention weights ``[B, heads, P, Q]`` of ``query`` ``[B, Q, C]``.
+
+        Both projections of the query run as one product (their weights side by side): one call,
+        and one matrix product in an export, instead of two. The softmax over each query's points is
+        taken points-major (``[B, heads, P, Q]``), where it runs along the long query axis: in
+        OpenVINO 4 instead of 16 us per layer (N, 2 threads); the same in PyTorch."""
+        b, q = query.shape[:2]
+        total = sum(self.num_points)
+        n = total * self.num_heads
+        weight = torch.cat([offset_weight, self.attention_weights.weight])
+        bias = torch.cat([offset_bias, self.attention_weights.bias])
+        offsets, logits = linear_act(query, weight, bias).split([2 * n, n], dim=-1)
+        logits = logits.reshape(b, q, self.num_heads, total).permute(0, 2, 3, 1)
+        return offsets, F.softmax(logits, dim=2)
+
+    def _forward_on_canvas(self, query: Tensor, reference: Tensor, canvas: Tensor, shapes: List[List[int]]) -> Tensor:
+        """:meth:`forward` as exported: the offsets projected coordinate-major (``[B, Q, 2, heads * P]``:
+        the offset rows reordered, x of every head's points, then y), so that every per-query and
+        per-point factor broadcasts along the last axis, or is a constant of the same trailing shape
+        (ONNX Runtime ran the middle-axis broadcasts of :meth:`forward` at ~80 us each per layer, N at
+        192 px); then one sampling call on the canvas of all levels."""
+        b, q = query.shape[:2]
+        heads, total = self.num_heads, sum(self.num_points)
+        rows = self.sampling_offsets.weight.shape[1]
+        weight = self.sampling_offsets.weight.reshape(heads, total, 2, rows).permute(2, 0, 1, 3).reshape(-1, rows)
+        bias = self.sampling_offsets.bias.reshape(heads, total, 2).permute(2, 0, 1).reshape(-1)
+        offsets, weights = self._project(query, weight, bias)
+        offsets = offsets.reshape(b, q, 2, heads * total)
+        scale = self.num_points_scale.to(query.dtype).repeat(heads)  # [heads * P]
+        box = reference.reshape(b, q, 4, 1)
+        locations = box[:, :, :2] + offsets * scale * box[:, :, 2:] * self.offset_scale  # [B, Q, 2, heads * P]
+        levels = [level for level, n in enumerate(self.num_points) for _ in range(n)] * heads
+        grid = canvas_grid(locations, shapes, levels, canvas.shape[-2:])
+        grid = grid.reshape(b, q, 2, heads, total).permute(0, 3, 4, 1, 2).flatten(0, 1)  # [B * heads, P, Q, 2]
+        samples = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return _weighted_sum(samples, weights)
+
+
+def canvas_export(method: str) -> bool:
+    """Whether the deformable attention samples one canvas of all levels (:func:`sampling_canvas`):
+    while exporting to ONNX, for bilinear sampling. Per decoder layer that is one sampling call
+    instead of one per level, and no concatenation or split (OpenVINO, N at 192 px: ~20 us)."""
+    return method == "default" and torch.onnx.is_in_onnx_export()
 
 
 def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: Tensor, weights: Tensor,
@@ -92,8 +132,6 @@ def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: 
     ``[B * heads, head_dim, P, Q]``): the weighting then runs along the long query axis, several
     times faster on CPU than along the few points of each query.
     """
-    b, q, heads = locations.shape[:3]
-    head_dim = values[0].shape[1]
     grids = locations if method == "discrete" else 2 * locations - 1
     grids = grids.permute(0, 2, 3, 1, 4).flatten(0, 1).split(num_points, dim=1)
     sampled = []
@@ -104,9 +142,53 @@ def deformable_sample(values: List[Tensor], shapes: List[List[int]], locations: 
         else:
             sampled.append(F.grid_sample(value, grids[level], mode="bilinear", padding_mode="zeros",
                                          align_corners=False))
-    attn = weights.reshape(b * heads, 1, sum(num_points), q)
-    out = (torch.cat(sampled, dim=2) * attn).sum(2).reshape(b, heads * head_dim, q)
-    return out.permute(0, 2, 1)
+    return _weighted_sum(torch.cat(sampled, dim=2), weights)
+
+
+def _weighted_sum(samples: Tensor, weights: Tensor) -> Tensor:
+    """samples ``[B * heads, head_dim, P, Q]`` weighted by ``weights`` ``[B, heads, P, Q]`` and summed
+    over the points -> ``[B, Q, heads * head_dim]``."""
+    b, heads, points, q = weights.shape
+    out = (samples * weights.reshape(b * heads, 1, points, q)).sum(2)
+    return out.reshape(b, heads * samples.shape[1], q).permute(0, 2, 1)
+
+
+def canvas_layout(shapes: List[List[int]]) -> Tuple[int, int, List[int]]:
+    """Where :func:`sampling_canvas` puts the levels ``shapes`` (``[[H_l, W_l], ...]``): returns
+    the canvas height and width and the first column of each level. Levels sit side by side from
+    row 1, each with a column of zeros on either side, a row of zeros above and at least one below."""
+    lefts, width = [], 1
+    for _, w in shapes:
+        lefts.append(width)
+        width = width + int(w) + 1
+    return max(int(h) for h, _ in shapes) + 2, width, lefts
+
+
+def sampling_canvas(values: List[Tensor], shapes: List[List[int]]) -> Tensor:
+    """The per-level maps ``[N, C, H_l, W_l]`` on one zero canvas ``[N, C, H, W]`` (:func:`canvas_layout`).
+
+    Bilinear sampling of the canvas at a point clamped to one pixel outside its level reads only
+    that level and its zero border, so it equals sampling the level itself with zero padding
+    (:func:`canvas_grid`): one sampling call then serves all levels."""
+    height, _, _ = canvas_layout(shapes)
+    padded = [F.pad(v, (1 if i == 0 else 0, 1, 1, height - 1 - h)) for i, (v, (h, _)) in enumerate(zip(values, shapes))]
+    return torch.cat(padded, dim=-1)
+
+
+def canvas_grid(locations: Tensor, shapes: List[List[int]], levels: List[int], canvas_hw: Sequence[int]) -> Tensor:
+    """Sampling grid on the canvas (``grid_sample``'s -1..1, ``align_corners=False``) for
+    ``locations`` ``[..., 2, P]`` (x, y in 0..1 of each point's level; ``levels[p]`` is point p's).
+    Each point is clamped to half a pixel beyond its level's edge (pixel centre -1 or W_l), where
+    bilinear sampling reads only the level and its zero border: a point further out samples zero,
+    as with the level's own zero padding."""
+    height, width, lefts = canvas_layout(shapes)
+    assert (height, width) == tuple(canvas_hw), (height, width, canvas_hw)
+    size = locations.new_tensor([[shapes[lv][1] for lv in levels], [shapes[lv][0] for lv in levels]])  # [2, P]
+    origin = locations.new_tensor([[lefts[lv] for lv in levels], [1] * len(levels)])
+    canvas = locations.new_tensor([[width], [height]])
+    # canvas pixel = origin + location * size - 0.5; grid = (pixel + 0.5) * 2 / canvas - 1
+    inside = torch.maximum(torch.minimum(locations, 1 + 0.5 / size), -0.5 / size)
+    return inside * (2 * size / canvas) + (2 * origin / canvas - 1)
 
 
 def _sample_nearest(value: Tensor, grid: Tensor, h: int, w: int) -> Tensor:
@@ -236,6 +318,8 @@ class FDRDecoder(nn.Module):
         """Run the layers; returns stacked per-layer ``boxes``, ``logits``, ``corners``, ``refs``
         (``[L, B, Q, .]``; only the eval layer outside training) and ``pre_boxes``/``pre_logits``."""
         values = self.split_values(memory, shapes)
+        if all(canvas_export(layer.cross_attn.method) for layer in self.layers):
+            values = [sampling_canvas(values, shapes)]
         project = weighting_function(self.reg_max, self.up, self.reg_scale)
         ref = torch.sigmoid(ref_unact)
         output = target

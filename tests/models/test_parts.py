@@ -341,3 +341,52 @@ def test_invalid_anchor_rows_are_recomputed_not_masked():
     with torch.no_grad():
         fast = decoder._enc_output(memory, valid)
     assert torch.equal(fast, masked)
+
+
+def test_deformable_attention_as_exported_equals_its_eager_form(monkeypatch):
+    """The export's form of the deformable attention (offsets projected coordinate-major, one
+    sampling call on a canvas of all levels: ``canvas_export``) gives the eager form's values, for
+    points inside, on and well beyond a level's edge, on levels of different heights and widths."""
+    import dfine.models.decoder as decoder
+    from dfine.models.decoder import MSDeformableAttention, canvas_layout, sampling_canvas
+    torch.manual_seed(0)
+    shapes, points = [[12, 12], [6, 6], [3, 5], [1, 4]], [6, 6, 4, 2]
+    heads, dim, queries = 4, 32, 30
+    attn = MSDeformableAttention(dim, heads, points).eval()
+    with torch.no_grad():  # offsets of several box sizes: many points beyond their level
+        attn.sampling_offsets.weight.normal_(0, 2.0)
+        attn.attention_weights.weight.normal_(0, 0.5)
+    values = [torch.randn(heads, dim // heads, h, w) for h, w in shapes]
+    query = torch.randn(1, queries, dim)
+    reference = torch.cat([torch.rand(1, queries, 1, 2), torch.rand(1, queries, 1, 2) * 0.5 + 0.05], dim=-1)
+    canvas = sampling_canvas(values, shapes)
+    height, width, lefts = canvas_layout(shapes)
+    assert canvas.shape == (heads, dim // heads, height, width) == (heads, dim // heads, 14, 1 + 13 + 7 + 6 + 5)
+    for value, (h, w), left in zip(values, shapes, lefts):  # each level in place, zeros around it
+        assert torch.equal(canvas[..., 1:1 + h, left:left + w], value)
+        assert not canvas[..., :, left - 1].any() and not canvas[..., :, left + w].any()
+        assert not canvas[..., 0, :].any() and not canvas[..., 1 + h:, left:left + w].any()
+    with torch.no_grad():
+        expected = attn(query, reference, values, shapes)
+        monkeypatch.setattr(decoder, "canvas_export", lambda method: method == "default")
+        got = attn(query, reference, [canvas], shapes)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(got, expected, rtol=0, atol=5e-6)
+
+
+def test_canvas_sampling_clamps_each_point_to_just_beyond_its_level():
+    """A point half a pixel or more beyond its level samples zero, and a point nearer blends with
+    the zero border, exactly as the level's own zero padding; nothing of a neighbouring level leaks in."""
+    import torch.nn.functional as F
+    from dfine.models.decoder import canvas_grid, sampling_canvas
+    shapes = [[4, 4], [2, 3]]
+    values = [torch.ones(1, 1, 4, 4), torch.full((1, 1, 2, 3), 100.0)]
+    canvas = sampling_canvas(values, shapes)
+    x = torch.tensor([-2.0, -0.125, -0.1, 0.5, 1.1, 1.125, 3.0])  # level 0 (W 4): -0.125 and 1.125 are pixel centres -1 and 4
+    locations = torch.stack([x, torch.full_like(x, 0.5)]).reshape(1, 1, 2, -1)  # [1, 1, 2, P]
+    grid = canvas_grid(locations, shapes, [0] * len(x), canvas.shape[-2:]).permute(0, 1, 3, 2)  # [1, 1, P, 2]
+    got = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False).flatten()
+    own = F.grid_sample(values[0], (2 * locations - 1).permute(0, 1, 3, 2), mode="bilinear", padding_mode="zeros",
+                        align_corners=False).flatten()
+    torch.testing.assert_close(got, own, rtol=0, atol=1e-6)
+    assert got[0] == got[1] == got[-1] == got[-2] == 0 and 0 < got[2] < 1 and got[3] == 1
