@@ -9,6 +9,7 @@ from dfine.cli import main
 from dfine.data.coco import CocoDetection, DatasetError
 from dfine.data.convert import images_folder_from_info
 from dfine.data.convert.voc import convert_voc
+from dfine.errors import DfineError
 from dfine.data.convert.yolo import convert_yolo
 from tests.data.datasets import boxes_by_file, image, load, voc_xml, yolo_labels
 
@@ -283,6 +284,14 @@ def test_voc_xml_folder_and_images_folder_of_other_names(tmp_path, capsys):
     result = convert_voc(roo, tmp_path / "out_roo")
     assert result.images_folder == roo / "images" and result.names == ("kangaroo",)
     assert sum(c.images for c in result.counts.values()) == 5
+    # --data given the folder of XMLs or one XML: it was taken for XMLs beside their images ('160 XMLs have
+    # no image in .../annotations'), and an XML's hint named that folder; both name the dataset folder now
+    for wrong, right in ((src / "annotations", src), (src / "annotations" / "raccoon-1.xml", src),
+                         (roo / "annots", roo)):
+        with pytest.raises(DfineError, match=f"give the dataset folder: --data {right}$"):
+            detect_format(wrong)
+    with pytest.raises(DatasetError, match=f"give the dataset folder: {src}$"):
+        convert_voc(src / "annotations")
     # an annotations/ folder of something else (COCO JSON elsewhere, no XML) is no VOC set
     other = tmp_path / "other"
     image(other / "images/a.jpg", (10, 10))

@@ -127,8 +127,10 @@ def _find_root(src: Path) -> Path:
     if found:
         raise DatasetError(f"{src} holds several VOC sets ({', '.join(str(f.relative_to(src)) for f in found)}); "
                            f"convert one at a time")
+    above = next((p for p in list(src.parents)[:2] if voc_roots(p, nested=False)), None)
+    hint = f"; give the dataset folder: {above}" if above is not None else ""
     raise DatasetError(f"no VOC dataset in {src}: expected Annotations/*.xml and JPEGImages/ (or a folder of VOC "
-                       f"XMLs beside a folder of their images), or VOC XMLs beside their images")
+                       f"XMLs beside a folder of their images), or VOC XMLs beside their images{hint}")
 
 
 def _images_folder(root: Path, ann_dir: Path, records: Sequence[VocRecord]) -> Path:
@@ -166,7 +168,11 @@ def side_by_side(src: Path) -> Optional[Dict[Optional[str], Path]]:
     if not folders and next(src.glob("*.xml"), None) is not None:
         folders = {None: src}
     first = next((x for f in folders.values() for x in sorted(f.glob("*.xml"))), None)
-    return folders if _is_voc_xml(first) else None
+    if not _is_voc_xml(first):
+        return None
+    # XMLs and no image: a set's folder of XMLs given alone (--data DATASET/annotations), not XMLs beside images
+    images = any(p.suffix.lower() in IMAGE_SUFFIXES for f in folders.values() for p in f.iterdir())
+    return folders if images else None
 
 
 def _image_of(folder: Path, record: VocRecord) -> Optional[Path]:
