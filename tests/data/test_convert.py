@@ -111,7 +111,7 @@ def test_folders_without_yaml_split_val_by_seed(tmp_path):
         convert_yolo(src)
     first = convert_yolo(src, names=["thing"], val_fraction=0.3, seed=1)
     assert first.counts["train"].images == 7 and first.counts["val"].images == 3
-    assert "no val split: 3 of 10 train images became val (--val-fraction 0.3, --seed 1)" in first.notes
+    assert "no val split: 3 of 10 train images became val (dfine data convert --val-fraction 0.3 --seed 1)" in first.notes
     val = [im["file_name"] for im in load(first.ann_files["val"])["images"]]
     again = convert_yolo(src, tmp_path / "again", names=["thing"], val_fraction=0.3, seed=1)
     assert [im["file_name"] for im in load(again.ann_files["val"])["images"]] == val
@@ -215,7 +215,7 @@ def test_voc_without_image_sets_is_split_by_seed(tmp_path, capsys):
     src = _voc(tmp_path / "voc", with_sets=False)
     assert main(["data", "convert", "--from", "voc", str(src), "--val-fraction", "0.34"]) == 0
     printed = capsys.readouterr().out
-    assert "note: no ImageSets/Main split files: 1 of 3 images became val (--val-fraction 0.34, --seed 0)" in printed
+    assert "note: no ImageSets/Main split files: 1 of 3 images became val (dfine data convert --val-fraction 0.34 --seed 0)" in printed
     assert printed.splitlines()[-1] == f"train with: dfine train --data {src.resolve()} --model dfine_s"
 
 
@@ -230,8 +230,8 @@ def test_voc_xmls_beside_their_images(tmp_path, capsys):
         voc_xml(flat / f"{i}.xml", f"{i}.jpg", (60, 40), [("cat" if i % 2 else "dog", (5, 5, 30, 20), 0)])
     assert detect_format(flat) == "voc"
     assert main(["data", "convert", "--from", "voc", str(flat), "-o", str(tmp_path / "o1")]) == 0
-    assert ("note: XMLs beside their images, no split folders: 1 of 5 images became val (--val-fraction 0.2, "
-            "--seed 0)") in capsys.readouterr().out
+    assert ("note: XMLs beside their images, no split folders: 1 of 5 images became val (dfine data convert "
+            "--val-fraction 0.2 --seed 0)") in capsys.readouterr().out
     train, val = (load(tmp_path / f"o1/annotations/instances_{s}.json") for s in ("train", "val"))
     assert len(train["images"]) == 4 and len(val["images"]) == 1
     (name, box, _), = boxes_by_file(val)[val["images"][0]["file_name"]]
@@ -304,6 +304,17 @@ def test_voc_xml_folder_and_images_folder_of_other_names(tmp_path, capsys):
     voc_xml(tmp_path / "xml_only/annotations/a.xml", "a.jpg", (10, 10), [("cat", (1, 1, 5, 5), 0)])
     with pytest.raises(DatasetError, match=r"no images folder beside .*annotations \(looked for JPEGImages/, images/"):
         convert_voc(tmp_path / "xml_only")
+
+
+def test_the_split_note_names_the_command_that_takes_its_options(tmp_path, capsys):
+    """``dfine train --data VOC`` printed '40 of 200 images became val (--val-fraction 0.2, --seed 0)':
+    options train does not take (its --seed is the training's); the note names dfine data convert."""
+    from dfine.recipes import data_run
+
+    src = _voc(tmp_path / "voc", with_sets=False)
+    run = data_run(src, "dfine_n", output_dir=tmp_path / "out")
+    assert "no ImageSets/Main split files: 1 of 3 images became val (dfine data convert --val-fraction 0.2 --seed 0)" \
+        in run.notes
 
 
 def test_voc_names_option_must_cover_the_xmls(tmp_path, capsys):

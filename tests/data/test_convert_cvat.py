@@ -58,7 +58,7 @@ def test_task_export_with_shapes_of_every_kind(tmp_path, capsys):
     _close(polygon, [10, 5, 20, 35])
     _close(mask, [71, 9, 2, 2])  # the box around the mask's pixels, not its crop
     assert got["e.jpg"] == []  # background kept
-    for line in ("(2 classes: person, car)", "note: no val subset: 1 of the 5 images became val (--val-fraction 0.2",
+    for line in ("(2 classes: person, car)", "note: no val subset: 1 of the 5 images became val (dfine data convert --val-fraction 0.2",
                  "note: 1 label with no box, left out of the classes: bicycle",
                  "note: 1 mask, 1 polygon, 1 rotated box became the boxes around them",
                  "note: 1 empty mask, 1 points shape are not boxes, left out", "clipped to the image: 'b.jpg' 'car'",

@@ -26,7 +26,8 @@ from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
-           "write_text_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file"]
+           "write_text_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
+           "fraction_said"]
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -157,6 +158,12 @@ def images_folder_of(paths: Sequence[Path], fallback: Path) -> Path:
     if not paths:
         return fallback
     return Path(os.path.commonpath([str(p.parent) for p in paths]))
+
+
+def fraction_said(val_fraction: float, seed: int) -> str:
+    """How a seeded val split was made, naming the command that takes the options (``dfine train
+    --data`` prints the note too, and takes neither: its ``--seed`` is the training's)."""
+    return f"(dfine data convert --val-fraction {val_fraction} --seed {seed})"
 
 
 def split_by_fraction(items: Sequence[str], fraction: float, seed: int) -> Tuple[List[str], List[str]]:

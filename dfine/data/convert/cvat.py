@@ -27,7 +27,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (SPLIT_NAMES, Annotated, Converted, coco_split, images_folder_of, info_for,
-                                split_by_fraction, val_in_train_note, write_coco_json)
+                                fraction_said, split_by_fraction, val_in_train_note,
+                                write_coco_json)
 from dfine.text import counted
 
 __all__ = ["CvatImage", "convert_cvat", "cvat_xml", "read_cvat_xml"]
@@ -219,7 +220,7 @@ def _splits(images: Sequence[CvatImage], val_fraction: float, seed: int, notes: 
         train, val = split_by_fraction(list(keys), val_fraction, seed)
         splits["train"], splits["val"] = [keys[k] for k in train], [keys[k] for k in val]
         of = f"the {counted(len(keys), 'image')}" + (" of the train subset" if groups.get("train") else "")
-        notes.append(f"no val subset: {len(val)} of {of} became val (--val-fraction {val_fraction}, --seed {seed})")
+        notes.append(f"no val subset: {len(val)} of {of} became val {fraction_said(val_fraction, seed)}")
     if not splits["train"]:
         raise DatasetError(f"no train images: the subsets are {', '.join(sorted(s for s in splits if splits[s]))}; "
                            f"give CVAT's subsets the names Train and Validation")

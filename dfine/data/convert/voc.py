@@ -26,7 +26,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, SplitCounts, coco_split, info_for,
-                                split_by_fraction, val_in_train_note, write_coco_json)
+                                fraction_said, split_by_fraction, val_in_train_note,
+                                write_coco_json)
 from dfine.text import counted
 
 __all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml", "side_by_side", "annotations_folder",
@@ -212,12 +213,12 @@ def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: in
         pool = trainval if trainval is not None else train
         splits["train"], splits["val"] = split_by_fraction(pool, val_fraction, seed)
         notes.append(f"no ImageSets/Main/val.txt: {len(splits['val'])} of {len(pool)} images of "
-                     f"{'trainval' if trainval is not None else 'train'}.txt became val (--val-fraction "
-                     f"{val_fraction}, --seed {seed})")
+                     f"{'trainval' if trainval is not None else 'train'}.txt became val "
+                     f"{fraction_said(val_fraction, seed)}")
     else:
         splits["train"], splits["val"] = split_by_fraction(stems, val_fraction, seed)
         notes.append(f"no ImageSets/Main split files: {len(splits['val'])} of {len(stems)} images became val "
-                     f"(--val-fraction {val_fraction}, --seed {seed})")
+                     f"{fraction_said(val_fraction, seed)}")
         listed = False
     if test is not None:
         splits["test"] = test
@@ -316,7 +317,7 @@ def _folder_splits(folders: Dict[Optional[str], Path], keys: Sequence[str], val_
     if None in folders:
         splits = dict(zip(("train", "val"), split_by_fraction(list(keys), val_fraction, seed)))
         notes.append(f"XMLs beside their images, no split folders: {len(splits['val'])} of {len(keys)} images "
-                     f"became val (--val-fraction {val_fraction}, --seed {seed})")
+                     f"became val {fraction_said(val_fraction, seed)}")
         return splits
     splits = {split: [k for k in keys if k.split("/", 1)[0] == folder.name] for split, folder in folders.items()}
     if "train" not in splits:
@@ -325,7 +326,7 @@ def _folder_splits(folders: Dict[Optional[str], Path], keys: Sequence[str], val_
         pool = splits["train"]
         splits["train"], splits["val"] = split_by_fraction(pool, val_fraction, seed)
         notes.append(f"no val folder: {len(splits['val'])} of {len(pool)} images of {folders['train'].name}/ became "
-                     f"val (--val-fraction {val_fraction}, --seed {seed})")
+                     f"val {fraction_said(val_fraction, seed)}")
     return splits
 
 

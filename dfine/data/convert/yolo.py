@@ -30,7 +30,8 @@ import yaml
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason,
-                                images_folder_of, info_for, split_by_fraction, val_in_train_note, write_coco_json)
+                                fraction_said, images_folder_of, info_for, split_by_fraction, val_in_train_note,
+                                write_coco_json)
 from dfine.text import counted
 
 __all__ = ["convert_yolo", "label_path", "read_label_file"]
@@ -330,7 +331,7 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         train, val = split_by_fraction([str(p) for p in splits["train"]], val_fraction, seed)
         splits["train"], splits["val"] = [Path(p) for p in train], [Path(p) for p in val]
         notes.append(f"no val split: {len(val)} of {len(train) + len(val)} train images became val "
-                     f"(--val-fraction {val_fraction}, --seed {seed})")
+                     f"{fraction_said(val_fraction, seed)}")
     shared = val_in_train_note(splits["train"], splits["val"], lambda p: p.name)
     if shared:
         notes.append(shared)
