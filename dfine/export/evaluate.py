@@ -124,8 +124,23 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
     if warn and model_ids - known:
         print(f"warning: category ids {sorted(model_ids - known)[:8]} of the model are not in {data.source}; "
               f"their detections count as false positives nowhere (COCO ignores unknown categories)", file=sys.stderr)
+    if warn:
+        _say_other_names(detector, data)
     dets = coco_results(detector, data.images, progress)
     return coco_metrics(data.ann, dets, [i for i, _ in data.images])
+
+
+def _say_other_names(detector: Any, data: EvalSet) -> None:
+    """One line when the model's class names differ from the set's for the same category ids (a
+    model evaluated on another dataset whose ids overlap reads AP 0 and nothing else says why)."""
+    ours = {int(c["id"]): str(c.get("name", "")) for c in data.ann.get("categories", [])}
+    theirs = dict(zip(detector._engine.category_ids, detector._engine.class_names))
+    differ = [(i, n, ours[i]) for i, n in theirs.items() if i in ours and n.strip().lower() != ours[i].strip().lower()]
+    if differ:
+        shown = "; ".join(f"{i} is {n} in the model, {o} in the data" for i, n, o in differ[:3])
+        print(f"warning: the model's classes differ from {data.source}'s for {len(differ)} of its {len(theirs)} "
+              f"category ids: {shown}{'; ...' if len(differ) > 3 else ''}; was the model trained on this data?",
+              file=sys.stderr)
 
 
 def evaluate_export(model: PathLike, data: EvalSet, *, backend: Optional[str] = None, threads: Optional[int] = None,

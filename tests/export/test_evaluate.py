@@ -175,3 +175,22 @@ def test_m_names_the_model_as_in_predict(onnx_model, labelled, tmp_path, capsys)
     out = tmp_path / "again.onnx"
     assert main(["export", "-m", str(onnx_model.with_suffix(".pth")), "--no-simplify", "-o", str(out)]) == 0
     assert out.is_file()
+
+
+def test_a_model_of_other_classes_is_said(onnx_model, labelled, tmp_path, capsys):
+    """A raccoon model evaluated on a bus/car/person set (both ids 1..): the ids overlap, so it ran
+    and printed AP 0.0 without a word; the names that differ for the same ids are said in one line."""
+    ann = json.loads(coco_file(labelled, tmp_path / "val.json").read_text())
+    for c in ann["categories"]:
+        c["name"] = {"circle": "bus", "cross": "car"}.get(c["name"], c["name"])
+    (tmp_path / "val.json").write_text(json.dumps(ann))
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in labelled:
+        shutil.copy(p, images / p.name)
+    _, _, err = _eval(capsys, ["-m", str(onnx_model), "--ann-file", str(tmp_path / "val.json"), "--images",
+                               str(images), "-o", str(tmp_path / "m")])
+    assert err.strip().splitlines() == [
+        f"warning: the model's classes differ from {tmp_path / 'val.json'}'s for 2 of its 5 category ids: "
+        f"1 is circle in the model, bus in the data; 2 is cross in the model, car in the data; was the model "
+        f"trained on this data?"]
