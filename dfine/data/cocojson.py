@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["DatasetError", "LabelMode", "LabelMap", "read_coco_json", "label_map_from_coco", "BoxRepairs",
-           "box_repairs", "CLIP_TOLERANCE", "unsafe_file_name", "inside_folder"]
+           "box_repairs", "CLIP_TOLERANCE", "unsafe_file_name", "inside_folder", "other_classes"]
 
 LabelMode = Literal["contiguous", "mscoco", "category_id"]
 
@@ -93,6 +93,20 @@ class LabelMap:
         if [c["label"] for c in cats] != list(range(len(cats))):
             raise DatasetError("label map: labels must be 0..K-1 without gaps")
         return cls(tuple(int(c["id"]) for c in cats), tuple(str(c["name"]) for c in cats), data.get("mode", "contiguous"))
+
+
+def other_classes(model: Mapping[int, str], data: Mapping[int, str], where: str) -> Optional[str]:
+    """One warning line when the ``model``'s class names (by category id) differ from the ``data``'s
+    (read from ``where``) for the same ids, case and spaces aside; ``None`` when they agree. A model
+    evaluated on another dataset whose ids overlap reads AP 0 (or the other set's AP for its
+    classes) and nothing else says why."""
+    differ = [(i, n, data[i]) for i, n in model.items()
+              if i in data and str(n).strip().lower() != str(data[i]).strip().lower()]
+    if not differ:
+        return None
+    shown = "; ".join(f"{i} is {n} in the model, {d} in the data" for i, n, d in differ[:3])
+    return (f"warning: the model's classes differ from {where}'s for {len(differ)} of its {len(model)} category "
+            f"ids: {shown}{'; ...' if len(differ) > 3 else ''}; was the model trained on this data?")
 
 
 def read_coco_json(ann_file: os.PathLike | str) -> Dict[str, Any]:

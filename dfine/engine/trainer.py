@@ -28,6 +28,7 @@ import os
 import random
 import shlex
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +42,7 @@ import torch.nn as nn
 from dfine import checkpoint as ckpt_io
 from dfine.config import Config, criterion_config, model_config, resolve_num_classes
 from dfine.data import build_dataloader, build_dataset, check_same_labels
+from dfine.data.cocojson import other_classes
 from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
@@ -287,6 +289,10 @@ class Trainer:
         self.pending_eval: Optional[Dict[str, Any]] = None
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
+            said = other_classes(dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ())),
+                                 dict(zip(labels.category_ids, labels.names)), labels.ann_file or "the val set")
+            if said and dist.is_main():
+                print(said, file=sys.stderr)
         self.writer = None
         self.history: List[Dict[str, Any]] = []
         self.step_losses: List[float] = []  # total loss of each step of this process's run

@@ -133,14 +133,11 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
 def _say_other_names(detector: Any, data: EvalSet) -> None:
     """One line when the model's class names differ from the set's for the same category ids (a
     model evaluated on another dataset whose ids overlap reads AP 0 and nothing else says why)."""
-    ours = {int(c["id"]): str(c.get("name", "")) for c in data.ann.get("categories", [])}
-    theirs = dict(zip(detector._engine.category_ids, detector._engine.class_names))
-    differ = [(i, n, ours[i]) for i, n in theirs.items() if i in ours and n.strip().lower() != ours[i].strip().lower()]
-    if differ:
-        shown = "; ".join(f"{i} is {n} in the model, {o} in the data" for i, n, o in differ[:3])
-        print(f"warning: the model's classes differ from {data.source}'s for {len(differ)} of its {len(theirs)} "
-              f"category ids: {shown}{'; ...' if len(differ) > 3 else ''}; was the model trained on this data?",
-              file=sys.stderr)
+    from ..data.cocojson import other_classes
+    line = other_classes(dict(zip(detector._engine.category_ids, detector._engine.class_names)),
+                         {int(c["id"]): str(c.get("name", "")) for c in data.ann.get("categories", [])}, data.source)
+    if line:
+        print(line, file=sys.stderr)
 
 
 def evaluate_export(model: PathLike, data: EvalSet, *, backend: Optional[str] = None, threads: Optional[int] = None,

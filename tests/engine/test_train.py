@@ -88,6 +88,24 @@ def test_test_only(run, capsys):
     assert metrics.summary() in capsys.readouterr().out.splitlines()
 
 
+def test_eval_on_data_of_other_class_names_is_said(run, tmp_path, capsys):
+    """The weights of one dataset evaluated on another whose category ids are the same: it printed
+    the other set's class names in the table and AP, without a word (a raccoon model on kangaroos)."""
+    _, folder, _ = run
+    val = json.loads((folder / "val.json").read_text())
+    for c in val["categories"][:2]:
+        c["name"] = c["name"].upper() + "_X"
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    cfg = load_config(folder / "recipe.yml", [f"resume={folder / 'out' / 'last.pth'}", f"output_dir={tmp_path}",
+                                              f"val_dataloader.dataset.ann_file={tmp_path / 'val.json'}",
+                                              "remap_mscoco_category=false"])  # names from the file
+    Trainer(cfg, test_only=True, progress=False).val()
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert said == [f"warning: the model's classes differ from {tmp_path / 'val.json'}'s for 2 of its 80 category "
+                    f"ids: 1 is person in the model, PERSON_X in the data; 2 is bicycle in the model, BICYCLE_X in "
+                    f"the data; was the model trained on this data?"]
+
+
 def test_resume_matches_uninterrupted(run, tmp_path):
     trainer, _, coco = run
     r = recipe(tmp_path, coco)
