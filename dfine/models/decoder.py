@@ -167,9 +167,9 @@ def canvas_layout(shapes: List[List[int]]) -> Tuple[int, int, List[int]]:
 def sampling_canvas(values: List[Tensor], shapes: List[List[int]]) -> Tensor:
     """The per-level maps ``[N, C, H_l, W_l]`` on one zero canvas ``[N, C, H, W]`` (:func:`canvas_layout`).
 
-    Bilinear sampling of the canvas at a point clamped to one pixel outside its level reads only
-    that level and its zero border, so it equals sampling the level itself with zero padding
-    (:func:`canvas_grid`): one sampling call then serves all levels."""
+    Bilinear sampling of the canvas at a point clamped to at most half a pixel beyond its level's
+    edge reads only that level and its zero border, so it equals sampling the level itself with
+    zero padding (:func:`canvas_grid`): one sampling call then serves all levels."""
     height, _, _ = canvas_layout(shapes)
     padded = [F.pad(v, (1 if i == 0 else 0, 1, 1, height - 1 - h)) for i, (v, (h, _)) in enumerate(zip(values, shapes))]
     return torch.cat(padded, dim=-1)
