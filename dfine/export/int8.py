@@ -299,10 +299,10 @@ def quantize_openvino(onnx_path: PathLike, output: PathLike, calib: Sequence[Pat
         import openvino as ov
     except ImportError:
         raise DfineError("--int8 needs NNCF and OpenVINO: pip install dfine[int8]") from None
-    from .openvino import METADATA_KEY
+    from .openvino import METADATA_KEY, convert_onnx
     nncf.set_log_level(logging.WARNING)  # not one INFO line per operation left in float
     imgsz, meta = _onnx_info(onnx_path)
-    model = ov.convert_model(str(onnx_path))
+    model = convert_onnx(onnx_path)
     dataset = nncf.Dataset(list(calib), _inputs(imgsz))
     common = dict(subset_size=len(calib), fast_bias_correction=True, **_nncf_scope(model, float_scopes, scheme))
     info = QuantizeInfo("int8", f"nncf {nncf.__version__}, openvino {ov.get_version().split('-')[0]}", len(calib),

@@ -61,8 +61,8 @@ def test_attention_products_fold_their_transposes(graphs):
     # q.k^T and the attention-weighted values of each self-attention, transposes folded in
     assert ops["com.microsoft::FusedMatMul"] == 2 * mods["MultiheadAttention"] > 0
     decoder = model.decoder.decoder
-    levels = len(decoder.layers[0].cross_attn.num_points)
-    assert ops["GridSample"] == len(decoder.layers) * levels  # one bilinear sampling per layer and level
+    assert len(decoder.layers[0].cross_attn.num_points) > 1
+    assert ops["GridSample"] == len(decoder.layers)  # one bilinear sampling per layer, on the canvas of all levels
 
 
 def test_relu_convolutions_fuse_relu_not_clip(graphs):
