@@ -189,6 +189,20 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
 # ------------------------------------------------------------------------------------ the run
 
 
+def dataset_splits(root: Path, fmt: Format, folder: Path,
+                   names: Optional[Sequence[str]] = None) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
+    """The splits of the dataset at ``root`` in format ``fmt`` (``{split: (annotation file, images
+    folder)}``) and notes to print: a COCO folder's files where they are; a YOLO, VOC or CVAT folder
+    converted into ``folder`` (the same split every time)."""
+    if fmt == "coco":
+        return find_coco_splits(root), []
+    from dfine.data.convert import converter
+
+    converted = converter(fmt)(root, folder, names=names)
+    notes = [f"converted {fmt.upper()} {root} -> {folder / 'annotations'}", *converted.notes]
+    return {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}, notes
+
+
 def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
              batch: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
              names: Optional[Sequence[str]] = None, device: Optional[str] = None,
@@ -210,15 +224,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # absolute paths: the printed eval / export / predict commands work from any folder
     name = (root.resolve().parent if root.is_file() else root.resolve()).name  # a file: its folder's
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
-    notes: List[str] = []
-    if fmt == "coco":
-        splits = find_coco_splits(root)
-    else:
-        from dfine.data.convert import converter
-
-        converted = converter(fmt)(root, out / "data", names=names)
-        notes = [f"converted {fmt.upper()} {root} -> {out / 'data' / 'annotations'}", *converted.notes]
-        splits = {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}
+    splits, notes = dataset_splits(root, fmt, out / "data", names=names)
     # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder
     keys = {o.split("=", 1)[0].strip() for o in given}
     pointed = {s for s in ("train", "val")

@@ -208,17 +208,12 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     """The val split of the dataset folder ``root``, found as ``dfine train --data`` finds it: a
     COCO folder's file read where it is; a YOLO, VOC or CVAT folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written)."""
-    from ..data.convert import converter
-    from ..recipes import _missing_split, detect_format, find_coco_splits
+    from ..recipes import _missing_split, dataset_splits, detect_format
     if not root.exists():
         raise DfineError(f"--data {root} not found")
     fmt = detect_format(root)
     with tempfile.TemporaryDirectory(prefix="dfine-eval-") as tmp:
-        if fmt == "coco":
-            splits = find_coco_splits(root)
-        else:
-            converted = converter(fmt)(root, Path(tmp))
-            splits = {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}
+        splits, _ = dataset_splits(root, fmt, Path(tmp))
         if "val" not in splits and not ann_file:
             raise DfineError(_missing_split(root, "val", splits))
         ann, folder = splits.get("val", (None, None))

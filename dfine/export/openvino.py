@@ -67,9 +67,8 @@ def unflatten_products(model: "onnx.ModelProto") -> int:
     the last axis) whose outputs only feed Reshapes, so every user reads the same values."""
     from onnx import helper, numpy_helper, shape_inference
     inferred = shape_inference.infer_shapes(model)
-    last_dims = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim][-1:]
-                 for v in [*inferred.graph.value_info, *inferred.graph.input]
-                 if len(v.type.tensor_type.shape.dim) >= 3}  # rank >= 3 only: [last dim]
+    last_dims = {v.name: v.type.tensor_type.shape.dim[-1].dim_value  # of tensors of rank 3 or more (0: unknown)
+                 for v in [*inferred.graph.value_info, *inferred.graph.input] if len(v.type.tensor_type.shape.dim) >= 3}
     inits = {t.name: t for t in model.graph.initializer}
     producer = {out: node for node in model.graph.node for out in node.output}
     users: Dict[str, List[Any]] = {}
@@ -85,7 +84,7 @@ def unflatten_products(model: "onnx.ModelProto") -> int:
                 or flatten is None or flatten.op_type != "Reshape"):
             continue
         k = inits[gemm.input[1]].dims[1 if attrs.get("transB", 0) else 0]
-        if last_dims.get(flatten.input[0]) != [k]:  # the reshape only merged the leading axes
+        if last_dims.get(flatten.input[0]) != k:  # the reshape only merged the leading axes
             continue
         readers = users.get(gemm.output[0], [])
         splits = [r for r in readers if r.op_type == "Split"]
