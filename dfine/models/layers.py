@@ -291,6 +291,12 @@ def conv_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], conv: nn.Conv2d,
         if y is not None:
             return y
     y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return activate(y, act, clamp)
+
+
+def activate(y: Tensor, act: nn.Module, clamp: Optional[Tuple[float, float]] = None) -> Tensor:
+    """``act(y)``, or with ``clamp=(lo, hi)`` (``act`` ignored; either bound may be infinite) ``y``
+    clamped: the activation step of :func:`conv_act` in plain ops."""
     if clamp is None:
         return act(y)
     lo, hi = clamp
@@ -414,6 +420,8 @@ class ConvNorm(nn.Module):
         deployed = hasattr(self, "conv_bn_fused")
         conv = self.conv_bn_fused if deployed else self.conv
         pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
+        if deployed and pointwise and torch.onnx.is_in_onnx_export():
+            return self._forward_upsampled_export(low, high)
         folded = deployed or (not self.norm.training and fast_inference())
         if not (pointwise and folded and onednn_inference(high, conv.weight)) or type(self.act) not in _ONEDNN_UNARY:
             return self._forward_upsampled_plain(low, high)
@@ -433,6 +441,16 @@ class ConvNorm(nn.Module):
         if y is None:
             return self._forward_upsampled_plain(low, high)
         return F.silu(y, inplace=True) if isinstance(self.act, nn.SiLU) else y
+
+    def _forward_upsampled_export(self, low: Tensor, high: Tensor) -> Tensor:
+        """The export form of :meth:`forward_upsampled` for a deployed 1x1 conv: ``low``'s part of the
+        conv at low resolution, upsampled, plus ``high``'s part (Conv, Resize, Conv, Add, activation;
+        no Concat and no upsampled input map). The exported graph does 5/8 of the plain form's
+        multiply-adds in this conv when both inputs have the same channels."""
+        fused = self.conv_bn_fused
+        w_low, w_high = fused.weight.split([low.shape[1], high.shape[1]], dim=1)
+        y_low = F.interpolate(F.conv2d(low, w_low, fused.bias), scale_factor=2.0, mode="nearest")
+        return self.act(F.conv2d(high, w_high) + y_low)
 
     def _forward_upsampled_plain(self, low: Tensor, high: Tensor) -> Tensor:
         return self(torch.cat([F.interpolate(low, scale_factor=2.0, mode="nearest"), high], dim=1))

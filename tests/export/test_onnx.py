@@ -102,6 +102,28 @@ def test_no_matrix_product_takes_a_vector(exported):
     assert not [n.name for n in products if min(ranks[i] for i in n.input) < 2]
 
 
+def test_concatenations_before_a_convolution_are_convolved_part_by_part(exported):
+    """The stem's third conv and each FPN block's first conv read their inputs one conv per part,
+    summed, instead of a Concat (which OpenVINO ran on a reference kernel: the stem's took longer than
+    the conv after it, N at 640 capped at AVX2); the FPN's upsampled part is convolved before the
+    Resize, at a quarter of the pixels. ``test_onnxruntime_matches_torch_at_batch_1_and_4`` checks
+    the values."""
+    loaded, path, _ = exported
+    nodes = onnx.load(str(path)).graph.node
+    made_by = {out: n for n in nodes for out in n.output}
+    stem_convs = [n for n in nodes if n.op_type == "Conv" and n.name.startswith("/model/backbone/stem/")]
+    assert len(stem_convs) == 6 and not [n.name for n in stem_convs if made_by.get(n.input[0], n).op_type == "Concat"]
+    stem_sums = [n for n in nodes if n.op_type == "Add" and n.name.startswith("/model/backbone/stem/")
+                 and all(made_by[i].op_type == "Conv" for i in n.input)]
+    assert len(stem_sums) == 1
+    resizes = [n for n in nodes if n.op_type == "Resize" and n.name.startswith("/model/encoder/")]
+    assert len(resizes) == len(loaded.model.encoder.fpn_blocks) > 0
+    for resize in resizes:
+        assert made_by[resize.input[0]].op_type == "Conv"  # the conv's low-resolution part, not its input
+        (add,) = [n for n in nodes if resize.output[0] in n.input]
+        assert add.op_type == "Add" and {made_by[i].op_type for i in add.input} == {"Conv", "Resize"}
+
+
 def _assert_matches_torch(loaded, run, images, sizes):
     """``run(images, sizes)`` (numpy in and out) equals PyTorch deploy + post-processor."""
     with torch.no_grad():

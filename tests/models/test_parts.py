@@ -222,6 +222,48 @@ def test_conv_over_an_upsampled_concatenation_runs_the_upsampled_part_at_low_res
     assert upsampled == [[2, 16, 5, 7]]  # the conv's output at low resolution, not the 8-channel input
 
 
+@pytest.mark.parametrize("use_lab,scale", [(True, 0.7), (True, -0.7), (False, 1.0)])
+def test_conv_over_a_concatenation_equals_one_conv_per_part_summed(use_lab, scale):
+    """``ConvBNAct.forward_parts`` (the export form of the stem's third conv) equals the conv over
+    the concatenation, with the learnable affine block's clamp on either side."""
+    from dfine.models.hgnetv2 import ConvBNAct
+    torch.manual_seed(0)
+    layer = ConvBNAct(12, 8, 3, stride=2, use_lab=use_lab)
+    with torch.no_grad():
+        layer.bn.running_mean.uniform_(-1, 1)
+        layer.bn.running_var.uniform_(0.5, 2)
+        layer.bn.bias.uniform_(-1, 1)
+        if use_lab:
+            layer.lab.scale.fill_(scale)
+            layer.lab.bias.fill_(0.3)
+    layer.eval()
+    parts = [torch.randn(2, 5, 9, 11), torch.randn(2, 7, 9, 11)]
+    with torch.no_grad():
+        plain = layer(torch.cat(parts, 1))
+        split = layer.forward_parts(parts)
+    torch.testing.assert_close(split, plain, atol=1e-5, rtol=1e-5)
+    assert (plain == 0.3).any() if use_lab else (plain == 0).any()  # the clamp / ReLU bound is reached
+
+
+@pytest.mark.parametrize("act", ["silu", "relu", None])
+def test_export_form_of_the_upsampled_concatenation_equals_the_plain_one(act):
+    """``ConvNorm._forward_upsampled_export``: the low part convolved, upsampled, added to the high
+    part's conv, then the activation, equals the conv over ``cat([upsample(low), high])``."""
+    from dfine.models.layers import ConvNorm
+    torch.manual_seed(0)
+    layer = ConvNorm(24, 16, 1, act=act)
+    with torch.no_grad():
+        layer.norm.running_mean.uniform_(-1, 1)
+        layer.norm.running_var.uniform_(0.5, 2)
+        layer.norm.bias.uniform_(-1, 1)
+    layer.eval().convert_to_deploy()
+    low, high = torch.randn(2, 8, 5, 7), torch.randn(2, 16, 10, 14)
+    with torch.no_grad():
+        plain = layer(torch.cat([torch.nn.functional.interpolate(low, scale_factor=2.0), high], 1))
+        split = layer._forward_upsampled_export(low, high)
+    torch.testing.assert_close(split, plain, atol=1e-5, rtol=1e-5)
+
+
 def test_a_pytorch_build_without_the_fused_convolution_falls_back_with_one_warning(monkeypatch):
     """Where oneDNN refuses the fused call (another platform's build), inference still works: one
     warning, then the plain ops, same outputs."""
