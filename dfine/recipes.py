@@ -107,7 +107,8 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     """COCO files under ``root`` by split: ``{split: (ann_file, images_folder)}``. Knows
     ``annotations/instances_{split}*.json`` (images from the file's ``info.images_folder`` as
     :mod:`dfine.data.convert` writes it, else ``{split}2017``, ``{split}``, ``images/{split}``,
-    ``images``) and Roboflow's ``{split}/_annotations.coco.json``."""
+    ``images``), Roboflow's ``{split}/_annotations.coco.json`` and ``{split}.json`` beside a
+    ``{split}/`` folder of images (``dfine demo``'s ``data/``)."""
     from dfine.data.convert import SPLIT_NAMES, images_folder_of_file
 
     found: Dict[str, Tuple[Path, Path]] = {}
@@ -125,6 +126,10 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
         ann = root / name / "_annotations.coco.json"
         if ann.is_file() and split not in found:
             found[split] = (ann, _roboflow_images(ann.parent))
+    for name, split in SPLIT_NAMES.items():  # {split}.json beside its {split}/ folder of images (dfine demo's data)
+        ann = root / f"{name}.json"
+        if ann.is_file() and (root / name).is_dir() and split not in found:
+            found[split] = (ann, root / name)
     return found
 
 
@@ -156,7 +161,8 @@ def detect_format(root: Path) -> Format:
     elif above is not None:
         hint = f"; give the dataset folder: --data {shlex.quote(str(above))}"
     else:
-        hint = (" (annotations/instances_*.json or {split}/_annotations.coco.json for COCO, data.yaml or images/ + "
+        hint = (" (annotations/instances_*.json, {split}/_annotations.coco.json or {split}.json + {split}/ for COCO, "
+                "data.yaml or images/ + "
                 "labels/ for YOLO, Annotations/ + JPEGImages/ (or another folder of XMLs + of images) or XMLs beside the images for VOC, annotations.xml of "
                 "a 'CVAT for images 1.1' export)")
     raise DfineError(f"--data {root}: not a COCO, YOLO, VOC or CVAT dataset folder{hint}")

@@ -49,6 +49,24 @@ def test_train_from_a_voc_folder(tmp_path, capsys):
     assert (out / "data/annotations/instances_val.json").is_file() and not (src / "annotations").exists()
 
 
+def test_train_from_split_files_beside_their_image_folders(tmp_path, capsys):
+    """``train.json`` + ``train/``, ``val.json`` + ``val/`` (the layout ``dfine demo`` writes its data
+    in) is a COCO dataset for ``--data``: it was 'not a COCO, YOLO, VOC or CVAT dataset folder'."""
+    src, out = tmp_path / "shapes", tmp_path / "run"
+    for split, n in (("train", 2), ("val", 1)):
+        images = [{"id": i + 1, "file_name": f"{i}.jpg", "width": 96, "height": 64} for i in range(n)]
+        for im in images:
+            image(src / split / im["file_name"], (96, 64))
+        anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [10, 10, 40, 30], "area": 1200, "iscrowd": 0}
+                for i in range(n)]
+        (src / f"{split}.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                       "categories": [{"id": 1, "name": "circle"}]}))
+    assert detect_format(src) == "coco"
+    assert find_coco_splits(src) == {"train": (src / "train.json", src / "train"), "val": (src / "val.json", src / "val")}
+    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
+    assert "circle" in _trained(out, capsys).out
+
+
 def test_detects_formats_and_coco_layouts(tmp_path):
     assert detect_format(_yolo(tmp_path / "y")) == "yolo"
     assert detect_format(_voc(tmp_path / "v")) == "voc"
