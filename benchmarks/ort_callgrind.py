@@ -1,4 +1,4 @@
-"""Instructions ONNX Runtime executes for one inference of our export and of the published export
+"""Instructions ONNX Runtime (or OpenVINO) executes for one inference of our export and of the published export
 of the same weights, on AVX2 kernels, counted exactly by valgrind's callgrind.
 
 Valgrind's virtual CPU reports AVX2 and FMA and no AVX-512 (valgrind does not implement AVX-512,
@@ -20,11 +20,18 @@ inside it, everything it calls included; per function and kernel (addresses in t
 the widest vector registers in the function's code: ``ymm FMA`` for MLAS's AVX2 kernels) the
 largest differences.
 
+``--runtime openvino`` counts OpenVINO instead (each file compiled as ``Detector`` compiles it:
+batch 1, latency hint, float32, here 1 thread). Valgrind's CPUID is what OpenVINO asks too, so it runs
+the kernels of an AVX2-only CPU throughout: oneDNN's and its own JIT kernels alike, where
+``ONEDNN_MAX_CPU_ISA=AVX2`` caps only oneDNN's (its own, such as ReduceSum, TopK and MVN, stay on
+AVX-512). Its kernels are generated at run time and have no names, so the table is per object file
+(``???``: generated code). Compiling N under valgrind takes ~10 minutes; the inference is counted alone.
+
 Needs valgrind, gcc and valgrind's headers (Debian: ``apt-get install valgrind gcc``). One N
 inference takes 4-5 min under callgrind (~1.1 G instructions), S about 3.5x that.
 
     python benchmarks/ort_callgrind.py --ref DIR [--sizes n s] [--weights CKPT] [--keep DIR] [--reuse]
-                                       [--no-warmup] [--top 12]
+                                       [--no-warmup] [--top 12] [--runtime openvino]
 """
 
 from __future__ import annotations
@@ -71,11 +78,10 @@ def _helper(folder: Path) -> Path:
     return lib
 
 
-def _child(path: str, helper: str, warmup: bool) -> Dict:
-    """Under callgrind: load ``path`` in ONNX Runtime, run it (once uncounted when ``warmup``), then
-    once counted; the vector extensions ONNX Runtime's CPUID check sees here."""
+def _ort_run(path: str):
+    """One-image ONNX Runtime inference of ``path``: 1 thread, sequential, no spinning, all graph
+    optimizations (as ``Detector`` loads it, at one thread)."""
     import onnxruntime as ort
-    cg = ctypes.CDLL(helper)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
@@ -83,11 +89,37 @@ def _child(path: str, helper: str, warmup: bool) -> Dict:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    return lambda feed: session.run(None, feed)
+
+
+def _openvino_run(path: str):
+    """One-image OpenVINO inference of ``path`` compiled as ``Detector`` compiles it (batch fixed to
+    1, latency hint, float32), at 1 thread."""
+    import openvino as ov
+    core = ov.Core()
+    net = core.read_model(path)
+    if net.input("images").get_partial_shape()[0].is_dynamic:
+        net.reshape({"images": [1, 3, 640, 640], "orig_target_sizes": [1, 2]})
+    compiled = core.compile_model(net, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                                               "INFERENCE_NUM_THREADS": 1})
+    request = compiled.create_infer_request()
+    return lambda feed: request.infer(feed)
+
+
+RUNTIMES = {"onnxruntime": _ort_run, "openvino": _openvino_run}
+
+
+def _child(path: str, helper: str, warmup: bool, runtime: str = "onnxruntime") -> Dict:
+    """Under callgrind: load ``path`` in ``runtime``, run it (once uncounted when ``warmup``), then
+    once counted; the vector extensions the runtime's CPUID check sees here (numpy's, the same
+    instruction)."""
+    cg = ctypes.CDLL(helper)
+    run = RUNTIMES[runtime](path)
     feed = {"images": np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32),
             "orig_target_sizes": np.array([[640, 480]], dtype=np.int64)}
     for _ in range(2 if warmup else 1):  # one profile dumped per run: the last is the counted one
         cg.cg_start()
-        session.run(None, feed)
+        run(feed)
         cg.cg_stop()
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as feats
@@ -97,12 +129,12 @@ def _child(path: str, helper: str, warmup: bool) -> Dict:
     return {"isa": isa, "valgrind": cg.cg_on_valgrind()}
 
 
-def _count(path: Path, helper: Path, out: Path, warmup: bool) -> Tuple[Path, Dict]:
+def _count(path: Path, helper: Path, out: Path, warmup: bool, runtime: str = "onnxruntime") -> Tuple[Path, Dict]:
     """Run :func:`_child` on ``path`` under callgrind; (its profile of the counted run, its report)."""
     pattern = out.with_suffix(".%p")
     cmd = ["nice", "-n", "19", "valgrind", "--tool=callgrind", "--separate-callers=12", "--collect-atstart=no",
            "--instr-atstart=no", f"--callgrind-out-file={pattern}", sys.executable, __file__, "--child",
-           json.dumps([str(path), str(helper), warmup])]
+           json.dumps([str(path), str(helper), warmup, runtime])]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if res.returncode:
         _fail(f"valgrind run of {path} failed:\n{res.stderr[-2000:]}")
@@ -114,29 +146,49 @@ def _count(path: Path, helper: Path, out: Path, warmup: bool) -> Tuple[Path, Dic
     return dumps[-1], info
 
 
-def parse_callgrind(path: Path) -> Dict[str, int]:
-    """Own instructions per function context (``f'caller'caller's caller...``, as
-    ``--separate-callers`` names them) from a callgrind profile with one event (Ir)."""
-    names: Dict[str, str] = {}
+def parse_callgrind(path: Path, per: str = "fn") -> Dict[str, int]:
+    """Own instructions from a callgrind profile with one event (Ir): ``per="fn"`` per function
+    context (``f'caller'caller's caller...``, as ``--separate-callers`` names them), ``per="ob"`` per
+    object file (its file name; ``???`` for code generated at run time, such as OpenVINO's kernels)."""
+    names: Dict[str, Dict[str, str]] = {"fn": {}, "ob": {}}
     own: Dict[str, int] = collections.defaultdict(int)
-    fn, in_call = "", False
+    current, in_call = {"fn": "", "ob": "???"}, False
     with open(path) as f:
         for line in f:
-            if line.startswith(("fn=", "cfn=")):  # "(id) name" defines an id, "(id)" refers to one
-                spec = line.split("=", 1)[1].strip()
-                m = re.match(r"\((\d+)\)(?: (.*))?", spec)
+            named = re.match(r"(c?)(fn|ob)=(.*)", line)  # the called one (cfn, cob) or the current one
+            if named:
+                called, kind, spec = named.group(1), named.group(2), named.group(3).strip()
+                m = re.match(r"\((\d+)\)(?: (.*))?", spec)  # "(id) name" defines an id, "(id)" refers to one
                 if m and m.group(2) is not None:
-                    names[m.group(1)] = m.group(2)
-                if line.startswith("fn="):
-                    fn = names[m.group(1)] if m else spec
+                    names[kind][m.group(1)] = m.group(2)
+                if not called:
+                    current[kind] = names[kind][m.group(1)] if m else spec
             elif line.startswith("calls="):
                 in_call = True  # the next cost line is the call's (callees included): not own
             elif line[:1] in "0123456789+-*":
                 if in_call:
                     in_call = False
                 else:
-                    own[fn] += int(line.split()[-1])
+                    own[current["fn"] if per == "fn" else Path(current["ob"]).name] += int(line.split()[-1])
     return dict(own)
+
+
+def _compare_objects(size: str, profiles: Dict[str, Path], top: int) -> float:
+    """Print the totals and the instructions per object file (OpenVINO: its CPU plugin, oneDNN's
+    and its own JIT code as ``???``); return ours/published."""
+    parsed = {who: parse_callgrind(path, per="ob") for who, path in profiles.items()}
+    total = {who: sum(c.values()) for who, c in parsed.items()}
+    ratio = total["ours"] / total["published"]
+    print(f"\n== dfine_{size}: instructions per inference, ours {total['ours'] / 1e6:,.1f} M, published "
+          f"{total['published'] / 1e6:,.1f} M: ours/published {ratio:.3f}")
+    print(f"  {'per object file (own instructions; ??? = code generated at run time), M':64}"
+          f"{'ours':>9}{'published':>11}{'ours-pub':>10}")
+    rows = sorted(set(parsed["ours"]) | set(parsed["published"]),
+                  key=lambda k: -abs(parsed["ours"].get(k, 0) - parsed["published"].get(k, 0)))
+    for k in rows[:top]:
+        a, b = parsed["ours"].get(k, 0) / 1e6, parsed["published"].get(k, 0) / 1e6
+        print(f"  {k[:64]:64}{a:9.2f}{b:11.2f}{a - b:+10.2f}")
+    return ratio
 
 
 def vtable_functions(library: Path) -> Dict[int, Tuple[str, int]]:
@@ -298,15 +350,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                    "weights (e.g. ../shared/golden/dfine_n_golden.pth: trained-like learnable affine blocks)")
     p.add_argument("--no-warmup", action="store_true", help="count the first inference (no uncounted warm-up run)")
     p.add_argument("--top", type=int, default=12, help="rows per table")
+    p.add_argument("--runtime", choices=sorted(RUNTIMES), default="onnxruntime",
+                   help="runtime to count (openvino: totals and per object file; its JIT kernels have no names)")
     a = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import onnxruntime
     from cpu_latency import _export_ref, _model
     from dfine.export.benchmark import cpu_line
     from dfine.export.onnx import export_onnx
-    library = ort_library()
-    print(f"{cpu_line()} at start (this machine; ONNX Runtime {onnxruntime.__version__} runs on valgrind's "
-          "virtual CPU)")
+    if a.runtime == "openvino":
+        import openvino
+        version, library = f"OpenVINO {openvino.__version__}", None
+    else:
+        import onnxruntime
+        version, library = f"ONNX Runtime {onnxruntime.__version__}", ort_library()
+    print(f"{cpu_line()} at start (this machine; {version} runs on valgrind's virtual CPU)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = a.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -318,16 +375,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                 src = {"ours": export_onnx(loaded, src["ours"]), "published": _export_ref(a.ref, size, state, folder)}
             profiles = {}
             for who, path in src.items():
-                for old in folder.glob(f"{who}_{size}.callgrind.*"):
+                stem = f"{who}_{size}" + ("" if a.runtime == "onnxruntime" else f".{a.runtime}")
+                for old in folder.glob(f"{stem}.callgrind.*"):
                     old.unlink()
-                profiles[who], info = _count(path, helper, folder / f"{who}_{size}.callgrind.out", not a.no_warmup)
+                profiles[who], info = _count(path, helper, folder / f"{stem}.callgrind.out", not a.no_warmup,
+                                             a.runtime)
                 if not info["valgrind"]:
                     _fail("the counted run was not under valgrind")
-                print(f"{who} dfine_{size}: ONNX Runtime under valgrind saw {', '.join(info['isa'])}"
+                print(f"{who} dfine_{size}: {version} under valgrind saw {', '.join(info['isa'])}"
                       + ("" if "AVX512F" in info["isa"] else " (no AVX-512)")
                       + ("" if a.no_warmup else f"; first (warm-up) run {info['first'] / 1e6:,.1f} M instructions"),
                       flush=True)
-            _compare(size, profiles, library, a.top)
+            if library is None:
+                _compare_objects(size, profiles, a.top)
+            else:
+                _compare(size, profiles, library, a.top)
     print(f"load average at end {os.getloadavg()[0]:.2f} (instruction counts do not depend on it)")
 
 

@@ -73,3 +73,26 @@ def test_counts_one_inference_on_avx2_kernels_per_kernel(tmp_path):
     assert " ymm FMA in contrib::NchwcConv" in text
     # the counted (second) run alone: the first one, with its allocations, is counted apart
     assert infos["ours"]["first"] > 0
+
+
+def test_counts_one_openvino_inference_on_avx2_code_per_object_file(tmp_path):
+    """``--runtime openvino``: OpenVINO under valgrind sees the same CPU (AVX2, no AVX-512); the
+    counted inference is split by object file, its generated kernels under ``???``."""
+    pytest.importorskip("openvino")
+    oc = _script()
+    helper = oc._helper(tmp_path)
+    profiles, infos = {}, {}
+    for who, width in (("ours", 16), ("published", 64)):
+        profiles[who], infos[who] = oc._count(_export(width, tmp_path / f"{who}.onnx"), helper,
+                                              tmp_path / f"{who}.openvino.callgrind.out", warmup=False,
+                                              runtime="openvino")
+    for info in infos.values():
+        assert info["valgrind"] == 1
+        assert {"AVX2", "FMA3"} <= set(info["isa"]) and "AVX512F" not in info["isa"]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        ratio = oc._compare_objects("toy", profiles, 8)
+    assert 0.2 < ratio < 1.0  # the 4x wider convolution costs 'published' more
+    objects = {oc.parse_callgrind(p, per="ob").get("???", 0) for p in profiles.values()}
+    assert min(objects) > 0  # OpenVINO's JIT kernels ran, as generated code
+    assert "per object file" in out.getvalue() and "???" in out.getvalue()
