@@ -378,3 +378,35 @@ def test_absolute_windows_paths_in_data_yaml_are_found_here(tmp_path):
     (src / "data.yaml").write_text("train: C:\\elsewhere\\nothing\\here\nval: x\nnames: [a]\n")
     with pytest.raises(DatasetError, match=r"train: 'C:\\elsewhere\\nothing\\here' not found"):
         convert_yolo(src, tmp_path / "out")
+
+
+@pytest.mark.parametrize("kpt_shape", [[2, 2], [4, 3]])
+def test_yolo_pose_rows_keep_their_box(tmp_path, kpt_shape):
+    """An Ultralytics pose set (``kpt_shape`` in data.yaml) has rows ``class cx cy w h`` + keypoints:
+    the box is the first four numbers. 4 + 2K (or 4 + 3K, K even) numbers were read as a polygon
+    (points (cx, cy), (w, h), keypoints...) and gave a wrong box without a word."""
+    src = tmp_path / "pose"
+    image(src / "images/train/a.jpg", (200, 100))
+    image(src / "images/val/b.jpg", (200, 100))
+    k, d = kpt_shape
+    kpts = " ".join(["0.9 0.9" + (" 2" if d == 3 else "")] * k)  # keypoints far from the box
+    yolo_labels(src / "labels/train/a.txt", [f"0 0.5 0.5 0.2 0.4 {kpts}"])
+    yolo_labels(src / "labels/val/b.txt", [f"0 0.25 0.5 0.1 0.2 {kpts}"])
+    (src / "data.yaml").write_text(f"train: images/train\nval: images/val\nkpt_shape: {kpt_shape}\nnames: [person]\n")
+    result = convert_yolo(src)
+    (_, box, _), = boxes_by_file(load(src / "annotations/instances_train.json"))["train/a.jpg"]
+    _close(box, [80, 30, 40, 40])
+    (_, box, _), = boxes_by_file(load(src / "annotations/instances_val.json"))["val/b.jpg"]
+    _close(box, [40, 40, 20, 20])
+    assert any("kpt_shape" in n and "keypoints" in n for n in result.notes), result.notes
+
+
+def test_yolo_pose_rows_without_kpt_shape_say_so(tmp_path):
+    """A pose row (5 + 3K values, odd) in a set whose data.yaml has no kpt_shape: the error says
+    what such a row is and the key to add, not only 'expected class cx cy w h or a polygon'."""
+    src = tmp_path / "pose"
+    image(src / "images/train/a.jpg", (200, 100))
+    yolo_labels(src / "labels/train/a.txt", ["0 0.5 0.5 0.2 0.4 " + " ".join(["0.5 0.5 2"] * 17)])
+    (src / "data.yaml").write_text("train: images/train\nnames: [person]\n")
+    with pytest.raises(DatasetError, match=r"a.txt line 1: .*56 values.*kpt_shape: \[17, 3\]"):
+        convert_yolo(src)

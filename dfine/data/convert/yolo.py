@@ -13,7 +13,9 @@ Layouts read, in this order:
 Labels are found as Ultralytics finds them: the last ``/images/`` of the image path becomes
 ``/labels/`` and the extension ``.txt``. Rows are ``class cx cy w h`` normalised to the image
 (with EXIF orientation applied, as Ultralytics reads images); polygon rows ``class x1 y1 x2 y2
-...`` become their bounding box. An image with no label file, or an empty one, is a background
+...`` become their bounding box; in a pose set (``kpt_shape: [K, D]`` in the YAML) rows are ``class cx cy w
+h`` + K x D keypoint numbers, and the box is kept (the keypoints are left out, said in a note). An image
+with no label file, or an empty one, is a background
 image and is kept. Class names come from ``--names``, the YAML, ``classes.txt`` or ``obj.names``.
 Without a val split, a seeded ``val_fraction`` of train becomes val (printed).
 """
@@ -52,10 +54,11 @@ def label_path(image: Path) -> Path:
 Row = Tuple[int, float, float, float, float]  # class, x0, y0, x1, y1 normalised
 
 
-def read_label_file(path: Path, num_classes: int, names_source: str) -> List[Row]:
+def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: int = 0) -> List[Row]:
     """The rows of one label file as ``(class, x0, y0, x1, y1)`` normalised; polygon rows as their
-    bounding box. ``DatasetError`` naming file and line for a malformed row or a class id outside
-    ``0..num_classes-1``."""
+    bounding box; with ``keypoints`` (K x D of a pose set's ``kpt_shape``) every row is ``class cx cy w
+    h`` + that many keypoint numbers, and only the box is read. ``DatasetError`` naming file and line
+    for a malformed row or a class id outside ``0..num_classes-1``."""
     rows: List[Row] = []
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -77,15 +80,20 @@ def read_label_file(path: Path, num_classes: int, names_source: str) -> List[Row
         if not 0 <= cls < num_classes:
             raise DatasetError(f"{path} line {number}: class id {int(cls)} is outside the {num_classes} class names "
                                f"of {names_source} (0..{num_classes - 1}); fix the row or the names")
-        if len(coords) == 4:
-            cx, cy, w, h = coords
+        if keypoints and len(coords) != 4 + keypoints:
+            raise DatasetError(f"{path} line {number}: a pose row is 'class cx cy w h' + {keypoints} keypoint numbers "
+                               f"(kpt_shape of the data YAML), got {len(parts)} values")
+        if len(coords) == 4 or keypoints:
+            cx, cy, w, h = coords[:4]
             rows.append((int(cls), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
         elif len(coords) >= 6 and len(coords) % 2 == 0:
             xs, ys = coords[0::2], coords[1::2]
             rows.append((int(cls), min(xs), min(ys), max(xs), max(ys)))
         else:
+            pose = (f"; a pose row ('class cx cy w h' + keypoints x y visible) needs kpt_shape: "
+                    f"[{(len(coords) - 4) // 3}, 3] in the data YAML" if len(coords) > 4 and len(coords) % 3 == 1 else "")
             raise DatasetError(f"{path} line {number}: expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 "
-                               f"x3 y3 ...', got {len(parts)} values")
+                               f"x3 y3 ...', got {len(parts)} values{pose}")
     return rows
 
 
@@ -268,7 +276,7 @@ def _other_label_dirs(src: Path, looked: Path) -> List[str]:
 
 
 def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_source: str, folder: Path,
-                src: Path, notes: List[str]) -> Tuple[List[Dict], List[Dict], SplitCounts]:
+                src: Path, notes: List[str], keypoints: int = 0) -> Tuple[List[Dict], List[Dict], SplitCounts]:
     labels = [label_path(p) for p in images]
     present = [lp.is_file() for lp in labels]
     if images and not any(present):
@@ -288,7 +296,7 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
         image_id = len(out_images) + 1
         out_images.append({"id": image_id, "file_name": image.relative_to(folder).as_posix(),
                            "width": width, "height": height})
-        rows = read_label_file(lp, len(names), names_source) if has_label else []
+        rows = read_label_file(lp, len(names), names_source, keypoints) if has_label else []
         for cls, x0, y0, x1, y1 in rows:
             x, y, w, h = x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height
             out_anns.append({"id": len(out_anns) + 1, "image_id": image_id, "category_id": cls + 1,
@@ -311,6 +319,18 @@ def _note_labels_without_images(images: Sequence[Path], notes: List[str]) -> Non
     if orphans:
         notes.append(f"label files with no image, left out: {len(orphans)} (e.g. {orphans[0]}); images are read "
                      f"with the suffixes {' '.join(IMAGE_SUFFIXES)}")
+
+
+def _keypoint_numbers(data: Dict[str, Any], yaml_path: Optional[Path]) -> int:
+    """K x D of the YAML's ``kpt_shape: [K, D]`` (a pose set), 0 without one."""
+    shape = data.get("kpt_shape")
+    if shape is None:
+        return 0
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)
+            and shape[1] in (2, 3)):
+        raise DatasetError(f"{yaml_path}: kpt_shape must be [keypoints, 2 or 3] as Ultralytics writes it, "
+                           f"got {shape!r}")
+    return shape[0] * shape[1]
 
 
 def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
@@ -342,9 +362,14 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     out_dir = Path(out).expanduser() if out is not None else base
     ann_dir = out_dir / "annotations"
     info = info_for(ann_dir, folder, "YOLO", src)
+    keypoints = _keypoint_numbers(data, yaml_path)
+    if keypoints:
+        notes.append(f"{yaml_path.name}: kpt_shape {data['kpt_shape']}: a pose set; each row's box is kept, its "
+                     f"{data['kpt_shape'][0]} keypoints are left out (D-FINE detects boxes)")
     written, counts = {}, {}
     for split, images in splits.items():
-        ims, anns, counts[split] = _split_json(split, images, class_names, names_source, folder, base, notes)
+        ims, anns, counts[split] = _split_json(split, images, class_names, names_source, folder, base, notes,
+                                               keypoints)
         written[split] = ann_dir / f"instances_{split}.json"
         write_coco_json(written[split], ims, anns, class_names, info)
     _note_labels_without_images(everything, notes)
