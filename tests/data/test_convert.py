@@ -410,3 +410,29 @@ def test_yolo_pose_rows_without_kpt_shape_say_so(tmp_path):
     (src / "data.yaml").write_text("train: images/train\nnames: [person]\n")
     with pytest.raises(DatasetError, match=r"a.txt line 1: .*56 values.*kpt_shape: \[17, 3\]"):
         convert_yolo(src)
+
+
+def test_yolo_pixel_coordinates_are_an_error(tmp_path):
+    """Labels in pixels ('0 320 240 100 80' on a 640x480 image) instead of 0..1 fractions: the boxes
+    landed far outside every image, the conversion said nothing, 'dfine data check' said 'OK' and
+    training dropped every box as outside. Now a one-line error naming the file, line and values."""
+    src = tmp_path / "pix"
+    image(src / "images/train/a.jpg", (640, 480))
+    image(src / "images/val/b.jpg", (640, 480))
+    yolo_labels(src / "labels/train/a.txt", ["0 0.5 0.5 0.2 0.2", "0 320 240 100 80"])
+    yolo_labels(src / "labels/val/b.txt", ["0 0.5 0.5 0.2 0.2"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [thing]\n")
+    with pytest.raises(DatasetError, match=r"a.txt line 2: .*320 240 100 80.*normalised.*0\.\.1") as err:
+        convert_yolo(src)
+    assert "\n" not in str(err.value)
+
+
+def test_yolo_rows_a_little_outside_still_convert(tmp_path):
+    """A box drawn past the border (cx + w/2 > 1, a coordinate of 1.02) is normalised all the same: kept
+    (clipped later, and counted), not an error."""
+    src = tmp_path / "ok"
+    image(src / "images/train/a.jpg", (100, 100))
+    yolo_labels(src / "labels/train/a.txt", ["0 0.95 0.5 0.2 0.2", "0 1.02 0.5 1.02 0.6 0.98 0.7"])
+    (src / "data.yaml").write_text("train: images/train\nnames: [thing]\n")
+    result = convert_yolo(src, val_fraction=0)
+    assert result.counts["train"].boxes == 2

@@ -52,6 +52,9 @@ def label_path(image: Path) -> Path:
 
 
 Row = Tuple[int, float, float, float, float]  # class, x0, y0, x1, y1 normalised
+# A normalised coordinate of a box drawn past the border may exceed 1 a little; above this it is pixels
+# (Ultralytics skips such a file as "non-normalized"; its boxes here landed outside the image, all dropped).
+_MOST_NORMALISED = 2.0
 
 
 def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: int = 0) -> List[Row]:
@@ -80,6 +83,11 @@ def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: 
         if not 0 <= cls < num_classes:
             raise DatasetError(f"{path} line {number}: class id {int(cls)} is outside the {num_classes} class names "
                                f"of {names_source} (0..{num_classes - 1}); fix the row or the names")
+        if coords and max(coords[:4] if keypoints else coords) > _MOST_NORMALISED:
+            shown = " ".join(parts[1:5]) + (" ..." if len(parts) > 5 else "")
+            raise DatasetError(f"{path} line {number}: coordinates {shown} are not normalised: YOLO rows give "
+                               f"0..1 fractions of the image (x / width, y / height); pixel labels must be divided "
+                               f"by the image size")
         if keypoints and len(coords) != 4 + keypoints:
             raise DatasetError(f"{path} line {number}: a pose row is 'class cx cy w h' + {keypoints} keypoint numbers "
                                f"(kpt_shape of the data YAML), got {len(parts)} values")
