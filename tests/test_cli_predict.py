@@ -307,3 +307,28 @@ def test_threads_reach_torch_for_a_checkpoint(checkpoint, onnx_model, coco128, t
     err = _one_line_error(capsys, ["predict", str(image), "-m", str(checkpoint), "--threads", "0", "-o",
                                    str(tmp_path / "c")])
     assert err == "error: --threads must be at least 1, got 0"
+
+
+def test_phone_formats_not_read_are_said(tmp_path, capsys):
+    """A folder of phone photos with HEIC files among the JPEGs: predict said '2 images' and left the
+    HEIC ones out without a word; a folder of HEIC only said 'holds no images (.jpg, ...)'. Now the
+    files left out are named with what to do, in a note or in the one-line error."""
+    from dfine.commands.predict import collect_sources
+    from dfine.errors import DfineError
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for name in ("a.jpg", "b.JPG"):
+        Image.new("RGB", (64, 48)).save(folder / name, format="JPEG")
+    (folder / "IMG_0003.HEIC").write_bytes(b"....ftypheic")
+    (folder / "notes.txt").write_text("not an image: not worth a note")
+    kind, paths = collect_sources([str(folder)])
+    assert kind == "images" and [p.name for p in paths] == ["a.jpg", "b.JPG"]
+    err = capsys.readouterr().err
+    assert "IMG_0003.HEIC" in err and "JPEG or PNG" in err and "notes.txt" not in err, err
+    kind, paths = collect_sources([str(folder / "*")])
+    assert len(paths) == 2 and "IMG_0003.HEIC" in capsys.readouterr().err
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "IMG_0004.heic").write_bytes(b"....ftypheic")
+    with pytest.raises(DfineError, match=r"IMG_0004.heic.*JPEG or PNG"):
+        collect_sources([str(only)])

@@ -171,9 +171,12 @@ def collect_source(source: str) -> Tuple[str, List[Path]]:
     """``("images", [paths])`` or ``("video", [path])``; one-line errors for what cannot be read."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        entries = sorted(p for p in path.iterdir() if p.is_file())
+        files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
-            raise DfineError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise DfineError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+                             f"{_not_read(entries, '; ')}")
+        _say_not_read(entries, str(path))
         return "images", files
     if path.is_file():
         suffix = path.suffix.lower()
@@ -184,11 +187,36 @@ def collect_source(source: str) -> Tuple[str, List[Path]]:
         raise DfineError(f"unsupported file type {path.suffix or '(none)'} for {path}; images: "
                          f"{' '.join(IMAGE_SUFFIXES)}; videos: {' '.join(VIDEO_SUFFIXES)}")
     if glob.has_magic(source):
-        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        matched = sorted(Path(p) for p in glob.glob(source, recursive=True))
+        files = [p for p in matched if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
-            raise DfineError(f"no images match {source}")
+            raise DfineError(f"no images match {source}{_not_read(matched, '; ')}")
+        _say_not_read(matched, source)
         return "images", files
     raise DfineError(f"source {source} not found")
+
+
+# Image formats that phones and cameras write and that are not read here (HEIC: the iPhone's default).
+_UNREAD_IMAGE_SUFFIXES = (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf",
+                          ".rw2", ".gif", ".jp2")
+
+
+def _not_read(paths: Sequence[Path], lead: str = "") -> str:
+    """``lead`` + what of ``paths`` is an image format not read (named, with what to do), else ''."""
+    unread = [p for p in paths if p.suffix.lower() in _UNREAD_IMAGE_SUFFIXES]
+    if not unread:
+        return ""
+    kinds = ", ".join(sorted({p.suffix.lower() for p in unread}))
+    names = ", ".join(p.name for p in unread[:3]) + (", ..." if len(unread) > 3 else "")
+    return (f"{lead}{counted(len(unread), 'file')} in a format not read here ({kinds}: {names}); "
+            f"convert them to JPEG or PNG")
+
+
+def _say_not_read(paths: Sequence[Path], where: str) -> None:
+    """A note on stderr naming the images of ``where`` left out because their format is not read."""
+    text = _not_read(paths)
+    if text:
+        print(f"note: {where}: left out {text}", file=sys.stderr)
 
 
 def image_id(path: Path, index: int) -> int:
