@@ -332,3 +332,40 @@ def test_phone_formats_not_read_are_said(tmp_path, capsys):
     (only / "IMG_0004.heic").write_bytes(b"....ftypheic")
     with pytest.raises(DfineError, match=r"IMG_0004.heic.*JPEG or PNG"):
         collect_sources([str(only)])
+
+
+def _label_pixels(name):
+    import types
+    from dfine.commands.predict import draw
+    dets = types.SimpleNamespace(boxes=np.array([[100.0, 100.0, 300.0, 300.0]]), names=[name],
+                                 scores=np.array([0.9]), labels=np.array([0]))
+    return np.asarray(draw(Image.new("RGB", (640, 480)), dets))[60:100, 100:200]
+
+
+def test_labels_draw_the_names_own_letters(capsys):
+    """Pillow's default font draws ASCII only: a Turkish 'ayakkabı', a German 'Straße' or a Russian 'Жук'
+    came out as boxes (the font's 'notdef' glyph) in every picture. A font that has them is used now
+    (DejaVu Sans, from the system or matplotlib); ASCII names keep the default font."""
+    from dfine.commands.predict import _draws, _font_files, label_font
+    from PIL import ImageFont
+    if not any(_draws(ImageFont.truetype(str(p), 14), "ıßЖ") for p in _font_files()):
+        pytest.skip("no font here draws 'ıßЖ'")
+    notdef = _label_pixels("\U0010fffd")
+    capsys.readouterr()  # its note: no font draws U+10FFFD
+    for letter in "ıßЖ":
+        assert not np.array_equal(_label_pixels(letter), notdef), letter
+    assert not capsys.readouterr().err
+    assert label_font(14, "abc") is label_font(14, "abc") and _draws(label_font(14, "abc"), "abc")
+
+
+def test_letters_no_font_draws_are_said_once(monkeypatch, capsys):
+    from dfine.commands import predict
+    monkeypatch.setattr(predict, "_font_files", lambda: ())
+    predict.label_font.cache_clear()
+    try:
+        _label_pixels("鞋底")
+        _label_pixels("鞋底")
+    finally:
+        predict.label_font.cache_clear()
+    err = capsys.readouterr().err
+    assert err.count("note: no font here draws the characters") == 1 and "底鞋" in err and "predictions.json" in err

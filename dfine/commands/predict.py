@@ -12,6 +12,7 @@ the frame index), each entry also naming its class (``category_name``) and, for 
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import sys
 from pathlib import Path
@@ -229,15 +230,11 @@ def draw(image: Image.Image, dets) -> Image.Image:
     the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
     2048 px photo. Drawn from the lowest score up: of two boxes in one place (a duplicate) the best's
     label is the one seen."""
-    from PIL import ImageFont
     image = image.copy()
     pen = ImageDraw.Draw(image)
     side = max(image.size)
     width = max(2, round(side / 320))
-    try:
-        font = ImageFont.load_default(size=max(11, round(side / 60)))
-    except TypeError:  # Pillow < 10.1: one bitmap size
-        font = ImageFont.load_default()
+    font = label_font(max(11, round(side / 60)), "".join(sorted(set("".join(dets.names)))))
     for i in np.argsort(dets.scores, kind="stable").tolist():  # the best last, so its label is on top of a duplicate's
         (x0, y0, x1, y1), name, score, label = dets.boxes[i].tolist(), dets.names[i], float(dets.scores[i]), \
             int(dets.labels[i])
@@ -251,6 +248,74 @@ def draw(image: Image.Image, dets) -> Image.Image:
         pen.rectangle((x, y, x + box_w, y + box_h), fill=color)
         pen.text((x + pad, y + pad), text, fill=(255, 255, 255), font=font)
     return image
+
+
+# Fonts that draw more than Pillow's default (which draws ASCII only: 'ß', 'ı', '鞋' came out as boxes):
+# file names looked for in the folders below, the first that draws every character of the names wins.
+_FONT_FILES = ("DejaVuSans.ttf", "NotoSans-Regular.ttf", "NotoSansCJK-Regular.ttc", "NotoSansCJKsc-Regular.otf",
+               "NotoSansCJK-Regular.otf", "wqy-microhei.ttc", "wqy-zenhei.ttc", "arialuni.ttf", "Arial Unicode.ttf",
+               "msyh.ttc", "simhei.ttf", "malgun.ttf", "meiryo.ttc", "arial.ttf", "PingFang.ttc", "Hiragino Sans GB.ttc",
+               "AppleSDGothicNeo.ttc", "Arial.ttf")
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts", "/System/Library/Fonts",
+              "/Library/Fonts", "C:/Windows/Fonts")
+_NAMES_NOT_DRAWN: set = set()
+
+
+@functools.lru_cache(maxsize=None)
+def _font_files() -> Tuple[Path, ...]:
+    """The fonts of :data:`_FONT_FILES` on this machine (and matplotlib's DejaVu Sans), in that order."""
+    import importlib.util
+    import os
+    found: Dict[str, Path] = {}
+    spec = importlib.util.find_spec("matplotlib")
+    dirs = [Path(d).expanduser() for d in _FONT_DIRS]
+    if spec is not None and spec.submodule_search_locations:
+        dirs.append(Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "fonts" / "ttf")
+    for folder in dirs:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                if name in _FONT_FILES:
+                    found.setdefault(name, Path(root) / name)
+    return tuple(found[n] for n in _FONT_FILES if n in found)
+
+
+def _draws(font, chars: str) -> bool:
+    """Whether ``font`` has a glyph for each of ``chars`` (a missing one draws as the font's 'notdef' box)."""
+    missing = font.getmask("\U0010fffd")
+    key = (missing.size, bytes(missing))
+    return all(c.isspace() or (font.getmask(c).size, bytes(font.getmask(c))) != key for c in chars)
+
+
+@functools.lru_cache(maxsize=64)
+def label_font(size: int, chars: str):
+    """A font of ``size`` px that draws ``chars`` (the class names' characters): Pillow's default when it
+    can, else the first of :func:`_font_files` that can; else the default, with one note naming what it
+    leaves as boxes."""
+    from PIL import ImageFont
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        return ImageFont.load_default()
+    text = chars + "0123456789."
+    if _draws(font, text):
+        return font
+    best, lost = font, [c for c in text if not _draws(font, c)]
+    for path in _font_files():
+        try:
+            other = ImageFont.truetype(str(path), size)
+        except OSError:
+            continue
+        missing = [c for c in text if not _draws(other, c)]
+        if not missing:
+            return other
+        if len(missing) < len(lost):
+            best, lost = other, missing
+    if chars not in _NAMES_NOT_DRAWN:
+        _NAMES_NOT_DRAWN.add(chars)
+        print(f"note: no font here draws the characters {''.join(lost)} of the class names, so the pictures' labels "
+              f"show boxes for them (predictions.json has the names right); install a font that has them, e.g. "
+              f"Noto Sans CJK (Debian/Ubuntu: apt install fonts-noto-cjk)", file=sys.stderr)
+    return best
 
 
 def label_corner(box: Sequence[float], label_size: Tuple[float, float], image_size: Tuple[float, float]
