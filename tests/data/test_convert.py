@@ -436,3 +436,18 @@ def test_yolo_rows_a_little_outside_still_convert(tmp_path):
     (src / "data.yaml").write_text("train: images/train\nnames: [thing]\n")
     result = convert_yolo(src, val_fraction=0)
     assert result.counts["train"].boxes == 2
+
+
+def test_yolo_names_that_yaml_reads_as_booleans_are_an_error(tmp_path):
+    """'names: [on, off]' (a switch's states; also yes/no, true/false): YAML 1.1 reads the bare words as
+    booleans and the classes were named 'True' and 'False' in the model and its pictures. Now a one-line
+    error naming the YAML and saying to quote them."""
+    src = tmp_path / "switch"
+    image(src / "images/train/a.jpg", (100, 100))
+    yolo_labels(src / "labels/train/a.txt", ["0 0.5 0.5 0.2 0.2", "1 0.2 0.2 0.1 0.1"])
+    (src / "data.yaml").write_text("train: images/train\nnames: [on, off]\n")
+    with pytest.raises(DatasetError, match=r"data.yaml: names .*True.*False.*quote") as err:
+        convert_yolo(src, val_fraction=0)
+    assert "\n" not in str(err.value)
+    (src / "data.yaml").write_text("train: images/train\nnames:\n  0: 'on'\n  1: 'off'\n")
+    assert convert_yolo(src, val_fraction=0).names == ("on", "off")

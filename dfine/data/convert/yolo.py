@@ -252,6 +252,10 @@ def _names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path], given: Op
         if ids != list(range(len(ids))):
             raise DatasetError(f"{yaml_path}: names ids must be 0..{len(ids) - 1} without gaps, got {ids[:10]}")
         names = [names[k] if k in names else names[str(k)] for k in ids]
+    if isinstance(names, list) and any(isinstance(n, bool) for n in names):
+        said = [n for n in names if isinstance(n, bool)]
+        raise DatasetError(f"{yaml_path}: names {said} are YAML booleans: bare on/off, yes/no, true/false read as "
+                           f"True/False; quote them (names: ['on', 'off'])")
     if isinstance(names, list) and names:
         if data.get("nc") is not None and int(data["nc"]) != len(names):
             raise DatasetError(f"{yaml_path}: nc is {data['nc']} but names lists {len(names)} classes; fix one")
