@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Option
 
 import numpy as np
 
+from dfine.errors import DfineError
 from dfine.data.cocojson import DatasetError, box_repairs, inside_folder, read_coco_json, unsafe_file_name
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation
@@ -715,11 +716,11 @@ def _sample_title(boxes: int, drawn: int) -> str:
 def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None) -> Path:
     """A picture of the labels like Ultralytics' ``labels.jpg``: instances per class, the boxes
     drawn centred, box centres and box sizes (normalised by the image). Needs matplotlib."""
+    from dfine.engine.plots import pyplot, save_figure
     try:
         import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+        plt = pyplot()
+    except (ImportError, DfineError):
         raise DatasetError("--plot needs matplotlib: pip install dfine[plots]") from None
     path = Path(path)
     names = names or {cid: name for cid, name, _, _ in report.categories}
@@ -762,12 +763,4 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     fig.suptitle(f"{Path(report.ann_file).name}: {counted(report.num_images, 'image')}; small {s}, medium {m}, "
                  f"large {l}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    try:  # atomically: a Ctrl-C or a full disk leaves the previous picture, no half-written one
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)  # atomically: a Ctrl-C or a full disk leaves the previous picture

@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, List, Mapping, Sequence, Tuple, Union
 
@@ -31,7 +34,36 @@ def pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise DfineError("pictures need matplotlib: pip install dfine[plots]") from None
+    warnings.filterwarnings("ignore", message=_MISSING_GLYPH.pattern)  # said once, by save_figure
     return plt
+
+
+# matplotlib's warning for a letter its fonts lack (a class name in Chinese: one warning per letter and draw)
+_MISSING_GLYPH = re.compile(r"Glyph \d+ \((.*)\) missing from")
+_GLYPHS_SAID: set = set()
+
+
+def _say_missing_glyphs(caught: Sequence[warnings.WarningMessage]) -> None:
+    """One note for the letters no font drew in a picture (matplotlib warns per letter, twice per figure);
+    the other warnings go on as they came."""
+    lost = []
+    for w in caught:
+        found = _MISSING_GLYPH.match(str(w.message))
+        if found is None:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
+        letter = found.group(1)
+        try:  # matplotlib names it '\\N{CJK UNIFIED IDEOGRAPH-978B}' or '\\U0010fffd'
+            letter = letter.encode("ascii").decode("unicode_escape")
+        except (UnicodeError, ValueError):
+            pass
+        lost.append(letter)
+    new = sorted(set(lost) - _GLYPHS_SAID)
+    if new:
+        _GLYPHS_SAID.update(new)
+        print(f"note: no font here draws the letters {''.join(new)} of the class names, so the pictures show boxes "
+              f"for them; install a font that has them, e.g. Noto Sans CJK (Debian/Ubuntu: apt install "
+              f"fonts-noto-cjk)", file=sys.stderr)
 
 
 def save_figure(fig: Any, path: PathLike, dpi: int = 110) -> Path:
@@ -40,7 +72,10 @@ def save_figure(fig: Any, path: PathLike, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=dpi)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fig.savefig(tmp, dpi=dpi)
+        _say_missing_glyphs(caught)
         os.replace(tmp, path)
     except BaseException:  # Ctrl-C, a full disk: the previous picture stays, no half-written one
         tmp.unlink(missing_ok=True)

@@ -467,3 +467,26 @@ def test_a_converted_split_does_not_call_the_other_splits_images_strays(tmp_path
     assert "unreferenced" not in check_dataset(train, converted.images_folder).findings
     image(src / "images/stray.jpg", (40, 30))
     assert check_dataset(train, converted.images_folder).findings["unreferenced"].ids == ["stray.jpg"]
+
+
+def test_plot_of_names_no_font_draws_says_so_once(tmp_path, capsys):
+    """labels.png of a set with Chinese class names on a machine without a CJK font: matplotlib warned
+    once per letter and draw (UserWarning lines with source lines between them); now one note names the
+    letters and the font to install, and no warning is left."""
+    import warnings
+    pytest.importorskip("matplotlib")
+    from dfine.data.check import check_dataset, plot_report
+    ann = tmp_path / "a.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.jpg", "width": 100, "height": 100}],
+                               "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 50, 50],
+                                                "area": 2500, "iscrowd": 0}],
+                               "categories": [{"id": 1, "name": "\U0010fffd\U0010fffc"}]}))
+    PIL.Image.new("RGB", (100, 100)).save(tmp_path / "x.jpg")
+    report = check_dataset(ann, tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_report(report, tmp_path / "labels.png")
+    assert not [w for w in caught if "Glyph" in str(w.message)], [str(w.message) for w in caught]
+    err = capsys.readouterr().err
+    assert err.count("note: no font here draws the letters") == 1 and "\U0010fffc\U0010fffd" in err, err
+    assert (tmp_path / "labels.png").is_file()
