@@ -451,3 +451,23 @@ def test_yolo_names_that_yaml_reads_as_booleans_are_an_error(tmp_path):
     assert "\n" not in str(err.value)
     (src / "data.yaml").write_text("train: images/train\nnames:\n  0: 'on'\n  1: 'off'\n")
     assert convert_yolo(src, val_fraction=0).names == ("on", "off")
+
+
+def test_a_split_folder_of_a_yolo_set_names_the_dataset_folder(tmp_path):
+    """--data DATASET/train (or DATASET/train/images) of a Roboflow set: the error said only 'no class names
+    ... give --names a,b,c', though the data.yaml one level up has them and the val split. Now it names the
+    dataset folder to give."""
+    src = tmp_path / "rf"
+    image(src / "train/images/a.jpg", (100, 100))
+    yolo_labels(src / "train/labels/a.txt", ["0 0.5 0.5 0.2 0.2"])
+    image(src / "valid/images/b.jpg", (100, 100))
+    yolo_labels(src / "valid/labels/b.txt", ["0 0.5 0.5 0.2 0.2"])
+    (src / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 1\nnames: [shoe]\n")
+    for part in (src / "train", src / "train/images"):
+        with pytest.raises(DatasetError, match=rf"part of the YOLO dataset {src}.*give that folder") as err:
+            convert_yolo(part)
+        assert "\n" not in str(err.value)
+    assert convert_yolo(src / "train", tmp_path / "out", names=["shoe"]).names == ("shoe",)  # --names: as asked
+    from dfine.recipes import detect_format
+    with pytest.raises(DfineError, match=f"give the dataset folder: --data {src}$"):  # not {src}/train
+        detect_format(src / "train/images")

@@ -267,6 +267,11 @@ def _names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path], given: Op
                 return tuple(l for l in lines if l), str(folder / file)
     if data.get("nc"):
         return tuple(f"class_{i}" for i in range(int(data["nc"]))), f"{yaml_path} (nc only)"
+    for above in (src.parent, src.parent.parent) if yaml_path is None else ():
+        found = _find_yaml(above) if above != src else None
+        if found is not None:
+            raise DatasetError(f"{src} is a part of the YOLO dataset {above}: give that folder (its {found.name} "
+                               f"names the splits and the classes)")
     raise DatasetError(f"no class names for {src}: no names in a data.yaml, no classes.txt or obj.names; "
                        f"give --names a,b,c")
 
