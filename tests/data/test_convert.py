@@ -471,3 +471,14 @@ def test_a_split_folder_of_a_yolo_set_names_the_dataset_folder(tmp_path):
     from dfine.recipes import detect_format
     with pytest.raises(DfineError, match=f"give the dataset folder: --data {src}$"):  # not {src}/train
         detect_format(src / "train/images")
+
+
+def test_yolo_rows_with_a_confidence_say_so(tmp_path):
+    """Pseudo-labels saved by a YOLO predict with save_conf ('0 0.5 0.5 0.2 0.2 0.87'): the error said
+    only 'expected class cx cy w h or a polygon, got 6 values'; now it says what the sixth value is."""
+    src = tmp_path / "pseudo"
+    image(src / "images/train/a.jpg", (100, 100))
+    yolo_labels(src / "labels/train/a.txt", ["0 0.5 0.5 0.2 0.2 0.87"])
+    (src / "data.yaml").write_text("train: images/train\nnames: [thing]\n")
+    with pytest.raises(DatasetError, match=r"a.txt line 1: .*6 values; .*confidence.*drop the last column"):
+        convert_yolo(src, val_fraction=0)

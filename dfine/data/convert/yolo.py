@@ -99,7 +99,9 @@ def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: 
             rows.append((int(cls), min(xs), min(ys), max(xs), max(ys)))
         else:
             pose = (f"; a pose row ('class cx cy w h' + keypoints x y visible) needs kpt_shape: "
-                    f"[{(len(coords) - 4) // 3}, 3] in the data YAML" if len(coords) > 4 and len(coords) % 3 == 1 else "")
+                    f"[{(len(coords) - 4) // 3}, 3] in the data YAML" if len(coords) > 4 and len(coords) % 3 == 1
+                    else "; 'class cx cy w h confidence' is a saved prediction (save_conf): drop the last column"
+                    if len(coords) == 5 else "")
             raise DatasetError(f"{path} line {number}: expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 "
                                f"x3 y3 ...', got {len(parts)} values{pose}")
     return rows
