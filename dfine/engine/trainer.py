@@ -42,7 +42,7 @@ import torch.nn as nn
 from dfine import checkpoint as ckpt_io
 from dfine.config import Config, criterion_config, model_config, resolve_num_classes
 from dfine.data import build_dataloader, build_dataset, check_same_labels
-from dfine.data.cocojson import other_classes
+from dfine.data.cocojson import DatasetError, other_classes
 from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
@@ -237,8 +237,7 @@ class Trainer:
         tuning = ckpt_io.read_checkpoint(cfg.tuning) if cfg.tuning else None
 
         # data first: a wrong path fails before the model is built
-        self.val_set = build_dataset(cfg, "val", seed=seed)
-        self.train_set = None if test_only else build_dataset(cfg, "train", seed=seed)
+        self.val_set, self.train_set = _datasets(cfg, test_only, seed)
         labels = self.val_set.label_map if self.train_set is None else self.train_set.label_map
         if self.train_set is not None:
             check_same_labels(self.train_set.label_map, self.val_set.label_map)
@@ -990,3 +989,18 @@ def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
     _plot_lr(history, out / "lr.png", plt)
     _plot_map(history, out / "map.png", plt)
     return [out / "loss.png", out / "lr.png", out / "map.png"]
+
+
+def _datasets(cfg: Config, test_only: bool, seed: int) -> Tuple[Any, Any]:
+    """The val and (unless ``test_only``) train datasets; the check errors of both files said in one
+    ``DatasetError`` (each file's summary with its commands), not the val file's alone and the train
+    file's on the next run."""
+    built, errors = {}, []
+    for split in ("val",) if test_only else ("val", "train"):
+        try:
+            built[split] = build_dataset(cfg, split, seed=seed)
+        except DatasetError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise DatasetError("\n".join(errors))
+    return built["val"], built.get("train")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image as PILImage
 
 from dfine.cli import main
 from dfine.errors import DfineError
@@ -236,3 +238,21 @@ def test_train_from_a_yolo_folder_and_printed_commands_work_from_another_folder(
     assert list(out.glob("*.onnx"))
     predictions = json.loads(next(elsewhere.rglob("predictions.json")).read_text())
     assert {p["category_id"] for p in predictions} <= {0, 1}
+
+
+def test_check_errors_of_both_splits_are_said_at_once(tmp_path, capsys):
+    """adions025/XMLtoJson_Mask_RCNN (three phone photos, each JPEG cut short): training stopped on the
+    val file's truncated image with the commands to train without it; after them it stopped again on the
+    train file's. Both files' errors, each with its commands, now come in one stop."""
+    src = _yolo(tmp_path / "cut")
+    for jpg in (src / "images/train/0.jpg", src / "images/val/0.jpg"):
+        noise = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+        PILImage.fromarray(noise).save(jpg, quality=95)
+        jpg.write_bytes(jpg.read_bytes()[:2000])
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(src), "-o", str(out), *TINY]) != 0
+    err = capsys.readouterr().err
+    for split in ("train", "val"):
+        assert f"instances_{split}.json: the dataset check found errors" in err, err
+        assert f"-u {split}_dataloader.dataset.ann_file=" in err, err
+    assert "Traceback" not in err
