@@ -92,6 +92,9 @@ def build_dataloader(cfg: Config, split: Split, dataset: Optional[Any] = None, *
     collate = BatchCollate(loader.collate_fn.base_size, loader.collate_fn.base_size_repeat,
                            loader.collate_fn.stop_epoch, seed=seed, min_size=loader.collate_fn.min_size)
     batch = loader.batch_size_per_rank(world_size)
+    if len(dataset) == 0:
+        raise DatasetError(f"{name}: {loader.dataset.ann_file} holds no images; nothing to "
+                           f"{'train' if split == 'train' else 'evaluate'} on")
     if loader.drop_last and len(sampler) < batch:
         fits = max(1, len(dataset) // world_size) * world_size
         raise DatasetError(f"{name}: {counted(len(dataset), 'image')} ({len(sampler)} per process), fewer than one "

@@ -256,3 +256,20 @@ def test_check_errors_of_both_splits_are_said_at_once(tmp_path, capsys):
         assert f"instances_{split}.json: the dataset check found errors" in err, err
         assert f"-u {split}_dataloader.dataset.ann_file=" in err, err
     assert "Traceback" not in err
+
+
+def test_a_split_without_images_is_said_so(tmp_path, capsys):
+    """Every train image dropped by 'dfine data check --fix' (all three JPEGs of adions025/XMLtoJson_Mask_RCNN
+    cut short): the error said '0 images, fewer than one batch of 2 ... lower the batch to at most 1', which
+    trains nothing either. Now it names the file that holds no image."""
+    src = _yolo(tmp_path / "ds")
+    out = tmp_path / "run"
+    empty = tmp_path / "empty.json"
+    data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "apple"}, {"id": 2, "name": "pear"}]}
+    empty.write_text(json.dumps(data))
+    for split in ("train", "val"):
+        code = main(["train", "--data", str(src), "-o", str(out), *TINY, "-u", f"{split}_dataloader.dataset.ann_file={empty}"])
+        err = capsys.readouterr().err
+        assert code != 0 and err.strip().splitlines()[-1] == (
+            f"error: {split}_dataloader: {empty} holds no images; nothing to {'train' if split == 'train' else 'evaluate'} "
+            f"on"), err
