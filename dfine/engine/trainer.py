@@ -1001,6 +1001,6 @@ def _datasets(cfg: Config, test_only: bool, seed: int) -> Tuple[Any, Any]:
             built[split] = build_dataset(cfg, split, seed=seed)
         except DatasetError as exc:
             errors.append(str(exc))
-    if errors:
-        raise DatasetError("\n".join(errors))
+    if errors:  # one file for both splits gives one error, said once
+        raise DatasetError("\n".join(dict.fromkeys(errors)))
     return built["val"], built.get("train")
