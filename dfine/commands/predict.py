@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import DfineError
-from ..text import counted
+from ..text import counted, no_font_note
 from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
@@ -281,9 +281,11 @@ def _font_files() -> Tuple[Path, ...]:
 
 def _draws(font, chars: str) -> bool:
     """Whether ``font`` has a glyph for each of ``chars`` (a missing one draws as the font's 'notdef' box)."""
-    missing = font.getmask("\U0010fffd")
-    key = (missing.size, bytes(missing))
-    return all(c.isspace() or (font.getmask(c).size, bytes(font.getmask(c))) != key for c in chars)
+    def glyph(c: str):
+        mask = font.getmask(c)
+        return mask.size, bytes(mask)
+    missing = glyph("\U0010fffd")
+    return all(c.isspace() or glyph(c) != missing for c in chars)
 
 
 @functools.lru_cache(maxsize=64)
@@ -312,9 +314,8 @@ def label_font(size: int, chars: str):
             best, lost = other, missing
     if chars not in _NAMES_NOT_DRAWN:
         _NAMES_NOT_DRAWN.add(chars)
-        print(f"note: no font here draws the characters {''.join(lost)} of the class names, so the pictures' labels "
-              f"show boxes for them (predictions.json has the names right); install a font that has them, e.g. "
-              f"Noto Sans CJK (Debian/Ubuntu: apt install fonts-noto-cjk)", file=sys.stderr)
+        print(no_font_note("characters", "".join(lost), "the pictures' labels (predictions.json has the names "
+                           "right) show"), file=sys.stderr)
     return best
 
 

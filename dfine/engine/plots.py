@@ -20,6 +20,7 @@ from typing import Any, List, Mapping, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
+from ..text import no_font_note
 
 __all__ = ["pyplot", "plot_pr_curves", "confusion_matrix", "plot_confusion_matrix", "save_figure"]
 
@@ -61,9 +62,7 @@ def _say_missing_glyphs(caught: Sequence[warnings.WarningMessage]) -> None:
     new = sorted(set(lost) - _GLYPHS_SAID)
     if new:
         _GLYPHS_SAID.update(new)
-        print(f"note: no font here draws the letters {''.join(new)} of the class names, so the pictures show boxes "
-              f"for them; install a font that has them, e.g. Noto Sans CJK (Debian/Ubuntu: apt install "
-              f"fonts-noto-cjk)", file=sys.stderr)
+        print(no_font_note("letters", "".join(new), "the pictures show"), file=sys.stderr)
 
 
 def save_figure(fig: Any, path: PathLike, dpi: int = 110) -> Path:
