@@ -355,13 +355,20 @@ def _yaml(path: Path) -> str:
 def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
           batch: Optional[int] = None, imgsz: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
           tuning: Optional[str] = None, device: Optional[str] = None, overrides: Sequence[str] = (),
-          max_steps: Optional[int] = None, progress: bool = True) -> TrainResult:
+          max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None) -> TrainResult:
     """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO, VOC or CVAT dataset at ``data``;
-    ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value``.
+    ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value``;
+    ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core).
     Returns the output folder and the last evaluation's metrics."""
+    import torch
+
+    from dfine.commands.predict import set_threads
     from dfine.config import load_config
     from dfine.engine import dist
     from dfine.engine.trainer import Trainer
+
+    if threads is not None and threads < 1:
+        raise DfineError(f"threads must be at least 1, got {threads}")
 
     run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, device=device, given=overrides)
     for note in run.notes:
@@ -374,8 +381,11 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     if device is not None:
         extra.append(f"device={device}")
     cfg = load_config(run.recipe, extra + list(overrides))
+    caller_threads = torch.get_num_threads()
+    set_threads(threads, None, "torch")
     try:
         metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share).fit()
     finally:
+        torch.set_num_threads(caller_threads)
         dist.cleanup()
     return TrainResult(Path(cfg.output_dir), dict(metrics or {}))

@@ -273,3 +273,30 @@ def test_a_split_without_images_is_said_so(tmp_path, capsys):
         assert code != 0 and err.strip().splitlines()[-1] == (
             f"error: {split}_dataloader: {empty} holds no images; nothing to {'train' if split == 'train' else 'evaluate'} "
             f"on"), err
+
+
+def test_dfine_train_from_python_takes_threads(tmp_path, monkeypatch):
+    """``dfine.train(threads=N)`` trains on N torch threads, as ``dfine train --threads N`` does (the
+    Python API had no way to set them); the caller's number comes back after the run; 0 is a one-line error."""
+    import torch
+
+    import dfine
+    from dfine.engine import trainer
+
+    seen = []
+
+    class Fake:
+        def __init__(self, cfg, **kwargs):
+            self.cfg = cfg
+
+        def fit(self):
+            seen.append(torch.get_num_threads())
+            return {"AP": 0.0}
+
+    monkeypatch.setattr(trainer, "Trainer", Fake)
+    before = torch.get_num_threads()
+    src = _yolo(tmp_path / "fruit")
+    dfine.train(data=src, model="dfine_n", epochs=1, output_dir=tmp_path / "run", device="cpu", threads=1)
+    assert seen == [1] and torch.get_num_threads() == before
+    with pytest.raises(DfineError, match="threads must be at least 1, got 0"):
+        dfine.train(data=src, model="dfine_n", epochs=1, output_dir=tmp_path / "run", device="cpu", threads=0)
