@@ -369,3 +369,30 @@ def test_letters_no_font_draws_are_said_once(monkeypatch, capsys):
         predict.label_font.cache_clear()
     err = capsys.readouterr().err
     assert err.count("note: no font here draws the characters") == 1 and "底鞋" in err and "predictions.json" in err
+
+
+def test_progress_bar_into_a_file_ends_once(tmp_path, capsys):
+    """``dfine predict DIR > log 2>&1``: the bar's last state was written twice into the file (tqdm
+    draws the bar again when it closes, which a terminal overwrites and a file keeps); now once."""
+    import time
+
+    from dfine.commands.predict import predict_images
+    from dfine.inference import Detections
+
+    class Slow:  # each batch takes longer than the bar's refresh interval: every update is drawn
+        batch_size, conf, slice = 1, 0.5, None
+
+        def predict_pil(self, images, paths=None, conf=None):
+            time.sleep(0.15)
+            return [Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), [],
+                               np.zeros(0, np.int64), im.size) for im in images]
+
+    src, out = tmp_path / "imgs", tmp_path / "pred"
+    src.mkdir(), out.mkdir()
+    paths = []
+    for i in range(3):
+        Image.fromarray(np.full((48, 64, 3), 40 * i, np.uint8)).save(src / f"{i}.jpg")
+        paths.append(src / f"{i}.jpg")
+    predict_images(Slow(), paths, out)
+    err = capsys.readouterr().err
+    assert err.count("3/3") == 1 and err.endswith("\n"), repr(err)

@@ -366,18 +366,37 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
+def progress_bar(**kwargs: Any) -> Any:
+    """A tqdm bar (``kwargs`` as tqdm's) whose last state is written once into a file or pipe:
+    tqdm draws the bar again as it closes, which a terminal overwrites in place but a log
+    (``dfine predict DIR > log 2>&1``) kept as a second, identical last line."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        def close(self) -> None:
+            shown = not self.disable and getattr(self, "last_print_n", None) == self.n
+            if shown and self.leave and not getattr(self.fp, "isatty", lambda: False)():
+                self.disable = True  # tqdm's own close would draw the same line again
+                self._decr_instances(self)
+                self.fp.write("\n")
+                self.fp.flush()
+                return
+            super().close()
+
+    return Bar(**kwargs)
+
+
 def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
                    ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]], Optional[float]]:
     """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files,
     the highest score seen: :func:`detect`). A single unreadable image is an error; in a batch of files
     it is skipped and reported."""
-    from tqdm import tqdm
     from ..inference import load_image
     results: List[Dict[str, Any]] = []
     bad: List[Tuple[Path, str]] = []
     best: Optional[float] = None
     ids = {p: image_id(p, i) for i, p in enumerate(paths)}
-    with tqdm(total=len(paths), unit="img", disable=not progress) as bar:
+    with progress_bar(total=len(paths), unit="img", disable=not progress) as bar:
         for chunk in _batches(list(paths), det.batch_size):
             images, good = [], []
             for p in chunk:
@@ -408,7 +427,6 @@ def predict_video(det, path: Path, out: Path) -> Tuple[List[Dict[str, Any]], Opt
     playable even after a kill). Returns the COCO results (the frame index as image id) and the
     highest score seen (:func:`detect`). A file cut short ends with the frames it had and a one-line
     warning."""
-    from tqdm import tqdm
     from ..video import FrameReader, VideoWriter, open_source, truncation_note
     source = open_source(path)
     writer = VideoWriter(out / f"{path.stem}.mp4", source.fps, draw=lambda im, dets: np.asarray(draw(im, dets)))
@@ -416,7 +434,7 @@ def predict_video(det, path: Path, out: Path) -> Tuple[List[Dict[str, Any]], Opt
     best: Optional[float] = None
     complete = False
     try:
-        with FrameReader(source) as reader, tqdm(total=source.total or None, unit="frame") as bar:
+        with FrameReader(source) as reader, progress_bar(total=source.total or None, unit="frame") as bar:
             for chunk in reader.batches(det.batch_size):
                 images = [Image.fromarray(f) for f in chunk]
                 found, seen = detect(det, images)
