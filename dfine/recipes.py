@@ -199,26 +199,30 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
 # ------------------------------------------------------------------------------------ the run
 
 
-def dataset_splits(root: Path, fmt: Format, folder: Path,
-                   names: Optional[Sequence[str]] = None) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
+def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequence[str]] = None,
+                   temporary: bool = False) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
     """The splits of the dataset at ``root`` in format ``fmt`` (``{split: (annotation file, images
     folder)}``) and notes to print: a COCO folder's files where they are; a YOLO, VOC or CVAT folder
-    converted into ``folder`` (the same split every time)."""
+    converted into ``folder`` (the same split every time; ``temporary``: a folder removed after an
+    evaluation, which the note says instead of its path)."""
     if fmt == "coco":
         return find_coco_splits(root), []
     from dfine.data.convert import converter
 
     converted = converter(fmt)(root, folder, names=names)
-    notes = [f"converted {fmt.upper()} {root} -> {folder / 'annotations'}", *converted.notes]
+    where = ("into a temporary folder for this evaluation (removed after it)" if temporary
+             else f"-> {folder / 'annotations'}")
+    notes = [f"converted {fmt.upper()} {root} {where}", *converted.notes]
     return {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}, notes
 
 
 def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
              batch: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
              names: Optional[Sequence[str]] = None, device: Optional[str] = None,
-             given: Sequence[str] = ()) -> DataRun:
+             given: Sequence[str] = (), scratch: Optional[Path] = None) -> DataRun:
     """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
-    ``output_dir/data`` when YOLO or VOC); ``given``: the user's own ``key=value`` overrides (a
+    ``output_dir/data`` when YOLO, VOC or CVAT; ``scratch``: into that temporary folder of an
+    evaluation instead, which the caller removes); ``given``: the user's own ``key=value`` overrides (a
     split they point the loader at may be missing from the folder). ``epochs``: the run's length, the strong augmentations
     stopping for its last ~9% as in the published 220/200 custom recipe. On a CPU (``device``, or
     no CUDA) without ``batch`` the batch is :data:`CPU_BATCH` instead of the recipe's GPU-sized one,
@@ -234,7 +238,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # absolute paths: the printed eval / export / predict commands work from any folder
     name = (root.resolve().parent if root.is_file() else root.resolve()).name  # a file: its folder's
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
-    splits, notes = dataset_splits(root, fmt, out / "data", names=names)
+    splits, notes = dataset_splits(root, fmt, scratch or out / "data", names=names, temporary=scratch is not None)
     # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder
     keys = {o.split("=", 1)[0].strip() for o in given}
     pointed = {s for s in ("train", "val")

@@ -17,9 +17,11 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
 from dfine.export import evaluate as export_eval
 
@@ -116,9 +118,6 @@ def _one_line(message, category, filename, lineno, line=None) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dfine.config import load_config
-    from dfine.engine import dist
-    from dfine.engine.trainer import Trainer
     from dfine.errors import DfineError
 
     from dfine.recipes import recipe_path
@@ -150,13 +149,30 @@ def _run(args: argparse.Namespace) -> int:
     if args.auto_resume and args.resume:
         raise DfineError("give --auto-resume (resume from OUTPUT_DIR/last.pth when it exists) or -r, not both")
     data = None
-    if args.data:
-        from dfine.recipes import data_run
-        model = _model_for_data(args)  # may set args.imgsz from the checkpoint: before the overrides are read
-        data = data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=args.output_dir,
-                        device=args.device, given=overrides_from_args(args))
-        for note in data.notes:
-            print(note, file=sys.stderr)
+    # an evaluation converts a YOLO / VOC / CVAT folder into a temporary folder, not into a run folder of its own
+    temporary = tempfile.TemporaryDirectory(prefix="dfine-eval-") if test_only and args.data else nullcontext()
+    with temporary as scratch:
+        if args.data:
+            from dfine.recipes import data_run
+            model = _model_for_data(args)  # may set args.imgsz from the checkpoint: before the overrides are read
+            # an evaluation writes eval.json beside the weights, as the eval command a training prints does
+            weights = Path(args.resume or args.tuning) if test_only else None
+            output_dir = args.output_dir
+            if output_dir is None and weights is not None and weights.is_file():
+                output_dir = str(weights.resolve().parent)
+            data = data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=output_dir,
+                            device=args.device, given=overrides_from_args(args),
+                            scratch=Path(scratch) if scratch else None)
+            for note in data.notes:
+                print(note, file=sys.stderr)
+        return _train_or_eval(args, data, test_only)
+
+
+def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool) -> int:
+    from dfine.config import load_config
+    from dfine.engine import dist
+    from dfine.engine.trainer import Trainer
+
     cfg = load_config(data.recipe if data else args.config, [*(data.overrides if data else ()), *overrides_from_args(args)])
     if test_only and args.tuning and not args.resume:
         cfg = dataclasses.replace(cfg, resume=args.tuning, tuning=None)

@@ -4,6 +4,7 @@ one short epoch; detection of COCO layouts; dfine.train() from Python."""
 from __future__ import annotations
 
 import json
+import tempfile
 
 import numpy as np
 import pytest
@@ -300,3 +301,28 @@ def test_dfine_train_from_python_takes_threads(tmp_path, monkeypatch):
     assert seen == [1] and torch.get_num_threads() == before
     with pytest.raises(DfineError, match="threads must be at least 1, got 0"):
         dfine.train(data=src, model="dfine_n", epochs=1, output_dir=tmp_path / "run", device="cpu", threads=0)
+
+
+def test_eval_of_a_checkpoint_on_a_data_folder_writes_beside_the_weights(tmp_path, capsys, monkeypatch):
+    """``dfine eval -r run/last.pth --data fruit`` (a YOLO folder) run from another folder wrote its
+    conversion and eval.json into ./output/fruit_dfine_n there, a run folder nobody asked for (or
+    another run's); now eval.json goes beside the weights, as the eval command a training prints
+    does, and the conversion into a temporary folder that is removed (as ``dfine eval -m model.onnx
+    --data`` does), which the printed note says; the run's own data/ is not rewritten."""
+    src, run, elsewhere = _yolo(tmp_path / "fruit"), tmp_path / "run", tmp_path / "elsewhere"
+    assert main(["train", "--data", str(src), "--output-dir", str(run), *TINY]) == 0
+    elsewhere.mkdir()
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["eval", "-r", str(run / "last.pth"), "--data", str(src), "-d", "cpu", "--no-progress",
+                 "-u", "val_dataloader.num_workers=0", "HGNetv2.pretrained=false", "DFINETransformer.num_queries=50",
+                 "DFINEPostProcessor.num_top_queries=50"]) == 0
+    printed = capsys.readouterr()
+    assert f"metrics: {run / 'eval.json'}" in printed.out and list(elsewhere.iterdir()) == []
+    assert f"converted YOLO {src} into a temporary folder for this evaluation (removed after it)" in printed.err
+    after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    assert {p for p in after if before.get(p) != after[p]} == {run / "eval.json"}
+    assert list((tmp_path / "tmp").iterdir()) == []  # the conversion removed
