@@ -155,3 +155,27 @@ def test_train_data_finds_a_cvat_export(tmp_path, monkeypatch):
     image(voc / "a.jpg", (10, 10))
     voc_xml(voc / "a.xml", "a.jpg", (10, 10), [("x", (1, 1, 5, 5), 0)])
     assert detect_format(voc) == "voc"
+
+
+def test_images_in_another_folder_of_the_export_are_found(tmp_path, capsys):
+    """KGCraig/Urban-Scene-Data-Annotation: annotations.xml beside images/raw/ (the photos), images/masks/ and
+    images/overlay/ (pictures made from them); it was 'not found in images/, images/SUBSET nor beside it'.
+    The one folder of the export that holds every image is used, said in a note; a folder holding only some
+    of them is named in the error with the images it lacks; two folders holding them are an error naming both."""
+    src = tmp_path / "urban"
+    for name in ("a.jpg", "b.jpg"):
+        image(src / "images/raw" / name, (100, 60))
+        image(src / "images/masks" / name.replace(".jpg", "_mask.jpg"), (100, 60))
+    cvat_xml(src / "annotations.xml", [(n, (100, 60), "default", [cvat_box("car", 1, 2, 30, 40)])
+                                       for n in ("a.jpg", "b.jpg")], labels=["car"], meta="project")
+    result = convert_cvat(src, tmp_path / "out", val_fraction=0.5)
+    assert result.images_folder == src / "images/raw"
+    assert f"images found in {src / 'images/raw'}, not in images/ where CVAT puts them" in result.notes
+    (src / "images/raw/b.jpg").unlink()
+    err = _error(capsys, src)
+    assert f"1 image of annotations.xml not found in {src / 'images/raw'}, which holds the other 1 (first: b.jpg)" in err
+    image(src / "images/raw/b.jpg", (100, 60))
+    for name in ("a.jpg", "b.jpg"):
+        image(src / "images/copy" / name, (100, 60))
+    err = _error(capsys, src)
+    assert f"{src / 'images/copy'} and {src / 'images/raw'} both hold them" in err

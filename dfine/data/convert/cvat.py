@@ -201,6 +201,22 @@ def _image_path(root: Path, image: CvatImage) -> Optional[Path]:
     return next((p for p in candidates if p.is_file()), None)
 
 
+def _folders_holding(root: Path, names: Sequence[str], depth: int = 3) -> Dict[Path, int]:
+    """The folders under ``root`` (``depth`` levels down, hidden ones skipped) that hold some of the
+    images ``names`` (paths relative to a folder), with how many each holds."""
+    holders: Dict[Path, int] = {}
+    for folder, dirs, files in os.walk(root):
+        level = len(Path(folder).relative_to(root).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+        if level == 0:
+            continue  # beside the XML: looked at already
+        here = set(files)
+        n = sum(1 for name in names if (name in here if "/" not in name else (Path(folder) / name).is_file()))
+        if n:
+            holders[Path(folder)] = n
+    return holders
+
+
 def _splits(images: Sequence[CvatImage], val_fraction: float, seed: int, notes: List[str]) -> Dict[str, List[int]]:
     """``{split: [image index, ...]}`` from the images' subsets; a seeded ``val_fraction`` of the
     train images becomes val when no subset is val. Subsets that are none of train/val/test
@@ -266,11 +282,22 @@ def convert_cvat(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     paths = [_image_path(root, image) for image in data.images]
     missing = [image.name for image, p in zip(data.images, paths) if p is None]
     if missing:
-        zips = sorted(p.name for p in root.glob("*.zip"))
-        hint = (f"; unzip {zips[0]} there" if zips else
-                "; export with 'Save images' on, or put the images there")
-        raise DatasetError(f"{counted(len(missing), 'image')} of {xml.name} not found in {root / 'images'}, "
-                           f"{root / 'images'}/SUBSET nor beside it (first: {missing[0]}){hint}")
+        holders = _folders_holding(root, [image.name for image in data.images])
+        every = sorted(d for d, n in holders.items() if n == len(data.images))
+        if len(every) == 1:  # the images in a folder of the export's own (images/raw beside images/masks)
+            paths = [every[0] / image.name for image in data.images]
+            notes.append(f"images found in {every[0]}, not in images/ where CVAT puts them")
+        elif holders and not every:  # a folder of the export holds some: say which are not there
+            best = max(sorted(holders), key=holders.get)
+            absent = [image.name for image in data.images if not (best / image.name).is_file()]
+            raise DatasetError(f"{counted(len(absent), 'image')} of {xml.name} not found in {best}, which holds the "
+                               f"other {holders[best]} (first: {absent[0]}); add them there")
+        else:
+            zips = sorted(p.name for p in root.glob("*.zip"))
+            hint = (f"; {' and '.join(map(str, every))} both hold them: leave one" if every else
+                    f"; unzip {zips[0]} there" if zips else "; export with 'Save images' on, or put the images there")
+            raise DatasetError(f"{counted(len(missing), 'image')} of {xml.name} not found in {root / 'images'}, "
+                               f"{root / 'images'}/SUBSET nor beside it (first: {missing[0]}){hint}")
     folder = images_folder_of([p for p in paths if p is not None], root)
     out_dir = Path(out).expanduser() if out is not None else root
     ann_dir = out_dir / "annotations"
