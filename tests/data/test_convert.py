@@ -482,3 +482,26 @@ def test_yolo_rows_with_a_confidence_say_so(tmp_path):
     (src / "data.yaml").write_text("train: images/train\nnames: [thing]\n")
     with pytest.raises(DatasetError, match=r"a.txt line 1: .*6 values; .*confidence.*drop the last column"):
         convert_yolo(src, val_fraction=0)
+
+
+def test_written_json_files_get_the_usual_permissions(tmp_path):
+    """The converted annotation files (and eval.json, written the same way) were 0600, readable by their
+    owner only (the temporary file's mode, kept by the rename), while the checkpoints beside them are 0644:
+    a colleague on a shared machine could not train from the conversion or read the metrics. They now get
+    what any new file gets under the umask."""
+    import os
+    import stat
+
+    from dfine.data.convert import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        result = convert_yolo(_ultralytics(tmp_path / "ds"), tmp_path / "out")
+        write_json_atomic(tmp_path / "eval.json", {"AP": 0.5})
+        os.umask(0o007)
+        write_json_atomic(tmp_path / "group.json", {"AP": 0.5})
+    finally:
+        os.umask(old)
+    for path, mode in [*((p, 0o644) for p in result.ann_files.values()), (tmp_path / "eval.json", 0o644),
+                       (tmp_path / "group.json", 0o660)]:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path

@@ -210,10 +210,15 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``text`` (UTF-8) at ``path``: a temporary file in the same folder, fsync, then rename."""
+    """``text`` (UTF-8) at ``path``: a temporary file in the same folder, fsync, then rename. The file
+    gets the permissions of any new file (``0666`` less the umask), not the temporary file's ``0600``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
