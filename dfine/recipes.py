@@ -109,7 +109,7 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     :mod:`dfine.data.convert` writes it, else ``{split}2017``, ``{split}``, ``images/{split}``,
     ``images``), Roboflow's ``{split}/_annotations.coco.json`` and ``{split}.json`` beside a
     ``{split}/`` folder of images (``dfine demo``'s ``data/``)."""
-    from dfine.data.convert import SPLIT_NAMES, images_folder_of_file
+    from dfine.data.convert import SPLIT_NAMES, images_folder_of_file, roboflow_images
 
     found: Dict[str, Tuple[Path, Path]] = {}
     for ann in sorted((root / "annotations").glob("instances_*.json")) if (root / "annotations").is_dir() else []:
@@ -125,24 +125,12 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     for name, split in SPLIT_NAMES.items():
         ann = root / name / "_annotations.coco.json"
         if ann.is_file() and split not in found:
-            found[split] = (ann, _roboflow_images(ann.parent))
+            found[split] = (ann, roboflow_images(ann.parent))
     for name, split in SPLIT_NAMES.items():  # {split}.json beside its {split}/ folder of images (dfine demo's data)
         ann = root / f"{name}.json"
         if ann.is_file() and (root / name).is_dir() and split not in found:
             found[split] = (ann, root / name)
     return found
-
-
-def _roboflow_images(split_dir: Path) -> Path:
-    """The images of a Roboflow ``{split}/_annotations.coco.json``: beside the file, or in
-    ``{split}/images`` when the split folder holds no image itself (exports re-saved next to a
-    YOLO ``labels/`` folder put them there)."""
-    from dfine.data.convert import IMAGE_SUFFIXES
-
-    sub = split_dir / "images"
-    if sub.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in split_dir.iterdir()):
-        return sub
-    return split_dir
 
 
 def detect_format(root: Path) -> Format:

@@ -539,15 +539,17 @@ def _images_hint(data: Mapping[str, Any], findings: Mapping[str, Finding], folde
 def default_images(ann_file: os.PathLike | str) -> Path:
     """The images folder of ``ann_file`` when none is given: the one a converted file names in its
     ``info`` (``dfine data convert``), else the file's own folder when it holds images (Roboflow's
-    ``{split}/_annotations.coco.json``); ``DatasetError`` asking for ``--images`` otherwise."""
-    from dfine.data.convert import images_folder_of_file
+    ``{split}/_annotations.coco.json``) or ``images/`` beside the file, as ``dfine train --data``
+    finds them; ``DatasetError`` asking for ``--images`` otherwise."""
+    from dfine.data.convert import images_folder_of_file, roboflow_images
 
     path = Path(ann_file)
     folder = images_folder_of_file(path) if path.is_file() else None
     if folder is not None and folder.is_dir():
         return folder
-    if path.parent.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.parent.iterdir()):
-        return path.parent
+    beside = roboflow_images(path.parent) if path.parent.is_dir() else path.parent
+    if beside.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in beside.iterdir()):
+        return beside
     read_coco_json(path)  # not a COCO file at all: say that first
     raise DatasetError(f"{path}: give --images, the folder its file names are relative to")
 

@@ -490,3 +490,17 @@ def test_plot_of_names_no_font_draws_says_so_once(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("note: no font here draws the letters") == 1 and "\U0010fffc\U0010fffd" in err, err
     assert (tmp_path / "labels.png").is_file()
+
+
+def test_roboflow_file_with_its_images_in_images_beside_it(tmp_path, capsys):
+    """PrahasHegde/ToyDetection: train/_annotations.coco.json beside train/images/ (and a YOLO train/labels/):
+    'dfine train --data' found the images there, 'dfine data check train/_annotations.coco.json' said
+    'give --images, the folder its file names are relative to'; it now uses images/ as training does."""
+    rf = tmp_path / "toy/train"
+    image(rf / "images/a.jpg", (64, 48))
+    (rf / "labels").mkdir()
+    (rf / "_annotations.coco.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64,
+                                                                       "height": 48}], "annotations": [],
+                                                           "categories": CATS}))
+    assert main(["data", "check", str(rf / "_annotations.coco.json")]) == 0
+    assert f"images in {rf / 'images'}" in capsys.readouterr().out

@@ -27,7 +27,7 @@ from dfine.video import IMAGE_SUFFIXES
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
-           "fraction_said"]
+           "fraction_said", "roboflow_images"]
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -238,6 +238,16 @@ def info_for(ann_dir: Path, images_folder: Path, fmt: str, source: Path) -> Dict
     except ValueError:  # another drive
         folder = str(images_folder)
     return {"description": f"converted by dfine from {fmt}: {source}", "images_folder": folder}
+
+
+def roboflow_images(split_dir: Path) -> Path:
+    """The images of a Roboflow ``{split}/_annotations.coco.json``: beside the file, or in
+    ``{split}/images`` when the split folder holds no image itself (exports re-saved next to a
+    YOLO ``labels/`` folder put them there)."""
+    sub = split_dir / "images"
+    if sub.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in split_dir.iterdir()):
+        return sub
+    return split_dir
 
 
 def images_folder_of_file(ann_file: Path) -> Optional[Path]:
