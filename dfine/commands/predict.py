@@ -369,7 +369,7 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def progress_bar(**kwargs: Any) -> Any:
     """A tqdm bar (``kwargs`` as tqdm's) whose last state is written once into a file or pipe:
     tqdm draws the bar again as it closes, which a terminal overwrites in place but a log
-    (``dfine predict DIR > log 2>&1``) kept as a second, identical last line."""
+    (``dfine predict DIR > log 2>&1``, ``dfine train ... > log``) kept as a second, identical last line."""
     from tqdm import tqdm
 
     class Bar(tqdm):

@@ -101,3 +101,20 @@ def test_output_folder_takes_o_like_the_other_commands():
     parser = add_arguments(argparse.ArgumentParser(), config_required=False)
     assert parser.parse_args(["--data", "d", "-o", "runs/x"]).output_dir == "runs/x"
     assert parser.parse_args(["--data", "d", "--output-dir", "runs/x"]).output_dir == "runs/x"
+
+
+def test_epoch_bar_into_a_log_file_ends_once(capsys):
+    """``dfine train ... > train.log 2>&1``: each epoch's bar wrote its last line twice into the log
+    (tqdm draws the bar again as it closes; a terminal overwrites it, a file keeps both); now once."""
+    import time
+    from types import SimpleNamespace
+
+    from dfine.engine.trainer import Trainer
+
+    bar = Trainer._bar(SimpleNamespace(progress=True), 2, "epoch 1/1")
+    for _ in range(2):
+        time.sleep(0.15)  # slower than the bar's refresh: every step is drawn, as in a real run
+        bar.update(1)
+    bar.close()
+    err = capsys.readouterr().err
+    assert err.count("2/2") == 1 and err.endswith("\n"), repr(err)
