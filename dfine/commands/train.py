@@ -196,20 +196,29 @@ def _model_for_data(args: argparse.Namespace) -> str:
     evaluated or resumed on ``--data`` is a dfine_n, not the default dfine_s it would not fit); else
     ``dfine_s``. Without ``--imgsz``, a checkpoint given with ``-r`` also sets it to the size it was
     trained and evaluated at (a 320 px model evaluated at the recipe's 640 px read AP 3 instead of
-    23). What was taken from the weights is said in one line."""
+    23), and its number of queries when not the recipe's 300 (a small --imgsz asks for fewer). What was
+    taken from the weights is said in one line."""
     weights = args.resume or args.tuning
     model, said = args.model, []
-    if weights and Path(weights).is_file() and (not model or (args.resume and args.imgsz is None)):
+    given = {o.split("=", 1)[0].strip() for o in getattr(args, "update", None) or ()}
+    queries = ("DFINETransformer.num_queries", "DFINEPostProcessor.num_top_queries")
+    if weights and Path(weights).is_file() and (not model or (args.resume and (args.imgsz is None
+                                                                               or not given & set(queries)))):
         from dfine.checkpoint import infer_model_name, model_state, read_checkpoint, stored_config
         ckpt = read_checkpoint(weights)
         if not model:
             model, _ = infer_model_name(model_state(ckpt, weights), weights)
             said.append(f"--model {model}")
-        cfg = stored_config(ckpt, weights) if args.resume and args.imgsz is None else None
-        size = cfg.eval_spatial_size if cfg is not None else None
+        cfg = stored_config(ckpt, weights) if args.resume else None
+        size = cfg.eval_spatial_size if cfg is not None and args.imgsz is None else None
         if size and size[0] == size[1] and tuple(size) != (640, 640):
             args.imgsz = int(size[0])
             said.append(f"--imgsz {args.imgsz}")
+        # trained with fewer queries (a small --imgsz): the recipe's 300 would not fit the input it gives
+        n = cfg.decoder.num_queries if cfg is not None and not given & set(queries) else None
+        if n is not None and n != 300:
+            args.update = [*(args.update or []), *(f"{key}={n}" for key in queries)]
+            said.append("-u " + " ".join(f"{key}={n}" for key in queries))
     elif weights and not model and not Path(weights).is_file():
         from dfine import zoo
         try:

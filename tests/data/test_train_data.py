@@ -326,3 +326,19 @@ def test_eval_of_a_checkpoint_on_a_data_folder_writes_beside_the_weights(tmp_pat
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert {p for p in after if before.get(p) != after[p]} == {run / "eval.json"}
     assert list((tmp_path / "tmp").iterdir()) == []  # the conversion removed
+
+
+def test_eval_of_a_checkpoint_with_fewer_queries_takes_them_from_it(tmp_path, capsys):
+    """A model trained with fewer queries (the README's way to train at a small --imgsz:
+    -u DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N), evaluated with the command
+    'dfine eval -r best.pth --data DIR': 'the input size 160x160 gives 125 encoder tokens, fewer than
+    DFINETransformer.num_queries=300' (the recipe's, not the checkpoint's). The queries now come from the
+    checkpoint, as --model and --imgsz do, said in the same line."""
+    src, run = _yolo(tmp_path / "fruit"), tmp_path / "run"
+    assert main(["train", "--data", str(src), "--output-dir", str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["eval", "-r", str(run / "last.pth"), "--data", str(src), "-d", "cpu", "--no-progress",
+                 "-u", "val_dataloader.num_workers=0", "HGNetv2.pretrained=false"]) == 0
+    err = capsys.readouterr().err
+    assert (f"--model dfine_n --imgsz 160 -u DFINETransformer.num_queries=50 DFINEPostProcessor.num_top_queries=50: "
+            f"as {run / 'last.pth'} was trained") in err
