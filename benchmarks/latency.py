@@ -51,6 +51,17 @@ def published_model(ref: Path, size: str, deploy: bool) -> torch.nn.Module:
     return model.deploy() if deploy else model
 
 
+def benchmark_model(who: str, size: str, form: str, ref: str | None = None) -> torch.nn.Module:
+    """Ours (``who="ours"``) or the published (``"published"``, from the checkout ``ref``) ``size``
+    model in ``form`` (eval or deploy), random weights (seed 0), as :func:`child` times them."""
+    import dfine
+    torch.manual_seed(0)
+    if who == "published":
+        return published_model(Path(ref).resolve(), size, form == "deploy")
+    model = dfine.build_model(f"dfine_{size}").eval()
+    return model.deploy() if form == "deploy" else model
+
+
 def paired_times(models: Dict[str, torch.nn.Module], x: torch.Tensor, warmup: int, pairs: int) -> Dict[str, List[float]]:
     """Wall times (ms) of one forward pass of each model, ``pairs`` rounds, the order rotating."""
     names = list(models)
@@ -69,7 +80,6 @@ def paired_times(models: Dict[str, torch.nn.Module], x: torch.Tensor, warmup: in
 
 def child(args: argparse.Namespace) -> None:
     """One size in this process: time ours (and the published) and print one JSON row."""
-    import dfine
     from dfine.allocator import keep_freed_memory
     from dfine.export.benchmark import count_flops
     if args.keep_memory and not keep_freed_memory():
@@ -77,14 +87,13 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     size = args.child
     x = torch.rand(1, 3, 640, 640)
-    models = {"eval": dfine.build_model(f"dfine_{size}").eval(),
-              "deploy": dfine.build_model(f"dfine_{size}").eval().deploy()}
+    models = {form: benchmark_model("ours", size, form) for form in FORMS}
     row = {"model": f"dfine_{size}", "keep_memory": args.keep_memory,
            "params": sum(p.numel() for p in models["eval"].parameters()),
            "gflops": round(count_flops(models["deploy"], (640, 640)) / 1e9, 2)}
     if args.ref:
         for form in FORMS:
-            models[f"published_{form}"] = published_model(args.ref.resolve(), size, form == "deploy")
+            models[f"published_{form}"] = benchmark_model("published", size, form, args.ref)
     times = paired_times(models, x, args.warmup, args.pairs)
     for name, values in times.items():
         row[f"{name}_ms"] = {"min": round(min(values), 1), "median": round(statistics.median(values), 1)}

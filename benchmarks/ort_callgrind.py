@@ -27,11 +27,19 @@ the kernels of an AVX2-only CPU throughout: oneDNN's and its own JIT kernels ali
 AVX-512). Its kernels are generated at run time and have no names, so the table is per object file
 (``???``: generated code). Compiling N under valgrind takes ~10 minutes; the inference is counted alone.
 
+``--runtime torch`` counts one eager PyTorch forward pass instead, of the models
+``benchmarks/latency.py`` times (random weights; ``--form`` eval or deploy), 1 thread. Valgrind's
+CPUID is what PyTorch asks as well: its ATen kernels run at AVX2, oneDNN generates its AVX2
+kernels, and MKL, which on this AMD CPU ignores ``ONEDNN_MAX_CPU_ISA``-style caps, runs its
+``mkl_blas_avx2`` kernels: the counted run is the work of an AVX2-only CPU, where the capped timings
+of ``latency.py`` are an approximation. The table is per kind of code (oneDNN's generated kernels,
+MKL, ATen, the rest) and per function. N takes ~7 min a model, S ~25.
+
 Needs valgrind, gcc and valgrind's headers (Debian: ``apt-get install valgrind gcc``). One N
 inference takes 4-5 min under callgrind (~1.1 G instructions), S about 3.5x that.
 
     python benchmarks/ort_callgrind.py --ref DIR [--sizes n s] [--weights CKPT] [--keep DIR] [--reuse]
-                                       [--no-warmup] [--top 12] [--runtime openvino]
+                                       [--no-warmup] [--top 12] [--runtime openvino|torch] [--form deploy]
 """
 
 from __future__ import annotations
@@ -106,7 +114,31 @@ def _openvino_run(path: str):
     return lambda feed: request.infer(feed)
 
 
-RUNTIMES = {"onnxruntime": _ort_run, "openvino": _openvino_run}
+def _torch_run(spec: str):
+    """One eager PyTorch forward pass, 1 thread, of the model that ``spec`` builds: a JSON list
+    ``[python file, function, arguments]`` (the model is ``function(*arguments)`` of that file)."""
+    import importlib.util
+    import torch
+    file, function, arguments = json.loads(spec)
+    module_spec = importlib.util.spec_from_file_location(Path(file).stem, file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    torch.set_num_threads(1)
+    model = getattr(module, function)(*arguments)
+
+    def run(feed):
+        with torch.inference_mode():
+            return model(torch.from_numpy(feed["images"]))
+    return run
+
+
+RUNTIMES = {"onnxruntime": _ort_run, "openvino": _openvino_run, "torch": _torch_run}
+
+
+def eager_spec(who: str, size: str, form: str, ref: Optional[Path]) -> str:
+    """The ``--runtime torch`` spec of ``benchmarks/latency.py``'s model ``who`` (ours or published)."""
+    latency = Path(__file__).resolve().parent / "latency.py"
+    return json.dumps([str(latency), "benchmark_model", [who, size, form, None if ref is None else str(ref)]])
 
 
 def _child(path: str, helper: str, warmup: bool, runtime: str = "onnxruntime") -> Dict:
@@ -126,7 +158,11 @@ def _child(path: str, helper: str, warmup: bool, runtime: str = "onnxruntime") -
     except ImportError:
         from numpy.core._multiarray_umath import __cpu_features__ as feats
     isa = [f for f in ("AVX2", "FMA3", "AVX512F", "AVX512_SKX") if feats.get(f)]
-    return {"isa": isa, "valgrind": cg.cg_on_valgrind()}
+    info = {"isa": isa, "valgrind": cg.cg_on_valgrind()}
+    if runtime == "torch":
+        import torch
+        info["torch_kernels"] = torch.backends.cpu.get_cpu_capability()
+    return info
 
 
 def _count(path: Path, helper: Path, out: Path, warmup: bool, runtime: str = "onnxruntime") -> Tuple[Path, Dict]:
@@ -189,6 +225,57 @@ def _compare_objects(size: str, profiles: Dict[str, Path], top: int) -> float:
         a, b = parsed["ours"].get(k, 0) / 1e6, parsed["published"].get(k, 0) / 1e6
         print(f"  {k[:64]:64}{a:9.2f}{b:11.2f}{a - b:+10.2f}")
     return ratio
+
+
+def eager_group(function: str) -> str:
+    """Where an eager PyTorch function's instructions belong: code generated at run time (oneDNN's
+    JIT kernels: convolutions, and linear layers where oneDNN runs them), MKL (matrix products),
+    oneDNN's compiled code, ATen's kernels (element-wise, copies, attention, SLEEF maths), or the
+    rest (Python, the allocator, dispatch)."""
+    if function.startswith("0x") or function.startswith("???"):
+        return "generated at run time (oneDNN JIT kernels)"
+    if function.startswith("mkl_"):
+        return "MKL (matrix products)"
+    if "dnnl::" in function or function.startswith("dnnl_"):
+        return "oneDNN (compiled)"
+    if "at::native" in function or function.startswith("Sleef_") or "at::vec" in function:
+        return "ATen kernels (element-wise, copies, attention, SLEEF)"
+    return "other (Python, allocator, dispatch)"
+
+
+def _compare_eager(size: str, profiles: Dict[str, Path], top: int) -> float:
+    """Print the totals, the instructions per :func:`eager_group` and the functions that differ
+    most (names without their arguments); return ours/published."""
+    parsed = {}
+    for who, path in profiles.items():
+        parsed[who] = collections.Counter()
+        for function, n in parse_callgrind(path).items():
+            parsed[who][function.split("'")[0]] += n
+    total = {who: sum(c.values()) for who, c in parsed.items()}
+    ratio = total["ours"] / total["published"]
+    print(f"\n== dfine_{size}: instructions per forward pass, ours {total['ours'] / 1e6:,.1f} M, published "
+          f"{total['published'] / 1e6:,.1f} M: ours/published {ratio:.3f}")
+    print(f"  {'M instructions':64}{'ours':>9}{'published':>11}{'ours-pub':>10}")
+    difference_table(parsed, "per kind of code", eager_group, str, top)
+    difference_table(parsed, "per function (own instructions)",
+                     lambda f: "generated at run time" if f.startswith("0x") else re.sub(r"\(.*", "", f),
+                     lambda k: k[-64:], top)
+    return ratio
+
+
+def difference_table(cost: Dict[str, Counter], title: str, key, label, top: int) -> None:
+    """Print ``cost`` (per ``ours`` / ``published``: instructions per item) summed by ``key(item)``,
+    in millions, the ``top`` largest differences first, each row named ``label(key)``."""
+    sums = {who: collections.Counter() for who in cost}
+    for who, c in cost.items():
+        for k, n in c.items():
+            sums[who][key(k)] += n
+    rows = sorted(set(sums["ours"]) | set(sums["published"]),
+                  key=lambda k: -abs(sums["ours"][k] - sums["published"][k]))
+    print(f"{title}, M instructions, largest differences first:")
+    for k in rows[:top]:
+        a, b = sums["ours"][k] / 1e6, sums["published"][k] / 1e6
+        print(f"  {label(k)[:64]:64}{a:9.2f}{b:11.2f}{a - b:+10.2f}")
 
 
 def vtable_functions(library: Path) -> Dict[int, Tuple[str, int]]:
@@ -294,20 +381,9 @@ def _compare(size: str, profiles: Dict[str, Path], library: Path, top: int) -> f
     print(f"\n== dfine_{size}: instructions per inference, ours {total['ours'] / 1e6:,.1f} M, published "
           f"{total['published'] / 1e6:,.1f} M: ours/published {ratio:.3f}")
 
-    def table(title: str, key, label) -> None:
-        sums = {who: collections.Counter() for who in cost}
-        for who, c in cost.items():
-            for k, n in c.items():
-                sums[who][key(k)] += n
-        rows = sorted(set(sums["ours"]) | set(sums["published"]),
-                      key=lambda k: -abs(sums["ours"][k] - sums["published"][k]))
-        print(f"{title}, M instructions, largest differences first:")
-        for k in rows[:top]:
-            a, b = sums["ours"][k] / 1e6, sums["published"][k] / 1e6
-            print(f"  {label(k)[:64]:64}{a:9.2f}{b:11.2f}{a - b:+10.2f}")
-
     print(f"  {'':64}{'ours':>9}{'published':>11}{'ours-pub':>10}")
-    table("per ONNX Runtime kernel (the Compute a node runs, callees included)", lambda k: k[1], str)
+    difference_table(cost, "per ONNX Runtime kernel (the Compute a node runs, callees included)", lambda k: k[1], str,
+                     top)
     tags: Dict[str, str] = {}
 
     def function(k: Tuple[str, str]) -> str:
@@ -316,8 +392,8 @@ def _compare(size: str, profiles: Dict[str, Path], library: Path, top: int) -> f
         if address is not None and fn not in tags:
             tags[fn] = _isa_tag(library, address)
         return f"{fn if address is None else f'0x{address:x}'} {tags.get(fn, '')} in {kernel}"
-    table("per function and kernel (own instructions; addresses in ONNX Runtime's library, the widest vector "
-          "registers in the function's code)", lambda k: k, function)
+    difference_table(cost, "per function and kernel (own instructions; addresses in ONNX Runtime's library, the widest "
+                     "vector registers in the function's code)", lambda k: k, function, top)
     return ratio
 
 
@@ -351,15 +427,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--no-warmup", action="store_true", help="count the first inference (no uncounted warm-up run)")
     p.add_argument("--top", type=int, default=12, help="rows per table")
     p.add_argument("--runtime", choices=sorted(RUNTIMES), default="onnxruntime",
-                   help="runtime to count (openvino: totals and per object file; its JIT kernels have no names)")
+                   help="runtime to count (openvino: totals and per object file; its JIT kernels have no names; "
+                   "torch: the eager models of benchmarks/latency.py, per kind of code and function)")
+    p.add_argument("--form", choices=("eval", "deploy"), default="deploy",
+                   help="--runtime torch: the model's form (as benchmarks/latency.py times both)")
     a = p.parse_args(argv)
+    if not (a.ref / "src" / "core").is_dir():
+        _fail(f"--ref {a.ref}: not a checkout of the published D-FINE (no src/core)")
+    if a.runtime == "torch" and a.weights is not None:
+        _fail("--weights: --runtime torch counts random weights, as benchmarks/latency.py times them")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from cpu_latency import _export_ref, _model
     from dfine.export.benchmark import cpu_line
     from dfine.export.onnx import export_onnx
+    library = None
     if a.runtime == "openvino":
         import openvino
-        version, library = f"OpenVINO {openvino.__version__}", None
+        version = f"OpenVINO {openvino.__version__}"
+    elif a.runtime == "torch":
+        import torch
+        version = f"PyTorch {torch.__version__} (eager, {a.form} form)"
     else:
         import onnxruntime
         version, library = f"ONNX Runtime {onnxruntime.__version__}", ort_library()
@@ -370,12 +457,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         helper = _helper(Path(tmp))
         for size in a.sizes:
             src = {"ours": folder / f"ours_{size}.onnx", "published": folder / f"published_{size}.onnx"}
-            if not (a.reuse and all(f.exists() for f in src.values())):
+            if a.runtime == "torch":
+                src = {who: eager_spec(who, size, a.form, a.ref.resolve()) for who in src}
+            elif not (a.reuse and all(f.exists() for f in src.values())):
                 loaded, state = _model(size) if a.weights is None else _checkpoint(a.weights, size, folder)
                 src = {"ours": export_onnx(loaded, src["ours"]), "published": _export_ref(a.ref, size, state, folder)}
             profiles = {}
             for who, path in src.items():
-                stem = f"{who}_{size}" + ("" if a.runtime == "onnxruntime" else f".{a.runtime}")
+                stem = f"{who}_{size}" + {"onnxruntime": "", "openvino": ".openvino", "torch": f".torch_{a.form}"}[a.runtime]
                 for old in folder.glob(f"{stem}.callgrind.*"):
                     old.unlink()
                 profiles[who], info = _count(path, helper, folder / f"{stem}.callgrind.out", not a.no_warmup,
@@ -384,9 +473,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                     _fail("the counted run was not under valgrind")
                 print(f"{who} dfine_{size}: {version} under valgrind saw {', '.join(info['isa'])}"
                       + ("" if "AVX512F" in info["isa"] else " (no AVX-512)")
+                      + (f", torch kernels {info['torch_kernels']}" if "torch_kernels" in info else "")
                       + ("" if a.no_warmup else f"; first (warm-up) run {info['first'] / 1e6:,.1f} M instructions"),
                       flush=True)
-            if library is None:
+            if a.runtime == "torch":
+                _compare_eager(size, profiles, a.top)
+            elif library is None:
                 _compare_objects(size, profiles, a.top)
             else:
                 _compare(size, profiles, library, a.top)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -96,3 +97,53 @@ def test_counts_one_openvino_inference_on_avx2_code_per_object_file(tmp_path):
     objects = {oc.parse_callgrind(p, per="ob").get("???", 0) for p in profiles.values()}
     assert min(objects) > 0  # OpenVINO's JIT kernels ran, as generated code
     assert "per object file" in out.getvalue() and "???" in out.getvalue()
+
+
+_TOY_EAGER = '''
+import torch
+import torch.nn as nn
+
+
+def build(width):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 4, 1), nn.ReLU(), nn.Conv2d(8, width, 3, 2, 1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 256), nn.Linear(256, 4)).eval()
+'''
+
+
+def test_counts_one_eager_forward_on_avx2_kernels_per_kind_of_code(tmp_path):
+    """``--runtime torch``: eager PyTorch under valgrind runs its AVX2 kernels (ATen at AVX2, oneDNN's
+    generated convolutions, MKL's products); one forward pass is counted, split by kind of code."""
+    oc = _script()
+    helper = oc._helper(tmp_path)
+    (tmp_path / "toy.py").write_text(_TOY_EAGER)
+    def count(who, width):  # the two processes side by side (valgrind runs one thread each)
+        spec = f'["{tmp_path / "toy.py"}", "build", [{width}]]'
+        return oc._count(spec, helper, tmp_path / f"{who}.torch.callgrind.out", warmup=True, runtime="torch")
+    with ThreadPoolExecutor(2) as pool:
+        done = {who: pool.submit(count, who, width) for who, width in (("ours", 16), ("published", 64))}
+    profiles = {who: job.result()[0] for who, job in done.items()}
+    infos = {who: job.result()[1] for who, job in done.items()}
+    for info in infos.values():
+        assert info["valgrind"] == 1 and info["torch_kernels"] == "AVX2"
+        assert "AVX512F" not in info["isa"]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        ratio = oc._compare_eager("toy", profiles, 8)
+    assert 0.2 < ratio < 0.9  # the 4x wider convolution and product cost 'published' more
+    kinds = out.getvalue().split("per kind of code")[1].split("per function")[0]
+    rows = {line[:66].strip(): float(line.split()[-3]) for line in kinds.splitlines()[1:] if line.strip()}
+    assert rows["generated at run time (oneDNN JIT kernels)"] > 0  # the convolutions
+    assert rows["MKL (matrix products)"] > 0  # the Linear layers
+    assert infos["ours"]["first"] > 0
+
+
+def test_eager_groups():
+    oc = _script()
+    assert oc.eager_group("0x00000000e3948000") == "generated at run time (oneDNN JIT kernels)"
+    assert oc.eager_group("mkl_blas_avx2_sgemm_kernel_0") == "MKL (matrix products)"
+    assert oc.eager_group("dnnl::impl::cpu::x64::brgemm_convolution_fwd_t<(dnnl::impl::cpu::x64::cpu_isa_t)") \
+        == "oneDNN (compiled)"
+    assert oc.eager_group("at::native::(anonymous namespace)::cat_serial_kernel(at::Tensor const&)").startswith("ATen")
+    assert oc.eager_group("Sleef_expf8_u10avx2").startswith("ATen")
+    assert oc.eager_group("_PyEval_EvalFrameDefault'2").startswith("other")
