@@ -258,7 +258,8 @@ def _compare_eager(size: str, profiles: Dict[str, Path], top: int) -> float:
     print(f"  {'M instructions':64}{'ours':>9}{'published':>11}{'ours-pub':>10}")
     difference_table(parsed, "per kind of code", eager_group, str, top)
     difference_table(parsed, "per function (own instructions)",
-                     lambda f: "generated at run time" if f.startswith("0x") else re.sub(r"\(.*", "", f),
+                     lambda f: "generated at run time" if f.startswith("0x")
+                     else re.sub(r"\(.*", "", f.replace("(anonymous namespace)::", "")),
                      lambda k: k[-64:], top)
     return ratio
 
