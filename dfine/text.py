@@ -1,10 +1,10 @@
-"""Words for the terminal: counts with the right plural (``1 image``, ``2 images``)."""
+"""Words for the terminal: counts with the right plural (``1 image``, ``2 images``), notes, progress bars."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
-__all__ = ["counted", "no_font_note"]
+__all__ = ["counted", "no_font_note", "progress_bar"]
 
 
 def counted(n: int, word: str, many: Optional[str] = None) -> str:
@@ -18,3 +18,23 @@ def no_font_note(word: str, letters: str, shown: str) -> str:
     ("letters", "characters"), ``shown`` says where boxes appear instead ("the pictures show")."""
     return (f"note: no font here draws the {word} {letters} of the class names, so {shown} boxes for them; "
             f"install a font that has them, e.g. Noto Sans CJK (Debian/Ubuntu: apt install fonts-noto-cjk)")
+
+
+def progress_bar(**kwargs: Any) -> Any:
+    """A tqdm bar (``kwargs`` as tqdm's) whose last state is written once into a file or pipe:
+    tqdm draws the bar again as it closes, which a terminal overwrites in place but a log
+    (``dfine predict DIR > log 2>&1``, ``dfine train ... > log``) kept as a second, identical last line."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        def close(self) -> None:
+            shown = not self.disable and getattr(self, "last_print_n", None) == self.n
+            if shown and self.leave and not getattr(self.fp, "isatty", lambda: False)():
+                self.disable = True  # tqdm's own close would draw the same line again
+                self._decr_instances(self)
+                self.fp.write("\n")
+                self.fp.flush()
+                return
+            super().close()
+
+    return Bar(**kwargs)

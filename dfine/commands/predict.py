@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import DfineError
-from ..text import counted, no_font_note
+from ..text import counted, no_font_note, progress_bar
 from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
@@ -364,26 +364,6 @@ def _highest(a: Optional[float], b: Optional[float]) -> Optional[float]:
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def progress_bar(**kwargs: Any) -> Any:
-    """A tqdm bar (``kwargs`` as tqdm's) whose last state is written once into a file or pipe:
-    tqdm draws the bar again as it closes, which a terminal overwrites in place but a log
-    (``dfine predict DIR > log 2>&1``, ``dfine train ... > log``) kept as a second, identical last line."""
-    from tqdm import tqdm
-
-    class Bar(tqdm):
-        def close(self) -> None:
-            shown = not self.disable and getattr(self, "last_print_n", None) == self.n
-            if shown and self.leave and not getattr(self.fp, "isatty", lambda: False)():
-                self.disable = True  # tqdm's own close would draw the same line again
-                self._decr_instances(self)
-                self.fp.write("\n")
-                self.fp.flush()
-                return
-            super().close()
-
-    return Bar(**kwargs)
 
 
 def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True

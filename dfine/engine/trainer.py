@@ -780,7 +780,7 @@ class Trainer:
     def _bar(self, total: int, desc: str) -> Any:
         if not (self.progress and dist.is_main()):
             return None
-        from dfine.commands.predict import progress_bar  # its last line once into a log file
+        from dfine.text import progress_bar  # its last line once into a log file
         return progress_bar(total=total, desc=desc, dynamic_ncols=True, unit="it")
 
     def _start_logs(self) -> None:
