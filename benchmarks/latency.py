@@ -1,8 +1,9 @@
 """CPU latency of the model alone: batch 1, 640x640, eager, eval mode and deploy form, 2 threads.
 
-Prints the CPU's vector extensions (and any ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` cap,
-e.g. ``=avx2`` / ``=AVX2`` to stand in for an AVX2 CPU), then per size params, GFLOPs and the
-latency of each form. With ``--ref DIR`` (a local checkout of the published D-FINE, never
+Prints the CPU's vector extensions (and any ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` /
+``MKL_ENABLE_INSTRUCTIONS`` cap, e.g. ``=avx2`` / ``=AVX2`` / ``=AVX2`` to stand in for an AVX2 CPU,
+with the instruction sets torch's kernels and MKL then run: MKL honours its cap on Intel CPUs only),
+then per size params, GFLOPs and the latency of each form. With ``--ref DIR`` (a local checkout of the published D-FINE, never
 committed) the published model is built in the same process as ours (one size per process, as
 its config system keeps global state) and the two take turns, one forward pass each, ``--pairs``
 times: each pair gives one ratio ours / published, taken under the same load, and the median of
@@ -12,7 +13,8 @@ as ``dfine.Detector`` runs its own (``dfine.allocator.keep_freed_memory``: freed
 stays in the heap instead of being faulted in again every pass); both models share that process.
 
     python benchmarks/latency.py --ref /path/to/D-FINE
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/latency.py --ref /path/to/D-FINE
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python benchmarks/latency.py --ref /path/to/D-FINE
 """
 
 from __future__ import annotations

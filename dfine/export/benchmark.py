@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -15,23 +17,44 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["NodeTime", "count_flops", "count_params", "cpu_line", "isa_env", "model_part", "op_counts",
+__all__ = ["NodeTime", "count_flops", "count_params", "cpu_line", "isa_env", "mkl_isa", "model_part", "op_counts",
            "openvino_profile", "ort_optimized_session", "profile_summary", "profile_table", "time_call", "time_export"]
 
-ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # torch's kernels; oneDNN in torch and OpenVINO
+# torch's own kernels; oneDNN in torch and OpenVINO; MKL in torch (honoured on Intel CPUs, not on AMD's)
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_line() -> str:
     """One line to print beside CPU timings: the CPU's name, family and model, its vector extensions,
-    the instruction-set caps in force (which ONNX Runtime ignores) with the one torch runs at, the
-    cores and the load average."""
+    the instruction-set caps in force (which ONNX Runtime ignores) with the ones torch's kernels and
+    MKL run at (:func:`mkl_isa`), the cores and the load average."""
     from ..engine.precision import cpu_features, cpu_model
     text = f"CPU: {cpu_model()}: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}"
     caps = [f"{k}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)]
     if caps:
         text += f" (capped: {', '.join(caps)}; ONNX Runtime ignores these)"
-    text += f"; torch kernels {torch.backends.cpu.get_cpu_capability()}"
+    text += f"; torch kernels {torch.backends.cpu.get_cpu_capability()}, MKL {mkl_isa()}"
     return text + f"; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}"
+
+
+@functools.lru_cache(maxsize=None)
+def mkl_isa() -> str:
+    """The instruction set MKL runs torch's matrix products with in this environment (``AVX2``,
+    ``AVX-512``, ...), as MKL itself reports it (``MKL_VERBOSE`` in a child process: MKL honours
+    ``MKL_ENABLE_INSTRUCTIONS`` on Intel CPUs only); ``"unknown"`` where torch has no MKL or MKL
+    says nothing."""
+    if not torch.backends.mkl.is_available():
+        return "unknown"
+    code = "import torch; torch.mm(torch.ones(64, 256), torch.ones(256, 256))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MKL_VERBOSE": "1"})
+    return _mkl_isa_from(out.stdout + out.stderr)
+
+
+def _mkl_isa_from(verbose: str) -> str:
+    """The instruction set named in MKL's ``MKL_VERBOSE`` version line (``unknown`` if none)."""
+    match = re.search(r"architecture .*?\(Intel\(R\) ([^)]+)\)", verbose)
+    return match.group(1) if match else "unknown"
 
 
 def count_params(model: nn.Module) -> int:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dfine.engine.precision import cpu_features
-from dfine.export.benchmark import cpu_line
+from dfine.export.benchmark import _mkl_isa_from, cpu_line, mkl_isa
 
 
 def test_cpu_line_names_extensions_caps_and_torch_kernels(monkeypatch):
@@ -28,3 +29,28 @@ def test_cpu_line_names_the_cpu_with_family_and_model():
     assert cpu_model(info) == "AMD EPYC (family 26, model 2)"
     assert cpu_model("") != ""
     assert cpu_line().startswith(f"CPU: {cpu_model()}: ")
+
+
+def test_mkl_isa_read_from_mkl_verbose_lines():
+    """The version lines MKL 2024.0 printed on an Intel Xeon (family 6, model 207), uncapped and with
+    ``MKL_ENABLE_INSTRUCTIONS=AVX2``."""
+    native = ("MKL_VERBOSE oneMKL 2024.0 Update 2 Product build 20240605 for Intel(R) 64 architecture Intel(R) "
+              "Advanced Vector Extensions 512 (Intel(R) AVX-512) with support for INT8, BF16, and FP16 (limited) "
+              "instructions, Lnx 2.30GHz lp64 gnu_thread")
+    capped = ("MKL_VERBOSE oneMKL 2024.0 Update 2 Product build 20240605 for Intel(R) 64 architecture Intel(R) "
+              "Advanced Vector Extensions 2 (Intel(R) AVX2) enabled processors, Lnx 2.30GHz lp64 gnu_thread")
+    assert _mkl_isa_from(native) == "AVX-512"
+    assert _mkl_isa_from(capped) == "AVX2"
+    assert _mkl_isa_from("no verbose output") == "unknown"
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch built without MKL")
+def test_cpu_line_says_what_mkl_runs(monkeypatch):
+    assert f"MKL {mkl_isa()}" in cpu_line()
+    assert mkl_isa() != "unknown"  # this torch's MKL names its instruction set
+    from dfine.engine.precision import _read_cpuinfo
+    if "GenuineIntel" in _read_cpuinfo() and "avx512f" in cpu_features():
+        monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")  # honoured on Intel CPUs only
+        assert mkl_isa.__wrapped__() == "AVX2"
+        monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS")
+        assert mkl_isa.__wrapped__() == "AVX-512"
