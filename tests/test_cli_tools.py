@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from dfine.cli import main
@@ -56,3 +58,14 @@ def test_output_cut_short_by_the_reader_is_no_traceback():
     proc.stdout.close()  # the reader is gone before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_int8_openvino_export_names_every_missing_package_at_once(tmp_path, capsys, monkeypatch):
+    """Without OpenVINO and NNCF, ``--int8 --format openvino`` said "needs OpenVINO and onnx"; after
+    installing those, a second run said "needs NNCF": one message now names all that is missing and
+    the one extra that brings them, quoted for shells that expand brackets (zsh)."""
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as when not installed
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    err = _error(capsys, ["export", "-r", str(tmp_path / "x.pth"), "--format", "openvino", "--int8",
+                          "--calib", str(tmp_path)])
+    assert "needs openvino, nncf (not installed)" in err and 'pip install "dfine[int8]"' in err
