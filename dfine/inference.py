@@ -390,11 +390,14 @@ def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32")
         import openvino as ov
     except ImportError:
         raise DfineError("backend openvino needs OpenVINO: pip install dfine[openvino] (or openvino)") from None
+    if model.lower().endswith(".xml"):
+        _check_ir(model)
     core = ov.Core()
     try:
         net = core.read_model(model)
     except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
-        raise DfineError(f"{model} is not a readable model for OpenVINO ({str(e).splitlines()[0][:160]})") from None
+        lines = [line for line in str(e).splitlines() if line.strip()]  # the reason is its last line
+        raise DfineError(f"{model} is not a readable model for OpenVINO ({(lines or ['?'])[-1][:160]})") from None
     imgsz = _onnx_imgsz([d.get_length() if d.is_static else None for d in net.input("images").get_partial_shape()], model)
     props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
     if threads:
@@ -408,6 +411,24 @@ def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32")
     runner = _OpenVinoRunner(core, net, props, imgsz)
     batch = None if runner.dynamic else net.input("images").get_partial_shape()[0].get_length()
     return _Engine(runner, "openvino", imgsz, class_names, ids, fixed_batch=batch)
+
+
+def _check_ir(xml: str) -> None:
+    """A clear error unless ``xml`` is an OpenVINO IR file (root element ``<net>``) with its weights
+    file beside it. Checked before OpenVINO reads it: given something else, OpenVINO tries its other
+    front ends too (TensorFlow's prints parse errors of its own to the terminal) and reports only the
+    last one's failure."""
+    import xml.etree.ElementTree as ET
+    hint = "give the .xml that dfine export --format openvino wrote, with its .bin beside it"
+    try:
+        root = next(ET.iterparse(xml, events=("start",)))[1]  # the first element; the file may be large
+    except (ET.ParseError, StopIteration) as e:
+        raise DfineError(f"{xml} is not an OpenVINO IR: not an XML file ({e}); {hint}") from None
+    if root.tag != "net":
+        raise DfineError(f"{xml} is not an OpenVINO IR: its root element is <{root.tag}>, not <net>; {hint}")
+    weights = Path(xml).with_suffix(".bin")
+    if not weights.is_file():
+        raise DfineError(f"{xml}: its weights file {weights.name} is not beside it; {hint}")
 
 
 class _OpenVinoRunner:

@@ -89,3 +89,28 @@ def test_the_ir_has_fewer_nodes_and_gives_the_onnx_files_detections(exported):
     want = ort.InferenceSession(str(onnx_path)).run(None, feed)
     got = ir.create_infer_request().infer(feed)
     _assert_same([got[ir.output(name)] for name in ("labels", "boxes", "scores")], want)
+
+
+def test_files_that_are_not_an_ir_say_so_in_one_line(exported, tmp_path, capfd):
+    """Garbage given as an .xml made OpenVINO try its TensorFlow front end, which printed two parse
+    errors of its own, and the error said only "(Exception from src/inference/src/cpp/core.cpp:84:)"."""
+    import shutil
+
+    from dfine import DfineError
+    from dfine.inference import Detector
+    xml = exported[1]
+    cases = {"not an XML file": "garbage, not xml", "its root element is <graph>, not <net>": '<?xml version="1.0"?><graph/>'}
+    for expected, text in cases.items():
+        bad = tmp_path / "bad.xml"
+        bad.write_text(text)
+        with pytest.raises(DfineError, match=expected) as e:
+            Detector(str(bad), backend="openvino")
+        assert "dfine export --format openvino" in str(e.value) and "\n" not in str(e.value)
+    copy = tmp_path / "copy.xml"
+    shutil.copy(xml, copy)
+    with pytest.raises(DfineError, match="its weights file copy.bin is not beside it"):
+        Detector(str(copy), backend="openvino")
+    copy.with_suffix(".bin").write_bytes(xml.with_suffix(".bin").read_bytes()[:1000])  # cut short
+    with pytest.raises(DfineError, match=r"not a readable model for OpenVINO \(Incorrect weights in bin file!\)"):
+        Detector(str(copy), backend="openvino")
+    assert "GraphDef" not in capfd.readouterr().err  # OpenVINO's other front ends were never asked
