@@ -213,23 +213,37 @@ def test_missing_runtimes_name_the_extra_to_install(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import -> ImportError
     monkeypatch.setitem(sys.modules, "openvino", None)
-    with pytest.raises(DfineError, match=r"ONNX models need onnxruntime: pip install dfine\[onnx\]"):
+    with pytest.raises(DfineError, match=r"ONNX models need onnxruntime: pip install \"dfine\[onnx\]\""):
         _ort_engine("model.onnx", "cpu", None)
-    with pytest.raises(DfineError, match=r"backend openvino needs OpenVINO: pip install dfine\[openvino\]"):
+    with pytest.raises(DfineError, match=r"backend openvino needs OpenVINO: pip install \"dfine\[openvino\]\""):
         _openvino_engine("model.xml", None)
     with pytest.raises(DfineError, match=r"--format openvino needs OpenVINO and onnx: "
-                                         r"pip install dfine\[openvino,onnx\]"):
+                                         r"pip install \"dfine\[openvino,onnx\]\""):
         _check_openvino()
     from dfine.export.onnx import export_onnx
     from dfine.export.openvino import export_openvino
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(DfineError, match=r"ONNX export needs the onnx package: pip install dfine\[onnx\]"):
+    with pytest.raises(DfineError, match=r"ONNX export needs the onnx package: pip install \"dfine\[onnx\]\""):
         export_onnx(None, "model.onnx")
-    with pytest.raises(DfineError, match=r"--format openvino needs OpenVINO and onnx: pip install dfine\[openvino,onnx\]"):
+    with pytest.raises(DfineError, match=r"--format openvino needs OpenVINO and onnx: pip install \"dfine\[openvino,onnx\]\""):
         export_openvino("model.onnx", "model.xml")
     from dfine.export.onnx import simplify_onnx
-    with pytest.raises(DfineError, match=r"--simplify needs onnxsim: pip install dfine\[onnx\]"):
+    with pytest.raises(DfineError, match=r"--simplify needs onnxsim: pip install \"dfine\[onnx\]\""):
         simplify_onnx("model.onnx", required=True)
+
+
+def test_every_install_hint_is_quoted_for_the_shell():
+    """zsh (macOS's shell) reads an unquoted ``pip install dfine[onnx]`` as a file pattern and stops at
+    "no matches found": every hint in a message is ``pip install "dfine[EXTRA]"``, which bash, zsh,
+    PowerShell and cmd all pass on as one argument. Docstrings (in double backquotes) are not messages."""
+    import re
+    from pathlib import Path
+
+    import dfine
+    bare = [f"{path.name}:{n}" for path in Path(dfine.__file__).parent.rglob("*.py")
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"pip install (dfine|\.)\[", line) and "``" not in line]
+    assert not bare, bare
 
 
 def test_detections_print_as_one_line():

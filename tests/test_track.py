@@ -306,7 +306,7 @@ def test_to_supervision_and_install_hint(tiny_checkpoint, monkeypatch):
     assert list(s.data["class_name"]) == d.names and set(d.names) <= set(NAMES)
     np.testing.assert_array_equal(s.data["category_id"], d.category_ids)
     monkeypatch.setitem(__import__("sys").modules, "supervision", None)
-    with pytest.raises(DfineError, match=r"pip install dfine\[track\]"):
+    with pytest.raises(DfineError, match=r"pip install \"dfine\[track\]\""):
         d.to_supervision()
 
 

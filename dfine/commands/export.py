@@ -177,7 +177,7 @@ def _check_openvino() -> None:
     try:
         import openvino  # noqa: F401
     except ImportError:
-        raise DfineError("--format openvino needs OpenVINO and onnx: pip install dfine[openvino,onnx] (or export "
+        raise DfineError("--format openvino needs OpenVINO and onnx: pip install \"dfine[openvino,onnx]\" (or export "
                          "ONNX, which OpenVINO also reads)") from None
 
 

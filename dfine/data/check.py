@@ -723,7 +723,7 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
         import matplotlib
         plt = pyplot()
     except (ImportError, DfineError):
-        raise DatasetError("--plot needs matplotlib: pip install dfine[plots]") from None
+        raise DatasetError("--plot needs matplotlib: pip install \"dfine[plots]\"") from None
     path = Path(path)
     names = names or {cid: name for cid, name, _, _ in report.categories}
     fig, axes = plt.subplots(2, 2, figsize=(10, 9))

@@ -34,7 +34,7 @@ def pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise DfineError("pictures need matplotlib: pip install dfine[plots]") from None
+        raise DfineError("pictures need matplotlib: pip install \"dfine[plots]\"") from None
     warnings.filterwarnings("ignore", message=_MISSING_GLYPH.pattern)  # said once, by save_figure
     return plt
 

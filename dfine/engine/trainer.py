@@ -802,11 +802,11 @@ class Trainer:
         except ImportError:  # the run said the plots were written, and none were
             plots = False
             self._print("note: no PNG plots of the loss, lr and AP (matplotlib is not installed: pip install "
-                        "dfine[plots])")
+                        "\"dfine[plots]\")")
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            self._print("note: no TensorBoard scalars (tensorboard is not installed: pip install dfine[tensorboard]); "
+            self._print("note: no TensorBoard scalars (tensorboard is not installed: pip install \"dfine[tensorboard]\"); "
                         f"log.jsonl{' and the PNG plots' if plots else ''} go{'' if plots else 'es'} to "
                         f"{self.output_dir}")
             return

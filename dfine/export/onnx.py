@@ -54,7 +54,7 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
     try:
         import onnx
     except ImportError:
-        raise DfineError("ONNX export needs the onnx package: pip install dfine[onnx] (onnx, onnxruntime, onnxsim)") from None
+        raise DfineError("ONNX export needs the onnx package: pip install \"dfine[onnx]\" (onnx, onnxruntime, onnxsim)") from None
     h, w = tuple(imgsz) if imgsz is not None else loaded.imgsz
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def simplify_onnx(path: PathLike, required: bool = False) -> bool:
         import onnxsim
     except ImportError:
         if required:
-            raise DfineError("--simplify needs onnxsim: pip install dfine[onnx] (or onnxsim)") from None
+            raise DfineError("--simplify needs onnxsim: pip install \"dfine[onnx]\" (or onnxsim)") from None
         return False
     before = onnx.load(str(path))
     model, ok = onnxsim.simplify(before)

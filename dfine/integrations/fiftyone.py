@@ -29,7 +29,7 @@ def import_fiftyone() -> Any:
     try:
         import fiftyone
     except ImportError:
-        raise DfineError("the FiftyOne view needs FiftyOne: pip install dfine[fiftyone]") from None
+        raise DfineError("the FiftyOne view needs FiftyOne: pip install \"dfine[fiftyone]\"") from None
     return fiftyone
 
 

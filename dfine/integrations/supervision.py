@@ -14,7 +14,7 @@ from ..errors import DfineError
 if TYPE_CHECKING:  # pragma: no cover
     from ..inference import Detections
 
-INSTALL_HINT = "pip install dfine[track]"
+INSTALL_HINT = 'pip install "dfine[track]"'
 
 
 def import_supervision() -> Any:

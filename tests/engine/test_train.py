@@ -68,13 +68,13 @@ def test_without_tensorboard_the_run_says_so(run, monkeypatch, capsys):
     trainer._start_logs()
     assert trainer.writer is None
     assert capsys.readouterr().out.strip() == (f"note: no TensorBoard scalars (tensorboard is not installed: pip install "
-                                               f"dfine[tensorboard]); log.jsonl and the PNG plots go to {folder / 'tb'}")
+                                               f"\"dfine[tensorboard]\"); log.jsonl and the PNG plots go to {folder / 'tb'}")
     # without matplotlib either: no plots, and the note does not promise them
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     trainer._start_logs()
     assert capsys.readouterr().out.strip().splitlines() == [
-        "note: no PNG plots of the loss, lr and AP (matplotlib is not installed: pip install dfine[plots])",
-        f"note: no TensorBoard scalars (tensorboard is not installed: pip install dfine[tensorboard]); log.jsonl goes "
+        "note: no PNG plots of the loss, lr and AP (matplotlib is not installed: pip install \"dfine[plots]\")",
+        f"note: no TensorBoard scalars (tensorboard is not installed: pip install \"dfine[tensorboard]\"); log.jsonl goes "
         f"to {folder / 'tb'}"]
 
 
