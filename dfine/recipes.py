@@ -347,10 +347,12 @@ def _yaml(path: Path) -> str:
 def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
           batch: Optional[int] = None, imgsz: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
           tuning: Optional[str] = None, device: Optional[str] = None, overrides: Sequence[str] = (),
-          max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None) -> TrainResult:
+          max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None,
+          names: Optional[Sequence[str]] = None) -> TrainResult:
     """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO, VOC or CVAT dataset at ``data``;
     ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value``;
-    ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core).
+    ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core);
+    ``names``: class names in class-id order, for a YOLO folder that names none (``dfine train --names``).
     Returns the output folder and the last evaluation's metrics."""
     import torch
 
@@ -362,7 +364,8 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     if threads is not None and threads < 1:
         raise DfineError(f"threads must be at least 1, got {threads}")
 
-    run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, device=device, given=overrides)
+    run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
+                   given=overrides)
     for note in run.notes:
         print(note, file=sys.stderr)
     extra = list(run.overrides)

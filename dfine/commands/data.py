@@ -10,6 +10,7 @@ use the file as it is, 1 when it has errors.
 from __future__ import annotations
 
 import argparse
+from typing import List, Optional
 
 __all__ = ["add_parser", "run_convert", "run_check"]
 
@@ -41,9 +42,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.set_defaults(func=lambda args: data.print_help() or 2)
 
 
+def split_names(text: Optional[str]) -> Optional[List[str]]:
+    """``--names a,b,c`` as a list of names (None when not given)."""
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
 def run_convert(args: argparse.Namespace) -> int:
     """Convert and print the summary with the training command."""
-    names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
+    names = split_names(args.names)
     from dfine.data.convert import converter
     convert = converter(args.fmt)
     result = convert(args.src, args.out, names=names, val_fraction=args.val_fraction, seed=args.seed)

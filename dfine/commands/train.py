@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
                                                   "the size of the -r/-t weights when given, else dfine_s)")
     p.add_argument("--epochs", type=int, help="with --data: epochs to train")
     p.add_argument("--batch", type=int, help="with --data: images per step (all processes)")
+    p.add_argument("--names", help="with --data: class names, comma-separated, in class-id order, for a YOLO folder "
+                                   "without a data.yaml, classes.txt or obj.names")
     p.add_argument("-r", "--resume", help="resume training from this checkpoint (or evaluate it with --test-only)")
     p.add_argument("-t", "--tuning", help="fine-tune from these weights (class heads adapted to the dataset)")
     p.add_argument("-d", "--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -142,6 +144,10 @@ def _run(args: argparse.Namespace) -> int:
                          "dataset folder with --data DIR --model dfine_s")
     if args.config and args.data:
         raise DfineError("give a recipe (-c configs/...yml) or a dataset folder (--data DIR), not both")
+    data_only = [f"--{k}" for k in ("model", "epochs", "batch", "names") if getattr(args, k, None) is not None]
+    if args.config and data_only:  # a recipe's own keys say these; the options would be dropped without a word
+        raise DfineError(f"{' '.join(data_only)} go with --data DIR; a recipe (-c) sets them in its keys: "
+                         f"-u epochs=N train_dataloader.total_batch_size=N (the model is the recipe's)")
     if args.resume and args.tuning:
         raise DfineError("give -r (resume) or -t (fine-tune), not both")
     if test_only and not args.resume and not args.tuning:
@@ -160,8 +166,9 @@ def _run(args: argparse.Namespace) -> int:
             output_dir = args.output_dir
             if output_dir is None and weights is not None and weights.is_file():
                 output_dir = str(weights.resolve().parent)
+            from dfine.commands.data import split_names
             data = data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=output_dir,
-                            device=args.device, given=overrides_from_args(args),
+                            names=split_names(args.names), device=args.device, given=overrides_from_args(args),
                             scratch=Path(scratch) if scratch else None)
             for note in data.notes:
                 print(note, file=sys.stderr)

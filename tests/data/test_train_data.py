@@ -342,3 +342,38 @@ def test_eval_of_a_checkpoint_with_fewer_queries_takes_them_from_it(tmp_path, ca
     err = capsys.readouterr().err
     assert (f"--model dfine_n --imgsz 160 -u DFINETransformer.num_queries=50 DFINEPostProcessor.num_top_queries=50: "
             f"as {run / 'last.pth'} was trained") in err
+
+
+def test_train_takes_names_for_a_yolo_folder_without_them(tmp_path, capsys, monkeypatch):
+    """A YOLO folder with no data.yaml, classes.txt or obj.names (FatihEmin48/okra-pepper-eggplant-yolo-dataset:
+    train/ valid/ test/ and the names only in its README): ``dfine train --data`` said "give --names a,b,c",
+    which train did not take ('unrecognized arguments'). Now ``--names`` (and ``dfine.train(names=...)``)
+    names the classes; and with a recipe (-c), where these options were dropped without a word, they
+    are an error."""
+    import dfine.engine.trainer as trainer_module
+    src, out = _yolo(tmp_path / "yolo"), tmp_path / "run"
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\n")  # the names gone
+    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 2
+    assert "no class names for" in capsys.readouterr().err
+
+    class Stop:  # the dataset is converted before the trainer starts
+        def __init__(self, *args, **kwargs):
+            raise DfineError("stopped here")
+
+    monkeypatch.setattr(trainer_module, "Trainer", Stop)
+    assert main(["train", "--data", str(src), "--output-dir", str(out), "--names", "apple, pear", *TINY]) == 2
+    assert capsys.readouterr().err.strip().endswith("error: stopped here")
+    train = json.loads((out / "data/annotations/instances_train.json").read_text())
+    assert [c["name"] for c in train["categories"]] == ["apple", "pear"]
+    with pytest.raises(DfineError, match="stopped here"):
+        import dfine
+        dfine.train(src, "dfine_n", output_dir=tmp_path / "api", names=["fig", "kiwi"], progress=False)
+    api = json.loads((tmp_path / "api/data/annotations/instances_train.json").read_text())
+    assert [c["name"] for c in api["categories"]] == ["fig", "kiwi"]
+    capsys.readouterr()
+    from pathlib import Path
+    recipe = Path(__file__).resolve().parents[2] / "configs/dfine/dfine_hgnetv2_n_coco.yml"
+    assert main(["train", "-c", str(recipe), "--epochs", "3", "--names", "a"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --epochs --names go with --data DIR; a recipe (-c) sets them in "
+                                               "its keys: -u epochs=N train_dataloader.total_batch_size=N (the model "
+                                               "is the recipe's)")
