@@ -57,6 +57,18 @@ def test_outputs_and_loss(run):
     assert not list(out.glob("*.tmp"))
 
 
+def test_the_bar_shows_the_recipes_lr_not_the_backbones(run):
+    """The epoch bar's ``lr=`` was param group 0's: the N recipe's backbone lr (4e-4), beside the recipe's
+    ``optimizer.lr`` of 8e-4 that the user set, with nothing saying which."""
+    from dfine.engine.trainer import main_lr_group
+    trainer, _, _ = run
+    groups = trainer.optimizer.param_groups
+    assert groups[0]["initial_lr"] == 0.0004  # the backbone's
+    assert groups[trainer.main_lr_group]["initial_lr"] == trainer.cfg.optimizer.lr == 0.0008
+    assert main_lr_group({"optimizer.params[0].lr": 0, "optimizer.params[1].lr, optimizer.lr": 1}) == 1
+    assert main_lr_group({"optimizer.lr": 0}) == 0
+
+
 def test_without_tensorboard_the_run_says_so(run, monkeypatch, capsys):
     """The README promises TensorBoard scalars in the output folder: without the package a run
     says in one line that there are none and where the logs and plots go."""
