@@ -584,12 +584,25 @@ class Trainer:
                  f"device: {self.device}, {counted(torch.get_num_threads(), 'thread')}, precision {self.precision.name}"
                  + (f", {counted(dist.world_size(), 'process', 'processes')}" if dist.world_size() > 1 else ""),
                  f"schedule: {epochs}, {counted(steps, 'step')} per epoch "
-                 f"(batch {self.train_loader.batch_size} per process)"
+                 f"(batch {self.train_loader.batch_size} per process)" + self._left_out_note(steps)
                  + (f", early stop after {counted(self.patience, 'evaluation')} without improvement"
                     if self.patience else ""),
                  f"output: {self.output_dir}"]
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note) if note]
         return lines
+
+    def _left_out_note(self, steps: int) -> str:
+        """What the loader's drop_last leaves out of each epoch when the batch does not divide the
+        images (``""`` when nothing is, or ``--max-steps`` stops the epoch before its end)."""
+        loader = self.train_loader
+        images, batch = len(loader.sampler), loader.batch_size
+        left = images % batch if loader.drop_last else 0
+        if not left or steps < len(loader):
+            return ""
+        which = (f"shuffled, so another {left} each epoch" if getattr(loader.sampler, "shuffle", False)
+                 else "the same ones every epoch")
+        return (f"; {left} of {images} images sit out each epoch (the last, partial batch is dropped; "
+                f"{which})")
 
     def _best_weights(self) -> Optional[Path]:
         """``best_stg2.pth`` over ``best_stg1.pth``; ``last.pth`` when no evaluation scored above

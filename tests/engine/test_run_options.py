@@ -118,3 +118,24 @@ def test_epoch_bar_into_a_log_file_ends_once(capsys):
     bar.close()
     err = capsys.readouterr().err
     assert err.count("2/2") == 1 and err.endswith("\n"), repr(err)
+
+
+def test_schedule_line_says_what_drop_last_leaves_out():
+    """11 train images with batch 8: one step per epoch and 3 images out of each, which the startup
+    summary did not say (the training loader drops the last, partial batch, as published)."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from dfine.engine.trainer import Trainer
+
+    def note(images: int, batch: int, shuffle: bool = True, steps=None) -> str:
+        sampler = DistributedSampler(range(images), num_replicas=1, rank=0, shuffle=shuffle)
+        loader = DataLoader(range(images), batch_size=batch, sampler=sampler, drop_last=True)
+        return Trainer._left_out_note(SimpleNamespace(train_loader=loader), len(loader) if steps is None else steps)
+
+    assert note(11, 8) == ("; 3 of 11 images sit out each epoch (the last, partial batch is dropped; shuffled, "
+                           "so another 3 each epoch)")
+    assert note(11, 8, shuffle=False).endswith("the same ones every epoch)")
+    assert note(16, 8) == ""  # the batch divides them
+    assert note(20, 8, steps=1) == ""  # --max-steps ends the epoch first
