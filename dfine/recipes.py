@@ -247,7 +247,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         overrides += [f"epochs={epochs}", f"train_dataloader.collate_fn.stop_epoch={stop}"]
     if batch is None and _on_cpu(device):
         batch = CPU_BATCH
-        notes.append(f"CPU: batch {CPU_BATCH} (the recipe's batch is sized for GPUs); --batch N to change it")
+        notes.append(f"CPU: evaluating in batches of {CPU_BATCH}; --batch N to change it" if scratch is not None else
+                     f"CPU: batch {CPU_BATCH} (the recipe's batch is sized for GPUs); --batch N to change it")
     if batch is not None:
         if batch < 1:
             raise DfineError(f"--batch {batch}: give at least 1")

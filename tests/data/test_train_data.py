@@ -377,3 +377,13 @@ def test_train_takes_names_for_a_yolo_folder_without_them(tmp_path, capsys, monk
     assert capsys.readouterr().err.strip() == ("error: --epochs --names go with --data DIR; a recipe (-c) sets them in "
                                                "its keys: -u epochs=N train_dataloader.total_batch_size=N (the model "
                                                "is the recipe's)")
+
+
+def test_an_evaluation_does_not_get_the_training_batch_note(tmp_path):
+    """``dfine eval -r CKPT --data DIR`` on a CPU printed training's "CPU: batch 8 (the recipe's batch is
+    sized for GPUs)"; an evaluation says the batch it evaluates in."""
+    src = _yolo(tmp_path / "yolo")
+    training = data_run(src, "dfine_n", device="cpu", output_dir=tmp_path / "run").notes
+    evaluation = data_run(src, "dfine_n", device="cpu", scratch=tmp_path / "scratch").notes
+    assert any("sized for GPUs" in n for n in training) and not any("sized for GPUs" in n for n in evaluation)
+    assert "CPU: evaluating in batches of 8; --batch N to change it" in evaluation
