@@ -941,20 +941,34 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if losses:
         left.plot(steps, losses, color="tab:blue", alpha=0.25, lw=1, label="per step")
-        left.plot(steps, smooth(losses, 0.9 if len(losses) > 20 else 0.6), color="tab:blue", lw=2, label="smoothed")
+        # a marker on each step of a short run: a line through one point draws nothing
+        left.plot(steps, smooth(losses, 0.9 if len(losses) > 20 else 0.6), color="tab:blue", lw=2, label="smoothed",
+                  marker="o" if len(losses) <= 20 else None, ms=4)
         for b in bounds[:-1]:
             left.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
         left.legend()
     left.set_xlabel("step (dotted: epoch ends)")
+    _whole_ticks(left)
     left.set_title("train loss per step")
-    right.plot([e["epoch"] + 1 for e in history], [e.get("train_loss", math.nan) for e in history], marker="o")
+    epochs = [e["epoch"] + 1 for e in history]
+    right.plot(epochs, [e.get("train_loss", math.nan) for e in history], marker="o")
     right.set_xlabel("epoch")
-    right.xaxis.get_major_locator().set_params(integer=True)
+    _whole_ticks(right)
     right.set_title("train loss per epoch (mean)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
+
+
+def _whole_ticks(ax: Any) -> None:
+    """Whole-number ticks on an x axis of steps or epochs (where the lines drawn have one x value,
+    that tick alone: matplotlib would label 0.96 ... 1.04)."""
+    xs = {float(x) for line in ax.get_lines() for x in line.get_xdata()}
+    if len(xs) == 1:
+        ax.set_xticks(sorted(xs))
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
@@ -972,7 +986,7 @@ def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
         ax.plot([e["epoch"] + 1 for e in history], [e.get("train_lr", math.nan) for e in history], marker="o",
                 label="lr at the end of the epoch")
         ax.set_xlabel("epoch")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _whole_ticks(ax)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     ax.set_title("learning rate")
     ax.legend(fontsize=8)
@@ -989,7 +1003,7 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     for key in ("AP", "AP50", "AP75"):
         values = [e.get(f"test_{key}", math.nan) for e in history]
         ax.plot(epochs, [100 * v if v >= 0 else math.nan for v in values], marker="o", label=key)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _whole_ticks(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("AP (%)")
     ax.set_title("COCO AP on the validation set")

@@ -454,3 +454,21 @@ def test_lr_plot_draws_each_step_so_a_warmup_shows(tmp_path, monkeypatch):
         del e["train_step_lr"]
     ax = _drawn(monkeypatch, history, tmp_path)["lr.png"].axes[0]
     assert [list(line.get_xdata()) for line in ax.get_lines()] == [[1, 2]] and ax.get_xlabel() == "epoch"
+
+
+def test_loss_plot_of_a_one_step_run_shows_the_step(tmp_path, monkeypatch):
+    """A run of one step (dfine.train on a CVAT set, one epoch, batch 8) drew an empty per-step panel:
+    a line through a single point draws nothing. Short runs mark each step."""
+    pytest.importorskip("matplotlib")
+    history = [{"epoch": 0, "step": 1, "train_loss": 30.5, "train_step_losses": [30.5], "test_AP": 0.1,
+                "train_step_lr": {"optimizer.lr": [8e-4]}}]
+    left = _drawn(monkeypatch, history, tmp_path)["loss.png"].axes[0]
+    drawn = [line for line in left.get_lines() if list(line.get_ydata()) == [30.5]]
+    assert any(line.get_marker() not in (None, "None", "", " ") for line in drawn)
+    figures = _drawn(monkeypatch, history + [], tmp_path)
+    for name in ("loss.png", "lr.png", "map.png"):  # one tick '1', not 0.96 ... 1.04
+        for ax in figures[name].axes:
+            assert list(ax.get_xticks()) == [1.0], (name, list(ax.get_xticks()))
+    many = [{"epoch": 0, "step": 100, "train_loss": 1.0, "train_step_losses": [1.0] * 100}]
+    left = _drawn(monkeypatch, many, tmp_path)["loss.png"].axes[0]
+    assert all(line.get_marker() in (None, "None", "", " ") for line in left.get_lines())  # long runs: lines only
