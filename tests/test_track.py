@@ -529,3 +529,25 @@ def test_ocsort_reports_a_confirmed_track_as_soon_as_it_is_found_again(appearanc
     assert sorted(shown) == [t for t in range(1, 16) if t != 10] and len(set(shown.values())) == 1
     monkeypatch.setattr(FrameTracker, "_keep_confirmed", lambda self, result: result)
     assert sorted(frames_with_track()) == [t for t in range(1, 16) if t not in (10, 11, 12)]
+
+
+def test_track_shows_its_progress_in_a_log_too(capsys):
+    """``dfine track video.mp4 > track.log 2>&1`` showed no progress at all (tqdm's disable=None turns
+    the bar off where output is not a terminal); predict shows its bar there, ending once."""
+    from types import SimpleNamespace
+
+    from dfine.commands.track import _loop
+
+    class Run:
+        source = SimpleNamespace(total=3)
+        frames = 0
+
+        def __iter__(self):
+            for i in range(3):
+                self.frames = i + 1
+                yield None, []
+
+    added = []
+    _loop(Run(), SimpleNamespace(add=lambda frames, tracks: added.append(frames)), None)
+    err = capsys.readouterr().err
+    assert added == [1, 2, 3] and err.count("3/3") == 1 and "frame" in err, repr(err)

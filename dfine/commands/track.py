@@ -121,8 +121,9 @@ def tracker_config(args: argparse.Namespace, config_class):
 
 
 def _loop(run_, log, video) -> None:
-    from tqdm import tqdm
-    with tqdm(total=run_.source.total or None, unit="frame", disable=None) as bar:
+    from ..text import progress_bar
+    # as predict's: into a log or pipe too (tqdm's disable=None showed no bar off a terminal)
+    with progress_bar(total=run_.source.total or None, unit="frame") as bar:
         for frame, tracks in run_:
             log.add(run_.frames, tracks)
             if video is not None:
