@@ -172,8 +172,12 @@ def _eval_set_from_args(args: argparse.Namespace) -> EvalSet:
     if args.config and data:
         raise DfineError("give a recipe (-c RECIPE, its val set) or a dataset folder (--data DIR, its val split), "
                          "not both")
+    from ..commands.data import split_names
+    names = split_names(getattr(args, "names", None))
+    if names and not data:
+        raise DfineError("--names goes with --data DIR (a YOLO folder that names no classes)")
     if data:
-        return _data_val_set(Path(data).expanduser(), ann_file, images, limit)
+        return _data_val_set(Path(data).expanduser(), ann_file, images, limit, names)
     if args.config:
         return _recipe_val_set(args, limit)
     if ann_file and images:
@@ -204,16 +208,18 @@ def _recipe_val_set(args: argparse.Namespace, limit: Optional[int]) -> EvalSet:
     return load_eval_set(ds.ann_file, ds.img_folder, limit)
 
 
-def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], limit: Optional[int]) -> EvalSet:
+def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], limit: Optional[int],
+                  names: Optional[List[str]] = None) -> EvalSet:
     """The val split of the dataset folder ``root``, found as ``dfine train --data`` finds it: a
     COCO folder's file read where it is; a YOLO, VOC or CVAT folder converted the same way (the
-    same split), into a temporary folder removed once read (the dataset is never written)."""
+    same split), into a temporary folder removed once read (the dataset is never written); ``names``:
+    the class names of a YOLO folder that names none (``--names``)."""
     from ..recipes import _missing_split, dataset_splits, detect_format
     if not root.exists():
         raise DfineError(f"--data {root} not found")
     fmt = detect_format(root)
     with tempfile.TemporaryDirectory(prefix="dfine-eval-") as tmp:
-        splits, _ = dataset_splits(root, fmt, Path(tmp))
+        splits, _ = dataset_splits(root, fmt, Path(tmp), names=names)
         if "val" not in splits and not ann_file:
             raise DfineError(_missing_split(root, "val", splits))
         ann, folder = splits.get("val", (None, None))

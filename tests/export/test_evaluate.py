@@ -194,3 +194,25 @@ def test_a_model_of_other_classes_is_said(onnx_model, labelled, tmp_path, capsys
         f"warning: the model's classes differ from {tmp_path / 'val.json'}'s for 2 of its 5 category ids: "
         f"1 is circle in the model, bus in the data; 2 is cross in the model, car in the data; was the model "
         f"trained on this data?"]
+
+
+def test_export_on_a_yolo_folder_without_names_takes_names(onnx_model, labelled, tmp_path, capsys):
+    """A YOLO folder naming no classes (FatihEmin48/okra-pepper-eggplant-yolo-dataset): ``dfine eval -r
+    model.onnx --data DIR --names ...`` still said "give --names a,b,c": the export's evaluation
+    dropped the option the command had taken."""
+    root = tmp_path / "yolo"
+    for i, (path, (w, h, boxes)) in enumerate(labelled.items()):
+        split = "train" if i < 2 else "val"
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / "images" / split / path.name)
+        rows = [f"{NAMES.index(n)} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+                for n, x0, y0, x1, y1 in boxes]
+        (root / "labels" / split / f"{path.stem}.txt").write_text("\n".join(rows) + "\n")
+    assert main(["eval", "-r", str(onnx_model), "--data", str(root)]) == 2
+    assert "no class names for" in capsys.readouterr().err
+    ap, _, _ = _eval(capsys, ["-r", str(onnx_model), "--data", str(root), "--names", ",".join(NAMES),
+                              "-o", str(tmp_path / "m")])
+    assert ap > 50  # the model's own detections, named as the model names them
+    assert main(["eval", "-r", str(onnx_model), "--ann-file", "a.json", "--images", ".", "--names", "x"]) == 2
+    assert "--names goes with --data DIR" in capsys.readouterr().err
