@@ -853,7 +853,7 @@ class Trainer:
             return
         if self.writer is not None:
             self.writer.close()
-        plot_history(self.history, self.output_dir)
+        plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups))
 
 
 def read_log(path: Path, last_epoch: int) -> Tuple[List[Dict[str, Any]], List[int]]:
@@ -898,6 +898,22 @@ def lr_series(cfg: Any, groups: int) -> Dict[str, int]:
     for keys in by_lr.values():
         names = list(dict.fromkeys(k for k, _ in keys))
         out[", ".join(names)] = keys[0][1]
+    return out
+
+
+def lr_labels(cfg: Any, groups: Dict[str, int]) -> Dict[str, str]:
+    """A legend line for each of :func:`lr_series`' ``groups``: the model parts its ``params``
+    patterns name (backbone, encoder, decoder), then its config keys: ``backbone: optimizer.params[0].lr,
+    optimizer.params[1].lr`` and ``the rest: optimizer.lr`` for the published recipes."""
+    import re
+    out = {}
+    for key in groups:
+        if "optimizer.lr" in key.split(", "):
+            out[key] = f"the rest: {key}"
+            continue
+        patterns = [cfg.params[int(i)].params for i in re.findall(r"params\[(\d+)\]", key)]
+        parts = [part for part in ("backbone", "encoder", "decoder") if any(part in str(p) for p in patterns)]
+        out[key] = f"{' + '.join(parts)}: {key}" if parts else key
     return out
 
 
@@ -971,14 +987,14 @@ def _whole_ticks(ax: Any) -> None:
         ax.xaxis.get_major_locator().set_params(integer=True)
 
 
-def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
+def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any, names: Dict[str, str]) -> None:
     """The learning rate of each step, one line per configured lr (a warm-up shorter than an epoch
     shows); a log without per-step values (written before they were recorded): one point per epoch."""
     series, bounds = _per_step(history, "train_step_lr")
     fig, ax = plt.subplots(figsize=(6, 4))
     if any(steps for steps, _ in series.values()):
         for name, (steps, values) in series.items():
-            ax.plot(steps, values, lw=1.5, marker="." if len(steps) <= 50 else None, label=name)
+            ax.plot(steps, values, lw=1.5, marker="." if len(steps) <= 50 else None, label=names.get(name, name))
         for b in bounds[:-1]:
             ax.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
         ax.set_xlabel("step (dotted: epoch ends)")
@@ -1013,15 +1029,16 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def plot_history(history: List[Dict[str, Any]], out: Path) -> List[Path]:
+def plot_history(history: List[Dict[str, Any]], out: Path, lr_names: Optional[Dict[str, str]] = None) -> List[Path]:
     """``loss.png`` (per step and per epoch), ``lr.png`` and ``map.png`` over epochs in ``out``
-    (needs matplotlib), each written atomically: a Ctrl-C while drawing leaves the last ones."""
+    (needs matplotlib), each written atomically: a Ctrl-C while drawing leaves the last ones.
+    ``lr_names``: the legend of each lr series (:func:`lr_labels`; default: its config keys)."""
     try:
         plt = pyplot()
     except DfineError:  # no matplotlib: said once at the start of the run
         return []
     _plot_loss(history, out / "loss.png", plt)
-    _plot_lr(history, out / "lr.png", plt)
+    _plot_lr(history, out / "lr.png", plt, lr_names or {})
     _plot_map(history, out / "map.png", plt)
     return [out / "loss.png", out / "lr.png", out / "map.png"]
 

@@ -407,7 +407,7 @@ def test_a_new_run_into_an_earlier_runs_folder_starts_its_own_log(coco128, tmp_p
     assert read_log(mixed, last_epoch=0)[0] == [{"epoch": 0, "train_loss": 39.7}]
 
 
-def _drawn(monkeypatch, history, tmp_path):
+def _drawn(monkeypatch, history, tmp_path, lr_names=None):
     """The figures :func:`plot_history` draws for ``history``, by file name, instead of written."""
     from dfine.engine.trainer import plot_history
 
@@ -418,7 +418,7 @@ def _drawn(monkeypatch, history, tmp_path):
         return Path(path)
 
     monkeypatch.setattr(trainer_module, "save_figure", keep)
-    plot_history(history, tmp_path)
+    plot_history(history, tmp_path, lr_names)
     return figures
 
 
@@ -472,3 +472,18 @@ def test_loss_plot_of_a_one_step_run_shows_the_step(tmp_path, monkeypatch):
     many = [{"epoch": 0, "step": 100, "train_loss": 1.0, "train_step_losses": [1.0] * 100}]
     left = _drawn(monkeypatch, many, tmp_path)["loss.png"].axes[0]
     assert all(line.get_marker() in (None, "None", "", " ") for line in left.get_lines())  # long runs: lines only
+
+
+def test_lr_plot_legend_names_the_model_parts(tmp_path, monkeypatch):
+    """lr.png's legend read 'optimizer.params[0].lr, optimizer.params[1].lr' (4e-4) beside
+    'optimizer.lr' (8e-4): which parameters run at which lr was left to the recipe's regexes."""
+    pytest.importorskip("matplotlib")
+    from dfine.engine.trainer import lr_labels, lr_series
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs/dfine/custom/dfine_hgnetv2_n_custom.yml", [])
+    names = lr_labels(cfg.optimizer, lr_series(cfg.optimizer, 4))
+    assert names == {"optimizer.params[0].lr, optimizer.params[1].lr": "backbone: optimizer.params[0].lr, "
+                                                                         "optimizer.params[1].lr",
+                     "optimizer.lr": "the rest: optimizer.lr"}
+    history = [{"epoch": 0, "step": 2, "train_step_lr": {k: [1e-4, 2e-4] for k in names}}]
+    ax = _drawn(monkeypatch, history, tmp_path, names)["lr.png"].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(names.values())
