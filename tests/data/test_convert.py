@@ -63,6 +63,22 @@ def test_label_files_without_an_image_are_said(tmp_path):
     assert not [n for n in convert_yolo(_ultralytics(tmp_path / "clean")).notes if "with no image" in n]
 
 
+def test_images_in_no_split_are_said(tmp_path):
+    """FatihEmin48/okra-pepper-eggplant-yolo-dataset holds a second export in 'Roboflow Dataset/'
+    (112 images with labels): the conversion took train/ valid/ test/ and left those out without a word."""
+    src = _ultralytics(tmp_path / "ds")
+    for split, n in (("train", 2), ("valid", 1)):
+        for i in range(n):
+            image(src / f"Roboflow Dataset/{split}/images/x{i}.jpg", (64, 32))
+            yolo_labels(src / f"Roboflow Dataset/{split}/labels/x{i}.txt", ["0 0.5 0.5 0.2 0.2"])
+    image(src / ".cache/thumb.jpg", (8, 8))  # hidden folders are not the user's data
+    notes = [n for n in convert_yolo(src).notes if "in no split" in n]
+    assert notes == [f"3 images under {src} in no split, left out: Roboflow Dataset/train/images/ (2), "
+                     f"Roboflow Dataset/valid/images/ (1); to train on them, convert their folder on its own or "
+                     f"move them into a split"]
+    assert not [n for n in convert_yolo(_ultralytics(tmp_path / "clean")).notes if "in no split" in n]
+
+
 def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys, monkeypatch):
     src = tmp_path / "rf"
     for split, n in (("train", 2), ("valid", 1), ("test", 1)):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -340,6 +341,20 @@ def _note_labels_without_images(images: Sequence[Path], notes: List[str]) -> Non
                      f"with the suffixes {' '.join(IMAGE_SUFFIXES)}")
 
 
+def _note_images_in_no_split(base: Path, images: Sequence[Path], notes: List[str]) -> None:
+    """Add a note when the dataset folder holds images that no split takes (another export nested
+    in it, a folder the data.yaml does not list), naming the folders they are in."""
+    used = {p.resolve() for p in images}
+    left = [p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in used
+            and not any(part.startswith(".") for part in p.relative_to(base).parts)]
+    if left:
+        where = Counter(str(p.parent.relative_to(base)) for p in left)
+        shown = ", ".join(f"{folder}/ ({n})" for folder, n in sorted(where.items())[:3])
+        more = f" and {len(where) - 3} more folders" if len(where) > 3 else ""
+        notes.append(f"{counted(len(left), 'image')} under {base} in no split, left out: {shown}{more}; to train on "
+                     f"them, convert their folder on its own or move them into a split")
+
+
 def _keypoint_numbers(data: Dict[str, Any], yaml_path: Optional[Path]) -> int:
     """K x D of the YAML's ``kpt_shape: [K, D]`` (a pose set), 0 without one."""
     shape = data.get("kpt_shape")
@@ -392,4 +407,5 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         written[split] = ann_dir / f"instances_{split}.json"
         write_coco_json(written[split], ims, anns, class_names, info)
     _note_labels_without_images(everything, notes)
+    _note_images_in_no_split(base, everything, notes)
     return Converted(src, out_dir, folder, written, class_names, counts, notes)
