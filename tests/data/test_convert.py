@@ -79,6 +79,21 @@ def test_images_in_no_split_are_said(tmp_path):
     assert not [n for n in convert_yolo(_ultralytics(tmp_path / "clean")).notes if "in no split" in n]
 
 
+def test_a_yaml_split_not_found_says_where_the_images_are(tmp_path):
+    """HMI2-Research-Group/Kitchen-YOLO-Dataset: its yaml says 'train: images' (a path on its author's
+    machine) while the images sit in my_images/; the error listed the paths it looked for and left
+    finding the images to the user."""
+    src = tmp_path / "kitchen"
+    for i in range(2):
+        image(src / f"my_images/{i}.png", (64, 32))
+        yolo_labels(src / f"labels/{i}.txt", ["0 0.5 0.5 0.2 0.2"])
+    (src / "vision.yaml").write_text("path: /home/student/datasets/vision\ntrain: images\nval: images\n"
+                                     "names: {0: Bell Pepper}\n")
+    with pytest.raises(DatasetError, match=rf"'images' not found \(looked for .*\); images under {src} are in: "
+                                           r"my_images/ \(2\)$"):
+        convert_yolo(src)
+
+
 def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys, monkeypatch):
     src = tmp_path / "rf"
     for split, n in (("train", 2), ("valid", 1), ("test", 1)):

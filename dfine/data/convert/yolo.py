@@ -144,7 +144,21 @@ def _resolve_entry(entry: str, roots: Sequence[Path], where: str, notes: List[st
     if moved is not None:
         notes.append(f"{where}: {entry} is not on this machine; used {moved}")
         return moved
-    raise DatasetError(f"{where}: '{entry}' not found (looked for {', '.join(dict.fromkeys(looked))})")
+    raise DatasetError(f"{where}: '{entry}' not found (looked for {', '.join(dict.fromkeys(looked))})"
+                       + _image_folders_said(roots))
+
+
+def _image_folders_said(roots: Sequence[Path]) -> str:
+    """``"; images under ROOT are in: a/ (12), b/c/ (3)"`` for the first existing root (its folders up to
+    two levels down that hold images), to point a data.yaml entry at; ``""`` when none does."""
+    root = next((r for r in roots if r.is_dir()), None)
+    if root is None:
+        return ""
+    folders = [root, *[d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]]
+    folders += [d for f in folders[1:] for d in f.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    counts = {f: sum(1 for p in f.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for f in folders}
+    held = [f"{(str(f.relative_to(root)) + '/') if f != root else './'} ({n})" for f, n in counts.items() if n]
+    return f"; images under {root} are in: {', '.join(held[:4])}" if held else ""
 
 
 def _moved_here(entry: str, roots: Sequence[Path]) -> Optional[Path]:
