@@ -4,7 +4,6 @@ TensorRT engine."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -139,8 +138,9 @@ def _int8_plan(args: argparse.Namespace):
     if args.max_restore is not None and args.max_restore < 1:
         raise DfineError(f"--max-restore must be at least 1, got {args.max_restore}")
     if args.format == "openvino":
-        missing = [name for name, present in (("openvino", _importable("openvino")), ("onnx", _importable("onnx")),
-                                              ("nncf", _importable("nncf", int8.import_nncf))) if not present]
+        from ..export.onnx import importable
+        missing = [name for name, present in (("openvino", importable("openvino")), ("onnx", importable("onnx")),
+                                              ("nncf", importable("nncf", int8.import_nncf))) if not present]
         if missing:
             raise DfineError(f"--int8 --format openvino needs {', '.join(missing)} (not installed): "
                              f"pip install \"dfine[int8]\" (NNCF, OpenVINO and onnx)")
@@ -161,15 +161,6 @@ def _int8_plan(args: argparse.Namespace):
         return lambda onnx_path, out: int8.quantize_openvino(onnx_path, out, calib, max_drop=args.max_drop, val=val,
                                                              **restore, **common)
     return lambda onnx_path, out: int8.quantize_onnx(onnx_path, out, calib, **common)
-
-
-def _importable(module: str, importer=None) -> bool:
-    """True when ``module`` imports (through ``importer()`` when given)."""
-    try:
-        importer() if importer else importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
 
 
 def _check_openvino() -> None:

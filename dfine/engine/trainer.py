@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import re
 import shlex
 import signal
 import sys
@@ -905,7 +906,6 @@ def lr_labels(cfg: Any, groups: Dict[str, int]) -> Dict[str, str]:
     """A legend line for each of :func:`lr_series`' ``groups``: the model parts its ``params``
     patterns name (backbone, encoder, decoder), then its config keys: ``backbone: optimizer.params[0].lr,
     optimizer.params[1].lr`` and ``the rest: optimizer.lr`` for the published recipes."""
-    import re
     out = {}
     for key in groups:
         if "optimizer.lr" in key.split(", "):

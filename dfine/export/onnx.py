@@ -6,12 +6,13 @@ height); outputs ``labels [N, K]`` int64, ``boxes [N, K, 4]`` xyxy pixels, ``sco
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -20,7 +21,7 @@ from torch import Tensor
 from ..errors import DfineError
 from ..checkpoint import LoadedModel
 
-__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "merge_shared_products",
+__all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "importable", "merge_shared_products",
            "restore_product_names", "simplify_onnx"]
 
 INPUT_NAMES = ("images", "orig_target_sizes")
@@ -72,7 +73,7 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
                           output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,
                           do_constant_folding=True, dynamo=False)
     if simplify or simplify is None:
-        if not simplify_onnx(output, required=bool(simplify)) and not _importable_onnxsim():
+        if not simplify_onnx(output, required=bool(simplify)) and not importable("onnxsim"):
             print(f"note: {output} is not simplified (onnxsim is not installed; ONNX Runtime ran the traced "
                   f"demo model ~10% slower, OpenVINO builds its IR from the simplified form): pip install onnxsim",
                   file=sys.stderr)
@@ -95,9 +96,11 @@ def add_metadata(model: "onnx.ModelProto", loaded: LoadedModel, imgsz: Tuple[int
         entry.key, entry.value = key, value
 
 
-def _importable_onnxsim() -> bool:
+def importable(module: str, importer: Optional[Callable[[], Any]] = None) -> bool:
+    """True when ``module`` imports (through ``importer()`` when given): for one error or note that
+    names every optional package missing."""
     try:
-        import onnxsim  # noqa: F401
+        importer() if importer else importlib.import_module(module)
     except ImportError:
         return False
     return True
