@@ -409,8 +409,11 @@ def test_a_new_run_into_an_earlier_runs_folder_starts_its_own_log(coco128, tmp_p
 
 def _drawn(monkeypatch, history, tmp_path, lr_names=None):
     """The figures :func:`plot_history` draws for ``history``, by file name, instead of written."""
+    import matplotlib.pyplot as plt
+
     from dfine.engine.trainer import plot_history
 
+    plt.close("all")  # the figures of earlier calls, kept open by keep() below
     figures = {}
 
     def keep(fig, path, dpi=110):
