@@ -74,8 +74,8 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
                           do_constant_folding=True, dynamo=False)
     if simplify or simplify is None:
         if not simplify_onnx(output, required=bool(simplify)) and not importable("onnxsim"):
-            print(f"note: {output} is not simplified (onnxsim is not installed; ONNX Runtime ran the traced "
-                  f"demo model ~10% slower, OpenVINO builds its IR from the simplified form): pip install onnxsim",
+            print(f"note: {output} is not simplified (onnxsim is not installed; the traced graph keeps about "
+                  f"twice the nodes, and OpenVINO's IR is built for the simplified form): pip install onnxsim",
                   file=sys.stderr)
     model = onnx.load(str(output))
     add_metadata(model, loaded, (h, w))
