@@ -41,8 +41,9 @@ def cpu_line() -> str:
 def mkl_isa() -> str:
     """The instruction set MKL runs torch's matrix products with in this environment (``AVX2``,
     ``AVX-512``, ...), as MKL itself reports it (``MKL_VERBOSE`` in a child process: MKL honours
-    ``MKL_ENABLE_INSTRUCTIONS`` on Intel CPUs only); ``"unknown"`` where torch has no MKL or MKL
-    says nothing."""
+    ``MKL_ENABLE_INSTRUCTIONS`` on Intel CPUs only); ``"unnamed (non-Intel CPU)"`` where MKL reports
+    only "Intel(R) Architecture processors" (what it prints on AMD CPUs); ``"unknown"`` where torch
+    has no MKL or MKL says nothing."""
     if not torch.backends.mkl.is_available():
         return "unknown"
     code = "import torch; torch.mm(torch.ones(64, 256), torch.ones(256, 256))"
@@ -54,7 +55,9 @@ def mkl_isa() -> str:
 def _mkl_isa_from(verbose: str) -> str:
     """The instruction set named in MKL's ``MKL_VERBOSE`` version line (``unknown`` if none)."""
     match = re.search(r"architecture .*?\(Intel\(R\) ([^)]+)\)", verbose)
-    return match.group(1) if match else "unknown"
+    if match:
+        return match.group(1)
+    return "unnamed (non-Intel CPU)" if "Intel(R) Architecture processors" in verbose else "unknown"
 
 
 def count_params(model: nn.Module) -> int:

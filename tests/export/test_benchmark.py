@@ -44,11 +44,19 @@ def test_mkl_isa_read_from_mkl_verbose_lines():
     assert _mkl_isa_from("no verbose output") == "unknown"
 
 
+def test_mkl_isa_on_an_amd_cpu_says_mkl_names_none():
+    """The version line MKL 2024.0 printed on an AMD EPYC (family 25, model 17, AVX-512): no ISA in it."""
+    amd = ("MKL_VERBOSE oneMKL 2024.0 Update 2 Product build 20240605 for Intel(R) 64 architecture Intel(R) "
+           "Architecture processors, Lnx 2.60GHz lp64 gnu_thread")
+    assert _mkl_isa_from(amd) == "unnamed (non-Intel CPU)"
+
+
 @pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch built without MKL")
 def test_cpu_line_says_what_mkl_runs(monkeypatch):
     assert f"MKL {mkl_isa()}" in cpu_line()
-    assert mkl_isa() != "unknown"  # this torch's MKL names its instruction set
+    assert mkl_isa() != "unknown"  # this torch's MKL prints its version line
     from dfine.engine.precision import _read_cpuinfo
+    assert (mkl_isa() == "unnamed (non-Intel CPU)") == ("GenuineIntel" not in _read_cpuinfo())
     if "GenuineIntel" in _read_cpuinfo() and "avx512f" in cpu_features():
         monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")  # honoured on Intel CPUs only
         assert mkl_isa.__wrapped__() == "AVX2"
