@@ -76,7 +76,7 @@ FLOAT_SCOPES: Tuple[str, ...] = ()  # the default: nothing kept in float32 (why:
 #   OpenVINO then runs the attention in one fused float kernel instead of int8 products with
 #   transposes between them, and no per-channel SmoothQuant scaling or zero points sit in front of
 #   the Linear layers. On the demo model the same AP as "smoothquant" (62.4 both; float32 62.2) at
-#   0.59-0.63x float32 OpenVINO's time instead of 0.64-0.71x (README, "Int8").
+#   0.59-0.63x float32 OpenVINO's time instead of 0.64-0.71x (benchmarks/RESULTS.md, "Int8").
 # - "smoothquant": NNCF's transformer scheme with its own defaults (asymmetric activations,
 #   SmoothQuant, the attention products int8 too); the default before the one above.
 # - "head-matmuls": NNCF's convolutional scheme, in which the backbone's and the encoder's
@@ -86,7 +86,7 @@ FLOAT_SCOPES: Tuple[str, ...] = ()  # the default: nothing kept in float32 (why:
 #   arithmetic (the sampling locations among it) and softmaxes stay float: quantized too, as the
 #   convolutional scheme does everywhere, they cost 2.7 AP on the demo model. On the demo model it
 #   has the default's AP (62.8); its speed against the default was not settled on the loaded machine
-#   (CPU time 0.81x, 0.91x, 1.10x and 0.93x the default's in four interleaved runs: README, "Int8").
+#   (CPU time 0.81x, 0.91x, 1.10x and 0.93x the default's in four interleaved runs: benchmarks/RESULTS.md, "Int8").
 SCHEMES = ("transformer", "smoothquant", "head-matmuls")
 DEFAULT_SCHEME = "transformer"
 HEAD_PREFIXES = ("/model/decoder/", "/postprocessor/")  # node-name prefixes of the DETR head
@@ -210,7 +210,7 @@ def resolve_scopes(items: Optional[Sequence[str]]) -> Tuple[str, ...]:
 
 def cpu_note(keep_float: Optional[Sequence[str]], features: Sequence[str]) -> Optional[str]:
     """A line for an int8 export with the default parts on a CPU without int8 dot products, where
-    the all-int8 IR measured slower than float32 (README, "Int8"); ``None`` otherwise."""
+    the all-int8 IR measured slower than float32 (benchmarks/RESULTS.md, "Int8"); ``None`` otherwise."""
     from ..engine.precision import int8_dot
     if keep_float is not None or int8_dot(list(features)):
         return None

@@ -155,7 +155,7 @@ def merge_shared_products(model: "onnx.ModelProto") -> int:
     """Merge the ``Gemm`` products of one module that read the same input (self-attention's query
     and key projections) into one ``Gemm`` with their weights side by side, followed by a ``Split``
     into the original outputs: one node fewer per pair, one product call instead of two, and in an
-    int8 IR one quantized input (part of int8's 0.70 -> 0.62x step, README "Int8"; ONNX Runtime's
+    int8 IR one quantized input (part of int8's 0.70 -> 0.62x step, benchmarks/RESULTS.md "Int8"; ONNX Runtime's
     instruction count for N stayed 0.98x the published export's). Values are unchanged (each
     output column is the same dot product). Returns how many products were merged away."""
     import numpy as np
