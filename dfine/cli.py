@@ -36,7 +36,7 @@ COMMANDS: Tuple[Tuple[str, str, str], ...] = (
     ("convert-weights", "convert_weights", "extract the EMA weights of a training checkpoint"),
     ("obj365", "obj365", "prepare the Objects365 dataset (split, resize)"),
     ("fiftyone", "fiftyone", "view predictions and ground truth in the FiftyOne app"),
-    ("data", "data", "convert YOLO / VOC / CVAT datasets to COCO, check a COCO dataset"),
+    ("data", "data", "convert YOLO / VOC / CVAT datasets to COCO, check a dataset"),
 )
 
 

@@ -133,11 +133,11 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     return found
 
 
-def detect_format(root: Path) -> Format:
+def detect_format(root: Path, option: str = "--data") -> Format:
     """Which kind of dataset ``root`` is; ``DfineError`` saying what was looked for when none:
     naming the dataset folders inside it when it holds some (a download with several sets), else
     the folder above it when that is a dataset (``--data`` given a split folder, an annotation
-    file or an images folder)."""
+    file or an images folder). ``option``: how the user gave ``root``, as the error names it."""
     found = _format_of(root)
     if found is not None:
         return found
@@ -149,15 +149,15 @@ def detect_format(root: Path) -> Format:
                   "dataset.yaml", "dataset.yml"))), datasets_above[0] if datasets_above else None)
     if inside:
         hint = (f"; it holds {counted(len(inside), 'dataset folder')} "
-                f"({', '.join(c.name for c in inside[:5])}): give one, e.g. --data {shlex.quote(str(inside[0]))}")
+                f"({', '.join(c.name for c in inside[:5])}): give one, e.g. {option} {shlex.quote(str(inside[0]))}")
     elif above is not None:
-        hint = f"; give the dataset folder: --data {shlex.quote(str(above))}"
+        hint = f"; give the dataset folder: {option} {shlex.quote(str(above))}"
     else:
         hint = (" (annotations/instances_*.json, {split}/_annotations.coco.json or {split}.json + {split}/ for COCO, "
                 "data.yaml or images/ + "
                 "labels/ for YOLO, Annotations/ + JPEGImages/ (or another folder of XMLs + of images) or XMLs beside the images for VOC, annotations.xml of "
                 "a 'CVAT for images 1.1' export)")
-    raise DfineError(f"--data {root}: not a COCO, YOLO, VOC or CVAT dataset folder{hint}")
+    raise DfineError(f"{option} {root}: not a COCO, YOLO, VOC or CVAT dataset folder{hint}")
 
 
 def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
@@ -188,17 +188,17 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
 
 
 def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequence[str]] = None,
-                   temporary: bool = False) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
+                   temporary: Optional[str] = None) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
     """The splits of the dataset at ``root`` in format ``fmt`` (``{split: (annotation file, images
     folder)}``) and notes to print: a COCO folder's files where they are; a YOLO, VOC or CVAT folder
-    converted into ``folder`` (the same split every time; ``temporary``: a folder removed after an
-    evaluation, which the note says instead of its path)."""
+    converted into ``folder`` (the same split every time; ``temporary``: what ``folder`` is removed
+    after, ``"evaluation"`` or ``"check"``, which the note says instead of its path)."""
     if fmt == "coco":
         return find_coco_splits(root), []
     from dfine.data.convert import converter
 
     converted = converter(fmt)(root, folder, names=names)
-    where = ("into a temporary folder for this evaluation (removed after it)" if temporary
+    where = (f"into a temporary folder for this {temporary} (removed after it)" if temporary
              else f"-> {folder / 'annotations'}")
     notes = [f"converted {fmt.upper()} {root} {where}", *converted.notes]
     return {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}, notes
@@ -226,7 +226,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # absolute paths: the printed eval / export / predict commands work from any folder
     name = (root.resolve().parent if root.is_file() else root.resolve()).name  # a file: its folder's
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
-    splits, notes = dataset_splits(root, fmt, scratch or out / "data", names=names, temporary=scratch is not None)
+    splits, notes = dataset_splits(root, fmt, scratch or out / "data", names=names,
+                                  temporary="evaluation" if scratch is not None else None)
     # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder
     keys = {o.split("=", 1)[0].strip() for o in given}
     pointed = {s for s in ("train", "val")

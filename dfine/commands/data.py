@@ -1,15 +1,21 @@
-"""``dfine data convert|check``: bring a YOLO, VOC or CVAT dataset into COCO form, and check a COCO dataset.
+"""``dfine data convert|check``: bring a YOLO, VOC or CVAT dataset into COCO form, and check a dataset.
 
 ``dfine data convert --from yolo|voc|cvat SRC [-o OUT] [--names a,b,c]`` writes
 ``OUT/annotations/instances_{train,val,test}.json`` (OUT defaults to SRC) and prints the
 command that trains on it. ``dfine data check ANN.json --images DIR [--fix OUT.json] [--plot
 PNG] [--deep]`` reports every problem with counts and the first ids; exit 0 when training can
-use the file as it is, 1 when it has errors.
+use the file as it is, 1 when it has errors. ``dfine data check DATASET`` checks every split of a
+dataset folder as ``dfine train --data`` reads it (YOLO, VOC and CVAT converted into a temporary
+folder; the dataset is never written).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
+import tempfile
+from pathlib import Path
 from typing import List, Optional
 
 __all__ = ["add_parser", "run_convert", "run_check"]
@@ -17,7 +23,7 @@ __all__ = ["add_parser", "run_convert", "run_check"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``data`` with its ``convert`` and ``check`` subcommands."""
-    data = subparsers.add_parser("data", help="convert YOLO / VOC / CVAT datasets to COCO, check a COCO dataset",
+    data = subparsers.add_parser("data", help="convert YOLO / VOC / CVAT datasets to COCO, check a dataset",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = data.add_subparsers(dest="data_command", metavar="{convert,check}")
     conv = sub.add_parser("convert", help="YOLO, VOC or CVAT -> COCO JSON (images stay where they are)")
@@ -30,8 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="share of train images that become val when the source has no val split (default 0.2)")
     conv.add_argument("--seed", type=int, default=0, help="seed of that split (default 0)")
     conv.set_defaults(func=run_convert)
-    check = sub.add_parser("check", help="report every problem of a COCO dataset; --fix writes a repaired copy")
-    check.add_argument("ann_file", help="COCO annotation JSON")
+    check = sub.add_parser("check", help="report every problem of a dataset; --fix writes a repaired copy")
+    check.add_argument("ann_file", metavar="ANN_FILE_OR_DATASET",
+                       help="a COCO annotation JSON, or a dataset folder (COCO, YOLO, VOC or CVAT, as dfine train "
+                            "--data takes it: every split is checked)")
+    check.add_argument("--names", help="class names, comma-separated, in class-id order (a YOLO folder that names "
+                                       "none)")
     check.add_argument("--images", help="the folder the file names are relative to (default: the one a converted "
                                         "file names, else the annotation file's folder when it holds images)")
     check.add_argument("--fix", metavar="OUT.json", help="write a repaired copy here and list each change")
@@ -60,7 +70,13 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     """Check (and fix, plot); 0 when training can use the file as it is, else 1."""
     from dfine.data.check import check_dataset, default_images, fix_dataset, plot_report
+    from dfine.errors import DfineError
 
+    source = Path(args.ann_file).expanduser()
+    if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml"):
+        return _check_dataset_folder(source, args)
+    if args.names:
+        raise DfineError(f"--names is for a dataset folder that names no classes; {args.ann_file} names its own")
     images = args.images or default_images(args.ann_file)
     report = check_dataset(args.ann_file, images, level="deep" if args.deep else "headers",
                            workers=args.workers, progress=True)
@@ -73,3 +89,54 @@ def run_check(args: argparse.Namespace) -> int:
         for line in changes:
             print(f"  {line}")
     return 0 if report.ok else 1
+
+
+def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
+    """``dfine data check DATASET``: each split of the dataset found as ``dfine train --data`` finds
+    it (a YOLO, VOC or CVAT folder converted into a temporary folder), checked and reported in turn;
+    ``--plot labels.png`` draws ``labels_{split}.png``. 0 when training can use every split, else 1."""
+    from dfine.data.check import check_dataset, plot_report
+    from dfine.errors import DfineError
+    from dfine.recipes import dataset_splits, detect_format
+
+    given = f"dfine data check {args.ann_file}"
+    if args.images:
+        raise DfineError(f"--images is for one annotation file; {args.ann_file} is a dataset, whose splits name "
+                         f"their images folders")
+    if args.fix:
+        raise DfineError(f"--fix writes one repaired annotation file: give it one split's COCO file (a YOLO, VOC or "
+                         f"CVAT folder: dfine data convert it first), not the dataset {args.ann_file}")
+    fmt = detect_format(root, option="dfine data check")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="dfine-check-") as tmp:
+        splits, notes = dataset_splits(root, fmt, Path(tmp), names=split_names(args.names), temporary="check")
+        if not splits:
+            raise DfineError(f"{given}: no split found in it")
+        for note in notes:
+            print(note)
+        for split, (ann, images) in splits.items():
+            print(f"\n{split}:", flush=True)  # before the progress bar
+            report = check_dataset(ann, images, level="deep" if args.deep else "headers", workers=args.workers,
+                                   progress=True)
+            if fmt != "coco":  # the converted file lives in the temporary folder: name the split instead
+                report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
+            print(report.format(fix=_folder_fix(fmt, root, split, ann, args.names)))
+            if args.plot:
+                plot = Path(args.plot)
+                path = plot.with_name(f"{plot.stem}_{split}{plot.suffix or '.png'}") if len(splits) > 1 else plot
+                print(f"plot: {plot_report(report, path, title=f'{split} split of {root.name}')}")
+            results[split] = report
+    print("\n" + "; ".join(f"{split}: {'OK' if r.ok else 'errors'}" for split, r in results.items()))
+    return 0 if all(r.ok for r in results.values()) else 1
+
+
+def _folder_fix(fmt: str, root: Path, split: str, ann: Path, names: Optional[str]) -> str:
+    """How to repair one split of a dataset folder: ``--fix`` of its COCO file, or for a YOLO, VOC
+    or CVAT folder the conversion and then ``--fix`` of the converted file."""
+    if fmt == "coco":
+        fixed = ann.with_name(f"{ann.stem}_fixed.json")
+        return f"dfine data check {shlex.quote(str(ann))} --fix {shlex.quote(str(fixed))} writes a repaired copy"
+    out = f"{root.name}_coco"
+    named = f" --names {shlex.quote(names)}" if names else ""
+    return (f"to repair: dfine data convert --from {fmt} {shlex.quote(str(root))} -o {out}{named}, then dfine data "
+            f"check {out}/annotations/instances_{split}.json --fix {out}/annotations/instances_{split}_fixed.json")

@@ -140,8 +140,9 @@ class CheckReport:
     def count(self, kind: str) -> int:
         return len(self.findings[kind].ids) if kind in self.findings else 0
 
-    def format(self, classes: int = 100) -> str:
-        """The report printed by ``dfine data check``."""
+    def format(self, classes: int = 100, fix: Optional[str] = None) -> str:
+        """The report printed by ``dfine data check``; ``fix``: how to repair it, said after an
+        error count (default: ``--fix`` of this file)."""
         counts = (f"{counted(self.num_images, 'image')}, {counted(self.num_annotations, 'annotation')}, "
                   f"{counted(len(self.categories), 'category', 'categories')}")
         lines = [f"{self.ann_file}: {counts}; images in {self.images_dir} (checked: {self.level})"]
@@ -165,7 +166,7 @@ class CheckReport:
                      f"({100 * m / total:.1f}%), large (> 96x96 px) {l} ({100 * l / total:.1f}%)")
         errors = self.errors
         fix = (f"the missing files are in {self.images_hint}: give --images {shlex.quote(self.images_hint)}"
-               if self.images_hint else "dfine data check --fix OUT.json writes a repaired copy")
+               if self.images_hint else fix or "dfine data check --fix OUT.json writes a repaired copy")
         lines.append("result: OK, training can use it as is" if not errors else
                      f"result: {counted(sum(len(f.ids) for f in errors), 'error')} of {counted(len(errors), 'kind')}; "
                      f"training refuses this file ({fix})")
@@ -715,9 +716,12 @@ def _sample_title(boxes: int, drawn: int) -> str:
     return f"all {counted(boxes, 'box', 'boxes')}, centred" if drawn >= boxes else f"{drawn} of {boxes} boxes, centred"
 
 
-def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None) -> Path:
+def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None,
+                title: Optional[str] = None) -> Path:
     """A picture of the labels like Ultralytics' ``labels.jpg``: instances per class, the boxes
-    drawn centred, box centres and box sizes (normalised by the image). Needs matplotlib."""
+    drawn centred, box centres and box sizes (normalised by the image); ``title``: what the data
+    is (default: the annotation file's name). Needs matplotlib."""
+    heading = title or Path(report.ann_file).name
     from dfine.engine.plots import pyplot, save_figure
     try:
         import matplotlib
@@ -762,7 +766,7 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
                ylabel=yl)
     axes[1, 0].invert_yaxis()
     s, m, l = report.box_sizes
-    fig.suptitle(f"{Path(report.ann_file).name}: {counted(report.num_images, 'image')}; small {s}, medium {m}, "
+    fig.suptitle(f"{heading}: {counted(report.num_images, 'image')}; small {s}, medium {m}, "
                  f"large {l}")
     fig.tight_layout()
     return save_figure(fig, path)  # atomically: a Ctrl-C or a full disk leaves the previous picture

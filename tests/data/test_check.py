@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 
 import numpy as np
 import PIL.Image
@@ -437,12 +438,6 @@ def test_images_folder_defaults_and_wrong_files_say_what_to_give(tmp_path, capsy
                                                            "categories": CATS}))
     assert main(["data", "check", str(rf / "_annotations.coco.json")]) == 0  # images beside the file (Roboflow)
     assert f"images in {rf}" in capsys.readouterr().out
-    assert main(["data", "check", str(src)]) == 2
-    assert capsys.readouterr().err.strip() == (
-        f"error: annotation file {src} is a folder; give its COCO JSON file (annotations/instances_*.json, "
-        f"_annotations.coco.json), or convert a YOLO or VOC folder first: dfine data convert --from yolo|voc {src}")
-    assert main(["data", "check", str(src / "data.yaml")]) == 2
-    assert capsys.readouterr().err.strip().endswith(f"; convert it first: dfine data convert --from yolo {src}")
     (tmp_path / "lone.json").write_text(json.dumps({"images": [], "annotations": [], "categories": CATS}))
     assert main(["data", "check", str(tmp_path / "lone.json")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'lone.json'}: give --images, the folder its file " \
@@ -504,3 +499,81 @@ def test_roboflow_file_with_its_images_in_images_beside_it(tmp_path, capsys):
                                                            "categories": CATS}))
     assert main(["data", "check", str(rf / "_annotations.coco.json")]) == 0
     assert f"images in {rf / 'images'}" in capsys.readouterr().out
+
+
+def _yolo_set(src, *, names="names: [cup, plate]\n"):
+    """A YOLO folder with a train and a val split of two images each."""
+    from tests.data.datasets import yolo_labels
+
+    for split in ("train", "val"):
+        for i in range(2):
+            image(src / f"images/{split}/{i}.jpg", (64, 48))
+            yolo_labels(src / f"labels/{split}/{i}.txt", [f"{i} 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\n" + names)
+    return src
+
+
+def test_a_dataset_folder_is_checked_split_by_split_and_never_written(tmp_path, capsys):
+    """``dfine data check DATASET`` reads the folder as ``dfine train --data`` does: a YOLO folder
+    (or its data.yaml) was "a folder; give its COCO JSON file, or convert it first"."""
+    src = _yolo_set(tmp_path / "yolo")
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    scratch = set(os.listdir(tempfile.gettempdir()))
+    for given in (src, src / "data.yaml"):
+        assert main(["data", "check", str(given), "--plot", str(tmp_path / "labels.png")]) == 0
+        out = capsys.readouterr().out
+        assert f"converted YOLO {given} into a temporary folder for this check (removed after it)" in out
+        for split in ("train", "val"):
+            assert f"{split} split of {given}: 2 images, 2 annotations, 2 categories; images in {src / 'images'}" in out
+            assert PIL.Image.open(tmp_path / f"labels_{split}.png").size[0] > 0
+        assert out.strip().endswith("train: OK; val: OK")
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # nothing written into the dataset
+    assert set(os.listdir(tempfile.gettempdir())) - scratch == set()  # the conversion is gone
+    # a COCO folder: its own files, named as they are
+    (tmp_path / "coco/annotations").mkdir(parents=True)
+    image(tmp_path / "coco/val/a.jpg", (64, 48))
+    (tmp_path / "coco/annotations/instances_val.json").write_text(json.dumps(
+        {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+         "annotations": [_ann(1, 1, [1, 1, 10, 10])], "categories": CATS}))
+    assert main(["data", "check", str(tmp_path / "coco")]) == 0
+    assert f"{tmp_path / 'coco/annotations/instances_val.json'}: 1 image" in capsys.readouterr().out
+
+
+def test_a_dataset_folder_with_errors_says_how_to_repair_it(tmp_path, capsys):
+    """A split with a truncated image: exit 1, and the repair goes through a conversion (--fix of
+    a dataset folder has no one file to write)."""
+    src = _yolo_set(tmp_path / "yolo", names="")
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    PIL.Image.fromarray(noise).save(src / "images/val/1.jpg", quality=95)
+    data = (src / "images/val/1.jpg").read_bytes()
+    (src / "images/val/1.jpg").write_bytes(data[: len(data) // 2])
+    assert main(["data", "check", str(src)]) == 2  # no names anywhere
+    assert "give --names a,b,c" in capsys.readouterr().err
+    assert main(["data", "check", str(src), "--names", "cup,plate"]) == 1
+    out = capsys.readouterr().out
+    assert (f"training refuses this file (to repair: dfine data convert --from yolo {src} -o yolo_coco --names "
+            f"cup,plate, then dfine data check yolo_coco/annotations/instances_val.json --fix "
+            f"yolo_coco/annotations/instances_val_fixed.json)") in out
+    assert out.strip().endswith("train: OK; val: errors")
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--fix", "x.json"], "--fix writes one repaired annotation file: give it one split's COCO file"),
+    (["--images", "img"], "--images is for one annotation file;"),
+])
+def test_options_of_one_file_given_a_dataset_folder_are_one_line_errors(tmp_path, capsys, extra, says):
+    src = _yolo_set(tmp_path / "yolo")
+    assert main(["data", "check", str(src), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and err.count("\n") == 1
+
+
+def test_a_folder_that_is_no_dataset_names_the_command(tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    assert main(["data", "check", str(tmp_path / "notes")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: dfine data check {tmp_path / 'notes'}: not a COCO, YOLO, VOC "
+                                              f"or CVAT dataset folder (")
+    coco = tmp_path / "a.json"
+    coco.write_text(json.dumps({"images": [], "annotations": [], "categories": CATS}))
+    assert main(["data", "check", str(coco), "--names", "a"]) == 2
+    assert "--names is for a dataset folder that names no classes" in capsys.readouterr().err
