@@ -69,9 +69,11 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """Check (and fix, plot); 0 when training can use the file as it is, else 1."""
-    from dfine.data.check import check_dataset, default_images, fix_dataset, plot_report
+    from dfine.data.check import check_dataset, default_images, fix_dataset, plot_backend, plot_report
     from dfine.errors import DfineError
 
+    if args.plot:
+        plot_backend()  # missing matplotlib said before the check, not after it
     source = Path(args.ann_file).expanduser()
     if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml"):
         return _check_dataset_folder(source, args)

@@ -41,7 +41,7 @@ from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation
 from dfine.text import counted
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
-           "preflight", "plot_report"]
+           "plot_backend", "preflight", "plot_report"]
 
 Level = Literal["json", "files", "headers", "deep"]
 Severity = Literal["error", "repair", "warning", "info"]
@@ -716,18 +716,25 @@ def _sample_title(boxes: int, drawn: int) -> str:
     return f"all {counted(boxes, 'box', 'boxes')}, centred" if drawn >= boxes else f"{drawn} of {boxes} boxes, centred"
 
 
+def plot_backend() -> Any:
+    """``matplotlib.pyplot`` for :func:`plot_report`; ``DatasetError`` with the install hint when
+    matplotlib is missing (``dfine data check --plot`` asks before it reads any image)."""
+    from dfine.engine.plots import pyplot
+    try:
+        return pyplot()
+    except DfineError:
+        raise DatasetError("--plot needs matplotlib: pip install \"dfine[plots]\"") from None
+
+
 def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None,
                 title: Optional[str] = None) -> Path:
     """A picture of the labels like Ultralytics' ``labels.jpg``: instances per class, the boxes
     drawn centred, box centres and box sizes (normalised by the image); ``title``: what the data
     is (default: the annotation file's name). Needs matplotlib."""
     heading = title or Path(report.ann_file).name
-    from dfine.engine.plots import pyplot, save_figure
-    try:
-        import matplotlib
-        plt = pyplot()
-    except (ImportError, DfineError):
-        raise DatasetError("--plot needs matplotlib: pip install \"dfine[plots]\"") from None
+    from dfine.engine.plots import save_figure
+    plt = plot_backend()
+    import matplotlib
     path = Path(path)
     names = names or {cid: name for cid, name, _, _ in report.categories}
     fig, axes = plt.subplots(2, 2, figsize=(10, 9))

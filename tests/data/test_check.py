@@ -577,3 +577,15 @@ def test_a_folder_that_is_no_dataset_names_the_command(tmp_path, capsys):
     coco.write_text(json.dumps({"images": [], "annotations": [], "categories": CATS}))
     assert main(["data", "check", str(coco), "--names", "a"]) == 2
     assert "--names is for a dataset folder that names no classes" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_is_said_before_any_image_is_read(tmp_path, capsys, monkeypatch):
+    """A fresh ``pip install "dfine[onnx,openvino]"`` has no matplotlib: the check of a whole
+    dataset ran, printed its first split and only then stopped on --plot."""
+    import sys
+    src = _yolo_set(tmp_path / "yolo")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for given in (src, src / "missing.json"):
+        assert main(["data", "check", str(given), "--plot", str(tmp_path / "labels.png")]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == 'error: --plot needs matplotlib: pip install "dfine[plots]"\n'
