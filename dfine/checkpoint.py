@@ -397,8 +397,19 @@ def load_tuning(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
     if remapped:
         warnings.warn(f"{name}: class heads remapped Objects365 <-> COCO: {', '.join(remapped)}", stacklevel=2)
     if reinit:
-        warnings.warn(f"{name} has another number of classes; re-initialised: {', '.join(reinit)}", stacklevel=2)
+        warnings.warn(_fresh_heads_note(name, reinit, state, model.state_dict()), stacklevel=2)
     return reinit
+
+
+def _fresh_heads_note(name: str, reinit: Sequence[str], theirs: Mapping[str, torch.Tensor],
+                      own: Mapping[str, torch.Tensor]) -> str:
+    """One line for a fine-tuning load into another class count: both counts (from the encoder's
+    score head, ``[classes, dim]``) and the heads that start fresh, by module."""
+    head = "decoder.enc_score_head.weight"
+    counts = (f" has {theirs[head].shape[0]} classes and this model {own[head].shape[0]}"
+              if head in theirs and head in own else " has another number of classes")
+    modules = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in reinit))
+    return f"{name}{counts}: its class heads start fresh ({', '.join(modules)}); every other weight is loaded"
 
 
 # ---- conversion: a training checkpoint -> a weights file ---------------------------------------

@@ -169,9 +169,12 @@ def test_finetune_into_three_classes(run, tmp_path):
         warnings.simplefilter("always")
         trainer = Trainer(load_config(r, [f"tuning={folder / 'out' / 'last.pth'}"]), progress=False, max_steps=1)
     message = " ".join(str(w.message) for w in caught)
-    assert "re-initialised" in message and "decoder.enc_score_head.weight" in message
     assert trainer.cfg.num_classes == 3
     src = read_checkpoint(folder / "out" / "last.pth")["ema"]["module"]
+    # both class counts, and the heads by module (it listed every weight and bias: 361 characters for N)
+    assert (f"last.pth has {src['decoder.enc_score_head.weight'].shape[0]} classes and this model 3: its class heads "
+            f"start fresh (decoder.denoising_class_embed, decoder.enc_score_head, decoder.dec_score_head.0, ") in message
+    assert message.endswith("); every other weight is loaded") and ".bias" not in message
     own = trainer.model.state_dict()
     assert torch.equal(own["backbone.stem.stem1.conv.weight"], src["backbone.stem.stem1.conv.weight"])
     trainer.fit()
