@@ -291,3 +291,23 @@ def test_model_for_data_takes_a_zoo_detectors_size_without_downloading():
     assert _model_for_data(ns) == "dfine_m"
     assert _model_for_data(argparse.Namespace(model=None, resume=None, tuning=None)) == "dfine_s"
     assert _model_for_data(argparse.Namespace(model="dfine_x", resume=None, tuning="dfine_m_coco")) == "dfine_x"
+
+
+def test_eval_of_a_checkpoint_on_data_of_another_class_count_says_both_counts(coco128, tmp_path, capsys):
+    """An 80-class checkpoint evaluated on a 3-class dataset: the error said 'does not fit this
+    model (another size or class count?): 9 shape mismatches', leaving the user to read shapes
+    (met by the walk helper evaluating the demo model on a chess set)."""
+    from tests.conftest import load_golden
+
+    ckpt = tmp_path / "n.pth"
+    torch.save(load_golden("n")["checkpoint"], ckpt)
+    data = tmp_path / "data"
+    (data / "annotations").mkdir(parents=True)
+    for split in ("train2017", "val2017"):
+        write_subset(coco128, data / "annotations" / f"instances_{split}.json", 2, categories=[1, 3, 62])
+        (data / split).symlink_to(coco128 / "train2017")
+    assert main(["eval", "-r", str(ckpt), "--data", str(data), "-d", "cpu", "--no-progress",
+                 "-u", "HGNetv2.pretrained=False"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"error: {ckpt} was trained for 80 classes and this model has 3: use it with data of its own 80 "
+                    f"classes, or fine-tune it into these with -t {ckpt}")
