@@ -309,8 +309,9 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = 
     if shape_errors and head in state and all(k in heads for k, v in state.items()
                                               if k in own and own[k].shape != v.shape):
         theirs, ours = state[head].shape[0], own[head].shape[0]
+        tune = f"-t {name}" if name != "checkpoint" else "-t (dfine train) or dfine.checkpoint.load_tuning"
         raise DfineError(f"{name} was trained for {counted(theirs, 'class', 'classes')} and this model has {ours}: "
-                         f"use it with data of its own {theirs} classes, or fine-tune it into these with -t {name}")
+                         f"use it with data of its own {theirs} classes, or fine-tune it into these with {tune}")
     if shape_errors:
         raise DfineError(f"{name} does not fit this model (another size or class count?): "
                          f"{len(shape_errors)} shape mismatches, first: {_first(shape_errors, 2)}")

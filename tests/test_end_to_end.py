@@ -56,7 +56,7 @@ def run(tmp_path_factory):
         shutil.copy(coco / "train2017" / im["file_name"], images)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DFINE_HOME", str(folder / "home"))
-        with pytest.warns(UserWarning, match="re-initialised"):
+        with pytest.warns(UserWarning, match="class heads start fresh"):
             assert main(["train", "-c", str(recipe), "-t", "dfine_n_coco", "--max-steps", "2", "--seed", "0",
                          "--no-progress"]) == 0
         yield {"folder": folder, "recipe": recipe, "out": folder / "out", "images": images, "published": published,
