@@ -311,3 +311,54 @@ def test_eval_of_a_checkpoint_on_data_of_another_class_count_says_both_counts(co
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == (f"error: {ckpt} was trained for 80 classes and this model has 3: use it with data of its own 80 "
                     f"classes, or fine-tune it into these with -t {ckpt}")
+
+
+def test_a_data_runs_resume_and_eval_hints_are_its_own_command(coco128, tmp_path, capsys, monkeypatch):
+    """``dfine train --data DIR``, stopped by Ctrl-C in epoch 2: the resume hint was the recipe form
+    with the dozen ``-u`` keys ``--data`` stands for (900 characters on a VOC folder); now it is the
+    user's own options with ``-r``. Both printed hints are run as printed: the resumed run ends, and
+    its evaluation hint (``dfine eval -r W --data DIR``) gives the AP the training gave."""
+    import shlex
+
+    from dfine.engine.trainer import Trainer
+
+    data = tmp_path / "my data"
+    (data / "annotations").mkdir(parents=True)
+    for split in ("train2017", "val2017"):
+        write_subset(coco128, data / "annotations" / f"instances_{split}.json", 2, categories=[1, 3])
+        (data / split).symlink_to(coco128 / "train2017")
+    out = tmp_path / "run"
+    real = Trainer.train_one_epoch
+
+    def second_epoch_interrupted(self, epoch):
+        if epoch == 1:
+            self.stop_signal = "SIGINT"
+        return real(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", second_epoch_interrupted)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "my data", "--model", "dfine_n", "--epochs", "2", "--batch", "2", "--imgsz", "160",
+                 "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u", "HGNetv2.pretrained=False",
+                 "DFINETransformer.num_queries=30", "DFINEPostProcessor.num_top_queries=30",
+                 "train_dataloader.num_workers=0", "val_dataloader.num_workers=0"]) == 130
+    text = capsys.readouterr()
+    hint = (text.out + text.err).split("starts again when you resume: ")[1].splitlines()[0]
+    assert shlex.split(hint) == ["dfine", "train", "--data", str(data), "--model", "dfine_n", "--epochs", "2",
+                                 "--batch", "2", "--imgsz", "160", "-d", "cpu", "--max-steps", "1", "--no-progress", "-o", str(out),
+                                 "-u", "HGNetv2.pretrained=False", "DFINETransformer.num_queries=30",
+                                 "DFINEPostProcessor.num_top_queries=30", "train_dataloader.num_workers=0",
+                                 "val_dataloader.num_workers=0", "-r", str(out / "last.pth")]
+    monkeypatch.setattr(Trainer, "train_one_epoch", real)
+    monkeypatch.chdir(coco128)  # printed with absolute paths: it works from any folder
+    assert main(shlex.split(hint)[1:]) == 0
+    printed = capsys.readouterr().out
+    evaluation = printed.split("  eval:    ")[1].splitlines()[0]
+    assert " -c " not in evaluation and " --data " in evaluation
+    best = Path(shlex.split(evaluation)[3])
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1]
+    assert main(shlex.split(evaluation)[1:]) == 0
+    result = json.loads((best.parent / "eval.json").read_text())
+    trained = max(log, key=lambda e: e["test_AP"]) if best.name != "last.pth" else log[-1]
+    assert result["stats"] == pytest.approx({k[5:]: v for k, v in trained.items() if k.startswith("test_")}, abs=1e-6)
+    assert result["names"] == {"1": "person", "3": "car"}  # the dataset's, read through --data

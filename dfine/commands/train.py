@@ -172,10 +172,34 @@ def _run(args: argparse.Namespace) -> int:
                             scratch=Path(scratch) if scratch else None)
             for note in data.notes:
                 print(note, file=sys.stderr)
-        return _train_or_eval(args, data, test_only)
+        command = data_command(args, model) if args.data and not test_only else None
+        return _train_or_eval(args, data, test_only, command)
 
 
-def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool) -> int:
+def data_command(args: argparse.Namespace, model: str) -> Any:
+    """The :class:`~dfine.engine.summary.DataCommand` of a ``dfine train --data`` command line:
+    the options as given (``--model`` as resolved), the dataset path absolute."""
+    from dfine.engine.summary import DataCommand, evaluation_key
+
+    def given(*pairs):
+        return [token for flag, attr in pairs if getattr(args, attr, None) is not None
+                for token in (flag, str(getattr(args, attr)))]
+
+    options = ["--model", model, *given(("--epochs", "epochs"), ("--batch", "batch"), ("--names", "names"),
+                                       ("--imgsz", "imgsz"), ("-d", "device"), ("--seed", "seed"),
+                                       ("--summary-dir", "summary_dir"), ("--max-steps", "max_steps"),
+                                       ("--patience", "patience"), ("--threads", "threads"))]
+    options += ["--use-amp"] * bool(args.use_amp) + ["--no-progress"] * bool(args.no_progress)
+    if args.max_nonfinite != 10:
+        options += ["--max-nonfinite", str(args.max_nonfinite)]
+    updates = list(args.update or [])
+    evaluation = [*given(("--names", "names"), ("--imgsz", "imgsz"), ("-d", "device"))]
+    evaluation += ["-u", *[u for u in updates if evaluation_key(u)]] if any(map(evaluation_key, updates)) else []
+    data = str(Path(args.data).expanduser().resolve())
+    return DataCommand(data, tuple(options + (["-u", *updates] if updates else [])), tuple(evaluation))
+
+
+def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool, command: Any = None) -> int:
     from dfine.config import load_config
     from dfine.engine import dist
     from dfine.engine.trainer import Trainer
@@ -188,7 +212,7 @@ def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool) -> int:
     try:
         trainer = Trainer(cfg, test_only=test_only, max_nonfinite=args.max_nonfinite, max_steps=args.max_steps,
                           progress=not args.no_progress, patience=args.patience,
-                          warmup_share=data.warmup_share if data else None)
+                          warmup_share=data.warmup_share if data else None, command=command)
         if test_only:
             trainer.val()
             return 0

@@ -5,18 +5,19 @@ commands to evaluate, export and predict with them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from dfine.text import counted
 
 __all__ = ["dataset_line", "classes_line", "parameters_line", "images_folder", "next_commands", "duration",
-           "user_overrides"]
+           "user_overrides", "evaluation_key", "DataCommand"]
 
 
 def dataset_line(ds: Any) -> str:
@@ -97,6 +98,12 @@ _EVAL_KEYS = ("val_dataloader", "eval_spatial_size", "num_classes", "remap_mscoc
               "use_focal_loss", "HGNetv2", "HybridEncoder", "DFINETransformer", "DFINEPostProcessor", "device")
 
 
+def evaluation_key(item: str) -> bool:
+    """Whether the ``key=value`` override ``item`` changes what an evaluation of the weights builds
+    or reads (model, input size, classes, val set, device) rather than only how they were trained."""
+    return item.split("=", 1)[0].strip().split(".")[0] in _EVAL_KEYS
+
+
 def images_folder(ds: Any) -> str:
     """The deepest folder that holds every image of the dataset ``ds`` (a YOLO conversion's
     ``img_folder`` is the parent of ``train/`` and ``val/``; ``dfine predict`` wants the val one)."""
@@ -105,21 +112,59 @@ def images_folder(ds: Any) -> str:
     return str(images_folder_of([ds.image_path(i) for i in range(len(ds))], Path(ds.img_folder)))
 
 
-def next_commands(cfg: Any, weights: Path, images: Optional[str]) -> Dict[str, str]:
+@dataclasses.dataclass(frozen=True)
+class DataCommand:
+    """A ``dfine train --data`` run in its user's own options: the resume and evaluation hints are
+    written with them instead of the recipe and the dozen ``-u`` keys ``--data`` stands for.
+
+    ``data``: the dataset folder or file (absolute); ``options``: the run's other options but its
+    weights and output folder (``-r``, ``-t``, ``--auto-resume``, ``-o``), ``-u`` items last;
+    ``eval_options``: those an evaluation of its weights needs (``--names``, ``--imgsz``, ``-d`` and the
+    ``-u`` items of model, input size and val set)."""
+
+    data: str
+    options: Tuple[str, ...] = ()
+    eval_options: Tuple[str, ...] = ()
+
+    def resume(self, output_dir: Path) -> str:
+        """``dfine train --data DATA ... -o OUTPUT_DIR -r OUTPUT_DIR/last.pth``, paths absolute."""
+        out = Path(output_dir).resolve()
+        return shlex.join(["dfine", "train", "--data", self.data, *self._before_u(self.options), "-o", str(out),
+                           *self._u(self.options), "-r", str(out / "last.pth")])
+
+    def evaluate(self, weights: Path) -> str:
+        """``dfine eval -r WEIGHTS --data DATA ...``: its ``eval.json`` goes beside the weights."""
+        return shlex.join(["dfine", "eval", "-r", os.path.abspath(weights), "--data", self.data, *self.eval_options])
+
+    @staticmethod
+    def _before_u(options: Sequence[str]) -> List[str]:
+        return list(options[:options.index("-u")]) if "-u" in options else list(options)
+
+    @staticmethod
+    def _u(options: Sequence[str]) -> List[str]:
+        return list(options[options.index("-u"):]) if "-u" in options else []
+
+
+def next_commands(cfg: Any, weights: Path, images: Optional[str],
+                  command: Optional[DataCommand] = None) -> Dict[str, str]:
     """The commands to evaluate, export and predict with ``weights``. Every path in them is
     absolute (the recipe, the weights, the val set's annotation file and images), so they work
-    as printed from any folder; the evaluation writes its ``eval.json`` beside the weights."""
+    as printed from any folder; the evaluation writes its ``eval.json`` beside the weights. A run
+    of ``dfine train --data`` (``command``) is evaluated with ``dfine eval --data`` in its own options."""
     w = shlex.quote(os.path.abspath(weights))
+    pictures = shlex.quote(os.path.abspath(images)) if images else "IMAGES"
+    rest = {"export": f"dfine export -r {w} --format onnx", "predict": f"dfine predict -m {w} {pictures}"}
+    if command is not None:
+        return {"eval": command.evaluate(weights), **rest}
     val = cfg.val_dataloader.dataset
     data = [f"val_dataloader.dataset.{key}={json.dumps(os.path.abspath(value))}"
             for key, value in (("ann_file", val.ann_file), ("img_folder", val.img_folder)) if value]
     keys = {o.split("=", 1)[0] for o in data}
-    overrides = [o for o in user_overrides(cfg) if o.split("=", 1)[0].split(".")[0] in _EVAL_KEYS
+    overrides = [o for o in user_overrides(cfg) if evaluation_key(o)
                  and o.split("=", 1)[0] not in keys] + data
     # -o: eval.json beside the weights, not in ./output/RECIPE of whatever folder it is run from
     ev = (f"dfine eval -c {shlex.quote(os.path.abspath(cfg.config_file))} -r {w} "
           f"-o {shlex.quote(os.path.dirname(os.path.abspath(weights)))}")
     if overrides:
         ev += " -u " + " ".join(shlex.quote(o) for o in overrides)
-    pictures = shlex.quote(os.path.abspath(images)) if images else "IMAGES"
-    return {"eval": ev, "export": f"dfine export -r {w} --format onnx", "predict": f"dfine predict -m {w} {pictures}"}
+    return {"eval": ev, **rest}

@@ -54,8 +54,8 @@ from . import dist
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
 from .precision import choose_precision
-from .summary import (ap_text, classes_line, dataset_line, duration, images_folder, next_commands, parameters_line,
-                      user_overrides)
+from .summary import (DataCommand, ap_text, classes_line, dataset_line, duration, images_folder, next_commands,
+                      parameters_line, user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 from .plots import pyplot, save_figure
 
@@ -211,13 +211,15 @@ class Trainer:
     row (the best weights stay in ``best_stg*.pth``). ``progress``: tqdm bars. ``warmup_share``
     (``dfine train --data``): a recipe lr warmup longer than this share of the run's steps (as
     built: the train set's images, the batch, ``max_steps``) is shortened to it, in one line.
+    ``command`` (``dfine train --data``): the run's own options, which the resume and evaluation
+    hints it prints are written in (else the recipe and its ``-u`` keys).
 
     From Python: ``metrics = Trainer(load_config(path, overrides)).fit()``.
     """
 
     def __init__(self, cfg: Config, *, test_only: bool = False, max_nonfinite: int = 10,
                  max_steps: Optional[int] = None, progress: bool = True, patience: Optional[int] = None,
-                 warmup_share: Optional[float] = None) -> None:
+                 warmup_share: Optional[float] = None, command: Optional[DataCommand] = None) -> None:
         if patience is not None and patience < 1:
             raise DfineError(f"patience must be at least 1 evaluation, got {patience}")
         self.output_dir = Path(cfg.output_dir)
@@ -233,7 +235,7 @@ class Trainer:
         if cfg.resume or cfg.tuning:
             cfg = dataclasses.replace(cfg, HGNetv2=dataclasses.replace(cfg.HGNetv2, pretrained=False))
         self.test_only, self.max_nonfinite, self.max_steps, self.progress = test_only, max_nonfinite, max_steps, progress
-        self.patience = patience
+        self.patience, self.command = patience, command
         resume = ckpt_io.read_checkpoint(cfg.resume) if cfg.resume else None
         tuning = ckpt_io.read_checkpoint(cfg.tuning) if cfg.tuning else None
 
@@ -546,7 +548,10 @@ class Trainer:
     def _resume_command(self) -> str:
         """The command that resumes this run from ``last.pth`` (recipe and checkpoint as absolute paths,
         so it also works from another folder when the overrides hold no relative path), with the
-        run's ``--max-steps``, ``--patience`` and ``--max-nonfinite``."""
+        run's ``--max-steps``, ``--patience`` and ``--max-nonfinite``; a ``dfine train --data`` run's
+        own command (:class:`DataCommand`) with ``-r``."""
+        if self.command is not None:
+            return self.command.resume(self.output_dir)
         config = str(Path(self.cfg.config_file).resolve()) if self.cfg.config_file else "CONFIG"
         parts = ["dfine train -c", shlex.quote(config)]
         overrides = user_overrides(self.cfg, leave_out=("resume", "tuning"))
@@ -629,7 +634,7 @@ class Trainer:
         if best is not None:
             lines.append(f"best weights: {best}")
             lines += [f"  {k + ':':8s} {v}" for k, v in
-                      next_commands(self.cfg, best, images_folder(self.val_set)).items()]
+                      next_commands(self.cfg, best, images_folder(self.val_set), self.command).items()]
         self._print("\n".join(lines))
         return result
 
