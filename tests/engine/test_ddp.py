@@ -28,7 +28,8 @@ def first_losses(out: Path) -> dict:
 
 def test_two_processes_match_one(coco128, tmp_path):
     """Starting from the golden N weights (every branch contributes, the DDF distillation included)
-    each loss term of the first step of a 2-process run equals the 1-process run's."""
+    each loss term of the first step of a 2-process run equals the 1-process run's. The one process
+    runs the published ``train.py``, the two ``torchrun -m dfine train``."""
     torch.save(load_golden("n")["checkpoint"], tmp_path / "start.pth")
     train = write_subset(coco128, tmp_path / "train.json", 2)
     val = write_subset(coco128, tmp_path / "val.json", 1, offset=2)
@@ -37,9 +38,10 @@ def test_two_processes_match_one(coco128, tmp_path):
     single = [sys.executable, *common, "--output-dir", str(tmp_path / "one")]
     done = subprocess.run(single, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common,
-           "--output-dir", str(tmp_path / "two")]
-    done = subprocess.run(ddp, cwd=REPO, capture_output=True, text=True, timeout=600)
+    # from a pip install (no checkout, so no train.py): torchrun -m dfine train, from another folder
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dfine", "train",
+           *common[1:], "--output-dir", str(tmp_path / "two")]
+    done = subprocess.run(ddp, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     one, two = first_losses(tmp_path / "one"), first_losses(tmp_path / "two")
     assert set(one) == set(two) and "train_loss_ddf_aux_0" in one and one["train_loss_ddf_aux_0"] > 0
