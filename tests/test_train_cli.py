@@ -354,6 +354,7 @@ def test_a_data_runs_resume_and_eval_hints_are_its_own_command(coco128, tmp_path
     printed = capsys.readouterr().out
     evaluation = printed.split("  eval:    ")[1].splitlines()[0]
     assert " -c " not in evaluation and " --data " in evaluation
+    assert "pretrained" not in evaluation and "val_dataloader.num_workers=0" in evaluation  # only what eval uses
     best = Path(shlex.split(evaluation)[3])
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [0, 1]

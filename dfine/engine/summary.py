@@ -100,8 +100,10 @@ _EVAL_KEYS = ("val_dataloader", "eval_spatial_size", "num_classes", "remap_mscoc
 
 def evaluation_key(item: str) -> bool:
     """Whether the ``key=value`` override ``item`` changes what an evaluation of the weights builds
-    or reads (model, input size, classes, val set, device) rather than only how they were trained."""
-    return item.split("=", 1)[0].strip().split(".")[0] in _EVAL_KEYS
+    or reads (model, input size, classes, val set, device) rather than only how they were trained
+    (the backbone's ImageNet start, ``HGNetv2.pretrained``, is of no use to weights that exist)."""
+    key = item.split("=", 1)[0].strip()
+    return key.split(".")[0] in _EVAL_KEYS and key not in ("HGNetv2.pretrained", "HGNetv2.local_model_dir")
 
 
 def images_folder(ds: Any) -> str:
