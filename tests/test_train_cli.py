@@ -98,10 +98,15 @@ def test_offline_pretrained_backbone(coco128, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(hub, "_fetch", offline)
     train = write_subset(coco128, tmp_path / "train.json", 2)
-    args = [a for a in published_keys(coco128, train, train, tmp_path / "o") if a != "HGNetv2.pretrained=False"]
+    args = [a for a in published_keys(coco128, train, train, tmp_path / "runs" / "o") if a != "HGNetv2.pretrained=False"]
     err = one_line_error(capsys, ["train", "-c", str(REPO / RECIPE), *args, "-d", "cpu"])
     assert "PPHGNetV2_B0_stage1.pth" in err and "http" in err and "HGNetv2.pretrained=False" in err
-    assert not (tmp_path / "o" / "last.pth").exists()
+    # the output folders the run made before it stopped are gone (they were left empty behind)
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "mine").mkdir()
+    args = [a for a in published_keys(coco128, train, train, tmp_path / "mine") if a != "HGNetv2.pretrained=False"]
+    one_line_error(capsys, ["train", "-c", str(REPO / RECIPE), *args, "-d", "cpu"])
+    assert (tmp_path / "mine").is_dir()  # a folder that was there before stays
 
 
 def test_published_checkpoint_test_only(coco128, tmp_path, capsys):

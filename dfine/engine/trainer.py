@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -62,9 +62,11 @@ from .plots import pyplot, save_figure
 __all__ = ["Trainer", "BestTracker", "load_backbone", "check_output_dir", "check_input_size"]
 
 
-def check_output_dir(path: Path) -> None:
+def check_output_dir(path: Path) -> List[Path]:
     """Create ``path`` and make sure a file can be written in it; a one-line
-    :class:`DfineError` otherwise (a path through a file, ``/proc/x``, a read-only disk)."""
+    :class:`DfineError` otherwise (a path through a file, ``/proc/x``, a read-only disk). Returns
+    the folders it created, deepest first."""
+    created = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -75,6 +77,22 @@ def check_output_dir(path: Path) -> None:
             reason = "a file is in the way" if e.errno in (errno.EEXIST, errno.ENOTDIR) else reason
         raise DfineError(f"output folder {path} cannot be created or written ({reason}); "
                          f"choose another with --output-dir") from None
+    return created
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(folders: Sequence[Path]) -> Iterator[None]:
+    """Remove ``folders`` (deepest first) when the block fails and they are still empty: a run
+    stopped by an error before it wrote anything leaves no empty output folder behind."""
+    try:
+        yield
+    except BaseException:
+        for folder in folders:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (a conversion, a file of the user's) or gone
+                break
+        raise
 
 
 def _tokens(mcfg: Any, hw: Tuple[int, int]) -> int:
@@ -223,9 +241,16 @@ class Trainer:
         if patience is not None and patience < 1:
             raise DfineError(f"patience must be at least 1 evaluation, got {patience}")
         self.output_dir = Path(cfg.output_dir)
+        created: List[Path] = []
         if int(os.environ.get("RANK", "0")) == 0:
-            check_output_dir(self.output_dir)
+            created = check_output_dir(self.output_dir)
             ckpt_io.remove_stale_temporaries(self.output_dir)
+        with removed_if_left_empty(created):
+            self._build(cfg, test_only, max_nonfinite, max_steps, progress, patience, warmup_share, command)
+
+    def _build(self, cfg: Config, test_only: bool, max_nonfinite: int, max_steps: Optional[int], progress: bool,
+               patience: Optional[int], warmup_share: Optional[float], command: Optional[DataCommand]) -> None:
+        """The rest of ``__init__``: data, model, weights, loaders, optimiser and schedules."""
         cfg, self.size_note = check_input_size(cfg, train=not test_only)
         self.device = dist.setup(cfg.device)
         seed = cfg.seed if cfg.seed is not None else 0
