@@ -183,10 +183,23 @@ def test_unwritable_output_folder_fails_before_the_model(tmp_path, capsys, monke
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        outs[str(locked)] = "is not writable"
+        outs[str(locked)] = "cannot be created or written (Permission denied)"
     for out, expected in outs.items():
         err = _one_line_error(capsys, ["predict", str(good), "--model", "any.pth", "-o", out])
-        assert expected in err and out in err, (out, err)
+        assert expected in err and out in err and err.endswith("choose another with -o"), (out, err)
+
+
+def test_a_model_that_fails_to_load_leaves_no_empty_output_folder(tmp_path, capsys, monkeypatch):
+    """runs/predict was made before the model was loaded, and stayed behind, empty, when the model
+    was not found; a folder of the user's stays."""
+    monkeypatch.chdir(tmp_path)
+    good = tmp_path / "ok.png"
+    Image.new("RGB", (64, 48)).save(good)
+    assert "nothere.onnx not found" in _one_line_error(capsys, ["predict", str(good), "-m", "nothere.onnx"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
+    (tmp_path / "mine").mkdir()
+    _one_line_error(capsys, ["predict", str(good), "-m", "nothere.onnx", "-o", "mine"])
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_input_too_small_for_the_queries_is_one_line(tmp_path, capsys):

@@ -258,8 +258,10 @@ def test_cli_bad_inputs_fail_before_the_model(tmp_path, capsys, monkeypatch):
     def no_model(*a, **k):
         raise AssertionError("the model must not be loaded")
     monkeypatch.setattr("dfine.inference.Detector", no_model)
+    monkeypatch.chdir(tmp_path)
     video = _write_video(tmp_path / "two.avi", frames=3)
     assert "not found" in _one_line_error(capsys, ["track", str(tmp_path / "nope.mp4"), "-m", "m.pth"])
+    assert not (tmp_path / "runs").exists()  # runs/track was made for the output, then left empty: removed
     (tmp_path / "notes.txt").write_text("x")
     assert "is not a video" in _one_line_error(capsys, ["track", str(tmp_path / "notes.txt"), "-m", "m.pth"])
     assert "unsupported stream" in _one_line_error(capsys, ["track", "ftp://host/v.mp4", "-m", "m.pth"])

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import DfineError
+from ..outputs import prepare_output_dir, removed_if_left_empty
 from ..text import counted, no_font_note, progress_bar
 from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
@@ -87,9 +88,14 @@ def set_threads(threads: Optional[int], model: Optional[str], backend: Optional[
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference import Detector
     kind, items = collect_sources(args.source)
-    out = prepare_output_dir(Path(args.output))
+    out = Path(args.output)
+    with removed_if_left_empty(prepare_output_dir(out)):  # a model that fails to load leaves no empty folder
+        return _predict(args, kind, items, out)
+
+
+def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) -> int:
+    from ..inference import Detector
     set_threads(args.threads, args.model, args.backend)
     det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
@@ -122,24 +128,6 @@ def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
         return (f"{head} (highest score {best:.3f}): the model sees nothing it knows here; is it the model for "
                 f"these images?")
     return f"{head} (highest score {best:.2f}); try --conf {lower:.2f} to see it"
-
-
-def prepare_output_dir(path: Path) -> Path:
-    """Create ``path`` and check that a file can be written in it; one line naming it otherwise
-    (called before any model is loaded)."""
-    import tempfile
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise DfineError(f"output folder {path} cannot be created: a file of that name is in the way") from None
-    except OSError as e:
-        raise DfineError(f"output folder {path} cannot be created: {e.strerror or e}") from None
-    try:
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise DfineError(f"output folder {path} is not writable: {e.strerror or e}") from None
-    return path
 
 
 def collect_sources(sources: Union[str, Sequence[str]]) -> Tuple[str, List[Path]]:

@@ -64,10 +64,16 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..outputs import prepare_output_dir, removed_if_left_empty
+    out = Path(args.output)
+    with removed_if_left_empty(prepare_output_dir(out)):  # a bad source or model leaves no empty folder
+        return _track(args, out)
+
+
+def _track(args: argparse.Namespace, out: Path) -> int:
     from ..inference import Detector
     from ..integrations.tracking import TrackerConfig, TrackLog, Tracking
-    from .predict import prepare_output_dir, set_threads, slice_option
-    out = prepare_output_dir(Path(args.output))
+    from .predict import set_threads, slice_option
     set_threads(args.threads, args.model, args.backend)
     sliced = slice_option(args)
     config = tracker_config(args, TrackerConfig)

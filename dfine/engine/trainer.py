@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import math
 import os
@@ -30,11 +29,10 @@ import re
 import shlex
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -48,6 +46,7 @@ from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
+from dfine.outputs import prepare_output_dir, removed_if_left_empty
 from dfine.text import counted
 
 from . import dist
@@ -59,40 +58,7 @@ from .summary import (DataCommand, ap_text, classes_line, dataset_line, duration
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 from .plots import pyplot, save_figure
 
-__all__ = ["Trainer", "BestTracker", "load_backbone", "check_output_dir", "check_input_size"]
-
-
-def check_output_dir(path: Path) -> List[Path]:
-    """Create ``path`` and make sure a file can be written in it; a one-line
-    :class:`DfineError` otherwise (a path through a file, ``/proc/x``, a read-only disk). Returns
-    the folders it created, deepest first."""
-    created = [p for p in (path, *path.parents) if not p.exists()]
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
-        if isinstance(e, (FileExistsError, NotADirectoryError)) or (path.exists() and not path.is_dir()):
-            reason = "a file is in the way" if e.errno in (errno.EEXIST, errno.ENOTDIR) else reason
-        raise DfineError(f"output folder {path} cannot be created or written ({reason}); "
-                         f"choose another with --output-dir") from None
-    return created
-
-
-@contextlib.contextmanager
-def removed_if_left_empty(folders: Sequence[Path]) -> Iterator[None]:
-    """Remove ``folders`` (deepest first) when the block fails and they are still empty: a run
-    stopped by an error before it wrote anything leaves no empty output folder behind."""
-    try:
-        yield
-    except BaseException:
-        for folder in folders:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (a conversion, a file of the user's) or gone
-                break
-        raise
+__all__ = ["Trainer", "BestTracker", "load_backbone", "check_input_size"]
 
 
 def _tokens(mcfg: Any, hw: Tuple[int, int]) -> int:
@@ -243,7 +209,7 @@ class Trainer:
         self.output_dir = Path(cfg.output_dir)
         created: List[Path] = []
         if int(os.environ.get("RANK", "0")) == 0:
-            created = check_output_dir(self.output_dir)
+            created = prepare_output_dir(self.output_dir, "--output-dir")
             ckpt_io.remove_stale_temporaries(self.output_dir)
         with removed_if_left_empty(created):
             self._build(cfg, test_only, max_nonfinite, max_steps, progress, patience, warmup_share, command)
