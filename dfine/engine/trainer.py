@@ -279,6 +279,8 @@ class Trainer:
         self.best_ap, self.best_epoch, self.evals_since_best = -1.0, -1, 0  # for the summary and --patience
         self.stop_signal: Optional[str] = None  # "SIGINT" / "SIGTERM" once one arrived
         self._last_entry: Dict[str, Any] = {}
+        self._epoch_start: Optional[float] = None  # time.time() when the epoch being run began
+        self._epoch_seconds: List[float] = []  # each epoch this process ran, training and evaluation
         # {"epoch": E, "train": its training stats}: epoch E trained, its evaluation stopped by a signal
         self.pending_eval: Optional[Dict[str, Any]] = None
         if resume is not None:
@@ -404,6 +406,7 @@ class Trainer:
             for epoch in range(self.last_epoch + 1, cfg.epochs):
                 if stopped:
                     break
+                self._epoch_start = time.time()
                 stopped = self._run_epoch(epoch) or ""
                 if not stopped:
                     entry = self._last_entry
@@ -834,7 +837,7 @@ class Trainer:
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
         self._print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {train.get('loss', float('nan')):.4f}  "
                     f"{metrics.summary()}" + (f"  ({counted(train['skipped_steps'], 'step')} skipped: non-finite loss)"
-                                              if train.get("skipped_steps") else ""))
+                                              if train.get("skipped_steps") else "") + self._pace(epoch))
         self.history.append(entry)
         with (self.output_dir / "log.jsonl").open("a") as f:
             f.write(json.dumps(entry) + "\n")
@@ -844,6 +847,21 @@ class Trainer:
             self.writer.add_scalar("Train/loss", train.get("loss", math.nan), epoch)
             self.writer.flush()
         return entry
+
+    def _pace(self, epoch: int) -> str:
+        """``"  1m05s, about 2h10m to go"``: how long epoch ``epoch`` took (training and evaluation)
+        and the epochs left at this run's mean pace (``""`` for an epoch not timed: an evaluation
+        resumed on its own)."""
+        if self._epoch_start is None:
+            return ""
+        self._epoch_seconds.append(time.time() - self._epoch_start)
+        self._epoch_start = None
+        left = self.cfg.epochs - epoch - 1
+        text = f"  {duration(self._epoch_seconds[-1])}"
+        if left > 0:
+            mean = sum(self._epoch_seconds) / len(self._epoch_seconds)
+            text += f", about {duration(mean * left)} to go"
+        return text
 
     def _finish_logs(self) -> None:
         if not dist.is_main():

@@ -490,3 +490,18 @@ def test_lr_plot_legend_names_the_model_parts(tmp_path, monkeypatch):
     history = [{"epoch": 0, "step": 2, "train_step_lr": {k: [1e-4, 2e-4] for k in names}}]
     ax = _drawn(monkeypatch, history, tmp_path, names)["lr.png"].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(names.values())
+
+
+def test_each_epoch_line_says_its_time_and_the_time_to_go(coco128, tmp_path, capsys):
+    """A 220-epoch recipe on a CPU runs for hours: each epoch's line now says how long the epoch took
+    and, at the run's mean pace, how long the epochs left will take (none after the last)."""
+    import re
+
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=2), ["seed=0"]), progress=False, max_steps=1)
+    trainer.fit()
+    lines = [line for line in capsys.readouterr().out.splitlines() if re.match(r"epoch \d/2: loss", line)]
+    assert len(lines) == 2, lines
+    first = re.search(r"AR100 \S+  (\S+), about (\S+) to go$", lines[0])
+    assert first and first.group(1) == first.group(2), lines[0]  # one epoch left, at the first one's pace
+    assert re.search(r"AR100 \S+  \d+s$", lines[1]), lines[1]  # the last: its time, nothing to go
+    assert len(trainer._epoch_seconds) == 2 and all(s > 0 for s in trainer._epoch_seconds)
