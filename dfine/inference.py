@@ -97,7 +97,8 @@ def load_image(image: ImageLike) -> Image.Image:
         return to_rgb8(image)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DfineError(f"an image array must be H x W x 3 RGB uint8, got shape {image.shape} {image.dtype}")
+            raise DfineError(f"an image array must be H x W x 3 uint8 (RGB; OpenCV's BGR with bgr=True), got shape "
+                             f"{image.shape} {image.dtype}")
         return Image.fromarray(image, "RGB")
     path = Path(image)
     if not path.is_file():
@@ -191,15 +192,19 @@ class Detector:
         det._engine = _Engine(run, backend, tuple(imgsz), tuple(class_names), tuple(int(i) for i in category_ids))
         return det
 
-    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> List[Detections]:
-        """Detect in one image or a list of them; one :class:`Detections` per image."""
+    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]], bgr: bool = False) -> List[Detections]:
+        """Detect in one image or a list of them; one :class:`Detections` per image. Arrays are
+        ``H x W x 3`` uint8 in RGB order, or in OpenCV's BGR order (``cv2.imread``, ``VideoCapture``
+        frames) with ``bgr=True``; paths and PIL images carry their own order."""
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
             images = [images]
         out: List[Detections] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             paths = [str(im) if isinstance(im, (str, os.PathLike)) else None for im in chunk]
-            out.extend(self.predict_pil([load_image(im) for im in chunk], paths))
+            pil = [load_image(np.ascontiguousarray(im[..., ::-1]) if bgr and isinstance(im, np.ndarray)
+                              and im.ndim == 3 else im) for im in chunk]
+            out.extend(self.predict_pil(pil, paths))
         return out
 
     def predict_pil(self, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,

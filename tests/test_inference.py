@@ -299,3 +299,27 @@ def test_openvino_reads_the_input_in_place(files):
     kept = scores.copy()
     run(np.zeros_like(images), sizes)
     assert np.array_equal(scores, kept)
+
+
+def test_opencv_frames_are_read_in_bgr_order_when_told():
+    """``cv2.imread`` and ``VideoCapture`` give BGR arrays; ``Detector`` reads arrays as RGB, so an
+    OpenCV frame passed as it is swaps red and blue, silently. ``bgr=True`` reads it right: the
+    model sees the same pixels as from the RGB array or the PIL image."""
+    seen = []
+
+    def run(batch, sizes):
+        seen.append(batch.copy())
+        return np.zeros((len(batch), 1), np.int64), np.zeros((len(batch), 1, 4), np.float32), \
+            np.zeros((len(batch), 1), np.float32)
+
+    det = Detector.from_run(run, (32, 32), ["thing"], [1], conf=0.0)
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 10  # red, green, blue
+    det(rgb)
+    det(np.ascontiguousarray(rgb[..., ::-1]), bgr=True)  # as OpenCV holds the same picture
+    det(Image.fromarray(rgb), bgr=True)  # a PIL image carries its own order: bgr does not apply
+    det(np.ascontiguousarray(rgb[..., ::-1]))  # BGR read as RGB: red and blue swapped
+    assert np.array_equal(seen[0], seen[1]) and np.array_equal(seen[0], seen[2])
+    assert seen[0][0, 0, 0, 0] > seen[0][0, 2, 0, 0] and np.array_equal(seen[3][0, ::-1], seen[0][0])
+    with pytest.raises(DfineError, match="OpenCV's BGR with bgr=True"):
+        det(np.zeros((8, 8), np.uint8), bgr=True)
