@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -281,6 +282,9 @@ def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, 
     if kind == "torch":
         return _torch_engine(model, device, imgsz, size, config)
     if kind == "openvino":
+        if device != "cpu":
+            raise DfineError(f"OpenVINO runs {Path(model).name} on the CPU; drop -d {device} (on a GPU, export ONNX "
+                             f"or a TensorRT engine)")
         engine = _openvino_engine(model, threads, precision)
     else:
         engine = {"onnxruntime": _ort_engine, "tensorrt": _trt_engine}[kind](model, device, threads)
@@ -320,12 +324,8 @@ def _metadata(props: Dict[str, str]) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
 def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
     import torch
     from .checkpoint import load_model
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise DfineError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DfineError(f"device {device} asked for but CUDA is not available; use --device cpu")
+    from .device import resolve_device
+    dev = resolve_device(device)
     loaded = load_model(model, size=size, config=config, imgsz=imgsz, device=dev)
     if dev.type == "cpu":
         from .allocator import keep_freed_memory
@@ -369,8 +369,12 @@ def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
         # a busy machine, slower on an idle one; README, "Deploy")
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        else:
+            print(f"warning: device {device} asked for, but this onnxruntime has no CUDA provider (pip install "
+                  f"onnxruntime-gpu); {Path(model).name} runs on the CPU", file=sys.stderr)
     try:
         session = ort.InferenceSession(model, opts, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types

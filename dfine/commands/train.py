@@ -154,6 +154,9 @@ def _run(args: argparse.Namespace) -> int:
         raise DfineError("evaluation needs weights: add -r model.pth")
     if args.auto_resume and args.resume:
         raise DfineError("give --auto-resume (resume from OUTPUT_DIR/last.pth when it exists) or -r, not both")
+    if args.device:
+        from dfine.device import resolve_device
+        resolve_device(args.device)  # before a dataset is converted: a GPU command on a machine without one
     data = None
     # an evaluation converts a YOLO / VOC / CVAT folder into a temporary folder, not into a run folder of its own
     temporary = tempfile.TemporaryDirectory(prefix="dfine-eval-") if test_only and args.data else nullcontext()

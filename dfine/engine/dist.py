@@ -19,9 +19,9 @@ def setup(device: str = "") -> torch.device:
     """Join the process group when launched by ``torchrun`` (NCCL on GPU, gloo on CPU) and
     return the device of this process (``device``: ``cpu``, ``cuda``, ``cuda:1``; empty: CUDA
     when available)."""
-    if not device:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    from dfine.device import resolve_device
+
+    dev = resolve_device(device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_dist():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if dev.type == "cuda":

@@ -1,0 +1,37 @@
+"""The ``-d/--device`` of every command and of :class:`~dfine.Detector`: ``cpu``, ``cuda`` or
+``cuda:N``, checked before anything is built, so a GPU command run on a machine without one ends in
+one line instead of a CUDA traceback from deep inside a training step."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from dfine.errors import DfineError
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(device: Optional[str]) -> torch.device:
+    """``device`` as a torch device; empty or ``None``: CUDA when available, else the CPU. A
+    one-line :class:`DfineError` for a name torch does not know, a kind other than CPU and CUDA
+    (not tested here), and a CUDA device this machine does not have."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise DfineError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise DfineError(f"device {device!r} is not supported: use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no NVIDIA GPU or driver found"
+        raise DfineError(f"device {device} asked for but CUDA is not available here ({why}); use -d cpu")
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        raise DfineError(f"device {device} asked for but this machine has {count} CUDA "
+                         f"{'device' if count == 1 else 'devices'} (cuda:0..cuda:{count - 1})")
+    return dev

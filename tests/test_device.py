@@ -1,0 +1,80 @@
+"""``-d/--device`` of every command: a GPU command run on a machine without one (or a device name
+torch does not know) is one line before anything is built; it was a CUDA traceback from a training step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from dfine.cli import main
+from dfine.device import resolve_device
+from dfine.errors import DfineError
+from tests.engine.conftest import write_subset
+
+
+def test_devices_this_machine_has_and_has_not(monkeypatch):
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for name, said in (("gpu", "unknown device 'gpu': use cpu, cuda or cuda:N"),
+                       ("mps", "device 'mps' is not supported: use cpu, cuda or cuda:N")):
+        with pytest.raises(DfineError) as e:
+            resolve_device(name)
+        assert str(e.value) == said
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DfineError, match=r"device cuda:1 asked for but CUDA is not available here \(.*\); use -d cpu"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(DfineError) as e:
+        resolve_device("cuda:1")
+    assert str(e.value) == "device cuda:1 asked for but this machine has 1 CUDA device (cuda:0..cuda:0)"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")
+def test_a_gpu_command_on_a_machine_without_one_is_one_line(coco128, tmp_path, capsys, monkeypatch):
+    """``dfine train --data DIR -d cuda`` copied onto a laptop: one line, before the dataset is
+    converted or an output folder made (it was 'RuntimeError: Found no NVIDIA driver' after both)."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "yolo"
+    (data / "images" / "train").mkdir(parents=True)
+    (data / "labels" / "train").mkdir(parents=True)
+    Image.new("RGB", (64, 48)).save(data / "images" / "train" / "a.jpg")
+    (data / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    for device in ("cuda", "cuda:1", "gpu", "mps"):
+        assert main(["train", "--data", str(data), "--names", "thing", "-d", device]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and device in err, err
+        assert not (tmp_path / "output").exists()
+    from tests.conftest import load_golden
+
+    torch.save(load_golden("n")["checkpoint"], tmp_path / "x.pth")
+    ann = write_subset(coco128, tmp_path / "val.json", 1)
+    assert main(["eval", "-r", "x.pth", "--ann-file", str(ann), "--images", str(coco128 / "train2017"),
+                 "-d", "cuda"]) == 2
+    assert "CUDA is not available here" in capsys.readouterr().err
+
+
+def test_predict_devices_and_runtimes_that_cannot_use_them(tmp_path, capsys, monkeypatch):
+    """A checkpoint on an unknown device is one line; an ONNX model asked onto CUDA by an
+    onnxruntime without its CUDA provider says it runs on the CPU (it did so without a word); an
+    OpenVINO IR, which runs on the CPU, asked onto CUDA is one line."""
+    from tests.conftest import load_golden
+
+    monkeypatch.chdir(tmp_path)
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 48)).save(image)
+    torch.save(load_golden("n")["checkpoint"], tmp_path / "n.pth")
+    assert main(["predict", str(image), "-m", "n.pth", "-d", "gpu"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown device 'gpu': use cpu, cuda or cuda:N"
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    assert main(["export", "-r", "n.pth", "--format", "openvino", "--imgsz", "320", "-o", "n.xml"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(image), "-m", "n.xml", "-d", "cuda"]) == 2
+    assert "OpenVINO runs n.xml on the CPU; drop -d cuda" in capsys.readouterr().err
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert main(["predict", str(image), "-m", "n.onnx", "-d", "cuda"]) == 0
+        err = capsys.readouterr().err
+        assert "warning: device cuda asked for, but this onnxruntime has no CUDA provider" in err
