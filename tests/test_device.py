@@ -50,6 +50,8 @@ def test_a_gpu_command_on_a_machine_without_one_is_one_line(coco128, tmp_path, c
     from tests.conftest import load_golden
 
     torch.save(load_golden("n")["checkpoint"], tmp_path / "x.pth")
+    assert main(["benchmark", "-d", "cuda"]) == 2
+    assert "CUDA is not available here" in capsys.readouterr().err
     ann = write_subset(coco128, tmp_path / "val.json", 1)
     assert main(["eval", "-r", "x.pth", "--ann-file", str(ann), "--images", str(coco128 / "train2017"),
                  "-d", "cuda"]) == 2

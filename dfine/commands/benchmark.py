@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     if args.video and not args.model:
         raise DfineError("--video needs -m MODEL (a checkpoint, zoo name or exported file)")
+    from ..device import resolve_device
+    resolve_device(args.device)  # -d cuda on a machine without one: one line, not a CUDA traceback
     from ..export.benchmark import count_flops, count_params
     if args.threads:
         torch.set_num_threads(args.threads)
