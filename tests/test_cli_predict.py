@@ -409,3 +409,24 @@ def test_progress_bar_into_a_file_ends_once(tmp_path, capsys):
     predict_images(Slow(), paths, out)
     err = capsys.readouterr().err
     assert err.count("3/3") == 1 and err.endswith("\n"), repr(err)
+
+
+def test_a_dataset_folder_given_for_its_images_folder_names_the_subfolders(tmp_path, capsys):
+    """``dfine predict raccoon`` (the dataset folder; its images in raccoon/images) said only
+    'holds no images'; it now names the subfolders that hold them and the two commands, and the
+    glob it gives finds every image."""
+    from dfine.commands.predict import collect_sources
+
+    root = tmp_path / "set"
+    for rel in ("images/a.png", "images/deep/b.png", "valid/c.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(root / rel)
+    (root / "annotations").mkdir()
+    (root / "annotations" / "a.xml").write_text("<annotation/>")
+    err = _one_line_error(capsys, ["predict", str(root), "-m", "any.pth"])
+    assert err.endswith(f"; its subfolders hold images (images/ 2, valid/ 1): predict one (dfine predict "
+                        f"{root / 'images'}) or all (dfine predict '{root}/**/*.png')"), err
+    kind, found = collect_sources(f"{root}/**/*.png")
+    assert kind == "images" and sorted(p.name for p in found) == ["a.png", "b.png", "c.png"]
+    (root / "empty").mkdir()
+    assert "subfolders" not in _one_line_error(capsys, ["predict", str(root / "empty"), "-m", "any.pth"])

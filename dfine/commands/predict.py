@@ -164,7 +164,7 @@ def collect_source(source: str) -> Tuple[str, List[Path]]:
         files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise DfineError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})"
-                             f"{_not_read(entries, '; ')}")
+                             f"{_not_read(entries, '; ')}{_images_below(path)}")
         _say_not_read(entries, str(path))
         return "images", files
     if path.is_file():
@@ -183,6 +183,27 @@ def collect_source(source: str) -> Tuple[str, List[Path]]:
         _say_not_read(matched, source)
         return "images", files
     raise DfineError(f"source {source} not found")
+
+
+def _images_below(folder: Path) -> str:
+    """``"; its subfolders hold them: images/ 200; predict one (dfine predict FOLDER/images) or all
+    (dfine predict 'FOLDER/**/*.jpg')"`` for a folder whose images sit in subfolders (a dataset
+    folder given instead of its images folder), else ``""``."""
+    counts: Dict[str, int] = {}
+    suffixes: Dict[str, int] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for f in sub.rglob("*"):
+            ext = f.suffix.lower()
+            if ext in IMAGE_SUFFIXES and f.is_file():
+                counts[sub.name] = counts.get(sub.name, 0) + 1
+                suffixes[ext] = suffixes.get(ext, 0) + 1
+    if not counts:
+        return ""
+    shown = ", ".join(f"{name}/ {n}" for name, n in list(counts.items())[:4]) + (", ..." if len(counts) > 4 else "")
+    first = folder / next(iter(counts))
+    common = max(suffixes, key=suffixes.get)
+    return (f"; its subfolders hold images ({shown}): predict one (dfine predict {first}) or all "
+            f"(dfine predict '{folder}/**/*{common}')")
 
 
 # Image formats that phones and cameras write and that are not read here (HEIC: the iPhone's default).
