@@ -48,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--plot", metavar="PNG", help="picture of class counts, box centres and box sizes")
     check.add_argument("--deep", action="store_true", help="decode every pixel (default: image headers only)")
     check.add_argument("--workers", type=int, default=8, help="threads reading images (default 8)")
+    check.add_argument("--imgsz", type=int, default=640, metavar="N",
+                       help="also count small / medium / large boxes as the model sees them at N x N input "
+                            "(default 640, the recipes' size; as dfine train --imgsz)")
     check.set_defaults(func=run_check)
     data.set_defaults(func=lambda args: data.print_help() or 2)
 
@@ -72,6 +75,7 @@ def run_check(args: argparse.Namespace) -> int:
     from dfine.data.check import check_dataset, default_images, fix_dataset, plot_backend, plot_report
     from dfine.errors import DfineError
 
+    _imgsz(args.imgsz)  # a bad value said before the images are read
     if args.plot:
         plot_backend()  # missing matplotlib said before the check, not after it
     source = Path(args.ann_file).expanduser()
@@ -82,7 +86,7 @@ def run_check(args: argparse.Namespace) -> int:
     images = args.images or default_images(args.ann_file)
     report = check_dataset(args.ann_file, images, level="deep" if args.deep else "headers",
                            workers=args.workers, progress=True)
-    print(report.format())
+    print(report.format(imgsz=_imgsz(args.imgsz)))
     if args.plot:
         print(f"plot: {plot_report(report, args.plot)}")
     if args.fix:
@@ -91,6 +95,15 @@ def run_check(args: argparse.Namespace) -> int:
         for line in changes:
             print(f"  {line}")
     return 0 if report.ok else 1
+
+
+def _imgsz(n: int) -> int:
+    """``--imgsz``, checked as ``dfine train`` checks it."""
+    from dfine.errors import DfineError
+
+    if n < 32 or n % 32:
+        raise DfineError(f"--imgsz must be a positive multiple of 32 (as dfine train takes it), got {n}")
+    return n
 
 
 def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
@@ -122,7 +135,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
                                    progress=True)
             if fmt != "coco":  # the converted file lives in the temporary folder: name the split instead
                 report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
-            print(report.format(fix=_folder_fix(fmt, root, split, ann, args.names)))
+            print(report.format(fix=_folder_fix(fmt, root, split, ann, args.names), imgsz=_imgsz(args.imgsz)))
             if args.plot:
                 plot = Path(args.plot)
                 path = plot.with_name(f"{plot.stem}_{split}{plot.suffix or '.png'}") if len(splits) > 1 else plot

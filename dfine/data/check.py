@@ -140,9 +140,18 @@ class CheckReport:
     def count(self, kind: str) -> int:
         return len(self.findings[kind].ids) if kind in self.findings else 0
 
-    def format(self, classes: int = 100, fix: Optional[str] = None) -> str:
+    def sizes_at(self, imgsz: int) -> Tuple[int, int, int]:
+        """COCO small / medium / large counts of the boxes as the model sees them at ``imgsz`` x
+        ``imgsz`` input: each image resized to that square (the recipes' ``Resize``), so a box of
+        normalised width w and height h covers ``imgsz**2 * w * h`` pixels."""
+        area = (self.shapes[:, 0] * self.shapes[:, 1] * float(imgsz) ** 2) if len(self.shapes) else np.zeros(0)
+        small, large = int((area < 32 ** 2).sum()), int((area > 96 ** 2).sum())
+        return small, len(area) - small - large, large
+
+    def format(self, classes: int = 100, fix: Optional[str] = None, imgsz: Optional[int] = 640) -> str:
         """The report printed by ``dfine data check``; ``fix``: how to repair it, said after an
-        error count (default: ``--fix`` of this file)."""
+        error count (default: ``--fix`` of this file); ``imgsz``: also the box sizes at that
+        model input (``None``: not)."""
         counts = (f"{counted(self.num_images, 'image')}, {counted(self.num_annotations, 'annotation')}, "
                   f"{counted(len(self.categories), 'category', 'categories')}")
         lines = [f"{self.ann_file}: {counts}; images in {self.images_dir} (checked: {self.level})"]
@@ -164,6 +173,11 @@ class CheckReport:
         s, m, l = self.box_sizes
         lines.append(f"boxes: {sum(self.box_sizes)}; small (< 32x32 px) {s} ({100 * s / total:.1f}%), medium {m} "
                      f"({100 * m / total:.1f}%), large (> 96x96 px) {l} ({100 * l / total:.1f}%)")
+        if imgsz and len(self.shapes):
+            seen, n = self.sizes_at(imgsz), len(self.shapes)
+            lines.append(f"  as the model sees them at --imgsz {imgsz} (images resized to {imgsz}x{imgsz}): "
+                         + ", ".join(f"{kind} {k} ({100 * k / n:.1f}%)" for kind, k in zip(("small", "medium", "large"),
+                                                                                          seen)))
         errors = self.errors
         fix = (f"the missing files are in {self.images_hint}: give --images {shlex.quote(self.images_hint)}"
                if self.images_hint else fix or "dfine data check --fix OUT.json writes a repaired copy")
