@@ -199,7 +199,7 @@ def data_command(args: argparse.Namespace, model: str) -> Any:
     evaluation = [*given(("--names", "names"), ("--imgsz", "imgsz"), ("-d", "device"))]
     evaluation += ["-u", *[u for u in updates if evaluation_key(u)]] if any(map(evaluation_key, updates)) else []
     data = str(Path(args.data).expanduser().resolve())
-    return DataCommand(data, tuple(options + (["-u", *updates] if updates else [])), tuple(evaluation))
+    return DataCommand(data, tuple(options), tuple(updates), tuple(evaluation))
 
 
 def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool, command: Any = None) -> int:

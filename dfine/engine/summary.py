@@ -120,31 +120,25 @@ class DataCommand:
     written with them instead of the recipe and the dozen ``-u`` keys ``--data`` stands for.
 
     ``data``: the dataset folder or file (absolute); ``options``: the run's other options but its
-    weights and output folder (``-r``, ``-t``, ``--auto-resume``, ``-o``), ``-u`` items last;
-    ``eval_options``: those an evaluation of its weights needs (``--names``, ``--imgsz``, ``-d`` and the
-    ``-u`` items of model, input size and val set)."""
+    weights, output folder and ``-u`` items (``-r``, ``-t``, ``--auto-resume``, ``-o``); ``updates``:
+    its ``-u`` items; ``eval_options``: what an evaluation of its weights needs (``--names``,
+    ``--imgsz``, ``-d`` and the ``-u`` items of model, input size and val set)."""
 
     data: str
     options: Tuple[str, ...] = ()
+    updates: Tuple[str, ...] = ()
     eval_options: Tuple[str, ...] = ()
 
     def resume(self, output_dir: Path) -> str:
-        """``dfine train --data DATA ... -o OUTPUT_DIR -r OUTPUT_DIR/last.pth``, paths absolute."""
+        """``dfine train --data DATA ... -o OUTPUT_DIR -u ... -r OUTPUT_DIR/last.pth``, paths absolute."""
         out = Path(output_dir).resolve()
-        return shlex.join(["dfine", "train", "--data", self.data, *self._before_u(self.options), "-o", str(out),
-                           *self._u(self.options), "-r", str(out / "last.pth")])
+        updates = ["-u", *self.updates] if self.updates else []
+        return shlex.join(["dfine", "train", "--data", self.data, *self.options, "-o", str(out), *updates,
+                           "-r", str(out / "last.pth")])
 
     def evaluate(self, weights: Path) -> str:
         """``dfine eval -r WEIGHTS --data DATA ...``: its ``eval.json`` goes beside the weights."""
         return shlex.join(["dfine", "eval", "-r", os.path.abspath(weights), "--data", self.data, *self.eval_options])
-
-    @staticmethod
-    def _before_u(options: Sequence[str]) -> List[str]:
-        return list(options[:options.index("-u")]) if "-u" in options else list(options)
-
-    @staticmethod
-    def _u(options: Sequence[str]) -> List[str]:
-        return list(options[options.index("-u"):]) if "-u" in options else []
 
 
 def next_commands(cfg: Any, weights: Path, images: Optional[str],
