@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dfine.text import counted
+
 from . import dist
 
 __all__ = ["NO_BOXES", "STAT_NAMES", "CocoMetrics", "coco_metrics", "detections_of", "evaluate"]
@@ -38,6 +40,7 @@ class CocoMetrics:
     per_class: Dict[int, float] = field(default_factory=dict)  # category id -> AP (-1: no GT)
     names: Dict[int, str] = field(default_factory=dict)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    classes: Tuple[int, ...] = ()  # the model's category ids, when known: the table lists each of them
 
     @property
     def ap(self) -> float:
@@ -77,12 +80,19 @@ class CocoMetrics:
                          for (kind, iou, area, dets), value in zip(_SUMMARY_ROWS, self.stats))
 
     def table(self) -> str:
-        """Per-category AP table (categories with ground truth)."""
+        """Per-category AP table of the categories with ground truth; with ``classes`` known, a
+        last line names the model's classes without a box in the evaluated set (such a class, e.g.
+        one box in train and none in val, was left out of the table without a word)."""
         rows = [(self.names.get(c, str(c)), ap) for c, ap in self.per_class.items() if ap >= 0]
         if not rows:
             return "(no categories with ground truth)"
         width = max(len(n) for n, _ in rows)
         lines = [f"{'category'.ljust(width)}  AP"] + [f"{n.ljust(width)}  {100 * ap:5.1f}" for n, ap in rows]
+        absent = [self.names.get(c, str(c)) for c in self.classes if self.per_class.get(c, -1.0) < 0]
+        if absent:
+            shown = ", ".join(absent[:8]) + (", ..." if len(absent) > 8 else "")
+            lines.append(f"not in this set (no box to score): {counted(len(absent), 'class', 'classes')}: {shown}"
+                         if len(absent) > 1 else f"not in this set (no box to score): {shown}")
         return "\n".join(lines)
 
 

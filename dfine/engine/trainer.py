@@ -768,8 +768,9 @@ class Trainer:
         """COCO AP of the EMA model (the model without EMA) on the validation set; ``None``
         when a signal stopped it."""
         module = self.ema.module if self.ema is not None else dist.unwrap(self.model)
-        return evaluate(module, self.postprocessor, self.val_loader, self.device, self.val_set.ann_file,
-                        progress=self.progress, should_stop=self._should_stop)
+        metrics = evaluate(module, self.postprocessor, self.val_loader, self.device, self.val_set.ann_file,
+                           progress=self.progress, should_stop=self._should_stop)
+        return None if metrics is None else dataclasses.replace(metrics, classes=tuple(self.label_map.category_ids))
 
     def val(self) -> CocoMetrics:
         """``--test-only``: evaluate, print the 12-line COCO summary, the per-class table and the AP line,

@@ -127,7 +127,8 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
     if warn:
         _say_other_names(detector, data)
     dets = coco_results(detector, data.images, progress)
-    return coco_metrics(data.ann, dets, [i for i, _ in data.images])
+    metrics = coco_metrics(data.ann, dets, [i for i, _ in data.images])
+    return dataclasses.replace(metrics, classes=tuple(i for i in detector._engine.category_ids if i in known))
 
 
 def _say_other_names(detector: Any, data: EvalSet) -> None:

@@ -103,3 +103,23 @@ def test_one_line_summary_shows_a_dash_where_coco_computed_nothing():
     from dfine.engine.evaluator import CocoMetrics
     metrics = CocoMetrics([0.25, 0.5, 0.0, 0.1, 0.3, -1.0, 0, 0, 0.4, 0, 0, -1.0], {1: 0.25})
     assert metrics.summary() == "AP 25.0  AP50 50.0  AP75 0.0  APs 10.0  APm 30.0  APl -  AR100 40.0"
+
+
+def test_a_class_without_a_box_in_the_set_is_named_under_the_table():
+    """A public chess set has 1 'bishop' box in train and none in val: the per-class table listed
+    12 rows for a 13-class model, the missing one without a word. The model's classes without a
+    box in the set are now named under the table."""
+    import dataclasses
+
+    gt = {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.jpg"}],
+          "categories": [{"id": 0, "name": "pieces"}, {"id": 1, "name": "bishop"}, {"id": 2, "name": "king"},
+                         {"id": 3, "name": "rook"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "bbox": [10, 10, 30, 30], "area": 900,
+                           "iscrowd": 0}]}
+    dets = [{"image_id": 1, "category_id": 2, "bbox": [10, 10, 30, 30], "score": 0.9}]
+    metrics = coco_metrics(gt, dets)
+    assert metrics.table() == "category  AP\nking  100.0"  # classes unknown: as before
+    one = dataclasses.replace(metrics, classes=(1, 2)).table()
+    assert one.splitlines() == ["category  AP", "king  100.0", "not in this set (no box to score): bishop"]
+    two = dataclasses.replace(metrics, classes=(1, 2, 3)).table()  # the placeholder 'pieces' is no class: unnamed
+    assert two.splitlines()[-1] == "not in this set (no box to score): 2 classes: bishop, rook"
