@@ -142,6 +142,10 @@ class CocoDetection(Dataset):
         """``[N]`` int64: the (non-crowd) boxes of each image as listed in the file; 0: background."""
         return np.diff(self._index.offsets)
 
+    def boxes_per_class(self) -> np.ndarray:
+        """``[num_classes]`` int64: the (non-crowd) boxes of each label in the file."""
+        return np.bincount(self._index.labels, minlength=self.label_map.num_classes)
+
     @property
     def image_ids(self) -> Tuple[int, ...]:
         """COCO image id of each item."""

@@ -17,7 +17,7 @@ import torch
 from dfine.text import counted
 
 __all__ = ["dataset_line", "classes_line", "parameters_line", "images_folder", "next_commands", "duration",
-           "user_overrides", "evaluation_key", "DataCommand"]
+           "user_overrides", "evaluation_key", "unmeasured_line", "DataCommand"]
 
 
 def dataset_line(ds: Any) -> str:
@@ -49,6 +49,20 @@ def classes_line(ds: Any, show: int = 10) -> str:
         line += (f"; left out {unused} "
                  f"{', '.join(dropped[:5])} (a placeholder: supercategory of the others)")
     return line
+
+
+def unmeasured_line(train: Any, val: Any) -> Optional[str]:
+    """One line naming the classes with boxes in ``train`` and none in ``val`` (their AP cannot
+    be measured, and the run's AP averages the others); ``None`` when every class has val boxes."""
+    in_train, in_val = train.boxes_per_class(), val.boxes_per_class()
+    names = train.label_map.names
+    absent = [f"{names[k]} ({int(in_train[k])} in train)" for k in range(len(names))
+              if in_train[k] > 0 and (k >= len(in_val) or in_val[k] == 0)]
+    if not absent:
+        return None
+    shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+    return (f"note: {counted(len(absent), 'class', 'classes')} without a box in the val set, so not measured by its "
+            f"AP (the AP averages the others): {shown}")
 
 
 def _ids(ids: Sequence[int]) -> str:

@@ -54,7 +54,7 @@ from .ema import ModelEMA
 from .evaluator import CocoMetrics, evaluate
 from .precision import choose_precision
 from .summary import (DataCommand, ap_text, classes_line, dataset_line, duration, images_folder, next_commands,
-                      parameters_line, user_overrides)
+                      parameters_line, unmeasured_line, user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 from .plots import pyplot, save_figure
 
@@ -588,6 +588,9 @@ class Trainer:
                  + (f", early stop after {counted(self.patience, 'evaluation')} without improvement"
                     if self.patience else ""),
                  f"output: {self.output_dir}"]
+        unmeasured = unmeasured_line(self.train_set, self.val_set) if self.train_set is not None else None
+        if unmeasured:
+            lines.insert(3, unmeasured)  # under the classes line
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note) if note]
         return lines
 

@@ -505,3 +505,25 @@ def test_each_epoch_line_says_its_time_and_the_time_to_go(coco128, tmp_path, cap
     assert first and first.group(1) == first.group(2), lines[0]  # one epoch left, at the first one's pace
     assert re.search(r"AR100 \S+  \d+s$", lines[1]), lines[1]  # the last: its time, nothing to go
     assert len(trainer._epoch_seconds) == 2 and all(s > 0 for s in trainer._epoch_seconds)
+
+
+def test_a_class_without_val_boxes_is_said_before_training(coco128, tmp_path):
+    """A class with training boxes and none in the val set (a public chess set: 1 'bishop' box in
+    train, none in val) cannot be measured by the run's AP; the start of the run says so under
+    the classes line (nothing did)."""
+    train = json.loads(write_subset(coco128, tmp_path / "train.json", 12, categories=[1, 3]).read_text())
+    val = json.loads(write_subset(coco128, tmp_path / "val.json", 3, categories=[1, 3]).read_text())
+    cars = sum(a["category_id"] == 3 for a in train["annotations"])
+    assert cars > 0
+    val["annotations"] = [a for a in val["annotations"] if a["category_id"] == 1]  # no car in val
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    recipe = write_recipe(tmp_path / "recipe.yml", coco128 / "train2017", tmp_path / "train.json",
+                          tmp_path / "val.json", epochs=1, mscoco=False, extra=FAST)
+    lines = Trainer(load_config(recipe), progress=False).startup_summary()
+    at = next(i for i, line in enumerate(lines) if line.startswith("classes: "))
+    assert lines[at + 1] == (f"note: 1 class without a box in the val set, so not measured by its AP (the AP averages "
+                             f"the others): car ({cars} in train)")
+    same = write_recipe(tmp_path / "same.yml", coco128 / "train2017", tmp_path / "train.json", tmp_path / "train.json",
+                        epochs=1, mscoco=False, extra=FAST)  # val = train: every class has val boxes
+    lines = Trainer(load_config(same), progress=False).startup_summary()
+    assert not any("without a box in the val set" in line for line in lines)
