@@ -106,9 +106,10 @@ def _pairs(a: List[dict], b: List[dict], score_tol: float = 2e-3, box_tol: float
 
 
 @pytest.mark.parametrize("source", ["trained", "published"])
-def test_export_predict_and_detector_agree(run, source, tmp_path):
+def test_export_predict_and_detector_agree(run, source, tmp_path, capsys):
     """export -> predict with the .pth, .onnx and .xml, and Detector on each: same detections, and the
-    model's class names and category ids in every output, predictions.json included."""
+    model's class names and category ids in every output, predictions.json included. The export says
+    the input size and the classes the file carries (it said only 'wrote model.onnx')."""
     from dfine.inference import Detector
     if source == "trained":  # its own input size, names and ids
         pth, names, ids, size, imgsz = run["out"] / "last.pth", NAMES, IDS, SIZE, []
@@ -117,6 +118,10 @@ def test_export_predict_and_detector_agree(run, source, tmp_path):
         imgsz = ["--imgsz", str(size)]
     xml = tmp_path / "model.xml"
     assert main(["export", "-r", str(pth), "--format", "openvino", "-o", str(xml)] + imgsz) == 0
+    said = capsys.readouterr().out.splitlines()[0]
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    assert said == (f"wrote {xml.with_suffix('.onnx')} (input {size}x{size}, batch any, {len(names)} classes: "
+                    f"{shown})"), said
     models = {"torch": pth, "onnxruntime": xml.with_suffix(".onnx"), "openvino": xml}
     results = {}
     for backend, model in models.items():

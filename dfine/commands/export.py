@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
     export_onnx(loaded, onnx_path, opset=args.opset, simplify=args.simplify, check=args.check,
                 dynamic_batch=not args.static)
-    print(f"wrote {onnx_path}")
+    print(f"wrote {onnx_path} ({_what(loaded, args)})")
     if args.int8:
         out, info = quantize(onnx_path, _output(args, final))
         always = "; attention's activation products and max-pools stay float" if info.scheme == "transformer" else ""
@@ -113,6 +113,17 @@ def run(args: argparse.Namespace) -> int:
         engine = build_engine(onnx_path, _output(args, ".engine"), max_batch=args.max_batch, metadata=meta)
         print(f"wrote {engine}")
     return 0
+
+
+def _what(loaded, args) -> str:
+    """``"input 320x320, batch any, 13 classes: bishop, black-bishop, black-king, ..."``: what a deployment
+    of the file needs to know (the input size the checkpoint was trained at, unless --imgsz)."""
+    from ..text import counted
+    names = list(loaded.class_names)
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    h, w = loaded.imgsz
+    batch = "batch 1" if args.static else "batch any"
+    return f"input {h}x{w}, {batch}, {counted(len(names), 'class', 'classes')}" + (f": {shown}" if names else "")
 
 
 def _float_name(path: Path) -> Path:
