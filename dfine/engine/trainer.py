@@ -1050,7 +1050,11 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
 def plot_history(history: List[Dict[str, Any]], out: Path, lr_names: Optional[Dict[str, str]] = None) -> List[Path]:
     """``loss.png`` (per step and per epoch), ``lr.png`` and ``map.png`` over epochs in ``out``
     (needs matplotlib), each written atomically: a Ctrl-C while drawing leaves the last ones.
-    ``lr_names``: the legend of each lr series (:func:`lr_labels`; default: its config keys)."""
+    ``lr_names``: the legend of each lr series (:func:`lr_labels`; default: its config keys).
+    Nothing is drawn without a finished epoch (a run stopped in its first epoch left three empty
+    plots, ``map.png`` with axes around 0 and no point)."""
+    if not history:
+        return []
     try:
         plt = pyplot()
     except DfineError:  # no matplotlib: said once at the start of the run

@@ -527,3 +527,26 @@ def test_a_class_without_val_boxes_is_said_before_training(coco128, tmp_path):
                         epochs=1, mscoco=False, extra=FAST)  # val = train: every class has val boxes
     lines = Trainer(load_config(same), progress=False).startup_summary()
     assert not any("without a box in the val set" in line for line in lines)
+
+
+def test_a_run_stopped_in_its_first_epoch_draws_no_empty_plots(coco128, tmp_path, capsys):
+    """Ctrl-C in the first epoch left loss.png, lr.png and an empty map.png (axes around 0, no
+    point) beside no checkpoint (a walk helper's finding); nothing is drawn without a finished epoch,
+    and a run with one draws all three."""
+    pytest.importorskip("matplotlib")
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False,
+                      max_steps=2)
+    original = trainer.train_step
+
+    def step_then_signal(*args):
+        out = original(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    trainer.train_step = step_then_signal
+    assert trainer.fit()["stopped"] == "SIGINT"
+    out = tmp_path / "out"
+    assert not list(out.glob("*.png")) and not (out / "last.pth").exists()
+    assert "nothing to resume" in capsys.readouterr().out
+    Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False, max_steps=1).fit()
+    assert sorted(p.name for p in out.glob("*.png")) == ["loss.png", "lr.png", "map.png"]
