@@ -30,6 +30,7 @@ from scipy import ndimage  # noqa: E402
 
 W, H, N = 160, 120, 24
 NAMES = ("square", "bar")
+CATEGORY_ID = 7  # the fake detector's dataset id of its label 0
 
 
 def _frame(t: int) -> np.ndarray:
@@ -72,7 +73,8 @@ class FakeDetector:
             boxes = [[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in ndimage.find_objects(labels)]
             boxes = np.array(boxes, np.float32).reshape(-1, 4)
             out.append(Detections(boxes=boxes, scores=np.full(n, 0.9, np.float32), labels=np.zeros(n, np.int64),
-                                  names=[NAMES[0]] * n, category_ids=np.zeros(n, np.int64), image_size=im.size))
+                                  names=[NAMES[0]] * n, category_ids=np.full(n, CATEGORY_ID, np.int64),
+                                  image_size=im.size))
         return out
 
 
@@ -184,6 +186,7 @@ def test_cli_writes_video_mot_and_summary(tmp_path, monkeypatch, capsys):
     assert "24 frames, 2 tracks (sort)" in capsys.readouterr().out
     rows = _mot_rows(out / "two.txt")
     assert {len(r) for r in rows} == {10}
+    assert {r[7] for r in rows} == {str(CATEGORY_ID)}  # the dataset's id, as in predictions.json; not the label 0
     frames = [int(r[0]) for r in rows]
     assert frames == sorted(frames) and min(frames) >= 1 and max(frames) == N
     summary = json.loads((out / "two.json").read_text())

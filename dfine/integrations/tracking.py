@@ -268,7 +268,7 @@ class TrackStats:
 
 class TrackLog:
     """MOT-challenge text (``frame,id,x,y,w,h,score,class,-1,-1`` per line, frames 1-based, ``class`` the
-    model label) streamed to ``NAME.partial.txt`` (flushed every frame), and a JSON summary; :meth:`close`
+    dataset's category id) streamed to ``NAME.partial.txt`` (flushed every frame), and a JSON summary; :meth:`close`
     renames the text into place and writes the summary atomically, so a run that crashes or is killed
     never leaves half a file under the final names, and its ``.partial.txt`` holds every frame done."""
 
@@ -283,10 +283,13 @@ class TrackLog:
         """Record the ``tracks`` (supervision.Detections with tracker_id) of 1-based ``frame``."""
         self.frames = max(self.frames, frame)
         names = tracks.data.get("class_name", [str(c) for c in tracks.class_id])
+        # the dataset's category id, as predictions.json and Detections.category_ids give it (the model's 0-based
+        # label read one class off against the dataset's categories when its ids start at 1)
+        ids = tracks.data.get("category_id", tracks.class_id)
         lines = []
-        for (x0, y0, x1, y1), tid, score, label, name in zip(tracks.xyxy.tolist(), tracks.tracker_id.tolist(),
-                                                              tracks.confidence.tolist(), tracks.class_id.tolist(), names):
-            lines.append(f"{frame},{tid},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.4f},{label},-1,-1\n")
+        for (x0, y0, x1, y1), tid, score, cid, name in zip(tracks.xyxy.tolist(), tracks.tracker_id.tolist(),
+                                                            tracks.confidence.tolist(), np.asarray(ids).tolist(), names):
+            lines.append(f"{frame},{tid},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.4f},{cid},-1,-1\n")
             stats = self.tracks.setdefault(tid, TrackStats(tid, frame, frame))
             stats.last_frame, stats.length = frame, stats.length + 1
             stats.classes[str(name)] += 1
