@@ -60,10 +60,18 @@ def _register(sub: argparse._SubParsersAction, module_name: str) -> bool:
     return True
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line that names where the options are listed (argparse
+    prints the whole usage block first: nine lines for ``dfine train``, the error last)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
 def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
     """The ``dfine`` parser, with the full parser of the command ``argv`` names (every command's
     when ``argv`` is None) and a help-only entry for each other command."""
-    parser = argparse.ArgumentParser(prog="dfine", description="D-FINE object detection: train, evaluate, "
+    parser = _Parser(prog="dfine", description="D-FINE object detection: train, evaluate, "
                                      "export and deploy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = None if argv is None else _command_of(argv)
@@ -75,10 +83,33 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     return parser
 
 
+def _unrecognized(parser: argparse.ArgumentParser, argv: Sequence[str], extra: Sequence[str]) -> None:
+    """Exit (2) with the usage of the command ``argv`` names (``dfine predict``, ``dfine data
+    check``), not the top-level one, and the closest option to each unknown one (``--cnof``: did
+    you mean --conf?)."""
+    import difflib
+
+    current = parser
+    for word in (w for w in argv if not w.startswith("-")):
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word not in subs[0].choices:
+            break
+        current = subs[0].choices[word]
+    options = [o for action in current._actions for o in action.option_strings]
+    hints = []
+    for word in (w for w in extra if w.startswith("-")):
+        close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{word}: did you mean {close[0]}?")
+    current.error(f"unrecognized arguments: {' '.join(extra)}" + ("; " + "; ".join(hints) if hints else ""))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(parser, argv, extra)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

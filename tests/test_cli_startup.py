@@ -27,7 +27,7 @@ for argv in lines:
         except SystemExit as e:
             code = e.code
     heavy = sorted(m for m in HEAVY if m in sys.modules)
-    report.append({"argv": argv, "code": code, "heavy": heavy, "stderr": err.getvalue()[-200:]})
+    report.append({"argv": argv, "code": code, "heavy": heavy, "stderr": err.getvalue()[-400:]})
 print(json.dumps(report))
 """
 
@@ -60,3 +60,29 @@ def test_every_command_is_listed_once_and_runs_its_own_parser():
     for name in names:
         actions = [a for a in sub.choices[name]._actions if a.dest != "help"]
         assert actions, f"{name}: its module registers no parser of its own (only the placeholder)"
+
+
+def test_a_mistyped_option_is_one_line_naming_the_command_and_the_closest_option(capsys):
+    """``dfine predict ... --cnof 0.3`` printed the top-level usage (``usage: dfine [-h] COMMAND ...``)
+    and no hint, while a mistyped -u key gets one (a walk helper's finding); argparse's own errors
+    came after a usage block of up to nine lines."""
+    import pytest
+
+    from dfine.cli import main
+
+    cases = {("predict", "a.jpg", "-m", "m.onnx", "--cnof", "0.3"):
+             "dfine predict: error: unrecognized arguments: --cnof 0.3; --cnof: did you mean --conf? "
+             "(dfine predict --help lists the options)",
+             ("data", "check", "set", "--imgszz", "320"):
+             "dfine data check: error: unrecognized arguments: --imgszz 320; --imgszz: did you mean --imgsz? "
+             "(dfine data check --help lists the options)",
+             ("export", "-r", "x.pth", "--format", "tflite"):
+             "dfine export: error: argument --format: invalid choice: 'tflite' (choose from 'onnx', 'openvino', "
+             "'engine') (dfine export --help lists the options)",
+             ("zoo", "extra"): "dfine zoo: error: unrecognized arguments: extra (dfine zoo --help lists the options)"}
+    for argv, said in cases.items():
+        with pytest.raises(SystemExit) as e:
+            main(list(argv))
+        assert e.value.code == 2
+        captured = capsys.readouterr()
+        assert captured.err == said + "\n" and captured.out == "", argv
