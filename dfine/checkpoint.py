@@ -255,9 +255,9 @@ def infer_model_name(state_dict: Mapping[str, torch.Tensor], name: str = "these 
     num_classes = int(head.shape[0])
     denoising = "decoder.denoising_class_embed.weight" in state_dict
     shapes = {k: tuple(v.shape) for k, v in state_dict.items() if k not in DERIVED}
-    for name in MODEL_NAMES:
-        if _signature(name, num_classes, denoising) == shapes:
-            return name, num_classes
+    for model_name in MODEL_NAMES:
+        if _signature(model_name, num_classes, denoising) == shapes:
+            return model_name, num_classes
     raise DfineError(f"{name}: the weights match none of the D-FINE sizes n, s, m, l, x; "
                      f"pass the model config with -c CONFIG")
 
@@ -294,6 +294,14 @@ def _first(keys, n: int = 3) -> str:
     return ", ".join(keys[:n]) + more
 
 
+def _size_of(state: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The published size (``dfine_n`` ...) the weights ``state`` are of, or ``None``."""
+    try:
+        return infer_model_name(state)[0]
+    except DfineError:
+        return None
+
+
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = "checkpoint") -> None:
     """Strictly load ``state`` into ``model``; a mismatch is one :class:`DfineError` line naming
     the file and the first mismatched keys (and the shapes, for a size mismatch)."""
@@ -313,6 +321,11 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = 
         raise DfineError(f"{name} was trained for {counted(theirs, 'class', 'classes')} and this model has {ours}: "
                          f"use it with data of its own {theirs} classes, or fine-tune it into these with {tune}")
     if shape_errors:
+        size = _size_of(state)
+        if size is not None:  # a published size: say which, rather than leave the shapes to be read
+            raise DfineError(f"{name} holds a {size} model and this model is another size ({len(shape_errors)} shape "
+                             f"mismatches, first: {_first(shape_errors, 1)}): build a {size} (a {size} recipe with -c, "
+                             f"--model {size}, or dfine.build_model('{size}'))")
         raise DfineError(f"{name} does not fit this model (another size or class count?): "
                          f"{len(shape_errors)} shape mismatches, first: {_first(shape_errors, 2)}")
     if missing or unexpected:

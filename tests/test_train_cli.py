@@ -79,7 +79,9 @@ def test_resume_from_another_size(coco128, tmp_path, capsys):
     train = write_subset(coco128, tmp_path / "train.json", 2)
     err = one_line_error(capsys, ["train", "-c", RECIPE, *published_keys(coco128, train, train, tmp_path / "o"),
                                   "-d", "cpu", "-r", str(ckpt)])
-    assert "does not fit this model" in err
+    # the checkpoint's size is named, not left to be read from shapes ('does not fit this model: 249 shape ...')
+    assert f"{ckpt} holds a dfine_s model and this model is another size (" in err
+    assert "build a dfine_s (a dfine_s recipe with -c, --model dfine_s, or dfine.build_model('dfine_s'))" in err
 
 
 def test_resume_and_tune_together(capsys):
@@ -261,7 +263,7 @@ def test_eval_of_a_checkpoint_on_a_data_folder_builds_the_checkpoints_size(coco1
     assert main(["eval", "-r", str(ckpt), "--data", str(data), "--model", "dfine_s", "-d", "cpu", "--no-progress",
                  "-o", str(out), "-u", "HGNetv2.pretrained=False"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "does not fit this model" in last  # an explicit --model still wins
+    assert last.startswith("error: ") and "holds a dfine_n model" in last  # an explicit --model still wins
     # a checkpoint of ours carries the size it was trained at: evaluated there, not at the recipe's 640
     from dfine.checkpoint import config_to_dict, stored_config
     from dfine.models.config import apply_overrides, preset
