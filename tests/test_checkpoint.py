@@ -173,3 +173,17 @@ def test_name_and_id_count_errors_use_the_singular():
         deploy_metadata(one, ["cat", "dog"], [1])
     with pytest.raises(DfineError, match=r"x.pth: 1 class name and 2 category ids for a model of 1 class; "):
         _labels({"class_names": ["cat"], "category_ids": [1, 2]}, 1, None, "x.pth")
+
+
+def test_weights_of_no_published_size_are_named_by_their_file():
+    """The error named the last size tried ('dfine_x: the weights match none ...'), not the file."""
+    import pytest
+    import torch
+
+    from dfine.checkpoint import infer_model_name
+    from dfine.errors import DfineError
+
+    odd = {"decoder.enc_score_head.weight": torch.zeros(3, 7)}
+    with pytest.raises(DfineError) as e:
+        infer_model_name(odd, "mine.pth")
+    assert str(e.value).startswith("mine.pth: the weights match none of the D-FINE sizes")
