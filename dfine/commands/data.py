@@ -16,7 +16,7 @@ import dataclasses
 import shlex
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 __all__ = ["add_parser", "run_convert", "run_check"]
 
@@ -97,6 +97,20 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _said_once(report: Any, split: str, strays: Dict[Any, str]) -> Any:
+    """``report`` without its "unreferenced" warning when an earlier split of the same images folder
+    gave the very same files (a second export nested in a YOLO folder was listed under every split);
+    ``strays`` remembers what was said, by (folder, files) -> split."""
+    found = report.findings.get("unreferenced")
+    if found is None:
+        return report
+    key = (report.images_dir, tuple(found.ids))
+    if key not in strays:
+        strays[key] = split
+        return report
+    return dataclasses.replace(report, findings={k: v for k, v in report.findings.items() if k != "unreferenced"})
+
+
 def _imgsz(n: int) -> int:
     """``--imgsz``, checked as ``dfine train`` checks it."""
     from dfine.errors import DfineError
@@ -122,7 +136,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
         raise DfineError(f"--fix writes one repaired annotation file: give it one split's COCO file (a YOLO, VOC or "
                          f"CVAT folder: dfine data convert it first), not the dataset {args.ann_file}")
     fmt = detect_format(root, option="dfine data check")
-    results = {}
+    results, strays = {}, {}
     with tempfile.TemporaryDirectory(prefix="dfine-check-") as tmp:
         splits, notes = dataset_splits(root, fmt, Path(tmp), names=split_names(args.names), temporary="check")
         if not splits:
@@ -135,6 +149,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
                                    progress=True)
             if fmt != "coco":  # the converted file lives in the temporary folder: name the split instead
                 report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
+            report = _said_once(report, split, strays)
             print(report.format(fix=_folder_fix(fmt, root, split, ann, args.names), imgsz=_imgsz(args.imgsz)))
             if args.plot:
                 plot = Path(args.plot)

@@ -79,6 +79,23 @@ def test_images_in_no_split_are_said(tmp_path):
     assert not [n for n in convert_yolo(_ultralytics(tmp_path / "clean")).notes if "in no split" in n]
 
 
+def test_images_in_no_split_are_listed_once_by_data_check(tmp_path, capsys):
+    """``dfine data check`` of the okra set listed the 112 images of its nested export under every split
+    (three times the same long line); the first split of the folder lists them, the others do not."""
+    src = tmp_path / "okra"  # Roboflow's YOLO layout, as the okra set: {train,valid}/{images,labels}
+    for split, name in (("train", "a"), ("valid", "b")):
+        image(src / f"{split}/images/{name}.jpg", (64, 32))
+        yolo_labels(src / f"{split}/labels/{name}.txt", ["0 0.5 0.5 0.2 0.2"])
+    (src / "data.yaml").write_text("train: train/images\nval: valid/images\nnames: [okra]\n")
+    for i in range(2):
+        image(src / f"Roboflow Dataset/train/images/x{i}.jpg", (64, 32))
+    assert main(["data", "check", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("unreferenced") == 1, out
+    train, val = out.split("\nval:\n")
+    assert "unreferenced                  2" in train and "Roboflow Dataset/train/images/x0.jpg" in train
+
+
 def test_a_yaml_split_not_found_says_where_the_images_are(tmp_path):
     """HMI2-Research-Group/Kitchen-YOLO-Dataset: its yaml says 'train: images' (a path on its author's
     machine) while the images sit in my_images/; the error listed the paths it looked for and left
