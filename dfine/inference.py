@@ -183,6 +183,14 @@ class Detector:
     def class_names(self) -> Tuple[str, ...]:
         return self._engine.class_names
 
+    def __repr__(self) -> str:
+        """``Detector(onnxruntime, input 320x320, conf 0.5, 13 classes: bishop, black-bishop, black-king, ...)``."""
+        names = self.class_names
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        h, w = self.imgsz
+        return (f"Detector({self.backend}, input {h}x{w}, conf {self.conf:g}, "
+                f"{len(names)} {'class' if len(names) == 1 else 'classes'}: {shown})")
+
     @classmethod
     def from_run(cls, run: RunFn, imgsz: Tuple[int, int], class_names: Sequence[str], category_ids: Sequence[int],
                  conf: float = 0.5, batch_size: int = 1, backend: str = "custom") -> "Detector":

@@ -323,3 +323,11 @@ def test_opencv_frames_are_read_in_bgr_order_when_told():
     assert seen[0][0, 0, 0, 0] > seen[0][0, 2, 0, 0] and np.array_equal(seen[3][0, ::-1], seen[0][0])
     with pytest.raises(DfineError, match="OpenCV's BGR with bgr=True"):
         det(np.zeros((8, 8), np.uint8), bgr=True)
+
+
+def test_a_detector_prints_what_it_runs():
+    """``print(detector)`` was ``<dfine.inference.Detector object at 0x7fad...>`` (a walk helper's finding)."""
+    det = Detector.from_run(lambda b, s: None, (320, 320), ["bishop", "king", "pawn", "rook"], [1, 2, 3, 4], conf=0.3)
+    assert repr(det) == "Detector(custom, input 320x320, conf 0.3, 4 classes: bishop, king, pawn, ...)"
+    one = Detector.from_run(lambda b, s: None, (192, 256), ["raccoon"], [1])
+    assert str(one) == "Detector(custom, input 192x256, conf 0.5, 1 class: raccoon)"
