@@ -185,11 +185,11 @@ class Detector:
 
     def __repr__(self) -> str:
         """``Detector(onnxruntime, input 320x320, conf 0.5, 13 classes: bishop, black-bishop, black-king, ...)``."""
+        from .text import counted, first_few
         names = self.class_names
-        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         h, w = self.imgsz
         return (f"Detector({self.backend}, input {h}x{w}, conf {self.conf:g}, "
-                f"{len(names)} {'class' if len(names) == 1 else 'classes'}: {shown})")
+                f"{counted(len(names), 'class', 'classes')}: {first_few(names, 3)})")
 
     @classmethod
     def from_run(cls, run: RunFn, imgsz: Tuple[int, int], class_names: Sequence[str], category_ids: Sequence[int],

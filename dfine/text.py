@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
-__all__ = ["counted", "no_font_note", "progress_bar"]
+__all__ = ["counted", "first_few", "no_font_note", "progress_bar"]
 
 
 def counted(n: int, word: str, many: Optional[str] = None) -> str:
     """``n`` and ``word``, plural unless ``n`` is 1: ``counted(1, "epoch")`` -> ``"1 epoch"``,
     ``counted(0, "box", "boxes")`` -> ``"0 boxes"``, ``counted(3, "category", "categories")``."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def first_few(items: Iterable[Any], n: int) -> str:
+    """The first ``n`` of ``items``, comma-separated, ``", ..."`` after them when there are more:
+    ``first_few(["a", "b", "c", "d"], 3)`` -> ``"a, b, c, ..."``."""
+    items = list(items)
+    return ", ".join(map(str, items[:n])) + (", ..." if len(items) > n else "")
 
 
 def no_font_note(word: str, letters: str, shown: str) -> str:

@@ -16,7 +16,7 @@ import dataclasses
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional, Set, Tuple
 
 __all__ = ["add_parser", "run_convert", "run_check"]
 
@@ -75,7 +75,7 @@ def run_check(args: argparse.Namespace) -> int:
     from dfine.data.check import check_dataset, default_images, fix_dataset, plot_backend, plot_report
     from dfine.errors import DfineError
 
-    _imgsz(args.imgsz)  # a bad value said before the images are read
+    _check_imgsz(args.imgsz)  # a bad value said before the images are read
     if args.plot:
         plot_backend()  # missing matplotlib said before the check, not after it
     source = Path(args.ann_file).expanduser()
@@ -86,7 +86,7 @@ def run_check(args: argparse.Namespace) -> int:
     images = args.images or default_images(args.ann_file)
     report = check_dataset(args.ann_file, images, level="deep" if args.deep else "headers",
                            workers=args.workers, progress=True)
-    print(report.format(imgsz=_imgsz(args.imgsz)))
+    print(report.format(imgsz=args.imgsz))
     if args.plot:
         print(f"plot: {plot_report(report, args.plot)}")
     if args.fix:
@@ -97,27 +97,26 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _said_once(report: Any, split: str, strays: Dict[Any, str]) -> Any:
+def _said_once(report: Any, strays: Set[Tuple[str, Tuple[Any, ...]]]) -> Any:
     """``report`` without its "unreferenced" warning when an earlier split of the same images folder
     gave the very same files (a second export nested in a YOLO folder was listed under every split);
-    ``strays`` remembers what was said, by (folder, files) -> split."""
+    ``strays`` holds the (folder, files) already said."""
     found = report.findings.get("unreferenced")
     if found is None:
         return report
     key = (report.images_dir, tuple(found.ids))
     if key not in strays:
-        strays[key] = split
+        strays.add(key)
         return report
     return dataclasses.replace(report, findings={k: v for k, v in report.findings.items() if k != "unreferenced"})
 
 
-def _imgsz(n: int) -> int:
+def _check_imgsz(n: int) -> None:
     """``--imgsz``, checked as ``dfine train`` checks it."""
     from dfine.errors import DfineError
 
     if n < 32 or n % 32:
         raise DfineError(f"--imgsz must be a positive multiple of 32 (as dfine train takes it), got {n}")
-    return n
 
 
 def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
@@ -136,7 +135,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
         raise DfineError(f"--fix writes one repaired annotation file: give it one split's COCO file (a YOLO, VOC or "
                          f"CVAT folder: dfine data convert it first), not the dataset {args.ann_file}")
     fmt = detect_format(root, option="dfine data check")
-    results, strays = {}, {}
+    results, strays = {}, set()
     with tempfile.TemporaryDirectory(prefix="dfine-check-") as tmp:
         splits, notes = dataset_splits(root, fmt, Path(tmp), names=split_names(args.names), temporary="check")
         if not splits:
@@ -149,8 +148,8 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
                                    progress=True)
             if fmt != "coco":  # the converted file lives in the temporary folder: name the split instead
                 report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
-            report = _said_once(report, split, strays)
-            print(report.format(fix=_folder_fix(fmt, root, split, ann, args.names), imgsz=_imgsz(args.imgsz)))
+            report = _said_once(report, strays)
+            print(report.format(fix=_folder_fix(fmt, root, split, ann, args.names), imgsz=args.imgsz))
             if args.plot:
                 plot = Path(args.plot)
                 path = plot.with_name(f"{plot.stem}_{split}{plot.suffix or '.png'}") if len(splits) > 1 else plot

@@ -118,12 +118,12 @@ def run(args: argparse.Namespace) -> int:
 def _what(loaded, args) -> str:
     """``"input 320x320, batch any, 13 classes: bishop, black-bishop, black-king, ..."``: what a deployment
     of the file needs to know (the input size the checkpoint was trained at, unless --imgsz)."""
-    from ..text import counted
+    from ..text import counted, first_few
     names = list(loaded.class_names)
-    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     h, w = loaded.imgsz
     batch = "batch 1" if args.static else "batch any"
-    return f"input {h}x{w}, {batch}, {counted(len(names), 'class', 'classes')}" + (f": {shown}" if names else "")
+    classes = counted(len(names), "class", "classes") + (f": {first_few(names, 3)}" if names else "")
+    return f"input {h}x{w}, {batch}, {classes}"
 
 
 def _float_name(path: Path) -> Path:

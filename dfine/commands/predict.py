@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import DfineError
 from ..outputs import prepare_output_dir, removed_if_left_empty
-from ..text import counted, no_font_note, progress_bar
+from ..text import counted, first_few, no_font_note, progress_bar
 from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
@@ -199,7 +199,7 @@ def _images_below(folder: Path) -> str:
                 suffixes[ext] = suffixes.get(ext, 0) + 1
     if not counts:
         return ""
-    shown = ", ".join(f"{name}/ {n}" for name, n in list(counts.items())[:4]) + (", ..." if len(counts) > 4 else "")
+    shown = first_few((f"{name}/ {n}" for name, n in counts.items()), 4)
     first = folder / next(iter(counts))
     common = max(suffixes, key=suffixes.get)
     return (f"; its subfolders hold images ({shown}): predict one (dfine predict {first}) or all "
@@ -217,7 +217,7 @@ def _not_read(paths: Sequence[Path], lead: str = "") -> str:
     if not unread:
         return ""
     kinds = ", ".join(sorted({p.suffix.lower() for p in unread}))
-    names = ", ".join(p.name for p in unread[:3]) + (", ..." if len(unread) > 3 else "")
+    names = first_few((p.name for p in unread), 3)
     return (f"{lead}{counted(len(unread), 'file')} in a format not read here ({kinds}: {names}); "
             f"convert them to JPEG or PNG")
 

@@ -103,6 +103,13 @@ class Finding:
         return f"  {self.kind:<24}{len(self.ids):>7}  {meaning}: {label} {shown}"
 
 
+def _coco_sizes(area: np.ndarray) -> Tuple[int, int, int]:
+    """COCO's small / medium / large counts of boxes of ``area`` (px**2): under 32x32, between,
+    over 96x96."""
+    small, large = int((area < 32 ** 2).sum()), int((area > 96 ** 2).sum())
+    return small, len(area) - small - large, large
+
+
 @dataclass
 class CheckReport:
     """What :func:`check_dataset` found. ``findings`` holds only kinds that occur."""
@@ -145,8 +152,7 @@ class CheckReport:
         ``imgsz`` input: each image resized to that square (the recipes' ``Resize``), so a box of
         normalised width w and height h covers ``imgsz**2 * w * h`` pixels."""
         area = (self.shapes[:, 0] * self.shapes[:, 1] * float(imgsz) ** 2) if len(self.shapes) else np.zeros(0)
-        small, large = int((area < 32 ** 2).sum()), int((area > 96 ** 2).sum())
-        return small, len(area) - small - large, large
+        return _coco_sizes(area)
 
     def format(self, classes: int = 100, fix: Optional[str] = None, imgsz: Optional[int] = 640) -> str:
         """The report printed by ``dfine data check``; ``fix``: how to repair it, said after an
@@ -521,13 +527,12 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
     findings = {k: findings[k] for k in KINDS if k in findings}
     area = boxes[:, 2] * boxes[:, 3] if len(boxes) else np.zeros(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        small, large = int((area < 32 ** 2).sum()), int((area > 96 ** 2).sum())
         wh = np.where(sizes > 0, sizes, np.nan)
         centres = (boxes[:, :2] + boxes[:, 2:] / 2) / np.concatenate([wh[:, :1], wh[:, 1:]], axis=1) \
             if len(boxes) else np.zeros((0, 2))
         shapes = boxes[:, 2:] / wh if len(boxes) else np.zeros((0, 2))
     return CheckReport(str(ann_file), str(folder), level, len(data["images"]), len(data["annotations"]), table,
-                       findings, (small, len(area) - small - large, large), centres, shapes, cats,
+                       findings, _coco_sizes(area), centres, shapes, cats,
                        _shown_file_names(data, findings), hint)
 
 

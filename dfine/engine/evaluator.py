@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dfine.text import counted
+from dfine.text import counted, first_few
 
 from . import dist
 
@@ -90,7 +90,7 @@ class CocoMetrics:
         lines = [f"{'category'.ljust(width)}  AP"] + [f"{n.ljust(width)}  {100 * ap:5.1f}" for n, ap in rows]
         absent = [self.names.get(c, str(c)) for c in self.classes if self.per_class.get(c, -1.0) < 0]
         if absent:
-            shown = ", ".join(absent[:8]) + (", ..." if len(absent) > 8 else "")
+            shown = first_few(absent, 8)
             lines.append(f"not in this set (no box to score): {counted(len(absent), 'class', 'classes')}: {shown}"
                          if len(absent) > 1 else f"not in this set (no box to score): {shown}")
         return "\n".join(lines)

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from dfine.text import counted
+from dfine.text import counted, first_few
 
 __all__ = ["dataset_line", "classes_line", "parameters_line", "images_folder", "next_commands", "duration",
            "user_overrides", "evaluation_key", "unmeasured_line", "DataCommand"]
@@ -60,9 +60,8 @@ def unmeasured_line(train: Any, val: Any) -> Optional[str]:
               if in_train[k] > 0 and (k >= len(in_val) or in_val[k] == 0)]
     if not absent:
         return None
-    shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
     return (f"note: {counted(len(absent), 'class', 'classes')} without a box in the val set, so not measured by its "
-            f"AP (the AP averages the others): {shown}")
+            f"AP (the AP averages the others): {first_few(absent, 5)}")
 
 
 def _ids(ids: Sequence[int]) -> str:

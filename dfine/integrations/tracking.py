@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
+from ..text import first_few
 from ..video import STREAM_TIMEOUT, FrameReader, FrameSource, open_source
 from .supervision import INSTALL_HINT, import_supervision, to_supervision
 
@@ -171,7 +172,7 @@ def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[s
         elif c in names:
             labels.append(list(names).index(c))
         else:
-            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            shown = first_few(names, 12)
             raise DfineError(f"unknown class {c!r}; the model's classes are: {shown}")
     return np.array(sorted(set(labels)), dtype=np.int64)
 
