@@ -74,6 +74,14 @@ class TrainResult:
                 return self.output_dir / name
         return None
 
+    @property
+    def conf(self) -> Optional[float]:
+        """The score threshold with the best F1 on the val set of the weights in :attr:`best`
+        (what the printed ``dfine predict`` command uses): ``dfine.Detector(result.best,
+        conf=result.conf)``; None when the run did not measure one (no evaluation scored above AP 0)."""
+        pick = self.metrics.get("best_conf")
+        return float(pick["conf"]) if pick else None
+
 
 # the batch of a --data run on a CPU without --batch, and the loader workers the custom recipes ask for
 CPU_BATCH = 8

@@ -164,3 +164,39 @@ def test_int8_export_of_the_trained_checkpoint_evaluates_and_predicts(run, tmp_p
     assert results and {r["category_id"] for r in results} <= set(IDS)
     det = Detector(str(xml), conf=0.0)
     assert det.backend == "openvino" and det.imgsz == (SIZE, SIZE) and list(det.class_names) == NAMES
+
+
+def test_eval_of_the_checkpoint_and_of_its_export_recommend_the_same_conf(run, tmp_path, capsys):
+    """``dfine eval -c RECIPE -r last.pth`` (the training's evaluator) and ``dfine eval -r model.onnx
+    --ann-file`` (the export's) say the same best-F1 --conf and write it to their eval.json. The val
+    boxes are the checkpoint's own three best detections per image, so that a 2-step model finds some."""
+    from dfine.inference import Detector
+
+    onnx = tmp_path / "model.onnx"
+    assert main(["export", "-r", str(run["out"] / "last.pth"), "--format", "onnx", "-o", str(onnx)]) == 0
+    data = json.loads(run["ann"].read_text())
+    detector = Detector(str(run["out"] / "last.pth"), conf=0.0)
+    data["annotations"] = []
+    for im in data["images"]:
+        for r in sorted(detector(str(run["ann_images"] / im["file_name"]))[0].to_coco(im["id"]),
+                        key=lambda r: -r["score"])[:3]:
+            data["annotations"].append({"id": len(data["annotations"]) + 1, "image_id": im["id"], "iscrowd": 0,
+                                        "category_id": r["category_id"], "bbox": r["bbox"],
+                                        "area": r["bbox"][2] * r["bbox"][3]})
+    own = tmp_path / "own.json"
+    own.write_text(json.dumps(data))
+    recipe = write_recipe(tmp_path / "recipe.yml", run["ann_images"], run["ann"], own, epochs=1, batch=2,
+                          size=SIZE, mscoco=False, extra=SMALL)
+    capsys.readouterr()
+    assert main(["eval", "-c", str(recipe), "-r", str(run["out"] / "last.pth"), "--output-dir", str(tmp_path),
+                 "--no-progress"]) == 0
+    said_checkpoint = [line for line in capsys.readouterr().out.splitlines() if "--conf" in line]
+    assert main(["eval", "--no-progress", "-r", str(onnx), "--ann-file", str(own),
+                 "--images", str(run["ann_images"]), "--output-dir", str(tmp_path)]) == 0
+    said_export = [line for line in capsys.readouterr().out.splitlines() if "--conf" in line]
+    assert len(said_checkpoint) == len(said_export) == 1
+    assert said_checkpoint[0].startswith("--conf ") and " gives the best F1 on this set: " in said_checkpoint[0]
+    checkpoint = json.loads((tmp_path / "eval.json").read_text())["best_conf"]
+    exported = json.loads((tmp_path / "model.onnx.eval.json").read_text())["best_conf"]
+    assert checkpoint["f1"] > 0.3
+    assert exported == pytest.approx(checkpoint, abs=0.02)

@@ -1,5 +1,6 @@
-"""Evaluation pictures: per-class precision-recall curves and a detection confusion matrix,
-computed from faster-coco-eval's results (needs matplotlib: ``pip install dfine[plots]``).
+"""Evaluation pictures: per-class precision-recall curves, F1 / precision / recall by score
+threshold and a detection confusion matrix, computed from faster-coco-eval's results and the
+evaluator's :class:`~dfine.engine.evaluator.ConfidenceCurve` (needs matplotlib: ``pip install dfine[plots]``).
 
 Any evaluation can write them: :func:`plot_pr_curves` reads the precision array of a
 :class:`~dfine.engine.evaluator.CocoMetrics`, :func:`confusion_matrix` matches COCO results to
@@ -22,7 +23,7 @@ import numpy as np
 from ..errors import DfineError
 from ..text import no_font_note
 
-__all__ = ["pyplot", "plot_pr_curves", "confusion_matrix", "plot_confusion_matrix", "save_figure"]
+__all__ = ["pyplot", "plot_pr_curves", "plot_confidence", "confusion_matrix", "plot_confusion_matrix", "save_figure"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -107,6 +108,29 @@ def plot_pr_curves(metrics: Any, path: PathLike, title: str = "precision-recall"
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_confidence(curve: Any, path: PathLike, title: str = "by score threshold") -> Path:
+    """F1, precision and recall of the detections above each score threshold (``--conf``) of a
+    :class:`~dfine.engine.evaluator.ConfidenceCurve`, with the threshold of the best F1 marked."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.plot(curve.conf, curve.f1, color="black", lw=2.2, label="F1")
+    ax.plot(curve.conf, curve.precision, color="tab:blue", lw=1.3, label="precision")
+    ax.plot(curve.conf, curve.recall, color="tab:orange", lw=1.3, label="recall")
+    pick = curve.pick()
+    if pick is not None:
+        ax.axvline(pick["conf"], color="grey", ls="--", lw=1)
+        right = pick["conf"] < 0.7  # the label on the side with room, at the foot of the line
+        ax.annotate(f"--conf {pick['conf']:.2f}: F1 {pick['f1']:.2f}", (pick["conf"], 0.03),
+                    xytext=(5 if right else -5, 0), textcoords="offset points", fontsize=9,
+                    ha="left" if right else "right", va="bottom")
+    ax.set(xlabel="--conf (score threshold)", ylabel="all classes together", xlim=(0, 1), ylim=(0, 1.02),
+           title=f"{title} (IoU {curve.iou:g}, {curve.boxes} boxes)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
 

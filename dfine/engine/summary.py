@@ -155,14 +155,16 @@ class DataCommand:
 
 
 def next_commands(cfg: Any, weights: Path, images: Optional[str],
-                  command: Optional[DataCommand] = None) -> Dict[str, str]:
+                  command: Optional[DataCommand] = None, conf: Optional[float] = None) -> Dict[str, str]:
     """The commands to evaluate, export and predict with ``weights``. Every path in them is
     absolute (the recipe, the weights, the val set's annotation file and images), so they work
     as printed from any folder; the evaluation writes its ``eval.json`` beside the weights. A run
-    of ``dfine train --data`` (``command``) is evaluated with ``dfine eval --data`` in its own options."""
+    of ``dfine train --data`` (``command``) is evaluated with ``dfine eval --data`` in its own options;
+    ``conf``: the score threshold to predict with (the best F1 on val), else predict's default."""
     w = shlex.quote(os.path.abspath(weights))
     pictures = shlex.quote(os.path.abspath(images)) if images else "IMAGES"
-    rest = {"export": f"dfine export -r {w} --format onnx", "predict": f"dfine predict -m {w} {pictures}"}
+    threshold = f" --conf {conf:.2f}" if conf is not None else ""
+    rest = {"export": f"dfine export -r {w} --format onnx", "predict": f"dfine predict -m {w} {pictures}{threshold}"}
     if command is not None:
         return {"eval": command.evaluate(weights), **rest}
     val = cfg.val_dataloader.dataset

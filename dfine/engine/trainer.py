@@ -51,7 +51,7 @@ from dfine.text import counted
 
 from . import dist
 from .ema import ModelEMA
-from .evaluator import CocoMetrics, evaluate
+from .evaluator import CocoMetrics, conf_line, evaluate
 from .precision import choose_precision
 from .summary import (DataCommand, ap_text, classes_line, dataset_line, duration, images_folder, next_commands,
                       parameters_line, unmeasured_line, user_overrides)
@@ -277,6 +277,9 @@ class Trainer:
                                            and self.device.type == "cuda")
         self.last_epoch, self.step, self.best, self.nonfinite = -1, 0, BestTracker(), 0
         self.best_ap, self.best_epoch, self.evals_since_best = -1.0, -1, 0  # for the summary and --patience
+        # "stg1" / "stg2": the score threshold with the best F1 on val of the weights in best_<stage>.pth
+        self.conf_picks: Dict[str, Optional[Dict[str, float]]] = {}
+        self._stage_metrics: Dict[str, CocoMetrics] = {}  # the same, evaluated by this process: for the pictures
         self.stop_signal: Optional[str] = None  # "SIGINT" / "SIGTERM" once one arrived
         self._last_entry: Dict[str, Any] = {}
         self._epoch_start: Optional[float] = None  # time.time() when the epoch being run began
@@ -305,7 +308,7 @@ class Trainer:
             **ckpt_io.deploy_metadata(model_config(self.cfg), self.label_map.names, self.label_map.category_ids),
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
             "progress": {"best_ap": self.best_ap, "best_epoch": self.best_epoch,
-                         "evals_since_best": self.evals_since_best},
+                         "evals_since_best": self.evals_since_best, "conf": self.conf_picks},
             "pending_eval": self.pending_eval,
         }
         if self.ema is not None:
@@ -350,6 +353,7 @@ class Trainer:
         self.best_ap = float(progress.get("best_ap", -1.0))
         self.best_epoch = int(progress.get("best_epoch", -1))
         self.evals_since_best = int(progress.get("evals_since_best", 0))
+        self.conf_picks = dict(progress.get("conf") or {})
         self.pending_eval = state.get("pending_eval")
         if self.ema is not None and "ema_decay" in state:
             self.ema.decay = float(state["ema_decay"])
@@ -446,6 +450,8 @@ class Trainer:
         self._track_best(metrics, epoch)
         action = self.best.update(metrics.ap, epoch, self.stop_epoch)
         if action in ("stg1", "stg2"):
+            self.conf_picks[action] = metrics.confidence.pick() if metrics.confidence is not None else None
+            self._stage_metrics[action] = metrics
             self.save(f"best_{action}.pth")
         self.save("last.pth")
         if (epoch + 1) % cfg.checkpoint_freq == 0:
@@ -617,10 +623,13 @@ class Trainer:
         return None
 
     def _final(self, seconds: float, stopped: str) -> Dict[str, Any]:
-        """Print the end-of-run summary; the values :meth:`fit` adds to its result."""
+        """Print the end-of-run summary; the values :meth:`fit` adds to its result (``best_conf``:
+        the best-F1 score threshold on val of ``best_weights``, as :meth:`ConfidenceCurve.pick` gives it)."""
         best = self._best_weights()
+        stage = _stage(best) if best is not None else None
+        pick = self.conf_picks.get(stage) if stage else None
         result = {"best_AP": self.best_ap, "best_epoch": self.best_epoch, "best_weights": best,
-                  "seconds": seconds, "stopped": stopped, "output_dir": self.output_dir}
+                  "best_conf": pick, "seconds": seconds, "stopped": stopped, "output_dir": self.output_dir}
         if stopped in ("SIGINT", "SIGTERM") or not dist.is_main():
             return result
         last = self.history[-1].get("test_AP") if self.history else None
@@ -631,7 +640,10 @@ class Trainer:
         if best is not None:
             lines.append(f"best weights: {best}")
             lines += [f"  {k + ':':8s} {v}" for k, v in
-                      next_commands(self.cfg, best, images_folder(self.val_set), self.command).items()]
+                      next_commands(self.cfg, best, images_folder(self.val_set), self.command,
+                                    conf=pick["conf"] if pick else None).items()]
+            if stage in self.conf_picks:
+                lines.append(f"  {conf_line(pick, 'the val set')}")
         self._print("\n".join(lines))
         return result
 
@@ -782,6 +794,8 @@ class Trainer:
 
         metrics = self.evaluate()
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}\n{metrics.summary()}")
+        if metrics.confidence is not None and metrics.has_ground_truth:
+            self._print(conf_line(metrics.confidence.pick(), "this set"))
         if dist.is_main():
             path = self.output_dir / "eval.json"
             write_json_atomic(path, metrics.to_json())
@@ -873,6 +887,33 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups))
+        best = self._best_weights()
+        metrics = self._stage_metrics.get(_stage(best)) if best is not None else None
+        if metrics is not None:
+            plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {self.best_epoch + 1}, val")
+
+
+def _stage(weights: Path) -> Optional[str]:
+    """``"stg1"`` / ``"stg2"`` for ``best_stg1.pth`` / ``best_stg2.pth``; None for another file."""
+    return weights.stem[len("best_"):] if weights.stem.startswith("best_") else None
+
+
+def plot_evaluation(metrics: CocoMetrics, out: Path, what: str) -> List[Path]:
+    """``pr_curves.png`` (per class) and ``confidence.png`` (F1, precision and recall by ``--conf``)
+    of one evaluation in ``out``; ``what`` names the weights and data in the titles. Nothing
+    without matplotlib (said once at the start of the run) or without a box to evaluate against."""
+    from .plots import plot_confidence, plot_pr_curves
+
+    if not metrics.has_ground_truth:
+        return []
+    try:
+        pyplot()
+    except DfineError:
+        return []
+    paths = [plot_pr_curves(metrics, out / "pr_curves.png", title=f"precision-recall: {what}")]
+    if metrics.confidence is not None:
+        paths.append(plot_confidence(metrics.confidence, out / "confidence.png", title=what))
+    return paths
 
 
 def read_log(path: Path, last_epoch: int) -> Tuple[List[Dict[str, Any]], List[int]]:

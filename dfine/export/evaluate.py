@@ -243,6 +243,9 @@ def run(args: argparse.Namespace) -> int:
     print(metrics.coco_summary())  # the standard 12 lines and the per-class table, as for a checkpoint
     print(metrics.table())
     print(metrics.summary())
+    if metrics.confidence is not None and metrics.has_ground_truth:
+        from ..engine.evaluator import conf_line
+        print(conf_line(metrics.confidence.pick(), "this set"))
     path = eval_json_path(args.resume, getattr(args, "output_dir", None))
     write_eval_json(path, metrics, model=args.resume, data=data)
     print(f"metrics: {os.path.abspath(path)}")

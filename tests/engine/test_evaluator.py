@@ -123,3 +123,66 @@ def test_a_class_without_a_box_in_the_set_is_named_under_the_table():
     assert one.splitlines() == ["category  AP", "king  100.0", "not in this set (no box to score): bishop"]
     two = dataclasses.replace(metrics, classes=(1, 2, 3)).table()  # the placeholder 'pieces' is no class: unnamed
     assert two.splitlines()[-1] == "not in this set (no box to score): 2 classes: bishop, rook"
+
+
+def test_confidence_curve_counts_what_coco_matches(coco128):
+    """At each --conf the curve's right detections are COCO's own matches at IoU 0.5: COCOeval's recall
+    at IoU 0.5 of the detections above that threshold, times each class's boxes, summed."""
+    ann = str(coco128 / "annotations" / "instances_train2017.json")
+    data = json.loads(open(ann).read())
+    dets = _detections(data)
+    rng = random.Random(1)
+    cats = [c["id"] for c in data["categories"]]
+    dets += [{**d, "category_id": rng.choice(cats)} for d in dets[::5]]  # wrong classes: false positives
+    curve = coco_metrics(ann, dets).confidence
+    boxes = {}
+    for a in data["annotations"]:
+        if not a.get("iscrowd", 0):
+            boxes[a["category_id"]] = boxes.get(a["category_id"], 0) + 1
+    assert curve.boxes == sum(boxes.values())
+    for conf in (0.05, 0.3, 0.5, 0.8):
+        i = int(round(conf * 100)) - 1
+        assert curve.conf[i] == pytest.approx(conf)
+        kept = [d for d in dets if d["score"] > conf]
+        coco = coco_metrics(ann, kept)
+        recall = np.asarray(coco.raw["recall"])[0, :, 0, -1]  # [K] at IoU 0.5, all areas, 100 per image
+        right = sum(max(r, 0.0) * boxes.get(cat, 0) for cat, r in zip(sorted(coco.per_class), recall))
+        assert curve.recall[i] * curve.boxes == pytest.approx(right, abs=1e-6)
+        assert curve.precision[i] * len(kept) == pytest.approx(right, abs=1e-6)
+    assert 0.3 < curve.f1.max() < 1.0
+
+
+def test_confidence_curve_by_hand_and_the_threshold_it_picks():
+    """Two images, three boxes (and a crowd region, which is no box): a duplicate and a wrong class are
+    false positives. F1 is best, 0.75, for every --conf from 0.01 to 0.19 (five detections, three right);
+    the pick is that run's middle, not its edge next to a score."""
+    from dfine.engine.evaluator import conf_line
+
+    def box(i, image, cat, xywh, crowd=0):
+        return {"id": i, "image_id": image, "category_id": cat, "bbox": xywh, "area": xywh[2] * xywh[3],
+                "iscrowd": crowd}
+
+    ann = {"images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+           "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+           "annotations": [box(1, 1, 1, [10, 10, 20, 20]), box(2, 1, 2, [50, 50, 20, 20]), box(3, 2, 1, [0, 0, 50, 50]),
+                           box(4, 2, 2, [60, 60, 30, 30], crowd=1)]}
+    dets = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9},
+            {"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.8},   # the same box again
+            {"image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20], "score": 0.7},   # the wrong class
+            {"image_id": 1, "category_id": 2, "bbox": [50, 50, 20, 21], "score": 0.3},
+            {"image_id": 2, "category_id": 1, "bbox": [0, 0, 50, 40], "score": 0.2},     # IoU 0.8
+            {"image_id": 2, "category_id": 1, "bbox": [60, 60, 10, 10], "score": 0.005}]  # below every --conf
+    curve = coco_metrics(ann, dets).confidence
+    assert curve.boxes == 3
+    at = {round(float(c), 2): (p, r, f) for c, p, r, f in zip(curve.conf, curve.precision, curve.recall, curve.f1)}
+    assert at[0.1] == pytest.approx((3 / 5, 1.0, 0.75))
+    assert at[0.25] == pytest.approx((2 / 4, 2 / 3, 4 / 7))
+    assert at[0.75] == pytest.approx((1 / 2, 1 / 3, 0.4))
+    assert at[0.85] == pytest.approx((1.0, 1 / 3, 0.5))
+    assert at[0.9] == (0.0, 0.0, 0.0)  # score > conf: 0.9 itself is not kept
+    assert curve.pick() == pytest.approx({"conf": 0.1, "f1": 0.75, "precision": 0.6, "recall": 1.0, "iou": 0.5})
+    assert coco_metrics(ann, dets).to_json()["best_conf"]["conf"] == pytest.approx(0.1)
+    assert conf_line(curve.pick(), "the val set") == ("--conf 0.10 gives the best F1 on the val set: 0.75 (precision "
+                                                      "0.60, recall 1.00; IoU 0.5, all classes together)")
+    nothing = coco_metrics(ann, dets[2:3]).confidence  # only the wrong class
+    assert nothing.pick() is None and "no --conf finds a box" in conf_line(None, "the val set")

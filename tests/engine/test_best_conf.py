@@ -1,0 +1,64 @@
+"""The score threshold a training run recommends: the best F1 on val of the weights it names, in the
+printed predict command, in the checkpoint (so a resumed run knows it) and drawn in confidence.png."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from dfine.checkpoint import read_checkpoint
+from dfine.config import load_config
+from dfine.engine.evaluator import coco_metrics, conf_line
+from dfine.engine.trainer import Trainer
+from dfine.recipes import TrainResult
+from tests.engine.conftest import write_recipe, write_subset
+
+pytest.importorskip("matplotlib")
+
+
+def _detections(val: dict, right: float, wrong: float) -> list:
+    """Each val box found with score ``right``, and one detection of another class at ``wrong``."""
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": right}
+            for a in val["annotations"]]
+    other = next(c["id"] for c in val["categories"] if c["id"] != val["annotations"][0]["category_id"])
+    return dets + [{**dets[0], "category_id": other, "score": wrong}]
+
+
+def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco128, tmp_path, capsys):
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    val_file = write_subset(coco128, tmp_path / "val.json", 1, offset=2)
+    recipe = write_recipe(tmp_path / "recipe.yml", coco128 / "train2017", train, val_file, epochs=2, batch=1,
+                          extra="lr_warmup_scheduler: {type: LinearWarmup, warmup_duration: 1}\n")
+    val = json.loads(val_file.read_text())
+    # epoch 1: AP 0.25 (best_stg1.pth), a false positive above every right box; epoch 2: AP 0.5 (best_stg2.pth)
+    evaluations = [(0.25, coco_metrics(val, _detections(val, 0.6, 0.95))),
+                   (0.5, coco_metrics(val, _detections(val, 0.8, 0.3)))]
+    picks = [m.confidence.pick() for _, m in evaluations]
+    assert picks[0]["conf"] != picks[1]["conf"] and picks[1]["f1"] == 1.0
+
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
+    queue = list(evaluations)
+
+    def evaluate():
+        ap, metrics = queue.pop(0)
+        metrics.stats[0] = ap
+        return metrics
+
+    trainer.evaluate = evaluate
+    result = trainer.fit()
+    printed = capsys.readouterr().out
+    out = tmp_path / "out"
+    assert result["best_weights"] == out / "best_stg2.pth" and result["best_conf"] == pytest.approx(picks[1])
+    assert TrainResult(out, result).conf == pytest.approx(picks[1]["conf"])  # what dfine.train() returns
+    predict = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  predict:"))
+    assert shlex.split(predict)[-2:] == ["--conf", f"{picks[1]['conf']:.2f}"]
+    assert f"  {conf_line(picks[1], 'the val set')}" in printed.splitlines()
+    for picture in ("pr_curves.png", "confidence.png"):
+        assert (out / picture).stat().st_size > 10_000, picture
+    saved = read_checkpoint(out / "best_stg2.pth")["progress"]["conf"]
+    assert saved == {"stg1": pytest.approx(picks[0]), "stg2": pytest.approx(picks[1])}
+
+    resumed = Trainer(load_config(recipe, ["seed=0", "use_amp=False", f"resume={out / 'last.pth'}"]), progress=False)
+    assert resumed.conf_picks == {"stg1": pytest.approx(picks[0]), "stg2": pytest.approx(picks[1])}
