@@ -45,7 +45,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public names (tab completion in a notebook listed ``Any``, ``TYPE_CHECKING`` and ``importlib`` too)."""
+    return sorted(set(__all__) | {"__version__"})
 
 
 __all__ = ["DFINE", "Detector", "DfineError", "track", "train", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]

@@ -97,11 +97,23 @@ def load_image(image: ImageLike) -> Image.Image:
             image = ImageOps.exif_transpose(image)
         return to_rgb8(image)
     if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8 and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1)):
+            return Image.fromarray(image.reshape(image.shape[:2]), "L").convert("RGB")  # gray, as a gray file is read
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DfineError(f"an image array must be H x W x 3 uint8 (RGB; OpenCV's BGR with bgr=True), got shape "
-                             f"{image.shape} {image.dtype}")
+            raise DfineError(f"an image array must be H x W x 3 uint8 (RGB; OpenCV's BGR with bgr=True) or H x W "
+                             f"uint8 (gray), got shape {image.shape} {image.dtype}")
         return Image.fromarray(image, "RGB")
+    if type(image).__module__.split(".")[0] == "torch":
+        raise DfineError("Detector takes image files, PIL images and H x W x 3 uint8 arrays, not torch tensors: "
+                         "a 3 x H x W float tensor in 0..1 is tensor.permute(1, 2, 0).mul(255).byte().numpy(); "
+                         "a batch already resized for the model goes to the model itself (dfine.build_model)")
+    if not isinstance(image, (str, os.PathLike)):
+        raise DfineError(f"an image must be a file path, a PIL image or an H x W x 3 uint8 array, got "
+                         f"{type(image).__name__}")
     path = Path(image)
+    if path.is_dir():
+        raise DfineError(f"image {path} is a folder: Detector takes image files (detector(sorted(Path('{path}')"
+                         f".glob('*.jpg'))), or dfine predict {path} for every image in it)")
     if not path.is_file():
         raise DfineError(f"image {path} not found")
     try:
@@ -205,8 +217,8 @@ class Detector:
         """Detect in one image or a list of them; one :class:`Detections` per image. Arrays are
         ``H x W x 3`` uint8 in RGB order, or in OpenCV's BGR order (``cv2.imread``, ``VideoCapture``
         frames) with ``bgr=True``; paths and PIL images carry their own order."""
-        if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
-            images = [images]
+        if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)) or not hasattr(images, "__len__"):
+            images = [images]  # anything else that is no list is one image, which load_image names if it is none
         out: List[Detections] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]

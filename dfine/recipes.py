@@ -55,10 +55,12 @@ class DataRun:
     warmup_share: float = WARMUP_SHARE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TrainResult:
     """What :func:`train` returns: the output folder (``best_stg*.pth``, ``last.pth``, logs) and
-    the metrics of the last epoch's evaluation."""
+    the metrics of the last epoch's evaluation (``metrics``: ``best_AP`` and ``test_*`` as fractions
+    0..1, ``best_epoch`` and ``epoch`` counted from 0 as in ``log.jsonl``; printed AP is in percent
+    and epochs from 1)."""
 
     output_dir: Path
     metrics: Dict[str, Any] = field(default_factory=dict)
@@ -73,6 +75,24 @@ class TrainResult:
             if (self.output_dir / name).is_file():
                 return self.output_dir / name
         return None
+
+    def __repr__(self) -> str:
+        """One line, as the run's last lines say it (the metrics dict holds every loss of every
+        step: pages of numbers where a notebook shows the result):
+        ``TrainResult(output/fruit_dfine_n, best AP 6.1 at epoch 2: best_stg2.pth, conf 0.35)``."""
+        from dfine.engine.summary import ap_text
+
+        parts = [str(self.output_dir)]
+        if self.metrics.get("best_epoch", -1) >= 0:
+            parts.append(f"best AP {ap_text(self.metrics['best_AP'])} at epoch {self.metrics['best_epoch'] + 1}"
+                         + (f": {self.best.name}" if self.best is not None else ""))
+        elif self.best is not None:
+            parts.append(f"weights {self.best.name}")
+        if self.conf is not None:
+            parts.append(f"conf {self.conf:.2f}")
+        if self.metrics.get("stopped"):
+            parts.append(f"stopped by {self.metrics['stopped']}")
+        return f"TrainResult({', '.join(parts)})"
 
     @property
     def conf(self) -> Optional[float]:
@@ -369,6 +389,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     from dfine.commands.predict import set_threads
     from dfine.config import load_config
     from dfine.engine import dist
+    from dfine.engine.summary import data_command
     from dfine.engine.trainer import Trainer
 
     if threads is not None and threads < 1:
@@ -389,7 +410,12 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     caller_threads = torch.get_num_threads()
     set_threads(threads, None, "torch")
     try:
-        metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share).fit()
+        command = data_command(data, model, [("--epochs", epochs), ("--batch", batch), ("--names", names),
+                                             ("--imgsz", imgsz), ("-d", device), ("--max-steps", max_steps),
+                                             ("--threads", threads)],
+                               ["--no-progress"] * (not progress), list(overrides))
+        metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share,
+                          command=command).fit()
     finally:
         torch.set_num_threads(caller_threads)
         dist.cleanup()

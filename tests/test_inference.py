@@ -91,7 +91,7 @@ def test_bad_arguments_are_one_line_errors(files, tmp_path):
     with pytest.raises(DfineError, match="cannot run"):
         Detector(str(ckpt), backend="onnxruntime")
     with pytest.raises(DfineError, match="H x W x 3"):
-        Detector(str(ckpt))(np.zeros((4, 4), np.uint8))
+        Detector(str(ckpt))(np.zeros((4, 4), np.float32))
     with pytest.raises(DfineError, match="precision"):
         Detector(str(ckpt), precision="int4")
     with pytest.raises(DfineError, match="OpenVINO setting"):
@@ -322,7 +322,7 @@ def test_opencv_frames_are_read_in_bgr_order_when_told():
     assert np.array_equal(seen[0], seen[1]) and np.array_equal(seen[0], seen[2])
     assert seen[0][0, 0, 0, 0] > seen[0][0, 2, 0, 0] and np.array_equal(seen[3][0, ::-1], seen[0][0])
     with pytest.raises(DfineError, match="OpenCV's BGR with bgr=True"):
-        det(np.zeros((8, 8), np.uint8), bgr=True)
+        det(np.zeros((8, 8, 4), np.uint8), bgr=True)
 
 
 def test_a_detector_prints_what_it_runs():
@@ -331,3 +331,24 @@ def test_a_detector_prints_what_it_runs():
     assert repr(det) == "Detector(custom, input 320x320, conf 0.3, 4 classes: bishop, king, pawn, ...)"
     one = Detector.from_run(lambda b, s: None, (192, 256), ["raccoon"], [1])
     assert str(one) == "Detector(custom, input 192x256, conf 0.5, 1 class: raccoon)"
+
+
+def test_what_a_notebook_hands_the_detector(files, tmp_path):
+    """A gray H x W array is read as a gray file is; a torch tensor, a folder and a number are one line
+    each saying what Detector takes (they were a TypeError from deep inside, and 'image DIR not found'
+    for a folder that exists)."""
+    ckpt, _ = files
+    det = Detector(str(ckpt), conf=0.0)
+    gray = (np.arange(64 * 96, dtype=np.uint32).reshape(64, 96) % 251).astype(np.uint8)
+    found, stacked = det(gray)[0], det(np.stack([gray] * 3, axis=2))[0]
+    assert found.image_size == (96, 64)
+    np.testing.assert_allclose(found.boxes, stacked.boxes, atol=1e-3)
+    np.testing.assert_allclose(det(gray[:, :, None])[0].scores, stacked.scores, atol=1e-5)
+    with pytest.raises(DfineError, match=r"not torch tensors: .*permute\(1, 2, 0\)"):
+        det(torch.rand(3, 64, 64))
+    with pytest.raises(DfineError, match="not torch tensors"):
+        det(torch.rand(2, 3, 64, 64))
+    with pytest.raises(DfineError, match=f"image {tmp_path} is a folder: .*dfine predict {tmp_path}"):
+        det(tmp_path)
+    with pytest.raises(DfineError, match="a file path, a PIL image or an H x W x 3 uint8 array, got int"):
+        det(5)

@@ -182,24 +182,16 @@ def _run(args: argparse.Namespace) -> int:
 def data_command(args: argparse.Namespace, model: str) -> Any:
     """The :class:`~dfine.engine.summary.DataCommand` of a ``dfine train --data`` command line:
     the options as given (``--model`` as resolved), the dataset path absolute."""
-    from dfine.engine.summary import DataCommand, evaluation_key
+    from dfine.engine import summary
 
-    def given(*pairs):
-        return [token for flag, attr in pairs if getattr(args, attr, None) is not None
-                for token in (flag, str(getattr(args, attr)))]
-
-    options = ["--model", model, *given(("--epochs", "epochs"), ("--batch", "batch"), ("--names", "names"),
-                                       ("--imgsz", "imgsz"), ("-d", "device"), ("--seed", "seed"),
-                                       ("--summary-dir", "summary_dir"), ("--max-steps", "max_steps"),
-                                       ("--patience", "patience"), ("--threads", "threads"))]
-    options += ["--use-amp"] * bool(args.use_amp) + ["--no-progress"] * bool(args.no_progress)
+    options = [(flag, getattr(args, attr, None)) for flag, attr in (
+        ("--epochs", "epochs"), ("--batch", "batch"), ("--names", "names"), ("--imgsz", "imgsz"), ("-d", "device"),
+        ("--seed", "seed"), ("--summary-dir", "summary_dir"), ("--max-steps", "max_steps"),
+        ("--patience", "patience"), ("--threads", "threads"))]
     if args.max_nonfinite != 10:
-        options += ["--max-nonfinite", str(args.max_nonfinite)]
-    updates = list(args.update or [])
-    evaluation = [*given(("--names", "names"), ("--imgsz", "imgsz"), ("-d", "device"))]
-    evaluation += ["-u", *[u for u in updates if evaluation_key(u)]] if any(map(evaluation_key, updates)) else []
-    data = str(Path(args.data).expanduser().resolve())
-    return DataCommand(data, tuple(options), tuple(updates), tuple(evaluation))
+        options.append(("--max-nonfinite", args.max_nonfinite))
+    flags = ["--use-amp"] * bool(args.use_amp) + ["--no-progress"] * bool(args.no_progress)
+    return summary.data_command(args.data, model, options, flags, list(args.update or []))
 
 
 def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool, command: Any = None) -> int:

@@ -154,6 +154,22 @@ class DataCommand:
         return shlex.join(["dfine", "eval", "-r", os.path.abspath(weights), "--data", self.data, *self.eval_options])
 
 
+def data_command(data: Any, model: str, options: Sequence[Tuple[str, Any]] = (), flags: Sequence[str] = (),
+                 updates: Sequence[str] = ()) -> DataCommand:
+    """The :class:`DataCommand` of a ``--data`` run: ``options``, ``(flag, value)`` pairs of what was
+    given (a value of None: not given; a list: comma-joined, as ``--names`` takes it), ``flags`` the
+    switches given (``--use-amp``), ``updates`` the ``-u`` items. An evaluation keeps ``--names``,
+    ``--imgsz``, ``-d`` and the ``-u`` items that change the model, input size or val set."""
+    given = [(flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
+             for flag, value in options if value is not None]
+    evaluation = [token for flag, value in given if flag in ("--names", "--imgsz", "-d") for token in (flag, value)]
+    if any(map(evaluation_key, updates)):
+        evaluation += ["-u", *[u for u in updates if evaluation_key(u)]]
+    return DataCommand(str(Path(data).expanduser().resolve()),
+                       ("--model", model, *[token for pair in given for token in pair], *flags),
+                       tuple(updates), tuple(evaluation))
+
+
 def next_commands(cfg: Any, weights: Path, images: Optional[str],
                   command: Optional[DataCommand] = None, conf: Optional[float] = None) -> Dict[str, str]:
     """The commands to evaluate, export and predict with ``weights``. Every path in them is

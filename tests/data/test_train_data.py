@@ -169,6 +169,29 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
     assert isinstance(result.metrics, dict) and result.metrics
 
 
+def test_dfine_train_from_python_prints_short_commands_that_work(tmp_path, capsys, monkeypatch):
+    """dfine.train() prints the eval hint of ``dfine train --data``, not the 600-character recipe form
+    pointing into site-packages (a walk on a Roboflow export); run as printed it gives the run's AP."""
+    import shlex
+
+    import dfine
+
+    src = _yolo(tmp_path / "fruit")
+    updates = ["HGNetv2.pretrained=false", "train_dataloader.num_workers=0", "val_dataloader.num_workers=0",
+               "use_amp=false", "DFINETransformer.num_queries=50", "DFINEPostProcessor.num_top_queries=50"]
+    result = dfine.train(data=src, model="dfine_n", epochs=1, batch=2, imgsz=160, output_dir=tmp_path / "run",
+                         device="cpu", max_steps=1, progress=False, overrides=updates)
+    printed = capsys.readouterr().out
+    hint = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  eval:"))
+    assert shlex.split(hint) == ["dfine", "eval", "-r", str(result.best), "--data", str(src), "--imgsz", "160",
+                                 "-d", "cpu", "-u", "val_dataloader.num_workers=0", "DFINETransformer.num_queries=50",
+                                 "DFINEPostProcessor.num_top_queries=50"]
+    monkeypatch.chdir(tmp_path)
+    assert main(shlex.split(hint)[1:]) == 0
+    evaluated = json.loads((result.best.parent / "eval.json").read_text())["stats"]["AP"]
+    assert evaluated == pytest.approx(result.metrics["test_AP"], abs=1e-6)
+
+
 def test_cpu_run_without_batch_gets_a_cpu_batch(tmp_path):
     src = _yolo(tmp_path / "fruit")
     cpu = data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu")

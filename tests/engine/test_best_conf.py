@@ -51,7 +51,9 @@ def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco
     printed = capsys.readouterr().out
     out = tmp_path / "out"
     assert result["best_weights"] == out / "best_stg2.pth" and result["best_conf"] == pytest.approx(picks[1])
-    assert TrainResult(out, result).conf == pytest.approx(picks[1]["conf"])  # what dfine.train() returns
+    returned = TrainResult(out, result)  # what dfine.train() returns
+    assert returned.conf == pytest.approx(picks[1]["conf"])
+    assert repr(returned) == f"TrainResult({out}, best AP 50.0 at epoch 2: best_stg2.pth, conf {picks[1]['conf']:.2f})"
     predict = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  predict:"))
     assert shlex.split(predict)[-2:] == ["--conf", f"{picks[1]['conf']:.2f}"]
     assert f"  {conf_line(picks[1], 'the val set')}" in printed.splitlines()
