@@ -79,6 +79,26 @@ class Detections:
                         "score": round(float(score), 5)})
         return out
 
+    def plot(self, image: Optional[ImageLike] = None, bgr: bool = False) -> Image.Image:
+        """A new RGB PIL image: the picture with these detections drawn as ``dfine predict`` draws
+        them (a colour per class, ``"name score"`` labels). ``image``: the picture they were found in
+        (default: the file at ``path``; an OpenCV array with ``bgr=True``). A notebook shows it as a
+        cell's value; ``.save("out.jpg")`` writes it."""
+        from .drawing import draw
+
+        if image is None:
+            if self.path is None:
+                raise DfineError("these detections were found in an array or a PIL image, not a file: pass it, "
+                                 "detections.plot(image)")
+            image = self.path
+        if bgr and isinstance(image, np.ndarray) and image.ndim == 3:
+            image = np.ascontiguousarray(image[..., ::-1])
+        picture = load_image(image)
+        if picture.size != tuple(self.image_size):
+            raise DfineError(f"the image given is {picture.size[0]}x{picture.size[1]} px and these detections are of "
+                             f"a {self.image_size[0]}x{self.image_size[1]} one: pass the image they were found in")
+        return draw(picture, self)
+
     def to_supervision(self) -> Any:
         """These detections as ``supervision.Detections`` (``data['class_name']`` the names,
         ``data['category_id']`` the dataset's ids), for supervision's annotators, zones and counters.

@@ -220,7 +220,7 @@ def test_input_too_small_for_the_queries_is_one_line(tmp_path, capsys):
 def test_labels_grow_with_the_image(side, lo, hi):
     """The label (its filled band, rows of the class colour above the box) is ~1/60 of the image's
     longer side tall, at least 11 px text: readable on a 2048 px photo, not huge on a small one."""
-    from dfine.commands.predict import draw
+    from dfine.drawing import draw
     from dfine.inference import Detections
     box = np.array([[side * 0.3, side * 0.5, side * 0.6, side * 0.8]], np.float32)
     dets = Detections(boxes=box, scores=np.array([0.9], np.float32), labels=np.array([0]), names=["person"],
@@ -234,7 +234,7 @@ def test_labels_grow_with_the_image(side, lo, hi):
 def test_labels_at_the_top_right_corner_leave_the_box_visible_and_stay_in_the_picture():
     """A small box at the top border of a small image (the CVAT street photos are 173 px): its label
     went inside the box and hid it, and a label starting near the right border was cut off."""
-    from dfine.commands.predict import draw
+    from dfine.drawing import draw
     from dfine.inference import Detections
     box = np.array([[150, 0, 170, 12]], np.float32)
     dets = Detections(boxes=box, scores=np.array([0.9], np.float32), labels=np.array([0]), names=["person"],
@@ -286,7 +286,7 @@ def test_nothing_found_note_without_scores():
 def test_a_duplicate_box_does_not_hide_the_better_label():
     """Two boxes in one place (a duplicate, common early in training): the better one's label is drawn
     last, on top; the lower score's label covered it (a 0.78 box read as 0.64 on the battery data)."""
-    from dfine.commands.predict import draw
+    from dfine.drawing import draw
     from dfine.inference import Detections
     box = np.array([[40, 60, 120, 140], [40, 60, 120, 140]], np.float32)
     dets = Detections(boxes=box, scores=np.array([0.9, 0.6], np.float32), labels=np.array([0, 1]),
@@ -349,7 +349,7 @@ def test_phone_formats_not_read_are_said(tmp_path, capsys):
 
 def _label_pixels(name):
     import types
-    from dfine.commands.predict import draw
+    from dfine.drawing import draw
     dets = types.SimpleNamespace(boxes=np.array([[100.0, 100.0, 300.0, 300.0]]), names=[name],
                                  scores=np.array([0.9]), labels=np.array([0]))
     return np.asarray(draw(Image.new("RGB", (640, 480)), dets))[60:100, 100:200]
@@ -359,7 +359,7 @@ def test_labels_draw_the_names_own_letters(capsys):
     """Pillow's default font draws ASCII only: a Turkish 'ayakkabı', a German 'Straße' or a Russian 'Жук'
     came out as boxes (the font's 'notdef' glyph) in every picture. A font that has them is used now
     (DejaVu Sans, from the system or matplotlib); ASCII names keep the default font."""
-    from dfine.commands.predict import _draws, _font_files, label_font
+    from dfine.drawing import _draws, _font_files, label_font
     from PIL import ImageFont
     if not any(_draws(ImageFont.truetype(str(p), 14), "ıßЖ") for p in _font_files()):
         pytest.skip("no font here draws 'ıßЖ'")
@@ -372,14 +372,14 @@ def test_labels_draw_the_names_own_letters(capsys):
 
 
 def test_letters_no_font_draws_are_said_once(monkeypatch, capsys):
-    from dfine.commands import predict
-    monkeypatch.setattr(predict, "_font_files", lambda: ())
-    predict.label_font.cache_clear()
+    from dfine import drawing
+    monkeypatch.setattr(drawing, "_font_files", lambda: ())
+    drawing.label_font.cache_clear()
     try:
         _label_pixels("鞋底")
         _label_pixels("鞋底")
     finally:
-        predict.label_font.cache_clear()
+        drawing.label_font.cache_clear()
     err = capsys.readouterr().err
     assert err.count("note: no font here draws the characters") == 1 and "底鞋" in err and "predictions.json" in err
 

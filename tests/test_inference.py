@@ -352,3 +352,30 @@ def test_what_a_notebook_hands_the_detector(files, tmp_path):
         det(tmp_path)
     with pytest.raises(DfineError, match="a file path, a PIL image or an H x W x 3 uint8 array, got int"):
         det(5)
+
+
+def test_detections_plot_is_the_picture_dfine_predict_writes(files, tmp_path):
+    """``Detections.plot()``, for a notebook (there was no public way to draw): from the file, from the
+    PIL image and from an OpenCV array with bgr=True, the same pixels as ``dfine predict`` writes for
+    that image; one line when the image is not at hand or is not the one the detections are of."""
+    from dfine.cli import main
+
+    ckpt, _ = files
+    png = tmp_path / "in" / "street.png"
+    png.parent.mkdir()
+    Image.open(_images()[0]).save(png)
+    assert main(["predict", str(png), "-m", str(ckpt), "--conf", "0.05", "-o", str(tmp_path / "out")]) == 0
+    written = np.asarray(Image.open(tmp_path / "out" / "street.png").convert("RGB"))
+    dets = Detector(str(ckpt), conf=0.05)(png)[0]
+    assert len(dets) > 0
+    drawn = np.asarray(dets.plot())
+    assert np.array_equal(drawn, written)
+    assert not np.array_equal(drawn, np.asarray(Image.open(png).convert("RGB")))  # something was drawn
+    rgb = np.asarray(Image.open(png).convert("RGB"))
+    assert np.array_equal(np.asarray(dets.plot(Image.open(png))), written)
+    assert np.array_equal(np.asarray(dets.plot(np.ascontiguousarray(rgb[..., ::-1]), bgr=True)), written)
+    from_array = Detector(str(ckpt), conf=0.05)(rgb)[0]
+    with pytest.raises(DfineError, match=r"not a file: pass it, detections.plot\(image\)"):
+        from_array.plot()
+    with pytest.raises(DfineError, match=r"the image given is 10x10 px and these detections are of a \d+x\d+ one"):
+        dets.plot(Image.new("RGB", (10, 10)))

@@ -85,9 +85,9 @@ _LABEL_PAD = 1  # points around a label's text, its coloured band
 
 def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]]) -> None:
     """Move each ``(axes, text, box, image size)`` label (a text anchored at its top left) to where
-    :func:`dfine.commands.predict.label_corner` puts the labels of ``dfine predict``, so none is cut at
+    :func:`dfine.drawing.label_corner` puts the labels of ``dfine predict``, so none is cut at
     the picture's border; its size in image pixels is measured now that the layout is final."""
-    from ..commands.predict import label_corner
+    from ..drawing import label_corner
     renderer = fig.canvas.get_renderer()
     for ax, text, box, size in labels:
         ax.apply_aspect()  # where imshow's square pixels put the image (else done only when drawn)

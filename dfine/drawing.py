@@ -1,0 +1,128 @@
+"""Drawing detections on an image: boxes in a colour per class, labels ``"name score"`` placed so that
+none is cut at an edge, in a font that has the class names' characters. ``dfine predict``,
+``dfine track``, :meth:`dfine.inference.Detections.plot` and the demo's pictures draw with it."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .text import no_font_note
+
+__all__ = ["draw", "label_corner", "label_font"]
+
+_PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
+            (255, 112, 31), (207, 210, 49), (100, 115, 255), (255, 55, 199), (26, 147, 52), (61, 219, 134)]
+
+
+def draw(image: Image.Image, dets) -> Image.Image:
+    """A copy of ``image`` with boxes labelled ``"name score"``; the text (11 px at 640 px, ~1/60 of
+    the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
+    2048 px photo. Drawn from the lowest score up: of two boxes in one place (a duplicate) the best's
+    label is the one seen."""
+    image = image.copy()
+    pen = ImageDraw.Draw(image)
+    side = max(image.size)
+    width = max(2, round(side / 320))
+    font = label_font(max(11, round(side / 60)), "".join(sorted(set("".join(dets.names)))))
+    for i in np.argsort(dets.scores, kind="stable").tolist():  # the best last, so its label is on top of a duplicate's
+        (x0, y0, x1, y1), name, score, label = dets.boxes[i].tolist(), dets.names[i], float(dets.scores[i]), \
+            int(dets.labels[i])
+        color = _PALETTE[label % len(_PALETTE)]
+        pen.rectangle((x0, y0, x1, y1), outline=color, width=width)
+        text = f"{name} {score:.2f}"
+        left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
+        pad = max(1, width // 2)
+        box_w, box_h = right + 2 * pad, bottom + 2 * pad
+        x, y = label_corner((x0, y0, x1, y1), (box_w, box_h), image.size)
+        pen.rectangle((x, y, x + box_w, y + box_h), fill=color)
+        pen.text((x + pad, y + pad), text, fill=(255, 255, 255), font=font)
+    return image
+
+
+# Fonts that draw more than Pillow's default (which draws ASCII only: 'ß', 'ı', '鞋' came out as boxes):
+# file names looked for in the folders below, the first that draws every character of the names wins.
+_FONT_FILES = ("DejaVuSans.ttf", "NotoSans-Regular.ttf", "NotoSansCJK-Regular.ttc", "NotoSansCJKsc-Regular.otf",
+               "NotoSansCJK-Regular.otf", "wqy-microhei.ttc", "wqy-zenhei.ttc", "arialuni.ttf", "Arial Unicode.ttf",
+               "msyh.ttc", "simhei.ttf", "malgun.ttf", "meiryo.ttc", "arial.ttf", "PingFang.ttc", "Hiragino Sans GB.ttc",
+               "AppleSDGothicNeo.ttc", "Arial.ttf")
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts", "/System/Library/Fonts",
+              "/Library/Fonts", "C:/Windows/Fonts")
+_NAMES_NOT_DRAWN: set = set()
+
+
+@functools.lru_cache(maxsize=None)
+def _font_files() -> Tuple[Path, ...]:
+    """The fonts of :data:`_FONT_FILES` on this machine (and matplotlib's DejaVu Sans), in that order."""
+    import importlib.util
+    import os
+    found: Dict[str, Path] = {}
+    spec = importlib.util.find_spec("matplotlib")
+    dirs = [Path(d).expanduser() for d in _FONT_DIRS]
+    if spec is not None and spec.submodule_search_locations:
+        dirs.append(Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "fonts" / "ttf")
+    for folder in dirs:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                if name in _FONT_FILES:
+                    found.setdefault(name, Path(root) / name)
+    return tuple(found[n] for n in _FONT_FILES if n in found)
+
+
+def _draws(font, chars: str) -> bool:
+    """Whether ``font`` has a glyph for each of ``chars`` (a missing one draws as the font's 'notdef' box)."""
+    def glyph(c: str):
+        mask = font.getmask(c)
+        return mask.size, bytes(mask)
+    missing = glyph("\U0010fffd")
+    return all(c.isspace() or glyph(c) != missing for c in chars)
+
+
+@functools.lru_cache(maxsize=64)
+def label_font(size: int, chars: str):
+    """A font of ``size`` px that draws ``chars`` (the class names' characters): Pillow's default when it
+    can, else the first of :func:`_font_files` that can; else the default, with one note naming what it
+    leaves as boxes."""
+    from PIL import ImageFont
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        return ImageFont.load_default()
+    text = chars + "0123456789."
+    if _draws(font, text):
+        return font
+    best, lost = font, [c for c in text if not _draws(font, c)]
+    for path in _font_files():
+        try:
+            other = ImageFont.truetype(str(path), size)
+        except OSError:
+            continue
+        missing = [c for c in text if not _draws(other, c)]
+        if not missing:
+            return other
+        if len(missing) < len(lost):
+            best, lost = other, missing
+    if chars not in _NAMES_NOT_DRAWN:
+        _NAMES_NOT_DRAWN.add(chars)
+        print(no_font_note("characters", "".join(lost), "the pictures' labels (predictions.json has the names "
+                           "right) show"), file=sys.stderr)
+    return best
+
+
+def label_corner(box: Sequence[float], label_size: Tuple[float, float], image_size: Tuple[float, float]
+                 ) -> Tuple[float, float]:
+    """Top-left corner ``(x, y)`` of the label (``label_size``: width, height) of ``box`` (x0, y0, x1, y1)
+    in an image of ``image_size`` (width, height), all in image pixels, y down, so the whole label is
+    in the picture: above the box; at the top border below it, so a small box is not hidden under its
+    label; else inside it; never past the left or right border. Shared by :func:`draw` and the demo's
+    prediction grid."""
+    x0, y0, x1, y1 = box
+    w, h = label_size
+    width, height = image_size
+    y = y0 - h if y0 - h >= 0 else y1 if y1 + h <= height else max(0, min(y0, height - h))
+    return max(0, min(x0, width - w)), y
