@@ -83,6 +83,21 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     return parser
 
 
+# options of YOLOv5 / Ultralytics / the published scripts that newcomers type -> ours that do the same, the
+# first this command has (spelling alone led '--conf-thres' to '--threads'); a text: why there is none
+_OTHER_TOOLS = {
+    **dict.fromkeys(("conf-thres", "conf-threshold", "confidence", "score-thres", "score-threshold", "threshold"),
+                    ("--conf",)),
+    **dict.fromkeys(("img", "img-size", "imgsize", "image-size", "size"), ("--imgsz",)),
+    **dict.fromkeys(("batch-size", "bs"), ("--batch", "--batch-size")),
+    **dict.fromkeys(("project", "save-dir", "out", "output", "name"), ("--output", "--output-dir")),
+    **dict.fromkeys(("dataset", "data-dir"), ("--data",)),
+    "weights": ("--model", "--resume"),
+    **dict.fromkeys(("iou-thres", "iou", "nms", "agnostic-nms"),
+                    "D-FINE needs no NMS (one box per object by design), so there is no IoU threshold to set"),
+}
+
+
 def _unrecognized(parser: argparse.ArgumentParser, argv: Sequence[str], extra: Sequence[str]) -> None:
     """Exit (2) with the usage of the command ``argv`` names (``dfine predict``, ``dfine data
     check``), not the top-level one, and the closest option to each unknown one (``--cnof``: did
@@ -98,7 +113,13 @@ def _unrecognized(parser: argparse.ArgumentParser, argv: Sequence[str], extra: S
     options = [o for action in current._actions for o in action.option_strings]
     hints = []
     for word in (w for w in extra if w.startswith("-")):
-        close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.6)
+        name = word.split("=", 1)[0]
+        known = _OTHER_TOOLS.get(name.lstrip("-").replace("_", "-").lower())
+        if isinstance(known, str):
+            hints.append(f"{word}: {known}")
+            continue
+        close = ([o for o in known if o in options][:1] if known is not None
+                 else difflib.get_close_matches(name, options, n=1, cutoff=0.6))
         if close:
             hints.append(f"{word}: did you mean {close[0]}?")
     current.error(f"unrecognized arguments: {' '.join(extra)}" + ("; " + "; ".join(hints) if hints else ""))

@@ -86,3 +86,25 @@ def test_a_mistyped_option_is_one_line_naming_the_command_and_the_closest_option
         assert e.value.code == 2
         captured = capsys.readouterr()
         assert captured.err == said + "\n" and captured.out == "", argv
+
+
+def test_options_of_other_detectors_point_to_ours(capsys):
+    """YOLOv5 / Ultralytics spellings a newcomer types: '--conf-thres' was told 'did you mean --threads?'
+    (the closest spelling, another thing entirely). Each now names our option of the same meaning in
+    that command, and an IoU threshold says why D-FINE has none."""
+    import pytest
+
+    from dfine.cli import main
+
+    cases = {("predict", "a.jpg", "-m", "m.onnx", "--conf-thres", "0.3"): "--conf-thres: did you mean --conf?",
+             ("predict", "a.jpg", "-m", "m.onnx", "--project", "out"): "--project: did you mean --output?",
+             ("train", "--data", "d", "--project", "out"): "--project: did you mean --output-dir?",
+             ("train", "--data", "d", "--batch-size", "8"): "--batch-size: did you mean --batch?",
+             ("export", "-r", "m.pth", "--img-size", "640"): "--img-size: did you mean --imgsz?",
+             ("predict", "a.jpg", "-m", "m.onnx", "--iou-thres", "0.5"):
+             "--iou-thres: D-FINE needs no NMS (one box per object by design), so there is no IoU threshold to set"}
+    for argv, hint in cases.items():
+        with pytest.raises(SystemExit):
+            main(list(argv))
+        err = capsys.readouterr().err
+        assert f"; {hint} (dfine {argv[0]} --help lists the options)" in err, err
