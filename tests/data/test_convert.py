@@ -553,3 +553,24 @@ def test_written_json_files_get_the_usual_permissions(tmp_path):
     for path, mode in [*((p, 0o644) for p in result.ann_files.values()), (tmp_path / "eval.json", 0o644),
                        (tmp_path / "group.json", 0o660)]:
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+def test_names_option_against_the_names_a_data_yaml_declares(tmp_path):
+    """A walk on a Roboflow export: ``--names`` replaced the data.yaml's names without a word, and
+    three names for a two-class data.yaml trained a class no label can reach. Another count is now an
+    error naming both; other names for as many classes are said in a note; the same names say nothing."""
+    src = _ultralytics(tmp_path / "set", "names: [cone, cube]\nnc: 2\n")
+    same = convert_yolo(src, tmp_path / "same", names=["cone", "cube"])
+    assert same.names == ("cone", "cube") and not any("--names" in n for n in same.notes)
+    renamed = convert_yolo(src, tmp_path / "renamed", names=["Kegel", "Würfel"])
+    assert renamed.names == ("Kegel", "Würfel")
+    assert (f"--names Kegel,Würfel replaces the names of {src / 'data.yaml'} (cone, cube), in that order"
+            in renamed.notes)
+    with pytest.raises(DatasetError) as err:
+        convert_yolo(src, tmp_path / "three", names=["cone", "cube", "sphere"])
+    assert str(err.value) == (f"--names gives 3 classes but {src / 'data.yaml'} names 2 (cone, cube); leave --names "
+                              f"out to use those, or give 2 names")
+    (src / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnc: 2\n")
+    with pytest.raises(DatasetError, match=r"--names gives 1 class but .*data.yaml says nc: 2; give 2 names"):
+        convert_yolo(src, tmp_path / "one", names=["cone"])
+    assert convert_yolo(src, tmp_path / "nc", names=["a", "b"]).names == ("a", "b")

@@ -35,7 +35,7 @@ from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason,
                                 fraction_said, images_folder_of, info_for, split_by_fraction, val_in_train_note,
                                 write_coco_json)
-from dfine.text import counted
+from dfine.text import counted, first_few
 
 __all__ = ["convert_yolo", "label_path", "read_label_file"]
 
@@ -255,10 +255,35 @@ def _splits_from_folders(src: Path) -> Dict[str, List[Path]]:
 
 
 def _names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path], given: Optional[Sequence[str]],
-           label_dirs: Sequence[Path]) -> Tuple[Tuple[str, ...], str]:
-    """Class names and where they came from."""
-    if given:
-        return tuple(given), "--names"
+           label_dirs: Sequence[Path], notes: List[str]) -> Tuple[Tuple[str, ...], str]:
+    """Class names and where they came from: ``given`` (``--names``) over the dataset's own. Given
+    names that the dataset also declares must be as many (else an error: the class ids of the labels
+    would mean other classes); other names for them are said in ``notes`` (they were taken without a word)."""
+    if not given:
+        return _declared_names(src, data, yaml_path, label_dirs)
+    given = tuple(str(n) for n in given)
+    try:
+        declared, where = _declared_names(src, data, yaml_path, label_dirs)
+    except DatasetError:  # the dataset names none: --names is what names them
+        return given, "--names"
+    if where.endswith("(nc only)"):
+        declared = ()
+        if len(given) != int(data["nc"]):
+            raise DatasetError(f"--names gives {counted(len(given), 'class', 'classes')} but {yaml_path} says nc: "
+                               f"{data['nc']}; give "
+                               f"{data['nc']} names")
+    elif len(given) != len(declared):
+        raise DatasetError(f"--names gives {counted(len(given), 'class', 'classes')} but {where} names {len(declared)} "
+                           f"({first_few(declared, 5)}); leave --names out to use those, or give {len(declared)} names")
+    if declared and given != declared:
+        notes.append(f"--names {','.join(given)} replaces the names of {where} ({', '.join(declared)}), in that order")
+    return given, "--names"
+
+
+def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
+                    label_dirs: Sequence[Path]) -> Tuple[Tuple[str, ...], str]:
+    """The dataset's own class names (data.yaml ``names``, a classes.txt / obj.names, or ``nc``
+    alone) and where they came from; ``DatasetError`` when it names none."""
     names = data.get("names")
     where = str(yaml_path)
     if isinstance(names, dict):
@@ -404,7 +429,7 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     if shared:
         notes.append(shared)
     label_dirs = sorted({label_path(p).parent for ims in splits.values() for p in ims[:1]})
-    class_names, names_source = _names(base, data, yaml_path, names, label_dirs)
+    class_names, names_source = _names(base, data, yaml_path, names, label_dirs, notes)
     everything = [p for ims in splits.values() for p in ims]
     folder = images_folder_of(everything, base)
     out_dir = Path(out).expanduser() if out is not None else base
