@@ -175,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
                             scratch=Path(scratch) if scratch else None)
             for note in data.notes:
                 print(note, file=sys.stderr)
-        command = data_command(args, model) if args.data and not test_only else None
+        command = data_command(args, model) if args.data else None
         return _train_or_eval(args, data, test_only, command)
 
 

@@ -792,6 +792,12 @@ class Trainer:
         write ``eval.json``."""
         from dfine.data.convert import write_json_atomic
 
+        where = (f"the val split of {self.command.data}" if self.command is not None
+                 else str(self.val_set.ann_file or "the val set"))
+        count = counted(len(self.val_set), "image")
+        if hasattr(self.val_set, "boxes_per_class"):
+            count += f", {counted(int(self.val_set.boxes_per_class().sum()), 'box', 'boxes')}"
+        self._print(f"{self.cfg.resume} on {where} ({count}):")
         metrics = self.evaluate()
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}\n{metrics.summary()}")
         if metrics.confidence is not None and metrics.has_ground_truth:

@@ -345,6 +345,8 @@ def test_eval_of_a_checkpoint_on_a_data_folder_writes_beside_the_weights(tmp_pat
                  "DFINEPostProcessor.num_top_queries=50"]) == 0
     printed = capsys.readouterr()
     assert f"metrics: {run / 'eval.json'}" in printed.out and list(elsewhere.iterdir()) == []
+    # which images were scored (a walk: a VOC set with train, val and test splits, and nothing said which)
+    assert f"{run / 'last.pth'} on the val split of {src} (1 image, 2 boxes):" in printed.out.splitlines()
     assert f"converted YOLO {src} into a temporary folder for this evaluation (removed after it)" in printed.err
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert {p for p in after if before.get(p) != after[p]} == {run / "eval.json"}
