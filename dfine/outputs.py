@@ -1,6 +1,8 @@
 """Output folders of the commands that write files (``train``, ``eval``, ``predict``, ``track``):
 made and checked writable before any work starts, so a bad path fails in one line before a model
-is loaded, and removed again when the work stops on an error before anything was written in them."""
+is loaded, and removed again when the work stops on an error before anything was written in them.
+``predict`` and ``track`` number their default folders (``runs/predict2``, ...) instead of mixing
+two runs in one, and never write over one of their own inputs."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ import contextlib
 import errno
 import tempfile
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 from dfine.errors import DfineError
 
-__all__ = ["prepare_output_dir", "removed_if_left_empty"]
+__all__ = ["prepare_output_dir", "removed_if_left_empty", "numbered_run_dir", "check_outputs"]
 
 
 def prepare_output_dir(path: Path, option: str = "-o") -> List[Path]:
@@ -47,3 +49,40 @@ def removed_if_left_empty(folders: Sequence[Path]) -> Iterator[None]:
             except OSError:  # not empty (a conversion, a partial video, a file of the user's) or gone
                 break
         raise
+
+
+def numbered_run_dir(base: Path) -> Path:
+    """``base`` when it is not there or empty, else the first of ``base2``, ``base3``, ... that is not
+    (``runs/predict2``, as Ultralytics numbers its runs): a second run into the default folder replaced
+    the first one's ``predictions.json`` and left its pictures beside the new ones."""
+    base = Path(base)
+    candidate, number = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = base.with_name(f"{base.name}{number}")
+    return candidate
+
+
+def check_outputs(out: Path, writes: Iterable[Path], inputs: Iterable[Path], option: str = "-o",
+                  default: str = "") -> Optional[str]:
+    """Before any work: a one-line :class:`DfineError` when a file the command will write in ``out``
+    (``writes``) is one of its ``inputs`` (``dfine predict photos -o photos`` wrote the annotated
+    copies over the user's photos); else a note naming the files of an earlier run it will replace
+    (None when it replaces none)."""
+    sources = {Path(p).resolve(): Path(p) for p in inputs}
+    writes = list(writes)
+    for path in writes:
+        if Path(path).resolve() in sources:
+            raise DfineError(f"{option} {out} would overwrite the input {sources[Path(path).resolve()]} (the output "
+                             f"keeps the input's file name); choose an output folder that holds no input"
+                             + (f" (default: {default})" if default else ""))
+    replaced = [p for p in writes if Path(p).is_file()]
+    if not replaced:
+        return None
+    from dfine.text import counted, first_few
+    names = {Path(p).name for p in writes}
+    others = sorted(p.name for p in Path(out).iterdir() if p.is_file() and p.name not in names)
+    return (f"note: {out} holds files of an earlier run; {counted(len(replaced), 'file')} of the same names "
+            f"{'is' if len(replaced) == 1 else 'are'} replaced ({first_few([p.name for p in replaced], 3)})"
+            + (f", {counted(len(others), 'other')} stay{'s' if len(others) == 1 else ''} ({first_few(others, 3)})"
+               if others else ""))

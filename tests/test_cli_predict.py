@@ -430,3 +430,43 @@ def test_a_dataset_folder_given_for_its_images_folder_names_the_subfolders(tmp_p
     assert kind == "images" and sorted(p.name for p in found) == ["a.png", "b.png", "c.png"]
     (root / "empty").mkdir()
     assert "subfolders" not in _one_line_error(capsys, ["predict", str(root / "empty"), "-m", "any.pth"])
+
+
+def test_predict_never_writes_over_its_inputs_nor_mixes_two_runs(onnx_model, tmp_path, capsys, monkeypatch):
+    """``dfine predict photos -o photos`` wrote the annotated copies over the user's photos (a walk:
+    the originals were gone); now it is one line before anything is read or written. A second run with
+    the default output goes to runs/predict2 (it replaced the first run's predictions.json and left its
+    pictures beside the new ones); an -o folder holding an earlier run's files gets a note naming them."""
+    monkeypatch.chdir(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 48), (40 * i, 90, 160)).save(photos / f"{i}.jpg")
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    err = _one_line_error(capsys, ["predict", "photos", "-m", str(onnx_model), "-o", "photos"])
+    assert err == ("error: -o photos would overwrite the input photos/0.jpg (the output keeps the input's file name); "
+                   "choose an output folder that holds no input (default: runs/predict)")
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before  # nothing written, nothing replaced
+    monkeypatch.chdir(photos)  # from inside the folder, with -o .
+    _one_line_error(capsys, ["predict", "1.jpg", "-m", str(onnx_model), "-o", "."])
+    monkeypatch.chdir(tmp_path)
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+
+    for expected in ("runs/predict", "runs/predict2", "runs/predict3"):
+        assert main(["predict", "photos", "-m", str(onnx_model), "--conf", "0"]) == 0
+        assert f"2 images -> {expected} (" in capsys.readouterr().out
+        assert sorted(p.name for p in (tmp_path / expected).iterdir()) == ["0.jpg", "1.jpg", "predictions.json"]
+    (tmp_path / "runs/predict/old.jpg").write_bytes(b"x")
+    assert main(["predict", "photos/0.jpg", "-m", str(onnx_model), "-o", "runs/predict"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "note: runs/predict holds files of an earlier run; 2 files of the same names are replaced (0.jpg, "
+        "predictions.json), 2 others stay (1.jpg, old.jpg)")
+
+
+def test_track_never_writes_over_its_video(tmp_path, capsys, monkeypatch):
+    """``dfine track clip.mp4 -o .`` from the video's folder would write clip.mp4 over the video."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clip.mp4").write_bytes(b"not decoded: the check comes first")
+    err = _one_line_error(capsys, ["track", "clip.mp4", "-m", "model.onnx", "-o", "."])
+    assert err.startswith("error: -o . would overwrite the input clip.mp4 (the output keeps the input's file name)")
+    assert (tmp_path / "clip.mp4").read_bytes() == b"not decoded: the check comes first"

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..drawing import draw
 from ..errors import DfineError
-from ..outputs import prepare_output_dir, removed_if_left_empty
+from ..outputs import check_outputs, numbered_run_dir, prepare_output_dir, removed_if_left_empty
 from ..text import counted, first_few, progress_bar
 from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("-b", "--batch-size", type=int, default=4, help="images per batch (default 4)")
     p.add_argument("--conf", type=float, default=0.5, help="score threshold (default 0.5)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="input size: 640 or height width")
-    p.add_argument("-o", "--output", default="runs/predict", help="output folder (default runs/predict)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output folder (default runs/predict, or runs/predict2, ... when that holds an earlier run)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch, ONNX Runtime, OpenVINO)")
     p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
                    help="OpenVINO precision (default f32; bf16 is faster on CPUs with AVX512-BF16/AMX, scores move ~1e-2)")
@@ -87,8 +88,13 @@ def set_threads(threads: Optional[int], model: Optional[str], backend: Optional[
 
 def run(args: argparse.Namespace) -> int:
     kind, items = collect_sources(args.source)
-    out = Path(args.output)
+    out = Path(args.output) if args.output is not None else numbered_run_dir(Path("runs/predict"))
+    writes = ([out / f"{items[0].stem}.mp4", out / f"{items[0].stem}.partial.mp4"] if kind == "video"
+              else [out / p.name for p in items]) + [out / "predictions.json"]
+    note = check_outputs(out, writes, items, default="runs/predict")
     with removed_if_left_empty(prepare_output_dir(out)):  # a model that fails to load leaves no empty folder
+        if note:
+            print(note, file=sys.stderr)
         return _predict(args, kind, items, out)
 
 

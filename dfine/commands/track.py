@@ -57,16 +57,23 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-video", action="store_true", help="write only the MOT text and JSON summary")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="a stream that takes longer to open or to send its next frame has ended (default 30)")
-    p.add_argument("-o", "--output", default="runs/track", help="output folder (default runs/track)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output folder (default runs/track, or runs/track2, ... when that holds an earlier run)")
     from .predict import add_slice_arguments
     add_slice_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..outputs import prepare_output_dir, removed_if_left_empty
-    out = Path(args.output)
+    from ..outputs import check_outputs, numbered_run_dir, prepare_output_dir, removed_if_left_empty
+    out = Path(args.output) if args.output is not None else numbered_run_dir(Path("runs/track"))
+    source = Path(str(args.source))
+    name = source.stem
+    writes = [out / f"{name}{suffix}" for suffix in (".mp4", ".partial.mp4", ".txt", ".json")]
+    note = check_outputs(out, writes, [source] if source.is_file() else [], default="runs/track")
     with removed_if_left_empty(prepare_output_dir(out)):  # a bad source or model leaves no empty folder
+        if note:
+            print(note, file=sys.stderr)
         return _track(args, out)
 
 
