@@ -195,7 +195,7 @@ def test_auto_resume_continues_a_stopped_run(coco128, tmp_path, capsys):
     assert "nothing to train" in out_text
     assert "schedule: all 2 epochs finished (resumed)" in out_text  # it read 'epochs 3..2 of 2'
     assert main(command()) == 0
-    assert "will overwrite it" in capsys.readouterr().err
+    assert f"warning: {out} holds an earlier run's best_stg1.pth, last.pth: this run overwrites" in capsys.readouterr().err
     err = one_line_error(capsys, command("--auto-resume", "-r", str(out / "last.pth")))
     assert "--auto-resume" in err
 

@@ -260,17 +260,11 @@ def _model_for_data(args: argparse.Namespace) -> str:
 
 
 def _continue_or_warn(cfg, auto_resume: bool):
-    """With ``auto_resume``: resume from ``output_dir/last.pth`` when it exists. Without: warn
-    (main process) that a new run into a folder with ``last.pth`` overwrites it."""
+    """With ``auto_resume``: resume from ``output_dir/last.pth`` when it exists. (Without, the
+    trainer warns that a new run into a folder of an earlier run overwrites its files.)"""
     last = Path(cfg.output_dir) / "last.pth"
-    if not last.is_file() or cfg.resume:
+    if not last.is_file() or cfg.resume or not auto_resume:
         return cfg
-    if auto_resume:
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(f"resuming from {last} (--auto-resume)", file=sys.stderr)
-        return dataclasses.replace(cfg, resume=str(last), tuning=None)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"warning: {last} is from an earlier run and this run will overwrite it (and start its log.jsonl "
-              f"afresh); add --auto-resume "
-              f"(or -r {last}) to continue that run instead, or --output-dir to keep both", file=sys.stderr)
-    return cfg
+        print(f"resuming from {last} (--auto-resume)", file=sys.stderr)
+    return dataclasses.replace(cfg, resume=str(last), tuning=None)

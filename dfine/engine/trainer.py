@@ -277,6 +277,8 @@ class Trainer:
                                            and self.device.type == "cuda")
         self.last_epoch, self.step, self.best, self.nonfinite = -1, 0, BestTracker(), 0
         self.best_ap, self.best_epoch, self.evals_since_best = -1.0, -1, 0  # for the summary and --patience
+        # best_stg*.pth an earlier run left in the output folder: never this run's best until it writes its own
+        self._earlier_best = set() if resume is not None or test_only else _earlier_run(Path(cfg.output_dir))[1]
         # "stg1" / "stg2": the score threshold with the best F1 on val of the weights in best_<stage>.pth
         self.conf_picks: Dict[str, Optional[Dict[str, float]]] = {}
         self._stage_metrics: Dict[str, CocoMetrics] = {}  # the same, evaluated by this process: for the pictures
@@ -324,6 +326,7 @@ class Trainer:
         A failed write (disk full) leaves the previous file as it was and stops the run with one
         line."""
         state = self.state_dict()
+        self._earlier_best.discard(name)
         if dist.is_main():
             try:
                 ckpt_io.save_atomic(state, self.output_dir / name)
@@ -393,6 +396,9 @@ class Trainer:
         cfg = self.cfg
         if cfg.epochs is None:
             raise DfineError(f"{cfg.config_file or 'config'}: epochs is not set; add -u epochs=N")
+        said, _ = _earlier_run(self.output_dir) if self.last_epoch < 0 and not self.test_only else ("", set())
+        if said and dist.is_main():
+            print(said, file=sys.stderr)
         self._start_logs()
         self._print("\n".join(self.startup_summary()))
         entry: Dict[str, Any] = {}
@@ -618,7 +624,7 @@ class Trainer:
         AP 0 (then the first epoch's weights are no better than the most trained ones)."""
         names = ("best_stg2.pth", "best_stg1.pth") if self.best_ap > 0 else ()
         for name in (*names, "last.pth"):
-            if (self.output_dir / name).is_file():
+            if name not in self._earlier_best and (self.output_dir / name).is_file():
                 return self.output_dir / name
         return None
 
@@ -897,6 +903,20 @@ class Trainer:
         metrics = self._stage_metrics.get(_stage(best)) if best is not None else None
         if metrics is not None:
             plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {self.best_epoch + 1}, val")
+
+
+def _earlier_run(out: Path) -> Tuple[str, set]:
+    """The warning for a new run into ``out`` when an earlier run's checkpoints are there (``""``
+    when none are), and which ``best_stg*.pth`` they include: the new run overwrites what it writes,
+    and an earlier ``best_stg2.pth`` it does not rewrite stayed beside its files and was named its best."""
+    found = sorted(p.name for p in out.glob("*.pth") if p.name in ("last.pth", "best_stg1.pth", "best_stg2.pth")
+                   or re.fullmatch(r"checkpoint\d+\.pth", p.name)) if out.is_dir() else []
+    if not found:
+        return "", set()
+    return (f"warning: {out} holds an earlier run's {', '.join(found)}: this run overwrites the files it writes "
+            f"(and starts log.jsonl afresh) and never takes the earlier ones for its own; to continue that run "
+            f"instead, resume from {out / 'last.pth'} (-r, or --auto-resume), or choose another output folder to "
+            f"keep both"), {n for n in found if n.startswith("best_")}
 
 
 def _stage(weights: Path) -> Optional[str]:

@@ -550,3 +550,37 @@ def test_a_run_stopped_in_its_first_epoch_draws_no_empty_plots(coco128, tmp_path
     assert "nothing to resume" in capsys.readouterr().out
     Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False, max_steps=1).fit()
     assert sorted(p.name for p in out.glob("*.png")) == ["loss.png", "lr.png", "map.png"]
+
+
+def test_a_new_run_never_names_an_earlier_runs_best_weights(coco128, tmp_path, capsys):
+    """The same dfine.train() cell run twice into one folder: the earlier run's best_stg2.pth stayed
+    beside the new run's files and was named its best weights (export would have taken the other
+    model); nothing was said in Python. A warning now names the earlier files, and the new run's best
+    weights are its own."""
+    recipe = tiny_recipe(tmp_path, coco128, epochs=2)
+    out = tmp_path / "out"
+
+    def run(aps):
+        trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
+        real, queue = trainer.evaluate, list(aps)
+
+        def scored():
+            metrics = real()
+            metrics.stats[0] = queue.pop(0)
+            return metrics
+
+        trainer.evaluate = scored
+        return trainer.fit()
+
+    first = run([0.25, 0.5])
+    assert first["best_weights"] == out / "best_stg2.pth"
+    assert "holds an earlier run" not in capsys.readouterr().err
+    second = run([0.1, 0.05])  # its best: epoch 1, best_stg1.pth; it writes no best_stg2.pth
+    printed = capsys.readouterr()
+    assert printed.err.splitlines()[0] == (
+        f"warning: {out} holds an earlier run's best_stg1.pth, best_stg2.pth, checkpoint0000.pth, checkpoint0001.pth, "
+        f"last.pth: this run overwrites the files "
+        f"it writes (and starts log.jsonl afresh) and never takes the earlier ones for its own; to continue that run "
+        f"instead, resume from {out / 'last.pth'} (-r, or --auto-resume), or choose another output folder to keep both")
+    assert second["best_weights"] == out / "best_stg1.pth" and f"best weights: {out / 'best_stg1.pth'}" in printed.out
+    assert (out / "best_stg2.pth").is_file()  # the earlier run's, left as it was
