@@ -518,7 +518,9 @@ def parse_imgsz(imgsz: Union[int, Sequence[int], None], default: Tuple[int, int]
     if len(imgsz) == 1:
         imgsz = imgsz * 2
     if len(imgsz) != 2 or any(v <= 0 or v % 32 for v in imgsz):
-        raise DfineError(f"--imgsz must be one or two positive multiples of 32 (height width), got {list(imgsz)}")
+        from dfine.text import multiples_of_32_near
+        raise DfineError(f"--imgsz must be one or two positive multiples of 32 (height width), got {list(imgsz)} "
+                         f"(e.g. {multiples_of_32_near(imgsz)})")
     return imgsz  # type: ignore[return-value]
 
 

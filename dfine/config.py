@@ -771,8 +771,9 @@ def with_image_size(cfg: Config, size: Union[int, Sequence[int]]) -> Config:
     eval_spatial_size=...`` go through here, so the recipe's transform list needs no rewriting."""
     hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(hw) != 2 or any(s < 32 or s % 32 for s in hw):
-        near = max(32, round(max(hw) / 32) * 32) if hw else 640
-        raise ConfigError(f"image size {size} (--imgsz or eval_spatial_size): each side must be a positive multiple of 32 (e.g. {near})")
+        from dfine.text import multiples_of_32_near
+        raise ConfigError(f"image size {size} (--imgsz or eval_spatial_size): each side must be a positive multiple of "
+                          f"32 (e.g. {multiples_of_32_near(hw)})")
 
     def resized(loader: DataloaderConfig) -> DataloaderConfig:
         tf = loader.dataset.transforms

@@ -378,12 +378,16 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
           batch: Optional[int] = None, imgsz: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
           tuning: Optional[str] = None, device: Optional[str] = None, overrides: Sequence[str] = (),
           max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None,
-          names: Optional[Sequence[str]] = None) -> TrainResult:
+          names: Optional[Union[str, Sequence[str]]] = None,
+          resume: Optional[Union[str, os.PathLike]] = None) -> TrainResult:
     """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO, VOC or CVAT dataset at ``data``;
     ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value``;
     ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core);
-    ``names``: class names in class-id order, for a YOLO folder that names none (``dfine train --names``).
-    Returns the output folder and the last evaluation's metrics."""
+    ``names``: class names in class-id order (a list, or ``"a,b,c"`` as ``dfine train --names`` takes
+    them), for a YOLO folder that names none; ``resume``: a run's ``last.pth`` to continue (``-r``).
+    Returns the output folder and the last evaluation's metrics. Ctrl-C stops the run after its step
+    (``last.pth`` kept, the resume command printed) and raises ``KeyboardInterrupt``, so a script or a
+    notebook cell stops there too."""
     import torch
 
     from dfine.commands.predict import set_threads
@@ -392,9 +396,16 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     from dfine.engine.summary import data_command
     from dfine.engine.trainer import Trainer
 
-    if threads is not None and threads < 1:
-        raise DfineError(f"threads must be at least 1, got {threads}")
-
+    _check_counts(epochs=epochs, batch=batch, max_steps=max_steps, threads=threads)
+    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32):
+        from dfine.text import multiples_of_32_near
+        near = f" (e.g. {multiples_of_32_near([imgsz])})" if isinstance(imgsz, (int, float)) else ""
+        raise DfineError(f"imgsz must be a whole multiple of 32 px, got {imgsz!r}{near}")
+    if isinstance(names, str):
+        from dfine.commands.data import split_names
+        names = split_names(names)  # "cone,cube" was read letter by letter: nine classes c, o, n, e, ...
+    if resume is not None and not Path(resume).is_file():
+        raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
     run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
                    given=overrides)
     for note in run.notes:
@@ -404,6 +415,8 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         extra.append(f"eval_spatial_size=[{imgsz}, {imgsz}]")
     if tuning is not None:
         extra.append(f"tuning={_yaml(Path(tuning)) if os.path.exists(tuning) else tuning}")
+    if resume is not None:
+        extra.append(f"resume={_yaml(Path(resume).resolve())}")
     if device is not None:
         extra.append(f"device={device}")
     cfg = load_config(run.recipe, extra + list(overrides))
@@ -419,4 +432,14 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     finally:
         torch.set_num_threads(caller_threads)
         dist.cleanup()
+    if (metrics or {}).get("stopped") == "SIGINT":  # said and saved; the caller's script stops here too
+        raise KeyboardInterrupt
     return TrainResult(Path(cfg.output_dir), dict(metrics or {}))
+
+
+def _check_counts(**counts: Any) -> None:
+    """Each of ``counts`` given (not None) must be a whole number >= 1: ``epochs=2.5`` failed later on an
+    internal ``stop_epoch=1.5``, ``max_steps=0`` meant no cap without a word."""
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise DfineError(f"{name} must be a whole number of at least 1, got {value!r}")

@@ -45,3 +45,12 @@ def progress_bar(**kwargs: Any) -> Any:
             super().close()
 
     return Bar(**kwargs)
+
+
+def multiples_of_32_near(sizes) -> str:
+    """The multiples of 32 on either side of the largest of ``sizes`` (px), for an error about a size
+    that is not one: ``300`` -> ``"288 or 320"``; ``"640"`` when none is given."""
+    largest = max((int(v) for v in sizes), default=640)
+    below = max(32, largest // 32 * 32)
+    above = max(32, -(-largest // 32) * 32)
+    return str(below) if below == above else f"{below} or {above}"

@@ -30,14 +30,15 @@ __all__ = ["add_arguments", "add_parser", "overrides_from_args", "run"]
 
 def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> argparse.ArgumentParser:
     """The published ``train.py`` options (plus ``--max-nonfinite`` and ``--max-steps``)."""
+    from .demo import _positive  # --epochs 0, --max-steps 0 (which meant no cap without a word): one line
     p.add_argument("-c", "--config", required=config_required,
                    help="recipe YAML, e.g. configs/dfine/dfine_hgnetv2_n_coco.yml")
     p.add_argument("--data", help="instead of -c: a COCO, YOLO, VOC or CVAT dataset folder (the custom recipe "
                                   "of --model)")
     p.add_argument("--model", default=None, help="with --data: dfine_n, dfine_s, dfine_m, dfine_l or dfine_x (default: "
                                                   "the size of the -r/-t weights when given, else dfine_s)")
-    p.add_argument("--epochs", type=int, help="with --data: epochs to train")
-    p.add_argument("--batch", type=int, help="with --data: images per step (all processes)")
+    p.add_argument("--epochs", type=_positive, help="with --data: epochs to train")
+    p.add_argument("--batch", type=_positive, help="with --data: images per step (all processes)")
     p.add_argument("--names", help="with --data: class names, comma-separated, in class-id order, for a YOLO folder "
                                    "without a data.yaml, classes.txt or obj.names")
     p.add_argument("-r", "--resume", help="resume training from this checkpoint (or evaluate it with --test-only)")
@@ -54,11 +55,11 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
                    help="override recipe keys (-u may be given more than once)")
     p.add_argument("--max-nonfinite", type=int, default=10,
                    help="stop after this many non-finite losses in a row (each skips its step; default 10)")
-    p.add_argument("--max-steps", type=int, default=None, help="at most this many steps per epoch (quick runs)")
+    p.add_argument("--max-steps", type=_positive, default=None, help="at most this many steps per epoch (quick runs)")
     p.add_argument("--imgsz", type=int, default=None, metavar="N",
                    help="train and evaluate at N x N px (a multiple of 32): the recipe's Resize ops, the multi-scale "
                         "range around N and eval_spatial_size follow (same as -u eval_spatial_size=[N,N])")
-    p.add_argument("--patience", type=int, default=None, metavar="N",
+    p.add_argument("--patience", type=_positive, default=None, metavar="N",
                    help="early stopping: stop when val AP has not improved for N evaluations (the best is kept)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--print-method", default="builtin", help=argparse.SUPPRESS)

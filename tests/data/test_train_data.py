@@ -322,7 +322,7 @@ def test_dfine_train_from_python_takes_threads(tmp_path, monkeypatch):
     src = _yolo(tmp_path / "fruit")
     dfine.train(data=src, model="dfine_n", epochs=1, output_dir=tmp_path / "run", device="cpu", threads=1)
     assert seen == [1] and torch.get_num_threads() == before
-    with pytest.raises(DfineError, match="threads must be at least 1, got 0"):
+    with pytest.raises(DfineError, match="threads must be a whole number of at least 1, got 0"):
         dfine.train(data=src, model="dfine_n", epochs=1, output_dir=tmp_path / "run", device="cpu", threads=0)
 
 
@@ -412,3 +412,51 @@ def test_an_evaluation_does_not_get_the_training_batch_note(tmp_path):
     evaluation = data_run(src, "dfine_n", device="cpu", scratch=tmp_path / "scratch").notes
     assert any("sized for GPUs" in n for n in training) and not any("sized for GPUs" in n for n in evaluation)
     assert "CPU: evaluating in batches of 8; --batch N to change it" in evaluation
+
+
+def test_dfine_train_from_python_checks_its_arguments_before_any_work(tmp_path):
+    """A walk in a notebook: names="cone,cube" trained nine classes (c, o, n, e, ...), epochs=2.5 failed on an
+    internal stop_epoch=1.5, max_steps=0 meant no cap, imgsz=300 was refused only after the dataset was
+    converted. Each is now one line before anything is written."""
+    import dfine
+
+    src = _yolo(tmp_path / "fruit")
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\n")  # names none: names= must
+    out = tmp_path / "run"
+    cases = {"epochs must be a whole number of at least 1, got 2.5": {"epochs": 2.5},
+             "max_steps must be a whole number of at least 1, got 0": {"max_steps": 0},
+             "batch must be a whole number of at least 1, got '8'": {"batch": "8"},
+             "imgsz must be a whole multiple of 32 px, got 300 (e.g. 288 or 320)": {"imgsz": 300},
+             f"resume={str(tmp_path / 'nothere.pth')!r}: checkpoint not found": {"resume": tmp_path / "nothere.pth"}}
+    for said, given in cases.items():
+        with pytest.raises(DfineError) as err:
+            dfine.train(data=src, model="dfine_n", output_dir=out, names=["apple", "pear"], **given)
+        assert str(err.value).startswith(said), str(err.value)
+        assert not out.exists()
+
+
+def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp_path, monkeypatch):
+    """names="apple,pear" is two classes, as --names apple,pear; after Ctrl-C (the run stops after its
+    step, last.pth kept) dfine.train raises KeyboardInterrupt, so a script does not go on to its next line."""
+    import dfine
+    from dfine.checkpoint import read_checkpoint
+    from dfine.engine.trainer import Trainer
+
+    src = _yolo(tmp_path / "fruit")
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\n")
+    quick = ["HGNetv2.pretrained=false", "train_dataloader.num_workers=0", "val_dataloader.num_workers=0",
+             "use_amp=false", "DFINETransformer.num_queries=50", "DFINEPostProcessor.num_top_queries=50"]
+    kw = dict(model="dfine_n", epochs=1, batch=2, imgsz=160, device="cpu", progress=False, overrides=quick)
+    result = dfine.train(data=src, output_dir=tmp_path / "a", names="apple, pear", max_steps=1, **kw)
+    assert list(read_checkpoint(result.output_dir / "last.pth")["class_names"]) == ["apple", "pear"]
+
+    real = Trainer.train_step
+
+    def step_then_ctrl_c(self, *args):
+        out = real(self, *args)
+        self.stop_signal = "SIGINT"  # what the handler sets on Ctrl-C
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        dfine.train(data=src, output_dir=tmp_path / "b", names=["apple", "pear"], **kw)

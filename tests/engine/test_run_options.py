@@ -70,8 +70,15 @@ def test_eval_spatial_size_on_the_command_line_does_the_same():
 
 
 def test_imgsz_not_a_multiple_of_32():
-    with pytest.raises(ConfigError, match=r"multiple of 32 \(e.g. 288\)"):
+    """The multiples on either side: 'about 300' may mean 320 (it suggested 288 alone)."""
+    with pytest.raises(ConfigError, match=r"multiple of 32 \(e.g. 288 or 320\)"):
         load_config(S_RECIPE, ["eval_spatial_size=[300, 300]"])
+    with pytest.raises(ConfigError, match=r"multiple of 32 \(e.g. 32\)"):
+        load_config(S_RECIPE, ["eval_spatial_size=[20, 20]"])
+    from dfine.checkpoint import parse_imgsz
+    from dfine.errors import DfineError
+    with pytest.raises(DfineError, match=r"got \[300, 300\] \(e.g. 288 or 320\)"):
+        parse_imgsz(300)
 
 
 N_RECIPE = REPO / "configs" / "dfine" / "dfine_hgnetv2_n_coco.yml"
