@@ -556,3 +556,26 @@ def test_track_shows_its_progress_in_a_log_too(capsys):
     _loop(Run(), SimpleNamespace(add=lambda frames, tracks: added.append(frames)), None)
     err = capsys.readouterr().err
     assert added == [1, 2, 3] and err.count("3/3") == 1 and "frame" in err, repr(err)
+
+
+def test_a_low_conf_for_bytetrack_follows_a_low_conf(capsys):
+    """predict's note after a short run says 'try --conf 0.08'; with that, ByteTrack's default second-stage
+    score 0.1 sat above its first and turned that stage off without a word (a walk). Not given, it is now
+    half of --conf, said in a note; given at or above --conf, a note says the stage is off."""
+    from dfine.cli import build_parser
+    from dfine.commands.track import tracker_config
+    from dfine.integrations.tracking import TrackerConfig
+
+    def config(*options):
+        args = build_parser(["track"]).parse_args(["track", "v.mp4", "-m", "m.onnx", *options])
+        return tracker_config(args, TrackerConfig), capsys.readouterr().err
+
+    (cfg, said) = config("--conf", "0.08")
+    assert cfg.low_conf == 0.04 and cfg.detection_conf == 0.04
+    assert said.startswith("note: --low-conf 0.04, half of --conf 0.08 (the default 0.1 would sit above it")
+    (cfg, said) = config("--conf", "0.08", "--low-conf", "0.2")
+    assert cfg.low_conf == 0.2 and "ByteTrack's second stage (detections scoring between the two" in said
+    (cfg, said) = config()
+    assert cfg.low_conf == 0.1 and cfg.conf == 0.5 and said == ""
+    (cfg, said) = config("--tracker", "sort", "--conf", "0.08")
+    assert cfg.low_conf == 0.1 and said == ""  # SORT has no second stage

@@ -32,8 +32,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="track only these classes")
     g = p.add_argument_group("tracker settings (dfine.integrations.tracking.TrackerConfig)")
     g.add_argument("--conf", type=float, default=0.5, help="score that starts a track (default 0.5)")
-    g.add_argument("--low-conf", type=float, default=0.1,
-                   help="bytetrack: detections down to this score continue a track, e.g. through occlusions (default 0.1)")
+    g.add_argument("--low-conf", type=float, default=None,
+                   help="bytetrack: detections down to this score continue a track, e.g. through occlusions "
+                        "(default 0.1, or half of --conf when --conf is 0.1 or less)")
     g.add_argument("--match-iou", type=float, default=None, metavar="IOU",
                    help="IoU a detection needs with a track's predicted box to continue it "
                         "(default: the tracker's, 0.1 bytetrack, 0.3 sort/ocsort)")
@@ -128,9 +129,20 @@ def tracker_config(args: argparse.Namespace, config_class):
         if value is not None and not (low <= value and (high is None or value <= high)):
             allowed = f"{low}..{high}" if high is not None else f">= {low}"
             raise DfineError(f"{option} must be {allowed}, got {value}")
-    return config_class(args.tracker, conf=args.conf, low_conf=args.low_conf, match_iou=args.match_iou,
-                        lost_frames=args.lost_frames, min_frames=args.min_frames, nms=args.nms or None,
-                        appearance=args.appearance)
+    low = args.low_conf
+    if args.tracker == "bytetrack":
+        default = config_class().low_conf
+        if low is None and args.conf <= default:
+            low = round(args.conf / 2, 4)
+            print(f"note: --low-conf {low:g}, half of --conf {args.conf:g} (the default {default:g} would sit above it "
+                  f"and turn off ByteTrack's second stage, which keeps tracks through occlusions)", file=sys.stderr)
+        elif low is not None and low >= args.conf:
+            print(f"note: --low-conf {low:g} is not below --conf {args.conf:g}: ByteTrack's second stage (detections "
+                  f"scoring between the two continue tracks) is off; give a --low-conf below --conf to keep it",
+                  file=sys.stderr)
+    extra = {} if low is None else {"low_conf": low}
+    return config_class(args.tracker, conf=args.conf, match_iou=args.match_iou, lost_frames=args.lost_frames,
+                        min_frames=args.min_frames, nms=args.nms or None, appearance=args.appearance, **extra)
 
 
 def _loop(run_, log, video) -> None:
