@@ -408,7 +408,8 @@ def test_yaml_from_another_machine_and_val_equal_to_train_are_said(tmp_path):
         f"data.yaml: path /Users/someone/Documents/mk/data is not on this machine; its splits were looked up in "
         f"{src} and {src / 'data'}",
         "val: 2 of its 2 images are also train images (e.g. a.jpg), so val AP will not show how the model does "
-        "on new images; point val at other images"]
+        "on new images; point val at other images",
+        "YOLO class 0 is category id 1 in the COCO files and in predictions (Detections.labels keep 0)"]
 
 
 def test_absolute_windows_paths_in_data_yaml_are_found_here(tmp_path):
@@ -562,6 +563,8 @@ def test_names_option_against_the_names_a_data_yaml_declares(tmp_path):
     src = _ultralytics(tmp_path / "set", "names: [cone, cube]\nnc: 2\n")
     same = convert_yolo(src, tmp_path / "same", names=["cone", "cube"])
     assert same.names == ("cone", "cube") and not any("--names" in n for n in same.notes)
+    assert ("YOLO classes 0..1 are category ids 1..2 in the COCO files and in predictions (Detections.labels keep "
+            "0..1)") in same.notes  # a walk: predictions.json gave cone 1 and cube 2 for YOLO classes 0 and 1
     renamed = convert_yolo(src, tmp_path / "renamed", names=["Kegel", "Würfel"])
     assert renamed.names == ("Kegel", "Würfel")
     assert (f"--names Kegel,Würfel replaces the names of {src / 'data.yaml'} (cone, cube), in that order"

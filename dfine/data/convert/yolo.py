@@ -439,6 +439,10 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     if keypoints:
         notes.append(f"{yaml_path.name}: kpt_shape {data['kpt_shape']}: a pose set; each row's box is kept, its "
                      f"{data['kpt_shape'][0]} keypoints are left out (D-FINE detects boxes)")
+    k = len(class_names)
+    classes, ids = ("class 0 is category id 1", "0") if k == 1 else (f"classes 0..{k - 1} are category ids 1..{k}",
+                                                                      f"0..{k - 1}")
+    notes.append(f"YOLO {classes} in the COCO files and in predictions (Detections.labels keep {ids})")
     written, counts = {}, {}
     for split, images in splits.items():
         ims, anns, counts[split] = _split_json(split, images, class_names, names_source, folder, base, notes,
