@@ -37,7 +37,7 @@ import numpy as np
 from dfine.errors import DfineError
 from dfine.data.cocojson import DatasetError, box_repairs, inside_folder, read_coco_json, unsafe_file_name
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
-from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation
+from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, tail_complete
 from dfine.text import counted
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
@@ -337,22 +337,9 @@ def _look(path: str, deep: bool) -> _Look:
         return _Look(None, "truncated" if "truncated" in str(exc) else "unreadable")
     except Exception:  # noqa: BLE001 - a file PIL chokes on is unreadable, whatever the exception
         return _Look(None, "unreadable")
-    if not deep and not _tail_ok(path, header.format):
+    if not deep and not tail_complete(path, header.format):
         return _Look(header, "truncated")
     return _Look(header, None)
-
-
-def _tail_ok(path: str, fmt: str) -> bool:
-    """A cheap end-of-file check for JPEG (EOI marker) and PNG (IEND chunk)."""
-    if fmt not in ("JPEG", "PNG"):
-        return True
-    try:
-        with open(path, "rb") as f:
-            f.seek(-min(1024, os.path.getsize(path)), os.SEEK_END)
-            tail = f.read()
-    except OSError:
-        return False
-    return (b"\xff\xd9" in tail) if fmt == "JPEG" else (b"IEND" in tail[-32:])
 
 
 def _mode_kind(mode: str) -> Optional[str]:

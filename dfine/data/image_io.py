@@ -18,7 +18,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-__all__ = ["open_image", "open_image_sized", "ImageHeader", "read_header", "to_rgb8", "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth"]
+__all__ = ["open_image", "open_image_sized", "ImageHeader", "read_header", "tail_complete", "to_rgb8", "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth"]
 
 #: PIL modes with more than 8 bits per channel.
 HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -108,6 +108,20 @@ class ImageHeader:
     def shown_size(self) -> Tuple[int, int]:
         """``(width, height)`` with the EXIF orientation applied."""
         return oriented_size((self.width, self.height), self.orientation)
+
+
+def tail_complete(path: os.PathLike | str, fmt: str) -> bool:
+    """Whether a JPEG ends with its EOI marker and a PNG with its IEND chunk (other formats: True); a
+    file cut short (a copy or download stopped) fails, which its header alone does not show."""
+    if fmt not in ("JPEG", "PNG"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(-min(1024, os.path.getsize(path)), os.SEEK_END)
+            tail = f.read()
+    except OSError:
+        return False
+    return (b"\xff\xd9" in tail) if fmt == "JPEG" else (b"IEND" in tail[-32:])
 
 
 def read_header(path: os.PathLike | str) -> ImageHeader:

@@ -577,3 +577,33 @@ def test_names_option_against_the_names_a_data_yaml_declares(tmp_path):
     with pytest.raises(DatasetError, match=r"--names gives 1 class but .*data.yaml says nc: 2; give 2 names"):
         convert_yolo(src, tmp_path / "one", names=["cone"])
     assert convert_yolo(src, tmp_path / "nc", names=["a", "b"]).names == ("a", "b")
+
+
+def test_a_truncated_image_is_left_out_of_a_conversion_as_an_unreadable_one_is(tmp_path, capsys):
+    """A VOC set with one JPEG cut short (a walk: training refused the whole set and asked for three commands
+    and a 200-character -u, while a garbage .jpg beside it was left out with a note). A conversion now leaves
+    a cut-short JPEG or PNG out the same way, so the converted split passes the check and trains."""
+    voc = tmp_path / "voc"
+    for i in range(3):
+        image(voc / f"JPEGImages/{i}.jpg", (96, 64))
+        voc_xml(voc / f"Annotations/{i}.xml", f"{i}.jpg", (96, 64), [("boat", (10, 10, 60, 50), 0)])
+    cut = voc / "JPEGImages/1.jpg"
+    cut.write_bytes(cut.read_bytes()[:-40])  # its header is whole: only its end is missing
+    result = convert_voc(voc, tmp_path / "out", val_fraction=0.0)
+    assert result.counts["train"].images == 2
+    assert ("train: 1 unreadable image left out: 1.jpg (truncated: the JPEG file ends before its image data does)"
+            in result.notes)
+    assert main(["data", "check", str(result.ann_files["train"])]) == 0
+    assert "result: OK" in capsys.readouterr().out
+    yolo = tmp_path / "yolo"
+    for split in ("train", "val"):
+        image(yolo / f"images/{split}/a.png", (64, 48), mode="RGB")
+        yolo_labels(yolo / f"labels/{split}/a.txt", ["0 0.5 0.5 0.5 0.5"])
+        image(yolo / f"images/{split}/b.jpg", (64, 48))
+        yolo_labels(yolo / f"labels/{split}/b.txt", ["0 0.5 0.5 0.5 0.5"])
+    (yolo / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [boat]\n")
+    png = yolo / "images/val/a.png"
+    png.write_bytes(png.read_bytes()[:-12])  # the IEND chunk gone
+    converted = convert_yolo(yolo, tmp_path / "yolo_out")
+    assert converted.counts["val"].images == 1 and converted.counts["train"].images == 2
+    assert any(n.startswith("val: 1 unreadable image left out: a.png (truncated: the PNG file ends") for n in converted.notes)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.image_io import ImageHeader, read_header
+from dfine.data.image_io import ImageHeader, read_header, tail_complete
 from dfine.text import counted
 from dfine.video import IMAGE_SUFFIXES
 
@@ -190,11 +190,16 @@ def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str)
 
 
 def header_or_reason(path: Path) -> Union[ImageHeader, str]:
-    """The image's header, or why it cannot be read (one line)."""
+    """The image's header, or why it cannot be read (one line): a JPEG or PNG cut short is one (a
+    converted split left it out as it does an unreadable file; training then stopped on the check's
+    'truncated' error, to be repaired by hand)."""
     try:
-        return read_header(path)
+        header = read_header(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported by name, never raised
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if not tail_complete(path, header.format):
+        return f"truncated: the {header.format} file ends before its image data does"
+    return header
 
 
 def write_coco_json(path: Path, images: List[Dict[str, Any]], annotations: List[Dict[str, Any]],
