@@ -68,7 +68,7 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
                       "to learn; a mislabelled or misspelt class?)"),
     "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),
     "crowd": ("info", "annotation", "crowd annotations (iscrowd=1: ignored by training, handled by evaluation)"),
-    "background": ("info", "image", "background images (no boxes; fine)"),
+    "background": ("info", "image", "background images (no boxes, or only crowd / VOC difficult ones; fine)"),
     "exif_rotated": ("info", "image", "EXIF-rotated images whose JSON size is the rotated one (used rotated)"),
     "high_depth": ("info", "image", "16-bit, 32-bit or float images (scaled to 8 bits)"),
     "cmyk": ("info", "image", "CMYK images (converted to RGB)"),

@@ -607,3 +607,16 @@ def test_a_truncated_image_is_left_out_of_a_conversion_as_an_unreadable_one_is(t
     converted = convert_yolo(yolo, tmp_path / "yolo_out")
     assert converted.counts["val"].images == 1 and converted.counts["train"].images == 2
     assert any(n.startswith("val: 1 unreadable image left out: a.png (truncated: the PNG file ends") for n in converted.notes)
+
+
+def test_a_voc_box_with_its_corners_swapped_is_named_as_such(tmp_path):
+    """xmin 600 > xmax 500 was listed under 'empty after clipping' (a walk): it is no clipping matter."""
+    voc = tmp_path / "voc"
+    image(voc / "JPEGImages/a.jpg", (800, 600))
+    voc_xml(voc / "Annotations/a.xml", "a.jpg", (800, 600), [("boat", (10, 10, 60, 50), 0),
+                                                             ("boat", (600, 500, 500, 400), 0)])
+    result = convert_voc(voc, tmp_path / "out", val_fraction=0.0)
+    assert result.counts["train"].boxes == 1
+    assert ("train: 1 box with xmin > xmax or ymin > ymax as written, left out: a.xml 'boat' "
+            "(600.0, 500.0, 500.0, 400.0)") in result.notes
+    assert not any("empty after clipping" in n for n in result.notes)

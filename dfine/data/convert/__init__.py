@@ -100,7 +100,7 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
     images: List[Dict[str, Any]] = []
     anns: List[Dict[str, Any]] = []
     counts = SplitCounts()
-    resized, clipped, dropped, unreadable = [], [], [], []
+    resized, clipped, dropped, swapped, unreadable = [], [], [], [], []
     for item, header in zip(items, headers):
         if isinstance(header, str):
             unreadable.append(f"{item.path.name} ({header})")
@@ -114,6 +114,9 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
         kept = 0
         for name, box, crowd in item.boxes:
             x0, y0, x1, y1 = box
+            if x1 < x0 or y1 < y0:  # not a clipping matter: the file says min > max
+                swapped.append(f"{item.source} '{name}' {tuple(box)}")
+                continue
             c = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width),
                  min(max(y1, 0.0), height))
             if c != tuple(box):
@@ -131,6 +134,7 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
                                     "used)", resized),
                                    ("box", "boxes", "clipped to the image", clipped),
                                    ("box", "boxes", "empty after clipping, left out", dropped),
+                                   ("box", "boxes", "with xmin > xmax or ymin > ymax as written, left out", swapped),
                                    ("unreadable image", "unreadable images", "left out", unreadable)):
         if found:
             notes.append(f"{split}: {counted(len(found), one, many)} {what}: {'; '.join(found[:3])}"
