@@ -179,3 +179,23 @@ def test_images_in_another_folder_of_the_export_are_found(tmp_path, capsys):
         image(src / "images/copy" / name, (100, 60))
     err = _error(capsys, src)
     assert f"{src / 'images/copy'} and {src / 'images/raw'} both hold them" in err
+
+
+def test_a_box_label_the_xml_does_not_declare_is_said(tmp_path):
+    """A box labelled 'persn' where <labels> declares person, car, bicycle became a class without a word
+    (a walk); it is still a class, and a note names it with its boxes."""
+    for name in ("a.jpg", "b.jpg"):
+        image(tmp_path / "set/images" / name, (100, 60))
+    cvat_xml(tmp_path / "set/annotations.xml",
+             [("a.jpg", (100, 60), "", [cvat_box("person", 10, 5, 30, 45), cvat_box("persn", 50, 20, 90, 50)]),
+              ("b.jpg", (100, 60), "", [cvat_box("car", 10, 5, 30, 45)])], labels=["person", "car", "bicycle"])
+    result = convert_cvat(tmp_path / "set", tmp_path / "out", val_fraction=0.0)
+    assert result.names == ("person", "car", "persn")
+    assert ("1 label on boxes but not declared in the XML's <labels> (person, car, bicycle), kept as a class of its "
+            "own (a misspelling?): persn (1 box)") in result.notes
+    assert not any("not declared" in n for n in convert_cvat(*_task_and_out(tmp_path)).notes)
+
+
+def _task_and_out(tmp_path):
+    _task(tmp_path / "ok")
+    return tmp_path / "ok", tmp_path / "ok_out"

@@ -270,6 +270,12 @@ def convert_cvat(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     else:
         class_names = tuple([n for n in data.labels if n in used] + sorted(set(used) - set(data.labels)))
         unused = [n for n in data.labels if n not in used]
+        undeclared = sorted(set(used) - set(data.labels))
+        if undeclared and data.labels:  # a label edited by hand, or misspelt: a class of its own, said
+            found = ", ".join(f"{n} ({counted(used[n], 'box', 'boxes')})" for n in undeclared[:10])
+            own = "a class of its own" if len(undeclared) == 1 else "classes of their own"
+            notes.append(f"{counted(len(undeclared), 'label')} on boxes but not declared in the XML's <labels> "
+                         f"({', '.join(data.labels[:10])}), kept as {own} (a misspelling?): {found}")
         if unused:
             notes.append(f"{counted(len(unused), 'label')} with no box, left out of the classes: "
                          f"{', '.join(unused[:10])}")
