@@ -95,13 +95,29 @@ class LabelMap:
         return cls(tuple(int(c["id"]) for c in cats), tuple(str(c["name"]) for c in cats), data.get("mode", "contiguous"))
 
 
+def none_in_common(model: Mapping[int, str], data: Mapping[int, str], where: str) -> Optional[str]:
+    """An error message when the ``model``'s category ids that ``data`` also has all carry other
+    class names there (case and spaces aside): its AP would score its classes as others (a bottle
+    model on a set of bananas printed 'banana AP 1.1'); ``None`` when any shared id agrees or none is shared."""
+    shared = [i for i in model if i in data]
+    if not shared or any(_same_name(model[i], data[i]) for i in shared):
+        return None
+    from dfine.text import first_few
+    return (f"the model's classes ({first_few([model[i] for i in shared], 5)}) are none of {where}'s for the same "
+            f"category ids ({first_few([data[i] for i in shared], 5)}): its AP here would score its classes as "
+            f"others; evaluate it on the data it was trained for")
+
+
+def _same_name(a: Any, b: Any) -> bool:
+    return str(a).strip().lower() == str(b).strip().lower()
+
+
 def other_classes(model: Mapping[int, str], data: Mapping[int, str], where: str) -> Optional[str]:
     """One warning line when the ``model``'s class names (by category id) differ from the ``data``'s
     (read from ``where``) for the same ids, case and spaces aside; ``None`` when they agree. A model
     evaluated on another dataset whose ids overlap reads AP 0 (or the other set's AP for its
     classes) and nothing else says why."""
-    differ = [(i, n, data[i]) for i, n in model.items()
-              if i in data and str(n).strip().lower() != str(data[i]).strip().lower()]
+    differ = [(i, n, data[i]) for i, n in model.items() if i in data and not _same_name(n, data[i])]
     if not differ:
         return None
     shown = "; ".join(f"{i} is {n} in the model, {d} in the data" for i, n, d in differ[:3])

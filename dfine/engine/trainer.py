@@ -41,7 +41,7 @@ import torch.nn as nn
 from dfine import checkpoint as ckpt_io
 from dfine.config import Config, criterion_config, model_config, resolve_num_classes
 from dfine.data import build_dataloader, build_dataset, check_same_labels
-from dfine.data.cocojson import DatasetError, other_classes
+from dfine.data.cocojson import DatasetError, none_in_common, other_classes
 from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
@@ -290,8 +290,12 @@ class Trainer:
         self.pending_eval: Optional[Dict[str, Any]] = None
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
-            said = other_classes(dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ())),
-                                 dict(zip(labels.category_ids, labels.names)), labels.ann_file or "the val set")
+            theirs = dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ()))
+            ours = dict(zip(labels.category_ids, labels.names))
+            unrelated = none_in_common(theirs, ours, labels.ann_file or "the val set")
+            if unrelated:
+                raise DfineError(f"{cfg.resume}: {unrelated}")
+            said = other_classes(theirs, ours, labels.ann_file or "the val set")
             if said and dist.is_main():
                 print(said, file=sys.stderr)
         self.writer = None

@@ -121,6 +121,12 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
     if model_ids and not model_ids & known:
         raise DfineError(f"the model's category ids {sorted(model_ids)[:8]} are none of {data.source}'s "
                          f"{sorted(known)[:8]}: evaluate it on the dataset it was trained for")
+    from ..data.cocojson import none_in_common
+    unrelated = none_in_common(dict(zip(detector._engine.category_ids, detector._engine.class_names)),
+                               {int(c["id"]): str(c.get("name", "")) for c in data.ann.get("categories", [])},
+                               data.source)
+    if unrelated:
+        raise DfineError(unrelated)
     if warn and model_ids - known:
         print(f"warning: category ids {sorted(model_ids - known)[:8]} of the model are not in {data.source}; "
               f"their detections count as false positives nowhere (COCO ignores unknown categories)", file=sys.stderr)

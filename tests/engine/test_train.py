@@ -252,3 +252,18 @@ def test_resume_after_the_stop_epoch_stays_without_augmentation(run, tmp_path, m
     stop_ops = {"RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop"}
     assert all(not stop_ops & set(ops) for ops in seen), seen
     assert stop_ops <= set(resumed.train_loader.dataset.transforms.active(0))  # they exist before the stop epoch
+
+
+def test_a_checkpoint_of_none_of_the_val_classes_is_an_error(run, tmp_path):
+    """Every category id the model shares with the val file naming another class: one line, as for an export."""
+    from dfine.errors import DfineError
+    _, folder, _ = run
+    val = json.loads((folder / "val.json").read_text())
+    for c in val["categories"]:
+        c["name"] = f"other{c['id']}"
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    cfg = load_config(folder / "recipe.yml", [f"resume={folder / 'out' / 'last.pth'}", f"output_dir={tmp_path}",
+                                              f"val_dataloader.dataset.ann_file={tmp_path / 'val.json'}",
+                                              "remap_mscoco_category=false"])
+    with pytest.raises(DfineError, match=r"last.pth: the model's classes \(person, bicycle, .*\) are none of .*val.json's"):
+        Trainer(cfg, test_only=True, progress=False)

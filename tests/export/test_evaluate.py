@@ -216,3 +216,25 @@ def test_export_on_a_yolo_folder_without_names_takes_names(onnx_model, labelled,
     assert ap > 50  # the model's own detections, named as the model names them
     assert main(["eval", "-r", str(onnx_model), "--ann-file", "a.json", "--images", ".", "--names", "x"]) == 2
     assert "--names goes with --data DIR" in capsys.readouterr().err
+
+
+def test_a_model_of_none_of_the_data_classes_is_an_error(onnx_model, labelled, tmp_path, capsys):
+    """A bottle model evaluated on a set of bananas whose ids overlap printed 'banana AP 1.1' after a
+    warning (a walk), while the checkpoint was an error: every shared id naming another class is now one
+    line for the export, as for the checkpoint."""
+    ann = json.loads(coco_file(labelled, tmp_path / "val.json").read_text())
+    for c in ann["categories"]:
+        c["name"] = f"fruit{c['id']}"
+    (tmp_path / "val.json").write_text(json.dumps(ann))
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in labelled:
+        shutil.copy(p, images / p.name)
+    assert main(["eval", "--no-progress", "-m", str(onnx_model), "--ann-file", str(tmp_path / "val.json"), "--images",
+                 str(images), "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the model's classes (circle, cross, ") and "\n" not in err
+    assert err.endswith(f"are none of {tmp_path / 'val.json'}'s for the same category ids (fruit1, fruit2, fruit3, "
+                        f"fruit4, fruit5): its AP here would score its classes as others; evaluate it on the data it "
+                        f"was trained for")
+    assert not (tmp_path / "m").exists() or not list((tmp_path / "m").iterdir())
