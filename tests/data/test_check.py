@@ -513,11 +513,13 @@ def _yolo_set(src, *, names="names: [cup, plate]\n"):
     return src
 
 
-def test_a_dataset_folder_is_checked_split_by_split_and_never_written(tmp_path, capsys):
+def test_a_dataset_folder_is_checked_split_by_split_and_never_written(tmp_path, capsys, monkeypatch):
     """``dfine data check DATASET`` reads the folder as ``dfine train --data`` does: a YOLO folder
     (or its data.yaml) was "a folder; give its COCO JSON file, or convert it first"."""
     src = _yolo_set(tmp_path / "yolo")
     before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # another process's files in /tmp are no matter
     scratch = set(os.listdir(tempfile.gettempdir()))
     for given in (src, src / "data.yaml"):
         assert main(["data", "check", str(given), "--plot", str(tmp_path / "labels.png")]) == 0
