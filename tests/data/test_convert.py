@@ -620,3 +620,34 @@ def test_a_voc_box_with_its_corners_swapped_is_named_as_such(tmp_path):
     assert ("train: 1 box with xmin > xmax or ymin > ymax as written, left out: a.xml 'boat' "
             "(600.0, 500.0, 500.0, 400.0)") in result.notes
     assert not any("empty after clipping" in n for n in result.notes)
+
+
+def test_voc_faults_are_all_said_in_one_run_and_left_out(tmp_path):
+    """A VOC set with a 0-byte XML, an XML whose object has no box and an XML whose image is missing (each
+    listed in ImageSets/Main/train.txt): the conversion stopped at the first, one run per fault, and the
+    missing image's error named neither the file it looked for nor what to do. Each is now left out and
+    all are named in one run, the missing one with the image it looked for."""
+    voc = tmp_path / "voc"
+    stems = ["a", "b", "c", "empty", "nobox", "ghost"]
+    for s in stems[:3]:
+        image(voc / f"JPEGImages/{s}.jpg", (96, 64))
+        voc_xml(voc / f"Annotations/{s}.xml", f"{s}.jpg", (96, 64), [("boat", (10, 10, 60, 50), 0)])
+    (voc / "Annotations/empty.xml").write_bytes(b"")
+    image(voc / "JPEGImages/nobox.jpg", (96, 64))
+    (voc / "Annotations/nobox.xml").write_text("<annotation><filename>nobox.jpg</filename><object><name>boat</name>"
+                                               "</object></annotation>")
+    voc_xml(voc / "Annotations/ghost.xml", "ghost-001.jpg", (96, 64), [("boat", (10, 10, 60, 50), 0)])
+    (voc / "ImageSets/Main").mkdir(parents=True)
+    (voc / "ImageSets/Main/train.txt").write_text("a\nb\nempty\nnobox\nghost\n")
+    (voc / "ImageSets/Main/val.txt").write_text("c\n")
+    result = convert_voc(voc, tmp_path / "out")
+    assert result.counts["train"].images == 2 and result.counts["val"].images == 1
+    unread = next(n for n in result.notes if "cannot be read" in n)
+    assert unread.startswith("2 XMLs cannot be read, left out with their images: empty.xml (not a readable VOC XML")
+    assert "nobox.xml (an <object> without <name> or <bndbox>)" in unread
+    assert (f"train: 1 XML without its image in {voc / 'JPEGImages'}, left out: ghost.xml (looked for ghost-001.jpg)"
+            in result.notes)
+    for s in stems[:3] + ["ghost"]:
+        (voc / f"Annotations/{s}.xml").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"a.xml: not a readable VOC XML .* \(and 5 other XMLs\)"):
+        convert_voc(voc, tmp_path / "none")  # nothing readable at all: an error, the first named

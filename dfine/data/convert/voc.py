@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, SplitCounts, coco_split, info_for,
@@ -82,6 +82,14 @@ def read_voc_xml(path: Path) -> VocRecord:
         difficult = (_text(obj, "difficult") or "0") not in ("0", "false", "")
         objects.append(VocObject(name, coords, difficult))
     return VocRecord(path, _text(root, "filename") or "", size, tuple(objects), _text(root, "folder") or "")
+
+
+def _record_or_reason(path: Path) -> Union[VocRecord, str]:
+    """:func:`read_voc_xml` of ``path``, or why it cannot be read (its error without the path)."""
+    try:
+        return read_voc_xml(path)
+    except DatasetError as exc:
+        return str(exc).split(": ", 1)[1] if str(exc).startswith(f"{path}: ") else str(exc)
 
 
 def _is_voc_xml(path: Optional[Path]) -> bool:
@@ -190,12 +198,13 @@ def _image_of(folder: Path, record: VocRecord) -> Optional[Path]:
 
 
 def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: int,
-                 notes: List[str]) -> Dict[str, List[str]]:
+                 notes: List[str], unread: Iterable[str] = ()) -> Dict[str, List[str]]:
     """``{split: [xml stem, ...]}`` from ``ImageSets/Main`` (or a seeded fraction); what the files
     hold besides plain ids (paths, repeats), annotated images no split lists and val images that
-    are train images too are said in ``notes``."""
+    are train images too are said in ``notes``. ``unread``: the stems of XMLs that could not be
+    read (already said): left out of the splits that list them."""
     main = root / "ImageSets" / "Main"
-    known = set(stems)
+    known, unread = set(stems), set(unread)
 
     def read(name: str) -> Optional[List[str]]:
         path = main / f"{name}.txt"
@@ -222,7 +231,8 @@ def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: in
         listed = False
     if test is not None:
         splits["test"] = test
-    for split, items in splits.items():
+    for split, items in list(splits.items()):
+        splits[split] = items = [s for s in items if s not in unread]
         missing = [s for s in items if s not in known]
         if missing:
             raise DatasetError(f"ImageSets/Main/{split}.txt lists {len(missing)} images without an XML in "
@@ -278,9 +288,21 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     if not xmls:
         raise DatasetError(f"{ann_dir} holds no .xml files")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        # keyed by the XML's path without suffix, from the folder the image file names start at
-        records = {r.xml.relative_to(root if beside is not None else r.xml.parent).with_suffix("").as_posix(): r
-                   for r in pool.map(read_voc_xml, xmls)}
+        read = list(pool.map(_record_or_reason, xmls))
+
+    def key(xml: Path) -> str:  # the XML's path without suffix, from the folder the image file names start at
+        return xml.relative_to(root if beside is not None else xml.parent).with_suffix("").as_posix()
+
+    records = {key(r.xml): r for r in read if isinstance(r, VocRecord)}
+    bad = [(xml, why) for xml, why in zip(xmls, read) if isinstance(why, str)]
+    if bad and not records:
+        raise DatasetError(f"{bad[0][0]}: {bad[0][1]}" + (f" (and {counted(len(bad) - 1, 'other XML')})"
+                                                           if len(bad) > 1 else ""))
+    notes: List[str] = []
+    if bad:  # each one left out, all said at once (the conversion stopped at the first, one run per fault)
+        shown = "; ".join(f"{xml.name} ({why})" for xml, why in bad[:3])
+        notes.append(f"{counted(len(bad), 'XML')} cannot be read, left out with "
+                     f"{'its image' if len(bad) == 1 else 'their images'}: {shown}{'; ...' if len(bad) > 3 else ''}")
     found = sorted({o.name for r in records.values() for o in r.objects})
     if names:
         class_names = tuple(names)
@@ -292,11 +314,10 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
         class_names = tuple(found)
     if not class_names:
         raise DatasetError(f"{ann_dir}: no <object> in any XML and no --names; nothing to learn")
-    notes: List[str] = []
     if beside is not None:
         splits = _folder_splits(beside, sorted(records), val_fraction, seed, notes)
     else:
-        splits = _split_lists(root, sorted(records), val_fraction, seed, notes)
+        splits = _split_lists(root, sorted(records), val_fraction, seed, notes, {key(xml) for xml, _ in bad})
     out_dir = Path(out).expanduser() if out is not None else root
     ann_dir = out_dir / "annotations"
     folder = root if beside is not None else _images_folder(root, ann_dir, list(records.values()))
@@ -335,11 +356,12 @@ def _split_json(split: str, records: List[VocRecord], folder: Path, names: Tuple
     """COCO images and annotations of ``records``, file names relative to ``folder`` (the
     images folder; with ``beside`` each image is looked for next to its XML)."""
     paths = [_image_of(r.xml.parent if beside else folder, r) for r in records]
-    missing = [r.xml.name for r, p in zip(records, paths) if p is None]
-    if missing:
-        where = records[[p is None for p in paths].index(True)].xml.parent if beside else folder
-        raise DatasetError(f"{split}: {counted(len(missing), 'XML has', 'XMLs have')} no image in {where} "
-                           f"(first: {missing[0]})")
+    missing = [r for r, p in zip(records, paths) if p is None]
+    if missing:  # left out, all said at once, with the image each looked for
+        where = missing[0].xml.parent if beside else folder
+        shown = "; ".join(f"{r.xml.name} (looked for {r.filename or r.xml.stem + '.jpg'})" for r in missing[:3])
+        notes.append(f"{split}: {counted(len(missing), 'XML')} without {'its image' if len(missing) == 1 else 'their images'} "
+                     f"in {where}, left out: {shown}{'; ...' if len(missing) > 3 else ''}")
     items = [Annotated(path, r.xml.name, r.size, tuple((o.name, o.box, o.difficult) for o in r.objects))
-             for r, path in zip(records, paths)]
+             for r, path in zip(records, paths) if path is not None]
     return coco_split(split, items, folder, names, notes)
