@@ -64,7 +64,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in one line that names where the options are listed (argparse
     prints the whole usage block first: nine lines for ``dfine train``, the error last)."""
 
+    argv: Sequence[str] = ()  # the command line being parsed (main sets it): its other tools' options get a hint
+
     def error(self, message: str):  # type: ignore[override]
+        if not message.startswith("unrecognized arguments"):  # e.g. '-m/--model is required' after --weights X
+            options = {o for action in self._actions for o in action.option_strings}
+            hints = _hints(self, [w for w in self.argv if w.startswith("--") and w.split("=", 1)[0] not in options],
+                           fuzzy=False)
+            message += "".join(f"; {h}" for h in hints)
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
 
 
@@ -92,41 +99,56 @@ _OTHER_TOOLS = {
     **dict.fromkeys(("batch-size", "bs"), ("--batch", "--batch-size")),
     **dict.fromkeys(("project", "save-dir", "out", "output", "name"), ("--output", "--output-dir")),
     **dict.fromkeys(("dataset", "data-dir"), ("--data",)),
-    "weights": ("--model", "--resume"),
+    "weights": ("--tuning", "--model", "--resume"),  # train: fine-tune from them; predict, export: the model
     **dict.fromkeys(("iou-thres", "iou", "nms", "agnostic-nms"),
                     "D-FINE needs no NMS (one box per object by design), so there is no IoU threshold to set"),
 }
 
 
-def _unrecognized(parser: argparse.ArgumentParser, argv: Sequence[str], extra: Sequence[str]) -> None:
-    """Exit (2) with the usage of the command ``argv`` names (``dfine predict``, ``dfine data
-    check``), not the top-level one, and the closest option to each unknown one (``--cnof``: did
-    you mean --conf?)."""
+def _hints(parser: argparse.ArgumentParser, words: Sequence[str], fuzzy: bool = True) -> List[str]:
+    """A hint for each unknown word of ``parser``'s command line: another tool's option named by ours
+    of the same meaning, ``epochs=3`` (Ultralytics' style) by ``--epochs 3`` or ``-u``, and (``fuzzy``)
+    a misspelt option by the closest one (``--cnof``: did you mean --conf?)."""
     import difflib
 
-    current = parser
-    for word in (w for w in argv if not w.startswith("-")):
-        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs or word not in subs[0].choices:
-            break
-        current = subs[0].choices[word]
-    options = [o for action in current._actions for o in action.option_strings]
+    options = [o for action in parser._actions for o in action.option_strings]
     hints = []
-    for word in (w for w in extra if w.startswith("-")):
+    for word in words:
+        if not word.startswith("-"):
+            key, _, value = word.partition("=")
+            if value and f"--{key.replace('_', '-')}" in options:
+                hints.append(f"{word}: options take dashes: --{key.replace('_', '-')} {value}")
+            elif value and "-u" in options:
+                hints.append(f"{word}: recipe keys go after -u (-u {word})")
+            continue
         name = word.split("=", 1)[0]
         known = _OTHER_TOOLS.get(name.lstrip("-").replace("_", "-").lower())
         if isinstance(known, str):
             hints.append(f"{word}: {known}")
             continue
         close = ([o for o in known if o in options][:1] if known is not None
-                 else difflib.get_close_matches(name, options, n=1, cutoff=0.6))
+                 else difflib.get_close_matches(name, options, n=1, cutoff=0.6) if fuzzy else [])
         if close:
             hints.append(f"{word}: did you mean {close[0]}?")
+    return hints
+
+
+def _unrecognized(parser: argparse.ArgumentParser, argv: Sequence[str], extra: Sequence[str]) -> None:
+    """Exit (2) with the usage of the command ``argv`` names (``dfine predict``, ``dfine data
+    check``), not the top-level one, and a hint for each unknown word (:func:`_hints`)."""
+    current = parser
+    for word in (w for w in argv if not w.startswith("-")):
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word not in subs[0].choices:
+            break
+        current = subs[0].choices[word]
+    hints = _hints(current, extra)
     current.error(f"unrecognized arguments: {' '.join(extra)}" + ("; " + "; ".join(hints) if hints else ""))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _Parser.argv = argv
     parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if extra:

@@ -102,7 +102,12 @@ def test_options_of_other_detectors_point_to_ours(capsys):
              ("train", "--data", "d", "--batch-size", "8"): "--batch-size: did you mean --batch?",
              ("export", "-r", "m.pth", "--img-size", "640"): "--img-size: did you mean --imgsz?",
              ("predict", "a.jpg", "-m", "m.onnx", "--iou-thres", "0.5"):
-             "--iou-thres: D-FINE needs no NMS (one box per object by design), so there is no IoU threshold to set"}
+             "--iou-thres: D-FINE needs no NMS (one box per object by design), so there is no IoU threshold to set",
+             ("train", "--data", "d", "--weights", "y.pt"): "--weights: did you mean --tuning?",
+             # argparse's own error (a required option missing) comes first: the hint is added to it
+             ("predict", "a.jpg", "--weights", "best.pt"): "--weights: did you mean --model?",
+             ("train", "--data", "d", "epochs=3"): "epochs=3: options take dashes: --epochs 3",
+             ("train", "--data", "d", "lr0=0.01"): "lr0=0.01: recipe keys go after -u (-u lr0=0.01)"}
     for argv, hint in cases.items():
         with pytest.raises(SystemExit):
             main(list(argv))
