@@ -132,8 +132,11 @@ def load_image(image: ImageLike) -> Image.Image:
                          f"{type(image).__name__}")
     path = Path(image)
     if path.is_dir():
+        from .video import IMAGE_SUFFIXES
+        held = sorted({p.suffix.lower() for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES})
+        pattern = f"*{held[0]}" if len(held) == 1 else "*"  # the kind it holds: '*.jpg' found nothing among PNGs
         raise DfineError(f"image {path} is a folder: Detector takes image files (detector(sorted(Path('{path}')"
-                         f".glob('*.jpg'))), or dfine predict {path} for every image in it)")
+                         f".glob('{pattern}'))), or dfine predict {path} for every image in it)")
     if not path.is_file():
         raise DfineError(f"image {path} not found")
     try:

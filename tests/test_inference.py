@@ -350,6 +350,9 @@ def test_what_a_notebook_hands_the_detector(files, tmp_path):
         det(torch.rand(2, 3, 64, 64))
     with pytest.raises(DfineError, match=f"image {tmp_path} is a folder: .*dfine predict {tmp_path}"):
         det(tmp_path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")  # a folder of PNGs: the glob it suggests finds them
+    with pytest.raises(DfineError, match=r"glob\('\*\.png'\)"):
+        det(tmp_path)
     with pytest.raises(DfineError, match="a file path, a PIL image or an H x W x 3 uint8 array, got int"):
         det(5)
 
