@@ -1,6 +1,6 @@
 """``dfine demo``: generate a shapes dataset, train D-FINE N on the CPU, evaluate, export ONNX,
-predict with ONNX Runtime, and write metrics and pictures to ``runs/demo`` (about ten minutes on
-two cores; no download, no GPU)."""
+predict with ONNX Runtime, and write metrics and pictures to ``runs/demo`` (about five minutes on
+two quiet cores, longer on a busy machine; no download, no GPU)."""
 
 from __future__ import annotations
 

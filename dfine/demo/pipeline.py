@@ -127,6 +127,13 @@ def _train(settings: DemoSettings, cfg: Any) -> Tuple[Any, float]:
             super().__init__(*args, **kwargs)
             self.first_epoch, self.started = self.last_epoch + 1, time.perf_counter()
 
+        def _interrupted(self, epoch: int, evaluating: bool = False) -> str:
+            # the demo has no resume: its steps after training would not follow a resumed training
+            _say(f"stopped by {self.stop_signal} during epoch {epoch + 1} of {self.cfg.epochs}: the demo ends here "
+                 f"(no export, predictions or pictures of a half-trained model); the same dfine demo command "
+                 f"starts it again")
+            return self.stop_signal or "SIGINT"
+
         def train_one_epoch(self, epoch: int) -> Dict[str, float]:
             stats = super().train_one_epoch(epoch)
             done = epoch + 1 - self.first_epoch
@@ -135,7 +142,8 @@ def _train(settings: DemoSettings, cfg: Any) -> Tuple[Any, float]:
             return stats
 
     trainer = DemoTrainer(cfg, max_steps=settings.max_steps, progress=settings.progress)
-    trainer.fit()
+    if trainer.fit()["stopped"] in ("SIGINT", "SIGTERM"):  # it went on to export and draw the half-trained model
+        raise KeyboardInterrupt
     return trainer, time.perf_counter() - trainer.started
 
 
