@@ -92,7 +92,7 @@ def plot_pr_curves(metrics: Any, path: PathLike, title: str = "precision-recall"
     plt = pyplot()
     precision = np.asarray(metrics.raw["precision"])
     recall = np.linspace(0.0, 1.0, precision.shape[1])
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(8.4, 4.8))
     colors = plt.get_cmap("tab10")
     for k, cat in enumerate(metrics.per_class):
         p50, p75 = precision[0, :, k, 0, -1], precision[5, :, k, 0, -1]
@@ -101,13 +101,14 @@ def plot_pr_curves(metrics: Any, path: PathLike, title: str = "precision-recall"
         name = metrics.names.get(cat, str(cat))
         ap50 = float(p50[p50 > -1].mean())
         line, = ax.plot(recall, np.clip(p50, 0, None), color=colors(k % 10), lw=2,
-                        label=f"{name}  AP50 {ap50:.2f}  AP {metrics.per_class[cat]:.2f}")
+                        label=f"{name}  AP50 {100 * ap50:.1f}  AP {100 * metrics.per_class[cat]:.1f}")
         ax.plot(recall, np.clip(p75, 0, None), color=line.get_color(), lw=1, ls="--")
     ax.plot([], [], color="grey", lw=2, label="IoU 0.50")
     ax.plot([], [], color="grey", lw=1, ls="--", label="IoU 0.75")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    # beside the axes, not on the curves' low-precision tails; AP in percent, as the terminal prints it
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="AP in %", title_fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -126,7 +127,8 @@ def plot_confidence(curve: Any, path: PathLike, title: str = "by score threshold
         right = pick["conf"] < 0.7  # the label on the side with room, at the foot of the line
         ax.annotate(f"--conf {pick['conf']:.2f}: F1 {pick['f1']:.2f}", (pick["conf"], 0.03),
                     xytext=(5 if right else -5, 0), textcoords="offset points", fontsize=9,
-                    ha="left" if right else "right", va="bottom")
+                    ha="left" if right else "right", va="bottom",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set(xlabel="--conf (score threshold)", ylabel="all classes together", xlim=(0, 1), ylim=(0, 1.02),
            title=f"{title} (IoU {curve.iou:g}, {curve.boxes} boxes)")
     ax.grid(alpha=0.3)
