@@ -87,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "openvino":
         _check_openvino()
     loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
+    earlier = {p for p in (onnx_path, _output(args, final)) if p.is_file()}  # said when replaced (they were not)
     export_onnx(loaded, onnx_path, opset=args.opset, simplify=args.simplify, check=args.check,
                 dynamic_batch=not args.static)
-    print(f"wrote {onnx_path} ({_what(loaded, args)})")
+    print(f"wrote {onnx_path} ({_what(loaded, args)})" + (" replacing the one there" if onnx_path in earlier else ""))
     if args.int8:
         out, info = quantize(onnx_path, _output(args, final))
         always = "; attention's activation products and max-pools stay float" if info.scheme == "transformer" else ""
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "openvino":
         from ..export.openvino import export_openvino
         xml = export_openvino(onnx_path, _output(args, ".xml"))
-        print(f"wrote {xml} and {xml.with_suffix('.bin')}")
+        print(f"wrote {xml} and {xml.with_suffix('.bin')}" + (" replacing the ones there" if xml in earlier else ""))
     if args.format == "engine":
         from ..export.tensorrt import build_engine
         meta = {"class_names": list(loaded.class_names), "category_ids": list(loaded.category_ids)}

@@ -800,8 +800,6 @@ class Trainer:
     def val(self) -> CocoMetrics:
         """``--test-only``: evaluate, print the 12-line COCO summary, the per-class table and the AP line,
         write ``eval.json``."""
-        from dfine.data.convert import write_json_atomic
-
         where = (f"the val split of {self.command.data}" if self.command is not None
                  else str(self.val_set.ann_file or "the val set"))
         count = counted(len(self.val_set), "image")
@@ -813,8 +811,11 @@ class Trainer:
         if metrics.confidence is not None and metrics.has_ground_truth:
             self._print(conf_line(metrics.confidence.pick(), "this set"))
         if dist.is_main():
+            from dfine.export.evaluate import write_evaluation
             path = self.output_dir / "eval.json"
-            write_json_atomic(path, metrics.to_json())
+            write_evaluation(path, metrics.to_json(), model=self.cfg.resume or "", num_images=len(self.val_set),
+                             ann_file=None if self.command is not None else self.val_set.ann_file,
+                             data=self.command.data if self.command is not None else None)
             self._print(f"metrics: {os.path.abspath(path)}")
         return metrics
 

@@ -64,8 +64,17 @@ def voc_folder(labelled, root: Path) -> Path:
         (root / "Annotations" / f"{path.stem}.xml").write_text(
             f"<annotation><filename>{path.name}</filename><size><width>{w}</width><height>{h}</height>"
             f"<depth>3</depth></size>{objects}</annotation>")
+    # a train image with a box of every class, so the conversion numbers the classes as the model does (ids
+    # from the sorted names of all XMLs): with only the names the model found, 'star' was id 1, the model's circle
+    first = next(iter(labelled))
+    shutil.copy(first, root / "JPEGImages" / "all.jpg")
+    every = "".join(f"<object><name>{n}</name><bndbox><xmin>{10 * i}</xmin><ymin>10</ymin><xmax>{10 * i + 8}</xmax>"
+                    f"<ymax>18</ymax></bndbox></object>" for i, n in enumerate(NAMES, 1))
+    w, h, _ = labelled[first]
+    (root / "Annotations" / "all.xml").write_text(f"<annotation><filename>all.jpg</filename><size><width>{w}</width>"
+                                                  f"<height>{h}</height></size>{every}</annotation>")
     stems = [p.stem for p in labelled]
-    (root / "ImageSets/Main/train.txt").write_text("\n".join(stems[:2]) + "\n")
+    (root / "ImageSets/Main/train.txt").write_text("\n".join(stems[:2] + ["all"]) + "\n")
     (root / "ImageSets/Main/val.txt").write_text("\n".join(stems[2:]) + "\n")
     return root
 
@@ -238,3 +247,27 @@ def test_a_model_of_none_of_the_data_classes_is_an_error(onnx_model, labelled, t
                         f"fruit4, fruit5): its AP here would score its classes as others; evaluate it on the data it "
                         f"was trained for")
     assert not (tmp_path / "m").exists() or not list((tmp_path / "m").iterdir())
+
+
+def test_a_second_evaluation_or_export_says_what_it_replaces(onnx_model, labelled, tmp_path, capsys):
+    """The eval of the test split replaced MODEL.eval.json of the val split without a word, and
+    --format openvino rewrote the .onnx an earlier export wrote (walks): both are said now."""
+    ckpt = onnx_model.with_suffix(".pth")
+    out = tmp_path / "m.onnx"
+    assert main(["export", "-r", str(ckpt), "--no-simplify", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("classes: circle, cross, square, ...)")
+    assert main(["export", "-r", str(ckpt), "--no-simplify", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(" replacing the one there")
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in labelled:
+        shutil.copy(p, images / p.name)
+    for name in ("val", "test"):
+        coco_file(labelled, tmp_path / f"{name}.json")
+    _eval(capsys, ["-m", str(out), "--ann-file", str(tmp_path / "val.json"), "--images", str(images)])
+    _, _, err = _eval(capsys, ["-m", str(out), "--ann-file", str(tmp_path / "test.json"), "--images", str(images)])
+    assert (f"note: {tmp_path / 'm.onnx.eval.json'} held the evaluation on {tmp_path / 'val.json'}; this one on "
+            f"{tmp_path / 'test.json'} replaces it (-o DIR writes it elsewhere)") in err.splitlines()
+    assert json.loads((tmp_path / "m.onnx.eval.json").read_text())["ann_file"] == str(tmp_path / "test.json")
+    _, _, err = _eval(capsys, ["-m", str(out), "--ann-file", str(tmp_path / "test.json"), "--images", str(images)])
+    assert "held the evaluation" not in err  # the same set again: nothing to say
