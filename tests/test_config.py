@@ -373,7 +373,8 @@ def test_obj365_ids_is_a_config_key():
 
 
 def test_config_schema_imports_nothing_above_it():
-    """The schema depends on models/loss configs and errors only; the data layer reads it, never the reverse."""
+    """The schema depends on models/loss configs, errors and the wording helpers of dfine.text (a leaf:
+    it imports nothing of ours) only; the data layer reads it, never the reverse."""
     import ast
 
     import dfine.config as module
@@ -385,7 +386,10 @@ def test_config_schema_imports_nothing_above_it():
             ours.add(node.module)
         elif isinstance(node, ast.Import):
             ours.update(a.name for a in node.names if a.name.startswith("dfine"))
-    assert ours == {"dfine.errors", "dfine.loss.config", "dfine.models.config"}
+    assert ours == {"dfine.errors", "dfine.loss.config", "dfine.models.config", "dfine.text"}
+    text = ast.parse((Path(module.__file__).parent / "text.py").read_text())
+    assert not [n for n in ast.walk(text) if isinstance(n, (ast.Import, ast.ImportFrom))
+                and "dfine" in (getattr(n, "module", None) or "") + "".join(a.name for a in n.names)]
 
 
 def test_load_config_asks_the_op_check_it_is_given(tmp_path):
