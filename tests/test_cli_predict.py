@@ -470,3 +470,28 @@ def test_track_never_writes_over_its_video(tmp_path, capsys, monkeypatch):
     err = _one_line_error(capsys, ["track", "clip.mp4", "-m", "model.onnx", "-o", "."])
     assert err.startswith("error: -o . would overwrite the input clip.mp4 (the output keeps the input's file name)")
     assert (tmp_path / "clip.mp4").read_bytes() == b"not decoded: the check comes first"
+
+
+def test_predictions_of_a_roboflow_split_carry_its_image_ids(onnx_model, tmp_path, capsys):
+    """A Roboflow COCO split (images + _annotations.coco.json): predictions.json gave each image predict's
+    own running index, so scoring it against the split's file matched the wrong images (a walk). The
+    split's own ids are used now, and said; a folder without such a file keeps the old ids."""
+    import json
+    split = tmp_path / "valid"
+    split.mkdir()
+    names = ["egg_b.jpg", "egg_a.jpg"]
+    for name in names:
+        Image.new("RGB", (64, 48), (90, 120, 40)).save(split / name)
+    (split / "_annotations.coco.json").write_text(json.dumps(
+        {"images": [{"id": 7, "file_name": "egg_b.jpg", "width": 64, "height": 48},
+                    {"id": 3, "file_name": "egg_a.jpg", "width": 64, "height": 48}],
+         "annotations": [], "categories": [{"id": 1, "name": "egg"}]}))
+    assert main(["predict", str(split), "-m", str(onnx_model), "--conf", "0", "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"image ids of predictions.json from {split / '_annotations.coco.json'}, so it scores against that file" in err
+    results = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert {(r["file_name"], r["image_id"]) for r in results} == {("egg_b.jpg", 7), ("egg_a.jpg", 3)}
+    (split / "_annotations.coco.json").unlink()
+    assert main(["predict", str(split), "-m", str(onnx_model), "--conf", "0", "-o", str(tmp_path / "plain")]) == 0
+    results = json.loads((tmp_path / "plain" / "predictions.json").read_text())
+    assert {(r["file_name"], r["image_id"]) for r in results} == {("egg_a.jpg", 0), ("egg_b.jpg", 1)}

@@ -4,8 +4,9 @@ SOURCE is an image, a folder of images, a glob (``"imgs/*.jpg"``) or a video fil
 sources may be given at once (``dfine predict a.jpg b.jpg more/``; a video is predicted alone). Output
 goes to ``-o OUTDIR`` (default ``runs/predict``): one annotated image per input image, one
 annotated video per video, and ``predictions.json`` in COCO results format with the dataset's
-own category ids (image ids: the file name's number when it is one, else its position; for a video
-the frame index), each entry also naming its class (``category_name``) and, for images, its file
+own category ids (image ids: those of the COCO file beside the images when there is one, as in a
+Roboflow split, else the file name's number when it is one, else its position; for a video the
+frame index), each entry also naming its class (``category_name``) and, for images, its file
 (``file_name``), which COCO tools ignore.
 """
 
@@ -238,6 +239,31 @@ def image_id(path: Path, index: int) -> int:
     return int(path.stem) if path.stem.isdigit() else index
 
 
+def coco_image_ids(paths: Sequence[Path]) -> Tuple[Dict[Path, int], List[Path]]:
+    """The image ids a COCO file beside the images gives them (a Roboflow split's
+    ``_annotations.coco.json``: the one ``.json`` of the folder whose ``images`` name them), so that
+    ``predictions.json`` scores against that file; and the files read. Images of a folder without
+    such a file are not in the mapping."""
+    import json
+
+    ids: Dict[Path, int] = {}
+    used: List[Path] = []
+    for folder in dict.fromkeys(p.parent for p in paths):
+        found = sorted(folder.glob("*.json"))
+        if len(found) != 1 or found[0].name == "predictions.json":
+            continue
+        try:
+            data = json.loads(found[0].read_text(encoding="utf-8"))
+            by_name = {Path(str(im["file_name"])).name: int(im["id"]) for im in data["images"]}
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # not a COCO file: the ids stay the file names' numbers or positions
+        mine = {p: by_name[p.name] for p in paths if p.parent == folder and p.name in by_name}
+        if mine:
+            ids.update(mine)
+            used.append(found[0])
+    return ids, used
+
+
 def named_results(dets, image_id: int, file_name: Optional[str] = None) -> List[Dict[str, Any]]:
     """``dets.to_coco(image_id)`` with each entry's class name and the image's file name beside
     the ids: an image id made from a position, or a category id, says nothing to a reader of the
@@ -281,6 +307,11 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
     bad: List[Tuple[Path, str]] = []
     best: Optional[float] = None
     ids = {p: image_id(p, i) for i, p in enumerate(paths)}
+    given, files = coco_image_ids(paths)
+    if given and len(given) == len(paths) and len(set(given.values())) == len(given):  # else ids could clash
+        ids = given
+        print(f"image ids of predictions.json from {first_few([str(f) for f in files], 2)}, so it scores against "
+              f"{'that file' if len(files) == 1 else 'those files'}", file=sys.stderr)
     with progress_bar(total=len(paths), unit="img", disable=not progress) as bar:
         for chunk in _batches(list(paths), det.batch_size):
             images, good = [], []
