@@ -4,13 +4,14 @@ one line instead of a CUDA traceback from deep inside a training step."""
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import Optional, Tuple
 
 import torch
 
 from dfine.errors import DfineError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "busy_cpu_note"]
 
 
 def resolve_device(device: Optional[str]) -> torch.device:
@@ -35,3 +36,16 @@ def resolve_device(device: Optional[str]) -> torch.device:
         raise DfineError(f"device {device} asked for but this machine has {count} CUDA "
                          f"{'device' if count == 1 else 'devices'} (cuda:0..cuda:{count - 1})")
     return dev
+
+
+def busy_cpu_note(what: str, load: Optional[Tuple[float, int]] = None) -> Optional[str]:
+    """A note when other jobs keep this machine's cores busy (load average above half the cores;
+    ``load``: ``(load average, cores)``, default this machine's), else None: torch's OpenMP threads then
+    spin while they wait, and ``what`` (the timings, the training steps) runs many times slower than
+    on an idle machine (a walk: 15-50x, steps of 5-20 s instead of 0.4 s), not twice as slow."""
+    average, cores = load if load is not None else (os.getloadavg()[0], os.cpu_count() or 1)
+    if average <= 0.5 * cores or os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE":
+        return None
+    return (f"note: load average {average:.1f} on {cores} cores: other jobs share this CPU, so {what} run many times "
+            f"slower than on an idle machine; with OMP_WAIT_POLICY=PASSIVE in the environment (or fewer threads: "
+            f"--threads 1) waiting threads sleep instead of spinning, much faster on a busy machine (README, Deploy)")

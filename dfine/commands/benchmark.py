@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -88,13 +87,9 @@ def _machine_line(device: str) -> str:
     from ..export.benchmark import cpu_line
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"GPU: {torch.cuda.get_device_name(torch.device(device))}"
-    line = cpu_line()
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load > 0.5 * cores:
-        line += (f"\nnote: load average {load:.1f} on {cores} cores: other jobs share this CPU, so the "
-                 f"timings below are slower than on an idle machine (a busy machine runs torch faster with "
-                 f"OMP_WAIT_POLICY=PASSIVE in the environment: see the README)")
-    return line
+    from ..device import busy_cpu_note
+    note = busy_cpu_note("the timings below")
+    return cpu_line() + (f"\n{note}" if note else "")
 
 
 def _run_exported(args: argparse.Namespace) -> int:

@@ -123,6 +123,7 @@ def _train(settings: DemoSettings, cfg: Any) -> Tuple[Any, float]:
     from ..engine.trainer import Trainer
 
     class DemoTrainer(Trainer):
+        warn_earlier_run = False  # the demo starts over: its advice to resume with -r is not for dfine demo
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.first_epoch, self.started = self.last_epoch + 1, time.perf_counter()

@@ -42,6 +42,7 @@ from dfine import checkpoint as ckpt_io
 from dfine.config import Config, criterion_config, model_config, resolve_num_classes
 from dfine.data import build_dataloader, build_dataset, check_same_labels
 from dfine.data.cocojson import DatasetError, none_in_common, other_classes
+from dfine.device import busy_cpu_note
 from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
@@ -200,6 +201,10 @@ class Trainer:
 
     From Python: ``metrics = Trainer(load_config(path, overrides)).fit()``.
     """
+
+    #: warn, at the start of a new run, of an earlier run's checkpoints in the output folder (the demo,
+    #: which always starts over, says nothing)
+    warn_earlier_run = True
 
     def __init__(self, cfg: Config, *, test_only: bool = False, max_nonfinite: int = 10,
                  max_steps: Optional[int] = None, progress: bool = True, patience: Optional[int] = None,
@@ -400,7 +405,8 @@ class Trainer:
         cfg = self.cfg
         if cfg.epochs is None:
             raise DfineError(f"{cfg.config_file or 'config'}: epochs is not set; add -u epochs=N")
-        said, _ = _earlier_run(self.output_dir) if self.last_epoch < 0 and not self.test_only else ("", set())
+        said, _ = (_earlier_run(self.output_dir) if self.last_epoch < 0 and not self.test_only and self.warn_earlier_run
+                   else ("", set()))
         if said and dist.is_main():
             print(said, file=sys.stderr)
         self._start_logs()
@@ -607,7 +613,8 @@ class Trainer:
         unmeasured = unmeasured_line(self.train_set, self.val_set) if self.train_set is not None else None
         if unmeasured:
             lines.insert(3, unmeasured)  # under the classes line
-        lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note) if note]
+        busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
+        lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note, busy) if note]
         return lines
 
     def _left_out_note(self, steps: int) -> str:

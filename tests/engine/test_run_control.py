@@ -584,3 +584,23 @@ def test_a_new_run_never_names_an_earlier_runs_best_weights(coco128, tmp_path, c
         f"instead, resume from {out / 'last.pth'} (-r, or --auto-resume), or choose another output folder to keep both")
     assert second["best_weights"] == out / "best_stg1.pth" and f"best weights: {out / 'best_stg1.pth'}" in printed.out
     assert (out / "best_stg2.pth").is_file()  # the earlier run's, left as it was
+
+
+def test_a_run_on_a_busy_cpu_says_how_much_slower_and_what_helps(coco128, tmp_path, monkeypatch):
+    """A walk on a shared 2-core machine: steps of 5-20 s instead of 0.4 s (OpenMP threads spinning while
+    other jobs hold the cores) and only the README said why. The run's summary now says it, before the
+    first step, unless OMP_WAIT_POLICY=PASSIVE is already set or the machine is quiet."""
+    cores = os.cpu_count() or 1
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0 * cores, 0.0, 0.0))
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0", "device=cpu"]), progress=False)
+    said = [line for line in trainer.startup_summary() if "other jobs share this CPU" in line]
+    assert said == [f"note: load average {3.0 * cores:.1f} on {cores} cores: other jobs share this CPU, so the "
+                    f"training steps run many times slower than on an idle machine; with OMP_WAIT_POLICY=PASSIVE in "
+                    f"the environment (or fewer threads: --threads 1) waiting threads sleep instead of spinning, much "
+                    f"faster on a busy machine (README, Deploy)"]
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert not [line for line in trainer.startup_summary() if "other jobs" in line]
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2 * cores, 0.0, 0.0))
+    assert not [line for line in trainer.startup_summary() if "other jobs" in line]
