@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shlex
 from pathlib import Path
@@ -82,7 +83,11 @@ def ap_text(ap: float) -> str:
     for an AP above 0 (``0.0004`` -> ``"0.04"``: the run's best weights are then ``best_stg1.pth``,
     which an AP shown as 0.0 would contradict)."""
     v = 100 * ap
-    return f"{v:.1g}" if 0 < v < 0.05 else f"{v:.1f}"
+    if v <= 0 or v >= 0.05:
+        return f"{v:.1f}"
+    if v < 0.0001:  # '7e-06' (the 1-significant-digit form) read as a code, not a figure (a walk)
+        return "<0.0001"
+    return f"{v:.{-math.floor(math.log10(v))}f}"  # one significant digit, in decimals
 
 
 def duration(seconds: float) -> str:

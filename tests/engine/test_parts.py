@@ -186,3 +186,5 @@ def test_ap_text_never_shows_a_positive_ap_as_zero():
 
     assert [ap_text(a) for a in (0.0, 0.0004, 0.00004, 0.0005, 0.412, 1.0)] == ["0.0", "0.04", "0.004", "0.1", "41.2",
                                                                                  "100.0"]
+    # never in exponent form ('last AP 7e-06' in a walk)
+    assert [ap_text(a) for a in (3.1e-06, 7e-08, 0.000437)] == ["0.0003", "<0.0001", "0.04"]
