@@ -370,3 +370,13 @@ def test_a_data_runs_resume_and_eval_hints_are_its_own_command(coco128, tmp_path
     trained = max(log, key=lambda e: e["test_AP"]) if best.name != "last.pth" else log[-1]
     assert result["stats"] == pytest.approx({k[5:]: v for k, v in trained.items() if k.startswith("test_")}, abs=1e-6)
     assert result["names"] == {"1": "person", "3": "car"}  # the dataset's, read through --data
+
+
+def test_eval_without_data_says_what_to_evaluate_on(tmp_path, capsys):
+    """``dfine eval -r best.pth`` alone advised training on a dataset folder (a walk); it now names the ways
+    to say the data."""
+    ckpt = tmp_path / "best.pth"
+    torch.save({"model": {}}, ckpt)
+    assert one_line_error(capsys, ["eval", "-r", str(ckpt)]) == (
+        f"error: say what to evaluate {ckpt} on: --data DIR (a dataset folder: its val split), --ann-file FILE "
+        f"--images DIR, or -c RECIPE (its val set)")

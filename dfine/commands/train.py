@@ -141,6 +141,9 @@ def _run(args: argparse.Namespace) -> int:
         return export_eval.run(args)
     set_threads(getattr(args, "threads", None), None, "torch")  # train --threads; eval's of a checkpoint on a recipe
     if not args.config and not args.data:
+        if test_only:  # it advised training, to someone evaluating
+            raise DfineError(f"say what to evaluate {args.resume or 'the model'} on: --data DIR (a dataset folder: its "
+                             f"val split), --ann-file FILE --images DIR, or -c RECIPE (its val set)")
         raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set); or train on a "
                          "dataset folder with --data DIR --model dfine_s")
     if args.config and args.data:

@@ -465,9 +465,11 @@ class Trainer:
         self.last_epoch = epoch
         self._track_best(metrics, epoch)
         action = self.best.update(metrics.ap, epoch, self.stop_epoch)
+        pick = metrics.confidence.pick() if metrics.confidence is not None else None
+        # last.pth is the best weights while no evaluation scored above AP 0: its pick and pictures too
+        self.conf_picks["last"], self._stage_metrics["last"] = pick, metrics
         if action in ("stg1", "stg2"):
-            self.conf_picks[action] = metrics.confidence.pick() if metrics.confidence is not None else None
-            self._stage_metrics[action] = metrics
+            self.conf_picks[action], self._stage_metrics[action] = pick, metrics
             self.save(f"best_{action}.pth")
         self.save("last.pth")
         if (epoch + 1) % cfg.checkpoint_freq == 0:
@@ -507,8 +509,10 @@ class Trainer:
                 return
             name = signal.Signals(signum).name
             if self.stop_signal is not None:
-                self._say_now(f"{name} again: exiting now (checkpoints are written atomically; "
-                              f"{self.output_dir / 'last.pth'} is intact)")
+                last = self.output_dir / "last.pth"
+                kept = (f"{last} is intact" if last.is_file()
+                        else "no epoch had finished, so there is no last.pth to resume from")
+                self._say_now(f"{name} again: exiting now (checkpoints are written atomically; {kept})")
                 os._exit(128 + signum)
             self.stop_signal = name
             self._say_now(f"{name}: stopping after this step (press Ctrl-C again to quit at once)")
@@ -932,8 +936,10 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
 
 
 def _stage(weights: Path) -> Optional[str]:
-    """``"stg1"`` / ``"stg2"`` for ``best_stg1.pth`` / ``best_stg2.pth``; None for another file."""
-    return weights.stem[len("best_"):] if weights.stem.startswith("best_") else None
+    """``"stg1"`` / ``"stg2"`` / ``"last"`` for ``best_stg1.pth`` / ``best_stg2.pth`` / ``last.pth`` (the
+    keys of the trainer's ``conf_picks``); None for another file."""
+    return weights.stem[len("best_"):] if weights.stem.startswith("best_") else "last" if weights.stem == "last" \
+        else None
 
 
 def plot_evaluation(metrics: CocoMetrics, out: Path, what: str) -> List[Path]:

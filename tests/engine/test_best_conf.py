@@ -60,7 +60,28 @@ def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco
     for picture in ("pr_curves.png", "confidence.png"):
         assert (out / picture).stat().st_size > 10_000, picture
     saved = read_checkpoint(out / "best_stg2.pth")["progress"]["conf"]
-    assert saved == {"stg1": pytest.approx(picks[0]), "stg2": pytest.approx(picks[1])}
+    expected = {"stg1": pytest.approx(picks[0]), "stg2": pytest.approx(picks[1]), "last": pytest.approx(picks[1])}
+    assert saved == expected
 
     resumed = Trainer(load_config(recipe, ["seed=0", "use_amp=False", f"resume={out / 'last.pth'}"]), progress=False)
-    assert resumed.conf_picks == {"stg1": pytest.approx(picks[0]), "stg2": pytest.approx(picks[1])}
+    assert resumed.conf_picks == expected
+
+
+def test_a_run_whose_best_weights_are_last_pth_recommends_their_conf(coco128, tmp_path, capsys):
+    """No evaluation above AP 0 (a short run): the best weights are last.pth, and the predict command
+    carries the --conf of its evaluation (a walk: it had none, so predict's 0.5 drew nothing)."""
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    val_file = write_subset(coco128, tmp_path / "val.json", 1, offset=2)
+    recipe = write_recipe(tmp_path / "recipe.yml", coco128 / "train2017", train, val_file, epochs=1, batch=1,
+                          extra="lr_warmup_scheduler: {type: LinearWarmup, warmup_duration: 1}\n")
+    val = json.loads(val_file.read_text())
+    metrics = coco_metrics(val, _detections(val, 0.2, 0.5))
+    pick = metrics.confidence.pick()
+    metrics.stats[0] = 0.0
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
+    trainer.evaluate = lambda: metrics
+    result = trainer.fit()
+    printed = capsys.readouterr().out
+    assert result["best_weights"] == tmp_path / "out" / "last.pth" and result["best_conf"] == pytest.approx(pick)
+    predict = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  predict:"))
+    assert predict.endswith(f" --conf {pick['conf']:.2f}") and (tmp_path / "out" / "confidence.png").is_file()
