@@ -30,6 +30,8 @@ _SUMMARY_ROWS = tuple((k, iou, area, dets) for k, iou, area, dets in (
     ("AR", "0.50:0.95", "small", 100), ("AR", "0.50:0.95", "medium", 100), ("AR", "0.50:0.95", "large", 100)))
 # the score thresholds a ConfidenceCurve measures: what --conf can be given, in its steps of 0.01
 CONF_GRID = np.round(np.arange(1, 100) / 100, 2)
+# the F1 below which no --conf is recommended: the boxes kept are then next to all wrong
+MIN_F1 = 0.01
 NO_BOXES = ("the validation set has no boxes (only background images): AP cannot be computed; "
             "add annotated images to the validation annotations")
 
@@ -60,9 +62,10 @@ class ConfidenceCurve:
 
     def pick(self) -> Optional[Dict[str, float]]:
         """``{"conf", "f1", "precision", "recall", "iou"}`` at the best threshold; None when no
-        threshold finds a box (F1 0 everywhere)."""
+        threshold reaches an F1 of :data:`MIN_F1` (a model that finds next to nothing yet: a walk got
+        '--conf 0.01 gives the best F1: 0.00', i.e. draw every box)."""
         i = self.best
-        if self.f1[i] <= 0:
+        if self.f1[i] < MIN_F1:
             return None
         return {"conf": float(self.conf[i]), "f1": float(self.f1[i]), "precision": float(self.precision[i]),
                 "recall": float(self.recall[i]), "iou": float(self.iou)}
@@ -70,9 +73,10 @@ class ConfidenceCurve:
 
 def conf_line(pick: Optional[Mapping[str, float]], where: str) -> str:
     """``--conf 0.35 gives the best F1 on the val set: 0.71 (precision 0.74, recall 0.68; IoU 0.5, all
-    classes together)``; a line saying that no threshold finds a box when ``pick`` is None."""
+    classes together)``; a line saying that no threshold reaches :data:`MIN_F1` when ``pick`` is None."""
     if pick is None:
-        return f"no --conf finds a box of {where} at IoU 0.5 (F1 0 at every threshold)"
+        return (f"no --conf gives an F1 of {MIN_F1:g} or more on {where} at IoU 0.5 (the model finds next to nothing "
+                f"yet), so none is recommended")
     return (f"--conf {pick['conf']:.2f} gives the best F1 on {where}: {pick['f1']:.2f} (precision "
             f"{pick['precision']:.2f}, recall {pick['recall']:.2f}; IoU {pick['iou']:g}, all classes together)")
 
