@@ -142,7 +142,10 @@ def _train(settings: DemoSettings, cfg: Any) -> Tuple[Any, float]:
             _say(f"epoch {epoch + 1}/{self.cfg.epochs} trained; about {left / 60:.1f} min of training left")
             return stats
 
-    trainer = DemoTrainer(cfg, max_steps=settings.max_steps, progress=settings.progress)
+    from ..engine.summary import data_command
+    # the eval command it prints at the end of training: the dataset folder's, not the recipe's 600 characters
+    command = data_command(settings.data_dir, "dfine_n", [("--imgsz", settings.image_size)])
+    trainer = DemoTrainer(cfg, max_steps=settings.max_steps, progress=settings.progress, command=command)
     if trainer.fit()["stopped"] in ("SIGINT", "SIGTERM"):  # it went on to export and draw the half-trained model
         raise KeyboardInterrupt
     return trainer, time.perf_counter() - trainer.started

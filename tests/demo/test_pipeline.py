@@ -17,12 +17,17 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("matplotlib")
 
 
-def test_demo_pipeline_minimal(tmp_path):
+def test_demo_pipeline_minimal(tmp_path, capsys):
     settings = DemoSettings(output_dir=tmp_path / "demo", shapes=ShapesSpec(num_train=8, num_val=4, image_size=96),
                             image_size=96, epochs=1, batch_size=4, max_steps=1, num_queries=30, num_denoising=10,
                             num_preview=4, progress=False)
     result = run_demo(settings)
     out = settings.output_dir
+    printed = capsys.readouterr().out  # the eval command after training is the data folder's, and it runs as printed
+    hint = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  eval:"))
+    assert hint.startswith(f"dfine eval -r {out.resolve()}/") and f"--data {settings.data_dir.resolve()} --imgsz 96" in hint
+    import shlex
+    assert main(shlex.split(hint)[1:] + ["--no-progress"]) == 0
     assert [p.name for p in result.pictures] == list(PICTURES)
     for path in result.pictures:
         with Image.open(path) as im:
