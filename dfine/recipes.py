@@ -124,7 +124,10 @@ def model_size(model: str) -> str:
     """``dfine_s``, ``dfine-s``, ``D-FINE-S``, ``s`` -> ``s``; ``DfineError`` for anything else."""
     found = re.fullmatch(r"(?:d-?fine[-_ ]?)?(?:hgnetv2[-_])?([nslmx])", model.strip().lower())
     if not found:
-        raise DfineError(f"--model {model!r}: give one of dfine_n, dfine_s, dfine_m, dfine_l, dfine_x")
+        weights = Path(model).suffix.lower() in (".pth", ".pt", ".ckpt", ".onnx", ".xml", ".engine")
+        hint = ("; a model file goes with -t (fine-tune from it), -r (resume or evaluate it) or, in dfine eval, -m"
+                if weights else "")
+        raise DfineError(f"--model {model!r}: give one of dfine_n, dfine_s, dfine_m, dfine_l, dfine_x{hint}")
     return found.group(1)
 
 

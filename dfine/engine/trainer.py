@@ -187,6 +187,10 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+#: fewer val images than this get a note at the start of a run: AP on them is noise
+FEW_VAL_IMAGES = 20
+
+
 class Trainer:
     """Everything a run needs, built and checked up front.
 
@@ -617,6 +621,10 @@ class Trainer:
         unmeasured = unmeasured_line(self.train_set, self.val_set) if self.train_set is not None else None
         if unmeasured:
             lines.insert(3, unmeasured)  # under the classes line
+        if self.train_set is not None and 0 < len(self.val_set) < FEW_VAL_IMAGES:  # a walk: 6 val images, not a word
+            lines.insert(2, f"note: the val set has only {counted(len(self.val_set), 'image')}: its AP moves a lot "
+                            f"from epoch to epoch, and the best weights are chosen on it; {FEW_VAL_IMAGES} or more "
+                            f"measure better")
         busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note, busy) if note]
         return lines
@@ -655,7 +663,10 @@ class Trainer:
             return result
         last = self.history[-1].get("test_AP") if self.history else None
         lines = [f"done in {duration(seconds)}" + (" (early stop)" if stopped == "patience" else "")]
-        if self.best_epoch >= 0:
+        if self.best_epoch >= 0 and self.best_ap <= 0:  # 'best AP 0.0 at epoch 1' beside 'best weights: last.pth' read
+            lines.append(f"no evaluation scored above AP 0 (epochs 1..{self.last_epoch + 1}): the best weights are the "
+                         f"most trained ones")  # as a contradiction in a walk
+        elif self.best_epoch >= 0:
             lines.append(f"best AP {ap_text(self.best_ap)} at epoch {self.best_epoch + 1}"
                          + (f", last AP {ap_text(last)} (epoch {self.last_epoch + 1})" if last is not None else ""))
         if best is not None:

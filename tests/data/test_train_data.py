@@ -463,3 +463,11 @@ def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp
     monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         dfine.train(data=src, output_dir=tmp_path / "b", names=["apple", "pear"], **kw)
+
+
+def test_a_model_file_given_to_model_names_the_options_that_take_one(tmp_path, capsys):
+    """``--model best.onnx`` (a file where a size goes; dfine eval has -m for the file) said only which sizes exist."""
+    assert main(["train", "--data", str(_yolo(tmp_path / "fruit")), "--model", "best.onnx"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --model 'best.onnx': give one of dfine_n, dfine_s, dfine_m, dfine_l, dfine_x; a model file goes with "
+        "-t (fine-tune from it), -r (resume or evaluate it) or, in dfine eval, -m")

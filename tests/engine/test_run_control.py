@@ -549,7 +549,8 @@ def test_a_run_stopped_in_its_first_epoch_draws_no_empty_plots(coco128, tmp_path
     assert not list(out.glob("*.png")) and not (out / "last.pth").exists()
     assert "nothing to resume" in capsys.readouterr().out
     Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False, max_steps=1).fit()
-    assert sorted(p.name for p in out.glob("*.png")) == ["loss.png", "lr.png", "map.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["confidence.png", "loss.png", "lr.png", "map.png",
+                                                         "pr_curves.png"]
 
 
 def test_a_new_run_never_names_an_earlier_runs_best_weights(coco128, tmp_path, capsys):
@@ -604,3 +605,26 @@ def test_a_run_on_a_busy_cpu_says_how_much_slower_and_what_helps(coco128, tmp_pa
     monkeypatch.delenv("OMP_WAIT_POLICY")
     monkeypatch.setattr(os, "getloadavg", lambda: (0.2 * cores, 0.0, 0.0))
     assert not [line for line in trainer.startup_summary() if "other jobs" in line]
+
+
+def test_a_tiny_val_set_and_a_run_without_ap_are_said_plainly(coco128, tmp_path, capsys):
+    """A walk: a VOC set's 6 val images chose the best weights without a word; and 'best AP 0.0 at
+    epoch 1' beside 'best weights: last.pth' read as a contradiction."""
+    recipe = tiny_recipe(tmp_path, coco128, epochs=1)  # 1 val image
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
+    lines = trainer.startup_summary()
+    at = next(i for i, line in enumerate(lines) if line.startswith("val data:"))
+    assert lines[at + 1] == ("note: the val set has only 1 image: its AP moves a lot from epoch to epoch, and the best "
+                             "weights are chosen on it; 20 or more measure better")
+    real = trainer.evaluate
+
+    def zero():
+        metrics = real()
+        metrics.stats[0] = 0.0
+        return metrics
+
+    trainer.evaluate = zero
+    trainer.fit()
+    out = capsys.readouterr().out
+    assert "no evaluation scored above AP 0 (epochs 1..1): the best weights are the most trained ones" in out
+    assert "best AP 0.0 at" not in out and f"best weights: {tmp_path / 'out' / 'last.pth'}" in out
