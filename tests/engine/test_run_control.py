@@ -27,6 +27,18 @@ REPO = Path(__file__).resolve().parents[2]
 FAST = "lr_warmup_scheduler: {type: LinearWarmup, warmup_duration: 1}\n"
 
 
+def scored_as(trainer: Trainer, aps) -> None:
+    """Make ``trainer``'s evaluations report the APs ``aps`` in turn (the rest of each is real)."""
+    real, queue = trainer.evaluate, list(aps)
+
+    def scored():
+        metrics = real()
+        metrics.stats[0] = queue.pop(0)
+        return metrics
+
+    trainer.evaluate = scored
+
+
 def tiny_recipe(folder: Path, coco: Path, **kw) -> Path:
     """2 training images, 1 validation image, N at 320 px, batch 1 (so two steps an epoch)."""
     train = write_subset(coco, folder / "train.json", 2)
@@ -332,14 +344,7 @@ def test_ap_zero_all_along_keeps_training_after_the_stop_epoch(coco128, tmp_path
     trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=3, stop_epoch=1, size=256),
                                   ["seed=0", "use_amp=False"]), progress=False,
                       max_steps=1)
-    real = trainer.evaluate
-
-    def zero_ap():
-        metrics = real()
-        metrics.stats[0] = 0.0
-        return metrics
-
-    trainer.evaluate = zero_ap
+    scored_as(trainer, [0.0] * 3)
     result = trainer.fit()
     out = tmp_path / "out"
     steps = [float(s["step"]) for s in torch.load(out / "last.pth", weights_only=False)["optimizer"]["state"].values()]
@@ -563,14 +568,7 @@ def test_a_new_run_never_names_an_earlier_runs_best_weights(coco128, tmp_path, c
 
     def run(aps):
         trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
-        real, queue = trainer.evaluate, list(aps)
-
-        def scored():
-            metrics = real()
-            metrics.stats[0] = queue.pop(0)
-            return metrics
-
-        trainer.evaluate = scored
+        scored_as(trainer, aps)
         return trainer.fit()
 
     first = run([0.25, 0.5])
@@ -616,14 +614,7 @@ def test_a_tiny_val_set_and_a_run_without_ap_are_said_plainly(coco128, tmp_path,
     at = next(i for i, line in enumerate(lines) if line.startswith("val data:"))
     assert lines[at + 1] == ("note: the val set has only 1 image: its AP moves a lot from epoch to epoch, and the best "
                              "weights are chosen on it; 20 or more measure better")
-    real = trainer.evaluate
-
-    def zero():
-        metrics = real()
-        metrics.stats[0] = 0.0
-        return metrics
-
-    trainer.evaluate = zero
+    scored_as(trainer, [0.0])
     trainer.fit()
     out = capsys.readouterr().out
     assert "no evaluation scored above AP 0 (epochs 1..1): the best weights are the most trained ones" in out
