@@ -380,3 +380,22 @@ def test_eval_without_data_says_what_to_evaluate_on(tmp_path, capsys):
     assert one_line_error(capsys, ["eval", "-r", str(ckpt)]) == (
         f"error: say what to evaluate {ckpt} on: --data DIR (a dataset folder: its val split), --ann-file FILE "
         f"--images DIR, or -c RECIPE (its val set)")
+
+
+def test_eval_help_lists_what_an_evaluation_uses(capsys):
+    """``dfine eval --help`` listed every training option (--epochs, --patience, --auto-resume, ...) beside
+    -m and --model (a walk); the training-only ones are hidden from it (still accepted, as published)."""
+    from dfine.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    shown = capsys.readouterr().out
+    for option in ("--epochs", "--patience", "--auto-resume", "--max-nonfinite", "--summary-dir", "--use-amp"):
+        assert option not in shown, option
+    for option in ("--data", "-m MODEL", "--ann-file", "--imgsz", "the checkpoint (.pth) or export (.onnx, .xml) to"):
+        assert option in shown, option
+    args = build_parser(["eval"]).parse_args(["eval", "-r", "m.pth", "--seed", "0", "--epochs", "2"])
+    assert args.seed == 0 and args.epochs == 2
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--patience" in capsys.readouterr().out

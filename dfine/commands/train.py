@@ -77,14 +77,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--threads", type=_positive, default=None,
                        help="CPU threads of torch (default: one per core); data-loading workers are separate")
     ev = subparsers.add_parser("eval", help="COCO AP of a checkpoint or an exported model (.onnx, .xml)",
-                               description="Same options as train; always --test-only. An exported model "
-                                           "(-r model.onnx or .xml, int8 or not) or a checkpoint (-r model.pth) is "
-                                           "evaluated on the val set of -c RECIPE or of --data DIR (--ann-file / --images "
-                                           "replace its file / folder), or on --ann-file and --images.")
+                               description="Always --test-only. An exported model (-m or -r model.onnx or .xml, "
+                                           "int8 or not) or a checkpoint (-m or -r model.pth) is evaluated on the val "
+                                           "set of -c RECIPE or of --data DIR (--ann-file / --images replace its file "
+                                           "/ folder), or on --ann-file and --images. --model is a size (dfine_n ..), "
+                                           "for a checkpoint of weights only.")
     add_arguments(ev, config_required=False).set_defaults(func=run, test_only_command=True)
     ev.add_argument("-m", dest="model_file", metavar="MODEL", default=None,
-                    help="the model to evaluate, as in dfine predict -m: the same as -r")
+                    help="the model file to evaluate, as in dfine predict -m: the same as -r")
     export_eval.add_arguments(ev)
+    for action in ev._actions:  # accepted (the published train.py --test-only takes them), but not listed
+        if set(action.option_strings) & _TRAINING_ONLY:  # (a walk: eval's help listed every training option)
+            action.help = argparse.SUPPRESS
+        elif "--resume" in action.option_strings:
+            action.help = "the checkpoint (.pth) or export (.onnx, .xml) to evaluate"
+        elif "--batch" in action.option_strings:
+            action.help = "with --data or -c: images per evaluation batch of a checkpoint"
+
+
+# options of train that an evaluation has no use for: hidden from dfine eval --help
+_TRAINING_ONLY = {"--epochs", "--patience", "--auto-resume", "--max-nonfinite", "--max-steps", "-t",
+                  "--summary-dir", "--use-amp", "--test-only", "--seed"}
 
 
 def overrides_from_args(args: argparse.Namespace) -> List[str]:
