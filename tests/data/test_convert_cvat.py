@@ -199,3 +199,17 @@ def test_a_box_label_the_xml_does_not_declare_is_said(tmp_path):
 def _task_and_out(tmp_path):
     _task(tmp_path / "ok")
     return tmp_path / "ok", tmp_path / "ok_out"
+
+
+def test_images_under_another_extension_are_pointed_at(tmp_path):
+    """The XML names banana_1.jpeg, the export's files are banana_1.jpg in database/plane_class_4 (a walk):
+    the error said only 'not found'; it now says where they are and what differs."""
+    for name in ("banana_1", "banana_2"):
+        image(tmp_path / "set/database/plane_class_4" / f"{name}.jpg", (100, 60))
+    cvat_xml(tmp_path / "set/annotations.xml", [(f"banana_{i}.jpeg", (100, 60), "", [cvat_box("banana", 10, 5, 30, 45)])
+                                                for i in (1, 2)], labels=["banana"])
+    with pytest.raises(DatasetError) as err:
+        convert_cvat(tmp_path / "set", tmp_path / "out")
+    assert str(err.value).endswith(f"; {tmp_path / 'set/database/plane_class_4'} holds 2 of them under another "
+                                   f"extension (banana_1.jpg for banana_1.jpeg): rename them as the XML names them, "
+                                   f"or the XML's names")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (SPLIT_NAMES, Annotated, Converted, coco_split, images_folder_of, info_for,
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, images_folder_of, info_for,
                                 fraction_said, split_by_fraction, val_in_train_note,
                                 write_coco_json)
 from dfine.text import counted
@@ -201,6 +201,22 @@ def _image_path(root: Path, image: CvatImage) -> Optional[Path]:
     return next((p for p in candidates if p.is_file()), None)
 
 
+def _other_extension(root: Path, names: Sequence[str], depth: int = 3) -> str:
+    """``"; DIR holds N of them under another extension (a.jpg for a.jpeg): ..."`` when the images
+    ``names`` that were not found are under ``root`` with another image suffix (a walk: the XML said
+    .jpeg, the files were .jpg, and the error said only 'not found'); ``""`` when they are not."""
+    stems = {Path(n).stem: Path(n).name for n in names}
+    for folder, dirs, files in os.walk(root):
+        level = len(Path(folder).relative_to(root).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+        found = sorted(f for f in files if Path(f).stem in stems and Path(f).suffix.lower() in IMAGE_SUFFIXES
+                       and f != stems[Path(f).stem])
+        if found:
+            return (f"; {folder} holds {len(found)} of them under another extension ({found[0]} for "
+                    f"{stems[Path(found[0]).stem]}): rename them as the XML names them, or the XML's names")
+    return ""
+
+
 def _folders_holding(root: Path, names: Sequence[str], depth: int = 3) -> Dict[Path, int]:
     """The folders under ``root`` (``depth`` levels down, hidden ones skipped) that hold some of the
     images ``names`` (paths relative to a folder), with how many each holds."""
@@ -302,6 +318,7 @@ def convert_cvat(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
             zips = sorted(p.name for p in root.glob("*.zip"))
             hint = (f"; {' and '.join(map(str, every))} both hold them: leave one" if every else
                     f"; unzip {zips[0]} there" if zips else "; export with 'Save images' on, or put the images there")
+            hint = _other_extension(root, missing) or hint
             raise DatasetError(f"{counted(len(missing), 'image')} of {xml.name} not found in {root / 'images'}, "
                                f"{root / 'images'}/SUBSET nor beside it (first: {missing[0]}){hint}")
     folder = images_folder_of([p for p in paths if p is not None], root)
