@@ -5,19 +5,22 @@ one line instead of a CUDA traceback from deep inside a training step."""
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
-
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from dfine.errors import DfineError
 
-__all__ = ["resolve_device", "busy_cpu_note"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["resolve_device", "busy_cpu_note", "waits_passively"]
 
 
 def resolve_device(device: Optional[str]) -> torch.device:
     """``device`` as a torch device; empty or ``None``: CUDA when available, else the CPU. A
     one-line :class:`DfineError` for a name torch does not know, a kind other than CPU and CUDA
     (not tested here), and a CUDA device this machine does not have."""
+    import torch  # here: the other functions serve callers that never load torch (an ONNX Detector)
+
     if not device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -38,13 +41,19 @@ def resolve_device(device: Optional[str]) -> torch.device:
     return dev
 
 
-def busy_cpu_note(what: str, load: Optional[Tuple[float, int]] = None) -> Optional[str]:
-    """A note when other jobs keep this machine's cores busy (load average above half the cores;
-    ``load``: ``(load average, cores)``, default this machine's), else None: torch's OpenMP threads then
-    spin while they wait, and ``what`` (the timings, the training steps) runs many times slower than
-    on an idle machine (a walk: 15-50x, steps of 5-20 s instead of 0.4 s), not twice as slow."""
-    average, cores = load if load is not None else (os.getloadavg()[0], os.cpu_count() or 1)
-    if average <= 0.5 * cores or os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE":
+def waits_passively() -> bool:
+    """Whether ``OMP_WAIT_POLICY=PASSIVE`` is set: waiting OpenMP threads sleep instead of spinning
+    (torch follows it; :class:`~dfine.Detector` then turns ONNX Runtime's spinning off too)."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def busy_cpu_note(what: str) -> Optional[str]:
+    """A note when other jobs keep this machine's cores busy (load average above half the cores),
+    else None: torch's OpenMP threads then spin while they wait, and ``what`` (the timings, the
+    training steps) runs many times slower than on an idle machine (a walk: 15-50x, steps of 5-20 s
+    instead of 0.4 s), not twice as slow."""
+    average, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if average <= 0.5 * cores or waits_passively():
         return None
     return (f"note: load average {average:.1f} on {cores} cores: other jobs share this CPU, so {what} run many times "
             f"slower than on an idle machine; with OMP_WAIT_POLICY=PASSIVE in the environment (or fewer threads: "

@@ -407,7 +407,8 @@ def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = int(threads)
-    if os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE":
+    from .device import waits_passively
+    if waits_passively():
         # the switch torch's OpenMP threads follow: waiting threads sleep instead of spinning (faster on
         # a busy machine, slower on an idle one; README, "Deploy")
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -60,3 +60,19 @@ def _dfine_home(tmp_path_factory):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def ctrl_c_after_each_step(monkeypatch):
+    """Every training step ends with what the SIGINT handler does on Ctrl-C (the run then stops after
+    its step, as it would for a real Ctrl-C)."""
+    from dfine.engine.trainer import Trainer
+
+    real = Trainer.train_step
+
+    def step_then_ctrl_c(self, *args):
+        out = real(self, *args)
+        self.stop_signal = "SIGINT"
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)

@@ -6,7 +6,10 @@ import contextlib
 import copy
 import io
 import json
+import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -18,7 +21,7 @@ from dfine.text import counted, first_few
 from . import dist
 
 __all__ = ["NO_BOXES", "STAT_NAMES", "CocoMetrics", "ConfidenceCurve", "coco_metrics", "confidence_curve", "detections_of",
-           "evaluate"]
+           "evaluate", "write_evaluation"]
 
 # The 12 standard COCO box statistics, in COCOeval.stats order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -257,6 +260,26 @@ def confidence_curve(ann: Mapping[str, Any], detections: Sequence[Mapping[str, A
     recall = tp / boxes if boxes else np.zeros_like(tp)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
     return ConfidenceCurve(CONF_GRID.copy(), precision, recall, f1, boxes, iou)
+
+
+def write_evaluation(path: Path, content: Dict[str, Any], *, model: Union[str, os.PathLike], ann_file: Optional[Union[str, os.PathLike]],
+                     data: Optional[Union[str, os.PathLike]], num_images: int) -> None:
+    """An ``eval.json``: ``content`` (the metrics), the model file and what it was evaluated on (the
+    annotation file, and the dataset folder of ``--data``), atomically. The evaluation of another set
+    it replaces is said in a note (the val result was gone without a word after one on the test split)."""
+    from dfine.data.convert import write_json_atomic
+    where = {"ann_file": os.path.abspath(ann_file) if ann_file else None,
+             **({"data": os.path.abspath(data)} if data else {})}
+    try:
+        before = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        before = {}
+    was = before.get("data") or before.get("ann_file") if isinstance(before, dict) else None
+    now = where.get("data") or where["ann_file"]
+    if was and now and was != now:
+        print(f"note: {path} held the evaluation on {was}; this one on {now} replaces it (-o DIR writes it "
+              f"elsewhere)", file=sys.stderr)
+    write_json_atomic(path, {**content, "model": os.path.abspath(model), **where, "num_images": num_images})
 
 
 def _empty(gt: Any) -> Any:

@@ -52,7 +52,7 @@ from dfine.text import counted
 
 from . import dist
 from .ema import ModelEMA
-from .evaluator import CocoMetrics, conf_line, evaluate
+from .evaluator import CocoMetrics, conf_line, evaluate, write_evaluation
 from .precision import choose_precision
 from .summary import (DataCommand, ap_text, classes_line, dataset_line, duration, images_folder, next_commands,
                       parameters_line, unmeasured_line, user_overrides)
@@ -286,8 +286,10 @@ class Trainer:
                                            and self.device.type == "cuda")
         self.last_epoch, self.step, self.best, self.nonfinite = -1, 0, BestTracker(), 0
         self.best_ap, self.best_epoch, self.evals_since_best = -1.0, -1, 0  # for the summary and --patience
-        # best_stg*.pth an earlier run left in the output folder: never this run's best until it writes its own
-        self._earlier_best = set() if resume is not None or test_only else _earlier_run(Path(cfg.output_dir))[1]
+        # an earlier run's checkpoints in the output folder: the warning fit() prints, and the best_stg*.pth
+        # among them, never this run's best until it writes its own
+        self._earlier_said, self._earlier_best = (("", set()) if resume is not None or test_only
+                                                  else _earlier_run(Path(cfg.output_dir)))
         # "stg1" / "stg2": the score threshold with the best F1 on val of the weights in best_<stage>.pth
         self.conf_picks: Dict[str, Optional[Dict[str, float]]] = {}
         self._stage_metrics: Dict[str, CocoMetrics] = {}  # the same, evaluated by this process: for the pictures
@@ -409,10 +411,8 @@ class Trainer:
         cfg = self.cfg
         if cfg.epochs is None:
             raise DfineError(f"{cfg.config_file or 'config'}: epochs is not set; add -u epochs=N")
-        said, _ = (_earlier_run(self.output_dir) if self.last_epoch < 0 and not self.test_only and self.warn_earlier_run
-                   else ("", set()))
-        if said and dist.is_main():
-            print(said, file=sys.stderr)
+        if self._earlier_said and self.warn_earlier_run and dist.is_main():
+            print(self._earlier_said, file=sys.stderr)
         self._start_logs()
         self._print("\n".join(self.startup_summary()))
         entry: Dict[str, Any] = {}
@@ -651,11 +651,15 @@ class Trainer:
                 return self.output_dir / name
         return None
 
+    def _best_and_stage(self) -> Tuple[Optional[Path], Optional[str]]:
+        """:meth:`_best_weights` and its key in ``conf_picks`` (``"stg1"``, ``"stg2"``, ``"last"``)."""
+        best = self._best_weights()
+        return best, _STAGES.get(best.name) if best is not None else None
+
     def _final(self, seconds: float, stopped: str) -> Dict[str, Any]:
         """Print the end-of-run summary; the values :meth:`fit` adds to its result (``best_conf``:
         the best-F1 score threshold on val of ``best_weights``, as :meth:`ConfidenceCurve.pick` gives it)."""
-        best = self._best_weights()
-        stage = _stage(best) if best is not None else None
+        best, stage = self._best_and_stage()
         pick = self.conf_picks.get(stage) if stage else None
         result = {"best_AP": self.best_ap, "best_epoch": self.best_epoch, "best_weights": best,
                   "best_conf": pick, "seconds": seconds, "stopped": stopped, "output_dir": self.output_dir}
@@ -833,7 +837,6 @@ class Trainer:
         if metrics.confidence is not None and metrics.has_ground_truth:
             self._print(conf_line(metrics.confidence.pick(), "this set"))
         if dist.is_main():
-            from dfine.export.evaluate import write_evaluation
             path = self.output_dir / "eval.json"
             write_evaluation(path, metrics.to_json(), model=self.cfg.resume or "", num_images=len(self.val_set),
                              ann_file=None if self.command is not None else self.val_set.ann_file,
@@ -926,8 +929,8 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups))
-        best = self._best_weights()
-        metrics = self._stage_metrics.get(_stage(best)) if best is not None else None
+        best, stage = self._best_and_stage()
+        metrics = self._stage_metrics.get(stage) if stage else None
         if metrics is not None:
             plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {self.best_epoch + 1}, val")
 
@@ -946,11 +949,8 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
             f"keep both"), {n for n in found if n.startswith("best_")}
 
 
-def _stage(weights: Path) -> Optional[str]:
-    """``"stg1"`` / ``"stg2"`` / ``"last"`` for ``best_stg1.pth`` / ``best_stg2.pth`` / ``last.pth`` (the
-    keys of the trainer's ``conf_picks``); None for another file."""
-    return weights.stem[len("best_"):] if weights.stem.startswith("best_") else "last" if weights.stem == "last" \
-        else None
+# the weights files a run names as its best, by their key in the trainer's conf_picks
+_STAGES = {"best_stg1.pth": "stg1", "best_stg2.pth": "stg2", "last.pth": "last"}
 
 
 def plot_evaluation(metrics: CocoMetrics, out: Path, what: str) -> List[Path]:

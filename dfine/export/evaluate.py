@@ -19,7 +19,6 @@ Besides printing the COCO summary and the per-class table it writes them to ``MO
 from __future__ import annotations
 
 import argparse
-import json
 import copy
 import dataclasses
 import os
@@ -272,25 +271,6 @@ def eval_json_path(model: PathLike, output_dir: Optional[PathLike] = None) -> Pa
 def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: EvalSet) -> None:
     """``metrics`` at ``path``, atomically, in the form of a checkpoint's ``eval.json`` (``stats``,
     ``per_class`` AP and ``names`` by category id) plus the model file and the evaluation set."""
+    from ..engine.evaluator import write_evaluation
     write_evaluation(Path(path), metrics.to_json(), model=model, ann_file=data.ann_file, data=data.data,
                      num_images=len(data.images))
-
-
-def write_evaluation(path: Path, content: Dict[str, Any], *, model: PathLike, ann_file: Optional[PathLike],
-                     data: Optional[PathLike], num_images: int) -> None:
-    """An ``eval.json``: ``content`` (the metrics), the model file and what it was evaluated on (the
-    annotation file, and the dataset folder of ``--data``), atomically. The evaluation of another set
-    it replaces is said in a note (the val result was gone without a word after one on the test split)."""
-    from ..data.convert import write_json_atomic
-    where = {"ann_file": os.path.abspath(ann_file) if ann_file else None,
-             **({"data": os.path.abspath(data)} if data else {})}
-    try:
-        before = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        before = {}
-    was = before.get("data") or before.get("ann_file") if isinstance(before, dict) else None
-    now = where.get("data") or where["ann_file"]
-    if was and now and was != now:
-        print(f"note: {path} held the evaluation on {was}; this one on {now} replaces it (-o DIR writes it "
-              f"elsewhere)", file=sys.stderr)
-    write_json_atomic(path, {**content, "model": os.path.abspath(model), **where, "num_images": num_images})

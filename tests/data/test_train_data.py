@@ -438,12 +438,11 @@ def test_dfine_train_from_python_checks_its_arguments_before_any_work(tmp_path):
         assert not out.exists()
 
 
-def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp_path, monkeypatch):
+def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp_path, request):
     """names="apple,pear" is two classes, as --names apple,pear; after Ctrl-C (the run stops after its
     step, last.pth kept) dfine.train raises KeyboardInterrupt, so a script does not go on to its next line."""
     import dfine
     from dfine.checkpoint import read_checkpoint
-    from dfine.engine.trainer import Trainer
 
     src = _yolo(tmp_path / "fruit")
     (src / "data.yaml").write_text("train: images/train\nval: images/val\n")
@@ -453,14 +452,7 @@ def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp
     result = dfine.train(data=src, output_dir=tmp_path / "a", names="apple, pear", max_steps=1, **kw)
     assert list(read_checkpoint(result.output_dir / "last.pth")["class_names"]) == ["apple", "pear"]
 
-    real = Trainer.train_step
-
-    def step_then_ctrl_c(self, *args):
-        out = real(self, *args)
-        self.stop_signal = "SIGINT"  # what the handler sets on Ctrl-C
-        return out
-
-    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
+    request.getfixturevalue("ctrl_c_after_each_step")  # from here on: the first run above trains as usual
     with pytest.raises(KeyboardInterrupt):
         dfine.train(data=src, output_dir=tmp_path / "b", names=["apple", "pear"], **kw)
 

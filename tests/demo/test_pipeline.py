@@ -56,20 +56,10 @@ def test_demo_cli_rejects_sizes_the_model_cannot_run(capsys):
     assert e.value.code == 2
 
 
-def test_ctrl_c_during_the_demo_training_ends_the_demo(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_during_the_demo_training_ends_the_demo(tmp_path, ctrl_c_after_each_step, capsys):
     """A walk: after Ctrl-C the demo went on to export, predict and draw the half-trained model, ended with
     the usual summary as if nothing had happened, and printed a 2,000-character resume command of a
     training the demo's later steps would not follow. It now ends there, saying how to start it again."""
-    from dfine.engine.trainer import Trainer
-
-    real = Trainer.train_step
-
-    def step_then_ctrl_c(self, *args):
-        out = real(self, *args)
-        self.stop_signal = "SIGINT"  # what the handler sets on Ctrl-C
-        return out
-
-    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
     out = tmp_path / "demo"
     code = main(["demo", "-o", str(out), "--num-train", "8", "--num-val", "4", "--imgsz", "160", "--epochs", "2",
                  "-b", "4", "--max-steps", "2", "-q"])

@@ -270,8 +270,7 @@ def _names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path], given: Op
         declared = ()
         if len(given) != int(data["nc"]):
             raise DatasetError(f"--names gives {counted(len(given), 'class', 'classes')} but {yaml_path} says nc: "
-                               f"{data['nc']}; give "
-                               f"{data['nc']} names")
+                               f"{data['nc']}; give {data['nc']} names")
     elif len(given) != len(declared):
         raise DatasetError(f"--names gives {counted(len(given), 'class', 'classes')} but {where} names {len(declared)} "
                            f"({first_few(declared, 5)}); leave --names out to use those, or give {len(declared)} names")
