@@ -262,8 +262,11 @@ def confidence_curve(ann: Mapping[str, Any], detections: Sequence[Mapping[str, A
     return ConfidenceCurve(CONF_GRID.copy(), precision, recall, f1, boxes, iou)
 
 
-def write_evaluation(path: Path, content: Dict[str, Any], *, model: Union[str, os.PathLike], ann_file: Optional[Union[str, os.PathLike]],
-                     data: Optional[Union[str, os.PathLike]], num_images: int) -> None:
+PathLike = Union[str, os.PathLike]
+
+
+def write_evaluation(path: Path, content: Dict[str, Any], *, model: PathLike, ann_file: Optional[PathLike],
+                     data: Optional[PathLike], num_images: int) -> None:
     """An ``eval.json``: ``content`` (the metrics), the model file and what it was evaluated on (the
     annotation file, and the dataset folder of ``--data``), atomically. The evaluation of another set
     it replaces is said in a note (the val result was gone without a word after one on the test split)."""

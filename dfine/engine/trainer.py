@@ -292,7 +292,8 @@ class Trainer:
                                                   else _earlier_run(Path(cfg.output_dir)))
         # "stg1" / "stg2": the score threshold with the best F1 on val of the weights in best_<stage>.pth
         self.conf_picks: Dict[str, Optional[Dict[str, float]]] = {}
-        self._stage_metrics: Dict[str, CocoMetrics] = {}  # the same, evaluated by this process: for the pictures
+        # the same, evaluated by this process, with the epoch evaluated: for the pictures
+        self._stage_metrics: Dict[str, Tuple[CocoMetrics, int]] = {}
         self.stop_signal: Optional[str] = None  # "SIGINT" / "SIGTERM" once one arrived
         self._last_entry: Dict[str, Any] = {}
         self._epoch_start: Optional[float] = None  # time.time() when the epoch being run began
@@ -471,9 +472,9 @@ class Trainer:
         action = self.best.update(metrics.ap, epoch, self.stop_epoch)
         pick = metrics.confidence.pick() if metrics.confidence is not None else None
         # last.pth is the best weights while no evaluation scored above AP 0: its pick and pictures too
-        self.conf_picks["last"], self._stage_metrics["last"] = pick, metrics
+        self.conf_picks["last"], self._stage_metrics["last"] = pick, (metrics, epoch)
         if action in ("stg1", "stg2"):
-            self.conf_picks[action], self._stage_metrics[action] = pick, metrics
+            self.conf_picks[action], self._stage_metrics[action] = pick, (metrics, epoch)
             self.save(f"best_{action}.pth")
         self.save("last.pth")
         if (epoch + 1) % cfg.checkpoint_freq == 0:
@@ -930,9 +931,10 @@ class Trainer:
             self.writer.close()
         plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups))
         best, stage = self._best_and_stage()
-        metrics = self._stage_metrics.get(stage) if stage else None
-        if metrics is not None:
-            plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {self.best_epoch + 1}, val")
+        evaluated = self._stage_metrics.get(stage) if stage else None
+        if evaluated is not None:  # titled with the epoch of those weights (last.pth's said the best AP's epoch)
+            metrics, epoch = evaluated
+            plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {epoch + 1}, val")
 
 
 def _earlier_run(out: Path) -> Tuple[str, set]:

@@ -67,15 +67,21 @@ def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco
     assert resumed.conf_picks == expected
 
 
-def test_a_run_whose_best_weights_are_last_pth_recommends_their_conf(coco128, tmp_path, capsys):
+def test_a_run_whose_best_weights_are_last_pth_recommends_their_conf(coco128, tmp_path, capsys, monkeypatch):
     """No evaluation above AP 0 (a short run): the best weights are last.pth, and the predict command
-    carries the --conf of its evaluation (a walk: it had none, so predict's 0.5 drew nothing)."""
+    carries the --conf of its evaluation (a walk: it had none, so predict's 0.5 drew nothing); its pictures
+    are titled with last.pth's epoch (they said the epoch of the first evaluation, 'best' at AP 0)."""
+    from dfine.engine import trainer as trainer_module
     train = write_subset(coco128, tmp_path / "train.json", 2)
     val_file = write_subset(coco128, tmp_path / "val.json", 1, offset=2)
-    recipe = write_recipe(tmp_path / "recipe.yml", coco128 / "train2017", train, val_file, epochs=1, batch=1,
+    recipe = write_recipe(tmp_path / "recipe.yml", coco128 / "train2017", train, val_file, epochs=2, batch=1,
                           extra="lr_warmup_scheduler: {type: LinearWarmup, warmup_duration: 1}\n")
     val = json.loads(val_file.read_text())
     metrics = coco_metrics(val, _detections(val, 0.2, 0.5))
+    drawn = []
+    real_plot = trainer_module.plot_evaluation
+    monkeypatch.setattr(trainer_module, "plot_evaluation",
+                        lambda m, out, what: drawn.append(what) or real_plot(m, out, what))
     pick = metrics.confidence.pick()
     metrics.stats[0] = 0.0
     trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
@@ -85,3 +91,4 @@ def test_a_run_whose_best_weights_are_last_pth_recommends_their_conf(coco128, tm
     assert result["best_weights"] == tmp_path / "out" / "last.pth" and result["best_conf"] == pytest.approx(pick)
     predict = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  predict:"))
     assert predict.endswith(f" --conf {pick['conf']:.2f}") and (tmp_path / "out" / "confidence.png").is_file()
+    assert drawn == ["last.pth, epoch 2, val"]
