@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DfineError
+from ..text import pip_install
 
 
 def add_parser(subparsers) -> None:
@@ -155,7 +156,7 @@ def _int8_plan(args: argparse.Namespace):
                                               ("nncf", importable("nncf", int8.import_nncf))) if not present]
         if missing:
             raise DfineError(f"--int8 --format openvino needs {', '.join(missing)} (not installed): "
-                             f"pip install \"dfine[int8]\" (NNCF, OpenVINO and onnx)")
+                             f"{pip_install('int8')}")
     calib = int8.calibration_images(args.calib, args.calib_size)
     val = None
     if args.max_drop is not None:
@@ -180,7 +181,7 @@ def _check_openvino() -> None:
     try:
         import openvino  # noqa: F401
     except ImportError:
-        raise DfineError("--format openvino needs OpenVINO and onnx: pip install \"dfine[openvino,onnx]\" (or export "
+        raise DfineError(f"--format openvino needs OpenVINO and onnx: {pip_install('openvino,onnx')} (or export "
                          "ONNX, which OpenVINO also reads)") from None
 
 
