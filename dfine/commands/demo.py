@@ -36,6 +36,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def demo_scores(metrics: dict) -> str:
+    """The demo's val scores in percent, as the epoch lines and ``dfine eval`` print them
+    (``metrics.json`` keeps COCO's fractions): ``val AP 62.4  AP50 81.5  circle AP 61.9 ...``."""
+    return (f"val AP {100 * metrics['mAP']:.1f}  AP50 {100 * metrics['mAP50']:.1f}  "
+            + "  ".join(f"{name} AP {100 * ap:.1f}" for name, ap in metrics["per_class_AP"].items()))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..demo.pipeline import DemoSettings, run_demo
     from ..demo.shapes import ShapesSpec
@@ -47,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.seed, progress=not args.quiet)
     result = run_demo(settings)
     m = result.metrics
-    print(f"\nval mAP50 {m['mAP50']:.3f}  mAP {m['mAP']:.3f}  "
-          + "  ".join(f"{name} AP {ap:.3f}" for name, ap in m["per_class_AP"].items()))
+    print(f"\n{demo_scores(m)}")
     print(f"trained in {m['train_seconds'] / 60:.1f} min, whole demo {m['total_seconds'] / 60:.1f} min; "
           f"ONNX Runtime {m['onnx_latency_ms_per_image']:.1f} ms per image")
     print(f"checkpoint  {result.checkpoint}\nonnx        {result.onnx}\nmetrics     {args.output / 'metrics.json'}")

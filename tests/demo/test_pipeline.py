@@ -69,3 +69,10 @@ def test_ctrl_c_during_the_demo_training_ends_the_demo(tmp_path, ctrl_c_after_ea
             "half-trained model); the same dfine demo command starts it again") in printed.out
     assert "dfine train -c" not in printed.out + printed.err
     assert not (out / "model.onnx").exists() and not (out / "metrics.json").exists()
+
+
+def test_demo_summary_prints_ap_in_percent_as_the_epoch_lines_do():
+    """The epoch lines said "AP 49.9" and the demo's last line "mAP 0.499" for the same model (a walk)."""
+    from dfine.commands.demo import demo_scores
+    metrics = {"mAP": 0.4994, "mAP50": 0.8151, "per_class_AP": {"circle": 0.619, "square": 0.0}}
+    assert demo_scores(metrics) == "val AP 49.9  AP50 81.5  circle AP 61.9  square AP 0.0"
