@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 from dfine.errors import DfineError
 from dfine.text import counted
 
-__all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "detect_format", "find_coco_splits", "data_run", "train",
+__all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "as_is", "detect_format", "find_coco_splits", "data_run", "train",
            "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
 
 Format = Literal["coco", "yolo", "voc", "cvat"]
@@ -184,7 +184,8 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     elif above is not None:
         hint = f"; give the dataset folder: {option} {shlex.quote(str(above))}"
     else:
-        hint = (" (annotations/instances_*.json, {split}/_annotations.coco.json or {split}.json + {split}/ for COCO, "
+        hint = (" (annotations/instances_*.json, {split}/_annotations.coco.json, {split}.json + {split}/ or one JSON for "
+                "all images for COCO, "
                 "data.yaml or images/ + "
                 "labels/ for YOLO, Annotations/ + JPEGImages/ (or another folder of XMLs + of images) or XMLs beside the images for VOC, annotations.xml of "
                 "a 'CVAT for images 1.1' export)")
@@ -194,11 +195,14 @@ def detect_format(root: Path, option: str = "--data") -> Format:
 def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     """The format of the dataset at ``root``; ``nested``: also a VOC set one or two folders down
     (``VOCdevkit/VOC2007``)."""
+    from dfine.data.convert.coco import coco_file
     from dfine.data.convert.cvat import cvat_xml
 
     if root.is_file():
+        if root.suffix.lower() == ".json":
+            return "coco" if coco_file(root) else None
         return "yolo" if root.suffix.lower() in (".yaml", ".yml") else "cvat" if cvat_xml(root) else None
-    if find_coco_splits(root):
+    if find_coco_splits(root) or coco_file(root):  # split files, or one file for all images (split on use)
         return "coco"
     if cvat_xml(root) is not None:  # annotations.xml (+ images/): CVAT's "CVAT for images 1.1" export
         return "cvat"
@@ -218,13 +222,19 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
 # ------------------------------------------------------------------------------------ the run
 
 
+def as_is(root: Path, fmt: Format) -> bool:
+    """Whether the dataset at ``root`` is read where it is (COCO split files) rather than converted
+    into a folder of ours (YOLO, VOC, CVAT, or one COCO file for all images, split in two)."""
+    return fmt == "coco" and bool(find_coco_splits(root))
+
+
 def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequence[str]] = None,
                    temporary: Optional[str] = None) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
     """The splits of the dataset at ``root`` in format ``fmt`` (``{split: (annotation file, images
-    folder)}``) and notes to print: a COCO folder's files where they are; a YOLO, VOC or CVAT folder
-    converted into ``folder`` (the same split every time; ``temporary``: what ``folder`` is removed
+    folder)}``) and notes to print: a COCO folder's split files where they are; a YOLO, VOC or CVAT
+    folder, or one COCO file for all images, converted into ``folder`` (the same split every time; ``temporary``: what ``folder`` is removed
     after, ``"evaluation"`` or ``"check"``, which the note says instead of its path)."""
-    if fmt == "coco":
+    if as_is(root, fmt):
         return find_coco_splits(root), []
     from dfine.data.convert import converter
 

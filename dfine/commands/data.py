@@ -27,9 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = data.add_subparsers(dest="data_command", metavar="{convert,check}")
     conv = sub.add_parser("convert", help="YOLO, VOC or CVAT -> COCO JSON (images stay where they are)")
-    conv.add_argument("--from", dest="fmt", required=True, choices=("yolo", "voc", "cvat"),
-                      help="source format (cvat: a 'CVAT for images 1.1' export)")
-    conv.add_argument("src", help="the dataset folder (or a YOLO data.yaml, a CVAT annotations.xml)")
+    conv.add_argument("--from", dest="fmt", required=True, choices=("yolo", "voc", "cvat", "coco"),
+                      help="source format (cvat: a 'CVAT for images 1.1' export; coco: one COCO file for all "
+                           "images, split into train and val)")
+    conv.add_argument("src", help="the dataset folder (or a YOLO data.yaml, a CVAT annotations.xml, a COCO JSON)")
     conv.add_argument("-o", "--out", help="write OUT/annotations/instances_*.json (default: in SRC)")
     conv.add_argument("--names", help="class names, comma-separated, in class-id order (when no names file exists)")
     conv.add_argument("--val-fraction", type=float, default=0.2,
@@ -125,7 +126,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
     ``--plot labels.png`` draws ``labels_{split}.png``. 0 when training can use every split, else 1."""
     from dfine.data.check import check_dataset, plot_report
     from dfine.errors import DfineError
-    from dfine.recipes import dataset_splits, detect_format
+    from dfine.recipes import as_is, dataset_splits, detect_format
 
     given = f"dfine data check {args.ann_file}"
     if args.images:
@@ -146,7 +147,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
             print(f"\n{split}:", flush=True)  # before the progress bar
             report = check_dataset(ann, images, level="deep" if args.deep else "headers", workers=args.workers,
                                    progress=True)
-            if fmt != "coco":  # the converted file lives in the temporary folder: name the split instead
+            if not as_is(root, fmt):  # the converted file lives in the temporary folder: name the split instead
                 report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
             report = _said_once(report, strays)
             print(report.format(fix=_folder_fix(fmt, root, split, ann, args.names), imgsz=args.imgsz))
@@ -162,7 +163,9 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
 def _folder_fix(fmt: str, root: Path, split: str, ann: Path, names: Optional[str]) -> str:
     """How to repair one split of a dataset folder: ``--fix`` of its COCO file, or for a YOLO, VOC
     or CVAT folder the conversion and then ``--fix`` of the converted file."""
-    if fmt == "coco":
+    from dfine.recipes import as_is
+
+    if as_is(root, fmt):
         fixed = ann.with_name(f"{ann.stem}_fixed.json")
         return f"dfine data check {shlex.quote(str(ann))} --fix {shlex.quote(str(fixed))} writes a repaired copy"
     out = f"{root.name}_coco"

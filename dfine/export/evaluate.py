@@ -221,7 +221,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     COCO folder's file read where it is; a YOLO, VOC or CVAT folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written); ``names``:
     the class names of a YOLO folder that names none (``--names``)."""
-    from ..recipes import _missing_split, dataset_splits, detect_format
+    from ..recipes import _missing_split, as_is, dataset_splits, detect_format
     if not root.exists():
         raise DfineError(f"--data {root} not found")
     fmt = detect_format(root)
@@ -232,7 +232,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
         ann, folder = splits.get("val", (None, None))
         given = Path(ann_file) if ann_file else None
         read = load_eval_set(given or ann, images or folder or root, limit)
-    kept = str(given or ann) if given or fmt == "coco" else None
+    kept = str(given or ann) if given or as_is(root, fmt) else None
     source = kept or f"the {fmt.upper()} val split of {root}"
     return dataclasses.replace(read, source=source, ann_file=kept, data=str(root))
 

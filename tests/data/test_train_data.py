@@ -463,3 +463,82 @@ def test_a_model_file_given_to_model_names_the_options_that_take_one(tmp_path, c
     assert capsys.readouterr().err.strip() == (
         "error: --model 'best.onnx': give one of dfine_n, dfine_s, dfine_m, dfine_l, dfine_x; a model file goes with "
         "-t (fine-tune from it), -r (resume or evaluate it) or, in dfine eval, -m")
+
+
+def _one_coco_file(root, file_names, ann="annotations/instances_default.json", extra=None):
+    """A labelling tool's COCO export: one JSON for every image (CVAT's "COCO 1.0" by default), no split."""
+    images, anns = [], []
+    for i, name in enumerate(file_names):
+        image(root / "images" / name.split("images/")[-1], (96, 64))
+        images.append({"id": i + 1, "file_name": name, "width": 96, "height": 64, "license": 0})
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [10, 10, 40, 30],
+                     "area": 1200, "iscrowd": 0, "attributes": {"occluded": False}})
+    data = {"licenses": [{"name": "", "id": 0}], "info": {"contributor": "me"},
+            "categories": [{"id": 1, "name": "pill"}, {"id": 2, "name": "tablet"}, {"id": 3, "name": "capsule"}],
+            "images": images, "annotations": anns, **(extra or {})}
+    (root / ann).parent.mkdir(parents=True, exist_ok=True)
+    (root / ann).write_text(json.dumps(data))
+    return data
+
+
+def test_train_from_one_coco_file_for_all_images(tmp_path, capsys):
+    """A walk: CVAT's "COCO 1.0" export (annotations/instances_default.json + images/, one file for all
+    images) was 'not a COCO, YOLO, VOC or CVAT dataset folder'. Its images are split into train and val
+    as a YOLO or VOC folder's are, each split's entries kept as written (ids, categories, extra fields)."""
+    src, out = tmp_path / "cvat_coco", tmp_path / "run"
+    data = _one_coco_file(src, [f"{i}.jpg" for i in range(5)])
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    assert detect_format(src) == "coco"
+    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
+    printed = _trained(out, capsys)
+    assert ("one COCO file for all images (annotations/instances_default.json): 1 of 5 images became val "
+            "(dfine data convert --val-fraction 0.2 --seed 0)") in printed.err
+    train, val = (json.loads((out / f"data/annotations/instances_{s}.json").read_text()) for s in ("train", "val"))
+    assert len(val["images"]) == 1 and len(train["images"]) == 4
+    assert sorted(train["images"] + val["images"], key=lambda im: im["id"]) == data["images"]
+    assert sorted(train["annotations"] + val["annotations"], key=lambda a: a["id"]) == data["annotations"]
+    assert train["categories"] == val["categories"] == data["categories"] and train["licenses"] == data["licenses"]
+    assert (out / "data/annotations" / train["info"]["images_folder"]).resolve() == src / "images"
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # the export is never written
+    # the printed evaluation of the run splits the same way: its val image is the one training validated on
+    assert main(["eval", "-r", str(out / "last.pth"), "--data", str(src), "-d", "cpu", "--no-progress"]) == 0
+    assert f"last.pth on the val split of {src} (1 image, 1 box):" in capsys.readouterr().out
+
+
+def test_one_coco_file_is_found_as_labelling_tools_write_it(tmp_path):
+    """Label Studio's export: result.json beside images/, file names 'images/...' relative to the JSON's
+    folder; a dataset folder given as the JSON itself; two such files, or images nowhere near, are one
+    line each saying what was found."""
+    ls = tmp_path / "label_studio"
+    _one_coco_file(ls, ["images/a.jpg", "images/b.jpg", "images/c.jpg"], ann="result.json")
+    run = data_run(ls, "dfine_n", output_dir=tmp_path / "o")
+    assert run.fmt == "coco"
+    assert any(n.startswith("one COCO file for all images (result.json): 1 of 3 images became val") for n in run.notes)
+    val = json.loads((tmp_path / "o/data/annotations/instances_val.json").read_text())
+    assert (tmp_path / "o/data/annotations" / val["info"]["images_folder"]).resolve() == ls
+    assert detect_format(ls / "result.json") == "coco"
+    (ls / "second.json").write_text((ls / "result.json").read_text())
+    with pytest.raises(DfineError) as err:
+        detect_format(ls)
+    assert str(err.value) == (f"{ls} holds 2 COCO files and no train/val split files (result.json, second.json): "
+                              f"give the one to use, e.g. --data {ls / 'result.json'}")
+    lost = tmp_path / "lost"
+    _one_coco_file(lost, ["a.jpg"], ann="export/coco.json")
+    (lost / "images/a.jpg").rename(lost / "a_moved.jpg")
+    with pytest.raises(DfineError) as err:
+        data_run(lost / "export", "dfine_n", output_dir=tmp_path / "o2")
+    assert str(err.value) == (f"the images of {lost / 'export/coco.json'} are not found: none of its first 1 file "
+                              f"name (e.g. a.jpg) is in {lost / 'export'}, {lost / 'export/images'}, {lost}, "
+                              f"{lost / 'images'}; put the images folder beside the JSON (images/)")
+
+
+def test_data_convert_from_coco_splits_one_file(tmp_path, capsys):
+    src = tmp_path / "cvat_coco"
+    _one_coco_file(src, [f"{i}.jpg" for i in range(10)])
+    assert main(["data", "convert", "--from", "coco", str(src), "-o", str(tmp_path / "out"), "--val-fraction", "0.3",
+                 "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "converted " in out and "(3 classes: pill, tablet, capsule)" in out
+    assert "  train: 7 images, 7 boxes, 0 background images" in out and "  val: 3 images, 3 boxes" in out
+    assert main(["data", "convert", "--from", "coco", str(src), "--names", "a,b"]) == 2
+    assert "--names is for a dataset that names no classes" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 :mod:`dfine.data.convert.yolo` reads every Ultralytics / Roboflow YOLO layout,
 :mod:`dfine.data.convert.voc` Pascal VOC folders, :mod:`dfine.data.convert.cvat` CVAT's "CVAT for
-images 1.1" export. Each returns a :class:`Converted` saying where
+images 1.1" export, :mod:`dfine.data.convert.coco` one COCO file for all images (split in two). Each returns a :class:`Converted` saying where
 the files went; images are never copied or changed. Each written JSON carries, in its ``info``,
 the images folder its ``file_name``s are relative to (``images_folder``, relative to the JSON's
 folder when inside it), so ``dfine train --data`` finds the images from the JSON alone.
@@ -144,11 +144,12 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
 
 
 def converter(fmt: str) -> Any:
-    """The conversion function of ``fmt`` (``yolo``, ``voc`` or ``cvat``), imported on use:
+    """The conversion function of ``fmt`` (``yolo``, ``voc``, ``cvat``, or ``coco``: one COCO file
+    for all images, split), imported on use:
     ``(src, out=None, *, names=None, val_fraction=0.2, seed=0) -> Converted``."""
     import importlib
-    if fmt not in ("yolo", "voc", "cvat"):
-        raise DatasetError(f"unknown dataset format {fmt!r}: yolo, voc or cvat")
+    if fmt not in ("yolo", "voc", "cvat", "coco"):
+        raise DatasetError(f"unknown dataset format {fmt!r}: yolo, voc, cvat or coco")
     return getattr(importlib.import_module(f"dfine.data.convert.{fmt}"), f"convert_{fmt}")
 
 

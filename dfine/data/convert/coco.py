@@ -1,0 +1,132 @@
+"""One COCO file for all images (no train/val split) -> ``instances_train.json`` + ``instances_val.json``.
+
+Labelling tools export a dataset as a single COCO JSON: CVAT's "COCO 1.0"
+(``annotations/instances_default.json`` + ``images/``), Label Studio (``result.json`` + ``images/``),
+makesense.ai, VIA. :func:`coco_file` finds such a file in a folder (the folder itself or its
+``annotations/``); :func:`convert_coco` splits its images into train and val (a seeded
+``val_fraction``, printed) and writes each split's images and annotations as they are (ids, category
+ids and names, extra fields unchanged; nothing renumbered), with the images folder its
+``file_name``\\ s are relative to in ``info``. The images folder is found by looking for the file
+names: beside the JSON, in ``images/`` beside it, or beside / in ``images/`` of the folder above.
+Images are never copied or changed; the checks of training (missing images, bad boxes) then run on
+the split files as on any COCO file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from dfine.data.cocojson import DatasetError, read_coco_json
+from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, fraction_said, info_for, split_by_fraction,
+                                write_json_atomic)
+from dfine.text import counted, first_few
+
+__all__ = ["coco_file", "coco_files", "convert_coco"]
+
+#: bytes read from the head of a JSON file to tell whether it is a COCO detection file
+_HEAD = 65536
+
+
+def coco_files(root: Path) -> List[Path]:
+    """The COCO JSON files of the folder ``root`` and of its ``annotations/`` whose name is no split's
+    (``instances_train.json`` and the like are a split dataset's, found by
+    :func:`dfine.recipes.find_coco_splits`): each a file whose head holds an ``"images"`` list and
+    ``"file_name"`` or ``"categories"``."""
+    found = []
+    for folder in (root, root / "annotations"):
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            stem = re.sub(r"^(instances_|_annotations\.coco)", "", path.stem.lower())
+            if SPLIT_NAMES.get(re.sub(r"\d+$", "", stem.replace(".coco", ""))) is None and _looks_coco(path):
+                found.append(path)
+    return found
+
+
+def coco_file(src: Path) -> Optional[Path]:
+    """The one COCO file of ``src`` (the file itself, or a folder's only :func:`coco_files` entry);
+    ``None`` when there is none; ``DatasetError`` naming them when a folder holds several."""
+    if src.is_file():
+        return src if src.suffix.lower() == ".json" and _looks_coco(src) else None
+    found = coco_files(src)
+    if len(found) > 1:
+        raise DatasetError(f"{src} holds {len(found)} COCO files and no train/val split files "
+                           f"({first_few([str(p.relative_to(src)) for p in found], 4)}): give the one to use, "
+                           f"e.g. --data {found[0]}")
+    return found[0] if found else None
+
+
+def _looks_coco(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(_HEAD)
+    except OSError:
+        return False
+    return bool(re.search(rb'"images"\s*:\s*\[', head)) and (b'"file_name"' in head or b'"categories"' in head)
+
+
+def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
+                 names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
+    """Split the single COCO file at ``src`` (the file, or a folder holding one, see :func:`coco_file`)
+    into ``out/annotations/instances_{train,val}.json`` (default ``out``: the JSON's folder, or the
+    dataset folder above ``annotations/``). ``names`` is refused: a COCO file names its classes."""
+    src = Path(src).expanduser().resolve()
+    if not src.exists():
+        raise DatasetError(f"COCO dataset {src} not found")
+    if names:
+        raise DatasetError(f"--names is for a dataset that names no classes; the COCO file of {src} names its own "
+                           f"in its categories")
+    ann = coco_file(src)
+    if ann is None:
+        raise DatasetError(f"no COCO JSON file in {src} or {src / 'annotations'}: give the folder of a COCO export "
+                           f"(a JSON with images, annotations and categories) or the file")
+    data = read_coco_json(ann)
+    images = [im for im in data["images"] if isinstance(im, dict)]
+    if not images:
+        raise DatasetError(f"{ann}: its images list is empty; nothing to train on")
+    folder = _images_folder(ann, images)
+    base = ann.parent.parent if ann.parent.name == "annotations" else ann.parent
+    out_dir = Path(out).expanduser() if out is not None else base
+    ann_dir = out_dir / "annotations"
+    if ann.parent == ann_dir and ann.stem in ("instances_train", "instances_val"):  # never overwrite the source
+        raise DatasetError(f"{ann} would be overwritten by its own split; give another -o")
+    keys = {str(im.get("id")): im for im in images}
+    if len(keys) != len(images):
+        raise DatasetError(f"{ann}: image ids repeat ({len(images) - len(keys)} duplicates); each image needs its own id")
+    train_ids, val_ids = split_by_fraction(list(keys), val_fraction, seed)
+    rel = ann.relative_to(src) if ann.is_relative_to(src) and ann != src else ann.name
+    notes = [f"one COCO file for all images ({rel}): {len(val_ids)} of {counted(len(images), 'image')} became val "
+             f"{fraction_said(val_fraction, seed)}"]
+    info = {**(data.get("info") if isinstance(data.get("info"), dict) else {}),
+            **info_for(ann_dir, folder, "one COCO file", ann)}
+    written, counts = {}, {}
+    for split, ids in (("train", train_ids), ("val", val_ids)):
+        chosen = set(ids)
+        split_images = [im for im in images if str(im.get("id")) in chosen]
+        split_anns = [a for a in data["annotations"] if isinstance(a, dict) and str(a.get("image_id")) in chosen]
+        with_boxes = {str(a.get("image_id")) for a in split_anns}
+        counts[split] = SplitCounts(images=len(split_images), boxes=len(split_anns),
+                                    background=sum(str(im.get("id")) not in with_boxes for im in split_images))
+        written[split] = ann_dir / f"instances_{split}.json"
+        write_json_atomic(written[split], {**{k: v for k, v in data.items() if k not in ("images", "annotations")},
+                                           "info": info, "images": split_images, "annotations": split_anns})
+    names_out = tuple(str(c.get("name")) for c in data["categories"] if isinstance(c, dict))
+    return Converted(src, out_dir, folder, written, names_out, counts, notes)
+
+
+def _images_folder(ann: Path, images: List[Dict[str, Any]]) -> Path:
+    """The folder the ``file_name``\\ s of ``ann`` are relative to: the first of beside the JSON,
+    ``images/`` beside it, the folder above and its ``images/`` that holds most of the first 20
+    images; ``DatasetError`` naming where it looked when none holds any."""
+    sample = [str(im.get("file_name", "")).replace("\\", "/").lstrip("/") for im in images[:20]]
+    sample = [s for s in sample if s]
+    options = [ann.parent, ann.parent / "images", ann.parent.parent, ann.parent.parent / "images"]
+    options = list(dict.fromkeys(options))
+    held = {o: sum((o / s).is_file() for s in sample) for o in options}
+    best = max(options, key=lambda o: held[o])  # the first of the best: max keeps the earliest
+    if sample and held[best] == 0:
+        raise DatasetError(f"the images of {ann} are not found: none of its first {counted(len(sample), 'file name')} "
+                           f"(e.g. {sample[0]}) is in {', '.join(str(o) for o in options)}; put the images folder "
+                           f"beside the JSON (images/)")
+    return best
