@@ -547,7 +547,8 @@ def default_images(ann_file: os.PathLike | str) -> Path:
     """The images folder of ``ann_file`` when none is given: the one a converted file names in its
     ``info`` (``dfine data convert``), else the file's own folder when it holds images (Roboflow's
     ``{split}/_annotations.coco.json``) or ``images/`` beside the file, as ``dfine train --data``
-    finds them; ``DatasetError`` asking for ``--images`` otherwise."""
+    finds them, else the folder near it that holds the images it names (``annotations/x.json`` +
+    ``images/``); ``DatasetError`` asking for ``--images`` otherwise."""
     from dfine.data.convert import images_folder_of_file, roboflow_images
 
     path = Path(ann_file)
@@ -557,7 +558,12 @@ def default_images(ann_file: os.PathLike | str) -> Path:
     beside = roboflow_images(path.parent) if path.parent.is_dir() else path.parent
     if beside.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in beside.iterdir()):
         return beside
-    read_coco_json(path)  # not a COCO file at all: say that first
+    data = read_coco_json(path)  # not a COCO file at all: say that first
+    from dfine.data.convert.coco import find_images_folder
+
+    found = find_images_folder(path, data["images"])  # annotations/x.json + images/ (CVAT's COCO export)
+    if found is not None and data["images"]:
+        return found
     raise DatasetError(f"{path}: give --images, the folder its file names are relative to")
 
 

@@ -439,6 +439,14 @@ def test_images_folder_defaults_and_wrong_files_say_what_to_give(tmp_path, capsy
                                                            "categories": CATS}))
     assert main(["data", "check", str(rf / "_annotations.coco.json")]) == 0  # images beside the file (Roboflow)
     assert f"images in {rf}" in capsys.readouterr().out
+    cvat = tmp_path / "cvat_coco"  # CVAT's COCO export: annotations/instances_default.json + images/ (a walk)
+    image(cvat / "images/frame_1.jpg", (64, 48))
+    (cvat / "annotations").mkdir()
+    (cvat / "annotations/instances_default.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "frame_1.jpg", "width": 64, "height": 48}], "annotations": [],
+        "categories": CATS}))
+    assert main(["data", "check", str(cvat / "annotations/instances_default.json")]) == 0  # it asked for --images
+    assert f"images in {cvat / 'images'}" in capsys.readouterr().out
     (tmp_path / "lone.json").write_text(json.dumps({"images": [], "annotations": [], "categories": CATS}))
     assert main(["data", "check", str(tmp_path / "lone.json")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'lone.json'}: give --images, the folder its file " \

@@ -24,7 +24,7 @@ from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, fraction_sa
                                 write_json_atomic)
 from dfine.text import counted, first_few
 
-__all__ = ["coco_file", "coco_files", "convert_coco"]
+__all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
 
 #: bytes read from the head of a JSON file to tell whether it is a COCO detection file
 _HEAD = 65536
@@ -116,17 +116,34 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
 
 
 def _images_folder(ann: Path, images: List[Dict[str, Any]]) -> Path:
-    """The folder the ``file_name``\\ s of ``ann`` are relative to: the first of beside the JSON,
-    ``images/`` beside it, the folder above and its ``images/`` that holds most of the first 20
-    images; ``DatasetError`` naming where it looked when none holds any."""
-    sample = [str(im.get("file_name", "")).replace("\\", "/").lstrip("/") for im in images[:20]]
-    sample = [s for s in sample if s]
-    options = [ann.parent, ann.parent / "images", ann.parent.parent, ann.parent.parent / "images"]
-    options = list(dict.fromkeys(options))
-    held = {o: sum((o / s).is_file() for s in sample) for o in options}
-    best = max(options, key=lambda o: held[o])  # the first of the best: max keeps the earliest
-    if sample and held[best] == 0:
+    """:func:`find_images_folder`, or ``DatasetError`` naming where it looked."""
+    found = find_images_folder(ann, images)
+    if found is None:
+        sample = _sample_names(images)
         raise DatasetError(f"the images of {ann} are not found: none of its first {counted(len(sample), 'file name')} "
-                           f"(e.g. {sample[0]}) is in {', '.join(str(o) for o in options)}; put the images folder "
-                           f"beside the JSON (images/)")
-    return best
+                           f"(e.g. {sample[0]}) is in {', '.join(str(o) for o in _image_folder_options(ann))}; put "
+                           f"the images folder beside the JSON (images/)")
+    return found
+
+
+def find_images_folder(ann: Path, images: Sequence[Any]) -> Optional[Path]:
+    """The folder the ``file_name``\\ s of ``images`` (the entries of the COCO file ``ann``) are relative to:
+    of beside the JSON, ``images/`` beside it, the folder above and its ``images/`` (``annotations/x.json``
+    + ``images/``), the first that holds most of the first 20 images; ``None`` when none holds any
+    (the JSON's folder when the file names none)."""
+    sample = _sample_names(images)
+    options = _image_folder_options(ann)
+    if not sample:
+        return ann.parent
+    held = {o: sum((o / s).is_file() for s in sample) for o in options}
+    best = max(options, key=lambda o: held[o])  # max keeps the earliest of equals
+    return best if held[best] else None
+
+
+def _sample_names(images: Sequence[Any]) -> List[str]:
+    names = [str(im.get("file_name", "")).replace("\\", "/").lstrip("/") for im in images[:20] if isinstance(im, dict)]
+    return [n for n in names if n]
+
+
+def _image_folder_options(ann: Path) -> List[Path]:
+    return list(dict.fromkeys([ann.parent, ann.parent / "images", ann.parent.parent, ann.parent.parent / "images"]))
