@@ -173,7 +173,8 @@ class Detector:
 
     ``model``: a checkpoint (``.pth``), a zoo name (``dfine_s_coco``), an ``.onnx`` file, an
     OpenVINO ``.xml`` or a TensorRT ``.engine``. ``device``: ``cpu`` / ``cuda[:i]`` (PyTorch,
-    TensorRT, ONNX Runtime's CUDA provider when available). ``conf``: score threshold.
+    TensorRT, ONNX Runtime's CUDA provider when available). ``conf``: score threshold, 0..1 (``None``: 0.5,
+    as ``dfine.Detector(result.best, conf=result.conf)`` gives it after a run that recommends none).
     ``imgsz``: input (height, width) or one int; for exported files it is the file's own size.
     ``size``/``config``: the model size or recipe for a published checkpoint (otherwise recognised).
     ``threads``: CPU threads for ONNX Runtime / OpenVINO (default: the runtime's own choice).
@@ -189,14 +190,16 @@ class Detector:
     slice: Any = None  # a SliceConfig when slicing (a class default: from_run builds without __init__)
     clip: bool = True  # boxes clipped to the image (a class default too)
 
-    def __init__(self, model: PathLike, device: str = "cpu", conf: float = 0.5,
+    def __init__(self, model: PathLike, device: str = "cpu", conf: Optional[float] = 0.5,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
                  batch_size: int = 8, size: Optional[str] = None, config: Optional[PathLike] = None,
                  threads: Optional[int] = None, precision: str = "f32", slice: Any = None, clip: bool = True):
         if backend is not None and backend not in BACKENDS:
             raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if not 0 <= conf <= 1:
-            raise DfineError(f"conf must be in 0..1, got {conf}")
+        if conf is None:  # dfine.Detector(result.best, conf=result.conf) after a run that recommends none
+            conf = 0.5
+        if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf <= 1:
+            raise DfineError(f"conf must be a number in 0..1, got {conf!r}")
         if batch_size < 1:
             raise DfineError(f"batch size must be >= 1, got {batch_size}")
         if precision not in PRECISIONS:

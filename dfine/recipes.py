@@ -83,7 +83,10 @@ class TrainResult:
         from dfine.engine.summary import ap_text
 
         parts = [str(self.output_dir)]
-        if self.metrics.get("best_epoch", -1) >= 0:
+        if self.metrics.get("best_epoch", -1) >= 0 and not self.metrics.get("best_AP", 0) > 0:
+            # "best AP 0.0 at epoch 1: last.pth" beside a log saying last.pth is the most trained (a walk)
+            parts.append("no evaluation above AP 0" + (f": weights {self.best.name}" if self.best is not None else ""))
+        elif self.metrics.get("best_epoch", -1) >= 0:
             parts.append(f"best AP {ap_text(self.metrics['best_AP'])} at epoch {self.metrics['best_epoch'] + 1}"
                          + (f": {self.best.name}" if self.best is not None else ""))
         elif self.best is not None:
@@ -394,8 +397,8 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
           names: Optional[Union[str, Sequence[str]]] = None,
           resume: Optional[Union[str, os.PathLike]] = None) -> TrainResult:
     """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO, VOC or CVAT dataset at ``data``;
-    ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value``;
-    ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core);
+    ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value`` (a list, or
+    one string of them as ``-u`` takes them); ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core);
     ``names``: class names in class-id order (a list, or ``"a,b,c"`` as ``dfine train --names`` takes
     them), for a YOLO folder that names none; ``resume``: a run's ``last.pth`` to continue (``-r``).
     Returns the output folder and the last evaluation's metrics. Ctrl-C stops the run after its step
@@ -412,8 +415,13 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     _check_counts(epochs=epochs, batch=batch, max_steps=max_steps, threads=threads)
     if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32):
         from dfine.text import multiples_of_32_near
+        if isinstance(imgsz, (tuple, list)):  # "a whole multiple of 32, got (320, 320)" read as wrong numbers
+            raise DfineError(f"imgsz is one number (square inputs, as --imgsz), got {imgsz!r}: give imgsz={imgsz[0]!r}")
         near = f" (e.g. {multiples_of_32_near([imgsz])})" if isinstance(imgsz, (int, float)) else ""
         raise DfineError(f"imgsz must be a whole multiple of 32 px, got {imgsz!r}{near}")
+    if isinstance(overrides, str):  # "HGNetv2.pretrained=False" was read letter by letter ("override 'H'")
+        import shlex
+        overrides = shlex.split(overrides)
     if isinstance(names, str):
         from dfine.commands.data import split_names
         names = split_names(names)  # "cone,cube" was read letter by letter: nine classes c, o, n, e, ...

@@ -383,3 +383,14 @@ def test_detections_plot_is_the_picture_dfine_predict_writes(files, tmp_path):
         from_array.plot()
     with pytest.raises(DfineError, match=r"the image given is 10x10 px and these detections are of a \d+x\d+ one"):
         dets.plot(Image.new("RGB", (10, 10)))
+
+
+def test_conf_none_is_the_default_threshold_and_other_types_are_one_line(files):
+    """The README's dfine.Detector(result.best, conf=result.conf) after a short run (conf None: none
+    recommended) and conf="0.3" ended in a TypeError traceback from a comparison (a walk)."""
+    _, onnx_path = files
+    assert Detector(str(onnx_path), conf=None).conf == 0.5
+    for wrong in ("0.3", 50, True):
+        with pytest.raises(DfineError) as err:
+            Detector(str(onnx_path), conf=wrong)
+        assert str(err.value) == f"conf must be a number in 0..1, got {wrong!r}"

@@ -430,12 +430,18 @@ def test_dfine_train_from_python_checks_its_arguments_before_any_work(tmp_path):
              "max_steps must be a whole number of at least 1, got 0": {"max_steps": 0},
              "batch must be a whole number of at least 1, got '8'": {"batch": "8"},
              "imgsz must be a whole multiple of 32 px, got 300 (e.g. 288 or 320)": {"imgsz": 300},
+             "imgsz is one number (square inputs, as --imgsz), got (320, 320): give imgsz=320": {"imgsz": (320, 320)},
              f"resume={str(tmp_path / 'nothere.pth')!r}: checkpoint not found": {"resume": tmp_path / "nothere.pth"}}
     for said, given in cases.items():
         with pytest.raises(DfineError) as err:
             dfine.train(data=src, model="dfine_n", output_dir=out, names=["apple", "pear"], **given)
         assert str(err.value).startswith(said), str(err.value)
         assert not out.exists()
+    # overrides as one string, as -u takes them: read as key=value pairs, not letter by letter ("override 'H'")
+    with pytest.raises(DfineError) as err:
+        dfine.train(data=src, model="dfine_n", output_dir=out, names=["apple", "pear"],
+                    overrides="HGNetv2.pretrained=false HGNetv2.pretrainedd=1")
+    assert "HGNetv2.pretrainedd" in str(err.value) and "'H'" not in str(err.value), str(err.value)
 
 
 def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp_path, request):

@@ -92,3 +92,12 @@ def test_a_run_whose_best_weights_are_last_pth_recommends_their_conf(coco128, tm
     predict = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  predict:"))
     assert predict.endswith(f" --conf {pick['conf']:.2f}") and (tmp_path / "out" / "confidence.png").is_file()
     assert drawn == ["last.pth, epoch 2, val"]
+
+
+def test_a_run_without_ap_above_0_is_said_so_in_its_result(tmp_path):
+    """print(result) said "best AP 0.0 at epoch 1: last.pth" where the run's log says last.pth (epoch 3)
+    is used because no evaluation scored above AP 0 (a walk)."""
+    metrics = {"best_epoch": 0, "best_AP": 0.0, "epoch": 2, "best_weights": str(tmp_path / "last.pth")}
+    assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, no evaluation above AP 0: weights last.pth)"
+    metrics.update(best_AP=0.0004)
+    assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, best AP 0.04 at epoch 1: last.pth)"
