@@ -22,7 +22,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DfineError
-from .text import pip_install
 
 __all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "load_image", "preprocess"]
 
@@ -405,7 +404,7 @@ def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise DfineError(f"ONNX models need onnxruntime: {pip_install('onnx')}") from None
+        raise DfineError("ONNX models need onnxruntime: pip install \"dfine[onnx]\" (or onnxruntime)") from None
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
@@ -446,7 +445,7 @@ def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32")
     try:
         import openvino as ov
     except ImportError:
-        raise DfineError(f"backend openvino needs OpenVINO: {pip_install('openvino')}") from None
+        raise DfineError("backend openvino needs OpenVINO: pip install \"dfine[openvino]\" (or openvino)") from None
     if model.lower().endswith(".xml"):
         _check_ir(model)
     core = ov.Core()

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-from typing import Any, Iterable, List, Optional
-from urllib.parse import unquote, urlparse
+from typing import Any, Iterable, Optional
 
-__all__ = ["counted", "first_few", "no_font_note", "pip_install", "progress_bar"]
+__all__ = ["counted", "first_few", "no_font_note", "progress_bar"]
 
 
 def counted(n: int, word: str, many: Optional[str] = None) -> str:
@@ -58,43 +54,3 @@ def multiples_of_32_near(sizes) -> str:
     below = max(32, largest // 32 * 32)
     above = max(32, -(-largest // 32) * 32)
     return str(below) if below == above else f"{below} or {above}"
-
-
-def pip_install(extras: str) -> str:
-    """The command that adds dfine's optional ``extras`` (``"onnx"``, ``"openvino,onnx"``) to this dfine,
-    for an error about a missing package, in the form that works where this dfine came from:
-    ``pip install -e "/path/to/checkout[onnx]"`` when this code runs from a checkout (an editable
-    install); ``pip install "/path/to/checkout[onnx]"`` after a ``pip install`` of a local checkout or
-    wheel that is still there (no index has dfine then, so ``dfine[onnx]`` would fail);
-    ``pip install "dfine[onnx]"`` after an install from a package index; else the extras' own
-    requirements (``pip install onnx onnxruntime onnxsim``), which any index has."""
-    from importlib import metadata
-
-    root = Path(__file__).resolve().parents[1]
-    if (root / "pyproject.toml").is_file():
-        return f'pip install -e "{root}[{extras}]"'
-    try:
-        dist = metadata.distribution("dfine")
-        origin = json.loads(dist.read_text("direct_url.json") or "null")
-    except (metadata.PackageNotFoundError, ValueError):
-        return f'pip install "dfine[{extras}]"'
-    if not isinstance(origin, dict):
-        return f'pip install "dfine[{extras}]"'
-    url = urlparse(str(origin.get("url", "")))
-    if url.scheme == "file" and Path(unquote(url.path)).exists():
-        return f'pip install "{Path(unquote(url.path))}[{extras}]"'
-    needed = _extra_requirements(dist.requires or [], extras.split(","))
-    return "pip install " + " ".join(f'"{r}"' if re.search(r"[<>=!~ ;\[]", r) else r for r in needed)
-
-
-def _extra_requirements(requires: List[str], extras: List[str]) -> List[str]:
-    """The requirement strings of ``requires`` (``Requires-Dist`` lines) that the ``extras`` add, each once:
-    ``['onnx ; extra == "onnx"', 'av ; extra == "video"']``, ``["onnx"]`` -> ``["onnx"]``."""
-    wanted = {e.strip() for e in extras}
-    out: List[str] = []
-    for line in requires:
-        requirement, _, marker = line.partition(";")
-        m = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
-        if m and m.group(1) in wanted and requirement.strip() not in out:
-            out.append(requirement.strip())
-    return out

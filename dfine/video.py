@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from .errors import DfineError
-from .text import counted, pip_install
+from .text import counted
 
 #: Image file suffixes (lower case) every part of dfine picks up: predict, frame folders, calibration,
 #: dataset conversion and checks. Only formats PIL decodes in full (MPO: multi-picture JPEG, PFM: float
@@ -28,6 +28,7 @@ from .text import counted, pip_install
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".mpo", ".pfm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+_INSTALL_VIDEO = "video needs OpenCV or PyAV: pip install \"dfine[video]\" (or av)"
 STREAM_TIMEOUT = 30.0  # seconds a stream may take to open, or to send its next frame, before it counts as ended
 
 
@@ -125,7 +126,7 @@ def _open_capture(target: Union[str, int], kind: str, timeout: float = STREAM_TI
     read timeouts)."""
     cv2 = _cv2()
     if cv2 is None:
-        raise DfineError(f"{kind}s need OpenCV: {pip_install('video')}")
+        raise DfineError(f"{kind}s need OpenCV: pip install \"dfine[video]\"")
     import time
     start = time.monotonic()
     if kind == "webcam":
@@ -193,7 +194,7 @@ def _open_video_av(path: Path) -> FrameSource:
     try:
         import av
     except ImportError:
-        raise DfineError(f"video needs OpenCV or PyAV: {pip_install('video')}") from None
+        raise DfineError(_INSTALL_VIDEO) from None
     try:
         container = av.open(str(path))
         stream = container.streams.video[0]
@@ -394,7 +395,7 @@ class VideoWriter:
             raise DfineError(f"cannot write video {self.partial}: {e}") from None
         cv2 = _cv2()
         if cv2 is None:
-            raise DfineError(f"writing a video needs PyAV or OpenCV: {pip_install('video')}")
+            raise DfineError("writing a video needs PyAV or OpenCV: pip install \"dfine[video]\"")
         self._cv = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
         if not self._cv.isOpened():
             raise DfineError(f"cannot write video {self.partial} (OpenCV could not open an MPEG-4 writer)")

@@ -7,7 +7,6 @@ import sys
 import torch
 
 from dfine.cli import main
-from dfine.text import pip_install
 
 
 def _error(capsys, argv) -> str:
@@ -69,4 +68,4 @@ def test_int8_openvino_export_names_every_missing_package_at_once(tmp_path, caps
     monkeypatch.setitem(sys.modules, "nncf", None)
     err = _error(capsys, ["export", "-r", str(tmp_path / "x.pth"), "--format", "openvino", "--int8",
                           "--calib", str(tmp_path)])
-    assert "needs openvino, nncf (not installed)" in err and pip_install("int8") in err
+    assert "needs openvino, nncf (not installed)" in err and 'pip install "dfine[int8]"' in err

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import sys
 
 import numpy as np
@@ -16,7 +15,6 @@ from PIL import Image
 
 import dfine.allocator
 from dfine.errors import DfineError
-from dfine.text import pip_install
 from dfine.checkpoint import infer_model_name, load_model
 from dfine.export.onnx import export_onnx
 from dfine.inference import Detector
@@ -207,30 +205,30 @@ def test_boxes_handed_to_the_user_lie_within_the_image_but_evaluation_scores_the
 
 
 def test_missing_runtimes_name_the_extra_to_install(monkeypatch):
-    """The hint installs the package's extra, as every other optional library's does (``dfine[plots]``,
-    ``dfine[track]``), from where this dfine came from (``pip_install``); 'pip install onnx' for an
-    OpenVINO export left onnxsim and the runtime to be found one error at a time."""
+    """The hint names the package's extra, as every other optional library's does (pip install
+    dfine[plots], dfine[track]); 'pip install onnx' for an OpenVINO export left onnxsim and the
+    runtime to be found one error at a time."""
     from dfine.commands.export import _check_openvino
     from dfine.inference import _openvino_engine, _ort_engine
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import -> ImportError
     monkeypatch.setitem(sys.modules, "openvino", None)
-    with pytest.raises(DfineError, match=re.escape(f"ONNX models need onnxruntime: {pip_install('onnx')}")):
+    with pytest.raises(DfineError, match=r"ONNX models need onnxruntime: pip install \"dfine\[onnx\]\""):
         _ort_engine("model.onnx", "cpu", None)
-    with pytest.raises(DfineError, match=re.escape(f"backend openvino needs OpenVINO: {pip_install('openvino')}")):
+    with pytest.raises(DfineError, match=r"backend openvino needs OpenVINO: pip install \"dfine\[openvino\]\""):
         _openvino_engine("model.xml", None)
-    with pytest.raises(DfineError, match=re.escape(f"--format openvino needs OpenVINO and onnx: "
-                                                   f"{pip_install('openvino,onnx')}")):
+    with pytest.raises(DfineError, match=r"--format openvino needs OpenVINO and onnx: "
+                                         r"pip install \"dfine\[openvino,onnx\]\""):
         _check_openvino()
     from dfine.export.onnx import export_onnx
     from dfine.export.openvino import export_openvino
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(DfineError, match=re.escape(f"ONNX export needs the onnx package: {pip_install('onnx')}")):
+    with pytest.raises(DfineError, match=r"ONNX export needs the onnx package: pip install \"dfine\[onnx\]\""):
         export_onnx(None, "model.onnx")
-    with pytest.raises(DfineError, match=re.escape(f"--format openvino needs OpenVINO and onnx: {pip_install('openvino,onnx')}")):
+    with pytest.raises(DfineError, match=r"--format openvino needs OpenVINO and onnx: pip install \"dfine\[openvino,onnx\]\""):
         export_openvino("model.onnx", "model.xml")
     from dfine.export.onnx import simplify_onnx
-    with pytest.raises(DfineError, match=re.escape(f"--simplify needs onnxsim: {pip_install('onnx')}")):
+    with pytest.raises(DfineError, match=r"--simplify needs onnxsim: pip install \"dfine\[onnx\]\""):
         simplify_onnx("model.onnx", required=True)
 
 
@@ -238,6 +236,7 @@ def test_every_install_hint_is_quoted_for_the_shell():
     """zsh (macOS's shell) reads an unquoted ``pip install dfine[onnx]`` as a file pattern and stops at
     "no matches found": every hint in a message is ``pip install "dfine[EXTRA]"``, which bash, zsh,
     PowerShell and cmd all pass on as one argument. Docstrings (in double backquotes) are not messages."""
+    import re
     from pathlib import Path
 
     import dfine

@@ -73,28 +73,3 @@ def test_recipe_path_keeps_what_exists_and_names_the_missing(tmp_path, monkeypat
     assert recipe_path("configs/dfine/dfine_hgnetv2_n_coco.yml") == RECIPES_DIR / "dfine" / "dfine_hgnetv2_n_coco.yml"
     assert recipe_path("dfine/dfine_hgnetv2_n_coco.yml") == RECIPES_DIR / "dfine" / "dfine_hgnetv2_n_coco.yml"
     assert recipe_path("configs/dfine/typo.yml") == Path("configs/dfine/typo.yml")  # left for the loader's error
-
-
-def test_install_hints_name_where_this_dfine_came_from(installed, tmp_path):
-    """dfine is on no package index: after ``pip install ./checkout`` the hint ``pip install
-    "dfine[onnx]"`` failed with "no matching distribution". An install from a folder or wheel that
-    is still there is told to install from it; one whose source is gone gets the extra's own
-    requirements, read from the wheel's metadata; an install from an index keeps ``dfine[onnx]``."""
-    [info] = installed.glob("dfine-*.dist-info")
-    code = "import dfine.text as t; print(t.pip_install('onnx')); print(t.pip_install('openvino,onnx'))"
-    env = {"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin"}
-    src = tmp_path / "my checkout"
-    src.mkdir()
-    seen = []
-    for origin in (None, src.as_uri(), (tmp_path / "gone").as_uri()):
-        if origin:
-            (info / "direct_url.json").write_text(json.dumps({"url": origin, "dir_info": {}}))
-        try:
-            done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
-        finally:
-            (info / "direct_url.json").unlink(missing_ok=True)
-        assert done.returncode == 0, done.stderr[-2000:]
-        seen.append(done.stdout.splitlines())
-    assert seen == [['pip install "dfine[onnx]"', 'pip install "dfine[openvino,onnx]"'],
-                    [f'pip install "{src}[onnx]"', f'pip install "{src}[openvino,onnx]"'],
-                    ["pip install onnx onnxruntime onnxsim", "pip install onnx onnxruntime onnxsim openvino"]]

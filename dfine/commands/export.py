@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from ..errors import DfineError
-from ..text import pip_install
 
 
 def add_parser(subparsers) -> None:
@@ -156,7 +155,7 @@ def _int8_plan(args: argparse.Namespace):
                                               ("nncf", importable("nncf", int8.import_nncf))) if not present]
         if missing:
             raise DfineError(f"--int8 --format openvino needs {', '.join(missing)} (not installed): "
-                             f"{pip_install('int8')}")
+                             f"pip install \"dfine[int8]\" (NNCF, OpenVINO and onnx)")
     calib = int8.calibration_images(args.calib, args.calib_size)
     val = None
     if args.max_drop is not None:
@@ -181,7 +180,7 @@ def _check_openvino() -> None:
     try:
         import openvino  # noqa: F401
     except ImportError:
-        raise DfineError(f"--format openvino needs OpenVINO and onnx: {pip_install('openvino,onnx')} (or export "
+        raise DfineError("--format openvino needs OpenVINO and onnx: pip install \"dfine[openvino,onnx]\" (or export "
                          "ONNX, which OpenVINO also reads)") from None
 
 

@@ -38,7 +38,7 @@ from dfine.errors import DfineError
 from dfine.data.cocojson import DatasetError, box_repairs, inside_folder, read_coco_json, unsafe_file_name
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, tail_complete
-from dfine.text import counted, pip_install
+from dfine.text import counted
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
            "plot_backend", "preflight", "plot_report"]
@@ -735,7 +735,7 @@ def plot_backend() -> Any:
     try:
         return pyplot()
     except DfineError:
-        raise DatasetError(f"--plot needs matplotlib: {pip_install('plots')}") from None
+        raise DatasetError("--plot needs matplotlib: pip install \"dfine[plots]\"") from None
 
 
 def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None,

@@ -21,7 +21,7 @@ from typing import Any, List, Mapping, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
-from ..text import no_font_note, pip_install
+from ..text import no_font_note
 
 __all__ = ["pyplot", "plot_pr_curves", "plot_confidence", "confusion_matrix", "plot_confusion_matrix", "save_figure"]
 
@@ -35,7 +35,7 @@ def pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise DfineError(f"pictures need matplotlib: {pip_install('plots')}") from None
+        raise DfineError("pictures need matplotlib: pip install \"dfine[plots]\"") from None
     warnings.filterwarnings("ignore", message=_MISSING_GLYPH.pattern)  # said once, by save_figure
     return plt
 

@@ -48,7 +48,7 @@ from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 from dfine.outputs import prepare_output_dir, removed_if_left_empty
-from dfine.text import counted, pip_install
+from dfine.text import counted
 
 from . import dist
 from .ema import ModelEMA
@@ -876,11 +876,12 @@ class Trainer:
             plots = True
         except ImportError:  # the run said the plots were written, and none were
             plots = False
-            self._print(f"note: no PNG plots of the loss, lr and AP (matplotlib is not installed: {pip_install('plots')})")
+            self._print("note: no PNG plots of the loss, lr and AP (matplotlib is not installed: pip install "
+                        "\"dfine[plots]\")")
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            self._print(f"note: no TensorBoard scalars (tensorboard is not installed: {pip_install('tensorboard')}); "
+            self._print("note: no TensorBoard scalars (tensorboard is not installed: pip install \"dfine[tensorboard]\"); "
                         f"log.jsonl{' and the PNG plots' if plots else ''} go{'' if plots else 'es'} to "
                         f"{self.output_dir}")
             return

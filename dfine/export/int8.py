@@ -38,7 +38,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
-from ..text import pip_install
 
 __all__ = ["FLOAT_SCOPES", "SCOPE_GROUPS", "QuantizeInfo", "attention_products", "calibration_images", "quantize_onnx",
            "quantize_openvino", "resolve_scopes"]
@@ -299,7 +298,7 @@ def quantize_openvino(onnx_path: PathLike, output: PathLike, calib: Sequence[Pat
         nncf = import_nncf()
         import openvino as ov
     except ImportError:
-        raise DfineError(f"--int8 needs NNCF and OpenVINO: {pip_install('int8')}") from None
+        raise DfineError("--int8 needs NNCF and OpenVINO: pip install \"dfine[int8]\"") from None
     from .openvino import METADATA_KEY, convert_onnx
     nncf.set_log_level(logging.WARNING)  # not one INFO line per operation left in float
     imgsz, meta = _onnx_info(onnx_path)
@@ -473,7 +472,7 @@ def quantize_onnx(onnx_path: PathLike, output: PathLike, calib: Sequence[Path], 
         from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
                                               quantize_static)
     except ImportError:
-        raise DfineError(f"--int8 for ONNX needs onnx and onnxruntime: {pip_install('onnx')}") from None
+        raise DfineError("--int8 for ONNX needs onnx and onnxruntime: pip install \"dfine[onnx]\"") from None
     imgsz, meta = _onnx_info(onnx_path)
     transform = _inputs(imgsz)
 

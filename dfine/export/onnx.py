@@ -19,7 +19,6 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..errors import DfineError
-from ..text import pip_install
 from ..checkpoint import LoadedModel
 
 __all__ = ["DeployModel", "INPUT_NAMES", "OUTPUT_NAMES", "add_metadata", "export_onnx", "importable", "merge_shared_products",
@@ -56,7 +55,7 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
     try:
         import onnx
     except ImportError:
-        raise DfineError(f"ONNX export needs the onnx package: {pip_install('onnx')}") from None
+        raise DfineError("ONNX export needs the onnx package: pip install \"dfine[onnx]\" (onnx, onnxruntime, onnxsim)") from None
     h, w = tuple(imgsz) if imgsz is not None else loaded.imgsz
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +114,7 @@ def simplify_onnx(path: PathLike, required: bool = False) -> bool:
         import onnxsim
     except ImportError:
         if required:
-            raise DfineError(f"--simplify needs onnxsim: {pip_install('onnx')}") from None
+            raise DfineError("--simplify needs onnxsim: pip install \"dfine[onnx]\" (or onnxsim)") from None
         return False
     before = onnx.load(str(path))
     model, ok = onnxsim.simplify(before)

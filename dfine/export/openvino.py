@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Union
 
 from ..errors import DfineError
-from ..text import pip_install
 
 __all__ = ["METADATA_KEY", "convert_onnx", "export_openvino", "ir_metadata", "unflatten_products"]
 
@@ -24,7 +23,7 @@ def export_openvino(onnx_path: PathLike, output: PathLike) -> Path:
         import onnx
         import openvino as ov
     except ImportError:
-        raise DfineError(f"--format openvino needs OpenVINO and onnx: {pip_install('openvino,onnx')}") from None
+        raise DfineError("--format openvino needs OpenVINO and onnx: pip install \"dfine[openvino,onnx]\" (or openvino onnx)") from None
     output = Path(output).with_suffix(".xml")
     output.parent.mkdir(parents=True, exist_ok=True)
     model = convert_onnx(onnx_path)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from dfine.errors import DfineError
-from dfine.text import pip_install
 
 __all__ = ["ImageRecord", "import_fiftyone", "relative_box", "prediction_dicts", "ground_truth_dicts",
            "coco_records", "folder_records", "pick", "build_dataset", "launch"]
@@ -30,7 +29,7 @@ def import_fiftyone() -> Any:
     try:
         import fiftyone
     except ImportError:
-        raise DfineError(f"the FiftyOne view needs FiftyOne: {pip_install('fiftyone')}") from None
+        raise DfineError("the FiftyOne view needs FiftyOne: pip install \"dfine[fiftyone]\"") from None
     return fiftyone
 
 

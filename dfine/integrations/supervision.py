@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, List, Optional
 import numpy as np
 
 from ..errors import DfineError
-from ..text import pip_install
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inference import Detections
 
+INSTALL_HINT = 'pip install "dfine[track]"'
 
 
 def import_supervision() -> Any:
@@ -22,7 +22,7 @@ def import_supervision() -> Any:
     try:
         import supervision
     except ImportError:
-        raise DfineError(f"this needs the supervision package: {pip_install('track')}") from None
+        raise DfineError(f"this needs the supervision package: {INSTALL_HINT}") from None
     return supervision
 
 

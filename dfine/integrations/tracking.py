@@ -20,9 +20,9 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
-from ..text import first_few, pip_install
+from ..text import first_few
 from ..video import STREAM_TIMEOUT, FrameReader, FrameSource, open_source
-from .supervision import import_supervision, to_supervision
+from .supervision import INSTALL_HINT, import_supervision, to_supervision
 
 TRACKERS = ("bytetrack", "sort", "ocsort")
 # what the association compares besides motion: "colour" (dfine.integrations.appearance) or "none"
@@ -45,7 +45,7 @@ def import_trackers() -> Any:
     try:
         import trackers
     except ImportError:
-        raise DfineError(f"tracking needs the trackers package: {pip_install('track')}") from None
+        raise DfineError(f"tracking needs the trackers package: {INSTALL_HINT}") from None
     return trackers
 
 

@@ -15,7 +15,6 @@ import pytest
 from dfine.cli import main
 from dfine.data.check import check_dataset, fix_dataset, preflight
 from dfine.data.coco import CocoDetection, DatasetError
-from dfine.text import pip_install
 from tests.data.datasets import image, load
 
 CATS = [{"id": 1, "name": "cat", "supercategory": "animal"}, {"id": 2, "name": "dog", "supercategory": "animal"}]
@@ -598,7 +597,7 @@ def test_plot_without_matplotlib_is_said_before_any_image_is_read(tmp_path, caps
     for given in (src, src / "missing.json"):
         assert main(["data", "check", str(given), "--plot", str(tmp_path / "labels.png")]) == 2
         out, err = capsys.readouterr()
-        assert out == "" and err == f"error: --plot needs matplotlib: {pip_install('plots')}\n"
+        assert out == "" and err == 'error: --plot needs matplotlib: pip install "dfine[plots]"\n'
 
 
 def test_box_sizes_as_the_model_sees_them_at_the_training_input(tmp_path, capsys):

@@ -13,7 +13,6 @@ import torch
 from dfine.checkpoint import read_checkpoint
 from dfine.config import load_config
 from dfine.engine.trainer import Trainer
-from dfine.text import pip_install
 from tests.conftest import shared_path
 from tests.engine.conftest import write_recipe, write_subset
 
@@ -80,14 +79,14 @@ def test_without_tensorboard_the_run_says_so(run, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as when not installed
     trainer._start_logs()
     assert trainer.writer is None
-    assert capsys.readouterr().out.strip() == (f"note: no TensorBoard scalars (tensorboard is not installed: {pip_install('tensorboard')}); "
-                                               f"log.jsonl and the PNG plots go to {folder / 'tb'}")
+    assert capsys.readouterr().out.strip() == (f"note: no TensorBoard scalars (tensorboard is not installed: pip install "
+                                               f"\"dfine[tensorboard]\"); log.jsonl and the PNG plots go to {folder / 'tb'}")
     # without matplotlib either: no plots, and the note does not promise them
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     trainer._start_logs()
     assert capsys.readouterr().out.strip().splitlines() == [
-        f"note: no PNG plots of the loss, lr and AP (matplotlib is not installed: {pip_install('plots')})",
-        f"note: no TensorBoard scalars (tensorboard is not installed: {pip_install('tensorboard')}); log.jsonl goes "
+        "note: no PNG plots of the loss, lr and AP (matplotlib is not installed: pip install \"dfine[plots]\")",
+        f"note: no TensorBoard scalars (tensorboard is not installed: pip install \"dfine[tensorboard]\"); log.jsonl goes "
         f"to {folder / 'tb'}"]
 
 
