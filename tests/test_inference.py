@@ -393,3 +393,26 @@ def test_conf_none_is_the_default_threshold_and_other_types_are_one_line(files):
         with pytest.raises(DfineError) as err:
             Detector(str(onnx_path), conf=wrong)
         assert str(err.value) == f"conf must be a number in 0..1, got {wrong!r}"
+
+
+def test_the_readme_onnx_runtime_code_without_dfine_gives_detectors_boxes(files, tmp_path, capsys, monkeypatch):
+    """A walk used the export from plain onnxruntime by guessing the inputs: the README now shows it,
+    and its code gives what Detector gives (unclipped, as the code says) for the same image."""
+    import re
+    from pathlib import Path
+    _, onnx_path = files
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"An ONNX export runs without dfine.*?```python\n(.*?)```", readme, re.S).group(1)
+    assert "import dfine" not in code and "from dfine" not in code
+    image = _images()[0]
+    (tmp_path / "model.onnx").symlink_to(onnx_path)
+    (tmp_path / "a.jpg").symlink_to(image)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace("score > 0.5", "score > 0.075"), "README", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    [d] = Detector(str(onnx_path), conf=0.075, clip=False)(str(image))
+    assert len(printed) == len(d) > 0
+    for line, name, score, box in zip(printed, d.names, d.scores, d.boxes):
+        got = line.replace("[", " ").replace("]", " ").split()
+        assert got[0] == name and abs(float(got[1]) - score) < 1e-3
+        assert np.allclose([float(v) for v in got[2:]], box, atol=0.2)
