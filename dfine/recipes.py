@@ -217,9 +217,29 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     if side_by_side(root) is not None:  # LabelImg's folder, Roboflow's VOC export: each XML beside its image
         return "voc"
     yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
-    if any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")):
+    if any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")) or yolo_beside_images(root):
         return "yolo"
     return None
+
+
+#: files naming a YOLO set's classes, one per line
+YOLO_NAMES_FILES = ("classes.txt", "obj.names", "classes.names")
+
+
+def yolo_beside_images(root: Path) -> Optional[str]:
+    """What shows ``root`` to be a YOLO folder of images with their ``.txt`` labels beside them
+    (LabelImg's YOLO save, a darknet ``obj/`` folder): its names file (``classes.txt``, ``obj.names``)
+    or the first ``.txt`` named as an image is; ``None`` when it holds no image or no such file."""
+    if not root.is_dir():
+        return None
+    from dfine.data.convert import IMAGE_SUFFIXES
+
+    files = [p for p in root.iterdir() if p.is_file()]
+    stems = {p.stem for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not stems:
+        return None
+    named = next((n for n in YOLO_NAMES_FILES if (root / n).is_file()), None)
+    return named or next((p.name for p in sorted(files) if p.suffix.lower() == ".txt" and p.stem in stems), None)
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -245,6 +265,11 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     where = (f"into a temporary folder for this {temporary} (removed after it)" if temporary
              else f"-> {folder / 'annotations'}")
     notes = [f"converted {fmt.upper()} {root} {where}", *converted.notes]
+    also = yolo_beside_images(root) if fmt == "voc" else None
+    if also:  # LabelImg saves both: say which labels were read, and how to read the others
+        notes.append(f"{root} also holds YOLO labels ({also}); the VOC XMLs are used. For the YOLO ones: dfine data "
+                     f"convert --from yolo {shlex.quote(str(root))} -o {shlex.quote(root.name + '_yolo')}, then "
+                     f"--data {shlex.quote(root.name + '_yolo')}")
     return {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}, notes
 
 

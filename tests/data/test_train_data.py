@@ -548,3 +548,36 @@ def test_data_convert_from_coco_splits_one_file(tmp_path, capsys):
     assert "  train: 7 images, 7 boxes, 0 background images" in out and "  val: 3 images, 3 boxes" in out
     assert main(["data", "convert", "--from", "coco", str(src), "--names", "a,b"]) == 2
     assert "--names is for a dataset that names no classes" in capsys.readouterr().err
+
+
+def test_yolo_labels_beside_their_images_are_a_dataset(tmp_path):
+    """LabelImg's YOLO save (images, their .txt and classes.txt in one folder) was 'not a COCO, YOLO, VOC or
+    CVAT dataset folder' for --data and data check, though dfine data convert --from yolo read it (a walk).
+    A folder where LabelImg saved both XMLs and YOLO labels reads the XMLs and says how to read the others."""
+    src = tmp_path / "qr"
+    for i in range(5):
+        image(src / f"{i}.jpg", (96, 64))
+        yolo_labels(src / f"{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "classes.txt").write_text("QR_CODE\r\n\r\n")
+    assert detect_format(src) == "yolo"
+    run = data_run(src, "dfine_n", output_dir=tmp_path / "o")
+    train = json.loads((tmp_path / "o/data/annotations/instances_train.json").read_text())
+    assert [c["name"] for c in train["categories"]] == ["QR_CODE"] and len(train["images"]) == 4
+    assert run.fmt == "yolo"
+    (src / "classes.txt").unlink()  # the .txt beside an image of its name is enough to know the folder
+    assert detect_format(src) == "yolo"
+    with pytest.raises(DfineError, match="give --names"):
+        data_run(src, "dfine_n", output_dir=tmp_path / "o2")
+    assert data_run(src, "dfine_n", output_dir=tmp_path / "o3", names=["qr"]).fmt == "yolo"
+    (src / "classes.txt").write_text("QR_CODE\n")
+    for i in range(5):
+        voc_xml(src / f"{i}.xml", f"{i}.jpg", (96, 64), [("QR_CODE", (10, 10, 60, 50), 0)])
+    both = data_run(src, "dfine_n", output_dir=tmp_path / "o4")
+    assert both.fmt == "voc"
+    assert (f"{src} also holds YOLO labels (classes.txt); the VOC XMLs are used. For the YOLO ones: dfine data "
+            f"convert --from yolo {src} -o qr_yolo, then --data qr_yolo") in both.notes
+    empty = tmp_path / "notes"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("hello")
+    with pytest.raises(DfineError, match="not a COCO, YOLO, VOC or CVAT dataset folder"):
+        detect_format(empty)
