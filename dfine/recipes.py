@@ -200,10 +200,13 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     (``VOCdevkit/VOC2007``)."""
     from dfine.data.convert.coco import coco_file
     from dfine.data.convert.cvat import cvat_xml
+    from dfine.data.convert.yolo import find_darknet_data
 
     if root.is_file():
         if root.suffix.lower() == ".json":
             return "coco" if coco_file(root) else None
+        if root.suffix.lower() == ".data":  # darknet's obj.data
+            return "yolo" if find_darknet_data(root) else None
         return "yolo" if root.suffix.lower() in (".yaml", ".yml") else "cvat" if cvat_xml(root) else None
     if find_coco_splits(root) or coco_file(root):  # split files, or one file for all images (split on use)
         return "coco"
@@ -217,7 +220,8 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     if side_by_side(root) is not None:  # LabelImg's folder, Roboflow's VOC export: each XML beside its image
         return "voc"
     yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
-    if any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")) or yolo_beside_images(root):
+    if (any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")) or yolo_beside_images(root)
+            or find_darknet_data(root)):
         return "yolo"
     return None
 

@@ -80,7 +80,7 @@ def run_check(args: argparse.Namespace) -> int:
     if args.plot:
         plot_backend()  # missing matplotlib said before the check, not after it
     source = Path(args.ann_file).expanduser()
-    if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml"):
+    if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml", ".data"):
         return _check_dataset_folder(source, args)
     if args.names:
         raise DfineError(f"--names is for a dataset folder that names no classes; {args.ann_file} names its own")

@@ -651,3 +651,44 @@ def test_voc_faults_are_all_said_in_one_run_and_left_out(tmp_path):
         (voc / f"Annotations/{s}.xml").write_bytes(b"")
     with pytest.raises(DatasetError, match=r"a.xml: not a readable VOC XML .* \(and 5 other XMLs\)"):
         convert_voc(voc, tmp_path / "none")  # nothing readable at all: an error, the first named
+
+
+def _darknet(root, n=5, valid="data/test.txt"):
+    """AlexeyAB darknet's layout: data/obj.data naming data/train.txt, data/test.txt and data/obj.names,
+    whose lines are paths relative to the folder darknet runs from (root); images + .txt in data/obj/."""
+    names = []
+    for i in range(n):
+        image(root / f"data/obj/{i}.jpg", (80, 60))
+        yolo_labels(root / f"data/obj/{i}.txt", [f"{i % 2} 0.5 0.5 0.5 0.5"])
+        names.append(f"data/obj/{i}.jpg")
+    (root / "data/train.txt").write_text("\n".join(names[:-2]) + "\n")
+    (root / "data/test.txt").write_text("\n".join(names[-2:]) + "\n")
+    (root / "data/obj.names").write_text("qr\nbarcode\n")
+    (root / "data/obj.data").write_text(f"classes = 2\ntrain  = data/train.txt\nvalid  = {valid}\n"
+                                        f"names = data/obj.names\nbackup = backup/\n")
+    return root
+
+
+def test_darknet_obj_data_gives_the_splits_and_names(tmp_path):
+    """A walk: darknet's obj.data + obj.names + train.txt/test.txt (what its tutorials make) was not
+    recognised by --data, data check or data convert; the obj/ folder alone said 'no obj.names' with
+    obj.names one folder up."""
+    from dfine.recipes import data_run, detect_format
+    root = _darknet(tmp_path / "darknet")
+    for given in (root, root / "data", root / "data/obj.data"):
+        assert detect_format(given) == "yolo"
+    done = convert_yolo(root, tmp_path / "out")
+    assert done.names == ("qr", "barcode")
+    assert (done.counts["train"].images, done.counts["val"].images) == (3, 2)
+    val = load(done.ann_files["val"])
+    assert sorted(im["file_name"] for im in val["images"]) == ["3.jpg", "4.jpg"]
+    assert [a["category_id"] for a in sorted(val["annotations"], key=lambda a: a["image_id"])] == [2, 1]
+    with pytest.raises(DfineError) as err:
+        data_run(root / "data/obj", "dfine_n", output_dir=tmp_path / "o")
+    assert str(err.value) == (f"{root / 'data/obj'} is a part of the YOLO dataset {root / 'data'}: give that folder "
+                              f"(its obj.data names the splits and the classes)")
+    same = _darknet(tmp_path / "same", valid="data/train.txt")
+    assert any("valid is the train list (data/train.txt)" in n for n in convert_yolo(same, tmp_path / "o2").notes)
+    (root / "data/obj.data").write_text("classes = two\ntrain = data/train.txt\nnames = data/obj.names\n")
+    with pytest.raises(DatasetError, match=r"obj.data: classes = 'two' is not a whole number"):
+        convert_yolo(root, tmp_path / "o3")

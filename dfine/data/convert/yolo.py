@@ -7,6 +7,8 @@ Layouts read, in this order:
   folders, ``.txt`` lists of image paths, or lists of either, relative to ``path`` or to the YAML
   (a leading ``../`` that leads nowhere is dropped, as Ultralytics does for Roboflow's
   ``../train/images``); ``names`` as a list or an ``{id: name}`` dict; ``nc``;
+* darknet's ``obj.data`` (in SRC or SRC/data): ``train`` / ``valid`` lists of image paths relative to
+  the folder darknet runs from, ``names`` a file of class names, ``classes`` their count;
 * ``images/{train,val,test}`` + ``labels/{...}`` (Ultralytics), ``{train,valid,test}/images`` +
   ``labels`` (Roboflow), or one ``images/`` folder, or images and ``.txt`` files side by side.
 
@@ -37,7 +39,7 @@ from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCou
                                 write_coco_json)
 from dfine.text import counted, first_few
 
-__all__ = ["convert_yolo", "label_path", "read_label_file"]
+__all__ = ["convert_yolo", "find_darknet_data", "label_path", "read_label_file"]
 
 _YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 _NAMES_FILES = ("classes.txt", "obj.names", "classes.names")
@@ -217,6 +219,57 @@ def _splits_from_yaml(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any]
         here = [str(r) for r in roots[1:] if r.is_dir()]
         notes.append(f"{path.name}: path {data['path']} is not on this machine; its splits were looked up in "
                      f"{' and '.join(here)}")
+    return _splits_of(data, path, roots, notes), data, notes
+
+
+def find_darknet_data(src: Path) -> Optional[Path]:
+    """darknet's ``obj.data`` of ``src``: the file itself, or the one ``*.data`` file with a ``train =``
+    line in the folder or in its ``data/`` (``src`` then being the folder darknet runs from)."""
+    if src.is_file():
+        return src if src.suffix.lower() == ".data" else None
+    for folder in (src, src / "data"):
+        found = [p for p in sorted(folder.glob("*.data")) if "train" in _read_darknet_data(p)] if folder.is_dir() else []
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def _read_darknet_data(path: Path) -> Dict[str, str]:
+    """The ``key = value`` lines of a darknet ``.data`` file (``classes``, ``train``, ``valid``, ``names``,
+    ``backup``); ``{}`` when it cannot be read as text."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    pairs = (line.split("#", 1)[0].partition("=") for line in text.splitlines())
+    return {key.strip().lower(): value.strip() for key, sep, value in pairs if sep and key.strip()}
+
+
+def _splits_from_darknet(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any], List[str]]:
+    """The splits and names of darknet's ``obj.data``: ``train`` / ``valid`` lists of image paths and
+    a ``names`` file, relative to the folder darknet runs from (the one above ``data/``) or to the file's."""
+    raw = _read_darknet_data(path)
+    roots = list(dict.fromkeys([path.parent.parent if path.parent.name == "data" else path.parent, path.parent]))
+    notes: List[str] = []
+    data: Dict[str, Any] = {key: raw[name] for key, name in (("train", "train"), ("val", "valid"), ("test", "test"))
+                            if raw.get(name)}
+    if raw.get("names"):
+        names_file = _resolve_entry(raw["names"], roots, f"{path}: names", notes)
+        data["names"] = [n.strip() for n in names_file.read_text(encoding="utf-8-sig").splitlines() if n.strip()]
+    if raw.get("classes"):
+        try:
+            data["nc"] = int(raw["classes"])
+        except ValueError:
+            raise DatasetError(f"{path}: classes = {raw['classes']!r} is not a whole number") from None
+    if data.get("val") and data.get("val") == data.get("train"):
+        notes.append(f"{path.name}: valid is the train list ({raw['valid']}), so val AP will not show how the model "
+                     f"does on new images")
+    return _splits_of(data, path, roots, notes), data, notes
+
+
+def _splits_of(data: Dict[str, Any], path: Path, roots: Sequence[Path], notes: List[str]) -> Dict[str, List[Path]]:
+    """The images of the ``train`` / ``val`` / ``test`` entries of ``data`` (read from the file ``path``):
+    folders or ``.txt`` lists, relative to ``roots``; a test entry that is not there is a note."""
     splits: Dict[str, List[Path]] = {}
     for key in ("train", "val", "test"):
         value = data.get(key)
@@ -232,7 +285,7 @@ def _splits_from_yaml(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any]
             notes.append(f"{path.name} names a test split ({value}) that is not there; no test file written")
     if "train" not in splits:
         raise DatasetError(f"{path}: no 'train' entry; add train: images/train (a folder or a .txt list)")
-    return splits, data, notes
+    return splits
 
 
 def _splits_from_folders(src: Path) -> Dict[str, List[Path]]:
@@ -309,7 +362,7 @@ def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
     if data.get("nc"):
         return tuple(f"class_{i}" for i in range(int(data["nc"]))), f"{yaml_path} (nc only)"
     for above in (src.parent, src.parent.parent) if yaml_path is None else ():
-        found = _find_yaml(above) if above != src else None
+        found = (_find_yaml(above) or find_darknet_data(above)) if above != src else None
         if found is not None:
             raise DatasetError(f"{src} is a part of the YOLO dataset {above}: give that folder (its {found.name} "
                                f"names the splits and the classes)")
@@ -412,10 +465,13 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     src = Path(src).expanduser().resolve()
     if not src.exists():
         raise DatasetError(f"YOLO dataset {src} not found")
-    yaml_path = _find_yaml(src)
+    darknet = find_darknet_data(src)
+    yaml_path = _find_yaml(src) if darknet is None else darknet
     base = src.parent if src.is_file() else src
     notes: List[str] = []
-    if yaml_path is not None:
+    if darknet is not None:
+        splits, data, notes = _splits_from_darknet(darknet)
+    elif yaml_path is not None:
         splits, data, notes = _splits_from_yaml(yaml_path)
     else:
         splits, data = _splits_from_folders(base), {}
