@@ -692,3 +692,27 @@ def test_darknet_obj_data_gives_the_splits_and_names(tmp_path):
     (root / "data/obj.data").write_text("classes = two\ntrain = data/train.txt\nnames = data/obj.names\n")
     with pytest.raises(DatasetError, match=r"obj.data: classes = 'two' is not a whole number"):
         convert_yolo(root, tmp_path / "o3")
+
+
+def test_every_bad_yolo_label_file_is_named_in_one_run(tmp_path, capsys):
+    """A walk: a class id beyond the names, a row with 6 numbers and a row in pixels took three runs of
+    dfine data check to find, one per run. One run now names the first error in full and where the others
+    are, in every split, before anything is written."""
+    src = tmp_path / "qr bad"
+    for split, n in (("train", 4), ("val", 2)):
+        for i in range(n):
+            image(src / f"images/{split}/{i}.jpg", (64, 48))
+            yolo_labels(src / f"labels/{split}/{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "classes.txt").write_text("qr\n")
+    yolo_labels(src / "labels/train/1.txt", ["0 0.5 0.5 0.5 0.5", "1 0.5 0.5 0.2 0.2"])
+    yolo_labels(src / "labels/train/2.txt", ["0 0.5 0.5 0.5 0.5 0.9"])
+    yolo_labels(src / "labels/val/1.txt", ["0 0.5 0.5 0.5 0.5", "0 0.5 0.5 0.5 0.5", "0 32 24 20 10"])
+    with pytest.raises(DatasetError) as err:
+        convert_yolo(src, tmp_path / "out")
+    said = str(err.value)
+    assert said.startswith(f"{src / 'labels/train/1.txt'} line 2: class id 1 is outside the 1 class names")
+    assert said.endswith("; and 2 more label files with an error (the first of each): labels/train/2.txt line 1, "
+                          "labels/val/1.txt line 3")
+    assert not (tmp_path / "out").exists()
+    assert main(["data", "check", str(src)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

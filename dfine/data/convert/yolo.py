@@ -25,6 +25,7 @@ Without a val split, a seeded ``val_fraction`` of train becomes val (printed).
 from __future__ import annotations
 
 import math
+import re
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -387,7 +388,10 @@ def _other_label_dirs(src: Path, looked: Path) -> List[str]:
 
 
 def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_source: str, folder: Path,
-                src: Path, notes: List[str], keypoints: int = 0) -> Tuple[List[Dict], List[Dict], SplitCounts]:
+                src: Path, notes: List[str], keypoints: int = 0,
+                errors: Optional[List[str]] = None) -> Tuple[List[Dict], List[Dict], SplitCounts]:
+    """One split's COCO images and annotations; the first error of each bad label file goes to ``errors``
+    (raised at once when ``errors`` is None)."""
     labels = [label_path(p) for p in images]
     present = [lp.is_file() for lp in labels]
     if images and not any(present):
@@ -407,7 +411,13 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
         image_id = len(out_images) + 1
         out_images.append({"id": image_id, "file_name": image.relative_to(folder).as_posix(),
                            "width": width, "height": height})
-        rows = read_label_file(lp, len(names), names_source, keypoints) if has_label else []
+        try:
+            rows = read_label_file(lp, len(names), names_source, keypoints) if has_label else []
+        except DatasetError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            rows = []
         for cls, x0, y0, x1, y1 in rows:
             x, y, w, h = x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height
             out_anns.append({"id": len(out_anns) + 1, "image_id": image_id, "category_id": cls + 1,
@@ -498,12 +508,31 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     classes, ids = ("class 0 is category id 1", "0") if k == 1 else (f"classes 0..{k - 1} are category ids 1..{k}",
                                                                       f"0..{k - 1}")
     notes.append(f"YOLO {classes} in the COCO files and in predictions (Detections.labels keep {ids})")
-    written, counts = {}, {}
-    for split, images in splits.items():
-        ims, anns, counts[split] = _split_json(split, images, class_names, names_source, folder, base, notes,
-                                               keypoints)
+    written, counts, errors, converted = {}, {}, [], {}
+    for split, images in splits.items():  # every bad label file of every split said in one run, before writing
+        converted[split] = _split_json(split, images, class_names, names_source, folder, base, notes, keypoints,
+                                       errors)
+    if errors:
+        raise DatasetError(_label_errors(errors, base))
+    for split, (ims, anns, counts[split]) in converted.items():
         written[split] = ann_dir / f"instances_{split}.json"
         write_coco_json(written[split], ims, anns, class_names, info)
     _note_labels_without_images(everything, notes)
     _note_images_in_no_split(base, everything, notes)
     return Converted(src, out_dir, folder, written, class_names, counts, notes)
+
+
+def _label_errors(errors: Sequence[str], base: Path) -> str:
+    """One line for the label files with errors: the first error in full, then where the others are
+    (``labels/train/b.txt line 2, labels/val/c.txt line 4``, relative to ``base``), so that one run shows every file to fix (a walk fixed three
+    files in three runs)."""
+    if len(errors) == 1:
+        return errors[0]
+    where = []
+    for error in errors[1:]:
+        found = re.match(r"(?:label file )?(.+?)(?: line (\d+))?(?::| cannot be read)", error)
+        path = Path(found.group(1)) if found else None
+        shown = (str(path.relative_to(base)) if path.is_relative_to(base) else str(path)) if path else error
+        where.append(f"{shown} line {found.group(2)}" if found and found.group(2) else shown)
+    return (f"{errors[0]}; and {counted(len(errors) - 1, 'more label file')} with an error (the first of each): "
+            f"{first_few(where, 8)}")
