@@ -74,3 +74,12 @@ def cvat_xml(path: Path, images: Sequence[Tuple[str, Tuple[int, int], str, Seque
 def cvat_box(label: str, x0: float, y0: float, x1: float, y1: float, rotation: float = 0) -> str:
     return (f'<box label="{label}" source="manual" occluded="0" xtl="{x0}" ytl="{y0}" xbr="{x1}" ybr="{y1}" '
             f'z_order="0"' + (f' rotation="{rotation}"' if rotation else "") + "></box>")
+
+
+def ultralytics_folders(root: Path, counts: Dict[str, int], size: Tuple[int, int], row: str) -> Path:
+    """``images/{split}/{i}.jpg`` + ``labels/{split}/{i}.txt`` (one ``row`` each) for ``counts`` per split."""
+    for split, n in counts.items():
+        for i in range(n):
+            image(root / f"images/{split}/{i}.jpg", size)
+            yolo_labels(root / f"labels/{split}/{i}.txt", [row])
+    return root

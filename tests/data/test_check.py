@@ -457,13 +457,9 @@ def test_a_converted_split_does_not_call_the_other_splits_images_strays(tmp_path
     listed each val image as "unreferenced" (Fruit-Yolo: 7 warnings for its 7 val images). A
     stray file in the folder is still one."""
     from dfine.data.convert.yolo import convert_yolo
-    from tests.data.datasets import yolo_labels
+    from tests.data.datasets import ultralytics_folders
 
-    src = tmp_path / "yolo"
-    for split, n in (("train", 3), ("val", 2)):
-        for i in range(n):
-            image(src / f"images/{split}/{i}.jpg", (40, 30))
-            yolo_labels(src / f"labels/{split}/{i}.txt", ["0 0.5 0.5 0.4 0.4"])
+    src = ultralytics_folders(tmp_path / "yolo", {"train": 3, "val": 2}, (40, 30), "0 0.5 0.5 0.4 0.4")
     (src / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [thing]\n")
     converted = convert_yolo(src, tmp_path / "out")
     train = converted.ann_files["train"]

@@ -11,7 +11,7 @@ from dfine.data.convert import images_folder_from_info
 from dfine.data.convert.voc import convert_voc
 from dfine.errors import DfineError
 from dfine.data.convert.yolo import convert_yolo
-from tests.data.datasets import boxes_by_file, image, load, voc_xml, yolo_labels
+from tests.data.datasets import boxes_by_file, image, load, ultralytics_folders, voc_xml, yolo_labels
 
 
 def _close(got, want):
@@ -698,11 +698,7 @@ def test_every_bad_yolo_label_file_is_named_in_one_run(tmp_path, capsys):
     """A walk: a class id beyond the names, a row with 6 numbers and a row in pixels took three runs of
     dfine data check to find, one per run. One run now names the first error in full and where the others
     are, in every split, before anything is written."""
-    src = tmp_path / "qr bad"
-    for split, n in (("train", 4), ("val", 2)):
-        for i in range(n):
-            image(src / f"images/{split}/{i}.jpg", (64, 48))
-            yolo_labels(src / f"labels/{split}/{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    src = ultralytics_folders(tmp_path / "qr bad", {"train": 4, "val": 2}, (64, 48), "0 0.5 0.5 0.5 0.5")
     (src / "classes.txt").write_text("qr\n")
     yolo_labels(src / "labels/train/1.txt", ["0 0.5 0.5 0.5 0.5", "1 0.5 0.5 0.2 0.2"])
     yolo_labels(src / "labels/train/2.txt", ["0 0.5 0.5 0.5 0.5 0.9"])
