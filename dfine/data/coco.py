@@ -155,18 +155,31 @@ class CocoDetection(Dataset):
         """File of item ``idx``."""
         return self.img_folder / str(self._index.file_names[idx])
 
-    def load_item(self, idx: int) -> Tuple[PIL.Image.Image, Dict[str, torch.Tensor]]:
+    def larger_than(self, short_side: int) -> Tuple[int, Tuple[int, int]]:
+        """How many images have a short side longer than ``short_side`` px (as the file lists their
+        sizes), and the largest ``(width, height)`` of them (``(0, 0)`` when none)."""
+        sizes = self._index.sizes
+        over = sizes.min(axis=1) > short_side if len(sizes) else np.zeros(0, bool)
+        if not over.any():
+            return 0, (0, 0)
+        largest = sizes[over][int(np.argmax(sizes[over].prod(axis=1)))]
+        return int(over.sum()), (int(largest[0]), int(largest[1]))
+
+    def load_item(self, idx: int, short_side: Optional[int] = None) -> Tuple[PIL.Image.Image, Dict[str, torch.Tensor]]:
         """Item ``idx`` before transforms: the 8-bit RGB image (16-bit and float images scaled,
         EXIF orientation applied when that gives the JSON's width/height, see
         :func:`dfine.data.image_io.open_image_sized`) and its target with ``boxes`` as
         ``BoundingBoxes`` (XYXY pixels, clipped to the image, empty boxes dropped: the
-        :attr:`box_repairs` counted when the dataset was built)."""
+        :attr:`box_repairs` counted when the dataset was built). ``short_side``: an image whose
+        short side is longer is read shrunk to it, its boxes with it (training reads each at
+        :meth:`~dfine.data.transforms.DetectionTransform.source_short_side`); ``orig_size`` stays
+        the file's."""
         path = self.image_path(idx)
         if not inside_folder(path, self.img_folder):
             raise DatasetError(f"image {path} listed in {self.ann_file} resolves to {path.resolve()}, outside the "
                                f"images folder {self.img_folder}; copy the file into it (symlinks out are refused)")
         try:
-            image, _ = open_image_sized(path, tuple(int(v) for v in self._index.sizes[idx]))
+            image, _, full = open_image_sized(path, tuple(int(v) for v in self._index.sizes[idx]), short_side)
         except FileNotFoundError:
             raise DatasetError(f"image {path} listed in {self.ann_file} not found") from None
         except (OSError, PIL.UnidentifiedImageError) as exc:
@@ -175,6 +188,9 @@ class CocoDetection(Dataset):
         lo, hi = self._index.offsets[idx], self._index.offsets[idx + 1]
         boxes = torch.from_numpy(self._index.boxes[lo:hi].copy())
         boxes[:, 2:] += boxes[:, :2]
+        if (width, height) != tuple(full):  # shrunk to short_side: the boxes with it
+            boxes[:, 0::2] *= width / full[0]
+            boxes[:, 1::2] *= height / full[1]
         boxes[:, 0::2].clamp_(min=0, max=width)
         boxes[:, 1::2].clamp_(min=0, max=height)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -182,13 +198,14 @@ class CocoDetection(Dataset):
             "boxes": tv_tensors.BoundingBoxes(boxes[keep], format="XYXY", canvas_size=(height, width)),
             "labels": torch.from_numpy(self._index.labels[lo:hi].copy())[keep],
             "image_id": torch.tensor(int(self._index.image_ids[idx])),
-            "orig_size": torch.tensor([width, height]),
+            "orig_size": torch.tensor([int(full[0]), int(full[1])]),
             "idx": torch.tensor(idx),
         }
         return image, target
 
     def __getitem__(self, idx: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        image, target = self.load_item(idx)
+        short_side = self.transforms.source_short_side() if self.transforms is not None else None
+        image, target = self.load_item(idx, short_side)
         meta = {k: target.pop(k) for k in ("image_id", "orig_size", "idx")}
         if self.transforms is not None:
             with seeded(mix_seed(self.seed, self.epoch, idx)):

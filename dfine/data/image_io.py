@@ -10,9 +10,10 @@ the same for every image of a dataset.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import PIL.Image
@@ -76,16 +77,28 @@ def open_image(path: os.PathLike | str, exif: bool = True) -> PIL.Image.Image:
         return _decoded(f, exif and exif_orientation(f) != 1)
 
 
-def open_image_sized(path: os.PathLike | str, size: Tuple[int, int]) -> Tuple[PIL.Image.Image, bool]:
+def open_image_sized(path: os.PathLike | str, size: Tuple[int, int],
+                     short_side: Optional[int] = None) -> Tuple[PIL.Image.Image, bool, Tuple[int, int]]:
     """The image at ``path`` as 8-bit RGB in the orientation whose ``(width, height)`` is ``size``
     (the size an annotation file gives): EXIF applied when that matches ``size`` (or when neither
-    orientation does, as a viewer shows it), as stored when only that matches. Returns the image
-    and whether ``size`` matched one of the two."""
+    orientation does, as a viewer shows it), as stored when only that matches. ``short_side``: an
+    image whose short side is longer is returned shrunk to it (bilinear; a JPEG decoded at a
+    reduced scale first, which is several times faster). Returns the image, whether ``size``
+    matched one of the two orientations, and the image's full ``(width, height)`` in that orientation."""
     with PIL.Image.open(path) as f:
         orientation = exif_orientation(f)
         shown = oriented_size(f.size, orientation)
         exif = orientation != 1 and (shown == tuple(size) or f.size != tuple(size))
-        return _decoded(f, exif), tuple(size) in (shown, f.size)
+        full = shown if exif else f.size
+        matched = tuple(size) in (shown, f.size)
+        if short_side and min(f.size) > short_side:
+            scale = short_side / min(f.size)
+            f.draft(f.mode, (math.ceil(f.size[0] * scale), math.ceil(f.size[1] * scale)))  # JPEG only; else no-op
+        image = _decoded(f, exif)
+    if short_side and min(image.size) > short_side:
+        scale = short_side / min(image.size)
+        image = image.resize((max(1, round(full[0] * scale)), max(1, round(full[1] * scale))), PIL.Image.BILINEAR)
+    return image, matched, tuple(full)
 
 
 def _decoded(f: PIL.Image.Image, exif: bool) -> PIL.Image.Image:

@@ -15,10 +15,12 @@ normalised). Its ``stop_epoch`` policy skips the first three from the stop epoch
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
+import math
 from types import MappingProxyType
-from typing import (TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence,
+from typing import (TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence,
                     Tuple)
 
 import PIL.Image
@@ -55,7 +57,21 @@ class RandomIoUCrop(T.RandomIoUCrop):
     def forward(self, *inputs: Any) -> Any:
         if torch.rand(1) >= self.p:
             return inputs if len(inputs) > 1 else inputs[0]
-        return super().forward(*inputs)
+        with _any_canvas_size():
+            return super().forward(*inputs)
+
+
+@contextlib.contextmanager
+def _any_canvas_size() -> Iterator[None]:
+    """PIL's decompression-bomb guard off while a crop of a zoomed-out canvas is taken: the canvas is
+    ours (RandomZoomOut makes a 12 MP phone photo up to 195 MP), not a file; PIL warned of an attack
+    above 89 MP and raised above 179 MP, stopping a run on phone photos (a walk)."""
+    limit = PIL.Image.MAX_IMAGE_PIXELS
+    PIL.Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        PIL.Image.MAX_IMAGE_PIXELS = limit
 
 
 class ConvertPILImage(T.Transform):
@@ -180,6 +196,21 @@ class DetectionTransform:
         """Names of the ops applied at ``epoch``."""
         stopped = self.stop_epoch is not None and epoch >= self.stop_epoch
         return [name for name, _ in self.ops if not (stopped and name in self.stop_ops)]
+
+    def source_short_side(self) -> Optional[int]:
+        """The short side (px) above which an image holds more pixels than can reach the model, for
+        ops that crop or zoom out (training): the ``Resize`` size over the smallest side share
+        ``RandomIoUCrop`` keeps (a crop of 0.3 of a side is resized to the whole input), so an image
+        shrunk to it beforehand gives the model the same picture; ``None`` without such ops or a
+        ``Resize`` to a fixed size (evaluation reads images as they are)."""
+        names = {name for name, _ in self.ops}
+        resize = next((op for name, op in self.ops if name == "Resize"), None)
+        size = getattr(resize, "size", None)
+        if not names & {"RandomIoUCrop", "RandomZoomOut"} or not isinstance(size, (list, tuple)) or not size:
+            return None
+        crop = next((op for name, op in self.ops if name == "RandomIoUCrop"), None)
+        smallest = min(1.0, max(float(getattr(crop, "min_scale", 1.0)), 0.05)) if crop is not None else 1.0
+        return math.ceil(max(size) / smallest)
 
     def __call__(self, image: Any, target: Dict[str, Any], epoch: int) -> Tuple[Any, Dict[str, Any]]:
         stopped = self.stop_epoch is not None and epoch >= self.stop_epoch

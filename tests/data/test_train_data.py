@@ -581,3 +581,13 @@ def test_yolo_labels_beside_their_images_are_a_dataset(tmp_path):
     (empty / "readme.txt").write_text("hello")
     with pytest.raises(DfineError, match="not a COCO, YOLO, VOC or CVAT dataset folder"):
         detect_format(empty)
+
+
+def test_a_run_on_photos_larger_than_the_model_can_use_says_they_are_read_shrunk(tmp_path, capsys):
+    src, out = _yolo(tmp_path / "photos"), tmp_path / "run"
+    image(src / "images/train/big.jpg", (1600, 1200))
+    yolo_labels(src / "labels/train/big.txt", ["0 0.5 0.5 0.2 0.2"])
+    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
+    assert ("note: 1 of 3 train images (up to 1600x1200) are larger than the model can use and are read with 534 px "
+            "on the short side, the smallest crop of the augmentations still filling the input: up to 5x fewer "
+            "pixels to decode and augment") in _trained(out, capsys).out

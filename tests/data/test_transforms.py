@@ -115,3 +115,50 @@ def test_bad_ops_are_one_line_errors(name, args, message):
 def test_build_op_returns_torchvision_transform():
     op = build_op("RandomPhotometricDistort", {"p": 0.5})
     assert type(op).__name__ == "RandomPhotometricDistort" and op.p == 0.5
+
+
+def test_training_reads_large_images_shrunk_and_the_model_sees_the_same(tmp_path, coco128_config):
+    """The short side beyond which pixels cannot reach the model is the Resize size over RandomIoUCrop's
+    smallest side share (640 / 0.3); evaluation has none. An image larger than that goes through the
+    same seeded augmentations to nearly the same input picture and the same boxes."""
+    import numpy as np
+    from dfine.config import load_config
+    from dfine.data.coco import CocoDetection
+    from tests.data.conftest import RECIPE, write_coco
+
+    cfg = coco128_config()
+    assert build_dataset(cfg, "train").transforms.source_short_side() == 2134
+    assert build_dataset(cfg, "val").transforms.source_short_side() is None
+    ann = write_coco(tmp_path, [{"id": 1, "name": "a"}], {1: [(1, [300, 200, 500, 400])]}, size=(1600, 1200))
+    gradient = np.add.outer(np.arange(1200) // 5, np.arange(1600) // 7).astype(np.uint8)
+    PIL.Image.fromarray(np.stack([gradient, gradient[::-1], 255 - gradient], -1)).save(tmp_path / "images/000001.png")
+    small = load_config(RECIPE, [f"train_dataloader.dataset.img_folder={tmp_path / 'images'}",
+                                 f"train_dataloader.dataset.ann_file={ann}", "eval_spatial_size=[96, 96]"])
+    ds = build_dataset(small, "train", check=False)
+    side = ds.transforms.source_short_side()
+    assert side == 320 and ds.larger_than(side)[0] == 1
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        shrunk = ds[0]
+        ds.transforms.source_short_side = lambda: None  # the published way: the whole image through them
+        whole = ds[0]
+        del ds.transforms.source_short_side
+        assert torch.allclose(shrunk[1]["boxes"], whole[1]["boxes"], atol=0.01), epoch
+        assert (shrunk[0] - whole[0]).abs().mean() < 0.02, epoch
+        assert shrunk[1]["orig_size"].tolist() == [1600, 1200]
+    assert isinstance(ds, CocoDetection)
+
+
+def test_iou_crop_of_a_canvas_beyond_pils_bomb_limit_neither_warns_nor_fails(monkeypatch):
+    """RandomZoomOut makes a 12 MP photo up to 195 MP; cropping it warned of a 'decompression bomb DOS
+    attack' above 89 MP and raised above 179 MP (a walk's run printed the warning mid-epoch)."""
+    import warnings
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 1000)  # a 200 x 150 canvas is then 30x over it
+    canvas = PIL.Image.new("RGB", (200, 150))
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[10.0, 10.0, 190.0, 140.0]]), format="XYXY", canvas_size=(150, 200))
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(5):
+            RandomIoUCrop(p=1.0)(canvas, {"boxes": boxes, "labels": torch.tensor([0])})
+    assert PIL.Image.MAX_IMAGE_PIXELS == 1000
