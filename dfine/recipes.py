@@ -299,6 +299,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # absolute paths: the printed eval / export / predict commands work from any folder
     name = (root.resolve().parent if root.is_file() else root.resolve()).name  # a file: its folder's
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
+    if scratch is None:  # a training run: none may be training into out (its data/ is written next)
+        from dfine.engine.lock import check_unlocked
+        check_unlocked(out)
     splits, notes = dataset_splits(root, fmt, scratch or out / "data", names=names,
                                   temporary="evaluation" if scratch is not None else None)
     # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder

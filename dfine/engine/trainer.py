@@ -52,6 +52,7 @@ from dfine.text import counted
 
 from . import dist
 from .ema import ModelEMA
+from .lock import output_lock
 from .evaluator import CocoMetrics, conf_line, evaluate, write_evaluation
 from .precision import choose_precision
 from .summary import (DataCommand, ap_text, classes_line, dataset_line, duration, images_folder, next_commands,
@@ -412,6 +413,12 @@ class Trainer:
         cfg = self.cfg
         if cfg.epochs is None:
             raise DfineError(f"{cfg.config_file or 'config'}: epochs is not set; add -u epochs=N")
+        with output_lock(self.output_dir) if dist.is_main() else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> Dict[str, Any]:
+        """:meth:`fit` with the output folder locked."""
+        cfg = self.cfg
         if self._earlier_said and self.warn_earlier_run and dist.is_main():
             print(self._earlier_said, file=sys.stderr)
         self._start_logs()
@@ -1151,6 +1158,7 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
         values = [e.get(f"test_{key}", math.nan) for e in history]
         ax.plot(epochs, [100 * v if v >= 0 else math.nan for v in values], marker="o", label=key)
     _whole_ticks(ax)
+    ax.set_ylim(bottom=0)  # a run at AP 0 drew an axis from -0.05 to 0.05 (a walk)
     ax.set_xlabel("epoch")
     ax.set_ylabel("AP (%)")
     ax.set_title("COCO AP on the validation set")

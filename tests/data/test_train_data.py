@@ -4,6 +4,8 @@ one short epoch; detection of COCO layouts; dfine.train() from Python."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import tempfile
 
 import numpy as np
@@ -591,3 +593,18 @@ def test_a_run_on_photos_larger_than_the_model_can_use_says_they_are_read_shrunk
     assert ("note: 1 of 3 train images (up to 1600x1200) are larger than the model can use and are read with 534 px "
             "on the short side, the smallest crop of the augmentations still filling the input: up to 5x fewer "
             "pixels to decode and augment") in _trained(out, capsys).out
+
+
+def test_a_second_run_into_a_folder_a_run_is_training_into_stops_at_once(tmp_path, capsys):
+    """A walk: a resumed run trained beside the still-running first one into the same folder; both wrote
+    last.pth, best_stg2.pth and log.jsonl (its last epoch logged twice) and neither said a word."""
+    from dfine.engine.lock import output_lock
+    src, out = _yolo(tmp_path / "fruit"), tmp_path / "run"
+    with output_lock(out):  # the first run, training
+        assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"error: another run (pid {os.getpid()} on {socket.gethostname()}) is training into {out}: "
+                       f"wait for it to end, or give this run another output folder (--output-dir)")
+        assert not (out / "last.pth").exists() and not (out / "log.jsonl").exists()
+    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0  # released when it ends
+    _trained(out, capsys)

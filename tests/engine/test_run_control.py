@@ -441,6 +441,9 @@ def test_map_plot_shows_percent_like_the_terminal(tmp_path, monkeypatch):
     assert lines["AP"] == pytest.approx([12.5, 41.2]) and lines["AP50"] == pytest.approx([25.0, 60.0])
     assert math.isnan(lines["AP75"][0]) and lines["AP75"][1] == pytest.approx(50.0)
     assert "%" in ax.get_ylabel()
+    # a run at AP 0 (a walk): the axis starts at 0, not at -0.05
+    zero = [{"epoch": e, "step": 2 * e + 2, "test_AP": 0.0, "test_AP50": 0.0, "test_AP75": 0.0} for e in range(3)]
+    assert _drawn(monkeypatch, zero, tmp_path)["map.png"].axes[0].get_ylim()[0] == 0
 
 
 def test_lr_plot_draws_each_step_so_a_warmup_shows(tmp_path, monkeypatch):
