@@ -299,7 +299,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # absolute paths: the printed eval / export / predict commands work from any folder
     name = (root.resolve().parent if root.is_file() else root.resolve()).name  # a file: its folder's
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
-    if scratch is None:  # a training run: none may be training into out (its data/ is written next)
+    # a training run: none may be training into out (its data/ is written next); under torchrun the first
+    # process only, which takes the lock: another, still converting when that one trains, would see it taken
+    if scratch is None and os.environ.get("RANK", "0") == "0":
         from dfine.engine.lock import check_unlocked
         check_unlocked(out)
     splits, notes = dataset_splits(root, fmt, scratch or out / "data", names=names,
