@@ -198,6 +198,7 @@ def detect_format(root: Path, option: str = "--data") -> Format:
 def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     """The format of the dataset at ``root``; ``nested``: also a VOC set one or two folders down
     (``VOCdevkit/VOC2007``)."""
+    from dfine.data.convert import SPLIT_NAMES
     from dfine.data.convert.coco import coco_file
     from dfine.data.convert.cvat import cvat_xml
     from dfine.data.convert.yolo import find_darknet_data
@@ -221,28 +222,26 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
         return "voc"
     yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
     if (any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")) or yolo_beside_images(root)
-            or find_darknet_data(root)):
+            or find_darknet_data(root) or any(yolo_beside_images(root / n) for n in SPLIT_NAMES)):
         return "yolo"
     return None
 
 
-#: files naming a YOLO set's classes, one per line
-YOLO_NAMES_FILES = ("classes.txt", "obj.names", "classes.names")
-
-
 def yolo_beside_images(root: Path) -> Optional[str]:
     """What shows ``root`` to be a YOLO folder of images with their ``.txt`` labels beside them
-    (LabelImg's YOLO save, a darknet ``obj/`` folder): its names file (``classes.txt``, ``obj.names``)
+    (LabelImg's YOLO save, a darknet ``obj/`` folder, a split of Roboflow's "YOLO Darknet" export): its
+    names file (``classes.txt``, ``obj.names``, ``_darknet.labels``)
     or the first ``.txt`` named as an image is; ``None`` when it holds no image or no such file."""
     if not root.is_dir():
         return None
     from dfine.data.convert import IMAGE_SUFFIXES
+    from dfine.data.convert.yolo import NAMES_FILES
 
     files = [p for p in root.iterdir() if p.is_file()]
     stems = {p.stem for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
     if not stems:
         return None
-    named = next((n for n in YOLO_NAMES_FILES if (root / n).is_file()), None)
+    named = next((n for n in NAMES_FILES if (root / n).is_file()), None)
     return named or next((p.name for p in sorted(files) if p.suffix.lower() == ".txt" and p.stem in stems), None)
 
 

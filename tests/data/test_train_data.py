@@ -608,3 +608,19 @@ def test_a_second_run_into_a_folder_a_run_is_training_into_stops_at_once(tmp_pat
         assert not (out / "last.pth").exists() and not (out / "log.jsonl").exists()
     assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0  # released when it ends
     _trained(out, capsys)
+
+
+def test_roboflow_yolo_darknet_export_is_a_dataset(tmp_path):
+    """Roboflow's "YOLO Darknet" export: train/, valid/ (and test/) each holding images, their .txt and
+    _darknet.labels with the class names; it was no dataset folder for --data."""
+    src = tmp_path / "rf_darknet"
+    for split, n in (("train", 3), ("valid", 1)):
+        for i in range(n):
+            image(src / split / f"{i}.jpg", (96, 64))
+            yolo_labels(src / split / f"{i}.txt", ["1 0.5 0.5 0.5 0.5"])
+        (src / split / "_darknet.labels").write_text("cat\ndog\n")
+    assert detect_format(src) == "yolo"
+    data_run(src, "dfine_n", output_dir=tmp_path / "o")
+    train, val = (json.loads((tmp_path / f"o/data/annotations/instances_{s}.json").read_text()) for s in ("train", "val"))
+    assert [c["name"] for c in train["categories"]] == ["cat", "dog"]
+    assert len(train["images"]) == 3 and len(val["images"]) == 1 and val["annotations"][0]["category_id"] == 2

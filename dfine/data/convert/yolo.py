@@ -40,10 +40,11 @@ from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCou
                                 write_coco_json)
 from dfine.text import counted, first_few
 
-__all__ = ["convert_yolo", "find_darknet_data", "label_path", "read_label_file"]
+__all__ = ["NAMES_FILES", "convert_yolo", "find_darknet_data", "label_path", "read_label_file"]
 
 _YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
-_NAMES_FILES = ("classes.txt", "obj.names", "classes.names")
+#: files naming a YOLO set's classes, one per line (``_darknet.labels``: Roboflow's "YOLO Darknet" export)
+NAMES_FILES = ("classes.txt", "obj.names", "classes.names", "_darknet.labels")
 
 
 def label_path(image: Path) -> Path:
@@ -356,7 +357,7 @@ def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
             raise DatasetError(f"{yaml_path}: nc is {data['nc']} but names lists {len(names)} classes; fix one")
         return tuple(str(n) for n in names), where
     for folder in [src, *label_dirs]:
-        for file in _NAMES_FILES:
+        for file in NAMES_FILES:
             if (folder / file).is_file():
                 lines = [l.strip() for l in (folder / file).read_text(encoding="utf-8-sig").splitlines()]
                 return tuple(l for l in lines if l), str(folder / file)
