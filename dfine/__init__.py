@@ -13,6 +13,7 @@ from .errors import DfineError
 from . import config as _config
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
+    from .api import evaluate, export_model
     from .checkpoint import load_checkpoint
     from .inference import Detector
     from .integrations.tracking import track
@@ -24,7 +25,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
 _LAZY = {"DFINE": ".models.dfine", "build_model": ".models.dfine", "load_checkpoint": ".checkpoint",
          "PostProcessor": ".models.postprocess", "build_criterion": ".loss", "Detector": ".inference",
          "track": ".integrations.tracking",  # track needs the optional supervision and trackers: imported when called
-         "train": ".recipes"}  # dfine.train(data=..., model=..., epochs=...); the trainer is imported when called
+         "train": ".recipes",
+         "evaluate": ".api", "export_model": ".api"}  # what dfine eval / dfine export do, returning the result  # dfine.train(data=..., model=..., epochs=...); the trainer is imported when called
 
 
 def _check_op(name, args):
@@ -49,5 +51,5 @@ def __dir__() -> list:
     return sorted(set(__all__) | {"__version__"})
 
 
-__all__ = ["DFINE", "Detector", "DfineError", "track", "train", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]
+__all__ = ["DFINE", "Detector", "DfineError", "evaluate", "export_model", "track", "train", "PostProcessor", "build_criterion", "build_model", "load_checkpoint"]
 __version__ = "0.1.0"

@@ -169,6 +169,21 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
                                     "DFINEPostProcessor.num_top_queries=50"])
     assert result.output_dir == tmp_path / "run" and result.best is not None and result.best.is_file()
     assert isinstance(result.metrics, dict) and result.metrics
+    # then what dfine eval and dfine export do, returning the result (a notebook walk had to shell out)
+    pytest.importorskip("onnxruntime")
+    onnx = dfine.export_model(result.best, "onnx", output=tmp_path / "m.onnx")
+    assert onnx == tmp_path / "m.onnx" and onnx.is_file()
+    from_checkpoint = dfine.evaluate(result.best, src, progress=False)
+    assert from_checkpoint["path"] == str(result.best.parent / "eval.json")
+    assert from_checkpoint["stats"]["AP"] == pytest.approx(result.metrics["test_AP"], abs=1e-6)
+    from_onnx = dfine.evaluate(onnx, src, progress=False)
+    assert from_onnx["path"] == str(tmp_path / "m.onnx.eval.json") and set(from_onnx["names"].values()) == {"apple", "pear"}
+    assert from_onnx["stats"]["AP"] == pytest.approx(from_checkpoint["stats"]["AP"], abs=0.02)
+    for call, said in ((lambda: dfine.export_model(result.best, "tflite"), "format 'tflite': give one of onnx, "),
+                       (lambda: dfine.evaluate(tmp_path / "none.pth", src), "model file"),
+                       (lambda: dfine.export_model(result.best, int8=True), "int8=True needs calib=")):
+        with pytest.raises(DfineError, match=said):
+            call()
 
 
 def test_dfine_train_from_python_prints_short_commands_that_work(tmp_path, capsys, monkeypatch):

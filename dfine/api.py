@@ -1,0 +1,107 @@
+"""``dfine.evaluate`` and ``dfine.export_model``: what ``dfine eval`` and ``dfine export`` do, from a
+script or a notebook, returning the metrics or the written file instead of only printing them.
+
+Each builds the command's own arguments and runs the command's own code (the same checks, notes and
+files), so a notebook and a terminal get the same result; a wrong argument is a ``DfineError`` (the
+command's one-line error) rather than a printed error and an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from .errors import DfineError
+
+__all__ = ["evaluate", "export_model"]
+
+PathLike = Union[str, os.PathLike]
+FORMATS = ("onnx", "openvino", "engine")
+
+
+def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, device: Optional[str] = None,
+             names: Optional[Union[str, Sequence[str]]] = None, progress: bool = True) -> Dict[str, Any]:
+    """COCO AP of ``model`` (a checkpoint ``.pth`` or an export ``.onnx`` / ``.xml``) on the val split of
+    the dataset folder ``data`` (found as ``dfine train --data`` finds it), as ``dfine eval -m MODEL
+    --data DATA`` prints it; returns what it writes to ``eval.json``: ``stats`` (``AP``, ``AP50``, ...
+    as fractions 0..1), ``per_class`` AP and ``names`` by category id, ``best_conf`` (the ``--conf``
+    with the best F1, or ``None``) and the file's path as ``path``."""
+    model_path = Path(model).expanduser()
+    if not model_path.is_file():
+        raise DfineError(f"model file {model_path} not found")
+    argv = ["eval", "-m", str(model_path), "--data", str(Path(data).expanduser())]
+    if imgsz is not None:
+        argv += ["--imgsz", str(_whole("imgsz", imgsz))]
+    if device is not None:
+        argv += ["-d", str(device)]
+    if names:
+        argv += ["--names", names if isinstance(names, str) else ",".join(map(str, names))]
+    if not progress:
+        argv.append("--no-progress")
+    before = {p: p.stat().st_mtime_ns for p in _eval_files(model_path) if p.is_file()}
+    _run(argv)
+    written = [p for p in _eval_files(model_path) if p.is_file() and before.get(p) != p.stat().st_mtime_ns]
+    if not written:
+        raise DfineError(f"the evaluation of {model_path} wrote no metrics file")  # pragma: no cover - a bug
+    result = json.loads(written[0].read_text(encoding="utf-8"))
+    result["path"] = os.path.abspath(written[0])
+    return result
+
+
+def export_model(model: PathLike, format: str = "onnx", *, output: Optional[PathLike] = None,
+                 imgsz: Optional[int] = None, static: bool = False, int8: bool = False,
+                 calib: Optional[PathLike] = None) -> Path:
+    """Export the checkpoint ``model`` as ``dfine export -r MODEL --format FORMAT`` does (``onnx``,
+    ``openvino``: the ``.xml`` beside its ``.onnx``, ``engine``: TensorRT); ``int8`` with ``calib``
+    (images or a dataset) as ``--int8 --calib``. Returns the file written (``.onnx``, ``.xml`` or
+    ``.engine``), with the class names and input size in its metadata."""
+    if format not in FORMATS:
+        raise DfineError(f"format {format!r}: give one of {', '.join(FORMATS)}")
+    model_path = Path(model).expanduser()
+    if not model_path.is_file():
+        raise DfineError(f"checkpoint {model_path} not found")
+    if int8 and calib is None:
+        raise DfineError("int8=True needs calib=: a folder of images or a dataset to calibrate on")
+    argv = ["export", "-r", str(model_path), "--format", format]
+    if output is not None:
+        argv += ["-o", str(Path(output).expanduser())]
+    if imgsz is not None:
+        argv += ["--imgsz", str(_whole("imgsz", imgsz))]
+    if static:
+        argv.append("--static")
+    if int8:
+        argv += ["--int8", "--calib", str(Path(calib).expanduser())]
+    args = _run(argv)
+    from .commands.export import _output
+
+    return _output(args, {"onnx": ".onnx", "openvino": ".xml", "engine": ".engine"}[format])
+
+
+def _whole(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DfineError(f"{name} is one whole number (square inputs, as --{name}), got {value!r}")
+    return value
+
+
+def _eval_files(model: Path) -> List[Path]:
+    """Where an evaluation of ``model`` writes its metrics: ``eval.json`` beside a checkpoint, or
+    ``MODEL.eval.json`` beside an export."""
+    from .export.evaluate import eval_json_path
+
+    return [eval_json_path(model), model.parent / "eval.json"]
+
+
+def _run(argv: List[str]) -> Any:
+    """Parse ``argv`` as the command line does and run its command, its errors raised; returns the
+    parsed arguments."""
+    from .cli import build_parser
+
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # argparse printed why
+        raise DfineError(f"dfine {' '.join(argv)}: not a valid command (see the message above)") from None
+    args.func(args)
+    return args
