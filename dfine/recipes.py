@@ -463,7 +463,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
                    given=overrides)
     for note in run.notes:
-        print(note, file=sys.stderr)
+        print(python_words(note), file=sys.stderr)
     extra = list(run.overrides)
     if imgsz is not None:
         extra.append(f"eval_spatial_size=[{imgsz}, {imgsz}]")
@@ -481,14 +481,33 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
                                              ("--imgsz", imgsz), ("-d", device), ("--max-steps", max_steps),
                                              ("--threads", threads)],
                                ["--no-progress"] * (not progress), list(overrides))
-        metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share,
-                          command=command).fit()
+        try:
+            metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share,
+                              command=command).fit()
+        except DfineError as e:
+            raise type(e)(python_words(str(e))) from None
     finally:
         torch.set_num_threads(caller_threads)
         dist.cleanup()
     if (metrics or {}).get("stopped") == "SIGINT":  # said and saved; the caller's script stops here too
         raise KeyboardInterrupt
     return TrainResult(Path(cfg.output_dir), dict(metrics or {}))
+
+
+#: command-line advice in messages -> the dfine.train() argument that does it (a notebook walk had to
+#: find overrides= in help() to act on "add -u HGNetv2.pretrained=False")
+_OVERRIDES = re.compile(r"-u ((?:[\w.\[\]]+=[^\s)]+)(?: [\w.\[\]]+=[^\s)]+)*)")
+_PYTHON_WORDS = ((re.compile(r"--batch N\b"), "batch=N"), (re.compile(r"--threads 1\b"), "threads=1"),
+                 (re.compile(r"--imgsz\b"), "imgsz"))
+
+
+def python_words(text: str) -> str:
+    """``text`` with the command-line advice it gives as :func:`train`'s arguments: ``-u K=V K2=V2`` ->
+    ``overrides=['K=V', 'K2=V2']``, ``--batch N`` -> ``batch=N``, ``--threads 1``, ``--imgsz``."""
+    text = _OVERRIDES.sub(lambda m: f"overrides={m.group(1).split()!r}", text)
+    for pattern, words in _PYTHON_WORDS:
+        text = pattern.sub(words, text)
+    return text
 
 
 def _check_counts(**counts: Any) -> None:

@@ -639,3 +639,26 @@ def test_roboflow_yolo_darknet_export_is_a_dataset(tmp_path):
     train, val = (json.loads((tmp_path / f"o/data/annotations/instances_{s}.json").read_text()) for s in ("train", "val"))
     assert [c["name"] for c in train["categories"]] == ["cat", "dog"]
     assert len(train["images"]) == 3 and len(val["images"]) == 1 and val["annotations"][0]["category_id"] == 2
+
+
+def test_dfine_train_gives_its_advice_as_its_own_arguments(tmp_path, monkeypatch, capsys):
+    """A notebook walk offline: the error said "add -u HGNetv2.pretrained=False" and the notes "--batch N",
+    options of the command line; dfine.train() says overrides=[...] and batch=N."""
+    import dfine
+    from dfine import hub
+
+    def offline(*args, **kwargs):
+        raise DfineError("cannot download https://example.invalid/PPHGNetV2_B0_stage1.pth (no network)")
+
+    monkeypatch.setattr(hub, "fetch_weights", offline)
+    src = _yolo(tmp_path / "fruit")
+    with pytest.raises(DfineError) as err:
+        dfine.train(data=src, model="dfine_n", epochs=1, imgsz=320, output_dir=tmp_path / "run", device="cpu",
+                    progress=False, overrides=["train_dataloader.num_workers=0"])
+    assert str(err.value).endswith("to train from scratch instead, add overrides=['HGNetv2.pretrained=False']")
+    assert "; batch=N to change it" in capsys.readouterr().err
+    with pytest.raises(DfineError) as err:  # 160 px: fewer encoder tokens than queries
+        dfine.train(data=src, model="dfine_n", epochs=1, imgsz=160, output_dir=tmp_path / "run", device="cpu",
+                    progress=False, overrides=["HGNetv2.pretrained=False"])
+    assert str(err.value).endswith("use a larger imgsz or fewer queries (overrides=['DFINETransformer.num_queries=N', "
+                                   "'DFINEPostProcessor.num_top_queries=N'])")
