@@ -403,7 +403,7 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
     known = [cached.get(name) for name in names] if cached is not None else [None] * len(todo)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         base = str(folder)
-        unread = [os.path.join(base, im["file_name"]) for im, k in zip(todo, known) if k is None]
+        unread = [os.path.join(base, name) for name, k in zip(names, known) if k is None]  # images\\a.jpg read too
         chunks = [unread[i:i + 64] for i in range(0, len(unread), 64)]  # one task per image costs more than a header
         read = (look for part in pool.map(lambda paths: [_look(p, deep) for p in paths], chunks) for look in part)
         looks: Iterable[_Look] = (k if k is not None else next(read) for k in known)
@@ -606,7 +606,7 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
     if mismatched:
         for im in images:
             if im["id"] in mismatched:
-                header = _look(folder / im["file_name"], False).header
+                header = _look(folder / os.path.normpath(im["file_name"]).replace("\\", "/"), False).header
                 im["width"], im["height"] = header.shown_size
         changes.append(f"corrected width/height of {counted(len(mismatched), 'image')} to the image as shown: "
                        f"{_ids(mismatched)}")

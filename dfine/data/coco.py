@@ -152,8 +152,13 @@ class CocoDetection(Dataset):
         return tuple(int(i) for i in self._index.image_ids)
 
     def image_path(self, idx: int) -> Path:
-        """File of item ``idx``."""
-        return self.img_folder / str(self._index.file_names[idx])
+        """File of item ``idx`` (a ``file_name`` written on Windows, ``images\\a.jpg``, read as ``images/a.jpg``
+        where no file has the backslash in its name, as ``dfine data check`` reads it)."""
+        name = str(self._index.file_names[idx])
+        path = self.img_folder / name
+        if "\\" in name and not path.exists():
+            path = self.img_folder / name.replace("\\", "/")
+        return path
 
     def larger_than(self, short_side: int) -> Tuple[int, Tuple[int, int]]:
         """How many images have a short side longer than ``short_side`` px (as the file lists their

@@ -236,3 +236,15 @@ def test_a_jpeg_is_decoded_at_a_reduced_scale_then_shrunk_in_its_exif_orientatio
     whole, _, _ = open_image_sized(tmp_path / "p.jpg", (600, 800))
     expected = np.asarray(whole.resize((150, 200), PIL.Image.BILINEAR), dtype=np.float32)
     assert np.abs(np.asarray(image, dtype=np.float32) - expected).mean() < 2.0
+
+
+def test_a_file_name_written_on_windows_is_read(tmp_path):
+    """images\\\\a.png (a COCO file written on Windows, Label Studio's) was 'not found' on Linux."""
+    ann = write_coco(tmp_path, _cats((1, "a")), {1: [(1, [4, 4, 20, 20])]})
+    data = json.loads(ann.read_text())
+    (tmp_path / "images/sub").mkdir()
+    (tmp_path / "images" / data["images"][0]["file_name"]).rename(tmp_path / "images/sub/a.png")
+    data["images"][0]["file_name"] = "sub\\a.png"
+    ann.write_text(json.dumps(data))
+    image, target = CocoDetection(tmp_path / "images", ann).load_item(0)
+    assert image.size == (64, 48) and target["boxes"].tolist() == [[4.0, 4.0, 24.0, 24.0]]

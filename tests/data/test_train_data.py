@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import PureWindowsPath
 import socket
 import tempfile
 
@@ -492,7 +493,7 @@ def _one_coco_file(root, file_names, ann="annotations/instances_default.json", e
     """A labelling tool's COCO export: one JSON for every image (CVAT's "COCO 1.0" by default), no split."""
     images, anns = [], []
     for i, name in enumerate(file_names):
-        image(root / "images" / name.split("images/")[-1], (96, 64))
+        image(root / "images" / PureWindowsPath(name).name, (96, 64))  # its last part, / or \\ separated
         images.append({"id": i + 1, "file_name": name, "width": 96, "height": 64, "license": 0})
         anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [10, 10, 40, 30],
                      "area": 1200, "iscrowd": 0, "attributes": {"occluded": False}})
@@ -662,3 +663,22 @@ def test_dfine_train_gives_its_advice_as_its_own_arguments(tmp_path, monkeypatch
                     progress=False, overrides=["HGNetv2.pretrained=False"])
     assert str(err.value).endswith("use a larger imgsz or fewer queries (overrides=['DFINETransformer.num_queries=N', "
                                    "'DFINEPostProcessor.num_top_queries=N'])")
+
+
+def test_one_coco_file_written_on_windows_or_with_upload_paths_finds_its_images(tmp_path):
+    """Label Studio writes file names as images\\x.png on Windows, and some of its versions its own upload
+    paths (..\\..\\label-studio\\media\\upload\\4\\x.png, /data/upload/1/x.jpg): the first is read as
+    images/x.png; the others, which point nowhere here, are used by name from the images folder, said."""
+    windows = tmp_path / "windows"
+    _one_coco_file(windows, ["images\\a.jpg", "images\\b.jpg", "images\\c.jpg"], ann="result.json")
+    assert main(["data", "check", str(windows)]) == 0
+    upload = tmp_path / "upload"
+    _one_coco_file(upload, ["..\\..\\label-studio\\media\\upload\\4\\a.jpg", "/data/upload/1/b.jpg", "c.jpg"],
+                   ann="result.json")
+    run = data_run(upload, "dfine_n", output_dir=tmp_path / "o")
+    assert ("2 file names of result.json point where no image is, and an image of that name is in "
+            f"{upload / 'images'}, so it is used (e.g. '..\\..\\label-studio\\media\\upload\\4\\a.jpg' -> "
+            f"'a.jpg')") in run.notes
+    written = [json.loads((tmp_path / f"o/data/annotations/instances_{s}.json").read_text()) for s in ("train", "val")]
+    assert sorted(im["file_name"] for d in written for im in d["images"]) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert main(["data", "check", str(upload)]) == 0

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from pathlib import Path, PureWindowsPath
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError, read_coco_json
 from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, fraction_said, info_for, split_by_fraction,
@@ -85,7 +85,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     images = [im for im in data["images"] if isinstance(im, dict)]
     if not images:
         raise DatasetError(f"{ann}: its images list is empty; nothing to train on")
-    folder = _images_folder(ann, images)
+    folder, renamed = _images_folder(ann, images)
     base = ann.parent.parent if ann.parent.name == "annotations" else ann.parent
     out_dir = Path(out).expanduser() if out is not None else base
     ann_dir = out_dir / "annotations"
@@ -98,6 +98,11 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     rel = ann.relative_to(src) if ann.is_relative_to(src) and ann != src else ann.name
     notes = [f"one COCO file for all images ({rel}): {len(val_ids)} of {counted(len(images), 'image')} became val "
              f"{fraction_said(val_fraction, seed)}"]
+    if renamed:  # Label Studio's upload paths (/data/upload/3/x.jpg, ..\\..\\media\\upload\\x.jpg)
+        first = next(iter(renamed.items()))
+        notes.append(f"{counted(len(renamed), 'file name')} of {ann.name} point where no image is, and an image of "
+                     f"that name is in {folder}, so it is used (e.g. '{first[0]}' -> '{first[1]}')")
+        images = [{**im, "file_name": renamed.get(str(im.get("file_name")), im.get("file_name"))} for im in images]
     info = {**(data.get("info") if isinstance(data.get("info"), dict) else {}),
             **info_for(ann_dir, folder, "one COCO file", ann)}
     written, counts = {}, {}
@@ -115,15 +120,26 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     return Converted(src, out_dir, folder, written, names_out, counts, notes)
 
 
-def _images_folder(ann: Path, images: List[Dict[str, Any]]) -> Path:
-    """:func:`find_images_folder`, or ``DatasetError`` naming where it looked."""
-    found = find_images_folder(ann, images)
-    if found is None:
-        sample = _sample_names(images)
-        raise DatasetError(f"the images of {ann} are not found: none of its first {counted(len(sample), 'file name')} "
-                           f"(e.g. {sample[0]}) is in {', '.join(str(o) for o in _image_folder_options(ann))}; put "
-                           f"the images folder beside the JSON (images/)")
-    return found
+def _images_folder(ann: Path, images: List[Dict[str, Any]]) -> Tuple[Path, Dict[str, str]]:
+    """:func:`find_images_folder`, else the folder holding images named as the file names' last parts,
+    and the new name of each image whose file name points where no image is but whose last part
+    names one there (Label Studio writes its own upload paths, ``/data/upload/3/x.jpg``):
+    ``{old file_name: name}``; ``DatasetError`` naming where it looked when no folder holds any."""
+    folder = find_images_folder(ann, images)
+    names = [str(im.get("file_name", "")) for im in images if isinstance(im, dict)]
+    last = {n: PureWindowsPath(n).name for n in names if n}  # the last part, / or \\ separated
+    options = _image_folder_options(ann)
+    if folder is None:
+        held = {o: sum((o / name).is_file() for name in list(last.values())[:20]) for o in options}
+        folder = max(options, key=lambda o: held[o])  # max keeps the earliest of equals
+        if not held[folder]:
+            sample = _sample_names(images)
+            raise DatasetError(f"the images of {ann} are not found: none of its first "
+                               f"{counted(len(sample), 'file name')} (e.g. {sample[0]}) is in "
+                               f"{', '.join(str(o) for o in options)}; put the images folder beside the JSON (images/)")
+    renamed = {old: new for old, new in last.items()
+               if not (folder / old.replace("\\", "/").lstrip("/")).is_file() and (folder / new).is_file()}
+    return folder, renamed
 
 
 def find_images_folder(ann: Path, images: Sequence[Any]) -> Optional[Path]:
