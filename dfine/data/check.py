@@ -350,17 +350,19 @@ def _mode_kind(mode: str) -> Optional[str]:
 
 
 def _other_splits(ann_file: Path, folder: Path) -> set:
-    """The image file names of the other ``instances_*.json`` beside the converted ``ann_file``
-    whose images are in the same ``folder``: a YOLO or VOC conversion keeps every split's images
-    under one folder, so the val images are no strays of the train file."""
+    """The image file names of the other ``instances_*.json`` beside ``ann_file`` whose images are in
+    the same ``folder``: a conversion keeps every split's images under one folder, and so do split
+    files made by hand beside one ``images/`` (a walk: the train file's check listed the 20 val
+    images as strays), so the val images are no strays of the train file. A file naming another
+    images folder (``info.images_folder``) is left out."""
     from dfine.data.convert import images_folder_of_file
 
     names: set = set()
-    if images_folder_of_file(ann_file) is None:
-        return names
+    ours = images_folder_of_file(ann_file)
     for other in ann_file.parent.glob("instances_*.json"):
         theirs = images_folder_of_file(other)
-        if other.resolve() == ann_file.resolve() or theirs is None or theirs.resolve() != folder.resolve():
+        if other.resolve() == ann_file.resolve() or (theirs is None) != (ours is None) or (
+                theirs is not None and theirs.resolve() != folder.resolve()):
             continue
         try:
             images = json.loads(other.read_text(encoding="utf-8")).get("images", [])

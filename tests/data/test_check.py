@@ -15,6 +15,7 @@ import pytest
 from dfine.cli import main
 from dfine.data.check import check_dataset, fix_dataset, preflight
 from dfine.data.coco import CocoDetection, DatasetError
+from tests.data.conftest import write_coco
 from tests.data.datasets import image, load
 
 CATS = [{"id": 1, "name": "cat", "supercategory": "animal"}, {"id": 2, "name": "dog", "supercategory": "animal"}]
@@ -621,3 +622,20 @@ def test_box_sizes_as_the_model_sees_them_at_the_training_input(tmp_path, capsys
     assert "at --imgsz 640 (images resized to 640x640): small 1 (33.3%), medium 0 (0.0%), large 2" in capsys.readouterr().out
     assert main(["data", "check", str(ann), "--imgsz", "100"]) == 2
     assert "--imgsz must be a positive multiple of 32" in capsys.readouterr().err
+
+
+def test_split_files_made_by_hand_beside_one_images_folder_are_not_strays_of_each_other(tmp_path, capsys):
+    """A walk split one COCO file into annotations/instances_{train,val}.json beside one images/: the
+    train file's check listed the val images as unreferenced, and the val file's the train images. A
+    stray file is still one, said once."""
+    root = tmp_path / "mine"
+    for split, ids in (("train", (1, 2, 3)), ("val", (4, 5))):
+        write = {i: [(1, [1, 1, 20, 20])] for i in ids}
+        ann = write_coco(root, CATS, write)
+        (root / "annotations").mkdir(exist_ok=True)
+        ann.rename(root / f"annotations/instances_{split}.json")
+    assert main(["data", "check", str(root)]) == 0
+    assert "unreferenced" not in capsys.readouterr().out
+    image(root / "images/stray.jpg", (64, 48))
+    assert main(["data", "check", str(root)]) == 0
+    assert capsys.readouterr().out.count("unreferenced                  1  image files") == 1
