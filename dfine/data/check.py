@@ -28,7 +28,7 @@ import shlex
 import sys
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Tuple
 
@@ -67,6 +67,8 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "rare_category": ("warning", "category", "categories with under 1/20 of the median category's boxes (too few "
                       "to learn; a mislabelled or misspelt class?)"),
     "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),
+    "crowd_only": ("error", "annotation", "annotations, every one of them iscrowd=1 (CVAT exports mask shapes so): "
+                   "training would see no box; --fix makes them ordinary boxes (their bbox)"),
     "crowd": ("info", "annotation", "crowd annotations (iscrowd=1: ignored by training, handled by evaluation)"),
     "background": ("info", "image", "background images (no boxes, or only crowd / VOC difficult ones; fine)"),
     "exif_rotated": ("info", "image", "EXIF-rotated images whose JSON size is the rotated one (used rotated)"),
@@ -256,6 +258,8 @@ def _json_checks(data: Mapping[str, Any], findings: Dict[str, Finding]):
         box_ids.append(ann_id)
         box_cats.append(ann["category_id"])
         box_images.add(ann["image_id"])
+    if "crowd" in findings and not boxes:  # a walk: 248 CVAT masks, 0 boxes, "OK, training can use it as is"
+        findings["crowd_only"] = replace(findings.pop("crowd"), kind="crowd_only")
     for ann_id, n in ann_seen.items():
         if n > 1:
             _add(findings, "duplicate_annotation_id", ann_id)
@@ -614,6 +618,7 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
                        f"{_ids(mismatched)}")
     sizes = {im["id"]: (_num(im.get("width")), _num(im.get("height"))) for im in images}
     declared = {c.get("id") for c in data["categories"] if isinstance(c, dict)}
+    uncrowded = "crowd_only" in report.findings  # every box crowd (CVAT's masks): made ordinary boxes
     kept, dropped, clipped, renumbered = [], defaultdict(list), [], []
     used_ids = set()
     next_id = max([a["id"] for a in data["annotations"] if isinstance(a, dict) and _is_num(a.get("id"))] + [0]) + 1
@@ -623,6 +628,8 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
         if why:
             dropped[why].append(ann_id)
             continue
+        if uncrowded and ann.get("iscrowd", 0):
+            ann["iscrowd"] = 0
         if not ann.get("iscrowd", 0):
             fixed = _clip(ann["bbox"], sizes[ann["image_id"]])
             if fixed is None:
@@ -636,6 +643,9 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
             renumbered.append(f"{ann_id}->{ann['id']}")
         used_ids.add(ann["id"])
         kept.append(ann)
+    if uncrowded:
+        changes.append(f"made {counted(len(report.findings['crowd_only'].ids), 'crowd annotation')} ordinary boxes "
+                       f"(iscrowd 0, their bbox): every annotation was iscrowd=1")
     for why, ids in dropped.items():
         changes.append(f"dropped {counted(len(ids), 'annotation')} ({why}): {_ids(ids)}")
     if clipped:

@@ -639,3 +639,20 @@ def test_split_files_made_by_hand_beside_one_images_folder_are_not_strays_of_eac
     image(root / "images/stray.jpg", (64, 48))
     assert main(["data", "check", str(root)]) == 0
     assert capsys.readouterr().out.count("unreferenced                  1  image files") == 1
+
+
+def test_a_file_whose_every_annotation_is_crowd_is_an_error_that_fix_repairs(tmp_path, capsys):
+    """CVAT's "COCO 1.0" export writes mask shapes as iscrowd=1: a walk's 248 boxes were all crowd, the
+    check said "OK, training can use it as is" and training learned from 0 boxes for 2.5 minutes."""
+    ann = write_coco(tmp_path, CATS, {1: [], 2: []}, crowd=[(1, [2, 2, 20, 20]), (2, [30, 10, 20, 30])])
+    assert main(["data", "check", str(ann), "--images", str(tmp_path / "images")]) == 1
+    out = capsys.readouterr().out
+    assert "crowd_only                    2  annotations, every one of them iscrowd=1" in out and "  crowd " not in out
+    fixed = tmp_path / "fixed.json"
+    assert main(["data", "check", str(ann), "--images", str(tmp_path / "images"), "--fix", str(fixed)]) == 1
+    assert "made 2 crowd annotations ordinary boxes (iscrowd 0, their bbox)" in capsys.readouterr().out
+    assert [(a["iscrowd"], a["bbox"]) for a in load(fixed)["annotations"]] == [(0, [2, 2, 20, 20]), (0, [30, 10, 20, 30])]
+    assert main(["data", "check", str(fixed), "--images", str(tmp_path / "images")]) == 0
+    mixed = write_coco(tmp_path / "mixed", CATS, {1: [(1, [1, 1, 10, 10])]}, crowd=[(2, [20, 20, 10, 10])])
+    assert main(["data", "check", str(mixed), "--images", str(tmp_path / "mixed/images")]) == 0  # crowd beside boxes
+    assert "crowd_only" not in capsys.readouterr().out

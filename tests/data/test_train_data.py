@@ -682,3 +682,18 @@ def test_one_coco_file_written_on_windows_or_with_upload_paths_finds_its_images(
     written = [json.loads((tmp_path / f"o/data/annotations/instances_{s}.json").read_text()) for s in ("train", "val")]
     assert sorted(im["file_name"] for d in written for im in d["images"]) == ["a.jpg", "b.jpg", "c.jpg"]
     assert main(["data", "check", str(upload)]) == 0
+
+
+def test_one_coco_file_of_cvat_masks_trains_on_their_boxes(tmp_path):
+    """CVAT writes mask shapes as iscrowd=1: a one-file export of them is used as boxes, said (a walk
+    trained on 0 boxes, every image 'background')."""
+    src = tmp_path / "masks"
+    data = _one_coco_file(src, [f"{i}.jpg" for i in range(5)])
+    data["annotations"] = [{**a, "iscrowd": 1, "segmentation": {"size": [64, 96], "counts": "abc"}}
+                           for a in data["annotations"]]
+    (src / "annotations/instances_default.json").write_text(json.dumps(data))
+    run = data_run(src, "dfine_n", output_dir=tmp_path / "o")
+    assert ("every one of the 5 annotations of instances_default.json is iscrowd=1 (CVAT exports mask shapes so), "
+            "which training would ignore: each is used as a box (its bbox)") in run.notes
+    written = [json.loads((tmp_path / f"o/data/annotations/instances_{s}.json").read_text()) for s in ("train", "val")]
+    assert [a["iscrowd"] for d in written for a in d["annotations"]] == [0] * 5

@@ -103,6 +103,11 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         notes.append(f"{counted(len(renamed), 'file name')} of {ann.name} point where no image is, and an image of "
                      f"that name is in {folder}, so it is used (e.g. '{first[0]}' -> '{first[1]}')")
         images = [{**im, "file_name": renamed.get(str(im.get("file_name")), im.get("file_name"))} for im in images]
+    crowd = [a for a in data["annotations"] if isinstance(a, dict)]
+    if crowd and all(a.get("iscrowd", 0) for a in crowd):  # a walk: 248 CVAT masks, trained on 0 boxes
+        data["annotations"] = [{**a, "iscrowd": 0} if isinstance(a, dict) else a for a in data["annotations"]]
+        notes.append(f"every one of the {counted(len(crowd), 'annotation')} of {ann.name} is iscrowd=1 (CVAT exports "
+                     f"mask shapes so), which training would ignore: each is used as a box (its bbox)")
     info = {**(data.get("info") if isinstance(data.get("info"), dict) else {}),
             **info_for(ann_dir, folder, "one COCO file", ann)}
     written, counts = {}, {}
