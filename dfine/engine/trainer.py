@@ -1198,4 +1198,9 @@ def _datasets(cfg: Config, test_only: bool, seed: int) -> Tuple[Any, Any]:
             errors.append(str(exc))
     if errors:  # one file for both splits gives one error, said once
         raise DatasetError("\n".join(dict.fromkeys(errors)))
-    return built["val"], built.get("train")
+    train = built.get("train")
+    if train is not None and len(train) and not train.boxes_per_image().any():  # a walk trained on 0 boxes
+        raise DatasetError(f"the train set has no box to learn from: its {counted(len(train), 'image')} are all "
+                           f"background in {train.ann_file} (crowd boxes are ignored); dfine data check "
+                           f"{shlex.quote(str(train.ann_file))} says what it holds")
+    return built["val"], train
