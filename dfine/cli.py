@@ -80,6 +80,8 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     when ``argv`` is None) and a help-only entry for each other command."""
     parser = _Parser(prog="dfine", description="D-FINE object detection: train, evaluate, "
                                      "export and deploy.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"dfine {__version__}")  # a walk tried it first
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = None if argv is None else _command_of(argv)
     for module_name in dict.fromkeys(m for name, m, _ in COMMANDS if argv is None or name == wanted):

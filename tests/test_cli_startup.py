@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+
+import pytest
 import sys
 from pathlib import Path
 
@@ -113,3 +115,12 @@ def test_options_of_other_detectors_point_to_ours(capsys):
             main(list(argv))
         err = capsys.readouterr().err
         assert f"; {hint} (dfine {argv[0]} --help lists the options)" in err, err
+
+
+def test_version_is_printed(capsys):
+    """dfine --version (the first thing a walk typed) said 'unrecognized arguments'."""
+    import dfine
+    from dfine.cli import main
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"dfine {dfine.__version__}"
