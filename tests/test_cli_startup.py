@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-
-import pytest
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "cv2", "matplotlib", "onnx", "onnxruntime", "openvino", "fiftyone", "supervision",
