@@ -141,8 +141,9 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     """COCO files under ``root`` by split: ``{split: (ann_file, images_folder)}``. Knows
     ``annotations/instances_{split}*.json`` (images from the file's ``info.images_folder`` as
     :mod:`dfine.data.convert` writes it, else ``{split}2017``, ``{split}``, ``images/{split}``,
-    ``images``), Roboflow's ``{split}/_annotations.coco.json`` and ``{split}.json`` beside a
-    ``{split}/`` folder of images (``dfine demo``'s ``data/``)."""
+    ``images``), Roboflow's ``{split}/_annotations.coco.json``, ``{split}.json`` beside a
+    ``{split}/`` folder of images (``dfine demo``'s ``data/``), and ``{split}.json`` (or
+    ``annotations/{split}.json``) beside one ``images/`` folder."""
     from dfine.data.convert import SPLIT_NAMES, images_folder_of_file, roboflow_images
 
     found: Dict[str, Tuple[Path, Path]] = {}
@@ -164,6 +165,10 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
         ann = root / f"{name}.json"
         if ann.is_file() and (root / name).is_dir() and split not in found:
             found[split] = (ann, root / name)
+    for name, split in SPLIT_NAMES.items():  # train.json + val.json (here or in annotations/) and one images/
+        ann = next((a for a in (root / f"{name}.json", root / "annotations" / f"{name}.json") if a.is_file()), None)
+        if ann is not None and split not in found and (root / "images").is_dir():
+            found[split] = (ann, images_folder_of_file(ann) or root / "images")
     return found
 
 

@@ -363,7 +363,9 @@ def _other_splits(ann_file: Path, folder: Path) -> set:
 
     names: set = set()
     ours = images_folder_of_file(ann_file)
-    for other in ann_file.parent.glob("instances_*.json"):
+    siblings = [*ann_file.parent.glob("instances_*.json"),
+                *(ann_file.parent / f"{name}.json" for name in ("train", "val", "valid", "validation", "test"))]
+    for other in (p for p in siblings if p.is_file()):
         theirs = images_folder_of_file(other)
         if other.resolve() == ann_file.resolve() or (theirs is None) != (ours is None) or (
                 theirs is not None and theirs.resolve() != folder.resolve()):

@@ -715,3 +715,20 @@ def test_a_train_set_without_a_box_is_refused_before_the_first_step(tmp_path, ca
     assert (f"error: the train set has no box to learn from: its 2 images are all background in "
             f"{src / 'annotations/instances_train.json'} (crowd boxes are ignored)") in err
     assert not (tmp_path / "run/last.pth").exists()
+
+
+def test_train_and_val_json_beside_one_images_folder_are_a_coco_dataset(tmp_path, capsys):
+    """train.json + val.json (or annotations/train.json ...) beside one images/ folder, a layout of
+    hand-made splits: it was no dataset folder for --data."""
+    from tests.data.conftest import write_coco
+    for where in ("", "annotations/"):
+        src = tmp_path / f"mine{len(where)}"
+        for split, boxes in (("train", {1: [(1, [5, 5, 20, 20])], 2: [(1, [1, 1, 9, 9])]}), ("val", {3: [(1, [5, 5, 20, 20])]})):
+            ann = write_coco(src, [{"id": 1, "name": "a"}], boxes, size=(96, 64))
+            (src / where).mkdir(exist_ok=True)
+            ann.rename(src / f"{where}{split}.json")
+        assert detect_format(src) == "coco"
+        assert find_coco_splits(src) == {"train": (src / f"{where}train.json", src / "images"),
+                                         "val": (src / f"{where}val.json", src / "images")}
+        assert main(["data", "check", str(src)]) == 0  # the val images are no strays of the train file
+    assert "unreferenced" not in capsys.readouterr().out
