@@ -95,8 +95,8 @@ def open_image_sized(path: os.PathLike | str, size: Tuple[int, int],
             scale = short_side / min(f.size)
             f.draft(f.mode, (math.ceil(f.size[0] * scale), math.ceil(f.size[1] * scale)))  # JPEG only; else no-op
         image = _decoded(f, exif)
-    if short_side and min(image.size) > short_side:
-        scale = short_side / min(image.size)
+    if short_side and min(image.size) > short_side:  # the target from the full size: a draft read is smaller
+        scale = short_side / min(full)
         image = image.resize((max(1, round(full[0] * scale)), max(1, round(full[1] * scale))), PIL.Image.BILINEAR)
     return image, matched, tuple(full)
 

@@ -236,6 +236,10 @@ def test_a_jpeg_is_decoded_at_a_reduced_scale_then_shrunk_in_its_exif_orientatio
     whole, _, _ = open_image_sized(tmp_path / "p.jpg", (600, 800))
     expected = np.asarray(whole.resize((150, 200), PIL.Image.BILINEAR), dtype=np.float32)
     assert np.abs(np.asarray(image, dtype=np.float32) - expected).mean() < 2.0
+    # a short side the decoder's scales (1/2, 1/4, 1/8) do not reach: read at 1/2, then shrunk to it
+    # (the target was taken from the half-size read: 600 x 800 at 250 px became 500 x 667, upsampled)
+    image, _, full = open_image_sized(tmp_path / "p.jpg", (600, 800), short_side=250)
+    assert full == (600, 800) and image.size == (250, 333)
 
 
 def test_a_file_name_written_on_windows_is_read(tmp_path):
