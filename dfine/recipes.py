@@ -206,7 +206,7 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     from dfine.data.convert import SPLIT_NAMES
     from dfine.data.convert.coco import coco_file
     from dfine.data.convert.cvat import cvat_xml
-    from dfine.data.convert.yolo import find_darknet_data
+    from dfine.data.convert.yolo import beside_images, find_darknet_data
 
     if root.is_file():
         if root.suffix.lower() == ".json":
@@ -226,28 +226,10 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
     if side_by_side(root) is not None:  # LabelImg's folder, Roboflow's VOC export: each XML beside its image
         return "voc"
     yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
-    if (any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")) or yolo_beside_images(root)
-            or find_darknet_data(root) or any(yolo_beside_images(root / n) for n in SPLIT_NAMES)):
+    if (any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")) or beside_images(root)
+            or find_darknet_data(root) or any(beside_images(root / n) for n in SPLIT_NAMES)):
         return "yolo"
     return None
-
-
-def yolo_beside_images(root: Path) -> Optional[str]:
-    """What shows ``root`` to be a YOLO folder of images with their ``.txt`` labels beside them
-    (LabelImg's YOLO save, a darknet ``obj/`` folder, a split of Roboflow's "YOLO Darknet" export): its
-    names file (``classes.txt``, ``obj.names``, ``_darknet.labels``)
-    or the first ``.txt`` named as an image is; ``None`` when it holds no image or no such file."""
-    if not root.is_dir():
-        return None
-    from dfine.data.convert import IMAGE_SUFFIXES
-    from dfine.data.convert.yolo import NAMES_FILES
-
-    files = [p for p in root.iterdir() if p.is_file()]
-    stems = {p.stem for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
-    if not stems:
-        return None
-    named = next((n for n in NAMES_FILES if (root / n).is_file()), None)
-    return named or next((p.name for p in sorted(files) if p.suffix.lower() == ".txt" and p.stem in stems), None)
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -265,15 +247,18 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     folder)}``) and notes to print: a COCO folder's split files where they are; a YOLO, VOC or CVAT
     folder, or one COCO file for all images, converted into ``folder`` (the same split every time; ``temporary``: what ``folder`` is removed
     after, ``"evaluation"`` or ``"check"``, which the note says instead of its path)."""
-    if as_is(root, fmt):
-        return find_coco_splits(root), []
+    found = find_coco_splits(root) if fmt == "coco" else {}
+    if found:  # read where they are (as_is)
+        return found, []
     from dfine.data.convert import converter
 
     converted = converter(fmt)(root, folder, names=names)
     where = (f"into a temporary folder for this {temporary} (removed after it)" if temporary
              else f"-> {folder / 'annotations'}")
     notes = [f"converted {fmt.upper()} {root} {where}", *converted.notes]
-    also = yolo_beside_images(root) if fmt == "voc" else None
+    from dfine.data.convert.yolo import beside_images
+
+    also = beside_images(root) if fmt == "voc" else None
     if also:  # LabelImg saves both: say which labels were read, and how to read the others
         notes.append(f"{root} also holds YOLO labels ({also}); the VOC XMLs are used. For the YOLO ones: dfine data "
                      f"convert --from yolo {shlex.quote(str(root))} -o {shlex.quote(root.name + '_yolo')}, then "
@@ -458,7 +443,6 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         near = f" (e.g. {multiples_of_32_near([imgsz])})" if isinstance(imgsz, (int, float)) else ""
         raise DfineError(f"imgsz must be a whole multiple of 32 px, got {imgsz!r}{near}")
     if isinstance(overrides, str):  # "HGNetv2.pretrained=False" was read letter by letter ("override 'H'")
-        import shlex
         overrides = shlex.split(overrides)
     if isinstance(names, str):
         from dfine.commands.data import split_names

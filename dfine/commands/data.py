@@ -136,6 +136,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
         raise DfineError(f"--fix writes one repaired annotation file: give it one split's COCO file (a YOLO, VOC or "
                          f"CVAT folder: dfine data convert it first), not the dataset {args.ann_file}")
     fmt = detect_format(root, option="dfine data check")
+    kept = as_is(root, fmt)  # COCO split files checked where they are; the others converted for the check
     results, strays = {}, set()
     with tempfile.TemporaryDirectory(prefix="dfine-check-") as tmp:
         splits, notes = dataset_splits(root, fmt, Path(tmp), names=split_names(args.names), temporary="check")
@@ -147,10 +148,10 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
             print(f"\n{split}:", flush=True)  # before the progress bar
             report = check_dataset(ann, images, level="deep" if args.deep else "headers", workers=args.workers,
                                    progress=True)
-            if not as_is(root, fmt):  # the converted file lives in the temporary folder: name the split instead
+            if not kept:  # the converted file lives in the temporary folder: name the split instead
                 report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
             report = _said_once(report, strays)
-            print(report.format(fix=_folder_fix(fmt, root, split, ann, args.names), imgsz=args.imgsz))
+            print(report.format(fix=_folder_fix(fmt, kept, root, split, ann, args.names), imgsz=args.imgsz))
             if args.plot:
                 plot = Path(args.plot)
                 path = plot.with_name(f"{plot.stem}_{split}{plot.suffix or '.png'}") if len(splits) > 1 else plot
@@ -160,12 +161,11 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results.values()) else 1
 
 
-def _folder_fix(fmt: str, root: Path, split: str, ann: Path, names: Optional[str]) -> str:
-    """How to repair one split of a dataset folder: ``--fix`` of its COCO file, or for a YOLO, VOC
-    or CVAT folder the conversion and then ``--fix`` of the converted file."""
-    from dfine.recipes import as_is
-
-    if as_is(root, fmt):
+def _folder_fix(fmt: str, kept: bool, root: Path, split: str, ann: Path, names: Optional[str]) -> str:
+    """How to repair one split of a dataset folder: ``--fix`` of its COCO file (``kept``: read where
+    it is), or for a YOLO, VOC, CVAT folder or one COCO file the conversion, then ``--fix`` of the
+    converted file."""
+    if kept:
         fixed = ann.with_name(f"{ann.stem}_fixed.json")
         return f"dfine data check {shlex.quote(str(ann))} --fix {shlex.quote(str(fixed))} writes a repaired copy"
     out = f"{root.name}_coco"

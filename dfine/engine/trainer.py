@@ -52,8 +52,8 @@ from dfine.text import counted
 
 from . import dist
 from .ema import ModelEMA
-from .lock import output_lock
 from .evaluator import CocoMetrics, conf_line, evaluate, write_evaluation
+from .lock import output_lock
 from .precision import choose_precision
 from .summary import (DataCommand, ap_text, classes_line, dataset_line, duration, images_folder, next_commands,
                       parameters_line, unmeasured_line, user_overrides)

@@ -91,7 +91,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     ann_dir = out_dir / "annotations"
     if ann.parent == ann_dir and ann.stem in ("instances_train", "instances_val"):  # never overwrite the source
         raise DatasetError(f"{ann} would be overwritten by its own split; give another -o")
-    keys = {str(im.get("id")): im for im in images}
+    keys = {str(im.get("id")) for im in images}
     if len(keys) != len(images):
         raise DatasetError(f"{ann}: image ids repeat ({len(images) - len(keys)} duplicates); each image needs its own id")
     train_ids, val_ids = split_by_fraction(list(keys), val_fraction, seed)
@@ -103,10 +103,10 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         notes.append(f"{counted(len(renamed), 'file name')} of {ann.name} point where no image is, and an image of "
                      f"that name is in {folder}, so it is used (e.g. '{first[0]}' -> '{first[1]}')")
         images = [{**im, "file_name": renamed.get(str(im.get("file_name")), im.get("file_name"))} for im in images]
-    crowd = [a for a in data["annotations"] if isinstance(a, dict)]
-    if crowd and all(a.get("iscrowd", 0) for a in crowd):  # a walk: 248 CVAT masks, trained on 0 boxes
+    anns = [a for a in data["annotations"] if isinstance(a, dict)]
+    if anns and all(a.get("iscrowd", 0) for a in anns):  # a walk: 248 CVAT masks, trained on 0 boxes
         data["annotations"] = [{**a, "iscrowd": 0} if isinstance(a, dict) else a for a in data["annotations"]]
-        notes.append(f"every one of the {counted(len(crowd), 'annotation')} of {ann.name} is iscrowd=1 (CVAT exports "
+        notes.append(f"every one of the {counted(len(anns), 'annotation')} of {ann.name} is iscrowd=1 (CVAT exports "
                      f"mask shapes so), which training would ignore: each is used as a box (its bbox)")
     info = {**(data.get("info") if isinstance(data.get("info"), dict) else {}),
             **info_for(ann_dir, folder, "one COCO file", ann)}

@@ -25,7 +25,6 @@ Without a val split, a seeded ``val_fraction`` of train becomes val (printed).
 from __future__ import annotations
 
 import math
-import re
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +39,7 @@ from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCou
                                 write_coco_json)
 from dfine.text import counted, first_few
 
-__all__ = ["NAMES_FILES", "convert_yolo", "find_darknet_data", "label_path", "read_label_file"]
+__all__ = ["NAMES_FILES", "beside_images", "convert_yolo", "find_darknet_data", "label_path", "read_label_file"]
 
 _YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 #: files naming a YOLO set's classes, one per line (``_darknet.labels``: Roboflow's "YOLO Darknet" export)
@@ -62,6 +61,14 @@ Row = Tuple[int, float, float, float, float]  # class, x0, y0, x1, y1 normalised
 _MOST_NORMALISED = 2.0
 
 
+class LabelError(DatasetError):
+    """An error of one label file: ``path`` and ``line`` (0: the file as a whole), both in the message."""
+
+    def __init__(self, path: Path, line: int, why: str) -> None:
+        super().__init__(f"{path} line {line}: {why}" if line else f"label file {path} {why}")
+        self.path, self.line = path, line
+
+
 def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: int = 0) -> List[Row]:
     """The rows of one label file as ``(class, x0, y0, x1, y1)`` normalised; polygon rows as their
     bounding box; with ``keypoints`` (K x D of a pose set's ``kpt_shape``) every row is ``class cx cy w
@@ -71,7 +78,7 @@ def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: 
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"label file {path} cannot be read ({exc})") from None
+        raise LabelError(path, 0, f"cannot be read ({exc})") from None
     for number, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -79,22 +86,22 @@ def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: 
         try:
             values = [float(p) for p in parts]
         except ValueError:
-            raise DatasetError(f"{path} line {number}: not numbers: {line.strip()!r}") from None
+            raise LabelError(path, number, f"not numbers: {line.strip()!r}") from None
         if not all(math.isfinite(v) for v in values):
-            raise DatasetError(f"{path} line {number}: not a finite number: {line.strip()!r}")
+            raise LabelError(path, number, f"not a finite number: {line.strip()!r}")
         cls, coords = values[0], values[1:]
         if cls != int(cls):
-            raise DatasetError(f"{path} line {number}: class id {parts[0]} is not an integer")
+            raise LabelError(path, number, f"class id {parts[0]} is not an integer")
         if not 0 <= cls < num_classes:
-            raise DatasetError(f"{path} line {number}: class id {int(cls)} is outside the {num_classes} class names "
+            raise LabelError(path, number, f"class id {int(cls)} is outside the {num_classes} class names "
                                f"of {names_source} (0..{num_classes - 1}); fix the row or the names")
         if coords and max(coords[:4] if keypoints else coords) > _MOST_NORMALISED:
             shown = " ".join(parts[1:5]) + (" ..." if len(parts) > 5 else "")
-            raise DatasetError(f"{path} line {number}: coordinates {shown} are not normalised: YOLO rows give "
+            raise LabelError(path, number, f"coordinates {shown} are not normalised: YOLO rows give "
                                f"0..1 fractions of the image (x / width, y / height); pixel labels must be divided "
                                f"by the image size")
         if keypoints and len(coords) != 4 + keypoints:
-            raise DatasetError(f"{path} line {number}: a pose row is 'class cx cy w h' + {keypoints} keypoint numbers "
+            raise LabelError(path, number, f"a pose row is 'class cx cy w h' + {keypoints} keypoint numbers "
                                f"(kpt_shape of the data YAML), got {len(parts)} values")
         if len(coords) == 4 or keypoints:
             cx, cy, w, h = coords[:4]
@@ -107,7 +114,7 @@ def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: 
                     f"[{(len(coords) - 4) // 3}, 3] in the data YAML" if len(coords) > 4 and len(coords) % 3 == 1
                     else "; 'class cx cy w h confidence' is a saved prediction (save_conf): drop the last column"
                     if len(coords) == 5 else "")
-            raise DatasetError(f"{path} line {number}: expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 "
+            raise LabelError(path, number, f"expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 "
                                f"x3 y3 ...', got {len(parts)} values{pose}")
     return rows
 
@@ -222,6 +229,21 @@ def _splits_from_yaml(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any]
         notes.append(f"{path.name}: path {data['path']} is not on this machine; its splits were looked up in "
                      f"{' and '.join(here)}")
     return _splits_of(data, path, roots, notes), data, notes
+
+
+def beside_images(root: Path) -> Optional[str]:
+    """What shows ``root`` to be a YOLO folder of images with their ``.txt`` labels beside them
+    (LabelImg's YOLO save, a darknet ``obj/`` folder, a split of Roboflow's "YOLO Darknet" export): its
+    names file (``classes.txt``, ``obj.names``, ``_darknet.labels``) or the first ``.txt`` named as an
+    image is; ``None`` when it holds no image or no such file."""
+    if not root.is_dir():
+        return None
+    files = [p for p in root.iterdir() if p.is_file()]
+    stems = {p.stem for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not stems:
+        return None
+    named = next((n for n in NAMES_FILES if (root / n).is_file()), None)
+    return named or next((p.name for p in sorted(files) if p.suffix.lower() == ".txt" and p.stem in stems), None)
 
 
 def find_darknet_data(src: Path) -> Optional[Path]:
@@ -390,7 +412,7 @@ def _other_label_dirs(src: Path, looked: Path) -> List[str]:
 
 def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_source: str, folder: Path,
                 src: Path, notes: List[str], keypoints: int = 0,
-                errors: Optional[List[str]] = None) -> Tuple[List[Dict], List[Dict], SplitCounts]:
+                errors: Optional[List["LabelError"]] = None) -> Tuple[List[Dict], List[Dict], SplitCounts]:
     """One split's COCO images and annotations; the first error of each bad label file goes to ``errors``
     (raised at once when ``errors`` is None)."""
     labels = [label_path(p) for p in images]
@@ -414,10 +436,10 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
                            "width": width, "height": height})
         try:
             rows = read_label_file(lp, len(names), names_source, keypoints) if has_label else []
-        except DatasetError as exc:
+        except LabelError as exc:
             if errors is None:
                 raise
-            errors.append(str(exc))
+            errors.append(exc)
             rows = []
         for cls, x0, y0, x1, y1 in rows:
             x, y, w, h = x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height
@@ -523,17 +545,15 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     return Converted(src, out_dir, folder, written, class_names, counts, notes)
 
 
-def _label_errors(errors: Sequence[str], base: Path) -> str:
+def _label_errors(errors: Sequence[LabelError], base: Path) -> str:
     """One line for the label files with errors: the first error in full, then where the others are
-    (``labels/train/b.txt line 2, labels/val/c.txt line 4``, relative to ``base``), so that one run shows every file to fix (a walk fixed three
-    files in three runs)."""
+    (``labels/train/b.txt line 2, labels/val/c.txt line 4``, relative to ``base``), so that one run
+    shows every file to fix (a walk fixed three files in three runs)."""
     if len(errors) == 1:
-        return errors[0]
+        return str(errors[0])
     where = []
     for error in errors[1:]:
-        found = re.match(r"(?:label file )?(.+?)(?: line (\d+))?(?::| cannot be read)", error)
-        path = Path(found.group(1)) if found else None
-        shown = (str(path.relative_to(base)) if path.is_relative_to(base) else str(path)) if path else error
-        where.append(f"{shown} line {found.group(2)}" if found and found.group(2) else shown)
+        shown = str(error.path.relative_to(base)) if error.path.is_relative_to(base) else str(error.path)
+        where.append(f"{shown} line {error.line}" if error.line else shown)
     return (f"{errors[0]}; and {counted(len(errors) - 1, 'more label file')} with an error (the first of each): "
             f"{first_few(where, 8)}")
