@@ -6,7 +6,7 @@ ids as ``dfine predict``), so what is measured is what is deployed; the AP comes
 
     dfine eval -r model.xml --ann-file val.json --images val/     # a COCO JSON and its images
     dfine eval -r model.onnx -c configs/my_recipe.yml             # the recipe's val_dataloader set
-    dfine eval -r model.onnx --data path/to/dataset               # its val split (YOLO, VOC, CVAT converted)
+    dfine eval -r model.onnx --data path/to/dataset               # its val split (YOLO, VOC, CVAT, LabelMe converted)
 
 With ``-c`` or ``--data``, ``--ann-file`` / ``--images`` replace the val set's file / folder, as for
 a checkpoint.
@@ -218,7 +218,7 @@ def _recipe_val_set(args: argparse.Namespace, limit: Optional[int]) -> EvalSet:
 def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], limit: Optional[int],
                   names: Optional[List[str]] = None) -> EvalSet:
     """The val split of the dataset folder ``root``, found as ``dfine train --data`` finds it: a
-    COCO folder's file read where it is; a YOLO, VOC or CVAT folder converted the same way (the
+    COCO folder's file read where it is; a YOLO, VOC, CVAT or LabelMe folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written); ``names``:
     the class names of a YOLO folder that names none (``--names``)."""
     from ..recipes import _missing_split, as_is, dataset_splits, detect_format

@@ -1,10 +1,10 @@
-"""Small YOLO, VOC and image files made on the fly for the data-tool tests."""
+"""Small YOLO, VOC, CVAT, LabelMe and image files made on the fly for the data-tool tests."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import PIL.Image
@@ -83,3 +83,21 @@ def ultralytics_folders(root: Path, counts: Dict[str, int], size: Tuple[int, int
             image(root / f"images/{split}/{i}.jpg", size)
             yolo_labels(root / f"labels/{split}/{i}.txt", [row])
     return root
+
+
+def labelme_json(path: Path, image_path: str, size: Optional[Tuple[int, int]], shapes: Sequence[Dict],
+                 image_data: Optional[str] = None) -> Path:
+    """A LabelMe file as LabelMe 5 saves it (keys in its order; ``size`` (width, height))."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"version": "5.2.1", "flags": {},
+            "shapes": [{"label": s["label"], "points": s["points"], "group_id": s.get("group_id"), "description": "",
+                        "shape_type": s.get("shape_type", "rectangle"), "flags": {}} for s in shapes],
+            "imagePath": image_path, "imageData": image_data,
+            "imageHeight": size[1] if size else None, "imageWidth": size[0] if size else None}
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def rect(label: str, x0: float, y0: float, x1: float, y1: float, **extra: Any) -> Dict:
+    """A LabelMe rectangle shape (two corners, as dragged)."""
+    return {"label": label, "points": [[x0, y0], [x1, y1]], "shape_type": "rectangle", **extra}

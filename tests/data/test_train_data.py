@@ -40,6 +40,14 @@ def _voc(root):
     return root
 
 
+def printed_commands(printed: str) -> dict:
+    """The ``eval``, ``export`` and ``predict`` commands the end of a run prints, by name (all three asserted)."""
+    commands = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in printed.splitlines()
+                if line.startswith("  ") and line.strip().split(":", 1)[0] in ("eval", "export", "predict")}
+    assert set(commands) == {"eval", "export", "predict"}, printed
+    return commands
+
+
 def _trained(out, capsys):
     """Checks the run's files and printed next steps; returns what it printed (``.out``, ``.err``)."""
     printed = capsys.readouterr()
@@ -102,7 +110,7 @@ def test_detects_formats_and_coco_layouts(tmp_path):
     for wrong in (rf / "train", rf / "train/_annotations.coco.json", tmp_path / "v/JPEGImages"):
         with pytest.raises(DfineError) as err:
             detect_format(wrong)
-        assert str(err.value) == (f"--data {wrong}: not a COCO, YOLO, VOC or CVAT dataset folder; give the dataset "
+        assert str(err.value) == (f"--data {wrong}: not a COCO, YOLO, VOC, CVAT or LabelMe dataset folder; give the dataset "
                                   f"folder: --data {wrong.parents[1] if wrong.is_file() else wrong.parent}")
     # a download holding two datasets (MajidrNEO1879/arithmetic-detection: data/ and numbers_only_ds/), beside a
     # VOC set: the datasets inside are named, not the folder above (a VOC set two levels down made it one)
@@ -113,12 +121,12 @@ def test_detects_formats_and_coco_layouts(tmp_path):
             (download / name / split / "_annotations.coco.json").write_text("{}")
     with pytest.raises(DfineError) as err:
         detect_format(download)
-    assert str(err.value) == (f"--data {download}: not a COCO, YOLO, VOC or CVAT dataset folder; it holds 2 dataset "
+    assert str(err.value) == (f"--data {download}: not a COCO, YOLO, VOC, CVAT or LabelMe dataset folder; it holds 2 dataset "
                               f"folders (data, numbers_only_ds): give one, e.g. --data {download / 'data'}")
     _voc(tmp_path / "sets/VOC2007")
     nowhere = tmp_path / "sets/b/c"
     nowhere.mkdir(parents=True)
-    with pytest.raises(DfineError, match=r"not a COCO, YOLO, VOC or CVAT dataset folder \(annotations/"):
+    with pytest.raises(DfineError, match=r"not a COCO, YOLO, VOC, CVAT or LabelMe dataset folder \(annotations/"):
         detect_format(nowhere)
 
 
@@ -266,9 +274,7 @@ def test_train_from_a_yolo_folder_and_printed_commands_work_from_another_folder(
     assert [c["name"] for c in train["categories"]] == ["apple", "pear"]
     from dfine.checkpoint import read_checkpoint
     assert list(read_checkpoint(out / "last.pth")["class_names"]) == ["apple", "pear"]
-    commands = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in printed.splitlines()
-                if line.startswith("  ") and line.strip().split(":", 1)[0] in ("eval", "export", "predict")}
-    assert set(commands) == {"eval", "export", "predict"}, printed
+    commands = printed_commands(printed)
     monkeypatch.chdir(elsewhere)
     for name in ("eval", "export", "predict"):
         argv = shlex.split(commands[name])
@@ -597,7 +603,7 @@ def test_yolo_labels_beside_their_images_are_a_dataset(tmp_path):
     empty = tmp_path / "notes"
     empty.mkdir()
     (empty / "readme.txt").write_text("hello")
-    with pytest.raises(DfineError, match="not a COCO, YOLO, VOC or CVAT dataset folder"):
+    with pytest.raises(DfineError, match="not a COCO, YOLO, VOC, CVAT or LabelMe dataset folder"):
         detect_format(empty)
 
 

@@ -2,7 +2,8 @@
 
 :mod:`dfine.data.convert.yolo` reads every Ultralytics / Roboflow YOLO layout,
 :mod:`dfine.data.convert.voc` Pascal VOC folders, :mod:`dfine.data.convert.cvat` CVAT's "CVAT for
-images 1.1" export, :mod:`dfine.data.convert.coco` one COCO file for all images (split in two). Each returns a :class:`Converted` saying where
+images 1.1" export, :mod:`dfine.data.convert.labelme` LabelMe's JSON per image,
+:mod:`dfine.data.convert.coco` one COCO file for all images (split in two). Each returns a :class:`Converted` saying where
 the files went; images are never copied or changed. Each written JSON carries, in its ``info``,
 the images folder its ``file_name``s are relative to (``images_folder``, relative to the JSON's
 folder when inside it), so ``dfine train --data`` finds the images from the JSON alone.
@@ -25,9 +26,12 @@ from dfine.text import counted
 from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
-           "split_by_fraction", "images_folder_of", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
+           "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
            "fraction_said", "roboflow_images"]
+
+#: The formats a conversion reads (``dfine data convert --from``).
+FORMATS = ("yolo", "voc", "cvat", "labelme", "coco")
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -86,12 +90,13 @@ class Annotated:
 
 
 def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequence[str],
-               notes: List[str]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], SplitCounts]:
+               notes: List[str], kind: str = "XML") -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], SplitCounts]:
     """COCO images and annotations of one split, ``file_name``s relative to ``folder``. Each
     image's size is read from its header (EXIF orientation applied): a different size in the
     annotation is listed and the image's is used; boxes are clipped to the image (listed), boxes
     empty after clipping and unreadable images are left out (listed); crowd boxes are kept with
-    ``iscrowd: 1``. What was changed is said in ``notes``."""
+    ``iscrowd: 1``. What was changed is said in ``notes``; ``kind`` names the annotation files there
+    (``"XML"``, ``"JSON"``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     label = {n: i for i, n in enumerate(names)}
@@ -130,7 +135,7 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
             counts.ignored += bool(crowd)
             kept += 1
         counts.background += kept == 0
-    for one, many, what, found in (("XML size differs", "XML sizes differ", "from the image (the image's size is "
+    for one, many, what, found in ((f"{kind} size differs", f"{kind} sizes differ", "from the image (the image's size is "
                                     "used)", resized),
                                    ("box", "boxes", "clipped to the image", clipped),
                                    ("box", "boxes", "empty after clipping, left out", dropped),
@@ -144,12 +149,12 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
 
 
 def converter(fmt: str) -> Any:
-    """The conversion function of ``fmt`` (``yolo``, ``voc``, ``cvat``, or ``coco``: one COCO file
-    for all images, split), imported on use:
+    """The conversion function of ``fmt`` (``yolo``, ``voc``, ``cvat``, ``labelme``, or ``coco``: one
+    COCO file for all images, split), imported on use:
     ``(src, out=None, *, names=None, val_fraction=0.2, seed=0) -> Converted``."""
     import importlib
-    if fmt not in ("yolo", "voc", "cvat", "coco"):
-        raise DatasetError(f"unknown dataset format {fmt!r}: yolo, voc, cvat or coco")
+    if fmt not in FORMATS:
+        raise DatasetError(f"unknown dataset format {fmt!r}: {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
     return getattr(importlib.import_module(f"dfine.data.convert.{fmt}"), f"convert_{fmt}")
 
 

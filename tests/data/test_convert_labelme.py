@@ -1,0 +1,217 @@
+"""dfine data convert --from labelme: a JSON per image as LabelMe saves it (beside the image, or in a
+folder of its own with a Windows imagePath), shapes that are or become boxes, groups, split folders,
+one-line errors; found by --data and dfine data check."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from dfine.cli import main
+from dfine.data.coco import DatasetError
+from dfine.data.convert.labelme import convert_labelme
+from dfine.recipes import detect_format
+from tests.data.datasets import boxes_by_file, image, labelme_json, load, rect
+
+
+def _close(got, want):
+    np.testing.assert_allclose(got, want, atol=1e-2, rtol=0)
+
+
+def _one_folder(root):
+    """LabelMe's own way: each JSON beside its image; every kind of shape."""
+    shapes = {
+        "a.jpg": [rect("cat", 30, 45, 10, 5),  # dragged from bottom right: corners in any order
+                  {"label": "dog", "points": [[50, 20], [90, 25], [70, 50]], "shape_type": "polygon"}],
+        "b.jpg": [{"label": "dog", "points": [[50, 30], [60, 30]], "shape_type": "circle"},  # r 10 about (50, 30)
+                  {"label": "cat", "points": [[5, 5]], "shape_type": "point"},
+                  {"label": "cat", "points": [[1, 1], [9, 9]], "shape_type": "line"}],
+        "c.jpg": [rect("cat", 5, 5, 20, 20, group_id=1), rect("cat", 40, 10, 60, 30, group_id=1),  # one cat, 2 parts
+                  rect("dog", 70, 10, 80, 20, group_id=1)],  # same group, other label: its own box
+        "d.jpg": [rect("cat", 80, 30, 120, 70)],  # past the right and bottom border (100x60): clipped
+        "e.jpg": [],
+    }
+    for name, s in shapes.items():
+        image(root / name, (100, 60))
+        labelme_json(root / f"{name[0]}.json", name, (100, 60), s)
+    return shapes
+
+
+def test_one_folder_with_shapes_of_every_kind(tmp_path, capsys):
+    src = tmp_path / "labelled"
+    _one_folder(src)
+    assert detect_format(src) == "labelme"
+    assert main(["data", "convert", "--from", "labelme", str(src), "-o", str(tmp_path / "out")]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    train, val = (load(tmp_path / f"out/annotations/instances_{s}.json") for s in ("train", "val"))
+    assert [c["name"] for c in train["categories"]] == ["cat", "dog"]  # sorted
+    got = {**boxes_by_file(train), **boxes_by_file(val)}
+    assert sorted(got) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"] and len(val["images"]) == 1
+    (n0, b0, _), (n1, b1, _) = got["a.jpg"]
+    assert (n0, n1) == ("cat", "dog")
+    _close(b0, [10, 5, 20, 40])
+    _close(b1, [50, 20, 40, 30])
+    assert [(n, list(b)) for n, b, _ in got["b.jpg"]] == [("dog", [40, 20, 20, 20])]
+    (c0, cb0, _), (c1, cb1, _) = got["c.jpg"]
+    assert (c0, c1) == ("cat", "dog")
+    _close(cb0, [5, 5, 55, 25])  # the box around both parts
+    _close(cb1, [70, 10, 10, 10])
+    _close(got["d.jpg"][0][1], [80, 30, 20, 30])
+    assert got["e.jpg"] == []
+    assert "1 circle, 1 polygon became the boxes around them" in printed
+    assert "1 shape sharing a label and group_id with another were joined into one box" in printed
+    assert "1 line, 1 point are not boxes, left out" in printed
+    assert "train: 1 box clipped to the image: d.json 'cat'" in printed
+    assert "no split folders: 1 of 5 images became val (dfine data convert --val-fraction 0.2 --seed 0)" in printed
+    assert not (src / "annotations").exists()  # -o given: the source is not written
+
+
+def test_json_folder_apart_with_windows_paths_and_split_folders(tmp_path, capsys):
+    """JSONs in json/ and images in images/ per split, imagePath '..\\images\\x.jpg' as LabelMe on
+    Windows writes it; one JSON named for a renamed image, one whose image is gone."""
+    src = tmp_path / "set"
+    for split, names in (("train", ["t1", "t2", "t3"]), ("val", ["v1"])):
+        for n in names:
+            image(src / split / "images" / f"{n}.JPG", (64, 48))
+            labelme_json(src / split / "json" / f"{n}.json", f"..\\images\\{n}.JPG", (64, 48), [rect("bird", 1, 2, 11, 12)])
+    labelme_json(src / "train" / "json" / "t4.json", "..\\images\\gone.jpg", (64, 48), [rect("bird", 1, 1, 5, 5)])
+    image(src / "train" / "images" / "renamed.png", (64, 48))
+    labelme_json(src / "train" / "json" / "t5.json", "C:\\Users\\ann\\Desktop\\renamed.png", (64, 48),
+                 [rect("bird", 2, 2, 6, 6)])
+    converted = convert_labelme(src, tmp_path / "out")
+    assert set(converted.ann_files) == {"train", "val"} and converted.names == ("bird",)
+    train, val = (load(converted.ann_files[s]) for s in ("train", "val"))
+    assert sorted(i["file_name"] for i in train["images"]) == ["train/images/renamed.png", "train/images/t1.JPG",
+                                                             "train/images/t2.JPG", "train/images/t3.JPG"]
+    assert [i["file_name"] for i in val["images"]] == ["val/images/v1.JPG"]
+    assert converted.images_folder == src
+    notes = " ".join(converted.notes)
+    assert "1 JSON whose image is not found, left out: train/json/t4.json (../images/gone.jpg)" in notes
+    assert ("1 image not where imagePath says, found by name instead (e.g. train/json/t5.json: "
+            "C:/Users/ann/Desktop/renamed.png -> ") in notes
+    assert "became val" not in notes  # the val folder is val
+
+
+def test_an_image_path_outside_the_dataset_is_not_read(tmp_path):
+    """imagePath leaving the dataset folder: the image of that name inside it is used, never the outside one."""
+    outside = image(tmp_path / "elsewhere" / "x.jpg", (200, 100))
+    image(tmp_path / "elsewhere" / "y.jpg", (200, 100))
+    src = tmp_path / "set"
+    image(src / "images" / "x.jpg", (64, 48))
+    image(src / "images" / "y.jpg", (64, 48))
+    labelme_json(src / "json" / "x.json", str(outside), (64, 48), [rect("a", 1, 1, 9, 9)])
+    labelme_json(src / "json" / "y.json", "../../elsewhere/y.jpg", (64, 48), [rect("a", 1, 1, 9, 9)])
+    converted = convert_labelme(src, tmp_path / "out", val_fraction=0)
+    train = load(converted.ann_files["train"])
+    assert converted.images_folder == src / "images"
+    assert [(i["file_name"], i["width"]) for i in train["images"]] == [("x.jpg", 64), ("y.jpg", 64)]
+
+
+def test_labels_in_two_cases_are_said_and_names_order_the_classes(tmp_path):
+    src = tmp_path / "set"
+    for i, label in enumerate(["Car", "car", "car ", "truck"]):
+        image(src / f"{i}.jpg")
+        labelme_json(src / f"{i}.json", f"{i}.jpg", (64, 48), [rect(label, 1, 1, 20, 20)])
+    converted = convert_labelme(src, tmp_path / "out")
+    assert converted.names == ("Car", "car", "truck")  # 'car ' is 'car': LabelMe keeps what was typed
+    assert ("labels that differ only in case are separate classes: 'Car' (1 box) and 'car' (2 boxes)"
+            in " ".join(converted.notes))
+    again = convert_labelme(src, tmp_path / "out2", names=["truck", "car", "Car"])
+    assert again.names == ("truck", "car", "Car")
+    assert [c["name"] for c in load(again.ann_files["train"])["categories"]] == ["truck", "car", "Car"]
+    with pytest.raises(DatasetError, match=r"3\.json: label 'truck' is not in --names \(car, Car\)"):
+        convert_labelme(src, tmp_path / "out3", names=["car", "Car"])
+
+
+def test_bad_files_are_named_in_one_run(tmp_path):
+    """A JSON cut short and a shape without points are left out with the reason; the rest converts."""
+    src = tmp_path / "set"
+    for n in ("a", "b", "c"):
+        image(src / f"{n}.jpg")
+    labelme_json(src / "a.json", "a.jpg", (64, 48), [rect("x", 1, 1, 20, 20)])
+    text = labelme_json(src / "b.json", "b.jpg", (64, 48), [rect("x", 1, 1, 20, 20)]).read_text()
+    (src / "b.json").write_text(text[:len(text) // 2])
+    labelme_json(src / "c.json", "c.jpg", (64, 48), [{"label": "x", "points": [], "shape_type": "polygon"}])
+    converted = convert_labelme(src, tmp_path / "out", val_fraction=0)
+    notes = " ".join(converted.notes)
+    assert "2 JSONs cannot be read, left out: b.json (not a readable JSON file (" in notes
+    assert "c.json (shape 1 'x': points are []; expected [[x, y], ...] in pixels)" in notes
+    assert converted.counts["train"].images == 1
+
+
+def test_images_not_found_anywhere_is_one_line(tmp_path):
+    src = tmp_path / "set"
+    data = base64.b64encode(b"not really a jpeg").decode()
+    for n in ("a", "b"):
+        labelme_json(src / f"{n}.json", f"{n}.jpg", (64, 48), [rect("x", 1, 1, 20, 20)], image_data=data)
+    with pytest.raises(DatasetError) as err:
+        convert_labelme(src)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"none of the 2 images of the LabelMe files in {src} found (first: a.json names 'a.jpg'")
+    assert "the JSONs embed their images (imageData), but dfine reads image files" in message
+
+
+def test_train_data_and_check_read_a_labelme_folder(tmp_path, capsys):
+    """--data of a LabelMe folder converts into the run's data/ (the source untouched); data check reads it too."""
+    from dfine.recipes import data_run
+
+    src = tmp_path / "labelled"
+    _one_folder(src)
+    before = sorted(p.name for p in src.iterdir())
+    run = data_run(src, "dfine_n", epochs=1, output_dir=tmp_path / "run", device="cpu")
+    assert run.fmt == "labelme"
+    assert (tmp_path / "run/data/annotations/instances_train.json").is_file()
+    assert sorted(p.name for p in src.iterdir()) == before
+    assert main(["data", "check", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "converted LABELME" in out and "train: OK; val: OK" in out
+
+
+def test_the_cli_formats_are_the_converters():
+    from dfine.commands.data import _FORMATS
+    from dfine.data.convert import FORMATS, converter
+
+    assert _FORMATS == FORMATS
+    assert all(callable(converter(f)) for f in FORMATS)
+
+
+def test_a_labelme_folder_trains_and_the_printed_commands_deploy_its_names(tmp_path, monkeypatch, capsys):
+    """The walk end to end: --data of a LabelMe folder -> training -> the printed eval, export and
+    predict commands run from another folder, the export carrying the LabelMe labels as class names."""
+    import shlex
+
+    pytest.importorskip("onnxruntime")
+    from dfine.checkpoint import read_checkpoint
+    from tests.data.test_train_data import TINY, printed_commands
+
+    src, out, elsewhere = tmp_path / "labelled", tmp_path / "run", tmp_path / "elsewhere"
+    _one_folder(src)
+    elsewhere.mkdir()
+    assert main(["train", "--data", str(src), "-o", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert list(read_checkpoint(out / "last.pth")["class_names"]) == ["cat", "dog"]
+    commands = printed_commands(printed)
+    monkeypatch.chdir(elsewhere)
+    for name in ("eval", "export", "predict"):
+        assert main(shlex.split(commands[name])[1:]) == 0, f"{name}: {commands[name]}"
+    assert "cat" in capsys.readouterr().out  # the eval's per-class table
+    onnx = next(out.glob("*.onnx"))
+    import onnx as onnx_lib
+
+    meta = {p.key: p.value for p in onnx_lib.load(str(onnx), load_external_data=False).metadata_props}
+    assert "cat" in json.dumps(meta) and "dog" in json.dumps(meta)
+    assert next(elsewhere.rglob("predictions.json")).is_file()
+
+
+def test_a_folder_above_a_labelme_set_is_not_one(tmp_path):
+    """Only the folder given (a level or two down) is looked in: a folder above it holding some other
+    LabelMe set deeper down is not named as the dataset in a --data error."""
+    _one_folder(tmp_path / "work" / "projects" / "labelled")
+    (tmp_path / "work" / "notes" / "draft").mkdir(parents=True)
+    with pytest.raises(Exception, match=r"not a COCO, YOLO, VOC, CVAT or LabelMe dataset folder \("):
+        detect_format(tmp_path / "work" / "notes" / "draft")
+    assert detect_format(tmp_path / "work" / "projects") == "labelme"  # given: a level or two down is looked in
