@@ -273,14 +273,18 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
 def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
              batch: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
              names: Optional[Sequence[str]] = None, device: Optional[str] = None,
-             given: Sequence[str] = (), scratch: Optional[Path] = None) -> DataRun:
+             given: Sequence[str] = (), scratch: Optional[Path] = None,
+             run_folder: Literal["as is", "new", "latest"] = "as is") -> DataRun:
     """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
     ``output_dir/data`` when YOLO, VOC or CVAT; ``scratch``: into that temporary folder of an
     evaluation instead, which the caller removes); ``given``: the user's own ``key=value`` overrides (a
     split they point the loader at may be missing from the folder). ``epochs``: the run's length, the strong augmentations
     stopping for its last ~9% as in the published 220/200 custom recipe. On a CPU (``device``, or
     no CUDA) without ``batch`` the batch is :data:`CPU_BATCH` instead of the recipe's GPU-sized one,
-    and no more loader workers than cores; both are said in ``notes``."""
+    and no more loader workers than cores; both are said in ``notes``. Without ``output_dir``, ``run_folder``
+    picks among the default ``output/NAME_dfine_SIZE`` and its numbered ``_2``, ``_3``, ...: ``"new"``
+    for a new run (the first free of them: an earlier run's weights are never overwritten, said in
+    a note), ``"latest"`` for ``--auto-resume`` (the last that holds a run), ``"as is"`` the first."""
     root = Path(data).expanduser()
     if not root.exists():
         raise DfineError(f"--data {root} not found")
@@ -292,6 +296,10 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # absolute paths: the printed eval / export / predict commands work from any folder
     name = (root.resolve().parent if root.is_file() else root.resolve()).name  # a file: its folder's
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
+    taken = None
+    if output_dir is None and scratch is None and run_folder != "as is":
+        from dfine.engine.lock import earlier_run_files, numbered_folder
+        taken, out = out, numbered_folder(out, latest=run_folder == "latest") or out
     # a training run: none may be training into out (its data/ is written next); under torchrun the first
     # process only, which takes the lock: another, still converting when that one trains, would see it taken
     if scratch is None and os.environ.get("RANK", "0") == "0":
@@ -312,6 +320,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         overrides += [f"{split}_dataloader.dataset.ann_file={_yaml(ann)}",
                       f"{split}_dataloader.dataset.img_folder={_yaml(folder)}"]
     overrides += ["num_classes=null", f"output_dir={_yaml(out)}"]
+    if taken is not None and out != taken and run_folder == "new":
+        notes.insert(0, f"{taken} holds an earlier run ({', '.join(earlier_run_files(taken))}), kept: this run trains "
+                     f"into {out} (-o DIR to choose the folder)")
     if epochs is not None:
         if epochs < 1:
             raise DfineError(f"--epochs {epochs}: give at least 1")
@@ -453,8 +464,10 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         names = split_names(names)  # "cone,cube" was read letter by letter: nine classes c, o, n, e, ...
     if resume is not None and not Path(resume).is_file():
         raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
+    if output_dir is None and resume is not None:  # the run goes on in its own folder
+        output_dir = Path(resume).resolve().parent
     run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
-                   given=overrides)
+                   given=overrides, run_folder="new")
     for note in run.notes:
         print(python_words(note), file=sys.stderr)
     extra = list(run.overrides)

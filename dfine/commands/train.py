@@ -186,10 +186,13 @@ def _run(args: argparse.Namespace) -> int:
             output_dir = args.output_dir
             if output_dir is None and weights is not None and weights.is_file():
                 output_dir = str(weights.resolve().parent)
+            if output_dir is None and args.resume and not test_only and Path(args.resume).is_file():
+                output_dir = str(Path(args.resume).resolve().parent)  # the run goes on in its own folder
             from dfine.commands.data import split_names
             data = data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=output_dir,
                             names=split_names(args.names), device=args.device, given=overrides_from_args(args),
-                            scratch=Path(scratch) if scratch else None)
+                            scratch=Path(scratch) if scratch else None,
+                            run_folder="latest" if args.auto_resume else "new")
             for note in data.notes:
                 print(note, file=sys.stderr)
         command = data_command(args, model) if args.data else None

@@ -1,4 +1,4 @@
-"""One training run at a time in an output folder.
+"""One training run at a time in an output folder, and what an earlier run left in one.
 
 Two runs writing one folder (a run started again while the first still trains, in another terminal
 or a notebook) interleave their ``last.pth``, ``best_stg*.pth`` and ``log.jsonl``, and neither says a
@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List, Optional
 
 from dfine.errors import DfineError
 
-__all__ = ["LOCK_NAME", "output_lock", "check_unlocked"]
+__all__ = ["LOCK_NAME", "output_lock", "check_unlocked", "earlier_run_files", "numbered_folder"]
 
 LOCK_NAME = ".dfine.lock"
 
@@ -26,21 +27,30 @@ LOCK_NAME = ".dfine.lock"
 @contextlib.contextmanager
 def output_lock(folder: Path) -> Iterator[None]:
     """Hold the lock of ``folder`` (created if missing); ``DfineError`` naming the holder when another
-    process holds it."""
+    process holds it. The lock file is removed when the holder is done with it (a file left behind
+    read as a stale lock); a process that opened it before that locks the file it then finds at the
+    path, never the removed one."""
     try:
         import fcntl
     except ImportError:  # Windows
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+", encoding="utf-8") as f:
+    path = folder / LOCK_NAME
+    while True:
+        f = open(path, "a+", encoding="utf-8")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.seek(0)
             holder = f.read().strip() or "another process"
+            f.close()
             raise DfineError(f"another run ({holder}) is training into {folder}: wait for it to end, or give this run "
                              f"another output folder (--output-dir)") from None
+        if _same_file(f, path):
+            break
+        f.close()  # locked a file its holder removed meanwhile: lock the one at the path now
+    with f:
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}")
@@ -48,7 +58,15 @@ def output_lock(folder: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            path.unlink(missing_ok=True)  # while still held: no one can lock it between the two
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _same_file(f, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def check_unlocked(folder: Path) -> None:
@@ -57,3 +75,28 @@ def check_unlocked(folder: Path) -> None:
     if (folder / LOCK_NAME).is_file():
         with output_lock(folder):
             pass
+
+
+def earlier_run_files(folder: Path) -> List[str]:
+    """The checkpoints a training run left in ``folder`` (``last.pth``, ``best_stg*.pth``,
+    ``checkpointNNNN.pth``), sorted by name; ``[]`` when none (or no such folder)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.glob("*.pth") if p.name in ("last.pth", "best_stg1.pth", "best_stg2.pth")
+                  or re.fullmatch(r"checkpoint\d+\.pth", p.name))
+
+
+def numbered_folder(folder: Path, latest: bool = False) -> Optional[Path]:
+    """A new run's folder for the default ``folder``: ``folder`` itself while no run left checkpoints
+    there, else the first of ``folder_2``, ``folder_3``, ... without any (``None`` when ``folder`` is
+    free). ``latest``: the last of ``folder``, ``folder_2``, ... that holds a run's checkpoints instead
+    (``None`` when none does), the run ``--auto-resume`` continues."""
+    def numbered(n: int) -> Path:
+        return folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+
+    n = 1
+    while earlier_run_files(numbered(n)):
+        n += 1
+    if latest:
+        return numbered(n - 1) if n > 1 else None
+    return numbered(n) if n > 1 else None

@@ -963,8 +963,9 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
     """The warning for a new run into ``out`` when an earlier run's checkpoints are there (``""``
     when none are), and which ``best_stg*.pth`` they include: the new run overwrites what it writes,
     and an earlier ``best_stg2.pth`` it does not rewrite stayed beside its files and was named its best."""
-    found = sorted(p.name for p in out.glob("*.pth") if p.name in ("last.pth", "best_stg1.pth", "best_stg2.pth")
-                   or re.fullmatch(r"checkpoint\d+\.pth", p.name)) if out.is_dir() else []
+    from dfine.engine.lock import earlier_run_files
+
+    found = earlier_run_files(out)
     if not found:
         return "", set()
     return (f"warning: {out} holds an earlier run's {', '.join(found)}: this run overwrites the files it writes "

@@ -738,3 +738,28 @@ def test_train_and_val_json_beside_one_images_folder_are_a_coco_dataset(tmp_path
                                          "val": (src / f"{where}val.json", src / "images")}
         assert main(["data", "check", str(src)]) == 0  # the val images are no strays of the train file
     assert "unreferenced" not in capsys.readouterr().out
+
+
+def test_a_second_run_of_the_same_data_keeps_the_first(tmp_path, monkeypatch, capsys):
+    """A walk ran ``dfine train --data fruit`` twice: the second run overwrote the first's weights
+    in output/fruit_dfine_n after a warning. A new run now takes output/fruit_dfine_n_2 (said);
+    ``--auto-resume`` continues the latest folder, ``-r`` without ``-o`` the checkpoint's own."""
+    from dfine.checkpoint import read_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    _yolo(tmp_path / "fruit")
+    first, second = tmp_path / "output/fruit_dfine_n", tmp_path / "output/fruit_dfine_n_2"
+    assert main(["train", "--data", "fruit", *TINY]) == 0
+    kept = (first / "last.pth").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--data", "fruit", *TINY, "--seed", "1"]) == 0
+    printed = capsys.readouterr()
+    assert (first / "last.pth").read_bytes() == kept and (second / "last.pth").is_file()
+    assert (f"{first} holds an earlier run (best_stg1.pth, last.pth), kept: this run trains into {second} "
+            f"(-o DIR to choose the folder)") in " ".join(printed.err.split())
+    assert f"best weights: {second}" in printed.out and "warning:" not in printed.err
+    assert main(["train", "--data", "fruit", *TINY, "--epochs", "2", "--auto-resume"]) == 0
+    assert f"resuming from {second / 'last.pth'}" in capsys.readouterr().err
+    assert read_checkpoint(second / "last.pth")["last_epoch"] == 1 and (first / "last.pth").read_bytes() == kept
+    assert main(["train", "--data", "fruit", *TINY, "--epochs", "3", "-r", str(first / "last.pth")]) == 0
+    assert read_checkpoint(first / "last.pth")["last_epoch"] == 2 and not (tmp_path / "output/fruit_dfine_n_3").exists()

@@ -47,3 +47,42 @@ def test_a_torchrun_process_other_than_the_first_does_not_look_at_the_lock(tmp_p
         monkeypatch.setenv("RANK", "0")
         with pytest.raises(DfineError, match="is training into"):
             data_run(src, "dfine_n", output_dir=tmp_path / "run")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: nothing is locked on Windows")
+def test_the_lock_file_goes_when_the_run_ends(tmp_path):
+    """A walk found .dfine.lock ('pid 10783 on vm') in a finished run's folder and read it as a stale lock."""
+    with output_lock(tmp_path / "run"):
+        assert (tmp_path / "run" / ".dfine.lock").read_text().startswith("pid ")
+    assert not (tmp_path / "run" / ".dfine.lock").exists()
+    with pytest.raises(RuntimeError):  # a run that fails removes it too
+        with output_lock(tmp_path / "run"):
+            raise RuntimeError("crash")
+    assert not (tmp_path / "run" / ".dfine.lock").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: nothing is locked on Windows")
+def test_a_lock_file_removed_by_its_holder_is_not_taken(tmp_path, monkeypatch):
+    """A second run that opened the file just before the first removed it must not hold a lock on
+    the removed file while a third locks the new one: it locks the file at the path."""
+    import fcntl
+    import os as os_
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    real_open = open
+    opened = []
+
+    def open_then_replaced(path, *args, **kwargs):  # the holder removes the file right after we open it
+        f = real_open(path, *args, **kwargs)
+        if not opened:
+            opened.append(path)
+            os_.unlink(path)
+        return f
+
+    monkeypatch.setattr("builtins.open", open_then_replaced)
+    with output_lock(folder):
+        monkeypatch.setattr("builtins.open", real_open)
+        with real_open(folder / ".dfine.lock") as other:  # the file at the path is the one held
+            with pytest.raises(OSError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
