@@ -763,17 +763,24 @@ def load_config(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *,
     return cfg
 
 
+def image_size(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    """``(height, width)`` of ``size`` (an int, or two); a :class:`ConfigError` when a side is not a
+    positive multiple of 32 (the model's largest stride)."""
+    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+    if len(hw) != 2 or any(s < 32 or s % 32 for s in hw):
+        from dfine.text import multiples_of_32_near
+        raise ConfigError(f"image size {size} (--imgsz or eval_spatial_size): each side must be a positive multiple of "
+                          f"32 (e.g. {multiples_of_32_near(hw)})")
+    return hw  # type: ignore[return-value]
+
+
 def with_image_size(cfg: Config, size: Union[int, Sequence[int]]) -> Config:
     """``cfg`` training and evaluating at ``size`` (an int, or ``(height, width)``): the size of
     every ``Resize`` of the train and val pipelines, the multi-scale ``base_size`` (so the range
     0.75x..1.25x around it follows) and ``eval_spatial_size``. A :class:`ConfigError` when a side
     is not a positive multiple of 32 (the model's largest stride). ``--imgsz`` and ``-u
     eval_spatial_size=...`` go through here, so the recipe's transform list needs no rewriting."""
-    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-    if len(hw) != 2 or any(s < 32 or s % 32 for s in hw):
-        from dfine.text import multiples_of_32_near
-        raise ConfigError(f"image size {size} (--imgsz or eval_spatial_size): each side must be a positive multiple of "
-                          f"32 (e.g. {multiples_of_32_near(hw)})")
+    hw = image_size(size)
 
     def resized(loader: DataloaderConfig) -> DataloaderConfig:
         tf = loader.dataset.transforms

@@ -181,11 +181,12 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     if found is not None:
         return found
     inside = sorted(c for c in root.iterdir() if c.is_dir() and _format_of(c, nested=False)) if root.is_dir() else []
-    datasets_above = [p for p in list(root.parents)[:2] if _format_of(p, nested=False) is not None]
-    # DATASET/train/images of a YOLO set: train/ (images/ + labels/) is a set too, but DATASET's data.yaml has
-    # the classes and the other splits
+    datasets_above = [p for p in list(root.parents)[:3] if _format_of(p, nested=False) is not None]
+    # DATASET/train/images (or DATASET/dataset/train/images) of a YOLO set: train/ (images/ + labels/) is a set
+    # too, but DATASET's data.yaml has the classes and the other splits
     above = next((p for p in datasets_above if any((p / n).is_file() for n in ("data.yaml", "data.yml",
-                  "dataset.yaml", "dataset.yml"))), datasets_above[0] if datasets_above else None)
+                  "dataset.yaml", "dataset.yml"))),
+                 next((p for p in datasets_above if p in list(root.parents)[:2]), None))
     if inside:
         hint = (f"; it holds {counted(len(inside), 'dataset folder')} "
                 f"({', '.join(c.name for c in inside[:5])}): give one, e.g. {option} {shlex.quote(str(inside[0]))}")

@@ -177,6 +177,9 @@ def _run(args: argparse.Namespace) -> int:
     data = None
     # an evaluation converts a YOLO / VOC / CVAT folder into a temporary folder, not into a run folder of its own
     temporary = tempfile.TemporaryDirectory(prefix="dfine-eval-") if test_only and args.data else nullcontext()
+    if getattr(args, "imgsz", None) is not None:
+        from dfine.config import image_size
+        image_size(args.imgsz)  # before --data converts the dataset into a new output folder
     with temporary as scratch:
         if args.data:
             from dfine.recipes import data_run

@@ -567,8 +567,11 @@ def test_names_option_against_the_names_a_data_yaml_declares(tmp_path):
             "0..1)") in same.notes  # a walk: predictions.json gave cone 1 and cube 2 for YOLO classes 0 and 1
     renamed = convert_yolo(src, tmp_path / "renamed", names=["Kegel", "Würfel"])
     assert renamed.names == ("Kegel", "Würfel")
-    assert (f"--names Kegel,Würfel replaces the names of {src / 'data.yaml'} (cone, cube), in that order"
-            in renamed.notes)
+    assert (f"--names replaces 2 names of {src / 'data.yaml'} (class id: its name -> yours): 0: cone -> Kegel, "
+            f"1: cube -> Würfel" in renamed.notes)
+    # a walk misspelt one of 16 names: the note printed both lists in full; it names the one that differs
+    typo = convert_yolo(src, tmp_path / "typo", names=["cone", "cub"])
+    assert f"--names replaces 1 name of {src / 'data.yaml'} (class id: its name -> yours): 1: cube -> cub" in typo.notes
     with pytest.raises(DatasetError) as err:
         convert_yolo(src, tmp_path / "three", names=["cone", "cube", "sphere"])
     assert str(err.value) == (f"--names gives 3 classes but {src / 'data.yaml'} names 2 (cone, cube); leave --names "

@@ -112,6 +112,16 @@ def test_detects_formats_and_coco_layouts(tmp_path):
             detect_format(wrong)
         assert str(err.value) == (f"--data {wrong}: not a COCO, YOLO, VOC, CVAT or LabelMe dataset folder; give the dataset "
                                   f"folder: --data {wrong.parents[1] if wrong.is_file() else wrong.parent}")
+    # a Roboflow YOLO set whose data.yaml sits above dataset/{train,valid}/ (0dina/roadSign_temp): the images
+    # folder named dataset/train (itself a YOLO set), whose own error then named the data.yaml's folder: two errors
+    road = tmp_path / "roadsign"
+    for split in ("train", "valid"):
+        image(road / f"dataset/{split}/images/0.jpg", (96, 64))
+        yolo_labels(road / f"dataset/{split}/labels/0.txt", ["0 0.5 0.5 0.5 0.5"])
+    (road / "data.yaml").write_text("train: dataset/train/images\nval: dataset/valid/images\nnames: [stop]\n")
+    with pytest.raises(DfineError) as err:
+        detect_format(road / "dataset/train/images")
+    assert str(err.value).endswith(f"; give the dataset folder: --data {road}")
     # a download holding two datasets (MajidrNEO1879/arithmetic-detection: data/ and numbers_only_ds/), beside a
     # VOC set: the datasets inside are named, not the folder above (a VOC set two levels down made it one)
     download = tmp_path / "arith"
@@ -763,3 +773,13 @@ def test_a_second_run_of_the_same_data_keeps_the_first(tmp_path, monkeypatch, ca
     assert read_checkpoint(second / "last.pth")["last_epoch"] == 1 and (first / "last.pth").read_bytes() == kept
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "3", "-r", str(first / "last.pth")]) == 0
     assert read_checkpoint(first / "last.pth")["last_epoch"] == 2 and not (tmp_path / "output/fruit_dfine_n_3").exists()
+
+
+def test_a_bad_imgsz_on_the_command_line_writes_nothing(tmp_path, capsys):
+    """``dfine train --data roadsign --imgsz 300`` was refused only after the dataset was converted
+    into a new output folder (a walk)."""
+    src, out = _yolo(tmp_path / "fruit"), tmp_path / "run"
+    assert main(["train", "--data", str(src), "-o", str(out), "--imgsz", "300"]) == 2
+    assert "image size 300 (--imgsz or eval_spatial_size): each side must be a positive multiple of 32 (e.g. 288 or " \
+           "320)" in capsys.readouterr().err
+    assert not out.exists()

@@ -352,7 +352,9 @@ def _names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path], given: Op
         raise DatasetError(f"--names gives {counted(len(given), 'class', 'classes')} but {where} names {len(declared)} "
                            f"({first_few(declared, 5)}); leave --names out to use those, or give {len(declared)} names")
     if declared and given != declared:
-        notes.append(f"--names {','.join(given)} replaces the names of {where} ({', '.join(declared)}), in that order")
+        changed = [f"{i}: {d} -> {g}" for i, (d, g) in enumerate(zip(declared, given)) if d != g]
+        notes.append(f"--names replaces {counted(len(changed), 'name')} of {where} (class id: its name -> yours): "
+                     f"{first_few(changed, 5)}")
     return given, "--names"
 
 
