@@ -22,12 +22,14 @@ FORMATS = ("onnx", "openvino", "engine")
 
 
 def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, device: Optional[str] = None,
-             names: Optional[Union[str, Sequence[str]]] = None, progress: bool = True) -> Dict[str, Any]:
+             names: Optional[Union[str, Sequence[str]]] = None, progress: bool = True,
+             split: str = "val") -> Dict[str, Any]:
     """COCO AP of ``model`` (a checkpoint ``.pth`` or an export ``.onnx`` / ``.xml``) on the val split of
     the dataset folder ``data`` (found as ``dfine train --data`` finds it), as ``dfine eval -m MODEL
     --data DATA`` prints it; returns what it writes to ``eval.json``: ``stats`` (``AP``, ``AP50``, ...
     as fractions 0..1), ``per_class`` AP and ``names`` by category id, ``best_conf`` (the ``--conf``
-    with the best F1, or ``None``) and the file's path as ``path``."""
+    with the best F1, or ``None``) and the file's path as ``path``. ``split="test"``: the test split
+    instead (``dfine eval --split test``; its metrics file is ``eval_test.json``)."""
     model_path = Path(model).expanduser()
     if not model_path.is_file():
         raise DfineError(f"model file {model_path} not found")
@@ -40,9 +42,12 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
         argv += ["--names", names if isinstance(names, str) else ",".join(map(str, names))]
     if not progress:
         argv.append("--no-progress")
-    before = {p: p.stat().st_mtime_ns for p in _eval_files(model_path) if p.is_file()}
+    if split not in ("val", "test"):
+        raise DfineError(f"split={split!r}: 'val' or 'test'")
+    argv += ["--split", split]
+    before = {p: p.stat().st_mtime_ns for p in _eval_files(model_path, split) if p.is_file()}
     _run(argv)
-    written = [p for p in _eval_files(model_path) if p.is_file() and before.get(p) != p.stat().st_mtime_ns]
+    written = [p for p in _eval_files(model_path, split) if p.is_file() and before.get(p) != p.stat().st_mtime_ns]
     if not written:
         raise DfineError(f"the evaluation of {model_path} wrote no metrics file")  # pragma: no cover - a bug
     result = json.loads(written[0].read_text(encoding="utf-8"))
@@ -85,12 +90,13 @@ def _whole(name: str, value: Any) -> int:
     return value
 
 
-def _eval_files(model: Path) -> List[Path]:
-    """Where an evaluation of ``model`` writes its metrics: ``eval.json`` beside a checkpoint, or
-    ``MODEL.eval.json`` beside an export."""
+def _eval_files(model: Path, split: str = "val") -> List[Path]:
+    """Where an evaluation of ``model`` on ``split`` writes its metrics: ``eval.json`` (``eval_test.json``)
+    beside a checkpoint, or ``MODEL.eval.json`` (``MODEL.eval_test.json``) beside an export."""
+    from .engine.summary import DataCommand
     from .export.evaluate import eval_json_path
 
-    return [eval_json_path(model), model.parent / "eval.json"]
+    return [eval_json_path(model, split=split), model.parent / DataCommand("", split=split).eval_file]
 
 
 def _run(argv: List[str]) -> Any:

@@ -275,7 +275,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
              batch: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
              names: Optional[Sequence[str]] = None, device: Optional[str] = None,
              given: Sequence[str] = (), scratch: Optional[Path] = None,
-             run_folder: Literal["as is", "new", "latest"] = "as is") -> DataRun:
+             run_folder: Literal["as is", "new", "latest"] = "as is", split: str = "val") -> DataRun:
     """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
     ``output_dir/data`` when YOLO, VOC or CVAT; ``scratch``: into that temporary folder of an
     evaluation instead, which the caller removes); ``given``: the user's own ``key=value`` overrides (a
@@ -285,7 +285,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     and no more loader workers than cores; both are said in ``notes``. Without ``output_dir``, ``run_folder``
     picks among the default ``output/NAME_dfine_SIZE`` and its numbered ``_2``, ``_3``, ...: ``"new"``
     for a new run (the first free of them: an earlier run's weights are never overwritten, said in
-    a note), ``"latest"`` for ``--auto-resume`` (the last that holds a run), ``"as is"`` the first."""
+    a note), ``"latest"`` for ``--auto-resume`` (the last that holds a run), ``"as is"`` the first.
+    ``split``: the split an evaluation (``scratch``) runs on, as the val loader's (``val`` or ``test``);
+    an evaluation needs only that split."""
     root = Path(data).expanduser()
     if not root.exists():
         raise DfineError(f"--data {root} not found")
@@ -312,9 +314,15 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     keys = {o.split("=", 1)[0].strip() for o in given}
     pointed = {s for s in ("train", "val")
                if {f"{s}_dataloader.dataset.ann_file", f"{s}_dataloader.dataset.img_folder"} <= keys}
-    for split in ("train", "val"):
-        if split not in splits and split not in pointed:
+    if split != "val":
+        if scratch is None:
+            raise DfineError(f"--split {split} is for an evaluation (dfine eval); training uses the val split")
+        if split not in splits:
             raise DfineError(_missing_split(root, split, splits))
+        splits = {"val": splits[split]}
+    for need in (("val",) if scratch is not None else ("train", "val")):
+        if need not in splits and need not in pointed:
+            raise DfineError(_missing_split(root, need, splits))
     overrides = []
     for split in (s for s in ("train", "val") if s in splits):
         ann, folder = map(_absolute, splits[split])
@@ -359,7 +367,7 @@ def _missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]])
         if folder.is_dir():
             images = sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             line += f"; {shown(folder)}/ holds {counted(images, 'image')} but no annotation file" if images else ""
-    names = "train" if split == "train" else "valid"
+    names = {"train": "train", "val": "valid", "test": "test"}[split]
     line += (f"; add {names}/_annotations.coco.json (Roboflow) or annotations/instances_{split}.json "
              f"with its {split} images")
     if split == "val" and "test" in splits:

@@ -85,6 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_arguments(ev, config_required=False).set_defaults(func=run, test_only_command=True)
     ev.add_argument("-m", dest="model_file", metavar="MODEL", default=None,
                     help="the model file to evaluate, as in dfine predict -m: the same as -r")
+    ev.add_argument("--split", choices=("val", "test"), default="val",
+                    help="with --data: the split to evaluate on (default val; test: the dataset's test split, e.g. "
+                         "a data.yaml's test: or Roboflow's test/ folder)")
     export_eval.add_arguments(ev)
     for action in ev._actions:  # accepted (the published train.py --test-only takes them), but not listed
         if set(action.option_strings) & _TRAINING_ONLY:  # (a walk: eval's help listed every training option)
@@ -145,6 +148,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.config:
         args.config = str(recipe_path(args.config))
     test_only = bool(args.test_only or getattr(args, "test_only_command", False))
+    if getattr(args, "split", "val") != "val" and not args.data:
+        raise DfineError(f"--split {args.split} goes with --data DIR (a dataset folder and its {args.split} split)")
     # a checkpoint on a COCO file is evaluated as an export is: it carries its model, names, ids and input size
     on_files = (args.resume and not args.config and not args.data
                 and (getattr(args, "ann_file", None) or getattr(args, "images", None)))
@@ -195,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
             data = data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=output_dir,
                             names=split_names(args.names), device=args.device, given=overrides_from_args(args),
                             scratch=Path(scratch) if scratch else None,
-                            run_folder="latest" if args.auto_resume else "new")
+                            run_folder="latest" if args.auto_resume else "new", split=getattr(args, "split", "val"))
             for note in data.notes:
                 print(note, file=sys.stderr)
         command = data_command(args, model) if args.data else None
@@ -214,7 +219,8 @@ def data_command(args: argparse.Namespace, model: str) -> Any:
     if args.max_nonfinite != 10:
         options.append(("--max-nonfinite", args.max_nonfinite))
     flags = ["--use-amp"] * bool(args.use_amp) + ["--no-progress"] * bool(args.no_progress)
-    return summary.data_command(args.data, model, options, flags, list(args.update or []))
+    return summary.data_command(args.data, model, options, flags, list(args.update or []),
+                                split=getattr(args, "split", "val"))
 
 
 def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool, command: Any = None) -> int:

@@ -140,12 +140,19 @@ class DataCommand:
     ``data``: the dataset folder or file (absolute); ``options``: the run's other options but its
     weights, output folder and ``-u`` items (``-r``, ``-t``, ``--auto-resume``, ``-o``); ``updates``:
     its ``-u`` items; ``eval_options``: what an evaluation of its weights needs (``--names``,
-    ``--imgsz``, ``-d`` and the ``-u`` items of model, input size and val set)."""
+    ``--imgsz``, ``-d`` and the ``-u`` items of model, input size and val set); ``split``: what an
+    evaluation runs on."""
 
     data: str
     options: Tuple[str, ...] = ()
     updates: Tuple[str, ...] = ()
     eval_options: Tuple[str, ...] = ()
+    split: str = "val"  # the split an evaluation (dfine eval --split) runs on
+
+    @property
+    def eval_file(self) -> str:
+        """The name of an evaluation's metrics file: ``eval.json``, ``eval_test.json`` for the test split."""
+        return "eval.json" if self.split == "val" else f"eval_{self.split}.json"
 
     def resume(self, output_dir: Path) -> str:
         """``dfine train --data DATA ... -o OUTPUT_DIR -u ... -r OUTPUT_DIR/last.pth``, paths absolute."""
@@ -160,7 +167,7 @@ class DataCommand:
 
 
 def data_command(data: Any, model: str, options: Sequence[Tuple[str, Any]] = (), flags: Sequence[str] = (),
-                 updates: Sequence[str] = ()) -> DataCommand:
+                 updates: Sequence[str] = (), split: str = "val") -> DataCommand:
     """The :class:`DataCommand` of a ``--data`` run: ``options``, ``(flag, value)`` pairs of what was
     given (a value of None: not given; a list: comma-joined, as ``--names`` takes it), ``flags`` the
     switches given (``--use-amp``), ``updates`` the ``-u`` items. An evaluation keeps ``--names``,
@@ -172,7 +179,7 @@ def data_command(data: Any, model: str, options: Sequence[Tuple[str, Any]] = (),
         evaluation += ["-u", *[u for u in updates if evaluation_key(u)]]
     return DataCommand(str(Path(data).expanduser().resolve()),
                        ("--model", model, *[token for pair in given for token in pair], *flags),
-                       tuple(updates), tuple(evaluation))
+                       tuple(updates), tuple(evaluation), split)
 
 
 def next_commands(cfg: Any, weights: Path, images: Optional[str],

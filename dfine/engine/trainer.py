@@ -849,7 +849,7 @@ class Trainer:
     def val(self) -> CocoMetrics:
         """``--test-only``: evaluate, print the 12-line COCO summary, the per-class table and the AP line,
         write ``eval.json``."""
-        where = (f"the val split of {self.command.data}" if self.command is not None
+        where = (f"the {self.command.split} split of {self.command.data}" if self.command is not None
                  else str(self.val_set.ann_file or "the val set"))
         count = counted(len(self.val_set), "image")
         if hasattr(self.val_set, "boxes_per_class"):
@@ -860,7 +860,7 @@ class Trainer:
         if metrics.confidence is not None and metrics.has_ground_truth:
             self._print(conf_line(metrics.confidence.pick(), "this set"))
         if dist.is_main():
-            path = self.output_dir / "eval.json"
+            path = self.output_dir / (self.command.eval_file if self.command is not None else "eval.json")
             write_evaluation(path, metrics.to_json(), model=self.cfg.resume or "", num_images=len(self.val_set),
                              ann_file=None if self.command is not None else self.val_set.ann_file,
                              data=self.command.data if self.command is not None else None)

@@ -52,6 +52,7 @@ class EvalSet:
     source: str  # the annotation file, or what the set is (the val split of a --data folder converted for it)
     ann_file: Optional[str] = None  # the annotation file read, when it is kept (not a conversion made for the run)
     data: Optional[str] = None  # the --data folder it came from
+    split: str = "val"  # the split of that folder (dfine eval --split)
 
     @property
     def category_ids(self) -> Tuple[int, ...]:
@@ -184,9 +185,13 @@ def _eval_set_from_args(args: argparse.Namespace) -> EvalSet:
     if names and not data:
         raise DfineError("--names goes with --data DIR (a YOLO folder that names no classes)")
     if data:
-        return _data_val_set(Path(data).expanduser(), ann_file, images, limit, names)
+        return _data_val_set(Path(data).expanduser(), ann_file, images, limit, names, getattr(args, "split", "val"))
     if args.config:
         return _recipe_val_set(args, limit)
+    if ann_file and not images:  # a converted file names its images folder (dfine data check reads it so)
+        from ..data.convert import images_folder_of_file
+        named = images_folder_of_file(Path(ann_file))
+        images = str(named) if named is not None and named.is_dir() else None
     if ann_file and images:
         return load_eval_set(ann_file, images, limit)
     if ann_file or images:
@@ -216,8 +221,8 @@ def _recipe_val_set(args: argparse.Namespace, limit: Optional[int]) -> EvalSet:
 
 
 def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], limit: Optional[int],
-                  names: Optional[List[str]] = None) -> EvalSet:
-    """The val split of the dataset folder ``root``, found as ``dfine train --data`` finds it: a
+                  names: Optional[List[str]] = None, split: str = "val") -> EvalSet:
+    """The val (or ``split``) split of the dataset folder ``root``, found as ``dfine train --data`` finds it: a
     COCO folder's file read where it is; a YOLO, VOC, CVAT or LabelMe folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written); ``names``:
     the class names of a YOLO folder that names none (``--names``)."""
@@ -227,14 +232,14 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     fmt = detect_format(root)
     with tempfile.TemporaryDirectory(prefix="dfine-eval-") as tmp:
         splits, _ = dataset_splits(root, fmt, Path(tmp), names=names)
-        if "val" not in splits and not ann_file:
-            raise DfineError(_missing_split(root, "val", splits))
-        ann, folder = splits.get("val", (None, None))
+        if split not in splits and not ann_file:
+            raise DfineError(_missing_split(root, split, splits))
+        ann, folder = splits.get(split, (None, None))
         given = Path(ann_file) if ann_file else None
         read = load_eval_set(given or ann, images or folder or root, limit)
     kept = str(given or ann) if given or as_is(root, fmt) else None
-    source = kept or f"the {fmt.upper()} val split of {root}"
-    return dataclasses.replace(read, source=source, ann_file=kept, data=str(root))
+    source = kept or f"the {fmt.upper()} {split} split of {root}"
+    return dataclasses.replace(read, source=source, ann_file=kept, data=str(root), split=split)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -252,20 +257,21 @@ def run(args: argparse.Namespace) -> int:
     if metrics.confidence is not None and metrics.has_ground_truth:
         from ..engine.evaluator import conf_line
         print(conf_line(metrics.confidence.pick(), "this set"))
-    path = eval_json_path(args.resume, getattr(args, "output_dir", None))
+    path = eval_json_path(args.resume, getattr(args, "output_dir", None), data.split)
     write_eval_json(path, metrics, model=args.resume, data=data)
     print(f"metrics: {os.path.abspath(path)}")
     return 0
 
 
-def eval_json_path(model: PathLike, output_dir: Optional[PathLike] = None) -> Path:
+def eval_json_path(model: PathLike, output_dir: Optional[PathLike] = None, split: str = "val") -> Path:
     """Where ``dfine eval -r MODEL`` of an exported file writes its metrics: ``MODEL_FILE.eval.json``
-    beside the model (``model_int8.xml`` -> ``model_int8.xml.eval.json``), or in ``output_dir`` (``-o``).
+    beside the model (``model_int8.xml`` -> ``model_int8.xml.eval.json``; ``MODEL_FILE.eval_test.json``
+    for the test ``split``), or in ``output_dir`` (``-o``).
     Named after the whole file name, so the exports of one run (``model.onnx`` and ``model.xml``,
     which ``--format openvino`` writes side by side; the int8 files) and the checkpoint's own
     ``eval.json`` in that folder do not overwrite each other."""
     model = Path(model)
-    return Path(output_dir or model.parent) / f"{model.name}.eval.json"
+    return Path(output_dir or model.parent) / f"{model.name}.eval{'' if split == 'val' else '_' + split}.json"
 
 
 def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: EvalSet) -> None:

@@ -783,3 +783,41 @@ def test_a_bad_imgsz_on_the_command_line_writes_nothing(tmp_path, capsys):
     assert "image size 300 (--imgsz or eval_spatial_size): each side must be a positive multiple of 32 (e.g. 288 or " \
            "320)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_eval_on_the_test_split_of_a_data_folder(tmp_path, capsys):
+    """A walk wanted the test split its data.yaml declares: there was no --split, and --ann-file of
+    the converted test file asked for --images though the file names its images folder. Now
+    ``--split test`` evaluates it (``eval_test.json``, the val metrics kept), from the command line
+    and ``dfine.evaluate``, for a checkpoint and an export."""
+    pytest.importorskip("onnxruntime")
+    import dfine
+
+    src, out = _yolo(tmp_path / "fruit"), tmp_path / "run"
+    for i in range(2):
+        image(src / f"images/test/{i}.jpg", (96, 64))
+        yolo_labels(src / f"labels/test/{i}.txt", ["1 0.5 0.5 0.4 0.4"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\ntest: images/test\nnames: [apple, pear]\n")
+    assert main(["train", "--data", str(src), "-o", str(out), *TINY]) == 0
+    weights = out / "last.pth"
+    assert main(["eval", "-r", str(weights), "--data", str(src), "--imgsz", "160"]) == 0
+    val_metrics = (out / "eval.json").read_text()
+    capsys.readouterr()
+    assert main(["eval", "-r", str(weights), "--data", str(src), "--imgsz", "160", "--split", "test"]) == 0
+    printed = capsys.readouterr().out
+    assert f"on the test split of {src} (2 images, 2 boxes)" in printed
+    test_metrics = json.loads((out / "eval_test.json").read_text())
+    assert test_metrics["num_images"] == 2 and (out / "eval.json").read_text() == val_metrics
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", "-r", str(weights), "--format", "onnx", "-o", str(onnx)]) == 0
+    result = dfine.evaluate(onnx, src, split="test", progress=False)
+    assert result["path"] == str(tmp_path / "m.onnx.eval_test.json") and result["num_images"] == 2
+    # the converted test file alone: its images folder is the one it names
+    converted = out / "data/annotations/instances_test.json"
+    assert main(["eval", "-r", str(onnx), "--ann-file", str(converted)]) == 0
+    assert "(2 images)" in capsys.readouterr().out
+    assert main(["eval", "-r", str(weights), "--split", "test", "--ann-file", str(converted)]) == 2
+    assert "error: --split test goes with --data DIR" in capsys.readouterr().err
+    plain = _yolo(tmp_path / "plain")
+    assert main(["eval", "-r", str(weights), "--data", str(plain), "--split", "test"]) == 2
+    assert f"error: --data {plain}: no test split; found train" in capsys.readouterr().err
