@@ -2,7 +2,8 @@
 
 :mod:`dfine.data.convert.yolo` reads every Ultralytics / Roboflow YOLO layout,
 :mod:`dfine.data.convert.voc` Pascal VOC folders, :mod:`dfine.data.convert.cvat` CVAT's "CVAT for
-images 1.1" export, :mod:`dfine.data.convert.labelme` LabelMe's JSON per image,
+images 1.1" export, :mod:`dfine.data.convert.labelme` LabelMe's JSON per image, :mod:`dfine.data.convert.csv` CSV tables of
+boxes (TensorFlow Object Detection, Roboflow's "Tensorflow Object Detection CSV"),
 :mod:`dfine.data.convert.coco` one COCO file for all images (split in two). Each returns a :class:`Converted` saying where
 the files went; images are never copied or changed. Each written JSON carries, in its ``info``,
 the images folder its ``file_name``s are relative to (``images_folder``, relative to the JSON's
@@ -28,10 +29,10 @@ from dfine.video import IMAGE_SUFFIXES
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
-           "fraction_said", "roboflow_images"]
+           "fraction_said", "roboflow_images", "images_by_name"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
-FORMATS = ("yolo", "voc", "cvat", "labelme", "coco")
+FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "coco")
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -149,8 +150,8 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
 
 
 def converter(fmt: str) -> Any:
-    """The conversion function of ``fmt`` (``yolo``, ``voc``, ``cvat``, ``labelme``, or ``coco``: one
-    COCO file for all images, split), imported on use:
+    """The conversion function of ``fmt`` (``yolo``, ``voc``, ``cvat``, ``labelme``, ``csv``, or ``coco``:
+    one COCO file for all images, split), imported on use:
     ``(src, out=None, *, names=None, val_fraction=0.2, seed=0) -> Converted``."""
     import importlib
     if fmt not in FORMATS:
@@ -197,6 +198,19 @@ def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str)
     also = "is also a train image" if len(shared) == 1 else "are also train images"
     return (f"val: {len(shared)} of its {counted(len(set(val)), 'image')} {also} (e.g. {show(sorted(shared)[0])}), "
             f"so val AP will not show how the model does on new images; point val at other images")
+
+
+def images_by_name(root: Path, depth: int = 3) -> Dict[str, List[Path]]:
+    """Every image under ``root`` (``depth`` levels down, hidden folders skipped) by file name: where
+    an annotation's image is when it is not where the annotation says (LabelMe, CSV)."""
+    found: Dict[str, List[Path]] = {}
+    for folder, dirs, files in os.walk(root):
+        level = len(Path(folder).relative_to(root).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+        for f in files:
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES:
+                found.setdefault(f, []).append(Path(folder) / f)
+    return found
 
 
 def header_or_reason(path: Path) -> Union[ImageHeader, str]:

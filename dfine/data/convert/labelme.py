@@ -27,7 +27,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, fraction_said,
-                                images_folder_of, info_for, split_by_fraction, write_coco_json)
+                                images_by_name, images_folder_of, info_for, split_by_fraction, write_coco_json)
 from dfine.text import counted, first_few
 
 __all__ = ["LabelmeFile", "convert_labelme", "is_labelme", "labelme_files", "read_labelme_json"]
@@ -174,18 +174,6 @@ def _read_or_reason(path: Path) -> Union[LabelmeFile, str]:
         return str(exc).split(": ", 1)[1] if str(exc).startswith(f"{path}: ") else str(exc)
 
 
-def _images_by_name(root: Path) -> Dict[str, List[Path]]:
-    """Every image under ``root`` (:data:`_DEPTH` levels, hidden folders skipped) by file name."""
-    found: Dict[str, List[Path]] = {}
-    for folder, dirs, files in os.walk(root):
-        level = len(Path(folder).relative_to(root).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < _DEPTH + 1 else []
-        for f in files:
-            if Path(f).suffix.lower() in IMAGE_SUFFIXES:
-                found.setdefault(f, []).append(Path(folder) / f)
-    return found
-
-
 def _image_of(item: LabelmeFile, root: Path, by_name: Dict[str, List[Path]]) -> Tuple[Optional[Path], bool]:
     """Where the image of ``item`` is, and whether it was found elsewhere than ``imagePath`` says:
     at ``imagePath`` from the JSON's folder (inside ``root``: an absolute path or one leaving the
@@ -297,7 +285,7 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
     if bad:  # each left out, all said at once
         notes.append(f"{counted(len(bad), 'JSON')} cannot be read, left out: "
                      f"{'; '.join(f'{p.relative_to(src)} ({why})' for p, why in bad[:3])}{'; ...' if len(bad) > 3 else ''}")
-    by_name = _images_by_name(src)
+    by_name = images_by_name(src, _DEPTH + 1)
     located = [_image_of(f, src, by_name) for f in files]
     missing = [f for f, (p, _) in zip(files, located) if p is None]
     if missing and len(missing) == len(files):

@@ -1,0 +1,239 @@
+"""CSV box tables (``filename,width,height,class,xmin,ymin,xmax,ymax``) -> COCO JSON.
+
+The TensorFlow Object Detection API tutorials keep boxes in such a table, one row per box
+(``train_labels.csv`` + ``test_labels.csv`` beside ``images/``), and Roboflow exports them as
+"Tensorflow Object Detection CSV": ``{train,valid,test}/_annotations.csv`` beside each split's
+images. Columns are found by name in the header (``filename`` / ``image`` / ``path``, ``class`` /
+``label``, ``xmin``, ``ymin``, ``xmax``, ``ymax`` in pixels; ``width`` and ``height`` when given
+are checked against the image). A file's split is its name's (``train_labels.csv``) or its
+folder's (``valid/_annotations.csv``); without a val file a seeded ``val_fraction`` of train
+becomes val (printed). Images of a split folder that no row names are background images
+(Roboflow writes no row for an image without boxes), said in a note. Class names are sorted unless
+given. Sizes, clipping and unreadable images are handled as for VOC
+(:func:`~dfine.data.convert.coco_split`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from dfine.data.cocojson import DatasetError
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, fraction_said,
+                                images_by_name, images_folder_of, info_for, split_by_fraction, write_coco_json)
+from dfine.text import counted, first_few
+
+__all__ = ["BoxTable", "convert_csv", "csv_files", "read_box_table"]
+
+#: header names of each column a box table needs (lower case, spaces and dashes as underscores)
+_COLUMNS = {"filename": ("filename", "file_name", "file", "image", "image_name", "image_path", "path", "img"),
+            "class": ("class", "label", "class_name", "category", "name"),
+            "xmin": ("xmin", "x_min", "x1", "left"), "ymin": ("ymin", "y_min", "y1", "top"),
+            "xmax": ("xmax", "x_max", "x2", "right"), "ymax": ("ymax", "y_max", "y2", "bottom")}
+_SIZE = {"width": ("width", "image_width", "img_width"), "height": ("height", "image_height", "img_height")}
+
+Box = Tuple[str, Tuple[float, float, float, float], bool]
+
+
+@dataclass(frozen=True)
+class BoxTable:
+    """One CSV file: its split (``None``: not said by its name or folder) and, per image file name
+    as written (``/`` separators), the size the rows say (``None``: not said) and the boxes."""
+
+    path: Path
+    split: Optional[str]
+    sizes: Dict[str, Optional[Tuple[int, int]]]
+    boxes: Dict[str, Tuple[Box, ...]]
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def _columns(header: Sequence[str]) -> Optional[Dict[str, int]]:
+    """Column index of each needed column (and ``width`` / ``height`` when there); ``None`` when
+    the header lacks one."""
+    keys = [_key(h) for h in header]
+    found = {}
+    for column, names in {**_COLUMNS, **_SIZE}.items():
+        index = next((keys.index(n) for n in names if n in keys), None)
+        if index is None and column in _COLUMNS:
+            return None
+        if index is not None:
+            found[column] = index
+    return found
+
+
+def _header(path: Path) -> Optional[List[str]]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            return next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _split_of(path: Path) -> Optional[str]:
+    """The split a CSV's name (``train_labels.csv``, ``val.csv``) or folder (``valid/``) says."""
+    for word in re.split(r"[^a-z]+", path.stem.lower()):
+        if word in SPLIT_NAMES:
+            return SPLIT_NAMES[word]
+    return SPLIT_NAMES.get(path.parent.name.lower())
+
+
+def csv_files(root: Path) -> List[Path]:
+    """The box tables of the dataset folder ``root``: CSV files whose header names a file, a class
+    and the four box edges, in it, in its split folders (``{split}/_annotations.csv``) or in its
+    ``annotations/``, ``labels/`` or ``data/`` folder; sorted."""
+    if not root.is_dir():
+        return []
+    folders = [root, *(root / n for n in (*SPLIT_NAMES, "annotations", "labels", "data"))]
+    found = {p for folder in folders if folder.is_dir() for p in folder.glob("*.csv")
+             if (header := _header(p)) is not None and _columns(header) is not None}
+    return sorted(found)
+
+
+def _number(text: str, path: Path, line: int, column: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path} line {line}: {column} is {text!r}, not a number") from None
+    if not math.isfinite(value):
+        raise DatasetError(f"{path} line {line}: {column} is {text!r}, not a finite number")
+    return value
+
+
+def read_box_table(path: Path) -> BoxTable:
+    """One CSV file; a ``DatasetError`` naming the file and every bad line (the first in full) when
+    rows are malformed, or when the header lacks a column."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{path}: not a readable CSV file ({exc})") from None
+    columns = _columns(rows[0]) if rows else None
+    if columns is None:
+        raise DatasetError(f"{path}: the header ({', '.join(rows[0]) if rows else 'none'}) does not name the columns "
+                           f"filename, class, xmin, ymin, xmax, ymax")
+    sizes: Dict[str, Optional[Tuple[int, int]]] = {}
+    boxes: Dict[str, List[Box]] = {}
+    errors: List[Tuple[int, str]] = []
+    for line, row in enumerate(rows[1:], 2):
+        if not any(cell.strip() for cell in row):
+            continue
+        try:
+            if len(row) <= max(columns.values()):
+                raise DatasetError(f"{path} line {line}: {len(row)} columns, the header has {len(rows[0])}")
+            name = PureWindowsPath(row[columns["filename"]].strip()).as_posix()
+            label = row[columns["class"]].strip()
+            if not name:
+                raise DatasetError(f"{path} line {line}: no file name")
+            edges = tuple(_number(row[columns[c]], path, line, c) for c in ("xmin", "ymin", "xmax", "ymax"))
+            size = None
+            if "width" in columns and "height" in columns:
+                w, h = (_number(row[columns[c]], path, line, c) for c in ("width", "height"))
+                size = (int(w), int(h)) if w > 0 and h > 0 else None
+        except DatasetError as exc:
+            errors.append((line, str(exc)))
+            continue
+        sizes.setdefault(name, size)
+        boxes.setdefault(name, [])
+        if label:  # a row without a class: the image listed without a box
+            boxes[name].append((label, edges, False))  # type: ignore[arg-type]
+    if errors:
+        more = f"; and {counted(len(errors) - 1, 'more bad line')}: {first_few([n for n, _ in errors[1:]], 8)}"
+        raise DatasetError(errors[0][1] + (more if len(errors) > 1 else ""))
+    every = [v for b in boxes.values() for _, box, _ in b for v in box]
+    if every and max(every) <= 1.0 and any(s and max(s) > 1 for s in sizes.values()):
+        raise DatasetError(f"{path}: every box edge is between 0 and 1, fractions of the image; this format is in "
+                           f"pixels: multiply by the width and height")
+    return BoxTable(path, _split_of(path), sizes, {k: tuple(v) for k, v in boxes.items()})
+
+
+def _image_paths(table: BoxTable, root: Path, by_name: Dict[str, List[Path]]) -> Dict[str, Optional[Path]]:
+    """Where each image of ``table`` is: its file name from the CSV's folder, from ``images/`` (or
+    ``images/SPLIT``) beside it or in ``root``, else the one image of that name under ``root``."""
+    places = [table.path.parent, table.path.parent / "images", root, root / "images"]
+    if table.split:
+        places += [root / "images" / n for n, s in SPLIT_NAMES.items() if s == table.split]
+    found: Dict[str, Optional[Path]] = {}
+    for name in table.boxes:
+        path = next((p / name for p in places if (p / name).is_file()), None)
+        if path is None and len(by_name.get(Path(name).name, [])) == 1:
+            path = by_name[Path(name).name][0]
+        found[name] = path.resolve() if path is not None and path.resolve().is_relative_to(root) else None
+    return found
+
+
+def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
+                names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
+    """Convert the CSV box tables of the folder ``src`` (or the one CSV file ``src``) into COCO files
+    under ``out/annotations`` (default: the dataset folder). Images stay where they are."""
+    src = Path(src).expanduser().resolve()
+    if not src.exists():
+        raise DatasetError(f"CSV dataset {src} not found")
+    root = src.parent if src.is_file() else src
+    paths = [src] if src.is_file() else csv_files(src)
+    if not paths:
+        raise DatasetError(f"{src} holds no CSV of boxes (a header naming filename, class, xmin, ymin, xmax, ymax)")
+    tables = [read_box_table(p) for p in paths]
+    notes: List[str] = []
+    by_name = images_by_name(root)
+    items: Dict[str, List[Annotated]] = {}
+    missing: List[str] = []
+    unlisted: Dict[str, int] = {}
+    for table in tables:
+        located = _image_paths(table, root, by_name)
+        missing += [f"{table.path.relative_to(root)}: {n}" for n, p in located.items() if p is None]
+        split = table.split or "train"
+        items.setdefault(split, []).extend(Annotated(p, n, table.sizes[n], table.boxes[n])
+                                           for n, p in located.items() if p is not None)
+        if table.path.name == "_annotations.csv":  # Roboflow: an image without boxes has no row
+            listed = {p for p in located.values() if p is not None}
+            extra = sorted(p.resolve() for p in table.path.parent.iterdir()
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in listed)
+            items[split].extend(Annotated(p, p.name, None, ()) for p in extra)
+            if extra:
+                unlisted[str(table.path.relative_to(root))] = len(extra)
+    if missing and not any(items.values()):
+        raise DatasetError(f"none of the images of {first_few([str(p.relative_to(root)) for p in paths], 3)} found "
+                           f"(first: {missing[0]}); looked beside the CSV, in images/ and by name under {root}")
+    if missing:
+        notes.append(f"{counted(len(missing), 'image')} named in the CSV not found, left out with their boxes: "
+                     f"{first_few(missing, 3)}")
+    if unlisted:
+        notes.append(f"images with no row in {', '.join(unlisted)} kept as background images (no boxes): "
+                     f"{', '.join(str(n) for n in unlisted.values())}")
+    used = sorted({label for split in items.values() for item in split for label, _, _ in item.boxes})
+    if names:
+        unknown = next(((t.path, label) for t in tables for b in t.boxes.values() for label, _, _ in b
+                        if label not in names), None)
+        if unknown:
+            raise DatasetError(f"{unknown[0]}: class '{unknown[1]}' is not in --names ({', '.join(names)})")
+    class_names = tuple(names) if names else tuple(used)
+    if not class_names:
+        raise DatasetError(f"{src}: no box in any row and no --names; nothing to learn")
+    if "val" not in items:
+        pool = {item.path.as_posix(): item for item in items.get("train", [])}
+        train, val = split_by_fraction(list(pool), val_fraction, seed)
+        items["train"], items["val"] = [pool[k] for k in train], [pool[k] for k in val]
+        notes.append(f"no val CSV: {len(val)} of {counted(len(pool), 'image')} became val "
+                     f"{fraction_said(val_fraction, seed)}")
+    if not items.get("train"):
+        raise DatasetError(f"{src}: no train CSV (found {first_few([p.name for p in paths], 3)}); name one train_*.csv "
+                           f"or put it in train/")
+    every = [item.path for split in items.values() for item in split]
+    folder = images_folder_of(every, root)
+    out_dir = Path(out).expanduser() if out is not None else root
+    ann_dir = out_dir / "annotations"
+    info = info_for(ann_dir, folder, "CSV", src)
+    written, counts = {}, {}
+    for split in (s for s in ("train", "val", "test") if s in items):
+        ims, anns, counts[split] = coco_split(split, items[split], folder, class_names, notes, kind="CSV")
+        written[split] = ann_dir / f"instances_{split}.json"
+        write_coco_json(written[split], ims, anns, class_names, info)
+    return Converted(src, out_dir, folder, written, class_names, counts, notes)
