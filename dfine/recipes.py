@@ -177,6 +177,8 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     naming the dataset folders inside it when it holds some (a download with several sets), else
     the folder above it when that is a dataset (``--data`` given a split folder, an annotation
     file or an images folder). ``option``: how the user gave ``root``, as the error names it."""
+    from dfine.data.convert import SPLIT_NAMES
+
     found = _format_of(root)
     if found is not None:
         return found
@@ -187,6 +189,8 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     above = next((p for p in datasets_above if any((p / n).is_file() for n in ("data.yaml", "data.yml",
                   "dataset.yaml", "dataset.yml"))),
                  next((p for p in datasets_above if p in list(root.parents)[:2]), None))
+    while above is not None and above.name.lower() in SPLIT_NAMES and above.parent in datasets_above:
+        above = above.parent  # DATASET/train/images of a set whose splits are folders: DATASET, not its train/
     if inside:
         hint = (f"; it holds {counted(len(inside), 'dataset folder')} "
                 f"({', '.join(c.name for c in inside[:5])}): give one, e.g. {option} {shlex.quote(str(inside[0]))}")

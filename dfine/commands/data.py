@@ -84,8 +84,12 @@ def run_check(args: argparse.Namespace) -> int:
     if args.plot:
         plot_backend()  # missing matplotlib said before the check, not after it
     source = Path(args.ann_file).expanduser()
-    if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml", ".data"):
+    if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml", ".data", ".csv"):
         return _check_dataset_folder(source, args)
+    from dfine.data.convert.labelme import dataset_of, is_labelme_file
+    if is_labelme_file(source):  # one image's shapes: "not COCO format: no 'images' list" said nothing useful
+        raise DfineError(f"{source} is a LabelMe file (one image's shapes): check its dataset folder, as dfine train "
+                         f"--data reads it: dfine data check {shlex.quote(str(dataset_of(source)))}")
     if args.names:
         raise DfineError(f"--names is for a dataset folder that names no classes; {args.ann_file} names its own")
     images = args.images or default_images(args.ann_file)

@@ -101,3 +101,11 @@ def test_train_data_reads_a_csv_folder(tmp_path, capsys):
     assert "converted CSV" in capsys.readouterr().err
     assert main(["data", "check", str(src)]) == 0
     assert "train: OK; val: OK; test: OK" in capsys.readouterr().out
+
+
+def test_a_split_folder_of_a_roboflow_export_names_the_export(tmp_path):
+    src = _roboflow(tmp_path / "rf")
+    with pytest.raises(DatasetError) as err:
+        convert_csv(src / "train")
+    assert str(err.value) == (f"{src / 'train'} is the train split of the CSV dataset {src} (beside test/, valid/): give "
+                              f"that folder, e.g. --data {src}")

@@ -110,20 +110,29 @@ def test_an_image_path_outside_the_dataset_is_not_read(tmp_path):
     assert [(i["file_name"], i["width"]) for i in train["images"]] == [("x.jpg", 64), ("y.jpg", 64)]
 
 
-def test_labels_in_two_cases_are_said_and_names_order_the_classes(tmp_path):
+def test_labels_spelt_alike_are_said_and_names_order_the_classes(tmp_path):
+    """A walk's typo 'hazlenut' (1 box beside 52 'hazelnut') became a fifth class without a word, and
+    'Fig' beside 'fig' was said without the file holding it; --names named one unknown label per run."""
     src = tmp_path / "set"
-    for i, label in enumerate(["Car", "car", "car ", "truck"]):
-        image(src / f"{i}.jpg")
-        labelme_json(src / f"{i}.json", f"{i}.jpg", (64, 48), [rect(label, 1, 1, 20, 20)])
+    labels = ["Car", "car", "car ", "truck", *["hazelnut"] * 10, "hazlenut", "__ignore__"]
+    for i, label in enumerate(labels):
+        image(src / f"{i:02d}.jpg")
+        labelme_json(src / f"{i:02d}.json", f"{i:02d}.jpg", (64, 48), [rect(label, 1, 1, 20, 20)])
     converted = convert_labelme(src, tmp_path / "out")
-    assert converted.names == ("Car", "car", "truck")  # 'car ' is 'car': LabelMe keeps what was typed
-    assert ("labels that differ only in case are separate classes: 'Car' (1 box) and 'car' (2 boxes)"
-            in " ".join(converted.notes))
-    again = convert_labelme(src, tmp_path / "out2", names=["truck", "car", "Car"])
-    assert again.names == ("truck", "car", "Car")
-    assert [c["name"] for c in load(again.ann_files["train"])["categories"]] == ["truck", "car", "Car"]
-    with pytest.raises(DatasetError, match=r"3\.json: label 'truck' is not in --names \(car, Car\)"):
-        convert_labelme(src, tmp_path / "out3", names=["car", "Car"])
+    assert converted.names == ("Car", "car", "hazelnut", "hazlenut", "truck")  # 'car ' is 'car'; __ignore__ no class
+    notes = " ".join(converted.notes)
+    assert ("labels spelt alike are separate classes (a typo while labelling?): 'Car' (1 box, e.g. 00.json) and "
+            "'car' (2 boxes, e.g. 01.json); 'hazlenut' (1 box, e.g. 14.json) and 'hazelnut' (10 boxes, e.g. 04.json); "
+            "rename them in the JSONs, or give --names") in notes
+    assert "1 shape labelled __ignore__ or _background_ (LabelMe's labels for what is no class) left out" in notes
+    again = convert_labelme(src, tmp_path / "out2", names=["truck", "car", "Car", "hazelnut", "hazlenut"])
+    assert again.names == ("truck", "car", "Car", "hazelnut", "hazlenut")
+    assert [c["name"] for c in load(again.ann_files["train"])["categories"]] == list(again.names)
+    with pytest.raises(DatasetError) as err:
+        convert_labelme(src, tmp_path / "out3", names=["car", "Car", "hazelnut"])
+    assert str(err.value) == ("2 labels of the LabelMe files not in --names (car, Car, hazelnut): 'hazlenut' (1 box, "
+                              "e.g. 14.json), 'truck' (1 box, e.g. 03.json); add them to --names or rename them in "
+                              "the JSONs")
 
 
 def test_bad_files_are_named_in_one_run(tmp_path):
@@ -215,3 +224,30 @@ def test_a_folder_above_a_labelme_set_is_not_one(tmp_path):
     with pytest.raises(Exception, match=r"not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder \("):
         detect_format(tmp_path / "work" / "notes" / "draft")
     assert detect_format(tmp_path / "work" / "projects") == "labelme"  # given: a level or two down is looked in
+
+
+def test_a_split_folder_a_json_folder_and_one_json_name_the_dataset(tmp_path, capsys):
+    """A walk on train/json + train/images, val/...: data check of train/images named train/ as the
+    dataset, train/ was read alone (its images split in two, val/ beside it left out without a word),
+    train/json said its images were not found, and one JSON was 'not COCO format'."""
+    src = tmp_path / "v1"
+    for split in ("train", "val"):
+        for n in ("a", "b"):
+            image(src / split / "images" / f"{n}.jpg")
+            labelme_json(src / split / "json" / f"{n}.json", f"..\\images\\{n}.jpg", (64, 48), [rect("x", 1, 1, 9, 9)])
+    with pytest.raises(Exception) as err:
+        detect_format(src / "train/images")
+    assert str(err.value).endswith(f"give the dataset folder: --data {src}")
+    with pytest.raises(DatasetError) as err:
+        convert_labelme(src / "train")
+    assert str(err.value) == (f"{src / 'train'} is the train split of the LabelMe dataset {src} (beside val/): give "
+                              f"that folder, e.g. --data {src}")
+    with pytest.raises(DatasetError) as err:
+        convert_labelme(src / "train/json")
+    assert str(err.value) == (f"the images of the LabelMe files in {src / 'train/json'} are outside it (e.g. "
+                              f"{src / 'train/images/a.jpg'}): give the folder that holds both, e.g. --data "
+                              f"{src / 'train'}")
+    assert main(["data", "check", str(src / "train/json/a.json")]) == 2
+    assert capsys.readouterr().err == (f"error: {src / 'train/json/a.json'} is a LabelMe file (one image's shapes): "
+                                       f"check its dataset folder, as dfine train --data reads it: dfine data check "
+                                       f"{src}\n")

@@ -19,7 +19,7 @@ import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.image_io import ImageHeader, read_header, tail_complete
@@ -29,7 +29,7 @@ from dfine.video import IMAGE_SUFFIXES
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
-           "fraction_said", "roboflow_images", "images_by_name"]
+           "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "coco")
@@ -198,6 +198,20 @@ def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str)
     also = "is also a train image" if len(shared) == 1 else "are also train images"
     return (f"val: {len(shared)} of its {counted(len(set(val)), 'image')} {also} (e.g. {show(sorted(shared)[0])}), "
             f"so val AP will not show how the model does on new images; point val at other images")
+
+
+def check_not_a_split(src: Path, holds: Callable[[Path], bool], what: str) -> None:
+    """``DatasetError`` naming the dataset folder when ``src`` is a split folder (``train/``, ``valid/``,
+    ...) beside another split folder that ``holds`` a dataset of the same kind: read alone, its
+    own images would be split in two and the real val split left out without a word."""
+    split = SPLIT_NAMES.get(src.name.lower())
+    if split is None:
+        return
+    beside = [d for d in sorted(src.parent.iterdir()) if d.is_dir() and d != src
+              and SPLIT_NAMES.get(d.name.lower()) not in (None, split) and holds(d)]
+    if beside:
+        raise DatasetError(f"{src} is the {split} split of the {what} dataset {src.parent} (beside "
+                           f"{', '.join(d.name + '/' for d in beside)}): give that folder, e.g. --data {src.parent}")
 
 
 def images_by_name(root: Path, depth: int = 3) -> Dict[str, List[Path]]:

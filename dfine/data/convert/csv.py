@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, fraction_said,
-                                images_by_name, images_folder_of, info_for, split_by_fraction, write_coco_json)
+                                check_not_a_split, images_by_name, images_folder_of, info_for, split_by_fraction, write_coco_json)
 from dfine.text import counted, first_few
 
 __all__ = ["BoxTable", "convert_csv", "csv_files", "read_box_table"]
@@ -177,6 +177,7 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     if not src.exists():
         raise DatasetError(f"CSV dataset {src} not found")
     root = src.parent if src.is_file() else src
+    check_not_a_split(root, lambda d: bool(csv_files(d)), "CSV")
     paths = [src] if src.is_file() else csv_files(src)
     if not paths:
         raise DatasetError(f"{src} holds no CSV of boxes (a header naming filename, class, xmin, ymin, xmax, ymax)")

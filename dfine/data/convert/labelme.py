@@ -16,6 +16,7 @@ VOC (:func:`~dfine.data.convert.coco_split`).
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -27,16 +28,18 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, fraction_said,
-                                images_by_name, images_folder_of, info_for, split_by_fraction, write_coco_json)
+                                check_not_a_split, images_by_name, images_folder_of, info_for, split_by_fraction, write_coco_json)
 from dfine.text import counted, first_few
 
-__all__ = ["LabelmeFile", "convert_labelme", "is_labelme", "labelme_files", "read_labelme_json"]
+__all__ = ["LabelmeFile", "convert_labelme", "dataset_of", "is_labelme", "is_labelme_file", "labelme_files", "read_labelme_json"]
 
 Box = Tuple[str, Tuple[float, float, float, float], bool]
 #: shape types whose points outline the object: the box around the points
 _OUTLINES = ("rectangle", "polygon", "mask")
 #: shape types that are no box
 OTHER_SHAPES = ("point", "points", "line", "linestrip")
+#: LabelMe's labels for what is no class (its labelme2coco / labelme2voc examples' labels.txt starts with them)
+IGNORE_LABELS = ("__ignore__", "_background_")
 #: bytes read from the head of a JSON file to tell whether LabelMe wrote it
 _HEAD = 4096
 #: how deep below the dataset folder LabelMe files are looked for (``DATASET/train/json/a.json``)
@@ -49,7 +52,8 @@ _SUBFOLDERS = (*SPLIT_NAMES, "json", "jsons", "annotations", "labels", "labelme"
 class LabelmeFile:
     """One LabelMe JSON: the image path it names (``/`` separators), the size it says (``None``:
     not said), its boxes ``(label, (xmin, ymin, xmax, ymax) px, False)``, how many shapes of each
-    kind were turned into boxes or left out, and whether it embeds the image (``imageData``)."""
+    kind were turned into boxes or left out, whether it embeds the image (``imageData``) and how many
+    shapes carry one of :data:`IGNORE_LABELS`."""
 
     path: Path
     image_path: str
@@ -58,10 +62,11 @@ class LabelmeFile:
     converted: Dict[str, int]
     left_out: Dict[str, int]
     embedded: bool
+    ignored: int = 0  # shapes labelled __ignore__ or _background_
 
 
-def _looks_labelme(path: Path) -> bool:
-    """Whether the head of the JSON file at ``path`` is a LabelMe file's (a ``"shapes"`` list)."""
+def is_labelme_file(path: Path) -> bool:
+    """Whether ``path`` is a JSON file whose head is a LabelMe file's (a ``"shapes"`` list)."""
     try:
         with path.open("rb") as f:
             head = f.read(_HEAD)
@@ -81,12 +86,24 @@ def _walk(root: Path, depth: int = _DEPTH, names: Optional[Sequence[str]] = None
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (names is None or d.lower() in names)
                          ) if level < depth else []
         yield from (Path(folder) / f for f in sorted(files) if f.lower().endswith(".json")
-                    and not f.startswith("instances_") and _looks_labelme(Path(folder) / f))
+                    and not f.startswith("instances_") and is_labelme_file(Path(folder) / f))
 
 
 def labelme_files(root: Path) -> List[Path]:
     """The LabelMe JSON files in the folder ``root`` and below it, sorted; ``[]`` when it holds none."""
     return sorted(_walk(root))
+
+
+def dataset_of(path: Path) -> Path:
+    """The dataset folder of the LabelMe file at ``path``: its folder, or the one above a folder of
+    JSONs (``json/``), and above a split folder beside other splits (``DATASET/train/json/a.json``)."""
+    folder = path.parent
+    if folder.name.lower() in _SUBFOLDERS and folder.name.lower() not in SPLIT_NAMES:
+        folder = folder.parent
+    if folder.name.lower() in SPLIT_NAMES and any(d.is_dir() and d != folder and d.name.lower() in SPLIT_NAMES
+                                                  for d in folder.parent.iterdir()):
+        folder = folder.parent
+    return folder
 
 
 def is_labelme(root: Path, nested: bool = True) -> bool:
@@ -132,11 +149,15 @@ def read_labelme_json(path: Path) -> LabelmeFile:
     groups: Dict[Tuple[str, object], int] = {}
     converted: Counter = Counter()
     left_out: Counter = Counter()
+    ignored = 0
     for i, shape in enumerate(data["shapes"]):
         label = str(shape.get("label") or "").strip() if isinstance(shape, dict) else ""
         where = f"{path}: shape {i + 1}" + (f" '{label}'" if label else "")
         if not isinstance(shape, dict) or not label:
             raise DatasetError(f"{where}: a shape without a label")
+        if label in IGNORE_LABELS:
+            ignored += 1
+            continue
         kind = shape.get("shape_type") or "polygon"  # LabelMe 3 wrote no shape_type: polygons
         if kind in OTHER_SHAPES:
             left_out[kind] += 1
@@ -164,7 +185,7 @@ def read_labelme_json(path: Path) -> LabelmeFile:
     image_path = str(data.get("imagePath") or "").strip()
     return LabelmeFile(path, PureWindowsPath(image_path).as_posix() if "\\" in image_path else image_path,
                        size if size and min(size) > 0 else None, tuple(boxes), dict(converted), dict(left_out),
-                       bool(data.get("imageData")))
+                       bool(data.get("imageData")), ignored)
 
 
 def _read_or_reason(path: Path) -> Union[LabelmeFile, str]:
@@ -227,21 +248,41 @@ def _splits(files: Sequence[LabelmeFile], root: Path, val_fraction: float, seed:
     return {k: splits[k] for k in ("train", "val", "test") if k in splits}
 
 
-def _class_names(files: Sequence[LabelmeFile], names: Optional[Sequence[str]], notes: List[str]) -> Tuple[str, ...]:
-    used = Counter(label for f in files for label, _, _ in f.boxes)
+def _class_names(files: Sequence[LabelmeFile], names: Optional[Sequence[str]], root: Path,
+                 notes: List[str]) -> Tuple[str, ...]:
+    """The classes: ``names`` in their order (every label of the files must be one, else an error naming
+    each label that is not and a file holding it), else the labels sorted; labels that differ only in
+    case, or a rare label spelt almost as another, are said in ``notes`` with a file holding them
+    (a typo while labelling, most likely, which would be a class of its own)."""
+    used: Counter = Counter()
+    where: Dict[str, str] = {}
+    for f in files:
+        for label, _, _ in f.boxes:
+            used[label] += 1
+            where.setdefault(label, f.path.relative_to(root).as_posix())
+
+    def said(label: str) -> str:
+        return f"'{label}' ({counted(used[label], 'box', 'boxes')}, e.g. {where[label]})"
+
     if names:
-        unknown = [(f.path, label) for f in files for label, _, _ in f.boxes if label not in names]
+        unknown = [label for label in sorted(used) if label not in names]
         if unknown:
-            raise DatasetError(f"{unknown[0][0]}: label '{unknown[0][1]}' is not in --names ({', '.join(names)})")
+            raise DatasetError(f"{counted(len(unknown), 'label')} of the LabelMe files not in --names "
+                               f"({', '.join(names)}): {first_few(map(said, unknown), 5)}; add "
+                               f"{'it' if len(unknown) == 1 else 'them'} to --names or rename them in the JSONs")
         return tuple(names)
-    by_case: Dict[str, List[str]] = {}
-    for label in sorted(used):
-        by_case.setdefault(label.lower(), []).append(label)
-    alike = [v for v in by_case.values() if len(v) > 1]
-    if alike:  # "Car" and "car": kept apart as written, but said (a typo while labelling, most likely)
-        shown = "; ".join(" and ".join(f"'{n}' ({counted(used[n], 'box', 'boxes')})" for n in v) for v in alike[:3])
-        notes.append(f"labels that differ only in case are separate classes: {shown}; rename them in the JSONs, "
-                     f"or give --names to see which")
+    alike: List[str] = []
+    pairs = set()
+    for label in sorted(used, key=lambda n: (used[n], n)):  # the rarer of two labels named first
+        others = [n for n in used if n != label and used[n] >= used[label]]
+        same_case = [n for n in others if n.lower() == label.lower()]
+        close = same_case or difflib.get_close_matches(label, others, n=1, cutoff=0.8)
+        if close and (same_case or used[label] * 10 <= used[close[0]]) and {label, close[0]} not in pairs:
+            pairs.add(frozenset((label, close[0])))
+            alike.append(f"{said(label)} and {said(close[0])}")
+    if alike:
+        notes.append(f"labels spelt alike are separate classes (a typo while labelling?): {'; '.join(alike[:3])}"
+                     f"{'; ...' if len(alike) > 3 else ''}; rename them in the JSONs, or give --names")
     return tuple(sorted(used))
 
 
@@ -260,6 +301,10 @@ def _shape_notes(files: Sequence[LabelmeFile], notes: List[str]) -> None:
                      f"with it (one object drawn in parts)")
     if left_out:
         notes.append(f"{', '.join(counted(n, k) for k, n in sorted(left_out.items()))} are not boxes, left out")
+    ignored = sum(f.ignored for f in files)
+    if ignored:
+        notes.append(f"{counted(ignored, 'shape')} labelled {' or '.join(IGNORE_LABELS)} (LabelMe's labels for what is "
+                     f"no class) left out")
 
 
 def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
@@ -270,6 +315,7 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
     if not src.is_dir():
         raise DatasetError(f"LabelMe folder {src} not found" if not src.exists() else
                            f"{src}: give the folder of LabelMe JSONs, not one file")
+    check_not_a_split(src, is_labelme, "LabelMe")
     paths = labelme_files(src)
     if not paths:
         raise DatasetError(f"{src} holds no LabelMe JSON files (a JSON with a \"shapes\" list, as LabelMe saves one "
@@ -292,6 +338,12 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
         first = missing[0]
         embedded = ("; the JSONs embed their images (imageData), but dfine reads image files: put the images "
                     "where imagePath names them" if all(f.embedded for f in missing) else "")
+        outside = next((p for f in missing if f.image_path and (p := (f.path.parent / f.image_path).resolve()).is_file()),
+                       None)
+        if outside is not None:  # the JSONs' own folder given (json/ beside images/)
+            holder = Path(os.path.commonpath([src, outside.parent]))
+            raise DatasetError(f"the images of the LabelMe files in {src} are outside it (e.g. {outside}): give the "
+                               f"folder that holds both, e.g. --data {holder}")
         raise DatasetError(f"none of the {counted(len(files), 'image')} of the LabelMe files in {src} found (first: "
                            f"{first.path.relative_to(src)} names {first.image_path or 'no imagePath'!r}, looked for "
                            f"beside it and by name under {src}){embedded}")
@@ -307,7 +359,7 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
     kept = [(f, p) for f, (p, _) in zip(files, located) if p is not None]
     files, image_paths = [f for f, _ in kept], [p for _, p in kept]
     _shape_notes(files, notes)
-    class_names = _class_names(files, names, notes)
+    class_names = _class_names(files, names, src, notes)
     if not class_names:
         raise DatasetError(f"{src}: no rectangle, polygon, circle or mask in any LabelMe file and no --names; "
                            f"nothing to learn")
