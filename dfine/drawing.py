@@ -20,8 +20,9 @@ _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 
             (255, 112, 31), (207, 210, 49), (100, 115, 255), (255, 55, 199), (26, 147, 52), (61, 219, 134)]
 
 
-def draw(image: Image.Image, dets) -> Image.Image:
-    """A copy of ``image`` with boxes labelled ``"name score"``; the text (11 px at 640 px, ~1/60 of
+def draw(image: Image.Image, dets, scores: bool = True) -> Image.Image:
+    """A copy of ``image`` with boxes labelled ``"name score"`` (``"name"`` without ``scores``: boxes
+    of an annotation file); the text (11 px at 640 px, ~1/60 of
     the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
     2048 px photo. Drawn from the lowest score up: of two boxes in one place (a duplicate) the best's
     label is the one seen."""
@@ -35,7 +36,7 @@ def draw(image: Image.Image, dets) -> Image.Image:
             int(dets.labels[i])
         color = _PALETTE[label % len(_PALETTE)]
         pen.rectangle((x0, y0, x1, y1), outline=color, width=width)
-        text = f"{name} {score:.2f}"
+        text = f"{name} {score:.2f}" if scores else name
         left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
         pad = max(1, width // 2)
         box_w, box_h = right + 2 * pad, bottom + 2 * pad

@@ -98,12 +98,21 @@ def run_check(args: argparse.Namespace) -> int:
     print(report.format(imgsz=args.imgsz))
     if args.plot:
         print(f"plot: {plot_report(report, args.plot)}")
+        _plot_samples(args.ann_file, images, Path(args.plot), None)
     if args.fix:
         changes = fix_dataset(args.ann_file, images, args.fix, report=report, workers=args.workers)
         print(f"fixed copy: {args.fix} ({len(changes)} changes)")
         for line in changes:
             print(f"  {line}")
     return 0 if report.ok else 1
+
+
+def _plot_samples(ann: Any, images: Any, plot: Path, title: Optional[str]) -> None:
+    """Beside the labels picture ``plot``, ``STEM_samples.png``: images with their boxes drawn."""
+    from dfine.data.check import plot_samples
+    written = plot_samples(ann, images, plot.with_name(f"{plot.stem}_samples{plot.suffix or '.png'}"), title)
+    if written is not None:
+        print(f"images with their boxes: {written}")
 
 
 def _said_once(report: Any, strays: Set[Tuple[str, Tuple[Any, ...]]]) -> Any:
@@ -164,6 +173,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
                 plot = Path(args.plot)
                 path = plot.with_name(f"{plot.stem}_{split}{plot.suffix or '.png'}") if len(splits) > 1 else plot
                 print(f"plot: {plot_report(report, path, title=f'{split} split of {root.name}')}")
+                _plot_samples(ann, images, path, f"{split} split of {root.name}")
             results[split] = report
     print("\n" + "; ".join(f"{split}: {'OK' if r.ok else 'errors'}" for split, r in results.items()))
     return 0 if all(r.ok for r in results.values()) else 1

@@ -752,6 +752,72 @@ def plot_backend() -> Any:
         raise DatasetError("--plot needs matplotlib: pip install \"dfine[plots]\"") from None
 
 
+def sample_pictures(ann_file: os.PathLike | str, images_dir: os.PathLike | str, count: int = 9, seed: int = 0,
+                    side: int = 480) -> Tuple[List[Tuple[str, Any, int]], int]:
+    """Up to ``count`` images of the COCO file (seeded; images with boxes first), each shrunk to
+    ``side`` px on its long side with its boxes drawn and named as the file gives them (crowd boxes
+    named ``(crowd)``): ``[(file name, PIL image, number of boxes)]`` and the file's image count.
+    Images that cannot be read are skipped (the check reports them)."""
+    from types import SimpleNamespace
+
+    from dfine.data.image_io import open_image
+    from dfine.drawing import draw
+
+    data = read_coco_json(Path(ann_file))
+    names = {c["id"]: str(c.get("name", c["id"])) for c in data.get("categories", [])}
+    order = {c: i for i, c in enumerate(names)}
+    boxes: Dict[Any, list] = defaultdict(list)
+    for a in data.get("annotations", []):
+        boxes[a["image_id"]].append(a)
+    images = list(data.get("images", []))
+    rng = np.random.default_rng(seed)
+    with_boxes = [images[i] for i in rng.permutation(len(images)) if boxes.get(images[i]["id"])]
+    without = [images[i] for i in rng.permutation(len(images)) if not boxes.get(images[i]["id"])]
+    tiles = []
+    for im in with_boxes + without:
+        if len(tiles) == count:
+            break
+        try:
+            picture = open_image(Path(images_dir) / im["file_name"])
+        except Exception:  # noqa: BLE001 - the check reports unreadable files; the picture skips them
+            continue
+        anns = boxes.get(im["id"], [])
+        scale = min(1.0, side / max(picture.size))
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))))
+        dets = SimpleNamespace(
+            boxes=np.array([[x * scale, y * scale, (x + w) * scale, (y + h) * scale] for x, y, w, h in
+                            (a["bbox"] for a in anns)], dtype=float).reshape(-1, 4),
+            names=[names.get(a["category_id"], str(a["category_id"])) + (" (crowd)" if a.get("iscrowd") else "")
+                   for a in anns],
+            scores=np.ones(len(anns)), labels=np.array([order.get(a["category_id"], 0) for a in anns], dtype=int))
+        tiles.append((im["file_name"], draw(picture, dets, scores=False), len(anns)))
+    return tiles, len(images)
+
+
+def plot_samples(ann_file: os.PathLike | str, images_dir: os.PathLike | str, path: os.PathLike | str,
+                 title: Optional[str] = None, count: int = 9, seed: int = 0) -> Optional[Path]:
+    """A grid of :func:`sample_pictures`, to see that a conversion put the boxes on the objects;
+    ``None`` when no image could be drawn. Needs matplotlib."""
+    from dfine.engine.plots import save_figure
+
+    tiles, total = sample_pictures(ann_file, images_dir, count, seed)
+    if not tiles:
+        return None
+    plt = plot_backend()
+    cols = min(3, len(tiles))
+    rows = -(-len(tiles) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, picture, n) in zip(axes.flat, tiles):
+        ax.imshow(np.asarray(picture))
+        ax.set_title(f"{_tick(Path(name).name, 36)} ({counted(n, 'box', 'boxes')})", fontsize=9)
+    fig.suptitle(f"{title or Path(ann_file).name}: {counted(len(tiles), 'image')} of {total}, "
+                 f"boxes as the annotation file has them")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None,
                 title: Optional[str] = None) -> Path:
     """A picture of the labels like Ultralytics' ``labels.jpg``: instances per class, the boxes

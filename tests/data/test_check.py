@@ -119,7 +119,8 @@ def test_coco128_passes_with_its_crowd_boxes(coco128, tmp_path, capsys):
     assert main(["data", "check", str(ann), "--images", str(coco128 / "train2017"), "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     assert "  crowd                        10  crowd annotations" in out
-    assert "errors" not in out and out.splitlines()[-2] == "result: OK, training can use it as is"
+    assert "errors" not in out and out.splitlines()[-3] == "result: OK, training can use it as is"
+    assert out.splitlines()[-1] == f"images with their boxes: {tmp_path / 'labels_samples.png'}"
     with PIL.Image.open(plot) as f:
         assert f.size[0] > 500 and f.size[1] > 500
 

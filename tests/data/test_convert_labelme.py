@@ -251,3 +251,32 @@ def test_a_split_folder_a_json_folder_and_one_json_name_the_dataset(tmp_path, ca
     assert capsys.readouterr().err == (f"error: {src / 'train/json/a.json'} is a LabelMe file (one image's shapes): "
                                        f"check its dataset folder, as dfine train --data reads it: dfine data check "
                                        f"{src}\n")
+
+
+def test_data_check_draws_images_with_their_converted_boxes(tmp_path, capsys):
+    """A walk could not see from data check that polygons became the right boxes (only statistics were
+    drawn): --plot also draws images with the boxes as converted, in each class's colour, named."""
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    from dfine.data.check import sample_pictures
+    from dfine.drawing import _PALETTE
+
+    src = tmp_path / "set"
+    src.mkdir()
+    for i in range(3):
+        Image.new("RGB", (200, 100), (128, 128, 128)).save(src / f"{i}.png")
+        shapes = [{"label": "dog", "points": [[120, 60], [180, 60], [150, 90]], "shape_type": "polygon"}] if i else []
+        labelme_json(src / f"{i}.json", f"{i}.png", (200, 100), shapes)
+    out = tmp_path / "pics"
+    assert main(["data", "check", str(src), "--plot", str(out / "labels.png"), "--names", "dog"]) == 0
+    printed = capsys.readouterr().out
+    assert f"images with their boxes: {out / 'labels_train_samples.png'}" in printed
+    assert (out / "labels_train_samples.png").stat().st_size > 0 and (out / "labels_val_samples.png").is_file()
+    converted = convert_labelme(src, tmp_path / "coco", val_fraction=0)
+    tiles, total = sample_pictures(converted.ann_files["train"], converted.images_folder)
+    assert total == 3 and [n for _, _, n in tiles] == [1, 1, 0]  # images with boxes first
+    picture = np.asarray(tiles[0][1])
+    dog = _PALETTE[0]
+    assert tuple(picture[75, 120]) == dog and tuple(picture[75, 179]) == dog  # left and right edges of 120..180
+    assert tuple(picture[75, 150]) == (128, 128, 128) and tuple(picture[30, 20]) == (128, 128, 128)
