@@ -151,17 +151,37 @@ def test_bad_files_are_named_in_one_run(tmp_path):
     assert converted.counts["train"].images == 1
 
 
-def test_images_not_found_anywhere_is_one_line(tmp_path):
+def test_images_only_inside_the_jsons_are_written_out_and_garbage_is_named(tmp_path):
+    """heabeounMKTO/labelme2yolo and veraposeidon/labelme2Datasets share LabelMe JSONs alone: each image
+    only in its imageData (base64 of the JPEG). They are written into the output folder as the files
+    they were; a JSON whose imageData is no image is left out, named; none found at all is one line."""
+    import io
+
+    from PIL import Image
+
     src = tmp_path / "set"
-    data = base64.b64encode(b"not really a jpeg").decode()
-    for n in ("a", "b"):
-        labelme_json(src / f"{n}.json", f"{n}.jpg", (64, 48), [rect("x", 1, 1, 20, 20)], image_data=data)
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 40), (10, 200, 10)).save(buffer, format="JPEG")
+    jpeg = buffer.getvalue()
+    labelme_json(src / "sub" / "a.json", "a.jpeg", (80, 40), [rect("x", 1, 1, 20, 20)],
+                 image_data=base64.b64encode(jpeg).decode())
+    labelme_json(src / "b.json", "b.json", (80, 40), [rect("x", 1, 1, 20, 20)],  # imagePath names the JSON itself
+                 image_data=base64.b64encode(b"not really a jpeg").decode())
+    converted = convert_labelme(src, tmp_path / "out", val_fraction=0)
+    written = tmp_path / "out" / "labelme_images" / "sub" / "a.jpg"
+    assert written.read_bytes() == jpeg
+    train = load(converted.ann_files["train"])
+    assert [(i["file_name"], i["width"], i["height"]) for i in train["images"]] == [("a.jpg", 80, 40)]
+    assert converted.images_folder == written.parent
+    notes = " ".join(converted.notes)
+    assert f"1 image taken from the JSONs' imageData (no image file where imagePath says) -> {tmp_path / 'out'}" in notes
+    assert "1 JSON whose image is not found, left out: b.json (b.json)" in notes
+    assert not (src / "labelme_images").exists()  # -o given: the source is not written
+    (src / "sub" / "a.json").unlink()
     with pytest.raises(DatasetError) as err:
-        convert_labelme(src)
-    message = str(err.value)
-    assert "\n" not in message
-    assert message.startswith(f"none of the 2 images of the LabelMe files in {src} found (first: a.json names 'a.jpg'")
-    assert "the JSONs embed their images (imageData), but dfine reads image files" in message
+        convert_labelme(src, tmp_path / "out2")
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(f"none of the 1 image of the LabelMe files in {src} found (first: b.json names 'b.json'")
 
 
 def test_train_data_and_check_read_a_labelme_folder(tmp_path, capsys):
@@ -280,3 +300,18 @@ def test_data_check_draws_images_with_their_converted_boxes(tmp_path, capsys):
     dog = _PALETTE[0]
     assert tuple(picture[75, 120]) == dog and tuple(picture[75, 179]) == dog  # left and right edges of 120..180
     assert tuple(picture[75, 150]) == (128, 128, 128) and tuple(picture[30, 20]) == (128, 128, 128)
+
+
+def test_jsons_only_in_a_test_folder_say_how_to_train_on_them(tmp_path):
+    """heabeounMKTO/labelme2yolo's 93 JSONs sit in test/: the error said 'files in test, train folders but
+    none in a train folder'. Given alone, that folder converts (a share becomes val)."""
+    src = tmp_path / "set"
+    for n in ("a", "b", "c"):
+        image(src / "test" / f"{n}.jpg")
+        labelme_json(src / "test" / f"{n}.json", f"{n}.jpg", (64, 48), [rect("7", 1, 1, 20, 20)])
+    with pytest.raises(DatasetError) as err:
+        convert_labelme(src, tmp_path / "out")
+    assert str(err.value) == (f"{src}: LabelMe files only in test/, none in a train folder: name the folder of training "
+                              f"images train, or give it alone (--data {src / 'test'}: a share of it becomes val)")
+    converted = convert_labelme(src / "test", tmp_path / "out")
+    assert converted.names == ("7",) and converted.counts["train"].images == 2 and converted.counts["val"].images == 1

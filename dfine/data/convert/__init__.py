@@ -28,7 +28,7 @@ from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
-           "write_text_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
+           "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
            "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
@@ -253,7 +253,12 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``text`` (UTF-8) at ``path``: a temporary file in the same folder, fsync, then rename. The file
+    """``text`` (UTF-8) at ``path``, as :func:`write_bytes_atomic` writes."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` at ``path``: a temporary file in the same folder, fsync, then rename. The file
     gets the permissions of any new file (``0666`` less the umask), not the temporary file's ``0600``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -262,8 +267,8 @@ def write_text_atomic(path: Path, text: str) -> None:
             mask = os.umask(0)
             os.umask(mask)
             os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

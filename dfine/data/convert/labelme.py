@@ -5,7 +5,8 @@ A LabelMe file is ``{"shapes": [{"label", "points": [[x, y], ...], "shape_type",
 (EXIF orientation applied). ``imagePath`` is relative to the JSON's folder and written with the
 separators of the machine that saved it (``..\\images\\a.jpg``). The image is looked for there,
 then beside the JSON under its own stem, then by its name anywhere in the dataset folder (JSONs
-moved into a folder of their own). A ``rectangle``, ``polygon`` or ``mask`` becomes the box around
+moved into a folder of their own); a JSON whose image is nowhere but in its ``imageData`` (datasets
+shared as JSONs alone) has that image written into the output folder's ``labelme_images/``. A ``rectangle``, ``polygon`` or ``mask`` becomes the box around
 its points, a ``circle`` (centre, a point on it) the box around the circle; shapes of one label
 sharing a ``group_id`` (one object drawn in parts) become one box. Points, lines and linestrips
 are not boxes and are counted as left out. JSONs in folders named ``train``, ``val``/``valid``
@@ -38,6 +39,8 @@ Box = Tuple[str, Tuple[float, float, float, float], bool]
 _OUTLINES = ("rectangle", "polygon", "mask")
 #: shape types that are no box
 OTHER_SHAPES = ("point", "points", "line", "linestrip")
+#: where the images that exist only inside LabelMe files (``imageData``) are written, in the output folder
+EMBEDDED_FOLDER = "labelme_images"
 #: LabelMe's labels for what is no class (its labelme2coco / labelme2voc examples' labels.txt starts with them)
 IGNORE_LABELS = ("__ignore__", "_background_")
 #: bytes read from the head of a JSON file to tell whether LabelMe wrote it
@@ -203,8 +206,8 @@ def _image_of(item: LabelmeFile, root: Path, by_name: Dict[str, List[Path]]) -> 
     folder = item.path.parent
     if item.image_path:
         named = (folder / item.image_path).resolve()
-        if named.is_file() and named.is_relative_to(root):  # never an image from outside the dataset folder
-            return named, False
+        if named.is_file() and named.is_relative_to(root) and named.suffix.lower() in IMAGE_SUFFIXES:
+            return named, False  # never an image from outside the dataset folder, nor the JSON itself
     stems = [folder / (item.path.stem + s) for s in sorted(IMAGE_SUFFIXES)]
     beside = next((p for p in stems if p.is_file()), None)
     if beside is not None:
@@ -214,6 +217,31 @@ def _image_of(item: LabelmeFile, root: Path, by_name: Dict[str, List[Path]]) -> 
     if len(places) == 1:
         return places[0].resolve(), True
     return None, False
+
+
+def _write_embedded(item: LabelmeFile, root: Path, folder: Path) -> Optional[Path]:
+    """The image the LabelMe file ``item`` embeds (``imageData``, base64 of the image file) written as
+    that file under ``folder`` (at the JSON's place below ``root``, named as the JSON, the suffix of
+    its format); ``None`` when it does not decode to an image."""
+    import base64
+    import io
+
+    import PIL.Image
+
+    from dfine.data.convert import write_bytes_atomic
+
+    try:
+        raw = base64.b64decode(json.loads(item.path.read_text(encoding="utf-8-sig"))["imageData"], validate=False)
+        with PIL.Image.open(io.BytesIO(raw)) as image:
+            kind = (image.format or "").lower()
+    except Exception:  # noqa: BLE001 - not an image: the JSON is left out, named
+        return None
+    suffix = {"jpeg": ".jpg", "png": ".png", "bmp": ".bmp", "tiff": ".tif", "webp": ".webp"}.get(kind)
+    if suffix is None:
+        return None
+    path = folder / item.path.relative_to(root).with_suffix(suffix)
+    write_bytes_atomic(path, raw)
+    return path.resolve()
 
 
 def _split_of(path: Path, root: Path) -> Optional[str]:
@@ -234,10 +262,12 @@ def _splits(files: Sequence[LabelmeFile], root: Path, val_fraction: float, seed:
         folders = sorted({str(files[i].path.parent.relative_to(root)) for i in other})
         notes.append(f"{counted(len(other), 'JSON')} outside the split folders ({first_few(folders, 3)}) joined train")
     splits = {k: v for k, v in groups.items()}
+    if not splits.get("train") and not other:
+        found = sorted({files[i].path.relative_to(root).parts[0] for v in splits.values() for i in v})
+        raise DatasetError(f"{root}: LabelMe files only in {', '.join(f + '/' for f in found)}, none in a train "
+                           f"folder: name the folder of training images train, or give it alone "
+                           f"(--data {root / found[0]}: a share of it becomes val)")
     splits["train"] = sorted(splits.get("train", []) + other)
-    if not splits["train"]:
-        raise DatasetError(f"{root}: LabelMe files in {', '.join(sorted(splits))} folders but none in a train folder; "
-                           f"name one folder train")
     if "val" not in splits:
         keys = {files[i].path.relative_to(root).as_posix(): i for i in splits["train"]}
         train, val = split_by_fraction(list(keys), val_fraction, seed)
@@ -333,20 +363,30 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
                      f"{'; '.join(f'{p.relative_to(src)} ({why})' for p, why in bad[:3])}{'; ...' if len(bad) > 3 else ''}")
     by_name = images_by_name(src, _DEPTH + 1)
     located = [_image_of(f, src, by_name) for f in files]
-    missing = [f for f, (p, _) in zip(files, located) if p is None]
-    if missing and len(missing) == len(files):
-        first = missing[0]
-        embedded = ("; the JSONs embed their images (imageData), but dfine reads image files: put the images "
-                    "where imagePath names them" if all(f.embedded for f in missing) else "")
-        outside = next((p for f in missing if f.image_path and (p := (f.path.parent / f.image_path).resolve()).is_file()),
-                       None)
+    out_dir = Path(out).expanduser().resolve() if out is not None else src
+    if all(p is None for p, _ in located):
+        outside = next((p for f in files if f.image_path and (p := (f.path.parent / f.image_path).resolve()).is_file()
+                        and p.suffix.lower() in IMAGE_SUFFIXES), None)
         if outside is not None:  # the JSONs' own folder given (json/ beside images/)
             holder = Path(os.path.commonpath([src, outside.parent]))
             raise DatasetError(f"the images of the LabelMe files in {src} are outside it (e.g. {outside}): give the "
                                f"folder that holds both, e.g. --data {holder}")
+    inside = [i for i, (f, (p, _)) in enumerate(zip(files, located)) if p is None and f.embedded]
+    if inside:  # the image only in the JSON (imageData): written out as the file it was
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            decoded = list(pool.map(lambda f: _write_embedded(f, src, out_dir / EMBEDDED_FOLDER), [files[i] for i in inside]))
+        for i, path in zip(inside, decoded):
+            located[i] = (path, False)
+        written = [p for p in decoded if p is not None]
+        if written:
+            notes.append(f"{counted(len(written), 'image')} taken from the JSONs' imageData (no image file where "
+                         f"imagePath says) -> {out_dir / EMBEDDED_FOLDER}")
+    missing = [f for f, (p, _) in zip(files, located) if p is None]
+    if missing and len(missing) == len(files):
+        first = missing[0]
         raise DatasetError(f"none of the {counted(len(files), 'image')} of the LabelMe files in {src} found (first: "
                            f"{first.path.relative_to(src)} names {first.image_path or 'no imagePath'!r}, looked for "
-                           f"beside it and by name under {src}){embedded}")
+                           f"beside it and by name under {src})")
     if missing:
         shown = "; ".join(f"{f.path.relative_to(src)} ({f.image_path or 'no imagePath'})" for f in missing[:3])
         notes.append(f"{counted(len(missing), 'JSON')} whose image is not found, left out: {shown}"
@@ -364,7 +404,6 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
         raise DatasetError(f"{src}: no rectangle, polygon, circle or mask in any LabelMe file and no --names; "
                            f"nothing to learn")
     folder = images_folder_of(image_paths, src)
-    out_dir = Path(out).expanduser() if out is not None else src
     ann_dir = out_dir / "annotations"
     info = info_for(ann_dir, folder, "LabelMe", src)
     written, counts = {}, {}
