@@ -80,7 +80,7 @@ class TrainResult:
         """One line, as the run's last lines say it (the metrics dict holds every loss of every
         step: pages of numbers where a notebook shows the result):
         ``TrainResult(output/fruit_dfine_n, best AP 6.1 at epoch 2: best_stg2.pth, conf 0.35)``."""
-        from dfine.engine.summary import ap_text
+        from dfine.text import ap_text
 
         parts = [str(self.output_dir)]
         if self.metrics.get("best_epoch", -1) >= 0 and not self.metrics.get("best_AP", 0) > 0:
@@ -329,11 +329,11 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         if scratch is None:
             raise DfineError(f"--split {split} is for an evaluation (dfine eval); training uses the val split")
         if split not in splits:
-            raise DfineError(_missing_split(root, split, splits))
+            raise DfineError(_missing_split(root, split, splits, fmt))
         splits = {"val": splits[split]}
     for need in (("val",) if scratch is not None else ("train", "val")):
         if need not in splits and need not in pointed:
-            raise DfineError(_missing_split(root, need, splits))
+            raise DfineError(_missing_split(root, need, splits, fmt))
     overrides = []
     for split in (s for s in ("train", "val") if s in splits):
         ann, folder = map(_absolute, splits[split])
@@ -363,14 +363,21 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
 
 
-def _missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]]) -> str:
-    """One line for a dataset without a ``split`` (train or val): the splits it has, a split
-    folder of images without its annotation file, and what to add."""
+def _missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco") -> str:
+    """One line for a dataset without a ``split`` (train, val or test): the splits it has (their
+    files when the dataset's own, not a conversion's), a split folder of images without its annotation
+    file, and what to add for a dataset of format ``fmt``."""
     from dfine.data.convert import IMAGE_SUFFIXES, SPLIT_NAMES
 
     def shown(path: Path) -> str:
         return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
+    if fmt != "coco" or not all(ann.is_relative_to(root) for ann, _ in splits.values()):
+        folder = {"train": "train", "val": "val", "test": "test"}[split]
+        add = {"yolo": f"a {split}: entry in its data.yaml (or {folder}/images + {folder}/labels)",
+               "voc": f"ImageSets/Main/{split}.txt", "cvat": f"images of the {folder.capitalize()} subset"}.get(
+            fmt, f"a {folder}/ folder beside train/ in the same layout")
+        return f"--data {root}: no {split} split; found {', '.join(splits) or 'none'}; add {add}"
     found = ", ".join(f"{s} ({shown(ann)})" for s, (ann, _) in splits.items())
     line = f"--data {root}: no {split} split" + (f"; found {found}" if found else "")
     for name in (n for n, s in SPLIT_NAMES.items() if s == split):

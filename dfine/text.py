@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Optional
 
-__all__ = ["counted", "first_few", "no_font_note", "progress_bar"]
+__all__ = ["ap_text", "counted", "first_few", "no_font_note", "progress_bar"]
 
 
 def counted(n: int, word: str, many: Optional[str] = None) -> str:
     """``n`` and ``word``, plural unless ``n`` is 1: ``counted(1, "epoch")`` -> ``"1 epoch"``,
     ``counted(0, "box", "boxes")`` -> ``"0 boxes"``, ``counted(3, "category", "categories")``."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def ap_text(ap: float) -> str:
+    """AP (0..1) in percent with one decimal, or one significant digit when that would read 0.0
+    for an AP above 0 (``0.0004`` -> ``"0.04"``: the run's best weights are then ``best_stg1.pth``,
+    which an AP shown as 0.0 would contradict)."""
+    v = 100 * ap
+    if v <= 0 or v >= 0.05:
+        return f"{v:.1f}"
+    if v < 0.0001:  # '7e-06' (the 1-significant-digit form) read as a code, not a figure (a walk)
+        return "<0.0001"
+    return f"{v:.{-math.floor(math.log10(v))}f}"  # one significant digit, in decimals
 
 
 def first_few(items: Iterable[Any], n: int) -> str:

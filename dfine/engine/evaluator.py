@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dfine.text import counted, first_few
+from dfine.text import ap_text, counted, first_few
 
 from . import dist
 
@@ -123,7 +123,7 @@ class CocoMetrics:
         if not self.has_ground_truth:
             return NO_BOXES
         d = self.as_dict()
-        return "  ".join(f"{k} {100 * d[k]:.1f}" if d[k] >= 0 else f"{k} -"
+        return "  ".join(f"{k} {ap_text(d[k])}" if d[k] >= 0 else f"{k} -"  # as the run's end line: 0.007, not 0.0
                          for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
 
     def coco_summary(self) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shlex
 from pathlib import Path
@@ -76,18 +75,6 @@ def parameters_line(model: torch.nn.Module) -> str:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return f"{total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)"
-
-
-def ap_text(ap: float) -> str:
-    """AP (0..1) in percent with one decimal, or one significant digit when that would read 0.0
-    for an AP above 0 (``0.0004`` -> ``"0.04"``: the run's best weights are then ``best_stg1.pth``,
-    which an AP shown as 0.0 would contradict)."""
-    v = 100 * ap
-    if v <= 0 or v >= 0.05:
-        return f"{v:.1f}"
-    if v < 0.0001:  # '7e-06' (the 1-significant-digit form) read as a code, not a figure (a walk)
-        return "<0.0001"
-    return f"{v:.{-math.floor(math.log10(v))}f}"  # one significant digit, in decimals
 
 
 def duration(seconds: float) -> str:

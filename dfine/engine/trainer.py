@@ -48,14 +48,14 @@ from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 from dfine.outputs import prepare_output_dir, removed_if_left_empty
-from dfine.text import counted
+from dfine.text import ap_text, counted
 
 from . import dist
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, conf_line, evaluate, write_evaluation
 from .lock import output_lock
 from .precision import choose_precision
-from .summary import (DataCommand, ap_text, classes_line, dataset_line, duration, images_folder, next_commands,
+from .summary import (DataCommand, classes_line, dataset_line, duration, images_folder, next_commands,
                       parameters_line, unmeasured_line, user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 from .plots import pyplot, save_figure

@@ -233,7 +233,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     with tempfile.TemporaryDirectory(prefix="dfine-eval-") as tmp:
         splits, _ = dataset_splits(root, fmt, Path(tmp), names=names)
         if split not in splits and not ann_file:
-            raise DfineError(_missing_split(root, split, splits))
+            raise DfineError(_missing_split(root, split, splits, fmt))
         ann, folder = splits.get(split, (None, None))
         given = Path(ann_file) if ann_file else None
         read = load_eval_set(given or ann, images or folder or root, limit)

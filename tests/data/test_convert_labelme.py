@@ -315,3 +315,16 @@ def test_jsons_only_in_a_test_folder_say_how_to_train_on_them(tmp_path):
                               f"images train, or give it alone (--data {src / 'test'}: a share of it becomes val)")
     converted = convert_labelme(src / "test", tmp_path / "out")
     assert converted.names == ("7",) and converted.counts["train"].images == 2 and converted.counts["val"].images == 1
+
+
+def test_eval_split_missing_from_a_converted_folder_says_what_to_add(tmp_path, capsys):
+    """--split test of a LabelMe folder without one named the deleted temporary files of its conversion
+    and advised Roboflow COCO files (a walk)."""
+    from dfine.export.evaluate import _data_val_set
+
+    src = tmp_path / "labelled"
+    _one_folder(src)
+    with pytest.raises(Exception) as err:
+        _data_val_set(src, None, None, None, split="test")
+    assert str(err.value) == (f"--data {src}: no test split; found train, val; add a test/ folder beside train/ in the "
+                              f"same layout")
