@@ -109,3 +109,28 @@ def test_a_split_folder_of_a_roboflow_export_names_the_export(tmp_path):
         convert_csv(src / "train")
     assert str(err.value) == (f"{src / 'train'} is the train split of the CSV dataset {src} (beside test/, valid/): give "
                               f"that folder, e.g. --data {src}")
+
+
+def test_a_table_of_every_image_beside_split_tables_and_a_headerless_table(tmp_path):
+    """datitran/raccoon_dataset keeps raccoon_labels.csv (every image) beside train_labels.csv and
+    test_labels.csv: read as a train table too, it put the test images into train. Its images are now
+    read from the split tables; andrewtrainor/Pill_Object_Detection's valid/annotations.csv has no
+    header and cannot be read by position: it is named, not dropped without a word."""
+    src = tmp_path / "raccoon"
+    for i in range(5):
+        image(src / "images" / f"r{i}.jpg", (64, 48))
+    (src / "data").mkdir()
+    row = "r{},64,48,raccoon,2,3,40,30\n"
+    (src / "data/raccoon_labels.csv").write_text(HEADER + "".join(row.format(f"{i}.jpg") for i in range(5)))
+    (src / "data/train_labels.csv").write_text(HEADER + "".join(row.format(f"{i}.jpg") for i in range(3)))
+    (src / "data/test_labels.csv").write_text(HEADER + row.format("3.jpg"))
+    (src / "valid").mkdir()
+    (src / "valid/annotations.csv").write_text("r4.jpg,2,3,40,30,raccoon\n")
+    converted = convert_csv(src, tmp_path / "out", val_fraction=0)
+    names = {s: sorted(i["file_name"] for i in load(f)["images"]) for s, f in converted.ann_files.items()}
+    assert names["test"] == ["r3.jpg"] and "r3.jpg" not in names["train"]
+    assert names["train"] == ["r0.jpg", "r1.jpg", "r2.jpg", "r4.jpg"]  # r4: only in the table of every image
+    notes = " ".join(converted.notes)
+    assert "data/raccoon_labels.csv (4 images): images the split tables list too, read from those" in notes
+    assert ("1 CSV without a header naming filename, class, xmin, ymin, xmax, ymax, left out (add that header line): "
+            "valid/annotations.csv") in notes

@@ -97,6 +97,14 @@ def csv_files(root: Path) -> List[Path]:
     return sorted(found)
 
 
+def _unread_tables(root: Path, read: Sequence[Path]) -> List[str]:
+    """The CSV files where :func:`csv_files` looks that are not box tables it read (no header naming
+    the columns: a table cannot be read by position), relative to ``root``."""
+    folders = [root, *(root / n for n in (*SPLIT_NAMES, "annotations", "labels", "data"))]
+    return sorted(str(p.relative_to(root)) for folder in folders if folder.is_dir() for p in folder.glob("*.csv")
+                  if p not in read)
+
+
 def _number(text: str, path: Path, line: int, column: str) -> float:
     try:
         value = float(text)
@@ -181,25 +189,46 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     paths = [src] if src.is_file() else csv_files(src)
     if not paths:
         raise DatasetError(f"{src} holds no CSV of boxes (a header naming filename, class, xmin, ymin, xmax, ymax)")
-    tables = [read_box_table(p) for p in paths]
+    tables = sorted((read_box_table(p) for p in paths), key=lambda t: t.split is None)  # split tables first
     notes: List[str] = []
     by_name = images_by_name(root)
-    items: Dict[str, List[Annotated]] = {}
+    chosen: Dict[str, Dict[Path, Annotated]] = {}  # split -> image -> its annotation: each image once
     missing: List[str] = []
     unlisted: Dict[str, int] = {}
+    covered: Dict[str, int] = {}  # a table without a split (all images) -> its images the split tables list
+    twice: List[str] = []
     for table in tables:
         located = _image_paths(table, root, by_name)
         missing += [f"{table.path.relative_to(root)}: {n}" for n, p in located.items() if p is None]
         split = table.split or "train"
-        items.setdefault(split, []).extend(Annotated(p, n, table.sizes[n], table.boxes[n])
-                                           for n, p in located.items() if p is not None)
+        here = chosen.setdefault(split, {})
+        for name, path in located.items():
+            if path is None:
+                continue
+            if table.split is None and any(path in images for images in chosen.values()):
+                covered[str(table.path.relative_to(root))] = covered.get(str(table.path.relative_to(root)), 0) + 1
+            elif path in here:
+                twice.append(f"{table.path.relative_to(root)}: {name}")
+            else:
+                here[path] = Annotated(path, name, table.sizes[name], table.boxes[name])
         if table.path.name == "_annotations.csv":  # Roboflow: an image without boxes has no row
-            listed = {p for p in located.values() if p is not None}
             extra = sorted(p.resolve() for p in table.path.parent.iterdir()
-                           if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in listed)
-            items[split].extend(Annotated(p, p.name, None, ()) for p in extra)
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in here)
+            here.update((p, Annotated(p, p.name, None, ())) for p in extra)
             if extra:
                 unlisted[str(table.path.relative_to(root))] = len(extra)
+    items = {split: list(images.values()) for split, images in chosen.items() if images}
+    if covered:
+        tables_said = ", ".join(f"{t} ({counted(n, 'image')})" for t, n in covered.items())
+        notes.append(f"{tables_said}: images the split tables list too, read from those (a table of every image "
+                     f"beside train and test tables)")
+    if twice:
+        notes.append(f"{counted(len(twice), 'image')} listed in a second table of the same split, read from the first "
+                     f"only: {first_few(twice, 3)}")
+    unread = _unread_tables(root, paths)
+    if unread:
+        notes.append(f"{counted(len(unread), 'CSV')} without a header naming filename, class, xmin, ymin, xmax, ymax, "
+                     f"left out (add that header line): {first_few(unread, 3)}")
     if missing and not any(items.values()):
         raise DatasetError(f"none of the images of {first_few([str(p.relative_to(root)) for p in paths], 3)} found "
                            f"(first: {missing[0]}); looked beside the CSV, in images/ and by name under {root}")
