@@ -63,7 +63,7 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "box_clipped": ("repair", "annotation", "boxes partly outside the image (clipped when training)"),
     "box_invalid": ("repair", "annotation", "boxes with NaN, zero or negative size (dropped when training)"),
     "box_outside": ("repair", "annotation", "boxes entirely outside the image (dropped when training)"),
-    "unused_category": ("warning", "category", "declared categories no annotation uses (a Roboflow root, or classes absent here)"),
+    "unused_category": ("warning", "category", "declared categories no annotation uses (classes absent from this split, or a Roboflow root)"),
     "rare_category": ("warning", "category", "categories with under 1/20 of the median category's boxes (too few "
                       "to learn; a mislabelled or misspelt class?)"),
     "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),
@@ -835,7 +835,9 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     ax.bar(range(len(table)), [t[3] for t in table], color="#3b7dd8")
     ax.yaxis.get_major_locator().set_params(integer=True)  # counts: no 0.5 instance ticks
     ax.set_ylabel("instances")
-    ax.set_title(f"{counted(sum(t[3] for t in table), 'box', 'boxes')} in {counted(len(table), 'class', 'classes')}")
+    used = sum(1 for t in table if t[3])
+    ax.set_title(f"{counted(sum(t[3] for t in table), 'box', 'boxes')} in "
+                 + (f"{used} of " if used < len(table) else "") + counted(len(table), "class", "classes"))
     if len(table) <= 30:
         ax.set_xticks(range(len(table)), [_tick(names.get(t[0], str(t[0]))) for t in table], rotation=90, fontsize=8)
     else:

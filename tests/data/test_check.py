@@ -147,6 +147,8 @@ def test_labels_plot_of_a_few_boxes_shows_them(tmp_path, monkeypatch):
     assert all(p.get_alpha() >= 0.5 for p in boxes.patches)
     assert all(float(t).is_integer() for t in classes.get_yticks())
     assert (tmp_path / "labels.png").is_file() and not list(tmp_path.glob(".*.png"))
+    # a walk read "2 boxes in 3 classes" for a split whose boxes were all of one class
+    assert classes.get_title() == f"3 boxes in 1 of {len(CATS)} classes"
 
 
 # ---------------------------------------------------------------- the check before training
@@ -357,7 +359,7 @@ def test_a_category_with_far_fewer_boxes_than_the_others_is_named(tmp_path):
     assert report.ok and report.findings["rare_category"].ids == [1] and report.findings["unused_category"].ids == [0]
     text = report.format()
     assert "boxes (too few to learn; a mislabelled or misspelt class?): category ids 1 (bishop)" in text
-    assert "declared categories no annotation uses (a Roboflow root, or classes absent here): category ids 0 (pieces)" \
+    assert "declared categories no annotation uses (classes absent from this split, or a Roboflow root): category ids 0 (pieces)" \
         in text
     # two categories, or even counts: nothing rare
     even = [_ann(1 + i, 1, [1, 1, 5, 5], category_id=1 + i % 3) for i in range(9)]

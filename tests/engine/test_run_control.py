@@ -535,6 +535,13 @@ def test_a_class_without_val_boxes_is_said_before_training(coco128, tmp_path):
                         epochs=1, mscoco=False, extra=FAST)  # val = train: every class has val boxes
     lines = Trainer(load_config(same), progress=False).startup_summary()
     assert not any("without a box in the val set" in line for line in lines)
+    # the other way round: a class whose only boxes are in val (a walk's label typo) cannot be learned
+    swapped = write_recipe(tmp_path / "swapped.yml", coco128 / "train2017", tmp_path / "val.json",
+                           tmp_path / "train.json", epochs=1, batch=2, mscoco=False, extra=FAST)
+    lines = Trainer(load_config(swapped), progress=False).startup_summary()
+    vals = sum(a["category_id"] == 3 for a in train["annotations"])
+    assert (f"note: 1 class without a box in the train set, which the model cannot learn (their AP stays 0): car "
+            f"({vals} in val)") in "\n".join(lines)
 
 
 def test_a_run_stopped_in_its_first_epoch_draws_no_empty_plots(coco128, tmp_path, capsys):
