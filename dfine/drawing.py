@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from .text import no_font_note
 
-__all__ = ["draw", "label_corner", "label_font"]
+__all__ = ["draw", "label_corner", "label_font", "place_label"]
 
 _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
             (255, 112, 31), (207, 210, 49), (100, 115, 255), (255, 55, 199), (26, 147, 52), (61, 219, 134)]
@@ -24,26 +24,55 @@ def draw(image: Image.Image, dets, scores: bool = True) -> Image.Image:
     """A copy of ``image`` with boxes labelled ``"name score"`` (``"name"`` without ``scores``: boxes
     of an annotation file); the text (11 px at 640 px, ~1/60 of
     the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
-    2048 px photo. Drawn from the lowest score up: of two boxes in one place (a duplicate) the best's
-    label is the one seen."""
+    2048 px photo. Labels are placed from the best score down, each where it covers no label placed
+    before it (:func:`place_label`), and drawn over all the boxes, the best last: of two boxes in one
+    place (a duplicate) the best's label is the one seen."""
     image = image.copy()
     pen = ImageDraw.Draw(image)
     side = max(image.size)
     width = max(2, round(side / 320))
     font = label_font(max(11, round(side / 60)), "".join(sorted(set("".join(dets.names)))))
-    for i in np.argsort(dets.scores, kind="stable").tolist():  # the best last, so its label is on top of a duplicate's
-        (x0, y0, x1, y1), name, score, label = dets.boxes[i].tolist(), dets.names[i], float(dets.scores[i]), \
-            int(dets.labels[i])
-        color = _PALETTE[label % len(_PALETTE)]
-        pen.rectangle((x0, y0, x1, y1), outline=color, width=width)
-        text = f"{name} {score:.2f}" if scores else name
-        left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
-        pad = max(1, width // 2)
-        box_w, box_h = right + 2 * pad, bottom + 2 * pad
-        x, y = label_corner((x0, y0, x1, y1), (box_w, box_h), image.size)
-        pen.rectangle((x, y, x + box_w, y + box_h), fill=color)
-        pen.text((x + pad, y + pad), text, fill=(255, 255, 255), font=font)
+    pad = max(1, width // 2)
+    order = np.argsort(dets.scores, kind="stable").tolist()  # the best last, so its label is on top of a duplicate's
+    spots: Dict[int, Tuple[float, float, float, float]] = {}
+    for i in reversed(order):  # the best first: its label keeps the place above its box
+        left, top, right, bottom = pen.textbbox((0, 0), _text(dets, i, scores), font=font)
+        spots[i] = place_label(dets.boxes[i].tolist(), (right + 2 * pad, bottom + 2 * pad), image.size,
+                               list(spots.values()))
+    for i in order:
+        box, color = dets.boxes[i].tolist(), _PALETTE[int(dets.labels[i]) % len(_PALETTE)]
+        pen.rectangle(box, outline=color, width=width)
+    for i in order:  # labels over every box: a box drawn later no longer crosses an earlier label
+        x, y, x1, y1 = spots[i]
+        pen.rectangle((x, y, x1, y1), fill=_PALETTE[int(dets.labels[i]) % len(_PALETTE)])
+        pen.text((x + pad, y + pad), _text(dets, i, scores), fill=(255, 255, 255), font=font)
     return image
+
+
+def _text(dets, i: int, scores: bool) -> str:
+    return f"{dets.names[i]} {float(dets.scores[i]):.2f}" if scores else str(dets.names[i])
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_label(box: Sequence[float], label_size: Tuple[float, float], image_size: Tuple[float, float],
+                taken: Sequence[Sequence[float]] = ()) -> Tuple[float, float, float, float]:
+    """Where the label of ``box`` goes, ``(x0, y0, x1, y1)`` px: :func:`label_corner`'s place unless it
+    covers a label placed already (``taken``), then the first free of below the box, inside its top
+    and inside its bottom (a crowd of boxes hid each other's labels); the first place when none is free."""
+    x0, y0, x1, y1 = box
+    w, h = label_size
+    width, height = image_size
+    x = max(0, min(x0, width - w))
+    first = label_corner(box, label_size, image_size)
+    places = [first, (x, y1), (x, y0), (x, y1 - h)]
+    for px, py in places:
+        rect = (px, py, px + w, py + h)
+        if 0 <= py and py + h <= height and not any(_overlap(rect, t) for t in taken):
+            return rect
+    return (first[0], first[1], first[0] + w, first[1] + h)
 
 
 # Fonts that draw more than Pillow's default (which draws ASCII only: 'ß', 'ı', '鞋' came out as boxes):

@@ -495,3 +495,25 @@ def test_predictions_of_a_roboflow_split_carry_its_image_ids(onnx_model, tmp_pat
     assert main(["predict", str(split), "-m", str(onnx_model), "--conf", "0", "-o", str(tmp_path / "plain")]) == 0
     results = json.loads((tmp_path / "plain" / "predictions.json").read_text())
     assert {(r["file_name"], r["image_id"]) for r in results} == {("egg_a.jpg", 0), ("egg_b.jpg", 1)}
+
+
+def test_labels_of_boxes_side_by_side_do_not_cover_each_other():
+    """Three boxes in a row (squares of a shapes image at --conf 0.05): each label went above its box
+    and the later ones covered the earlier ones. A label whose place is taken goes below its box, or
+    inside it, wherever it covers none placed before it (the better scores placed first)."""
+    from dfine.drawing import draw, place_label
+    from dfine.inference import Detections
+    boxes = np.array([[20, 100, 40, 120], [44, 100, 64, 120], [68, 100, 88, 120]], np.float32)
+    placed = []
+    for box in boxes.tolist():
+        placed.append(place_label(box, (70, 15), (192, 192), placed))
+    assert placed[0] == (20, 85, 90, 100)  # above its box, as a lone label goes
+    assert placed[1] == (44, 120, 114, 135)  # above was taken: below
+    assert all(not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+               for i, a in enumerate(placed) for b in placed[:i])
+    dets = Detections(boxes=boxes, scores=np.array([0.9, 0.8, 0.7], np.float32), labels=np.array([0, 1, 2]),
+                      names=["square", "square", "square"], category_ids=np.array([1, 2, 3]), image_size=(192, 192))
+    out = np.asarray(draw(Image.new("RGB", (192, 192), (0, 0, 0)), dets))
+    assert (out[80:100] == (255, 56, 56)).all(axis=2).sum() > 100  # the best's label above its box, whole
+    assert (out[121:141] == (72, 249, 10)).all(axis=2).sum() > 100  # the second's below its box
+    assert not (out[80:100] == (72, 249, 10)).all(axis=2).any()
