@@ -24,7 +24,7 @@ from dfine.text import counted
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "as_is", "detect_format", "find_coco_splits", "data_run", "train",
            "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
 
-Format = Literal["coco", "yolo", "voc", "cvat", "labelme", "csv"]
+Format = Literal["coco", "yolo", "voc", "cvat", "labelme", "csv", "createml"]
 SIZES = "nslmx"
 
 
@@ -201,8 +201,8 @@ def detect_format(root: Path, option: str = "--data") -> Format:
                 "all images for COCO, "
                 "data.yaml or images/ + "
                 "labels/ for YOLO, Annotations/ + JPEGImages/ (or another folder of XMLs + of images) or XMLs beside the images for VOC, annotations.xml of "
-                "a 'CVAT for images 1.1' export, a JSON per image for LabelMe, a CSV of filename,class,xmin,ymin,xmax,ymax)")
-    raise DfineError(f"{option} {root}: not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder{hint}")
+                "a 'CVAT for images 1.1' export, a JSON per image for LabelMe, a CSV of filename,class,xmin,ymin,xmax,ymax, _annotations.createml.json)")
+    raise DfineError(f"{option} {root}: not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder{hint}")
 
 
 def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
@@ -218,7 +218,8 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
             from dfine.data.convert.csv import csv_files
             return "csv" if root in csv_files(root.parent) else None
         if root.suffix.lower() == ".json":
-            return "coco" if coco_file(root) else None
+            from dfine.data.convert.createml import createml_files
+            return "coco" if coco_file(root) else "createml" if root in createml_files(root.parent) else None
         if root.suffix.lower() == ".data":  # darknet's obj.data
             return "yolo" if find_darknet_data(root) else None
         return "yolo" if root.suffix.lower() in (".yaml", ".yml") else "cvat" if cvat_xml(root) else None
@@ -241,6 +242,10 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
 
     if csv_files(root):  # filename,class,xmin,... tables (TF Object Detection; Roboflow's {split}/_annotations.csv)
         return "csv"
+    from dfine.data.convert.createml import createml_files
+
+    if createml_files(root):  # Roboflow's {split}/_annotations.createml.json
+        return "createml"
     yolo_signs = [root / "data.yaml", root / "data.yml", root / "dataset.yaml", root / "labels", root / "train" / "labels"]
     if (any(p.exists() for p in yolo_signs) or any(root.glob("*.yaml")) or beside_images(root)
             or find_darknet_data(root) or any(beside_images(root / n) for n in SPLIT_NAMES)):
@@ -260,7 +265,7 @@ def as_is(root: Path, fmt: Format) -> bool:
 def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequence[str]] = None,
                    temporary: Optional[str] = None) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
     """The splits of the dataset at ``root`` in format ``fmt`` (``{split: (annotation file, images
-    folder)}``) and notes to print: a COCO folder's split files where they are; a YOLO, VOC, CVAT, LabelMe or CSV
+    folder)}``) and notes to print: a COCO folder's split files where they are; a YOLO, VOC, CVAT, LabelMe, CSV or CreateML
     folder, or one COCO file for all images, converted into ``folder`` (the same split every time; ``temporary``: what ``folder`` is removed
     after, ``"evaluation"`` or ``"check"``, which the note says instead of its path)."""
     found = find_coco_splits(root) if fmt == "coco" else {}
@@ -461,7 +466,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
           max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None,
           names: Optional[Union[str, Sequence[str]]] = None,
           resume: Optional[Union[str, os.PathLike]] = None) -> TrainResult:
-    """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset at ``data``;
+    """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset at ``data``;
     ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value`` (a list, or
     one string of them as ``-u`` takes them); ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core);
     ``names``: class names in class-id order (a list, or ``"a,b,c"`` as ``dfine train --names`` takes

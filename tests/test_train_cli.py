@@ -239,7 +239,7 @@ def test_train_help_names_every_dataset_kind_data_takes(capsys):
     with pytest.raises(SystemExit) as done:
         main(["train", "--help"])
     assert done.value.code == 0
-    assert "COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder" in " ".join(capsys.readouterr().out.split())
+    assert "COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder" in " ".join(capsys.readouterr().out.split())
 
 
 def test_eval_of_a_checkpoint_on_a_data_folder_builds_the_checkpoints_size(coco128, tmp_path, capsys, monkeypatch):

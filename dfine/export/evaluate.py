@@ -223,7 +223,7 @@ def _recipe_val_set(args: argparse.Namespace, limit: Optional[int]) -> EvalSet:
 def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], limit: Optional[int],
                   names: Optional[List[str]] = None, split: str = "val") -> EvalSet:
     """The val (or ``split``) split of the dataset folder ``root``, found as ``dfine train --data`` finds it: a
-    COCO folder's file read where it is; a YOLO, VOC, CVAT, LabelMe or CSV folder converted the same way (the
+    COCO folder's file read where it is; a YOLO, VOC, CVAT, LabelMe, CSV or CreateML folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written); ``names``:
     the class names of a YOLO folder that names none (``--names``)."""
     from ..recipes import _missing_split, as_is, dataset_splits, detect_format

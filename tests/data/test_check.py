@@ -581,7 +581,7 @@ def test_a_folder_that_is_no_dataset_names_the_command(tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     assert main(["data", "check", str(tmp_path / "notes")]) == 2
     assert capsys.readouterr().err.startswith(f"error: dfine data check {tmp_path / 'notes'}: not a COCO, YOLO, VOC, "
-                                              f"CVAT, LabelMe or CSV dataset folder (")
+                                              f"CVAT, LabelMe, CSV or CreateML dataset folder (")
     coco = tmp_path / "a.json"
     coco.write_text(json.dumps({"images": [], "annotations": [], "categories": CATS}))
     assert main(["data", "check", str(coco), "--names", "a"]) == 2

@@ -80,7 +80,7 @@ def test_fractions_a_bad_header_and_missing_images(tmp_path):
     with pytest.raises(DatasetError, match="every box edge is between 0 and 1, fractions of the image"):
         convert_csv(src)
     (src / "labels.csv").write_text("image,label,x,y,w,h\na.jpg,x,1,1,5,5\n")
-    with pytest.raises(Exception, match="not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder"):
+    with pytest.raises(Exception, match="not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder"):
         detect_format(src / "labels.csv")  # x, y, w, h: not a table of box edges
     with pytest.raises(DatasetError, match=r"holds no CSV of boxes \(a header naming filename, class, xmin"):
         convert_csv(src)

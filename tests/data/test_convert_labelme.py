@@ -241,7 +241,7 @@ def test_a_folder_above_a_labelme_set_is_not_one(tmp_path):
     LabelMe set deeper down is not named as the dataset in a --data error."""
     _one_folder(tmp_path / "work" / "projects" / "labelled")
     (tmp_path / "work" / "notes" / "draft").mkdir(parents=True)
-    with pytest.raises(Exception, match=r"not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder \("):
+    with pytest.raises(Exception, match=r"not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder \("):
         detect_format(tmp_path / "work" / "notes" / "draft")
     assert detect_format(tmp_path / "work" / "projects") == "labelme"  # given: a level or two down is looked in
 

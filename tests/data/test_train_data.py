@@ -110,7 +110,7 @@ def test_detects_formats_and_coco_layouts(tmp_path):
     for wrong in (rf / "train", rf / "train/_annotations.coco.json", tmp_path / "v/JPEGImages"):
         with pytest.raises(DfineError) as err:
             detect_format(wrong)
-        assert str(err.value) == (f"--data {wrong}: not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder; give the dataset "
+        assert str(err.value) == (f"--data {wrong}: not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder; give the dataset "
                                   f"folder: --data {wrong.parents[1] if wrong.is_file() else wrong.parent}")
     # a Roboflow YOLO set whose data.yaml sits above dataset/{train,valid}/ (0dina/roadSign_temp): the images
     # folder named dataset/train (itself a YOLO set), whose own error then named the data.yaml's folder: two errors
@@ -131,12 +131,12 @@ def test_detects_formats_and_coco_layouts(tmp_path):
             (download / name / split / "_annotations.coco.json").write_text("{}")
     with pytest.raises(DfineError) as err:
         detect_format(download)
-    assert str(err.value) == (f"--data {download}: not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder; it holds 2 dataset "
+    assert str(err.value) == (f"--data {download}: not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder; it holds 2 dataset "
                               f"folders (data, numbers_only_ds): give one, e.g. --data {download / 'data'}")
     _voc(tmp_path / "sets/VOC2007")
     nowhere = tmp_path / "sets/b/c"
     nowhere.mkdir(parents=True)
-    with pytest.raises(DfineError, match=r"not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder \(annotations/"):
+    with pytest.raises(DfineError, match=r"not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder \(annotations/"):
         detect_format(nowhere)
 
 
@@ -613,7 +613,7 @@ def test_yolo_labels_beside_their_images_are_a_dataset(tmp_path):
     empty = tmp_path / "notes"
     empty.mkdir()
     (empty / "readme.txt").write_text("hello")
-    with pytest.raises(DfineError, match="not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder"):
+    with pytest.raises(DfineError, match="not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder"):
         detect_format(empty)
 
 

@@ -150,7 +150,7 @@ def test_export_on_a_recipes_val_set_with_only_images_given(onnx_model, labelled
     (["--ann-file", "ANN"], "--images DIR"),
     ([], "--data DIR"),
     (["--data", "MISSING"], "--data {tmp}/missing not found"),
-    (["--data", "IMAGES"], "not a COCO, YOLO, VOC, CVAT, LabelMe or CSV dataset folder"),
+    (["--data", "IMAGES"], "not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder"),
     (["--data", "TRAIN_ONLY"], "no val split"),
     (["--data", "VOC", "-c", "RECIPE"], "not both"),
     (["-c", "RECIPE"], "val_dataloader.dataset.ann_file"),

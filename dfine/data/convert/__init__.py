@@ -4,6 +4,7 @@
 :mod:`dfine.data.convert.voc` Pascal VOC folders, :mod:`dfine.data.convert.cvat` CVAT's "CVAT for
 images 1.1" export, :mod:`dfine.data.convert.labelme` LabelMe's JSON per image, :mod:`dfine.data.convert.csv` CSV tables of
 boxes (TensorFlow Object Detection, Roboflow's "Tensorflow Object Detection CSV"),
+:mod:`dfine.data.convert.createml` CreateML JSON,
 :mod:`dfine.data.convert.coco` one COCO file for all images (split in two). Each returns a :class:`Converted` saying where
 the files went; images are never copied or changed. Each written JSON carries, in its ``info``,
 the images folder its ``file_name``s are relative to (``images_folder``, relative to the JSON's
@@ -29,10 +30,10 @@ from dfine.video import IMAGE_SUFFIXES
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
-           "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split"]
+           "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split", "write_split_files"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
-FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "coco")
+FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
 
 #: Split names as written by the usual tools -> ours.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -149,8 +150,44 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
     return images, anns, counts
 
 
+def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[str, List[Annotated]],
+                      names: Optional[Sequence[str]], notes: List[str], *, fmt: str, kind: str, val_fraction: float,
+                      seed: int) -> Converted:
+    """The end of a conversion whose images are grouped by split already: the classes (``names``, which
+    must hold every label, else the labels sorted), and without a val split a seeded ``val_fraction``
+    of train (said as having no val ``kind``); then each split's COCO file is written under
+    ``out/annotations`` (default ``root``), the images folder the deepest holding them all. ``fmt``
+    names the source format in the files' ``info``."""
+    used = sorted({label for split in items.values() for item in split for label, _, _ in item.boxes})
+    unknown = sorted(set(used) - set(names or used))
+    if unknown:
+        raise DatasetError(f"labels of {src} not in --names ({', '.join(names or ())}): {', '.join(unknown[:5])}"
+                           f"{', ...' if len(unknown) > 5 else ''}; add them to --names")
+    names = tuple(names) if names else tuple(used)
+    if not names:
+        raise DatasetError(f"{src}: no box in any {kind} and no --names; nothing to learn")
+    if not items.get("train"):
+        raise DatasetError(f"{src}: no train {kind} (found {', '.join(sorted(items))}); put one in train/")
+    if "val" not in items:
+        pool = {item.path.as_posix(): item for item in items.get("train", [])}
+        train, val = split_by_fraction(list(pool), val_fraction, seed)
+        items["train"], items["val"] = [pool[k] for k in train], [pool[k] for k in val]
+        notes.append(f"no val {kind}: {len(val)} of {counted(len(pool), 'image')} became val "
+                     f"{fraction_said(val_fraction, seed)}")
+    folder = images_folder_of([item.path for split in items.values() for item in split], root)
+    out_dir = Path(out).expanduser() if out is not None else root
+    ann_dir = out_dir / "annotations"
+    info = info_for(ann_dir, folder, fmt, src)
+    written, counts = {}, {}
+    for split in (s for s in ("train", "val", "test") if s in items):
+        ims, anns, counts[split] = coco_split(split, items[split], folder, names, notes, kind=kind)
+        written[split] = ann_dir / f"instances_{split}.json"
+        write_coco_json(written[split], ims, anns, names, info)
+    return Converted(src, out_dir, folder, written, tuple(names), counts, notes)
+
+
 def converter(fmt: str) -> Any:
-    """The conversion function of ``fmt`` (``yolo``, ``voc``, ``cvat``, ``labelme``, ``csv``, or ``coco``:
+    """The conversion function of ``fmt`` (``yolo``, ``voc``, ``cvat``, ``labelme``, ``csv``, ``createml``, or ``coco``:
     one COCO file for all images, split), imported on use:
     ``(src, out=None, *, names=None, val_fraction=0.2, seed=0) -> Converted``."""
     import importlib

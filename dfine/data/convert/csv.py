@@ -24,8 +24,8 @@ from pathlib import Path, PureWindowsPath
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, fraction_said,
-                                check_not_a_split, images_by_name, images_folder_of, info_for, split_by_fraction, write_coco_json)
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, check_not_a_split, images_by_name,
+                                write_split_files)
 from dfine.text import counted, first_few
 
 __all__ = ["BoxTable", "convert_csv", "csv_files", "read_box_table"]
@@ -238,32 +238,5 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     if unlisted:
         notes.append(f"images with no row in {', '.join(unlisted)} kept as background images (no boxes): "
                      f"{', '.join(str(n) for n in unlisted.values())}")
-    used = sorted({label for split in items.values() for item in split for label, _, _ in item.boxes})
-    if names:
-        unknown = next(((t.path, label) for t in tables for b in t.boxes.values() for label, _, _ in b
-                        if label not in names), None)
-        if unknown:
-            raise DatasetError(f"{unknown[0]}: class '{unknown[1]}' is not in --names ({', '.join(names)})")
-    class_names = tuple(names) if names else tuple(used)
-    if not class_names:
-        raise DatasetError(f"{src}: no box in any row and no --names; nothing to learn")
-    if "val" not in items:
-        pool = {item.path.as_posix(): item for item in items.get("train", [])}
-        train, val = split_by_fraction(list(pool), val_fraction, seed)
-        items["train"], items["val"] = [pool[k] for k in train], [pool[k] for k in val]
-        notes.append(f"no val CSV: {len(val)} of {counted(len(pool), 'image')} became val "
-                     f"{fraction_said(val_fraction, seed)}")
-    if not items.get("train"):
-        raise DatasetError(f"{src}: no train CSV (found {first_few([p.name for p in paths], 3)}); name one train_*.csv "
-                           f"or put it in train/")
-    every = [item.path for split in items.values() for item in split]
-    folder = images_folder_of(every, root)
-    out_dir = Path(out).expanduser() if out is not None else root
-    ann_dir = out_dir / "annotations"
-    info = info_for(ann_dir, folder, "CSV", src)
-    written, counts = {}, {}
-    for split in (s for s in ("train", "val", "test") if s in items):
-        ims, anns, counts[split] = coco_split(split, items[split], folder, class_names, notes, kind="CSV")
-        written[split] = ann_dir / f"instances_{split}.json"
-        write_coco_json(written[split], ims, anns, class_names, info)
-    return Converted(src, out_dir, folder, written, class_names, counts, notes)
+    return write_split_files(src, root, Path(out) if out is not None else None, items, names, notes,
+                             fmt="CSV", kind="CSV", val_fraction=val_fraction, seed=seed)
