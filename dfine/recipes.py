@@ -281,10 +281,20 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
 
     also = beside_images(root) if fmt == "voc" else None
     if also:  # LabelImg saves both: say which labels were read, and how to read the others
-        notes.append(f"{root} also holds YOLO labels ({also}); the VOC XMLs are used. For the YOLO ones: dfine data "
-                     f"convert --from yolo {shlex.quote(str(root))} -o {shlex.quote(root.name + '_yolo')}, then "
-                     f"--data {shlex.quote(root.name + '_yolo')}")
+        notes.append(_other_format_note(root, "yolo", f"YOLO labels ({also})", fmt))
+    from dfine.data.convert.csv import csv_files
+    tables = csv_files(root) if fmt != "csv" and root.is_dir() else []
+    if tables:  # raccoon_dataset: VOC XMLs and the CSV tables of its train/test split
+        shown = ", ".join(str(t.relative_to(root)) for t in tables[:3])
+        notes.append(_other_format_note(root, "csv", f"CSV tables of boxes ({shown})", fmt))
     return {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}, notes
+
+
+def _other_format_note(root: Path, other: str, what: str, used: str) -> str:
+    """The note for a dataset folder that holds annotations of a second format besides the ``used`` one."""
+    out = shlex.quote(f"{root.name}_{other}")
+    return (f"{root} also holds {what}; the {used.upper()} files are used. For the others: dfine data convert --from "
+            f"{other} {shlex.quote(str(root))} -o {out}, then --data {out}")
 
 
 def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,

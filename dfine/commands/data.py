@@ -94,7 +94,7 @@ def run_check(args: argparse.Namespace) -> int:
         raise DfineError(f"--names is for a dataset folder that names no classes; {args.ann_file} names its own")
     images = args.images or default_images(args.ann_file)
     report = check_dataset(args.ann_file, images, level="deep" if args.deep else "headers",
-                           workers=args.workers, progress=True)
+                           workers=args.workers, progress=True, empty_is_error=True)
     print(report.format(imgsz=args.imgsz))
     if args.plot:
         print(f"plot: {plot_report(report, args.plot)}")
@@ -164,7 +164,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
         for split, (ann, images) in splits.items():
             print(f"\n{split}:", flush=True)  # before the progress bar
             report = check_dataset(ann, images, level="deep" if args.deep else "headers", workers=args.workers,
-                                   progress=True)
+                                   progress=True, empty_is_error=True)
             if not kept:  # the converted file lives in the temporary folder: name the split instead
                 report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
             report = _said_once(report, strays)

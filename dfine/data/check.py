@@ -67,6 +67,7 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "rare_category": ("warning", "category", "categories with under 1/20 of the median category's boxes (too few "
                       "to learn; a mislabelled or misspelt class?)"),
     "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),
+    "no_images": ("error", "file", "annotation files that list no image: nothing to train or evaluate on"),
     "crowd_only": ("error", "annotation", "annotations, every one of them iscrowd=1 (CVAT exports mask shapes so): "
                    "training would see no box; --fix makes them ordinary boxes (their bbox)"),
     "crowd": ("info", "annotation", "crowd annotations (iscrowd=1: ignored by training, handled by evaluation)"),
@@ -501,10 +502,13 @@ class HeaderCache:
 
 
 def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, level: Level = "headers",
-                  workers: int = 8, progress: bool = False, cache: bool = False) -> CheckReport:
+                  workers: int = 8, progress: bool = False, cache: bool = False,
+                  empty_is_error: bool = False) -> CheckReport:
     """Check the COCO file ``ann_file`` against the images in ``images_dir`` (see the module
     docstring for ``level``). A file that is not COCO JSON raises ``DatasetError``. ``cache``:
-    reuse the headers read by an earlier check of the folder (:class:`HeaderCache`)."""
+    reuse the headers read by an earlier check of the folder (:class:`HeaderCache`).
+    ``empty_is_error``: a file without images is a ``no_images`` error (``dfine data check``;
+    training says it in its own words)."""
     if level not in _LEVELS:
         raise ValueError(f"level must be one of {_LEVELS}, got {level!r}")
     data = read_coco_json(ann_file)
@@ -514,6 +518,8 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
                            f"relative to")
     findings: Dict[str, Finding] = {}
     boxes, sizes, cats, table = _json_checks(data, findings)
+    if empty_is_error and not data["images"]:  # a walk: a split converted to 0 images was "OK, training can use it"
+        _add(findings, "no_images", Path(ann_file).name)
     hint = None
     if level != "json":
         _file_checks(data, folder, level, findings, workers, progress, cache,
@@ -782,7 +788,7 @@ def sample_pictures(ann_file: os.PathLike | str, images_dir: os.PathLike | str, 
         except Exception:  # noqa: BLE001 - the check reports unreadable files; the picture skips them
             continue
         anns = boxes.get(im["id"], [])
-        scale = min(1.0, side / max(picture.size))
+        scale = side / max(picture.size)  # small images too: every tile's labels the same size
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))))
         dets = SimpleNamespace(
             boxes=np.array([[x * scale, y * scale, (x + w) * scale, (y + h) * scale] for x, y, w, h in

@@ -4,6 +4,8 @@ found by --data and data check; one-line errors naming the file and line."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from dfine.cli import main
@@ -73,6 +75,36 @@ def test_bad_rows_are_all_named_in_one_run(tmp_path):
     assert str(err.value) == (f"{src / 'labels.csv'} line 3: xmin is 'one', not a number; and 2 more bad lines: 4, 5")
 
 
+def test_a_table_without_a_header_in_retinanet_order(tmp_path):
+    """Roboflow's "RetinaNet Keras CSV" export (c-palma0/facemask-data) and andrewtrainor/Pill_Object_Detection's
+    valid/annotations.csv have no header: 'not a dataset', the files never named. Rows of an image file, four
+    numbers and a name are read in that order (an image without boxes: 'path,,,,,'), said; _classes.csv is no table."""
+    src = tmp_path / "mask"
+    for split in ("train", "valid"):
+        for n in ("a", "b"):
+            image(src / split / f"{n}.jpg", (64, 48))
+        (src / split / "_annotations.csv").write_text("a.jpg,2,3,40,30,mask\nb.jpg,,,,,\n")
+        (src / split / "_classes.csv").write_text("mask,0\n")
+    assert detect_format(src) == "csv"
+    converted = convert_csv(src, tmp_path / "out")
+    train = load(converted.ann_files["train"])
+    assert boxes_by_file(train) == {"train/a.jpg": [("mask", [2.0, 3.0, 38.0, 27.0], 0)], "train/b.jpg": []}
+    notes = " ".join(converted.notes)
+    assert ("2 CSVs without a header read as Keras RetinaNet's columns (filename,xmin,ymin,xmax,ymax,class): "
+            "train/_annotations.csv, valid/_annotations.csv") in notes
+    assert "_classes" not in notes
+
+
+def test_corners_that_read_as_x_y_width_height_are_an_error(tmp_path):
+    src = tmp_path / "set"
+    image(src / "a.jpg", (64, 48))
+    (src / "labels.csv").write_text(HEADER + "a.jpg,64,48,x,30,20,10,10\na.jpg,64,48,x,5,5,20,20\n")
+    with pytest.raises(DatasetError) as err:
+        convert_csv(src)
+    assert str(err.value) == (f"{src / 'labels.csv'}: 1 of 2 boxes have xmax < xmin or ymax < ymin: are the columns x, "
+                              f"y, width, height? This format takes the corners (xmax = x + width)")
+
+
 def test_fractions_a_bad_header_and_missing_images(tmp_path):
     src = tmp_path / "set"
     image(src / "a.jpg")
@@ -121,11 +153,10 @@ def test_a_table_of_every_image_beside_split_tables_and_a_headerless_table(tmp_p
         image(src / "images" / f"r{i}.jpg", (64, 48))
     (src / "data").mkdir()
     row = "r{},64,48,raccoon,2,3,40,30\n"
-    (src / "data/raccoon_labels.csv").write_text(HEADER + "".join(row.format(f"{i}.jpg") for i in range(5)))
-    (src / "data/train_labels.csv").write_text(HEADER + "".join(row.format(f"{i}.jpg") for i in range(3)))
+    (src / "data/raccoon_labels.csv").write_text(HEADER + "".join(row.format(f"{i}.jpg") for i in (0, 1, 2, 3, 4, 9)))
+    (src / "data/train_labels.csv").write_text(HEADER + "".join(row.format(f"{i}.jpg") for i in (0, 1, 2, 9)))
     (src / "data/test_labels.csv").write_text(HEADER + row.format("3.jpg"))
-    (src / "valid").mkdir()
-    (src / "valid/annotations.csv").write_text("r4.jpg,2,3,40,30,raccoon\n")
+    (src / "data/notes.csv").write_text("author,date\nme,today\n")
     converted = convert_csv(src, tmp_path / "out", val_fraction=0)
     names = {s: sorted(i["file_name"] for i in load(f)["images"]) for s, f in converted.ann_files.items()}
     assert names["test"] == ["r3.jpg"] and "r3.jpg" not in names["train"]
@@ -133,4 +164,63 @@ def test_a_table_of_every_image_beside_split_tables_and_a_headerless_table(tmp_p
     notes = " ".join(converted.notes)
     assert "data/raccoon_labels.csv (4 images): images the split tables list too, read from those" in notes
     assert ("1 CSV without a header naming filename, class, xmin, ymin, xmax, ymax, left out (add that header line): "
-            "valid/annotations.csv") in notes
+            "data/notes.csv") in notes
+    # r9.jpg, in both tables and not on disk, is one missing image (a walk read "100 missing" for 50)
+    assert "1 image named in the CSV not found, left out with their boxes: data/train_labels.csv: r9.jpg" in notes
+    one = convert_csv(src / "data/train_labels.csv", tmp_path / "one", val_fraction=0)
+    assert not any("without a header" in n for n in one.notes)  # one file given: the others are not looked at
+
+
+def test_roboflow_copies_of_one_photo_stay_on_one_side_of_a_seeded_split():
+    """A Roboflow export with 3 versions of each photo (llsrwsaint225/Bangkok_Bus_Dataset_tensorflow)
+    split by a val fraction put IMG_1086_jpg.rf.32ac... in train and IMG_1086_jpg.rf.4d35... (the same
+    photo, the same 17 boxes) in val: val AP scored training images. Copies now go together."""
+    from dfine.data.convert import split_by_fraction
+
+    names = [f"IMG_{i:04d}_jpg.rf.{h * 32}.jpg" for i in range(10) for h in "abc"]
+    train, val = split_by_fraction(names, 0.2, 0)
+    assert len(val) == 6 and len(train) == 24
+    stems = lambda side: {n.split(".rf.")[0] for n in side}  # noqa: E731
+    assert not stems(train) & stems(val)
+    plain = sorted(f"{i}.jpg" for i in range(30))
+    shuffled = list(plain)
+    random.Random(0).shuffle(shuffled)
+    assert split_by_fraction(plain, 0.2, 0)[1] == sorted(shuffled[:6])  # other names: the split as before
+
+
+def test_a_voc_folder_with_csv_tables_and_an_empty_split_are_said(tmp_path, capsys):
+    """andrewtrainor/Pill_Object_Detection: CSV tables of 1600 boxes beside one stray VOC XML whose image is
+    gone. It was read as VOC (0 images) and data check ended 'train: OK; val: OK', the CSVs never named."""
+    src = tmp_path / "pill"
+    for i in range(3):
+        image(src / "images" / f"p{i}.jpg", (64, 48))
+    (src / "all_labels.csv").write_text(HEADER + "".join(f"p{i}.jpg,64,48,capsule,2,3,40,30\n" for i in range(3)))
+    from tests.data.datasets import voc_xml
+    voc_xml(src / "annotations" / "gone.xml", "gone.jpg", (64, 48), [("capsule", (1, 1, 9, 9), 0)])
+    assert detect_format(src) == "voc"
+    assert main(["data", "check", str(src)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"{src} also holds CSV tables of boxes (all_labels.csv); the VOC files are used. For the others: dfine "
+            f"data convert --from csv {src} -o pill_csv, then --data pill_csv") in out
+    assert "no_images 1 annotation files that list no image: nothing to train or evaluate on" in out
+    assert out.endswith("train: errors; val: errors")
+
+
+def test_a_linked_images_folder_and_a_typo_in_a_few_rows(tmp_path):
+    """A walk kept images/ as a link to a folder elsewhere: 'not found ... looked in images/' though the
+    files were there (the link's target counted as outside the dataset). And 'racoon' in 3 of 100 rows
+    became a second class without a word (LabelMe folders said it)."""
+    target = tmp_path / "disk" / "raccoon_images"
+    for i in range(6):
+        image(target / f"r{i}.jpg", (64, 48))
+    src = tmp_path / "raccoon"
+    src.mkdir()
+    (src / "images").symlink_to(target, target_is_directory=True)
+    rows = [f"r{i}.jpg,64,48,{'racoon' if i == 5 else 'raccoon'},2,3,40,30\n" for i in range(6) for _ in range(4)]
+    (src / "labels.csv").write_text(HEADER + "".join(rows[:-3]))
+    converted = convert_csv(src, tmp_path / "out")
+    assert converted.counts["train"].images + converted.counts["val"].images == 6
+    assert converted.images_folder == src / "images"
+    assert ("labels spelt alike are separate classes (a typo while labelling?): 'racoon' (1 box, e.g. r5.jpg) and "
+            "'raccoon' (20 boxes, e.g. r0.jpg); rename them in the CSV files, or give --names") in converted.notes
+    assert main(["data", "check", str(tmp_path / "out")]) == 0  # the converted files read through the link too

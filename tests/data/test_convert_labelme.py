@@ -297,9 +297,11 @@ def test_data_check_draws_images_with_their_converted_boxes(tmp_path, capsys):
     tiles, total = sample_pictures(converted.ann_files["train"], converted.images_folder)
     assert total == 3 and [n for _, _, n in tiles] == [1, 1, 0]  # images with boxes first
     picture = np.asarray(tiles[0][1])
+    assert picture.shape == (240, 480, 3)  # every tile 480 px on its long side: labels of one size
     dog = _PALETTE[0]
-    assert tuple(picture[75, 120]) == dog and tuple(picture[75, 179]) == dog  # left and right edges of 120..180
-    assert tuple(picture[75, 150]) == (128, 128, 128) and tuple(picture[30, 20]) == (128, 128, 128)
+    # the box 120..180 x 60..90 at 2.4x: its left and right edges at x 288 and 431, y 180 its middle
+    assert tuple(picture[180, 288]) == dog and tuple(picture[180, 431]) == dog
+    assert tuple(picture[180, 360]) == (128, 128, 128) and tuple(picture[30, 20]) == (128, 128, 128)
 
 
 def test_jsons_only_in_a_test_folder_say_how_to_train_on_them(tmp_path):

@@ -608,7 +608,7 @@ def test_yolo_labels_beside_their_images_are_a_dataset(tmp_path):
         voc_xml(src / f"{i}.xml", f"{i}.jpg", (96, 64), [("QR_CODE", (10, 10, 60, 50), 0)])
     both = data_run(src, "dfine_n", output_dir=tmp_path / "o4")
     assert both.fmt == "voc"
-    assert (f"{src} also holds YOLO labels (classes.txt); the VOC XMLs are used. For the YOLO ones: dfine data "
+    assert (f"{src} also holds YOLO labels (classes.txt); the VOC files are used. For the others: dfine data "
             f"convert --from yolo {src} -o qr_yolo, then --data qr_yolo") in both.notes
     empty = tmp_path / "notes"
     empty.mkdir()

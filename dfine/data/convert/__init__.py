@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import tempfile
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from dfine.video import IMAGE_SUFFIXES
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
-           "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split", "write_split_files"]
+           "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split", "write_split_files", "within", "alike_labels_note"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
@@ -150,6 +151,31 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
     return images, anns, counts
 
 
+def alike_labels_note(used: Mapping[str, int], where: Mapping[str, str], files: str) -> Optional[str]:
+    """The note on labels spelt alike (``used``: boxes per label, ``where``: a file holding each): two
+    that differ only in case, or a rare one (a tenth of the other's boxes or fewer) spelt almost as a
+    common one; a typo while labelling, most likely, which would be a class of its own. ``files``
+    says where to rename them (``"the JSONs"``)."""
+    import difflib
+
+    def said(label: str) -> str:
+        return f"'{label}' ({counted(used[label], 'box', 'boxes')}, e.g. {where[label]})"
+
+    alike: List[str] = []
+    pairs = set()
+    for label in sorted(used, key=lambda n: (used[n], n)):  # the rarer of two labels named first
+        others = [n for n in used if n != label and used[n] >= used[label]]
+        same_case = [n for n in others if n.lower() == label.lower()]
+        close = same_case or difflib.get_close_matches(label, others, n=1, cutoff=0.8)
+        if close and (same_case or used[label] * 10 <= used[close[0]]) and {label, close[0]} not in pairs:
+            pairs.add(frozenset((label, close[0])))
+            alike.append(f"{said(label)} and {said(close[0])}")
+    if not alike:
+        return None
+    return (f"labels spelt alike are separate classes (a typo while labelling?): {'; '.join(alike[:3])}"
+            f"{'; ...' if len(alike) > 3 else ''}; rename them in {files}, or give --names")
+
+
 def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[str, List[Annotated]],
                       names: Optional[Sequence[str]], notes: List[str], *, fmt: str, kind: str, val_fraction: float,
                       seed: int) -> Converted:
@@ -163,6 +189,16 @@ def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[st
     if unknown:
         raise DatasetError(f"labels of {src} not in --names ({', '.join(names or ())}): {', '.join(unknown[:5])}"
                            f"{', ...' if len(unknown) > 5 else ''}; add them to --names")
+    if not names:
+        counts: Dict[str, int] = {}
+        where: Dict[str, str] = {}
+        for item in (item for split in items.values() for item in split):
+            for label, _, _ in item.boxes:
+                counts[label] = counts.get(label, 0) + 1
+                where.setdefault(label, item.source)
+        note = alike_labels_note(counts, where, f"the {kind} files")
+        if note:
+            notes.append(note)
     names = tuple(names) if names else tuple(used)
     if not names:
         raise DatasetError(f"{src}: no box in any {kind} and no --names; nothing to learn")
@@ -216,15 +252,33 @@ def fraction_said(val_fraction: float, seed: int) -> str:
 
 def split_by_fraction(items: Sequence[str], fraction: float, seed: int) -> Tuple[List[str], List[str]]:
     """``items`` (sorted first) shuffled with ``seed``; the first ``round(n * fraction)`` are val.
-    Returns ``(train, val)``, each sorted."""
+    Returns ``(train, val)``, each sorted. Roboflow's copies of one photo (``a_jpg.rf.HASH1.jpg``,
+    ``a_jpg.rf.HASH2.jpg``: the versions an augmented export holds) go to the same side, whole groups
+    shuffled instead: a copy in val of a photo in train scored it on what it was trained on."""
     if not 0.0 <= fraction < 1.0:
         raise DatasetError(f"--val-fraction {fraction} must be in [0, 1)")
     order = sorted(items)
-    random.Random(seed).shuffle(order)
+    groups: Dict[str, List[str]] = {}
+    for item in order:
+        groups.setdefault(_ROBOFLOW_COPY.sub("", item), []).append(item)
     n_val = int(round(len(order) * fraction))
     if fraction > 0 and n_val == 0 and len(order) > 1:
         n_val = 1
-    return sorted(order[n_val:]), sorted(order[:n_val])
+    if len(groups) == len(order):
+        random.Random(seed).shuffle(order)
+        return sorted(order[n_val:]), sorted(order[:n_val])
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    val: List[str] = []
+    for key in keys:
+        if len(val) >= n_val or len(val) + len(groups[key]) >= len(order):
+            break
+        val += groups[key]
+    return sorted(set(order) - set(val)), sorted(val)
+
+
+#: the part of a Roboflow file name that tells its copies of one photo apart (``.rf.`` and a hash)
+_ROBOFLOW_COPY = re.compile(r"\.rf\.[0-9a-f]{32}")
 
 
 def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str) -> Optional[str]:
@@ -249,6 +303,13 @@ def check_not_a_split(src: Path, holds: Callable[[Path], bool], what: str) -> No
     if beside:
         raise DatasetError(f"{src} is the {split} split of the {what} dataset {src.parent} (beside "
                            f"{', '.join(d.name + '/' for d in beside)}): give that folder, e.g. --data {src.parent}")
+
+
+def within(path: Path, root: Path) -> Optional[Path]:
+    """``path`` made absolute and normalised (``..`` taken out, symbolic links kept: an ``images/`` that
+    links elsewhere is the user's own layout), or ``None`` when that leaves the folder ``root``."""
+    normal = Path(os.path.normpath(path.absolute()))
+    return normal if normal.is_relative_to(root) else None
 
 
 def images_by_name(root: Path, depth: int = 3) -> Dict[str, List[Path]]:

@@ -19,7 +19,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import SPLIT_NAMES, Annotated, Converted, check_not_a_split, write_split_files
+from dfine.data.convert import SPLIT_NAMES, Annotated, Converted, check_not_a_split, within, write_split_files
 from dfine.text import counted, first_few
 
 __all__ = ["convert_createml", "createml_files", "read_createml_json"]
@@ -102,8 +102,8 @@ def convert_createml(src: os.PathLike | str, out: Optional[os.PathLike | str] = 
     missing: List[str] = []
     for path in paths:
         for name, boxes in read_createml_json(path).items():
-            image = (path.parent / name).resolve()
-            if not image.is_file() or not image.is_relative_to(root):
+            image = within(path.parent / name, root)
+            if image is None or not image.is_file():
                 missing.append(f"{path.relative_to(root)}: {name}")
                 continue
             items.setdefault(_split_of(path) or "train", []).append(Annotated(image, name, None, boxes))

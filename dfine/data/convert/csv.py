@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, check_not_a_split, images_by_name,
-                                write_split_files)
+                                within, write_split_files)
 from dfine.text import counted, first_few
 
 __all__ = ["BoxTable", "convert_csv", "csv_files", "read_box_table"]
@@ -38,17 +38,21 @@ _COLUMNS = {"filename": ("filename", "file_name", "file", "image", "image_name",
 _SIZE = {"width": ("width", "image_width", "img_width"), "height": ("height", "image_height", "img_height")}
 
 Box = Tuple[str, Tuple[float, float, float, float], bool]
+#: folders of a dataset that hold its tables (the TF Object Detection tutorials: data/train_labels.csv)
+_TABLE_FOLDERS = ("annotations", "labels", "data")
 
 
 @dataclass(frozen=True)
 class BoxTable:
-    """One CSV file: its split (``None``: not said by its name or folder) and, per image file name
-    as written (``/`` separators), the size the rows say (``None``: not said) and the boxes."""
+    """One CSV file: its split (``None``: not said by its name or folder), per image file name as
+    written (``/`` separators) the size the rows say (``None``: not said) and the boxes, and whether
+    a header named the columns."""
 
     path: Path
     split: Optional[str]
     sizes: Dict[str, Optional[Tuple[int, int]]]
     boxes: Dict[str, Tuple[Box, ...]]
+    header: bool = True  # False: read in Keras RetinaNet's column order (no header)
 
 
 def _key(name: str) -> str:
@@ -67,6 +71,36 @@ def _columns(header: Sequence[str]) -> Optional[Dict[str, int]]:
         if index is not None:
             found[column] = index
     return found
+
+
+#: the column order of a table without a header: Keras RetinaNet's CSV (Roboflow's "RetinaNet Keras CSV"
+#: export), ``path,x1,y1,x2,y2,class_name``, an image without boxes as ``path,,,,,``
+_HEADERLESS = {"filename": 0, "xmin": 1, "ymin": 2, "xmax": 3, "ymax": 4, "class": 5}
+
+
+def _layout(first: Sequence[str]) -> Optional[Tuple[Dict[str, int], bool]]:
+    """The columns of a table whose first row is ``first``, and whether that row is a header: a header
+    naming them, or none and rows in :data:`_HEADERLESS` order (an image file, four numbers, a name)."""
+    named = _columns(first)
+    if named is not None:
+        return named, True
+    cells = [c.strip() for c in first]
+    if len(cells) == 6 and Path(cells[0]).suffix.lower() in IMAGE_SUFFIXES:
+        try:
+            [float(c) for c in cells[1:5] if c]
+        except ValueError:
+            return None
+        if all(cells[1:5]) == bool(cells[5]) and not _is_number(cells[5]):
+            return dict(_HEADERLESS), False
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _header(path: Path) -> Optional[List[str]]:
@@ -91,18 +125,18 @@ def csv_files(root: Path) -> List[Path]:
     ``annotations/``, ``labels/`` or ``data/`` folder; sorted."""
     if not root.is_dir():
         return []
-    folders = [root, *(root / n for n in (*SPLIT_NAMES, "annotations", "labels", "data"))]
+    folders = [root, *(root / n for n in (*SPLIT_NAMES, *_TABLE_FOLDERS))]
     found = {p for folder in folders if folder.is_dir() for p in folder.glob("*.csv")
-             if (header := _header(p)) is not None and _columns(header) is not None}
+             if (header := _header(p)) is not None and _layout(header) is not None}
     return sorted(found)
 
 
 def _unread_tables(root: Path, read: Sequence[Path]) -> List[str]:
     """The CSV files where :func:`csv_files` looks that are not box tables it read (no header naming
     the columns: a table cannot be read by position), relative to ``root``."""
-    folders = [root, *(root / n for n in (*SPLIT_NAMES, "annotations", "labels", "data"))]
+    folders = [root, *(root / n for n in (*SPLIT_NAMES, *_TABLE_FOLDERS))]
     return sorted(str(p.relative_to(root)) for folder in folders if folder.is_dir() for p in folder.glob("*.csv")
-                  if p not in read)
+                  if p not in read and "classes" not in p.stem.lower())  # RetinaNet's _classes.csv: no boxes
 
 
 def _number(text: str, path: Path, line: int, column: str) -> float:
@@ -123,23 +157,29 @@ def read_box_table(path: Path) -> BoxTable:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{path}: not a readable CSV file ({exc})") from None
-    columns = _columns(rows[0]) if rows else None
-    if columns is None:
+    layout = _layout(rows[0]) if rows else None
+    if layout is None:
         raise DatasetError(f"{path}: the header ({', '.join(rows[0]) if rows else 'none'}) does not name the columns "
                            f"filename, class, xmin, ymin, xmax, ymax")
+    columns, header = layout
     sizes: Dict[str, Optional[Tuple[int, int]]] = {}
     boxes: Dict[str, List[Box]] = {}
     errors: List[Tuple[int, str]] = []
-    for line, row in enumerate(rows[1:], 2):
+    for line, row in enumerate(rows[1:] if header else rows, 2 if header else 1):
         if not any(cell.strip() for cell in row):
             continue
         try:
             if len(row) <= max(columns.values()):
-                raise DatasetError(f"{path} line {line}: {len(row)} columns, the header has {len(rows[0])}")
+                raise DatasetError(f"{path} line {line}: {len(row)} columns, the "
+                                   f"{'header has' if header else 'first row has'} {len(rows[0])}")
             name = PureWindowsPath(row[columns["filename"]].strip()).as_posix()
             label = row[columns["class"]].strip()
             if not name:
                 raise DatasetError(f"{path} line {line}: no file name")
+            if not label and not any(row[columns[c]].strip() for c in ("xmin", "ymin", "xmax", "ymax")):
+                boxes.setdefault(name, [])  # an image without a box (RetinaNet's "path,,,,,")
+                sizes.setdefault(name, None)
+                continue
             edges = tuple(_number(row[columns[c]], path, line, c) for c in ("xmin", "ymin", "xmax", "ymax"))
             size = None
             if "width" in columns and "height" in columns:
@@ -155,11 +195,17 @@ def read_box_table(path: Path) -> BoxTable:
     if errors:
         more = f"; and {counted(len(errors) - 1, 'more bad line')}: {first_few([n for n, _ in errors[1:]], 8)}"
         raise DatasetError(errors[0][1] + (more if len(errors) > 1 else ""))
-    every = [v for b in boxes.values() for _, box, _ in b for v in box]
+    rows_read = [box for b in boxes.values() for _, box, _ in b]
+    swapped = sum(1 for x0, y0, x1, y1 in rows_read if x1 < x0 or y1 < y0)
+    if swapped and swapped * 10 >= len(rows_read):
+        raise DatasetError(f"{path}: {swapped} of {counted(len(rows_read), 'box', 'boxes')} have xmax < xmin or "
+                           f"ymax < ymin: are the columns x, y, width, height? This format takes the corners "
+                           f"(xmax = x + width)")
+    every = [v for box in rows_read for v in box]
     if every and max(every) <= 1.0 and any(s and max(s) > 1 for s in sizes.values()):
         raise DatasetError(f"{path}: every box edge is between 0 and 1, fractions of the image; this format is in "
                            f"pixels: multiply by the width and height")
-    return BoxTable(path, _split_of(path), sizes, {k: tuple(v) for k, v in boxes.items()})
+    return BoxTable(path, _split_of(path), sizes, {k: tuple(v) for k, v in boxes.items()}, header)
 
 
 def _image_paths(table: BoxTable, root: Path, by_name: Dict[str, List[Path]]) -> Dict[str, Optional[Path]]:
@@ -173,7 +219,7 @@ def _image_paths(table: BoxTable, root: Path, by_name: Dict[str, List[Path]]) ->
         path = next((p / name for p in places if (p / name).is_file()), None)
         if path is None and len(by_name.get(Path(name).name, [])) == 1:
             path = by_name[Path(name).name][0]
-        found[name] = path.resolve() if path is not None and path.resolve().is_relative_to(root) else None
+        found[name] = within(path, root) if path is not None else None
     return found
 
 
@@ -185,6 +231,8 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     if not src.exists():
         raise DatasetError(f"CSV dataset {src} not found")
     root = src.parent if src.is_file() else src
+    if src.is_file() and root.name.lower() in _TABLE_FOLDERS:  # data/train_labels.csv beside images/
+        root = root.parent
     check_not_a_split(root, lambda d: bool(csv_files(d)), "CSV")
     paths = [src] if src.is_file() else csv_files(src)
     if not paths:
@@ -194,12 +242,15 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     by_name = images_by_name(root)
     chosen: Dict[str, Dict[Path, Annotated]] = {}  # split -> image -> its annotation: each image once
     missing: List[str] = []
+    missed: set = set()
     unlisted: Dict[str, int] = {}
     covered: Dict[str, int] = {}  # a table without a split (all images) -> its images the split tables list
     twice: List[str] = []
     for table in tables:
         located = _image_paths(table, root, by_name)
-        missing += [f"{table.path.relative_to(root)}: {n}" for n, p in located.items() if p is None]
+        for name in (n for n, p in located.items() if p is None and n not in missed):  # each image once
+            missed.add(name)
+            missing.append(f"{table.path.relative_to(root)}: {name}")
         split = table.split or "train"
         here = chosen.setdefault(split, {})
         for name, path in located.items():
@@ -212,8 +263,8 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
             else:
                 here[path] = Annotated(path, name, table.sizes[name], table.boxes[name])
         if table.path.name == "_annotations.csv":  # Roboflow: an image without boxes has no row
-            extra = sorted(p.resolve() for p in table.path.parent.iterdir()
-                           if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in here)
+            extra = sorted(within(p, root) for p in table.path.parent.iterdir()
+                           if p.suffix.lower() in IMAGE_SUFFIXES and within(p, root) not in here)
             here.update((p, Annotated(p, p.name, None, ())) for p in extra)
             if extra:
                 unlisted[str(table.path.relative_to(root))] = len(extra)
@@ -225,7 +276,11 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     if twice:
         notes.append(f"{counted(len(twice), 'image')} listed in a second table of the same split, read from the first "
                      f"only: {first_few(twice, 3)}")
-    unread = _unread_tables(root, paths)
+    headerless = [str(t.path.relative_to(root)) for t in tables if not t.header]
+    if headerless:
+        notes.append(f"{counted(len(headerless), 'CSV')} without a header read as Keras RetinaNet's columns "
+                     f"(filename,xmin,ymin,xmax,ymax,class): {first_few(headerless, 3)}")
+    unread = _unread_tables(root, paths) if src.is_dir() else []  # one file given: the others are not looked at
     if unread:
         notes.append(f"{counted(len(unread), 'CSV')} without a header naming filename, class, xmin, ymin, xmax, ymax, "
                      f"left out (add that header line): {first_few(unread, 3)}")

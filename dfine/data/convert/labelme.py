@@ -17,7 +17,6 @@ VOC (:func:`~dfine.data.convert.coco_split`).
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -28,8 +27,9 @@ from pathlib import Path, PureWindowsPath
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, fraction_said,
-                                check_not_a_split, images_by_name, images_folder_of, info_for, split_by_fraction, write_coco_json)
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, alike_labels_note,
+                                check_not_a_split, coco_split, fraction_said, images_by_name, images_folder_of, info_for,
+                                split_by_fraction, within, write_coco_json)
 from dfine.text import counted, first_few
 
 __all__ = ["LabelmeFile", "convert_labelme", "dataset_of", "is_labelme", "is_labelme_file", "labelme_files", "read_labelme_json"]
@@ -205,17 +205,17 @@ def _image_of(item: LabelmeFile, root: Path, by_name: Dict[str, List[Path]]) -> 
     of that name in the dataset folder ``root``."""
     folder = item.path.parent
     if item.image_path:
-        named = (folder / item.image_path).resolve()
-        if named.is_file() and named.is_relative_to(root) and named.suffix.lower() in IMAGE_SUFFIXES:
+        named = within(folder / item.image_path, root)
+        if named is not None and named.is_file() and named.suffix.lower() in IMAGE_SUFFIXES:
             return named, False  # never an image from outside the dataset folder, nor the JSON itself
     stems = [folder / (item.path.stem + s) for s in sorted(IMAGE_SUFFIXES)]
     beside = next((p for p in stems if p.is_file()), None)
     if beside is not None:
-        return beside.resolve(), bool(item.image_path)
+        return within(beside, root), bool(item.image_path)
     name = Path(item.image_path).name if item.image_path else None
     places = by_name.get(name, []) if name else []
     if len(places) == 1:
-        return places[0].resolve(), True
+        return within(places[0], root), True
     return None, False
 
 
@@ -301,18 +301,9 @@ def _class_names(files: Sequence[LabelmeFile], names: Optional[Sequence[str]], r
                                f"({', '.join(names)}): {first_few(map(said, unknown), 5)}; add "
                                f"{'it' if len(unknown) == 1 else 'them'} to --names or rename them in the JSONs")
         return tuple(names)
-    alike: List[str] = []
-    pairs = set()
-    for label in sorted(used, key=lambda n: (used[n], n)):  # the rarer of two labels named first
-        others = [n for n in used if n != label and used[n] >= used[label]]
-        same_case = [n for n in others if n.lower() == label.lower()]
-        close = same_case or difflib.get_close_matches(label, others, n=1, cutoff=0.8)
-        if close and (same_case or used[label] * 10 <= used[close[0]]) and {label, close[0]} not in pairs:
-            pairs.add(frozenset((label, close[0])))
-            alike.append(f"{said(label)} and {said(close[0])}")
-    if alike:
-        notes.append(f"labels spelt alike are separate classes (a typo while labelling?): {'; '.join(alike[:3])}"
-                     f"{'; ...' if len(alike) > 3 else ''}; rename them in the JSONs, or give --names")
+    note = alike_labels_note(used, where, "the JSONs")
+    if note:
+        notes.append(note)
     return tuple(sorted(used))
 
 
