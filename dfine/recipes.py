@@ -201,7 +201,8 @@ def detect_format(root: Path, option: str = "--data") -> Format:
                 "all images for COCO, "
                 "data.yaml or images/ + "
                 "labels/ for YOLO, Annotations/ + JPEGImages/ (or another folder of XMLs + of images) or XMLs beside the images for VOC, annotations.xml of "
-                "a 'CVAT for images 1.1' export, a JSON per image for LabelMe, a CSV of filename,class,xmin,ymin,xmax,ymax, _annotations.createml.json)")
+                "a 'CVAT for images 1.1' export, a JSON per image for LabelMe, a CSV of "
+                "filename,class,xmin,ymin,xmax,ymax, _annotations.createml.json)")
     raise DfineError(f"{option} {root}: not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder{hint}")
 
 
@@ -265,7 +266,7 @@ def as_is(root: Path, fmt: Format) -> bool:
 def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequence[str]] = None,
                    temporary: Optional[str] = None) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
     """The splits of the dataset at ``root`` in format ``fmt`` (``{split: (annotation file, images
-    folder)}``) and notes to print: a COCO folder's split files where they are; a YOLO, VOC, CVAT, LabelMe, CSV or CreateML
+    folder)}``) and notes to print: a COCO folder's split files where they are; another format's
     folder, or one COCO file for all images, converted into ``folder`` (the same split every time; ``temporary``: what ``folder`` is removed
     after, ``"evaluation"`` or ``"check"``, which the note says instead of its path)."""
     found = find_coco_splits(root) if fmt == "coco" else {}
@@ -476,7 +477,8 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
           max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None,
           names: Optional[Union[str, Sequence[str]]] = None,
           resume: Optional[Union[str, os.PathLike]] = None) -> TrainResult:
-    """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset at ``data``;
+    """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the dataset at ``data`` (COCO, YOLO, VOC, CVAT, LabelMe,
+    CSV or CreateML);
     ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value`` (a list, or
     one string of them as ``-u`` takes them); ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core);
     ``names``: class names in class-id order (a list, or ``"a,b,c"`` as ``dfine train --names`` takes

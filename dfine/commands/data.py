@@ -1,11 +1,12 @@
-"""``dfine data convert|check``: bring a YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset into COCO form, and check a dataset.
+"""``dfine data convert|check``: bring a YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset into COCO form,
+and check a dataset.
 
-``dfine data convert --from yolo|voc|cvat|labelme|coco SRC [-o OUT] [--names a,b,c]`` writes
+``dfine data convert --from yolo|voc|cvat|labelme|csv|createml|coco SRC [-o OUT] [--names a,b,c]`` writes
 ``OUT/annotations/instances_{train,val,test}.json`` (OUT defaults to SRC) and prints the
 command that trains on it. ``dfine data check ANN.json --images DIR [--fix OUT.json] [--plot
 PNG] [--deep]`` reports every problem with counts and the first ids; exit 0 when training can
 use the file as it is, 1 when it has errors. ``dfine data check DATASET`` checks every split of a
-dataset folder as ``dfine train --data`` reads it (YOLO, VOC, CVAT and LabelMe converted into a temporary
+dataset folder as ``dfine train --data`` reads it (the formats other than COCO converted into a temporary
 folder; the dataset is never written).
 """
 
@@ -27,13 +28,16 @@ _FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``data`` with its ``convert`` and ``check`` subcommands."""
-    data = subparsers.add_parser("data", help="convert YOLO / VOC / CVAT / LabelMe / CSV / CreateML datasets to COCO, check a dataset",
+    data = subparsers.add_parser("data", help="convert YOLO / VOC / CVAT / LabelMe / CSV / CreateML datasets to COCO, "
+                                              "check a dataset",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = data.add_subparsers(dest="data_command", metavar="{convert,check}")
-    conv = sub.add_parser("convert", help="YOLO, VOC, CVAT, LabelMe, CSV or CreateML -> COCO JSON (images stay where they are)")
+    conv = sub.add_parser("convert", help="YOLO, VOC, CVAT, LabelMe, CSV or CreateML -> COCO JSON (images stay where "
+                                          "they are)")
     conv.add_argument("--from", dest="fmt", required=True, choices=_FORMATS,
                       help="source format (cvat: a 'CVAT for images 1.1' export; labelme: a folder of LabelMe "
-                           "JSONs, one per image; csv: filename,class,xmin,ymin,xmax,ymax tables; createml: CreateML JSON; coco: one COCO file for all images, split into train and val)")
+                           "JSONs, one per image; csv: filename,class,xmin,ymin,xmax,ymax tables; createml: CreateML "
+                           "JSON; coco: one COCO file for all images, split into train and val)")
     conv.add_argument("src", help="the dataset folder (or a YOLO data.yaml, a CVAT annotations.xml, a COCO JSON)")
     conv.add_argument("-o", "--out", help="write OUT/annotations/instances_*.json (default: in SRC)")
     conv.add_argument("--names", help="class names, comma-separated, in class-id order (when no names file exists)")
@@ -43,8 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     conv.set_defaults(func=run_convert)
     check = sub.add_parser("check", help="report every problem of a dataset; --fix writes a repaired copy")
     check.add_argument("ann_file", metavar="ANN_FILE_OR_DATASET",
-                       help="a COCO annotation JSON, or a dataset folder (COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML, as dfine train "
-                            "--data takes it: every split is checked)")
+                       help="a COCO annotation JSON, or a dataset folder (COCO, YOLO, VOC, CVAT, LabelMe, CSV or "
+                            "CreateML, as dfine train --data takes it: every split is checked)")
     check.add_argument("--names", help="class names, comma-separated, in class-id order (a YOLO folder that names "
                                        "none)")
     check.add_argument("--images", help="the folder the file names are relative to (default: the one a converted "
@@ -139,7 +143,7 @@ def _check_imgsz(n: int) -> None:
 
 def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
     """``dfine data check DATASET``: each split of the dataset found as ``dfine train --data`` finds
-    it (a YOLO, VOC, CVAT, LabelMe, CSV or CreateML folder converted into a temporary folder), checked and reported in turn;
+    it (a folder of another format than COCO converted into a temporary folder), checked and reported in turn;
     ``--plot labels.png`` draws ``labels_{split}.png``. 0 when training can use every split, else 1."""
     from dfine.data.check import check_dataset, plot_report
     from dfine.errors import DfineError

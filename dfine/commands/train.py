@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     from .demo import _positive  # --epochs 0, --max-steps 0 (which meant no cap without a word): one line
     p.add_argument("-c", "--config", required=config_required,
                    help="recipe YAML, e.g. configs/dfine/dfine_hgnetv2_n_coco.yml")
-    p.add_argument("--data", help="instead of -c: a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder (the custom recipe "
-                                  "of --model)")
+    p.add_argument("--data", help="instead of -c: a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder "
+                                  "(the custom recipe of --model)")
     p.add_argument("--model", default=None, help="with --data: dfine_n, dfine_s, dfine_m, dfine_l or dfine_x (default: "
                                                   "the size of the -r/-t weights when given, else dfine_s)")
     p.add_argument("--epochs", type=_positive, help="with --data: epochs to train")

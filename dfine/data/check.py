@@ -63,7 +63,8 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "box_clipped": ("repair", "annotation", "boxes partly outside the image (clipped when training)"),
     "box_invalid": ("repair", "annotation", "boxes with NaN, zero or negative size (dropped when training)"),
     "box_outside": ("repair", "annotation", "boxes entirely outside the image (dropped when training)"),
-    "unused_category": ("warning", "category", "declared categories no annotation uses (classes absent from this split, or a Roboflow root)"),
+    "unused_category": ("warning", "category", "declared categories no annotation uses (classes absent from this "
+                        "split, or a Roboflow root)"),
     "rare_category": ("warning", "category", "categories with under 1/20 of the median category's boxes (too few "
                       "to learn; a mislabelled or misspelt class?)"),
     "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),

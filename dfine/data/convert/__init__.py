@@ -2,11 +2,12 @@
 
 :mod:`dfine.data.convert.yolo` reads every Ultralytics / Roboflow YOLO layout,
 :mod:`dfine.data.convert.voc` Pascal VOC folders, :mod:`dfine.data.convert.cvat` CVAT's "CVAT for
-images 1.1" export, :mod:`dfine.data.convert.labelme` LabelMe's JSON per image, :mod:`dfine.data.convert.csv` CSV tables of
-boxes (TensorFlow Object Detection, Roboflow's "Tensorflow Object Detection CSV"),
-:mod:`dfine.data.convert.createml` CreateML JSON,
-:mod:`dfine.data.convert.coco` one COCO file for all images (split in two). Each returns a :class:`Converted` saying where
-the files went; images are never copied or changed. Each written JSON carries, in its ``info``,
+images 1.1" export, :mod:`dfine.data.convert.labelme` LabelMe's JSON per image,
+:mod:`dfine.data.convert.csv` CSV tables of boxes (TensorFlow Object Detection, Roboflow's
+"Tensorflow Object Detection CSV"), :mod:`dfine.data.convert.createml` CreateML JSON,
+:mod:`dfine.data.convert.coco` one COCO file for all images (split in two). Each returns a
+:class:`Converted` saying where the files went; images are never copied or changed (but those that
+exist only inside LabelMe files, written out). Each written JSON carries, in its ``info``,
 the images folder its ``file_name``s are relative to (``images_folder``, relative to the JSON's
 folder when inside it), so ``dfine train --data`` finds the images from the JSON alone.
 """
@@ -30,8 +31,9 @@ from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
-           "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info", "images_folder_of_file",
-           "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split", "write_split_files", "within", "alike_labels_note"]
+           "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
+           "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
+           "write_split_files", "within", "alike_labels_note"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
@@ -138,8 +140,8 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
             counts.ignored += bool(crowd)
             kept += 1
         counts.background += kept == 0
-    for one, many, what, found in ((f"{kind} size differs", f"{kind} sizes differ", "from the image (the image's size is "
-                                    "used)", resized),
+    for one, many, what, found in ((f"{kind} size differs", f"{kind} sizes differ",
+                                    "from the image (the image's size is used)", resized),
                                    ("box", "boxes", "clipped to the image", clipped),
                                    ("box", "boxes", "empty after clipping, left out", dropped),
                                    ("box", "boxes", "with xmin > xmax or ymin > ymax as written, left out", swapped),

@@ -6,13 +6,14 @@ A LabelMe file is ``{"shapes": [{"label", "points": [[x, y], ...], "shape_type",
 separators of the machine that saved it (``..\\images\\a.jpg``). The image is looked for there,
 then beside the JSON under its own stem, then by its name anywhere in the dataset folder (JSONs
 moved into a folder of their own); a JSON whose image is nowhere but in its ``imageData`` (datasets
-shared as JSONs alone) has that image written into the output folder's ``labelme_images/``. A ``rectangle``, ``polygon`` or ``mask`` becomes the box around
-its points, a ``circle`` (centre, a point on it) the box around the circle; shapes of one label
-sharing a ``group_id`` (one object drawn in parts) become one box. Points, lines and linestrips
-are not boxes and are counted as left out. JSONs in folders named ``train``, ``val``/``valid``
-and ``test`` are those splits, else a seeded ``val_fraction`` becomes val (printed). Class names
-are the labels, sorted, unless given. Sizes, clipping and unreadable images are handled as for
-VOC (:func:`~dfine.data.convert.coco_split`).
+shared as JSONs alone) has that image written into the output folder's ``labelme_images/``. A
+``rectangle``, ``polygon`` or ``mask`` becomes the box around its points, a ``circle`` (centre, a
+point on it) the box around the circle; shapes of one label sharing a ``group_id`` (one object drawn
+in parts) become one box. Points, lines and linestrips are not boxes and are counted as left out,
+and so are shapes labelled ``__ignore__`` or ``_background_``. JSONs in folders named ``train``,
+``val``/``valid`` and ``test`` are those splits, else a seeded ``val_fraction`` becomes val
+(printed). Class names are the labels, sorted, unless given. Sizes, clipping and unreadable images
+are handled as for VOC (:func:`~dfine.data.convert.coco_split`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, alike_labels_note,
-                                check_not_a_split, coco_split, fraction_said, images_by_name, images_folder_of, info_for,
-                                split_by_fraction, within, write_coco_json)
+                                check_not_a_split, coco_split, fraction_said, images_by_name, images_folder_of,
+                                info_for, split_by_fraction, within, write_coco_json)
 from dfine.text import counted, first_few
 
-__all__ = ["LabelmeFile", "convert_labelme", "dataset_of", "is_labelme", "is_labelme_file", "labelme_files", "read_labelme_json"]
+__all__ = ["LabelmeFile", "convert_labelme", "dataset_of", "is_labelme", "is_labelme_file", "labelme_files",
+           "read_labelme_json"]
 
 Box = Tuple[str, Tuple[float, float, float, float], bool]
 #: shape types whose points outline the object: the box around the points
@@ -351,7 +353,8 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
     notes: List[str] = []
     if bad:  # each left out, all said at once
         notes.append(f"{counted(len(bad), 'JSON')} cannot be read, left out: "
-                     f"{'; '.join(f'{p.relative_to(src)} ({why})' for p, why in bad[:3])}{'; ...' if len(bad) > 3 else ''}")
+                     f"{'; '.join(f'{p.relative_to(src)} ({why})' for p, why in bad[:3])}"
+                     f"{'; ...' if len(bad) > 3 else ''}")
     by_name = images_by_name(src, _DEPTH + 1)
     located = [_image_of(f, src, by_name) for f in files]
     out_dir = Path(out).expanduser().resolve() if out is not None else src
@@ -365,7 +368,8 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
     inside = [i for i, (f, (p, _)) in enumerate(zip(files, located)) if p is None and f.embedded]
     if inside:  # the image only in the JSON (imageData): written out as the file it was
         with ThreadPoolExecutor(max_workers=8) as pool:
-            decoded = list(pool.map(lambda f: _write_embedded(f, src, out_dir / EMBEDDED_FOLDER), [files[i] for i in inside]))
+            decoded = list(pool.map(lambda f: _write_embedded(f, src, out_dir / EMBEDDED_FOLDER),
+                                    [files[i] for i in inside]))
         for i, path in zip(inside, decoded):
             located[i] = (path, False)
         written = [p for p in decoded if p is not None]
