@@ -259,7 +259,7 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
 
 def as_is(root: Path, fmt: Format) -> bool:
     """Whether the dataset at ``root`` is read where it is (COCO split files) rather than converted
-    into a folder of ours (YOLO, VOC, CVAT, LabelMe, or one COCO file for all images, split in two)."""
+    into a folder of ours (another format, or one COCO file for all images, split in two)."""
     return fmt == "coco" and bool(find_coco_splits(root))
 
 
@@ -304,7 +304,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
              given: Sequence[str] = (), scratch: Optional[Path] = None,
              run_folder: Literal["as is", "new", "latest"] = "as is", split: str = "val") -> DataRun:
     """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
-    ``output_dir/data`` when YOLO, VOC or CVAT; ``scratch``: into that temporary folder of an
+    ``output_dir/data`` unless COCO split files; ``scratch``: into that temporary folder of an
     evaluation instead, which the caller removes); ``given``: the user's own ``key=value`` overrides (a
     split they point the loader at may be missing from the folder). ``epochs``: the run's length, the strong augmentations
     stopping for its last ~9% as in the published 220/200 custom recipe. On a CPU (``device``, or
@@ -389,10 +389,9 @@ def _missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]],
         return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
     if fmt != "coco" or not all(ann.is_relative_to(root) for ann, _ in splits.values()):
-        folder = {"train": "train", "val": "val", "test": "test"}[split]
-        add = {"yolo": f"a {split}: entry in its data.yaml (or {folder}/images + {folder}/labels)",
-               "voc": f"ImageSets/Main/{split}.txt", "cvat": f"images of the {folder.capitalize()} subset"}.get(
-            fmt, f"a {folder}/ folder beside train/ in the same layout")
+        add = {"yolo": f"a {split}: entry in its data.yaml (or {split}/images + {split}/labels)",
+               "voc": f"ImageSets/Main/{split}.txt", "cvat": f"images of the {split.capitalize()} subset"}.get(
+            fmt, f"a {split}/ folder beside train/ in the same layout")
         return f"--data {root}: no {split} split; found {', '.join(splits) or 'none'}; add {add}"
     found = ", ".join(f"{s} ({shown(ann)})" for s, (ann, _) in splits.items())
     line = f"--data {root}: no {split} split" + (f"; found {found}" if found else "")

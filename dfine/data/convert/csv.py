@@ -223,22 +223,11 @@ def _image_paths(table: BoxTable, root: Path, by_name: Dict[str, List[Path]]) ->
     return found
 
 
-def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
-                names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
-    """Convert the CSV box tables of the folder ``src`` (or the one CSV file ``src``) into COCO files
-    under ``out/annotations`` (default: the dataset folder). Images stay where they are."""
-    src = Path(src).expanduser().resolve()
-    if not src.exists():
-        raise DatasetError(f"CSV dataset {src} not found")
-    root = src.parent if src.is_file() else src
-    if src.is_file() and root.name.lower() in _TABLE_FOLDERS:  # data/train_labels.csv beside images/
-        root = root.parent
-    check_not_a_split(root, lambda d: bool(csv_files(d)), "CSV")
-    paths = [src] if src.is_file() else csv_files(src)
-    if not paths:
-        raise DatasetError(f"{src} holds no CSV of boxes (a header naming filename, class, xmin, ymin, xmax, ymax)")
-    tables = sorted((read_box_table(p) for p in paths), key=lambda t: t.split is None)  # split tables first
-    notes: List[str] = []
+def _gather(tables: Sequence[BoxTable], root: Path) -> Tuple[Dict[str, Dict[Path, Annotated]], List[str],
+                                                               Dict[str, int], Dict[str, int], List[str]]:
+    """The images of ``tables`` (split tables first) by split, each image once: ``(images by split,
+    images not found, Roboflow images without a row per table, images a table without a split shares
+    with the split tables per table, images listed twice in one split)``."""
     by_name = images_by_name(root)
     chosen: Dict[str, Dict[Path, Annotated]] = {}  # split -> image -> its annotation: each image once
     missing: List[str] = []
@@ -268,6 +257,26 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
             here.update((p, Annotated(p, p.name, None, ())) for p in extra)
             if extra:
                 unlisted[str(table.path.relative_to(root))] = len(extra)
+    return chosen, missing, unlisted, covered, twice
+
+
+def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
+                names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
+    """Convert the CSV box tables of the folder ``src`` (or the one CSV file ``src``) into COCO files
+    under ``out/annotations`` (default: the dataset folder). Images stay where they are."""
+    src = Path(src).expanduser().resolve()
+    if not src.exists():
+        raise DatasetError(f"CSV dataset {src} not found")
+    root = src.parent if src.is_file() else src
+    if src.is_file() and root.name.lower() in _TABLE_FOLDERS:  # data/train_labels.csv beside images/
+        root = root.parent
+    check_not_a_split(root, lambda d: bool(csv_files(d)), "CSV")
+    paths = [src] if src.is_file() else csv_files(src)
+    if not paths:
+        raise DatasetError(f"{src} holds no CSV of boxes (a header naming filename, class, xmin, ymin, xmax, ymax)")
+    tables = sorted((read_box_table(p) for p in paths), key=lambda t: t.split is None)  # split tables first
+    notes: List[str] = []
+    chosen, missing, unlisted, covered, twice = _gather(tables, root)
     items = {split: list(images.values()) for split, images in chosen.items() if images}
     if covered:
         tables_said = ", ".join(f"{t} ({counted(n, 'image')})" for t, n in covered.items())
