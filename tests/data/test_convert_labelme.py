@@ -330,3 +330,13 @@ def test_eval_split_missing_from_a_converted_folder_says_what_to_add(tmp_path, c
         _data_val_set(src, None, None, None, split="test")
     assert str(err.value) == (f"--data {src}: no test split; found train, val; add a test/ folder beside train/ in the "
                               f"same layout")
+
+
+def test_a_size_the_json_gets_wrong_is_said_as_the_json_s(tmp_path):
+    """The image's own size is used; the note called the LabelMe file an XML."""
+    src = tmp_path / "set"
+    image(src / "a.jpg", (64, 48))
+    labelme_json(src / "a.json", "a.jpg", (640, 480), [rect("x", 1, 1, 20, 20)])
+    converted = convert_labelme(src, tmp_path / "out", val_fraction=0)
+    assert ("train: 1 JSON size differs from the image (the image's size is used): a.json says 640x480, image is "
+            "64x48") in converted.notes

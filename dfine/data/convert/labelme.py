@@ -330,34 +330,12 @@ def _shape_notes(files: Sequence[LabelmeFile], notes: List[str]) -> None:
                      f"no class) left out")
 
 
-def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
-                    names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
-    """Convert the LabelMe folder at ``src`` into COCO files under ``out/annotations`` (default: the
-    folder itself). Images stay where they are."""
-    src = Path(src).expanduser().resolve()
-    if not src.is_dir():
-        raise DatasetError(f"LabelMe folder {src} not found" if not src.exists() else
-                           f"{src}: give the folder of LabelMe JSONs, not one file")
-    check_not_a_split(src, is_labelme, "LabelMe")
-    paths = labelme_files(src)
-    if not paths:
-        raise DatasetError(f"{src} holds no LabelMe JSON files (a JSON with a \"shapes\" list, as LabelMe saves one "
-                           f"per image)")
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        read = list(pool.map(_read_or_reason, paths))
-    files = [r for r in read if isinstance(r, LabelmeFile)]
-    bad = [(p, why) for p, why in zip(paths, read) if isinstance(why, str)]
-    if bad and not files:
-        raise DatasetError(f"{bad[0][0]}: {bad[0][1]}" + (f" (and {counted(len(bad) - 1, 'other JSON')})"
-                                                           if len(bad) > 1 else ""))
-    notes: List[str] = []
-    if bad:  # each left out, all said at once
-        notes.append(f"{counted(len(bad), 'JSON')} cannot be read, left out: "
-                     f"{'; '.join(f'{p.relative_to(src)} ({why})' for p, why in bad[:3])}"
-                     f"{'; ...' if len(bad) > 3 else ''}")
+def _locate(files: Sequence[LabelmeFile], src: Path, out_dir: Path, notes: List[str]) -> List[Optional[Path]]:
+    """The image of each LabelMe file (``None``: not found, left out), those only inside a file
+    written into ``out_dir``; what was found elsewhere, written or left out said in ``notes``. A
+    ``DatasetError`` when no image is found, naming the folder above when they are outside ``src``."""
     by_name = images_by_name(src, _DEPTH + 1)
     located = [_image_of(f, src, by_name) for f in files]
-    out_dir = Path(out).expanduser().resolve() if out is not None else src
     if all(p is None for p, _ in located):
         outside = next((p for f in files if f.image_path and (p := (f.path.parent / f.image_path).resolve()).is_file()
                         and p.suffix.lower() in IMAGE_SUFFIXES), None)
@@ -391,7 +369,37 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
         f, p = moved[0], located[files.index(moved[0])][0]
         notes.append(f"{counted(len(moved), 'image')} not where imagePath says, found by name instead "
                      f"(e.g. {f.path.relative_to(src)}: {f.image_path} -> {p})")
-    kept = [(f, p) for f, (p, _) in zip(files, located) if p is not None]
+    return [p for p, _ in located]
+
+
+def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
+                    names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
+    """Convert the LabelMe folder at ``src`` into COCO files under ``out/annotations`` (default: the
+    folder itself). Images stay where they are."""
+    src = Path(src).expanduser().resolve()
+    if not src.is_dir():
+        raise DatasetError(f"LabelMe folder {src} not found" if not src.exists() else
+                           f"{src}: give the folder of LabelMe JSONs, not one file")
+    check_not_a_split(src, is_labelme, "LabelMe")
+    paths = labelme_files(src)
+    if not paths:
+        raise DatasetError(f"{src} holds no LabelMe JSON files (a JSON with a \"shapes\" list, as LabelMe saves one "
+                           f"per image)")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        read = list(pool.map(_read_or_reason, paths))
+    files = [r for r in read if isinstance(r, LabelmeFile)]
+    bad = [(p, why) for p, why in zip(paths, read) if isinstance(why, str)]
+    if bad and not files:
+        raise DatasetError(f"{bad[0][0]}: {bad[0][1]}" + (f" (and {counted(len(bad) - 1, 'other JSON')})"
+                                                           if len(bad) > 1 else ""))
+    notes: List[str] = []
+    if bad:  # each left out, all said at once
+        notes.append(f"{counted(len(bad), 'JSON')} cannot be read, left out: "
+                     f"{'; '.join(f'{p.relative_to(src)} ({why})' for p, why in bad[:3])}"
+                     f"{'; ...' if len(bad) > 3 else ''}")
+    out_dir = Path(out).expanduser().resolve() if out is not None else src
+    located = _locate(files, src, out_dir, notes)
+    kept = [(f, p) for f, p in zip(files, located) if p is not None]
     files, image_paths = [f for f, _ in kept], [p for _, p in kept]
     _shape_notes(files, notes)
     class_names = _class_names(files, names, src, notes)
@@ -404,7 +412,7 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
     written, counts = {}, {}
     for split, indices in _splits(files, src, val_fraction, seed, notes).items():
         items = [Annotated(image_paths[i], files[i].path.name, files[i].size, files[i].boxes) for i in indices]
-        ims, anns, counts[split] = coco_split(split, items, folder, class_names, notes)
+        ims, anns, counts[split] = coco_split(split, items, folder, class_names, notes, kind="JSON")
         written[split] = ann_dir / f"instances_{split}.json"
         write_coco_json(written[split], ims, anns, class_names, info)
     return Converted(src, out_dir, folder, written, class_names, counts, notes)
