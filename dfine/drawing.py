@@ -50,7 +50,11 @@ def draw(image: Image.Image, dets, scores: bool = True) -> Image.Image:
 
 
 def _text(dets, i: int, scores: bool) -> str:
-    return f"{dets.names[i]} {float(dets.scores[i]):.2f}" if scores else str(dets.names[i])
+    name = str(dets.names[i])
+    if not scores:
+        return name
+    number = name.replace(".", "", 1).lstrip("-").isdigit()  # class '3' at 0.04 read '3 0.04': two bare numbers
+    return f"{name}: {float(dets.scores[i]):.2f}" if number else f"{name} {float(dets.scores[i]):.2f}"
 
 
 def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:

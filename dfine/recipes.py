@@ -79,7 +79,7 @@ class TrainResult:
     def __repr__(self) -> str:
         """One line, as the run's last lines say it (the metrics dict holds every loss of every
         step: pages of numbers where a notebook shows the result):
-        ``TrainResult(output/fruit_dfine_n, best AP 6.1 at epoch 2: best_stg2.pth, conf 0.35)``."""
+        ``TrainResult(output/fruit_dfine_n, best AP 6.1% at epoch 2: best_stg2.pth, conf 0.35)``."""
         from dfine.text import ap_text
 
         parts = [str(self.output_dir)]
@@ -189,7 +189,8 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     above = next((p for p in datasets_above if any((p / n).is_file() for n in ("data.yaml", "data.yml",
                   "dataset.yaml", "dataset.yml"))),
                  next((p for p in datasets_above if p in list(root.parents)[:2]), None))
-    while above is not None and above.name.lower() in SPLIT_NAMES and above.parent in datasets_above:
+    while (above is not None and above.name.lower() in SPLIT_NAMES and above.parent in datasets_above
+           and any(d.is_dir() and d != above and d.name.lower() in SPLIT_NAMES for d in above.parent.iterdir())):
         above = above.parent  # DATASET/train/images of a set whose splits are folders: DATASET, not its train/
     if inside:
         hint = (f"; it holds {counted(len(inside), 'dataset folder')} "
@@ -324,7 +325,10 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         raise DfineError(f"recipe {recipe} not found: dfine train --data needs the configs folder of a dfine checkout")
     fmt = detect_format(root)
     # absolute paths: the printed eval / export / predict commands work from any folder
-    name = (root.resolve().parent if root.is_file() else root.resolve()).name  # a file: its folder's
+    from dfine.data.convert import SPLIT_NAMES
+    named = root.resolve().parent if root.is_file() else root.resolve()  # a file: its folder's
+    # a split folder given alone (a LabelMe set's test/): the dataset's name, not 'test_dfine_n' for every such set
+    name = named.parent.name if named.name.lower() in SPLIT_NAMES and named.parent.name else named.name
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
     taken = None
     if output_dir is None and scratch is None and run_folder != "as is":
@@ -502,9 +506,11 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         raise DfineError(f"imgsz must be a whole multiple of 32 px, got {imgsz!r}{near}")
     if isinstance(overrides, str):  # "HGNetv2.pretrained=False" was read letter by letter ("override 'H'")
         overrides = shlex.split(overrides)
+    from dfine.commands.data import check_names, split_names
     if isinstance(names, str):
-        from dfine.commands.data import split_names
         names = split_names(names)  # "cone,cube" was read letter by letter: nine classes c, o, n, e, ...
+    elif names:
+        names = check_names([str(n) for n in names])
     if resume is not None and not Path(resume).is_file():
         raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
     if output_dir is None and resume is not None:  # the run goes on in its own folder

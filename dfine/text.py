@@ -15,15 +15,16 @@ def counted(n: int, word: str, many: Optional[str] = None) -> str:
 
 
 def ap_text(ap: float) -> str:
-    """AP (0..1) in percent with one decimal, or one significant digit when that would read 0.0
-    for an AP above 0 (``0.0004`` -> ``"0.04"``: the run's best weights are then ``best_stg1.pth``,
-    which an AP shown as 0.0 would contradict)."""
+    """AP (0..1) in percent with one decimal and a ``%`` sign (walks read ``AP 0.002`` under the COCO
+    table's fractions as a fraction), or one significant digit when that would read 0.0 for an AP
+    above 0 (``0.0004`` -> ``"0.04%"``: the run's best weights are then ``best_stg1.pth``, which an AP
+    shown as 0.0 would contradict)."""
     v = 100 * ap
     if v <= 0 or v >= 0.05:
-        return f"{v:.1f}"
+        return f"{v:.1f}%"
     if v < 0.0001:  # '7e-06' (the 1-significant-digit form) read as a code, not a figure (a walk)
-        return "<0.0001"
-    return f"{v:.{-math.floor(math.log10(v))}f}"  # one significant digit, in decimals
+        return "<0.0001%"
+    return f"{v:.{-math.floor(math.log10(v))}f}%"  # one significant digit, in decimals
 
 
 def first_few(items: Iterable[Any], n: int) -> str:

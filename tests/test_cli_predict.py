@@ -517,3 +517,13 @@ def test_labels_of_boxes_side_by_side_do_not_cover_each_other():
     assert (out[80:100] == (255, 56, 56)).all(axis=2).sum() > 100  # the best's label above its box, whole
     assert (out[121:141] == (72, 249, 10)).all(axis=2).sum() > 100  # the second's below its box
     assert not (out[80:100] == (72, 249, 10)).all(axis=2).any()
+
+
+def test_a_class_named_by_a_number_is_told_from_its_score():
+    """LabelMe mahjong tiles named '3', '0.5': the label read '3 0.04', two bare numbers (a walk)."""
+    from types import SimpleNamespace
+
+    from dfine.drawing import _text
+    dets = SimpleNamespace(names=["3", "0.5", "cat"], scores=np.array([0.04, 0.9, 0.5]))
+    assert [_text(dets, i, True) for i in range(3)] == ["3: 0.04", "0.5: 0.90", "cat 0.50"]
+    assert _text(dets, 0, False) == "3"

@@ -65,8 +65,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def split_names(text: Optional[str]) -> Optional[List[str]]:
-    """``--names a,b,c`` as a list of names (None when not given)."""
-    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+    """``--names a,b,c`` as a list of names (None when not given); a name given twice is a one-line
+    error (it made two classes of one name, and training then dropped one, reordering the others)."""
+    names = [n.strip() for n in text.split(",") if n.strip()] if text else None
+    return check_names(names) if names else None
+
+
+def check_names(names: List[str]) -> List[str]:
+    """``names`` when no name repeats; ``DfineError`` naming the repeated ones otherwise."""
+    from dfine.errors import DfineError
+
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DfineError(f"--names gives {', '.join(repr(n) for n in repeated)} more than once: each class once, in "
+                         f"class-id order")
+    return names
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -493,7 +493,7 @@ class Trainer:
         self._last_entry = self._log_epoch(epoch, train_stats, metrics)
         if self.patience is not None and self.evals_since_best >= self.patience and epoch + 1 < cfg.epochs:
             self._print(f"early stop after epoch {epoch + 1}: val AP has not improved for {self.evals_since_best} "
-                        f"evaluations (--patience {self.patience}); best AP {100 * self.best_ap:.1f} at epoch "
+                        f"evaluations (--patience {self.patience}); best AP {ap_text(self.best_ap)} at epoch "
                         f"{self.best_epoch + 1}")
             return "patience"
         return None

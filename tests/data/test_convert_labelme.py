@@ -340,3 +340,41 @@ def test_a_size_the_json_gets_wrong_is_said_as_the_json_s(tmp_path):
     converted = convert_labelme(src, tmp_path / "out", val_fraction=0)
     assert ("train: 1 JSON size differs from the image (the image's size is used): a.json says 640x480, image is "
             "64x48") in converted.notes
+
+
+def test_a_split_folder_given_alone_names_the_run_after_its_dataset(tmp_path, monkeypatch):
+    """heabeounMKTO/labelme2yolo's JSONs in test/, given alone as the error says: the run went into
+    output/test_dfine_n, the folder every such set would share."""
+    from dfine.recipes import data_run
+
+    src = tmp_path / "mahjong" / "test"
+    for n in ("a", "b", "c"):
+        image(src / f"{n}.jpg")
+        labelme_json(src / f"{n}.json", f"{n}.jpg", (64, 48), [rect("3", 1, 1, 20, 20)])
+    monkeypatch.chdir(tmp_path)
+    assert data_run(src, "dfine_n", device="cpu").output_dir == tmp_path / "output" / "mahjong_dfine_n"
+
+
+def test_a_name_given_twice_in_names_is_one_line(tmp_path, capsys):
+    """'--names 0.5,1,...,9,5' passed data check with two classes '5'; training then dropped one and
+    reordered the classes, calling it 'a placeholder: supercategory of the others' (a walk)."""
+    import dfine
+    from dfine.errors import DfineError
+
+    src = tmp_path / "set"
+    _one_folder(src)
+    assert main(["data", "check", str(src), "--names", "cat,dog,cat"]) == 2
+    assert capsys.readouterr().err == "error: --names gives 'cat' more than once: each class once, in class-id order\n"
+    with pytest.raises(DfineError, match="--names gives 'cat' more than once"):
+        dfine.train(data=src, names=["cat", "dog", "cat"])
+
+
+def test_one_json_of_a_set_kept_in_a_lone_test_folder_names_that_folder(tmp_path):
+    """--data of one JSON in DATASET/test/ (no other split) named DATASET, whose own error pointed back at test/."""
+    src = tmp_path / "mahjong" / "test"
+    for n in ("a", "b"):
+        image(src / f"{n}.jpg")
+        labelme_json(src / f"{n}.json", f"{n}.jpg", (64, 48), [rect("3", 1, 1, 20, 20)])
+    with pytest.raises(Exception) as err:
+        detect_format(src / "a.json")
+    assert str(err.value).endswith(f"give the dataset folder: --data {src}")

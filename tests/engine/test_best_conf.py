@@ -53,7 +53,7 @@ def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco
     assert result["best_weights"] == out / "best_stg2.pth" and result["best_conf"] == pytest.approx(picks[1])
     returned = TrainResult(out, result)  # what dfine.train() returns
     assert returned.conf == pytest.approx(picks[1]["conf"])
-    assert repr(returned) == f"TrainResult({out}, best AP 50.0 at epoch 2: best_stg2.pth, conf {picks[1]['conf']:.2f})"
+    assert repr(returned) == f"TrainResult({out}, best AP 50.0% at epoch 2: best_stg2.pth, conf {picks[1]['conf']:.2f})"
     predict = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  predict:"))
     assert shlex.split(predict)[-2:] == ["--conf", f"{picks[1]['conf']:.2f}"]
     assert f"  {conf_line(picks[1], 'the val set')}" in printed.splitlines()
@@ -100,4 +100,4 @@ def test_a_run_without_ap_above_0_is_said_so_in_its_result(tmp_path):
     metrics = {"best_epoch": 0, "best_AP": 0.0, "epoch": 2, "best_weights": str(tmp_path / "last.pth")}
     assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, no evaluation above AP 0: weights last.pth)"
     metrics.update(best_AP=0.0004)
-    assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, best AP 0.04 at epoch 1: last.pth)"
+    assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, best AP 0.04% at epoch 1: last.pth)"

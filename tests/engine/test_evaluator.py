@@ -102,7 +102,7 @@ def test_one_line_summary_shows_a_dash_where_coco_computed_nothing():
     dataset of small objects; a statistic of 0 stays 0.0."""
     from dfine.engine.evaluator import CocoMetrics
     metrics = CocoMetrics([0.25, 0.5, 0.0, 0.1, 0.3, -1.0, 0, 0, 0.4, 0, 0, -1.0], {1: 0.25})
-    assert metrics.summary() == "AP 25.0  AP50 50.0  AP75 0.0  APs 10.0  APm 30.0  APl -  AR100 40.0"
+    assert metrics.summary() == "AP 25.0%  AP50 50.0%  AP75 0.0%  APs 10.0%  APm 30.0%  APl -  AR100 40.0%"
 
 
 def test_a_class_without_a_box_in_the_set_is_named_under_the_table():

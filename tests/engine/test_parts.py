@@ -184,10 +184,10 @@ def test_ap_text_never_shows_a_positive_ap_as_zero():
     (chosen because its AP is above 0): the figure now shows the digit that is there."""
     from dfine.text import ap_text
 
-    assert [ap_text(a) for a in (0.0, 0.0004, 0.00004, 0.0005, 0.412, 1.0)] == ["0.0", "0.04", "0.004", "0.1", "41.2",
-                                                                                 "100.0"]
+    assert [ap_text(a) for a in (0.0, 0.0004, 0.00004, 0.0005, 0.412, 1.0)] == ["0.0%", "0.04%", "0.004%", "0.1%",
+                                                                                 "41.2%", "100.0%"]
     # never in exponent form ('last AP 7e-06' in a walk)
-    assert [ap_text(a) for a in (3.1e-06, 7e-08, 0.000437)] == ["0.0003", "<0.0001", "0.04"]
+    assert [ap_text(a) for a in (3.1e-06, 7e-08, 0.000437)] == ["0.0003%", "<0.0001%", "0.04%"]
 
 
 def test_the_epoch_line_shows_an_ap_as_the_end_line_does():
@@ -196,4 +196,4 @@ def test_the_epoch_line_shows_an_ap_as_the_end_line_does():
 
     stats = [0.00007, 0.0003, 0.0, -1.0, 0.0, 0.25, 0.4123] + [0.0] * 5
     line = CocoMetrics(stats=stats).summary()
-    assert line.startswith("AP 0.007  AP50 0.03  AP75 0.0  APs -  APm 0.0  APl 25.0  AR100")
+    assert line.startswith("AP 0.007%  AP50 0.03%  AP75 0.0%  APs -  APm 0.0%  APl 25.0%  AR100")

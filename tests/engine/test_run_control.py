@@ -80,7 +80,7 @@ def test_sigterm_stops_after_the_step_and_keeps_last_pth(coco128, tmp_path, caps
     # the resume command keeps the run's own options (without --max-steps it trained whole epochs)
     assert f"--max-steps 2 --patience 5 -r {last}" in text and "--max-nonfinite" not in text
     best = tmp_path / "out" / "best_stg1.pth"
-    assert f"best weights so far: {best} (AP 25.0 at epoch 1)" in text and best.is_file()  # where they are, too
+    assert f"best weights so far: {best} (AP 25.0% at epoch 1)" in text and best.is_file()  # where they are, too
     assert not list(last.parent.glob(".*.tmp"))  # no temporary left behind
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
@@ -628,4 +628,4 @@ def test_a_tiny_val_set_and_a_run_without_ap_are_said_plainly(coco128, tmp_path,
     trainer.fit()
     out = capsys.readouterr().out
     assert "no evaluation scored above AP 0 (epochs 1..1): the best weights are the most trained ones" in out
-    assert "best AP 0.0 at" not in out and f"best weights: {tmp_path / 'out' / 'last.pth'}" in out
+    assert "best AP 0.0% at" not in out and f"best weights: {tmp_path / 'out' / 'last.pth'}" in out

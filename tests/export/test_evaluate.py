@@ -97,7 +97,7 @@ def _eval(capsys, argv):
     """(AP in percent, stdout, stderr) of ``dfine eval``."""
     assert main(["eval", "--no-progress", *argv]) == 0
     text = capsys.readouterr()
-    return float(re.search(r"\bAP (\S+)", text.out).group(1)), text.out, text.err
+    return float(re.search(r"\bAP (\S+)%", text.out).group(1)), text.out, text.err
 
 
 def test_export_on_a_voc_data_folder_takes_its_val_split(onnx_model, labelled, tmp_path, capsys):

@@ -101,7 +101,7 @@ def fq_consumers(model) -> list:
 def _eval_ap(capsys, argv) -> float:
     """AP (percent) that ``dfine eval`` prints."""
     assert main(["eval", "--no-progress", *argv]) == 0
-    return float(re.search(r"\bAP (\S+)", capsys.readouterr().out).group(1))
+    return float(re.search(r"\bAP (\S+)%", capsys.readouterr().out).group(1))
 
 
 def test_int8_ir_carries_metadata_and_quantizes_the_head_too(int8_ir):
@@ -297,12 +297,12 @@ def test_eval_of_float_onnx_on_part_of_a_set(checkpoint, images, tmp_path, capsy
     assert main(["eval", "--no-progress", "-r", str(out), "--ann-file", str(ann), "--images", str(images),
                  "--max-images", "4"]) == 0
     text = capsys.readouterr().out
-    assert "(4 images)" in text and float(re.search(r"\bAP (\S+)", text).group(1)) > 50
+    assert "(4 images)" in text and float(re.search(r"\bAP (\S+)%", text).group(1)) > 50
     assert re.search(r"^category +AP$", text, re.M)  # the per-class table, as for a checkpoint
     written = tmp_path / "tiny.onnx.eval.json"  # beside the model, named after it (and said where)
     assert f"metrics: {written}" in text
     saved = json.loads(written.read_text())
-    assert saved["stats"]["AP"] == pytest.approx(float(re.search(r"\bAP (\S+)", text).group(1)) / 100, abs=5e-4)
+    assert saved["stats"]["AP"] == pytest.approx(float(re.search(r"\bAP (\S+)%", text).group(1)) / 100, abs=5e-4)
     assert saved["names"] == {str(i): n for i, n in zip(IDS, NAMES)} and set(saved["per_class"]) == set(saved["names"])
     assert saved["model"] == str(out) and saved["num_images"] == 4 and saved["ann_file"] == str(ann)
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, nothing left over
