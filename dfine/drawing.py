@@ -152,11 +152,17 @@ def label_corner(box: Sequence[float], label_size: Tuple[float, float], image_si
                  ) -> Tuple[float, float]:
     """Top-left corner ``(x, y)`` of the label (``label_size``: width, height) of ``box`` (x0, y0, x1, y1)
     in an image of ``image_size`` (width, height), all in image pixels, y down, so the whole label is
-    in the picture: above the box; at the top border below it, so a small box is not hidden under its
-    label; else inside it; never past the left or right border. Shared by :func:`draw` and the demo's
-    prediction grid."""
+    in the picture: above the box; at the top border inside its top when the box is large (three
+    labels tall or more: below it, the label read as another object's), else below it, so a small
+    box is not hidden under its label; else inside it; never past the left or right border. Shared by
+    :func:`draw` and the demo's prediction grid."""
     x0, y0, x1, y1 = box
     w, h = label_size
     width, height = image_size
-    y = y0 - h if y0 - h >= 0 else y1 if y1 + h <= height else max(0, min(y0, height - h))
+    if y0 - h >= 0:
+        y = y0 - h
+    elif y1 - y0 >= 3 * h or y1 + h > height:
+        y = max(0, min(y0, height - h))
+    else:
+        y = y1
     return max(0, min(x0, width - w)), y

@@ -527,3 +527,12 @@ def test_a_class_named_by_a_number_is_told_from_its_score():
     dets = SimpleNamespace(names=["3", "0.5", "cat"], scores=np.array([0.04, 0.9, 0.5]))
     assert [_text(dets, i, True) for i in range(3)] == ["3: 0.04", "0.5: 0.90", "cat 0.50"]
     assert _text(dets, 0, False) == "3"
+
+
+def test_a_large_box_at_the_top_border_has_its_label_inside_its_top():
+    """datitran/raccoon_dataset's raccoon-75: a box from the top border to 3/4 down had its label below its
+    bottom edge, where it read as the label of the ground under it (a walk). A small box keeps it below."""
+    from dfine.drawing import label_corner
+    assert label_corner((10, 0, 300, 220), (60, 15), (320, 300)) == (10, 0)  # large: inside, at its top
+    assert label_corner((150, 0, 170, 12), (60, 15), (173, 173)) == (113, 12)  # small: below, not hiding it
+    assert label_corner((10, 40, 300, 220), (60, 15), (320, 300)) == (10, 25)  # room above: above
