@@ -93,10 +93,10 @@ def _whole(name: str, value: Any) -> int:
 def _eval_files(model: Path, split: str = "val") -> List[Path]:
     """Where an evaluation of ``model`` on ``split`` writes its metrics: ``eval.json`` (``eval_test.json``)
     beside a checkpoint, or ``MODEL.eval.json`` (``MODEL.eval_test.json``) beside an export."""
-    from .engine.summary import DataCommand
+    from .engine.summary import eval_file_name
     from .export.evaluate import eval_json_path
 
-    return [eval_json_path(model, split=split), model.parent / DataCommand("", split=split).eval_file]
+    return [eval_json_path(model, split=split), model.parent / eval_file_name(split)]
 
 
 def _run(argv: List[str]) -> Any:

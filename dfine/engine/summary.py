@@ -126,6 +126,12 @@ def images_folder(ds: Any) -> str:
     return str(images_folder_of([ds.image_path(i) for i in range(len(ds))], Path(ds.img_folder)))
 
 
+def eval_file_name(split: str = "val") -> str:
+    """The name of an evaluation's metrics file: ``eval.json``, ``eval_test.json`` for the test split
+    (beside a checkpoint; an export's is this name after the model file's, ``model.onnx.eval.json``)."""
+    return "eval.json" if split == "val" else f"eval_{split}.json"
+
+
 @dataclasses.dataclass(frozen=True)
 class DataCommand:
     """A ``dfine train --data`` run in its user's own options: the resume and evaluation hints are
@@ -145,8 +151,8 @@ class DataCommand:
 
     @property
     def eval_file(self) -> str:
-        """The name of an evaluation's metrics file: ``eval.json``, ``eval_test.json`` for the test split."""
-        return "eval.json" if self.split == "val" else f"eval_{self.split}.json"
+        """The name of an evaluation's metrics file (:func:`eval_file_name` of its split)."""
+        return eval_file_name(self.split)
 
     def resume(self, output_dir: Path) -> str:
         """``dfine train --data DATA ... -o OUTPUT_DIR -u ... -r OUTPUT_DIR/last.pth``, paths absolute."""

@@ -53,7 +53,7 @@ from dfine.text import ap_text, counted
 from . import dist
 from .ema import ModelEMA
 from .evaluator import CocoMetrics, conf_line, evaluate, write_evaluation
-from .lock import output_lock
+from .lock import earlier_run_files, output_lock
 from .precision import choose_precision
 from .summary import (DataCommand, classes_line, dataset_line, duration, images_folder, next_commands,
                       parameters_line, unmeasured_line, user_overrides)
@@ -963,8 +963,6 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
     """The warning for a new run into ``out`` when an earlier run's checkpoints are there (``""``
     when none are), and which ``best_stg*.pth`` they include: the new run overwrites what it writes,
     and an earlier ``best_stg2.pth`` it does not rewrite stayed beside its files and was named its best."""
-    from dfine.engine.lock import earlier_run_files
-
     found = earlier_run_files(out)
     if not found:
         return "", set()

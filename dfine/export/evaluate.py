@@ -271,7 +271,8 @@ def eval_json_path(model: PathLike, output_dir: Optional[PathLike] = None, split
     which ``--format openvino`` writes side by side; the int8 files) and the checkpoint's own
     ``eval.json`` in that folder do not overwrite each other."""
     model = Path(model)
-    return Path(output_dir or model.parent) / f"{model.name}.eval{'' if split == 'val' else '_' + split}.json"
+    from ..engine.summary import eval_file_name
+    return Path(output_dir or model.parent) / f"{model.name}.{eval_file_name(split)}"
 
 
 def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: EvalSet) -> None:

@@ -22,7 +22,7 @@ import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.image_io import ImageHeader, read_header, tail_complete
@@ -33,7 +33,7 @@ __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
-           "write_split_files", "within", "alike_labels_note"]
+           "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
@@ -252,6 +252,10 @@ def fraction_said(val_fraction: float, seed: int) -> str:
     return f"(dfine data convert --val-fraction {val_fraction} --seed {seed})"
 
 
+#: the part of a Roboflow file name that tells its copies of one photo apart (``.rf.`` and a hash)
+_ROBOFLOW_COPY = re.compile(r"\.rf\.[0-9a-f]{32}")
+
+
 def split_by_fraction(items: Sequence[str], fraction: float, seed: int) -> Tuple[List[str], List[str]]:
     """``items`` (sorted first) shuffled with ``seed``; the first ``round(n * fraction)`` are val.
     Returns ``(train, val)``, each sorted. Roboflow's copies of one photo (``a_jpg.rf.HASH1.jpg``,
@@ -278,9 +282,6 @@ def split_by_fraction(items: Sequence[str], fraction: float, seed: int) -> Tuple
         val += groups[key]
     return sorted(set(order) - set(val)), sorted(val)
 
-
-#: the part of a Roboflow file name that tells its copies of one photo apart (``.rf.`` and a hash)
-_ROBOFLOW_COPY = re.compile(r"\.rf\.[0-9a-f]{32}")
 
 
 def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str) -> Optional[str]:
@@ -314,16 +315,43 @@ def within(path: Path, root: Path) -> Optional[Path]:
     return normal if normal.is_relative_to(root) else None
 
 
+def walk_folders(root: Path, depth: int, names: Optional[Sequence[str]] = None
+                 ) -> Iterator[Tuple[Path, int, List[str]]]:
+    """``(folder, level, file names)`` of ``root`` and the folders ``depth`` levels below it, in sorted
+    order, hidden folders skipped (``names``: only folders of these names, lower case, below ``root``)."""
+    for folder, dirs, files in os.walk(root):
+        level = len(Path(folder).relative_to(root).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (names is None or d.lower() in names)
+                         ) if level < depth else []
+        yield Path(folder), level, sorted(files)
+
+
+def file_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of the file at ``path`` (``b""`` when it cannot be read): enough to tell
+    which kind of JSON a file is without parsing a large one whole."""
+    try:
+        with path.open("rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def split_named(path: Path) -> Optional[str]:
+    """The split an annotation file's name (``train_labels.csv``) or else its folder (``valid/``) says."""
+    for word in re.split(r"[^a-z]+", path.stem.lower()):
+        if word in SPLIT_NAMES:
+            return SPLIT_NAMES[word]
+    return SPLIT_NAMES.get(path.parent.name.lower())
+
+
 def images_by_name(root: Path, depth: int = 3) -> Dict[str, List[Path]]:
     """Every image under ``root`` (``depth`` levels down, hidden folders skipped) by file name: where
     an annotation's image is when it is not where the annotation says (LabelMe, CSV)."""
     found: Dict[str, List[Path]] = {}
-    for folder, dirs, files in os.walk(root):
-        level = len(Path(folder).relative_to(root).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+    for folder, _, files in walk_folders(root, depth):
         for f in files:
             if Path(f).suffix.lower() in IMAGE_SUFFIXES:
-                found.setdefault(f, []).append(Path(folder) / f)
+                found.setdefault(f, []).append(folder / f)
     return found
 
 

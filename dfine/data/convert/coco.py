@@ -20,8 +20,8 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError, read_coco_json
-from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, fraction_said, info_for, split_by_fraction,
-                                write_json_atomic)
+from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, file_head, fraction_said, info_for,
+                                split_by_fraction, write_json_atomic)
 from dfine.text import counted, first_few
 
 __all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
@@ -58,11 +58,7 @@ def coco_file(src: Path) -> Optional[Path]:
 
 
 def _looks_coco(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            head = f.read(_HEAD)
-    except OSError:
-        return False
+    head = file_head(path, _HEAD)
     return bool(re.search(rb'"images"\s*:\s*\[', head)) and (b'"file_name"' in head or b'"categories"' in head)
 
 

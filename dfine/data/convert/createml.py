@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from pathlib import Path, PureWindowsPath
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import SPLIT_NAMES, Annotated, Converted, check_not_a_split, within, write_split_files
+from dfine.data.convert import (SPLIT_NAMES, Annotated, Converted, check_not_a_split, file_head, split_named, within,
+                                write_split_files)
 from dfine.text import counted, first_few
 
 __all__ = ["convert_createml", "createml_files", "read_createml_json"]
@@ -30,11 +30,7 @@ _HEAD = 4096
 
 
 def _looks_createml(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            head = f.read(_HEAD)
-    except OSError:
-        return False
+    head = file_head(path, _HEAD)
     return head.lstrip().startswith(b"[") and b'"image"' in head and (b'"annotations"' in head
                                                                       or b'"coordinates"' in head)
 
@@ -46,11 +42,6 @@ def createml_files(root: Path) -> List[Path]:
         return []
     folders = [root, *(root / n for n in SPLIT_NAMES)]
     return sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*.json") if _looks_createml(p))
-
-
-def _split_of(path: Path) -> Optional[str]:
-    split = SPLIT_NAMES.get(path.parent.name.lower())
-    return split or next((SPLIT_NAMES[w] for w in re.split(r"[^a-z]+", path.stem.lower()) if w in SPLIT_NAMES), None)
 
 
 def read_createml_json(path: Path) -> Dict[str, Tuple[Box, ...]]:
@@ -106,7 +97,7 @@ def convert_createml(src: os.PathLike | str, out: Optional[os.PathLike | str] = 
             if image is None or not image.is_file():
                 missing.append(f"{path.relative_to(root)}: {name}")
                 continue
-            items.setdefault(_split_of(path) or "train", []).append(Annotated(image, name, None, boxes))
+            items.setdefault(split_named(path) or "train", []).append(Annotated(image, name, None, boxes))
     if not any(items.values()):
         raise DatasetError(f"none of the images of {first_few([str(p.relative_to(root)) for p in paths], 3)} found "
                            f"beside it (first: {missing[0] if missing else 'no entry'})")

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, check_not_a_split, images_by_name,
-                                within, write_split_files)
+                                split_named, within, write_split_files)
 from dfine.text import counted, first_few
 
 __all__ = ["BoxTable", "convert_csv", "csv_files", "read_box_table"]
@@ -111,31 +111,27 @@ def _header(path: Path) -> Optional[List[str]]:
         return None
 
 
-def _split_of(path: Path) -> Optional[str]:
-    """The split a CSV's name (``train_labels.csv``, ``val.csv``) or folder (``valid/``) says."""
-    for word in re.split(r"[^a-z]+", path.stem.lower()):
-        if word in SPLIT_NAMES:
-            return SPLIT_NAMES[word]
-    return SPLIT_NAMES.get(path.parent.name.lower())
-
-
 def csv_files(root: Path) -> List[Path]:
     """The box tables of the dataset folder ``root``: CSV files whose header names a file, a class
     and the four box edges, in it, in its split folders (``{split}/_annotations.csv``) or in its
     ``annotations/``, ``labels/`` or ``data/`` folder; sorted."""
     if not root.is_dir():
         return []
-    folders = [root, *(root / n for n in (*SPLIT_NAMES, *_TABLE_FOLDERS))]
-    found = {p for folder in folders if folder.is_dir() for p in folder.glob("*.csv")
-             if (header := _header(p)) is not None and _layout(header) is not None}
+    found = {p for p in _candidates(root) if (header := _header(p)) is not None and _layout(header) is not None}
     return sorted(found)
+
+
+def _candidates(root: Path) -> List[Path]:
+    """The CSV files where a dataset keeps its tables: in ``root``, its split folders and its
+    annotation folders (:data:`_TABLE_FOLDERS`)."""
+    folders = [root, *(root / n for n in (*SPLIT_NAMES, *_TABLE_FOLDERS))]
+    return [p for folder in folders if folder.is_dir() for p in folder.glob("*.csv")]
 
 
 def _unread_tables(root: Path, read: Sequence[Path]) -> List[str]:
     """The CSV files where :func:`csv_files` looks that are not box tables it read (no header naming
     the columns: a table cannot be read by position), relative to ``root``."""
-    folders = [root, *(root / n for n in (*SPLIT_NAMES, *_TABLE_FOLDERS))]
-    return sorted(str(p.relative_to(root)) for folder in folders if folder.is_dir() for p in folder.glob("*.csv")
+    return sorted(str(p.relative_to(root)) for p in _candidates(root)
                   if p not in read and "classes" not in p.stem.lower())  # RetinaNet's _classes.csv: no boxes
 
 
@@ -205,7 +201,7 @@ def read_box_table(path: Path) -> BoxTable:
     if every and max(every) <= 1.0 and any(s and max(s) > 1 for s in sizes.values()):
         raise DatasetError(f"{path}: every box edge is between 0 and 1, fractions of the image; this format is in "
                            f"pixels: multiply by the width and height")
-    return BoxTable(path, _split_of(path), sizes, {k: tuple(v) for k, v in boxes.items()}, header)
+    return BoxTable(path, split_named(path), sizes, {k: tuple(v) for k, v in boxes.items()}, header)
 
 
 def _image_paths(table: BoxTable, root: Path, by_name: Dict[str, List[Path]]) -> Dict[str, Optional[Path]]:

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, images_folder_of, info_for,
-                                fraction_said, split_by_fraction, val_in_train_note,
+                                fraction_said, split_by_fraction, val_in_train_note, walk_folders,
                                 write_coco_json)
 from dfine.text import counted
 
@@ -206,9 +206,7 @@ def _other_extension(root: Path, names: Sequence[str], depth: int = 3) -> str:
     ``names`` that were not found are under ``root`` with another image suffix (a walk: the XML said
     .jpeg, the files were .jpg, and the error said only 'not found'); ``""`` when they are not."""
     stems = {Path(n).stem: Path(n).name for n in names}
-    for folder, dirs, files in os.walk(root):
-        level = len(Path(folder).relative_to(root).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+    for folder, _, files in walk_folders(root, depth):
         found = sorted(f for f in files if Path(f).stem in stems and Path(f).suffix.lower() in IMAGE_SUFFIXES
                        and f != stems[Path(f).stem])
         if found:
@@ -221,15 +219,13 @@ def _folders_holding(root: Path, names: Sequence[str], depth: int = 3) -> Dict[P
     """The folders under ``root`` (``depth`` levels down, hidden ones skipped) that hold some of the
     images ``names`` (paths relative to a folder), with how many each holds."""
     holders: Dict[Path, int] = {}
-    for folder, dirs, files in os.walk(root):
-        level = len(Path(folder).relative_to(root).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+    for folder, level, files in walk_folders(root, depth):
         if level == 0:
             continue  # beside the XML: looked at already
         here = set(files)
-        n = sum(1 for name in names if (name in here if "/" not in name else (Path(folder) / name).is_file()))
+        n = sum(1 for name in names if (name in here if "/" not in name else (folder / name).is_file()))
         if n:
-            holders[Path(folder)] = n
+            holders[folder] = n
     return holders
 
 

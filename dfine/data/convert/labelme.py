@@ -29,8 +29,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, alike_labels_note,
-                                check_not_a_split, coco_split, fraction_said, images_by_name, images_folder_of,
-                                info_for, split_by_fraction, within, write_coco_json)
+                                check_not_a_split, coco_split, file_head, fraction_said, images_by_name,
+                                images_folder_of, info_for, split_by_fraction, walk_folders, within,
+                                write_coco_json)
 from dfine.text import counted, first_few
 
 __all__ = ["LabelmeFile", "convert_labelme", "dataset_of", "is_labelme", "is_labelme_file", "labelme_files",
@@ -72,11 +73,7 @@ class LabelmeFile:
 
 def is_labelme_file(path: Path) -> bool:
     """Whether ``path`` is a JSON file whose head is a LabelMe file's (a ``"shapes"`` list)."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(_HEAD)
-    except OSError:
-        return False
+    head = file_head(path, _HEAD)
     return head.lstrip().startswith(b"{") and b'"shapes"' in head
 
 
@@ -86,12 +83,9 @@ def _walk(root: Path, depth: int = _DEPTH, names: Optional[Sequence[str]] = None
     ``root``), folder by folder."""
     if not root.is_dir():
         return
-    for folder, dirs, files in os.walk(root):
-        level = len(Path(folder).relative_to(root).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (names is None or d.lower() in names)
-                         ) if level < depth else []
-        yield from (Path(folder) / f for f in sorted(files) if f.lower().endswith(".json")
-                    and not f.startswith("instances_") and is_labelme_file(Path(folder) / f))
+    for folder, _, files in walk_folders(root, depth, names):
+        yield from (folder / f for f in files if f.lower().endswith(".json") and not f.startswith("instances_")
+                    and is_labelme_file(folder / f))
 
 
 def labelme_files(root: Path) -> List[Path]:
