@@ -26,13 +26,16 @@ ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTION
 
 def cpu_line() -> str:
     """One line to print beside CPU timings: the CPU's name, family and model, its vector extensions,
-    the instruction-set caps in force (which ONNX Runtime ignores) with the ones torch's kernels and
-    MKL run at (:func:`mkl_isa`), the cores and the load average."""
+    the instruction-set caps in force (which ONNX Runtime ignores), the extensions CPUID hides from
+    every library (``benchmarks/avx2_only.py`` sets ``DFINE_CPUID_HIDES``), the instruction sets
+    torch's kernels and MKL run at (:func:`mkl_isa`), the cores and the load average."""
     from ..engine.precision import cpu_features, cpu_model
     text = f"CPU: {cpu_model()}: {', '.join(cpu_features()) or 'no avx2/avx512/amx'}"
     caps = [f"{k}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)]
     if caps:
         text += f" (capped: {', '.join(caps)}; ONNX Runtime ignores these)"
+    if os.environ.get("DFINE_CPUID_HIDES"):
+        text += f" (CPUID hides {os.environ['DFINE_CPUID_HIDES']} from every library: benchmarks/avx2_only.py)"
     text += f"; torch kernels {torch.backends.cpu.get_cpu_capability()}, MKL {mkl_isa()}"
     return text + f"; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}"
 

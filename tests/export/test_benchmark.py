@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dfine.engine.precision import cpu_features
-from dfine.export.benchmark import _mkl_isa_from, cpu_line, mkl_isa
+from dfine.export.benchmark import ISA_CAPS, _mkl_isa_from, cpu_line, mkl_isa
 
 
 def test_cpu_line_names_extensions_caps_and_torch_kernels(monkeypatch):
@@ -62,3 +62,80 @@ def test_cpu_line_says_what_mkl_runs(monkeypatch):
         assert mkl_isa.__wrapped__() == "AVX2"
         monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS")
         assert mkl_isa.__wrapped__() == "AVX-512"
+
+
+def _avx2_only():
+    """``benchmarks/avx2_only.py`` imported as a module."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "avx2_only.py"
+    spec = importlib.util.spec_from_file_location("avx2_only", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _hide_avx512_or_skip(tmp_path):
+    """The CPUID-hiding library built into ``tmp_path``, or a skip where this machine cannot use it."""
+    from dfine.engine.precision import _read_cpuinfo
+    avx2_only = _avx2_only()
+    if "avx512f" not in cpu_features():
+        pytest.skip("no AVX-512 on this CPU: nothing to hide")
+    try:
+        avx2_only.check_machine(_read_cpuinfo())
+        return avx2_only, avx2_only.build(tmp_path)
+    except avx2_only.Unavailable as e:
+        pytest.skip(str(e))
+
+
+def test_avx2_only_makes_every_library_see_an_avx2_cpu(tmp_path):
+    """Under ``benchmarks/avx2_only.py`` torch's ATen dispatch and OpenVINO (which read CPUID, not
+    the caps' environment variables) see AVX2 without AVX-512, in the process and its threads, and
+    the CPU line says so; a real segmentation fault still reaches Python's faulthandler and kills."""
+    import os
+    import subprocess
+    import sys
+    avx2_only, library = _hide_avx512_or_skip(tmp_path)
+    env = avx2_only.environment(library, {k: v for k, v in os.environ.items() if k not in ISA_CAPS})
+    code = ("import threading, torch; from dfine.export.benchmark import cpu_line; seen = []; "
+            "t = threading.Thread(target=lambda: seen.append(torch.backends.cpu.get_cpu_capability())); "
+            "t.start(); t.join(); print(torch.backends.cpu.get_cpu_capability(), seen[0]); print(cpu_line())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    kernels, line = out.strip().splitlines()
+    assert kernels == "AVX2 AVX2"
+    assert "CPUID hides AVX-512" in line and "torch kernels AVX2" in line
+    native = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert native.split()[0].startswith("AVX512")  # the same code without the library
+    crash = subprocess.run([sys.executable, "-X", "faulthandler", "-c", "import ctypes; ctypes.string_at(0)"],
+                           env=env, capture_output=True, text=True)
+    assert crash.returncode == -11 and "Segmentation fault" in crash.stderr
+
+
+def test_avx2_only_hides_avx512_from_openvino(tmp_path):
+    pytest.importorskip("openvino")
+    import os
+    import subprocess
+    import sys
+    avx2_only, library = _hide_avx512_or_skip(tmp_path)
+    code = "import openvino as ov; print(ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))"
+    hidden = subprocess.run([sys.executable, "-c", code], env=avx2_only.environment(library, os.environ),
+                            capture_output=True, text=True, check=True).stdout
+    native = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "FP32" in hidden and "BF16" not in hidden
+    if "avx512_bf16" in cpu_features():
+        assert "BF16" in native
+
+
+def test_avx2_only_says_what_is_missing(tmp_path, monkeypatch):
+    avx2_only = _avx2_only()
+    with pytest.raises(avx2_only.Unavailable, match="no CPUID faulting"):
+        avx2_only.check_machine("flags\t\t: fpu avx2 avx512f\n")
+    with pytest.raises(avx2_only.Unavailable, match="x86-64 Linux only"):
+        avx2_only.check_machine("")
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(avx2_only.shutil, "which", lambda name: None)
+    with pytest.raises(avx2_only.Unavailable, match="no C compiler"):
+        avx2_only.build(tmp_path)
+    env = avx2_only.environment(tmp_path / "x.so", {"LD_PRELOAD": "other.so", "GLIBC_TUNABLES": "glibc.malloc.arena_max=1"})
+    assert env["LD_PRELOAD"] == f"{tmp_path / 'x.so'} other.so"
+    assert env["GLIBC_TUNABLES"].startswith("glibc.malloc.arena_max=1:glibc.cpu.hwcaps=-AVX512F")
