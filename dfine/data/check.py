@@ -47,6 +47,9 @@ Level = Literal["json", "files", "headers", "deep"]
 Severity = Literal["error", "repair", "warning", "info"]
 _LEVELS = ("json", "files", "headers", "deep")
 
+#: Images with a side under this many pixels are reported (a 1x1 image in a walk's dataset).
+TINY_SIDE = 4
+
 #: Every problem kind: severity, what the ids are, and what it means (report order).
 KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "duplicate_image_id": ("error", "image", "image ids that appear more than once in 'images'"),
@@ -67,6 +70,8 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
                         "split, or a Roboflow root)"),
     "rare_category": ("warning", "category", "categories with under 1/20 of the median category's boxes (too few "
                       "to learn; a mislabelled or misspelt class?)"),
+    "tiny": ("warning", "image", f"images under {TINY_SIDE} px on a side (too small to show an object: a "
+             "placeholder, or a conversion gone wrong?)"),
     "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),
     "no_images": ("error", "file", "annotation files that list no image: nothing to train or evaluate on"),
     "crowd_only": ("error", "annotation", "annotations, every one of them iscrowd=1 (CVAT exports mask shapes so): "
@@ -437,6 +442,8 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
             kind = _mode_kind(look.header.mode)
             if kind:
                 _add(findings, kind, im["id"])
+            if min(look.header.width, look.header.height) < TINY_SIDE:
+                _add(findings, "tiny", im["id"])
             size = (_num(im.get("width")), _num(im.get("height")))
             shown = look.header.shown_size
             stored = (look.header.width, look.header.height)

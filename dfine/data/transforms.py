@@ -30,6 +30,7 @@ import torchvision.transforms.v2.functional as F
 from torch import nn
 from torchvision import tv_tensors
 from torchvision.ops import box_convert
+from torchvision.transforms.v2._utils import query_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from dfine.config import TransformsConfig
@@ -59,6 +60,15 @@ class RandomIoUCrop(T.RandomIoUCrop):
             return inputs if len(inputs) > 1 else inputs[0]
         with _any_canvas_size():
             return super().forward(*inputs)
+
+    def make_params(self, flat_inputs: List[Any]) -> Dict[str, Any]:
+        """torchvision's crop, or none (``{}``: the image as it is) for an image so small that a crop
+        side rounds to 0 px (under ``1 / min_scale`` px: torchvision divided by it, and a 1x1 image in
+        a dataset stopped a run with ZeroDivisionError)."""
+        height, width = query_size(flat_inputs)
+        if min(height, width) * self.min_scale < 1:
+            return {}
+        return super().make_params(flat_inputs)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import tempfile
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 from dfine.cli import main
 from dfine.data.check import check_dataset, fix_dataset, preflight
@@ -659,3 +660,30 @@ def test_a_file_whose_every_annotation_is_crowd_is_an_error_that_fix_repairs(tmp
     mixed = write_coco(tmp_path / "mixed", CATS, {1: [(1, [1, 1, 10, 10])]}, crowd=[(2, [20, 20, 10, 10])])
     assert main(["data", "check", str(mixed), "--images", str(tmp_path / "mixed/images")]) == 0  # crowd beside boxes
     assert "crowd_only" not in capsys.readouterr().out
+
+
+def test_an_image_of_a_few_pixels_is_named_and_training_takes_it(tmp_path, capsys, coco128_config):
+    """A 1x1 image with a box (a walk's messy folder): the check names it, and the published training
+    pipeline (zoom-out, IoU crop, ...) reads it, epoch after epoch (it stopped a run with
+    ZeroDivisionError in torchvision's crop)."""
+    img = tmp_path / "img"
+    image(img / "ok.jpg", (64, 48))
+    image(img / "dot.png", (1, 1))
+    images = [{"id": 1, "file_name": "ok.jpg", "width": 64, "height": 48},
+              {"id": 2, "file_name": "dot.png", "width": 1, "height": 1}]
+    ann_file = tmp_path / "ann.json"
+    ann_file.write_text(json.dumps({"images": images, "categories": CATS[:1],
+                                    "annotations": [_ann(1, 1, [1, 2, 10, 10]), _ann(2, 2, [0, 0, 1, 1])]}))
+    report = check_dataset(ann_file, img)
+    assert report.findings["tiny"].ids == [2] and report.ok
+    assert main(["data", "check", str(ann_file), "--images", str(img)]) == 0
+    assert "tiny                          1  images under 4 px on a side" in capsys.readouterr().out
+    assert "dot.png" in report.format()
+    from dfine.data import build_dataset
+    config = coco128_config(f"train_dataloader.dataset.img_folder={img}", f"train_dataloader.dataset.ann_file={ann_file}")
+    dataset = build_dataset(config, "train")
+    torch.manual_seed(0)
+    for epoch in range(100):
+        dataset.set_epoch(epoch)
+        picture, target = dataset[1]
+        assert picture.shape == (3, 640, 640) and len(target["boxes"]) <= 1

@@ -162,3 +162,31 @@ def test_iou_crop_of_a_canvas_beyond_pils_bomb_limit_neither_warns_nor_fails(mon
         for _ in range(5):
             RandomIoUCrop(p=1.0)(canvas, {"boxes": boxes, "labels": torch.tensor([0])})
     assert PIL.Image.MAX_IMAGE_PIXELS == 1000
+
+
+@pytest.mark.parametrize("side", [1, 2, 3])
+def test_random_iou_crop_leaves_an_image_too_small_to_crop(side):
+    """A crop side of a 1-3 px image can round to 0 px, which torchvision divided by (a 1x1 image in a
+    walk's dataset stopped its training with ZeroDivisionError): such an image stays as it is."""
+    pil = PIL.Image.new("RGB", (side, side))
+    boxes = tv_tensors.BoundingBoxes([[0.0, 0.0, side, side]], format="XYXY", canvas_size=(side, side))
+    crop = RandomIoUCrop(p=1.0)
+    torch.manual_seed(0)
+    for _ in range(200):
+        image, target = crop(pil, {"boxes": boxes})
+        assert image.size == (side, side) and target["boxes"].tolist() == [[0.0, 0.0, side, side]]
+
+
+def test_random_iou_crop_draws_as_torchvision_does_from_4_px():
+    """Images the crop can take keep torchvision's draws exactly (the same crops for a seed)."""
+    import torchvision.transforms.v2 as T
+    pil = PIL.Image.new("RGB", (4, 7))
+    boxes = tv_tensors.BoundingBoxes([[1.0, 1.0, 3.0, 6.0]], format="XYXY", canvas_size=(7, 4))
+    ours, theirs = RandomIoUCrop(p=1.0), T.RandomIoUCrop()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        torch.rand(1)  # the draw of p
+        expected = theirs(pil, {"boxes": boxes})
+        torch.manual_seed(seed)
+        got = ours(pil, {"boxes": boxes})
+        assert got[0].size == expected[0].size and got[1]["boxes"].tolist() == expected[1]["boxes"].tolist()
