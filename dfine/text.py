@@ -34,10 +34,11 @@ def first_few(items: Iterable[Any], n: int) -> str:
     return ", ".join(map(str, items[:n])) + (", ..." if len(items) > n else "")
 
 
-def no_font_note(word: str, letters: str, shown: str) -> str:
-    """The one note for letters of the class names that no font here draws: ``word`` names them
-    ("letters", "characters"), ``shown`` says where boxes appear instead ("the pictures show")."""
-    return (f"note: no font here draws the {word} {letters} of the class names, so {shown} boxes for them; "
+def no_font_note(word: str, letters: str, shown: str, whose: str = "of the class names") -> str:
+    """The one note for letters that no font here draws: ``word`` names them ("letters",
+    "characters"), ``whose`` says whose they are, ``shown`` where boxes appear instead ("the
+    pictures show")."""
+    return (f"note: no font here draws the {word} {letters} {whose}, so {shown} boxes for them; "
             f"install a font that has them, e.g. Noto Sans CJK (Debian/Ubuntu: apt install fonts-noto-cjk)")
 
 

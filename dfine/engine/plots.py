@@ -63,7 +63,8 @@ def _say_missing_glyphs(caught: Sequence[warnings.WarningMessage]) -> None:
     new = sorted(set(lost) - _GLYPHS_SAID)
     if new:
         _GLYPHS_SAID.update(new)
-        print(no_font_note("letters", "".join(new), "the pictures show"), file=sys.stderr)
+        print(no_font_note("letters", "".join(new), "the pictures show",
+                           "in the pictures' names (class names, file names, titles)"), file=sys.stderr)
 
 
 def save_figure(fig: Any, path: PathLike, dpi: int = 110) -> Path:

@@ -496,6 +496,26 @@ def test_plot_of_names_no_font_draws_says_so_once(tmp_path, capsys):
     assert (tmp_path / "labels.png").is_file()
 
 
+def test_samples_picture_of_a_file_name_no_font_draws_says_whose_letters(tmp_path, capsys):
+    """A walk's file named in Chinese (class names in ASCII): the note said the letters were the class
+    names'."""
+    pytest.importorskip("matplotlib")
+    from dfine.data.check import plot_samples
+    from dfine.engine import plots
+    name = "\U0010fff9\U0010fff8.jpg"
+    ann = tmp_path / "a.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": name, "width": 100, "height": 100}],
+                               "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 50, 50],
+                                                "area": 2500, "iscrowd": 0}],
+                               "categories": [{"id": 1, "name": "sign"}]}))
+    PIL.Image.new("RGB", (100, 100)).save(tmp_path / name)
+    plots._GLYPHS_SAID.clear()
+    assert plot_samples(ann, tmp_path, tmp_path / "samples.png") is not None
+    err = capsys.readouterr().err
+    assert "\U0010fff8\U0010fff9 in the pictures' names (class names, file names, titles)" in err, err
+    assert "of the class names" not in err
+
+
 def test_roboflow_file_with_its_images_in_images_beside_it(tmp_path, capsys):
     """PrahasHegde/ToyDetection: train/_annotations.coco.json beside train/images/ (and a YOLO train/labels/):
     'dfine train --data' found the images there, 'dfine data check train/_annotations.coco.json' said
