@@ -715,3 +715,17 @@ def test_every_bad_yolo_label_file_is_named_in_one_run(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     assert main(["data", "check", str(src)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_voc_names_spelt_alike_are_said_with_an_xml_holding_each(tmp_path):
+    """A walk's raccoon set with one object named 'Raccoon' beside 118 'raccoon': a second class, said by
+    LabelMe, CSV and CreateML conversions and not by VOC's."""
+    src = tmp_path / "voc"
+    for i, name in enumerate(["raccoon"] * 6 + ["Raccoon"]):
+        image(src / "JPEGImages" / f"r{i}.jpg", (64, 48))
+        voc_xml(src / "Annotations" / f"r{i}.xml", f"r{i}.jpg", (64, 48), [(name, (1, 1, 20, 20), 0)])
+    converted = convert_voc(src, tmp_path / "out")
+    assert converted.names == ("Raccoon", "raccoon")
+    assert ("labels spelt alike are separate classes (a typo while labelling?): 'Raccoon' (1 box, e.g. r6.xml) and "
+            "'raccoon' (6 boxes, e.g. r0.xml); rename them in the XMLs, or give --names") in " ".join(converted.notes)
+    assert not any("spelt alike" in n for n in convert_voc(src, tmp_path / "out2", names=["raccoon", "Raccoon"]).notes)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, SplitCounts, coco_split, info_for,
-                                fraction_said, split_by_fraction, val_in_train_note,
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, SplitCounts, alike_labels_note,
+                                coco_split, fraction_said, info_for, split_by_fraction, val_in_train_note,
                                 write_coco_json)
 from dfine.text import counted
 
@@ -312,6 +312,15 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
                                f"({', '.join(class_names)})")
     else:
         class_names = tuple(found)
+        boxes: Dict[str, int] = {}
+        where: Dict[str, str] = {}  # the first XML holding each name
+        for record in sorted(records.values(), key=lambda r: r.xml):
+            for o in record.objects:
+                boxes[o.name] = boxes.get(o.name, 0) + 1
+                where.setdefault(o.name, record.xml.name)
+        note = alike_labels_note(boxes, where, "the XMLs")
+        if note:
+            notes.append(note)
     if not class_names:
         raise DatasetError(f"{ann_dir}: no <object> in any XML and no --names; nothing to learn")
     if beside is not None:
