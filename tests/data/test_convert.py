@@ -729,3 +729,23 @@ def test_voc_names_spelt_alike_are_said_with_an_xml_holding_each(tmp_path):
     assert ("labels spelt alike are separate classes (a typo while labelling?): 'Raccoon' (1 box, e.g. r6.xml) and "
             "'raccoon' (6 boxes, e.g. r0.xml); rename them in the XMLs, or give --names") in " ".join(converted.notes)
     assert not any("spelt alike" in n for n in convert_voc(src, tmp_path / "out2", names=["raccoon", "Raccoon"]).notes)
+
+
+def test_yolo_boxes_outside_the_image_are_clipped_or_left_out_by_file_and_line(tmp_path, capsys):
+    """A walk's YOLO rows with negative, past-1 and zero-width coordinates were reported by data check only
+    as annotation ids of a temporary COCO file (removed after it): nothing to find them by. Now the
+    conversion clips them (VOC's way) and names file and line."""
+    src = _ultralytics(tmp_path / "ds")
+    yolo_labels(src / "labels/train/a.txt", ["0 0.5 0.5 0.2 0.4", "0 0.05 0.5 0.2 0.2", "1 0.5 0.95 0.2 0.2",
+                                             "0 0.5 0.5 0 0.3", "1 1.5 0.5 0.2 0.2", "0 0.5 0.5 -0.2 0.2"])
+    converted = convert_yolo(src, tmp_path / "out")
+    notes = " ".join(converted.notes)
+    assert "train: 2 boxes clipped to the image: a.txt line 2; a.txt line 3" in notes
+    assert "train: 3 boxes of zero or negative size, or outside the image, left out: a.txt line 4; a.txt line 5; " \
+           "a.txt line 6" in notes
+    train = load(converted.ann_files["train"])
+    assert [a["bbox"] for a in train["annotations"]] == [[40.0, 15.0, 20.0, 20.0], [0.0, 20.0, 15.0, 10.0],
+                                                         [40.0, 42.5, 20.0, 7.5]]
+    assert main(["data", "check", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "a.txt line 2" in out and "box_clipped" not in out and "box_invalid" not in out

@@ -33,7 +33,7 @@ __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
-           "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named"]
+           "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named", "changes_note"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
@@ -140,17 +140,24 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
             counts.ignored += bool(crowd)
             kept += 1
         counts.background += kept == 0
-    for one, many, what, found in ((f"{kind} size differs", f"{kind} sizes differ",
-                                    "from the image (the image's size is used)", resized),
-                                   ("box", "boxes", "clipped to the image", clipped),
-                                   ("box", "boxes", "empty after clipping, left out", dropped),
-                                   ("box", "boxes", "with xmin > xmax or ymin > ymax as written, left out", swapped),
-                                   ("unreadable image", "unreadable images", "left out", unreadable)):
+    changes_note(split, notes, [(f"{kind} size differs", f"{kind} sizes differ",
+                                 "from the image (the image's size is used)", resized),
+                                ("box", "boxes", "clipped to the image", clipped),
+                                ("box", "boxes", "empty after clipping, left out", dropped),
+                                ("box", "boxes", "with xmin > xmax or ymin > ymax as written, left out", swapped),
+                                ("unreadable image", "unreadable images", "left out", unreadable)])
+    counts.images, counts.boxes = len(images), len(anns)
+    return images, anns, counts
+
+
+def changes_note(split: str, notes: List[str], changes: Sequence[Tuple[str, str, str, Sequence[str]]]) -> None:
+    """One note per kind of change a conversion made to ``split``, with the first three places:
+    ``changes`` holds ``(one, many, what was done, places)``, e.g. ``("box", "boxes", "clipped to the
+    image", ["a.txt line 3"])`` -> ``train: 1 box clipped to the image: a.txt line 3``."""
+    for one, many, what, found in changes:
         if found:
             notes.append(f"{split}: {counted(len(found), one, many)} {what}: {'; '.join(found[:3])}"
                          f"{'; ...' if len(found) > 3 else ''}")
-    counts.images, counts.boxes = len(images), len(anns)
-    return images, anns, counts
 
 
 def alike_labels_note(used: Mapping[str, int], where: Mapping[str, str], files: str) -> Optional[str]:

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, header_or_reason,
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, changes_note, header_or_reason,
                                 fraction_said, images_folder_of, info_for, split_by_fraction, val_in_train_note,
                                 write_coco_json)
 from dfine.text import counted, first_few
@@ -55,7 +55,7 @@ def label_path(image: Path) -> Path:
     return Path(os.path.splitext(text)[0] + ".txt")
 
 
-Row = Tuple[int, float, float, float, float]  # class, x0, y0, x1, y1 normalised
+Row = Tuple[int, float, float, float, float, int]  # class, x0, y0, x1, y1 normalised, line number in its file
 # A normalised coordinate of a box drawn past the border may exceed 1 a little; above this it is pixels
 # (Ultralytics skips such a file as "non-normalized"; its boxes here landed outside the image, all dropped).
 _MOST_NORMALISED = 2.0
@@ -70,7 +70,7 @@ class LabelError(DatasetError):
 
 
 def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: int = 0) -> List[Row]:
-    """The rows of one label file as ``(class, x0, y0, x1, y1)`` normalised; polygon rows as their
+    """The rows of one label file as ``(class, x0, y0, x1, y1, line)`` normalised; polygon rows as their
     bounding box; with ``keypoints`` (K x D of a pose set's ``kpt_shape``) every row is ``class cx cy w
     h`` + that many keypoint numbers, and only the box is read. ``DatasetError`` naming file and line
     for a malformed row or a class id outside ``0..num_classes-1``."""
@@ -105,10 +105,10 @@ def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: 
                                f"(kpt_shape of the data YAML), got {len(parts)} values")
         if len(coords) == 4 or keypoints:
             cx, cy, w, h = coords[:4]
-            rows.append((int(cls), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+            rows.append((int(cls), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, number))
         elif len(coords) >= 6 and len(coords) % 2 == 0:
             xs, ys = coords[0::2], coords[1::2]
-            rows.append((int(cls), min(xs), min(ys), max(xs), max(ys)))
+            rows.append((int(cls), min(xs), min(ys), max(xs), max(ys), number))
         else:
             pose = (f"; a pose row ('class cx cy w h' + keypoints x y visible) needs kpt_shape: "
                     f"[{(len(coords) - 4) // 3}, 3] in the data YAML" if len(coords) > 4 and len(coords) % 3 == 1
@@ -416,7 +416,9 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
                 src: Path, notes: List[str], keypoints: int = 0,
                 errors: Optional[List["LabelError"]] = None) -> Tuple[List[Dict], List[Dict], SplitCounts]:
     """One split's COCO images and annotations; the first error of each bad label file goes to ``errors``
-    (raised at once when ``errors`` is None)."""
+    (raised at once when ``errors`` is None). Boxes are clipped to the image, and boxes empty after it
+    (zero or negative width or height as written, or wholly outside) left out, each named by file and
+    line in ``notes``."""
     labels = [label_path(p) for p in images]
     present = [lp.is_file() for lp in labels]
     if images and not any(present):
@@ -428,6 +430,8 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
     with ThreadPoolExecutor(max_workers=8) as pool:
         headers = list(pool.map(header_or_reason, images))
     out_images, out_anns, counts, bad = [], [], SplitCounts(), []
+    clipped: List[str] = []
+    dropped: List[str] = []
     for image, lp, has_label, header in zip(images, labels, present, headers):
         if isinstance(header, str):
             bad.append(f"{image.name} ({header})")
@@ -443,15 +447,25 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
                 raise
             errors.append(exc)
             rows = []
-        for cls, x0, y0, x1, y1 in rows:
+        kept = 0
+        for cls, *box, number in rows:
+            inside = [min(max(v, 0.0), 1.0) for v in box]
+            where = f"{lp.name} line {number}"
+            if inside[2] <= inside[0] or inside[3] <= inside[1]:
+                dropped.append(where)
+                continue
+            if inside != box:
+                clipped.append(where)
+            x0, y0, x1, y1 = inside
             x, y, w, h = x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height
             out_anns.append({"id": len(out_anns) + 1, "image_id": image_id, "category_id": cls + 1,
                              "bbox": [round(x, 4), round(y, 4), round(w, 4), round(h, 4)],
                              "area": round(w * h, 4), "iscrowd": 0})
-        counts.background += not rows
-    if bad:
-        notes.append(f"{split}: {counted(len(bad), 'unreadable image')} left out: {', '.join(bad[:3])}"
-                     f"{', ...' if len(bad) > 3 else ''}")
+            kept += 1
+        counts.background += kept == 0
+    changes_note(split, notes, [("box", "boxes", "clipped to the image", clipped),
+                                ("box", "boxes", "of zero or negative size, or outside the image, left out", dropped),
+                                ("unreadable image", "unreadable images", "left out", bad)])
     counts.images, counts.boxes = len(out_images), len(out_anns)
     return out_images, out_anns, counts
 
