@@ -47,6 +47,10 @@ Level = Literal["json", "files", "headers", "deep"]
 Severity = Literal["error", "repair", "warning", "info"]
 _LEVELS = ("json", "files", "headers", "deep")
 
+#: What to do when the only errors are images linked from outside the folder (--fix would drop them all)
+_LINKS_FIX = ("its images are links to files outside {folder}, which are never read: copy the dataset with its links "
+              "resolved (cp -rL DATASET DATASET_COPY) and use the copy, or link the folder holding the files instead")
+
 #: Images with a side under this many pixels are reported (a 1x1 image in a walk's dataset).
 TINY_SIDE = 4
 
@@ -57,7 +61,9 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "unknown_image": ("error", "annotation", "annotations whose image_id is not in 'images'"),
     "undeclared_category": ("error", "annotation", "annotations whose category_id is not in 'categories'"),
     "bad_bbox": ("error", "annotation", "annotations without a bbox of 4 numbers"),
-    "unsafe_file_name": ("error", "image", "file names that leave the images folder ('..', absolute, symlink out)"),
+    "unsafe_file_name": ("error", "image", "file names that leave the images folder ('..' or absolute)"),
+    "symlink_out": ("error", "image", "image files that are links to files outside the images folder (never read "
+                    "there: copy the files in, cp -L, or link the folder that holds them)"),
     "missing": ("error", "image", "image files not found"),
     "zero_byte": ("error", "image", "image files of 0 bytes"),
     "unreadable": ("error", "image", "image files that cannot be read"),
@@ -195,7 +201,9 @@ class CheckReport:
                                                                                           seen)))
         errors = self.errors
         fix = (f"the missing files are in {self.images_hint}: give --images {shlex.quote(self.images_hint)}"
-               if self.images_hint else fix or "dfine data check --fix OUT.json writes a repaired copy")
+               if self.images_hint else _LINKS_FIX.format(folder=shlex.quote(str(self.images_dir)))
+               if {f.kind for f in errors} == {"symlink_out"}
+               else fix or "dfine data check --fix OUT.json writes a repaired copy")
         lines.append("result: OK, training can use it as is" if not errors else
                      f"result: {counted(sum(len(f.ids) for f in errors), 'error')} of {counted(len(errors), 'kind')}; "
                      f"training refuses this file ({fix})")
@@ -213,6 +221,8 @@ class CheckReport:
         fixed = shlex.quote(str(path.with_name(f"{path.stem}_fixed.json")))
         fix = (f"to train without them: {check} --fix {fixed}, then add -u {split}_dataloader.dataset.ann_file="
                f"{fixed} to the training command")
+        if {f.kind for f in self.errors} == {"symlink_out"}:  # --fix would drop every image
+            fix = _LINKS_FIX.format(folder=shlex.quote(str(self.images_dir)))
         return "\n".join([head] + [f.line(names=self.names_of(f), where=self.images_dir) for f in self.errors]
                          + hint + [fix])
 
@@ -403,7 +413,7 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
         elif entry[0] == 0:
             _add(findings, "zero_byte", im["id"])
         elif entry[1] and not inside_folder(folder / name, folder):
-            _add(findings, "unsafe_file_name", im["id"])
+            _add(findings, "symlink_out", im["id"])
         else:
             todo.append(im)
     for name in sorted(listing):
@@ -610,7 +620,7 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
     folder = Path(images_dir)
     changes: List[str] = []
     bad_images = set()
-    for kind in ("missing", "zero_byte", "unreadable", "truncated", "unsafe_file_name"):
+    for kind in ("missing", "zero_byte", "unreadable", "truncated", "unsafe_file_name", "symlink_out"):
         ids = report.findings[kind].ids if kind in report.findings else []
         bad_images.update(ids)
         if ids:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dfine.cli import main
-from dfine.data.check import check_dataset, fix_dataset, preflight
+from dfine.data.check import KINDS, check_dataset, fix_dataset, preflight
 from dfine.data.coco import CocoDetection, DatasetError
 from tests.data.conftest import write_coco
 from tests.data.datasets import image, load
@@ -65,7 +65,7 @@ def _broken(root):
 
 EXPECTED = {
     "duplicate_image_id": [1], "duplicate_annotation_id": [1], "unknown_image": [8], "undeclared_category": [9],
-    "bad_bbox": [10], "unsafe_file_name": [13, 14], "missing": [2], "zero_byte": [3], "unreadable": [4],
+    "bad_bbox": [10], "unsafe_file_name": [13], "symlink_out": [14], "missing": [2], "zero_byte": [3], "unreadable": [4],
     "truncated": [5], "size_mismatch": [6], "box_clipped": [2], "box_invalid": [3, 4, 5], "box_outside": [6],
     "unused_category": [2], "unreferenced": ["extra.jpg"], "crowd": [7],
     "background": [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], "exif_rotated": [7], "high_depth": [9],
@@ -85,7 +85,7 @@ def test_every_problem_is_counted_with_its_ids(tmp_path):
     assert "  unreferenced                  1  image files in the folder that no image entry of this file refers to: files " \
            "extra.jpg" in text
     assert "         1  cat                            1          7" in text  # images, instances (bad boxes too)
-    assert text.splitlines()[-1].startswith("result: 12 errors of 11 kinds; training refuses this file")
+    assert text.splitlines()[-1].startswith("result: 12 errors of 12 kinds; training refuses this file")
 
 
 def test_deep_check_decodes_pixels(tmp_path):
@@ -99,7 +99,7 @@ def test_fix_writes_a_file_that_passes_a_second_check(tmp_path, capsys):
     fixed = tmp_path / "fixed.json"
     assert main(["data", "check", str(ann_file), "--images", str(img), "--fix", str(fixed)]) == 1
     out = capsys.readouterr().out
-    for line in ("  dropped 1 image (missing): 2", "  dropped 2 images (unsafe_file_name): 13, 14",
+    for line in ("  dropped 1 image (missing): 2", "  dropped 1 image (unsafe_file_name): 13", "  dropped 1 image (symlink_out): 14",
                  "  dropped image entry 1 'ok.jpg' (duplicate image id)",
                  "  corrected width/height of 1 image to the image as shown: 6",
                  "  dropped 3 annotations (NaN, zero or negative size): 3, 4, 5",
@@ -259,6 +259,23 @@ def test_symlink_out_of_the_folder_is_refused(tmp_path):
     with pytest.raises(DatasetError, match=r"a\.png listed in .*a\.json resolves to .*secret\.png, outside the images "
                                            r"folder"):
         ds[0]
+
+
+def test_images_linked_from_outside_say_how_to_use_them(tmp_path, capsys):
+    """A walk's VOC folder of links to files elsewhere (as DVC or git-annex leave them): 1800
+    'unsafe_file_name' errors and a --fix that would drop every image. Now they are named for what they
+    are, with what to do."""
+    ann, img = _small(tmp_path, [[1, 1, 10, 10]])
+    image(tmp_path / "store" / "a.png")
+    (img / "a.png").unlink()
+    os.symlink(tmp_path / "store" / "a.png", img / "a.png")
+    report = check_dataset(ann, img)
+    assert {k: f.ids for k, f in report.findings.items() if KINDS[k][0] == "error"} == {"symlink_out": [1]}
+    last = report.format().splitlines()[-1]
+    assert last.startswith("result: 1 error of 1 kind; training refuses this file (its images are links to files "
+                           f"outside {img}, which are never read: copy the dataset with its links resolved (cp -rL")
+    assert "--fix" not in last
+    assert "--fix" not in report.summary() and "cp -rL DATASET DATASET_COPY" in report.summary()
 
 
 @pytest.mark.parametrize("json_size, shown", [((48, 64), (3, 64, 48)), ((64, 48), (3, 48, 64)),
