@@ -497,6 +497,24 @@ def test_predictions_of_a_roboflow_split_carry_its_image_ids(onnx_model, tmp_pat
     assert {(r["file_name"], r["image_id"]) for r in results} == {("egg_a.jpg", 0), ("egg_b.jpg", 1)}
 
 
+def test_predictions_of_a_roboflow_split_with_an_images_folder_carry_its_image_ids(onnx_model, tmp_path, capsys):
+    """PrahasHegde/ToyDetection: valid/_annotations.coco.json above valid/images/ (which data check and
+    train read): predict of valid/images gave 379 of 386 detections another image's id, without a word."""
+    import json
+    split = tmp_path / "valid"
+    (split / "images").mkdir(parents=True)
+    for name in ("pig.jpg", "bull.jpg"):
+        Image.new("RGB", (64, 48), (90, 120, 40)).save(split / "images" / name)
+    (split / "_annotations.coco.json").write_text(json.dumps(
+        {"images": [{"id": 70, "file_name": "pig.jpg", "width": 64, "height": 48},
+                    {"id": 2, "file_name": "bull.jpg", "width": 64, "height": 48}],
+         "annotations": [], "categories": [{"id": 1, "name": "pig"}]}))
+    assert main(["predict", str(split / "images"), "-m", str(onnx_model), "--conf", "0", "-o", str(tmp_path / "out")]) == 0
+    assert f"image ids of predictions.json from {split / '_annotations.coco.json'}" in capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert {(r["file_name"], r["image_id"]) for r in results} == {("pig.jpg", 70), ("bull.jpg", 2)}
+
+
 def test_labels_of_boxes_side_by_side_do_not_cover_each_other():
     """Three boxes in a row (squares of a shapes image at --conf 0.05): each label went above its box
     and the later ones covered the earlier ones. A label whose place is taken goes below its box, or

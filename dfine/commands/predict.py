@@ -240,8 +240,9 @@ def image_id(path: Path, index: int) -> int:
 
 
 def coco_image_ids(paths: Sequence[Path]) -> Tuple[Dict[Path, int], List[Path]]:
-    """The image ids a COCO file beside the images gives them (a Roboflow split's
-    ``_annotations.coco.json``: the one ``.json`` of the folder whose ``images`` name them), so that
+    """The image ids a COCO file beside the images, or one folder up, gives them (a Roboflow split's
+    ``_annotations.coco.json`` beside its images or above its ``images/``: the one ``.json`` of the folder
+    whose ``images`` name them), so that
     ``predictions.json`` scores against that file; and the files read. Images of a folder without
     such a file are not in the mapping."""
     import json
@@ -249,18 +250,20 @@ def coco_image_ids(paths: Sequence[Path]) -> Tuple[Dict[Path, int], List[Path]]:
     ids: Dict[Path, int] = {}
     used: List[Path] = []
     for folder in dict.fromkeys(p.parent for p in paths):
-        found = sorted(folder.glob("*.json"))
-        if len(found) != 1 or found[0].name == "predictions.json":
-            continue
-        try:
-            data = json.loads(found[0].read_text(encoding="utf-8"))
-            by_name = {Path(str(im["file_name"])).name: int(im["id"]) for im in data["images"]}
-        except (OSError, ValueError, TypeError, KeyError):
-            continue  # not a COCO file: the ids stay the file names' numbers or positions
-        mine = {p: by_name[p.name] for p in paths if p.parent == folder and p.name in by_name}
-        if mine:
-            ids.update(mine)
-            used.append(found[0])
+        for candidate in (folder, folder.parent):  # Roboflow's {split}/images/ has its file one folder up
+            found = sorted(f for f in candidate.glob("*.json") if f.name != "predictions.json")
+            if len(found) != 1:
+                continue
+            try:
+                data = json.loads(found[0].read_text(encoding="utf-8"))
+                by_name = {Path(str(im["file_name"])).name: int(im["id"]) for im in data["images"]}
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # not a COCO file: the ids stay the file names' numbers or positions
+            mine = {p: by_name[p.name] for p in paths if p.parent == folder and p.name in by_name}
+            if mine:
+                ids.update(mine)
+                used.append(found[0])
+                break
     return ids, used
 
 
