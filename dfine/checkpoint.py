@@ -397,6 +397,10 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
                 reinit.append(key)
     mismatched = [k for k in own if k not in loadable and k not in reinit and k in state and k not in DERIVED]
     if mismatched or len(loadable) < len(own) // 2:
+        size = _size_of(state)
+        if size is not None and size != _size_of(own):  # a published size: say which ("another size?" before)
+            raise DfineError(f"{name} holds a {size} model, not this one: fine-tune a {size} (--model {size}, or "
+                             f"leave --model out to take the checkpoint's size; a {size} recipe with -c)")
         missing = [k for k in own if k not in state]
         example = (mismatched or missing or reinit)[:1]
         raise DfineError(f"{name} does not fit this model (another size?): only {len(loadable)} of "

@@ -106,7 +106,9 @@ def test_tuning_at_another_input_size_keeps_own_anchors():
     assert len(loadable) == len(small.state_dict()) - 2
     small.load_state_dict(loadable, strict=False)
     assert torch.equal(small.decoder.anchors, own_anchors)
-    with pytest.raises(Exception, match="another size"):
+    # the checkpoint's size is named (a walk's S checkpoint with --model dfine_n read 'another size?')
+    with pytest.raises(Exception, match=r"dfine_s_coco.pth holds a dfine_s model, not this one: fine-tune a dfine_s "
+                                        r"\(--model dfine_s, or leave --model out"):
         tuning_state(small, build_model("dfine_s").state_dict(), "dfine_s_coco.pth")
 
 
