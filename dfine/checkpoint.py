@@ -104,12 +104,39 @@ def read_checkpoint(source: PathLike) -> Dict[str, Any]:
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e) or "GLOBAL " in str(e):
             raise _unsafe_pickle(path, e) from None
-        raise DfineError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)})") from None
+        raise _unreadable(path, e) from None
     except Exception as e:  # the unpickler raises many kinds on foreign bytes
-        raise DfineError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)})") from None
+        raise _unreadable(path, e) from None
     if not isinstance(obj, dict):
         raise DfineError(f"{path} is not a checkpoint: it holds a {type(obj).__name__}, not a dict of weights")
     return obj
+
+
+def _unreadable(path: Path, error: BaseException) -> DfineError:
+    """The one line for a file torch cannot read, saying what it looks like: empty, cut short (a zip
+    archive without its end: an incomplete download or copy), text (an HTML page saved in place of a
+    download, a note) or other bytes, with torch's reason last."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+        size = path.stat().st_size
+    except OSError:
+        head, size = b"", -1
+    if size == 0:
+        return DfineError(f"{path} is empty (0 bytes): save or download the checkpoint again")
+    if head.startswith(b"PK\x03\x04"):  # torch's zip format, unreadable: its end (the directory) is missing
+        return DfineError(f"{path} is cut short ({size} bytes; its archive has no end): an incomplete download or "
+                          f"copy? Fetch or copy it again")
+    if head and all(b >= 32 or b in b"\t\n\r" for b in head):
+        try:
+            text = head.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            text = ""
+        if text:
+            first = text.splitlines()[0][:40]
+            return DfineError(f"{path} is a text file, not a PyTorch checkpoint (it starts {first!r}; an error page "
+                              f"saved in place of a download?)")
+    return DfineError(f"{path} is not a readable PyTorch checkpoint ({_first_line(error)})")
 
 
 def _first_line(e: BaseException) -> str:

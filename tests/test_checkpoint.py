@@ -22,13 +22,30 @@ def test_missing_file(tmp_path):
     assert str(tmp_path / "last.pth") in _one_line(e)
 
 
-@pytest.mark.parametrize("content", [b"hello, not a checkpoint", b"PK\x03\x04broken zip", b""])
-def test_not_a_checkpoint(tmp_path, content):
+@pytest.mark.parametrize("content, said", [
+    (b"hello, not a checkpoint", "is a text file, not a PyTorch checkpoint (it starts 'hello, not a checkpoint'"),
+    (b"<!DOCTYPE html>\n<html>", "is a text file, not a PyTorch checkpoint (it starts '<!DOCTYPE html>'; an error page"),
+    (b"PK\x03\x04broken zip", "is cut short (14 bytes; its archive has no end): an incomplete download or copy? "
+                             "Fetch or copy it again"),
+    (b"", "is empty (0 bytes): save or download the checkpoint again"),
+    (b"\x80\x02\x00\x01binary", "is not a readable PyTorch checkpoint ("),
+])
+def test_not_a_checkpoint(tmp_path, content, said):
+    """A walk's truncated download read 'not a readable PyTorch checkpoint (PytorchStreamReader failed ... This
+    is an internal miniz error. If you are seeing this error, there is a high)' and a text file '(101)'."""
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
-    with pytest.raises(dfine.DfineError, match="not a readable PyTorch checkpoint") as e:
+    with pytest.raises(dfine.DfineError) as e:
         read_checkpoint(path)
-    assert str(path) in _one_line(e)
+    assert _one_line(e).startswith(f"{path} {said}"), _one_line(e)
+
+
+def test_a_checkpoint_cut_short_says_so(tmp_path):
+    path = tmp_path / "cut.pth"
+    torch.save({"model": {"w": torch.zeros(20000)}}, path)
+    path.write_bytes(path.read_bytes()[:50000])
+    with pytest.raises(dfine.DfineError, match=r"cut\.pth is cut short \(50000 bytes; its archive has no end\)"):
+        read_checkpoint(path)
 
 
 def test_checkpoint_of_something_else(tmp_path):

@@ -156,7 +156,7 @@ def test_bad_inputs_are_one_line_errors(onnx_model, checkpoint, tmp_path, capsys
         "not found": [str(tmp_path / "missing.jpg"), "--model", str(onnx_model)],
         "not a readable ONNX model": [str(good), "--model", str(wrong)],
         "unsupported model file": [str(good), "--model", str(text)],
-        "not a readable PyTorch checkpoint": [str(good), "--model", str(wrong.with_name("fake.pth"))],
+        "is a text file, not a PyTorch checkpoint": [str(good), "--model", str(wrong.with_name("fake.pth"))],
         "was exported for 320x320": [str(good), "--model", str(onnx_model), "--imgsz", "640"],
     }
     wrong.with_name("fake.pth").write_bytes(b"nope")
