@@ -102,6 +102,9 @@ _OTHER_TOOLS = {
     **dict.fromkeys(("project", "save-dir", "out", "output", "name"), ("--output", "--output-dir")),
     **dict.fromkeys(("dataset", "data-dir"), ("--data",)),
     "weights": ("--tuning", "--model", "--resume"),  # train: fine-tune from them; predict, export: the model
+    **dict.fromkeys(("half", "fp16"),
+                    "half precision is a TensorRT engine on a GPU (dfine export --format engine, fp16 by default); "
+                    "on a CPU: --precision bf16 (OpenVINO, CPUs with AVX512-BF16 or AMX) or an int8 export"),
     **dict.fromkeys(("iou-thres", "iou", "nms", "agnostic-nms"),
                     "D-FINE needs no NMS (one box per object by design), so there is no IoU threshold to set"),
 }

@@ -425,7 +425,8 @@ def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
     try:
         session = ort.InferenceSession(model, opts, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types
-        raise DfineError(f"{model} is not a readable ONNX model ({str(e).splitlines()[0][:160]})") from None
+        raise DfineError(f"{model} is not a readable ONNX model ({str(e).splitlines()[0][:160]}); a copy cut short or "
+                         f"another file? Export it again (dfine export -r CHECKPOINT)") from None
     names = [i.name for i in session.get_inputs()]
     if names != ["images", "orig_target_sizes"]:
         raise DfineError(f"{model} is not a D-FINE export: inputs {names}, expected images, orig_target_sizes")

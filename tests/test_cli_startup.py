@@ -106,6 +106,10 @@ def test_options_of_other_detectors_point_to_ours(capsys):
              ("predict", "a.jpg", "-m", "m.onnx", "--iou-thres", "0.5"):
              "--iou-thres: D-FINE needs no NMS (one box per object by design), so there is no IoU threshold to set",
              ("train", "--data", "d", "--weights", "y.pt"): "--weights: did you mean --tuning?",
+             # a walk's --half read 'did you mean --help?'
+             ("predict", "a.jpg", "-m", "m.onnx", "--half"): "--half: half precision is a TensorRT engine on a GPU "
+             "(dfine export --format engine, fp16 by default); on a CPU: --precision bf16 (OpenVINO, CPUs with "
+             "AVX512-BF16 or AMX) or an int8 export",
              # argparse's own error (a required option missing) comes first: the hint is added to it
              ("predict", "a.jpg", "--weights", "best.pt"): "--weights: did you mean --model?",
              ("train", "--data", "d", "epochs=3"): "epochs=3: options take dashes: --epochs 3",
