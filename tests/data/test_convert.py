@@ -749,3 +749,18 @@ def test_yolo_boxes_outside_the_image_are_clipped_or_left_out_by_file_and_line(t
     assert main(["data", "check", str(src)]) == 0
     out = capsys.readouterr().out
     assert "a.txt line 2" in out and "box_clipped" not in out and "box_invalid" not in out
+
+
+def test_a_yaml_path_outside_its_folder_is_said(tmp_path):
+    """A walk's data.yaml with 'path: /elsewhere' read another dataset's images without a word but a
+    note sending them to move this folder's images into a split."""
+    other = _ultralytics(tmp_path / "other")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.yaml").write_text(f"path: {other}\ntrain: images/train\nval: images/val\nnames: {{0: cat, 1: dog}}\n")
+    converted = convert_yolo(mine, tmp_path / "out")
+    assert (f"data.yaml: path: {other} is outside the folder holding data.yaml: its splits are read from "
+            f"{other.resolve()} (remove the path: line to read them beside data.yaml)") in converted.notes
+    inside = _ultralytics(tmp_path / "ds")
+    (inside / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: {0: cat, 1: dog}\n")
+    assert not any("outside the folder" in n for n in convert_yolo(inside, tmp_path / "out2").notes)

@@ -228,6 +228,9 @@ def _splits_from_yaml(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, Any]
         here = [str(r) for r in roots[1:] if r.is_dir()]
         notes.append(f"{path.name}: path {data['path']} is not on this machine; its splits were looked up in "
                      f"{' and '.join(here)}")
+    elif data.get("path") and not root.resolve().is_relative_to(path.parent.resolve()):
+        notes.append(f"{path.name}: path: {data['path']} is outside the folder holding {path.name}: its splits are "
+                     f"read from {root.resolve()} (remove the path: line to read them beside {path.name})")
     return _splits_of(data, path, roots, notes), data, notes
 
 
