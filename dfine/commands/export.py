@@ -92,13 +92,14 @@ def run(args: argparse.Namespace) -> int:
                 dynamic_batch=not args.static)
     print(f"wrote {onnx_path} ({_what(loaded, args)})" + (" replacing the one there" if onnx_path in earlier else ""))
     if args.int8:
+        from ..text import counted
         out, info = quantize(onnx_path, _output(args, final))
         always = "; attention's activation products and max-pools stay float" if info.scheme == "transformer" else ""
-        print(f"wrote {out} (int8; {info.calibration_images} calibration images; kept in float32: "
+        print(f"wrote {out} (int8; {info.calibration_images} calibration images; kept in float32 (--keep-float): "
               f"{', '.join(info.float_scopes) or 'nothing'}{always}"
-              + (f"; val AP {info.val_ap_float} float32 -> {info.val_ap_int8} int8, "
-                 f"{len(info.restored_to_float)} operations returned to float" if info.val_ap_int8 is not None
-                 else "") + ")")
+              + (f"; val AP {info.val_ap_float} float32 -> {info.val_ap_int8} int8 as dfine eval measures it, "
+                 f"{counted(len(info.restored_to_float), 'operation')} returned to float by --max-drop"
+                 if info.val_ap_int8 is not None else "") + ")")
         if info.met_max_drop is False:
             print(f"warning: the AP drop {info.val_ap_float - info.val_ap_int8:.2f} is above --max-drop "
                   f"{info.max_drop:g} with at most {info.max_restore} groups of layers back in float; raise --max-restore, "

@@ -95,6 +95,13 @@ HEAD_PREFIXES = ("/model/decoder/", "/postprocessor/")  # node-name prefixes of 
 HEAD_INT8_TYPES = ("MatMul", "Convolution", "GroupConvolution", "MVN")
 DEFAULT_REASON = ("default: everything int8; on the dfine demo models keeping any part of the DETR head in float32 "
                   "saved no AP and cost latency (benchmarks/int8.py --scope-study)")
+#: Why every int8 IR's weights use 7 of their 8 bits (NNCF's overflow fix on every layer, not only the first):
+#: CPUs without VNNI (AVX2 only) multiply 8-bit values in pairs summed into 16 bits, which saturates with full
+#: 8-bit weights. Measured on the demo model (float32 AP 49.9, 192 px): int8 read 50.7 AP with VNNI and 46.1
+#: on AVX2 kernels (benchmarks/avx2_only.py) with the first layer alone fixed; 50.4 and 50.2 with every layer,
+#: at the same speed on both.
+WEIGHTS_7BIT = ("7-bit weights in every layer but grouped convolutions (NNCF overflow fix): an 8-bit product "
+                "pair saturates on CPUs without VNNI, which lost 4.6 AP on the demo model")
 DEFAULT_CALIB_IMAGES = 300
 MAX_RESTORE = 10     # accuracy-aware mode: at most this many groups of layers go back to float
 RANKING_IMAGES = 20  # ... each ranked by its harm on the val images int8 hurts most, this many
@@ -118,6 +125,7 @@ class QuantizeInfo:
     restored_to_float: List[str] = field(default_factory=list)  # operations NNCF returned to float
     ranking_images: Optional[int] = None
     max_restore: Optional[int] = None
+    weights: str = ""  # how the weights are stored (WEIGHTS_7BIT for an OpenVINO IR)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -244,26 +252,28 @@ def _source_name(op: Any) -> str:
 
 
 def _nncf_scope(model: Any, float_scopes: Sequence[str], scheme: str) -> Dict[str, Any]:
-    """NNCF's options (``model_type``, ``ignored_scope``, and for the default scheme ``preset`` and
-    ``advanced_parameters``) for ``scheme`` (:data:`SCHEMES`) with the node-name patterns
-    ``float_scopes`` kept in float32."""
+    """NNCF's options (``model_type``, ``ignored_scope``, ``advanced_parameters`` with the overflow fix
+    on every layer (:data:`WEIGHTS_7BIT`), and for the default scheme ``preset`` and SmoothQuant off) for
+    ``scheme`` (:data:`SCHEMES`) with the node-name patterns ``float_scopes`` kept in float32."""
     nncf = import_nncf()
     if scheme not in SCHEMES:
         raise DfineError(f"int8 scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
     ops = model.get_ordered_ops()
     ignored = _matching([op.get_friendly_name() for op in ops], float_scopes)
-    options: Dict[str, Any] = {"model_type": None if scheme == "head-matmuls" else nncf.ModelType.TRANSFORMER}
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    options: Dict[str, Any] = {"model_type": None if scheme == "head-matmuls" else nncf.ModelType.TRANSFORMER,
+                               "advanced_parameters": AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE)}
     if scheme == "head-matmuls":
         ignored += [op.get_friendly_name() for op in ops if op.get_type_name() not in HEAD_INT8_TYPES
                     and _source_name(op).startswith(HEAD_PREFIXES)]
     elif scheme == "transformer":
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+        from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
         ignored += attention_products(ops)
         # OpenVINO's 8-bit max-pool (the stem's 2x2 pool, 16 channels) took 3x its float time
         ignored += [op.get_friendly_name() for op in ops if op.get_type_name() == "MaxPool"]
         options["preset"] = nncf.QuantizationPreset.PERFORMANCE
-        options["advanced_parameters"] = AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(convolution=-1, matmul=-1))  # -1: off
+        options["advanced_parameters"].smooth_quant_alphas = AdvancedSmoothQuantParameters(convolution=-1,
+                                                                                           matmul=-1)  # -1: off
     options["ignored_scope"] = nncf.IgnoredScope(names=list(dict.fromkeys(ignored)), validate=False) if ignored else None
     return options
 
@@ -306,7 +316,7 @@ def quantize_openvino(onnx_path: PathLike, output: PathLike, calib: Sequence[Pat
     dataset = nncf.Dataset(list(calib), _inputs(imgsz))
     common = dict(subset_size=len(calib), fast_bias_correction=True, **_nncf_scope(model, float_scopes, scheme))
     info = QuantizeInfo("int8", f"nncf {nncf.__version__}, openvino {ov.get_version().split('-')[0]}", len(calib),
-                        calib_source, list(float_scopes), _reason(float_scopes), scheme, max_drop)
+                        calib_source, list(float_scopes), _reason(float_scopes), scheme, max_drop, weights=WEIGHTS_7BIT)
     if max_drop is None:
         with _no_cuda_notice():
             quantized = nncf.quantize(model, dataset, **common)
@@ -347,11 +357,15 @@ def _accuracy_aware(model: Any, dataset: Any, common: Dict[str, Any], info: Quan
     common = dict(common)
     if "advanced_parameters" in common:  # the same options under another name here
         common["advanced_quantization_parameters"] = common.pop("advanced_parameters")
+    dynamic = model.input("images").get_partial_shape()[0].is_dynamic
+    model = _batch_of(model, 1)  # measured as Detector runs it (a fixed batch; int8 results differ under dynamic shapes)
     with _nncf_report() as report:
         with _no_cuda_notice():
             quantized = nncf.quantize_with_accuracy_control(
                 model, dataset, nncf.Dataset(list(images)), validate, max_drop=info.max_drop / 100,
                 drop_type=nncf.DropType.ABSOLUTE, advanced_accuracy_restorer_parameters=restorer, **common)
+    if dynamic:
+        quantized = _batch_of(quantized, -1)
     ap_float, ap_int8 = 100 * validate.full_set[0], 100 * validate.full_set_ap(quantized)
     info.val_ap_float, info.val_ap_int8 = round(ap_float, 2), round(ap_int8, 2)
     info.met_max_drop = ap_float - ap_int8 <= info.max_drop
@@ -434,10 +448,24 @@ class _APValidation:
         return ap, _per_image_ap(self.val.ann, dets, [i for i, _ in items])
 
     def full_set_ap(self, model: Any) -> float:
-        """AP of an OpenVINO model (float32 inference, as NNCF runs it) on the whole val set."""
+        """AP of an OpenVINO model on the whole val set, compiled as :class:`dfine.Detector` compiles
+        it at batch 1 (float32 inference, the batch fixed: an int8 model compiled with a dynamic batch
+        scored 10.2 AP where ``dfine eval`` of the saved file, at a fixed batch, read 9.9)."""
         import openvino as ov
-        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        compiled = ov.Core().compile_model(_batch_of(model.clone(), 1), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return self(compiled, self.val.images)[0]
+
+
+def _batch_of(model: Any, batch: int) -> Any:
+    """``model`` (an ``openvino.Model``, changed in place) with its batch axis set to ``batch`` (-1:
+    dynamic)."""
+    shapes = {}
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        shape[0] = batch
+        shapes[port.get_any_name()] = shape
+    model.reshape(shapes)
+    return model
 
 
 def _per_image_ap(ann: Dict[str, Any], dets: Sequence[Dict[str, Any]], image_ids: Sequence[int]) -> List[float]:
