@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     p.add_argument("--names", help="with --data: class names, comma-separated, in class-id order, for a YOLO folder "
                                    "without a data.yaml, classes.txt or obj.names")
     p.add_argument("-r", "--resume", help="resume training from this checkpoint (or evaluate it with --test-only)")
-    p.add_argument("-t", "--tuning", help="fine-tune from these weights (class heads adapted to the dataset)")
+    p.add_argument("-t", "--tuning", help="fine-tune from these weights: a zoo name (dfine_s_coco, downloaded once) or a "
+                                          ".pth path (class heads adapted to the dataset)")
     p.add_argument("-d", "--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--use-amp", action="store_true", default=None, help="automatic mixed precision")
