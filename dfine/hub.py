@@ -188,9 +188,13 @@ def _verify_cached(dest: Path, expected: Optional[str]) -> None:
     recorded = _read_sidecar(dest)
     wanted = expected or recorded
     if wanted is not None and actual != wanted:
-        source = "the published" if expected else "the recorded"
-        raise ChecksumError(f"{dest} is corrupt or incomplete: its sha256 is {actual}, {source} one "
-                            f"is {wanted}; delete the file and run again to download it afresh")
+        if not expected:  # no published digest: the one recorded at first use, which a file put by hand changes
+            raise ChecksumError(f"{dest} changed since its sha256 was recorded in {_sidecar(dest)} (now {actual}, "
+                                f"then {wanted}): if you replaced it on purpose, delete {_sidecar(dest).name}; "
+                                f"else delete both files and run again to download it afresh")
+        raise ChecksumError(f"{dest} is corrupt or incomplete: its sha256 is {actual}, the published one "
+                            f"is {wanted}; delete the file and run again to download it afresh (offline: fetch it "
+                            f"by hand into the same path)")
     if recorded != actual:
         _write_sidecar(dest, actual)
 

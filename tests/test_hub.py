@@ -203,6 +203,11 @@ def test_recorded_sha256_is_verified_on_later_loads(server: Server, home: Path) 
     message = _one_line(exc)
     assert str(path) in message and "delete" in message and PAYLOAD_SHA in message
     assert len(server.ranges) == 1  # a corrupt cache is reported, not silently re-fetched
+    # a walk replaced a hand-placed file and was told to download it afresh, offline: the way out is said
+    assert f"changed since its sha256 was recorded in {path}.sha256" in message
+    assert "if you replaced it on purpose, delete weights.pth.sha256" in message
+    path.with_name("weights.pth.sha256").unlink()  # done as said: the new file is recorded
+    assert _get(server) == path and hub.sha256_file(path) != PAYLOAD_SHA and len(server.ranges) == 1
 
 
 def test_known_sha256_is_accepted(server: Server, home: Path) -> None:
