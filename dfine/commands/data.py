@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, List, Optional, Set, Tuple
@@ -85,9 +86,16 @@ def check_names(names: List[str]) -> List[str]:
 def run_convert(args: argparse.Namespace) -> int:
     """Convert and print the summary with the training command."""
     names = split_names(args.names)
-    from dfine.data.convert import converter
+    from dfine.data.convert import converter, written_files
     convert = converter(args.fmt)
-    result = convert(args.src, args.out, names=names, val_fraction=args.val_fraction, seed=args.seed)
+    with written_files() as written:
+        try:
+            result = convert(args.src, args.out, names=names, val_fraction=args.val_fraction, seed=args.seed)
+        except KeyboardInterrupt:
+            if written:  # each file is whole, but the set is not: say which, so nothing reads half a conversion
+                print(f"interrupted after writing {', '.join(map(str, written))}: the conversion is incomplete; "
+                      f"run the command again", file=sys.stderr)
+            raise
     print(result.summary())
     return 0
 

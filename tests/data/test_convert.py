@@ -764,3 +764,24 @@ def test_a_yaml_path_outside_its_folder_is_said(tmp_path):
     inside = _ultralytics(tmp_path / "ds")
     (inside / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: {0: cat, 1: dog}\n")
     assert not any("outside the folder" in n for n in convert_yolo(inside, tmp_path / "out2").notes)
+
+
+def test_convert_stopped_half_way_names_what_it_wrote(tmp_path, capsys, monkeypatch):
+    """A walk's Ctrl-C during dfine data convert left instances_train.json without instances_val.json
+    and printed only 'interrupted'."""
+    import dfine.data.convert as convert_module
+    src = _ultralytics(tmp_path / "ds")
+    real = convert_module.write_coco_json
+    calls = []
+
+    def stop_at_the_second(path, *args):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(path, *args)
+
+    monkeypatch.setattr("dfine.data.convert.yolo.write_coco_json", stop_at_the_second)
+    assert main(["data", "convert", "--from", "yolo", str(src), "-o", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert calls[0].parent == tmp_path / "out" / "annotations"
+    assert f"interrupted after writing {calls[0]}: the conversion is incomplete; run the command again" in err, err

@@ -14,6 +14,7 @@ folder when inside it), so ``dfine train --data`` finds the images from the JSON
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -375,11 +376,29 @@ def header_or_reason(path: Path) -> Union[ImageHeader, str]:
     return header
 
 
+#: The COCO files written by the conversion running now (``written_files``), else None.
+_WRITTEN: Optional[List[Path]] = None
+
+
+@contextlib.contextmanager
+def written_files() -> Iterator[List[Path]]:
+    """``with written_files() as paths:`` ``paths`` lists the COCO files the conversions inside write,
+    in order (``dfine data convert`` names them when it is stopped half-way)."""
+    global _WRITTEN
+    before, _WRITTEN = _WRITTEN, []
+    try:
+        yield _WRITTEN
+    finally:
+        _WRITTEN = before
+
+
 def write_coco_json(path: Path, images: List[Dict[str, Any]], annotations: List[Dict[str, Any]],
                     names: Sequence[str], info: Mapping[str, Any]) -> None:
     """Write one COCO file (categories ``1..K`` named ``names``) atomically."""
     write_json_atomic(path, {"info": dict(info), "images": images, "annotations": annotations,
                              "categories": categories(names)})
+    if _WRITTEN is not None:
+        _WRITTEN.append(Path(path))
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
