@@ -823,15 +823,19 @@ def criterion_config(cfg: Config) -> CriterionConfig:
     return cfg.DFINECriterion
 
 
-def resolve_num_classes(cfg: Config, label_map: ClassList) -> Config:
+def resolve_num_classes(cfg: Config, label_map: ClassList, left_out: Optional[Mapping[int, str]] = None) -> Config:
     """``cfg`` with ``num_classes`` taken from the training annotations when unset; a
-    :class:`ConfigError` with both numbers when the config says otherwise."""
+    :class:`ConfigError` with both numbers when the config says otherwise. ``left_out``: declared
+    categories not made classes (``{id: name}``, a Roboflow placeholder), named in that error (the
+    published code counts them: its num_classes is one more)."""
     found = label_map.num_classes
     if cfg.num_classes is None:
         return replace(cfg, num_classes=found)
     if cfg.num_classes != found:
+        dropped = "".join(f", not the declared but unused {name!r} (id {cid}), a placeholder left out"
+                          for cid, name in sorted((left_out or {}).items()))
         raise ConfigError(f"{source_of(cfg, 'num_classes')}: num_classes={cfg.num_classes} but {label_map.ann_file} "
-                          f"has {found} {'class' if found == 1 else 'classes'} ({label_map.describe()}); "
+                          f"has {found} {'class' if found == 1 else 'classes'} ({label_map.describe()}{dropped}); "
                           f"set num_classes: {found} or remove it to take it from the annotations")
     return cfg
 

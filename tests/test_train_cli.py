@@ -399,3 +399,19 @@ def test_eval_help_lists_what_an_evaluation_uses(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "--patience" in capsys.readouterr().out
+
+
+def test_num_classes_counting_a_roboflow_placeholder_says_it_was_left_out(coco128, tmp_path, capsys):
+    """A walk's published-style recipe set num_classes: 3 for a Roboflow export (placeholder id 0 and two
+    classes), as the published code counts it, and read 'has 2 classes (2 categories, ids 1..2)' of a file
+    that declares 3."""
+    data = json.loads(write_subset(coco128, tmp_path / "t.json", 2, categories=[1, 3]).read_text())
+    data["categories"] = [{"id": 0, "name": "things", "supercategory": "none"}] + [
+        {**c, "supercategory": "things"} for c in data["categories"]]
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps(data))
+    keys = published_keys(coco128, train, train, tmp_path / "o")
+    keys.insert(keys.index("--output-dir"), "num_classes=3")
+    err = one_line_error(capsys, ["train", "-c", "configs/dfine/custom/dfine_hgnetv2_n_custom.yml", *keys, "-d", "cpu"])
+    assert ("num_classes=3 but " in err and "has 2 classes (2 categories, ids 1..3, not the declared but unused "
+            "'things' (id 0), a placeholder left out); set num_classes: 2") in err, err

@@ -245,7 +245,10 @@ class Trainer:
         labels = self.val_set.label_map if self.train_set is None else self.train_set.label_map
         if self.train_set is not None:
             check_same_labels(self.train_set.label_map, self.val_set.label_map)
-        self.cfg = cfg = resolve_num_classes(cfg, labels)
+        source = self.val_set if self.train_set is None else self.train_set
+        declared = getattr(source, "declared_categories", {})
+        self.cfg = cfg = resolve_num_classes(cfg, labels, {c: n for c, n in declared.items()
+                                                           if c not in labels.category_ids})
         self.label_map = labels
 
         mcfg = model_config(cfg)
