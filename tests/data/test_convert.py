@@ -710,8 +710,10 @@ def test_every_bad_yolo_label_file_is_named_in_one_run(tmp_path, capsys):
         convert_yolo(src, tmp_path / "out")
     said = str(err.value)
     assert said.startswith(f"{src / 'labels/train/1.txt'} line 2: class id 1 is outside the 1 class names")
-    assert said.endswith("; and 2 more label files with an error (the first of each): labels/train/2.txt line 1, "
-                          "labels/val/1.txt line 3")
+    # and what is wrong in each (a walk read only 'line 4' for the second file, and ran again to learn why)
+    assert said.endswith("; and 2 more label files with an error (the first of each): labels/train/2.txt line 1 "
+                         "(expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...', got 6 values), "
+                         "labels/val/1.txt line 3 (coordinates 32 24 20 10 are not normalised)"), said
     assert not (tmp_path / "out").exists()
     assert main(["data", "check", str(src)]) == 2
     assert capsys.readouterr().err.count("\n") == 1

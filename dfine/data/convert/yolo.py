@@ -66,7 +66,7 @@ class LabelError(DatasetError):
 
     def __init__(self, path: Path, line: int, why: str) -> None:
         super().__init__(f"{path} line {line}: {why}" if line else f"label file {path} {why}")
-        self.path, self.line = path, line
+        self.path, self.line, self.why = path, line, why
 
 
 def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: int = 0) -> List[Row]:
@@ -566,13 +566,16 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
 
 def _label_errors(errors: Sequence[LabelError], base: Path) -> str:
     """One line for the label files with errors: the first error in full, then where the others are
-    (``labels/train/b.txt line 2, labels/val/c.txt line 4``, relative to ``base``), so that one run
+    and what is wrong there (``labels/train/b.txt line 2 (class id 5 is outside ...)``, relative to
+    ``base``), so that one run
     shows every file to fix (a walk fixed three files in three runs)."""
     if len(errors) == 1:
         return str(errors[0])
     where = []
     for error in errors[1:]:
         shown = str(error.path.relative_to(base)) if error.path.is_relative_to(base) else str(error.path)
-        where.append(f"{shown} line {error.line}" if error.line else shown)
+        short = error.why.split(";")[0].split(": ")[0]  # what is wrong, without the how-to of the first
+        short = short if len(short) <= 100 else short[:99] + "\u2026"
+        where.append(f"{shown} line {error.line} ({short})" if error.line else f"{shown} ({short})")
     return (f"{errors[0]}; and {counted(len(errors) - 1, 'more label file')} with an error (the first of each): "
             f"{first_few(where, 8)}")
