@@ -256,7 +256,7 @@ def test_eval_of_int8_ir_matches_detector_predictions(int8_ir, images, tmp_path,
     assert ap > 50  # the model's own top detections are ground truth: a different model scores far lower
 
 
-def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images, tmp_path):
+def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images, tmp_path, capsys):
     """``--max-drop`` on a drop int8 cannot be trusted to meet (0.001 AP points against the float
     model's own detections): the accuracy-aware export measures both, returns what it must to
     float (at most ``--max-restore`` groups), ends, and says what it did, the IR agreeing.
@@ -277,6 +277,9 @@ def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images,
     model = ov.Core().read_model(out)
     info = json.loads(ir_metadata(model)["quantization"])
     assert info["max_restore"] == 1 and info["ranking_images"] == 6 and info["max_drop"] == 0.001
+    # each pass over the val set is said as it ends (NNCF's bars reach a log only at the end)
+    passes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("accuracy-aware int8: val AP")]
+    assert passes[0].endswith("(float32)") and passes[1].endswith("(int8)")
     assert info["val_ap_float"] > 50  # its own detections are the ground truth
     assert info["met_max_drop"] is True and info["val_ap_float"] - info["val_ap_int8"] <= 0.001
     int8_ops = {n.get_friendly_name() for n in fq_consumers(model)}
