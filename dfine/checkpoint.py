@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from .errors import DfineError
-from .text import counted
+from .text import counted, first_few
 from .models.config import (MODEL_NAMES, DFINEConfig, DFINETransformerConfig, HGNetv2Config,
                             HybridEncoderConfig, apply_overrides, preset, resolve)
 
@@ -198,8 +198,11 @@ def model_state(ckpt: Mapping[str, Any], name: str = "checkpoint") -> Mapping[st
         return ckpt["model"]
     if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         return ckpt
+    inner = [k for k, v in ckpt.items() if isinstance(v, Mapping) and ("model" in v or "ema" in v)]
+    hint = (f"; its '{inner[0]}' entry is a checkpoint: save that alone (torch.save(torch.load(FILE)['{inner[0]}'], "
+            f"NEW.pth))" if inner else "")
     raise DfineError(f"{name} has no model weights (expected a 'model' or 'ema.module' entry; "
-                     f"found keys: {', '.join(list(ckpt)[:8])})")
+                     f"found keys: {first_few(ckpt, 8)}){hint}")
 
 
 def config_to_dict(cfg: DFINEConfig) -> Dict[str, Any]:

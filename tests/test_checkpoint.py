@@ -204,3 +204,15 @@ def test_weights_of_no_published_size_are_named_by_their_file():
     with pytest.raises(DfineError) as e:
         infer_model_name(odd, "mine.pth")
     assert str(e.value).startswith("mine.pth: the weights match none of the D-FINE sizes")
+
+
+def test_a_file_holding_a_checkpoint_under_a_key_says_which(tmp_path):
+    """A walk gave -t the golden fixture (its 'checkpoint' entry is one): the error listed 8 of its 11 keys
+    without '...' and did not say which entry was the checkpoint."""
+    path = tmp_path / "bundle.pth"
+    torch.save({"about": "x", "checkpoint": {"model": {"w": torch.zeros(1)}}, **{f"k{i}": i for i in range(9)}}, path)
+    with pytest.raises(dfine.DfineError) as e:
+        dfine.load_checkpoint(dfine.build_model("dfine_n"), path)
+    line = _one_line(e)
+    assert "found keys: about, checkpoint, k0, k1, k2, k3, k4, k5, ...)" in line
+    assert "its 'checkpoint' entry is a checkpoint: save that alone" in line
