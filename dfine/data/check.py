@@ -62,8 +62,8 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "undeclared_category": ("error", "annotation", "annotations whose category_id is not in 'categories'"),
     "bad_bbox": ("error", "annotation", "annotations without a bbox of 4 numbers"),
     "unsafe_file_name": ("error", "image", "file names that leave the images folder ('..' or absolute)"),
-    "symlink_out": ("error", "image", "image files that are links to files outside the images folder (never read "
-                    "there: copy the files in, cp -L, or link the folder that holds them)"),
+    "symlink_out": ("error", "image", "image files that are links to files outside the images folder (never read: "
+                    "copy the files in with cp -L, or link the folder that holds them)"),
     "missing": ("error", "image", "image files not found"),
     "zero_byte": ("error", "image", "image files of 0 bytes"),
     "unreadable": ("error", "image", "image files that cannot be read"),

@@ -34,7 +34,8 @@ __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "
            "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
-           "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named", "changes_note"]
+           "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named", "changes_note",
+           "written_files"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")

@@ -567,8 +567,7 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
 def _label_errors(errors: Sequence[LabelError], base: Path) -> str:
     """One line for the label files with errors: the first error in full, then where the others are
     and what is wrong there (``labels/train/b.txt line 2 (class id 5 is outside ...)``, relative to
-    ``base``), so that one run
-    shows every file to fix (a walk fixed three files in three runs)."""
+    ``base``), so that one run shows every file to fix (a walk fixed three files in three runs)."""
     if len(errors) == 1:
         return str(errors[0])
     where = []
