@@ -90,6 +90,7 @@ def main(argv: List[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     env = environment(library, os.environ)
+    print(f"avx2_only: CPUID hides {HIDDEN} from {argv[0]} and what it starts", file=sys.stderr, flush=True)
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as e:

@@ -104,6 +104,7 @@ def test_avx2_only_makes_every_library_see_an_avx2_cpu(tmp_path):
     kernels, line = out.strip().splitlines()
     assert kernels == "AVX2 AVX2"
     assert "CPUID hides AVX-512" in line and "torch kernels AVX2" in line
+    assert "avx512" not in line.split(" (CPUID")[0]  # dfine's own view follows (bf16 autocast, the int8 note)
     native = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert native.split()[0].startswith("AVX512")  # the same code without the library
     crash = subprocess.run([sys.executable, "-X", "faulthandler", "-c", "import ctypes; ctypes.string_at(0)"],
@@ -139,3 +140,14 @@ def test_avx2_only_says_what_is_missing(tmp_path, monkeypatch):
     env = avx2_only.environment(tmp_path / "x.so", {"LD_PRELOAD": "other.so", "GLIBC_TUNABLES": "glibc.malloc.arena_max=1"})
     assert env["LD_PRELOAD"] == f"{tmp_path / 'x.so'} other.so"
     assert env["GLIBC_TUNABLES"].startswith("glibc.malloc.arena_max=1:glibc.cpu.hwcaps=-AVX512F")
+
+
+def test_cpu_features_leave_out_what_avx2_only_hides(monkeypatch):
+    """A walk under benchmarks/avx2_only.py: the int8 export printed no note for a CPU without VNNI, and
+    training said bf16 was native, as both read /proc/cpuinfo, which the CPUID trick leaves as it is."""
+    from dfine.engine.precision import cpu_features as features
+    info = "flags\t\t: fpu avx2 avx_vnni avx512f avx512_vnni avx512_bf16 amx_tile\n"
+    monkeypatch.delenv("DFINE_CPUID_HIDES", raising=False)
+    assert features(info) == ["avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"]
+    monkeypatch.setenv("DFINE_CPUID_HIDES", "AVX-512, AVX-VNNI, AVX-IFMA, AVX10, AMX")
+    assert features(info) == ["avx2"]
