@@ -614,9 +614,9 @@ def load_model(source: PathLike, *, size: Optional[str] = None, config: Optional
         cfg = apply_overrides(cfg, num_denoising=0)
     stored_size = ckpt.get("input_size") or cfg.eval_spatial_size or DEFAULT_INPUT_SIZE
     cfg = apply_overrides(cfg, eval_spatial_size=parse_imgsz(imgsz, tuple(int(v) for v in stored_size)))
-    _say_other_size(ckpt, path, cfg.eval_spatial_size)
     model = build_from_config(cfg)
     load_state(model, state, str(path))
+    _say_other_size(ckpt, path, cfg.eval_spatial_size)  # after the errors: a size the model cannot take is one line
     model.deploy().to(device)
     names, ids = _labels(ckpt, cfg.num_classes, entry, str(path))
     post = PostProcessor(cfg.num_classes, num_top_queries=num_top_queries).deploy().to(device)
