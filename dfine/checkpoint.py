@@ -616,6 +616,12 @@ def load_model(source: PathLike, *, size: Optional[str] = None, config: Optional
     cfg = apply_overrides(cfg, eval_spatial_size=parse_imgsz(imgsz, tuple(int(v) for v in stored_size)))
     model = build_from_config(cfg)
     load_state(model, state, str(path))
+    decoder = model.decoder
+    tokens = sum(h * w for h, w in decoder._level_shapes(tuple(cfg.eval_spatial_size)))
+    if tokens < decoder.num_queries:
+        h, w = cfg.eval_spatial_size
+        raise DfineError(f"input size {h}x{w} gives {tokens} encoder tokens, fewer than the model's "
+                         f"{decoder.num_queries} queries: use a larger --imgsz (e.g. the default)")
     _say_other_size(ckpt, path, cfg.eval_spatial_size)  # after the errors: a size the model cannot take is one line
     model.deploy().to(device)
     names, ids = _labels(ckpt, cfg.num_classes, entry, str(path))

@@ -376,12 +376,6 @@ def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
     if dev.type == "cpu":
         from .allocator import keep_freed_memory
         keep_freed_memory()  # no page faults on every pass (see dfine/allocator.py)
-    decoder = loaded.model.decoder
-    tokens = sum(h * w for h, w in decoder._level_shapes(loaded.imgsz))
-    if tokens < decoder.num_queries:
-        h, w = loaded.imgsz
-        raise DfineError(f"input size {h}x{w} gives {tokens} encoder tokens, fewer than the model's "
-                         f"{decoder.num_queries} queries: use a larger --imgsz (e.g. the default)")
 
     def run(images: np.ndarray, sizes: np.ndarray):
         with torch.inference_mode():
