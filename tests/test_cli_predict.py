@@ -514,6 +514,13 @@ def test_predictions_of_a_roboflow_split_with_an_images_folder_carry_its_image_i
     assert f"image ids of predictions.json from {split / '_annotations.coco.json'}" in capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert {(r["file_name"], r["image_id"]) for r in results} == {("pig.jpg", 70), ("bull.jpg", 2)}
+    # the published folder also holds images the file does not list: every image got its position as its id,
+    # clashing with the listed ones' (81 of 82 detections on another image's id, without a word)
+    Image.new("RGB", (64, 48), (90, 120, 40)).save(split / "images" / "img0.jpg")
+    assert main(["predict", str(split / "images"), "-m", str(onnx_model), "--conf", "0", "-o", str(tmp_path / "o2")]) == 0
+    assert "1 image it does not list got ids from 71 up" in capsys.readouterr().err
+    results = json.loads((tmp_path / "o2" / "predictions.json").read_text())
+    assert {(r["file_name"], r["image_id"]) for r in results} == {("pig.jpg", 70), ("bull.jpg", 2), ("img0.jpg", 71)}
 
 
 def test_labels_of_boxes_side_by_side_do_not_cover_each_other():

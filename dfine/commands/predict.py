@@ -311,10 +311,15 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
     best: Optional[float] = None
     ids = {p: image_id(p, i) for i, p in enumerate(paths)}
     given, files = coco_image_ids(paths)
-    if given and len(given) == len(paths) and len(set(given.values())) == len(given):  # else ids could clash
-        ids = given
+    if given and len(set(given.values())) == len(given):
+        # the images the file does not list (a walk's folder held copies beside the 80 listed) get ids above
+        # its largest, so that none takes the id of a listed image (they all had positions, clashing with it)
+        others = [p for p in paths if p not in given]
+        top = max(given.values())
+        ids = {**given, **{p: top + 1 + i for i, p in enumerate(others)}}
+        more = (f"; {counted(len(others), 'image')} it does not list got ids from {top + 1} up" if others else "")
         print(f"image ids of predictions.json from {first_few([str(f) for f in files], 2)}, so it scores against "
-              f"{'that file' if len(files) == 1 else 'those files'}", file=sys.stderr)
+              f"{'that file' if len(files) == 1 else 'those files'}{more}", file=sys.stderr)
     with progress_bar(total=len(paths), unit="img", disable=not progress) as bar:
         for chunk in _batches(list(paths), det.batch_size):
             images, good = [], []
