@@ -184,7 +184,8 @@ def alike_labels_note(used: Mapping[str, int], where: Mapping[str, str], files: 
     if not alike:
         return None
     return (f"labels spelt alike are separate classes (a typo while labelling?): {'; '.join(alike[:3])}"
-            f"{'; ...' if len(alike) > 3 else ''}; rename them in {files}, or give --names")
+            f"{'; ...' if len(alike) > 3 else ''}; to merge them, rename one in {files} (--names naming both keeps "
+            f"them apart, unsaid)")
 
 
 def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[str, List[Annotated]],
