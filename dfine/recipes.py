@@ -22,7 +22,7 @@ from dfine.errors import DfineError
 from dfine.text import counted
 
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "as_is", "detect_format", "find_coco_splits", "data_run", "train",
-           "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
+           "missing_split", "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
 
 Format = Literal["coco", "yolo", "voc", "cvat", "labelme", "csv", "createml"]
 SIZES = "nslmx"
@@ -349,11 +349,11 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         if scratch is None:
             raise DfineError(f"--split {split} is for an evaluation (dfine eval); training uses the val split")
         if split not in splits:
-            raise DfineError(_missing_split(root, split, splits, fmt))
+            raise DfineError(missing_split(root, split, splits, fmt))
         splits = {"val": splits[split]}
     for need in (("val",) if scratch is not None else ("train", "val")):
         if need not in splits and need not in pointed:
-            raise DfineError(_missing_split(root, need, splits, fmt))
+            raise DfineError(missing_split(root, need, splits, fmt))
     overrides = []
     for split in (s for s in ("train", "val") if s in splits):
         ann, folder = map(_absolute, splits[split])
@@ -383,7 +383,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
 
 
-def _missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco") -> str:
+def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco") -> str:
     """One line for a dataset without a ``split`` (train, val or test): the splits it has (their
     files when the dataset's own, not a conversion's), a split folder of images without its annotation
     file, and what to add for a dataset of format ``fmt``."""

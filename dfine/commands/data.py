@@ -168,7 +168,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
     ``--plot labels.png`` draws ``labels_{split}.png``. 0 when training can use every split, else 1."""
     from dfine.data.check import check_dataset, plot_report
     from dfine.errors import DfineError
-    from dfine.recipes import as_is, dataset_splits, detect_format
+    from dfine.recipes import as_is, dataset_splits, detect_format, missing_split
 
     given = f"dfine data check {args.ann_file}"
     if args.images:
@@ -200,7 +200,13 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
                 print(f"plot: {plot_report(report, path, title=f'{split} split of {root.name}')}")
                 _plot_samples(ann, images, path, f"{split} split of {root.name}")
             results[split] = report
-    print("\n" + "; ".join(f"{split}: {'OK' if r.ok else 'errors'}" for split, r in results.items()))
+    # a split training needs and the folder lacks (a walk's conversion stopped before instances_val.json) is said;
+    # not an error (a val-only folder serves dfine eval)
+    missing = [need for need in ("train", "val") if need not in results]
+    for need in missing:
+        print(f"\n{missing_split(root, need, splits, fmt)} (training needs it)")
+    print("\n" + "; ".join([f"{split}: {'OK' if r.ok else 'errors'}" for split, r in results.items()]
+                           + [f"{need}: missing (training needs it)" for need in missing]))
     return 0 if all(r.ok for r in results.values()) else 1
 
 

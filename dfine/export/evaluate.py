@@ -226,14 +226,14 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     COCO folder's file read where it is; a YOLO, VOC, CVAT, LabelMe, CSV or CreateML folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written); ``names``:
     the class names of a YOLO folder that names none (``--names``)."""
-    from ..recipes import _missing_split, as_is, dataset_splits, detect_format
+    from ..recipes import missing_split, as_is, dataset_splits, detect_format
     if not root.exists():
         raise DfineError(f"--data {root} not found")
     fmt = detect_format(root)
     with tempfile.TemporaryDirectory(prefix="dfine-eval-") as tmp:
         splits, _ = dataset_splits(root, fmt, Path(tmp), names=names)
         if split not in splits and not ann_file:
-            raise DfineError(_missing_split(root, split, splits, fmt))
+            raise DfineError(missing_split(root, split, splits, fmt))
         ann, folder = splits.get(split, (None, None))
         given = Path(ann_file) if ann_file else None
         read = load_eval_set(given or ann, images or folder or root, limit)

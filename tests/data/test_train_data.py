@@ -821,3 +821,19 @@ def test_eval_on_the_test_split_of_a_data_folder(tmp_path, capsys):
     plain = _yolo(tmp_path / "plain")
     assert main(["eval", "-r", str(weights), "--data", str(plain), "--split", "test"]) == 2
     assert f"error: --data {plain}: no test split; found train" in capsys.readouterr().err
+
+
+def test_data_check_of_a_folder_without_val_says_training_needs_it(tmp_path, capsys):
+    """A walk's conversion stopped by Ctrl-C left annotations/instances_train.json alone: data check said
+    'train: OK' and 'result: OK', then dfine train refused it ('no val split')."""
+    root = tmp_path / "partial"
+    image(root / "images" / "a.jpg", (64, 48))
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "instances_train.json").write_text(json.dumps(
+        {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 20, 20], "area": 400, "iscrowd": 0}],
+         "categories": [{"id": 1, "name": "thing"}]}))
+    assert main(["data", "check", str(root)]) == 0  # not an error: a folder of one split serves dfine eval
+    out = capsys.readouterr().out
+    assert f"--data {root}: no val split; found train (annotations/instances_train.json)" in out
+    assert out.strip().splitlines()[-1] == "train: OK; val: missing (training needs it)"
