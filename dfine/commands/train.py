@@ -186,6 +186,12 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "imgsz", None) is not None:
         from dfine.config import image_size
         image_size(args.imgsz)  # before --data converts the dataset into a new output folder
+    weights_file = args.resume or args.tuning
+    if args.data and args.model and weights_file and Path(weights_file).is_file():
+        # a cut-short or foreign file fails before the dataset is converted into a run folder (a walk's bad -t
+        # left output/.../data behind); without --model, _model_for_data reads it first anyway
+        from dfine.checkpoint import model_state, read_checkpoint
+        model_state(read_checkpoint(weights_file), weights_file)
     with temporary as scratch:
         if args.data:
             from dfine.recipes import data_run

@@ -837,3 +837,20 @@ def test_data_check_of_a_folder_without_val_says_training_needs_it(tmp_path, cap
     out = capsys.readouterr().out
     assert f"--data {root}: no val split; found train (annotations/instances_train.json)" in out
     assert out.strip().splitlines()[-1] == "train: OK; val: missing (training needs it)"
+
+
+def test_a_bad_checkpoint_fails_before_the_dataset_is_converted(tmp_path, capsys):
+    """A walk's -t of a cut-short file with --model stopped in one line, but after --data had converted the
+    dataset into the run folder, which stayed behind."""
+    src = tmp_path / "yolo"
+    for split in ("train", "val"):
+        image(src / "images" / split / "a.jpg", (64, 48))
+        (src / "labels" / split).mkdir(parents=True)
+        (src / "labels" / split / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [thing]\n")
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(b"PK\x03\x04" + bytes(1000))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(src), "--model", "dfine_n", "-t", str(cut), "-o", str(out)]) == 2
+    assert "cut.pth is cut short" in capsys.readouterr().err
+    assert not out.exists()
