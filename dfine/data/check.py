@@ -801,8 +801,11 @@ def sample_pictures(ann_file: os.PathLike | str, images_dir: os.PathLike | str, 
     for im in with_boxes + without:
         if len(tiles) == count:
             break
+        path = Path(images_dir) / str(im["file_name"])
+        if unsafe_file_name(im["file_name"]) is not None or not inside_folder(path, Path(images_dir)):
+            continue  # never read from outside the images folder, in a picture either (the check says why)
         try:
-            picture = open_image(Path(images_dir) / im["file_name"])
+            picture = open_image(path)
         except Exception:  # noqa: BLE001 - the check reports unreadable files; the picture skips them
             continue
         anns = boxes.get(im["id"], [])

@@ -276,6 +276,9 @@ def test_images_linked_from_outside_say_how_to_use_them(tmp_path, capsys):
                            f"outside {img}, which are never read: copy the dataset with its links resolved (cp -rL")
     assert "--fix" not in last
     assert "--fix" not in report.summary() and "cp -rL DATASET DATASET_COPY" in report.summary()
+    # nor does the samples picture read it (a walk's picture drew the linked image it was told is never read)
+    from dfine.data.check import sample_pictures
+    assert sample_pictures(ann, img)[0] == []
 
 
 @pytest.mark.parametrize("json_size, shown", [((48, 64), (3, 64, 48)), ((64, 48), (3, 48, 64)),
