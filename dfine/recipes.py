@@ -506,11 +506,11 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         raise DfineError(f"imgsz must be a whole multiple of 32 px, got {imgsz!r}{near}")
     if isinstance(overrides, str):  # "HGNetv2.pretrained=False" was read letter by letter ("override 'H'")
         overrides = shlex.split(overrides)
-    from dfine.commands.data import check_names, split_names
-    if isinstance(names, str):
-        names = split_names(names)  # "cone,cube" was read letter by letter: nine classes c, o, n, e, ...
-    elif names:
-        names = check_names([str(n) for n in names])
+    from dfine.commands.data import check_names
+    if isinstance(names, str):  # "cone,cube" was read letter by letter: nine classes c, o, n, e, ...
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if names:
+        names = check_names([str(n) for n in names], "names=")
     if resume is not None and not Path(resume).is_file():
         raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
     if output_dir is None and resume is not None:  # the run goes on in its own folder

@@ -72,13 +72,14 @@ def split_names(text: Optional[str]) -> Optional[List[str]]:
     return check_names(names) if names else None
 
 
-def check_names(names: List[str]) -> List[str]:
-    """``names`` when no name repeats; ``DfineError`` naming the repeated ones otherwise."""
+def check_names(names: List[str], option: str = "--names") -> List[str]:
+    """``names`` when no name repeats; ``DfineError`` naming the repeated ones otherwise (``option``: how
+    the caller gave them, ``--names`` or ``names=`` of ``dfine.train``)."""
     from dfine.errors import DfineError
 
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise DfineError(f"--names gives {', '.join(repr(n) for n in repeated)} more than once: each class once, in "
+        raise DfineError(f"{option} gives {', '.join(repr(n) for n in repeated)} more than once: each class once, in "
                          f"class-id order")
     return names
 

@@ -365,8 +365,10 @@ def test_a_name_given_twice_in_names_is_one_line(tmp_path, capsys):
     _one_folder(src)
     assert main(["data", "check", str(src), "--names", "cat,dog,cat"]) == 2
     assert capsys.readouterr().err == "error: --names gives 'cat' more than once: each class once, in class-id order\n"
-    with pytest.raises(DfineError, match="--names gives 'cat' more than once"):
+    with pytest.raises(DfineError, match="names= gives 'cat' more than once"):  # the Python API's own word
         dfine.train(data=src, names=["cat", "dog", "cat"])
+    with pytest.raises(DfineError, match="names= gives 'cat' more than once"):
+        dfine.train(data=src, names="cat, dog,cat")
 
 
 def test_one_json_of_a_set_kept_in_a_lone_test_folder_names_that_folder(tmp_path):
