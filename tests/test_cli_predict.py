@@ -576,3 +576,15 @@ def test_a_checkpoint_run_at_another_size_than_it_was_trained_says_so(checkpoint
     assert note in capsys.readouterr().err
     assert main(["predict", str(picture), "-m", str(checkpoint), "-o", str(tmp_path / "q")]) == 0
     assert "was trained at" not in capsys.readouterr().err
+
+
+def test_a_picture_crowded_with_guesses_is_said(onnx_model, tmp_path, capsys):
+    """Walks followed 'try --conf 0.02' with a young model to pictures walled with 300 boxes each, said
+    nowhere; predict now says so and what to do."""
+    picture = tmp_path / "a.png"
+    Image.new("RGB", (64, 48), (90, 120, 40)).save(picture)
+    assert main(["predict", str(picture), "-m", str(onnx_model), "--conf", "0", "-o", str(tmp_path / "low")]) == 0
+    err = capsys.readouterr().err
+    assert "detections per image at --conf 0: most are guesses" in err and "such as the one training printed" in err
+    assert main(["predict", str(picture), "-m", str(onnx_model), "--conf", "0.99", "-o", str(tmp_path / "high")]) == 0
+    assert "most are guesses" not in capsys.readouterr().err

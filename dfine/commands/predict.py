@@ -119,7 +119,16 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
           + (f"; {len(bad)} unreadable skipped" if bad else ""))
     if not results:
         print(nothing_found_note(det.conf, best, where), file=sys.stderr)
+    per_image = len(results) / max(1, len(items) - len(bad)) if kind == "images" else 0
+    if per_image >= CROWDED:  # walks followed the hint above to a picture walled with an untrained model's boxes
+        print(f"note: {per_image:.0f} detections per image at --conf {det.conf:g}: most are guesses (a model that has "
+              f"learned little, or a --conf far too low); a higher --conf, such as the one training printed, keeps "
+              f"the sure ones", file=sys.stderr)
     return 0
+
+
+#: Detections per image from which predict says the pictures are crowded with guesses (the model keeps 300 at most)
+CROWDED = 100
 
 
 def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
