@@ -729,7 +729,7 @@ def test_voc_names_spelt_alike_are_said_with_an_xml_holding_each(tmp_path):
     converted = convert_voc(src, tmp_path / "out")
     assert converted.names == ("Raccoon", "raccoon")
     assert ("labels spelt alike are separate classes (a typo while labelling?): 'Raccoon' (1 box, e.g. r6.xml) and "
-            "'raccoon' (6 boxes, e.g. r0.xml); to merge them, rename one in the XMLs (--names naming both keeps them apart, unsaid)") in " ".join(converted.notes)
+            "'raccoon' (6 boxes, e.g. r0.xml); to merge them, rename one in the XMLs (--names naming both keeps them apart, without this note)") in " ".join(converted.notes)
     assert not any("spelt alike" in n for n in convert_voc(src, tmp_path / "out2", names=["raccoon", "Raccoon"]).notes)
 
 

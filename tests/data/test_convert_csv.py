@@ -222,5 +222,5 @@ def test_a_linked_images_folder_and_a_typo_in_a_few_rows(tmp_path):
     assert converted.counts["train"].images + converted.counts["val"].images == 6
     assert converted.images_folder == src / "images"
     assert ("labels spelt alike are separate classes (a typo while labelling?): 'racoon' (1 box, e.g. r5.jpg) and "
-            "'raccoon' (20 boxes, e.g. r0.jpg); to merge them, rename one in the CSV files (--names naming both keeps them apart, unsaid)") in converted.notes
+            "'raccoon' (20 boxes, e.g. r0.jpg); to merge them, rename one in the CSV files (--names naming both keeps them apart, without this note)") in converted.notes
     assert main(["data", "check", str(tmp_path / "out")]) == 0  # the converted files read through the link too

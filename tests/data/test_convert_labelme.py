@@ -123,7 +123,7 @@ def test_labels_spelt_alike_are_said_and_names_order_the_classes(tmp_path):
     notes = " ".join(converted.notes)
     assert ("labels spelt alike are separate classes (a typo while labelling?): 'Car' (1 box, e.g. 00.json) and "
             "'car' (2 boxes, e.g. 01.json); 'hazlenut' (1 box, e.g. 14.json) and 'hazelnut' (10 boxes, e.g. 04.json); "
-            "to merge them, rename one in the JSONs (--names naming both keeps them apart, unsaid)") in notes
+            "to merge them, rename one in the JSONs (--names naming both keeps them apart, without this note)") in notes
     assert "1 shape labelled __ignore__ or _background_ (LabelMe's labels for what is no class) left out" in notes
     again = convert_labelme(src, tmp_path / "out2", names=["truck", "car", "Car", "hazelnut", "hazlenut"])
     assert again.names == ("truck", "car", "Car", "hazelnut", "hazlenut")

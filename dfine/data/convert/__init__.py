@@ -185,7 +185,7 @@ def alike_labels_note(used: Mapping[str, int], where: Mapping[str, str], files: 
         return None
     return (f"labels spelt alike are separate classes (a typo while labelling?): {'; '.join(alike[:3])}"
             f"{'; ...' if len(alike) > 3 else ''}; to merge them, rename one in {files} (--names naming both keeps "
-            f"them apart, unsaid)")
+            f"them apart, without this note)")
 
 
 def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[str, List[Annotated]],
