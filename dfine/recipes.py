@@ -508,7 +508,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         overrides = shlex.split(overrides)
     from dfine.commands.data import check_names
     if isinstance(names, str):  # "cone,cube" was read letter by letter: nine classes c, o, n, e, ...
-        names = [n.strip() for n in names.split(",") if n.strip()]
+        names = [n.strip() for n in names.split(",") if n.strip()] or None
     if names:
         names = check_names([str(n) for n in names], "names=")
     if resume is not None and not Path(resume).is_file():

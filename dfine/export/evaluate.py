@@ -226,7 +226,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     COCO folder's file read where it is; a YOLO, VOC, CVAT, LabelMe, CSV or CreateML folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written); ``names``:
     the class names of a YOLO folder that names none (``--names``)."""
-    from ..recipes import missing_split, as_is, dataset_splits, detect_format
+    from ..recipes import as_is, dataset_splits, detect_format, missing_split
     if not root.exists():
         raise DfineError(f"--data {root} not found")
     fmt = detect_format(root)
