@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DfineError
+from ..text import counted, first_few
 
 
 def add_parser(subparsers) -> None:
@@ -92,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
                 dynamic_batch=not args.static)
     print(f"wrote {onnx_path} ({_what(loaded, args)})" + (" replacing the one there" if onnx_path in earlier else ""))
     if args.int8:
-        from ..text import counted
         out, info = quantize(onnx_path, _output(args, final))
         always = "; attention's activation products and max-pools stay float" if info.scheme == "transformer" else ""
         print(f"wrote {out} (int8; {info.calibration_images} calibration images; kept in float32 (--keep-float): "
@@ -120,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
 def _what(loaded, args) -> str:
     """``"input 320x320, batch any, 13 classes: bishop, black-bishop, black-king, ..."``: what a deployment
     of the file needs to know (the input size the checkpoint was trained at, unless --imgsz)."""
-    from ..text import counted, first_few
     names = list(loaded.class_names)
     h, w = loaded.imgsz
     batch = "batch 1" if args.static else "batch any"

@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         return _predict(args, kind, items, out)
 
 
+#: Detections per image from which predict says the pictures are crowded with guesses (the model keeps 300 at most)
+CROWDED = 100
+
+
 def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) -> int:
     from ..inference import Detector
     set_threads(args.threads, args.model, args.backend)
@@ -125,10 +129,6 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
               f"learned little, or a --conf far too low); a higher --conf, such as the one training printed, keeps "
               f"the sure ones", file=sys.stderr)
     return 0
-
-
-#: Detections per image from which predict says the pictures are crowded with guesses (the model keeps 300 at most)
-CROWDED = 100
 
 
 def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
