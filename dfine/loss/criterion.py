@@ -55,9 +55,12 @@ class Matched(NamedTuple):
 
 
 def gather_matches(indices: Indices, targets: Targets, num_boxes: float, device: torch.device) -> Matched:
-    """Flatten per-image ``(query_idx, target_idx)`` pairs into a :class:`Matched`."""
-    batch = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(indices)]).to(device)
-    query = torch.cat([q for q, _ in indices]).to(device)
+    """Flatten per-image ``(query_idx, target_idx)`` pairs into a :class:`Matched` on ``device``.
+
+    The indices may sit on different devices (on a GPU: the denoising queries of an image with
+    targets on the GPU, the empty pairs of one without on the CPU)."""
+    batch = torch.cat([torch.full((q.shape[0],), i, dtype=torch.int64, device=device) for i, (q, _) in enumerate(indices)])
+    query = torch.cat([q.to(device) for q, _ in indices])
     labels = torch.cat([t["labels"][k.to(t["labels"].device)] for t, (_, k) in zip(targets, indices)])
     boxes = torch.cat([t["boxes"][k.to(t["boxes"].device)] for t, (_, k) in zip(targets, indices)])
     return Matched(batch, query, labels.to(device), boxes.to(device).float(), num_boxes)

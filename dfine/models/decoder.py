@@ -508,7 +508,7 @@ class DFINETransformer(nn.Module):
         def take(x: Tensor) -> Tensor:
             if torch.onnx.is_in_onnx_export():  # rows of the flattened tokens: a Gather, where the
                 # gather below exports as GatherElements on an expanded index (OpenVINO: reference kernels)
-                rows = idx if x.shape[0] == 1 else idx + torch.arange(idx.shape[0]).unsqueeze(-1) * x.shape[1]
+                rows = idx if x.shape[0] == 1 else idx + torch.arange(idx.shape[0], device=idx.device).unsqueeze(-1) * x.shape[1]
                 return x.reshape(-1, x.shape[-1])[rows]
             return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 

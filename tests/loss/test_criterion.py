@@ -253,3 +253,20 @@ def test_denoising_pairs_and_normalisation():
         l1 += (src - t["boxes"].repeat(3, 1)).abs().sum().item()
         assert len(meta["dn_positive_idx"][i]) == 3 * k
     assert losses["loss_bbox_dn_1"].item() == pytest.approx(5.0 * l1 / (5 * 3), rel=1e-5)
+
+
+def test_matches_gathered_from_indices_on_different_devices():
+    """On a GPU an image without targets gives empty pairs on the CPU beside the other images'
+    denoising pairs on the GPU (training crashed at the first such batch: 'Expected all tensors to be
+    on the same device'). The meta device stands in for the GPU."""
+    from dfine.loss.criterion import gather_matches
+    empty = torch.zeros(0, dtype=torch.int64)
+    indices = [(empty, empty.clone()), (torch.tensor([3, 5], device="meta"), torch.tensor([1, 0]))]
+    targets = [{"labels": empty.clone(), "boxes": torch.zeros(0, 4)},
+               {"labels": torch.tensor([7, 9]), "boxes": torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]])}]
+    meta = gather_matches(indices, targets, 2.0, torch.device("meta"))
+    assert meta.batch.device.type == meta.query.device.type == meta.labels.device.type == "meta"
+    assert meta.count == 2
+    cpu = gather_matches([(empty, empty.clone()), (torch.tensor([3, 5]), torch.tensor([1, 0]))], targets, 2.0,
+                         torch.device("cpu"))
+    assert cpu.batch.tolist() == [1, 1] and cpu.query.tolist() == [3, 5] and cpu.labels.tolist() == [9, 7]
