@@ -86,24 +86,40 @@ def save_figure(fig: Any, path: PathLike, dpi: int = 110) -> Path:
     return path
 
 
+LEGEND_CLASSES = 12  # more classes than this: their curves in grey and the mean over them in colour
+
+
 def plot_pr_curves(metrics: Any, path: PathLike, title: str = "precision-recall") -> Path:
     """One precision-recall curve per class at IoU 0.50 (solid) and 0.75 (dashed), all areas,
     100 detections per image, from ``metrics.raw["precision"]`` (COCOeval's ``[T, R, K, A, M]``
-    array over its 101 recall thresholds); the legend gives each class's AP50 and AP."""
+    array over its 101 recall thresholds); the legend gives each class's AP50 and AP. With more
+    than :data:`LEGEND_CLASSES` classes (a legend past the figure's height) each class is a thin
+    grey curve and the mean over the classes, whose AP is the run's, the coloured one."""
     plt = pyplot()
     precision = np.asarray(metrics.raw["precision"])
     recall = np.linspace(0.0, 1.0, precision.shape[1])
     fig, ax = plt.subplots(figsize=(8.4, 4.8))
     colors = plt.get_cmap("tab10")
-    for k, cat in enumerate(metrics.per_class):
+    shown = [(k, cat) for k, cat in enumerate(metrics.per_class) if not (precision[0, :, k, 0, -1] < 0).all()]
+    many = len(shown) > LEGEND_CLASSES
+    for k, cat in shown:  # classes without ground truth left out
         p50, p75 = precision[0, :, k, 0, -1], precision[5, :, k, 0, -1]
-        if (p50 < 0).all():  # no ground truth of this class
+        if many:
+            ax.plot(recall, np.clip(p50, 0, None), color="grey", lw=0.6, alpha=0.35)
             continue
         name = metrics.names.get(cat, str(cat))
         ap50 = float(p50[p50 > -1].mean())
         line, = ax.plot(recall, np.clip(p50, 0, None), color=colors(k % 10), lw=2,
                         label=f"{name}  AP50 {100 * ap50:.1f}  AP {100 * metrics.per_class[cat]:.1f}")
         ax.plot(recall, np.clip(p75, 0, None), color=line.get_color(), lw=1, ls="--")
+    if many:
+        ks = [k for k, _ in shown]
+        mean50, mean75 = (np.clip(precision[t, :, ks, 0, -1], 0, None).mean(0) for t in (0, 5))
+        ap = np.mean([metrics.per_class[cat] for _, cat in shown])
+        ax.plot(recall, mean50, color="tab:blue", lw=2.5,
+                label=f"mean of {len(shown)} classes\nAP50 {100 * mean50.mean():.1f}  AP {100 * ap:.1f}")
+        ax.plot(recall, mean75, color="tab:blue", lw=1.5, ls="--")
+        ax.plot([], [], color="grey", lw=0.6, label="each class, IoU 0.50\n(AP per class: the\nprinted table)")
     ax.plot([], [], color="grey", lw=2, label="IoU 0.50")
     ax.plot([], [], color="grey", lw=1, ls="--", label="IoU 0.75")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
