@@ -320,6 +320,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     if not root.exists():
         raise DfineError(f"--data {root} not found")
     size = model_size(model)
+    from dfine.data.archive import dataset_folder
+    root = dataset_folder(root)  # a downloaded .zip: unpacked beside it
     recipe = RECIPES_DIR / "dfine" / "custom" / f"dfine_hgnetv2_{size}_custom.yml"
     if not recipe.is_file():
         raise DfineError(f"recipe {recipe} not found: dfine train --data needs the configs folder of a dfine checkout")

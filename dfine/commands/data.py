@@ -87,8 +87,10 @@ def check_names(names: List[str], option: str = "--names") -> List[str]:
 def run_convert(args: argparse.Namespace) -> int:
     """Convert and print the summary with the training command."""
     names = split_names(args.names)
+    from dfine.data.archive import dataset_folder
     from dfine.data.convert import converter, written_files
     convert = converter(args.fmt)
+    args.src = dataset_folder(args.src, "dfine data convert")
     with written_files() as written:
         try:
             result = convert(args.src, args.out, names=names, val_fraction=args.val_fraction, seed=args.seed)
@@ -109,7 +111,8 @@ def run_check(args: argparse.Namespace) -> int:
     _check_imgsz(args.imgsz)  # a bad value said before the images are read
     if args.plot:
         plot_backend()  # missing matplotlib said before the check, not after it
-    source = Path(args.ann_file).expanduser()
+    from dfine.data.archive import dataset_folder
+    source = dataset_folder(args.ann_file, "dfine data check")  # a downloaded .zip: unpacked beside it
     if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml", ".data", ".csv"):
         return _check_dataset_folder(source, args)
     from dfine.data.convert.labelme import dataset_of, is_labelme_file

@@ -229,6 +229,8 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     from ..recipes import as_is, dataset_splits, detect_format, missing_split
     if not root.exists():
         raise DfineError(f"--data {root} not found")
+    from ..data.archive import dataset_folder
+    root = dataset_folder(root)
     fmt = detect_format(root)
     with tempfile.TemporaryDirectory(prefix="dfine-eval-") as tmp:
         splits, _ = dataset_splits(root, fmt, Path(tmp), names=names)

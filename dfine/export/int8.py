@@ -156,9 +156,10 @@ def calibration_images(source: PathLike, limit: int = DEFAULT_CALIB_IMAGES) -> L
     """Up to ``limit`` image paths from ``source`` (a folder, searched recursively, or a COCO JSON
     whose ``file_name`` entries are relative to its folder), spread evenly over the sorted list."""
     from ..commands.predict import IMAGE_SUFFIXES
-    src = Path(source)
     if limit < 1:
         raise DfineError(f"--calib-size must be at least 1, got {limit}")
+    from ..data.archive import dataset_folder
+    src = dataset_folder(source, "--calib")
     if src.is_dir():
         paths = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not paths:
