@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Union
 
@@ -105,7 +106,7 @@ def _unzip(path: Path, target: Path, stamp: dict, option: str) -> tuple:
                     bar.update(m.file_size)
             (tmp / MARKER).write_text(json.dumps(stamp))
             os.replace(tmp, target)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad CRC, cut-off or garbled data
             shutil.rmtree(tmp, ignore_errors=True)
             raise DfineError(f"{option} {path} is damaged ({exc}); download it again") from None
         except OSError as exc:

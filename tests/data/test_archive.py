@@ -113,3 +113,17 @@ def test_calibration_images_from_a_zip(tmp_path):
     src = _zipped(_yolo(tmp_path / "made"), tmp_path / "set.zip")
     images = calibration_images(src, limit=10)
     assert len(images) == 3 and all(p.is_relative_to(tmp_path / "set") for p in images)
+
+
+def test_garbled_member_is_one_line_and_leaves_nothing(tmp_path):
+    """A zip whose central directory reads but whose compressed data is garbled (zlib.error, was a traceback)."""
+    src = tmp_path / "garbled.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.txt", bytes(range(256)).hex() * 40)
+    data = bytearray(src.read_bytes())
+    for i in range(200, 260):
+        data[i] ^= 0xFF
+    src.write_bytes(bytes(data))
+    with pytest.raises(DfineError, match="garbled.zip is damaged .* download it again"):
+        dataset_folder(src)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbled.zip"]
