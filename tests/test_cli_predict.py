@@ -588,3 +588,44 @@ def test_a_picture_crowded_with_guesses_is_said(onnx_model, tmp_path, capsys):
     assert "detections per image at --conf 0: most are guesses" in err and "such as the one training printed" in err
     assert main(["predict", str(picture), "-m", str(onnx_model), "--conf", "0.99", "-o", str(tmp_path / "high")]) == 0
     assert "most are guesses" not in capsys.readouterr().err
+
+
+def test_save_dataset_writes_prelabels_that_train_reads_from_the_originals(coco128, onnx_model, tmp_path, capsys):
+    """``--save-dataset``: the images and their detections as a COCO dataset beside the annotated copies;
+    checking it and training on it read the original images (info.images_folder), never the copies
+    with boxes drawn on them, which carry the same names."""
+    from dfine.data.check import default_images
+    from dfine.data.convert.coco import convert_coco
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = sorted(p.name for p in (coco128 / "train2017").glob("*.jpg"))[:3]
+    for name in names:
+        (photos / name).write_bytes((coco128 / "train2017" / name).read_bytes())
+    out = tmp_path / "pred"
+    assert main(["predict", str(photos), "--model", str(onnx_model), "--conf", "0.02", "-o", str(out),
+                 "--save-dataset"]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((out / "annotations.json").read_text())
+    results = json.loads((out / "predictions.json").read_text())
+    assert f"pre-labels: {out / 'annotations.json'} (3 images, {len(results)} boxes above --conf 0.02" in printed
+    assert sorted(im["file_name"] for im in data["images"]) == names
+    first = next(im for im in data["images"] if im["file_name"] == names[0])
+    assert (first["width"], first["height"]) == Image.open(photos / names[0]).size
+    assert len(data["annotations"]) == len(results) > 0
+    assert [(a["image_id"], a["category_id"]) for a in data["annotations"]] == [(r["image_id"], r["category_id"])
+                                                                             for r in results]
+    assert [c["name"] for c in data["categories"]] == list(MSCOCO_NAMES)
+    assert (out / names[0]).is_file()  # the annotated copy, under the same name
+    assert default_images(out / "annotations.json") == photos
+    assert main(["data", "check", str(out / "annotations.json")]) == 0
+    converted = convert_coco(out, tmp_path / "split")
+    for split_file in (tmp_path / "split" / "annotations").glob("instances_*.json"):
+        assert json.loads(split_file.read_text())["info"]["images_folder"] == str(photos)
+    assert converted is not None
+
+
+def test_save_dataset_of_a_video_is_one_line(onnx_model, tmp_path, capsys):
+    (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
+    err = _one_line_error(capsys, ["predict", str(tmp_path / "clip.mp4"), "-m", str(onnx_model), "--save-dataset",
+                                   "-o", str(tmp_path / "out")])
+    assert "--save-dataset writes images with their boxes" in err and not (tmp_path / "out").exists()

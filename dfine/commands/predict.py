@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -47,6 +49,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch, ONNX Runtime, OpenVINO)")
     p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
                    help="OpenVINO precision (default f32; bf16 is faster on CPUs with AVX512-BF16/AMX, scores move ~1e-2)")
+    p.add_argument("--save-dataset", action="store_true",
+                   help="also write OUT/annotations.json: the images and their detections above --conf as a COCO "
+                        "dataset (pre-labels), to correct in a labelling tool (CVAT's 'COCO 1.0' import) and to train on")
     add_slice_arguments(p)
     p.set_defaults(func=run)
 
@@ -89,9 +94,13 @@ def set_threads(threads: Optional[int], model: Optional[str], backend: Optional[
 
 def run(args: argparse.Namespace) -> int:
     kind, items = collect_sources(args.source)
+    if args.save_dataset and kind == "video":
+        raise DfineError(f"--save-dataset writes images with their boxes; {items[0]} is a video: give images or a "
+                         f"folder of them (frames extracted with ffmpeg, say)")
     out = Path(args.output) if args.output is not None else numbered_run_dir(Path("runs/predict"))
     writes = ([out / f"{items[0].stem}.mp4", out / f"{items[0].stem}.partial.mp4"] if kind == "video"
               else [out / p.name for p in items]) + [out / "predictions.json"]
+    writes += [out / PRELABELS] if args.save_dataset else []
     note = check_outputs(out, writes, items, default="runs/predict")
     with removed_if_left_empty(prepare_output_dir(out)):  # a model that fails to load leaves no empty folder
         if note:
@@ -109,11 +118,12 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
     det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
                    precision=args.precision, slice=slice_option(args))
+    sizes: Optional[Dict[Path, Tuple[int, int, int]]] = {} if args.save_dataset else None
     if kind == "video":
         results, best = predict_video(det, items[0], out)
         bad: List[Tuple[Path, str]] = []
     else:
-        results, bad, best = predict_images(det, items, out, progress=len(items) > 1)
+        results, bad, best = predict_images(det, items, out, progress=len(items) > 1, sizes=sizes)
     from ..data.objects365 import write_json_atomic
     write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
@@ -121,6 +131,11 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
     where = counted(len(items) - len(bad), "image") if kind == "images" else counted(1, "video")
     print(f"{where} -> {out} ({counted(len(results), 'detection')}, {out / 'predictions.json'})"
           + (f"; {len(bad)} unreadable skipped" if bad else ""))
+    if sizes is not None:
+        labels = write_prelabels(out / PRELABELS, sizes, results, det, f"dfine predict -m {args.model} --conf {det.conf:g}")
+        print(f"pre-labels: {labels} ({counted(len(sizes), 'image')}, {counted(len(results), 'box', 'boxes')} above "
+              f"--conf {det.conf:g}; COCO, as labelling tools import it): dfine data check "
+              f"{shlex.quote(str(labels))}; dfine train --data {shlex.quote(str(labels.parent))} trains on it")
     if not results:
         print(nothing_found_note(det.conf, best, where), file=sys.stderr)
     per_image = len(results) / max(1, len(items) - len(bad)) if kind == "images" else 0
@@ -309,11 +324,13 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
-def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
+def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
+                   sizes: Optional[Dict[Path, Tuple[int, int, int]]] = None
                    ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]], Optional[float]]:
     """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files,
     the highest score seen: :func:`detect`). A single unreadable image is an error; in a batch of files
-    it is skipped and reported."""
+    it is skipped and reported. ``sizes``, when given, gets each read image's ``(image id, width,
+    height)`` (as displayed: EXIF orientation applied, as training reads it)."""
     from ..inference import load_image
     results: List[Dict[str, Any]] = []
     bad: List[Tuple[Path, str]] = []
@@ -344,12 +361,40 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True
                 found, seen = detect(det, images, [str(p) for p in good])
                 best = _highest(best, seen)
                 for p, im, dets in zip(good, images, found):
+                    if sizes is not None:
+                        sizes[p] = (ids[p], im.width, im.height)
                     draw(im, dets).save(out / p.name)
                     results.extend(named_results(dets, ids[p], p.name))
             bar.update(len(chunk))
     if len(bad) == len(paths):
         raise DfineError(f"none of the {counted(len(paths), 'image')} could be read (first: {bad[0][0]}: {bad[0][1]})")
     return results, bad, best
+
+
+#: The COCO dataset ``--save-dataset`` writes into the output folder
+PRELABELS = "annotations.json"
+
+
+def write_prelabels(path: Path, sizes: Dict[Path, Tuple[int, int, int]], results: Sequence[Dict[str, Any]],
+                    det: Any, made_by: str) -> Path:
+    """Write the images of ``sizes`` (``{path: (image id, width, height)}``) and the detections of
+    ``results`` (COCO results of those ids, xywh pixels) as a COCO dataset at ``path``: the images'
+    file names relative to their common folder, which ``info.images_folder`` names (so that the
+    annotated copies beside ``path`` are never taken for the images), every class of the model as
+    a category, each box with its ``score``."""
+    from ..data.convert import info_for
+    from ..data.objects365 import write_json_atomic
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in sizes]))
+    images = [{"id": i, "file_name": p.resolve().relative_to(root).as_posix(), "width": w, "height": h}
+              for p, (i, w, h) in sorted(sizes.items(), key=lambda item: item[1][0])]
+    annotations = [{"id": k, "image_id": r["image_id"], "category_id": r["category_id"],
+                    "bbox": [round(float(v), 2) for v in r["bbox"]], "area": round(float(r["bbox"][2] * r["bbox"][3]), 2),
+                    "iscrowd": 0, "score": round(float(r["score"]), 4)} for k, r in enumerate(results, 1)]
+    engine = det._engine
+    categories = [{"id": int(c), "name": n, "supercategory": ""} for c, n in zip(engine.category_ids, engine.class_names)]
+    info = {**info_for(path.parent, root, "", root), "description": f"pre-labels of {made_by}"}
+    write_json_atomic({"info": info, "images": images, "annotations": annotations, "categories": categories}, path)
+    return path
 
 
 # ---- video ----------------------------------------------------------------------------------
