@@ -7,11 +7,11 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..engine.plots import pyplot, save_figure
+from ..engine.plots import plot_prediction_grid, pyplot, save_figure
 
 __all__ = ["plot_curves", "plot_prediction_grid", "FdrTrace", "trace_fdr", "plot_fdr"]
 
@@ -42,61 +42,6 @@ def plot_curves(step_losses: Sequence[float], history: Sequence[Mapping[str, Any
     b.legend()
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], truths: Sequence[Sequence[Tuple]],
-                         class_names: Sequence[str], path: PathLike, conf: float = 0.5, cols: int = 4) -> Path:
-    """A grid of images with predicted boxes (class colour, name and score) above ``conf`` and
-    the ground truth as thin dashed white boxes.
-
-    ``images``: PIL images; ``predictions``: :class:`~dfine.inference.Detections` per image;
-    ``truths``: per image ``(label, (x0, y0, x1, y1))`` pairs.
-    """
-    plt = pyplot()
-    colors = plt.get_cmap("tab10")
-    rows = max(1, math.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    labels = []
-    for ax, image, det, truth in zip(axes.flat, images, predictions, truths):
-        ax.imshow(image)
-        for _, (x0, y0, x1, y1) in truth:
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1, ls="--"))
-        for i in np.argsort(det.scores, kind="stable"):  # the best last: its label on top of a duplicate's
-            (x0, y0, x1, y1), score, label = det.boxes[i], det.scores[i], det.labels[i]
-            if score < conf:
-                continue
-            c = colors(int(label) % 10)
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=c, lw=2))
-            text = ax.text(x0, y0, f"{class_names[int(label)]} {score:.2f}", color="white", fontsize=7, va="top",
-                           bbox=dict(facecolor=c, edgecolor="none", pad=_LABEL_PAD, alpha=0.85), clip_on=True,
-                           in_layout=False)
-            labels.append((ax, text, (x0, y0, x1, y1), image.size))
-        ax.set_title(f"{sum(s >= conf for s in det.scores)} found / {len(truth)} true", fontsize=8)
-    fig.suptitle(f"val predictions (ONNX Runtime, score >= {conf}); dashed: ground truth", fontsize=10)
-    fig.tight_layout()
-    _place_labels(fig, labels)
-    return save_figure(fig, path)
-
-
-_LABEL_PAD = 1  # points around a label's text, its coloured band
-
-
-def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]]) -> None:
-    """Move each ``(axes, text, box, image size)`` label (a text anchored at its top left) to where
-    :func:`dfine.drawing.label_corner` puts the labels of ``dfine predict``, so none is cut at
-    the picture's border; its size in image pixels is measured now that the layout is final."""
-    from ..drawing import label_corner
-    renderer = fig.canvas.get_renderer()
-    for ax, text, box, size in labels:
-        ax.apply_aspect()  # where imshow's square pixels put the image (else done only when drawn)
-        (x_a, _), (x_b, _) = ax.transData.transform([(0, 0), (1, 1)])
-        per_px = 1 / abs(x_b - x_a)  # image pixels per display pixel (imshow: square pixels)
-        pad = _LABEL_PAD * fig.dpi / 72 * per_px
-        extent = text.get_window_extent(renderer)
-        x, y = label_corner(box, (extent.width * per_px + 2 * pad, extent.height * per_px + 2 * pad), size)
-        text.set_position((x + pad, y + pad))
 
 
 @dataclass

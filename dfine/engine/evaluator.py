@@ -95,6 +95,8 @@ class CocoMetrics:
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
     classes: Tuple[int, ...] = ()  # the model's category ids, when known: the table lists each of them
     confidence: Optional[ConfidenceCurve] = field(default=None, repr=False)
+    # the detections of up to SAMPLE_IMAGES images with ground truth, spread over the set: image id -> results
+    samples: Dict[int, List[Mapping[str, Any]]] = field(default_factory=dict, repr=False)
 
     @property
     def ap(self) -> float:
@@ -198,7 +200,26 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
     names = {int(c["id"]): str(c.get("name", c["id"])) for c in gt.dataset.get("categories", [])}
     curve = confidence_curve(gt.dataset, detections, ev.params.imgIds)
     return CocoMetrics(stats, per_class, names, raw={"precision": precision, "recall": np.asarray(ev.eval["recall"])},
-                       confidence=curve)
+                       confidence=curve, samples=_samples(gt.dataset, detections, ev.params.imgIds))
+
+
+#: Images whose detections an evaluation keeps for its picture (``val_predictions.png``)
+SAMPLE_IMAGES = 12
+
+
+def _samples(gt: Mapping[str, Any], detections: Sequence[Mapping[str, Any]], image_ids: Iterable[int]
+             ) -> Dict[int, List[Mapping[str, Any]]]:
+    """The detections of up to :data:`SAMPLE_IMAGES` evaluated images that hold a (non-crowd) box,
+    evenly spread over them in id order, by image id."""
+    boxed = {int(a["image_id"]) for a in gt.get("annotations", []) if not a.get("iscrowd", 0)}
+    ids = [i for i in sorted(int(i) for i in image_ids) if i in boxed]
+    if len(ids) > SAMPLE_IMAGES:
+        ids = [ids[round(k * (len(ids) - 1) / (SAMPLE_IMAGES - 1))] for k in range(SAMPLE_IMAGES)]
+    chosen: Dict[int, List[Mapping[str, Any]]] = {i: [] for i in ids}
+    for d in detections:
+        if int(d["image_id"]) in chosen:
+            chosen[int(d["image_id"])].append(d)
+    return chosen
 
 
 def _by_image(rows: Iterable[Mapping[str, Any]], ids: set, keep: Callable[[Mapping[str, Any]], bool]

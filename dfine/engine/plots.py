@@ -10,6 +10,7 @@ the ground truth with faster-coco-eval.
 from __future__ import annotations
 
 import contextlib
+import math
 import io
 import os
 import re
@@ -23,7 +24,8 @@ import numpy as np
 from ..errors import DfineError
 from ..text import no_font_note
 
-__all__ = ["pyplot", "plot_pr_curves", "plot_confidence", "confusion_matrix", "plot_confusion_matrix", "save_figure"]
+__all__ = ["pyplot", "plot_pr_curves", "plot_confidence", "plot_prediction_grid", "plot_val_predictions",
+           "confusion_matrix", "plot_confusion_matrix", "save_figure"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -152,6 +154,91 @@ def plot_confidence(curve: Any, path: PathLike, title: str = "by score threshold
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], truths: Sequence[Sequence[Tuple]],
+                         class_names: Sequence[str], path: PathLike, conf: float = 0.5, cols: int = 4,
+                         source: str = "ONNX Runtime") -> Path:
+    """A grid of images with predicted boxes (class colour, name and score) above ``conf`` and
+    the ground truth as thin dashed white boxes.
+
+    ``images``: PIL images; ``predictions``: :class:`~dfine.inference.Detections` per image (or
+    anything with ``boxes`` xyxy px, ``scores`` and ``labels`` indexing ``class_names``);
+    ``truths``: per image ``(label, (x0, y0, x1, y1))`` pairs; ``source``: what predicted, in the title.
+    """
+    plt = pyplot()
+    colors = plt.get_cmap("tab10")
+    rows = max(1, math.ceil(len(images) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    labels = []
+    for ax, image, det, truth in zip(axes.flat, images, predictions, truths):
+        ax.imshow(image)
+        for _, (x0, y0, x1, y1) in truth:
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1, ls="--"))
+        for i in np.argsort(det.scores, kind="stable"):  # the best last: its label on top of a duplicate's
+            (x0, y0, x1, y1), score, label = det.boxes[i], det.scores[i], det.labels[i]
+            if score < conf:
+                continue
+            c = colors(int(label) % 10)
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=c, lw=2))
+            text = ax.text(x0, y0, f"{class_names[int(label)]} {score:.2f}", color="white", fontsize=7, va="top",
+                           bbox=dict(facecolor=c, edgecolor="none", pad=_LABEL_PAD, alpha=0.85), clip_on=True,
+                           in_layout=False)
+            labels.append((ax, text, (x0, y0, x1, y1), image.size))
+        ax.set_title(f"{sum(s >= conf for s in det.scores)} found / {len(truth)} true", fontsize=8)
+    fig.suptitle(f"val predictions ({source}, score >= {conf:g}); dashed: ground truth", fontsize=10)
+    fig.tight_layout()
+    _place_labels(fig, labels)
+    return save_figure(fig, path)
+
+
+_LABEL_PAD = 1  # points around a label's text, its coloured band
+
+
+def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]]) -> None:
+    """Move each ``(axes, text, box, image size)`` label (a text anchored at its top left) to where
+    :func:`dfine.drawing.label_corner` puts the labels of ``dfine predict``, so none is cut at
+    the picture's border; its size in image pixels is measured now that the layout is final."""
+    from ..drawing import label_corner
+    renderer = fig.canvas.get_renderer()
+    for ax, text, box, size in labels:
+        ax.apply_aspect()  # where imshow's square pixels put the image (else done only when drawn)
+        (x_a, _), (x_b, _) = ax.transData.transform([(0, 0), (1, 1)])
+        per_px = 1 / abs(x_b - x_a)  # image pixels per display pixel (imshow: square pixels)
+        pad = _LABEL_PAD * fig.dpi / 72 * per_px
+        extent = text.get_window_extent(renderer)
+        x, y = label_corner(box, (extent.width * per_px + 2 * pad, extent.height * per_px + 2 * pad), size)
+        text.set_position((x + pad, y + pad))
+
+
+def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: PathLike, path: PathLike,
+                         conf: float, source: str) -> Path:
+    """:func:`plot_prediction_grid` of the images an evaluation kept (``metrics.samples``: COCO
+    results by image id) with their ground truth from ``ann`` (the parsed annotation file whose
+    images are in ``images_dir``), the detections above ``conf``; ``source`` names the weights."""
+    from types import SimpleNamespace
+
+    from ..inference import load_image
+    cat_ids = sorted(int(c["id"]) for c in ann["categories"])
+    label = {c: i for i, c in enumerate(cat_ids)}
+    names = {int(c["id"]): str(c.get("name", c["id"])) for c in ann["categories"]}
+    files = {int(im["id"]): im["file_name"] for im in ann["images"]}
+    truth: dict = {}
+    for a in ann.get("annotations", []):
+        if not a.get("iscrowd", 0) and int(a["image_id"]) in metrics.samples:
+            x, y, w, h = a["bbox"]
+            truth.setdefault(int(a["image_id"]), []).append((label[int(a["category_id"])], (x, y, x + w, y + h)))
+    images, dets = [], []
+    for image_id, found in metrics.samples.items():
+        images.append(load_image(Path(images_dir) / files[image_id]))
+        xyxy = [[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in found)]
+        dets.append(SimpleNamespace(boxes=np.asarray(xyxy, np.float32).reshape(-1, 4),
+                                    scores=np.asarray([d["score"] for d in found], np.float32),
+                                    labels=np.asarray([label[int(d["category_id"])] for d in found], np.int64)))
+    return plot_prediction_grid(images, dets, [truth.get(i, []) for i in metrics.samples],
+                                [names[c] for c in cat_ids], path, conf=conf, source=source)
 
 
 def confusion_matrix(ann: Union[PathLike, Mapping[str, Any]], detections: Sequence[Mapping[str, Any]],

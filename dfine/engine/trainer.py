@@ -959,7 +959,9 @@ class Trainer:
         evaluated = self._stage_metrics.get(stage) if stage else None
         if evaluated is not None:  # titled with the epoch of those weights (last.pth's said the best AP's epoch)
             metrics, epoch = evaluated
-            plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {epoch + 1}, val")
+            pick = self.conf_picks.get(stage)
+            plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {epoch + 1}, val",
+                            val=(self.val_set.ann_file, self.val_set.img_folder), conf=pick["conf"] if pick else None)
 
 
 def _earlier_run(out: Path) -> Tuple[str, set]:
@@ -979,11 +981,14 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
 _STAGES = {"best_stg1.pth": "stg1", "best_stg2.pth": "stg2", "last.pth": "last"}
 
 
-def plot_evaluation(metrics: CocoMetrics, out: Path, what: str) -> List[Path]:
+def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tuple[Any, Any]] = None,
+                    conf: Optional[float] = None) -> List[Path]:
     """``pr_curves.png`` (per class) and ``confidence.png`` (F1, precision and recall by ``--conf``)
-    of one evaluation in ``out``; ``what`` names the weights and data in the titles. Nothing
+    of one evaluation in ``out``; ``what`` names the weights and data in the titles. With ``val``
+    (the annotation file and images folder evaluated) also ``val_predictions.png``: the images the
+    evaluation kept with their detections above ``conf`` (default 0.5) and ground truth. Nothing
     without matplotlib (said once at the start of the run) or without a box to evaluate against."""
-    from .plots import plot_confidence, plot_pr_curves
+    from .plots import plot_confidence, plot_pr_curves, plot_val_predictions
 
     if not metrics.has_ground_truth:
         return []
@@ -994,6 +999,10 @@ def plot_evaluation(metrics: CocoMetrics, out: Path, what: str) -> List[Path]:
     paths = [plot_pr_curves(metrics, out / "pr_curves.png", title=f"precision-recall: {what}")]
     if metrics.confidence is not None:
         paths.append(plot_confidence(metrics.confidence, out / "confidence.png", title=what))
+    if val is not None and val[0] and metrics.samples:
+        from ..data.coco import read_coco_json
+        paths.append(plot_val_predictions(metrics, read_coco_json(Path(val[0])), val[1], out / "val_predictions.png",
+                                          conf=0.5 if conf is None else conf, source=what))
     return paths
 
 

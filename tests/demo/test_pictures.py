@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dfine.engine import plots
 from dfine.inference import Detections
 
 pytest.importorskip("matplotlib")
@@ -37,7 +38,7 @@ def test_prediction_grid_labels_stay_inside_the_picture(tmp_path, monkeypatch):
                 assert band.y0 >= min(y0, y1) - 0.5 and band.y1 <= max(y0, y1) + 0.5, (text.get_text(), band, y0, y1)
         return path
 
-    monkeypatch.setattr(pictures, "save_figure", check)
+    monkeypatch.setattr(plots, "save_figure", check)
     image = Image.new("RGB", (160, 160), (90, 90, 90))
     pictures.plot_prediction_grid([image, image], [dets, dets], [[], []], ["circle", "square", "triangle"],
                                   tmp_path / "grid.png", cols=2)
@@ -52,7 +53,7 @@ def test_prediction_grid_draws_the_best_label_last(tmp_path, monkeypatch):
     dets = Detections(boxes=boxes, scores=np.array([0.9, 0.6, 0.7], np.float32), labels=np.array([0, 1, 2]),
                       names=["circle", "square", "triangle"], category_ids=np.array([1, 2, 3]), image_size=(160, 160))
     order = []
-    monkeypatch.setattr(pictures, "save_figure", lambda fig, path: order.extend(t.get_text() for t in fig.axes[0].texts))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: order.extend(t.get_text() for t in fig.axes[0].texts))
     pictures.plot_prediction_grid([Image.new("RGB", (160, 160))], [dets], [[]], ["circle", "square", "triangle"],
                                   tmp_path / "grid.png", cols=1)
     assert order == ["square 0.60", "triangle 0.70", "circle 0.90"]

@@ -57,7 +57,7 @@ def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco
     predict = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  predict:"))
     assert shlex.split(predict)[-2:] == ["--conf", f"{picks[1]['conf']:.2f}"]
     assert f"  {conf_line(picks[1], 'the val set')}" in printed.splitlines()
-    for picture in ("pr_curves.png", "confidence.png"):
+    for picture in ("pr_curves.png", "confidence.png", "val_predictions.png"):
         assert (out / picture).stat().st_size > 10_000, picture
     saved = read_checkpoint(out / "best_stg2.pth")["progress"]["conf"]
     expected = {"stg1": pytest.approx(picks[0]), "stg2": pytest.approx(picks[1]), "last": pytest.approx(picks[1])}
@@ -81,7 +81,7 @@ def test_a_run_whose_best_weights_are_last_pth_recommends_their_conf(coco128, tm
     drawn = []
     real_plot = trainer_module.plot_evaluation
     monkeypatch.setattr(trainer_module, "plot_evaluation",
-                        lambda m, out, what: drawn.append(what) or real_plot(m, out, what))
+                        lambda m, out, what, **kw: drawn.append(what) or real_plot(m, out, what, **kw))
     pick = metrics.confidence.pick()
     metrics.stats[0] = 0.0
     trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)

@@ -42,3 +42,48 @@ def test_pr_curves_legend_fits_the_picture(tmp_path, monkeypatch, classes):
     else:
         assert saved["labels"][0].startswith("mean of 61 classes") and "AP 30.0" in saved["labels"][0]
         assert not any(label.startswith("class number") for label in saved["labels"])
+
+
+def test_an_evaluation_keeps_a_spread_of_images_with_boxes():
+    from dfine.engine.evaluator import SAMPLE_IMAGES, coco_metrics
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in range(1, 41)]
+    boxed = [i for i in range(1, 41) if i % 3]  # every third image holds no box
+    ann = {"images": images, "categories": [{"id": 7, "name": "cup"}],
+           "annotations": [{"id": i, "image_id": i, "category_id": 7, "bbox": [10, 10, 30, 30], "area": 900,
+                            "iscrowd": 0} for i in boxed]}
+    dets = [{"image_id": i, "category_id": 7, "bbox": [12, 11, 30, 30], "score": 0.9} for i in range(1, 41)]
+    kept = coco_metrics(ann, dets).samples
+    assert len(kept) == SAMPLE_IMAGES and set(kept) <= set(boxed)
+    assert min(kept) == boxed[0] and max(kept) == boxed[-1]  # spread over the set, ends included
+    assert all(found == [d for d in dets if d["image_id"] == i] for i, found in kept.items())
+
+
+def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path, monkeypatch):
+    import json
+
+    from dfine.engine.evaluator import coco_metrics
+    ann = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
+    ann["images"] = ann["images"][:3]
+    ids = {im["id"] for im in ann["images"]}
+    ann["annotations"] = [a for a in ann["annotations"] if a["image_id"] in ids]
+    truth = [a for a in ann["annotations"] if not a.get("iscrowd")]
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": s}
+            for a in truth for s in (0.8, 0.2)]  # each true box found twice: once sure, once not
+    metrics = coco_metrics(ann, dets)
+    drawn = {}
+
+    def keep(fig, path, dpi=110):
+        drawn["titles"] = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        drawn["labels"] = [t.get_text() for ax in fig.axes for t in ax.texts]
+        drawn["suptitle"] = fig._suptitle.get_text()
+        return real(fig, path, dpi)
+
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", keep)
+    path = plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "v.png", conf=0.5, source="best.pth")
+    assert path.is_file()
+    per_image = [sum(a["image_id"] == i for a in truth) for i in metrics.samples]
+    assert drawn["titles"] == [f"{n} found / {n} true" for n in per_image]
+    names = {c["id"]: c["name"] for c in ann["categories"]}
+    assert sorted(drawn["labels"]) == sorted(f"{names[a['category_id']]} 0.80" for a in truth)
+    assert drawn["suptitle"] == "val predictions (best.pth, score >= 0.5); dashed: ground truth"
