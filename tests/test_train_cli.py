@@ -415,3 +415,12 @@ def test_num_classes_counting_a_roboflow_placeholder_says_it_was_left_out(coco12
     err = one_line_error(capsys, ["train", "-c", "configs/dfine/custom/dfine_hgnetv2_n_custom.yml", *keys, "-d", "cpu"])
     assert ("num_classes=3 but " in err and "has 2 classes (2 categories, ids 1..3, not the declared but unused "
             "'things' (id 0), a placeholder left out); set num_classes: 2") in err, err
+
+
+@pytest.mark.parametrize("argv", [["train"], ["train", "--model", "dfine_n", "--epochs", "2"]])
+def test_train_without_data_says_what_to_train_on(argv, capsys):
+    """It said '-c RECIPE is required (evaluating a checkpoint uses the recipe's val set)' to someone training."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: say what to train on: --data DIR --model dfine_n") and "\n" not in err
+    assert "evaluat" not in err

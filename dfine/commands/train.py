@@ -163,8 +163,8 @@ def _run(args: argparse.Namespace) -> int:
         if test_only:  # it advised training, to someone evaluating
             raise DfineError(f"say what to evaluate {args.resume or 'the model'} on: --data DIR (a dataset folder: its "
                              f"val split), --ann-file FILE --images DIR, or -c RECIPE (its val set)")
-        raise DfineError("-c RECIPE is required (evaluating a checkpoint uses the recipe's val set); or train on a "
-                         "dataset folder with --data DIR --model dfine_s")
+        raise DfineError("say what to train on: --data DIR --model dfine_n (your dataset folder: COCO, YOLO, VOC, ...; "
+                         "a .zip as downloaded too) or -c RECIPE (a recipe yml, as the published train.py takes)")
     if args.config and args.data:
         raise DfineError("give a recipe (-c configs/...yml) or a dataset folder (--data DIR), not both")
     data_only = [f"--{k}" for k in ("model", "epochs", "batch", "names") if getattr(args, k, None) is not None]

@@ -43,6 +43,8 @@ def dataset_folder(path: Union[str, os.PathLike], option: str = "--data") -> Pat
         return path
     target = path.with_name(path.name[:-len(".zip")])
     stamp = _stamp(path)
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()  # an empty folder of that name holds nothing to keep (a walk was told to give it)
     if target.exists():
         if _marker_of(target) == stamp:
             folder = _inner(target)

@@ -146,7 +146,7 @@ class CocoMetrics:
         if not rows:
             return "(no categories with ground truth)"
         width = max(len(n) for n, _ in rows)
-        lines = [f"{'category'.ljust(width)}  AP"] + [f"{n.ljust(width)}  {100 * ap:5.1f}" for n, ap in rows]
+        lines = [f"{'category'.ljust(width)}  AP %"] + [f"{n.ljust(width)}  {100 * ap:5.1f}" for n, ap in rows]
         absent = [self.names.get(c, str(c)) for c in self.classes if self.per_class.get(c, -1.0) < 0]
         if absent:
             shown = first_few(absent, 8)

@@ -127,3 +127,10 @@ def test_garbled_member_is_one_line_and_leaves_nothing(tmp_path):
     with pytest.raises(DfineError, match="garbled.zip is damaged .* download it again"):
         dataset_folder(src)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbled.zip"]
+
+
+def test_an_empty_folder_of_that_name_is_used(tmp_path):
+    """A walk had made boards/ (empty) beside boards.zip: told to give that folder, which then was 'not a dataset'."""
+    src = _zipped(_yolo(tmp_path / "made"), tmp_path / "set.zip")
+    (tmp_path / "set").mkdir()
+    assert (dataset_folder(src) / "data.yaml").is_file()

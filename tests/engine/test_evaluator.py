@@ -118,9 +118,9 @@ def test_a_class_without_a_box_in_the_set_is_named_under_the_table():
                            "iscrowd": 0}]}
     dets = [{"image_id": 1, "category_id": 2, "bbox": [10, 10, 30, 30], "score": 0.9}]
     metrics = coco_metrics(gt, dets)
-    assert metrics.table() == "category  AP\nking  100.0"  # classes unknown: as before
+    assert metrics.table() == "category  AP %\nking  100.0"  # classes unknown: as before
     one = dataclasses.replace(metrics, classes=(1, 2)).table()
-    assert one.splitlines() == ["category  AP", "king  100.0", "not in this set (no box to score): bishop"]
+    assert one.splitlines() == ["category  AP %", "king  100.0", "not in this set (no box to score): bishop"]
     two = dataclasses.replace(metrics, classes=(1, 2, 3)).table()  # the placeholder 'pieces' is no class: unnamed
     assert two.splitlines()[-1] == "not in this set (no box to score): 2 classes: bishop, rook"
 
