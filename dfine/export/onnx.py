@@ -120,10 +120,23 @@ def simplify_onnx(path: PathLike, required: bool = False) -> bool:
     model, ok = onnxsim.simplify(before)
     if ok:
         restore_product_names(before, model)
+        restore_dim_names(before, model)
         merge_shared_products(model)
         onnx.checker.check_model(model)
         onnx.save(model, str(path))
     return bool(ok)
+
+
+def restore_dim_names(before: "onnx.ModelProto", after: "onnx.ModelProto") -> None:
+    """Give the inputs' and outputs' free dimensions of ``after`` the names they had in ``before``:
+    onnxsim renamed the batch axis of ``orig_target_sizes`` to ``unk__551`` while ``images`` kept
+    ``N``, so tools no longer saw that the two batches are one."""
+    for old_values, new_values in ((before.graph.input, after.graph.input), (before.graph.output, after.graph.output)):
+        old = {v.name: v.type.tensor_type.shape.dim for v in old_values}
+        for value in new_values:
+            for was, dim in zip(old.get(value.name, ()), value.type.tensor_type.shape.dim):
+                if was.dim_param and not dim.HasField("dim_value"):
+                    dim.dim_param = was.dim_param
 
 
 def restore_product_names(before: "onnx.ModelProto", after: "onnx.ModelProto") -> int:
