@@ -5,6 +5,7 @@ one line instead of a CUDA traceback from deep inside a training step."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from dfine.errors import DfineError
@@ -12,7 +13,7 @@ from dfine.errors import DfineError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["resolve_device", "busy_cpu_note", "waits_passively"]
+__all__ = ["resolve_device", "busy_cpu_note", "others_running", "waits_passively"]
 
 
 def resolve_device(device: Optional[str]) -> torch.device:
@@ -53,8 +54,24 @@ def busy_cpu_note(what: str) -> Optional[str]:
     training steps) runs many times slower than on an idle machine (a walk: 15-50x, steps of 5-20 s
     instead of 0.4 s), not twice as slow."""
     average, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if average <= 0.5 * cores or waits_passively():
+    if average <= 0.5 * cores or waits_passively() or others_running() == 0:
         return None
     return (f"note: load average {average:.1f} on {cores} cores: other jobs share this CPU, so {what} run many times "
             f"slower than on an idle machine; with OMP_WAIT_POLICY=PASSIVE in the environment (or fewer threads: "
             f"--threads 1) waiting threads sleep instead of spinning, much faster on a busy machine (README, Deploy)")
+
+
+def others_running() -> Optional[int]:
+    """How many threads of other processes are running or ready to run now (Linux's
+    ``/proc/loadavg`` count less this process's own running threads); ``None`` where that cannot be
+    read. The load average is of the last minute: right after one's own run ended it still counted
+    that run, and a walk was told that 'other jobs share this CPU' on an idle machine."""
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        own = 0
+        for task in Path("/proc/self/task").iterdir():
+            stat = (task / "stat").read_text()
+            own += stat[stat.rindex(")") + 2] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - own)

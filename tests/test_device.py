@@ -3,6 +3,8 @@ torch does not know) is one line before anything is built; it was a CUDA traceba
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from PIL import Image
@@ -80,3 +82,33 @@ def test_predict_devices_and_runtimes_that_cannot_use_them(tmp_path, capsys, mon
         assert main(["predict", str(image), "-m", "n.onnx", "-d", "cuda"]) == 0
         err = capsys.readouterr().err
         assert "warning: device cuda asked for, but this onnxruntime has no CUDA provider" in err
+
+
+def test_busy_cpu_note_only_while_others_run(monkeypatch):
+    """A walk was told 'other jobs share this CPU' on an idle machine: the minute's load average still
+    counted its own run that had just ended. The note now also needs another process running now."""
+    import dfine.device as device
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(device, "others_running", lambda: 0)
+    assert device.busy_cpu_note("the steps") is None
+    monkeypatch.setattr(device, "others_running", lambda: 3)
+    assert device.busy_cpu_note("the steps").startswith("note: load average 9.0")
+    monkeypatch.setattr(device, "others_running", lambda: None)  # no /proc: the load average alone, as before
+    assert device.busy_cpu_note("the steps") is not None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="Linux's /proc/loadavg")
+def test_others_running_sees_a_busy_process():
+    import subprocess
+    import sys
+    import time
+
+    from dfine.device import others_running
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert others_running() >= 1
+    finally:
+        busy.kill()
+        busy.wait()
