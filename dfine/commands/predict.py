@@ -141,9 +141,13 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
     per_image = len(results) / max(1, len(items) - len(bad)) if kind == "images" else 0
     if per_image >= CROWDED:  # walks followed the hint above to a picture walled with an untrained model's boxes
         print(f"note: {per_image:.0f} detections per image at --conf {det.conf:g}: most are guesses (a model that has "
-              f"learned little, or a --conf far too low); a higher --conf, such as the one training printed, keeps "
-              f"the sure ones", file=sys.stderr)
+              f"learned little, or a --conf far too low); a higher --conf keeps the sure ones (a run's end names the one "
+              f"with the best F1 on its val set, when the model finds enough)", file=sys.stderr)
     return 0
+
+
+#: The highest score below which the model is called young in the no-detection note
+LOW_SCORE = 0.2
 
 
 def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
@@ -156,6 +160,9 @@ def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
     if lower < 0.01:
         return (f"{head} (highest score {best:.3f}): the model sees nothing it knows here; is it the model for "
                 f"these images?")
+    if best < LOW_SCORE:  # a walk followed 'to see it' to 351 boxes on 6 images: scores this low are flat
+        return (f"{head} (highest score {best:.2f}); try --conf {lower:.2f} to see its best guesses: scores this low "
+                f"are a model that has learned little yet (or not of these images), and many boxes come near them")
     return f"{head} (highest score {best:.2f}); try --conf {lower:.2f} to see it"
 
 
