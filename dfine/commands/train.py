@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
                    help="override recipe keys (-u may be given more than once)")
     p.add_argument("--max-nonfinite", type=int, default=10,
                    help="stop after this many non-finite losses in a row (each skips its step; default 10)")
-    p.add_argument("--max-steps", type=_positive, default=None, help="at most this many training steps per epoch (quick runs; each evaluation still scores the "
+    p.add_argument("--max-steps", type=_positive, default=None,
+                   help="at most this many training steps per epoch (quick runs; each evaluation still scores the "
                         "whole val set)")
     p.add_argument("--imgsz", type=int, default=None, metavar="N",
                    help="train and evaluate at N x N px (a multiple of 32): the recipe's Resize ops, the multi-scale "

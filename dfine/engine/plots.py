@@ -10,8 +10,8 @@ the ground truth with faster-coco-eval.
 from __future__ import annotations
 
 import contextlib
-import math
 import io
+import math
 import os
 import re
 import sys
