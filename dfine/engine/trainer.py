@@ -724,7 +724,8 @@ class Trainer:
             why = "" if reload or not path.is_file() else (f" ({path.name} not reloaded: no evaluation has scored above "
                                                             f"AP 0 yet, so it is no better than the current weights)")
             self._print(f"epoch {epoch + 1}: EMA restarted from {path.name if reload else 'current weights'} "
-                        f"with decay {decay}{why}")
+                        f"with decay {decay}{why} (stage 2 of the published recipe: its last epochs train without the "
+                        f"strong augmentations)")
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over the training loader; returns mean losses and the last LR."""

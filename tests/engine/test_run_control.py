@@ -356,6 +356,7 @@ def test_ap_zero_all_along_keeps_training_after_the_stop_epoch(coco128, tmp_path
     # the stop-epoch restart before epoch 2, the restart after epoch 2 for epoch 3, none after the last epoch
     restarts = [line.split(":")[0] for line in (text.out + text.err).splitlines() if "EMA restarted" in line]
     assert restarts == ["epoch 2", "epoch 3"], restarts
+    assert "(stage 2 of the published recipe: its last epochs train without the strong augmentations)" in text.out
 
 
 def test_an_interrupted_plot_leaves_the_previous_picture(tmp_path, monkeypatch):
