@@ -13,6 +13,7 @@ from PIL import Image
 
 import dfine
 from dfine.cli import main
+from dfine.errors import DfineError
 from dfine.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_NAMES
 from dfine.checkpoint import load_model
 
@@ -626,6 +627,15 @@ def test_save_dataset_writes_prelabels_that_train_reads_from_the_originals(coco1
     for split_file in (tmp_path / "split" / "annotations").glob("instances_*.json"):
         assert json.loads(split_file.read_text())["info"]["images_folder"] == str(photos)
     assert converted is not None
+    # the photos moved away (a walk; or runs/predict copied elsewhere): one line, not the annotated copies taken
+    photos.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["data", "check", str(out / "annotations.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {out / 'annotations.json'} names its images folder {photos}, which is not there")
+    assert "annotated copies" in err and "\n" not in err
+    with pytest.raises(DfineError, match="which is not there"):
+        convert_coco(out, tmp_path / "split2")
 
 
 def test_save_dataset_of_a_video_is_one_line(onnx_model, tmp_path, capsys):

@@ -389,7 +389,7 @@ def write_prelabels(path: Path, sizes: Dict[Path, Tuple[int, int, int]], results
     file names relative to their common folder, which ``info.images_folder`` names (so that the
     annotated copies beside ``path`` are never taken for the images), every class of the model as
     a category, each box with its ``score``."""
-    from ..data.convert import info_for
+    from ..data.convert import PRELABELS_DESCRIPTION, info_for
     from ..data.objects365 import write_json_atomic
     root = Path(os.path.commonpath([str(p.resolve().parent) for p in sizes]))
     images = [{"id": i, "file_name": p.resolve().relative_to(root).as_posix(), "width": w, "height": h}
@@ -399,7 +399,7 @@ def write_prelabels(path: Path, sizes: Dict[Path, Tuple[int, int, int]], results
                     "iscrowd": 0, "score": round(float(r["score"]), 4)} for k, r in enumerate(results, 1)]
     engine = det._engine
     categories = [{"id": int(c), "name": n, "supercategory": ""} for c, n in zip(engine.category_ids, engine.class_names)]
-    info = {**info_for(path.parent, root, "", root), "description": f"pre-labels of {made_by}"}
+    info = {**info_for(path.parent, root, "", root), "description": f"{PRELABELS_DESCRIPTION} {made_by}"}
     write_json_atomic({"info": info, "images": images, "annotations": annotations, "categories": categories}, path)
     return path
 

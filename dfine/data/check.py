@@ -581,9 +581,11 @@ def default_images(ann_file: os.PathLike | str) -> Path:
     ``{split}/_annotations.coco.json``) or ``images/`` beside the file, as ``dfine train --data``
     finds them, else the folder near it that holds the images it names (``annotations/x.json`` +
     ``images/``); ``DatasetError`` asking for ``--images`` otherwise."""
-    from dfine.data.convert import images_folder_of_file, roboflow_images
+    from dfine.data.convert import check_prelabels_images, images_folder_of_file, roboflow_images
 
     path = Path(ann_file)
+    if path.is_file():
+        check_prelabels_images(path)
     folder = images_folder_of_file(path) if path.is_file() else None
     if folder is not None and folder.is_dir():
         return folder

@@ -467,6 +467,32 @@ def images_folder_of_file(ann_file: Path) -> Optional[Path]:
         return None
 
 
+#: How the ``info.description`` of ``dfine predict --save-dataset``'s file begins
+PRELABELS_DESCRIPTION = "pre-labels of"
+
+
+def check_prelabels_images(ann_file: Path) -> None:
+    """A ``DatasetError`` when ``ann_file`` is ``dfine predict --save-dataset``'s file and the images
+    folder it names is not there: the file's own folder then holds predict's annotated copies under
+    the images' names, which a search for the images would take (silently, a walk: the check's
+    picture of them looks the same as of the photos)."""
+    try:
+        with ann_file.open("rb") as f:
+            if PRELABELS_DESCRIPTION.encode() not in f.read(4096):
+                return
+        data = json.loads(ann_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    info = data.get("info") if isinstance(data, dict) else None
+    if not (isinstance(info, dict) and str(info.get("description", "")).startswith(PRELABELS_DESCRIPTION)):
+        return
+    folder = images_folder_from_info(ann_file, data)
+    if folder is not None and not folder.is_dir():
+        raise DatasetError(f"{ann_file} names its images folder {folder}, which is not there; its own folder holds "
+                           f"dfine predict's annotated copies, not the images: move the images back there, or set "
+                           f"info.images_folder in {ann_file.name} to where they are now")
+
+
 def images_folder_from_info(ann_file: Path, data: Mapping[str, Any]) -> Optional[Path]:
     """The images folder a converted file names in its ``info`` (``None`` when it names none)."""
     info = data.get("info")

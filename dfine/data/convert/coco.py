@@ -20,8 +20,8 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError, read_coco_json
-from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, file_head, fraction_said, images_folder_of_file,
-                                info_for, split_by_fraction, write_json_atomic)
+from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, check_prelabels_images, file_head, fraction_said,
+                                images_folder_of_file, info_for, split_by_fraction, write_json_atomic)
 from dfine.text import counted, first_few
 
 __all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
@@ -165,6 +165,7 @@ def _sample_names(images: Sequence[Any]) -> List[str]:
 def _image_folder_options(ann: Path) -> List[Path]:
     """Where the images of ``ann`` may be, the folder its ``info`` names first (``dfine predict
     --save-dataset`` writes the annotated copies of the images beside its file, under their names)."""
+    check_prelabels_images(ann)
     named = images_folder_of_file(ann)
     return list(dict.fromkeys([*([named] if named is not None else []), ann.parent, ann.parent / "images",
                                ann.parent.parent, ann.parent.parent / "images"]))
