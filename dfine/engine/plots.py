@@ -69,7 +69,10 @@ def _say_missing_glyphs(caught: Sequence[warnings.WarningMessage]) -> None:
                            "in the pictures' names (class names, file names, titles)"), file=sys.stderr)
 
 
-def save_figure(fig: Any, path: PathLike, dpi: int = 110) -> Path:
+SAVE_DPI = 110  # pictures' resolution
+
+
+def save_figure(fig: Any, path: PathLike, dpi: int = SAVE_DPI) -> Path:
     """Write ``fig`` to ``path`` (PNG) atomically and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +172,9 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
     plt = pyplot()
     colors = plt.get_cmap("tab10")
     rows = max(1, math.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    # laid out at the dpi save_figure writes with: a label measured at another dpi came out ~5% wider than
+    # measured (the font's hinting), and a label placed to end at the image's right border was cut there
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False, dpi=SAVE_DPI)
     for ax in axes.flat:
         ax.axis("off")
     labels = []
@@ -183,11 +188,12 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
                 continue
             c = colors(int(label) % 10)
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=c, lw=2))
-            text = ax.text(x0, y0, f"{class_names[int(label)]} {score:.2f}", color="white", fontsize=7, va="top",
+            text = ax.text(x0, y0, f"{_short(class_names[int(label)])} {score:.2f}", color="white", fontsize=7, va="top",
                            bbox=dict(facecolor=c, edgecolor="none", pad=_LABEL_PAD, alpha=0.85), clip_on=True,
                            in_layout=False)
             labels.append((ax, text, (x0, y0, x1, y1), image.size))
-        ax.set_title(f"{sum(s >= conf for s in det.scores)} found / {len(truth)} true", fontsize=8)
+        found = sum(s >= conf for s in det.scores)
+        ax.set_title(f"{found} found, {_right(det, truth, conf)} right / {len(truth)} true", fontsize=8)
     fig.suptitle(f"val predictions ({source}, score >= {conf:g}); dashed: ground truth", fontsize=10)
     fig.tight_layout()
     _place_labels(fig, labels)
@@ -195,6 +201,35 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
 
 
 _LABEL_PAD = 1  # points around a label's text, its coloured band
+_NAME_CHARS = 18  # a longer class name is cut in a grid's labels, so that the score beside it stays in the tile
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= _NAME_CHARS else name[:_NAME_CHARS - 1].rstrip() + "\u2026"
+
+
+def _right(det: Any, truth: Sequence[Tuple], conf: float, iou: float = 0.5) -> int:
+    """How many ``truth`` boxes (``(label, xyxy)``) a detection of ``det`` above ``conf`` finds: same
+    label, IoU >= ``iou``, each detection (best first) taking the free true box it overlaps most."""
+    free = list(truth)
+    hits = 0
+    for i in np.argsort(-np.asarray(det.scores), kind="stable"):
+        if det.scores[i] < conf:
+            break
+        overlaps = [(_iou(det.boxes[i], box), k) for k, (label, box) in enumerate(free) if label == int(det.labels[i])]
+        best = max(overlaps, default=(0.0, -1))
+        if best[0] >= iou:
+            free.pop(best[1])
+            hits += 1
+    return hits
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]]) -> None:

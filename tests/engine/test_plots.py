@@ -83,7 +83,53 @@ def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path,
     path = plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "v.png", conf=0.5, source="best.pth")
     assert path.is_file()
     per_image = [sum(a["image_id"] == i for a in truth) for i in metrics.samples]
-    assert drawn["titles"] == [f"{n} found / {n} true" for n in per_image]
+    assert drawn["titles"] == [f"{n} found, {n} right / {n} true" for n in per_image]
     names = {c["id"]: c["name"] for c in ann["categories"]}
     assert sorted(drawn["labels"]) == sorted(f"{names[a['category_id']]} 0.80" for a in truth)
     assert drawn["suptitle"] == "val predictions (best.pth, score >= 0.5); dashed: ground truth"
+
+
+def test_grid_captions_count_right_finds_and_labels_keep_their_score(tmp_path, monkeypatch):
+    """'1 found / 1 true' was written over a tile whose one detection had the wrong class, and a long
+    class name pushed the score past the tile's edge ('... padi- 0.3' for 0.33; a walk)."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    names = ["rice leaf roller -penggulung daun padi-", "wereng"]
+    truth = [(1, (10, 10, 50, 50)), (1, (60, 60, 90, 90))]
+    dets = SimpleNamespace(boxes=np.array([[11, 11, 50, 52], [60, 60, 90, 90], [0, 0, 100, 100]], np.float32),
+                           scores=np.array([0.9, 0.8, 0.7], np.float32), labels=np.array([1, 0, 1]))
+    seen = {}
+
+    def keep(fig, path, dpi=110):
+        seen["title"] = fig.axes[0].get_title()
+        seen["labels"] = [t.get_text() for t in fig.axes[0].texts]
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plots.plot_prediction_grid([Image.new("RGB", (100, 100))], [dets], [truth], names, tmp_path / "g.png", cols=1)
+    assert seen["title"] == "3 found, 1 right / 2 true"  # the wrong class and the whole-image box find nothing
+    assert sorted(seen["labels"]) == sorted(["rice leaf roller\u2026 0.80", "wereng 0.90", "wereng 0.70"])
+
+
+def test_a_label_at_the_right_border_stays_whole_at_the_saved_resolution(tmp_path, monkeypatch):
+    """Placed with the text measured at the figure's 100 dpi, a label ending at the image's right border
+    came out ~5% wider in the 110-dpi file and lost its score's last digit ('0.3' for 0.33; a walk)."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    dets = SimpleNamespace(boxes=np.array([[200, 200, 319, 300]], np.float32), scores=np.array([0.8], np.float32),
+                           labels=np.array([0]))
+    inside = {}
+
+    def at_saved_dpi(fig, path, dpi=plots.SAVE_DPI):
+        fig.set_dpi(dpi)
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        (x_left, _), (x_right, _) = ax.transData.transform([(0, 0), (320, 0)])
+        band = ax.texts[0].get_window_extent(renderer)
+        inside["label"] = band.x1 <= x_right + 0.5 and band.x0 >= x_left - 0.5
+
+    monkeypatch.setattr(plots, "save_figure", at_saved_dpi)
+    plots.plot_prediction_grid([Image.new("RGB", (320, 320))], [dets], [[]], ["rice leaf roller -penggulung daun padi-"],
+                               tmp_path / "g.png", cols=1)
+    assert inside["label"]
