@@ -36,7 +36,8 @@ CONF_GRID = np.round(np.arange(1, 100) / 100, 2)
 # the F1 below which no --conf is recommended: the boxes kept are then next to all wrong
 MIN_F1 = 0.01
 NO_BOXES = ("the validation set has no boxes (only background images): AP cannot be computed; "
-            "add annotated images to the validation annotations")
+            "add annotated images to the validation annotations (a val split drawn from one file: dfine data "
+            "convert --seed N draws another)")
 
 
 @dataclass(frozen=True)

@@ -704,7 +704,10 @@ class Trainer:
             lines += [f"  {k + ':':8s} {v}" for k, v in
                       next_commands(self.cfg, best, images_folder(self.val_set), self.command,
                                     conf=pick["conf"] if pick else None).items()]
-            if stage in self.conf_picks:
+            evaluated = self._stage_metrics.get(stage) if stage else None
+            if evaluated is not None and not evaluated[0].has_ground_truth:  # not the model's fault (a walk)
+                lines.append("  no --conf is recommended: the val set has no boxes to measure one on")
+            elif stage in self.conf_picks:
                 lines.append(f"  {conf_line(pick, 'the val set')}")
         self._print("\n".join(lines))
         return result

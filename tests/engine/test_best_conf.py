@@ -101,3 +101,18 @@ def test_a_run_without_ap_above_0_is_said_so_in_its_result(tmp_path):
     assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, no evaluation above AP 0: weights last.pth)"
     metrics.update(best_AP=0.0004)
     assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, best AP 0.04% at epoch 1: last.pth)"
+
+
+def test_a_val_set_without_boxes_is_not_blamed_on_the_model(coco128, tmp_path, capsys):
+    """A val split drawn from one pre-label file took only background images (a walk): the run ended
+    'no --conf ... (the model finds next to nothing yet)', blaming the model for the val set."""
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    val = json.loads(write_subset(coco128, tmp_path / "val.json", 1, offset=2).read_text())
+    val["annotations"] = []
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    recipe = write_recipe(tmp_path / "recipe.yml", coco128 / "train2017", train, tmp_path / "val.json", epochs=1,
+                          batch=1)
+    Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1).fit()
+    printed = capsys.readouterr().out
+    assert "  no --conf is recommended: the val set has no boxes to measure one on" in printed
+    assert "finds next to nothing" not in printed and "dfine data convert --seed N draws another" in printed
