@@ -436,6 +436,13 @@ def test_a_dataset_folder_given_for_its_images_folder_names_the_subfolders(tmp_p
     assert kind == "images" and sorted(p.name for p in found) == ["a.png", "b.png", "c.png"]
     (root / "empty").mkdir()
     assert "subfolders" not in _one_line_error(capsys, ["predict", str(root / "empty"), "-m", "any.pth"])
+    split = tmp_path / "dataset_split"  # split folders of images/ + labels/: it named test/, which holds no image
+    for rel in ("test/images/d.jpg", "test/images/e.jpg", "train/images/f.jpg"):
+        (split / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(split / rel)
+    (split / "test" / "labels").mkdir()
+    err = _one_line_error(capsys, ["predict", str(split), "-m", "any.pth"])
+    assert f"predict one (dfine predict {split / 'test' / 'images'})" in err, err
 
 
 def test_predict_never_writes_over_its_inputs_nor_mixes_two_runs(onnx_model, tmp_path, capsys, monkeypatch):

@@ -227,16 +227,20 @@ def _images_below(folder: Path) -> str:
     folder given instead of its images folder), else ``""``."""
     counts: Dict[str, int] = {}
     suffixes: Dict[str, int] = {}
+    holders: Dict[Path, int] = {}  # the folders that hold images themselves, of the first subfolder with any
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         for f in sub.rglob("*"):
             ext = f.suffix.lower()
             if ext in IMAGE_SUFFIXES and f.is_file():
                 counts[sub.name] = counts.get(sub.name, 0) + 1
                 suffixes[ext] = suffixes.get(ext, 0) + 1
+                if len(counts) == 1:
+                    holders[f.parent] = holders.get(f.parent, 0) + 1
     if not counts:
         return ""
     shown = first_few((f"{name}/ {n}" for name, n in counts.items()), 4)
-    first = folder / next(iter(counts))
+    # the folder that holds the images (test/images of a split folder), not one more folder without any (a walk)
+    first = max(sorted(holders), key=holders.get)
     common = max(suffixes, key=suffixes.get)
     return (f"; its subfolders hold images ({shown}): predict one (dfine predict {first}) or all "
             f"(dfine predict '{folder}/**/*{common}')")
