@@ -107,7 +107,12 @@ def _unzip(path: Path, target: Path, stamp: dict, option: str) -> tuple:
                     archive.extract(m, tmp)
                     bar.update(m.file_size)
             (tmp / MARKER).write_text(json.dumps(stamp))
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if _marker_of(target) != stamp:
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process (torchrun's others) unpacked it meanwhile
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad CRC, cut-off or garbled data
             shutil.rmtree(tmp, ignore_errors=True)
             raise DfineError(f"{option} {path} is damaged ({exc}); download it again") from None

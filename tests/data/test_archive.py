@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +136,21 @@ def test_an_empty_folder_of_that_name_is_used(tmp_path):
     src = _zipped(_yolo(tmp_path / "made"), tmp_path / "set.zip")
     (tmp_path / "set").mkdir()
     assert (dataset_folder(src) / "data.yaml").is_file()
+
+
+def test_two_processes_unzipping_at_once_both_use_the_folder(tmp_path, monkeypatch):
+    """Under torchrun every process reads --data: the one that renames its unpacked folder second
+    found the first's in place (ENOTEMPTY), which was an error; now it takes that folder."""
+    src = _zipped(_yolo(tmp_path / "made"), tmp_path / "set.zip")
+    real = os.replace
+
+    def first_another_wins(a, b):
+        if not Path(b).exists():
+            other = Path(str(b) + ".other")
+            shutil.copytree(a, other)
+            real(other, b)  # the other process's folder lands first
+        return real(a, b)
+
+    monkeypatch.setattr(archive.os, "replace", first_another_wins)
+    assert (dataset_folder(src) / "data.yaml").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["made", "set", "set.zip"]
