@@ -339,6 +339,7 @@ def test_benchmark_says_when_other_jobs_load_the_cpu(monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (0.1 * cores, 0.0, 0.0))
     assert _machine_line("cpu").startswith("CPU: ") and "note" not in _machine_line("cpu")
     monkeypatch.setattr(os, "getloadavg", lambda: (2.0 * cores, 0.0, 0.0))
+    monkeypatch.setattr("dfine.device.others_running", lambda: 2)  # the other jobs running now, whatever this machine does
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     assert _machine_line("cpu").splitlines()[1] == (
         f"note: load average {2.0 * cores:.1f} on {cores} cores: other jobs share this CPU, so the timings "

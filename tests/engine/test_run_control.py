@@ -603,6 +603,7 @@ def test_a_run_on_a_busy_cpu_says_how_much_slower_and_what_helps(coco128, tmp_pa
     cores = os.cpu_count() or 1
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (3.0 * cores, 0.0, 0.0))
+    monkeypatch.setattr("dfine.device.others_running", lambda: 2)  # the other jobs running now, whatever this machine does
     trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0", "device=cpu"]), progress=False)
     said = [line for line in trainer.startup_summary() if "other jobs share this CPU" in line]
     assert said == [f"note: load average {3.0 * cores:.1f} on {cores} cores: other jobs share this CPU, so the "
