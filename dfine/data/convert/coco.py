@@ -81,6 +81,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     images = [im for im in data["images"] if isinstance(im, dict)]
     if not images:
         raise DatasetError(f"{ann}: its images list is empty; nothing to train on")
+    check_prelabels_images(ann)  # its images gone: never the annotated copies beside it instead
     folder, renamed = _images_folder(ann, images)
     base = ann.parent.parent if ann.parent.name == "annotations" else ann.parent
     out_dir = Path(out).expanduser() if out is not None else base
@@ -165,7 +166,6 @@ def _sample_names(images: Sequence[Any]) -> List[str]:
 def _image_folder_options(ann: Path) -> List[Path]:
     """Where the images of ``ann`` may be, the folder its ``info`` names first (``dfine predict
     --save-dataset`` writes the annotated copies of the images beside its file, under their names)."""
-    check_prelabels_images(ann)
     named = images_folder_of_file(ann)
     return list(dict.fromkeys([*([named] if named is not None else []), ann.parent, ann.parent / "images",
                                ann.parent.parent, ann.parent.parent / "images"]))
