@@ -7,7 +7,7 @@ Bar (issue 17): int8 AP at most 1.0 point under float32, int8 latency at most 0.
     python benchmarks/int8.py [--demo runs/demo] [--calib-size 300] [--rounds 3] [--runs 20]
                               [--max-drop 0.5] [--compare head] [--scope-study]
                               [--latency-imgsz 640] [--isa native AVX2] [--profile]
-                              [--scheme head-matmuls]
+                              [--scheme head-matmuls] [--save DIR] [--exports DIR]
 
 ``--demo DIR`` reads ``DIR/last.pth``, ``DIR/data/val.json`` + ``DIR/data/val/`` (evaluation) and
 ``DIR/data/train/`` (calibration); ``--model``, ``--val-ann``, ``--val-images``, ``--calib`` point
@@ -26,6 +26,10 @@ counters (``PERF_COUNT``, compiled as ``Detector`` compiles it), the median of e
 type and precision (the kernel's: int8 or float), and the int8 IR's slowest float nodes, at
 ``--profile-threads`` (1 is steadier on a shared machine); the fastest of each node's runs is what
 it takes undisturbed.
+
+``--save DIR`` keeps the exports (and ``rows.json``, what each file is) in ``DIR``; ``--exports DIR``
+measures such a folder instead of exporting, so files quantized on one machine (with NNCF and torch's
+exporter) are measured on another that has only the OpenVINO runtime, as a deployment target would.
 """
 
 from __future__ import annotations
@@ -72,6 +76,23 @@ def _exports(args: argparse.Namespace, folder: Path, imgsz: Optional[int], val) 
         rows.append(("float32", onnx, "onnxruntime"))
         rows.append(("int8 QDQ (default)", quantize_onnx(onnx, folder / "int8_qdq.onnx", calib)[0], "onnxruntime"))
     return rows
+
+
+def _save_rows(rows: List[Row], folder: Path) -> None:
+    """``folder/rows.json``: each export's label, file name (inside ``folder``) and backend."""
+    (folder / "rows.json").write_text(json.dumps([[label, path.name, backend] for label, path, backend in rows]))
+
+
+def _load_rows(folder: Path, onnxruntime: bool) -> List[Row]:
+    """The rows :func:`_save_rows` wrote (without ONNX Runtime's when ``onnxruntime`` is false)."""
+    manifest = folder / "rows.json"
+    if not manifest.is_file():
+        sys.exit(f"error: {manifest} not found; make the folder with `python benchmarks/int8.py --save {folder}`")
+    rows = [(label, folder / name, backend) for label, name, backend in json.loads(manifest.read_text())]
+    missing = [str(path) for _, path, _ in rows if not path.is_file()]
+    if missing:
+        sys.exit(f"error: {', '.join(missing)} listed in {manifest} but not there")
+    return [r for r in rows if onnxruntime or r[2] != "onnxruntime"]
 
 
 def _variants(args: argparse.Namespace) -> List[Tuple[str, Tuple[str, ...]]]:
@@ -215,6 +236,8 @@ def main() -> None:
     p.add_argument("--profile", action="store_true",
                    help="also OpenVINO's per-node profile of each file: time by model part, node type, int8 or float")
     p.add_argument("--profile-threads", type=int, default=None, help="threads for --profile (default --threads)")
+    p.add_argument("--save", type=Path, help="keep the exports (and rows.json) in this folder")
+    p.add_argument("--exports", type=Path, help="measure the exports a --save run kept here instead of exporting")
     p.add_argument("--isa", nargs="+", metavar="ISA",
                    help="measure each file under these oneDNN ISA caps (native: none; e.g. AVX2), interleaved; "
                         "default: as this process runs")
@@ -225,21 +248,28 @@ def main() -> None:
     a.val_ann = a.val_ann or str(a.demo / "data" / "val.json")
     a.val_images = a.val_images or str(a.demo / "data" / "val")
     a.calib = a.calib or str(a.demo / "data" / "train")
-    if not Path(a.model).is_file():
+    if a.exports is None and not Path(a.model).is_file():
         sys.exit(f"error: {a.model} not found; run `dfine demo` first or give --model")
     print(f"{cpu_line()} at start (a shared machine: compare ratios, not ms)")
+    kept = _load_rows(a.exports, not a.no_onnxruntime) if a.exports is not None else None
     val = load_eval_set(a.val_ann, a.val_images)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = _exports(a, Path(tmp), None, val)
+        if kept is not None:
+            rows = kept
+        else:
+            folder = a.save or Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            rows = _exports(a, folder, None, val)
+            _save_rows(rows, folder)
         aps = {_key(label, backend, isa): _ap(path, backend, val, a, isa)
                for label, path, backend in rows for isa in a.isa}
         times = _latencies(rows, a)
-        lines = _table(rows, times, aps, f"{a.model} on {a.val_ann} ({len(val.images)} images), batch 1, "
+        lines = _table(rows, times, aps, f"{a.exports or a.model} on {a.val_ann} ({len(val.images)} images), batch 1, "
                                          f"{a.threads} threads, {a.calib_size} calibration images", a.isa)
         print("\n".join(lines + _verdict(rows, times, aps, a.isa)))
         if a.profile:
             print("\n".join(_profile_lines(_profiles(rows, a), a)))
-        if a.latency_imgsz:
+        if a.latency_imgsz and a.exports is None:
             big = Path(tmp) / "big"
             big.mkdir()
             rows = _exports(a, big, a.latency_imgsz, None)
