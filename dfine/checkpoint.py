@@ -11,6 +11,9 @@ One schema for every file dfine writes and reads (``torch.save`` of a plain dict
 ``class_names``        ``[num_classes]`` name of each model label
 ``category_ids``       ``[num_classes]`` dataset category id of each model label
 ``input_size``         ``[height, width]`` the model was evaluated at
+``recommended_conf``   the score threshold with the best F1 on the training run's val set, measured
+                       on the weights this file holds (``dfine predict``'s default; absent or None
+                       when the run measured none)
 training state         training checkpoints only: ``config`` (the whole training recipe), ``optimizer``,
                        ``scaler``, the schedulers, ``last_epoch``, ``step``, ``best``, ``rng`` ...
 =====================  ===========================================================================
@@ -42,7 +45,7 @@ from .text import counted, first_few
 from .models.config import (MODEL_NAMES, DFINEConfig, DFINETransformerConfig, HGNetv2Config,
                             HybridEncoderConfig, apply_overrides, preset, resolve)
 
-__all__ = ["DERIVED", "OBJ365_TO_COCO", "LoadedModel", "deploy_metadata", "extract_ema", "head_names",
+__all__ = ["DERIVED", "OBJ365_TO_COCO", "LoadedModel", "RUN_FILE_STAGES", "deploy_metadata", "extract_ema", "head_names",
            "infer_model_name", "load_checkpoint", "load_model", "load_state", "load_tuning", "model_state",
            "parse_imgsz", "read_checkpoint", "remove_stale_temporaries", "resolve_source", "save_atomic",
            "tuning_state"]
@@ -205,6 +208,32 @@ def model_state(ckpt: Mapping[str, Any], name: str = "checkpoint") -> Mapping[st
                      f"found keys: {first_few(ckpt, 8)}){hint}")
 
 
+# the weights files a training run writes, by the key of their evaluation in its ``progress["conf"]``
+# (the checkpoints of every N epochs hold the latest evaluation's weights, as last.pth does)
+RUN_FILE_STAGES = {"best_stg1.pth": "stg1", "best_stg2.pth": "stg2", "last.pth": "last"}
+
+
+def recommended_conf(ckpt: Mapping[str, Any], name: str) -> Optional[float]:
+    """The ``recommended_conf`` a checkpoint carries (None when it has none). Files written before
+    that entry existed name it through their training progress, by the file's own name
+    (:data:`RUN_FILE_STAGES`); a renamed one then has none. A value that is not a score in 0..1 is
+    a one-line error naming the file."""
+    if "recommended_conf" in ckpt:
+        value = ckpt["recommended_conf"]
+    else:
+        picks = (ckpt.get("progress") or {}).get("conf") if isinstance(ckpt.get("progress"), Mapping) else None
+        stage = RUN_FILE_STAGES.get(Path(name).name, "last" if re.fullmatch(r"checkpoint\d+\.pth", Path(name).name)
+                                    else None)
+        pick = picks.get(stage) if isinstance(picks, Mapping) and stage and not ckpt.get("pending_eval") else None
+        value = pick.get("conf") if isinstance(pick, Mapping) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise DfineError(f"{name}: 'recommended_conf' is {value!r}, not a score in 0..1; give --conf (or remove "
+                         f"the entry)")
+    return float(value)
+
+
 def config_to_dict(cfg: DFINEConfig) -> Dict[str, Any]:
     """A model config as plain nested dicts, lists and numbers (the ``model_config`` entry)."""
     def plain(value):
@@ -216,15 +245,18 @@ def config_to_dict(cfg: DFINEConfig) -> Dict[str, Any]:
     return out
 
 
-def deploy_metadata(cfg: DFINEConfig, class_names: Sequence[str], category_ids: Sequence[int]) -> Dict[str, Any]:
+def deploy_metadata(cfg: DFINEConfig, class_names: Sequence[str], category_ids: Sequence[int],
+                    conf: Optional[float] = None) -> Dict[str, Any]:
     """The entries that make a file enough to predict with: ``model_config``, ``class_names``,
-    ``category_ids``, ``input_size``. Names and ids need one entry per class."""
+    ``category_ids``, ``input_size`` and ``recommended_conf`` (``conf``; None: none measured).
+    Names and ids need one entry per class."""
     if len(class_names) != cfg.num_classes or len(category_ids) != cfg.num_classes:
         raise ValueError(f"{counted(len(class_names), 'class name')} and {counted(len(category_ids), 'category id')} "
                          f"for a model of {counted(cfg.num_classes, 'class', 'classes')}")
     return {"model_config": config_to_dict(cfg), "class_names": [str(n) for n in class_names],
             "category_ids": [int(i) for i in category_ids],
-            "input_size": list(cfg.eval_spatial_size or DEFAULT_INPUT_SIZE)}
+            "input_size": list(cfg.eval_spatial_size or DEFAULT_INPUT_SIZE),
+            "recommended_conf": None if conf is None else float(conf)}
 
 
 # Where each model-config section lives: our ``model_config`` / older ``config`` (model config) use
@@ -495,7 +527,8 @@ def extract_ema(src: PathLike, dst: Optional[PathLike] = None) -> Path:
                              f"D-FINE detector; it is not a D-FINE training checkpoint") from None
         cfg = None
     if cfg is not None:
-        out.update(deploy_metadata(cfg, *_labels(ckpt, cfg.num_classes, None, str(src))))
+        out.update(deploy_metadata(cfg, *_labels(ckpt, cfg.num_classes, None, str(src)),
+                                   conf=recommended_conf(ckpt, str(src))))
         if ckpt.get("input_size"):
             out["input_size"] = [int(v) for v in ckpt["input_size"]]
     save_atomic(out, dst)
@@ -527,7 +560,8 @@ class LoadedModel:
     """A deploy-mode detector and what is needed to read its outputs.
 
     ``class_names[label]`` names the model's label; ``category_ids[label]`` is the dataset's
-    category id (COCO ids for COCO-trained models)."""
+    category id (COCO ids for COCO-trained models); ``conf`` the score threshold its training run
+    recommends (None: none)."""
 
     model: nn.Module
     postprocessor: nn.Module
@@ -535,6 +569,7 @@ class LoadedModel:
     class_names: Tuple[str, ...]
     category_ids: Tuple[int, ...]
     source: str
+    conf: Optional[float] = None
 
     @property
     def imgsz(self) -> Tuple[int, int]:
@@ -626,4 +661,4 @@ def load_model(source: PathLike, *, size: Optional[str] = None, config: Optional
     model.deploy().to(device)
     names, ids = _labels(ckpt, cfg.num_classes, entry, str(path))
     post = PostProcessor(cfg.num_classes, num_top_queries=num_top_queries).deploy().to(device)
-    return LoadedModel(model, post, cfg, names, ids, str(source))
+    return LoadedModel(model, post, cfg, names, ids, str(source), recommended_conf(ckpt, str(path)))

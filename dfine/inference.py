@@ -27,6 +27,7 @@ __all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "load_image", "pr
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("f32", "bf16")  # OpenVINO inference precision
+DEFAULT_CONF = 0.5  # the score threshold of a model whose training run recommends none
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 PathLike = Union[str, os.PathLike]
 # (images [B,3,H,W] float32 0..1, sizes [B,2] int64 (w,h)) -> (labels [B,K], boxes [B,K,4], scores [B,K])
@@ -165,6 +166,7 @@ class _Engine:
     category_ids: Tuple[int, ...] = ()
     extra: Dict[str, Any] = field(default_factory=dict)
     fixed_batch: Optional[int] = None  # the batch size of a static-batch export
+    conf: Optional[float] = None  # the score threshold the model's training run recommends
 
 
 class Detector:
@@ -172,8 +174,9 @@ class Detector:
 
     ``model``: a checkpoint (``.pth``), a zoo name (``dfine_s_coco``), an ``.onnx`` file, an
     OpenVINO ``.xml`` or a TensorRT ``.engine``. ``device``: ``cpu`` / ``cuda[:i]`` (PyTorch,
-    TensorRT, ONNX Runtime's CUDA provider when available). ``conf``: score threshold, 0..1 (``None``: 0.5,
-    as ``dfine.Detector(result.best, conf=result.conf)`` gives it after a run that recommends none).
+    TensorRT, ONNX Runtime's CUDA provider when available). ``conf``: score threshold, 0..1; ``None`` (the
+    default): the one the model's training run recommends (best F1 on its val set; checkpoints and
+    exports of a dfine run carry it, :attr:`recommended_conf`), else 0.5.
     ``imgsz``: input (height, width) or one int; for exported files it is the file's own size.
     ``size``/``config``: the model size or recipe for a published checkpoint (otherwise recognised).
     ``threads``: CPU threads for ONNX Runtime / OpenVINO (default: the runtime's own choice).
@@ -189,15 +192,13 @@ class Detector:
     slice: Any = None  # a SliceConfig when slicing (a class default: from_run builds without __init__)
     clip: bool = True  # boxes clipped to the image (a class default too)
 
-    def __init__(self, model: PathLike, device: str = "cpu", conf: Optional[float] = 0.5,
+    def __init__(self, model: PathLike, device: str = "cpu", conf: Optional[float] = None,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
                  batch_size: int = 8, size: Optional[str] = None, config: Optional[PathLike] = None,
                  threads: Optional[int] = None, precision: str = "f32", slice: Any = None, clip: bool = True):
         if backend is not None and backend not in BACKENDS:
             raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if conf is None:  # dfine.Detector(result.best, conf=result.conf) after a run that recommends none
-            conf = 0.5
-        if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf <= 1:
+        if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf <= 1):
             raise DfineError(f"conf must be a number in 0..1, got {conf!r}")
         if batch_size < 1:
             raise DfineError(f"batch size must be >= 1, got {batch_size}")
@@ -205,8 +206,16 @@ class Detector:
             raise DfineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         from .slicing import slice_config
         self.slice = slice_config(slice)
-        self.conf, self.batch_size, self.device, self.clip = float(conf), int(batch_size), str(device), bool(clip)
+        self.batch_size, self.device, self.clip = int(batch_size), str(device), bool(clip)
         self._engine = _open(str(model), backend, device, imgsz, size, config, threads, precision)
+        recommended = self._engine.conf
+        self.conf = float(conf if conf is not None else recommended if recommended is not None else DEFAULT_CONF)
+
+    @property
+    def recommended_conf(self) -> Optional[float]:
+        """The score threshold the model's training run recommends (best F1 on its val set), as its
+        checkpoint or export carries it; None when it carries none (a published checkpoint)."""
+        return self._engine.conf
 
     @property
     def backend(self) -> str:
@@ -367,6 +376,22 @@ def _metadata(props: Dict[str, str]) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
     return names, ids or tuple(range(len(names)))
 
 
+def _recommended_conf(props: Dict[str, str], model: str) -> Optional[float]:
+    """The ``recommended_conf`` export metadata holds (None when absent; an export written before it
+    existed has none)."""
+    text = props.get("recommended_conf")
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise DfineError(f"{model}: its metadata 'recommended_conf' is {text!r}, not a score in 0..1; export it "
+                         f"again (dfine export -r CHECKPOINT)")
+    return float(value)
+
+
 def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
     import torch
     from .checkpoint import load_model
@@ -383,7 +408,7 @@ def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
             out = loaded.postprocessor(loaded.model(x), torch.from_numpy(sizes).to(dev))
         return tuple(t.cpu().numpy() for t in out)
 
-    return _Engine(run, "torch", loaded.imgsz, loaded.class_names, loaded.category_ids)
+    return _Engine(run, "torch", loaded.imgsz, loaded.class_names, loaded.category_ids, conf=loaded.conf)
 
 
 def _onnx_imgsz(shape: Sequence[Any], model: str) -> Tuple[int, int]:
@@ -425,14 +450,15 @@ def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
     if names != ["images", "orig_target_sizes"]:
         raise DfineError(f"{model} is not a D-FINE export: inputs {names}, expected images, orig_target_sizes")
     imgsz = _onnx_imgsz(session.get_inputs()[0].shape, model)
-    class_names, ids = _metadata(session.get_modelmeta().custom_metadata_map)
+    meta = session.get_modelmeta().custom_metadata_map
+    class_names, ids = _metadata(meta)
 
     def run(images: np.ndarray, sizes: np.ndarray):
         return tuple(session.run(["labels", "boxes", "scores"], {"images": images, "orig_target_sizes": sizes}))
 
     batch = session.get_inputs()[0].shape[0]
     return _Engine(run, "onnxruntime", imgsz, class_names, ids, {"session": session},
-                   batch if isinstance(batch, int) else None)
+                   batch if isinstance(batch, int) else None, _recommended_conf(meta, model))
 
 
 def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32") -> _Engine:
@@ -461,7 +487,7 @@ def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32")
     class_names, ids = _metadata(meta)
     runner = _OpenVinoRunner(core, net, props, imgsz)
     batch = None if runner.dynamic else net.input("images").get_partial_shape()[0].get_length()
-    return _Engine(runner, "openvino", imgsz, class_names, ids, fixed_batch=batch)
+    return _Engine(runner, "openvino", imgsz, class_names, ids, fixed_batch=batch, conf=_recommended_conf(meta, model))
 
 
 def _check_ir(xml: str) -> None:
@@ -528,4 +554,4 @@ def _trt_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
     from .export.tensorrt import TensorRTRunner
     runner = TensorRTRunner(model, device="cuda:0" if device == "cpu" else device)
     class_names, ids = _metadata(runner.metadata)
-    return _Engine(runner, "tensorrt", runner.imgsz, class_names, ids)
+    return _Engine(runner, "tensorrt", runner.imgsz, class_names, ids, conf=_recommended_conf(runner.metadata, model))

@@ -134,7 +134,8 @@ def test_convert_weights_keeps_names_ids_and_config(tmp_path):
     ckpt = _tiny_training_checkpoint()
     torch.save(ckpt, tmp_path / "best_stg1.pth")
     out = torch.load(extract_ema(tmp_path / "best_stg1.pth"), weights_only=True)
-    assert set(out) == {"model", "model_config", "class_names", "category_ids", "input_size"}
+    assert set(out) == {"model", "model_config", "class_names", "category_ids", "input_size", "recommended_conf"}
+    assert out["recommended_conf"] is None  # its run measured none
     assert out["class_names"] == NAMES and out["category_ids"] == IDS and out["input_size"] == [128, 128]
     loaded = load_model(tmp_path / "best_stg1_converted.pth", imgsz=160)
     assert loaded.class_names == tuple(NAMES) and loaded.category_ids == tuple(IDS) and loaded.imgsz == (160, 160)

@@ -408,7 +408,8 @@ def test_the_readme_onnx_runtime_code_without_dfine_gives_detectors_boxes(files,
     (tmp_path / "model.onnx").symlink_to(onnx_path)
     (tmp_path / "a.jpg").symlink_to(image)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code.replace("score > 0.5", "score > 0.075"), "README", "exec"), {})
+    assert "score > conf" in code
+    exec(compile(code.replace("score > conf", "score > 0.075"), "README", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     [d] = Detector(str(onnx_path), conf=0.075, clip=False)(str(image))
     assert len(printed) == len(d) > 0

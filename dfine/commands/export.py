@@ -112,19 +112,22 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "engine":
         from ..export.tensorrt import build_engine
         meta = {"class_names": list(loaded.class_names), "category_ids": list(loaded.category_ids)}
+        if loaded.conf is not None:
+            meta["recommended_conf"] = loaded.conf
         engine = build_engine(onnx_path, _output(args, ".engine"), max_batch=args.max_batch, metadata=meta)
         print(f"wrote {engine}")
     return 0
 
 
 def _what(loaded, args) -> str:
-    """``"input 320x320, batch any, 13 classes: bishop, black-bishop, black-king, ..."``: what a deployment
-    of the file needs to know (the input size the checkpoint was trained at, unless --imgsz)."""
+    """``"input 320x320, batch any, 13 classes: bishop, black-bishop, black-king, ..., --conf 0.41 as its
+    training run recommends"``: what a deployment of the file needs to know (the input size the checkpoint was trained at, unless --imgsz)."""
     names = list(loaded.class_names)
     h, w = loaded.imgsz
     batch = "batch 1" if args.static else "batch any"
     classes = counted(len(names), "class", "classes") + (f": {first_few(names, 3)}" if names else "")
-    return f"input {h}x{w}, {batch}, {classes}"
+    conf = "" if loaded.conf is None else f", --conf {loaded.conf:.2f} as its training run recommends"
+    return f"input {h}x{w}, {batch}, {classes}{conf}"
 
 
 def _float_name(path: Path) -> Path:

@@ -28,7 +28,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", choices=("n", "s", "m", "l", "x"), help="model size of a published checkpoint")
     p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("-b", "--batch-size", type=int, default=4, help="images per batch (default 4)")
-    p.add_argument("--conf", type=float, default=0.5, help="score threshold (default 0.5)")
+    p.add_argument("--conf", type=float, default=None,
+                   help="score threshold (default: the one the model's training run recommends; else 0.5)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="input size: 640 or height width")
     p.add_argument("--name", default="dfine", help="FiftyOne dataset name, replaced if it exists (default dfine)")
     p.add_argument("--persistent", action="store_true", help="keep the dataset in FiftyOne's database")

@@ -42,7 +42,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("-c", "--config", help="model recipe yml for a published checkpoint")
     p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("-b", "--batch-size", type=int, default=4, help="images per batch (default 4)")
-    p.add_argument("--conf", type=float, default=0.5, help="score threshold (default 0.5)")
+    p.add_argument("--conf", type=float, default=None,
+                   help="score threshold (default: the one the model's training run recommends, which its "
+                        "checkpoint and exports carry; else 0.5)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="input size: 640 or height width")
     p.add_argument("-o", "--output", default=None,
                    help="output folder (default runs/predict, or runs/predict2, ... when that holds an earlier run)")
@@ -118,6 +120,9 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
     det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
                    precision=args.precision, slice=slice_option(args))
+    if args.conf is None and det.recommended_conf is not None:
+        print(f"--conf {det.conf:.2f}: the threshold with the best F1 on the val set of the run that trained "
+              f"{Path(args.model).name} (give --conf to change it)", file=sys.stderr)
     sizes: Optional[Dict[Path, Tuple[int, int, int]]] = {} if args.save_dataset else None
     if kind == "video":
         results, best = predict_video(det, items[0], out)

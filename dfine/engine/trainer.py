@@ -346,12 +346,22 @@ class Trainer:
         A failed write (disk full) leaves the previous file as it was and stops the run with one
         line."""
         state = self.state_dict()
+        state["recommended_conf"] = self._conf_of(name)
         self._earlier_best.discard(name)
         if dist.is_main():
             try:
                 ckpt_io.save_atomic(state, self.output_dir / name)
             except DfineError as e:  # disk full: the previous file is intact
                 raise DfineError(f"{e}; free space and resume with {self._resume_command()}") from None
+
+    def _conf_of(self, name: str) -> Optional[float]:
+        """The ``--conf`` with the best F1 measured on the weights ``name`` is written with (the
+        latest evaluation's for last.pth and the checkpoints of every N epochs); None while those
+        weights are not evaluated (a Ctrl-C during their evaluation) or no threshold was recommended."""
+        if self.pending_eval is not None:
+            return None
+        pick = self.conf_picks.get(ckpt_io.RUN_FILE_STAGES.get(name, "last"))
+        return float(pick["conf"]) if pick else None
 
     def load_resume(self, state: Dict[str, Any], name: str, full: bool = True, counters: bool = True) -> None:
         """Restore from a checkpoint: the weights (strict; EMA from the model when absent) and,
@@ -680,7 +690,7 @@ class Trainer:
     def _best_and_stage(self) -> Tuple[Optional[Path], Optional[str]]:
         """:meth:`_best_weights` and its key in ``conf_picks`` (``"stg1"``, ``"stg2"``, ``"last"``)."""
         best = self._best_weights()
-        return best, _STAGES.get(best.name) if best is not None else None
+        return best, ckpt_io.RUN_FILE_STAGES.get(best.name) if best is not None else None
 
     def _final(self, seconds: float, stopped: str) -> Dict[str, Any]:
         """Print the end-of-run summary; the values :meth:`fit` adds to its result (``best_conf``:
@@ -980,9 +990,6 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
             f"instead, resume from {out / 'last.pth'} (-r, or --auto-resume), or choose another output folder to "
             f"keep both"), {n for n in found if n.startswith("best_")}
 
-
-# the weights files a run names as its best, by their key in the trainer's conf_picks
-_STAGES = {"best_stg1.pth": "stg1", "best_stg2.pth": "stg2", "last.pth": "last"}
 
 
 def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tuple[Any, Any]] = None,

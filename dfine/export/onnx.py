@@ -86,10 +86,13 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
 
 
 def add_metadata(model: "onnx.ModelProto", loaded: LoadedModel, imgsz: Tuple[int, int]) -> None:
-    """Record class names, category ids and input size (JSON) in the model's ``metadata_props``."""
+    """Record class names, category ids, input size and the recommended score threshold (JSON;
+    absent when the checkpoint has none) in the model's ``metadata_props``."""
     meta = {"class_names": json.dumps(list(loaded.class_names)),
             "category_ids": json.dumps(list(loaded.category_ids)),
             "imgsz": json.dumps(list(imgsz)), "producer": "dfine"}
+    if loaded.conf is not None:
+        meta["recommended_conf"] = json.dumps(loaded.conf)
     del model.metadata_props[:]
     for key, value in meta.items():
         entry = model.metadata_props.add()

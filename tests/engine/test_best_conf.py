@@ -26,6 +26,21 @@ def _detections(val: dict, right: float, wrong: float) -> list:
     return dets + [{**dets[0], "category_id": other, "score": wrong}]
 
 
+def scripted_run(recipe, evaluations: list) -> dict:
+    """``Trainer.fit()`` of one step per epoch whose evaluations return ``evaluations`` in turn, each
+    ``(AP, CocoMetrics)``."""
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
+    queue = list(evaluations)
+
+    def evaluate():
+        ap, metrics = queue.pop(0)
+        metrics.stats[0] = ap
+        return metrics
+
+    trainer.evaluate = evaluate
+    return trainer.fit()
+
+
 def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco128, tmp_path, capsys):
     train = write_subset(coco128, tmp_path / "train.json", 2)
     val_file = write_subset(coco128, tmp_path / "val.json", 1, offset=2)
@@ -38,16 +53,7 @@ def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco
     picks = [m.confidence.pick() for _, m in evaluations]
     assert picks[0]["conf"] != picks[1]["conf"] and picks[1]["f1"] == 1.0
 
-    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
-    queue = list(evaluations)
-
-    def evaluate():
-        ap, metrics = queue.pop(0)
-        metrics.stats[0] = ap
-        return metrics
-
-    trainer.evaluate = evaluate
-    result = trainer.fit()
+    result = scripted_run(recipe, evaluations)
     printed = capsys.readouterr().out
     out = tmp_path / "out"
     assert result["best_weights"] == out / "best_stg2.pth" and result["best_conf"] == pytest.approx(picks[1])
