@@ -645,6 +645,23 @@ def test_save_dataset_writes_prelabels_that_train_reads_from_the_originals(coco1
         convert_coco(out, tmp_path / "split2")
 
 
+def test_save_dataset_without_a_box_says_so_and_points_to_a_lower_conf(coco128, onnx_model, tmp_path, capsys):
+    """Pre-labels with no box above --conf said "dfine train --data ... trains on it" (a walk), and
+    training then had nothing to learn from."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    name = sorted(p.name for p in (coco128 / "train2017").glob("*.jpg"))[0]
+    (photos / name).write_bytes((coco128 / "train2017" / name).read_bytes())
+    out = tmp_path / "pred"
+    assert main(["predict", str(photos), "-m", str(onnx_model), "--conf", "1", "-o", str(out), "--save-dataset"]) == 0
+    captured = capsys.readouterr()
+    line = next(x for x in captured.out.splitlines() if x.startswith("pre-labels: "))
+    assert line.endswith("(1 image, 0 boxes above --conf 1; COCO, as labelling tools import it): no box to correct or "
+                         "train on: a lower --conf writes the model's best guesses (the note below names one)"), line
+    assert "trains on it" not in captured.out
+    assert "note: no detection scored above --conf 1 in 1 image (highest score" in captured.err
+
+
 def test_save_dataset_of_a_video_is_one_line(onnx_model, tmp_path, capsys):
     (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
     err = _one_line_error(capsys, ["predict", str(tmp_path / "clip.mp4"), "-m", str(onnx_model), "--save-dataset",

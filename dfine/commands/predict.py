@@ -138,9 +138,11 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
           + (f"; {len(bad)} unreadable skipped" if bad else ""))
     if sizes is not None:
         labels = write_prelabels(out / PRELABELS, sizes, results, det, f"dfine predict -m {args.model} --conf {det.conf:g}")
+        use = (f"dfine data check {shlex.quote(str(labels))}; dfine train --data {shlex.quote(str(labels.parent))} "
+               f"trains on it" if results else "no box to correct or train on: a lower --conf writes the model's best "
+               "guesses (the note below names one)")
         print(f"pre-labels: {labels} ({counted(len(sizes), 'image')}, {counted(len(results), 'box', 'boxes')} above "
-              f"--conf {det.conf:g}; COCO, as labelling tools import it): dfine data check "
-              f"{shlex.quote(str(labels))}; dfine train --data {shlex.quote(str(labels.parent))} trains on it")
+              f"--conf {det.conf:g}; COCO, as labelling tools import it): {use}")
     if not results:
         print(nothing_found_note(det.conf, best, where), file=sys.stderr)
     per_image = len(results) / max(1, len(items) - len(bad)) if kind == "images" else 0
