@@ -233,19 +233,24 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]]) -> None:
-    """Move each ``(axes, text, box, image size)`` label (a text anchored at its top left) to where
-    :func:`dfine.drawing.label_corner` puts the labels of ``dfine predict``, so none is cut at
-    the picture's border; its size in image pixels is measured now that the layout is final."""
-    from ..drawing import label_corner
+    """Move each ``(axes, text, box, image size)`` label (a text anchored at its top left; per axes in
+    rising score) to where :func:`dfine.drawing.place_label` puts the labels of ``dfine predict``: none
+    cut at the picture's border, none over a better box's label when a free place is near (a walk: the
+    labels of overlapping boxes hid each other's scores); sizes in image pixels, measured now that the
+    layout is final."""
+    from ..drawing import place_label
     renderer = fig.canvas.get_renderer()
-    for ax, text, box, size in labels:
+    taken: dict = {}
+    for ax, text, box, size in reversed(labels):  # the best first: its label gets the first choice
         ax.apply_aspect()  # where imshow's square pixels put the image (else done only when drawn)
         (x_a, _), (x_b, _) = ax.transData.transform([(0, 0), (1, 1)])
         per_px = 1 / abs(x_b - x_a)  # image pixels per display pixel (imshow: square pixels)
         pad = _LABEL_PAD * fig.dpi / 72 * per_px
         extent = text.get_window_extent(renderer)
-        x, y = label_corner(box, (extent.width * per_px + 2 * pad, extent.height * per_px + 2 * pad), size)
-        text.set_position((x + pad, y + pad))
+        placed = taken.setdefault(id(ax), [])
+        rect = place_label(box, (extent.width * per_px + 2 * pad, extent.height * per_px + 2 * pad), size, placed)
+        placed.append(rect)
+        text.set_position((rect[0] + pad, rect[1] + pad))
 
 
 def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: PathLike, path: PathLike,

@@ -133,3 +133,30 @@ def test_a_label_at_the_right_border_stays_whole_at_the_saved_resolution(tmp_pat
     plots.plot_prediction_grid([Image.new("RGB", (320, 320))], [dets], [[]], ["rice leaf roller -penggulung daun padi-"],
                                tmp_path / "g.png", cols=1)
     assert inside["label"]
+
+
+def test_labels_of_overlapping_boxes_do_not_cover_each_other(tmp_path, monkeypatch):
+    """Two boxes at nearly one place (a duplicate of another class, a walk): each label whole, the
+    best's above its box as predict puts it, the other in the next free place."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    dets = SimpleNamespace(boxes=np.array([[100, 120, 220, 260], [104, 118, 224, 262]], np.float32),
+                           scores=np.array([0.9, 0.6], np.float32), labels=np.array([0, 1]))
+    bands = {}
+
+    def measure(fig, path, dpi=plots.SAVE_DPI):
+        fig.set_dpi(dpi)
+        renderer = fig.canvas.get_renderer()
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        bands["image"] = ax.transData.transform([(0, 0), (320, 320)])
+        bands["box_top"] = ax.transData.transform([(0, 120)])[0][1]
+        bands.update({t.get_text(): t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts})
+
+    monkeypatch.setattr(plots, "save_figure", measure)
+    plots.plot_prediction_grid([Image.new("RGB", (320, 320))], [dets], [[]], ["bird", "plane"], tmp_path / "g.png",
+                               cols=1)
+    best, other = bands["bird 0.90"], bands["plane 0.60"]
+    assert not best.overlaps(other), (best, other)
+    assert best.y0 >= bands["box_top"] - 0.5  # above the box (display y grows upwards)
