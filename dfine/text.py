@@ -43,21 +43,23 @@ def no_font_note(word: str, letters: str, shown: str, whose: str = "of the class
 
 
 def progress_bar(**kwargs: Any) -> Any:
-    """A tqdm bar (``kwargs`` as tqdm's) whose last state is written once into a file or pipe:
-    tqdm draws the bar again as it closes, which a terminal overwrites in place but a log
-    (``dfine predict DIR > log 2>&1``, ``dfine train ... > log``) kept as a second, identical last line."""
+    """A tqdm bar (``kwargs`` as tqdm's) whose last state is written once, ending its line, into a
+    file or pipe: tqdm draws the bar again as it closes, which a terminal overwrites in place but a
+    log (``dfine predict DIR > log 2>&1``, ``dfine train ... > log``) kept as a second, identical last
+    line; and a bar that a terminal erases (``leave=False``) left a line of spaces in the log."""
     from tqdm import tqdm
 
     class Bar(tqdm):
         def close(self) -> None:
-            shown = not self.disable and getattr(self, "last_print_n", None) == self.n
-            if shown and self.leave and not getattr(self.fp, "isatty", lambda: False)():
-                self.disable = True  # tqdm's own close would draw the same line again
-                self._decr_instances(self)
-                self.fp.write("\n")
-                self.fp.flush()
+            if self.disable or getattr(self.fp, "isatty", lambda: False)():
+                super().close()
                 return
-            super().close()
+            if getattr(self, "last_print_n", None) != self.n:
+                self.refresh()  # the final count, once
+            self.disable = True  # tqdm's own close would draw the line again, or blank it
+            self._decr_instances(self)
+            self.fp.write("\n")
+            self.fp.flush()
 
     return Bar(**kwargs)
 

@@ -175,8 +175,9 @@ def _predict_onnx(onnx_path: Path, data: ShapesDataset, ann: Dict[str, Any], pro
         detector.predict_pil([images[0][1]])
     items = images
     if progress:
-        from tqdm import tqdm
-        items = tqdm(images, desc="predict (ONNX Runtime)", unit="img", leave=False, dynamic_ncols=True)
+        from ..text import progress_bar
+        items = progress_bar(iterable=images, desc="predict (ONNX Runtime)", unit="img", leave=False,
+                             dynamic_ncols=True)
     dets, results, times = [], [], []
     for image_id, image in items:
         start = time.perf_counter()

@@ -251,8 +251,8 @@ def _make_split(root: Path, split: str, spec: ShapesSpec, first: int, number: in
     sizes = (spec.size[0] * side, spec.size[1] * side)
     indices = range(first, first + number)
     if progress:
-        from tqdm import tqdm
-        indices = tqdm(indices, desc=f"shapes {split}", unit="img", leave=False, dynamic_ncols=True)
+        from ..text import progress_bar
+        indices = progress_bar(iterable=indices, desc=f"shapes {split}", unit="img", leave=False, dynamic_ncols=True)
     for index in indices:
         rng = np.random.default_rng([spec.seed, index])  # each image on its own: independent of the counts
         shapes = random_shapes(rng, side, side, num_classes=spec.num_classes, count=spec.count, size=sizes,

@@ -341,8 +341,8 @@ def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, devic
     per_image: Dict[int, List[Dict[str, Any]]] = {}
     batches = loader
     if progress and dist.is_main():
-        from tqdm import tqdm
-        batches = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
+        from ..text import progress_bar  # erased in a terminal, one line in a log
+        batches = progress_bar(iterable=loader, desc="eval", leave=False, dynamic_ncols=True)
     for images, targets in batches:
         if should_stop is not None and should_stop():
             if hasattr(batches, "close"):

@@ -96,8 +96,8 @@ def coco_results(detector: Any, images: Sequence[Tuple[int, Path]], progress: bo
     detector.clip = False
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(images), desc="eval", unit="img", leave=False, dynamic_ncols=True)
+        from ..text import progress_bar
+        bar = progress_bar(total=len(images), desc="eval", unit="img", leave=False, dynamic_ncols=True)
     out: List[Dict[str, Any]] = []
     step = max(1, int(detector.batch_size))
     for start in range(0, len(images), step):
