@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .errors import DfineError
+from .text import missing_model_note
 
 __all__ = ["evaluate", "export_model"]
 
@@ -66,7 +67,7 @@ def export_model(model: PathLike, format: str = "onnx", *, output: Optional[Path
         raise DfineError(f"format {format!r}: give one of {', '.join(FORMATS)}")
     model_path = Path(model).expanduser()
     if not model_path.is_file():
-        raise DfineError(f"checkpoint {model_path} not found")
+        raise DfineError(f"checkpoint {model_path} not found{missing_model_note(model_path)}")
     if int8 and calib is None:
         raise DfineError("int8=True needs calib=: a folder of images or a dataset to calibrate on")
     argv = ["export", "-r", str(model_path), "--format", format]

@@ -78,7 +78,8 @@ def resolve_source(source: PathLike) -> Tuple[Path, Optional[Any]]:
     if path.is_dir():
         raise DfineError(f"checkpoint {source} is a folder; give a .pth file in it (e.g. {path / 'last.pth'})")
     if path.suffix or os.sep in str(source):
-        raise DfineError(f"checkpoint {source} not found")
+        from .text import missing_model_note
+        raise DfineError(f"checkpoint {source} not found{missing_model_note(path)}")
     from . import hub, zoo
     entry = zoo.get(str(source))
     if entry.kind != "detector":

@@ -333,7 +333,8 @@ def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, 
     if precision != "f32" and kind != "openvino":
         raise DfineError(f"precision {precision} is an OpenVINO setting; add --backend openvino or drop it")
     if kind != "torch" and not Path(model).is_file():
-        raise DfineError(f"model file {model} not found")
+        from .text import missing_model_note
+        raise DfineError(f"model file {model} not found{missing_model_note(model)}")
     if kind == "torch":
         return _torch_engine(model, device, imgsz, size, config)
     if kind == "openvino":

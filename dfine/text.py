@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
-__all__ = ["ap_text", "counted", "first_few", "no_font_note", "progress_bar"]
+__all__ = ["ap_text", "counted", "first_few", "missing_model_note", "no_font_note", "progress_bar"]
+
+# the files a model can be given as (checkpoints and exports)
+MODEL_SUFFIXES = (".pth", ".pt", ".ckpt", ".onnx", ".xml", ".engine")
 
 
 def counted(n: int, word: str, many: Optional[str] = None) -> str:
@@ -71,3 +76,21 @@ def multiples_of_32_near(sizes) -> str:
     below = max(32, largest // 32 * 32)
     above = max(32, -(-largest // 32) * 32)
     return str(below) if below == above else f"{below} or {above}"
+
+
+def missing_model_note(path: "os.PathLike[str] | str") -> str:
+    """What to add to "model X not found": the model files in X's folder, when it has some
+    (``"; output/run holds best_stg1.pth, last.pth"``), and why ``best_stg2`` can be missing (a
+    walk copied the README's ``best_stg2.pth`` after a run that wrote none); ``""`` otherwise."""
+    path = Path(path)
+    try:
+        held = sorted(p.name for p in path.parent.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+    except OSError:  # no such folder, or not readable
+        return ""
+    if not held:
+        return ""
+    note = f"; {path.parent} holds {first_few(held, 6)}"
+    if path.stem == "best_stg2":
+        note += (" (a run writes best_stg2 only when an evaluation after its stage 1 beats stage 1's best AP; "
+                 "the run's last lines name its best weights)")
+    return note

@@ -27,3 +27,24 @@ def test_a_progress_bar_into_a_log_ends_its_line_once(leave):
     last = text.split("\n")[-3].split("\r")[-1]
     assert last.startswith("eval: 100%") and "3/3" in last and text.endswith("\nnext line\n"), repr(text)
     assert "   \r" not in text and not last.endswith(" "), repr(text)
+
+
+def test_a_missing_best_stg2_names_the_weights_beside_it(tmp_path, capsys):
+    """A walk copied the README's ``best_stg2.pth`` after a short run that wrote only best_stg1.pth:
+    the error names what the run folder holds and why best_stg2 can be missing."""
+    from dfine.cli import main
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("last.pth", "best_stg1.pth", "best_stg1.onnx", "log.jsonl"):
+        (run / name).write_bytes(b"x")
+    assert main(["export", "-r", str(run / "best_stg2.pth"), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: checkpoint {run / 'best_stg2.pth'} not found; {run} holds best_stg1.onnx, best_stg1.pth, "
+                   f"last.pth (a run writes best_stg2 only when an evaluation after its stage 1 beats stage 1's best "
+                   f"AP; the run's last lines name its best weights)")
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert main(["predict", str(tmp_path / "a.jpg"), "-m", str(run / "model.onnx"), "-o", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: model file {run / 'model.onnx'} not found; {run} holds best_stg1.onnx, best_stg1.pth, last.pth"
+    assert main(["export", "-r", str(tmp_path / "nowhere" / "m.pth")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: checkpoint {tmp_path / 'nowhere' / 'm.pth'} not found"
