@@ -199,7 +199,9 @@ class Detector:
         if backend is not None and backend not in BACKENDS:
             raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf <= 1):
-            raise DfineError(f"conf must be a number in 0..1, got {conf!r}")
+            percent = not isinstance(conf, bool) and isinstance(conf, (int, float)) and 1 < conf <= 100
+            raise DfineError(f"conf must be a number in 0..1, got {conf!r}"
+                             + (f" (a percentage? {conf / 100:g} is {conf:g}%)" if percent else ""))
         if batch_size < 1:
             raise DfineError(f"batch size must be >= 1, got {batch_size}")
         if precision not in PRECISIONS:

@@ -318,7 +318,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     an evaluation needs only that split."""
     root = Path(data).expanduser()
     if not root.exists():
-        raise DfineError(f"--data {root} not found")
+        from .text import did_you_mean
+        raise DfineError(f"--data {root} not found{did_you_mean(root)}")
     size = model_size(model)
     from dfine.data.archive import dataset_folder
     root = dataset_folder(root)  # a downloaded .zip: unpacked beside it

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-__all__ = ["ap_text", "counted", "first_few", "missing_model_note", "no_font_note", "progress_bar"]
+__all__ = ["ap_text", "counted", "did_you_mean", "first_few", "missing_model_note", "no_font_note", "progress_bar"]
 
 # the files a model can be given as (checkpoints and exports)
 MODEL_SUFFIXES = (".pth", ".pt", ".ckpt", ".onnx", ".xml", ".engine")
@@ -94,3 +94,16 @@ def missing_model_note(path: "os.PathLike[str] | str") -> str:
         note += (" (a run writes best_stg2 only when an evaluation after its stage 1 beats stage 1's best AP; "
                  "the run's last lines name its best weights)")
     return note
+
+
+def did_you_mean(path: "os.PathLike[str] | str") -> str:
+    """For "X not found": ``"; did you mean DIR/NAME?"`` naming the entry of X's folder closest to X's
+    name (a typo: ``dino_fixd`` for ``dino_fixed``, ``data.yml`` for ``data.yaml``), ``""`` when none is close."""
+    import difflib
+    path = Path(path)
+    try:
+        names = [p.name for p in path.parent.iterdir()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
+    return f"; did you mean {path.parent / close[0] if str(path.parent) != '.' else close[0]}?" if close else ""

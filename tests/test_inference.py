@@ -389,10 +389,13 @@ def test_conf_none_is_the_default_threshold_and_other_types_are_one_line(files):
     recommended) and conf="0.3" ended in a TypeError traceback from a comparison (a walk)."""
     _, onnx_path = files
     assert Detector(str(onnx_path), conf=None).conf == 0.5
-    for wrong in ("0.3", 50, True):
+    for wrong in ("0.3", 150, True, -0.5):
         with pytest.raises(DfineError) as err:
             Detector(str(onnx_path), conf=wrong)
         assert str(err.value) == f"conf must be a number in 0..1, got {wrong!r}"
+    with pytest.raises(DfineError) as err:  # --conf 50 (a walk): said as the fraction it likely meant
+        Detector(str(onnx_path), conf=50.0)
+    assert str(err.value) == "conf must be a number in 0..1, got 50.0 (a percentage? 0.5 is 50%)"
 
 
 def test_the_readme_onnx_runtime_code_without_dfine_gives_detectors_boxes(files, tmp_path, capsys, monkeypatch):

@@ -1,5 +1,7 @@
 """Counts printed with the right plural (``dfine.text.counted``) and progress bars in logs."""
 
+from pathlib import Path
+
 import pytest
 
 from dfine.text import counted
@@ -48,3 +50,24 @@ def test_a_missing_best_stg2_names_the_weights_beside_it(tmp_path, capsys):
     assert err == f"error: model file {run / 'model.onnx'} not found; {run} holds best_stg1.onnx, best_stg1.pth, last.pth"
     assert main(["export", "-r", str(tmp_path / "nowhere" / "m.pth")]) == 2
     assert capsys.readouterr().err.strip() == f"error: checkpoint {tmp_path / 'nowhere' / 'm.pth'} not found"
+
+
+def test_a_path_not_found_names_the_close_one(tmp_path, capsys, monkeypatch):
+    """``dfine data check dino_fixd`` said "annotation file dino_fixd not found; set ann_file to a
+    COCO-format JSON file" (a walk: config words for a mistyped folder); now the folder meant, when one
+    is close, as for --data, predict's source and data.yml for data.yaml."""
+    from dfine.cli import main
+    (tmp_path / "dino_fixed").mkdir()
+    (tmp_path / "dino_fixed" / "data.yaml").write_text("names: [a]\n")
+    (tmp_path / "photos").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cases = [(["data", "check", "dino_fixd"], "error: dfine data check dino_fixd not found; did you mean dino_fixed?"),
+             (["data", "check", "dino_fixed/data.yml"],
+              f"error: dfine data check dino_fixed/data.yml not found; did you mean {Path('dino_fixed/data.yaml')}?"),
+             (["train", "--data", "dino_fixd", "--model", "dfine_n"],
+              "error: --data dino_fixd not found; did you mean dino_fixed?"),
+             (["predict", "photo", "-m", "m.onnx"], "error: source photo not found; did you mean photos?"),
+             (["data", "check", "elsewhere"], "error: dfine data check elsewhere not found")]
+    for argv, said in cases:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err.strip() == said

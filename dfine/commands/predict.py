@@ -225,7 +225,8 @@ def collect_source(source: str) -> Tuple[str, List[Path]]:
             raise DfineError(f"no images match {source}{_not_read(matched, '; ')}")
         _say_not_read(matched, source)
         return "images", files
-    raise DfineError(f"source {source} not found")
+    from ..text import did_you_mean
+    raise DfineError(f"source {source} not found{did_you_mean(source)}")
 
 
 def _images_below(folder: Path) -> str:
