@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -176,6 +178,28 @@ def test_no_label_files_says_where_it_looked(tmp_path):
     assert str(err.value) == (
         f"train: none of its 1 image has a label file; looked for e.g. {src / 'labels/train/a.txt'} (the last "
         f"/images/ of the image path becomes /labels/, extension .txt); other *labels* folders here: my_labels")
+
+
+def test_labels_in_a_split_named_folder_beside_the_expected_one_get_the_rename(tmp_path):
+    """A Roboflow-style export with labels/train-labels for images/train (a walk): the error names the
+    one command that makes it readable; after it the dataset converts."""
+    import shlex
+    import subprocess
+    src = tmp_path / "ds"
+    image(src / "data/images/train/a.jpg")
+    image(src / "data/images/valid/b.jpg")
+    yolo_labels(src / "data/labels/train-labels/a.txt", ["0 0.5 0.5 0.1 0.1"])
+    yolo_labels(src / "data/labels/valid-labels/b.txt", ["0 0.5 0.5 0.1 0.1"])
+    (src / "data.yaml").write_text("train: data/images/train\nval: data/images/valid\nnames: [x]\n")
+    with pytest.raises(DatasetError) as err:
+        convert_yolo(src)
+    said = str(err.value)
+    assert said.endswith(f"; if {Path('data/labels/train-labels')} holds this split's labels, give it the name YOLO's "
+                         f"rule looks for: mv {src / 'data/labels/train-labels'} {src / 'data/labels/train'}"), said
+    subprocess.run(["mv", *shlex.split(said.split(": mv ", 1)[1])], check=True)  # the command it gives
+    (src / "data/labels/valid-labels").rename(src / "data/labels/valid")
+    converted = convert_yolo(src, tmp_path / "out")
+    assert converted.counts["train"].boxes == 1 and converted.counts["val"].boxes == 1
 
 
 def test_class_id_out_of_range_names_file_and_line(tmp_path):

@@ -412,6 +412,19 @@ def _other_label_dirs(src: Path, looked: Path) -> List[str]:
     return sorted(out)[:10]
 
 
+def _rename_hint(src: Path, others: Sequence[str], expected: Path) -> str:
+    """``"; if data/labels/train-labels holds them: mv ... ..."`` when exactly one of ``others`` sits
+    beside the ``expected`` labels folder under a name that starts with its name (a Roboflow-style
+    ``labels/train-labels`` for ``images/train``, a walk); ``""`` otherwise."""
+    import shlex
+    near = [o for o in others if (src / o).parent.resolve() == expected.parent.resolve()
+            and Path(o).name.lower().startswith(expected.name.lower())]
+    if len(near) != 1 or expected.exists():
+        return ""
+    return (f"; if {near[0]} holds this split's labels, give it the name YOLO's rule looks for: mv "
+            f"{shlex.quote(str(src / near[0]))} {shlex.quote(str(expected))}")
+
+
 # ------------------------------------------------------------------------------------ conversion
 
 
@@ -429,7 +442,8 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
         seen = f"other *labels* folders here: {', '.join(others)}" if others else "no other *labels* folder here"
         raise DatasetError(f"{split}: none of its {counted(len(images), 'image')} has a label file; "
                            f"looked for e.g. {labels[0]} "
-                           f"(the last /images/ of the image path becomes /labels/, extension .txt); {seen}")
+                           f"(the last /images/ of the image path becomes /labels/, extension .txt); {seen}"
+                           f"{_rename_hint(src, others, labels[0].parent)}")
     with ThreadPoolExecutor(max_workers=8) as pool:
         headers = list(pool.map(header_or_reason, images))
     out_images, out_anns, counts, bad = [], [], SplitCounts(), []
