@@ -335,7 +335,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
     taken = None
     if output_dir is None and scratch is None and run_folder != "as is":
-        from dfine.engine.lock import earlier_run_files, numbered_folder
+        from dfine.engine.lock import earlier_run_files, numbered_folder, training_now
         taken, out = out, numbered_folder(out, latest=run_folder == "latest") or out
     # a training run: none may be training into out (its data/ is written next); under torchrun the first
     # process only, which takes the lock: another, still converting when that one trains, would see it taken
@@ -364,7 +364,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
                       f"{split}_dataloader.dataset.img_folder={_yaml(folder)}"]
     overrides += ["num_classes=null", f"output_dir={_yaml(out)}"]
     if taken is not None and out != taken and run_folder == "new":
-        notes.insert(0, f"{taken} holds an earlier run ({', '.join(earlier_run_files(taken))}), kept: this run trains "
+        running = training_now(taken)  # 'an earlier run' read wrong of one still training (a walk)
+        what = f"a run still training ({running}; so far " if running else "an earlier run ("
+        notes.insert(0, f"{taken} holds {what}{', '.join(earlier_run_files(taken))}), kept: this run trains "
                      f"into {out} (-o DIR to choose the folder)")
     if epochs is not None:
         if epochs < 1:

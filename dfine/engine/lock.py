@@ -19,7 +19,7 @@ from typing import Iterator, List, Optional
 
 from dfine.errors import DfineError
 
-__all__ = ["LOCK_NAME", "output_lock", "check_unlocked", "earlier_run_files", "numbered_folder"]
+__all__ = ["LOCK_NAME", "output_lock", "check_unlocked", "training_now", "earlier_run_files", "numbered_folder"]
 
 LOCK_NAME = ".dfine.lock"
 
@@ -75,6 +75,17 @@ def check_unlocked(folder: Path) -> None:
     if (folder / LOCK_NAME).is_file():
         with output_lock(folder):
             pass
+
+
+def training_now(folder: Path) -> Optional[str]:
+    """Who is training into ``folder`` now (``"pid 123 on host"``, as the lock says), or None when no
+    run is (no lock file, its holder gone, or no ``fcntl``)."""
+    try:
+        check_unlocked(folder)
+    except DfineError as e:
+        match = re.search(r"another run \((.*)\) is training", str(e))
+        return match.group(1) if match else "another process"
+    return None
 
 
 def earlier_run_files(folder: Path) -> List[str]:

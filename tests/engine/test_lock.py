@@ -86,3 +86,30 @@ def test_a_lock_file_removed_by_its_holder_is_not_taken(tmp_path, monkeypatch):
         with real_open(folder / ".dfine.lock") as other:  # the file at the path is the one held
             with pytest.raises(OSError):
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: nothing is locked on Windows")
+def test_a_new_run_beside_one_still_training_says_so(tmp_path, monkeypatch):
+    """A second ``dfine train --data`` while the first still trained said the first's folder 'holds an
+    earlier run' (a walk); it says the run is training now, and by whom."""
+    import os
+    import socket
+
+    from dfine.recipes import data_run
+    from tests.data.datasets import image, yolo_labels
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "fruit"
+    for split in ("train", "val"):
+        image(src / f"images/{split}/0.jpg", (64, 48))
+        yolo_labels(src / f"labels/{split}/0.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple]\n")
+    first = (tmp_path / "output" / "fruit_dfine_n").resolve()
+    first.mkdir(parents=True)
+    (first / "last.pth").write_bytes(b"x")
+    with output_lock(first):
+        run = data_run(src, "dfine_n", run_folder="new")
+    assert run.output_dir == first.with_name("fruit_dfine_n_2")
+    assert (f"{first} holds a run still training (pid {os.getpid()} on {socket.gethostname()}; so far last.pth), "
+            f"kept: this run trains into {run.output_dir}") in run.notes[0]
+    again = data_run(src, "dfine_n", run_folder="new")  # that run over: an earlier run
+    assert again.notes[0].startswith(f"{first} holds an earlier run (last.pth), kept")
