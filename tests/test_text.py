@@ -1,4 +1,4 @@
-"""Counts printed with the right plural (``dfine.text.counted``) and progress bars in logs."""
+"""What the user reads: counts with the right plural, progress bars in logs, and paths not found (the close one named)."""
 
 from pathlib import Path
 
@@ -71,3 +71,18 @@ def test_a_path_not_found_names_the_close_one(tmp_path, capsys, monkeypatch):
     for argv, said in cases:
         assert main(argv) == 2, argv
         assert capsys.readouterr().err.strip() == said
+
+
+def test_eval_of_a_missing_data_folder_is_said_before_the_checkpoint_is_read(tmp_path, capsys, monkeypatch):
+    """``dfine eval -r best.pth --data nosuchdir`` loaded the checkpoint first (its model line printed,
+    3.6 s) and then said the folder was missing (a walk)."""
+    import dfine.checkpoint
+    from dfine.cli import main
+    read = []
+    monkeypatch.setattr(dfine.checkpoint, "read_checkpoint", lambda *a, **k: read.append(a) or {})
+    (tmp_path / "best.pth").write_bytes(b"x")
+    (tmp_path / "fruits").mkdir()
+    assert main(["eval", "-r", str(tmp_path / "best.pth"), "--data", str(tmp_path / "fruit")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --data {tmp_path / 'fruit'} not found; did you mean "
+                                               f"{tmp_path / 'fruits'}?")
+    assert read == []
