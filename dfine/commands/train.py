@@ -36,7 +36,9 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     p.add_argument("--data", help="instead of -c: a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder "
                                   "(the custom recipe of --model)")
     p.add_argument("--model", default=None, help="with --data: dfine_n, dfine_s, dfine_m, dfine_l or dfine_x (default: "
-                                                  "the size of the -r/-t weights when given, else dfine_s)")
+                                                  "the size of the -r/-t weights when given, else dfine_s); without -t "
+                                                  "it starts from the ImageNet-pretrained backbone, downloaded once "
+                                                  "(-u HGNetv2.pretrained=False: from nothing)")
     p.add_argument("--epochs", type=_positive, help="with --data: epochs to train")
     p.add_argument("--batch", type=_positive, help="with --data: images per step (all processes)")
     p.add_argument("--names", help="with --data: class names, comma-separated, in class-id order, for a YOLO folder "
