@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _what(loaded, args) -> str:
     """``"input 320x320, batch any, 13 classes: bishop, black-bishop, black-king, ..., --conf 0.41 as its
-    training run recommends"``: what a deployment of the file needs to know (the input size the checkpoint was trained at, unless --imgsz)."""
+    training run recommends"``: what a deployment of the file needs to know (the input size the
+    checkpoint was trained at, unless --imgsz)."""
     names = list(loaded.class_names)
     h, w = loaded.imgsz
     batch = "batch 1" if args.static else "batch any"

@@ -19,9 +19,18 @@ from typing import Iterator, List, Optional
 
 from dfine.errors import DfineError
 
-__all__ = ["LOCK_NAME", "output_lock", "check_unlocked", "training_now", "earlier_run_files", "numbered_folder"]
+__all__ = ["LOCK_NAME", "RunLocked", "output_lock", "check_unlocked", "training_now", "earlier_run_files", "numbered_folder"]
 
 LOCK_NAME = ".dfine.lock"
+
+
+class RunLocked(DfineError):
+    """Another process is training into ``folder``; ``holder`` says which (``"pid 123 on host"``)."""
+
+    def __init__(self, holder: str, folder: Path):
+        super().__init__(f"another run ({holder}) is training into {folder}: wait for it to end, or give this run "
+                         f"another output folder (--output-dir)")
+        self.holder = holder
 
 
 @contextlib.contextmanager
@@ -45,8 +54,7 @@ def output_lock(folder: Path) -> Iterator[None]:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise DfineError(f"another run ({holder}) is training into {folder}: wait for it to end, or give this run "
-                             f"another output folder (--output-dir)") from None
+            raise RunLocked(holder, folder) from None
         if _same_file(f, path):
             break
         f.close()  # locked a file its holder removed meanwhile: lock the one at the path now
@@ -82,9 +90,8 @@ def training_now(folder: Path) -> Optional[str]:
     run is (no lock file, its holder gone, or no ``fcntl``)."""
     try:
         check_unlocked(folder)
-    except DfineError as e:
-        match = re.search(r"another run \((.*)\) is training", str(e))
-        return match.group(1) if match else "another process"
+    except RunLocked as e:
+        return e.holder
     return None
 
 

@@ -991,7 +991,6 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
             f"keep both"), {n for n in found if n.startswith("best_")}
 
 
-
 def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tuple[Any, Any]] = None,
                     conf: Optional[float] = None) -> List[Path]:
     """``pr_curves.png`` (per class) and ``confidence.png`` (F1, precision and recall by ``--conf``)
