@@ -66,8 +66,10 @@ def test_predict_and_detector_use_it_from_the_checkpoint_and_every_export(run, t
     best, conf = run["out"] / "best_stg2.pth", run["picks"][1]
     xml = tmp_path / "model.xml"
     assert main(["export", "-r", str(best), "--format", "openvino", "-o", str(xml)]) == 0
-    said = capsys.readouterr().out
-    assert f", --conf {conf:.2f} as its training run recommends)" in said
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].endswith(f", --conf {conf:.2f} as its training run recommends)"), said  # the .onnx
+    assert said[1].startswith(f"wrote {xml} and {xml.with_suffix('.bin')} (float32 OpenVINO IR, input 160x160, ")
+    assert said[1].endswith(f", --conf {conf:.2f} as its training run recommends)"), said  # the .xml says it too
     for model in (best, xml.with_suffix(".onnx"), xml):
         det = Detector(str(model))
         assert det.recommended_conf == pytest.approx(conf) and det.conf == pytest.approx(conf), model

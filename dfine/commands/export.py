@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "openvino":
         from ..export.openvino import export_openvino
         xml = export_openvino(onnx_path, _output(args, ".xml"))
-        print(f"wrote {xml} and {xml.with_suffix('.bin')}" + (" replacing the ones there" if xml in earlier else ""))
+        print(f"wrote {xml} and {xml.with_suffix('.bin')} (float32 OpenVINO IR, {_what(loaded, args)})"
+              + (" replacing the ones there" if xml in earlier else ""))
     if args.format == "engine":
         from ..export.tensorrt import build_engine
         meta = {"class_names": list(loaded.class_names), "category_ids": list(loaded.category_ids)}
