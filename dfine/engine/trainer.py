@@ -304,6 +304,7 @@ class Trainer:
         self._epoch_seconds: List[float] = []  # each epoch this process ran, training and evaluation
         # {"epoch": E, "train": its training stats}: epoch E trained, its evaluation stopped by a signal
         self.pending_eval: Optional[Dict[str, Any]] = None
+        self._pictures: List[Path] = []  # what the run's end drew (named in its last lines)
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
             theirs = dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ()))
@@ -719,6 +720,8 @@ class Trainer:
                 lines.append("  no --conf is recommended: the val set has no boxes to measure one on")
             elif stage in self.conf_picks:
                 lines.append(f"  {conf_line(pick, 'the val set')}")
+        if self._pictures:  # a walk had to list the folder to find them
+            lines.append(f"pictures: {', '.join(p.name for p in self._pictures)} (in {self.output_dir})")
         self._print("\n".join(lines))
         return result
 
@@ -968,14 +971,15 @@ class Trainer:
             return
         if self.writer is not None:
             self.writer.close()
-        plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups))
+        self._pictures = plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups))
         best, stage = self._best_and_stage()
         evaluated = self._stage_metrics.get(stage) if stage else None
         if evaluated is not None:  # titled with the epoch of those weights (last.pth's said the best AP's epoch)
             metrics, epoch = evaluated
             pick = self.conf_picks.get(stage)
-            plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {epoch + 1}, val",
-                            val=(self.val_set.ann_file, self.val_set.img_folder), conf=pick["conf"] if pick else None)
+            self._pictures = plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {epoch + 1}, val",
+                                             val=(self.val_set.ann_file, self.val_set.img_folder),
+                                             conf=pick["conf"] if pick else None) + self._pictures
 
 
 def _earlier_run(out: Path) -> Tuple[str, set]:

@@ -65,6 +65,9 @@ def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco
     assert f"  {conf_line(picks[1], 'the val set')}" in printed.splitlines()
     for picture in ("pr_curves.png", "confidence.png", "val_predictions.png"):
         assert (out / picture).stat().st_size > 10_000, picture
+    # the run's last line names them (a walk listed the folder to find them)
+    assert printed.splitlines()[-1] == (f"pictures: pr_curves.png, confidence.png, val_predictions.png, loss.png, "
+                                        f"lr.png, map.png (in {out})")
     saved = read_checkpoint(out / "best_stg2.pth")["progress"]["conf"]
     expected = {"stg1": pytest.approx(picks[0]), "stg2": pytest.approx(picks[1]), "last": pytest.approx(picks[1])}
     assert saved == expected
