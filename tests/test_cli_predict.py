@@ -667,3 +667,28 @@ def test_save_dataset_of_a_video_is_one_line(onnx_model, tmp_path, capsys):
     err = _one_line_error(capsys, ["predict", str(tmp_path / "clip.mp4"), "-m", str(onnx_model), "--save-dataset",
                                    "-o", str(tmp_path / "out")])
     assert "--save-dataset writes images with their boxes" in err and not (tmp_path / "out").exists()
+
+
+def test_predict_pictures_leave_out_labels_without_a_free_place(monkeypatch):
+    """The same crowd in dfine predict's pictures: a label whose every place covers a placed one is
+    left out (it was drawn over, half hidden), the best's drawn; every box is drawn."""
+    from PIL import ImageDraw
+
+    from dfine.drawing import draw, place_label
+    from dfine.inference import Detections
+    taken = [(0, 0, 192, 192)]
+    assert place_label([60, 60, 120, 120], (40, 12), (192, 192), taken) is None
+    assert place_label([60, 60, 120, 120], (40, 12), (192, 192), []) == (60, 48, 100, 60)
+    n = 12
+    boxes = np.array([[60 + i, 60 + i, 120 + i, 120 + i] for i in range(n)], np.float32)
+    dets = Detections(boxes=boxes, scores=np.linspace(0.9, 0.4, n).astype(np.float32), labels=np.zeros(n, np.int64),
+                      names=["rbc"] * n, category_ids=np.ones(n, np.int64), image_size=(192, 192))
+    calls = {"text": [], "rectangle": 0}
+    real_text, real_rect = ImageDraw.ImageDraw.text, ImageDraw.ImageDraw.rectangle
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, text, **kw: calls["text"].append(text)
+                        or real_text(self, xy, text, **kw))
+    monkeypatch.setattr(ImageDraw.ImageDraw, "rectangle", lambda self, xy, **kw: calls.__setitem__(
+        "rectangle", calls["rectangle"] + 1) or real_rect(self, xy, **kw))
+    draw(Image.new("RGB", (192, 192), (0, 0, 0)), dets)
+    assert "rbc 0.90" in calls["text"] and 1 < len(calls["text"]) < n, calls["text"]
+    assert calls["rectangle"] == n + len(calls["text"])  # every box, and a band under each drawn label

@@ -249,6 +249,9 @@ def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], 
         extent = text.get_window_extent(renderer)
         placed = taken.setdefault(id(ax), [])
         rect = place_label(box, (extent.width * per_px + 2 * pad, extent.height * per_px + 2 * pad), size, placed)
+        if rect is None:  # a crowd: the box without its label, which would show half-covered as another score
+            text.remove()
+            continue
         placed.append(rect)
         text.set_position((rect[0] + pad, rect[1] + pad))
 

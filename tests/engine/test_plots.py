@@ -160,3 +160,31 @@ def test_labels_of_overlapping_boxes_do_not_cover_each_other(tmp_path, monkeypat
     best, other = bands["bird 0.90"], bands["plane 0.60"]
     assert not best.overlaps(other), (best, other)
     assert best.y0 >= bands["box_top"] - 0.5  # above the box (display y grows upwards)
+
+
+def test_a_crowd_leaves_out_the_labels_without_a_free_place(tmp_path, monkeypatch):
+    """Many boxes on one spot (a young model's duplicates on blood cells, a walk): a label covered
+    half read as another score ('rbc 0.40837'); now each drawn label is whole, the best's among them,
+    and the labels without a free place are left out (their boxes stay)."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    n = 12
+    dets = SimpleNamespace(boxes=np.array([[100 + i, 100 + i, 160 + i, 160 + i] for i in range(n)], np.float32),
+                           scores=np.linspace(0.9, 0.4, n).astype(np.float32), labels=np.zeros(n, np.int64))
+    seen = {}
+
+    def measure(fig, path, dpi=plots.SAVE_DPI):
+        renderer = fig.canvas.get_renderer()
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        seen["bands"] = {t.get_text(): t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts}
+        seen["boxes"] = len(ax.patches)
+
+    monkeypatch.setattr(plots, "save_figure", measure)
+    plots.plot_prediction_grid([Image.new("RGB", (320, 320))], [dets], [[]], ["rbc"], tmp_path / "g.png", cols=1,
+                               conf=0.3)
+    bands = seen["bands"]
+    assert "rbc 0.90" in bands and 1 < len(bands) < n
+    assert not any(a.overlaps(b) for i, a in enumerate(bands.values()) for b in list(bands.values())[:i])
+    assert seen["boxes"] >= n  # every box drawn (and the label bands)
