@@ -77,8 +77,8 @@ def test_predict_and_detector_use_it_from_the_checkpoint_and_every_export(run, t
         out = tmp_path / f"pred_{model.suffix[1:]}"
         assert main(["predict", str(run["images"]), "-m", str(model), "-o", str(out)]) == 0
         err = capsys.readouterr().err
-        assert (f"--conf {conf:.2f}: the threshold with the best F1 on the val set of the run that trained "
-                f"{model.name} (give --conf to change it)") in err
+        assert (f"--conf {conf:.2f}: the threshold with the best F1 on the val set of its training run, which "
+                f"{model.name} carries (give --conf to change it)") in err
         assert all(r["score"] > conf for r in json.loads((out / "predictions.json").read_text()))
         assert main(["predict", str(run["images"]), "-m", str(model), "-o", str(out), "--conf", "0.3"]) == 0
         assert "the threshold with the best F1" not in capsys.readouterr().err

@@ -121,8 +121,8 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
                    batch_size=args.batch_size, size=args.size, config=args.config, threads=args.threads,
                    precision=args.precision, slice=slice_option(args))
     if args.conf is None and det.recommended_conf is not None:
-        print(f"--conf {det.conf:.2f}: the threshold with the best F1 on the val set of the run that trained "
-              f"{Path(args.model).name} (give --conf to change it)", file=sys.stderr)
+        print(f"--conf {det.conf:.2f}: the threshold with the best F1 on the val set of its training run, which "
+              f"{Path(args.model).name} carries (give --conf to change it)", file=sys.stderr)
     sizes: Optional[Dict[Path, Tuple[int, int, int]]] = {} if args.save_dataset else None
     if kind == "video":
         results, best = predict_video(det, items[0], out)
