@@ -33,8 +33,9 @@ _SUMMARY_ROWS = tuple((k, iou, area, dets) for k, iou, area, dets in (
     ("AR", "0.50:0.95", "small", 100), ("AR", "0.50:0.95", "medium", 100), ("AR", "0.50:0.95", "large", 100)))
 # the score thresholds a ConfidenceCurve measures: what --conf can be given, in its steps of 0.01
 CONF_GRID = np.round(np.arange(1, 100) / 100, 2)
-# the F1 below which no --conf is recommended: the boxes kept are then next to all wrong
-MIN_F1 = 0.01
+# the F1 below which no --conf is recommended: the boxes kept are then nearly all wrong, and a checkpoint
+# carries the recommendation into predict's default (F1 0.02 at --conf 0.05 drew 300 boxes an image: a walk)
+MIN_F1 = 0.1
 NO_BOXES = ("the validation set has no boxes (only background images): AP cannot be computed; "
             "add annotated images to the validation annotations (a val split drawn from one file: dfine data "
             "convert --seed N draws another)")

@@ -184,7 +184,7 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1, ls="--"))
         for i in np.argsort(det.scores, kind="stable"):  # the best last: its label on top of a duplicate's
             (x0, y0, x1, y1), score, label = det.boxes[i], det.scores[i], det.labels[i]
-            if score < conf:
+            if score <= conf:  # score > conf kept, as Detector and the --conf curve keep them
                 continue
             c = colors(int(label) % 10)
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=c, lw=2))
@@ -192,9 +192,9 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
                            bbox=dict(facecolor=c, edgecolor="none", pad=_LABEL_PAD, alpha=0.85), clip_on=True,
                            in_layout=False)
             labels.append((ax, text, (x0, y0, x1, y1), image.size))
-        found = sum(s >= conf for s in det.scores)
+        found = sum(s > conf for s in det.scores)
         ax.set_title(f"{found} found, {_right(det, truth, conf)} right / {len(truth)} true", fontsize=8)
-    fig.suptitle(f"val predictions ({source}, score >= {conf:g}); dashed: ground truth", fontsize=10)
+    fig.suptitle(f"val predictions ({source}, score > {conf:g}); dashed: ground truth", fontsize=10)
     fig.tight_layout()
     _place_labels(fig, labels)
     return save_figure(fig, path)
@@ -214,7 +214,7 @@ def _right(det: Any, truth: Sequence[Tuple], conf: float, iou: float = 0.5) -> i
     free = list(truth)
     hits = 0
     for i in np.argsort(-np.asarray(det.scores), kind="stable"):
-        if det.scores[i] < conf:
+        if det.scores[i] <= conf:
             break
         overlaps = [(_iou(det.boxes[i], box), k) for k, (label, box) in enumerate(free) if label == int(det.labels[i])]
         best = max(overlaps, default=(0.0, -1))

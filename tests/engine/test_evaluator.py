@@ -186,8 +186,12 @@ def test_confidence_curve_by_hand_and_the_threshold_it_picks():
                                                       "0.60, recall 1.00; IoU 0.5, all classes together)")
     nothing = coco_metrics(ann, dets[2:3]).confidence  # only the wrong class
     assert nothing.pick() is None and conf_line(None, "the val set") == (
-        "no --conf gives an F1 of 0.01 or more on the val set at IoU 0.5 (the model finds next to nothing yet), so "
+        "no --conf gives an F1 of 0.1 or more on the val set at IoU 0.5 (the model finds next to nothing yet), so "
         "none is recommended")
+    # 1 of 29 boxes right at best: F1 0.06, a carpet of guesses, never carried as predict's default (a walk: 0.02)
+    poor = [{"image_id": 1, "category_id": 2, "bbox": [float(3 * i), 60.0, 5.0, 5.0], "score": 0.95} for i in range(28)]
+    poorer = coco_metrics(ann, poor + dets[3:4]).confidence
+    assert 0.01 < poorer.f1.max() < 0.1 and poorer.pick() is None
     # one box right among 300 wrong ones: F1 0.007, too little to recommend drawing every box (a walk)
     noise = [{"image_id": 1, "category_id": 2, "bbox": [float(i % 90), 30.0, 5.0, 5.0], "score": 0.5}
              for i in range(300)]

@@ -86,7 +86,7 @@ def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path,
     assert drawn["titles"] == [f"{n} found, {n} right / {n} true" for n in per_image]
     names = {c["id"]: c["name"] for c in ann["categories"]}
     assert sorted(drawn["labels"]) == sorted(f"{names[a['category_id']]} 0.80" for a in truth)
-    assert drawn["suptitle"] == "val predictions (best.pth, score >= 0.5); dashed: ground truth"
+    assert drawn["suptitle"] == "val predictions (best.pth, score > 0.5); dashed: ground truth"  # as predict keeps them
 
 
 def test_grid_captions_count_right_finds_and_labels_keep_their_score(tmp_path, monkeypatch):
