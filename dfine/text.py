@@ -105,5 +105,5 @@ def did_you_mean(path: "os.PathLike[str] | str") -> str:
         names = [p.name for p in path.parent.iterdir()]
     except OSError:
         return ""
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)  # 0.6: rcb for rbc (0.67)
     return f"; did you mean {path.parent / close[0] if str(path.parent) != '.' else close[0]}?" if close else ""

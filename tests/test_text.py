@@ -61,13 +61,15 @@ def test_a_path_not_found_names_the_close_one(tmp_path, capsys, monkeypatch):
     (tmp_path / "dino_fixed" / "data.yaml").write_text("names: [a]\n")
     (tmp_path / "photos").mkdir()
     monkeypatch.chdir(tmp_path)
-    cases = [(["data", "check", "dino_fixd"], "error: dfine data check dino_fixd not found; did you mean dino_fixed?"),
+    (tmp_path / "rbc").mkdir()
+    cases = [(["data", "check", "dino_fixd"], "error: dataset dino_fixd not found; did you mean dino_fixed?"),
              (["data", "check", "dino_fixed/data.yml"],
-              f"error: dfine data check dino_fixed/data.yml not found; did you mean {Path('dino_fixed/data.yaml')}?"),
+              f"error: dataset dino_fixed/data.yml not found; did you mean {Path('dino_fixed/data.yaml')}?"),
+             (["data", "check", "rcb"], "error: dataset rcb not found; did you mean rbc?"),  # a walk's transposition
              (["train", "--data", "dino_fixd", "--model", "dfine_n"],
               "error: --data dino_fixd not found; did you mean dino_fixed?"),
              (["predict", "photo", "-m", "m.onnx"], "error: source photo not found; did you mean photos?"),
-             (["data", "check", "elsewhere"], "error: dfine data check elsewhere not found")]
+             (["data", "check", "elsewhere"], "error: dataset elsewhere not found")]
     for argv, said in cases:
         assert main(argv) == 2, argv
         assert capsys.readouterr().err.strip() == said

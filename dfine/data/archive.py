@@ -37,7 +37,8 @@ def dataset_folder(path: Union[str, os.PathLike], option: str = "--data") -> Pat
     path = Path(path).expanduser()
     if not path.exists():  # a typo: "annotation file X not found; set ann_file" spoke of config keys (a walk)
         from ..text import did_you_mean
-        raise DfineError(f"{option} {path} not found{did_you_mean(path)}")
+        what = option if option.startswith("-") else "dataset"  # 'dfine data check X not found' read as the command
+        raise DfineError(f"{what} {path} not found{did_you_mean(path)}")
     name = path.name.lower()
     if path.is_file() and any(name.endswith(s) for s in _OTHER_ARCHIVES):
         raise DfineError(f"{option} {path} is an archive: unpack it first (e.g. tar xf / 7z x) and give the folder "
