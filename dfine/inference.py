@@ -167,6 +167,7 @@ class _Engine:
     extra: Dict[str, Any] = field(default_factory=dict)
     fixed_batch: Optional[int] = None  # the batch size of a static-batch export
     conf: Optional[float] = None  # the score threshold the model's training run recommends
+    quantized: str = ""  # "int8" for an int8 export (its metadata's quantization record), else ""
 
 
 class Detector:
@@ -233,11 +234,13 @@ class Detector:
         return self._engine.class_names
 
     def __repr__(self) -> str:
-        """``Detector(onnxruntime, input 320x320, conf 0.5, 13 classes: bishop, black-bishop, black-king, ...)``."""
+        """``Detector(onnxruntime, input 320x320, conf 0.5, 13 classes: bishop, black-bishop, black-king, ...)``
+        (``openvino int8`` for an int8 export)."""
         from .text import counted, first_few
         names = self.class_names
         h, w = self.imgsz
-        return (f"Detector({self.backend}, input {h}x{w}, conf {self.conf:g}, "
+        kind = f"{self.backend} {self._engine.quantized}".strip()
+        return (f"Detector({kind}, input {h}x{w}, conf {self.conf:g}, "
                 f"{counted(len(names), 'class', 'classes')}: {first_few(names, 3)})")
 
     @classmethod
@@ -395,6 +398,15 @@ def _recommended_conf(props: Dict[str, str], model: str) -> Optional[float]:
     return float(value)
 
 
+def _quantized(props: Dict[str, str]) -> str:
+    """``"int8"`` when export metadata records an int8 quantization (``dfine export --int8``), else ``""``."""
+    try:
+        record = json.loads(props.get("quantization") or "{}")
+    except ValueError:
+        return ""
+    return "int8" if isinstance(record, dict) and record.get("precision") == "int8" else ""
+
+
 def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
     import torch
     from .checkpoint import load_model
@@ -461,7 +473,7 @@ def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
 
     batch = session.get_inputs()[0].shape[0]
     return _Engine(run, "onnxruntime", imgsz, class_names, ids, {"session": session},
-                   batch if isinstance(batch, int) else None, _recommended_conf(meta, model))
+                   batch if isinstance(batch, int) else None, _recommended_conf(meta, model), _quantized(meta))
 
 
 def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32") -> _Engine:
@@ -490,7 +502,8 @@ def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32")
     class_names, ids = _metadata(meta)
     runner = _OpenVinoRunner(core, net, props, imgsz)
     batch = None if runner.dynamic else net.input("images").get_partial_shape()[0].get_length()
-    return _Engine(runner, "openvino", imgsz, class_names, ids, fixed_batch=batch, conf=_recommended_conf(meta, model))
+    return _Engine(runner, "openvino", imgsz, class_names, ids, fixed_batch=batch, conf=_recommended_conf(meta, model),
+                   quantized=_quantized(meta))
 
 
 def _check_ir(xml: str) -> None:

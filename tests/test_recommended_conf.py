@@ -90,7 +90,10 @@ def test_the_int8_export_keeps_it(run, tmp_path):
     xml = tmp_path / "int8.xml"
     assert main(["export", "-r", str(run["out"] / "best_stg1.pth"), "--format", "openvino", "--int8",
                  "--calib", str(run["images"]), "--calib-size", "1", "-o", str(xml)]) == 0
-    assert Detector(str(xml)).conf == pytest.approx(run["picks"][0])
+    det = Detector(str(xml))
+    assert det.conf == pytest.approx(run["picks"][0])
+    assert repr(det).startswith("Detector(openvino int8, input 160x160, ")  # a walk could not tell it from float32
+    assert repr(Detector(str(xml.with_name("int8_float.onnx")))).startswith("Detector(onnxruntime, input 160x160, ")
 
 
 def test_a_published_checkpoint_has_none_and_predicts_at_0_5(tmp_path):

@@ -331,7 +331,10 @@ def test_onnx_int8_qdq_runs_and_carries_metadata(checkpoint, images, tmp_path, c
     assert json.loads(meta["class_names"]) == NAMES and json.loads(meta["quantization"])["calibration_images"] == 3
     ops = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
     assert any(n.name.startswith("/model/backbone/") or "backbone" in n.output[0] for n in ops)
-    [d] = Detector(str(out), conf=0.0)(str(sorted(images.glob("*.jpg"))[0]))
+    det = Detector(str(out), conf=0.0)
+    assert repr(det).startswith("Detector(onnxruntime int8, ")  # said apart from its float32 export
+    assert repr(Detector(str(tmp_path / "tiny.onnx"))).startswith("Detector(onnxruntime, ")
+    [d] = det(str(sorted(images.glob("*.jpg"))[0]))
     assert d.names and set(d.category_ids.tolist()) <= set(IDS)
     ann = _self_labelled_set(out, images, tmp_path)
     assert _eval_ap(capsys, ["-r", str(out), "--ann-file", str(ann), "--images", str(images)]) > 50
