@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DfineError
+from .text import CHECKPOINT_SUFFIXES
 
 __all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "load_image", "preprocess"]
 
@@ -32,7 +33,6 @@ ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 PathLike = Union[str, os.PathLike]
 # (images [B,3,H,W] float32 0..1, sizes [B,2] int64 (w,h)) -> (labels [B,K], boxes [B,K,4], scores [B,K])
 RunFn = Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]]
-_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
 @dataclass
@@ -360,7 +360,7 @@ def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, 
 def _backend_for(model: str, suffix: str, backend: Optional[str]) -> str:
     """The backend a model file needs; a one-line error when ``backend`` cannot read it."""
     natural = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".trt": "tensorrt"}
-    if suffix in _CHECKPOINT_SUFFIXES or (not suffix and not Path(model).exists()):
+    if suffix in CHECKPOINT_SUFFIXES or (not suffix and not Path(model).exists()):
         kind = "torch"
     elif suffix in natural:
         kind = natural[suffix]

@@ -316,12 +316,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     a note), ``"latest"`` for ``--auto-resume`` (the last that holds a run), ``"as is"`` the first.
     ``split``: the split an evaluation (``scratch``) runs on, as the val loader's (``val`` or ``test``);
     an evaluation needs only that split."""
-    root = Path(data).expanduser()
-    if not root.exists():
-        from .text import did_you_mean
-        raise DfineError(f"--data {root} not found{did_you_mean(root)}")
+    from dfine.data.archive import dataset_folder, require_path
+    root = require_path(data)
     size = model_size(model)
-    from dfine.data.archive import dataset_folder
     root = dataset_folder(root)  # a downloaded .zip: unpacked beside it
     recipe = RECIPES_DIR / "dfine" / "custom" / f"dfine_hgnetv2_{size}_custom.yml"
     if not recipe.is_file():

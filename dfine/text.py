@@ -9,8 +9,9 @@ from typing import Any, Iterable, Optional
 
 __all__ = ["ap_text", "counted", "did_you_mean", "first_few", "missing_model_note", "no_font_note", "progress_bar"]
 
-# the files a model can be given as (checkpoints and exports)
-MODEL_SUFFIXES = (".pth", ".pt", ".ckpt", ".onnx", ".xml", ".engine")
+# the files a model can be given as: checkpoints, and exports (ONNX, OpenVINO IR, TensorRT engines)
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
+MODEL_SUFFIXES = CHECKPOINT_SUFFIXES + (".onnx", ".xml", ".engine", ".trt")
 
 
 def counted(n: int, word: str, many: Optional[str] = None) -> str:

@@ -171,9 +171,9 @@ def _run(args: argparse.Namespace) -> int:
                          "a .zip as downloaded too) or -c RECIPE (a recipe yml, as the published train.py takes)")
     if args.config and args.data:
         raise DfineError("give a recipe (-c configs/...yml) or a dataset folder (--data DIR), not both")
-    if args.data and not Path(args.data).expanduser().exists():  # before a checkpoint is read (3-10 s; a walk)
-        from dfine.text import did_you_mean
-        raise DfineError(f"--data {args.data} not found{did_you_mean(Path(args.data).expanduser())}")
+    if args.data:  # a missing folder said before a checkpoint is read (3-10 s; a walk)
+        from dfine.data.archive import require_path
+        require_path(args.data)
     data_only = [f"--{k}" for k in ("model", "epochs", "batch", "names") if getattr(args, k, None) is not None]
     if args.config and data_only:  # a recipe's own keys say these; the options would be dropped without a word
         raise DfineError(f"{' '.join(data_only)} go with --data DIR; a recipe (-c) sets them in its keys: "

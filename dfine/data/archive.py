@@ -22,7 +22,7 @@ from typing import Union
 from ..errors import DfineError
 from ..text import counted, progress_bar
 
-__all__ = ["MARKER", "dataset_folder"]
+__all__ = ["MARKER", "dataset_folder", "require_path"]
 
 MARKER = ".dfine-unzipped"
 _OTHER_ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
@@ -34,11 +34,7 @@ def dataset_folder(path: Union[str, os.PathLike], option: str = "--data") -> Pat
     that folder). Another kind of archive, an unreadable zip, a member that would land outside the
     folder, or a folder of that name that is not an earlier unpacking are one-line errors naming
     the file and what to do. ``option``: how the user gave ``path``, as the messages name it."""
-    path = Path(path).expanduser()
-    if not path.exists():  # a typo: "annotation file X not found; set ann_file" spoke of config keys (a walk)
-        from ..text import did_you_mean
-        what = option if option.startswith("-") else "dataset"  # 'dfine data check X not found' read as the command
-        raise DfineError(f"{what} {path} not found{did_you_mean(path)}")
+    path = require_path(path, option)
     name = path.name.lower()
     if path.is_file() and any(name.endswith(s) for s in _OTHER_ARCHIVES):
         raise DfineError(f"{option} {path} is an archive: unpack it first (e.g. tar xf / 7z x) and give the folder "
@@ -62,6 +58,17 @@ def dataset_folder(path: Union[str, os.PathLike], option: str = "--data") -> Pat
     print(f"{option} {path}: unzipped {counted(files, 'file')} ({size / 1e6:.1f} MB) into {folder} (next time you "
           f"can give {option} {folder})")
     return folder
+
+
+def require_path(path: Union[str, os.PathLike], option: str = "--data") -> Path:
+    """``path`` (``~`` expanded) when it exists; else a one-line error naming the close entry beside it
+    (a typo: "annotation file X not found; set ann_file" spoke of config keys, a walk)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        from ..text import did_you_mean
+        what = option if option.startswith("-") else "dataset"  # 'dfine data check X not found' read as the command
+        raise DfineError(f"{what} {path} not found{did_you_mean(path)}")
+    return path
 
 
 def _stamp(path: Path) -> dict:

@@ -21,7 +21,7 @@ from dfine.text import ap_text, counted, first_few
 from . import dist
 
 __all__ = ["NO_BOXES", "STAT_NAMES", "CocoMetrics", "ConfidenceCurve", "coco_metrics", "confidence_curve", "detections_of",
-           "evaluate", "write_evaluation"]
+           "evaluate", "match_detections", "write_evaluation"]
 
 # The 12 standard COCO box statistics, in COCOeval.stats order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -238,7 +238,7 @@ def _xyxy(rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
     return torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
 
 
-def _matches(dets: Sequence[Mapping[str, Any]], boxes: Sequence[Mapping[str, Any]], iou: float) -> np.ndarray:
+def match_detections(dets: Sequence[Mapping[str, Any]], boxes: Sequence[Mapping[str, Any]], iou: float) -> np.ndarray:
     """``[D]`` bool: which of ``dets`` (one image, highest score first) take a box of ``boxes`` of
     their class at IoU >= ``iou``, each box taken once, by the best-overlapping detection's turn."""
     hit = np.zeros(len(dets), dtype=bool)
@@ -272,7 +272,7 @@ def confidence_curve(ann: Mapping[str, Any], detections: Sequence[Mapping[str, A
     for image_id, dets in found.items():
         dets = sorted(dets, key=lambda d: -d["score"])
         scores += [d["score"] for d in dets]
-        hits.append(_matches(dets, truth.get(image_id, []), iou))
+        hits.append(match_detections(dets, truth.get(image_id, []), iou))
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     sorted_scores = np.asarray(scores, dtype=np.float64)[order]
     right = np.cumsum(np.concatenate(hits)[order]) if hits else np.zeros(0)

@@ -209,27 +209,16 @@ def _short(name: str) -> str:
 
 
 def _right(det: Any, truth: Sequence[Tuple], conf: float, iou: float = 0.5) -> int:
-    """How many ``truth`` boxes (``(label, xyxy)``) a detection of ``det`` above ``conf`` finds: same
-    label, IoU >= ``iou``, each detection (best first) taking the free true box it overlaps most."""
-    free = list(truth)
-    hits = 0
-    for i in np.argsort(-np.asarray(det.scores), kind="stable"):
-        if det.scores[i] <= conf:
-            break
-        overlaps = [(_iou(det.boxes[i], box), k) for k, (label, box) in enumerate(free) if label == int(det.labels[i])]
-        best = max(overlaps, default=(0.0, -1))
-        if best[0] >= iou:
-            free.pop(best[1])
-            hits += 1
-    return hits
+    """How many ``truth`` boxes (``(label, xyxy)``) the detections of ``det`` above ``conf`` find, as the
+    --conf curve counts them (:func:`~dfine.engine.evaluator.match_detections`)."""
+    from .evaluator import match_detections
 
+    def row(label: int, box: Sequence[float]) -> dict:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return {"category_id": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0]}
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    kept = [i for i in np.argsort(-np.asarray(det.scores), kind="stable") if det.scores[i] > conf]
+    return int(match_detections([row(det.labels[i], det.boxes[i]) for i in kept], [row(*t) for t in truth], iou).sum())
 
 
 def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]]) -> None:

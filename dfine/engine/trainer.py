@@ -1015,8 +1015,9 @@ def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tu
         paths.append(plot_confidence(metrics.confidence, out / "confidence.png", title=what))
     if val is not None and val[0] and metrics.samples:
         from ..data.coco import read_coco_json
+        from ..inference import DEFAULT_CONF
         paths.append(plot_val_predictions(metrics, read_coco_json(Path(val[0])), val[1], out / "val_predictions.png",
-                                          conf=0.5 if conf is None else conf, source=what))
+                                          conf=DEFAULT_CONF if conf is None else conf, source=what))
     return paths
 
 
