@@ -82,7 +82,8 @@ def place_label(box: Sequence[float], label_size: Tuple[float, float], image_siz
     inside = [rect for rect in free if 0 <= rect[1] and rect[3] <= height]
     if inside:
         return inside[0]
-    return (first[0], first[1], first[0] + w, first[1] + h) if free else None
+    own = (first[0], first[1], first[0] + w, first[1] + h)  # label_corner's place, when free, even past a border
+    return own if own in free else None
 
 
 # Fonts that draw more than Pillow's default (which draws ASCII only: 'ß', 'ı', '鞋' came out as boxes):
