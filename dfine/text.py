@@ -91,7 +91,11 @@ def missing_model_note(path: "os.PathLike[str] | str") -> str:
     if not held:
         return ""
     note = f"; {path.parent} holds {first_few(held, 6)}"
-    if path.stem == "best_stg2":
+    weights = [n for n in held if Path(n).stem == path.stem and Path(n).suffix.lower() in CHECKPOINT_SUFFIXES]
+    formats = {".onnx": "onnx", ".xml": "openvino", ".engine": "engine"}
+    if weights and path.suffix.lower() in formats:  # the checkpoint is there, its export not made yet
+        note += f": export it first (dfine export -r {path.parent / weights[0]} --format {formats[path.suffix.lower()]})"
+    elif path.stem == "best_stg2":
         note += (" (a run writes best_stg2 only when an evaluation after its stage 1 beats stage 1's best AP; "
                  "the run's last lines name its best weights)")
     return note

@@ -48,6 +48,10 @@ def test_a_missing_best_stg2_names_the_weights_beside_it(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "a.jpg"), "-m", str(run / "model.onnx"), "-o", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: model file {run / 'model.onnx'} not found; {run} holds best_stg1.onnx, best_stg1.pth, last.pth"
+    (run / "best_stg2.pth").write_bytes(b"x")  # its weights there, the export not made (a walk)
+    assert main(["predict", str(tmp_path / "a.jpg"), "-m", str(run / "best_stg2.xml"), "-o", str(tmp_path / "p")]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"best_stg2.pth, last.pth: export it first (dfine export -r {run / 'best_stg2.pth'} --format openvino)")
     assert main(["export", "-r", str(tmp_path / "nowhere" / "m.pth")]) == 2
     assert capsys.readouterr().err.strip() == f"error: checkpoint {tmp_path / 'nowhere' / 'm.pth'} not found"
 
