@@ -151,3 +151,28 @@ def test_cpu_features_leave_out_what_avx2_only_hides(monkeypatch):
     assert features(info) == ["avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"]
     monkeypatch.setenv("DFINE_CPUID_HIDES", "AVX-512, AVX-VNNI, AVX-IFMA, AVX10, AMX")
     assert features(info) == ["avx2"]
+
+
+def test_time_export_times_an_onnx_file_in_a_child_without_torch(tmp_path):
+    """The child that times an export imports its runtime only: torch's import took 12 s a process on
+    a 16-core Intel host, and ``benchmarks/int8.py`` starts one child per file and round."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    from dfine.cli import main
+    from dfine.export.timing import time_export
+    from tests.models.tiny import tiny_model
+    model = tiny_model()
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config),
+                "class_names": ["a", "b", "c", "d", "e"], "category_ids": [1, 2, 3, 4, 5]}, tmp_path / "m.pth")
+    assert main(["export", "-r", str(tmp_path / "m.pth"), "--no-simplify"]) == 0
+    result = time_export(str(tmp_path / "m.onnx"), "onnxruntime", threads=1, runs=3, warmup=1)
+    assert 0 < result["min_ms"] <= result["median_ms"] and result["cpu_ms"] > 0
+    code = ("import json, sys; from dfine.export.timing import _time_here; "
+            "_time_here(sys.argv[1], 'onnxruntime', 1, 'f32', 2, 1); print(json.dumps('torch' in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.onnx")], check=True, capture_output=True,
+                         text=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False
