@@ -598,7 +598,8 @@ def parse_imgsz(imgsz: Union[int, Sequence[int], None], default: Tuple[int, int]
 def _config_from_file(path: PathLike) -> DFINEConfig:
     """The model section of a training recipe (``dfine.config.load_config``)."""
     from .config import load_config, model_config
-    return model_config(load_config(path))
+    from .recipes import RECIPES_DIR
+    return model_config(load_config(path, recipes=RECIPES_DIR))
 
 
 def _architecture(ckpt: Mapping[str, Any], state: Mapping[str, torch.Tensor], name: str,

@@ -395,8 +395,9 @@ def _display(path: Path) -> str:
     return os.path.normpath(str(path))
 
 
-def _read_file(path: Path, tree: _Tree, stack: Tuple[Path, ...] = ()) -> None:
-    """Merge ``path`` into ``tree``: its includes first, in order, then its own keys."""
+def _read_file(path: Path, tree: _Tree, stack: Tuple[Path, ...] = (), recipes: Optional[Path] = None) -> None:
+    """Merge ``path`` into ``tree``: its includes first, in order, then its own keys (``recipes``: see
+    :func:`load_config`)."""
     name = _display(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -420,16 +421,46 @@ def _read_file(path: Path, tree: _Tree, stack: Tuple[Path, ...] = ()) -> None:
         includes = [includes]
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise ConfigError(f"{name}: {INCLUDE_KEY} must be a list of file paths, got {includes!r}")
-    for include in includes:
-        target = Path(os.path.expanduser(include))
-        if not target.is_absolute():
-            target = path.parent / target
-        if not target.is_file():
-            raise ConfigError(f"{name}: {INCLUDE_KEY} '{include}' not found (looked for {_display(target)})")
+    targets = [_include_path(path, include) for include in includes]
+    missing = [(include, target) for include, target in zip(includes, targets) if not target.is_file()]
+    if missing:
+        raise ConfigError(_missing_includes(name, missing, recipes))
+    for include, target in zip(includes, targets):
         if target.resolve() in stack:
             raise ConfigError(f"{name}: {INCLUDE_KEY} '{include}' includes itself (cycle)")
-        _read_file(target, tree, stack + (path.resolve(),))
+        _read_file(target, tree, stack + (path.resolve(),), recipes)
     tree.merge(data, name)
+
+
+def _include_path(path: Path, include: str) -> Path:
+    """Where ``include`` of the file at ``path`` is: relative to that file's folder unless absolute."""
+    target = Path(os.path.expanduser(include))
+    return target if target.is_absolute() else path.parent / target
+
+
+def _missing_includes(name: str, missing: List[Tuple[str, Path]], recipes: Optional[Path]) -> str:
+    """One line for the includes of ``name`` not found, naming the published files they most likely
+    meant (a published recipe copied elsewhere keeps its relative includes)."""
+    said = ", ".join(f"'{include}'" for include, _ in missing)
+    where = ", ".join(_display(target) for _, target in missing)
+    text = f"{name}: {INCLUDE_KEY} {said} not found (looked for {where})"
+    twins = [_published_twin(include, recipes) for include, _ in missing]
+    if all(twins):
+        paths = ", ".join(str(t) for t in twins)
+        text += (f"; the published {'file is' if len(twins) == 1 else 'files are'} {paths}: give "
+                 f"{'that path' if len(twins) == 1 else 'those paths'} (or copy them beside yours)")
+    return text
+
+
+def _published_twin(include: str, recipes: Optional[Path]) -> Optional[Path]:
+    """The one file under ``recipes`` whose path ends as ``include`` does after its leading ``..``
+    (``../../dataset/custom_detection.yml`` -> ``RECIPES/dataset/custom_detection.yml``); ``None``
+    when there is none or more than one."""
+    parts = tuple(p for p in Path(include).parts if p not in ("..", "."))
+    if recipes is None or not parts or not recipes.is_dir():
+        return None
+    found = [f for f in recipes.rglob(parts[-1]) if f.is_file() and f.parts[-len(parts):] == parts]
+    return found[0] if len(found) == 1 else None
 
 
 def parse_overrides(overrides: Iterable[str]) -> List[Tuple[str, Dict[str, Any]]]:
@@ -739,17 +770,19 @@ def _derive_stop_epoch(cfg: Config, ctx: _Ctx) -> Config:
 # --------------------------------------------------------------------------------------------
 
 def load_config(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *,
-                check_op: Optional[OpCheck] = None) -> Config:
+                check_op: Optional[OpCheck] = None, recipes: Optional[Path] = None) -> Config:
     """Load the recipe at ``path`` (with its ``__include__`` files) and apply ``overrides``
     (``["epochs=2", "train_dataloader.total_batch_size=8"]``, values read as YAML). Transform
     ops are checked with ``check_op`` (default: the one given to :func:`set_op_check`).
+    ``recipes``: the published recipes' folder; an include not found then names the published file
+    it most likely meant (a published recipe copied elsewhere keeps its relative includes).
 
     Raises :class:`ConfigError` (one line naming the file and key) on any unknown key, wrong
     type, missing include or contradictory repeated setting.
     """
     tree = _Tree()
     top = Path(path)
-    _read_file(top, tree)
+    _read_file(top, tree, recipes=recipes)
     for i, (label, mapping) in enumerate(parse_overrides(overrides)):
         tree.merge(mapping, f"command line '{label}'", same_rank=i > 0)
     for canonical, aliases in SAME_SETTING:
@@ -834,8 +867,10 @@ def resolve_num_classes(cfg: Config, label_map: ClassList, left_out: Optional[Ma
     if cfg.num_classes != found:
         dropped = "".join(f", not the declared but unused {name!r} (id {cid}), a placeholder left out"
                           for cid, name in sorted((left_out or {}).items()))
+        background = (" (D-FINE has no background class: count your categories only)"
+                      if cfg.num_classes == found + 1 and not left_out else "")
         raise ConfigError(f"{source_of(cfg, 'num_classes')}: num_classes={cfg.num_classes} but {label_map.ann_file} "
                           f"has {found} {'class' if found == 1 else 'classes'} ({label_map.describe()}{dropped}); "
-                          f"set num_classes: {found} or remove it to take it from the annotations")
+                          f"set num_classes: {found}{background} or remove it to take it from the annotations")
     return cfg
 

@@ -363,6 +363,13 @@ def test_resolve_num_classes_without_dataset_objects():
     one = LabelMap((1,), ("cat",), ann_file="train.json")
     with pytest.raises(ConfigError, match=r"num_classes=5 but train.json has 1 class \("):  # was '1 classes'
         resolve_num_classes(load_config(cfg.config_file, ["num_classes=5"]), one)
+    # one more than the categories: the "+1 for background" habit of other detectors, said as such
+    with pytest.raises(ConfigError, match=r"set num_classes: 2 \(D-FINE has no background class: count your "
+                                          r"categories only\) or remove it"):
+        resolve_num_classes(load_config(cfg.config_file, ["num_classes=3"]), lm)
+    with pytest.raises(ConfigError) as five:
+        resolve_num_classes(load_config(cfg.config_file, ["num_classes=5"]), lm)
+    assert "background" not in str(five.value)
 
 
 def test_obj365_ids_is_a_config_key():
@@ -403,3 +410,42 @@ def test_load_config_asks_the_op_check_it_is_given(tmp_path):
     assert seen == [("Mine", {"k": 1})] and cfg.train_dataloader.dataset.transforms.ops[0].type == "Mine"
     with pytest.raises(ConfigError, match="unknown transform 'Mine'"):
         load_config(path)  # the data layer's check, wired in dfine/__init__.py
+
+
+def test_copied_recipe_names_the_published_files_its_includes_meant(tmp_path, capsys, monkeypatch):
+    """A published recipe copied into the user's own folder keeps its relative includes: the one-line
+    error names every include not found and the published file each meant, with the paths to give."""
+    from dfine.cli import main
+    from dfine.recipes import RECIPES_DIR
+    mine = tmp_path / "myconf" / "dfine_hgnetv2_n_custom.yml"
+    mine.parent.mkdir()
+    mine.write_text((CONFIGS / "dfine/custom/dfine_hgnetv2_n_custom.yml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "-c", "myconf/dfine_hgnetv2_n_custom.yml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for include, published in (("../../dataset/custom_detection.yml", "dataset/custom_detection.yml"),
+                               ("../../runtime.yml", "runtime.yml"),
+                               ("../include/dataloader.yml", "dfine/include/dataloader.yml")):
+        assert f"'{include}'" in err and str(RECIPES_DIR / published) in err
+    assert "give those paths" in err
+    # an include with no published twin is named without a guess
+    other = _write(tmp_path / "other.yml", "__include__: [../nowhere/base.yml]\n")
+    msg = _error(other)
+    assert "'../nowhere/base.yml' not found" in msg and "published" not in msg
+
+
+def test_include_paths_given_as_the_error_says_load(tmp_path):
+    """Following the error (absolute paths of the published files) gives a recipe that loads."""
+    from dfine.recipes import RECIPES_DIR
+    text = (CONFIGS / "dfine/custom/dfine_hgnetv2_n_custom.yml").read_text()
+    for rel, published in (("../../dataset/custom_detection.yml", "dataset/custom_detection.yml"),
+                           ("../../runtime.yml", "runtime.yml"),
+                           ("../include/dataloader.yml", "dfine/include/dataloader.yml"),
+                           ("../include/optimizer.yml", "dfine/include/optimizer.yml"),
+                           ("../include/dfine_hgnetv2.yml", "dfine/include/dfine_hgnetv2.yml")):
+        text = text.replace(rel, str(RECIPES_DIR / published))
+    cfg = load_config(_write(tmp_path / "mine.yml", text))
+    published = load_config(CONFIGS / "dfine/custom/dfine_hgnetv2_n_custom.yml")
+    strip = dict(config_file="", key_sources=())
+    assert dataclasses.replace(cfg, **strip) == dataclasses.replace(published, **strip)

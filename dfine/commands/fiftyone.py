@@ -50,7 +50,8 @@ def _dataset_paths(args: argparse.Namespace) -> Tuple[Optional[str], Optional[st
     if not args.config:
         raise DfineError("no dataset: give --images DIR [--ann-file JSON], or -c CONFIG whose val_dataloader names one")
     from ..config import load_config
-    dataset = load_config(args.config).val_dataloader.dataset
+    from ..recipes import RECIPES_DIR
+    dataset = load_config(args.config, recipes=RECIPES_DIR).val_dataloader.dataset
     if not dataset.img_folder or not dataset.ann_file:
         raise DfineError(f"{args.config} names no val_dataloader img_folder/ann_file; give --images and --ann-file")
     return dataset.img_folder, dataset.ann_file

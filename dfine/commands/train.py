@@ -240,9 +240,11 @@ def data_command(args: argparse.Namespace, model: str) -> Any:
 def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool, command: Any = None) -> int:
     from dfine.config import load_config
     from dfine.engine import dist
+    from dfine.recipes import RECIPES_DIR
     from dfine.engine.trainer import Trainer
 
-    cfg = load_config(data.recipe if data else args.config, [*(data.overrides if data else ()), *overrides_from_args(args)])
+    cfg = load_config(data.recipe if data else args.config, [*(data.overrides if data else ()), *overrides_from_args(args)],
+                      recipes=RECIPES_DIR)
     if test_only and args.tuning and not args.resume:
         cfg = dataclasses.replace(cfg, resume=args.tuning, tuning=None)
     if not test_only:

@@ -207,7 +207,9 @@ def _recipe_val_set(args: argparse.Namespace, limit: Optional[int]) -> EvalSet:
     folder not found is named with its key."""
     from ..commands.train import overrides_from_args
     from ..config import load_config
-    cfg = load_config(args.config, [o for o in overrides_from_args(args) if not o.startswith("resume=")])
+    from ..recipes import RECIPES_DIR
+    cfg = load_config(args.config, [o for o in overrides_from_args(args) if not o.startswith("resume=")],
+                      recipes=RECIPES_DIR)
     ds = cfg.val_dataloader.dataset
     for key, value, what, option, exists in (
             ("ann_file", ds.ann_file, "annotation file", "--ann-file FILE", Path.is_file),
