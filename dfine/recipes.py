@@ -442,6 +442,15 @@ class ShortRunWarmup:
         return (f"lr warmup {counted(self.warmup, 'step')}, not the recipe's {self.recipe_warmup}: this run has only "
                 f"{counted(self.steps, 'step')} ({per_epoch}, {counted(self.epochs, 'epoch')})")
 
+    def kept_note(self) -> str:
+        """One line for a recipe run (``-c``), whose warmup is kept as the recipe says."""
+        per_epoch = (f"--max-steps {self.steps_per_epoch} per epoch" if self.capped
+                     else f"{counted(self.images, 'image')}, batch {self.batch}")
+        whole = " (the lr rises for the whole run)" if self.recipe_warmup >= self.steps else ""
+        return (f"lr warmup {counted(self.recipe_warmup, 'step')} as the recipe says, more than a tenth of this run's "
+                f"{counted(self.steps, 'step')} ({per_epoch}, {counted(self.epochs, 'epoch')}){whole}; "
+                f"-u lr_warmup_scheduler.warmup_duration={self.warmup} shortens it as --data runs do")
+
 
 def short_run_warmup(recipe_warmup: int, epochs: int, steps_per_epoch: int, *, images: int = 0, batch: int = 0,
                      capped: bool = False, share: float = WARMUP_SHARE) -> Optional[ShortRunWarmup]:

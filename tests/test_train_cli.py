@@ -45,6 +45,15 @@ def test_train_py_as_published_then_eval(coco128, tmp_path):
     assert (out / "last.pth").is_file() and (out / "log.jsonl").is_file()
     entry = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert entry["epoch"] == 0 and entry["train_loss"] > 0
+    # the published log's name and keys, for scripts that read them
+    published = json.loads((out / "log.txt").read_text().splitlines()[0])
+    assert len(published["test_coco_eval_bbox"]) == 12 and published["test_coco_eval_bbox"][0] == entry["test_AP"]
+    import dfine
+    model = dfine.build_model("dfine_n")
+    assert published["n_parameters"] == sum(v.numel() for v in model.parameters() if v.requires_grad)
+    # the recipe's 500-step warmup is kept on a 1-step run, and said with the override that shortens it
+    assert ("lr warmup 500 steps as the recipe says, more than a tenth of this run's 1 step (2 images, batch 2, "
+            "1 epoch) (the lr rises for the whole run); -u lr_warmup_scheduler.warmup_duration=1 shortens it") in done.stdout
     cmd = [sys.executable, "-m", "dfine.cli", "eval", "-c", RECIPE, "-r", str(out / "last.pth"),
            *published_keys(coco128, train, val, tmp_path / "eval")[:-2], "-d", "cpu",
            "--output-dir", str(tmp_path / "eval"), "--no-progress"]

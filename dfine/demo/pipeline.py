@@ -127,6 +127,7 @@ def _train(settings: DemoSettings, cfg: Any) -> Tuple[Any, float]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.first_epoch, self.started = self.last_epoch + 1, time.perf_counter()
+            self.warmup_note = ""  # its warmup (DemoSettings.warmup_steps) is chosen for its own few steps
 
         def _interrupted(self, epoch: int, evaluating: bool = False) -> str:
             # the demo has no resume: its steps after training would not follow a resumed training

@@ -399,18 +399,22 @@ class Trainer:
 
     def _short_run_warmup(self, cfg: Config, share: Optional[float]) -> Tuple[Config, str]:
         """``cfg`` with the lr warmup shortened to ``share`` of the run's steps when the recipe's is
-        longer (:func:`dfine.recipes.short_run_warmup`), and the line that says so."""
+        longer (:func:`dfine.recipes.short_run_warmup`), and the line that says so; ``share`` ``None``
+        (a ``-c`` recipe run) keeps the recipe's warmup and says when it is longer than a tenth of the run."""
         warm = cfg.lr_warmup_scheduler
-        if share is None or warm is None or self.train_loader is None or cfg.epochs is None:
+        if warm is None or self.train_loader is None or cfg.epochs is None:
             return cfg, ""
-        from dfine.recipes import short_run_warmup
+        from dfine.recipes import WARMUP_SHARE, short_run_warmup
 
         batches = len(self.train_loader)
         short = short_run_warmup(warm.warmup_duration, cfg.epochs, min(batches, self.max_steps or batches),
                                  images=len(self.train_set), batch=cfg.train_dataloader.total_batch_size,
-                                 capped=self.max_steps is not None and self.max_steps < batches, share=share)
+                                 capped=self.max_steps is not None and self.max_steps < batches,
+                                 share=WARMUP_SHARE if share is None else share)
         if short is None:
             return cfg, ""
+        if share is None:  # a recipe run: the recipe's warmup stays, said when it takes much of the run
+            return cfg, short.kept_note()
         return dataclasses.replace(cfg, lr_warmup_scheduler=dataclasses.replace(warm, warmup_duration=short.warmup)), \
             short.note()
 
@@ -913,6 +917,7 @@ class Trainer:
             # the file keeps this run's epochs only: a new run into the folder of an earlier one appended
             # to that run's log, and its plots then drew both runs (two epoch-1 points, two loss curves)
             _write_log(log, self.history)
+        _link_published_log(self.output_dir)
         try:
             import matplotlib  # noqa: F401
             plots = True
@@ -934,7 +939,10 @@ class Trainer:
         step_lr = {k: [float(f"{v:.5g}") for v in values] for k, values in train.pop("step_lr", {}).items()}
         entry = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
                  **{f"test_{k}": v for k, v in metrics.as_dict().items()}, "step": self.step,
-                 "train_step_losses": step_losses, "train_step_lr": step_lr}
+                 "train_step_losses": step_losses, "train_step_lr": step_lr,
+                 # the published log's keys: the 12 COCO statistics in COCO's order, the trainable parameters
+                 "test_coco_eval_bbox": list(metrics.stats),
+                 "n_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad)}
         if not dist.is_main():
             return entry
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
@@ -1040,6 +1048,19 @@ def read_log(path: Path, last_epoch: int) -> Tuple[List[Dict[str, Any]], List[in
         elif entry.get("epoch", -1) <= last_epoch:
             entries[entry.get("epoch")] = entry  # a later line of an epoch replaces the earlier
     return sorted(entries.values(), key=lambda e: e.get("epoch", -1)), bad
+
+
+def _link_published_log(folder: Path) -> None:
+    """``folder/log.txt``, the published implementation's log name, as a link to ``log.jsonl`` (its
+    lines carry the published keys too), so scripts reading the published log find it; nothing
+    where a file of that name is there already or links cannot be made (some Windows setups)."""
+    link = folder / "log.txt"
+    if link.exists() or link.is_symlink():
+        return
+    try:
+        link.symlink_to("log.jsonl")
+    except OSError:
+        pass
 
 
 def _write_log(path: Path, entries: List[Dict[str, Any]]) -> None:

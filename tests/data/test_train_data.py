@@ -251,6 +251,11 @@ def test_short_run_gets_a_warmup_of_a_tenth_of_its_steps():
     assert (capped.warmup, capped.steps) == (2, 15) and "(--max-steps 5 per epoch, 3 epochs)" in capped.note()
     tiny = short_run_warmup(500, 1, 1, images=1, batch=1)  # counts of one read "1 step", not "1 steps"
     assert tiny.note() == "lr warmup 1 step, not the recipe's 500: this run has only 1 step (1 image, batch 1, 1 epoch)"
+    # a recipe run (-c) keeps its warmup and says so, with the override; "the whole run" only when it is
+    kept = short_run_warmup(500, 20, 100, images=800, batch=8)
+    assert kept.kept_note() == ("lr warmup 500 steps as the recipe says, more than a tenth of this run's 2000 steps "
+                                "(800 images, batch 8, 20 epochs); -u lr_warmup_scheduler.warmup_duration=200 shortens "
+                                "it as --data runs do")
 
 
 def test_train_data_shortens_the_warmup_by_the_steps_it_runs(tmp_path, capsys):
