@@ -9,7 +9,7 @@ Call :meth:`DetectionDataLoader.set_epoch` before each epoch.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Tuple
+from typing import Any, Literal, Optional, Set, Tuple
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
@@ -39,9 +39,21 @@ class DetectionDataLoader(DataLoader):
         self.dataset.set_epoch(epoch)
         self.collate_fn.set_epoch(epoch)
 
+    #: worker counts torch's "more workers than cores" warning was given for, in this process
+    _worker_counts_said: Set[int] = set()
+
     def __iter__(self):
         self.collate_fn.start()  # workers copy the collate function as it is now
         return super().__iter__()
+
+    def check_worker_number_rationality(self) -> None:
+        """torch's warning when ``num_workers`` is above the cores this process may use, once per
+        process and worker count: torch gives it each epoch, as drawing the plots resets Python's
+        once-per-place memory of warnings (4 copies in a 3-epoch run on 2 cores)."""
+        if self.num_workers in self._worker_counts_said:
+            return
+        DetectionDataLoader._worker_counts_said.add(self.num_workers)
+        super().check_worker_number_rationality()
 
 
 def label_mode(cfg: Config) -> LabelMode:

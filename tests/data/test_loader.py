@@ -106,3 +106,21 @@ def test_a_train_set_smaller_than_one_batch_is_refused(coco128_config):
                               "batch to at most 128: --batch 128 (dfine train --data) or "
                               "-u train_dataloader.total_batch_size=128")
     assert len(build_dataloader(cfg, "val", dataset)) == 1  # val keeps its incomplete batch
+
+
+def test_more_workers_than_cores_is_warned_once_per_process_and_count(monkeypatch):
+    """torch warns on every iterator; drawing a run's plots (a ``catch_warnings``) reset Python's
+    once-per-place memory, so a 3-epoch run on 2 cores printed it 4 times."""
+    import os
+    import warnings
+
+    from dfine.data.loader import DetectionDataLoader
+    monkeypatch.setattr(DetectionDataLoader, "_worker_counts_said", set(), raising=False)
+    many = len(os.sched_getaffinity(0)) + 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # what the reset memory amounts to
+        for _ in range(3):
+            DetectionDataLoader(list(range(4)), num_workers=many).check_worker_number_rationality()
+        DetectionDataLoader(list(range(4)), num_workers=many + 1).check_worker_number_rationality()
+    said = [str(w.message) for w in caught if "worker processes" in str(w.message)]
+    assert len(said) == 2 and f"create {many} worker" in said[0] and f"create {many + 1} worker" in said[1]
