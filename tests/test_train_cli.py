@@ -65,6 +65,24 @@ def test_train_py_as_published_then_eval(coco128, tmp_path):
     assert written["names"] and set(written["names"]) == set(written["per_class"])
 
 
+def test_test_only_of_a_checkpoint_trained_at_another_size_says_its_size(coco128, tmp_path, capsys):
+    """``--test-only -r`` with the recipe evaluates at the recipe's 640 px as the published command
+    does; a checkpoint trained at 320 (``--imgsz 320``) gets a note with the option for its own size."""
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    out = tmp_path / "out"
+    assert main(["train", "-c", RECIPE, *published_keys(coco128, train, train, out), "-d", "cpu", "--imgsz", "320",
+                 "--max-steps", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    evaluate = ["train", "-c", RECIPE, "--test-only", "-r", str(out / "last.pth"),
+                *published_keys(coco128, train, train, tmp_path / "eval"), "-d", "cpu", "--no-progress"]
+    assert main(evaluate) == 0
+    err = capsys.readouterr().err
+    assert ("note: evaluating at 640x640, the recipe's eval_spatial_size; last.pth was trained at 320x320: add "
+            "--imgsz 320 to evaluate it at its own size") in err
+    assert main([*evaluate, "--imgsz", "320"]) == 0
+    assert "note: evaluating at" not in capsys.readouterr().err
+
+
 def test_missing_image_folder(coco128, tmp_path, capsys):
     train = write_subset(coco128, tmp_path / "train.json", 2)
     args = published_keys(coco128, train, train, tmp_path / "o")

@@ -315,6 +315,9 @@ class Trainer:
             said = other_classes(theirs, ours, labels.ann_file or "the val set")
             if said and dist.is_main():
                 print(said, file=sys.stderr)
+            size = _other_size_note(cfg, resume, cfg.resume) if test_only else ""
+            if size and dist.is_main():
+                print(size, file=sys.stderr)
         self.writer = None
         self.history: List[Dict[str, Any]] = []
         self.step_losses: List[float] = []  # total loss of each step of this process's run
@@ -1231,6 +1234,23 @@ def plot_history(history: List[Dict[str, Any]], out: Path, lr_names: Optional[Di
     _plot_lr(history, out / "lr.png", plt, lr_names or {})
     _plot_map(history, out / "map.png", plt)
     return [out / "loss.png", out / "lr.png", out / "map.png"]
+
+
+def _other_size_note(cfg: Config, state: Dict[str, Any], name: str) -> str:
+    """A note when ``cfg`` evaluates at the recipe's input size while the checkpoint ``state`` (read
+    from ``name``) was trained at another (``--imgsz``, ``-u eval_spatial_size``): the published
+    command evaluates at the recipe's, which scores a 320 px model at 640 px; ``""`` otherwise (the
+    size given on the command line, or a checkpoint without its config)."""
+    from dfine.config import source_of
+
+    trained = (state.get("config") or {}).get("eval_spatial_size")
+    here = cfg.eval_spatial_size
+    if not trained or not here or list(trained) == list(here) or source_of(cfg, "eval_spatial_size").startswith("command line"):
+        return ""
+    h, w = (int(v) for v in trained)
+    size = str(h) if h == w else f"{h} {w}"
+    return (f"note: evaluating at {here[0]}x{here[1]}, the recipe's eval_spatial_size; {Path(name).name} was trained at "
+            f"{h}x{w}: add --imgsz {size} to evaluate it at its own size")
 
 
 def _datasets(cfg: Config, test_only: bool, seed: int) -> Tuple[Any, Any]:
