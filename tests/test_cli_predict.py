@@ -535,6 +535,38 @@ def test_predictions_of_a_roboflow_split_with_an_images_folder_carry_its_image_i
     assert {(r["file_name"], r["image_id"]) for r in results} == {("pig.jpg", 70), ("bull.jpg", 2), ("img0.jpg", 71)}
 
 
+def test_predictions_take_the_image_ids_of_the_ann_file_given(onnx_model, tmp_path, capsys):
+    """The published COCO layout (images/val, annotations/instances_val.json two folders away): predict
+    numbered the images by position, 170 of 171 ids another image's (walk Z); --ann-file gives its ids."""
+    import json
+    root = tmp_path / "facemask"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for name in ("b.png", "a.png", "extra.png"):
+        Image.new("RGB", (64, 48), (90, 120, 40)).save(root / "images" / "val" / name)
+    ann = root / "annotations" / "instances_val.json"
+    ann.write_text(json.dumps({"images": [{"id": 0, "file_name": "val/b.png", "width": 64, "height": 48},
+                                          {"id": 5, "file_name": "val/a.png", "width": 64, "height": 48}],
+                               "annotations": [], "categories": [{"id": 0, "name": "with_mask"}]}))
+    args = ["predict", str(root / "images" / "val"), "-m", str(onnx_model), "--conf", "0"]
+    assert main([*args, "--ann-file", str(ann), "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"image ids of predictions.json from {ann}, so it scores against that file; 1 image it does not list got " \
+           f"ids from 6 up" in err
+    results = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert {(r["file_name"], r["image_id"]) for r in results} == {("b.png", 0), ("a.png", 5), ("extra.png", 6)}
+    for bad, said in ((root / "annotations" / "instances_vall.json", "--ann-file "),
+                      (root / "images" / "val" / "a.png", "not a COCO file with an 'images' list")):
+        err = _one_line_error(capsys, [*args, "--ann-file", str(bad), "-o", str(tmp_path / "bad")])
+        assert said in err and str(bad) in err
+    assert f"did you mean {root / 'annotations' / 'instances_val.json'}?" in _one_line_error(
+        capsys, [*args, "--ann-file", str(root / "annotations" / "instances_vall.json")])
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"images": [{"id": 1, "file_name": "zebra.jpg"}], "annotations": [], "categories": []}))
+    err = _one_line_error(capsys, [*args, "--ann-file", str(other), "-o", str(tmp_path / "none")])
+    assert "lists none of the 3 images given (e.g. " in err and "it lists zebra.jpg" in err
+
+
 def test_labels_of_boxes_side_by_side_do_not_cover_each_other():
     """Three boxes in a row (squares of a shapes image at --conf 0.05): each label went above its box
     and the later ones covered the earlier ones. A label whose place is taken goes below its box, or

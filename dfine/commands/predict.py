@@ -51,6 +51,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch, ONNX Runtime, OpenVINO)")
     p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
                    help="OpenVINO precision (default f32; bf16 is faster on CPUs with AVX512-BF16/AMX, scores move ~1e-2)")
+    p.add_argument("--ann-file", metavar="JSON",
+                   help="COCO file whose image ids predictions.json takes (matched by file name), to score it against "
+                        "that file; default: a COCO file beside the images or one folder up, when there is one")
     p.add_argument("--save-dataset", action="store_true",
                    help="also write OUT/annotations.json: the images and their detections above --conf as a COCO "
                         "dataset (pre-labels), to correct in a labelling tool (CVAT's 'COCO 1.0' import) and to train on")
@@ -96,6 +99,11 @@ def set_threads(threads: Optional[int], model: Optional[str], backend: Optional[
 
 def run(args: argparse.Namespace) -> int:
     kind, items = collect_sources(args.source)
+    if args.ann_file is not None and kind == "video":
+        raise DfineError(f"--ann-file gives images their COCO ids; {items[0]} is a video (its frames are numbered "
+                         f"from 0): leave --ann-file out")
+    from ..data.archive import require_path  # no torch: an export predicts without it
+    ann_file = require_path(args.ann_file, "--ann-file") if args.ann_file is not None else None
     if args.save_dataset and kind == "video":
         raise DfineError(f"--save-dataset writes images with their boxes; {items[0]} is a video: give images or a "
                          f"folder of them (frames extracted with ffmpeg, say)")
@@ -107,14 +115,14 @@ def run(args: argparse.Namespace) -> int:
     with removed_if_left_empty(prepare_output_dir(out)):  # a model that fails to load leaves no empty folder
         if note:
             print(note, file=sys.stderr)
-        return _predict(args, kind, items, out)
+        return _predict(args, kind, items, out, ann_file)
 
 
 #: Detections per image from which predict says the pictures are crowded with guesses (the model keeps 300 at most)
 CROWDED = 100
 
 
-def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) -> int:
+def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, ann_file: Optional[Path] = None) -> int:
     from ..inference import Detector
     set_threads(args.threads, args.model, args.backend)
     det = Detector(args.model, device=args.device, conf=args.conf, imgsz=args.imgsz, backend=args.backend,
@@ -128,7 +136,7 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path) 
         results, best = predict_video(det, items[0], out)
         bad: List[Tuple[Path, str]] = []
     else:
-        results, bad, best = predict_images(det, items, out, progress=len(items) > 1, sizes=sizes)
+        results, bad, best = predict_images(det, items, out, progress=len(items) > 1, sizes=sizes, ann_file=ann_file)
     from ..data.objects365 import write_json_atomic
     write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
@@ -282,14 +290,17 @@ def image_id(path: Path, index: int) -> int:
     return int(path.stem) if path.stem.isdigit() else index
 
 
-def coco_image_ids(paths: Sequence[Path]) -> Tuple[Dict[Path, int], List[Path]]:
+def coco_image_ids(paths: Sequence[Path], ann_file: Optional[Path] = None) -> Tuple[Dict[Path, int], List[Path]]:
     """The image ids a COCO file beside the images, or one folder up, gives them (a Roboflow split's
     ``_annotations.coco.json`` beside its images or above its ``images/``: the one ``.json`` of the folder
     whose ``images`` name them), so that
     ``predictions.json`` scores against that file; and the files read. Images of a folder without
-    such a file are not in the mapping."""
+    such a file are not in the mapping. ``ann_file`` (``--ann-file``): that file's ids, by file name,
+    for images wherever they are; a :class:`DfineError` when it is no COCO file or names none of them."""
     import json
 
+    if ann_file is not None:
+        return _ids_from(ann_file, paths), [ann_file]
     ids: Dict[Path, int] = {}
     used: List[Path] = []
     for folder in dict.fromkeys(p.parent for p in paths):
@@ -308,6 +319,24 @@ def coco_image_ids(paths: Sequence[Path]) -> Tuple[Dict[Path, int], List[Path]]:
                 used.append(found[0])
                 break
     return ids, used
+
+
+def _ids_from(ann_file: Path, paths: Sequence[Path]) -> Dict[Path, int]:
+    """``--ann-file``'s image ids of ``paths``, matched by file name (the JSON's ``file_name`` may hold
+    a folder)."""
+    import json
+
+    try:
+        data = json.loads(ann_file.read_text(encoding="utf-8"))
+        by_name = {Path(str(im["file_name"])).name: int(im["id"]) for im in data["images"]}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DfineError(f"--ann-file {ann_file}: not a COCO file with an 'images' list of file_name and id "
+                         f"({type(exc).__name__}: {exc})") from None
+    ids = {p: by_name[p.name] for p in paths if p.name in by_name}
+    if not ids:
+        raise DfineError(f"--ann-file {ann_file} lists none of the {counted(len(paths), 'image')} given (e.g. "
+                         f"{paths[0].name}; it lists {first_few(sorted(by_name), 2) or 'no images'})")
+    return ids
 
 
 def named_results(dets, image_id: int, file_name: Optional[str] = None) -> List[Dict[str, Any]]:
@@ -344,7 +373,7 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
-                   sizes: Optional[Dict[Path, Tuple[int, int, int]]] = None
+                   sizes: Optional[Dict[Path, Tuple[int, int, int]]] = None, ann_file: Optional[Path] = None
                    ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]], Optional[float]]:
     """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files,
     the highest score seen: :func:`detect`). A single unreadable image is an error; in a batch of files
@@ -355,7 +384,7 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
     bad: List[Tuple[Path, str]] = []
     best: Optional[float] = None
     ids = {p: image_id(p, i) for i, p in enumerate(paths)}
-    given, files = coco_image_ids(paths)
+    given, files = coco_image_ids(paths, ann_file)
     if given and len(set(given.values())) == len(given):
         # the images the file does not list (a walk's folder held copies beside the 80 listed) get ids above
         # its largest, so that none takes the id of a listed image (they all had positions, clashing with it)
