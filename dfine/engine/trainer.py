@@ -671,7 +671,8 @@ class Trainer:
         fewer = (min(width, height) / side) ** 2
         return (f"note: {count} of {counted(len(ds), 'train image')} (up to {width}x{height}) are larger than the "
                 f"model can use and are read with {side} px on the short side, the smallest crop of the augmentations "
-                f"still filling the input: up to {fewer:.0f}x fewer pixels to decode and augment")
+                f"still filling the input: up to {f'{fewer:.1f}'.rstrip('0').rstrip('.')}x fewer pixels to decode and "
+                f"augment")
 
     def _left_out_note(self, steps: int) -> str:
         """What the loader's drop_last leaves out of each epoch when the batch does not divide the

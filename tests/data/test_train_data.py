@@ -630,6 +630,11 @@ def test_a_run_on_photos_larger_than_the_model_can_use_says_they_are_read_shrunk
     assert ("note: 1 of 3 train images (up to 1600x1200) are larger than the model can use and are read with 534 px "
             "on the short side, the smallest crop of the augmentations still filling the input: up to 5x fewer "
             "pixels to decode and augment") in _trained(out, capsys).out
+    # barely larger: the ratio to a tenth (it read "up to 1x fewer", a walk)
+    image(src / "images/train/big.jpg", (712, 640))
+    assert main(["train", "--data", str(src), "--output-dir", str(tmp_path / "run2"), *TINY]) == 0
+    assert "read with 534 px on the short side, the smallest crop of the augmentations still filling the input: up to " \
+           "1.4x fewer pixels" in _trained(tmp_path / "run2", capsys).out
 
 
 def test_a_second_run_into_a_folder_a_run_is_training_into_stops_at_once(tmp_path, capsys):
