@@ -983,7 +983,8 @@ class Trainer:
             return
         if self.writer is not None:
             self.writer.close()
-        self._pictures = plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups))
+        self._pictures = plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups),
+                                      self.stop_epoch)
         best, stage = self._best_and_stage()
         evaluated = self._stage_metrics.get(stage) if stage else None
         if evaluated is not None:  # titled with the epoch of those weights (last.pth's said the best AP's epoch)
@@ -1130,6 +1131,25 @@ def _per_step(history: List[Dict[str, Any]], key: str) -> Tuple[Dict[str, Tuple[
     return series, bounds
 
 
+def _stage2_step(history: List[Dict[str, Any]], stop_epoch: Optional[int]) -> Optional[float]:
+    """The x of the line between stage 1 and stage 2 on a per-step axis: after the last step of the
+    epoch before ``stop_epoch`` (0-based); ``None`` when the history does not reach into stage 2 or
+    holds no epoch before it."""
+    if stop_epoch is None or not any(e["epoch"] >= stop_epoch for e in history):
+        return None
+    before = [e.get("step", 0) for e in history if e["epoch"] == stop_epoch - 1]
+    return before[0] + 0.5 if before else None
+
+
+def _mark_stage2(ax: Any, x: Optional[float]) -> None:
+    """A dashed line at ``x`` labelled "stage 2" at the top of the axes (augmentation off, EMA
+    restarted from best_stg1.pth: the loss drops and the AP jumps there)."""
+    if x is None:
+        return
+    ax.axvline(x, color="tab:red", lw=1, ls="--")
+    ax.text(x, 1.0, " stage 2", transform=ax.get_xaxis_transform(), color="tab:red", fontsize=8, va="top", ha="left")
+
+
 def smooth(values: List[float], weight: float = 0.9) -> List[float]:
     """Exponential moving average with bias correction (what TensorBoard's smoothing shows)."""
     out, avg = [], 0.0
@@ -1139,8 +1159,9 @@ def smooth(values: List[float], weight: float = 0.9) -> List[float]:
     return out
 
 
-def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
-    """Loss per step (raw and smoothed) on the left, mean loss per epoch on the right."""
+def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: Optional[int] = None) -> None:
+    """Loss per step (raw and smoothed) on the left, mean loss per epoch on the right; stage 2 (from
+    ``stop_epoch``, 0-based) marked on both."""
     series, bounds = _per_step(history, "train_step_losses")
     steps, losses = series.get("", ([], []))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -1151,6 +1172,7 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
                   marker="o" if len(losses) <= 20 else None, ms=4)
         for b in bounds[:-1]:
             left.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
+        _mark_stage2(left, _stage2_step(history, stop_epoch))
         left.legend()
     left.set_xlabel("step (dotted: epoch ends)")
     _whole_ticks(left)
@@ -1160,6 +1182,7 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     right.set_xlabel("epoch")
     _whole_ticks(right)
     right.set_title("train loss per epoch (mean)")
+    _mark_stage2(right, _stage2_epoch(history, stop_epoch))
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -1176,7 +1199,17 @@ def _whole_ticks(ax: Any) -> None:
         ax.xaxis.get_major_locator().set_params(integer=True)
 
 
-def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any, names: Dict[str, str]) -> None:
+def _stage2_epoch(history: List[Dict[str, Any]], stop_epoch: Optional[int]) -> Optional[float]:
+    """The x of the stage line on a per-epoch axis (epochs drawn from 1): between the last epoch of
+    stage 1 and the first of stage 2; ``None`` when the history has no epoch on both sides."""
+    if stop_epoch is None or not any(e["epoch"] >= stop_epoch for e in history) \
+            or not any(e["epoch"] < stop_epoch for e in history):
+        return None
+    return stop_epoch + 0.5
+
+
+def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any, names: Dict[str, str],
+             stop_epoch: Optional[int] = None) -> None:
     """The learning rate of each step, one line per configured lr (a warm-up shorter than an epoch
     shows); a log without per-step values (written before they were recorded): one point per epoch."""
     series, bounds = _per_step(history, "train_step_lr")
@@ -1186,10 +1219,12 @@ def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any, names: Dict[st
             ax.plot(steps, values, lw=1.5, marker="." if len(steps) <= 50 else None, label=names.get(name, name))
         for b in bounds[:-1]:
             ax.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
+        _mark_stage2(ax, _stage2_step(history, stop_epoch))
         ax.set_xlabel("step (dotted: epoch ends)")
     else:
         ax.plot([e["epoch"] + 1 for e in history], [e.get("train_lr", math.nan) for e in history], marker="o",
                 label="lr at the end of the epoch")
+        _mark_stage2(ax, _stage2_epoch(history, stop_epoch))
         ax.set_xlabel("epoch")
     _whole_ticks(ax)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
@@ -1200,7 +1235,7 @@ def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any, names: Dict[st
     save_figure(fig, path, dpi=100)
 
 
-def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
+def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: Optional[int] = None) -> None:
     """COCO AP, AP50 and AP75 per epoch in percent, as the terminal and ``metrics.summary()`` print
     them; a statistic COCO could not compute (-1) is left out, not drawn at -100."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -1210,6 +1245,7 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
         ax.plot(epochs, [100 * v if v >= 0 else math.nan for v in values], marker="o", label=key)
     _whole_ticks(ax)
     ax.set_ylim(bottom=0)  # a run at AP 0 drew an axis from -0.05 to 0.05 (a walk)
+    _mark_stage2(ax, _stage2_epoch(history, stop_epoch))
     ax.set_xlabel("epoch")
     ax.set_ylabel("AP (%)")
     ax.set_title("COCO AP on the validation set")
@@ -1219,10 +1255,13 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def plot_history(history: List[Dict[str, Any]], out: Path, lr_names: Optional[Dict[str, str]] = None) -> List[Path]:
+def plot_history(history: List[Dict[str, Any]], out: Path, lr_names: Optional[Dict[str, str]] = None,
+                 stop_epoch: Optional[int] = None) -> List[Path]:
     """``loss.png`` (per step and per epoch), ``lr.png`` and ``map.png`` over epochs in ``out``
     (needs matplotlib), each written atomically: a Ctrl-C while drawing leaves the last ones.
     ``lr_names``: the legend of each lr series (:func:`lr_labels`; default: its config keys).
+    ``stop_epoch`` (0-based): where stage 2 starts, marked on each plot the run reached it in (the
+    terminal said it; the loss drop and AP jump there had no explanation in the pictures, a walk).
     Nothing is drawn without a finished epoch (a run stopped in its first epoch left three empty
     plots, ``map.png`` with axes around 0 and no point)."""
     if not history:
@@ -1231,9 +1270,9 @@ def plot_history(history: List[Dict[str, Any]], out: Path, lr_names: Optional[Di
         plt = pyplot()
     except DfineError:  # no matplotlib: said once at the start of the run
         return []
-    _plot_loss(history, out / "loss.png", plt)
-    _plot_lr(history, out / "lr.png", plt, lr_names or {})
-    _plot_map(history, out / "map.png", plt)
+    _plot_loss(history, out / "loss.png", plt, stop_epoch)
+    _plot_lr(history, out / "lr.png", plt, lr_names or {}, stop_epoch)
+    _plot_map(history, out / "map.png", plt, stop_epoch)
     return [out / "loss.png", out / "lr.png", out / "map.png"]
 
 

@@ -414,7 +414,7 @@ def test_a_new_run_into_an_earlier_runs_folder_starts_its_own_log(coco128, tmp_p
     assert read_log(mixed, last_epoch=0)[0] == [{"epoch": 0, "train_loss": 39.7}]
 
 
-def _drawn(monkeypatch, history, tmp_path, lr_names=None):
+def _drawn(monkeypatch, history, tmp_path, lr_names=None, stop_epoch=None):
     """The figures :func:`plot_history` draws for ``history``, by file name, instead of written."""
     import matplotlib.pyplot as plt
 
@@ -428,7 +428,7 @@ def _drawn(monkeypatch, history, tmp_path, lr_names=None):
         return Path(path)
 
     monkeypatch.setattr(trainer_module, "save_figure", keep)
-    plot_history(history, tmp_path, lr_names)
+    plot_history(history, tmp_path, lr_names, stop_epoch)
     return figures
 
 
@@ -467,6 +467,27 @@ def test_lr_plot_draws_each_step_so_a_warmup_shows(tmp_path, monkeypatch):
         del e["train_step_lr"]
     ax = _drawn(monkeypatch, history, tmp_path)["lr.png"].axes[0]
     assert [list(line.get_xdata()) for line in ax.get_lines()] == [[1, 2]] and ax.get_xlabel() == "epoch"
+
+
+def test_stage_two_is_marked_on_the_loss_lr_and_map_plots(tmp_path, monkeypatch):
+    """The terminal says when stage 2 starts (augmentation off, EMA restarted from best_stg1.pth); the
+    pictures showed a loss drop and an AP jump there without a word (a walk). A dashed line marks it."""
+    pytest.importorskip("matplotlib")
+    history = [{"epoch": e, "step": 3 * (e + 1), "train_loss": 30.0 - e, "train_step_losses": [30.0 - e] * 3,
+                "train_step_lr": {"optimizer.lr": [8e-4] * 3}, "test_AP": 0.1 * e, "test_AP50": 0.2 * e,
+                "test_AP75": 0.05 * e} for e in range(3)]
+
+    def marks(ax):
+        lines = [list(line.get_xdata()) for line in ax.get_lines() if line.get_linestyle() == "--"]
+        texts = [t.get_text().strip() for t in ax.texts]
+        return lines, texts
+
+    figures = _drawn(monkeypatch, history, tmp_path, stop_epoch=2)  # epochs 1-2 stage 1, epoch 3 stage 2
+    for name, panel, x in (("loss.png", 0, 6.5), ("loss.png", 1, 2.5), ("lr.png", 0, 6.5), ("map.png", 0, 2.5)):
+        assert marks(figures[name].axes[panel]) == ([[x, x]], ["stage 2"]), (name, panel)
+    for stop in (None, 5, 0):  # no stage 2 reached, or no stage-1 epoch to set it apart from
+        figures = _drawn(monkeypatch, history, tmp_path, stop_epoch=stop)
+        assert all(marks(ax) == ([], []) for name in ("loss.png", "map.png") for ax in figures[name].axes), stop
 
 
 def test_loss_plot_of_a_one_step_run_shows_the_step(tmp_path, monkeypatch):
