@@ -117,6 +117,19 @@ def read_checkpoint(source: PathLike) -> Dict[str, Any]:
     return obj
 
 
+def stopped_run(folder: PathLike) -> Optional[Tuple[int, int]]:
+    """``(epochs done, epochs asked)`` of the run whose ``last.pth`` is in ``folder`` when it stopped
+    before its last epoch (Ctrl-C, a kill); ``None`` when it finished, or there is no readable
+    ``last.pth`` with its config. The tensors are mapped, not read (a large model's file stays on disk)."""
+    path = Path(folder) / "last.pth"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        done, asked = int(state["last_epoch"]) + 1, int(state["config"]["epochs"])
+    except Exception:  # no file, a foreign or cut-short one: nothing to say about it here
+        return None
+    return (done, asked) if 0 <= done < asked else None
+
+
 def _unreadable(path: Path, error: BaseException) -> DfineError:
     """The one line for a file torch cannot read, saying what it looks like: empty, cut short (a zip
     archive without its end: an incomplete download or copy), text (an HTML page saved in place of a

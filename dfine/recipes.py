@@ -364,7 +364,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         running = training_now(taken)  # 'an earlier run' read wrong of one still training (a walk)
         what = f"a run still training ({running}; so far " if running else "an earlier run ("
         notes.insert(0, f"{taken} holds {what}{', '.join(earlier_run_files(taken))}), kept: this run trains "
-                     f"into {out} (-o DIR to choose the folder)")
+                     f"into {out} (-o DIR to choose the folder){_stopped_note(taken)}")
     if epochs is not None:
         if epochs < 1:
             raise DfineError(f"--epochs {epochs}: give at least 1")
@@ -383,6 +383,21 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         overrides += [f"train_dataloader.num_workers={cores}", f"val_dataloader.num_workers={cores}"]
         notes.append(f"{cores} CPU cores: {cores} data-loading workers per loader (the recipe asks for {RECIPE_WORKERS})")
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
+
+
+def _stopped_note(folder: Path) -> str:
+    """``"; ..._2 stopped after epoch 1 of 6: --auto-resume continues it instead"`` when the latest run
+    of ``folder``, ``folder_2``, ... (the one ``--auto-resume`` continues) stopped before its end: the
+    same command typed again after a Ctrl-C started over in a new folder, and said only that the first,
+    finished run was kept (a walk)."""
+    from dfine.checkpoint import stopped_run
+    from dfine.engine.lock import numbered_folder, training_now
+
+    latest = numbered_folder(folder, latest=True)
+    stopped = stopped_run(latest) if latest is not None and not training_now(latest) else None
+    if stopped is None:
+        return ""
+    return f"; {latest.name} stopped after epoch {stopped[0]} of {stopped[1]}: --auto-resume continues it instead"
 
 
 def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco") -> str:

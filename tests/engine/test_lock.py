@@ -113,3 +113,32 @@ def test_a_new_run_beside_one_still_training_says_so(tmp_path, monkeypatch):
             f"kept: this run trains into {run.output_dir}") in run.notes[0]
     again = data_run(src, "dfine_n", run_folder="new")  # that run over: an earlier run
     assert again.notes[0].startswith(f"{first} holds an earlier run (last.pth), kept")
+
+
+def test_a_new_run_beside_a_stopped_one_says_auto_resume_continues_it(tmp_path, monkeypatch):
+    """A walk pressed Ctrl-C in epoch 2 of 6, then typed the same command again: it started over in
+    output/battery_dfine_n_3 saying only that the finished first run was kept; the stopped run in _2,
+    the one --auto-resume continues, is named with how far it got."""
+    import torch
+
+    from dfine.recipes import data_run
+    from tests.data.datasets import image, yolo_labels
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "fruit"
+    for split in ("train", "val"):
+        image(src / f"images/{split}/0.jpg", (64, 48))
+        yolo_labels(src / f"labels/{split}/0.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple]\n")
+    first = (tmp_path / "output" / "fruit_dfine_n").resolve()
+    second = first.with_name("fruit_dfine_n_2")
+    for folder, last_epoch in ((first, 5), (second, 0)):
+        folder.mkdir(parents=True)
+        torch.save({"last_epoch": last_epoch, "config": {"epochs": 6}, "model": {"w": torch.zeros(2)}},
+                   folder / "last.pth")
+    run = data_run(src, "dfine_n", run_folder="new")
+    assert run.output_dir == first.with_name("fruit_dfine_n_3")
+    assert run.notes[0] == (f"{first} holds an earlier run (last.pth), kept: this run trains into {run.output_dir} "
+                            f"(-o DIR to choose the folder); fruit_dfine_n_2 stopped after epoch 1 of 6: --auto-resume "
+                            f"continues it instead")
+    torch.save({"last_epoch": 5, "config": {"epochs": 6}}, second / "last.pth")  # finished: nothing to continue
+    assert "stopped" not in data_run(src, "dfine_n", run_folder="new").notes[0]
