@@ -35,12 +35,7 @@ def test_a_torchrun_process_other_than_the_first_does_not_look_at_the_lock(tmp_p
     """The first process of a torchrun job takes the lock when it starts training; the others, which
     may still be converting the dataset then, must not stop on it."""
     from dfine.recipes import data_run
-    from tests.data.datasets import image, yolo_labels
-    src = tmp_path / "fruit"
-    for split in ("train", "val"):
-        image(src / f"images/{split}/0.jpg", (64, 48))
-        yolo_labels(src / f"labels/{split}/0.txt", ["0 0.5 0.5 0.5 0.5"])
-    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple]\n")
+    src = _fruit(tmp_path / "fruit")
     with output_lock(tmp_path / "run"):
         monkeypatch.setenv("RANK", "1")
         assert data_run(src, "dfine_n", output_dir=tmp_path / "run").fmt == "yolo"
@@ -96,13 +91,8 @@ def test_a_new_run_beside_one_still_training_says_so(tmp_path, monkeypatch):
     import socket
 
     from dfine.recipes import data_run
-    from tests.data.datasets import image, yolo_labels
     monkeypatch.chdir(tmp_path)
-    src = tmp_path / "fruit"
-    for split in ("train", "val"):
-        image(src / f"images/{split}/0.jpg", (64, 48))
-        yolo_labels(src / f"labels/{split}/0.txt", ["0 0.5 0.5 0.5 0.5"])
-    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple]\n")
+    src = _fruit(tmp_path / "fruit")
     first = (tmp_path / "output" / "fruit_dfine_n").resolve()
     first.mkdir(parents=True)
     (first / "last.pth").write_bytes(b"x")
@@ -122,13 +112,8 @@ def test_a_new_run_beside_a_stopped_one_says_auto_resume_continues_it(tmp_path, 
     import torch
 
     from dfine.recipes import data_run
-    from tests.data.datasets import image, yolo_labels
     monkeypatch.chdir(tmp_path)
-    src = tmp_path / "fruit"
-    for split in ("train", "val"):
-        image(src / f"images/{split}/0.jpg", (64, 48))
-        yolo_labels(src / f"labels/{split}/0.txt", ["0 0.5 0.5 0.5 0.5"])
-    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple]\n")
+    src = _fruit(tmp_path / "fruit")
     first = (tmp_path / "output" / "fruit_dfine_n").resolve()
     second = first.with_name("fruit_dfine_n_2")
     for folder, last_epoch in ((first, 5), (second, 0)):
@@ -142,3 +127,13 @@ def test_a_new_run_beside_a_stopped_one_says_auto_resume_continues_it(tmp_path, 
                             f"continues it instead")
     torch.save({"last_epoch": 5, "config": {"epochs": 6}}, second / "last.pth")  # finished: nothing to continue
     assert "stopped" not in data_run(src, "dfine_n", run_folder="new").notes[0]
+
+
+def _fruit(src):
+    """A one-class YOLO folder at ``src``: one image in train and in val."""
+    from tests.data.datasets import image, yolo_labels
+    for split in ("train", "val"):
+        image(src / f"images/{split}/0.jpg", (64, 48))
+        yolo_labels(src / f"labels/{split}/0.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple]\n")
+    return src
