@@ -305,6 +305,7 @@ class Trainer:
         # {"epoch": E, "train": its training stats}: epoch E trained, its evaluation stopped by a signal
         self.pending_eval: Optional[Dict[str, Any]] = None
         self._pictures: List[Path] = []  # what the run's end drew (named in its last lines)
+        self._plot_seconds = 0.5  # the time drawing loss.png, lr.png and map.png takes (measured once drawn)
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
             theirs = dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ()))
@@ -961,7 +962,19 @@ class Trainer:
                 self.writer.add_scalar(f"Test/{k}", v, epoch)
             self.writer.add_scalar("Train/loss", train.get("loss", math.nan), epoch)
             self.writer.flush()
+        self._draw_history_now()
         return entry
+
+    def _draw_history_now(self) -> None:
+        """``loss.png``, ``lr.png`` and ``map.png`` after an epoch, so that they show a run while it
+        trains (and one killed or asleep as far as it got: they were drawn at the run's end only),
+        when the epoch took at least 20 times as long as drawing them (about 0.5 s)."""
+        took = self._epoch_seconds[-1] if self._epoch_seconds else 0.0
+        if took < 20 * self._plot_seconds:
+            return
+        start = time.perf_counter()
+        plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups), self.stop_epoch)
+        self._plot_seconds = max(time.perf_counter() - start, 0.05)
 
     def _pace(self, epoch: int) -> str:
         """``"  1m05s, about 2h10m to go"``: how long epoch ``epoch`` took (training and evaluation)

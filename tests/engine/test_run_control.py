@@ -653,3 +653,29 @@ def test_a_tiny_val_set_and_a_run_without_ap_are_said_plainly(coco128, tmp_path,
     out = capsys.readouterr().out
     assert "no evaluation scored above AP 0 (epochs 1..1): the best weights are the most trained ones" in out
     assert "best AP 0.0% at" not in out and f"best weights: {tmp_path / 'out' / 'last.pth'}" in out
+
+
+def test_loss_lr_and_map_are_drawn_after_each_long_enough_epoch(tiny, monkeypatch):
+    """The pictures were drawn at the run's end only: a run watched while training, or killed, showed
+    none or an earlier stop's (a walk). They are drawn after every epoch that took at least 20 times
+    as long as drawing them (the first, here, counted as free; then measured: about 0.5 s against the
+    1-step epoch's 2 s)."""
+    recipe, tmp_path = tiny
+    drawn = []
+    real = trainer_module.plot_history
+
+    def spy(history, out, *args):
+        drawn.append([e["epoch"] for e in history])
+        return real(history, out, *args)
+
+    monkeypatch.setattr(trainer_module, "plot_history", spy)
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False"]), progress=False, max_steps=1)
+    trainer._plot_seconds = 0.0
+    trainer.fit()
+    assert drawn == [[0], [0, 1]]  # after epoch 1, then at the end (epoch 2 too short beside the drawing)
+    assert (tmp_path / "out" / "map.png").stat().st_size > 10_000
+    drawn.clear()
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False", f"output_dir={tmp_path / 'out2'}"]),
+                      progress=False, max_steps=1)
+    trainer.fit()  # 1-step epochs of well under 10 s: drawn at the end only
+    assert drawn == [[0, 1]]
