@@ -306,6 +306,8 @@ class Trainer:
         self.pending_eval: Optional[Dict[str, Any]] = None
         self._pictures: List[Path] = []  # what the run's end drew (named in its last lines)
         self._plot_seconds = 0.5  # the time drawing loss.png, lr.png and map.png takes (measured once drawn)
+        self._seconds_before = 0.0  # what the sessions before a resume took (fit's, up to the checkpoint's save)
+        self._fit_started: Optional[float] = None  # time.time() when this session's fit() began
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
             theirs = dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ()))
@@ -335,7 +337,8 @@ class Trainer:
             **ckpt_io.deploy_metadata(model_config(self.cfg), self.label_map.names, self.label_map.category_ids),
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
             "progress": {"best_ap": self.best_ap, "best_epoch": self.best_epoch,
-                         "evals_since_best": self.evals_since_best, "conf": self.conf_picks},
+                         "evals_since_best": self.evals_since_best, "conf": self.conf_picks,
+                         "seconds": self._seconds_before + (time.time() - self._fit_started if self._fit_started else 0.0)},
             "pending_eval": self.pending_eval,
         }
         if self.ema is not None:
@@ -392,6 +395,7 @@ class Trainer:
         self.best_epoch = int(progress.get("best_epoch", -1))
         self.evals_since_best = int(progress.get("evals_since_best", 0))
         self.conf_picks = dict(progress.get("conf") or {})
+        self._seconds_before = float(progress.get("seconds", 0.0))
         self.pending_eval = state.get("pending_eval")
         if self.ema is not None and "ema_decay" in state:
             self.ema.decay = float(state["ema_decay"])
@@ -447,6 +451,7 @@ class Trainer:
         self._print("\n".join(self.startup_summary()))
         entry: Dict[str, Any] = {}
         stopped, start = "", time.time()
+        self._fit_started = start
         pending = self.pending_eval
         if self.last_epoch + 1 >= cfg.epochs and pending is None:
             self._print(f"nothing to train: the checkpoint has finished epoch {self.last_epoch + 1} of {cfg.epochs} "
@@ -712,7 +717,9 @@ class Trainer:
         if stopped in ("SIGINT", "SIGTERM") or not dist.is_main():
             return result
         last = self.history[-1].get("test_AP") if self.history else None
-        lines = [f"done in {duration(seconds)}" + (" (early stop)" if stopped == "patience" else "")]
+        lines = [f"done in {duration(seconds)}" + (" (early stop)" if stopped == "patience" else "")
+                 + (f" (this session; {duration(self._seconds_before + seconds)} with the sessions before its resume)"
+                    if self._seconds_before > 0 else "")]
         if self.best_epoch >= 0 and self.best_ap <= 0:  # 'best AP 0.0 at epoch 1' beside 'best weights: last.pth' read
             lines.append(f"no evaluation scored above AP 0 (epochs 1..{self.last_epoch + 1}): the best weights are the "
                          f"most trained ones")  # as a contradiction in a walk

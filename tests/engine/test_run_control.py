@@ -679,3 +679,21 @@ def test_loss_lr_and_map_are_drawn_after_each_long_enough_epoch(tiny, monkeypatc
                       progress=False, max_steps=1)
     trainer.fit()  # 1-step epochs of well under 10 s: drawn at the end only
     assert drawn == [[0, 1]]
+
+
+def test_a_resumed_runs_end_says_the_time_of_all_its_sessions(tiny, capsys):
+    """'done in 1m28s' after a run resumed three times counted the last session only (a walk: ~6 min
+    of training over 4 sessions). The checkpoint carries the seconds so far; the end says both."""
+    from dfine.checkpoint import read_checkpoint
+    recipe, tmp_path = tiny
+    Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=1"]), progress=False, max_steps=1).fit()
+    first = read_checkpoint(tmp_path / "out" / "last.pth")["progress"]["seconds"]
+    assert first > 0
+    assert "this session" not in capsys.readouterr().out  # a run of one session says its time alone
+    resumed = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=2",
+                                           f"resume={tmp_path / 'out' / 'last.pth'}"]), progress=False, max_steps=1)
+    result = resumed.fit()
+    done = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("done in "))
+    assert "(this session; " in done and done.endswith(" with the sessions before its resume)")
+    total = read_checkpoint(tmp_path / "out" / "last.pth")["progress"]["seconds"]
+    assert first < total <= first + result["seconds"] + 1
