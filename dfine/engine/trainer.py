@@ -207,6 +207,8 @@ class Trainer:
     From Python: ``metrics = Trainer(load_config(path, overrides)).fit()``.
     """
 
+    _evaluating = False  # inside evaluate(): a signal's first line says it stops after the batch being evaluated
+
     #: warn, at the start of a new run, of an earlier run's checkpoints in the output folder (the demo,
     #: which always starts over, says nothing)
     warn_earlier_run = True
@@ -554,7 +556,8 @@ class Trainer:
                 self._say_now(f"{name} again: exiting now (checkpoints are written atomically; {kept})")
                 os._exit(128 + signum)
             self.stop_signal = name
-            self._say_now(f"{name}: stopping after this step (press Ctrl-C again to quit at once)")
+            where = "this batch of the evaluation" if self._evaluating else "this step"
+            self._say_now(f"{name}: stopping after {where} (press Ctrl-C again to quit at once)")
 
         for sig in previous:
             signal.signal(sig, handler)
@@ -878,8 +881,12 @@ class Trainer:
         """COCO AP of the EMA model (the model without EMA) on the validation set; ``None``
         when a signal stopped it."""
         module = self.ema.module if self.ema is not None else dist.unwrap(self.model)
-        metrics = evaluate(module, self.postprocessor, self.val_loader, self.device, self.val_set.ann_file,
-                           progress=self.progress, should_stop=self._should_stop)
+        self._evaluating = True  # what a signal's first line says it stops after
+        try:
+            metrics = evaluate(module, self.postprocessor, self.val_loader, self.device, self.val_set.ann_file,
+                               progress=self.progress, should_stop=self._should_stop)
+        finally:
+            self._evaluating = False
         return None if metrics is None else dataclasses.replace(metrics, classes=tuple(self.label_map.category_ids))
 
     def val(self) -> CocoMetrics:

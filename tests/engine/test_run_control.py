@@ -138,6 +138,12 @@ def test_signal_handler_writes_without_print(tmp_path, capfd):
         time.sleep(0.05)  # the handler runs in the main thread between bytecodes
     assert trainer.stop_signal == "SIGINT"
     assert "SIGINT: stopping after this step" in capfd.readouterr().err
+    # during the evaluation there is no step to finish (a walk): it says what it stops after
+    trainer.stop_signal, trainer._evaluating = None, True
+    with trainer._signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert "SIGINT: stopping after this batch of the evaluation (press Ctrl-C again" in capfd.readouterr().err
 
 
 def _cli_run(folder: Path, coco: Path, workers: int) -> subprocess.Popen:
