@@ -83,6 +83,26 @@ def test_test_only_of_a_checkpoint_trained_at_another_size_says_its_size(coco128
     assert "note: evaluating at" not in capsys.readouterr().err
 
 
+def test_a_recipes_gpu_sized_batches_on_the_cpu_are_said_with_the_override(coco128, tmp_path, capsys):
+    """A walk trained the custom recipe on a CPU: its val batch of 256 went through as one 46 s batch of
+    all 171 images at 640 px (no progress to watch; more images run out of memory). The start-up summary
+    and an evaluation name the recipe's batches and the override; batches given on the command line are not."""
+    from dfine.config import load_config
+    from dfine.engine.trainer import Trainer
+    train = coco128 / "annotations" / "instances_train2017.json"  # 128 images: one batch of the recipe's 128
+    keys = [k for k in published_keys(coco128, train, train, tmp_path / "out")[1:-2] if "total_batch_size" not in k]
+    trainer = Trainer(load_config(REPO / RECIPE, [*keys, "device=cpu"]), progress=False)
+    notes = [line for line in trainer.startup_summary() if "sized for GPUs" in line]
+    assert notes == ["note: the recipe's batches are (train 128, val 256) sized for GPUs: on the CPU each takes many "
+                     "GB of memory and one long step; -u train_dataloader.total_batch_size=8 "
+                     "val_dataloader.total_batch_size=8 as dfine train --data uses"]
+    small = Trainer(load_config(REPO / RECIPE, [*keys, "device=cpu", "train_dataloader.total_batch_size=4"]),
+                    progress=False)
+    assert [line for line in small.startup_summary() if "sized for GPUs" in line] == [
+        "note: the recipe's batch is (val 256) sized for GPUs: on the CPU it takes many GB of memory and one long "
+        "step; -u val_dataloader.total_batch_size=8 as dfine train --data uses"]
+
+
 def test_missing_image_folder(coco128, tmp_path, capsys):
     train = write_subset(coco128, tmp_path / "train.json", 2)
     args = published_keys(coco128, train, train, tmp_path / "o")

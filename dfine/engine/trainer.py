@@ -192,6 +192,10 @@ def _plain(obj: Any) -> Any:
 FEW_VAL_IMAGES = 20
 
 
+#: A batch above this, on the CPU, is said to be sized for GPUs (``dfine train --data`` uses 8 there)
+CPU_BIG_BATCH = 16
+
+
 class Trainer:
     """Everything a run needs, built and checked up front.
 
@@ -665,8 +669,28 @@ class Trainer:
                             f"measure better")
         busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note, busy,
-                                       self._large_images_note()) if note]
+                                       self._large_images_note(), self._cpu_batch_note(("train", "val"))) if note]
         return lines
+
+    def _cpu_batch_note(self, splits: Tuple[str, ...]) -> Optional[str]:
+        """On the CPU, the recipe's GPU-sized batches of ``splits`` (above :data:`CPU_BIG_BATCH`) said
+        with the override that shrinks them, as ``--data`` runs do (a walk's val set went through in one
+        46 s batch of 171 images at 640 px, without a progress bar to watch; larger sets run out of memory)."""
+        from dfine.config import source_of
+
+        if self.device.type != "cpu":
+            return None
+        big = [(split, getattr(self.cfg, f"{split}_dataloader").total_batch_size) for split in splits]
+        big = [(split, b) for split, b in big if b > CPU_BIG_BATCH
+               and not source_of(self.cfg, f"{split}_dataloader.total_batch_size").startswith("command line")]
+        if not big:
+            return None
+        from dfine.recipes import CPU_BATCH
+        said = ", ".join(f"{split} {b}" for split, b in big)
+        fix = " ".join(f"{split}_dataloader.total_batch_size={CPU_BATCH}" for split, _ in big)
+        return (f"note: the recipe's batch{'es are' if len(big) > 1 else ' is'} ({said}) sized for GPUs: on the CPU "
+                f"{'each takes' if len(big) > 1 else 'it takes'} many GB of memory and one long step; -u {fix} as dfine "
+                f"train --data uses")
 
     def _large_images_note(self) -> Optional[str]:
         """Train images larger than the model can use (phone photos at a small --imgsz) are read shrunk
@@ -898,6 +922,9 @@ class Trainer:
         if hasattr(self.val_set, "boxes_per_class"):
             count += f", {counted(int(self.val_set.boxes_per_class().sum()), 'box', 'boxes')}"
         self._print(f"{self.cfg.resume} on {where} ({count}):")
+        big = self._cpu_batch_note(("val",))
+        if big:
+            self._print(big)
         metrics = self.evaluate()
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}\n{metrics.summary()}")
         if metrics.confidence is not None and metrics.has_ground_truth:
