@@ -239,6 +239,11 @@ class Trainer:
         torch.manual_seed(seed + dist.rank())
         random.seed(seed + dist.rank())
         np.random.seed((seed + dist.rank()) % 2**32)
+        # what the weights start from, for the start-up summary (a walk could not tell whether -t was read)
+        self.start_weights = (f"{cfg.resume} (-r: the run continues)" if cfg.resume else
+                              f"{cfg.tuning} (-t: its weights, then epoch 1 of this run)" if cfg.tuning else
+                              f"an ImageNet-pretrained HGNetv2-{cfg.HGNetv2.name} backbone, the rest random"
+                              if cfg.HGNetv2.pretrained else "random (HGNetv2.pretrained=False: trained from nothing)")
         if cfg.resume or cfg.tuning:
             cfg = dataclasses.replace(cfg, HGNetv2=dataclasses.replace(cfg.HGNetv2, pretrained=False))
         self.test_only, self.max_nonfinite, self.max_steps, self.progress = test_only, max_nonfinite, max_steps, progress
@@ -653,6 +658,7 @@ class Trainer:
                  f"classes: {classes_line(self.train_set)}",
                  f"model: {Path(cfg.config_file).name or 'D-FINE'} (HGNetv2-{cfg.HGNetv2.name}), "
                  f"{parameters_line(model)}, input {size}",
+                 f"weights: {self.start_weights}",
                  f"device: {self.device}, {counted(torch.get_num_threads(), 'thread')}, precision {self.precision.name}"
                  + (f", {counted(dist.world_size(), 'process', 'processes')}" if dist.world_size() > 1 else ""),
                  f"schedule: {epochs}, {counted(steps, 'step')} per epoch "

@@ -329,6 +329,7 @@ def test_summaries_name_data_classes_and_next_commands(coco128, tmp_path, capsys
     assert "2 classes: person, car; category ids 1..2 -> labels 0..1" in start
     assert "left out 1 declared but unused category 'things' (id 0)" in start
     assert "M parameters" in start and "device: cpu" in start and "precision float32" in start
+    assert "\nweights: random (HGNetv2.pretrained=False: trained from nothing)\n" in start
     assert "schedule: 1 epoch, 1 step per epoch (batch 4 per process)" in start  # not "1 epochs, 1 steps"
     assert f"output: {tmp_path / 'out'}" in start
     result = trainer.fit()
@@ -698,6 +699,11 @@ def test_a_resumed_runs_end_says_the_time_of_all_its_sessions(tiny, capsys):
     assert "this session" not in capsys.readouterr().out  # a run of one session says its time alone
     resumed = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=2",
                                            f"resume={tmp_path / 'out' / 'last.pth'}"]), progress=False, max_steps=1)
+    last = tmp_path / "out" / "last.pth"
+    assert f"weights: {last} (-r: the run continues)" in resumed.startup_summary()
+    tuned = Trainer(load_config(recipe, ["seed=0", "use_amp=False", f"tuning={last}",
+                                         f"output_dir={tmp_path / 'tuned'}"]), progress=False, max_steps=1)
+    assert f"weights: {last} (-t: its weights, then epoch 1 of this run)" in tuned.startup_summary()
     result = resumed.fit()
     done = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("done in "))
     assert "(this session; " in done and done.endswith(" with the sessions before its resume)")
