@@ -9,6 +9,7 @@ Call :meth:`DetectionDataLoader.set_epoch` before each epoch.
 
 from __future__ import annotations
 
+import signal
 from typing import Any, Literal, Optional, Set, Tuple
 
 import torch
@@ -115,7 +116,17 @@ def build_dataloader(cfg: Config, split: Split, dataset: Optional[Any] = None, *
                            f"-u {name}.total_batch_size={fits}")
     return DetectionDataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=loader.num_workers,
                                collate_fn=collate, drop_last=loader.drop_last, pin_memory=loader.pin_memory,
-                               generator=generator(seed))
+                               generator=generator(seed), worker_init_fn=ignore_stop_signals)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a data-loading worker: ignore SIGINT and SIGTERM, which the main process handles (it stops
+    after the step and shuts its workers down). ``timeout``, job schedulers and service managers send
+    SIGTERM to every process of the job; torch's worker handler then ended the worker, and torch raised
+    "DataLoader worker is killed by signal" in the middle of the main process's step: a traceback
+    instead of the resume line (a walk). A worker still ends with its main process (torch's watchdog)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def check_same_labels(train: LabelMap, val: LabelMap) -> None:

@@ -191,6 +191,25 @@ def test_ctrl_c_with_loader_workers_stops_within_a_step(coco128, tmp_path):
     assert after.count("] loss ") <= 1 and "epoch 2" not in after
 
 
+def test_sigterm_to_the_process_group_with_loader_workers_stops_within_a_step(coco128, tmp_path):
+    """``timeout``, schedulers and service managers send SIGTERM to every process of the job: the loader
+    workers died of it (torch's worker handler exits on a SIGTERM not from its parent) and torch raised
+    in the middle of the step, a 100-line traceback instead of the resume line (a walk)."""
+    proc = _cli_run(tmp_path, coco128, workers=2)  # with 1, its batches were often all loaded before the signal
+    lines: list = []
+    try:
+        _wait_for(proc, "epoch 2 [1/2]", lines)  # epoch 1 finished: there is a last.pth to resume from
+        os.killpg(proc.pid, signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    text = "".join(lines) + rest
+    assert "Traceback" not in text and "DataLoader worker" not in text, text[-3000:]
+    assert text.count("SIGTERM: stopping after this step") == 1
+    assert "stopped by SIGTERM during epoch 2" in text and "-r " in text  # the resume command
+    assert proc.returncode == 128 + signal.SIGTERM, text[-2000:]
+
+
 def test_second_ctrl_c_exits_at_once(coco128, tmp_path):
     proc = _cli_run(tmp_path, coco128, workers=0)
     text, seconds = _ctrl_c(proc, ["epoch 1 [1/2]", "stopping after this step"])
