@@ -250,6 +250,8 @@ class Trainer:
         self.patience, self.command = patience, command
         resume = ckpt_io.read_checkpoint(cfg.resume) if cfg.resume else None
         tuning = ckpt_io.read_checkpoint(cfg.tuning) if cfg.tuning else None
+        cfg, self.stage_note = (_kept_stage2(cfg, resume, cfg.resume) if resume is not None and not test_only
+                                else (cfg, ""))
 
         # data first: a wrong path fails before the model is built
         self.val_set, self.train_set = _datasets(cfg, test_only, seed)
@@ -317,6 +319,7 @@ class Trainer:
         self.pending_eval: Optional[Dict[str, Any]] = None
         self._pictures: List[Path] = []  # what the run's end drew (named in its last lines)
         self._plot_seconds = 0.5  # the time drawing loss.png, lr.png and map.png takes (measured once drawn)
+        self.best_file: Optional[str] = None  # best_stg1.pth / best_stg2.pth: the one saved with the best AP
         self._seconds_before = 0.0  # what the sessions before a resume took (fit's, up to the checkpoint's save)
         self._fit_started: Optional[float] = None  # time.time() when this session's fit() began
         if resume is not None:
@@ -348,7 +351,7 @@ class Trainer:
             **ckpt_io.deploy_metadata(model_config(self.cfg), self.label_map.names, self.label_map.category_ids),
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
             "progress": {"best_ap": self.best_ap, "best_epoch": self.best_epoch,
-                         "evals_since_best": self.evals_since_best, "conf": self.conf_picks,
+                         "evals_since_best": self.evals_since_best, "conf": self.conf_picks, "best_file": self.best_file,
                          "seconds": self._seconds_before + (time.time() - self._fit_started if self._fit_started else 0.0)},
             "pending_eval": self.pending_eval,
         }
@@ -407,6 +410,7 @@ class Trainer:
         self.evals_since_best = int(progress.get("evals_since_best", 0))
         self.conf_picks = dict(progress.get("conf") or {})
         self._seconds_before = float(progress.get("seconds", 0.0))
+        self.best_file = progress.get("best_file")
         self.pending_eval = state.get("pending_eval")
         if self.ema is not None and "ema_decay" in state:
             self.ema.decay = float(state["ema_decay"])
@@ -465,8 +469,11 @@ class Trainer:
         self._fit_started = start
         pending = self.pending_eval
         if self.last_epoch + 1 >= cfg.epochs and pending is None:
+            more = (f"--epochs {cfg.epochs + 5} trains 5 more" if self.command is not None
+                    else f"-u epochs={cfg.epochs + 5} trains 5 more")
             self._print(f"nothing to train: the checkpoint has finished epoch {self.last_epoch + 1} of {cfg.epochs} "
-                        f"(raise epochs with -u epochs=N to train longer)")
+                        f"({more}" + (", in stage 2 as it ended)" if self.stop_epoch is not None
+                                      and self.last_epoch >= self.stop_epoch else ")"))
         with self._signals():
             if pending is not None:
                 self._print(f"epoch {pending['epoch'] + 1} was trained and its evaluation stopped by a signal: "
@@ -520,6 +527,8 @@ class Trainer:
         self.conf_picks["last"], self._stage_metrics["last"] = pick, (metrics, epoch)
         if action in ("stg1", "stg2"):
             self.conf_picks[action], self._stage_metrics[action] = pick, (metrics, epoch)
+            if self.best_epoch == epoch:  # the best AP so far: this file holds it (saved with it, below)
+                self.best_file = f"best_{action}.pth"
             self.save(f"best_{action}.pth")
         self.save("last.pth")
         if (epoch + 1) % cfg.checkpoint_freq == 0:
@@ -674,7 +683,7 @@ class Trainer:
                             f"from epoch to epoch, and the best weights are chosen on it; {FEW_VAL_IMAGES} or more "
                             f"measure better")
         busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
-        lines[:0] = [note for note in (self.precision.note, self.size_note, self.warmup_note, busy,
+        lines[:0] = [note for note in (self.precision.note, self.size_note, self.stage_note, self.warmup_note, busy,
                                        self._large_images_note(), self._cpu_batch_note(("train", "val"))) if note]
         return lines
 
@@ -730,6 +739,8 @@ class Trainer:
         """``best_stg2.pth`` over ``best_stg1.pth``; ``last.pth`` when no evaluation scored above
         AP 0 (then the first epoch's weights are no better than the most trained ones)."""
         names = ("best_stg2.pth", "best_stg1.pth") if self.best_ap > 0 else ()
+        if self.best_file in names:  # an extended run's stage 1 can beat its stage 2 (best_stg2.pth is then older)
+            names = (self.best_file, *(n for n in names if n != self.best_file))
         for name in (*names, "last.pth"):
             if name not in self._earlier_best and (self.output_dir / name).is_file():
                 return self.output_dir / name
@@ -1334,6 +1345,34 @@ def plot_history(history: List[Dict[str, Any]], out: Path, lr_names: Optional[Di
     _plot_lr(history, out / "lr.png", plt, lr_names or {}, stop_epoch)
     _plot_map(history, out / "map.png", plt, stop_epoch)
     return [out / "loss.png", out / "lr.png", out / "map.png"]
+
+
+def _kept_stage2(cfg: Config, state: Dict[str, Any], name: str) -> Tuple[Config, str]:
+    """``cfg`` resuming ``state`` (read from ``name``), with the checkpoint's stop epoch kept when its run
+    had reached stage 2 and ``cfg``'s (more ``--epochs``: a later stop epoch) would put the coming epochs
+    back in stage 1; and the note that says so (``""`` otherwise). Extending a finished run that way
+    trained them with the strong augmentations again and then restarted the EMA from ``best_stg1.pth``,
+    the weights of before stage 2: the extension was thrown away (a walk)."""
+    done = int(state.get("last_epoch", -1))
+    collate = ((state.get("config") or {}).get("train_dataloader") or {}).get("collate_fn") or {}
+    before = collate.get("stop_epoch")
+    now = cfg.train_dataloader.collate_fn.stop_epoch
+    if before is None or done < int(before) or (now is not None and now <= done) or cfg.epochs is None:
+        return cfg, ""
+    before = int(before)
+    collate = dataclasses.replace(cfg.train_dataloader.collate_fn, stop_epoch=before)
+    kept = dataclasses.replace(cfg, train_dataloader=dataclasses.replace(cfg.train_dataloader, collate_fn=collate))
+    if cfg.no_aug_epoch is not None:
+        kept = dataclasses.replace(kept, no_aug_epoch=cfg.epochs - before)
+    def span(a: int, b: int) -> str:  # 1-based, both included
+        return f"epoch {a}" if a == b else f"epochs {a}..{b}"
+
+    instead = (f"{cfg.epochs} epochs put stage 2 at epoch {now + 1}: {span(done + 2, now)} would have trained with "
+               f"them again, then restarted the EMA from best_stg1.pth" if now is not None else
+               "this schedule has no stage 2: they would have trained with them again")
+    return kept, (f"note: {Path(name).name} had reached stage 2 (epoch {before + 1} on): {span(done + 2, cfg.epochs)} "
+                  f"stay{'s' if done + 2 == cfg.epochs else ''} in it, without the strong augmentations ({instead}); to train with them again, fine-tune "
+                  f"from its best weights with -t")
 
 
 def _other_size_note(cfg: Config, state: Dict[str, Any], name: str) -> str:

@@ -781,6 +781,10 @@ def test_a_second_run_of_the_same_data_keeps_the_first(tmp_path, monkeypatch, ca
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "2", "--auto-resume"]) == 0
     assert f"resuming from {second / 'last.pth'}" in capsys.readouterr().err
     assert read_checkpoint(second / "last.pth")["last_epoch"] == 1 and (first / "last.pth").read_bytes() == kept
+    # the same again: nothing to train, said with the option of a --data run (it said '-u epochs=N', a walk)
+    assert main(["train", "--data", "fruit", *TINY, "--epochs", "2", "--auto-resume"]) == 0
+    assert "nothing to train: the checkpoint has finished epoch 2 of 2 (--epochs 7 trains 5 more" in \
+        capsys.readouterr().out
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "3", "-r", str(first / "last.pth")]) == 0
     assert read_checkpoint(first / "last.pth")["last_epoch"] == 2 and not (tmp_path / "output/fruit_dfine_n_3").exists()
 

@@ -728,3 +728,52 @@ def test_a_resumed_runs_end_says_the_time_of_all_its_sessions(tiny, capsys):
     assert "(this session; " in done and done.endswith(" with the sessions before its resume)")
     total = read_checkpoint(tmp_path / "out" / "last.pth")["progress"]["seconds"]
     assert first < total <= first + result["seconds"] + 1
+
+
+def test_more_epochs_for_a_run_past_its_stop_epoch_stay_in_stage_two(coco128, tmp_path, capsys):
+    """A walk asked a finished run for more epochs (-r last.pth --epochs 11, which moves the stop epoch):
+    the new epochs trained with the strong augmentations again (AP 17.6 -> 11.3%) and the new stop epoch
+    restarted the EMA from best_stg1.pth, the weights of before stage 2. The run stays in stage 2 now."""
+    from dfine.checkpoint import read_checkpoint
+    recipe = tiny_recipe(tmp_path, coco128, epochs=2, stop_epoch=1)
+    first = Trainer(load_config(recipe, ["seed=0"]), progress=False, max_steps=1)
+    scored_as(first, [0.1, 0.3])
+    first.fit()
+    out = tmp_path / "out"
+    assert read_checkpoint(out / "best_stg1.pth")["last_epoch"] == 0
+    capsys.readouterr()
+    more = Trainer(load_config(recipe, ["seed=0", "epochs=4", "train_dataloader.collate_fn.stop_epoch=3",
+                                        f"resume={out / 'last.pth'}"]), progress=False, max_steps=1)
+    assert more.stop_epoch == 1
+    assert ("note: last.pth had reached stage 2 (epoch 2 on): epochs 3..4 stay in it, without the strong "
+            "augmentations (4 epochs put stage 2 at epoch 4: epoch 3 would have trained with them again, then "
+            "restarted the EMA from best_stg1.pth); to train with them again, fine-tune from its best weights with -t"
+            ) in more.startup_summary()
+    scored_as(more, [0.35, 0.4])
+    result = more.fit()
+    text = capsys.readouterr().out
+    assert "EMA restarted" not in text
+    assert read_checkpoint(out / "best_stg1.pth")["last_epoch"] == 0  # stage 1's best, untouched
+    assert read_checkpoint(out / "best_stg2.pth")["last_epoch"] == 3 and result["best_weights"] == out / "best_stg2.pth"
+    # a run still in stage 1 moves its stop epoch with its epochs, as before
+    (tmp_path / "early").mkdir()
+    early = tiny_recipe(tmp_path / "early", coco128, epochs=1, stop_epoch=1)
+    Trainer(load_config(early, ["seed=0"]), progress=False, max_steps=1).fit()
+    longer = Trainer(load_config(early, ["seed=0", "epochs=3", "train_dataloader.collate_fn.stop_epoch=2",
+                                         f"resume={tmp_path / 'early' / 'out' / 'last.pth'}"]), progress=False)
+    assert longer.stop_epoch == 2 and longer.stage_note == ""
+
+
+def test_the_best_weights_named_are_the_file_saved_with_the_best_ap(coco128, tmp_path):
+    """A walk's extended run saved its best AP (5.7%, stage 1 again) in best_stg1.pth while an older
+    best_stg2.pth (0.7%) was there: 'best weights so far' named best_stg2.pth."""
+    trainer = Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False)
+    for name in ("best_stg1.pth", "best_stg2.pth"):
+        trainer.save(name)
+    trainer.best_ap = 0.057
+    assert trainer._best_weights() == tmp_path / "out" / "best_stg2.pth"  # none recorded: the published order
+    trainer.best_file = "best_stg1.pth"
+    assert trainer._best_weights() == tmp_path / "out" / "best_stg1.pth"
+    trainer.save("last.pth")
+    from dfine.checkpoint import read_checkpoint
+    assert read_checkpoint(tmp_path / "out" / "last.pth")["progress"]["best_file"] == "best_stg1.pth"
