@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
                                                   "the size of the -r/-t weights when given, else dfine_s); without -t "
                                                   "it starts from the ImageNet-pretrained backbone, downloaded once "
                                                   "(-u HGNetv2.pretrained=False: from nothing)")
-    p.add_argument("--epochs", type=_positive, help="with --data: epochs to train")
+    p.add_argument("--epochs", type=_positive, help="with --data: epochs to train (with -r last.pth, a larger number "
+                                                    "trains a finished run longer)")
     p.add_argument("--batch", type=_positive, help="with --data: images per step (all processes)")
     p.add_argument("--names", help="with --data: class names, comma-separated, in class-id order, for a YOLO folder "
                                    "without a data.yaml, classes.txt or obj.names")
