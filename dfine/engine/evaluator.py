@@ -300,11 +300,15 @@ def write_evaluation(path: Path, content: Dict[str, Any], *, model: PathLike, an
         before = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
         before = {}
-    was = before.get("data") or before.get("ann_file") if isinstance(before, dict) else None
-    now = where.get("data") or where["ann_file"]
+    before = before if isinstance(before, dict) else {}
+    was, now = before.get("data") or before.get("ann_file"), where.get("data") or where["ann_file"]
+    was_model, now_model = before.get("model"), os.path.abspath(model)
     if was and now and was != now:
         print(f"note: {path} held the evaluation on {was}; this one on {now} replaces it (-o DIR writes it "
               f"elsewhere)", file=sys.stderr)
+    elif was_model and was_model != now_model:  # best_stg1, best_stg2 and last of a run share their folder's file
+        print(f"note: {path} held the evaluation of {Path(was_model).name}; this one of {Path(now_model).name} "
+              f"replaces it (-o DIR writes it elsewhere)", file=sys.stderr)
     write_json_atomic(path, {**content, "model": os.path.abspath(model), **where, "num_images": num_images})
 
 

@@ -197,3 +197,15 @@ def test_confidence_curve_by_hand_and_the_threshold_it_picks():
              for i in range(300)]
     weak = coco_metrics(ann, noise + dets[3:4]).confidence
     assert 0 < weak.f1.max() < 0.01 and weak.pick() is None
+
+
+def test_an_evaluation_of_another_checkpoint_says_which_it_replaces(tmp_path, capsys):
+    """A walk compared best_stg1, best_stg2 and last of a run with dfine eval: each wrote the run
+    folder's eval.json over the one before without a word."""
+    from dfine.engine.evaluator import write_evaluation
+    path, ann = tmp_path / "eval.json", tmp_path / "val.json"
+    for name in ("best_stg1.pth", "best_stg2.pth", "best_stg2.pth"):
+        write_evaluation(path, {"stats": {"AP": 0.1}}, model=tmp_path / name, ann_file=ann, data=None, num_images=3)
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"note: {path} held the evaluation of best_stg1.pth; this one of best_stg2.pth "
+                                f"replaces it (-o DIR writes it elsewhere)"]  # not for the same checkpoint again
