@@ -319,6 +319,7 @@ class Trainer:
         self.pending_eval: Optional[Dict[str, Any]] = None
         self._pictures: List[Path] = []  # what the run's end drew (named in its last lines)
         self._plot_seconds = 0.5  # the time drawing loss.png, lr.png and map.png takes (measured once drawn)
+        self.data_note = ""  # a resumed run whose train set changed since its checkpoint
         self.best_file: Optional[str] = None  # best_stg1.pth / best_stg2.pth: the one saved with the best AP
         self._seconds_before = 0.0  # what the sessions before a resume took (fit's, up to the checkpoint's save)
         self._fit_started: Optional[float] = None  # time.time() when this session's fit() began
@@ -332,6 +333,11 @@ class Trainer:
             said = other_classes(theirs, ours, labels.ann_file or "the val set")
             if said and dist.is_main():
                 print(said, file=sys.stderr)
+            before = (resume.get("progress") or {}).get("train_images")
+            if not test_only and before is not None and self.train_set is not None and before != len(self.train_set):
+                self.data_note = (f"note: the train set has {counted(len(self.train_set), 'image')}; "
+                                  f"{Path(cfg.resume).name} was trained on {before} (epochs 1..{self.last_epoch + 1}): "
+                                  f"the coming epochs train on these")
             size = _other_size_note(cfg, resume, cfg.resume) if test_only else ""
             if size and dist.is_main():
                 print(size, file=sys.stderr)
@@ -352,6 +358,7 @@ class Trainer:
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
             "progress": {"best_ap": self.best_ap, "best_epoch": self.best_epoch,
                          "evals_since_best": self.evals_since_best, "conf": self.conf_picks, "best_file": self.best_file,
+                         "train_images": len(self.train_set) if self.train_set is not None else None,
                          "seconds": self._seconds_before + (time.time() - self._fit_started if self._fit_started else 0.0)},
             "pending_eval": self.pending_eval,
         }
@@ -683,7 +690,8 @@ class Trainer:
                             f"from epoch to epoch, and the best weights are chosen on it; {FEW_VAL_IMAGES} or more "
                             f"measure better")
         busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
-        lines[:0] = [note for note in (self.precision.note, self.size_note, self.stage_note, self.warmup_note, busy,
+        lines[:0] = [note for note in (self.precision.note, self.size_note, self.stage_note, self.data_note,
+                                       self.warmup_note, busy,
                                        self._large_images_note(), self._cpu_batch_note(("train", "val"))) if note]
         return lines
 

@@ -707,7 +707,7 @@ def test_loss_lr_and_map_are_drawn_after_each_long_enough_epoch(tiny, monkeypatc
     assert drawn == [[0, 1]]
 
 
-def test_a_resumed_runs_end_says_the_time_of_all_its_sessions(tiny, capsys):
+def test_a_resumed_runs_end_says_the_time_of_all_its_sessions(tiny, coco128, capsys):
     """'done in 1m28s' after a run resumed three times counted the last session only (a walk: ~6 min
     of training over 4 sessions). The checkpoint carries the seconds so far; the end says both."""
     from dfine.checkpoint import read_checkpoint
@@ -720,6 +720,13 @@ def test_a_resumed_runs_end_says_the_time_of_all_its_sessions(tiny, capsys):
                                            f"resume={tmp_path / 'out' / 'last.pth'}"]), progress=False, max_steps=1)
     last = tmp_path / "out" / "last.pth"
     assert f"weights: {last} (-r: the run continues)" in resumed.startup_summary()
+    assert not any("the train set has" in line for line in resumed.startup_summary())
+    # resumed on a train set that changed since (a walk added images): said
+    fewer = write_subset(coco128, tmp_path / "fewer.json", 6)
+    grown = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=2", f"resume={last}",
+                                         f"train_dataloader.dataset.ann_file={fewer}"]), progress=False, max_steps=1)
+    assert ("note: the train set has 6 images; last.pth was trained on 8 (epochs 1..1): the coming epochs train on "
+            "these") in grown.startup_summary()
     tuned = Trainer(load_config(recipe, ["seed=0", "use_amp=False", f"tuning={last}",
                                          f"output_dir={tmp_path / 'tuned'}"]), progress=False, max_steps=1)
     assert f"weights: {last} (-t: its weights, then epoch 1 of this run)" in tuned.startup_summary()
