@@ -143,6 +143,11 @@ def _unreadable(path: Path, error: BaseException) -> DfineError:
     if size == 0:
         return DfineError(f"{path} is empty (0 bytes): save or download the checkpoint again")
     if head.startswith(b"PK\x03\x04"):  # torch's zip format, unreadable: its end (the directory) is missing
+        others = _run_files_beside(path)
+        if others:  # a run's own checkpoint (written atomically, so damaged after): fetching it again cannot help
+            return DfineError(f"{path} is cut short ({size} bytes; its archive has no end), damaged after the run wrote "
+                              f"it (a full or failing disk, a copy cut short); resume from another checkpoint of the "
+                              f"run ({', '.join(others)}) with -r, or move it away to start over")
         return DfineError(f"{path} is cut short ({size} bytes; its archive has no end): an incomplete download or "
                           f"copy? Fetch or copy it again")
     if head and all(b >= 32 or b in b"\t\n\r" for b in head):
@@ -155,6 +160,17 @@ def _unreadable(path: Path, error: BaseException) -> DfineError:
             return DfineError(f"{path} is a text file, not a PyTorch checkpoint (it starts {first!r}; an error page "
                               f"saved in place of a download?)")
     return DfineError(f"{path} is not a readable PyTorch checkpoint ({_first_line(error)})")
+
+
+def _run_files_beside(path: Path) -> List[str]:
+    """The other checkpoints a training run wrote beside ``path``, when ``path`` is one of a run's
+    (``last.pth``, ``best_stg*.pth``, ``checkpointNNNN.pth``); newest first."""
+    from .engine.lock import earlier_run_files
+
+    if path.name not in earlier_run_files(path.parent):
+        return []
+    others = [path.parent / n for n in earlier_run_files(path.parent) if n != path.name]
+    return [p.name for p in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
 def _first_line(e: BaseException) -> str:

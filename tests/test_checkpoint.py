@@ -48,6 +48,22 @@ def test_a_checkpoint_cut_short_says_so(tmp_path):
         read_checkpoint(path)
 
 
+def test_a_runs_own_checkpoint_cut_short_points_to_the_others_beside_it(tmp_path):
+    """A walk's damaged last.pth under --auto-resume said 'an incomplete download or copy? Fetch or copy it
+    again': advice a restart loop can never follow. A run's own file names the run's other checkpoints."""
+    import os
+    for i, name in enumerate(("checkpoint0003.pth", "best_stg1.pth", "last.pth")):
+        torch.save({"model": {"w": torch.zeros(20000)}}, tmp_path / name)
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    last = tmp_path / "last.pth"
+    last.write_bytes(last.read_bytes()[:50000])
+    with pytest.raises(dfine.DfineError) as e:
+        read_checkpoint(last)
+    assert _one_line(e) == (f"{last} is cut short (50000 bytes; its archive has no end), damaged after the run wrote "
+                            f"it (a full or failing disk, a copy cut short); resume from another checkpoint of the run "
+                            f"(best_stg1.pth, checkpoint0003.pth) with -r, or move it away to start over")
+
+
 def test_checkpoint_of_something_else(tmp_path):
     path = tmp_path / "list.pth"
     torch.save([1, 2, 3], path)
