@@ -1220,6 +1220,15 @@ def _stage2_step(history: List[Dict[str, Any]], stop_epoch: Optional[int]) -> Op
     return before[0] + 0.5 if before else None
 
 
+def _stage2_epoch(history: List[Dict[str, Any]], stop_epoch: Optional[int]) -> Optional[float]:
+    """The x of the stage line on a per-epoch axis (epochs drawn from 1): between the last epoch of
+    stage 1 and the first of stage 2; ``None`` when the history has no epoch on both sides."""
+    if stop_epoch is None or not any(e["epoch"] >= stop_epoch for e in history) \
+            or not any(e["epoch"] < stop_epoch for e in history):
+        return None
+    return stop_epoch + 0.5
+
+
 def _mark_stage2(ax: Any, x: Optional[float]) -> None:
     """A dashed line at ``x`` labelled "stage 2" at the top of the axes (augmentation off, EMA
     restarted from best_stg1.pth: the loss drops and the AP jumps there)."""
@@ -1276,15 +1285,6 @@ def _whole_ticks(ax: Any) -> None:
         ax.set_xticks(sorted(xs))
     else:
         ax.xaxis.get_major_locator().set_params(integer=True)
-
-
-def _stage2_epoch(history: List[Dict[str, Any]], stop_epoch: Optional[int]) -> Optional[float]:
-    """The x of the stage line on a per-epoch axis (epochs drawn from 1): between the last epoch of
-    stage 1 and the first of stage 2; ``None`` when the history has no epoch on both sides."""
-    if stop_epoch is None or not any(e["epoch"] >= stop_epoch for e in history) \
-            or not any(e["epoch"] < stop_epoch for e in history):
-        return None
-    return stop_epoch + 0.5
 
 
 def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any, names: Dict[str, str],
