@@ -988,7 +988,6 @@ class Trainer:
             # the file keeps this run's epochs only: a new run into the folder of an earlier one appended
             # to that run's log, and its plots then drew both runs (two epoch-1 points, two loss curves)
             _write_log(log, self.history)
-        _link_published_log(self.output_dir)
         try:
             import matplotlib  # noqa: F401
             plots = True
@@ -1023,6 +1022,7 @@ class Trainer:
         self.history.append(entry)
         with (self.output_dir / "log.jsonl").open("a") as f:
             f.write(json.dumps(entry) + "\n")
+        _link_published_log(self.output_dir)  # once log.jsonl is there (a run stopped before left a dangling link)
         if self.writer is not None:
             for k, v in metrics.as_dict().items():
                 self.writer.add_scalar(f"Test/{k}", v, epoch)

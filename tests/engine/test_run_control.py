@@ -185,6 +185,7 @@ def test_ctrl_c_with_loader_workers_stops_within_a_step(coco128, tmp_path):
     assert seconds < 60
     assert text.count("SIGINT: stopping after this step") == 1  # said once, not again by each loader worker
     assert "no epoch had finished" in text and "Traceback" not in text
+    assert not os.path.lexists(tmp_path / "out" / "log.txt")  # no link to a log.jsonl never written (a walk)
     assert "best weights so far" not in text  # none yet (nor another run's files)
     after = text.split("SIGINT: stopping")[1]
     # the step in progress finishes (step 2 when the signal came after step 2 began: a loaded machine), no other
@@ -208,6 +209,7 @@ def test_sigterm_to_the_process_group_with_loader_workers_stops_within_a_step(co
     assert text.count("SIGTERM: stopping after this step") == 1
     assert "stopped by SIGTERM during epoch 2" in text and "-r " in text  # the resume command
     assert proc.returncode == 128 + signal.SIGTERM, text[-2000:]
+    assert (tmp_path / "out" / "log.txt").read_text() == (tmp_path / "out" / "log.jsonl").read_text() != ""
 
 
 def test_second_ctrl_c_exits_at_once(coco128, tmp_path):
