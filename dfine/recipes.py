@@ -368,7 +368,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     if epochs is not None:
         if epochs < 1:
             raise DfineError(f"--epochs {epochs}: give at least 1")
-        stop = max(1, epochs - math.ceil(epochs * 20 / 220))
+        stop = stop_epoch_for(epochs)
         overrides += [f"epochs={epochs}", f"train_dataloader.collate_fn.stop_epoch={stop}"]
     if batch is None and _on_cpu(device):
         batch = CPU_BATCH
@@ -398,6 +398,12 @@ def _stopped_note(folder: Path) -> str:
     if stopped is None:
         return ""
     return f"; {latest.name} stopped after epoch {stopped[0]} of {stopped[1]}: --auto-resume continues it instead"
+
+
+def stop_epoch_for(epochs: int) -> int:
+    """The stop epoch (0-based: stage 2's first) of a run of ``epochs``: the published recipes' share
+    of stage 2, 20 of 220 epochs (at least one epoch before it)."""
+    return max(1, epochs - math.ceil(epochs * 20 / 220))
 
 
 def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco") -> str:

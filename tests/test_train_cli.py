@@ -96,6 +96,22 @@ def test_a_recipes_gpu_sized_batches_on_the_cpu_are_said_with_the_override(coco1
     assert notes == ["note: the recipe's batches are (train 128, val 256) sized for GPUs: on the CPU each takes many "
                      "GB of memory and one long step; -u train_dataloader.total_batch_size=8 "
                      "val_dataloader.total_batch_size=8 as dfine train --data uses"]
+    summary = trainer.startup_summary()
+    # epochs=1 on a recipe whose stage 2 starts at epoch 149: it never comes (a walk found no best_stg2.pth)
+    assert ("note: stage 2 (its last epochs without the strong augmentations, best_stg2.pth) starts at epoch 149, "
+            "after this run's 1 epoch: it never comes; -u train_dataloader.collate_fn.stop_epoch=1 starts it at "
+            "epoch 2") in summary
+    assert not any("data-loading workers on" in line for line in summary)  # num_workers=0 given
+    import os
+    cores = len(os.sched_getaffinity(0))
+    keys = [k for k in keys if "num_workers" not in k]
+    recipes = Trainer(load_config(REPO / RECIPE, [*keys, "device=cpu"]), progress=False)  # the recipe's 4 workers each
+    said = [line for line in recipes.startup_summary() if "data-loading workers on" in line]
+    if cores < 4:
+        assert said == [f"note: train 4, val 4 data-loading workers on {cores} cores: -u train_dataloader.num_workers="
+                        f"{cores} val_dataloader.num_workers={cores} fits them"]
+    else:
+        assert said == []
     small = Trainer(load_config(REPO / RECIPE, [*keys, "device=cpu", "train_dataloader.total_batch_size=4"]),
                     progress=False)
     assert [line for line in small.startup_summary() if "sized for GPUs" in line] == [

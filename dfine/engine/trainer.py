@@ -692,8 +692,39 @@ class Trainer:
         busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.stage_note, self.data_note,
                                        self.warmup_note, busy,
-                                       self._large_images_note(), self._cpu_batch_note(("train", "val"))) if note]
+                                       self._large_images_note(), self._cpu_batch_note(("train", "val")),
+                                       self._no_stage2_note(), self._workers_note()) if note]
         return lines
+
+    def _no_stage2_note(self) -> Optional[str]:
+        """A recipe's stop epoch at or past the run's end (``-u epochs=3`` on the custom recipe, whose
+        stage 2 starts at epoch 201): every epoch trains with the strong augmentations and no
+        ``best_stg2.pth`` comes; said with the override (a walk found it out from the missing file)."""
+        from dfine.config import source_of
+
+        stop, epochs = self.stop_epoch, self.cfg.epochs
+        if stop is None or epochs is None or stop < epochs or self.last_epoch + 1 >= epochs \
+                or source_of(self.cfg, "train_dataloader.collate_fn.stop_epoch").startswith("command line"):
+            return None
+        from dfine.recipes import stop_epoch_for
+        suggest = stop_epoch_for(epochs)  # the published share of stage 2, as --data runs
+        return (f"note: stage 2 (its last epochs without the strong augmentations, best_stg2.pth) starts at epoch "
+                f"{stop + 1}, after this run's {counted(epochs, 'epoch')}: it never comes; "
+                f"-u train_dataloader.collate_fn.stop_epoch={suggest} starts it at epoch {suggest + 1}")
+
+    def _workers_note(self) -> Optional[str]:
+        """The recipe's loader workers above this machine's cores, with the override (torch's own warning,
+        said once, names no key)."""
+        from dfine.config import source_of
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        many = [(split, getattr(self.cfg, f"{split}_dataloader").num_workers) for split in ("train", "val")]
+        many = [(split, n) for split, n in many if n > cores
+                and not source_of(self.cfg, f"{split}_dataloader.num_workers").startswith("command line")]
+        if not many:
+            return None
+        return (f"note: {', '.join(f'{split} {n}' for split, n in many)} data-loading workers on {counted(cores, 'core')}: "
+                f"-u {' '.join(f'{split}_dataloader.num_workers={cores}' for split, _ in many)} fits them")
 
     def _cpu_batch_note(self, splits: Tuple[str, ...]) -> Optional[str]:
         """On the CPU, the recipe's GPU-sized batches of ``splits`` (above :data:`CPU_BIG_BATCH`) said
