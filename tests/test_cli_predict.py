@@ -555,6 +555,12 @@ def test_predictions_take_the_image_ids_of_the_ann_file_given(onnx_model, tmp_pa
            f"ids from 6 up" in err
     results = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert {(r["file_name"], r["image_id"]) for r in results} == {("b.png", 0), ("a.png", 5), ("extra.png", 6)}
+    # without --ann-file: the published layout's file, found by the folder's name (walk AB: 0 of 1141 ids right)
+    (root / "annotations" / "instances_train.json").write_text(json.dumps({"images": [], "annotations": []}))
+    assert main([*args, "-o", str(tmp_path / "found")]) == 0
+    assert f"image ids of predictions.json from {ann}, so it scores against that file" in capsys.readouterr().err
+    results = json.loads((tmp_path / "found" / "predictions.json").read_text())
+    assert {(r["file_name"], r["image_id"]) for r in results} == {("b.png", 0), ("a.png", 5), ("extra.png", 6)}
     for bad, said in ((root / "annotations" / "instances_vall.json", "--ann-file "),
                       (root / "images" / "val" / "a.png", "not a COCO file with an 'images' list")):
         err = _one_line_error(capsys, [*args, "--ann-file", str(bad), "-o", str(tmp_path / "bad")])

@@ -293,7 +293,8 @@ def image_id(path: Path, index: int) -> int:
 def coco_image_ids(paths: Sequence[Path], ann_file: Optional[Path] = None) -> Tuple[Dict[Path, int], List[Path]]:
     """The image ids a COCO file beside the images, or one folder up, gives them (a Roboflow split's
     ``_annotations.coco.json`` beside its images or above its ``images/``: the one ``.json`` of the folder
-    whose ``images`` name them), so that
+    whose ``images`` name them), or the published COCO layout's (``annotations/instances_val.json`` for
+    ``images/val``, ``annotations/instances_val2017.json`` for ``val2017``), so that
     ``predictions.json`` scores against that file; and the files read. Images of a folder without
     such a file are not in the mapping. ``ann_file`` (``--ann-file``): that file's ids, by file name,
     for images wherever they are; a :class:`DfineError` when it is no COCO file or names none of them."""
@@ -304,8 +305,7 @@ def coco_image_ids(paths: Sequence[Path], ann_file: Optional[Path] = None) -> Tu
     ids: Dict[Path, int] = {}
     used: List[Path] = []
     for folder in dict.fromkeys(p.parent for p in paths):
-        for candidate in (folder, folder.parent):  # Roboflow's {split}/images/ has its file one folder up
-            found = sorted(f for f in candidate.glob("*.json") if f.name != "predictions.json")
+        for found in _coco_files_of(folder):
             if len(found) != 1:
                 continue
             try:
@@ -319,6 +319,17 @@ def coco_image_ids(paths: Sequence[Path], ann_file: Optional[Path] = None) -> Tu
                 used.append(found[0])
                 break
     return ids, used
+
+
+def _coco_files_of(folder: Path) -> Iterator[List[Path]]:
+    """The ``.json`` files that may list the images of ``folder``, nearest first: those beside them, one
+    folder up (Roboflow's ``{split}/images/``), then the published COCO layout's ``annotations/`` one or
+    two folders up, the files named after the folder (``instances_val.json`` for ``images/val``: a walk's
+    predictions.json numbered 170 of 171 images by position there)."""
+    for candidate in (folder, folder.parent):
+        yield sorted(f for f in candidate.glob("*.json") if f.name != "predictions.json")
+    for ann_dir in (folder.parent / "annotations", folder.parent.parent / "annotations"):
+        yield sorted(f for f in ann_dir.glob("*.json") if f.stem.endswith(f"_{folder.name}"))
 
 
 def _ids_from(ann_file: Path, paths: Sequence[Path]) -> Dict[Path, int]:
