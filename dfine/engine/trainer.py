@@ -543,7 +543,9 @@ class Trainer:
         if action == "restart" and self.ema is not None and epoch + 1 < cfg.epochs:
             # for the next epoch, so named after it; none after the last (it said 'epoch 3: EMA restarted' after
             # the last epoch 3 of a run, for nothing: the checkpoints are written before it)
-            self._restart_ema(self.ema.decay - 0.0001, epoch + 1)
+            self._restart_ema(self.ema.decay - 0.0001, epoch + 1,
+                              f"epoch {epoch + 1} did not improve on stage 2's best AP: the published stage-2 rule "
+                              f"goes back to best_stg1.pth with a lower decay; the best weights stay where they are")
         self._last_entry = self._log_epoch(epoch, train_stats, metrics)
         if self.patience is not None and self.evals_since_best >= self.patience and epoch + 1 < cfg.epochs:
             self._print(f"early stop after epoch {epoch + 1}: val AP has not improved for {self.evals_since_best} "
@@ -824,9 +826,12 @@ class Trainer:
         self._print("\n".join(lines))
         return result
 
-    def _restart_ema(self, decay: float, epoch: int) -> None:
+    def _restart_ema(self, decay: float, epoch: int,
+                     why: str = "stage 2 of the published recipe: its last epochs train without the strong "
+                                "augmentations") -> None:
         """Published stop-epoch refresh: reload ``best_stg1.pth`` (weights, EMA, optimiser,
-        schedulers) and continue with EMA decay ``decay``. Not reloaded while no evaluation has
+        schedulers) and continue with EMA decay ``decay``; ``why`` ends the line that says so (the
+        stop epoch, or a stage-2 epoch that did not improve). Not reloaded while no evaluation has
         scored above AP 0: that file is then the first epoch's weights, and reloading it at every
         restart would throw away all training since (a hard dataset, a short run)."""
         path = self.output_dir / "best_stg1.pth"
@@ -836,11 +841,10 @@ class Trainer:
             self.load_resume(ckpt_io.read_checkpoint(path), str(path), counters=False)
         if self.ema is not None:
             self.ema.decay = decay
-            why = "" if reload or not path.is_file() else (f" ({path.name} not reloaded: no evaluation has scored above "
-                                                            f"AP 0 yet, so it is no better than the current weights)")
+            kept = "" if reload or not path.is_file() else (f" ({path.name} not reloaded: no evaluation has scored above "
+                                                             f"AP 0 yet, so it is no better than the current weights)")
             self._print(f"epoch {epoch + 1}: EMA restarted from {path.name if reload else 'current weights'} "
-                        f"with decay {decay}{why} (stage 2 of the published recipe: its last epochs train without the "
-                        f"strong augmentations)")
+                        f"with decay {decay}{kept} ({why})")
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over the training loader; returns mean losses and the last LR."""
@@ -1407,11 +1411,12 @@ def _kept_stage2(cfg: Config, state: Dict[str, Any], name: str) -> Tuple[Config,
         return f"epoch {a}" if a == b else f"epochs {a}..{b}"
 
     instead = (f"{cfg.epochs} epochs put stage 2 at epoch {now + 1}: {span(done + 2, now)} would have trained with "
-               f"them again, then restarted the EMA from best_stg1.pth" if now is not None else
-               "this schedule has no stage 2: they would have trained with them again")
+               f"the augmentations again, then restarted from best_stg1.pth" if now is not None else
+               "this schedule has no stage 2: they would have trained with the augmentations again")
     return kept, (f"note: {Path(name).name} had reached stage 2 (epoch {before + 1} on): {span(done + 2, cfg.epochs)} "
-                  f"stay{'s' if done + 2 == cfg.epochs else ''} in it, without the strong augmentations ({instead}); to train with them again, fine-tune "
-                  f"from its best weights with -t")
+                  f"stay{'s' if done + 2 == cfg.epochs else ''} in it: no strong augmentations, and an epoch that does "
+                  f"not improve stage 2's best AP goes back to best_stg1.pth, as stage 2 does ({instead}); for more "
+                  f"training with the augmentations, fine-tune from its best weights with -t")
 
 
 def _other_size_note(cfg: Config, state: Dict[str, Any], name: str) -> str:

@@ -386,6 +386,10 @@ def test_ap_zero_all_along_keeps_training_after_the_stop_epoch(coco128, tmp_path
     restarts = [line.split(":")[0] for line in (text.out + text.err).splitlines() if "EMA restarted" in line]
     assert restarts == ["epoch 2", "epoch 3"], restarts
     assert "(stage 2 of the published recipe: its last epochs train without the strong augmentations)" in text.out
+    # the second is the stage-2 rule, said as such (it gave the stop epoch's reason again, a walk)
+    second = next(line for line in text.out.splitlines() if line.startswith("epoch 3: EMA restarted"))
+    assert second.endswith("(epoch 2 did not improve on stage 2's best AP: the published stage-2 rule goes back to "
+                           "best_stg1.pth with a lower decay; the best weights stay where they are)"), second
 
 
 def test_an_interrupted_plot_leaves_the_previous_picture(tmp_path, monkeypatch):
@@ -754,9 +758,10 @@ def test_more_epochs_for_a_run_past_its_stop_epoch_stay_in_stage_two(coco128, tm
     more = Trainer(load_config(recipe, ["seed=0", "epochs=4", "train_dataloader.collate_fn.stop_epoch=3",
                                         f"resume={out / 'last.pth'}"]), progress=False, max_steps=1)
     assert more.stop_epoch == 1
-    assert ("note: last.pth had reached stage 2 (epoch 2 on): epochs 3..4 stay in it, without the strong "
-            "augmentations (4 epochs put stage 2 at epoch 4: epoch 3 would have trained with them again, then "
-            "restarted the EMA from best_stg1.pth); to train with them again, fine-tune from its best weights with -t"
+    assert ("note: last.pth had reached stage 2 (epoch 2 on): epochs 3..4 stay in it: no strong augmentations, "
+            "and an epoch that does not improve stage 2's best AP goes back to best_stg1.pth, as stage 2 does (4 "
+            "epochs put stage 2 at epoch 4: epoch 3 would have trained with the augmentations again, then restarted "
+            "from best_stg1.pth); for more training with the augmentations, fine-tune from its best weights with -t"
             ) in more.startup_summary()
     scored_as(more, [0.35, 0.4])
     result = more.fit()
