@@ -390,6 +390,14 @@ def _stopped_note(folder: Path) -> str:
     of ``folder``, ``folder_2``, ... (the one ``--auto-resume`` continues) stopped before its end: the
     same command typed again after a Ctrl-C started over in a new folder, and said only that the first,
     finished run was kept (a walk)."""
+    said = stopped_sibling(folder)
+    return f"; {said} instead" if said else ""
+
+
+def stopped_sibling(folder: Path) -> str:
+    """``"..._2 stopped after epoch 1 of 6: --auto-resume continues it"`` when the latest run of
+    ``folder``, ``folder_2``, ... that holds checkpoints stopped before its end and is not training;
+    ``""`` otherwise."""
     from dfine.checkpoint import stopped_run
     from dfine.engine.lock import numbered_folder, training_now
 
@@ -397,7 +405,7 @@ def _stopped_note(folder: Path) -> str:
     stopped = stopped_run(latest) if latest is not None and not training_now(latest) else None
     if stopped is None:
         return ""
-    return f"; {latest.name} stopped after epoch {stopped[0]} of {stopped[1]}: --auto-resume continues it instead"
+    return f"{latest.name} stopped after epoch {stopped[0]} of {stopped[1]}: --auto-resume continues it"
 
 
 def stop_epoch_for(epochs: int) -> int:

@@ -625,6 +625,9 @@ class Trainer:
                     f"starts again when you resume: {self._resume_command()}")
         else:
             kept = "no epoch had finished, so there is nothing to resume; run the same command to start again"
+            sibling = self._stopped_sibling()
+            if sibling:  # the same command typed again after a Ctrl-C, stopped again (a walk)
+                kept = f"no epoch of this run had finished; {sibling}"
         where = f"the evaluation of epoch {epoch + 1}" if evaluating else f"epoch {epoch + 1}"
         self._print(f"stopped by {self.stop_signal} during {where}: {kept}")
         best = self._best_weights() if self.last_epoch >= 0 else None  # else any file there is another run's
@@ -633,6 +636,16 @@ class Trainer:
                      else "no evaluation scored above AP 0 yet: the most trained weights")
             self._print(f"best weights so far: {best.resolve()} ({score})")
         return self.stop_signal or "SIGINT"
+
+    def _stopped_sibling(self) -> str:
+        """For a new ``--data`` run in a numbered folder (``..._3``): a stopped run of its siblings that
+        ``--auto-resume`` continues (:func:`dfine.recipes.stopped_sibling`), ``""`` otherwise."""
+        if self.command is None or self.cfg.resume or self.last_epoch >= 0:
+            return ""
+        from dfine.recipes import stopped_sibling
+
+        base = re.sub(r"_\d+$", "", self.output_dir.name)
+        return stopped_sibling(self.output_dir.with_name(base)) if base != self.output_dir.name else ""
 
     def _resume_command(self) -> str:
         """The command that resumes this run from ``last.pth`` (recipe and checkpoint as absolute paths,
@@ -696,6 +709,9 @@ class Trainer:
                                        self.warmup_note, busy,
                                        self._large_images_note(), self._cpu_batch_note(("train", "val")),
                                        self._no_stage2_note(), self._workers_note()) if note]
+        sibling = self._stopped_sibling()
+        if sibling:  # last, beside the progress bar: said first only, it scrolled away (a walk)
+            lines.append(f"note: a new run; {sibling} instead")
         return lines
 
     def _no_stage2_note(self) -> Optional[str]:

@@ -11,6 +11,7 @@ import tempfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image as PILImage
 
 from dfine.cli import main
@@ -868,3 +869,30 @@ def test_a_bad_checkpoint_fails_before_the_dataset_is_converted(tmp_path, capsys
     assert main(["train", "--data", str(src), "--model", "dfine_n", "-t", str(cut), "-o", str(out)]) == 2
     assert "cut.pth is cut short" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_same_command_again_after_a_stop_names_the_stopped_run_last_and_when_stopped(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """A walk typed the same command again after Ctrl-C: the new run's hint that --auto-resume continues the
+    stopped one was the first of 17 lines and scrolled away, and stopping the new run in its first epoch
+    then said 'nothing to resume; run the same command to start again'."""
+    from dfine.engine.trainer import Trainer
+    monkeypatch.chdir(tmp_path)
+    _yolo(tmp_path / "fruit")
+    first = tmp_path / "output" / "fruit_dfine_n"
+    second = first.with_name("fruit_dfine_n_2")
+    for folder, last_epoch in ((first, 5), (second, 0)):
+        folder.mkdir(parents=True)
+        torch.save({"last_epoch": last_epoch, "config": {"epochs": 6}}, folder / "last.pth")
+
+    def stopped_at_once(self, epoch):
+        self.stop_signal = "SIGINT"
+        return self._interrupted(epoch)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", stopped_at_once)
+    assert main(["train", "--data", "fruit", *TINY]) == 130
+    out = capsys.readouterr().out
+    said = "fruit_dfine_n_2 stopped after epoch 1 of 6: --auto-resume continues it"
+    summary = out[:out.index("stopped by SIGINT")].rstrip().splitlines()
+    assert summary[-1] == f"note: a new run; {said} instead"
+    assert f"stopped by SIGINT during epoch 1: no epoch of this run had finished; {said}" in out
