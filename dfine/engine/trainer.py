@@ -584,7 +584,8 @@ class Trainer:
                 os._exit(128 + signum)
             self.stop_signal = name
             where = "this batch of the evaluation" if self._evaluating else "this step"
-            self._say_now(f"{name}: stopping after {where} (press Ctrl-C again to quit at once)")
+            again = "press Ctrl-C again" if name == "SIGINT" else f"send {name} again"
+            self._say_now(f"{name}: stopping after {where} ({again} to quit at once)")
 
         for sig in previous:
             signal.signal(sig, handler)

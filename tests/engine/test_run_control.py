@@ -206,7 +206,7 @@ def test_sigterm_to_the_process_group_with_loader_workers_stops_within_a_step(co
         proc.kill()
     text = "".join(lines) + rest
     assert "Traceback" not in text and "DataLoader worker" not in text, text[-3000:]
-    assert text.count("SIGTERM: stopping after this step") == 1
+    assert text.count("SIGTERM: stopping after this step (send SIGTERM again to quit at once)") == 1  # not Ctrl-C
     assert "stopped by SIGTERM during epoch 2" in text and "-r " in text  # the resume command
     assert proc.returncode == 128 + signal.SIGTERM, text[-2000:]
     assert (tmp_path / "out" / "log.txt").read_text() == (tmp_path / "out" / "log.jsonl").read_text() != ""
