@@ -48,12 +48,24 @@ def no_font_note(word: str, letters: str, shown: str, whose: str = "of the class
             f"install a font that has them, e.g. Noto Sans CJK (Debian/Ubuntu: apt install fonts-noto-cjk)")
 
 
+#: Seconds between a progress bar's frames written into a file or pipe (a terminal gets tqdm's 0.1 s)
+LOG_FRAME_SECONDS = 30.0
+
+
 def progress_bar(**kwargs: Any) -> Any:
     """A tqdm bar (``kwargs`` as tqdm's) whose last state is written once, ending its line, into a
     file or pipe: tqdm draws the bar again as it closes, which a terminal overwrites in place but a
     log (``dfine predict DIR > log 2>&1``, ``dfine train ... > log``) kept as a second, identical last
-    line; and a bar that a terminal erases (``leave=False``) left a line of spaces in the log."""
+    line; and a bar that a terminal erases (``leave=False``) left a line of spaces in the log. Into a
+    file or pipe it draws a frame every :data:`LOG_FRAME_SECONDS` at most (unless ``mininterval``)."""
+    import sys
+
     from tqdm import tqdm
+
+    out = kwargs.get("file") or sys.stderr
+    if not getattr(out, "isatty", lambda: False)():
+        # into a log, a frame every 0.1 s made one line of thousands of frames (predict of 171 images: 43)
+        kwargs.setdefault("mininterval", LOG_FRAME_SECONDS)
 
     class Bar(tqdm):
         def close(self) -> None:

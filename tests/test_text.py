@@ -31,6 +31,20 @@ def test_a_progress_bar_into_a_log_ends_its_line_once(leave):
     assert "   \r" not in text and not last.endswith(" "), repr(text)
 
 
+def test_a_progress_bar_into_a_log_draws_few_frames():
+    """Into a pipe, tqdm drew a frame every 0.1 s: a walk's log of predict on 171 images held one line of
+    43 frames. A log gets its first frame, one per half minute at most, and the last."""
+    import io
+    import time
+
+    from dfine.text import progress_bar
+    log = io.StringIO()
+    for _ in progress_bar(iterable=range(20), desc="predict", file=log):
+        time.sleep(0.02)
+    frames = log.getvalue().split("\n")[0].split("\r")
+    assert len([f for f in frames if f]) <= 3 and "20/20" in frames[-1], frames
+
+
 def test_a_missing_best_stg2_names_the_weights_beside_it(tmp_path, capsys):
     """A walk copied the README's ``best_stg2.pth`` after a short run that wrote only best_stg1.pth:
     the error names what the run folder holds and why best_stg2 can be missing."""
