@@ -706,8 +706,11 @@ class Trainer:
                             f"from epoch to epoch, and the best weights are chosen on it; {FEW_VAL_IMAGES} or more "
                             f"measure better")
         busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
+        warm = self.cfg.lr_warmup_scheduler
+        # a resumed run past its warmup has none to come (a walk read 'lr warmup 14 steps' as a new one)
+        warming = self.warmup_note if warm is None or self.step < warm.warmup_duration else None
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.stage_note, self.data_note,
-                                       self.warmup_note, busy,
+                                       warming, busy,
                                        self._large_images_note(), self._cpu_batch_note(("train", "val")),
                                        self._no_stage2_note(), self._workers_note()) if note]
         sibling = self._stopped_sibling()

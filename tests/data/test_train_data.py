@@ -270,6 +270,9 @@ def test_train_data_shortens_the_warmup_by_the_steps_it_runs(tmp_path, capsys):
         in printed.out
     from dfine.checkpoint import read_checkpoint
     assert read_checkpoint(out / "last.pth")["lr_warmup_scheduler"]["warmup_duration"] == 1
+    # trained longer, past its warmup: no warmup line (a walk read 'lr warmup 1 step' as a new warmup to come)
+    assert main(["train", "--data", str(src), "-o", str(out), *args, "--epochs", "3", "-r", str(out / "last.pth")]) == 0
+    assert "lr warmup" not in capsys.readouterr().out
 
 
 def test_train_from_a_yolo_folder_and_printed_commands_work_from_another_folder(tmp_path, monkeypatch, capsys):
