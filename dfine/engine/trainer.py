@@ -318,6 +318,7 @@ class Trainer:
         # {"epoch": E, "train": its training stats}: epoch E trained, its evaluation stopped by a signal
         self.pending_eval: Optional[Dict[str, Any]] = None
         self._pictures: List[Path] = []  # what the run's end drew (named in its last lines)
+        self._restarted_before: Optional[int] = None  # the epoch a stage-2 EMA restart (no improvement) preceded
         self._plot_seconds = 0.5  # the time drawing loss.png, lr.png and map.png takes (measured once drawn)
         self.data_note = ""  # a resumed run whose train set changed since its checkpoint
         self.best_file: Optional[str] = None  # best_stg1.pth / best_stg2.pth: the one saved with the best AP
@@ -543,9 +544,10 @@ class Trainer:
         if action == "restart" and self.ema is not None and epoch + 1 < cfg.epochs:
             # for the next epoch, so named after it; none after the last (it said 'epoch 3: EMA restarted' after
             # the last epoch 3 of a run, for nothing: the checkpoints are written before it)
-            self._restart_ema(self.ema.decay - 0.0001, epoch + 1,
-                              f"epoch {epoch + 1} did not improve on stage 2's best AP: the published stage-2 rule "
-                              f"goes back to best_stg1.pth with a lower decay; the best weights stay where they are")
+            why = (f"epoch {epoch + 1} did not improve on stage 2's best AP: the published stage-2 rule goes back to "
+                   f"best_stg1.pth with a lower decay; the best weights stay where they are")
+            if self._restart_ema(self.ema.decay - 0.0001, epoch + 1, why):
+                self._restarted_before = epoch + 1  # marked in that epoch's log entry, and so in the plots
         self._last_entry = self._log_epoch(epoch, train_stats, metrics)
         if self.patience is not None and self.evals_since_best >= self.patience and epoch + 1 < cfg.epochs:
             self._print(f"early stop after epoch {epoch + 1}: val AP has not improved for {self.evals_since_best} "
@@ -848,12 +850,12 @@ class Trainer:
 
     def _restart_ema(self, decay: float, epoch: int,
                      why: str = "stage 2 of the published recipe: its last epochs train without the strong "
-                                "augmentations") -> None:
+                                "augmentations") -> bool:
         """Published stop-epoch refresh: reload ``best_stg1.pth`` (weights, EMA, optimiser,
         schedulers) and continue with EMA decay ``decay``; ``why`` ends the line that says so (the
         stop epoch, or a stage-2 epoch that did not improve). Not reloaded while no evaluation has
         scored above AP 0: that file is then the first epoch's weights, and reloading it at every
-        restart would throw away all training since (a hard dataset, a short run)."""
+        restart would throw away all training since (a hard dataset, a short run). Whether it was reloaded."""
         path = self.output_dir / "best_stg1.pth"
         dist.barrier()
         reload = path.is_file() and self.best.top1 > 0
@@ -865,6 +867,7 @@ class Trainer:
                                                              f"AP 0 yet, so it is no better than the current weights)")
             self._print(f"epoch {epoch + 1}: EMA restarted from {path.name if reload else 'current weights'} "
                         f"with decay {decay}{kept} ({why})")
+        return reload
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over the training loader; returns mean losses and the last LR."""
@@ -1065,6 +1068,8 @@ class Trainer:
         entry = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
                  **{f"test_{k}": v for k, v in metrics.as_dict().items()}, "step": self.step,
                  "train_step_losses": step_losses, "train_step_lr": step_lr,
+                 # a stage-2 epoch that began by going back to best_stg1.pth (it did not improve before)
+                 **({"ema_restart": True} if self._restarted_before == epoch else {}),
                  # the published log's keys: the 12 COCO statistics in COCO's order, the trainable parameters
                  "test_coco_eval_bbox": list(metrics.stats),
                  "n_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad)}
@@ -1284,6 +1289,28 @@ def _stage2_epoch(history: List[Dict[str, Any]], stop_epoch: Optional[int]) -> O
     return stop_epoch + 0.5
 
 
+def _restart_steps(history: List[Dict[str, Any]]) -> List[float]:
+    """The x of each stage-2 EMA restart on a per-step axis: before the first step of an epoch whose
+    log entry says it began by going back to ``best_stg1.pth``."""
+    ends = {e["epoch"]: e.get("step", 0) for e in history}
+    return [ends[e["epoch"] - 1] + 0.5 for e in history if e.get("ema_restart") and e["epoch"] - 1 in ends]
+
+
+def _restart_epochs(history: List[Dict[str, Any]]) -> List[float]:
+    """The same on a per-epoch axis (epochs drawn from 1): between the epoch before and that epoch."""
+    return [e["epoch"] + 0.5 for e in history if e.get("ema_restart")]
+
+
+def _mark_restarts(ax: Any, xs: List[float]) -> None:
+    """A dotted line at each ``xs`` labelled "back to best_stg1": the published stage-2 rule after an
+    epoch that did not improve (the AP and loss jump there had no explanation in the pictures, a walk)."""
+    for i, x in enumerate(xs):
+        ax.axvline(x, color="tab:orange", lw=1, ls=":")
+        if i == 0:
+            ax.text(x, 0.93, " back to best_stg1", transform=ax.get_xaxis_transform(), color="tab:orange", fontsize=7,
+                    va="top", ha="left")
+
+
 def _mark_stage2(ax: Any, x: Optional[float]) -> None:
     """A dashed line at ``x`` labelled "stage 2" at the top of the axes (augmentation off, EMA
     restarted from best_stg1.pth: the loss drops and the AP jumps there)."""
@@ -1316,6 +1343,7 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: 
         for b in bounds[:-1]:
             left.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
         _mark_stage2(left, _stage2_step(history, stop_epoch))
+        _mark_restarts(left, _restart_steps(history))
         left.legend()
     left.set_xlabel("step (dotted: epoch ends)")
     _whole_ticks(left)
@@ -1326,6 +1354,7 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: 
     _whole_ticks(right)
     right.set_title("train loss per epoch (mean)")
     _mark_stage2(right, _stage2_epoch(history, stop_epoch))
+    _mark_restarts(right, _restart_epochs(history))
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -1380,6 +1409,7 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: O
     _whole_ticks(ax)
     ax.set_ylim(bottom=0)  # a run at AP 0 drew an axis from -0.05 to 0.05 (a walk)
     _mark_stage2(ax, _stage2_epoch(history, stop_epoch))
+    _mark_restarts(ax, _restart_epochs(history))
     ax.set_xlabel("epoch")
     ax.set_ylabel("AP (%)")
     ax.set_title("COCO AP on the validation set")

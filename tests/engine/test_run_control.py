@@ -793,3 +793,20 @@ def test_the_best_weights_named_are_the_file_saved_with_the_best_ap(coco128, tmp
     trainer.save("last.pth")
     from dfine.checkpoint import read_checkpoint
     assert read_checkpoint(tmp_path / "out" / "last.pth")["progress"]["best_file"] == "best_stg1.pth"
+
+
+def test_a_stage_two_restart_is_logged_and_marked_in_the_plots(coco128, tmp_path, monkeypatch):
+    """A walk trained a finished run longer: epoch 6 did not improve, epoch 7 went back to best_stg1.pth
+    (the published stage-2 rule) and the AP fell, which map.png drew without a word. The epoch that began
+    by going back says so in log.jsonl, and the plots mark it."""
+    recipe = tiny_recipe(tmp_path, coco128, epochs=4, stop_epoch=1)
+    trainer = Trainer(load_config(recipe, ["seed=0"]), progress=False, max_steps=1)
+    scored_as(trainer, [0.3, 0.4, 0.2, 0.1])  # epoch 3 does not improve: epoch 4 goes back to best_stg1.pth
+    trainer.fit()
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [e.get("ema_restart", False) for e in log] == [False, False, False, True]
+    figures = _drawn(monkeypatch, log, tmp_path, stop_epoch=1)
+    for name, panel, x in (("loss.png", 0, log[2]["step"] + 0.5), ("loss.png", 1, 3.5), ("map.png", 0, 3.5)):
+        ax = figures[name].axes[panel]
+        dotted = [list(line.get_xdata()) for line in ax.get_lines() if line.get_color() == "tab:orange"]
+        assert dotted == [[x, x]] and any(t.get_text().strip() == "back to best_stg1" for t in ax.texts), name
