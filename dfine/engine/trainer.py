@@ -541,14 +541,15 @@ class Trainer:
         self.save("last.pth")
         if (epoch + 1) % cfg.checkpoint_freq == 0:
             self.save(f"checkpoint{epoch:04}.pth")
+        self._last_entry = self._log_epoch(epoch, train_stats, metrics)
         if action == "restart" and self.ema is not None and epoch + 1 < cfg.epochs:
             # for the next epoch, so named after it; none after the last (it said 'epoch 3: EMA restarted' after
-            # the last epoch 3 of a run, for nothing: the checkpoints are written before it)
+            # the last epoch 3 of a run, for nothing: the checkpoints are written before it); after this epoch's
+            # line, which it refers to (it came before it)
             why = (f"epoch {epoch + 1} did not improve on stage 2's best AP: the published stage-2 rule goes back to "
                    f"best_stg1.pth with a lower decay; the best weights stay where they are")
             if self._restart_ema(self.ema.decay - 0.0001, epoch + 1, why):
                 self._restarted_before = epoch + 1  # marked in that epoch's log entry, and so in the plots
-        self._last_entry = self._log_epoch(epoch, train_stats, metrics)
         if self.patience is not None and self.evals_since_best >= self.patience and epoch + 1 < cfg.epochs:
             self._print(f"early stop after epoch {epoch + 1}: val AP has not improved for {self.evals_since_best} "
                         f"evaluations (--patience {self.patience}); best AP {ap_text(self.best_ap)} at epoch "

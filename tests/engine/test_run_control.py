@@ -387,7 +387,10 @@ def test_ap_zero_all_along_keeps_training_after_the_stop_epoch(coco128, tmp_path
     assert restarts == ["epoch 2", "epoch 3"], restarts
     assert "(stage 2 of the published recipe: its last epochs train without the strong augmentations)" in text.out
     # the second is the stage-2 rule, said as such (it gave the stop epoch's reason again, a walk)
-    second = next(line for line in text.out.splitlines() if line.startswith("epoch 3: EMA restarted"))
+    lines = text.out.splitlines()
+    second = next(line for line in lines if line.startswith("epoch 3: EMA restarted"))
+    # said after the line of the epoch it speaks of (it came before it)
+    assert lines.index(second) > next(i for i, line in enumerate(lines) if line.startswith("epoch 2/3: loss"))
     assert second.endswith("(epoch 2 did not improve on stage 2's best AP: the published stage-2 rule goes back to "
                            "best_stg1.pth with a lower decay; the best weights stay where they are)"), second
 
