@@ -167,9 +167,10 @@ def _run_files_beside(path: Path) -> List[str]:
     (``last.pth``, ``best_stg*.pth``, ``checkpointNNNN.pth``); newest first."""
     from .engine.lock import earlier_run_files
 
-    if path.name not in earlier_run_files(path.parent):
+    names = earlier_run_files(path.parent)
+    if path.name not in names:
         return []
-    others = [path.parent / n for n in earlier_run_files(path.parent) if n != path.name]
+    others = [path.parent / n for n in names if n != path.name]
     return [p.name for p in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 

@@ -48,7 +48,7 @@ __all__ = [
     "OptimizerConfig", "LrSchedulerConfig", "LrWarmupConfig", "EmaConfig", "ScalerConfig",
     "TransformOp", "PolicyConfig", "TransformsConfig", "DatasetConfig", "CollateConfig",
     "DataloaderConfig", "load_config", "parse_overrides", "model_config", "criterion_config",
-    "resolve_num_classes", "source_of", "with_image_size", "OpCheck", "set_op_check", "ClassList",
+    "resolve_num_classes", "source_of", "from_command_line", "with_image_size", "OpCheck", "set_op_check", "ClassList",
 ]
 
 INCLUDE_KEY = "__include__"
@@ -791,7 +791,7 @@ def load_config(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *,
     cfg = _check(_build(Config, tree.data, (), ctx), ctx)
     sources = tuple(sorted((_dotted(p), s.label) for p, s in tree.origins.items()))
     cfg = replace(cfg, config_file=_display(top), key_sources=sources)
-    if cfg.eval_spatial_size is not None and source_of(cfg, "eval_spatial_size").startswith("command line"):
+    if cfg.eval_spatial_size is not None and from_command_line(cfg, "eval_spatial_size"):
         cfg = with_image_size(cfg, cfg.eval_spatial_size)  # -u eval_spatial_size=... / --imgsz: train at it too
     return cfg
 
@@ -833,6 +833,12 @@ def source_of(cfg: Config, key: str) -> str:
         if name == key:
             return label
     return cfg.config_file or "config"
+
+
+def from_command_line(cfg: Config, key: str) -> bool:
+    """Whether the dotted ``key`` was set on the command line (``-u``, ``--imgsz``, ``--data``'s own
+    settings), not by a recipe file: a setting the user chose, which notes about the recipe leave alone."""
+    return source_of(cfg, key).startswith("command line")
 
 
 def model_config(cfg: Config) -> DFINEConfig:

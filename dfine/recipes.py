@@ -464,21 +464,23 @@ class ShortRunWarmup:
         """Optimiser steps of the whole run."""
         return self.epochs * self.steps_per_epoch
 
-    def note(self) -> str:
-        """One line for the run's start-up summary."""
+    def _run_words(self) -> str:
+        """``"40 steps (2 images, batch 1, 20 epochs)"``: the run's steps and where they come from."""
         per_epoch = (f"--max-steps {self.steps_per_epoch} per epoch" if self.capped
                      else f"{counted(self.images, 'image')}, batch {self.batch}")
+        return f"{counted(self.steps, 'step')} ({per_epoch}, {counted(self.epochs, 'epoch')})"
+
+    def note(self) -> str:
+        """One line for the run's start-up summary."""
         return (f"lr warmup {counted(self.warmup, 'step')}, not the recipe's {self.recipe_warmup}: this run has only "
-                f"{counted(self.steps, 'step')} ({per_epoch}, {counted(self.epochs, 'epoch')})")
+                f"{self._run_words()}")
 
     def kept_note(self) -> str:
         """One line for a recipe run (``-c``), whose warmup is kept as the recipe says."""
-        per_epoch = (f"--max-steps {self.steps_per_epoch} per epoch" if self.capped
-                     else f"{counted(self.images, 'image')}, batch {self.batch}")
         whole = " (the lr rises for the whole run)" if self.recipe_warmup >= self.steps else ""
         return (f"lr warmup {counted(self.recipe_warmup, 'step')} as the recipe says, more than a tenth of this run's "
-                f"{counted(self.steps, 'step')} ({per_epoch}, {counted(self.epochs, 'epoch')}){whole}; "
-                f"-u lr_warmup_scheduler.warmup_duration={self.warmup} shortens it as --data runs do")
+                f"{self._run_words()}{whole}; -u lr_warmup_scheduler.warmup_duration={self.warmup} shortens it as "
+                f"--data runs do")
 
 
 def short_run_warmup(recipe_warmup: int, epochs: int, steps_per_epoch: int, *, images: int = 0, batch: int = 0,

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import torch
 
-from dfine.config import Config, source_of
+from dfine.config import Config, from_command_line
 
 __all__ = ["Precision", "cpu_features", "native_bf16", "int8_dot", "choose_precision"]
 
@@ -106,7 +106,7 @@ def choose_precision(cfg: Config, device: torch.device, features: Optional[List[
         return Precision(True, torch.float16, "float16 autocast (use_amp)")
     if device.type != "cpu":
         return Precision(True, torch.bfloat16, f"bfloat16 autocast on {device.type} (use_amp)")
-    forced = source_of(cfg, "use_amp").startswith("command line")
+    forced = from_command_line(cfg, "use_amp")
     features = cpu_features() if features is None else features
     if forced or native_bf16(features):
         why = "forced by use_amp=True on the command line" if forced else "native on this CPU"

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from dfine import checkpoint as ckpt_io
-from dfine.config import Config, criterion_config, model_config, resolve_num_classes
+from dfine.config import Config, criterion_config, from_command_line, model_config, resolve_num_classes
 from dfine.data import build_dataloader, build_dataset, check_same_labels
 from dfine.data.cocojson import DatasetError, none_in_common, other_classes
 from dfine.device import busy_cpu_note
@@ -725,11 +725,9 @@ class Trainer:
         """A recipe's stop epoch at or past the run's end (``-u epochs=3`` on the custom recipe, whose
         stage 2 starts at epoch 201): every epoch trains with the strong augmentations and no
         ``best_stg2.pth`` comes; said with the override (a walk found it out from the missing file)."""
-        from dfine.config import source_of
-
         stop, epochs = self.stop_epoch, self.cfg.epochs
         if stop is None or epochs is None or stop < epochs or self.last_epoch + 1 >= epochs \
-                or source_of(self.cfg, "train_dataloader.collate_fn.stop_epoch").startswith("command line"):
+                or from_command_line(self.cfg, "train_dataloader.collate_fn.stop_epoch"):
             return None
         from dfine.recipes import stop_epoch_for
         suggest = stop_epoch_for(epochs)  # the published share of stage 2, as --data runs
@@ -740,12 +738,10 @@ class Trainer:
     def _workers_note(self) -> Optional[str]:
         """The recipe's loader workers above this machine's cores, with the override (torch's own warning,
         said once, names no key)."""
-        from dfine.config import source_of
-
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         many = [(split, getattr(self.cfg, f"{split}_dataloader").num_workers) for split in ("train", "val")]
         many = [(split, n) for split, n in many if n > cores
-                and not source_of(self.cfg, f"{split}_dataloader.num_workers").startswith("command line")]
+                and not from_command_line(self.cfg, f"{split}_dataloader.num_workers")]
         if not many:
             return None
         return (f"note: {', '.join(f'{split} {n}' for split, n in many)} data-loading workers on {counted(cores, 'core')}: "
@@ -755,13 +751,11 @@ class Trainer:
         """On the CPU, the recipe's GPU-sized batches of ``splits`` (above :data:`CPU_BIG_BATCH`) said
         with the override that shrinks them, as ``--data`` runs do (a walk's val set went through in one
         46 s batch of 171 images at 640 px, without a progress bar to watch; larger sets run out of memory)."""
-        from dfine.config import source_of
-
         if self.device.type != "cpu":
             return None
         big = [(split, getattr(self.cfg, f"{split}_dataloader").total_batch_size) for split in splits]
         big = [(split, b) for split, b in big if b > CPU_BIG_BATCH
-               and not source_of(self.cfg, f"{split}_dataloader.total_batch_size").startswith("command line")]
+               and not from_command_line(self.cfg, f"{split}_dataloader.total_batch_size")]
         if not big:
             return None
         from dfine.recipes import CPU_BATCH
@@ -1475,11 +1469,9 @@ def _other_size_note(cfg: Config, state: Dict[str, Any], name: str) -> str:
     from ``name``) was trained at another (``--imgsz``, ``-u eval_spatial_size``): the published
     command evaluates at the recipe's, which scores a 320 px model at 640 px; ``""`` otherwise (the
     size given on the command line, or a checkpoint without its config)."""
-    from dfine.config import source_of
-
     trained = (state.get("config") or {}).get("eval_spatial_size")
     here = cfg.eval_spatial_size
-    if not trained or not here or list(trained) == list(here) or source_of(cfg, "eval_spatial_size").startswith("command line"):
+    if not trained or not here or list(trained) == list(here) or from_command_line(cfg, "eval_spatial_size"):
         return ""
     h, w = (int(v) for v in trained)
     size = str(h) if h == w else f"{h} {w}"
