@@ -362,8 +362,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     overrides += ["num_classes=null", f"output_dir={_yaml(out)}"]
     if taken is not None and out != taken and run_folder == "new":
         running = training_now(taken)  # 'an earlier run' read wrong of one still training (a walk)
+        files = ", ".join(earlier_run_files(taken)) or "no checkpoint"
         what = f"a run still training ({running}; so far " if running else "an earlier run ("
-        notes.insert(0, f"{taken} holds {what}{', '.join(earlier_run_files(taken))}), kept: this run trains "
+        notes.insert(0, f"{taken} holds {what}{files}), kept: this run trains "
                      f"into {out} (-o DIR to choose the folder){_stopped_note(taken)}")
     if epochs is not None:
         if epochs < 1:

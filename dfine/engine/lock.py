@@ -106,14 +106,19 @@ def earlier_run_files(folder: Path) -> List[str]:
 
 def numbered_folder(folder: Path, latest: bool = False) -> Optional[Path]:
     """A new run's folder for the default ``folder``: ``folder`` itself while no run left checkpoints
-    there, else the first of ``folder_2``, ``folder_3``, ... without any (``None`` when ``folder`` is
-    free). ``latest``: the last of ``folder``, ``folder_2``, ... that holds a run's checkpoints instead
-    (``None`` when none does), the run ``--auto-resume`` continues."""
+    there and none is training into it, else the first of ``folder_2``, ``folder_3``, ... that is as
+    free (``None`` when ``folder`` is: a second command started while the first was still in its first
+    epoch, before any checkpoint, picked the first's folder and stopped on its lock). ``latest``: the
+    last of ``folder``, ``folder_2``, ... that holds a run's checkpoints instead (``None`` when none
+    does), the run ``--auto-resume`` continues."""
     def numbered(n: int) -> Path:
         return folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
 
+    def taken(path: Path) -> bool:
+        return bool(earlier_run_files(path)) or (not latest and training_now(path) is not None)
+
     n = 1
-    while earlier_run_files(numbered(n)):
+    while taken(numbered(n)):
         n += 1
     if latest:
         return numbered(n - 1) if n > 1 else None

@@ -105,6 +105,22 @@ def test_a_new_run_beside_one_still_training_says_so(tmp_path, monkeypatch):
     assert again.notes[0].startswith(f"{first} holds an earlier run (last.pth), kept")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: nothing is locked on Windows")
+def test_a_new_run_beside_one_in_its_first_epoch_takes_the_next_folder(tmp_path, monkeypatch):
+    """The same command started again while the first run was in its first epoch (no checkpoint
+    yet: a sweep started a minute apart) picked the first's folder and stopped on its lock."""
+    from dfine.recipes import data_run
+    monkeypatch.chdir(tmp_path)
+    src = _fruit(tmp_path / "fruit")
+    first = (tmp_path / "output" / "fruit_dfine_n").resolve()
+    with output_lock(first):
+        run = data_run(src, "dfine_n", run_folder="new")
+    assert run.output_dir == first.with_name("fruit_dfine_n_2")
+    assert run.notes[0].startswith(f"{first} holds a run still training (pid ")
+    assert f"; so far no checkpoint), kept: this run trains into {run.output_dir}" in run.notes[0]
+    assert data_run(src, "dfine_n", run_folder="new").output_dir == first  # that run over, nothing left: free
+
+
 def test_a_new_run_beside_a_stopped_one_says_auto_resume_continues_it(tmp_path, monkeypatch):
     """A walk pressed Ctrl-C in epoch 2 of 6, then typed the same command again: it started over in
     output/battery_dfine_n_3 saying only that the finished first run was kept; the stopped run in _2,
