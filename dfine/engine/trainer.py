@@ -268,9 +268,12 @@ class Trainer:
         model = build_from_config(mcfg)
         if cfg.HGNetv2.pretrained:
             load_backbone(model, cfg)
+        # a -t checkpoint loaded whole (no class head starts fresh): its AP on this val set is the mark the run
+        # has to beat, measured before the first epoch (a walk ended 3 points below its starting weights, unsaid)
+        self._tuned_whole = False
         if tuning is not None:
-            ckpt_io.load_tuning(model, ckpt_io.model_state(tuning, cfg.tuning), cfg.tuning,
-                                cfg.obj365_ids or ckpt_io.OBJ365_TO_COCO)
+            self._tuned_whole = not ckpt_io.load_tuning(model, ckpt_io.model_state(tuning, cfg.tuning), cfg.tuning,
+                                                        cfg.obj365_ids or ckpt_io.OBJ365_TO_COCO)
         self.criterion: nn.Module = DFINECriterion.from_config(criterion_config(cfg), num_classes=cfg.num_classes,
                                                                reg_max=mcfg.decoder.reg_max).to(self.device)
         self.postprocessor = PostProcessor(cfg.num_classes, cfg.DFINEPostProcessor.num_top_queries,
@@ -324,6 +327,7 @@ class Trainer:
         self.best_file: Optional[str] = None  # best_stg1.pth / best_stg2.pth: the one saved with the best AP
         self._seconds_before = 0.0  # what the sessions before a resume took (fit's, up to the checkpoint's save)
         self._fit_started: Optional[float] = None  # time.time() when this session's fit() began
+        self.tuning_ap: Optional[float] = None  # the -t weights' AP on the val set before training (0..1)
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
             theirs = dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ()))
@@ -359,6 +363,7 @@ class Trainer:
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
             "progress": {"best_ap": self.best_ap, "best_epoch": self.best_epoch,
                          "evals_since_best": self.evals_since_best, "conf": self.conf_picks, "best_file": self.best_file,
+                         "tuning_ap": self.tuning_ap,
                          "train_images": len(self.train_set) if self.train_set is not None else None,
                          "seconds": self._seconds_before + (time.time() - self._fit_started if self._fit_started else 0.0)},
             "pending_eval": self.pending_eval,
@@ -419,6 +424,7 @@ class Trainer:
         self.conf_picks = dict(progress.get("conf") or {})
         self._seconds_before = float(progress.get("seconds", 0.0))
         self.best_file = progress.get("best_file")
+        self.tuning_ap = progress.get("tuning_ap")
         self.pending_eval = state.get("pending_eval")
         if self.ema is not None and "ema_decay" in state:
             self.ema.decay = float(state["ema_decay"])
@@ -483,6 +489,8 @@ class Trainer:
                         f"({more}" + (", in stage 2 as it ended)" if self.stop_epoch is not None
                                       and self.last_epoch >= self.stop_epoch else ")"))
         with self._signals():
+            if self._tuned_whole and self.last_epoch < 0 and self.tuning_ap is None and pending is None:
+                stopped = self._score_tuning()
             if pending is not None:
                 self._print(f"epoch {pending['epoch'] + 1} was trained and its evaluation stopped by a signal: "
                             f"evaluating it first")
@@ -498,6 +506,21 @@ class Trainer:
         self._finish_logs()
         result = {**entry, **self._final(time.time() - start, stopped)}
         return result
+
+    def _score_tuning(self) -> str:
+        """Evaluate the ``-t`` weights before the first epoch (:attr:`tuning_ap`), RNG states kept: the
+        training is the one it would be without; the reason to stop (a signal), or ``""``."""
+        self._print(f"evaluating the -t weights before training (the AP this run has to beat): {self.cfg.tuning}")
+        rng = _rng_state()
+        metrics = self.evaluate()
+        _set_rng_state(rng)
+        if metrics is None:
+            self._print(f"stopped by {self.stop_signal} while evaluating the -t weights: nothing was trained; run "
+                        f"the same command to start again")
+            return self.stop_signal or "SIGINT"
+        self.tuning_ap = metrics.ap
+        self._print(f"the -t weights before training: {metrics.summary()}")
+        return ""
 
     def _run_epoch(self, epoch: int) -> Optional[str]:
         """Train, evaluate, save and log epoch ``epoch``; the reason to stop, if any."""
@@ -815,7 +838,8 @@ class Trainer:
         best, stage = self._best_and_stage()
         pick = self.conf_picks.get(stage) if stage else None
         result = {"best_AP": self.best_ap, "best_epoch": self.best_epoch, "best_weights": best,
-                  "best_conf": pick, "seconds": seconds, "stopped": stopped, "output_dir": self.output_dir}
+                  "best_conf": pick, "seconds": seconds, "stopped": stopped, "output_dir": self.output_dir,
+                  "tuning_AP": self.tuning_ap}
         if stopped in ("SIGINT", "SIGTERM") or not dist.is_main():
             return result
         last = self.history[-1].get("test_AP") if self.history else None
@@ -827,7 +851,12 @@ class Trainer:
                          f"most trained ones")  # as a contradiction in a walk
         elif self.best_epoch >= 0:
             lines.append(f"best AP {ap_text(self.best_ap)} at epoch {self.best_epoch + 1}"
-                         + (f", last AP {ap_text(last)} (epoch {self.last_epoch + 1})" if last is not None else ""))
+                         + (f", last AP {ap_text(last)} (epoch {self.last_epoch + 1})" if last is not None else "")
+                         + (f"; the -t weights: AP {ap_text(self.tuning_ap)} before training"
+                            if self.tuning_ap is not None else ""))
+        if self.tuning_ap is not None and self.best_epoch >= 0 and self.best_ap < self.tuning_ap:
+            lines.append(f"this run did not beat the weights it started from: {self.cfg.tuning} (AP "
+                         f"{ap_text(self.tuning_ap)} on this val set) remain the better weights")
         if best is not None:
             lines.append(f"best weights: {best}")
             lines += [f"  {k + ':':8s} {v}" for k, v in
@@ -1065,6 +1094,8 @@ class Trainer:
                  "train_step_losses": step_losses, "train_step_lr": step_lr,
                  # a stage-2 epoch that began by going back to best_stg1.pth (it did not improve before)
                  **({"ema_restart": True} if self._restarted_before == epoch else {}),
+                 # the -t weights' AP before training, in the first epoch's entry (map.png draws it)
+                 **({"tuning_AP": self.tuning_ap} if epoch == 0 and self.tuning_ap is not None else {}),
                  # the published log's keys: the 12 COCO statistics in COCO's order, the trainable parameters
                  "test_coco_eval_bbox": list(metrics.stats),
                  "n_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad)}
@@ -1398,13 +1429,18 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: O
     them; a statistic COCO could not compute (-1) is left out, not drawn at -100."""
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [e["epoch"] + 1 for e in history]
+    colors = {}
     for key in ("AP", "AP50", "AP75"):
         values = [e.get(f"test_{key}", math.nan) for e in history]
-        ax.plot(epochs, [100 * v if v >= 0 else math.nan for v in values], marker="o", label=key)
+        line, = ax.plot(epochs, [100 * v if v >= 0 else math.nan for v in values], marker="o", label=key)
+        colors[key] = line.get_color()
     _whole_ticks(ax)
     ax.set_ylim(bottom=0)  # a run at AP 0 drew an axis from -0.05 to 0.05 (a walk)
     _mark_stage2(ax, _stage2_epoch(history, stop_epoch))
     _mark_restarts(ax, _restart_epochs(history))
+    start = next((e["tuning_AP"] for e in history if e.get("tuning_AP") is not None), None)
+    if start is not None:  # the -t weights' AP before training: the mark the run had to beat
+        ax.axhline(100 * start, color=colors["AP"], lw=1, ls=":", label="AP of the -t weights (before training)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("AP (%)")
     ax.set_title("COCO AP on the validation set")

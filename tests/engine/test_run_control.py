@@ -813,3 +813,44 @@ def test_a_stage_two_restart_is_logged_and_marked_in_the_plots(coco128, tmp_path
         ax = figures[name].axes[panel]
         dotted = [list(line.get_xdata()) for line in ax.get_lines() if line.get_color() == "tab:orange"]
         assert dotted == [[x, x]] and any(t.get_text().strip() == "back to best_stg1" for t in ax.texts), name
+
+
+def test_a_fine_tune_scores_its_starting_weights_and_says_when_it_did_not_beat_them(tiny, capsys):
+    """A walk fine-tuned its model on more data with -t and ended at AP 13.6% against 16.9% for the
+    weights it started from on the same val set, and nothing said so. A -t checkpoint loaded whole is
+    evaluated first (its AP is the mark to beat), without changing the training that follows."""
+    from dfine.checkpoint import read_checkpoint
+    recipe, tmp_path = tiny
+    Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=1"]), progress=False, max_steps=1).fit()
+    start = tmp_path / "out" / "last.pth"
+    capsys.readouterr()
+
+    def tuned(name: str) -> Trainer:
+        return Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=1", f"tuning={start}",
+                                            f"output_dir={tmp_path / name}"]), progress=False, max_steps=1)
+
+    trainer = tuned("tuned")
+    scored_as(trainer, [0.3, 0.2])
+    result = trainer.fit()
+    text = capsys.readouterr().out
+    assert f"evaluating the -t weights before training (the AP this run has to beat): {start}" in text
+    assert "the -t weights before training: AP 30.0%  AP50 " in text
+    assert "best AP 20.0% at epoch 1, last AP 20.0% (epoch 1); the -t weights: AP 30.0% before training" in text
+    assert (f"this run did not beat the weights it started from: {start} (AP 30.0% on this val set) remain the "
+            f"better weights") in text
+    assert result["tuning_AP"] == pytest.approx(0.3)
+    log = [json.loads(line) for line in (tmp_path / "tuned" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["tuning_AP"] == pytest.approx(0.3)
+    assert read_checkpoint(tmp_path / "tuned" / "last.pth")["progress"]["tuning_ap"] == pytest.approx(0.3)
+
+    unscored = tuned("unscored")  # the same fine-tune without the evaluation first: the same training
+    unscored._tuned_whole = False
+    unscored.fit()
+    assert "evaluating the -t weights" not in capsys.readouterr().out
+    assert unscored.step_losses == pytest.approx(trainer.step_losses, rel=1e-6)
+
+    better = tuned("better")
+    scored_as(better, [0.1, 0.2])
+    better.fit()
+    text = capsys.readouterr().out
+    assert "; the -t weights: AP 10.0% before training" in text and "did not beat" not in text
