@@ -301,6 +301,30 @@ def test_cli_with_a_real_checkpoint(tmp_path, tiny_checkpoint):
     assert len(_mot_rows(out / "two.txt")) == sum(t["length"] for t in summary["tracks"])
 
 
+def test_tracks_start_at_the_conf_the_model_carries(tmp_path, tiny_checkpoint, capsys):
+    """predict used the --conf a trained run recommends (0.33 after a short run) and track started
+    tracks at 0.5 whatever the model: a newcomer's model found objects in predict that track never
+    followed. Without --conf, tracks start at the carried one, said; a given --conf wins."""
+    state = torch.load(tiny_checkpoint, weights_only=False)
+    model = tmp_path / "trained.pth"
+    torch.save({**state, "recommended_conf": 0.33}, model)
+    video = _write_video(tmp_path / "two.avi", frames=3)
+    assert main(["track", str(video), "-m", str(model), "-o", str(tmp_path / "a"), "--no-video"]) == 0
+    assert json.loads((tmp_path / "a" / "two.json").read_text())["tracker_config"]["conf"] == 0.33
+    assert ("--conf 0.33: tracks start at the threshold with the best F1 on the val set of its training run, which "
+            "trained.pth carries (give --conf to change it)") in capsys.readouterr().err
+    assert main(["track", str(video), "-m", str(model), "-o", str(tmp_path / "b"), "--no-video", "--conf", "0.6"]) == 0
+    assert json.loads((tmp_path / "b" / "two.json").read_text())["tracker_config"]["conf"] == 0.6
+    assert "tracks start at" not in capsys.readouterr().err
+    assert main(["track", str(video), "-m", str(tiny_checkpoint), "-o", str(tmp_path / "c"), "--no-video"]) == 0
+    assert json.loads((tmp_path / "c" / "two.json").read_text())["tracker_config"]["conf"] == 0.5  # carries none
+    # the API: the same, ByteTrack's second stage kept below a low carried conf
+    torch.save({**state, "recommended_conf": 0.08}, model)
+    low = dfine.track(video, model=str(model))
+    assert (low.config.conf, low.config.low_conf) == (0.08, 0.04)
+    assert dfine.track(video, model=str(model), conf=0.4).config.conf == 0.4
+
+
 def test_to_supervision_and_install_hint(tiny_checkpoint, monkeypatch):
     det = dfine.Detector(str(tiny_checkpoint), conf=0.0)
     [d] = det(_frame(0))

@@ -31,7 +31,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tracker", choices=TRACKERS, default="bytetrack", help="default bytetrack")
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="track only these classes")
     g = p.add_argument_group("tracker settings (dfine.integrations.tracking.TrackerConfig)")
-    g.add_argument("--conf", type=float, default=0.5, help="score that starts a track (default 0.5)")
+    g.add_argument("--conf", type=float, default=None,
+                   help="score that starts a track (default: the one a dfine run's model carries, its best F1 on "
+                        "val, as predict's; else 0.5)")
     g.add_argument("--low-conf", type=float, default=None,
                    help="bytetrack: detections down to this score continue a track, e.g. through occlusions "
                         "(default 0.1, or half of --conf when --conf is 0.1 or less)")
@@ -91,6 +93,11 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     source = open_source(args.source, args.timeout)  # a bad source fails before the model is loaded
     det = Detector(args.model, device=args.device, conf=config.detection_conf,
                    imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads, slice=sliced)
+    recommended = getattr(det, "recommended_conf", None)
+    if args.conf is None and recommended is not None:  # a user's model scores lower than 0.5 (as predict's --conf)
+        print(f"--conf {round(recommended, 4):g}: tracks start at the threshold with the best F1 on the val set of its "
+              f"training run, which {Path(args.model).name} carries (give --conf to change it)", file=sys.stderr)
+        config = tracker_config(args, TrackerConfig, conf=round(recommended, 4))  # its --low-conf note after this line
     run_ = Tracking(source, det, tracker=config, classes=args.classes)
     name = run_.source.name
     log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
@@ -121,9 +128,11 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     return 130 if interrupted else 0
 
 
-def tracker_config(args: argparse.Namespace, config_class):
-    """The TrackerConfig of the parsed options; a value out of range names its option in one line."""
-    for option, value, low, high in (("--conf", args.conf, 0, 1), ("--low-conf", args.low_conf, 0, 1),
+def tracker_config(args: argparse.Namespace, config_class, conf: Optional[float] = None):
+    """The TrackerConfig of the parsed options (``conf``: the model's when no --conf was given; else the
+    tracker's default); a value out of range names its option in one line."""
+    conf = args.conf if args.conf is not None else conf if conf is not None else config_class.conf
+    for option, value, low, high in (("--conf", conf, 0, 1), ("--low-conf", args.low_conf, 0, 1),
                                      ("--match-iou", args.match_iou, 0, 1), ("--nms", args.nms, 0, 1),
                                      ("--lost-frames", args.lost_frames, 0, None), ("--min-frames", args.min_frames, 1, None)):
         if value is not None and not (low <= value and (high is None or value <= high)):
@@ -132,16 +141,16 @@ def tracker_config(args: argparse.Namespace, config_class):
     low = args.low_conf
     if args.tracker == "bytetrack":
         default = config_class().low_conf
-        if low is None and args.conf <= default:
-            low = round(args.conf / 2, 4)
-            print(f"note: --low-conf {low:g}, half of --conf {args.conf:g} (the default {default:g} would sit above it "
+        if low is None and conf <= default:
+            low = round(conf / 2, 4)
+            print(f"note: --low-conf {low:g}, half of --conf {conf:g} (the default {default:g} would sit above it "
                   f"and turn off ByteTrack's second stage, which keeps tracks through occlusions)", file=sys.stderr)
-        elif low is not None and low >= args.conf:
-            print(f"note: --low-conf {low:g} is not below --conf {args.conf:g}: ByteTrack's second stage (detections "
+        elif low is not None and low >= conf:
+            print(f"note: --low-conf {low:g} is not below --conf {conf:g}: ByteTrack's second stage (detections "
                   f"scoring between the two continue tracks) is off; give a --low-conf below --conf to keep it",
                   file=sys.stderr)
     extra = {} if low is None else {"low_conf": low}
-    return config_class(args.tracker, conf=args.conf, match_iou=args.match_iou, lost_frames=args.lost_frames,
+    return config_class(args.tracker, conf=conf, match_iou=args.match_iou, lost_frames=args.lost_frames,
                         min_frames=args.min_frames, nms=args.nms or None, appearance=args.appearance, **extra)
 
 

@@ -230,7 +230,9 @@ def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, 
     ``model``: a :class:`dfine.Detector` or anything it opens (checkpoint, zoo name, .onnx, .xml,
     .engine). ``tracker``: ``bytetrack`` (default), ``sort``, ``ocsort`` or a :class:`TrackerConfig`;
     ``conf`` and the other :class:`TrackerConfig` fields given as keywords (``low_conf``, ``match_iou``,
-    ``lost_frames``, ``min_frames``, ``nms``) change it; the remaining keywords go to the Detector
+    ``lost_frames``, ``min_frames``, ``nms``) change it; without ``conf`` or a :class:`TrackerConfig`,
+    tracks start at the model's :attr:`~dfine.Detector.recommended_conf` when it carries one (ByteTrack's
+    ``low_conf`` then half of it when the default would sit above it); the remaining keywords go to the Detector
     (``device``, ``batch_size``, ``backend``, ``slice``...). ``classes``: names (or label numbers) to
     keep. ``timeout``: seconds a stream may take to open or to send its next frame before it counts as
     ended. Iterate for ``(frame, tracks)``."""
@@ -246,6 +248,10 @@ def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, 
         model = Detector(model, conf=config.detection_conf, **kw)
     elif kw:
         raise DfineError(f"{', '.join(kw)} are Detector options; pass them to Detector(...) instead")
+    recommended = getattr(model, "recommended_conf", None)
+    if "conf" not in changes and not isinstance(tracker, TrackerConfig) and recommended is not None:
+        low = {} if "low_conf" in changes or recommended > config.low_conf else {"low_conf": round(recommended / 2, 4)}
+        config = replace(config, conf=round(recommended, 4), **low)
     return Tracking(source, model, tracker=config, classes=classes, timeout=timeout)
 
 
