@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import io
@@ -31,6 +32,9 @@ _SUMMARY_ROWS = tuple((k, iou, area, dets) for k, iou, area, dets in (
     ("AP", "0.50:0.95", "small", 100), ("AP", "0.50:0.95", "medium", 100), ("AP", "0.50:0.95", "large", 100),
     ("AR", "0.50:0.95", "all", 1), ("AR", "0.50:0.95", "all", 10), ("AR", "0.50:0.95", "all", 100),
     ("AR", "0.50:0.95", "small", 100), ("AR", "0.50:0.95", "medium", 100), ("AR", "0.50:0.95", "large", 100)))
+#: COCO's detections an image (its last ``maxDets``); a val set with more boxes in an image is scored with
+#: all the model's detections instead (:func:`coco_metrics`)
+COCO_MAX_DETS = 100
 # the score thresholds a ConfidenceCurve measures: what --conf can be given, in its steps of 0.01
 CONF_GRID = np.round(np.arange(1, 100) / 100, 2)
 # the F1 below which no --conf is recommended: the boxes kept are then nearly all wrong, and a checkpoint
@@ -99,6 +103,8 @@ class CocoMetrics:
     confidence: Optional[ConfidenceCurve] = field(default=None, repr=False)
     # the detections of up to SAMPLE_IMAGES images with ground truth, spread over the set: image id -> results
     samples: Dict[int, List[Mapping[str, Any]]] = field(default_factory=dict, repr=False)
+    max_dets: int = COCO_MAX_DETS  # detections an image the AP and AR count (COCO's last maxDets)
+    most_boxes: int = 0  # the most (non-crowd) boxes one evaluated image holds
 
     @property
     def ap(self) -> float:
@@ -116,19 +122,35 @@ class CocoMetrics:
         """What ``eval.json`` holds: ``stats`` by name, ``per_class`` AP and ``names`` by category id
         (as strings, JSON's keys)."""
         out = {"stats": self.as_dict(), "per_class": {str(k): v for k, v in self.per_class.items()},
-               "names": {str(k): v for k, v in self.names.items()}}
+               "names": {str(k): v for k, v in self.names.items()}, "max_dets": self.max_dets}
         if self.confidence is not None:
             out["best_conf"] = self.confidence.pick()
         return out
 
     def summary(self) -> str:
-        """One line: AP, AP50, AP75, APs/m/l and AR100 in percent; ``-`` for a statistic COCO could
-        not compute (-1: no ground-truth box of that size), which read ``-100.0``."""
+        """One line: AP, AP50, AP75, APs/m/l and AR100 (``AR300`` when :attr:`max_dets` is 300) in
+        percent; ``-`` for a statistic COCO could not compute (-1: no ground-truth box of that size),
+        which read ``-100.0``."""
         if not self.has_ground_truth:
             return NO_BOXES
         d = self.as_dict()
-        return "  ".join(f"{k} {ap_text(d[k])}" if d[k] >= 0 else f"{k} -"  # as the run's end line: 0.007, not 0.0
-                         for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
+        shown = {"AR100": f"AR{self.max_dets}"}
+        return "  ".join(f"{shown.get(k, k)} {ap_text(d[k])}" if d[k] >= 0 else f"{shown.get(k, k)} -"
+                         for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))  # ap_text: 0.007, not 0.0
+
+    def dense_note(self) -> Optional[str]:
+        """A line when the evaluated images hold more boxes than COCO's 100 detections an image: that
+        AP and AR count the model's :attr:`max_dets` instead, and when an image holds more boxes than
+        even those, how to raise them; None otherwise (COCO's own sets)."""
+        if self.most_boxes <= COCO_MAX_DETS:
+            return None
+        text = (f"note: an evaluated image holds up to {self.most_boxes} boxes: AP and AR count the top {self.max_dets} "
+                f"detections of each image, not COCO's {COCO_MAX_DETS}, which would cap the recall (the published "
+                f"evaluation counts {COCO_MAX_DETS})")
+        if self.most_boxes > self.max_dets:
+            text += (f"; more boxes than the model's {self.max_dets} detections can never all be found: train with -u "
+                     f"DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N (N above {self.most_boxes})")
+        return text
 
     def coco_summary(self) -> str:
         """The 12 lines every COCO tool prints (``Average Precision  (AP) @[ IoU=0.50:0.95 |
@@ -137,8 +159,8 @@ class CocoMetrics:
         if not self.has_ground_truth:
             return NO_BOXES
         return "\n".join(f" {'Average Precision' if kind == 'AP' else 'Average Recall':<18} ({kind}) @[ IoU={iou:<9} | "
-                         f"area={area:>6s} | maxDets={dets:>3d} ] = {value:0.3f}"
-                         for (kind, iou, area, dets), value in zip(_SUMMARY_ROWS, self.stats))
+                         f"area={area:>6s} | maxDets={self.max_dets if dets == COCO_MAX_DETS else dets:>3d} ] = "
+                         f"{value:0.3f}" for (kind, iou, area, dets), value in zip(_SUMMARY_ROWS, self.stats))
 
     def table(self) -> str:
         """Per-category AP table of the categories with ground truth; with ``classes`` known, a
@@ -189,6 +211,12 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
         ev = COCOeval_faster(gt, dt, iouType="bbox", print_function=lambda *a, **k: None)
         if image_ids is not None:
             ev.params.imgIds = sorted(int(i) for i in image_ids)
+        most = _most_boxes(gt.dataset, ev.params.imgIds)
+        max_dets = COCO_MAX_DETS
+        if most > COCO_MAX_DETS:  # a dense set (shelves, cells): every detection the model gives an image counts
+            given = collections.Counter(int(d["image_id"]) for d in detections)
+            max_dets = max(COCO_MAX_DETS, max(given.values(), default=0))
+            ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -202,7 +230,16 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
     names = {int(c["id"]): str(c.get("name", c["id"])) for c in gt.dataset.get("categories", [])}
     curve = confidence_curve(gt.dataset, detections, ev.params.imgIds)
     return CocoMetrics(stats, per_class, names, raw={"precision": precision, "recall": np.asarray(ev.eval["recall"])},
-                       confidence=curve, samples=_samples(gt.dataset, detections, ev.params.imgIds))
+                       confidence=curve, samples=_samples(gt.dataset, detections, ev.params.imgIds),
+                       max_dets=max_dets, most_boxes=most)
+
+
+def _most_boxes(gt: Mapping[str, Any], image_ids: Iterable[int]) -> int:
+    """The most non-crowd boxes one of ``image_ids`` holds (0: none)."""
+    ids = {int(i) for i in image_ids}
+    counts = collections.Counter(int(a["image_id"]) for a in gt.get("annotations", [])
+                                 if not a.get("iscrowd", 0) and int(a["image_id"]) in ids)
+    return max(counts.values(), default=0)
 
 
 #: Images whose detections an evaluation keeps for its picture (``val_predictions.png``)

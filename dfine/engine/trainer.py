@@ -328,6 +328,7 @@ class Trainer:
         self._seconds_before = 0.0  # what the sessions before a resume took (fit's, up to the checkpoint's save)
         self._fit_started: Optional[float] = None  # time.time() when this session's fit() began
         self.tuning_ap: Optional[float] = None  # the -t weights' AP on the val set before training (0..1)
+        self._dense_said = False  # the evaluation's note on val images with more than 100 boxes, said once
         if resume is not None:
             self.load_resume(resume, cfg.resume, full=not test_only)
             theirs = dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ()))
@@ -1033,7 +1034,8 @@ class Trainer:
         if big:
             self._print(big)
         metrics = self.evaluate()
-        self._print(f"{metrics.coco_summary()}\n{metrics.table()}\n{metrics.summary()}")
+        self._print("\n".join(t for t in (metrics.coco_summary(), metrics.table(), metrics.dense_note(), metrics.summary())
+                               if t))
         if metrics.confidence is not None and metrics.has_ground_truth:
             self._print(conf_line(metrics.confidence.pick(), "this set"))
         if dist.is_main():
@@ -1102,6 +1104,9 @@ class Trainer:
         if not dist.is_main():
             return entry
         self._print(f"{metrics.coco_summary()}\n{metrics.table()}")
+        if not self._dense_said and metrics.dense_note():  # once a session: dense val images count 300 detections
+            self._dense_said = True
+            self._print(metrics.dense_note())
         self._print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {train.get('loss', float('nan')):.4f}  "
                     f"{metrics.summary()}" + (f"  ({counted(train['skipped_steps'], 'step')} skipped: non-finite loss)"
                                               if train.get("skipped_steps") else "") + self._pace(epoch))

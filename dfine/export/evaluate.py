@@ -257,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.resume} on {data.source} ({counted(len(data.images), 'image')}):")
     print(metrics.coco_summary())  # the standard 12 lines and the per-class table, as for a checkpoint
     print(metrics.table())
+    if metrics.dense_note():
+        print(metrics.dense_note())
     print(metrics.summary())
     if metrics.confidence is not None and metrics.has_ground_truth:
         from ..engine.evaluator import conf_line

@@ -209,3 +209,39 @@ def test_an_evaluation_of_another_checkpoint_says_which_it_replaces(tmp_path, ca
     err = capsys.readouterr().err
     assert err.splitlines() == [f"note: {path} held the evaluation of best_stg1.pth; this one of best_stg2.pth "
                                 f"replaces it (-o DIR writes it elsewhere)"]  # not for the same checkpoint again
+
+
+def _dense_set(boxes: int, detections: int):
+    """One 1000x1000 image holding ``boxes`` 20x20 boxes in a grid, and ``detections`` results for
+    it: each box found, best score first, then misses far from every box."""
+    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [(i % 40) * 25.0, (i // 40) * 25.0, 20.0, 20.0],
+             "area": 400.0, "iscrowd": 0} for i in range(boxes)]
+    gt = {"images": [{"id": 1, "width": 1000, "height": 1000}], "categories": [{"id": 1, "name": "cell"}],
+          "annotations": anns}
+    found = [{"image_id": 1, "category_id": 1, "bbox": a["bbox"], "score": 0.9 - 0.0001 * i}
+             for i, a in enumerate(anns[:detections])]
+    misses = [{"image_id": 1, "category_id": 1, "bbox": [990.0, 990.0, 5.0, 5.0], "score": 0.01}
+              for _ in range(max(0, detections - boxes))]
+    return gt, found + misses
+
+
+def test_a_dense_set_is_scored_with_all_the_models_detections():
+    """A walk's val images held 142 cells each on average (up to 326): COCO's 100 detections an image
+    capped recall and AP, silently, and the best checkpoint was picked on that. Such a set counts all
+    the model's detections (300), said in a note; COCO's own sets stay at 100."""
+    gt, dets = _dense_set(150, 300)
+    metrics = coco_metrics(gt, dets)
+    assert metrics.max_dets == 300 and metrics.most_boxes == 150
+    assert metrics.ap == pytest.approx(1.0, abs=1e-6)  # every box found: it read about 0.66 at 100 detections
+    assert "maxDets=300 ] = 1.000" in metrics.coco_summary().splitlines()[0]
+    assert metrics.summary().endswith("AR300 100.0%") and metrics.to_json()["max_dets"] == 300
+    assert metrics.dense_note() == ("note: an evaluated image holds up to 150 boxes: AP and AR count the top 300 "
+                                    "detections of each image, not COCO's 100, which would cap the recall (the "
+                                    "published evaluation counts 100)")
+    crowded = coco_metrics(*_dense_set(350, 300))  # more boxes than detections: how to get more
+    assert crowded.max_dets == 300 and crowded.ap < 0.9
+    assert crowded.dense_note().endswith("; more boxes than the model's 300 detections can never all be found: train "
+                                         "with -u DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N "
+                                         "(N above 350)")
+    sparse = coco_metrics(*_dense_set(60, 300))
+    assert sparse.max_dets == 100 and sparse.dense_note() is None and "AR100" in sparse.summary()
