@@ -738,7 +738,8 @@ class Trainer:
         warming = self.warmup_note if warm is None or self.step < warm.warmup_duration else None
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.stage_note, self.data_note,
                                        warming, busy,
-                                       self._large_images_note(), self._cpu_batch_note(("train", "val")),
+                                       self._large_images_note(), self._queries_note(),
+                                       self._cpu_batch_note(("train", "val")),
                                        self._no_stage2_note(), self._workers_note()) if note]
         sibling = self._stopped_sibling()
         if sibling:  # last, beside the progress bar: said first only, it scrolled away (a walk)
@@ -788,6 +789,29 @@ class Trainer:
         return (f"note: the recipe's batch{'es are' if len(big) > 1 else ' is'} ({said}) sized for GPUs: on the CPU "
                 f"{'each takes' if len(big) > 1 else 'it takes'} many GB of memory and one long step; -u {fix} as dfine "
                 f"train --data uses")
+
+    def _queries_note(self) -> Optional[str]:
+        """Images holding more boxes than the model has queries (dense scenes: shelves, cells, crowds):
+        each query is matched to one box, so the rest of such an image is never learned nor found;
+        said with the override that raises them (a walk's images held up to 376 boxes, unsaid)."""
+        queries = model_config(self.cfg).decoder.num_queries
+        over, most, images = [], (0, ""), 0
+        for split, ds in (("train", self.train_set), ("val", self.val_set)):
+            if ds is None or not hasattr(ds, "boxes_per_image") or not len(ds):
+                continue
+            per = ds.boxes_per_image()
+            count = int((per > queries).sum())
+            if count:
+                over.append(counted(count, f"{split} image"))
+                images += count
+                most = max(most, (int(per.max()), ds.image_path(int(per.argmax())).name))
+        if not over:
+            return None
+        n = -(-(most[0] + 1) // 100) * 100  # the next hundred above the most
+        return (f"note: {' and '.join(over)} {'holds' if images == 1 else 'hold'} more boxes than the model's {queries} queries (up to {most[0]} in "
+                f"{most[1]}): each query learns and finds one box, so the rest of such an image is never learned nor "
+                f"found; -u DFINETransformer.num_queries={n} DFINEPostProcessor.num_top_queries={n} raises them "
+                f"(more memory and time a step)")
 
     def _large_images_note(self) -> Optional[str]:
         """Train images larger than the model can use (phone photos at a small --imgsz) are read shrunk

@@ -854,3 +854,27 @@ def test_a_fine_tune_scores_its_starting_weights_and_says_when_it_did_not_beat_t
     better.fit()
     text = capsys.readouterr().out
     assert "; the -t weights: AP 10.0% before training" in text and "did not beat" not in text
+
+
+def test_images_with_more_boxes_than_queries_are_said_with_the_override(tiny):
+    """A dense walk (up to 376 cells an image) trained D-FINE's 300 queries on them without a word:
+    each query is matched to one box, the rest are never learned nor found."""
+    import collections
+    recipe, tmp_path = tiny
+    trainer = Trainer(load_config(recipe, ["DFINETransformer.num_queries=10", "DFINEPostProcessor.num_top_queries=10"]),
+                      progress=False)
+    expected = []
+    for split in ("train", "val"):
+        ds = getattr(trainer, f"{split}_set")
+        data = json.loads(Path(ds.ann_file).read_text())
+        per = collections.Counter(a["image_id"] for a in data["annotations"] if not a.get("iscrowd"))
+        over = sum(1 for n in per.values() if n > 10)
+        expected += [f"{over} {split} image{'s' if over > 1 else ''}"] if over else []
+    assert expected  # coco128's busy images
+    most = max(trainer.train_set.boxes_per_image().max(), trainer.val_set.boxes_per_image().max())
+    note = next(line for line in trainer.startup_summary() if "queries" in line)
+    assert note.startswith(f"note: {' and '.join(expected)} hold") and f"than the model's 10 queries (up to {most} in " in note
+    assert note.endswith(f"-u DFINETransformer.num_queries={-(-(most + 1) // 100) * 100} DFINEPostProcessor."
+                         f"num_top_queries={-(-(most + 1) // 100) * 100} raises them (more memory and time a step)")
+    plain = Trainer(load_config(recipe), progress=False)
+    assert not any("queries" in line for line in plain.startup_summary())
