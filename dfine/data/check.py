@@ -38,6 +38,7 @@ from dfine.errors import DfineError
 from dfine.data.cocojson import DatasetError, box_repairs, inside_folder, read_coco_json, unsafe_file_name
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, tail_complete
+from dfine.models.config import DFINETransformerConfig
 from dfine.text import counted
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
@@ -92,6 +93,8 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "grayscale": ("info", "image", "grayscale images (repeated to 3 channels)"),
 }
 _FIRST = 5
+#: the queries of the published recipes' decoder: the most boxes a model finds in one image
+QUERIES = DFINETransformerConfig.num_queries
 #: A category with fewer boxes than the median category's over this is reported as rare.
 RARE_SHARE = 20
 
@@ -142,6 +145,7 @@ class CheckReport:
     labels: np.ndarray  # [M] category id of each box
     file_names: Dict[Any, str] = field(default_factory=dict)  # image id -> file name, for the ids shown
     images_hint: Optional[str] = None  # another folder that holds the missing files: the --images to give
+    most_boxes: Tuple[int, str] = (0, "")  # the most (non-crowd) boxes one image holds, and its file name
 
     @property
     def errors(self) -> List[Finding]:
@@ -194,6 +198,13 @@ class CheckReport:
         s, m, l = self.box_sizes
         lines.append(f"boxes: {sum(self.box_sizes)}; small (< 32x32 px) {s} ({100 * s / total:.1f}%), medium {m} "
                      f"({100 * m / total:.1f}%), large (> 96x96 px) {l} ({100 * l / total:.1f}%)")
+        most, where = self.most_boxes
+        if most:
+            lines.append(f"boxes an image: {sum(self.box_sizes) / max(1, self.num_images):.1f} on average, up to {most} "
+                         f"({where})" + (f"; more than D-FINE's {QUERIES} queries, each of which learns and finds one "
+                                         f"box: train with -u DFINETransformer.num_queries=N "
+                                         f"DFINEPostProcessor.num_top_queries=N (N above {most})"
+                                         if most > QUERIES else ""))
         if imgsz and len(self.shapes):
             seen, n = self.sizes_at(imgsz), len(self.shapes)
             lines.append(f"  as the model sees them at --imgsz {imgsz} (images resized to {imgsz}x{imgsz}): "
@@ -552,7 +563,19 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
         shapes = boxes[:, 2:] / wh if len(boxes) else np.zeros((0, 2))
     return CheckReport(str(ann_file), str(folder), level, len(data["images"]), len(data["annotations"]), table,
                        findings, _coco_sizes(area), centres, shapes, cats,
-                       _shown_file_names(data, findings), hint)
+                       _shown_file_names(data, findings), hint, _most_boxes(data))
+
+
+def _most_boxes(data: Mapping[str, Any]) -> Tuple[int, str]:
+    """The most non-crowd boxes one image of ``data`` holds and that image's file name ((0, "") when
+    none holds any)."""
+    names = {im.get("id"): str(im.get("file_name", im.get("id"))) for im in data["images"] if isinstance(im, dict)}
+    per = Counter(a.get("image_id") for a in data["annotations"]
+                              if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in names)
+    if not per:
+        return 0, ""
+    image, most = per.most_common(1)[0]
+    return most, names[image]
 
 
 def _images_hint(data: Mapping[str, Any], findings: Mapping[str, Finding], folder: Path, ann_file: Path,
