@@ -661,15 +661,27 @@ def _say_other_size(ckpt: Mapping[str, Any], path: Path, size: Sequence[int]) ->
               f"objects at another scale, and its AP can drop (compare with dfine eval --imgsz)", file=sys.stderr)
 
 
+def _top_queries(ckpt: Mapping[str, Any], cfg: DFINEConfig) -> int:
+    """The detections an image the checkpoint's training run kept (its recipe's
+    ``DFINEPostProcessor.num_top_queries``: a dense run's 500 read back as 300, a walk), else its
+    decoder's queries."""
+    post = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else {}
+    post = post.get("DFINEPostProcessor") if isinstance(post.get("DFINEPostProcessor"), Mapping) else {}
+    value = post.get("num_top_queries")
+    return int(value) if isinstance(value, int) and value > 0 else int(cfg.decoder.num_queries)
+
+
 def load_model(source: PathLike, *, size: Optional[str] = None, config: Optional[PathLike] = None,
                imgsz: Union[int, Sequence[int], None] = None, device: Union[str, torch.device] = "cpu",
-               num_top_queries: int = 300) -> LoadedModel:
+               num_top_queries: Optional[int] = None) -> LoadedModel:
     """Load a checkpoint (path or zoo name) into a deploy-mode model and post-processor.
 
     The architecture comes from, in order: ``config`` (a recipe yml), ``size`` (``n``..``x``
     or ``dfine_n``..), the checkpoint's own model config, the weights' shapes. ``imgsz``
     (height, width) sets the size whose anchors are precomputed (default: the checkpoint's
-    ``input_size``, else the config's ``eval_spatial_size``, else 640x640).
+    ``input_size``, else the config's ``eval_spatial_size``, else 640x640). ``num_top_queries``: the
+    detections an image (default: its training run's ``DFINEPostProcessor.num_top_queries``, else
+    the model's queries, 300 for the published ones).
     """
     from .models.dfine import build_from_config
     from .models.postprocess import PostProcessor
@@ -692,5 +704,6 @@ def load_model(source: PathLike, *, size: Optional[str] = None, config: Optional
     _say_other_size(ckpt, path, cfg.eval_spatial_size)  # after the errors: a size the model cannot take is one line
     model.deploy().to(device)
     names, ids = _labels(ckpt, cfg.num_classes, entry, str(path))
-    post = PostProcessor(cfg.num_classes, num_top_queries=num_top_queries).deploy().to(device)
+    top = num_top_queries or _top_queries(ckpt, cfg)
+    post = PostProcessor(cfg.num_classes, num_top_queries=top).deploy().to(device)
     return LoadedModel(model, post, cfg, names, ids, str(source), recommended_conf(ckpt, str(path)))

@@ -145,6 +145,23 @@ def test_training_checkpoint_deploys_with_its_names(tmp_path, old):
     assert torch.equal(loaded.model.state_dict()[key], ckpt["ema"]["module"][key])
 
 
+def test_a_run_with_more_detections_an_image_deploys_with_them(tmp_path):
+    """A dense walk trained with -u DFINETransformer.num_queries=500 DFINEPostProcessor.num_top_queries=500:
+    predict and the ONNX export of its checkpoint gave 300 detections an image (the default), not 500."""
+    import numpy as np
+    from dfine.checkpoint import load_model
+    ckpt = _tiny_training_checkpoint()
+    ckpt["config"]["DFINEPostProcessor"] = {"num_top_queries": 7}
+    torch.save(ckpt, tmp_path / "last.pth")
+    assert load_model(tmp_path / "last.pth").postprocessor.num_top_queries == 7
+    [found] = dfine.Detector(str(tmp_path / "last.pth"), conf=0.0)(np.zeros((128, 128, 3), np.uint8))
+    assert len(found) == 7
+    del ckpt["config"]["DFINEPostProcessor"]  # none recorded: the model's queries (tiny: 20), not 300
+    torch.save(ckpt, tmp_path / "plain.pth")
+    assert load_model(tmp_path / "plain.pth").postprocessor.num_top_queries == 20
+    assert load_model(tmp_path / "plain.pth", num_top_queries=5).postprocessor.num_top_queries == 5
+
+
 def test_convert_weights_keeps_names_ids_and_config(tmp_path):
     from dfine.checkpoint import extract_ema, load_model
     ckpt = _tiny_training_checkpoint()
