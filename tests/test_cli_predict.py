@@ -638,6 +638,14 @@ def test_a_picture_crowded_with_guesses_is_said(onnx_model, tmp_path, capsys):
     assert "detections per image at --conf 0: most are guesses" in err and "a higher --conf keeps the sure ones" in err
     assert main(["predict", str(picture), "-m", str(onnx_model), "--conf", "0.99", "-o", str(tmp_path / "high")]) == 0
     assert "most are guesses" not in capsys.readouterr().err
+    # at the --conf its run measured best (dense scenes: a walk's 140 cells an image), the detections are its best
+    import onnx
+    dense = onnx.load(str(onnx_model))
+    onnx.helper.set_model_props(dense, {**{p.key: p.value for p in dense.metadata_props}, "recommended_conf": "0"})
+    onnx.save(dense, str(tmp_path / "dense.onnx"))
+    assert main(["predict", str(picture), "-m", str(tmp_path / "dense.onnx"), "-o", str(tmp_path / "dense")]) == 0
+    err = capsys.readouterr().err
+    assert "--conf 0.00: the threshold with the best F1" in err and "most are guesses" not in err
 
 
 def test_save_dataset_writes_prelabels_that_train_reads_from_the_originals(coco128, onnx_model, tmp_path, capsys):

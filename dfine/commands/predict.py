@@ -154,7 +154,9 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
     if not results:
         print(nothing_found_note(det.conf, best, where), file=sys.stderr)
     per_image = len(results) / max(1, len(items) - len(bad)) if kind == "images" else 0
-    if per_image >= CROWDED:  # walks followed the hint above to a picture walled with an untrained model's boxes
+    # walks followed the hint above to a picture walled with an untrained model's boxes; not at the --conf its run
+    # measured best (a dense walk's cells, 100 and more an image, read 'most are guesses' there)
+    if per_image >= CROWDED and not (args.conf is None and det.recommended_conf is not None):
         print(f"note: {per_image:.0f} detections per image at --conf {det.conf:g}: most are guesses (a model that has "
               f"learned little, or a --conf far too low); a higher --conf keeps the sure ones (a run's end names the one "
               f"with the best F1 on its val set, when the model finds enough)", file=sys.stderr)
