@@ -777,6 +777,19 @@ def test_yolo_boxes_outside_the_image_are_clipped_or_left_out_by_file_and_line(t
     assert "a.txt line 2" in out and "box_clipped" not in out and "box_invalid" not in out
 
 
+def test_yolo_rounding_past_the_edge_is_clipped_without_a_note(tmp_path):
+    """A walk's YOLO export (6 decimals) had right edges at 1.0000005: 78 'boxes clipped to the image'
+    that were rounding, not boxes outside it. Under half a pixel is clipped unsaid; half a pixel is said."""
+    src = _ultralytics(tmp_path / "ds")  # a.jpg: 100x50
+    yolo_labels(src / "labels/train/a.txt", ["0 0.979688 0.5 0.040625 0.2", "0 0.5 0.5 0.2 0.2",
+                                             "0 0.5 0.005 0.2 0.0200001", "0 0.9921875 0.5 0.03125 0.2"])
+    converted = convert_yolo(src, tmp_path / "out")
+    notes = " ".join(converted.notes)
+    assert "train: 1 box clipped to the image: a.txt line 4" in notes  # 0.78 px past the right edge; line 3: 0.25 px
+    boxes = [a["bbox"] for a in load(converted.ann_files["train"])["annotations"]]
+    assert len(boxes) == 4 and max(x + w for x, _, w, _ in boxes) == 100.0 and min(y for _, y, _, _ in boxes) == 0.0
+
+
 def test_a_yaml_path_outside_its_folder_is_said(tmp_path):
     """A walk's data.yaml with 'path: /elsewhere' read another dataset's images without a word but a
     note sending them to move this folder's images into a split."""
