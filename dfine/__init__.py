@@ -1,7 +1,18 @@
 """dfine: the D-FINE real-time object detector, numerically identical to the published one.
 
-The public names are imported on first use (PEP 562), so ``import dfine`` and the ``dfine``
-command line start without importing torch: ``dfine --help`` answers at once.
+Quick start (each has its own ``help(dfine.X)``; the command line does the same: ``dfine --help``)::
+
+    import dfine
+    result = dfine.train(data="path/to/dataset", model="dfine_n", epochs=50)  # YOLO, VOC, COCO, ... folder
+    det = dfine.Detector(result.best)              # a checkpoint, an export or a zoo name
+    [found] = det("photo.jpg")                     # paths, PIL images or RGB arrays; found.plot() draws them
+    metrics = dfine.evaluate(result.best, "path/to/dataset")    # COCO AP on its val split
+    onnx = dfine.export_model(result.best, "onnx")               # or "openvino", "engine"
+    for frame, tracks in dfine.track("street.mp4", det): ...     # needs dfine[track]
+
+``dfine data check DATASET`` (command line) checks a dataset before training. The public names are
+imported on first use (PEP 562), so ``import dfine`` and the ``dfine`` command line start without
+importing torch: ``dfine --help`` answers at once.
 """
 
 from __future__ import annotations
