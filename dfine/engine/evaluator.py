@@ -32,6 +32,8 @@ _SUMMARY_ROWS = tuple((k, iou, area, dets) for k, iou, area, dets in (
     ("AP", "0.50:0.95", "small", 100), ("AP", "0.50:0.95", "medium", 100), ("AP", "0.50:0.95", "large", 100),
     ("AR", "0.50:0.95", "all", 1), ("AR", "0.50:0.95", "all", 10), ("AR", "0.50:0.95", "all", 100),
     ("AR", "0.50:0.95", "small", 100), ("AR", "0.50:0.95", "medium", 100), ("AR", "0.50:0.95", "large", 100)))
+#: the per-class table: up to TABLE_ROWS classes one a line, more side by side within TABLE_WIDTH characters
+TABLE_ROWS, TABLE_WIDTH, TABLE_COLUMNS = 12, 100, 4
 #: COCO's detections an image (its last ``maxDets``); a val set with more boxes in an image is scored with
 #: all the model's detections instead (:func:`coco_metrics`)
 COCO_MAX_DETS = 100
@@ -170,7 +172,17 @@ class CocoMetrics:
         if not rows:
             return "(no categories with ground truth)"
         width = max(len(n) for n, _ in rows)
-        lines = [f"{'category'.ljust(width)}  AP %"] + [f"{n.ljust(width)}  {100 * ap:5.1f}" for n, ap in rows]
+        # many classes side by side, filled down each column (53 cards were 54 lines an epoch, a walk)
+        per_row = 1
+        if len(rows) > TABLE_ROWS:
+            width = max(width, len("category"))  # the headers line up with their columns
+            per_row = max(1, min(TABLE_COLUMNS, TABLE_WIDTH // (width + 11)))
+        cells = [f"{n.ljust(width)}  {100 * ap:5.1f}" for n, ap in rows]
+        tall = -(-len(cells) // per_row)
+        head = f"{'category'.ljust(width)}  {'AP %':>{5 if per_row > 1 else 4}}"
+        lines = ["    ".join([head] * min(per_row, len(cells)))]
+        lines += ["    ".join(cells[r + k * tall] for k in range(per_row) if r + k * tall < len(cells)).rstrip()
+                  for r in range(tall)]
         absent = [self.names.get(c, str(c)) for c in self.classes if self.per_class.get(c, -1.0) < 0]
         if absent:
             shown = first_few(absent, 8)

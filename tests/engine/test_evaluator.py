@@ -245,3 +245,19 @@ def test_a_dense_set_is_scored_with_all_the_models_detections():
                                          "(N above 350)")
     sparse = coco_metrics(*_dense_set(60, 300))
     assert sparse.max_dets == 100 and sparse.dense_note() is None and "AR100" in sparse.summary()
+
+
+def test_many_classes_share_the_table_lines():
+    """A walk's 53 playing cards printed a 54-line table every epoch (a notebook filled with them);
+    more than 12 classes go side by side, filled down each column, every class and AP still there."""
+    from dfine.engine.evaluator import CocoMetrics
+    names = {i: f"card{i}" for i in range(1, 54)}
+    table = CocoMetrics([0.1] * 12, per_class={i: i / 100 for i in names}, names=names).table().splitlines()
+    assert len(table) == 1 + 14 and table[0] == "    ".join(["category   AP %"] * 4)
+    assert table[1] == "card1       1.0    card15     15.0    card29     29.0    card43     43.0"
+    assert table[-1] == "card14     14.0    card28     28.0    card42     42.0"
+    import re
+    cells = [(name, float(ap)) for line in table[1:] for name, ap in re.findall(r"(card\d+) +(\d+\.\d)", line)]
+    assert sorted(cells, key=lambda c: int(c[0][4:])) == [(f"card{i}", float(i)) for i in names]
+    few = CocoMetrics([0.1] * 12, per_class={1: 0.5, 2: 0.25}, names={1: "a", 2: "bb"}).table()
+    assert few == "category  AP %\na    50.0\nbb   25.0"  # up to 12: one a line, as before
