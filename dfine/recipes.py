@@ -558,8 +558,11 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
     if output_dir is None and resume is not None:  # the run goes on in its own folder
         output_dir = Path(resume).resolve().parent
-    run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
-                   given=overrides, run_folder="new")
+    try:
+        run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
+                       given=overrides, run_folder="new")
+    except DfineError as e:  # 'dfine.train(data=...)': '--data X not found' read as the command line's (a walk)
+        raise type(e)(python_words(str(e))) from None
     for note in run.notes:
         print(python_words(note), file=sys.stderr)
     extra = list(run.overrides)
@@ -595,13 +598,14 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
 #: command-line advice in messages -> the dfine.train() argument that does it (a notebook walk had to
 #: find overrides= in help() to act on "add -u HGNetv2.pretrained=False")
 _OVERRIDES = re.compile(r"-u ((?:[\w.\[\]]+=[^\s)]+)(?: [\w.\[\]]+=[^\s)]+)*)")
-_PYTHON_WORDS = ((re.compile(r"--batch N\b"), "batch=N"), (re.compile(r"--threads 1\b"), "threads=1"),
-                 (re.compile(r"--imgsz\b"), "imgsz"))
+_PYTHON_WORDS = ((re.compile(r"--(data|model|epochs|names|imgsz|batch) (?=[^-\s])"), r"\1="),
+                 (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"))
 
 
 def python_words(text: str) -> str:
     """``text`` with the command-line advice it gives as :func:`train`'s arguments: ``-u K=V K2=V2`` ->
-    ``overrides=['K=V', 'K2=V2']``, ``--batch N`` -> ``batch=N``, ``--threads 1``, ``--imgsz``."""
+    ``overrides=['K=V', 'K2=V2']``, ``--batch N`` -> ``batch=N`` (``--data``, ``--model``, ``--epochs``,
+    ``--names``, ``--imgsz`` alike), ``--threads 1``."""
     text = _OVERRIDES.sub(lambda m: f"overrides={m.group(1).split()!r}", text)
     for pattern, words in _PYTHON_WORDS:
         text = pattern.sub(words, text)

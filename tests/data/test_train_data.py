@@ -480,6 +480,12 @@ def test_dfine_train_from_python_checks_its_arguments_before_any_work(tmp_path):
             dfine.train(data=src, model="dfine_n", output_dir=out, names=["apple", "pear"], **given)
         assert str(err.value).startswith(said), str(err.value)
         assert not out.exists()
+    # the dataset and the model in the API's words (a notebook walk read '--data X not found')
+    for said, given in {f"data={tmp_path / 'nothere'} not found": {"data": tmp_path / "nothere"},
+                        "model='dfine_q': give one of": {"data": src, "model": "dfine_q"}}.items():
+        with pytest.raises(DfineError) as err:
+            dfine.train(**{"model": "dfine_n", **given}, output_dir=out, names=["apple", "pear"])
+        assert said in str(err.value) and "--" not in str(err.value), str(err.value)
     # overrides as one string, as -u takes them: read as key=value pairs, not letter by letter ("override 'H'")
     with pytest.raises(DfineError) as err:
         dfine.train(data=src, model="dfine_n", output_dir=out, names=["apple", "pear"],
