@@ -14,7 +14,7 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
@@ -582,6 +582,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
                                              ("--imgsz", imgsz), ("-d", device), ("--max-steps", max_steps),
                                              ("--threads", threads)],
                                ["--no-progress"] * (not progress), list(overrides))
+        command = replace(command, python=True)
         try:
             metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share,
                               command=command).fit()

@@ -254,6 +254,7 @@ def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool, command
         trainer = Trainer(cfg, test_only=test_only, max_nonfinite=args.max_nonfinite, max_steps=args.max_steps,
                           progress=not args.no_progress, patience=args.patience,
                           warmup_share=data.warmup_share if data else None, command=command)
+        trainer.exit_on_second_signal = True  # a second Ctrl-C ends the command at once
         if test_only:
             trainer.val()
             return 0

@@ -397,16 +397,18 @@ def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, devic
     if progress and dist.is_main():
         from ..text import progress_bar  # erased in a terminal, one line in a log
         batches = progress_bar(iterable=loader, desc="eval", leave=False, dynamic_ncols=True)
-    for images, targets in batches:
-        if should_stop is not None and should_stop():
-            if hasattr(batches, "close"):
-                batches.close()
-            return None
-        outputs = model(images.to(device))
-        sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
-        ids = [int(t["image_id"]) for t in targets]
-        for image_id, result in zip(ids, postprocessor(outputs, sizes)):
-            per_image[image_id] = detections_of([result], [image_id])
+    try:  # the bar closed however the loop ends (one left open redrew itself in a notebook's later cells)
+        for images, targets in batches:
+            if should_stop is not None and should_stop():
+                return None
+            outputs = model(images.to(device))
+            sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
+            ids = [int(t["image_id"]) for t in targets]
+            for image_id, result in zip(ids, postprocessor(outputs, sizes)):
+                per_image[image_id] = detections_of([result], [image_id])
+    finally:
+        if hasattr(batches, "close"):
+            batches.close()
     merged: Dict[int, List[Dict[str, Any]]] = {}
     for part in dist.all_gather_object(per_image):  # a sampler pads with repeats: keep one copy
         for image_id, dets in part.items():

@@ -141,13 +141,15 @@ class DataCommand:
     weights, output folder and ``-u`` items (``-r``, ``-t``, ``--auto-resume``, ``-o``); ``updates``:
     its ``-u`` items; ``eval_options``: what an evaluation of its weights needs (``--names``,
     ``--imgsz``, ``-d`` and the ``-u`` items of model, input size and val set); ``split``: what an
-    evaluation runs on."""
+    evaluation runs on; ``python``: a :func:`dfine.train` call's, whose resume hint is that call again.
+    """
 
     data: str
     options: Tuple[str, ...] = ()
     updates: Tuple[str, ...] = ()
     eval_options: Tuple[str, ...] = ()
     split: str = "val"  # the split an evaluation (dfine eval --split) runs on
+    python: bool = False  # dfine.train(...): resumed by calling it again (a notebook walk was given a command line)
 
     @property
     def eval_file(self) -> str:
@@ -157,6 +159,8 @@ class DataCommand:
     def resume(self, output_dir: Path) -> str:
         """``dfine train --data DATA ... -o OUTPUT_DIR -u ... -r OUTPUT_DIR/last.pth``, paths absolute."""
         out = Path(output_dir).resolve()
+        if self.python:
+            return f"the same dfine.train(...) call with resume={str(out / 'last.pth')!r}"
         updates = ["-u", *self.updates] if self.updates else []
         return shlex.join(["dfine", "train", "--data", self.data, *self.options, "-o", str(out), *updates,
                            "-r", str(out / "last.pth")])

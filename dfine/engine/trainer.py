@@ -216,6 +216,9 @@ class Trainer:
     #: warn, at the start of a new run, of an earlier run's checkpoints in the output folder (the demo,
     #: which always starts over, says nothing)
     warn_earlier_run = True
+    #: a second SIGINT / SIGTERM ends the process at once (the command line); from Python it raises
+    #: ``KeyboardInterrupt`` (``SystemExit`` for SIGTERM) instead: a notebook's kernel died of it (a walk)
+    exit_on_second_signal = False
 
     def __init__(self, cfg: Config, *, test_only: bool = False, max_nonfinite: int = 10,
                  max_steps: Optional[int] = None, progress: bool = True, patience: Optional[int] = None,
@@ -607,8 +610,13 @@ class Trainer:
                 last = self.output_dir / "last.pth"
                 kept = (f"{last} is intact" if last.is_file()
                         else "no epoch had finished, so there is no last.pth to resume from")
-                self._say_now(f"{name} again: exiting now (checkpoints are written atomically; {kept})")
-                os._exit(128 + signum)
+                if self.exit_on_second_signal:
+                    self._say_now(f"{name} again: exiting now (checkpoints are written atomically; {kept})")
+                    os._exit(128 + signum)
+                self._say_now(f"{name} again: stopping now (checkpoints are written atomically; {kept})")
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                raise SystemExit(128 + signum)
             self.stop_signal = name
             where = "this batch of the evaluation" if self._evaluating else "this step"
             again = "press Ctrl-C again" if name == "SIGINT" else f"send {name} again"
@@ -625,9 +633,20 @@ class Trainer:
     def _say_now(self, text: str) -> None:
         """One line on stderr from a signal handler (main process): an unbuffered ``os.write``, as
         ``print`` there raises "reentrant call" when the signal came while the main thread was
-        printing (a progress bar refresh), and that error would end the run with a traceback."""
-        if dist.is_main():
-            os.write(2, f"\n{text}\n".encode(errors="replace"))
+        printing (a progress bar refresh), and that error would end the run with a traceback. Where
+        ``sys.stderr`` is not the process's (a notebook's cell: the line went to the server's terminal,
+        a walk), written there, and by ``os.write`` when that fails."""
+        if not dist.is_main():
+            return
+        stream = sys.stderr
+        if stream is not None and stream is not sys.__stderr__:
+            try:
+                stream.write(f"\n{text}\n")
+                stream.flush()
+                return
+            except Exception:  # noqa: BLE001 - a stream busy in the main thread: the process's own stderr
+                pass
+        os.write(2, f"\n{text}\n".encode(errors="replace"))
 
     def _should_stop(self) -> bool:
         """Whether a signal asked this run (any of its processes) to stop."""
@@ -930,42 +949,44 @@ class Trainer:
         epoch_losses: List[float] = []
         epoch_lrs: Dict[str, List[float]] = {name: [] for name in self.lr_groups}
         batches = iter(loader)
-        for i in range(total):
-            if self._should_stop():
-                break
-            try:
-                images, targets = next(batches)
-            except StopIteration:
-                break
-            except RuntimeError:  # Ctrl-C also reaches the loader's workers, which then exit
-                if self.stop_signal is not None:
+        try:  # a bar left open by an error redrew itself in a notebook's later cells (a walk)
+            for i in range(total):
+                if self._should_stop():
                     break
-                raise
-            lrs = [self.optimizer.param_groups[g]["lr"] for g in self.lr_groups.values()]  # what this step runs at
-            losses = self.train_step(images, targets, epoch * total + i)
-            if losses is None:
-                skipped += 1
-                continue
-            for values, lr in zip(epoch_lrs.values(), lrs):
-                values.append(lr)
-            loss = float(sum(losses.values()))
-            self.step_losses.append(loss)
-            epoch_losses.append(loss)
-            for k, v in [("loss", loss)] + [(k, float(v)) for k, v in losses.items()]:
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            lr = self.optimizer.param_groups[self.main_lr_group]["lr"]
+                try:
+                    images, targets = next(batches)
+                except StopIteration:
+                    break
+                except RuntimeError:  # Ctrl-C also reaches the loader's workers, which then exit
+                    if self.stop_signal is not None:
+                        break
+                    raise
+                lrs = [self.optimizer.param_groups[g]["lr"] for g in self.lr_groups.values()]  # what this step runs at
+                losses = self.train_step(images, targets, epoch * total + i)
+                if losses is None:
+                    skipped += 1
+                    continue
+                for values, lr in zip(epoch_lrs.values(), lrs):
+                    values.append(lr)
+                loss = float(sum(losses.values()))
+                self.step_losses.append(loss)
+                epoch_losses.append(loss)
+                for k, v in [("loss", loss)] + [(k, float(v)) for k, v in losses.items()]:
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                lr = self.optimizer.param_groups[self.main_lr_group]["lr"]
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+                    bar.update(1)
+                if self.writer is not None and self.step % 10 == 0:
+                    self.writer.add_scalar("Loss/total", loss, self.step)
+                    for j, g in enumerate(self.optimizer.param_groups):
+                        self.writer.add_scalar(f"Lr/pg_{j}", g["lr"], self.step)
+                if self.cfg.print_freq and (i + 1) % self.cfg.print_freq == 0 and bar is None:
+                    self._print(f"epoch {epoch + 1} [{i + 1}/{total}] loss {loss:.4f} lr {lr:.3e}")
+        finally:
             if bar is not None:
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
-                bar.update(1)
-            if self.writer is not None and self.step % 10 == 0:
-                self.writer.add_scalar("Loss/total", loss, self.step)
-                for j, g in enumerate(self.optimizer.param_groups):
-                    self.writer.add_scalar(f"Lr/pg_{j}", g["lr"], self.step)
-            if self.cfg.print_freq and (i + 1) % self.cfg.print_freq == 0 and bar is None:
-                self._print(f"epoch {epoch + 1} [{i + 1}/{total}] loss {loss:.4f} lr {lr:.3e}")
-        if bar is not None:
-            bar.close()
+                bar.close()
         stats = {k: v / max(count, 1) for k, v in sums.items()}
         stats.update(lr=self.optimizer.param_groups[0]["lr"], skipped_steps=skipped, step_losses=epoch_losses,
                      step_lr=epoch_lrs,

@@ -493,7 +493,7 @@ def test_dfine_train_from_python_checks_its_arguments_before_any_work(tmp_path):
     assert "HGNetv2.pretrainedd" in str(err.value) and "'H'" not in str(err.value), str(err.value)
 
 
-def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp_path, request):
+def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp_path, request, capsys):
     """names="apple,pear" is two classes, as --names apple,pear; after Ctrl-C (the run stops after its
     step, last.pth kept) dfine.train raises KeyboardInterrupt, so a script does not go on to its next line."""
     import dfine
@@ -506,6 +506,24 @@ def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp
     kw = dict(model="dfine_n", epochs=1, batch=2, imgsz=160, device="cpu", progress=False, overrides=quick)
     result = dfine.train(data=src, output_dir=tmp_path / "a", names="apple, pear", max_steps=1, **kw)
     assert list(read_checkpoint(result.output_dir / "last.pth")["class_names"]) == ["apple", "pear"]
+
+    # stopped in epoch 2: the resume hint is the call again (a notebook walk was given 'dfine train ... -r')
+    from dfine.engine.trainer import Trainer
+    real = Trainer.train_step
+
+    def ctrl_c_in_epoch_2(self, *args):
+        out = real(self, *args)
+        if self.last_epoch == 0:
+            self.stop_signal = "SIGINT"
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "train_step", ctrl_c_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            dfine.train(data=src, output_dir=tmp_path / "c", names=["apple", "pear"], max_steps=1, **{**kw, "epochs": 2})
+    said = capsys.readouterr().out
+    assert (f"starts again when you resume: the same dfine.train(...) call with "
+            f"resume={str((tmp_path / 'c' / 'last.pth').resolve())!r}") in said and "dfine train --data" not in said
 
     request.getfixturevalue("ctrl_c_after_each_step")  # from here on: the first run above trains as usual
     with pytest.raises(KeyboardInterrupt):

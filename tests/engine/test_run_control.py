@@ -146,6 +146,42 @@ def test_signal_handler_writes_without_print(tmp_path, capfd):
     assert "SIGINT: stopping after this batch of the evaluation (press Ctrl-C again" in capfd.readouterr().err
 
 
+def test_from_python_a_second_ctrl_c_raises_instead_of_ending_the_process(tiny, monkeypatch, capsys):
+    """A notebook walk pressed Interrupt twice during dfine.train: the second one ended the process
+    (os._exit), the kernel died with every variable, the lock file stayed, and the lines went to the
+    server's terminal. From Python it raises KeyboardInterrupt: the lock is released, the bar closed,
+    last.pth intact, and the lines go to sys.stderr (the cell)."""
+    import io
+
+    from dfine.checkpoint import read_checkpoint
+    recipe, tmp_path = tiny
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=2"]), progress=True, max_steps=2)
+    assert not trainer.exit_on_second_signal  # the command line sets it
+    original, bars, make_bar = trainer.train_step, [], trainer._bar
+
+    def interrupted_twice(*args, **kwargs):
+        if trainer.last_epoch == 0:  # epoch 2: epoch 1's last.pth is written
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        return original(*args, **kwargs)
+
+    trainer.train_step = interrupted_twice
+    trainer._bar = lambda *a, **k: bars.append(make_bar(*a, **k)) or bars[-1]
+    cell = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", cell)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    last = tmp_path / "out" / "last.pth"
+    assert (f"SIGINT again: stopping now (checkpoints are written atomically; {last} is intact)"
+            in cell.getvalue()) and "SIGINT: stopping after this step" in cell.getvalue()
+    assert read_checkpoint(last)["last_epoch"] == 0
+    assert not (tmp_path / "out" / ".dfine.lock").exists()
+    assert len(bars) == 2 and all(bar.disable for bar in bars)  # closed: none redraws itself later
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's handler is back
+
+
 def _cli_run(folder: Path, coco: Path, workers: int) -> subprocess.Popen:
     recipe = tiny_recipe(folder, coco, epochs=3)
     cmd = [sys.executable, "-m", "dfine.cli", "train", "-c", str(recipe), "-d", "cpu", "--no-progress",
