@@ -414,7 +414,7 @@ def test_roboflow_folders_without_yaml_and_side_by_side_labels(tmp_path):
 
 def test_yaml_names_and_nc_must_agree(tmp_path):
     src = _ultralytics(tmp_path / "ds", names_yaml="nc: 3\nnames: [cat, dog]\n")
-    with pytest.raises(DatasetError, match=r"data\.yaml: nc is 3 but names lists 2 classes; fix one"):
+    with pytest.raises(DatasetError, match=r"data\.yaml: nc: 3 but names lists 2 classes; fix one"):
         convert_yolo(src)
 
 
@@ -716,6 +716,9 @@ def test_darknet_obj_data_gives_the_splits_and_names(tmp_path):
                               f"(its obj.data names the splits and the classes)")
     same = _darknet(tmp_path / "same", valid="data/train.txt")
     assert any("valid is the train list (data/train.txt)" in n for n in convert_yolo(same, tmp_path / "o2").notes)
+    (root / "data/obj.data").write_text("classes = 3\ntrain = data/train.txt\nnames = data/obj.names\n")
+    with pytest.raises(DatasetError, match=r"obj.data: classes = 3 but names lists 2 classes; fix one"):  # no 'nc'
+        convert_yolo(root, tmp_path / "out3")
     (root / "data/obj.data").write_text("classes = two\ntrain = data/train.txt\nnames = data/obj.names\n")
     with pytest.raises(DatasetError, match=r"obj.data: classes = 'two' is not a whole number"):
         convert_yolo(root, tmp_path / "o3")

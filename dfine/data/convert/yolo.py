@@ -349,8 +349,8 @@ def _names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path], given: Op
     if where.endswith("(nc only)"):
         declared = ()
         if len(given) != int(data["nc"]):
-            raise DatasetError(f"--names gives {counted(len(given), 'class', 'classes')} but {yaml_path} says nc: "
-                               f"{data['nc']}; give {data['nc']} names")
+            raise DatasetError(f"--names gives {counted(len(given), 'class', 'classes')} but {yaml_path} says "
+                               f"{_nc_key(yaml_path)} {data['nc']}; give {data['nc']} names")
     elif len(given) != len(declared):
         raise DatasetError(f"--names gives {counted(len(given), 'class', 'classes')} but {where} names {len(declared)} "
                            f"({first_few(declared, 5)}); leave --names out to use those, or give {len(declared)} names")
@@ -359,6 +359,12 @@ def _names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path], given: Op
         notes.append(f"--names replaces {counted(len(changed), 'name')} of {where} (class id: its name -> yours): "
                      f"{first_few(changed, 5)}")
     return given, "--names"
+
+
+def _nc_key(path: Optional[Path]) -> str:
+    """The class count's key as the file writes it: darknet's ``obj.data`` says ``classes = 54`` (a walk
+    read 'nc is 54' of a file without nc), data.yaml ``nc:``."""
+    return "classes =" if path is not None and Path(path).suffix == ".data" else "nc:"
 
 
 def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
@@ -381,7 +387,8 @@ def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
                            f"True/False; quote them (names: ['on', 'off'])")
     if isinstance(names, list) and names:
         if data.get("nc") is not None and int(data["nc"]) != len(names):
-            raise DatasetError(f"{yaml_path}: nc is {data['nc']} but names lists {len(names)} classes; fix one")
+            raise DatasetError(f"{yaml_path}: {_nc_key(yaml_path)} {data['nc']} but names lists {len(names)} classes; "
+                               f"fix one")
         return tuple(str(n) for n in names), where
     for folder in [src, *label_dirs]:
         for file in NAMES_FILES:
