@@ -571,7 +571,7 @@ def _most_boxes(data: Mapping[str, Any]) -> Tuple[int, str]:
     none holds any)."""
     names = {im.get("id"): str(im.get("file_name", im.get("id"))) for im in data["images"] if isinstance(im, dict)}
     per = Counter(a.get("image_id") for a in data["annotations"]
-                              if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in names)
+                  if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in names)
     if not per:
         return 0, ""
     image, most = per.most_common(1)[0]
