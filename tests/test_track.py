@@ -318,6 +318,10 @@ def test_tracks_start_at_the_conf_the_model_carries(tmp_path, tiny_checkpoint, c
     assert "tracks start at" not in capsys.readouterr().err
     assert main(["track", str(video), "-m", str(tiny_checkpoint), "-o", str(tmp_path / "c"), "--no-video"]) == 0
     assert json.loads((tmp_path / "c" / "two.json").read_text())["tracker_config"]["conf"] == 0.5  # carries none
+    # no track at all: the highest score seen and the --conf that would start one (a walk got an empty .txt)
+    assert main(["track", str(video), "-m", str(model), "-o", str(tmp_path / "d"), "--no-video", "--conf", "0.99"]) == 0
+    assert json.loads((tmp_path / "d" / "two.json").read_text())["num_tracks"] == 0
+    assert "note: no track: no detection scored above --conf 0.99 in the video (highest score " in capsys.readouterr().err
     # the API: the same, ByteTrack's second stage kept below a low carried conf
     torch.save({**state, "recommended_conf": 0.08}, model)
     low = dfine.track(video, model=str(model))

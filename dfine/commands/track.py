@@ -125,6 +125,10 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     summary = log.summary()
     print(f"{'interrupted: ' if interrupted else ''}{run_.frames} frames, {summary['num_tracks']} tracks "
           f"({args.tracker}) -> {written}")
+    if not summary["num_tracks"] and (run_.best_score is None or run_.best_score <= config.conf):
+        from .predict import nothing_found_note  # an empty .txt and a bare video, with no clue (a walk)
+        print(nothing_found_note(config.conf, run_.best_score, "the video").replace(
+            "note: no detection", "note: no track: no detection", 1), file=sys.stderr)
     return 130 if interrupted else 0
 
 

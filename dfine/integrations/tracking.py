@@ -194,13 +194,23 @@ class Tracking:
         self.tracker = self.config.make(self.source.fps)
         self.buffer = buffer
         self.frames = 0
+        self.best_score: Optional[float] = None  # the highest score of any detection so far (None: none, or sliced)
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, Any]]:
         from PIL import Image
         threshold = self.config.detection_conf
+        sliced = getattr(self.detector, "slice", None) is not None  # tiles are filtered before they are merged
         with FrameReader(self.source, buffer=self.buffer) as reader:
             for batch in reader.batches(self.detector.batch_size):
-                results = self.detector.predict_pil([Image.fromarray(f) for f in batch], conf=threshold)
+                images = [Image.fromarray(f) for f in batch]
+                if sliced:
+                    results = self.detector.predict_pil(images, conf=threshold)
+                else:  # all of them, for the highest score (no track: what --conf would start one, a walk)
+                    results = self.detector.predict_pil(images, conf=0.0)
+                    scores = [float(d.scores.max()) for d in results if len(d)]
+                    if scores:
+                        self.best_score = max(scores + ([self.best_score] if self.best_score is not None else []))
+                    results = [d.above(threshold) for d in results]
                 for frame, dets in zip(batch, results):
                     self.frames += 1
                     yield frame, self._update(to_supervision(dets), frame)
