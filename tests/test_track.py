@@ -612,3 +612,17 @@ def test_a_low_conf_for_bytetrack_follows_a_low_conf(capsys):
     assert cfg.low_conf == 0.1 and cfg.conf == 0.5 and said == ""
     (cfg, said) = config("--tracker", "sort", "--conf", "0.08")
     assert cfg.low_conf == 0.1 and said == ""  # SORT has no second stage
+
+
+def test_a_track_at_the_top_border_keeps_its_label_in_the_frame():
+    """A walk's overhead video showed no '#id class' on any car entering from the top: the label was
+    drawn above its box, outside the frame (predict's pictures keep labels inside)."""
+    from dfine.integrations.supervision import TrackAnnotator
+    frame = np.zeros((432, 768, 3), np.uint8)
+    tracks = sv.Detections(xyxy=np.array([[286, 0, 576, 378], [600, 200, 700, 300]], np.float32),
+                           confidence=np.full(2, 0.9, np.float32), class_id=np.zeros(2, int),
+                           tracker_id=np.array([1, 2]), data={"class_name": np.array(["car", "car"])})
+    drawn = TrackAnnotator(trail=0)(frame, tracks)
+    white = (drawn > 200).all(axis=2)  # the labels' text (anti-aliased)
+    assert white[:30, 250:600].sum() > 30  # '#1 car', inside the frame at the top
+    assert white[160:200, 580:720].sum() > 30  # '#2 car' above its box, as before

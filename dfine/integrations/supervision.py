@@ -57,8 +57,11 @@ class TrackAnnotator:
         lookup, wh = sv.ColorLookup.TRACK, (width, height)
         scale, thickness = max(0.4, sv.calculate_optimal_text_scale(wh)), sv.calculate_optimal_line_thickness(wh)
         self._boxes = sv.BoxAnnotator(thickness=thickness, color_lookup=lookup)
+        # smart_position: labels kept inside the frame and apart (a box at the top border had its '#id class'
+        # drawn above the frame, so not at all: a walk's overhead video showed no id on cars coming in)
         self._labels = sv.LabelAnnotator(text_scale=scale, text_thickness=max(1, thickness // 2),
-                                         text_padding=max(3, round(6 * scale)), color_lookup=lookup)
+                                         text_padding=max(3, round(6 * scale)), color_lookup=lookup,
+                                         smart_position=True)
         self._trails = sv.TraceAnnotator(trace_length=self.trail, thickness=thickness, color_lookup=lookup)
         self._size = wh
 
