@@ -626,3 +626,27 @@ def test_a_track_at_the_top_border_keeps_its_label_in_the_frame():
     white = (drawn > 200).all(axis=2)  # the labels' text (anti-aliased)
     assert white[:30, 250:600].sum() > 30  # '#1 car', inside the frame at the top
     assert white[160:200, 580:720].sum() > 30  # '#2 car' above its box, as before
+
+
+def test_a_track_keeps_the_class_it_was_detected_as_most_often():
+    """A walk's MOT file had track 9 as car in 7 frames and person in 5 (the detection's class flips
+    between like classes): counting (id, class) pairs counted the car twice, and the video's label
+    flipped. Each track's class is the one it was detected as most often so far."""
+
+    class Flipping(FakeDetector):
+        def predict_pil(self, images, paths=None, conf=None):
+            out = super().predict_pil(images, paths, conf)
+            for d in out:
+                if self.calls % 3 == 0:  # every third batch: everything read as the other class
+                    d.labels[:] = 1
+                    d.names[:] = [NAMES[1]] * len(d.names)
+                    d.category_ids[:] = CATEGORY_ID + 1
+            return out
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = list(dfine.track(_write_video(Path(tmp) / "two.avi"), model=Flipping(), tracker="bytetrack",
+                                 conf=0.5))
+    shown = [(int(t), str(n), int(c), int(k)) for _, tr in pairs
+             for t, n, c, k in zip(tr.tracker_id, tr.data["class_name"], tr.data["category_id"], tr.class_id)]
+    assert shown and {(n, c, k) for _, n, c, k in shown} == {(NAMES[0], CATEGORY_ID, 0)}

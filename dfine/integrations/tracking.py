@@ -195,6 +195,8 @@ class Tracking:
         self.buffer = buffer
         self.frames = 0
         self.best_score: Optional[float] = None  # the highest score of any detection so far (None: none, or sliced)
+        self._votes: Dict[int, Counter] = {}  # track id -> how often it was detected as each label
+        self._label_names: Dict[int, Tuple[Any, Any]] = {}  # label -> (class name, category id) as detected
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, Any]]:
         from PIL import Image
@@ -219,6 +221,27 @@ class Tracking:
         tracks = self.tracker.update(tracker_input(dets, self.labels, self.config.nms), frame)
         tracks = tracks[tracks.tracker_id >= 0]
         tracks.tracker_id = tracks.tracker_id + 1  # 1-based, as MOT-challenge files count them
+        return self._steady_classes(tracks)
+
+    def _steady_classes(self, tracks: Any) -> Any:
+        """``tracks`` with each track's class the one it was detected as most often so far (the first of
+        a tie): a detection's class flips between like classes from frame to frame, and a walk's MOT file
+        had one track as car 7 frames and person 5, counted twice by its (id, class) pairs."""
+        if not len(tracks):
+            return tracks
+        names, ids = tracks.data.get("class_name"), tracks.data.get("category_id")
+        steady = []
+        for i, (tid, label) in enumerate(zip(tracks.tracker_id.tolist(), tracks.class_id.tolist())):
+            votes = self._votes.setdefault(tid, Counter())
+            votes[label] += 1
+            self._label_names.setdefault(label, (names[i] if names is not None else None,
+                                                 ids[i] if ids is not None else None))
+            steady.append(votes.most_common(1)[0][0])
+        tracks.class_id = np.asarray(steady, dtype=tracks.class_id.dtype)
+        if names is not None:  # rebuilt: a name longer than the frame's longest would be cut in its array
+            tracks.data["class_name"] = np.array([str(self._label_names[label][0]) for label in steady], dtype=str)
+        if ids is not None:
+            tracks.data["category_id"] = np.array([self._label_names[label][1] for label in steady], dtype=np.int64)
         return tracks
 
 
