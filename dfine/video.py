@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from .errors import DfineError
+from .text import counted, first_few
 from .text import counted
 
 #: Image file suffixes (lower case) every part of dfine picks up: predict, frame folders, calibration,
@@ -94,6 +95,10 @@ def open_source(source: Union[str, int, os.PathLike], timeout: float = STREAM_TI
 def _open_folder(folder: Path) -> FrameSource:
     files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
     if not files:
+        videos = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        if videos:  # 'holds no frames' of a folder of videos (a walk)
+            raise DfineError(f"folder {folder} holds no frames ({' '.join(IMAGE_SUFFIXES)}) but "
+                             f"{counted(len(videos), 'video')} ({first_few(videos, 3)}): give one of them")
         raise DfineError(f"folder {folder} holds no frames ({' '.join(IMAGE_SUFFIXES)})")
 
     def frames() -> Iterator[np.ndarray]:

@@ -272,6 +272,9 @@ def test_cli_bad_inputs_fail_before_the_model(tmp_path, capsys, monkeypatch):
     assert "cannot be created" in _one_line_error(capsys, ["track", str(video), "-m", "m.pth", "-o", str(blocked)])
     (tmp_path / "empty").mkdir()
     assert "holds no frames" in _one_line_error(capsys, ["track", str(tmp_path / "empty"), "-m", "m.pth"])
+    _write_video(tmp_path / "empty" / "cam1.avi", frames=2)  # a folder of videos: which to give (a walk)
+    assert _one_line_error(capsys, ["track", str(tmp_path / "empty"), "-m", "m.pth"]).endswith(
+        "but 1 video (cam1.avi): give one of them")
     for option, value, allowed in (("--low-conf", "1.5", "0..1"), ("--match-iou", "-0.1", "0..1"),
                                    ("--lost-frames", "-1", ">= 0"), ("--min-frames", "0", ">= 1")):
         err = _one_line_error(capsys, ["track", str(video), "-m", "m.pth", option, value])
