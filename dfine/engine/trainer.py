@@ -902,7 +902,7 @@ class Trainer:
             lines.append(f"this run did not beat the weights it started from: {self.cfg.tuning} (AP "
                          f"{ap_text(self.tuning_ap)} on this val set) remain the better weights")
         if best is not None:
-            lines.append(f"best weights: {best}")
+            lines.append(f"best weights: {best.resolve()}")  # absolute, as the commands under it (a walk)
             lines += [f"  {k + ':':8s} {v}" for k, v in
                       next_commands(self.cfg, best, images_folder(self.val_set), self.command,
                                     conf=pick["conf"] if pick else None).items()]

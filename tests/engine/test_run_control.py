@@ -914,3 +914,15 @@ def test_images_with_more_boxes_than_queries_are_said_with_the_override(tiny):
                          f"num_top_queries={-(-(most + 1) // 100) * 100} raises them (more memory and time a step)")
     plain = Trainer(load_config(recipe), progress=False)
     assert not any("queries" in line for line in plain.startup_summary())
+
+
+def test_the_best_weights_line_is_absolute_as_the_commands_under_it(tiny, monkeypatch, capsys):
+    """With -o output/long the end said 'best weights: output/long/best_stg2.pth' above commands with
+    absolute paths (a walk)."""
+    recipe, tmp_path = tiny
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=1", "output_dir=rel/out"]),
+                      progress=False, max_steps=1)
+    scored_as(trainer, [0.2])
+    trainer.fit()
+    assert f"best weights: {tmp_path / 'rel' / 'out' / 'best_stg1.pth'}\n" in capsys.readouterr().out
