@@ -92,9 +92,7 @@ class Detections:
                 raise DfineError("these detections were found in an array or a PIL image, not a file: pass it, "
                                  "detections.plot(image)")
             image = self.path
-        if bgr and isinstance(image, np.ndarray) and image.ndim == 3:
-            image = np.ascontiguousarray(image[..., ::-1])
-        picture = load_image(image)
+        picture = load_image(_from_bgr(image) if bgr else image)
         if picture.size != tuple(self.image_size):
             raise DfineError(f"the image given is {picture.size[0]}x{picture.size[1]} px and these detections are of "
                              f"a {self.image_size[0]}x{self.image_size[1]} one: pass the image they were found in")
@@ -108,8 +106,17 @@ class Detections:
         return to_supervision(self)
 
 
+def _from_bgr(image: ImageLike) -> ImageLike:
+    """An OpenCV ``H x W x 3`` BGR (or ``x 4`` BGRA) array as RGB; anything else as it is (a PIL image
+    carries its own order; a wrong shape is :func:`load_image`'s error)."""
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (3, 4):
+        return np.ascontiguousarray(image[..., 2::-1])
+    return image
+
+
 def load_image(image: ImageLike) -> Image.Image:
-    """An 8-bit RGB PIL image from a path, a PIL image or an ``H x W x 3`` RGB uint8 array, as a
+    """An 8-bit RGB PIL image from a path, a PIL image or an ``H x W x 3`` RGB uint8 array (``x 4``: RGBA,
+    its alpha dropped as for an RGBA PIL image; a gray ``H x W`` one), as a
     photo viewer shows it: the EXIF orientation applied (boxes then come back in the displayed
     image), 16-bit, 32-bit and float images scaled to 8 bits by their type's range (not clipped)."""
     from .data.image_io import exif_orientation, open_image, to_rgb8
@@ -120,9 +127,11 @@ def load_image(image: ImageLike) -> Image.Image:
     if isinstance(image, np.ndarray):
         if image.dtype == np.uint8 and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1)):
             return Image.fromarray(image.reshape(image.shape[:2]), "L").convert("RGB")  # gray, as a gray file is read
+        if image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8:  # np.asarray of a PNG (a walk)
+            return Image.fromarray(image, "RGBA").convert("RGB")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DfineError(f"an image array must be H x W x 3 uint8 (RGB; OpenCV's BGR with bgr=True) or H x W "
-                             f"uint8 (gray), got shape {image.shape} {image.dtype}")
+            raise DfineError(f"an image array must be H x W x 3 uint8 (RGB; OpenCV's BGR with bgr=True), H x W x 4 "
+                             f"(RGBA) or H x W uint8 (gray), got shape {image.shape} {image.dtype}")
         return Image.fromarray(image, "RGB")
     if type(image).__module__.split(".")[0] == "torch":
         raise DfineError("Detector takes image files, PIL images and H x W x 3 uint8 arrays, not torch tensors: "
@@ -263,8 +272,7 @@ class Detector:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             paths = [str(im) if isinstance(im, (str, os.PathLike)) else None for im in chunk]
-            pil = [load_image(np.ascontiguousarray(im[..., ::-1]) if bgr and isinstance(im, np.ndarray)
-                              and im.ndim == 3 else im) for im in chunk]
+            pil = [load_image(_from_bgr(im) if bgr else im) for im in chunk]
             out.extend(self.predict_pil(pil, paths))
         return out
 

@@ -321,8 +321,14 @@ def test_opencv_frames_are_read_in_bgr_order_when_told():
     det(np.ascontiguousarray(rgb[..., ::-1]))  # BGR read as RGB: red and blue swapped
     assert np.array_equal(seen[0], seen[1]) and np.array_equal(seen[0], seen[2])
     assert seen[0][0, 0, 0, 0] > seen[0][0, 2, 0, 0] and np.array_equal(seen[3][0, ::-1], seen[0][0])
+    # 4 channels (np.asarray of a PNG, cv2's IMREAD_UNCHANGED): its alpha dropped, as for an RGBA PIL image (a walk)
+    alpha = np.full((32, 32, 1), 77, np.uint8)
+    det(np.concatenate([rgb, alpha], axis=2))
+    det(np.concatenate([rgb[..., ::-1], alpha], axis=2), bgr=True)
+    det(Image.fromarray(np.concatenate([rgb, alpha], axis=2), "RGBA"))
+    assert all(np.array_equal(seen[0], s) for s in seen[4:7])
     with pytest.raises(DfineError, match="OpenCV's BGR with bgr=True"):
-        det(np.zeros((8, 8, 4), np.uint8), bgr=True)
+        det(np.zeros((8, 8, 5), np.uint8), bgr=True)
 
 
 def test_a_detector_prints_what_it_runs():
