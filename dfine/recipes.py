@@ -599,7 +599,8 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
 #: command-line advice in messages -> the dfine.train() argument that does it (a notebook walk had to
 #: find overrides= in help() to act on "add -u HGNetv2.pretrained=False")
 _OVERRIDES = re.compile(r"-u ((?:[\w.\[\]]+=[^\s)]+)(?: [\w.\[\]]+=[^\s)]+)*)")
-_PYTHON_WORDS = ((re.compile(r"--(data|model|epochs|names|imgsz|batch) (?=[^-\s])"), r"\1="),
+_PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # a value follows, not 'or ...'
+                 (re.compile(r"--(data|model|names) (?!(?:or|and|to|with|for|the|a|of|in)\b)(?=[^-\s])"), r"\1="),
                  (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"))
 
 
