@@ -522,13 +522,15 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
           tuning: Optional[str] = None, device: Optional[str] = None, overrides: Sequence[str] = (),
           max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None,
           names: Optional[Union[str, Sequence[str]]] = None,
-          resume: Optional[Union[str, os.PathLike]] = None) -> TrainResult:
+          resume: Optional[Union[str, os.PathLike]] = None, auto_resume: bool = False) -> TrainResult:
     """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the dataset at ``data`` (COCO, YOLO, VOC, CVAT, LabelMe,
     CSV or CreateML);
     ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value`` (a list, or
     one string of them as ``-u`` takes them); ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core);
     ``names``: class names in class-id order (a list, or ``"a,b,c"`` as ``dfine train --names`` takes
-    them), for a YOLO folder that names none; ``resume``: a run's ``last.pth`` to continue (``-r``).
+    them), for a YOLO folder that names none; ``resume``: a run's ``last.pth`` to continue (``-r``);
+    ``auto_resume``: continue the latest run of the default folder (or of ``output_dir``) when it left a
+    ``last.pth``, else start one (``--auto-resume``: the same call again after a stop).
     Returns the output folder and the last evaluation's metrics. Ctrl-C stops the run after its step
     (``last.pth`` kept, the resume command printed) and raises ``KeyboardInterrupt``, so a script or a
     notebook cell stops there too."""
@@ -554,17 +556,23 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         names = [n.strip() for n in names.split(",") if n.strip()] or None
     if names:
         names = check_names([str(n) for n in names], "names=")
+    if auto_resume and resume is not None:
+        raise DfineError("give auto_resume=True (continue the latest run when it left a last.pth) or resume=..., "
+                         "not both")
     if resume is not None and not Path(resume).is_file():
         raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
     if output_dir is None and resume is not None:  # the run goes on in its own folder
         output_dir = Path(resume).resolve().parent
     try:
         run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
-                       given=overrides, run_folder="new")
+                       given=overrides, run_folder="latest" if auto_resume else "new")
     except DfineError as e:  # 'dfine.train(data=...)': '--data X not found' read as the command line's (a walk)
         raise type(e)(python_words(str(e))) from None
     for note in run.notes:
         print(python_words(note), file=sys.stderr)
+    if auto_resume and (run.output_dir / "last.pth").is_file():
+        resume = run.output_dir / "last.pth"
+        print(f"resuming from {resume} (auto_resume=True)", file=sys.stderr)
     extra = list(run.overrides)
     if imgsz is not None:
         extra.append(f"eval_spatial_size=[{imgsz}, {imgsz}]")
@@ -601,7 +609,8 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
 _OVERRIDES = re.compile(r"-u ((?:[\w.\[\]]+=[^\s)]+)(?: [\w.\[\]]+=[^\s)]+)*)")
 _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # a value follows, not 'or ...'
                  (re.compile(r"--(data|model|names) (?!(?:or|and|to|with|for|the|a|of|in)\b)(?=[^-\s])"), r"\1="),
-                 (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"))
+                 (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"),
+                 (re.compile(r"--auto-resume\b"), "auto_resume=True"))
 
 
 def python_words(text: str) -> str:

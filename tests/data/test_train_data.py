@@ -524,6 +524,13 @@ def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp
     said = capsys.readouterr().out
     assert (f"starts again when you resume: the same dfine.train(...) call with "
             f"resume={str((tmp_path / 'c' / 'last.pth').resolve())!r}") in said and "dfine train --data" not in said
+    # auto_resume=True, as --auto-resume: the same call goes on from its last.pth
+    again = dfine.train(data=src, output_dir=tmp_path / "c", names=["apple", "pear"], max_steps=1, auto_resume=True,
+                        **{**kw, "epochs": 2})
+    assert f"resuming from {(tmp_path / 'c' / 'last.pth').resolve()} (auto_resume=True)" in capsys.readouterr().err
+    assert again.metrics["epoch"] == 1 and read_checkpoint(again.output_dir / "last.pth")["last_epoch"] == 1
+    with pytest.raises(DfineError, match="give auto_resume=True .* or resume=..., not both"):
+        dfine.train(data=src, resume=tmp_path / "c" / "last.pth", auto_resume=True)
 
     request.getfixturevalue("ctrl_c_after_each_step")  # from here on: the first run above trains as usual
     with pytest.raises(KeyboardInterrupt):
