@@ -827,8 +827,9 @@ class Trainer:
         if not over:
             return None
         n = -(-(most[0] + 1) // 100) * 100  # the next hundred above the most
-        return (f"note: {' and '.join(over)} {'holds' if images == 1 else 'hold'} more boxes than the model's {queries} queries (up to {most[0]} in "
-                f"{most[1]}): each query learns and finds one box, so the rest of such an image is never learned nor "
+        verb = "holds" if images == 1 else "hold"
+        return (f"note: {' and '.join(over)} {verb} more boxes than the model's {queries} queries (up to {most[0]} "
+                f"in {most[1]}): each query learns and finds one box, so the rest of such an image is never learned nor "
                 f"found; -u DFINETransformer.num_queries={n} DFINEPostProcessor.num_top_queries={n} raises them "
                 f"(more memory and time a step)")
 
