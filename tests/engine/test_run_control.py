@@ -636,6 +636,16 @@ def test_a_class_without_val_boxes_is_said_before_training(coco128, tmp_path):
     vals = sum(a["category_id"] == 3 for a in train["annotations"])
     assert (f"note: 1 class without a box in the train set, which the model cannot learn (their AP stays 0): car "
             f"({vals} in val)") in "\n".join(lines)
+    # a class the files declare with no box in either (a walk's subset: the table at the end named one more)
+    for name in ("train", "val"):
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        data["categories"].append({"id": 38, "name": "kite", "supercategory": "sports"})
+        (tmp_path / f"{name}_kite.json").write_text(json.dumps(data))
+    kite = write_recipe(tmp_path / "kite.yml", coco128 / "train2017", tmp_path / "train_kite.json",
+                        tmp_path / "val_kite.json", epochs=1, mscoco=False, extra=FAST)
+    lines = Trainer(load_config(kite), progress=False).startup_summary()
+    assert ("note: 1 class without a box in train or val (named by the dataset only: never learned nor measured): "
+            "kite") in "\n".join(lines).splitlines()
 
 
 def test_a_run_stopped_in_its_first_epoch_draws_no_empty_plots(coco128, tmp_path, capsys):
