@@ -146,6 +146,7 @@ class CheckReport:
     file_names: Dict[Any, str] = field(default_factory=dict)  # image id -> file name, for the ids shown
     images_hint: Optional[str] = None  # another folder that holds the missing files: the --images to give
     most_boxes: Tuple[int, str] = (0, "")  # the most (non-crowd) boxes one image holds, and its file name
+    over_queries: int = 0  # the images holding more boxes than D-FINE's QUERIES
 
     @property
     def errors(self) -> List[Finding]:
@@ -201,8 +202,9 @@ class CheckReport:
         most, where = self.most_boxes
         if most:
             lines.append(f"boxes an image: {sum(self.box_sizes) / max(1, self.num_images):.1f} on average, up to {most} "
-                         f"({where})" + (f"; more than D-FINE's {QUERIES} queries, each of which learns and finds one "
-                                         f"box: train with -u DFINETransformer.num_queries=N "
+                         f"({where})" + (f"; {counted(self.over_queries, 'image')} more than D-FINE's {QUERIES} "
+                                         f"queries, each of which learns and finds one box: train with -u "
+                                         f"DFINETransformer.num_queries=N "
                                          f"DFINEPostProcessor.num_top_queries=N (N above {most})"
                                          if most > QUERIES else ""))
         if imgsz and len(self.shapes):
@@ -563,19 +565,19 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
         shapes = boxes[:, 2:] / wh if len(boxes) else np.zeros((0, 2))
     return CheckReport(str(ann_file), str(folder), level, len(data["images"]), len(data["annotations"]), table,
                        findings, _coco_sizes(area), centres, shapes, cats,
-                       _shown_file_names(data, findings), hint, _most_boxes(data))
+                       _shown_file_names(data, findings), hint, *_most_boxes(data))
 
 
-def _most_boxes(data: Mapping[str, Any]) -> Tuple[int, str]:
-    """The most non-crowd boxes one image of ``data`` holds and that image's file name ((0, "") when
-    none holds any)."""
+def _most_boxes(data: Mapping[str, Any]) -> Tuple[Tuple[int, str], int]:
+    """The most non-crowd boxes one image of ``data`` holds with that image's file name ((0, "") when
+    none holds any), and how many images hold more than :data:`QUERIES`."""
     names = {im.get("id"): str(im.get("file_name", im.get("id"))) for im in data["images"] if isinstance(im, dict)}
     per = Counter(a.get("image_id") for a in data["annotations"]
                   if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in names)
     if not per:
-        return 0, ""
+        return (0, ""), 0
     image, most = per.most_common(1)[0]
-    return most, names[image]
+    return (most, names[image]), sum(n > QUERIES for n in per.values())
 
 
 def _images_hint(data: Mapping[str, Any], findings: Mapping[str, Finding], folder: Path, ann_file: Path,
