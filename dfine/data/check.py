@@ -202,7 +202,8 @@ class CheckReport:
         most, where = self.most_boxes
         if most:
             lines.append(f"boxes an image: {sum(self.box_sizes) / max(1, self.num_images):.1f} on average, up to {most} "
-                         f"({where})" + (f"; {counted(self.over_queries, 'image')} more than D-FINE's {QUERIES} "
+                         f"({where})" + (f"; {counted(self.over_queries, 'image')} "
+                                         f"{'holds' if self.over_queries == 1 else 'hold'} more than D-FINE's {QUERIES} "
                                          f"queries, each of which learns and finds one box: train with -u "
                                          f"DFINETransformer.num_queries=N "
                                          f"DFINEPostProcessor.num_top_queries=N (N above {most})"

@@ -735,7 +735,7 @@ def test_the_report_says_the_most_boxes_an_image_and_when_they_pass_the_queries(
     grid = [(1, [(i % 20) * 3.0, (i // 20) * 2.0, 2.0, 1.5]) for i in range(301)]
     ann = write_coco(tmp_path / "dense", CATS, {1: grid[:12], 2: grid, 3: []}, size=(64, 48), crowd=[(1, [0, 0, 9, 9])])
     out = check_dataset(ann, tmp_path / "dense" / "images").format()
-    assert ("boxes an image: 104.3 on average, up to 301 (000002.png); 1 image more than D-FINE's 300 queries, each of "
+    assert ("boxes an image: 104.3 on average, up to 301 (000002.png); 1 image holds more than D-FINE's 300 queries, each of "
             "which learns and finds one box: train with -u DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N "
             "(N above 301)") in out
     few = write_coco(tmp_path / "few", CATS, {1: grid[:12], 2: grid[:3]})
