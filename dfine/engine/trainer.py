@@ -899,9 +899,6 @@ class Trainer:
                          + (f", last AP {ap_text(last)} (epoch {self.last_epoch + 1})" if last is not None else "")
                          + (f"; the -t weights: AP {ap_text(self.tuning_ap)} before training"
                             if self.tuning_ap is not None else ""))
-        if self.tuning_ap is not None and self.best_epoch >= 0 and self.best_ap < self.tuning_ap:
-            lines.append(f"this run did not beat the weights it started from: {self.cfg.tuning} (AP "
-                         f"{ap_text(self.tuning_ap)} on this val set) remain the better weights")
         if best is not None:
             lines.append(f"best weights: {best.resolve()}")  # absolute, as the commands under it (a walk)
             lines += [f"  {k + ':':8s} {v}" for k, v in
@@ -912,6 +909,12 @@ class Trainer:
                 lines.append("  no --conf is recommended: the val set has no boxes to measure one on")
             elif stage in self.conf_picks:
                 lines.append(f"  {conf_line(pick, 'the val set')}")
+        if self.tuning_ap is not None and self.best_epoch >= 0 and self.best_ap < self.tuning_ap:
+            # after the commands for the run's own best weights, which a walk copied: the -t ones are better
+            start = shlex.quote(os.path.abspath(self.cfg.tuning)) if os.path.isfile(self.cfg.tuning) else self.cfg.tuning
+            lines.append(f"this run did not beat the weights it started from: {self.cfg.tuning} (AP "
+                         f"{ap_text(self.tuning_ap)} on this val set) remain the better weights; deploy them instead "
+                         f"of the above (dfine export -r {start} --format onnx)")
         if self._pictures:  # a walk had to list the folder to find them
             lines.append(f"pictures: {', '.join(p.name for p in self._pictures)} (in {self.output_dir})")
         self._print("\n".join(lines))

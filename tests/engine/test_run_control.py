@@ -883,7 +883,8 @@ def test_a_fine_tune_scores_its_starting_weights_and_says_when_it_did_not_beat_t
     assert "the -t weights before training: AP 30.0%  AP50 " in text
     assert "best AP 20.0% at epoch 1, last AP 20.0% (epoch 1); the -t weights: AP 30.0% before training" in text
     assert (f"this run did not beat the weights it started from: {start} (AP 30.0% on this val set) remain the "
-            f"better weights") in text
+            f"better weights; deploy them instead of the above (dfine export -r {start} --format onnx)") in text
+    assert text.index("did not beat") > text.index("best weights: ")  # after the commands it corrects (a walk)
     assert result["tuning_AP"] == pytest.approx(0.3)
     log = [json.loads(line) for line in (tmp_path / "tuned" / "log.jsonl").read_text().splitlines()]
     assert log[0]["tuning_AP"] == pytest.approx(0.3)
