@@ -196,6 +196,7 @@ class Tracking:
         self.frames = 0
         self.best_score: Optional[float] = None  # the highest score of any detection so far (None: none, or sliced)
         self._votes: Dict[int, Counter] = {}  # track id -> how often it was detected as each label
+        self._shown: Dict[int, int] = {}  # track id -> the label it is shown as
         self._label_names: Dict[int, Tuple[Any, Any]] = {}  # label -> (class name, category id) as detected
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, Any]]:
@@ -224,9 +225,10 @@ class Tracking:
         return self._steady_classes(tracks)
 
     def _steady_classes(self, tracks: Any) -> Any:
-        """``tracks`` with each track's class the one it was detected as most often so far (the first of
-        a tie): a detection's class flips between like classes from frame to frame, and a walk's MOT file
-        had one track as car 7 frames and person 5, counted twice by its (id, class) pairs."""
+        """``tracks`` with each track's class the one it was detected as most often so far, kept until
+        another is detected more often (a tie keeps it): a detection's class flips between like classes
+        from frame to frame, and a walk's MOT file had one track as car 7 frames and person 5, counted
+        twice by its (id, class) pairs. (:class:`TrackLog` writes the text with each track's last class.)"""
         if not len(tracks):
             return tracks
         names, ids = tracks.data.get("class_name"), tracks.data.get("category_id")
@@ -236,7 +238,10 @@ class Tracking:
             votes[label] += 1
             self._label_names.setdefault(label, (names[i] if names is not None else None,
                                                  ids[i] if ids is not None else None))
-            steady.append(votes.most_common(1)[0][0])
+            leader, shown = votes.most_common(1)[0][0], self._shown.get(tid)
+            if shown is None or votes[leader] > votes[shown]:
+                self._shown[tid] = shown = leader
+            steady.append(shown)
         tracks.class_id = np.asarray(steady, dtype=tracks.class_id.dtype)
         if names is not None:  # rebuilt: a name longer than the frame's longest would be cut in its array
             tracks.data["class_name"] = np.array([str(self._label_names[label][0]) for label in steady], dtype=str)
@@ -298,11 +303,11 @@ class TrackStats:
     first_frame: int
     last_frame: int
     length: int = 0
-    classes: Counter = field(default_factory=Counter)
+    name: str = ""  # its class as last shown (the class the tracker settled on)
+    category_id: Any = None  # and that class's dataset id
 
     def as_dict(self) -> Dict[str, Any]:
-        name = self.classes.most_common(1)[0][0] if self.classes else ""
-        return {"id": self.id, "class": name, "first_frame": self.first_frame,
+        return {"id": self.id, "class": self.name, "first_frame": self.first_frame,
                 "last_frame": self.last_frame, "length": self.length}
 
 
@@ -332,7 +337,7 @@ class TrackLog:
             lines.append(f"{frame},{tid},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.4f},{cid},-1,-1\n")
             stats = self.tracks.setdefault(tid, TrackStats(tid, frame, frame))
             stats.last_frame, stats.length = frame, stats.length + 1
-            stats.classes[str(name)] += 1
+            stats.name, stats.category_id = str(name), cid
         self._file.writelines(lines)
         self._file.flush()
 
@@ -343,9 +348,19 @@ class TrackLog:
                 "classes": dict(sorted(classes.items())), "tracks": tracks}
 
     def close(self) -> None:
+        """The text under its final name, each row's class the track's last (as the JSON says: a track
+        whose shown class changed once counted as two objects of the text's (id, class) pairs), and the JSON."""
         from ..data.objects365 import write_json_atomic
         self._file.close()
-        os.replace(self.partial, self.mot_path)
+        final = {t.id: t.category_id for t in self.tracks.values()}
+        steady = self.partial.with_name(f"{self.partial.name}.steady")
+        with self.partial.open() as rows, steady.open("w") as out:
+            for row in rows:
+                cells = row.split(",")
+                cells[7] = str(final.get(int(cells[1]), cells[7]))
+                out.write(",".join(cells))
+        os.replace(steady, self.mot_path)
+        self.partial.unlink()
         write_json_atomic(self.summary(), self.json_path)
 
     def abandon(self) -> None:
