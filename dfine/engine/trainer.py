@@ -212,6 +212,7 @@ class Trainer:
     """
 
     _evaluating = False  # inside evaluate(): a signal's first line says it stops after the batch being evaluated
+    _unwinding = False  # the loop stopped for a signal: what is left is shutting the loaders down and saying so
 
     #: warn, at the start of a new run, of an earlier run's checkpoints in the output folder (the demo,
     #: which always starts over, says nothing)
@@ -613,6 +614,9 @@ class Trainer:
                 if self.exit_on_second_signal:
                     self._say_now(f"{name} again: exiting now (checkpoints are written atomically; {kept})")
                     os._exit(128 + signum)
+                if self._unwinding:  # raised in the loaders' shutdown, it printed torch's traceback (a re-walk)
+                    self._say_now(f"{name} again: already stopping (the data loaders are shutting down)")
+                    return
                 self._say_now(f"{name} again: stopping now (checkpoints are written atomically; {kept})")
                 if signum == signal.SIGINT:
                     raise KeyboardInterrupt
@@ -647,6 +651,11 @@ class Trainer:
             except Exception:  # noqa: BLE001 - a stream busy in the main thread: the process's own stderr
                 pass
         os.write(2, f"\n{text}\n".encode(errors="replace"))
+
+    def _stop_evaluating(self) -> bool:
+        """:meth:`_should_stop` for the evaluation's batches, marking the run as unwinding when it stops."""
+        self._unwinding = self._should_stop()
+        return self._unwinding
 
     def _should_stop(self) -> bool:
         """Whether a signal asked this run (any of its processes) to stop."""
@@ -956,6 +965,7 @@ class Trainer:
         try:  # a bar left open by an error redrew itself in a notebook's later cells (a walk)
             for i in range(total):
                 if self._should_stop():
+                    self._unwinding = True
                     break
                 try:
                     images, targets = next(batches)
@@ -963,6 +973,7 @@ class Trainer:
                     break
                 except RuntimeError:  # Ctrl-C also reaches the loader's workers, which then exit
                     if self.stop_signal is not None:
+                        self._unwinding = True
                         break
                     raise
                 lrs = [self.optimizer.param_groups[g]["lr"] for g in self.lr_groups.values()]  # what this step runs at
@@ -1065,7 +1076,7 @@ class Trainer:
         self._evaluating = True  # what a signal's first line says it stops after
         try:
             metrics = evaluate(module, self.postprocessor, self.val_loader, self.device, self.val_set.ann_file,
-                               progress=self.progress, should_stop=self._should_stop)
+                               progress=self.progress, should_stop=self._stop_evaluating)
         finally:
             self._evaluating = False
         return None if metrics is None else dataclasses.replace(metrics, classes=tuple(self.label_map.category_ids))

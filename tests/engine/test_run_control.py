@@ -182,6 +182,26 @@ def test_from_python_a_second_ctrl_c_raises_instead_of_ending_the_process(tiny, 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's handler is back
 
 
+def test_a_second_ctrl_c_while_the_loaders_shut_down_does_not_raise_there(tmp_path, monkeypatch):
+    """A re-walk's second Interrupt came while the loaders shut down after the step the first one
+    stopped: raised inside the loader's __del__, it printed torch's 'Exception ignored' traceback.
+    Once the loop has stopped, a second signal says so and the run ends as the first asked."""
+    import io
+    trainer = Trainer.__new__(Trainer)
+    trainer.stop_signal, trainer.output_dir, trainer._unwinding = "SIGINT", tmp_path, True
+    cell = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", cell)
+    with trainer._signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # no KeyboardInterrupt here
+    assert "SIGINT again: already stopping (the data loaders are shutting down)" in cell.getvalue()
+    trainer._unwinding = False  # still in the step: the second one raises at once
+    with pytest.raises(KeyboardInterrupt):
+        with trainer._signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+
+
 def _cli_run(folder: Path, coco: Path, workers: int) -> subprocess.Popen:
     recipe = tiny_recipe(folder, coco, epochs=3)
     cmd = [sys.executable, "-m", "dfine.cli", "train", "-c", str(recipe), "-d", "cpu", "--no-progress",
