@@ -21,7 +21,6 @@ import numpy as np
 
 from .errors import DfineError
 from .text import counted, first_few
-from .text import counted
 
 #: Image file suffixes (lower case) every part of dfine picks up: predict, frame folders, calibration,
 #: dataset conversion and checks. Only formats PIL decodes in full (MPO: multi-picture JPEG, PFM: float
