@@ -636,8 +636,14 @@ def test_a_picture_crowded_with_guesses_is_said(onnx_model, tmp_path, capsys):
     assert main(["predict", str(picture), "-m", str(onnx_model), "--conf", "0", "-o", str(tmp_path / "low")]) == 0
     err = capsys.readouterr().err
     assert "detections per image at --conf 0: most are guesses" in err and "a higher --conf keeps the sure ones" in err
+    assert "got all" not in err  # --conf 0 keeps everything by definition: not a limit reached
     assert main(["predict", str(picture), "-m", str(onnx_model), "--conf", "0.99", "-o", str(tmp_path / "high")]) == 0
-    assert "most are guesses" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "most are guesses" not in err and "got all" not in err
+    # every detection the model gives above --conf (a dense walk: 326 cells, 300 boxes, nothing said)
+    assert main(["predict", str(picture), "-m", str(onnx_model), "--conf", "1e-9", "-o", str(tmp_path / "all")]) == 0
+    assert ("note: 1 image (a.png) got all 300 detections the model gives an image, each above --conf 1e-09: there may "
+            "be more objects than it can report; --slice (tiles), or a model trained with more queries") in capsys.readouterr().err
     # at the --conf its run measured best (dense scenes: a walk's 140 cells an image), the detections are its best
     import onnx
     dense = onnx.load(str(onnx_model))

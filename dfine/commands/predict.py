@@ -136,7 +136,14 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
         results, best = predict_video(det, items[0], out)
         bad: List[Tuple[Path, str]] = []
     else:
-        results, bad, best = predict_images(det, items, out, progress=len(items) > 1, sizes=sizes, ann_file=ann_file)
+        full: List[Tuple[Path, int]] = []
+        results, bad, best = predict_images(det, items, out, progress=len(items) > 1, sizes=sizes, ann_file=ann_file,
+                                            full=full)
+        if full:  # a dense picture: the model's limit, not the objects' count (a walk's 326 cells gave 300)
+            print(f"note: {counted(len(full), 'image')} ({first_few([p.name for p, _ in full], 3)}) got all "
+                  f"{full[0][1]} detections the model gives an image, each above --conf {det.conf:g}: there may be "
+                  f"more objects than it can report; --slice (tiles), or a model trained with more queries (-u "
+                  f"DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N)", file=sys.stderr)
     from ..data.objects365 import write_json_atomic
     write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
@@ -361,8 +368,8 @@ def named_results(dets, image_id: int, file_name: Optional[str] = None) -> List[
              **entry} for entry, name in zip(dets.to_coco(image_id), dets.names)]
 
 
-def detect(det, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None
-           ) -> Tuple[List[Any], Optional[float]]:
+def detect(det, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,
+           full: Optional[List[int]] = None) -> Tuple[List[Any], Optional[float]]:
     """``det.predict_pil(images, paths)`` (the detections above ``det.conf``) and the highest score
     of any box, below ``det.conf`` too (None for an empty batch; with --slice only the kept boxes'
     scores are seen, as the tiles are filtered before they are merged). One pass: the model runs
@@ -373,7 +380,10 @@ def detect(det, images: Sequence[Image.Image], paths: Optional[Sequence[Optional
         return found, max(kept) if kept else None
     found = det.predict_pil(images, paths, conf=0.0)
     scores = [float(d.scores.max()) for d in found if len(d)]
-    return [d.above(det.conf) for d in found], max(scores) if scores else None
+    kept = [d.above(det.conf) for d in found]
+    if full is not None and det.conf > 0:  # every one of the model's detections kept: it can report no more
+        full += [i for i, (k, d) in enumerate(zip(kept, found)) if len(d) and len(k) == len(d)]
+    return kept, max(scores) if scores else None
 
 
 def _highest(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -386,7 +396,8 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
-                   sizes: Optional[Dict[Path, Tuple[int, int, int]]] = None, ann_file: Optional[Path] = None
+                   sizes: Optional[Dict[Path, Tuple[int, int, int]]] = None, ann_file: Optional[Path] = None,
+                   full: Optional[List[Tuple[Path, int]]] = None
                    ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]], Optional[float]]:
     """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files,
     the highest score seen: :func:`detect`). A single unreadable image is an error; in a batch of files
@@ -419,8 +430,11 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
                         raise
                     bad.append((p, str(e)))
             if images:
-                found, seen = detect(det, images, [str(p) for p in good])
+                at_limit: List[int] = []
+                found, seen = detect(det, images, [str(p) for p in good], at_limit)
                 best = _highest(best, seen)
+                if full is not None:
+                    full += [(good[i], len(found[i])) for i in at_limit]
                 for p, im, dets in zip(good, images, found):
                     if sizes is not None:
                         sizes[p] = (ids[p], im.width, im.height)
