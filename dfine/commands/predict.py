@@ -132,18 +132,13 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
         print(f"--conf {det.conf:.2f}: the threshold with the best F1 on the val set of its training run, which "
               f"{Path(args.model).name} carries (give --conf to change it)", file=sys.stderr)
     sizes: Optional[Dict[Path, Tuple[int, int, int]]] = {} if args.save_dataset else None
+    full: List[Tuple[Path, int]] = []  # images that got every detection the model gives, above --conf
     if kind == "video":
         results, best = predict_video(det, items[0], out)
         bad: List[Tuple[Path, str]] = []
     else:
-        full: List[Tuple[Path, int]] = []
         results, bad, best = predict_images(det, items, out, progress=len(items) > 1, sizes=sizes, ann_file=ann_file,
                                             full=full)
-        if full:  # a dense picture: the model's limit, not the objects' count (a walk's 326 cells gave 300)
-            print(f"note: {counted(len(full), 'image')} ({first_few([p.name for p, _ in full], 3)}) got all "
-                  f"{full[0][1]} detections the model gives an image, each above --conf {det.conf:g}: there may be "
-                  f"more objects than it can report; --slice (tiles), or a model trained with more queries (-u "
-                  f"DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N)", file=sys.stderr)
     from ..data.objects365 import write_json_atomic
     write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
@@ -167,6 +162,11 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
         print(f"note: {per_image:.0f} detections per image at --conf {det.conf:g}: most are guesses (a model that has "
               f"learned little, or a --conf far too low); a higher --conf keeps the sure ones (a run's end names the one "
               f"with the best F1 on its val set, when the model finds enough)", file=sys.stderr)
+    elif full:  # a dense picture at a sure --conf: the model's limit, not the objects' count (a walk's 326 cells: 300)
+        print(f"note: {counted(len(full), 'image')} ({first_few([p.name for p, _ in full], 3)}) got all "
+              f"{full[0][1]} detections the model gives an image, each above --conf {det.conf:g}: there may be "
+              f"more objects than it can report; --slice (tiles), or a model trained with more queries (-u "
+              f"DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N)", file=sys.stderr)
     return 0
 
 
