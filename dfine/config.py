@@ -49,6 +49,7 @@ __all__ = [
     "TransformOp", "PolicyConfig", "TransformsConfig", "DatasetConfig", "CollateConfig",
     "DataloaderConfig", "load_config", "parse_overrides", "model_config", "criterion_config",
     "resolve_num_classes", "source_of", "from_command_line", "with_image_size", "OpCheck", "set_op_check", "ClassList",
+    "queries_override",
 ]
 
 INCLUDE_KEY = "__include__"
@@ -768,6 +769,12 @@ def _derive_stop_epoch(cfg: Config, ctx: _Ctx) -> Config:
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
+
+def queries_override(n: Union[int, str] = "N") -> str:
+    """The ``-u`` items that give the model ``n`` queries and keep as many detections an image (dense
+    scenes: images holding more boxes than the published 300)."""
+    return f"-u DFINETransformer.num_queries={n} DFINEPostProcessor.num_top_queries={n}"
+
 
 def load_config(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *,
                 check_op: Optional[OpCheck] = None, recipes: Optional[Path] = None) -> Config:

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import DfineError
 from .text import CHECKPOINT_SUFFIXES
 
-__all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "load_image", "preprocess"]
+__all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "detect", "load_image", "preprocess"]
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("f32", "bf16")  # OpenVINO inference precision
@@ -337,6 +337,27 @@ class Detector:
 
 
 # ---- backends -------------------------------------------------------------------------------
+
+def detect(det: Any, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,
+           conf: Optional[float] = None, full: Optional[List[int]] = None) -> Tuple[List[Detections], Optional[float]]:
+    """``det.predict_pil(images, paths)`` (the detections above ``conf``, default ``det.conf``) and the
+    highest score of any box, below ``conf`` too (None for an empty batch; with slicing only the kept
+    boxes' scores are seen, as the tiles are filtered before they are merged). One pass: the model
+    runs at conf 0 and its detections are filtered here, as the detector does (``score > conf``).
+    ``full`` (a list): the positions of the images whose every detection was kept, appended (the
+    model can report no more there; not at conf 0, which keeps everything by definition)."""
+    conf = det.conf if conf is None else conf
+    if getattr(det, "slice", None) is not None:
+        found = det.predict_pil(images, paths, conf=conf)
+        kept = [float(d.scores.max()) for d in found if len(d)]
+        return found, max(kept) if kept else None
+    found = det.predict_pil(images, paths, conf=0.0)
+    scores = [float(d.scores.max()) for d in found if len(d)]
+    kept = [d.above(conf) for d in found]
+    if full is not None and conf > 0:
+        full += [i for i, (k, d) in enumerate(zip(kept, found)) if len(d) and len(k) == len(d)]
+    return kept, max(scores) if scores else None
+
 
 def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, threads, precision: str = "f32"
           ) -> _Engine:

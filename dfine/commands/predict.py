@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from ..config import queries_override
 from ..drawing import draw
 from ..errors import DfineError
 from ..outputs import check_outputs, numbered_run_dir, prepare_output_dir, removed_if_left_empty
@@ -165,8 +166,8 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
     elif full:  # a dense picture at a sure --conf: the model's limit, not the objects' count (a walk's 326 cells: 300)
         print(f"note: {counted(len(full), 'image')} ({first_few([p.name for p, _ in full], 3)}) got all "
               f"{full[0][1]} detections the model gives an image, each above --conf {det.conf:g}: there may be "
-              f"more objects than it can report; --slice (tiles), or a model trained with more queries (-u "
-              f"DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N)", file=sys.stderr)
+              f"more objects than it can report; --slice (tiles), or a model trained with more queries "
+              f"({queries_override()})", file=sys.stderr)
     return 0
 
 
@@ -368,24 +369,6 @@ def named_results(dets, image_id: int, file_name: Optional[str] = None) -> List[
              **entry} for entry, name in zip(dets.to_coco(image_id), dets.names)]
 
 
-def detect(det, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,
-           full: Optional[List[int]] = None) -> Tuple[List[Any], Optional[float]]:
-    """``det.predict_pil(images, paths)`` (the detections above ``det.conf``) and the highest score
-    of any box, below ``det.conf`` too (None for an empty batch; with --slice only the kept boxes'
-    scores are seen, as the tiles are filtered before they are merged). One pass: the model runs
-    at conf 0 and its detections are filtered here, as the detector does (``score > conf``)."""
-    if det.slice is not None:
-        found = det.predict_pil(images, paths)
-        kept = [float(d.scores.max()) for d in found if len(d)]
-        return found, max(kept) if kept else None
-    found = det.predict_pil(images, paths, conf=0.0)
-    scores = [float(d.scores.max()) for d in found if len(d)]
-    kept = [d.above(det.conf) for d in found]
-    if full is not None and det.conf > 0:  # every one of the model's detections kept: it can report no more
-        full += [i for i, (k, d) in enumerate(zip(kept, found)) if len(d) and len(k) == len(d)]
-    return kept, max(scores) if scores else None
-
-
 def _highest(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return b if a is None else a if b is None else max(a, b)
 
@@ -403,7 +386,7 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
     the highest score seen: :func:`detect`). A single unreadable image is an error; in a batch of files
     it is skipped and reported. ``sizes``, when given, gets each read image's ``(image id, width,
     height)`` (as displayed: EXIF orientation applied, as training reads it)."""
-    from ..inference import load_image
+    from ..inference import detect, load_image
     results: List[Dict[str, Any]] = []
     bad: List[Tuple[Path, str]] = []
     best: Optional[float] = None
@@ -431,7 +414,7 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
                     bad.append((p, str(e)))
             if images:
                 at_limit: List[int] = []
-                found, seen = detect(det, images, [str(p) for p in good], at_limit)
+                found, seen = detect(det, images, [str(p) for p in good], full=at_limit)
                 best = _highest(best, seen)
                 if full is not None:
                     full += [(good[i], len(found[i])) for i in at_limit]
@@ -480,6 +463,7 @@ def predict_video(det, path: Path, out: Path) -> Tuple[List[Dict[str, Any]], Opt
     playable even after a kill). Returns the COCO results (the frame index as image id) and the
     highest score seen (:func:`detect`). A file cut short ends with the frames it had and a one-line
     warning."""
+    from ..inference import detect
     from ..video import FrameReader, VideoWriter, open_source, truncation_note
     source = open_source(path)
     writer = VideoWriter(out / f"{path.stem}.mp4", source.fps, draw=lambda im, dets: np.asarray(draw(im, dets)))

@@ -35,9 +35,11 @@ from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Option
 import numpy as np
 
 from dfine.errors import DfineError
-from dfine.data.cocojson import DatasetError, box_repairs, inside_folder, read_coco_json, unsafe_file_name
+from dfine.data.cocojson import (DatasetError, box_repairs, boxes_per_image, inside_folder, read_coco_json,
+                                  unsafe_file_name)
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, tail_complete
+from dfine.config import queries_override
 from dfine.models.config import DFINETransformerConfig
 from dfine.text import counted
 
@@ -204,9 +206,8 @@ class CheckReport:
             lines.append(f"boxes an image: {sum(self.box_sizes) / max(1, self.num_images):.1f} on average, up to {most} "
                          f"({where})" + (f"; {counted(self.over_queries, 'image')} "
                                          f"{'holds' if self.over_queries == 1 else 'hold'} more than D-FINE's {QUERIES} "
-                                         f"queries, each of which learns and finds one box: train with -u "
-                                         f"DFINETransformer.num_queries=N "
-                                         f"DFINEPostProcessor.num_top_queries=N (N above {most})"
+                                         f"queries, each of which learns and finds one box: train with "
+                                         f"{queries_override()} (N above {most})"
                                          if most > QUERIES else ""))
         if imgsz and len(self.shapes):
             seen, n = self.sizes_at(imgsz), len(self.shapes)
@@ -573,8 +574,7 @@ def _most_boxes(data: Mapping[str, Any]) -> Tuple[Tuple[int, str], int]:
     """The most non-crowd boxes one image of ``data`` holds with that image's file name ((0, "") when
     none holds any), and how many images hold more than :data:`QUERIES`."""
     names = {im.get("id"): str(im.get("file_name", im.get("id"))) for im in data["images"] if isinstance(im, dict)}
-    per = Counter(a.get("image_id") for a in data["annotations"]
-                  if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in names)
+    per = boxes_per_image(data, names)
     if not per:
         return (0, ""), 0
     image, most = per.most_common(1)[0]

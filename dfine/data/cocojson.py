@@ -13,7 +13,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from dfine.text import counted
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DatasetError", "LabelMode", "LabelMap", "read_coco_json", "label_map_from_coco", "BoxRepairs",
+__all__ = ["DatasetError", "LabelMode", "LabelMap", "read_coco_json", "label_map_from_coco", "BoxRepairs", "boxes_per_image",
            "box_repairs", "CLIP_TOLERANCE", "unsafe_file_name", "inside_folder", "other_classes"]
 
 LabelMode = Literal["contiguous", "mscoco", "category_id"]
@@ -123,6 +124,14 @@ def other_classes(model: Mapping[int, str], data: Mapping[int, str], where: str)
     shown = "; ".join(f"{i} is {n} in the model, {d} in the data" for i, n, d in differ[:3])
     return (f"warning: the model's classes differ from {where}'s for {len(differ)} of its {len(model)} category "
             f"ids: {shown}{'; ...' if len(differ) > 3 else ''}; was the model trained on this data?")
+
+
+def boxes_per_image(data: Mapping[str, Any], image_ids: Iterable[Any]) -> Counter:
+    """``{image id: its non-crowd boxes}`` of the ``image_ids`` in the COCO dict ``data`` (entries that are
+    not objects are skipped: ``dfine data check`` reads unchecked files)."""
+    ids = set(image_ids)
+    return Counter(a.get("image_id") for a in data.get("annotations", [])
+                   if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in ids)
 
 
 def read_coco_json(ann_file: os.PathLike | str) -> Dict[str, Any]:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dfine.config import queries_override
+from dfine.data.cocojson import boxes_per_image
 from dfine.text import ap_text, counted, first_few
 
 from . import dist
@@ -150,8 +152,8 @@ class CocoMetrics:
                 f"detections of each image, not COCO's {COCO_MAX_DETS}, which would cap the recall (the published "
                 f"evaluation counts {COCO_MAX_DETS})")
         if self.most_boxes > self.max_dets:
-            text += (f"; more boxes than the model's {self.max_dets} detections can never all be found: train with -u "
-                     f"DFINETransformer.num_queries=N DFINEPostProcessor.num_top_queries=N (N above {self.most_boxes})")
+            text += (f"; more boxes than the model's {self.max_dets} detections can never all be found: train with "
+                     f"{queries_override()} (N above {self.most_boxes})")
         return text
 
     def coco_summary(self) -> str:
@@ -223,7 +225,7 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
         ev = COCOeval_faster(gt, dt, iouType="bbox", print_function=lambda *a, **k: None)
         if image_ids is not None:
             ev.params.imgIds = sorted(int(i) for i in image_ids)
-        most = _most_boxes(gt.dataset, ev.params.imgIds)
+        most = max(boxes_per_image(gt.dataset, ev.params.imgIds).values(), default=0)
         max_dets = COCO_MAX_DETS
         if most > COCO_MAX_DETS:  # a dense set (shelves, cells): every detection the model gives an image counts
             given = collections.Counter(int(d["image_id"]) for d in detections)
@@ -244,14 +246,6 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
     return CocoMetrics(stats, per_class, names, raw={"precision": precision, "recall": np.asarray(ev.eval["recall"])},
                        confidence=curve, samples=_samples(gt.dataset, detections, ev.params.imgIds),
                        max_dets=max_dets, most_boxes=most)
-
-
-def _most_boxes(gt: Mapping[str, Any], image_ids: Iterable[int]) -> int:
-    """The most non-crowd boxes one of ``image_ids`` holds (0: none)."""
-    ids = {int(i) for i in image_ids}
-    counts = collections.Counter(int(a["image_id"]) for a in gt.get("annotations", [])
-                                 if not a.get("iscrowd", 0) and int(a["image_id"]) in ids)
-    return max(counts.values(), default=0)
 
 
 #: Images whose detections an evaluation keeps for its picture (``val_predictions.png``)

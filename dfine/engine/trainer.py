@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 
 from dfine import checkpoint as ckpt_io
-from dfine.config import Config, criterion_config, from_command_line, model_config, resolve_num_classes
+from dfine.config import (Config, criterion_config, from_command_line, model_config, queries_override,
+                          resolve_num_classes)
 from dfine.data import build_dataloader, build_dataset, check_same_labels
 from dfine.data.cocojson import DatasetError, none_in_common, other_classes
 from dfine.device import busy_cpu_note
@@ -81,8 +82,7 @@ def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
 
     mcfg = model_config(dataclasses.replace(cfg, num_classes=cfg.num_classes or 1))
     queries = mcfg.decoder.num_queries
-    fix = (f"use a larger --imgsz or fewer queries (-u DFINETransformer.num_queries=N "
-           f"DFINEPostProcessor.num_top_queries=N)")
+    fix = f"use a larger --imgsz or fewer queries ({queries_override()})"
     if cfg.eval_spatial_size:
         hw = tuple(cfg.eval_spatial_size)
         if _tokens(mcfg, hw) < queries:
@@ -839,7 +839,7 @@ class Trainer:
         verb = "holds" if images == 1 else "hold"
         return (f"note: {' and '.join(over)} {verb} more boxes than the model's {queries} queries (up to {most[0]} "
                 f"in {most[1]}): each query learns and finds one box, so the rest of such an image is never learned nor "
-                f"found; -u DFINETransformer.num_queries={n} DFINEPostProcessor.num_top_queries={n} raises them "
+                f"found; {queries_override(n)} raises them "
                 f"(more memory and time a step)")
 
     def _large_images_note(self) -> Optional[str]:

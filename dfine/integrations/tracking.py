@@ -201,19 +201,16 @@ class Tracking:
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, Any]]:
         from PIL import Image
+
+        from ..inference import detect
         threshold = self.config.detection_conf
-        sliced = getattr(self.detector, "slice", None) is not None  # tiles are filtered before they are merged
+        sliced = getattr(self.detector, "slice", None) is not None  # only the tiles' kept scores are seen
         with FrameReader(self.source, buffer=self.buffer) as reader:
             for batch in reader.batches(self.detector.batch_size):
-                images = [Image.fromarray(f) for f in batch]
-                if sliced:
-                    results = self.detector.predict_pil(images, conf=threshold)
-                else:  # all of them, for the highest score (no track: what --conf would start one, a walk)
-                    results = self.detector.predict_pil(images, conf=0.0)
-                    scores = [float(d.scores.max()) for d in results if len(d)]
-                    if scores:
-                        self.best_score = max(scores + ([self.best_score] if self.best_score is not None else []))
-                    results = [d.above(threshold) for d in results]
+                # the highest score too: with no track, what --conf would start one (a walk)
+                results, seen = detect(self.detector, [Image.fromarray(f) for f in batch], conf=threshold)
+                if seen is not None and not sliced:
+                    self.best_score = seen if self.best_score is None else max(self.best_score, seen)
                 for frame, dets in zip(batch, results):
                     self.frames += 1
                     yield frame, self._update(to_supervision(dets), frame)
