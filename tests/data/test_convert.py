@@ -167,6 +167,48 @@ def test_folders_without_yaml_split_val_by_seed(tmp_path):
     assert [im["file_name"] for im in load(again.ann_files["val"])["images"]] == val
 
 
+def test_a_rare_class_gets_an_image_on_each_side_of_the_split():
+    """A walk: 'Cheese' in 2 of 211 images had both in train for seeds 0, 1 and 3, never measured. The
+    split keeps a class with two images or more on both sides, a class in one image in train, the val
+    size the fraction's, and one without rare classes exactly as the plain shuffle made it."""
+    from dfine.data.convert import split_by_fraction
+
+    items = [f"{i:03d}.jpg" for i in range(100)]
+    train0, val0 = split_by_fraction(items, 0.2, 0)
+    classes = {item: {"common"} for item in items}
+    for item in train0[:3]:  # the shuffle left all three in train
+        classes[item] = {"rare"}
+    classes[val0[0]] = {"common", "single"}  # its only image, in val
+    notes = []
+    train, val = split_by_fraction(items, 0.2, 0, classes, notes)
+    assert len(val) == len(val0) == 20 and sorted(train + val) == items
+    assert sum("rare" in classes[i] for i in val) == 1 and sum("rare" in classes[i] for i in train) == 2
+    assert [i for i in items if "single" in classes[i]][0] in train
+    assert all(any("common" in classes[i] for i in side) for side in (train, val))
+    assert notes == ["rare classes kept on both sides of the split: 1 image moved to val for rare, which had none "
+                     "there; 1 image moved to train for single, which was only in val"]
+    even = {item: {"a" if n % 2 else "b"} for n, item in enumerate(items)}
+    assert split_by_fraction(items, 0.2, 0, even, notes) == (train0, val0) and len(notes) == 1
+
+
+def test_a_flat_yolo_folder_keeps_its_rare_class_in_val(tmp_path):
+    """The same through a YOLO folder without a val split: the note says which class moved."""
+    from dfine.data.convert import split_by_fraction
+
+    src = tmp_path / "flat"
+    names = [f"{i}.jpg" for i in range(20)]
+    rare = split_by_fraction([str(src / "images" / n) for n in names], 0.2, 0)[0][:2]  # both in train, plainly
+    for n in names:
+        image(src / f"images/{n}", (40, 40))
+        cls = 1 if str(src / "images" / n) in rare else 0
+        yolo_labels(src / f"labels/{Path(n).stem}.txt", [f"{cls} 0.5 0.5 0.5 0.5"])
+    out = convert_yolo(src, names=["pan", "cheese"])
+    val = load(out.ann_files["val"])
+    assert out.counts["val"].images == 4 and sorted({a["category_id"] for a in val["annotations"]}) == [1, 2]
+    assert ("rare classes kept on both sides of the split: 1 image moved to val for cheese, which had none there"
+            in out.notes)
+
+
 def test_no_label_files_says_where_it_looked(tmp_path):
     src = tmp_path / "ds"
     image(src / "images/train/a.jpg")
@@ -302,10 +344,13 @@ def test_voc_xmls_beside_their_images(tmp_path, capsys):
         voc_xml(flat / f"{i}.xml", f"{i}.jpg", (60, 40), [("cat" if i % 2 else "dog", (5, 5, 30, 20), 0)])
     assert detect_format(flat) == "voc"
     assert main(["data", "convert", "--from", "voc", str(flat), "-o", str(tmp_path / "o1")]) == 0
-    assert ("note: XMLs beside their images, no split folders: 1 of 5 images became val (dfine data convert "
-            "--val-fraction 0.2 --seed 0)") in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert ("note: XMLs beside their images, no split folders: 2 of 5 images became val (dfine data convert "
+            "--val-fraction 0.2 --seed 0)") in printed  # the shuffle's 1, and 1 for the class it left out of val
+    assert "note: rare classes kept on both sides of the split: 1 image moved to val for cat, which had none" in printed
     train, val = (load(tmp_path / f"o1/annotations/instances_{s}.json") for s in ("train", "val"))
-    assert len(train["images"]) == 4 and len(val["images"]) == 1
+    assert len(train["images"]) == 3 and len(val["images"]) == 2
+    assert sorted(name for f in boxes_by_file(val).values() for name, _, _ in f) == ["cat", "dog"]
     (name, box, _), = boxes_by_file(val)[val["images"][0]["file_name"]]
     _close(box, [5, 5, 25, 15])
     rf = tmp_path / "roboflow"

@@ -571,10 +571,12 @@ def test_train_from_one_coco_file_for_all_images(tmp_path, capsys):
     assert detect_format(src) == "coco"
     assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
     printed = _trained(out, capsys)
-    assert ("one COCO file for all images (annotations/instances_default.json): 1 of 5 images became val "
+    assert ("one COCO file for all images (annotations/instances_default.json): 2 of 5 images became val "
             "(dfine data convert --val-fraction 0.2 --seed 0)") in printed.err
+    assert "rare classes kept on both sides of the split: 1 image moved to val for tablet, which had none" in printed.err
     train, val = (json.loads((out / f"data/annotations/instances_{s}.json").read_text()) for s in ("train", "val"))
-    assert len(val["images"]) == 1 and len(train["images"]) == 4
+    assert len(val["images"]) == 2 and len(train["images"]) == 3
+    assert sorted(a["category_id"] for a in val["annotations"]) == [1, 2]  # pill and tablet both measured
     assert sorted(train["images"] + val["images"], key=lambda im: im["id"]) == data["images"]
     assert sorted(train["annotations"] + val["annotations"], key=lambda a: a["id"]) == data["annotations"]
     assert train["categories"] == val["categories"] == data["categories"] and train["licenses"] == data["licenses"]
@@ -582,7 +584,7 @@ def test_train_from_one_coco_file_for_all_images(tmp_path, capsys):
     assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # the export is never written
     # the printed evaluation of the run splits the same way: its val image is the one training validated on
     assert main(["eval", "-r", str(out / "last.pth"), "--data", str(src), "-d", "cpu", "--no-progress"]) == 0
-    assert f"last.pth on the val split of {src} (1 image, 1 box):" in capsys.readouterr().out
+    assert f"last.pth on the val split of {src} (2 images, 2 boxes):" in capsys.readouterr().out
 
 
 def test_one_coco_file_is_found_as_labelling_tools_write_it(tmp_path):

@@ -23,15 +23,16 @@ import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.image_io import ImageHeader, read_header, tail_complete
-from dfine.text import counted
+from dfine.text import counted, first_few
 from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
-           "split_by_fraction", "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
+           "split_by_fraction", "labels_of",
+           "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
            "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named", "changes_note",
@@ -218,10 +219,12 @@ def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[st
         raise DatasetError(f"{src}: no train {kind} (found {', '.join(sorted(items))}); put one in train/")
     if "val" not in items:
         pool = {item.path.as_posix(): item for item in items.get("train", [])}
-        train, val = split_by_fraction(list(pool), val_fraction, seed)
+        said: List[str] = []
+        train, val = split_by_fraction(list(pool), val_fraction, seed, labels_of(pool), said)
         items["train"], items["val"] = [pool[k] for k in train], [pool[k] for k in val]
         notes.append(f"no val {kind}: {len(val)} of {counted(len(pool), 'image')} became val "
                      f"{fraction_said(val_fraction, seed)}")
+        notes += said
     folder = images_folder_of([item.path for split in items.values() for item in split], root)
     out_dir = Path(out).expanduser() if out is not None else root
     ann_dir = out_dir / "annotations"
@@ -266,11 +269,26 @@ def fraction_said(val_fraction: float, seed: int) -> str:
 _ROBOFLOW_COPY = re.compile(r"\.rf\.[0-9a-f]{32}")
 
 
-def split_by_fraction(items: Sequence[str], fraction: float, seed: int) -> Tuple[List[str], List[str]]:
+def labels_of(items: Mapping[str, Any]) -> Dict[str, set]:
+    """``{key: the labels of its boxes}`` of images whose ``boxes`` are ``(label, box, crowd)``
+    (:class:`Annotated`, a CVAT image, a LabelMe file): what :func:`split_by_fraction` keeps on
+    both sides."""
+    return {key: {label for label, _, _ in item.boxes} for key, item in items.items()}
+
+
+def split_by_fraction(items: Sequence[str], fraction: float, seed: int,
+                      classes: Optional[Mapping[str, Iterable[Any]]] = None,
+                      notes: Optional[List[str]] = None) -> Tuple[List[str], List[str]]:
     """``items`` (sorted first) shuffled with ``seed``; the first ``round(n * fraction)`` are val.
     Returns ``(train, val)``, each sorted. Roboflow's copies of one photo (``a_jpg.rf.HASH1.jpg``,
     ``a_jpg.rf.HASH2.jpg``: the versions an augmented export holds) go to the same side, whole groups
-    shuffled instead: a copy in val of a photo in train scored it on what it was trained on."""
+    shuffled instead: a copy in val of a photo in train scored it on what it was trained on.
+
+    ``classes`` (``{item: its boxes' classes}``) keeps the rare classes on both sides: a class the
+    shuffle left out of val gets one of its images moved to val when train keeps another, and one
+    left out of train gets one moved back (a class in one image goes to train, where it is learned);
+    a walk's class in 3 of 300 images had all three in train half the time, its AP never measured.
+    A move never takes the last image of another class from its side; each is said in ``notes``."""
     if not 0.0 <= fraction < 1.0:
         raise DatasetError(f"--val-fraction {fraction} must be in [0, 1)")
     order = sorted(items)
@@ -280,18 +298,68 @@ def split_by_fraction(items: Sequence[str], fraction: float, seed: int) -> Tuple
     n_val = int(round(len(order) * fraction))
     if fraction > 0 and n_val == 0 and len(order) > 1:
         n_val = 1
-    if len(groups) == len(order):
-        random.Random(seed).shuffle(order)
-        return sorted(order[n_val:]), sorted(order[:n_val])
     keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-    val: List[str] = []
-    for key in keys:
-        if len(val) >= n_val or len(val) + len(groups[key]) >= len(order):
-            break
-        val += groups[key]
-    return sorted(set(order) - set(val)), sorted(val)
+    random.Random(seed).shuffle(order if len(groups) == len(order) else keys)
+    if len(groups) == len(order):  # no copies: each item is its own group, in the shuffled order
+        groups = {item: [item] for item in order}
+        keys, val_keys = order, set(order[:n_val])
+    else:
+        val_keys, taken = set(), 0
+        for key in keys:
+            if taken >= n_val or taken + len(groups[key]) >= len(order):
+                break
+            val_keys.add(key)
+            taken += len(groups[key])
+    if classes and fraction > 0:
+        of_group = {key: {c for item in groups[key] for c in classes.get(item, ())} for key in keys}
+        _keep_classes_on_both_sides(keys, val_keys, of_group, notes)
+    val = sorted(item for key in val_keys for item in groups[key])
+    return sorted(set(order) - set(val)), val
 
+
+def _keep_classes_on_both_sides(keys: Sequence[str], val_keys: set, of_group: Mapping[str, set],
+                                notes: Optional[List[str]]) -> None:
+    """Move groups across the split (``val_keys``, changed in place) so that each class with two
+    groups or more has one on each side, and a class in one group is in train; ``keys`` in the
+    shuffled order, whose first fitting group moves. See :func:`split_by_fraction`."""
+    from collections import Counter
+    sides = {"train": Counter(), "val": Counter()}
+    for key in keys:
+        sides["val" if key in val_keys else "train"].update(of_group[key])
+    moved: Dict[str, List[str]] = {"val": [], "train": []}
+    total = sides["train"] + sides["val"]
+    for cls in sorted(total, key=lambda c: (total[c], str(c))):
+        if sides["val"][cls] == 0 and sides["train"][cls] >= 2:
+            source, target = "train", "val"
+        elif sides["train"][cls] == 0:
+            source, target = "val", "train"
+        else:
+            continue
+        left = len(val_keys) if source == "val" else len(keys) - len(val_keys)
+        for key in keys:
+            on_source = (key in val_keys) == (source == "val")
+            if on_source and left > 1 and cls in of_group[key] and all(
+                    sides[source][c] >= 2 or c == cls and target == "train" for c in of_group[key]):
+                _move(key, source, target, val_keys, sides, of_group)
+                moved[target].append(str(cls))
+                back = next((k for k in reversed(keys) if ((k in val_keys) == (target == "val")) and k != key
+                             and all(sides[target][c] >= 2 for c in of_group[k])), None)
+                if back is not None:  # one that no class needs there goes the other way: the fraction holds
+                    _move(back, target, source, val_keys, sides, of_group)
+                break
+    if notes is not None and (moved["val"] or moved["train"]):
+        why = {"val": "which had none there", "train": "which was only in val"}
+        parts = [f"{counted(len(names), 'image')} moved to {side} for {first_few(names, 5)}, {why[side]}"
+                 for side, names in moved.items() if names]
+        notes.append(f"rare classes kept on both sides of the split: {'; '.join(parts)}")
+
+
+def _move(key: str, source: str, target: str, val_keys: set, sides: Mapping[str, Any],
+          of_group: Mapping[str, set]) -> None:
+    """Move group ``key`` from the ``source`` side of the split to ``target``, counting its classes."""
+    (val_keys.add if target == "val" else val_keys.discard)(key)
+    sides[source].subtract(of_group[key])
+    sides[target].update(of_group[key])
 
 
 def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str) -> Optional[str]:

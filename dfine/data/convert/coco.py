@@ -91,10 +91,11 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     keys = {str(im.get("id")) for im in images}
     if len(keys) != len(images):
         raise DatasetError(f"{ann}: image ids repeat ({len(images) - len(keys)} duplicates); each image needs its own id")
-    train_ids, val_ids = split_by_fraction(list(keys), val_fraction, seed)
+    said: List[str] = []
+    train_ids, val_ids = split_by_fraction(list(keys), val_fraction, seed, _classes_of_images(data), said)
     rel = ann.relative_to(src) if ann.is_relative_to(src) and ann != src else ann.name
     notes = [f"one COCO file for all images ({rel}): {len(val_ids)} of {counted(len(images), 'image')} became val "
-             f"{fraction_said(val_fraction, seed)}"]
+             f"{fraction_said(val_fraction, seed)}", *said]
     if renamed:  # Label Studio's upload paths (/data/upload/3/x.jpg, ..\\..\\media\\upload\\x.jpg)
         first = next(iter(renamed.items()))
         notes.append(f"{counted(len(renamed), 'file name')} of {ann.name} point where no image is, and an image of "
@@ -120,6 +121,17 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
                                            "info": info, "images": split_images, "annotations": split_anns})
     names_out = tuple(str(c.get("name")) for c in data["categories"] if isinstance(c, dict))
     return Converted(src, out_dir, folder, written, names_out, counts, notes)
+
+
+def _classes_of_images(data: Dict[str, Any]) -> Dict[str, set]:
+    """``{str(image id): the category names of its annotations}`` (an unnamed category as its id)."""
+    named = {c.get("id"): str(c.get("name", c.get("id"))) for c in data.get("categories", []) if isinstance(c, dict)}
+    classes: Dict[str, set] = {}
+    for a in data.get("annotations", []):
+        if isinstance(a, dict):
+            classes.setdefault(str(a.get("image_id")), set()).add(named.get(a.get("category_id"),
+                                                                            str(a.get("category_id"))))
+    return classes
 
 
 def _images_folder(ann: Path, images: List[Dict[str, Any]]) -> Tuple[Path, Dict[str, str]]:

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, images_folder_of, info_for,
-                                fraction_said, split_by_fraction, val_in_train_note, walk_folders,
+                                fraction_said, labels_of, split_by_fraction, val_in_train_note, walk_folders,
                                 write_coco_json)
 from dfine.text import counted
 
@@ -245,10 +245,13 @@ def _splits(images: Sequence[CvatImage], val_fraction: float, seed: int, notes: 
     splits["train"] = sorted(splits.get("train", []) + other)
     if "val" not in splits:
         keys = {images[i].name: i for i in splits["train"]}
-        train, val = split_by_fraction(list(keys), val_fraction, seed)
+        said: List[str] = []
+        train, val = split_by_fraction(list(keys), val_fraction, seed,
+                                       labels_of({k: images[i] for k, i in keys.items()}), said)
         splits["train"], splits["val"] = [keys[k] for k in train], [keys[k] for k in val]
         of = f"the {counted(len(keys), 'image')}" + (" of the train subset" if groups.get("train") else "")
         notes.append(f"no val subset: {len(val)} of {of} became val {fraction_said(val_fraction, seed)}")
+        notes += said
     if not splits["train"]:
         raise DatasetError(f"no train images: the subsets are {', '.join(sorted(s for s in splits if splits[s]))}; "
                            f"give CVAT's subsets the names Train and Validation")

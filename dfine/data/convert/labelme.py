@@ -30,7 +30,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, alike_labels_note,
                                 check_not_a_split, coco_split, file_head, fraction_said, images_by_name,
-                                images_folder_of, info_for, split_by_fraction, walk_folders, within,
+                                images_folder_of, info_for, labels_of, split_by_fraction, walk_folders, within,
                                 write_coco_json)
 from dfine.text import counted, first_few
 
@@ -266,11 +266,14 @@ def _splits(files: Sequence[LabelmeFile], root: Path, val_fraction: float, seed:
     splits["train"] = sorted(splits.get("train", []) + other)
     if "val" not in splits:
         keys = {files[i].path.relative_to(root).as_posix(): i for i in splits["train"]}
-        train, val = split_by_fraction(list(keys), val_fraction, seed)
+        said: List[str] = []
+        train, val = split_by_fraction(list(keys), val_fraction, seed,
+                                       labels_of({k: files[i] for k, i in keys.items()}), said)
         splits["train"], splits["val"] = [keys[k] for k in train], [keys[k] for k in val]
         where = "no val folder" if groups else "no split folders"
         notes.append(f"{where}: {len(val)} of {counted(len(keys), 'image')} became val "
                      f"{fraction_said(val_fraction, seed)}")
+        notes += said
     return {k: splits[k] for k in ("train", "val", "test") if k in splits}
 
 

@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, SplitCounts, alike_labels_note,
@@ -198,11 +198,13 @@ def _image_of(folder: Path, record: VocRecord) -> Optional[Path]:
 
 
 def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: int,
-                 notes: List[str], unread: Iterable[str] = ()) -> Dict[str, List[str]]:
+                 notes: List[str], unread: Iterable[str] = (),
+                 classes: Optional[Mapping[str, set]] = None) -> Dict[str, List[str]]:
     """``{split: [xml stem, ...]}`` from ``ImageSets/Main`` (or a seeded fraction); what the files
     hold besides plain ids (paths, repeats), annotated images no split lists and val images that
     are train images too are said in ``notes``. ``unread``: the stems of XMLs that could not be
-    read (already said): left out of the splits that list them."""
+    read (already said): left out of the splits that list them. ``classes``: each stem's classes,
+    kept on both sides of a seeded split."""
     main = root / "ImageSets" / "Main"
     known, unread = set(stems), set(unread)
 
@@ -220,14 +222,18 @@ def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: in
         splits = {"train": train, "val": val}
     elif trainval is not None or train is not None:
         pool = trainval if trainval is not None else train
-        splits["train"], splits["val"] = split_by_fraction(pool, val_fraction, seed)
+        said: List[str] = []
+        splits["train"], splits["val"] = split_by_fraction(pool, val_fraction, seed, classes, said)
         notes.append(f"no ImageSets/Main/val.txt: {len(splits['val'])} of {len(pool)} images of "
                      f"{'trainval' if trainval is not None else 'train'}.txt became val "
                      f"{fraction_said(val_fraction, seed)}")
+        notes += said
     else:
-        splits["train"], splits["val"] = split_by_fraction(stems, val_fraction, seed)
+        said = []
+        splits["train"], splits["val"] = split_by_fraction(stems, val_fraction, seed, classes, said)
         notes.append(f"no ImageSets/Main split files: {len(splits['val'])} of {len(stems)} images became val "
                      f"{fraction_said(val_fraction, seed)}")
+        notes += said
         listed = False
     if test is not None:
         splits["test"] = test
@@ -323,10 +329,11 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
             notes.append(note)
     if not class_names:
         raise DatasetError(f"{ann_dir}: no <object> in any XML and no --names; nothing to learn")
+    classes = {k: {o.name for o in r.objects} for k, r in records.items()}
     if beside is not None:
-        splits = _folder_splits(beside, sorted(records), val_fraction, seed, notes)
+        splits = _folder_splits(beside, sorted(records), val_fraction, seed, notes, classes)
     else:
-        splits = _split_lists(root, sorted(records), val_fraction, seed, notes, {key(xml) for xml, _ in bad})
+        splits = _split_lists(root, sorted(records), val_fraction, seed, notes, {key(xml) for xml, _ in bad}, classes)
     out_dir = Path(out).expanduser() if out is not None else root
     ann_dir = out_dir / "annotations"
     folder = root if beside is not None else _images_folder(root, ann_dir, list(records.values()))
@@ -341,22 +348,26 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
 
 
 def _folder_splits(folders: Dict[Optional[str], Path], keys: Sequence[str], val_fraction: float, seed: int,
-                   notes: List[str]) -> Dict[str, List[str]]:
+                   notes: List[str], classes: Optional[Mapping[str, set]] = None) -> Dict[str, List[str]]:
     """``{split: [record key, ...]}`` of a side-by-side set: its split folders, or a seeded
-    ``val_fraction`` of one folder (or of ``train/`` when there is no val folder), said in ``notes``."""
+    ``val_fraction`` of one folder (or of ``train/`` when there is no val folder), said in ``notes``;
+    ``classes``: each key's classes, kept on both sides of a seeded split."""
+    said: List[str] = []
     if None in folders:
-        splits = dict(zip(("train", "val"), split_by_fraction(list(keys), val_fraction, seed)))
+        splits = dict(zip(("train", "val"), split_by_fraction(list(keys), val_fraction, seed, classes, said)))
         notes.append(f"XMLs beside their images, no split folders: {len(splits['val'])} of {len(keys)} images "
                      f"became val {fraction_said(val_fraction, seed)}")
+        notes += said
         return splits
     splits = {split: [k for k in keys if k.split("/", 1)[0] == folder.name] for split, folder in folders.items()}
     if "train" not in splits:
         raise DatasetError(f"no train folder of XMLs beside images (found {', '.join(f.name for f in folders.values())})")
     if "val" not in splits:
         pool = splits["train"]
-        splits["train"], splits["val"] = split_by_fraction(pool, val_fraction, seed)
+        splits["train"], splits["val"] = split_by_fraction(pool, val_fraction, seed, classes, said)
         notes.append(f"no val folder: {len(splits['val'])} of {len(pool)} images of {folders['train'].name}/ became "
                      f"val {fraction_said(val_fraction, seed)}")
+        notes += said
     return splits
 
 

@@ -46,6 +46,18 @@ _YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 NAMES_FILES = ("classes.txt", "obj.names", "classes.names", "_darknet.labels")
 
 
+def _classes_named(image: Path, names: Sequence[str]) -> set:
+    """The class names of the rows of ``image``'s label file (an id beyond ``names`` as itself, a
+    row that is not a class id skipped), read to split with every class on both sides; the
+    conversion reads the file again and says what is wrong in it."""
+    try:
+        lines = label_path(image).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    ids = {line.split()[0] for line in lines if line.split()}
+    return {names[int(i)] if i.isdigit() and int(i) < len(names) else i for i in ids}
+
+
 def label_path(image: Path) -> Path:
     """The label file Ultralytics reads for ``image``: last ``/images/`` -> ``/labels/``, ``.txt``."""
     text = str(image)
@@ -550,16 +562,20 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         splits, data, notes = _splits_from_yaml(yaml_path)
     else:
         splits, data = _splits_from_folders(base), {}
+    label_dirs = sorted({label_path(p).parent for ims in splits.values() for p in ims[:1]})
+    class_names, names_source = _names(base, data, yaml_path, names, label_dirs, notes)
     if "val" not in splits:
-        train, val = split_by_fraction([str(p) for p in splits["train"]], val_fraction, seed)
+        pool = [str(p) for p in splits["train"]]
+        said: List[str] = []
+        classes = {item: _classes_named(Path(item), class_names) for item in pool}
+        train, val = split_by_fraction(pool, val_fraction, seed, classes, said)
         splits["train"], splits["val"] = [Path(p) for p in train], [Path(p) for p in val]
         notes.append(f"no val split: {len(val)} of {len(train) + len(val)} train images became val "
                      f"{fraction_said(val_fraction, seed)}")
+        notes += said
     shared = val_in_train_note(splits["train"], splits["val"], lambda p: p.name)
     if shared:
         notes.append(shared)
-    label_dirs = sorted({label_path(p).parent for ims in splits.values() for p in ims[:1]})
-    class_names, names_source = _names(base, data, yaml_path, names, label_dirs, notes)
     everything = [p for ims in splits.values() for p in ims]
     folder = images_folder_of(everything, base)
     out_dir = Path(out).expanduser() if out is not None else base
