@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from dfine.errors import DfineError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["resolve_device", "busy_cpu_note", "others_running", "waits_passively"]
+__all__ = ["resolve_device", "busy_cpu_note", "others_running", "waits_passively", "SlowdownWatch"]
 
 
 def resolve_device(device: Optional[str]) -> torch.device:
@@ -59,6 +59,50 @@ def busy_cpu_note(what: str) -> Optional[str]:
     return (f"note: load average {average:.1f} on {cores} cores: other jobs share this CPU, so {what} run many times "
             f"slower than on an idle machine; with OMP_WAIT_POLICY=PASSIVE in the environment (or fewer threads: "
             f"--threads 1) waiting threads sleep instead of spinning, much faster on a busy machine (README, Deploy)")
+
+
+class SlowdownWatch:
+    """Watches the seconds of repeated work (training steps) for the moment other jobs take the CPU:
+    :meth:`observe` returns :func:`busy_cpu_note` once, when the median of the last ``recent`` steps
+    is ``factor`` times the fastest such median seen and the machine is busy. A walk's steps went from
+    1 s to 15-19 s while another job ran, and it blamed the precision: the note at the start had
+    found the machine idle. Multi-scale sizes move a step by under 2x, below ``factor``."""
+
+    def __init__(self, what: str, factor: float = 4.0, recent: int = 3) -> None:
+        import time
+        self.what, self.factor, self.recent = what, factor, recent
+        self.seconds: List[float] = []
+        self.fastest: Optional[float] = None
+        self.said = False
+        self.clock = time.perf_counter
+        self.began = 0.0
+
+    def start(self) -> None:
+        """A step begins."""
+        self.began = self.clock()
+
+    def stop(self) -> Optional[str]:
+        """The step that :meth:`start` began has ended: :meth:`observe` of its seconds."""
+        return self.observe(self.clock() - self.began)
+
+    def observe(self, seconds: float) -> Optional[str]:
+        """Record one step of ``seconds``; the note the first time the steps slowed on a busy CPU."""
+        import statistics
+        self.seconds = (self.seconds + [seconds])[-self.recent:]
+        if len(self.seconds) < self.recent or self.said:
+            return None
+        median = statistics.median(self.seconds)
+        if self.fastest is None or median < self.fastest:
+            self.fastest = median
+            return None
+        if median < self.factor * self.fastest:
+            return None
+        note = busy_cpu_note(self.what)
+        if note is None:
+            return None
+        self.said = True
+        return (f"note: steps now take {median:.1f} s, {median / self.fastest:.0f}x the {self.fastest:.1f} s of "
+                f"earlier ones; {note[len('note: '):]}")
 
 
 def others_running() -> Optional[int]:

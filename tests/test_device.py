@@ -112,3 +112,20 @@ def test_others_running_sees_a_busy_process():
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_steps_that_slow_down_on_a_busy_cpu_are_said_once(monkeypatch):
+    """A walk's training steps went from 1 s to 15-19 s while another job took the CPU; the note at
+    the start had found the machine idle, and the walk blamed the precision. A slowdown of 4x or more
+    on a busy machine is said once; a slower step on an idle one (or multi-scale's 1.6x) is not."""
+    import dfine.device as device
+    busy = {"note": None}
+    monkeypatch.setattr(device, "busy_cpu_note", lambda what: busy["note"] and f"note: {busy['note']} ({what})")
+    watch = device.SlowdownWatch("the steps")
+    assert [watch.observe(s) for s in (3.0, 1.0, 1.1, 1.0, 1.6, 1.6, 1.6)] == [None] * 7  # multi-scale sizes
+    assert [watch.observe(s) for s in (9.0, 9.0, 9.0)] == [None] * 3  # 9x, but nobody else runs
+    busy["note"] = "load average 4.0 on 2 cores: other jobs share this CPU"
+    said = [watch.observe(s) for s in (9.0, 9.0, 12.0, 9.0)]
+    assert said[0] == ("note: steps now take 9.0 s, 9x the 1.0 s of earlier ones; load average 4.0 on 2 cores: "
+                       "other jobs share this CPU (the steps)")
+    assert said[1:] == [None] * 3  # once

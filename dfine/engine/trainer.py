@@ -43,7 +43,7 @@ from dfine.config import (Config, criterion_config, from_command_line, model_con
                           resolve_num_classes)
 from dfine.data import build_dataloader, build_dataset, check_same_labels
 from dfine.data.cocojson import DatasetError, none_in_common, other_classes
-from dfine.device import busy_cpu_note
+from dfine.device import SlowdownWatch, busy_cpu_note
 from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
@@ -354,6 +354,7 @@ class Trainer:
         self.writer = None
         self.history: List[Dict[str, Any]] = []
         self.step_losses: List[float] = []  # total loss of each step of this process's run
+        self.slowdown = SlowdownWatch("the training steps")  # other jobs taking the CPU mid-run: said once
 
     # ---------------------------------------------------------------- state
 
@@ -977,7 +978,11 @@ class Trainer:
                         break
                     raise
                 lrs = [self.optimizer.param_groups[g]["lr"] for g in self.lr_groups.values()]  # what this step runs at
+                self.slowdown.start()
                 losses = self.train_step(images, targets, epoch * total + i)
+                slowed = self.slowdown.stop() if self.device.type == "cpu" else None
+                if slowed:
+                    self._print(slowed)
                 if losses is None:
                     skipped += 1
                     continue

@@ -182,6 +182,27 @@ def test_from_python_a_second_ctrl_c_raises_instead_of_ending_the_process(tiny, 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's handler is back
 
 
+def test_a_training_slowed_by_other_jobs_says_so_between_its_steps(tiny, monkeypatch, capsys):
+    """The trainer times each step with its SlowdownWatch and prints the note it gives, once (a walk's
+    steps went from 1 s to 18 s while another job ran, and nothing said why)."""
+    import dfine.device as device
+    recipe, _ = tiny
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=4"]), progress=False)
+    calls = []
+
+    def clock():  # 2 steps an epoch, each 1 s in epochs 1-2, 10 s in epochs 3-4: another job came
+        calls.append(None)
+        step = (len(calls) - 1) // 2
+        return step * 100.0 + (len(calls) % 2 == 0) * (1.0 if step < 4 else 10.0)
+
+    trainer.slowdown.clock = clock
+    monkeypatch.setattr(device, "busy_cpu_note", lambda what: f"note: busy ({what})")
+    trainer.fit()
+    out = capsys.readouterr().out
+    assert out.count("note: steps now take 10.0 s, 10x the 1.0 s of earlier ones; busy (the training steps)") == 1
+    assert len(calls) == 16
+
+
 def test_a_second_ctrl_c_while_the_loaders_shut_down_does_not_raise_there(tmp_path, monkeypatch):
     """A re-walk's second Interrupt came while the loaders shut down after the step the first one
     stopped: raised inside the loader's __del__, it printed torch's 'Exception ignored' traceback.
