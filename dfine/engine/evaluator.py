@@ -109,6 +109,23 @@ class CocoMetrics:
     samples: Dict[int, List[Mapping[str, Any]]] = field(default_factory=dict, repr=False)
     max_dets: int = COCO_MAX_DETS  # detections an image the AP and AR count (COCO's last maxDets)
     most_boxes: int = 0  # the most (non-crowd) boxes one evaluated image holds
+    boxes: Dict[int, int] = field(default_factory=dict)  # category id -> its (non-crowd) boxes in the evaluated images
+    confusion_conf: float = 0.5  # the --conf of :meth:`confusion` (the best F1's, else 0.5)
+    # (the evaluated ground truth, the detections at confusion_conf or above): what confusion() counts
+    confusion_source: Optional[Tuple[Mapping[str, Any], List[Mapping[str, Any]]]] = field(
+        default=None, repr=False, compare=False)
+    counted_confusion: Optional[np.ndarray] = field(default=None, repr=False, compare=False)  # confusion()'s
+
+    def confusion(self) -> Optional[np.ndarray]:
+        """:func:`~dfine.engine.plots.confusion_matrix` ``[K + 1, K + 1]`` of the detections at
+        :attr:`confusion_conf`, counted when first asked (as costly as the evaluation itself on a large
+        set, and needed for the best weights' only); None without a box to count against."""
+        if self.confusion_source is None:
+            return None
+        if self.counted_confusion is None:
+            from .plots import confusion_matrix
+            self.counted_confusion = confusion_matrix(*self.confusion_source, min_score=self.confusion_conf)[0]
+        return self.counted_confusion
 
     @property
     def ap(self) -> float:
@@ -126,7 +143,8 @@ class CocoMetrics:
         """What ``eval.json`` holds: ``stats`` by name, ``per_class`` AP and ``names`` by category id
         (as strings, JSON's keys)."""
         out = {"stats": self.as_dict(), "per_class": {str(k): v for k, v in self.per_class.items()},
-               "names": {str(k): v for k, v in self.names.items()}, "max_dets": self.max_dets}
+               "names": {str(k): v for k, v in self.names.items()}, "max_dets": self.max_dets,
+               "boxes": {str(k): v for k, v in self.boxes.items()}}
         if self.confidence is not None:
             out["best_conf"] = self.confidence.pick()
         return out
@@ -170,18 +188,23 @@ class CocoMetrics:
         """Per-category AP table of the categories with ground truth; with ``classes`` known, a
         last line names the model's classes without a box in the evaluated set (such a class, e.g.
         one box in train and none in val, was left out of the table without a word)."""
-        rows = [(self.names.get(c, str(c)), ap) for c, ap in self.per_class.items() if ap >= 0]
+        rows = [(self.names.get(c, str(c)), ap, self.boxes.get(c)) for c, ap in self.per_class.items() if ap >= 0]
         if not rows:
             return "(no categories with ground truth)"
-        width = max(len(n) for n, _ in rows)
+        width = max(len(n) for n, _, _ in rows)
+        # the boxes each AP rests on: a rare class's 0.0 on 5 boxes read as a 0.0 on 50 (a walk)
+        counts = [f"  {n:>5}" if n is not None else "" for _, _, n in rows]
+        tail = max(len(c) for c in counts)
+        if tail:
+            width = max(width, len("category"))  # the headers line up with their columns
         # many classes side by side, filled down each column (53 cards were 54 lines an epoch, a walk)
         per_row = 1
         if len(rows) > TABLE_ROWS:
             width = max(width, len("category"))  # the headers line up with their columns
-            per_row = max(1, min(TABLE_COLUMNS, TABLE_WIDTH // (width + 11)))
-        cells = [f"{n.ljust(width)}  {100 * ap:5.1f}" for n, ap in rows]
+            per_row = max(1, min(TABLE_COLUMNS, TABLE_WIDTH // (width + 11 + tail)))
+        cells = [f"{n.ljust(width)}  {100 * ap:5.1f}{c.rjust(tail)}" for (n, ap, _), c in zip(rows, counts)]
         tall = -(-len(cells) // per_row)
-        head = f"{'category'.ljust(width)}  {'AP %':>{5 if per_row > 1 else 4}}"
+        head = f"{'category'.ljust(width)}  {'AP %':>{5 if per_row > 1 or tail else 4}}" + ("  boxes" if tail else "")
         lines = ["    ".join([head] * min(per_row, len(cells)))]
         lines += ["    ".join(cells[r + k * tall] for k in range(per_row) if r + k * tall < len(cells)).rstrip()
                   for r in range(tall)]
@@ -243,9 +266,20 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
         per_class[int(cat)] = float(p.mean()) if p.size else -1.0
     names = {int(c["id"]): str(c.get("name", c["id"])) for c in gt.dataset.get("categories", [])}
     curve = confidence_curve(gt.dataset, detections, ev.params.imgIds)
+    pick = curve.pick() if curve is not None else None
+    conf = pick["conf"] if pick else 0.5
+    evaluated = set(int(i) for i in ev.params.imgIds)
+    shown = gt.dataset if image_ids is None else {
+        **gt.dataset, "images": [im for im in gt.dataset.get("images", []) if int(im["id"]) in evaluated],
+        "annotations": [a for a in gt.dataset.get("annotations", []) if int(a["image_id"]) in evaluated]}
+    boxes = collections.Counter(int(a["category_id"]) for a in shown.get("annotations", []) if not a.get("iscrowd", 0))
+    source = None
+    if sum(boxes.values()):
+        source = (shown, [d for d in detections if d["score"] >= conf and int(d["image_id"]) in evaluated])
     return CocoMetrics(stats, per_class, names, raw={"precision": precision, "recall": np.asarray(ev.eval["recall"])},
                        confidence=curve, samples=_samples(gt.dataset, detections, ev.params.imgIds),
-                       max_dets=max_dets, most_boxes=most)
+                       max_dets=max_dets, most_boxes=most, boxes={int(c): boxes.get(int(c), 0) for c in ev.params.catIds},
+                       confusion_conf=conf, confusion_source=source)
 
 
 #: Images whose detections an evaluation keeps for its picture (``val_predictions.png``)

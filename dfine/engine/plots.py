@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
 import re
@@ -72,15 +73,16 @@ def _say_missing_glyphs(caught: Sequence[warnings.WarningMessage]) -> None:
 SAVE_DPI = 110  # pictures' resolution
 
 
-def save_figure(fig: Any, path: PathLike, dpi: int = SAVE_DPI) -> Path:
-    """Write ``fig`` to ``path`` (PNG) atomically and close it."""
+def save_figure(fig: Any, path: PathLike, dpi: int = SAVE_DPI, tight: bool = False) -> Path:
+    """Write ``fig`` to ``path`` (PNG) atomically and close it; ``tight``: cropped to what is drawn,
+    labels included (a long class name and the axis title were cut at the edge otherwise)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fig.savefig(tmp, dpi=dpi)
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
         _say_missing_glyphs(caught)
         os.replace(tmp, path)
     except BaseException:  # Ctrl-C, a full disk: the previous picture stays, no half-written one
@@ -280,18 +282,19 @@ def confusion_matrix(ann: Union[PathLike, Mapping[str, Any]], detections: Sequen
     Detections with ``score >= min_score`` are matched to ground truth boxes at ``iou``
     regardless of class (faster-coco-eval's ``PreviewResults``). Row ``i < K``: ground truth of
     class ``i``, by predicted class (column ``K``: missed). Row ``K``: detections matching no
-    ground truth (background), by predicted class.
+    ground truth (background), by predicted class. Crowd regions are not ground truth here (COCO
+    ignores them; counted as missed, a crowd box read as a class the model never finds).
     """
     from faster_coco_eval import COCO
     from faster_coco_eval.extra import PreviewResults
 
     with contextlib.redirect_stdout(io.StringIO()):
-        if isinstance(ann, Mapping):
-            gt = COCO()
-            gt.dataset = dict(ann)
-            gt.createIndex()
-        else:
-            gt = COCO(str(ann))
+        if not isinstance(ann, Mapping):
+            with open(ann, "rb") as f:
+                ann = json.load(f)
+        gt = COCO()
+        gt.dataset = {**ann, "annotations": [a for a in ann.get("annotations", []) if not a.get("iscrowd", 0)]}
+        gt.createIndex()
         names = [str(c["name"]) for c in gt.dataset["categories"]]
         k = len(names)
         kept = [dict(d) for d in detections if d["score"] >= min_score]
@@ -314,19 +317,20 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLi
     plt = pyplot()
     labels = list(names) + ["background"]
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    side = 1.2 + 0.75 * len(labels)
+    many = len(labels) > 21  # 53 classes drew a 41-inch figure: smaller cells, and the zeros left blank
+    side = 1.2 + (max(0.32, 16 / len(labels)) if many else 0.75) * len(labels)
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            if i == j == len(names):
+            if i == j == len(names) or (many and matrix[i, j] == 0):
                 continue
             ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
-                    color="white" if share[i, j] > 0.6 else "black", fontsize=10)
+                    color="white" if share[i, j] > 0.6 else "black", fontsize=6 if many else 10)
     ax.set_xticks(range(len(labels)), labels[:-1] + ["missed"], rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="ground truth",
            title=f"confusion matrix (IoU {iou:.2f}, score >= {min_score:.2f})")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of row")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=True)

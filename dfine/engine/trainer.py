@@ -1245,12 +1245,12 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
 
 def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tuple[Any, Any]] = None,
                     conf: Optional[float] = None) -> List[Path]:
-    """``pr_curves.png`` (per class) and ``confidence.png`` (F1, precision and recall by ``--conf``)
-    of one evaluation in ``out``; ``what`` names the weights and data in the titles. With ``val``
+    """``pr_curves.png`` (per class), ``confidence.png`` (F1, precision and recall by ``--conf``)
+    and ``confusion_matrix.png`` (at the best F1's ``--conf``) of one evaluation in ``out``; ``what`` names the weights and data in the titles. With ``val``
     (the annotation file and images folder evaluated) also ``val_predictions.png``: the images the
     evaluation kept with their detections above ``conf`` (default 0.5) and ground truth. Nothing
     without matplotlib (said once at the start of the run) or without a box to evaluate against."""
-    from .plots import plot_confidence, plot_pr_curves, plot_val_predictions
+    from .plots import plot_confidence, plot_confusion_matrix, plot_pr_curves, plot_val_predictions
 
     if not metrics.has_ground_truth:
         return []
@@ -1261,6 +1261,10 @@ def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tu
     paths = [plot_pr_curves(metrics, out / "pr_curves.png", title=f"precision-recall: {what}")]
     if metrics.confidence is not None:
         paths.append(plot_confidence(metrics.confidence, out / "confidence.png", title=what))
+    matrix = metrics.confusion()
+    if matrix is not None and len(matrix) == len(metrics.names) + 1:
+        paths.append(plot_confusion_matrix(matrix, list(metrics.names.values()), out / "confusion_matrix.png",
+                                           min_score=metrics.confusion_conf))
     if val is not None and val[0] and metrics.samples:
         from ..data.coco import read_coco_json
         from ..inference import DEFAULT_CONF

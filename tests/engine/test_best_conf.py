@@ -63,11 +63,17 @@ def test_the_predict_command_gets_the_best_f1_threshold_of_the_best_weights(coco
     predict = next(line.split(":", 1)[1].strip() for line in printed.splitlines() if line.startswith("  predict:"))
     assert shlex.split(predict)[-2:] == ["--conf", f"{picks[1]['conf']:.2f}"]
     assert f"  {conf_line(picks[1], 'the val set')}" in printed.splitlines()
-    for picture in ("pr_curves.png", "confidence.png", "val_predictions.png"):
+    for picture in ("pr_curves.png", "confidence.png", "confusion_matrix.png", "val_predictions.png"):
         assert (out / picture).stat().st_size > 10_000, picture
     # the run's last line names them (a walk listed the folder to find them)
-    assert printed.splitlines()[-1] == (f"pictures: pr_curves.png, confidence.png, val_predictions.png, loss.png, "
-                                        f"lr.png, map.png (in {out})")
+    assert printed.splitlines()[-1] == (f"pictures: pr_curves.png, confidence.png, confusion_matrix.png, "
+                                        f"val_predictions.png, loss.png, lr.png, map.png (in {out})")
+    # the confusion matrix is of the best weights' evaluation at their --conf: every box found, nothing else
+    best = evaluations[1][1]
+    boxes = sum(not a.get("iscrowd", 0) for a in val["annotations"])
+    k = len(best.names)
+    assert best.confusion_conf == picks[1]["conf"] and best.confusion().trace() == boxes
+    assert best.confusion()[k].sum() == 0 and best.confusion()[:, k].sum() == 0
     saved = read_checkpoint(out / "best_stg2.pth")["progress"]["conf"]
     expected = {"stg1": pytest.approx(picks[0]), "stg2": pytest.approx(picks[1]), "last": pytest.approx(picks[1])}
     assert saved == expected

@@ -118,9 +118,10 @@ def test_a_class_without_a_box_in_the_set_is_named_under_the_table():
                            "iscrowd": 0}]}
     dets = [{"image_id": 1, "category_id": 2, "bbox": [10, 10, 30, 30], "score": 0.9}]
     metrics = coco_metrics(gt, dets)
-    assert metrics.table() == "category  AP %\nking  100.0"  # classes unknown: as before
+    assert metrics.table() == "category   AP %  boxes\nking      100.0      1"  # classes unknown: as before
     one = dataclasses.replace(metrics, classes=(1, 2)).table()
-    assert one.splitlines() == ["category  AP %", "king  100.0", "not in this set (no box to score): bishop"]
+    assert one.splitlines() == ["category   AP %  boxes", "king      100.0      1",
+                                "not in this set (no box to score): bishop"]
     two = dataclasses.replace(metrics, classes=(1, 2, 3)).table()  # the placeholder 'pieces' is no class: unnamed
     assert two.splitlines()[-1] == "not in this set (no box to score): 2 classes: bishop, rook"
 
@@ -261,3 +262,30 @@ def test_many_classes_share_the_table_lines():
     assert sorted(cells, key=lambda c: int(c[0][4:])) == [(f"card{i}", float(i)) for i in names]
     few = CocoMetrics([0.1] * 12, per_class={1: 0.5, 2: 0.25}, names={1: "a", 2: "bb"}).table()
     assert few == "category  AP %\na    50.0\nbb   25.0"  # up to 12: one a line, as before
+    counted = CocoMetrics([0.1] * 12, per_class={i: i / 100 for i in names}, names=names,
+                          boxes={i: 3 * i for i in names}).table().splitlines()
+    assert len(counted) == 1 + 18 and counted[0] == "    ".join(["category   AP %  boxes"] * 3)
+    assert counted[1] == "card1       1.0      3    card19     19.0     57    card37     37.0    111"
+
+
+def test_the_table_says_how_many_boxes_each_ap_rests_on():
+    """A walk's rare class had AP 0.0 on 5 val boxes beside classes on 60, and nothing said so: the
+    table gives each class's boxes in the evaluated images (crowd boxes and other images not counted),
+    and eval.json too."""
+    gt = {"images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"} for i in (1, 2)],
+          "categories": [{"id": 1, "name": "cheese"}, {"id": 2, "name": "pasta"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900,
+                           "iscrowd": 0},
+                          {"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 50, 30, 30], "area": 900,
+                           "iscrowd": 0},
+                          {"id": 3, "image_id": 1, "category_id": 2, "bbox": [0, 60, 20, 30], "area": 600,
+                           "iscrowd": 1},
+                          {"id": 4, "image_id": 2, "category_id": 2, "bbox": [5, 5, 30, 30], "area": 900,
+                           "iscrowd": 0}]}
+    dets = [{"image_id": 1, "category_id": 2, "bbox": [10, 10, 30, 30], "score": 0.9},  # cheese taken for pasta
+            {"image_id": 1, "category_id": 2, "bbox": [50, 50, 30, 30], "score": 0.8}]
+    metrics = coco_metrics(gt, dets, image_ids=[1])
+    assert metrics.table().splitlines() == ["category   AP %  boxes", "cheese      0.0      1", "pasta      50.0      1"]
+    assert metrics.to_json()["boxes"] == {"1": 1, "2": 1}
+    # the confusion matrix at the best F1's --conf: rows ground truth, columns predicted, then missed
+    assert metrics.confusion().tolist() == [[0, 1, 0], [0, 1, 0], [0, 0, 0]]

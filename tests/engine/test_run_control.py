@@ -709,8 +709,8 @@ def test_a_run_stopped_in_its_first_epoch_draws_no_empty_plots(coco128, tmp_path
     assert not list(out.glob("*.png")) and not (out / "last.pth").exists()
     assert "nothing to resume" in capsys.readouterr().out
     Trainer(load_config(tiny_recipe(tmp_path, coco128, epochs=1), ["seed=0"]), progress=False, max_steps=1).fit()
-    assert sorted(p.name for p in out.glob("*.png")) == ["confidence.png", "loss.png", "lr.png", "map.png",
-                                                         "pr_curves.png", "val_predictions.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["confidence.png", "confusion_matrix.png", "loss.png", "lr.png",
+                                                         "map.png", "pr_curves.png", "val_predictions.png"]
 
 
 def test_a_new_run_never_names_an_earlier_runs_best_weights(coco128, tmp_path, capsys):
