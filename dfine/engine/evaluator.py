@@ -318,21 +318,26 @@ def _xyxy(rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
 def match_detections(dets: Sequence[Mapping[str, Any]], boxes: Sequence[Mapping[str, Any]], iou: float) -> np.ndarray:
     """``[D]`` bool: which of ``dets`` (one image, highest score first) take a box of ``boxes`` of
     their class at IoU >= ``iou``, each box taken once, by the best-overlapping detection's turn."""
-    hit = np.zeros(len(dets), dtype=bool)
-    if not boxes:
-        return hit
+    return match_boxes(dets, boxes, iou)[0]
+
+
+def match_boxes(dets: Sequence[Mapping[str, Any]], boxes: Sequence[Mapping[str, Any]], iou: float
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`match_detections` and ``[B]`` bool: which of ``boxes`` a detection took (found)."""
+    hit, taken = np.zeros(len(dets), dtype=bool), np.zeros(len(boxes), dtype=bool)
+    if not boxes or not dets:
+        return hit, taken
     from torchvision.ops import box_iou
 
     overlap = box_iou(_xyxy(dets), _xyxy(boxes)).numpy()
     same = np.equal.outer([d["category_id"] for d in dets], [b["category_id"] for b in boxes])
     overlap = np.where(same & (overlap >= iou), overlap, -1.0)
-    taken = np.zeros(len(boxes), dtype=bool)
     for i in np.flatnonzero((overlap >= 0).any(axis=1)):
         free = np.where(taken, -1.0, overlap[i])
         j = int(np.argmax(free))
         if free[j] >= 0:
             taken[j] = hit[i] = True
-    return hit
+    return hit, taken
 
 
 def confidence_curve(ann: Mapping[str, Any], detections: Sequence[Mapping[str, Any]], image_ids: Iterable[int],

@@ -165,7 +165,8 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
                          class_names: Sequence[str], path: PathLike, conf: float = 0.5, cols: int = 4,
                          source: str = "ONNX Runtime") -> Path:
     """A grid of images with predicted boxes (class colour, name and score) above ``conf`` and
-    the ground truth as thin dashed white boxes.
+    the ground truth as thin dashed white boxes, those no detection found (same class, IoU 0.5)
+    dashed red with their class name (a walk could not tell which true box was the rare class).
 
     ``images``: PIL images; ``predictions``: :class:`~dfine.inference.Detections` per image (or
     anything with ``boxes`` xyxy px, ``scores`` and ``labels`` indexing ``class_names``);
@@ -182,8 +183,15 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
     labels = []
     for ax, image, det, truth in zip(axes.flat, images, predictions, truths):
         ax.imshow(image)
-        for _, (x0, y0, x1, y1) in truth:
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1, ls="--"))
+        found = _found(det, truth, conf)
+        for (label, (x0, y0, x1, y1)), hit in zip(truth, found):
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white" if hit else _MISSED,
+                                       lw=1, ls="--"))
+            if not hit:  # placed after the detections' labels (first in the list: the lowest priority)
+                text = ax.text(x0, y0, _short(class_names[int(label)]), color="white", fontsize=6, va="top",
+                               bbox=dict(facecolor=_MISSED, edgecolor="none", pad=_LABEL_PAD, alpha=0.7),
+                               clip_on=True, in_layout=False)
+                labels.insert(0, (ax, text, (x0, y0, x1, y1), image.size))
         for i in np.argsort(det.scores, kind="stable"):  # the best last: its label on top of a duplicate's
             (x0, y0, x1, y1), score, label = det.boxes[i], det.scores[i], det.labels[i]
             if score <= conf:  # score > conf kept, as Detector and the --conf curve keep them
@@ -194,9 +202,10 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
                            bbox=dict(facecolor=c, edgecolor="none", pad=_LABEL_PAD, alpha=0.85), clip_on=True,
                            in_layout=False)
             labels.append((ax, text, (x0, y0, x1, y1), image.size))
-        found = sum(s > conf for s in det.scores)
-        ax.set_title(f"{found} found, {_right(det, truth, conf)} right / {len(truth)} true", fontsize=8)
-    fig.suptitle(f"val predictions ({source}, score > {conf:g}); dashed: ground truth", fontsize=10)
+        ax.set_title(f"{sum(s > conf for s in det.scores)} found, {int(found.sum())} right / {len(truth)} true",
+                     fontsize=8)
+    fig.suptitle(f"val predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed",
+                 fontsize=10)
     fig.tight_layout()
     _place_labels(fig, labels)
     return save_figure(fig, path)
@@ -210,17 +219,20 @@ def _short(name: str) -> str:
     return name if len(name) <= _NAME_CHARS else name[:_NAME_CHARS - 1].rstrip() + "\u2026"
 
 
-def _right(det: Any, truth: Sequence[Tuple], conf: float, iou: float = 0.5) -> int:
-    """How many ``truth`` boxes (``(label, xyxy)``) the detections of ``det`` above ``conf`` find, as the
-    --conf curve counts them (:func:`~dfine.engine.evaluator.match_detections`)."""
-    from .evaluator import match_detections
+_MISSED = "#e0301e"  # a true box no detection found
+
+
+def _found(det: Any, truth: Sequence[Tuple], conf: float, iou: float = 0.5) -> np.ndarray:
+    """``[T]`` bool: which ``truth`` boxes (``(label, xyxy)``) the detections of ``det`` above ``conf``
+    find, as the --conf curve counts them (:func:`~dfine.engine.evaluator.match_boxes`)."""
+    from .evaluator import match_boxes
 
     def row(label: int, box: Sequence[float]) -> dict:
         x0, y0, x1, y1 = (float(v) for v in box)
         return {"category_id": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0]}
 
     kept = [i for i in np.argsort(-np.asarray(det.scores), kind="stable") if det.scores[i] > conf]
-    return int(match_detections([row(det.labels[i], det.boxes[i]) for i in kept], [row(*t) for t in truth], iou).sum())
+    return match_boxes([row(det.labels[i], det.boxes[i]) for i in kept], [row(*t) for t in truth], iou)[1]
 
 
 def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]]) -> None:

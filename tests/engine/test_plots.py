@@ -86,7 +86,8 @@ def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path,
     assert drawn["titles"] == [f"{n} found, {n} right / {n} true" for n in per_image]
     names = {c["id"]: c["name"] for c in ann["categories"]}
     assert sorted(drawn["labels"]) == sorted(f"{names[a['category_id']]} 0.80" for a in truth)
-    assert drawn["suptitle"] == "val predictions (best.pth, score > 0.5); dashed: ground truth"  # as predict keeps them
+    assert drawn["suptitle"] == ("val predictions (best.pth, score > 0.5); dashed: ground truth, red with its class: "
+                                 "missed")  # as predict keeps them
 
 
 def test_grid_captions_count_right_finds_and_labels_keep_their_score(tmp_path, monkeypatch):
@@ -104,11 +105,15 @@ def test_grid_captions_count_right_finds_and_labels_keep_their_score(tmp_path, m
     def keep(fig, path, dpi=110):
         seen["title"] = fig.axes[0].get_title()
         seen["labels"] = [t.get_text() for t in fig.axes[0].texts]
+        seen["dashed"] = [(p.get_xy(), p.get_edgecolor()) for p in fig.axes[0].patches if p.get_linestyle() == "--"]
 
     monkeypatch.setattr(plots, "save_figure", keep)
     plots.plot_prediction_grid([Image.new("RGB", (100, 100))], [dets], [truth], names, tmp_path / "g.png", cols=1)
     assert seen["title"] == "3 found, 1 right / 2 true"  # the wrong class and the whole-image box find nothing
-    assert sorted(seen["labels"]) == sorted(["rice leaf roller\u2026 0.80", "wereng 0.90", "wereng 0.70"])
+    # the true box found by no detection of its class is red, named (a walk: which true box was which class?)
+    assert sorted(seen["labels"]) == sorted(["rice leaf roller\u2026 0.80", "wereng 0.90", "wereng 0.70", "wereng"])
+    from matplotlib.colors import to_rgba
+    assert seen["dashed"] == [((10, 10), to_rgba("white")), ((60, 60), to_rgba(plots._MISSED))]
 
 
 def test_a_label_at_the_right_border_stays_whole_at_the_saved_resolution(tmp_path, monkeypatch):
