@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     p.add_argument("-t", "--tuning", help="fine-tune from these weights: a zoo name (dfine_s_coco, downloaded once) or a "
                                           ".pth path (class heads adapted to the dataset)")
     p.add_argument("-d", "--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--seed", type=int, help="random seed of the training; a val split --data makes is seeded apart "
+                                            "(0; dfine data convert --seed N --val-fraction F to choose)")
     p.add_argument("--use-amp", action="store_true", default=None, help="automatic mixed precision")
     p.add_argument("-o", "--output-dir", help="where checkpoints, logs and plots go")
     p.add_argument("--summary-dir", help="TensorBoard folder (default: OUTPUT_DIR/summary)")

@@ -125,12 +125,19 @@ def evaluation_key(item: str) -> bool:
     return key.split(".")[0] in _EVAL_KEYS and key not in ("HGNetv2.pretrained", "HGNetv2.local_model_dir")
 
 
-def images_folder(ds: Any) -> str:
+def images_folder(ds: Any, train: Any = None) -> str:
     """The deepest folder that holds every image of the dataset ``ds`` (a YOLO conversion's
-    ``img_folder`` is the parent of ``train/`` and ``val/``; ``dfine predict`` wants the val one)."""
+    ``img_folder`` is the parent of ``train/`` and ``val/``; ``dfine predict`` wants the val one);
+    its first image when that folder holds images of ``train`` too (one folder split by a seed: a
+    walk was told to predict on the folder it had trained on)."""
     from dfine.data.convert import images_folder_of
 
-    return str(images_folder_of([ds.image_path(i) for i in range(len(ds))], Path(ds.img_folder)))
+    paths = [Path(ds.image_path(i)) for i in range(len(ds))]
+    folder = images_folder_of(paths, Path(ds.img_folder))
+    if train is not None and paths and any(Path(train.image_path(i)).is_relative_to(folder)
+                                           for i in range(len(train))):
+        return str(paths[0])
+    return str(folder)
 
 
 def eval_file_name(split: str = "val") -> str:

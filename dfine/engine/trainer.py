@@ -912,7 +912,7 @@ class Trainer:
         if best is not None:
             lines.append(f"best weights: {best.resolve()}")  # absolute, as the commands under it (a walk)
             lines += [f"  {k + ':':8s} {v}" for k, v in
-                      next_commands(self.cfg, best, images_folder(self.val_set), self.command,
+                      next_commands(self.cfg, best, images_folder(self.val_set, self.train_set), self.command,
                                     conf=pick["conf"] if pick else None).items()]
             evaluated = self._stage_metrics.get(stage) if stage else None
             if evaluated is not None and not evaluated[0].has_ground_truth:  # not the model's fault (a walk)

@@ -199,3 +199,25 @@ def test_the_epoch_line_shows_an_ap_as_the_end_line_does():
     stats = [0.00007, 0.0003, 0.0, -1.0, 0.0, 0.25, 0.4123] + [0.0] * 5
     line = CocoMetrics(stats=stats).summary()
     assert line.startswith("AP 0.007%  AP50 0.03%  AP75 0.0%  APs -  APm 0.0%  APl 25.0%  AR100")
+
+
+def test_the_predict_hint_names_a_val_image_when_train_shares_its_folder(tmp_path):
+    """A walk's one flat folder, split by a seed: the end of training said to predict on the folder it
+    had trained on. The hint then names the first val image; split folders keep the val folder."""
+    from dfine.engine.summary import images_folder
+
+    class Set:
+        def __init__(self, folder, names):
+            self.img_folder, self.names, self.folder = str(folder), names, folder
+
+        def __len__(self):
+            return len(self.names)
+
+        def image_path(self, i):
+            return self.folder / self.names[i]
+
+    flat = tmp_path / "kitchen"
+    assert images_folder(Set(flat, ["7.png", "9.png"]), Set(flat, ["1.png", "2.png"])) == str(flat / "7.png")
+    assert images_folder(Set(flat, ["7.png", "9.png"])) == str(flat)  # no train set given: as before
+    split = tmp_path / "yolo" / "images"
+    assert images_folder(Set(split, ["val/7.png", "val/9.png"]), Set(split, ["train/1.png"])) == str(split / "val")
