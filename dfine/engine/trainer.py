@@ -1514,7 +1514,9 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: O
     _mark_restarts(ax, _restart_epochs(history))
     start = next((e["tuning_AP"] for e in history if e.get("tuning_AP") is not None), None)
     if start is not None:  # the -t weights' AP before training: the mark the run had to beat
-        ax.axhline(100 * start, color=colors["AP"], lw=1, ls=":", label="AP of the -t weights (before training)")
+        # its AP in the legend, drawn over the axis: at AP 0 it lay under the x axis, named but unseen (a walk)
+        ax.axhline(100 * start, color=colors["AP"], lw=1.5, ls=":", zorder=3, clip_on=False,
+                   label=f"the -t weights before training: AP {ap_text(start)}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("AP (%)")
     ax.set_title("COCO AP on the validation set")

@@ -902,6 +902,18 @@ def test_a_stage_two_restart_is_logged_and_marked_in_the_plots(coco128, tmp_path
         assert dotted == [[x, x]] and any(t.get_text().strip() == "back to best_stg1" for t in ax.texts), name
 
 
+def test_map_plot_shows_the_tuning_ap_even_at_zero(tmp_path, monkeypatch):
+    """A walk's -t weights scored AP 0: their dotted line lay under the x axis, named in the legend but
+    nowhere to be seen. The legend gives the AP, and the line is drawn over the axis."""
+    history = [{"epoch": 0, "test_AP": 0.01, "test_AP50": 0.02, "test_AP75": 0.0, "tuning_AP": 0.0},
+               {"epoch": 1, "test_AP": 0.05, "test_AP50": 0.1, "test_AP75": 0.01}]
+    ax = _drawn(monkeypatch, history, tmp_path)["map.png"].axes[0]
+    line, = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert line.get_label() == "the -t weights before training: AP 0.0%" and list(line.get_ydata()) == [0, 0]
+    assert line.get_zorder() > ax.spines["bottom"].get_zorder() and not line.get_clip_on()
+    assert "the -t weights before training: AP 0.0%" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_a_fine_tune_scores_its_starting_weights_and_says_when_it_did_not_beat_them(tiny, capsys):
     """A walk fine-tuned its model on more data with -t and ended at AP 13.6% against 16.9% for the
     weights it started from on the same val set, and nothing said so. A -t checkpoint loaded whole is
