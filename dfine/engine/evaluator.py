@@ -108,6 +108,7 @@ class CocoMetrics:
     # the detections of up to SAMPLE_IMAGES images with ground truth, spread over the set: image id -> results
     samples: Dict[int, List[Mapping[str, Any]]] = field(default_factory=dict, repr=False)
     max_dets: int = COCO_MAX_DETS  # detections an image the AP and AR count (COCO's last maxDets)
+    max_dets_fixed: bool = False  # max_dets given by the recipe (evaluator.max_dets), not chosen by the set
     most_boxes: int = 0  # the most (non-crowd) boxes one evaluated image holds
     boxes: Dict[int, int] = field(default_factory=dict)  # category id -> its (non-crowd) boxes in the evaluated images
     confusion_conf: float = 0.5  # the --conf of :meth:`confusion` (the best F1's, else 0.5)
@@ -166,6 +167,11 @@ class CocoMetrics:
         even those, how to raise them; None otherwise (COCO's own sets)."""
         if self.most_boxes <= COCO_MAX_DETS:
             return None
+        if self.max_dets_fixed:
+            return (f"note: an evaluated image holds up to {self.most_boxes} boxes: AP and AR count the top "
+                    f"{self.max_dets} detections of each image, as the recipe's evaluator.max_dets says"
+                    + (" (the published evaluation's)" if self.max_dets == COCO_MAX_DETS else "")
+                    + ("; more boxes than that can never all be found" if self.most_boxes > self.max_dets else ""))
         text = (f"note: an evaluated image holds up to {self.most_boxes} boxes: AP and AR count the top {self.max_dets} "
                 f"detections of each image, not COCO's {COCO_MAX_DETS}, which would cap the recall (the published "
                 f"evaluation counts {COCO_MAX_DETS})")
@@ -236,10 +242,12 @@ def _gt(ann: Union[str, Mapping[str, Any]]) -> Any:
 
 
 def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mapping[str, Any]],
-                 image_ids: Optional[Iterable[int]] = None) -> CocoMetrics:
+                 image_ids: Optional[Iterable[int]] = None, max_dets: Optional[int] = None) -> CocoMetrics:
     """Box AP of ``detections`` (COCO results: ``image_id``, ``category_id``, ``bbox`` xywh,
     ``score``) against the annotation file (or parsed JSON) ``ann``, on ``image_ids`` (default:
-    every image of ``ann``)."""
+    every image of ``ann``); ``max_dets``: the detections an image AP and AR count (the recipe's
+    ``evaluator.max_dets``), None: COCO's 100, or every detection on a set with an image of more
+    than 100 boxes."""
     from faster_coco_eval import COCOeval_faster
 
     gt = _gt(ann)
@@ -249,10 +257,13 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
         if image_ids is not None:
             ev.params.imgIds = sorted(int(i) for i in image_ids)
         most = max(boxes_per_image(gt.dataset, ev.params.imgIds).values(), default=0)
-        max_dets = COCO_MAX_DETS
-        if most > COCO_MAX_DETS:  # a dense set (shelves, cells): every detection the model gives an image counts
-            given = collections.Counter(int(d["image_id"]) for d in detections)
-            max_dets = max(COCO_MAX_DETS, max(given.values(), default=0))
+        fixed = max_dets is not None
+        if not fixed:
+            max_dets = COCO_MAX_DETS
+            if most > COCO_MAX_DETS:  # a dense set (shelves, cells): every detection the model gives an image counts
+                given = collections.Counter(int(d["image_id"]) for d in detections)
+                max_dets = max(COCO_MAX_DETS, max(given.values(), default=0))
+        if max_dets != COCO_MAX_DETS:
             ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
         ev.accumulate()
@@ -278,7 +289,8 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
         source = (shown, [d for d in detections if d["score"] >= conf and int(d["image_id"]) in evaluated])
     return CocoMetrics(stats, per_class, names, raw={"precision": precision, "recall": np.asarray(ev.eval["recall"])},
                        confidence=curve, samples=_samples(gt.dataset, detections, ev.params.imgIds),
-                       max_dets=max_dets, most_boxes=most, boxes={int(c): boxes.get(int(c), 0) for c in ev.params.catIds},
+                       max_dets=max_dets, max_dets_fixed=fixed, most_boxes=most,
+                       boxes={int(c): boxes.get(int(c), 0) for c in ev.params.catIds},
                        confusion_conf=conf, confusion_source=source)
 
 
@@ -419,11 +431,11 @@ def detections_of(results: Sequence[Mapping[str, torch.Tensor]], image_ids: Sequ
 @torch.no_grad()
 def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, device: torch.device,
              ann: Union[str, Mapping[str, Any]], progress: bool = False,
-             should_stop: Optional[Callable[[], bool]] = None) -> Optional[CocoMetrics]:
+             should_stop: Optional[Callable[[], bool]] = None, max_dets: Optional[int] = None) -> Optional[CocoMetrics]:
     """Run ``model`` (eval mode) over ``loader``, gather every process's detections and compute
-    COCO box AP against ``ann``. ``postprocessor`` must map labels to category ids.
-    ``should_stop``: asked before each batch (all processes); ``None`` is returned when it says
-    so."""
+    COCO box AP against ``ann`` (``max_dets``: as :func:`coco_metrics` takes it). ``postprocessor``
+    must map labels to category ids. ``should_stop``: asked before each batch (all processes);
+    ``None`` is returned when it says so."""
     model.eval()
     per_image: Dict[int, List[Dict[str, Any]]] = {}
     batches = loader
@@ -448,4 +460,4 @@ def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, devic
             merged.setdefault(image_id, dets)
     all_dets = [d for dets in merged.values() for d in dets]
     all_ids = sorted(merged)
-    return coco_metrics(ann, all_dets, all_ids)
+    return coco_metrics(ann, all_dets, all_ids, max_dets=max_dets)

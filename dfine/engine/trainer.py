@@ -1081,7 +1081,8 @@ class Trainer:
         self._evaluating = True  # what a signal's first line says it stops after
         try:
             metrics = evaluate(module, self.postprocessor, self.val_loader, self.device, self.val_set.ann_file,
-                               progress=self.progress, should_stop=self._stop_evaluating)
+                               progress=self.progress, should_stop=self._stop_evaluating,
+                               max_dets=self.cfg.evaluator.max_dets)
         finally:
             self._evaluating = False
         return None if metrics is None else dataclasses.replace(metrics, classes=tuple(self.label_map.category_ids))

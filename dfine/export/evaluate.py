@@ -53,6 +53,7 @@ class EvalSet:
     ann_file: Optional[str] = None  # the annotation file read, when it is kept (not a conversion made for the run)
     data: Optional[str] = None  # the --data folder it came from
     split: str = "val"  # the split of that folder (dfine eval --split)
+    max_dets: Optional[int] = None  # the -c recipe's evaluator.max_dets (None: as coco_metrics chooses)
 
     @property
     def category_ids(self) -> Tuple[int, ...]:
@@ -134,7 +135,7 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
     if warn:
         _say_other_names(detector, data)
     dets = coco_results(detector, data.images, progress)
-    metrics = coco_metrics(data.ann, dets, [i for i, _ in data.images])
+    metrics = coco_metrics(data.ann, dets, [i for i, _ in data.images], max_dets=data.max_dets)
     return dataclasses.replace(metrics, classes=tuple(i for i in detector._engine.category_ids if i in known))
 
 
@@ -219,7 +220,7 @@ def _recipe_val_set(args: argparse.Namespace, limit: Optional[int]) -> EvalSet:
         if not exists(Path(value)):
             raise DfineError(f"{what} {value} not found (val_dataloader.dataset.{key} of {args.config}); "
                              f"correct it, or give {option}")
-    return load_eval_set(ds.ann_file, ds.img_folder, limit)
+    return dataclasses.replace(load_eval_set(ds.ann_file, ds.img_folder, limit), max_dets=cfg.evaluator.max_dets)
 
 
 def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], limit: Optional[int],

@@ -248,6 +248,19 @@ def test_a_dense_set_is_scored_with_all_the_models_detections():
     assert sparse.max_dets == 100 and sparse.dense_note() is None and "AR100" in sparse.summary()
 
 
+def test_a_recipe_can_fix_the_detections_counted_on_a_dense_set():
+    """evaluator.max_dets (the COCO and Objects365 recipes: 100, as published) holds even on a set
+    whose images hold more than 100 boxes; the note says whose number it is."""
+    gt, dets = _dense_set(150, 300)
+    fixed = coco_metrics(gt, dets, max_dets=100)
+    assert fixed.max_dets == 100 and fixed.ap < 0.7 and "AR100" in fixed.summary()
+    assert fixed.dense_note() == ("note: an evaluated image holds up to 150 boxes: AP and AR count the top 100 "
+                                  "detections of each image, as the recipe's evaluator.max_dets says (the published "
+                                  "evaluation's); more boxes than that can never all be found")
+    assert coco_metrics(gt, dets, max_dets=200).max_dets == 200
+    assert coco_metrics(gt, dets).max_dets == 300  # left to the set
+
+
 def test_many_classes_share_the_table_lines():
     """A walk's 53 playing cards printed a 54-line table every epoch (a notebook filled with them);
     more than 12 classes go side by side, filled down each column, every class and AP still there."""

@@ -902,6 +902,14 @@ def test_a_stage_two_restart_is_logged_and_marked_in_the_plots(coco128, tmp_path
         assert dotted == [[x, x]] and any(t.get_text().strip() == "back to best_stg1" for t in ax.texts), name
 
 
+def test_the_trainer_scores_with_the_recipes_max_dets(tiny):
+    """evaluator.max_dets reaches the training's evaluation (the published recipes' 100 on Objects365)."""
+    recipe, _ = tiny
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "evaluator.max_dets=7"]), progress=False)
+    metrics = trainer.evaluate()
+    assert metrics.max_dets == 7 and metrics.max_dets_fixed and "AR7 " in metrics.summary() + " "
+
+
 def test_map_plot_shows_the_tuning_ap_even_at_zero(tmp_path, monkeypatch):
     """A walk's -t weights scored AP 0: their dotted line lay under the x axis, named in the legend but
     nowhere to be seen. The legend gives the AP, and the line is drawn over the axis."""

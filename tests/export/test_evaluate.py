@@ -143,6 +143,11 @@ def test_export_on_a_recipes_val_set_with_only_images_given(onnx_model, labelled
     ap, out, _ = _eval(capsys, ["-r", str(onnx_model), "-c", str(recipe), "--images", str(images),
                                 "--max-images", "3", "-o", str(tmp_path / "m")])
     assert ap > 50 and "(3 images)" in out and str(ann) in out
+    assert json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())["max_dets"] == 100
+    # the recipe's evaluator.max_dets counts for an export as for a checkpoint (the COCO recipes: 100)
+    _eval(capsys, ["-r", str(onnx_model), "-c", str(recipe), "--images", str(images), "--max-images", "3",
+                   "-o", str(tmp_path / "m"), "-u", "evaluator.max_dets=7"])
+    assert json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())["max_dets"] == 7
 
 
 @pytest.mark.parametrize("argv, words", [
