@@ -671,3 +671,24 @@ def test_the_text_gives_each_track_the_class_the_json_gives_it(tmp_path):
     summary = json.loads((tmp_path / "v.json").read_text())
     assert summary["tracks"][0]["class"] == "person" and summary["classes"] == {"person": 1}
     assert not (tmp_path / "v.partial.txt").exists()
+
+
+def test_cli_a_folder_of_frames_says_its_assumed_rate_and_takes_fps(tmp_path, monkeypatch, capsys):
+    """A folder of frames was tracked and written at 30 fps without a word (frames taken at 10 fps
+    played 3x too fast); the note says so, and --fps gives the rate to the video and the tracker."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(6):
+        Image.fromarray(_frame(t)).save(folder / f"{t}.png")
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
+    assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "a")]) == 0
+    assert ("note: a folder of frames has no frame rate: 30 fps assumed for frames.mp4 and the tracker (--fps N: the "
+            "rate the frames were taken at)") in capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / "frames.json").read_text())["fps"] == 30
+    assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "b"), "--fps", "10"]) == 0
+    assert "no frame rate" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "b" / "frames.json").read_text())["fps"] == 10
+    cap = cv2.VideoCapture(str(tmp_path / "b" / "frames.mp4"))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10, abs=0.1)
+    assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "c"), "--fps", "0"]) == 2
+    assert "--fps must be a number of frames per second > 0, got 0" in capsys.readouterr().err

@@ -56,6 +56,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("-b", "--batch-size", type=int, default=4, help="frames per detector batch (default 4)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N", help="input size: 640 or height width")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch, ONNX Runtime, OpenVINO)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frames per second of the source, for the video written and the tracker's --lost-frames: a "
+                        "folder of frames has none (30 assumed, said); a video's or stream's own otherwise")
     p.add_argument("--trail", type=int, default=30, help="frames of trail drawn behind each track (default 30)")
     p.add_argument("--no-video", action="store_true", help="write only the MOT text and JSON summary")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
@@ -87,10 +90,17 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     set_threads(args.threads, args.model, args.backend)
     sliced = slice_option(args)
     config = tracker_config(args, TrackerConfig)
-    from ..video import open_source
+    from ..video import open_source, source_kind
     if args.timeout <= 0:
         raise DfineError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+    if args.fps is not None and not args.fps > 0:
+        raise DfineError(f"--fps must be a number of frames per second > 0, got {args.fps:g}")
     source = open_source(args.source, args.timeout)  # a bad source fails before the model is loaded
+    if args.fps is not None:
+        source.fps = args.fps
+    elif source_kind(args.source) == "folder":  # a walk's frames, taken at 10 fps, played 3x too fast unsaid
+        print(f"note: a folder of frames has no frame rate: 30 fps assumed for {source.name}.mp4 and the tracker "
+              f"(--fps N: the rate the frames were taken at)", file=sys.stderr)
     det = Detector(args.model, device=args.device, conf=config.detection_conf,
                    imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads, slice=sliced)
     recommended = getattr(det, "recommended_conf", None)
