@@ -360,6 +360,10 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         overrides += [f"{split}_dataloader.dataset.ann_file={_yaml(ann)}",
                       f"{split}_dataloader.dataset.img_folder={_yaml(folder)}"]
     overrides += ["num_classes=null", f"output_dir={_yaml(out)}"]
+    if taken is not None and out != taken and run_folder == "latest" and (out / "last.pth").is_file():
+        # a walk's --auto-resume loop switched to a -t experiment's folder after it, without a word
+        notes.insert(0, f"--auto-resume continues the latest run of this dataset and model, in {out}; {taken} holds "
+                        f"an earlier one (-o {taken} --auto-resume to continue that)")
     if taken is not None and out != taken and run_folder == "new":
         running = training_now(taken)  # 'an earlier run' read wrong of one still training (a walk)
         files = ", ".join(earlier_run_files(taken)) or "no checkpoint"

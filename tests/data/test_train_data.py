@@ -816,7 +816,11 @@ def test_a_second_run_of_the_same_data_keeps_the_first(tmp_path, monkeypatch, ca
             f"(-o DIR to choose the folder)") in " ".join(printed.err.split())
     assert f"best weights: {second}" in printed.out and "warning:" not in printed.err
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "2", "--auto-resume"]) == 0
-    assert f"resuming from {second / 'last.pth'}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"resuming from {second / 'last.pth'}" in err
+    # the run passed over is named (a walk's --auto-resume loop moved to a -t experiment's folder unsaid)
+    assert (f"--auto-resume continues the latest run of this dataset and model, in {second}; {first} holds an earlier "
+            f"one (-o {first} --auto-resume to continue that)") in " ".join(err.split())
     assert read_checkpoint(second / "last.pth")["last_epoch"] == 1 and (first / "last.pth").read_bytes() == kept
     # the same again: nothing to train, said with the option of a --data run (it said '-u epochs=N', a walk)
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "2", "--auto-resume"]) == 0
