@@ -112,8 +112,10 @@ class CocoMetrics:
     most_boxes: int = 0  # the most (non-crowd) boxes one evaluated image holds
     boxes: Dict[int, int] = field(default_factory=dict)  # category id -> its (non-crowd) boxes in the evaluated images
     confusion_conf: float = 0.5  # the --conf of :meth:`confusion` (the best F1's, else 0.5)
-    # (the evaluated ground truth, the detections at confusion_conf or above): what confusion() counts
-    confusion_source: Optional[Tuple[Mapping[str, Any], List[Mapping[str, Any]]]] = field(
+    # what confusion() counts, compact (a run keeps up to three evaluations): the categories, the evaluated
+    # image ids, their non-crowd boxes [N, 6] (image id, category id, x, y, w, h) and the detections at
+    # confusion_conf or above [M, 7] (the same and the score)
+    confusion_source: Optional[Tuple[List[Dict[str, Any]], np.ndarray, np.ndarray, np.ndarray]] = field(
         default=None, repr=False, compare=False)
     counted_confusion: Optional[np.ndarray] = field(default=None, repr=False, compare=False)  # confusion()'s
 
@@ -125,7 +127,14 @@ class CocoMetrics:
             return None
         if self.counted_confusion is None:
             from .plots import confusion_matrix
-            self.counted_confusion = confusion_matrix(*self.confusion_source, min_score=self.confusion_conf)[0]
+            categories, image_ids, truth, dets = self.confusion_source
+            ann = {"categories": categories, "images": [{"id": int(i)} for i in image_ids],
+                   "annotations": [{"id": n + 1, "image_id": int(r[0]), "category_id": int(r[1]),
+                                    "bbox": [float(v) for v in r[2:6]], "area": float(r[4] * r[5]), "iscrowd": 0}
+                                   for n, r in enumerate(truth)]}
+            results = [{"image_id": int(r[0]), "category_id": int(r[1]), "bbox": [float(v) for v in r[2:6]],
+                        "score": float(r[6])} for r in dets]
+            self.counted_confusion = confusion_matrix(ann, results, min_score=self.confusion_conf)[0]
         return self.counted_confusion
 
     @property
@@ -201,12 +210,11 @@ class CocoMetrics:
         # the boxes each AP rests on: a rare class's 0.0 on 5 boxes read as a 0.0 on 50 (a walk)
         counts = [f"  {n:>5}" if n is not None else "" for _, _, n in rows]
         tail = max(len(c) for c in counts)
-        if tail:
+        if tail or len(rows) > TABLE_ROWS:
             width = max(width, len("category"))  # the headers line up with their columns
         # many classes side by side, filled down each column (53 cards were 54 lines an epoch, a walk)
         per_row = 1
         if len(rows) > TABLE_ROWS:
-            width = max(width, len("category"))  # the headers line up with their columns
             per_row = max(1, min(TABLE_COLUMNS, TABLE_WIDTH // (width + 11 + tail)))
         cells = [f"{n.ljust(width)}  {100 * ap:5.1f}{c.rjust(tail)}" for (n, ap, _), c in zip(rows, counts)]
         tall = -(-len(cells) // per_row)
@@ -280,13 +288,16 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
     pick = curve.pick() if curve is not None else None
     conf = pick["conf"] if pick else 0.5
     evaluated = set(int(i) for i in ev.params.imgIds)
-    shown = gt.dataset if image_ids is None else {
-        **gt.dataset, "images": [im for im in gt.dataset.get("images", []) if int(im["id"]) in evaluated],
-        "annotations": [a for a in gt.dataset.get("annotations", []) if int(a["image_id"]) in evaluated]}
-    boxes = collections.Counter(int(a["category_id"]) for a in shown.get("annotations", []) if not a.get("iscrowd", 0))
+    truth = [a for a in gt.dataset.get("annotations", [])
+             if int(a["image_id"]) in evaluated and not a.get("iscrowd", 0)]
+    boxes = collections.Counter(int(a["category_id"]) for a in truth)
     source = None
-    if sum(boxes.values()):
-        source = (shown, [d for d in detections if d["score"] >= conf and int(d["image_id"]) in evaluated])
+    if truth:
+        kept = [d for d in detections if d["score"] >= conf and int(d["image_id"]) in evaluated]
+        source = (list(gt.dataset.get("categories", [])), np.asarray(sorted(evaluated), np.int64),
+                  np.asarray([[a["image_id"], a["category_id"], *a["bbox"]] for a in truth], np.float64).reshape(-1, 6),
+                  np.asarray([[d["image_id"], d["category_id"], *d["bbox"], d["score"]] for d in kept],
+                             np.float64).reshape(-1, 7))
     return CocoMetrics(stats, per_class, names, raw={"precision": precision, "recall": np.asarray(ev.eval["recall"])},
                        confidence=curve, samples=_samples(gt.dataset, detections, ev.params.imgIds),
                        max_dets=max_dets, max_dets_fixed=fixed, most_boxes=most,
@@ -431,7 +442,8 @@ def detections_of(results: Sequence[Mapping[str, torch.Tensor]], image_ids: Sequ
 @torch.no_grad()
 def evaluate(model: nn.Module, postprocessor: nn.Module, loader: Iterable, device: torch.device,
              ann: Union[str, Mapping[str, Any]], progress: bool = False,
-             should_stop: Optional[Callable[[], bool]] = None, max_dets: Optional[int] = None) -> Optional[CocoMetrics]:
+             should_stop: Optional[Callable[[], bool]] = None,
+             max_dets: Optional[int] = None) -> Optional[CocoMetrics]:
     """Run ``model`` (eval mode) over ``loader``, gather every process's detections and compute
     COCO box AP against ``ann`` (``max_dets``: as :func:`coco_metrics` takes it). ``postprocessor``
     must map labels to category ids. ``should_stop``: asked before each batch (all processes);

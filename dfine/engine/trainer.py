@@ -1247,7 +1247,8 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
 def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tuple[Any, Any]] = None,
                     conf: Optional[float] = None) -> List[Path]:
     """``pr_curves.png`` (per class), ``confidence.png`` (F1, precision and recall by ``--conf``)
-    and ``confusion_matrix.png`` (at the best F1's ``--conf``) of one evaluation in ``out``; ``what`` names the weights and data in the titles. With ``val``
+    and ``confusion_matrix.png`` (at the best F1's ``--conf``) of one evaluation in ``out``; ``what``
+    names the weights and data in the titles. With ``val``
     (the annotation file and images folder evaluated) also ``val_predictions.png``: the images the
     evaluation kept with their detections above ``conf`` (default 0.5) and ground truth. Nothing
     without matplotlib (said once at the start of the run) or without a box to evaluate against."""

@@ -92,7 +92,8 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     if len(keys) != len(images):
         raise DatasetError(f"{ann}: image ids repeat ({len(images) - len(keys)} duplicates); each image needs its own id")
     said: List[str] = []
-    train_ids, val_ids = split_by_fraction(list(keys), val_fraction, seed, _classes_of_images(data), said)
+    train_ids, val_ids = split_by_fraction(list(keys), val_fraction, seed, _classes_of_images(data),
+                                           said)
     rel = ann.relative_to(src) if ann.is_relative_to(src) and ann != src else ann.name
     notes = [f"one COCO file for all images ({rel}): {len(val_ids)} of {counted(len(images), 'image')} became val "
              f"{fraction_said(val_fraction, seed)}", *said]

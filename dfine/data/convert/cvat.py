@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, images_folder_of, info_for,
-                                fraction_said, labels_of, split_by_fraction, val_in_train_note, walk_folders,
-                                write_coco_json)
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, images_folder_of,
+                                info_for, fraction_said, labels_of, split_by_fraction, val_in_train_note,
+                                walk_folders, write_coco_json)
 from dfine.text import counted
 
 __all__ = ["CvatImage", "convert_cvat", "cvat_xml", "read_cvat_xml"]
