@@ -339,8 +339,19 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     if scratch is None and os.environ.get("RANK", "0") == "0":
         from dfine.engine.lock import check_unlocked
         check_unlocked(out)
-    splits, notes = dataset_splits(root, fmt, scratch or out / "data", names=names,
+    from dfine.data.convert import keep_split, split_members
+    earlier = split_members(out / "data")  # the split a run in out trained with (an evaluation: its weights' run)
+    converted = scratch or out / "data"
+    splits, notes = dataset_splits(root, fmt, converted, names=names,
                                   temporary="evaluation" if scratch is not None else None)
+    if earlier is not None and {"train", "val"} <= set(splits) and splits["val"][0].parent == converted / "annotations":
+        moved = keep_split({s: splits[s][0] for s in ("train", "val")}, earlier)
+        if moved:
+            why = (f"today's would put {counted(moved, 'image')} on the other side (this dfine keeps rare classes on "
+                   f"both sides of a seeded split)")
+            notes.append(f"evaluated on the val split the run in {out} trained with; {why}" if scratch is not None
+                         else f"kept the train/val split this run folder was trained with; {why}: -o NEW_FOLDER "
+                              f"trains on today's")
     # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder
     keys = {o.split("=", 1)[0].strip() for o in given}
     pointed = {s for s in ("train", "val")

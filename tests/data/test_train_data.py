@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import PureWindowsPath
+from pathlib import Path, PureWindowsPath
 import socket
 import tempfile
 
@@ -936,3 +936,42 @@ def test_the_same_command_again_after_a_stop_names_the_stopped_run_last_and_when
     summary = out[:out.index("stopped by SIGINT")].rstrip().splitlines()
     assert summary[-1] == f"note: a new run; {said} instead"
     assert f"stopped by SIGINT during epoch 1: no epoch of this run had finished; {said}" in out
+
+
+def test_a_run_folder_keeps_the_split_it_trained_with(tmp_path, capsys):
+    """The val split a seed makes changed in this version (rare classes kept on both sides): a run
+    trained before it, resumed or evaluated after, would have moved images it trained on into val.
+    A conversion into a run folder holding the same images split another way keeps that split, said;
+    its evaluation (into a temporary folder) scores the same val images."""
+    src, out = tmp_path / "flat", tmp_path / "run"
+    for i in range(10):
+        image(src / f"{i}.jpg", (64, 64))
+        yolo_labels(src / f"{i}.txt", [f"{1 if i in (3, 7) else 0} 0.5 0.5 0.4 0.4"])
+    (src / "classes.txt").write_text("pan\ncheese\n")
+    data_run(src, "dfine_n", output_dir=out)
+    ann = out / "data" / "annotations"
+    today = {s: json.loads((ann / f"instances_{s}.json").read_text()) for s in ("train", "val")}
+    names = {s: sorted(im["file_name"] for im in today[s]["images"]) for s in today}
+    # an earlier version's split: the cheese image of val swapped with a pan image of train
+    cheese_val = next(n for n in names["val"] if n in ("3.jpg", "7.jpg"))
+    pan_train = next(n for n in names["train"] if n not in ("3.jpg", "7.jpg"))
+    from dfine.data.convert import keep_split
+    earlier = {"train": set(names["train"]) - {pan_train} | {cheese_val},
+               "val": set(names["val"]) - {cheese_val} | {pan_train}}
+    assert keep_split({s: ann / f"instances_{s}.json" for s in ("train", "val")}, earlier) == 2
+    run = data_run(src, "dfine_n", output_dir=out)  # the resumed run converts again
+    assert any(n.startswith("kept the train/val split this run folder was trained with; today's would put 2 images "
+                            "on the other side") for n in run.notes)
+    kept = {s: json.loads((ann / f"instances_{s}.json").read_text()) for s in ("train", "val")}
+    assert {s: {im["file_name"] for im in kept[s]["images"]} for s in kept} == earlier
+    for s, d in kept.items():  # whole files: every image's box with it, ids 1..N
+        ids = {im["id"]: im["file_name"] for im in d["images"]}
+        assert sorted(ids) == list(range(1, len(ids) + 1)) and len(d["annotations"]) == len(ids)
+        assert all(a["category_id"] == (2 if ids[a["image_id"]] in ("3.jpg", "7.jpg") else 1) for a in d["annotations"])
+    with tempfile.TemporaryDirectory() as scratch:
+        evaluated = data_run(src, "dfine_n", output_dir=out, scratch=Path(scratch))
+        val = next(o.split("=", 1)[1] for o in evaluated.overrides if o.startswith("val_dataloader.dataset.ann_file="))
+        assert {im["file_name"] for im in json.loads(Path(json.loads(val)).read_text())["images"]} == earlier["val"]
+    assert any(n.startswith(f"evaluated on the val split the run in {out} trained with") for n in evaluated.notes)
+    fresh = data_run(src, "dfine_n", output_dir=tmp_path / "new")  # another folder: today's split
+    assert not any("kept the" in n for n in fresh.notes)

@@ -31,7 +31,7 @@ from dfine.text import counted, first_few
 from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
-           "split_by_fraction", "labels_of",
+           "split_by_fraction", "labels_of", "split_members", "keep_split",
            "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
@@ -360,6 +360,46 @@ def _move(key: str, source: str, target: str, val_keys: set, sides: Mapping[str,
     (val_keys.add if target == "val" else val_keys.discard)(key)
     sides[source].subtract(of_group[key])
     sides[target].update(of_group[key])
+
+
+def split_members(folder: Path) -> Optional[Dict[str, set]]:
+    """``{"train": file names, "val": file names}`` of the COCO files a conversion wrote into
+    ``folder/annotations``, or None when there are none (or they cannot be read)."""
+    files = {s: folder / "annotations" / f"instances_{s}.json" for s in ("train", "val")}
+    if not all(f.is_file() for f in files.values()):
+        return None
+    try:
+        return {s: {str(im["file_name"]) for im in json.loads(f.read_text(encoding="utf-8"))["images"]}
+                for s, f in files.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def keep_split(files: Mapping[str, Path], earlier: Mapping[str, set]) -> int:
+    """Re-split the train and val COCO files of a conversion (``files``) as ``earlier``
+    (:func:`split_members` of the run folder before it) when both hold the same images split another
+    way: the split a run trained with stays for the rest of it (a newer dfine keeping rare classes
+    on both sides moved images a resumed run had trained on into val). Returns how many images
+    today's split would have put on the other side (0: the same split, or other images: the dataset
+    changed, and today's split is used)."""
+    data = {s: json.loads(Path(files[s]).read_text(encoding="utf-8")) for s in ("train", "val")}
+    now = {s: {str(im["file_name"]) for im in data[s]["images"]} for s in data}
+    if now["val"] == earlier["val"] or now["train"] | now["val"] != earlier["train"] | earlier["val"]:
+        return 0
+    entries = []  # (image, its annotations) of both files
+    for d in data.values():
+        by_image: Dict[Any, List[Dict[str, Any]]] = {}
+        for a in d["annotations"]:
+            by_image.setdefault(a["image_id"], []).append(a)
+        entries += [(im, by_image.get(im["id"], [])) for im in d["images"]]
+    for split, d in data.items():
+        chosen = sorted((e for e in entries if (str(e[0]["file_name"]) in earlier["val"]) == (split == "val")),
+                        key=lambda e: str(e[0]["file_name"]))
+        images = [{**im, "id": i + 1} for i, (im, _) in enumerate(chosen)]
+        anns = [{**a, "image_id": i + 1} for i, (_, found) in enumerate(chosen) for a in found]
+        write_json_atomic(Path(files[split]), {**d, "images": images,
+                                               "annotations": [{**a, "id": n + 1} for n, a in enumerate(anns)]})
+    return len(now["val"] - earlier["val"]) + len(earlier["val"] - now["val"])
 
 
 def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str) -> Optional[str]:
