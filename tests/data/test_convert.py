@@ -109,8 +109,12 @@ def test_a_yaml_split_not_found_says_where_the_images_are(tmp_path):
     (src / "vision.yaml").write_text("path: /home/student/datasets/vision\ntrain: images\nval: images\n"
                                      "names: {0: Bell Pepper}\n")
     with pytest.raises(DatasetError, match=rf"'images' not found \(looked for .*\); images under {src} are in: "
-                                           r"my_images/ \(2\)$"):
+                                           r"my_images/ \(2\); labels/ beside it holds .txt labels: YOLO finds an "
+                                           r"image's labels at its path with images/ replaced by labels/, so renaming "
+                                           r"my_images/ to images/ pairs them$"):
         convert_yolo(src)
+    (src / "my_images").rename(src / "images")  # as the error says: every box found
+    assert convert_yolo(src).counts["train"].boxes == 2
 
 
 def test_roboflow_layout_and_cli_prints_the_training_command(tmp_path, capsys, monkeypatch):

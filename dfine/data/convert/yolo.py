@@ -181,7 +181,17 @@ def _image_folders_said(roots: Sequence[Path]) -> str:
     folders += [d for f in folders[1:] for d in f.iterdir() if d.is_dir() and not d.name.startswith(".")]
     counts = {f: sum(1 for p in f.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for f in folders}
     held = [f"{(str(f.relative_to(root)) + '/') if f != root else './'} ({n})" for f, n in counts.items() if n]
-    return f"; images under {root} are in: {', '.join(held[:4])}" if held else ""
+    if not held:
+        return ""
+    said = f"; images under {root} are in: {', '.join(held[:4])}"
+    # a walk's my_images/ beside labels/: YOLO finds a label by the image's path with images/ -> labels/
+    odd = [f for f, n in counts.items() if n and f != root and f.name != "images"
+           and (f.parent / "labels").is_dir() and any((f.parent / "labels").glob("*.txt"))]
+    if len(odd) == 1:
+        said += (f"; {odd[0].parent.relative_to(root) / 'labels'}/ beside it holds .txt labels: YOLO finds an "
+                 f"image's labels at its path with images/ replaced by labels/, so renaming "
+                 f"{odd[0].relative_to(root)}/ to images/ pairs them")
+    return said
 
 
 def _moved_here(entry: str, roots: Sequence[Path]) -> Optional[Path]:
