@@ -762,9 +762,12 @@ class Trainer:
                             f"from epoch to epoch, and the best weights are chosen on it; {FEW_VAL_IMAGES} or more "
                             f"measure better")
         busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
-        warm = self.cfg.lr_warmup_scheduler
-        # a resumed run past its warmup has none to come (a walk read 'lr warmup 14 steps' as a new one)
-        warming = self.warmup_note if warm is None or self.step < warm.warmup_duration else None
+        warm, live = self.cfg.lr_warmup_scheduler, self.lr_warmup_scheduler
+        # a resumed run past its warmup has none to come (a walk read 'lr warmup 14 steps' as a new one), and one
+        # whose checkpoint ran another warmup goes on with that one (a -c resume of a --data run's 3 steps said
+        # the recipe's 500 'rise for the whole run')
+        warming = self.warmup_note if warm is None or live is None or (
+            not live.finished() and live.warmup_duration == warm.warmup_duration) else None
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.stage_note, self.data_note,
                                        warming, busy,
                                        self._large_images_note(), self._queries_note(),

@@ -273,6 +273,18 @@ def test_train_data_shortens_the_warmup_by_the_steps_it_runs(tmp_path, capsys):
     # trained longer, past its warmup: no warmup line (a walk read 'lr warmup 1 step' as a new warmup to come)
     assert main(["train", "--data", str(src), "-o", str(out), *args, "--epochs", "3", "-r", str(out / "last.pth")]) == 0
     assert "lr warmup" not in capsys.readouterr().out
+    # the run resumed as a recipe run (-c, as an earlier version printed its resume command): the recipe's 500
+    # steps are not what the checkpoint's scheduler runs, so no 'lr warmup 500 steps' line (a walk)
+    from dfine.config import load_config
+    from dfine.engine.trainer import Trainer
+    data = data_run(src, "dfine_n", output_dir=out)
+    cfg = load_config(data.recipe, [*data.overrides, "HGNetv2.pretrained=false", "use_amp=false", "epochs=5",
+                                    "train_dataloader.total_batch_size=1", "eval_spatial_size=[160,160]",
+                                    "DFINETransformer.num_queries=50", "DFINEPostProcessor.num_top_queries=50",
+                                    "train_dataloader.num_workers=0", "val_dataloader.num_workers=0",
+                                    f"resume={out / 'last.pth'}"])
+    assert cfg.lr_warmup_scheduler.warmup_duration == 500
+    assert not any("lr warmup" in line for line in Trainer(cfg, progress=False).startup_summary())
 
 
 def test_train_from_a_yolo_folder_and_printed_commands_work_from_another_folder(tmp_path, monkeypatch, capsys):
