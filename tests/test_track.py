@@ -690,5 +690,8 @@ def test_cli_a_folder_of_frames_says_its_assumed_rate_and_takes_fps(tmp_path, mo
     assert json.loads((tmp_path / "b" / "frames.json").read_text())["fps"] == 10
     cap = cv2.VideoCapture(str(tmp_path / "b" / "frames.mp4"))
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10, abs=0.1)
+    assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "d"), "--no-video"]) == 0
+    assert ("note: a folder of frames has no frame rate: 30 fps assumed for the tracker (--fps N: the rate the "
+            "frames were taken at)") in capsys.readouterr().err  # no video named when none is written
     assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "c"), "--fps", "0"]) == 2
     assert "--fps must be a number of frames per second > 0, got 0" in capsys.readouterr().err

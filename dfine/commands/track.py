@@ -99,7 +99,8 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     if args.fps is not None:
         source.fps = args.fps
     elif source_kind(args.source) == "folder":  # a walk's frames, taken at 10 fps, played 3x too fast unsaid
-        print(f"note: a folder of frames has no frame rate: 30 fps assumed for {source.name}.mp4 and the tracker "
+        video = "" if args.no_video else f"{source.name}.mp4 and "  # no video written: not named (a walk)
+        print(f"note: a folder of frames has no frame rate: 30 fps assumed for {video}the tracker "
               f"(--fps N: the rate the frames were taken at)", file=sys.stderr)
     det = Detector(args.model, device=args.device, conf=config.detection_conf,
                    imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads, slice=sliced)

@@ -489,9 +489,11 @@ class Trainer:
         self._fit_started = start
         pending = self.pending_eval
         if self.last_epoch + 1 >= cfg.epochs and pending is None:
-            more = (f"--epochs {cfg.epochs + 5} trains 5 more" if self.command is not None
-                    else f"-u epochs={cfg.epochs + 5} trains 5 more")
-            self._print(f"nothing to train: the checkpoint has finished epoch {self.last_epoch + 1} of {cfg.epochs} "
+            done = self.last_epoch + 1  # 5 more than it finished (a walk's epoch 8 of 4 was told '--epochs 9')
+            more = (f"--epochs {done + 5} trains 5 more" if self.command is not None
+                    else f"-u epochs={done + 5} trains 5 more")
+            of = f"of {cfg.epochs}" if done == cfg.epochs else f"(this run asks for {cfg.epochs})"
+            self._print(f"nothing to train: the checkpoint has finished epoch {done} {of} "
                         f"({more}" + (", in stage 2 as it ended)" if self.stop_epoch is not None
                                       and self.last_epoch >= self.stop_epoch else ")"))
         with self._signals():
@@ -739,8 +741,11 @@ class Trainer:
             epochs = f"epochs {first}..{cfg.epochs} of {cfg.epochs} (resumed)"
         elif first == cfg.epochs:
             epochs = f"epoch {first} of {cfg.epochs} (resumed)"
-        else:  # it read 'epochs 4..3 of 3'
+        elif first - 1 == cfg.epochs:  # it read 'epochs 4..3 of 3'
             epochs = f"all {counted(cfg.epochs, 'epoch')} finished (resumed)"
+        else:  # a checkpoint past this run's epochs (it read 'all 4 epochs finished' of one at epoch 8)
+            epochs = (f"the checkpoint finished {counted(first - 1, 'epoch')}, more than the {cfg.epochs} asked "
+                      f"(resumed)")
         lines = [f"train data: {dataset_line(self.train_set)}",
                  f"val data:   {dataset_line(self.val_set)}",
                  f"classes: {classes_line(self.train_set)}",
@@ -1522,6 +1527,8 @@ def _plot_map(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: O
         # its AP in the legend, drawn over the axis: at AP 0 it lay under the x axis, named but unseen (a walk)
         ax.axhline(100 * start, color=colors["AP"], lw=1.5, ls=":", zorder=3, clip_on=False,
                    label=f"the -t weights before training: AP {ap_text(start)}")
+        if 100 * start >= ax.get_ylim()[1]:  # above every epoch: it was drawn over the title (a walk)
+            ax.set_ylim(0, 100 * start * 1.1 + 0.05)
     ax.set_xlabel("epoch")
     ax.set_ylabel("AP (%)")
     ax.set_title("COCO AP on the validation set")

@@ -838,6 +838,11 @@ def test_a_second_run_of_the_same_data_keeps_the_first(tmp_path, monkeypatch, ca
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "2", "--auto-resume"]) == 0
     assert "nothing to train: the checkpoint has finished epoch 2 of 2 (--epochs 7 trains 5 more" in \
         capsys.readouterr().out
+    # fewer --epochs than it finished: 5 more than it finished (a walk's epoch 8 of 4 was told '--epochs 9')
+    assert main(["train", "--data", "fruit", *TINY, "--epochs", "1", "--auto-resume"]) == 0
+    out = capsys.readouterr().out
+    assert ("nothing to train: the checkpoint has finished epoch 2 (this run asks for 1) (--epochs 7 trains 5 more"
+            in out) and "schedule: the checkpoint finished 2 epochs, more than the 1 asked (resumed)" in out
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "3", "-r", str(first / "last.pth")]) == 0
     assert read_checkpoint(first / "last.pth")["last_epoch"] == 2 and not (tmp_path / "output/fruit_dfine_n_3").exists()
 

@@ -920,6 +920,10 @@ def test_map_plot_shows_the_tuning_ap_even_at_zero(tmp_path, monkeypatch):
     assert line.get_label() == "the -t weights before training: AP 0.0%" and list(line.get_ydata()) == [0, 0]
     assert line.get_zorder() > ax.spines["bottom"].get_zorder() and not line.get_clip_on()
     assert "the -t weights before training: AP 0.0%" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # above every epoch's AP: the axis reaches it (a walk's line at 1.1% was drawn over the title, axis to 0.75)
+    history[0]["tuning_AP"] = 0.2  # every epoch's AP, AP50 and AP75 below 20%
+    ax = _drawn(monkeypatch, history, tmp_path)["map.png"].axes[0]
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 20
 
 
 def test_a_fine_tune_scores_its_starting_weights_and_says_when_it_did_not_beat_them(tiny, capsys):
