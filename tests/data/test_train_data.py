@@ -992,3 +992,9 @@ def test_a_run_folder_keeps_the_split_it_trained_with(tmp_path, capsys):
     assert any(n.startswith(f"evaluated on the val split the run in {out} trained with") for n in evaluated.notes)
     fresh = data_run(src, "dfine_n", output_dir=tmp_path / "new")  # another folder: today's split
     assert not any("kept the" in n for n in fresh.notes)
+    import shutil  # another dataset of the same file names trained into that folder: its own split
+    other = tmp_path / "other"
+    shutil.copytree(src, other)
+    moved = data_run(other, "dfine_n", output_dir=out)
+    assert not any("kept the" in n for n in moved.notes)
+    assert {im["file_name"] for im in json.loads((ann / "instances_val.json").read_text())["images"]} == set(names["val"])

@@ -362,29 +362,34 @@ def _move(key: str, source: str, target: str, val_keys: set, sides: Mapping[str,
     sides[target].update(of_group[key])
 
 
-def split_members(folder: Path) -> Optional[Dict[str, set]]:
-    """``{"train": file names, "val": file names}`` of the COCO files a conversion wrote into
-    ``folder/annotations``, or None when there are none (or they cannot be read)."""
+def split_members(folder: Path) -> Optional[Dict[str, Any]]:
+    """``{"train": file names, "val": file names, "from": the source said in its info}`` of the COCO
+    files a conversion wrote into ``folder/annotations``, or None when there are none (or they cannot
+    be read)."""
     files = {s: folder / "annotations" / f"instances_{s}.json" for s in ("train", "val")}
     if not all(f.is_file() for f in files.values()):
         return None
     try:
-        return {s: {str(im["file_name"]) for im in json.loads(f.read_text(encoding="utf-8"))["images"]}
-                for s, f in files.items()}
-    except (OSError, ValueError, KeyError, TypeError):
+        data = {s: json.loads(f.read_text(encoding="utf-8")) for s, f in files.items()}
+        members: Dict[str, Any] = {s: {str(im["file_name"]) for im in d["images"]} for s, d in data.items()}
+        members["from"] = (data["val"].get("info") or {}).get("description")
+        return members
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def keep_split(files: Mapping[str, Path], earlier: Mapping[str, set]) -> int:
+def keep_split(files: Mapping[str, Path], earlier: Mapping[str, Any]) -> int:
     """Re-split the train and val COCO files of a conversion (``files``) as ``earlier``
     (:func:`split_members` of the run folder before it) when both hold the same images split another
     way: the split a run trained with stays for the rest of it (a newer dfine keeping rare classes
     on both sides moved images a resumed run had trained on into val). Returns how many images
-    today's split would have put on the other side (0: the same split, or other images: the dataset
-    changed, and today's split is used)."""
+    today's split would have put on the other side (0: the same split, or other images or another
+    source: the dataset changed, and today's split is used)."""
     data = {s: json.loads(Path(files[s]).read_text(encoding="utf-8")) for s in ("train", "val")}
     now = {s: {str(im["file_name"]) for im in data[s]["images"]} for s in data}
-    if now["val"] == earlier["val"] or now["train"] | now["val"] != earlier["train"] | earlier["val"]:
+    source = (data["val"].get("info") or {}).get("description")
+    if now["val"] == earlier["val"] or now["train"] | now["val"] != earlier["train"] | earlier["val"] or (
+            earlier.get("from") is not None and earlier.get("from") != source):  # another dataset's folder
         return 0
     entries = []  # (image, its annotations) of both files
     for d in data.values():
