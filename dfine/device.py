@@ -5,6 +5,8 @@ one line instead of a CUDA traceback from deep inside a training step."""
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
@@ -69,7 +71,6 @@ class SlowdownWatch:
     found the machine idle. Multi-scale sizes move a step by under 2x, below ``factor``."""
 
     def __init__(self, what: str, factor: float = 4.0, recent: int = 3) -> None:
-        import time
         self.what, self.factor, self.recent = what, factor, recent
         self.seconds: List[float] = []
         self.fastest: Optional[float] = None
@@ -87,7 +88,6 @@ class SlowdownWatch:
 
     def observe(self, seconds: float) -> Optional[str]:
         """Record one step of ``seconds``; the note the first time the steps slowed on a busy CPU."""
-        import statistics
         self.seconds = (self.seconds + [seconds])[-self.recent:]
         if len(self.seconds) < self.recent or self.said:
             return None

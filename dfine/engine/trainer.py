@@ -1272,7 +1272,7 @@ def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tu
     if metrics.confidence is not None:
         paths.append(plot_confidence(metrics.confidence, out / "confidence.png", title=what))
     matrix = metrics.confusion()
-    if matrix is not None and len(matrix) == len(metrics.names) + 1:
+    if matrix is not None:
         paths.append(plot_confusion_matrix(matrix, list(metrics.names.values()), out / "confusion_matrix.png",
                                            min_score=metrics.confusion_conf))
     if val is not None and val[0] and metrics.samples:

@@ -298,12 +298,13 @@ def split_by_fraction(items: Sequence[str], fraction: float, seed: int,
     n_val = int(round(len(order) * fraction))
     if fraction > 0 and n_val == 0 and len(order) > 1:
         n_val = 1
-    keys = sorted(groups)
-    random.Random(seed).shuffle(order if len(groups) == len(order) else keys)
     if len(groups) == len(order):  # no copies: each item is its own group, in the shuffled order
+        random.Random(seed).shuffle(order)
         groups = {item: [item] for item in order}
         keys, val_keys = order, set(order[:n_val])
     else:
+        keys = sorted(groups)
+        random.Random(seed).shuffle(keys)
         val_keys, taken = set(), 0
         for key in keys:
             if taken >= n_val or taken + len(groups[key]) >= len(order):
