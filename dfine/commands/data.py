@@ -1,5 +1,5 @@
-"""``dfine data convert|check``: bring a YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset into COCO form,
-and check a dataset.
+"""``dfine data convert|check|tile``: bring a YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset into COCO form,
+check a dataset, cut a dataset of large images into tiles.
 
 ``dfine data convert --from yolo|voc|cvat|labelme|csv|createml|coco SRC [-o OUT] [--names a,b,c]`` writes
 ``OUT/annotations/instances_{train,val,test}.json`` (OUT defaults to SRC) and prints the
@@ -7,7 +7,9 @@ command that trains on it. ``dfine data check ANN.json --images DIR [--fix OUT.j
 PNG] [--deep]`` reports every problem with counts and the first ids; exit 0 when training can
 use the file as it is, 1 when it has errors. ``dfine data check DATASET`` checks every split of a
 dataset folder as ``dfine train --data`` reads it (the formats other than COCO converted into a temporary
-folder; the dataset is never written).
+folder; the dataset is never written). ``dfine data tile SRC [-o OUT] [--size N]`` cuts every split's
+images and boxes into tiles of the model's input size, for small objects in large images
+(:mod:`dfine.data.tile`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, List, Optional, Set, Tuple
 
-__all__ = ["add_parser", "run_convert", "run_check"]
+__all__ = ["add_parser", "run_convert", "run_check", "run_tile"]
 
 #: ``dfine.data.convert.FORMATS``, written out: importing the converters (numpy, PIL) for every
 #: ``dfine`` command line would slow ``dfine --help``
@@ -30,9 +32,9 @@ _FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``data`` with its ``convert`` and ``check`` subcommands."""
     data = subparsers.add_parser("data", help="convert YOLO / VOC / CVAT / LabelMe / CSV / CreateML datasets to COCO, "
-                                              "check a dataset",
+                                              "check a dataset, cut large images into tiles",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = data.add_subparsers(dest="data_command", metavar="{convert,check}")
+    sub = data.add_subparsers(dest="data_command", metavar="{convert,check,tile}")
     conv = sub.add_parser("convert", help="YOLO, VOC, CVAT, LabelMe, CSV or CreateML -> COCO JSON (images stay where "
                                           "they are)")
     conv.add_argument("--from", dest="fmt", required=True, choices=_FORMATS,
@@ -62,6 +64,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="also count small / medium / large boxes as the model sees them at N x N input "
                             "(default 640, the recipes' size; as dfine train --imgsz)")
     check.set_defaults(func=run_check)
+    tile = sub.add_parser("tile", help="cut a dataset's images and boxes into tiles (small objects in large images: "
+                                       "train on tiles, predict with --slice)")
+    tile.add_argument("src", help="the dataset folder, in any format dfine train --data reads (every split is tiled)")
+    tile.add_argument("-o", "--out", help="the folder of the tiles (default: SRC_tilesN beside SRC)")
+    tile.add_argument("--size", type=int, nargs="+", default=[640], metavar="N",
+                      help="tile size in image pixels: N (square) or H W (default 640, the recipes' --imgsz)")
+    tile.add_argument("--overlap", type=float, default=0.2,
+                      help="fraction of a tile shared with its neighbour, as predict --slice (default 0.2)")
+    tile.add_argument("--min-visible", type=float, default=0.5,
+                      help="fraction of a box's area a tile must hold to keep the box; a smaller piece is marked "
+                           "crowd (ignored by training and evaluation) (default 0.5)")
+    tile.add_argument("--empty", type=float, default=1.0,
+                      help="fraction of tiles without a box to keep as background, seeded (default 1: all)")
+    tile.add_argument("--seed", type=int, default=0, help="seed of --empty's choice (default 0)")
+    tile.add_argument("--names", help="class names, comma-separated, in class-id order (a YOLO folder that names "
+                                      "none)")
+    tile.add_argument("--workers", type=int, default=None, help="threads cutting images (default: one per core, "
+                                                                 "at most 8)")
+    tile.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tile.set_defaults(func=run_tile)
     data.set_defaults(func=lambda args: data.print_help() or 2)
 
 
@@ -100,6 +122,21 @@ def run_convert(args: argparse.Namespace) -> int:
                       f"run the command again", file=sys.stderr)
             raise
     print(result.summary())
+    return 0
+
+
+def run_tile(args: argparse.Namespace) -> int:
+    """Tile every split of a dataset folder and print what each became."""
+    from dfine.data.tile import TileConfig, tile_dataset
+    from dfine.errors import DfineError
+
+    if len(args.size) > 2:
+        raise DfineError(f"--size takes N or H W, got {' '.join(map(str, args.size))}")
+    size = (args.size[0], args.size[-1])
+    config = TileConfig(size=size, overlap=args.overlap, min_visible=args.min_visible, empty=args.empty,
+                        seed=args.seed)
+    tile_dataset(args.src, args.out, config, names=split_names(args.names), workers=args.workers,
+                 progress=not args.no_progress)
     return 0
 
 
@@ -197,7 +234,8 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
             if not kept:  # the converted file lives in the temporary folder: name the split instead
                 report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
             report = _said_once(report, strays)
-            print(report.format(fix=_folder_fix(fmt, kept, root, split, ann, args.names), imgsz=args.imgsz))
+            print(report.format(fix=_folder_fix(fmt, kept, root, split, ann, args.names), imgsz=args.imgsz,
+                                data=str(root)))
             if args.plot:
                 plot = Path(args.plot)
                 path = plot.with_name(f"{plot.stem}_{split}{plot.suffix or '.png'}") if len(splits) > 1 else plot

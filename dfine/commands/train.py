@@ -96,6 +96,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     help="with --data: the split to evaluate on (default val; test: the dataset's test split, e.g. "
                          "a data.yaml's test: or Roboflow's test/ folder)")
     export_eval.add_arguments(ev)
+    from .predict import add_slice_arguments
+    add_slice_arguments(ev)  # a model trained on tiles (dfine data tile), scored on whole images as it is used
     for action in ev._actions:  # accepted (the published train.py --test-only takes them), but not listed
         if set(action.option_strings) & _TRAINING_ONLY:  # (a walk: eval's help listed every training option)
             action.help = argparse.SUPPRESS
@@ -161,7 +163,8 @@ def _run(args: argparse.Namespace) -> int:
     on_files = (args.resume and not args.config and not args.data
                 and (getattr(args, "ann_file", None) or getattr(args, "images", None)))
     from dfine.commands.predict import set_threads
-    if test_only and (export_eval.is_export(args.resume) or on_files):
+    sliced = getattr(args, "slice", None) is not None  # dfine eval --slice: through the Detector, as predict slices
+    if test_only and (export_eval.is_export(args.resume) or on_files or sliced):
         set_threads(getattr(args, "threads", None), args.resume, getattr(args, "backend", None))
         return export_eval.run(args)
     set_threads(getattr(args, "threads", None), None, "torch")  # train --threads; eval's of a checkpoint on a recipe

@@ -149,6 +149,7 @@ class CheckReport:
     images_hint: Optional[str] = None  # another folder that holds the missing files: the --images to give
     most_boxes: Tuple[int, str] = (0, "")  # the most (non-crowd) boxes one image holds, and its file name
     over_queries: int = 0  # the images holding more boxes than D-FINE's QUERIES
+    pixel_sides: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [M] sqrt of each box's area, px
 
     @property
     def errors(self) -> List[Finding]:
@@ -176,10 +177,23 @@ class CheckReport:
         area = (self.shapes[:, 0] * self.shapes[:, 1] * float(imgsz) ** 2) if len(self.shapes) else np.zeros(0)
         return _coco_sizes(area)
 
-    def format(self, classes: int = 100, fix: Optional[str] = None, imgsz: Optional[int] = 640) -> str:
+    def tiny_note(self, imgsz: int, data: Optional[str] = None) -> Optional[str]:
+        """:func:`dfine.data.tile.tiny_boxes_note` of these boxes at ``imgsz`` x ``imgsz`` input
+        (``data``: the dataset folder its tiling command names; None: a placeholder)."""
+        from dfine.data.tile import tiny_boxes_note
+        if not len(self.shapes) or len(self.pixel_sides) != len(self.shapes):
+            return None
+        with np.errstate(invalid="ignore"):
+            seen = np.sqrt(self.shapes[:, 0] * self.shapes[:, 1]) * imgsz
+        known = np.isfinite(seen) & (seen > 0)
+        return tiny_boxes_note(seen[known], self.pixel_sides[known] / seen[known], (imgsz, imgsz), data)
+
+    def format(self, classes: int = 100, fix: Optional[str] = None, imgsz: Optional[int] = 640,
+               data: Optional[str] = None) -> str:
         """The report printed by ``dfine data check``; ``fix``: how to repair it, said after an
         error count (default: ``--fix`` of this file); ``imgsz``: also the box sizes at that
-        model input (``None``: not)."""
+        model input (``None``: not); ``data``: the dataset folder checked (named in the tiling command
+        of a note on boxes too small at that input)."""
         counts = (f"{counted(self.num_images, 'image')}, {counted(self.num_annotations, 'annotation')}, "
                   f"{counted(len(self.categories), 'category', 'categories')}")
         lines = [f"{self.ann_file}: {counts}; images in {self.images_dir} (checked: {self.level})"]
@@ -214,6 +228,9 @@ class CheckReport:
             lines.append(f"  as the model sees them at --imgsz {imgsz} (images resized to {imgsz}x{imgsz}): "
                          + ", ".join(f"{kind} {k} ({100 * k / n:.1f}%)" for kind, k in zip(("small", "medium", "large"),
                                                                                           seen)))
+            tiny = self.tiny_note(imgsz, data)
+            if tiny:
+                lines.append(f"  {tiny}")
         errors = self.errors
         fix = (f"the missing files are in {self.images_hint}: give --images {shlex.quote(self.images_hint)}"
                if self.images_hint else _LINKS_FIX.format(folder=shlex.quote(str(self.images_dir)))
@@ -567,7 +584,7 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
         shapes = boxes[:, 2:] / wh if len(boxes) else np.zeros((0, 2))
     return CheckReport(str(ann_file), str(folder), level, len(data["images"]), len(data["annotations"]), table,
                        findings, _coco_sizes(area), centres, shapes, cats,
-                       _shown_file_names(data, findings), hint, *_most_boxes(data))
+                       _shown_file_names(data, findings), hint, *_most_boxes(data), np.sqrt(np.clip(area, 0, None)))
 
 
 def _most_boxes(data: Mapping[str, Any]) -> Tuple[Tuple[int, str], int]:

@@ -170,6 +170,18 @@ class CocoDetection(Dataset):
         largest = sizes[over][int(np.argmax(sizes[over].prod(axis=1)))]
         return int(over.sum()), (int(largest[0]), int(largest[1]))
 
+    def box_sides_at(self, size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+        """Each box's side (the square root of its area, px) as the model sees it when every image
+        is resized to ``size`` (height, width), and how many times its image is shrunk to fit
+        (the square root of the area ratio; below 1: enlarged). Two ``[M]`` arrays; images of unknown
+        size are left out."""
+        idx = self._index
+        sizes = np.repeat(idx.sizes, np.diff(idx.offsets), axis=0).astype(np.float64)
+        known = (sizes > 0).all(axis=1)
+        area = idx.boxes[known, 2].astype(np.float64) * idx.boxes[known, 3]
+        scale = (size[0] * size[1]) / (sizes[known, 0] * sizes[known, 1])
+        return np.sqrt(np.clip(area * scale, 0, None)), np.sqrt(1 / scale)
+
     def load_item(self, idx: int, short_side: Optional[int] = None) -> Tuple[PIL.Image.Image, Dict[str, torch.Tensor]]:
         """Item ``idx`` before transforms: the 8-bit RGB image (16-bit and float images scaled,
         EXIF orientation applied when that gives the JSON's width/height, see

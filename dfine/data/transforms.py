@@ -207,6 +207,15 @@ class DetectionTransform:
         stopped = self.stop_epoch is not None and epoch >= self.stop_epoch
         return [name for name, _ in self.ops if not (stopped and name in self.stop_ops)]
 
+    def resize_size(self) -> Optional[Tuple[int, int]]:
+        """The ``(height, width)`` a ``Resize`` op gives every image (None without one, or when it
+        keeps the aspect ratio)."""
+        resize = next((op for name, op in self.ops if name == "Resize"), None)
+        size = getattr(resize, "size", None)
+        if not isinstance(size, (list, tuple)) or not size:
+            return None
+        return (int(size[0]), int(size[-1])) if len(size) in (1, 2) else None
+
     def source_short_side(self) -> Optional[int]:
         """The short side (px) above which an image holds more pixels than can reach the model, for
         ops that crop or zoom out (training): the ``Resize`` size over the smallest side share

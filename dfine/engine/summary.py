@@ -10,7 +10,7 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -198,6 +198,25 @@ def data_command(data: Any, model: str, options: Sequence[Tuple[str, Any]] = (),
     return DataCommand(str(Path(data).expanduser().resolve()),
                        ("--model", model, *[token for pair in given for token in pair], *flags),
                        tuple(updates), tuple(evaluation), split)
+
+
+def tiled_commands(commands: Dict[str, str], weights: Path, tiles: Mapping[str, Any],
+                   conf: Optional[float] = None) -> Dict[str, str]:
+    """:func:`next_commands` of a run trained on tiles (``tiles``: the ``info.tiles`` of its val file,
+    :func:`dfine.data.tile.tiles_info`): predict on the source's val images with ``--slice`` at the
+    tiles' size, and ``whole`` evaluates the weights on the source's whole images so."""
+    w = shlex.quote(os.path.abspath(weights))
+    size = [int(v) for v in tiles.get("size", ())]
+    sliced = "--slice" + "".join(f" {v}" for v in (size[:1] if len(set(size)) == 1 else size))
+    if tiles.get("overlap", 0.2) != 0.2:  # predict's default otherwise
+        sliced += f" --overlap {tiles['overlap']:g}"
+    images = shlex.quote(str(tiles["images"])) if tiles.get("images") else "IMAGES"
+    threshold = f" --conf {conf:.2f}" if conf is not None else ""
+    out = dict(commands)
+    out["predict"] = f"dfine predict -m {w} {images} {sliced}{threshold}"
+    if tiles.get("source"):
+        out["whole"] = f"dfine eval -r {w} --data {shlex.quote(str(tiles['source']))} {sliced}"
+    return out
 
 
 def next_commands(cfg: Any, weights: Path, images: Optional[str],

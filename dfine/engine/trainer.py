@@ -43,6 +43,7 @@ from dfine.config import (Config, criterion_config, from_command_line, model_con
                           resolve_num_classes)
 from dfine.data import build_dataloader, build_dataset, check_same_labels
 from dfine.data.cocojson import DatasetError, none_in_common, other_classes
+from dfine.data.tile import tiles_info, tiny_boxes_note
 from dfine.device import SlowdownWatch, busy_cpu_note
 from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
@@ -57,7 +58,7 @@ from .evaluator import CocoMetrics, conf_line, evaluate, write_evaluation
 from .lock import earlier_run_files, output_lock
 from .precision import choose_precision
 from .summary import (DataCommand, classes_line, dataset_line, duration, images_folder, next_commands,
-                      parameters_line, unmeasured_line, user_overrides)
+                      parameters_line, tiled_commands, unmeasured_line, user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 from .plots import pyplot, save_figure
 
@@ -775,7 +776,7 @@ class Trainer:
             not live.finished() and live.warmup_duration == warm.warmup_duration) else None
         lines[:0] = [note for note in (self.precision.note, self.size_note, self.stage_note, self.data_note,
                                        warming, busy,
-                                       self._large_images_note(), self._queries_note(),
+                                       self._large_images_note(), self._tiny_boxes_note(), self._queries_note(),
                                        self._cpu_batch_note(("train", "val")),
                                        self._no_stage2_note(), self._workers_note()) if note]
         sibling = self._stopped_sibling()
@@ -866,6 +867,16 @@ class Trainer:
                 f"still filling the input: up to {f'{fewer:.1f}'.rstrip('0').rstrip('.')}x fewer pixels to decode and "
                 f"augment")
 
+    def _tiny_boxes_note(self) -> Optional[str]:
+        """Train boxes mostly too small at the model's input (drone photos shrunk to 640: a walk's
+        12 px cars became 2 px, and nothing said why nothing was learned): :func:`dfine.data.tile.tiny_boxes_note`."""
+        ds = self.train_set
+        size = ds.transforms.resize_size() if ds is not None and ds.transforms is not None else None
+        if size is None or not hasattr(ds, "box_sides_at"):
+            return None
+        return tiny_boxes_note(*ds.box_sides_at(size), size, self.command.data if self.command is not None else None,
+                               "train boxes")
+
     def _left_out_note(self, steps: int) -> str:
         """What the loader's drop_last leaves out of each epoch when the batch does not divide the
         images (``""`` when nothing is, or ``--max-steps`` stops the epoch before its end)."""
@@ -919,9 +930,14 @@ class Trainer:
                             if self.tuning_ap is not None else ""))
         if best is not None:
             lines.append(f"best weights: {best.resolve()}")  # absolute, as the commands under it (a walk)
-            lines += [f"  {k + ':':8s} {v}" for k, v in
-                      next_commands(self.cfg, best, images_folder(self.val_set, self.train_set), self.command,
-                                    conf=pick["conf"] if pick else None).items()]
+            commands = next_commands(self.cfg, best, images_folder(self.val_set, self.train_set), self.command,
+                                     conf=pick["conf"] if pick else None)
+            tiles = tiles_info(self.val_set.ann_file) if self.val_set is not None else None
+            if tiles:  # trained on tiles (dfine data tile): used on whole images with --slice
+                commands = tiled_commands(commands, best, tiles, conf=pick["conf"] if pick else None)
+                lines.append(f"  (trained on tiles of {tiles.get('source')}: predict slices whole images into "
+                             f"tiles as they were cut; whole: its AP so, on the source's val split)")
+            lines += [f"  {k + ':':8s} {v}" for k, v in commands.items()]
             evaluated = self._stage_metrics.get(stage) if stage else None
             if evaluated is not None and not evaluated[0].has_ground_truth:  # not the model's fault (a walk)
                 lines.append("  no --conf is recommended: the val set has no boxes to measure one on")

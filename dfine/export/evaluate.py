@@ -150,11 +150,14 @@ def _say_other_names(detector: Any, data: EvalSet) -> None:
 
 
 def evaluate_export(model: PathLike, data: EvalSet, *, backend: Optional[str] = None, threads: Optional[int] = None,
-                    precision: str = "f32", batch_size: int = 1, device: str = "cpu", progress: bool = False) -> Any:
-    """COCO metrics of the exported ``model`` file on ``data`` (every detection kept: ``conf=0``)."""
+                    precision: str = "f32", batch_size: int = 1, device: str = "cpu", progress: bool = False,
+                    slice: Any = None, imgsz: Optional[int] = None) -> Any:
+    """COCO metrics of the exported ``model`` file (or a checkpoint, as :class:`dfine.Detector` runs
+    it) on ``data`` (every detection kept: ``conf=0``); ``slice``: sliced inference, as
+    ``Detector(slice=...)`` takes it; ``imgsz``: a checkpoint's input size."""
     from ..inference import Detector
     detector = Detector(model, device=device, conf=0.0, backend=backend, batch_size=batch_size, threads=threads,
-                        precision=precision)
+                        precision=precision, slice=slice, imgsz=imgsz)
     return evaluate_detector(detector, data, progress)
 
 
@@ -254,8 +257,13 @@ def run(args: argparse.Namespace) -> int:
         raise DfineError(f"model file {args.resume} not found")
     data = _eval_set_from_args(args)
     opt = {k: getattr(args, k) for k in ("backend", "threads", "precision", "batch_size") if hasattr(args, k)}
-    metrics = evaluate_export(args.resume, data, device=args.device or "cpu", progress=not args.no_progress, **opt)
-    print(f"{args.resume} on {data.source} ({counted(len(data.images), 'image')}):")
+    from ..commands.predict import slice_option
+    sliced = slice_option(args) if hasattr(args, "slice") else None
+    imgsz = None if is_export(args.resume) else getattr(args, "imgsz", None)
+    metrics = evaluate_export(args.resume, data, device=args.device or "cpu", progress=not args.no_progress,
+                              slice=sliced, imgsz=imgsz, **opt)
+    how = f", sliced: {_slice_said(sliced)}" if sliced is not None else ""
+    print(f"{args.resume} on {data.source} ({counted(len(data.images), 'image')}{how}):")
     print(metrics.coco_summary())  # the standard 12 lines and the per-class table, as for a checkpoint
     print(metrics.table())
     if metrics.dense_note():
@@ -264,22 +272,34 @@ def run(args: argparse.Namespace) -> int:
     if metrics.confidence is not None and metrics.has_ground_truth:
         from ..engine.evaluator import conf_line
         print(conf_line(metrics.confidence.pick(), "this set"))
-    path = eval_json_path(args.resume, getattr(args, "output_dir", None), data.split)
+    path = eval_json_path(args.resume, getattr(args, "output_dir", None), data.split, sliced=sliced is not None)
     write_eval_json(path, metrics, model=args.resume, data=data)
     print(f"metrics: {os.path.abspath(path)}")
     return 0
 
 
-def eval_json_path(model: PathLike, output_dir: Optional[PathLike] = None, split: str = "val") -> Path:
+def _slice_said(config: Any) -> str:
+    """``"tiles of the model's size, overlap 0.2, nms"`` for the header of a sliced evaluation."""
+    tile = "the model's size" if config.tile is None else "x".join(map(str, config.tile[::-1]))
+    return (f"tiles of {tile}, overlap {config.overlap:g}, {config.merge}"
+            + (", and the whole image" if config.full else ""))
+
+
+def eval_json_path(model: PathLike, output_dir: Optional[PathLike] = None, split: str = "val",
+                   sliced: bool = False) -> Path:
     """Where ``dfine eval -r MODEL`` of an exported file writes its metrics: ``MODEL_FILE.eval.json``
     beside the model (``model_int8.xml`` -> ``model_int8.xml.eval.json``; ``MODEL_FILE.eval_test.json``
-    for the test ``split``), or in ``output_dir`` (``-o``).
+    for the test ``split``; ``MODEL_FILE.eval_sliced.json`` for a ``sliced`` evaluation, which does
+    not replace the whole-image one), or in ``output_dir`` (``-o``).
     Named after the whole file name, so the exports of one run (``model.onnx`` and ``model.xml``,
     which ``--format openvino`` writes side by side; the int8 files) and the checkpoint's own
     ``eval.json`` in that folder do not overwrite each other."""
     model = Path(model)
     from ..engine.summary import eval_file_name
-    return Path(output_dir or model.parent) / f"{model.name}.{eval_file_name(split)}"
+    name = eval_file_name(split)
+    if sliced:
+        name = name[:-len(".json")] + "_sliced.json"
+    return Path(output_dir or model.parent) / f"{model.name}.{name}"
 
 
 def write_eval_json(path: PathLike, metrics: Any, *, model: PathLike, data: EvalSet) -> None:

@@ -1,0 +1,251 @@
+"""``dfine data tile``: a dataset of large images cut into tiles of the model's input, boxes with them."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from dfine.cli import main
+from dfine.data.tile import TileConfig, tile_dataset, tiles_info
+from dfine.errors import DfineError
+from dfine.slicing import tile_windows
+from tests.data.datasets import load, yolo_labels
+
+SIZE = (1000, 700)  # width, height of every source image
+# (class, x0, y0, x1, y1) in source pixels, per image: small cars and people, one box astride the
+# 320 px tiles' seam, and one larger than a tile
+BOXES: Dict[str, List[Tuple[int, int, int, int, int]]] = {
+    "a": [(0, 20, 30, 34, 40), (1, 400, 300, 410, 318), (0, 700, 600, 716, 610)],
+    "b": [(0, 100, 100, 110, 108), (0, 560, 200, 600, 260), (1, 500, 100, 990, 690)],
+    "c": [(1, 50, 600, 60, 620), (0, 900, 20, 915, 30)],
+}
+
+
+def noise(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+
+
+def yolo_set(root: Path) -> Path:
+    """A YOLO folder: images a, b in train, c in val (PNG: tiles are compared pixel for pixel)."""
+    for i, (stem, boxes) in enumerate(BOXES.items()):
+        split = "val" if stem == "c" else "train"
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        PIL.Image.fromarray(noise(i)).save(root / "images" / split / f"{stem}.png")
+        w, h = SIZE
+        yolo_labels(root / "labels" / split / f"{stem}.txt",
+                    [f"{c} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+                     for c, x0, y0, x1, y1 in boxes])
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [car, person]\n")
+    return root
+
+
+@pytest.fixture()
+def tiled(tmp_path):
+    src = yolo_set(tmp_path / "drone")
+    said: List[str] = []
+    done = tile_dataset(src, tmp_path / "tiles", TileConfig(size=(320, 320)), progress=False, say=said.append)
+    return src, tmp_path / "tiles", done, said
+
+
+def test_every_tile_is_its_window_of_the_source_with_the_boxes_inside_it(tiled):
+    src, out, done, said = tiled
+    assert [d.split for d in done] == ["train", "val"]
+    for split, stems in (("train", "ab"), ("val", "c")):
+        data = load(out / "annotations" / f"instances_{split}.json")
+        assert {im["source"]["file_name"] for im in data["images"]} == {f"{split}/{s}.png" for s in stems}  # split kept
+        windows = tile_windows(*SIZE, (320, 320), 0.2)
+        assert len(data["images"]) == len(stems) * len(windows)  # every window, none empty dropped by default
+        tiles = {im["id"]: im for im in data["images"]}
+        for im in data["images"]:
+            x0, y0, x1, y1 = im["source"]["window"]
+            source = noise("abc".index(im["source"]["file_name"][-5]))
+            cut = np.asarray(PIL.Image.open(out / "images" / split / im["file_name"]))
+            assert cut.shape == (320, 320, 3) == (im["height"], im["width"], 3)
+            assert np.array_equal(cut, source[y0:y1, x0:x1])
+        for a in data["annotations"]:
+            tile = tiles[a["image_id"]]
+            x, y, w, h = a["bbox"]
+            assert 0 <= x and 0 <= y and x + w <= tile["width"] + 1e-6 and y + h <= tile["height"] + 1e-6
+    train = load(out / "annotations" / "instances_train.json")
+    names = {c["id"]: c["name"] for c in train["categories"]}
+    # the first car of a.png lies whole in the first tile, at its own pixels
+    first = next(im for im in train["images"] if im["source"]["file_name"] == "train/a.png" and im["source"]["window"] == [0, 0, 320, 320])
+    kept = [(names[a["category_id"]], a["bbox"]) for a in train["annotations"]
+            if a["image_id"] == first["id"] and not a["iscrowd"]]
+    assert kept == [("car", pytest.approx([20, 30, 14, 10], abs=0.02))]
+    assert done[0].summary(TileConfig(size=(320, 320))).startswith("train: 2 images -> 24 tiles; 6 boxes -> ")
+    assert said[-1].startswith(f"wrote {out} (320x320 tiles, overlap 0.2); train on the tiles: dfine train --data ")
+
+
+def test_a_box_astride_a_seam_is_kept_where_most_of_it_is_and_a_sliver_is_a_crowd_region(tiled):
+    """b.png's 40x60 car at x 560..600 lies whole in the tile from x 512 and 16 px of it in the tile
+    from x 256 (..576): kept there at its own size, a crowd region (ignored) here."""
+    _, out, _, said = tiled
+    data = load(out / "annotations" / "instances_train.json")
+    b = {im["id"]: im["source"]["window"] for im in data["images"] if im["source"]["file_name"] == "train/b.png"}
+    at = {tuple(b[a["image_id"]]): (a["bbox"], a["iscrowd"]) for a in data["annotations"]
+          if a["image_id"] in b and a["category_id"] == 1 and abs(a["bbox"][1] - 200) < 0.05}
+    assert at == {(512, 0, 832, 320): (pytest.approx([48, 200, 40, 60], abs=0.05), 0),
+                  (256, 0, 576, 320): (pytest.approx([304, 200, 16, 60], abs=0.05), 1)}
+    # the 490x590 box is larger than any tile holds half of: said with its image, never dropped unsaid
+    assert any(line.startswith("note: 1 box of train is larger than any tile holds 50% of (train/b.png (490x590 box))")
+               for line in said)
+
+
+def test_empty_tiles_are_left_out_by_a_seeded_fraction_and_counted(tmp_path):
+    src = yolo_set(tmp_path / "drone")
+    keep_all = tile_dataset(src, tmp_path / "all", TileConfig(size=(320, 320)), progress=False, say=lambda s: None)
+    none = tile_dataset(src, tmp_path / "none", TileConfig(size=(320, 320), empty=0.0), progress=False,
+                        say=lambda s: None)
+    assert keep_all[0].empty_kept > 0 and none[0].empty_kept == 0
+    assert none[0].empty_left == keep_all[0].empty_kept
+    assert none[0].tiles == keep_all[0].tiles - keep_all[0].empty_kept
+    data = load(tmp_path / "none" / "annotations" / "instances_train.json")
+    with_box = {a["image_id"] for a in data["annotations"] if not a["iscrowd"]}
+    assert with_box == {im["id"] for im in data["images"]}
+    assert "left out (--empty 0)" in none[0].summary(TileConfig(size=(320, 320), empty=0.0))
+
+
+def test_the_tiles_folder_is_a_dataset_train_reads_and_records_its_source(tiled):
+    from dfine.recipes import detect_format, find_coco_splits
+    src, out, _, _ = tiled
+    assert detect_format(out) == "coco"
+    splits = find_coco_splits(out)
+    assert {s: folder for s, (_, folder) in splits.items()} == {"train": (out / "images" / "train").resolve(),
+                                                                  "val": (out / "images" / "val").resolve()}
+    info = tiles_info(splits["val"][0])
+    assert info["source"] == str(src.resolve()) and info["size"] == [320, 320] and info["split"] == "val"
+    assert tiles_info(src / "data.yaml") is None
+
+
+def test_tiling_again_replaces_its_own_folder_and_refuses_others(tmp_path, capsys):
+    src = yolo_set(tmp_path / "drone")
+    out = tmp_path / "tiles"
+    assert main(["data", "tile", str(src), "-o", str(out), "--size", "320", "--no-progress"]) == 0
+    assert main(["data", "tile", str(src), "-o", str(out), "--size", "500", "--no-progress"]) == 0
+    names = {p.name for p in (out / "images" / "train").iterdir()}
+    assert names and all(n.split("_x")[1].split("_y")[0] in {"0", "400", "500"} for n in names)  # no 320 tile left
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "keep.jpg").write_bytes(b"x")
+    for argv, expected in (
+            (["-o", str(other)], f"error: -o {other} already holds files that are not tiles of dfine's; give a new "
+                                 f"or empty folder"),
+            (["-o", str(src / "tiles")], f"error: -o {src / 'tiles'} is inside the dataset folder {src.resolve()}"),
+            (["--size", "16"], "error: --size 16 16: a tile needs at least 32 px a side (N or H W)"),
+            (["--size", "1", "2", "3"], "error: --size takes N or H W, got 1 2 3"),
+            (["--overlap", "1"], "error: --overlap 1.0: a fraction of the tile, 0 or more and below 1"),
+            (["--min-visible", "0"], "error: --min-visible 0.0: the fraction of a box a tile must hold")):
+        capsys.readouterr()
+        assert main(["data", "tile", str(src), *argv, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(expected) and len(err.strip().splitlines()) == 1
+    assert (other / "keep.jpg").read_bytes() == b"x"
+    assert not (src / "tiles").exists()
+
+
+def test_default_folder_is_beside_the_dataset(tmp_path, capsys):
+    src = yolo_set(tmp_path / "drone")
+    assert main(["data", "tile", str(src), "--size", "400", "--no-progress"]) == 0
+    assert (tmp_path / "drone_tiles400" / "annotations" / "instances_val.json").is_file()
+    assert f"wrote {tmp_path / 'drone_tiles400'} (400x400 tiles" in capsys.readouterr().out
+
+
+def test_tiny_boxes_at_the_input_size_are_said_with_the_tiling_command(tmp_path):
+    """At 640 px a 4000 px photo's 20 px cars are 3 px: the start of training says so, with the
+    tiling; on the tiles nothing is said (each box keeps its pixels)."""
+    from dfine.data.coco import CocoDetection
+    from dfine.data.transforms import DetectionTransform, build_op
+    from dfine.engine.trainer import Trainer
+
+    ann = tmp_path / "big.json"
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 4000, "height": 3000} for i in range(1, 4)]
+    anns = [{"id": k, "image_id": 1 + k % 3, "category_id": 1, "bbox": [10 * k, 10, 20, 16], "area": 320, "iscrowd": 0}
+            for k in range(1, 13)]
+    ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "car"}]}))
+    resize = DetectionTransform([("Resize", build_op("Resize", {"size": [640, 640]}))])
+
+    def note(ds, data):
+        command = types.SimpleNamespace(data=str(data)) if data else None
+        return Trainer._tiny_boxes_note(types.SimpleNamespace(train_set=ds, command=command))
+
+    big = CocoDetection(tmp_path, ann, transforms=resize)
+    said = note(big, tmp_path / "drone")
+    assert said == ("note: 100% of the train boxes are under 8 px at the model's 640x640 input (median 3.3 px), too "
+                    "small to learn or find, because their images are shrunk 5.4x to fit: train on tiles that keep "
+                    f"their pixels (dfine data tile {tmp_path / 'drone'} --size 640, then --data "
+                    f"{tmp_path / 'drone_tiles640'}; predict with --slice)")
+    for im in images:
+        im["width"], im["height"] = 640, 480  # the same boxes in small images: tiles would not help
+    ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "car"}]}))
+    assert note(CocoDetection(tmp_path, ann, transforms=resize), None) is None
+    for a in anns:
+        a["bbox"][2:] = [4, 4]
+    ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "car"}]}))
+    assert note(CocoDetection(tmp_path, ann, transforms=resize), None).endswith(
+        "they are that small in the images: a larger --imgsz enlarges them (slower steps)")
+
+
+def test_tiles_train_and_the_printed_commands_use_the_model_on_whole_images(tmp_path, capsys, monkeypatch):
+    """The path a drone user walks: tile -> train on the tiles -> the printed commands, run as printed:
+    ``whole:`` scores the weights on the source's whole val images with --slice at the tiles' size
+    (its own metrics file, beside the tiles' eval.json), and ``predict:`` slices the source's images."""
+    import shlex
+    src = yolo_set(tmp_path / "drone")
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "tile", "drone", "--size", "320", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", "drone_tiles320", "--model", "dfine_n", "--epochs", "1", "--batch", "2",
+                 "--imgsz", "320", "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u",
+                 "HGNetv2.pretrained=False", "DFINETransformer.num_queries=30", "DFINEPostProcessor.num_top_queries=30",
+                 "train_dataloader.num_workers=0", "val_dataloader.num_workers=0"]) == 0
+    printed = capsys.readouterr().out
+    assert f"(trained on tiles of {src.resolve()}: predict slices whole images" in printed
+    commands = {k: shlex.split(printed.split(f"  {k + ':':8s} ")[1].splitlines()[0]) for k in ("whole", "predict")}
+    weights = Path(commands["whole"][3])
+    assert commands["whole"] == ["dfine", "eval", "-r", str(weights), "--data", str(src.resolve()), "--slice", "320"]
+    assert commands["predict"][:5] == ["dfine", "predict", "-m", str(weights), str((src / "images" / "val").resolve())] \
+        and commands["predict"][5:7] == ["--slice", "320"]
+    assert main(commands["whole"][1:] + ["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "on the YOLO val split of" in out and "(1 image, sliced: tiles of 320x320, overlap 0.2, nms)" in out
+    sliced = json.loads(weights.with_name(weights.name + ".eval_sliced.json").read_text())
+    assert sliced["num_images"] == 1 and set(sliced["names"].values()) == {"car", "person"}
+    assert main(commands["predict"][1:] + ["-o", "pred"]) == 0
+    assert isinstance(json.loads((tmp_path / "pred" / "predictions.json").read_text()), list)
+    assert PIL.Image.open(tmp_path / "pred" / "c.png").size == SIZE  # the whole image, drawn
+
+
+def test_data_check_names_the_tiling_when_the_boxes_are_tiny_at_its_imgsz(tmp_path, capsys):
+    """The drone set's 10-16 px boxes in 1000x700 images are 4-6 px at --imgsz 320 (shrunk 2.6x):
+    the check says so with the tiling command; at --imgsz 960 (1.2x) it says nothing of it."""
+    src = tmp_path / "drone"
+    yolo_set(src)
+    w, h = SIZE
+    for stem in "ab":  # more small boxes: a dozen in all
+        yolo_labels(src / "labels" / "train" / f"{stem}.txt",
+                    [f"0 {(50 + 60 * k) / w:.6f} {(50 + 40 * k) / h:.6f} {12 / w:.6f} {12 / h:.6f}" for k in range(8)])
+    main(["data", "check", str(src), "--imgsz", "320"])
+    out = capsys.readouterr().out
+    train = out.split("\ntrain:")[1].split("\nval:")[0]
+    assert (f"  note: 100% of the boxes are under 8 px at the model's 320x320 input (median 4.6 px), too small to "
+            f"learn or find, because their images are shrunk 2.6x to fit: train on tiles that keep their pixels "
+            f"(dfine data tile {src} --size 320, then --data {tmp_path / 'drone_tiles320'}; predict with --slice)"
+            ) in train
+    main(["data", "check", str(src), "--imgsz", "960"])
+    assert "too small to learn" not in capsys.readouterr().out
+
+
+def test_the_commands_after_training_on_tiles_carry_their_size_and_overlap():
+    from dfine.engine.summary import tiled_commands
+    tiles = {"source": "/d/drone", "images": "/d/drone/images/val", "size": [480, 640], "overlap": 0.3}
+    out = tiled_commands({"eval": "E", "export": "X", "predict": "P"}, Path("/r/best.pth"), tiles, conf=0.31)
+    assert out == {"eval": "E", "export": "X",
+                   "predict": "dfine predict -m /r/best.pth /d/drone/images/val --slice 480 640 --overlap 0.3 --conf 0.31",
+                   "whole": "dfine eval -r /r/best.pth --data /d/drone --slice 480 640 --overlap 0.3"}
