@@ -24,13 +24,15 @@ FORMATS = ("onnx", "openvino", "engine")
 
 def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, device: Optional[str] = None,
              names: Optional[Union[str, Sequence[str]]] = None, progress: bool = True,
-             split: str = "val") -> Dict[str, Any]:
+             split: str = "val", slice: Union[None, bool, int, Sequence[int]] = None) -> Dict[str, Any]:
     """COCO AP of ``model`` (a checkpoint ``.pth`` or an export ``.onnx`` / ``.xml``) on the val split of
     the dataset folder ``data`` (found as ``dfine train --data`` finds it), as ``dfine eval -m MODEL
     --data DATA`` prints it; returns what it writes to ``eval.json``: ``stats`` (``AP``, ``AP50``, ...
     as fractions 0..1), ``per_class`` AP and ``names`` by category id, ``best_conf`` (the ``--conf``
     with the best F1, or ``None``) and the file's path as ``path``. ``split="test"``: the test split
-    instead (``dfine eval --split test``; its metrics file is ``eval_test.json``)."""
+    instead (``dfine eval --split test``; its metrics file is ``eval_test.json``). ``slice``: sliced
+    inference, as ``dfine eval --slice`` (``True``: tiles of the model's size; ``N`` or ``(H, W)``), for a
+    model trained on tiles (``dfine data tile``); its metrics file is ``MODEL.eval_sliced.json``."""
     model_path = Path(model).expanduser()
     if not model_path.is_file():
         raise DfineError(f"model file {model_path} not found")
@@ -46,9 +48,16 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     if split not in ("val", "test"):
         raise DfineError(f"split={split!r}: 'val' or 'test'")
     argv += ["--split", split]
-    before = {p: p.stat().st_mtime_ns for p in _eval_files(model_path, split) if p.is_file()}
+    sliced = slice is not None and slice is not False
+    if sliced:
+        tile = [] if slice is True else [slice] if isinstance(slice, int) else list(slice)
+        if len(tile) > 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in tile):
+            raise DfineError(f"slice={slice!r}: True (tiles of the model's size), a tile size N or (H, W) in pixels")
+        argv += ["--slice", *map(str, tile)]
+    files = _eval_files(model_path, split, sliced)
+    before = {p: p.stat().st_mtime_ns for p in files if p.is_file()}
     _run(argv)
-    written = [p for p in _eval_files(model_path, split) if p.is_file() and before.get(p) != p.stat().st_mtime_ns]
+    written = [p for p in files if p.is_file() and before.get(p) != p.stat().st_mtime_ns]
     if not written:
         raise DfineError(f"the evaluation of {model_path} wrote no metrics file")  # pragma: no cover - a bug
     result = json.loads(written[0].read_text(encoding="utf-8"))
@@ -91,12 +100,15 @@ def _whole(name: str, value: Any) -> int:
     return value
 
 
-def _eval_files(model: Path, split: str = "val") -> List[Path]:
+def _eval_files(model: Path, split: str = "val", sliced: bool = False) -> List[Path]:
     """Where an evaluation of ``model`` on ``split`` writes its metrics: ``eval.json`` (``eval_test.json``)
-    beside a checkpoint, or ``MODEL.eval.json`` (``MODEL.eval_test.json``) beside an export."""
+    beside a checkpoint, or ``MODEL.eval.json`` (``MODEL.eval_test.json``) beside an export;
+    ``MODEL.eval_sliced.json`` for any model evaluated ``sliced``."""
     from .engine.summary import eval_file_name
     from .export.evaluate import eval_json_path
 
+    if sliced:
+        return [eval_json_path(model, split=split, sliced=True)]
     return [eval_json_path(model, split=split), model.parent / eval_file_name(split)]
 
 

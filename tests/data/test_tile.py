@@ -249,3 +249,19 @@ def test_the_commands_after_training_on_tiles_carry_their_size_and_overlap():
     assert out == {"eval": "E", "export": "X",
                    "predict": "dfine predict -m /r/best.pth /d/drone/images/val --slice 480 640 --overlap 0.3 --conf 0.31",
                    "whole": "dfine eval -r /r/best.pth --data /d/drone --slice 480 640 --overlap 0.3"}
+
+
+def test_dfine_evaluate_slices_as_eval_does(tmp_path, monkeypatch):
+    """``dfine.evaluate(slice=N)`` is ``dfine eval --slice N``: the sliced metrics file, returned."""
+    import dfine
+    src = yolo_set(tmp_path / "drone")
+    monkeypatch.chdir(tmp_path)
+    tile_dataset(src, tmp_path / "tiles", TileConfig(size=(320, 320)), progress=False, say=lambda s: None)
+    assert main(["train", "--data", "tiles", "--model", "dfine_n", "--epochs", "1", "--batch", "2", "--imgsz", "320",
+                 "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u", "HGNetv2.pretrained=False",
+                 "DFINETransformer.num_queries=30", "DFINEPostProcessor.num_top_queries=30",
+                 "train_dataloader.num_workers=0", "val_dataloader.num_workers=0"]) == 0
+    result = dfine.evaluate(tmp_path / "run" / "last.pth", src, slice=320, progress=False)
+    assert result["path"] == str(tmp_path / "run" / "last.pth.eval_sliced.json") and result["num_images"] == 1
+    with pytest.raises(DfineError, match=r"slice='640': True \(tiles of the model's size\), a tile size N or \(H, W\)"):
+        dfine.evaluate(tmp_path / "run" / "last.pth", src, slice="640")
