@@ -170,7 +170,7 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
         done = []
         for split in (s for s in ("train", "val", "test") if s in splits):
             ann, folder = splits[split]
-            done.append(_tile_split(split, Path(ann), Path(folder), target, root, config, workers, progress))
+            done.append(_tile_split(split, Path(ann), Path(folder), target, root, config, workers, progress, names))
             say(done[-1].summary(config))
             for line in _unseen_note(done[-1], config):
                 say(line)
@@ -219,8 +219,9 @@ def _settings(config: TileConfig) -> Dict[str, Any]:
 
 
 def _tile_split(split: str, ann_file: Path, folder: Path, out: Path, root: Path, config: TileConfig,
-                workers: Optional[int], progress: bool) -> TiledSplit:
-    """Tile one split's images; its COCO file is written last (atomically)."""
+                workers: Optional[int], progress: bool, names: Optional[Sequence[str]] = None) -> TiledSplit:
+    """Tile one split's images; its COCO file is written last (atomically). ``names``: the ``--names``
+    the source needed, recorded so that a command reading the source again gives them."""
     from tqdm import tqdm
 
     from dfine.data.convert import write_json_atomic
@@ -246,7 +247,7 @@ def _tile_split(split: str, ann_file: Path, folder: Path, out: Path, root: Path,
     info = {"description": f"tiles of {ann_file} ({split}), made by dfine data tile",
             "images_folder": os.path.join("..", "images", split),
             "tiles": {"source": str(root.resolve()), "split": split, "images": str(_images_of(images, folder)),
-                      **_settings(config)}}
+                      **_settings(config), **({"names": [str(n) for n in names]} if names else {})}}
     write_json_atomic(result.ann_file, {"info": info, "images": tiles_out, "annotations": anns_out,
                                         "categories": data["categories"]})
     return result

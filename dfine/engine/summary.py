@@ -204,7 +204,8 @@ def tiled_commands(commands: Dict[str, str], weights: Path, tiles: Mapping[str, 
                    conf: Optional[float] = None) -> Dict[str, str]:
     """:func:`next_commands` of a run trained on tiles (``tiles``: the ``info.tiles`` of its val file,
     :func:`dfine.data.tile.tiles_info`): predict on the source's val images with ``--slice`` at the
-    tiles' size, and ``whole`` evaluates the weights on the source's whole images so."""
+    tiles' size, and ``whole`` evaluates the weights on the source's whole images so (with the
+    ``--names`` the tiling was given, for a source that names no classes)."""
     w = shlex.quote(os.path.abspath(weights))
     size = [int(v) for v in tiles.get("size", ())]
     sliced = "--slice" + "".join(f" {v}" for v in (size[:1] if len(set(size)) == 1 else size))
@@ -215,7 +216,9 @@ def tiled_commands(commands: Dict[str, str], weights: Path, tiles: Mapping[str, 
     out = dict(commands)
     out["predict"] = f"dfine predict -m {w} {images} {sliced}{threshold}"
     if tiles.get("source"):
-        out["whole"] = f"dfine eval -r {w} --data {shlex.quote(str(tiles['source']))} {sliced}"
+        names = tiles.get("names")
+        named = f" --names {shlex.quote(','.join(map(str, names)))}" if isinstance(names, list) and names else ""
+        out["whole"] = f"dfine eval -r {w} --data {shlex.quote(str(tiles['source']))} {sliced}{named}"
     return out
 
 

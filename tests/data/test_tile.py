@@ -31,8 +31,9 @@ def noise(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
 
 
-def yolo_set(root: Path) -> Path:
-    """A YOLO folder: images a, b in train, c in val (PNG: tiles are compared pixel for pixel)."""
+def yolo_set(root: Path, named: bool = True) -> Path:
+    """A YOLO folder: images a, b in train, c in val (PNG: tiles are compared pixel for pixel); its
+    data.yaml names the classes car and person (``named``), else none (``--names car,person``)."""
     for i, (stem, boxes) in enumerate(BOXES.items()):
         split = "val" if stem == "c" else "train"
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,8 @@ def yolo_set(root: Path) -> Path:
         yolo_labels(root / "labels" / split / f"{stem}.txt",
                     [f"{c} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
                      for c, x0, y0, x1, y1 in boxes])
-    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [car, person]\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\n"
+                                    + ("names: [car, person]\n" if named else ""))
     return root
 
 
@@ -195,11 +197,12 @@ def test_tiny_boxes_at_the_input_size_are_said_with_the_tiling_command(tmp_path)
 def test_tiles_train_and_the_printed_commands_use_the_model_on_whole_images(tmp_path, capsys, monkeypatch):
     """The path a drone user walks: tile -> train on the tiles -> the printed commands, run as printed:
     ``whole:`` scores the weights on the source's whole val images with --slice at the tiles' size
-    (its own metrics file, beside the tiles' eval.json), and ``predict:`` slices the source's images."""
+    (its own metrics file, beside the tiles' eval.json), and ``predict:`` slices the source's images.
+    The source names no classes: the ``--names`` the tiling was given come back in ``whole:``."""
     import shlex
-    src = yolo_set(tmp_path / "drone")
+    src = yolo_set(tmp_path / "drone", named=False)
     monkeypatch.chdir(tmp_path)
-    assert main(["data", "tile", "drone", "--size", "320", "--no-progress"]) == 0
+    assert main(["data", "tile", "drone", "--size", "320", "--names", "car,person", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["train", "--data", "drone_tiles320", "--model", "dfine_n", "--epochs", "1", "--batch", "2",
                  "--imgsz", "320", "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u",
@@ -209,7 +212,8 @@ def test_tiles_train_and_the_printed_commands_use_the_model_on_whole_images(tmp_
     assert f"(trained on tiles of {src.resolve()}: predict slices whole images" in printed
     commands = {k: shlex.split(printed.split(f"  {k + ':':8s} ")[1].splitlines()[0]) for k in ("whole", "predict")}
     weights = Path(commands["whole"][3])
-    assert commands["whole"] == ["dfine", "eval", "-r", str(weights), "--data", str(src.resolve()), "--slice", "320"]
+    assert commands["whole"] == ["dfine", "eval", "-r", str(weights), "--data", str(src.resolve()), "--slice", "320",
+                                 "--names", "car,person"]
     assert commands["predict"][:5] == ["dfine", "predict", "-m", str(weights), str((src / "images" / "val").resolve())] \
         and commands["predict"][5:7] == ["--slice", "320"]
     assert main(commands["whole"][1:] + ["--no-progress"]) == 0
