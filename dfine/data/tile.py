@@ -167,10 +167,16 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
         for note in notes:
             say(note)
         _start(target, root, config)
+        order = [s for s in ("train", "val", "test") if s in splits]
+        data = {s: read_coco_json(Path(splits[s][0])) for s in order}
+        paths = {s: [Path(splits[s][1]) / str(im.get("file_name", "")) for im in _by_id(data[s]["images"])]
+                 for s in order}
         done = []
-        for split in (s for s in ("train", "val", "test") if s in splits):
+        for split in order:
             ann, folder = splits[split]
-            done.append(_tile_split(split, Path(ann), Path(folder), target, root, config, workers, progress, names))
+            images = _images_of(paths[split], Path(folder), [p for s in order if s != split for p in paths[s]])
+            done.append(_tile_split(split, Path(ann), data[split], Path(folder), images, target, root, config,
+                                    workers, progress, names))
             say(done[-1].summary(config))
             for line in _unseen_note(done[-1], config):
                 say(line)
@@ -218,18 +224,20 @@ def _settings(config: TileConfig) -> Dict[str, Any]:
             "empty": config.empty, "seed": config.seed}
 
 
-def _tile_split(split: str, ann_file: Path, folder: Path, out: Path, root: Path, config: TileConfig,
-                workers: Optional[int], progress: bool, names: Optional[Sequence[str]] = None) -> TiledSplit:
-    """Tile one split's images; its COCO file is written last (atomically). ``names``: the ``--names``
-    the source needed, recorded so that a command reading the source again gives them."""
+def _tile_split(split: str, ann_file: Path, data: Mapping[str, Any], folder: Path, where: Path, out: Path,
+                root: Path, config: TileConfig, workers: Optional[int], progress: bool,
+                names: Optional[Sequence[str]] = None) -> TiledSplit:
+    """Tile one split's images (``data``: its COCO file ``ann_file``, read; ``where``: the folder or
+    image ``dfine predict`` is pointed at, :func:`_images_of`); its COCO file is written last
+    (atomically). ``names``: the ``--names`` the source needed, recorded so that a command reading
+    the source again gives them."""
     from tqdm import tqdm
 
     from dfine.data.convert import write_json_atomic
 
-    data = read_coco_json(ann_file)
     result = TiledSplit(split, out / "annotations" / f"instances_{split}.json")
     boxes = _boxes_by_image(data, ann_file)
-    images = sorted(data["images"], key=lambda im: im["id"])
+    images = _by_id(data["images"])
     jobs = [(i, im, boxes.get(im["id"], np.zeros((0, 6)))) for i, im in enumerate(images)]
     threads = max(1, min(workers or (os.cpu_count() or 1), 8))
     tiles_out, anns_out = [], []
@@ -246,18 +254,27 @@ def _tile_split(split: str, ann_file: Path, folder: Path, out: Path, root: Path,
     bar.close()
     info = {"description": f"tiles of {ann_file} ({split}), made by dfine data tile",
             "images_folder": os.path.join("..", "images", split),
-            "tiles": {"source": str(root.resolve()), "split": split, "images": str(_images_of(images, folder)),
+            "tiles": {"source": str(root.resolve()), "split": split, "images": str(where),
                       **_settings(config), **({"names": [str(n) for n in names]} if names else {})}}
     write_json_atomic(result.ann_file, {"info": info, "images": tiles_out, "annotations": anns_out,
                                         "categories": data["categories"]})
     return result
 
 
-def _images_of(images: Sequence[Mapping[str, Any]], folder: Path) -> Path:
-    """The folder that holds a split's source images (``folder/val`` when every file name is
-    ``val/...``): what ``dfine predict`` is pointed at."""
-    parents = {Path(str(im.get("file_name", ""))).parent for im in images}
-    return (folder / parents.pop()).resolve() if len(parents) == 1 else folder.resolve()
+def _by_id(images: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    return sorted(images, key=lambda im: im["id"])
+
+
+def _images_of(paths: Sequence[Path], folder: Path, others: Sequence[Path]) -> Path:
+    """What ``dfine predict`` is pointed at for a split of the source images ``paths`` (in
+    ``folder``): the folder that holds them all (``folder/val`` when each is in ``val/``), or the
+    first of them when that folder holds images of another split (``others``) too: one folder split
+    by a seed, whose train images the model has seen."""
+    parents = {p.parent for p in paths}
+    where = (parents.pop() if len(parents) == 1 else folder).resolve()
+    if paths and any(p.resolve().is_relative_to(where) for p in others):
+        return paths[0].resolve()
+    return where
 
 
 def _count(result: TiledSplit, made: Mapping[str, Any], config: TileConfig) -> None:

@@ -156,6 +156,21 @@ def test_txt_lists_classes_txt_and_names_option(tmp_path):
     assert convert_yolo(src, tmp_path / "o2", names=["x", "y"]).names == ("x", "y")
 
 
+def test_a_darknet_names_file_of_any_name_names_the_classes(tmp_path):
+    """A walk: a repo's ``aerial.names`` (darknet names files are named after their set) was not
+    read; one ``*.names`` beside the labels is, and two are a one-line error naming both."""
+    src = tmp_path / "set"
+    for i in range(5):
+        image(src / f"images/{i}.jpg", (40, 40))
+        yolo_labels(src / f"labels/{i}.txt", ["1 0.5 0.5 0.5 0.5"])
+    (src / "aerial.names").write_text("car\ntruck\n\n")
+    assert convert_yolo(src, val_fraction=0.2).names == ("car", "truck")
+    (src / "old.names").write_text("x\n")
+    with pytest.raises(DatasetError, match=r"set holds 2 names files \(aerial.names, old.names\): keep the one of "
+                                           r"this dataset, or give --names a,b,c"):
+        convert_yolo(src, val_fraction=0.2)
+
+
 def test_folders_without_yaml_split_val_by_seed(tmp_path):
     src = tmp_path / "flat"
     for i in range(10):

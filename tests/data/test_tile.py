@@ -269,3 +269,26 @@ def test_dfine_evaluate_slices_as_eval_does(tmp_path, monkeypatch):
     assert result["path"] == str(tmp_path / "run" / "last.pth.eval_sliced.json") and result["num_images"] == 1
     with pytest.raises(DfineError, match=r"slice='640': True \(tiles of the model's size\), a tile size N or \(H, W\)"):
         dfine.evaluate(tmp_path / "run" / "last.pth", src, slice="640")
+
+
+def test_a_folder_split_by_a_seed_points_predict_at_one_val_image(tmp_path):
+    """One flat folder (images with their labels beside them, split 80/20 by a seed): the tiles'
+    ``images`` (what the ``predict:`` hint after training names) is a val image, not the folder
+    that the train images come from too. Its names file is a darknet ``aerial.names``."""
+    src = tmp_path / "flat"
+    w, h = SIZE
+    for i in range(5):
+        image = src / f"img{i}.png"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        PIL.Image.fromarray(noise(i)).save(image)
+        yolo_labels(src / f"img{i}.txt", [f"{i % 2} 0.5 0.5 {20 / w:.6f} {20 / h:.6f}"])
+    (src / "aerial.names").write_text("car\nperson\n")
+    said: List[str] = []
+    done = tile_dataset(src, tmp_path / "tiles", TileConfig(size=(320, 320)), progress=False, say=said.append)
+    val = next(d for d in done if d.split == "val")
+    assert 1 <= val.images < 5
+    info = tiles_info(val.ann_file)
+    sources = {t["source"]["file_name"] for t in json.loads(val.ann_file.read_text())["images"]}
+    assert Path(info["images"]).is_file() and Path(info["images"]).name in sources
+    train = json.loads(next(d for d in done if d.split == "train").ann_file.read_text())
+    assert [c["name"] for c in train["categories"]] == ["car", "person"]

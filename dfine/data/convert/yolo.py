@@ -18,7 +18,7 @@ Labels are found as Ultralytics finds them: the last ``/images/`` of the image p
 ...`` become their bounding box; in a pose set (``kpt_shape: [K, D]`` in the YAML) rows are ``class cx cy w
 h`` + K x D keypoint numbers, and the box is kept (the keypoints are left out, said in a note). An image
 with no label file, or an empty one, is a background
-image and is kept. Class names come from ``--names``, the YAML, ``classes.txt`` or ``obj.names``.
+image and is kept. Class names come from ``--names``, the YAML, ``classes.txt``, ``obj.names`` or another ``*.names``.
 Without a val split, a seeded ``val_fraction`` of train becomes val (printed).
 """
 
@@ -389,6 +389,19 @@ def _nc_key(path: Optional[Path]) -> str:
     return "classes =" if path is not None and Path(path).suffix == ".data" else "nc:"
 
 
+def _names_file(folder: Path) -> Optional[Path]:
+    """The class-names file of ``folder``: one of :data:`NAMES_FILES`, else its one darknet ``*.names``
+    file (``aerial.names``); several ``*.names`` are a one-line error naming them."""
+    for file in NAMES_FILES:
+        if (folder / file).is_file():
+            return folder / file
+    found = sorted(p for p in folder.glob("*.names") if p.is_file()) if folder.is_dir() else []
+    if len(found) > 1:
+        raise DatasetError(f"{folder} holds {len(found)} names files ({', '.join(p.name for p in found[:4])}): "
+                           f"keep the one of this dataset, or give --names a,b,c")
+    return found[0] if found else None
+
+
 def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
                     label_dirs: Sequence[Path]) -> Tuple[Tuple[str, ...], str]:
     """The dataset's own class names (data.yaml ``names``, a classes.txt / obj.names, or ``nc``
@@ -413,10 +426,10 @@ def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
                                f"fix one")
         return tuple(str(n) for n in names), where
     for folder in [src, *label_dirs]:
-        for file in NAMES_FILES:
-            if (folder / file).is_file():
-                lines = [l.strip() for l in (folder / file).read_text(encoding="utf-8-sig").splitlines()]
-                return tuple(l for l in lines if l), str(folder / file)
+        found = _names_file(folder)
+        if found is not None:
+            lines = [l.strip() for l in found.read_text(encoding="utf-8-sig").splitlines()]
+            return tuple(l for l in lines if l), str(found)
     if data.get("nc"):
         return tuple(f"class_{i}" for i in range(int(data["nc"]))), f"{yaml_path} (nc only)"
     for above in (src.parent, src.parent.parent) if yaml_path is None else ():
@@ -424,7 +437,7 @@ def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
         if found is not None:
             raise DatasetError(f"{src} is a part of the YOLO dataset {above}: give that folder (its {found.name} "
                                f"names the splits and the classes)")
-    raise DatasetError(f"no class names for {src}: no names in a data.yaml, no classes.txt or obj.names; "
+    raise DatasetError(f"no class names for {src}: no names in a data.yaml, no classes.txt or *.names file; "
                        f"give --names a,b,c")
 
 
