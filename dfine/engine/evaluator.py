@@ -7,6 +7,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class CocoMetrics:
     samples: Dict[int, List[Mapping[str, Any]]] = field(default_factory=dict, repr=False)
     max_dets: int = COCO_MAX_DETS  # detections an image the AP and AR count (COCO's last maxDets)
     max_dets_fixed: bool = False  # max_dets given by the recipe (evaluator.max_dets), not chosen by the set
+    sliced: bool = False  # the detections of sliced inference (a dense set's max_dets: sliced_max_dets)
     most_boxes: int = 0  # the most (non-crowd) boxes one evaluated image holds
     boxes: Dict[int, int] = field(default_factory=dict)  # category id -> its (non-crowd) boxes in the evaluated images
     confusion_conf: float = 0.5  # the --conf of :meth:`confusion` (the best F1's, else 0.5)
@@ -181,6 +183,11 @@ class CocoMetrics:
                     f"{self.max_dets} detections of each image, as the recipe's evaluator.max_dets says"
                     + (" (the published evaluation's)" if self.max_dets == COCO_MAX_DETS else "")
                     + ("; more boxes than that can never all be found" if self.most_boxes > self.max_dets else ""))
+        if self.sliced:
+            return (f"note: an evaluated image holds up to {self.most_boxes} boxes: AP and AR count the top "
+                    f"{self.max_dets} detections of each image (twice its {self.most_boxes} boxes, rounded up to "
+                    f"hundreds: sliced inference gives an image thousands, and a limit of the set's compares any "
+                    f"two models), not COCO's {COCO_MAX_DETS}, which would cap the recall")
         text = (f"note: an evaluated image holds up to {self.most_boxes} boxes: AP and AR count the top {self.max_dets} "
                 f"detections of each image, not COCO's {COCO_MAX_DETS}, which would cap the recall (the published "
                 f"evaluation counts {COCO_MAX_DETS})")
@@ -249,13 +256,22 @@ def _gt(ann: Union[str, Mapping[str, Any]]) -> Any:
         return gt
 
 
+def sliced_max_dets(most: int) -> int:
+    """The detections an image AP and AR count for sliced inference on a set whose images hold up
+    to ``most`` boxes (more than COCO's 100): twice that, rounded up to hundreds. Sliced inference
+    gives an image every tile's detections (thousands), so "every detection" would be a limit of
+    the model's, not the set's."""
+    return max(COCO_MAX_DETS, 100 * math.ceil(2 * most / 100))
+
+
 def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mapping[str, Any]],
-                 image_ids: Optional[Iterable[int]] = None, max_dets: Optional[int] = None) -> CocoMetrics:
+                 image_ids: Optional[Iterable[int]] = None, max_dets: Optional[int] = None,
+                 sliced: bool = False) -> CocoMetrics:
     """Box AP of ``detections`` (COCO results: ``image_id``, ``category_id``, ``bbox`` xywh,
     ``score``) against the annotation file (or parsed JSON) ``ann``, on ``image_ids`` (default:
     every image of ``ann``); ``max_dets``: the detections an image AP and AR count (the recipe's
-    ``evaluator.max_dets``), None: COCO's 100, or every detection on a set with an image of more
-    than 100 boxes."""
+    ``evaluator.max_dets``), None: COCO's 100, or on a set with an image of more than 100 boxes
+    every detection (``sliced`` inference's: :func:`sliced_max_dets`)."""
     from faster_coco_eval import COCOeval_faster
 
     gt = _gt(ann)
@@ -268,7 +284,9 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
         fixed = max_dets is not None
         if not fixed:
             max_dets = COCO_MAX_DETS
-            if most > COCO_MAX_DETS:  # a dense set (shelves, cells): every detection the model gives an image counts
+            if most > COCO_MAX_DETS and sliced:
+                max_dets = sliced_max_dets(most)
+            elif most > COCO_MAX_DETS:  # a dense set (shelves, cells): every detection the model gives an image counts
                 given = collections.Counter(int(d["image_id"]) for d in detections)
                 max_dets = max(COCO_MAX_DETS, max(given.values(), default=0))
         if max_dets != COCO_MAX_DETS:
@@ -300,7 +318,7 @@ def coco_metrics(ann: Union[str, Mapping[str, Any]], detections: Sequence[Mappin
                              np.float64).reshape(-1, 7))
     return CocoMetrics(stats, per_class, names, raw={"precision": precision, "recall": np.asarray(ev.eval["recall"])},
                        confidence=curve, samples=_samples(gt.dataset, detections, ev.params.imgIds),
-                       max_dets=max_dets, max_dets_fixed=fixed, most_boxes=most,
+                       max_dets=max_dets, max_dets_fixed=fixed, sliced=sliced, most_boxes=most,
                        boxes={int(c): boxes.get(int(c), 0) for c in ev.params.catIds},
                        confusion_conf=conf, confusion_source=source)
 

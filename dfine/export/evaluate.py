@@ -135,7 +135,8 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
     if warn:
         _say_other_names(detector, data)
     dets = coco_results(detector, data.images, progress)
-    metrics = coco_metrics(data.ann, dets, [i for i, _ in data.images], max_dets=data.max_dets)
+    metrics = coco_metrics(data.ann, dets, [i for i, _ in data.images], max_dets=data.max_dets,
+                           sliced=getattr(detector, "slice", None) is not None)
     return dataclasses.replace(metrics, classes=tuple(i for i in detector._engine.category_ids if i in known))
 
 

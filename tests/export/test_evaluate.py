@@ -276,3 +276,39 @@ def test_a_second_evaluation_or_export_says_what_it_replaces(onnx_model, labelle
     assert json.loads((tmp_path / "m.onnx.eval.json").read_text())["ann_file"] == str(tmp_path / "test.json")
     _, _, err = _eval(capsys, ["-m", str(out), "--ann-file", str(tmp_path / "test.json"), "--images", str(images)])
     assert "held the evaluation" not in err  # the same set again: nothing to say
+
+
+def test_a_sliced_evaluation_of_a_dense_set_counts_a_limit_the_set_gives(tmp_path, capsys):
+    """A walk: sliced inference kept every tile's detections (thousands an image), and the dense
+    rule (every detection counts) printed AR19511, a limit no other model or run would share. A
+    sliced evaluation of an image of 120 boxes counts the top 300 (twice its most boxes, rounded up
+    to hundreds), whatever the model gives; unsliced, the dense rule is as before."""
+    import numpy as np
+    import PIL.Image
+
+    from dfine.export.evaluate import evaluate_detector, load_eval_set
+    from dfine.slicing import slice_config
+
+    PIL.Image.new("RGB", (256, 256), (90, 90, 90)).save(tmp_path / "dense.png")
+    boxes = [[8 + 20 * (k % 12), 8 + 20 * (k // 12), 10, 10] for k in range(120)]
+    ann = {"images": [{"id": 1, "file_name": "dense.png", "width": 256, "height": 256}],
+           "categories": [{"id": 1, "name": "cell"}],
+           "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": 100, "iscrowd": 0}
+                           for k, b in enumerate(boxes)]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    data = load_eval_set(tmp_path / "ann.json", tmp_path)
+    rng = np.random.default_rng(0)
+
+    def run(images, sizes):  # 200 scattered boxes a tile, in the tile's pixels
+        n = len(images)
+        xy = rng.uniform(0, 50, (n, 200, 2))
+        out = np.concatenate([xy, xy + 12], axis=2).astype(np.float32)
+        return np.zeros((n, 200), np.int64), out, rng.uniform(0.01, 1, (n, 200)).astype(np.float32)
+
+    det = Detector.from_run(run, (64, 64), ["cell"], [1], conf=0.0, batch_size=8)
+    det.slice = slice_config(64)
+    sliced = evaluate_detector(det, data)
+    assert sliced.max_dets == 300 and "maxDets=300" in sliced.coco_summary() and "AR300" in sliced.summary()
+    assert "AP and AR count the top 300 detections of each image (twice its 120 boxes" in sliced.dense_note()
+    det.slice = None
+    assert evaluate_detector(det, data).max_dets == 200  # unsliced: every detection the model gives counts
