@@ -14,6 +14,9 @@ One schema for every file dfine writes and reads (``torch.save`` of a plain dict
 ``recommended_conf``   the score threshold with the best F1 on the training run's val set, measured
                        on the weights this file holds (``dfine predict``'s default; absent or None
                        when the run measured none)
+``tiles``              ``{"size": [height, width], "overlap": f}``: the tiles of ``dfine data tile``
+                       the model was trained on (absent otherwise): used unsliced on larger images,
+                       predict and eval say so
 training state         training checkpoints only: ``config`` (the whole training recipe), ``optimizer``,
                        ``scaler``, the schedulers, ``last_epoch``, ``step``, ``best``, ``rng`` ...
 =====================  ===========================================================================
@@ -562,6 +565,8 @@ def extract_ema(src: PathLike, dst: Optional[PathLike] = None) -> Path:
                                    conf=recommended_conf(ckpt, str(src))))
         if ckpt.get("input_size"):
             out["input_size"] = [int(v) for v in ckpt["input_size"]]
+        if ckpt.get("tiles"):
+            out["tiles"] = ckpt["tiles"]
     save_atomic(out, dst)
     return dst
 
@@ -601,6 +606,7 @@ class LoadedModel:
     category_ids: Tuple[int, ...]
     source: str
     conf: Optional[float] = None
+    tiles: Optional[Tuple[int, int]] = None  # the (height, width) tiles it was trained on (dfine data tile)
 
     @property
     def imgsz(self) -> Tuple[int, int]:
@@ -706,4 +712,6 @@ def load_model(source: PathLike, *, size: Optional[str] = None, config: Optional
     names, ids = _labels(ckpt, cfg.num_classes, entry, str(path))
     top = num_top_queries or _top_queries(ckpt, cfg)
     post = PostProcessor(cfg.num_classes, num_top_queries=top).deploy().to(device)
-    return LoadedModel(model, post, cfg, names, ids, str(source), recommended_conf(ckpt, str(path)))
+    from .slicing import trained_tile
+    return LoadedModel(model, post, cfg, names, ids, str(source), recommended_conf(ckpt, str(path)),
+                       trained_tile(ckpt.get("tiles")))

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DfineError
+from .slicing import trained_tile
 from .text import CHECKPOINT_SUFFIXES
 
 __all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "detect", "load_image", "preprocess"]
@@ -177,6 +178,7 @@ class _Engine:
     fixed_batch: Optional[int] = None  # the batch size of a static-batch export
     conf: Optional[float] = None  # the score threshold the model's training run recommends
     quantized: str = ""  # "int8" for an int8 export (its metadata's quantization record), else ""
+    tiles: Optional[Tuple[int, int]] = None  # the (height, width) tiles it was trained on (dfine data tile)
 
 
 class Detector:
@@ -201,6 +203,8 @@ class Detector:
 
     slice: Any = None  # a SliceConfig when slicing (a class default: from_run builds without __init__)
     clip: bool = True  # boxes clipped to the image (a class default too)
+    name: str = "the model"  # the model file's name, in notes
+    _tiles_said: bool = False  # the note that a model trained on tiles runs unsliced: said once
 
     def __init__(self, model: PathLike, device: str = "cpu", conf: Optional[float] = None,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
@@ -220,6 +224,7 @@ class Detector:
         self.slice = slice_config(slice)
         self.batch_size, self.device, self.clip = int(batch_size), str(device), bool(clip)
         self._engine = _open(str(model), backend, device, imgsz, size, config, threads, precision)
+        self.name = Path(str(model)).name
         recommended = self._engine.conf
         self.conf = float(conf if conf is not None else recommended if recommended is not None else DEFAULT_CONF)
 
@@ -242,15 +247,29 @@ class Detector:
     def class_names(self) -> Tuple[str, ...]:
         return self._engine.class_names
 
+    @property
+    def trained_tile(self) -> Optional[Tuple[int, int]]:
+        """The tile (height, width) the model was trained on (``dfine data tile``), as its checkpoint
+        or export records it; None for a model trained on whole images. Such a model is meant to run
+        with ``slice`` at that size on images larger than it."""
+        return self._engine.tiles
+
     def __repr__(self) -> str:
         """``Detector(onnxruntime, input 320x320, conf 0.5, 13 classes: bishop, black-bishop, black-king, ...)``
-        (``openvino int8`` for an int8 export)."""
+        (``openvino int8`` for an int8 export; ``, trained on 320x320 tiles`` and ``, sliced 320x320``
+        when so)."""
         from .text import counted, first_few
         names = self.class_names
         h, w = self.imgsz
         kind = f"{self.backend} {self._engine.quantized}".strip()
+        extra = ""
+        if self.trained_tile is not None:
+            extra += f", trained on {self.trained_tile[1]}x{self.trained_tile[0]} tiles"
+        if self.slice is not None:
+            th, tw = self.slice.tile or self.imgsz
+            extra += f", sliced {tw}x{th}"
         return (f"Detector({kind}, input {h}x{w}, conf {self.conf:g}, "
-                f"{counted(len(names), 'class', 'classes')}: {first_few(names, 3)})")
+                f"{counted(len(names), 'class', 'classes')}: {first_few(names, 3)}{extra})")
 
     @classmethod
     def from_run(cls, run: RunFn, imgsz: Tuple[int, int], class_names: Sequence[str], category_ids: Sequence[int],
@@ -284,10 +303,25 @@ class Detector:
         paths = paths or [None] * len(images)
         if self.slice is not None:
             return [self._predict_sliced(im, path, conf) for im, path in zip(images, paths)]
+        self._say_unsliced(images)
         batch, sizes = preprocess(images, self.imgsz)
         labels, boxes, scores = self._run(batch, sizes)
         return [self._detections(labels[i], boxes[i], scores[i], tuple(sizes[i]), paths[i], conf)
                 for i in range(len(images))]
+
+    def _say_unsliced(self, images: Sequence[Image.Image]) -> None:
+        """Once a detector: a model trained on tiles, run whole on an image much larger than them,
+        names ``--slice`` (a walk's 4000 px photo gave nothing, and no word why)."""
+        tile = self._engine.tiles
+        if tile is None or self._tiles_said:
+            return
+        from .slicing import unsliced_note
+        for image in images:
+            note = unsliced_note(self.name, tile, image.size)
+            if note:
+                print(note, file=sys.stderr)
+                self._tiles_said = True
+                return
 
     def _predict_sliced(self, image: Image.Image, path: Optional[str], conf: float) -> Detections:
         """Tiles of ``image`` (and the whole of it when ``slice.full``) through the engine in batches,
@@ -452,7 +486,8 @@ def _torch_engine(model: str, device: str, imgsz, size, config) -> _Engine:
             out = loaded.postprocessor(loaded.model(x), torch.from_numpy(sizes).to(dev))
         return tuple(t.cpu().numpy() for t in out)
 
-    return _Engine(run, "torch", loaded.imgsz, loaded.class_names, loaded.category_ids, conf=loaded.conf)
+    return _Engine(run, "torch", loaded.imgsz, loaded.class_names, loaded.category_ids, conf=loaded.conf,
+                   tiles=loaded.tiles)
 
 
 def _onnx_imgsz(shape: Sequence[Any], model: str) -> Tuple[int, int]:
@@ -502,7 +537,8 @@ def _ort_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
 
     batch = session.get_inputs()[0].shape[0]
     return _Engine(run, "onnxruntime", imgsz, class_names, ids, {"session": session},
-                   batch if isinstance(batch, int) else None, _recommended_conf(meta, model), _quantized(meta))
+                   batch if isinstance(batch, int) else None, _recommended_conf(meta, model), _quantized(meta),
+                   trained_tile(meta.get("tiles")))
 
 
 def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32") -> _Engine:
@@ -532,7 +568,7 @@ def _openvino_engine(model: str, threads: Optional[int], precision: str = "f32")
     runner = _OpenVinoRunner(core, net, props, imgsz)
     batch = None if runner.dynamic else net.input("images").get_partial_shape()[0].get_length()
     return _Engine(runner, "openvino", imgsz, class_names, ids, fixed_batch=batch, conf=_recommended_conf(meta, model),
-                   quantized=_quantized(meta))
+                   quantized=_quantized(meta), tiles=trained_tile(meta.get("tiles")))
 
 
 def _check_ir(xml: str) -> None:
@@ -599,4 +635,5 @@ def _trt_engine(model: str, device: str, threads: Optional[int]) -> _Engine:
     from .export.tensorrt import TensorRTRunner
     runner = TensorRTRunner(model, device="cuda:0" if device == "cpu" else device)
     class_names, ids = _metadata(runner.metadata)
-    return _Engine(runner, "tensorrt", runner.imgsz, class_names, ids, conf=_recommended_conf(runner.metadata, model))
+    return _Engine(runner, "tensorrt", runner.imgsz, class_names, ids, conf=_recommended_conf(runner.metadata, model),
+                   tiles=trained_tile(runner.metadata.get("tiles")))

@@ -76,6 +76,52 @@ def slice_config(value: Union[None, bool, int, Sequence[int], SliceConfig], **op
     return SliceConfig(tile=tile, **options)  # type: ignore[arg-type]
 
 
+#: How many times its training tile (on either side) an image must be for a model trained on tiles,
+#: run on the whole of it, to be told of ``--slice``: its objects then shrink that much
+UNSLICED_SHRINK = 1.5
+
+
+def trained_tile(value: object) -> Optional[Tuple[int, int]]:
+    """The tile (height, width) a model was trained on (``dfine data tile``), from the ``tiles`` entry
+    of its checkpoint, ``{"size": [h, w], ...}``, or of its export's metadata (the same as JSON
+    text); None when there is none or it is not such an entry."""
+    if isinstance(value, str):
+        import json
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    size = value.get("size") if isinstance(value, dict) else None
+    if (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 for v in size)):
+        return int(size[0]), int(size[1])
+    return None
+
+
+def slice_words(tile: Tuple[int, int]) -> str:
+    """``--slice``'s words for the tile (height, width): ``320``, or ``480 640``."""
+    return str(tile[0]) if tile[0] == tile[1] else f"{tile[0]} {tile[1]}"
+
+
+def shrink_past_tile(tile: Tuple[int, int], sizes: np.ndarray) -> np.ndarray:
+    """``[N]`` how many times each image of ``sizes [N, 2]`` (width, height) is its trained ``tile``
+    (height, width) on its larger side: what its objects shrink by, run whole at the tile's input."""
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+    return np.maximum(sizes[:, 0] / tile[1], sizes[:, 1] / tile[0])
+
+
+def unsliced_note(name: str, tile: Tuple[int, int], size: Tuple[int, int]) -> Optional[str]:
+    """The note for a model trained on ``tile`` (height, width) tiles run unsliced on one image of
+    ``size`` (width, height): None unless the image is :data:`UNSLICED_SHRINK` times the tile or more."""
+    factor = float(shrink_past_tile(tile, np.array([size]))[0])
+    if factor < UNSLICED_SHRINK:
+        return None
+    arg = tile[0] if tile[0] == tile[1] else tile
+    return (f"note: {name} was trained on {tile[1]}x{tile[0]} tiles (dfine data tile); this {size[0]}x{size[1]} "
+            f"image is shrunk {factor:.1f}x to its input, its objects with it: --slice {slice_words(tile)} "
+            f"(Detector(slice={arg})) runs it on tiles as trained")
+
+
 def tile_windows(width: int, height: int, tile: Tuple[int, int], overlap: float) -> np.ndarray:
     """Tile windows ``[N, 4]`` int xyxy covering a ``width x height`` image, row-major: stride
     ``tile * (1 - overlap)``, the last tile of a row/column flush with the edge, one tile spanning a

@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         meta = {"class_names": list(loaded.class_names), "category_ids": list(loaded.category_ids)}
         if loaded.conf is not None:
             meta["recommended_conf"] = loaded.conf
+        if loaded.tiles is not None:
+            meta["tiles"] = {"size": list(loaded.tiles)}
         engine = build_engine(onnx_path, _output(args, ".engine"), max_batch=args.max_batch, metadata=meta)
         print(f"wrote {engine}")
     return 0

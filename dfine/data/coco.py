@@ -160,6 +160,11 @@ class CocoDetection(Dataset):
             path = self.img_folder / name.replace("\\", "/")
         return path
 
+    def image_sizes(self) -> np.ndarray:
+        """``[N, 2]`` int64 (width, height) of each image as the annotation file lists it (0 when it
+        lists none)."""
+        return self._index.sizes.copy()
+
     def larger_than(self, short_side: int) -> Tuple[int, Tuple[int, int]]:
         """How many images have a short side longer than ``short_side`` px (as the file lists their
         sizes), and the largest ``(width, height)`` of them (``(0, 0)`` when none)."""

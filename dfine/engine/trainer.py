@@ -50,6 +50,7 @@ from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 from dfine.outputs import prepare_output_dir, removed_if_left_empty
+from dfine.slicing import UNSLICED_SHRINK, shrink_past_tile, slice_words, trained_tile
 from dfine.text import ap_text, counted
 
 from . import dist
@@ -268,6 +269,7 @@ class Trainer:
         self.cfg = cfg = resolve_num_classes(cfg, labels, {c: n for c, n in declared.items()
                                                            if c not in labels.category_ids})
         self.label_map = labels
+        self.tiles = _trained_tiles(self.train_set)
 
         mcfg = model_config(cfg)
         model = build_from_config(mcfg)
@@ -349,9 +351,10 @@ class Trainer:
                 self.data_note = (f"note: the train set has {counted(len(self.train_set), 'image')}; "
                                   f"{Path(cfg.resume).name} was trained on {before} (epochs 1..{self.last_epoch + 1}): "
                                   f"the coming epochs train on these")
-            size = _other_size_note(cfg, resume, cfg.resume) if test_only else ""
-            if size and dist.is_main():
-                print(size, file=sys.stderr)
+            for note in (_other_size_note(cfg, resume, cfg.resume), _unsliced_note(resume, cfg.resume, self.val_set)
+                         ) if test_only else ():
+                if note and dist.is_main():
+                    print(note, file=sys.stderr)
         self.writer = None
         self.history: List[Dict[str, Any]] = []
         self.step_losses: List[float] = []  # total loss of each step of this process's run
@@ -375,6 +378,8 @@ class Trainer:
                          "seconds": self._seconds_before + (time.time() - self._fit_started if self._fit_started else 0.0)},
             "pending_eval": self.pending_eval,
         }
+        if self.tiles is not None:
+            state["tiles"] = self.tiles
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
             state["ema_decay"] = self.ema.decay
@@ -1617,6 +1622,36 @@ def _other_size_note(cfg: Config, state: Dict[str, Any], name: str) -> str:
     size = str(h) if h == w else f"{h} {w}"
     return (f"note: evaluating at {here[0]}x{here[1]}, the recipe's eval_spatial_size; {Path(name).name} was trained at "
             f"{h}x{w}: add --imgsz {size} to evaluate it at its own size")
+
+
+def _trained_tiles(train_set: Any) -> Optional[Dict[str, Any]]:
+    """The checkpoints' ``tiles`` entry of a run whose train set is a tiling (``dfine data tile``):
+    ``{"size": [h, w], "overlap": f}``; None otherwise."""
+    info = tiles_info(train_set.ann_file) if train_set is not None and getattr(train_set, "ann_file", None) else None
+    tile = trained_tile(info)
+    return {"size": list(tile), "overlap": float(info.get("overlap", 0.2))} if tile is not None else None
+
+
+def _unsliced_note(state: Dict[str, Any], name: str, val_set: Any) -> str:
+    """A note when the checkpoint ``state`` (read from ``name``) was trained on tiles and is evaluated
+    unsliced on val images :data:`~dfine.slicing.UNSLICED_SHRINK` times them or more (a walk: AP 0.3
+    whole, 2.0 sliced, and no word why); ``""`` otherwise (on tiles, or images near their size)."""
+    tile = trained_tile(state.get("tiles"))
+    if tile is None or tiles_info(val_set.ann_file) is not None:
+        return ""
+    sizes = val_set.image_sizes()
+    factor = shrink_past_tile(tile, sizes)
+    large = factor >= UNSLICED_SHRINK
+    if not large.any():
+        return ""
+    w, h = (int(v) for v in sizes[int(np.argmax(factor))])
+    n = int(large.sum())
+    which = f"the {n} val image{'s' if n > 1 else ''}" if large.all() else f"{n} of the {len(sizes)} val images"
+    which += " is" if n == 1 else " are"
+    it, its = ("it", "its") if n == 1 else ("them", "their")
+    return (f"note: {Path(name).name} was trained on {tile[1]}x{tile[0]} tiles (dfine data tile); {which} larger "
+            f"(up to {w}x{h}, shrunk {float(factor.max()):.1f}x to its input whole, {its} objects with {it}): add "
+            f"--slice {slice_words(tile)} to score it on tiles, as it is used")
 
 
 def _datasets(cfg: Config, test_only: bool, seed: int) -> Tuple[Any, Any]:

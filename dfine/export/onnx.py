@@ -86,13 +86,15 @@ def export_onnx(loaded: LoadedModel, output: PathLike, *, imgsz: Optional[Sequen
 
 
 def add_metadata(model: "onnx.ModelProto", loaded: LoadedModel, imgsz: Tuple[int, int]) -> None:
-    """Record class names, category ids, input size and the recommended score threshold (JSON;
-    absent when the checkpoint has none) in the model's ``metadata_props``."""
+    """Record class names, category ids, input size, the recommended score threshold and the tiles
+    it was trained on (JSON; each absent when the checkpoint has none) in the model's ``metadata_props``."""
     meta = {"class_names": json.dumps(list(loaded.class_names)),
             "category_ids": json.dumps(list(loaded.category_ids)),
             "imgsz": json.dumps(list(imgsz)), "producer": "dfine"}
     if loaded.conf is not None:
         meta["recommended_conf"] = json.dumps(loaded.conf)
+    if loaded.tiles is not None:  # trained on tiles: used whole, the backends say so
+        meta["tiles"] = json.dumps({"size": list(loaded.tiles)})
     del model.metadata_props[:]
     for key, value in meta.items():
         entry = model.metadata_props.add()

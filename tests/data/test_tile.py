@@ -224,6 +224,47 @@ def test_tiles_train_and_the_printed_commands_use_the_model_on_whole_images(tmp_
     assert main(commands["predict"][1:] + ["-o", "pred"]) == 0
     assert isinstance(json.loads((tmp_path / "pred" / "predictions.json").read_text()), list)
     assert PIL.Image.open(tmp_path / "pred" / "c.png").size == SIZE  # the whole image, drawn
+    assert "trained on" not in capsys.readouterr().err
+
+
+def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp_path, capsys, monkeypatch):
+    """A walk: the tile-trained model run on a 4000 px photo without --slice found nothing, and eval
+    gave AP 0.3 (2.0 sliced), with no word why. The checkpoint, its export and its converted copy
+    carry the tiles; predict, eval and Detector say once, when an image is 1.5x the tile or more,
+    that --slice runs it as trained; sliced (or on tiles) they say nothing."""
+    import dfine
+    from dfine.checkpoint import extract_ema
+    src = yolo_set(tmp_path / "drone")
+    monkeypatch.chdir(tmp_path)
+    tile_dataset(src, tmp_path / "tiles", TileConfig(size=(320, 320)), progress=False, say=lambda s: None)
+    assert main(["train", "--data", "tiles", "--model", "dfine_n", "--epochs", "1", "--batch", "2", "--imgsz", "320",
+                 "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u", "HGNetv2.pretrained=False",
+                 "DFINETransformer.num_queries=30", "DFINEPostProcessor.num_top_queries=30",
+                 "train_dataloader.num_workers=0", "val_dataloader.num_workers=0"]) == 0
+    weights = tmp_path / "run" / "last.pth"
+    capsys.readouterr()
+    said = "was trained on 320x320 tiles (dfine data tile)"
+    image = src / "images" / "val" / "c.png"  # 1000x700: shrunk 3.1x at the 320 px input
+    assert main(["predict", "-m", str(weights), str(image), "-o", "pred"]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: last.pth {said}; this 1000x700 image is shrunk 3.1x to its input, its objects with it: "
+            f"--slice 320 (Detector(slice=320)) runs it on tiles as trained") in err
+    assert main(["eval", "-r", str(weights), "--data", str(src), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: last.pth {said}; the 1 val image is larger (up to 1000x700, shrunk 3.1x to its input whole, "
+            f"its objects with it): add --slice 320 to score it on tiles, as it is used") in err
+    assert main(["eval", "-r", str(weights), "--data", "tiles", "--no-progress"]) == 0  # on tiles: as trained
+    assert said not in capsys.readouterr().err
+    assert main(["export", "-r", str(weights), "--format", "onnx", "--no-simplify"]) == 0
+    capsys.readouterr()
+    for model in (weights.with_suffix(".onnx"), extract_ema(weights)):
+        det = dfine.Detector(model)
+        assert "trained on 320x320 tiles" in repr(det)
+        det([image, image])
+        assert capsys.readouterr().err.count(said) == 1  # once a detector
+        sliced = dfine.Detector(model, slice=320)
+        sliced(image)
+        assert "sliced 320x320" in repr(sliced) and said not in capsys.readouterr().err
 
 
 def test_data_check_names_the_tiling_when_the_boxes_are_tiny_at_its_imgsz(tmp_path, capsys):
