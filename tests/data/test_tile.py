@@ -47,6 +47,14 @@ def yolo_set(root: Path, named: bool = True) -> Path:
     return root
 
 
+def train_one_step(data: str) -> List[str]:
+    """``dfine train --data DATA`` for one step of a small dfine_n at 320 px into ``run/``."""
+    return ["train", "--data", data, "--model", "dfine_n", "--epochs", "1", "--batch", "2", "--imgsz", "320",
+            "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u", "HGNetv2.pretrained=False",
+            "DFINETransformer.num_queries=30", "DFINEPostProcessor.num_top_queries=30",
+            "train_dataloader.num_workers=0", "val_dataloader.num_workers=0"]
+
+
 @pytest.fixture()
 def tiled(tmp_path):
     src = yolo_set(tmp_path / "drone")
@@ -204,10 +212,7 @@ def test_tiles_train_and_the_printed_commands_use_the_model_on_whole_images(tmp_
     monkeypatch.chdir(tmp_path)
     assert main(["data", "tile", "drone", "--size", "320", "--names", "car,person", "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["train", "--data", "drone_tiles320", "--model", "dfine_n", "--epochs", "1", "--batch", "2",
-                 "--imgsz", "320", "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u",
-                 "HGNetv2.pretrained=False", "DFINETransformer.num_queries=30", "DFINEPostProcessor.num_top_queries=30",
-                 "train_dataloader.num_workers=0", "val_dataloader.num_workers=0"]) == 0
+    assert main(train_one_step("drone_tiles320")) == 0
     printed = capsys.readouterr().out
     assert f"(trained on tiles of {src.resolve()}: predict slices whole images" in printed
     commands = {k: shlex.split(printed.split(f"  {k + ':':8s} ")[1].splitlines()[0]) for k in ("whole", "predict")}
@@ -237,10 +242,7 @@ def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp
     src = yolo_set(tmp_path / "drone")
     monkeypatch.chdir(tmp_path)
     tile_dataset(src, tmp_path / "tiles", TileConfig(size=(320, 320)), progress=False, say=lambda s: None)
-    assert main(["train", "--data", "tiles", "--model", "dfine_n", "--epochs", "1", "--batch", "2", "--imgsz", "320",
-                 "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u", "HGNetv2.pretrained=False",
-                 "DFINETransformer.num_queries=30", "DFINEPostProcessor.num_top_queries=30",
-                 "train_dataloader.num_workers=0", "val_dataloader.num_workers=0"]) == 0
+    assert main(train_one_step("tiles")) == 0
     weights = tmp_path / "run" / "last.pth"
     capsys.readouterr()
     said = "was trained on 320x320 tiles (dfine data tile)"
@@ -302,10 +304,7 @@ def test_dfine_evaluate_slices_as_eval_does(tmp_path, monkeypatch):
     src = yolo_set(tmp_path / "drone")
     monkeypatch.chdir(tmp_path)
     tile_dataset(src, tmp_path / "tiles", TileConfig(size=(320, 320)), progress=False, say=lambda s: None)
-    assert main(["train", "--data", "tiles", "--model", "dfine_n", "--epochs", "1", "--batch", "2", "--imgsz", "320",
-                 "--max-steps", "1", "-d", "cpu", "--no-progress", "-o", "run", "-u", "HGNetv2.pretrained=False",
-                 "DFINETransformer.num_queries=30", "DFINEPostProcessor.num_top_queries=30",
-                 "train_dataloader.num_workers=0", "val_dataloader.num_workers=0"]) == 0
+    assert main(train_one_step("tiles")) == 0
     result = dfine.evaluate(tmp_path / "run" / "last.pth", src, slice=320, progress=False)
     assert result["path"] == str(tmp_path / "run" / "last.pth.eval_sliced.json") and result["num_images"] == 1
     with pytest.raises(DfineError, match=r"slice='640': True \(tiles of the model's size\), a tile size N or \(H, W\)"):
