@@ -21,7 +21,7 @@ with the edge).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -110,16 +110,28 @@ def shrink_past_tile(tile: Tuple[int, int], sizes: np.ndarray) -> np.ndarray:
     return np.maximum(sizes[:, 0] / tile[1], sizes[:, 1] / tile[0])
 
 
-def unsliced_note(name: str, tile: Tuple[int, int], size: Tuple[int, int]) -> Optional[str]:
-    """The note for a model trained on ``tile`` (height, width) tiles run unsliced on one image of
-    ``size`` (width, height): None unless the image is :data:`UNSLICED_SHRINK` times the tile or more."""
-    factor = float(shrink_past_tile(tile, np.array([size]))[0])
-    if factor < UNSLICED_SHRINK:
+def unsliced_note(name: str, tile: Tuple[int, int], sizes: Any, *, val: bool = False) -> Optional[str]:
+    """The note for a model trained on ``tile`` (height, width) tiles run unsliced on images of
+    ``sizes`` (width, height; one pair, or ``[N, 2]``): None unless one is :data:`UNSLICED_SHRINK`
+    times the tile or more. ``val``: the images are a val set being scored (says how many are
+    larger, and the largest), not one image being predicted on."""
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+    factor = shrink_past_tile(tile, sizes)
+    large = factor >= UNSLICED_SHRINK
+    if not large.any():
         return None
-    arg = tile[0] if tile[0] == tile[1] else tile
-    return (f"note: {name} was trained on {tile[1]}x{tile[0]} tiles (dfine data tile); this {size[0]}x{size[1]} "
-            f"image is shrunk {factor:.1f}x to its input, its objects with it: --slice {slice_words(tile)} "
-            f"(Detector(slice={arg})) runs it on tiles as trained")
+    w, h = (int(v) for v in sizes[int(np.argmax(factor))])
+    said = f"note: {name} was trained on {tile[1]}x{tile[0]} tiles (dfine data tile); "
+    if not val:
+        arg = tile[0] if tile[0] == tile[1] else tile
+        return (f"{said}this {w}x{h} image is shrunk {float(factor.max()):.1f}x to its input, its objects with it: "
+                f"--slice {slice_words(tile)} (Detector(slice={arg})) runs it on tiles as trained")
+    n = int(large.sum())
+    which = f"the {n} val image{'s' if n > 1 else ''}" if large.all() else f"{n} of the {len(sizes)} val images"
+    which += " is" if n == 1 else " are"
+    it, its = ("it", "its") if n == 1 else ("them", "their")
+    return (f"{said}{which} larger (up to {w}x{h}, shrunk {float(factor.max()):.1f}x to its input whole, {its} "
+            f"objects with {it}): add --slice {slice_words(tile)} to score it on tiles, as it is used")
 
 
 def tile_windows(width: int, height: int, tile: Tuple[int, int], overlap: float) -> np.ndarray:

@@ -156,6 +156,7 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
     ``names``: class names of a YOLO folder that names none. Returns each split's counts; ``say``
     prints the notes and summary lines."""
     from dfine.data.archive import dataset_folder, require_path
+    from dfine.data.convert import predict_target
     from dfine.recipes import dataset_splits, detect_format
 
     root = dataset_folder(require_path(src))
@@ -169,12 +170,13 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
         _start(target, root, config)
         order = [s for s in ("train", "val", "test") if s in splits]
         data = {s: read_coco_json(Path(splits[s][0])) for s in order}
-        paths = {s: [Path(splits[s][1]) / str(im.get("file_name", "")) for im in _by_id(data[s]["images"])]
+        paths = {s: [(Path(splits[s][1]) / str(im.get("file_name", ""))).resolve() for im in _by_id(data[s]["images"])]
                  for s in order}
         done = []
         for split in order:
             ann, folder = splits[split]
-            images = _images_of(paths[split], Path(folder), [p for s in order if s != split for p in paths[s]])
+            others = [p for s in order if s != split for p in paths[s]]
+            images = predict_target(paths[split], Path(folder).resolve(), others)
             done.append(_tile_split(split, Path(ann), data[split], Path(folder), images, target, root, config,
                                     workers, progress, names))
             say(done[-1].summary(config))
@@ -263,18 +265,6 @@ def _tile_split(split: str, ann_file: Path, data: Mapping[str, Any], folder: Pat
 
 def _by_id(images: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
     return sorted(images, key=lambda im: im["id"])
-
-
-def _images_of(paths: Sequence[Path], folder: Path, others: Sequence[Path]) -> Path:
-    """What ``dfine predict`` is pointed at for a split of the source images ``paths`` (in
-    ``folder``): the folder that holds them all (``folder/val`` when each is in ``val/``), or the
-    first of them when that folder holds images of another split (``others``) too: one folder split
-    by a seed, whose train images the model has seen."""
-    parents = {p.parent for p in paths}
-    where = (parents.pop() if len(parents) == 1 else folder).resolve()
-    if paths and any(p.resolve().is_relative_to(where) for p in others):
-        return paths[0].resolve()
-    return where
 
 
 def _count(result: TiledSplit, made: Mapping[str, Any], config: TileConfig) -> None:

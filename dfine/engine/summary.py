@@ -126,18 +126,14 @@ def evaluation_key(item: str) -> bool:
 
 
 def images_folder(ds: Any, train: Any = None) -> str:
-    """The deepest folder that holds every image of the dataset ``ds`` (a YOLO conversion's
-    ``img_folder`` is the parent of ``train/`` and ``val/``; ``dfine predict`` wants the val one);
-    its first image when that folder holds images of ``train`` too (one folder split by a seed: a
-    walk was told to predict on the folder it had trained on)."""
-    from dfine.data.convert import images_folder_of
+    """What ``dfine predict`` is pointed at for the dataset ``ds``'s images (a YOLO conversion's
+    ``img_folder`` is the parent of ``train/`` and ``val/``; predict wants the val one): see
+    :func:`dfine.data.convert.predict_target` (``train``: the training set, whose images the model
+    has seen)."""
+    from dfine.data.convert import predict_target
 
-    paths = [Path(ds.image_path(i)) for i in range(len(ds))]
-    folder = images_folder_of(paths, Path(ds.img_folder))
-    if train is not None and paths and any(Path(train.image_path(i)).is_relative_to(folder)
-                                           for i in range(len(train))):
-        return str(paths[0])
-    return str(folder)
+    others = [Path(train.image_path(i)) for i in range(len(train))] if train is not None else []
+    return str(predict_target([Path(ds.image_path(i)) for i in range(len(ds))], Path(ds.img_folder), others))
 
 
 def eval_file_name(split: str = "val") -> str:

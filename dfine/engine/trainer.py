@@ -50,7 +50,7 @@ from dfine.loss import DFINECriterion
 from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 from dfine.outputs import prepare_output_dir, removed_if_left_empty
-from dfine.slicing import UNSLICED_SHRINK, shrink_past_tile, slice_words, trained_tile
+from dfine.slicing import trained_tile, unsliced_note
 from dfine.text import ap_text, counted
 
 from . import dist
@@ -1639,19 +1639,7 @@ def _unsliced_note(state: Dict[str, Any], name: str, val_set: Any) -> str:
     tile = trained_tile(state.get("tiles"))
     if tile is None or tiles_info(val_set.ann_file) is not None:
         return ""
-    sizes = val_set.image_sizes()
-    factor = shrink_past_tile(tile, sizes)
-    large = factor >= UNSLICED_SHRINK
-    if not large.any():
-        return ""
-    w, h = (int(v) for v in sizes[int(np.argmax(factor))])
-    n = int(large.sum())
-    which = f"the {n} val image{'s' if n > 1 else ''}" if large.all() else f"{n} of the {len(sizes)} val images"
-    which += " is" if n == 1 else " are"
-    it, its = ("it", "its") if n == 1 else ("them", "their")
-    return (f"note: {Path(name).name} was trained on {tile[1]}x{tile[0]} tiles (dfine data tile); {which} larger "
-            f"(up to {w}x{h}, shrunk {float(factor.max()):.1f}x to its input whole, {its} objects with {it}): add "
-            f"--slice {slice_words(tile)} to score it on tiles, as it is used")
+    return unsliced_note(Path(name).name, tile, val_set.image_sizes(), val=True) or ""
 
 
 def _datasets(cfg: Config, test_only: bool, seed: int) -> Tuple[Any, Any]:

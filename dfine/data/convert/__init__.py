@@ -32,7 +32,7 @@ from dfine.video import IMAGE_SUFFIXES
 
 __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "write_coco_json", "categories",
            "split_by_fraction", "labels_of", "split_members", "keep_split",
-           "images_folder_of", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
+           "images_folder_of", "predict_target", "FORMATS", "SPLIT_NAMES", "IMAGE_SUFFIXES", "write_json_atomic",
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
            "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named", "changes_note",
@@ -257,6 +257,17 @@ def images_folder_of(paths: Sequence[Path], fallback: Path) -> Path:
     if not paths:
         return fallback
     return Path(os.path.commonpath([str(p.parent) for p in paths]))
+
+
+def predict_target(paths: Sequence[Path], fallback: Path, others: Iterable[Path] = ()) -> Path:
+    """What ``dfine predict`` is pointed at for a split's images ``paths``: the deepest folder that
+    holds them all (``fallback`` when there are none; a YOLO conversion's ``val/``, not its parent),
+    or the first of them when that folder holds images of another split (``others``) too: one folder
+    split by a seed, whose train images the model has seen."""
+    folder = images_folder_of(paths, fallback)
+    if paths and any(p.is_relative_to(folder) for p in others):
+        return paths[0]
+    return folder
 
 
 def fraction_said(val_fraction: float, seed: int) -> str:
