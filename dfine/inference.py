@@ -302,7 +302,7 @@ class Detector:
         conf = self.conf if conf is None else conf
         paths = paths or [None] * len(images)
         if self.slice is not None:
-            return [self._predict_sliced(im, path, conf) for im, path in zip(images, paths)]
+            return [self._predict_sliced(im, path, conf)[0] for im, path in zip(images, paths)]
         self._say_unsliced(images)
         batch, sizes = preprocess(images, self.imgsz)
         labels, boxes, scores = self._run(batch, sizes)
@@ -323,9 +323,11 @@ class Detector:
                 self._tiles_said = True
                 return
 
-    def _predict_sliced(self, image: Image.Image, path: Optional[str], conf: float) -> Detections:
+    def _predict_sliced(self, image: Image.Image, path: Optional[str], conf: float
+                        ) -> Tuple[Detections, Optional[float]]:
         """Tiles of ``image`` (and the whole of it when ``slice.full``) through the engine in batches,
-        boxes moved to image pixels, pieces of objects cut by tile edges joined, then merged per class."""
+        boxes moved to image pixels, pieces of objects cut by tile edges joined, then merged per class;
+        and the highest score of any tile's box, below ``conf`` too (None when no tile has a box)."""
         from .slicing import cut_sides, join_cut_pieces, merge_detections, tile_windows
         cfg = self.slice
         windows = tile_windows(image.width, image.height, cfg.tile or self.imgsz, cfg.overlap)
@@ -338,6 +340,7 @@ class Detector:
             batch, sizes = preprocess(crops[start:start + self.batch_size], self.imgsz)
             found.append(self._run(batch, sizes))
         labels, boxes, scores = (np.concatenate(parts) for parts in zip(*found))
+        best = float(scores.max()) if scores.size else None
         keep = scores > conf  # [tiles, K]
         shift = np.tile(windows[:, None, :2], (1, keep.shape[1], 2)).astype(np.float32)
         boxes = (boxes + shift)[keep].astype(np.float32)
@@ -345,7 +348,7 @@ class Detector:
         boxes, scores, labels, cut = join_cut_pieces(boxes, scores[keep].astype(np.float32), labels[keep].astype(np.int64),
                                                      cut_sides(boxes, tiles, *image.size))
         boxes, scores, labels = merge_detections(boxes, scores, labels, cfg.merge, cfg.iou, cut)
-        return self._detections(labels, boxes, scores, image.size, path, conf)
+        return self._detections(labels, boxes, scores, image.size, path, conf), best
 
     def _run(self, batch: np.ndarray, sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The engine on ``batch [B, 3, H, W]``, in steps of a static-batch model's own batch size."""
@@ -375,16 +378,17 @@ class Detector:
 def detect(det: Any, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,
            conf: Optional[float] = None, full: Optional[List[int]] = None) -> Tuple[List[Detections], Optional[float]]:
     """``det.predict_pil(images, paths)`` (the detections above ``conf``, default ``det.conf``) and the
-    highest score of any box, below ``conf`` too (None for an empty batch; with slicing only the kept
-    boxes' scores are seen, as the tiles are filtered before they are merged). One pass: the model
+    highest score of any box, below ``conf`` too (None for an empty batch; sliced: of any tile's box,
+    before the tiles' boxes are merged). One pass: the model
     runs at conf 0 and its detections are filtered here, as the detector does (``score > conf``).
     ``full`` (a list): the positions of the images whose every detection was kept, appended (the
     model can report no more there; not at conf 0, which keeps everything by definition)."""
     conf = det.conf if conf is None else conf
-    if getattr(det, "slice", None) is not None:
-        found = det.predict_pil(images, paths, conf=conf)
-        kept = [float(d.scores.max()) for d in found if len(d)]
-        return found, max(kept) if kept else None
+    if getattr(det, "slice", None) is not None and images:
+        paths = paths or [None] * len(images)
+        found, best = zip(*(det._predict_sliced(im, path, conf) for im, path in zip(images, paths)))
+        seen = [b for b in best if b is not None]
+        return list(found), max(seen) if seen else None
     found = det.predict_pil(images, paths, conf=0.0)
     scores = [float(d.scores.max()) for d in found if len(d)]
     kept = [d.above(conf) for d in found]

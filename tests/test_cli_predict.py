@@ -249,26 +249,30 @@ def test_labels_at_the_top_right_corner_leave_the_box_visible_and_stay_in_the_pi
     assert rows.min() >= 12  # and starts below the box
 
 
-def test_nothing_above_conf_says_the_highest_score_and_a_conf_that_shows_it(onnx_model, tmp_path, capsys):
+@pytest.mark.parametrize("sliced", [False, True])
+def test_nothing_above_conf_says_the_highest_score_and_a_conf_that_shows_it(onnx_model, tmp_path, capsys, sliced):
     """No detection above --conf: one line with the highest score seen and a --conf that keeps it
     (the output was an empty predictions.json and bare images, without a word); that --conf then
-    finds it. What passes is what the detector itself keeps at that threshold."""
+    finds it. What passes is what the detector itself keeps at that threshold. Sliced too: the
+    highest score of any tile (a walk was told to halve --conf, again and again)."""
     src = tmp_path / "imgs"
     src.mkdir()
     for i in range(2):
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(src / f"{i}.png")
-    assert main(["predict", str(src), "-m", str(onnx_model), "--conf", "0.99", "-o", str(tmp_path / "a")]) == 0
+    opts = ["--slice", "64"] if sliced else []
+    assert main(["predict", str(src), "-m", str(onnx_model), "--conf", "0.99", "-o", str(tmp_path / "a"), *opts]) == 0
     assert json.loads((tmp_path / "a" / "predictions.json").read_text()) == []
     note = capsys.readouterr().err.strip().splitlines()[-1]
-    best = max(float(d.scores.max()) for d in dfine.Detector(onnx_model, conf=0.0)([src / "0.png", src / "1.png"]))
+    at = dict(slice=64) if sliced else {}
+    best = max(float(d.scores.max()) for d in dfine.Detector(onnx_model, conf=0.0, **at)([src / "0.png", src / "1.png"]))
     assert note.startswith(f"note: no detection scored above --conf 0.99 in 2 images (highest score {best:.2f}); "
                            f"try --conf "), note
     lower = note.rsplit("--conf ", 1)[1].split()[0]
     assert float(lower) < best
-    assert main(["predict", str(src), "-m", str(onnx_model), "--conf", lower, "-o", str(tmp_path / "b")]) == 0
+    assert main(["predict", str(src), "-m", str(onnx_model), "--conf", lower, "-o", str(tmp_path / "b"), *opts]) == 0
     results = json.loads((tmp_path / "b" / "predictions.json").read_text())
     assert results and "no detection" not in capsys.readouterr().err
-    expected = dfine.Detector(onnx_model, conf=float(lower))([src / "0.png", src / "1.png"])
+    expected = dfine.Detector(onnx_model, conf=float(lower), **at)([src / "0.png", src / "1.png"])
     assert sorted(r["score"] for r in results) == sorted(round(float(s), 5) for d in expected for s in d.scores)
 
 

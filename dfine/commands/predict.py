@@ -177,7 +177,7 @@ LOW_SCORE = 0.2
 
 def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
     """The line said when no detection scored above ``conf``: the highest score seen (``best``;
-    None when unknown, as with --slice) and a --conf that keeps it."""
+    None when unknown) and a --conf that keeps it."""
     head = f"note: no detection scored above --conf {conf:g} in {where}"
     if best is None:
         return f"{head}; try a lower --conf (e.g. --conf {conf / 2:g})"
