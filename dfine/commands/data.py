@@ -76,7 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="fraction of a box's area a tile must hold to keep the box; a smaller piece is marked "
                            "crowd (ignored by training and evaluation) (default 0.5)")
     tile.add_argument("--empty", type=float, default=1.0,
-                      help="fraction of tiles without a box to keep as background, seeded (default 1: all)")
+                      help="fraction of train tiles without a box to keep as background, seeded; val and test "
+                           "keep every tile (default 1: all; a note names a fraction when most are background)")
     tile.add_argument("--seed", type=int, default=0, help="seed of --empty's choice (default 0)")
     tile.add_argument("--names", help="class names, comma-separated, in class-id order (a YOLO folder that names "
                                       "none)")

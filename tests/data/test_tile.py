@@ -120,6 +120,40 @@ def test_empty_tiles_are_left_out_by_a_seeded_fraction_and_counted(tmp_path):
     with_box = {a["image_id"] for a in data["annotations"] if not a["iscrowd"]}
     assert with_box == {im["id"] for im in data["images"]}
     assert "left out (--empty 0)" in none[0].summary(TileConfig(size=(320, 320), empty=0.0))
+    # val keeps every tile (scored as sliced inference sees the images), and its file says so
+    assert (none[1].split, none[1].empty_left, none[1].tiles) == ("val", 0, keep_all[1].tiles)
+    assert load(tmp_path / "none" / "annotations" / "instances_val.json")["info"]["tiles"]["empty"] == 1.0
+    assert data["info"]["tiles"]["empty"] == 0.0
+    # the source folder, not the temporary COCO file a YOLO source was converted into (deleted at once)
+    assert data["info"]["description"] == f"tiles of {src.resolve()} (train), made by dfine data tile"
+
+
+def test_mostly_background_train_tiles_are_said_with_the_empty_fraction_that_evens_them(tmp_path):
+    """All kept (the default) and most train tiles without a box: one note with the share, the
+    epoch's length and an --empty that keeps about as many background tiles as tiles with boxes
+    (a walk: 92% background, an epoch 12x longer, not a word); that --empty does so."""
+    src = yolo_set(tmp_path / "drone")
+    said: List[str] = []
+    done = tile_dataset(src, tmp_path / "all", TileConfig(size=(160, 160)), progress=False, say=said.append)
+    train = done[0]
+    with_boxes = train.tiles - train.empty_kept
+    assert train.empty_kept > 0.5 * train.tiles
+    notes = [line for line in said if "hold no box" in line]
+    assert notes == [f"note: {train.empty_kept} of the {train.tiles} train tiles "
+                     f"({train.empty_kept / train.tiles:.0%}) hold no box, all kept (--empty 1): an epoch is "
+                     f"{train.tiles / with_boxes:.0f}x the steps of the tiles with boxes; --empty "
+                     f"{round(with_boxes / train.empty_kept, 2):g} keeps about as many background tiles as those, "
+                     f"seeded (val keeps every tile)"]
+    fraction = float(notes[0].split("--empty ")[2].split()[0])
+    said.clear()
+    thinned = tile_dataset(src, tmp_path / "thin", TileConfig(size=(160, 160), empty=fraction), progress=False,
+                           say=said.append)[0]
+    assert abs(thinned.empty_kept - with_boxes) <= 0.5 * with_boxes + 2 and thinned.tiles - thinned.empty_kept == with_boxes
+    assert not [line for line in said if "hold no box" in line]
+    # under half background: nothing said
+    said.clear()
+    done = tile_dataset(src, tmp_path / "big", TileConfig(size=(640, 640)), progress=False, say=said.append)
+    assert done[0].empty_kept <= 0.5 * done[0].tiles and not [line for line in said if "hold no box" in line]
 
 
 def test_the_tiles_folder_is_a_dataset_train_reads_and_records_its_source(tiled):
