@@ -532,8 +532,23 @@ def _yaml(path: Path) -> str:
     return json.dumps(str(path))  # a JSON string is a YAML string: spaces, colons and quotes survive
 
 
+def _checked_imgsz(imgsz: Any) -> Any:
+    """:func:`train`'s ``imgsz``: ``N``, or ``[H, W]`` for non-square inputs (tiles of ``dfine data
+    tile --size H W``); a one-line error for anything but whole multiples of 32 px."""
+    if isinstance(imgsz, (tuple, list)) and len(imgsz) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 32 and v % 32 == 0 for v in imgsz):
+        return imgsz[0] if imgsz[0] == imgsz[1] else [int(imgsz[0]), int(imgsz[1])]
+    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32):
+        from dfine.text import multiples_of_32_near
+        if isinstance(imgsz, (tuple, list)):
+            raise DfineError(f"imgsz must be N or (height, width), whole multiples of 32 px, got {imgsz!r}")
+        near = f" (e.g. {multiples_of_32_near([imgsz])})" if isinstance(imgsz, (int, float)) else ""
+        raise DfineError(f"imgsz must be a whole multiple of 32 px, got {imgsz!r}{near}")
+    return imgsz
+
+
 def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
-          batch: Optional[int] = None, imgsz: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
+          batch: Optional[int] = None, imgsz: Optional[Union[int, Sequence[int]]] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
           tuning: Optional[str] = None, device: Optional[str] = None, overrides: Sequence[str] = (),
           max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None,
           names: Optional[Union[str, Sequence[str]]] = None,
@@ -558,12 +573,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     from dfine.engine.trainer import Trainer
 
     _check_counts(epochs=epochs, batch=batch, max_steps=max_steps, threads=threads)
-    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32):
-        from dfine.text import multiples_of_32_near
-        if isinstance(imgsz, (tuple, list)):  # "a whole multiple of 32, got (320, 320)" read as wrong numbers
-            raise DfineError(f"imgsz is one number (square inputs, as --imgsz), got {imgsz!r}: give imgsz={imgsz[0]!r}")
-        near = f" (e.g. {multiples_of_32_near([imgsz])})" if isinstance(imgsz, (int, float)) else ""
-        raise DfineError(f"imgsz must be a whole multiple of 32 px, got {imgsz!r}{near}")
+    imgsz = _checked_imgsz(imgsz)
     if isinstance(overrides, str):  # "HGNetv2.pretrained=False" was read letter by letter ("override 'H'")
         overrides = shlex.split(overrides)
     from dfine.commands.data import check_names
@@ -590,7 +600,8 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         print(f"resuming from {resume} (auto_resume=True)", file=sys.stderr)
     extra = list(run.overrides)
     if imgsz is not None:
-        extra.append(f"eval_spatial_size=[{imgsz}, {imgsz}]")
+        h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+        extra.append(f"eval_spatial_size=[{h}, {w}]")
     if tuning is not None:
         extra.append(f"tuning={_yaml(Path(tuning)) if os.path.exists(tuning) else tuning}")
     if resume is not None:

@@ -352,6 +352,16 @@ def test_eval_of_a_checkpoint_on_a_data_folder_builds_the_checkpoints_size(coco1
     assert main(["eval", "-r", str(tmp_path / "n320.pth"), "--data", str(data), "--imgsz", "480", "-d", "cpu",
                  "--no-progress", "-o", str(out), "-u", "HGNetv2.pretrained=False"]) == 0
     assert list(seen[-1]) == [480, 480]  # an explicit --imgsz wins
+    # non-square (tiles of dfine data tile --size 256 384): its own size too (it was evaluated at 640x640)
+    torch.save(dict(at_320, model_config=config_to_dict(apply_overrides(
+        preset("dfine_n"), num_classes=80, eval_spatial_size=(256, 384)))), tmp_path / "n256x384.pth")
+    assert main(["eval", "-r", str(tmp_path / "n256x384.pth"), "--data", str(data), "-d", "cpu", "--no-progress",
+                 "-o", str(out), "-u", "HGNetv2.pretrained=False"]) == 0
+    assert f"--model dfine_n --imgsz 256 384: as {tmp_path / 'n256x384.pth'} was trained" in capsys.readouterr().err
+    assert list(seen[-1]) == [256, 384]
+    assert main(["eval", "-r", str(tmp_path / "n256x384.pth"), "--data", str(data), "--imgsz", "256", "384", "32",
+                 "-d", "cpu", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --imgsz 256 384 32: give N (square) or H W"
 
 
 def test_model_for_data_takes_a_zoo_detectors_size_without_downloading():

@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Tuple
 
 from dfine.export import evaluate as export_eval
 
@@ -63,9 +63,10 @@ def add_arguments(p: argparse.ArgumentParser, config_required: bool = True) -> a
     p.add_argument("--max-steps", type=_positive, default=None,
                    help="at most this many training steps per epoch (quick runs; each evaluation still scores the "
                         "whole val set)")
-    p.add_argument("--imgsz", type=int, default=None, metavar="N",
-                   help="train and evaluate at N x N px (a multiple of 32): the recipe's Resize ops, the multi-scale "
-                        "range around N and eval_spatial_size follow (same as -u eval_spatial_size=[N,N])")
+    p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
+                   help="train and evaluate at N x N px, or H W (multiples of 32; H W: non-square tiles of dfine "
+                        "data tile): the recipe's Resize ops, the multi-scale range around it and eval_spatial_size "
+                        "follow (same as -u eval_spatial_size=[N,N])")
     p.add_argument("--patience", type=_positive, default=None, metavar="N",
                    help="early stopping: stop when val AP has not improved for N evaluations (the best is kept)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -121,13 +122,37 @@ def overrides_from_args(args: argparse.Namespace) -> List[str]:
         if value is not None:
             out.append(f"{key}={json.dumps(value)}")
     if getattr(args, "imgsz", None) is not None:
-        out.append(f"eval_spatial_size=[{args.imgsz}, {args.imgsz}]")
+        h, w = image_hw(args.imgsz)
+        out.append(f"eval_spatial_size=[{h}, {w}]")
     # dfine eval -r model.pth -c RECIPE (or --data DIR) --images DIR / --ann-file FILE: the val set's, not ignored
     for key, attr in (("ann_file", "ann_file"), ("img_folder", "images")):
         value = getattr(args, attr, None)
         if value is not None:
             out.append(f"val_dataloader.dataset.{key}={json.dumps(str(Path(value).expanduser().resolve()))}")
     return out
+
+
+def imgsz_value(given: Any) -> Any:
+    """``--imgsz`` as given (``[N]``, ``[H, W]``, an int) as the value a run keeps: ``N`` for a square,
+    ``[H, W]`` otherwise; a one-line error for more than two numbers or a side that is not a positive
+    multiple of 32."""
+    from dfine.config import image_size
+    from dfine.errors import DfineError
+    if isinstance(given, (list, tuple)) and len(given) not in (1, 2):
+        raise DfineError(f"--imgsz {' '.join(map(str, given))}: give N (square) or H W")
+    h, w = image_size(given[0] if isinstance(given, (list, tuple)) and len(given) == 1 else given)
+    return h if h == w else [h, w]
+
+
+def image_hw(value: Any) -> Tuple[int, int]:
+    """``(height, width)`` of a kept ``--imgsz`` value (:func:`imgsz_value`)."""
+    return (int(value[0]), int(value[1])) if isinstance(value, (list, tuple)) else (int(value), int(value))
+
+
+def imgsz_words(value: Any) -> str:
+    """``--imgsz``'s words for a kept value: ``320`` or ``256 384``."""
+    h, w = image_hw(value)
+    return str(h) if h == w else f"{h} {w}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,8 +221,7 @@ def _run(args: argparse.Namespace) -> int:
     # an evaluation converts a YOLO / VOC / CVAT folder into a temporary folder, not into a run folder of its own
     temporary = tempfile.TemporaryDirectory(prefix="dfine-eval-") if test_only and args.data else nullcontext()
     if getattr(args, "imgsz", None) is not None:
-        from dfine.config import image_size
-        image_size(args.imgsz)  # before --data converts the dataset into a new output folder
+        args.imgsz = imgsz_value(args.imgsz)  # before --data converts the dataset into a new output folder
     weights_file = args.resume or args.tuning
     if args.data and args.model and weights_file and Path(weights_file).is_file():
         # a cut-short or foreign file fails before the dataset is converted into a run folder (a walk's bad -t
@@ -288,9 +312,9 @@ def _model_for_data(args: argparse.Namespace) -> str:
             said.append(f"--model {model}")
         cfg = stored_config(ckpt, weights) if args.resume else None
         size = cfg.eval_spatial_size if cfg is not None and args.imgsz is None else None
-        if size and size[0] == size[1] and tuple(size) != (640, 640):
-            args.imgsz = int(size[0])
-            said.append(f"--imgsz {args.imgsz}")
+        if size and tuple(size) != (640, 640):
+            args.imgsz = imgsz_value(list(size))
+            said.append(f"--imgsz {imgsz_words(args.imgsz)}")
         # trained with fewer queries (a small --imgsz): the recipe's 300 would not fit the input it gives
         n = cfg.decoder.num_queries if cfg is not None and not given & set(queries) else None
         if n is not None and n != 300:

@@ -10,7 +10,7 @@ from torch.utils.data import get_worker_info
 
 from dfine.data.rng import generator, mix_seed
 
-__all__ = ["multiscale_sizes", "BatchCollate"]
+__all__ = ["multiscale_sizes", "multiscale_shape", "BatchCollate"]
 
 Item = Tuple[torch.Tensor, Dict[str, torch.Tensor]]
 
@@ -27,12 +27,23 @@ def multiscale_sizes(base_size: int, base_size_repeat: int, min_size: Optional[i
     return sizes if min_size is None else tuple(s for s in sizes if s >= min_size)
 
 
+def multiscale_shape(size: int, height: int, width: int) -> Tuple[int, int]:
+    """The ``(height, width)`` a batch of ``height x width`` images is resized to for the multi-scale
+    ``size``: ``(size, size)`` for square images (as published); for non-square ones (tiles of
+    ``dfine data tile --size H W``) the longer side is ``size`` and the shorter keeps the aspect,
+    rounded to a multiple of 32 (the model's largest stride; 32 at least)."""
+    if height == width:
+        return size, size
+    short = max(32, int(round(size * min(height, width) / max(height, width) / 32)) * 32)
+    return (size, short) if height > width else (short, size)
+
+
 class BatchCollate:
     """Stack ``(image, target)`` items into ``(images [B, 3, H, W], targets list)``.
 
     Before ``stop_epoch`` (and when ``base_size_repeat`` is set) each batch is resized to a
     size drawn uniformly from :func:`multiscale_sizes` (nearest-neighbour, as published;
-    none under ``min_size``);
+    none under ``min_size``; non-square images keep their aspect, :func:`multiscale_shape`);
     boxes are normalised so targets are unchanged. The draw is seeded by ``(seed, epoch, batch
     number in the epoch)``, so every DDP process resizes its share of a batch to the size one
     process would use for the whole batch. From ``stop_epoch`` on, images keep their size.
@@ -72,7 +83,8 @@ class BatchCollate:
         return self.sizes is not None and (self.stop_epoch is None or self.epoch < self.stop_epoch)
 
     def size_for(self, batch: int) -> Optional[int]:
-        """The square size of batch number ``batch``, ``None`` to keep the images' own size."""
+        """The size of batch number ``batch`` (a side: :func:`multiscale_shape`), ``None`` to keep the
+        images' own size."""
         if not self.multiscale():
             return None
         pick = torch.randint(len(self.sizes), (1,), generator=generator(mix_seed(self.seed, self.epoch, batch)))
@@ -87,7 +99,8 @@ class BatchCollate:
         targets = [target for _, target in items]
         size = self.size_for(self.batch_number())
         if size is not None:
-            images = F.interpolate(images, size=size)
+            h, w = images.shape[-2:]
+            images = F.interpolate(images, size=size if h == w else multiscale_shape(size, h, w))
         return images, targets
 
     def __repr__(self) -> str:

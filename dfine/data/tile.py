@@ -183,7 +183,7 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
             for line in [*_unseen_note(done[-1], config), *_background_note(done[-1], config)]:
                 say(line)
     h, w = config.size
-    imgsz = f" --imgsz {w}" if w == h else ""
+    imgsz = f" --imgsz {w}" if w == h else f" --imgsz {h} {w}"
     say(f"wrote {target} ({config.said()}); train on the tiles: dfine train --data {shlex.quote(str(target))}"
         f"{imgsz} --model dfine_n, then use the model on whole images with --slice (dfine predict, dfine eval)")
     return done

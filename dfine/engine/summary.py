@@ -183,17 +183,25 @@ class DataCommand:
 def data_command(data: Any, model: str, options: Sequence[Tuple[str, Any]] = (), flags: Sequence[str] = (),
                  updates: Sequence[str] = (), split: str = "val") -> DataCommand:
     """The :class:`DataCommand` of a ``--data`` run: ``options``, ``(flag, value)`` pairs of what was
-    given (a value of None: not given; a list: comma-joined, as ``--names`` takes it), ``flags`` the
+    given (a value of None: not given; a list: comma-joined, as ``--names`` takes it; ``--imgsz``'s
+    ``[H, W]``: two words), ``flags`` the
     switches given (``--use-amp``), ``updates`` the ``-u`` items. An evaluation keeps ``--names``,
     ``--imgsz``, ``-d`` and the ``-u`` items that change the model, input size or val set."""
-    given = [(flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
-             for flag, value in options if value is not None]
-    evaluation = [token for flag, value in given if flag in ("--names", "--imgsz", "-d") for token in (flag, value)]
+    given = [(flag, _option_words(flag, value)) for flag, value in options if value is not None]
+    evaluation = [token for flag, words in given if flag in ("--names", "--imgsz", "-d") for token in (flag, *words)]
     if any(map(evaluation_key, updates)):
         evaluation += ["-u", *[u for u in updates if evaluation_key(u)]]
     return DataCommand(str(Path(data).expanduser().resolve()),
-                       ("--model", model, *[token for pair in given for token in pair], *flags),
+                       ("--model", model, *[token for flag, words in given for token in (flag, *words)], *flags),
                        tuple(updates), tuple(evaluation), split)
+
+
+def _option_words(flag: str, value: Any) -> List[str]:
+    """An option's value as command-line words: ``--imgsz [H, W]`` two of them, another list one,
+    comma-joined (``--names a,b``)."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value] if flag == "--imgsz" else [",".join(map(str, value))]
+    return [str(value)]
 
 
 def tiled_commands(commands: Dict[str, str], weights: Path, tiles: Mapping[str, Any],

@@ -80,7 +80,7 @@ def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
     the multi-scale range) gives fewer encoder tokens than ``num_queries``. Returns ``cfg`` with
     the multi-scale sizes that would give too few left out (``collate_fn.min_size``), and a
     one-line note saying so (``""`` when nothing was left out)."""
-    from dfine.data.collate import multiscale_sizes
+    from dfine.data.collate import multiscale_shape, multiscale_sizes
 
     mcfg = model_config(dataclasses.replace(cfg, num_classes=cfg.num_classes or 1))
     queries = mcfg.decoder.num_queries
@@ -94,16 +94,21 @@ def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
     if not train or collate.base_size_repeat is None or (collate.stop_epoch is not None and collate.stop_epoch <= 0):
         return cfg, ""
     sizes = sorted(set(multiscale_sizes(collate.base_size, collate.base_size_repeat, collate.min_size)))
-    enough = [s for s in sizes if _tokens(mcfg, (s, s)) >= queries]
+    hw = tuple(cfg.eval_spatial_size or (collate.base_size, collate.base_size))
+
+    def shape(s: int) -> Tuple[int, int]:  # a multi-scale batch's (h, w): non-square inputs keep their aspect
+        return multiscale_shape(s, *hw)
+
+    enough = [s for s in sizes if _tokens(mcfg, shape(s)) >= queries]
     if not enough or enough[0] > collate.base_size:
-        s = collate.base_size
-        raise DfineError(f"the multi-scale base size {s}x{s} gives {_tokens(mcfg, (s, s))} encoder tokens, fewer "
+        h, w = shape(collate.base_size)
+        raise DfineError(f"the multi-scale base size {h}x{w} gives {_tokens(mcfg, (h, w))} encoder tokens, fewer "
                          f"than DFINETransformer.num_queries={queries}: {fix}")
     if enough[0] == sizes[0]:
         return cfg, ""
     loader = dataclasses.replace(cfg.train_dataloader, collate_fn=dataclasses.replace(collate, min_size=enough[0]))
     note = (f"multi-scale training sizes {enough[0]}..{sizes[-1]} px (not from {sizes[0]}): smaller ones give fewer "
-            f"encoder tokens ({_tokens(mcfg, (sizes[0], sizes[0]))} at {sizes[0]}) than the {queries} queries")
+            f"encoder tokens ({_tokens(mcfg, shape(sizes[0]))} at {sizes[0]}) than the {queries} queries")
     return dataclasses.replace(cfg, train_dataloader=loader), note
 
 

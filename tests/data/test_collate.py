@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dfine.data import BatchCollate, multiscale_sizes
+from dfine.data.collate import multiscale_shape
 
 
 def _items(n=4, size=640, first_id=1):
@@ -36,6 +37,23 @@ def test_sizes_drawn_before_stop_epoch_and_base_after():
         assert images.shape == (4, 3, 640, 640)
         assert torch.equal(images, torch.stack([im for im, _ in items]))  # untouched
         assert targets == [t for _, t in items]
+
+
+def test_non_square_batches_keep_their_aspect_and_square_ones_the_published_size():
+    """Tiles of dfine data tile --size 256 384 (train --imgsz 256 384): each multi-scale size is the
+    longer side, the shorter keeps the aspect in multiples of 32 (a square size stretched them)."""
+    assert multiscale_shape(640, 640, 640) == (640, 640)
+    assert multiscale_shape(384, 256, 384) == (256, 384) and multiscale_shape(480, 256, 384) == (320, 480)
+    assert multiscale_shape(288, 384, 256) == (288, 192) and multiscale_shape(64, 32, 640) == (32, 64)
+    collate = BatchCollate(384, 3, stop_epoch=5, seed=0)
+    shapes = set()
+    for first in range(0, 80, 4):
+        items = [(torch.rand(3, 256, 384), t) for _, t in _items(n=2, size=8, first_id=first)]
+        images, targets = collate(items)
+        h, w = images.shape[-2:]
+        assert w in multiscale_sizes(384, 3) and h % 32 == 0 and abs(h / w - 256 / 384) <= 16 / w
+        shapes.add((h, w))
+    assert len(shapes) >= 4 and (256, 384) in shapes
 
 
 def test_no_multiscale_without_repeat():

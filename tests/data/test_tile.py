@@ -266,6 +266,34 @@ def test_tiles_train_and_the_printed_commands_use_the_model_on_whole_images(tmp_
     assert "trained on" not in capsys.readouterr().err
 
 
+def test_non_square_tiles_train_at_their_size_as_printed(tmp_path, capsys, monkeypatch):
+    """dfine data tile --size 256 384 prints a train command with --imgsz 256 384 (it printed none, and
+    training ran at 640x640: a walk); run as printed, the checkpoint is 256x384 and knows its tiles,
+    and the printed whole: command slices at 256 384."""
+    import shlex
+
+    import torch
+    yolo_set(tmp_path / "drone")
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "tile", "drone", "--size", "256", "384", "--no-progress"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    train = shlex.split(printed.split("train on the tiles: ")[1].split(", then")[0])
+    assert train == ["dfine", "train", "--data", "drone_tiles384", "--imgsz", "256", "384",
+                     "--model", "dfine_n"]
+    fast = [a for a in train_one_step("x") if a not in ("--imgsz", "320")][5:]  # train_one_step's options, not its size
+    assert main(train[1:] + fast) == 0
+    out = capsys.readouterr().out
+    ckpt = torch.load(tmp_path / "run" / "last.pth", map_location="cpu", weights_only=False)
+    assert list(ckpt["config"]["eval_spatial_size"]) == [256, 384] and ckpt["tiles"]["size"] == [256, 384]
+    whole = shlex.split(out.split(f"  {'whole:':8s} ")[1].splitlines()[0])
+    assert whole[-3:] == ["--slice", "256", "384"], whole
+    tiles = shlex.split(out.split(f"  {'eval:':8s} ")[1].splitlines()[0])
+    assert tiles[tiles.index("--imgsz"):tiles.index("--imgsz") + 3] == ["--imgsz", "256", "384"], tiles
+    assert main(tiles[1:] + ["--no-progress"]) == 0 and "--imgsz" not in capsys.readouterr().err
+    assert main(whole[1:] + ["--no-progress"]) == 0
+    assert "sliced: tiles of 384x256, overlap 0.2" in capsys.readouterr().out
+
+
 def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp_path, capsys, monkeypatch):
     """A walk: the tile-trained model run on a 4000 px photo without --slice found nothing, and eval
     gave AP 0.3 (2.0 sliced), with no word why. The checkpoint, its export and its converted copy

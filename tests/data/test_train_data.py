@@ -485,7 +485,7 @@ def test_dfine_train_from_python_checks_its_arguments_before_any_work(tmp_path):
              "max_steps must be a whole number of at least 1, got 0": {"max_steps": 0},
              "batch must be a whole number of at least 1, got '8'": {"batch": "8"},
              "imgsz must be a whole multiple of 32 px, got 300 (e.g. 288 or 320)": {"imgsz": 300},
-             "imgsz is one number (square inputs, as --imgsz), got (320, 320): give imgsz=320": {"imgsz": (320, 320)},
+             "imgsz must be N or (height, width), whole multiples of 32 px, got (320, 300)": {"imgsz": (320, 300)},
              f"resume={str(tmp_path / 'nothere.pth')!r}: checkpoint not found": {"resume": tmp_path / "nothere.pth"}}
     for said, given in cases.items():
         with pytest.raises(DfineError) as err:
