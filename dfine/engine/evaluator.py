@@ -112,6 +112,8 @@ class CocoMetrics:
     max_dets_fixed: bool = False  # max_dets given by the recipe (evaluator.max_dets), not chosen by the set
     sliced: bool = False  # the detections of sliced inference (a dense set's max_dets: sliced_max_dets)
     most_boxes: int = 0  # the most (non-crowd) boxes one evaluated image holds
+    # how the images were sliced (tile [h, w], overlap, merge, iou, full), recorded in the metrics file; None unsliced
+    slicing: Optional[Dict[str, Any]] = None
     boxes: Dict[int, int] = field(default_factory=dict)  # category id -> its (non-crowd) boxes in the evaluated images
     confusion_conf: float = 0.5  # the --conf of :meth:`confusion` (the best F1's, else 0.5)
     # what confusion() counts, compact (a run keeps up to three evaluations): the categories, the evaluated
@@ -153,12 +155,14 @@ class CocoMetrics:
 
     def to_json(self) -> Dict[str, Any]:
         """What ``eval.json`` holds: ``stats`` by name, ``per_class`` AP and ``names`` by category id
-        (as strings, JSON's keys)."""
+        (as strings, JSON's keys); ``slice``: how a sliced evaluation cut the images."""
         out = {"stats": self.as_dict(), "per_class": {str(k): v for k, v in self.per_class.items()},
                "names": {str(k): v for k, v in self.names.items()}, "max_dets": self.max_dets,
                "boxes": {str(k): v for k, v in self.boxes.items()}}
         if self.confidence is not None:
             out["best_conf"] = self.confidence.pick()
+        if self.slicing is not None:
+            out["slice"] = dict(self.slicing)
         return out
 
     def summary(self) -> str:

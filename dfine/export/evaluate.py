@@ -137,7 +137,11 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
     dets = coco_results(detector, data.images, progress)
     metrics = coco_metrics(data.ann, dets, [i for i, _ in data.images], max_dets=data.max_dets,
                            sliced=getattr(detector, "slice", None) is not None)
-    return dataclasses.replace(metrics, classes=tuple(i for i in detector._engine.category_ids if i in known))
+    cut = getattr(detector, "slice", None)
+    slicing = None if cut is None else {"tile": list(cut.tile or detector.imgsz), "overlap": cut.overlap,
+                                        "merge": cut.merge, "iou": cut.iou, "full": cut.full}
+    return dataclasses.replace(metrics, classes=tuple(i for i in detector._engine.category_ids if i in known),
+                               slicing=slicing)
 
 
 def _say_other_names(detector: Any, data: EvalSet) -> None:

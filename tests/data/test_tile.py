@@ -260,6 +260,8 @@ def test_tiles_train_and_the_printed_commands_use_the_model_on_whole_images(tmp_
     assert "on the YOLO val split of" in out and "(1 image, sliced: tiles of 320x320, overlap 0.2, nms)" in out
     sliced = json.loads(weights.with_name(weights.name + ".eval_sliced.json").read_text())
     assert sliced["num_images"] == 1 and set(sliced["names"].values()) == {"car", "person"}
+    # how the images were cut is in the file (two sliced evaluations compare only at the same settings)
+    assert sliced["slice"] == {"tile": [320, 320], "overlap": 0.2, "merge": "nms", "iou": 0.5, "full": False}
     assert main(commands["predict"][1:] + ["-o", "pred"]) == 0
     assert isinstance(json.loads((tmp_path / "pred" / "predictions.json").read_text()), list)
     assert PIL.Image.open(tmp_path / "pred" / "c.png").size == SIZE  # the whole image, drawn
