@@ -134,6 +134,23 @@ def unsliced_note(name: str, tile: Tuple[int, int], sizes: Any, *, val: bool = F
             f"objects with {it}): add --slice {slice_words(tile)} to score it on tiles, as it is used")
 
 
+#: How many times the trained tile a --slice tile may be (or its inverse) before a note says so
+OTHER_TILE = 1.25
+
+
+def other_tile_note(name: str, trained: Tuple[int, int], cut: Tuple[int, int]) -> Optional[str]:
+    """The note for a model trained on ``trained`` (height, width) tiles sliced into ``cut`` ones:
+    its objects reach the input that many times smaller (or larger) than in training. None when the
+    two are within :data:`OTHER_TILE` of each other."""
+    factor = max(cut[0] / trained[0], cut[1] / trained[1])
+    if 1 / OTHER_TILE < factor < OTHER_TILE:
+        return None
+    scale = f"{factor:.1f}x smaller" if factor > 1 else f"{1 / factor:.1f}x larger"
+    return (f"note: {name} was trained on {trained[1]}x{trained[0]} tiles (dfine data tile); --slice "
+            f"{slice_words(cut)} cuts {cut[1]}x{cut[0]} ones, so its objects reach the input {scale} than in "
+            f"training: --slice {slice_words(trained)} cuts them as trained")
+
+
 def tile_windows(width: int, height: int, tile: Tuple[int, int], overlap: float) -> np.ndarray:
     """Tile windows ``[N, 4]`` int xyxy covering a ``width x height`` image, row-major: stride
     ``tile * (1 - overlap)``, the last tile of a row/column flush with the edge, one tile spanning a

@@ -331,6 +331,14 @@ def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp
         sliced = dfine.Detector(model, slice=320)
         sliced(image)
         assert "sliced 320x320" in repr(sliced) and said not in capsys.readouterr().err
+        dfine.Detector(model, slice=(320, 352))  # within 1.25x of the trained tile: nothing said
+        assert said not in capsys.readouterr().err
+    # sliced at another size: its objects reach the input at another scale than trained (a walk: --slice 640)
+    assert main(["predict", "-m", str(weights), str(image), "-o", "pred2", "--slice", "640"]) == 0
+    assert (f"note: last.pth {said}; --slice 640 cuts 640x640 ones, so its objects reach the input 2.0x smaller "
+            f"than in training: --slice 320 cuts them as trained") in capsys.readouterr().err
+    dfine.Detector(weights, slice=(160, 224))
+    assert "--slice 160 224 cuts 224x160 ones, so its objects reach the input 1.4x larger" in capsys.readouterr().err
 
 
 def test_data_check_names_the_tiling_when_the_boxes_are_tiny_at_its_imgsz(tmp_path, capsys):
