@@ -134,6 +134,7 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
               f"their detections count as false positives nowhere (COCO ignores unknown categories)", file=sys.stderr)
     if warn:
         _say_other_names(detector, data)
+        _say_unsliced_set(detector, data)
     dets = coco_results(detector, data.images, progress)
     metrics = coco_metrics(data.ann, dets, [i for i, _ in data.images], max_dets=data.max_dets,
                            sliced=getattr(detector, "slice", None) is not None)
@@ -142,6 +143,25 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
                                         "merge": cut.merge, "iou": cut.iou, "full": cut.full}
     return dataclasses.replace(metrics, classes=tuple(i for i in detector._engine.category_ids if i in known),
                                slicing=slicing)
+
+
+def _say_unsliced_set(detector: Any, data: EvalSet) -> None:
+    """A model trained on tiles, scored unsliced on images much larger than them, says so once for
+    the set (how many, the largest), as a checkpoint's evaluation does, instead of the detector's
+    note on the first such image (a walk's export named a 739 px image of a set of 4800 px ones)."""
+    tile = detector.trained_tile
+    if tile is None or getattr(detector, "slice", None) is not None or (data.ann.get("info") or {}).get("tiles"):
+        return
+    from ..slicing import unsliced_note
+    ids = {i for i, _ in data.images}
+    sizes = [(im["width"], im["height"]) for im in data.ann.get("images", [])
+             if im.get("id") in ids and isinstance(im.get("width"), int) and isinstance(im.get("height"), int)]
+    if len(sizes) != len(ids):
+        return  # sizes the file does not give: the detector's own note, on the images it reads
+    note = unsliced_note(detector.name, tile, sizes, val=True)
+    if note:
+        print(note, file=sys.stderr)
+    detector._tiles_said = True  # said for the set (or nothing to say): not again image by image
 
 
 def _say_other_names(detector: Any, data: EvalSet) -> None:

@@ -323,6 +323,12 @@ def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp
     assert said not in capsys.readouterr().err
     assert main(["export", "-r", str(weights), "--format", "onnx", "--no-simplify"]) == 0
     capsys.readouterr()
+    # the export scored on the set: the set's note, as the checkpoint's (not the first large image's, CLI words)
+    assert main(["eval", "-r", str(weights.with_suffix(".onnx")), "--data", str(src), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: last.onnx {said}; the 1 val image is larger (up to 1000x700, shrunk 3.1x to its input whole, "
+            f"its objects with it): add --slice 320 to score it on tiles, as it is used") in err
+    assert err.count(said) == 1 and "Detector(" not in err
     for model in (weights.with_suffix(".onnx"), extract_ema(weights)):
         det = dfine.Detector(model)
         assert "trained on 320x320 tiles" in repr(det)
