@@ -270,6 +270,13 @@ def test_class_id_out_of_range_names_file_and_line(tmp_path):
         convert_yolo(src)
     assert str(err.value) == (f"{src.resolve() / 'labels/train/a.txt'} line 2: class id 5 is outside the 2 class names of "
                               f"{src / 'data.yaml'} (0..1); fix the row or the names")
+    # a file labelled with another set's ids: how many of its rows are so (a walk was shown line 1 of 21)
+    yolo_labels(src / "labels/train/a.txt", ["15 0.5 0.5 0.2 0.4", "0 0.5 0.5 0.1 0.1", "15 0.2 0.2 0.1 0.1",
+                                             "", "16 0.3 0.3 0.1 0.1"])
+    with pytest.raises(DatasetError) as err:
+        convert_yolo(src)
+    assert str(err.value) == (f"{src.resolve() / 'labels/train/a.txt'} line 1: class id 15 is outside the 2 class names "
+                              f"of {src / 'data.yaml'} (0..1), as are 2 more of its 4 rows; fix the rows or the names")
 
 
 def test_exif_rotated_yolo_image_gets_the_shown_size(tmp_path):

@@ -81,6 +81,24 @@ class LabelError(DatasetError):
         self.path, self.line, self.why = path, line, why
 
 
+def _ids_outside(text: str, num_classes: int) -> int:
+    """How many rows of a label file's ``text`` start with a whole class id outside ``0..num_classes-1``
+    (one wrong row, or a file labelled with another set's ids: the error says which)."""
+    count = 0
+    for line in text.splitlines():
+        first = line.split()[:1]
+        try:
+            cls = float(first[0]) if first else 0.0
+        except ValueError:
+            continue
+        count += math.isfinite(cls) and cls == int(cls) and not 0 <= cls < num_classes
+    return count
+
+
+def _row_count(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.strip())
+
+
 def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: int = 0) -> List[Row]:
     """The rows of one label file as ``(class, x0, y0, x1, y1, line)`` normalised; polygon rows as their
     bounding box; with ``keypoints`` (K x D of a pose set's ``kpt_shape``) every row is ``class cx cy w
@@ -105,8 +123,11 @@ def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: 
         if cls != int(cls):
             raise LabelError(path, number, f"class id {parts[0]} is not an integer")
         if not 0 <= cls < num_classes:
+            more = _ids_outside(text, num_classes) - 1
+            also = f", as are {more} more of its {_row_count(text)} rows" if more else ""
             raise LabelError(path, number, f"class id {int(cls)} is outside the {num_classes} class names "
-                               f"of {names_source} (0..{num_classes - 1}); fix the row or the names")
+                               f"of {names_source} (0..{num_classes - 1}){also}; fix the "
+                               f"{'rows' if more else 'row'} or the names")
         if coords and max(coords[:4] if keypoints else coords) > _MOST_NORMALISED:
             shown = " ".join(parts[1:5]) + (" ..." if len(parts) > 5 else "")
             raise LabelError(path, number, f"coordinates {shown} are not normalised: YOLO rows give "
