@@ -25,9 +25,9 @@ def draw(image: Image.Image, dets, scores: bool = True) -> Image.Image:
     of an annotation file); the text (11 px at 640 px, ~1/60 of
     the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
     2048 px photo. Labels are placed from the best score down, each where it covers no label placed
-    before it (:func:`place_label`), and drawn over all the boxes, the best last: of two boxes in one
-    place (a duplicate) the best's label is the one seen; a label with no free place near its box is
-    left out (its box is drawn; ``predictions.json`` has every detection)."""
+    before it and hides no other box's half (:func:`place_label`), and drawn over all the boxes, the
+    best last: of two boxes in one place (a duplicate) the best's label is the one seen; a label with
+    no free place near its box is left out (its box is drawn; ``predictions.json`` has every detection)."""
     image = image.copy()
     pen = ImageDraw.Draw(image)
     side = max(image.size)
@@ -36,10 +36,11 @@ def draw(image: Image.Image, dets, scores: bool = True) -> Image.Image:
     pad = max(1, width // 2)
     order = np.argsort(dets.scores, kind="stable").tolist()  # the best last, so its label is on top of a duplicate's
     spots: Dict[int, Tuple[float, float, float, float]] = {}
+    boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
     for i in reversed(order):  # the best first: its label keeps the place above its box
         left, top, right, bottom = pen.textbbox((0, 0), _text(dets, i, scores), font=font)
         spot = place_label(dets.boxes[i].tolist(), (right + 2 * pad, bottom + 2 * pad), image.size,
-                           list(spots.values()))
+                           list(spots.values()), np.delete(boxes, i, axis=0))
         if spot is not None:  # none in a crowd without a free place: the box alone
             spots[i] = spot
     for i in order:
@@ -64,21 +65,37 @@ def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _hides(rect: Sequence[float], boxes: Optional[np.ndarray]) -> bool:
+    """Whether ``rect`` covers half or more of any of ``boxes [M, 4]`` (x0, y0, x1, y1 px)."""
+    if boxes is None or not len(boxes):
+        return False
+    iw = np.clip(np.minimum(rect[2], boxes[:, 2]) - np.maximum(rect[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(rect[3], boxes[:, 3]) - np.maximum(rect[1], boxes[:, 1]), 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return bool((iw * ih >= 0.5 * np.maximum(area, 1e-9)).any())
+
+
 def place_label(box: Sequence[float], label_size: Tuple[float, float], image_size: Tuple[float, float],
-                taken: Sequence[Sequence[float]] = ()) -> Optional[Tuple[float, float, float, float]]:
+                taken: Sequence[Sequence[float]] = (), others: Optional[np.ndarray] = None
+                ) -> Optional[Tuple[float, float, float, float]]:
     """Where the label of ``box`` goes, ``(x0, y0, x1, y1)`` px: :func:`label_corner`'s place unless it
-    covers a label placed already (``taken``), then the first free of below the box, inside its top
-    and inside its bottom (a crowd of boxes hid each other's labels); None when every one of them
-    covers a placed label: the label is left out, its box drawn (in a crowd a half-covered label
-    read as another score, 'rbc 0.40' over 'rbc 0.388' as 'rbc 0.40837': a walk)."""
+    covers a label placed already (``taken``) or half or more of another box (``others [M, 4]``), then
+    the first free of below the box, inside its top and inside its bottom (given ``others``: inside only
+    when that hides less than half of the box itself; a crowd of boxes hid each
+    other's labels); None when none is free: the label is left out, its box drawn (in a crowd a
+    half-covered label read as another score, 'rbc 0.40' over 'rbc 0.388' as 'rbc 0.40837'; in a row
+    of small vehicles the labels hid the boxes themselves: walks)."""
     x0, y0, x1, y1 = box
     w, h = label_size
     width, height = image_size
     x = max(0, min(x0, width - w))
     first = label_corner(box, label_size, image_size)
     places = [first, (x, y1), (x, y0), (x, y1 - h)]
-    free = [(px, py, px + w, py + h) for px, py in places
-            if not any(_overlap((px, py, px + w, py + h), t) for t in taken)]
+    itself = np.array([box], dtype=np.float64)  # inside a box smaller than the label: it would hide the box itself
+    free = [(px, py, px + w, py + h) for k, (px, py) in enumerate(places)
+            if not any(_overlap((px, py, px + w, py + h), t) for t in taken)
+            and not _hides((px, py, px + w, py + h), others)
+            and not (k >= 2 and others is not None and _hides((px, py, px + w, py + h), itself))]
     inside = [rect for rect in free if 0 <= rect[1] and rect[3] <= height]
     if inside:
         return inside[0]

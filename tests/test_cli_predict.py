@@ -599,6 +599,27 @@ def test_labels_of_boxes_side_by_side_do_not_cover_each_other():
     assert not (out[80:100] == (72, 249, 10)).all(axis=2).any()
 
 
+def test_labels_larger_than_the_boxes_of_a_dense_row_do_not_hide_them():
+    """A row of small vehicles (a walk's 20 px tanks under 80 px labels on a 4800 px image): a label
+    covering half or more of another box goes elsewhere, or is left out; every box's outline shows."""
+    from dfine.drawing import draw, place_label
+    from dfine.inference import Detections
+    neighbour = np.array([[60, 40, 70, 50]], np.float64)  # just above the box: where its label would go
+    assert place_label([60, 52, 70, 62], (40, 12), (192, 192), [], neighbour) == (60, 62, 100, 74)  # below instead
+    n = 8
+    boxes = np.array([[40 + 14 * i, 90, 50 + 14 * i, 100] for i in range(n)], np.float32)  # 10 px boxes, 4 px apart
+    for row in (boxes, boxes + np.array([0, 12, 0, 12], np.float32)):  # and a second row just below
+        boxes = np.concatenate([boxes, row]) if row is not boxes else boxes
+    dets = Detections(boxes=boxes, scores=np.linspace(0.9, 0.5, len(boxes)).astype(np.float32),
+                      labels=np.zeros(len(boxes), np.int64), names=["tank"] * len(boxes),
+                      category_ids=np.ones(len(boxes), np.int64), image_size=(192, 192))
+    out = np.asarray(draw(Image.new("RGB", (192, 192), (0, 0, 0)), dets))
+    red = (out == (255, 56, 56)).all(axis=2)
+    for x0, y0, x1, y1 in boxes.astype(int).tolist():  # the inside of each box (its outline is 2 px): mostly free
+        assert red[y0 + 2:y1 - 1, x0 + 2:x1 - 1].mean() < 0.6, (x0, y0)
+    assert red.sum() > 16 * 30  # the boxes are drawn
+
+
 def test_a_class_named_by_a_number_is_told_from_its_score():
     """LabelMe mahjong tiles named '3', '0.5': the label read '3 0.04', two bare numbers (a walk)."""
     from types import SimpleNamespace
