@@ -167,7 +167,7 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
         splits, notes = dataset_splits(root, fmt, Path(tmp), names=names, temporary="tiling")
         for note in notes:
             say(note)
-        _start(target, root, config)
+        _start(target, root, config, say)
         order = [s for s in ("train", "val", "test") if s in splits]
         data = {s: read_coco_json(Path(splits[s][0])) for s in order}
         paths = {s: [(Path(splits[s][1]) / str(im.get("file_name", ""))).resolve() for im in _by_id(data[s]["images"])]
@@ -211,9 +211,18 @@ def _check_out(out: Path, root: Path) -> None:
         raise DfineError(f"-o {out} already holds files that are not tiles of dfine's; give a new or empty folder")
 
 
-def _start(out: Path, root: Path, config: TileConfig) -> None:
-    """Mark ``out`` as ours, then clear what an earlier tiling into it wrote."""
+def _start(out: Path, root: Path, config: TileConfig, say=print) -> None:
+    """Mark ``out`` as ours, then clear what an earlier tiling into it wrote (said, naming its source
+    and settings)."""
     from dfine.data.convert import write_json_atomic
+    if (out / MARKER).is_file() and any((out / sub).is_dir() for sub in ("images", "annotations")):
+        try:
+            was = json.loads((out / MARKER).read_text())
+            h, w = was["size"]
+            what = f" ({w}x{h} tiles of {was['source']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            what = ""
+        say(f"note: replacing the earlier tiling in {out}{what}")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / MARKER, {"source": str(root.resolve()), **_settings(config)})
     for sub in ("images", "annotations"):

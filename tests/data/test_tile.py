@@ -172,7 +172,9 @@ def test_tiling_again_replaces_its_own_folder_and_refuses_others(tmp_path, capsy
     src = yolo_set(tmp_path / "drone")
     out = tmp_path / "tiles"
     assert main(["data", "tile", str(src), "-o", str(out), "--size", "320", "--no-progress"]) == 0
+    assert "replacing" not in capsys.readouterr().out
     assert main(["data", "tile", str(src), "-o", str(out), "--size", "500", "--no-progress"]) == 0
+    assert f"note: replacing the earlier tiling in {out} (320x320 tiles of {src.resolve()})" in capsys.readouterr().out
     names = {p.name for p in (out / "images" / "train").iterdir()}
     assert names and all(n.split("_x")[1].split("_y")[0] in {"0", "400", "500"} for n in names)  # no 320 tile left
     other = tmp_path / "photos"
