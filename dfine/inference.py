@@ -331,7 +331,8 @@ class Detector:
         for image in images:
             note = unsliced_note(self.name, tile, image.size)
             if note:
-                print(note, file=sys.stderr)
+                from tqdm import tqdm
+                tqdm.write(note, file=sys.stderr)  # on a line of its own under a progress bar (predict's, eval's)
                 self._tiles_said = True
                 return
 
