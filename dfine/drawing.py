@@ -20,20 +20,27 @@ _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 
             (255, 112, 31), (207, 210, 49), (100, 115, 255), (255, 55, 199), (26, 147, 52), (61, 219, 134)]
 
 
-def draw(image: Image.Image, dets, scores: bool = True) -> Image.Image:
+def draw(image: Image.Image, dets, scores: bool = True, empty: Optional[str] = None) -> Image.Image:
     """A copy of ``image`` with boxes labelled ``"name score"`` (``"name"`` without ``scores``: boxes
     of an annotation file); the text (11 px at 640 px, ~1/60 of
     the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
     2048 px photo. Labels are placed from the best score down, each where it covers no label placed
     before it and hides no other box's half (:func:`place_label`), and drawn over all the boxes, the
     best last: of two boxes in one place (a duplicate) the best's label is the one seen; a label with
-    no free place near its box is left out (its box is drawn; ``predictions.json`` has every detection)."""
+    no free place near its box is left out (its box is drawn; ``predictions.json`` has every detection).
+    ``empty``: a caption written in the top-left corner when there is no detection (``dfine predict``'s
+    ``no detection above --conf 0.5``: a bare picture beside the others read as a tool that did nothing)."""
     image = image.copy()
     pen = ImageDraw.Draw(image)
     side = max(image.size)
     width = max(2, round(side / 320))
-    font = label_font(max(11, round(side / 60)), "".join(sorted(set("".join(dets.names)))))
+    font = label_font(max(11, round(side / 60)), "".join(sorted(set("".join(dets.names) + (empty or "")))))
     pad = max(1, width // 2)
+    if empty and not len(dets):
+        _, _, right, bottom = pen.textbbox((0, 0), empty, font=font)
+        pen.rectangle((0, 0, right + 4 * pad, bottom + 4 * pad), fill=(64, 64, 64))
+        pen.text((2 * pad, 2 * pad), empty, fill=(255, 255, 255), font=font)
+        return image
     order = np.argsort(dets.scores, kind="stable").tolist()  # the best last, so its label is on top of a duplicate's
     spots: Dict[int, Tuple[float, float, float, float]] = {}
     boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)

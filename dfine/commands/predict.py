@@ -421,7 +421,7 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
                 for p, im, dets in zip(good, images, found):
                     if sizes is not None:
                         sizes[p] = (ids[p], im.width, im.height)
-                    draw(im, dets).save(out / p.name)
+                    draw(im, dets, empty=f"no detection above --conf {det.conf:g}").save(out / p.name)
                     results.extend(named_results(dets, ids[p], p.name))
             bar.update(len(chunk))
     if len(bad) == len(paths):
