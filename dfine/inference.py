@@ -205,6 +205,7 @@ class Detector:
     clip: bool = True  # boxes clipped to the image (a class default too)
     name: str = "the model"  # the model file's name, in notes
     _tiles_said: bool = False  # the note that a model trained on tiles runs unsliced: said once
+    tiles_run: int = 0  # sliced: the tiles (and whole images, slice.full) run through the model so far
 
     def __init__(self, model: PathLike, device: str = "cpu", conf: Optional[float] = None,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
@@ -348,6 +349,7 @@ class Detector:
         if cfg.full:
             crops.append(image)
             windows = np.concatenate([windows, [[0, 0, image.width, image.height]]])
+        self.tiles_run += len(crops)
         found = []
         for start in range(0, len(crops), self.batch_size):
             batch, sizes = preprocess(crops[start:start + self.batch_size], self.imgsz)

@@ -121,7 +121,8 @@ def test_predict_cli_slice(tmp_path, monkeypatch, capsys):
     results = json.loads((out / "predictions.json").read_text())
     found = np.array([[r["bbox"][0], r["bbox"][1], r["bbox"][0] + r["bbox"][2], r["bbox"][1] + r["bbox"][3]] for r in results])
     assert len(results) == len(truth) == _matched(found, truth)
-    capsys.readouterr()
+    tiles = len(tile_windows(*image.size, (128, 128), 0.25))  # the summary says how many tiles the model ran on
+    assert f"1 image -> {out} ({len(results)} detections, sliced into {tiles} tiles of 128x128, " in capsys.readouterr().out
     for argv, expected in [(["--slice", "1", "2", "3"], "tile size N or H W"), (["--slice", "--overlap", "1.5"], "overlap"),
                            (["--slice", "16"], "at least 32 px")]:
         assert main(["predict", str(tmp_path / "big.png"), "-m", "any.pth", "-o", str(out), *argv]) == 2

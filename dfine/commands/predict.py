@@ -145,7 +145,11 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
     for path, why in bad:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
     where = counted(len(items) - len(bad), "image") if kind == "images" else counted(1, "video")
-    print(f"{where} -> {out} ({counted(len(results), 'detection')}, {out / 'predictions.json'})"
+    sliced = ""
+    if det.slice is not None:
+        th, tw = det.slice.tile or det.imgsz
+        sliced = f", sliced into {counted(det.tiles_run, 'tile')} of {tw}x{th}"
+    print(f"{where} -> {out} ({counted(len(results), 'detection')}{sliced}, {out / 'predictions.json'})"
           + (f"; {len(bad)} unreadable skipped" if bad else ""))
     if sizes is not None:
         labels = write_prelabels(out / PRELABELS, sizes, results, det, f"dfine predict -m {args.model} --conf {det.conf:g}")
