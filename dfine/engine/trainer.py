@@ -1456,6 +1456,16 @@ def _mark_stage2(ax: Any, x: Optional[float]) -> None:
     ax.text(x, 1.0, " stage 2", transform=ax.get_xaxis_transform(), color="tab:red", fontsize=8, va="top", ha="left")
 
 
+def _mark_epoch_ends(ax: Any, bounds: List[int], stage2: Optional[float]) -> str:
+    """A dotted line after the last step of each epoch but the last (``bounds``: those steps), none
+    where the stage-2 line is drawn; the x label, naming the dotted lines only when there are any (a
+    walk read 'dotted: epoch ends' over a plot whose one epoch end was under the stage-2 line)."""
+    xs = [b + 0.5 for b in bounds[:-1] if stage2 is None or b + 0.5 != stage2]
+    for x in xs:
+        ax.axvline(x, color="grey", lw=0.6, ls=":")
+    return "step (dotted: epoch ends)" if xs else "step"
+
+
 def smooth(values: List[float], weight: float = 0.9) -> List[float]:
     """Exponential moving average with bias correction (what TensorBoard's smoothing shows)."""
     out, avg = [], 0.0
@@ -1476,12 +1486,13 @@ def _plot_loss(history: List[Dict[str, Any]], path: Path, plt: Any, stop_epoch: 
         # a marker on each step of a short run: a line through one point draws nothing
         left.plot(steps, smooth(losses, 0.9 if len(losses) > 20 else 0.6), color="tab:blue", lw=2, label="smoothed",
                   marker="o" if len(losses) <= 20 else None, ms=4)
-        for b in bounds[:-1]:
-            left.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
-        _mark_stage2(left, _stage2_step(history, stop_epoch))
+        stage2 = _stage2_step(history, stop_epoch)
+        left.set_xlabel(_mark_epoch_ends(left, bounds, stage2))
+        _mark_stage2(left, stage2)
         _mark_restarts(left, _restart_steps(history))
         left.legend()
-    left.set_xlabel("step (dotted: epoch ends)")
+    else:
+        left.set_xlabel("step")
     _whole_ticks(left)
     left.set_title("train loss per step")
     epochs = [e["epoch"] + 1 for e in history]
@@ -1516,10 +1527,9 @@ def _plot_lr(history: List[Dict[str, Any]], path: Path, plt: Any, names: Dict[st
     if any(steps for steps, _ in series.values()):
         for name, (steps, values) in series.items():
             ax.plot(steps, values, lw=1.5, marker="." if len(steps) <= 50 else None, label=names.get(name, name))
-        for b in bounds[:-1]:
-            ax.axvline(b + 0.5, color="grey", lw=0.6, ls=":")
-        _mark_stage2(ax, _stage2_step(history, stop_epoch))
-        ax.set_xlabel("step (dotted: epoch ends)")
+        stage2 = _stage2_step(history, stop_epoch)
+        ax.set_xlabel(_mark_epoch_ends(ax, bounds, stage2))
+        _mark_stage2(ax, stage2)
     else:
         ax.plot([e["epoch"] + 1 for e in history], [e.get("train_lr", math.nan) for e in history], marker="o",
                 label="lr at the end of the epoch")

@@ -1002,3 +1002,20 @@ def test_the_best_weights_line_is_absolute_as_the_commands_under_it(tiny, monkey
     scored_as(trainer, [0.2])
     trainer.fit()
     assert f"best weights: {tmp_path / 'rel' / 'out' / 'best_stg1.pth'}\n" in capsys.readouterr().out
+
+
+def test_the_step_plots_name_dotted_epoch_ends_only_where_they_are_drawn(tmp_path, monkeypatch):
+    """A walk's 2-epoch run: its one epoch end was under the stage-2 line, and the x label still said
+    'dotted: epoch ends'. An epoch end at the stage line is that line alone; the label names dotted
+    lines only when there are some."""
+    def epoch(i, step):
+        return {"epoch": i, "step": step, "train_loss": 1.0 - i / 10, "train_step_losses": [1.0] * 5,
+                "train_step_lr": [1e-4] * 5}
+
+    for history, ends in (([epoch(0, 5), epoch(1, 10)], []), ([epoch(0, 5), epoch(1, 10), epoch(2, 15)], [10.5])):
+        figures = _drawn(monkeypatch, history, tmp_path, stop_epoch=1)
+        for name in ("loss.png", "lr.png"):
+            ax = figures[name].axes[0]
+            grey = [list(line.get_xdata())[0] for line in ax.get_lines() if line.get_linestyle() == ":"]
+            assert grey == ends, name
+            assert ax.get_xlabel() == ("step (dotted: epoch ends)" if ends else "step"), name
