@@ -106,8 +106,10 @@ def test_export_on_a_voc_data_folder_takes_its_val_split(onnx_model, labelled, t
     converted as training converts it, and nothing written into the dataset or the current folder."""
     voc = voc_folder(labelled, tmp_path / "voc")
     before = sorted(p.relative_to(voc) for p in voc.rglob("*"))
-    ap, out, _ = _eval(capsys, ["-r", str(onnx_model), "--data", str(voc), "-o", str(tmp_path / "m")])
+    ap, out, err = _eval(capsys, ["-r", str(onnx_model), "--data", str(voc), "-o", str(tmp_path / "m")])
     assert ap > 50 and "(4 images)" in out and f"val split of {voc}" in out
+    # how the folder became the split evaluated, as a checkpoint's evaluation says it (a walk: nothing said)
+    assert f"converted VOC {voc} into a temporary folder for this evaluation (removed after it)" in err
     assert sorted(p.relative_to(voc) for p in voc.rglob("*")) == before
     saved = json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())
     assert saved["num_images"] == 4 and saved["data"] == str(voc) and saved["ann_file"] is None
