@@ -890,10 +890,25 @@ def plot_samples(ann_file: os.PathLike | str, images_dir: os.PathLike | str, pat
     return save_figure(fig, path)
 
 
+#: The sides (fractions of the image) the box shapes' panels zoom to: the smallest that holds 99% of them
+_ZOOMS = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _shapes_extent(shapes: np.ndarray) -> float:
+    """The side of the box-shape panels: the smallest of :data:`_ZOOMS` holding 99% of the boxes' widths
+    and heights ``[N, 2]`` (fractions of the image); satellite vehicles, under a tenth of the image,
+    were a blob in the middle of a 0..1 plot (a walk)."""
+    if not len(shapes):
+        return 1.0
+    most = float(np.quantile(shapes, 0.99, axis=0).max())
+    return next(z for z in _ZOOMS if most <= z or z == 1.0)
+
+
 def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Mapping[int, str]] = None,
                 title: Optional[str] = None) -> Path:
     """A picture of the labels like Ultralytics' ``labels.jpg``: instances per class, the boxes
-    drawn centred, box centres and box sizes (normalised by the image); ``title``: what the data
+    drawn centred, box centres and box sizes (normalised by the image; the shape panels zoomed to
+    the boxes' sizes, :func:`_shapes_extent`); ``title``: what the data
     is (default: the annotation file's name). Needs matplotlib."""
     heading = title or Path(report.ann_file).name
     from dfine.engine.plots import save_figure
@@ -922,20 +937,22 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     for w, h in shapes[sample]:
         ax.add_patch(plt.Rectangle((0.5 - w / 2, 0.5 - h / 2), w, h, fill=False, lw=0.8 if len(sample) < 100 else 0.4,
                                    alpha=alpha, color="#3b7dd8"))
-    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=_sample_title(len(shapes), len(sample)))
+    zoom = _shapes_extent(shapes)
+    ax.set(xlim=(0.5 - zoom / 2, 0.5 + zoom / 2), ylim=(0.5 - zoom / 2, 0.5 + zoom / 2), aspect="equal",
+           title=_sample_title(len(shapes), len(sample)))
     # Blues from near its middle: a cell of one box is plainly blue (the map's own start is white, as the empty cells)
     blues = matplotlib.colors.ListedColormap(matplotlib.colormaps["Blues"](np.linspace(0.45, 1.0, 256)))
-    for ax, values, title, (xl, yl) in ((axes[1, 0], centres, "box centres", ("x", "y")),
-                                        (axes[1, 1], shapes, "box sizes", ("width", "height"))):
+    for ax, values, title, (xl, yl), top in ((axes[1, 0], centres, "box centres", ("x", "y"), 1.0),
+                                             (axes[1, 1], shapes, "box sizes", ("width", "height"), zoom)):
         if len(values):
-            *_, mesh = ax.hist2d(np.clip(values[:, 0], 0, 1), np.clip(values[:, 1], 0, 1), bins=50,
-                                 range=[[0, 1], [0, 1]], cmap=blues, cmin=1,
+            *_, mesh = ax.hist2d(np.clip(values[:, 0], 0, top), np.clip(values[:, 1], 0, top), bins=50,
+                                 range=[[0, top], [0, top]], cmap=blues, cmin=1,
                                  norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(2, len(values))))
             bar = fig.colorbar(mesh, ax=ax, shrink=0.8, label="boxes per cell")
             plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 1, 2, 10: not 10^0, 2x10^0
             bar.ax.yaxis.set_major_formatter(plain)
             bar.ax.yaxis.set_minor_formatter(plain if len(values) <= 10 else matplotlib.ticker.NullFormatter())
-        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=f"{title} (fraction of the image)", xlabel=xl,
+        ax.set(xlim=(0, top), ylim=(0, top), aspect="equal", title=f"{title} (fraction of the image)", xlabel=xl,
                ylabel=yl)
     axes[1, 0].invert_yaxis()
     s, m, l = report.box_sizes

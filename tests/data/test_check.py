@@ -150,6 +150,13 @@ def test_labels_plot_of_a_few_boxes_shows_them(tmp_path, monkeypatch):
     assert (tmp_path / "labels.png").is_file() and not list(tmp_path.glob(".*.png"))
     # a walk read "2 boxes in 3 classes" for a split whose boxes were all of one class
     assert classes.get_title() == f"3 boxes in 1 of {len(CATS)} classes"
+    assert sizes.get_xlim() == (0, 1) and boxes.get_xlim() == (0, 1)  # boxes up to 0.6 of the image: all of it
+    # satellite vehicles, under a twentieth of the image: the shape panels zoom to them (a blob at 0..1, a walk)
+    ann, img = _small(tmp_path / "tiny", [[1, 1, 12, 9], [200, 50, 20, 16]], size=(640, 480))
+    plot_report(check_dataset(ann, img), tmp_path / "tiny.png")
+    _, boxes, centres, sizes = drawn[-1].axes[:4]
+    assert sizes.get_xlim() == (0, 0.05) and np.allclose(boxes.get_xlim(), (0.475, 0.525))
+    assert centres.get_xlim() == (0, 1)  # where they are: the whole image
 
 
 # ---------------------------------------------------------------- the check before training
