@@ -60,9 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--plot", metavar="PNG", help="picture of class counts, box centres and box sizes")
     check.add_argument("--deep", action="store_true", help="decode every pixel (default: image headers only)")
     check.add_argument("--workers", type=int, default=8, help="threads reading images (default 8)")
-    check.add_argument("--imgsz", type=int, default=640, metavar="N",
+    check.add_argument("--imgsz", type=int, default=None, metavar="N",
                        help="also count small / medium / large boxes as the model sees them at N x N input "
-                            "(default 640, the recipes' size; as dfine train --imgsz)")
+                            "(default 640, the recipes' size, or the tile size of a dfine data tile folder; as "
+                            "dfine train --imgsz)")
     check.set_defaults(func=run_check)
     tile = sub.add_parser("tile", help="cut a dataset's images and boxes into tiles (small objects in large images: "
                                        "train on tiles, predict with --slice)")
@@ -146,7 +147,8 @@ def run_check(args: argparse.Namespace) -> int:
     from dfine.data.check import check_dataset, default_images, fix_dataset, plot_backend, plot_report
     from dfine.errors import DfineError
 
-    _check_imgsz(args.imgsz)  # a bad value said before the images are read
+    if args.imgsz is not None:
+        _check_imgsz(args.imgsz)  # a bad value said before the images are read
     if args.plot:
         plot_backend()  # missing matplotlib said before the check, not after it
     from dfine.data.archive import dataset_folder
@@ -162,7 +164,7 @@ def run_check(args: argparse.Namespace) -> int:
     images = args.images or default_images(args.ann_file)
     report = check_dataset(args.ann_file, images, level="deep" if args.deep else "headers",
                            workers=args.workers, progress=True, empty_is_error=True)
-    print(report.format(imgsz=args.imgsz))
+    print(report.format(imgsz=_imgsz_for(args.imgsz, args.ann_file)))
     if args.plot:
         print(f"plot: {plot_report(report, args.plot)}")
         _plot_samples(args.ann_file, images, Path(args.plot), None)
@@ -194,6 +196,16 @@ def _said_once(report: Any, strays: Set[Tuple[str, Tuple[Any, ...]]]) -> Any:
         strays.add(key)
         return report
     return dataclasses.replace(report, findings={k: v for k, v in report.findings.items() if k != "unreferenced"})
+
+
+def _imgsz_for(given: Optional[int], ann_file: Any) -> int:
+    """The ``--imgsz`` the check counts box sizes at: the one given, else a tiling's tile size (its
+    printed train command's; a walk's 320 px tiles were counted at 640, twice their size), else 640."""
+    if given is not None:
+        return given
+    from dfine.data.tile import tiles_info
+    size = (tiles_info(ann_file) or {}).get("size")
+    return int(max(size)) if isinstance(size, list) and len(size) == 2 else 640
 
 
 def _check_imgsz(n: int) -> None:
@@ -235,8 +247,8 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
             if not kept:  # the converted file lives in the temporary folder: name the split instead
                 report = dataclasses.replace(report, ann_file=f"{split} split of {root}")
             report = _said_once(report, strays)
-            print(report.format(fix=_folder_fix(fmt, kept, root, split, ann, args.names), imgsz=args.imgsz,
-                                data=str(root)))
+            print(report.format(fix=_folder_fix(fmt, kept, root, split, ann, args.names),
+                                imgsz=_imgsz_for(args.imgsz, ann), data=str(root)))
             if args.plot:
                 plot = Path(args.plot)
                 path = plot.with_name(f"{plot.stem}_{split}{plot.suffix or '.png'}") if len(splits) > 1 else plot

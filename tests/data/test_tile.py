@@ -168,6 +168,17 @@ def test_the_tiles_folder_is_a_dataset_train_reads_and_records_its_source(tiled)
     assert tiles_info(src / "data.yaml") is None
 
 
+def test_data_check_of_tiles_counts_the_boxes_at_the_tile_size(tiled, capsys):
+    """The tiles are the model's input as they are (the printed train command's --imgsz): a walk's
+    320 px tiles were counted at --imgsz 640, their boxes twice their size."""
+    _, out, _, _ = tiled
+    assert main(["data", "check", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "as the model sees them at --imgsz 320 (images resized to 320x320)" in printed and "--imgsz 640" not in printed
+    assert main(["data", "check", str(out), "--imgsz", "640"]) == 0  # given: as given
+    assert "as the model sees them at --imgsz 640" in capsys.readouterr().out
+
+
 def test_tiling_again_replaces_its_own_folder_and_refuses_others(tmp_path, capsys):
     src = yolo_set(tmp_path / "drone")
     out = tmp_path / "tiles"
