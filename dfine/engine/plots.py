@@ -18,7 +18,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, List, Mapping, Sequence, Tuple, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -163,14 +163,16 @@ def plot_confidence(curve: Any, path: PathLike, title: str = "by score threshold
 
 def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], truths: Sequence[Sequence[Tuple]],
                          class_names: Sequence[str], path: PathLike, conf: float = 0.5, cols: int = 4,
-                         source: str = "ONNX Runtime") -> Path:
+                         source: str = "ONNX Runtime", files: Optional[Sequence[str]] = None) -> Path:
     """A grid of images with predicted boxes (class colour, name and score) above ``conf`` and
     the ground truth as thin dashed white boxes, those no detection found (same class, IoU 0.5)
     dashed red with their class name (a walk could not tell which true box was the rare class).
 
     ``images``: PIL images; ``predictions``: :class:`~dfine.inference.Detections` per image (or
     anything with ``boxes`` xyxy px, ``scores`` and ``labels`` indexing ``class_names``);
-    ``truths``: per image ``(label, (x0, y0, x1, y1))`` pairs; ``source``: what predicted, in the title.
+    ``truths``: per image ``(label, (x0, y0, x1, y1))`` pairs; ``source``: what predicted, in the title;
+    ``files``: the images' file names, above each panel's counts (a walk could not tell which image a
+    panel was).
     """
     plt = pyplot()
     colors = plt.get_cmap("tab10")
@@ -181,7 +183,7 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
     for ax in axes.flat:
         ax.axis("off")
     labels = []
-    for ax, image, det, truth in zip(axes.flat, images, predictions, truths):
+    for k, (ax, image, det, truth) in enumerate(zip(axes.flat, images, predictions, truths)):
         ax.imshow(image)
         found = _found(det, truth, conf)
         for (label, (x0, y0, x1, y1)), hit in zip(truth, found):
@@ -202,8 +204,8 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
                            bbox=dict(facecolor=c, edgecolor="none", pad=_LABEL_PAD, alpha=0.85), clip_on=True,
                            in_layout=False)
             labels.append((ax, text, (x0, y0, x1, y1), image.size))
-        ax.set_title(f"{sum(s > conf for s in det.scores)} found, {int(found.sum())} right / {len(truth)} true",
-                     fontsize=8)
+        counts = f"{sum(s > conf for s in det.scores)} found, {int(found.sum())} right / {len(truth)} true"
+        ax.set_title(f"{_short(files[k], _FILE_CHARS)}\n{counts}" if files else counts, fontsize=8)
     fig.suptitle(f"val predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed",
                  fontsize=10)
     fig.tight_layout()
@@ -215,8 +217,11 @@ _LABEL_PAD = 1  # points around a label's text, its coloured band
 _NAME_CHARS = 18  # a longer class name is cut in a grid's labels, so that the score beside it stays in the tile
 
 
-def _short(name: str) -> str:
-    return name if len(name) <= _NAME_CHARS else name[:_NAME_CHARS - 1].rstrip() + "\u2026"
+_FILE_CHARS = 36  # a longer file name is cut in a grid panel's title (its start kept, as it sorts)
+
+
+def _short(name: str, most: int = _NAME_CHARS) -> str:
+    return name if len(name) <= most else name[:most - 1].rstrip() + "\u2026"
 
 
 _MISSED = "#e0301e"  # a true box no detection found
@@ -284,7 +289,8 @@ def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: PathL
                                     scores=np.asarray([d["score"] for d in found], np.float32),
                                     labels=np.asarray([label[int(d["category_id"])] for d in found], np.int64)))
     return plot_prediction_grid(images, dets, [truth.get(i, []) for i in metrics.samples],
-                                [names[c] for c in cat_ids], path, conf=conf, source=source)
+                                [names[c] for c in cat_ids], path, conf=conf, source=source,
+                                files=[Path(str(files[i])).name for i in metrics.samples])
 
 
 def confusion_matrix(ann: Union[PathLike, Mapping[str, Any]], detections: Sequence[Mapping[str, Any]],

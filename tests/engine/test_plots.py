@@ -83,7 +83,8 @@ def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path,
     path = plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "v.png", conf=0.5, source="best.pth")
     assert path.is_file()
     per_image = [sum(a["image_id"] == i for a in truth) for i in metrics.samples]
-    assert drawn["titles"] == [f"{n} found, {n} right / {n} true" for n in per_image]
+    files = {im["id"]: im["file_name"] for im in ann["images"]}  # each panel names its image (a walk could not tell)
+    assert drawn["titles"] == [f"{files[i]}\n{n} found, {n} right / {n} true" for i, n in zip(metrics.samples, per_image)]
     names = {c["id"]: c["name"] for c in ann["categories"]}
     assert sorted(drawn["labels"]) == sorted(f"{names[a['category_id']]} 0.80" for a in truth)
     assert drawn["suptitle"] == ("val predictions (best.pth, score > 0.5); dashed: ground truth, red with its class: "
