@@ -180,7 +180,8 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
             done.append(_tile_split(split, Path(ann), data[split], Path(folder), images, target, root, config,
                                     workers, progress, names))
             say(done[-1].summary(config))
-            for line in [*_unseen_note(done[-1], config), *_background_note(done[-1], config)]:
+            again = _command(root, target, config, names)
+            for line in [*_unseen_note(done[-1], config), *_background_note(done[-1], config, again)]:
                 say(line)
     h, w = config.size
     imgsz = f" --imgsz {w}" if w == h else f" --imgsz {h} {w}"
@@ -395,17 +396,32 @@ def _in_window(boxes: np.ndarray, window: Tuple[int, int, int, int], min_visible
 BACKGROUND_SHARE = 0.5
 
 
-def _background_note(done: TiledSplit, config: TileConfig) -> Iterator[str]:
+def _command(root: Path, out: Path, config: TileConfig, names: Optional[Sequence[str]]) -> List[str]:
+    """The ``dfine data tile`` command of this tiling, its options as given (defaults left out)."""
+    h, w = config.size
+    words = ["dfine", "data", "tile", str(root)]
+    if out != default_out(root, w):
+        words += ["-o", str(out)]
+    words += ["--size", *([str(w)] if w == h else [str(h), str(w)])]
+    for flag, value, default in (("--overlap", config.overlap, 0.2), ("--min-visible", config.min_visible, 0.5),
+                                 ("--seed", config.seed, 0)):
+        if value != default:
+            words += [flag, f"{value:g}"]
+    return words + (["--names", ",".join(map(str, names))] if names else [])
+
+
+def _background_note(done: TiledSplit, config: TileConfig, again: Sequence[str] = ()) -> Iterator[str]:
     """When most train tiles hold no box and all are kept: the epoch they make longer and the
-    ``--empty`` that keeps about as many as there are tiles with boxes (a walk: 92% of its tiles,
-    an epoch 12x the tiles with objects, said nowhere)."""
+    ``--empty`` that keeps about as many as there are tiles with boxes, in the tiling command
+    ``again`` (a walk: 92% of its tiles, an epoch 12x the tiles with objects, said nowhere)."""
     with_boxes = done.tiles - done.empty_kept
     if done.split != "train" or config.empty < 1 or done.empty_kept <= BACKGROUND_SHARE * max(done.tiles, 1):
         return
     fraction = max(0.01, round(with_boxes / done.empty_kept, 2))
     yield (f"note: {done.empty_kept} of the {done.tiles} train tiles ({done.empty_kept / done.tiles:.0%}) hold no box, "
            f"all kept (--empty 1): an epoch is {done.tiles / max(with_boxes, 1):.0f}x the steps of the tiles with "
-           f"boxes; --empty {fraction:g} keeps about as many background tiles as those, seeded (val keeps every tile)")
+           f"boxes; --empty {fraction:g} keeps about as many background tiles as those, seeded (val keeps every tile)"
+           + (f": {shlex.join([*again, '--empty', f'{fraction:g}'])}" if again else ""))
 
 
 def _unseen_note(done: TiledSplit, config: TileConfig) -> Iterator[str]:

@@ -276,7 +276,11 @@ def test_class_id_out_of_range_names_file_and_line(tmp_path):
     with pytest.raises(DatasetError) as err:
         convert_yolo(src)
     assert str(err.value) == (f"{src.resolve() / 'labels/train/a.txt'} line 1: class id 15 is outside the 2 class names "
-                              f"of {src / 'data.yaml'} (0..1), as are 2 more of its 4 rows; fix the rows or the names")
+                              f"of {src / 'data.yaml'} (0..1); so are 3 of its 4 rows; fix the rows or the names")
+    yolo_labels(src / "labels/train/a.txt", ["15 0.5 0.5 0.2 0.4", "16 0.3 0.3 0.1 0.1"])  # all of them: said so
+    with pytest.raises(DatasetError) as err:
+        convert_yolo(src)
+    assert "(0..1); so are all 2 of its rows; fix the rows or the names" in str(err.value)
 
 
 def test_exif_rotated_yolo_image_gets_the_shown_size(tmp_path):

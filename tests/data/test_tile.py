@@ -143,8 +143,9 @@ def test_mostly_background_train_tiles_are_said_with_the_empty_fraction_that_eve
                      f"({train.empty_kept / train.tiles:.0%}) hold no box, all kept (--empty 1): an epoch is "
                      f"{train.tiles / with_boxes:.0f}x the steps of the tiles with boxes; --empty "
                      f"{round(with_boxes / train.empty_kept, 2):g} keeps about as many background tiles as those, "
-                     f"seeded (val keeps every tile)"]
-    fraction = float(notes[0].split("--empty ")[2].split()[0])
+                     f"seeded (val keeps every tile): dfine data tile {src} -o {tmp_path / 'all'} --size 160 --empty "
+                     f"{round(with_boxes / train.empty_kept, 2):g}"]
+    fraction = float(notes[0].split("--empty ")[-1].split()[0])
     said.clear()
     thinned = tile_dataset(src, tmp_path / "thin", TileConfig(size=(160, 160), empty=fraction), progress=False,
                            say=said.append)[0]

@@ -123,11 +123,12 @@ def read_label_file(path: Path, num_classes: int, names_source: str, keypoints: 
         if cls != int(cls):
             raise LabelError(path, number, f"class id {parts[0]} is not an integer")
         if not 0 <= cls < num_classes:
-            more = _ids_outside(text, num_classes) - 1
-            also = f", as are {more} more of its {_row_count(text)} rows" if more else ""
+            wrong, rows = _ids_outside(text, num_classes), _row_count(text)
+            also = "" if wrong == 1 else (f"; so are all {rows} of its rows" if wrong == rows
+                                          else f"; so are {wrong} of its {rows} rows")
             raise LabelError(path, number, f"class id {int(cls)} is outside the {num_classes} class names "
                                f"of {names_source} (0..{num_classes - 1}){also}; fix the "
-                               f"{'rows' if more else 'row'} or the names")
+                               f"{'row' if wrong == 1 else 'rows'} or the names")
         if coords and max(coords[:4] if keypoints else coords) > _MOST_NORMALISED:
             shown = " ".join(parts[1:5]) + (" ..." if len(parts) > 5 else "")
             raise LabelError(path, number, f"coordinates {shown} are not normalised: YOLO rows give "
