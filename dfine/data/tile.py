@@ -73,7 +73,7 @@ def tiny_boxes_note(sides: np.ndarray, shrink: np.ndarray, size: Tuple[int, int]
     if factor < 1.5:
         return f"{head}; they are that small in the images: a larger --imgsz enlarges them (slower steps)"
     source = shlex.quote(str(data)) if data is not None else "DATASET"
-    tiles = shlex.quote(str(default_out(Path(data), size[1]))) if data is not None else "TILES"
+    tiles = shlex.quote(str(default_out(Path(data), (size[1], size[1])))) if data is not None else "TILES"
     return (f"{head}, because their images are shrunk {factor:.1f}x to fit: train on tiles that keep their pixels "
             f"(dfine data tile {source} --size {size[1]}, then --data {tiles}; predict with --slice)")
 
@@ -161,7 +161,7 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
 
     root = dataset_folder(require_path(src))
     fmt = detect_format(root, option="SRC")
-    target = Path(out).expanduser() if out is not None else default_out(root, config.size[1])
+    target = Path(out).expanduser() if out is not None else default_out(root, config.size)
     _check_out(target, root)
     with tempfile.TemporaryDirectory(prefix="dfine-tile-") as tmp:
         splits, notes = dataset_splits(root, fmt, Path(tmp), names=names, temporary="tiling")
@@ -190,11 +190,14 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
     return done
 
 
-def default_out(root: Path, width: int) -> Path:
-    """Where the tiles of the dataset at ``root`` (a folder, or a file in it) go without ``-o``:
-    ``NAME_tiles640`` beside its folder."""
+def default_out(root: Path, size: Tuple[int, int]) -> Path:
+    """Where the tiles of ``size`` (height, width) of the dataset at ``root`` (a folder, or a file in
+    it) go without ``-o``: ``NAME_tiles640`` beside its folder, ``NAME_tiles256x384`` (height x width,
+    as ``--size`` takes them) for non-square ones, apart from the square tiles of either side (a walk's
+    256x384 tiling replaced its 384x384 one)."""
     base = root.with_suffix("") if root.suffix.lower() == ".zip" else root.parent if root.is_file() else root
-    return base.parent / f"{base.name}_tiles{width}"
+    h, w = size
+    return base.parent / f"{base.name}_tiles{w if h == w else f'{h}x{w}'}"
 
 
 def _check_out(out: Path, root: Path) -> None:
@@ -400,7 +403,7 @@ def _command(root: Path, out: Path, config: TileConfig, names: Optional[Sequence
     """The ``dfine data tile`` command of this tiling, its options as given (defaults left out)."""
     h, w = config.size
     words = ["dfine", "data", "tile", str(root)]
-    if out != default_out(root, w):
+    if out != default_out(root, config.size):
         words += ["-o", str(out)]
     words += ["--size", *([str(w)] if w == h else [str(h), str(w)])]
     for flag, value, default in (("--overlap", config.overlap, 0.2), ("--min-visible", config.min_visible, 0.5),

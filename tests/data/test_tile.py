@@ -213,6 +213,10 @@ def test_default_folder_is_beside_the_dataset(tmp_path, capsys):
     assert main(["data", "tile", str(src), "--size", "400", "--no-progress"]) == 0
     assert (tmp_path / "drone_tiles400" / "annotations" / "instances_val.json").is_file()
     assert f"wrote {tmp_path / 'drone_tiles400'} (400x400 tiles" in capsys.readouterr().out
+    # non-square tiles apart from the square ones of either side (a walk's 256x384 tiling replaced its 384x384 one)
+    assert main(["data", "tile", str(src), "--size", "256", "400", "--no-progress"]) == 0
+    assert f"wrote {tmp_path / 'drone_tiles256x400'} (400x256 tiles" in capsys.readouterr().out
+    assert (tmp_path / "drone_tiles400" / "annotations" / "instances_val.json").is_file()
 
 
 def test_tiny_boxes_at_the_input_size_are_said_with_the_tiling_command(tmp_path):
@@ -294,7 +298,7 @@ def test_non_square_tiles_train_at_their_size_as_printed(tmp_path, capsys, monke
     assert main(["data", "tile", "drone", "--size", "256", "384", "--no-progress"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     train = shlex.split(printed.split("train on the tiles: ")[1].split(", then")[0])
-    assert train == ["dfine", "train", "--data", "drone_tiles384", "--imgsz", "256", "384",
+    assert train == ["dfine", "train", "--data", "drone_tiles256x384", "--imgsz", "256", "384",
                      "--model", "dfine_n"]
     fast = [a for a in train_one_step("x") if a not in ("--imgsz", "320")][5:]  # train_one_step's options, not its size
     assert main(train[1:] + fast) == 0
