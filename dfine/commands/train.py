@@ -145,8 +145,8 @@ def imgsz_value(given: Any) -> Any:
 
 
 def image_hw(value: Any) -> Tuple[int, int]:
-    """``(height, width)`` of a kept ``--imgsz`` value (:func:`imgsz_value`)."""
-    return (int(value[0]), int(value[1])) if isinstance(value, (list, tuple)) else (int(value), int(value))
+    """``(height, width)`` of an ``--imgsz`` value: ``N``, ``[N]`` as parsed, or ``[H, W]``."""
+    return (int(value[0]), int(value[-1])) if isinstance(value, (list, tuple)) else (int(value), int(value))
 
 
 def imgsz_words(value: Any) -> str:
