@@ -151,8 +151,8 @@ def image_hw(value: Any) -> Tuple[int, int]:
 
 def imgsz_words(value: Any) -> str:
     """``--imgsz``'s words for a kept value: ``320`` or ``256 384``."""
-    h, w = image_hw(value)
-    return str(h) if h == w else f"{h} {w}"
+    from dfine.slicing import slice_words
+    return slice_words(image_hw(value))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ import numpy as np
 from dfine.data.cocojson import DatasetError, read_coco_json, unsafe_file_name
 from dfine.errors import DfineError
 from dfine.text import counted
+from dfine.slicing import slice_words
 
 __all__ = ["TileConfig", "TiledSplit", "default_out", "tile_dataset", "tiles_info", "tiny_boxes_note", "MARKER",
            "TINY_SIDE"]
@@ -173,6 +174,7 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
         paths = {s: [(Path(splits[s][1]) / str(im.get("file_name", ""))).resolve() for im in _by_id(data[s]["images"])]
                  for s in order}
         done = []
+        again = _command(root, target, config, names)
         for split in order:
             ann, folder = splits[split]
             others = [p for s in order if s != split for p in paths[s]]
@@ -180,13 +182,11 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
             done.append(_tile_split(split, Path(ann), data[split], Path(folder), images, target, root, config,
                                     workers, progress, names))
             say(done[-1].summary(config))
-            again = _command(root, target, config, names)
             for line in [*_unseen_note(done[-1], config), *_background_note(done[-1], config, again)]:
                 say(line)
-    h, w = config.size
-    imgsz = f" --imgsz {w}" if w == h else f" --imgsz {h} {w}"
-    say(f"wrote {target} ({config.said()}); train on the tiles: dfine train --data {shlex.quote(str(target))}"
-        f"{imgsz} --model dfine_n, then use the model on whole images with --slice (dfine predict, dfine eval)")
+    say(f"wrote {target} ({config.said()}); train on the tiles: dfine train --data {shlex.quote(str(target))} "
+        f"--imgsz {slice_words(config.size)} --model dfine_n, then use the model on whole images with --slice "
+        f"(dfine predict, dfine eval)")
     return done
 
 
@@ -401,11 +401,10 @@ BACKGROUND_SHARE = 0.5
 
 def _command(root: Path, out: Path, config: TileConfig, names: Optional[Sequence[str]]) -> List[str]:
     """The ``dfine data tile`` command of this tiling, its options as given (defaults left out)."""
-    h, w = config.size
     words = ["dfine", "data", "tile", str(root)]
     if out != default_out(root, config.size):
         words += ["-o", str(out)]
-    words += ["--size", *([str(w)] if w == h else [str(h), str(w)])]
+    words += ["--size", *slice_words(config.size).split()]
     for flag, value, default in (("--overlap", config.overlap, 0.2), ("--min-visible", config.min_visible, 0.5),
                                  ("--seed", config.seed, 0)):
         if value != default:

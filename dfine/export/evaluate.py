@@ -139,8 +139,7 @@ def evaluate_detector(detector: Any, data: EvalSet, progress: bool = False, warn
     metrics = coco_metrics(data.ann, dets, [i for i, _ in data.images], max_dets=data.max_dets,
                            sliced=getattr(detector, "slice", None) is not None)
     cut = getattr(detector, "slice", None)
-    slicing = None if cut is None else {"tile": list(cut.tile or detector.imgsz), "overlap": cut.overlap,
-                                        "merge": cut.merge, "iou": cut.iou, "full": cut.full}
+    slicing = None if cut is None else {**dataclasses.asdict(cut), "tile": list(cut.tile or detector.imgsz)}
     return dataclasses.replace(metrics, classes=tuple(i for i in detector._engine.category_ids if i in known),
                                slicing=slicing)
 
