@@ -1019,3 +1019,16 @@ def test_the_step_plots_name_dotted_epoch_ends_only_where_they_are_drawn(tmp_pat
             grey = [list(line.get_xdata())[0] for line in ax.get_lines() if line.get_linestyle() == ":"]
             assert grey == ends, name
             assert ax.get_xlabel() == ("step (dotted: epoch ends)" if ends else "step"), name
+
+
+def test_epoch_bar_shows_the_epochs_mean_loss(tiny, capsys):
+    """A walk's log ended an epoch's bar with ``loss=0.0002`` (its last batch: background tiles) beside
+    the epoch's mean of 7.4 and read it as a model that had learned everything: the bar shows the mean."""
+    recipe, _ = tiny
+    trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=1"]), progress=True)
+    losses = iter([9.0, 0.0])  # two steps: 8 images, batch 4
+    trainer.train_step = lambda *a, **k: {"loss_a": torch.tensor(next(losses))}
+    stats = trainer.train_one_epoch(0)
+    assert stats["loss"] == pytest.approx(4.5)
+    bar = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "mean_loss=4.5000" in bar and "2/2" in bar, bar
