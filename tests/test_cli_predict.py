@@ -283,7 +283,7 @@ def test_nothing_found_note_without_scores():
     from dfine.commands.predict import nothing_found_note
     assert nothing_found_note(0.5, 0.004, "1 image") == (
         "note: no detection scored above --conf 0.5 in 1 image (highest score 0.004): the model sees nothing it "
-        "knows here; is it the model for these images?")
+        "knows here: it has trained too little (see its val mAP), or on other kinds of images")
     assert nothing_found_note(0.5, 0.3, "1 image").endswith("(highest score 0.30); try --conf 0.29 to see it")
     # not 'highest score 0.76; try --conf 0.76' for 0.764 (seen on the battery data)
     assert nothing_found_note(0.9, 0.76435, "1 image").endswith("(highest score 0.76); try --conf 0.75 to see it")

@@ -187,8 +187,9 @@ def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
         return f"{head}; try a lower --conf (e.g. --conf {conf / 2:g})"
     lower = round(best, 2) - 0.01  # a hundredth below the score as shown: below the score itself too
     if lower < 0.01:
-        return (f"{head} (highest score {best:.3f}): the model sees nothing it knows here; is it the model for "
-                f"these images?")
+        # a walk's 30-step model of exactly these images was asked 'is it the model for these images?'
+        return (f"{head} (highest score {best:.3f}): the model sees nothing it knows here: it has trained too "
+                f"little (see its val mAP), or on other kinds of images")
     if best < LOW_SCORE:  # a walk followed 'to see it' to 351 boxes on 6 images: scores this low are flat
         return (f"{head} (highest score {best:.2f}); try --conf {lower:.2f} to see its best guesses: scores this low "
                 f"are a model that has learned little yet (or not of these images), and many boxes come near them")
