@@ -140,14 +140,18 @@ OTHER_TILE = 1.25
 
 def other_tile_note(name: str, trained: Tuple[int, int], cut: Tuple[int, int]) -> Optional[str]:
     """The note for a model trained on ``trained`` (height, width) tiles sliced into ``cut`` ones:
-    its objects reach the input that many times smaller (or larger) than in training. None when the
-    two are within :data:`OTHER_TILE` of each other."""
-    factor = max(cut[0] / trained[0], cut[1] / trained[1])
-    if 1 / OTHER_TILE < factor < OTHER_TILE:
+    its objects reach the input that many times smaller (or larger) than in training, or, where the
+    two sides scale apart, that many times as tall and as wide. None when each side is within
+    :data:`OTHER_TILE` of the trained one."""
+    tall, wide = trained[0] / cut[0], trained[1] / cut[1]  # an object's size at the input against in training
+    if all(1 / OTHER_TILE < s < OTHER_TILE for s in (tall, wide)):
         return None
-    scale = f"{factor:.1f}x smaller" if factor > 1 else f"{1 / factor:.1f}x larger"
+    if f"{tall:.1f}" == f"{wide:.1f}":
+        scale = (f"{1 / tall:.1f}x smaller" if tall < 1 else f"{tall:.1f}x larger") + " than"
+    else:  # a 320x320 tile into a 256x384 input was said to be '1.2x smaller' (a walk): it is squeezed, not shrunk
+        scale = f"{tall:.1f}x as tall and {wide:.1f}x as wide as"
     return (f"note: {name} was trained on {trained[1]}x{trained[0]} tiles (dfine data tile); --slice "
-            f"{slice_words(cut)} cuts {cut[1]}x{cut[0]} ones, so its objects reach the input {scale} than in "
+            f"{slice_words(cut)} cuts {cut[1]}x{cut[0]} ones, so its objects reach the input {scale} in "
             f"training: --slice {slice_words(trained)} cuts them as trained")
 
 

@@ -361,8 +361,22 @@ def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp
     assert main(["predict", "-m", str(weights), str(image), "-o", "pred2", "--slice", "640"]) == 0
     assert (f"note: last.pth {said}; --slice 640 cuts 640x640 ones, so its objects reach the input 2.0x smaller "
             f"than in training: --slice 320 cuts them as trained") in capsys.readouterr().err
-    dfine.Detector(weights, slice=(160, 224))
-    assert "--slice 160 224 cuts 224x160 ones, so its objects reach the input 1.4x larger" in capsys.readouterr().err
+    dfine.Detector(weights, slice=(160, 224))  # the sides scale apart: said for each
+    assert ("--slice 160 224 cuts 224x160 ones, so its objects reach the input 2.0x as tall and 1.4x as wide as in "
+            "training: --slice 320 cuts them as trained") in capsys.readouterr().err
+
+
+def test_other_tile_note_names_each_side_when_they_scale_apart():
+    """A walk's 256x384 model sliced at 320 was told its objects were '1.2x smaller': they are 0.8x as tall
+    and 1.2x as wide. A tile within 1.25x on each side says nothing; one side beyond it does."""
+    from dfine.slicing import other_tile_note
+    assert other_tile_note("m", (256, 384), (320, 320)).endswith(
+        "--slice 320 cuts 320x320 ones, so its objects reach the input 0.8x as tall and 1.2x as wide as in training: "
+        "--slice 256 384 cuts them as trained")
+    assert other_tile_note("m", (320, 320), (640, 640)).endswith("reach the input 2.0x smaller than in training: "
+                                                                  "--slice 320 cuts them as trained")
+    assert other_tile_note("m", (320, 320), (320, 352)) is None and other_tile_note("m", (320, 320), (300, 260)) is None
+    assert "1.0x as tall and 0.8x as wide" in other_tile_note("m", (320, 320), (320, 400))
 
 
 def test_data_check_names_the_tiling_when_the_boxes_are_tiny_at_its_imgsz(tmp_path, capsys):
