@@ -59,6 +59,12 @@ class EvalSet:
     def category_ids(self) -> Tuple[int, ...]:
         return tuple(int(c["id"]) for c in self.ann.get("categories", []))
 
+    @property
+    def boxes(self) -> int:
+        """The non-crowd boxes on the set's images (what AP is scored on)."""
+        ids = {i for i, _ in self.images}
+        return sum(1 for a in self.ann.get("annotations", []) if a.get("image_id") in ids and not a.get("iscrowd"))
+
     def subset(self, images: Sequence[Tuple[int, Path]]) -> "EvalSet":
         return dataclasses.replace(self, images=tuple(images))
 
@@ -289,7 +295,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate_export(args.resume, data, device=args.device or "cpu", progress=not args.no_progress,
                               slice=sliced, imgsz=imgsz, **opt)
     how = f", sliced: {_slice_said(sliced)}" if sliced is not None else ""
-    print(f"{args.resume} on {data.source} ({counted(len(data.images), 'image')}{how}):")
+    # as a checkpoint's header: the box count too (a walk compared the two and missed it here)
+    print(f"{args.resume} on {data.source} ({counted(len(data.images), 'image')}, "
+          f"{counted(data.boxes, 'box', 'boxes')}{how}):")
     print(metrics.coco_summary())  # the standard 12 lines and the per-class table, as for a checkpoint
     print(metrics.table())
     if metrics.dense_note():

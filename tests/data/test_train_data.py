@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path, PureWindowsPath
 import socket
 import tempfile
@@ -887,7 +888,7 @@ def test_eval_on_the_test_split_of_a_data_folder(tmp_path, capsys):
     # the converted test file alone: its images folder is the one it names
     converted = out / "data/annotations/instances_test.json"
     assert main(["eval", "-r", str(onnx), "--ann-file", str(converted)]) == 0
-    assert "(2 images)" in capsys.readouterr().out
+    assert re.search(r"\(2 images, \d+ box(es)?\)", capsys.readouterr().out)
     assert main(["eval", "-r", str(weights), "--split", "test", "--ann-file", str(converted)]) == 2
     assert "error: --split test goes with --data DIR" in capsys.readouterr().err
     plain = _yolo(tmp_path / "plain")
