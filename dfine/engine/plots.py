@@ -106,17 +106,18 @@ def plot_pr_curves(metrics: Any, path: PathLike, title: str = "precision-recall"
     precision = np.asarray(metrics.raw["precision"])
     recall = np.linspace(0.0, 1.0, precision.shape[1])
     fig, ax = plt.subplots(figsize=(8.4, 4.8))
-    colors = plt.get_cmap("tab10")
     shown = [(k, cat) for k, cat in enumerate(metrics.per_class) if not (precision[0, :, k, 0, -1] < 0).all()]
     many = len(shown) > LEGEND_CLASSES
-    for k, cat in shown:  # classes without ground truth left out
+    # a colour each: tab10's repeated from the 11th class on (a walk), tab20's pairs are told apart beside each other
+    colors = plt.get_cmap("tab10" if len(shown) <= 10 else "tab20")
+    for i, (k, cat) in enumerate(shown):  # classes without ground truth left out
         p50, p75 = precision[0, :, k, 0, -1], precision[5, :, k, 0, -1]
         if many:
             ax.plot(recall, np.clip(p50, 0, None), color="grey", lw=0.6, alpha=0.35)
             continue
         name = metrics.names.get(cat, str(cat))
         ap50 = float(p50[p50 > -1].mean())
-        line, = ax.plot(recall, np.clip(p50, 0, None), color=colors(k % 10), lw=2,
+        line, = ax.plot(recall, np.clip(p50, 0, None), color=colors(i), lw=2,
                         label=f"{name}  AP50 {100 * ap50:.1f}  AP {100 * metrics.per_class[cat]:.1f}")
         ax.plot(recall, np.clip(p75, 0, None), color=line.get_color(), lw=1, ls="--")
     if many:

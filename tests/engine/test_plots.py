@@ -18,6 +18,23 @@ def _metrics(classes: int) -> types.SimpleNamespace:
                                  names={i + 1: f"class number {i}" for i in range(classes)})
 
 
+@pytest.mark.parametrize("classes", [3, 11, 12])
+def test_pr_curves_give_each_class_its_own_colour(tmp_path, monkeypatch, classes):
+    """tab10's colours came round again from the 11th class: two classes' curves looked the same."""
+    colours = {}
+    real = plots.save_figure
+
+    def keep(fig, path, dpi=110):
+        legend = fig.axes[0].get_legend()
+        colours.update({t.get_text(): tuple(h.get_color()) if not isinstance(h.get_color(), str) else h.get_color()
+                        for t, h in zip(legend.get_texts(), legend.legend_handles) if t.get_text().startswith("class")})
+        return real(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plots.plot_pr_curves(_metrics(classes), tmp_path / "pr.png")
+    assert len(colours) == classes and len(set(colours.values())) == classes
+
+
 @pytest.mark.parametrize("classes", [3, 61])
 def test_pr_curves_legend_fits_the_picture(tmp_path, monkeypatch, classes):
     """61 classes (a COCO-like set): the legend ran past the figure's foot, cut off, and matplotlib
