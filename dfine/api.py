@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -29,7 +30,9 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     the dataset folder ``data`` (found as ``dfine train --data`` finds it), as ``dfine eval -m MODEL
     --data DATA`` prints it; returns what it writes to ``eval.json``: ``stats`` (``AP``, ``AP50``, ...
     as fractions 0..1), ``per_class`` AP and ``names`` by category id, ``best_conf`` (the ``--conf``
-    with the best F1, or ``None``) and the file's path as ``path``. ``split="test"``: the test split
+    with the best F1, or ``None``), the file's path as ``path`` and the pictures drawn beside it as
+    ``pictures`` (``eval_pr_curves.png``, ``eval_confidence.png``, ``eval_confusion_matrix.png``,
+    ``eval_val_predictions.png``; none without matplotlib). ``split="test"``: the test split
     instead (``dfine eval --split test``; its metrics file is ``eval_test.json``). ``slice``: sliced
     inference, as ``dfine eval --slice`` (``True``: tiles of the model's size; ``N`` or ``(H, W)``), for a
     model trained on tiles (``dfine data tile``); its metrics file is ``MODEL.eval_sliced.json``."""
@@ -56,12 +59,17 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
         argv += ["--slice", *map(str, tile)]
     files = _eval_files(model_path, split, sliced)
     before = {p: p.stat().st_mtime_ns for p in files if p.is_file()}
+    started = time.time_ns()
     _run(argv)
     written = [p for p in files if p.is_file() and before.get(p) != p.stat().st_mtime_ns]
     if not written:
         raise DfineError(f"the evaluation of {model_path} wrote no metrics file")  # pragma: no cover - a bug
     result = json.loads(written[0].read_text(encoding="utf-8"))
     result["path"] = os.path.abspath(written[0])
+    from .engine.plots import EVALUATION_PICTURES, evaluation_prefix
+    prefix = evaluation_prefix(written[0])
+    drawn = (written[0].parent / f"{prefix}{name}" for name in EVALUATION_PICTURES)  # by this evaluation
+    result["pictures"] = [os.path.abspath(p) for p in drawn if p.is_file() and p.stat().st_mtime_ns >= started]
     return result
 
 

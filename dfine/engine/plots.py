@@ -26,7 +26,7 @@ from ..errors import DfineError
 from ..text import no_font_note
 
 __all__ = ["pyplot", "plot_pr_curves", "plot_confidence", "plot_prediction_grid", "plot_val_predictions",
-           "confusion_matrix", "plot_confusion_matrix", "save_figure"]
+           "confusion_matrix", "plot_confusion_matrix", "plot_evaluation", "save_figure"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -265,11 +265,12 @@ def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], 
         text.set_position((rect[0] + pad, rect[1] + pad))
 
 
-def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: PathLike, path: PathLike,
-                         conf: float, source: str) -> Path:
+def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: Union[PathLike, Mapping[int, Path]],
+                         path: PathLike, conf: float, source: str) -> Path:
     """:func:`plot_prediction_grid` of the images an evaluation kept (``metrics.samples``: COCO
     results by image id) with their ground truth from ``ann`` (the parsed annotation file whose
-    images are in ``images_dir``), the detections above ``conf``; ``source`` names the weights."""
+    images are in ``images_dir``, or ``{image id: file}``), the detections above ``conf``; ``source``
+    names the weights."""
     from types import SimpleNamespace
 
     from ..inference import load_image
@@ -284,7 +285,8 @@ def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: PathL
             truth.setdefault(int(a["image_id"]), []).append((label[int(a["category_id"])], (x, y, x + w, y + h)))
     images, dets = [], []
     for image_id, found in metrics.samples.items():
-        images.append(load_image(Path(images_dir) / files[image_id]))
+        images.append(load_image(images_dir[image_id] if isinstance(images_dir, Mapping)
+                                 else Path(images_dir) / files[image_id]))
         xyxy = [[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in found)]
         dets.append(SimpleNamespace(boxes=np.asarray(xyxy, np.float32).reshape(-1, 4),
                                     scores=np.asarray([d["score"] for d in found], np.float32),
@@ -353,3 +355,64 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLi
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of row")
     fig.tight_layout()
     return save_figure(fig, path, tight=True)
+
+
+def plot_evaluation(metrics: Any, out: Path, what: str,
+                    val: Optional[Tuple[Union[PathLike, Mapping[str, Any], None], Any]] = None,
+                    conf: Optional[float] = None, prefix: str = "") -> List[Path]:
+    """``pr_curves.png`` (per class), ``confidence.png`` (F1, precision and recall by ``--conf``)
+    and ``confusion_matrix.png`` (at the best F1's ``--conf``) of one evaluation (a
+    :class:`~dfine.engine.evaluator.CocoMetrics`) in ``out``, each name after ``prefix``
+    (``eval_test_``: ``eval_test_pr_curves.png``); ``what`` names the weights and data in the titles.
+    With ``val`` (the annotation file evaluated, or its parsed content, and its images folder, or
+    ``{image id: file}``) also ``val_predictions.png``: the images the evaluation kept with their
+    detections above ``conf`` (default 0.5) and ground truth. Nothing without matplotlib (its caller
+    says so) or without a box to evaluate against."""
+    if not metrics.has_ground_truth:
+        return []
+    try:
+        pyplot()
+    except DfineError:
+        return []
+    out = Path(out)
+    paths = [plot_pr_curves(metrics, out / f"{prefix}pr_curves.png", title=f"precision-recall: {what}")]
+    if metrics.confidence is not None:
+        paths.append(plot_confidence(metrics.confidence, out / f"{prefix}confidence.png", title=what))
+    matrix = metrics.confusion()
+    if matrix is not None:
+        paths.append(plot_confusion_matrix(matrix, list(metrics.names.values()), out / f"{prefix}confusion_matrix.png",
+                                           min_score=metrics.confusion_conf))
+    if val is not None and val[0] and metrics.samples:
+        from ..data.coco import read_coco_json
+        from ..inference import DEFAULT_CONF
+        ann = val[0] if isinstance(val[0], Mapping) else read_coco_json(Path(val[0]))
+        paths.append(plot_val_predictions(metrics, ann, val[1], out / f"{prefix}val_predictions.png",
+                                          conf=DEFAULT_CONF if conf is None else conf, source=what))
+    return paths
+
+
+#: What :func:`plot_evaluation` may draw, each name after a prefix
+EVALUATION_PICTURES = ("pr_curves.png", "confidence.png", "confusion_matrix.png", "val_predictions.png")
+
+
+def evaluation_prefix(metrics_file: Path) -> str:
+    """The prefix of an evaluation's pictures: its metrics file's name without ``.json``, and ``_``."""
+    name = Path(metrics_file).name
+    return (name[:-len(".json")] if name.endswith(".json") else name) + "_"
+
+
+def evaluation_pictures(metrics: Any, metrics_file: Path, what: str, val: Tuple[Any, Any],
+                        pick: Optional[Mapping[str, float]]) -> str:
+    """Draw :func:`plot_evaluation` of one ``dfine eval`` beside its ``metrics_file`` (``eval.json`` ->
+    ``eval_pr_curves.png``, ``model.onnx.eval_test.json`` -> ``model.onnx.eval_test_pr_curves.png``),
+    val_predictions at ``pick``'s ``--conf`` (the best F1 on this set; 0.5 without one), and return
+    the line that names them (or says why there are none)."""
+    try:
+        pyplot()
+    except DfineError:
+        return "pictures: none (matplotlib is not installed: pip install \"dfine[plots]\")"
+    paths = plot_evaluation(metrics, metrics_file.parent, what, val=val, conf=pick["conf"] if pick else None,
+                            prefix=evaluation_prefix(metrics_file))
+    if not paths:
+        return "pictures: none (the set holds no box to score against)"
+    return f"pictures: {', '.join(p.name for p in paths)} (in {os.path.abspath(metrics_file.parent)})"

@@ -61,7 +61,7 @@ from .precision import choose_precision
 from .summary import (DataCommand, classes_line, dataset_line, duration, images_folder, next_commands,
                       parameters_line, tiled_commands, unmeasured_line, user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
-from .plots import pyplot, save_figure
+from .plots import evaluation_pictures, plot_evaluation, pyplot, save_figure
 
 __all__ = ["Trainer", "BestTracker", "load_backbone", "check_input_size"]
 
@@ -1138,14 +1138,20 @@ class Trainer:
         metrics = self.evaluate()
         self._print("\n".join(t for t in (metrics.coco_summary(), metrics.table(), metrics.dense_note(), metrics.summary())
                                if t))
+        pick = None
         if metrics.confidence is not None and metrics.has_ground_truth:
-            self._print(conf_line(metrics.confidence.pick(), "this set"))
+            pick = metrics.confidence.pick()
+            self._print(conf_line(pick, "this set"))
         if dist.is_main():
             path = self.output_dir / (self.command.eval_file if self.command is not None else "eval.json")
             write_evaluation(path, metrics.to_json(), model=self.cfg.resume or "", num_images=len(self.val_set),
                              ann_file=None if self.command is not None else self.val_set.ann_file,
                              data=self.command.data if self.command is not None else None)
             self._print(f"metrics: {os.path.abspath(path)}")
+            what = (f"{Path(self.cfg.resume or 'model').name}, "
+                    f"{self.command.split if self.command is not None else Path(self.val_set.ann_file).name}")
+            self._print(evaluation_pictures(metrics, path, what, (self.val_set.ann_file, self.val_set.img_folder),
+                                            pick))
         return metrics
 
     # ---------------------------------------------------------------- logs
@@ -1278,37 +1284,6 @@ def _earlier_run(out: Path) -> Tuple[str, set]:
             f"(and starts log.jsonl afresh) and never takes the earlier ones for its own; to continue that run "
             f"instead, resume from {out / 'last.pth'} (-r, or --auto-resume), or choose another output folder to "
             f"keep both"), {n for n in found if n.startswith("best_")}
-
-
-def plot_evaluation(metrics: CocoMetrics, out: Path, what: str, val: Optional[Tuple[Any, Any]] = None,
-                    conf: Optional[float] = None) -> List[Path]:
-    """``pr_curves.png`` (per class), ``confidence.png`` (F1, precision and recall by ``--conf``)
-    and ``confusion_matrix.png`` (at the best F1's ``--conf``) of one evaluation in ``out``; ``what``
-    names the weights and data in the titles. With ``val``
-    (the annotation file and images folder evaluated) also ``val_predictions.png``: the images the
-    evaluation kept with their detections above ``conf`` (default 0.5) and ground truth. Nothing
-    without matplotlib (said once at the start of the run) or without a box to evaluate against."""
-    from .plots import plot_confidence, plot_confusion_matrix, plot_pr_curves, plot_val_predictions
-
-    if not metrics.has_ground_truth:
-        return []
-    try:
-        pyplot()
-    except DfineError:
-        return []
-    paths = [plot_pr_curves(metrics, out / "pr_curves.png", title=f"precision-recall: {what}")]
-    if metrics.confidence is not None:
-        paths.append(plot_confidence(metrics.confidence, out / "confidence.png", title=what))
-    matrix = metrics.confusion()
-    if matrix is not None:
-        paths.append(plot_confusion_matrix(matrix, list(metrics.names.values()), out / "confusion_matrix.png",
-                                           min_score=metrics.confusion_conf))
-    if val is not None and val[0] and metrics.samples:
-        from ..data.coco import read_coco_json
-        from ..inference import DEFAULT_CONF
-        paths.append(plot_val_predictions(metrics, read_coco_json(Path(val[0])), val[1], out / "val_predictions.png",
-                                          conf=DEFAULT_CONF if conf is None else conf, source=what))
-    return paths
 
 
 def read_log(path: Path, last_epoch: int) -> Tuple[List[Dict[str, Any]], List[int]]:

@@ -303,12 +303,18 @@ def run(args: argparse.Namespace) -> int:
     if metrics.dense_note():
         print(metrics.dense_note())
     print(metrics.summary())
+    pick = None
     if metrics.confidence is not None and metrics.has_ground_truth:
         from ..engine.evaluator import conf_line
-        print(conf_line(metrics.confidence.pick(), "this set"))
+        pick = metrics.confidence.pick()
+        print(conf_line(pick, "this set"))
     path = eval_json_path(args.resume, getattr(args, "output_dir", None), data.split, sliced=sliced is not None)
     write_eval_json(path, metrics, model=args.resume, data=data)
     print(f"metrics: {os.path.abspath(path)}")
+    from ..engine.plots import evaluation_pictures
+    what = (f"{Path(args.resume).name}, {Path(data.ann_file).name if data.ann_file else data.split}"
+            + (", sliced" if sliced is not None else ""))
+    print(evaluation_pictures(metrics, path, what, (data.ann, dict(data.images)), pick))
     return 0
 
 

@@ -200,6 +200,11 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
     from_onnx = dfine.evaluate(onnx, src, progress=False)
     assert from_onnx["path"] == str(tmp_path / "m.onnx.eval.json") and set(from_onnx["names"].values()) == {"apple", "pear"}
     assert from_onnx["stats"]["AP"] == pytest.approx(from_checkpoint["stats"]["AP"], abs=0.02)
+    # an evaluation's pictures beside its metrics file, named after it (dfine eval drew none: only training did)
+    for result_, prefix in ((from_checkpoint, result.best.parent / "eval_"), (from_onnx, tmp_path / "m.onnx.eval_")):
+        assert {str(prefix) + n for n in ("pr_curves.png", "confusion_matrix.png", "val_predictions.png")} <= set(
+            result_["pictures"]), result_["pictures"]
+        assert all(Path(p).is_file() and p.startswith(str(prefix)) for p in result_["pictures"])
     for call, said in ((lambda: dfine.export_model(result.best, "tflite"), "format 'tflite': give one of onnx, "),
                        (lambda: dfine.evaluate(tmp_path / "none.pth", src), "model file"),
                        (lambda: dfine.export_model(result.best, int8=True), "int8=True needs calib=")):

@@ -211,3 +211,23 @@ def test_a_crowd_leaves_out_the_labels_without_a_free_place(tmp_path, monkeypatc
     assert "rbc 0.90" in bands and 1 < len(bands) < n
     assert not any(a.overlaps(b) for i, a in enumerate(bands.values()) for b in list(bands.values())[:i])
     assert seen["boxes"] >= n  # every box drawn (and the label bands)
+
+
+def test_evaluation_pictures_say_why_there_are_none(tmp_path, monkeypatch):
+    """dfine eval names its pictures, or says why it drew none (matplotlib missing, no box to score)."""
+    from dfine.errors import DfineError
+
+    metrics = _metrics(3)
+    metrics.has_ground_truth, metrics.confidence, metrics.samples = False, None, {}
+    assert plots.evaluation_pictures(metrics, tmp_path / "eval.json", "m", (None, None), None) == (
+        "pictures: none (the set holds no box to score against)")
+    metrics.has_ground_truth, metrics.confusion = True, lambda: None
+    line = plots.evaluation_pictures(metrics, tmp_path / "m.onnx.eval_test.json", "m", (None, None), None)
+    assert line == f"pictures: m.onnx.eval_test_pr_curves.png (in {tmp_path})"
+    assert (tmp_path / "m.onnx.eval_test_pr_curves.png").is_file()
+
+    def missing():
+        raise DfineError("matplotlib is not installed")
+    monkeypatch.setattr(plots, "pyplot", missing)
+    assert plots.evaluation_pictures(metrics, tmp_path / "eval.json", "m", (None, None), None) == (
+        "pictures: none (matplotlib is not installed: pip install \"dfine[plots]\")")

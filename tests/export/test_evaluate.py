@@ -113,6 +113,12 @@ def test_export_on_a_voc_data_folder_takes_its_val_split(onnx_model, labelled, t
     assert sorted(p.relative_to(voc) for p in voc.rglob("*")) == before
     saved = json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())
     assert saved["num_images"] == 4 and saved["data"] == str(voc) and saved["ann_file"] is None
+    # the evaluation's pictures beside its metrics, named after them and in the output, of the set's 4 images
+    drawn = re.search(r"^pictures: (.*) \(in (.*)\)$", out, re.M)
+    assert drawn and drawn.group(2) == str(tmp_path / "m"), out
+    names = drawn.group(1).split(", ")
+    assert {"tiny.onnx.eval_pr_curves.png", "tiny.onnx.eval_val_predictions.png"} <= set(names)
+    assert all((tmp_path / "m" / n).is_file() for n in names)
 
 
 def test_export_on_a_coco_data_folder_and_its_own_images_folder(onnx_model, labelled, tmp_path, capsys):
