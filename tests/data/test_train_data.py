@@ -413,7 +413,9 @@ def test_eval_of_a_checkpoint_on_a_data_folder_writes_beside_the_weights(tmp_pat
     assert f"{run / 'last.pth'} on the val split of {src} (1 image, 2 boxes):" in printed.out.splitlines()
     assert f"converted YOLO {src} into a temporary folder for this evaluation (removed after it)" in printed.err
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
-    assert {p for p in after if before.get(p) != after[p]} == {run / "eval.json"}
+    pictures = {run / f"eval_{n}" for n in ("pr_curves.png", "confidence.png", "confusion_matrix.png",
+                                             "val_predictions.png")}  # its pictures beside it, named after it
+    assert {p for p in after if before.get(p) != after[p]} == {run / "eval.json"} | pictures
     assert list((tmp_path / "tmp").iterdir()) == []  # the conversion removed
 
 
