@@ -188,7 +188,8 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     # too, but DATASET's data.yaml has the classes and the other splits
     above = next((p for p in datasets_above if any((p / n).is_file() for n in ("data.yaml", "data.yml",
                   "dataset.yaml", "dataset.yml"))),
-                 next((p for p in datasets_above if p in list(root.parents)[:2]), None))
+                 next((p for p in datasets_above if p in list(root.parents)[:2]
+                       or p / "ImageSets" in root.parents), None))  # a VOC split list: VOC/ImageSets/Main/train.txt
     while (above is not None and above.name.lower() in SPLIT_NAMES and above.parent in datasets_above
            and any(d.is_dir() and d != above and d.name.lower() in SPLIT_NAMES for d in above.parent.iterdir())):
         above = above.parent  # DATASET/train/images of a set whose splits are folders: DATASET, not its train/

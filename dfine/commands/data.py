@@ -153,7 +153,7 @@ def run_check(args: argparse.Namespace) -> int:
         plot_backend()  # missing matplotlib said before the check, not after it
     from dfine.data.archive import dataset_folder
     source = dataset_folder(args.ann_file, "dfine data check")  # a downloaded .zip: unpacked beside it
-    if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml", ".data", ".csv"):
+    if source.is_dir() or source.suffix.lower() in (".yaml", ".yml", ".xml", ".data", ".csv", ".txt"):
         return _check_dataset_folder(source, args)
     from dfine.data.convert.labelme import dataset_of, is_labelme_file
     if is_labelme_file(source):  # one image's shapes: "not COCO format: no 'images' list" said nothing useful

@@ -337,6 +337,18 @@ def test_voc_with_image_sets(tmp_path):
     assert ds.label_map.names == ("cat", "dog", "person")
 
 
+def test_a_voc_split_list_given_for_the_dataset_names_the_dataset_folder(tmp_path, capsys):
+    """A walk gave ``dfine data check VOC/ImageSets/Main/train.txt`` and was told to convert it as YOLO
+    (a dead end: 'no YOLO dataset found'); like Annotations/ or one XML it names the VOC folder now."""
+    from dfine.recipes import detect_format
+    src = _voc(tmp_path / "VOC2007")
+    for wrong in (src / "ImageSets/Main/train.txt", src / "ImageSets/Main", src / "ImageSets"):
+        with pytest.raises(DfineError, match=f"give the dataset folder: --data {src}$"):
+            detect_format(wrong)
+        assert main(["data", "check", str(wrong)]) == 2
+        assert capsys.readouterr().err.strip().endswith(f"give the dataset folder: dfine data check {src}")
+
+
 def test_voc_split_files_with_paths_repeats_overlap_and_unlisted_images_are_said(tmp_path):
     """The shape of a real export (Abandon-ht/VOCdevkit_cabrage_16): every val image is also in
     train.txt, a fifth of the annotated images are in no split file, trainval.txt lists paths."""
