@@ -334,6 +334,9 @@ class Trainer:
         self.pending_eval: Optional[Dict[str, Any]] = None
         self._pictures: List[Path] = []  # what the run's end drew (named in its last lines)
         self._restarted_before: Optional[int] = None  # the epoch a stage-2 EMA restart (no improvement) preceded
+        # a stage-2 epoch did not improve: the next epoch starts from best_stg1.pth (kept in last.pth, so that a
+        # resumed or extended run makes it too: it was made after last.pth was written, and not after a last epoch)
+        self.restart_pending = False
         self._plot_seconds = 0.5  # the time drawing loss.png, lr.png and map.png takes (measured once drawn)
         self.data_note = ""  # a resumed run whose train set changed since its checkpoint
         self.best_file: Optional[str] = None  # best_stg1.pth / best_stg2.pth: the one saved with the best AP
@@ -378,7 +381,7 @@ class Trainer:
             "step": self.step, "best": self.best.state_dict(), "rng": dist.all_gather_object(_rng_state()),
             "progress": {"best_ap": self.best_ap, "best_epoch": self.best_epoch,
                          "evals_since_best": self.evals_since_best, "conf": self.conf_picks, "best_file": self.best_file,
-                         "tuning_ap": self.tuning_ap,
+                         "tuning_ap": self.tuning_ap, "restart_pending": self.restart_pending,
                          "train_images": len(self.train_set) if self.train_set is not None else None,
                          "seconds": self._seconds_before + (time.time() - self._fit_started if self._fit_started else 0.0)},
             "pending_eval": self.pending_eval,
@@ -442,6 +445,7 @@ class Trainer:
         self._seconds_before = float(progress.get("seconds", 0.0))
         self.best_file = progress.get("best_file")
         self.tuning_ap = progress.get("tuning_ap")
+        self.restart_pending = bool(progress.get("restart_pending", False))
         self.pending_eval = state.get("pending_eval")
         if self.ema is not None and "ema_decay" in state:
             self.ema.decay = float(state["ema_decay"])
@@ -547,6 +551,12 @@ class Trainer:
         self.train_loader.set_epoch(epoch)
         if epoch == self.stop_epoch:
             self._restart_ema(cfg.train_dataloader.collate_fn.ema_restart_decay, epoch)
+        elif self.restart_pending and self.ema is not None:
+            why = (f"epoch {epoch} did not improve on stage 2's best AP: the published stage-2 rule goes back to "
+                   f"best_stg1.pth with a lower decay; the best weights stay where they are")
+            if self._restart_ema(self.ema.decay - 0.0001, epoch, why):
+                self._restarted_before = epoch  # marked in this epoch's log entry, and so in the plots
+        self.restart_pending = False
         train_stats = self.train_one_epoch(epoch)
         if self._should_stop():
             return self._interrupted(epoch)
@@ -572,6 +582,7 @@ class Trainer:
         self.last_epoch = epoch
         self._track_best(metrics, epoch)
         action = self.best.update(metrics.ap, epoch, self.stop_epoch)
+        self.restart_pending = action == "restart"  # made as the next epoch starts (saved in last.pth below)
         pick = metrics.confidence.pick() if metrics.confidence is not None else None
         # last.pth is the best weights while no evaluation scored above AP 0: its pick and pictures too
         self.conf_picks["last"], self._stage_metrics["last"] = pick, (metrics, epoch)
@@ -584,14 +595,6 @@ class Trainer:
         if (epoch + 1) % cfg.checkpoint_freq == 0:
             self.save(f"checkpoint{epoch:04}.pth")
         self._last_entry = self._log_epoch(epoch, train_stats, metrics)
-        if action == "restart" and self.ema is not None and epoch + 1 < cfg.epochs:
-            # for the next epoch, so named after it; none after the last (it said 'epoch 3: EMA restarted' after
-            # the last epoch 3 of a run, for nothing: the checkpoints are written before it); after this epoch's
-            # line, which it refers to (it came before it)
-            why = (f"epoch {epoch + 1} did not improve on stage 2's best AP: the published stage-2 rule goes back to "
-                   f"best_stg1.pth with a lower decay; the best weights stay where they are")
-            if self._restart_ema(self.ema.decay - 0.0001, epoch + 1, why):
-                self._restarted_before = epoch + 1  # marked in that epoch's log entry, and so in the plots
         if self.patience is not None and self.evals_since_best >= self.patience and epoch + 1 < cfg.epochs:
             self._print(f"early stop after epoch {epoch + 1}: val AP has not improved for {self.evals_since_best} "
                         f"evaluations (--patience {self.patience}); best AP {ap_text(self.best_ap)} at epoch "
@@ -1592,9 +1595,13 @@ def _kept_stage2(cfg: Config, state: Dict[str, Any], name: str) -> Tuple[Config,
     def span(a: int, b: int) -> str:  # 1-based, both included
         return f"epoch {a}" if a == b else f"epochs {a}..{b}"
 
-    instead = (f"{cfg.epochs} epochs put stage 2 at epoch {now + 1}: {span(done + 2, now)} would have trained with "
-               f"the augmentations again, then restarted from best_stg1.pth" if now is not None else
-               "this schedule has no stage 2: they would have trained with the augmentations again")
+    if now is None:
+        instead = "this schedule has no stage 2: they would have trained with the augmentations again"
+    elif done + 2 > now:  # the next epoch would be the new stop epoch ('epochs 4..3 would have trained', a walk)
+        instead = f"{cfg.epochs} epochs put stage 2 at epoch {now + 1}, which would have restarted from best_stg1.pth"
+    else:
+        instead = (f"{cfg.epochs} epochs put stage 2 at epoch {now + 1}: {span(done + 2, now)} would have trained with "
+                   f"the augmentations again, then restarted from best_stg1.pth")
     return kept, (f"note: {Path(name).name} had reached stage 2 (epoch {before + 1} on): {span(done + 2, cfg.epochs)} "
                   f"stay{'s' if done + 2 == cfg.epochs else ''} in it: no strong augmentations, and an epoch that does "
                   f"not improve stage 2's best AP goes back to best_stg1.pth, as stage 2 does ({instead}); for more "

@@ -902,6 +902,36 @@ def test_a_stage_two_restart_is_logged_and_marked_in_the_plots(coco128, tmp_path
         assert dotted == [[x, x]] and any(t.get_text().strip() == "back to best_stg1" for t in ax.texts), name
 
 
+def test_a_restart_due_after_the_last_epoch_is_made_when_the_run_is_trained_longer(coco128, tmp_path, capsys):
+    """A walk's run ended on a stage-2 epoch that did not improve; trained longer, the note said 'an epoch that
+    does not improve stage 2's best AP goes back to best_stg1.pth', and epoch 4 went straight on from last.pth:
+    the restart due was made after last.pth was written, and not at all after a last epoch. last.pth keeps it
+    due now, and the next epoch, in this run or a resumed or longer one, starts with it."""
+    from dfine.checkpoint import read_checkpoint
+    recipe = tiny_recipe(tmp_path, coco128, epochs=3, stop_epoch=1)
+    first = Trainer(load_config(recipe, ["seed=0"]), progress=False, max_steps=1)
+    scored_as(first, [0.3, 0.4, 0.2])  # the last epoch does not improve: nothing to restart for in this run
+    first.fit()
+    out = tmp_path / "out"
+    assert "EMA restarted from best_stg1.pth" not in capsys.readouterr().out.split("epoch 3/3")[-1]
+    assert read_checkpoint(out / "last.pth")["progress"]["restart_pending"] is True
+    longer = Trainer(load_config(recipe, ["seed=0", "epochs=4", "train_dataloader.collate_fn.stop_epoch=3",
+                                          f"resume={out / 'last.pth'}"]), progress=False, max_steps=1)
+    assert ("epoch 4 stays in it: no strong augmentations, and an epoch that does not improve stage 2's best AP goes "
+            "back to best_stg1.pth, as stage 2 does (4 epochs put stage 2 at epoch 4, which would have restarted from "
+            "best_stg1.pth); for more") in "\n".join(longer.startup_summary())  # it said 'epochs 4..3 would have'
+    scored_as(longer, [0.1])
+    longer.fit()
+    text = capsys.readouterr().out
+    assert ("epoch 4: EMA restarted from best_stg1.pth with decay 0.9998 (epoch 3 did not improve on stage 2's best "
+            "AP: the published stage-2 rule goes back to best_stg1.pth with a lower decay; the best weights stay where "
+            "they are)") in text, text
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e.get("ema_restart", False) for e in log] == [False, False, False, True]
+    # the first epoch after a restart is the stage's best (published): none due after it
+    assert read_checkpoint(out / "last.pth")["progress"]["restart_pending"] is False
+
+
 def test_the_trainer_scores_with_the_recipes_max_dets(tiny):
     """evaluator.max_dets reaches the training's evaluation (the published recipes' 100 on Objects365)."""
     recipe, _ = tiny
