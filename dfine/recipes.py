@@ -374,8 +374,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     overrides += ["num_classes=null", f"output_dir={_yaml(out)}"]
     if taken is not None and out != taken and run_folder == "latest" and (out / "last.pth").is_file():
         # a walk's --auto-resume loop switched to a -t experiment's folder after it, without a word
-        notes.insert(0, f"--auto-resume continues the latest run of this dataset and model, in {out}; {taken} holds "
-                        f"an earlier one (-o {taken} --auto-resume to continue that)")
+        notes.insert(0, f"--auto-resume continues the latest run of this dataset and model, in {out}; "
+                        f"{_earlier_runs(taken, out)}")
     if taken is not None and out != taken and run_folder == "new":
         running = training_now(taken)  # 'an earlier run' read wrong of one still training (a walk)
         files = ", ".join(earlier_run_files(taken)) or "no checkpoint"
@@ -409,6 +409,32 @@ def _stopped_note(folder: Path) -> str:
     finished run was kept (a walk)."""
     said = stopped_sibling(folder)
     return f"; {said} instead" if said else ""
+
+
+def _earlier_runs(folder: Path, latest: Path) -> str:
+    """What the runs of ``folder``, ``folder_2``, ... before ``latest`` are, for the ``--auto-resume`` note:
+    ``"x_3 (stopped after epoch 1 of 3), x_2 and x hold earlier ones (-o DIR/x_3 --auto-resume continues
+    x_3)"``, latest first, the option naming the latest stopped one, else the latest (a walk's note named
+    only the first folder, a finished run, and not the stopped one it had been told --auto-resume continues)."""
+    from dfine.checkpoint import stopped_run
+    from dfine.engine.lock import earlier_run_files
+
+    runs = []
+    for n in range(1, 1000):
+        path = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+        if path == latest or not path.is_dir():
+            break
+        if earlier_run_files(path):
+            runs.append((path, stopped_run(path)))
+    if not runs:
+        return f"{folder} holds an earlier one (-o {folder} --auto-resume to continue that)"
+    runs.reverse()  # the latest first
+    target = next((p for p, s in runs if s), runs[0][0])  # the stopped one, else the latest
+    said = [f"{p if len(runs) == 1 else p.name}" + (f" (stopped after epoch {s[0]} of {s[1]})" if s else "")
+            for p, s in runs]
+    if len(said) == 1:
+        return f"{said[0]} holds an earlier one (-o {target} --auto-resume to continue that)"
+    return f"{', '.join(said[:-1])} and {said[-1]} hold earlier ones (-o {target} --auto-resume continues {target.name})"
 
 
 def stopped_sibling(folder: Path) -> str:

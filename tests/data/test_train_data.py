@@ -855,6 +855,25 @@ def test_a_second_run_of_the_same_data_keeps_the_first(tmp_path, monkeypatch, ca
     assert read_checkpoint(first / "last.pth")["last_epoch"] == 2 and not (tmp_path / "output/fruit_dfine_n_3").exists()
 
 
+def test_auto_resume_names_every_earlier_run_and_the_stopped_one_to_continue(tmp_path):
+    """A walk's --auto-resume went on in _4 and named only the first folder, a finished run, as 'an earlier one':
+    _3, the stopped run it had been told --auto-resume continues, went unnamed."""
+    from dfine.recipes import _earlier_runs
+    base = tmp_path / "output/BCCD_dfine_n"
+    for name, done, epochs in (("BCCD_dfine_n", 3, 3), ("BCCD_dfine_n_2", 3, 3), ("BCCD_dfine_n_3", 1, 3),
+                               ("BCCD_dfine_n_4", 0, 3)):
+        (base.parent / name).mkdir(parents=True)
+        torch.save({"last_epoch": done - 1, "config": {"epochs": epochs}}, base.parent / name / "last.pth")
+    assert _earlier_runs(base, base.with_name("BCCD_dfine_n_4")) == (
+        f"BCCD_dfine_n_3 (stopped after epoch 1 of 3), BCCD_dfine_n_2 and BCCD_dfine_n hold earlier ones "
+        f"(-o {base.with_name('BCCD_dfine_n_3')} --auto-resume continues BCCD_dfine_n_3)")
+    assert _earlier_runs(base, base.with_name("BCCD_dfine_n_2")) == (
+        f"{base} holds an earlier one (-o {base} --auto-resume to continue that)")
+    assert _earlier_runs(base, base.with_name("BCCD_dfine_n_3")).endswith(
+        f"BCCD_dfine_n_2 and BCCD_dfine_n hold earlier ones (-o {base.with_name('BCCD_dfine_n_2')} --auto-resume "
+        f"continues BCCD_dfine_n_2)")
+
+
 def test_a_bad_imgsz_on_the_command_line_writes_nothing(tmp_path, capsys):
     """``dfine train --data roadsign --imgsz 300`` was refused only after the dataset was converted
     into a new output folder (a walk)."""
