@@ -325,6 +325,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     if not recipe.is_file():
         raise DfineError(f"recipe {recipe} not found: dfine train --data needs the configs folder of a dfine checkout")
     fmt = detect_format(root)
+    if given:  # a misspelt -u key or value said before the dataset is converted into a new run folder (a walk)
+        from dfine.config import load_config
+        load_config(recipe, list(given))
     # absolute paths: the printed eval / export / predict commands work from any folder
     from dfine.data.convert import SPLIT_NAMES
     named = root.resolve().parent if root.is_file() else root.resolve()  # a file: its folder's

@@ -882,6 +882,15 @@ def test_a_bad_imgsz_on_the_command_line_writes_nothing(tmp_path, capsys):
     assert "image size 300 (--imgsz or eval_spatial_size): each side must be a positive multiple of 32 (e.g. 288 or " \
            "320)" in capsys.readouterr().err
     assert not out.exists()
+    # a misspelt -u key or value: said before the dataset is converted into a new numbered run folder (a walk)
+    import dfine
+    for bad, said in (("HGNetv2.pretrain=False", "did you mean 'HGNetv2.pretrained'"),
+                      ("HGNetv2.pretrained=Flase", "HGNetv2.pretrained")):
+        assert main(["train", "--data", str(src), "-o", str(out), "-u", bad]) == 2
+        assert said in capsys.readouterr().err and not out.exists()
+        with pytest.raises(DfineError, match=said.replace("(", "\\(")):
+            dfine.train(data=src, output_dir=out, overrides=[bad])
+        assert not out.exists()
 
 
 def test_eval_on_the_test_split_of_a_data_folder(tmp_path, capsys):
