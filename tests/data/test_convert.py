@@ -540,6 +540,28 @@ def test_absolute_windows_paths_in_data_yaml_are_found_here(tmp_path):
         convert_yolo(src, tmp_path / "out")
 
 
+def test_data_yaml_paths_under_a_download_folder_that_is_not_there_are_found_by_their_end(tmp_path):
+    """A Roboflow download notebook rewrites data.yaml to its own folder (train: Egg-Quality-Grading-2/train/images),
+    which the dataset as published on GitHub does not have: a walk could not use the folder as it came. The
+    longest end of such a path (two folders at least) that is in the dataset is used, and said."""
+    src = tmp_path / "egg"
+    for split in ("train", "valid"):
+        image(src / f"{split}/images/1.png", (40, 40))
+        yolo_labels(src / f"{split}/labels/1.txt", ["1 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: Egg-Quality-Grading-2/train/images\nval: Egg-Quality-Grading-2/valid/images\n"
+                                   "nc: 2\nnames: ['white','brown']\n")
+    result = convert_yolo(src, tmp_path / "out")
+    assert result.counts["train"].boxes == 1 and result.counts["val"].boxes == 1
+    assert result.notes[:2] == [
+        f"{src / 'data.yaml'}: train: 'Egg-Quality-Grading-2/train/images' is not in this dataset folder; used "
+        f"{src / 'train/images'}, the end of that path",
+        f"{src / 'data.yaml'}: val: 'Egg-Quality-Grading-2/valid/images' is not in this dataset folder; used "
+        f"{src / 'valid/images'}, the end of that path"]
+    (src / "data.yaml").write_text("train: elsewhere/images\nval: valid/images\nnames: [a, b]\n")  # one folder: no guess
+    with pytest.raises(DatasetError, match="train: 'elsewhere/images' not found"):
+        convert_yolo(src, tmp_path / "out")
+
+
 @pytest.mark.parametrize("kpt_shape", [[2, 2], [4, 3]])
 def test_yolo_pose_rows_keep_their_box(tmp_path, kpt_shape):
     """An Ultralytics pose set (``kpt_shape`` in data.yaml) has rows ``class cx cy w h`` + keypoints:

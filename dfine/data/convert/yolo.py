@@ -189,6 +189,10 @@ def _resolve_entry(entry: str, roots: Sequence[Path], where: str, notes: List[st
     if moved is not None:
         notes.append(f"{where}: {entry} is not on this machine; used {moved}")
         return moved
+    tail = _tail_here(entry, roots)
+    if tail is not None:  # a Roboflow notebook's download folder in the path: Egg-Quality-Grading-2/train/images
+        notes.append(f"{where}: '{entry}' is not in this dataset folder; used {tail}, the end of that path")
+        return tail
     raise DatasetError(f"{where}: '{entry}' not found (looked for {', '.join(dict.fromkeys(looked))})"
                        + _image_folders_said(roots))
 
@@ -224,6 +228,21 @@ def _moved_here(entry: str, roots: Sequence[Path]) -> Optional[Path]:
         return None
     parts = [p for p in windows.parts[1:] if p not in ("/", "\\")]
     for k in range(len(parts), 0, -1):
+        for root in roots:
+            path = root.joinpath(*parts[-k:])
+            if path.exists():
+                return path.resolve()
+    return None
+
+
+def _tail_here(entry: str, roots: Sequence[Path]) -> Optional[Path]:
+    """For a relative path whose first folders are not there (``Egg-Quality-Grading-2/train/images``, the
+    folder a download notebook wrote into): the longest tail of it, of two parts at least, that exists
+    under one of ``roots`` (``train/images``), else ``None``."""
+    parts = [p for p in PureWindowsPath(entry).parts if p not in ("..", ".")]
+    if os.path.isabs(entry) or len(parts) < 3:
+        return None
+    for k in range(len(parts) - 1, 1, -1):
         for root in roots:
             path = root.joinpath(*parts[-k:])
             if path.exists():
