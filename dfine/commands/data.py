@@ -44,9 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     conv.add_argument("src", help="the dataset folder (or a YOLO data.yaml, a CVAT annotations.xml, a COCO JSON)")
     conv.add_argument("-o", "--out", help="write OUT/annotations/instances_*.json (default: in SRC)")
     conv.add_argument("--names", help="class names, comma-separated, in class-id order (when no names file exists)")
-    conv.add_argument("--val-fraction", type=float, default=0.2,
+    conv.add_argument("--val-fraction", type=float, default=None,
                       help="share of train images that become val when the source has no val split (default 0.2)")
-    conv.add_argument("--seed", type=int, default=0, help="seed of that split (default 0)")
+    conv.add_argument("--seed", type=int, default=None, help="seed of that split (default 0)")
     conv.set_defaults(func=run_convert)
     check = sub.add_parser("check", help="report every problem of a dataset; --fix writes a repaired copy")
     check.add_argument("ann_file", metavar="ANN_FILE_OR_DATASET",
@@ -117,13 +117,19 @@ def run_convert(args: argparse.Namespace) -> int:
     args.src = dataset_folder(args.src, "dfine data convert")
     with written_files() as written:
         try:
-            result = convert(args.src, args.out, names=names, val_fraction=args.val_fraction, seed=args.seed)
+            result = convert(args.src, args.out, names=names,
+                             val_fraction=0.2 if args.val_fraction is None else args.val_fraction,
+                             seed=0 if args.seed is None else args.seed)
         except KeyboardInterrupt:
             if written:  # each file is whole, but the set is not: say which, so nothing reads half a conversion
                 print(f"interrupted after writing {', '.join(map(str, written))}: the conversion is incomplete; "
                       f"run the command again", file=sys.stderr)
             raise
     print(result.summary())
+    given = [f"{o} {v:g}" for o, v in (("--val-fraction", args.val_fraction), ("--seed", args.seed)) if v is not None]
+    if given and not any("--val-fraction" in note for note in result.notes):
+        # a walk's --val-fraction 0.2 on a VOC set with ImageSets/Main splits was dropped unsaid
+        print(f"note: {' '.join(given)} not used: {args.src} has its own val split, which was kept", file=sys.stderr)
     return 0
 
 

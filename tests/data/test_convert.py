@@ -936,3 +936,19 @@ def test_convert_stopped_half_way_names_what_it_wrote(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert calls[0].parent == tmp_path / "out" / "annotations"
     assert f"interrupted after writing {calls[0]}: the conversion is incomplete; run the command again" in err, err
+
+
+def test_a_val_fraction_given_for_a_set_with_its_own_val_split_is_said_unused(tmp_path, capsys):
+    """A walk gave --val-fraction 0.2 for a VOC set with ImageSets/Main splits: its own val split was kept
+    (right) without a word that the option did nothing (the README's own VOC2007 example does this)."""
+    src = _voc(tmp_path / "VOC2007")
+    assert main(["data", "convert", "--from", "voc", str(src), "-o", str(tmp_path / "a"), "--val-fraction", "0.3"]) == 0
+    assert (f"note: --val-fraction 0.3 not used: {src} has its own val split, which was kept"
+            in capsys.readouterr().err)
+    bare = _voc(tmp_path / "bare", with_sets=False)  # no split files: the fraction is used, as its note says
+    assert main(["data", "convert", "--from", "voc", str(bare), "-o", str(tmp_path / "b"), "--val-fraction", "0.34",
+                 "--seed", "1"]) == 0
+    text = capsys.readouterr()
+    assert "not used" not in text.err and "--val-fraction 0.34 --seed 1" in text.out
+    assert main(["data", "convert", "--from", "voc", str(src), "-o", str(tmp_path / "c")]) == 0
+    assert "not used" not in capsys.readouterr().err  # nothing given, nothing said
