@@ -315,8 +315,10 @@ def _voc(root, with_sets=True):
 
 def test_voc_with_image_sets(tmp_path):
     src = _voc(tmp_path / "VOC2007")
-    result = convert_voc(tmp_path)  # finds the one VOC set below
+    result = convert_voc(tmp_path)  # finds the one VOC set below, and says which (a walk was not told)
     assert result.names == ("cat", "dog", "person")
+    assert f"the VOC set found in VOC2007/ of {tmp_path} was read ({src} names it directly)" in result.notes
+    assert not any("VOC set found" in n for n in convert_voc(src, tmp_path / "o").notes)
     train, val = load(result.ann_files["train"]), load(result.ann_files["val"])
     got = boxes_by_file(train)
     assert sorted(got) == ["001.jpg", "003.png"]

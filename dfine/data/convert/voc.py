@@ -305,6 +305,8 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
         raise DatasetError(f"{bad[0][0]}: {bad[0][1]}" + (f" (and {counted(len(bad) - 1, 'other XML')})"
                                                            if len(bad) > 1 else ""))
     notes: List[str] = []
+    if root != src:  # found one or two folders down: said, with the folder to give (a walk two levels up was not told)
+        notes.append(f"the VOC set found in {root.relative_to(src)}/ of {src} was read ({root} names it directly)")
     if bad:  # each one left out, all said at once (the conversion stopped at the first, one run per fault)
         shown = "; ".join(f"{xml.name} ({why})" for xml, why in bad[:3])
         notes.append(f"{counted(len(bad), 'XML')} cannot be read, left out with "
