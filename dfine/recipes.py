@@ -198,6 +198,10 @@ def detect_format(root: Path, option: str = "--data") -> Format:
                 f"({', '.join(c.name for c in inside[:5])}): give one, e.g. {option} {shlex.quote(str(inside[0]))}")
     elif above is not None:
         hint = f"; give the dataset folder: {option} {shlex.quote(str(above))}"
+    elif _unlabelled_images(root):  # a folder of photos: what to do, not the list of every format (a walk)
+        hint = (f": it holds {counted(_unlabelled_images(root), 'image')} and no labels; label them first (a "
+                f"model's detections as pre-labels to correct: dfine predict {shlex.quote(str(root))} -m MODEL "
+                f"--save-dataset)")
     else:
         hint = (" (annotations/instances_*.json, {split}/_annotations.coco.json, {split}.json + {split}/ or one JSON for "
                 "all images for COCO, "
@@ -206,6 +210,14 @@ def detect_format(root: Path, option: str = "--data") -> Format:
                 "a 'CVAT for images 1.1' export, a JSON per image for LabelMe, a CSV of "
                 "filename,class,xmin,ymin,xmax,ymax, _annotations.createml.json)")
     raise DfineError(f"{option} {root}: not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder{hint}")
+
+
+def _unlabelled_images(root: Path) -> int:
+    """The images directly in the folder ``root`` (0 when it is not a folder)."""
+    from dfine.data.convert import IMAGE_SUFFIXES
+    if not root.is_dir():
+        return 0
+    return sum(1 for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _format_of(root: Path, nested: bool = True) -> Optional[Format]:

@@ -1034,3 +1034,16 @@ def test_a_run_folder_keeps_the_split_it_trained_with(tmp_path, capsys):
     moved = data_run(other, "dfine_n", output_dir=out)
     assert not any("kept the" in n for n in moved.notes)
     assert {im["file_name"] for im in json.loads((ann / "instances_val.json").read_text())["images"]} == set(names["val"])
+
+
+def test_a_folder_of_images_without_labels_says_so_and_how_to_label_them(tmp_path, capsys):
+    """A walk gave --data a folder of 3 photos: the error listed every format's files in one long line."""
+    for i in range(3):
+        image(tmp_path / "few" / f"{i}.jpg", (32, 32))
+    assert main(["train", "--data", str(tmp_path / "few")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --data {tmp_path / 'few'}: not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder: it "
+        f"holds 3 images and no labels; label them first (a model's detections as pre-labels to correct: dfine "
+        f"predict {tmp_path / 'few'} -m MODEL --save-dataset)")
+    with pytest.raises(DfineError, match="annotations/instances_"):  # an empty folder: what a dataset holds
+        detect_format((tmp_path / "empty").mkdir() or tmp_path / "empty")
