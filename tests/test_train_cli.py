@@ -455,6 +455,17 @@ def test_eval_without_data_says_what_to_evaluate_on(tmp_path, capsys):
     assert one_line_error(capsys, ["eval", "-r", str(ckpt)]) == (
         f"error: say what to evaluate {ckpt} on: --data DIR (a dataset folder: its val split), --ann-file FILE "
         f"--images DIR, or -c RECIPE (its val set)")
+    # a run's checkpoint whose val files are still there: those, ready to paste (a walk's was told only the options)
+    ann, images = tmp_path / "data/instances_val.json", tmp_path / "my images"
+    images.mkdir()
+    ann.parent.mkdir()
+    ann.write_text("{}")
+    torch.save({"model": {}, "config": {"val_dataloader": {"dataset": {"ann_file": str(ann), "img_folder": str(images)}}}},
+               ckpt)
+    assert one_line_error(capsys, ["eval", "-r", str(ckpt)]).endswith(
+        f"or -c RECIPE (its val set); the val set its run trained with: --ann-file {ann} --images '{images}'")
+    ann.unlink()  # gone: nothing to offer
+    assert one_line_error(capsys, ["eval", "-r", str(ckpt)]).endswith("or -c RECIPE (its val set)")
 
 
 def test_eval_help_lists_what_an_evaluation_uses(capsys):

@@ -196,7 +196,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.config and not args.data:
         if test_only:  # it advised training, to someone evaluating
             raise DfineError(f"say what to evaluate {args.resume or 'the model'} on: --data DIR (a dataset folder: its "
-                             f"val split), --ann-file FILE --images DIR, or -c RECIPE (its val set)")
+                             f"val split), --ann-file FILE --images DIR, or -c RECIPE (its val set)"
+                             f"{_trained_val_set(args.resume)}")
         raise DfineError("say what to train on: --data DIR --model dfine_n (your dataset folder: COCO, YOLO, VOC, ...; "
                          "a .zip as downloaded too) or -c RECIPE (a recipe yml, as the published train.py takes)")
     if args.config and args.data:
@@ -248,6 +249,22 @@ def _run(args: argparse.Namespace) -> int:
                 print(note, file=sys.stderr)
         command = data_command(args, model) if args.data else None
         return _train_or_eval(args, data, test_only, command)
+
+
+def _trained_val_set(weights: Any) -> str:
+    """``"; the val set its run trained with: --ann-file F --images D"`` for a checkpoint whose run's val
+    files are still there (a walk's ``dfine eval -r best_stg2.pth`` was told only the options); ``""``
+    otherwise."""
+    import shlex
+
+    from dfine.checkpoint import read_checkpoint
+    if not weights or not Path(weights).is_file():
+        return ""
+    dataset = ((read_checkpoint(weights).get("config") or {}).get("val_dataloader") or {}).get("dataset") or {}
+    ann, images = dataset.get("ann_file"), dataset.get("img_folder")
+    if not (isinstance(ann, str) and isinstance(images, str) and Path(ann).is_file() and Path(images).is_dir()):
+        return ""
+    return f"; the val set its run trained with: --ann-file {shlex.quote(ann)} --images {shlex.quote(images)}"
 
 
 def data_command(args: argparse.Namespace, model: str) -> Any:
