@@ -808,3 +808,19 @@ def test_predict_pictures_leave_out_labels_without_a_free_place(monkeypatch):
     draw(Image.new("RGB", (192, 192), (0, 0, 0)), dets)
     assert "rbc 0.90" in calls["text"] and 1 < len(calls["text"]) < n, calls["text"]
     assert calls["rectangle"] == n + len(calls["text"])  # every box, and a band under each drawn label
+
+
+def test_the_empty_pictures_caption_is_larger_than_a_label():
+    """A walk read the 11 px 'no detection above --conf 0.9' of a 640 px picture with a magnifier."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from dfine.drawing import draw
+    none = SimpleNamespace(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
+                           labels=np.zeros(0, np.int64), names=[])
+    out = np.asarray(draw(Image.new("RGB", (640, 480), (200, 200, 200)), none, empty="no detection above --conf 0.9"))
+    band = out[:, 1]
+    rows = int((band == (64, 64, 64)).all(axis=1).sum())
+    assert 20 <= rows <= 40, rows  # 18 px text and its margins; a label's band is ~15 px at 640
+    assert (out[:, 320:] == 200).all()  # a caption, not a cover: the picture's right half untouched
