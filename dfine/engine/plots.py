@@ -164,7 +164,8 @@ def plot_confidence(curve: Any, path: PathLike, title: str = "by score threshold
 
 def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], truths: Sequence[Sequence[Tuple]],
                          class_names: Sequence[str], path: PathLike, conf: float = 0.5, cols: int = 4,
-                         source: str = "ONNX Runtime", files: Optional[Sequence[str]] = None) -> Path:
+                         source: str = "ONNX Runtime", files: Optional[Sequence[str]] = None,
+                         note: str = "") -> Path:
     """A grid of images with predicted boxes (class colour, name and score) above ``conf`` and
     the ground truth as thin dashed white boxes, those no detection found (same class, IoU 0.5)
     dashed red with their class name (a walk could not tell which true box was the rare class).
@@ -173,7 +174,7 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
     anything with ``boxes`` xyxy px, ``scores`` and ``labels`` indexing ``class_names``);
     ``truths``: per image ``(label, (x0, y0, x1, y1))`` pairs; ``source``: what predicted, in the title;
     ``files``: the images' file names, above each panel's counts (a walk could not tell which image a
-    panel was).
+    panel was); ``note``: a second line of the title.
     """
     plt = pyplot()
     colors = plt.get_cmap("tab10")
@@ -207,8 +208,8 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
             labels.append((ax, text, (x0, y0, x1, y1), image.size))
         counts = f"{sum(s > conf for s in det.scores)} found, {int(found.sum())} right / {len(truth)} true"
         ax.set_title(f"{_short(files[k], _FILE_CHARS)}\n{counts}" if files else counts, fontsize=8)
-    fig.suptitle(f"val predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed",
-                 fontsize=10)
+    fig.suptitle(f"val predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed"
+                 + (f"\n{note}" if note else ""), fontsize=10)
     fig.tight_layout()
     _place_labels(fig, labels)
     return save_figure(fig, path)
@@ -266,11 +267,11 @@ def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], 
 
 
 def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: Union[PathLike, Mapping[int, Path]],
-                         path: PathLike, conf: float, source: str) -> Path:
+                         path: PathLike, conf: float, source: str, note: str = "") -> Path:
     """:func:`plot_prediction_grid` of the images an evaluation kept (``metrics.samples``: COCO
     results by image id) with their ground truth from ``ann`` (the parsed annotation file whose
     images are in ``images_dir``, or ``{image id: file}``), the detections above ``conf``; ``source``
-    names the weights."""
+    names the weights; ``note``: a second line of the title."""
     from types import SimpleNamespace
 
     from ..inference import load_image
@@ -293,7 +294,7 @@ def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: Union
                                     labels=np.asarray([label[int(d["category_id"])] for d in found], np.int64)))
     return plot_prediction_grid(images, dets, [truth.get(i, []) for i in metrics.samples],
                                 [names[c] for c in cat_ids], path, conf=conf, source=source,
-                                files=[Path(str(files[i])).name for i in metrics.samples])
+                                files=[Path(str(files[i])).name for i in metrics.samples], note=note)
 
 
 def confusion_matrix(ann: Union[PathLike, Mapping[str, Any]], detections: Sequence[Mapping[str, Any]],
@@ -385,9 +386,13 @@ def plot_evaluation(metrics: Any, out: Path, what: str,
     if val is not None and val[0] and metrics.samples:
         from ..data.coco import read_coco_json
         from ..inference import DEFAULT_CONF
+        from .evaluator import MIN_F1
         ann = val[0] if isinstance(val[0], Mapping) else read_coco_json(Path(val[0]))
+        # twelve panels of '0 found' at 0.5 told a walk nothing of why
+        note = (f"no --conf is recommended (none gives an F1 of {MIN_F1:g} on this set: the model finds next to "
+                f"nothing yet), so drawn at {DEFAULT_CONF:g}" if conf is None and metrics.confidence is not None else "")
         paths.append(plot_val_predictions(metrics, ann, val[1], out / f"{prefix}val_predictions.png",
-                                          conf=DEFAULT_CONF if conf is None else conf, source=what))
+                                          conf=DEFAULT_CONF if conf is None else conf, source=what, note=note))
     return paths
 
 

@@ -106,6 +106,9 @@ def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path,
     assert sorted(drawn["labels"]) == sorted(f"{names[a['category_id']]} 0.80" for a in truth)
     assert drawn["suptitle"] == ("val predictions (best.pth, score > 0.5); dashed: ground truth, red with its class: "
                                  "missed")  # as predict keeps them
+    plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "n.png", conf=0.5, source="best.pth",
+                               note="a second line")
+    assert drawn["suptitle"].endswith("missed\na second line")
 
 
 def test_grid_captions_count_right_finds_and_labels_keep_their_score(tmp_path, monkeypatch):
@@ -231,3 +234,20 @@ def test_evaluation_pictures_say_why_there_are_none(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "pyplot", missing)
     assert plots.evaluation_pictures(metrics, tmp_path / "eval.json", "m", (None, None), None) == (
         "pictures: none (matplotlib is not installed: pip install \"dfine[plots]\")")
+
+
+def test_val_predictions_say_why_they_are_drawn_at_the_default_conf(tmp_path, monkeypatch):
+    """With no --conf recommended (no F1 of 0.1 on the set) val_predictions were drawn at 0.5: a walk got twelve
+    panels of '0 found' and no word why. The title says it; with a recommended --conf nothing is added."""
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_pr_curves", lambda *a, **k: tmp_path / "pr.png")
+    monkeypatch.setattr(plots, "plot_confidence", lambda *a, **k: tmp_path / "c.png")
+    monkeypatch.setattr(plots, "plot_val_predictions", lambda *a, **k: drawn.update(k) or tmp_path / "v.png")
+    metrics = types.SimpleNamespace(has_ground_truth=True, confidence=object(), confusion=lambda: None,
+                                    samples={1: []})
+    plots.plot_evaluation(metrics, tmp_path, "m", val=({"images": []}, {}), conf=None)
+    assert drawn["conf"] == 0.5 and drawn["note"] == (
+        "no --conf is recommended (none gives an F1 of 0.1 on this set: the model finds next to nothing yet), so "
+        "drawn at 0.5")
+    plots.plot_evaluation(metrics, tmp_path, "m", val=({"images": []}, {}), conf=0.35)
+    assert drawn["conf"] == 0.35 and drawn["note"] == ""
