@@ -954,3 +954,25 @@ def test_a_val_fraction_given_for_a_set_with_its_own_val_split_is_said_unused(tm
     assert "not used" not in text.err and "--val-fraction 0.34 --seed 1" in text.out
     assert main(["data", "convert", "--from", "voc", str(src), "-o", str(tmp_path / "c")]) == 0
     assert "not used" not in capsys.readouterr().err  # nothing given, nothing said
+
+
+def test_a_data_yaml_val_or_test_split_that_is_not_there_becomes_a_note(tmp_path):
+    """A Roboflow download of its train split alone (a walk's books set): the data.yaml names train, valid and
+    test, and only train/ is there. Val was an error ('not found'); now a seeded share of train, said, as for a
+    set that names no val. One of several val folders missing stays an error."""
+    src = tmp_path / "books"
+    for i in range(5):
+        image(src / f"train/images/{i}.png", (40, 40))
+        yolo_labels(src / f"train/labels/{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../test/images\nnames: [a]\n")
+    result = convert_yolo(src, tmp_path / "out")
+    assert set(result.ann_files) == {"train", "val"}
+    assert result.counts["train"].images + result.counts["val"].images == 5 and result.counts["val"].images >= 1
+    assert result.notes[:3] == [
+        "data.yaml names a val split (../valid/images) that is not there; a seeded share of train becomes val instead",
+        "data.yaml names a test split (../test/images) that is not there; no test file written",
+        f"no val split: {result.counts['val'].images} of 5 train images became val (dfine data convert --val-fraction "
+        f"0.2 --seed 0)"]
+    (src / "data.yaml").write_text("train: ../train/images\nval: [../train/images, ../valid/images]\nnames: [a]\n")
+    with pytest.raises(DatasetError, match="val: '../valid/images' not found"):
+        convert_yolo(src, tmp_path / "out2")

@@ -359,20 +359,27 @@ def _splits_from_darknet(path: Path) -> Tuple[Dict[str, List[Path]], Dict[str, A
 
 def _splits_of(data: Dict[str, Any], path: Path, roots: Sequence[Path], notes: List[str]) -> Dict[str, List[Path]]:
     """The images of the ``train`` / ``val`` / ``test`` entries of ``data`` (read from the file ``path``):
-    folders or ``.txt`` lists, relative to ``roots``; a test entry that is not there is a note."""
+    folders or ``.txt`` lists, relative to ``roots``; a val or test entry none of whose folders is there is
+    a note (val: then a seeded share of train, as for a set without one), one of several missing an error."""
     splits: Dict[str, List[Path]] = {}
     for key in ("train", "val", "test"):
         value = data.get(key)
         if not value:
             continue
         entries = value if isinstance(value, list) else [value]
-        try:
-            splits[key] = [im for e in entries
-                           for im in _images_in(_resolve_entry(str(e), roots, f"{path}: {key}", notes), roots)]
-        except DatasetError:
-            if key != "test":
-                raise
-            notes.append(f"{path.name} names a test split ({value}) that is not there; no test file written")
+        found, missing = [], []
+        for e in entries:
+            try:
+                found.append(_resolve_entry(str(e), roots, f"{path}: {key}", notes))
+            except DatasetError as error:
+                missing.append(error)
+        if missing and (found or key == "train"):
+            raise missing[0]
+        if missing:  # a Roboflow download of its train split alone (a walk's books set): its data.yaml names all three
+            notes.append(f"{path.name} names a {key} split ({value}) that is not there; "
+                         + ("a seeded share of train becomes val instead" if key == "val" else "no test file written"))
+            continue
+        splits[key] = [im for entry in found for im in _images_in(entry, roots)]
     if "train" not in splits:
         raise DatasetError(f"{path}: no 'train' entry; add train: images/train (a folder or a .txt list)")
     return splits
