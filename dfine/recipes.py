@@ -16,7 +16,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.errors import DfineError
 from dfine.text import counted
@@ -352,6 +352,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         taken, out = out, numbered_folder(out, latest=run_folder == "latest") or out
     # a training run: none may be training into out (its data/ is written next); under torchrun the first
     # process only, which takes the lock: another, still converting when that one trains, would see it taken
+    if scratch is None:  # a file where the run folder goes: said before the conversion writes into it (a walk)
+        _check_folder_path(out)
     if scratch is None and os.environ.get("RANK", "0") == "0":
         from dfine.engine.lock import check_unlocked
         check_unlocked(out)
@@ -415,6 +417,16 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         overrides += [f"train_dataloader.num_workers={cores}", f"val_dataloader.num_workers={cores}"]
         notes.append(f"{cores} CPU cores: {cores} data-loading workers per loader (the recipe asks for {RECIPE_WORKERS})")
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
+
+
+def _check_folder_path(folder: Path) -> None:
+    """A one-line error when ``folder`` or the first of its parents that exists is a file."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise DfineError(f"output folder {folder} cannot be created ({path} is a file); choose another "
+                                 f"with -o")
+            return
 
 
 def _stopped_note(folder: Path) -> str:
@@ -584,6 +596,8 @@ def _checked_imgsz(imgsz: Any) -> Any:
         from dfine.text import multiples_of_32_near
         if isinstance(imgsz, (tuple, list)):
             raise DfineError(f"imgsz must be N or (height, width), whole multiples of 32 px, got {imgsz!r}")
+        if isinstance(imgsz, str):  # 'must be a whole multiple of 32 px, got '320'' (a walk): the type is wrong
+            raise DfineError(f"imgsz must be a number (an int, or (height, width)), got the string {imgsz!r}")
         near = f" (e.g. {multiples_of_32_near([imgsz])})" if isinstance(imgsz, (int, float)) else ""
         raise DfineError(f"imgsz must be a whole multiple of 32 px, got {imgsz!r}{near}")
     return imgsz
@@ -616,8 +630,16 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
 
     _check_counts(epochs=epochs, batch=batch, max_steps=max_steps, threads=threads)
     imgsz = _checked_imgsz(imgsz)
+    if not isinstance(data, (str, os.PathLike)):  # None: a raw pathlib TypeError (a walk's notebook)
+        raise DfineError(f"data= must be the path of a dataset folder, got {data!r}")
     if isinstance(overrides, str):  # "HGNetv2.pretrained=False" was read letter by letter ("override 'H'")
         overrides = shlex.split(overrides)
+    if isinstance(overrides, Mapping):  # 'command line override ... must look like key.subkey=value' (a walk)
+        raise DfineError(f"overrides= takes 'KEY=VALUE' strings, a list of them or one string, not a dict: "
+                         f"overrides={[f'{k}={v}' for k, v in overrides.items()]!r}")
+    if tuning is not None and not os.path.exists(tuning) and any(c in str(tuning) for c in "/\\.") :
+        raise DfineError(f"tuning={str(tuning)!r}: checkpoint not found (a .pth file, or a zoo name such as "
+                         f"'dfine_s_coco')")
     from dfine.commands.data import check_names
     if isinstance(names, str):  # "cone,cube" was read letter by letter: nine classes c, o, n, e, ...
         names = [n.strip() for n in names.split(",") if n.strip()] or None
@@ -676,7 +698,10 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
 #: find overrides= in help() to act on "add -u HGNetv2.pretrained=False")
 _OVERRIDES = re.compile(r"-u ((?:[\w.\[\]]+=[^\s)]+)(?: [\w.\[\]]+=[^\s)]+)*)")
 _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # a value follows, not 'or ...'
+                 (re.compile(r"--(data|model|names) (?=(?:gives|out)\b)"), r"\1= "),  # 'names=gives' read as a typo
                  (re.compile(r"--(data|model|names) (?!(?:or|and|to|with|for|the|a|of|in)\b)(?=[^-\s])"), r"\1="),
+                 (re.compile(r"\buse -d (cpu|cuda(?::\d+)?)\b"), r"use device='\1'"),
+                 (re.compile(r"\bwith -o\b"), "with output_dir="), (re.compile(r"\bcommand line override\b"), "override"),
                  (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"),
                  (re.compile(r"--auto-resume\b"), "auto_resume=True"))
 
@@ -695,5 +720,7 @@ def _check_counts(**counts: Any) -> None:
     """Each of ``counts`` given (not None) must be a whole number >= 1: ``epochs=2.5`` failed later on an
     internal ``stop_epoch=1.5``, ``max_steps=0`` meant no cap without a word."""
     for name, value in counts.items():
+        if isinstance(value, str):  # 'got '2'' read as if 2 were wrong (a walk): the type is
+            raise DfineError(f"{name} must be a number (an int), got the string {value!r}")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DfineError(f"{name} must be a whole number of at least 1, got {value!r}")

@@ -491,15 +491,24 @@ def test_dfine_train_from_python_checks_its_arguments_before_any_work(tmp_path):
     out = tmp_path / "run"
     cases = {"epochs must be a whole number of at least 1, got 2.5": {"epochs": 2.5},
              "max_steps must be a whole number of at least 1, got 0": {"max_steps": 0},
-             "batch must be a whole number of at least 1, got '8'": {"batch": "8"},
+             # a number as a string: the type said ('got '2'' read as if 2 were wrong, a walk)
+             "batch must be a number (an int), got the string '8'": {"batch": "8"},
+             "imgsz must be a number (an int, or (height, width)), got the string '320'": {"imgsz": "320"},
+             "data= must be the path of a dataset folder, got None": {"data": None},
+             "overrides= takes 'KEY=VALUE' strings, a list of them or one string, not a dict: "
+             "overrides=['HGNetv2.pretrained=False']": {"overrides": {"HGNetv2.pretrained": False}},
+             "tuning='nothere.pth': checkpoint not found": {"tuning": "nothere.pth"},
+             f"output folder {tmp_path / 'a.py'} cannot be created ({tmp_path / 'a.py'} is a file); choose another "
+             f"with output_dir=": {"output_dir": tmp_path / "a.py"},
              "imgsz must be a whole multiple of 32 px, got 300 (e.g. 288 or 320)": {"imgsz": 300},
              "imgsz must be N or (height, width), whole multiples of 32 px, got (320, 300)": {"imgsz": (320, 300)},
              f"resume={str(tmp_path / 'nothere.pth')!r}: checkpoint not found": {"resume": tmp_path / "nothere.pth"}}
+    (tmp_path / "a.py").write_text("print(1)\n")  # output_dir= a file: one line, before the conversion (a traceback)
     for said, given in cases.items():
         with pytest.raises(DfineError) as err:
-            dfine.train(data=src, model="dfine_n", output_dir=out, names=["apple", "pear"], **given)
+            dfine.train(**{"data": src, "model": "dfine_n", "output_dir": out, "names": ["apple", "pear"], **given})
         assert str(err.value).startswith(said), str(err.value)
-        assert not out.exists()
+        assert not out.exists() and (tmp_path / "a.py").read_text() == "print(1)\n"
     # the dataset and the model in the API's words (a notebook walk read '--data X not found')
     for said, given in {f"data={tmp_path / 'nothere'} not found": {"data": tmp_path / "nothere"},
                         "model='dfine_q': give one of": {"data": src, "model": "dfine_q"}}.items():
@@ -1047,3 +1056,17 @@ def test_a_folder_of_images_without_labels_says_so_and_how_to_label_them(tmp_pat
         f"predict {tmp_path / 'few'} -m MODEL --save-dataset)")
     with pytest.raises(DfineError, match="annotations/instances_"):  # an empty folder: what a dataset holds
         detect_format((tmp_path / "empty").mkdir() or tmp_path / "empty")
+
+
+def test_python_callers_get_python_words_for_device_names_and_overrides():
+    """A notebook walk was told 'use -d cpu', 'names=gives 2 classes ... leave names=out' and 'command line
+    override' from dfine.train."""
+    from dfine.recipes import python_words
+    assert python_words("device cuda asked for but CUDA is not available here (no GPU); use -d cpu").endswith(
+        "use device='cpu'")
+    assert python_words("--names gives 2 classes but data.yaml names 5; leave --names out to use those") == (
+        "names= gives 2 classes but data.yaml names 5; leave names= out to use those")
+    assert python_words("command line override 'x' must look like key.subkey=value") == (
+        "override 'x' must look like key.subkey=value")
+    assert python_words("add --data DIR, -u HGNetv2.pretrained=False") == (
+        "add data=DIR, overrides=['HGNetv2.pretrained=False']")
