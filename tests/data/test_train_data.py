@@ -1070,3 +1070,20 @@ def test_python_callers_get_python_words_for_device_names_and_overrides():
         "override 'x' must look like key.subkey=value")
     assert python_words("add --data DIR, -u HGNetv2.pretrained=False") == (
         "add data=DIR, overrides=['HGNetv2.pretrained=False']")
+
+
+def test_dfine_train_into_a_folder_another_run_trains_into_says_so(tmp_path, monkeypatch):
+    """Two notebooks training into one folder: the lock's one line became 'TypeError: RunLocked.__init__()
+    missing 1 required positional argument' as dfine.train put it in Python words (a walk)."""
+    import dfine
+    from dfine import recipes
+    from dfine.engine.lock import RunLocked
+
+    def locked(*args, **kwargs):
+        raise RunLocked("pid 18836 on vm", tmp_path / "lockrun")
+    monkeypatch.setattr(recipes, "data_run", locked)
+    with pytest.raises(RunLocked) as err:
+        dfine.train(data=tmp_path, model="dfine_n", output_dir=tmp_path / "lockrun")
+    assert str(err.value) == (f"another run (pid 18836 on vm) is training into {tmp_path / 'lockrun'}: wait for it to "
+                              f"end, or give this run another output folder (output_dir=)")
+    assert err.value.holder == "pid 18836 on vm"
