@@ -37,6 +37,9 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     inference, as ``dfine eval --slice`` (``True``: tiles of the model's size; ``N`` or ``(H, W)``), for a
     model trained on tiles (``dfine data tile``); its metrics file is ``MODEL.eval_sliced.json``."""
     model_path = Path(model).expanduser()
+    if model_path.is_dir():  # evaluate(data, model), swapped: 'model file DATA not found' of a folder that is there
+        raise DfineError(f"model={str(model)!r} is a folder (the dataset?); evaluate(model, data) takes the weights "
+                         f"first: a .pth, .onnx or .xml file")
     if not model_path.is_file():
         raise DfineError(f"model file {model_path} not found")
     argv = ["eval", "-m", str(model_path), "--data", str(Path(data).expanduser())]
@@ -48,6 +51,7 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
         argv += ["--names", names if isinstance(names, str) else ",".join(map(str, names))]
     if not progress:
         argv.append("--no-progress")
+    split = "val" if split == "valid" else split  # Roboflow's folder name for it
     if split not in ("val", "test"):
         raise DfineError(f"split={split!r}: 'val' or 'test'")
     argv += ["--split", split]
@@ -80,6 +84,7 @@ def export_model(model: PathLike, format: str = "onnx", *, output: Optional[Path
     ``openvino``: the ``.xml`` beside its ``.onnx``, ``engine``: TensorRT); ``int8`` with ``calib``
     (images or a dataset) as ``--int8 --calib``. Returns the file written (``.onnx``, ``.xml`` or
     ``.engine``), with the class names and input size in its metadata."""
+    format = format.lower() if isinstance(format, str) else format  # "ONNX" (a walk)
     if format not in FORMATS:
         raise DfineError(f"format {format!r}: give one of {', '.join(FORMATS)}")
     model_path = Path(model).expanduser()
@@ -87,6 +92,8 @@ def export_model(model: PathLike, format: str = "onnx", *, output: Optional[Path
         raise DfineError(f"checkpoint {model_path} not found{missing_model_note(model_path)}")
     if int8 and calib is None:
         raise DfineError("int8=True needs calib=: a folder of images or a dataset to calibrate on")
+    from .commands.export import _refuse_an_export
+    _refuse_an_export(model_path, format, python=True)
     argv = ["export", "-r", str(model_path), "--format", format]
     if output is not None:
         argv += ["-o", str(Path(output).expanduser())]

@@ -70,6 +70,25 @@ def _output(args, suffix: str) -> Path:
     return src.with_name(f"{src.stem if src.suffix else src.name}{tag}{suffix}")
 
 
+_EXPORTS = {".onnx": "an ONNX", ".xml": "an OpenVINO", ".bin": "an OpenVINO", ".engine": "a TensorRT"}
+
+
+def _refuse_an_export(path: Path, fmt: str, python: bool = False) -> None:
+    """An export given as the weights to export (a walk's ``.onnx`` -> openvino was told of torch's
+    ``weights_only``): one line saying exports come from the checkpoint, naming one beside it
+    (``python``: as a :func:`dfine.export_model` call)."""
+    kind = _EXPORTS.get(path.suffix.lower())
+    if kind is None:
+        return
+    beside = next((p for p in (path.with_suffix(".pth"), path.parent / "best_stg2.pth", path.parent / "best_stg1.pth",
+                               path.parent / "last.pth") if p.is_file()), None)
+    if beside is None:
+        hint = "give the one it came from"
+    else:
+        hint = f"dfine.export_model({str(beside)!r}, {fmt!r})" if python else f"dfine export -r {beside} --format {fmt}"
+    raise DfineError(f"{path} is {kind} export; exports are made from a .pth checkpoint: {hint}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model, parse_imgsz
     from ..export.onnx import export_onnx
@@ -77,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise DfineError(f"--opset must be 17 or higher, got {args.opset}")
     if args.static and args.format == "engine":
         raise DfineError("--static is for ONNX files; a TensorRT engine takes batches up to --max-batch")
+    _refuse_an_export(Path(args.checkpoint), args.format)
     imgsz = parse_imgsz(args.imgsz) if args.imgsz else None
     final = {"onnx": ".onnx", "openvino": ".xml", "engine": ".engine"}[args.format]
     onnx_path = _output(args, final).with_suffix(".onnx")

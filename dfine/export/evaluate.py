@@ -286,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
     """``dfine eval -r EXPORTED_MODEL ...`` (or ``train.py --test-only -r ...``): print the COCO
     statistics; 0 on success."""
     if not Path(args.resume).is_file():
-        raise DfineError(f"model file {args.resume} not found")
+        raise DfineError(f"model file {args.resume} " + ("is a folder: give the weights, a .pth, .onnx or .xml file"
+                                                         if Path(args.resume).is_dir() else "not found"))
     data = _eval_set_from_args(args)
     opt = {k: getattr(args, k) for k in ("backend", "threads", "precision", "batch_size") if hasattr(args, k)}
     from ..commands.predict import slice_option

@@ -205,8 +205,23 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
         assert {str(prefix) + n for n in ("pr_curves.png", "confusion_matrix.png", "val_predictions.png")} <= set(
             result_["pictures"]), result_["pictures"]
         assert all(Path(p).is_file() and p.startswith(str(prefix)) for p in result_["pictures"])
+    assert dfine.export_model(result.best, "ONNX", output=tmp_path / "m2.onnx").is_file()  # any case (a walk's 'ONNX')
+    beside = dfine.export_model(result.best, "onnx")  # best_stg*.onnx beside its .pth: that .pth is named
+    with pytest.raises(DfineError) as err:
+        main_argv = ["export", "-r", str(beside), "--format", "openvino"]
+        from dfine.api import _run
+        _run(main_argv)
+    assert str(err.value) == (f"{beside} is an ONNX export; exports are made from a .pth checkpoint: dfine export -r "
+                              f"{result.best} --format openvino")
+    assert dfine.evaluate(onnx, src, split="valid", progress=False)["stats"] == from_onnx["stats"]  # Roboflow's name
     for call, said in ((lambda: dfine.export_model(result.best, "tflite"), "format 'tflite': give one of onnx, "),
                        (lambda: dfine.evaluate(tmp_path / "none.pth", src), "model file"),
+                       # the arguments swapped: 'model file DATA not found' of a folder that is there (a walk)
+                       (lambda: dfine.evaluate(src, result.best), f"model={str(src)!r} is a folder \\(the dataset\\?\\); "
+                                                                  f"evaluate\\(model, data\\) takes the weights first"),
+                       # an export given to export: torch's weights_only text, cut mid-sentence (a walk)
+                       (lambda: dfine.export_model(onnx, "openvino"),
+                        f"{onnx} is an ONNX export; exports are made from a .pth checkpoint: give the one it came from"),
                        (lambda: dfine.export_model(result.best, int8=True), "int8=True needs calib=")):
         with pytest.raises(DfineError, match=said):
             call()
