@@ -32,7 +32,7 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     as fractions 0..1), ``per_class`` AP and ``names`` by category id, ``best_conf`` (the ``--conf``
     with the best F1, or ``None``), the file's path as ``path`` and the pictures drawn beside it as
     ``pictures`` (``eval_pr_curves.png``, ``eval_confidence.png``, ``eval_confusion_matrix.png``,
-    ``eval_val_predictions.png``; none without matplotlib). ``split="test"``: the test split
+    ``eval_predictions.png``; none without matplotlib). ``split="test"``: the test split
     instead (``dfine eval --split test``; its metrics file is ``eval_test.json``). ``slice``: sliced
     inference, as ``dfine eval --slice`` (``True``: tiles of the model's size; ``N`` or ``(H, W)``), for a
     model trained on tiles (``dfine data tile``); its metrics file is ``MODEL.eval_sliced.json``."""

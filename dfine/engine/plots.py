@@ -165,7 +165,7 @@ def plot_confidence(curve: Any, path: PathLike, title: str = "by score threshold
 def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], truths: Sequence[Sequence[Tuple]],
                          class_names: Sequence[str], path: PathLike, conf: float = 0.5, cols: int = 4,
                          source: str = "ONNX Runtime", files: Optional[Sequence[str]] = None,
-                         note: str = "") -> Path:
+                         note: str = "", split: str = "val") -> Path:
     """A grid of images with predicted boxes (class colour, name and score) above ``conf`` and
     the ground truth as thin dashed white boxes, those no detection found (same class, IoU 0.5)
     dashed red with their class name (a walk could not tell which true box was the rare class).
@@ -174,7 +174,7 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
     anything with ``boxes`` xyxy px, ``scores`` and ``labels`` indexing ``class_names``);
     ``truths``: per image ``(label, (x0, y0, x1, y1))`` pairs; ``source``: what predicted, in the title;
     ``files``: the images' file names, above each panel's counts (a walk could not tell which image a
-    panel was); ``note``: a second line of the title.
+    panel was); ``note``: a second line of the title; ``split``: the set the images are of, in the title.
     """
     plt = pyplot()
     colors = plt.get_cmap("tab10")
@@ -208,7 +208,7 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
             labels.append((ax, text, (x0, y0, x1, y1), image.size))
         counts = f"{sum(s > conf for s in det.scores)} found, {int(found.sum())} right / {len(truth)} true"
         ax.set_title(f"{_short(files[k], _FILE_CHARS)}\n{counts}" if files else counts, fontsize=8)
-    fig.suptitle(f"val predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed"
+    fig.suptitle(f"{split} predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed"
                  + (f"\n{note}" if note else ""), fontsize=10)
     fig.tight_layout()
     _place_labels(fig, labels)
@@ -267,11 +267,11 @@ def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], 
 
 
 def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: Union[PathLike, Mapping[int, Path]],
-                         path: PathLike, conf: float, source: str, note: str = "") -> Path:
+                         path: PathLike, conf: float, source: str, note: str = "", split: str = "val") -> Path:
     """:func:`plot_prediction_grid` of the images an evaluation kept (``metrics.samples``: COCO
     results by image id) with their ground truth from ``ann`` (the parsed annotation file whose
     images are in ``images_dir``, or ``{image id: file}``), the detections above ``conf``; ``source``
-    names the weights; ``note``: a second line of the title."""
+    names the weights; ``note``: a second line of the title; ``split``: the set, in the title."""
     from types import SimpleNamespace
 
     from ..inference import load_image
@@ -294,7 +294,7 @@ def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: Union
                                     labels=np.asarray([label[int(d["category_id"])] for d in found], np.int64)))
     return plot_prediction_grid(images, dets, [truth.get(i, []) for i in metrics.samples],
                                 [names[c] for c in cat_ids], path, conf=conf, source=source,
-                                files=[Path(str(files[i])).name for i in metrics.samples], note=note)
+                                files=[Path(str(files[i])).name for i in metrics.samples], note=note, split=split)
 
 
 def confusion_matrix(ann: Union[PathLike, Mapping[str, Any]], detections: Sequence[Mapping[str, Any]],
@@ -360,15 +360,16 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLi
 
 def plot_evaluation(metrics: Any, out: Path, what: str,
                     val: Optional[Tuple[Union[PathLike, Mapping[str, Any], None], Any]] = None,
-                    conf: Optional[float] = None, prefix: str = "") -> List[Path]:
+                    conf: Optional[float] = None, prefix: str = "", split: str = "val") -> List[Path]:
     """``pr_curves.png`` (per class), ``confidence.png`` (F1, precision and recall by ``--conf``)
     and ``confusion_matrix.png`` (at the best F1's ``--conf``) of one evaluation (a
     :class:`~dfine.engine.evaluator.CocoMetrics`) in ``out``, each name after ``prefix``
     (``eval_test_``: ``eval_test_pr_curves.png``); ``what`` names the weights and data in the titles.
     With ``val`` (the annotation file evaluated, or its parsed content, and its images folder, or
-    ``{image id: file}``) also ``val_predictions.png``: the images the evaluation kept with their
-    detections above ``conf`` (default 0.5) and ground truth. Nothing without matplotlib (its caller
-    says so) or without a box to evaluate against."""
+    ``{image id: file}``) also ``val_predictions.png`` (with a ``prefix``: ``predictions.png``, of the
+    ``split`` named in its title): the images the evaluation kept with their detections above ``conf``
+    (default 0.5) and ground truth. Nothing without matplotlib (its caller says so) or without a box to
+    evaluate against."""
     if not metrics.has_ground_truth:
         return []
     try:
@@ -391,13 +392,15 @@ def plot_evaluation(metrics: Any, out: Path, what: str,
         # twelve panels of '0 found' at 0.5 told a walk nothing of why
         note = (f"no --conf is recommended (none gives an F1 of {MIN_F1:g} on this set: the model finds next to "
                 f"nothing yet), so drawn at {DEFAULT_CONF:g}" if conf is None and metrics.confidence is not None else "")
-        paths.append(plot_val_predictions(metrics, ann, val[1], out / f"{prefix}val_predictions.png",
-                                          conf=DEFAULT_CONF if conf is None else conf, source=what, note=note))
+        # an evaluation's of the test split was 'eval_test_val_predictions.png', titled 'val predictions' (a walk)
+        name = f"{prefix}predictions.png" if prefix else "val_predictions.png"
+        paths.append(plot_val_predictions(metrics, ann, val[1], out / name, conf=DEFAULT_CONF if conf is None else conf,
+                                          source=what, note=note, split=split))
     return paths
 
 
 #: What :func:`plot_evaluation` may draw, each name after a prefix
-EVALUATION_PICTURES = ("pr_curves.png", "confidence.png", "confusion_matrix.png", "val_predictions.png")
+EVALUATION_PICTURES = ("pr_curves.png", "confidence.png", "confusion_matrix.png", "predictions.png")
 
 
 def evaluation_prefix(metrics_file: Path) -> str:
@@ -407,17 +410,17 @@ def evaluation_prefix(metrics_file: Path) -> str:
 
 
 def evaluation_pictures(metrics: Any, metrics_file: Path, what: str, val: Tuple[Any, Any],
-                        pick: Optional[Mapping[str, float]]) -> str:
+                        pick: Optional[Mapping[str, float]], split: str = "val") -> str:
     """Draw :func:`plot_evaluation` of one ``dfine eval`` beside its ``metrics_file`` (``eval.json`` ->
     ``eval_pr_curves.png``, ``model.onnx.eval_test.json`` -> ``model.onnx.eval_test_pr_curves.png``),
-    val_predictions at ``pick``'s ``--conf`` (the best F1 on this set; 0.5 without one), and return
-    the line that names them (or says why there are none)."""
+    ``eval_predictions.png`` at ``pick``'s ``--conf`` (the best F1 on this set; 0.5 without one) titled
+    with the ``split``, and return the line that names them (or says why there are none)."""
     try:
         pyplot()
     except DfineError:
         return "pictures: none (matplotlib is not installed: pip install \"dfine[plots]\")"
     paths = plot_evaluation(metrics, metrics_file.parent, what, val=val, conf=pick["conf"] if pick else None,
-                            prefix=evaluation_prefix(metrics_file))
+                            prefix=evaluation_prefix(metrics_file), split=split)
     if not paths:
         return "pictures: none (the set holds no box to score against)"
     return f"pictures: {', '.join(p.name for p in paths)} (in {os.path.abspath(metrics_file.parent)})"

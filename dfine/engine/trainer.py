@@ -1154,7 +1154,7 @@ class Trainer:
             what = (f"{Path(self.cfg.resume or 'model').name}, "
                     f"{self.command.split if self.command is not None else Path(self.val_set.ann_file).name}")
             self._print(evaluation_pictures(metrics, path, what, (self.val_set.ann_file, self.val_set.img_folder),
-                                            pick))
+                                            pick, self.command.split if self.command is not None else "val"))
         return metrics
 
     # ---------------------------------------------------------------- logs

@@ -315,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.plots import evaluation_pictures
     what = (f"{Path(args.resume).name}, {Path(data.ann_file).name if data.ann_file else data.split}"
             + (", sliced" if sliced is not None else ""))
-    print(evaluation_pictures(metrics, path, what, (data.ann, dict(data.images)), pick))
+    print(evaluation_pictures(metrics, path, what, (data.ann, dict(data.images)), pick, data.split))
     return 0
 
 

@@ -202,7 +202,7 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
     assert from_onnx["stats"]["AP"] == pytest.approx(from_checkpoint["stats"]["AP"], abs=0.02)
     # an evaluation's pictures beside its metrics file, named after it (dfine eval drew none: only training did)
     for result_, prefix in ((from_checkpoint, result.best.parent / "eval_"), (from_onnx, tmp_path / "m.onnx.eval_")):
-        assert {str(prefix) + n for n in ("pr_curves.png", "confusion_matrix.png", "val_predictions.png")} <= set(
+        assert {str(prefix) + n for n in ("pr_curves.png", "confusion_matrix.png", "predictions.png")} <= set(
             result_["pictures"]), result_["pictures"]
         assert all(Path(p).is_file() and p.startswith(str(prefix)) for p in result_["pictures"])
     assert dfine.export_model(result.best, "ONNX", output=tmp_path / "m2.onnx").is_file()  # any case (a walk's 'ONNX')
@@ -429,7 +429,7 @@ def test_eval_of_a_checkpoint_on_a_data_folder_writes_beside_the_weights(tmp_pat
     assert f"converted YOLO {src} into a temporary folder for this evaluation (removed after it)" in printed.err
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     pictures = {run / f"eval_{n}" for n in ("pr_curves.png", "confidence.png", "confusion_matrix.png",
-                                             "val_predictions.png")}  # its pictures beside it, named after it
+                                             "predictions.png")}  # its pictures beside it, named after it
     assert {p for p in after if before.get(p) != after[p]} == {run / "eval.json"} | pictures
     assert list((tmp_path / "tmp").iterdir()) == []  # the conversion removed
 
@@ -944,6 +944,7 @@ def test_eval_on_the_test_split_of_a_data_folder(tmp_path, capsys):
     assert main(["export", "-r", str(weights), "--format", "onnx", "-o", str(onnx)]) == 0
     result = dfine.evaluate(onnx, src, split="test", progress=False)
     assert result["path"] == str(tmp_path / "m.onnx.eval_test.json") and result["num_images"] == 2
+    assert str(tmp_path / "m.onnx.eval_test_predictions.png") in result["pictures"]  # not '..._val_predictions
     # the converted test file alone: its images folder is the one it names
     converted = out / "data/annotations/instances_test.json"
     assert main(["eval", "-r", str(onnx), "--ann-file", str(converted)]) == 0

@@ -109,6 +109,9 @@ def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path,
     plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "n.png", conf=0.5, source="best.pth",
                                note="a second line")
     assert drawn["suptitle"].endswith("missed\na second line")
+    plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "t.png", conf=0.5, source="best.pth",
+                               split="test")  # an evaluation of the test split: titled so (it said 'val', a walk)
+    assert drawn["suptitle"].startswith("test predictions (best.pth, score > 0.5)")
 
 
 def test_grid_captions_count_right_finds_and_labels_keep_their_score(tmp_path, monkeypatch):

@@ -117,7 +117,7 @@ def test_export_on_a_voc_data_folder_takes_its_val_split(onnx_model, labelled, t
     drawn = re.search(r"^pictures: (.*) \(in (.*)\)$", out, re.M)
     assert drawn and drawn.group(2) == str(tmp_path / "m"), out
     names = drawn.group(1).split(", ")
-    assert {"tiny.onnx.eval_pr_curves.png", "tiny.onnx.eval_val_predictions.png"} <= set(names)
+    assert {"tiny.onnx.eval_pr_curves.png", "tiny.onnx.eval_predictions.png"} <= set(names)
     assert all((tmp_path / "m" / n).is_file() for n in names)
 
 
