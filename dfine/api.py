@@ -64,7 +64,11 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     files = _eval_files(model_path, split, sliced)
     before = {p: p.stat().st_mtime_ns for p in files if p.is_file()}
     started = time.time_ns()
-    _run(argv)
+    try:
+        _run(argv)
+    except DfineError as e:  # 'leave --names out' to dfine.evaluate(names=...) (a walk): the arguments' words
+        from .recipes import in_python_words
+        raise in_python_words(e) from None
     written = [p for p in files if p.is_file() and before.get(p) != p.stat().st_mtime_ns]
     if not written:
         raise DfineError(f"the evaluation of {model_path} wrote no metrics file")  # pragma: no cover - a bug

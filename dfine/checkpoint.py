@@ -619,6 +619,7 @@ def parse_imgsz(imgsz: Union[int, Sequence[int], None], default: Tuple[int, int]
     """``640`` -> ``(640, 640)``; ``(480, 640)`` -> ``(480, 640)`` as (height, width), multiples of 32."""
     if imgsz is None:
         return default
+    given = imgsz
     if isinstance(imgsz, int):
         imgsz = (imgsz, imgsz)
     imgsz = tuple(int(v) for v in imgsz)
@@ -626,8 +627,10 @@ def parse_imgsz(imgsz: Union[int, Sequence[int], None], default: Tuple[int, int]
         imgsz = imgsz * 2
     if len(imgsz) != 2 or any(v <= 0 or v % 32 for v in imgsz):
         from dfine.text import multiples_of_32_near
-        raise DfineError(f"--imgsz must be one or two positive multiples of 32 (height width), got {list(imgsz)} "
-                         f"(e.g. {multiples_of_32_near(imgsz)})")
+        # as given, in words for both callers: Detector(imgsz=300) was told '--imgsz ... got [300, 300]' (a walk)
+        shown = " ".join(map(str, given)) if isinstance(given, (list, tuple)) else given
+        raise DfineError(f"image size {shown} (--imgsz, imgsz=) must be one or two positive multiples of 32 (height "
+                         f"width) (e.g. {multiples_of_32_near(imgsz)})")
     return imgsz  # type: ignore[return-value]
 
 

@@ -656,7 +656,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
                        given=overrides, run_folder="latest" if auto_resume else "new")
     except DfineError as e:  # 'dfine.train(data=...)': '--data X not found' read as the command line's (a walk)
-        raise _in_python_words(e) from None
+        raise in_python_words(e) from None
     for note in run.notes:
         print(python_words(note), file=sys.stderr)
     if auto_resume and (run.output_dir / "last.pth").is_file():
@@ -685,7 +685,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
             metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share,
                               command=command).fit()
         except DfineError as e:
-            raise _in_python_words(e) from None
+            raise in_python_words(e) from None
     finally:
         torch.set_num_threads(caller_threads)
         dist.cleanup()
@@ -703,10 +703,11 @@ _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # 
                  (re.compile(r"\buse -d (cpu|cuda(?::\d+)?)\b"), r"use device='\1'"),
                  (re.compile(r"\bwith -o\b"), "with output_dir="), (re.compile(r"\(--output-dir\)"), "(output_dir=)"), (re.compile(r"\bcommand line override\b"), "override"),
                  (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"),
+                 (re.compile(r"-o (\S+) --auto-resume\b"), r"output_dir='\1', auto_resume=True"),
                  (re.compile(r"--auto-resume\b"), "auto_resume=True"))
 
 
-def _in_python_words(error: DfineError) -> DfineError:
+def in_python_words(error: DfineError) -> DfineError:
     """``error`` (the same object and class, so a caller's ``except RunLocked`` still catches it) with its
     message in :func:`python_words`: rebuilt as ``type(error)(message)`` it failed for a class whose
     constructor takes more (``RunLocked(holder, folder)``: a TypeError hid the lock's message, a walk)."""

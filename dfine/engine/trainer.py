@@ -505,8 +505,8 @@ class Trainer:
         pending = self.pending_eval
         if self.last_epoch + 1 >= cfg.epochs and pending is None:
             done = self.last_epoch + 1  # 5 more than it finished (a walk's epoch 8 of 4 was told '--epochs 9')
-            more = (f"--epochs {done + 5} trains 5 more" if self.command is not None
-                    else f"-u epochs={done + 5} trains 5 more")
+            more = (f"-u epochs={done + 5} trains 5 more" if self.command is None else
+                    f"epochs={done + 5} trains 5 more" if self.command.python else f"--epochs {done + 5} trains 5 more")
             of = f"of {cfg.epochs}" if done == cfg.epochs else f"(this run asks for {cfg.epochs})"
             self._print(f"nothing to train: the checkpoint has finished epoch {done} {of} "
                         f"({more}" + (", in stage 2 as it ended)" if self.stop_epoch is not None

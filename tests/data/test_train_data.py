@@ -219,6 +219,8 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
                        # the arguments swapped: 'model file DATA not found' of a folder that is there (a walk)
                        (lambda: dfine.evaluate(src, result.best), f"model={str(src)!r} is a folder \\(the dataset\\?\\); "
                                                                   f"evaluate\\(model, data\\) takes the weights first"),
+                       # in the arguments' words: 'leave --names out' to evaluate(names=...) (a walk)
+                       (lambda: dfine.evaluate(onnx, src, names=["a"]), "^names= gives 1 class but .*leave names= out"),
                        # an export given to export: torch's weights_only text, cut mid-sentence (a walk)
                        (lambda: dfine.export_model(onnx, "openvino"),
                         f"{onnx} is an ONNX export; exports are made from a .pth checkpoint: give the one it came from"),
@@ -1086,6 +1088,8 @@ def test_python_callers_get_python_words_for_device_names_and_overrides():
         "override 'x' must look like key.subkey=value")
     assert python_words("add --data DIR, -u HGNetv2.pretrained=False") == (
         "add data=DIR, overrides=['HGNetv2.pretrained=False']")
+    assert python_words("x holds an earlier one (-o /a/x --auto-resume to continue that)") == (  # was '-o /a/x auto_res..'
+        "x holds an earlier one (output_dir='/a/x', auto_resume=True to continue that)")
 
 
 def test_dfine_train_into_a_folder_another_run_trains_into_says_so(tmp_path, monkeypatch):

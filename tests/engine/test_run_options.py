@@ -77,7 +77,9 @@ def test_imgsz_not_a_multiple_of_32():
         load_config(S_RECIPE, ["eval_spatial_size=[20, 20]"])
     from dfine.checkpoint import parse_imgsz
     from dfine.errors import DfineError
-    with pytest.raises(DfineError, match=r"got \[300, 300\] \(e.g. 288 or 320\)"):
+    # as given, in words for the option and the argument (Detector(imgsz=300) was told '--imgsz ... [300, 300]')
+    with pytest.raises(DfineError, match=r"^image size 300 \(--imgsz, imgsz=\) must be one or two positive multiples "
+                                         r"of 32 \(height width\) \(e.g. 288 or 320\)$"):
         parse_imgsz(300)
 
 
