@@ -148,6 +148,9 @@ def load_image(image: ImageLike) -> Image.Image:
         pattern = f"*{held[0]}" if len(held) == 1 else "*"  # the kind it holds: '*.jpg' found nothing among PNGs
         raise DfineError(f"image {path} is a folder: Detector takes image files (detector(sorted(Path('{path}')"
                          f".glob('{pattern}'))), or dfine predict {path} for every image in it)")
+    if not path.is_file() and any(c in path.name for c in "*?[") and path.parent.is_dir():
+        raise DfineError(f"image {path} not found: Detector takes files, not patterns (detector(sorted(Path("
+                         f"'{path.parent}').glob('{path.name}'))), or dfine predict '{path}')")  # a walk's 'dir/*.jpg'
     if not path.is_file():
         raise DfineError(f"image {path} not found")
     try:

@@ -359,6 +359,10 @@ def test_what_a_notebook_hands_the_detector(files, tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")  # a folder of PNGs: the glob it suggests finds them
     with pytest.raises(DfineError, match=r"glob\('\*\.png'\)"):
         det(tmp_path)
+    with pytest.raises(DfineError) as err:  # a pattern, as the command line takes (a walk: 'not found' alone)
+        det(str(tmp_path / "*.png"))
+    assert str(err.value) == (f"image {tmp_path / '*.png'} not found: Detector takes files, not patterns (detector("
+                              f"sorted(Path('{tmp_path}').glob('*.png'))), or dfine predict '{tmp_path / '*.png'}')")
     with pytest.raises(DfineError, match="a file path, a PIL image or an H x W x 3 uint8 array, got int"):
         det(5)
 
