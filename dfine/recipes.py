@@ -461,7 +461,8 @@ def _earlier_runs(folder: Path, latest: Path) -> str:
             for p, s in runs]
     if len(said) == 1:
         return f"{said[0]} holds an earlier one (-o {target} --auto-resume to continue that)"
-    return f"{', '.join(said[:-1])} and {said[-1]} hold earlier ones (-o {target} --auto-resume continues {target.name})"
+    return (f"{', '.join(said[:-1])} and {said[-1]} hold earlier ones (-o {target} --auto-resume continues "
+            f"{target.name})")
 
 
 def stopped_sibling(folder: Path) -> str:
@@ -637,7 +638,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     if isinstance(overrides, Mapping):  # 'command line override ... must look like key.subkey=value' (a walk)
         raise DfineError(f"overrides= takes 'KEY=VALUE' strings, a list of them or one string, not a dict: "
                          f"overrides={[f'{k}={v}' for k, v in overrides.items()]!r}")
-    if tuning is not None and not os.path.exists(tuning) and any(c in str(tuning) for c in "/\\.") :
+    if tuning is not None and not os.path.exists(tuning) and any(c in str(tuning) for c in "/\\."):
         raise DfineError(f"tuning={str(tuning)!r}: checkpoint not found (a .pth file, or a zoo name such as "
                          f"'dfine_s_coco')")
     from dfine.commands.data import check_names
@@ -701,7 +702,8 @@ _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # 
                  (re.compile(r"--(data|model|names) (?=(?:gives|out)\b)"), r"\1= "),  # 'names=gives' read as a typo
                  (re.compile(r"--(data|model|names) (?!(?:or|and|to|with|for|the|a|of|in)\b)(?=[^-\s])"), r"\1="),
                  (re.compile(r"\buse -d (cpu|cuda(?::\d+)?)\b"), r"use device='\1'"),
-                 (re.compile(r"\bwith -o\b"), "with output_dir="), (re.compile(r"\(--output-dir\)"), "(output_dir=)"), (re.compile(r"\bcommand line override\b"), "override"),
+                 (re.compile(r"\bwith -o\b"), "with output_dir="), (re.compile(r"\(--output-dir\)"), "(output_dir=)"),
+                 (re.compile(r"\bcommand line override\b"), "override"),
                  (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"),
                  (re.compile(r"-o (\S+) --auto-resume\b"), r"output_dir='\1', auto_resume=True"),
                  (re.compile(r"--auto-resume\b"), "auto_resume=True"))
@@ -729,7 +731,7 @@ def _check_counts(**counts: Any) -> None:
     """Each of ``counts`` given (not None) must be a whole number >= 1: ``epochs=2.5`` failed later on an
     internal ``stop_epoch=1.5``, ``max_steps=0`` meant no cap without a word."""
     for name, value in counts.items():
-        if isinstance(value, str):  # 'got '2'' read as if 2 were wrong (a walk): the type is
+        if isinstance(value, str):  # 'got '2'' read as if 2 were the wrong value (a walk): its type is
             raise DfineError(f"{name} must be a number (an int), got the string {value!r}")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DfineError(f"{name} must be a whole number of at least 1, got {value!r}")

@@ -390,8 +390,10 @@ def plot_evaluation(metrics: Any, out: Path, what: str,
         from .evaluator import MIN_F1
         ann = val[0] if isinstance(val[0], Mapping) else read_coco_json(Path(val[0]))
         # twelve panels of '0 found' at 0.5 told a walk nothing of why
-        note = (f"no --conf is recommended (none gives an F1 of {MIN_F1:g} on this set: the model finds next to "
-                f"nothing yet), so drawn at {DEFAULT_CONF:g}" if conf is None and metrics.confidence is not None else "")
+        note = ""
+        if conf is None and metrics.confidence is not None:
+            note = (f"no --conf is recommended (none gives an F1 of {MIN_F1:g} on this set: the model finds next to "
+                    f"nothing yet), so drawn at {DEFAULT_CONF:g}")
         # an evaluation's of the test split was 'eval_test_val_predictions.png', titled 'val predictions' (a walk)
         name = f"{prefix}predictions.png" if prefix else "val_predictions.png"
         paths.append(plot_val_predictions(metrics, ann, val[1], out / name, conf=DEFAULT_CONF if conf is None else conf,
