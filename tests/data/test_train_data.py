@@ -575,6 +575,9 @@ def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp
                         **{**kw, "epochs": 2})
     assert f"resuming from {(tmp_path / 'c' / 'last.pth').resolve()} (auto_resume=True)" in capsys.readouterr().err
     assert again.metrics["epoch"] == 1 and read_checkpoint(again.output_dir / "last.pth")["last_epoch"] == 1
+    dfine.train(data=src, output_dir=tmp_path / "c", names=["apple", "pear"], max_steps=1, auto_resume=True,
+                **{**kw, "epochs": 2})  # finished: said in the call's words (it said '--epochs 7', a walk)
+    assert "nothing to train: the checkpoint has finished epoch 2 of 2 (epochs=7 trains 5 more" in capsys.readouterr().out
     with pytest.raises(DfineError, match="give auto_resume=True .* or resume=..., not both"):
         dfine.train(data=src, resume=tmp_path / "c" / "last.pth", auto_resume=True)
 
