@@ -14,7 +14,19 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 from dfine.errors import DfineError
 
-__all__ = ["prepare_output_dir", "removed_if_left_empty", "numbered_run_dir", "check_outputs"]
+__all__ = ["prepare_output_dir", "removed_if_left_empty", "numbered_run_dir", "check_outputs", "refuse_file_in_path"]
+
+
+def refuse_file_in_path(folder: Path, option: str = "-o") -> None:
+    """A one-line error when the output folder ``folder``, or the first of its parents that exists, is a
+    file (``-o notes.txt``: a traceback from deep in the writing, after the work); creates nothing."""
+    folder = Path(folder).expanduser()
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise DfineError(f"output folder {folder} cannot be created ({path} is a file); choose another "
+                                 f"with {option}")
+            return
 
 
 def prepare_output_dir(path: Path, option: str = "-o") -> List[Path]:

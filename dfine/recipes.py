@@ -353,7 +353,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # a training run: none may be training into out (its data/ is written next); under torchrun the first
     # process only, which takes the lock: another, still converting when that one trains, would see it taken
     if scratch is None:  # a file where the run folder goes: said before the conversion writes into it (a walk)
-        _check_folder_path(out)
+        from dfine.outputs import refuse_file_in_path
+        refuse_file_in_path(out)
     if scratch is None and os.environ.get("RANK", "0") == "0":
         from dfine.engine.lock import check_unlocked
         check_unlocked(out)
@@ -417,16 +418,6 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         overrides += [f"train_dataloader.num_workers={cores}", f"val_dataloader.num_workers={cores}"]
         notes.append(f"{cores} CPU cores: {cores} data-loading workers per loader (the recipe asks for {RECIPE_WORKERS})")
     return DataRun(recipe, tuple(overrides), out, fmt, tuple(notes))
-
-
-def _check_folder_path(folder: Path) -> None:
-    """A one-line error when ``folder`` or the first of its parents that exists is a file."""
-    for path in (folder, *folder.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise DfineError(f"output folder {folder} cannot be created ({path} is a file); choose another "
-                                 f"with -o")
-            return
 
 
 def _stopped_note(folder: Path) -> str:

@@ -115,6 +115,9 @@ def run_convert(args: argparse.Namespace) -> int:
     from dfine.data.convert import converter, written_files
     convert = converter(args.fmt)
     args.src = dataset_folder(args.src, "dfine data convert")
+    if args.out is not None:  # a file there: one line before the conversion (a walk's traceback from the writing)
+        from dfine.outputs import refuse_file_in_path
+        refuse_file_in_path(Path(args.out))
     with written_files() as written:
         try:
             result = convert(args.src, args.out, names=names,
@@ -141,6 +144,9 @@ def run_tile(args: argparse.Namespace) -> int:
     if len(args.size) > 2:
         raise DfineError(f"--size takes N or H W, got {' '.join(map(str, args.size))}")
     size = (args.size[0], args.size[-1])
+    if args.out is not None:
+        from dfine.outputs import refuse_file_in_path
+        refuse_file_in_path(Path(args.out))
     config = TileConfig(size=size, overlap=args.overlap, min_visible=args.min_visible, empty=args.empty,
                         seed=args.seed)
     tile_dataset(args.src, args.out, config, names=split_names(args.names), workers=args.workers,

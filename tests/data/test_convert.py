@@ -976,3 +976,17 @@ def test_a_data_yaml_val_or_test_split_that_is_not_there_becomes_a_note(tmp_path
     (src / "data.yaml").write_text("train: ../train/images\nval: [../train/images, ../valid/images]\nnames: [a]\n")
     with pytest.raises(DatasetError, match="val: '../valid/images' not found"):
         convert_yolo(src, tmp_path / "out2")
+
+
+@pytest.mark.parametrize("command", [["data", "convert", "--from", "voc"], ["data", "tile"]])
+def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(tmp_path, capsys, command):
+    """A walk's `dfine data convert --from voc BCCD -o existing.txt` ended in a NotADirectoryError traceback from
+    the writing (`dfine train -o existing.txt` gave one line)."""
+    src = _voc(tmp_path / "VOC2007")
+    (tmp_path / "existing.txt").write_text("keep\n")
+    for out in (tmp_path / "existing.txt", tmp_path / "existing.txt" / "sub"):
+        assert main([*command, str(src), "-o", str(out)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: output folder {out} cannot be created ({tmp_path / 'existing.txt'} is a file); choose another "
+            f"with -o")
+    assert (tmp_path / "existing.txt").read_text() == "keep\n" and not (src / "annotations").exists()
