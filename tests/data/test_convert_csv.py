@@ -178,14 +178,19 @@ def test_roboflow_copies_of_one_photo_stay_on_one_side_of_a_seeded_split():
     from dfine.data.convert import split_by_fraction
 
     names = [f"IMG_{i:04d}_jpg.rf.{h * 32}.jpg" for i in range(10) for h in "abc"]
-    train, val = split_by_fraction(names, 0.2, 0)
+    notes = []
+    train, val = split_by_fraction(names, 0.2, 0, notes=notes)
     assert len(val) == 6 and len(train) == 24
     stems = lambda side: {n.split(".rf.")[0] for n in side}  # noqa: E731
     assert not stems(train) & stems(val)
+    # said, with how many photos val holds (a walk read 81 of 342 images as 24% and not as 5 of 19 photos)
+    assert notes == ["the 30 images are Roboflow copies of 10 photos, each photo's copies kept on one side: val holds "
+                     "2 photos (6 images)"]
     plain = sorted(f"{i}.jpg" for i in range(30))
     shuffled = list(plain)
     random.Random(0).shuffle(shuffled)
-    assert split_by_fraction(plain, 0.2, 0)[1] == sorted(shuffled[:6])  # other names: the split as before
+    assert split_by_fraction(plain, 0.2, 0, notes=notes)[1] == sorted(shuffled[:6])  # other names: as before
+    assert len(notes) == 1  # and nothing said of copies
 
 
 def test_a_voc_folder_with_csv_tables_and_an_empty_split_are_said(tmp_path, capsys):
