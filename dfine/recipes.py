@@ -278,11 +278,13 @@ def as_is(root: Path, fmt: Format) -> bool:
 
 
 def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequence[str]] = None,
-                   temporary: Optional[str] = None) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
+                   temporary: Optional[str] = None, split: Optional[str] = None
+                   ) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
     """The splits of the dataset at ``root`` in format ``fmt`` (``{split: (annotation file, images
     folder)}``) and notes to print: a COCO folder's split files where they are; another format's
     folder, or one COCO file for all images, converted into ``folder`` (the same split every time; ``temporary``: what ``folder`` is removed
-    after, ``"evaluation"`` or ``"check"``, which the note says instead of its path)."""
+    after, ``"evaluation"`` or ``"check"``, which the note says instead of its path); ``split``: the one split
+    an evaluation reads, whose notes alone are kept of those naming a split (``train: 1 box ...``)."""
     found = find_coco_splits(root) if fmt == "coco" else {}
     if found:  # read where they are (as_is)
         return found, []
@@ -291,7 +293,9 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     converted = converter(fmt)(root, folder, names=names)
     where = (f"into a temporary folder for this {temporary} (removed after it)" if temporary
              else f"-> {folder / 'annotations'}")
-    notes = [f"converted {fmt.upper()} {root} {where}", *converted.notes]
+    others = tuple(f"{s}: " for s in ("train", "val", "test") if split is not None and s != split)
+    # an evaluation of the test split said the train and val splits' boxes left out (a walk)
+    notes = [f"converted {fmt.upper()} {root} {where}", *(n for n in converted.notes if not n.startswith(others))]
     from dfine.data.convert.yolo import beside_images
 
     also = beside_images(root) if fmt == "voc" else None
@@ -362,7 +366,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     earlier = split_members(out / "data")  # the split a run in out trained with (an evaluation: its weights' run)
     converted = scratch or out / "data"
     splits, notes = dataset_splits(root, fmt, converted, names=names,
-                                  temporary="evaluation" if scratch is not None else None)
+                                  temporary="evaluation" if scratch is not None else None,
+                                  split=split if scratch is not None else None)
     if earlier is not None and {"train", "val"} <= set(splits) and splits["val"][0].parent == converted / "annotations":
         moved = keep_split({s: splits[s][0] for s in ("train", "val")}, earlier)
         if moved:

@@ -269,7 +269,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     root = dataset_folder(root)
     fmt = detect_format(root)
     with tempfile.TemporaryDirectory(prefix="dfine-eval-") as tmp:
-        splits, notes = dataset_splits(root, fmt, Path(tmp), names=names, temporary="evaluation")
+        splits, notes = dataset_splits(root, fmt, Path(tmp), names=names, temporary="evaluation", split=split)
         for note in notes:  # which images the split holds (a seeded val split), as a checkpoint's evaluation says
             print(note, file=sys.stderr)
         if split not in splits and not ann_file:

@@ -990,3 +990,14 @@ def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(tmp_path, c
             f"error: output folder {out} cannot be created ({tmp_path / 'existing.txt'} is a file); choose another "
             f"with -o")
     assert (tmp_path / "existing.txt").read_text() == "keep\n" and not (src / "annotations").exists()
+
+
+def test_an_evaluation_of_one_split_says_only_that_splits_conversion_notes(tmp_path):
+    """`dfine eval --data BCCD --split test` printed the train and val splits' boxes left out (a walk)."""
+    from dfine.recipes import dataset_splits
+    src = _voc(tmp_path / "VOC2007")
+    _, every = dataset_splits(src, "voc", tmp_path / "a")
+    assert any(n.startswith("val: 1 box clipped") for n in every) and any(n.startswith("train: ") for n in every)
+    _, train = dataset_splits(src, "voc", tmp_path / "b", temporary="evaluation", split="train")
+    assert not any(n.startswith("val: ") for n in train) and any(n.startswith("train: ") for n in train)
+    assert train[1:] == [n for n in every[1:] if not n.startswith(("val: ", "test: "))]  # the rest as they were
