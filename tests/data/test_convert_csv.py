@@ -229,3 +229,27 @@ def test_a_linked_images_folder_and_a_typo_in_a_few_rows(tmp_path):
     assert ("labels spelt alike are separate classes (a typo while labelling?): 'racoon' (1 box, e.g. r5.jpg) and "
             "'raccoon' (20 boxes, e.g. r0.jpg); to merge them, rename one in the CSV files (--names naming both keeps them apart, without this note)") in converted.notes
     assert main(["data", "check", str(tmp_path / "out")]) == 0  # the converted files read through the link too
+
+
+def test_one_coco_file_of_roboflow_copies_keeps_each_photos_copies_on_one_side(tmp_path):
+    """A seeded split of one COCO file went by image id, so a walk's 27 Roboflow copies of 2 photos (predict
+    --save-dataset of an augmented export) had copies of one photo on both sides; by file name, as the YOLO split."""
+    import json
+
+    from PIL import Image
+
+    from dfine.data.convert.coco import convert_coco
+    names = [f"IMG_{i:04d}_jpg.rf.{h * 32}.jpg" for i in range(10) for h in "abc"]
+    (tmp_path / "images").mkdir()
+    images, anns = [], []
+    for k, name in enumerate(names, 1):
+        Image.new("RGB", (32, 32)).save(tmp_path / "images" / name)
+        images.append({"id": k, "file_name": name, "width": 32, "height": 32})
+        anns.append({"id": k, "image_id": k, "category_id": 1, "bbox": [4, 4, 10, 10], "area": 100, "iscrowd": 0})
+    (tmp_path / "images" / "annotations.json").write_text(json.dumps(
+        {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "bus"}]}))
+    result = convert_coco(tmp_path / "images" / "annotations.json", tmp_path / "out")
+    sides = {s: {im["file_name"].split(".rf.")[0] for im in json.loads(result.ann_files[s].read_text())["images"]}
+             for s in ("train", "val")}
+    assert sides["val"] and sides["train"] and not sides["train"] & sides["val"]
+    assert any("Roboflow copies of 10 photos" in n for n in result.notes)

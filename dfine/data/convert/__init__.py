@@ -280,6 +280,11 @@ def fraction_said(val_fraction: float, seed: int) -> str:
 _ROBOFLOW_COPY = re.compile(r"\.rf\.[0-9a-f]{32}")
 
 
+def has_roboflow_copies(names: Iterable[str]) -> bool:
+    """Whether any of the file ``names`` is a Roboflow copy of a photo (``a_jpg.rf.HASH.jpg``)."""
+    return any(_ROBOFLOW_COPY.search(str(n)) for n in names)
+
+
 def labels_of(items: Mapping[str, Any]) -> Dict[str, set]:
     """``{key: the labels of its boxes}`` of images whose ``boxes`` are ``(label, box, crowd)``
     (:class:`Annotated`, a CVAT image, a LabelMe file): what :func:`split_by_fraction` keeps on

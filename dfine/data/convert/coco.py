@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError, read_coco_json
 from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, check_prelabels_images, file_head, fraction_said,
-                                images_folder_of_file, info_for, split_by_fraction, write_json_atomic)
+                                has_roboflow_copies, images_folder_of_file, info_for, split_by_fraction,
+                                write_json_atomic)
 from dfine.text import counted, first_few
 
 __all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
@@ -92,8 +93,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     if len(keys) != len(images):
         raise DatasetError(f"{ann}: image ids repeat ({len(images) - len(keys)} duplicates); each image needs its own id")
     said: List[str] = []
-    train_ids, val_ids = split_by_fraction(list(keys), val_fraction, seed, _classes_of_images(data),
-                                           said)
+    train_ids, val_ids = _split(images, keys, val_fraction, seed, _classes_of_images(data), said)
     rel = ann.relative_to(src) if ann.is_relative_to(src) and ann != src else ann.name
     notes = [f"one COCO file for all images ({rel}): {len(val_ids)} of {counted(len(images), 'image')} became val "
              f"{fraction_said(val_fraction, seed)}", *said]
@@ -122,6 +122,19 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
                                            "info": info, "images": split_images, "annotations": split_anns})
     names_out = tuple(str(c.get("name")) for c in data["categories"] if isinstance(c, dict))
     return Converted(src, out_dir, folder, written, names_out, counts, notes)
+
+
+def _split(images: Sequence[Dict[str, Any]], keys: set, fraction: float, seed: int, classes: Dict[str, set],
+           said: List[str]) -> Tuple[List[str], List[str]]:
+    """:func:`split_by_fraction` of the image ids ``keys``; by file name when the files are Roboflow copies
+    (``a_jpg.rf.HASH.jpg``), so that the copies of one photo go to one side (by id they were split apart,
+    and val scored copies of training photos, a walk); the split of other sets unchanged."""
+    names = {str(im.get("id")): str(im.get("file_name", "")) for im in images}
+    if not has_roboflow_copies(names.values()) or len(set(names.values())) != len(names):
+        return split_by_fraction(list(keys), fraction, seed, classes, said)
+    ids = {n: i for i, n in names.items()}
+    train, val = split_by_fraction(list(ids), fraction, seed, {n: classes.get(i, set()) for n, i in ids.items()}, said)
+    return [ids[n] for n in train], [ids[n] for n in val]
 
 
 def _classes_of_images(data: Dict[str, Any]) -> Dict[str, set]:
