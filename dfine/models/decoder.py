@@ -550,9 +550,11 @@ class DFINETransformer(nn.Module):
 
     def forward(self, feats: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict:
         memory, shapes = self._flatten(feats)
-        if memory.shape[1] < self.num_queries:
-            raise ValueError(f"the input gives {memory.shape[1]} encoder tokens, fewer than num_queries="
-                             f"{self.num_queries}: use a larger image or fewer queries")
+        if memory.shape[1] < self.num_queries:  # a user's --imgsz 160 (dfine benchmark, predict): one line, no traceback
+            from ..errors import DfineError
+            raise DfineError(f"the input gives {memory.shape[1]} encoder tokens, fewer than the model's "
+                             f"{self.num_queries} queries: a larger input size (--imgsz, imgsz=), or a model with "
+                             f"fewer queries")
         dn = None
         if self.training and self.num_denoising > 0:
             if targets is None:

@@ -94,10 +94,13 @@ def folded_conv_bn(owner: nn.Module, conv: nn.Conv2d, bn: nn.Module,
     with ``affine=(s, t)`` (one-element tensors) the conv equals ``s * bn(conv(x)) + t`` instead.
 
     Cached on ``owner`` and recomputed whenever any of the tensors involved changed (in-place
-    updates bump their version; loading or replacing them changes their storage).
+    updates bump their version; loading or replacing them changes their storage), or inference mode
+    was entered or left.
     """
     tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var) + tuple(affine or ())
-    key = tuple((version(t), t.data_ptr()) for t in tensors)
+    # and the mode: weights folded under torch.inference_mode are inference tensors, which an export traced
+    # after it (dfine benchmark: eager timing, then the ONNX export) cannot use ("cannot be saved for backward")
+    key = tuple((version(t), t.data_ptr()) for t in tensors) + (torch.is_inference_mode_enabled(),)
     cached = owner.__dict__.get("_folded")
     if cached is None or cached[0] != key:
         with torch.no_grad():

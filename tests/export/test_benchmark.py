@@ -176,3 +176,14 @@ def test_time_export_times_an_onnx_file_in_a_child_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.onnx")], check=True, capture_output=True,
                          text=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) is False
+
+
+def test_benchmark_times_torch_then_exports_for_onnx_runtime(capsys):
+    """`dfine benchmark` timed the model eagerly under inference_mode, then exported it for ONNX Runtime: the
+    conv weights folded (and cached) in inference mode were inference tensors, and the export traced with
+    autograd on crashed ('Inference tensors cannot be saved for backward', a walk)."""
+    pytest.importorskip("onnxruntime")
+    from dfine.cli import main
+    assert main(["benchmark", "--imgsz", "320", "--runs", "2", "--backends", "torch,onnxruntime"]) == 0
+    out = capsys.readouterr().out
+    assert "torch " in out and "onnxruntime " in out and "ms median" in out.split("onnxruntime", 1)[1]

@@ -90,10 +90,15 @@ def test_any_multiple_of_32_works(hw):
     assert torch.isfinite(out["pred_boxes"]).all()
 
 
-def test_too_small_input_is_a_clear_error():
+def test_too_small_input_is_a_clear_error(capsys):
+    """A user error, so a DfineError: `dfine benchmark --imgsz 160` ended in a ValueError traceback (a walk)."""
+    from dfine.cli import main
+    from dfine.errors import DfineError
     model = dfine.build_model("dfine_n").eval()
-    with pytest.raises(ValueError, match="fewer than num_queries=300"):
+    with pytest.raises(DfineError, match="fewer than the model's 300 queries: a larger input size"):
         model(torch.rand(1, 3, 96, 160))
+    assert main(["benchmark", "--imgsz", "160", "--runs", "1", "--backends", "torch"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: the input gives 125 encoder tokens")
 
 
 def test_non_default_eval_size_gives_the_same_outputs_at_that_size():
