@@ -481,6 +481,19 @@ def stop_epoch_for(epochs: int) -> int:
     return max(1, epochs - math.ceil(epochs * 20 / 220))
 
 
+def _yaml_entry(root: Path, key: str) -> Optional[str]:
+    """The ``key`` entry of the data.yaml (or data.yml) in the folder ``root``, as written; None without one."""
+    import yaml
+    for name in ("data.yaml", "data.yml"):
+        try:
+            data = yaml.safe_load((root / name).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        value = data.get(key) if isinstance(data, dict) else None
+        return str(value) if value else None
+    return None
+
+
 def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco") -> str:
     """One line for a dataset without a ``split`` (train, val or test): the splits it has (their
     files when the dataset's own, not a conversion's), a split folder of images without its annotation
@@ -491,6 +504,10 @@ def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], 
         return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
     if fmt != "coco" or not all(ann.is_relative_to(root) for ann, _ in splits.values()):
+        named = _yaml_entry(root, split) if fmt == "yolo" else None
+        if named:  # 'add a test: entry' to a data.yaml that has one, naming a folder not there (a walk)
+            return (f"--data {root}: no {split} split; found {', '.join(splits) or 'none'}; its data.yaml's "
+                    f"{split}: ({named}) names a folder that is not there: add the images there, or point it at them")
         add = {"yolo": f"a {split}: entry in its data.yaml (or {split}/images + {split}/labels)",
                "voc": f"ImageSets/Main/{split}.txt", "cvat": f"images of the {split.capitalize()} subset"}.get(
             fmt, f"a {split}/ folder beside train/ in the same layout")

@@ -975,6 +975,13 @@ def test_a_data_yaml_val_or_test_split_that_is_not_there_becomes_a_note(tmp_path
         "data.yaml names a test split (../test/images) that is not there; no test file written",
         f"no val split: {result.counts['val'].images} of 5 train images became val (dfine data convert --val-fraction "
         f"0.2 --seed 0)"]
+    from dfine.recipes import missing_split  # --split test of it: the entry is there, its folder is not (a walk)
+    assert missing_split(src, "test", {"train": (src, src), "val": (src, src)}, "yolo") == (
+        f"--data {src}: no test split; found train, val; its data.yaml's test: (../test/images) names a folder that "
+        f"is not there: add the images there, or point it at them")
+    assert missing_split(src, "val", {"train": (src, src)}, "yolo").endswith("its data.yaml's val: (../valid/images) "
+                                                                           "names a folder that is not there: add "
+                                                                           "the images there, or point it at them")
     (src / "data.yaml").write_text("train: ../train/images\nval: [../train/images, ../valid/images]\nnames: [a]\n")
     with pytest.raises(DatasetError, match="val: '../valid/images' not found"):
         convert_yolo(src, tmp_path / "out2")
