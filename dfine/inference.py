@@ -184,6 +184,14 @@ class _Engine:
     tiles: Optional[Tuple[int, int]] = None  # the (height, width) tiles it was trained on (dfine data tile)
 
 
+def _check_conf(conf: Any) -> None:
+    """A one-line error for a ``conf`` that is not a score in 0..1 (None passes: the default)."""
+    if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf <= 1):
+        percent = not isinstance(conf, bool) and isinstance(conf, (int, float)) and 1 < conf <= 100
+        raise DfineError(f"conf must be a number in 0..1, got {conf!r}"
+                         + (f" (a percentage? {conf / 100:g} is {conf:g}%)" if percent else ""))
+
+
 class Detector:
     """Object detector over any backend.
 
@@ -216,10 +224,7 @@ class Detector:
                  threads: Optional[int] = None, precision: str = "f32", slice: Any = None, clip: bool = True):
         if backend is not None and backend not in BACKENDS:
             raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf <= 1):
-            percent = not isinstance(conf, bool) and isinstance(conf, (int, float)) and 1 < conf <= 100
-            raise DfineError(f"conf must be a number in 0..1, got {conf!r}"
-                             + (f" (a percentage? {conf / 100:g} is {conf:g}%)" if percent else ""))
+        _check_conf(conf)
         if batch_size < 1:
             raise DfineError(f"batch size must be >= 1, got {batch_size}")
         if precision not in PRECISIONS:
@@ -286,10 +291,13 @@ class Detector:
         det._engine = _Engine(run, backend, tuple(imgsz), tuple(class_names), tuple(int(i) for i in category_ids))
         return det
 
-    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]], bgr: bool = False) -> List[Detections]:
+    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]], bgr: bool = False,
+                 conf: Optional[float] = None) -> List[Detections]:
         """Detect in one image or a list of them; one :class:`Detections` per image. Arrays are
         ``H x W x 3`` uint8 in RGB order, or in OpenCV's BGR order (``cv2.imread``, ``VideoCapture``
-        frames) with ``bgr=True``; paths and PIL images carry their own order."""
+        frames) with ``bgr=True``; paths and PIL images carry their own order. ``conf``: this call's
+        score threshold instead of the detector's (a walk's ``det(image, conf=0.1)`` was a TypeError)."""
+        _check_conf(conf)
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)) or not hasattr(images, "__len__"):
             images = [images]  # anything else that is no list is one image, which load_image names if it is none
         out: List[Detections] = []
@@ -297,7 +305,7 @@ class Detector:
             chunk = images[start:start + self.batch_size]
             paths = [str(im) if isinstance(im, (str, os.PathLike)) else None for im in chunk]
             pil = [load_image(_from_bgr(im) if bgr else im) for im in chunk]
-            out.extend(self.predict_pil(pil, paths))
+            out.extend(self.predict_pil(pil, paths, conf))
         return out
 
     def predict_pil(self, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,

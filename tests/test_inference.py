@@ -365,6 +365,13 @@ def test_what_a_notebook_hands_the_detector(files, tmp_path):
                               f"sorted(Path('{tmp_path}').glob('*.png'))), or dfine predict '{tmp_path / '*.png'}')")
     with pytest.raises(DfineError, match="a file path, a PIL image or an H x W x 3 uint8 array, got int"):
         det(5)
+    # this call's threshold, as other detectors take it (a walk's det(image, conf=0.1) was a TypeError)
+    every = det(gray)[0]
+    cut = float(np.median(every.scores))
+    kept = det(gray, conf=cut)[0]
+    assert len(kept.scores) == int((every.scores > cut).sum()) and det.conf == 0.0
+    with pytest.raises(DfineError, match=r"conf must be a number in 0..1, got 50 \(a percentage\? 0.5 is 50%\)"):
+        det(gray, conf=50)
 
 
 def test_detections_plot_is_the_picture_dfine_predict_writes(files, tmp_path):
