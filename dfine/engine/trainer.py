@@ -982,10 +982,13 @@ class Trainer:
             self.load_resume(ckpt_io.read_checkpoint(path), str(path), counters=False)
         if self.ema is not None:
             self.ema.decay = decay
-            kept = "" if reload or not path.is_file() else (f" ({path.name} not reloaded: no evaluation has scored above "
-                                                             f"AP 0 yet, so it is no better than the current weights)")
+            # one parenthesis: '(best_stg1.pth not reloaded ...) (... goes back to best_stg1.pth ...)' read as a
+            # contradiction (a walk)
+            kept = "" if reload or not path.is_file() else (f"; {path.name} is not reloaded, though: no evaluation has "
+                                                             f"scored above AP 0 yet, so it is no better than the "
+                                                             f"current weights")
             self._print(f"epoch {epoch + 1}: EMA restarted from {path.name if reload else 'current weights'} "
-                        f"with decay {decay}{kept} ({why})")
+                        f"with decay {decay} ({why}{kept})")
         return reload
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
