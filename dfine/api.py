@@ -96,8 +96,8 @@ def export_model(model: PathLike, format: str = "onnx", *, output: Optional[Path
         raise DfineError(f"checkpoint {model_path} not found{missing_model_note(model_path)}")
     if int8 and calib is None:
         raise DfineError("int8=True needs calib=: a folder of images or a dataset to calibrate on")
-    from .commands.export import _refuse_an_export
-    _refuse_an_export(model_path, format, python=True)
+    from .commands.export import refuse_an_export
+    refuse_an_export(model_path, format, python=True)
     argv = ["export", "-r", str(model_path), "--format", format]
     if output is not None:
         argv += ["-o", str(Path(output).expanduser())]

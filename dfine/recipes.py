@@ -193,13 +193,14 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     while (above is not None and above.name.lower() in SPLIT_NAMES and above.parent in datasets_above
            and any(d.is_dir() and d != above and d.name.lower() in SPLIT_NAMES for d in above.parent.iterdir())):
         above = above.parent  # DATASET/train/images of a set whose splits are folders: DATASET, not its train/
+    photos = _unlabelled_images(root) if not inside and above is None else 0
     if inside:
         hint = (f"; it holds {counted(len(inside), 'dataset folder')} "
                 f"({', '.join(c.name for c in inside[:5])}): give one, e.g. {option} {shlex.quote(str(inside[0]))}")
     elif above is not None:
         hint = f"; give the dataset folder: {option} {shlex.quote(str(above))}"
-    elif _unlabelled_images(root):  # a folder of photos: what to do, not the list of every format (a walk)
-        hint = (f": it holds {counted(_unlabelled_images(root), 'image')} and no labels; label them first (a "
+    elif photos:  # a folder of photos: what to do, not the list of every format (a walk)
+        hint = (f": it holds {counted(photos, 'image')} and no labels; label them first (a "
                 f"model's detections as pre-labels to correct: dfine predict {shlex.quote(str(root))} -m MODEL "
                 f"--save-dataset)")
     else:
@@ -440,11 +441,11 @@ def _earlier_runs(folder: Path, latest: Path) -> str:
     x_3)"``, latest first, the option naming the latest stopped one, else the latest (a walk's note named
     only the first folder, a finished run, and not the stopped one it had been told --auto-resume continues)."""
     from dfine.checkpoint import stopped_run
-    from dfine.engine.lock import earlier_run_files
+    from dfine.engine.lock import earlier_run_files, numbered_run
 
     runs = []
     for n in range(1, 1000):
-        path = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+        path = numbered_run(folder, n)
         if path == latest or not path.is_dir():
             break
         if earlier_run_files(path):
@@ -481,19 +482,6 @@ def stop_epoch_for(epochs: int) -> int:
     return max(1, epochs - math.ceil(epochs * 20 / 220))
 
 
-def _yaml_entry(root: Path, key: str) -> Optional[str]:
-    """The ``key`` entry of the data.yaml (or data.yml) in the folder ``root``, as written; None without one."""
-    import yaml
-    for name in ("data.yaml", "data.yml"):
-        try:
-            data = yaml.safe_load((root / name).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            continue
-        value = data.get(key) if isinstance(data, dict) else None
-        return str(value) if value else None
-    return None
-
-
 def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco") -> str:
     """One line for a dataset without a ``split`` (train, val or test): the splits it has (their
     files when the dataset's own, not a conversion's), a split folder of images without its annotation
@@ -504,7 +492,8 @@ def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], 
         return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
     if fmt != "coco" or not all(ann.is_relative_to(root) for ann, _ in splits.values()):
-        named = _yaml_entry(root, split) if fmt == "yolo" else None
+        from dfine.data.convert.yolo import yaml_entry
+        named = yaml_entry(root, split) if fmt == "yolo" else None
         if named:  # 'add a test: entry' to a data.yaml that has one, naming a folder not there (a walk)
             return (f"--data {root}: no {split} split; found {', '.join(splits) or 'none'}; its data.yaml's "
                     f"{split}: ({named}) names a folder that is not there: add the images there, or point it at them")

@@ -73,7 +73,7 @@ def _output(args, suffix: str) -> Path:
 _EXPORTS = {".onnx": "an ONNX", ".xml": "an OpenVINO", ".bin": "an OpenVINO", ".engine": "a TensorRT"}
 
 
-def _refuse_an_export(path: Path, fmt: str, python: bool = False) -> None:
+def refuse_an_export(path: Path, fmt: str, python: bool = False) -> None:
     """An export given as the weights to export (a walk's ``.onnx`` -> openvino was told of torch's
     ``weights_only``): one line saying exports come from the checkpoint, naming one beside it
     (``python``: as a :func:`dfine.export_model` call)."""
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise DfineError(f"--opset must be 17 or higher, got {args.opset}")
     if args.static and args.format == "engine":
         raise DfineError("--static is for ONNX files; a TensorRT engine takes batches up to --max-batch")
-    _refuse_an_export(Path(args.checkpoint), args.format)
+    refuse_an_export(Path(args.checkpoint), args.format)
     imgsz = parse_imgsz(args.imgsz) if args.imgsz else None
     final = {"onnx": ".onnx", "openvino": ".xml", "engine": ".engine"}[args.format]
     onnx_path = _output(args, final).with_suffix(".onnx")

@@ -104,6 +104,11 @@ def earlier_run_files(folder: Path) -> List[str]:
                   or re.fullmatch(r"checkpoint\d+\.pth", p.name))
 
 
+def numbered_run(folder: Path, n: int) -> Path:
+    """The ``n``-th run folder of the default ``folder``: ``folder`` itself for 1, else ``folder_N``."""
+    return folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+
+
 def numbered_folder(folder: Path, latest: bool = False) -> Optional[Path]:
     """A new run's folder for the default ``folder``: ``folder`` itself while no run left checkpoints
     there and none is training into it, else the first of ``folder_2``, ``folder_3``, ... that is as
@@ -112,7 +117,7 @@ def numbered_folder(folder: Path, latest: bool = False) -> Optional[Path]:
     last of ``folder``, ``folder_2``, ... that holds a run's checkpoints instead (``None`` when none
     does), the run ``--auto-resume`` continues."""
     def numbered(n: int) -> Path:
-        return folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+        return numbered_run(folder, n)
 
     def taken(path: Path) -> bool:
         return bool(earlier_run_files(path)) or (not latest and training_now(path) is not None)

@@ -1154,10 +1154,11 @@ class Trainer:
                              ann_file=None if self.command is not None else self.val_set.ann_file,
                              data=self.command.data if self.command is not None else None)
             self._print(f"metrics: {os.path.abspath(path)}")
+            split = self.command.split if self.command is not None else "val"
             what = (f"{Path(self.cfg.resume or 'model').name}, "
-                    f"{self.command.split if self.command is not None else Path(self.val_set.ann_file).name}")
+                    f"{split if self.command is not None else Path(self.val_set.ann_file).name}")
             self._print(evaluation_pictures(metrics, path, what, (self.val_set.ann_file, self.val_set.img_folder),
-                                            pick, self.command.split if self.command is not None else "val"))
+                                            pick, split))
         return metrics
 
     # ---------------------------------------------------------------- logs

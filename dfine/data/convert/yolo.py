@@ -175,6 +175,18 @@ def _find_yaml(src: Path) -> Optional[Path]:
     return found[0] if len(found) == 1 else None
 
 
+def yaml_entry(src: Path, key: str) -> Optional[str]:
+    """The ``key`` entry (``test``, ``val``) of the dataset YAML of the YOLO folder ``src``, as written;
+    None without a YAML or the entry."""
+    path = _find_yaml(src)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path is not None else None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return str(value) if value else None
+
+
 def _resolve_entry(entry: str, roots: Sequence[Path], where: str, notes: List[str]) -> Path:
     looked = []
     for root in roots:
