@@ -430,13 +430,23 @@ def write_evaluation(path: Path, content: Dict[str, Any], *, model: PathLike, an
     before = before if isinstance(before, dict) else {}
     was, now = before.get("data") or before.get("ann_file"), where.get("data") or where["ann_file"]
     was_model, now_model = before.get("model"), os.path.abspath(model)
+    it = _replaced_words(path)
     if was and now and was != now:
-        print(f"note: {path} held the evaluation on {was}; this one on {now} replaces it (-o DIR writes it "
-              f"elsewhere)", file=sys.stderr)
+        print(f"note: {path} held the evaluation on {was}; this one on {now} replaces {it}", file=sys.stderr)
     elif was_model and was_model != now_model:  # best_stg1, best_stg2 and last of a run share their folder's file
         print(f"note: {path} held the evaluation of {Path(was_model).name}; this one of {Path(now_model).name} "
-              f"replaces it (-o DIR writes it elsewhere)", file=sys.stderr)
+              f"replaces {it}", file=sys.stderr)
     write_json_atomic(path, {**content, "model": os.path.abspath(model), **where, "num_images": num_images})
+
+
+def _replaced_words(path: Path) -> str:
+    """What an evaluation into ``path`` replaces: the file, and the pictures drawn beside it when they are
+    there (``eval_pr_curves.png``, ...; a walk's note named only the file), with where to write instead."""
+    from .plots import EVALUATION_PICTURES, evaluation_prefix
+    prefix = evaluation_prefix(path)
+    if any((path.parent / (prefix + name)).is_file() for name in EVALUATION_PICTURES):
+        return f"it and its pictures ({prefix}*.png; -o DIR writes them elsewhere)"
+    return "it (-o DIR writes it elsewhere)"
 
 
 def _empty(gt: Any) -> Any:

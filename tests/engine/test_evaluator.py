@@ -210,6 +210,11 @@ def test_an_evaluation_of_another_checkpoint_says_which_it_replaces(tmp_path, ca
     err = capsys.readouterr().err
     assert err.splitlines() == [f"note: {path} held the evaluation of best_stg1.pth; this one of best_stg2.pth "
                                 f"replaces it (-o DIR writes it elsewhere)"]  # not for the same checkpoint again
+    (tmp_path / "eval_predictions.png").write_bytes(b"png")  # the pictures dfine eval drew beside it go too
+    write_evaluation(path, {"stats": {"AP": 0.1}}, model=tmp_path / "last.pth", ann_file=ann, data=None, num_images=3)
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {path} held the evaluation of best_stg2.pth; this one of last.pth replaces it and its pictures "
+        f"(eval_*.png; -o DIR writes them elsewhere)"]
 
 
 def _dense_set(boxes: int, detections: int):

@@ -280,7 +280,8 @@ def test_a_second_evaluation_or_export_says_what_it_replaces(onnx_model, labelle
     _eval(capsys, ["-m", str(out), "--ann-file", str(tmp_path / "val.json"), "--images", str(images)])
     _, _, err = _eval(capsys, ["-m", str(out), "--ann-file", str(tmp_path / "test.json"), "--images", str(images)])
     assert (f"note: {tmp_path / 'm.onnx.eval.json'} held the evaluation on {tmp_path / 'val.json'}; this one on "
-            f"{tmp_path / 'test.json'} replaces it (-o DIR writes it elsewhere)") in err.splitlines()
+            f"{tmp_path / 'test.json'} replaces it and its pictures (m.onnx.eval_*.png; -o DIR writes them elsewhere)"
+            ) in err.splitlines()
     assert json.loads((tmp_path / "m.onnx.eval.json").read_text())["ann_file"] == str(tmp_path / "test.json")
     _, _, err = _eval(capsys, ["-m", str(out), "--ann-file", str(tmp_path / "test.json"), "--images", str(images)])
     assert "held the evaluation" not in err  # the same set again: nothing to say
