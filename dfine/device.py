@@ -36,7 +36,8 @@ def resolve_device(device: Optional[str]) -> torch.device:
         raise DfineError(f"device {device!r} is not supported: use cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no NVIDIA GPU or driver found"
-        raise DfineError(f"device {device} asked for but CUDA is not available here ({why}); use -d cpu")
+        raise DfineError(f"device {device} asked for but CUDA is not available here ({why}); use -d cpu "
+                         f"(Python: device='cpu')")
     count = torch.cuda.device_count()
     if dev.index is not None and dev.index >= count:
         raise DfineError(f"device {device} asked for but this machine has {count} CUDA "

@@ -703,6 +703,7 @@ _OVERRIDES = re.compile(r"-u ((?:[\w.\[\]]+=[^\s)]+)(?: [\w.\[\]]+=[^\s)]+)*)")
 _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # a value follows, not 'or ...'
                  (re.compile(r"--(data|model|names) (?=(?:gives|out)\b)"), r"\1= "),  # 'names=gives' read as a typo
                  (re.compile(r"--(data|model|names) (?!(?:or|and|to|with|for|the|a|of|in)\b)(?=[^-\s])"), r"\1="),
+                 (re.compile(r"\buse -d cpu \(Python: device='cpu'\)"), "use device='cpu'"),  # Detector's own words
                  (re.compile(r"\buse -d (cpu|cuda(?::\d+)?)\b"), r"use device='\1'"),
                  (re.compile(r"\bwith -o\b"), "with output_dir="), (re.compile(r"\(--output-dir\)"), "(output_dir=)"),
                  (re.compile(r"\bcommand line override\b"), "override"),

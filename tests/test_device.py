@@ -24,7 +24,8 @@ def test_devices_this_machine_has_and_has_not(monkeypatch):
             resolve_device(name)
         assert str(e.value) == said
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(DfineError, match=r"device cuda:1 asked for but CUDA is not available here \(.*\); use -d cpu"):
+    with pytest.raises(DfineError, match=r"device cuda:1 asked for but CUDA is not available here \(.*\); use -d cpu "
+                                         r"\(Python: device='cpu'\)$"):
         resolve_device("cuda:1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

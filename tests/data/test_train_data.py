@@ -1085,6 +1085,8 @@ def test_python_callers_get_python_words_for_device_names_and_overrides():
     from dfine.recipes import python_words
     assert python_words("device cuda asked for but CUDA is not available here (no GPU); use -d cpu").endswith(
         "use device='cpu'")
+    assert python_words("CUDA is not available here (no GPU); use -d cpu (Python: device='cpu')").endswith(
+        "here (no GPU); use device='cpu'")  # the words a Detector gives in both worlds, in dfine.train's
     assert python_words("--names gives 2 classes but data.yaml names 5; leave --names out to use those") == (
         "names= gives 2 classes but data.yaml names 5; leave names= out to use those")
     assert python_words("command line override 'x' must look like key.subkey=value") == (
