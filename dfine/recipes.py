@@ -656,6 +656,9 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     if output_dir is None and resume is not None:  # the run goes on in its own folder
         output_dir = Path(resume).resolve().parent
     try:
+        if device is not None:  # before the dataset is converted into a new run folder, as the command line (a walk)
+            from dfine.device import resolve_device
+            resolve_device(device)
         run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
                        given=overrides, run_folder="latest" if auto_resume else "new")
     except DfineError as e:  # 'dfine.train(data=...)': '--data X not found' read as the command line's (a walk)

@@ -50,6 +50,10 @@ def test_a_gpu_command_on_a_machine_without_one_is_one_line(coco128, tmp_path, c
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and device in err, err
         assert not (tmp_path / "output").exists()
+    import dfine
+    with pytest.raises(DfineError, match=r"CUDA is not available here .*; use device='cpu'$"):
+        dfine.train(data, names=["thing"], device="cuda")  # the Python call alike (a walk: after converting)
+    assert not (tmp_path / "output").exists()
     from tests.conftest import load_golden
 
     torch.save(load_golden("n")["checkpoint"], tmp_path / "x.pth")
