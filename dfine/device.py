@@ -51,17 +51,19 @@ def waits_passively() -> bool:
     return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
-def busy_cpu_note(what: str) -> Optional[str]:
+def busy_cpu_note(what: str, python: bool = False) -> Optional[str]:
     """A note when other jobs keep this machine's cores busy (load average above half the cores),
     else None: torch's OpenMP threads then spin while they wait, and ``what`` (the timings, the
     training steps) runs many times slower than on an idle machine (a walk: 15-50x, steps of 5-20 s
-    instead of 0.4 s), not twice as slow."""
+    instead of 0.4 s), not twice as slow. ``python``: advice in a Python caller's words (``threads=1``; the
+    variable set before Python starts, as a running notebook cannot set it for torch)."""
     average, cores = os.getloadavg()[0], os.cpu_count() or 1
     if average <= 0.5 * cores or waits_passively() or others_running() == 0:
         return None
+    where, fewer = ("set before Python starts", "threads=1") if python else ("in the environment", "--threads 1")
     return (f"note: load average {average:.1f} on {cores} cores: other jobs share this CPU, so {what} run many times "
-            f"slower than on an idle machine; with OMP_WAIT_POLICY=PASSIVE in the environment (or fewer threads: "
-            f"--threads 1) waiting threads sleep instead of spinning, much faster on a busy machine (README, Deploy)")
+            f"slower than on an idle machine; with OMP_WAIT_POLICY=PASSIVE {where} (or fewer threads: "
+            f"{fewer}) waiting threads sleep instead of spinning, much faster on a busy machine (README, Deploy)")
 
 
 class SlowdownWatch:
@@ -71,8 +73,8 @@ class SlowdownWatch:
     1 s to 15-19 s while another job ran, and it blamed the precision: the note at the start had
     found the machine idle. Multi-scale sizes move a step by under 2x, below ``factor``."""
 
-    def __init__(self, what: str, factor: float = 4.0, recent: int = 3) -> None:
-        self.what, self.factor, self.recent = what, factor, recent
+    def __init__(self, what: str, factor: float = 4.0, recent: int = 3, python: bool = False) -> None:
+        self.what, self.factor, self.recent, self.python = what, factor, recent, python
         self.seconds: List[float] = []
         self.fastest: Optional[float] = None
         self.said = False
@@ -98,7 +100,7 @@ class SlowdownWatch:
             return None
         if median < self.factor * self.fastest:
             return None
-        note = busy_cpu_note(self.what)
+        note = busy_cpu_note(self.what, python=self.python)
         if note is None:
             return None
         self.said = True

@@ -101,6 +101,13 @@ def test_busy_cpu_note_only_while_others_run(monkeypatch):
     assert device.busy_cpu_note("the steps").startswith("note: load average 9.0")
     monkeypatch.setattr(device, "others_running", lambda: None)  # no /proc: the load average alone, as before
     assert device.busy_cpu_note("the steps") is not None
+    said = device.busy_cpu_note("the steps")
+    assert "OMP_WAIT_POLICY=PASSIVE in the environment (or fewer threads: --threads 1)" in said
+    # dfine.train's words (a notebook walk was told --threads 1; a running kernel cannot set the variable for torch)
+    said = device.busy_cpu_note("the steps", python=True)
+    assert "OMP_WAIT_POLICY=PASSIVE set before Python starts (or fewer threads: threads=1)" in said, said
+    watch = device.SlowdownWatch("the steps", recent=1, python=True)
+    assert watch.observe(1.0) is None and "threads=1" in watch.observe(9.0)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="Linux's /proc/loadavg")
@@ -125,7 +132,7 @@ def test_steps_that_slow_down_on_a_busy_cpu_are_said_once(monkeypatch):
     on a busy machine is said once; a slower step on an idle one (or multi-scale's 1.6x) is not."""
     import dfine.device as device
     busy = {"note": None}
-    monkeypatch.setattr(device, "busy_cpu_note", lambda what: busy["note"] and f"note: {busy['note']} ({what})")
+    monkeypatch.setattr(device, "busy_cpu_note", lambda what, python=False: busy["note"] and f"note: {busy['note']} ({what})")
     watch = device.SlowdownWatch("the steps")
     assert [watch.observe(s) for s in (3.0, 1.0, 1.1, 1.0, 1.6, 1.6, 1.6)] == [None] * 7  # multi-scale sizes
     assert [watch.observe(s) for s in (9.0, 9.0, 9.0)] == [None] * 3  # 9x, but nobody else runs

@@ -366,7 +366,7 @@ class Trainer:
         self.writer = None
         self.history: List[Dict[str, Any]] = []
         self.step_losses: List[float] = []  # total loss of each step of this process's run
-        self.slowdown = SlowdownWatch("the training steps")  # other jobs taking the CPU mid-run: said once
+        self.slowdown = SlowdownWatch("the training steps", python=self._python)  # other jobs taking the CPU: once
 
     # ---------------------------------------------------------------- state
 
@@ -780,7 +780,7 @@ class Trainer:
             lines.insert(2, f"note: the val set has only {counted(len(self.val_set), 'image')}: its AP moves a lot "
                             f"from epoch to epoch, and the best weights are chosen on it; {FEW_VAL_IMAGES} or more "
                             f"measure better")
-        busy = busy_cpu_note("the training steps") if self.device.type == "cpu" else None
+        busy = busy_cpu_note("the training steps", python=self._python) if self.device.type == "cpu" else None
         warm, live = self.cfg.lr_warmup_scheduler, self.lr_warmup_scheduler
         # a resumed run past its warmup has none to come (a walk read 'lr warmup 14 steps' as a new one), and one
         # whose checkpoint ran another warmup goes on with that one (a -c resume of a --data run's 3 steps said
@@ -1162,6 +1162,12 @@ class Trainer:
         return metrics
 
     # ---------------------------------------------------------------- logs
+
+    @property
+    def _python(self) -> bool:
+        """Whether the run was started by :func:`dfine.train` (its notes then give Python's words)."""
+        command = getattr(self, "command", None)
+        return bool(command is not None and command.python)
 
     def _print(self, text: str) -> None:
         if dist.is_main():
