@@ -25,7 +25,8 @@ FORMATS = ("onnx", "openvino", "engine")
 
 def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, device: Optional[str] = None,
              names: Optional[Union[str, Sequence[str]]] = None, progress: bool = True,
-             split: str = "val", slice: Union[None, bool, int, Sequence[int]] = None) -> Dict[str, Any]:
+             split: str = "val", slice: Union[None, bool, int, Sequence[int]] = None,
+             batch: Optional[int] = None) -> Dict[str, Any]:
     """COCO AP of ``model`` (a checkpoint ``.pth`` or an export ``.onnx`` / ``.xml``) on the val split of
     the dataset folder ``data`` (found as ``dfine train --data`` finds it), as ``dfine eval -m MODEL
     --data DATA`` prints it; returns what it writes to ``eval.json``: ``stats`` (``AP``, ``AP50``, ...
@@ -35,7 +36,8 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     ``eval_predictions.png``; none without matplotlib). ``split="test"``: the test split
     instead (``dfine eval --split test``; its metrics file is ``eval_test.json``). ``slice``: sliced
     inference, as ``dfine eval --slice`` (``True``: tiles of the model's size; ``N`` or ``(H, W)``), for a
-    model trained on tiles (``dfine data tile``); its metrics file is ``MODEL.eval_sliced.json``."""
+    model trained on tiles (``dfine data tile``); its metrics file is ``MODEL.eval_sliced.json``. ``batch``:
+    images per forward pass of a checkpoint (``--batch``; on the CPU 8 by default)."""
     model_path = Path(model).expanduser()
     if model_path.is_dir():  # evaluate(data, model), swapped: 'model file DATA not found' of a folder that is there
         raise DfineError(f"model={str(model)!r} is a folder (the dataset?); evaluate(model, data) takes the weights "
@@ -47,6 +49,8 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
         argv += ["--imgsz", str(_whole("imgsz", imgsz))]
     if device is not None:
         argv += ["-d", str(device)]
+    if batch is not None:
+        argv += ["--batch", str(_whole("batch", batch))]
     if names:
         argv += ["--names", names if isinstance(names, str) else ",".join(map(str, names))]
     if not progress:
@@ -65,7 +69,7 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     before = {p: p.stat().st_mtime_ns for p in files if p.is_file()}
     started = time.time_ns()
     try:
-        _run(argv)
+        _run(argv, python=True)
     except DfineError as e:  # 'leave --names out' to dfine.evaluate(names=...) (a walk): the arguments' words
         from .recipes import in_python_words
         raise in_python_words(e) from None
@@ -114,8 +118,10 @@ def export_model(model: PathLike, format: str = "onnx", *, output: Optional[Path
 
 
 def _whole(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DfineError(f"{name} is one whole number (square inputs, as --{name}), got {value!r}")
+    """``value`` of the argument ``name``: one whole number of at least 1, else a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        square = " (square inputs, as --imgsz)" if name == "imgsz" else ""
+        raise DfineError(f"{name} is one whole number of at least 1{square}, got {value!r}")
     return value
 
 
@@ -131,9 +137,9 @@ def _eval_files(model: Path, split: str = "val", sliced: bool = False) -> List[P
     return [eval_json_path(model, split=split), model.parent / eval_file_name(split)]
 
 
-def _run(argv: List[str]) -> Any:
+def _run(argv: List[str], python: bool = False) -> Any:
     """Parse ``argv`` as the command line does and run its command, its errors raised; returns the
-    parsed arguments."""
+    parsed arguments. ``python``: the command's notes in the Python call's words (``args.python``)."""
     from .cli import build_parser
 
     parser = build_parser(argv)
@@ -141,5 +147,6 @@ def _run(argv: List[str]) -> Any:
         args = parser.parse_args(argv)
     except SystemExit:  # argparse printed why
         raise DfineError(f"dfine {' '.join(argv)}: not a valid command (see the message above)") from None
+    args.python = python
     args.func(args)
     return args

@@ -246,9 +246,18 @@ def _run(args: argparse.Namespace) -> int:
                             scratch=Path(scratch) if scratch else None,
                             run_folder="latest" if args.auto_resume else "new", split=getattr(args, "split", "val"))
             for note in data.notes:
-                print(note, file=sys.stderr)
+                _say(args, note)
         command = data_command(args, model) if args.data else None
         return _train_or_eval(args, data, test_only, command)
+
+
+def _say(args: argparse.Namespace, note: str) -> None:
+    """Print ``note`` on stderr; in a :func:`dfine.evaluate` call's words when it runs the command
+    (``args.python``: a walk's notebook was told ``--batch N`` and ``--model dfine_n``)."""
+    if getattr(args, "python", False):
+        from dfine.recipes import python_words
+        note = python_words(note)
+    print(note, file=sys.stderr)
 
 
 def _trained_val_set(weights: Any) -> str:
@@ -347,7 +356,7 @@ def _model_for_data(args: argparse.Namespace) -> str:
             model = entry.model
             said.append(f"--model {model}")
     if said:
-        print(f"{' '.join(said)}: as {weights} was trained", file=sys.stderr)
+        _say(args, f"{' '.join(said)}: as {weights} was trained")
     return model or "dfine_s"
 
 

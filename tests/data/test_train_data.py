@@ -179,7 +179,7 @@ def test_model_names_and_epoch_overrides(tmp_path):
     assert "train_dataloader.total_batch_size=4" in run.overrides and "num_classes=null" in run.overrides
 
 
-def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
+def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path, capsys):
     import dfine
 
     src = _yolo(tmp_path / "fruit")
@@ -194,8 +194,15 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
     pytest.importorskip("onnxruntime")
     onnx = dfine.export_model(result.best, "onnx", output=tmp_path / "m.onnx")
     assert onnx == tmp_path / "m.onnx" and onnx.is_file()
+    capsys.readouterr()
     from_checkpoint = dfine.evaluate(result.best, src, progress=False)
     assert from_checkpoint["path"] == str(result.best.parent / "eval.json")
+    err = capsys.readouterr().err  # the notes in the call's words: a walk was told --batch N and --model dfine_n
+    assert "CPU: evaluating in batches of 8; batch=N to change it" in err and "model=dfine_n" in err, err
+    assert " --batch" not in err and " --model" not in err, err
+    assert dfine.evaluate(result.best, src, batch=1, progress=False)["stats"]["AP"] == pytest.approx(
+        from_checkpoint["stats"]["AP"], abs=1e-3)
+    assert "evaluating in batches of" not in capsys.readouterr().err
     assert from_checkpoint["stats"]["AP"] == pytest.approx(result.metrics["test_AP"], abs=1e-6)
     from_onnx = dfine.evaluate(onnx, src, progress=False)
     assert from_onnx["path"] == str(tmp_path / "m.onnx.eval.json") and set(from_onnx["names"].values()) == {"apple", "pear"}
@@ -224,7 +231,8 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path):
                        # an export given to export: torch's weights_only text, cut mid-sentence (a walk)
                        (lambda: dfine.export_model(onnx, "openvino"),
                         f"{onnx} is an ONNX export; exports are made from a .pth checkpoint: give the one it came from"),
-                       (lambda: dfine.export_model(result.best, int8=True), "int8=True needs calib=")):
+                       (lambda: dfine.export_model(result.best, int8=True), "int8=True needs calib="),
+                       (lambda: dfine.evaluate(onnx, src, batch=0), "^batch is one whole number of at least 1, got 0$")):
         with pytest.raises(DfineError, match=said):
             call()
 
