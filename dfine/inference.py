@@ -43,7 +43,10 @@ class Detections:
     ``boxes [K, 4]`` float32 xyxy in pixels of the original image, within it (``Detector(clip=False)``:
     as the model gave them, edges past the border included), ``scores [K]`` float32,
     ``labels [K]`` int64 model labels, ``names`` their class names, ``category_ids [K]`` the
-    dataset's category ids; ``image_size`` is the original ``(width, height)``."""
+    dataset's category ids; ``image_size`` is the original ``(width, height)``. ``conf``: the score
+    threshold they were kept above, and ``top_below`` the best score of a box left out under it (None
+    when none was, or for detections a :class:`Detector` did not make): with no detection, it says how
+    near the model came (the picture and the one-line form say so too)."""
 
     boxes: np.ndarray
     scores: np.ndarray
@@ -52,6 +55,8 @@ class Detections:
     category_ids: np.ndarray
     image_size: Tuple[int, int]
     path: Optional[str] = None
+    conf: Optional[float] = None
+    top_below: Optional[float] = None
 
     def __len__(self) -> int:
         return int(len(self.scores))
@@ -64,13 +69,21 @@ class Detections:
                 for name, score, box in zip(self.names[:3], self.scores[:3].tolist(), self.boxes[:3].tolist())]
         more = f", ... {len(self) - 3} more" if len(self) > 3 else ""
         where = f"{self.path}, " if self.path else ""
-        return f"Detections({where}{w}x{h}: {len(self)} found{': ' if head else ''}{', '.join(head)}{more})"
+        return f"Detections({where}{w}x{h}: {len(self)} found{': ' if head else ''}{', '.join(head)}{more}" \
+               f"{'; ' + self.none_found() if not head and self.conf is not None else ''})"
+
+    def none_found(self) -> str:
+        """``no detection above conf 0.5 (the best score 0.12)``: what the picture of no detection says."""
+        best = f" (the best score {self.top_below:.2f})" if self.top_below is not None else ""
+        return f"no detection above conf {self.conf:g}{best}"
 
     def above(self, conf: float) -> "Detections":
         """The detections scoring above ``conf`` (``score > conf``, as :class:`Detector` keeps them)."""
         keep = self.scores > conf
+        below = [v for v in (self.top_below, *self.scores[~keep].tolist()) if v is not None and v <= conf]
         return replace(self, boxes=self.boxes[keep], scores=self.scores[keep], labels=self.labels[keep],
-                       names=[n for n, k in zip(self.names, keep.tolist()) if k], category_ids=self.category_ids[keep])
+                       names=[n for n, k in zip(self.names, keep.tolist()) if k], category_ids=self.category_ids[keep],
+                       conf=float(conf), top_below=float(max(below)) if below else None)
 
     def to_coco(self, image_id: Any) -> List[Dict[str, Any]]:
         """COCO results entries: ``image_id``, ``category_id``, ``bbox`` (x, y, w, h), ``score``."""
@@ -97,7 +110,7 @@ class Detections:
         if picture.size != tuple(self.image_size):
             raise DfineError(f"the image given is {picture.size[0]}x{picture.size[1]} px and these detections are of "
                              f"a {self.image_size[0]}x{self.image_size[1]} one: pass the image they were found in")
-        return draw(picture, self)
+        return draw(picture, self, empty=self.none_found() if self.conf is not None else None)
 
     def to_supervision(self) -> Any:
         """These detections as ``supervision.Detections`` (``data['class_name']`` the names,
@@ -368,13 +381,14 @@ class Detector:
         labels, boxes, scores = (np.concatenate(parts) for parts in zip(*found))
         best = float(scores.max()) if scores.size else None
         keep = scores > conf  # [tiles, K]
+        top_below = float(scores[~keep].max()) if (~keep).any() else None  # of every tile's boxes
         shift = np.tile(windows[:, None, :2], (1, keep.shape[1], 2)).astype(np.float32)
         boxes = (boxes + shift)[keep].astype(np.float32)
         tiles = np.repeat(windows[:, None], keep.shape[1], axis=1)[keep]
         boxes, scores, labels, cut = join_cut_pieces(boxes, scores[keep].astype(np.float32), labels[keep].astype(np.int64),
                                                      cut_sides(boxes, tiles, *image.size))
         boxes, scores, labels = merge_detections(boxes, scores, labels, cfg.merge, cfg.iou, cut)
-        return self._detections(labels, boxes, scores, image.size, path, conf), best
+        return replace(self._detections(labels, boxes, scores, image.size, path, conf), top_below=top_below), best
 
     def _run(self, batch: np.ndarray, sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The engine on ``batch [B, 3, H, W]``, in steps of a static-batch model's own batch size."""
@@ -388,6 +402,7 @@ class Detector:
     def _detections(self, labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                     image_size: Tuple[int, int], path: Optional[str], conf: float) -> Detections:
         keep = scores > conf
+        top_below = float(scores[~keep].max()) if (~keep).any() else None
         labels, boxes, scores = labels[keep].astype(np.int64), boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
         if self.clip:  # a copy already (boolean indexing): the model's edges past the border, cut at it
             np.clip(boxes[:, 0::2], 0, image_size[0], out=boxes[:, 0::2])
@@ -396,7 +411,8 @@ class Detector:
         return Detections(boxes=boxes, scores=scores, labels=labels,
                           names=[names[i] if 0 <= i < len(names) else str(i) for i in labels.tolist()],
                           category_ids=np.array([ids[i] if 0 <= i < len(ids) else i for i in labels.tolist()], dtype=np.int64),
-                          image_size=(int(image_size[0]), int(image_size[1])), path=path)
+                          image_size=(int(image_size[0]), int(image_size[1])), path=path, conf=float(conf),
+                          top_below=top_below)
 
 
 # ---- backends -------------------------------------------------------------------------------

@@ -399,6 +399,15 @@ def test_detections_plot_is_the_picture_dfine_predict_writes(files, tmp_path):
         from_array.plot()
     with pytest.raises(DfineError, match=r"the image given is 10x10 px and these detections are of a \d+x\d+ one"):
         dets.plot(Image.new("RGB", (10, 10)))
+    # none above conf: the picture says so and how near the model came (a notebook walk got the bare photo)
+    top = float(Detector(str(ckpt), conf=0.0)(png)[0].scores.max())
+    none = Detector(str(ckpt), conf=0.999)(png)[0]
+    assert len(none) == 0 and none.conf == 0.999 and none.top_below == pytest.approx(top, abs=1e-6)
+    said = f"no detection above conf 0.999 (the best score {top:.2f})"
+    assert none.none_found() == said and repr(none).endswith(f": 0 found; {said})"), repr(none)
+    bare = np.asarray(Image.open(png).convert("RGB"))
+    assert not np.array_equal(np.asarray(none.plot()), bare)
+    assert dets.above(0.999).top_below == pytest.approx(top, abs=1e-6) and dets.above(0.999).conf == 0.999
 
 
 def test_conf_none_is_the_default_threshold_and_other_types_are_one_line(files):
