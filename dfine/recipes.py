@@ -180,6 +180,14 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     from dfine.data.convert import SPLIT_NAMES
 
     found = _format_of(root)
+    part = _split_of_a_dataset(root) if found is not None else None
+    if part is not None:  # a walk's eval of chess/test scored a seeded fifth of it, as if it were a whole dataset
+        split, dataset, others = part
+        said = {"val": " (dfine eval scores its val split)", "test": " --split test (to evaluate this split)"
+                } if option == "--data" else {}
+        raise DfineError(f"{option} {root}: the {split} split of the dataset {dataset}, whose {' and '.join(others)} "
+                         f"split{'s' if len(others) > 1 else ''} go with it; give the dataset folder: {option} "
+                         f"{shlex.quote(str(dataset))}{said.get(split, '')}")
     if found is not None:
         return found
     inside = sorted(c for c in root.iterdir() if c.is_dir() and _format_of(c, nested=False)) if root.is_dir() else []
@@ -211,6 +219,22 @@ def detect_format(root: Path, option: str = "--data") -> Format:
                 "a 'CVAT for images 1.1' export, a JSON per image for LabelMe, a CSV of "
                 "filename,class,xmin,ymin,xmax,ymax, _annotations.createml.json)")
     raise DfineError(f"{option} {root}: not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder{hint}")
+
+
+def _split_of_a_dataset(root: Path) -> Optional[Tuple[str, Path, List[str]]]:
+    """``(split, dataset folder, its other splits)`` when ``root`` (a folder, or a file in one) is one split
+    folder of a dataset whose other splits are folders beside it (Roboflow's ``train/``, ``valid/``,
+    ``test/``): given alone it would be read as a whole dataset, its val a seeded share of it."""
+    from dfine.data.convert import SPLIT_NAMES
+    folder = root.parent if root.is_file() else root
+    split = SPLIT_NAMES.get(folder.name.lower())
+    if split is None or _format_of(folder.parent, nested=False) is None:
+        return None
+    others = sorted({SPLIT_NAMES[d.name.lower()] for d in folder.parent.iterdir()
+                     if d.is_dir() and d != folder and d.name.lower() in SPLIT_NAMES} - {split},
+                    key=["train", "val", "test"].index)
+    dataset = folder.parent if str(folder.parent) not in ("", ".") else folder.resolve().parent  # not "dataset ."
+    return (split, dataset, others) if others else None
 
 
 def _unlabelled_images(root: Path) -> int:
@@ -712,7 +736,8 @@ _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # 
                  (re.compile(r"\bcommand line override\b"), "override"),
                  (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"),
                  (re.compile(r"-o (\S+) --auto-resume\b"), r"output_dir='\1', auto_resume=True"),
-                 (re.compile(r"--auto-resume\b"), "auto_resume=True"))
+                 (re.compile(r"--auto-resume\b"), "auto_resume=True"),
+                 (re.compile(r" --split (val|test)\b"), r", split='\1'"))
 
 
 def in_python_words(error: DfineError) -> DfineError:

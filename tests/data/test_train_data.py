@@ -142,6 +142,38 @@ def test_detects_formats_and_coco_layouts(tmp_path):
         detect_format(nowhere)
 
 
+def test_one_split_folder_of_a_dataset_is_not_read_as_a_dataset(tmp_path, capsys):
+    """A walk's ``dfine eval --data chess/test`` (Roboflow COCO: train/, valid/, test/) read the split folder as
+    a dataset of one file and scored a seeded fifth of it (6 of 29 images, AP 55.1 against 52.7); ``--data
+    chess/train`` trained without the valid/ beside it. Each is one line naming the dataset folder."""
+    rf = tmp_path / "chess"
+    for split in ("train", "valid", "test"):
+        image(rf / split / "0.jpg", (32, 32))
+        (rf / split / "_annotations.coco.json").write_text(json.dumps({
+            "images": [{"id": 1, "file_name": "0.jpg", "width": 32, "height": 32}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 9, 9], "area": 81, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "pawn"}]}))
+    assert detect_format(rf) == "coco"
+    for given, said in ((rf / "test", f"the test split of the dataset {rf}, whose train and val splits go with it; "
+                                      f"give the dataset folder: --data {rf} --split test (to evaluate this split)"),
+                        (rf / "test/_annotations.coco.json", "the test split of the dataset"),
+                        (rf / "valid", f"the val split of the dataset {rf}, whose train and test splits go with it; "
+                                       f"give the dataset folder: --data {rf} (dfine eval scores its val split)"),
+                        (rf / "train", f"the train split of the dataset {rf}, whose val and test splits go with it; "
+                                       f"give the dataset folder: --data {rf}")):
+        with pytest.raises(DfineError) as err:
+            detect_format(given)
+        assert str(err.value).startswith(f"--data {given}: {said}"), str(err.value)
+    assert main(["train", "--data", str(rf / "train"), "--model", "dfine_n", "-o", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"give the dataset folder: --data {rf}")
+    assert not (tmp_path / "run").exists()
+    import dfine
+    with pytest.raises(DfineError, match=f"give the dataset folder: data={rf}, split='test' \\(to evaluate"):
+        dfine.train(rf / "test")
+    (rf / "test").rename(tmp_path / "test")  # a split folder alone (a download of one split) is a dataset
+    assert detect_format(tmp_path / "test") == "coco"
+
+
 def test_a_missing_split_is_named_with_what_the_folder_has(tmp_path, capsys):
     """GMI-lunar_crater_identifier (Roboflow COCO) as fetched: valid/ and test/ with their files, train/ with
     images but without its _annotations.coco.json; then without a val split but with a test split."""
