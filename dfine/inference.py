@@ -468,6 +468,9 @@ def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, 
 
 def _backend_for(model: str, suffix: str, backend: Optional[str]) -> str:
     """The backend a model file needs; a one-line error when ``backend`` cannot read it."""
+    if Path(model).is_dir():  # a run's folder (a walk's Detector(result.output_dir)): its weights named
+        from .text import folder_model_error
+        raise DfineError(folder_model_error(model))
     natural = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".trt": "tensorrt"}
     if suffix in CHECKPOINT_SUFFIXES or (not suffix and not Path(model).exists()):
         kind = "torch"

@@ -113,6 +113,21 @@ def missing_model_note(path: "os.PathLike[str] | str") -> str:
     return note
 
 
+def folder_model_error(folder: "os.PathLike[str] | str") -> str:
+    """The one line for a folder given as a model (a run's output folder, ``result.output_dir``): the model
+    files it holds, the run's best weights first (``best_stg2``, ``best_stg1``, then the rest)."""
+    folder = Path(folder)
+    try:
+        held = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+    except OSError:
+        held = []
+    if not held:
+        return f"model {folder} is a folder, not a model file (a .pth checkpoint, .onnx, OpenVINO .xml or .engine)"
+    rank = {"best_stg2.pth": 0, "best_stg1.pth": 1, "last.pth": 2}
+    pick = min(held, key=lambda n: (rank.get(n, 3), n))
+    return f"model {folder} is a folder; give a model file in it, such as {folder / pick} (it holds {first_few(held, 6)})"
+
+
 def did_you_mean(path: "os.PathLike[str] | str") -> str:
     """For "X not found": ``"; did you mean DIR/NAME?"`` naming the entry of X's folder closest to X's
     name (a typo: ``dino_fixd`` for ``dino_fixed``, ``data.yml`` for ``data.yaml``), ``""`` when none is close."""

@@ -160,6 +160,10 @@ def test_bad_inputs_are_one_line_errors(onnx_model, checkpoint, tmp_path, capsys
         "unsupported model file": [str(good), "--model", str(text)],
         "is a text file, not a PyTorch checkpoint": [str(good), "--model", str(wrong.with_name("fake.pth"))],
         "was exported for 320x320": [str(good), "--model", str(onnx_model), "--imgsz", "640"],
+        # a run's folder (two walks): the model files in it, the best weights first
+        f"model {empty} is a folder, not a model file": [str(good), "--model", str(empty)],
+        f"model {tmp_path} is a folder; give a model file in it, such as {tmp_path / 'fake.pth'} (it holds fake.pth, "
+        f"model.onnx)": [str(good), "--model", str(tmp_path)],
     }
     wrong.with_name("fake.pth").write_bytes(b"nope")
     for expected, argv in cases.items():
