@@ -128,8 +128,9 @@ def plot_pr_curves(metrics: Any, path: PathLike, title: str = "precision-recall"
                 label=f"mean of {len(shown)} classes\nAP50 {100 * mean50.mean():.1f}  AP {100 * ap:.1f}")
         ax.plot(recall, mean75, color="tab:blue", lw=1.5, ls="--")
         ax.plot([], [], color="grey", lw=0.6, label="each class, IoU 0.50\n(AP per class: the\nprinted table)")
-    ax.plot([], [], color="grey", lw=2, label="IoU 0.50")
-    ax.plot([], [], color="grey", lw=1, ls="--", label="IoU 0.75")
+    # the line-style keys in black: grey is tab10's 8th class colour, and the two keys read as one (a walk)
+    ax.plot([], [], color="black", lw=2, label="IoU 0.50")
+    ax.plot([], [], color="black", lw=1, ls="--", label="IoU 0.75")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     # beside the axes, not on the curves' low-precision tails; AP in percent, as the terminal prints it
@@ -154,10 +155,11 @@ def plot_confidence(curve: Any, path: PathLike, title: str = "by score threshold
                     xytext=(5 if right else -5, 0), textcoords="offset points", fontsize=9,
                     ha="left" if right else "right", va="bottom",
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
-    ax.set(xlabel="--conf (score threshold)", ylabel="all classes together", xlim=(0, 1), ylim=(0, 1.02),
-           title=f"{title} (IoU {curve.iou:g}, {curve.boxes} boxes)")
+    # the legend in a band of its own above 1.0: at the top right it hid the precision curve running along 1.0 (a walk)
+    ax.set(xlabel="--conf (score threshold)", ylabel="all classes together", xlim=(0, 1), ylim=(0, 1.14),
+           yticks=np.linspace(0, 1, 6), title=f"{title} (IoU {curve.iou:g}, {curve.boxes} boxes)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", ncol=3, fontsize=8, borderpad=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
 

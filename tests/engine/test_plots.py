@@ -18,21 +18,26 @@ def _metrics(classes: int) -> types.SimpleNamespace:
                                  names={i + 1: f"class number {i}" for i in range(classes)})
 
 
-@pytest.mark.parametrize("classes", [3, 11, 12])
+@pytest.mark.parametrize("classes", [3, 10, 11, 12])
 def test_pr_curves_give_each_class_its_own_colour(tmp_path, monkeypatch, classes):
-    """tab10's colours came round again from the 11th class: two classes' curves looked the same."""
-    colours = {}
+    """tab10's colours came round again from the 11th class: two classes' curves looked the same; and the
+    8th class's grey was the colour of the IoU line-style keys (a walk)."""
+    from matplotlib.colors import to_rgba
+    colours, keys = {}, {}
     real = plots.save_figure
 
     def keep(fig, path, dpi=110):
         legend = fig.axes[0].get_legend()
-        colours.update({t.get_text(): tuple(h.get_color()) if not isinstance(h.get_color(), str) else h.get_color()
-                        for t, h in zip(legend.get_texts(), legend.legend_handles) if t.get_text().startswith("class")})
+        for t, h in zip(legend.get_texts(), legend.legend_handles):
+            (colours if t.get_text().startswith("class") else keys)[t.get_text()] = to_rgba(h.get_color())
         return real(fig, path, dpi)
 
     monkeypatch.setattr(plots, "save_figure", keep)
     plots.plot_pr_curves(_metrics(classes), tmp_path / "pr.png")
     assert len(colours) == classes and len(set(colours.values())) == classes
+    assert {"IoU 0.50", "IoU 0.75"} <= set(keys)
+    nearest = min(float(np.abs(np.subtract(keys[k], c)).max()) for k in ("IoU 0.50", "IoU 0.75") for c in colours.values())
+    assert nearest > 0.2, nearest  # told apart at a glance ('grey' and tab10's 8th differ by 0.002)
 
 
 @pytest.mark.parametrize("classes", [3, 61])
@@ -254,3 +259,25 @@ def test_val_predictions_say_why_they_are_drawn_at_the_default_conf(tmp_path, mo
         "drawn at 0.5")
     plots.plot_evaluation(metrics, tmp_path, "m", val=({"images": []}, {}), conf=0.35)
     assert drawn["conf"] == 0.35 and drawn["note"] == ""
+
+
+def test_confidence_legend_sits_above_the_curves(tmp_path, monkeypatch):
+    """The legend at the top right hid the precision curve where it runs along 1.0 (a walk): it has a band
+    of its own above 1.0."""
+    from dfine.engine.evaluator import ConfidenceCurve
+    conf = np.linspace(0, 1, 101)
+    precision, recall = np.clip(0.4 + conf, 0, 1), 1 - conf
+    curve = ConfidenceCurve(conf, precision, recall, 2 * precision * recall / (precision + recall + 1e-9), 12)
+    foot = {}
+    real = plots.save_figure
+
+    def keep(fig, path, dpi=110):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        box = ax.get_legend().get_window_extent()
+        foot["y"] = ax.transData.inverted().transform((box.x0, box.y0))[1]
+        return real(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    assert plots.plot_confidence(curve, tmp_path / "c.png").is_file()
+    assert foot["y"] > 1.0, foot
