@@ -313,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
     write_eval_json(path, metrics, model=args.resume, data=data)
     print(f"metrics: {os.path.abspath(path)}")
     from ..engine.plots import evaluation_pictures
-    what = (f"{Path(args.resume).name}, {Path(data.ann_file).name if data.ann_file else data.split}"
+    # the split of a --data folder, as a checkpoint's pictures say (Roboflow names every split's file the same)
+    what = (f"{Path(args.resume).name}, {Path(data.ann_file).name if data.ann_file and not data.data else data.split}"
             + (", sliced" if sliced is not None else ""))
     print(evaluation_pictures(metrics, path, what, (data.ann, dict(data.images)), pick, data.split))
     return 0

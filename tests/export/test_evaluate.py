@@ -121,8 +121,15 @@ def test_export_on_a_voc_data_folder_takes_its_val_split(onnx_model, labelled, t
     assert all((tmp_path / "m" / n).is_file() for n in names)
 
 
-def test_export_on_a_coco_data_folder_and_its_own_images_folder(onnx_model, labelled, tmp_path, capsys):
-    """A COCO folder's val file is read where it is; ``--images`` replaces its folder as for a checkpoint."""
+def test_export_on_a_coco_data_folder_and_its_own_images_folder(onnx_model, labelled, tmp_path, capsys, monkeypatch):
+    """A COCO folder's val file is read where it is; ``--images`` replaces its folder as for a checkpoint; its
+    pictures are titled with the split, as a checkpoint's (a walk's said '_annotations.coco.json', each split's
+    file name in a Roboflow set)."""
+    import dfine.engine.plots as plots
+    titled = []
+    real = plots.evaluation_pictures
+    monkeypatch.setattr(plots, "evaluation_pictures", lambda m, p, what, *a, **k: titled.append(what) or real(
+        m, p, what, *a, **k))
     root = tmp_path / "coco"
     ann = coco_file(labelled, root / "annotations" / "instances_val.json")
     coco_file(labelled, root / "annotations" / "instances_train.json")
@@ -135,6 +142,7 @@ def test_export_on_a_coco_data_folder_and_its_own_images_folder(onnx_model, labe
                                 "-o", str(tmp_path / "m")])
     assert ap > 50 and f"(6 images, {sum(len(b) for _, _, b in labelled.values())} boxes)" in out
     assert json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())["ann_file"] == str(ann)
+    assert titled == ["tiny.onnx, val"]
 
 
 def test_export_on_a_recipes_val_set_with_only_images_given(onnx_model, labelled, tmp_path, capsys):
