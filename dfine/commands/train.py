@@ -93,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_arguments(ev, config_required=False).set_defaults(func=run, test_only_command=True)
     ev.add_argument("-m", dest="model_file", metavar="MODEL", default=None,
                     help="the model file to evaluate, as in dfine predict -m: the same as -r")
-    ev.add_argument("--split", choices=("val", "test"), default="val",
+    ev.add_argument("--split", choices=("val", "test"), default="val", type=_split_word,
                     help="with --data: the split to evaluate on (default val; test: the dataset's test split, e.g. "
                          "a data.yaml's test: or Roboflow's test/ folder)")
     export_eval.add_arguments(ev)
@@ -111,6 +111,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 # options of train that an evaluation has no use for: hidden from dfine eval --help
 _TRAINING_ONLY = {"--epochs", "--patience", "--auto-resume", "--max-nonfinite", "--max-steps", "-t",
                   "--summary-dir", "--use-amp", "--test-only", "--seed"}
+
+
+def _split_word(value: str) -> str:
+    """``--split``'s value, Roboflow's folder name ``valid`` (and ``validation``) read as ``val`` (a walk)."""
+    return {"valid": "val", "validation": "val"}.get(value.lower(), value.lower())
 
 
 def overrides_from_args(args: argparse.Namespace) -> List[str]:

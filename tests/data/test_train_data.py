@@ -979,6 +979,8 @@ def test_eval_on_the_test_split_of_a_data_folder(tmp_path, capsys):
     weights = out / "last.pth"
     assert main(["eval", "-r", str(weights), "--data", str(src), "--imgsz", "160"]) == 0
     val_metrics = (out / "eval.json").read_text()
+    assert main(["eval", "-r", str(weights), "--data", str(src), "--imgsz", "160", "--split", "valid"]) == 0
+    assert json.loads((out / "eval.json").read_text())["stats"] == json.loads(val_metrics)["stats"]  # Roboflow's word
     capsys.readouterr()
     assert main(["eval", "-r", str(weights), "--data", str(src), "--imgsz", "160", "--split", "test"]) == 0
     printed = capsys.readouterr().out
