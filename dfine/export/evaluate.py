@@ -222,10 +222,14 @@ def _eval_set_from_args(args: argparse.Namespace) -> EvalSet:
         return _data_val_set(Path(data).expanduser(), ann_file, images, limit, names, getattr(args, "split", "val"))
     if args.config:
         return _recipe_val_set(args, limit)
-    if ann_file and not images:  # a converted file names its images folder (dfine data check reads it so)
-        from ..data.convert import images_folder_of_file
-        named = images_folder_of_file(Path(ann_file))
-        images = str(named) if named is not None and named.is_dir() else None
+    if ann_file and not images and Path(ann_file).is_file():
+        # where dfine data check finds them: the folder a converted file names, the file's own folder of images
+        # (Roboflow's {split}/_annotations.coco.json: a walk was asked for --images), images/ beside it, ...
+        from ..data.check import default_images
+        try:
+            images = str(default_images(ann_file))
+        except DfineError:
+            images = None  # the one line below asks for --images
     if ann_file and images:
         return load_eval_set(ann_file, images, limit)
     if ann_file or images:

@@ -166,6 +166,18 @@ def test_export_on_a_recipes_val_set_with_only_images_given(onnx_model, labelled
     assert json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())["max_dets"] == 7
 
 
+def test_an_annotation_file_beside_its_images_needs_no_images_option(onnx_model, labelled, tmp_path, capsys):
+    """A walk's ``dfine eval --ann-file chess/test/_annotations.coco.json`` was asked for --images, though
+    ``dfine data check`` of the same file finds the images beside it: the same folder now, as data check's."""
+    split = tmp_path / "test"
+    split.mkdir()
+    for p in labelled:
+        shutil.copy(p, split / p.name)
+    ann = coco_file(labelled, split / "_annotations.coco.json")
+    ap, out, _ = _eval(capsys, ["-r", str(onnx_model), "--ann-file", str(ann), "-o", str(tmp_path / "m")])
+    assert ap > 50 and f"(6 images, {sum(len(b) for _, _, b in labelled.values())} boxes)" in out
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--images", "IMAGES"], "--ann-file FILE"),
     (["--ann-file", "ANN"], "--images DIR"),
