@@ -334,6 +334,19 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     return {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}, notes
 
 
+def _few_images(ann_file: Path) -> Optional[int]:
+    """How many images the COCO file ``ann_file`` lists, read only when it is small (under 1 MB: a set of a
+    few images; a large file holds more than a CPU batch anyway); None otherwise or when unreadable."""
+    import json
+    try:
+        if ann_file.stat().st_size > 1 << 20:
+            return None
+        images = json.loads(ann_file.read_text(encoding="utf-8")).get("images")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return len(images) if isinstance(images, list) else None
+
+
 def _other_format_note(root: Path, other: str, what: str, used: str) -> str:
     """The note for a dataset folder that holds annotations of a second format besides the ``used`` one."""
     out = shlex.quote(f"{root.name}_{other}")
@@ -437,8 +450,14 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         overrides += [f"epochs={epochs}", f"train_dataloader.collate_fn.stop_epoch={stop}"]
     if batch is None and _on_cpu(device):
         batch = CPU_BATCH
-        notes.append(f"CPU: evaluating in batches of {CPU_BATCH}; --batch N to change it" if scratch is not None else
-                     f"CPU: batch {CPU_BATCH} (the recipe's batch is sized for GPUs); --batch N to change it")
+        few = _few_images(splits["train"][0]) if scratch is None and "train" in splits else None
+        if few is not None and few < CPU_BATCH:  # a batch of our choosing larger than the set: not one step (a walk)
+            batch = max(1, few)
+            notes.append(f"CPU: batch {batch} (the train set's {counted(few, 'image')}; the recipe's batch is sized "
+                         f"for GPUs); --batch N to change it")
+        else:
+            notes.append(f"CPU: evaluating in batches of {CPU_BATCH}; --batch N to change it" if scratch is not None
+                         else f"CPU: batch {CPU_BATCH} (the recipe's batch is sized for GPUs); --batch N to change it")
     if batch is not None:
         if batch < 1:
             raise DfineError(f"--batch {batch}: give at least 1")
@@ -736,7 +755,7 @@ _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # 
                  (re.compile(r"\bcommand line override\b"), "override"),
                  (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"),
                  (re.compile(r"-o (\S+) --auto-resume\b"), r"output_dir='\1', auto_resume=True"),
-                 (re.compile(r"--auto-resume\b"), "auto_resume=True"),
+                 (re.compile(r"--auto-resume\b"), "auto_resume=True"), (re.compile(r" \(dfine train --data\)"), ""),
                  (re.compile(r" --split (val|test)\b"), r", split='\1'"))
 
 

@@ -294,7 +294,15 @@ def test_dfine_train_from_python_prints_short_commands_that_work(tmp_path, capsy
 
 def test_cpu_run_without_batch_gets_a_cpu_batch(tmp_path):
     src = _yolo(tmp_path / "fruit")
-    cpu = data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu")
+    # a batch of dfine's choosing no larger than the train set (a walk's 2 images were refused batch 8)
+    few = data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu")
+    assert "train_dataloader.total_batch_size=2" in few.overrides
+    assert "CPU: batch 2 (the train set's 2 images; the recipe's batch is sized for GPUs); --batch N to change it" in (
+        few.notes)
+    for i in range(2, 9):
+        image(src / f"images/train/{i}.jpg", (96, 64))
+        yolo_labels(src / f"labels/train/{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    cpu = data_run(src, "dfine_n", output_dir=tmp_path / "run2", device="cpu")
     assert "train_dataloader.total_batch_size=8" in cpu.overrides
     assert any("CPU: batch 8" in note for note in cpu.notes)
     chosen = data_run(src, "dfine_n", batch=3, output_dir=tmp_path / "run", device="cpu")
@@ -1129,6 +1137,8 @@ def test_python_callers_get_python_words_for_device_names_and_overrides():
         "use device='cpu'")
     assert python_words("CUDA is not available here (no GPU); use -d cpu (Python: device='cpu')").endswith(
         "here (no GPU); use device='cpu'")  # the words a Detector gives in both worlds, in dfine.train's
+    assert python_words("lower the batch to at most 2: --batch 2 (dfine train --data) or -u x.y=2") == (
+        "lower the batch to at most 2: batch=2 or overrides=['x.y=2']")  # not 'batch=2 (dfine train --data)'
     assert python_words("--names gives 2 classes but data.yaml names 5; leave --names out to use those") == (
         "names= gives 2 classes but data.yaml names 5; leave names= out to use those")
     assert python_words("command line override 'x' must look like key.subkey=value") == (
