@@ -335,6 +335,19 @@ def confusion_matrix(ann: Union[PathLike, Mapping[str, Any]], detections: Sequen
     return out, names
 
 
+def model_classes_only(matrix: np.ndarray, names: Mapping[int, str], classes: Sequence[int]
+                       ) -> Tuple[np.ndarray, List[str]]:
+    """``matrix [K + 1, K + 1]`` of the categories ``names`` (by id, in the matrix's order) and their names,
+    less the categories that are not the model's ``classes`` and have no count in their row or column (a
+    Roboflow set's unused root category, which training leaves out, was an empty row and column: a walk);
+    as given when ``classes`` is empty (not known)."""
+    ids = list(names)
+    drop = [i for i, c in enumerate(ids) if classes and c not in classes
+            and not matrix[i].any() and not matrix[:, i].any()]
+    keep = [i for i in range(len(ids) + 1) if i not in drop]
+    return matrix[np.ix_(keep, keep)], [str(names[ids[i]]) for i in keep[:-1]]
+
+
 def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLike, iou: float = 0.5,
                           min_score: float = 0.5) -> Path:
     """Draw a :func:`confusion_matrix`: colour is the share of its row, text the count."""
@@ -384,7 +397,8 @@ def plot_evaluation(metrics: Any, out: Path, what: str,
         paths.append(plot_confidence(metrics.confidence, out / f"{prefix}confidence.png", title=what))
     matrix = metrics.confusion()
     if matrix is not None:
-        paths.append(plot_confusion_matrix(matrix, list(metrics.names.values()), out / f"{prefix}confusion_matrix.png",
+        matrix, names = model_classes_only(matrix, metrics.names, metrics.classes)
+        paths.append(plot_confusion_matrix(matrix, names, out / f"{prefix}confusion_matrix.png",
                                            min_score=metrics.confusion_conf))
     if val is not None and val[0] and metrics.samples:
         from ..data.coco import read_coco_json

@@ -281,3 +281,17 @@ def test_confidence_legend_sits_above_the_curves(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "save_figure", keep)
     assert plots.plot_confidence(curve, tmp_path / "c.png").is_file()
     assert foot["y"] > 1.0, foot
+
+
+def test_confusion_matrix_leaves_out_a_category_the_model_has_not():
+    """A Roboflow set's root category ('pieces', no box, left out of training) was an empty row and column
+    of every confusion matrix (a walk); a class of the model's stays, counted or not."""
+    names = {0: "pieces", 1: "pawn", 2: "rook", 3: "king"}
+    matrix = np.zeros((5, 5), np.int64)
+    matrix[1, 1], matrix[2, 4], matrix[4, 2] = 3, 1, 2  # pawn right, a rook missed, a rook on background
+    kept, shown = plots.model_classes_only(matrix, names, (1, 2, 3))
+    assert shown == ["pawn", "rook", "king"] and kept.shape == (4, 4)
+    assert kept[0, 0] == 3 and kept[1, 3] == 1 and kept[3, 1] == 2 and kept.sum() == matrix.sum()
+    assert plots.model_classes_only(matrix, names, ())[1] == list(names.values())  # the model's classes unknown
+    matrix[0, 4] = 1  # a box of it in the set: its row stays
+    assert plots.model_classes_only(matrix, names, (1, 2, 3))[1] == list(names.values())
