@@ -220,6 +220,7 @@ class Trainer:
 
     _evaluating = False  # inside evaluate(): a signal's first line says it stops after the batch being evaluated
     _unwinding = False  # the loop stopped for a signal: what is left is shutting the loaders down and saying so
+    _epoch_whole = False  # the last train_one_epoch ran every one of its steps
 
     #: warn, at the start of a new run, of an earlier run's checkpoints in the output folder (the demo,
     #: which always starts over, says nothing)
@@ -558,11 +559,16 @@ class Trainer:
                 self._restarted_before = epoch  # marked in this epoch's log entry, and so in the plots
         self.restart_pending = False
         train_stats = self.train_one_epoch(epoch)
-        if self._should_stop():
+        stop = self._should_stop()
+        if stop and not self._epoch_whole:
             return self._interrupted(epoch)
         if self.lr_scheduler is not None and self.flat_cosine is None and (
                 self.lr_warmup_scheduler is None or self.lr_warmup_scheduler.finished()):
             self.lr_scheduler.step()
+        if stop:  # the signal came in the epoch's last step: its training is whole, kept as one stopped evaluating
+            self.last_epoch, self.pending_eval = epoch, {"epoch": epoch, "train": train_stats}  # (a walk lost it)
+            self.save("last.pth")
+            return self._interrupted(epoch, evaluating=True, started=False)
         return self._finish_epoch(epoch, train_stats)
 
     def _finish_epoch(self, epoch: int, train_stats: Dict[str, Any]) -> Optional[str]:
@@ -684,10 +690,10 @@ class Trainer:
             self.stop_signal = self.stop_signal or ("SIGTERM" if stop else None)
         return stop
 
-    def _interrupted(self, epoch: int, evaluating: bool = False) -> str:
+    def _interrupted(self, epoch: int, evaluating: bool = False, started: bool = True) -> str:
         """Say what was kept and how to go on; the reason to stop. ``evaluating``: the signal came
-        while the epoch's training had finished and its evaluation ran (``last.pth`` was written
-        with that epoch trained and its evaluation pending)."""
+        while the epoch's training had finished and its evaluation ran (``started``) or was to run
+        (``last.pth`` was written with that epoch trained and its evaluation pending)."""
         last = self.output_dir / "last.pth"
         if evaluating:
             then = f", then trains epoch {epoch + 2}" if epoch + 1 < self.cfg.epochs else " and ends the run"
@@ -701,7 +707,8 @@ class Trainer:
             sibling = self._stopped_sibling()
             if sibling:  # the same command typed again after a Ctrl-C, stopped again (a walk)
                 kept = f"no epoch of this run had finished; {sibling}"
-        where = f"the evaluation of epoch {epoch + 1}" if evaluating else f"epoch {epoch + 1}"
+        where = (f"epoch {epoch + 1}" if not evaluating else f"the evaluation of epoch {epoch + 1}" if started
+                 else f"epoch {epoch + 1}'s last step")
         self._print(f"stopped by {self.stop_signal} during {where}: {kept}")
         best = self._best_weights() if self.last_epoch >= 0 else None  # else any file there is another run's
         if best is not None:
@@ -1000,6 +1007,7 @@ class Trainer:
         bar = self._bar(total, f"epoch {epoch + 1}/{self.cfg.epochs}")
         sums: Dict[str, float] = {}
         count, skipped, start = 0, 0, time.time()
+        self._epoch_whole = False  # every step of the epoch ran (a signal in its last one keeps the epoch)
         epoch_losses: List[float] = []
         epoch_lrs: Dict[str, List[float]] = {name: [] for name in self.lr_groups}
         batches = iter(loader)
@@ -1049,6 +1057,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        self._epoch_whole = count + skipped == total
         stats = {k: v / max(count, 1) for k, v in sums.items()}
         stats.update(lr=self.optimizer.param_groups[0]["lr"], skipped_steps=skipped, step_losses=epoch_losses,
                      step_lr=epoch_lrs,

@@ -122,6 +122,41 @@ def test_a_signal_during_the_evaluation_keeps_the_epochs_training(coco128, tmp_p
     assert "test_AP" in log[0] and read_checkpoint(last)["pending_eval"] is None
 
 
+def test_a_signal_in_an_epochs_last_step_keeps_the_epoch(coco128, tmp_path, capsys):
+    """A notebook walk's Interrupt came in epoch 2's only step: the step finished, then the whole epoch was
+    thrown away ('epoch 2 starts again when you resume'). Its training is whole: kept with its evaluation
+    pending, as a signal during the evaluation keeps it, and the resumed run evaluates it without training."""
+    from dfine.checkpoint import read_checkpoint
+
+    recipe = tiny_recipe(tmp_path, coco128, epochs=1)
+    trainer = Trainer(load_config(recipe, ["seed=0"]), progress=False)
+    real, calls = trainer.train_step, []
+
+    def last_step_then_signal(*args):
+        out = real(*args)
+        calls.append(1)
+        if len(calls) == len(trainer.train_loader):  # the epoch's last step
+            trainer.stop_signal = "SIGINT"
+        return out
+
+    trainer.train_step = last_step_then_signal
+    evaluated = []
+    trainer.evaluate = lambda: evaluated.append(1)
+    assert trainer.fit()["stopped"] == "SIGINT" and evaluated == []
+    last = tmp_path / "out" / "last.pth"
+    text = capsys.readouterr()
+    assert (f"stopped by SIGINT during epoch 1's last step: its training is kept in {last} (epoch 1 trained, not "
+            f"evaluated); resuming evaluates it first and ends the run") in text.out + text.err
+    saved = read_checkpoint(last)
+    assert saved["last_epoch"] == 0 and saved["pending_eval"]["epoch"] == 0 and saved["step"] == len(calls)
+    resumed = Trainer(load_config(recipe, ["seed=0", f"resume={last}"]), progress=False)
+    steps = []
+    resumed.train_step = lambda *args: steps.append(1)
+    assert resumed.fit()["stopped"] == "" and steps == []  # evaluated, not trained again
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0] and "test_AP" in log[0]
+
+
 def test_signal_handler_writes_without_print(tmp_path, capfd):
     """The handler must not print through Python's buffered streams: a signal arriving while the
     main thread is printing (a progress bar refresh) makes ``print`` raise "reentrant call", which

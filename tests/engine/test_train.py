@@ -129,9 +129,10 @@ def test_resume_matches_uninterrupted(run, tmp_path):
     assert resumed.step_losses[0] == pytest.approx(trainer.step_losses[1], rel=1e-6, abs=1e-6)
 
 
-def test_resume_after_a_signal_during_the_evaluation_matches_uninterrupted(run, tmp_path):
-    """Ctrl-C during epoch 1's evaluation, then resume: epoch 1 is evaluated (not trained again) and
-    epoch 2 trains as in the run without the signal: the same AP of epoch 1, the same loss, the same
+@pytest.mark.parametrize("when", ["evaluation", "last step"])
+def test_resume_after_a_signal_during_the_evaluation_matches_uninterrupted(run, tmp_path, when):
+    """Ctrl-C during epoch 1's evaluation (or its last step), then resume: epoch 1 is evaluated (not trained
+    again) and epoch 2 trains as in the run without the signal: the same AP of epoch 1, the same loss, the same
     final weights."""
     trainer, folder, coco = run
     r = recipe(tmp_path, coco)
@@ -142,7 +143,11 @@ def test_resume_after_a_signal_during_the_evaluation_matches_uninterrupted(run, 
         first.stop_signal = "SIGINT"
         return None
 
-    first.evaluate = interrupted_evaluation
+    if when == "evaluation":
+        first.evaluate = interrupted_evaluation
+    else:
+        step = first.train_step
+        first.train_step = lambda *args: (step(*args), setattr(first, "stop_signal", "SIGINT"))[0]
     assert first.fit()["stopped"] == "SIGINT"
     resumed = Trainer(load_config(r, ["seed=0", f"resume={tmp_path / 'out' / 'last.pth'}"]), progress=False)
     assert resumed.last_epoch == 0 and resumed.step == 1 and resumed.pending_eval["epoch"] == 0
