@@ -26,8 +26,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("-d", "--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and ONNX Runtime)")
     p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--backends", default="torch,onnxruntime,tensorrt",
-                   help="comma-separated; those not installed are skipped")
+    p.add_argument("--backends", default="torch,onnxruntime,openvino,tensorrt",
+                   help="comma-separated; those not installed are skipped (and said)")
     p.add_argument("--video", default=None, metavar="SOURCE",
                    help="also time -m MODEL on this video: detector-only fps beside end-to-end fps "
                         "(decode in a reader thread + detect + ByteTrack, as dfine track runs)")
