@@ -169,7 +169,8 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
         ann = next((a for a in (root / f"{name}.json", root / "annotations" / f"{name}.json") if a.is_file()), None)
         if ann is not None and split not in found and (root / "images").is_dir():
             found[split] = (ann, images_folder_of_file(ann) or root / "images")
-    return found
+    # train, val, test (the files' sorted names put test first: a walk's check listed test, train, val)
+    return {s: found[s] for s in sorted(found, key=lambda s: ("train", "val", "test").index(s))}
 
 
 def detect_format(root: Path, option: str = "--data") -> Format:

@@ -103,6 +103,9 @@ def test_detects_formats_and_coco_layouts(tmp_path):
     (coco / "train2017").mkdir()
     (coco / "annotations/instances_train2017.json").write_text("{}")
     assert find_coco_splits(coco) == {"train": (coco / "annotations/instances_train2017.json", coco / "train2017")}
+    (coco / "annotations/instances_test2017.json").write_text("{}")
+    assert list(find_coco_splits(coco)) == ["train", "test"]  # the splits' order, not the files' (test first)
+    (coco / "annotations/instances_test2017.json").unlink()
     with pytest.raises(DfineError) as err:
         data_run(coco)
     assert str(err.value) == (f"--data {coco}: no val split; found train (annotations/instances_train2017.json); "
