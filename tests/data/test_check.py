@@ -747,3 +747,14 @@ def test_the_report_says_the_most_boxes_an_image_and_when_they_pass_the_queries(
             "(N above 301)") in out
     few = write_coco(tmp_path / "few", CATS, {1: grid[:12], 2: grid[:3]})
     assert "boxes an image: 7.5 on average, up to 12 (000001.png)\n" in check_dataset(few, tmp_path / "few" / "images").format()
+
+
+def test_sample_titles_cut_long_file_names_in_the_middle():
+    """Tiles of one photo (``PHOTO_x0_y0.jpg``, ``PHOTO_x512_y0.jpg``) were titled alike: their names were cut
+    at the end, where the tile's position is (a walk)."""
+    from dfine.data.check import _file_tick
+    photo = "b3b002461f1c6b432e22964549767e5f_jpg.rf.0123456789abcdef"
+    first, second = (_file_tick(f"{photo}_x{x}_y0.jpg") for x in (0, 512))
+    assert first != second and first.endswith("_x0_y0.jpg") and second.endswith("_x512_y0.jpg")
+    assert len(first) <= 36 and first.startswith("b3b0024") and "\u2026" in first
+    assert _file_tick("a.jpg") == "a.jpg"
