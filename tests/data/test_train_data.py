@@ -1030,6 +1030,22 @@ def test_data_check_of_a_folder_without_val_says_training_needs_it(tmp_path, cap
     assert out.strip().splitlines()[-1] == "train: OK; val: missing (training needs it)"
 
 
+def test_data_check_names_classes_training_cannot_learn_or_measure(tmp_path, capsys):
+    """A walk's 3-image LabelMe set put its only bottle in val: data check showed 'bottle 0 0' in train's table and
+    said nothing; training's start names it. The check says it too, and a class without a val box."""
+    src = tmp_path / "yolo"
+    for split, label in (("train", "0"), ("val", "1")):
+        image(src / "images" / split / "a.jpg", (64, 48))
+        yolo_labels(src / "labels" / split / "a.txt", [f"{label} 0.5 0.5 0.2 0.2", "2 0.2 0.2 0.1 0.1"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [cup, bottle, plate]\n")
+    assert main(["data", "check", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert ("note: 1 class with boxes in val and none in train, which the model cannot learn (their AP stays 0): "
+            "bottle (1 in val)") in out
+    assert "note: 1 class without a box in val, so not measured by its AP: cup (1 in train)" in out
+    assert "plate" not in out.split("note: 1 class with boxes in val", 1)[1]  # in both: nothing to say
+
+
 def test_a_bad_checkpoint_fails_before_the_dataset_is_converted(tmp_path, capsys):
     """A walk's -t of a cut-short file with --model stopped in one line, but after --data had converted the
     dataset into the run folder, which stayed behind."""
