@@ -128,6 +128,31 @@ def folder_model_error(folder: "os.PathLike[str] | str") -> str:
     return f"model {folder} is a folder; give a model file in it, such as {folder / pick} (it holds {first_few(held, 6)})"
 
 
+def class_coverage_notes(names: "list[str] | tuple[str, ...]", in_train: Any, in_val: Any) -> "list[str]":
+    """The notes on the classes ``names`` that a training will not both learn and measure, from their box
+    counts in train and val (sequences by class index, the val one may be shorter): boxes in train and none
+    in val (not measured by its AP), boxes in val and none in train (never learned), a box in neither."""
+    def count(boxes: Any, k: int) -> int:
+        return int(boxes[k]) if k < len(boxes) else 0
+
+    absent = [f"{names[k]} ({count(in_train, k)} in train)" for k in range(len(names))
+              if count(in_train, k) > 0 and count(in_val, k) == 0]
+    untaught = [f"{names[k]} ({count(in_val, k)} in val)" for k in range(len(names))
+                if count(in_val, k) > 0 and count(in_train, k) == 0]
+    unused = [names[k] for k in range(len(names)) if count(in_train, k) == 0 and count(in_val, k) == 0]
+    lines = []
+    if absent:
+        lines.append(f"note: {counted(len(absent), 'class', 'classes')} without a box in the val set, so not measured "
+                     f"by its AP (the AP averages the others): {first_few(absent, 5)}")
+    if untaught:  # a walk: a label typo and a case variant, all in val, trained 5 classes without a word
+        lines.append(f"note: {counted(len(untaught), 'class', 'classes')} without a box in the train set, which the "
+                     f"model cannot learn (their AP stays 0): {first_few(untaught, 5)}")
+    if unused:
+        lines.append(f"note: {counted(len(unused), 'class', 'classes')} without a box in train or val (named by the "
+                     f"dataset only: never learned nor measured): {first_few(unused, 5)}")
+    return lines
+
+
 def did_you_mean(path: "os.PathLike[str] | str") -> str:
     """For "X not found": ``"; did you mean DIR/NAME?"`` naming the entry of X's folder closest to X's
     name (a typo: ``dino_fixd`` for ``dino_fixed``, ``data.yml`` for ``data.yaml``), ``""`` when none is close."""

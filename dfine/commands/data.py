@@ -281,24 +281,18 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
 
 
 def _classes_across(reports: Any) -> str:
-    """The notes on classes that training will not both learn and measure, as its start says them: boxes
-    in val and none in train (never learned: a walk's 3-image LabelMe set put its only bottle in val, unsaid
-    by the check), boxes in train and none in val (not measured); ``""`` when none or no train and val."""
+    """The notes on classes that training will not both learn and measure, as its start says them (a walk's
+    3-image LabelMe set put its only bottle in val, unsaid by the check); ``""`` when none or no train and val.
+    A class with a box in neither split is the train report's own table's to show."""
     if "train" not in reports or "val" not in reports:
         return ""
-    boxes = {split: {cid: n for cid, _, _, n in reports[split].categories} for split in ("train", "val")}
+    from dfine.text import class_coverage_notes
+    ids = list(dict.fromkeys(cid for split in ("train", "val") for cid, _, _, _ in reports[split].categories))
     names = {cid: name for split in ("train", "val") for cid, name, _, _ in reports[split].categories}
-    untaught = [f"{names[c]} ({n} in val)" for c, n in boxes["val"].items() if n and not boxes["train"].get(c)]
-    unmeasured = [f"{names[c]} ({n} in train)" for c, n in boxes["train"].items() if n and not boxes["val"].get(c)]
-    from dfine.text import counted, first_few
-    lines = []
-    if untaught:
-        lines.append(f"note: {counted(len(untaught), 'class', 'classes')} with boxes in val and none in train, which "
-                     f"the model cannot learn (their AP stays 0): {first_few(untaught, 5)}")
-    if unmeasured:
-        lines.append(f"note: {counted(len(unmeasured), 'class', 'classes')} without a box in val, so not measured by "
-                     f"its AP: {first_few(unmeasured, 5)}")
-    return "\n".join(lines)
+    boxes = {split: {cid: n for cid, _, _, n in reports[split].categories} for split in ("train", "val")}
+    lines = class_coverage_notes([names[c] for c in ids], [boxes["train"].get(c, 0) for c in ids],
+                                 [boxes["val"].get(c, 0) for c in ids])
+    return "\n".join(line for line in lines if "without a box in train or val" not in line)
 
 
 def _folder_fix(fmt: str, kept: bool, root: Path, split: str, ann: Path, names: Optional[str]) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from dfine.text import counted, first_few
+from dfine.text import counted
 
 __all__ = ["dataset_line", "classes_line", "parameters_line", "images_folder", "next_commands", "duration",
            "user_overrides", "evaluation_key", "unmeasured_line", "DataCommand"]
@@ -56,25 +56,9 @@ def unmeasured_line(train: Any, val: Any) -> Optional[str]:
     measured, and the run's AP averages the others), one naming those with val boxes and none in
     ``train`` (the model cannot learn them) and one naming those with a box in neither (named only:
     the evaluation's table listed 18 classes not in the val set after the start named 17, a walk);
-    ``None`` when every class has boxes in both."""
-    in_train, in_val = train.boxes_per_class(), val.boxes_per_class()
-    names = train.label_map.names
-    absent = [f"{names[k]} ({int(in_train[k])} in train)" for k in range(len(names))
-              if in_train[k] > 0 and (k >= len(in_val) or in_val[k] == 0)]
-    untaught = [f"{names[k]} ({int(in_val[k])} in val)" for k in range(min(len(names), len(in_val)))
-                if in_val[k] > 0 and in_train[k] == 0]
-    unused = [names[k] for k in range(len(names))
-              if in_train[k] == 0 and (k >= len(in_val) or in_val[k] == 0)]
-    lines = []
-    if absent:
-        lines.append(f"note: {counted(len(absent), 'class', 'classes')} without a box in the val set, so not measured "
-                     f"by its AP (the AP averages the others): {first_few(absent, 5)}")
-    if untaught:  # a walk: a label typo and a case variant, all in val, trained 5 classes without a word
-        lines.append(f"note: {counted(len(untaught), 'class', 'classes')} without a box in the train set, which the "
-                     f"model cannot learn (their AP stays 0): {first_few(untaught, 5)}")
-    if unused:
-        lines.append(f"note: {counted(len(unused), 'class', 'classes')} without a box in train or val (named by the "
-                     f"dataset only: never learned nor measured): {first_few(unused, 5)}")
+    ``None`` when every class has boxes in both (:func:`~dfine.text.class_coverage_notes`)."""
+    from dfine.text import class_coverage_notes
+    lines = class_coverage_notes(train.label_map.names, train.boxes_per_class(), val.boxes_per_class())
     return "\n".join(lines) or None
 
 
