@@ -133,6 +133,17 @@ def stopped_run(folder: PathLike) -> Optional[Tuple[int, int]]:
     return (done, asked) if 0 <= done < asked else None
 
 
+def run_data(folder: PathLike) -> Optional[str]:
+    """The ``--data`` folder (absolute) the run whose ``last.pth`` is in ``folder`` trained on, as the
+    checkpoint records it; None when it records none (a recipe's run, an older dfine) or is unreadable.
+    The tensors are mapped, not read."""
+    try:
+        data = torch.load(Path(folder) / "last.pth", map_location="cpu", weights_only=True, mmap=True).get("data")
+    except Exception:  # no file, a foreign or cut-short one: nothing known
+        return None
+    return data if isinstance(data, str) else None
+
+
 def _unreadable(path: Path, error: BaseException) -> DfineError:
     """The one line for a file torch cannot read, saying what it looks like: empty, cut short (a zip
     archive without its end: an incomplete download or copy), text (an HTML page saved in place of a

@@ -390,9 +390,19 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     name = named.parent.name if named.name.lower() in SPLIT_NAMES and named.parent.name else named.name
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
     taken = None
+    other_data = None
     if output_dir is None and scratch is None and run_folder != "as is":
         from dfine.engine.lock import earlier_run_files, numbered_folder, training_now
         taken, out = out, numbered_folder(out, latest=run_folder == "latest") or out
+        if run_folder == "latest" and (out / "last.pth").is_file():
+            from dfine.checkpoint import run_data
+            other_data = run_data(out)  # the latest run of this folder name trained on another dataset: a new run
+            asked = Path(data).expanduser().resolve()  # as the run's DataCommand records it
+            if other_data is not None and Path(other_data).resolve() != asked:
+                other_data, run_folder = f"{out} holds a run of {other_data}", "new"
+                out = numbered_folder(taken) or taken
+            else:
+                other_data = None
     # a training run: none may be training into out (its data/ is written next); under torchrun the first
     # process only, which takes the lock: another, still converting when that one trains, would see it taken
     if scratch is None:  # a file where the run folder goes: said before the conversion writes into it (a walk)
@@ -438,7 +448,10 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         # a walk's --auto-resume loop switched to a -t experiment's folder after it, without a word
         notes.insert(0, f"--auto-resume continues the latest run of this dataset and model, in {out}; "
                         f"{_earlier_runs(taken, out)}")
-    if taken is not None and out != taken and run_folder == "new":
+    if other_data is not None:
+        notes.insert(0, f"--auto-resume: {other_data}, not of {Path(data).expanduser().resolve()}; this run starts "
+                        f"in {out}")
+    elif taken is not None and out != taken and run_folder == "new":
         running = training_now(taken)  # 'an earlier run' read wrong of one still training (a walk)
         files = ", ".join(earlier_run_files(taken)) or "no checkpoint"
         what = f"a run still training ({running}; so far " if running else "an earlier run ("

@@ -387,6 +387,8 @@ class Trainer:
                          "seconds": self._seconds_before + (time.time() - self._fit_started if self._fit_started else 0.0)},
             "pending_eval": self.pending_eval,
         }
+        if getattr(self, "command", None) is not None:  # the --data folder (absolute): --auto-resume goes on with
+            state["data"] = self.command.data  # a run of the same data only (a walk's continued another's)
         if self.tiles is not None:
             state["tiles"] = self.tiles
         if self.ema is not None:

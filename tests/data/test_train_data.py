@@ -922,6 +922,7 @@ def test_a_second_run_of_the_same_data_keeps_the_first(tmp_path, monkeypatch, ca
     assert (f"--auto-resume continues the latest run of this dataset and model, in {second}; {first} holds an earlier "
             f"one (-o {first} --auto-resume to continue that)") in " ".join(err.split())
     assert read_checkpoint(second / "last.pth")["last_epoch"] == 1 and (first / "last.pth").read_bytes() == kept
+    assert read_checkpoint(second / "last.pth")["data"] == str(tmp_path / "fruit")  # what --auto-resume matches
     # the same again: nothing to train, said with the option of a --data run (it said '-u epochs=N', a walk)
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "2", "--auto-resume"]) == 0
     assert "nothing to train: the checkpoint has finished epoch 2 of 2 (--epochs 7 trains 5 more" in \
@@ -933,6 +934,23 @@ def test_a_second_run_of_the_same_data_keeps_the_first(tmp_path, monkeypatch, ca
             in out) and "schedule: the checkpoint finished 2 epochs, more than the 1 asked (resumed)" in out
     assert main(["train", "--data", "fruit", *TINY, "--epochs", "3", "-r", str(first / "last.pth")]) == 0
     assert read_checkpoint(first / "last.pth")["last_epoch"] == 2 and not (tmp_path / "output/fruit_dfine_n_3").exists()
+
+
+def test_auto_resume_goes_on_with_a_run_of_the_same_data_only(tmp_path, monkeypatch):
+    """A walk's ``--data chess --auto-resume`` continued the latest run of output/chess_dfine_n*, trained on
+    chess/train alone, as 'the latest run of this dataset'. A run's checkpoint records its --data folder;
+    one of other data is not continued (a new run, said)."""
+    monkeypatch.chdir(tmp_path)
+    src = _yolo(tmp_path / "fruit")
+    base = tmp_path / "output/fruit_dfine_n"
+    base.mkdir(parents=True)
+    torch.save({"last_epoch": 0, "config": {"epochs": 3}, "data": str(tmp_path / "elsewhere/fruit")}, base / "last.pth")
+    run = data_run(src, "dfine_n", run_folder="latest")
+    assert run.output_dir == base.with_name("fruit_dfine_n_2")
+    assert run.notes[0] == (f"--auto-resume: {base} holds a run of {tmp_path / 'elsewhere/fruit'}, not of {src}; "
+                            f"this run starts in {base.with_name('fruit_dfine_n_2')}")
+    torch.save({"last_epoch": 0, "config": {"epochs": 3}, "data": str(src)}, base / "last.pth")
+    assert data_run(src, "dfine_n", run_folder="latest").output_dir == base  # its own data: continued
 
 
 def test_auto_resume_names_every_earlier_run_and_the_stopped_one_to_continue(tmp_path):
