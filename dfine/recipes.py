@@ -235,6 +235,9 @@ def _split_of_a_dataset(root: Path) -> Optional[Tuple[str, Path, List[str]]]:
                      if d.is_dir() and d != folder and d.name.lower() in SPLIT_NAMES} - {split},
                     key=["train", "val", "test"].index)
     dataset = folder.parent if str(folder.parent) not in ("", ".") else folder.resolve().parent  # not "dataset ."
+    yamls = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+    if not any((dataset / n).is_file() for n in yamls) and any((dataset.parent / n).is_file() for n in yamls):
+        dataset = dataset.parent  # ROAD/data.yaml naming ROAD/dataset/{train,valid}: the folder of the data.yaml
     return (split, dataset, others) if others else None
 
 

@@ -124,9 +124,10 @@ def test_detects_formats_and_coco_layouts(tmp_path):
         image(road / f"dataset/{split}/images/0.jpg", (96, 64))
         yolo_labels(road / f"dataset/{split}/labels/0.txt", ["0 0.5 0.5 0.5 0.5"])
     (road / "data.yaml").write_text("train: dataset/train/images\nval: dataset/valid/images\nnames: [stop]\n")
-    with pytest.raises(DfineError) as err:
-        detect_format(road / "dataset/train/images")
-    assert str(err.value).endswith(f"; give the dataset folder: --data {road}")
+    for given in (road / "dataset/train/images", road / "dataset/train"):  # the data.yaml's folder, not dataset/
+        with pytest.raises(DfineError) as err:
+            detect_format(given)
+        assert str(err.value).endswith(f"; give the dataset folder: --data {road}"), str(err.value)
     # a download holding two datasets (MajidrNEO1879/arithmetic-detection: data/ and numbers_only_ds/), beside a
     # VOC set: the datasets inside are named, not the folder above (a VOC set two levels down made it one)
     download = tmp_path / "arith"
