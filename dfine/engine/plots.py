@@ -349,8 +349,9 @@ def model_classes_only(matrix: np.ndarray, names: Mapping[int, str], classes: Se
 
 
 def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLike, iou: float = 0.5,
-                          min_score: float = 0.5) -> Path:
-    """Draw a :func:`confusion_matrix`: colour is the share of its row, text the count."""
+                          min_score: float = 0.5, what: str = "") -> Path:
+    """Draw a :func:`confusion_matrix`: colour is the share of its row, text the count; ``what`` (the weights
+    and the split) heads the title, as the evaluation's other pictures (a val and a test one looked alike)."""
     plt = pyplot()
     labels = list(names) + ["background"]
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
@@ -367,7 +368,7 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLi
     ax.set_xticks(range(len(labels)), labels[:-1] + ["missed"], rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="ground truth",
-           title=f"confusion matrix (IoU {iou:.2f}, score >= {min_score:.2f})")
+           title=f"{what + chr(10) if what else ''}confusion matrix (IoU {iou:.2f}, score >= {min_score:.2f})")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of row")
     fig.tight_layout()
     return save_figure(fig, path, tight=True)
@@ -399,7 +400,7 @@ def plot_evaluation(metrics: Any, out: Path, what: str,
     if matrix is not None:
         matrix, names = model_classes_only(matrix, metrics.names, metrics.classes)
         paths.append(plot_confusion_matrix(matrix, names, out / f"{prefix}confusion_matrix.png",
-                                           min_score=metrics.confusion_conf))
+                                           min_score=metrics.confusion_conf, what=what))
     if val is not None and val[0] and metrics.samples:
         from ..data.coco import read_coco_json
         from ..inference import DEFAULT_CONF

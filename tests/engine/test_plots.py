@@ -295,3 +295,17 @@ def test_confusion_matrix_leaves_out_a_category_the_model_has_not():
     assert plots.model_classes_only(matrix, names, ())[1] == list(names.values())  # the model's classes unknown
     matrix[0, 4] = 1  # a box of it in the set: its row stays
     assert plots.model_classes_only(matrix, names, (1, 2, 3))[1] == list(names.values())
+
+
+def test_confusion_matrix_title_names_the_weights_and_split(tmp_path, monkeypatch):
+    """A val and a test confusion matrix of one model looked alike: the title named neither (a walk)."""
+    titles = []
+    real = plots.save_figure
+
+    def keep(fig, path, dpi=110, **kw):
+        titles.append(fig.axes[0].get_title())
+        return real(fig, path, dpi, **kw)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plots.plot_confusion_matrix(np.eye(3, dtype=np.int64), ["a", "b"], tmp_path / "c.png", what="m.onnx, test")
+    assert titles[0].splitlines() == ["m.onnx, test", "confusion matrix (IoU 0.50, score >= 0.50)"]
