@@ -440,7 +440,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         splits = {"val": splits[split]}
     for need in (("val",) if scratch is not None else ("train", "val")):
         if need not in splits and need not in pointed:
-            raise DfineError(missing_split(root, need, splits, fmt))
+            raise DfineError(missing_split(root, need, splits, fmt, evaluation=scratch is not None))
     overrides = []
     for split in (s for s in ("train", "val") if s in splits):
         ann, folder = map(_absolute, splits[split])
@@ -542,10 +542,15 @@ def stop_epoch_for(epochs: int) -> int:
     return max(1, epochs - math.ceil(epochs * 20 / 220))
 
 
-def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco") -> str:
+def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco",
+                  evaluation: bool = False) -> str:
     """One line for a dataset without a ``split`` (train, val or test): the splits it has (their
     files when the dataset's own, not a conversion's), a split folder of images without its annotation
-    file, and what to add for a dataset of format ``fmt``."""
+    file, and what to add for a dataset of format ``fmt``; for an ``evaluation`` of a missing val split,
+    ``--split`` of the others (a re-walk's test-only folder was given training's ``-u`` hint)."""
+    other = [s for s in ("test", "train") if s in splits and split == "val" and evaluation]
+    if other and "test" in other:
+        return f"--data {root}: no val split; found {', '.join(splits)}: --split test evaluates its test split"
     from dfine.data.convert import IMAGE_SUFFIXES, SPLIT_NAMES
 
     def shown(path: Path) -> str:

@@ -277,7 +277,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
         for note in notes:  # which images the split holds (a seeded val split), as a checkpoint's evaluation says
             print(note, file=sys.stderr)
         if split not in splits and not ann_file:
-            raise DfineError(missing_split(root, split, splits, fmt))
+            raise DfineError(missing_split(root, split, splits, fmt, evaluation=True))
         ann, folder = splits.get(split, (None, None))
         given = Path(ann_file) if ann_file else None
         read = load_eval_set(given or ann, images or folder or root, limit)

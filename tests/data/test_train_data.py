@@ -176,6 +176,14 @@ def test_one_split_folder_of_a_dataset_is_not_read_as_a_dataset(tmp_path, capsys
         dfine.train(rf / "test")
     (rf / "test").rename(tmp_path / "test")  # a split folder alone (a download of one split) is a dataset
     assert detect_format(tmp_path / "test") == "coco"
+    # evaluated without --split, a test-only folder says --split test (a re-walk was given training's -u hint)
+    alone = tmp_path / "onlytest"
+    (alone / "test").parent.mkdir()
+    (tmp_path / "test").rename(alone / "test")
+    capsys.readouterr()
+    assert main(["eval", "-r", "none.pth", "--data", str(alone)]) == 2
+    err = capsys.readouterr().err
+    assert f"--data {alone}: no val split; found test: --split test evaluates its test split" in err, err
 
 
 def test_a_missing_split_is_named_with_what_the_folder_has(tmp_path, capsys):
