@@ -627,9 +627,10 @@ def test_dfine_train_takes_names_as_the_cli_does_and_ctrl_c_stops_the_script(tmp
         patch.setattr(Trainer, "train_step", ctrl_c_in_epoch_2)
         with pytest.raises(KeyboardInterrupt):
             dfine.train(data=src, output_dir=tmp_path / "c", names=["apple", "pear"], max_steps=1, **{**kw, "epochs": 2})
-    said = capsys.readouterr().out
-    assert (f"starts again when you resume: the same dfine.train(...) call with "
-            f"resume={str((tmp_path / 'c' / 'last.pth').resolve())!r}") in said and "dfine train --data" not in said
+    said = capsys.readouterr().out  # in epoch 2's only step: its training kept, its evaluation pending
+    assert ("(epoch 2 trained, not evaluated); resuming evaluates it first and ends the run: the same "
+            f"dfine.train(...) call with resume={str((tmp_path / 'c' / 'last.pth').resolve())!r}") in said
+    assert "dfine train --data" not in said
     # auto_resume=True, as --auto-resume: the same call goes on from its last.pth
     again = dfine.train(data=src, output_dir=tmp_path / "c", names=["apple", "pear"], max_steps=1, auto_resume=True,
                         **{**kw, "epochs": 2})
