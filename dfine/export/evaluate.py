@@ -282,7 +282,12 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
         given = Path(ann_file) if ann_file else None
         read = load_eval_set(given or ann, images or folder or root, limit)
     kept = str(given or ann) if given or as_is(root, fmt) else None
-    source = kept or f"the {fmt.upper()} {split} split of {root}"
+    source = f"the {fmt.upper()} {split} split of {root}"
+    if given:
+        source = str(given)
+    elif kept:  # as a checkpoint's evaluation says it, with the file (a re-walk saw valid/_annotations.coco.json only)
+        shown = Path(kept).relative_to(root) if Path(kept).is_relative_to(root) else kept
+        source = f"the {split} split of {root} ({shown})"
     return dataclasses.replace(read, source=source, ann_file=kept, data=str(root), split=split)
 
 

@@ -141,6 +141,7 @@ def test_export_on_a_coco_data_folder_and_its_own_images_folder(onnx_model, labe
     ap, out, _ = _eval(capsys, ["-r", str(onnx_model), "--data", str(root), "--images", str(elsewhere),
                                 "-o", str(tmp_path / "m")])
     assert ap > 50 and f"(6 images, {sum(len(b) for _, _, b in labelled.values())} boxes)" in out
+    assert f"on the val split of {root} (annotations/instances_val.json) (6 images" in out  # as a checkpoint's
     assert json.loads((tmp_path / "m" / "tiny.onnx.eval.json").read_text())["ann_file"] == str(ann)
     assert titled == ["tiny.onnx, val"]
 
