@@ -293,8 +293,9 @@ def data_command(args: argparse.Namespace, model: str) -> Any:
     if args.max_nonfinite != 10:
         options.append(("--max-nonfinite", args.max_nonfinite))
     flags = ["--use-amp"] * bool(args.use_amp) + ["--no-progress"] * bool(args.no_progress)
-    return summary.data_command(args.data, model, options, flags, list(args.update or []),
-                                split=getattr(args, "split", "val"))
+    command = summary.data_command(args.data, model, options, flags, list(args.update or []),
+                                   split=getattr(args, "split", "val"))
+    return dataclasses.replace(command, python=True) if getattr(args, "python", False) else command
 
 
 def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool, command: Any = None) -> int:

@@ -85,13 +85,15 @@ class ConfidenceCurve:
                 "recall": float(self.recall[i]), "iou": float(self.iou)}
 
 
-def conf_line(pick: Optional[Mapping[str, float]], where: str) -> str:
+def conf_line(pick: Optional[Mapping[str, float]], where: str, python: bool = False) -> str:
     """``--conf 0.35 gives the best F1 on the val set: 0.71 (precision 0.74, recall 0.68; IoU 0.5, all
-    classes together)``; a line saying that no threshold reaches :data:`MIN_F1` when ``pick`` is None."""
+    classes together)``; a line saying that no threshold reaches :data:`MIN_F1` when ``pick`` is None.
+    ``python``: ``conf=0.35``, the word of ``Detector`` and ``dfine.train``'s result (a walk's notebook)."""
     if pick is None:
-        return (f"no --conf gives an F1 of {MIN_F1:g} or more on {where} at IoU 0.5 (the model finds next to nothing "
-                f"yet), so none is recommended")
-    return (f"--conf {pick['conf']:.2f} gives the best F1 on {where}: {pick['f1']:.2f} (precision "
+        return (f"no {'conf' if python else '--conf'} gives an F1 of {MIN_F1:g} or more on {where} at IoU 0.5 (the "
+                f"model finds next to nothing yet), so none is recommended")
+    said = f"conf={pick['conf']:.2f}" if python else f"--conf {pick['conf']:.2f}"
+    return (f"{said} gives the best F1 on {where}: {pick['f1']:.2f} (precision "
             f"{pick['precision']:.2f}, recall {pick['recall']:.2f}; IoU {pick['iou']:g}, all classes together)")
 
 

@@ -964,7 +964,7 @@ class Trainer:
             if evaluated is not None and not evaluated[0].has_ground_truth:  # not the model's fault (a walk)
                 lines.append("  no --conf is recommended: the val set has no boxes to measure one on")
             elif stage in self.conf_picks:
-                lines.append(f"  {conf_line(pick, 'the val set')}")
+                lines.append(f"  {conf_line(pick, 'the val set', python=self._python)}")
         if self.tuning_ap is not None and self.best_epoch >= 0 and self.best_ap < self.tuning_ap:
             # after the commands for the run's own best weights, which a walk copied: the -t ones are better
             start = shlex.quote(os.path.abspath(self.cfg.tuning)) if os.path.isfile(self.cfg.tuning) else self.cfg.tuning
@@ -1158,7 +1158,7 @@ class Trainer:
         pick = None
         if metrics.confidence is not None and metrics.has_ground_truth:
             pick = metrics.confidence.pick()
-            self._print(conf_line(pick, "this set"))
+            self._print(conf_line(pick, "this set", python=self._python))
         if dist.is_main():
             path = self.output_dir / (self.command.eval_file if self.command is not None else "eval.json")
             write_evaluation(path, metrics.to_json(), model=self.cfg.resume or "", num_images=len(self.val_set),

@@ -317,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
     if metrics.confidence is not None and metrics.has_ground_truth:
         from ..engine.evaluator import conf_line
         pick = metrics.confidence.pick()
-        print(conf_line(pick, "this set"))
+        print(conf_line(pick, "this set", python=getattr(args, "python", False)))
     path = eval_json_path(args.resume, getattr(args, "output_dir", None), data.split, sliced=sliced is not None)
     write_eval_json(path, metrics, model=args.resume, data=data)
     print(f"metrics: {os.path.abspath(path)}")

@@ -241,14 +241,17 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path, capsys):
     capsys.readouterr()
     from_checkpoint = dfine.evaluate(result.best, src, progress=False)
     assert from_checkpoint["path"] == str(result.best.parent / "eval.json")
-    err = capsys.readouterr().err  # the notes in the call's words: a walk was told --batch N and --model dfine_n
+    said = capsys.readouterr()  # the notes in the call's words: a walk was told --batch N and --model dfine_n
+    err = said.err
     assert "CPU: evaluating in batches of 8; batch=N to change it" in err and "model=dfine_n" in err, err
     assert " --batch" not in err and " --model" not in err, err
+    assert "--conf" not in said.out and ("conf=" in said.out or "no conf gives" in said.out), said.out
     assert dfine.evaluate(result.best, src, batch=1, progress=False)["stats"]["AP"] == pytest.approx(
         from_checkpoint["stats"]["AP"], abs=1e-3)
     assert "evaluating in batches of" not in capsys.readouterr().err
     assert from_checkpoint["stats"]["AP"] == pytest.approx(result.metrics["test_AP"], abs=1e-6)
     from_onnx = dfine.evaluate(onnx, src, progress=False)
+    assert "--conf" not in capsys.readouterr().out  # an export's evaluation alike
     assert from_onnx["path"] == str(tmp_path / "m.onnx.eval.json") and set(from_onnx["names"].values()) == {"apple", "pear"}
     assert from_onnx["stats"]["AP"] == pytest.approx(from_checkpoint["stats"]["AP"], abs=0.02)
     # an evaluation's pictures beside its metrics file, named after it (dfine eval drew none: only training did)

@@ -185,6 +185,9 @@ def test_confidence_curve_by_hand_and_the_threshold_it_picks():
     assert coco_metrics(ann, dets).to_json()["best_conf"]["conf"] == pytest.approx(0.1)
     assert conf_line(curve.pick(), "the val set") == ("--conf 0.10 gives the best F1 on the val set: 0.75 (precision "
                                                       "0.60, recall 1.00; IoU 0.5, all classes together)")
+    # Python's word, Detector's and dfine.train's result's (a notebook walk was told --conf)
+    assert conf_line(curve.pick(), "this set", python=True).startswith("conf=0.10 gives the best F1 on this set: 0.75")
+    assert conf_line(None, "this set", python=True).startswith("no conf gives an F1 of 0.1 or more")
     nothing = coco_metrics(ann, dets[2:3]).confidence  # only the wrong class
     assert nothing.pick() is None and conf_line(None, "the val set") == (
         "no --conf gives an F1 of 0.1 or more on the val set at IoU 0.5 (the model finds next to nothing yet), so "
