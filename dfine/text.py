@@ -128,6 +128,15 @@ def folder_model_error(folder: "os.PathLike[str] | str") -> str:
     return f"model {folder} is a folder; give a model file in it, such as {folder / pick} (it holds {first_few(held, 6)})"
 
 
+def cut_middle(name: str, width: int = 36) -> str:
+    """``name`` (a file name) in ``width`` characters, cut in the middle: its start sorts it and its end tells
+    tiles of one photo apart (``b3b0024…_x512_y0.jpg``; cut at the end, two tiles read as one: a walk)."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[:width - 1 - tail] + "\u2026" + name[-tail:]
+
+
 def class_coverage_notes(names: "list[str] | tuple[str, ...]", in_train: Any, in_val: Any) -> "list[str]":
     """The notes on the classes ``names`` that a training will not both learn and measure, from their box
     counts in train and val (sequences by class index, the val one may be shorter): boxes in train and none
@@ -146,7 +155,8 @@ def class_coverage_notes(names: "list[str] | tuple[str, ...]", in_train: Any, in
                      f"by its AP (the AP averages the others): {first_few(absent, 5)}")
     if untaught:  # a walk: a label typo and a case variant, all in val, trained 5 classes without a word
         lines.append(f"note: {counted(len(untaught), 'class', 'classes')} without a box in the train set, which the "
-                     f"model cannot learn (their AP stays 0): {first_few(untaught, 5)}")
+                     f"model cannot learn ({'its' if len(untaught) == 1 else 'their'} AP stays 0): "
+                     f"{first_few(untaught, 5)}")
     if unused:
         lines.append(f"note: {counted(len(unused), 'class', 'classes')} without a box in train or val (named by the "
                      f"dataset only: never learned nor measured): {first_few(unused, 5)}")

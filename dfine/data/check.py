@@ -41,7 +41,7 @@ from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, tail_complete
 from dfine.config import queries_override
 from dfine.models.config import DFINETransformerConfig
-from dfine.text import counted
+from dfine.text import counted, cut_middle
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
            "plot_backend", "preflight", "plot_report"]
@@ -806,15 +806,6 @@ def _tick(name: str, width: int = 20) -> str:
     return name if len(name) <= width else name[:width - 1] + "\u2026"
 
 
-def _file_tick(name: str, width: int = 36) -> str:
-    """A file name in ``width`` characters, cut in the middle: its end tells tiles of one photo apart
-    (``b3b0024..._x512_y0.jpg``; cut at the end, two tiles read as one name: a walk)."""
-    if len(name) <= width:
-        return name
-    tail = (width - 1) // 2
-    return name[:width - 1 - tail] + "\u2026" + name[-tail:]
-
-
 def _sample_title(boxes: int, drawn: int) -> str:
     """The title of the panel that draws ``drawn`` of ``boxes`` boxes centred."""
     return f"all {counted(boxes, 'box', 'boxes')}, centred" if drawn >= boxes else f"{drawn} of {boxes} boxes, centred"
@@ -892,7 +883,7 @@ def plot_samples(ann_file: os.PathLike | str, images_dir: os.PathLike | str, pat
         ax.axis("off")
     for ax, (name, picture, n) in zip(axes.flat, tiles):
         ax.imshow(np.asarray(picture))
-        ax.set_title(f"{_file_tick(Path(name).name, 36)} ({counted(n, 'box', 'boxes')})", fontsize=9)
+        ax.set_title(f"{cut_middle(Path(name).name, 36)} ({counted(n, 'box', 'boxes')})", fontsize=9)
     fig.suptitle(f"{title or Path(ann_file).name}: {counted(len(tiles), 'image')} of {total}, "
                  f"boxes as the annotation file has them")
     fig.tight_layout()

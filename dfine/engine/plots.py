@@ -23,7 +23,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
-from ..text import no_font_note
+from ..text import cut_middle, no_font_note
 
 __all__ = ["pyplot", "plot_pr_curves", "plot_confidence", "plot_prediction_grid", "plot_val_predictions",
            "confusion_matrix", "plot_confusion_matrix", "plot_evaluation", "save_figure"]
@@ -209,7 +209,7 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
                            in_layout=False)
             labels.append((ax, text, (x0, y0, x1, y1), image.size))
         counts = f"{sum(s > conf for s in det.scores)} found, {int(found.sum())} right / {len(truth)} true"
-        ax.set_title(f"{_short(files[k], _FILE_CHARS)}\n{counts}" if files else counts, fontsize=8)
+        ax.set_title(f"{cut_middle(files[k], _FILE_CHARS)}\n{counts}" if files else counts, fontsize=8)
     fig.suptitle(f"{split} predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed"
                  + (f"\n{note}" if note else ""), fontsize=10)
     fig.tight_layout()
@@ -221,7 +221,7 @@ _LABEL_PAD = 1  # points around a label's text, its coloured band
 _NAME_CHARS = 18  # a longer class name is cut in a grid's labels, so that the score beside it stays in the tile
 
 
-_FILE_CHARS = 36  # a longer file name is cut in a grid panel's title (its start kept, as it sorts)
+_FILE_CHARS = 36  # a longer file name is cut in the middle in a grid panel's title (its start and end kept)
 
 
 def _short(name: str, most: int = _NAME_CHARS) -> str:

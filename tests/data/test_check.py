@@ -752,7 +752,7 @@ def test_the_report_says_the_most_boxes_an_image_and_when_they_pass_the_queries(
 def test_sample_titles_cut_long_file_names_in_the_middle():
     """Tiles of one photo (``PHOTO_x0_y0.jpg``, ``PHOTO_x512_y0.jpg``) were titled alike: their names were cut
     at the end, where the tile's position is (a walk)."""
-    from dfine.data.check import _file_tick
+    from dfine.text import cut_middle as _file_tick  # the samples' and the prediction grid's titles
     photo = "b3b002461f1c6b432e22964549767e5f_jpg.rf.0123456789abcdef"
     first, second = (_file_tick(f"{photo}_x{x}_y0.jpg") for x in (0, 512))
     assert first != second and first.endswith("_x0_y0.jpg") and second.endswith("_x512_y0.jpg")

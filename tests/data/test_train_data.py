@@ -1071,7 +1071,7 @@ def test_data_check_names_classes_training_cannot_learn_or_measure(tmp_path, cap
     (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [cup, bottle, plate]\n")
     assert main(["data", "check", str(src)]) == 0
     out = capsys.readouterr().out
-    assert ("note: 1 class without a box in the train set, which the model cannot learn (their AP stays 0): "
+    assert ("note: 1 class without a box in the train set, which the model cannot learn (its AP stays 0): "
             "bottle (1 in val)") in out
     assert ("note: 1 class without a box in the val set, so not measured by its AP (the AP averages the others): "
             "cup (1 in train)") in out

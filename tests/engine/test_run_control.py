@@ -715,7 +715,7 @@ def test_a_class_without_val_boxes_is_said_before_training(coco128, tmp_path):
                            tmp_path / "train.json", epochs=1, batch=2, mscoco=False, extra=FAST)
     lines = Trainer(load_config(swapped), progress=False).startup_summary()
     vals = sum(a["category_id"] == 3 for a in train["annotations"])
-    assert (f"note: 1 class without a box in the train set, which the model cannot learn (their AP stays 0): car "
+    assert (f"note: 1 class without a box in the train set, which the model cannot learn (its AP stays 0): car "
             f"({vals} in val)") in "\n".join(lines)
     # a class the files declare with no box in either (a walk's subset: the table at the end named one more)
     for name in ("train", "val"):
