@@ -298,9 +298,11 @@ def test_ctrl_c_with_loader_workers_stops_within_a_step(coco128, tmp_path):
     assert proc.returncode == 130, text[-2000:]
     assert seconds < 60
     assert text.count("SIGINT: stopping after this step") == 1  # said once, not again by each loader worker
-    assert "no epoch had finished" in text and "Traceback" not in text
+    # a loaded machine's signal can come after step 2, the epoch's last, began: that epoch is then kept, not evaluated
+    kept = "during epoch 1's last step: its training is kept" in text
+    assert ("no epoch had finished" in text) != kept and "Traceback" not in text, text[-2000:]
     assert not os.path.lexists(tmp_path / "out" / "log.txt")  # no link to a log.jsonl never written (a walk)
-    assert "best weights so far" not in text  # none yet (nor another run's files)
+    assert kept or "best weights so far" not in text  # none yet (nor another run's files)
     after = text.split("SIGINT: stopping")[1]
     # the step in progress finishes (step 2 when the signal came after step 2 began: a loaded machine), no other
     assert after.count("] loss ") <= 1 and "epoch 2" not in after
