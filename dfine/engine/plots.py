@@ -413,8 +413,10 @@ def plot_evaluation(metrics: Any, out: Path, what: str,
                     f"nothing yet), so drawn at {DEFAULT_CONF:g}")
         # an evaluation's of the test split was 'eval_test_val_predictions.png', titled 'val predictions' (a walk)
         name = f"{prefix}predictions.png" if prefix else "val_predictions.png"
+        # its title names the split first: 'test predictions (m.onnx, score > ...)', not '(m.onnx, test, ...)' again
+        source = what.replace(f", {split}", "", 1)
         paths.append(plot_val_predictions(metrics, ann, val[1], out / name, conf=DEFAULT_CONF if conf is None else conf,
-                                          source=what, note=note, split=split))
+                                          source=source, note=note, split=split))
     return paths
 
 

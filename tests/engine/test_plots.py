@@ -259,6 +259,9 @@ def test_val_predictions_say_why_they_are_drawn_at_the_default_conf(tmp_path, mo
         "drawn at 0.5")
     plots.plot_evaluation(metrics, tmp_path, "m", val=({"images": []}, {}), conf=0.35)
     assert drawn["conf"] == 0.35 and drawn["note"] == ""
+    # 'test predictions (m.onnx, test, ...)' said the split twice (a re-walk): the title names it first, once
+    plots.plot_evaluation(metrics, tmp_path, "m.onnx, test", val=({"images": []}, {}), conf=0.35, split="test")
+    assert drawn["source"] == "m.onnx" and drawn["split"] == "test"
 
 
 def test_confidence_legend_sits_above_the_curves(tmp_path, monkeypatch):
