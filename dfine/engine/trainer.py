@@ -331,7 +331,7 @@ class Trainer:
         self._last_entry: Dict[str, Any] = {}
         self._epoch_start: Optional[float] = None  # time.time() when the epoch being run began
         self._epoch_seconds: List[float] = []  # each epoch this process ran, training and evaluation
-        # {"epoch": E, "train": its training stats}: epoch E trained, its evaluation stopped by a signal
+        # {"epoch": E, "train": its training stats}: epoch E trained, a signal before its evaluation ended
         self.pending_eval: Optional[Dict[str, Any]] = None
         self._pictures: List[Path] = []  # what the run's end drew (named in its last lines)
         self._restarted_before: Optional[int] = None  # the epoch a stage-2 EMA restart (no improvement) preceded
@@ -518,8 +518,10 @@ class Trainer:
             if self._tuned_whole and self.last_epoch < 0 and self.tuning_ap is None and pending is None:
                 stopped = self._score_tuning()
             if pending is not None:
-                self._print(f"epoch {pending['epoch'] + 1} was trained and its evaluation stopped by a signal: "
-                            f"evaluating it first")
+                # a signal in the epoch's last step stops it before its evaluation begins (a re-walk read 'its
+                # evaluation stopped' of one that never started)
+                self._print(f"epoch {pending['epoch'] + 1} was trained and a signal stopped the run before its "
+                            f"evaluation ended: evaluating it first")
                 stopped = self._finish_epoch(pending["epoch"], dict(pending["train"])) or ""
                 entry = self._last_entry if not stopped else entry
             for epoch in range(self.last_epoch + 1, cfg.epochs):

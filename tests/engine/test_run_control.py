@@ -115,7 +115,8 @@ def test_a_signal_during_the_evaluation_keeps_the_epochs_training(coco128, tmp_p
     result = resumed.fit()
     assert result["stopped"] == "" and steps == []  # evaluated, not trained again
     text = capsys.readouterr()
-    assert "epoch 1 was trained and its evaluation stopped by a signal: evaluating it first" in text.out
+    assert ("epoch 1 was trained and a signal stopped the run before its evaluation ended: evaluating it first"
+            in text.out)
     assert "nothing to train" not in text.out + text.err
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [0] and log[0]["train_loss"] == pytest.approx(saved["pending_eval"]["train"]["loss"])
