@@ -120,27 +120,32 @@ def read_checkpoint(source: PathLike) -> Dict[str, Any]:
     return obj
 
 
+def _last_state(folder: PathLike) -> Dict[str, Any]:
+    """The ``last.pth`` in ``folder``, its tensors mapped, not read (a large model's file stays on disk);
+    ``{}`` when there is none, or a foreign or cut-short one (nothing to say about it here)."""
+    try:
+        state = torch.load(Path(folder) / "last.pth", map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is no run to speak of
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def stopped_run(folder: PathLike) -> Optional[Tuple[int, int]]:
     """``(epochs done, epochs asked)`` of the run whose ``last.pth`` is in ``folder`` when it stopped
     before its last epoch (Ctrl-C, a kill); ``None`` when it finished, or there is no readable
-    ``last.pth`` with its config. The tensors are mapped, not read (a large model's file stays on disk)."""
-    path = Path(folder) / "last.pth"
+    ``last.pth`` with its config."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = _last_state(folder)
         done, asked = int(state["last_epoch"]) + 1, int(state["config"]["epochs"])
-    except Exception:  # no file, a foreign or cut-short one: nothing to say about it here
+    except (KeyError, TypeError, ValueError):
         return None
     return (done, asked) if 0 <= done < asked else None
 
 
 def run_data(folder: PathLike) -> Optional[str]:
     """The ``--data`` folder (absolute) the run whose ``last.pth`` is in ``folder`` trained on, as the
-    checkpoint records it; None when it records none (a recipe's run, an older dfine) or is unreadable.
-    The tensors are mapped, not read."""
-    try:
-        data = torch.load(Path(folder) / "last.pth", map_location="cpu", weights_only=True, mmap=True).get("data")
-    except Exception:  # no file, a foreign or cut-short one: nothing known
-        return None
+    checkpoint records it; None when it records none (a recipe's run, an older dfine) or is unreadable."""
+    data = _last_state(folder).get("data")
     return data if isinstance(data, str) else None
 
 

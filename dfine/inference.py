@@ -120,6 +120,11 @@ class Detections:
         return to_supervision(self)
 
 
+def _best_left_out(scores: np.ndarray, keep: np.ndarray) -> Optional[float]:
+    """The best of ``scores`` that ``keep`` (a mask of the same shape) leaves out; None when it keeps all."""
+    return float(scores[~keep].max()) if (~keep).any() else None
+
+
 def _from_bgr(image: ImageLike) -> ImageLike:
     """An OpenCV ``H x W x 3`` BGR (or ``x 4`` BGRA) array as RGB; anything else as it is (a PIL image
     carries its own order; a wrong shape is :func:`load_image`'s error)."""
@@ -381,7 +386,7 @@ class Detector:
         labels, boxes, scores = (np.concatenate(parts) for parts in zip(*found))
         best = float(scores.max()) if scores.size else None
         keep = scores > conf  # [tiles, K]
-        top_below = float(scores[~keep].max()) if (~keep).any() else None  # of every tile's boxes
+        top_below = _best_left_out(scores, keep)  # of every tile's boxes
         shift = np.tile(windows[:, None, :2], (1, keep.shape[1], 2)).astype(np.float32)
         boxes = (boxes + shift)[keep].astype(np.float32)
         tiles = np.repeat(windows[:, None], keep.shape[1], axis=1)[keep]
@@ -402,7 +407,7 @@ class Detector:
     def _detections(self, labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                     image_size: Tuple[int, int], path: Optional[str], conf: float) -> Detections:
         keep = scores > conf
-        top_below = float(scores[~keep].max()) if (~keep).any() else None
+        top_below = _best_left_out(scores, keep)
         labels, boxes, scores = labels[keep].astype(np.int64), boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
         if self.clip:  # a copy already (boolean indexing): the model's edges past the border, cut at it
             np.clip(boxes[:, 0::2], 0, image_size[0], out=boxes[:, 0::2])

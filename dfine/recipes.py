@@ -195,8 +195,7 @@ def detect_format(root: Path, option: str = "--data") -> Format:
     datasets_above = [p for p in list(root.parents)[:3] if _format_of(p, nested=False) is not None]
     # DATASET/train/images (or DATASET/dataset/train/images) of a YOLO set: train/ (images/ + labels/) is a set
     # too, but DATASET's data.yaml has the classes and the other splits
-    above = next((p for p in datasets_above if any((p / n).is_file() for n in ("data.yaml", "data.yml",
-                  "dataset.yaml", "dataset.yml"))),
+    above = next((p for p in datasets_above if _has_yaml(p)),
                  next((p for p in datasets_above if p in list(root.parents)[:2]
                        or p / "ImageSets" in root.parents), None))  # a VOC split list: VOC/ImageSets/Main/train.txt
     while (above is not None and above.name.lower() in SPLIT_NAMES and above.parent in datasets_above
@@ -235,10 +234,14 @@ def _split_of_a_dataset(root: Path) -> Optional[Tuple[str, Path, List[str]]]:
                      if d.is_dir() and d != folder and d.name.lower() in SPLIT_NAMES} - {split},
                     key=["train", "val", "test"].index)
     dataset = folder.parent if str(folder.parent) not in ("", ".") else folder.resolve().parent  # not "dataset ."
-    yamls = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
-    if not any((dataset / n).is_file() for n in yamls) and any((dataset.parent / n).is_file() for n in yamls):
+    if not _has_yaml(dataset) and _has_yaml(dataset.parent):
         dataset = dataset.parent  # ROAD/data.yaml naming ROAD/dataset/{train,valid}: the folder of the data.yaml
     return (split, dataset, others) if others else None
+
+
+def _has_yaml(folder: Path) -> bool:
+    """Whether ``folder`` holds a YOLO dataset YAML (``data.yaml``, ``dataset.yml``, ...)."""
+    return any((folder / n).is_file() for n in ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml"))
 
 
 def _unlabelled_images(root: Path) -> int:
@@ -393,19 +396,16 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     name = named.parent.name if named.name.lower() in SPLIT_NAMES and named.parent.name else named.name
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
     taken = None
-    other_data = None
+    passed_over = None  # the latest run of this folder name, trained on another dataset: not continued
     if output_dir is None and scratch is None and run_folder != "as is":
         from dfine.engine.lock import earlier_run_files, numbered_folder, training_now
         taken, out = out, numbered_folder(out, latest=run_folder == "latest") or out
         if run_folder == "latest" and (out / "last.pth").is_file():
             from dfine.checkpoint import run_data
-            other_data = run_data(out)  # the latest run of this folder name trained on another dataset: a new run
-            asked = Path(data).expanduser().resolve()  # as the run's DataCommand records it
-            if other_data is not None and Path(other_data).resolve() != asked:
-                other_data, run_folder = f"{out} holds a run of {other_data}", "new"
-                out = numbered_folder(taken) or taken
-            else:
-                other_data = None
+            recorded, asked = run_data(out), Path(data).expanduser().resolve()  # asked: as the run records it
+            if recorded is not None and Path(recorded).resolve() != asked:
+                passed_over = f"--auto-resume: {out} holds a run of {recorded}, not of {asked}"
+                run_folder, out = "new", numbered_folder(taken) or taken
     # a training run: none may be training into out (its data/ is written next); under torchrun the first
     # process only, which takes the lock: another, still converting when that one trains, would see it taken
     if scratch is None:  # a file where the run folder goes: said before the conversion writes into it (a walk)
@@ -451,9 +451,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         # a walk's --auto-resume loop switched to a -t experiment's folder after it, without a word
         notes.insert(0, f"--auto-resume continues the latest run of this dataset and model, in {out}; "
                         f"{_earlier_runs(taken, out)}")
-    if other_data is not None:
-        notes.insert(0, f"--auto-resume: {other_data}, not of {Path(data).expanduser().resolve()}; this run starts "
-                        f"in {out}")
+    if passed_over is not None:
+        notes.insert(0, f"{passed_over}; this run starts in {out}")
     elif taken is not None and out != taken and run_folder == "new":
         running = training_now(taken)  # 'an earlier run' read wrong of one still training (a walk)
         files = ", ".join(earlier_run_files(taken)) or "no checkpoint"
@@ -548,8 +547,7 @@ def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], 
     files when the dataset's own, not a conversion's), a split folder of images without its annotation
     file, and what to add for a dataset of format ``fmt``; for an ``evaluation`` of a missing val split,
     ``--split`` of the others (a re-walk's test-only folder was given training's ``-u`` hint)."""
-    other = [s for s in ("test", "train") if s in splits and split == "val" and evaluation]
-    if other and "test" in other:
+    if evaluation and split == "val" and "test" in splits:
         return f"--data {root}: no val split; found {', '.join(splits)}: --split test evaluates its test split"
     from dfine.data.convert import IMAGE_SUFFIXES, SPLIT_NAMES
 

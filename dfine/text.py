@@ -96,10 +96,7 @@ def missing_model_note(path: "os.PathLike[str] | str") -> str:
     (``"; output/run holds best_stg1.pth, last.pth"``), and why ``best_stg2`` can be missing (a
     walk copied the README's ``best_stg2.pth`` after a run that wrote none); ``""`` otherwise."""
     path = Path(path)
-    try:
-        held = sorted(p.name for p in path.parent.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
-    except OSError:  # no such folder, or not readable
-        return ""
+    held = _model_files(path.parent)
     if not held:
         return ""
     note = f"; {path.parent} holds {first_few(held, 6)}"
@@ -113,14 +110,20 @@ def missing_model_note(path: "os.PathLike[str] | str") -> str:
     return note
 
 
+def _model_files(folder: Path) -> "list[str]":
+    """The names of the model files (checkpoints and exports) in ``folder``, sorted; none when it is not
+    there or not readable."""
+    try:
+        return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+    except OSError:
+        return []
+
+
 def folder_model_error(folder: "os.PathLike[str] | str") -> str:
     """The one line for a folder given as a model (a run's output folder, ``result.output_dir``): the model
     files it holds, the run's best weights first (``best_stg2``, ``best_stg1``, then the rest)."""
     folder = Path(folder)
-    try:
-        held = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
-    except OSError:
-        held = []
+    held = _model_files(folder)
     if not held:
         return f"model {folder} is a folder, not a model file (a .pth checkpoint, .onnx, OpenVINO .xml or .engine)"
     rank = {"best_stg2.pth": 0, "best_stg1.pth": 1, "last.pth": 2}

@@ -287,12 +287,11 @@ def _classes_across(reports: Any) -> str:
     if "train" not in reports or "val" not in reports:
         return ""
     from dfine.text import class_coverage_notes
-    ids = list(dict.fromkeys(cid for split in ("train", "val") for cid, _, _, _ in reports[split].categories))
     names = {cid: name for split in ("train", "val") for cid, name, _, _ in reports[split].categories}
     boxes = {split: {cid: n for cid, _, _, n in reports[split].categories} for split in ("train", "val")}
-    lines = class_coverage_notes([names[c] for c in ids], [boxes["train"].get(c, 0) for c in ids],
-                                 [boxes["val"].get(c, 0) for c in ids])
-    return "\n".join(line for line in lines if "without a box in train or val" not in line)
+    ids = [c for c in names if boxes["train"].get(c) or boxes["val"].get(c)]
+    return "\n".join(class_coverage_notes([names[c] for c in ids], [boxes["train"].get(c, 0) for c in ids],
+                                           [boxes["val"].get(c, 0) for c in ids]))
 
 
 def _folder_fix(fmt: str, kept: bool, root: Path, split: str, ann: Path, names: Optional[str]) -> str:
