@@ -63,6 +63,9 @@ def test_tensorflow_tutorial_tables_beside_an_images_folder(tmp_path):
     assert {s: c.images for s, c in converted.counts.items()} == {"train": 3, "val": 1, "test": 1}
     assert converted.images_folder == src / "images"
     assert any(n.startswith("no val CSV: 1 of 4 images became val") for n in converted.notes)
+    with pytest.raises(DatasetError) as e:  # data/ given: its images are in the folder above's images/
+        convert_csv(src / "data", tmp_path / "out2")
+    assert str(e.value).endswith(f"; they are in {src / 'images'}: give the folder above, {src}")
 
 
 def test_bad_rows_are_all_named_in_one_run(tmp_path):

@@ -219,6 +219,17 @@ def _image_paths(table: BoxTable, root: Path, by_name: Dict[str, List[Path]]) ->
     return found
 
 
+def _images_above(root: Path, tables: Sequence[BoxTable]) -> str:
+    """``; they are in PARENT/images: give the folder above, PARENT`` when ``root`` is a table folder
+    (``data/``, ``annotations/``) whose first listed image sits in its parent or the parent's
+    ``images/`` (the raccoon dataset's ``data/train_labels.csv`` beside ``images/``); else ``""``."""
+    name = next((n for t in tables for n in t.boxes), None)
+    if name is None or root.name.lower() not in _TABLE_FOLDERS:
+        return ""
+    above = next((d for d in (root.parent / "images", root.parent) if (d / name).is_file()), None)
+    return "" if above is None else f"; they are in {above}: give the folder above, {root.parent}"
+
+
 def _gather(tables: Sequence[BoxTable], root: Path) -> Tuple[Dict[str, Dict[Path, Annotated]], List[str],
                                                                Dict[str, int], Dict[str, int], List[str]]:
     """The images of ``tables`` (split tables first) by split, each image once: ``(images by split,
@@ -291,7 +302,8 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
                      f"left out (add that header line): {first_few(unread, 3)}")
     if missing and not any(items.values()):
         raise DatasetError(f"none of the images of {first_few([str(p.relative_to(root)) for p in paths], 3)} found "
-                           f"(first: {missing[0]}); looked beside the CSV, in images/ and by name under {root}")
+                           f"(first: {missing[0]}); looked beside the CSV, in images/ and by name under {root}"
+                           f"{_images_above(root, tables)}")
     if missing:
         notes.append(f"{counted(len(missing), 'image')} named in the CSV not found, left out with their boxes: "
                      f"{first_few(missing, 3)}")
