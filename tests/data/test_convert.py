@@ -1010,3 +1010,25 @@ def test_an_evaluation_of_one_split_says_only_that_splits_conversion_notes(tmp_p
     _, train = dataset_splits(src, "voc", tmp_path / "b", temporary="evaluation", split="train")
     assert not any(n.startswith("val: ") for n in train) and any(n.startswith("train: ") for n in train)
     assert train[1:] == [n for n in every[1:] if not n.startswith(("val: ", "test: "))]  # the rest as they were
+
+
+def test_a_conversion_never_replaces_split_files_dfine_did_not_write(tmp_path, capsys):
+    """A walk's `dfine train --data YOLO -r ~/Downloads/dfine_n_coco.pth` converted into the checkpoint's folder
+    and replaced the annotations/instances_train.json the user kept there. A split file that no conversion wrote
+    stops any conversion into its folder before anything is written; one that a conversion wrote is replaced."""
+    src = _voc(tmp_path / "VOC2007")
+    out = tmp_path / "mine"
+    (out / "annotations").mkdir(parents=True)
+    own = '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "hand-made"}]}'
+    (out / "annotations/instances_val.json").write_text(own)
+    assert main(["data", "convert", "--from", "voc", str(src), "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out / 'annotations/instances_val.json'} is there and was not written by dfine (annotations of "
+        f"your own?); a conversion into {out} would replace it: give another output folder (-o), or move the file "
+        f"away")
+    assert sorted(p.name for p in (out / "annotations").iterdir()) == ["instances_val.json"]
+    assert (out / "annotations/instances_val.json").read_text() == own
+    (out / "annotations/instances_val.json").unlink()
+    for _ in range(2):  # its own files: converted again over them
+        assert main(["data", "convert", "--from", "voc", str(src), "-o", str(out)]) == 0
+    assert load(out / "annotations/instances_val.json")["info"]["description"].startswith("converted by dfine from")

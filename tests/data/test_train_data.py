@@ -737,6 +737,14 @@ def test_data_convert_from_coco_splits_one_file(tmp_path, capsys):
     assert "  train: 7 images, 7 boxes, 0 background images" in out and "  val: 3 images, 3 boxes" in out
     assert main(["data", "convert", "--from", "coco", str(src), "--names", "a,b"]) == 2
     assert "--names is for a dataset that names no classes" in capsys.readouterr().err
+    again = json.loads((tmp_path / "out/annotations/instances_train.json").read_text())
+    assert list(again)[:2] == ["info", "licenses"] and again["info"]["contributor"] == "me"  # info first, as it is kept
+    assert main(["data", "convert", "--from", "coco", str(src), "-o", str(tmp_path / "out")]) == 0  # over its own
+    (tmp_path / "mine/annotations").mkdir(parents=True)
+    (tmp_path / "mine/annotations/instances_train.json").write_text(json.dumps({**again, "info": {}}))
+    assert main(["data", "convert", "--from", "coco", str(src), "-o", str(tmp_path / "mine")]) == 2
+    assert "instances_train.json is there and was not written by dfine" in capsys.readouterr().err
+    assert not (tmp_path / "mine/annotations/instances_val.json").exists()
 
 
 def test_yolo_labels_beside_their_images_are_a_dataset(tmp_path):

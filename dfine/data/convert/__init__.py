@@ -45,6 +45,9 @@ FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
+_MARK = "converted by dfine"  # the start of the info description of every file a conversion writes
+
+
 @dataclass
 class SplitCounts:
     """What one split holds after conversion."""
@@ -529,11 +532,26 @@ def written_files() -> Iterator[List[Path]]:
 
 def write_coco_json(path: Path, images: List[Dict[str, Any]], annotations: List[Dict[str, Any]],
                     names: Sequence[str], info: Mapping[str, Any]) -> None:
-    """Write one COCO file (categories ``1..K`` named ``names``) atomically."""
+    """Write one COCO file (categories ``1..K`` named ``names``) atomically; never over a split file
+    that dfine did not write (:func:`refuse_to_replace`)."""
+    refuse_to_replace(path.parent)
     write_json_atomic(path, {"info": dict(info), "images": images, "annotations": annotations,
                              "categories": categories(names)})
     if _WRITTEN is not None:
         _WRITTEN.append(Path(path))
+
+
+def refuse_to_replace(ann_dir: Path) -> None:
+    """A one-line error when ``ann_dir`` holds a split file (``instances_{train,val,test}.json``) that
+    no conversion of dfine wrote (its ``info`` does not say so): a conversion writes those names and
+    would replace the user's own annotations (a walk's ``-r`` of a checkpoint kept beside them did).
+    Checked before any split file is written, so none is."""
+    for split in ("train", "val", "test"):
+        path = ann_dir / f"instances_{split}.json"
+        if path.is_file() and _MARK.encode() not in file_head(path, 1 << 16):
+            raise DatasetError(f"{path} is there and was not written by dfine (annotations of your own?); a "
+                               f"conversion into {ann_dir.parent} would replace it: give another output folder "
+                               f"(-o), or move the file away")
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
@@ -574,7 +592,7 @@ def info_for(ann_dir: Path, images_folder: Path, fmt: str, source: Path) -> Dict
             folder = str(images_folder)
     except ValueError:  # another drive
         folder = str(images_folder)
-    return {"description": f"converted by dfine from {fmt}: {source}", "images_folder": folder}
+    return {"description": f"{_MARK} from {fmt}: {source}", "images_folder": folder}
 
 
 def roboflow_images(split_dir: Path) -> Path:

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError, read_coco_json
 from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, check_prelabels_images, file_head, fraction_said,
-                                has_roboflow_copies, images_folder_of_file, info_for, split_by_fraction,
-                                write_json_atomic)
+                                has_roboflow_copies, images_folder_of_file, info_for, refuse_to_replace,
+                                split_by_fraction, write_json_atomic)
 from dfine.text import counted, first_few
 
 __all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
@@ -118,8 +118,10 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         counts[split] = SplitCounts(images=len(split_images), boxes=len(split_anns),
                                     background=sum(str(im.get("id")) not in with_boxes for im in split_images))
         written[split] = ann_dir / f"instances_{split}.json"
-        write_json_atomic(written[split], {**{k: v for k, v in data.items() if k not in ("images", "annotations")},
-                                           "info": info, "images": split_images, "annotations": split_anns})
+        refuse_to_replace(ann_dir)
+        others = {k: v for k, v in data.items() if k not in ("info", "images", "annotations")}
+        write_json_atomic(written[split], {"info": info, **others,  # info first: refuse_to_replace reads the head
+                                           "images": split_images, "annotations": split_anns})
     names_out = tuple(str(c.get("name")) for c in data["categories"] if isinstance(c, dict))
     return Converted(src, out_dir, folder, written, names_out, counts, notes)
 
