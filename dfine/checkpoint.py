@@ -415,6 +415,31 @@ def _size_of(state: Mapping[str, torch.Tensor]) -> Optional[str]:
         return None
 
 
+def size_mismatch(state: Mapping[str, torch.Tensor], model_name: str, name: str, use: str = "fine-tune a") -> None:
+    """A one-line error when the weights ``state`` (of the file ``name``) are of a published size other
+    than ``model_name`` (``dfine_s``); nothing when they are of it or of no published size. ``use``: what to
+    do with them, ``"continue it as a"`` for a run resumed."""
+    size = _size_of(state)
+    if size is not None and size != model_name:
+        raise DfineError(f"{name} holds a {size} model, not this one: {use} {size} (--model {size}, or "
+                         f"leave --model out to take the checkpoint's size; a {size} recipe with -c)")
+
+
+def check_run_weights(path: PathLike, model: Optional[str], resume: bool) -> None:
+    """The ``-r``/``-t`` file of a training on ``--data`` checked before the dataset is converted into a run
+    folder: a cut-short or foreign file, weights of another size than ``model`` (a size name, or ``None``), and
+    with ``resume`` a file of weights alone (published or converted ones: ``-r`` went on in their folder, a
+    ``~/Downloads``, and converted the data into it, a walk). One-line errors."""
+    ckpt = read_checkpoint(path)
+    state = model_state(ckpt, str(path))
+    if model in MODEL_NAMES:
+        size_mismatch(state, str(model), str(path), "continue it as a" if resume else "fine-tune a")
+    if resume and not any(k in ckpt for k in ("optimizer", "last_epoch")):
+        raise DfineError(f"{path} holds weights alone, not a training run's state (no optimiser, no epoch: "
+                         f"published or converted weights?); resuming (-r) goes on with a run of dfine in its "
+                         f"folder. To train from these weights, fine-tune them with -t {path}")
+
+
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = "checkpoint") -> None:
     """Strictly load ``state`` into ``model``; a mismatch is one :class:`DfineError` line naming
     the file and the first mismatched keys (and the shapes, for a size mismatch)."""
@@ -510,10 +535,9 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
                 reinit.append(key)
     mismatched = [k for k in own if k not in loadable and k not in reinit and k in state and k not in DERIVED]
     if mismatched or len(loadable) < len(own) // 2:
-        size = _size_of(state)
-        if size is not None and size != _size_of(own):  # a published size: say which ("another size?" before)
-            raise DfineError(f"{name} holds a {size} model, not this one: fine-tune a {size} (--model {size}, or "
-                             f"leave --model out to take the checkpoint's size; a {size} recipe with -c)")
+        own_size = _size_of(own)
+        if own_size is not None:  # a published size: say which ("another size?" before)
+            size_mismatch(state, own_size, name)
         missing = [k for k in own if k not in state]
         example = (mismatched or missing or reinit)[:1]
         raise DfineError(f"{name} does not fit this model (another size?): only {len(loadable)} of "

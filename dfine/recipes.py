@@ -716,6 +716,13 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
                          "not both")
     if resume is not None and not Path(resume).is_file():
         raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
+    try:
+        weights = resume if resume is not None else tuning
+        if weights is not None and Path(weights).is_file():  # before the dataset is converted into a run folder
+            from dfine.checkpoint import check_run_weights
+            check_run_weights(weights, model, resume=resume is not None)
+    except DfineError as e:
+        raise in_python_words(e) from None
     if output_dir is None and resume is not None:  # the run goes on in its own folder
         output_dir = Path(resume).resolve().parent
     try:
@@ -776,7 +783,9 @@ _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # 
                  (re.compile(r"--threads 1\b"), "threads=1"), (re.compile(r"--imgsz\b"), "imgsz"),
                  (re.compile(r"-o (\S+) --auto-resume\b"), r"output_dir='\1', auto_resume=True"),
                  (re.compile(r"--auto-resume\b"), "auto_resume=True"), (re.compile(r" \(dfine train --data\)"), ""),
-                 (re.compile(r" --split (val|test)\b"), r", split='\1'"))
+                 (re.compile(r" --split (val|test)\b"), r", split='\1'"),
+                 (re.compile(r"\bwith -t (.+?)(?=; |$)"), r"with tuning='\1'"),  # a path may hold spaces
+                 (re.compile(r"\(-r\)"), "(resume=)"), (re.compile(r"\(-o\)"), "(output_dir=)"))
 
 
 def in_python_words(error: DfineError) -> DfineError:

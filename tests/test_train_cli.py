@@ -393,6 +393,41 @@ def test_eval_of_a_checkpoint_on_data_of_another_class_count_says_both_counts(co
                     f"classes, or fine-tune it into these with -t {ckpt}")
 
 
+def test_published_weights_given_to_resume_a_data_run_stop_before_anything_is_written(coco128, tmp_path, capsys):
+    """A walk's `dfine train --data YOLO -r dfine_n_coco.pth` (published weights kept beside the user's own
+    data/annotations) converted the dataset into the checkpoint's folder, replacing the user's
+    instances_train.json, before the class-count error. Weights alone are not a run to resume: one line
+    saying -t, before any conversion; --model of another size is said before it too (it came after)."""
+    import dfine
+    from tests.conftest import load_golden
+    from tests.data.datasets import image, yolo_labels
+
+    downloads = tmp_path / "Downloads"
+    (downloads / "data/annotations").mkdir(parents=True)
+    own = downloads / "data/annotations/instances_train.json"
+    own.write_text('{"mine": 1}')
+    ckpt = downloads / "dfine_n_coco.pth"
+    torch.save(load_golden("n")["checkpoint"], ckpt)
+    yolo = tmp_path / "yolo"
+    for i in range(3):
+        image(yolo / f"{i}.jpg", (64, 48))
+        yolo_labels(yolo / f"{i}.txt", ["0 0.5 0.5 0.4 0.4"])
+    (yolo / "classes.txt").write_text("mask\n")
+    want = (f"{ckpt} holds weights alone, not a training run's state (no optimiser, no epoch: published or converted "
+            f"weights?); resuming (-r) goes on with a run of dfine in its folder. To train from these weights, "
+            f"fine-tune them with -t {ckpt}")
+    assert main(["train", "--data", str(yolo), "-r", str(ckpt), "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {want}"
+    with pytest.raises(dfine.DfineError) as err:
+        dfine.train(yolo, "dfine_n", resume=ckpt, epochs=1)
+    assert str(err.value) == (want.replace("(-r)", "(resume=)").replace(f"with -t {ckpt}", f"with tuning='{ckpt}'"))
+    assert main(["train", "--data", str(yolo), "-t", str(ckpt), "--model", "dfine_s", "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {ckpt} holds a dfine_n model, not this "
+                                                                       f"one: fine-tune a dfine_n (--model dfine_n,")
+    assert own.read_text() == '{"mine": 1}' and sorted(os.listdir(downloads)) == ["data", "dfine_n_coco.pth"]
+    assert not (tmp_path / "o").exists() and sorted(os.listdir(downloads / "data/annotations")) == [own.name]
+
+
 def test_a_data_runs_resume_and_eval_hints_are_its_own_command(coco128, tmp_path, capsys, monkeypatch):
     """``dfine train --data DIR``, stopped by Ctrl-C in epoch 2: the resume hint was the recipe form
     with the dozen ``-u`` keys ``--data`` stands for (900 characters on a VOC folder); now it is the

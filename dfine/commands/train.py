@@ -229,11 +229,8 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "imgsz", None) is not None:
         args.imgsz = imgsz_value(args.imgsz)  # before --data converts the dataset into a new output folder
     weights_file = args.resume or args.tuning
-    if args.data and args.model and weights_file and Path(weights_file).is_file():
-        # a cut-short or foreign file fails before the dataset is converted into a run folder (a walk's bad -t
-        # left output/.../data behind); without --model, _model_for_data reads it first anyway
-        from dfine.checkpoint import model_state, read_checkpoint
-        model_state(read_checkpoint(weights_file), weights_file)
+    if args.data and (args.model or (args.resume and not test_only)) and weights_file and Path(weights_file).is_file():
+        _check_weights(args, weights_file, test_only)  # without --model, _model_for_data reads the file first anyway
     with temporary as scratch:
         if args.data:
             from dfine.recipes import data_run
@@ -254,6 +251,14 @@ def _run(args: argparse.Namespace) -> int:
                 _say(args, note)
         command = data_command(args, model) if args.data else None
         return _train_or_eval(args, data, test_only, command)
+
+
+def _check_weights(args: argparse.Namespace, weights_file: str, test_only: bool) -> None:
+    """What is wrong with the ``-r``/``-t`` file of a ``--data`` run, said before the dataset is converted
+    into a run folder (a walk's bad ``-t`` left ``output/.../data`` behind): see
+    :func:`dfine.checkpoint.check_run_weights`."""
+    from dfine.checkpoint import check_run_weights
+    check_run_weights(weights_file, args.model, resume=bool(args.resume) and not test_only)
 
 
 def _say(args: argparse.Namespace, note: str) -> None:
