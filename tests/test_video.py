@@ -233,3 +233,42 @@ def test_writer_letterboxes_frames_of_another_size_and_says_so(tmp_path):
     single.write(wide)
     single.close()
     assert single.size_note() is None
+
+
+def _every_other_frame_avi(path: Path, n: int) -> Path:
+    """An AVI whose header counts 50 fps and about 2n frames, every other one empty: n frames shown 40 ms apart,
+    as a walk's H.264 'vtest.avi' was (682 frames at 50 fps in its header, 341 frames 13.6 s long)."""
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=50)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 50)
+        for t, rgb in enumerate(_frames(n)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = 2 * t, Fraction(1, 50)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
+def test_a_video_whose_header_doubles_its_rate_is_read_at_the_rate_its_frames_are_shown(tmp_path, decoder,
+                                                                                         monkeypatch):
+    """The walk's video was read at its header's 50 fps: the annotated copy played twice as fast, the progress
+    bar stopped at 341 of 682 and a warning called the whole file cut short. Both decoders now give 25 fps and
+    the frames there are, and the copy written at that rate lasts as long as the source."""
+    import dfine.video as video
+    src_path = _every_other_frame_avi(tmp_path / "vtest.avi", 20)
+    capture = cv2.VideoCapture(str(src_path))
+    assert capture.get(cv2.CAP_PROP_FPS) == 50 and capture.get(cv2.CAP_PROP_FRAME_COUNT) > 30  # as the walk's
+    capture.release()
+    if decoder == "pyav":
+        monkeypatch.setattr(video, "_cv2", lambda: None)
+    src = open_source(src_path)
+    frames = list(src.frames)
+    assert (src.fps, src.total, len(frames), src.truncated) == (25, 20, 20, False)
+    assert [int(f[20, 40, 0]) > 150 for f in frames] == [int(f[20, 40, 0]) > 150 for f in _frames(20)]
+    assert video.shown_rate([0, 0.04, 0.08, 0.12, 0.16, 0.2], 25.0, 100) == (25.0, 100)  # a header that is right
+    assert video.shown_rate([0.04, 0.12, 0.16, 0.2, 0.24, 0.28], 50.0, 682) == (25.0, 341)  # a skipped time first
+    assert video.shown_rate([0, 0.03, 0.08, 0.1, 0.17, 0.2], 50.0, 90) == (50.0, 90)  # no steady rate: the header's
