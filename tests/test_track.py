@@ -695,3 +695,24 @@ def test_cli_a_folder_of_frames_says_its_assumed_rate_and_takes_fps(tmp_path, mo
             "frames were taken at)") in capsys.readouterr().err  # no video named when none is written
     assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "c"), "--fps", "0"]) == 2
     assert "--fps must be a number of frames per second > 0, got 0" in capsys.readouterr().err
+
+
+def test_cli_classes_by_number_are_named_recorded_and_an_empty_result_is_explained(tmp_path, monkeypatch, capsys):
+    """A walk read class 1 (person's category id) in the .txt and gave --classes 1: bicycle, the model's label
+    1, was tracked, 0 tracks and not a word; the JSON did not record the filter either."""
+    video = _write_video(tmp_path / "two.avi", frames=6)
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
+    out = tmp_path / "out"
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--classes", "1", "--no-video"]) == 0
+    err = capsys.readouterr().err
+    assert ("--classes 1: bar (numbers count the model's classes from 0; the .txt and .json write category ids, "
+            "not these)") in err
+    assert ("note: no track: no detection scored above --conf 0.5 in the video for bar; try a lower --conf "
+            "(e.g. --conf 0.25)") in err
+    assert json.loads((out / "two.json").read_text())["only_classes"] == ["bar"]
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--classes", "square", "--no-video"]) == 0
+    err = capsys.readouterr().err
+    assert "numbers count" not in err and "no track" not in err
+    assert json.loads((out / "two.json").read_text())["only_classes"] == ["square"]
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--no-video"]) == 0
+    assert json.loads((out / "two.json").read_text())["only_classes"] is None

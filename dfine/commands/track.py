@@ -110,10 +110,14 @@ def _track(args: argparse.Namespace, out: Path) -> int:
               f"training run, which {Path(args.model).name} carries (give --conf to change it)", file=sys.stderr)
         config = tracker_config(args, TrackerConfig, conf=round(recommended, 4))  # its --low-conf note after this line
     run_ = Tracking(source, det, tracker=config, classes=args.classes)
+    chosen = run_.class_names
+    if chosen and any(c.isdigit() and c not in chosen for c in args.classes):  # '1' read from the .txt: bicycle
+        print(f"--classes {' '.join(args.classes)}: {', '.join(chosen)} (numbers count the model's classes from 0; "
+              f"the .txt and .json write category ids, not these)", file=sys.stderr)
     name = run_.source.name
     log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
                    {"source": str(args.source), "model": str(args.model), "tracker": args.tracker,
-                    "tracker_config": dataclasses.asdict(config), "fps": run_.source.fps})
+                    "tracker_config": dataclasses.asdict(config), "fps": run_.source.fps, "only_classes": chosen})
     video = None if args.no_video else _VideoOut(out / f"{name}.mp4", run_.source.fps, args.trail)
     interrupted = False
     try:
@@ -136,9 +140,11 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     summary = log.summary()
     print(f"{'interrupted: ' if interrupted else ''}{run_.frames} frames, {summary['num_tracks']} tracks "
           f"({args.tracker}) -> {written}")
-    if not summary["num_tracks"] and (run_.best_score is None or run_.best_score <= config.conf):
-        from .predict import nothing_found_note  # an empty .txt and a bare video, with no clue (a walk)
-        print(nothing_found_note(config.conf, run_.best_score, "the video").replace(
+    best, where = ((run_.best_score, "the video") if chosen is None
+                   else (run_.best_kept, f"the video for {', '.join(chosen)}"))
+    if not summary["num_tracks"] and (best is None or best <= config.conf):
+        from .predict import nothing_found_note  # an empty .txt and a bare video, with no clue (a walk; --classes too)
+        print(nothing_found_note(config.conf, best, where).replace(
             "note: no detection", "note: no track: no detection", 1), file=sys.stderr)
     return 130 if interrupted else 0
 

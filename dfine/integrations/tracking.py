@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -195,6 +195,7 @@ class Tracking:
         self.buffer = buffer
         self.frames = 0
         self.best_score: Optional[float] = None  # the highest score of any detection so far (None: none, or sliced)
+        self.best_kept: Optional[float] = None  # with classes: the highest score of theirs the tracker was given
         self._votes: Dict[int, Counter] = {}  # track id -> how often it was detected as each label
         self._shown: Dict[int, int] = {}  # track id -> the label it is shown as
         self._label_names: Dict[int, Tuple[Any, Any]] = {}  # label -> (class name, category id) as detected
@@ -215,8 +216,18 @@ class Tracking:
                     self.frames += 1
                     yield frame, self._update(to_supervision(dets), frame)
 
+    @property
+    def class_names(self) -> Optional[List[str]]:
+        """The names of the classes tracked when ``classes`` chose some, else None."""
+        names = self.detector.class_names
+        return None if self.labels is None else [str(names[i]) for i in self.labels.tolist()]
+
     def _update(self, dets: Any, frame: np.ndarray) -> Any:
-        tracks = self.tracker.update(tracker_input(dets, self.labels, self.config.nms), frame)
+        given = tracker_input(dets, self.labels, self.config.nms)
+        if self.labels is not None and len(given):  # with no track of them, what --conf would start one
+            top = float(given.confidence.max())
+            self.best_kept = top if self.best_kept is None else max(self.best_kept, top)
+        tracks = self.tracker.update(given, frame)
         tracks = tracks[tracks.tracker_id >= 0]
         tracks.tracker_id = tracks.tracker_id + 1  # 1-based, as MOT-challenge files count them
         return self._steady_classes(tracks)
