@@ -364,6 +364,29 @@ def test_phone_formats_not_read_are_said(tmp_path, capsys):
         collect_sources([str(only)])
 
 
+def test_videos_in_a_folder_of_images_are_said_and_how_to_predict_them(tmp_path, capsys):
+    """A walk's folder of a.avi, b.mp4 and c.jpg gave '1 image -> ...' without a word of the videos; a folder of
+    the two videos alone said 'holds no images'. Both now name the videos and the command for one."""
+    from dfine.commands.predict import collect_sources
+    from dfine.errors import DfineError
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    Image.new("RGB", (64, 48)).save(folder / "c.jpg", format="JPEG")
+    for name in ("a.avi", "b.mp4"):
+        (folder / name).write_bytes(b"not decoded here")
+    kind, paths = collect_sources([str(folder)])
+    assert kind == "images" and [p.name for p in paths] == ["c.jpg"]
+    assert capsys.readouterr().err.strip() == (f"note: {folder}: left out 2 videos (a.avi, b.mp4): a video is predicted "
+                                               f"alone, e.g. dfine predict {folder / 'a.avi'}")
+    (folder / "c.jpg").unlink()
+    with pytest.raises(DfineError) as err:
+        collect_sources([str(folder)])
+    assert str(err.value).endswith(f"; 2 videos (a.avi, b.mp4): a video is predicted alone, e.g. dfine predict "
+                                   f"{folder / 'a.avi'}")
+    with pytest.raises(DfineError, match=r"^no images match .*\*; 2 videos"):
+        collect_sources([str(folder / "*")])
+
+
 def _label_pixels(name):
     import types
     from dfine.drawing import draw

@@ -230,7 +230,7 @@ def collect_source(source: str) -> Tuple[str, List[Path]]:
         files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise DfineError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})"
-                             f"{_not_read(entries, '; ')}{_images_below(path)}")
+                             f"{_not_read(entries, '; ')}{_videos_left(entries, '; ')}{_images_below(path)}")
         _say_not_read(entries, str(path))
         return "images", files
     if path.is_file():
@@ -245,7 +245,7 @@ def collect_source(source: str) -> Tuple[str, List[Path]]:
         matched = sorted(Path(p) for p in glob.glob(source, recursive=True))
         files = [p for p in matched if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
-            raise DfineError(f"no images match {source}{_not_read(matched, '; ')}")
+            raise DfineError(f"no images match {source}{_not_read(matched, '; ')}{_videos_left(matched, '; ')}")
         _say_not_read(matched, source)
         return "images", files
     from ..text import did_you_mean
@@ -293,11 +293,21 @@ def _not_read(paths: Sequence[Path], lead: str = "") -> str:
             f"convert them to JPEG or PNG")
 
 
+def _videos_left(paths: Sequence[Path], lead: str = "") -> str:
+    """``lead`` + the videos among ``paths`` and how to predict them (each alone), else ''."""
+    videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()]
+    if not videos:
+        return ""
+    return (f"{lead}{counted(len(videos), 'video')} ({first_few((p.name for p in videos), 3)}): a video is predicted "
+            f"alone, e.g. dfine predict {shlex.quote(str(videos[0]))}")
+
+
 def _say_not_read(paths: Sequence[Path], where: str) -> None:
-    """A note on stderr naming the images of ``where`` left out because their format is not read."""
-    text = _not_read(paths)
-    if text:
-        print(f"note: {where}: left out {text}", file=sys.stderr)
+    """A note on stderr naming what of ``where`` is left out: images in a format not read, and videos
+    (a walk's folder of two videos and an image gave '1 image' without a word of them)."""
+    for text in (_not_read(paths), _videos_left(paths)):
+        if text:
+            print(f"note: {where}: left out {text}", file=sys.stderr)
 
 
 def image_id(path: Path, index: int) -> int:
