@@ -306,23 +306,40 @@ def _format_of(root: Path, nested: bool = True) -> Optional[Format]:
 def as_is(root: Path, fmt: Format) -> bool:
     """Whether the dataset at ``root`` is read where it is (COCO split files) rather than converted
     into a folder of ours (another format, or one COCO file for all images, split in two)."""
-    return fmt == "coco" and bool(find_coco_splits(root))
+    return fmt == "coco" and _read_as_is(find_coco_splits(root))
+
+
+def _read_as_is(found: Dict[str, Tuple[Path, Path]]) -> bool:
+    """Whether COCO split files ``found`` are read where they are: any but a train split alone, which gets
+    a seeded val split of its images (COCO's own ``annotations/instances_train2017.json`` + ``train2017/``:
+    a walk was told to add a val file, and ``dfine data convert`` could not read the folder)."""
+    return bool(found) and ("val" in found or "train" not in found)
 
 
 def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequence[str]] = None,
-                   temporary: Optional[str] = None, split: Optional[str] = None
+                   temporary: Optional[str] = None, split: Optional[str] = None, val_given: bool = False
                    ) -> Tuple[Dict[str, Tuple[Path, Path]], List[str]]:
     """The splits of the dataset at ``root`` in format ``fmt`` (``{split: (annotation file, images
     folder)}``) and notes to print: a COCO folder's split files where they are; another format's
     folder, or one COCO file for all images, converted into ``folder`` (the same split every time; ``temporary``: what ``folder`` is removed
     after, ``"evaluation"`` or ``"check"``, which the note says instead of its path); ``split``: the one split
-    an evaluation reads, whose notes alone are kept of those naming a split (``train: 1 box ...``)."""
+    an evaluation reads, whose notes alone are kept of those naming a split (``train: 1 box ...``); ``val_given``:
+    the user's overrides name a val set, so a COCO train split alone is not split for one."""
     found = find_coco_splits(root) if fmt == "coco" else {}
-    if found:  # read where they are (as_is)
+    if _read_as_is(found) or (found and (val_given or split == "test")):  # no val split made where none is used
         return found, []
     from dfine.data.convert import converter
 
-    converted = converter(fmt)(root, folder, names=names)
+    if found:  # a train split alone: split into train and val as one COCO file is, its test split kept as it is
+        from dfine.data.convert.coco import convert_coco
+        converted = convert_coco(found["train"][0], folder, names=names, images=found["train"][1],
+                                 what="no val split file, so its train file")
+        converted.ann_files.update({s: f for s, (f, _) in found.items() if s == "test"})
+        folders = {s: converted.images_folder for s in converted.ann_files}
+        folders.update({s: images for s, (_, images) in found.items() if s == "test"})
+    else:
+        converted = converter(fmt)(root, folder, names=names)
+        folders = {s: converted.images_folder for s in converted.ann_files}
     where = (f"into a temporary folder for this {temporary} (removed after it)" if temporary
              else f"-> {folder / 'annotations'}")
     others = tuple(f"{s}: " for s in ("train", "val", "test") if split is not None and s != split)
@@ -338,7 +355,7 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     if tables:  # raccoon_dataset: VOC XMLs and the CSV tables of its train/test split
         shown = ", ".join(str(t.relative_to(root)) for t in tables[:3])
         notes.append(_other_format_note(root, "csv", f"CSV tables of boxes ({shown})", fmt))
-    return {s: (f, converted.images_folder) for s, f in converted.ann_files.items()}, notes
+    return {s: (f, folders[s]) for s, f in converted.ann_files.items()}, notes
 
 
 def _few_images(ann_file: Path) -> Optional[int]:
@@ -417,9 +434,13 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     from dfine.data.convert import keep_split, split_members
     earlier = split_members(out / "data")  # the split a run in out trained with (an evaluation: its weights' run)
     converted = scratch or out / "data"
+    # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder
+    keys = {o.split("=", 1)[0].strip() for o in given}
+    pointed = {s for s in ("train", "val")
+               if {f"{s}_dataloader.dataset.ann_file", f"{s}_dataloader.dataset.img_folder"} <= keys}
     splits, notes = dataset_splits(root, fmt, converted, names=names,
                                   temporary="evaluation" if scratch is not None else None,
-                                  split=split if scratch is not None else None)
+                                  split=split if scratch is not None else None, val_given="val" in pointed)
     if earlier is not None and {"train", "val"} <= set(splits) and splits["val"][0].parent == converted / "annotations":
         moved = keep_split({s: splits[s][0] for s in ("train", "val")}, earlier)
         if moved:
@@ -428,10 +449,6 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
             notes.append(f"evaluated on the val split the run in {out} trained with; {why}" if scratch is not None
                          else f"kept the train/val split this run folder was trained with; {why}: -o NEW_FOLDER "
                               f"trains on today's")
-    # a split the user's own overrides (``given``: -u key=value) point at need not be in the folder
-    keys = {o.split("=", 1)[0].strip() for o in given}
-    pointed = {s for s in ("train", "val")
-               if {f"{s}_dataloader.dataset.ann_file", f"{s}_dataloader.dataset.img_folder"} <= keys}
     if split != "val":
         if scratch is None:
             raise DfineError(f"--split {split} is for an evaluation (dfine eval); training uses the val split")

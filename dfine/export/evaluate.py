@@ -266,7 +266,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     COCO folder's file read where it is; a YOLO, VOC, CVAT, LabelMe, CSV or CreateML folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written); ``names``:
     the class names of a YOLO folder that names none (``--names``)."""
-    from ..recipes import as_is, dataset_splits, detect_format, missing_split
+    from ..recipes import dataset_splits, detect_format, missing_split
     if not root.exists():
         raise DfineError(f"--data {root} not found")
     from ..data.archive import dataset_folder
@@ -281,7 +281,8 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
         ann, folder = splits.get(split, (None, None))
         given = Path(ann_file) if ann_file else None
         read = load_eval_set(given or ann, images or folder or root, limit)
-    kept = str(given or ann) if given or as_is(root, fmt) else None
+        converted = ann is not None and Path(ann).is_relative_to(tmp)  # else read where it is
+    kept = str(given or ann) if given or not converted else None
     source = f"the {fmt.upper()} {split} split of {root}"
     if given:
         source = str(given)

@@ -106,11 +106,6 @@ def test_detects_formats_and_coco_layouts(tmp_path):
     (coco / "annotations/instances_test2017.json").write_text("{}")
     assert list(find_coco_splits(coco)) == ["train", "test"]  # the splits' order, not the files' (test first)
     (coco / "annotations/instances_test2017.json").unlink()
-    with pytest.raises(DfineError) as err:
-        data_run(coco)
-    assert str(err.value) == (f"--data {coco}: no val split; found train (annotations/instances_train2017.json); "
-                              f"add valid/_annotations.coco.json (Roboflow) or annotations/instances_val.json with "
-                              f"its val images")
     # a split folder, an annotation file, an images folder: the dataset folder above is named
     for wrong in (rf / "train", rf / "train/_annotations.coco.json", tmp_path / "v/JPEGImages"):
         with pytest.raises(DfineError) as err:
@@ -202,15 +197,22 @@ def test_a_missing_split_is_named_with_what_the_folder_has(tmp_path, capsys):
     (rf / "valid").rename(rf / "train_")
     (rf / "train").rename(rf / "valid_")
     (rf / "train_").rename(rf / "train")
-    with pytest.raises(DfineError) as err:
-        data_run(rf)
+    for i in range(5):
+        image(rf / "train" / f"{i}.jpg", (32, 32))
+    (rf / "train/_annotations.coco.json").write_text(json.dumps(
+        {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 32, "height": 32} for i in range(5)],
+         "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [2, 2, 9, 9], "area": 81, "iscrowd": 0}
+                         for i in range(5)], "categories": [{"id": 1, "name": "crater"}]}))
+    run = data_run(rf, "dfine_n", output_dir=tmp_path / "o")  # no val split: a seeded one of train's images
+    assert any(n.startswith("no val split file, so its train file (_annotations.coco.json): 1 of 5 images "
+                            "became val") for n in run.notes)
+    # the val split the user points the loader at need not be in the folder: train is then kept whole
     hint = (f"-u val_dataloader.dataset.ann_file={rf}/test/_annotations.coco.json "
             f"val_dataloader.dataset.img_folder={rf}/test")
-    assert str(err.value).endswith(f"or validate on the test split: {hint}")
-    # the hint works: the val split the user points the loader at need not be in the folder
-    run = data_run(rf, "dfine_n", device="cpu", given=hint.split()[1:])
-    assert [o.split("=")[0] for o in run.overrides if o.startswith(("train_", "val_")) and ".dataset." in o] == [
-        "train_dataloader.dataset.ann_file", "train_dataloader.dataset.img_folder"]
+    run = data_run(rf, "dfine_n", device="cpu", given=hint.split()[1:], output_dir=tmp_path / "o2")
+    assert [o for o in run.overrides if o.startswith(("train_", "val_")) and ".dataset." in o] == [
+        f'train_dataloader.dataset.ann_file="{rf}/train/_annotations.coco.json"',
+        f'train_dataloader.dataset.img_folder="{rf}/train"']
 
 
 def test_model_names_and_epoch_overrides(tmp_path):
@@ -1055,18 +1057,47 @@ def test_eval_on_the_test_split_of_a_data_folder(tmp_path, capsys):
 
 def test_data_check_of_a_folder_without_val_says_training_needs_it(tmp_path, capsys):
     """A walk's conversion stopped by Ctrl-C left annotations/instances_train.json alone: data check said
-    'train: OK' and 'result: OK', then dfine train refused it ('no val split')."""
+    'train: OK' and 'result: OK', then dfine train refused it ('no val split'). A folder of a test split
+    alone is still said to lack what training needs."""
     root = tmp_path / "partial"
     image(root / "images" / "a.jpg", (64, 48))
     (root / "annotations").mkdir(parents=True)
-    (root / "annotations" / "instances_train.json").write_text(json.dumps(
+    (root / "annotations" / "instances_test.json").write_text(json.dumps(
         {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 20, 20], "area": 400, "iscrowd": 0}],
          "categories": [{"id": 1, "name": "thing"}]}))
     assert main(["data", "check", str(root)]) == 0  # not an error: a folder of one split serves dfine eval
     out = capsys.readouterr().out
-    assert f"--data {root}: no val split; found train (annotations/instances_train.json)" in out
-    assert out.strip().splitlines()[-1] == "train: OK; val: missing (training needs it)"
+    assert f"--data {root}: no train split; found test (annotations/instances_test.json)" in out
+    assert out.strip().splitlines()[-1] == "test: OK; train: missing (training needs it); val: missing (training needs it)"
+
+
+def test_coco_own_layout_with_a_train_split_alone_gets_a_val_split(coco128, tmp_path, capsys):
+    """COCO's own layout, annotations/instances_train2017.json beside train2017/ (the shared coco128): a walk's
+    dfine train --data was told to add a val file, and dfine data convert --from coco said the folder held no
+    COCO JSON file and could not find the file's images. Now --data and data check split a seeded val off its
+    train images (the same every time, a test split kept as it is), and data convert names the file to give
+    and finds train2017/."""
+    run = data_run(coco128, "dfine_n", output_dir=tmp_path / "run")
+    assert ("no val split file, so its train file (instances_train2017.json): 35 of 128 images became val "
+            "(dfine data convert --val-fraction 0.2 --seed 0)") in run.notes
+    train, val = (json.loads((tmp_path / f"run/data/annotations/instances_{s}.json").read_text()) for s in ("train", "val"))
+    assert len(train["images"]) + len(val["images"]) == 128 and not {i["id"] for i in train["images"]} & {
+        i["id"] for i in val["images"]}
+    assert f'train_dataloader.dataset.img_folder="{coco128 / "train2017"}"' in run.overrides
+    again = data_run(coco128, "dfine_n", output_dir=tmp_path / "run2")
+    assert json.loads((tmp_path / "run2/data/annotations/instances_val.json").read_text())["images"] == val["images"]
+    assert main(["data", "check", str(coco128)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "train: OK; val: OK"
+    assert main(["data", "convert", "--from", "coco", str(coco128), "-o", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {coco128} holds COCO split files (annotations/instances_train2017.json), not one file for all "
+        f"images: dfine train --data {coco128} reads them as they are (a train split alone gets a val split of its "
+        f"images); or give one file to split: dfine data convert --from coco "
+        f"{coco128 / 'annotations/instances_train2017.json'}")
+    assert main(["data", "convert", "--from", "coco", str(coco128 / "annotations/instances_train2017.json"), "-o",
+                 str(tmp_path / "c")]) == 0
+    assert (json.loads((tmp_path / "c/annotations/instances_val.json").read_text())["images"] == val["images"])
 
 
 def test_data_check_names_classes_training_cannot_learn_or_measure(tmp_path, capsys):

@@ -185,7 +185,7 @@ def test_an_annotation_file_beside_its_images_needs_no_images_option(onnx_model,
     ([], "--data DIR"),
     (["--data", "MISSING"], "--data {tmp}/missing not found"),
     (["--data", "IMAGES"], "not a COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML dataset folder"),
-    (["--data", "TRAIN_ONLY"], "no val split"),
+    (["--data", "TEST_ONLY"], "no val split; found test: --split test evaluates its test split"),
     (["--data", "VOC", "-c", "RECIPE"], "not both"),
     (["-c", "RECIPE"], "val_dataloader.dataset.ann_file"),
     (["-c", "RECIPE", "--ann-file", "ANN"], "val_dataloader.dataset.img_folder"),
@@ -193,13 +193,13 @@ def test_an_annotation_file_beside_its_images_needs_no_images_option(onnx_model,
 def test_export_eval_errors_are_one_line(onnx_model, labelled, tmp_path, capsys, argv, words):
     images = tmp_path / "images"
     images.mkdir()
-    train_only = tmp_path / "train_only"
-    coco_file(labelled, train_only / "annotations" / "instances_train.json")
+    test_only = tmp_path / "test_only"
+    coco_file(labelled, test_only / "annotations" / "instances_test.json")
     recipe = tmp_path / "recipe.yml"
     recipe.write_text(f"__include__: ['{CUSTOM_N}']\n"
                       f"val_dataloader: {{dataset: {{ann_file: '{tmp_path}/none.json', img_folder: '/nowhere/val'}}}}\n")
     paths = {"IMAGES": images, "ANN": coco_file(labelled, tmp_path / "a.json"), "MISSING": tmp_path / "missing",
-             "TRAIN_ONLY": train_only, "VOC": voc_folder(labelled, tmp_path / "voc"), "RECIPE": recipe}
+             "TEST_ONLY": test_only, "VOC": voc_folder(labelled, tmp_path / "voc"), "RECIPE": recipe}
     argv = [str(paths.get(a, a)) for a in argv]
     assert main(["eval", "-r", str(onnx_model), *argv]) == 2
     err = capsys.readouterr().err.strip()

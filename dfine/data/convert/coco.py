@@ -31,18 +31,27 @@ __all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
 _HEAD = 65536
 
 
+def _split_files(root: Path) -> List[Path]:
+    """The JSON files of ``root`` and its ``annotations/`` named as a split's (``instances_train2017.json``)."""
+    return [p for p in _jsons(root) if _split_of(p) is not None]
+
+
+def _jsons(root: Path) -> List[Path]:
+    return [p for folder in (root, root / "annotations") if folder.is_dir() for p in sorted(folder.glob("*.json"))]
+
+
+def _split_of(path: Path) -> Optional[str]:
+    """The split a COCO file's name gives (``instances_val2017.json``, ``train.coco.json``), else None."""
+    stem = re.sub(r"^(instances_|_annotations\.coco)", "", path.stem.lower())
+    return SPLIT_NAMES.get(re.sub(r"\d+$", "", stem.replace(".coco", "")))
+
+
 def coco_files(root: Path) -> List[Path]:
     """The COCO JSON files of the folder ``root`` and of its ``annotations/`` whose name is no split's
     (``instances_train.json`` and the like are a split dataset's, found by
     :func:`dfine.recipes.find_coco_splits`): each a file whose head holds an ``"images"`` list and
     ``"file_name"`` or ``"categories"``."""
-    found = []
-    for folder in (root, root / "annotations"):
-        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            stem = re.sub(r"^(instances_|_annotations\.coco)", "", path.stem.lower())
-            if SPLIT_NAMES.get(re.sub(r"\d+$", "", stem.replace(".coco", ""))) is None and _looks_coco(path):
-                found.append(path)
-    return found
+    return [path for path in _jsons(root) if _split_of(path) is None and _looks_coco(path)]
 
 
 def coco_file(src: Path) -> Optional[Path]:
@@ -64,10 +73,14 @@ def _looks_coco(path: Path) -> bool:
 
 
 def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None, *,
-                 names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0) -> Converted:
+                 names: Optional[Sequence[str]] = None, val_fraction: float = 0.2, seed: int = 0,
+                 images: Optional[Path] = None, what: str = "one COCO file for all images") -> Converted:
     """Split the single COCO file at ``src`` (the file, or a folder holding one, see :func:`coco_file`)
     into ``out/annotations/instances_{train,val}.json`` (default ``out``: the JSON's folder, or the
-    dataset folder above ``annotations/``). ``names`` is refused: a COCO file names its classes."""
+    dataset folder above ``annotations/``). ``names`` is refused: a COCO file names its classes.
+    ``images``: its images folder when known (else looked for); ``what`` the file is, as the split's note
+    says it."""
+    images_dir = images
     src = Path(src).expanduser().resolve()
     if not src.exists():
         raise DatasetError(f"COCO dataset {src} not found")
@@ -75,7 +88,16 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         raise DatasetError(f"--names is for a dataset that names no classes; the COCO file of {src} names its own "
                            f"in its categories")
     ann = coco_file(src)
+    if ann is None and src.is_file():
+        raise DatasetError(f"{src} is not a COCO detection file (a JSON with an images list naming each file_name, "
+                           f"annotations and categories)")
     if ann is None:
+        split_files = [p for p in _split_files(src) if _looks_coco(p)]
+        if split_files:  # COCO's own layout, annotations/instances_train2017.json (a walk: 'no COCO JSON file')
+            raise DatasetError(f"{src} holds COCO split files ({first_few([str(p.relative_to(src)) for p in split_files], 3)}),"
+                               f" not one file for all images: dfine train --data {src} reads them as they are (a "
+                               f"train split alone gets a val split of its images); or give one file to split: "
+                               f"dfine data convert --from coco {split_files[0]}")
         raise DatasetError(f"no COCO JSON file in {src} or {src / 'annotations'}: give the folder of a COCO export "
                            f"(a JSON with images, annotations and categories) or the file")
     data = read_coco_json(ann)
@@ -83,7 +105,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     if not images:
         raise DatasetError(f"{ann}: its images list is empty; nothing to train on")
     check_prelabels_images(ann)  # its images gone: never the annotated copies beside it instead
-    folder, renamed = _images_folder(ann, images)
+    folder, renamed = (images_dir, {}) if images_dir is not None else _images_folder(ann, images)
     base = ann.parent.parent if ann.parent.name == "annotations" else ann.parent
     out_dir = Path(out).expanduser() if out is not None else base
     ann_dir = out_dir / "annotations"
@@ -95,7 +117,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     said: List[str] = []
     train_ids, val_ids = _split(images, keys, val_fraction, seed, _classes_of_images(data), said)
     rel = ann.relative_to(src) if ann.is_relative_to(src) and ann != src else ann.name
-    notes = [f"one COCO file for all images ({rel}): {len(val_ids)} of {counted(len(images), 'image')} became val "
+    notes = [f"{what} ({rel}): {len(val_ids)} of {counted(len(images), 'image')} became val "
              f"{fraction_said(val_fraction, seed)}", *said]
     if renamed:  # Label Studio's upload paths (/data/upload/3/x.jpg, ..\\..\\media\\upload\\x.jpg)
         first = next(iter(renamed.items()))
@@ -195,5 +217,9 @@ def _image_folder_options(ann: Path) -> List[Path]:
     """Where the images of ``ann`` may be, the folder its ``info`` names first (``dfine predict
     --save-dataset`` writes the annotated copies of the images beside its file, under their names)."""
     named = images_folder_of_file(ann)
+    split = []  # COCO's own annotations/instances_train2017.json beside train2017/ (a walk)
+    if ann.parent.name == "annotations" and ann.stem.startswith("instances_"):
+        stem = ann.stem[len("instances_"):]
+        split = [ann.parent.parent / stem, ann.parent.parent / "images" / stem]
     return list(dict.fromkeys([*([named] if named is not None else []), ann.parent, ann.parent / "images",
-                               ann.parent.parent, ann.parent.parent / "images"]))
+                               ann.parent.parent, ann.parent.parent / "images", *split]))
