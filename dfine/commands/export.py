@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..errors import DfineError
@@ -109,10 +111,25 @@ def run(args: argparse.Namespace) -> int:
         _check_openvino()
     loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
     earlier = {p for p in (onnx_path, _output(args, final)) if p.is_file()}  # said when replaced (they were not)
-    export_onnx(loaded, onnx_path, opset=args.opset, simplify=args.simplify, check=args.check,
-                dynamic_batch=not args.static)
-    print(f"wrote {onnx_path} ({_what(loaded, args)})" + (" replacing the one there" if onnx_path in earlier else ""))
-    if args.int8:
+    # an ONNX export there (a --static one, for a runtime that needs it) is the user's: the IR is made from a
+    # fresh ONNX in a temporary folder instead of one written over it (two walks lost theirs so)
+    keep = args.format == "openvino" and not args.int8 and onnx_path in earlier
+    with tempfile.TemporaryDirectory(prefix="dfine-export-") if keep else nullcontext() as scratch:
+        made = Path(scratch) / onnx_path.name if keep else onnx_path
+        export_onnx(loaded, made, opset=args.opset, simplify=args.simplify, check=args.check,
+                    dynamic_batch=not args.static)
+        if keep:
+            print(f"kept {onnx_path} as it was (an export of its own; the IR is converted from a fresh ONNX)")
+        else:
+            print(f"wrote {onnx_path} ({_what(loaded, args)})"
+                  + (" replacing the one there" if onnx_path in earlier else ""))
+        return _after_onnx(args, loaded, made, final, earlier, quantize if args.int8 else None)
+
+
+def _after_onnx(args: argparse.Namespace, loaded, onnx_path: Path, final: str, earlier, quantize) -> int:
+    """What an export does with its ONNX file ``onnx_path``: quantize it (``--int8``), convert it to IR or
+    build a TensorRT engine of it."""
+    if quantize is not None:
         out, info = quantize(onnx_path, _output(args, final))
         always = "; attention's activation products and max-pools stay float" if info.scheme == "transformer" else ""
         print(f"wrote {out} (int8; {info.calibration_images} calibration images; kept in float32 (--keep-float): "

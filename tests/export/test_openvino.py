@@ -114,3 +114,22 @@ def test_files_that_are_not_an_ir_say_so_in_one_line(exported, tmp_path, capfd):
     with pytest.raises(DfineError, match=r"not a readable model for OpenVINO \(Incorrect weights in bin file!\)"):
         Detector(str(copy), backend="openvino")
     assert "GraphDef" not in capfd.readouterr().err  # OpenVINO's other front ends were never asked
+
+
+def test_an_onnx_export_there_is_kept_by_an_openvino_export(exported, tmp_path, capsys):
+    """Two walks exported --static ONNX for a runtime that needs it, then --format openvino: the .onnx was
+    replaced by a dynamic one ('replacing the one there'). It is the user's export: kept as it was, said; the IR
+    is converted from a fresh ONNX, and works as the one converted beside its ONNX."""
+    onnx_path, first_xml = exported
+    ckpt = onnx_path.with_suffix(".pth")
+    static = tmp_path / "tiny.onnx"
+    assert main(["export", "-r", str(ckpt), "--static", "-o", str(static)]) == 0
+    kept = static.read_bytes()
+    assert [d.dim_value for d in onnx.load(str(static)).graph.input[0].type.tensor_type.shape.dim][0] == 1
+    capsys.readouterr()
+    assert main(["export", "-r", str(ckpt), "--format", "openvino", "-o", str(tmp_path / "tiny.xml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"kept {static} as it was (an export of its own; the IR is converted from a fresh ONNX)"
+    assert static.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == [
+        "tiny.bin", "tiny.onnx", "tiny.xml"]
+    assert (tmp_path / "tiny.bin").read_bytes() == first_xml.with_suffix(".bin").read_bytes()
