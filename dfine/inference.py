@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DfineError
 from .slicing import trained_tile
-from .text import CHECKPOINT_SUFFIXES
+from .text import CHECKPOINT_SUFFIXES, score_below
 
 __all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "detect", "load_image", "preprocess"]
 
@@ -74,7 +74,7 @@ class Detections:
 
     def none_found(self) -> str:
         """``no detection above conf 0.5 (the best score 0.12)``: what the picture of no detection says."""
-        best = f" (the best score {self.top_below:.2f})" if self.top_below is not None else ""
+        best = f" (the best score {score_below(self.top_below, self.conf)})" if self.top_below is not None else ""
         return f"no detection above conf {self.conf:g}{best}"
 
     def above(self, conf: float) -> "Detections":
@@ -244,7 +244,7 @@ class Detector:
             raise DfineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         _check_conf(conf)
         if batch_size < 1:
-            raise DfineError(f"batch size must be >= 1, got {batch_size}")
+            raise DfineError(f"batch size (batch_size=, the command line's -b) must be >= 1, got {batch_size}")
         if precision not in PRECISIONS:
             raise DfineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         from .slicing import slice_config

@@ -33,6 +33,16 @@ def ap_text(ap: float) -> str:
     return f"{v:.{-math.floor(math.log10(v))}f}%"  # one significant digit, in decimals
 
 
+def score_below(score: float, conf: float) -> str:
+    """``score`` (at or under the threshold ``conf``) with two decimals, or more where two would show it at
+    ``conf`` or above it: a walk read 'no detection above conf 0.15 (the best score 0.15)'."""
+    for digits in (2, 3, 4):
+        text = f"{score:.{digits}f}"
+        if float(text) < conf:
+            return text
+    return f"{score:.5f}"
+
+
 def first_few(items: Iterable[Any], n: int) -> str:
     """The first ``n`` of ``items``, comma-separated, ``", ..."`` after them when there are more:
     ``first_few(["a", "b", "c", "d"], 3)`` -> ``"a, b, c, ..."``."""

@@ -96,6 +96,9 @@ def test_bad_arguments_are_one_line_errors(files, tmp_path):
         Detector(str(ckpt), precision="int4")
     with pytest.raises(DfineError, match="OpenVINO setting"):
         Detector(str(ckpt), precision="bf16")
+    with pytest.raises(DfineError) as err:  # a walk's `dfine track -b 0` was told of a 'batch size' it never gave
+        Detector(str(ckpt), batch_size=0)
+    assert str(err.value) == "batch size (batch_size=, the command line's -b) must be >= 1, got 0"
 
 
 def test_static_batch_file_runs_image_by_image(files, tmp_path):

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dfine.text import counted
@@ -106,3 +107,17 @@ def test_eval_of_a_missing_data_folder_is_said_before_the_checkpoint_is_read(tmp
     assert capsys.readouterr().err.strip() == (f"error: --data {tmp_path / 'fruit'} not found; did you mean "
                                                f"{tmp_path / 'fruits'}?")
     assert read == []
+
+
+def test_a_best_score_left_out_never_reads_as_the_threshold_it_missed():
+    """A walk's Detector(conf=0.15) printed 'no detection above conf 0.15 (the best score 0.15)': 0.1496 at two
+    decimals. Digits are added until the score reads below the threshold."""
+    from dfine.commands.predict import nothing_found_note
+    from dfine.inference import Detections
+    from dfine.text import score_below
+    assert [score_below(s, 0.15) for s in (0.12, 0.1496, 0.14999, 0.15)] == ["0.12", "0.1496", "0.14999", "0.15000"]
+    none = Detections(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32), labels=np.zeros(0, np.int64),
+                      names=[], category_ids=np.zeros(0, np.int64), image_size=(64, 48), conf=0.15, top_below=0.1496)
+    assert none.none_found() == "no detection above conf 0.15 (the best score 0.1496)"
+    assert nothing_found_note(0.5, 0.4996, "1 image") == ("note: no detection scored above --conf 0.5 in 1 image "
+                                                          "(highest score 0.4996); try --conf 0.49 to see it")

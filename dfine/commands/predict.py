@@ -27,7 +27,7 @@ from ..config import queries_override
 from ..drawing import draw
 from ..errors import DfineError
 from ..outputs import check_outputs, numbered_run_dir, prepare_output_dir, removed_if_left_empty
-from ..text import counted, first_few, progress_bar
+from ..text import counted, first_few, progress_bar, score_below
 from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 
@@ -191,9 +191,9 @@ def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
         return (f"{head} (highest score {best:.3f}): the model sees nothing it knows here: it has trained too "
                 f"little (see its val mAP), or on other kinds of images")
     if best < LOW_SCORE:  # a walk followed 'to see it' to 351 boxes on 6 images: scores this low are flat
-        return (f"{head} (highest score {best:.2f}); try --conf {lower:.2f} to see its best guesses: scores this low "
-                f"are a model that has learned little yet (or not of these images), and many boxes come near them")
-    return f"{head} (highest score {best:.2f}); try --conf {lower:.2f} to see it"
+        return (f"{head} (highest score {score_below(best, conf)}); try --conf {lower:.2f} to see its best guesses: "
+                f"scores this low are a model that has learned little yet (or not of these images), and many boxes come near them")
+    return f"{head} (highest score {score_below(best, conf)}); try --conf {lower:.2f} to see it"
 
 
 def collect_sources(sources: Union[str, Sequence[str]]) -> Tuple[str, List[Path]]:
