@@ -361,6 +361,10 @@ def test_benchmark_reports_end_to_end_beside_detector_fps(tmp_path, tiny_checkpo
     assert out[0].rsplit("; load average", 1)[0] == cpu_line().rsplit("; load average", 1)[0]  # what it ran on
     assert out[1].startswith(f"model {onnx} (exported") and out[2].startswith("onnxruntime")
     assert out[3].startswith("video (onnxruntime, batches of 4, 8 frames): detector only")
+    (tmp_path / "notes.mp4").write_text("not a video")  # said at once, before the model is timed (a walk: after)
+    assert main(["benchmark", "-m", str(onnx), "--runs", "2", "--video", str(tmp_path / "notes.mp4")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"error: cannot open video {tmp_path / 'notes.mp4'}")
 
 
 def test_benchmark_says_when_other_jobs_load_the_cpu(monkeypatch):

@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     if args.video and not args.model:
         raise DfineError("--video needs -m MODEL (a checkpoint, zoo name or exported file)")
+    if args.video:  # a wrong --video said before a minute of latency timing (a walk), not after it
+        from ..video import open_source
+        close = getattr(open_source(args.video).frames, "close", None)
+        if close is not None:
+            close()
     from ..device import resolve_device
     resolve_device(args.device)  # -d cuda on a machine without one: one line, not a CUDA traceback
     from ..export.benchmark import count_flops, count_params
