@@ -735,6 +735,9 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
     try:
         weights = resume if resume is not None else tuning
+        if tuning is not None and resume is None and not Path(tuning).exists():  # a zoo name: fetched first
+            from dfine.checkpoint import resolve_source
+            weights = resolve_source(tuning)[0]
         if weights is not None and Path(weights).is_file():  # before the dataset is converted into a run folder
             from dfine.checkpoint import check_run_weights
             check_run_weights(weights, model, resume=resume is not None)

@@ -428,6 +428,26 @@ def test_published_weights_given_to_resume_a_data_run_stop_before_anything_is_wr
     assert not (tmp_path / "o").exists() and sorted(os.listdir(downloads / "data/annotations")) == [own.name]
 
 
+def test_a_zoo_name_that_cannot_be_fetched_stops_before_the_dataset_is_converted(tmp_path, capsys, monkeypatch):
+    """A walk's offline `dfine train --data YOLO -t dfine_n_coco` converted the dataset into output/NAME/data,
+    then failed to download: a run folder holding only data/ stayed behind. The weights are fetched first."""
+    from dfine import hub
+    from tests.data.datasets import image, yolo_labels
+
+    def offline(name, *args, **kwargs):
+        raise hub.DownloadError(f"cannot download {name}: offline")
+    monkeypatch.setattr(hub, "fetch_weights", offline)
+    yolo = tmp_path / "yolo"
+    for i in range(3):
+        image(yolo / f"{i}.jpg", (64, 48))
+        yolo_labels(yolo / f"{i}.txt", ["0 0.5 0.5 0.4 0.4"])
+    (yolo / "classes.txt").write_text("mask\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", str(yolo), "-t", "dfine_n_coco", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: cannot download dfine_n_coco: offline"
+    assert not (tmp_path / "output").exists()
+
+
 def test_a_data_runs_resume_and_eval_hints_are_its_own_command(coco128, tmp_path, capsys, monkeypatch):
     """``dfine train --data DIR``, stopped by Ctrl-C in epoch 2: the resume hint was the recipe form
     with the dozen ``-u`` keys ``--data`` stands for (900 characters on a VOC folder); now it is the

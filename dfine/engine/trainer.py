@@ -253,7 +253,7 @@ class Trainer:
         np.random.seed((seed + dist.rank()) % 2**32)
         # what the weights start from, for the start-up summary (a walk could not tell whether -t was read)
         self.start_weights = (f"{cfg.resume} (-r: the run continues)" if cfg.resume else
-                              f"{cfg.tuning} (-t: its weights, then epoch 1 of this run)" if cfg.tuning else
+                              f"{cfg.tuning} (-t: fine-tuned from its weights, from epoch 1)" if cfg.tuning else
                               f"an ImageNet-pretrained HGNetv2-{cfg.HGNetv2.name} backbone, the rest random"
                               if cfg.HGNetv2.pretrained else "random (HGNetv2.pretrained=False: trained from nothing)")
         if cfg.resume or cfg.tuning:

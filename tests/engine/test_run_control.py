@@ -870,7 +870,7 @@ def test_a_resumed_runs_end_says_the_time_of_all_its_sessions(tiny, coco128, cap
             "these") in grown.startup_summary()
     tuned = Trainer(load_config(recipe, ["seed=0", "use_amp=False", f"tuning={last}",
                                          f"output_dir={tmp_path / 'tuned'}"]), progress=False, max_steps=1)
-    assert f"weights: {last} (-t: its weights, then epoch 1 of this run)" in tuned.startup_summary()
+    assert f"weights: {last} (-t: fine-tuned from its weights, from epoch 1)" in tuned.startup_summary()
     result = resumed.fit()
     done = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("done in "))
     assert "(this session; " in done and done.endswith(" with the sessions before its resume)")
