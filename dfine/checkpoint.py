@@ -455,7 +455,8 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = 
     if shape_errors and head in state and all(k in heads for k, v in state.items()
                                               if k in own and own[k].shape != v.shape):
         theirs, ours = state[head].shape[0], own[head].shape[0]
-        tune = f"-t {name}" if name != "checkpoint" else "-t (dfine train) or dfine.checkpoint.load_tuning"
+        # dfine train's option, named so in an evaluation's error too (a walk's dfine eval was told '-t' alone)
+        tune = f"dfine train -t {name}" if name != "checkpoint" else "-t (dfine train) or dfine.checkpoint.load_tuning"
         raise DfineError(f"{name} was trained for {counted(theirs, 'class', 'classes')} and this model has {ours}: "
                          f"use it with data of its own {theirs} classes, or fine-tune it into these with {tune}")
     if shape_errors:

@@ -804,6 +804,7 @@ _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # 
                  (re.compile(r"-o (\S+) --auto-resume\b"), r"output_dir='\1', auto_resume=True"),
                  (re.compile(r"--auto-resume\b"), "auto_resume=True"), (re.compile(r" \(dfine train --data\)"), ""),
                  (re.compile(r" --split (val|test)\b"), r", split='\1'"),
+                 (re.compile(r"\bwith dfine train -t (.+?)(?=; |$)"), r"with dfine.train(..., tuning='\1')"),
                  (re.compile(r"\bwith -t (.+?)(?=; |$)"), r"with tuning='\1'"),  # a path may hold spaces
                  (re.compile(r"\(-r\)"), "(resume=)"), (re.compile(r"\(-o\)"), "(output_dir=)"))
 

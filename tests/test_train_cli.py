@@ -376,7 +376,8 @@ def test_model_for_data_takes_a_zoo_detectors_size_without_downloading():
 def test_eval_of_a_checkpoint_on_data_of_another_class_count_says_both_counts(coco128, tmp_path, capsys):
     """An 80-class checkpoint evaluated on a 3-class dataset: the error said 'does not fit this
     model (another size or class count?): 9 shape mismatches', leaving the user to read shapes
-    (met by the walk helper evaluating the demo model on a chess set)."""
+    (met by the walk helper evaluating the demo model on a chess set). It names dfine train's -t, not -t alone."""
+    import dfine
     from tests.conftest import load_golden
 
     ckpt = tmp_path / "n.pth"
@@ -390,7 +391,10 @@ def test_eval_of_a_checkpoint_on_data_of_another_class_count_says_both_counts(co
                  "-u", "HGNetv2.pretrained=False"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == (f"error: {ckpt} was trained for 80 classes and this model has 3: use it with data of its own 80 "
-                    f"classes, or fine-tune it into these with -t {ckpt}")
+                    f"classes, or fine-tune it into these with dfine train -t {ckpt}")
+    with pytest.raises(dfine.DfineError) as err:  # in a notebook: the call that does it
+        dfine.evaluate(ckpt, data, progress=False)
+    assert str(err.value).endswith(f"or fine-tune it into these with dfine.train(..., tuning='{ckpt}')")
 
 
 def test_published_weights_given_to_resume_a_data_run_stop_before_anything_is_written(coco128, tmp_path, capsys):
