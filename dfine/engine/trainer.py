@@ -42,6 +42,7 @@ from dfine import checkpoint as ckpt_io
 from dfine.config import (Config, criterion_config, from_command_line, model_config, queries_override,
                           resolve_num_classes)
 from dfine.data import build_dataloader, build_dataset, check_same_labels
+from dfine.data.loader import DetectionDataLoader
 from dfine.data.cocojson import DatasetError, none_in_common, other_classes
 from dfine.data.tile import tiles_info, tiny_boxes_note
 from dfine.device import SlowdownWatch, busy_cpu_note
@@ -173,6 +174,18 @@ def _rng_state() -> Dict[str, Any]:
     return state
 
 
+def _cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _many_workers(cfg: Config) -> List[Tuple[str, int]]:
+    """``(split, num_workers)`` of the loaders whose recipe workers (not the command line's) outnumber the cores."""
+    many = [(split, getattr(cfg, f"{split}_dataloader").num_workers) for split in ("train", "val")]
+    return [(split, n) for split, n in many
+            if n > _cores() and not from_command_line(cfg, f"{split}_dataloader.num_workers")]
+
+
 def _set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
@@ -301,7 +314,9 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.find_unused_parameters)
-        self.val_loader = build_dataloader(cfg, "val", self.val_set, seed=seed)
+        self._many_workers = _many_workers(cfg)
+        DetectionDataLoader._worker_counts_said.update(n for _, n in self._many_workers)  # said by _workers_note,
+        self.val_loader = build_dataloader(cfg, "val", self.val_set, seed=seed)  # with the key; torch's names none
         self.train_loader = None if test_only else build_dataloader(cfg, "train", self.train_set, seed=seed)
 
         self.optimizer = build_optimizer(cfg.optimizer, dist.unwrap(self.model))
@@ -823,12 +838,9 @@ class Trainer:
                 f"-u train_dataloader.collate_fn.stop_epoch={suggest} starts it at epoch {suggest + 1}")
 
     def _workers_note(self) -> Optional[str]:
-        """The recipe's loader workers above this machine's cores, with the override (torch's own warning,
-        said once, names no key)."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        many = [(split, getattr(self.cfg, f"{split}_dataloader").num_workers) for split in ("train", "val")]
-        many = [(split, n) for split, n in many if n > cores
-                and not from_command_line(self.cfg, f"{split}_dataloader.num_workers")]
+        """The recipe's loader workers above this machine's cores (:func:`_many_workers`), with the override
+        (torch's own warning, which names no key, is not given for them: a walk read both)."""
+        many, cores = self._many_workers, _cores()
         if not many:
             return None
         return (f"note: {', '.join(f'{split} {n}' for split, n in many)} data-loading workers on {counted(cores, 'core')}: "
