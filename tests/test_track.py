@@ -223,7 +223,8 @@ def test_cli_ctrl_c_keeps_what_was_written(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "-b", "4"]) == 130
     assert "interrupted: 12 frames" in capsys.readouterr().out
-    assert json.loads((out / "two.json").read_text())["frames"] == 12
+    summary = json.loads((out / "two.json").read_text())
+    assert summary["frames"] == 12 and summary["interrupted"] is True  # the JSON says so too (a walk: only the print)
     assert max(int(r[0]) for r in _mot_rows(out / "two.txt")) == 12
     cap = cv2.VideoCapture(str(out / "two.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
@@ -720,3 +721,4 @@ def test_cli_classes_by_number_are_named_recorded_and_an_empty_result_is_explain
     assert json.loads((out / "two.json").read_text())["only_classes"] == ["square"]
     assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--no-video"]) == 0
     assert json.loads((out / "two.json").read_text())["only_classes"] is None
+    assert json.loads((out / "two.json").read_text())["interrupted"] is False

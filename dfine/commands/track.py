@@ -129,7 +129,7 @@ def _track(args: argparse.Namespace, out: Path) -> int:
         if video is not None:
             video.close(complete=False)  # what was drawn stays readable as NAME.partial.mp4
         raise
-    log.close()
+    log.close(interrupted=interrupted)
     if video is not None:
         video.close()
     from ..video import truncation_note

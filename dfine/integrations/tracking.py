@@ -355,10 +355,12 @@ class TrackLog:
         return {**self.info, "frames": self.frames, "num_tracks": len(tracks),
                 "classes": dict(sorted(classes.items())), "tracks": tracks}
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
         """The text under its final name, each row's class the track's last (as the JSON says: a track
-        whose shown class changed once counted as two objects of the text's (id, class) pairs), and the JSON."""
+        whose shown class changed once counted as two objects of the text's (id, class) pairs), and the JSON,
+        which says whether the run was ``interrupted`` (Ctrl-C) before the source ended."""
         from ..data.objects365 import write_json_atomic
+        self.info["interrupted"] = interrupted
         self._file.close()
         final = {t.id: t.category_id for t in self.tracks.values()}
         steady = self.partial.with_name(f"{self.partial.name}.steady")
