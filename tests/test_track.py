@@ -698,6 +698,8 @@ def test_cli_a_folder_of_frames_says_its_assumed_rate_and_takes_fps(tmp_path, mo
     assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "d"), "--no-video"]) == 0
     assert ("note: a folder of frames has no frame rate: 30 fps assumed for the tracker (--fps N: the rate the "
             "frames were taken at)") in capsys.readouterr().err  # no video named when none is written
+    assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "e"), "--classes", "bar"]) == 0
+    assert "note: no track: no detection scored above --conf 0.5 in the frames for bar" in capsys.readouterr().err
     assert main(["track", str(folder), "-m", "unused.pth", "-o", str(tmp_path / "c"), "--fps", "0"]) == 2
     assert "--fps must be a number of frames per second > 0, got 0" in capsys.readouterr().err
 
