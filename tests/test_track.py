@@ -138,6 +138,10 @@ def test_folder_of_frames_in_natural_order(tmp_path):
 
 def test_class_filter(tmp_path):
     video = _write_video(tmp_path / "two.avi", frames=6)
+    run = dfine.track(video, model=FakeDetector())  # next() as a for loop: a walk's next(dfine.track(...)) failed
+    frame, tracks = next(run)
+    assert frame.shape == (H, W, 3) and run.frames == 1 and iter(run) is run
+    assert len(list(run)) == 5 and run.frames == 6  # the rest, each frame once
     assert all(len(t) == 0 for _, t in dfine.track(video, model=FakeDetector(), classes=["bar"]))
     assert any(len(t) for _, t in dfine.track(video, model=FakeDetector(), classes=["square"]))
     with pytest.raises(DfineError, match="unknown class 'cat'.*square, bar"):

@@ -178,7 +178,7 @@ def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[s
 
 
 class Tracking:
-    """An iterable over ``(frame, tracks)``: ``frame [H, W, 3]`` RGB uint8 and ``tracks`` a
+    """An iterator over ``(frame, tracks)``: ``frame [H, W, 3]`` RGB uint8 and ``tracks`` a
     ``supervision.Detections`` of the confirmed tracks in it (``xyxy`` pixels, ``confidence``,
     ``class_id``, ``tracker_id`` >= 1, ``data['class_name']``). The source and the model are opened when
     it is made (errors surface there); frames are read while iterating. ``frames`` counts those done."""
@@ -194,13 +194,24 @@ class Tracking:
         self.tracker = self.config.make(self.source.fps)
         self.buffer = buffer
         self.frames = 0
+        self._running: Optional[Iterator[Tuple[np.ndarray, Any]]] = None  # the frames being read (see __next__)
         self.best_score: Optional[float] = None  # the highest score of any detection so far (None: none, or sliced)
         self.best_kept: Optional[float] = None  # with classes: the highest score of theirs the tracker was given
         self._votes: Dict[int, Counter] = {}  # track id -> how often it was detected as each label
         self._shown: Dict[int, int] = {}  # track id -> the label it is shown as
         self._label_names: Dict[int, Tuple[Any, Any]] = {}  # label -> (class name, category id) as detected
 
-    def __iter__(self) -> Iterator[Tuple[np.ndarray, Any]]:
+    def __iter__(self) -> "Tracking":
+        return self
+
+    def __next__(self) -> Tuple[np.ndarray, Any]:
+        """The next ``(frame, tracks)``: ``next(dfine.track(...))`` works as a ``for`` loop does (a walk's
+        was a TypeError); the frames are read once."""
+        if self._running is None:
+            self._running = self._frames()
+        return next(self._running)
+
+    def _frames(self) -> Iterator[Tuple[np.ndarray, Any]]:
         from PIL import Image
 
         from ..inference import detect
@@ -281,7 +292,7 @@ def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, 
     ``low_conf`` then half of it when the default would sit above it); the remaining keywords go to the Detector
     (``device``, ``batch_size``, ``backend``, ``slice``...). ``classes``: names (or label numbers) to
     keep. ``timeout``: seconds a stream may take to open or to send its next frame before it counts as
-    ended. Iterate for ``(frame, tracks)``."""
+    ended. Iterate for ``(frame, tracks)`` (or ``next()``: the frames are read once)."""
     from dataclasses import fields, replace
     from ..inference import Detector
     names = {f.name for f in fields(TrackerConfig)} - {"name"}
