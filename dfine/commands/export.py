@@ -20,7 +20,8 @@ def add_parser(subparsers) -> None:
                                           "(.xml + .bin, the same graph in float32) or a TensorRT fp16 engine.")
     add_model_arguments(p)
     p.add_argument("--format", choices=("onnx", "openvino", "engine"), default="onnx",
-                   help="output format (default onnx; openvino and engine also write the .onnx; openvino keeps one there)")
+                   help="output format (default onnx; openvino and engine also write the .onnx; openvino keeps "
+                        "one there)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
                    help="input size: 640, or height width (480 640); default the model's own")
     p.add_argument("-o", "--output", default=None, help="output file (default: beside the checkpoint)")

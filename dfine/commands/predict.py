@@ -192,7 +192,8 @@ def nothing_found_note(conf: float, best: Optional[float], where: str) -> str:
                 f"little (see its val mAP), or on other kinds of images")
     if best < LOW_SCORE:  # a walk followed 'to see it' to 351 boxes on 6 images: scores this low are flat
         return (f"{head} (highest score {score_below(best, conf)}); try --conf {lower:.2f} to see its best guesses: "
-                f"scores this low are a model that has learned little yet (or not of these images), and many boxes come near them")
+                f"scores this low are a model that has learned little yet (or not of these images), and many boxes "
+                f"come near them")
     return f"{head} (highest score {score_below(best, conf)}); try --conf {lower:.2f} to see it"
 
 

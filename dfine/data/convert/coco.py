@@ -94,9 +94,10 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     if ann is None:
         split_files = [p for p in _split_files(src) if _looks_coco(p)]
         if split_files:  # COCO's own layout, annotations/instances_train2017.json (a walk: 'no COCO JSON file')
-            raise DatasetError(f"{src} holds COCO split files ({first_few([str(p.relative_to(src)) for p in split_files], 3)}),"
-                               f" not one file for all images: dfine train --data {src} reads them as they are (a "
-                               f"train split alone gets a val split of its images); or give one file to split: "
+            shown = first_few([str(p.relative_to(src)) for p in split_files], 3)
+            raise DatasetError(f"{src} holds COCO split files ({shown}), not one file for all images: dfine train "
+                               f"--data {src} reads them as they are (a train split alone gets a val split of its "
+                               f"images); or give one file to split: "
                                f"dfine data convert --from coco {split_files[0]}")
         raise DatasetError(f"no COCO JSON file in {src} or {src / 'annotations'}: give the folder of a COCO export "
                            f"(a JSON with images, annotations and categories) or the file")
