@@ -125,16 +125,21 @@ class ImageHeader:
 
 def tail_complete(path: os.PathLike | str, fmt: str) -> bool:
     """Whether a JPEG ends with its EOI marker and a PNG with its IEND chunk (other formats: True); a
-    file cut short (a copy or download stopped) fails, which its header alone does not show."""
+    file cut short (a copy or download stopped) fails, which its header alone does not show. Zero bytes
+    after the end are padding (a walk's complete JPEG had 1,188 of them after its EOI and was left out as
+    cut short); a JPEG may carry up to 1 KB of other bytes after its EOI (a camera's trailer)."""
     if fmt not in ("JPEG", "PNG"):
         return True
     try:
         with open(path, "rb") as f:
-            f.seek(-min(1024, os.path.getsize(path)), os.SEEK_END)
-            tail = f.read()
+            f.seek(-min(_TAIL, os.path.getsize(path)), os.SEEK_END)
+            tail = f.read().rstrip(b"\0")
     except OSError:
         return False
-    return (b"\xff\xd9" in tail) if fmt == "JPEG" else (b"IEND" in tail[-32:])
+    return (b"\xff\xd9" in tail[-1024:]) if fmt == "JPEG" else (b"IEND" in tail[-32:])
+
+
+_TAIL = 1 << 16  # bytes read from the end of an image to find its end marker, zero padding included
 
 
 def read_header(path: os.PathLike | str) -> ImageHeader:

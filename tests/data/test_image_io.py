@@ -57,3 +57,20 @@ def test_exif_orientation_is_applied(tmp_path):
     shown = np.asarray(open_image(path))
     assert shown.shape == (40, 30, 3) and shown[:5, -5:].mean() > 200 and shown[:5, :5].mean() < 50
     assert open_image(path, exif=False).size == (40, 30)
+
+
+def test_a_complete_jpeg_with_zero_padding_after_its_end_is_not_cut_short(tmp_path):
+    """experiencor/kangaroo's 00021.jpg ends with 1,188 zero bytes after its end marker: data check left it out
+    as cut short, though every decoder reads it. Padding is no tail; a file cut short is still found."""
+    from dfine.data.image_io import tail_complete
+    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        tmp_path / "a.jpg", quality=90)
+    whole = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "padded.jpg").write_bytes(whole + bytes(1188))
+    (tmp_path / "trailer.jpg").write_bytes(whole + b"SEFT" * 100)  # a camera's trailer of 400 bytes
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "cut_padded.jpg").write_bytes(whole[:len(whole) // 2] + bytes(5000))
+    assert [tail_complete(tmp_path / f"{n}.jpg", "JPEG") for n in ("a", "padded", "trailer", "cut", "cut_padded")] == [
+        True, True, True, False, False]
+    with PIL.Image.open(tmp_path / "padded.jpg") as im:
+        assert im.size == (64, 64)
