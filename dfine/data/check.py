@@ -506,7 +506,7 @@ class HeaderCache:
     modification time (ns). The images folder is never written; a cache that cannot be read or
     written only makes the check slower."""
 
-    VERSION = 1
+    VERSION = 2  # 2: a JPEG with zero padding after its end is complete (version 1 kept it as truncated)
 
     def __init__(self, folder: Path, listing: Mapping[str, Tuple[int, bool, int]]) -> None:
         import hashlib
