@@ -372,6 +372,25 @@ def test_benchmark_reports_end_to_end_beside_detector_fps(tmp_path, tiny_checkpo
     assert captured.out == "" and captured.err.startswith(f"error: cannot open video {tmp_path / 'notes.mp4'}")
 
 
+def test_track_and_predict_of_a_video_say_when_other_jobs_load_the_cpu(tmp_path, monkeypatch, capsys):
+    """A re-walk's video ran at 1.9 frames a second on a busy machine, 15.6 with --threads 1: training and
+    benchmark said why (busy_cpu_note), predict and track did not."""
+    video = _write_video(tmp_path / "two.avi", frames=4)
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
+    monkeypatch.setattr("dfine.device.busy_cpu_note", lambda what, python=False: f"note: busy, {what} slow")
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(tmp_path / "t"), "--no-video"]) == 0
+    assert "note: busy, the frames (the detector) slow" in capsys.readouterr().err
+    from types import SimpleNamespace
+
+    from dfine.commands.predict import say_busy_cpu  # predict's, for a video or many images
+    say_busy_cpu(SimpleNamespace(backend="onnxruntime", device="cpu"), "the images")
+    say_busy_cpu(SimpleNamespace(backend="tensorrt", device="cuda"), "the images")  # the GPU's: no word
+    assert capsys.readouterr().err == "note: busy, the images (the detector) slow\n"
+    monkeypatch.setattr("dfine.device.busy_cpu_note", lambda what, python=False: None)  # an idle machine: no word
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(tmp_path / "t2"), "--no-video"]) == 0
+    assert "busy" not in capsys.readouterr().err
+
+
 def test_benchmark_says_when_other_jobs_load_the_cpu(monkeypatch):
     import os
     from dfine.commands.benchmark import _machine_line

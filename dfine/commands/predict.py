@@ -121,6 +121,19 @@ def run(args: argparse.Namespace) -> int:
 
 #: Detections per image from which predict says the pictures are crowded with guesses (the model keeps 300 at most)
 CROWDED = 100
+#: Images from which predict says when other jobs slow the CPU down (a video always)
+MANY_IMAGES = 20
+
+
+def say_busy_cpu(det: Any, what: str) -> None:
+    """:func:`dfine.device.busy_cpu_note` for a detector on the CPU (a walk's video ran at 1.9 frames a second on
+    a busy machine, 15.6 with --threads 1; training and benchmark said so, predict and track did not)."""
+    if getattr(det, "backend", "") == "tensorrt" or str(getattr(det, "device", "cpu")).startswith("cuda"):
+        return
+    from ..device import busy_cpu_note
+    note = busy_cpu_note(f"{what} (the detector)")
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, ann_file: Optional[Path] = None) -> int:
@@ -132,6 +145,8 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
     if args.conf is None and det.recommended_conf is not None:
         print(f"--conf {det.conf:.2f}: the threshold with the best F1 on the val set of its training run, which "
               f"{Path(args.model).name} carries (give --conf to change it)", file=sys.stderr)
+    if kind == "video" or len(items) >= MANY_IMAGES:
+        say_busy_cpu(det, "the frames" if kind == "video" else "the images")
     sizes: Optional[Dict[Path, Tuple[int, int, int]]] = {} if args.save_dataset else None
     full: List[Tuple[Path, int]] = []  # images that got every detection the model gives, above --conf
     if kind == "video":

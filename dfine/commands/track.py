@@ -104,6 +104,8 @@ def _track(args: argparse.Namespace, out: Path) -> int:
               f"(--fps N: the rate the frames were taken at)", file=sys.stderr)
     det = Detector(args.model, device=args.device, conf=config.detection_conf,
                    imgsz=args.imgsz, backend=args.backend, batch_size=args.batch_size, threads=args.threads, slice=sliced)
+    from .predict import say_busy_cpu
+    say_busy_cpu(det, "the frames")
     recommended = getattr(det, "recommended_conf", None)
     if args.conf is None and recommended is not None:  # a user's model scores lower than 0.5 (as predict's --conf)
         print(f"--conf {round(recommended, 4):g}: tracks start at the threshold with the best F1 on the val set of its "
