@@ -169,6 +169,9 @@ def _unreadable(path: Path, error: BaseException) -> DfineError:
                               f"run ({', '.join(others)}) with -r, or move it away to start over")
         return DfineError(f"{path} is cut short ({size} bytes; its archive has no end): an incomplete download or "
                           f"copy? Fetch or copy it again")
+    if path.suffix.lower() in (".onnx", ".xml", ".bin", ".engine"):  # a re-walk's -r last.onnx read torch's error
+        return DfineError(f"{path} is an export, not a PyTorch checkpoint: -r and -t take the .pth it was exported "
+                          f"from; an export is evaluated with dfine eval -m {path} --data DIR")
     if head and all(b >= 32 or b in b"\t\n\r" for b in head):
         try:
             text = head.decode("utf-8").strip()
@@ -423,6 +426,20 @@ def size_mismatch(state: Mapping[str, torch.Tensor], model_name: str, name: str,
     if size is not None and size != model_name:
         raise DfineError(f"{name} holds a {size} model, not this one: {use} {size} (--model {size}, or "
                          f"leave --model out to take the checkpoint's size; a {size} recipe with -c)")
+
+
+def refuse_zoo_resume(name: PathLike) -> None:
+    """A one-line error for a zoo name given to continue a training run (``-r dfine_n_coco``): published
+    weights are no run; fine-tuning them is ``-t`` (a walk's ``-r`` of one trained on as if resumed)."""
+    from . import zoo
+    if Path(name).exists():
+        return
+    try:
+        zoo.get(str(name))
+    except zoo.UnknownEntryError:
+        return
+    raise DfineError(f"-r {name}: published weights (a zoo name), not a training run to continue (-r); fine-tune "
+                     f"them with -t {name}")
 
 
 def check_run_weights(path: PathLike, model: Optional[str], resume: bool) -> None:

@@ -327,7 +327,9 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     the user's overrides name a val set, so a COCO train split alone is not split for one."""
     found = find_coco_splits(root) if fmt == "coco" else {}
     if _read_as_is(found) or (found and (val_given or split == "test")):  # no val split made where none is used
-        return found, []
+        from dfine.data.convert import stale_conversion_note
+        stale = stale_conversion_note(next(iter(found.values()))[0])  # a file dfine data convert wrote, since edited
+        return found, [stale] if stale else []
     from dfine.data.convert import converter
 
     if found:  # a train split alone: split into train and val as one COCO file is, its test split kept as it is
@@ -732,6 +734,11 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         raise DfineError("give auto_resume=True (continue the latest run when it left a last.pth) or resume=..., "
                          "not both")
     if resume is not None and not Path(resume).is_file():
+        from dfine.checkpoint import refuse_zoo_resume
+        try:
+            refuse_zoo_resume(resume)
+        except DfineError as e:
+            raise in_python_words(e) from None
         raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
     try:
         weights = resume if resume is not None else tuning
@@ -806,7 +813,8 @@ _PYTHON_WORDS = ((re.compile(r"--(epochs|imgsz|batch) (?=\d|N\b)"), r"\1="),  # 
                  (re.compile(r" --split (val|test)\b"), r", split='\1'"),
                  (re.compile(r"\bwith dfine train -t (.+?)(?=; |$)"), r"with dfine.train(..., tuning='\1')"),
                  (re.compile(r"\bwith -t (.+?)(?=; |$)"), r"with tuning='\1'"),  # a path may hold spaces
-                 (re.compile(r"\(-r\)"), "(resume=)"), (re.compile(r"\(-o\)"), "(output_dir=)"))
+                 (re.compile(r"\(-r\)"), "(resume=)"), (re.compile(r"\(-o\)"), "(output_dir=)"),
+                 (re.compile(r"^-r (\S+):"), r"resume='\1':"))
 
 
 def in_python_words(error: DfineError) -> DfineError:

@@ -40,6 +40,17 @@ def test_not_a_checkpoint(tmp_path, content, said):
     assert _one_line(e).startswith(f"{path} {said}"), _one_line(e)
 
 
+def test_an_export_given_as_a_checkpoint_says_what_it_is(tmp_path):
+    """A re-walk's `dfine train --data D -r last.onnx` read torch's cut-off 'Weights only load failed. In PyTorch
+    2.6, we changed ... Re-running `torch.'; the file is named as an export, with what takes it."""
+    path = tmp_path / "last.onnx"
+    path.write_bytes(b"\x08\x07\x12\x07pytorch")
+    with pytest.raises(dfine.DfineError) as e:
+        read_checkpoint(path)
+    assert _one_line(e) == (f"{path} is an export, not a PyTorch checkpoint: -r and -t take the .pth it was exported "
+                            f"from; an export is evaluated with dfine eval -m {path} --data DIR")
+
+
 def test_a_checkpoint_cut_short_says_so(tmp_path):
     path = tmp_path / "cut.pth"
     torch.save({"model": {"w": torch.zeros(20000)}}, path)

@@ -435,6 +435,13 @@ def test_published_weights_given_to_resume_a_data_run_stop_before_anything_is_wr
     assert main(["train", "--data", str(yolo), "-t", str(ckpt), "--model", "dfine_s", "-o", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {ckpt} holds a dfine_n model, not this "
                                                                        f"one: fine-tune a dfine_n (--model dfine_n,")
+    # a zoo name given to -r (a re-walk: its cached file trained on as if resumed), before any download
+    assert main(["train", "--data", str(yolo), "-r", "dfine_n_coco", "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: -r dfine_n_coco: published weights (a zoo name), not a training run to continue (-r); fine-tune them "
+        "with -t dfine_n_coco")
+    with pytest.raises(dfine.DfineError, match=r"^resume='dfine_n_coco': published weights .* with tuning='dfine_n_coco'$"):
+        dfine.train(yolo, "dfine_n", resume="dfine_n_coco")
     assert own.read_text() == '{"mine": 1}' and sorted(os.listdir(downloads)) == ["data", "dfine_n_coco.pth"]
     assert not (tmp_path / "o").exists() and sorted(os.listdir(downloads / "data/annotations")) == [own.name]
 

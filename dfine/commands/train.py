@@ -229,9 +229,12 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "imgsz", None) is not None:
         args.imgsz = imgsz_value(args.imgsz)  # before --data converts the dataset into a new output folder
     weights_file = args.resume or args.tuning
-    if args.data and args.tuning and not args.resume and not Path(args.tuning).exists():
-        from dfine.checkpoint import resolve_source  # a zoo name: downloaded, or why not said, before the dataset is
-        weights_file = str(resolve_source(args.tuning)[0])  # converted into a run folder (a walk's offline -t)
+    if args.data and args.resume and not test_only:
+        from dfine.checkpoint import refuse_zoo_resume
+        refuse_zoo_resume(args.resume)
+    if args.data and weights_file and not Path(weights_file).is_file():
+        from dfine.checkpoint import resolve_source  # a zoo name downloaded, or a folder or a file not there said,
+        weights_file = str(resolve_source(weights_file)[0])  # before the dataset is converted (walks: after it)
     if args.data and (args.model or (args.resume and not test_only)) and weights_file and Path(weights_file).is_file():
         _check_weights(args, weights_file, test_only)  # without --model, _model_for_data reads the file first anyway
     with temporary as scratch:

@@ -176,7 +176,10 @@ def test_one_split_folder_of_a_dataset_is_not_read_as_a_dataset(tmp_path, capsys
     (alone / "test").parent.mkdir()
     (tmp_path / "test").rename(alone / "test")
     capsys.readouterr()
-    assert main(["eval", "-r", "none.pth", "--data", str(alone)]) == 2
+    import torch
+    from tests.conftest import load_golden
+    torch.save(load_golden("n")["checkpoint"], tmp_path / "n.pth")  # a checkpoint not there is said first
+    assert main(["eval", "-r", str(tmp_path / "n.pth"), "--data", str(alone)]) == 2
     err = capsys.readouterr().err
     assert f"--data {alone}: no val split; found test: --split test evaluates its test split" in err, err
 
