@@ -1032,3 +1032,28 @@ def test_a_conversion_never_replaces_split_files_dfine_did_not_write(tmp_path, c
     for _ in range(2):  # its own files: converted again over them
         assert main(["data", "convert", "--from", "voc", str(src), "-o", str(out)]) == 0
     assert load(out / "annotations/instances_val.json")["info"]["description"].startswith("converted by dfine from")
+
+
+def test_a_source_edited_after_its_conversion_is_said_by_check_and_training(tmp_path, capsys):
+    """A re-walk converted its VOC folder in place (dfine data convert), then removed a box from an XML: data
+    check and training read the converted COCO file, the old box in it, without a word. They say so now, with
+    the command that brings the change in; after it, nothing is said."""
+    import os
+    from dfine.recipes import data_run
+    src = _voc(tmp_path / "VOC2007")
+    assert main(["data", "convert", "--from", "voc", str(src)]) == 0
+    xml = src / "Annotations/002.xml"
+    later = (src / "annotations/instances_train.json").stat().st_mtime + 5
+    os.utime(xml, (later, later))
+    capsys.readouterr()
+    main(["data", "check", str(src)])
+    note = (f"instances_train.json was converted from the VOC files of {src}, and 1 of them has changed since "
+            f"(Annotations/002.xml): this reads the converted file as it is; dfine data convert --from voc {src} "
+            f"brings the changes in")
+    assert note in capsys.readouterr().out
+    assert note in data_run(src, "dfine_n", output_dir=tmp_path / "run").notes
+    assert main(["data", "convert", "--from", "voc", str(src)]) == 0
+    later += 10
+    for f in (src / "annotations").iterdir():
+        os.utime(f, (later, later))
+    assert not any("changed since" in n for n in data_run(src, "dfine_n", output_dir=tmp_path / "run2").notes)

@@ -15,6 +15,7 @@ folder when inside it), so ``dfine train --data`` finds the images from the JSON
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -593,6 +594,50 @@ def info_for(ann_dir: Path, images_folder: Path, fmt: str, source: Path) -> Dict
     except ValueError:  # another drive
         folder = str(images_folder)
     return {"description": f"{_MARK} from {fmt}: {source}", "images_folder": folder}
+
+
+#: the ``--from`` word of each source format a conversion names in its files' ``info``, and the suffixes of its
+#: annotation files
+_SOURCES = {"VOC": ("voc", (".xml",)), "YOLO": ("yolo", (".txt", ".yaml", ".yml")),
+            "CVAT for images": ("cvat", (".xml",)), "LabelMe": ("labelme", (".json",)), "CSV": ("csv", (".csv",)),
+            "CreateML": ("createml", (".json",)), "one COCO file": ("coco", (".json",))}
+
+
+def stale_conversion_note(ann_file: Path, limit: int = 20000) -> Optional[str]:
+    """A note when the COCO file ``ann_file`` was written by a conversion (``dfine data convert``) whose source
+    annotation files changed after it: training and checks read the COCO file, not the edited sources (a
+    re-walk removed a box from a VOC XML and trained on the old one without a word). ``None`` otherwise;
+    at most ``limit`` files of a source folder are looked at."""
+    found = re.search(rb'"description": "' + _MARK.encode() + rb' from ([^:"]+): ((?:[^"\\]|\\.)*)"',
+                      file_head(ann_file, 1 << 16))
+    if found is None or found.group(1).decode() not in _SOURCES:
+        return None
+    fmt, suffixes = _SOURCES[found.group(1).decode()]
+    try:
+        source, since = Path(json.loads(b'"' + found.group(2) + b'"')), ann_file.stat().st_mtime
+    except (ValueError, OSError):
+        return None
+    if source.is_file():
+        candidates: Iterable[Path] = [source]
+    elif source.is_dir():
+        candidates = (p for p in source.rglob("*") if p.suffix.lower() in suffixes
+                      and "annotations" not in p.relative_to(source).parts[:-1] and not p.name.startswith("instances_"))
+    else:
+        return None
+    changed = []
+    for path in itertools.islice(candidates, limit):
+        try:
+            if path.stat().st_mtime > since and path != ann_file:
+                changed.append(path)
+        except OSError:
+            continue
+    if not changed:
+        return None
+    shown = first_few([str(p.relative_to(source)) if p != source else p.name for p in changed], 3)
+    again = shlex.join(["dfine", "data", "convert", "--from", fmt, str(source)])
+    return (f"{ann_file.name} was converted from the {found.group(1).decode()} files of {source}, and "
+            f"{counted(len(changed), 'of them has', 'of them have')} changed since ({shown}): this reads the converted "
+            f"file as it is; {again} brings the changes in")
 
 
 def roboflow_images(split_dir: Path) -> Path:
