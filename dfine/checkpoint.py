@@ -475,7 +475,8 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = 
         # dfine train's option, named so in an evaluation's error too (a walk's dfine eval was told '-t' alone)
         tune = f"dfine train -t {name}" if name != "checkpoint" else "-t (dfine train) or dfine.checkpoint.load_tuning"
         raise DfineError(f"{name} was trained for {counted(theirs, 'class', 'classes')} and this model has {ours}: "
-                         f"use it with data of its own {theirs} classes, or fine-tune it into these with {tune}")
+                         f"use it with data of its own {counted(theirs, 'class', 'classes')}, or fine-tune it into "
+                         f"these with {tune}")
     if shape_errors:
         size = _size_of(state)
         if size is not None:  # a published size: say which, rather than leave the shapes to be read

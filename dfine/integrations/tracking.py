@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
-from ..text import first_few
+from ..text import counted, first_few
 from ..video import STREAM_TIMEOUT, FrameReader, FrameSource, open_source
 from .supervision import INSTALL_HINT, import_supervision, to_supervision
 
@@ -167,7 +167,8 @@ def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[s
     for c in classes:
         if isinstance(c, int) or (isinstance(c, str) and c.isdigit() and c not in names):
             if not 0 <= int(c) < len(names):
-                raise DfineError(f"class {c} out of range: the model has {len(names)} classes (0..{len(names) - 1})")
+                raise DfineError(f"class {c} out of range: the model has {counted(len(names), 'class', 'classes')} "
+                                 f"(0..{len(names) - 1})")
             labels.append(int(c))
         elif c in names:
             labels.append(list(names).index(c))
