@@ -423,13 +423,15 @@ class Detector:
 # ---- backends -------------------------------------------------------------------------------
 
 def detect(det: Any, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,
-           conf: Optional[float] = None, full: Optional[List[int]] = None) -> Tuple[List[Detections], Optional[float]]:
+           conf: Optional[float] = None, full: Optional[List[int]] = None,
+           labels: Optional[np.ndarray] = None) -> Tuple[List[Detections], Optional[float]]:
     """``det.predict_pil(images, paths)`` (the detections above ``conf``, default ``det.conf``) and the
     highest score of any box, below ``conf`` too (None for an empty batch; sliced: of any tile's box,
     before the tiles' boxes are merged). One pass: the model
     runs at conf 0 and its detections are filtered here, as the detector does (``score > conf``).
     ``full`` (a list): the positions of the images whose every detection was kept, appended (the
-    model can report no more there; not at conf 0, which keeps everything by definition)."""
+    model can report no more there; not at conf 0, which keeps everything by definition). ``labels``: the highest
+    score is of boxes of these labels only (``dfine track --classes``)."""
     conf = det.conf if conf is None else conf
     if getattr(det, "slice", None) is not None and images:
         paths = paths or [None] * len(images)
@@ -437,7 +439,8 @@ def detect(det: Any, images: Sequence[Image.Image], paths: Optional[Sequence[Opt
         seen = [b for b in best if b is not None]
         return list(found), max(seen) if seen else None
     found = det.predict_pil(images, paths, conf=0.0)
-    scores = [float(d.scores.max()) for d in found if len(d)]
+    chosen = [d.scores if labels is None else d.scores[np.isin(d.labels, labels)] for d in found]
+    scores = [float(c.max()) for c in chosen if len(c)]
     kept = [d.above(conf) for d in found]
     if full is not None and conf > 0:
         full += [i for i, (k, d) in enumerate(zip(kept, found)) if len(d) and len(k) == len(d)]

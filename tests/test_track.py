@@ -743,6 +743,20 @@ def test_cli_classes_by_number_are_named_recorded_and_an_empty_result_is_explain
     assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--classes", "square", "--no-video"]) == 0
     err = capsys.readouterr().err
     assert "numbers count" not in err and "no track" not in err
+    # above the chosen class's scores: their best is said (a re-walk's was not: 'try --conf 0.25' of scores 0.14)
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--classes", "square", "--no-video",
+                 "--conf", "0.95"]) == 0
+    assert ("note: no track: no detection scored above --conf 0.95 in the video for square (highest score 0.90); "
+            "try --conf 0.89 to see it") in capsys.readouterr().err
+
+    class Faint(FakeDetector):  # scores under the tracker's detection threshold too: seen by the model alone
+        def predict_pil(self, images, paths=None, conf=None):
+            found = super().predict_pil(images, paths, conf)
+            return [dataclasses.replace(d, scores=np.full(len(d), 0.05, np.float32)).above(conf or 0) for d in found]
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: Faint())
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--classes", "square", "--no-video"]) == 0
+    assert ("no detection scored above --conf 0.5 in the video for square (highest score 0.05); try --conf 0.04"
+            in capsys.readouterr().err)
     assert json.loads((out / "two.json").read_text())["only_classes"] == ["square"]
     assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--no-video"]) == 0
     assert json.loads((out / "two.json").read_text())["only_classes"] is None

@@ -143,8 +143,7 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     print(f"{'interrupted: ' if interrupted else ''}{run_.frames} frames, {summary['num_tracks']} tracks "
           f"({args.tracker}) -> {written}")
     source = "the frames" if source_kind(args.source) == "folder" else "the video"  # a folder's (a walk)
-    best, where = ((run_.best_score, source) if chosen is None
-                   else (run_.best_kept, f"{source} for {', '.join(chosen)}"))
+    best, where = run_.best_score, source if chosen is None else f"{source} for {', '.join(chosen)}"
     if not summary["num_tracks"] and (best is None or best <= config.conf):
         from .predict import nothing_found_note  # an empty .txt and a bare video, with no clue (a walk; --classes too)
         print(nothing_found_note(config.conf, best, where).replace(

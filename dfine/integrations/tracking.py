@@ -196,8 +196,8 @@ class Tracking:
         self.buffer = buffer
         self.frames = 0
         self._running: Optional[Iterator[Tuple[np.ndarray, Any]]] = None  # the frames being read (see __next__)
-        self.best_score: Optional[float] = None  # the highest score of any detection so far (None: none, or sliced)
-        self.best_kept: Optional[float] = None  # with classes: the highest score of theirs the tracker was given
+        # the highest score of any detection so far, of the chosen classes (None: none, or sliced)
+        self.best_score: Optional[float] = None
         self._votes: Dict[int, Counter] = {}  # track id -> how often it was detected as each label
         self._shown: Dict[int, int] = {}  # track id -> the label it is shown as
         self._label_names: Dict[int, Tuple[Any, Any]] = {}  # label -> (class name, category id) as detected
@@ -221,7 +221,8 @@ class Tracking:
         with FrameReader(self.source, buffer=self.buffer) as reader:
             for batch in reader.batches(self.detector.batch_size):
                 # the highest score too: with no track, what --conf would start one (a walk)
-                results, seen = detect(self.detector, [Image.fromarray(f) for f in batch], conf=threshold)
+                results, seen = detect(self.detector, [Image.fromarray(f) for f in batch], conf=threshold,
+                                       labels=self.labels)
                 if seen is not None and not sliced:
                     self.best_score = seen if self.best_score is None else max(self.best_score, seen)
                 for frame, dets in zip(batch, results):
@@ -235,11 +236,7 @@ class Tracking:
         return None if self.labels is None else [str(names[i]) for i in self.labels.tolist()]
 
     def _update(self, dets: Any, frame: np.ndarray) -> Any:
-        given = tracker_input(dets, self.labels, self.config.nms)
-        if self.labels is not None and len(given):  # with no track of them, what --conf would start one
-            top = float(given.confidence.max())
-            self.best_kept = top if self.best_kept is None else max(self.best_kept, top)
-        tracks = self.tracker.update(given, frame)
+        tracks = self.tracker.update(tracker_input(dets, self.labels, self.config.nms), frame)
         tracks = tracks[tracks.tracker_id >= 0]
         tracks.tracker_id = tracks.tracker_id + 1  # 1-based, as MOT-challenge files count them
         return self._steady_classes(tracks)
