@@ -442,19 +442,31 @@ def refuse_zoo_resume(name: PathLike) -> None:
                      f"them with -t {name}")
 
 
-def check_run_weights(path: PathLike, model: Optional[str], resume: bool) -> None:
-    """The ``-r``/``-t`` file of a training on ``--data`` checked before the dataset is converted into a run
-    folder: a cut-short or foreign file, weights of another size than ``model`` (a size name, or ``None``), and
-    with ``resume`` a file of weights alone (published or converted ones: ``-r`` went on in their folder, a
-    ``~/Downloads``, and converted the data into it, a walk). One-line errors."""
+def check_data_run_weights(resume: Optional[PathLike], tuning: Optional[PathLike], model: Optional[str],
+                           training: bool = True) -> None:
+    """The ``-r`` (``resume``) or ``-t`` (``tuning``) weights of a run on ``--data``, checked before the dataset
+    is converted into a run folder (walks: a bad one left ``output/NAME/data`` behind): a zoo name given to
+    continue a ``training`` (:func:`refuse_zoo_resume`); a zoo name downloaded, a folder or a file not there
+    said (:func:`resolve_source`); a cut-short or foreign file, weights of another size than ``model`` (a size
+    name, or ``None``), and for a training resumed a file of weights alone (published or converted ones: ``-r``
+    went on in their folder, a ``~/Downloads``, and converted the data into it, a walk). One-line errors."""
+    name = resume if resume is not None else tuning
+    if name is None:
+        return
+    continued = resume is not None and training
+    if continued:
+        refuse_zoo_resume(name)
+    path = Path(name) if Path(name).is_file() else resolve_source(name)[0]
+    if model not in MODEL_NAMES and not continued:  # nothing more to check here (the run reads the file anyway)
+        return
     ckpt = read_checkpoint(path)
-    state = model_state(ckpt, str(path))
+    state = model_state(ckpt, str(path))  # a file of no model weights said first
     if model in MODEL_NAMES:
-        size_mismatch(state, str(model), str(path), "continue it as a" if resume else "fine-tune a")
-    if resume and not any(k in ckpt for k in ("optimizer", "last_epoch")):
-        raise DfineError(f"{path} holds weights alone, not a training run's state (no optimiser, no epoch: "
+        size_mismatch(state, str(model), str(name), "continue it as a" if continued else "fine-tune a")
+    if continued and not any(k in ckpt for k in ("optimizer", "last_epoch")):
+        raise DfineError(f"{name} holds weights alone, not a training run's state (no optimiser, no epoch: "
                          f"published or converted weights?); resuming (-r) goes on with a run of dfine in its "
-                         f"folder. To train from these weights, fine-tune them with -t {path}")
+                         f"folder. To train from these weights, fine-tune them with -t {name}")
 
 
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = "checkpoint") -> None:

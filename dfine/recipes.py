@@ -733,21 +733,12 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
     if auto_resume and resume is not None:
         raise DfineError("give auto_resume=True (continue the latest run when it left a last.pth) or resume=..., "
                          "not both")
-    if resume is not None and not Path(resume).is_file():
-        from dfine.checkpoint import refuse_zoo_resume
-        try:
-            refuse_zoo_resume(resume)
-        except DfineError as e:
-            raise in_python_words(e) from None
-        raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
+    from dfine.checkpoint import check_data_run_weights, refuse_zoo_resume
     try:
-        weights = resume if resume is not None else tuning
-        if tuning is not None and resume is None and not Path(tuning).exists():  # a zoo name: fetched first
-            from dfine.checkpoint import resolve_source
-            weights = resolve_source(tuning)[0]
-        if weights is not None and Path(weights).is_file():  # before the dataset is converted into a run folder
-            from dfine.checkpoint import check_run_weights
-            check_run_weights(weights, model, resume=resume is not None)
+        if resume is not None and not Path(resume).is_file():
+            refuse_zoo_resume(resume)
+            raise DfineError(f"resume={str(resume)!r}: checkpoint not found (a run's last.pth)")
+        check_data_run_weights(resume, tuning, model)  # before the dataset is converted into a run folder
     except DfineError as e:
         raise in_python_words(e) from None
     if output_dir is None and resume is not None:  # the run goes on in its own folder

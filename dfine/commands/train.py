@@ -228,15 +228,9 @@ def _run(args: argparse.Namespace) -> int:
     temporary = tempfile.TemporaryDirectory(prefix="dfine-eval-") if test_only and args.data else nullcontext()
     if getattr(args, "imgsz", None) is not None:
         args.imgsz = imgsz_value(args.imgsz)  # before --data converts the dataset into a new output folder
-    weights_file = args.resume or args.tuning
-    if args.data and args.resume and not test_only:
-        from dfine.checkpoint import refuse_zoo_resume
-        refuse_zoo_resume(args.resume)
-    if args.data and weights_file and not Path(weights_file).is_file():
-        from dfine.checkpoint import resolve_source  # a zoo name downloaded, or a folder or a file not there said,
-        weights_file = str(resolve_source(weights_file)[0])  # before the dataset is converted (walks: after it)
-    if args.data and (args.model or (args.resume and not test_only)) and weights_file and Path(weights_file).is_file():
-        _check_weights(args, weights_file, test_only)  # without --model, _model_for_data reads the file first anyway
+    if args.data:  # the -r/-t weights said before the dataset is converted into a run folder (walks: after it)
+        from dfine.checkpoint import check_data_run_weights
+        check_data_run_weights(args.resume, args.tuning, args.model, training=not test_only)
     with temporary as scratch:
         if args.data:
             from dfine.recipes import data_run
@@ -257,14 +251,6 @@ def _run(args: argparse.Namespace) -> int:
                 _say(args, note)
         command = data_command(args, model) if args.data else None
         return _train_or_eval(args, data, test_only, command)
-
-
-def _check_weights(args: argparse.Namespace, weights_file: str, test_only: bool) -> None:
-    """What is wrong with the ``-r``/``-t`` file of a ``--data`` run, said before the dataset is converted
-    into a run folder (a walk's bad ``-t`` left ``output/.../data`` behind): see
-    :func:`dfine.checkpoint.check_run_weights`."""
-    from dfine.checkpoint import check_run_weights
-    check_run_weights(weights_file, args.model, resume=bool(args.resume) and not test_only)
 
 
 def _say(args: argparse.Namespace, note: str) -> None:

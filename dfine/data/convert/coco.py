@@ -132,6 +132,8 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
                      f"mask shapes so), which training would ignore: each is used as a box (its bbox)")
     info = {**(data.get("info") if isinstance(data.get("info"), dict) else {}),
             **info_for(ann_dir, folder, "one COCO file", ann)}
+    refuse_to_replace(ann_dir)  # before either split file is written
+    others = {k: v for k, v in data.items() if k not in ("info", "images", "annotations")}
     written, counts = {}, {}
     for split, ids in (("train", train_ids), ("val", val_ids)):
         chosen = set(ids)
@@ -141,8 +143,6 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         counts[split] = SplitCounts(images=len(split_images), boxes=len(split_anns),
                                     background=sum(str(im.get("id")) not in with_boxes for im in split_images))
         written[split] = ann_dir / f"instances_{split}.json"
-        refuse_to_replace(ann_dir)
-        others = {k: v for k, v in data.items() if k not in ("info", "images", "annotations")}
         write_json_atomic(written[split], {"info": info, **others,  # info first: refuse_to_replace reads the head
                                            "images": split_images, "annotations": split_anns})
     names_out = tuple(str(c.get("name")) for c in data["categories"] if isinstance(c, dict))
