@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .errors import DfineError
+from .commands.export import FORMATS, format_name
 from .text import missing_model_note
 
 __all__ = ["evaluate", "export_model"]
 
 PathLike = Union[str, os.PathLike]
-FORMATS = ("onnx", "openvino", "engine")
 
 
 def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, device: Optional[str] = None,
@@ -92,7 +92,7 @@ def export_model(model: PathLike, format: str = "onnx", *, output: Optional[Path
     ``openvino``: the ``.xml`` beside its ``.onnx``, ``engine``: TensorRT); ``int8`` with ``calib``
     (images or a dataset) as ``--int8 --calib``. Returns the file written (``.onnx``, ``.xml`` or
     ``.engine``), with the class names and input size in its metadata."""
-    format = format.lower() if isinstance(format, str) else format  # "ONNX" (a walk)
+    format = format_name(format) if isinstance(format, str) else format  # "ONNX", "tensorrt" (walks)
     if format not in FORMATS:
         raise DfineError(f"format {format!r}: give one of {', '.join(FORMATS)}")
     model_path = Path(model).expanduser()

@@ -69,3 +69,25 @@ def test_int8_openvino_export_names_every_missing_package_at_once(tmp_path, caps
     err = _error(capsys, ["export", "-r", str(tmp_path / "x.pth"), "--format", "openvino", "--int8",
                           "--calib", str(tmp_path)])
     assert "needs openvino, nncf (not installed)" in err and 'pip install "dfine[int8]"' in err
+
+
+def test_export_format_other_names():
+    """TensorRT's own name (any case) is --format engine, in the CLI and in dfine.export_model."""
+    from dfine.cli import build_parser
+    for name in ("tensorrt", "TensorRT", "trt", "engine"):
+        argv = ["export", "-r", "m.pth", "--format", name]
+        assert build_parser(argv).parse_args(argv).format == "engine"
+    argv = ["export", "-r", "m.pth", "--format", "OV"]
+    assert build_parser(argv).parse_args(argv).format == "openvino"
+
+
+def test_export_model_format_other_names(tmp_path):
+    import pytest
+
+    import dfine
+    from dfine.errors import DfineError
+    with pytest.raises(DfineError, match=r"format 'tflite': give one of onnx, openvino, engine"):
+        dfine.export_model(tmp_path / "m.pth", "tflite")
+    # TensorRT's name is taken: what is said is the missing tensorrt or the missing checkpoint, not the format
+    with pytest.raises(DfineError, match="tensorrt is not installed|not found"):
+        dfine.export_model(tmp_path / "m.pth", "TRT")

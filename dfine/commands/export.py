@@ -12,6 +12,16 @@ from pathlib import Path
 from ..errors import DfineError
 from ..text import counted, first_few
 
+#: What ``--format`` (and ``dfine.export_model(format=)``) accepts, and the other names users give them.
+FORMATS = ("onnx", "openvino", "engine")
+FORMAT_ALIASES = {"tensorrt": "engine", "trt": "engine", "ov": "openvino"}
+
+
+def format_name(text: str) -> str:
+    """``text`` as one of ``FORMATS``: lower-cased, with TensorRT's and OpenVINO's other names mapped."""
+    name = text.strip().lower()
+    return FORMAT_ALIASES.get(name, name)
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX, OpenVINO IR or a TensorRT engine",
@@ -19,9 +29,9 @@ def add_parser(subparsers) -> None:
                                           "outputs labels, boxes, scores; dynamic batch), to OpenVINO IR "
                                           "(.xml + .bin, the same graph in float32) or a TensorRT fp16 engine.")
     add_model_arguments(p)
-    p.add_argument("--format", choices=("onnx", "openvino", "engine"), default="onnx",
-                   help="output format (default onnx; openvino and engine also write the .onnx; openvino keeps "
-                        "one there)")
+    p.add_argument("--format", type=format_name, choices=FORMATS, default="onnx",
+                   help="output format (default onnx; engine, also called tensorrt, is a TensorRT fp16 engine; "
+                        "openvino and engine also write the .onnx; openvino keeps one there)")
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
                    help="input size: 640, or height width (480 640); default the model's own")
     p.add_argument("-o", "--output", default=None, help="output file (default: beside the checkpoint)")
