@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 import tempfile
@@ -57,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--images", help="the folder the file names are relative to (default: the one a converted "
                                         "file names, else the annotation file's folder when it holds images)")
     check.add_argument("--fix", metavar="OUT.json", help="write a repaired copy here and list each change")
-    check.add_argument("--plot", metavar="PNG", help="picture of class counts, box centres and box sizes")
+    check.add_argument("--plot", metavar="PNG", help="picture of class counts, box centres and box sizes "
+                       "(a folder: labels.png in it), and one of sample images with their boxes beside it")
     check.add_argument("--deep", action="store_true", help="decode every pixel (default: image headers only)")
     check.add_argument("--workers", type=int, default=8, help="threads reading images (default 8)")
     check.add_argument("--imgsz", type=int, default=None, metavar="N",
@@ -162,6 +164,7 @@ def run_check(args: argparse.Namespace) -> int:
     if args.imgsz is not None:
         _check_imgsz(args.imgsz)  # a bad value said before the images are read
     if args.plot:
+        args.plot = str(_plot_path(args.plot))
         plot_backend()  # missing matplotlib said before the check, not after it
     from dfine.data.archive import dataset_folder
     source = dataset_folder(args.ann_file, "dfine data check")  # a downloaded .zip: unpacked beside it
@@ -186,6 +189,21 @@ def run_check(args: argparse.Namespace) -> int:
         for line in changes:
             print(f"  {line}")
     return 0 if report.ok else 1
+
+
+PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def _plot_path(text: str) -> Path:
+    """``--plot``'s picture: a folder (one that is there, or a name ending in ``/``) gets ``labels.png`` in it,
+    not ``FOLDER_train.png`` beside it (a walk's ``--plot plots/``); a file needs a suffix matplotlib writes."""
+    from dfine.errors import DfineError
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        return path / "labels.png"
+    if path.suffix and path.suffix.lower() not in PLOT_SUFFIXES:
+        raise DfineError(f"--plot {text}: give a picture file ({', '.join(PLOT_SUFFIXES)}) or a folder")
+    return path
 
 
 def _plot_samples(ann: Any, images: Any, plot: Path, title: Optional[str]) -> None:

@@ -74,11 +74,12 @@ SAVE_DPI = 110  # pictures' resolution
 
 
 def save_figure(fig: Any, path: PathLike, dpi: int = SAVE_DPI, tight: bool = False) -> Path:
-    """Write ``fig`` to ``path`` (PNG) atomically and close it; ``tight``: cropped to what is drawn,
-    labels included (a long class name and the axis title were cut at the edge otherwise)."""
+    """Write ``fig`` to ``path`` (PNG, or the format its suffix names) atomically and close it; ``tight``:
+    cropped to what is drawn, labels included (a long class name and the axis title were cut at the edge otherwise)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
+    # the temporary file keeps the suffix: matplotlib writes the format it names (labels.jpg: a JPEG, not a PNG)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.png'}")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -764,3 +764,22 @@ def test_sample_titles_cut_long_file_names_in_the_middle():
     assert first != second and first.endswith("_x0_y0.jpg") and second.endswith("_x512_y0.jpg")
     assert len(first) <= 36 and first.startswith("b3b0024") and "\u2026" in first
     assert _file_tick("a.jpg") == "a.jpg"
+
+
+def test_plot_into_a_folder_or_as_a_jpeg(tmp_path, capsys):
+    """``--plot plots/`` (a walk) wrote ``plots_train.png`` beside the folder; ``--plot labels.jpg`` wrote
+    PNG bytes under a .jpg name; ``--plot labels.txt`` ended in matplotlib's traceback."""
+    src = _yolo_set(tmp_path / "yolo")
+    (tmp_path / "there").mkdir()
+    for given, folder in ((tmp_path / "there", tmp_path / "there"), (f"{tmp_path / 'new'}/", tmp_path / "new")):
+        assert main(["data", "check", str(src), "--plot", str(given)]) == 0
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "labels_train.png", "labels_train_samples.png", "labels_val.png", "labels_val_samples.png"]
+    assert not list(tmp_path.glob("*_train*.png"))  # nothing beside them
+    assert main(["data", "check", str(src), "--plot", str(tmp_path / "labels.jpg")]) == 0
+    for name in ("labels_train.jpg", "labels_val_samples.jpg"):
+        assert PIL.Image.open(tmp_path / name).format == "JPEG"
+    capsys.readouterr()
+    assert main(["data", "check", str(src), "--plot", str(tmp_path / "labels.txt")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --plot {tmp_path / 'labels.txt'}: give a picture file "
+                                               f"(.png, .jpg, .jpeg, .pdf, .svg) or a folder")
