@@ -474,6 +474,20 @@ def _open(model: str, backend: Optional[str], device: str, imgsz, size, config, 
     return engine
 
 
+def _not_a_model(model: str, suffix: str) -> str:
+    """The error for a model file of no model format; an image or a video (a walk's ``Detector("street.avi")``)
+    is one to give to a model, which is said."""
+    from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    kinds = "a .pth checkpoint, a zoo name, .onnx, OpenVINO .xml or TensorRT .engine"
+    if suffix in IMAGE_SUFFIXES:
+        return (f"{model} is an image, not a model ({kinds}): give it to one: dfine.Detector(MODEL)({str(model)!r}) "
+                f"or dfine predict {model} -m MODEL")
+    if suffix in VIDEO_SUFFIXES:
+        return (f"{model} is a video, not a model ({kinds}): give it to one: dfine.track({str(model)!r}, "
+                f"dfine.Detector(MODEL)) or dfine predict {model} -m MODEL (dfine track to follow objects)")
+    return f"unsupported model file {model}: expected {kinds}"
+
+
 def _backend_for(model: str, suffix: str, backend: Optional[str]) -> str:
     """The backend a model file needs; a one-line error when ``backend`` cannot read it."""
     if Path(model).is_dir():  # a run's folder (a walk's Detector(result.output_dir)): its weights named
@@ -485,8 +499,7 @@ def _backend_for(model: str, suffix: str, backend: Optional[str]) -> str:
     elif suffix in natural:
         kind = natural[suffix]
     else:
-        raise DfineError(f"unsupported model file {model}: expected a .pth checkpoint, a zoo name, "
-                         f".onnx, OpenVINO .xml or TensorRT .engine")
+        raise DfineError(_not_a_model(model, suffix))
     if backend is None or backend == kind or (backend == "openvino" and suffix == ".onnx"):
         return backend or kind
     raise DfineError(f"backend {backend!r} cannot run {model}; it needs the {kind} backend")

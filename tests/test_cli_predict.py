@@ -158,6 +158,11 @@ def test_bad_inputs_are_one_line_errors(onnx_model, checkpoint, tmp_path, capsys
         "not a readable ONNX model (": [str(good), "--model", str(wrong)],
         "a copy cut short or another file? Export it again (dfine export -r CHECKPOINT)": [str(good), "--model", str(wrong)],
         "unsupported model file": [str(good), "--model", str(text)],
+        # the input given as the model (a walk's Detector("street.avi")): what to do with it
+        f"{good} is an image, not a model (a .pth checkpoint, a zoo name, .onnx, OpenVINO .xml or TensorRT .engine): "
+        f"give it to one: dfine.Detector(MODEL)({str(good)!r}) or dfine predict {good} -m MODEL": [
+            str(good), "--model", str(good)],
+        f"{tmp_path / 'clip.AVI'} is a video, not a model": [str(good), "--model", str(tmp_path / "clip.AVI")],
         "is a text file, not a PyTorch checkpoint": [str(good), "--model", str(wrong.with_name("fake.pth"))],
         "was exported for 320x320": [str(good), "--model", str(onnx_model), "--imgsz", "640"],
         # a run's folder (two walks): the model files in it, the best weights first
