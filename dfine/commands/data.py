@@ -114,6 +114,7 @@ def run_convert(args: argparse.Namespace) -> int:
     """Convert and print the summary with the training command."""
     names = split_names(args.names)
     from dfine.data.archive import dataset_folder
+    from dfine.errors import DfineError
     from dfine.data.convert import converter, written_files
     convert = converter(args.fmt)
     args.src = dataset_folder(args.src, "dfine data convert")
@@ -130,12 +131,32 @@ def run_convert(args: argparse.Namespace) -> int:
                 print(f"interrupted after writing {', '.join(map(str, written))}: the conversion is incomplete; "
                       f"run the command again", file=sys.stderr)
             raise
+        except DfineError as err:
+            found = _other_format(Path(args.src), args.fmt)
+            if found is None:
+                raise
+            out = f" -o {shlex.quote(str(args.out))}" if args.out is not None else ""
+            shown = {"labelme": "LabelMe", "createml": "CreateML"}.get(found, found.upper())
+            raise DfineError(f"{err}; {args.src} is a {shown} dataset: dfine data convert --from {found} "
+                             f"{shlex.quote(str(args.src))}{out}") from None
     print(result.summary())
     given = [f"{o} {v:g}" for o, v in (("--val-fraction", args.val_fraction), ("--seed", args.seed)) if v is not None]
     if given and not any("--val-fraction" in note for note in result.notes):
         # a walk's --val-fraction 0.2 on a VOC set with ImageSets/Main splits was dropped unsaid
         print(f"note: {' '.join(given)} not used: {args.src} has its own val split, which was kept", file=sys.stderr)
     return 0
+
+
+def _other_format(src: Path, given: str) -> Optional[str]:
+    """The format ``dfine train --data`` reads ``src`` as, when it is not ``given`` (a walk's ``--from yolo`` on
+    a VOC folder said to give --names); None when it is, or when none is found."""
+    from dfine.errors import DfineError
+    from dfine.recipes import detect_format
+    try:
+        found = detect_format(src, option="dfine data convert")
+    except DfineError:
+        return None
+    return None if found == given else found
 
 
 def run_tile(args: argparse.Namespace) -> int:

@@ -1057,3 +1057,23 @@ def test_a_source_edited_after_its_conversion_is_said_by_check_and_training(tmp_
     for f in (src / "annotations").iterdir():
         os.utime(f, (later, later))
     assert not any("changed since" in n for n in data_run(src, "dfine_n", output_dir=tmp_path / "run2").notes)
+
+
+def test_convert_from_the_wrong_format_names_the_right_one(tmp_path, capsys):
+    """``--from yolo`` on a VOC folder (a walk on kangaroo) said only to give --names; the error now names the
+    format ``--data`` reads the folder as, with the command; a folder of no format keeps its own error."""
+    src = tmp_path / "roo"
+    for i in range(3):
+        image(src / f"images/{i}.jpg", (60, 40))
+        voc_xml(src / f"annots/{i}.xml", f"{i}.jpg", (60, 40), [("kangaroo", (5, 5, 30, 20), 0)])
+    out = tmp_path / "out"
+    assert main(["data", "convert", "--from", "yolo", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: no class names for {src}: ") and "\n" not in err
+    assert err.endswith(f"; {src} is a VOC dataset: dfine data convert --from voc {src} -o {out}")
+    assert main(["data", "convert", "--from", "createml", str(src)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"is a VOC dataset: dfine data convert --from voc {src}")
+    assert not out.exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["data", "convert", "--from", "voc", str(tmp_path / "empty")]) == 2
+    assert "dfine data convert --from" not in capsys.readouterr().err
