@@ -82,13 +82,17 @@ def test_pick_is_seeded_and_keeps_order():
 def test_dataset_arguments_are_checked(tmp_path):
     from dfine.commands.fiftyone import _dataset_paths
 
-    def paths(images=None, ann_file=None, config=None):
-        return _dataset_paths(argparse.Namespace(images=images, ann_file=ann_file, config=config))
+    def paths(images=None, ann_file=None, config=None, split="val", names=None):
+        with _dataset_paths(argparse.Namespace(images=images, ann_file=ann_file, config=config, data=None,
+                                               split=split, names=names)) as found:
+            return found
     assert paths("imgs", "a.json") == ("imgs", "a.json") and paths("imgs") == ("imgs", None)
     with pytest.raises(DfineError, match="--ann-file needs --images"):
         paths(ann_file="a.json")
-    with pytest.raises(DfineError, match="no dataset"):
+    with pytest.raises(DfineError, match="no dataset: give --data DATASET, --images DIR"):
         paths()
+    with pytest.raises(DfineError, match="--split goes with --data DATASET"):
+        paths("imgs", split="test")
     recipe = Path(__file__).resolve().parents[1] / "configs/dfine/dfine_hgnetv2_n_coco.yml"
     assert paths(config=str(recipe)) == ("/data/COCO2017/val2017/", "/data/COCO2017/annotations/instances_val2017.json")
 
@@ -166,3 +170,32 @@ def test_perfect_predictions_evaluate_to_map_one(fiftyone, coco128):
             assert {d.label for d in sample.predictions.detections} <= set(names.values())
     finally:
         dataset.delete()
+
+
+def test_data_folder_gives_its_split_with_ground_truth(tmp_path, capsys):
+    """``--data`` (a walk gave it, as to dfine train and eval): a YOLO folder's split, converted into a temporary
+    folder that is gone after, the dataset never written; its records carry the class names."""
+    from dfine.commands.fiftyone import _dataset_paths
+    from tests.data.datasets import image, yolo_labels
+
+    src = tmp_path / "yolo"
+    for split in ("train", "val"):
+        for i in range(2):
+            image(src / f"images/{split}/{i}.jpg", (64, 48))
+            yolo_labels(src / f"labels/{split}/{i}.txt", [f"{i} 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [cat, dog]\n")
+    before = sorted(src.rglob("*"))
+    args = argparse.Namespace(images=None, ann_file=None, config=None, data=str(src), split="val", names=None)
+    with _dataset_paths(args) as (images, ann_file):
+        records, names = view.coco_records(Path(images), Path(ann_file))
+    assert not Path(ann_file).exists() and sorted(src.rglob("*")) == before
+    assert names == {1: "cat", 2: "dog"}
+    assert sorted(r.path.name for r in records) == ["0.jpg", "1.jpg"]
+    assert all(r.path.parent == src / "images/val" for r in records)
+    assert "into a temporary folder for this view (removed after it)" in capsys.readouterr().err
+    with pytest.raises(DfineError, match=r"--data .*yolo: no test split"):
+        with _dataset_paths(argparse.Namespace(**{**vars(args), "split": "test"})):
+            pass
+    with pytest.raises(DfineError, match="leave out --images and --ann-file"):
+        with _dataset_paths(argparse.Namespace(**{**vars(args), "images": "imgs"})):
+            pass

@@ -1,15 +1,19 @@
-"""``dfine fiftyone -m MODEL [--images DIR --ann-file JSON]``: predictions vs ground truth in the FiftyOne app.
+"""``dfine fiftyone -m MODEL [--data DATASET | --images DIR --ann-file JSON]``: predictions vs ground truth in the
+FiftyOne app.
 
-The dataset is ``--images`` + ``--ann-file`` (COCO format), ``--images`` alone (predictions only),
-or by default the ``val_dataloader`` dataset of the recipe ``-c``. Needs ``pip install dfine[fiftyone]``.
+The dataset is a dataset folder ``--data`` (any format ``dfine train --data`` reads; its val split, or
+``--split``), ``--images`` + ``--ann-file`` (COCO format), ``--images`` alone (predictions only), or by
+default the ``val_dataloader`` dataset of the recipe ``-c``. Needs ``pip install dfine[fiftyone]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..errors import DfineError
 
@@ -20,6 +24,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("-m", "--model", "-r", "--resume", dest="model", required=True,
                    help="zoo name, checkpoint .pth, .onnx, OpenVINO .xml or .engine")
     p.add_argument("-c", "--config", help="model recipe yml; its val_dataloader is the default dataset")
+    p.add_argument("--data", help="a dataset folder (COCO, YOLO, VOC, ... as dfine train --data reads it): its val "
+                                  "split with its ground truth, or --split")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val", help="with --data: the split shown")
+    p.add_argument("--names", help="with --data: class names of a YOLO folder that names none (a,b,c)")
     p.add_argument("--images", help="images folder of a COCO dataset, or a folder / glob of images")
     p.add_argument("--ann-file", help="COCO-format annotation JSON of --images (ground truth)")
     p.add_argument("-n", "--max-samples", type=int, default=100,
@@ -41,14 +49,50 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _dataset_paths(args: argparse.Namespace) -> Tuple[Optional[str], Optional[str]]:
-    """(images, ann_file) from the arguments, else from the recipe's val_dataloader."""
+@contextmanager
+def _dataset_paths(args: argparse.Namespace) -> Iterator[Tuple[Optional[str], Optional[str]]]:
+    """(images, ann_file) from the arguments, else from the recipe's val_dataloader; of ``--data``, its split's
+    files (a format other than COCO converted into a temporary folder, removed after; the dataset never written)."""
+    if args.data:
+        if args.images or args.ann_file:
+            raise DfineError(f"--data {args.data} names its images and ground truth; leave out --images and "
+                             f"--ann-file (or give those two alone)")
+        with _split_of(Path(args.data), args.split, args.names) as paths:
+            yield paths
+        return
+    if args.split != "val" or args.names:
+        raise DfineError(f"--{'split' if args.split != 'val' else 'names'} goes with --data DATASET")
+    yield _given_paths(args)
+
+
+@contextmanager
+def _split_of(data: Path, split: str, names: Optional[str]) -> Iterator[Tuple[str, str]]:
+    """(images, ann_file) of ``split`` of the dataset folder ``data``, found as ``dfine train --data`` finds it."""
+    from ..commands.data import split_names
+    from ..data.archive import dataset_folder
+    from ..recipes import dataset_splits, detect_format, missing_split
+    root = dataset_folder(data)
+    fmt = detect_format(root)
+    with tempfile.TemporaryDirectory(prefix="dfine-fiftyone-") as tmp:
+        splits, notes = dataset_splits(root, fmt, Path(tmp), names=split_names(names), temporary="view",
+                                       split=split)
+        for note in notes:
+            print(note, file=sys.stderr)
+        if split not in splits:
+            raise DfineError(missing_split(root, split, splits, fmt, evaluation=True))
+        ann, images = splits[split]
+        yield str(images), str(ann)
+
+
+def _given_paths(args: argparse.Namespace) -> Tuple[Optional[str], Optional[str]]:
+    """(images, ann_file) of ``--images``/``--ann-file``, else of the recipe's val_dataloader."""
     if args.ann_file and not args.images:
         raise DfineError("--ann-file needs --images: the folder its file_names are relative to")
     if args.images:
         return args.images, args.ann_file
     if not args.config:
-        raise DfineError("no dataset: give --images DIR [--ann-file JSON], or -c CONFIG whose val_dataloader names one")
+        raise DfineError("no dataset: give --data DATASET, --images DIR [--ann-file JSON], or -c CONFIG whose "
+                         "val_dataloader names one")
     from ..config import load_config
     from ..recipes import RECIPES_DIR
     dataset = load_config(args.config, recipes=RECIPES_DIR).val_dataloader.dataset
@@ -60,12 +104,12 @@ def _dataset_paths(args: argparse.Namespace) -> Tuple[Optional[str], Optional[st
 def run(args: argparse.Namespace) -> int:
     from ..integrations import fiftyone as view
     view.import_fiftyone()  # fail fast, before loading the model
-    images, ann_file = _dataset_paths(args)
     names: Optional[Dict[int, str]] = None
-    if ann_file:
-        records, names = view.coco_records(Path(images), Path(ann_file))
-    else:
-        records = view.folder_records(images)
+    with _dataset_paths(args) as (images, ann_file):
+        if ann_file:
+            records, names = view.coco_records(Path(images), Path(ann_file))
+        else:
+            records = view.folder_records(images)
     records = view.pick(records, args.max_samples, args.seed)
 
     from ..inference import Detector
