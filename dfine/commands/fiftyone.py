@@ -20,7 +20,7 @@ from ..errors import DfineError
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("fiftyone", help="view predictions and ground truth in the FiftyOne app",
-                              description=__doc__.splitlines()[0])
+                              description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("-m", "--model", "-r", "--resume", dest="model", required=True,
                    help="zoo name, checkpoint .pth, .onnx, OpenVINO .xml or .engine")
     p.add_argument("-c", "--config", help="model recipe yml; its val_dataloader is the default dataset")
