@@ -139,23 +139,23 @@ def model_size(model: str) -> str:
 
 def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     """COCO files under ``root`` by split: ``{split: (ann_file, images_folder)}``. Knows
-    ``annotations/instances_{split}*.json`` (images from the file's ``info.images_folder`` as
-    :mod:`dfine.data.convert` writes it, else ``{split}2017``, ``{split}``, ``images/{split}``,
-    ``images``), Roboflow's ``{split}/_annotations.coco.json``, ``{split}.json`` beside a
+    ``annotations/instances_{split}*.json``, else a COCO file ``annotations/NAME_{split}*.json`` (images
+    from the file's ``info.images_folder`` as :mod:`dfine.data.convert` writes it, else
+    :func:`dfine.data.convert.coco.split_folders`), Roboflow's ``{split}/_annotations.coco.json``, ``{split}.json`` beside a
     ``{split}/`` folder of images (``dfine demo``'s ``data/``), and ``{split}.json`` (or
     ``annotations/{split}.json``) beside one ``images/`` folder."""
     from dfine.data.convert import SPLIT_NAMES, images_folder_of_file, roboflow_images
+    from dfine.data.convert.coco import looks_coco, split_folders, split_of
 
     found: Dict[str, Tuple[Path, Path]] = {}
-    for ann in sorted((root / "annotations").glob("instances_*.json")) if (root / "annotations").is_dir() else []:
-        stem = ann.stem[len("instances_"):]
-        split = SPLIT_NAMES.get(re.sub(r"\d+$", "", stem))
-        if split is None or split in found:
+    annotations = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
+    # instances_{split}*.json first; then another name ending in its split (custom_train.json: DETR tutorials)
+    for ann in sorted(annotations, key=lambda a: not a.name.startswith("instances_")):
+        split = split_of(ann)
+        if split is None or split in found or not (ann.name.startswith("instances_") or looks_coco(ann)):
             continue
-        folder = images_folder_of_file(ann)
-        if folder is None:
-            options = [root / stem, root / re.sub(r"\d+$", "", stem), root / "images" / stem, root / "images"]
-            folder = next((o for o in options if o.is_dir()), options[0])
+        options = split_folders(ann)
+        folder = images_folder_of_file(ann) or next((o for o in options if o.is_dir()), options[0])
         found[split] = (ann, folder)
     for name, split in SPLIT_NAMES.items():
         ann = root / name / "_annotations.coco.json"

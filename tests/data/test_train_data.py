@@ -1258,3 +1258,27 @@ def test_dfine_train_into_a_folder_another_run_trains_into_says_so(tmp_path, mon
     assert str(err.value) == (f"another run (pid 18836 on vm) is training into {tmp_path / 'lockrun'}: wait for it to "
                               f"end, or give this run another output folder (output_dir=)")
     assert err.value.holder == "pid 18836 on vm"
+
+
+def test_coco_layout_with_split_files_of_other_names(tmp_path, capsys):
+    """``annotations/custom_{train,val}.json`` beside ``train2017/`` and ``val2017/`` (DETR fine-tuning tutorials;
+    a walk on a face-mask set): '2 COCO files and no train/val split files', and given alone its images were not
+    found. COCO's captions file and a JSON that is no COCO file are no split of it."""
+    from tests.data.conftest import write_coco
+    src = tmp_path / "facemask"
+    for split, boxes in (("train", {1: [(1, [5, 5, 20, 20])], 2: [(2, [1, 1, 9, 9])]}), ("val", {3: [(1, [5, 5, 9, 9])]})):
+        ann = write_coco(tmp_path / split, [{"id": 1, "name": "mask"}, {"id": 2, "name": "no mask"}], boxes)
+        (src / "annotations").mkdir(parents=True, exist_ok=True)
+        ann.rename(src / f"annotations/custom_{split}.json")
+        (tmp_path / split / "images").rename(src / f"{split}2017")
+    (src / "annotations/captions_val2017.json").write_text('{"images": [{"file_name": "x.jpg"}], "annotations": []}')
+    (src / "annotations/notes_test.json").write_text('{"test": "not a COCO file"}')
+    assert detect_format(src) == "coco"
+    assert find_coco_splits(src) == {"train": (src / "annotations/custom_train.json", src / "train2017"),
+                                     "val": (src / "annotations/custom_val.json", src / "val2017")}
+    assert main(["data", "check", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("train: OK; val: OK") and f"images in {src / 'val2017'}" in out
+    # the file given alone: its images found in train2017/ (it was 'not found: none of its first 2 file names ...')
+    assert main(["data", "check", str(src / "annotations/custom_train.json")]) == 0
+    assert f"images in {src / 'train2017'}" in capsys.readouterr().out

@@ -33,17 +33,42 @@ _HEAD = 65536
 
 def _split_files(root: Path) -> List[Path]:
     """The JSON files of ``root`` and its ``annotations/`` named as a split's (``instances_train2017.json``)."""
-    return [p for p in _jsons(root) if _split_of(p) is not None]
+    return [p for p in _jsons(root) if split_of(p) is not None]
 
 
 def _jsons(root: Path) -> List[Path]:
     return [p for folder in (root, root / "annotations") if folder.is_dir() for p in sorted(folder.glob("*.json"))]
 
 
-def _split_of(path: Path) -> Optional[str]:
-    """The split a COCO file's name gives (``instances_val2017.json``, ``train.coco.json``), else None."""
-    stem = re.sub(r"^(instances_|_annotations\.coco)", "", path.stem.lower())
-    return SPLIT_NAMES.get(re.sub(r"\d+$", "", stem.replace(".coco", "")))
+#: COCO's files of its other tasks (``annotations_trainval2017.zip``): named by split too, but not box detection sets
+_OTHER_TASKS = ("captions_", "person_keypoints_", "stuff_", "panoptic_", "image_info_")
+
+
+def _split_word(path: Path) -> str:
+    """The last word of a COCO file's name: ``train2017`` of ``instances_train2017.json``, ``train`` of
+    ``custom_train.json`` (DETR fine-tuning tutorials; a walk) and of ``train.coco.json``."""
+    stem = re.sub(r"^(instances_|_annotations\.coco)", "", path.stem.lower()).replace(".coco", "")
+    return re.split(r"[_\-. ]", stem)[-1]
+
+
+def split_of(path: Path) -> Optional[str]:
+    """The split a COCO file's name gives (``instances_val2017.json``, ``train.coco.json``,
+    ``custom_valid.json``), else None (also for COCO's captions and keypoints files)."""
+    if path.stem.lower().startswith(_OTHER_TASKS):
+        return None
+    return SPLIT_NAMES.get(re.sub(r"\d+$", "", _split_word(path)))
+
+
+def split_folders(ann: Path) -> List[Path]:
+    """The images folders of a split's file ``DATASET/annotations/X_{split}.json`` in COCO's layouts, likeliest
+    first: ``DATASET/train2017`` (its word, as named), ``images/train2017``, ``train``, ``train2017``, ``images``;
+    none for a file elsewhere or of no split."""
+    if ann.parent.name != "annotations" or split_of(ann) is None:
+        return []
+    root, word = ann.parent.parent, _split_word(ann)
+    bare = re.sub(r"\d+$", "", word)
+    return list(dict.fromkeys([root / word, root / "images" / word, root / bare, root / f"{bare}2017",
+                               root / "images"]))
 
 
 def coco_files(root: Path) -> List[Path]:
@@ -51,14 +76,14 @@ def coco_files(root: Path) -> List[Path]:
     (``instances_train.json`` and the like are a split dataset's, found by
     :func:`dfine.recipes.find_coco_splits`): each a file whose head holds an ``"images"`` list and
     ``"file_name"`` or ``"categories"``."""
-    return [path for path in _jsons(root) if _split_of(path) is None and _looks_coco(path)]
+    return [path for path in _jsons(root) if split_of(path) is None and looks_coco(path)]
 
 
 def coco_file(src: Path) -> Optional[Path]:
     """The one COCO file of ``src`` (the file itself, or a folder's only :func:`coco_files` entry);
     ``None`` when there is none; ``DatasetError`` naming them when a folder holds several."""
     if src.is_file():
-        return src if src.suffix.lower() == ".json" and _looks_coco(src) else None
+        return src if src.suffix.lower() == ".json" and looks_coco(src) else None
     found = coco_files(src)
     if len(found) > 1:
         raise DatasetError(f"{src} holds {len(found)} COCO files and no train/val split files "
@@ -67,7 +92,8 @@ def coco_file(src: Path) -> Optional[Path]:
     return found[0] if found else None
 
 
-def _looks_coco(path: Path) -> bool:
+def looks_coco(path: Path) -> bool:
+    """Whether the head of the JSON file ``path`` holds an ``"images"`` list and ``"file_name"`` or ``"categories"``."""
     head = file_head(path, _HEAD)
     return bool(re.search(rb'"images"\s*:\s*\[', head)) and (b'"file_name"' in head or b'"categories"' in head)
 
@@ -92,7 +118,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         raise DatasetError(f"{src} is not a COCO detection file (a JSON with an images list naming each file_name, "
                            f"annotations and categories)")
     if ann is None:
-        split_files = [p for p in _split_files(src) if _looks_coco(p)]
+        split_files = [p for p in _split_files(src) if looks_coco(p)]
         if split_files:  # COCO's own layout, annotations/instances_train2017.json (a walk: 'no COCO JSON file')
             shown = first_few([str(p.relative_to(src)) for p in split_files], 3)
             raise DatasetError(f"{src} holds COCO split files ({shown}), not one file for all images: dfine train "
@@ -218,9 +244,6 @@ def _image_folder_options(ann: Path) -> List[Path]:
     """Where the images of ``ann`` may be, the folder its ``info`` names first (``dfine predict
     --save-dataset`` writes the annotated copies of the images beside its file, under their names)."""
     named = images_folder_of_file(ann)
-    split = []  # COCO's own annotations/instances_train2017.json beside train2017/ (a walk)
-    if ann.parent.name == "annotations" and ann.stem.startswith("instances_"):
-        stem = ann.stem[len("instances_"):]
-        split = [ann.parent.parent / stem, ann.parent.parent / "images" / stem]
+    split = split_folders(ann)  # COCO's own annotations/instances_train2017.json beside train2017/ (a walk)
     return list(dict.fromkeys([*([named] if named is not None else []), ann.parent, ann.parent / "images",
                                ann.parent.parent, ann.parent.parent / "images", *split]))
