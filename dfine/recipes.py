@@ -325,6 +325,9 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     after, ``"evaluation"`` or ``"check"``, which the note says instead of its path); ``split``: the one split
     an evaluation reads, whose notes alone are kept of those naming a split (``train: 1 box ...``); ``val_given``:
     the user's overrides name a val set, so a COCO train split alone is not split for one."""
+    if fmt == "coco" and names:  # a walk's --names a,b on a set of 3 named classes was dropped without a word
+        raise DfineError(f"--names is for a dataset folder that names no classes; the COCO files of {root} name "
+                         f"theirs in their categories: leave --names out")
     found = find_coco_splits(root) if fmt == "coco" else {}
     if _read_as_is(found) or (found and (val_given or split == "test")):  # no val split made where none is used
         from dfine.data.convert import stale_conversion_note

@@ -1282,3 +1282,23 @@ def test_coco_layout_with_split_files_of_other_names(tmp_path, capsys):
     # the file given alone: its images found in train2017/ (it was 'not found: none of its first 2 file names ...')
     assert main(["data", "check", str(src / "annotations/custom_train.json")]) == 0
     assert f"images in {src / 'train2017'}" in capsys.readouterr().out
+
+
+def test_names_for_a_coco_folder_are_refused_not_dropped(tmp_path, capsys):
+    """``--names a,b`` on a COCO folder of 3 named classes trained on its own 3 names without a word (a walk);
+    every command that reads the folder now says the files name their classes, before anything is written."""
+    from tests.data.conftest import write_coco
+    src = tmp_path / "coco"
+    for split in ("train", "val"):
+        ann = write_coco(tmp_path / split, [{"id": 1, "name": "mask"}], {1: [(1, [5, 5, 20, 20])]})
+        (src / "annotations").mkdir(parents=True, exist_ok=True)
+        ann.rename(src / f"annotations/instances_{split}.json")
+        (tmp_path / split / "images").rename(src / split)
+    (tmp_path / "m.onnx").write_bytes(b"not read: the data is looked at first")
+    said = (f"error: --names is for a dataset folder that names no classes; the COCO files of {src} name theirs in "
+            f"their categories: leave --names out")
+    for argv in (["data", "check", str(src)], ["train", "--data", str(src), "-o", str(tmp_path / "run")],
+                 ["eval", "-m", str(tmp_path / "m.onnx"), "--data", str(src)]):
+        assert main([*argv, "--names", "a,b"]) == 2
+        assert capsys.readouterr().err.strip() == said, argv
+    assert not (tmp_path / "run").exists()
