@@ -126,6 +126,26 @@ def test_a_class_without_a_box_in_the_set_is_named_under_the_table():
     assert two.splitlines()[-1] == "not in this set (no box to score): 2 classes: bishop, rook"
 
 
+def test_a_class_of_the_set_the_model_has_not_is_named_with_the_models_own_ap():
+    """A bull-and-pig model evaluated on a file that adds horse (a walk): the mean AP counted horse as 0 without
+    a word. The line under the table names it and gives the AP over the model's classes alone."""
+    import dataclasses
+
+    box = {"bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0}
+    gt = {"images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"} for i in (1, 2, 3)],
+          "categories": [{"id": 1, "name": "bull"}, {"id": 2, "name": "pig"}, {"id": 3, "name": "horse"}],
+          "annotations": [{"id": i, "image_id": i, "category_id": i, **box} for i in (1, 2, 3)]}
+    dets = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9},
+            {"image_id": 2, "category_id": 2, "bbox": [60, 60, 30, 30], "score": 0.9}]
+    metrics = coco_metrics(gt, dets)
+    assert metrics.stats[0] == pytest.approx(1 / 3)  # bull 1, pig 0, horse 0
+    assert "not the model's" not in metrics.table()  # the model's classes unknown: nothing said
+    assert "not the model's" not in dataclasses.replace(metrics, classes=(1, 2, 3)).table()
+    line = dataclasses.replace(metrics, classes=(1, 2)).table().splitlines()[-1]
+    assert line == ("not the model's classes (it cannot find them; the mean AP counts them as 0): horse (1 box); "
+                    "the AP over the model's 2 classes alone: 50.0%")
+
+
 def test_confidence_curve_counts_what_coco_matches(coco128):
     """At each --conf the curve's right detections are COCO's own matches at IoU 0.5: COCOeval's recall
     at IoU 0.5 of the detections above that threshold, times each class's boxes, summed."""
