@@ -751,6 +751,7 @@ def test_save_dataset_writes_prelabels_that_train_reads_from_the_originals(coco1
     checking it and training on it read the original images (info.images_folder), never the copies
     with boxes drawn on them, which carry the same names."""
     from dfine.data.check import default_images
+    from dfine.data.convert import uncorrected_prelabels
     from dfine.data.convert.coco import convert_coco
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -777,7 +778,17 @@ def test_save_dataset_writes_prelabels_that_train_reads_from_the_originals(coco1
     converted = convert_coco(out, tmp_path / "split")
     for split_file in (tmp_path / "split" / "annotations").glob("instances_*.json"):
         assert json.loads(split_file.read_text())["info"]["images_folder"] == str(photos)
-    assert converted is not None
+    # uncorrected (every box keeps its score): said, and each split still says so (a re-walk's -t model scored
+    # AP 100% on its own pre-labels); a box without its score is a corrected file
+    made = f"dfine predict -m {onnx_model} --conf 0.02"
+    assert any(note.startswith(f"annotations.json holds the pre-labels of {made}, not corrected yet")
+               for note in converted.notes)
+    assert uncorrected_prelabels(tmp_path / "split/annotations/instances_val.json") == made
+    assert uncorrected_prelabels(out / "annotations.json") == made
+    edited = {**data, "annotations": [{k: v for k, v in a.items() if k != "score"} for a in data["annotations"][:1]]}
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    assert uncorrected_prelabels(tmp_path / "edited.json") is None
+    assert uncorrected_prelabels(coco128 / "annotations/instances_train2017.json") is None
     # the photos moved away (a walk; or runs/predict copied elsewhere): one line, not the annotated copies taken
     photos.rename(tmp_path / "moved")
     capsys.readouterr()

@@ -1040,6 +1040,22 @@ def test_a_fine_tune_scores_its_starting_weights_and_says_when_it_did_not_beat_t
     text = capsys.readouterr().out
     assert "; the -t weights: AP 10.0% before training" in text and "did not beat" not in text
 
+    # val labels that are dfine predict's pre-labels, uncorrected (a re-walk: -t the model that made them scored
+    # AP 100% and was to be deployed instead): that AP says nothing of which weights are better
+    val = tmp_path / "val.json"
+    data = json.loads(val.read_text())
+    data["info"] = {"description": "pre-labels of dfine predict -m m.onnx", "images_folder": "."}
+    data["annotations"] = [{**a, "score": 0.9} for a in data["annotations"]]
+    val.write_text(json.dumps(data))
+    own = tuned("own")
+    scored_as(own, [1.0, 0.2])
+    own.fit()
+    text = capsys.readouterr().out
+    assert (f"this run did not beat the -t weights {start} (AP 100.0%) on val labels that are the uncorrected "
+            f"pre-labels of dfine predict -m m.onnx: that AP measures agreement with the model that made them, not "
+            f"which weights are better; correct the labels, then compare") in text
+    assert "deploy them instead" not in text
+
 
 def test_images_with_more_boxes_than_queries_are_said_with_the_override(tiny):
     """A dense walk (up to 376 cells an image) trained D-FINE's 300 queries on them without a word:

@@ -37,7 +37,7 @@ __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
            "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named", "changes_note",
-           "written_files"]
+           "written_files", "uncorrected_prelabels"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
@@ -667,20 +667,49 @@ def images_folder_of_file(ann_file: Path) -> Optional[Path]:
 PRELABELS_DESCRIPTION = "pre-labels of"
 
 
+def _prelabels(ann_file: Path) -> Optional[Dict[str, Any]]:
+    """The content of ``ann_file`` when it is ``dfine predict --save-dataset``'s file, else None."""
+    try:
+        with Path(ann_file).open("rb") as f:
+            if PRELABELS_DESCRIPTION.encode() not in f.read(4096):
+                return None
+        data = json.loads(Path(ann_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    info = data.get("info") if isinstance(data, dict) else None
+    if not (isinstance(info, dict) and str(info.get("description", "")).startswith(PRELABELS_DESCRIPTION)):
+        return None
+    return data
+
+
+def uncorrected_prelabels(ann_file: Path) -> Optional[str]:
+    """What made ``ann_file`` (``dfine predict -m MODEL``) when it is ``dfine predict --save-dataset``'s
+    pre-labels with the score still on every box, as predict wrote them (not corrected yet); else None."""
+    data = _prelabels(ann_file)
+    if data is None:  # a split of them that a conversion wrote (train --data of predict's folder) says what it is
+        try:
+            with Path(ann_file).open("rb") as f:
+                if b'"prelabels_of"' not in f.read(4096):
+                    return None
+            data = json.loads(Path(ann_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    info = data.get("info") if isinstance(data, dict) else None
+    boxes = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(info, dict) or not isinstance(boxes, list) or not all(
+            isinstance(a, dict) and "score" in a for a in boxes):
+        return None
+    made = info.get("prelabels_of") or str(info.get("description", ""))[len(PRELABELS_DESCRIPTION):].strip()
+    return str(made) or "dfine predict"
+
+
 def check_prelabels_images(ann_file: Path) -> None:
     """A ``DatasetError`` when ``ann_file`` is ``dfine predict --save-dataset``'s file and the images
     folder it names is not there: the file's own folder then holds predict's annotated copies under
     the images' names, which a search for the images would take (silently, a walk: the check's
     picture of them looks the same as of the photos)."""
-    try:
-        with ann_file.open("rb") as f:
-            if PRELABELS_DESCRIPTION.encode() not in f.read(4096):
-                return
-        data = json.loads(ann_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    info = data.get("info") if isinstance(data, dict) else None
-    if not (isinstance(info, dict) and str(info.get("description", "")).startswith(PRELABELS_DESCRIPTION)):
+    data = _prelabels(ann_file)
+    if data is None:
         return
     folder = images_folder_from_info(ann_file, data)
     if folder is not None and not folder.is_dir():

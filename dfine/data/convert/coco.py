@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from dfine.data.cocojson import DatasetError, read_coco_json
 from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, check_prelabels_images, file_head, fraction_said,
                                 has_roboflow_copies, images_folder_of_file, info_for, refuse_to_replace,
-                                split_by_fraction, write_json_atomic)
+                                split_by_fraction, uncorrected_prelabels, write_json_atomic)
 from dfine.text import counted, first_few
 
 __all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
@@ -158,6 +158,12 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
                      f"mask shapes so), which training would ignore: each is used as a box (its bbox)")
     info = {**(data.get("info") if isinstance(data.get("info"), dict) else {}),
             **info_for(ann_dir, folder, "one COCO file", ann)}
+    made = uncorrected_prelabels(ann)
+    if made:  # a re-walk trained on them with -t the model that made them: 'AP 100%, deploy it instead'
+        info["prelabels_of"] = made
+        notes.append(f"{ann.name} holds the pre-labels of {made}, not corrected yet (every box keeps its score): a "
+                     f"model's AP on them measures how it agrees with that model, not how right it is; correct them "
+                     f"first (CVAT, Label Studio, ...)")
     refuse_to_replace(ann_dir)  # before either split file is written
     others = {k: v for k, v in data.items() if k not in ("info", "images", "annotations")}
     written, counts = {}, {}
