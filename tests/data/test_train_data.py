@@ -721,7 +721,7 @@ def test_one_coco_file_is_found_as_labelling_tools_write_it(tmp_path):
     with pytest.raises(DfineError) as err:
         detect_format(ls)
     assert str(err.value) == (f"{ls} holds 2 COCO files and no train/val split files (result.json, second.json): "
-                              f"give the one to use, e.g. --data {ls / 'result.json'}")
+                              f"give the one to use in place of the folder, e.g. {ls / 'result.json'}")
     lost = tmp_path / "lost"
     _one_coco_file(lost, ["a.jpg"], ann="export/coco.json")
     (lost / "images/a.jpg").rename(lost / "a_moved.jpg")

@@ -87,8 +87,8 @@ def coco_file(src: Path) -> Optional[Path]:
     found = coco_files(src)
     if len(found) > 1:
         raise DatasetError(f"{src} holds {len(found)} COCO files and no train/val split files "
-                           f"({first_few([str(p.relative_to(src)) for p in found], 4)}): give the one to use, "
-                           f"e.g. --data {found[0]}")
+                           f"({first_few([str(p.relative_to(src)) for p in found], 4)}): give the one to use in "
+                           f"place of the folder, e.g. {found[0]}")
     return found[0] if found else None
 
 
