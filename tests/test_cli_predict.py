@@ -610,6 +610,14 @@ def test_predictions_take_the_image_ids_of_the_ann_file_given(onnx_model, tmp_pa
     other.write_text(json.dumps({"images": [{"id": 1, "file_name": "zebra.jpg"}], "annotations": [], "categories": []}))
     err = _one_line_error(capsys, [*args, "--ann-file", str(other), "-o", str(tmp_path / "none")])
     assert "lists none of the 3 images given (e.g. " in err and "it lists zebra.jpg" in err
+    # DETR tutorials' names: annotations/custom_val.json for val2017/ (a walk's ids were the images' positions)
+    (root / "images" / "val").rename(root / "val2017")
+    ann.rename(root / "annotations" / "custom_val.json")
+    (root / "annotations" / "instances_train.json").rename(root / "annotations" / "custom_train.json")
+    assert main(["predict", str(root / "val2017"), "-m", str(onnx_model), "--conf", "0", "-o", str(tmp_path / "dt")]) == 0
+    assert f"image ids of predictions.json from {root / 'annotations' / 'custom_val.json'}" in capsys.readouterr().err
+    results = json.loads((tmp_path / "dt" / "predictions.json").read_text())
+    assert {(r["file_name"], r["image_id"]) for r in results} == {("b.png", 0), ("a.png", 5), ("extra.png", 6)}
 
 
 def test_labels_of_boxes_side_by_side_do_not_cover_each_other():

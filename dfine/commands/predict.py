@@ -369,8 +369,11 @@ def _coco_files_of(folder: Path) -> Iterator[List[Path]]:
     predictions.json numbered 170 of 171 images by position there)."""
     for candidate in (folder, folder.parent):
         yield sorted(f for f in candidate.glob("*.json") if f.name != "predictions.json")
+    from ..data.convert.coco import split_folders
     for ann_dir in (folder.parent / "annotations", folder.parent.parent / "annotations"):
-        yield sorted(f for f in ann_dir.glob("*.json") if f.stem.endswith(f"_{folder.name}"))
+        # a split's file whose images folder this is: custom_val.json for val2017/ (a walk's ids were positions)
+        yield sorted(f for f in ann_dir.glob("*.json") if f.stem.endswith(f"_{folder.name}") or (
+            folder.name.lower() != "images" and folder in split_folders(f)))
 
 
 def _ids_from(ann_file: Path, paths: Sequence[Path]) -> Dict[Path, int]:
