@@ -328,6 +328,12 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     if fmt == "coco" and names:  # a walk's --names a,b on a set of 3 named classes was dropped without a word
         raise DfineError(f"--names is for a dataset folder that names no classes; the COCO files of {root} name "
                          f"theirs in their categories: leave --names out")
+    from dfine.data.convert.coco import split_of
+    named = split_of(root) if fmt == "coco" and root.is_file() else None
+    if split is not None and named in ("val", "test"):  # the evaluation of a val or test split's own file
+        from dfine.data.check import default_images  # custom_val.json: all of it, not a seeded fifth (a walk)
+        return {split: (root, default_images(root))}, [f"{root.name} is named as a {named} split: all of it is "
+                                                       f"evaluated, as it is"]
     found = find_coco_splits(root) if fmt == "coco" else {}
     if _read_as_is(found) or (found and (val_given or split == "test")):  # no val split made where none is used
         from dfine.data.convert import stale_conversion_note

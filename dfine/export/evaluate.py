@@ -286,6 +286,8 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     source = f"the {fmt.upper()} {split} split of {root}"
     if given:
         source = str(given)
+    elif kept and Path(kept) == root:  # a split's own file given (custom_val.json): the file, all of it
+        source = str(root)
     elif kept:  # as a checkpoint's evaluation says it, with the file (a re-walk saw valid/_annotations.coco.json only)
         shown = Path(kept).relative_to(root) if Path(kept).is_relative_to(root) else kept
         source = f"the {split} split of {root} ({shown})"

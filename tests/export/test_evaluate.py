@@ -146,6 +146,25 @@ def test_export_on_a_coco_data_folder_and_its_own_images_folder(onnx_model, labe
     assert titled == ["tiny.onnx, val"]
 
 
+def test_a_val_splits_own_file_given_as_data_is_evaluated_whole(onnx_model, labelled, tmp_path, capsys):
+    """``--data annotations/custom_val.json`` (a walk) scored a seeded fifth of the file, as one file for all
+    images is split; a file named as a val or test split is now evaluated whole, its images found beside it
+    (``val2017/``); one file for all images keeps its seeded val split (the one its training used)."""
+    root = tmp_path / "facemask"
+    ann = coco_file(labelled, root / "annotations" / "custom_val.json")
+    (root / "val2017").mkdir()
+    for p in labelled:
+        shutil.copy(p, root / "val2017" / p.name)
+    boxes = sum(len(b) for _, _, b in labelled.values())
+    ap, out, err = _eval(capsys, ["-r", str(onnx_model), "--data", str(ann), "-o", str(tmp_path / "m")])
+    assert f"on {ann} (6 images, {boxes} boxes)" in out
+    assert "custom_val.json is named as a val split: all of it is evaluated, as it is" in err
+    shutil.copytree(root / "val2017", tmp_path / "one" / "images")
+    whole = shutil.copy(ann, tmp_path / "one" / "all.json")
+    ap, out, err = _eval(capsys, ["-r", str(onnx_model), "--data", str(whole), "-o", str(tmp_path / "m2")])
+    assert "6 images" not in out and "became val" in err
+
+
 def test_export_on_a_recipes_val_set_with_only_images_given(onnx_model, labelled, tmp_path, capsys):
     """``-c RECIPE --images DIR`` (the recipe's val file, its images elsewhere) was refused with
     'give both --ann-file FILE and --images DIR'; a checkpoint took it."""
