@@ -78,8 +78,11 @@ def resolve_source(source: PathLike) -> Tuple[Path, Optional[Any]]:
     path = Path(source)
     if path.is_file():
         return path, None
-    if path.is_dir():
-        raise DfineError(f"checkpoint {source} is a folder; give a .pth file in it (e.g. {path / 'last.pth'})")
+    if path.is_dir():  # a run's folder: its best weights to export or evaluate, its last to resume (a walk)
+        best = next((path / n for n in ("best_stg2.pth", "best_stg1.pth") if (path / n).is_file()), None)
+        hint = (f"{best} (the run's best weights) or {path / 'last.pth'} (its last, to resume)"
+                if best is not None else f"e.g. {path / 'last.pth'}")
+        raise DfineError(f"checkpoint {source} is a folder; give a .pth file in it: {hint}")
     if path.suffix or os.sep in str(source):
         from .text import missing_model_note
         raise DfineError(f"checkpoint {source} not found{missing_model_note(path)}")

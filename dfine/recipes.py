@@ -187,7 +187,7 @@ def detect_format(root: Path, option: str = "--data") -> Format:
         said = {"val": " (dfine eval scores its val split)", "test": " --split test (to evaluate this split)"
                 } if option == "--data" else {}
         raise DfineError(f"{option} {root}: the {split} split of the dataset {dataset}, whose {' and '.join(others)} "
-                         f"split{'s' if len(others) > 1 else ''} go with it; give the dataset folder: {option} "
+                         f"split{'s go' if len(others) > 1 else ' goes'} with it; give the dataset folder: {option} "
                          f"{shlex.quote(str(dataset))}{said.get(split, '')}")
     if found is not None:
         return found
@@ -226,6 +226,13 @@ def _split_of_a_dataset(root: Path) -> Optional[Tuple[str, Path, List[str]]]:
     folder of a dataset whose other splits are folders beside it (Roboflow's ``train/``, ``valid/``,
     ``test/``): given alone it would be read as a whole dataset, its val a seeded share of it."""
     from dfine.data.convert import SPLIT_NAMES
+    if root.is_file() and root.parent.name == "annotations":  # annotations/instances_val2017.json (a walk trained
+        from dfine.data.convert.coco import split_of  # on the val file alone, its run named annotations_dfine_n)
+        named, dataset = split_of(root), root.parent.parent
+        found = find_coco_splits(dataset) if named else {}
+        if named in found and found[named][0].resolve() == root.resolve() and len(found) > 1:
+            return named, dataset, [s for s in found if s != named]
+        return None
     folder = root.parent if root.is_file() else root
     split = SPLIT_NAMES.get(folder.name.lower())
     if split is None or _format_of(folder.parent, nested=False) is None:
@@ -338,7 +345,8 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     if _read_as_is(found) or (found and (val_given or split == "test")):  # no val split made where none is used
         from dfine.data.convert import stale_conversion_note
         stale = stale_conversion_note(next(iter(found.values()))[0])  # a file dfine data convert wrote, since edited
-        return found, [stale] if stale else []
+        yolo = _yolo_labels_in(root)  # a walk's Roboflow set held a YOLO copy of its labels too, read unsaid
+        return found, [n for n in (stale, yolo and _other_format_note(root, "yolo", yolo, "coco")) if n]
     from dfine.data.convert import converter
 
     if found:  # a train split alone: split into train and val as one COCO file is, its test split kept as it is
@@ -380,6 +388,15 @@ def _few_images(ann_file: Path) -> Optional[int]:
     except (OSError, ValueError, AttributeError):
         return None
     return len(images) if isinstance(images, list) else None
+
+
+def _yolo_labels_in(root: Path) -> Optional[str]:
+    """``"YOLO labels (train/labels, ...)"`` when the folders ``labels/`` or ``{split}/labels/`` of ``root``
+    hold ``.txt`` files, else None."""
+    from dfine.data.convert import SPLIT_NAMES
+    held = [p for p in (root / "labels", *(root / n / "labels" for n in SPLIT_NAMES))
+            if p.is_dir() and next(p.rglob("*.txt"), None) is not None]
+    return f"YOLO labels ({', '.join(str(p.relative_to(root)) for p in held)})" if held else None
 
 
 def _other_format_note(root: Path, other: str, what: str, used: str) -> str:

@@ -20,6 +20,11 @@ def test_missing_file(tmp_path):
     with pytest.raises(dfine.DfineError, match="is a folder; give a .pth file in it") as e:
         read_checkpoint(tmp_path)
     assert str(tmp_path / "last.pth") in _one_line(e)
+    (tmp_path / "best_stg2.pth").write_bytes(b"")  # a run's folder: its best weights first (a walk's export)
+    with pytest.raises(dfine.DfineError) as e:
+        read_checkpoint(tmp_path)
+    assert _one_line(e).endswith(f"give a .pth file in it: {tmp_path / 'best_stg2.pth'} (the run's best weights) or "
+                                 f"{tmp_path / 'last.pth'} (its last, to resume)")
 
 
 @pytest.mark.parametrize("content, said", [

@@ -38,13 +38,13 @@ from dfine.errors import DfineError
 from dfine.data.cocojson import (DatasetError, box_repairs, boxes_per_image, inside_folder, read_coco_json,
                                   unsafe_file_name)
 from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
-from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, tail_complete
+from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, same_bytes, tail_complete
 from dfine.config import queries_override
 from dfine.models.config import DFINETransformerConfig
 from dfine.text import counted, cut_middle
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
-           "plot_backend", "preflight", "plot_report"]
+           "plot_backend", "preflight", "plot_report", "copies_across"]
 
 Level = Literal["json", "files", "headers", "deep"]
 Severity = Literal["error", "repair", "warning", "info"]
@@ -82,6 +82,10 @@ KINDS: Dict[str, Tuple[Severity, str, str]] = {
     "tiny": ("warning", "image", f"images under {TINY_SIDE} px on a side (too small to show an object: a "
              "placeholder, or a conversion gone wrong?)"),
     "unreferenced": ("warning", "file", "image files in the folder that no image entry of this file refers to"),
+    "same_bytes": ("warning", "image", "images whose file holds the same bytes as an earlier image's (one photo "
+                   "under two names: its boxes count twice, and a split may put one copy in train and one in val)"),
+    "background_copy": ("warning", "image", "background images whose file holds the same bytes as an image with "
+                        "boxes (the photo without its boxes: training learns its objects as background)"),
     "no_images": ("error", "file", "annotation files that list no image: nothing to train or evaluate on"),
     "crowd_only": ("error", "annotation", "annotations, every one of them iscrowd=1 (CVAT exports mask shapes so): "
                    "training would see no box; --fix makes them ordinary boxes (their bbox)"),
@@ -497,7 +501,29 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
         bar.close()
     if cached is not None:
         cached.save()
+    _copies(data, todo, folder, listing, findings)
     return headers
+
+
+def _copies(data: Mapping[str, Any], images: List[Mapping[str, Any]], folder: Path,
+            listing: Mapping[str, Tuple[int, bool, int]], findings: Dict[str, Finding]) -> None:
+    """``same_bytes`` and ``background_copy`` of the ``images`` (entries whose files are there): a walk's
+    dataset held every photo twice, one copy labelled and one not, which a YOLO reading took as background."""
+    files = {}
+    for im in images:
+        name = os.path.normpath(im["file_name"]).replace("\\", "/")
+        files.setdefault(im["id"], (os.path.join(str(folder), name), listing[name][0]))
+    groups = same_bytes(files)
+    if not groups:
+        return
+    boxed = set(boxes_per_image(data, files))
+    for group in groups:
+        labelled = [i for i in group if i in boxed]
+        for image_id in group:
+            if labelled and image_id not in boxed:
+                _add(findings, "background_copy", image_id)
+            elif image_id != (labelled or group)[0]:
+                _add(findings, "same_bytes", image_id)
 
 
 class HeaderCache:
@@ -549,6 +575,41 @@ class HeaderCache:
             write_json_atomic(self.path, {"version": self.VERSION, "folder": self.folder, "headers": kept})
         except OSError:
             pass
+
+
+def copies_across(splits: Mapping[str, Tuple[os.PathLike | str, os.PathLike | str]]) -> Optional[str]:
+    """A line when images of one split hold the same bytes as images of an earlier one (``splits``:
+    ``{split: (COCO file, images folder)}`` in train, val, test order): a walk's seeded val split held 12
+    photos whose copies, under other names, were in train, so its AP scored what training saw. None when
+    none does; files that are missing or unreadable are left to each split's check."""
+    files: Dict[Tuple[str, str], Tuple[str, int]] = {}
+    for split, (ann, folder) in splits.items():
+        try:
+            images = json.loads(Path(ann).read_text(encoding="utf-8")).get("images", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        for im in images if isinstance(images, list) else []:
+            name = im.get("file_name") if isinstance(im, dict) else None
+            if not isinstance(name, str) or unsafe_file_name(name) is not None:
+                continue
+            path = os.path.join(str(folder), os.path.normpath(name))
+            try:
+                files.setdefault((split, name), (path, os.stat(path).st_size))
+            except OSError:
+                continue
+    order = list(splits)
+    copied: Dict[str, List[Tuple[str, str, str]]] = {}
+    for group in same_bytes(files):
+        first = min(group, key=lambda key: order.index(key[0]))
+        for split, name in group:
+            if order.index(split) > order.index(first[0]):
+                copied.setdefault(split, []).append((name, first[0], first[1]))
+    if not copied:
+        return None
+    parts = [f"{counted(len(pairs), f'{split} image')} ({pairs[0][0]} = {pairs[0][2]} of {pairs[0][1]}"
+             f"{', ...' if len(pairs) > 1 else ''})" for split, pairs in copied.items()]
+    return (f"warning: the same photo in two splits, under other names (the same bytes): {'; '.join(parts)}: their "
+            f"AP scores what training saw; keep each photo in one split")
 
 
 def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, level: Level = "headers",
@@ -926,7 +987,9 @@ def plot_report(report: CheckReport, path: os.PathLike | str, names: Optional[Ma
     ax.set_title(f"{counted(sum(t[3] for t in table), 'box', 'boxes')} in "
                  + (f"{used} of " if used < len(table) else "") + counted(len(table), "class", "classes"))
     if len(table) <= 30:
-        ax.set_xticks(range(len(table)), [_tick(names.get(t[0], str(t[0]))) for t in table], rotation=90, fontsize=8)
+        width = 24 if len(table) <= 10 else 20  # a few classes: room for 'mask_weared_incorrect' whole (a walk)
+        ax.set_xticks(range(len(table)), [_tick(names.get(t[0], str(t[0])), width) for t in table], rotation=90,
+                      fontsize=8)
     else:
         ax.set_xlabel("class (in category id order)")
     ok = np.isfinite(report.centres).all(axis=1) & np.isfinite(report.shapes).all(axis=1)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-__all__ = ["open_image", "open_image_sized", "ImageHeader", "read_header", "tail_complete", "to_rgb8", "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth"]
+__all__ = ["open_image", "open_image_sized", "ImageHeader", "read_header", "tail_complete", "to_rgb8", "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth",
+           "same_bytes"]
 
 #: PIL modes with more than 8 bits per channel.
 HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -146,3 +147,45 @@ def read_header(path: os.PathLike | str) -> ImageHeader:
     """The header of the image at ``path`` (raises what ``PIL.Image.open`` raises)."""
     with PIL.Image.open(path) as f:
         return ImageHeader(f.width, f.height, exif_orientation(f), f.mode, f.format or "")
+
+
+def same_bytes(files: Mapping[Any, Tuple[str, int]]) -> List[List[Any]]:
+    """Groups of two or more keys of ``files`` (``{key: (path, size in bytes)}``) whose files hold the same
+    bytes (a photo saved twice under two names), each group in ``files``' order. Only files whose size another
+    one shares are read (hashed with BLAKE2b), so a folder of distinct images costs no reading; a file that
+    cannot be read is in no group."""
+    import hashlib
+
+    by_size: Dict[int, List[Any]] = {}
+    for key, (_, size) in files.items():
+        by_size.setdefault(size, []).append(key)
+    def digest(key: Any, limit: Optional[int]) -> Optional[bytes]:
+        hashed, left = hashlib.blake2b(digest_size=16), limit
+        try:
+            with open(files[key][0], "rb") as f:
+                while left is None or left > 0:
+                    chunk = f.read(1 << 20 if left is None else min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    hashed.update(chunk)
+                    left = None if left is None else left - len(chunk)
+        except OSError:
+            return None
+        return hashed.digest()
+
+    def grouped(candidates: List[List[Any]], limit: Optional[int]) -> List[List[Any]]:
+        out = []
+        for keys in candidates:
+            same: Dict[bytes, List[Any]] = {}
+            for key in keys:
+                found = digest(key, limit)
+                if found is not None:
+                    same.setdefault(found, []).append(key)
+            out += [g for g in same.values() if len(g) > 1]
+        return out
+
+    sizes = [keys for keys in by_size.values() if len(keys) > 1]
+    # the first 64 KiB tell most files of one size apart (uncompressed images of one shape); then all of it
+    order = {key: i for i, key in enumerate(files)}
+    groups = grouped(grouped(sizes, 1 << 16), None)
+    return sorted((sorted(g, key=order.__getitem__) for g in groups), key=lambda g: order[g[0]])

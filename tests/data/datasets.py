@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -10,13 +11,19 @@ import numpy as np
 import PIL.Image
 
 
+_DISTINCT = itertools.count(1)
+
+
 def image(path: Path, size: Tuple[int, int] = (64, 48), *, orientation: int = 1, mode: str = "RGB") -> Path:
     """A small image file of ``size`` (width, height) as stored; ``orientation`` an EXIF tag."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if mode == "I;16":
         im = PIL.Image.fromarray(np.full((size[1], size[0]), 30000, dtype=np.uint16))
     else:
-        im = PIL.Image.new("RGB", size, (120, 60, 30)).convert(mode)
+        im = PIL.Image.new("RGB", size, (120, 60, 30))
+        n = next(_DISTINCT)  # no two files the same bytes (those are copies): a corner block of its own colour
+        im.paste((n * 97 % 256, n * 57 % 256, n // 256 * 31 % 256), (0, 0, min(8, size[0]), min(8, size[1])))
+        im = im.convert(mode)
     kwargs = {}
     if orientation != 1:
         exif = PIL.Image.Exif()

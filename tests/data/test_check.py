@@ -17,7 +17,7 @@ from dfine.cli import main
 from dfine.data.check import KINDS, check_dataset, fix_dataset, preflight
 from dfine.data.coco import CocoDetection, DatasetError
 from tests.data.conftest import write_coco
-from tests.data.datasets import image, load
+from tests.data.datasets import image, load, yolo_labels
 
 CATS = [{"id": 1, "name": "cat", "supercategory": "animal"}, {"id": 2, "name": "dog", "supercategory": "animal"}]
 
@@ -783,3 +783,44 @@ def test_plot_into_a_folder_or_as_a_jpeg(tmp_path, capsys):
     assert main(["data", "check", str(src), "--plot", str(tmp_path / "labels.txt")]) == 2
     assert capsys.readouterr().err.strip() == (f"error: --plot {tmp_path / 'labels.txt'}: give a picture file "
                                                f"(.png, .jpg, .jpeg, .pdf, .svg) or a folder")
+
+
+def test_same_bytes_groups_copies_and_reads_only_files_of_one_size(tmp_path):
+    """Files of one size are compared by content, the first 64 KiB then all of it; others are never read."""
+    from dfine.data.image_io import same_bytes
+    head = bytes(range(256)) * 300  # 76,800 bytes: past the first 64 KiB
+    files = {"a": head + b"x", "b": head + b"y", "c": head + b"x", "d": b"short", "e": head + b"x"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    sized = {k: (str(tmp_path / k), len(v)) for k, v in files.items()}
+    assert same_bytes(sized) == [["a", "c", "e"]]  # b differs after the head; d has no file of its size
+    sized["gone"] = (str(tmp_path / "gone"), len(head) + 1)  # unreadable: in no group
+    sized["d2"] = (str(tmp_path / "d"), 5)
+    assert same_bytes(sized) == [["a", "c", "e"], ["d", "d2"]]
+
+
+def test_copies_of_one_photo_are_said_within_and_across_splits(tmp_path, capsys):
+    """A walk's YOLO folder held every photo twice, one copy labelled, one not (read as a background image,
+    'fine'), and a seeded split put copies of training photos in val: the check names both."""
+    src = tmp_path / "toys"
+    for split, i in (("train", 0), ("train", 1), ("val", 2)):
+        image(src / f"images/{split}/img{i}.jpg", (64, 48 + i))  # distinct photos
+        yolo_labels(src / f"labels/{split}/img{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    # the photo saved again under Roboflow's name, without labels, beside it; and train's img1 again in val
+    (src / "images/train/IMG_0.jpg").write_bytes((src / "images/train/img0.jpg").read_bytes())
+    (src / "images/val/copy1.jpg").write_bytes((src / "images/train/img1.jpg").read_bytes())
+    yolo_labels(src / "labels/val/copy1.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [toy]\n")
+    assert main(["data", "check", str(src)]) == 0  # warnings only
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "background_copy" in x)
+    assert "1  background images whose file holds the same bytes as an image with boxes" in line
+    assert "IMG_0.jpg" in line
+    assert ("warning: the same photo in two splits, under other names (the same bytes): 1 val image (val/copy1.jpg = "
+            "train/img1.jpg of train): their AP scores what training saw; keep each photo in one split") in out
+    # one COCO file listing a photo twice: the second is said
+    ann = write_coco(tmp_path / "twice", [{"id": 1, "name": "a"}], {1: [(1, [1, 1, 9, 9])], 2: [(1, [2, 2, 9, 9])]})
+    folder = tmp_path / "twice/images"
+    (folder / "000002.png").write_bytes((folder / "000001.png").read_bytes())
+    report = check_dataset(ann, folder)
+    assert report.count("same_bytes") == 1 and report.count("background_copy") == 0

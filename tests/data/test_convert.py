@@ -1077,3 +1077,24 @@ def test_convert_from_the_wrong_format_names_the_right_one(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["data", "convert", "--from", "voc", str(tmp_path / "empty")]) == 2
     assert "dfine data convert --from" not in capsys.readouterr().err
+
+
+def test_a_seeded_split_keeps_copies_of_one_photo_on_one_side(tmp_path):
+    """Pre-labels of a folder holding every photo twice (img5.jpg and IMG_5_jpg.rf.X.jpg, the same bytes): a
+    walk's seeded split put 12 of 16 val photos beside their copies in train. Copies go to one side."""
+    from dfine.data.convert import split_by_fraction
+    items, files = [], {}
+    for i in range(20):
+        for name in (f"img{i}.jpg", f"IMG_{i}_jpg.rf.{i:04x}.jpg"):
+            (tmp_path / name).write_bytes(f"photo {i}".encode() * 10)
+            items.append(name)
+            files[name] = tmp_path / name
+    plain = split_by_fraction(items, 0.2, 0)
+    assert any(f"img{i}.jpg" in plain[1] and f"IMG_{i}_jpg.rf.{i:04x}.jpg" in plain[0] for i in range(20))
+    notes = []
+    train, val = split_by_fraction(items, 0.2, 0, notes=notes, files=files)
+    assert sorted(train + val) == sorted(items) and len(val) == 8
+    for i in range(20):
+        assert (f"img{i}.jpg" in val) == (f"IMG_{i}_jpg.rf.{i:04x}.jpg" in val)
+    assert notes == ["the 40 images are copies (Roboflow's versions, or the same bytes under other names) of 20 "
+                     "photos, each photo's copies kept on one side: val holds 4 photos (8 images)"]

@@ -246,7 +246,7 @@ def test_one_coco_file_of_roboflow_copies_keeps_each_photos_copies_on_one_side(t
     (tmp_path / "images").mkdir()
     images, anns = [], []
     for k, name in enumerate(names, 1):
-        Image.new("RGB", (32, 32)).save(tmp_path / "images" / name)
+        Image.new("RGB", (32, 32), (8 * k, 0, 0)).save(tmp_path / "images" / name)  # versions, not the same bytes
         images.append({"id": k, "file_name": name, "width": 32, "height": 32})
         anns.append({"id": k, "image_id": k, "category_id": 1, "bbox": [4, 4, 10, 10], "area": 100, "iscrowd": 0})
     (tmp_path / "images" / "annotations.json").write_text(json.dumps(

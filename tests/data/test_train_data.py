@@ -1282,6 +1282,13 @@ def test_coco_layout_with_split_files_of_other_names(tmp_path, capsys):
     # the file given alone: its images found in train2017/ (it was 'not found: none of its first 2 file names ...')
     assert main(["data", "check", str(src / "annotations/custom_train.json")]) == 0
     assert f"images in {src / 'train2017'}" in capsys.readouterr().out
+    # one split's file as --data (a walk trained on instances_val2017.json alone, its run named annotations_dfine_n)
+    given = src / "annotations/custom_val.json"
+    assert main(["train", "--data", str(given), "-o", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --data {given}: the val split of the dataset {src}, whose train split goes with it; give the dataset "
+        f"folder: --data {src} (dfine eval scores its val split)")
+    assert not (tmp_path / "run").exists()
 
 
 def test_names_for_a_coco_folder_are_refused_not_dropped(tmp_path, capsys):
@@ -1302,3 +1309,17 @@ def test_names_for_a_coco_folder_are_refused_not_dropped(tmp_path, capsys):
         assert main([*argv, "--names", "a,b"]) == 2
         assert capsys.readouterr().err.strip() == said, argv
     assert not (tmp_path / "run").exists()
+
+
+def test_a_coco_folder_with_yolo_labels_too_says_which_are_read(tmp_path, capsys):
+    """A Roboflow COCO export whose split folders also held YOLO labels (a walk): the COCO files were read and
+    nothing said so, as it is said for VOC beside YOLO."""
+    from tests.data.conftest import write_coco
+    src = tmp_path / "toys"
+    for split in ("train", "valid"):
+        ann = write_coco(src / split, [{"id": 1, "name": "bull"}], {1: [(1, [5, 5, 20, 20])]})
+        ann.rename(src / split / "_annotations.coco.json")
+        yolo_labels(src / split / "labels" / "000001.txt", ["0 0.5 0.5 0.3 0.3"])
+    assert main(["data", "check", str(src)]) == 0
+    assert (f"{src} also holds YOLO labels (train/labels, valid/labels); the COCO files are used. For the others: "
+            f"dfine data convert --from yolo {src} -o toys_yolo, then --data toys_yolo") in capsys.readouterr().out

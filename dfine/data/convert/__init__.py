@@ -224,7 +224,8 @@ def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[st
     if "val" not in items:
         pool = {item.path.as_posix(): item for item in items.get("train", [])}
         said: List[str] = []
-        train, val = split_by_fraction(list(pool), val_fraction, seed, labels_of(pool), said)
+        train, val = split_by_fraction(list(pool), val_fraction, seed, labels_of(pool), said,
+                                       files={k: item.path for k, item in pool.items()})
         items["train"], items["val"] = [pool[k] for k in train], [pool[k] for k in val]
         notes.append(f"no val {kind}: {len(val)} of {counted(len(pool), 'image')} became val "
                      f"{fraction_said(val_fraction, seed)}")
@@ -298,11 +299,14 @@ def labels_of(items: Mapping[str, Any]) -> Dict[str, set]:
 
 def split_by_fraction(items: Sequence[str], fraction: float, seed: int,
                       classes: Optional[Mapping[str, Iterable[Any]]] = None,
-                      notes: Optional[List[str]] = None) -> Tuple[List[str], List[str]]:
+                      notes: Optional[List[str]] = None,
+                      files: Optional[Mapping[str, os.PathLike | str]] = None) -> Tuple[List[str], List[str]]:
     """``items`` (sorted first) shuffled with ``seed``; the first ``round(n * fraction)`` are val.
     Returns ``(train, val)``, each sorted. Roboflow's copies of one photo (``a_jpg.rf.HASH1.jpg``,
     ``a_jpg.rf.HASH2.jpg``: the versions an augmented export holds) go to the same side, whole groups
-    shuffled instead: a copy in val of a photo in train scored it on what it was trained on.
+    shuffled instead: a copy in val of a photo in train scored it on what it was trained on. So do
+    images whose files (``files``: ``{item: image file}``) hold the same bytes under other names (a walk's
+    pre-labels put 12 of 16 val photos beside their copies in train).
 
     ``classes`` (``{item: its boxes' classes}``) keeps the rare classes on both sides: a class the
     shuffle left out of val gets one of its images moved to val when train keeps another, and one
@@ -312,9 +316,10 @@ def split_by_fraction(items: Sequence[str], fraction: float, seed: int,
     if not 0.0 <= fraction < 1.0:
         raise DatasetError(f"--val-fraction {fraction} must be in [0, 1)")
     order = sorted(items)
+    same = _same_files(order, files) if files else {}
     groups: Dict[str, List[str]] = {}
     for item in order:
-        groups.setdefault(_ROBOFLOW_COPY.sub("", item), []).append(item)
+        groups.setdefault(_ROBOFLOW_COPY.sub("", same.get(item, item)), []).append(item)
     n_val = int(round(len(order) * fraction))
     if fraction > 0 and n_val == 0 and len(order) > 1:
         n_val = 1
@@ -336,9 +341,23 @@ def split_by_fraction(items: Sequence[str], fraction: float, seed: int,
         _keep_classes_on_both_sides(keys, val_keys, of_group, notes)
     val = sorted(item for key in val_keys for item in groups[key])
     if len(groups) < len(order) and notes is not None:  # a walk read 81 of 342 as a 24% split, not 3 of 18 photos
-        notes.append(f"the {len(order)} images are Roboflow copies of {len(groups)} photos, each photo's copies kept on "
+        what = "copies (Roboflow's versions, or the same bytes under other names)" if same else "Roboflow copies"
+        notes.append(f"the {len(order)} images are {what} of {len(groups)} photos, each photo's copies kept on "
                      f"one side: val holds {counted(len(val_keys), 'photo')} ({counted(len(val), 'image')})")
     return sorted(set(order) - set(val)), val
+
+
+def _same_files(items: Sequence[str], files: Mapping[str, os.PathLike | str]) -> Dict[str, str]:
+    """``{item: the first item whose file holds the same bytes}`` of the items whose file is a copy."""
+    from dfine.data.image_io import same_bytes
+    sized = {}
+    for item in items:
+        if item in files:
+            try:
+                sized[item] = (str(files[item]), os.stat(files[item]).st_size)
+            except OSError:
+                continue
+    return {item: group[0] for group in same_bytes(sized) for item in group[1:]}
 
 
 def _keep_classes_on_both_sides(keys: Sequence[str], val_keys: set, of_group: Mapping[str, set],

@@ -142,7 +142,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     if len(keys) != len(images):
         raise DatasetError(f"{ann}: image ids repeat ({len(images) - len(keys)} duplicates); each image needs its own id")
     said: List[str] = []
-    train_ids, val_ids = _split(images, keys, val_fraction, seed, _classes_of_images(data), said)
+    train_ids, val_ids = _split(images, keys, val_fraction, seed, _classes_of_images(data), said, folder)
     rel = ann.relative_to(src) if ann.is_relative_to(src) and ann != src else ann.name
     notes = [f"{what} ({rel}): {len(val_ids)} of {counted(len(images), 'image')} became val "
              f"{fraction_said(val_fraction, seed)}", *said]
@@ -182,15 +182,19 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
 
 
 def _split(images: Sequence[Dict[str, Any]], keys: set, fraction: float, seed: int, classes: Dict[str, set],
-           said: List[str]) -> Tuple[List[str], List[str]]:
+           said: List[str], folder: Path) -> Tuple[List[str], List[str]]:
     """:func:`split_by_fraction` of the image ids ``keys``; by file name when the files are Roboflow copies
     (``a_jpg.rf.HASH.jpg``), so that the copies of one photo go to one side (by id they were split apart,
-    and val scored copies of training photos, a walk); the split of other sets unchanged."""
+    and val scored copies of training photos, a walk); images whose files in ``folder`` hold the same bytes
+    likewise; the split of other sets unchanged."""
     names = {str(im.get("id")): str(im.get("file_name", "")) for im in images}
     if not has_roboflow_copies(names.values()) or len(set(names.values())) != len(names):
-        return split_by_fraction(list(keys), fraction, seed, classes, said)
+        files = {i: folder / n.replace("\\", "/").lstrip("/") for i, n in names.items() if n}
+        return split_by_fraction(list(keys), fraction, seed, classes, said, files=files)
     ids = {n: i for i, n in names.items()}
-    train, val = split_by_fraction(list(ids), fraction, seed, {n: classes.get(i, set()) for n, i in ids.items()}, said)
+    files = {n: folder / n.replace("\\", "/").lstrip("/") for n in ids if n}
+    train, val = split_by_fraction(list(ids), fraction, seed, {n: classes.get(i, set()) for n, i in ids.items()}, said,
+                                   files=files)
     return [ids[n] for n in train], [ids[n] for n in val]
 
 

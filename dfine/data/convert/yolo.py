@@ -653,7 +653,7 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         pool = [str(p) for p in splits["train"]]
         said: List[str] = []
         classes = {item: _classes_named(Path(item), class_names) for item in pool}
-        train, val = split_by_fraction(pool, val_fraction, seed, classes, said)
+        train, val = split_by_fraction(pool, val_fraction, seed, classes, said, files={p: p for p in pool})
         splits["train"], splits["val"] = [Path(p) for p in train], [Path(p) for p in val]
         notes.append(f"no val split: {len(val)} of {len(train) + len(val)} train images became val "
                      f"{fraction_said(val_fraction, seed)}")
