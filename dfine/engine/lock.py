@@ -38,12 +38,13 @@ def output_lock(folder: Path) -> Iterator[None]:
     """Hold the lock of ``folder`` (created if missing); ``DfineError`` naming the holder when another
     process holds it. The lock file is removed when the holder is done with it (a file left behind
     read as a stale lock); a process that opened it before that locks the file it then finds at the
-    path, never the removed one."""
+    path, never the removed one. A folder it created that is empty when it is done is removed."""
     try:
         import fcntl
     except ImportError:  # Windows
         yield
         return
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     while True:
@@ -68,6 +69,11 @@ def output_lock(folder: Path) -> Iterator[None]:
         finally:
             path.unlink(missing_ok=True)  # while still held: no one can lock it between the two
             fcntl.flock(f, fcntl.LOCK_UN)
+            if created:  # a run stopped before it wrote anything left an empty numbered folder (a walk)
+                try:
+                    folder.rmdir()  # only when empty
+                except OSError:
+                    pass
 
 
 def _same_file(f, path: Path) -> bool:

@@ -57,6 +57,22 @@ def test_the_lock_file_goes_when_the_run_ends(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: nothing is locked on Windows")
+def test_a_run_folder_the_lock_made_goes_when_nothing_was_written(tmp_path):
+    """A walk's runs stopped during their setup left empty numbered folders (fm_dfine_n_6) behind."""
+    with pytest.raises(KeyboardInterrupt):
+        with output_lock(tmp_path / "run"):
+            raise KeyboardInterrupt
+    assert not (tmp_path / "run").exists()
+    with output_lock(tmp_path / "run"):  # a run that wrote something keeps its folder
+        (tmp_path / "run" / "last.pth").write_bytes(b"x")
+    assert (tmp_path / "run" / "last.pth").is_file()
+    (tmp_path / "mine").mkdir()  # a folder that was there stays, empty or not
+    with output_lock(tmp_path / "mine"):
+        pass
+    assert (tmp_path / "mine").is_dir()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: nothing is locked on Windows")
 def test_a_lock_file_removed_by_its_holder_is_not_taken(tmp_path, monkeypatch):
     """A second run that opened the file just before the first removed it must not hold a lock on
     the removed file while a third locks the new one: it locks the file at the path."""
