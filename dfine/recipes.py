@@ -440,6 +440,12 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # a split folder given alone (a LabelMe set's test/): the dataset's name, not 'test_dfine_n' for every such set
     name = named.parent.name if named.name.lower() in SPLIT_NAMES and named.parent.name else named.name
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
+    home = root.resolve() if root.is_dir() else named
+    if output_dir is not None and scratch is None and (out.resolve() == home or home in out.resolve().parents):
+        # a walk's -o DATASET/annotations: checkpoints and pictures among the dataset's own files
+        raise DfineError(f"-o {output_dir} is inside the dataset folder {home}: the run's files (and pictures, "
+                         f"which a later --data would take for images of the dataset) would mix with it; choose a "
+                         f"folder outside it")
     taken = None
     passed_over = None  # the latest run of this folder name, trained on another dataset: not continued
     if output_dir is None and scratch is None and run_folder != "as is":

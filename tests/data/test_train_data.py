@@ -1323,3 +1323,14 @@ def test_a_coco_folder_with_yolo_labels_too_says_which_are_read(tmp_path, capsys
     assert main(["data", "check", str(src)]) == 0
     assert (f"{src} also holds YOLO labels (train/labels, valid/labels); the COCO files are used. For the others: "
             f"dfine data convert --from yolo {src} -o toys_yolo, then --data toys_yolo") in capsys.readouterr().out
+
+
+def test_an_output_folder_inside_the_dataset_is_refused(tmp_path, capsys):
+    """``-o DATASET/annotations`` (a walk) wrote checkpoints and pictures among the dataset's own files."""
+    src = _yolo(tmp_path / "fruit")
+    for out in (src / "annotations", src):
+        assert main(["train", "--data", str(src), "-o", str(out), "--epochs", "1"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: -o {out} is inside the dataset folder {src}: the run's files (and pictures, which a later --data "
+            f"would take for images of the dataset) would mix with it; choose a folder outside it")
+    assert not (src / "annotations").exists()
