@@ -165,8 +165,13 @@ def calibration_images(source: PathLike, limit: int = DEFAULT_CALIB_IMAGES) -> L
         if not paths:
             raise DfineError(f"calibration folder {src} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     elif src.is_file() and src.suffix.lower() == ".json":
-        from ..data.coco import read_coco_json
-        paths = sorted(src.parent / str(im["file_name"]) for im in read_coco_json(src)["images"])
+        from ..data.check import default_images
+        from ..data.coco import DatasetError, read_coco_json
+        try:  # where data check and eval find them (Roboflow's split/images/ beside split/_annotations.coco.json)
+            folder = default_images(src)
+        except DatasetError:
+            folder = src.parent
+        paths = sorted(folder / str(im["file_name"]) for im in read_coco_json(src)["images"])
         missing = [p for p in paths if not p.is_file()]
         if missing or not paths:
             raise DfineError(f"the images of {src} are not beside it (first missing: {missing[0] if missing else '-'}); "

@@ -449,3 +449,23 @@ def test_int8_export_line_says_what_the_scheme_keeps_float(checkpoint, images, t
                  "--calib-size", "2", "--no-simplify", "-o", str(out)]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith(f"wrote {out}"))
     assert "kept in float32 (--keep-float): nothing; attention's activation products and max-pools stay float" in line
+
+
+def test_calibration_from_a_roboflow_split_file_finds_its_images_folder(tmp_path):
+    """``--calib train/_annotations.coco.json`` (a walk) said its images were not beside it, though data check
+    and eval find them in ``train/images/``; a file whose images are nowhere near is still one line."""
+    from dfine.errors import DfineError
+    from dfine.export.int8 import calibration_images
+    from tests.data.datasets import image
+    split = tmp_path / "train"
+    names = [f"p{i}.jpg" for i in range(3)]
+    for name in names:
+        image(split / "images" / name)
+    ann = split / "_annotations.coco.json"
+    ann.write_text(json.dumps({"images": [{"id": i, "file_name": n, "width": 64, "height": 48}
+                                          for i, n in enumerate(names)], "annotations": [], "categories": []}))
+    assert calibration_images(ann, 10) == [split / "images" / n for n in names]
+    lost = tmp_path / "lost.json"
+    lost.write_text(ann.read_text())
+    with pytest.raises(DfineError, match="the images of .*lost.json are not beside it"):
+        calibration_images(lost, 10)
