@@ -424,12 +424,19 @@ def _other_splits(ann_file: Path, folder: Path) -> set:
                 theirs is not None and theirs.resolve() != folder.resolve()):
             continue
         try:
-            images = json.loads(other.read_text(encoding="utf-8")).get("images", [])
+            data = json.loads(other.read_text(encoding="utf-8"))
+            images, info = data.get("images", []), data.get("info")
         except (OSError, ValueError, AttributeError):
             continue
         names |= {os.path.normpath(im["file_name"]).replace("\\", "/") for im in images
                   if isinstance(im, dict) and isinstance(im.get("file_name"), str)}
+        names |= _left_out(info)  # its unreadable images, which its conversion said
     return names
+
+
+def _left_out(info: Any) -> set:
+    """The file names a conversion left out as unreadable (``info.left_out``): said by the conversion, no strays."""
+    return {n for n in info.get("left_out", []) if isinstance(n, str)} if isinstance(info, dict) else set()
 
 
 def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: Dict[str, Finding],
@@ -634,7 +641,7 @@ def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *,
     hint = None
     if level != "json":
         _file_checks(data, folder, level, findings, workers, progress, cache,
-                     frozenset(_other_splits(Path(ann_file), folder)))
+                     frozenset(_other_splits(Path(ann_file), folder) | _left_out(data.get("info"))))
         hint = _images_hint(data, findings, folder, Path(ann_file))
     findings = {k: findings[k] for k in KINDS if k in findings}
     area = boxes[:, 2] * boxes[:, 3] if len(boxes) else np.zeros(0)

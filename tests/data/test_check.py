@@ -824,3 +824,18 @@ def test_copies_of_one_photo_are_said_within_and_across_splits(tmp_path, capsys)
     (folder / "000002.png").write_bytes((folder / "000001.png").read_bytes())
     report = check_dataset(ann, folder)
     assert report.count("same_bytes") == 1 and report.count("background_copy") == 0
+
+
+def test_an_image_the_conversion_left_out_is_not_listed_again_as_a_stray(tmp_path, capsys):
+    """A walk's cut JPEG was said as left out by the conversion, then listed by the check of each split as an
+    image file that no entry refers to; the converted files now name what they left out."""
+    src = tmp_path / "set"
+    for i in range(4):
+        image(src / f"images/{i}.jpg", (64, 48))
+        yolo_labels(src / f"labels/{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "images/cut.jpg").write_bytes(b"not an image")
+    yolo_labels(src / "labels/cut.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "classes.txt").write_text("toy\n")
+    assert main(["data", "check", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "1 unreadable image left out: cut.jpg" in out and "unreferenced" not in out

@@ -57,6 +57,7 @@ class SplitCounts:
     boxes: int = 0
     background: int = 0  # images without boxes (kept)
     ignored: int = 0  # boxes kept as iscrowd (VOC difficult)
+    left_out: List[str] = field(default_factory=list)  # unreadable images left out, relative to the images folder
 
 
 @dataclass
@@ -121,6 +122,7 @@ def coco_split(split: str, items: Sequence[Annotated], folder: Path, names: Sequ
     for item, header in zip(items, headers):
         if isinstance(header, str):
             unreadable.append(f"{item.path.name} ({header})")
+            counts.left_out.append(item.path.relative_to(folder).as_posix())
             continue
         width, height = header.shown_size
         if item.size is not None and tuple(item.size) != (width, height):
@@ -238,7 +240,7 @@ def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[st
     for split in (s for s in ("train", "val", "test") if s in items):
         ims, anns, counts[split] = coco_split(split, items[split], folder, names, notes, kind=kind)
         written[split] = ann_dir / f"instances_{split}.json"
-        write_coco_json(written[split], ims, anns, names, info)
+        write_coco_json(written[split], ims, anns, names, info, counts[split].left_out)
     return Converted(src, out_dir, folder, written, tuple(names), counts, notes)
 
 
@@ -551,11 +553,13 @@ def written_files() -> Iterator[List[Path]]:
 
 
 def write_coco_json(path: Path, images: List[Dict[str, Any]], annotations: List[Dict[str, Any]],
-                    names: Sequence[str], info: Mapping[str, Any]) -> None:
+                    names: Sequence[str], info: Mapping[str, Any], left_out: Sequence[str] = ()) -> None:
     """Write one COCO file (categories ``1..K`` named ``names``) atomically; never over a split file
-    that dfine did not write (:func:`refuse_to_replace`)."""
+    that dfine did not write (:func:`refuse_to_replace`). ``left_out``: the unreadable images the conversion
+    left out, kept in ``info`` so that a check of the file does not list them again as strays."""
     refuse_to_replace(path.parent)
-    write_json_atomic(path, {"info": dict(info), "images": images, "annotations": annotations,
+    info = {**info, **({"left_out": list(left_out)} if left_out else {})}
+    write_json_atomic(path, {"info": info, "images": images, "annotations": annotations,
                              "categories": categories(names)})
     if _WRITTEN is not None:
         _WRITTEN.append(Path(path))

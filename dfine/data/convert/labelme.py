@@ -411,5 +411,5 @@ def convert_labelme(src: os.PathLike | str, out: Optional[os.PathLike | str] = N
         items = [Annotated(image_paths[i], files[i].path.name, files[i].size, files[i].boxes) for i in indices]
         ims, anns, counts[split] = coco_split(split, items, folder, class_names, notes, kind="JSON")
         written[split] = ann_dir / f"instances_{split}.json"
-        write_coco_json(written[split], ims, anns, class_names, info)
+        write_coco_json(written[split], ims, anns, class_names, info, counts[split].left_out)
     return Converted(src, out_dir, folder, written, class_names, counts, notes)

@@ -345,7 +345,7 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
         ims, anns, counts[split] = _split_json(split, [records[s] for s in stems], folder, class_names, notes,
                                                beside is not None)
         written[split] = ann_dir / f"instances_{split}.json"
-        write_coco_json(written[split], ims, anns, class_names, info)
+        write_coco_json(written[split], ims, anns, class_names, info, counts[split].left_out)
     return Converted(src, out_dir, folder, written, class_names, counts, notes)
 
 

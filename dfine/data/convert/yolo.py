@@ -554,6 +554,7 @@ def _split_json(split: str, images: List[Path], names: Tuple[str, ...], names_so
     for image, lp, has_label, header in zip(images, labels, present, headers):
         if isinstance(header, str):
             bad.append(f"{image.name} ({header})")
+            counts.left_out.append(image.relative_to(folder).as_posix())
             continue
         width, height = header.shown_size
         image_id = len(out_images) + 1
@@ -682,7 +683,7 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         raise DatasetError(_label_errors(errors, base))
     for split, (ims, anns, counts[split]) in converted.items():
         written[split] = ann_dir / f"instances_{split}.json"
-        write_coco_json(written[split], ims, anns, class_names, info)
+        write_coco_json(written[split], ims, anns, class_names, info, counts[split].left_out)
     _note_labels_without_images(everything, notes)
     _note_images_in_no_split(base, everything, notes)
     return Converted(src, out_dir, folder, written, class_names, counts, notes)
