@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .errors import DfineError
+from .errors import DfineError, keyword_hints
 from .commands.export import FORMATS, format_name
 from .text import missing_model_note
 
@@ -23,6 +23,7 @@ __all__ = ["evaluate", "export_model"]
 PathLike = Union[str, os.PathLike]
 
 
+@keyword_hints
 def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, device: Optional[str] = None,
              names: Optional[Union[str, Sequence[str]]] = None, progress: bool = True,
              split: str = "val", slice: Union[None, bool, int, Sequence[int]] = None,
@@ -85,6 +86,7 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     return result
 
 
+@keyword_hints
 def export_model(model: PathLike, format: str = "onnx", *, output: Optional[PathLike] = None,
                  imgsz: Optional[int] = None, static: bool = False, int8: bool = False,
                  calib: Optional[PathLike] = None) -> Path:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
-from dfine.errors import DfineError
+from dfine.errors import DfineError, keyword_hints
 from dfine.text import counted
 
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "as_is", "detect_format", "find_coco_splits", "data_run", "train",
@@ -720,6 +720,7 @@ def _checked_imgsz(imgsz: Any) -> Any:
     return imgsz
 
 
+@keyword_hints
 def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
           batch: Optional[int] = None, imgsz: Optional[Union[int, Sequence[int]]] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
           tuning: Optional[str] = None, device: Optional[str] = None, overrides: Sequence[str] = (),

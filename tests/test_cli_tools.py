@@ -91,3 +91,21 @@ def test_export_model_format_other_names(tmp_path):
     # TensorRT's name is taken: what is said is the missing tensorrt or the missing checkpoint, not the format
     with pytest.raises(DfineError, match="tensorrt is not installed|not found"):
         dfine.export_model(tmp_path / "m.pth", "TRT")
+
+
+def test_python_api_keyword_typos_name_the_one_meant():
+    """``dfine.train(epoch=2)`` was a bare TypeError (a walk), where the command line says "did you mean
+    --epochs?"; the public functions keep their signatures and docstrings for help() and IDEs."""
+    import inspect
+
+    import pytest
+
+    import dfine
+    for func, given, said in ((dfine.train, {"epoch": 2}, "dfine.train() takes no epoch=; did you mean epochs=?"),
+                              (dfine.evaluate, {"imgs": 3}, "dfine.evaluate() takes no imgs=; did you mean imgsz=?"),
+                              (dfine.export_model, {"fmt": "onnx"},
+                               "dfine.export_model() takes no fmt=; did you mean format=?")):
+        with pytest.raises(dfine.DfineError) as err:
+            func("data", **given)
+        assert str(err.value) == said
+    assert "epochs" in inspect.signature(dfine.train).parameters and "Train" in dfine.train.__doc__
