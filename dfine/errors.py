@@ -13,14 +13,16 @@ def keyword_hints(func):
     import inspect
 
     takes = [name for name, p in inspect.signature(func).parameters.items()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"]
 
     @functools.wraps(func)
     def checked(*args, **kwargs):
         unknown = [k for k in kwargs if k not in takes]
         if unknown:
-            close = difflib.get_close_matches(unknown[0], takes, 1)
+            given = unknown[0]  # a shorter or longer form first: confidence= is conf=, not config=
+            close = [t for t in takes if given.startswith(t) or t.startswith(given)] or difflib.get_close_matches(
+                given, takes, 1)
             hint = f"did you mean {close[0]}=?" if close else f"it takes {', '.join(takes)}"
-            raise DfineError(f"dfine.{func.__name__}() takes no {unknown[0]}=; {hint}")
+            raise DfineError(f"dfine.{func.__qualname__.replace('.__init__', '')}() takes no {unknown[0]}=; {hint}")
         return func(*args, **kwargs)
     return checked

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DfineError
+from .errors import DfineError, keyword_hints
 from .slicing import trained_tile
 from .text import CHECKPOINT_SUFFIXES, score_below
 
@@ -236,6 +236,7 @@ class Detector:
     _tiles_said: bool = False  # the note that a model trained on tiles runs unsliced: said once
     tiles_run: int = 0  # sliced: the tiles (and whole images, slice.full) run through the model so far
 
+    @keyword_hints
     def __init__(self, model: PathLike, device: str = "cpu", conf: Optional[float] = None,
                  imgsz: Union[int, Sequence[int], None] = None, backend: Optional[str] = None,
                  batch_size: int = 8, size: Optional[str] = None, config: Optional[PathLike] = None,

@@ -104,7 +104,9 @@ def test_python_api_keyword_typos_name_the_one_meant():
     for func, given, said in ((dfine.train, {"epoch": 2}, "dfine.train() takes no epoch=; did you mean epochs=?"),
                               (dfine.evaluate, {"imgs": 3}, "dfine.evaluate() takes no imgs=; did you mean imgsz=?"),
                               (dfine.export_model, {"fmt": "onnx"},
-                               "dfine.export_model() takes no fmt=; did you mean format=?")):
+                               "dfine.export_model() takes no fmt=; did you mean format=?"),
+                              (dfine.Detector, {"confidence": 0.3}, "dfine.Detector() takes no confidence=; did you mean "
+                                                                    "conf=?")):
         with pytest.raises(dfine.DfineError) as err:
             func("data", **given)
         assert str(err.value) == said
