@@ -686,6 +686,18 @@ def _images_hint(data: Mapping[str, Any], findings: Mapping[str, Finding], folde
     return None
 
 
+def _names_some(ann_file: Path, folder: Path) -> bool:
+    """Whether ``folder`` holds an image the first ``file_name`` entries of ``ann_file`` name (read from the
+    file's head, not the whole file), or the head names none: a walk's eval pictures written beside
+    ``annotations/x.json`` made that folder the file's images folder, its 171 images then 'missing'."""
+    import re
+
+    from dfine.data.convert import file_head
+    names = [m.decode("utf-8", "replace") for m in re.findall(rb'"file_name"\s*:\s*"([^"\\]+)"',
+                                                                file_head(ann_file, 1 << 16))[:20]]
+    return not names or any((folder / n).is_file() or (folder / Path(n).name).is_file() for n in names)
+
+
 def default_images(ann_file: os.PathLike | str) -> Path:
     """The images folder of ``ann_file`` when none is given: the one a converted file names in its
     ``info`` (``dfine data convert``), else the file's own folder when it holds images (Roboflow's
@@ -701,7 +713,8 @@ def default_images(ann_file: os.PathLike | str) -> Path:
     if folder is not None and folder.is_dir():
         return folder
     beside = roboflow_images(path.parent) if path.parent.is_dir() else path.parent
-    if beside.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in beside.iterdir()):
+    if beside.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in beside.iterdir()) and _names_some(path,
+                                                                                                           beside):
         return beside
     data = read_coco_json(path)  # not a COCO file at all: say that first
     from dfine.data.convert.coco import find_images_folder

@@ -839,3 +839,20 @@ def test_an_image_the_conversion_left_out_is_not_listed_again_as_a_stray(tmp_pat
     assert main(["data", "check", str(src)]) == 0
     out = capsys.readouterr().out
     assert "1 unreadable image left out: cut.jpg" in out and "unreferenced" not in out
+
+
+def test_pictures_beside_a_split_file_do_not_make_its_images_folder(tmp_path):
+    """A walk's ``dfine eval -o DATA/annotations`` wrote its pictures beside ``annotations/custom_val.json``: that
+    folder then held images and was taken for the file's, every image 'missing'. It must hold images it names."""
+    from dfine.data.check import default_images
+    ann = write_coco(tmp_path / "tmp", [{"id": 1, "name": "a"}], {1: [(1, [1, 1, 9, 9])]})
+    (tmp_path / "set/annotations").mkdir(parents=True)
+    ann = ann.rename(tmp_path / "set/annotations/custom_val.json")
+    (tmp_path / "tmp/images").rename(tmp_path / "set/val2017")
+    image(tmp_path / "set/annotations/eval_predictions.png")
+    assert default_images(ann) == tmp_path / "set/val2017"
+    # Roboflow's split/_annotations.coco.json beside its images: still its own folder
+    rf = write_coco(tmp_path / "rf", [{"id": 1, "name": "a"}], {1: [(1, [1, 1, 9, 9])]})
+    for p in (tmp_path / "rf/images").iterdir():
+        p.rename(tmp_path / "rf" / p.name)
+    assert default_images(rf) == tmp_path / "rf"
