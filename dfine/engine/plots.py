@@ -415,7 +415,8 @@ def plot_evaluation(metrics: Any, out: Path, what: str,
         # an evaluation's of the test split was 'eval_test_val_predictions.png', titled 'val predictions' (a walk)
         name = f"{prefix}predictions.png" if prefix else "val_predictions.png"
         # its title names the split first: 'test predictions (m.onnx, score > ...)', not '(m.onnx, test, ...)' again
-        source = what.replace(f", {split}", "", 1)
+        tail = f", {split}"  # only the split itself: a file val_super.json read 'm.onnx_super.json' (a walk)
+        source = what[:-len(tail)] if what.endswith(tail) else what
         paths.append(plot_val_predictions(metrics, ann, val[1], out / name, conf=DEFAULT_CONF if conf is None else conf,
                                           source=source, note=note, split=split))
     return paths

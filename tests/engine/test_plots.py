@@ -262,6 +262,9 @@ def test_val_predictions_say_why_they_are_drawn_at_the_default_conf(tmp_path, mo
     # 'test predictions (m.onnx, test, ...)' said the split twice (a re-walk): the title names it first, once
     plots.plot_evaluation(metrics, tmp_path, "m.onnx, test", val=({"images": []}, {}), conf=0.35, split="test")
     assert drawn["source"] == "m.onnx" and drawn["split"] == "test"
+    # a file named after the split is not cut: 'm.onnx_super.json' (a walk's val_super.json)
+    plots.plot_evaluation(metrics, tmp_path, "m.onnx, val_super.json", val=({"images": []}, {}), conf=0.35)
+    assert drawn["source"] == "m.onnx, val_super.json"
 
 
 def test_confidence_legend_sits_above_the_curves(tmp_path, monkeypatch):
