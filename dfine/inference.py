@@ -481,11 +481,11 @@ def _not_a_model(model: str, suffix: str) -> str:
     from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
     kinds = "a .pth checkpoint, a zoo name, .onnx, OpenVINO .xml or TensorRT .engine"
     if suffix in IMAGE_SUFFIXES:
-        return (f"{model} is an image, not a model ({kinds}): give it to one: dfine.Detector(MODEL)({str(model)!r}) "
-                f"or dfine predict {model} -m MODEL")
+        return (f"{model} is an image, not a model ({kinds}): give it to one: dfine predict {model} -m MODEL, or in "
+                f"Python dfine.Detector(MODEL)({str(model)!r})")
     if suffix in VIDEO_SUFFIXES:
-        return (f"{model} is a video, not a model ({kinds}): give it to one: dfine.track({str(model)!r}, "
-                f"dfine.Detector(MODEL)) or dfine predict {model} -m MODEL (dfine track to follow objects)")
+        return (f"{model} is a video, not a model ({kinds}): give it to one: dfine predict {model} -m MODEL (dfine "
+                f"track to follow objects), or in Python dfine.track({str(model)!r}, dfine.Detector(MODEL))")
     return f"unsupported model file {model}: expected {kinds}"
 
 

@@ -160,7 +160,7 @@ def test_bad_inputs_are_one_line_errors(onnx_model, checkpoint, tmp_path, capsys
         "unsupported model file": [str(good), "--model", str(text)],
         # the input given as the model (a walk's Detector("street.avi")): what to do with it
         f"{good} is an image, not a model (a .pth checkpoint, a zoo name, .onnx, OpenVINO .xml or TensorRT .engine): "
-        f"give it to one: dfine.Detector(MODEL)({str(good)!r}) or dfine predict {good} -m MODEL": [
+        f"give it to one: dfine predict {good} -m MODEL, or in Python dfine.Detector(MODEL)({str(good)!r})": [
             str(good), "--model", str(good)],
         f"{tmp_path / 'clip.AVI'} is a video, not a model": [str(good), "--model", str(tmp_path / "clip.AVI")],
         "is a text file, not a PyTorch checkpoint": [str(good), "--model", str(wrong.with_name("fake.pth"))],
