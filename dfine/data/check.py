@@ -871,7 +871,11 @@ _LOGGED = {"box_clipped": ("box", "boxes", "clipped to the image"),
            "box_invalid": ("box", "boxes", "with NaN, zero or negative size dropped"),
            "box_outside": ("box", "boxes", "entirely outside the image dropped"),
            "high_depth": ("16-bit, 32-bit or float image", "16-bit, 32-bit or float images", "scaled to 8 bits"),
-           "exif_rotated": ("EXIF-rotated image", "EXIF-rotated images", "used as shown")}
+           "exif_rotated": ("EXIF-rotated image", "EXIF-rotated images", "used as shown"),
+           # a walk's YOLO reading held 638 such copies: training would learn the objects as background
+           "background_copy": ("background image whose file is a labelled photo's copy,",
+                               "background images whose files are labelled photos' copies,",
+                               "used as background, which teaches the objects as background: remove them")}
 
 
 def _log_main(text: str) -> None:

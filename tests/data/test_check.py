@@ -788,7 +788,7 @@ def test_plot_into_a_folder_or_as_a_jpeg(tmp_path, capsys):
 def test_same_bytes_groups_copies_and_reads_only_files_of_one_size(tmp_path):
     """Files of one size are compared by content, the first 64 KiB then all of it; others are never read."""
     from dfine.data.image_io import same_bytes
-    head = bytes(range(256)) * 300  # 76,800 bytes: past the first 64 KiB
+    head = bytes(range(256)) * 300  # 76,800 bytes: past the first 4 KiB read first
     files = {"a": head + b"x", "b": head + b"y", "c": head + b"x", "d": b"short", "e": head + b"x"}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -824,6 +824,14 @@ def test_copies_of_one_photo_are_said_within_and_across_splits(tmp_path, capsys)
     (folder / "000002.png").write_bytes((folder / "000001.png").read_bytes())
     report = check_dataset(ann, folder)
     assert report.count("same_bytes") == 1 and report.count("background_copy") == 0
+    # training's own check says a background copy of a labelled photo, with what to do
+    data = json.loads(ann.read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] == 1]
+    ann.write_text(json.dumps(data))
+    said = []
+    preflight(ann, folder, log=said.append)
+    assert said == [f"train data ({ann}): 1 background image whose file is a labelled photo's copy, used as "
+                    f"background, which teaches the objects as background: remove them: image ids 2 (000002.png)"]
 
 
 def test_an_image_the_conversion_left_out_is_not_listed_again_as_a_stray(tmp_path, capsys):
