@@ -57,7 +57,7 @@ def _dataset_paths(args: argparse.Namespace) -> Iterator[Tuple[Optional[str], Op
         if args.images or args.ann_file:
             raise DfineError(f"--data {args.data} names its images and ground truth; leave out --images and "
                              f"--ann-file (or give those two alone)")
-        with _split_of(Path(args.data), args.split, args.names) as paths:
+        with _split_paths(Path(args.data), args.split, args.names) as paths:
             yield paths
         return
     if args.split != "val" or args.names:
@@ -66,7 +66,7 @@ def _dataset_paths(args: argparse.Namespace) -> Iterator[Tuple[Optional[str], Op
 
 
 @contextmanager
-def _split_of(data: Path, split: str, names: Optional[str]) -> Iterator[Tuple[str, str]]:
+def _split_paths(data: Path, split: str, names: Optional[str]) -> Iterator[Tuple[str, str]]:
     """(images, ann_file) of ``split`` of the dataset folder ``data``, found as ``dfine train --data`` finds it."""
     from ..commands.data import split_names
     from ..data.archive import dataset_folder
