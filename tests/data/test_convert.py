@@ -1098,3 +1098,25 @@ def test_a_seeded_split_keeps_copies_of_one_photo_on_one_side(tmp_path):
         assert (f"img{i}.jpg" in val) == (f"IMG_{i}_jpg.rf.{i:04x}.jpg" in val)
     assert notes == ["the 40 images are copies (Roboflow's versions, or the same bytes under other names) of 20 "
                      "photos, each photo's copies kept on one side: val holds 4 photos (8 images)"]
+
+
+def test_a_data_yaml_whose_splits_are_not_there_gives_its_names_not_a_dead_end(tmp_path, capsys):
+    """A Roboflow data.yaml (train: ../train/images) kept beside an archive that unzips into images/ + labels/
+    (a walk): 'archive is a part of the YOLO dataset pen: give that folder', whose yaml then finds no split."""
+    root = tmp_path / "pen"
+    for i in range(3):
+        image(root / f"archive/images/{i}.jpg")
+        yolo_labels(root / f"archive/labels/{i}.txt", ["0 0.5 0.5 0.4 0.4"])
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['PEN']\n")
+    assert main(["data", "convert", "--from", "yolo", str(root / "archive"), "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: no class names for {root / 'archive'}: {root / 'data.yaml'} names PEN but its splits are not "
+        f"there; give --names PEN if they are these")
+    assert main(["data", "convert", "--from", "yolo", str(root / "archive"), "-o", str(tmp_path / "out"),
+                 "--names", "PEN"]) == 0
+    # a data.yaml whose splits are there still sends a part of its dataset to it
+    (root / "train").mkdir()
+    (root / "archive").rename(root / "train/set")
+    (root / "data.yaml").write_text("train: train/set/images\nval: train/set/images\nnames: ['PEN']\n")
+    assert main(["data", "convert", "--from", "yolo", str(root / "train/set"), "-o", str(tmp_path / "o2")]) == 2
+    assert "is a part of the YOLO dataset" in capsys.readouterr().err

@@ -494,11 +494,34 @@ def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
         return tuple(f"class_{i}" for i in range(int(data["nc"]))), f"{yaml_path} (nc only)"
     for above in (src.parent, src.parent.parent) if yaml_path is None else ():
         found = (_find_yaml(above) or find_darknet_data(above)) if above != src else None
-        if found is not None:
+        if found is None:
+            continue
+        stray = _names_of_a_stray_yaml(found)
+        if stray is None:
             raise DatasetError(f"{src} is a part of the YOLO dataset {above}: give that folder (its {found.name} "
                                f"names the splits and the classes)")
+        # a Roboflow data.yaml kept beside the unzipped labels, its ../train/images gone (a walk's archive.zip)
+        raise DatasetError(f"no class names for {src}: {found} names {', '.join(stray)} but its splits are not "
+                           f"there; give --names {','.join(stray)} if they are these")
     raise DatasetError(f"no class names for {src}: no names in a data.yaml, no classes.txt or *.names file; "
                        f"give --names a,b,c")
+
+
+def _names_of_a_stray_yaml(path: Path) -> Optional[List[str]]:
+    """The class names of the dataset YAML ``path`` when none of the splits it names is there (it does not
+    describe the folder it sits in), else None."""
+    try:
+        _splits_from_yaml(path)
+        return None
+    except DatasetError:
+        pass
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    names = data.get("names") if isinstance(data, dict) else None
+    names = list(names.values()) if isinstance(names, dict) else names
+    return [str(n) for n in names] if isinstance(names, list) and names else None
 
 
 def _other_label_dirs(src: Path, looked: Path) -> List[str]:
