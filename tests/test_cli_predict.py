@@ -875,3 +875,24 @@ def test_the_empty_pictures_caption_is_larger_than_a_label():
     rows = int((band == (64, 64, 64)).all(axis=1).sum())
     assert 20 <= rows <= 40, rows  # 18 px text and its margins; a label's band is ~15 px at 640
     assert (out[:, 320:] == 200).all()  # a caption, not a cover: the picture's right half untouched
+
+
+def test_predict_into_a_folder_beside_a_dataset_file_is_refused(onnx_model, tmp_path, capsys):
+    """``dfine predict DATA/val2017 -o DATA/annotations`` (a walk) wrote the annotated copies under the photos'
+    names beside custom_val.json, which then took them for its images: training read the drawn-on copies."""
+    import json
+    photos = tmp_path / "val2017"
+    photos.mkdir()
+    Image.new("RGB", (64, 48)).save(photos / "a.jpg")
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "custom_val.json").write_text(json.dumps(
+        {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], "annotations": [],
+         "categories": [{"id": 1, "name": "x"}]}))
+    err = _one_line_error(capsys, ["predict", str(photos), "-m", str(onnx_model), "-o", str(tmp_path / "annotations")])
+    assert err == (f"error: -o {tmp_path / 'annotations'} holds the dataset file custom_val.json, which names images "
+                   f"as predict writes its annotated copies (a.jpg): they would be taken for its images; choose a "
+                   f"folder of its own (default: runs/predict)")
+    assert sorted(p.name for p in (tmp_path / "annotations").iterdir()) == ["custom_val.json"]
+    # predict's own files there (a second run into its folder) are no dataset
+    assert main(["predict", str(photos), "-m", str(onnx_model), "-o", str(tmp_path / "out"), "--save-dataset"]) == 0
+    assert main(["predict", str(photos), "-m", str(onnx_model), "-o", str(tmp_path / "out"), "--save-dataset"]) == 0

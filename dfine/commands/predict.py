@@ -113,10 +113,32 @@ def run(args: argparse.Namespace) -> int:
               else [out / p.name for p in items]) + [out / "predictions.json"]
     writes += [out / PRELABELS] if args.save_dataset else []
     note = check_outputs(out, writes, items, default="runs/predict")
+    if kind != "video":
+        _refuse_beside_a_dataset_file(out, [p.name for p in items])
     with removed_if_left_empty(prepare_output_dir(out)):  # a model that fails to load leaves no empty folder
         if note:
             print(note, file=sys.stderr)
         return _predict(args, kind, items, out, ann_file)
+
+
+def _refuse_beside_a_dataset_file(out: Path, names: Sequence[str]) -> None:
+    """A one-line error when ``out`` holds a COCO file (not predict's own) that names images ``names`` as predict
+    writes them: its annotated copies would be taken for that file's images (a walk's ``-o DATA/annotations``
+    made training read the drawn-on copies of val2017/ in their place)."""
+    import re
+
+    from ..data.convert import PRELABELS_DESCRIPTION, file_head
+    wanted = set(names)
+    for ann in sorted(out.glob("*.json")) if out.is_dir() else []:
+        head = file_head(ann, 1 << 16)
+        if ann.name == "predictions.json" or PRELABELS_DESCRIPTION.encode() in head[:4096]:
+            continue
+        listed = {Path(m.decode("utf-8", "replace")).name
+                  for m in re.findall(rb'"file_name"\s*:\s*"([^"\\]+)"', head)}
+        if listed & wanted:
+            raise DfineError(f"-o {out} holds the dataset file {ann.name}, which names images as predict writes its "
+                             f"annotated copies ({first_few(sorted(listed & wanted), 2)}): they would be taken for "
+                             f"its images; choose a folder of its own (default: runs/predict)")
 
 
 #: Detections per image from which predict says the pictures are crowded with guesses (the model keeps 300 at most)
