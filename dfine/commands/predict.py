@@ -125,16 +125,12 @@ def _refuse_beside_a_dataset_file(out: Path, names: Sequence[str]) -> None:
     """A one-line error when ``out`` holds a COCO file (not predict's own) that names images ``names`` as predict
     writes them: its annotated copies would be taken for that file's images (a walk's ``-o DATA/annotations``
     made training read the drawn-on copies of val2017/ in their place)."""
-    import re
-
-    from ..data.convert import PRELABELS_DESCRIPTION, file_head
+    from ..data.convert import PRELABELS_DESCRIPTION, file_head, head_file_names
     wanted = set(names)
     for ann in sorted(out.glob("*.json")) if out.is_dir() else []:
-        head = file_head(ann, 1 << 16)
-        if ann.name == "predictions.json" or PRELABELS_DESCRIPTION.encode() in head[:4096]:
+        if ann.name == "predictions.json" or PRELABELS_DESCRIPTION.encode() in file_head(ann, 4096):
             continue
-        listed = {Path(m.decode("utf-8", "replace")).name
-                  for m in re.findall(rb'"file_name"\s*:\s*"([^"\\]+)"', head)}
+        listed = {Path(name).name for name in head_file_names(ann)}
         if listed & wanted:
             raise DfineError(f"-o {out} holds the dataset file {ann.name}, which names images as predict writes its "
                              f"annotated copies ({first_few(sorted(listed & wanted), 2)}): they would be taken for "

@@ -690,11 +690,8 @@ def _names_some(ann_file: Path, folder: Path) -> bool:
     """Whether ``folder`` holds an image the first ``file_name`` entries of ``ann_file`` name (read from the
     file's head, not the whole file), or the head names none: a walk's eval pictures written beside
     ``annotations/x.json`` made that folder the file's images folder, its 171 images then 'missing'."""
-    import re
-
-    from dfine.data.convert import file_head
-    names = [m.decode("utf-8", "replace") for m in re.findall(rb'"file_name"\s*:\s*"([^"\\]+)"',
-                                                                file_head(ann_file, 1 << 16))[:20]]
+    from dfine.data.convert import head_file_names
+    names = head_file_names(ann_file)[:20]
     return not names or any((folder / n).is_file() or (folder / Path(n).name).is_file() for n in names)
 
 

@@ -37,7 +37,7 @@ __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
            "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named", "changes_note",
-           "written_files", "uncorrected_prelabels"]
+           "written_files", "uncorrected_prelabels", "head_file_names"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
@@ -492,6 +492,14 @@ def walk_folders(root: Path, depth: int, names: Optional[Sequence[str]] = None
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (names is None or d.lower() in names)
                          ) if level < depth else []
         yield Path(folder), level, sorted(files)
+
+
+def head_file_names(ann_file: Path, size: int = 1 << 16) -> List[str]:
+    """The ``file_name`` entries in the first ``size`` bytes of the COCO file ``ann_file``, as written: what a
+    check of a few of them needs, without parsing a large file whole."""
+    import re
+    return [m.decode("utf-8", "replace") for m in re.findall(rb'"file_name"\s*:\s*"([^"\\]+)"',
+                                                            file_head(ann_file, size))]
 
 
 def file_head(path: Path, size: int) -> bytes:
