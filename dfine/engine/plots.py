@@ -192,8 +192,9 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
         ax.imshow(image)
         found = _found(det, truth, conf)
         for (label, (x0, y0, x1, y1)), hit in zip(truth, found):
+            # a missed box above the detections' (a walk's missed stop sign was hidden under a wrong box)
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white" if hit else _MISSED,
-                                       lw=1, ls="--"))
+                                       lw=1 if hit else 1.5, ls="--", zorder=1 if hit else 3))
             if not hit:  # placed after the detections' labels (first in the list: the lowest priority)
                 text = ax.text(x0, y0, _short(class_names[int(label)]), color="white", fontsize=6, va="top",
                                bbox=dict(facecolor=_MISSED, edgecolor="none", pad=_LABEL_PAD, alpha=0.7),
