@@ -438,7 +438,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     from dfine.data.convert import SPLIT_NAMES
     named = root.resolve().parent if root.is_file() else root.resolve()  # a file: its folder's
     # a split folder given alone (a LabelMe set's test/): the dataset's name, not 'test_dfine_n' for every such set
-    name = named.parent.name if named.name.lower() in SPLIT_NAMES and named.parent.name else named.name
+    # and a folder of a generic name (stop_sign/data, a walk's 'data_dfine_n'): the folder above's
+    generic = named.name.lower() in (*SPLIT_NAMES, "data", "annotations")
+    name = named.parent.name if generic and named.parent.name else named.name
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
     home = root.resolve() if root.is_dir() else named
     if output_dir is not None and scratch is None and (out.resolve() == home or home in out.resolve().parents):

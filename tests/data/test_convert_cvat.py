@@ -151,6 +151,10 @@ def test_train_data_finds_a_cvat_export(tmp_path, monkeypatch):
     assert not (src / "annotations").exists()  # the source is never written
     monkeypatch.chdir(tmp_path)  # default output: ./output/FOLDER_dfine_n, named after the export's folder
     assert data_run(src / "annotations.xml", "dfine_n", device="cpu").output_dir == tmp_path / "output/street_dfine_n"
+    # an export kept in a folder named data (a walk's stop_sign/data: 'output/data_dfine_n'): the folder above's name
+    (tmp_path / "stop").mkdir()
+    src.rename(tmp_path / "stop" / "data")
+    assert data_run(tmp_path / "stop/data", "dfine_n", device="cpu").output_dir == tmp_path / "output/stop_dfine_n"
     voc = tmp_path / "labelimg"
     image(voc / "a.jpg", (10, 10))
     voc_xml(voc / "a.xml", "a.jpg", (10, 10), [("x", (1, 1, 5, 5), 0)])
