@@ -141,9 +141,9 @@ def find_coco_splits(root: Path) -> Dict[str, Tuple[Path, Path]]:
     """COCO files under ``root`` by split: ``{split: (ann_file, images_folder)}``. Knows
     ``annotations/instances_{split}*.json``, else a COCO file ``annotations/NAME_{split}*.json`` (images
     from the file's ``info.images_folder`` as :mod:`dfine.data.convert` writes it, else
-    :func:`dfine.data.convert.coco.split_folders`), Roboflow's ``{split}/_annotations.coco.json``, ``{split}.json`` beside a
-    ``{split}/`` folder of images (``dfine demo``'s ``data/``), and ``{split}.json`` (or
-    ``annotations/{split}.json``) beside one ``images/`` folder."""
+    :func:`dfine.data.convert.coco.split_folders`), Roboflow's ``{split}/_annotations.coco.json``,
+    ``{split}.json`` beside a ``{split}/`` folder of images (``dfine demo``'s ``data/``), and ``{split}.json``
+    (or ``annotations/{split}.json``) beside one ``images/`` folder."""
     from dfine.data.convert import SPLIT_NAMES, images_folder_of_file, roboflow_images
     from dfine.data.convert.coco import looks_coco, split_folders, split_of
 

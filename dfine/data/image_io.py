@@ -19,8 +19,8 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-__all__ = ["open_image", "open_image_sized", "ImageHeader", "read_header", "tail_complete", "to_rgb8", "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth",
-           "same_bytes"]
+__all__ = ["open_image", "open_image_sized", "ImageHeader", "read_header", "tail_complete", "to_rgb8",
+           "exif_orientation", "oriented_size", "HIGH_DEPTH_MODES", "is_high_depth", "same_bytes"]
 
 #: PIL modes with more than 8 bits per channel.
 HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
