@@ -45,10 +45,11 @@ _OTHER_TASKS = ("captions_", "person_keypoints_", "stuff_", "panoptic_", "image_
 
 
 def _split_word(path: Path) -> str:
-    """The last word of a COCO file's name: ``train2017`` of ``instances_train2017.json``, ``train`` of
-    ``custom_train.json`` (DETR fine-tuning tutorials; a walk) and of ``train.coco.json``."""
+    """The word of a COCO file's name that may name a split: ``train2017`` of ``instances_train2017.json``,
+    ``train`` of ``train.coco.json``; in an ``annotations/`` folder the last word (``custom_train.json``: DETR
+    fine-tuning tutorials, a walk), elsewhere the whole name (``my_set_test.json`` is one file for all images)."""
     stem = re.sub(r"^(instances_|_annotations\.coco)", "", path.stem.lower()).replace(".coco", "")
-    return re.split(r"[_\-. ]", stem)[-1]
+    return re.split(r"[_\-. ]", stem)[-1] if path.parent.name == "annotations" else stem
 
 
 def split_of(path: Path) -> Optional[str]:
