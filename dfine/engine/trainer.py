@@ -979,14 +979,15 @@ class Trainer:
                 lines.append("  no --conf is recommended: the val set has no boxes to measure one on")
             elif stage in self.conf_picks:
                 lines.append(f"  {conf_line(pick, 'the val set', python=self._python)}")
-        prelabels = self._val_prelabels()
-        if self.tuning_ap is not None and self.best_epoch >= 0 and self.best_ap < self.tuning_ap and prelabels:
+        not_beaten = self.tuning_ap is not None and self.best_epoch >= 0 and self.best_ap < self.tuning_ap
+        prelabels = self._val_prelabels() if not_beaten else None
+        if prelabels:
             # a re-walk's -t model had made these labels: 'AP 100%, deploy them instead'
             lines.append(f"this run did not beat the -t weights {self.cfg.tuning} (AP {ap_text(self.tuning_ap)}) on "
                          f"val labels that are the uncorrected pre-labels of {prelabels}: that AP measures agreement "
                          f"with the model that made them, not which weights are better; correct the labels, then "
                          f"compare")
-        elif self.tuning_ap is not None and self.best_epoch >= 0 and self.best_ap < self.tuning_ap:
+        elif not_beaten:
             # after the commands for the run's own best weights, which a walk copied: the -t ones are better
             start = shlex.quote(os.path.abspath(self.cfg.tuning)) if os.path.isfile(self.cfg.tuning) else self.cfg.tuning
             lines.append(f"this run did not beat the weights it started from: {self.cfg.tuning} (AP "
