@@ -346,7 +346,8 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
         from dfine.data.convert import stale_conversion_note
         stale = stale_conversion_note(next(iter(found.values()))[0])  # a file dfine data convert wrote, since edited
         yolo = _yolo_labels_in(root)  # a walk's Roboflow set held a YOLO copy of its labels too, read unsaid
-        return found, [n for n in (stale, yolo and _other_format_note(root, "yolo", yolo, "coco")) if n]
+        notes = [n for n in (stale, yolo and _other_format_note(root, "yolo", yolo, "coco")) if n]
+        return found, notes + _copies_note(found, split, temporary)
     from dfine.data.convert import converter
 
     if found:  # a train split alone: split into train and val as one COCO file is, its test split kept as it is
@@ -374,7 +375,17 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     if tables:  # raccoon_dataset: VOC XMLs and the CSV tables of its train/test split
         shown = ", ".join(str(t.relative_to(root)) for t in tables[:3])
         notes.append(_other_format_note(root, "csv", f"CSV tables of boxes ({shown})", fmt))
-    return {s: (f, folders[s]) for s, f in converted.ann_files.items()}, notes
+    splits = {s: (f, folders[s]) for s, f in converted.ann_files.items()}
+    return splits, notes + _copies_note(splits, split, temporary)
+
+
+def _copies_note(splits: Mapping[str, Tuple[Path, Path]], split: Optional[str], temporary: Optional[str]) -> List[str]:
+    """The line naming photos of one split that another holds too (:func:`dfine.data.check.copies_across`): of
+    the ``split`` an evaluation scores, of val for a training, of every split for a check (a walk's test split
+    held 9 train and val photos, its AP said without a word)."""
+    from dfine.data.check import copies_across
+    line = copies_across(splits, only=split or (None if temporary == "check" else "val"))
+    return [line] if line else []
 
 
 def _few_images(ann_file: Path) -> Optional[int]:
@@ -647,6 +658,7 @@ class ShortRunWarmup:
     images: int = 0
     batch: int = 0
     capped: bool = False
+    python: bool = False  # started by dfine.train: its max_steps=, not --max-steps, named
 
     @property
     def steps(self) -> int:
@@ -655,7 +667,8 @@ class ShortRunWarmup:
 
     def _run_words(self) -> str:
         """``"40 steps (2 images, batch 1, 20 epochs)"``: the run's steps and where they come from."""
-        per_epoch = (f"--max-steps {self.steps_per_epoch} per epoch" if self.capped
+        option = "max_steps=" if self.python else "--max-steps "
+        per_epoch = (f"{option}{self.steps_per_epoch} per epoch" if self.capped
                      else f"{counted(self.images, 'image')}, batch {self.batch}")
         return f"{counted(self.steps, 'step')} ({per_epoch}, {counted(self.epochs, 'epoch')})"
 
@@ -673,16 +686,17 @@ class ShortRunWarmup:
 
 
 def short_run_warmup(recipe_warmup: int, epochs: int, steps_per_epoch: int, *, images: int = 0, batch: int = 0,
-                     capped: bool = False, share: float = WARMUP_SHARE) -> Optional[ShortRunWarmup]:
+                     capped: bool = False, share: float = WARMUP_SHARE, python: bool = False
+                     ) -> Optional[ShortRunWarmup]:
     """The shorter warmup when the recipe's (``recipe_warmup`` steps) would take more than
     ``share`` of the run's ``epochs * steps_per_epoch`` steps; else ``None``. A small dataset
     would otherwise train its whole run at a fraction of the lr. The trainer calls it with the
-    steps of the loader it built (``--max-steps`` applied); ``images``, ``batch`` and ``capped``
+    steps of the loader it built (``--max-steps`` applied); ``images``, ``batch``, ``capped`` and ``python``
     only word the note."""
     warmup = max(1, math.ceil(epochs * steps_per_epoch * share))
     if warmup >= recipe_warmup:
         return None
-    return ShortRunWarmup(warmup, recipe_warmup, epochs, steps_per_epoch, images, batch, capped)
+    return ShortRunWarmup(warmup, recipe_warmup, epochs, steps_per_epoch, images, batch, capped, python)
 
 
 def _on_cpu(device: Optional[str]) -> bool:

@@ -140,6 +140,10 @@ def run_convert(args: argparse.Namespace) -> int:
             raise DfineError(f"{err}; {args.src} is a {shown} dataset: dfine data convert --from {found} "
                              f"{shlex.quote(str(args.src))}{out}") from None
     print(result.summary())
+    from dfine.data.check import copies_across
+    copies = copies_across({s: (f, result.images_folder) for s, f in result.ann_files.items()})
+    if copies:  # a val split listing train images too, or photos copied under other names into another split
+        print(copies)
     given = [f"{o} {v:g}" for o, v in (("--val-fraction", args.val_fraction), ("--seed", args.seed)) if v is not None]
     if given and not any("--val-fraction" in note for note in result.notes):
         # a walk's --val-fraction 0.2 on a VOC set with ImageSets/Main splits was dropped unsaid
@@ -275,7 +279,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
     """``dfine data check DATASET``: each split of the dataset found as ``dfine train --data`` finds
     it (a folder of another format than COCO converted into a temporary folder), checked and reported in turn;
     ``--plot labels.png`` draws ``labels_{split}.png``. 0 when training can use every split, else 1."""
-    from dfine.data.check import check_dataset, copies_across, plot_report
+    from dfine.data.check import check_dataset, plot_report
     from dfine.errors import DfineError
     from dfine.recipes import as_is, dataset_splits, detect_format, missing_split
 
@@ -310,9 +314,6 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
                 print(f"plot: {plot_report(report, path, title=f'{split} split of {root.name}')}")
                 _plot_samples(ann, images, path, f"{split} split of {root.name}")
             results[split] = report
-        copies = copies_across(splits)  # within the with: a conversion's files are in its temporary folder
-    if copies:
-        print("\n" + copies)
     across = _classes_across(results)
     if across:
         print("\n" + across)

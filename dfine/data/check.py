@@ -584,11 +584,13 @@ class HeaderCache:
             pass
 
 
-def copies_across(splits: Mapping[str, Tuple[os.PathLike | str, os.PathLike | str]]) -> Optional[str]:
+def copies_across(splits: Mapping[str, Tuple[os.PathLike | str, os.PathLike | str]],
+                  only: Optional[str] = None) -> Optional[str]:
     """A line when images of one split hold the same bytes as images of an earlier one (``splits``:
     ``{split: (COCO file, images folder)}`` in train, val, test order): a walk's seeded val split held 12
-    photos whose copies, under other names, were in train, so its AP scored what training saw. None when
-    none does; files that are missing or unreadable are left to each split's check."""
+    photos whose copies, under other names, were in train, so its AP scored what training saw; ``only``: that
+    split's copies alone (the one an evaluation scores). None when none does; files that are missing or
+    unreadable are left to each split's check."""
     files: Dict[Tuple[str, str], Tuple[str, int]] = {}
     for split, (ann, folder) in splits.items():
         try:
@@ -605,18 +607,26 @@ def copies_across(splits: Mapping[str, Tuple[os.PathLike | str, os.PathLike | st
             except OSError:
                 continue
     order = list(splits)
-    copied: Dict[str, List[Tuple[str, str, str]]] = {}
+    copied: Dict[str, Dict[str, List[Tuple[str, str]]]] = {}  # later split -> earlier split -> (name, its name)
     for group in same_bytes(files):
-        first = min(group, key=lambda key: order.index(key[0]))
         for split, name in group:
-            if order.index(split) > order.index(first[0]):
-                copied.setdefault(split, []).append((name, first[0], first[1]))
+            if only is not None and split != only:
+                continue
+            earlier = [key for key in group if order.index(key[0]) < order.index(split)]
+            if earlier:
+                first = min(earlier, key=lambda key: order.index(key[0]))
+                copied.setdefault(split, {}).setdefault(first[0], []).append((name, first[1]))
     if not copied:
         return None
-    parts = [f"{counted(len(pairs), f'{split} image')} ({pairs[0][0]} = {pairs[0][2]} of {pairs[0][1]}"
-             f"{', ...' if len(pairs) > 1 else ''})" for split, pairs in copied.items()]
-    return (f"warning: the same photo in two splits, under other names (the same bytes): {'; '.join(parts)}: their "
-            f"AP scores what training saw; keep each photo in one split")
+    parts = []
+    for split, by_earlier in copied.items():
+        name, there = next(iter(by_earlier.values()))[0]
+        example = f"{name}, listed in both" if name == there else f"{name} = {there}"
+        counts = ", ".join(f"{len(pairs)} of {earlier}'s" for earlier, pairs in by_earlier.items())
+        parts.append(f"{split}: {counts} (e.g. {example})")
+    # a VOC set's ImageSets listed 9 test images in train or val too: the same file, not 'other names' (a walk)
+    return (f"warning: photos in two splits (files of the same bytes): {'; '.join(parts)}: each is scored on what "
+            f"another split saw; keep each photo in one split")
 
 
 def check_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, *, level: Level = "headers",

@@ -486,7 +486,7 @@ class Trainer:
         short = short_run_warmup(warm.warmup_duration, cfg.epochs, min(batches, self.max_steps or batches),
                                  images=len(self.train_set), batch=cfg.train_dataloader.total_batch_size,
                                  capped=self.max_steps is not None and self.max_steps < batches,
-                                 share=WARMUP_SHARE if share is None else share)
+                                 share=WARMUP_SHARE if share is None else share, python=self._python)
         if short is None:
             return cfg, ""
         if share is None:  # a recipe run: the recipe's warmup stays, said when it takes much of the run

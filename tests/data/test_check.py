@@ -816,8 +816,8 @@ def test_copies_of_one_photo_are_said_within_and_across_splits(tmp_path, capsys)
     line = next(x for x in out.splitlines() if "background_copy" in x)
     assert "1  background images whose file holds the same bytes as an image with boxes" in line
     assert "IMG_0.jpg" in line
-    assert ("warning: the same photo in two splits, under other names (the same bytes): 1 val image (val/copy1.jpg = "
-            "train/img1.jpg of train): their AP scores what training saw; keep each photo in one split") in out
+    assert ("warning: photos in two splits (files of the same bytes): val: 1 of train's (e.g. val/copy1.jpg = "
+            "train/img1.jpg): each is scored on what another split saw; keep each photo in one split") in out
     # one COCO file listing a photo twice: the second is said
     ann = write_coco(tmp_path / "twice", [{"id": 1, "name": "a"}], {1: [(1, [1, 1, 9, 9])], 2: [(1, [2, 2, 9, 9])]})
     folder = tmp_path / "twice/images"
@@ -864,3 +864,24 @@ def test_pictures_beside_a_split_file_do_not_make_its_images_folder(tmp_path):
     for p in (tmp_path / "rf/images").iterdir():
         p.rename(tmp_path / "rf" / p.name)
     assert default_images(rf) == tmp_path / "rf"
+
+
+def test_a_file_listed_in_two_splits_is_said_as_such_with_each_earlier_split(tmp_path):
+    """A VOC set's ImageSets listed 3 test images in train and 6 in val (a walk): the line said 'under other
+    names' with the same name on both sides, and credited all 9 to train."""
+    from dfine.data.check import copies_across
+    folder = tmp_path / "images"
+    for i in range(5):
+        image(folder / f"{i}.jpg")
+
+    def split_file(name, ids):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48}
+                                               for i in ids], "annotations": [], "categories": []}))
+        return path, folder
+    splits = {"train": split_file("train", [0, 1, 2]), "val": split_file("val", [3]), "test": split_file("test", [1, 3, 4])}
+    assert copies_across(splits) == (
+        "warning: photos in two splits (files of the same bytes): test: 1 of train's, 1 of val's (e.g. 1.jpg, listed in "
+        "both): each is scored on what another split saw; keep each photo in one split")
+    assert copies_across(splits, only="val") is None
+    assert copies_across(splits, only="test").startswith("warning: photos in two splits (files of the same bytes): test:")

@@ -341,6 +341,8 @@ def test_short_run_gets_a_warmup_of_a_tenth_of_its_steps():
     assert short.note() == "lr warmup 4 steps, not the recipe's 500: this run has only 40 steps (2 images, batch 1, 20 epochs)"
     capped = short_run_warmup(500, 3, 5, images=400, batch=8, capped=True)  # --max-steps 5 of 50 batches
     assert (capped.warmup, capped.steps) == (2, 15) and "(--max-steps 5 per epoch, 3 epochs)" in capped.note()
+    # dfine.train's words in a run it started (a walk's notebook read --max-steps)
+    assert "(max_steps=5 per epoch, 3 epochs)" in short_run_warmup(500, 3, 5, capped=True, python=True).note()
     tiny = short_run_warmup(500, 1, 1, images=1, batch=1)  # counts of one read "1 step", not "1 steps"
     assert tiny.note() == "lr warmup 1 step, not the recipe's 500: this run has only 1 step (1 image, batch 1, 1 epoch)"
     # a recipe run (-c) keeps its warmup and says so, with the override; "the whole run" only when it is
@@ -1334,3 +1336,24 @@ def test_an_output_folder_inside_the_dataset_is_refused(tmp_path, capsys):
             f"error: -o {out} is inside the dataset folder {src}: the run's files (and pictures, which a later --data "
             f"would take for images of the dataset) would mix with it; choose a folder outside it")
     assert not (src / "annotations").exists()
+
+
+def test_a_split_holding_photos_of_another_is_said_by_training_and_evaluation(tmp_path):
+    """A VOC set's ImageSets listed 9 of 22 test images in train or val too (a walk): data check said so, but
+    training and ``dfine eval --split test`` scored them without a word."""
+    src = _voc(tmp_path / "boats")
+    image(src / "JPEGImages/3.jpg", (96, 64))
+    voc_xml(src / "Annotations/3.xml", "3.jpg", (96, 64), [("boat", (10, 10, 60, 50), 0)])
+    (src / "ImageSets/Main").mkdir(parents=True)
+    for split, ids in (("train", "0 1"), ("val", "2 1"), ("test", "3 0")):
+        (src / f"ImageSets/Main/{split}.txt").write_text(ids.replace(" ", "\n") + "\n")
+    trained = data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu")
+    said = [n for n in trained.notes if n.startswith("warning: photos in two splits")]
+    assert said == ["warning: photos in two splits (files of the same bytes): val: 1 of train's (e.g. 1.jpg, listed "
+                    "in both): each is scored on what another split saw; keep each photo in one split"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    tested = data_run(src, "dfine_n", device="cpu", scratch=scratch, split="test")
+    assert [n for n in tested.notes if n.startswith("warning: photos in two splits")] == [
+        "warning: photos in two splits (files of the same bytes): test: 1 of train's (e.g. 0.jpg, listed in both): "
+        "each is scored on what another split saw; keep each photo in one split"]

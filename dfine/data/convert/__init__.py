@@ -452,16 +452,6 @@ def keep_split(files: Mapping[str, Path], earlier: Mapping[str, Any]) -> int:
     return len(now["val"] - earlier["val"]) + len(earlier["val"] - now["val"])
 
 
-def val_in_train_note(train: Sequence[Any], val: Sequence[Any], show: Any = str) -> Optional[str]:
-    """The line that says how many val images are train images too (``show`` names one), or ``None``."""
-    shared = set(val) & set(train)
-    if not shared:
-        return None
-    also = "is also a train image" if len(shared) == 1 else "are also train images"
-    return (f"val: {len(shared)} of its {counted(len(set(val)), 'image')} {also} (e.g. {show(sorted(shared)[0])}), "
-            f"so val AP will not show how the model does on new images; point val at other images")
-
-
 def check_not_a_split(src: Path, holds: Callable[[Path], bool], what: str) -> None:
     """``DatasetError`` naming the dataset folder when ``src`` is a split folder (``train/``, ``valid/``,
     ...) beside another split folder that ``holds`` a dataset of the same kind: read alone, its

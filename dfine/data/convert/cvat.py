@@ -27,8 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, coco_split, images_folder_of,
-                                info_for, fraction_said, labels_of, split_by_fraction, val_in_train_note,
-                                walk_folders, write_coco_json)
+                                info_for, fraction_said, labels_of, split_by_fraction, walk_folders, write_coco_json)
 from dfine.text import counted
 
 __all__ = ["CvatImage", "convert_cvat", "cvat_xml", "read_cvat_xml"]
@@ -255,9 +254,6 @@ def _splits(images: Sequence[CvatImage], val_fraction: float, seed: int, notes: 
     if not splits["train"]:
         raise DatasetError(f"no train images: the subsets are {', '.join(sorted(s for s in splits if splits[s]))}; "
                            f"give CVAT's subsets the names Train and Validation")
-    shared = val_in_train_note([images[i].name for i in splits["train"]], [images[i].name for i in splits["val"]])
-    if shared:
-        notes.append(shared)
     return {k: splits[k] for k in ("train", "val", "test") if k in splits}
 
 

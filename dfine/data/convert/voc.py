@@ -26,8 +26,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Annotated, Converted, SplitCounts, alike_labels_note,
-                                coco_split, fraction_said, info_for, split_by_fraction, val_in_train_note,
-                                write_coco_json)
+                                coco_split, fraction_said, info_for, split_by_fraction, write_coco_json)
 from dfine.text import counted
 
 __all__ = ["convert_voc", "VocObject", "VocRecord", "read_voc_xml", "side_by_side", "annotations_folder",
@@ -249,9 +248,6 @@ def _split_lists(root: Path, stems: Sequence[str], val_fraction: float, seed: in
                      f"files ({', '.join(f'{s}.txt' for s in splits)}) and "
                      f"{'is' if len(unlisted) == 1 else 'are'} left out "
                      f"(e.g. {unlisted[0]})")
-    shared = val_in_train_note(splits["train"], splits["val"])
-    if shared:
-        notes.append(shared)
     return splits
 
 

@@ -35,8 +35,7 @@ import yaml
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, changes_note, header_or_reason,
-                                fraction_said, images_folder_of, info_for, split_by_fraction, val_in_train_note,
-                                write_coco_json)
+                                fraction_said, images_folder_of, info_for, split_by_fraction, write_coco_json)
 from dfine.text import counted, first_few
 
 __all__ = ["NAMES_FILES", "beside_images", "convert_yolo", "find_darknet_data", "label_path", "read_label_file"]
@@ -682,9 +681,6 @@ def convert_yolo(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
         notes.append(f"no val split: {len(val)} of {len(train) + len(val)} train images became val "
                      f"{fraction_said(val_fraction, seed)}")
         notes += said
-    shared = val_in_train_note(splits["train"], splits["val"], lambda p: p.name)
-    if shared:
-        notes.append(shared)
     everything = [p for ims in splits.values() for p in ims]
     folder = images_folder_of(everything, base)
     out_dir = Path(out).expanduser() if out is not None else base
