@@ -1327,7 +1327,7 @@ def test_a_coco_folder_with_yolo_labels_too_says_which_are_read(tmp_path, capsys
             f"dfine data convert --from yolo {src} -o toys_yolo, then --data toys_yolo") in capsys.readouterr().out
 
 
-def test_an_output_folder_inside_the_dataset_is_refused(tmp_path, capsys):
+def test_an_output_folder_inside_the_dataset_is_refused(tmp_path, capsys, monkeypatch):
     """``-o DATASET/annotations`` (a walk) wrote checkpoints and pictures among the dataset's own files."""
     src = _yolo(tmp_path / "fruit")
     for out in (src / "annotations", src):
@@ -1336,6 +1336,14 @@ def test_an_output_folder_inside_the_dataset_is_refused(tmp_path, capsys):
             f"error: -o {out} is inside the dataset folder {src}: the run's files (and pictures, which a later --data "
             f"would take for images of the dataset) would mix with it; choose a folder outside it")
     assert not (src / "annotations").exists()
+    # `cd DATASET; dfine train --data .` (a walk): the default ./output is inside it too
+    monkeypatch.chdir(src)
+    assert main(["train", "--data", ".", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: the default output folder {src / 'output/fruit_dfine_s'} is inside the dataset folder {src}: the run's "
+        f"files (and pictures, which a later --data would take for images of the dataset) would mix with it; choose a "
+        f"folder outside it (-o {tmp_path / 'fruit_dfine_s'}, say)")
+    assert not (src / "output").exists()
 
 
 def test_a_split_holding_photos_of_another_is_said_by_training_and_evaluation(tmp_path):
