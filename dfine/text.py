@@ -171,8 +171,8 @@ def class_coverage_notes(names: "list[str] | tuple[str, ...]", in_train: Any, in
                      f"model cannot learn ({'its' if len(untaught) == 1 else 'their'} AP stays 0): "
                      f"{first_few(untaught, 5)}")
     if unused:
-        lines.append(f"note: {counted(len(unused), 'class', 'classes')} without a box in train or val (named by the "
-                     f"dataset only: never learned nor measured): {first_few(unused, 5)}")
+        lines.append(f"note: {counted(len(unused), 'class', 'classes')} without a box in train or val (named "
+                     f"only: never learned nor measured): {first_few(unused, 5)}")
     return lines
 
 

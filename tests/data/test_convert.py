@@ -1123,3 +1123,15 @@ def test_a_data_yaml_whose_splits_are_not_there_gives_its_names_not_a_dead_end(t
     (root / "data.yaml").write_text("train: train/set/images\nval: train/set/images\nnames: ['PEN']\n")
     assert main(["data", "convert", "--from", "yolo", str(root / "train/set"), "-o", str(tmp_path / "o2")]) == 2
     assert "is a part of the YOLO dataset" in capsys.readouterr().err
+
+
+def test_a_voc_names_list_with_a_name_in_no_xml_says_it_is_its_own(tmp_path):
+    """``--names Bottle,bg,void`` on a set whose XMLs name Bottle and bg (a walk): void became a class and the
+    training start said it was 'named by the dataset only'; the conversion now says --names gave it."""
+    src = _voc(tmp_path / "voc")
+    found = sorted({c["name"] for c in load(convert_voc(src, tmp_path / "a").ann_files["train"])["categories"]})
+    result = convert_voc(src, tmp_path / "b", names=[*found, "void"])
+    assert [c["name"] for c in load(result.ann_files["train"])["categories"]] == [*found, "void"]
+    assert ("--names void: in no XML; kept as 1 class without a box, never learned nor measured until images of it "
+            "are labelled") in result.notes
+    assert not any(n.startswith("--names") for n in convert_voc(src, tmp_path / "c", names=found).notes)

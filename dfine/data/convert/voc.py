@@ -314,6 +314,11 @@ def convert_voc(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
         if unknown:
             raise DatasetError(f"{unknown[0][0]}: object name '{unknown[0][1]}' is not in --names "
                                f"({', '.join(class_names)})")
+        extra = [n for n in class_names if n not in found]
+        if extra:  # kept as classes (a set labelled later), said as --names' own (a walk's note blamed the dataset)
+            them = "it" if len(extra) == 1 else "them"
+            notes.append(f"--names {', '.join(extra)}: in no XML; kept as {counted(len(extra), 'class', 'classes')} "
+                         f"without a box, never learned nor measured until images of {them} are labelled")
     else:
         class_names = tuple(found)
         boxes: Dict[str, int] = {}
