@@ -125,12 +125,12 @@ def _refuse_beside_a_dataset_file(out: Path, names: Sequence[str]) -> None:
     """A one-line error when ``out`` holds a COCO file (not predict's own) that names images ``names`` as predict
     writes them: its annotated copies would be taken for that file's images (a walk's ``-o DATA/annotations``
     made training read the drawn-on copies of val2017/ in their place)."""
-    from ..data.convert import PRELABELS_DESCRIPTION, file_head, head_file_names
+    from ..data.convert import PRELABELS_DESCRIPTION, file_head, file_names_in
     wanted = set(names)
     for ann in sorted(out.glob("*.json")) if out.is_dir() else []:
         if ann.name == "predictions.json" or PRELABELS_DESCRIPTION.encode() in file_head(ann, 4096):
             continue
-        listed = {Path(name).name for name in head_file_names(ann)}
+        listed = {Path(name).name for name in file_names_in(ann, 1 << 16) if isinstance(name, str)}
         if listed & wanted:
             raise DfineError(f"-o {out} holds the dataset file {ann.name}, which names images as predict writes its "
                              f"annotated copies ({first_few(sorted(listed & wanted), 2)}): they would be taken for "

@@ -591,14 +591,10 @@ def copies_across(splits: Mapping[str, Tuple[os.PathLike | str, os.PathLike | st
     photos whose copies, under other names, were in train, so its AP scored what training saw; ``only``: that
     split's copies alone (the one an evaluation scores). None when none does; files that are missing or
     unreadable are left to each split's check."""
+    from dfine.data.convert import file_names_in
     files: Dict[Tuple[str, str], Tuple[str, int]] = {}
     for split, (ann, folder) in splits.items():
-        try:
-            images = json.loads(Path(ann).read_text(encoding="utf-8")).get("images", [])
-        except (OSError, ValueError, AttributeError):
-            continue
-        for im in images if isinstance(images, list) else []:
-            name = im.get("file_name") if isinstance(im, dict) else None
+        for name in file_names_in(Path(ann)):  # not the whole JSON parsed again at every training start
             if not isinstance(name, str) or unsafe_file_name(name) is not None:
                 continue
             path = os.path.join(str(folder), os.path.normpath(name))
@@ -700,8 +696,8 @@ def _names_some(ann_file: Path, folder: Path) -> bool:
     """Whether ``folder`` holds an image the first ``file_name`` entries of ``ann_file`` name (read from the
     file's head, not the whole file), or the head names none: a walk's eval pictures written beside
     ``annotations/x.json`` made that folder the file's images folder, its 171 images then 'missing'."""
-    from dfine.data.convert import head_file_names
-    names = head_file_names(ann_file)[:20]
+    from dfine.data.convert import file_names_in
+    names = file_names_in(ann_file, 1 << 16)[:20]
     return not names or any((folder / n).is_file() or (folder / Path(n).name).is_file() for n in names)
 
 

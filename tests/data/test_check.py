@@ -885,3 +885,15 @@ def test_a_file_listed_in_two_splits_is_said_as_such_with_each_earlier_split(tmp
         "both): each is scored on what another split saw; keep each photo in one split")
     assert copies_across(splits, only="val") is None
     assert copies_across(splits, only="test").startswith("warning: photos in two splits (files of the same bytes): test:")
+
+
+def test_file_names_are_read_from_a_coco_file_without_parsing_it(tmp_path):
+    """copies_across reads every split file at each training start: COCO's 450 MB train file took seconds and
+    gigabytes to parse; its file names are found in its bytes, escapes decoded, as json reads them."""
+    from dfine.data.convert import file_names_in
+    images = [{"id": 1, "file_name": 'a b/\u00e9t\u00e9 "1" \\ x.jpg'}, {"id": 2, "file_name": "c.jpg"}]
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"images": images, "annotations": [{"id": 1, "image_id": 1}]}, ensure_ascii=True))
+    assert file_names_in(path) == [im["file_name"] for im in images]
+    assert file_names_in(path, 40) == []  # the head only: not the whole first entry
+    assert file_names_in(tmp_path / "missing.json") == []
