@@ -453,13 +453,12 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     generic = named.name.lower() in (*SPLIT_NAMES, "data", "annotations")
     name = named.parent.name if generic and named.parent.name else named.name
     out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
-    home = root.resolve() if root.is_dir() else named
-    if scratch is None and (out.resolve() == home or home in out.resolve().parents):
+    if scratch is None and (out.resolve() == named or named in out.resolve().parents):
         # a walk's -o DATASET/annotations, and a walk's `cd DATASET; dfine train --data .` (./output inside it):
         # checkpoints and pictures among the dataset's own files
         given = f"-o {output_dir}" if output_dir is not None else f"the default output folder {out}"
-        hint = "" if output_dir is not None else f" (-o {shlex.quote(str(home.parent / out.name))}, say)"
-        raise DfineError(f"{given} is inside the dataset folder {home}: the run's files (and pictures, which a later "
+        hint = "" if output_dir is not None else f" (-o {shlex.quote(str(named.parent / out.name))}, say)"
+        raise DfineError(f"{given} is inside the dataset folder {named}: the run's files (and pictures, which a later "
                          f"--data would take for images of the dataset) would mix with it; choose a folder outside "
                          f"it{hint}")
     taken = None

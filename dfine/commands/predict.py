@@ -130,7 +130,7 @@ def _refuse_beside_a_dataset_file(out: Path, names: Sequence[str]) -> None:
     for ann in sorted(out.glob("*.json")) if out.is_dir() else []:
         if ann.name == "predictions.json" or PRELABELS_DESCRIPTION.encode() in file_head(ann, 4096):
             continue
-        listed = {Path(name).name for name in file_names_in(ann, 1 << 16) if isinstance(name, str)}
+        listed = {Path(name).name for name in file_names_in(ann, 1 << 16)}
         if listed & wanted:
             raise DfineError(f"-o {out} holds the dataset file {ann.name}, which names images as predict writes its "
                              f"annotated copies ({first_few(sorted(listed & wanted), 2)}): they would be taken for "

@@ -516,11 +516,12 @@ def _copies(data: Mapping[str, Any], images: List[Mapping[str, Any]], folder: Pa
             listing: Mapping[str, Tuple[int, bool, int]], findings: Dict[str, Finding]) -> None:
     """``same_bytes`` and ``background_copy`` of the ``images`` (entries whose files are there): a walk's
     dataset held every photo twice, one copy labelled and one not, which a YOLO reading took as background."""
-    files = {}
+    files, sizes = {}, {}
     for im in images:
         name = os.path.normpath(im["file_name"]).replace("\\", "/")
-        files.setdefault(im["id"], (os.path.join(str(folder), name), listing[name][0]))
-    groups = same_bytes(files)
+        files.setdefault(im["id"], os.path.join(str(folder), name))
+        sizes.setdefault(im["id"], listing[name][0])  # the folder's listing has them: no second stat
+    groups = same_bytes(files, sizes)
     if not groups:
         return
     boxed = set(boxes_per_image(data, files))
@@ -592,16 +593,9 @@ def copies_across(splits: Mapping[str, Tuple[os.PathLike | str, os.PathLike | st
     split's copies alone (the one an evaluation scores). None when none does; files that are missing or
     unreadable are left to each split's check."""
     from dfine.data.convert import file_names_in
-    files: Dict[Tuple[str, str], Tuple[str, int]] = {}
-    for split, (ann, folder) in splits.items():
-        for name in file_names_in(Path(ann)):  # not the whole JSON parsed again at every training start
-            if not isinstance(name, str) or unsafe_file_name(name) is not None:
-                continue
-            path = os.path.join(str(folder), os.path.normpath(name))
-            try:
-                files.setdefault((split, name), (path, os.stat(path).st_size))
-            except OSError:
-                continue
+    files = {(split, name): os.path.join(str(folder), os.path.normpath(name)) for split, (ann, folder) in splits.items()
+             for name in file_names_in(Path(ann))  # not the whole JSON parsed again at every training start
+             if unsafe_file_name(name) is None}
     order = list(splits)
     copied: Dict[str, Dict[str, List[Tuple[str, str]]]] = {}  # later split -> earlier split -> (name, its name)
     for group in same_bytes(files):

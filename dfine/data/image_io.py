@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 import PIL.Image
@@ -149,44 +149,43 @@ def read_header(path: os.PathLike | str) -> ImageHeader:
         return ImageHeader(f.width, f.height, exif_orientation(f), f.mode, f.format or "")
 
 
-def same_bytes(files: Mapping[Any, Tuple[str, int]]) -> List[List[Any]]:
-    """Groups of two or more keys of ``files`` (``{key: (path, size in bytes)}``) whose files hold the same
-    bytes (a photo saved twice under two names), each group in ``files``' order. Only files whose size another
-    one shares are read (hashed with BLAKE2b: their first 4 KiB, then the whole of those alike), so a folder of
-    distinct images costs little reading; a file that cannot be read is in no group."""
+def same_bytes(files: Mapping[Any, os.PathLike | str], sizes: Optional[Mapping[Any, int]] = None) -> List[List[Any]]:
+    """Groups of two or more keys of ``files`` (``{key: path}``) whose files hold the same bytes (a photo saved
+    twice under two names), each group in ``files``' order. Only files whose size another one shares are read
+    (``sizes``: ``{key: bytes}`` when known, else each file's own), hashed with BLAKE2b: their first 4 KiB, then
+    the whole of those alike, so a folder of distinct images costs little reading; a file that cannot be read is
+    in no group."""
     import hashlib
 
-    by_size: Dict[int, List[Any]] = {}
-    for key, (_, size) in files.items():
-        by_size.setdefault(size, []).append(key)
     def digest(key: Any, limit: Optional[int]) -> Optional[bytes]:
-        hashed, left = hashlib.blake2b(digest_size=16), limit
+        hashed = hashlib.blake2b(digest_size=16)
         try:
-            with open(files[key][0], "rb") as f:
-                while left is None or left > 0:
-                    chunk = f.read(1 << 20 if left is None else min(left, 1 << 20))
-                    if not chunk:
-                        break
+            with open(files[key], "rb") as f:
+                for chunk in iter(lambda: f.read(limit or 1 << 20), b""):
                     hashed.update(chunk)
-                    left = None if left is None else left - len(chunk)
+                    if limit is not None:
+                        break
         except OSError:
             return None
         return hashed.digest()
 
-    def grouped(candidates: List[List[Any]], limit: Optional[int]) -> List[List[Any]]:
+    def grouped(candidates: Iterable[List[Any]], limit: Optional[int]) -> List[List[Any]]:
         out = []
         for keys in candidates:
-            same: Dict[bytes, List[Any]] = {}
+            same: Dict[Optional[bytes], List[Any]] = {}
             for key in keys:
-                found = digest(key, limit)
-                if found is not None:
-                    same.setdefault(found, []).append(key)
-            out += [g for g in same.values() if len(g) > 1]
+                same.setdefault(digest(key, limit), []).append(key)
+            out += [g for found, g in same.items() if found is not None and len(g) > 1]
         return out
 
-    sizes = [keys for keys in by_size.values() if len(keys) > 1]
+    by_size: Dict[int, List[Any]] = {}
+    for key, path in files.items():
+        try:
+            by_size.setdefault(sizes[key] if sizes is not None else os.stat(path).st_size, []).append(key)
+        except OSError:  # not there: in no group
+            continue
     # the first 4 KiB tell most files of one size apart (COCO's 118k photos share sizes by the thousand, and
     # their pixel data begins within it); then all of it
+    groups = grouped(grouped((keys for keys in by_size.values() if len(keys) > 1), 1 << 12), None)
     order = {key: i for i, key in enumerate(files)}
-    groups = grouped(grouped(sizes, 1 << 12), None)
     return sorted((sorted(g, key=order.__getitem__) for g in groups), key=lambda g: order[g[0]])

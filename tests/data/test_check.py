@@ -786,17 +786,20 @@ def test_plot_into_a_folder_or_as_a_jpeg(tmp_path, capsys):
 
 
 def test_same_bytes_groups_copies_and_reads_only_files_of_one_size(tmp_path):
-    """Files of one size are compared by content, the first 64 KiB then all of it; others are never read."""
+    """Files of one size are compared by content, the first 4 KiB then all of it; others are never read."""
     from dfine.data.image_io import same_bytes
     head = bytes(range(256)) * 300  # 76,800 bytes: past the first 4 KiB read first
     files = {"a": head + b"x", "b": head + b"y", "c": head + b"x", "d": b"short", "e": head + b"x"}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    sized = {k: (str(tmp_path / k), len(v)) for k, v in files.items()}
-    assert same_bytes(sized) == [["a", "c", "e"]]  # b differs after the head; d has no file of its size
-    sized["gone"] = (str(tmp_path / "gone"), len(head) + 1)  # unreadable: in no group
-    sized["d2"] = (str(tmp_path / "d"), 5)
-    assert same_bytes(sized) == [["a", "c", "e"], ["d", "d2"]]
+    paths = {k: str(tmp_path / k) for k in files}
+    sizes = {k: len(v) for k, v in files.items()}
+    assert same_bytes(paths, sizes) == [["a", "c", "e"]]  # b differs after the head; d has no file of its size
+    assert same_bytes(paths) == [["a", "c", "e"]]  # the sizes read from the files
+    paths["gone"], sizes["gone"] = str(tmp_path / "gone"), len(head) + 1  # unreadable: in no group
+    paths["d2"], sizes["d2"] = str(tmp_path / "d"), 5
+    assert same_bytes(paths, sizes) == [["a", "c", "e"], ["d", "d2"]]
+    assert same_bytes(paths) == [["a", "c", "e"], ["d", "d2"]]  # a file not there: in no group
 
 
 def test_copies_of_one_photo_are_said_within_and_across_splits(tmp_path, capsys):

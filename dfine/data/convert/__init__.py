@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.image_io import ImageHeader, read_header, tail_complete
+from dfine.data.image_io import ImageHeader, read_header, same_bytes, tail_complete
 from dfine.text import counted, first_few
 from dfine.video import IMAGE_SUFFIXES
 
@@ -37,7 +37,7 @@ __all__ = ["Annotated", "Converted", "SplitCounts", "coco_split", "converter", "
            "write_text_atomic", "write_bytes_atomic", "header_or_reason", "info_for", "images_folder_from_info",
            "images_folder_of_file", "fraction_said", "roboflow_images", "images_by_name", "check_not_a_split",
            "write_split_files", "within", "alike_labels_note", "walk_folders", "file_head", "split_named", "changes_note",
-           "written_files", "uncorrected_prelabels", "file_names_in"]
+           "written_files", "uncorrected_prelabels", "prelabels_maker", "file_names_in"]
 
 #: The formats a conversion reads (``dfine data convert --from``).
 FORMATS = ("yolo", "voc", "cvat", "labelme", "csv", "createml", "coco")
@@ -318,7 +318,9 @@ def split_by_fraction(items: Sequence[str], fraction: float, seed: int,
     if not 0.0 <= fraction < 1.0:
         raise DatasetError(f"--val-fraction {fraction} must be in [0, 1)")
     order = sorted(items)
-    same = _same_files(order, files) if files else {}
+    # {item: the first item whose file holds the same bytes}, of the items whose file is a copy
+    same = {item: group[0] for group in same_bytes({i: files[i] for i in order if i in files})
+            for item in group[1:]} if files else {}
     groups: Dict[str, List[str]] = {}
     for item in order:
         groups.setdefault(_ROBOFLOW_COPY.sub("", same.get(item, item)), []).append(item)
@@ -347,19 +349,6 @@ def split_by_fraction(items: Sequence[str], fraction: float, seed: int,
         notes.append(f"the {len(order)} images are {what} of {len(groups)} photos, each photo's copies kept on "
                      f"one side: val holds {counted(len(val_keys), 'photo')} ({counted(len(val), 'image')})")
     return sorted(set(order) - set(val)), val
-
-
-def _same_files(items: Sequence[str], files: Mapping[str, os.PathLike | str]) -> Dict[str, str]:
-    """``{item: the first item whose file holds the same bytes}`` of the items whose file is a copy."""
-    from dfine.data.image_io import same_bytes
-    sized = {}
-    for item in items:
-        if item in files:
-            try:
-                sized[item] = (str(files[item]), os.stat(files[item]).st_size)
-            except OSError:
-                continue
-    return {item: group[0] for group in same_bytes(sized) for item in group[1:]}
 
 
 def _keep_classes_on_both_sides(keys: Sequence[str], val_keys: set, of_group: Mapping[str, set],
@@ -716,24 +705,32 @@ def _prelabels(ann_file: Path) -> Optional[Dict[str, Any]]:
 
 
 def uncorrected_prelabels(ann_file: Path) -> Optional[str]:
-    """What made ``ann_file`` (``dfine predict -m MODEL``) when it is ``dfine predict --save-dataset``'s
-    pre-labels with the score still on every box, as predict wrote them (not corrected yet); else None."""
-    data = _prelabels(ann_file)
-    if data is None:  # a split of them that a conversion wrote (train --data of predict's folder) says what it is
-        try:
-            with Path(ann_file).open("rb") as f:
-                if b'"prelabels_of"' not in f.read(4096):
-                    return None
-            data = json.loads(Path(ann_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    """:func:`prelabels_maker` of the COCO file ``ann_file``, read only when its head holds either mark."""
+    try:
+        with Path(ann_file).open("rb") as f:
+            head = f.read(4096)
+        if PRELABELS_DESCRIPTION.encode() not in head and b'"prelabels_of"' not in head:
             return None
+        return prelabels_maker(json.loads(Path(ann_file).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def prelabels_maker(data: Any) -> Optional[str]:
+    """What made the COCO content ``data`` (``dfine predict -m MODEL``) when it is ``dfine predict
+    --save-dataset``'s pre-labels, or a split of them a conversion wrote (``info.prelabels_of``), with the score
+    still on every box as predict wrote them (not corrected yet); else None."""
     info = data.get("info") if isinstance(data, dict) else None
     boxes = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(info, dict) or not isinstance(boxes, list) or not all(
             isinstance(a, dict) and "score" in a for a in boxes):
         return None
-    made = info.get("prelabels_of") or str(info.get("description", ""))[len(PRELABELS_DESCRIPTION):].strip()
-    return str(made) or "dfine predict"
+    description = str(info.get("description", ""))
+    if info.get("prelabels_of"):
+        return str(info["prelabels_of"])
+    if description.startswith(PRELABELS_DESCRIPTION):
+        return description[len(PRELABELS_DESCRIPTION):].strip() or "dfine predict"
+    return None
 
 
 def check_prelabels_images(ann_file: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from dfine.data.cocojson import DatasetError, read_coco_json
 from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, check_prelabels_images, file_head, fraction_said,
                                 has_roboflow_copies, images_folder_of_file, info_for, refuse_to_replace,
-                                split_by_fraction, uncorrected_prelabels, write_json_atomic)
+                                split_by_fraction, prelabels_maker, write_json_atomic)
 from dfine.text import counted, first_few
 
 __all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
@@ -159,7 +159,7 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
                      f"mask shapes so), which training would ignore: each is used as a box (its bbox)")
     info = {**(data.get("info") if isinstance(data.get("info"), dict) else {}),
             **info_for(ann_dir, folder, "one COCO file", ann)}
-    made = uncorrected_prelabels(ann)
+    made = prelabels_maker(data)  # the file read above, not read again
     if made:  # a re-walk trained on them with -t the model that made them: 'AP 100%, deploy it instead'
         info["prelabels_of"] = made
         notes.append(f"{ann.name} holds the pre-labels of {made}, not corrected yet (every box keeps its score): a "
@@ -189,13 +189,12 @@ def _split(images: Sequence[Dict[str, Any]], keys: set, fraction: float, seed: i
     and val scored copies of training photos, a walk); images whose files in ``folder`` hold the same bytes
     likewise; the split of other sets unchanged."""
     names = {str(im.get("id")): str(im.get("file_name", "")) for im in images}
+    files = {i: folder / n.replace("\\", "/").lstrip("/") for i, n in names.items() if n}
     if not has_roboflow_copies(names.values()) or len(set(names.values())) != len(names):
-        files = {i: folder / n.replace("\\", "/").lstrip("/") for i, n in names.items() if n}
         return split_by_fraction(list(keys), fraction, seed, classes, said, files=files)
     ids = {n: i for i, n in names.items()}
-    files = {n: folder / n.replace("\\", "/").lstrip("/") for n in ids if n}
     train, val = split_by_fraction(list(ids), fraction, seed, {n: classes.get(i, set()) for n, i in ids.items()}, said,
-                                   files=files)
+                                   files={names[i]: path for i, path in files.items()})
     return [ids[n] for n in train], [ids[n] for n in val]
 
 
