@@ -56,6 +56,16 @@ def _dfine_home(tmp_path_factory):
     os.environ.pop("DFINE_HOME", None)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _nothing_left_in_the_working_folder():
+    """No test leaves a file or folder in the folder pytest runs in (the checkout): a run folder
+    made there by a default (``output/...``, ``runs/...``) fails the session, naming it."""
+    before = set(os.listdir("."))
+    yield
+    left = sorted(set(os.listdir(".")) - before - {".pytest_cache"})
+    assert not left, f"tests left {left} in {Path.cwd()}: give them tmp_path (or monkeypatch.chdir(tmp_path))"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -91,6 +91,7 @@ def test_a_recipes_gpu_sized_batches_on_the_cpu_are_said_with_the_override(coco1
     from dfine.engine.trainer import Trainer
     train = coco128 / "annotations" / "instances_train2017.json"  # 128 images: one batch of the recipe's 128
     keys = [k for k in published_keys(coco128, train, train, tmp_path / "out")[1:-2] if "total_batch_size" not in k]
+    monkeypatch.chdir(tmp_path)  # the recipe's own output_dir (output/...) is made here, not in the checkout
     trainer = Trainer(load_config(REPO / RECIPE, [*keys, "device=cpu"]), progress=False)
     notes = [line for line in trainer.startup_summary() if "sized for GPUs" in line]
     assert notes == ["note: the recipe's batches are (train 128, val 256) sized for GPUs: on the CPU each takes many "
