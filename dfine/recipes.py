@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.errors import DfineError, keyword_hints
-from dfine.text import counted
+from dfine.text import counted, first_process
 
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "as_is", "detect_format", "find_coco_splits", "data_run", "train",
            "missing_split", "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
@@ -477,7 +477,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     if scratch is None:  # a file where the run folder goes: said before the conversion writes into it (a walk)
         from dfine.outputs import refuse_file_in_path
         refuse_file_in_path(out)
-    if scratch is None and os.environ.get("RANK", "0") == "0":
+    if scratch is None and first_process():
         from dfine.engine.lock import check_unlocked
         check_unlocked(out)
     from dfine.data.convert import keep_split, split_members
@@ -802,11 +802,12 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
                        given=overrides, run_folder="latest" if auto_resume else "new")
     except DfineError as e:  # 'dfine.train(data=...)': '--data X not found' read as the command line's (a walk)
         raise in_python_words(e) from None
-    for note in run.notes:
+    for note in run.notes if first_process() else ():
         print(python_words(note), file=sys.stderr)
     if auto_resume and (run.output_dir / "last.pth").is_file():
         resume = run.output_dir / "last.pth"
-        print(f"resuming from {resume} (auto_resume=True)", file=sys.stderr)
+        if first_process():
+            print(f"resuming from {resume} (auto_resume=True)", file=sys.stderr)
     extra = list(run.overrides)
     if imgsz is not None:
         h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz

@@ -7,11 +7,19 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-__all__ = ["ap_text", "counted", "did_you_mean", "first_few", "missing_model_note", "no_font_note", "progress_bar"]
+__all__ = ["ap_text", "counted", "did_you_mean", "first_few", "first_process", "missing_model_note", "no_font_note",
+           "progress_bar"]
 
 # the files a model can be given as: checkpoints, and exports (ONNX, OpenVINO IR, TensorRT engines)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 MODEL_SUFFIXES = CHECKPOINT_SUFFIXES + (".onnx", ".xml", ".engine", ".trt")
+
+
+def first_process() -> bool:
+    """Whether this is the process that speaks for a run: rank 0 of a ``torchrun`` launch (its ``RANK``
+    variable, there before the process group is joined) or a process ``torchrun`` did not start. The
+    others stay quiet (a walk under ``torchrun --nproc_per_node=2`` read each dataset note twice)."""
+    return os.environ.get("RANK", "0").strip() in ("0", "")
 
 
 def counted(n: int, word: str, many: Optional[str] = None) -> str:

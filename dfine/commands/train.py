@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 import warnings
@@ -255,7 +254,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _say(args: argparse.Namespace, note: str) -> None:
     """Print ``note`` on stderr; in a :func:`dfine.evaluate` call's words when it runs the command
-    (``args.python``: a walk's notebook was told ``--batch N`` and ``--model dfine_n``)."""
+    (``args.python``: a walk's notebook was told ``--batch N`` and ``--model dfine_n``); under ``torchrun``
+    by the first process only."""
+    from dfine.text import first_process
+    if not first_process():
+        return
     if getattr(args, "python", False):
         from dfine.recipes import python_words
         note = python_words(note)
@@ -369,6 +372,7 @@ def _continue_or_warn(cfg, auto_resume: bool):
     last = Path(cfg.output_dir) / "last.pth"
     if not last.is_file() or cfg.resume or not auto_resume:
         return cfg
-    if int(os.environ.get("RANK", "0")) == 0:
+    from dfine.text import first_process
+    if first_process():
         print(f"resuming from {last} (--auto-resume)", file=sys.stderr)
     return dataclasses.replace(cfg, resume=str(last), tuning=None)

@@ -41,7 +41,7 @@ from dfine.data.convert import IMAGE_SUFFIXES, write_json_atomic
 from dfine.data.image_io import HIGH_DEPTH_MODES, ImageHeader, exif_orientation, same_bytes, tail_complete
 from dfine.config import queries_override
 from dfine.models.config import DFINETransformerConfig
-from dfine.text import counted, cut_middle
+from dfine.text import counted, cut_middle, first_process
 
 __all__ = ["Level", "Severity", "KINDS", "Finding", "CheckReport", "check_dataset", "default_images", "fix_dataset",
            "plot_backend", "preflight", "plot_report", "copies_across"]
@@ -876,7 +876,7 @@ _LOGGED = {"box_clipped": ("box", "boxes", "clipped to the image"),
 
 
 def _log_main(text: str) -> None:
-    if int(os.environ.get("RANK", "0")) == 0:
+    if first_process():
         print(text, file=sys.stderr)
 
 

@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -52,7 +53,7 @@ from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 from dfine.outputs import prepare_output_dir, removed_if_left_empty
 from dfine.slicing import trained_tile, unsliced_note
-from dfine.text import ap_text, counted
+from dfine.text import ap_text, counted, first_process
 
 from . import dist
 from .ema import ModelEMA
@@ -249,7 +250,7 @@ class Trainer:
             raise DfineError(f"patience must be at least 1 evaluation, got {patience}")
         self.output_dir = Path(cfg.output_dir)
         created: List[Path] = []
-        if int(os.environ.get("RANK", "0")) == 0:
+        if first_process():
             created = prepare_output_dir(self.output_dir, "--output-dir")
             ckpt_io.remove_stale_temporaries(self.output_dir)
         with removed_if_left_empty(created):
@@ -311,6 +312,10 @@ class Trainer:
         self.model = model
         self.ema = ModelEMA(model, cfg.ema.decay, cfg.ema.warmups, cfg.ema.start) if cfg.use_ema else None
         if dist.world_size() > 1:
+            # the CCFF blocks' 1x1 cv4 convs (298 input channels in N) get channels-last gradients on the CPU,
+            # which DDP copies into its bucket: one small copy a step, said by torch in four alarming lines
+            # per process (a walk read them under torchrun); the copy stays, the lines go
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
             self.model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.find_unused_parameters)

@@ -55,3 +55,22 @@ def test_two_processes_match_one(coco128, tmp_path):
     step_two = torch.cat([(moved["two"][k] - start[k]).flatten() for k in keys])
     # measured 9e-5 (rounding); a sync batch norm without the gradient all-reduce gives 2.8e-3
     assert (step_two - step_one).norm() < 5e-4 * step_one.norm()
+
+
+def test_torchrun_of_a_dataset_folder_says_each_note_once(tmp_path):
+    """``torchrun --nproc_per_node=2 -m dfine train --data DIR``: every process reads the dataset, and a walk
+    read each dataset note twice, then torch's four-line DDP gradient-strides warning once per process. The
+    notes now come from the first process only, the warning from none; the run trains and saves."""
+    from tests.data.datasets import ultralytics_folders
+    data = ultralytics_folders(tmp_path / "parts", {"train": 4, "val": 2}, (64, 48), "0 0.5 0.5 0.4 0.4")
+    (data / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [bolt]\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dfine", "train",
+           "--data", str(data), "--model", "dfine_n", "-u", "HGNetv2.pretrained=False", "--epochs", "1",
+           "--max-steps", "1", "--imgsz", "256", "--no-progress", "-d", "cpu", "-o", str(tmp_path / "out")]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_checkpoint(tmp_path / "out" / "last.pth")["model"]
+    lines = (done.stdout + done.stderr).splitlines()
+    said = [line for line in lines if line.startswith(("CPU: ", "train data: ", "classes: "))]
+    assert sorted(line.split(":")[0] for line in said) == ["CPU", "classes", "train data"], said
+    assert not [line for line in lines if "Grad strides" in line or "bucket_view" in line]
