@@ -133,6 +133,29 @@ def _last_state(folder: PathLike) -> Dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+def recorded_recipe(path: PathLike) -> Optional[str]:
+    """The recipe file name (``dfine_hgnetv2_s_obj2custom.yml``) a ``--data`` run's checkpoint at ``path``
+    records it was built from; None when it records none (a recipe's run, an older dfine) or is unreadable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - the trainer says what is wrong with the file
+        return None
+    recipe = state.get("recipe") if isinstance(state, dict) else None
+    return recipe if isinstance(recipe, str) else None
+
+
+def class_head_rows(path: PathLike) -> Optional[int]:
+    """The number of classes the detector weights at ``path`` score (rows of ``decoder.enc_score_head.weight``;
+    366 for the published Objects365 models), read without loading the file's tensors; None when it is
+    unreadable or no D-FINE detector (the trainer says so)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        head = model_state(ckpt, str(path)).get("decoder.enc_score_head.weight")
+    except Exception:  # noqa: BLE001 - the trainer says what is wrong with the file
+        return None
+    return int(head.shape[0]) if isinstance(head, torch.Tensor) and head.ndim == 2 else None
+
+
 def stopped_run(folder: PathLike) -> Optional[Tuple[int, int]]:
     """``(epochs done, epochs asked)`` of the run whose ``last.pth`` is in ``folder`` when it stopped
     before its last epoch (Ctrl-C, a kill); ``None`` when it finished, or there is no readable

@@ -421,7 +421,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
              batch: Optional[int] = None, output_dir: Optional[Union[str, os.PathLike]] = None,
              names: Optional[Sequence[str]] = None, device: Optional[str] = None,
              given: Sequence[str] = (), scratch: Optional[Path] = None,
-             run_folder: Literal["as is", "new", "latest"] = "as is", split: str = "val") -> DataRun:
+             run_folder: Literal["as is", "new", "latest"] = "as is", split: str = "val",
+             tuning: Optional[Union[str, os.PathLike]] = None,
+             resume: Optional[Union[str, os.PathLike]] = None) -> DataRun:
     """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
     ``output_dir/data`` unless COCO split files; ``scratch``: into that temporary folder of an
     evaluation instead, which the caller removes); ``given``: the user's own ``key=value`` overrides (a
@@ -433,12 +435,14 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     for a new run (the first free of them: an earlier run's weights are never overwritten, said in
     a note), ``"latest"`` for ``--auto-resume`` (the last that holds a run), ``"as is"`` the first.
     ``split``: the split an evaluation (``scratch``) runs on, as the val loader's (``val`` or ``test``);
-    an evaluation needs only that split."""
+    an evaluation needs only that split. A training fine-tuning Objects365 weights (``tuning``, or a run
+    continued from ``resume`` or by ``--auto-resume`` that did) is built from the published obj2custom
+    recipe (:func:`custom_recipe`)."""
     from dfine.data.archive import dataset_folder, require_path
     root = require_path(data)
     size = model_size(model)
     root = dataset_folder(root)  # a downloaded .zip: unpacked beside it
-    recipe = RECIPES_DIR / "dfine" / "custom" / f"dfine_hgnetv2_{size}_custom.yml"
+    recipe = custom_recipe(size)
     if not recipe.is_file():
         raise DfineError(f"recipe {recipe} not found: dfine train --data needs the configs folder of a dfine checkout")
     fmt = detect_format(root)
@@ -525,10 +529,19 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
         what = f"a run still training ({running}; so far " if running else "an earlier run ("
         notes.insert(0, f"{taken} holds {what}{files}), kept: this run trains "
                      f"into {out} (-o DIR to choose the folder){_stopped_note(taken)}")
+    if scratch is None and run_folder == "latest" and resume is None and (out / "last.pth").is_file():
+        resume = out / "last.pth"  # --auto-resume continues it
+    if scratch is None and objects365_tuning(tuning, resume) and custom_recipe(size, objects365=True).is_file():
+        recipe = custom_recipe(size, objects365=True)
+        if resume is None:
+            from dfine.config import load_config
+            published = load_config(recipe)
+            notes.append(f"{tuning} is an Objects365 detector: fine-tuned with the published recipe for that, "
+                         f"{recipe.name} ({published.epochs} epochs unless --epochs, lower learning rates, no warmup)")
     if epochs is not None:
         if epochs < 1:
             raise DfineError(f"--epochs {epochs}: give at least 1")
-        stop = stop_epoch_for(epochs)
+        stop = stop_epoch_for(epochs, recipe)
         overrides += [f"epochs={epochs}", f"train_dataloader.collate_fn.stop_epoch={stop}"]
     if batch is None and _on_cpu(device):
         batch = CPU_BATCH
@@ -601,10 +614,49 @@ def stopped_sibling(folder: Path) -> str:
     return f"{latest.name} stopped after epoch {stopped[0]} of {stopped[1]}: --auto-resume continues it"
 
 
-def stop_epoch_for(epochs: int) -> int:
-    """The stop epoch (0-based: stage 2's first) of a run of ``epochs``: the published recipes' share
-    of stage 2, 20 of 220 epochs (at least one epoch before it)."""
-    return max(1, epochs - math.ceil(epochs * 20 / 220))
+def stop_epoch_for(epochs: int, recipe: Optional[Path] = None) -> int:
+    """The stop epoch (0-based: stage 2's first) of a run of ``epochs``: the published recipe's share
+    of stage 2, 20 of 220 epochs (8 of 64 in ``recipe`` obj2custom; at least one epoch before it)."""
+    last, total = 20, 220
+    if recipe is not None:
+        from dfine.config import load_config
+        cfg = load_config(recipe)
+        if cfg.epochs and cfg.stop_epoch is not None:
+            last, total = cfg.epochs - cfg.stop_epoch, cfg.epochs
+    return max(1, epochs - math.ceil(epochs * last / total))
+
+
+#: classes the published Objects365 detectors score: the 365, and index 0 unused
+OBJECTS365_HEAD = 366
+
+
+def custom_recipe(size: str, objects365: bool = False) -> Path:
+    """The published recipe a ``dfine train --data`` run of ``size`` (``n`` .. ``x``) is built from:
+    ``custom/dfine_hgnetv2_{size}_custom.yml``, or with ``objects365`` (fine-tuning Objects365 weights, the
+    published README's "Tuning on Custom Dataset") ``custom/objects365/dfine_hgnetv2_{size}_obj2custom.yml``:
+    64 epochs, lower learning rates, no warmups (published for S, M, L and X, as the weights are)."""
+    if objects365:
+        return RECIPES_DIR / "dfine" / "custom" / "objects365" / f"dfine_hgnetv2_{size}_obj2custom.yml"
+    return RECIPES_DIR / "dfine" / "custom" / f"dfine_hgnetv2_{size}_custom.yml"
+
+
+def objects365_tuning(tuning: Optional[Union[str, os.PathLike]],
+                      resume: Optional[Union[str, os.PathLike]] = None) -> bool:
+    """Whether a ``--data`` training fine-tunes Objects365 weights: ``tuning`` (a checkpoint whose class
+    head scores :data:`OBJECTS365_HEAD` classes, or an Objects365 zoo entry), or a run continued from
+    ``resume`` whose checkpoint records the obj2custom recipe."""
+    from dfine.checkpoint import class_head_rows, recorded_recipe
+    if resume is not None:
+        return "obj2custom" in (recorded_recipe(resume) or "")
+    if tuning is None:
+        return False
+    if Path(tuning).is_file():
+        return class_head_rows(tuning) == OBJECTS365_HEAD
+    from dfine import zoo
+    try:
+        return zoo.get(str(tuning)).dataset == "obj365"
+    except zoo.UnknownEntryError:
+        return False
 
 
 def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], fmt: str = "coco",
@@ -799,7 +851,7 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
             from dfine.device import resolve_device
             resolve_device(device)
         run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
-                       given=overrides, run_folder="latest" if auto_resume else "new")
+                       given=overrides, run_folder="latest" if auto_resume else "new", tuning=tuning, resume=resume)
     except DfineError as e:  # 'dfine.train(data=...)': '--data X not found' read as the command line's (a walk)
         raise in_python_words(e) from None
     for note in run.notes if first_process() else ():

@@ -245,7 +245,8 @@ def _run(args: argparse.Namespace) -> int:
             data = data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=output_dir,
                             names=split_names(args.names), device=args.device, given=overrides_from_args(args),
                             scratch=Path(scratch) if scratch else None,
-                            run_folder="latest" if args.auto_resume else "new", split=getattr(args, "split", "val"))
+                            run_folder="latest" if args.auto_resume else "new", split=getattr(args, "split", "val"),
+                            tuning=args.tuning, resume=args.resume)
             for note in data.notes:
                 _say(args, note)
         command = data_command(args, model) if args.data else None

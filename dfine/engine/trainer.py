@@ -409,6 +409,7 @@ class Trainer:
         }
         if getattr(self, "command", None) is not None:  # the --data folder (absolute): --auto-resume goes on with
             state["data"] = self.command.data  # a run of the same data only (a walk's continued another's)
+            state["recipe"] = Path(self.cfg.config_file).name  # obj2custom: continued with it (recipes.data_run)
         if self.tiles is not None:
             state["tiles"] = self.tiles
         if self.ema is not None:

@@ -228,6 +228,49 @@ def test_model_names_and_epoch_overrides(tmp_path):
     assert "train_dataloader.total_batch_size=4" in run.overrides and "num_classes=null" in run.overrides
 
 
+def test_objects365_weights_are_fine_tuned_with_the_published_obj2custom_recipe(tmp_path, capsys):
+    """The published README fine-tunes Objects365 weights on custom data with
+    ``custom/objects365/dfine_hgnetv2_{size}_obj2custom.yml`` (64 epochs, lower learning rates, no warmups);
+    ``--data -t dfine_s_obj365`` took the from-scratch custom recipe (220 epochs, lr 0.0004, 500 warmup steps).
+    Objects365 weights are known by their 366-class head or their zoo entry, and a run continued with
+    ``--auto-resume`` (its ``-t`` not given again) keeps the recipe its checkpoint records."""
+    import dfine
+    src = _yolo(tmp_path / "y")
+    obj365 = tmp_path / "obj365.pth"
+    torch.save({"model": dfine.build_model("dfine_s", num_classes=366).state_dict()}, obj365)
+    run = data_run(src, "dfine_s", epochs=10, output_dir=tmp_path / "o", tuning=obj365)
+    assert run.recipe.name == "dfine_hgnetv2_s_obj2custom.yml" and run.recipe.is_file()
+    assert "train_dataloader.collate_fn.stop_epoch=8" in run.overrides  # stage 2: 8 of 64 epochs, not 20 of 220
+    assert any("obj365.pth is an Objects365 detector" in n and "64 epochs unless --epochs" in n for n in run.notes)
+    assert data_run(src, "dfine_s", output_dir=tmp_path / "o", tuning="dfine_s_obj365").recipe.name == \
+        "dfine_hgnetv2_s_obj2custom.yml"  # the zoo entry, known without its download
+    coco = tmp_path / "coco.pth"
+    torch.save({"model": dfine.build_model("dfine_s", num_classes=80).state_dict()}, coco)
+    for tuning in (coco, "dfine_s_coco", "dfine_s_obj2coco", None):
+        run = data_run(src, "dfine_s", epochs=10, output_dir=tmp_path / "o", tuning=tuning)
+        assert run.recipe.name == "dfine_hgnetv2_s_custom.yml", tuning
+        assert "train_dataloader.collate_fn.stop_epoch=9" in run.overrides
+    # N has no Objects365 weights nor recipe: a 366-class N file trains with the custom recipe
+    torch.save({"model": dfine.build_model("dfine_n", num_classes=366).state_dict()}, tmp_path / "n365.pth")
+    assert data_run(src, "dfine_n", output_dir=tmp_path / "o", tuning=tmp_path / "n365.pth").recipe.name == \
+        "dfine_hgnetv2_n_custom.yml"
+    # end to end: the run records its recipe, and --auto-resume (without -t) continues with it
+    small = ["--imgsz", "160", "--batch", "2", "--max-steps", "1", "-d", "cpu", "--no-progress", "-u",
+             "train_dataloader.num_workers=0", "val_dataloader.num_workers=0", "use_amp=false",
+             "DFINETransformer.num_queries=50", "DFINEPostProcessor.num_top_queries=50"]
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(src), "--model", "dfine_s", "-t", str(obj365), "--epochs", "1", "-o", str(out),
+                 *small]) == 0
+    printed = capsys.readouterr()
+    assert "model: dfine_hgnetv2_s_obj2custom.yml (HGNetv2-B0)" in printed.out
+    assert torch.load(out / "last.pth", weights_only=True)["recipe"] == "dfine_hgnetv2_s_obj2custom.yml"
+    assert main(["train", "--data", str(src), "--model", "dfine_s", "--epochs", "2", "-o", str(out),
+                 "--auto-resume", *small]) == 0
+    printed = capsys.readouterr()
+    assert "model: dfine_hgnetv2_s_obj2custom.yml" in printed.out and "Objects365 detector" not in printed.err
+    assert torch.load(out / "last.pth", weights_only=True)["last_epoch"] == 1
+
+
 def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path, capsys):
     import dfine
 
