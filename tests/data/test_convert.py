@@ -990,6 +990,32 @@ def test_a_data_yaml_val_or_test_split_that_is_not_there_becomes_a_note(tmp_path
         convert_yolo(src, tmp_path / "out2")
 
 
+def test_a_data_yaml_split_missing_beside_its_folder_of_another_name_is_an_error(tmp_path, capsys):
+    """A walk's data.yaml said 'val: val/images' beside Roboflow's valid/images (143 labelled images): the val
+    split was said missing and a seeded share of train became val, the labelled one passed over, and the check
+    said OK. A val or test entry not there while a folder of that split under another name holds images is
+    now an error naming that folder and the entry to write."""
+    src = tmp_path / "okra"
+    for split, n in (("train", 4), ("valid", 2), ("test", 1)):
+        for i in range(n):
+            image(src / f"{split}/images/{i}.jpg", (40, 40))
+            yolo_labels(src / f"{split}/labels/{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    (src / "data.yaml").write_text("train: train/images\nval: val/images\ntest: test/images\nnames: [a]\n")
+    with pytest.raises(DatasetError) as raised:
+        convert_yolo(src, tmp_path / "out")
+    assert str(raised.value) == (f"{src / 'data.yaml'}: val: val/images is not there, but {src / 'valid/images'} "
+                                 f"holds 2 images: point val: at it (val: valid/images), or remove the val entry "
+                                 f"for a seeded share of train")
+    assert main(["data", "check", str(src)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {raised.value}"
+    (src / "data.yaml").write_text("train: train/images\nval: valid/images\ntest: tests/images\nnames: [a]\n")
+    with pytest.raises(DatasetError, match=r"test: tests/images is not there, but .*test/images holds 1 image: point "
+                                           r"test: at it \(test: test/images\), or remove the test entry$"):
+        convert_yolo(src, tmp_path / "out2")
+    (src / "data.yaml").write_text("train: train/images\nval: valid/images\nnames: [a]\n")
+    assert convert_yolo(src, tmp_path / "out3").counts["val"].images == 2  # as named: no test entry, no test split
+
+
 @pytest.mark.parametrize("command", [["data", "convert", "--from", "voc"], ["data", "tile"]])
 def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(tmp_path, capsys, command):
     """A walk's `dfine data convert --from voc BCCD -o existing.txt` ended in a NotADirectoryError traceback from

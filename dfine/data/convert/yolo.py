@@ -387,6 +387,12 @@ def _splits_of(data: Dict[str, Any], path: Path, roots: Sequence[Path], notes: L
         if missing and (found or key == "train"):
             raise missing[0]
         if missing:  # a Roboflow download of its train split alone (a walk's books set): its data.yaml names all three
+            other = _split_folder_by_another_name(key, roots)
+            if other is not None:  # 'val: val/images' beside Roboflow's valid/images: its labelled images were
+                folder, n = other  # passed over for a seeded share of train (a walk)
+                raise DatasetError(f"{path}: {key}: {value} is not there, but {folder} holds {counted(n, 'image')}: "
+                                   f"point {key}: at it ({key}: {folder.relative_to(roots[0]).as_posix()}), or "
+                                   f"remove the {key} entry" + (" for a seeded share of train" if key == "val" else ""))
             notes.append(f"{path.name} names a {key} split ({value}) that is not there; "
                          + ("a seeded share of train becomes val instead" if key == "val" else "no test file written"))
             continue
@@ -394,6 +400,17 @@ def _splits_of(data: Dict[str, Any], path: Path, roots: Sequence[Path], notes: L
     if "train" not in splits:
         raise DatasetError(f"{path}: no 'train' entry; add train: images/train (a folder or a .txt list)")
     return splits
+
+
+def _split_folder_by_another_name(split: str, roots: Sequence[Path]) -> Optional[Tuple[Path, int]]:
+    """The folder of ``split``'s images under another of its names (``valid/images`` for ``val``) in the
+    first of ``roots`` (a data.yaml's folder), with its image count; None when there is none."""
+    for folder, ours in SPLIT_NAMES.items():
+        for candidate in (roots[0] / "images" / folder, roots[0] / folder / "images", roots[0] / folder):
+            images = _images_in(candidate, roots) if ours == split and candidate.is_dir() else []
+            if images:
+                return candidate, len(images)
+    return None
 
 
 def _splits_from_folders(src: Path) -> Dict[str, List[Path]]:
