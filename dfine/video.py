@@ -77,7 +77,8 @@ def source_kind(source: Union[str, int, os.PathLike]) -> str:
             return "video"
         raise DfineError(f"{path} is not a video ({' '.join(VIDEO_SUFFIXES)}), a folder of frames, a webcam "
                          f"index or a stream URL")
-    raise DfineError(f"source {text} not found (a video file, a folder of frames, a webcam index or a stream URL)")
+    from dfine.text import did_you_mean
+    raise DfineError(f"source {text} not found{did_you_mean(text) or ' (a video file, a folder of frames, a webcam index or a stream URL)'}")
 
 
 def open_source(source: Union[str, int, os.PathLike], timeout: float = STREAM_TIMEOUT) -> FrameSource:
@@ -262,6 +263,8 @@ def _open_video_av(path: Path) -> FrameSource:
 
 def _unreadable(path: Path, why: str = "") -> str:
     """The one line for a video file no decoder opens; an MP4/MOV cut off before its index is named."""
+    if path.is_file() and path.stat().st_size == 0:  # 'not a video, or a codec OpenCV lacks' (a walk's empty.mp4)
+        return f"cannot open video {path}: it is empty (0 bytes): copy or record it again"
     if mp4_without_index(path):
         return (f"cannot read video {path}: it is an MP4/MOV without its index ('moov' box), the usual state of "
                 f"a recording cut off before it was finished, and no decoder can read one; record to a "

@@ -138,6 +138,22 @@ def test_mp4_cut_before_its_index_is_named(tmp_path):
         open_source(tmp_path / "junk.mp4")
 
 
+def test_an_empty_video_and_a_misspelt_one_are_said_so(tmp_path):
+    """A walk's 0-byte .mp4 was 'not a video, or a codec OpenCV lacks'; its misspelt video name got no 'did you
+    mean' from dfine track, which dfine predict gives."""
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(DfineError) as e:
+        open_source(tmp_path / "empty.mp4")
+    assert str(e.value) == f"cannot open video {tmp_path / 'empty.mp4'}: it is empty (0 bytes): copy or record it again"
+    (tmp_path / "solidWhiteRight.mp4").write_bytes(b"x")
+    with pytest.raises(DfineError) as e:
+        open_source(tmp_path / "solidWhiteRigth.mp4")
+    assert str(e.value) == (f"source {tmp_path / 'solidWhiteRigth.mp4'} not found; did you mean "
+                            f"{tmp_path / 'solidWhiteRight.mp4'}?")
+    with pytest.raises(DfineError, match=r"not found \(a video file, a folder of frames, a webcam index or a stream"):
+        open_source(tmp_path / "other.avi")
+
+
 def test_writer_renames_when_complete_and_pads_odd_sides(tmp_path):
     writer = VideoWriter(tmp_path / "out.mp4", fps=10)
     for f in _frames(12, w=63, h=47):
