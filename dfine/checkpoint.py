@@ -133,6 +133,19 @@ def _last_state(folder: PathLike) -> Dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+def run_best_file(folder: PathLike) -> Optional[str]:
+    """The name of the best weights of the run whose ``last.pth`` is in ``folder``, as its end names them:
+    the ``best_stg*.pth`` saved with the best AP, or ``last.pth`` when no evaluation scored above AP 0; None
+    when no readable ``last.pth`` records it."""
+    progress = _last_state(folder).get("progress")
+    if not isinstance(progress, dict) or not isinstance(progress.get("best_ap"), (int, float)):
+        return None
+    if progress["best_ap"] <= 0:
+        return "last.pth"
+    best = progress.get("best_file")
+    return best if isinstance(best, str) else None
+
+
 def recorded_recipe(path: PathLike) -> Optional[str]:
     """The recipe file name (``dfine_hgnetv2_s_obj2custom.yml``) a ``--data`` run's checkpoint at ``path``
     records it was built from; None when it records none (a recipe's run, an older dfine) or is unreadable."""
