@@ -456,7 +456,13 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     # and a folder of a generic name (stop_sign/data, a walk's 'data_dfine_n'): the folder above's
     generic = named.name.lower() in (*SPLIT_NAMES, "data", "annotations")
     name = named.parent.name if generic and named.parent.name else named.name
-    out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
+    weights = resume if resume is not None else tuning
+    if output_dir is None and scratch is not None and weights is not None and not Path(weights).is_file():
+        # a zoo model's evaluation (dfine eval -r dfine_n_coco --data DIR) in a folder of its own, not in the
+        # folder of the dataset's own training run (a walk's eval.json there described the zoo model)
+        out = _absolute(Path("output") / f"{name}_{Path(str(weights)).name}")
+    else:
+        out = _absolute(Path(output_dir) if output_dir is not None else Path("output") / f"{name}_dfine_{size}")
     if scratch is None and (out.resolve() == named or named in out.resolve().parents):
         # a walk's -o DATASET/annotations, and a walk's `cd DATASET; dfine train --data .` (./output inside it):
         # checkpoints and pictures among the dataset's own files

@@ -584,3 +584,26 @@ def test_train_without_data_says_what_to_train_on(argv, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: say what to train on: --data DIR --model dfine_n") and "\n" not in err
     assert "evaluat" not in err
+
+
+def test_a_zoo_models_evaluation_on_a_dataset_goes_to_a_folder_of_its_own(coco128, tmp_path, capsys, monkeypatch):
+    """A walk's ``dfine eval -r dfine_n_coco --data labels`` wrote the zoo model's eval.json and pictures into
+    output/labels_dfine_n, the folder of its own fine-tuned run, recording the model as a path that is not there
+    (the zoo name joined to the working folder). It now goes to output/labels_dfine_n_coco, recorded by name."""
+    from tests.conftest import load_golden
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DFINE_HOME", str(tmp_path / "home"))
+    (tmp_path / "home/weights").mkdir(parents=True)
+    torch.save(load_golden("n")["checkpoint"], tmp_path / "home/weights/dfine_n_coco.pth")
+    data = tmp_path / "labels"
+    (data / "annotations").mkdir(parents=True)
+    write_subset(coco128, data / "annotations/instances_train.json", 2)
+    write_subset(coco128, data / "annotations/instances_val.json", 2, offset=2)
+    (data / "images").symlink_to(coco128 / "train2017")
+    run = tmp_path / "output/labels_dfine_n"  # the dataset's own run, whose files stay its own
+    run.mkdir(parents=True)
+    assert main(["eval", "-r", "dfine_n_coco", "--data", str(data), "--imgsz", "320", "-d", "cpu", "--no-progress"]) == 0
+    out = tmp_path / "output/labels_dfine_n_coco"
+    assert f"metrics: {out / 'eval.json'}" in capsys.readouterr().out
+    assert json.loads((out / "eval.json").read_text())["model"] == "dfine_n_coco"
+    assert (out / "eval_predictions.png").is_file() and not list(run.iterdir())

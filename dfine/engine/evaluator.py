@@ -450,14 +450,16 @@ def write_evaluation(path: Path, content: Dict[str, Any], *, model: PathLike, an
         before = {}
     before = before if isinstance(before, dict) else {}
     was, now = before.get("data") or before.get("ann_file"), where.get("data") or where["ann_file"]
-    was_model, now_model = before.get("model"), os.path.abspath(model)
+    # a zoo name (dfine eval -r dfine_n_coco) as given, not joined to the working folder (a walk's file named none)
+    now_model = os.path.abspath(model) if os.path.exists(model) else str(model)
+    was_model = before.get("model")
     it = _replaced_words(path)
     if was and now and was != now:
         print(f"note: {path} held the evaluation on {was}; this one on {now} replaces {it}", file=sys.stderr)
     elif was_model and was_model != now_model:  # best_stg1, best_stg2 and last of a run share their folder's file
         print(f"note: {path} held the evaluation of {Path(was_model).name}; this one of {Path(now_model).name} "
               f"replaces {it}", file=sys.stderr)
-    write_json_atomic(path, {**content, "model": os.path.abspath(model), **where, "num_images": num_images})
+    write_json_atomic(path, {**content, "model": now_model, **where, "num_images": num_images})
 
 
 def _replaced_words(path: Path) -> str:
