@@ -552,7 +552,7 @@ class Trainer:
                 stopped = self._run_epoch(epoch) or ""
                 if not stopped:
                     entry = self._last_entry
-        self._finish_logs()
+        self._finish_logs(stopped)
         result = {**entry, **self._final(time.time() - start, stopped)}
         return result
 
@@ -1316,21 +1316,36 @@ class Trainer:
             text += f", about {duration(mean * left)} to go"
         return text
 
-    def _finish_logs(self) -> None:
+    def _finish_logs(self, stopped: str = "") -> None:
+        best, stage = self._best_and_stage()
+        evaluated = self._stage_metrics.get(stage) if stage else None
+        if evaluated is None and best is not None and self._epoch_seconds and stopped not in ("SIGINT", "SIGTERM"):
+            evaluated = self._evaluate_again(best)  # every process: the evaluation is shared among them
         if not dist.is_main():
             return
         if self.writer is not None:
             self.writer.close()
         self._pictures = plot_history(self.history, self.output_dir, lr_labels(self.cfg.optimizer, self.lr_groups),
                                       self.stop_epoch)
-        best, stage = self._best_and_stage()
-        evaluated = self._stage_metrics.get(stage) if stage else None
         if evaluated is not None:  # titled with the epoch of those weights (last.pth's said the best AP's epoch)
             metrics, epoch = evaluated
             pick = self.conf_picks.get(stage)
             self._pictures = plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {epoch + 1}, val",
                                              val=(self.val_set.ann_file, self.val_set.img_folder),
                                              conf=pick["conf"] if pick else None) + self._pictures
+
+
+    def _evaluate_again(self, best: Path) -> Optional[Tuple[CocoMetrics, int]]:
+        """The metrics of the weights in ``best`` and their epoch, evaluated now: a resumed run's best weights
+        evaluated in a session before the resume (a walk's run, killed after its best epoch and resumed, ended
+        with the pictures of the weights before them, titled with their epoch). ``None`` when a signal stops it."""
+        state = ckpt_io.read_checkpoint(best)
+        epoch = int(state.get("last_epoch", self.last_epoch))
+        self._print(f"{best.name} (epoch {epoch + 1}) was evaluated before this run was resumed: evaluating it "
+                    f"again for its pictures")
+        self.load_resume(state, str(best), full=False)
+        metrics = self.evaluate()
+        return None if metrics is None else (metrics, epoch)
 
 
 def _earlier_run(out: Path) -> Tuple[str, set]:

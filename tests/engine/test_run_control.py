@@ -123,6 +123,31 @@ def test_a_signal_during_the_evaluation_keeps_the_epochs_training(coco128, tmp_p
     assert "test_AP" in log[0] and read_checkpoint(last)["pending_eval"] is None
 
 
+def test_a_resumed_run_draws_the_pictures_of_best_weights_evaluated_before_the_resume(coco128, tmp_path, capsys):
+    """A walk's run, killed after its best epoch and resumed, ended with the pictures (val_predictions.png,
+    pr_curves.png, ...) of the weights before them, and its last lines named only loss, lr and map: the best
+    weights' metrics had been evaluated by the session before. The resumed run evaluates them again for them."""
+    recipe = tiny_recipe(tmp_path, coco128, epochs=2, stop_epoch=2)
+    first = Trainer(load_config(recipe, ["seed=0", "epochs=1"]), progress=False, max_steps=1)
+    scored_as(first, [0.3])
+    first.fit()
+    out = tmp_path / "out"
+    (out / "val_predictions.png").write_bytes(b"the pictures of weights before the best")
+    capsys.readouterr()
+    resumed = Trainer(load_config(recipe, ["seed=0", f"resume={out / 'last.pth'}"]), progress=False, max_steps=1)
+    scored_as(resumed, [0.1, 0.3])  # epoch 2 does not improve; then best_stg1.pth evaluated again
+    result = resumed.fit()
+    assert result["best_weights"] == out / "best_stg1.pth" and result["best_epoch"] == 0
+    text = capsys.readouterr().out
+    assert "best_stg1.pth (epoch 1) was evaluated before this run was resumed: evaluating it again for its pictures" \
+        in text
+    assert "pictures: pr_curves.png, confidence.png, confusion_matrix.png, val_predictions.png, loss.png" in text
+    assert (out / "val_predictions.png").read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    Trainer(load_config(recipe, ["seed=0", f"resume={out / 'last.pth'}"]), progress=False).fit()  # nothing to train
+    assert "evaluating it again" not in capsys.readouterr().out
+
+
 def test_a_signal_in_an_epochs_last_step_keeps_the_epoch(coco128, tmp_path, capsys):
     """A notebook walk's Interrupt came in epoch 2's only step: the step finished, then the whole epoch was
     thrown away ('epoch 2 starts again when you resume'). Its training is whole: kept with its evaluation
