@@ -164,6 +164,17 @@ class CheckReport:
         """Training can use the file as it is (repairs on the fly allowed)."""
         return not self.errors
 
+    @property
+    def none_there(self) -> Optional[str]:
+        """When none of the file's images is in its images folder (a walk's test split file was a copy of
+        train's), what to do instead of ``--fix``, which would leave no image; None otherwise."""
+        missing = len(self.findings["missing"].ids) if "missing" in self.findings else 0
+        if not self.num_images or missing < self.num_images or self.images_hint:
+            return None
+        return (f"none of its {counted(self.num_images, 'image')} is in {self.images_dir}: the file lists another "
+                f"folder's images (another split's file copied here?); give the file of this folder's images, or "
+                f"--images the folder of the file's own")
+
     def names_of(self, finding: Finding) -> Optional[Mapping[Any, str]]:
         """Names to show beside the ids of ``finding``: file names of images, names of categories."""
         what = KINDS[finding.kind][1]
@@ -239,7 +250,7 @@ class CheckReport:
         fix = (f"the missing files are in {self.images_hint}: give --images {shlex.quote(self.images_hint)}"
                if self.images_hint else _LINKS_FIX.format(folder=shlex.quote(str(self.images_dir)))
                if {f.kind for f in errors} == {"symlink_out"}
-               else fix or "dfine data check --fix OUT.json writes a repaired copy")
+               else self.none_there or fix or "dfine data check --fix OUT.json writes a repaired copy")
         lines.append("result: OK, training can use it as is" if not errors else
                      f"result: {counted(sum(len(f.ids) for f in errors), 'error')} of {counted(len(errors), 'kind')}; "
                      f"training refuses this file ({fix})")
@@ -255,10 +266,12 @@ class CheckReport:
             if self.images_hint else []
         path = Path(self.ann_file)
         fixed = shlex.quote(str(path.with_name(f"{path.stem}_fixed.json")))
-        fix = (f"to train without them: {check} --fix {fixed}, then add -u {split}_dataloader.dataset.ann_file="
-               f"{fixed} to the training command")
+        fix = (f"to leave them out: {check} --fix {fixed}, then add -u {split}_dataloader.dataset.ann_file="
+               f"{fixed} to the command")  # a training's or an evaluation's (a walk's eval read 'to train')
         if {f.kind for f in self.errors} == {"symlink_out"}:  # --fix would drop every image
             fix = _LINKS_FIX.format(folder=shlex.quote(str(self.images_dir)))
+        elif self.none_there:
+            fix = self.none_there
         return "\n".join([head] + [f.line(names=self.names_of(f), where=self.images_dir) for f in self.errors]
                          + hint + [fix])
 
@@ -748,6 +761,10 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
         bad_images.update(ids)
         if ids:
             changes.append(f"dropped {counted(len(ids), 'image')} ({kind}): {_ids(ids)}")
+    if report.none_there or (data["images"] and {im.get("id") for im in data["images"]} <= bad_images):
+        # a fixed copy of no image (a walk's followed the advice and got an empty file, unsaid)
+        raise DatasetError(f"{ann_file}: --fix would leave no image, so nothing was written: "
+                           f"{report.none_there or 'none of its images can be used'}")
     seen, images = set(), []
     for im in data["images"]:
         if im.get("id") in bad_images:

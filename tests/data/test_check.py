@@ -204,11 +204,32 @@ def test_preflight_says_how_to_train_without_what_is_at_fault(tmp_path):
         preflight(ann, img, split="val")
     last = str(err.value).splitlines()[-1]
     fixed = ann.with_name("a_fixed.json")
-    assert last == (f"to train without them: dfine data check {ann} --images {img} --fix {fixed}, then add "
-                    f"-u val_dataloader.dataset.ann_file={fixed} to the training command")
+    assert last == (f"to leave them out: dfine data check {ann} --images {img} --fix {fixed}, then add "
+                    f"-u val_dataloader.dataset.ann_file={fixed} to the command")
     check = last.split(": ", 1)[1].split(", then")[0]
     assert main(shlex.split(check)[1:]) == 1 and fixed.is_file()  # 1: the file checked has errors; the copy not
     preflight(fixed, img)  # no error left
+
+
+def test_a_file_none_of_whose_images_is_in_its_folder_is_not_offered_fix(tmp_path, capsys):
+    """A walk's test split file was a copy of train's: none of its images in test/. The evaluation ended with
+    '--fix ..., then add -u ... to the training command', and --fix wrote a file of 0 images without a word.
+    Both now say the file lists another folder's images; --fix writes nothing."""
+    ann, img = _small(tmp_path, [[1, 1, 10, 10]])
+    other = tmp_path / "other"
+    other.mkdir()
+    PIL.Image.new("RGB", (8, 8)).save(other / "unrelated.jpg")
+    said = (f"none of its 1 image is in {other}: the file lists another folder's images (another split's file copied "
+            f"here?); give the file of this folder's images, or --images the folder of the file's own")
+    with pytest.raises(DatasetError) as err:
+        preflight(ann, other, split="val")
+    assert str(err.value).splitlines()[-1] == said
+    fixed = tmp_path / "fixed.json"
+    assert main(["data", "check", str(ann), "--images", str(other), "--fix", str(fixed)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {ann}: --fix would leave no image, so nothing was written: {said}"
+    assert not fixed.exists()
+    assert main(["data", "check", str(ann), "--images", str(other)]) == 1
+    assert f"training refuses this file ({said})" in capsys.readouterr().out
 
 
 def test_build_dataset_runs_the_check(tmp_path, capsys):
