@@ -789,8 +789,9 @@ def test_save_dataset_writes_prelabels_that_train_reads_from_the_originals(coco1
     # uncorrected (every box keeps its score): said, and each split still says so (a re-walk's -t model scored
     # AP 100% on its own pre-labels); a box without its score is a corrected file
     made = f"dfine predict -m {onnx_model} --conf 0.02"
-    assert any(note.startswith(f"annotations.json holds the pre-labels of {made}, not corrected yet")
-               for note in converted.notes)
+    assert any(note.startswith(f"annotations.json holds the pre-labels of {made}, not corrected yet (every box keeps "
+                               f"its score; a labelling tool's export drops the scores, and so does deleting them "
+                               f"from boxes corrected by hand)") for note in converted.notes)
     assert uncorrected_prelabels(tmp_path / "split/annotations/instances_val.json") == made
     assert uncorrected_prelabels(out / "annotations.json") == made
     edited = {**data, "annotations": [{k: v for k, v in a.items() if k != "score"} for a in data["annotations"][:1]]}

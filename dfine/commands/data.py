@@ -202,10 +202,10 @@ def run_check(args: argparse.Namespace) -> int:
     if args.names:
         raise DfineError(f"--names is for a dataset folder that names no classes; {args.ann_file} names its own")
     images = args.images or default_images(args.ann_file)
-    from dfine.data.convert import uncorrected_prelabels
+    from dfine.data.convert import prelabels_note, uncorrected_prelabels
     made = uncorrected_prelabels(source)
     if made:  # as the folder's conversion says it
-        print(f"note: {source.name} holds the pre-labels of {made}, not corrected yet (every box keeps its score)")
+        print(f"note: {prelabels_note(source.name, made)}")
     report = check_dataset(args.ann_file, images, level="deep" if args.deep else "headers",
                            workers=args.workers, progress=True, empty_is_error=True)
     print(report.format(imgsz=_imgsz_for(args.imgsz, args.ann_file)))

@@ -716,6 +716,13 @@ def uncorrected_prelabels(ann_file: Path) -> Optional[str]:
         return None
 
 
+def prelabels_note(file_name: str, made: str) -> str:
+    """The words for a file of uncorrected pre-labels (``made``: what made them, :func:`prelabels_maker`), with
+    what makes it a corrected file (a walk's hand edits kept the scores and read 'not corrected yet')."""
+    return (f"{file_name} holds the pre-labels of {made}, not corrected yet (every box keeps its score; a labelling "
+            f"tool's export drops the scores, and so does deleting them from boxes corrected by hand)")
+
+
 def prelabels_maker(data: Any) -> Optional[str]:
     """What made the COCO content ``data`` (``dfine predict -m MODEL``) when it is ``dfine predict
     --save-dataset``'s pre-labels, or a split of them a conversion wrote (``info.prelabels_of``), with the score

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from dfine.data.cocojson import DatasetError, read_coco_json
 from dfine.data.convert import (SPLIT_NAMES, Converted, SplitCounts, check_prelabels_images, file_head, fraction_said,
                                 has_roboflow_copies, images_folder_of_file, info_for, refuse_to_replace,
-                                split_by_fraction, prelabels_maker, write_json_atomic)
+                                split_by_fraction, prelabels_maker, prelabels_note, write_json_atomic)
 from dfine.text import counted, first_few
 
 __all__ = ["coco_file", "coco_files", "convert_coco", "find_images_folder"]
@@ -162,9 +162,8 @@ def convert_coco(src: os.PathLike | str, out: Optional[os.PathLike | str] = None
     made = prelabels_maker(data)  # the file read above, not read again
     if made:  # a re-walk trained on them with -t the model that made them: 'AP 100%, deploy it instead'
         info["prelabels_of"] = made
-        notes.append(f"{ann.name} holds the pre-labels of {made}, not corrected yet (every box keeps its score): a "
-                     f"model's AP on them measures how it agrees with that model, not how right it is; correct them "
-                     f"first (CVAT, Label Studio, ...)")
+        notes.append(f"{prelabels_note(ann.name, made)}: a model's AP on them measures how it agrees with that "
+                     f"model, not how right it is; correct them first (CVAT, Label Studio, ...)")
     refuse_to_replace(ann_dir)  # before either split file is written
     others = {k: v for k, v in data.items() if k not in ("info", "images", "annotations")}
     written, counts = {}, {}
