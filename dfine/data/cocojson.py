@@ -96,17 +96,19 @@ class LabelMap:
         return cls(tuple(int(c["id"]) for c in cats), tuple(str(c["name"]) for c in cats), data.get("mode", "contiguous"))
 
 
-def none_in_common(model: Mapping[int, str], data: Mapping[int, str], where: str) -> Optional[str]:
+def none_in_common(model: Mapping[int, str], data: Mapping[int, str], where: str,
+                   then: str = "evaluate it on the data it was trained for") -> Optional[str]:
     """An error message when the ``model``'s category ids that ``data`` also has all carry other
     class names there (case and spaces aside): its AP would score its classes as others (a bottle
-    model on a set of bananas printed 'banana AP 1.1'); ``None`` when any shared id agrees or none is shared."""
+    model on a set of bananas printed 'banana AP 1.1'), ending with what to do (``then``); ``None`` when any
+    shared id agrees or none is shared."""
     shared = [i for i in model if i in data]
     if not shared or any(_same_name(model[i], data[i]) for i in shared):
         return None
     from dfine.text import first_few
     return (f"the model's classes ({first_few([model[i] for i in shared], 5)}) are none of {where}'s for the same "
             f"category ids ({first_few([data[i] for i in shared], 5)}): its AP here would score its classes as "
-            f"others; evaluate it on the data it was trained for")
+            f"others; {then}")
 
 
 def _same_name(a: Any, b: Any) -> bool:

@@ -369,7 +369,11 @@ class Trainer:
             self.load_resume(resume, cfg.resume, full=not test_only)
             theirs = dict(zip(resume.get("category_ids") or (), resume.get("class_names") or ()))
             ours = dict(zip(labels.category_ids, labels.names))
-            unrelated = none_in_common(theirs, ours, labels.ann_file or "the val set")
+            trained_on = f" (--data {resume['data']})" if isinstance(resume.get("data"), str) else ""
+            then = ("evaluate it on the data it was trained for" if test_only else  # resumed on other data (a walk)
+                    f"continue it on the data it was trained on{trained_on}, or start a run from its weights with "
+                    f"-t {cfg.resume}")
+            unrelated = none_in_common(theirs, ours, labels.ann_file or "the val set", then)
             if unrelated:
                 raise DfineError(f"{cfg.resume}: {unrelated}")
             said = other_classes(theirs, ours, labels.ann_file or "the val set")
