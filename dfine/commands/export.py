@@ -122,15 +122,16 @@ def run(args: argparse.Namespace) -> int:
         _check_openvino()
     loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
     earlier = {p for p in (onnx_path, _output(args, final)) if p.is_file()}  # said when replaced (they were not)
-    # an ONNX export there (a --static one, for a runtime that needs it) is the user's: the IR is made from a
-    # fresh ONNX in a temporary folder instead of one written over it (two walks lost theirs so)
-    keep = args.format == "openvino" and not args.int8 and onnx_path in earlier
+    # an ONNX export there (a --static one, for a runtime that needs it) is the user's: the IR or the int8 model
+    # is made from a fresh ONNX in a temporary folder instead of one written over it (three walks lost theirs so)
+    keep = (args.format == "openvino" or args.int8) and onnx_path in earlier
     with tempfile.TemporaryDirectory(prefix="dfine-export-") if keep else nullcontext() as scratch:
         made = Path(scratch) / onnx_path.name if keep else onnx_path
         export_onnx(loaded, made, opset=args.opset, simplify=args.simplify, check=args.check,
                     dynamic_batch=not args.static)
         if keep:
-            print(f"kept {onnx_path} as it was (an export of its own; the IR is converted from a fresh ONNX)")
+            made_from = "the int8 model is made" if args.int8 else "the IR is converted"
+            print(f"kept {onnx_path} as it was (an export of its own; {made_from} from a fresh ONNX)")
         else:
             print(f"wrote {onnx_path} ({_what(loaded, args)})"
                   + (" replacing the one there" if onnx_path in earlier else ""))

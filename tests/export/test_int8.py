@@ -256,6 +256,27 @@ def test_eval_of_int8_ir_matches_detector_predictions(int8_ir, images, tmp_path,
     assert ap > 50  # the model's own top detections are ground truth: a different model scores far lower
 
 
+def test_an_onnx_export_there_is_kept_by_an_int8_export(checkpoint, images, tmp_path, capsys):
+    """A walk exported ONNX, then --format openvino --int8: the int8 export wrote its float ONNX over it
+    ('replacing the one there'), where a float OpenVINO export keeps it. It is kept here too, said; the int8
+    IR is made from a fresh ONNX in a temporary folder."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    import shutil
+    ckpt = shutil.copy(checkpoint, tmp_path / "tiny.pth")
+    assert main(["export", "-r", str(ckpt), "--static"]) == 0
+    mine = (tmp_path / "tiny.onnx").read_bytes()
+    capsys.readouterr()
+    assert main(["export", "-r", str(ckpt), "--format", "openvino", "--int8", "--calib", str(images),
+                 "--calib-size", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"kept {tmp_path / 'tiny.onnx'} as it was (an export of its own; the int8 model is made from "
+                      f"a fresh ONNX)")
+    assert (tmp_path / "tiny.onnx").read_bytes() == mine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "tiny.pth", "tiny_int8.bin", "tiny_int8.xml"]
+    assert len(Detector(str(tmp_path / "tiny_int8.xml"), conf=0.0)(str(sorted(images.glob("*.jpg"))[0]))) == 1
+
+
 def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images, tmp_path, capsys):
     """``--max-drop`` on a drop int8 cannot be trusted to meet (0.001 AP points against the float
     model's own detections): the accuracy-aware export measures both, returns what it must to
