@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.errors import DfineError, keyword_hints
-from dfine.text import counted, first_process
+from dfine.text import counted, first_few, first_process
 
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "as_is", "detect_format", "find_coco_splits", "data_run", "train",
            "missing_split", "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
@@ -630,6 +630,18 @@ def stop_epoch_for(epochs: int, recipe: Optional[Path] = None) -> int:
         if cfg.epochs and cfg.stop_epoch is not None:
             last, total = cfg.epochs - cfg.stop_epoch, cfg.epochs
     return max(1, epochs - math.ceil(epochs * last / total))
+
+
+def names_of_the_model(data: Union[str, os.PathLike], names: Any, ids: Any) -> Optional[Tuple[List[str], str]]:
+    """For an evaluation on a YOLO folder ``data`` that names no classes: the model's class ``names`` with the
+    note that says so, when its category ``ids`` are 1..K (a model trained on a converted YOLO folder, class i
+    as id i + 1, as the conversion numbers them); None otherwise (a COCO model's ids would not line up). A walk
+    was asked for --names of an export that carries them."""
+    names, ids = list(names or ()), list(ids or ())
+    if not names or ids != list(range(1, len(names) + 1)) or any("," in str(n) for n in names):
+        return None
+    return [str(n) for n in names], (f"{data} names no classes: the model's own are used, YOLO class i as its i-th "
+                                     f"({first_few(names, 5)}); --names a,b,c gives others")
 
 
 #: classes the published Objects365 detectors score: the 365, and index 0 unused

@@ -242,15 +242,34 @@ def _run(args: argparse.Namespace) -> int:
             if output_dir is None and args.resume and not test_only and Path(args.resume).is_file():
                 output_dir = str(Path(args.resume).resolve().parent)  # the run goes on in its own folder
             from dfine.commands.data import split_names
-            data = data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=output_dir,
-                            names=split_names(args.names), device=args.device, given=overrides_from_args(args),
-                            scratch=Path(scratch) if scratch else None,
-                            run_folder="latest" if args.auto_resume else "new", split=getattr(args, "split", "val"),
-                            tuning=args.tuning, resume=args.resume)
+            from dfine.data.convert.yolo import NoClassNames
+
+            def run_on(names):
+                return data_run(args.data, model, epochs=args.epochs, batch=args.batch, output_dir=output_dir,
+                                names=names, device=args.device, given=overrides_from_args(args),
+                                scratch=Path(scratch) if scratch else None,
+                                run_folder="latest" if args.auto_resume else "new",
+                                split=getattr(args, "split", "val"), tuning=args.tuning, resume=args.resume)
+            try:
+                data = run_on(split_names(args.names))
+            except NoClassNames:
+                given = _weights_names(args.data, weights) if test_only and not args.names else None
+                if given is None:
+                    raise
+                _say(args, given[1])
+                data = run_on(given[0])
             for note in data.notes:
                 _say(args, note)
         command = data_command(args, model) if args.data else None
         return _train_or_eval(args, data, test_only, command)
+
+
+def _weights_names(data: str, weights: Any) -> Any:
+    """:func:`dfine.recipes.names_of_the_model` of the checkpoint (or zoo name) ``weights``."""
+    from dfine.checkpoint import read_checkpoint
+    from dfine.recipes import names_of_the_model
+    ckpt = read_checkpoint(weights)
+    return names_of_the_model(data, ckpt.get("class_names"), ckpt.get("category_ids"))
 
 
 def _say(args: argparse.Namespace, note: str) -> None:

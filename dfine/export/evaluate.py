@@ -300,7 +300,21 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.resume).is_file():
         raise DfineError(f"model file {args.resume} " + ("is a folder: give the weights, a .pth, .onnx or .xml file"
                                                          if Path(args.resume).is_dir() else "not found"))
-    data = _eval_set_from_args(args)
+    from ..data.convert.yolo import NoClassNames
+    try:
+        data = _eval_set_from_args(args)
+    except NoClassNames:  # a YOLO folder that names no classes: the export's own (a walk was asked for --names)
+        if getattr(args, "names", None) or not getattr(args, "data", None):
+            raise
+        from ..inference import Detector
+        from ..recipes import names_of_the_model
+        engine = Detector(args.resume, backend=getattr(args, "backend", None))._engine
+        given = names_of_the_model(args.data, engine.class_names, engine.category_ids)
+        if given is None:
+            raise
+        print(given[1], file=sys.stderr)
+        args.names = ",".join(given[0])
+        data = _eval_set_from_args(args)
     opt = {k: getattr(args, k) for k in ("backend", "threads", "precision", "batch_size") if hasattr(args, k)}
     from ..commands.predict import slice_option
     sliced = slice_option(args) if hasattr(args, "slice") else None

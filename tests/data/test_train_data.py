@@ -600,6 +600,30 @@ def test_train_takes_names_for_a_yolo_folder_without_them(tmp_path, capsys, monk
                                                "is the recipe's)")
 
 
+def test_an_evaluation_on_a_yolo_folder_without_names_takes_the_models(tmp_path, capsys):
+    """A walk's ``dfine eval -r best_stg2.onnx --data okra`` (a YOLO folder that names no classes) was asked for
+    --names, which the export carries. An evaluation takes the model's names when its category ids are 1..K (a
+    model trained on a converted YOLO folder), said; --names still gives others; a training still asks."""
+    pytest.importorskip("onnxruntime")
+    src, out = _yolo(tmp_path / "yolo"), tmp_path / "run"
+    assert main(["train", "--data", str(src), "--output-dir", str(out), *TINY]) == 0
+    assert main(["export", "-r", str(out / "last.pth"), "--format", "onnx"]) == 0
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\n")  # the names gone
+    capsys.readouterr()
+    said = f"{src} names no classes: the model's own are used, YOLO class i as its i-th (apple, pear); --names a,b,c " \
+           f"gives others"
+    for model in (out / "last.pth", out / "last.onnx"):
+        assert main(["eval", "-r", str(model), "--data", str(src), "-d", "cpu", "--no-progress"]) == 0, model
+        printed = capsys.readouterr()
+        assert said in printed.err.splitlines(), printed.err
+        assert "apple" in printed.out and "pear" in printed.out
+        assert main(["eval", "-r", str(model), "--data", str(src), "--names", "Apple,pear", "-d", "cpu",
+                     "--no-progress"]) == 0
+        assert said not in capsys.readouterr().err
+    assert main(["train", "--data", str(src), "--output-dir", str(tmp_path / "again"), *TINY]) == 2
+    assert "no class names for" in capsys.readouterr().err
+
+
 def test_an_evaluation_does_not_get_the_training_batch_note(tmp_path):
     """``dfine eval -r CKPT --data DIR`` on a CPU printed training's "CPU: batch 8 (the recipe's batch is
     sized for GPUs)"; an evaluation says the batch it evaluates in."""

@@ -519,8 +519,13 @@ def _declared_names(src: Path, data: Dict[str, Any], yaml_path: Optional[Path],
         # a Roboflow data.yaml kept beside the unzipped labels, its ../train/images gone (a walk's archive.zip)
         raise DatasetError(f"no class names for {src}: {found} names {', '.join(stray)} but its splits are not "
                            f"there; give --names {','.join(stray)} if they are these")
-    raise DatasetError(f"no class names for {src}: no names in a data.yaml, no classes.txt or *.names file; "
+    raise NoClassNames(f"no class names for {src}: no names in a data.yaml, no classes.txt or *.names file; "
                        f"give --names a,b,c")
+
+
+class NoClassNames(DatasetError):
+    """A YOLO folder that names no classes (no data.yaml names, classes.txt or *.names file): an evaluation
+    takes a model's own names for it (:func:`dfine.recipes.names_of_the_model`)."""
 
 
 def _names_of_a_stray_yaml(path: Path) -> Optional[List[str]]:
