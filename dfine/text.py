@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-__all__ = ["ap_text", "counted", "did_you_mean", "first_few", "first_process", "missing_model_note", "no_font_note",
-           "progress_bar"]
+__all__ = ["ap_text", "counted", "did_you_mean", "first_few", "first_process", "missing_model_note", "no_class_in_common",
+           "no_font_note", "progress_bar"]
 
 # the files a model can be given as: checkpoints, and exports (ONNX, OpenVINO IR, TensorRT engines)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
@@ -163,6 +163,23 @@ def cut_middle(name: str, width: int = 36) -> str:
         return name
     tail = (width - 1) // 2
     return name[:width - 1 - tail] + "\u2026" + name[-tail:]
+
+
+def no_class_in_common(names: "list[str] | tuple[str, ...]", in_train: Any, in_val: Any) -> "str | None":
+    """When train and val both have boxes and no class has boxes in both (a walk's export named its val classes
+    MP1, MP2, MP3 and its train ones MicroPlastic, ...: the AP of every class would be 0 whatever the model
+    learns), the line that says so, naming each side's classes; None otherwise. Counts as for
+    :func:`class_coverage_notes`."""
+    def count(boxes: Any, k: int) -> int:
+        return int(boxes[k]) if k < len(boxes) else 0
+
+    train = [f"{names[k]} ({count(in_train, k)})" for k in range(len(names)) if count(in_train, k)]
+    val = [f"{names[k]} ({count(in_val, k)})" for k in range(len(names)) if count(in_val, k)]
+    if not train or not val or any(count(in_train, k) and count(in_val, k) for k in range(len(names))):
+        return None
+    return (f"train and val have no class in common: train's boxes are of {first_few(train, 5)}, val's of "
+            f"{first_few(val, 5)}; the model would learn none of val's classes (every AP 0): name each class the "
+            f"same in both splits (one of them renamed in its export?)")
 
 
 def class_coverage_notes(names: "list[str] | tuple[str, ...]", in_train: Any, in_val: Any) -> "list[str]":

@@ -314,7 +314,7 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
                 print(f"plot: {plot_report(report, path, title=f'{split} split of {root.name}')}")
                 _plot_samples(ann, images, path, f"{split} split of {root.name}")
             results[split] = report
-    across = _classes_across(results)
+    across, disjoint = _classes_across(results)
     if across:
         print("\n" + across)
     # a split training needs and the folder lacks (a walk's conversion stopped before instances_val.json) is said;
@@ -322,23 +322,27 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
     missing = [need for need in ("train", "val") if need not in results]
     for need in missing:
         print(f"\n{missing_split(root, need, splits, fmt)} (training needs it)")
+    if disjoint:
+        print(f"\nerror: {disjoint}")
     print("\n" + "; ".join([f"{split}: {'OK' if r.ok else 'errors'}" for split, r in results.items()]
-                           + [f"{need}: missing (training needs it)" for need in missing]))
-    return 0 if all(r.ok for r in results.values()) else 1
+                           + [f"{need}: missing (training needs it)" for need in missing]
+                           + (["train and val: no class in common"] if disjoint else [])))
+    return 0 if all(r.ok for r in results.values()) and not disjoint else 1
 
 
-def _classes_across(reports: Any) -> str:
+def _classes_across(reports: Any) -> Tuple[str, Optional[str]]:
     """The notes on classes that training will not both learn and measure, as its start says them (a walk's
-    3-image LabelMe set put its only bottle in val, unsaid by the check); ``""`` when none or no train and val.
+    3-image LabelMe set put its only bottle in val, unsaid by the check), ``""`` when none or no train and val;
+    and the error when train and val share no class (:func:`~dfine.text.no_class_in_common`), else None.
     A class with a box in neither split is the train report's own table's to show."""
     if "train" not in reports or "val" not in reports:
-        return ""
-    from dfine.text import class_coverage_notes
+        return "", None
+    from dfine.text import class_coverage_notes, no_class_in_common
     names = {cid: name for split in ("train", "val") for cid, name, _, _ in reports[split].categories}
     boxes = {split: {cid: n for cid, _, _, n in reports[split].categories} for split in ("train", "val")}
     ids = [c for c in names if boxes["train"].get(c) or boxes["val"].get(c)]
-    return "\n".join(class_coverage_notes([names[c] for c in ids], [boxes["train"].get(c, 0) for c in ids],
-                                           [boxes["val"].get(c, 0) for c in ids]))
+    counts = ([names[c] for c in ids], [boxes["train"].get(c, 0) for c in ids], [boxes["val"].get(c, 0) for c in ids])
+    return "\n".join(class_coverage_notes(*counts)), no_class_in_common(*counts)
 
 
 def _folder_fix(fmt: str, kept: bool, root: Path, split: str, ann: Path, names: Optional[str]) -> str:

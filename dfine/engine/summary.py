@@ -56,10 +56,13 @@ def unmeasured_line(train: Any, val: Any) -> Optional[str]:
     measured, and the run's AP averages the others), one naming those with val boxes and none in
     ``train`` (the model cannot learn them) and one naming those with a box in neither (named only:
     the evaluation's table listed 18 classes not in the val set after the start named 17, a walk);
-    ``None`` when every class has boxes in both (:func:`~dfine.text.class_coverage_notes`)."""
-    from dfine.text import class_coverage_notes
-    lines = class_coverage_notes(train.label_map.names, train.boxes_per_class(), val.boxes_per_class())
-    return "\n".join(lines) or None
+    ``None`` when every class has boxes in both (:func:`~dfine.text.class_coverage_notes`). When no class has
+    boxes in both, one warning instead (:func:`~dfine.text.no_class_in_common`: a walk's val classes renamed in
+    its export, trained to AP 0 after two notes)."""
+    from dfine.text import class_coverage_notes, no_class_in_common
+    counts = (train.label_map.names, train.boxes_per_class(), val.boxes_per_class())
+    disjoint = no_class_in_common(*counts)
+    return f"warning: {disjoint}" if disjoint else "\n".join(class_coverage_notes(*counts)) or None
 
 
 def _ids(ids: Sequence[int]) -> str:

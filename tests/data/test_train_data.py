@@ -624,6 +624,31 @@ def test_an_evaluation_on_a_yolo_folder_without_names_takes_the_models(tmp_path,
     assert "no class names for" in capsys.readouterr().err
 
 
+def test_train_and_val_without_a_class_in_common_is_an_error(tmp_path, capsys):
+    """A walk's CSV export named its val classes MP1, MP2, MP3 and its train ones MicroPlastic, ...: the check said
+    'train: OK; val: OK' with two notes and training ran to AP 0. The check now ends in an error, and training
+    starts with a warning in place of the two notes, each naming both sides' classes. (Training goes on: a
+    smoke test of two images and one may well share no class.)"""
+    src = tmp_path / "fruit"
+    for split, row in (("train", "0 0.5 0.5 0.5 0.5"), ("val", "1 0.5 0.5 0.5 0.5")):
+        for i in range(2):
+            image(src / f"images/{split}/{i}.jpg", (96, 64))
+            yolo_labels(src / f"labels/{split}/{i}.txt", [row])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple, pear]\n")
+    said = ("train and val have no class in common: train's boxes are of apple (2), val's of pear (2); the model "
+            "would learn none of val's classes (every AP 0): name each class the same in both splits (one of them "
+            "renamed in its export?)")
+    assert main(["data", "check", str(src)]) == 1
+    out = capsys.readouterr().out
+    assert f"error: {said}" in out and out.rstrip().endswith("train: OK; val: OK; train and val: no class in common")
+    assert main(["train", "--data", str(src), "--output-dir", str(tmp_path / "run"), *TINY]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"warning: {said}" in printed and not [line for line in printed if "without a box in the" in line]
+    yolo_labels(src / "labels/val/1.txt", ["0 0.5 0.5 0.5 0.5"])  # one apple in val too
+    assert main(["data", "check", str(src)]) == 0
+    assert "no class in common" not in capsys.readouterr().out
+
+
 def test_an_evaluation_does_not_get_the_training_batch_note(tmp_path):
     """``dfine eval -r CKPT --data DIR`` on a CPU printed training's "CPU: batch 8 (the recipe's batch is
     sized for GPUs)"; an evaluation says the batch it evaluates in."""
