@@ -346,7 +346,8 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
         from dfine.data.convert import stale_conversion_note
         stale = stale_conversion_note(next(iter(found.values()))[0])  # a file dfine data convert wrote, since edited
         yolo = _yolo_labels_in(root)  # a walk's Roboflow set held a YOLO copy of its labels too, read unsaid
-        notes = [n for n in (stale, yolo and _other_format_note(root, "yolo", yolo, "coco")) if n]
+        notes = [n for n in (stale, yolo and _other_format_note(root, "yolo", yolo, "coco"), _cvat_note(root, fmt))
+                 if n]
         return found, notes + _copies_note(found, split, temporary)
     from dfine.data.convert import converter
 
@@ -375,6 +376,7 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     if tables:  # raccoon_dataset: VOC XMLs and the CSV tables of its train/test split
         shown = ", ".join(str(t.relative_to(root)) for t in tables[:3])
         notes.append(_other_format_note(root, "csv", f"CSV tables of boxes ({shown})", fmt))
+    notes += [n for n in (_cvat_note(root, fmt),) if n]
     splits = {s: (f, folders[s]) for s, f in converted.ann_files.items()}
     return splits, notes + _copies_note(splits, split, temporary)
 
@@ -408,6 +410,14 @@ def _yolo_labels_in(root: Path) -> Optional[str]:
     held = [p for p in (root / "labels", *(root / n / "labels" for n in SPLIT_NAMES))
             if p.is_dir() and next(p.rglob("*.txt"), None) is not None]
     return f"YOLO labels ({', '.join(str(p.relative_to(root)) for p in held)})" if held else None
+
+
+def _cvat_note(root: Path, fmt: str) -> Optional[str]:
+    """:func:`_other_format_note` for a folder read as ``fmt`` that holds a CVAT export's ``annotations.xml``
+    too (a walk's street set: its COCO file of 2 classes was read, the XML's 5 unsaid); None otherwise."""
+    from dfine.data.convert.cvat import cvat_xml
+    xml = cvat_xml(root) if fmt != "cvat" and root.is_dir() else None
+    return _other_format_note(root, "cvat", f"a CVAT export ({xml.name})", fmt) if xml is not None else None
 
 
 def _other_format_note(root: Path, other: str, what: str, used: str) -> str:

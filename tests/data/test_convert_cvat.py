@@ -217,3 +217,25 @@ def test_images_under_another_extension_are_pointed_at(tmp_path):
     assert str(err.value).endswith(f"; {tmp_path / 'set/database/plane_class_4'} holds 2 of them under another "
                                    f"extension (banana_1.jpg for banana_1.jpeg): rename them as the XML names them, "
                                    f"or the XML's names")
+
+
+def test_a_cvat_export_beside_a_coco_file_is_said(tmp_path, capsys):
+    """A walk's CVAT export held a COCO instances.json too (2 of its 5 labels, 100 of its 125 boxes): the folder
+    was read as COCO without a word of the XML. The check and a training now say the CVAT export is there,
+    and how to read it instead."""
+    import json
+    src = tmp_path / "street"
+    _task(src)
+    coco = {"images": [{"id": i, "file_name": f"{n}.jpg", "width": 100, "height": 60}
+                       for i, n in enumerate("abcde", 1)],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 40], "area": 800,
+                             "iscrowd": 0}], "categories": [{"id": 1, "name": "person"}]}
+    (src / "instances.json").write_text(json.dumps(coco))
+    said = (f"{src} also holds a CVAT export (annotations.xml); the COCO files are used. For the others: dfine data "
+            f"convert --from cvat {src} -o street_cvat, then --data street_cvat")
+    assert detect_format(src) == "coco"
+    assert said in data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu").notes
+    main(["data", "check", str(src)])
+    assert said in capsys.readouterr().out.splitlines()
+    (src / "instances.json").unlink()
+    assert not [n for n in data_run(src, "dfine_n", output_dir=tmp_path / "run2").notes if "also holds" in n]
