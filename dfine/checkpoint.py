@@ -79,9 +79,10 @@ def resolve_source(source: PathLike) -> Tuple[Path, Optional[Any]]:
     if path.is_file():
         return path, None
     if path.is_dir():  # a run's folder: its best weights to export or evaluate, its last to resume (a walk)
-        best = next((path / n for n in ("best_stg2.pth", "best_stg1.pth") if (path / n).is_file()), None)
-        hint = (f"{best} (the run's best weights) or {path / 'last.pth'} (its last, to resume)"
-                if best is not None else f"e.g. {path / 'last.pth'}")
+        best = run_best_weights(path)
+        hint = (f"e.g. {path / 'last.pth'}" if best is None else
+                f"{best} (the run's best weights, and its last, to resume)" if best.name == "last.pth" else
+                f"{best} (the run's best weights) or {path / 'last.pth'} (its last, to resume)")
         raise DfineError(f"checkpoint {source} is a folder; give a .pth file in it: {hint}")
     if path.suffix or os.sep in str(source):
         from .text import missing_model_note
@@ -144,6 +145,15 @@ def run_best_file(folder: PathLike) -> Optional[str]:
         return "last.pth"
     best = progress.get("best_file")
     return best if isinstance(best, str) else None
+
+
+def run_best_weights(folder: PathLike) -> Optional[Path]:
+    """The best weights of the run in ``folder``: the file its ``last.pth`` records (:func:`run_best_file`), else
+    ``best_stg2.pth`` or ``best_stg1.pth`` by name; None when none of them is there."""
+    folder = Path(folder)
+    recorded = run_best_file(folder)
+    names = ((recorded,) if recorded else ()) + ("best_stg2.pth", "best_stg1.pth")
+    return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
 def recorded_recipe(path: PathLike) -> Optional[str]:

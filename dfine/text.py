@@ -148,11 +148,11 @@ def folder_model_error(folder: "os.PathLike[str] | str") -> str:
     pick = min(held, key=lambda n: (rank.get(n, 3), n))
     if "last.pth" in held:  # the run's own choice (a walk was offered best_stg1.pth of a run that ended naming
         try:                # last.pth: no evaluation above AP 0)
-            from dfine.checkpoint import run_best_file
+            from dfine.checkpoint import run_best_weights
         except ImportError:  # an install for exports alone, without torch
-            run_best_file = None
-        best = run_best_file(folder) if run_best_file is not None else None
-        pick = best if best in held else pick
+            run_best_weights = None
+        best = run_best_weights(folder) if run_best_weights is not None else None
+        pick = best.name if best is not None and best.name in held else pick
     return f"model {folder} is a folder; give a model file in it, such as {folder / pick} (it holds {first_few(held, 6)})"
 
 

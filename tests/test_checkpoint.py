@@ -25,6 +25,19 @@ def test_missing_file(tmp_path):
         read_checkpoint(tmp_path)
     assert _one_line(e).endswith(f"give a .pth file in it: {tmp_path / 'best_stg2.pth'} (the run's best weights) or "
                                  f"{tmp_path / 'last.pth'} (its last, to resume)")
+    # the weights the run's last.pth records as best (a re-walk: a run that ended naming last.pth, no evaluation
+    # above AP 0, was said to have best_stg1.pth as its best weights)
+    (tmp_path / "best_stg1.pth").write_bytes(b"")
+    for best_ap, best_file, named in ((0.0, "best_stg1.pth", "last.pth"), (0.4, "best_stg1.pth", "best_stg1.pth")):
+        torch.save({"progress": {"best_ap": best_ap, "best_file": best_file}}, tmp_path / "last.pth")
+        with pytest.raises(dfine.DfineError) as e:
+            read_checkpoint(tmp_path)
+        assert _one_line(e).split("give a .pth file in it: ")[1].startswith(f"{tmp_path / named} (the run's best")
+    assert _one_line(e).endswith("(the run's best weights) or " f"{tmp_path / 'last.pth'} (its last, to resume)")
+    torch.save({"progress": {"best_ap": 0.0, "best_file": None}}, tmp_path / "last.pth")
+    with pytest.raises(dfine.DfineError) as e:
+        read_checkpoint(tmp_path)
+    assert _one_line(e).endswith(f": {tmp_path / 'last.pth'} (the run's best weights, and its last, to resume)")
 
 
 @pytest.mark.parametrize("content, said", [
