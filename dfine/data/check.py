@@ -732,6 +732,12 @@ def default_images(ann_file: os.PathLike | str) -> Path:
     found = find_images_folder(path, data["images"])  # annotations/x.json + images/ (CVAT's COCO export)
     if found is not None and data["images"]:
         return found
+    held = [p for p in beside.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] if beside.is_dir() else []
+    if held and data["images"]:  # a re-walk's test file, a copy of train's, among the test images: say that
+        raise DatasetError(f"{path}: none of its {counted(len(data['images']), 'image')} is in {beside}, which holds "
+                           f"{counted(len(held), 'image')}: the file lists another folder's images (another split's "
+                           f"file copied here?); give the file of these images, or --images the folder of the "
+                           f"file's own")
     raise DatasetError(f"{path}: give --images, the folder its file names are relative to")
 
 

@@ -230,6 +230,15 @@ def test_a_file_none_of_whose_images_is_in_its_folder_is_not_offered_fix(tmp_pat
     assert not fixed.exists()
     assert main(["data", "check", str(ann), "--images", str(other)]) == 1
     assert f"training refuses this file ({said})" in capsys.readouterr().out
+    # the file among other images, as Roboflow's {split}/_annotations.coco.json sits among its split's images, and
+    # no --images: not 'give --images, the folder its file names are relative to' (a re-walk)
+    copied = other / "_annotations.coco.json"
+    copied.write_text(ann.read_text())
+    assert main(["data", "check", str(copied)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {copied}: none of its 1 image is in {other}, which holds 1 image: the file lists another folder's "
+        f"images (another split's file copied here?); give the file of these images, or --images the folder of the "
+        f"file's own")
 
 
 def test_build_dataset_runs_the_check(tmp_path, capsys):
