@@ -187,6 +187,8 @@ def _capture_frames(cap, cv2, src: FrameSource, first: Sequence[np.ndarray] = ()
 
 def _open_video(path: Path) -> FrameSource:
     """A video file with OpenCV, else PyAV. A file cut short yields the frames it has."""
+    if path.stat().st_size == 0:  # before a decoder is looked for: no install makes it readable (a re-walk)
+        raise DfineError(_unreadable(path))
     cv2 = _cv2()
     if cv2 is None:
         return _open_video_av(path)

@@ -138,13 +138,19 @@ def test_mp4_cut_before_its_index_is_named(tmp_path):
         open_source(tmp_path / "junk.mp4")
 
 
-def test_an_empty_video_and_a_misspelt_one_are_said_so(tmp_path):
+def test_an_empty_video_and_a_misspelt_one_are_said_so(tmp_path, monkeypatch):
     """A walk's 0-byte .mp4 was 'not a video, or a codec OpenCV lacks'; its misspelt video name got no 'did you
     mean' from dfine track, which dfine predict gives."""
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(DfineError) as e:
         open_source(tmp_path / "empty.mp4")
     assert str(e.value) == f"cannot open video {tmp_path / 'empty.mp4'}: it is empty (0 bytes): copy or record it again"
+    import dfine.video
+    monkeypatch.setattr(dfine.video, "_cv2", lambda: None)  # no OpenCV: said empty, not 'pip install dfine[video]'
+    monkeypatch.setattr(dfine.video, "_open_video_av", lambda path: pytest.fail("a decoder was looked for"))
+    with pytest.raises(DfineError, match="it is empty"):
+        open_source(tmp_path / "empty.mp4")
+    monkeypatch.undo()
     (tmp_path / "solidWhiteRight.mp4").write_bytes(b"x")
     with pytest.raises(DfineError) as e:
         open_source(tmp_path / "solidWhiteRigth.mp4")

@@ -214,7 +214,8 @@ def run_check(args: argparse.Namespace) -> int:
         _plot_samples(args.ann_file, images, Path(args.plot), None)
     if args.fix:
         changes = fix_dataset(args.ann_file, images, args.fix, report=report, workers=args.workers)
-        print(f"fixed copy: {args.fix} ({len(changes)} changes)")
+        from dfine.text import counted
+        print(f"fixed copy: {args.fix} ({counted(len(changes), 'change')})")
         for line in changes:
             print(f"  {line}")
     return 0 if report.ok else 1
