@@ -528,7 +528,12 @@ def _file_checks(data: Mapping[str, Any], folder: Path, level: Level, findings: 
 def _copies(data: Mapping[str, Any], images: List[Mapping[str, Any]], folder: Path,
             listing: Mapping[str, Tuple[int, bool, int]], findings: Dict[str, Finding]) -> None:
     """``same_bytes`` and ``background_copy`` of the ``images`` (entries whose files are there): a walk's
-    dataset held every photo twice, one copy labelled and one not, which a YOLO reading took as background."""
+    dataset held every photo twice, one copy labelled and one not, which a YOLO reading took as background.
+    Not for the tiles of ``dfine data tile``: identical regions of different photos (a frame, a blank corner) make
+    identical tiles, which are no copies to remove (a walk was told to remove 62 of its tiles)."""
+    info = data.get("info")
+    if isinstance(info, dict) and isinstance(info.get("tiles"), dict):
+        return
     files, sizes = {}, {}
     for im in images:
         name = os.path.normpath(im["file_name"]).replace("\\", "/")
@@ -606,6 +611,9 @@ def copies_across(splits: Mapping[str, Tuple[os.PathLike | str, os.PathLike | st
     split's copies alone (the one an evaluation scores). None when none does; files that are missing or
     unreadable are left to each split's check."""
     from dfine.data.convert import file_names_in
+    from dfine.data.tile import tiles_info
+    if any(tiles_info(ann) is not None for ann, _ in splits.values()):  # identical regions make identical tiles
+        return None  # (as :func:`_copies` says); the source's own check looks for copies of its photos
     files = {(split, name): os.path.join(str(folder), os.path.normpath(name)) for split, (ann, folder) in splits.items()
              for name in file_names_in(Path(ann))  # not the whole JSON parsed again at every training start
              if unsafe_file_name(name) is None}

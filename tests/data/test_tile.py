@@ -443,3 +443,23 @@ def test_a_folder_split_by_a_seed_points_predict_at_one_val_image(tmp_path):
     assert Path(info["images"]).is_file() and Path(info["images"]).name in sources
     train = json.loads(next(d for d in done if d.split == "train").ann_file.read_text())
     assert [c["name"] for c in train["categories"]] == ["car", "person"]
+
+
+def test_identical_tiles_of_different_photos_are_not_called_copies(tmp_path, capsys):
+    """A walk's microscope photos shared a blank 320 px corner: their tiles there were byte for byte the same,
+    and the tiles' check and training said 'photos in two splits' and '62 background images ... copies: remove
+    them' of tiles dfine had cut. Identical regions make identical tiles; the source's own check is where
+    copies of photos are looked for (it says nothing here: the photos differ)."""
+    src = yolo_set(tmp_path / "drone")
+    for split, stem in (("train", "b"), ("val", "c")):  # the same black corner; a box in b's, none in c's
+        path = src / "images" / split / f"{stem}.png"
+        pixels = np.asarray(PIL.Image.open(path)).copy()
+        pixels[:320, :320] = 0
+        PIL.Image.fromarray(pixels).save(path)
+    tile_dataset(src, tmp_path / "tiles", TileConfig(size=(320, 320)), progress=False, say=lambda s: None)
+    assert main(["data", "check", str(src)]) == 0
+    source_said = capsys.readouterr().out
+    assert main(["data", "check", str(tmp_path / "tiles")]) == 0
+    said = capsys.readouterr().out
+    assert "same bytes" not in said and "copy" not in said and "two splits" not in said, said
+    assert "same bytes" not in source_said and "two splits" not in source_said
