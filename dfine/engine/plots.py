@@ -337,23 +337,31 @@ def confusion_matrix(ann: Union[PathLike, Mapping[str, Any]], detections: Sequen
     return out, names
 
 
+#: classes from which a confusion matrix leaves out those with no box and no detection
+MANY_CLASSES = 20
+
+
 def model_classes_only(matrix: np.ndarray, names: Mapping[int, str], classes: Sequence[int]
-                       ) -> Tuple[np.ndarray, List[str]]:
+                       ) -> Tuple[np.ndarray, List[str], int]:
     """``matrix [K + 1, K + 1]`` of the categories ``names`` (by id, in the matrix's order) and their names,
-    less the categories that are not the model's ``classes`` and have no count in their row or column (a
-    Roboflow set's unused root category, which training leaves out, was an empty row and column: a walk);
-    as given when ``classes`` is empty (not known)."""
+    less the categories with no count in their row or column that are not the model's ``classes`` (a Roboflow
+    set's unused root category, which training leaves out, was an empty row and column: a walk; ``classes``
+    empty: not known), or that are any of more than :data:`MANY_CLASSES` (a re-walk's COCO model on a set of
+    one class drew 80 x 80 cells, 3099 px wide); and how many of the model's classes were so left out."""
     ids = list(names)
-    drop = [i for i, c in enumerate(ids) if classes and c not in classes
+    many = len(ids) > MANY_CLASSES
+    drop = [i for i, c in enumerate(ids) if ((classes and c not in classes) or many)
             and not matrix[i].any() and not matrix[:, i].any()]
     keep = [i for i in range(len(ids) + 1) if i not in drop]
-    return matrix[np.ix_(keep, keep)], [str(names[ids[i]]) for i in keep[:-1]]
+    left = sum(1 for i in drop if not classes or ids[i] in classes)
+    return matrix[np.ix_(keep, keep)], [str(names[ids[i]]) for i in keep[:-1]], left
 
 
 def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLike, iou: float = 0.5,
-                          min_score: float = 0.5, what: str = "") -> Path:
+                          min_score: float = 0.5, what: str = "", left: int = 0) -> Path:
     """Draw a :func:`confusion_matrix`: colour is the share of its row, text the count; ``what`` (the weights
-    and the split) heads the title, as the evaluation's other pictures (a val and a test one looked alike)."""
+    and the split) heads the title, as the evaluation's other pictures (a val and a test one looked alike);
+    ``left``: the classes left out (:func:`model_classes_only`), said in the title."""
     plt = pyplot()
     labels = list(names) + ["background"]
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
@@ -369,8 +377,9 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: PathLi
                     color="white" if share[i, j] > 0.6 else "black", fontsize=6 if many else 10)
     ax.set_xticks(range(len(labels)), labels[:-1] + ["missed"], rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
+    gone = f"; {left} classes with no box and no detection left out" if left else ""
     ax.set(xlabel="predicted", ylabel="ground truth",
-           title=f"{what + chr(10) if what else ''}confusion matrix (IoU {iou:.2f}, score >= {min_score:.2f})")
+           title=f"{what + chr(10) if what else ''}confusion matrix (IoU {iou:.2f}, score >= {min_score:.2f}{gone})")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of row")
     fig.tight_layout()
     return save_figure(fig, path, tight=True)
@@ -400,9 +409,9 @@ def plot_evaluation(metrics: Any, out: Path, what: str,
         paths.append(plot_confidence(metrics.confidence, out / f"{prefix}confidence.png", title=what))
     matrix = metrics.confusion()
     if matrix is not None:
-        matrix, names = model_classes_only(matrix, metrics.names, metrics.classes)
+        matrix, names, left = model_classes_only(matrix, metrics.names, metrics.classes)
         paths.append(plot_confusion_matrix(matrix, names, out / f"{prefix}confusion_matrix.png",
-                                           min_score=metrics.confusion_conf, what=what))
+                                           min_score=metrics.confusion_conf, what=what, left=left))
     if val is not None and val[0] and metrics.samples:
         from ..data.coco import read_coco_json
         from ..inference import DEFAULT_CONF

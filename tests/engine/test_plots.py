@@ -295,12 +295,36 @@ def test_confusion_matrix_leaves_out_a_category_the_model_has_not():
     names = {0: "pieces", 1: "pawn", 2: "rook", 3: "king"}
     matrix = np.zeros((5, 5), np.int64)
     matrix[1, 1], matrix[2, 4], matrix[4, 2] = 3, 1, 2  # pawn right, a rook missed, a rook on background
-    kept, shown = plots.model_classes_only(matrix, names, (1, 2, 3))
-    assert shown == ["pawn", "rook", "king"] and kept.shape == (4, 4)
+    kept, shown, left = plots.model_classes_only(matrix, names, (1, 2, 3))
+    assert shown == ["pawn", "rook", "king"] and kept.shape == (4, 4) and left == 0
     assert kept[0, 0] == 3 and kept[1, 3] == 1 and kept[3, 1] == 2 and kept.sum() == matrix.sum()
     assert plots.model_classes_only(matrix, names, ())[1] == list(names.values())  # the model's classes unknown
     matrix[0, 4] = 1  # a box of it in the set: its row stays
     assert plots.model_classes_only(matrix, names, (1, 2, 3))[1] == list(names.values())
+
+
+def test_a_confusion_matrix_of_many_classes_leaves_out_those_never_seen(tmp_path, monkeypatch):
+    """A re-walk's COCO model evaluated on a set of one class drew an 80 x 80 matrix (3099 px wide) of zeros but
+    a few cells. Of more than 20 classes, those with no box and no detection are left out, said in the title;
+    of fewer, every class stays."""
+    names = {i + 1: f"c{i}" for i in range(80)}
+    matrix = np.zeros((81, 81), np.int64)
+    matrix[43, 43], matrix[43, 80], matrix[80, 61] = 5, 2, 1  # c43 found and missed, a c61 on background
+    kept, shown, left = plots.model_classes_only(matrix, names, tuple(names))
+    assert shown == ["c43", "c61"] and left == 78 and kept.sum() == matrix.sum()
+    assert kept.tolist() == [[5, 0, 2], [0, 0, 0], [0, 1, 0]]
+    few = {i + 1: f"c{i}" for i in range(5)}
+    assert plots.model_classes_only(np.zeros((6, 6), np.int64), few, tuple(few))[1:] == (list(few.values()), 0)
+    titles = []
+    real = plots.save_figure
+
+    def keep(fig, path, dpi=110, **kw):
+        titles.append(fig.axes[0].get_title())
+        return real(fig, path, dpi, **kw)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plots.plot_confusion_matrix(kept, shown, tmp_path / "c.png", left=left)
+    assert titles[0] == "confusion matrix (IoU 0.50, score >= 0.50; 78 classes with no box and no detection left out)"
 
 
 def test_confusion_matrix_title_names_the_weights_and_split(tmp_path, monkeypatch):
