@@ -303,6 +303,19 @@ def test_confusion_matrix_leaves_out_a_category_the_model_has_not():
     assert plots.model_classes_only(matrix, names, (1, 2, 3))[1] == list(names.values())
 
 
+def saved_titles(monkeypatch) -> list:
+    """The titles of the figures saved from here on (their first axes'), in order."""
+    titles = []
+    real = plots.save_figure
+
+    def keep(fig, path, dpi=110, **kw):
+        titles.append(fig.axes[0].get_title())
+        return real(fig, path, dpi, **kw)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return titles
+
+
 def test_a_confusion_matrix_of_many_classes_leaves_out_those_never_seen(tmp_path, monkeypatch):
     """A re-walk's COCO model evaluated on a set of one class drew an 80 x 80 matrix (3099 px wide) of zeros but
     a few cells. Of more than 20 classes, those with no box and no detection are left out, said in the title;
@@ -315,27 +328,13 @@ def test_a_confusion_matrix_of_many_classes_leaves_out_those_never_seen(tmp_path
     assert kept.tolist() == [[5, 0, 2], [0, 0, 0], [0, 1, 0]]
     few = {i + 1: f"c{i}" for i in range(5)}
     assert plots.model_classes_only(np.zeros((6, 6), np.int64), few, tuple(few))[1:] == (list(few.values()), 0)
-    titles = []
-    real = plots.save_figure
-
-    def keep(fig, path, dpi=110, **kw):
-        titles.append(fig.axes[0].get_title())
-        return real(fig, path, dpi, **kw)
-
-    monkeypatch.setattr(plots, "save_figure", keep)
+    titles = saved_titles(monkeypatch)
     plots.plot_confusion_matrix(kept, shown, tmp_path / "c.png", left=left)
     assert titles[0] == "confusion matrix (IoU 0.50, score >= 0.50; 78 classes with no box and no detection left out)"
 
 
 def test_confusion_matrix_title_names_the_weights_and_split(tmp_path, monkeypatch):
     """A val and a test confusion matrix of one model looked alike: the title named neither (a walk)."""
-    titles = []
-    real = plots.save_figure
-
-    def keep(fig, path, dpi=110, **kw):
-        titles.append(fig.axes[0].get_title())
-        return real(fig, path, dpi, **kw)
-
-    monkeypatch.setattr(plots, "save_figure", keep)
+    titles = saved_titles(monkeypatch)
     plots.plot_confusion_matrix(np.eye(3, dtype=np.int64), ["a", "b"], tmp_path / "c.png", what="m.onnx, test")
     assert titles[0].splitlines() == ["m.onnx, test", "confusion matrix (IoU 0.50, score >= 0.50)"]
