@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DfineError, keyword_hints
 from .slicing import trained_tile
-from .text import CHECKPOINT_SUFFIXES, score_below
+from .text import CHECKPOINT_SUFFIXES, counted, first_few, score_below
 
 __all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "detect", "load_image", "preprocess"]
 
@@ -84,6 +84,14 @@ class Detections:
         return replace(self, boxes=self.boxes[keep], scores=self.scores[keep], labels=self.labels[keep],
                        names=[n for n, k in zip(self.names, keep.tolist()) if k], category_ids=self.category_ids[keep],
                        conf=float(conf), top_below=float(max(below)) if below else None)
+
+    def of_labels(self, labels: Optional[np.ndarray]) -> "Detections":
+        """The detections of these model ``labels`` (:func:`class_filter`; None: all of them)."""
+        if labels is None:
+            return self
+        keep = np.isin(self.labels, labels)
+        return replace(self, boxes=self.boxes[keep], scores=self.scores[keep], labels=self.labels[keep],
+                       names=[n for n, k in zip(self.names, keep.tolist()) if k], category_ids=self.category_ids[keep])
 
     def to_coco(self, image_id: Any) -> List[Dict[str, Any]]:
         """COCO results entries: ``image_id``, ``category_id``, ``bbox`` (x, y, w, h), ``score``."""
@@ -287,7 +295,6 @@ class Detector:
         """``Detector(onnxruntime, input 320x320, conf 0.5, 13 classes: bishop, black-bishop, black-king, ...)``
         (``openvino int8`` for an int8 export; ``, trained on 320x320 tiles`` and ``, sliced 320x320``
         when so)."""
-        from .text import counted, first_few
         names = self.class_names
         h, w = self.imgsz
         kind = f"{self.backend} {self._engine.quantized}".strip()
@@ -422,6 +429,25 @@ class Detector:
 
 
 # ---- backends -------------------------------------------------------------------------------
+
+def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[str]) -> Optional[np.ndarray]:
+    """Model labels for ``classes`` (class names, or label numbers), None for all classes."""
+    if not classes:
+        return None
+    labels = []
+    for c in classes:
+        if isinstance(c, int) or (isinstance(c, str) and c.isdigit() and c not in names):
+            if not 0 <= int(c) < len(names):
+                raise DfineError(f"class {c} out of range: the model has {counted(len(names), 'class', 'classes')} "
+                                 f"(0..{len(names) - 1})")
+            labels.append(int(c))
+        elif c in names:
+            labels.append(list(names).index(c))
+        else:
+            shown = first_few(names, 12)
+            raise DfineError(f"unknown class {c!r}; the model's classes are: {shown}")
+    return np.array(sorted(set(labels)), dtype=np.int64)
+
 
 def detect(det: Any, images: Sequence[Image.Image], paths: Optional[Sequence[Optional[str]]] = None,
            conf: Optional[float] = None, full: Optional[List[int]] = None,

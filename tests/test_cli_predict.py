@@ -924,3 +924,38 @@ def test_a_run_folder_given_as_the_model_names_the_weights_its_run_named_best(tm
     Image.new("RGB", (64, 48)).save(image)
     assert f"such as {run / 'last.pth'} (it holds best_stg1.pth, best_stg2.pth, last.pth)" in _one_line_error(
         capsys, ["predict", str(image), "-m", str(run), "-o", str(tmp_path / "out")])
+
+
+def test_classes_keeps_only_those_in_pictures_predictions_and_prelabels(coco128, onnx_model, tmp_path, capsys):
+    """A walk pre-labelled its photos with a COCO model to train a few classes: annotations.json declared all 80,
+    and training made an 80-class model. ``--classes`` keeps only those: the detections, predictions.json, and
+    the categories of --save-dataset's file; an unknown name is one line naming the model's classes."""
+    from collections import Counter
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in sorted((coco128 / "train2017").glob("*.jpg"))[:3]:
+        (photos / p.name).symlink_to(p)
+    everything = tmp_path / "all"
+    assert main(["predict", str(photos), "-m", str(onnx_model), "--conf", "0.0", "-o", str(everything)]) == 0
+    every = json.loads((everything / "predictions.json").read_text())
+    found = Counter(r["category_id"] for r in every)  # this random model's: one class or a few
+    a = found.most_common(1)[0][0]
+    b = next(c for c in MSCOCO_CATEGORY_IDS if c not in found)  # and one it does not find
+    first, second = sorted((a, b))
+    name = dict(zip(MSCOCO_CATEGORY_IDS, MSCOCO_NAMES))
+    number = list(MSCOCO_CATEGORY_IDS).index(second)  # the second by its label number
+    out = tmp_path / "pre"
+    capsys.readouterr()
+    assert main(["predict", str(photos), "-m", str(onnx_model), "--conf", "0.0", "--classes", name[first], str(number),
+                 "--save-dataset", "-o", str(out)]) == 0
+    assert (f"--classes: {name[first]}, {name[second]} kept, the model's 78 other classes left out (and out of "
+            f"annotations.json's categories)") in capsys.readouterr().err
+    results = json.loads((out / "predictions.json").read_text())
+    assert sorted(map(json.dumps, results)) == sorted(map(json.dumps, (r for r in every if r["category_id"] in (a, b))))
+    data = json.loads((out / "annotations.json").read_text())
+    assert data["categories"] == [{"id": first, "name": name[first], "supercategory": ""},
+                                  {"id": second, "name": name[second], "supercategory": ""}]
+    assert len(data["annotations"]) == len(results) and f"--classes {name[first]} {number}" in data["info"]["description"]
+    err = _one_line_error(capsys, ["predict", str(photos), "-m", str(onnx_model), "--classes", "persn", "-o",
+                                   str(tmp_path / "x")])
+    assert err.startswith("error: unknown class 'persn'; the model's classes are: person, bicycle, car")

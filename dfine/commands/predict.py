@@ -58,6 +58,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--save-dataset", action="store_true",
                    help="also write OUT/annotations.json: the images and their detections above --conf as a COCO "
                         "dataset (pre-labels), to correct in a labelling tool (CVAT's 'COCO 1.0' import) and to train on")
+    p.add_argument("--classes", nargs="+", default=None, metavar="NAME",
+                   help="keep only these of the model's classes (names, or numbers from 0): in the pictures, "
+                        "predictions.json and --save-dataset's file, whose categories are then these alone")
     add_slice_arguments(p)
     p.set_defaults(func=run)
 
@@ -165,14 +168,20 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
               f"{Path(args.model).name} carries (give --conf to change it)", file=sys.stderr)
     if kind == "video" or len(items) >= MANY_IMAGES:
         say_busy_cpu(det, "the frames" if kind == "video" else "the images")
+    from ..inference import class_filter
+    labels = class_filter(args.classes, det.class_names)
+    if labels is not None:  # pre-labels of a COCO model for a set of a few of its classes (a walk trained 80)
+        kept = [det.class_names[i] for i in labels]
+        print(f"--classes: {', '.join(kept)} kept, the model's {len(det.class_names) - len(kept)} other classes left "
+              f"out" + (" (and out of annotations.json's categories)" if args.save_dataset else ""), file=sys.stderr)
     sizes: Optional[Dict[Path, Tuple[int, int, int]]] = {} if args.save_dataset else None
     full: List[Tuple[Path, int]] = []  # images that got every detection the model gives, above --conf
     if kind == "video":
-        results, best = predict_video(det, items[0], out)
+        results, best = predict_video(det, items[0], out, labels)
         bad: List[Tuple[Path, str]] = []
     else:
         results, bad, best = predict_images(det, items, out, progress=len(items) > 1, sizes=sizes, ann_file=ann_file,
-                                            full=full)
+                                            full=full, labels=labels)
     from ..data.objects365 import write_json_atomic
     write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
@@ -185,11 +194,13 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
     print(f"{where} -> {out} ({counted(len(results), 'detection')}{sliced}, {out / 'predictions.json'})"
           + (f"; {len(bad)} unreadable skipped" if bad else ""))
     if sizes is not None:
-        labels = write_prelabels(out / PRELABELS, sizes, results, det, f"dfine predict -m {args.model} --conf {det.conf:g}")
-        use = (f"dfine data check {shlex.quote(str(labels))}; dfine train --data {shlex.quote(str(labels.parent))} "
+        made = f"dfine predict -m {args.model} --conf {det.conf:g}" + (
+            f" --classes {' '.join(args.classes)}" if labels is not None else "")
+        written = write_prelabels(out / PRELABELS, sizes, results, det, made, labels)
+        use = (f"dfine data check {shlex.quote(str(written))}; dfine train --data {shlex.quote(str(written.parent))} "
                f"trains on it" if results else "no box to correct or train on: a lower --conf writes the model's best "
                "guesses (the note below names one)")
-        print(f"pre-labels: {labels} ({counted(len(sizes), 'image')}, {counted(len(results), 'box', 'boxes')} above "
+        print(f"pre-labels: {written} ({counted(len(sizes), 'image')}, {counted(len(results), 'box', 'boxes')} above "
               f"--conf {det.conf:g}; COCO, as labelling tools import it): {use}")
     if not results:
         print(nothing_found_note(det.conf, best, where), file=sys.stderr)
@@ -432,12 +443,13 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
                    sizes: Optional[Dict[Path, Tuple[int, int, int]]] = None, ann_file: Optional[Path] = None,
-                   full: Optional[List[Tuple[Path, int]]] = None
+                   full: Optional[List[Tuple[Path, int]]] = None, labels: Optional[np.ndarray] = None
                    ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]], Optional[float]]:
     """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files,
     the highest score seen: :func:`detect`). A single unreadable image is an error; in a batch of files
     it is skipped and reported. ``sizes``, when given, gets each read image's ``(image id, width,
-    height)`` (as displayed: EXIF orientation applied, as training reads it)."""
+    height)`` (as displayed: EXIF orientation applied, as training reads it). ``labels``: the model labels
+    kept (``--classes``), None for all."""
     from ..inference import detect, load_image
     results: List[Dict[str, Any]] = []
     bad: List[Tuple[Path, str]] = []
@@ -466,7 +478,8 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
                     bad.append((p, str(e)))
             if images:
                 at_limit: List[int] = []
-                found, seen = detect(det, images, [str(p) for p in good], full=at_limit)
+                found, seen = detect(det, images, [str(p) for p in good], full=at_limit, labels=labels)
+                found = [d.of_labels(labels) for d in found]
                 best = _highest(best, seen)
                 if full is not None:
                     full += [(good[i], len(found[i])) for i in at_limit]
@@ -486,12 +499,12 @@ PRELABELS = "annotations.json"
 
 
 def write_prelabels(path: Path, sizes: Dict[Path, Tuple[int, int, int]], results: Sequence[Dict[str, Any]],
-                    det: Any, made_by: str) -> Path:
+                    det: Any, made_by: str, labels: Optional[np.ndarray] = None) -> Path:
     """Write the images of ``sizes`` (``{path: (image id, width, height)}``) and the detections of
     ``results`` (COCO results of those ids, xywh pixels) as a COCO dataset at ``path``: the images'
     file names relative to their common folder, which ``info.images_folder`` names (so that the
     annotated copies beside ``path`` are never taken for the images), every class of the model as
-    a category, each box with its ``score``."""
+    a category (those of ``labels`` alone, ``--classes``), each box with its ``score``."""
     from ..data.convert import PRELABELS_DESCRIPTION, info_for
     from ..data.objects365 import write_json_atomic
     root = Path(os.path.commonpath([str(p.resolve().parent) for p in sizes]))
@@ -501,7 +514,8 @@ def write_prelabels(path: Path, sizes: Dict[Path, Tuple[int, int, int]], results
                     "bbox": [round(float(v), 2) for v in r["bbox"]], "area": round(float(r["bbox"][2] * r["bbox"][3]), 2),
                     "iscrowd": 0, "score": round(float(r["score"]), 4)} for k, r in enumerate(results, 1)]
     engine = det._engine
-    categories = [{"id": int(c), "name": n, "supercategory": ""} for c, n in zip(engine.category_ids, engine.class_names)]
+    categories = [{"id": int(c), "name": n, "supercategory": ""} for k, (c, n) in
+                  enumerate(zip(engine.category_ids, engine.class_names)) if labels is None or k in labels]
     info = {**info_for(path.parent, root, "", root), "description": f"{PRELABELS_DESCRIPTION} {made_by}"}
     write_json_atomic({"info": info, "images": images, "annotations": annotations, "categories": categories}, path)
     return path
@@ -509,7 +523,8 @@ def write_prelabels(path: Path, sizes: Dict[Path, Tuple[int, int, int]], results
 
 # ---- video ----------------------------------------------------------------------------------
 
-def predict_video(det, path: Path, out: Path) -> Tuple[List[Dict[str, Any]], Optional[float]]:
+def predict_video(det, path: Path, out: Path, labels: Optional[np.ndarray] = None
+                  ) -> Tuple[List[Dict[str, Any]], Optional[float]]:
     """Detect in every frame of ``path`` (decoded in a reader thread); write the annotated video to
     ``out/<stem>.mp4`` (:class:`dfine.video.VideoWriter`: ``<stem>.partial.mp4`` until it is complete,
     playable even after a kill). Returns the COCO results (the frame index as image id) and the
@@ -526,9 +541,9 @@ def predict_video(det, path: Path, out: Path) -> Tuple[List[Dict[str, Any]], Opt
         with FrameReader(source) as reader, progress_bar(total=source.total or None, unit="frame") as bar:
             for chunk in reader.batches(det.batch_size):
                 images = [Image.fromarray(f) for f in chunk]
-                found, seen = detect(det, images)
+                found, seen = detect(det, images, labels=labels)
                 best = _highest(best, seen)
-                for im, dets in zip(images, found):
+                for im, dets in zip(images, (d.of_labels(labels) for d in found)):
                     writer.write(im, dets)
                     results.extend(named_results(dets, writer.frames - 1))
                 bar.update(len(chunk))

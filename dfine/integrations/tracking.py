@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DfineError
-from ..text import counted, first_few
+from ..inference import class_filter
 from ..video import STREAM_TIMEOUT, FrameReader, FrameSource, open_source
 from .supervision import INSTALL_HINT, import_supervision, to_supervision
 
@@ -157,25 +157,6 @@ class FrameTracker:
             result.tracker_id = np.array([found.get(np.asarray(b, float).tobytes(), -1) if m else i
                                           for b, i, m in zip(result.xyxy, result.tracker_id, missing)], dtype=int)
         return result
-
-
-def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[str]) -> Optional[np.ndarray]:
-    """Model labels for ``classes`` (class names, or label numbers), None for all classes."""
-    if not classes:
-        return None
-    labels = []
-    for c in classes:
-        if isinstance(c, int) or (isinstance(c, str) and c.isdigit() and c not in names):
-            if not 0 <= int(c) < len(names):
-                raise DfineError(f"class {c} out of range: the model has {counted(len(names), 'class', 'classes')} "
-                                 f"(0..{len(names) - 1})")
-            labels.append(int(c))
-        elif c in names:
-            labels.append(list(names).index(c))
-        else:
-            shown = first_few(names, 12)
-            raise DfineError(f"unknown class {c!r}; the model's classes are: {shown}")
-    return np.array(sorted(set(labels)), dtype=np.int64)
 
 
 class Tracking:
