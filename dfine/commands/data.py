@@ -136,9 +136,10 @@ def run_convert(args: argparse.Namespace) -> int:
             if found is None:
                 raise
             out = f" -o {shlex.quote(str(args.out))}" if args.out is not None else ""
-            shown = {"labelme": "LabelMe", "createml": "CreateML"}.get(found, found.upper())
-            raise DfineError(f"{err}; {args.src} is a {shown} dataset: dfine data convert --from {found} "
-                             f"{shlex.quote(str(args.src))}{out}") from None
+            shown, given = (_FORMAT_NAMES.get(f, f.upper()) for f in (found, args.fmt))
+            # the folder's format first: a walk's --from yolo on a CVAT export read 'give --names a,b,c' first
+            raise DfineError(f"{args.src} is a {shown} dataset, not {given}: dfine data convert --from {found} "
+                             f"{shlex.quote(str(args.src))}{out} (as {given}: {err})") from None
     print(result.summary())
     from dfine.data.check import copies_across
     copies = copies_across({s: (f, result.images_folder) for s, f in result.ann_files.items()})
@@ -149,6 +150,9 @@ def run_convert(args: argparse.Namespace) -> int:
         # a walk's --val-fraction 0.2 on a VOC set with ImageSets/Main splits was dropped unsaid
         print(f"note: {' '.join(given)} not used: {args.src} has its own val split, which was kept", file=sys.stderr)
     return 0
+
+
+_FORMAT_NAMES = {"labelme": "LabelMe", "createml": "CreateML"}  # the others: upper case (YOLO, VOC, ...)
 
 
 def _other_format(src: Path, given: str) -> Optional[str]:

@@ -1098,10 +1098,12 @@ def test_convert_from_the_wrong_format_names_the_right_one(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["data", "convert", "--from", "yolo", str(src), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: no class names for {src}: ") and "\n" not in err
-    assert err.endswith(f"; {src} is a VOC dataset: dfine data convert --from voc {src} -o {out}")
+    # the folder's format first (a walk read 'give --names a,b,c' first of a CVAT export), the YOLO error after
+    assert err.startswith(f"error: {src} is a VOC dataset, not YOLO: dfine data convert --from voc {src} -o {out} "
+                          f"(as YOLO: no class names for {src}: ") and "\n" not in err
     assert main(["data", "convert", "--from", "createml", str(src)]) == 2
-    assert capsys.readouterr().err.strip().endswith(f"is a VOC dataset: dfine data convert --from voc {src}")
+    assert capsys.readouterr().err.strip().startswith(f"error: {src} is a VOC dataset, not CreateML: dfine data "
+                                                      f"convert --from voc {src} (as CreateML: ")
     assert not out.exists()
     (tmp_path / "empty").mkdir()
     assert main(["data", "convert", "--from", "voc", str(tmp_path / "empty")]) == 2
