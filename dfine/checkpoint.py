@@ -591,12 +591,54 @@ def _remap(own: torch.Tensor, theirs: torch.Tensor, name: str, ids: Sequence[int
     return None
 
 
+def class_names_of(ckpt: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> Optional[List[str]]:
+    """The class names of a checkpoint's model by class index: its own ``class_names``, else those of a
+    published model by its head's size (80: COCO; 366: ``""`` then the 365 Objects365 classes); None otherwise."""
+    names = ckpt.get("class_names")
+    if isinstance(names, (list, tuple)) and names:
+        return [str(n) for n in names]
+    head = state.get("decoder.enc_score_head.weight")
+    rows = int(head.shape[0]) if isinstance(head, torch.Tensor) else None
+    if rows == 80:
+        from .data.mscoco import MSCOCO_NAMES
+        return list(MSCOCO_NAMES)
+    if rows == 366:
+        from .zoo import OBJ365_CLASSES
+        return ["", *OBJ365_CLASSES]
+    return None
+
+
+def head_rows_by_name(names: Sequence[str], theirs: Sequence[str]) -> List[Optional[int]]:
+    """For each class of ``names``, the index of the class of the same name in ``theirs`` (case and spaces
+    aside), or None."""
+    index = {str(n).strip().lower(): i for i, n in reversed(list(enumerate(theirs))) if str(n).strip()}
+    return [index.get(str(n).strip().lower()) for n in names]
+
+
+def _by_name(own: torch.Tensor, theirs: torch.Tensor, key: str, rows: Sequence[Optional[int]]) -> Optional[torch.Tensor]:
+    """A class head (or the denoising class embedding: a row per class, then the padding row) whose rows of
+    the classes found by name (``rows``: :func:`head_rows_by_name`) are ``theirs``, the others ``own`` (fresh)."""
+    k = len(rows)
+    denoising = key.endswith("denoising_class_embed.weight")
+    if own.shape[1:] != theirs.shape[1:] or own.shape[0] != k + denoising or all(r is None for r in rows):
+        return None
+    out = own.detach().clone()
+    for i, r in enumerate(rows):
+        if r is not None and r < theirs.shape[0] - denoising:
+            out[i] = theirs[r]
+    if denoising:
+        out[k] = theirs[-1]
+    return out
+
+
 def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
-                 obj365_ids: Sequence[int] = OBJ365_TO_COCO) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
+                 obj365_ids: Sequence[int] = OBJ365_TO_COCO, rows: Optional[Sequence[Optional[int]]] = None
+                 ) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
     """What of ``state`` fine-tuning loads into ``model``: entries of the same shape, and the
-    class heads remapped between Objects365 and COCO when their sizes are those two. Returns
-    ``(loadable, remapped, reinitialised)``; a checkpoint of another model size is an error.
-    Anchors computed for another input size are left to the model (it recomputes them)."""
+    class heads remapped between Objects365 and COCO when their sizes are those two, or else carried by
+    class name (``rows``: :func:`head_rows_by_name` of the model's classes in the checkpoint's; the classes
+    not found start fresh). Returns ``(loadable, remapped, reinitialised)``; a checkpoint of another model
+    size is an error. Anchors computed for another input size are left to the model (it recomputes them)."""
     own = model.state_dict()
     loadable, remapped, reinit = {}, [], []
     heads = set(head_names(own))
@@ -613,6 +655,13 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
                 remapped.append(key)
             else:
                 reinit.append(key)
+    if rows is not None and not remapped:  # by name, when the Objects365 <-> COCO correspondence did not apply
+        for key in list(reinit):
+            mapped = _by_name(own[key], state[key], key, rows)
+            if mapped is not None:
+                loadable[key] = mapped
+                remapped.append(key)
+                reinit.remove(key)
     mismatched = [k for k in own if k not in loadable and k not in reinit and k in state and k not in DERIVED]
     if mismatched or len(loadable) < len(own) // 2:
         own_size = _size_of(own)
@@ -630,13 +679,24 @@ def tuning_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
 
 
 def load_tuning(model: nn.Module, state: Mapping[str, torch.Tensor], name: str,
-                obj365_ids: Sequence[int] = OBJ365_TO_COCO) -> List[str]:
+                obj365_ids: Sequence[int] = OBJ365_TO_COCO, names: Optional[Sequence[str]] = None,
+                their_names: Optional[Sequence[str]] = None) -> List[str]:
     """Fine-tuning load (``-t``): everything that matches; class heads of another class count
-    are remapped (Objects365 <-> COCO) or left freshly initialised, with a warning naming them.
-    Returns the re-initialised entries."""
+    are remapped (Objects365 <-> COCO), carried by class name (``names``: the model's classes, given, and
+    ``their_names``: the checkpoint's, :func:`class_names_of`), or left freshly initialised, with a
+    warning naming them. Returns the re-initialised entries."""
     loadable, remapped, reinit = tuning_state(model, state, name, obj365_ids)
+    rows = head_rows_by_name(names, their_names) if names and their_names and reinit and not remapped else None
+    if rows is not None:
+        loadable, remapped, reinit = tuning_state(model, state, name, obj365_ids, rows)
     model.load_state_dict(loadable, strict=False)
-    if remapped:
+    if rows is not None and remapped:
+        found = [n for n, r in zip(names, rows) if r is not None]
+        fresh = [n for n, r in zip(names, rows) if r is None]
+        warnings.warn(f"{name}: its class heads carried into this model's by class name: {first_few(found, 6)}"
+                      + (f"; {first_few(fresh, 6)} (not among its classes) start fresh" if fresh else ""),
+                      stacklevel=2)
+    elif remapped:
         warnings.warn(f"{name}: class heads remapped Objects365 <-> COCO: {', '.join(remapped)}", stacklevel=2)
     if reinit:
         warnings.warn(_fresh_heads_note(name, reinit, state, model.state_dict()), stacklevel=2)

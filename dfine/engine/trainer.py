@@ -299,8 +299,14 @@ class Trainer:
         # has to beat, measured before the first epoch (a walk ended 3 points below its starting weights, unsaid)
         self._tuned_whole = False
         if tuning is not None:
-            self._tuned_whole = not ckpt_io.load_tuning(model, ckpt_io.model_state(tuning, cfg.tuning), cfg.tuning,
-                                                        cfg.obj365_ids or ckpt_io.OBJ365_TO_COCO)
+            state = ckpt_io.model_state(tuning, cfg.tuning)
+            # a --data run carries the class heads of the classes the -t model has by name (a COCO model's
+            # person and car into a set of person and car start knowing them); a recipe's run re-initialises
+            # them, as the published code does
+            names = labels.names if command is not None else None
+            self._tuned_whole = not ckpt_io.load_tuning(model, state, cfg.tuning,
+                                                        cfg.obj365_ids or ckpt_io.OBJ365_TO_COCO, names,
+                                                        ckpt_io.class_names_of(tuning, state) if names else None)
         self.criterion: nn.Module = DFINECriterion.from_config(criterion_config(cfg), num_classes=cfg.num_classes,
                                                                reg_max=mcfg.decoder.reg_max).to(self.device)
         self.postprocessor = PostProcessor(cfg.num_classes, cfg.DFINEPostProcessor.num_top_queries,

@@ -649,6 +649,27 @@ def test_train_and_val_without_a_class_in_common_is_an_error(tmp_path, capsys):
     assert "no class in common" not in capsys.readouterr().out
 
 
+def test_a_data_run_from_a_coco_model_starts_knowing_the_classes_it_shares(tmp_path, capsys):
+    """``dfine train --data`` of a person/suitcase set with -t a COCO model carries those classes' heads by name
+    (a walk's pre-labels trained from fresh heads), said; the -t weights are then whole, so their AP is measured
+    before the first epoch."""
+    from tests.conftest import load_golden
+    src = tmp_path / "trip"
+    for split, n in (("train", 2), ("val", 1)):
+        for i in range(n):
+            image(src / f"images/{split}/{i}.jpg", (96, 64))
+            yolo_labels(src / f"labels/{split}/{i}.txt", ["0 0.5 0.5 0.5 0.5", "1 0.2 0.3 0.2 0.2"])
+    (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [person, suitcase]\n")
+    coco = tmp_path / "coco.pth"
+    torch.save(load_golden("n")["checkpoint"], coco)
+    with pytest.warns(UserWarning) as said:
+        assert main(["train", "--data", str(src), "-t", str(coco), "--output-dir", str(tmp_path / "run"), *TINY]) == 0
+    assert f"{coco}: its class heads carried into this model's by class name: person, suitcase" in [
+        str(m.message) for m in said]
+    assert not [m for m in said if "start fresh" in str(m.message)]
+    assert "the -t weights before training" in capsys.readouterr().out
+
+
 def test_an_evaluation_does_not_get_the_training_batch_note(tmp_path):
     """``dfine eval -r CKPT --data DIR`` on a CPU printed training's "CPU: batch 8 (the recipe's batch is
     sized for GPUs)"; an evaluation says the batch it evaluates in."""

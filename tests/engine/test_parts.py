@@ -93,6 +93,42 @@ def test_obj365_heads_remapped_to_coco():
     assert not remapped and reinit == ["decoder.enc_score_head.weight", "decoder.enc_score_head.bias"]
 
 
+def test_a_data_runs_class_heads_are_carried_by_class_name():
+    """A walk pre-labelled photos with a COCO model and fine-tuned it on person and suitcase: the heads started
+    fresh, the model unlearning what it knew of both. Given the classes' names (``dfine train --data``), the rows
+    of the classes the checkpoint has are carried (score heads, and the denoising embedding with its padding
+    row), the others start fresh, said; without names (a recipe's run, as published) all start fresh."""
+    import warnings as w
+
+    from dfine.checkpoint import class_names_of, load_tuning
+    from dfine.data.mscoco import MSCOCO_NAMES
+    from dfine.models.dfine import build_model
+    from tests.conftest import load_golden
+    ckpt = load_golden("n")["checkpoint"]
+    state = ckpt["ema"]["module"]
+    assert class_names_of(ckpt, state) == list(MSCOCO_NAMES)  # a published file: its names by its head's size
+    fresh = build_model("dfine_n", num_classes=3)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with w.catch_warnings(record=True) as said:
+        w.simplefilter("always")
+        reinit = load_tuning(fresh, state, "coco.pth", names=["Person", "platypus", "suitcase"],
+                             their_names=list(MSCOCO_NAMES))
+    assert reinit == []
+    assert [str(m.message) for m in said] == ["coco.pth: its class heads carried into this model's by class name: "
+                                              "Person, suitcase; platypus (not among its classes) start fresh"]
+    rows = {"person": 0, "suitcase": list(MSCOCO_NAMES).index("suitcase")}
+    got = fresh.state_dict()
+    for key in ("decoder.enc_score_head.weight", "decoder.dec_score_head.2.bias", "decoder.denoising_class_embed.weight"):
+        assert torch.equal(got[key][0], state[key][rows["person"]]) and torch.equal(got[key][2], state[key][rows["suitcase"]])
+        assert torch.equal(got[key][1], before[key][1])  # platypus: fresh
+    assert torch.equal(got["decoder.denoising_class_embed.weight"][3], state["decoder.denoising_class_embed.weight"][80])
+    published = build_model("dfine_n", num_classes=3)
+    with w.catch_warnings(record=True) as said:
+        w.simplefilter("always")
+        assert "decoder.enc_score_head.weight" in load_tuning(published, state, "coco.pth")
+    assert "start fresh" in str(said[0].message)
+
+
 def test_tuning_at_another_input_size_keeps_own_anchors():
     """A published checkpoint holds anchors for 640 px; fine-tuning at 320 px recomputes them."""
     from dfine.models.dfine import build_model
