@@ -959,3 +959,24 @@ def test_classes_keeps_only_those_in_pictures_predictions_and_prelabels(coco128,
     err = _one_line_error(capsys, ["predict", str(photos), "-m", str(onnx_model), "--classes", "persn", "-o",
                                    str(tmp_path / "x")])
     assert err.startswith("error: unknown class 'persn'; the model's classes are: person, bicycle, car")
+
+
+def test_ids_from_the_coco_file_named_after_the_folder_among_several(onnx_model, tmp_path, capsys):
+    """The demo's data/ holds spec.json, train.json and val.json beside val/: ``dfine predict data/val`` (the
+    README's own command) numbered 000120.png 120 where val.json says 121, unsaid: a folder of several .json
+    files was passed over. The one that names the images is read now, the folder's namesake first."""
+    data = tmp_path / "data"
+    (data / "val").mkdir(parents=True)
+    images = []
+    for i, stem in enumerate(("000120", "000121")):
+        Image.new("RGB", (64, 48), (i * 90, 30, 60)).save(data / "val" / f"{stem}.png")
+        images.append({"id": 121 + i, "file_name": f"val/{stem}.png", "width": 64, "height": 48})
+    coco = {"images": images, "annotations": [], "categories": [{"id": 1, "name": "person"}]}
+    (data / "val.json").write_text(json.dumps(coco))
+    (data / "train.json").write_text(json.dumps({**coco, "images": [{**images[0], "id": 7, "file_name": "x.png"}]}))
+    (data / "spec.json").write_text(json.dumps({"seed": 0}))
+    out = tmp_path / "out"
+    assert main(["predict", str(data / "val"), "-m", str(onnx_model), "--conf", "0.0", "-o", str(out)]) == 0
+    assert f"image ids of predictions.json from {data / 'val.json'}" in capsys.readouterr().err
+    got = {(r["file_name"], r["image_id"]) for r in json.loads((out / "predictions.json").read_text())}
+    assert got == {("000120.png", 121), ("000121.png", 122)}

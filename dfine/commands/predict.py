@@ -372,10 +372,17 @@ def coco_image_ids(paths: Sequence[Path], ann_file: Optional[Path] = None) -> Tu
 
     if ann_file is not None:
         return _ids_from(ann_file, paths), [ann_file]
+    from ..data.convert import file_names_in
     ids: Dict[Path, int] = {}
     used: List[Path] = []
     for folder in dict.fromkeys(p.parent for p in paths):
+        names = {p.name for p in paths if p.parent == folder}
         for found in _coco_files_of(folder):
+            # several .json files (the demo's data/: spec.json, train.json, val.json for val/, whose ids were
+            # the positions, unsaid): the one named after the folder first, each taken when it names the images
+            found = sorted(found, key=lambda f: f.stem != folder.name)
+            if len(found) > 1:
+                found = [f for f in found if names & {Path(n).name for n in file_names_in(f)}][:1]
             if len(found) != 1:
                 continue
             try:
