@@ -238,7 +238,19 @@ def _reason(float_scopes: Sequence[str]) -> str:
 
 
 def _matching(names: Sequence[str], patterns: Sequence[str]) -> List[str]:
+    """The node ``names`` a pattern of ``patterns`` matches whole; a :class:`DfineError` for a pattern given
+    with ``--keep-float`` (not a part's) that matches none: a walk's ``--keep-float heads`` kept nothing in
+    float while the export and the IR's metadata said it did."""
     regex = [re.compile(p) for p in patterns]
+    parts = {p for group in SCOPE_GROUPS.values() for p in group}
+    for pattern, r in zip(patterns, regex):
+        if pattern not in parts and not any(r.fullmatch(n) for n in names):
+            import difflib
+            close = difflib.get_close_matches(pattern, list(SCOPE_GROUPS), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise DfineError(f"--keep-float {pattern!r} matches no operation of the model: {hint}give a part "
+                             f"({', '.join(SCOPE_GROUPS)}) or a regular expression matching node names whole (e.g. "
+                             f"'/model/decoder/.*')")
     return [n for n in names if any(r.fullmatch(n) for r in regex)]
 
 

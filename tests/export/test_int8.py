@@ -247,6 +247,19 @@ def test_keep_float_words_are_parts_or_patterns():
         *SCOPE_GROUPS["sampling"], *SCOPE_GROUPS["integral"], "/model/x/.*")
 
 
+def test_a_keep_float_pattern_matching_no_operation_is_an_error():
+    """A walk's ``--keep-float heads`` (the part is ``head``) matched none of the model's 2,490 operations: nothing
+    stayed float32 while the export's line and the IR's metadata said 'heads' did. A pattern of one's own that
+    matches nothing is an error naming the parts (a part's own patterns may match nothing in a model)."""
+    from dfine.errors import DfineError
+    from dfine.export.int8 import _matching
+    nodes = ["/model/decoder/decoder/layers.0/cross_attn/MatMul", "/model/backbone/stem/Conv"]
+    with pytest.raises(DfineError, match=r"^--keep-float 'heads' matches no operation of the model: did you mean "
+                                         r"head\? give a part \(sampling, .*\) or a regular expression"):
+        _matching(nodes, resolve_scopes(["heads"]))
+    assert _matching(nodes, resolve_scopes(["integral", "/model/backbone/.*"])) == ["/model/backbone/stem/Conv"]
+
+
 def test_eval_of_int8_ir_matches_detector_predictions(int8_ir, images, tmp_path, capsys):
     ann = _self_labelled_set(int8_ir, images, tmp_path)
     ap = _eval_ap(capsys, ["-r", str(int8_ir), "--ann-file", str(ann), "--images", str(images), "--threads", "2"])
