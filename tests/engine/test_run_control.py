@@ -988,7 +988,7 @@ def test_a_restart_due_after_the_last_epoch_is_made_when_the_run_is_trained_long
     assert ("epoch 4 stays in it: no strong augmentations, and an epoch that does not improve stage 2's best AP goes "
             "back to best_stg1.pth, as stage 2 does (4 epochs put stage 2 at epoch 4, which would have restarted from "
             "best_stg1.pth); for more") in "\n".join(longer.startup_summary())  # it said 'epochs 4..3 would have'
-    scored_as(longer, [0.1])
+    scored_as(longer, [0.1, 0.4])  # epoch 4; then best_stg2.pth (epoch 2) again, for its pictures
     longer.fit()
     text = capsys.readouterr().out
     assert ("epoch 4: EMA restarted from best_stg1.pth with decay 0.9998 (epoch 3 did not improve on stage 2's best "

@@ -271,11 +271,12 @@ def test_export_on_a_yolo_folder_without_names_takes_names(onnx_model, labelled,
         rows = [f"{NAMES.index(n)} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
                 for n, x0, y0, x1, y1 in boxes]
         (root / "labels" / split / f"{path.stem}.txt").write_text("\n".join(rows) + "\n")
-    assert main(["eval", "-r", str(onnx_model), "--data", str(root)]) == 2
-    assert "no class names for" in capsys.readouterr().err
     ap, _, _ = _eval(capsys, ["-r", str(onnx_model), "--data", str(root), "--names", ",".join(NAMES),
                               "-o", str(tmp_path / "m")])
     assert ap > 50  # the model's own detections, named as the model names them
+    # without --names: the export's own names (its category ids are 1..K, as a converted YOLO folder's)
+    own, _, err = _eval(capsys, ["-r", str(onnx_model), "--data", str(root), "-o", str(tmp_path / "own")])
+    assert own == ap and f"{root} names no classes: the model's own are used" in err
     assert main(["eval", "-r", str(onnx_model), "--ann-file", "a.json", "--images", ".", "--names", "x"]) == 2
     assert "--names goes with --data DIR" in capsys.readouterr().err
 
