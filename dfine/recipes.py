@@ -433,7 +433,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
              given: Sequence[str] = (), scratch: Optional[Path] = None,
              run_folder: Literal["as is", "new", "latest"] = "as is", split: str = "val",
              tuning: Optional[Union[str, os.PathLike]] = None,
-             resume: Optional[Union[str, os.PathLike]] = None) -> DataRun:
+             resume: Optional[Union[str, os.PathLike]] = None,
+             imgsz: Optional[Tuple[int, int]] = None) -> DataRun:
     """The recipe and overrides that train ``model`` on the dataset at ``data`` (converted into
     ``output_dir/data`` unless COCO split files; ``scratch``: into that temporary folder of an
     evaluation instead, which the caller removes); ``given``: the user's own ``key=value`` overrides (a
@@ -447,7 +448,8 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     ``split``: the split an evaluation (``scratch``) runs on, as the val loader's (``val`` or ``test``);
     an evaluation needs only that split. A training fine-tuning Objects365 weights (``tuning``, or a run
     continued from ``resume`` or by ``--auto-resume`` that did) is built from the published obj2custom
-    recipe (:func:`custom_recipe`)."""
+    recipe (:func:`custom_recipe`). A training at ``imgsz`` (height, width) too small for the published 300
+    queries gets as many as its encoder tokens allow (:func:`fitting_queries`)."""
     from dfine.data.archive import dataset_folder, require_path
     root = require_path(data)
     size = model_size(model)
@@ -554,6 +556,9 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
             published = load_config(recipe)
             notes.append(f"{tuning} is an Objects365 detector: fine-tuned with the published recipe for that, "
                          f"{recipe.name} ({published.epochs} epochs unless --epochs, lower learning rates, no warmup)")
+    fewer, said = fitting_queries(size, imgsz, given) if scratch is None else ([], None)
+    overrides += fewer
+    notes += [said] if said else []
     if epochs is not None:
         if epochs < 1:
             raise DfineError(f"--epochs {epochs}: give at least 1")
@@ -652,6 +657,27 @@ def names_of_the_model(data: Union[str, os.PathLike], names: Any, ids: Any) -> O
         return None
     return [str(n) for n in names], (f"{data} names no classes: the model's own are used, YOLO class i as its i-th "
                                      f"({first_few(names, 5)}); --names a,b,c gives others")
+
+
+def fitting_queries(size: str, imgsz: Optional[Tuple[int, int]], given: Sequence[str] = ()
+                    ) -> Tuple[List[str], Optional[str]]:
+    """The ``-u`` items giving D-FINE ``size`` fewer queries than its published 300 when the input ``imgsz``
+    (height, width) gives fewer encoder tokens, which the queries are picked among (N at 192 px: 180; the train
+    command ``dfine data tile --size 192`` printed stopped on it), with the note that says so; none when the
+    tokens are enough or ``given`` (the user's ``-u``) sets the queries."""
+    from dfine.config import queries_override
+    from dfine.models.config import encoder_tokens, preset, resolve
+    keys = {o.split("=", 1)[0].strip() for o in given}
+    if imgsz is None or keys & {"DFINETransformer.num_queries", "DFINEPostProcessor.num_top_queries"}:
+        return [], None
+    cfg = resolve(preset(f"dfine_{size}"))
+    tokens, queries = encoder_tokens(cfg, tuple(imgsz)), cfg.decoder.num_queries
+    if tokens >= queries:
+        return [], None
+    n = max(10, tokens // 10 * 10)
+    return ([f"DFINETransformer.num_queries={n}", f"DFINEPostProcessor.num_top_queries={n}"],
+            f"--imgsz {imgsz[0]}x{imgsz[1]} gives D-FINE {size.upper()} {tokens} encoder tokens, fewer than its "
+            f"{queries} queries: {n} queries instead (so at most {n} detections an image; {queries_override(n)})")
 
 
 #: classes the published Objects365 detectors score: the 365, and index 0 unused
@@ -879,7 +905,8 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
             from dfine.device import resolve_device
             resolve_device(device)
         run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
-                       given=overrides, run_folder="latest" if auto_resume else "new", tuning=tuning, resume=resume)
+                       given=overrides, run_folder="latest" if auto_resume else "new", tuning=tuning, resume=resume,
+                       imgsz=((imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)) if imgsz is not None else None)
     except DfineError as e:  # 'dfine.train(data=...)': '--data X not found' read as the command line's (a walk)
         raise in_python_words(e) from None
     for note in run.notes if first_process() else ():

@@ -249,7 +249,8 @@ def _run(args: argparse.Namespace) -> int:
                                 names=names, device=args.device, given=overrides_from_args(args),
                                 scratch=Path(scratch) if scratch else None,
                                 run_folder="latest" if args.auto_resume else "new",
-                                split=getattr(args, "split", "val"), tuning=args.tuning, resume=args.resume)
+                                split=getattr(args, "split", "val"), tuning=args.tuning, resume=args.resume,
+                                imgsz=image_hw(args.imgsz) if args.imgsz is not None else None)
             try:
                 data = run_on(split_names(args.names))
             except NoClassNames:

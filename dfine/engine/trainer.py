@@ -49,6 +49,7 @@ from dfine.data.tile import tiles_info, tiny_boxes_note
 from dfine.device import SlowdownWatch, busy_cpu_note
 from dfine.errors import DfineError
 from dfine.loss import DFINECriterion
+from dfine.models.config import encoder_tokens
 from dfine.models.dfine import build_from_config
 from dfine.models.postprocess import PostProcessor
 from dfine.outputs import prepare_output_dir, removed_if_left_empty
@@ -68,15 +69,6 @@ from .plots import evaluation_pictures, plot_evaluation, pyplot, save_figure
 __all__ = ["Trainer", "BestTracker", "load_backbone", "check_input_size"]
 
 
-def _tokens(mcfg: Any, hw: Tuple[int, int]) -> int:
-    """Encoder tokens the decoder sees for an input of ``hw`` pixels (each feature level of
-    stride ``s`` gives ``H/s * W/s``; extra levels halve the last one)."""
-    sizes = [(math.ceil(hw[0] / s), math.ceil(hw[1] / s)) for s in mcfg.decoder.feat_strides]
-    while len(sizes) < mcfg.decoder.num_levels:
-        sizes.append((math.ceil(sizes[-1][0] / 2), math.ceil(sizes[-1][1] / 2)))
-    return sum(h * w for h, w in sizes)
-
-
 def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
     """A one-line :class:`DfineError` when the evaluation size (or, training, the base size of
     the multi-scale range) gives fewer encoder tokens than ``num_queries``. Returns ``cfg`` with
@@ -89,8 +81,8 @@ def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
     fix = f"use a larger --imgsz or fewer queries ({queries_override()})"
     if cfg.eval_spatial_size:
         hw = tuple(cfg.eval_spatial_size)
-        if _tokens(mcfg, hw) < queries:
-            raise DfineError(f"the input size {hw[0]}x{hw[1]} gives {_tokens(mcfg, hw)} encoder tokens, fewer than "
+        if encoder_tokens(mcfg, hw) < queries:
+            raise DfineError(f"the input size {hw[0]}x{hw[1]} gives {encoder_tokens(mcfg, hw)} encoder tokens, fewer than "
                              f"DFINETransformer.num_queries={queries}: {fix}")
     collate = cfg.train_dataloader.collate_fn
     if not train or collate.base_size_repeat is None or (collate.stop_epoch is not None and collate.stop_epoch <= 0):
@@ -101,16 +93,16 @@ def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
     def shape(s: int) -> Tuple[int, int]:  # a multi-scale batch's (h, w): non-square inputs keep their aspect
         return multiscale_shape(s, *hw)
 
-    enough = [s for s in sizes if _tokens(mcfg, shape(s)) >= queries]
+    enough = [s for s in sizes if encoder_tokens(mcfg, shape(s)) >= queries]
     if not enough or enough[0] > collate.base_size:
         h, w = shape(collate.base_size)
-        raise DfineError(f"the multi-scale base size {h}x{w} gives {_tokens(mcfg, (h, w))} encoder tokens, fewer "
+        raise DfineError(f"the multi-scale base size {h}x{w} gives {encoder_tokens(mcfg, (h, w))} encoder tokens, fewer "
                          f"than DFINETransformer.num_queries={queries}: {fix}")
     if enough[0] == sizes[0]:
         return cfg, ""
     loader = dataclasses.replace(cfg.train_dataloader, collate_fn=dataclasses.replace(collate, min_size=enough[0]))
     note = (f"multi-scale training sizes {enough[0]}..{sizes[-1]} px (not from {sizes[0]}): smaller ones give fewer "
-            f"encoder tokens ({_tokens(mcfg, shape(sizes[0]))} at {sizes[0]}) than the {queries} queries")
+            f"encoder tokens ({encoder_tokens(mcfg, shape(sizes[0]))} at {sizes[0]}) than the {queries} queries")
     return dataclasses.replace(cfg, train_dataloader=loader), note
 
 

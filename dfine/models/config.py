@@ -10,6 +10,7 @@ the other sections by :func:`resolve`; when given they must agree.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional, Tuple
 
@@ -130,6 +131,15 @@ HGNETV2_ARCHS = {
                 (512, 384, 1024, 6, True, True, 5, 6), (1024, 768, 2048, 3, True, True, 5, 6)),
 }
 BACKBONE_STRIDES = (4, 8, 16, 32)
+
+
+def encoder_tokens(cfg: DFINEConfig, hw: Tuple[int, int]) -> int:
+    """Encoder tokens the decoder of ``cfg`` sees for an input of ``hw`` pixels (each feature level of
+    stride ``s`` gives ``H/s * W/s``; extra levels halve the last one); its queries are picked among them."""
+    sizes = [(math.ceil(hw[0] / s), math.ceil(hw[1] / s)) for s in cfg.decoder.feat_strides]
+    while len(sizes) < cfg.decoder.num_levels:
+        sizes.append((math.ceil(sizes[-1][0] / 2), math.ceil(sizes[-1][1] / 2)))
+    return sum(h * w for h, w in sizes)
 
 
 def preset(name: str) -> DFINEConfig:

@@ -670,6 +670,27 @@ def test_a_data_run_from_a_coco_model_starts_knowing_the_classes_it_shares(tmp_p
     assert "the -t weights before training" in capsys.readouterr().out
 
 
+def test_a_small_imgsz_gets_as_many_queries_as_its_encoder_tokens(tmp_path):
+    """``dfine data tile --size 192`` printed ``dfine train --data TILES --imgsz 192 --model dfine_n``, which stopped
+    on '192x192 gives 180 encoder tokens, fewer than DFINETransformer.num_queries=300' (a walk). A --data training
+    at such a size gets as many queries as the tokens allow, said with the override; the user's own -u wins."""
+    from dfine.recipes import fitting_queries
+    said = ("--imgsz 192x192 gives D-FINE N 180 encoder tokens, fewer than its 300 queries: 180 queries instead (so at "
+            "most 180 detections an image; -u DFINETransformer.num_queries=180 DFINEPostProcessor.num_top_queries=180)")
+    fewer = ["DFINETransformer.num_queries=180", "DFINEPostProcessor.num_top_queries=180"]
+    assert fitting_queries("n", (192, 192)) == (fewer, said)
+    assert fitting_queries("n", (224, 160))[0] == ["DFINETransformer.num_queries=170",  # 14*10 + 7*5 = 175 tokens
+                                                   "DFINEPostProcessor.num_top_queries=170"]
+    assert fitting_queries("n", (256, 256)) == ([], None) and fitting_queries("s", (192, 192)) == ([], None)
+    assert fitting_queries("n", (192, 192), ["DFINETransformer.num_queries=100"]) == ([], None)
+    assert fitting_queries("n", None) == ([], None)
+    src = _yolo(tmp_path / "y")
+    run = data_run(src, "dfine_n", output_dir=tmp_path / "o", imgsz=(192, 192))
+    assert set(fewer) <= set(run.overrides) and said in run.notes
+    evaluation = data_run(src, "dfine_n", scratch=tmp_path / "scratch", imgsz=(192, 192))  # a checkpoint's own
+    assert not set(fewer) & set(evaluation.overrides)
+
+
 def test_an_evaluation_does_not_get_the_training_batch_note(tmp_path):
     """``dfine eval -r CKPT --data DIR`` on a CPU printed training's "CPU: batch 8 (the recipe's batch is
     sized for GPUs)"; an evaluation says the batch it evaluates in."""
