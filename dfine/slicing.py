@@ -70,7 +70,14 @@ def slice_config(value: Union[None, bool, int, Sequence[int], SliceConfig], **op
         return SliceConfig(**options)
     if isinstance(value, (int, np.integer)):
         return SliceConfig(tile=(int(value), int(value)), **options)
-    tile = tuple(int(v) for v in value)
+    try:  # slice="big" read 'invalid literal for int() with base 10: 'b'' (a walk)
+        tile = tuple(int(v) for v in value) if not isinstance(value, str) else ()
+    except (TypeError, ValueError):
+        tile = ()
+    if len(tile) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in value):
+        from .errors import DfineError
+        raise DfineError(f"slice={value!r}: True (tiles of the model's input size), a tile size N or (height, width) "
+                         f"in pixels")
     if len(tile) == 1:
         tile = tile * 2
     return SliceConfig(tile=tile, **options)  # type: ignore[arg-type]

@@ -130,3 +130,15 @@ def test_predict_cli_slice(tmp_path, monkeypatch, capsys):
     with pytest.raises(DfineError, match="unknown merge"):
         SliceConfig(merge="wbf")
 
+
+
+@pytest.mark.parametrize("value", ["big", (1.5, 2), (320, 320, 320), 5.5, ()])
+def test_a_slice_value_that_is_no_tile_is_one_line(value):
+    """``Detector(..., slice="big")`` read "invalid literal for int() with base 10: 'b'" (a walk): the argument
+    and what it takes are named."""
+    from dfine.slicing import slice_config
+    with pytest.raises(DfineError) as e:
+        slice_config(value)
+    assert str(e.value) == (f"slice={value!r}: True (tiles of the model's input size), a tile size N or (height, "
+                            f"width) in pixels")
+    assert slice_config((320,)) == slice_config(320) == SliceConfig(tile=(320, 320))
