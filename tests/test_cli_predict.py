@@ -876,6 +876,17 @@ def test_the_empty_pictures_caption_is_larger_than_a_label():
     rows = int((band == (64, 64, 64)).all(axis=1).sum())
     assert 20 <= rows <= 40, rows  # 18 px text and its margins; a label's band is ~15 px at 640
     assert (out[:, 320:] == 200).all()  # a caption, not a cover: the picture's right half untouched
+    # a 192 px picture (the demo's): the caption in two lines that fit, not cut before its number (a walk)
+    small = np.asarray(draw(Image.new("RGB", (192, 192), (200, 200, 200)), none, empty="no detection above --conf 0.5"))
+    assert int((small[:, 1] == (64, 64, 64)).all(axis=1).sum()) >= 32  # two lines of 16 px text
+    from PIL import ImageDraw
+
+    from dfine.drawing import label_font, wrapped
+    pen = ImageDraw.Draw(Image.new("RGB", (192, 192)))
+    font = label_font(16, "abcdefghijklmnopqrstuvwxyz-.0123456789 ")
+    lines = wrapped(pen, "no detection above --conf 0.5", font, 192 - 4)
+    assert lines == ["no detection above", "--conf 0.5"]  # an option with its value
+    assert all(pen.textlength(line, font=font) <= 188 for line in lines)
 
 
 def test_predict_into_a_folder_beside_a_dataset_file_is_refused(onnx_model, tmp_path, capsys):
