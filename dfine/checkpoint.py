@@ -124,14 +124,19 @@ def read_checkpoint(source: PathLike) -> Dict[str, Any]:
     return obj
 
 
-def _last_state(folder: PathLike) -> Dict[str, Any]:
-    """The ``last.pth`` in ``folder``, its tensors mapped, not read (a large model's file stays on disk);
-    ``{}`` when there is none, or a foreign or cut-short one (nothing to say about it here)."""
+def _peek(path: PathLike) -> Dict[str, Any]:
+    """The checkpoint at ``path``, its tensors mapped, not read (a large model's file stays on disk); ``{}``
+    when there is none, or a foreign or cut-short one (nothing to say about it here: its user is told)."""
     try:
-        state = torch.load(Path(folder) / "last.pth", map_location="cpu", weights_only=True, mmap=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - any unreadable file is no run to speak of
         return {}
     return state if isinstance(state, dict) else {}
+
+
+def _last_state(folder: PathLike) -> Dict[str, Any]:
+    """:func:`_peek` of the ``last.pth`` in ``folder``."""
+    return _peek(Path(folder) / "last.pth")
 
 
 def run_best_file(folder: PathLike) -> Optional[str]:
@@ -159,11 +164,7 @@ def run_best_weights(folder: PathLike) -> Optional[Path]:
 def recorded_recipe(path: PathLike) -> Optional[str]:
     """The recipe file name (``dfine_hgnetv2_s_obj2custom.yml``) a ``--data`` run's checkpoint at ``path``
     records it was built from; None when it records none (a recipe's run, an older dfine) or is unreadable."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - the trainer says what is wrong with the file
-        return None
-    recipe = state.get("recipe") if isinstance(state, dict) else None
+    recipe = _peek(path).get("recipe")
     return recipe if isinstance(recipe, str) else None
 
 
@@ -172,9 +173,8 @@ def class_head_rows(path: PathLike) -> Optional[int]:
     366 for the published Objects365 models), read without loading the file's tensors; None when it is
     unreadable or no D-FINE detector (the trainer says so)."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        head = model_state(ckpt, str(path)).get("decoder.enc_score_head.weight")
-    except Exception:  # noqa: BLE001 - the trainer says what is wrong with the file
+        head = model_state(_peek(path), str(path)).get("decoder.enc_score_head.weight")
+    except DfineError:  # no model weights in it: the trainer says so
         return None
     return int(head.shape[0]) if isinstance(head, torch.Tensor) and head.ndim == 2 else None
 

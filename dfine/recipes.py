@@ -549,11 +549,13 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
                      f"into {out} (-o DIR to choose the folder){_stopped_note(taken)}")
     if scratch is None and run_folder == "latest" and resume is None and (out / "last.pth").is_file():
         resume = out / "last.pth"  # --auto-resume continues it
+    stage2 = (20, 220)  # the published custom recipe's last epochs without the strong augmentations, of all
     if scratch is None and objects365_tuning(tuning, resume) and custom_recipe(size, objects365=True).is_file():
+        from dfine.config import load_config
         recipe = custom_recipe(size, objects365=True)
+        published = load_config(recipe)
+        stage2 = (published.epochs - published.stop_epoch, published.epochs)  # 8 of 64
         if resume is None:
-            from dfine.config import load_config
-            published = load_config(recipe)
             notes.append(f"{tuning} is an Objects365 detector: fine-tuned with the published recipe for that, "
                          f"{recipe.name} ({published.epochs} epochs unless --epochs, lower learning rates, no warmup)")
     fewer, said = fitting_queries(size, imgsz, given) if scratch is None else ([], None)
@@ -562,7 +564,7 @@ def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: O
     if epochs is not None:
         if epochs < 1:
             raise DfineError(f"--epochs {epochs}: give at least 1")
-        stop = stop_epoch_for(epochs, recipe)
+        stop = stop_epoch_for(epochs, stage2)
         overrides += [f"epochs={epochs}", f"train_dataloader.collate_fn.stop_epoch={stop}"]
     if batch is None and _on_cpu(device):
         batch = CPU_BATCH
@@ -635,15 +637,11 @@ def stopped_sibling(folder: Path) -> str:
     return f"{latest.name} stopped after epoch {stopped[0]} of {stopped[1]}: --auto-resume continues it"
 
 
-def stop_epoch_for(epochs: int, recipe: Optional[Path] = None) -> int:
-    """The stop epoch (0-based: stage 2's first) of a run of ``epochs``: the published recipe's share
-    of stage 2, 20 of 220 epochs (8 of 64 in ``recipe`` obj2custom; at least one epoch before it)."""
-    last, total = 20, 220
-    if recipe is not None:
-        from dfine.config import load_config
-        cfg = load_config(recipe)
-        if cfg.epochs and cfg.stop_epoch is not None:
-            last, total = cfg.epochs - cfg.stop_epoch, cfg.epochs
+def stop_epoch_for(epochs: int, stage2: Tuple[int, int] = (20, 220)) -> int:
+    """The stop epoch (0-based: stage 2's first) of a run of ``epochs``: the published recipe's share of
+    stage 2, ``stage2`` = (its epochs, of all): 20 of 220 (custom), 8 of 64 (obj2custom); at least one epoch
+    before it."""
+    last, total = stage2
     return max(1, epochs - math.ceil(epochs * last / total))
 
 
