@@ -615,7 +615,8 @@ def head_rows_by_name(names: Sequence[str], theirs: Sequence[str]) -> List[Optio
     return [index.get(str(n).strip().lower()) for n in names]
 
 
-def _by_name(own: torch.Tensor, theirs: torch.Tensor, key: str, rows: Sequence[Optional[int]]) -> Optional[torch.Tensor]:
+def _by_name(own: torch.Tensor, theirs: torch.Tensor, key: str, rows: Sequence[Optional[int]]
+             ) -> Optional[torch.Tensor]:
     """A class head (or the denoising class embedding: a row per class, then the padding row) whose rows of
     the classes found by name (``rows``: :func:`head_rows_by_name`) are ``theirs``, the others ``own`` (fresh)."""
     k = len(rows)

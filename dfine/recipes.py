@@ -902,9 +902,10 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
         if device is not None:  # before the dataset is converted into a new run folder, as the command line (a walk)
             from dfine.device import resolve_device
             resolve_device(device)
+        hw = None if imgsz is None else (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
         run = data_run(data, model, epochs=epochs, batch=batch, output_dir=output_dir, names=names, device=device,
                        given=overrides, run_folder="latest" if auto_resume else "new", tuning=tuning, resume=resume,
-                       imgsz=((imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)) if imgsz is not None else None)
+                       imgsz=hw)
     except DfineError as e:  # 'dfine.train(data=...)': '--data X not found' read as the command line's (a walk)
         raise in_python_words(e) from None
     for note in run.notes if first_process() else ():

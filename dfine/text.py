@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-__all__ = ["ap_text", "counted", "did_you_mean", "first_few", "first_process", "missing_model_note", "no_class_in_common",
-           "no_font_note", "progress_bar"]
+__all__ = ["ap_text", "counted", "did_you_mean", "first_few", "first_process", "missing_model_note",
+           "no_class_in_common", "no_font_note", "progress_bar"]
 
 # the files a model can be given as: checkpoints, and exports (ONNX, OpenVINO IR, TensorRT engines)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")

@@ -78,7 +78,8 @@ def source_kind(source: Union[str, int, os.PathLike]) -> str:
         raise DfineError(f"{path} is not a video ({' '.join(VIDEO_SUFFIXES)}), a folder of frames, a webcam "
                          f"index or a stream URL")
     from dfine.text import did_you_mean
-    raise DfineError(f"source {text} not found{did_you_mean(text) or ' (a video file, a folder of frames, a webcam index or a stream URL)'}")
+    what = " (a video file, a folder of frames, a webcam index or a stream URL)"
+    raise DfineError(f"source {text} not found{did_you_mean(text) or what}")
 
 
 def open_source(source: Union[str, int, os.PathLike], timeout: float = STREAM_TIMEOUT) -> FrameSource:

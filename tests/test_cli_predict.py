@@ -966,7 +966,8 @@ def test_classes_keeps_only_those_in_pictures_predictions_and_prelabels(coco128,
     data = json.loads((out / "annotations.json").read_text())
     assert data["categories"] == [{"id": first, "name": name[first], "supercategory": ""},
                                   {"id": second, "name": name[second], "supercategory": ""}]
-    assert len(data["annotations"]) == len(results) and f"--classes {name[first]} {number}" in data["info"]["description"]
+    assert len(data["annotations"]) == len(results)
+    assert f"--classes {name[first]} {number}" in data["info"]["description"]
     err = _one_line_error(capsys, ["predict", str(photos), "-m", str(onnx_model), "--classes", "persn", "-o",
                                    str(tmp_path / "x")])
     assert err.startswith("error: unknown class 'persn'; the model's classes are: person, bicycle, car")

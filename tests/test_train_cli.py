@@ -602,7 +602,8 @@ def test_a_zoo_models_evaluation_on_a_dataset_goes_to_a_folder_of_its_own(coco12
     (data / "images").symlink_to(coco128 / "train2017")
     run = tmp_path / "output/labels_dfine_n"  # the dataset's own run, whose files stay its own
     run.mkdir(parents=True)
-    assert main(["eval", "-r", "dfine_n_coco", "--data", str(data), "--imgsz", "320", "-d", "cpu", "--no-progress"]) == 0
+    assert main(["eval", "-r", "dfine_n_coco", "--data", str(data), "--imgsz", "320", "-d", "cpu",
+                 "--no-progress"]) == 0
     out = tmp_path / "output/labels_dfine_n_coco"
     assert f"metrics: {out / 'eval.json'}" in capsys.readouterr().out
     assert json.loads((out / "eval.json").read_text())["model"] == "dfine_n_coco"

@@ -81,8 +81,9 @@ def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
     fix = f"use a larger --imgsz or fewer queries ({queries_override()})"
     if cfg.eval_spatial_size:
         hw = tuple(cfg.eval_spatial_size)
-        if encoder_tokens(mcfg, hw) < queries:
-            raise DfineError(f"the input size {hw[0]}x{hw[1]} gives {encoder_tokens(mcfg, hw)} encoder tokens, fewer than "
+        tokens = encoder_tokens(mcfg, hw)
+        if tokens < queries:
+            raise DfineError(f"the input size {hw[0]}x{hw[1]} gives {tokens} encoder tokens, fewer than "
                              f"DFINETransformer.num_queries={queries}: {fix}")
     collate = cfg.train_dataloader.collate_fn
     if not train or collate.base_size_repeat is None or (collate.stop_epoch is not None and collate.stop_epoch <= 0):
@@ -96,8 +97,8 @@ def check_input_size(cfg: Config, train: bool = True) -> Tuple[Config, str]:
     enough = [s for s in sizes if encoder_tokens(mcfg, shape(s)) >= queries]
     if not enough or enough[0] > collate.base_size:
         h, w = shape(collate.base_size)
-        raise DfineError(f"the multi-scale base size {h}x{w} gives {encoder_tokens(mcfg, (h, w))} encoder tokens, fewer "
-                         f"than DFINETransformer.num_queries={queries}: {fix}")
+        raise DfineError(f"the multi-scale base size {h}x{w} gives {encoder_tokens(mcfg, (h, w))} encoder tokens, "
+                         f"fewer than DFINETransformer.num_queries={queries}: {fix}")
     if enough[0] == sizes[0]:
         return cfg, ""
     loader = dataclasses.replace(cfg.train_dataloader, collate_fn=dataclasses.replace(collate, min_size=enough[0]))
@@ -1335,7 +1336,6 @@ class Trainer:
             self._pictures = plot_evaluation(metrics, self.output_dir, f"{best.name}, epoch {epoch + 1}, val",
                                              val=(self.val_set.ann_file, self.val_set.img_folder),
                                              conf=pick["conf"] if pick else None) + self._pictures
-
 
     def _evaluate_again(self, best: Path) -> Optional[Tuple[CocoMetrics, int]]:
         """The metrics of the weights in ``best`` and their epoch, evaluated now: a resumed run's best weights

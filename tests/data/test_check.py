@@ -226,7 +226,8 @@ def test_a_file_none_of_whose_images_is_in_its_folder_is_not_offered_fix(tmp_pat
     assert str(err.value).splitlines()[-1] == said
     fixed = tmp_path / "fixed.json"
     assert main(["data", "check", str(ann), "--images", str(other), "--fix", str(fixed)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {ann}: --fix would leave no image, so nothing was written: {said}"
+    assert capsys.readouterr().err.strip() == (f"error: {ann}: --fix would leave no image, so nothing was written: "
+                                               f"{said}")
     assert not fixed.exists()
     assert main(["data", "check", str(ann), "--images", str(other)]) == 1
     assert f"training refuses this file ({said})" in capsys.readouterr().out

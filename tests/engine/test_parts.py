@@ -118,10 +118,13 @@ def test_a_data_runs_class_heads_are_carried_by_class_name():
                                               "Person, suitcase; platypus (not among its classes) start fresh"]
     rows = {"person": 0, "suitcase": list(MSCOCO_NAMES).index("suitcase")}
     got = fresh.state_dict()
-    for key in ("decoder.enc_score_head.weight", "decoder.dec_score_head.2.bias", "decoder.denoising_class_embed.weight"):
-        assert torch.equal(got[key][0], state[key][rows["person"]]) and torch.equal(got[key][2], state[key][rows["suitcase"]])
+    for key in ("decoder.enc_score_head.weight", "decoder.dec_score_head.2.bias",
+                "decoder.denoising_class_embed.weight"):
+        assert torch.equal(got[key][0], state[key][rows["person"]])
+        assert torch.equal(got[key][2], state[key][rows["suitcase"]])
         assert torch.equal(got[key][1], before[key][1])  # platypus: fresh
-    assert torch.equal(got["decoder.denoising_class_embed.weight"][3], state["decoder.denoising_class_embed.weight"][80])
+    padding = "decoder.denoising_class_embed.weight"
+    assert torch.equal(got[padding][3], state[padding][80])
     published = build_model("dfine_n", num_classes=3)
     with w.catch_warnings(record=True) as said:
         w.simplefilter("always")
