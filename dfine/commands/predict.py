@@ -381,8 +381,8 @@ def coco_image_ids(paths: Sequence[Path], ann_file: Optional[Path] = None) -> Tu
             # several .json files (the demo's data/: spec.json, train.json, val.json for val/, whose ids were
             # the positions, unsaid): the one named after the folder first, each taken when it names the images
             found = sorted(found, key=lambda f: f.stem != folder.name)
-            if len(found) > 1:
-                found = [f for f in found if names & {Path(n).name for n in file_names_in(f)}][:1]
+            if len(found) > 1:  # read one after another, the first that names them taken (train.json may be large)
+                found = next(([f] for f in found if names & {Path(n).name for n in file_names_in(f)}), [])
             if len(found) != 1:
                 continue
             try:
