@@ -519,7 +519,12 @@ def _backend_for(model: str, suffix: str, backend: Optional[str]) -> str:
     """The backend a model file needs; a one-line error when ``backend`` cannot read it."""
     if Path(model).is_dir():  # a run's folder (a walk's Detector(result.output_dir)): its weights named
         from .text import folder_model_error
-        raise DfineError(folder_model_error(model))
+        try:  # the weights the run's last.pth records as best (torch reads it; an install for exports has none)
+            from .checkpoint import run_best_weights
+            best = run_best_weights(model)
+        except ImportError:
+            best = None
+        raise DfineError(folder_model_error(model, best.name if best is not None else None))
     natural = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".trt": "tensorrt"}
     if suffix in CHECKPOINT_SUFFIXES or (not suffix and not Path(model).exists()):
         kind = "torch"

@@ -137,22 +137,18 @@ def _model_files(folder: Path) -> "list[str]":
         return []
 
 
-def folder_model_error(folder: "os.PathLike[str] | str") -> str:
+def folder_model_error(folder: "os.PathLike[str] | str", best: "str | None" = None) -> str:
     """The one line for a folder given as a model (a run's output folder, ``result.output_dir``): the model
-    files it holds, the run's best weights first (``best_stg2``, ``best_stg1``, then the rest)."""
+    files it holds, the run's best weights first (``best``: the file name its run recorded, else ``best_stg2``,
+    ``best_stg1``, then the rest)."""
     folder = Path(folder)
     held = _model_files(folder)
     if not held:
         return f"model {folder} is a folder, not a model file (a .pth checkpoint, .onnx, OpenVINO .xml or .engine)"
     rank = {"best_stg2.pth": 0, "best_stg1.pth": 1, "last.pth": 2}
     pick = min(held, key=lambda n: (rank.get(n, 3), n))
-    if "last.pth" in held:  # the run's own choice (a walk was offered best_stg1.pth of a run that ended naming
-        try:                # last.pth: no evaluation above AP 0)
-            from dfine.checkpoint import run_best_weights
-        except ImportError:  # an install for exports alone, without torch
-            run_best_weights = None
-        best = run_best_weights(folder) if run_best_weights is not None else None
-        pick = best.name if best is not None and best.name in held else pick
+    if best in held:  # the run's own choice (a walk was offered best_stg1.pth of a run that ended naming last.pth)
+        pick = best
     return f"model {folder} is a folder; give a model file in it, such as {folder / pick} (it holds {first_few(held, 6)})"
 
 
