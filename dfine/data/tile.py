@@ -160,7 +160,7 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
     from dfine.data.convert import predict_target
     from dfine.recipes import dataset_splits, detect_format
 
-    root = dataset_folder(require_path(src))
+    root = dataset_folder(require_path(src, "dfine data tile"))
     fmt = detect_format(root, option="SRC")
     target = Path(out).expanduser() if out is not None else default_out(root, config.size)
     _check_out(target, root)

@@ -463,3 +463,9 @@ def test_identical_tiles_of_different_photos_are_not_called_copies(tmp_path, cap
     said = capsys.readouterr().out
     assert "same bytes" not in said and "copy" not in said and "two splits" not in said, said
     assert "same bytes" not in source_said and "two splits" not in source_said
+
+
+def test_a_missing_dataset_to_tile_is_named_without_an_option_it_has_not(tmp_path, capsys):
+    """``dfine data tile nodrone`` said '--data nodrone not found' of a command that has no --data (a walk)."""
+    assert main(["data", "tile", str(tmp_path / "nodrone")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: dataset {tmp_path / 'nodrone'} not found"
