@@ -983,9 +983,10 @@ def test_dfine_train_gives_its_advice_as_its_own_arguments(tmp_path, monkeypatch
                     progress=False, overrides=["train_dataloader.num_workers=0"])
     assert str(err.value).endswith("to train from scratch instead, add overrides=['HGNetv2.pretrained=False']")
     assert "; batch=N to change it" in capsys.readouterr().err
-    with pytest.raises(DfineError) as err:  # 160 px: fewer encoder tokens than queries
+    with pytest.raises(DfineError) as err:  # 160 px: fewer encoder tokens than the 300 queries asked for
         dfine.train(data=src, model="dfine_n", epochs=1, imgsz=160, output_dir=tmp_path / "run", device="cpu",
-                    progress=False, overrides=["HGNetv2.pretrained=False"])
+                    progress=False, overrides=["HGNetv2.pretrained=False", "DFINETransformer.num_queries=300",
+                                               "DFINEPostProcessor.num_top_queries=300"])
     assert str(err.value).endswith("use a larger imgsz or fewer queries (overrides=['DFINETransformer.num_queries=N', "
                                    "'DFINEPostProcessor.num_top_queries=N'])")
 
