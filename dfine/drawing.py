@@ -78,10 +78,11 @@ MAX_LABELLED = 300
 def _caption(pen: Any, text: str, font: Any, pad: int) -> None:
     """``text`` in white on a grey band in the picture's top-left corner, in lines that fit its width (a
     walk's 192 px pictures cut 'no detection above --conf 0.5' before its number)."""
-    text = "\n".join(wrapped(pen, text, font, pen.im.size[0] - 4 * pad))
-    _, _, right, bottom = pen.multiline_textbbox((0, 0), text, font=font)
+    lines = wrapped(pen, text, font, pen.im.size[0] - 4 * pad)
+    measure, write = (pen.textbbox, pen.text) if len(lines) == 1 else (pen.multiline_textbbox, pen.multiline_text)
+    _, _, right, bottom = measure((0, 0), "\n".join(lines), font=font)
     pen.rectangle((0, 0, right + 4 * pad, bottom + 4 * pad), fill=(64, 64, 64))
-    pen.multiline_text((2 * pad, 2 * pad), text, fill=(255, 255, 255), font=font)
+    write((2 * pad, 2 * pad), "\n".join(lines), fill=(255, 255, 255), font=font)
 
 
 def wrapped(pen: Any, text: str, font: Any, width: float) -> List[str]:
