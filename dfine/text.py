@@ -161,17 +161,19 @@ def cut_middle(name: str, width: int = 36) -> str:
     return name[:width - 1 - tail] + "\u2026" + name[-tail:]
 
 
+def _count(boxes: Any, k: int) -> int:
+    """The box count of class ``k`` in ``boxes`` (a sequence by class index, which may be shorter)."""
+    return int(boxes[k]) if k < len(boxes) else 0
+
+
 def no_class_in_common(names: "list[str] | tuple[str, ...]", in_train: Any, in_val: Any) -> "str | None":
     """When train and val both have boxes and no class has boxes in both (a walk's export named its val classes
     MP1, MP2, MP3 and its train ones MicroPlastic, ...: the AP of every class would be 0 whatever the model
     learns), the line that says so, naming each side's classes; None otherwise. Counts as for
     :func:`class_coverage_notes`."""
-    def count(boxes: Any, k: int) -> int:
-        return int(boxes[k]) if k < len(boxes) else 0
-
-    train = [f"{names[k]} ({count(in_train, k)})" for k in range(len(names)) if count(in_train, k)]
-    val = [f"{names[k]} ({count(in_val, k)})" for k in range(len(names)) if count(in_val, k)]
-    if not train or not val or any(count(in_train, k) and count(in_val, k) for k in range(len(names))):
+    train = [f"{names[k]} ({_count(in_train, k)})" for k in range(len(names)) if _count(in_train, k)]
+    val = [f"{names[k]} ({_count(in_val, k)})" for k in range(len(names)) if _count(in_val, k)]
+    if not train or not val or any(_count(in_train, k) and _count(in_val, k) for k in range(len(names))):
         return None
     return (f"train and val have no class in common: train's boxes are of {first_few(train, 5)}, val's of "
             f"{first_few(val, 5)}; the model would learn none of val's classes (every AP 0): name each class the "
@@ -182,14 +184,11 @@ def class_coverage_notes(names: "list[str] | tuple[str, ...]", in_train: Any, in
     """The notes on the classes ``names`` that a training will not both learn and measure, from their box
     counts in train and val (sequences by class index, the val one may be shorter): boxes in train and none
     in val (not measured by its AP), boxes in val and none in train (never learned), a box in neither."""
-    def count(boxes: Any, k: int) -> int:
-        return int(boxes[k]) if k < len(boxes) else 0
-
-    absent = [f"{names[k]} ({count(in_train, k)} in train)" for k in range(len(names))
-              if count(in_train, k) > 0 and count(in_val, k) == 0]
-    untaught = [f"{names[k]} ({count(in_val, k)} in val)" for k in range(len(names))
-                if count(in_val, k) > 0 and count(in_train, k) == 0]
-    unused = [names[k] for k in range(len(names)) if count(in_train, k) == 0 and count(in_val, k) == 0]
+    absent = [f"{names[k]} ({_count(in_train, k)} in train)" for k in range(len(names))
+              if _count(in_train, k) > 0 and _count(in_val, k) == 0]
+    untaught = [f"{names[k]} ({_count(in_val, k)} in val)" for k in range(len(names))
+                if _count(in_val, k) > 0 and _count(in_train, k) == 0]
+    unused = [names[k] for k in range(len(names)) if _count(in_train, k) == 0 and _count(in_val, k) == 0]
     lines = []
     if absent:
         lines.append(f"note: {counted(len(absent), 'class', 'classes')} without a box in the val set, so not measured "

@@ -171,9 +171,7 @@ class CheckReport:
         missing = len(self.findings["missing"].ids) if "missing" in self.findings else 0
         if not self.num_images or missing < self.num_images or self.images_hint:
             return None
-        return (f"none of its {counted(self.num_images, 'image')} is in {self.images_dir}: the file lists another "
-                f"folder's images (another split's file copied here?); give the file of this folder's images, or "
-                f"--images the folder of the file's own")
+        return another_folders_images(self.num_images, self.images_dir)
 
     def names_of(self, finding: Finding) -> Optional[Mapping[Any, str]]:
         """Names to show beside the ids of ``finding``: file names of images, names of categories."""
@@ -716,6 +714,16 @@ def _names_some(ann_file: Path, folder: Path) -> bool:
     return not names or any((folder / n).is_file() or (folder / Path(n).name).is_file() for n in names)
 
 
+def another_folders_images(listed: int, folder: os.PathLike | str, held: Optional[int] = None) -> str:
+    """What to say of a COCO file none of whose ``listed`` images is in ``folder`` (which holds ``held`` images,
+    when counted): it lists another folder's images (a walk's test split file was a copy of train's)."""
+    holds = f", which holds {counted(held, 'image')}" if held is not None else ""
+    these = "these" if held is not None else "this folder's"
+    return (f"none of its {counted(listed, 'image')} is in {folder}{holds}: the file lists another folder's images "
+            f"(another split's file copied here?); give the file of {these} images, or --images the folder of the "
+            f"file's own")
+
+
 def default_images(ann_file: os.PathLike | str) -> Path:
     """The images folder of ``ann_file`` when none is given: the one a converted file names in its
     ``info`` (``dfine data convert``), else the file's own folder when it holds images (Roboflow's
@@ -742,10 +750,7 @@ def default_images(ann_file: os.PathLike | str) -> Path:
         return found
     held = [p for p in beside.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] if beside.is_dir() else []
     if held and data["images"]:  # a re-walk's test file, a copy of train's, among the test images: say that
-        raise DatasetError(f"{path}: none of its {counted(len(data['images']), 'image')} is in {beside}, which holds "
-                           f"{counted(len(held), 'image')}: the file lists another folder's images (another split's "
-                           f"file copied here?); give the file of these images, or --images the folder of the "
-                           f"file's own")
+        raise DatasetError(f"{path}: {another_folders_images(len(data['images']), beside, len(held))}")
     raise DatasetError(f"{path}: give --images, the folder its file names are relative to")
 
 
@@ -775,7 +780,7 @@ def fix_dataset(ann_file: os.PathLike | str, images_dir: os.PathLike | str, out:
         bad_images.update(ids)
         if ids:
             changes.append(f"dropped {counted(len(ids), 'image')} ({kind}): {_ids(ids)}")
-    if report.none_there or (data["images"] and {im.get("id") for im in data["images"]} <= bad_images):
+    if data["images"] and {im.get("id") for im in data["images"]} <= bad_images:
         # a fixed copy of no image (a walk's followed the advice and got an empty file, unsaid)
         raise DatasetError(f"{ann_file}: --fix would leave no image, so nothing was written: "
                            f"{report.none_there or 'none of its images can be used'}")
