@@ -27,7 +27,7 @@ PathLike = Union[str, os.PathLike]
 def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, device: Optional[str] = None,
              names: Optional[Union[str, Sequence[str]]] = None, progress: bool = True,
              split: str = "val", slice: Union[None, bool, int, Sequence[int]] = None,
-             batch: Optional[int] = None) -> Dict[str, Any]:
+             batch: Optional[int] = None, output_dir: Optional[PathLike] = None) -> Dict[str, Any]:
     """COCO AP of ``model`` (a checkpoint ``.pth`` or an export ``.onnx`` / ``.xml``) on the val split of
     the dataset folder ``data`` (found as ``dfine train --data`` finds it), as ``dfine eval -m MODEL
     --data DATA`` prints it; returns what it writes to ``eval.json``: ``stats`` (``AP``, ``AP50``, ...
@@ -38,7 +38,8 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     instead (``dfine eval --split test``; its metrics file is ``eval_test.json``). ``slice``: sliced
     inference, as ``dfine eval --slice`` (``True``: tiles of the model's size; ``N`` or ``(H, W)``), for a
     model trained on tiles (``dfine data tile``); its metrics file is ``MODEL.eval_sliced.json``. ``batch``:
-    images per forward pass of a checkpoint (``--batch``; on the CPU 8 by default)."""
+    images per forward pass of a checkpoint (``--batch``; on the CPU 8 by default). ``output_dir``: the
+    folder for the metrics file and its pictures (``-o DIR``; created), instead of beside the model."""
     model_path = Path(model).expanduser()
     if model_path.is_dir():  # evaluate(data, model), swapped: 'model file DATA not found' of a folder that is there
         raise DfineError(f"model={str(model)!r} is a folder (the dataset?); evaluate(model, data) takes the weights "
@@ -60,13 +61,16 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     if split not in ("val", "test"):
         raise DfineError(f"split={split!r}: 'val' or 'test'")
     argv += ["--split", split]
+    out = None if output_dir is None else Path(output_dir).expanduser()
+    if out is not None:
+        argv += ["-o", str(out)]
     sliced = slice is not None and slice is not False
     if sliced:
         tile = [] if slice is True else [slice] if isinstance(slice, int) else list(slice)
         if len(tile) > 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in tile):
             raise DfineError(f"slice={slice!r}: True (tiles of the model's size), a tile size N or (H, W) in pixels")
         argv += ["--slice", *map(str, tile)]
-    files = _eval_files(model_path, split, sliced)
+    files = _eval_files(model_path, split, sliced, out)
     before = {p: p.stat().st_mtime_ns for p in files if p.is_file()}
     started = time.time_ns()
     try:
@@ -127,16 +131,17 @@ def _whole(name: str, value: Any) -> int:
     return value
 
 
-def _eval_files(model: Path, split: str = "val", sliced: bool = False) -> List[Path]:
+def _eval_files(model: Path, split: str = "val", sliced: bool = False,
+                output_dir: Optional[Path] = None) -> List[Path]:
     """Where an evaluation of ``model`` on ``split`` writes its metrics: ``eval.json`` (``eval_test.json``)
     beside a checkpoint, or ``MODEL.eval.json`` (``MODEL.eval_test.json``) beside an export;
-    ``MODEL.eval_sliced.json`` for any model evaluated ``sliced``."""
+    ``MODEL.eval_sliced.json`` for any model evaluated ``sliced``; in ``output_dir`` when it is given."""
     from .engine.summary import eval_file_name
     from .export.evaluate import eval_json_path
 
     if sliced:
-        return [eval_json_path(model, split=split, sliced=True)]
-    return [eval_json_path(model, split=split), model.parent / eval_file_name(split)]
+        return [eval_json_path(model, output_dir, split=split, sliced=True)]
+    return [eval_json_path(model, output_dir, split=split), Path(output_dir or model.parent) / eval_file_name(split)]
 
 
 def _run(argv: List[str], python: bool = False) -> Any:

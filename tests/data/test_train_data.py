@@ -316,6 +316,13 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path, capsys):
     assert str(err.value) == (f"{beside} is an ONNX export; exports are made from a .pth checkpoint: dfine export -r "
                               f"{result.best} --format openvino")
     assert dfine.evaluate(onnx, src, split="valid", progress=False)["stats"] == from_onnx["stats"]  # Roboflow's name
+    # output_dir=: the metrics and pictures there, nothing new beside the model (a note said -o DIR to a Python call)
+    for model, name in ((onnx, "m.onnx.eval.json"), (result.best, "eval.json")):
+        elsewhere = dfine.evaluate(model, src, progress=False, output_dir=tmp_path / "ev" / model.suffix[1:])
+        assert elsewhere["path"] == str(tmp_path / "ev" / model.suffix[1:] / name)
+        assert elsewhere["stats"] == (from_onnx if model == onnx else from_checkpoint)["stats"]
+        assert elsewhere["pictures"] and all(Path(p).parent == tmp_path / "ev" / model.suffix[1:]
+                                             for p in elsewhere["pictures"])
     for call, said in ((lambda: dfine.export_model(result.best, "tflite"), "format 'tflite': give one of onnx, "),
                        (lambda: dfine.evaluate(tmp_path / "none.pth", src), "model file"),
                        # the arguments swapped: 'model file DATA not found' of a folder that is there (a walk)
