@@ -219,7 +219,7 @@ def _unreadable(path: Path, error: BaseException) -> DfineError:
         return DfineError(f"{path} is cut short ({size} bytes; its archive has no end): an incomplete download or "
                           f"copy? Fetch or copy it again")
     if path.suffix.lower() in (".onnx", ".xml", ".bin", ".engine"):  # a re-walk's -r last.onnx read torch's error
-        return DfineError(f"{path} is an export, not a PyTorch checkpoint: -r and -t take the .pth it was exported "
+        return DfineError(f"{path} is an export, not a PyTorch checkpoint: give the .pth checkpoint it was exported "
                           f"from; an export is evaluated with dfine eval -m {path} --data DIR")
     if head and all(b >= 32 or b in b"\t\n\r" for b in head):
         try:
@@ -728,6 +728,9 @@ def extract_ema(src: PathLike, dst: Optional[PathLike] = None) -> Path:
     """
     src = Path(src)
     dst = Path(dst) if dst is not None else src.with_name(f"{src.stem}_converted{src.suffix}")
+    if dst.exists() and src.exists() and os.path.samefile(src, dst):  # its optimiser and epoch lost (a walk)
+        raise DfineError(f"the output file {dst} is the checkpoint converted; give another file, or leave it out "
+                         f"to write {src.with_name(f'{src.stem}_converted{src.suffix}')}")
     ckpt = read_checkpoint(src)
     state = _ema_state(ckpt, src)
     out: Dict[str, Any] = {"model": dict(state)}

@@ -65,7 +65,7 @@ def test_an_export_given_as_a_checkpoint_says_what_it_is(tmp_path):
     path.write_bytes(b"\x08\x07\x12\x07pytorch")
     with pytest.raises(dfine.DfineError) as e:
         read_checkpoint(path)
-    assert _one_line(e) == (f"{path} is an export, not a PyTorch checkpoint: -r and -t take the .pth it was exported "
+    assert _one_line(e) == (f"{path} is an export, not a PyTorch checkpoint: give the .pth checkpoint it was exported "
                             f"from; an export is evaluated with dfine eval -m {path} --data DIR")
 
 

@@ -28,6 +28,14 @@ def test_convert_weights_keeps_ema(tmp_path, capsys):
     assert main(["convert-weights", str(src), str(dst)]) == 0
     assert torch.equal(torch.load(dst, weights_only=True)["model"]["a"], torch.ones(1))
     assert "no EMA weights" in _error(capsys, ["convert-weights", str(dst)])
+    # the checkpoint given twice: its optimiser state and epoch were replaced by its weights (a walk); untouched now
+    before = src.read_bytes()
+    assert _error(capsys, ["convert-weights", str(src), str(tmp_path / "." / "train.pth")]) == (
+        f"error: the output file {tmp_path / '.' / 'train.pth'} is the checkpoint converted; give another file, or "
+        f"leave it out to write {tmp_path / 'train_converted.pth'}")
+    assert src.read_bytes() == before
+    assert main(["convert-weights", str(src), str(dst)]) == 0  # another file there: said
+    assert capsys.readouterr().out.strip() == f"wrote {dst} (replacing the file there)"
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):

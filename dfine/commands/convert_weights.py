@@ -14,6 +14,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..checkpoint import extract_ema
-    print(f"wrote {extract_ema(args.src, args.dst)}")
+    there = args.dst is not None and Path(args.dst).is_file()
+    print(f"wrote {extract_ema(args.src, args.dst)}" + (" (replacing the file there)" if there else ""))
     return 0
