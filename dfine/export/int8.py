@@ -101,7 +101,7 @@ DEFAULT_REASON = ("default: everything int8; on the dfine demo models keeping an
 #: on AVX2 kernels (benchmarks/avx2_only.py) with the first layer alone fixed; 50.4 and 50.2 with every layer,
 #: at the same speed on both.
 WEIGHTS_7BIT = ("7-bit weights in every layer but grouped convolutions (NNCF overflow fix): an 8-bit product "
-                "pair saturates on CPUs without VNNI, which lost 4.6 AP on the demo model")
+                "pair saturates on CPUs without VNNI, which lost 3.5 AP on a demo model (49.9 to 46.4)")
 DEFAULT_CALIB_IMAGES = 300
 MAX_RESTORE = 10     # accuracy-aware mode: at most this many groups of layers go back to float
 RANKING_IMAGES = 20  # ... each ranked by its harm on the val images int8 hurts most, this many
