@@ -148,7 +148,8 @@ def _after_onnx(args: argparse.Namespace, loaded, onnx_path: Path, final: str, e
               f"{', '.join(info.float_scopes) or 'nothing'}{always}"
               + (f"; val AP {info.val_ap_float} float32 -> {info.val_ap_int8} int8 as dfine eval measures it, "
                  f"{counted(len(info.restored_to_float), 'operation')} returned to float by --max-drop"
-                 if info.val_ap_int8 is not None else "") + ")")
+                 if info.val_ap_int8 is not None else "") + ")"
+              + (" replacing the one there" if _output(args, final) in earlier else ""))
         if info.met_max_drop is False:
             print(f"warning: the AP drop {info.val_ap_float - info.val_ap_int8:.2f} is above --max-drop "
                   f"{info.max_drop:g} with at most {info.max_restore} groups of layers back in float; raise --max-restore, "

@@ -288,6 +288,12 @@ def test_an_onnx_export_there_is_kept_by_an_int8_export(checkpoint, images, tmp_
     assert (tmp_path / "tiny.onnx").read_bytes() == mine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "tiny.pth", "tiny_int8.bin", "tiny_int8.xml"]
     assert len(Detector(str(tmp_path / "tiny_int8.xml"), conf=0.0)(str(sorted(images.glob("*.jpg"))[0]))) == 1
+    assert not [line for line in out if "replacing" in line]
+    assert main(["export", "-r", str(ckpt), "--format", "openvino", "--int8", "--calib", str(images),
+                 "--calib-size", "2"]) == 0  # again: the int8 IR there is replaced, said as a float export says it
+    wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    assert wrote[-1].startswith(f"wrote {tmp_path / 'tiny_int8.xml'} (int8; ") and wrote[-1].endswith(
+        ") replacing the one there"), wrote
 
 
 def test_accuracy_aware_int8_stops_within_its_limit(int8_ir, checkpoint, images, tmp_path, capsys):
