@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DfineError, keyword_hints
-from .slicing import trained_tile
+from .slicing import hw_words, trained_tile
 from .text import CHECKPOINT_SUFFIXES, counted, first_few, score_below
 
 __all__ = ["BACKENDS", "PRECISIONS", "Detections", "Detector", "detect", "load_image", "preprocess"]
@@ -300,7 +300,7 @@ class Detector:
         kind = f"{self.backend} {self._engine.quantized}".strip()
         extra = ""
         if self.trained_tile is not None:
-            extra += f", trained on {self.trained_tile[1]}x{self.trained_tile[0]} tiles"
+            extra += f", trained on tiles of {hw_words(self.trained_tile)}"
         if self.slice is not None:
             th, tw = self.slice.tile or self.imgsz
             extra += f", sliced {tw}x{th}"

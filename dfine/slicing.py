@@ -110,6 +110,14 @@ def slice_words(tile: Tuple[int, int]) -> str:
     return str(tile[0]) if tile[0] == tile[1] else f"{tile[0]} {tile[1]}"
 
 
+def hw_words(size: Tuple[int, int]) -> str:
+    """``"640x640"``, or ``"256x400 (height x width)"`` of a non-square (height, width) ``size``: the order
+    ``--size``, ``--slice`` and the tiles' folder name take (a walk read '400x256 tiles' beside
+    ``drone_tiles256x400``)."""
+    h, w = size
+    return f"{h}x{w}" + ("" if h == w else " (height x width)")
+
+
 def shrink_past_tile(tile: Tuple[int, int], sizes: np.ndarray) -> np.ndarray:
     """``[N]`` how many times each image of ``sizes [N, 2]`` (width, height) is its trained ``tile``
     (height, width) on its larger side: what its objects shrink by, run whole at the tile's input."""
@@ -128,7 +136,7 @@ def unsliced_note(name: str, tile: Tuple[int, int], sizes: Any, *, val: bool = F
     if not large.any():
         return None
     w, h = (int(v) for v in sizes[int(np.argmax(factor))])
-    said = f"note: {name} was trained on {tile[1]}x{tile[0]} tiles (dfine data tile); "
+    said = f"note: {name} was trained on tiles of {hw_words(tile)} cut by dfine data tile; "
     if not val:
         arg = tile[0] if tile[0] == tile[1] else tile
         return (f"{said}this {w}x{h} image is shrunk {float(factor.max()):.1f}x to its input, its objects with it: "
@@ -157,8 +165,8 @@ def other_tile_note(name: str, trained: Tuple[int, int], cut: Tuple[int, int]) -
         scale = (f"{1 / tall:.1f}x smaller" if tall < 1 else f"{tall:.1f}x larger") + " than"
     else:  # a 320x320 tile into a 256x384 input was said to be '1.2x smaller' (a walk): it is squeezed, not shrunk
         scale = f"{tall:.1f}x as tall and {wide:.1f}x as wide as"
-    return (f"note: {name} was trained on {trained[1]}x{trained[0]} tiles (dfine data tile); --slice "
-            f"{slice_words(cut)} cuts {cut[1]}x{cut[0]} ones, so its objects reach the input {scale} in "
+    return (f"note: {name} was trained on tiles of {hw_words(trained)} cut by dfine data tile; --slice "
+            f"{slice_words(cut)} cuts tiles of {hw_words(cut)}, so its objects reach the input {scale} in "
             f"training: --slice {slice_words(trained)} cuts them as trained")
 
 

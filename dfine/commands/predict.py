@@ -189,8 +189,8 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
     where = counted(len(items) - len(bad), "image") if kind == "images" else counted(1, "video")
     sliced = ""
     if det.slice is not None:
-        th, tw = det.slice.tile or det.imgsz
-        sliced = f", sliced into {counted(det.tiles_run, 'tile')} of {tw}x{th}"
+        from ..slicing import hw_words
+        sliced = f", sliced into {counted(det.tiles_run, 'tile')} of {hw_words(det.slice.tile or det.imgsz)}"
     print(f"{where} -> {out} ({counted(len(results), 'detection')}{sliced}, {out / 'predictions.json'})"
           + (f"; {len(bad)} unreadable skipped" if bad else ""))
     if sizes is not None:

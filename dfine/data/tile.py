@@ -38,7 +38,7 @@ import numpy as np
 from dfine.data.cocojson import DatasetError, read_coco_json, unsafe_file_name
 from dfine.errors import DfineError
 from dfine.text import counted
-from dfine.slicing import slice_words
+from dfine.slicing import hw_words, slice_words
 
 __all__ = ["TileConfig", "TiledSplit", "default_out", "tile_dataset", "tiles_info", "tiny_boxes_note", "MARKER",
            "TINY_SIDE"]
@@ -104,8 +104,8 @@ class TileConfig:
             raise DfineError(f"--empty {self.empty}: the fraction of tiles without a box to keep, 0..1")
 
     def said(self) -> str:
-        h, w = self.size
-        return f"{w}x{h} tiles, overlap {self.overlap:g}"
+        """``"tiles of 640x640, overlap 0.2"``; non-square ``"tiles of 256x400 (height x width), ..."``."""
+        return f"tiles of {hw_words(self.size)}, overlap {self.overlap:g}"
 
 
 @dataclass
@@ -222,8 +222,7 @@ def _start(out: Path, root: Path, config: TileConfig, say=print) -> None:
     if (out / MARKER).is_file() and any((out / sub).is_dir() for sub in ("images", "annotations")):
         try:
             was = json.loads((out / MARKER).read_text())
-            h, w = was["size"]
-            what = f" ({w}x{h} tiles of {was['source']})"
+            what = f" (tiles of {hw_words(tuple(was['size']))} of {was['source']})"
         except (OSError, ValueError, KeyError, TypeError):
             what = ""
         say(f"note: replacing the earlier tiling in {out}{what}")

@@ -348,7 +348,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _slice_said(config: Any) -> str:
     """``"tiles of the model's size, overlap 0.2, nms"`` for the header of a sliced evaluation."""
-    tile = "the model's size" if config.tile is None else "x".join(map(str, config.tile[::-1]))
+    from ..slicing import hw_words
+    tile = "the model's size" if config.tile is None else hw_words(config.tile)
     return (f"tiles of {tile}, overlap {config.overlap:g}, {config.merge}"
             + (", and the whole image" if config.full else ""))
 

@@ -91,7 +91,7 @@ def test_every_tile_is_its_window_of_the_source_with_the_boxes_inside_it(tiled):
             if a["image_id"] == first["id"] and not a["iscrowd"]]
     assert kept == [("car", pytest.approx([20, 30, 14, 10], abs=0.02))]
     assert done[0].summary(TileConfig(size=(320, 320))).startswith("train: 2 images -> 24 tiles; 6 boxes -> ")
-    assert said[-1].startswith(f"wrote {out} (320x320 tiles, overlap 0.2); train on the tiles: dfine train --data ")
+    assert said[-1].startswith(f"wrote {out} (tiles of 320x320, overlap 0.2); train on the tiles: dfine train --data ")
 
 
 def test_a_box_astride_a_seam_is_kept_where_most_of_it_is_and_a_sliver_is_a_crowd_region(tiled):
@@ -187,7 +187,8 @@ def test_tiling_again_replaces_its_own_folder_and_refuses_others(tmp_path, capsy
     assert main(["data", "tile", str(src), "-o", str(out), "--size", "320", "--no-progress"]) == 0
     assert "replacing" not in capsys.readouterr().out
     assert main(["data", "tile", str(src), "-o", str(out), "--size", "500", "--no-progress"]) == 0
-    assert f"note: replacing the earlier tiling in {out} (320x320 tiles of {src.resolve()})" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"note: replacing the earlier tiling in {out} (tiles of 320x320 of {src.resolve()})" in said
     names = {p.name for p in (out / "images" / "train").iterdir()}
     assert names and all(n.split("_x")[1].split("_y")[0] in {"0", "400", "500"} for n in names)  # no 320 tile left
     other = tmp_path / "photos"
@@ -213,10 +214,11 @@ def test_default_folder_is_beside_the_dataset(tmp_path, capsys):
     src = yolo_set(tmp_path / "drone")
     assert main(["data", "tile", str(src), "--size", "400", "--no-progress"]) == 0
     assert (tmp_path / "drone_tiles400" / "annotations" / "instances_val.json").is_file()
-    assert f"wrote {tmp_path / 'drone_tiles400'} (400x400 tiles" in capsys.readouterr().out
+    assert f"wrote {tmp_path / 'drone_tiles400'} (tiles of 400x400" in capsys.readouterr().out
     # non-square tiles apart from the square ones of either side (a walk's 256x384 tiling replaced its 384x384 one)
     assert main(["data", "tile", str(src), "--size", "256", "400", "--no-progress"]) == 0
-    assert f"wrote {tmp_path / 'drone_tiles256x400'} (400x256 tiles" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'drone_tiles256x400'} (tiles of 256x400 (height x width), overlap" in said
     assert (tmp_path / "drone_tiles400" / "annotations" / "instances_val.json").is_file()
 
 
@@ -312,7 +314,7 @@ def test_non_square_tiles_train_at_their_size_as_printed(tmp_path, capsys, monke
     assert tiles[tiles.index("--imgsz"):tiles.index("--imgsz") + 3] == ["--imgsz", "256", "384"], tiles
     assert main(tiles[1:] + ["--no-progress"]) == 0 and "--imgsz" not in capsys.readouterr().err
     assert main(whole[1:] + ["--no-progress"]) == 0
-    assert "sliced: tiles of 384x256, overlap 0.2" in capsys.readouterr().out
+    assert "sliced: tiles of 256x384 (height x width), overlap 0.2" in capsys.readouterr().out
 
 
 def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp_path, capsys, monkeypatch):
@@ -328,7 +330,7 @@ def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp
     assert main(train_one_step("tiles")) == 0
     weights = tmp_path / "run" / "last.pth"
     capsys.readouterr()
-    said = "was trained on 320x320 tiles (dfine data tile)"
+    said = "was trained on tiles of 320x320 cut by dfine data tile"
     image = src / "images" / "val" / "c.png"  # 1000x700: shrunk 3.1x at the 320 px input
     assert main(["predict", "-m", str(weights), str(image), "-o", "pred"]) == 0
     err = capsys.readouterr().err
@@ -350,7 +352,7 @@ def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp
     assert err.count(said) == 1 and "Detector(" not in err
     for model in (weights.with_suffix(".onnx"), extract_ema(weights)):
         det = dfine.Detector(model)
-        assert "trained on 320x320 tiles" in repr(det)
+        assert "trained on tiles of 320x320" in repr(det)
         det([image, image])
         assert capsys.readouterr().err.count(said) == 1  # once a detector
         sliced = dfine.Detector(model, slice=320)
@@ -360,20 +362,21 @@ def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp
         assert said not in capsys.readouterr().err
     # sliced at another size: its objects reach the input at another scale than trained (a walk: --slice 640)
     assert main(["predict", "-m", str(weights), str(image), "-o", "pred2", "--slice", "640"]) == 0
-    assert (f"note: last.pth {said}; --slice 640 cuts 640x640 ones, so its objects reach the input 2.0x smaller "
+    assert (f"note: last.pth {said}; --slice 640 cuts tiles of 640x640, so its objects reach the input 2.0x smaller "
             f"than in training: --slice 320 cuts them as trained") in capsys.readouterr().err
     dfine.Detector(weights, slice=(160, 224))  # the sides scale apart: said for each
-    assert ("--slice 160 224 cuts 224x160 ones, so its objects reach the input 2.0x as tall and 1.4x as wide as in "
-            "training: --slice 320 cuts them as trained") in capsys.readouterr().err
+    assert ("--slice 160 224 cuts tiles of 160x224 (height x width), so its objects reach the input 2.0x as tall "
+            "and 1.4x as wide as in training: --slice 320 cuts them as trained") in capsys.readouterr().err
 
 
 def test_other_tile_note_names_each_side_when_they_scale_apart():
     """A walk's 256x384 model sliced at 320 was told its objects were '1.2x smaller': they are 0.8x as tall
     and 1.2x as wide. A tile within 1.25x on each side says nothing; one side beyond it does."""
     from dfine.slicing import other_tile_note
-    assert other_tile_note("m", (256, 384), (320, 320)).endswith(
-        "--slice 320 cuts 320x320 ones, so its objects reach the input 0.8x as tall and 1.2x as wide as in training: "
-        "--slice 256 384 cuts them as trained")
+    assert other_tile_note("m", (256, 384), (320, 320)) == (
+        "note: m was trained on tiles of 256x384 (height x width) cut by dfine data tile; "
+        "--slice 320 cuts tiles of 320x320, so its objects reach the input 0.8x as tall and 1.2x as wide as in "
+        "training: --slice 256 384 cuts them as trained")
     assert other_tile_note("m", (320, 320), (640, 640)).endswith("reach the input 2.0x smaller than in training: "
                                                                   "--slice 320 cuts them as trained")
     assert other_tile_note("m", (320, 320), (320, 352)) is None and other_tile_note("m", (320, 320), (300, 260)) is None
