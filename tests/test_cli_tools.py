@@ -44,6 +44,17 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     bogus = tmp_path / "bogus.pth"
     torch.save({"model": {"w": torch.zeros(2)}}, bogus)
     assert "not a D-FINE detector" in _error(capsys, ["export", "-r", str(bogus)])
+    # -o where nothing can be written: one line before any work (a walk's /sys/model.onnx: a PermissionError traceback)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["export", "-r", str(bogus), "-o", str(tmp_path / "notes.txt" / "m.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: output folder {tmp_path / 'notes.txt'} cannot be created or "
+                                               f"written (a file is in the way); choose another with -o")
+    # -o of another suffix: said; the folders made for it gone again when the export fails
+    assert main(["export", "-r", str(bogus), "-o", str(tmp_path / "new" / "deeper" / "readme.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f"note: -o {tmp_path / 'new' / 'deeper' / 'readme.txt'}: an export's file name ends in its "
+                      f"format's suffix; writing {tmp_path / 'new' / 'deeper' / 'readme.onnx'}")
+    assert "not a D-FINE detector" in err[-1] and not (tmp_path / "new").exists()
     try:
         import tensorrt  # noqa: F401
     except ImportError:

@@ -103,8 +103,8 @@ def refuse_an_export(path: Path, fmt: str, python: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model, parse_imgsz
-    from ..export.onnx import export_onnx
+    from ..checkpoint import parse_imgsz
+    from ..outputs import removed_if_left_empty
     if args.opset < 17:
         raise DfineError(f"--opset must be 17 or higher, got {args.opset}")
     if args.static and args.format == "engine":
@@ -120,6 +120,15 @@ def run(args: argparse.Namespace) -> int:
         _check_tensorrt(onnx_path, _output(args, ".engine"))
     if args.format == "openvino":
         _check_openvino()
+    created = _writable_output(args, _output(args, final), final)
+    with removed_if_left_empty(created):
+        return _export(args, onnx_path, final, imgsz, quantize if args.int8 else None)
+
+
+def _export(args: argparse.Namespace, onnx_path: Path, final: str, imgsz, quantize) -> int:
+    """Load the checkpoint, export its ONNX to ``onnx_path`` and make the ``final`` file of it."""
+    from ..checkpoint import load_model
+    from ..export.onnx import export_onnx
     loaded = load_model(args.checkpoint, size=args.size, config=args.config, imgsz=imgsz)
     earlier = {p for p in (onnx_path, _output(args, final)) if p.is_file()}  # said when replaced (they were not)
     # an ONNX export there (a --static one, for a runtime that needs it) is the user's: the IR or the int8 model
@@ -135,7 +144,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"wrote {onnx_path} ({_what(loaded, args)})"
                   + (" replacing the one there" if onnx_path in earlier else ""))
-        return _after_onnx(args, loaded, made, final, earlier, quantize if args.int8 else None)
+        return _after_onnx(args, loaded, made, final, earlier, quantize)
+
+
+def _writable_output(args: argparse.Namespace, output: Path, final: str) -> list:
+    """Before any work, the folder of ``output`` made and checked writable (a walk's ``-o /sys/model.onnx``
+    ended in a 25-line PermissionError after the export); returns the folders made. ``-o`` with a suffix the
+    format replaces is said (``-o notes.txt`` wrote ``notes.onnx`` without a word)."""
+    from ..outputs import prepare_output_dir
+    option = "-o" if args.output else "-o (the checkpoint's folder is where the export goes by default)"
+    created = prepare_output_dir(output.parent, option)
+    given = Path(args.output) if args.output else None
+    if given is not None and given.suffix.lower() not in ("", ".onnx", ".xml", ".bin", ".engine"):
+        print(f"note: -o {given}: an export's file name ends in its format's suffix; writing "
+              f"{output.with_suffix(final)}", file=sys.stderr)
+    return created
 
 
 def _after_onnx(args: argparse.Namespace, loaded, onnx_path: Path, final: str, earlier, quantize) -> int:
