@@ -84,10 +84,16 @@ def resolve_source(source: PathLike) -> Tuple[Path, Optional[Any]]:
                 f"{best} (the run's best weights, and its last, to resume)" if best.name == "last.pth" else
                 f"{best} (the run's best weights) or {path / 'last.pth'} (its last, to resume)")
         raise DfineError(f"checkpoint {source} is a folder; give a .pth file in it: {hint}")
+    from . import hub, zoo
     if path.suffix or os.sep in str(source):
         from .text import missing_model_note
+        zoo_name = path.stem if path.suffix.lower() == ".pth" and path.stem in zoo.names() else None
+        if zoo_name and path.parent == Path("."):  # the published file name given for the zoo's (a walk's -t)
+            cached = hub.weights_dir() / path.name
+            where = f"read from {cached}" if cached.is_file() else f"downloaded once into {hub.weights_dir()}"
+            raise DfineError(f"checkpoint {source} not found here{missing_model_note(path)}; the zoo's weights are "
+                             f"named without .pth: {zoo_name} ({where})")
         raise DfineError(f"checkpoint {source} not found{missing_model_note(path)}")
-    from . import hub, zoo
     entry = zoo.get(str(source))
     if entry.kind != "detector":
         raise DfineError(f"zoo entry {entry.name} is a {entry.kind}, not a detector")
@@ -221,6 +227,10 @@ def _unreadable(path: Path, error: BaseException) -> DfineError:
     if path.suffix.lower() in (".onnx", ".xml", ".bin", ".engine"):  # a re-walk's -r last.onnx read torch's error
         return DfineError(f"{path} is an export, not a PyTorch checkpoint: give the .pth checkpoint it was exported "
                           f"from; an export is evaluated with dfine eval -m {path} --data DIR")
+    image = _image_kind(head)
+    if image:  # a photo given as the model (a walk's -r x.jpg read torch's weights_only text, cut mid-sentence)
+        return DfineError(f"{path} is {image} image, not a PyTorch checkpoint: give the model's .pth file (an image "
+                          f"is predicted on with dfine predict IMAGE -m MODEL)")
     if head and all(b >= 32 or b in b"\t\n\r" for b in head):
         try:
             text = head.decode("utf-8").strip()
@@ -243,6 +253,15 @@ def _run_files_beside(path: Path) -> List[str]:
         return []
     others = [path.parent / n for n in names if n != path.name]
     return [p.name for p in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def _image_kind(head: bytes) -> str:
+    """``"a JPEG"``, ``"a PNG"``, ... when the file's first bytes ``head`` are an image's signature; ``""``."""
+    signatures = ((b"\xff\xd8\xff", "a JPEG"), (b"\x89PNG\r\n\x1a\n", "a PNG"), (b"GIF8", "a GIF"), (b"BM", "a BMP"),
+                  (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"))
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP"
+    return next((kind for sig, kind in signatures if head.startswith(sig)), "")
 
 
 def _first_line(e: BaseException) -> str:

@@ -69,6 +69,38 @@ def test_an_export_given_as_a_checkpoint_says_what_it_is(tmp_path):
                             f"from; an export is evaluated with dfine eval -m {path} --data DIR")
 
 
+@pytest.mark.parametrize("suffix,fmt", [(".jpg", "JPEG"), (".pth", "PNG")])
+def test_an_image_given_as_a_checkpoint_says_so(tmp_path, suffix, fmt):
+    """A walk's `dfine export -r photo.jpg` read torch's weights_only text, cut mid-sentence ('Re-running `torch.')."""
+    from PIL import Image
+    path = tmp_path / f"photo{suffix}"
+    Image.new("RGB", (8, 8)).save(path, format=fmt)
+    with pytest.raises(dfine.DfineError) as e:
+        read_checkpoint(path)
+    assert _one_line(e) == (f"{path} is a {fmt} image, not a PyTorch checkpoint: give the model's .pth file (an image "
+                            f"is predicted on with dfine predict IMAGE -m MODEL)")
+
+
+def test_the_published_file_name_of_a_zoo_model_names_the_zoo_name(tmp_path, monkeypatch):
+    """A walk's `-t dfine_n_coco.pth` (the published README's file name) with no such file in the working folder
+    was told 'not found' alone: the zoo name to give instead, and where its file is, said; nothing is read."""
+    from dfine.checkpoint import resolve_source
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DFINE_HOME", str(tmp_path / "home"))
+    with pytest.raises(dfine.DfineError) as e:
+        resolve_source("dfine_n_coco.pth")
+    assert _one_line(e) == (f"checkpoint dfine_n_coco.pth not found here; the zoo's weights are named without .pth: "
+                            f"dfine_n_coco (downloaded once into {tmp_path / 'home' / 'weights'})")
+    (tmp_path / "home" / "weights").mkdir(parents=True)
+    (tmp_path / "home" / "weights" / "dfine_n_coco.pth").write_bytes(b"x")
+    with pytest.raises(dfine.DfineError) as e:
+        resolve_source("dfine_n_coco.pth")
+    assert _one_line(e).endswith(f"dfine_n_coco (read from {tmp_path / 'home' / 'weights' / 'dfine_n_coco.pth'})")
+    with pytest.raises(dfine.DfineError) as e:  # a path of the user's: not found alone
+        resolve_source("weights/dfine_n_coco.pth")
+    assert _one_line(e) == "checkpoint weights/dfine_n_coco.pth not found"
+
+
 def test_a_checkpoint_cut_short_says_so(tmp_path):
     path = tmp_path / "cut.pth"
     torch.save({"model": {"w": torch.zeros(20000)}}, path)
