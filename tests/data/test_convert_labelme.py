@@ -125,6 +125,15 @@ def test_labels_spelt_alike_are_said_and_names_order_the_classes(tmp_path):
             "'car' (2 boxes, e.g. 01.json); 'hazlenut' (1 box, e.g. 14.json) and 'hazelnut' (10 boxes, e.g. 04.json); "
             "to merge them, rename one in the JSONs (--names naming both keeps them apart, without this note)") in notes
     assert "1 shape labelled __ignore__ or _background_ (LabelMe's labels for what is no class) left out" in notes
+    # a walk's one 'persn' of six 'person' boxes (a sixth, not a tenth) went unsaid; 'bus' and 'car' 1:3 are not alike
+    small = tmp_path / "small"
+    for i, label in enumerate(["persn", *["person"] * 5, "bus", *["car"] * 3]):
+        image(small / f"{i:02d}.jpg")
+        labelme_json(small / f"{i:02d}.json", f"{i:02d}.jpg", (64, 48), [rect(label, 1, 1, 20, 20)])
+    notes = [n for n in convert_labelme(small, tmp_path / "small_out").notes if "spelt alike" in n]
+    assert notes == ["labels spelt alike are separate classes (a typo while labelling?): 'persn' (1 box, e.g. 00.json) "
+                     "and 'person' (5 boxes, e.g. 01.json); to merge them, rename one in the JSONs (--names naming both "
+                     "keeps them apart, without this note)"]
     again = convert_labelme(src, tmp_path / "out2", names=["truck", "car", "Car", "hazelnut", "hazlenut"])
     assert again.names == ("truck", "car", "Car", "hazelnut", "hazlenut")
     assert [c["name"] for c in load(again.ann_files["train"])["categories"]] == list(again.names)

@@ -171,9 +171,10 @@ def changes_note(split: str, notes: List[str], changes: Sequence[Tuple[str, str,
 
 def alike_labels_note(used: Mapping[str, int], where: Mapping[str, str], files: str) -> Optional[str]:
     """The note on labels spelt alike (``used``: boxes per label, ``where``: a file holding each): two
-    that differ only in case, or a rare one (a tenth of the other's boxes or fewer) spelt almost as a
-    common one; a typo while labelling, most likely, which would be a class of its own. ``files``
-    says where to rename them (``"the JSONs"``)."""
+    that differ only in case, or a rare one spelt almost as a common one (a tenth of its boxes or fewer,
+    or a third when spelt closer still: a walk's one 'persn' of six 'person' boxes went unsaid); a typo
+    while labelling, most likely, which would be a class of its own. ``files`` says where to rename them
+    (``"the JSONs"``)."""
     import difflib
 
     def said(label: str) -> str:
@@ -185,7 +186,8 @@ def alike_labels_note(used: Mapping[str, int], where: Mapping[str, str], files: 
         others = [n for n in used if n != label and used[n] >= used[label]]
         same_case = [n for n in others if n.lower() == label.lower()]
         close = same_case or difflib.get_close_matches(label, others, n=1, cutoff=0.8)
-        if close and (same_case or used[label] * 10 <= used[close[0]]) and {label, close[0]} not in pairs:
+        rare = close and used[label] * (3 if _spelling(label, close[0]) >= 0.85 else 10) <= used[close[0]]
+        if close and (same_case or rare) and {label, close[0]} not in pairs:
             pairs.add(frozenset((label, close[0])))
             alike.append(f"{said(label)} and {said(close[0])}")
     if not alike:
@@ -193,6 +195,12 @@ def alike_labels_note(used: Mapping[str, int], where: Mapping[str, str], files: 
     return (f"labels spelt alike are separate classes (a typo while labelling?): {'; '.join(alike[:3])}"
             f"{'; ...' if len(alike) > 3 else ''}; to merge them, rename one in {files} (--names naming both keeps "
             f"them apart, without this note)")
+
+
+def _spelling(a: str, b: str) -> float:
+    """How alike two labels are spelt, 0..1 (difflib's ratio: 'persn' and 'person' 0.91, 'bus' and 'bush' 0.86)."""
+    import difflib
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 def write_split_files(src: Path, root: Path, out: Optional[Path], items: Dict[str, List[Annotated]],
