@@ -554,7 +554,8 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str = 
         theirs, ours = state[head].shape[0], own[head].shape[0]
         # dfine train's option, named so in an evaluation's error too (a walk's dfine eval was told '-t' alone)
         tune = f"dfine train -t {name}" if name != "checkpoint" else "-t (dfine train) or dfine.checkpoint.load_tuning"
-        raise DfineError(f"{name} was trained for {counted(theirs, 'class', 'classes')} and this model has {ours}: "
+        here = "this model has" if name == "checkpoint" else "the data here has"  # dfine.load_checkpoint: no data
+        raise DfineError(f"{name} was trained for {counted(theirs, 'class', 'classes')} and {here} {ours}: "
                          f"use it with data of its own {counted(theirs, 'class', 'classes')}, or fine-tune it into "
                          f"these with {tune}")
     if shape_errors:

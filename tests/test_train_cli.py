@@ -398,7 +398,7 @@ def test_eval_of_a_checkpoint_on_data_of_another_class_count_says_both_counts(co
     assert main(["eval", "-r", str(ckpt), "--data", str(data), "-d", "cpu", "--no-progress",
                  "-u", "HGNetv2.pretrained=False"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == (f"error: {ckpt} was trained for 80 classes and this model has 3: use it with data of its own 80 "
+    assert last == (f"error: {ckpt} was trained for 80 classes and the data here has 3: use it with data of its own 80 "
                     f"classes, or fine-tune it into these with dfine train -t {ckpt}")
     with pytest.raises(dfine.DfineError) as err:  # in a notebook: the call that does it
         dfine.evaluate(ckpt, data, progress=False)
