@@ -365,7 +365,7 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
              else f"-> {folder / 'annotations'}")
     others = tuple(f"{s}: " for s in ("train", "val", "test") if split is not None and s != split)
     # an evaluation of the test split said the train and val splits' boxes left out (a walk)
-    notes = [f"converted {fmt.upper()} {root} {where}", *(n for n in converted.notes if not n.startswith(others))]
+    notes = [f"converted {format_words(fmt)} {root} {where}", *(n for n in converted.notes if not n.startswith(others))]
     from dfine.data.convert.yolo import beside_images
 
     also = beside_images(root) if fmt == "voc" else None
@@ -376,7 +376,7 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     if tables:  # raccoon_dataset: VOC XMLs and the CSV tables of its train/test split
         shown = ", ".join(str(t.relative_to(root)) for t in tables[:3])
         notes.append(_other_format_note(root, "csv", f"CSV tables of boxes ({shown})", fmt))
-    notes += [n for n in (_cvat_note(root, fmt),) if n]
+    notes += [n for n in (_cvat_note(root, fmt), _sibling_sets_note(root, fmt)) if n]
     splits = {s: (f, folders[s]) for s, f in converted.ann_files.items()}
     return splits, notes + _copies_note(splits, split, temporary)
 
@@ -420,10 +420,31 @@ def _cvat_note(root: Path, fmt: str) -> Optional[str]:
     return _other_format_note(root, "cvat", f"a CVAT export ({xml.name})", fmt) if xml is not None else None
 
 
+def format_words(fmt: str) -> str:
+    """The name of the dataset format ``fmt`` in a sentence: ``LabelMe``, ``CreateML``, else upper case (``VOC``)."""
+    return {"labelme": "LabelMe", "createml": "CreateML"}.get(fmt, fmt.upper())
+
+
+def _sibling_sets_note(root: Path, fmt: str) -> Optional[str]:
+    """The note for a folder read as ``fmt`` from one of its subfolders (a VOC or LabelMe set found a level
+    down) while other subfolders hold datasets too: which are there, which one is read and how to read
+    another (LabelMe's examples hold the JSONs and their VOC and COCO conversions side by side: a walk
+    was not told of the others). None otherwise."""
+    if fmt not in ("voc", "labelme") or not root.is_dir() or _format_of(root, nested=False) is not None:
+        return None
+    sets = [(c, f) for c in sorted(root.iterdir()) if c.is_dir() for f in (_format_of(c, nested=False),) if f]
+    other = next((c for c, f in sets if f != fmt), None)
+    if other is None:
+        return None
+    held = ", ".join(f"{c.name} ({format_words(f)})" for c, f in sets)
+    return (f"{root} holds {counted(len(sets), 'dataset folder')}: {held}; the {format_words(fmt)} one is read. "
+            f"To read another, give it: --data {shlex.quote(str(other))}")
+
+
 def _other_format_note(root: Path, other: str, what: str, used: str) -> str:
     """The note for a dataset folder that holds annotations of a second format besides the ``used`` one."""
     out = shlex.quote(f"{root.name}_{other}")
-    return (f"{root} also holds {what}; the {used.upper()} files are used. For the others: dfine data convert --from "
+    return (f"{root} also holds {what}; the {format_words(used)} files are used. For the others: dfine data convert --from "
             f"{other} {shlex.quote(str(root))} -o {out}, then --data {out}")
 
 

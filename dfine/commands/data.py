@@ -136,7 +136,8 @@ def run_convert(args: argparse.Namespace) -> int:
             if found is None:
                 raise
             out = f" -o {shlex.quote(str(args.out))}" if args.out is not None else ""
-            shown, given = (_FORMAT_NAMES.get(f, f.upper()) for f in (found, args.fmt))
+            from dfine.recipes import format_words
+            shown, given = (format_words(f) for f in (found, args.fmt))
             # the folder's format first: a walk's --from yolo on a CVAT export read 'give --names a,b,c' first
             raise DfineError(f"{args.src} is a {shown} dataset, not {given}: dfine data convert --from {found} "
                              f"{shlex.quote(str(args.src))}{out} (as {given}: {err})") from None
@@ -150,9 +151,6 @@ def run_convert(args: argparse.Namespace) -> int:
         # a walk's --val-fraction 0.2 on a VOC set with ImageSets/Main splits was dropped unsaid
         print(f"note: {' '.join(given)} not used: {args.src} has its own val split, which was kept", file=sys.stderr)
     return 0
-
-
-_FORMAT_NAMES = {"labelme": "LabelMe", "createml": "CreateML"}  # the others: upper case (YOLO, VOC, ...)
 
 
 def _other_format(src: Path, given: str) -> Optional[str]:

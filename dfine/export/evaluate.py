@@ -266,7 +266,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
     COCO folder's file read where it is; a YOLO, VOC, CVAT, LabelMe, CSV or CreateML folder converted the same way (the
     same split), into a temporary folder removed once read (the dataset is never written); ``names``:
     the class names of a YOLO folder that names none (``--names``)."""
-    from ..recipes import dataset_splits, detect_format, missing_split
+    from ..recipes import dataset_splits, detect_format, format_words, missing_split
     if not root.exists():
         raise DfineError(f"--data {root} not found")
     from ..data.archive import dataset_folder
@@ -283,7 +283,7 @@ def _data_val_set(root: Path, ann_file: Optional[str], images: Optional[str], li
         read = load_eval_set(given or ann, images or folder or root, limit)
         converted = ann is not None and Path(ann).is_relative_to(tmp)  # else read where it is
     kept = str(given or ann) if given or not converted else None
-    source = f"the {fmt.upper()} {split} split of {root}"
+    source = f"the {format_words(fmt)} {split} split of {root}"
     if given:
         source = str(given)
     elif kept and Path(kept) == root:  # a split's own file given (custom_val.json): the file, all of it

@@ -70,4 +70,4 @@ def test_train_data_reads_a_createml_export(tmp_path, capsys):
 
     src, out = _export(tmp_path / "anpr"), tmp_path / "run"
     assert main(["train", "--data", str(src), "-o", str(out), *TINY]) == 0
-    assert "converted CREATEML" in capsys.readouterr().err
+    assert "converted CreateML" in capsys.readouterr().err

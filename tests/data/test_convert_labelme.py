@@ -206,7 +206,7 @@ def test_train_data_and_check_read_a_labelme_folder(tmp_path, capsys):
     assert sorted(p.name for p in src.iterdir()) == before
     assert main(["data", "check", str(src)]) == 0
     out = capsys.readouterr().out
-    assert "converted LABELME" in out and "train: OK; val: OK" in out
+    assert "converted LabelMe" in out and "train: OK; val: OK" in out
 
 
 def test_the_cli_formats_are_the_converters():
@@ -389,3 +389,25 @@ def test_one_json_of_a_set_kept_in_a_lone_test_folder_names_that_folder(tmp_path
     with pytest.raises(Exception) as err:
         detect_format(src / "a.json")
     assert str(err.value).endswith(f"give the dataset folder: --data {src}")
+
+
+def test_a_folder_of_labelme_jsons_beside_their_voc_and_coco_conversions_says_which_it_reads(tmp_path, capsys):
+    """LabelMe's examples hold the JSONs (data_annotated/) beside their labelme2voc and labelme2coco outputs: a walk's
+    check read one set without a word of the other. Each set is named, with the --data that reads another."""
+    from dfine.recipes import data_run
+    from tests.data.datasets import voc_xml
+    src = tmp_path / "bbox_detection"
+    for i in range(3):
+        image(src / "data_annotated" / f"{i}.jpg")
+        labelme_json(src / "data_annotated" / f"{i}.json", f"{i}.jpg", (64, 48), [rect("car", 1, 1, 20, 20)])
+        image(src / "data_dataset_voc" / "JPEGImages" / f"{i}.jpg")
+        voc_xml(src / "data_dataset_voc" / "Annotations" / f"{i}.xml", f"{i}.jpg", (64, 48), [("car", (1, 1, 20, 20), 0)])
+    assert detect_format(src) == "voc"
+    said = (f"{src} holds 2 dataset folders: data_annotated (LabelMe), data_dataset_voc (VOC); the VOC one is read. "
+            f"To read another, give it: --data {src / 'data_annotated'}")
+    assert said in data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu").notes
+    assert main(["data", "check", str(src)]) == 0
+    assert said in capsys.readouterr().out.splitlines()
+    # the same JSONs alone: nothing to say
+    assert not [n for n in data_run(src / "data_annotated", "dfine_n", output_dir=tmp_path / "run2").notes
+                if "dataset folders" in n]
