@@ -444,7 +444,8 @@ def _sibling_sets_note(root: Path, fmt: str) -> Optional[str]:
 def _other_format_note(root: Path, other: str, what: str, used: str) -> str:
     """The note for a dataset folder that holds annotations of a second format besides the ``used`` one."""
     out = shlex.quote(f"{root.name}_{other}")
-    return (f"{root} also holds {what}; the {format_words(used)} files are used. For the others: dfine data convert --from "
+    return (f"{root} also holds {what}; the {format_words(used)} files are used. For the others: dfine data convert "
+            f"--from "
             f"{other} {shlex.quote(str(root))} -o {out}, then --data {out}")
 
 

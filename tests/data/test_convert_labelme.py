@@ -401,7 +401,8 @@ def test_a_folder_of_labelme_jsons_beside_their_voc_and_coco_conversions_says_wh
         image(src / "data_annotated" / f"{i}.jpg")
         labelme_json(src / "data_annotated" / f"{i}.json", f"{i}.jpg", (64, 48), [rect("car", 1, 1, 20, 20)])
         image(src / "data_dataset_voc" / "JPEGImages" / f"{i}.jpg")
-        voc_xml(src / "data_dataset_voc" / "Annotations" / f"{i}.xml", f"{i}.jpg", (64, 48), [("car", (1, 1, 20, 20), 0)])
+        voc_xml(src / "data_dataset_voc" / "Annotations" / f"{i}.xml", f"{i}.jpg", (64, 48),
+                [("car", (1, 1, 20, 20), 0)])
     assert detect_format(src) == "voc"
     said = (f"{src} holds 2 dataset folders: data_annotated (LabelMe), data_dataset_voc (VOC); the VOC one is read. "
             f"To read another, give it: --data {src / 'data_annotated'}")
