@@ -445,8 +445,7 @@ def _other_format_note(root: Path, other: str, what: str, used: str) -> str:
     """The note for a dataset folder that holds annotations of a second format besides the ``used`` one."""
     out = shlex.quote(f"{root.name}_{other}")
     return (f"{root} also holds {what}; the {format_words(used)} files are used. For the others: dfine data convert "
-            f"--from "
-            f"{other} {shlex.quote(str(root))} -o {out}, then --data {out}")
+            f"--from {other} {shlex.quote(str(root))} -o {out}, then --data {out}")
 
 
 def data_run(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Optional[int] = None,
