@@ -169,15 +169,15 @@ def _count(boxes: Any, k: int) -> int:
 def no_class_in_common(names: "list[str] | tuple[str, ...]", in_train: Any, in_val: Any) -> "str | None":
     """When train and val both have boxes and no class has boxes in both (a walk's export named its val classes
     MP1, MP2, MP3 and its train ones MicroPlastic, ...: the AP of every class would be 0 whatever the model
-    learns), the line that says so, naming each side's classes; None otherwise. Counts as for
-    :func:`class_coverage_notes`."""
+    learns; another's few images split so, an unreadable one taking a class away), the line that says so,
+    naming each side's classes; None otherwise. Counts as for :func:`class_coverage_notes`."""
     train = [f"{names[k]} ({_count(in_train, k)})" for k in range(len(names)) if _count(in_train, k)]
     val = [f"{names[k]} ({_count(in_val, k)})" for k in range(len(names)) if _count(in_val, k)]
     if not train or not val or any(_count(in_train, k) and _count(in_val, k) for k in range(len(names))):
         return None
     return (f"train and val have no class in common: train's boxes are of {first_few(train, 5)}, val's of "
-            f"{first_few(val, 5)}; the model would learn none of val's classes (every AP 0): name each class the "
-            f"same in both splits (one of them renamed in its export?)")
+            f"{first_few(val, 5)}; the model would learn none of val's classes (every AP 0): name a class the same "
+            f"in both splits where an export renamed it, else give each split images of every class")
 
 
 def class_coverage_notes(names: "list[str] | tuple[str, ...]", in_train: Any, in_val: Any) -> "list[str]":

@@ -643,8 +643,8 @@ def test_train_and_val_without_a_class_in_common_is_an_error(tmp_path, capsys):
             yolo_labels(src / f"labels/{split}/{i}.txt", [row])
     (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple, pear]\n")
     said = ("train and val have no class in common: train's boxes are of apple (2), val's of pear (2); the model "
-            "would learn none of val's classes (every AP 0): name each class the same in both splits (one of them "
-            "renamed in its export?)")
+            "would learn none of val's classes (every AP 0): name a class the same in both splits where an export "
+            "renamed it, else give each split images of every class")
     assert main(["data", "check", str(src)]) == 1
     out = capsys.readouterr().out
     assert f"error: {said}" in out and out.rstrip().endswith("train: OK; val: OK; train and val: no class in common")
