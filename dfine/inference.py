@@ -317,6 +317,7 @@ class Detector:
         det._engine = _Engine(run, backend, tuple(imgsz), tuple(class_names), tuple(int(i) for i in category_ids))
         return det
 
+    @keyword_hints(name="dfine.Detector(...)")  # det(image, confidence=0.3) was a bare TypeError (a walk)
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]], bgr: bool = False,
                  conf: Optional[float] = None) -> List[Detections]:
         """Detect in one image or a list of them; one :class:`Detections` per image. Arrays are

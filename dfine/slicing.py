@@ -25,11 +25,12 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import DfineError
+from .errors import DfineError, keyword_hints
 
 MERGES = ("nms", "nmm")
 
 
+@keyword_hints(name="dfine.slicing.SliceConfig", aliases={"size": "tile"})  # TileConfig's word for it
 @dataclass(frozen=True)
 class SliceConfig:
     """How to slice.

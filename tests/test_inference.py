@@ -304,6 +304,17 @@ def test_openvino_reads_the_input_in_place(files):
     assert np.array_equal(scores, kept)
 
 
+def test_a_wrong_keyword_of_a_detector_call_names_the_one_meant():
+    """``det(image, confidence=0.3)`` was a bare TypeError (a walk), where ``Detector(confidence=...)`` says which
+    keyword is meant; the call keeps its signature for help()."""
+    import inspect
+    det = Detector.from_run(lambda b, s: None, (32, 32), ["thing"], [1])
+    with pytest.raises(DfineError) as e:
+        det(np.zeros((32, 32, 3), np.uint8), confidence=0.3)
+    assert str(e.value) == "dfine.Detector(...)() takes no confidence=; did you mean conf=?"
+    assert list(inspect.signature(Detector.__call__).parameters) == ["self", "images", "bgr", "conf"]
+
+
 def test_opencv_frames_are_read_in_bgr_order_when_told():
     """``cv2.imread`` and ``VideoCapture`` give BGR arrays; ``Detector`` reads arrays as RGB, so an
     OpenCV frame passed as it is swaps red and blue, silently. ``bgr=True`` reads it right: the

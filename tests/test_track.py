@@ -124,6 +124,17 @@ def test_tracker_settings_reach_the_tracker_and_change_its_behaviour(tmp_path):
         TrackerConfig("deepsort")
 
 
+def test_a_wrong_keyword_of_track_names_track_and_the_one_meant(tmp_path):
+    """``dfine.track(..., lost_frame=30)`` blamed ``dfine.Detector()`` and listed none of the tracker's keywords
+    (a walk): the message names ``dfine.track()`` and the tracker's keyword meant, or the Detector's."""
+    video = _write_video(tmp_path / "two.avi", frames=2)
+    for given, said in (({"lost_frame": 30}, "dfine.track() takes no lost_frame=; did you mean lost_frames=?"),
+                        ({"devce": "cpu"}, "dfine.track() takes no devce=; did you mean device=?")):
+        with pytest.raises(DfineError) as e:
+            dfine.track(video, model="model.onnx", **given)
+        assert str(e.value) == said
+
+
 def test_folder_of_frames_in_natural_order(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()

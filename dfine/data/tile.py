@@ -36,7 +36,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from dfine.data.cocojson import DatasetError, read_coco_json, unsafe_file_name
-from dfine.errors import DfineError
+from dfine.errors import DfineError, keyword_hints
 from dfine.text import counted
 from dfine.slicing import hw_words, slice_words
 
@@ -79,6 +79,7 @@ def tiny_boxes_note(sides: np.ndarray, shrink: np.ndarray, size: Tuple[int, int]
             f"(dfine data tile {source} --size {size[1]}, then --data {tiles}; predict with --slice)")
 
 
+@keyword_hints(name="dfine.data.tile.TileConfig", aliases={"tile": "size"})  # SliceConfig's word for it
 @dataclass(frozen=True)
 class TileConfig:
     """How to tile. ``size``: tile (height, width) in source pixels; ``overlap``: the fraction of a

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import DfineError
+from ..errors import DfineError, keyword_hints
 from ..inference import class_filter
 from ..video import STREAM_TIMEOUT, FrameReader, FrameSource, open_source
 from .supervision import INSTALL_HINT, import_supervision, to_supervision
@@ -258,6 +258,17 @@ def tracker_input(dets: Any, labels: Optional[np.ndarray] = None, nms: Optional[
     return dets
 
 
+def _passed_on() -> List[str]:
+    """The keywords :func:`track` passes on: :class:`TrackerConfig`'s fields, then the Detector's options."""
+    import inspect
+    from dataclasses import fields
+    from ..inference import Detector
+    detector = [k for k in inspect.signature(Detector.__init__).parameters if k not in ("self", "model", "conf")]
+    return [f.name for f in fields(TrackerConfig) if f.name != "name"] + detector
+
+
+# lost_frame= blamed dfine.Detector() and listed none of the tracker's keywords (a walk)
+@keyword_hints(name="dfine.track", also=_passed_on())
 def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, TrackerConfig] = "bytetrack",
           classes: Optional[Sequence[Union[str, int]]] = None, conf: Optional[float] = None,
           timeout: float = STREAM_TIMEOUT, **kw: Any) -> Tracking:

@@ -472,3 +472,13 @@ def test_a_missing_dataset_to_tile_is_named_without_an_option_it_has_not(tmp_pat
     """``dfine data tile nodrone`` said '--data nodrone not found' of a command that has no --data (a walk)."""
     assert main(["data", "tile", str(tmp_path / "nodrone")]) == 2
     assert capsys.readouterr().err.strip() == f"error: dataset {tmp_path / 'nodrone'} not found"
+
+
+def test_a_wrong_tile_config_keyword_names_the_one_meant():
+    """``TileConfig(tile=...)`` was a bare TypeError (a walk): ``SliceConfig`` calls the size ``tile``."""
+    for given, said in (({"tile": (320, 320)}, "dfine.data.tile.TileConfig() takes no tile=; did you mean size=?"),
+                        ({"min_visibl": 0.3}, "dfine.data.tile.TileConfig() takes no min_visibl=; did you mean "
+                                              "min_visible=?")):
+        with pytest.raises(DfineError) as e:
+            TileConfig(**given)
+        assert str(e.value) == said
