@@ -139,8 +139,8 @@ def test_a_slice_value_that_is_no_tile_is_one_line(value):
     from dfine.slicing import slice_config
     with pytest.raises(DfineError) as e:
         slice_config(value)
-    assert str(e.value) == (f"slice={value!r}: True (tiles of the model's input size), a tile size N or (height, "
-                            f"width) in pixels")
+    assert str(e.value) == (f"slice={value!r} is no tile size; slice= takes True (tiles of the model's input size), "
+                            f"a tile size N or (height, width) in pixels")
     assert slice_config((320,)) == slice_config(320) == SliceConfig(tile=(320, 320))
 
 

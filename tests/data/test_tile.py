@@ -421,8 +421,25 @@ def test_dfine_evaluate_slices_as_eval_does(tmp_path, monkeypatch):
     assert main(train_one_step("tiles")) == 0
     result = dfine.evaluate(tmp_path / "run" / "last.pth", src, slice=320, progress=False)
     assert result["path"] == str(tmp_path / "run" / "last.pth.eval_sliced.json") and result["num_images"] == 1
-    with pytest.raises(DfineError, match=r"slice='640': True \(tiles of the model's size\), a tile size N or \(H, W\)"):
-        dfine.evaluate(tmp_path / "run" / "last.pth", src, slice="640")
+
+
+@pytest.mark.parametrize("value, said", [
+    ("640", "slice='640' is no tile size; slice= takes True (tiles of the model's input size), a tile size N or "
+            "(height, width) in pixels"),
+    (0, "slice tile must be (height, width) of at least 32 px, got (0, 0)")])
+def test_dfine_evaluate_checks_slice_before_any_work(tmp_path, monkeypatch, capsys, value, said):
+    """``slice=0`` converted the dataset (3 lines printed) before ``--slice 0`` was refused, and ``slice="640"``
+    said what it takes with no verb (a walk): one line, nothing done before it."""
+    import dfine
+    src = yolo_set(tmp_path / "drone")
+    model = tmp_path / "m.pth"
+    model.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(DfineError) as e:
+        dfine.evaluate(model, src, slice=value)
+    assert str(e.value) == said
+    assert capsys.readouterr() == ("", "") and sorted(tmp_path.rglob("*")) == before
 
 
 def test_a_folder_split_by_a_seed_points_predict_at_one_val_image(tmp_path):
