@@ -388,7 +388,7 @@ def _in_window(boxes: np.ndarray, window: Tuple[int, int, int, int], min_visible
     anns = []
     for k in np.nonzero(inside > 0)[0]:
         crowd = bool(boxes[k, 5])
-        piece = not crowd and seen[k] < min_visible
+        piece = not crowd and bool(seen[k] < min_visible)  # a plain int count: TiledSplit showed np.int64(112)
         w, h = float(cx1[k] - cx0[k]), float(cy1[k] - cy0[k])
         anns.append({"category_id": int(boxes[k, 4]), "bbox": [float(cx0[k] - x0), float(cy0[k] - y0), w, h],
                      "area": w * h, "iscrowd": int(crowd or piece), "piece": piece})

@@ -499,3 +499,11 @@ def test_a_wrong_tile_config_keyword_names_the_one_meant():
         with pytest.raises(DfineError) as e:
             TileConfig(**given)
         assert str(e.value) == said
+
+
+def test_tiled_split_counts_are_plain_ints(tiled):
+    """A ``TiledSplit``'s repr showed ``pieces=np.int64(112)`` (a walk): its counts are plain ints."""
+    src, out, done, said = tiled
+    assert any(d.pieces for d in done) and "np." not in repr(done)
+    counts = ("images", "tiles", "boxes", "kept", "pieces", "empty_kept", "empty_left", "whole")
+    assert all(type(getattr(d, k)) is int for d in done for k in counts)
