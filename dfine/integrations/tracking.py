@@ -220,9 +220,9 @@ class Tracking:
         return files
 
     def __next__(self) -> Tuple[np.ndarray, Any]:
-        """The next ``(frame, tracks)``: ``next(dfine.track(...))`` works as a ``for`` loop does (a walk's
-        was a TypeError); the frames are read once."""
-        if self._running is None:
+        """The next ``(frame, tracks)``: ``next(dfine.track(...))`` works as a ``for`` loop does; the frames
+        are read once."""
+        if self._running is None:  # a walk's next(dfine.track(...)) was a TypeError
             self._running = self._frames()
         return next(self._running)
 
