@@ -284,7 +284,7 @@ def main() -> None:
             if rs:
                 print(f"  {name:14} MOTA {np.mean([r['MOTA'] for r in rs]):.3f} IDF1 {np.mean([r['IDF1'] for r in rs]):.3f} "
                       f"IDSW {sum(r['IDSW'] for r in rs)} (occlusion events {sum(r['events'] for r in rs)})")
-    from dfine.commands.track import _VideoOut
+    from dfine.integrations.tracking import _VideoOut
     config = next(iter(configs.values()))
     t0 = time.perf_counter()
     n = sum(1 for _ in dfine.track(out / "shapes.avi", model=det, tracker=config))

@@ -9,6 +9,7 @@ Quick start (each has its own ``help(dfine.X)``; the command line does the same:
     metrics = dfine.evaluate(result.best, "path/to/dataset")    # COCO AP on its val split
     onnx = dfine.export_model(result.best, "onnx")               # or "openvino", "engine"
     for frame, tracks in dfine.track("street.mp4", det): ...     # needs dfine[track]
+    dfine.track("street.mp4", det).save()                        # or: the files dfine track writes, in runs/track
 
 ``dfine data check DATASET`` (command line) checks a dataset before training. The public names are
 imported on first use (PEP 562), so ``import dfine`` and the ``dfine`` command line start without

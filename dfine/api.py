@@ -66,10 +66,11 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
         argv += ["-o", str(out)]
     sliced = slice is not None and slice is not False
     if sliced:
-        tile = [] if slice is True else [slice] if isinstance(slice, int) else list(slice)
-        if len(tile) > 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in tile):
-            raise DfineError(f"slice={slice!r}: True (tiles of the model's size), a tile size N or (H, W) in pixels")
-        argv += ["--slice", *map(str, tile)]
+        from .slicing import SliceConfig, slice_tile
+        tile = slice_tile(slice)
+        if tile is not None:  # slice=0 converted the dataset before --slice 0 was refused (a walk)
+            SliceConfig(tile=tile)
+        argv += ["--slice", *map(str, tile or ())]
     files = _eval_files(model_path, split, sliced, out)
     before = {p: p.stat().st_mtime_ns for p in files if p.is_file()}
     started = time.time_ns()

@@ -317,13 +317,15 @@ class Detector:
         det._engine = _Engine(run, backend, tuple(imgsz), tuple(class_names), tuple(int(i) for i in category_ids))
         return det
 
+    @keyword_hints(name="dfine.Detector(...)")  # det(image, confidence=0.3) was a bare TypeError (a walk)
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]], bgr: bool = False,
                  conf: Optional[float] = None) -> List[Detections]:
-        """Detect in one image or a list of them; one :class:`Detections` per image. Arrays are
-        ``H x W x 3`` uint8 in RGB order, or in OpenCV's BGR order (``cv2.imread``, ``VideoCapture``
-        frames) with ``bgr=True``; paths and PIL images carry their own order. ``conf``: this call's
-        score threshold instead of the detector's (a walk's ``det(image, conf=0.1)`` was a TypeError)."""
-        _check_conf(conf)
+        """Detect in one image or a list of them; one :class:`Detections` per image. Images are paths,
+        PIL images or uint8 arrays: ``H x W x 3`` in RGB order, ``H x W x 4`` RGBA (its alpha dropped) or
+        ``H x W`` gray; with ``bgr=True`` the 3- and 4-channel arrays are in OpenCV's BGR(A) order
+        (``cv2.imread``, ``VideoCapture`` frames); paths and PIL images carry their own order. ``conf``:
+        this call's score threshold (0..1) instead of the detector's."""
+        _check_conf(conf)  # conf= here: a walk's det(image, conf=0.1) was a TypeError
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)) or not hasattr(images, "__len__"):
             images = [images]  # anything else that is no list is one image, which load_image names if it is none
         out: List[Detections] = []

@@ -25,11 +25,12 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import DfineError
+from .errors import DfineError, keyword_hints
 
 MERGES = ("nms", "nmm")
 
 
+@keyword_hints(name="dfine.slicing.SliceConfig", aliases={"size": "tile"})  # TileConfig's word for it
 @dataclass(frozen=True)
 class SliceConfig:
     """How to slice.
@@ -66,21 +67,25 @@ def slice_config(value: Union[None, bool, int, Sequence[int], SliceConfig], **op
         return None
     if isinstance(value, SliceConfig):
         return value
+    return SliceConfig(tile=slice_tile(value), **options)
+
+
+def slice_tile(value: Union[bool, int, Sequence[int]]) -> Optional[Tuple[int, int]]:
+    """The tile (height, width) in pixels of a ``slice=`` value: None for True (the model's input size),
+    ``(N, N)`` for an int N, ``(height, width)`` for one or two ints; anything else is a one-line error."""
     if value is True:
-        return SliceConfig(**options)
-    if isinstance(value, (int, np.integer)):
-        return SliceConfig(tile=(int(value), int(value)), **options)
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
     try:  # slice="big" read 'invalid literal for int() with base 10: 'b'' (a walk)
-        tile = tuple(int(v) for v in value) if not isinstance(value, str) else ()
+        tile = tuple(int(v) for v in value) if not isinstance(value, str) else ()  # type: ignore[union-attr]
     except (TypeError, ValueError):
         tile = ()
     if len(tile) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in value):
-        from .errors import DfineError
-        raise DfineError(f"slice={value!r}: True (tiles of the model's input size), a tile size N or (height, width) "
-                         f"in pixels")
-    if len(tile) == 1:
-        tile = tile * 2
-    return SliceConfig(tile=tile, **options)  # type: ignore[arg-type]
+        # 'slice='640': True (tiles ...), ...' said what it takes with no verb (a walk)
+        raise DfineError(f"slice={value!r} is no tile size; slice= takes True (tiles of the model's input size), "
+                         f"a tile size N or (height, width) in pixels")
+    return (tile * 2)[:2]  # type: ignore[return-value]
 
 
 #: How many times its training tile (on either side) an image must be for a model trained on tiles,

@@ -112,6 +112,33 @@ def test_export_model_format_other_names(tmp_path):
         dfine.export_model(tmp_path / "m.pth", "TRT")
 
 
+def test_the_public_api_help_holds_no_development_notes():
+    """``help(Detector.__call__)`` ended with "(a walk's ``det(image, conf=0.1)`` was a TypeError)": what
+    ``help()`` shows of the public API (the names ``dfine`` exports, the objects they return and take, and
+    their public methods) says what they do; the history is in comments."""
+    import inspect
+    import re
+
+    import dfine
+    from dfine.data.tile import TileConfig, TiledSplit, tile_dataset
+    from dfine.inference import Detections
+    from dfine.integrations.tracking import TrackerConfig, TrackFiles, Tracking
+    from dfine.slicing import SliceConfig
+
+    public = [getattr(dfine, name) for name in dfine.__all__] + [
+        SliceConfig, TileConfig, TiledSplit, tile_dataset, Detections, Tracking, TrackFiles, TrackerConfig]
+    shown = {"__init__", "__call__", "__repr__", "__next__", "__iter__"}
+    noted = []
+    for obj in public:
+        members = [(obj.__name__, obj)]
+        if inspect.isclass(obj):
+            members += [(f"{obj.__name__}.{k}", v.fget if isinstance(v, property) else getattr(v, "__func__", v))
+                        for k, v in vars(obj).items() if not k.startswith("_") or k in shown]
+        noted += [name for name, member in members
+                  if re.search(r"\ba (re-)?walk\b|was a (bare )?TypeError", getattr(member, "__doc__", None) or "")]
+    assert noted == []
+
+
 def test_python_api_keyword_typos_name_the_one_meant():
     """``dfine.train(epoch=2)`` was a bare TypeError (a walk), where the command line says "did you mean
     --epochs?"; the public functions keep their signatures and docstrings for help() and IDEs."""

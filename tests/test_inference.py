@@ -304,6 +304,29 @@ def test_openvino_reads_the_input_in_place(files):
     assert np.array_equal(scores, kept)
 
 
+def test_a_wrong_keyword_of_a_detector_call_names_the_one_meant():
+    """``det(image, confidence=0.3)`` was a bare TypeError (a walk), where ``Detector(confidence=...)`` says which
+    keyword is meant; the call keeps its signature for help()."""
+    import inspect
+    det = Detector.from_run(lambda b, s: None, (32, 32), ["thing"], [1])
+    with pytest.raises(DfineError) as e:
+        det(np.zeros((32, 32, 3), np.uint8), confidence=0.3)
+    assert str(e.value) == "dfine.Detector(...)() takes no confidence=; did you mean conf=?"
+    assert list(inspect.signature(Detector.__call__).parameters) == ["self", "images", "bgr", "conf"]
+
+
+def test_a_detector_call_says_which_arrays_it_takes_and_takes_them():
+    """``help(det)`` said arrays are ``H x W x 3`` only, where ``H x W x 4`` and gray ``H x W`` ones are read
+    too (a walk): the docstring names each kind, and each is read."""
+    det = Detector.from_run(lambda b, s: (np.zeros((len(b), 1), np.int64), np.zeros((len(b), 1, 4), np.float32),
+                                          np.zeros((len(b), 1), np.float32)), (32, 32), ["thing"], [1])
+    doc = " ".join(Detector.__call__.__doc__.split())
+    assert "``H x W x 3`` in RGB order, ``H x W x 4`` RGBA (its alpha dropped) or ``H x W`` gray" in doc
+    for shape in ((20, 30, 3), (20, 30, 4), (20, 30)):
+        [found] = det(np.zeros(shape, np.uint8))
+        assert found.image_size == (30, 20)
+
+
 def test_opencv_frames_are_read_in_bgr_order_when_told():
     """``cv2.imread`` and ``VideoCapture`` give BGR arrays; ``Detector`` reads arrays as RGB, so an
     OpenCV frame passed as it is swaps red and blue, silently. ``bgr=True`` reads it right: the

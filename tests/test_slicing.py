@@ -139,6 +139,16 @@ def test_a_slice_value_that_is_no_tile_is_one_line(value):
     from dfine.slicing import slice_config
     with pytest.raises(DfineError) as e:
         slice_config(value)
-    assert str(e.value) == (f"slice={value!r}: True (tiles of the model's input size), a tile size N or (height, "
-                            f"width) in pixels")
+    assert str(e.value) == (f"slice={value!r} is no tile size; slice= takes True (tiles of the model's input size), "
+                            f"a tile size N or (height, width) in pixels")
     assert slice_config((320,)) == slice_config(320) == SliceConfig(tile=(320, 320))
+
+
+def test_a_wrong_slice_config_keyword_names_the_one_meant():
+    """``SliceConfig(size=(320, 320))`` was a bare TypeError (a walk): ``TileConfig`` calls the tile ``size``."""
+    for given, said in (({"size": (320, 320)}, "dfine.slicing.SliceConfig() takes no size=; did you mean tile=?"),
+                        ({"overlp": 0.3}, "dfine.slicing.SliceConfig() takes no overlp=; did you mean overlap=?")):
+        with pytest.raises(DfineError) as e:
+            SliceConfig(**given)
+        assert str(e.value) == said
+    assert SliceConfig(tile=(320, 320)).tile == (320, 320)

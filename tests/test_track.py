@@ -124,6 +124,17 @@ def test_tracker_settings_reach_the_tracker_and_change_its_behaviour(tmp_path):
         TrackerConfig("deepsort")
 
 
+def test_a_wrong_keyword_of_track_names_track_and_the_one_meant(tmp_path):
+    """``dfine.track(..., lost_frame=30)`` blamed ``dfine.Detector()`` and listed none of the tracker's keywords
+    (a walk): the message names ``dfine.track()`` and the tracker's keyword meant, or the Detector's."""
+    video = _write_video(tmp_path / "two.avi", frames=2)
+    for given, said in (({"lost_frame": 30}, "dfine.track() takes no lost_frame=; did you mean lost_frames=?"),
+                        ({"devce": "cpu"}, "dfine.track() takes no devce=; did you mean device=?")):
+        with pytest.raises(DfineError) as e:
+            dfine.track(video, model="model.onnx", **given)
+        assert str(e.value) == said
+
+
 def test_folder_of_frames_in_natural_order(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -206,6 +217,61 @@ def test_cli_writes_video_mot_and_summary(tmp_path, monkeypatch, capsys):
     ok, frame = cap.read()
     assert ok and frame.shape == (H, W, 3)
     assert not list(out.glob("*partial*")) and not list(out.glob(".*tmp*"))  # renamed into place
+
+
+def _decoded(path: Path) -> list:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    ok, frame = cap.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = cap.read()
+    return frames
+
+
+def test_python_tracking_saves_what_the_cli_writes(tmp_path, monkeypatch, capsys):
+    """``dfine.track(...)`` wrote nothing and printed as ``<...Tracking object at 0x...>`` (a walk), where
+    ``dfine track`` writes a video, a MOT text and a JSON summary: ``.save()`` writes the same files by the
+    same code, and the object says what it is and how to get them."""
+    video = _write_video(tmp_path / "two.avi")
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
+    monkeypatch.chdir(tmp_path)
+    cli = tmp_path / "cli"
+    argv = ["track", str(video), "-m", "unused.pth", "-o", str(cli), "--tracker", "sort", "--appearance", "none"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"24 frames, 2 tracks (sort) -> {cli / 'two.mp4'}, {cli / 'two.txt'}, " \
+                                      f"{cli / 'two.json'}\n"
+    run = dfine.track(video, model="unused.pth", tracker="sort", appearance="none")
+    assert repr(run) == (f"Tracking({video}, sort at conf 0.5: 0 frames read, 0 tracks; iterate for (frame, tracks), "
+                         f"or .save() for the video, MOT text and JSON dfine track writes)")
+    files = run.save(tmp_path / "py", progress=False)
+    py = tmp_path / "py"
+    assert (files.video, files.mot, files.json, files.frames, files.tracks, files.interrupted) == (
+        py / "two.mp4", py / "two.txt", py / "two.json", 24, 2, False)
+    assert repr(files) == f"TrackFiles(24 frames, 2 tracks -> {py / 'two.mp4'}, {py / 'two.txt'}, {py / 'two.json'})"
+    assert capsys.readouterr().out == f"24 frames, 2 tracks (sort) -> {files.video}, {files.mot}, {files.json}\n"
+    assert repr(run).startswith(f"Tracking({video}, sort at conf 0.5: 24 frames read, 2 tracks; ")
+    assert (py / "two.txt").read_bytes() == (cli / "two.txt").read_bytes()
+    assert json.loads((py / "two.json").read_text()) == json.loads((cli / "two.json").read_text())
+    made, written = _decoded(py / "two.mp4"), _decoded(cli / "two.mp4")
+    assert len(made) == len(written) == N and all(np.array_equal(a, b) for a, b in zip(made, written))
+    assert sorted(p.name for p in py.iterdir()) == ["two.json", "two.mp4", "two.txt"]
+    # the CLI's default folder, numbered after a run there; no video when told
+    assert dfine.track(video, model="unused.pth").save(video=False, progress=False).mot == Path("runs/track/two.txt")
+    assert dfine.track(video, model="unused.pth").save(video=False, progress=False).json == Path("runs/track2/two.json")
+    assert not list(Path("runs").rglob("*.mp4"))
+    iterated = dfine.track(video, model="unused.pth")
+    next(iterated)
+    with pytest.raises(DfineError) as e:
+        iterated.save(tmp_path / "late")
+    assert str(e.value) == ("save() tracks from the first frame and 1 frame were read already: call it on a new "
+                            "dfine.track(...) instead of iterating")
+    # Ctrl-C keeps what was written, as dfine track does, and stops the script or notebook cell
+    stopped = dfine.track(video, model=FakeDetector(interrupt_after=3))
+    with pytest.raises(KeyboardInterrupt):
+        stopped.save(tmp_path / "stopped", progress=False)
+    summary = json.loads((tmp_path / "stopped" / "two.json").read_text())
+    assert summary["interrupted"] is True and summary["frames"] == 12 and summary["model"] == "FakeDetector"
 
 
 def test_cli_truncated_video_ends_with_its_frames(tmp_path, monkeypatch, capsys):
@@ -605,7 +671,7 @@ def test_track_shows_its_progress_in_a_log_too(capsys):
     the bar off where output is not a terminal); predict shows its bar there, ending once."""
     from types import SimpleNamespace
 
-    from dfine.commands.track import _loop
+    from dfine.integrations.tracking import _loop
 
     class Run:
         source = SimpleNamespace(total=3)

@@ -12,7 +12,6 @@ the video (a fragmented MP4) to its last second. Needs ``pip install dfine[track
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
@@ -71,21 +70,16 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..outputs import check_outputs, numbered_run_dir, prepare_output_dir, removed_if_left_empty
-    out = Path(args.output) if args.output is not None else numbered_run_dir(Path("runs/track"))
-    source = Path(str(args.source))
-    name = source.stem
-    writes = [out / f"{name}{suffix}" for suffix in (".mp4", ".partial.mp4", ".txt", ".json")]
-    note = check_outputs(out, writes, [source] if source.is_file() else [], default="runs/track")
-    with removed_if_left_empty(prepare_output_dir(out)):  # a bad source or model leaves no empty folder
-        if note:
-            print(note, file=sys.stderr)
+    from ..integrations.tracking import track_output_dir
+    from ..outputs import removed_if_left_empty
+    out, created = track_output_dir(args.output, Path(str(args.source)).stem, args.source)
+    with removed_if_left_empty(created):  # a bad source or model leaves no empty folder
         return _track(args, out)
 
 
 def _track(args: argparse.Namespace, out: Path) -> int:
     from ..inference import Detector
-    from ..integrations.tracking import TrackerConfig, TrackLog, Tracking
+    from ..integrations.tracking import TrackerConfig, Tracking, write_tracks
     from .predict import set_threads, slice_option
     set_threads(args.threads, args.model, args.backend)
     sliced = slice_option(args)
@@ -111,48 +105,24 @@ def _track(args: argparse.Namespace, out: Path) -> int:
         print(f"--conf {round(recommended, 4):g}: tracks start at the threshold with the best F1 on the val set of its "
               f"training run, which {Path(args.model).name} carries (give --conf to change it)", file=sys.stderr)
         config = tracker_config(args, TrackerConfig, conf=round(recommended, 4))  # its --low-conf note after this line
-    run_ = Tracking(source, det, tracker=config, classes=args.classes)
+    run_ = Tracking(source, det, tracker=config, classes=args.classes,
+                    source_name=str(args.source), model_name=str(args.model))
     chosen = run_.class_names
     if chosen and any(c.isdigit() and c not in chosen for c in args.classes):  # '1' read from the .txt: bicycle
         print(f"--classes {' '.join(args.classes)}: {', '.join(chosen)} (numbers count the model's classes from 0; "
               f"the .txt and .json write category ids, not these)", file=sys.stderr)
-    name = run_.source.name
-    log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
-                   {"source": str(args.source), "model": str(args.model), "tracker": args.tracker,
-                    "tracker_config": dataclasses.asdict(config), "fps": run_.source.fps, "only_classes": chosen})
-    video = None if args.no_video else _VideoOut(out / f"{name}.mp4", run_.source.fps, args.trail)
-    interrupted = False
-    try:
-        _loop(run_, log, video)
-    except KeyboardInterrupt:
-        interrupted = True
-    except BaseException:
-        log.abandon()
-        if video is not None:
-            video.close(complete=False)  # what was drawn stays readable as NAME.partial.mp4
-        raise
-    log.close(interrupted=interrupted)
-    if video is not None:
-        video.close()
-    from ..video import truncation_note
-    for note in (truncation_note(run_.source), video.writer.size_note() if video is not None else None):
-        if note:
-            print(note, file=sys.stderr)
-    written = ", ".join(str(p) for p in ([video.path] if video and video.path else []) + [log.mot_path, log.json_path])
-    summary = log.summary()
-    print(f"{'interrupted: ' if interrupted else ''}{run_.frames} frames, {summary['num_tracks']} tracks "
-          f"({args.tracker}) -> {written}")
+    files = write_tracks(run_, out, video=not args.no_video, trail=args.trail)
     source = "the frames" if source_kind(args.source) == "folder" else "the video"  # a folder's (a walk)
     best, where = run_.best_score, source if chosen is None else f"{source} for {', '.join(chosen)}"
     sliced_run = getattr(det, "slice", None) is not None  # its best score is not followed
-    if not summary["num_tracks"] and chosen and best is None and run_.frames and not sliced_run:
+    if not files.tracks and chosen and best is None and run_.frames and not sliced_run:
         print(f"note: no track: the model gave no {' or '.join(chosen)} box in {source}, at any score: no --conf "
               f"would start one", file=sys.stderr)
-    elif not summary["num_tracks"] and (best is None or best <= config.conf):
+    elif not files.tracks and (best is None or best <= config.conf):
         from .predict import nothing_found_note  # an empty .txt and a bare video, with no clue (a walk; --classes too)
         print(nothing_found_note(config.conf, best, where).replace(
             "note: no detection", "note: no track: no detection", 1), file=sys.stderr)
-    return 130 if interrupted else 0
+    return 130 if files.interrupted else 0
 
 
 def tracker_config(args: argparse.Namespace, config_class, conf: Optional[float] = None):
@@ -179,35 +149,3 @@ def tracker_config(args: argparse.Namespace, config_class, conf: Optional[float]
     extra = {} if low is None else {"low_conf": low}
     return config_class(args.tracker, conf=conf, match_iou=args.match_iou, lost_frames=args.lost_frames,
                         min_frames=args.min_frames, nms=args.nms or None, appearance=args.appearance, **extra)
-
-
-def _loop(run_, log, video) -> None:
-    from ..text import progress_bar
-    # as predict's: into a log or pipe too (tqdm's disable=None showed no bar off a terminal)
-    with progress_bar(total=run_.source.total or None, unit="frame") as bar:
-        for frame, tracks in run_:
-            log.add(run_.frames, tracks)
-            if video is not None:
-                video.write(frame, tracks)
-            bar.update(1)
-
-
-class _VideoOut:
-    """The annotated video (:class:`dfine.video.VideoWriter`: ``NAME.partial.mp4`` while it is written,
-    playable up to its last second if the run is killed; renamed to ``NAME.mp4`` at the end)."""
-
-    def __init__(self, path: Path, fps: float, trail: int):
-        from ..integrations.supervision import TrackAnnotator
-        from ..video import VideoWriter
-        self.writer = VideoWriter(path, fps, draw=TrackAnnotator(trail=trail))  # drawn in the writer thread
-        self.path: Optional[Path] = None
-
-    @property
-    def written(self) -> int:
-        return self.writer.frames
-
-    def write(self, frame, tracks) -> None:
-        self.writer.write(frame, tracks)
-
-    def close(self, complete: bool = True) -> None:
-        self.path = self.writer.close(complete=complete)

@@ -36,7 +36,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from dfine.data.cocojson import DatasetError, read_coco_json, unsafe_file_name
-from dfine.errors import DfineError
+from dfine.errors import DfineError, keyword_hints
 from dfine.text import counted
 from dfine.slicing import hw_words, slice_words
 
@@ -79,6 +79,7 @@ def tiny_boxes_note(sides: np.ndarray, shrink: np.ndarray, size: Tuple[int, int]
             f"(dfine data tile {source} --size {size[1]}, then --data {tiles}; predict with --slice)")
 
 
+@keyword_hints(name="dfine.data.tile.TileConfig", aliases={"tile": "size"})  # SliceConfig's word for it
 @dataclass(frozen=True)
 class TileConfig:
     """How to tile. ``size``: tile (height, width) in source pixels; ``overlap``: the fraction of a
@@ -387,7 +388,7 @@ def _in_window(boxes: np.ndarray, window: Tuple[int, int, int, int], min_visible
     anns = []
     for k in np.nonzero(inside > 0)[0]:
         crowd = bool(boxes[k, 5])
-        piece = not crowd and seen[k] < min_visible
+        piece = not crowd and bool(seen[k] < min_visible)  # a plain int count: TiledSplit showed np.int64(112)
         w, h = float(cx1[k] - cx0[k]), float(cy1[k] - cy0[k])
         anns.append({"category_id": int(boxes[k, 4]), "bbox": [float(cx0[k] - x0), float(cy0[k] - y0), w, h],
                      "area": w * h, "iscrowd": int(crowd or piece), "piece": piece})

@@ -12,6 +12,7 @@ are optional (``pip install dfine[track]``) and imported on first use.
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import DfineError
+from ..errors import DfineError, keyword_hints
+from ..text import counted
 from ..inference import class_filter
 from ..video import STREAM_TIMEOUT, FrameReader, FrameSource, open_source
 from .supervision import INSTALL_HINT, import_supervision, to_supervision
@@ -167,8 +169,13 @@ class Tracking:
 
     def __init__(self, source: Union[str, int, os.PathLike, FrameSource], detector: Any,
                  tracker: Union[str, TrackerConfig] = "bytetrack", classes: Optional[Sequence[Union[str, int]]] = None,
-                 buffer: int = 16, timeout: float = STREAM_TIMEOUT):
+                 buffer: int = 16, timeout: float = STREAM_TIMEOUT, source_name: Optional[str] = None,
+                 model_name: Optional[str] = None):
         import_supervision()
+        # the source and the model as given, as the JSON summary names them (default: the FrameSource's and the
+        # Detector's own name)
+        self.given = (source_name or (source.name if isinstance(source, FrameSource) else str(source)),
+                      model_name or str(getattr(detector, "name", type(detector).__name__)))
         self.config = tracker if isinstance(tracker, TrackerConfig) else TrackerConfig(tracker)
         self.detector = detector
         self.labels = class_filter(classes, detector.class_names)
@@ -186,10 +193,36 @@ class Tracking:
     def __iter__(self) -> "Tracking":
         return self
 
+    def __repr__(self) -> str:
+        """``Tracking(street.mp4, bytetrack at conf 0.5: 24 frames read, 2 tracks; ...)``."""
+        return (f"Tracking({self.given[0]}, {self.config.name} at conf {self.config.conf:g}: "
+                f"{counted(self.frames, 'frame')} read, {counted(len(self._votes), 'track')}; iterate for "
+                f"(frame, tracks), or .save() for the video, MOT text and JSON dfine track writes)")
+
+    def save(self, output_dir: Optional[Union[str, os.PathLike]] = None, *, video: bool = True, trail: int = 30,
+             progress: bool = True) -> "TrackFiles":
+        """Track every frame and write what ``dfine track`` writes, by its own code, into ``output_dir``
+        (default ``runs/track``, or ``runs/track2``, ... when that holds an earlier run; created):
+        ``NAME.mp4`` (boxes, ``#id class`` labels, ``trail`` frames of trail; ``video=False``: none),
+        ``NAME.txt`` (MOT-challenge ``frame,id,x,y,w,h,score,class,-1,-1``, frames from 1, ``class`` the
+        dataset's category id) and ``NAME.json`` (every track's class, first and last frame and length).
+        Returns the files and counts. Call it instead of iterating, not after. Ctrl-C keeps what was
+        written (the JSON says ``interrupted``) and raises ``KeyboardInterrupt``."""
+        if self._running is not None:
+            raise DfineError(f"save() tracks from the first frame and {counted(self.frames, 'frame')} were read "
+                             f"already: call it on a new dfine.track(...) instead of iterating")
+        from ..outputs import removed_if_left_empty
+        out, created = track_output_dir(output_dir, self.source.name, self.given[0], option="output_dir=")
+        with removed_if_left_empty(created):
+            files = write_tracks(self, out, video=video, trail=trail, progress=progress)
+        if files.interrupted:
+            raise KeyboardInterrupt
+        return files
+
     def __next__(self) -> Tuple[np.ndarray, Any]:
-        """The next ``(frame, tracks)``: ``next(dfine.track(...))`` works as a ``for`` loop does (a walk's
-        was a TypeError); the frames are read once."""
-        if self._running is None:
+        """The next ``(frame, tracks)``: ``next(dfine.track(...))`` works as a ``for`` loop does; the frames
+        are read once."""
+        if self._running is None:  # a walk's next(dfine.track(...)) was a TypeError
             self._running = self._frames()
         return next(self._running)
 
@@ -258,6 +291,17 @@ def tracker_input(dets: Any, labels: Optional[np.ndarray] = None, nms: Optional[
     return dets
 
 
+def _passed_on() -> List[str]:
+    """The keywords :func:`track` passes on: :class:`TrackerConfig`'s fields, then the Detector's options."""
+    import inspect
+    from dataclasses import fields
+    from ..inference import Detector
+    detector = [k for k in inspect.signature(Detector.__init__).parameters if k not in ("self", "model", "conf")]
+    return [f.name for f in fields(TrackerConfig) if f.name != "name"] + detector
+
+
+# lost_frame= blamed dfine.Detector() and listed none of the tracker's keywords (a walk)
+@keyword_hints(name="dfine.track", also=_passed_on())
 def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, TrackerConfig] = "bytetrack",
           classes: Optional[Sequence[Union[str, int]]] = None, conf: Optional[float] = None,
           timeout: float = STREAM_TIMEOUT, **kw: Any) -> Tracking:
@@ -271,7 +315,10 @@ def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, 
     ``low_conf`` then half of it when the default would sit above it); the remaining keywords go to the Detector
     (``device``, ``batch_size``, ``backend``, ``slice``...). ``classes``: names (or label numbers) to
     keep. ``timeout``: seconds a stream may take to open or to send its next frame before it counts as
-    ended. Iterate for ``(frame, tracks)`` (or ``next()``: the frames are read once)."""
+    ended. Iterate for ``(frame, tracks)`` (or ``next()``: the frames are read once), or call
+    ``.save(output_dir)`` instead to write what ``dfine track`` writes: ``NAME.mp4`` (the annotated video),
+    ``NAME.txt`` (MOT-challenge text) and ``NAME.json`` (every track), in ``runs/track`` by default
+    (:meth:`Tracking.save`)."""
     from dataclasses import fields, replace
     from ..inference import Detector
     names = {f.name for f in fields(TrackerConfig)} - {"name"}
@@ -280,6 +327,7 @@ def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, 
         changes["conf"] = conf
     config = tracker if isinstance(tracker, TrackerConfig) else TrackerConfig(tracker)
     config = replace(config, **changes)
+    given = str(model) if isinstance(model, (str, os.PathLike)) else None  # as the JSON summary names it
     if isinstance(model, (str, os.PathLike)):
         model = Detector(model, conf=config.detection_conf, **kw)
     elif kw:
@@ -288,7 +336,7 @@ def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, 
     if "conf" not in changes and not isinstance(tracker, TrackerConfig) and recommended is not None:
         low = {} if "low_conf" in changes or recommended > config.low_conf else {"low_conf": round(recommended / 2, 4)}
         config = replace(config, conf=round(recommended, 4), **low)
-    return Tracking(source, model, tracker=config, classes=classes, timeout=timeout)
+    return Tracking(source, model, tracker=config, classes=classes, timeout=timeout, model_name=given)
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -367,3 +415,109 @@ class TrackLog:
         """The run failed: leave what was written as ``NAME.partial.txt``."""
         self._file.close()
 
+
+
+@dataclass
+class TrackFiles:
+    """What a tracking run wrote (``dfine track``, :meth:`Tracking.save`): ``video`` (``NAME.mp4``, None
+    without one), ``mot`` (``NAME.txt``) and ``json`` (``NAME.json``); ``frames`` tracked, ``tracks``
+    (ids given) and whether Ctrl-C ``interrupted`` the run before the source ended."""
+
+    video: Optional[Path]
+    mot: Path
+    json: Path
+    frames: int
+    tracks: int
+    interrupted: bool = False
+
+    def __repr__(self) -> str:
+        return f"TrackFiles({self.said()})"
+
+    def said(self) -> str:
+        """``24 frames, 2 tracks -> out/two.mp4, out/two.txt, out/two.json``."""
+        written = ", ".join(str(p) for p in (self.video, self.mot, self.json) if p is not None)
+        return f"{counted(self.frames, 'frame')}, {counted(self.tracks, 'track')} -> {written}"
+
+
+def track_output_dir(output: Optional[Union[str, os.PathLike]], name: str, source: Union[str, int, os.PathLike],
+                     option: str = "-o") -> Tuple[Path, List[Path]]:
+    """The folder a tracking run of the source ``source`` writes ``name``'s files to: ``output``, or
+    ``runs/track`` (``runs/track2``, ... after an earlier run); created, and the folders created returned
+    (to remove if the run fails before writing). A note on stderr names the files of an earlier run it
+    replaces; one that would replace the source is a one-line error naming ``option``."""
+    from ..outputs import check_outputs, numbered_run_dir, prepare_output_dir
+    out = Path(output).expanduser() if output is not None else numbered_run_dir(Path("runs/track"))
+    writes = [out / f"{name}{suffix}" for suffix in (".mp4", ".partial.mp4", ".txt", ".json")]
+    source_file = Path(str(source))
+    note = check_outputs(out, writes, [source_file] if source_file.is_file() else [], option=option,
+                         default="runs/track")
+    created = prepare_output_dir(out, option)
+    if note:
+        print(note, file=sys.stderr)
+    return out, created
+
+
+def write_tracks(run: Tracking, out: Path, *, video: bool = True, trail: int = 30, progress: bool = True) -> TrackFiles:
+    """Track every frame of ``run`` and write ``NAME.txt``, ``NAME.json`` and (``video``) ``NAME.mp4``
+    in the folder ``out``, as ``dfine track`` does; prints the notes and the summary line. Ctrl-C ends
+    the run with the files written (``interrupted``); an error leaves ``NAME.partial.*`` and is raised."""
+    import dataclasses
+    name = run.source.name
+    log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
+                   {"source": run.given[0], "model": run.given[1], "tracker": run.config.name,
+                    "tracker_config": dataclasses.asdict(run.config), "fps": run.source.fps,
+                    "only_classes": run.class_names})
+    drawn = _VideoOut(out / f"{name}.mp4", run.source.fps, trail) if video else None
+    interrupted = False
+    try:
+        _loop(run, log, drawn, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        log.abandon()
+        if drawn is not None:
+            drawn.close(complete=False)  # what was drawn stays readable as NAME.partial.mp4
+        raise
+    log.close(interrupted=interrupted)
+    if drawn is not None:
+        drawn.close()
+    from ..video import truncation_note
+    for note in (truncation_note(run.source), drawn.writer.size_note() if drawn is not None else None):
+        if note:
+            print(note, file=sys.stderr)
+    files = TrackFiles(drawn.path if drawn is not None else None, log.mot_path, log.json_path, run.frames,
+                       len(log.tracks), interrupted)
+    print(f"{'interrupted: ' if interrupted else ''}{files.said().replace(' ->', f' ({run.config.name}) ->', 1)}")
+    return files
+
+
+def _loop(run: Tracking, log: TrackLog, video: Optional["_VideoOut"], progress: bool = True) -> None:
+    from ..text import progress_bar
+    # as predict's: into a log or pipe too (tqdm's disable=None showed no bar off a terminal)
+    with progress_bar(total=run.source.total or None, unit="frame", disable=not progress) as bar:
+        for frame, tracks in run:
+            log.add(run.frames, tracks)
+            if video is not None:
+                video.write(frame, tracks)
+            bar.update(1)
+
+
+class _VideoOut:
+    """The annotated video (:class:`dfine.video.VideoWriter`: ``NAME.partial.mp4`` while it is written,
+    playable up to its last second if the run is killed; renamed to ``NAME.mp4`` at the end)."""
+
+    def __init__(self, path: Path, fps: float, trail: int):
+        from .supervision import TrackAnnotator
+        from ..video import VideoWriter
+        self.writer = VideoWriter(path, fps, draw=TrackAnnotator(trail=trail))  # drawn in the writer thread
+        self.path: Optional[Path] = None
+
+    @property
+    def written(self) -> int:
+        return self.writer.frames
+
+    def write(self, frame: np.ndarray, tracks: Any) -> None:
+        self.writer.write(frame, tracks)
+
+    def close(self, complete: bool = True) -> None:
+        self.path = self.writer.close(complete=complete)

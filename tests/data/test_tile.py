@@ -421,8 +421,25 @@ def test_dfine_evaluate_slices_as_eval_does(tmp_path, monkeypatch):
     assert main(train_one_step("tiles")) == 0
     result = dfine.evaluate(tmp_path / "run" / "last.pth", src, slice=320, progress=False)
     assert result["path"] == str(tmp_path / "run" / "last.pth.eval_sliced.json") and result["num_images"] == 1
-    with pytest.raises(DfineError, match=r"slice='640': True \(tiles of the model's size\), a tile size N or \(H, W\)"):
-        dfine.evaluate(tmp_path / "run" / "last.pth", src, slice="640")
+
+
+@pytest.mark.parametrize("value, said", [
+    ("640", "slice='640' is no tile size; slice= takes True (tiles of the model's input size), a tile size N or "
+            "(height, width) in pixels"),
+    (0, "slice tile must be (height, width) of at least 32 px, got (0, 0)")])
+def test_dfine_evaluate_checks_slice_before_any_work(tmp_path, monkeypatch, capsys, value, said):
+    """``slice=0`` converted the dataset (3 lines printed) before ``--slice 0`` was refused, and ``slice="640"``
+    said what it takes with no verb (a walk): one line, nothing done before it."""
+    import dfine
+    src = yolo_set(tmp_path / "drone")
+    model = tmp_path / "m.pth"
+    model.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(DfineError) as e:
+        dfine.evaluate(model, src, slice=value)
+    assert str(e.value) == said
+    assert capsys.readouterr() == ("", "") and sorted(tmp_path.rglob("*")) == before
 
 
 def test_a_folder_split_by_a_seed_points_predict_at_one_val_image(tmp_path):
@@ -472,3 +489,21 @@ def test_a_missing_dataset_to_tile_is_named_without_an_option_it_has_not(tmp_pat
     """``dfine data tile nodrone`` said '--data nodrone not found' of a command that has no --data (a walk)."""
     assert main(["data", "tile", str(tmp_path / "nodrone")]) == 2
     assert capsys.readouterr().err.strip() == f"error: dataset {tmp_path / 'nodrone'} not found"
+
+
+def test_a_wrong_tile_config_keyword_names_the_one_meant():
+    """``TileConfig(tile=...)`` was a bare TypeError (a walk): ``SliceConfig`` calls the size ``tile``."""
+    for given, said in (({"tile": (320, 320)}, "dfine.data.tile.TileConfig() takes no tile=; did you mean size=?"),
+                        ({"min_visibl": 0.3}, "dfine.data.tile.TileConfig() takes no min_visibl=; did you mean "
+                                              "min_visible=?")):
+        with pytest.raises(DfineError) as e:
+            TileConfig(**given)
+        assert str(e.value) == said
+
+
+def test_tiled_split_counts_are_plain_ints(tiled):
+    """A ``TiledSplit``'s repr showed ``pieces=np.int64(112)`` (a walk): its counts are plain ints."""
+    src, out, done, said = tiled
+    assert any(d.pieces for d in done) and "np." not in repr(done)
+    counts = ("images", "tiles", "boxes", "kept", "pieces", "empty_kept", "empty_left", "whole")
+    assert all(type(getattr(d, k)) is int for d in done for k in counts)
