@@ -81,6 +81,20 @@ def test_images_in_no_split_are_said(tmp_path):
                      f"Roboflow Dataset/valid/images/ (1); to train on them, copy their folder out of this one and "
                      f"convert it on its own, or move them into a split"]
     assert not [n for n in convert_yolo(_ultralytics(tmp_path / "clean")).notes if "in no split" in n]
+    # copies of the splits' images (a walk's Roboflow train/ kept beside the split made of it): nothing to add
+    import shutil
+    for p in sorted((src / "images").rglob("*.jpg")):
+        (src / "original" / p.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, src / "original" / p.parent.name / p.name)
+    copied = len(list((src / "original").rglob("*.jpg")))
+    notes = [n for n in convert_yolo(src).notes if "in no split" in n]
+    assert notes[0] == (f"{copied} images under {src} in no split, left out, copies of the splits' images (the same "
+                        f"bytes): original/train/ ({copied - 1}), original/val/ (1); nothing to add"), notes
+    assert notes[1].startswith(f"6 images under {src} in no split, left out: zz/ (3), ") and len(notes) == 2
+    image(src / "runs/detect/train/results.png", (8, 8))  # an Ultralytics run's plots: not data
+    notes = [n for n in convert_yolo(src).notes if "in no split" in n]
+    assert notes[0] == (f"1 image under {src} in no split, left out: runs/detect/train/ (1), an Ultralytics run's "
+                        f"plots and predictions, not data") and len(notes) == 3, notes
 
 
 def test_images_in_no_split_are_listed_once_by_data_check(tmp_path, capsys):

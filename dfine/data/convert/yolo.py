@@ -649,18 +649,46 @@ def _note_labels_without_images(images: Sequence[Path], notes: List[str]) -> Non
 
 def _note_images_in_no_split(base: Path, images: Sequence[Path], notes: List[str]) -> None:
     """Add a note when the dataset folder holds images that no split takes (another export nested
-    in it, a folder the data.yaml does not list), naming the folders they are in."""
+    in it, a folder the data.yaml does not list), naming the folders they are in; those that are byte
+    copies of the splits' images (Roboflow's train/ kept beside a split made of it) are said apart, as
+    nothing to add (a walk was told to train on 530 such copies of its val and test photos)."""
     used = {p.resolve() for p in images}
     left = [p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in used
             and not any(part.startswith(".") for part in p.relative_to(base).parts)]
-    if left:
-        where = Counter(str(p.parent.relative_to(base)) for p in left)
-        # the folders holding most first: a walk's '1 more' was 154 of the 196 images
-        shown = ", ".join(f"{folder}/ ({n})" for folder, n in sorted(where.items(), key=lambda f: (-f[1], f[0]))[:3])
-        more = f" and {len(where) - 3} more folders" if len(where) > 3 else ""
+    if not left:
+        return
+    from dfine.data.image_io import same_bytes
+    files = {("left", i): p for i, p in enumerate(left)}
+    files.update({("used", i): p for i, p in enumerate(images)})
+    copies = {i for group in same_bytes(files) if any(k[0] == "used" for k in group)
+              for kind, i in group if kind == "left"}
+    others = [p for i, p in enumerate(left) if i not in copies]
+    runs = [p for p in others if p.relative_to(base).parts[:2] in _RUN_OUTPUTS]
+    others = [p for p in others if p not in runs]
+    if runs:  # Ultralytics' plots and predictions of a run (a walk's set held runs/detect/NAME/)
+        notes.append(f"{counted(len(runs), 'image')} under {base} in no split, left out: {_folders_of(base, runs)}, "
+                     f"an Ultralytics run's plots and predictions, not data")
+    if copies:
+        notes.append(f"{counted(len(copies), 'image')} under {base} in no split, left out, copies of the splits' "
+                     f"images (the same bytes): {_folders_of(base, [left[i] for i in sorted(copies)])}; nothing "
+                     f"to add")
+    if others:
         # 'convert their folder on its own' was refused as 'a part of the YOLO dataset ...' (a walk)
-        notes.append(f"{counted(len(left), 'image')} under {base} in no split, left out: {shown}{more}; to train on "
-                     f"them, copy their folder out of this one and convert it on its own, or move them into a split")
+        notes.append(f"{counted(len(others), 'image')} under {base} in no split, left out: "
+                     f"{_folders_of(base, others)}; to train on them, copy their folder out of this one and convert it on its own, or move them "
+                     f"into a split")
+
+
+#: where Ultralytics writes a run's pictures in the folder it ran in (runs/detect/train2/results.png, ...)
+_RUN_OUTPUTS = {("runs", task) for task in ("detect", "segment", "pose", "obb", "classify", "train", "val")}
+
+
+def _folders_of(base: Path, paths: Sequence[Path]) -> str:
+    """``"train/images/ (530), runs/detect/x/ (4)"``: the folders under ``base`` holding ``paths``, those
+    holding most first (a walk's '1 more' was 154 of the 196 images), three at most."""
+    where = Counter(str(p.parent.relative_to(base)) for p in paths)
+    shown = ", ".join(f"{folder}/ ({n})" for folder, n in sorted(where.items(), key=lambda f: (-f[1], f[0]))[:3])
+    return shown + (f" and {len(where) - 3} more folders" if len(where) > 3 else "")
 
 
 def _keypoint_numbers(data: Dict[str, Any], yaml_path: Optional[Path]) -> int:
