@@ -62,6 +62,11 @@ def test_label_files_without_an_image_are_said(tmp_path):
     yolo_labels(src / "labels/train/classes.txt", ["cat", "dog"])  # darknet names file, not a label file
     notes = [n for n in convert_yolo(src).notes if "label files with no image" in n]
     assert len(notes) == 1 and "left out: 1 (e.g." in notes[0] and "e.txt" in notes[0]
+    # darknet's lists of image paths and empty files hold no boxes: not counted (a walk's 24 held 12 such)
+    (src / "labels/train/train.txt").write_text("data/obj/a.jpg\ndata/obj/b.jpg\n")
+    (src / "labels/train/empty.txt").write_text("")
+    notes = [n for n in convert_yolo(src).notes if "label files with no image" in n]
+    assert len(notes) == 1 and "left out: 1 (e.g." in notes[0] and "e.txt" in notes[0]
     assert not [n for n in convert_yolo(_ultralytics(tmp_path / "clean")).notes if "with no image" in n]
 
 

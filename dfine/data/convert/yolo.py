@@ -34,8 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from dfine.data.cocojson import DatasetError
-from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, changes_note, header_or_reason,
-                                fraction_said, images_folder_of, info_for, split_by_fraction, write_coco_json)
+from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, changes_note, file_head,
+                                header_or_reason, fraction_said, images_folder_of, info_for, split_by_fraction, write_coco_json)
 from dfine.text import counted, first_few
 
 __all__ = ["NAMES_FILES", "beside_images", "convert_yolo", "find_darknet_data", "label_path", "read_label_file"]
@@ -641,10 +641,18 @@ def _note_labels_without_images(images: Sequence[Path], notes: List[str]) -> Non
     format not read, or deleted), so their boxes are not lost without a word."""
     used = {label_path(p) for p in images}
     orphans = sorted(lp for d in {p.parent for p in used} if d.is_dir() for lp in d.glob("*.txt")
-                     if lp not in used and lp.name != "classes.txt")
+                     if lp not in used and lp.name != "classes.txt" and _holds_boxes(lp))
     if orphans:
         notes.append(f"label files with no image, left out: {len(orphans)} (e.g. {orphans[0]}); images are read "
                      f"with the suffixes {' '.join(IMAGE_SUFFIXES)}")
+
+
+def _holds_boxes(path: Path) -> bool:
+    """Whether the ``.txt`` file ``path`` may hold boxes: not empty, and not darknet's list of image paths
+    (``train.txt``, ``test1.txt`` beside the images: a walk's count of label files with no image held 11)."""
+    text = file_head(path, 4096).decode("utf-8", "replace")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return bool(first) and Path(first).suffix.lower() not in IMAGE_SUFFIXES
 
 
 def _note_images_in_no_split(base: Path, images: Sequence[Path], notes: List[str]) -> None:
