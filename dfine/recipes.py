@@ -751,7 +751,9 @@ def missing_split(root: Path, split: str, splits: Dict[str, Tuple[Path, Path]], 
         if named:  # 'add a test: entry' to a data.yaml that has one, naming a folder not there (a walk)
             return (f"--data {root}: no {split} split; found {', '.join(splits) or 'none'}; its data.yaml's "
                     f"{split}: ({named}) names a folder that is not there: add the images there, or point it at them")
-        add = {"yolo": f"a {split}: entry in its data.yaml (or {split}/images + {split}/labels)",
+        yolo = (f"a {split}: entry in its data.yaml (or {split}/images + {split}/labels)" if _has_yaml(root) else
+                f"{split}/images + {split}/labels beside train's, or a data.yaml naming each split's folder")
+        add = {"yolo": yolo,  # a walk's flat folder of images and .txt files was told of a data.yaml it has not
                "voc": f"ImageSets/Main/{split}.txt", "cvat": f"images of the {split.capitalize()} subset"}.get(
             fmt, f"a {split}/ folder beside train/ in the same layout")
         return f"--data {root}: no {split} split; found {', '.join(splits) or 'none'}; add {add}"

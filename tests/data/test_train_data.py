@@ -1199,7 +1199,17 @@ def test_eval_on_the_test_split_of_a_data_folder(tmp_path, capsys):
     assert "error: --split test goes with --data DIR" in capsys.readouterr().err
     plain = _yolo(tmp_path / "plain")
     assert main(["eval", "-r", str(weights), "--data", str(plain), "--split", "test"]) == 2
-    assert f"error: --data {plain}: no test split; found train" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip().endswith(f"error: --data {plain}: no test split; found train, val; add a "
+                                                    f"test: entry in its data.yaml (or test/images + test/labels)")
+    flat = tmp_path / "flat"  # images and their .txt side by side, no data.yaml: none to add an entry to (a walk)
+    for i in range(3):
+        image(flat / f"{i}.jpg", (96, 64))
+        yolo_labels(flat / f"{i}.txt", ["0 0.5 0.5 0.5 0.5"])
+    (flat / "classes.txt").write_text("apple\npear\n")
+    assert main(["eval", "-r", str(weights), "--data", str(flat), "--split", "test"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: --data {flat}: no test split; found train, val; add "
+                                                    f"test/images + test/labels beside train's, or a data.yaml "
+                                                    f"naming each split's folder")
 
 
 def test_data_check_of_a_folder_without_val_says_training_needs_it(tmp_path, capsys):
