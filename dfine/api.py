@@ -34,11 +34,13 @@ def evaluate(model: PathLike, data: PathLike, *, imgsz: Optional[int] = None, de
     as fractions 0..1), ``per_class`` AP and ``names`` by category id, ``best_conf`` (the ``--conf``
     with the best F1, or ``None``), the file's path as ``path`` and the pictures drawn beside it as
     ``pictures`` (``eval_pr_curves.png``, ``eval_confidence.png``, ``eval_confusion_matrix.png``,
-    ``eval_predictions.png``; none without matplotlib). ``split="test"``: the test split
-    instead (``dfine eval --split test``; its metrics file is ``eval_test.json``). ``slice``: sliced
+    ``eval_predictions.png``; none without matplotlib). ``split``: ``"val"`` (default), or ``"test"`` for
+    the test split (``dfine eval --split test``; its metrics file is ``eval_test.json``). ``slice``: sliced
     inference, as ``dfine eval --slice`` (``True``: tiles of the model's size; ``N`` or ``(H, W)``), for a
     model trained on tiles (``dfine data tile``); its metrics file is ``MODEL.eval_sliced.json``. ``batch``:
-    images per forward pass of a checkpoint (``--batch``; on the CPU 8 by default). ``output_dir``: the
+    images per forward pass of a checkpoint (``--batch``; on the CPU 8 by default). ``imgsz``: the input size
+    in pixels (default: the model's own); ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (default: CUDA
+    when there is one); ``progress``: a progress bar (default True). ``output_dir``: the
     folder for the metrics file and its pictures (``-o DIR``; created), instead of beside the model."""
     model_path = Path(model).expanduser()
     if model_path.is_dir():  # evaluate(data, model), swapped: 'model file DATA not found' of a folder that is there

@@ -57,10 +57,11 @@ class DataRun:
 
 @dataclass(frozen=True, repr=False)
 class TrainResult:
-    """What :func:`train` returns: the output folder (``best_stg*.pth``, ``last.pth``, logs) and
-    the metrics of the last epoch's evaluation (``metrics``: ``best_AP`` and ``test_*`` as fractions
-    0..1, ``best_epoch`` and ``epoch`` counted from 0 as in ``log.jsonl``; printed AP is in percent
-    and epochs from 1)."""
+    """What :func:`train` returns: ``output_dir``, the run's folder (``best_stg*.pth``, ``last.pth``, logs,
+    pictures); ``metrics``, the last epoch's evaluation (``best_AP`` and ``test_*`` as fractions 0..1,
+    ``best_epoch`` and ``epoch`` counted from 0 as in ``log.jsonl``; printed AP is in percent and epochs
+    from 1); ``best``, the weights the run chose; ``conf``, the score threshold with the best F1 on val
+    (None when none was measured)."""
 
     output_dir: Path
     metrics: Dict[str, Any] = field(default_factory=dict)
@@ -872,17 +873,36 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
           max_steps: Optional[int] = None, progress: bool = True, threads: Optional[int] = None,
           names: Optional[Union[str, Sequence[str]]] = None,
           resume: Optional[Union[str, os.PathLike]] = None, auto_resume: bool = False) -> TrainResult:
-    """Train ``model`` (``dfine_n`` .. ``dfine_x``) on the dataset at ``data`` (COCO, YOLO, VOC, CVAT, LabelMe,
-    CSV or CreateML);
-    ``tuning``: weights or a zoo name to fine-tune from; ``overrides``: more ``key=value`` (a list, or
-    one string of them as ``-u`` takes them); ``threads``: CPU threads of torch during the run (``dfine train --threads``; default: one per core);
-    ``names``: class names in class-id order (a list, or ``"a,b,c"`` as ``dfine train --names`` takes
-    them), for a YOLO folder that names none; ``resume``: a run's ``last.pth`` to continue (``-r``);
-    ``auto_resume``: continue the latest run of the default folder (or of ``output_dir``) when it left a
-    ``last.pth``, else start one (``--auto-resume``: the same call again after a stop).
-    Returns the output folder and the last evaluation's metrics. Ctrl-C stops the run after its step
-    (``last.pth`` kept, the resume command printed) and raises ``KeyboardInterrupt``, so a script or a
-    notebook cell stops there too."""
+    """Train ``model`` (``dfine_n`` .. ``dfine_x``; ``dfine_s`` by default) on the dataset at ``data`` (a folder
+    or file: COCO, YOLO, VOC, CVAT, LabelMe, CSV or CreateML), as ``dfine train --data DATA`` does, with the
+    published custom recipe of the size.
+
+    - ``epochs``: epochs to train (default: the recipe's: N and S 220, M 132, L and X 80; 64 when
+      fine-tuning Objects365 weights);
+      with ``resume`` a larger number trains a finished run longer.
+    - ``batch``: images per step, all processes together (default: the recipe's, sized for GPUs; 8 on a CPU).
+    - ``imgsz``: the input size in pixels, ``N`` (square) or ``(height, width)`` (non-square tiles of
+      ``dfine data tile``), multiples of 32 (default 640; with ``resume``, the run's own).
+    - ``output_dir``: the run's folder (default ``output/DATASET_dfine_SIZE``, numbered ``_2``, ... rather than
+      writing over an earlier run's).
+    - ``tuning``: weights (a ``.pth``) or a zoo name (``"dfine_s_coco"``) to fine-tune from (``-t``); the class
+      heads of the classes they have by name are carried.
+    - ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (default: CUDA when there is one).
+    - ``overrides``: more ``key=value`` settings of the recipe (a list, or one string of them as ``-u`` takes them).
+    - ``max_steps``: at most this many training steps per epoch (a quick look; each evaluation still scores
+      the whole val set).
+    - ``progress``: progress bars (default True). ``threads``: CPU threads of torch during the run (default:
+      one per core).
+    - ``names``: class names in class-id order (a list, or ``"a,b,c"``), for a YOLO folder that names none.
+    - ``resume``: a run's ``last.pth`` to continue (``-r``). ``auto_resume``: continue the latest run of the
+      default folder (or of ``output_dir``) when it left a ``last.pth``, else start one: the same call again
+      after a stop.
+
+    Returns a :class:`TrainResult`: ``output_dir`` (``last.pth``, ``best_stg*.pth``, logs, pictures), ``best``
+    (the weights the run chose), ``conf`` (the score threshold with the best F1 on val, or None) and
+    ``metrics`` (the last evaluation's: ``best_AP`` and ``test_*`` as fractions 0..1, ``best_epoch`` and
+    ``epoch`` counted from 0). Ctrl-C stops the run after its step (``last.pth`` kept, the resume call printed)
+    and raises ``KeyboardInterrupt``, so a script or a notebook cell stops there too."""
     import torch
 
     from dfine.commands.predict import set_threads

@@ -157,3 +157,15 @@ def test_python_api_keyword_typos_name_the_one_meant():
             func("data", **given)
         assert str(err.value) == said
     assert "epochs" in inspect.signature(dfine.train).parameters and "Train" in dfine.train.__doc__
+
+
+def test_help_of_the_python_calls_names_every_argument():
+    """``help(dfine.train)`` left out epochs, imgsz, batch, max_steps, device and output_dir (a notebook walk):
+    each argument of the calls a notebook makes is named in its docstring, as ``name``."""
+    import inspect
+
+    import dfine
+    missing = [f"{func.__name__}({name}=)" for func in (dfine.train, dfine.evaluate, dfine.track)
+               for name in inspect.signature(func).parameters
+               if name not in ("kw", "kwargs") and f"``{name}``" not in (func.__doc__ or "")]
+    assert missing == []

@@ -305,7 +305,7 @@ def _passed_on() -> List[str]:
 def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, TrackerConfig] = "bytetrack",
           classes: Optional[Sequence[Union[str, int]]] = None, conf: Optional[float] = None,
           timeout: float = STREAM_TIMEOUT, **kw: Any) -> Tracking:
-    """Track objects through a video file, a folder of frames, a webcam index or a stream URL.
+    """Track objects through ``source``: a video file, a folder of frames, a webcam index or a stream URL.
 
     ``model``: a :class:`dfine.Detector` or anything it opens (checkpoint, zoo name, .onnx, .xml,
     .engine). ``tracker``: ``bytetrack`` (default), ``sort``, ``ocsort`` or a :class:`TrackerConfig`;
