@@ -290,9 +290,16 @@ def _check_dataset_folder(root: Path, args: argparse.Namespace) -> int:
     if args.images:
         raise DfineError(f"--images is for one annotation file; {args.ann_file} is a dataset, whose splits name "
                          f"their images folders")
-    if args.fix:
-        raise DfineError(f"--fix writes one repaired annotation file: give it one split's COCO file (a YOLO, VOC or "
-                         f"CVAT folder: dfine data convert it first), not the dataset {args.ann_file}")
+    if args.fix:  # the folder's own format named (a walk's LabelMe folder was told of YOLO, VOC or CVAT ones)
+        try:
+            found = detect_format(root, option="dfine data check")
+        except DfineError:
+            found = "coco"
+        from dfine.recipes import format_words
+        convert = ("" if found == "coco" else f" (a {format_words(found)} folder: dfine data convert --from {found} "
+                                              f"{shlex.quote(str(args.ann_file))} first)")
+        raise DfineError(f"--fix writes one repaired annotation file: give it one split's COCO file{convert}, not the "
+                         f"dataset {args.ann_file}")
     fmt = detect_format(root, option="dfine data check")
     kept = as_is(root, fmt)  # COCO split files checked where they are; the others converted for the check
     results, strays = {}, set()

@@ -652,14 +652,16 @@ def test_a_dataset_folder_with_a_cut_short_image_leaves_it_out_and_says_so(tmp_p
 
 
 @pytest.mark.parametrize("extra, says", [
-    (["--fix", "x.json"], "--fix writes one repaired annotation file: give it one split's COCO file"),
+    # the folder's own format named in the conversion (a walk's LabelMe folder was told of YOLO, VOC or CVAT ones)
+    (["--fix", "x.json"], "--fix writes one repaired annotation file: give it one split's COCO file (a YOLO folder: "
+                          "dfine data convert --from yolo SRC first), not the dataset SRC"),
     (["--images", "img"], "--images is for one annotation file;"),
 ])
 def test_options_of_one_file_given_a_dataset_folder_are_one_line_errors(tmp_path, capsys, extra, says):
     src = _yolo_set(tmp_path / "yolo")
     assert main(["data", "check", str(src), *extra]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {says}") and err.count("\n") == 1
+    assert err.startswith(f"error: {says.replace('SRC', str(src))}") and err.count("\n") == 1
 
 
 def test_a_folder_that_is_no_dataset_names_the_command(tmp_path, capsys):
