@@ -213,6 +213,35 @@ def tiled_commands(commands: Dict[str, str], weights: Path, tiles: Mapping[str, 
     return out
 
 
+def python_calls(commands: Dict[str, str], weights: Path, command: DataCommand, conf: Optional[float] = None,
+                 tiles: Optional[Mapping[str, Any]] = None) -> Dict[str, str]:
+    """:func:`next_commands` (and :func:`tiled_commands`) of a :func:`dfine.train` call as the Python calls that
+    do the same (a notebook walk was given command lines): ``dfine.evaluate(...)``, ``dfine.export_model(...)``,
+    ``dfine.Detector(...)``; a command whose options the call cannot take (``-u`` items, a non-square
+    ``--imgsz``) stays a command line."""
+    w = os.path.abspath(weights)
+    tile = [int(v) for v in (tiles or {}).get("size", ())]
+    sliced = (f", slice={tile[0] if len(set(tile)) == 1 else tuple(tile)!r}") if tile else ""
+    out = dict(commands)
+    options, words = {}, list(command.eval_options)
+    while words and words[0] in ("--names", "--imgsz", "-d") and len(words) > 1 and not words[1].startswith("-"):
+        flag, value = words.pop(0), words.pop(0)
+        options[{"--names": "names", "--imgsz": "imgsz", "-d": "device"}[flag]] = int(value) if flag == "--imgsz" \
+            else value
+    if not words:  # every option one of dfine.evaluate's
+        split = ", split='test'" if command.split == "test" else ""
+        given = "".join(f", {k}={v!r}" for k, v in options.items())
+        out["eval"] = f"dfine.evaluate({w!r}, {command.data!r}{given}{split})"
+    out["export"] = f"dfine.export_model({w!r}, 'onnx')"
+    threshold = f", conf={conf:.2f}" if conf is not None else ""
+    out["predict"] = f"dfine.Detector({w!r}{threshold}{sliced})(IMAGE)[0].plot()"
+    if "whole" in out and tiles and tiles.get("source"):
+        names = tiles.get("names")
+        named = f", names={','.join(map(str, names))!r}" if isinstance(names, list) and names else ""
+        out["whole"] = f"dfine.evaluate({w!r}, {str(tiles['source'])!r}{sliced}{named})"
+    return out
+
+
 def next_commands(cfg: Any, weights: Path, images: Optional[str],
                   command: Optional[DataCommand] = None, conf: Optional[float] = None) -> Dict[str, str]:
     """The commands to evaluate, export and predict with ``weights``. Every path in them is

@@ -62,7 +62,7 @@ from .evaluator import CocoMetrics, conf_line, evaluate, write_evaluation
 from .lock import earlier_run_files, output_lock
 from .precision import choose_precision
 from .summary import (DataCommand, classes_line, dataset_line, duration, images_folder, next_commands,
-                      parameters_line, tiled_commands, unmeasured_line, user_overrides)
+                      parameters_line, python_calls, tiled_commands, unmeasured_line, user_overrides)
 from .optim import build_flat_cosine, build_lr_scheduler, build_optimizer, build_warmup
 from .plots import evaluation_pictures, plot_evaluation, pyplot, save_figure
 
@@ -982,6 +982,9 @@ class Trainer:
                 commands = tiled_commands(commands, best, tiles, conf=pick["conf"] if pick else None)
                 lines.append(f"  (trained on tiles of {tiles.get('source')}: predict slices whole images into "
                              f"tiles as they were cut; whole: its AP so, on the source's val split)")
+            if self._python and self.command is not None:
+                commands = python_calls(commands, best, self.command, conf=pick["conf"] if pick else None,
+                                        tiles=tiles)
             lines += [f"  {k + ':':8s} {v}" for k, v in commands.items()]
             evaluated = self._stage_metrics.get(stage) if stage else None
             if evaluated is not None and not evaluated[0].has_ground_truth:  # not the model's fault (a walk)

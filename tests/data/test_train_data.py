@@ -3,6 +3,7 @@ one short epoch; detection of COCO layouts; dfine.train() from Python."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -271,6 +272,24 @@ def test_objects365_weights_are_fine_tuned_with_the_published_obj2custom_recipe(
     assert torch.load(out / "last.pth", weights_only=True)["last_epoch"] == 1
 
 
+def test_the_end_of_a_python_run_gives_python_calls():
+    """dfine.train's last lines gave a notebook command lines (a walk): the calls that do the same, with the
+    evaluation's options as dfine.evaluate's arguments; a tiled run's whole-image evaluation sliced."""
+    from dfine.engine.summary import data_command, next_commands, python_calls, tiled_commands
+    command = dataclasses.replace(data_command("/d/fruit", "dfine_n", [("--imgsz", 320), ("--names", ["a", "b"]),
+                                                                      ("-d", "cpu")]), python=True)
+    best = Path("/r/best_stg1.pth")
+    tiles = {"size": [320, 320], "source": "/d/big", "names": ["a", "b"], "images": "/d/big/val"}
+    calls = python_calls(tiled_commands(next_commands(None, best, "/d/fruit/val", command), best, tiles, conf=0.4),
+                         best, command, conf=0.4, tiles=tiles)
+    assert calls == {"eval": "dfine.evaluate('/r/best_stg1.pth', '/d/fruit', imgsz=320, names='a,b', device='cpu')",
+                     "export": "dfine.export_model('/r/best_stg1.pth', 'onnx')",
+                     "predict": "dfine.Detector('/r/best_stg1.pth', conf=0.40, slice=320)(IMAGE)[0].plot()",
+                     "whole": "dfine.evaluate('/r/best_stg1.pth', '/d/big', slice=320, names='a,b')"}
+    square = dataclasses.replace(data_command("/d/fruit", "dfine_n", [("--imgsz", [256, 384])]), python=True)
+    assert python_calls(next_commands(None, best, None, square), best, square)["eval"].startswith("dfine eval -r ")
+
+
 def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path, capsys):
     import dfine
 
@@ -282,6 +301,13 @@ def test_dfine_train_from_python_returns_folder_and_metrics(tmp_path, capsys):
                                     "DFINEPostProcessor.num_top_queries=50"])
     assert result.output_dir == tmp_path / "run" and result.best is not None and result.best.is_file()
     assert isinstance(result.metrics, dict) and result.metrics
+    # the run's end in Python calls (a notebook walk was given command lines); the model's -u items: a command
+    ends = dict(re.findall(r"^  (eval|export|predict):\s+(.*)$", capsys.readouterr().out, re.M))
+    assert ends["eval"].startswith(f"dfine eval -r {result.best} --data {src} ") and " -u " in ends["eval"]
+    assert ends["export"] == f"dfine.export_model({str(result.best)!r}, 'onnx')"
+    assert re.fullmatch(rf"dfine\.Detector\({re.escape(repr(str(result.best)))}(, conf=0\.\d\d)?\)\(IMAGE\)\[0\]"
+                        rf"\.plot\(\)", ends["predict"]), ends["predict"]
+    assert eval(ends["predict"], {"dfine": dfine, "IMAGE": str(src / "images/val/0.jpg")}).size == (96, 64)
     # then what dfine eval and dfine export do, returning the result (a notebook walk had to shell out)
     pytest.importorskip("onnxruntime")
     onnx = dfine.export_model(result.best, "onnx", output=tmp_path / "m.onnx")
