@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 from dfine.errors import DfineError, keyword_hints
-from dfine.text import counted, first_few, first_process
+from dfine.text import counted, first_few, first_process, one_line_warnings
 
 __all__ = ["DataRun", "TrainResult", "ShortRunWarmup", "as_is", "detect_format", "find_coco_splits", "data_run", "train",
            "missing_split", "short_run_warmup", "recipe_path", "RECIPES_DIR", "WARMUP_SHARE"]
@@ -977,8 +977,9 @@ def train(data: Union[str, os.PathLike], model: str = "dfine_s", *, epochs: Opti
                                ["--no-progress"] * (not progress), list(overrides))
         command = replace(command, python=True)
         try:
-            metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share,
-                              command=command).fit()
+            with one_line_warnings():  # as the command line prints them, without Python's source line
+                metrics = Trainer(cfg, max_steps=max_steps, progress=progress, warmup_share=run.warmup_share,
+                                  command=command).fit()
         except DfineError as e:
             raise in_python_words(e) from None
     finally:

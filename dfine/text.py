@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 __all__ = ["ap_text", "counted", "did_you_mean", "first_few", "first_process", "missing_model_note",
-           "no_class_in_common", "no_font_note", "progress_bar"]
+           "no_class_in_common", "no_font_note", "one_line_warnings", "progress_bar"]
 
 # the files a model can be given as: checkpoints, and exports (ONNX, OpenVINO IR, TensorRT engines)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
@@ -214,3 +215,20 @@ def did_you_mean(path: "os.PathLike[str] | str") -> str:
         return ""
     close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)  # 0.6: rcb for rbc (0.67)
     return f"; did you mean {path.parent / close[0] if str(path.parent) != '.' else close[0]}?" if close else ""
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within the block, warnings print as one ``warning: ...`` line, without Python's file, line and source
+    line (a notebook walk's showed ``self._tuned_whole = not ckpt_io.load_tuning(model, state, ...``)."""
+    import warnings
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = shown
+
+
+def _one_line_warning(message: Any, category: Any, filename: str, lineno: int, line: "str | None" = None) -> str:
+    return f"warning: {message}\n"

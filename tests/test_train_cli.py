@@ -284,12 +284,43 @@ def test_warnings_during_train_and_eval_print_as_one_line():
              "def run(args):\n    warnings.warn('other.pth has another number of classes; re-initialised: x')\n"
              "    return 0\n"
              "train._run = run\ncode = train.run(None)\n"
-             "assert warnings.formatwarning is not train._one_line\nsys.exit(code)\n")
+             "from dfine.text import _one_line_warning\n"
+             "assert warnings.formatwarning is not _one_line_warning\nsys.exit(code)\n")
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stderr == "warning: other.pth has another number of classes; re-initialised: x\n"
+
+
+
+def test_warnings_during_dfine_train_print_as_one_line(tmp_path):
+    """A notebook walk's dfine.train() showed 'UserWarning' with Python's source line under it
+    ('self._tuned_whole = not ckpt_io.load_tuning(model, state, ...'): one 'warning: ...' line, as the command's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.data.datasets import image, yolo_labels
+    for split in ("train", "val"):
+        image(tmp_path / f"fruit/images/{split}/0.jpg", (96, 64))
+        yolo_labels(tmp_path / f"fruit/labels/{split}/0.txt", ["0 0.5 0.5 0.5 0.5"])
+    (tmp_path / "fruit/data.yaml").write_text("train: images/train\nval: images/val\nnames: [apple]\n")
+    probe = ("import sys, warnings\nimport dfine\nimport dfine.engine.trainer as trainer\n"
+             "class Stub:\n    def __init__(self, *a, **k):\n        pass\n"
+             "    def fit(self):\n        warnings.warn('class heads start fresh: x')\n        return {}\n"
+             "trainer.Trainer = Stub\n"
+             f"dfine.train({str(tmp_path / 'fruit')!r}, 'dfine_n', output_dir={str(tmp_path / 'run')!r}, "
+             "device='cpu', overrides=['HGNetv2.pretrained=false'])\n"
+             "from dfine.text import _one_line_warning\n"
+             "assert warnings.formatwarning is not _one_line_warning\n")  # restored after the call
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "warning: class heads start fresh: x\n" in out.stderr and "warnings.warn(" not in out.stderr, out.stderr
 
 
 def test_every_u_counts_when_given_more_than_once():

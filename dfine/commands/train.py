@@ -17,7 +17,6 @@ import dataclasses
 import json
 import sys
 import tempfile
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, List, Tuple
@@ -162,16 +161,9 @@ def imgsz_words(value: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     """Train (or evaluate); 0 on success. User errors raise :class:`~dfine.errors.DfineError`.
     Warnings print as one ``warning: ...`` line, without Python's file, line and source."""
-    shown = warnings.formatwarning
-    warnings.formatwarning = _one_line
-    try:
+    from dfine.text import one_line_warnings
+    with one_line_warnings():
         return _run(args)
-    finally:
-        warnings.formatwarning = shown
-
-
-def _one_line(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"
 
 
 def _run(args: argparse.Namespace) -> int:
