@@ -61,11 +61,12 @@ def add_parser(subparsers) -> None:
                         "folder of frames has none (30 assumed, said); a video's or stream's own otherwise")
     p.add_argument("--trail", type=int, default=30, help="frames of trail drawn behind each track (default 30)")
     p.add_argument("--no-video", action="store_true", help="write only the MOT text and JSON summary")
+    from .predict import add_labels_argument, add_slice_arguments
+    add_labels_argument(p)
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="a stream that takes longer to open or to send its next frame has ended (default 30)")
     p.add_argument("-o", "--output", default=None,
                    help="output folder (default runs/track, or runs/track2, ... when that holds an earlier run)")
-    from .predict import add_slice_arguments
     add_slice_arguments(p)
     p.set_defaults(func=run)
 
@@ -120,7 +121,7 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
                    {"source": str(args.source), "model": str(args.model), "tracker": args.tracker,
                     "tracker_config": dataclasses.asdict(config), "fps": run_.source.fps, "only_classes": chosen})
-    video = None if args.no_video else _VideoOut(out / f"{name}.mp4", run_.source.fps, args.trail)
+    video = None if args.no_video else _VideoOut(out / f"{name}.mp4", run_.source.fps, args.trail, args.labels)
     interrupted = False
     try:
         _loop(run_, log, video)
@@ -196,10 +197,10 @@ class _VideoOut:
     """The annotated video (:class:`dfine.video.VideoWriter`: ``NAME.partial.mp4`` while it is written,
     playable up to its last second if the run is killed; renamed to ``NAME.mp4`` at the end)."""
 
-    def __init__(self, path: Path, fps: float, trail: int):
+    def __init__(self, path: Path, fps: float, trail: int, labels="auto"):
         from ..integrations.supervision import TrackAnnotator
         from ..video import VideoWriter
-        self.writer = VideoWriter(path, fps, draw=TrackAnnotator(trail=trail))  # drawn in the writer thread
+        self.writer = VideoWriter(path, fps, draw=TrackAnnotator(trail=trail, labels=labels))  # in the writer thread
         self.path: Optional[Path] = None
 
     @property
