@@ -7,27 +7,32 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .errors import DfineError
 from .text import no_font_note
 
-__all__ = ["draw", "label_corner", "label_font", "place_label"]
+__all__ = ["draw", "label_corner", "label_font", "label_px", "place_label"]
 
 _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (52, 69, 147),
             (255, 112, 31), (207, 210, 49), (100, 115, 255), (255, 55, 199), (26, 147, 52), (61, 219, 134)]
 
 
-def draw(image: Image.Image, dets, scores: bool = True, empty: Optional[str] = None) -> Image.Image:
+def draw(image: Image.Image, dets, scores: bool = True, empty: Optional[str] = None,
+         labels: Union[str, int, bool] = "auto") -> Image.Image:
     """A copy of ``image`` with boxes labelled ``"name score"`` (``"name"`` without ``scores``: boxes
     of an annotation file); the text (11 px at 640 px, ~1/60 of
     the longer side) and the lines (2 px at 640 px) grow with the image, so labels stay readable on a
-    2048 px photo. Labels are placed from the best score down, each where it covers no label placed
-    before it and hides no other box's half (:func:`place_label`), and drawn over all the boxes, the
-    best last: of two boxes in one place (a duplicate) the best's label is the one seen; a label with
-    no free place near its box is left out (its box is drawn; ``predictions.json`` has every detection).
+    2048 px photo; boxes much smaller than that text (40x20 px cars on a 4000 px drone image) get labels
+    that follow them, down to :data:`MIN_LABEL_PX` (:func:`label_px`; ``labels``: ``"auto"``, ``"none"``
+    or ``False`` for boxes alone, or the text's height in px). Labels are placed from the best score down,
+    each where it covers no label placed before it and no more than :data:`COVER_SHARE` of another box
+    (:func:`place_label`), and drawn over all the boxes, the best last: of two boxes in one place (a
+    duplicate) the best's label is the one seen; a label with no free place near its box is left out (its
+    box is drawn; ``predictions.json`` has every detection).
     ``empty``: a caption written in the top-left corner when there is no detection (``dfine predict``'s
     ``no detection above --conf 0.5``: a bare picture beside the others read as a tool that did nothing).
     Of more than :data:`MAX_DRAWN` detections the best are drawn, and a caption says so; the labels of
@@ -36,24 +41,26 @@ def draw(image: Image.Image, dets, scores: bool = True, empty: Optional[str] = N
     pen = ImageDraw.Draw(image)
     side = max(image.size)
     width = max(2, round(side / 320))
-    font = label_font(max(11, round(side / 60)), "".join(sorted(set("".join(dets.names) + (empty or "")))))
-    pad = max(1, width // 2)
     count = len(dets.scores)
-    # captions half again as large as labels: an 11 px 'no detection above --conf 0.9' on a 640 px picture was read
-    # with a magnifier, its '--' as one dash (a walk)
-    caption = label_font(max(16, round(side / 36)), "".join(sorted(set(empty or "the best of detections drawn0123"))))
-    if empty and not count:
-        _caption(pen, empty, caption, pad)
-        return image
     order = np.argsort(dets.scores, kind="stable").tolist()  # the best last, so its label is on top of a duplicate's
     order = order[-MAX_DRAWN:]
     boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
     drawn = boxes[order]
+    size = label_px(labels, image.size, drawn[-MAX_LABELLED:])
+    font = label_font(size or MIN_LABEL_PX, "".join(sorted(set("".join(dets.names) + (empty or "")))))
+    pad = max(1, min(width // 2, (size or MIN_LABEL_PX) // 10))  # 3 px at 2048 px; 1 px around labels shrunk to 11 px
+    # captions half again as large as labels: an 11 px 'no detection above --conf 0.9' on a 640 px picture was read
+    # with a magnifier, its '--' as one dash (a walk)
+    caption = label_font(max(16, round(side / 36)), "".join(sorted(set(empty or "the best of detections drawn0123"))))
+    if empty and not count:
+        _caption(pen, empty, caption, max(1, width // 2))
+        return image
     spots: Dict[int, Tuple[float, float, float, float]] = {}
-    for rank, i in enumerate(reversed(order[-MAX_LABELLED:])):  # the best first: its label keeps the place above its box
+    labelled = order[-MAX_LABELLED:] if size else []  # (no labels: none)
+    for rank, i in enumerate(reversed(labelled)):  # the best first: its label keeps the place above its box
         left, top, right, bottom = pen.textbbox((0, 0), _text(dets, i, scores), font=font)
         spot = place_label(dets.boxes[i].tolist(), (right + 2 * pad, bottom + 2 * pad), image.size,
-                           list(spots.values()), np.delete(drawn, len(order) - 1 - rank, axis=0))
+                           list(spots.values()), np.delete(drawn, len(order) - 1 - rank, axis=0), COVER_SHARE)
         if spot is not None:  # none in a crowd without a free place: the box alone
             spots[i] = spot
     for i in order:  # a line no wider than an eighth of the box's shorter side: 20 px boxes were solid at 15 px
@@ -65,8 +72,42 @@ def draw(image: Image.Image, dets, scores: bool = True, empty: Optional[str] = N
         pen.rectangle((x, y, x1, y1), fill=_PALETTE[int(dets.labels[i]) % len(_PALETTE)])
         pen.text((x + pad, y + pad), _text(dets, i, scores), fill=(255, 255, 255), font=font)
     if count > MAX_DRAWN:
-        _caption(pen, f"the best {MAX_DRAWN} of {count} detections drawn", caption, pad)
+        _caption(pen, f"the best {MAX_DRAWN} of {count} detections drawn", caption, max(1, width // 2))
     return image
+
+
+#: The smallest label text, px, that ``labels="auto"`` shrinks to for small boxes (smaller was read with a magnifier)
+MIN_LABEL_PX = 11
+#: The most of another box a label may cover (a share of its area): a row of 40x20 px cars under labels
+#: covering 45% of each looked like a row of labels (a walk)
+COVER_SHARE = 0.25
+#: What ``labels`` takes, besides a text height in px: label size following the image and the boxes, or no labels
+LABEL_CHOICES = ("auto", "none")
+
+
+def label_px(labels: Union[str, int, bool, None], image_size: Tuple[int, int], boxes: np.ndarray) -> Optional[int]:
+    """The labels' text height in px of a picture of ``image_size`` (width, height px) showing ``boxes [N, 4]``
+    (x0, y0, x1, y1 px), or None for no labels. ``labels``: ``"auto"`` (or True): ~1/60 of the picture's longer
+    side, at least 11 px, and no taller than 3/5 of the median box's height where the boxes are that small, down
+    to :data:`MIN_LABEL_PX` (ordinary photos keep the image's size: their boxes are taller than 5/3 of a label);
+    ``"none"``, ``False`` or ``None``: no labels; a number (or its text, ``"14"``): that height."""
+    if labels is None or labels is False or (isinstance(labels, str) and labels.strip().lower() == "none"):
+        return None
+    if isinstance(labels, str) and labels.strip().lower() != "auto":
+        try:
+            labels = int(labels)
+        except ValueError:
+            raise DfineError(f"labels: {', '.join(LABEL_CHOICES)} or a text height in px, got {labels!r}") from None
+    if not isinstance(labels, (str, bool)):
+        if int(labels) < 1:
+            raise DfineError(f"labels: a text height in px is 1 or more, got {labels}")
+        return int(labels)
+    size = max(MIN_LABEL_PX, round(max(image_size) / 60))
+    heights = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    heights = heights[:, 3] - heights[:, 1]
+    if len(heights):
+        size = min(size, max(MIN_LABEL_PX, round(0.6 * float(np.median(heights)))))
+    return size
 
 
 #: The most boxes a picture draws (the best; a walk's 50112 detections at --conf 0.001 drew a solid red image)
@@ -115,21 +156,21 @@ def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _hides(rect: Sequence[float], boxes: Optional[np.ndarray]) -> bool:
-    """Whether ``rect`` covers half or more of any of ``boxes [M, 4]`` (x0, y0, x1, y1 px)."""
+def _hides(rect: Sequence[float], boxes: Optional[np.ndarray], share: float = 0.5) -> bool:
+    """Whether ``rect`` covers ``share`` or more of the area of any of ``boxes [M, 4]`` (x0, y0, x1, y1 px)."""
     if boxes is None or not len(boxes):
         return False
     iw = np.clip(np.minimum(rect[2], boxes[:, 2]) - np.maximum(rect[0], boxes[:, 0]), 0, None)
     ih = np.clip(np.minimum(rect[3], boxes[:, 3]) - np.maximum(rect[1], boxes[:, 1]), 0, None)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return bool((iw * ih >= 0.5 * np.maximum(area, 1e-9)).any())
+    return bool((iw * ih >= share * np.maximum(area, 1e-9)).any())
 
 
 def place_label(box: Sequence[float], label_size: Tuple[float, float], image_size: Tuple[float, float],
-                taken: Sequence[Sequence[float]] = (), others: Optional[np.ndarray] = None
+                taken: Sequence[Sequence[float]] = (), others: Optional[np.ndarray] = None, share: float = 0.5
                 ) -> Optional[Tuple[float, float, float, float]]:
     """Where the label of ``box`` goes, ``(x0, y0, x1, y1)`` px: :func:`label_corner`'s place unless it
-    covers a label placed already (``taken``) or half or more of another box (``others [M, 4]``), then
+    covers a label placed already (``taken``) or ``share`` (half) or more of another box (``others [M, 4]``), then
     the first free of below the box, inside its top and inside its bottom (given ``others``: inside only
     when that hides less than half of the box itself; a crowd of boxes hid each
     other's labels); None when none is free: the label is left out, its box drawn (in a crowd a
@@ -144,7 +185,7 @@ def place_label(box: Sequence[float], label_size: Tuple[float, float], image_siz
     itself = np.array([box], dtype=np.float64)  # inside a box smaller than the label: it would hide the box itself
     free = [(px, py, px + w, py + h) for k, (px, py) in enumerate(places)
             if not any(_overlap((px, py, px + w, py + h), t) for t in taken)
-            and not _hides((px, py, px + w, py + h), others)
+            and not _hides((px, py, px + w, py + h), others, share)
             and not (k >= 2 and others is not None and _hides((px, py, px + w, py + h), itself))]
     inside = [rect for rect in free if 0 <= rect[1] and rect[3] <= height]
     if inside:

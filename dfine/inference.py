@@ -102,11 +102,14 @@ class Detections:
                         "score": round(float(score), 5)})
         return out
 
-    def plot(self, image: Optional[ImageLike] = None, bgr: bool = False) -> Image.Image:
+    def plot(self, image: Optional[ImageLike] = None, bgr: bool = False,
+             labels: Union[str, int, bool] = "auto") -> Image.Image:
         """A new RGB PIL image: the picture with these detections drawn as ``dfine predict`` draws
         them (a colour per class, ``"name score"`` labels). ``image``: the picture they were found in
-        (default: the file at ``path``; an OpenCV array with ``bgr=True``). A notebook shows it as a
-        cell's value; ``.save("out.jpg")`` writes it."""
+        (default: the file at ``path``; an OpenCV array with ``bgr=True``). ``labels``: ``"auto"`` (sized
+        to the image, smaller for small boxes), ``"none"`` or ``False`` (boxes alone), or the text's
+        height in px (:func:`dfine.drawing.label_px`). A notebook shows it as a cell's value;
+        ``.save("out.jpg")`` writes it."""
         from .drawing import draw
 
         if image is None:
@@ -118,7 +121,7 @@ class Detections:
         if picture.size != tuple(self.image_size):
             raise DfineError(f"the image given is {picture.size[0]}x{picture.size[1]} px and these detections are of "
                              f"a {self.image_size[0]}x{self.image_size[1]} one: pass the image they were found in")
-        return draw(picture, self, empty=self.none_found() if self.conf is not None else None)
+        return draw(picture, self, empty=self.none_found() if self.conf is not None else None, labels=labels)
 
     def to_supervision(self) -> Any:
         """These detections as ``supervision.Detections`` (``data['class_name']`` the names,

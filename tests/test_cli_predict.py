@@ -997,3 +997,57 @@ def test_ids_from_the_coco_file_named_after_the_folder_among_several(onnx_model,
     assert f"image ids of predictions.json from {data / 'val.json'}" in capsys.readouterr().err
     got = {(r["file_name"], r["image_id"]) for r in json.loads((out / "predictions.json").read_text())}
     assert got == {("000120.png", 121), ("000121.png", 122)}
+
+
+def _car_park(width: int, height: int, n: int = 30):
+    """Rows of ``n`` 40x20 px cars, 8 px apart and rows 10 px apart (a drone's car park), on a black image."""
+    from dfine.inference import Detections
+    boxes = np.array([[1000 + 48 * (i % 10), 600 + 30 * (i // 10), 1040 + 48 * (i % 10), 620 + 30 * (i // 10)]
+                      for i in range(n)], np.float32)
+    dets = Detections(boxes=boxes, scores=np.linspace(0.95, 0.5, n).astype(np.float32), labels=np.zeros(n, np.int64),
+                      names=["car"] * n, category_ids=np.ones(n, np.int64), image_size=(width, height))
+    return Image.new("RGB", (width, height)), dets
+
+
+@pytest.mark.parametrize("width, height", [(1920, 1080), (4000, 2250)])
+def test_labels_of_small_boxes_follow_them_and_hide_no_car(width, height):
+    """Drone images (a walk): 40x20 px cars under ~100x30 px labels (67 px text at 4000 px), each label covering
+    half of the cars above it. Labels now follow boxes much smaller than them, down to 11 px text, and
+    none covers a quarter of another car; ordinary pictures keep their size (test_labels_grow_with_the_image)."""
+    from dfine.drawing import draw
+    image, dets = _car_park(width, height)
+    out = np.asarray(draw(image, dets))
+    red = (out == (255, 56, 56)).all(axis=2)  # outlines (2 px) and label bands, in class 0's colour
+    column = red[:600, 1001]  # the first car's label band, above it
+    assert 0 < column.sum() <= 11 + 6, column.sum()  # 11 px text and its margins
+    for x0, y0, x1, y1 in dets.boxes.astype(int).tolist():  # inside each car, past its 2 px outline
+        assert red[y0 + 2:y1 - 2, x0 + 2:x1 - 2].mean() < 0.25, (x0, y0)
+    labelled = red[560:600, 1000:1480].sum()  # the first row's labels are drawn, above it
+    assert labelled > 300, labelled
+
+
+def test_labels_can_be_left_off_or_sized():
+    """Nothing let a user turn labels off or choose their size: draw(labels=...), Detections.plot(labels=...) and
+    predict's and track's --labels auto|none|PX do now."""
+    import argparse
+
+    from dfine.commands.predict import labels_option
+    from dfine.drawing import draw
+    image, dets = _car_park(1920, 1080, n=10)
+    bare = np.asarray(draw(image, dets, labels="none"))
+    red = (bare == (255, 56, 56)).all(axis=2)
+    assert not red[:598].any() and np.array_equal(bare, np.asarray(draw(image, dets, labels=False)))  # boxes alone
+    sized = (np.asarray(draw(image, dets, labels=24)) == (255, 56, 56)).all(axis=2)
+    assert sized[:600, 1001].sum() >= 24  # a 24 px text's band above the first car
+    assert [labels_option(t) for t in ("auto", "none", "14", " NONE ")] == ["auto", "none", 14, "none"]
+    for bad in ("big", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            labels_option(bad)
+    for command in ("predict", "track"):
+        from dfine.cli import build_parser
+        args = build_parser().parse_args([command, "x.jpg", "-m", "m.onnx", "--labels", "none"])
+        assert args.labels == "none"
+    assert np.array_equal(np.asarray(dets.plot(image, labels="none")), bare)
+    assert np.array_equal(np.asarray(dets.plot(image, labels=24)), np.asarray(draw(image, dets, labels=24)))
+    with pytest.raises(DfineError, match="labels: auto, none or a text height in px, got 'big'"):
+        dets.plot(image, labels="big")

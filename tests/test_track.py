@@ -827,3 +827,27 @@ def test_cli_classes_by_number_are_named_recorded_and_an_empty_result_is_explain
     assert main(["track", str(video), "-m", "unused.pth", "-o", str(out), "--no-video"]) == 0
     assert json.loads((out / "two.json").read_text())["only_classes"] is None
     assert json.loads((out / "two.json").read_text())["interrupted"] is False
+
+
+def test_track_labels_of_small_cars_follow_them_and_hide_none():
+    """A walk's 1080p drone video: '#20 car' labels of ~100x30 px covered the 40x20 px cars and each other
+    ('#20 car' half hidden under '#23 car'). Labels now follow boxes smaller than them (11 px text at least),
+    each where it covers no other label nor a quarter of another car, or left out; --labels none: boxes alone."""
+    from dfine.integrations.supervision import TrackAnnotator
+    n = 30
+    xyxy = np.array([[800 + 48 * (i % 10), 500 + 30 * (i // 10), 840 + 48 * (i % 10), 520 + 30 * (i // 10)]
+                     for i in range(n)], np.float32)
+    tracks = sv.Detections(xyxy=xyxy, confidence=np.linspace(0.9, 0.5, n).astype(np.float32),
+                           class_id=np.zeros(n, int), tracker_id=np.arange(1, n + 1),
+                           data={"class_name": np.array(["car"] * n)})
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    annotator = TrackAnnotator(trail=0)
+    drawn = annotator(frame, tracks)
+    label = (drawn != annotator._boxes.annotate(frame.copy(), tracks)).any(axis=2)  # what the labels drew
+    assert label.sum() > 2000  # labels there are
+    rows = np.nonzero(label.any(axis=1))[0]
+    assert label[:500].any() and 500 - rows.min() <= 20, rows.min()  # the first row's, at most ~18 px tall above it
+    for x0, y0, x1, y1 in xyxy.astype(int).tolist():  # inside each car, past its 2 px outline
+        assert label[y0 + 2:y1 - 2, x0 + 2:x1 - 2].mean() < 0.25, (x0, y0)
+    bare = TrackAnnotator(trail=0, labels="none")(frame, tracks)
+    assert np.array_equal(bare, annotator._boxes.annotate(frame.copy(), tracks))  # --labels none: boxes alone

@@ -61,6 +61,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--classes", nargs="+", default=None, metavar="NAME",
                    help="keep only these of the model's classes (names, or numbers from 0): in the pictures, "
                         "predictions.json and --save-dataset's file, whose categories are then these alone")
+    add_labels_argument(p)
     add_slice_arguments(p)
     p.set_defaults(func=run)
 
@@ -74,6 +75,24 @@ def add_slice_arguments(p) -> None:
     g.add_argument("--merge", choices=("nms", "nmm"), default="nms",
                    help="across tiles: nms keeps the best box, nmm merges a group into one box (default nms)")
     g.add_argument("--full-image", action="store_true", help="also detect in the whole image downscaled")
+
+
+def add_labels_argument(p) -> None:
+    """``--labels auto|none|PX`` (shared with ``dfine track``)."""
+    p.add_argument("--labels", type=labels_option, default="auto", metavar="auto|none|PX",
+                   help="labels on the boxes drawn: auto (sized to the picture, smaller on boxes smaller than a "
+                        "label; default), none (boxes alone) or the text's height in pixels")
+
+
+def labels_option(text: str):
+    """``--labels``' value: ``"auto"``, ``"none"`` or a text height in px (an int)."""
+    from ..drawing import label_px
+    try:
+        label_px(text, (1, 1), np.zeros((0, 4)))
+    except DfineError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("labels: ", "", 1)) from None
+    text = text.strip().lower()
+    return text if text in ("auto", "none") else int(text)
 
 
 def slice_option(args: argparse.Namespace):
@@ -177,11 +196,11 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
     sizes: Optional[Dict[Path, Tuple[int, int, int]]] = {} if args.save_dataset else None
     full: List[Tuple[Path, int]] = []  # images that got every detection the model gives, above --conf
     if kind == "video":
-        results, best = predict_video(det, items[0], out, labels)
+        results, best = predict_video(det, items[0], out, labels, drawn_labels=args.labels)
         bad: List[Tuple[Path, str]] = []
     else:
         results, bad, best = predict_images(det, items, out, progress=len(items) > 1, sizes=sizes, ann_file=ann_file,
-                                            full=full, labels=labels)
+                                            full=full, labels=labels, drawn_labels=args.labels)
     from ..data.objects365 import write_json_atomic
     write_json_atomic(results, out / "predictions.json")
     for path, why in bad:
@@ -450,13 +469,14 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
                    sizes: Optional[Dict[Path, Tuple[int, int, int]]] = None, ann_file: Optional[Path] = None,
-                   full: Optional[List[Tuple[Path, int]]] = None, labels: Optional[np.ndarray] = None
+                   full: Optional[List[Tuple[Path, int]]] = None, labels: Optional[np.ndarray] = None,
+                   drawn_labels: Union[str, int] = "auto"
                    ) -> Tuple[List[Dict[str, Any]], List[Tuple[Path, str]], Optional[float]]:
     """Detect in ``paths``; write annotated copies to ``out``. Returns (COCO results, unreadable files,
     the highest score seen: :func:`detect`). A single unreadable image is an error; in a batch of files
     it is skipped and reported. ``sizes``, when given, gets each read image's ``(image id, width,
     height)`` (as displayed: EXIF orientation applied, as training reads it). ``labels``: the model labels
-    kept (``--classes``), None for all."""
+    kept (``--classes``), None for all; ``drawn_labels``: ``--labels`` (:func:`dfine.drawing.label_px`)."""
     from ..inference import detect, load_image
     results: List[Dict[str, Any]] = []
     bad: List[Tuple[Path, str]] = []
@@ -493,7 +513,8 @@ def predict_images(det, paths: Sequence[Path], out: Path, progress: bool = True,
                 for p, im, dets in zip(good, images, found):
                     if sizes is not None:
                         sizes[p] = (ids[p], im.width, im.height)
-                    draw(im, dets, empty=f"no detection above --conf {det.conf:g}").save(out / p.name)
+                    empty = f"no detection above --conf {det.conf:g}"
+                    draw(im, dets, empty=empty, labels=drawn_labels).save(out / p.name)
                     results.extend(named_results(dets, ids[p], p.name))
             bar.update(len(chunk))
     if len(bad) == len(paths):
@@ -530,8 +551,8 @@ def write_prelabels(path: Path, sizes: Dict[Path, Tuple[int, int, int]], results
 
 # ---- video ----------------------------------------------------------------------------------
 
-def predict_video(det, path: Path, out: Path, labels: Optional[np.ndarray] = None
-                  ) -> Tuple[List[Dict[str, Any]], Optional[float]]:
+def predict_video(det, path: Path, out: Path, labels: Optional[np.ndarray] = None,
+                  drawn_labels: Union[str, int] = "auto") -> Tuple[List[Dict[str, Any]], Optional[float]]:
     """Detect in every frame of ``path`` (decoded in a reader thread); write the annotated video to
     ``out/<stem>.mp4`` (:class:`dfine.video.VideoWriter`: ``<stem>.partial.mp4`` until it is complete,
     playable even after a kill). Returns the COCO results (the frame index as image id) and the
@@ -540,7 +561,8 @@ def predict_video(det, path: Path, out: Path, labels: Optional[np.ndarray] = Non
     from ..inference import detect
     from ..video import FrameReader, VideoWriter, open_source, truncation_note
     source = open_source(path)
-    writer = VideoWriter(out / f"{path.stem}.mp4", source.fps, draw=lambda im, dets: np.asarray(draw(im, dets)))
+    writer = VideoWriter(out / f"{path.stem}.mp4", source.fps,
+                         draw=lambda im, dets: np.asarray(draw(im, dets, labels=drawn_labels)))
     results: List[Dict[str, Any]] = []
     best: Optional[float] = None
     complete = False

@@ -60,11 +60,12 @@ def add_parser(subparsers) -> None:
                         "folder of frames has none (30 assumed, said); a video's or stream's own otherwise")
     p.add_argument("--trail", type=int, default=30, help="frames of trail drawn behind each track (default 30)")
     p.add_argument("--no-video", action="store_true", help="write only the MOT text and JSON summary")
+    from .predict import add_labels_argument, add_slice_arguments
+    add_labels_argument(p)
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="a stream that takes longer to open or to send its next frame has ended (default 30)")
     p.add_argument("-o", "--output", default=None,
                    help="output folder (default runs/track, or runs/track2, ... when that holds an earlier run)")
-    from .predict import add_slice_arguments
     add_slice_arguments(p)
     p.set_defaults(func=run)
 
@@ -111,7 +112,7 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     if chosen and any(c.isdigit() and c not in chosen for c in args.classes):  # '1' read from the .txt: bicycle
         print(f"--classes {' '.join(args.classes)}: {', '.join(chosen)} (numbers count the model's classes from 0; "
               f"the .txt and .json write category ids, not these)", file=sys.stderr)
-    files = write_tracks(run_, out, video=not args.no_video, trail=args.trail)
+    files = write_tracks(run_, out, video=not args.no_video, trail=args.trail, labels=args.labels)
     source = "the frames" if source_kind(args.source) == "folder" else "the video"  # a folder's (a walk)
     best, where = run_.best_score, source if chosen is None else f"{source} for {', '.join(chosen)}"
     sliced_run = getattr(det, "slice", None) is not None  # its best score is not followed

@@ -78,6 +78,7 @@ def save_figure(fig: Any, path: PathLike, dpi: int = SAVE_DPI, tight: bool = Fal
     cropped to what is drawn, labels included (a long class name and the axis title were cut at the edge otherwise)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tight = _fit_title(fig) or tight
     # the temporary file keeps the suffix: matplotlib writes the format it names (labels.jpg: a JPEG, not a PNG)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.png'}")
     try:
@@ -92,6 +93,23 @@ def save_figure(fig: Any, path: PathLike, dpi: int = SAVE_DPI, tight: bool = Fal
     finally:
         pyplot().close(fig)
     return path
+
+
+def _fit_title(fig: Any) -> bool:
+    """Fit ``fig``'s title (``suptitle``) to its width: one wider than the figure is broken into lines
+    (:func:`_fit_width`) and the layout redone (``dfine data check --plot``'s grid of one image cut 'a_annotated:
+    1 image of 1, boxes as the annotation file has them' at both edges); whether a title still runs past an edge
+    (a word wider than the figure), for the picture to be saved cropped to what is drawn, that title included."""
+    heading = getattr(fig, "_suptitle", None)
+    renderer = fig.canvas.get_renderer()
+    room = fig.bbox.width
+    if heading is not None and heading.get_text() and heading.get_window_extent(renderer).width > room:
+        heading.set_text(_fit_width(fig, heading.get_text(), heading.get_fontsize()))
+        if heading.get_in_layout():
+            fig.tight_layout()
+    titles = list(fig.texts) + [t for ax in fig.axes for t in (ax.title, ax._left_title, ax._right_title)]
+    return any(t.get_text() and t.get_visible() and (t.get_window_extent(renderer).x0 < -0.5
+                                                     or t.get_window_extent(renderer).x1 > room + 0.5) for t in titles)
 
 
 LEGEND_CLASSES = 12  # more classes than this: their curves in grey and the mean over them in colour
@@ -181,10 +199,14 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
     """
     plt = pyplot()
     colors = plt.get_cmap("tab10")
+    cols = max(1, min(cols, len(images)))  # a 1-image set drew a 1320 px canvas, its photo in the left quarter
+    side = 3 if cols > 1 else 6  # one image: a panel twice as large, not a 330 px thumbnail
     rows = max(1, math.ceil(len(images) / cols))
+    # panels as tall as the tallest image needs (a 4:3 photo alone left a blank band under it), titles beside
+    tall = max([min(1.0, max(0.4, im.height / im.width)) for im in images] or [1.0])
     # laid out at the dpi save_figure writes with: a label measured at another dpi came out ~5% wider than
     # measured (the font's hinting), and a label placed to end at the image's right border was cut there
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False, dpi=SAVE_DPI)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False, dpi=SAVE_DPI)
     for ax in axes.flat:
         ax.axis("off")
     labels = []
@@ -212,11 +234,75 @@ def plot_prediction_grid(images: Sequence[Any], predictions: Sequence[Any], trut
             labels.append((ax, text, (x0, y0, x1, y1), image.size))
         counts = f"{sum(s > conf for s in det.scores)} found, {int(found.sum())} right / {len(truth)} true"
         ax.set_title(f"{cut_middle(files[k], _FILE_CHARS)}\n{counts}" if files else counts, fontsize=8)
-    fig.suptitle(f"{split} predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed"
-                 + (f"\n{note}" if note else ""), fontsize=10)
-    fig.tight_layout()
+    title = (f"{split} predictions ({source}, score > {conf:g}); dashed: ground truth, red with its class: missed"
+             + (f"\n{note}" if note else ""))
+
+    def lay_out(title: str) -> None:  # wide images: panels as tall as they need, with room for the titles
+        heading = fig.suptitle(_fit_width(fig, title, 10), fontsize=10)  # (a 4:3 photo alone: a blank band under it)
+        heading.set_in_layout(False)  # its room kept here: tight_layout misjudged it beside imshow's aspect
+        top = 0.2 * (heading.get_text().count("\n") + 1) + 0.1  # inches of the title's lines
+        if tall < 1:
+            fig.set_figheight(rows * (side * tall + 0.4) + top)
+        fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))
+
+    lay_out(title)
+    labels, tiny = _without_tiny(labels)
+    if tiny:  # a 4000 px drone image in a 330 px panel: its 40 px cars were dots under their neighbours' labels
+        lay_out(title + f"\nlabels left off: {tiny} {'box' if tiny == 1 else 'boxes'} under {TINY_BOX_PX} px here")
     _place_labels(fig, labels)
     return save_figure(fig, path)
+
+
+#: Boxes whose longer side is drawn smaller than this (px of the saved picture) have their labels left off in a grid
+TINY_BOX_PX = 12
+
+
+def _without_tiny(labels: Sequence[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]]
+                  ) -> Tuple[List[Tuple[Any, Any, Tuple[float, ...], Tuple[int, int]]], int]:
+    """The ``(axes, text, box, image size)`` labels whose box (x0, y0, x1, y1 image px) is drawn
+    :data:`TINY_BOX_PX` or more on its longer side, and how many were not (their texts removed)."""
+    kept, tiny = [], 0
+    for label in labels:
+        ax, text, (x0, y0, x1, y1), _ = label
+        if max(x1 - x0, y1 - y0) / _image_px_per_display_px(ax) < TINY_BOX_PX:
+            text.remove()
+            tiny += 1
+        else:
+            kept.append(label)
+    return kept, tiny
+
+
+def _image_px_per_display_px(ax: Any) -> float:
+    """Image pixels per display pixel of an ``imshow`` axes (square pixels), as laid out now."""
+    ax.apply_aspect()  # where imshow's square pixels put the image (else done only when drawn)
+    (x_a, _), (x_b, _) = ax.transData.transform([(0, 0), (1, 1)])
+    return 1 / abs(x_b - x_a)
+
+
+def _fit_width(fig: Any, text: str, fontsize: float) -> str:
+    """``text`` with each line wider than ``fig`` broken into lines that fit it: at its ``"; "`` where the
+    clauses fit, else between words (a 1-image grid's title was cut at both edges)."""
+    from matplotlib.font_manager import FontProperties
+    renderer = fig.canvas.get_renderer()
+    prop = FontProperties(size=fontsize)
+    room = 0.96 * fig.get_figwidth() * fig.dpi
+
+    def fits(line: str) -> bool:
+        return renderer.get_text_width_height_descent(line, prop, ismath=False)[0] <= room
+
+    out: List[str] = []
+    for line in text.split("\n"):
+        clauses = [c + ";" for c in line.split("; ")]
+        clauses[-1] = clauses[-1][:-1]
+        current = ""
+        for part in clauses if all(fits(c) for c in clauses) else line.split(" "):
+            if current and not fits(f"{current} {part}"):
+                out.append(current)
+                current = part
+            else:
+                current = f"{current} {part}" if current else part
+        out.append(current)
+    return "\n".join(out)
 
 
 _LABEL_PAD = 1  # points around a label's text, its coloured band
@@ -250,19 +336,24 @@ def _place_labels(fig: Any, labels: Sequence[Tuple[Any, Any, Tuple[float, ...], 
     """Move each ``(axes, text, box, image size)`` label (a text anchored at its top left; per axes in
     rising score) to where :func:`dfine.drawing.place_label` puts the labels of ``dfine predict``: none
     cut at the picture's border, none over a better box's label when a free place is near (a walk: the
-    labels of overlapping boxes hid each other's scores); sizes in image pixels, measured now that the
-    layout is final."""
-    from ..drawing import place_label
+    labels of overlapping boxes hid each other's scores), none over much of another box drawn in its panel
+    (:data:`dfine.drawing.COVER_SHARE`); sizes in image pixels, measured now that the layout is final."""
+    from ..drawing import COVER_SHARE, place_label
     renderer = fig.canvas.get_renderer()
     taken: dict = {}
+    boxes: dict = {}  # each panel's boxes drawn (x0, y0, x1, y1 image px)
+    for ax in {id(ax): ax for ax, *_ in labels}.values():
+        boxes[id(ax)] = np.array([[p.get_x(), p.get_y(), p.get_x() + p.get_width(), p.get_y() + p.get_height()]
+                                  for p in ax.patches if hasattr(p, "get_width")], dtype=np.float64).reshape(-1, 4)
     for ax, text, box, size in reversed(labels):  # the best first: its label gets the first choice
-        ax.apply_aspect()  # where imshow's square pixels put the image (else done only when drawn)
-        (x_a, _), (x_b, _) = ax.transData.transform([(0, 0), (1, 1)])
-        per_px = 1 / abs(x_b - x_a)  # image pixels per display pixel (imshow: square pixels)
+        per_px = _image_px_per_display_px(ax)
         pad = _LABEL_PAD * fig.dpi / 72 * per_px
         extent = text.get_window_extent(renderer)
         placed = taken.setdefault(id(ax), [])
-        rect = place_label(box, (extent.width * per_px + 2 * pad, extent.height * per_px + 2 * pad), size, placed)
+        others = boxes[id(ax)]
+        others = others[~np.isclose(others, np.asarray(box, dtype=np.float64), atol=1e-3).all(axis=1)]  # not its own
+        rect = place_label(box, (extent.width * per_px + 2 * pad, extent.height * per_px + 2 * pad), size, placed,
+                           others, COVER_SHARE)
         if rect is None:  # a crowd: the box without its label, which would show half-covered as another score
             text.remove()
             continue

@@ -1425,17 +1425,24 @@ def lr_series(cfg: Any, groups: int) -> Dict[str, int]:
 
 
 def lr_labels(cfg: Any, groups: Dict[str, int]) -> Dict[str, str]:
-    """A legend line for each of :func:`lr_series`' ``groups``: the model parts its ``params``
-    patterns name (backbone, encoder, decoder), then its config keys: ``backbone: optimizer.params[0].lr,
-    optimizer.params[1].lr`` and ``the rest: optimizer.lr`` for the published recipes."""
+    """A legend line for each of :func:`lr_series`' ``groups``, in words: the model parts its ``params``
+    patterns name (backbone, encoder, decoder) and how many parameter groups share the lr (``backbone
+    (2 parameter groups)`` and ``the rest`` for the published recipes; the legend read 'optimizer.params[0].lr,
+    optimizer.params[1].lr', config keys, not words: a walk); ``parameter groups 0 and 1`` where no part is named."""
     out = {}
     for key in groups:
         if "optimizer.lr" in key.split(", "):
-            out[key] = f"the rest: {key}"
+            out[key] = "the rest"
             continue
-        patterns = [cfg.params[int(i)].params for i in re.findall(r"params\[(\d+)\]", key)]
+        numbers = [int(i) for i in re.findall(r"params\[(\d+)\]", key)]
+        patterns = [cfg.params[i].params for i in numbers]
         parts = [part for part in ("backbone", "encoder", "decoder") if any(part in str(p) for p in patterns)]
-        out[key] = f"{' + '.join(parts)}: {key}" if parts else key
+        many = f"{len(numbers)} parameter groups" if len(numbers) > 1 else ""
+        if parts:
+            out[key] = " + ".join(parts) + (f" ({many})" if many else "")
+        else:
+            listed = ", ".join(str(i) for i in numbers[:-1]) + (" and " if len(numbers) > 1 else "") + str(numbers[-1])
+            out[key] = f"parameter group{'s' if many else ''} {listed}"
     return out
 
 

@@ -5,7 +5,7 @@ supervision is an optional extra (``pip install dfine[track]``), imported here o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -43,11 +43,16 @@ def to_supervision(dets: "Detections") -> Any:
 
 class TrackAnnotator:
     """Draws tracked ``supervision.Detections`` on RGB frames: a box and a ``#id class`` label per
-    track (coloured by track id) and a trail of its last ``trail`` centre points."""
+    track (coloured by track id) and a trail of its last ``trail`` centre points. ``labels``: ``"auto"``
+    (supervision's text size for the frame, smaller on boxes smaller than a label), ``"none"`` (boxes and
+    trails alone) or the text's height in px, as :func:`dfine.drawing.draw`'s."""
 
-    def __init__(self, trail: int = 30):
+    def __init__(self, trail: int = 30, labels: Union[str, int, bool] = "auto"):
+        from ..drawing import label_px
         import_supervision()
+        label_px(labels, (1, 1), np.zeros((0, 4)))  # a bad value fails here, not in the writer thread
         self.trail = trail
+        self.labels = labels
         self._size: Any = None
 
     def _annotators(self, width: int, height: int) -> None:
@@ -55,13 +60,9 @@ class TrackAnnotator:
         shorter side, at least 0.4; lines 2 px, 4 from 1080p), made for the first frame."""
         sv = import_supervision()
         lookup, wh = sv.ColorLookup.TRACK, (width, height)
-        scale, thickness = max(0.4, sv.calculate_optimal_text_scale(wh)), sv.calculate_optimal_line_thickness(wh)
+        self._scale, thickness = max(0.4, sv.calculate_optimal_text_scale(wh)), sv.calculate_optimal_line_thickness(wh)
+        self._text_thickness = max(1, thickness // 2)
         self._boxes = sv.BoxAnnotator(thickness=thickness, color_lookup=lookup)
-        # smart_position: labels kept inside the frame and apart (a box at the top border had its '#id class'
-        # drawn above the frame, so not at all: a walk's overhead video showed no id on cars coming in)
-        self._labels = sv.LabelAnnotator(text_scale=scale, text_thickness=max(1, thickness // 2),
-                                         text_padding=max(3, round(6 * scale)), color_lookup=lookup,
-                                         smart_position=True)
         self._trails = sv.TraceAnnotator(trace_length=self.trail, thickness=thickness, color_lookup=lookup)
         self._size = wh
 
@@ -73,7 +74,53 @@ class TrackAnnotator:
         labels: List[str] = [f"#{int(t)} {n}" for t, n in zip(tracks.tracker_id, _names(tracks))]
         scene = self._trails.annotate(scene, tracks)
         scene = self._boxes.annotate(scene, tracks)
-        return self._labels.annotate(scene, tracks, labels=labels)
+        return self._draw_labels(scene, tracks, labels)
+
+    def text_scale(self, boxes: np.ndarray) -> Optional[float]:
+        """The labels' OpenCV text scale over ``boxes [N, 4]`` (xyxy px) in this frame (None: no labels): the
+        frame's, no taller than :func:`dfine.drawing.label_px` allows for those boxes (40x20 px cars under
+        ~100x30 px labels on a 1080p drone video: a walk), in steps of 0.05 so that it does not flicker."""
+        from ..drawing import label_px
+        px = label_px(self.labels, self._size, boxes)
+        if px is None:
+            return None
+        if self.labels == "auto" or self.labels is True:
+            return min(self._scale, max(0.05, round(px / _px_per_scale() / 0.05) * 0.05))
+        return px / _px_per_scale()
+
+    def _draw_labels(self, scene: np.ndarray, tracks: Any, texts: Sequence[str]) -> np.ndarray:
+        """``texts`` in bands of the tracks' colours, each where :func:`dfine.drawing.place_label` puts
+        ``dfine predict``'s labels (inside the frame, over no label placed before it nor over much of another
+        box; left out where there is no such place), the best score placed first."""
+        import cv2
+
+        from ..drawing import COVER_SHARE, place_label
+        sv = import_supervision()
+        boxes = np.asarray(tracks.xyxy, dtype=np.float64).reshape(-1, 4)
+        scale = self.text_scale(boxes) if len(boxes) else None
+        if scale is None:
+            return scene
+        pad = max(2, round(6 * scale))
+        scores = tracks.confidence if tracks.confidence is not None else np.zeros(len(boxes))
+        spots: dict = {}
+        for i in np.argsort(-np.asarray(scores), kind="stable").tolist():
+            (w, h), _ = cv2.getTextSize(texts[i], cv2.FONT_HERSHEY_SIMPLEX, scale, self._text_thickness)
+            spot = place_label(boxes[i].tolist(), (w + 2 * pad, h + 2 * pad), self._size, list(spots.values()),
+                               np.delete(boxes, i, axis=0), COVER_SHARE)
+            if spot is not None:
+                spots[i] = spot
+        palette = sv.ColorPalette.DEFAULT  # the boxes' and trails' colours, by track id
+        for i, (x0, y0, x1, y1) in spots.items():
+            scene = sv.draw_text(scene, texts[i], sv.Point(x=(x0 + x1) / 2, y=(y0 + y1) / 2), text_color=sv.Color.WHITE,
+                                 text_scale=scale, text_thickness=self._text_thickness, text_padding=pad,
+                                 background_color=palette.by_idx(int(tracks.tracker_id[i])))
+        return scene
+
+
+def _px_per_scale() -> float:
+    """The height in px of OpenCV's Hershey text at scale 1, as ``getTextSize`` measures it (22 to 27 px)."""
+    import cv2
+    return float(cv2.getTextSize("#0 car", cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][1])
 
 
 def _names(dets: Any) -> List[str]:

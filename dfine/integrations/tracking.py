@@ -200,10 +200,11 @@ class Tracking:
                 f"(frame, tracks), or .save() for the video, MOT text and JSON dfine track writes)")
 
     def save(self, output_dir: Optional[Union[str, os.PathLike]] = None, *, video: bool = True, trail: int = 30,
-             progress: bool = True) -> "TrackFiles":
+             progress: bool = True, labels: Any = "auto") -> "TrackFiles":
         """Track every frame and write what ``dfine track`` writes, by its own code, into ``output_dir``
         (default ``runs/track``, or ``runs/track2``, ... when that holds an earlier run; created):
-        ``NAME.mp4`` (boxes, ``#id class`` labels, ``trail`` frames of trail; ``video=False``: none),
+        ``NAME.mp4`` (boxes, ``#id class`` labels, ``trail`` frames of trail; ``video=False``: none; ``labels``:
+        ``"auto"``, ``"none"`` or the text's height in px, as ``--labels``),
         ``NAME.txt`` (MOT-challenge ``frame,id,x,y,w,h,score,class,-1,-1``, frames from 1, ``class`` the
         dataset's category id) and ``NAME.json`` (every track's class, first and last frame and length).
         Returns the files and counts. Call it instead of iterating, not after. Ctrl-C keeps what was
@@ -214,7 +215,7 @@ class Tracking:
         from ..outputs import removed_if_left_empty
         out, created = track_output_dir(output_dir, self.source.name, self.given[0], option="output_dir=")
         with removed_if_left_empty(created):
-            files = write_tracks(self, out, video=video, trail=trail, progress=progress)
+            files = write_tracks(self, out, video=video, trail=trail, progress=progress, labels=labels)
         if files.interrupted:
             raise KeyboardInterrupt
         return files
@@ -457,7 +458,8 @@ def track_output_dir(output: Optional[Union[str, os.PathLike]], name: str, sourc
     return out, created
 
 
-def write_tracks(run: Tracking, out: Path, *, video: bool = True, trail: int = 30, progress: bool = True) -> TrackFiles:
+def write_tracks(run: Tracking, out: Path, *, video: bool = True, trail: int = 30, progress: bool = True,
+                 labels: Any = "auto") -> TrackFiles:
     """Track every frame of ``run`` and write ``NAME.txt``, ``NAME.json`` and (``video``) ``NAME.mp4``
     in the folder ``out``, as ``dfine track`` does; prints the notes and the summary line. Ctrl-C ends
     the run with the files written (``interrupted``); an error leaves ``NAME.partial.*`` and is raised."""
@@ -467,7 +469,7 @@ def write_tracks(run: Tracking, out: Path, *, video: bool = True, trail: int = 3
                    {"source": run.given[0], "model": run.given[1], "tracker": run.config.name,
                     "tracker_config": dataclasses.asdict(run.config), "fps": run.source.fps,
                     "only_classes": run.class_names})
-    drawn = _VideoOut(out / f"{name}.mp4", run.source.fps, trail) if video else None
+    drawn = _VideoOut(out / f"{name}.mp4", run.source.fps, trail, labels) if video else None
     interrupted = False
     try:
         _loop(run, log, drawn, progress)
@@ -506,10 +508,10 @@ class _VideoOut:
     """The annotated video (:class:`dfine.video.VideoWriter`: ``NAME.partial.mp4`` while it is written,
     playable up to its last second if the run is killed; renamed to ``NAME.mp4`` at the end)."""
 
-    def __init__(self, path: Path, fps: float, trail: int):
+    def __init__(self, path: Path, fps: float, trail: int, labels: Any = "auto"):
         from .supervision import TrackAnnotator
         from ..video import VideoWriter
-        self.writer = VideoWriter(path, fps, draw=TrackAnnotator(trail=trail))  # drawn in the writer thread
+        self.writer = VideoWriter(path, fps, draw=TrackAnnotator(trail=trail, labels=labels))  # in the writer thread
         self.path: Optional[Path] = None
 
     @property

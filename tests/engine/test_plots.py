@@ -108,7 +108,10 @@ def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path,
     files = {im["id"]: im["file_name"] for im in ann["images"]}  # each panel names its image (a walk could not tell)
     assert drawn["titles"] == [f"{files[i]}\n{n} found, {n} right / {n} true" for i, n in zip(metrics.samples, per_image)]
     names = {c["id"]: c["name"] for c in ann["categories"]}
-    assert sorted(drawn["labels"]) == sorted(f"{names[a['category_id']]} 0.80" for a in truth)
+    from collections import Counter
+    expected = Counter(f"{names[a['category_id']]} 0.80" for a in truth)
+    # a label covering a quarter of another box is left off (of two oranges side by side, the one on the other)
+    assert Counter(drawn["labels"]) <= expected and len(drawn["labels"]) >= sum(expected.values()) - 3
     assert drawn["suptitle"] == ("val predictions (best.pth, score > 0.5); dashed: ground truth, red with its class: "
                                  "missed")  # as predict keeps them
     plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "n.png", conf=0.5, source="best.pth",
@@ -338,3 +341,103 @@ def test_confusion_matrix_title_names_the_weights_and_split(tmp_path, monkeypatc
     titles = saved_titles(monkeypatch)
     plots.plot_confusion_matrix(np.eye(3, dtype=np.int64), ["a", "b"], tmp_path / "c.png", what="m.onnx, test")
     assert titles[0].splitlines() == ["m.onnx, test", "confusion matrix (IoU 0.50, score >= 0.50)"]
+
+
+def _title_inside(png) -> None:
+    """The title rows of a saved picture (white background) reach neither its left nor its right edge: no word cut."""
+    from PIL import Image
+    pixels = np.asarray(Image.open(png).convert("L"))
+    top = pixels[:40]
+    assert (top < 128).any()  # a title there is
+    assert (top[:, :3] > 200).all() and (top[:, -3:] > 200).all()
+
+
+def test_a_one_image_grid_fits_its_image_and_title(tmp_path):
+    """A 1-image val set's val_predictions.png was a 1320x330 canvas, its photo in the left quarter and the rest
+    blank; the grid is now one panel (twice the size) under a title broken into lines that fit it."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    dets = SimpleNamespace(boxes=np.array([[100, 100, 300, 400]], np.float32), scores=np.array([0.9], np.float32),
+                           labels=np.array([0]))
+    path = plots.plot_prediction_grid([Image.new("RGB", (640, 480), (0, 0, 255))], [dets], [[]], ["car"],
+                                      tmp_path / "g.png", files=["a.jpg"])
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    height, width = pixels.shape[:2]
+    assert width <= 700 and height <= 700, (width, height)
+    blue = ((pixels[..., 2] > 200) & (pixels[..., 0] < 60)).any(axis=0)  # the photo's columns
+    assert blue.mean() > 0.85, blue.mean()
+    rows = ((pixels[..., 2] > 200) & (pixels[..., 0] < 60)).any(axis=1)
+    assert rows.mean() > 0.7, rows.mean()  # no blank band under a 4:3 photo
+    _title_inside(path)
+
+
+def test_a_one_image_sample_grid_keeps_its_title_whole(tmp_path):
+    """dfine data check --plot on a split of one image: 'a_annotated: 1 image of 1, boxes as the annotation
+    file has them' was cut at both edges of its 462 px picture; it is broken into lines that fit now."""
+    import json
+
+    from PIL import Image
+
+    from dfine.data.check import plot_samples
+    Image.new("RGB", (640, 480), (120, 140, 160)).save(tmp_path / "a.jpg")
+    ann = {"images": [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [100, 100, 200, 150], "area": 30000,
+                            "iscrowd": 0}], "categories": [{"id": 1, "name": "car"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    path = plot_samples(tmp_path / "ann.json", tmp_path, tmp_path / "labels_val_samples.png", title="a_annotated")
+    _title_inside(path)
+
+
+def test_a_grid_leaves_off_the_labels_of_boxes_drawn_tiny_and_says_so(tmp_path, monkeypatch):
+    """A 4000 px drone image shrunk ~13x in a grid panel: its 40x20 px cars became dots under overlapping labels
+    of their neighbours. Boxes drawn under 12 px keep their outline and lose their label, said in the title;
+    a photo's large boxes beside them keep theirs."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    n = 30
+    cars = np.array([[1000 + 48 * (i % 10), 600 + 30 * (i // 10), 1040 + 48 * (i % 10), 620 + 30 * (i // 10)]
+                     for i in range(n)], np.float32)
+    drone = SimpleNamespace(boxes=cars[::2], scores=np.full(n // 2, 0.9, np.float32), labels=np.zeros(n // 2, int))
+    photo = SimpleNamespace(boxes=np.array([[100, 100, 300, 400]], np.float32), scores=np.array([0.9], np.float32),
+                            labels=np.array([0]))
+    seen = {}
+
+    def keep(fig, path, dpi=plots.SAVE_DPI):
+        seen["texts"] = [[t.get_text() for t in ax.texts] for ax in fig.axes]
+        seen["title"] = fig._suptitle.get_text()
+        seen["outlines"] = len(fig.axes[0].patches)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plots.plot_prediction_grid([Image.new("RGB", (4000, 2250)), Image.new("RGB", (640, 480))], [drone, photo],
+                               [[(0, tuple(b)) for b in cars.tolist()], [(0, (100, 100, 300, 400))]], ["car"],
+                               tmp_path / "g.png")
+    assert seen["texts"][0] == [] and seen["texts"][1] == ["car 0.90"]
+    assert seen["outlines"] == n + n // 2  # every true box and every detection drawn
+    assert seen["title"].endswith("\nlabels left off: 30 boxes under 12 px here"), seen["title"]  # 15 found, 15 missed
+
+
+def test_a_grid_label_covers_no_quarter_of_another_box(tmp_path, monkeypatch):
+    """A small box just above a large one: the large one's label, above it, lay over most of the small box
+    (the grid kept labels off each other, not off the boxes); it goes elsewhere now, as predict's do."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    small, large = (100, 135, 125, 141), (100, 142, 200, 182)
+    dets = SimpleNamespace(boxes=np.array([large, small], np.float32), scores=np.array([0.9, 0.8], np.float32),
+                           labels=np.array([0, 1]))
+    seen = {}
+
+    def measure(fig, path, dpi=plots.SAVE_DPI):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        seen.update({t.get_text(): ax.transData.inverted().transform(
+            t.get_bbox_patch().get_window_extent(fig.canvas.get_renderer())) for t in ax.texts})
+
+    monkeypatch.setattr(plots, "save_figure", measure)
+    plots.plot_prediction_grid([Image.new("RGB", (320, 320))], [dets], [[]], ["car", "bike"], tmp_path / "g.png")
+    (x_a, y_a), (x_b, y_b) = seen["car 0.90"]  # the large box's label band, image px
+    iw = max(0.0, min(max(x_a, x_b), small[2]) - max(min(x_a, x_b), small[0]))
+    ih = max(0.0, min(max(y_a, y_b), small[3]) - max(min(y_a, y_b), small[1]))
+    assert iw * ih < 0.25 * (small[2] - small[0]) * (small[3] - small[1]), (x_a, y_a, x_b, y_b)

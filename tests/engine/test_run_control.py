@@ -690,14 +690,15 @@ def test_loss_plot_of_a_one_step_run_shows_the_step(tmp_path, monkeypatch):
 
 def test_lr_plot_legend_names_the_model_parts(tmp_path, monkeypatch):
     """lr.png's legend read 'optimizer.params[0].lr, optimizer.params[1].lr' (4e-4) beside
-    'optimizer.lr' (8e-4): which parameters run at which lr was left to the recipe's regexes."""
+    'optimizer.lr' (8e-4): which parameters run at which lr was left to the recipe's regexes; then
+    'backbone: optimizer.params[0].lr, ...', config keys where a user reads words. Words alone now."""
     pytest.importorskip("matplotlib")
     from dfine.engine.trainer import lr_labels, lr_series
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs/dfine/custom/dfine_hgnetv2_n_custom.yml", [])
     names = lr_labels(cfg.optimizer, lr_series(cfg.optimizer, 4))
-    assert names == {"optimizer.params[0].lr, optimizer.params[1].lr": "backbone: optimizer.params[0].lr, "
-                                                                         "optimizer.params[1].lr",
-                     "optimizer.lr": "the rest: optimizer.lr"}
+    # in words: the config keys beside them read as the recipe's, not the picture's (a walk)
+    assert names == {"optimizer.params[0].lr, optimizer.params[1].lr": "backbone (2 parameter groups)",
+                     "optimizer.lr": "the rest"}
     history = [{"epoch": 0, "step": 2, "train_step_lr": {k: [1e-4, 2e-4] for k in names}}]
     ax = _drawn(monkeypatch, history, tmp_path, names)["lr.png"].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(names.values())
