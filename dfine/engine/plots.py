@@ -370,9 +370,13 @@ def plot_val_predictions(metrics: Any, ann: Mapping[str, Any], images_dir: Union
     from types import SimpleNamespace
 
     from ..inference import load_image
-    cat_ids = sorted(int(c["id"]) for c in ann["categories"])
-    label = {c: i for i, c in enumerate(cat_ids)}
     names = {int(c["id"]): str(c.get("name", c["id"])) for c in ann["categories"]}
+    # a detection of a category the file does not declare (a COCO model on a subset's file): drawn as its id, where
+    # a KeyError ended a walk's run after its epoch
+    names.update({int(d["category_id"]): f"category {int(d['category_id'])}" for found in metrics.samples.values()
+                  for d in found if int(d["category_id"]) not in names})
+    cat_ids = sorted(names)
+    label = {c: i for i, c in enumerate(cat_ids)}
     files = {int(im["id"]): im["file_name"] for im in ann["images"]}
     truth: dict = {}
     for a in ann.get("annotations", []):

@@ -120,6 +120,13 @@ def test_val_predictions_draw_truth_and_detections_above_conf(coco128, tmp_path,
     plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "t.png", conf=0.5, source="best.pth",
                                split="test")  # an evaluation of the test split: titled so (it said 'val', a walk)
     assert drawn["suptitle"].startswith("test predictions (best.pth, score > 0.5)")
+    # a detection of a category the file does not declare (a COCO model on a subset's file): drawn with its id,
+    # where a KeyError ended a walk's run after its epoch
+    metrics.samples[next(iter(metrics.samples))].append({"image_id": next(iter(metrics.samples)), "category_id": 43,
+                                                         "bbox": [1, 1, 30, 30], "score": 0.9})
+    ann["categories"] = [c for c in ann["categories"] if c["id"] != 43]
+    plots.plot_val_predictions(metrics, ann, coco128 / "train2017", tmp_path / "u.png", conf=0.5, source="best.pth")
+    assert "category 43 0.90" in drawn["labels"]
 
 
 def test_grid_captions_count_right_finds_and_labels_keep_their_score(tmp_path, monkeypatch):
