@@ -274,6 +274,40 @@ def test_python_tracking_saves_what_the_cli_writes(tmp_path, monkeypatch, capsys
     assert summary["interrupted"] is True and summary["frames"] == 12 and summary["model"] == "FakeDetector"
 
 
+def test_python_tracking_starts_tracks_as_the_command_does(tmp_path, monkeypatch, capsys):
+    """A walk's dfine.track(..., conf=0.1) kept ByteTrack's low_conf at 0.1 (its second stage off: 59 tracks where
+    `dfine track --conf 0.1` found 116), a Detector(conf=0.1) given was tracked at 0.5 (no track, and save() said
+    nothing of why), and a folder of frames was taken at 30 fps unsaid: each as the command does it, said."""
+    from PIL import Image
+    video = _write_video(tmp_path / "two.avi")
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: FakeDetector())
+    monkeypatch.chdir(tmp_path)
+    assert main(["track", str(video), "-m", "unused.pth", "--conf", "0.1", "--no-video", "-o", "cli"]) == 0
+    cli = json.loads((tmp_path / "cli" / "two.json").read_text())["tracker_config"]
+    capsys.readouterr()
+    run = dfine.track(video, model="unused.pth", conf=0.1)
+    assert (run.config.conf, run.config.low_conf) == (cli["conf"], cli["low_conf"]) == (0.1, 0.05)
+    assert capsys.readouterr().err == ("note: low_conf=0.05, half of conf=0.1 (the default 0.1 would sit above it and "
+                                       "turn off ByteTrack's second stage, which keeps tracks through occlusions)\n")
+    detector = FakeDetector()
+    files = dfine.track(video, model=detector, conf=0.95).save(tmp_path / "py", video=False, progress=False)
+    err = capsys.readouterr().err  # above the fake's 0.9 scores: no track, and why, as the command says it
+    assert files.tracks == 0 and "note: no track: no detection scored above conf=0.95 in the video" in err, err
+    detector.conf = 0.2
+    assert dfine.track(video, model=detector).config.conf == 0.2
+    assert "note: conf=0.2: tracks start at the conf= of the Detector given (conf= to change it)" in \
+        capsys.readouterr().err
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 48)).save(frames / f"{i:03d}.png")
+    assert dfine.track(frames, model="unused.pth").source.fps == 30
+    assert "note: a folder of frames has no frame rate: 30 fps assumed" in capsys.readouterr().err
+    assert dfine.track(frames, model="unused.pth", fps=10).source.fps == 10
+    with pytest.raises(DfineError, match="fps= must be a number of frames per second > 0, got 0"):
+        dfine.track(frames, model="unused.pth", fps=0)
+
+
 def test_cli_truncated_video_ends_with_its_frames(tmp_path, monkeypatch, capsys):
     data = _write_video(tmp_path / "full.avi", frames=40).read_bytes()
     cut = tmp_path / "cut.avi"

@@ -113,16 +113,6 @@ def _track(args: argparse.Namespace, out: Path) -> int:
         print(f"--classes {' '.join(args.classes)}: {', '.join(chosen)} (numbers count the model's classes from 0; "
               f"the .txt and .json write category ids, not these)", file=sys.stderr)
     files = write_tracks(run_, out, video=not args.no_video, trail=args.trail, labels=args.labels)
-    source = "the frames" if source_kind(args.source) == "folder" else "the video"  # a folder's (a walk)
-    best, where = run_.best_score, source if chosen is None else f"{source} for {', '.join(chosen)}"
-    sliced_run = getattr(det, "slice", None) is not None  # its best score is not followed
-    if not files.tracks and chosen and best is None and run_.frames and not sliced_run:
-        print(f"note: no track: the model gave no {' or '.join(chosen)} box in {source}, at any score: no --conf "
-              f"would start one", file=sys.stderr)
-    elif not files.tracks and (best is None or best <= config.conf):
-        from .predict import nothing_found_note  # an empty .txt and a bare video, with no clue (a walk; --classes too)
-        print(nothing_found_note(config.conf, best, where).replace(
-            "note: no detection", "note: no track: no detection", 1), file=sys.stderr)
     return 130 if files.interrupted else 0
 
 

@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -215,7 +215,7 @@ class Tracking:
         from ..outputs import removed_if_left_empty
         out, created = track_output_dir(output_dir, self.source.name, self.given[0], option="output_dir=")
         with removed_if_left_empty(created):
-            files = write_tracks(self, out, video=video, trail=trail, progress=progress, labels=labels)
+            files = write_tracks(self, out, video=video, trail=trail, progress=progress, labels=labels, python=True)
         if files.interrupted:
             raise KeyboardInterrupt
         return files
@@ -305,18 +305,20 @@ def _passed_on() -> List[str]:
 @keyword_hints(name="dfine.track", also=_passed_on())
 def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, TrackerConfig] = "bytetrack",
           classes: Optional[Sequence[Union[str, int]]] = None, conf: Optional[float] = None,
-          timeout: float = STREAM_TIMEOUT, **kw: Any) -> Tracking:
+          timeout: float = STREAM_TIMEOUT, fps: Optional[float] = None, **kw: Any) -> Tracking:
     """Track objects through ``source``: a video file, a folder of frames, a webcam index or a stream URL.
 
     ``model``: a :class:`dfine.Detector` or anything it opens (checkpoint, zoo name, .onnx, .xml,
     .engine). ``tracker``: ``bytetrack`` (default), ``sort``, ``ocsort`` or a :class:`TrackerConfig`;
     ``conf`` and the other :class:`TrackerConfig` fields given as keywords (``low_conf``, ``match_iou``,
     ``lost_frames``, ``min_frames``, ``nms``) change it; without ``conf`` or a :class:`TrackerConfig`,
-    tracks start at the model's :attr:`~dfine.Detector.recommended_conf` when it carries one (ByteTrack's
-    ``low_conf`` then half of it when the default would sit above it); the remaining keywords go to the Detector
+    tracks start at the model's :attr:`~dfine.Detector.recommended_conf` when it carries one, else at the
+    ``conf`` of a Detector given when lower (ByteTrack's ``low_conf`` then half of it when the default would sit
+    above it, said, as ``dfine track`` does); the remaining keywords go to the Detector
     (``device``, ``batch_size``, ``backend``, ``slice``...). ``classes``: names (or label numbers) to
     keep. ``timeout``: seconds a stream may take to open or to send its next frame before it counts as
-    ended. Iterate for ``(frame, tracks)`` (or ``next()``: the frames are read once), or call
+    ended. ``fps``: the rate a folder of frames was taken at (default 30, said; a video's own otherwise).
+    Iterate for ``(frame, tracks)`` (or ``next()``: the frames are read once), or call
     ``.save(output_dir)`` instead to write what ``dfine track`` writes: ``NAME.mp4`` (the annotated video),
     ``NAME.txt`` (MOT-challenge text) and ``NAME.json`` (every track), in ``runs/track`` by default
     (:meth:`Tracking.save`)."""
@@ -333,11 +335,43 @@ def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, 
         model = Detector(model, conf=config.detection_conf, **kw)
     elif kw:
         raise DfineError(f"{', '.join(kw)} are Detector options; pass them to Detector(...) instead")
+    if not isinstance(tracker, TrackerConfig):
+        config = _starting_conf(config, model, changes, given is None)
+    named = str(source)
+    if not isinstance(source, FrameSource):
+        from ..video import source_kind
+        source = open_source(source, timeout)  # its rate set before the tracker is made for it
+        if fps is not None:
+            if not fps > 0:
+                raise DfineError(f"fps= must be a number of frames per second > 0, got {fps!r}")
+            source.fps = float(fps)
+        elif source_kind(named) == "folder":  # as dfine track says it (a notebook walk's tracks differed unsaid)
+            print("note: a folder of frames has no frame rate: 30 fps assumed for the tracker and the video "
+                  "(fps=N: the rate the frames were taken at)", file=sys.stderr)
+    return Tracking(source, model, tracker=config, classes=classes, timeout=timeout, model_name=given,
+                    source_name=named)
+
+
+def _starting_conf(config: TrackerConfig, model: Any, changes: Mapping[str, Any], own_detector: bool) -> TrackerConfig:
+    """``config`` with the score tracks start at when ``conf=`` was not given: the model's recommended one, or
+    the ``conf=`` of a Detector passed in when lower than the tracker's (a walk's ``Detector(conf=0.1)`` was
+    tracked at 0.5: no track); then ByteTrack's ``low_conf`` half of it where the default would sit above it
+    (its second stage off), said, as ``dfine track`` does (a walk's Python run found 59 tracks, the command 116)."""
+    from dataclasses import replace
     recommended = getattr(model, "recommended_conf", None)
-    if "conf" not in changes and not isinstance(tracker, TrackerConfig) and recommended is not None:
-        low = {} if "low_conf" in changes or recommended > config.low_conf else {"low_conf": round(recommended / 2, 4)}
-        config = replace(config, conf=round(recommended, 4), **low)
-    return Tracking(source, model, tracker=config, classes=classes, timeout=timeout, model_name=given)
+    if "conf" not in changes and recommended is not None:
+        config = replace(config, conf=round(recommended, 4))
+    elif "conf" not in changes and own_detector and getattr(model, "conf", 1.0) < config.conf:
+        config = replace(config, conf=float(model.conf))
+        print(f"note: conf={config.conf:g}: tracks start at the conf= of the Detector given (conf= to change it)",
+              file=sys.stderr)
+    default = TrackerConfig().low_conf
+    if config.name == "bytetrack" and "low_conf" not in changes and config.conf <= default:
+        config = replace(config, low_conf=round(config.conf / 2, 4))
+        print(f"note: low_conf={config.low_conf:g}, half of conf={config.conf:g} (the default {default:g} would sit "
+              f"above it and turn off ByteTrack's second stage, which keeps tracks through occlusions)",
+              file=sys.stderr)
+    return config
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -459,10 +493,11 @@ def track_output_dir(output: Optional[Union[str, os.PathLike]], name: str, sourc
 
 
 def write_tracks(run: Tracking, out: Path, *, video: bool = True, trail: int = 30, progress: bool = True,
-                 labels: Any = "auto") -> TrackFiles:
+                 labels: Any = "auto", python: bool = False) -> TrackFiles:
     """Track every frame of ``run`` and write ``NAME.txt``, ``NAME.json`` and (``video``) ``NAME.mp4``
-    in the folder ``out``, as ``dfine track`` does; prints the notes and the summary line. Ctrl-C ends
-    the run with the files written (``interrupted``); an error leaves ``NAME.partial.*`` and is raised."""
+    in the folder ``out``, as ``dfine track`` does; prints the notes and the summary line (``python``: in
+    :meth:`Tracking.save`'s words). Ctrl-C ends the run with the files written (``interrupted``); an error
+    leaves ``NAME.partial.*`` and is raised."""
     import dataclasses
     name = run.source.name
     log = TrackLog(out / f"{name}.txt", out / f"{name}.json",
@@ -490,7 +525,30 @@ def write_tracks(run: Tracking, out: Path, *, video: bool = True, trail: int = 3
     files = TrackFiles(drawn.path if drawn is not None else None, log.mot_path, log.json_path, run.frames,
                        len(log.tracks), interrupted)
     print(f"{'interrupted: ' if interrupted else ''}{files.said().replace(' ->', f' ({run.config.name}) ->', 1)}")
+    note = no_track_note(run, files)
+    if note:
+        print(note if not python else note.replace("--conf ", "conf="), file=sys.stderr)
     return files
+
+
+def no_track_note(run: Tracking, files: TrackFiles) -> Optional[str]:
+    """The note for a run that started no track: no box of the kept classes at any score, or none above the
+    tracker's ``conf`` (the highest score seen and a ``--conf`` that would start one); None otherwise."""
+    if files.tracks:
+        return None
+    from ..video import source_kind
+    chosen = run.class_names
+    source = "the frames" if source_kind(run.given[0]) == "folder" else "the video"  # a folder's (a walk)
+    best, where = run.best_score, source if chosen is None else f"{source} for {', '.join(chosen)}"
+    sliced_run = getattr(run.detector, "slice", None) is not None  # its best score is not followed
+    if chosen and best is None and run.frames and not sliced_run:
+        return (f"note: no track: the model gave no {' or '.join(chosen)} box in {source}, at any score: no --conf "
+                f"would start one")
+    if best is None or best <= run.config.conf:
+        from ..commands.predict import nothing_found_note  # an empty .txt and a bare video, with no clue (a walk)
+        return nothing_found_note(run.config.conf, best, where).replace("note: no detection", "note: no track: "
+                                                                        "no detection", 1)
+    return None
 
 
 def _loop(run: Tracking, log: TrackLog, video: Optional["_VideoOut"], progress: bool = True) -> None:
