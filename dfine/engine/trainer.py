@@ -1002,13 +1002,37 @@ class Trainer:
         elif not_beaten:
             # after the commands for the run's own best weights, which a walk copied: the -t ones are better
             start = shlex.quote(os.path.abspath(self.cfg.tuning)) if os.path.isfile(self.cfg.tuning) else self.cfg.tuning
-            lines.append(f"this run did not beat the weights it started from: {self.cfg.tuning} (AP "
-                         f"{ap_text(self.tuning_ap)} on this val set) remain the better weights; deploy them instead "
-                         f"of the above (dfine export -r {start} --format onnx)")
+            kept = self._tuning_classes()
+            if kept is None:
+                lines.append(f"this run did not beat the weights it started from: {self.cfg.tuning} (AP "
+                             f"{ap_text(self.tuning_ap)} on this val set) remain the better weights; deploy them "
+                             f"instead of the above (dfine export -r {start} --format onnx)")
+            else:  # a COCO model's 80 classes: its export was told of, and no evaluation on this data takes it (a walk)
+                shown = " ".join(shlex.quote(n) for n in kept)
+                lines.append(f"this run did not beat the weights it started from: {self.cfg.tuning}, its heads of "
+                             f"these classes carried (AP {ap_text(self.tuning_ap)} on this val set before training), "
+                             f"remains better; it scores classes of its own besides these, so deploy it keeping "
+                             f"these: dfine predict -m {start} IMAGES --classes {shown} (its names and category ids)")
         if self._pictures:  # a walk had to list the folder to find them
             lines.append(f"pictures: {', '.join(p.name for p in self._pictures)} (in {self.output_dir})")
         self._print("\n".join(lines))
         return result
+
+    def _tuning_classes(self) -> Optional[List[str]]:
+        """The ``-t`` model's names of this run's classes when it scores other classes too (a COCO model's 80
+        carried into a set of 5 by name), so that it is deployed keeping these; None when it scores exactly this
+        run's classes, or its file is not at hand."""
+        try:
+            path, _ = ckpt_io.resolve_source(self.cfg.tuning)  # a zoo name: its file in the cache since the start
+            rows = ckpt_io.class_head_rows(path)
+            if rows is None or rows == self.cfg.num_classes:
+                return None
+            ckpt = ckpt_io.read_checkpoint(path)
+            theirs = ckpt_io.class_names_of(ckpt, ckpt_io.model_state(ckpt, str(path)))
+        except (DfineError, OSError):
+            return None
+        found = ckpt_io.head_rows_by_name(self.label_map.names, theirs or [])
+        return [theirs[r] for r in found] if theirs and all(r is not None for r in found) else None
 
     def _val_prelabels(self) -> Optional[str]:
         """What made the val labels when they are ``dfine predict --save-dataset``'s, not corrected yet."""

@@ -1001,6 +1001,31 @@ def test_a_restart_due_after_the_last_epoch_is_made_when_the_run_is_trained_long
     assert read_checkpoint(out / "last.pth")["progress"]["restart_pending"] is False
 
 
+def test_a_fine_tune_of_a_model_of_more_classes_that_was_not_beaten_says_to_keep_these_classes(coco128, tmp_path,
+                                                                                               capsys):
+    """A walk's fine-tune of the COCO model into 5 of its classes did not beat its start, and was told to deploy
+    the 80-class COCO file (`dfine export -r dfine_n_coco`), which no evaluation on its data takes: the start
+    scored with its heads of these classes carried, so it is deployed keeping these classes (predict --classes)."""
+    from tests.conftest import load_golden
+    start = tmp_path / "coco.pth"
+    torch.save(load_golden("n")["checkpoint"], start)  # 80 classes, COCO's names
+    train = write_subset(coco128, tmp_path / "train.json", 2, categories=[1, 3, 62])
+    val = write_subset(coco128, tmp_path / "val.json", 1, offset=2, categories=[1, 3, 62])
+    recipe = write_recipe(tmp_path / "recipe.yml", coco128 / "train2017", train, val, extra=FAST, batch=1,
+                          mscoco=False)
+    with pytest.warns(UserWarning, match="class heads start fresh"):
+        trainer = Trainer(load_config(recipe, ["seed=0", "use_amp=False", "epochs=1", f"tuning={start}"]),
+                          progress=False, max_steps=1)
+    assert trainer._tuning_classes() == ["person", "car", "chair"]
+    trainer._tuned_whole = True  # as a --data run carrying its heads by name: scored first
+    scored_as(trainer, [0.3, 0.2])
+    trainer.fit()
+    assert (f"this run did not beat the weights it started from: {start}, its heads of these classes carried (AP "
+            f"30.0% on this val set before training), remains better; it scores classes of its own besides these, so "
+            f"deploy it keeping these: dfine predict -m {start} IMAGES --classes person car chair (its names and "
+            f"category ids)") in capsys.readouterr().out
+
+
 def test_the_trainer_scores_with_the_recipes_max_dets(tiny):
     """evaluator.max_dets reaches the training's evaluation (the published recipes' 100 on Objects365)."""
     recipe, _ = tiny
