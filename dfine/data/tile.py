@@ -185,9 +185,14 @@ def tile_dataset(src: PathLike, out: Optional[PathLike] = None, config: TileConf
             say(done[-1].summary(config))
             for line in [*_unseen_note(done[-1], config), *_background_note(done[-1], config, again)]:
                 say(line)
+    # the input size is a multiple of 32: tiles of another side are trained at the one above (a walk's --size 400 250
+    # was printed --imgsz 400 250, which training refused)
+    imgsz = tuple(-(-v // 32) * 32 for v in config.size)
+    grown = (f"; --imgsz {slice_words(imgsz)}: the model's input takes multiples of 32, the tiles are enlarged to it"
+             if imgsz != tuple(config.size) else "")
     say(f"wrote {target} ({config.said()}); train on the tiles: dfine train --data {shlex.quote(str(target))} "
-        f"--imgsz {slice_words(config.size)} --model dfine_n, then use the model on whole images with --slice "
-        f"(dfine predict, dfine eval)")
+        f"--imgsz {slice_words(imgsz)} --model dfine_n, then use the model on whole images with --slice "
+        f"(dfine predict, dfine eval){grown}")
     return done
 
 

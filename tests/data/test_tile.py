@@ -369,6 +369,27 @@ def test_a_model_trained_on_tiles_says_so_when_used_on_whole_images_unsliced(tmp
             "and 1.4x as wide as in training: --slice 320 cuts them as trained") in capsys.readouterr().err
 
 
+def test_tiles_of_sides_that_are_no_multiple_of_32_train_at_the_input_above(tmp_path, capsys, monkeypatch):
+    """A walk's `dfine data tile --size 400 250` printed `dfine train ... --imgsz 400 250`, which training refuses
+    (the input is a multiple of 32): the command names the multiples above, and it trains; the tiles are cut at
+    the size asked, which the model records for --slice."""
+    import shlex
+
+    import torch
+    yolo_set(tmp_path / "drone")
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "tile", "drone", "--size", "250", "400", "--no-progress"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed.endswith("(dfine predict, dfine eval); --imgsz 256 416: the model's input takes multiples of 32, "
+                            "the tiles are enlarged to it")
+    train = shlex.split(printed.split("train on the tiles: ")[1].split(", then")[0])
+    assert train == ["dfine", "train", "--data", "drone_tiles250x400", "--imgsz", "256", "416", "--model", "dfine_n"]
+    fast = [a for a in train_one_step("x") if a not in ("--imgsz", "320")][5:]
+    assert main(train[1:] + fast) == 0
+    ckpt = torch.load(tmp_path / "run" / "last.pth", map_location="cpu", weights_only=False)
+    assert list(ckpt["config"]["eval_spatial_size"]) == [256, 416] and ckpt["tiles"]["size"] == [250, 400]
+
+
 def test_other_tile_note_names_each_side_when_they_scale_apart():
     """A walk's 256x384 model sliced at 320 was told its objects were '1.2x smaller': they are 0.8x as tall
     and 1.2x as wide. A tile within 1.25x on each side says nothing; one side beyond it does."""
