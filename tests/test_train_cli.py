@@ -271,6 +271,34 @@ def test_auto_resume_continues_a_stopped_run(coco128, tmp_path, capsys):
     assert "--auto-resume" in err
 
 
+def test_a_recipe_run_resumed_without_o_goes_on_in_the_checkpoints_folder(coco128, tmp_path, capsys, monkeypatch):
+    """A walk resumed `dfine train -c RECIPE -o output/withO`'s run with `-r output/withO/last.pth` and no -o: it went
+    on in the recipe's output_dir, over another run's checkpoints and log. It goes on in the checkpoint's folder,
+    said; an evaluation of it (--test-only) writes beside it too; -o still chooses."""
+    from dfine.config import load_config
+    recipe = str(Path(__file__).resolve().parents[1] / RECIPE)
+    monkeypatch.chdir(tmp_path)
+    train = write_subset(coco128, tmp_path / "train.json", 2)
+    keys = published_keys(coco128, train, train, tmp_path / "unused")[:-2]
+
+    def command(*flags, epochs=1):
+        return ["train", "-c", recipe, *keys, "eval_spatial_size=[320,320]", "use_amp=False", f"epochs={epochs}",
+                "-d", "cpu", "--max-steps", "1", "--no-progress", *flags]
+
+    assert main(command("-o", "withO")) == 0
+    capsys.readouterr()
+    assert main(command("-r", "withO/last.pth", epochs=2)) == 0
+    err = capsys.readouterr().err
+    recipe_dir = load_config(recipe).output_dir
+    assert (f"note: the run goes on in {tmp_path / 'withO'}, the folder of -r withO/last.pth, not the recipe's "
+            f"output_dir {recipe_dir} (-o DIR to choose)") in err, err
+    log = [json.loads(line) for line in (tmp_path / "withO" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1] and not (tmp_path / "output").exists()
+    assert main(["train", "-c", recipe, *keys, "eval_spatial_size=[320,320]", "-d", "cpu", "--no-progress",
+                 "--test-only", "-r", "withO/last.pth"]) == 0
+    assert (tmp_path / "withO" / "eval.json").is_file() and not (tmp_path / "output").exists()
+
+
 def test_warnings_during_train_and_eval_print_as_one_line():
     """A warning raised during a run (e.g. -t weights of another class count: heads re-initialised)
     printed Python's file:line and the source line under it; now it is one 'warning: ...' line,
@@ -639,3 +667,24 @@ def test_a_zoo_models_evaluation_on_a_dataset_goes_to_a_folder_of_its_own(coco12
     assert f"metrics: {out / 'eval.json'}" in capsys.readouterr().out
     assert json.loads((out / "eval.json").read_text())["model"] == "dfine_n_coco"
     assert (out / "eval_predictions.png").is_file() and not list(run.iterdir())
+
+
+def test_a_recipes_annotation_file_not_found_names_its_key_and_file(coco128, tmp_path, capsys, monkeypatch):
+    """A published user's edited custom_detection.yml read 'annotation file data/train/x.json not found; set
+    ann_file ...' for val first, naming neither the file that set it nor where a relative path is read from."""
+    monkeypatch.chdir(tmp_path)
+    recipe = str(Path(__file__).resolve().parents[1] / RECIPE)
+    keys = published_keys(coco128, tmp_path / "no" / "train.json", Path("data/val.json"), tmp_path / "out")
+    assert main(["train", "-c", recipe, *keys, "-d", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: command line 'train_dataloader.dataset.ann_file={tmp_path / 'no' / 'train.json'}': not "
+                   f"found; point it at your COCO-format JSON file",
+                   f"command line 'val_dataloader.dataset.ann_file=data/val.json': not found, read from the working "
+                   f"folder {tmp_path}; point it at your COCO-format JSON file"]
+    # set by a recipe file: the file, the key and the path
+    (tmp_path / "mine.yml").write_text(f"__include__: [{recipe}]\nval_dataloader:\n  dataset:\n"
+                                       f"    ann_file: data/val.json\n")
+    assert main(["train", "-c", str(tmp_path / "mine.yml"), *keys[:4], *keys[5:], "-d", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"{tmp_path / 'mine.yml'}: val_dataloader.dataset.ann_file data/val.json not found, read from the working "
+        f"folder {tmp_path}; point it at your COCO-format JSON file")

@@ -321,6 +321,8 @@ def _train_or_eval(args: argparse.Namespace, data: Any, test_only: bool, command
                       recipes=RECIPES_DIR)
     if test_only and args.tuning and not args.resume:
         cfg = dataclasses.replace(cfg, resume=args.tuning, tuning=None)
+    if data is None:
+        cfg = _in_the_checkpoints_folder(cfg, args, test_only)
     if not test_only:
         cfg = _continue_or_warn(cfg, args.auto_resume)
     try:
@@ -377,6 +379,23 @@ def _model_for_data(args: argparse.Namespace) -> str:
     if said:
         _say(args, f"{' '.join(said)}: as {weights} was trained")
     return model or "dfine_s"
+
+
+def _in_the_checkpoints_folder(cfg, args: argparse.Namespace, test_only: bool):
+    """A recipe's run resumed (or evaluated) with ``-r CKPT`` and no folder of the user's (``-o``, ``-u
+    output_dir=``) goes on in the checkpoint's own folder, as a ``--data`` run does, said when the recipe names
+    another: a walk's resume of ``-o output/withO``'s run wrote into the recipe's ``output/..._custom``,
+    over another run's checkpoints and logs."""
+    given = {o.split("=", 1)[0].strip() for o in getattr(args, "update", None) or ()}
+    if not args.resume or args.output_dir or "output_dir" in given or not Path(args.resume).is_file():
+        return cfg
+    folder = Path(args.resume).resolve().parent
+    if Path(cfg.output_dir).resolve() == folder:
+        return cfg
+    what = "evaluation is written" if test_only else "run goes on"
+    _say(args, f"note: the {what} in {folder}, the folder of -r {args.resume}, not the recipe's output_dir "
+               f"{cfg.output_dir} (-o DIR to choose)")
+    return dataclasses.replace(cfg, output_dir=str(folder))
 
 
 def _continue_or_warn(cfg, auto_resume: bool):

@@ -9,6 +9,7 @@ Call :meth:`DetectionDataLoader.set_epoch` before each epoch.
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any, Literal, Optional, Set, Tuple
 
@@ -84,6 +85,11 @@ def build_dataset(cfg: Config, split: Split, *, seed: Optional[int] = None, chec
     for key in ("img_folder", "ann_file"):
         if not getattr(ds, key):
             raise ConfigError(f"{cfg.config_file or 'config'}: {name}.dataset.{key} is not set")
+    if not os.path.exists(ds.ann_file):  # 'annotation file X not found; set ann_file' named neither (a walk)
+        relative = "" if os.path.isabs(ds.ann_file) else f", read from the working folder {os.getcwd()}"
+        where = source_of(cfg, name + ".dataset.ann_file")
+        what = "" if where.startswith("command line") else f" {name}.dataset.ann_file {ds.ann_file}"
+        raise DatasetError(f"{where}:{what} not found{relative}; point it at your COCO-format JSON file")
     if check:
         preflight(ds.ann_file, ds.img_folder, split=split)
     transforms = build_transforms(ds.transforms, loader.collate_fn.stop_epoch)

@@ -1754,7 +1754,7 @@ def _datasets(cfg: Config, test_only: bool, seed: int) -> Tuple[Any, Any]:
     ``DatasetError`` (each file's summary with its commands), not the val file's alone and the train
     file's on the next run."""
     built, errors = {}, []
-    for split in ("val",) if test_only else ("val", "train"):
+    for split in ("val",) if test_only else ("train", "val"):  # train's error first, as a recipe lists them
         try:
             built[split] = build_dataset(cfg, split, seed=seed)
         except DatasetError as exc:
