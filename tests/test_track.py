@@ -129,7 +129,11 @@ def test_a_wrong_keyword_of_track_names_track_and_the_one_meant(tmp_path):
     (a walk): the message names ``dfine.track()`` and the tracker's keyword meant, or the Detector's."""
     video = _write_video(tmp_path / "two.avi", frames=2)
     for given, said in (({"lost_frame": 30}, "dfine.track() takes no lost_frame=; did you mean lost_frames=?"),
-                        ({"devce": "cpu"}, "dfine.track() takes no devce=; did you mean device=?")):
+                        ({"devce": "cpu"}, "dfine.track() takes no devce=; did you mean device=?"),
+                        # other trackers' words (a re-walk's iou= was offered timeout=, max_age= nothing)
+                        ({"iou": 0.3}, "dfine.track() takes no iou=; did you mean match_iou=?"),
+                        ({"max_age": 30}, "dfine.track() takes no max_age=; did you mean lost_frames=?"),
+                        ({"track_thresh": 0.4}, "dfine.track() takes no track_thresh=; did you mean conf=?")):
         with pytest.raises(DfineError) as e:
             dfine.track(video, model="model.onnx", **given)
         assert str(e.value) == said

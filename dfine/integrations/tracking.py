@@ -302,7 +302,15 @@ def _passed_on() -> List[str]:
 
 
 # lost_frame= blamed dfine.Detector() and listed none of the tracker's keywords (a walk)
-@keyword_hints(name="dfine.track", also=_passed_on())
+#: other trackers' words for TrackerConfig's (ByteTrack's, supervision's, trackers'; a walk's iou= was offered timeout=)
+TRACKER_WORDS = {"track_thresh": "conf", "track_activation_threshold": "conf", "high_thresh": "conf",
+                 "low_thresh": "low_conf", "match_thresh": "match_iou", "iou": "match_iou", "iou_threshold": "match_iou",
+                 "minimum_iou_threshold": "match_iou", "max_age": "lost_frames", "track_buffer": "lost_frames",
+                 "lost_track_buffer": "lost_frames", "min_hits": "min_frames",
+                 "minimum_consecutive_frames": "min_frames"}
+
+
+@keyword_hints(name="dfine.track", also=_passed_on(), aliases=TRACKER_WORDS)
 def track(source: Union[str, int, os.PathLike], model: Any, tracker: Union[str, TrackerConfig] = "bytetrack",
           classes: Optional[Sequence[Union[str, int]]] = None, conf: Optional[float] = None,
           timeout: float = STREAM_TIMEOUT, fps: Optional[float] = None, **kw: Any) -> Tracking:
