@@ -71,8 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                        "train on tiles, predict with --slice)")
     tile.add_argument("src", help="the dataset folder, in any format dfine train --data reads (every split is tiled)")
     tile.add_argument("-o", "--out", help="the folder of the tiles (default: SRC_tilesN beside SRC)")
-    tile.add_argument("--size", type=int, nargs="+", default=[640], metavar="N",
-                      help="tile size in image pixels: N (square) or H W (default 640, the recipes' --imgsz)")
+    tile.add_argument("--size", type=_sides, nargs="+", default=[[640]], metavar="N",
+                      help="tile size in image pixels: N (square) or H W, or HxW (default 640, the recipes' --imgsz)")
     tile.add_argument("--overlap", type=float, default=0.2,
                       help="fraction of a tile shared with its neighbour, as predict --slice (default 0.2)")
     tile.add_argument("--min-visible", type=float, default=0.5,
@@ -153,6 +153,14 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sides(text: str) -> list:
+    """``--size``'s words: ``640``, or ``256x400`` as the tiles' folder and messages write them (height x width)."""
+    try:
+        return [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size in pixels: N, H W or HxW, got {text!r}") from None
+
+
 def _other_format(src: Path, given: str) -> Optional[str]:
     """The format ``dfine train --data`` reads ``src`` as, when it is not ``given`` (a walk's ``--from yolo`` on
     a VOC folder said to give --names); None when it is, or when none is found."""
@@ -170,9 +178,10 @@ def run_tile(args: argparse.Namespace) -> int:
     from dfine.data.tile import TileConfig, tile_dataset
     from dfine.errors import DfineError
 
-    if len(args.size) > 2:
-        raise DfineError(f"--size takes N or H W, got {' '.join(map(str, args.size))}")
-    size = (args.size[0], args.size[-1])
+    sides = [v for given in args.size for v in given]
+    if len(sides) > 2:
+        raise DfineError(f"--size takes N or H W, got {' '.join(map(str, sides))}")
+    size = (sides[0], sides[-1])
     if args.out is not None:
         from dfine.outputs import refuse_file_in_path
         refuse_file_in_path(Path(args.out))

@@ -378,7 +378,7 @@ def test_tiles_of_sides_that_are_no_multiple_of_32_train_at_the_input_above(tmp_
     import torch
     yolo_set(tmp_path / "drone")
     monkeypatch.chdir(tmp_path)
-    assert main(["data", "tile", "drone", "--size", "250", "400", "--no-progress"]) == 0
+    assert main(["data", "tile", "drone", "--size", "250x400", "--no-progress"]) == 0  # as the folder writes it
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert printed.endswith("(dfine predict, dfine eval); --imgsz 256 416: the model's input takes multiples of 32, "
                             "the tiles are enlarged to it")
