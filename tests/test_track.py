@@ -268,8 +268,8 @@ def test_python_tracking_saves_what_the_cli_writes(tmp_path, monkeypatch, capsys
     next(iterated)
     with pytest.raises(DfineError) as e:
         iterated.save(tmp_path / "late")
-    assert str(e.value) == ("save() tracks from the first frame and 1 frame were read already: call it on a new "
-                            "dfine.track(...) instead of iterating")
+    assert str(e.value) == ("save() tracks from the first frame and 1 frame were read already (by iterating, or an "
+                            "earlier save()): call it on a new dfine.track(...)")
     # Ctrl-C keeps what was written, as dfine track does, and stops the script or notebook cell
     stopped = dfine.track(video, model=FakeDetector(interrupt_after=3))
     with pytest.raises(KeyboardInterrupt):

@@ -211,7 +211,7 @@ class Tracking:
         written (the JSON says ``interrupted``) and raises ``KeyboardInterrupt``."""
         if self._running is not None:
             raise DfineError(f"save() tracks from the first frame and {counted(self.frames, 'frame')} were read "
-                             f"already: call it on a new dfine.track(...) instead of iterating")
+                             f"already (by iterating, or an earlier save()): call it on a new dfine.track(...)")
         from ..outputs import removed_if_left_empty
         out, created = track_output_dir(output_dir, self.source.name, self.given[0], option="output_dir=")
         with removed_if_left_empty(created):
