@@ -220,7 +220,8 @@ def did_you_mean(path: "os.PathLike[str] | str") -> str:
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
     """Within the block, warnings print as one ``warning: ...`` line, without Python's file, line and source
-    line (a notebook walk's showed ``self._tuned_whole = not ckpt_io.load_tuning(model, state, ...``)."""
+    line (a notebook walk's showed ``self._tuned_whole = not ckpt_io.load_tuning(model, state, ...``); under
+    ``torchrun``, by the first process only (each process printed the class heads' warning)."""
     import warnings
     shown = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
@@ -231,4 +232,4 @@ def one_line_warnings() -> Iterator[None]:
 
 
 def _one_line_warning(message: Any, category: Any, filename: str, lineno: int, line: "str | None" = None) -> str:
-    return f"warning: {message}\n"
+    return f"warning: {message}\n" if first_process() else ""

@@ -319,6 +319,10 @@ def test_warnings_during_train_and_eval_print_as_one_line():
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stderr == "warning: other.pth has another number of classes; re-initialised: x\n"
+    # under torchrun, the first process alone says it (a walk read each process's)
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "RANK": "1"}, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
 
 
 
