@@ -305,8 +305,8 @@ def _passed_on() -> List[str]:
 #: other trackers' words for TrackerConfig's (ByteTrack's, supervision's, trackers'; a walk's iou= was offered timeout=)
 TRACKER_WORDS = {"track_thresh": "conf", "track_activation_threshold": "conf", "high_thresh": "conf",
                  "low_thresh": "low_conf", "match_thresh": "match_iou", "iou": "match_iou",
-                 "iou_threshold": "match_iou", "minimum_iou_threshold": "match_iou", "max_age": "lost_frames", "track_buffer": "lost_frames",
-                 "lost_track_buffer": "lost_frames", "min_hits": "min_frames",
+                 "iou_threshold": "match_iou", "minimum_iou_threshold": "match_iou", "max_age": "lost_frames",
+                 "track_buffer": "lost_frames", "lost_track_buffer": "lost_frames", "min_hits": "min_frames",
                  "minimum_consecutive_frames": "min_frames"}
 
 

@@ -132,8 +132,8 @@ def test_labels_spelt_alike_are_said_and_names_order_the_classes(tmp_path):
         labelme_json(small / f"{i:02d}.json", f"{i:02d}.jpg", (64, 48), [rect(label, 1, 1, 20, 20)])
     notes = [n for n in convert_labelme(small, tmp_path / "small_out").notes if "spelt alike" in n]
     assert notes == ["labels spelt alike are separate classes (a typo while labelling?): 'persn' (1 box, e.g. 00.json) "
-                     "and 'person' (5 boxes, e.g. 01.json); to merge them, rename one in the JSONs (--names naming both "
-                     "keeps them apart, without this note)"]
+                     "and 'person' (5 boxes, e.g. 01.json); to merge them, rename one in the JSONs (--names naming "
+                     "both keeps them apart, without this note)"]
     again = convert_labelme(src, tmp_path / "out2", names=["truck", "car", "Car", "hazelnut", "hazlenut"])
     assert again.names == ("truck", "car", "Car", "hazelnut", "hazlenut")
     assert [c["name"] for c in load(again.ann_files["train"])["categories"]] == list(again.names)

@@ -35,7 +35,8 @@ import yaml
 
 from dfine.data.cocojson import DatasetError
 from dfine.data.convert import (IMAGE_SUFFIXES, SPLIT_NAMES, Converted, SplitCounts, changes_note, file_head,
-                                header_or_reason, fraction_said, images_folder_of, info_for, split_by_fraction, write_coco_json)
+                                header_or_reason, fraction_said, images_folder_of, info_for, split_by_fraction,
+                                write_coco_json)
 from dfine.text import counted, first_few
 
 __all__ = ["NAMES_FILES", "beside_images", "convert_yolo", "find_darknet_data", "label_path", "read_label_file"]
@@ -683,8 +684,8 @@ def _note_images_in_no_split(base: Path, images: Sequence[Path], notes: List[str
     if others:
         # 'convert their folder on its own' was refused as 'a part of the YOLO dataset ...' (a walk)
         notes.append(f"{counted(len(others), 'image')} under {base} in no split, left out: "
-                     f"{_folders_of(base, others)}; to train on them, copy their folder out of this one and convert it on its own, or move them "
-                     f"into a split")
+                     f"{_folders_of(base, others)}; to train on them, copy their folder out of this one and convert "
+                     f"it on its own, or move them into a split")
 
 
 #: where Ultralytics writes a run's pictures in the folder it ran in (runs/detect/train2/results.png, ...)
