@@ -438,8 +438,9 @@ def _sibling_sets_note(root: Path, fmt: str) -> Optional[str]:
     if other is None:
         return None
     held = ", ".join(f"{c.name} ({format_words(f)})" for c, f in sets)
-    return (f"{root} holds {counted(len(sets), 'dataset folder')}: {held}; the {format_words(fmt)} one is read. "
-            f"To read another, give it: --data {shlex.quote(str(other))}")
+    read = "" if fmt == "voc" else f"; the {format_words(fmt)} one is read"  # the VOC conversion names its folder
+    return (f"{root} holds {counted(len(sets), 'dataset folder')}: {held}{read}. To read another, give it: "
+            f"--data {shlex.quote(str(other))}")
 
 
 def _other_format_note(root: Path, other: str, what: str, used: str) -> str:

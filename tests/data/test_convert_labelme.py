@@ -404,8 +404,10 @@ def test_a_folder_of_labelme_jsons_beside_their_voc_and_coco_conversions_says_wh
         voc_xml(src / "data_dataset_voc" / "Annotations" / f"{i}.xml", f"{i}.jpg", (64, 48),
                 [("car", (1, 1, 20, 20), 0)])
     assert detect_format(src) == "voc"
-    said = (f"{src} holds 2 dataset folders: data_annotated (LabelMe), data_dataset_voc (VOC); the VOC one is read. "
-            f"To read another, give it: --data {src / 'data_annotated'}")
+    said = (f"{src} holds 2 dataset folders: data_annotated (LabelMe), data_dataset_voc (VOC). To read another, give "
+            f"it: --data {src / 'data_annotated'}")  # the VOC conversion's note names the folder it read, once
+    notes = data_run(src, "dfine_n", output_dir=tmp_path / "run0", device="cpu").notes
+    assert sum("data_dataset_voc" in n and ("was read" in n or "is read" in n) for n in notes) == 1, notes
     assert said in data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu").notes
     assert main(["data", "check", str(src)]) == 0
     assert said in capsys.readouterr().out.splitlines()
