@@ -57,6 +57,21 @@ def test_createml_errors_name_the_file_and_entry(tmp_path):
         convert_createml(src)
     assert str(err.value) == (f"{bad}: entry 1 (v.jpg), annotation 1: coordinates are {{'x': 1, 'y': 1}}; expected "
                               f"{{\"x\", \"y\", \"width\", \"height\"}} in pixels")
+    bad.write_text(json.dumps([{"image": "v.jpg", "annotations": [{"label": "x", "cordinates": {"x": 1}}]}]))
+    with pytest.raises(DatasetError) as err:  # a key misspelt: named (it read 'coordinates are None')
+        convert_createml(src)
+    assert str(err.value) == (f"{bad}: entry 1 (v.jpg), annotation 1: no \"coordinates\" (its keys: 'label', "
+                              f"'cordinates')")
+    # fractions of the image where CreateML has pixels: every box was under a pixel, unsaid (a walk)
+    bad.write_text(json.dumps([{"image": "v.jpg", "annotations": [
+        {"label": "x", "coordinates": {"x": 0.5, "y": 0.5, "width": 0.3, "height": 0.2}}]}]))
+    for split in ("train", "test"):
+        (src / split / "_annotations.createml.json").unlink()
+    with pytest.raises(DatasetError) as err:
+        convert_createml(src)
+    assert str(err.value) == (f"{bad}: every box is within 0..1, fractions of the image; CreateML's coordinates are "
+                              f"in pixels (x and y the box's centre): multiply by the image's width and height")
+    _export(src)
     with pytest.raises(DatasetError, match=r"is the train split of the CreateML dataset"):
         convert_createml(src / "train")
     bad.write_text(json.dumps([{"image": "v.jpg", "annotations": []}]))

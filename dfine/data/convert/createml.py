@@ -65,6 +65,8 @@ def read_createml_json(path: Path) -> Dict[str, Tuple[Box, ...]]:
             try:
                 x, y, w, h = (float(c[k]) for k in ("x", "y", "width", "height"))  # type: ignore[index]
             except (TypeError, KeyError, ValueError):
+                if c is None and isinstance(ann, dict):  # "cordinates" read 'coordinates are None' (a walk)
+                    raise DatasetError(f"{where}: no \"coordinates\" (its keys: {', '.join(map(repr, ann))})") from None
                 raise DatasetError(f"{where}: coordinates are {c!r}; expected {{\"x\", \"y\", \"width\", "
                                    f"\"height\"}} in pixels") from None
             if not all(map(math.isfinite, (x, y, w, h))):
@@ -101,6 +103,11 @@ def convert_createml(src: os.PathLike | str, out: Optional[os.PathLike | str] = 
     if not any(items.values()):
         raise DatasetError(f"none of the images of {first_few([str(p.relative_to(root)) for p in paths], 3)} found "
                            f"beside it (first: {missing[0] if missing else 'no entry'})")
+    edges = [abs(v) for split in items.values() for item in split for _, box, _ in item.boxes for v in box]
+    if edges and max(edges) <= 1.0:  # fractions read as pixels made every box under a pixel, unsaid (a walk)
+        raise DatasetError(f"{first_few([str(p) for p in paths], 2)}: every box is within 0..1, fractions of the "
+                           f"image; CreateML's coordinates are in pixels (x and y the box's centre): multiply by the "
+                           f"image's width and height")
     notes: List[str] = []
     if missing:
         notes.append(f"{counted(len(missing), 'image')} named in the CreateML files not found beside them, left out "
