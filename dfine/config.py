@@ -885,6 +885,12 @@ def resolve_num_classes(cfg: Config, label_map: ClassList, left_out: Optional[Ma
     found = label_map.num_classes
     if cfg.num_classes is None:
         return replace(cfg, num_classes=found)
+    if cfg.num_classes != found and label_map.mode == "mscoco":  # a walk was told 'set num_classes: 80' and
+        # trained its hockey goals as COCO's 'person'
+        raise ConfigError(f"{source_of(cfg, 'num_classes')}: num_classes={cfg.num_classes}, but "
+                          f"remap_mscoco_category: true ({source_of(cfg, 'remap_mscoco_category')}) makes COCO's 80 "
+                          f"categories the classes of {label_map.ann_file}; for a dataset of your own categories set "
+                          f"remap_mscoco_category: false (num_classes then counts its categories)")
     if cfg.num_classes != found:
         dropped = "".join(f", not the declared but unused {name!r} (id {cid}), a placeholder left out"
                           for cid, name in sorted((left_out or {}).items()))

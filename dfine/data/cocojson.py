@@ -184,12 +184,6 @@ def label_map_from_coco(data: Mapping[str, Any], mode: LabelMode = "contiguous",
         if unknown:
             raise DatasetError(f"annotation file {ann_file}: category id {unknown[0]} is not a COCO category; "
                                f"set remap_mscoco_category: false for a non-COCO dataset")
-        coco = dict(zip(MSCOCO_CATEGORY_IDS, MSCOCO_NAMES))
-        if ids and not any(names[i].strip().lower() == coco[i] for i in ids):  # a walk's 'goal' (id 1) read as person
-            first = min(ids)
-            raise DatasetError(f"annotation file {ann_file}: no category has its COCO name (id {first} is "
-                               f"{names[first]!r}, COCO's {coco[first]!r}): it is no COCO dataset; set "
-                               f"remap_mscoco_category: false for a non-COCO dataset")
         return LabelMap(MSCOCO_CATEGORY_IDS, MSCOCO_NAMES, mode, ann_file)
     if mode == "category_id":
         if any(i < 0 for i in ids):

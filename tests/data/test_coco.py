@@ -115,20 +115,6 @@ def test_mscoco_mode_rejects_foreign_ids(tmp_path):
         CocoDetection(tmp_path / "images", ann, label_mode="mscoco")
 
 
-def test_mscoco_mode_rejects_a_custom_dataset_of_coco_ids(tmp_path):
-    """A walk's custom set ('goal', id 1) with remap_mscoco_category left true trained its goals as 'person' (after
-    being told to set num_classes: 80) and crashed drawing its val pictures: no category with its COCO name is
-    no COCO dataset. A COCO subset, any of whose names is COCO's, is read as before."""
-    ann = write_coco(tmp_path, _cats((1, "goal")), {1: [(1, [0, 0, 5, 5])]})
-    with pytest.raises(DatasetError) as err:
-        CocoDetection(tmp_path / "images", ann, label_mode="mscoco")
-    assert str(err.value) == (f"annotation file {ann}: no category has its COCO name (id 1 is 'goal', COCO's "
-                              f"'person'): it is no COCO dataset; set remap_mscoco_category: false for a non-COCO "
-                              f"dataset")
-    subset = write_coco(tmp_path / "subset", _cats((1, "Person"), (3, "automobile")), {1: [(3, [0, 0, 5, 5])]})
-    assert CocoDetection(tmp_path / "subset" / "images", subset, label_mode="mscoco").label_map.num_classes == 80
-
-
 def test_label_map_round_trip(tmp_path):
     ann = write_coco(tmp_path, _cats((4, "x"), (9, "y")), {1: [(9, [0, 0, 5, 5])]})
     lm = CocoDetection(tmp_path / "images", ann).label_map
