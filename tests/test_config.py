@@ -376,10 +376,10 @@ def test_resolve_num_classes_without_dataset_objects():
     coco = LabelMap(MSCOCO_CATEGORY_IDS, MSCOCO_NAMES, "mscoco", ann_file="goals.json")
     with pytest.raises(ConfigError) as err:
         resolve_num_classes(load_config(cfg.config_file, ["num_classes=1", "remap_mscoco_category=true"]), coco)
-    assert str(err.value) == ("command line 'num_classes=1': num_classes=1, but remap_mscoco_category: true (command "
-                              "line 'remap_mscoco_category=true') makes COCO's 80 categories the classes of goals.json; "
-                              "for a dataset of your own categories set remap_mscoco_category: false (num_classes then "
-                              "counts its categories)")
+    assert str(err.value) == ("command line 'num_classes=1': num_classes=1, but remap_mscoco_category: true "
+                              "(command line 'remap_mscoco_category=true') makes COCO's 80 categories the classes of "
+                              "goals.json; for a dataset of your own categories set remap_mscoco_category: false "
+                              "(num_classes then counts its categories)")
 
 
 def test_obj365_ids_is_a_config_key():
