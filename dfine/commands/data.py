@@ -136,11 +136,15 @@ def run_convert(args: argparse.Namespace) -> int:
             if found is None:
                 raise
             out = f" -o {shlex.quote(str(args.out))}" if args.out is not None else ""
-            from dfine.recipes import format_words
+            from dfine.recipes import as_is, format_words
             shown, given = (format_words(f) for f in (found, args.fmt))
+            src = shlex.quote(str(args.src))
+            if found == "coco" and as_is(Path(args.src), "coco"):  # split files: --from coco (one file) refused them
+                raise DfineError(f"{args.src} is a COCO dataset, not {given}, whose split files are read as they are: "
+                                 f"dfine data check {src}, dfine train --data {src} (as {given}: {err})") from None
             # the folder's format first: a walk's --from yolo on a CVAT export read 'give --names a,b,c' first
             raise DfineError(f"{args.src} is a {shown} dataset, not {given}: dfine data convert --from {found} "
-                             f"{shlex.quote(str(args.src))}{out} (as {given}: {err})") from None
+                             f"{src}{out} (as {given}: {err})") from None
     print(result.summary())
     from dfine.data.check import copies_across
     copies = copies_across({s: (f, result.images_folder) for s, f in result.ann_files.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -1124,6 +1125,18 @@ def test_convert_from_the_wrong_format_names_the_right_one(tmp_path, capsys):
     assert capsys.readouterr().err.strip().startswith(f"error: {src} is a VOC dataset, not CreateML: dfine data "
                                                       f"convert --from voc {src} (as CreateML: ")
     assert not out.exists()
+    # COCO split files (Roboflow's COCO export): read as they are; --from coco (one file of all images) refused them
+    coco = tmp_path / "rf"
+    for split in ("train", "valid"):
+        image(coco / split / "a.jpg", (60, 40))
+        (coco / split / "_annotations.coco.json").write_text(json.dumps({
+            "images": [{"id": 1, "file_name": "a.jpg", "width": 60, "height": 40}], "categories": [
+                {"id": 1, "name": "roo"}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                                                            "bbox": [5, 5, 20, 10], "area": 200, "iscrowd": 0}]}))
+    assert main(["data", "convert", "--from", "createml", str(coco)]) == 2
+    assert capsys.readouterr().err.strip().startswith(
+        f"error: {coco} is a COCO dataset, not CreateML, whose split files are read as they are: dfine data check "
+        f"{coco}, dfine train --data {coco} (as CreateML: ")
     (tmp_path / "empty").mkdir()
     assert main(["data", "convert", "--from", "voc", str(tmp_path / "empty")]) == 2
     assert "dfine data convert --from" not in capsys.readouterr().err
