@@ -348,7 +348,7 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
         stale = stale_conversion_note(next(iter(found.values()))[0])  # a file dfine data convert wrote, since edited
         yolo = _yolo_labels_in(root)  # a walk's Roboflow set held a YOLO copy of its labels too, read unsaid
         notes = [n for n in (stale, yolo and _other_format_note(root, "yolo", yolo, "coco"), _cvat_note(root, fmt))
-                 if n]
+                 if n] + _more_formats_notes(root, fmt)
         return found, notes + _copies_note(found, split, temporary)
     from dfine.data.convert import converter
 
@@ -377,7 +377,7 @@ def dataset_splits(root: Path, fmt: Format, folder: Path, names: Optional[Sequen
     if tables:  # raccoon_dataset: VOC XMLs and the CSV tables of its train/test split
         shown = ", ".join(str(t.relative_to(root)) for t in tables[:3])
         notes.append(_other_format_note(root, "csv", f"CSV tables of boxes ({shown})", fmt))
-    notes += [n for n in (_cvat_note(root, fmt), _sibling_sets_note(root, fmt)) if n]
+    notes += [n for n in (_cvat_note(root, fmt), _sibling_sets_note(root, fmt)) if n] + _more_formats_notes(root, fmt)
     splits = {s: (f, folders[s]) for s, f in converted.ann_files.items()}
     return splits, notes + _copies_note(splits, split, temporary)
 
@@ -441,6 +441,24 @@ def _sibling_sets_note(root: Path, fmt: str) -> Optional[str]:
     read = "" if fmt == "voc" else f"; the {format_words(fmt)} one is read"  # the VOC conversion names its folder
     return (f"{root} holds {counted(len(sets), 'dataset folder')}: {held}{read}. To read another, give it: "
             f"--data {shlex.quote(str(other))}")
+
+
+def _more_formats_notes(root: Path, fmt: str) -> List[str]:
+    """:func:`_other_format_note` for a folder read as ``fmt`` that also holds a CreateML export's JSONs or VOC XMLs
+    beside its images (a walk's folder held Roboflow's COCO, CreateML and VOC files of each split, and the COCO
+    ones were read without a word of the others)."""
+    from dfine.data.convert.createml import createml_files
+    from dfine.data.convert.voc import side_by_side, voc_roots
+    if not root.is_dir():
+        return []
+    notes = []
+    tables = createml_files(root) if fmt != "createml" else []
+    if tables:
+        shown = ", ".join(str(t.relative_to(root)) for t in tables[:3])
+        notes.append(_other_format_note(root, "createml", f"CreateML files ({shown})", fmt))
+    if fmt != "voc" and (voc_roots(root, False) or side_by_side(root)):
+        notes.append(_other_format_note(root, "voc", "VOC XMLs", fmt))
+    return notes
 
 
 def _other_format_note(root: Path, other: str, what: str, used: str) -> str:

@@ -86,3 +86,25 @@ def test_train_data_reads_a_createml_export(tmp_path, capsys):
     src, out = _export(tmp_path / "anpr"), tmp_path / "run"
     assert main(["train", "--data", str(src), "-o", str(out), *TINY]) == 0
     assert "converted CreateML" in capsys.readouterr().err
+
+
+def test_a_folder_holding_other_formats_too_says_which_it_reads(tmp_path):
+    """Roboflow zips of one dataset unpacked into one folder: a walk's COCO, CreateML and VOC files of each split were
+    read as COCO (and VOC + CreateML as VOC) without a word of the others, which held other boxes."""
+    from dfine.recipes import data_run
+    from tests.data.datasets import voc_xml
+    src = _export(tmp_path / "mix")
+    for split, name in (("train", "a.jpg"), ("valid", "v.jpg"), ("test", "t.jpg")):
+        voc_xml(src / split / f"{name[:-4]}.xml", name, (100, 60), [("plate", (10, 10, 30, 20), 0)])
+    notes = data_run(src, "dfine_n", output_dir=tmp_path / "run", device="cpu").notes
+    assert (f"{src} also holds CreateML files (test/_annotations.createml.json, train/_annotations.createml.json, "
+            f"valid/_annotations.createml.json); the VOC files are used. For the others: dfine data convert --from "
+            f"createml {src} -o mix_createml, then --data mix_createml") in notes, notes
+    for split, name in (("train", "a.jpg"), ("valid", "v.jpg")):
+        (src / split / "_annotations.coco.json").write_text(json.dumps({
+            "images": [{"id": 1, "file_name": name, "width": 100, "height": 60}], "categories": [
+                {"id": 1, "name": "plate"}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                                                              "bbox": [5, 5, 20, 10], "area": 200, "iscrowd": 0}]}))
+    notes = data_run(src, "dfine_n", output_dir=tmp_path / "run2", device="cpu").notes
+    said = [n for n in notes if "also holds" in n]
+    assert len(said) == 2 and "the COCO files are used" in said[0] and said[1].startswith(f"{src} also holds VOC XMLs")
