@@ -809,6 +809,16 @@ def test_save_dataset_writes_prelabels_that_train_reads_from_the_originals(coco1
     assert "annotated copies" in err and "\n" not in err
     with pytest.raises(DfineError, match="which is not there"):
         convert_coco(out, tmp_path / "split2")
+    # corrected in a labelling tool and saved back without info.images_folder (tools rewrite info): a walk's check
+    # read the annotated copies beside it as the photos; one line instead
+    (tmp_path / "moved").rename(photos)
+    tool = {k: v for k, v in data.items() if k != "info"}
+    (out / "corrected.json").write_text(json.dumps(tool))
+    assert main(["data", "check", str(out / "corrected.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {out / 'corrected.json'} names no images folder (info.images_folder, which dfine "
+                          f"predict --save-dataset writes, is gone: a labelling tool's export?), and its folder {out} "
+                          f"is dfine predict's output, whose images are annotated copies") and "\n" not in err, err
 
 
 def test_save_dataset_without_a_box_says_so_and_points_to_a_lower_conf(coco128, onnx_model, tmp_path, capsys):

@@ -752,7 +752,16 @@ def check_prelabels_images(ann_file: Path) -> None:
     """A ``DatasetError`` when ``ann_file`` is ``dfine predict --save-dataset``'s file and the images
     folder it names is not there: the file's own folder then holds predict's annotated copies under
     the images' names, which a search for the images would take (silently, a walk: the check's
-    picture of them looks the same as of the photos)."""
+    picture of them looks the same as of the photos); or when the file names no images folder and its
+    folder is predict's output (the pre-labels corrected in a labelling tool, whose export left out
+    ``info.images_folder``, saved back there: a walk's check read the annotated copies as the photos)."""
+    if (ann_file.name != "predictions.json" and (ann_file.parent / "predictions.json").is_file()
+            and images_folder_of_file(ann_file) is None):
+        raise DatasetError(f"{ann_file} names no images folder (info.images_folder, which dfine predict "
+                           f"--save-dataset writes, is gone: a labelling tool's export?), and its folder "
+                           f"{ann_file.parent} is dfine predict's output, whose images are annotated copies with "
+                           f"boxes drawn on them: set info.images_folder in {ann_file.name} to the photos' folder, or "
+                           f"move the file beside the photos")
     data = _prelabels(ann_file)
     if data is None:
         return
