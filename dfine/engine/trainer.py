@@ -993,12 +993,17 @@ class Trainer:
                 lines.append(f"  {conf_line(pick, 'the val set', python=self._python)}")
         not_beaten = self.tuning_ap is not None and self.best_epoch >= 0 and self.best_ap < self.tuning_ap
         prelabels = self._val_prelabels() if not_beaten else None
+        made = self._val_labels_of_the_tuning() if not_beaten and not prelabels else None
         if prelabels:
             # a re-walk's -t model had made these labels: 'AP 100%, deploy them instead'
             lines.append(f"this run did not beat the -t weights {self.cfg.tuning} (AP {ap_text(self.tuning_ap)}) on "
                          f"val labels that are the uncorrected pre-labels of {prelabels}: that AP measures agreement "
                          f"with the model that made them, not which weights are better; correct the labels, then "
                          f"compare")
+        elif made:  # corrected, yet mostly its own boxes: a walk's -t model read AP 96.1 on them (49.9 on truth)
+            lines.append(f"this run did not beat the -t weights {self.cfg.tuning} (AP {ap_text(self.tuning_ap)}) on "
+                         f"val labels that began as their own pre-labels ({made}), corrected since: every box left as "
+                         f"they made it favours them, so that AP is not a fair mark; compare on labels no model made")
         elif not_beaten:
             # after the commands for the run's own best weights, which a walk copied: the -t ones are better
             start = shlex.quote(os.path.abspath(self.cfg.tuning)) if os.path.isfile(self.cfg.tuning) else self.cfg.tuning
@@ -1033,6 +1038,20 @@ class Trainer:
             return None
         found = ckpt_io.head_rows_by_name(self.label_map.names, theirs or [])
         return [theirs[r] for r in found] if theirs and all(r is not None for r in found) else None
+
+    def _val_labels_of_the_tuning(self) -> Optional[str]:
+        """What made the val labels (``dfine predict -m MODEL ...``) when they began as the pre-labels of the ``-t``
+        weights themselves, corrected since; None otherwise."""
+        ann = getattr(self.val_set, "ann_file", None) if self.val_set is not None and self.cfg.tuning else None
+        from dfine.data.convert import uncorrected_prelabels
+        made = uncorrected_prelabels(Path(ann), corrected=True) if ann else None
+        words = shlex.split(made) if made else []
+        model = words[words.index("-m") + 1] if "-m" in words[:-1] else None
+        if model is None:
+            return None
+        same = model == self.cfg.tuning or (os.path.exists(model) and os.path.exists(self.cfg.tuning)
+                                            and os.path.samefile(model, self.cfg.tuning))
+        return made if same else None
 
     def _val_prelabels(self) -> Optional[str]:
         """What made the val labels when they are ``dfine predict --save-dataset``'s, not corrected yet."""

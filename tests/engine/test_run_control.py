@@ -1106,6 +1106,19 @@ def test_a_fine_tune_scores_its_starting_weights_and_says_when_it_did_not_beat_t
             f"pre-labels of dfine predict -m m.onnx: that AP measures agreement with the model that made them, not "
             f"which weights are better; correct the labels, then compare") in text
     assert "deploy them instead" not in text
+    # corrected since (the scores gone), pre-labels of the -t weights themselves: a walk's -t model read AP 96.1 on
+    # them, 49.9 on the truth, and was to be deployed instead
+    data["info"] = {"description": f"pre-labels of dfine predict -m {start} --conf 0.5", "images_folder": "."}
+    data["annotations"] = [{k: v for k, v in a.items() if k != "score"} for a in data["annotations"]]
+    val.write_text(json.dumps(data))
+    corrected = tuned("corrected")
+    scored_as(corrected, [0.9, 0.2])
+    corrected.fit()
+    text = capsys.readouterr().out
+    assert (f"this run did not beat the -t weights {start} (AP 90.0%) on val labels that began as their own "
+            f"pre-labels (dfine predict -m {start} --conf 0.5), corrected since: every box left as they made it "
+            f"favours them, so that AP is not a fair mark; compare on labels no model made") in text
+    assert "deploy them instead" not in text
 
 
 def test_images_with_more_boxes_than_queries_are_said_with_the_override(tiny):

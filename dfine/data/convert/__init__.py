@@ -712,14 +712,16 @@ def _prelabels(ann_file: Path) -> Optional[Dict[str, Any]]:
     return data
 
 
-def uncorrected_prelabels(ann_file: Path) -> Optional[str]:
-    """:func:`prelabels_maker` of the COCO file ``ann_file``, read only when its head holds either mark."""
+def uncorrected_prelabels(ann_file: Path, corrected: bool = False) -> Optional[str]:
+    """:func:`prelabels_maker` of the COCO file ``ann_file`` (``corrected``: :func:`prelabels_origin`, the
+    scores gone or not), read only when its head holds either mark."""
     try:
         with Path(ann_file).open("rb") as f:
             head = f.read(4096)
         if PRELABELS_DESCRIPTION.encode() not in head and b'"prelabels_of"' not in head:
             return None
-        return prelabels_maker(json.loads(Path(ann_file).read_text(encoding="utf-8")))
+        data = json.loads(Path(ann_file).read_text(encoding="utf-8"))
+        return prelabels_origin(data) if corrected else prelabels_maker(data)
     except (OSError, ValueError):
         return None
 
@@ -735,10 +737,17 @@ def prelabels_maker(data: Any) -> Optional[str]:
     """What made the COCO content ``data`` (``dfine predict -m MODEL``) when it is ``dfine predict
     --save-dataset``'s pre-labels, or a split of them a conversion wrote (``info.prelabels_of``), with the score
     still on every box as predict wrote them (not corrected yet); else None."""
-    info = data.get("info") if isinstance(data, dict) else None
     boxes = data.get("annotations") if isinstance(data, dict) else None
-    if not isinstance(info, dict) or not isinstance(boxes, list) or not all(
-            isinstance(a, dict) and "score" in a for a in boxes):
+    if not isinstance(boxes, list) or not all(isinstance(a, dict) and "score" in a for a in boxes):
+        return None
+    return prelabels_origin(data)
+
+
+def prelabels_origin(data: Any) -> Optional[str]:
+    """What made the pre-labels the COCO content ``data`` began as (``dfine predict -m MODEL``), corrected since
+    or not, while its ``info`` still says so; else None."""
+    info = data.get("info") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
         return None
     description = str(info.get("description", ""))
     if info.get("prelabels_of"):
