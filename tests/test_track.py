@@ -312,6 +312,23 @@ def test_python_tracking_starts_tracks_as_the_command_does(tmp_path, monkeypatch
         dfine.track(frames, model="unused.pth", fps=0)
 
 
+def test_no_track_from_detections_in_one_frame_says_so(tmp_path, monkeypatch, capsys):
+    """A walk followed 'try --conf 0.06' to a run of 0 tracks and no word: one frame scored above it, and a track
+    needs its object found again. Said, with a lower --conf to try."""
+
+    class OneFrame(FakeDetector):
+        def predict_pil(self, images, paths=None, conf=None):
+            found = super().predict_pil(images, paths, conf)
+            return [d if self.calls == 1 and i == 0 else d.above(1.0) for i, d in enumerate(found)]
+
+    video = _write_video(tmp_path / "two.avi")
+    monkeypatch.setattr("dfine.inference.Detector", lambda *a, **k: OneFrame())
+    assert main(["track", str(video), "-m", "unused.pth", "-o", str(tmp_path / "out"), "--no-video"]) == 0
+    assert json.loads((tmp_path / "out" / "two.json").read_text())["num_tracks"] == 0
+    assert ("note: no track: detections above --conf 0.5 in the video (the best 0.900) were not found again in the "
+            "frames after them, which a track needs; try a lower --conf (e.g. --conf 0.25)") in capsys.readouterr().err
+
+
 def test_cli_truncated_video_ends_with_its_frames(tmp_path, monkeypatch, capsys):
     data = _write_video(tmp_path / "full.avi", frames=40).read_bytes()
     cut = tmp_path / "cut.avi"

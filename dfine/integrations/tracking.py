@@ -556,6 +556,10 @@ def no_track_note(run: Tracking, files: TrackFiles) -> Optional[str]:
         from ..commands.predict import nothing_found_note  # an empty .txt and a bare video, with no clue (a walk)
         return nothing_found_note(run.config.conf, best, where).replace("note: no detection", "note: no track: "
                                                                         "no detection", 1)
+    if run.frames > 1:  # a walk's --conf 0.06, as the note above advised: one frame above it, no track, no word
+        conf = run.config.conf
+        return (f"note: no track: detections above --conf {conf:g} in {where} (the best {best:.3f}) were not found "
+                f"again in the frames after them, which a track needs; try a lower --conf (e.g. --conf {conf / 2:g})")
     return None
 
 
