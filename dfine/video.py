@@ -13,6 +13,7 @@ import itertools
 import os
 import queue
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +106,16 @@ def _open_folder(folder: Path) -> FrameSource:
 
     def frames() -> Iterator[np.ndarray]:
         from .inference import load_image
+        skipped = 0
         for path in files:
-            yield np.asarray(load_image(path))
+            try:
+                image = load_image(path)
+            except DfineError as e:  # one truncated frame ended a walk's run, the frames after it never tracked
+                skipped += 1
+                print(f"warning: skipped an unreadable frame ({e}); the frames after it are counted "
+                      f"{counted(skipped, 'frame')} lower", file=sys.stderr)
+                continue
+            yield np.asarray(image)
     return FrameSource(frames(), 30.0, len(files), folder.name or "frames")
 
 

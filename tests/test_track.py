@@ -151,6 +151,21 @@ def test_folder_of_frames_in_natural_order(tmp_path):
     assert all(len(ids) == 1 for ids in _ids_per_object(pairs).values())
 
 
+def test_an_unreadable_frame_of_a_folder_is_skipped_and_said(tmp_path, capsys):
+    """A walk's truncated frame 30 of 60 ended `dfine track FOLDER` with an error, frames 31-60 never tracked."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(12):
+        Image.fromarray(_frame(t)).save(folder / f"{t}.png")
+    data = (folder / "5.png").read_bytes()
+    (folder / "5.png").write_bytes(data[: len(data) // 2])
+    pairs = list(dfine.track(folder, model=FakeDetector(), tracker="sort"))
+    assert len(pairs) == 11 and np.array_equal(pairs[5][0], _frame(6))
+    err = capsys.readouterr().err
+    assert "warning: skipped an unreadable frame (" in err and "5.png" in err
+    assert "the frames after it are counted 1 frame lower" in err
+
+
 def test_class_filter(tmp_path):
     video = _write_video(tmp_path / "two.avi", frames=6)
     run = dfine.track(video, model=FakeDetector())  # next() as a for loop: a walk's next(dfine.track(...)) failed
