@@ -96,6 +96,9 @@ class TrainResult:
             parts.append(f"conf {self.conf:.2f}")
         if self.metrics.get("stopped"):
             parts.append(f"stopped by {self.metrics['stopped']}")
+        tuning = self.metrics.get("tuning_AP")
+        if tuning is not None and tuning > self.metrics.get("best_AP", 0):  # result.best was deployed (a walk)
+            parts.append(f"not beating the tuning= weights' AP {ap_text(tuning)} (the run's last lines say why)")
         return f"TrainResult({', '.join(parts)})"
 
     @property

@@ -116,6 +116,11 @@ def test_a_run_without_ap_above_0_is_said_so_in_its_result(tmp_path):
     assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, no evaluation above AP 0: weights last.pth)"
     metrics.update(best_AP=0.0004)
     assert repr(TrainResult(tmp_path, metrics)) == f"TrainResult({tmp_path}, best AP 0.04% at epoch 1: last.pth)"
+    # the tuning= weights scored higher before training: result.best is the run's, said (a walk deployed it)
+    metrics.update(tuning_AP=0.961)
+    assert repr(TrainResult(tmp_path, metrics)) == (f"TrainResult({tmp_path}, best AP 0.04% at epoch 1: last.pth, not "
+                                                    f"beating the tuning= weights' AP 96.1% (the run's last lines say "
+                                                    f"why))")
 
 
 def test_a_val_set_without_boxes_is_not_blamed_on_the_model(coco128, tmp_path, capsys):
