@@ -448,9 +448,11 @@ def class_filter(classes: Optional[Sequence[Union[str, int]]], names: Sequence[s
             labels.append(int(c))
         elif c in names:
             labels.append(list(names).index(c))
-        else:
-            shown = first_few(names, 12)
-            raise DfineError(f"unknown class {c!r}; the model's classes are: {shown}")
+        else:  # 'persn' was told the class list alone (a walk)
+            import difflib
+            close = difflib.get_close_matches(str(c), [str(n) for n in names], 1, 0.75)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise DfineError(f"unknown class {c!r}; {hint}the model's classes are: {first_few(names, 12)}")
     return np.array(sorted(set(labels)), dtype=np.int64)
 
 

@@ -985,7 +985,8 @@ def test_classes_keeps_only_those_in_pictures_predictions_and_prelabels(coco128,
     assert f"--classes {name[first]} {number}" in data["info"]["description"]
     err = _one_line_error(capsys, ["predict", str(photos), "-m", str(onnx_model), "--classes", "persn", "-o",
                                    str(tmp_path / "x")])
-    assert err.startswith("error: unknown class 'persn'; the model's classes are: person, bicycle, car")
+    assert err.startswith("error: unknown class 'persn'; did you mean 'person'? the model's classes are: person, "
+                          "bicycle, car")  # the one meant (a walk was given the list alone)
 
 
 def test_ids_from_the_coco_file_named_after_the_folder_among_several(onnx_model, tmp_path, capsys):

@@ -325,6 +325,12 @@ def test_python_tracking_starts_tracks_as_the_command_does(tmp_path, monkeypatch
     assert dfine.track(frames, model="unused.pth", fps=10).source.fps == 10
     with pytest.raises(DfineError, match="fps= must be a number of frames per second > 0, got 0"):
         dfine.track(frames, model="unused.pth", fps=0)
+    with pytest.raises(DfineError, match=r"^Tracking.save\(\) takes no vidoe=; did you mean video=\?$"):
+        dfine.track(frames, model="unused.pth").save(tmp_path / "s", vidoe=False)  # a bare TypeError (a walk)
+    detector.recommended_conf = 0.42  # a model carrying its run's best-F1 conf: said, as dfine track says it
+    assert dfine.track(video, model=detector).config.conf == 0.42
+    assert "note: conf=0.42: tracks start at the threshold with the best F1 on the val set of its training run" in \
+        capsys.readouterr().err
 
 
 def test_no_track_from_detections_in_one_frame_says_so(tmp_path, monkeypatch, capsys):

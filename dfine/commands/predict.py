@@ -191,7 +191,8 @@ def _predict(args: argparse.Namespace, kind: str, items: List[Path], out: Path, 
     labels = class_filter(args.classes, det.class_names)
     if labels is not None:  # pre-labels of a COCO model for a set of a few of its classes (a walk trained 80)
         kept = [det.class_names[i] for i in labels]
-        print(f"--classes: {', '.join(kept)} kept, the model's {len(det.class_names) - len(kept)} other classes left "
+        others = counted(len(det.class_names) - len(kept), "other class", "other classes")  # "1 other classes"
+        print(f"--classes: {', '.join(kept)} kept, the model's {others} left "
               f"out" + (" (and out of annotations.json's categories)" if args.save_dataset else ""), file=sys.stderr)
     sizes: Optional[Dict[Path, Tuple[int, int, int]]] = {} if args.save_dataset else None
     full: List[Tuple[Path, int]] = []  # images that got every detection the model gives, above --conf

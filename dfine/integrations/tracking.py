@@ -199,6 +199,7 @@ class Tracking:
                 f"{counted(self.frames, 'frame')} read, {counted(len(self._votes), 'track')}; iterate for "
                 f"(frame, tracks), or .save() for the video, MOT text and JSON dfine track writes)")
 
+    @keyword_hints(name="Tracking.save")  # save(vidoe=False) was a bare TypeError (a walk)
     def save(self, output_dir: Optional[Union[str, os.PathLike]] = None, *, video: bool = True, trail: int = 30,
              progress: bool = True, labels: Any = "auto") -> "TrackFiles":
         """Track every frame and write what ``dfine track`` writes, by its own code, into ``output_dir``
@@ -369,6 +370,8 @@ def _starting_conf(config: TrackerConfig, model: Any, changes: Mapping[str, Any]
     recommended = getattr(model, "recommended_conf", None)
     if "conf" not in changes and recommended is not None:
         config = replace(config, conf=round(recommended, 4))
+        print(f"note: conf={config.conf:g}: tracks start at the threshold with the best F1 on the val set of its "
+              f"training run, which the model carries (conf= to change it)", file=sys.stderr)  # as dfine track says
     elif "conf" not in changes and own_detector and getattr(model, "conf", 1.0) < config.conf:
         config = replace(config, conf=float(model.conf))
         print(f"note: conf={config.conf:g}: tracks start at the conf= of the Detector given (conf= to change it)",
