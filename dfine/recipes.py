@@ -206,7 +206,11 @@ def detect_format(root: Path, option: str = "--data") -> Format:
            and any(d.is_dir() and d != above and d.name.lower() in SPLIT_NAMES for d in above.parent.iterdir())):
         above = above.parent  # DATASET/train/images of a set whose splits are folders: DATASET, not its train/
     photos = _unlabelled_images(root) if not inside and above is None else 0
-    if inside:
+    from dfine.data.convert.csv import incomplete_table
+    partial = incomplete_table(root) if not inside and above is None else None
+    if partial:  # a table lacking a column: said, not the list of every format (a walk)
+        hint = f": {partial}"
+    elif inside:
         hint = (f"; it holds {counted(len(inside), 'dataset folder')} "
                 f"({', '.join(c.name for c in inside[:5])}): give one, e.g. {option} {shlex.quote(str(inside[0]))}")
     elif above is not None:

@@ -119,6 +119,16 @@ def test_fractions_a_bad_header_and_missing_images(tmp_path):
         detect_format(src / "labels.csv")  # x, y, w, h: not a table of box edges
     with pytest.raises(DatasetError, match=r"holds no CSV of boxes \(a header naming filename, class, xmin"):
         convert_csv(src)
+    # a column left out of the header: the file and the column named (a walk read the list of every format)
+    (src / "labels.csv").write_text("filename,width,height,class,xmin,ymin,xmax\na.jpg,64,48,x,1,1,10\n")
+    said = ("labels.csv: its header (filename, width, height, class, xmin, ymin, xmax) lacks ymax; a CSV of boxes "
+            "names filename, class, xmin, ymin, xmax, ymax")
+    with pytest.raises(DatasetError) as err:
+        convert_csv(src)
+    assert str(err.value) == f"{src} holds no CSV of boxes: {said}"
+    with pytest.raises(Exception) as err:
+        detect_format(src)
+    assert str(err.value).endswith(f"dataset folder: {said}")
     (src / "labels.csv").write_text(HEADER + "a.jpg,64,48,x,1,1,10,10\ngone.jpg,64,48,x,1,1,10,10\n"
                                     "../outside.jpg,64,48,x,1,1,10,10\n")
     image(tmp_path / "outside.jpg")

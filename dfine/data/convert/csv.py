@@ -121,6 +121,19 @@ def csv_files(root: Path) -> List[Path]:
     return sorted(found)
 
 
+def incomplete_table(root: Path) -> Optional[str]:
+    """``"train/_annotations.csv: its header lacks ymax"`` for the first CSV where :func:`csv_files` looks whose
+    header names most of a box table's columns but not all (a walk's table without ymax was told only that the
+    folder is no dataset); None when there is none."""
+    for path in sorted(_candidates(root)) if root.is_dir() else []:
+        keys = [_key(h) for h in _header(path) or []]
+        lacking = [column for column, names in _COLUMNS.items() if not any(n in keys for n in names)]
+        if 0 < len(lacking) <= 2:
+            return (f"{path.relative_to(root)}: its header ({', '.join(_header(path) or [])}) lacks "
+                    f"{' and '.join(lacking)}; a CSV of boxes names filename, class, xmin, ymin, xmax, ymax")
+    return None
+
+
 def _candidates(root: Path) -> List[Path]:
     """The CSV files where a dataset keeps its tables: in ``root``, its split folders and its
     annotation folders (:data:`_TABLE_FOLDERS`)."""
@@ -280,7 +293,9 @@ def convert_csv(src: os.PathLike | str, out: Optional[os.PathLike | str] = None,
     check_not_a_split(root, lambda d: bool(csv_files(d)), "CSV")
     paths = [src] if src.is_file() else csv_files(src)
     if not paths:
-        raise DatasetError(f"{src} holds no CSV of boxes (a header naming filename, class, xmin, ymin, xmax, ymax)")
+        partial = incomplete_table(src)
+        said = f": {partial}" if partial else " (a header naming filename, class, xmin, ymin, xmax, ymax)"
+        raise DatasetError(f"{src} holds no CSV of boxes{said}")
     tables = sorted((read_box_table(p) for p in paths), key=lambda t: t.split is None)  # split tables first
     notes: List[str] = []
     chosen, missing, unlisted, covered, twice = _gather(tables, root)
