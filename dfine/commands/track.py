@@ -103,8 +103,8 @@ def _track(args: argparse.Namespace, out: Path) -> int:
     say_busy_cpu(det, "the frames")
     recommended = getattr(det, "recommended_conf", None)
     if args.conf is None and recommended is not None:  # a user's model scores lower than 0.5 (as predict's --conf)
-        print(f"--conf {round(recommended, 4):g}: tracks start at the threshold with the best F1 on the val set of its "
-              f"training run, which {Path(args.model).name} carries (give --conf to change it)", file=sys.stderr)
+        from ..integrations.tracking import carried_conf_note
+        print(carried_conf_note(round(recommended, 4), Path(args.model).name), file=sys.stderr)
         config = tracker_config(args, TrackerConfig, conf=round(recommended, 4))  # its --low-conf note after this line
     run_ = Tracking(source, det, tracker=config, classes=args.classes,
                     source_name=str(args.source), model_name=str(args.model))
@@ -128,12 +128,12 @@ def tracker_config(args: argparse.Namespace, config_class, conf: Optional[float]
             raise DfineError(f"{option} must be {allowed}, got {value}")
     low = args.low_conf
     if args.tracker == "bytetrack":
-        default = config_class().low_conf
-        if low is None and conf <= default:
-            low = round(conf / 2, 4)
-            print(f"note: --low-conf {low:g}, half of --conf {conf:g} (the default {default:g} would sit above it "
-                  f"and turn off ByteTrack's second stage, which keeps tracks through occlusions)", file=sys.stderr)
-        elif low is not None and low >= conf:
+        if low is None:
+            from ..integrations.tracking import halved_low_conf
+            low, note = halved_low_conf(conf)
+            if note:
+                print(note, file=sys.stderr)
+        elif low >= conf:
             print(f"note: --low-conf {low:g} is not below --conf {conf:g}: ByteTrack's second stage (detections "
                   f"scoring between the two continue tracks) is off; give a --low-conf below --conf to keep it",
                   file=sys.stderr)

@@ -1029,11 +1029,12 @@ class Trainer:
         run's classes, or its file is not at hand."""
         try:
             path, _ = ckpt_io.resolve_source(self.cfg.tuning)  # a zoo name: its file in the cache since the start
-            rows = ckpt_io.class_head_rows(path)
-            if rows is None or rows == self.cfg.num_classes:
-                return None
             ckpt = ckpt_io.read_checkpoint(path)
-            theirs = ckpt_io.class_names_of(ckpt, ckpt_io.model_state(ckpt, str(path)))
+            state = ckpt_io.model_state(ckpt, str(path))
+            head = state.get("decoder.enc_score_head.weight")
+            if head is None or head.shape[0] == self.cfg.num_classes:
+                return None
+            theirs = ckpt_io.class_names_of(ckpt, state)
         except (DfineError, OSError):
             return None
         found = ckpt_io.head_rows_by_name(self.label_map.names, theirs or [])

@@ -370,19 +370,40 @@ def _starting_conf(config: TrackerConfig, model: Any, changes: Mapping[str, Any]
     recommended = getattr(model, "recommended_conf", None)
     if "conf" not in changes and recommended is not None:
         config = replace(config, conf=round(recommended, 4))
-        print(f"note: conf={config.conf:g}: tracks start at the threshold with the best F1 on the val set of its "
-              f"training run, which the model carries (conf= to change it)", file=sys.stderr)  # as dfine track says
+        print(python_words("note: " + carried_conf_note(config.conf, "the model")), file=sys.stderr)
     elif "conf" not in changes and own_detector and getattr(model, "conf", 1.0) < config.conf:
         config = replace(config, conf=float(model.conf))
         print(f"note: conf={config.conf:g}: tracks start at the conf= of the Detector given (conf= to change it)",
               file=sys.stderr)
-    default = TrackerConfig().low_conf
-    if config.name == "bytetrack" and "low_conf" not in changes and config.conf <= default:
-        config = replace(config, low_conf=round(config.conf / 2, 4))
-        print(f"note: low_conf={config.low_conf:g}, half of conf={config.conf:g} (the default {default:g} would sit "
-              f"above it and turn off ByteTrack's second stage, which keeps tracks through occlusions)",
-              file=sys.stderr)
+    if config.name == "bytetrack" and "low_conf" not in changes:
+        low, note = halved_low_conf(config.conf)
+        if low is not None:
+            config = replace(config, low_conf=low)
+            print(python_words(note), file=sys.stderr)
     return config
+
+
+def carried_conf_note(conf: float, whose: str) -> str:
+    """The line saying tracks start at the ``conf`` a model (``whose``) carries, in ``dfine track``'s words."""
+    return (f"--conf {conf:g}: tracks start at the threshold with the best F1 on the val set of its training run, "
+            f"which {whose} carries (give --conf to change it)")
+
+
+def halved_low_conf(conf: float) -> Tuple[Optional[float], Optional[str]]:
+    """ByteTrack's ``low_conf`` for tracks started at ``conf`` when its default would sit at or above it (its
+    second stage off), and the note that says so in ``dfine track``'s words; ``(None, None)`` otherwise."""
+    default = TrackerConfig().low_conf
+    if conf > default:
+        return None, None
+    low = round(conf / 2, 4)
+    return low, (f"note: --low-conf {low:g}, half of --conf {conf:g} (the default {default:g} would sit above it and "
+                 f"turn off ByteTrack's second stage, which keeps tracks through occlusions)")
+
+
+def python_words(note: str) -> str:
+    """A note in ``dfine track``'s words as :func:`track`'s arguments name them (``--conf 0.1`` -> ``conf=0.1``)."""
+    return (note.replace("give --conf to change it", "conf= to change it").replace("--low-conf ", "low_conf=")
+            .replace("--conf ", "conf="))
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -538,7 +559,7 @@ def write_tracks(run: Tracking, out: Path, *, video: bool = True, trail: int = 3
     print(f"{'interrupted: ' if interrupted else ''}{files.said().replace(' ->', f' ({run.config.name}) ->', 1)}")
     note = no_track_note(run, files)
     if note:
-        print(note if not python else note.replace("--conf ", "conf="), file=sys.stderr)
+        print(python_words(note) if python else note, file=sys.stderr)
     return files
 
 

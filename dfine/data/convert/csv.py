@@ -126,10 +126,11 @@ def incomplete_table(root: Path) -> Optional[str]:
     header names most of a box table's columns but not all (a walk's table without ymax was told only that the
     folder is no dataset); None when there is none."""
     for path in sorted(_candidates(root)) if root.is_dir() else []:
-        keys = [_key(h) for h in _header(path) or []]
+        header = _header(path) or []
+        keys = [_key(h) for h in header]
         lacking = [column for column, names in _COLUMNS.items() if not any(n in keys for n in names)]
         if 0 < len(lacking) <= 2:
-            return (f"{path.relative_to(root)}: its header ({', '.join(_header(path) or [])}) lacks "
+            return (f"{path.relative_to(root)}: its header ({', '.join(header)}) lacks "
                     f"{' and '.join(lacking)}; a CSV of boxes names filename, class, xmin, ymin, xmax, ymax")
     return None
 
